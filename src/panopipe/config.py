@@ -1,0 +1,96 @@
+"""Settings: one object, read from a project config file and the environment.
+
+Precedence, highest first: explicit arguments (command-line options), environment variables, the project
+config file (``panopipe.toml`` in the current folder, or the file named by ``PANOPIPE_CONFIG``), defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from panopipe.errors import ConfigError
+
+ENV_CATALOG = "PANOPIPE_CATALOG"
+ENV_CONFIG = "PANOPIPE_CONFIG"
+ENV_S3_ENDPOINT_URL = "PANOPIPE_S3_ENDPOINT_URL"
+ENV_AWS_REGION = "AWS_REGION"
+ENV_AWS_PROFILE = "AWS_PROFILE"
+
+DEFAULT_CATALOG = "panopipe.db"
+DEFAULT_CONFIG_FILE = "panopipe.toml"
+
+
+@dataclass(frozen=True)
+class IngestRules:
+    """How reel, frame, camera index and shot are derived from where a file lives.
+
+    ``path_pattern`` is a regular expression matched (with ``re.search``) against the file's path relative to
+    the ingested folder, with ``/`` separators. Its named groups ``reel``, ``frame`` and ``camera`` fill those
+    fields. Frames of one reel captured by different cameras within ``shot_tolerance_s`` seconds of each other
+    form one shot.
+    """
+
+    path_pattern: str = r"(?:^|/)(?P<reel>[^/]+)/(?:cam(?:era)?[_-]?(?P<camera>\d+)/)?[^/]*?(?P<frame>\d+)\.jpe?g$"
+    shot_tolerance_s: float = 0.05
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting panopipe reads. Build it with :func:`load_settings`."""
+
+    catalog: str = DEFAULT_CATALOG
+    s3_endpoint_url: str | None = None
+    aws_region: str | None = None
+    aws_profile: str | None = None
+    project: str = "panopipe"
+    ingest: IngestRules = field(default_factory=IngestRules)
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    config_file: Path | None = None
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Settings from ``config_file`` (or the default file if present), the environment and ``overrides``.
+
+    ``overrides`` whose value is ``None`` are ignored, so command-line options can be passed straight through.
+    """
+    path = Path(config_file or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG_FILE)
+    explicit = config_file is not None or ENV_CONFIG in os.environ
+    data = _from_file(path) if explicit or path.exists() else {}
+    values: dict[str, Any] = {}
+    panopipe_section = data.get("panopipe", {})
+    known = {f.name for f in fields(Settings)} - {"ingest", "steps", "config_file"}
+    unknown = set(panopipe_section) - known
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) in [panopipe]: {', '.join(sorted(unknown))}")
+    values.update(panopipe_section)
+    if "ingest" in data:
+        try:
+            values["ingest"] = IngestRules(**data["ingest"])
+        except TypeError as exc:
+            raise ConfigError(f"{path}: invalid [ingest] section: {exc}") from exc
+    if "steps" in data:
+        values["steps"] = data["steps"]
+    env = {
+        "catalog": os.environ.get(ENV_CATALOG),
+        "s3_endpoint_url": os.environ.get(ENV_S3_ENDPOINT_URL),
+        "aws_region": os.environ.get(ENV_AWS_REGION),
+        "aws_profile": os.environ.get(ENV_AWS_PROFILE),
+    }
+    values.update({k: v for k, v in env.items() if v})
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    settings = Settings(config_file=path if data else None)
+    return replace(settings, **values)

@@ -1,0 +1,81 @@
+"""The exception tree of panopipe.
+
+Every error panopipe raises on purpose derives from :class:`PanopipeError`. Entry points turn it into
+something a user reads: the CLI prints one line and exits with :attr:`PanopipeError.exit_code`, the Lambda
+handler records a failed item. Messages say what went wrong and, where possible, what to do.
+"""
+
+from __future__ import annotations
+
+
+class PanopipeError(Exception):
+    """Root of all panopipe errors."""
+
+    exit_code = 1
+
+
+class ConfigError(PanopipeError):
+    """A setting, a config file or a command-line value is invalid."""
+
+    exit_code = 2
+
+
+class CatalogError(PanopipeError):
+    """The catalog cannot be opened, read or written."""
+
+    exit_code = 3
+
+
+class CatalogUnreachableError(CatalogError):
+    """The catalog's database cannot be reached (the URL in the message has its password masked)."""
+
+
+class SchemaOutdatedError(CatalogError):
+    """The catalog's schema is older (or newer) than this panopipe expects."""
+
+
+class NotFoundError(CatalogError):
+    """A catalog record (image, edit, job) does not exist."""
+
+
+class StorageError(PanopipeError):
+    """A file or object cannot be read, written or listed."""
+
+    exit_code = 4
+
+
+class ObjectNotFoundError(StorageError):
+    """The file or object does not exist."""
+
+
+class MetadataError(PanopipeError):
+    """Image metadata cannot be read or written (corrupt, truncated or not a JPEG)."""
+
+    exit_code = 5
+
+
+class StepError(PanopipeError):
+    """A processing step failed for one item."""
+
+    exit_code = 6
+
+
+class EventError(PanopipeError):
+    """An incoming event cannot be understood."""
+
+    exit_code = 7
+
+
+__all__ = [
+    "CatalogError",
+    "CatalogUnreachableError",
+    "ConfigError",
+    "EventError",
+    "MetadataError",
+    "NotFoundError",
+    "ObjectNotFoundError",
+    "PanopipeError",
+    "SchemaOutdatedError",
+    "StepError",
+    "StorageError",
+]

@@ -1,0 +1,115 @@
+"""Storage in a local folder."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from panopipe.errors import ObjectNotFoundError, StorageError
+from panopipe.storage.base import ObjectInfo, Storage
+
+
+class FolderStorage(Storage):
+    """Files under a root folder. URIs are absolute paths."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).expanduser().resolve()
+        self.root_uri = str(self.root)
+
+    def uri(self, key: str) -> str:
+        return str(self._path(key))
+
+    def path(self, key: str) -> Path:
+        """The local path of ``key``."""
+        return self._path(key)
+
+    @contextlib.contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
+        yield self._path(key)
+
+    def _path(self, key: str) -> Path:
+        from panopipe.storage.base import validate_key
+
+        return self.root / validate_key(key)
+
+    def _info(self, key: str, path: Path, stat: os.stat_result) -> ObjectInfo:
+        return ObjectInfo(
+            uri=str(path),
+            key=key,
+            size=stat.st_size,
+            modified=datetime.fromtimestamp(stat.st_mtime, UTC),
+        )
+
+    def _head(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            raise ObjectNotFoundError(f"no such file: {path}") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
+        return self._info(key, path, stat)
+
+    def _read_range(self, key: str, start: int, length: int) -> bytes:
+        path = self._path(key)
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(start)
+                return handle.read(length)
+        except FileNotFoundError:
+            raise ObjectNotFoundError(f"no such file: {path}") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
+
+    def _get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise ObjectNotFoundError(f"no such file: {path}") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
+
+    def _put(self, key: str, data: bytes) -> ObjectInfo:
+        path = self._path(key)
+        write_atomic(path, data)
+        return self._info(key, path, path.stat())
+
+    def _delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(key).unlink()
+
+    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
+        found = []
+        for dirpath, _dirnames, filenames in os.walk(self.root):
+            for name in filenames:
+                path = Path(dirpath) / name
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix) and not name.startswith(".panopipe-tmp-"):
+                    found.append((key, path))
+        for key, path in sorted(found):
+            with contextlib.suppress(FileNotFoundError):
+                yield self._info(key, path, path.stat())
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename it into place."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".panopipe-tmp-", dir=path.parent)
+    except OSError as exc:
+        raise StorageError(f"cannot write {path}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise StorageError(f"cannot write {path}: {exc.strerror}") from exc
