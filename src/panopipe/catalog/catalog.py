@@ -1,0 +1,282 @@
+"""The Catalog API: one interface over SQLite and PostgreSQL for images, edits, artifacts and jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Self
+
+import sqlalchemy as sa
+
+from panopipe.catalog import edits as edit_ops
+from panopipe.catalog.engine import check_schema, create_catalog_engine, mask_url
+from panopipe.catalog.records import (
+    CAPTURE_FIELDS,
+    FILE_FIELDS,
+    IMAGE_COLUMNS,
+    Edit,
+    FieldChange,
+    Image,
+    ImageRecord,
+    UpsertResult,
+)
+from panopipe.catalog.schema import images
+from panopipe.catalog.selection import Selection
+from panopipe.catalog.types import new_id, utcnow
+from panopipe.catalog.values import from_json, to_json
+from panopipe.errors import CatalogError, NotFoundError
+from panopipe.iterutil import batched
+
+_COMPARED_FIELDS = (*FILE_FIELDS, *CAPTURE_FIELDS, "extra", "status", "error")
+_WRITTEN_FIELDS = (*_COMPARED_FIELDS, "uri")
+
+
+@dataclass(frozen=True, slots=True)
+class KnownFile:
+    """What the catalog already knows about a file, enough to tell whether it changed without reading it."""
+
+    id: str
+    uri: str
+    size: int | None
+    modified_at: datetime | None
+    content_hash: str | None
+    etag: str | None
+    deleted: bool
+
+
+class Catalog:
+    """The metadata catalog. Open it with :meth:`open`; use it as a context manager to close it."""
+
+    def __init__(self, engine: sa.Engine):
+        self.engine = engine
+
+    @classmethod
+    def open(cls, location: str | Path, *, create: bool = True) -> Self:
+        """Open the catalog at ``location`` (a path for SQLite or a database URL).
+
+        An empty database gets the schema when ``create`` is true. A catalog at an older schema raises
+        :class:`~panopipe.errors.SchemaOutdatedError` saying to run ``panopipe db upgrade``.
+        """
+        engine = create_catalog_engine(location)
+        try:
+            check_schema(engine, create=create)
+        except Exception:
+            engine.dispose()
+            raise
+        return cls(engine)
+
+    @property
+    def url(self) -> str:
+        """The catalog's URL with any password masked."""
+        return mask_url(self.engine.url)
+
+    def close(self) -> None:
+        """Release the catalog's connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # Images
+
+    def upsert_images(self, records: Iterable[ImageRecord], *, chunk_size: int = 2000) -> UpsertResult:
+        """Insert new images and update changed ones, matched by ``id`` when given, else by URI.
+
+        Idempotent: records identical to what the catalog holds change nothing. Fields overridden by edits
+        keep their edited value; the new captured value is kept underneath for undo.
+        """
+        added: list[str] = []
+        updated: list[str] = []
+        unchanged: list[str] = []
+        for chunk in batched(records, chunk_size):
+            with self.engine.begin() as conn:
+                a, u, n = self._upsert_chunk(conn, chunk)
+            added += a
+            updated += u
+            unchanged += n
+        return UpsertResult(tuple(added), tuple(updated), tuple(unchanged))
+
+    def _upsert_chunk(
+        self, conn: sa.Connection, chunk: Sequence[ImageRecord]
+    ) -> tuple[list[str], list[str], list[str]]:
+        latest = {record.uri: record for record in chunk}
+        uris = list(latest)
+        ids = [r.id for r in latest.values() if r.id]
+        columns = [images.c[name] for name in ("id", "captured", "deleted", *_WRITTEN_FIELDS)]
+        condition = images.c.uri.in_(uris)
+        if ids:
+            condition = sa.or_(condition, images.c.id.in_(ids))
+        existing_by_uri: dict[str, Any] = {}
+        existing_by_id: dict[str, Any] = {}
+        for row in conn.execute(sa.select(*columns).where(condition)):
+            existing_by_uri[row.uri] = row
+            existing_by_id[row.id] = row
+        now = utcnow()
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        unchanged: list[str] = []
+        for record in latest.values():
+            row = existing_by_id.get(record.id) if record.id else None
+            row = row or existing_by_uri.get(record.uri)
+            values = {name: getattr(record, name) for name in _WRITTEN_FIELDS}
+            if row is None:
+                inserts.append({**values, "id": record.id or new_id(), "ingested_at": now, "updated_at": now})
+                continue
+            captured = dict(row.captured or {})
+            current = {name: getattr(row, name) for name in _WRITTEN_FIELDS}
+            overridden = [name for name in captured if name in values]
+            for name in overridden:
+                current[name] = from_json(name, captured[name])
+            if current == values and not row.deleted:
+                unchanged.append(row.id)
+                continue
+            for name in overridden:
+                captured[name] = to_json(name, values[name])
+                values[name] = getattr(row, name)
+            updates.append(
+                {**values, "_id": row.id, "captured": captured or None, "deleted": False, "updated_at": now}
+            )
+        if inserts:
+            conn.execute(images.insert(), inserts)
+        if updates:
+            conn.execute(
+                images.update()
+                .where(images.c.id == sa.bindparam("_id"))
+                .values({name: sa.bindparam(name) for name in updates[0] if name != "_id"}),
+                updates,
+            )
+        return [row["id"] for row in inserts], [row["_id"] for row in updates], unchanged
+
+    def known_files(self, uri_prefix: str = "") -> dict[str, KnownFile]:
+        """Every image whose URI starts with ``uri_prefix``, by URI, with what tells if its file changed."""
+        c = images.c
+        query = sa.select(c.id, c.uri, c.size, c.modified_at, c.content_hash, c.etag, c.deleted)
+        if uri_prefix:
+            query = query.where(c.uri.startswith(uri_prefix, autoescape=True))
+        with self.engine.connect() as conn:
+            return {row.uri: KnownFile(*row) for row in conn.execute(query)}
+
+    def mark_deleted(self, uris: Iterable[str]) -> list[str]:
+        """Mark the images at ``uris`` deleted (their records and edits are kept); the ids affected."""
+        marked: list[str] = []
+        with self.engine.begin() as conn:
+            for chunk in batched(uris, 2000):
+                rows = conn.execute(
+                    images.update()
+                    .where(images.c.uri.in_(chunk), images.c.deleted == sa.false())
+                    .values(deleted=True, updated_at=utcnow())
+                    .returning(images.c.id)
+                )
+                marked += [row.id for row in rows]
+        return marked
+
+    def images(
+        self, selection: Selection | None = None, *, limit: int | None = None, offset: int = 0
+    ) -> Iterator[Image]:
+        """The selected images with their effective metadata, ordered by reel, capture time and URI."""
+        selection = selection or Selection()
+        query = (
+            sa.select(*(images.c[name] for name in IMAGE_COLUMNS), images.c.captured)
+            .where(*selection.where())
+            .order_by(images.c.reel, images.c.captured_at, images.c.uri)
+        )
+        if limit is not None and selection.near is None:
+            query = query.limit(limit).offset(offset)
+        with self.engine.connect() as conn:
+            rows = (row for row in conn.execute(query) if selection.matches(row))
+            if limit is not None and selection.near is not None:
+                rows = (row for i, row in enumerate(rows) if offset <= i < offset + limit)
+            for row in rows:
+                yield _image(row)
+
+    def count(self, selection: Selection | None = None) -> int:
+        """How many images the selection holds."""
+        selection = selection or Selection()
+        if selection.near is not None:
+            return sum(1 for _ in self.images(selection))
+        with self.engine.connect() as conn:
+            query = sa.select(sa.func.count()).select_from(images).where(*selection.where())
+            return conn.execute(query).scalar_one()
+
+    def get(self, image_id: str) -> Image:
+        """The image with id ``image_id``, or a unique id prefix of at least 4 characters."""
+        text = image_id.strip().lower()
+        if len(text) < 4:
+            raise NotFoundError(f"image id {image_id!r} is too short: give at least 4 characters")
+        columns = (*(images.c[name] for name in IMAGE_COLUMNS), images.c.captured)
+        with self.engine.connect() as conn:
+            if len(text) == 36:
+                rows = conn.execute(sa.select(*columns).where(images.c.id == text)).all()
+            else:
+                as_text = sa.cast(images.c.id, sa.String)
+                rows = conn.execute(sa.select(*columns).where(as_text.startswith(text)).limit(2)).all()
+        if not rows:
+            raise NotFoundError(f"no image with id {image_id!r} in {self.url}; list ids with `panopipe ls`")
+        if len(rows) > 1:
+            raise NotFoundError(f"image id prefix {image_id!r} is ambiguous: give more characters")
+        return _image(rows[0])
+
+    def assign_shots(self, reels: Iterable[str | None], tolerance_s: float) -> int:
+        """Group the frames of each reel into shots; the number of images whose shot changed.
+
+        One shot is the frames of one rig captured within ``tolerance_s`` of the shot's first frame, one per
+        camera. Its id is the reel and the shot's lowest frame number. Shots set by an edit are left alone.
+        """
+        changed = 0
+        with self.engine.begin() as conn:
+            for reel in set(reels):
+                changed += edit_ops.assign_reel_shots(conn, reel, tolerance_s)
+        return changed
+
+    # Edits
+
+    def plan_edit(
+        self,
+        selection: Selection | None = None,
+        *,
+        assign: dict[str, Any] | None = None,
+        shift_time_s: float | None = None,
+        per_image: dict[str, dict[str, Any]] | None = None,
+    ) -> list[FieldChange]:
+        """The field changes an edit would make, without making them (``edit --dry-run``).
+
+        ``assign`` sets fields to the same value on every selected image, ``shift_time_s`` moves capture
+        times, ``per_image`` sets values per image id (e.g. positions from a CSV; see :meth:`resolve_keys`).
+        """
+        with self.engine.connect() as conn:
+            return edit_ops.plan(conn, selection or Selection(), assign or {}, shift_time_s, per_image or {})
+
+    def apply_edit(self, changes: Sequence[FieldChange], *, reason: str, author: str) -> str:
+        """Record ``changes`` as one edit batch and make them effective; the batch id (for ``undo``)."""
+        if not reason.strip():
+            raise CatalogError("an edit needs a reason (--reason)")
+        with self.engine.begin() as conn:
+            return edit_ops.apply(conn, changes, reason=reason, author=author)
+
+    def history(self, *, image_id: str | None = None, batch: str | None = None) -> list[Edit]:
+        """Recorded edits, oldest first, of one image or one batch, or all."""
+        if image_id is not None:
+            image_id = self.get(image_id).id
+        with self.engine.connect() as conn:
+            return edit_ops.history(conn, image_id=image_id, batch=batch)
+
+    def undo(self, batch: str, *, author: str) -> list[FieldChange]:
+        """Revert the edit batch ``batch``; the resulting changes of effective values."""
+        with self.engine.begin() as conn:
+            return edit_ops.undo(conn, batch, author=author)
+
+    def resolve_keys(self, rows: Iterable[dict[str, str]]) -> dict[str, dict[str, str]]:
+        """Map rows keyed by ``id``, ``uri`` or ``reel`` + ``frame`` (+ ``camera_index``) to image ids."""
+        with self.engine.connect() as conn:
+            return edit_ops.resolve_keys(conn, rows)
+
+
+def _image(row: Any) -> Image:
+    mapping = row._mapping
+    captured = mapping["captured"] or {}
+    return Image(**{name: mapping[name] for name in IMAGE_COLUMNS}, edited_fields=tuple(sorted(captured)))

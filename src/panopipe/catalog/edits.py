@@ -1,0 +1,235 @@
+"""Non-destructive edits: per-field overrides recorded with who, when and why, and undoable.
+
+The ``images`` columns hold effective values so queries stay indexed. While a field has active edits,
+``images.captured`` keeps the value the file carries, so undoing the last edit restores it exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from panopipe.catalog.records import EDITABLE_FIELDS, Edit, FieldChange
+from panopipe.catalog.schema import edits, images
+from panopipe.catalog.selection import Selection
+from panopipe.catalog.types import new_id, utcnow
+from panopipe.catalog.values import from_json, parse_value, to_json, validate_value
+from panopipe.errors import CatalogError, ConfigError, NotFoundError
+
+
+def _check_field(field: str) -> None:
+    if field not in EDITABLE_FIELDS:
+        raise ConfigError(f"cannot edit {field!r}: editable fields are {', '.join(EDITABLE_FIELDS)}")
+
+
+def plan(
+    conn: sa.Connection,
+    selection: Selection,
+    assign: dict[str, Any],
+    shift_time_s: float | None,
+    per_image: dict[str, dict[str, Any]],
+) -> list[FieldChange]:
+    """The effective-value changes of an edit; fields whose value would not change are left out."""
+    for field in (*assign, *(f for values in per_image.values() for f in values)):
+        _check_field(field)
+    fields = sorted({*assign, *(f for values in per_image.values() for f in values)})
+    if shift_time_s:
+        fields = sorted({*fields, "captured_at"})
+    if not fields:
+        raise ConfigError("nothing to change: give --set FIELD=VALUE, --shift-time or --positions")
+    if per_image:
+        selection = Selection(**{**_selection_fields(selection), "ids": tuple(per_image)})
+    query = sa.select(images.c.id, images.c.lat, images.c.lon, *(images.c[f] for f in fields)).where(
+        *selection.where()
+    )
+    changes: list[FieldChange] = []
+    for row in conn.execute(query.order_by(images.c.id)):
+        if not selection.matches(row):
+            continue
+        wanted = {**assign, **per_image.get(row.id, {})}
+        if shift_time_s and row.captured_at is not None:
+            base = wanted.get("captured_at", row.captured_at)
+            wanted["captured_at"] = base + timedelta(seconds=shift_time_s)
+        for field, new in sorted(wanted.items()):
+            new = validate_value(field, new)
+            old = getattr(row, field)
+            if old != new:
+                changes.append(FieldChange(row.id, field, old, new))
+    return changes
+
+
+def _selection_fields(selection: Selection) -> dict[str, Any]:
+    return {name: getattr(selection, name) for name in Selection.__slots__}
+
+
+def apply(conn: sa.Connection, changes: Sequence[FieldChange], *, reason: str, author: str) -> str:
+    """Record ``changes`` as one batch and update effective values; the batch id."""
+    if not changes:
+        raise CatalogError("the edit changes nothing: every selected image already has these values")
+    batch = new_id()
+    now = utcnow()
+    by_image: dict[str, list[FieldChange]] = {}
+    for change in changes:
+        _check_field(change.field)
+        by_image.setdefault(change.image_id, []).append(change)
+    for chunk_start in range(0, len(by_image), 1000):
+        ids = list(by_image)[chunk_start : chunk_start + 1000]
+        rows = conn.execute(sa.select(images).where(images.c.id.in_(ids))).all()
+        for row in rows:
+            captured = dict(row.captured or {})
+            values: dict[str, Any] = {}
+            for change in by_image[row.id]:
+                captured.setdefault(change.field, to_json(change.field, getattr(row, change.field)))
+                values[change.field] = change.new
+            conn.execute(
+                images.update()
+                .where(images.c.id == row.id)
+                .values(**values, captured=captured, updated_at=now)
+            )
+    conn.execute(
+        edits.insert(),
+        [
+            {
+                "batch": batch,
+                "image_id": c.image_id,
+                "field": c.field,
+                "old_value": to_json(c.field, c.old),
+                "new_value": to_json(c.field, c.new),
+                "author": author,
+                "reason": reason,
+                "created_at": now,
+            }
+            for c in changes
+        ],
+    )
+    return batch
+
+
+def undo(conn: sa.Connection, batch: str, *, author: str) -> list[FieldChange]:
+    """Mark the edits of ``batch`` undone and recompute the effective values they touched."""
+    batch_edits = conn.execute(sa.select(edits).where(edits.c.batch == batch)).all()
+    if not batch_edits:
+        raise NotFoundError(f"no edit batch {batch!r}; list batches with `panopipe history`")
+    if all(e.undone_at is not None for e in batch_edits):
+        raise CatalogError(f"edit batch {batch} was already undone")
+    now = utcnow()
+    conn.execute(edits.update().where(edits.c.batch == batch).values(undone_at=now, undone_by=author))
+    changes: list[FieldChange] = []
+    for image_id in sorted({e.image_id for e in batch_edits}):
+        fields = sorted({e.field for e in batch_edits if e.image_id == image_id})
+        row = conn.execute(sa.select(images).where(images.c.id == image_id)).one()
+        captured = dict(row.captured or {})
+        values: dict[str, Any] = {}
+        for field in fields:
+            latest = conn.execute(
+                sa.select(edits.c.new_value)
+                .where(edits.c.image_id == image_id, edits.c.field == field, edits.c.undone_at.is_(None))
+                .order_by(edits.c.id.desc())
+                .limit(1)
+            ).first()
+            if latest is not None:
+                values[field] = from_json(field, latest.new_value)
+            else:
+                values[field] = from_json(field, captured.pop(field, to_json(field, getattr(row, field))))
+            if values[field] != getattr(row, field):
+                changes.append(FieldChange(image_id, field, getattr(row, field), values[field]))
+        conn.execute(
+            images.update()
+            .where(images.c.id == image_id)
+            .values(**values, captured=captured or None, updated_at=now)
+        )
+    return changes
+
+
+def history(conn: sa.Connection, *, image_id: str | None, batch: str | None) -> list[Edit]:
+    """Edits, oldest first, optionally of one image or one batch."""
+    query = sa.select(edits).order_by(edits.c.id)
+    if image_id is not None:
+        query = query.where(edits.c.image_id == image_id)
+    if batch is not None:
+        query = query.where(edits.c.batch == batch)
+    return [Edit(**row._mapping) for row in conn.execute(query)]
+
+
+def resolve_keys(conn: sa.Connection, rows: Iterable[dict[str, str]]) -> dict[str, dict[str, Any]]:
+    """Rows of a positions CSV as ``{image id: {field: typed value}}``.
+
+    Each row names its image by ``id``, ``uri``, or ``reel`` and ``frame`` (with ``camera_index`` when a reel
+    holds several cameras); every other column is a field to set.
+    """
+    resolved: dict[str, dict[str, Any]] = {}
+    key_columns = {"id", "uri", "reel", "frame", "camera_index"}
+    for number, row in enumerate(rows, start=2):
+        if row.get("id"):
+            condition = [images.c.id == row["id"]]
+        elif row.get("uri"):
+            condition = [images.c.uri == row["uri"]]
+        elif row.get("reel") and row.get("frame"):
+            condition = [images.c.reel == row["reel"], images.c.frame == int(row["frame"])]
+            if row.get("camera_index"):
+                condition.append(images.c.camera_index == int(row["camera_index"]))
+        else:
+            raise ConfigError(f"CSV line {number}: name the image by id, uri, or reel and frame")
+        ids = conn.execute(sa.select(images.c.id).where(*condition, images.c.deleted == sa.false())).all()
+        if len(ids) != 1:
+            what = "no image" if not ids else f"{len(ids)} images"
+            raise ConfigError(f"CSV line {number}: {what} match {_describe(row, key_columns)}")
+        values = {
+            k: parse_value(k, v.strip()) for k, v in row.items() if k not in key_columns and v is not None
+        }
+        for field in values:
+            _check_field(field)
+        resolved.setdefault(ids[0].id, {}).update(values)
+    return resolved
+
+
+def _describe(row: dict[str, str], keys: set[str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in row.items() if k in keys and v)
+
+
+def assign_reel_shots(conn: sa.Connection, reel: str | None, tolerance_s: float) -> int:
+    """Group the frames of one reel into shots (see :meth:`Catalog.assign_shots`); how many changed."""
+    c = images.c
+    rows = conn.execute(
+        sa.select(c.id, c.captured_at, c.camera_index, c.frame, c.shot, c.captured)
+        .where(c.reel == reel if reel is not None else c.reel.is_(None), c.deleted == sa.false())
+        .order_by(c.captured_at, c.camera_index, c.frame)
+    ).all()
+    groups: list[list[Any]] = []
+    for row in rows:
+        if row.captured and "shot" in row.captured:
+            continue
+        group = groups[-1] if groups else None
+        if (
+            group is not None
+            and row.captured_at is not None
+            and group[0].captured_at is not None
+            and (row.captured_at - group[0].captured_at).total_seconds() <= tolerance_s
+            and row.camera_index not in {g.camera_index for g in group}
+        ):
+            group.append(row)
+        else:
+            groups.append([row])
+    updates: list[dict[str, Any]] = []
+    used: set[str] = set()
+    for group in groups:
+        frames = [g.frame for g in group if g.frame is not None]
+        base = f"{reel}-{min(frames):06d}" if reel is not None and frames else None
+        if base is None and group[0].captured_at is not None:
+            base = f"{reel or 'shot'}@{group[0].captured_at:%Y%m%dT%H%M%S.%f}Z"
+        shot = base
+        suffix = 1
+        while shot in used:
+            suffix += 1
+            shot = f"{base}.{suffix}"
+        if shot is not None:
+            used.add(shot)
+        updates += [{"_id": g.id, "shot": shot} for g in group if g.shot != shot]
+    if updates:
+        conn.execute(
+            images.update().where(c.id == sa.bindparam("_id")).values(shot=sa.bindparam("shot")), updates
+        )
+    return len(updates)

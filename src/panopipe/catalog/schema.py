@@ -1,0 +1,123 @@
+"""The catalog's tables. Alembic migrations in ``migrations/`` create exactly these (a test checks it)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from panopipe.catalog.types import BigIntId, JSONDocument, UTCDateTime
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = sa.Uuid(as_uuid=False)
+
+images = sa.Table(
+    "images",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("uri", sa.String(1024), nullable=False, unique=True),
+    sa.Column("size", sa.BigInteger),
+    sa.Column("content_hash", sa.String(64)),
+    sa.Column("etag", sa.String(80)),
+    sa.Column("modified_at", UTCDateTime),
+    # Effective metadata: captured values overlaid with active edits (see ``captured``).
+    sa.Column("captured_at", UTCDateTime),
+    sa.Column("utc_offset_minutes", sa.Integer),
+    sa.Column("lat", sa.Double),
+    sa.Column("lon", sa.Double),
+    sa.Column("alt", sa.Double),
+    sa.Column("heading", sa.Double),
+    sa.Column("pitch", sa.Double),
+    sa.Column("roll", sa.Double),
+    sa.Column("make", sa.String(128)),
+    sa.Column("model", sa.String(128)),
+    sa.Column("camera_serial", sa.String(128)),
+    sa.Column("camera_index", sa.Integer),
+    sa.Column("width", sa.Integer),
+    sa.Column("height", sa.Integer),
+    sa.Column("projection", sa.String(32)),
+    sa.Column("reel", sa.String(128)),
+    sa.Column("frame", sa.Integer),
+    sa.Column("shot", sa.String(160)),
+    sa.Column("extra", JSONDocument),
+    # The values the file itself carries for the fields that active edits override, so undo can restore them.
+    sa.Column("captured", JSONDocument),
+    sa.Column("status", sa.String(16), nullable=False, server_default="ok"),
+    sa.Column("error", sa.Text),
+    sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("ingested_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index(None, "captured_at"),
+    sa.Index(None, "lat", "lon"),
+    sa.Index(None, "reel", "frame"),
+    sa.Index(None, "shot"),
+    sa.Index(None, "content_hash"),
+)
+
+edits = sa.Table(
+    "edits",
+    metadata,
+    sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("batch", ID, nullable=False, index=True),
+    sa.Column("image_id", ID, sa.ForeignKey("images.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("field", sa.String(32), nullable=False),
+    sa.Column("old_value", JSONDocument),
+    sa.Column("new_value", JSONDocument),
+    sa.Column("author", sa.String(128), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("undone_at", UTCDateTime),
+    sa.Column("undone_by", sa.String(128)),
+    sa.Index(None, "image_id", "field"),
+)
+
+artifacts = sa.Table(
+    "artifacts",
+    metadata,
+    sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("step", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("image_id", ID, sa.ForeignKey("images.id", ondelete="SET NULL")),
+    sa.Column("shot", sa.String(160)),
+    sa.Column("step_version", sa.String(32), nullable=False),
+    sa.Column("params_hash", sa.String(64), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("output_uri", sa.String(1024), nullable=False),
+    sa.Column("output_hash", sa.String(64)),
+    sa.Column("output_size", sa.BigInteger),
+    sa.Column("job_id", ID),
+    sa.Column("orphaned", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("step", "subject", "name"),
+    sa.Index(None, "image_id"),
+    sa.Index(None, "shot"),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("step", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("executor", sa.String(32)),
+    sa.Column("external_id", sa.String(256)),
+    sa.Column("error", sa.Text),
+    sa.Column("log", sa.Text),
+    sa.Column("submitted_at", UTCDateTime, nullable=False),
+    sa.Column("started_at", UTCDateTime),
+    sa.Column("finished_at", UTCDateTime),
+    sa.UniqueConstraint("step", "subject", "fingerprint"),
+    sa.Index(None, "status"),
+)

@@ -1,0 +1,82 @@
+"""Which images a command works on: the filters shared by ``ls``, ``export``, ``edit``, ``plan``, ``run``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from panopipe.catalog.schema import images
+from panopipe.errors import ConfigError
+from panopipe.geo import bbox_around, haversine_m
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Filters on effective metadata; all given filters must hold. An empty selection means every image."""
+
+    ids: tuple[str, ...] = ()
+    reels: tuple[str, ...] = ()
+    shots: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    bbox: tuple[float, float, float, float] | None = None
+    near: tuple[float, float] | None = None
+    radius_m: float | None = None
+    status: str | None = None
+    include_deleted: bool = False
+
+    def __post_init__(self) -> None:
+        if self.bbox is not None:
+            min_lon, min_lat, max_lon, max_lat = self.bbox
+            if not (-90 <= min_lat <= max_lat <= 90 and -180 <= min_lon <= 180 and -180 <= max_lon <= 180):
+                raise ConfigError(
+                    f"invalid bbox {self.bbox}: expected MINLON,MINLAT,MAXLON,MAXLAT in degrees"
+                )
+        if (self.near is None) != (self.radius_m is None):
+            raise ConfigError("--near and --radius go together")
+        if self.radius_m is not None and self.radius_m <= 0:
+            raise ConfigError(f"invalid radius {self.radius_m}: expected metres > 0")
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ConfigError(f"--{name} needs a time zone (e.g. 2024-05-01T10:00:00Z)")
+
+    def where(self) -> list[sa.ColumnElement[bool]]:
+        """SQL conditions for the indexed part of the selection (``near`` is refined by :meth:`matches`)."""
+        c = images.c
+        conditions: list[sa.ColumnElement[bool]] = []
+        if not self.include_deleted:
+            conditions.append(c.deleted == sa.false())
+        if self.ids:
+            conditions.append(c.id.in_(self.ids))
+        if self.reels:
+            conditions.append(c.reel.in_(self.reels))
+        if self.shots:
+            conditions.append(c.shot.in_(self.shots))
+        if self.since is not None:
+            conditions.append(c.captured_at >= self.since)
+        if self.until is not None:
+            conditions.append(c.captured_at < self.until)
+        if self.status is not None:
+            conditions.append(c.status == self.status)
+        for box in self._boxes():
+            min_lon, min_lat, max_lon, max_lat = box
+            conditions += [c.lat.between(min_lat, max_lat), c.lon.between(min_lon, max_lon)]
+        return conditions
+
+    def _boxes(self) -> list[tuple[float, float, float, float]]:
+        boxes = [self.bbox] if self.bbox else []
+        if self.near is not None and self.radius_m is not None:
+            boxes.append(bbox_around(*self.near, self.radius_m))
+        return boxes
+
+    def matches(self, row: Any) -> bool:
+        """The exact test for what SQL cannot express: distance from ``near``."""
+        if self.near is None or self.radius_m is None:
+            return True
+        if row.lat is None or row.lon is None:
+            return False
+        return haversine_m(self.near[0], self.near[1], row.lat, row.lon) <= self.radius_m

@@ -1,0 +1,53 @@
+"""Column types that behave the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timestamp stored as naive UTC, returned as an aware UTC ``datetime``.
+
+    Naive UTC in a ``TIMESTAMP WITHOUT TIME ZONE`` column is the one representation both backends keep exactly
+    (SQLite has no time zones), so the same value goes in and comes out everywhere.
+    """
+
+    impl = sa.DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: catalog timestamps must be timezone-aware")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+JSONDocument = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+"""JSON on SQLite, JSONB on PostgreSQL."""
+
+BigIntId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+"""An auto-incrementing integer key (SQLite only auto-increments INTEGER PRIMARY KEY)."""
+
+
+def new_id() -> str:
+    """A new time-ordered UUID (version 7 layout), so that inserts append to the primary-key index."""
+    millis = time.time_ns() // 1_000_000
+    raw = bytearray(millis.to_bytes(6, "big") + os.urandom(10))
+    raw[6] = (raw[6] & 0x0F) | 0x70
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return str(uuid.UUID(bytes=bytes(raw)))
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)

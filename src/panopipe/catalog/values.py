@@ -1,0 +1,67 @@
+"""Typed catalog field values: parsing user input, validation, and the JSON form kept in edits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from panopipe.errors import ConfigError
+
+FLOAT_FIELDS = frozenset({"lat", "lon", "alt", "heading", "pitch", "roll"})
+INT_FIELDS = frozenset({"utc_offset_minutes", "camera_index", "width", "height", "frame"})
+TIME_FIELDS = frozenset({"captured_at", "modified_at"})
+RANGES = {"lat": (-90.0, 90.0), "lon": (-180.0, 180.0), "heading": (0.0, 360.0), "pitch": (-90.0, 90.0)}
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time with a zone (``Z`` or ``+02:00``), as aware UTC."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"invalid time {text!r}: expected ISO 8601 like 2024-05-01T10:00:00Z") from None
+    if value.tzinfo is None:
+        raise ConfigError(f"time {text!r} has no zone: add Z for UTC or an offset like +02:00")
+    return value.astimezone(UTC)
+
+
+def parse_value(field: str, text: str) -> Any:
+    """The typed value of ``field`` written as ``text`` (an empty text clears the field)."""
+    if text == "":
+        return None
+    try:
+        if field in FLOAT_FIELDS:
+            value: Any = float(text)
+        elif field in INT_FIELDS:
+            value = int(text)
+        elif field in TIME_FIELDS:
+            value = parse_time(text)
+        else:
+            value = text
+    except ValueError:
+        kind = "a number" if field in FLOAT_FIELDS else "a whole number"
+        raise ConfigError(f"invalid value {text!r} for {field}: expected {kind}") from None
+    return validate_value(field, value)
+
+
+def validate_value(field: str, value: Any) -> Any:
+    """``value`` if it is valid for ``field``; :class:`ConfigError` naming the allowed range otherwise."""
+    if value is None or field not in RANGES:
+        return value
+    low, high = RANGES[field]
+    if not low <= value <= high:
+        raise ConfigError(f"invalid {field} {value}: expected {low} to {high}")
+    return value
+
+
+def to_json(field: str, value: Any) -> Any:
+    """The JSON form of a field value (times as ISO 8601 UTC)."""
+    if field in TIME_FIELDS and value is not None:
+        return value.astimezone(UTC).isoformat()
+    return value
+
+
+def from_json(field: str, value: Any) -> Any:
+    """The typed value of a field from its JSON form."""
+    if field in TIME_FIELDS and value is not None:
+        return datetime.fromisoformat(value).astimezone(UTC)
+    return value

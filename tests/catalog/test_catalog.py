@@ -1,0 +1,204 @@
+"""The Catalog API, run unchanged on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from panopipe.catalog import Catalog, ImageRecord, Selection
+from panopipe.errors import CatalogError, ConfigError, NotFoundError
+
+T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
+
+
+def record(n: int, **changes) -> ImageRecord:
+    base = ImageRecord(
+        uri=f"/survey/R001/cam{n % 4}/frame_{n:06d}.jpg",
+        size=1000 + n,
+        content_hash=f"{n:064x}",
+        modified_at=T0,
+        captured_at=T0 + timedelta(seconds=n),
+        utc_offset_minutes=120,
+        lat=48.0 + n * 1e-4,
+        lon=11.0 + n * 1e-4,
+        alt=500.0,
+        heading=90.0,
+        make="Acme",
+        model="Rig-4",
+        camera_index=n % 4,
+        width=4096,
+        height=2048,
+        reel="R001",
+        frame=n,
+    )
+    return replace(base, **changes)
+
+
+def test_upsert_is_idempotent(catalog: Catalog):
+    first = catalog.upsert_images(record(n) for n in range(10))
+    assert len(first.added) == 10 and not first.updated
+    second = catalog.upsert_images(record(n) for n in range(10))
+    assert not second.added and not second.updated
+    assert sorted(second.unchanged) == sorted(first.added)
+    assert catalog.count() == 10
+
+
+def test_changed_file_is_updated_and_keeps_its_id(catalog: Catalog):
+    (image_id,) = catalog.upsert_images([record(1)]).added
+    result = catalog.upsert_images([record(1, size=5, content_hash="f" * 64, alt=501.5)])
+    assert result.updated == (image_id,)
+    image = catalog.get(image_id)
+    assert (image.size, image.alt, image.content_hash) == (5, 501.5, "f" * 64)
+
+
+def test_moved_file_keeps_its_id(catalog: Catalog):
+    (image_id,) = catalog.upsert_images([record(1)]).added
+    moved = record(1, uri="/elsewhere/frame_000001.jpg", id=image_id)
+    assert catalog.upsert_images([moved]).updated == (image_id,)
+    assert catalog.get(image_id).uri == "/elsewhere/frame_000001.jpg"
+    assert catalog.count() == 1
+
+
+def test_times_round_trip_as_aware_utc(catalog: Catalog):
+    local = datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC).astimezone()
+    (image_id,) = catalog.upsert_images([record(1, captured_at=local)]).added
+    image = catalog.get(image_id)
+    assert image.captured_at == local and image.captured_at.tzinfo == UTC
+    assert image.to_dict()["captured_at"] == "2024-05-01T12:00:00.123000Z"
+
+
+def test_get_by_prefix_and_errors(catalog: Catalog):
+    (image_id,) = catalog.upsert_images([record(1)]).added
+    assert catalog.get(image_id[:8]).id == image_id
+    with pytest.raises(NotFoundError, match="no image"):
+        catalog.get("00000000")
+    with pytest.raises(NotFoundError, match="too short"):
+        catalog.get("ab")
+
+
+def test_filters(catalog: Catalog):
+    catalog.upsert_images(
+        [record(n) for n in range(20)] + [record(100, reel="R002", uri="/survey/R002/x.jpg")]
+    )
+    assert catalog.count(Selection(reels=("R002",))) == 1
+    assert catalog.count(Selection(since=T0 + timedelta(seconds=5), until=T0 + timedelta(seconds=10))) == 5
+    box = Selection(bbox=(11.0004, 48.0004, 11.0010, 48.0010))
+    assert sorted(i.frame for i in catalog.images(box)) == [4, 5, 6, 7, 8, 9, 10]
+    # 1e-4 degrees of latitude and longitude at 48° N is about 13.4 m; 30 m around frame 5 holds frames 3..7.
+    near = Selection(near=(48.0005, 11.0005), radius_m=30)
+    assert sorted(i.frame for i in catalog.images(near)) == [3, 4, 5, 6, 7]
+    assert catalog.count(near) == 5
+    assert [i.frame for i in catalog.images(Selection(reels=("R001",)), limit=3, offset=2)] == [2, 3, 4]
+
+
+def test_invalid_selection_is_a_clear_error():
+    with pytest.raises(ConfigError, match="bbox"):
+        Selection(bbox=(11.0, 50.0, 12.0, 49.0))
+    with pytest.raises(ConfigError, match="go together"):
+        Selection(near=(1.0, 2.0))
+
+
+def test_deleted_images_are_hidden_and_come_back_when_seen_again(catalog: Catalog):
+    catalog.upsert_images([record(1), record(2)])
+    assert len(catalog.mark_deleted([record(1).uri])) == 1
+    assert catalog.count() == 1
+    assert catalog.count(Selection(include_deleted=True)) == 2
+    assert len(catalog.upsert_images([record(1)]).updated) == 1
+    assert catalog.count() == 2
+
+
+def test_edit_dry_run_apply_history_undo(catalog: Catalog):
+    ids = catalog.upsert_images(record(n) for n in range(3)).added
+    selection = Selection(ids=ids[:2])
+    planned = catalog.plan_edit(selection, assign={"alt": 12.5})
+    assert {(c.image_id, c.field, c.old, c.new) for c in planned} == {
+        (i, "alt", 500.0, 12.5) for i in ids[:2]
+    }
+    assert catalog.get(ids[0]).alt == 500.0, "planning an edit must not write"
+    batch = catalog.apply_edit(planned, reason="survey GPS fix", author="ana")
+    assert [catalog.get(i).alt for i in ids] == [12.5, 12.5, 500.0]
+    assert catalog.get(ids[0]).edited_fields == ("alt",)
+    assert catalog.count(Selection(bbox=(10, 47, 12, 49))) == 3
+    (edit, *_) = catalog.history(image_id=ids[0])
+    assert (edit.field, edit.old_value, edit.new_value, edit.author, edit.reason) == (
+        "alt",
+        500.0,
+        12.5,
+        "ana",
+        "survey GPS fix",
+    )
+    undone = catalog.undo(batch, author="ana")
+    assert {c.new for c in undone} == {500.0}
+    assert [catalog.get(i).alt for i in ids] == [500.0, 500.0, 500.0]
+    assert catalog.get(ids[0]).edited_fields == ()
+    with pytest.raises(CatalogError, match="already undone"):
+        catalog.undo(batch, author="ana")
+
+
+def test_undo_of_an_earlier_edit_keeps_the_later_one(catalog: Catalog):
+    (image_id,) = catalog.upsert_images([record(1)]).added
+    first = catalog.apply_edit(
+        catalog.plan_edit(Selection(ids=(image_id,)), assign={"alt": 10.0}), reason="a", author="x"
+    )
+    catalog.apply_edit(
+        catalog.plan_edit(Selection(ids=(image_id,)), assign={"alt": 20.0}), reason="b", author="x"
+    )
+    catalog.undo(first, author="x")
+    assert catalog.get(image_id).alt == 20.0
+
+
+def test_shift_time_and_per_image_values(catalog: Catalog):
+    ids = catalog.upsert_images(record(n) for n in range(2)).added
+    changes = catalog.plan_edit(Selection(ids=(ids[0],)), shift_time_s=2.0)
+    assert [(c.field, c.new - c.old) for c in changes] == [("captured_at", timedelta(seconds=2))]
+    per_image = catalog.resolve_keys([{"reel": "R001", "frame": "1", "lat": "47.5", "lon": "10.25"}])
+    changes = catalog.plan_edit(per_image=per_image)
+    assert {(c.image_id, c.field, c.new) for c in changes} == {(ids[1], "lat", 47.5), (ids[1], "lon", 10.25)}
+
+
+def test_edits_are_validated(catalog: Catalog):
+    (image_id,) = catalog.upsert_images([record(1)]).added
+    with pytest.raises(ConfigError, match="cannot edit 'width'"):
+        catalog.plan_edit(Selection(ids=(image_id,)), assign={"width": 3})
+    with pytest.raises(ConfigError, match="invalid lat"):
+        catalog.plan_edit(Selection(ids=(image_id,)), assign={"lat": 91.0})
+    with pytest.raises(ConfigError, match="no image match"):
+        catalog.resolve_keys([{"reel": "R009", "frame": "1", "lat": "1"}])
+    with pytest.raises(CatalogError, match="reason"):
+        catalog.apply_edit(
+            catalog.plan_edit(Selection(ids=(image_id,)), assign={"alt": 1.0}), reason=" ", author="x"
+        )
+
+
+def test_reingest_keeps_edits_and_undo_restores_the_new_captured_value(catalog: Catalog):
+    (image_id,) = catalog.upsert_images([record(1)]).added
+    batch = catalog.apply_edit(
+        catalog.plan_edit(Selection(ids=(image_id,)), assign={"alt": 12.5}), reason="fix", author="x"
+    )
+    assert catalog.upsert_images([record(1)]).unchanged == (image_id,)
+    assert catalog.upsert_images([record(1, alt=600.0, size=1)]).updated == (image_id,)
+    assert catalog.get(image_id).alt == 12.5
+    catalog.undo(batch, author="x")
+    assert catalog.get(image_id).alt == 600.0
+
+
+def test_shots_group_one_frame_per_camera_within_tolerance(catalog: Catalog):
+    records = [
+        record(
+            f * 4 + cam,
+            camera_index=cam,
+            frame=f,
+            captured_at=T0 + timedelta(seconds=f, milliseconds=cam * 5),
+        )
+        for f in range(3)
+        for cam in range(4)
+    ]
+    catalog.upsert_images(records)
+    assert catalog.assign_shots(["R001"], tolerance_s=0.05) == 12
+    shots: dict[str, list[int]] = {}
+    for image in catalog.images():
+        shots.setdefault(image.shot, []).append(image.camera_index)
+    assert shots == {"R001-000000": [0, 1, 2, 3], "R001-000001": [0, 1, 2, 3], "R001-000002": [0, 1, 2, 3]}
+    assert catalog.assign_shots(["R001"], tolerance_s=0.05) == 0

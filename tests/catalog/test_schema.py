@@ -1,0 +1,51 @@
+"""Migrations, schema versions and connection errors."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from panopipe.catalog import Catalog, create_catalog_engine, mask_url
+from panopipe.catalog.engine import current_revision, head_revision
+from panopipe.catalog.schema import metadata
+from panopipe.errors import CatalogUnreachableError, SchemaOutdatedError
+
+
+def test_migrations_create_exactly_the_models(catalog_url: str):
+    with Catalog.open(catalog_url) as catalog, catalog.engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "compare_server_default": True}
+        )
+        assert compare_metadata(context, metadata) == []
+        assert current_revision(catalog.engine) == head_revision()
+
+
+def test_an_older_schema_says_to_run_db_upgrade(catalog_url: str):
+    with Catalog.open(catalog_url) as catalog, catalog.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = 'base0'"))
+    with pytest.raises(SchemaOutdatedError, match="does not know"):
+        Catalog.open(catalog_url)
+
+
+def test_a_database_with_foreign_tables_is_refused(catalog_url: str):
+    engine = create_catalog_engine(catalog_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE other (x INTEGER)"))
+    with pytest.raises(SchemaOutdatedError, match="no panopipe schema"):
+        Catalog.open(catalog_url)
+
+
+def test_unreachable_catalog_names_the_url_without_its_password():
+    url = "postgresql://surveyor:s3cret-pw@127.0.0.1:1/catalog"
+    with pytest.raises(CatalogUnreachableError) as caught:
+        Catalog.open(url)
+    assert "s3cret-pw" not in str(caught.value)
+    assert "surveyor:***@127.0.0.1:1/catalog" in str(caught.value)
+    assert mask_url(url) == "postgresql://surveyor:***@127.0.0.1:1/catalog"
+
+
+def test_missing_folder_for_sqlite(tmp_path):
+    with pytest.raises(CatalogUnreachableError, match="does not exist"):
+        Catalog.open(tmp_path / "nope" / "catalog.db")

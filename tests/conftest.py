@@ -1,0 +1,80 @@
+"""Fixtures shared by the whole suite: catalogs on SQLite and PostgreSQL, and required external tools.
+
+Under ``CI=true`` a test whose service or tool is missing fails; elsewhere it is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from panopipe.catalog import Catalog
+
+DATA = Path(__file__).parent / "data"
+POSTGRES_ADMIN_URL = os.environ.get("PANOPIPE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require(available: bool, what: str) -> None:
+    """Fail (in CI) or skip (elsewhere) the current test when ``what`` is not available."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI but is not available")
+    pytest.skip(f"{what} is not available")
+
+
+def _postgres_reachable() -> bool:
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=3):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("exiftool"):
+        require(shutil.which("exiftool") is not None, "exiftool (apt-get install libimage-exiftool-perl)")
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (a URL), dropped afterwards."""
+    require(_postgres_reachable(), f"PostgreSQL at {POSTGRES_ADMIN_URL}")
+    name = f"panopipe_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> str:
+    """A URL to an empty schema of its own in the session's PostgreSQL database."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_database, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return f"{postgres_database}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The location of a new, empty catalog on each backend."""
+    if request.param == "sqlite":
+        return str(tmp_path / "catalog.db")
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def catalog(catalog_url: str) -> Iterator[Catalog]:
+    """A new, empty catalog on each backend."""
+    with Catalog.open(catalog_url) as opened:
+        yield opened
