@@ -1,0 +1,344 @@
+"""Read capture metadata (time, GPS, camera, panorama) from the header of a JPEG, without decoding it."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from panopipe.errors import MetadataError
+from panopipe.metadata import tiff
+from panopipe.metadata.jpeg import read_jpeg_header, scan_jpeg
+from panopipe.metadata.tiff import ExifTags, Value, parse_tiff
+from panopipe.metadata.xmp import parse_xmp
+
+_DATETIME = re.compile(
+    r"\s*(\d{4})[:-](\d\d)[:-](\d\d)[T ](\d\d):(\d\d)(?::(\d\d)(?:[.,](\d+))?)?\s*(Z|[+-]\d\d:?\d\d)?\s*$"
+)
+_XMP_DATE = re.compile(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d:\d\d)(:\d\d(?:\.\d+)?)?\s*(\S*)$")
+_OFFSET = re.compile(r"\s*([+-])(\d\d):?(\d\d)\s*$")
+_DIGITS = re.compile(r"\s*(\d+)")
+# Numbers in a coordinate, and a south/west suffix, as ExifTool's GPS::ToDegrees finds them.
+_NUMBER = re.compile(r"[+-]?(?=\d|\.\d)\d*(?:\.\d*)?(?:[Ee][+-]\d+)?")
+_SOUTH_WEST = re.compile(r"[^A-Z](?:S(?:outh)?|W(?:est)?)\s*$", re.IGNORECASE)
+_RATIONAL = re.compile(r"\s*(-?\d+)/(-?\d+)\s*$")
+_OFFSET_INFERENCE_WINDOW = timedelta(hours=24)
+_GPANO_FLOATS = {"pose_heading": "PoseHeadingDegrees", "pose_pitch": "PosePitchDegrees"}
+_GPANO_FLOATS |= {"pose_roll": "PoseRollDegrees"}
+_GPANO_INTS = {"full_pano_width": "FullPanoWidthPixels", "full_pano_height": "FullPanoHeightPixels"}
+_GPANO_INTS |= {
+    "cropped_width": "CroppedAreaImageWidthPixels",
+    "cropped_height": "CroppedAreaImageHeightPixels",
+}
+_GPANO_INTS |= {"cropped_left": "CroppedAreaLeftPixels", "cropped_top": "CroppedAreaTopPixels"}
+
+
+@dataclass(frozen=True, slots=True)
+class ImageMetadata:
+    """What a JPEG header says about a capture. Numbers follow ExifTool's ``-n`` output.
+
+    ``captured_at`` is UTC: ``datetime_original`` (local time, with its sub-seconds) shifted by
+    ``OffsetTimeOriginal``, or by an offset inferred from the GPS time (nearest 15 minutes, when within 24 h),
+    and otherwise taken as UTC with ``utc_offset_minutes`` left None.
+    """
+
+    datetime_original: str | None
+    subsec_time_original: str | None
+    offset_time_original: str | None
+    captured_at: datetime | None
+    utc_offset_minutes: int | None
+    gps_latitude: float | None
+    gps_longitude: float | None
+    gps_altitude: float | None
+    gps_img_direction: float | None
+    gps_datetime: datetime | None
+    make: str | None
+    model: str | None
+    body_serial_number: str | None
+    orientation: int | None
+    width: int | None
+    height: int | None
+    projection_type: str | None
+    pose_heading: float | None
+    pose_pitch: float | None
+    pose_roll: float | None
+    full_pano_width: int | None
+    full_pano_height: int | None
+    cropped_width: int | None
+    cropped_height: int | None
+    cropped_left: int | None
+    cropped_top: int | None
+    warnings: tuple[str, ...] = ()
+    header_bytes: int = 0
+
+
+def read_metadata(path: str | os.PathLike[str]) -> ImageMetadata:
+    """Read the metadata of a local JPEG, reading only its header (usually one 64 KiB read)."""
+    try:
+        with open(path, "rb", buffering=0) as file:
+
+            def read(start: int, length: int) -> bytes:
+                file.seek(start)
+                return file.read(length)
+
+            header = read_jpeg_header(read)
+    except OSError as error:
+        raise MetadataError(f"cannot read {os.fspath(path)}: {error.strerror or error}") from error
+    return parse_jpeg_header(header)
+
+
+def parse_jpeg_header(data: bytes) -> ImageMetadata:
+    """Parse the metadata from a JPEG's bytes (the whole file, or at least its header).
+
+    Raises MetadataError when the data is not a readable JPEG; problems in the metadata itself are
+    reported in ``warnings`` and the affected values are None.
+    """
+    header = scan_jpeg(data)
+    warnings = header.warnings
+    tags = (
+        parse_tiff(header.exif, header.exif_start, header.exif_end, warnings) if header.exif else ExifTags()
+    )
+    xmp = parse_xmp(header.xmp) if header.xmp else {}
+    main, gps = tags.main, tags.gps
+
+    datetime_original = _text(main, tiff.DATETIME_ORIGINAL)
+    if datetime_original is None and "exif:DateTimeOriginal" in xmp:
+        datetime_original = _exiftool_date(xmp["exif:DateTimeOriginal"])
+    subsec = _text(main, tiff.SUBSEC_TIME_ORIGINAL)
+    offset_text = _text(main, tiff.OFFSET_TIME_ORIGINAL)
+    gps_datetime = _gps_datetime(gps, xmp, warnings)
+    captured_at, utc_offset = _capture_time(datetime_original, subsec, offset_text, gps_datetime, warnings)
+
+    latitude = _exif_coordinate(gps, tiff.GPS_LATITUDE, tiff.GPS_LATITUDE_REF, "S", warnings)
+    longitude = _exif_coordinate(gps, tiff.GPS_LONGITUDE, tiff.GPS_LONGITUDE_REF, "W", warnings)
+    if latitude is None and "exif:GPSLatitude" in xmp:
+        latitude = _xmp_coordinate(xmp["exif:GPSLatitude"], "GPSLatitude", warnings)
+    if longitude is None and "exif:GPSLongitude" in xmp:
+        longitude = _xmp_coordinate(xmp["exif:GPSLongitude"], "GPSLongitude", warnings)
+    latitude = _in_range(latitude, 90, "GPSLatitude", warnings)
+    longitude = _in_range(longitude, 180, "GPSLongitude", warnings)
+    direction = _number(gps, tiff.GPS_IMG_DIRECTION)
+    if direction is None and "exif:GPSImgDirection" in xmp:
+        direction = _xmp_number(xmp["exif:GPSImgDirection"], "GPSImgDirection", warnings)
+    if direction is not None and not 0 <= direction <= 360:
+        warnings.append(f"GPSImgDirection {direction} is out of range, ignored")
+        direction = None
+
+    orientation = _number(main, tiff.ORIENTATION)
+    if orientation is not None and not 1 <= orientation <= 8:
+        warnings.append(f"Orientation {orientation:g} is not a valid value (1 to 8)")
+    gpano = {
+        field: _xmp_number(xmp.get(f"GPano:{name}"), name, warnings) for field, name in _GPANO_FLOATS.items()
+    }
+    gpano |= {
+        field: _xmp_int(xmp.get(f"GPano:{name}"), name, warnings) for field, name in _GPANO_INTS.items()
+    }
+    return ImageMetadata(
+        datetime_original=datetime_original,
+        subsec_time_original=subsec,
+        offset_time_original=offset_text,
+        captured_at=captured_at,
+        utc_offset_minutes=utc_offset,
+        gps_latitude=latitude,
+        gps_longitude=longitude,
+        gps_altitude=_altitude(gps, xmp, warnings),
+        gps_img_direction=direction,
+        gps_datetime=gps_datetime,
+        make=_text(main, tiff.MAKE),
+        model=_text(main, tiff.MODEL),
+        body_serial_number=_text(main, tiff.BODY_SERIAL_NUMBER)
+        or xmp.get("exifEX:BodySerialNumber")
+        or xmp.get("aux:SerialNumber")
+        or None,
+        orientation=None if orientation is None else int(orientation),
+        width=header.width,
+        height=header.height,
+        projection_type=xmp.get("GPano:ProjectionType") or None,
+        **gpano,
+        warnings=tuple(warnings),
+        header_bytes=header.end,
+    )
+
+
+def _text(values: dict[int, Value], tag: int) -> str | None:
+    value = values.get(tag)
+    return value if isinstance(value, str) and value else None
+
+
+def _number(values: dict[int, Value], tag: int) -> float | None:
+    value = values.get(tag)
+    if isinstance(value, tuple) and value and math.isfinite(value[0]):
+        return value[0]
+    return None
+
+
+def _degrees(parts: tuple[float, ...] | list[float]) -> float:
+    # ExifTool's GPS::ToDegrees: degrees, minutes and seconds, any of the last two missing.
+    minutes = parts[1] if len(parts) > 1 else 0.0
+    seconds = parts[2] if len(parts) > 2 else 0.0
+    return parts[0] + (minutes + seconds / 60) / 60
+
+
+def _exif_coordinate(
+    gps: dict[int, Value], tag: int, ref_tag: int, negative: str, warnings: list[str]
+) -> float | None:
+    value = gps.get(tag)
+    if not isinstance(value, tuple) or not value:
+        return None
+    name = "GPSLatitude" if tag == tiff.GPS_LATITUDE else "GPSLongitude"
+    if not all(map(math.isfinite, value[:3])):
+        warnings.append(f"{name} has a zero denominator, ignored")
+        return None
+    ref = _text(gps, ref_tag)
+    if ref is None:
+        warnings.append(f"{name} has no {name}Ref, ignored")
+        return None
+    degrees = _degrees(value[:3])
+    return -degrees if ref[0].upper() == negative else degrees
+
+
+def _xmp_coordinate(text: str, name: str, warnings: list[str]) -> float | None:
+    parts = [float(number) for number in _NUMBER.findall(text)[:3]]
+    if not parts:
+        warnings.append(f"XMP {name} {text!r} is not a coordinate, ignored")
+        return None
+    degrees = _degrees(parts)
+    return -degrees if _SOUTH_WEST.search(text) else degrees
+
+
+def _in_range(value: float | None, limit: int, name: str, warnings: list[str]) -> float | None:
+    if value is not None and not -limit <= value <= limit:
+        warnings.append(f"{name} {value:g} is out of range, ignored")
+        return None
+    return value
+
+
+def _altitude(gps: dict[int, Value], xmp: dict[str, str], warnings: list[str]) -> float | None:
+    altitude = _number(gps, tiff.GPS_ALTITUDE)
+    if altitude is not None:
+        below = _number(gps, tiff.GPS_ALTITUDE_REF)  # absent means above sea level (the EXIF default)
+    elif "exif:GPSAltitude" in xmp:
+        altitude = _xmp_number(xmp["exif:GPSAltitude"], "GPSAltitude", warnings)
+        below = _xmp_number(xmp.get("exif:GPSAltitudeRef"), "GPSAltitudeRef", warnings)
+    else:
+        return None
+    return -abs(altitude) if altitude is not None and below else altitude
+
+
+def _xmp_number(text: str | None, name: str, warnings: list[str]) -> float | None:
+    if text is None:
+        return None
+    rational = _RATIONAL.match(text)
+    try:
+        value = int(rational[1]) / int(rational[2]) if rational else float(text)
+    except (ValueError, ZeroDivisionError):
+        value = math.nan
+    if not math.isfinite(value):
+        warnings.append(f"XMP {name} {text!r} is not a number, ignored")
+        return None
+    return value
+
+
+def _xmp_int(text: str | None, name: str, warnings: list[str]) -> int | None:
+    value = _xmp_number(text, name, warnings)
+    if value is None:
+        return None
+    if not value.is_integer():
+        warnings.append(f"XMP {name} {text!r} is not an integer, ignored")
+        return None
+    return int(value)
+
+
+def _exiftool_date(text: str) -> str:
+    """An XMP date in EXIF form, as ExifTool shows it ("2013-07-05T03:18:27Z" -> "2013:07:05 03:18:27Z")."""
+    match = _XMP_DATE.match(text)
+    if match is None:
+        return text
+    year, month, day, hours_minutes, seconds, zone = match.groups()
+    return f"{year}:{month}:{day} {hours_minutes}{seconds or ''}{zone}"
+
+
+def _parse_datetime(text: str) -> tuple[datetime, str | None] | None:
+    """A naive datetime (with any sub-seconds) and its zone suffix ("Z", "+02:00"), or None."""
+    match = _DATETIME.match(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    if (
+        not 1 < int(year) < 9999
+    ):  # keeps every later shift by an offset or sub-seconds inside datetime's range
+        return None
+    try:
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0))
+    except ValueError:
+        return None
+    if fraction:
+        moment += timedelta(microseconds=int(fraction[:6].ljust(6, "0")))
+    return moment, zone
+
+
+def _offset_minutes(text: str) -> int | None:
+    match = _OFFSET.match(text)
+    if match is None or int(match[2]) > 23 or int(match[3]) > 59:
+        return None
+    minutes = int(match[2]) * 60 + int(match[3])
+    return -minutes if match[1] == "-" else minutes
+
+
+def _gps_datetime(gps: dict[int, Value], xmp: dict[str, str], warnings: list[str]) -> datetime | None:
+    date, time = _text(gps, tiff.GPS_DATE_STAMP), gps.get(tiff.GPS_TIME_STAMP)
+    if date is not None and isinstance(time, tuple) and len(time) == 3:
+        if not all(map(math.isfinite, time)):
+            warnings.append("GPSTimeStamp has a zero denominator, ignored")
+            return None
+        seconds = round((time[0] * 60 + time[1]) * 60 + time[2], 6)
+        parsed = _parse_datetime(date.strip()[:10] + " 00:00:00")
+        if parsed is None or not 0 <= seconds < 86400:
+            warnings.append(f"GPSDateStamp/GPSTimeStamp {date!r} {time} is not a valid time, ignored")
+            return None
+        return (parsed[0] + timedelta(seconds=seconds)).replace(tzinfo=UTC)
+    text = xmp.get("exif:GPSTimeStamp")
+    if text is None:
+        return None
+    parsed = _parse_datetime(text)
+    if parsed is None:
+        warnings.append(f"XMP GPSTimeStamp {text!r} is not a valid date/time, ignored")
+        return None
+    moment, zone = parsed
+    offset = _offset_minutes(zone) if zone and zone != "Z" else 0
+    return (moment - timedelta(minutes=offset or 0)).replace(tzinfo=UTC)
+
+
+def _capture_time(
+    datetime_original: str | None,
+    subsec: str | None,
+    offset_text: str | None,
+    gps_datetime: datetime | None,
+    warnings: list[str],
+) -> tuple[datetime | None, int | None]:
+    """``captured_at`` (UTC) and the UTC offset of the local time, following the rule of ImageMetadata."""
+    if datetime_original is None:
+        return None, None
+    parsed = _parse_datetime(datetime_original)
+    if parsed is None:
+        warnings.append(f"DateTimeOriginal {datetime_original!r} is not a valid date/time, ignored")
+        return None, None
+    local, zone = parsed
+    if subsec and "." not in datetime_original and (digits := _DIGITS.match(subsec)):
+        local += timedelta(microseconds=int(digits[1][:6].ljust(6, "0")))
+    if zone == "Z":
+        return local.replace(tzinfo=UTC), None
+    offset = _offset_minutes(zone) if zone else None
+    if offset is None and offset_text is not None:
+        offset = _offset_minutes(offset_text)
+        if offset is None:
+            warnings.append(f"OffsetTimeOriginal {offset_text!r} is not a valid offset, ignored")
+    if offset is None and gps_datetime is not None:
+        difference = local.replace(tzinfo=UTC) - gps_datetime
+        if abs(difference) <= _OFFSET_INFERENCE_WINDOW:
+            offset = round(difference / timedelta(minutes=15)) * 15
+    if offset is None:
+        return local.replace(tzinfo=UTC), None
+    return (local - timedelta(minutes=offset)).replace(tzinfo=UTC), offset

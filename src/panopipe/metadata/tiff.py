@@ -1,0 +1,171 @@
+"""The few TIFF/EXIF IFD entries panopipe needs, read from an EXIF APP1 segment."""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass, field
+
+# IFD0 and ExifIFD tags. Both IFDs are searched for all of them, since some cameras put tags in the wrong one.
+MAKE = 0x010F
+MODEL = 0x0110
+ORIENTATION = 0x0112
+EXIF_IFD = 0x8769
+GPS_IFD = 0x8825
+DATETIME_ORIGINAL = 0x9003
+OFFSET_TIME_ORIGINAL = 0x9011
+SUBSEC_TIME_ORIGINAL = 0x9291
+BODY_SERIAL_NUMBER = 0xA431
+# GPS IFD tags.
+GPS_LATITUDE_REF = 0x01
+GPS_LATITUDE = 0x02
+GPS_LONGITUDE_REF = 0x03
+GPS_LONGITUDE = 0x04
+GPS_ALTITUDE_REF = 0x05
+GPS_ALTITUDE = 0x06
+GPS_TIME_STAMP = 0x07
+GPS_IMG_DIRECTION = 0x11
+GPS_DATE_STAMP = 0x1D
+
+_MAIN_STRINGS = frozenset(
+    [MAKE, MODEL, DATETIME_ORIGINAL, OFFSET_TIME_ORIGINAL, SUBSEC_TIME_ORIGINAL, BODY_SERIAL_NUMBER]
+)
+_MAIN_TAGS = _MAIN_STRINGS | {ORIENTATION, EXIF_IFD, GPS_IFD}
+_GPS_STRINGS = frozenset([GPS_LATITUDE_REF, GPS_LONGITUDE_REF, GPS_DATE_STAMP])
+_GPS_TAGS = _GPS_STRINGS | {GPS_LATITUDE, GPS_LONGITUDE, GPS_ALTITUDE_REF, GPS_ALTITUDE, GPS_TIME_STAMP}
+_GPS_TAGS |= {GPS_IMG_DIRECTION}
+# Tags whose home is the ExifIFD: there they win over a copy in IFD0.
+_EXIF_HOME = frozenset([DATETIME_ORIGINAL, OFFSET_TIME_ORIGINAL, SUBSEC_TIME_ORIGINAL, BODY_SERIAL_NUMBER])
+_POINTERS = {EXIF_IFD: "0x8769 ExifOffset", GPS_IFD: "0x8825 GPSInfo"}
+_POINTER_TYPES = frozenset([4, 13])  # LONG, IFD
+_TYPE_NAMES = {1: "int8u", 2: "string", 3: "int16u", 4: "int32u", 5: "rational64u", 6: "int8s", 7: "undef"}
+_TYPE_NAMES |= {8: "int16s", 9: "int32s", 10: "rational64s", 11: "float", 12: "double", 13: "ifd"}
+# type -> (item size, struct code of one number; rationals are two numbers)
+_TYPES = {1: (1, "B"), 3: (2, "H"), 4: (4, "I"), 5: (8, "I"), 6: (1, "b"), 7: (1, "B"), 8: (2, "h")}
+_TYPES |= {9: (4, "i"), 10: (8, "i"), 11: (4, "f"), 12: (8, "d"), 13: (4, "I"), 2: (1, "B")}
+_MAX_NUMBERS = 8  # none of the numeric tags read here has more values
+
+_UNPACK = {order: tuple(struct.Struct(order + f).unpack_from for f in ("H", "I", "HHII")) for order in "<>"}
+
+Value = str | tuple[float, ...]
+
+
+@dataclass(slots=True)
+class ExifTags:
+    """Decoded values by tag: ``main`` merges IFD0 and ExifIFD (IFD0 first), ``gps`` is the GPS IFD."""
+
+    main: dict[int, Value] = field(default_factory=dict)
+    gps: dict[int, Value] = field(default_factory=dict)
+
+
+class _Reader:
+    def __init__(self, buf: bytes, start: int, end: int, order: str, warnings: list[str]) -> None:
+        self.buf = buf
+        self.start = start
+        self.end = end
+        self.order = order
+        self.u16, self.u32, self.entry = _UNPACK[order]
+        self.warnings = warnings
+        self.visited: set[int] = set()
+
+    def ifd(
+        self, name: str, offset: int, wanted: frozenset[int], strings: frozenset[int]
+    ) -> dict[int, Value]:
+        """Read the wanted entries of the IFD at ``offset`` (relative to the TIFF header)."""
+        values: dict[int, Value] = {}
+        if offset in self.visited:
+            self.warnings.append(f"{name} directory at offset {offset} was already read (loop), ignored")
+            return values
+        self.visited.add(offset)
+        pos = self.start + offset
+        if offset < 8 or pos + 2 > self.end:
+            self.warnings.append(f"{name} directory offset {offset} is outside the EXIF data, ignored")
+            return values
+        count = self.u16(self.buf, pos)[0]
+        if pos + 2 + 12 * count > self.end:
+            self.warnings.append(
+                f"bad {name} directory: {count} entries do not fit in the EXIF data, ignored"
+            )
+            return values
+        for entry in range(pos + 2, pos + 2 + 12 * count, 12):
+            tag, typ, n, raw = self.entry(self.buf, entry)
+            if tag not in wanted or tag in values:
+                continue
+            if tag in _POINTERS:
+                if typ not in _POINTER_TYPES:
+                    fmt = _TYPE_NAMES.get(typ, str(typ))
+                    self.warnings.append(f"wrong format ({fmt}) for {name} {_POINTERS[tag]}, not followed")
+                elif n != 1:
+                    self.warnings.append(f"{name} {_POINTERS[tag]} has {n} values instead of 1, not followed")
+                else:
+                    values[tag] = (float(raw),)
+                continue
+            value = self._value(name, tag, typ, n, raw, entry + 8, tag in strings)
+            if value is not None:
+                values[tag] = value
+        return values
+
+    def _value(
+        self, ifd: str, tag: int, typ: int, n: int, raw: int, inline: int, string: bool
+    ) -> Value | None:
+        kind = _TYPES.get(typ)
+        if kind is None:
+            self.warnings.append(f"{ifd} tag 0x{tag:04x} has unknown format {typ}, ignored")
+            return None
+        size, code = kind
+        total = size * n
+        pos = inline if total <= 4 else self.start + raw
+        if pos + total > self.end:
+            self.warnings.append(f"{ifd} tag 0x{tag:04x} points outside the EXIF data, ignored")
+            return None
+        if string:
+            if typ not in (1, 2, 7):
+                self.warnings.append(
+                    f"{ifd} tag 0x{tag:04x} has format {_TYPE_NAMES[typ]}, not string, ignored"
+                )
+                return None
+            text = self.buf[pos : pos + total].split(b"\x00", 1)[0]
+            try:
+                return text.decode().rstrip()
+            except UnicodeDecodeError:
+                return text.decode("latin-1").rstrip()
+        if typ == 2:
+            self.warnings.append(f"{ifd} tag 0x{tag:04x} has format string, not a number, ignored")
+            return None
+        n = min(n, _MAX_NUMBERS)
+        if typ in (5, 10):
+            nums = struct.unpack_from(f"{self.order}{2 * n}{code}", self.buf, pos)
+            return tuple(_ratio(nums[i], nums[i + 1]) for i in range(0, 2 * n, 2))
+        return tuple(map(float, struct.unpack_from(f"{self.order}{n}{code}", self.buf, pos)))
+
+
+def _ratio(num: int, den: int) -> float:
+    if den:
+        return num / den
+    return math.inf if num else math.nan
+
+
+def parse_tiff(buf: bytes, start: int, end: int, warnings: list[str]) -> ExifTags:
+    """Read the tags panopipe needs from the TIFF structure ``buf[start:end]`` of an EXIF segment.
+
+    Problems become ``warnings``; offsets are checked against ``end`` and each IFD is read at most once.
+    """
+    tags = ExifTags()
+    order = {b"II": "<", b"MM": ">"}.get(bytes(buf[start : start + 2]))
+    if end - start < 8 or order is None:
+        warnings.append("malformed APP1 EXIF segment (no TIFF header)")
+        return tags
+    reader = _Reader(buf, start, end, order, warnings)
+    if reader.u16(buf, start + 2)[0] != 42:
+        warnings.append("malformed APP1 EXIF segment (bad TIFF magic number)")
+        return tags
+    main = reader.ifd("IFD0", reader.u32(buf, start + 4)[0], _MAIN_TAGS, _MAIN_STRINGS)
+    exif_offset = main.get(EXIF_IFD)
+    if exif_offset is not None:
+        exif = reader.ifd("ExifIFD", int(exif_offset[0]), _MAIN_TAGS, _MAIN_STRINGS)
+        main = exif | main | {tag: value for tag, value in exif.items() if tag in _EXIF_HOME}
+    gps_offset = main.get(GPS_IFD)
+    if gps_offset is not None:
+        tags.gps = reader.ifd("GPS", int(gps_offset[0]), _GPS_TAGS, _GPS_STRINGS)
+    tags.main = main
+    return tags
