@@ -3,30 +3,48 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from panopipe.storage.base import ObjectInfo, Storage, validate_key
+from panopipe.storage.base import ObjectInfo, Progress, ReadStats, Storage, StorageStats, validate_key
 from panopipe.storage.folder import FolderStorage, write_atomic
 
+if TYPE_CHECKING:
+    from panopipe.config import Settings
 
-def open_storage(uri: str | Path) -> Storage:
-    """The storage rooted at ``uri``: a folder path, ``file://`` URL or ``s3://bucket/prefix``."""
+
+def open_storage(uri: str | Path, settings: Settings | None = None) -> Storage:
+    """The storage rooted at ``uri``: a folder path, ``file://`` URL or ``s3://bucket/prefix``.
+
+    ``settings`` configure S3 (endpoint URL, region, profile); by default they are loaded on first S3 use.
+    """
     text = str(uri)
     if text.startswith("s3://"):
-        from panopipe.storage.s3 import S3Storage
+        from panopipe.storage.s3 import S3Storage  # boto3 is imported only when S3 is used
 
-        return S3Storage.from_uri(text)
+        return S3Storage.from_uri(text, settings=settings)
     if text.startswith("file://"):
         text = text.removeprefix("file://")
     return FolderStorage(text)
 
 
-def resolve_uri(uri: str) -> tuple[Storage, str]:
+def resolve_uri(uri: str, settings: Settings | None = None) -> tuple[Storage, str]:
     """The storage holding the object at the absolute ``uri`` and its key there."""
     if uri.startswith("s3://"):
         bucket, _, key = uri.removeprefix("s3://").partition("/")
-        return open_storage(f"s3://{bucket}"), key
+        return open_storage(f"s3://{bucket}", settings), key
     path = Path(uri.removeprefix("file://"))
     return FolderStorage(path.parent), path.name
 
 
-__all__ = ["FolderStorage", "ObjectInfo", "Storage", "open_storage", "resolve_uri", "validate_key", "write_atomic"]
+__all__ = [
+    "FolderStorage",
+    "ObjectInfo",
+    "Progress",
+    "ReadStats",
+    "Storage",
+    "StorageStats",
+    "open_storage",
+    "resolve_uri",
+    "validate_key",
+    "write_atomic",
+]

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import tempfile
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from panopipe.errors import StorageError
+from panopipe.errors import ObjectNotFoundError, StorageError
+
+Progress = Callable[[int], None]
+"""Called with the number of bytes just transferred."""
+
+HASH_CHUNK = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +30,48 @@ class ObjectInfo:
     etag: str | None = None
     modified: datetime | None = None
     version_id: str | None = None
+    sha256: str | None = None
+    """Hex SHA-256 of the content, when the backend stores it with the object."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadStats:
+    """Read requests made and bytes read."""
+
+    requests: int = 0
+    bytes_read: int = 0
+
+
+class StorageStats:
+    """Thread-safe counters of read requests (head, range reads, gets, local copies) and bytes read, per key."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_key: dict[str, ReadStats] = {}
+        self._total = ReadStats()
+
+    def record(self, key: str, bytes_read: int = 0) -> None:
+        """Count one request on ``key`` that read ``bytes_read`` bytes."""
+        with self._lock:
+            old = self._by_key.get(key, ReadStats())
+            self._by_key[key] = ReadStats(old.requests + 1, old.bytes_read + bytes_read)
+            self._total = ReadStats(self._total.requests + 1, self._total.bytes_read + bytes_read)
+
+    def get(self, key: str) -> ReadStats:
+        """The counts for ``key`` so far."""
+        with self._lock:
+            return self._by_key.get(key, ReadStats())
+
+    def pop(self, key: str) -> ReadStats:
+        """The counts for ``key``, forgetting them (the total keeps them)."""
+        with self._lock:
+            return self._by_key.pop(key, ReadStats())
+
+    @property
+    def total(self) -> ReadStats:
+        """The counts over all keys."""
+        with self._lock:
+            return self._total
 
 
 def validate_key(key: str) -> str:
@@ -49,6 +98,12 @@ class Storage(ABC):
 
     root_uri: str
 
+    @property
+    def stats(self) -> StorageStats:
+        """Read requests and bytes read through this storage, per key."""
+        # setdefault is atomic, so concurrent first uses share one counter without an __init__ in every backend.
+        return self.__dict__.setdefault("_stats", StorageStats())
+
     def uri(self, key: str) -> str:
         """The absolute URI of ``key``."""
         return f"{self.root_uri.rstrip('/')}/{validate_key(key)}"
@@ -62,12 +117,12 @@ class Storage(ABC):
 
     def head(self, key: str) -> ObjectInfo:
         """Size, ETag and modification time of ``key``; :class:`ObjectNotFoundError` if it does not exist."""
-        return self._head(validate_key(key))
+        info = self._head(validate_key(key))
+        self.stats.record(key)
+        return info
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` exists."""
-        from panopipe.errors import ObjectNotFoundError
-
         try:
             self.head(key)
         except ObjectNotFoundError:
@@ -78,19 +133,27 @@ class Storage(ABC):
         """Up to ``length`` bytes of ``key`` from offset ``start`` (fewer at the end of the object)."""
         if start < 0 or length < 0:
             raise StorageError(f"invalid byte range {start}+{length} for {key}")
-        return self._read_range(validate_key(key), start, length)
+        data = self._read_range(validate_key(key), start, length)
+        self.stats.record(key, len(data))
+        return data
 
     def get(self, key: str) -> bytes:
         """All bytes of ``key``."""
-        return self._get(validate_key(key))
+        data = self._get(validate_key(key))
+        self.stats.record(key, len(data))
+        return data
+
+    def sha256(self, key: str) -> str | None:
+        """Hex SHA-256 of the content of ``key``; ``None`` if the backend cannot tell without downloading it."""
+        return self._sha256(validate_key(key))
 
     def put(self, key: str, data: bytes) -> ObjectInfo:
         """Store ``data`` at ``key`` atomically: readers see the old object or the whole new one."""
         return self._put(validate_key(key), data)
 
-    def put_file(self, key: str, path: Path) -> ObjectInfo:
-        """Store the local file ``path`` at ``key`` atomically."""
-        return self._put_file(validate_key(key), Path(path))
+    def put_file(self, key: str, path: Path, *, progress: Progress | None = None) -> ObjectInfo:
+        """Store the local file ``path`` at ``key`` atomically, calling ``progress`` as bytes are stored."""
+        return self._put_file(validate_key(key), Path(path), progress or _ignore)
 
     def delete(self, key: str) -> None:
         """Delete ``key``; deleting a missing key is not an error."""
@@ -108,14 +171,28 @@ class Storage(ABC):
         validate_key(key)
         with tempfile.TemporaryDirectory(prefix="panopipe-") as tmp:
             path = Path(tmp) / Path(key).name
-            path.write_bytes(self._get(key))
+            self._download(key, path)
+            self.stats.record(key, path.stat().st_size)
             yield path
 
-    def _put_file(self, key: str, path: Path) -> ObjectInfo:
-        return self._put(key, path.read_bytes())
+    def _download(self, key: str, path: Path) -> None:
+        path.write_bytes(self._get(key))
+
+    def _put_file(self, key: str, path: Path, progress: Progress) -> ObjectInfo:
+        info = self._put(key, path.read_bytes())
+        progress(info.size)
+        return info
 
     def _get(self, key: str) -> bytes:
         return self._read_range(key, 0, self._head(key).size)
+
+    def _sha256(self, key: str) -> str | None:
+        digest = hashlib.sha256()
+        offset = 0
+        while chunk := self._read_range(key, offset, HASH_CHUNK):
+            digest.update(chunk)
+            offset += len(chunk)
+        return digest.hexdigest()
 
     @abstractmethod
     def _head(self, key: str) -> ObjectInfo: ...
@@ -131,3 +208,7 @@ class Storage(ABC):
 
     @abstractmethod
     def _list(self, prefix: str) -> Iterator[ObjectInfo]: ...
+
+
+def _ignore(_nbytes: int) -> None:
+    pass
