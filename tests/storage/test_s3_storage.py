@@ -1,0 +1,220 @@
+"""What only S3 does: multipart uploads, ranged GETs, stored checksums, error messages, configuration."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import boto3
+import pytest
+from moto.core.authorization import enable_iam_authentication
+
+from panopipe.config import Settings
+from panopipe.errors import ConfigError, ObjectNotFoundError, StorageError
+from panopipe.storage import open_storage
+from panopipe.storage.s3 import MiB, S3Storage, TransferOptions
+
+from .conftest import BUCKET, PREFIX, SMALL_PARTS
+
+BIG = os.urandom(12 * MiB + 123)
+
+
+def test_small_put_is_one_request_with_sha256_metadata(s3, s3_storage: S3Storage, calls) -> None:
+    info = s3_storage.put("a.jpg", b"jpeg bytes")
+
+    assert calls == {"PutObject": 1}
+    head = s3.head_object(Bucket=BUCKET, Key=f"{PREFIX}/a.jpg")
+    assert head["Metadata"]["sha256"] == hashlib.sha256(b"jpeg bytes").hexdigest() == info.sha256
+    assert head["ContentType"] == "image/jpeg"
+    assert info.etag == head["ETag"].strip('"')
+
+
+def test_put_file_above_threshold_uploads_parts_from_disk(s3, s3_storage: S3Storage, calls, tmp_path) -> None:
+    source = tmp_path / "big.jpg"
+    source.write_bytes(BIG)
+    bodies: list[int] = []
+    s3.meta.events.register(
+        "before-call.s3.UploadPart", lambda params, **_: bodies.append(len(params["body"].getbuffer()))
+    )
+    progress: list[int] = []
+
+    info = s3_storage.put_file("big.jpg", source, progress=progress.append)
+
+    assert calls["UploadPart"] == 3 and calls["CompleteMultipartUpload"] == 1 and "PutObject" not in calls
+    assert sorted(bodies) == [2 * MiB + 123, 5 * MiB, 5 * MiB]
+    assert sorted(progress) == sorted(bodies)
+    assert s3_storage.get("big.jpg") == BIG
+    head = s3_storage.head("big.jpg")
+    assert head.etag == info.etag and head.etag.endswith("-3")
+    assert head.sha256 == hashlib.sha256(BIG).hexdigest()
+
+
+def test_put_bytes_above_threshold_is_multipart(s3_storage: S3Storage, calls) -> None:
+    s3_storage.put("big.bin", BIG)
+
+    assert calls["UploadPart"] == 3
+    assert s3_storage.get("big.bin") == BIG
+
+
+def test_parts_carry_sha256_checksums(s3, s3_storage: S3Storage) -> None:
+    checksums: list[str] = []
+    s3.meta.events.register(
+        "before-call.s3.UploadPart",
+        lambda params, **_: checksums.append(params["headers"]["x-amz-checksum-sha256"]),
+    )
+
+    s3_storage.put("big.bin", BIG)
+
+    assert len(checksums) == 3 and all(len(c) == 44 for c in checksums)
+
+
+def test_read_range_is_one_ranged_get(s3, s3_storage: S3Storage, calls) -> None:
+    s3_storage.put("big.bin", BIG)
+    ranges: list[str] = []
+    s3.meta.events.register(
+        "before-call.s3.GetObject", lambda params, **_: ranges.append(params["headers"]["Range"])
+    )
+    calls.clear()
+
+    data = s3_storage.read_range("big.bin", len(BIG) - 100, 1000)
+
+    assert data == BIG[-100:]
+    assert ranges == [f"bytes={len(BIG) - 100}-{len(BIG) + 899}"]
+    assert calls == {"GetObject": 1}
+    assert s3_storage.stats.get("big.bin").bytes_read == 100
+
+
+def test_head_reports_version_and_modified_time(s3, s3_storage: S3Storage) -> None:
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+
+    put = s3_storage.put("v.jpg", b"one")
+    head = s3_storage.head("v.jpg")
+
+    assert head.version_id is not None and head.version_id == put.version_id
+    assert head.modified is not None
+
+
+def test_root_prefix_is_not_listed_outside(s3, s3_storage: S3Storage) -> None:
+    s3.put_object(Bucket=BUCKET, Key="root/prefixed-sibling.jpg", Body=b"x")
+    s3.put_object(Bucket=BUCKET, Key="elsewhere.jpg", Body=b"x")
+    s3_storage.put("in.jpg", b"x")
+
+    assert [info.key for info in s3_storage.list()] == ["in.jpg"]
+    assert s3_storage.uri("in.jpg") == f"s3://{BUCKET}/{PREFIX}/in.jpg"
+
+
+def test_list_is_paginated(s3, s3_storage: S3Storage, calls) -> None:
+    for i in range(1005):
+        s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/many/{i:04}.jpg", Body=b"")
+    calls.clear()
+
+    keys = [info.key for info in s3_storage.list("many/")]
+
+    assert len(keys) == 1005 and keys[0] == "many/0000.jpg" and keys[-1] == "many/1004.jpg"
+    assert calls == {"ListObjectsV2": 2}
+
+
+def test_foreign_object_without_metadata_has_unknown_sha256(s3, s3_storage: S3Storage) -> None:
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/foreign.jpg", Body=b"x")
+
+    assert s3_storage.sha256("foreign.jpg") is None
+
+
+def test_missing_key_names_bucket_and_key(s3_storage: S3Storage) -> None:
+    with pytest.raises(ObjectNotFoundError) as excinfo:
+        s3_storage.get("r/missing.jpg")
+
+    assert str(excinfo.value) == (
+        f"s3://{BUCKET}/{PREFIX}/r/missing.jpg does not exist (bucket '{BUCKET}', key 'r/missing.jpg')"
+    )
+
+
+@pytest.mark.parametrize("action", ["head", "get", "put", "list"])
+def test_missing_bucket_says_check_name_and_region(s3, action: str) -> None:
+    storage = S3Storage("no-such-bucket", "p", s3_client=s3)
+    calls = {
+        "head": lambda: storage.head("a.jpg"),
+        "get": lambda: storage.get("a.jpg"),
+        "put": lambda: storage.put("a.jpg", b"x"),
+        "list": lambda: list(storage.list()),
+    }
+
+    with pytest.raises(StorageError) as excinfo:
+        calls[action]()
+
+    assert not isinstance(excinfo.value, ObjectNotFoundError)
+    assert "S3 bucket 'no-such-bucket' does not exist" in str(excinfo.value)
+    assert "check the bucket name and region (client region: us-east-1)" in str(excinfo.value)
+
+
+def test_access_denied_names_the_missing_permission(s3, s3_storage: S3Storage) -> None:
+    s3_storage.put("secret.jpg", b"x")
+    iam = boto3.client("iam", region_name="us-east-1")
+    iam.create_user(UserName="lister")
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}],
+    }
+    iam.put_user_policy(UserName="lister", PolicyName="list-only", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName="lister")["AccessKey"]
+    client = boto3.client(
+        "s3",
+        region_name="us-east-1",
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+    )
+    storage = S3Storage(BUCKET, PREFIX, s3_client=client)
+
+    with enable_iam_authentication():
+        assert [info.key for info in storage.list()] == ["secret.jpg"]
+        with pytest.raises(StorageError) as get_error:
+            storage.get("secret.jpg")
+        with pytest.raises(StorageError) as put_error:
+            storage.put("new.jpg", b"x")
+
+    assert str(get_error.value) == (
+        f"access denied to s3://{BUCKET}/{PREFIX}/secret.jpg (bucket '{BUCKET}', key 'secret.jpg'): "
+        f"check the IAM policy allows s3:GetObject on arn:aws:s3:::{BUCKET}/{PREFIX}/secret.jpg, and the bucket policy"
+    )
+    assert f"s3:PutObject on arn:aws:s3:::{BUCKET}/{PREFIX}/new.jpg" in str(put_error.value)
+
+
+@pytest.mark.parametrize("prefix", ["../up", "a/../../b", "a//b"])
+def test_root_prefix_that_could_escape_is_refused(s3, prefix: str) -> None:
+    with pytest.raises(StorageError, match="invalid storage key"):
+        S3Storage(BUCKET, prefix, s3_client=s3)
+
+
+def test_part_size_below_s3_minimum_is_refused() -> None:
+    with pytest.raises(ConfigError, match="minimum"):
+        TransferOptions(part_size=MiB)
+
+
+def test_from_uri_and_open_storage(s3) -> None:
+    storage = S3Storage.from_uri(f"s3://{BUCKET}/a/b/", s3_client=s3)
+    assert (storage.bucket, storage.prefix, storage.root_uri) == (BUCKET, "a/b/", f"s3://{BUCKET}/a/b/")
+
+    opened = open_storage(f"s3://{BUCKET}", Settings(aws_region="eu-west-1"))
+    assert isinstance(opened, S3Storage) and opened.prefix == ""
+    assert opened._client is None, "the client is built on first use, not when the storage is opened"
+    assert opened.client.meta.region_name == "eu-west-1"
+
+
+def test_settings_configure_endpoint_region_and_path_style(aws_env) -> None:
+    storage = S3Storage(
+        BUCKET,
+        settings=Settings(s3_endpoint_url="http://127.0.0.1:9", aws_region="eu-central-1"),
+        transfer=SMALL_PARTS,
+    )
+
+    assert storage.client.meta.endpoint_url == "http://127.0.0.1:9"
+    assert storage.client.meta.region_name == "eu-central-1"
+    assert storage.client.meta.config.s3["addressing_style"] == "path"
+
+
+def test_unknown_profile_is_a_config_error(aws_env) -> None:
+    storage = S3Storage(BUCKET, settings=Settings(aws_profile="no-such-profile"))
+
+    with pytest.raises(ConfigError, match="no-such-profile"):
+        _ = storage.client
