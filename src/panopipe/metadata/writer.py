@@ -1,0 +1,322 @@
+"""Write capture metadata (EXIF and XMP) into a JPEG without re-encoding it.
+
+Only the EXIF and XMP APP1 segments are replaced (or inserted after SOI and JFIF); every other segment, and
+the compressed image from SOS to the end, is copied byte for byte. Metadata the update does not set is kept,
+maker notes included (see :mod:`panopipe.metadata._write_tiff`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import stat
+import tempfile
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+from panopipe.errors import MetadataError, StorageError
+from panopipe.metadata._write_jpeg import (
+    APP0,
+    EXIF_HEADER,
+    MAX_SEGMENT_PAYLOAD,
+    XMP_HEADER,
+    app1_segment,
+    find_app1,
+    frame_size,
+    scan_segments,
+)
+from panopipe.metadata._write_tiff import (
+    ASCII,
+    BYTE,
+    EXIF,
+    GPS,
+    IFD0,
+    LONG,
+    RATIONAL,
+    SHORT,
+    UNDEFINED,
+    ExifTree,
+    Value,
+)
+from panopipe.metadata._write_xmp import Property, merge_xmp
+
+GPANO_NS = "http://ns.google.com/photos/1.0/panorama/"
+PANOPIPE_NS = "https://panopipe.dev/ns/1.0/"
+_PREFIXES = {GPANO_NS: "GPano", PANOPIPE_NS: "panopipe"}
+_XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
+_MAX_OFFSET_MINUTES = 18 * 60
+
+# Tags written when an IFD has to be created, so that the new IFD has what the EXIF standard requires.
+_NEW_IFD0: dict[int, tuple[int, Value]] = {
+    0x011A: (RATIONAL, ((72, 1),)),  # XResolution
+    0x011B: (RATIONAL, ((72, 1),)),  # YResolution
+    0x0128: (SHORT, (2,)),  # ResolutionUnit: inches
+    0x0213: (SHORT, (1,)),  # YCbCrPositioning: centered
+}
+_NEW_EXIF: dict[int, tuple[int, Value]] = {
+    0x9000: (UNDEFINED, b"0232"),  # ExifVersion
+    0x9101: (UNDEFINED, b"\x01\x02\x03\x00"),  # ComponentsConfiguration: Y Cb Cr
+    0xA000: (UNDEFINED, b"0100"),  # FlashpixVersion
+    0xA001: (SHORT, (0xFFFF,)),  # ColorSpace: uncalibrated, as ExifTool writes it
+}
+_NEW_GPS: dict[int, tuple[int, Value]] = {0x0000: (BYTE, (2, 3, 0, 0))}  # GPSVersionID
+_EXIF_VERSION, _OFFSET_TIME_VERSION = 0x9000, b"0231"
+
+
+@dataclass(frozen=True, slots=True)
+class GPano:
+    """Google Photo Sphere (GPano) XMP properties. The cropped area defaults to the full panorama."""
+
+    full_pano_width_pixels: int
+    full_pano_height_pixels: int
+    cropped_area_image_width_pixels: int | None = None
+    cropped_area_image_height_pixels: int | None = None
+    cropped_area_left_pixels: int = 0
+    cropped_area_top_pixels: int = 0
+    pose_heading_degrees: float | None = None
+    pose_pitch_degrees: float | None = None
+    pose_roll_degrees: float | None = None
+    projection_type: str = "equirectangular"
+
+    def properties(self) -> dict[str, str]:
+        """The GPano properties by name, as XMP text."""
+        width = self.cropped_area_image_width_pixels or self.full_pano_width_pixels
+        height = self.cropped_area_image_height_pixels or self.full_pano_height_pixels
+        values: dict[str, str] = {
+            "ProjectionType": self.projection_type,
+            "FullPanoWidthPixels": str(self.full_pano_width_pixels),
+            "FullPanoHeightPixels": str(self.full_pano_height_pixels),
+            "CroppedAreaImageWidthPixels": str(width),
+            "CroppedAreaImageHeightPixels": str(height),
+            "CroppedAreaLeftPixels": str(self.cropped_area_left_pixels),
+            "CroppedAreaTopPixels": str(self.cropped_area_top_pixels),
+        }
+        for name, degrees in (
+            ("PoseHeadingDegrees", self.pose_heading_degrees),
+            ("PosePitchDegrees", self.pose_pitch_degrees),
+            ("PoseRollDegrees", self.pose_roll_degrees),
+        ):
+            if degrees is not None:
+                if not math.isfinite(degrees):
+                    raise MetadataError(f"GPano {name} must be a finite number, not {degrees}")
+                values[name] = repr(float(degrees))
+        return values
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataUpdate:
+    """Metadata to write into a JPEG. Every field is optional: None leaves what the file has.
+
+    ``captured_at`` (timezone-aware) is written as DateTimeOriginal in local time at ``utc_offset_minutes``
+    (default: its own offset), with SubSecTimeOriginal (milliseconds) and OffsetTimeOriginal. GPS values are
+    signed (south, west and below sea level are negative); ``gps_img_direction`` is in degrees true north;
+    ``gps_datetime`` is written in UTC. ``panopipe`` holds properties of the panopipe XMP namespace.
+    """
+
+    captured_at: datetime | None = None
+    utc_offset_minutes: int | None = None
+    gps_latitude: float | None = None
+    gps_longitude: float | None = None
+    gps_altitude: float | None = None
+    gps_img_direction: float | None = None
+    gps_datetime: datetime | None = None
+    make: str | None = None
+    model: str | None = None
+    artist: str | None = None
+    copyright: str | None = None
+    image_description: str | None = None
+    gpano: GPano | None = None
+    panopipe: dict[str, str | int] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("captured_at", "gps_datetime"):
+            moment = getattr(self, name)
+            if moment is not None and moment.utcoffset() is None:
+                raise MetadataError(f"{name} must be timezone-aware")
+        if self.utc_offset_minutes is not None:
+            if self.captured_at is None:
+                raise MetadataError("utc_offset_minutes is only written together with captured_at")
+            if abs(self.utc_offset_minutes) > _MAX_OFFSET_MINUTES:
+                raise MetadataError(f"utc_offset_minutes {self.utc_offset_minutes} is out of range")
+        for name, limit in (("gps_latitude", 90), ("gps_longitude", 180), ("gps_img_direction", 360)):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and -limit <= value <= limit):
+                raise MetadataError(f"{name} {value} is out of range")
+        if self.gps_img_direction is not None and self.gps_img_direction < 0:
+            raise MetadataError(f"gps_img_direction {self.gps_img_direction} must be 0 to 360 degrees")
+        if self.gps_altitude is not None and not math.isfinite(self.gps_altitude):
+            raise MetadataError(f"gps_altitude {self.gps_altitude} is not a number")
+        for name in ("make", "model", "artist", "copyright", "image_description"):
+            if "\x00" in (getattr(self, name) or ""):
+                raise MetadataError(f"{name} must not contain NUL characters")
+        for key, value in (self.panopipe or {}).items():
+            if not _XML_NAME.match(key) or isinstance(value, bool) or not isinstance(value, str | int):
+                raise MetadataError(f"panopipe property {key!r}={value!r}: need an XML name and a str or int")
+
+    def _sets_exif(self) -> bool:
+        return any(
+            getattr(self, f.name) is not None for f in fields(self) if f.name not in ("gpano", "panopipe")
+        )
+
+
+def apply_metadata(jpeg: bytes, update: MetadataUpdate) -> bytes:
+    """``jpeg`` with ``update`` written into its EXIF and XMP; the image data is copied unchanged.
+
+    Raises MetadataError when ``jpeg`` is not a JPEG, its EXIF or XMP is corrupt, or the metadata does not
+    fit in a JPEG segment.
+    """
+    segments, sos = scan_segments(jpeg)
+    replace: dict[int, bytes] = {}  # segment start -> new segment
+    insert: list[bytes] = []
+    exif = find_app1(jpeg, segments, EXIF_HEADER[:5])  # the pad byte after "Exif\0" is not always 0
+    if update._sets_exif():
+        block = jpeg[exif.payload_start + len(EXIF_HEADER) : exif.end] if exif else b""
+        tree = ExifTree.parse(block) if block else ExifTree(">")
+        _edit_exif(tree, update, frame_size(jpeg, segments))
+        new = app1_segment(EXIF_HEADER + tree.serialize(MAX_SEGMENT_PAYLOAD - len(EXIF_HEADER)))
+        if exif:
+            replace[exif.start] = new
+        else:
+            insert.append(new)
+    values = _xmp_values(update)
+    if values:
+        xmp = find_app1(jpeg, segments, XMP_HEADER)
+        packet = jpeg[xmp.payload_start + len(XMP_HEADER) : xmp.end] if xmp else None
+        new = app1_segment(XMP_HEADER + merge_xmp(packet, values, _PREFIXES))
+        if xmp:
+            replace[xmp.start] = new
+        elif exif:
+            replace[exif.start] = replace.get(exif.start, jpeg[exif.start : exif.end]) + new
+        else:
+            insert.append(new)
+    at = next((seg.start for seg in segments if seg.marker != APP0), sos)
+    parts: list[bytes | memoryview] = [jpeg[:at], *insert]
+    view = memoryview(jpeg)
+    for seg in segments:
+        if seg.start >= at:
+            parts.append(replace.get(seg.start) or view[seg.start : seg.end])
+    parts.append(view[sos:])
+    return b"".join(parts)
+
+
+def apply_metadata_file(src: Path, dst: Path | None = None, *, update: MetadataUpdate) -> None:
+    """Write ``update`` into the JPEG ``src``, saving the result atomically to ``dst`` (default: ``src``).
+
+    The result goes to a temporary file in ``dst``'s folder, is flushed to disk and renamed over ``dst``, so
+    ``dst`` is either untouched or complete, even after a crash. ``dst`` keeps its permission bits (a new
+    ``dst`` gets those of ``src``). Raises MetadataError for bad metadata, StorageError when a file cannot be
+    read or written.
+    """
+    src = Path(src)
+    dst = src if dst is None else Path(dst)
+    try:
+        data = src.read_bytes()
+    except OSError as exc:
+        raise StorageError(f"cannot read {src}: {exc.strerror}") from exc
+    result = apply_metadata(data, update)
+    try:
+        mode = stat.S_IMODE((dst if dst.exists() else src).stat().st_mode)
+        _replace_atomically(dst, result, mode)
+    except OSError as exc:
+        raise StorageError(f"cannot write {dst}: {exc.strerror}") from exc
+
+
+def _replace_atomically(path: Path, data: bytes, mode: int) -> None:
+    """Like :func:`panopipe.storage.write_atomic`, but the file gets ``mode`` instead of mkstemp's 0600."""
+    fd, tmp = tempfile.mkstemp(prefix=".panopipe-tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            os.fchmod(handle.fileno(), mode)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _edit_exif(tree: ExifTree, update: MetadataUpdate, size: tuple[int, int] | None) -> None:
+    new_exif = dict(_NEW_EXIF)
+    if size:
+        new_exif |= {0xA002: (LONG, (size[0],)), 0xA003: (LONG, (size[1],))}  # ExifImageWidth, -Height
+    ifd0_text = {
+        0x010E: update.image_description,
+        0x010F: update.make,
+        0x0110: update.model,
+        0x013B: update.artist,
+        0x8298: update.copyright,
+    }
+    tree.ensure(IFD0, _NEW_IFD0)
+    for tag, text in ifd0_text.items():
+        if text is not None:
+            tree.set(IFD0, tag, ASCII, text)
+    if update.captured_at is not None:
+        tree.ensure(EXIF, new_exif)
+        _set_capture_time(tree, update.captured_at, update.utc_offset_minutes)
+    gps = _gps_tags(update)
+    if gps:
+        tree.ensure(GPS, _NEW_GPS)
+        if tree.get(GPS, 0x0000) is None:
+            gps |= _NEW_GPS  # GPSVersionID is mandatory in a GPS IFD
+        for tag, (type_, value) in gps.items():
+            tree.set(GPS, tag, type_, value)
+
+
+def _set_capture_time(tree: ExifTree, moment: datetime, offset_minutes: int | None) -> None:
+    offset = (
+        moment.utcoffset() or timedelta(0) if offset_minutes is None else timedelta(minutes=offset_minutes)
+    )
+    local = moment.astimezone(timezone(offset))
+    minutes = int(offset.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    tree.set(EXIF, 0x9003, ASCII, local.strftime("%Y:%m:%d %H:%M:%S"))  # DateTimeOriginal
+    tree.set(EXIF, 0x9291, ASCII, f"{local.microsecond // 1000:03d}")  # SubSecTimeOriginal
+    tree.set(EXIF, 0x9011, ASCII, f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}")  # OffsetTime...
+    version = tree.get(EXIF, _EXIF_VERSION)
+    if version is None or version.value < _OFFSET_TIME_VERSION:  # OffsetTimeOriginal needs EXIF 2.31
+        tree.set(EXIF, _EXIF_VERSION, UNDEFINED, _OFFSET_TIME_VERSION)
+
+
+def _gps_tags(update: MetadataUpdate) -> dict[int, tuple[int, Value]]:
+    """The GPS IFD entries to write. Rationals follow ExifTool: whole degrees and minutes, seconds in
+    millionths; altitude in millimetres; direction in 1/10000 degree."""
+    tags: dict[int, tuple[int, Value]] = {}
+    if update.gps_latitude is not None:
+        tags[0x0001] = (ASCII, "S" if update.gps_latitude < 0 else "N")
+        tags[0x0002] = (RATIONAL, _dms(update.gps_latitude))
+    if update.gps_longitude is not None:
+        tags[0x0003] = (ASCII, "W" if update.gps_longitude < 0 else "E")
+        tags[0x0004] = (RATIONAL, _dms(update.gps_longitude))
+    if update.gps_altitude is not None:
+        tags[0x0005] = (BYTE, (1 if update.gps_altitude < 0 else 0,))
+        tags[0x0006] = (RATIONAL, ((round(abs(update.gps_altitude) * 1000), 1000),))
+    if update.gps_datetime is not None:
+        utc = update.gps_datetime.astimezone(UTC)
+        seconds = (utc.second * 1000 + utc.microsecond // 1000, 1000)
+        tags[0x0007] = (RATIONAL, ((utc.hour, 1), (utc.minute, 1), seconds))
+        tags[0x001D] = (ASCII, utc.strftime("%Y:%m:%d"))
+    if update.gps_img_direction is not None:
+        tags[0x0010] = (ASCII, "T")
+        tags[0x0011] = (RATIONAL, ((round(update.gps_img_direction * 10000) % 3_600_000, 10000),))
+    return tags
+
+
+def _dms(degrees: float) -> tuple[tuple[int, int], ...]:
+    micro_arcsec = round(abs(degrees) * 3600 * 1_000_000)
+    whole, rest = divmod(micro_arcsec, 3600 * 1_000_000)
+    minutes, micro = divmod(rest, 60 * 1_000_000)
+    return (whole, 1), (minutes, 1), (micro, 1_000_000)
+
+
+def _xmp_values(update: MetadataUpdate) -> dict[Property, str]:
+    values: dict[Property, str] = {}
+    if update.gpano is not None:
+        values |= {(GPANO_NS, name): text for name, text in update.gpano.properties().items()}
+    if update.panopipe:
+        values |= {(PANOPIPE_NS, name): str(value) for name, value in update.panopipe.items()}
+    return values
