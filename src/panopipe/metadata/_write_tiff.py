@@ -59,7 +59,7 @@ class ExifTree:
 
     @classmethod
     def parse(cls, block: bytes) -> ExifTree:
-        """Parse a TIFF block (the APP1 payload after ``Exif\\0\\0``); raise MetadataError if it is corrupt."""
+        """Parse a TIFF block (the APP1 payload after the Exif header); raise MetadataError if it is corrupt."""
         if len(block) < 8:
             raise MetadataError("corrupt EXIF: the TIFF header is truncated")
         order = {b"II": "<", b"MM": ">"}.get(block[:2])
