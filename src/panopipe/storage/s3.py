@@ -347,6 +347,7 @@ class S3Storage(Storage):
                 ContentType=_content_type(key),
                 Metadata={SHA256_METADATA: sha256},
                 MetadataDirective="REPLACE",
+                ChecksumAlgorithm="SHA256",  # a fresh full-object checksum for the rewritten object
             )
         return {**response, **response["CopyObjectResult"]}
 
