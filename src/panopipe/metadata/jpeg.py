@@ -88,19 +88,18 @@ def read_jpeg_header(
     go past ``size`` (the file size) when it is given.
     """
     limit = size if size is not None else float("inf")
-    data = read(0, int(min(first_chunk, limit)))
+    wanted = int(min(first_chunk, limit))
+    data = read(0, wanted) if wanted > 0 else b""
     while True:
         _, sos, need = _walk(data)
         if sos >= 0:
             return data[: sos + 2]
-        start = len(data)
-        length = int(min(need + _LOOKAHEAD, limit) - start)
-        more = read(start, length) if length > 0 else b""
-        if not more:
+        asked, wanted = wanted, int(min(need + _LOOKAHEAD, limit))
+        if len(data) < asked or wanted <= len(data):  # a short read, or the given size: the file ends here
             raise MetadataError(
-                f"truncated: the file ends at byte {start}, inside a segment ending at {need}"
+                f"truncated: the file ends at byte {len(data)}, inside a segment ending at {need}"
             )
-        data += more
+        data += read(len(data), wanted - len(data))
 
 
 def scan_jpeg(data: bytes) -> JpegHeader:
