@@ -1,0 +1,231 @@
+"""Calibrated rig stitching: project every frame onto the sphere from the rig profile and feather the seams.
+
+No feature matching: the geometry comes from the profile, so the result is deterministic and fast. The remap
+tables and blend weights depend only on the rig's geometry and the output size; they are built once and kept in
+a small in-process cache, so a batch of shots from one rig pays for them once.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+
+from panopipe.errors import StepError
+from panopipe.stitching.base import Stitcher, StitchResult, check_frames, require
+from panopipe.stitching.projection import camera_rotation, directions_to_camera, equirect_to_directions
+from panopipe.stitching.rig import RigCamera, RigProfile
+
+_INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
+
+
+@dataclass(frozen=True, slots=True)
+class CalibratedParams:
+    """Output size (``width`` defaults to the finest camera's resolution at its centre, ``height`` to half of
+    ``width``), the resampling filter, and whether to refine the profile's angles from the frames first."""
+
+    width: int | None = None
+    height: int | None = None
+    interpolation: Literal["linear", "cubic"] = "linear"
+    refine: bool = False
+
+    def __post_init__(self) -> None:
+        for key in ("width", "height"):
+            value = getattr(self, key)
+            require(
+                value is None or (type(value) is int and 16 <= value <= 65536),
+                f"calibrated stitcher: {key} must be an integer from 16 to 65536, got {value!r}",
+            )
+        require(
+            self.interpolation in _INTERPOLATIONS,
+            f"calibrated stitcher: interpolation must be one of {', '.join(_INTERPOLATIONS)}, got {self.interpolation!r}",
+        )
+        require(
+            type(self.refine) is bool,
+            f"calibrated stitcher: refine must be true or false, got {self.refine!r}",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CameraTable:
+    """Where one camera lands in the panorama: a block of ``rows`` starting at ``top`` and ``columns``
+    starting at ``left`` (wrapping past the right edge), its fixed-point remap maps and blend weights."""
+
+    top: int
+    left: int
+    map1: np.ndarray
+    map2: np.ndarray
+    weight: np.ndarray  # rows x columns x 1, float32, normalised so the cameras' weights sum to 1
+
+    @property
+    def rows(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def columns(self) -> int:
+        return self.weight.shape[1]
+
+
+@dataclass(frozen=True, slots=True)
+class RemapTables:
+    """Everything needed to stitch frames of one rig geometry into one output size."""
+
+    width: int
+    height: int
+    cameras: tuple[CameraTable | None, ...]  # None: the camera sees nothing of the output
+    coverage: np.ndarray
+
+
+class CalibratedStitcher(Stitcher[CalibratedParams]):
+    """Stitch the frames of a calibrated rig (frame ``i`` from camera ``i``) into an equirectangular panorama."""
+
+    name = "calibrated"
+    version = 1
+    params_type = CalibratedParams
+
+    def __init__(self, rig: RigProfile) -> None:
+        self.rig = rig
+
+    def stitch(
+        self, frames: Sequence[np.ndarray], params: Mapping[str, Any] | CalibratedParams | None = None
+    ) -> StitchResult:
+        """Project and blend ``frames``; raise :class:`StepError` if they do not match the rig's cameras."""
+        options = self.parse_params(params)
+        check_frames(frames, self.name)
+        self._check_sizes(frames)
+        rig, log = self.rig, []
+        if options.refine:
+            from panopipe.stitching.refine import refine_rig
+
+            rig, refine_log = refine_rig(rig, frames)
+            log.append(refine_log)
+        width, height = output_size(rig, options.width, options.height)
+        started = time.perf_counter()
+        cached = remap_tables.cache_info().hits
+        tables = remap_tables(rig.cameras, width, height)
+        built = "cached" if remap_tables.cache_info().hits > cached else "built"
+        log.append(f"remap tables {built} in {time.perf_counter() - started:.3f} s")
+        panorama = blend(frames, tables, _INTERPOLATIONS[options.interpolation])
+        used = sum(table is not None for table in tables.cameras)
+        log.append(
+            f"rig {rig.name!r} v{rig.version}: {used} of {len(frames)} views -> {width}x{height}, "
+            f"coverage {tables.coverage.mean():.1%}"
+        )
+        return StitchResult(panorama, tables.coverage, "\n".join(log), used, rig if options.refine else None)
+
+    def fingerprint_fields(
+        self, params: Mapping[str, Any] | CalibratedParams | None = None
+    ) -> dict[str, Any]:
+        """The stitcher, its params and the rig geometry: correcting the profile changes the fingerprint."""
+        return {**super().fingerprint_fields(params), "rig": self.rig.fingerprint_fields()}
+
+    def _check_sizes(self, frames: Sequence[np.ndarray]) -> None:
+        cameras = self.rig.cameras
+        if len(frames) != len(cameras):
+            raise StepError(
+                f"rig {self.rig.name!r} has {len(cameras)} cameras but the shot has {len(frames)} frames"
+            )
+        for i, (frame, camera) in enumerate(zip(frames, cameras, strict=True)):
+            if frame.shape[:2] != (camera.height, camera.width):
+                raise StepError(
+                    f"frame {i} is {frame.shape[1]}x{frame.shape[0]} but camera {i} of rig {self.rig.name!r} "
+                    f"is {camera.width}x{camera.height}"
+                )
+
+
+def output_size(rig: RigProfile, width: int | None = None, height: int | None = None) -> tuple[int, int]:
+    """The panorama size for ``rig``: by default as many pixels per degree as its finest camera has at its
+    centre (rounded up to a multiple of 16), and half as high as wide."""
+    if width is None:
+        finest = max(camera.focal_px for camera in rig.cameras)
+        width = math.ceil(2 * math.pi * finest / 16) * 16
+    return width, height if height is not None else width // 2
+
+
+@functools.lru_cache(maxsize=4)
+def remap_tables(cameras: tuple[RigCamera, ...], width: int, height: int) -> RemapTables:
+    """Remap maps and normalised feather weights of each camera for a ``width x height`` panorama (cached)."""
+    v, u = np.mgrid[0:height, 0:width]
+    directions = equirect_to_directions(u, v, width, height)
+    maps, weights = [], []
+    for camera in cameras:
+        map_x, map_y, valid = directions_to_camera(camera, directions @ camera_rotation(camera))
+        # Feather: weight falls linearly to zero at the image border, so seams blend smoothly.
+        wx = 1 - np.abs(2 * map_x / camera.width - (camera.width - 1) / camera.width)
+        wy = 1 - np.abs(2 * map_y / camera.height - (camera.height - 1) / camera.height)
+        weights.append(np.where(valid, np.clip(wx, 0, 1) * np.clip(wy, 0, 1), 0.0).astype(np.float32))
+        maps.append((map_x.astype(np.float32), map_y.astype(np.float32)))
+    total = np.sum(weights, axis=0)
+    coverage = total > 0
+    scale = np.divide(1.0, total, out=np.zeros_like(total), where=coverage)
+    tables = tuple(
+        _camera_table(map_x, map_y, weight * scale)
+        for (map_x, map_y), weight in zip(maps, weights, strict=True)
+    )
+    return RemapTables(width, height, tables, coverage)
+
+
+def _camera_table(map_x: np.ndarray, map_y: np.ndarray, weight: np.ndarray) -> CameraTable | None:
+    rows = np.flatnonzero(weight.any(axis=1))
+    if rows.size == 0:
+        return None
+    top, bottom = rows[0], rows[-1] + 1
+    left, columns = _circular_span(weight.any(axis=0))
+    index = (left + np.arange(columns)) % weight.shape[1]
+    crop_x, crop_y = map_x[top:bottom, index], map_y[top:bottom, index]
+    map1, map2 = cv2.convertMaps(crop_x, crop_y, cv2.CV_16SC2)
+    return CameraTable(int(top), left, map1, map2, np.ascontiguousarray(weight[top:bottom, index, None]))
+
+
+def _circular_span(used: np.ndarray) -> tuple[int, int]:
+    """The shortest ``(start, length)`` run of columns, wrapping around, that holds every used column."""
+    size = used.size
+    if used.all():
+        return 0, size
+    # Start right after the longest run of unused columns (doubling the array handles wrap-around).
+    free = np.concatenate((~used, ~used))
+    best_end, best_len, run = 0, 0, 0
+    for i, empty in enumerate(free):
+        run = run + 1 if empty else 0
+        if run > best_len:
+            best_end, best_len = i, run
+    best_len = min(best_len, size)
+    return (best_end + 1) % size, size - best_len
+
+
+def blend(
+    frames: Sequence[np.ndarray], tables: RemapTables, interpolation: int = cv2.INTER_LINEAR
+) -> np.ndarray:
+    """Warp each frame with its table and sum them with their weights into a ``uint8`` panorama."""
+    accumulator = np.zeros((tables.height, tables.width, 3), np.float32)
+    for frame, table in zip(frames, tables.cameras, strict=True):
+        if table is None:
+            continue
+        warped = cv2.remap(frame, table.map1, table.map2, interpolation, borderMode=cv2.BORDER_REPLICATE)
+        contribution = warped * table.weight
+        end = table.left + table.columns
+        target = accumulator[table.top : table.top + table.rows]
+        if end <= tables.width:
+            target[:, table.left : end] += contribution
+        else:
+            split = tables.width - table.left
+            target[:, table.left :] += contribution[:, :split]
+            target[:, : end - tables.width] += contribution[:, split:]
+    return cv2.convertScaleAbs(accumulator)
+
+
+__all__ = [
+    "CalibratedParams",
+    "CalibratedStitcher",
+    "CameraTable",
+    "RemapTables",
+    "blend",
+    "output_size",
+    "remap_tables",
+]

@@ -1,0 +1,122 @@
+"""Calibrated stitching: render a known scene through a rig, stitch it back, compare with the scene."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from panopipe.errors import ConfigError, StepError
+from panopipe.stitching import (
+    CalibratedStitcher,
+    RigProfile,
+    demo_rig,
+    psnr,
+    render_views,
+    synthetic_panorama,
+)
+from panopipe.stitching.calibrated import output_size
+
+WIDTH, HEIGHT = 1024, 512
+
+
+@pytest.fixture(scope="module")
+def scene() -> np.ndarray:
+    return synthetic_panorama(WIDTH, HEIGHT, seed=7)
+
+
+@pytest.fixture(scope="module")
+def rig() -> RigProfile:
+    return demo_rig(480, 360)
+
+
+@pytest.fixture(scope="module")
+def views(scene: np.ndarray, rig: RigProfile) -> list[np.ndarray]:
+    return render_views(scene, rig)
+
+
+def test_demo_rig_stitches_back_to_the_scene(
+    scene: np.ndarray, rig: RigProfile, views: list[np.ndarray]
+) -> None:
+    result = CalibratedStitcher(rig).stitch(views, {"width": WIDTH, "height": HEIGHT})
+    assert result.panorama.shape == scene.shape and result.panorama.dtype == np.uint8
+    assert result.coverage.all(), "the demo rig covers the full sphere"
+    assert result.views_used == 6
+    assert psnr(result.panorama, scene, result.coverage) >= 30
+    assert "6 of 6 views -> 1024x512, coverage 100.0%" in result.log
+
+
+def test_mis_set_yaw_lowers_psnr_clearly(scene: np.ndarray, rig: RigProfile, views: list[np.ndarray]) -> None:
+    params = {"width": WIDTH, "height": HEIGHT}
+    good = CalibratedStitcher(rig).stitch(views, params)
+    wrong = CalibratedStitcher(rig.replace_camera(1, yaw_deg=95.0)).stitch(views, params)
+    assert psnr(wrong.panorama, scene, wrong.coverage) < psnr(good.panorama, scene, good.coverage) - 4
+
+
+def test_back_to_back_fisheyes_round_trip() -> None:
+    rig = RigProfile.from_compact(
+        {
+            "name": "dual-fisheye",
+            "version": 1,
+            "mount_height_m": 1.5,
+            "defaults": {"lens": "fisheye", "hfov_deg": 200.0, "width": 576, "height": 576},
+            "cameras": [[0, 0, 0], [180, 0, 0]],
+        }
+    )
+    scene = synthetic_panorama(WIDTH, HEIGHT, seed=3)
+    result = CalibratedStitcher(rig).stitch(render_views(scene, rig), {"width": WIDTH})
+    assert result.coverage.all()
+    assert psnr(result.panorama, scene, result.coverage) >= 30
+
+
+def test_horizon_ring_covers_a_band_and_tables_are_reused(scene: np.ndarray, views: list[np.ndarray]) -> None:
+    ring = RigProfile.from_dict(
+        {**demo_rig(480, 360).to_dict(), "cameras": demo_rig(480, 360).to_dict()["cameras"][:4]}
+    )
+    stitcher = CalibratedStitcher(ring)
+    first = stitcher.stitch(views[:4], {"width": WIDTH, "height": HEIGHT, "interpolation": "cubic"})
+    second = stitcher.stitch(views[:4], {"width": WIDTH, "height": HEIGHT, "interpolation": "cubic"})
+    assert "remap tables cached" in second.log
+    assert np.array_equal(first.panorama, second.panorama)
+    rows = first.coverage.all(axis=1)
+    assert rows[HEIGHT // 2] and not rows[0] and not rows[-1]
+    assert not first.panorama[~first.coverage].any(), "uncovered pixels stay black"
+    assert psnr(first.panorama, scene, first.coverage) >= 32
+
+
+def test_default_output_size_follows_the_finest_camera() -> None:
+    assert output_size(demo_rig(1200, 900)) == (2640, 1320)
+    assert output_size(demo_rig(1200, 900), 2000) == (2000, 1000)
+
+
+def test_frames_must_match_the_rig(rig: RigProfile, views: list[np.ndarray]) -> None:
+    stitcher = CalibratedStitcher(rig)
+    with pytest.raises(StepError, match="rig 'demo-6' has 6 cameras but the shot has 5 frames"):
+        stitcher.stitch(views[:5])
+    resized = [*views[:5], views[5][:300]]
+    with pytest.raises(StepError, match="frame 5 is 480x300 but camera 5 of rig 'demo-6' is 480x360"):
+        stitcher.stitch(resized)
+    with pytest.raises(StepError, match="frame 0 is not an 8-bit colour image"):
+        stitcher.stitch([view.astype(np.float32) for view in views])
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"widht": 100}, r"unknown parameter\(s\) widht"),
+        ({"width": 10}, r"width must be an integer from 16 to 65536, got 10"),
+        ({"interpolation": "lanczos"}, r"interpolation must be one of linear, cubic"),
+    ],
+)
+def test_bad_params_are_config_errors(
+    rig: RigProfile, views: list[np.ndarray], params: dict, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        CalibratedStitcher(rig).stitch(views, params)
+
+
+def test_fingerprint_changes_with_the_rig_and_the_params(rig: RigProfile) -> None:
+    stitcher = CalibratedStitcher(rig)
+    base = stitcher.fingerprint_fields({"width": 1024})
+    assert base["stitcher"] == "calibrated" and base["params"]["width"] == 1024
+    assert CalibratedStitcher(rig.replace_camera(0, roll_deg=1.0)).fingerprint_fields({"width": 1024}) != base
+    assert stitcher.fingerprint_fields({"width": 2048}) != base
