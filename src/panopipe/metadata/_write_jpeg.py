@@ -36,7 +36,7 @@ class Segment:
 
 def scan_segments(data: bytes | memoryview) -> tuple[list[Segment], int]:
     """The marker segments between SOI and the first SOS, and the offset of that SOS marker."""
-    if len(data) < 4 or data[0] != 0xFF or data[1] != SOI:
+    if len(data) < 2 or data[0] != 0xFF or data[1] != SOI:
         raise MetadataError("not a JPEG file (no SOI marker)")
     segments: list[Segment] = []
     pos = 2

@@ -1,0 +1,412 @@
+"""The metadata writer on real JPEG files, checked with Pillow and by looking at the bytes."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import shutil
+import struct
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import ExifTags, Image
+
+from panopipe.errors import MetadataError, StorageError
+from panopipe.metadata._write_jpeg import scan_segments
+from panopipe.metadata.writer import (
+    GPANO_NS,
+    PANOPIPE_NS,
+    GPano,
+    MetadataUpdate,
+    apply_metadata,
+    apply_metadata_file,
+)
+
+DATA = Path(__file__).parents[1] / "data" / "writer"
+CAMERA_FILES = ["DSC00001.JPG", "GSAG2002.JPG"]
+UPDATE = MetadataUpdate(
+    captured_at=datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC),
+    utc_offset_minutes=120,
+    gps_latitude=-33.123456789,
+    gps_longitude=151.987654321,
+    gps_altitude=-12.345,
+    gps_img_direction=271.25,
+    gps_datetime=datetime(2024, 5, 6, 7, 8, 9, 500000, tzinfo=UTC),
+    make="PanoCam",
+    model="P-1",
+    artist="Ada",
+    copyright="© 2024 Ada",
+    image_description="corridor 7",
+    gpano=GPano(64, 32, pose_heading_degrees=12.5),
+    panopipe={"project": "tunnel", "reel": "A", "frame": 42, "shot": "s1"},
+)
+
+
+def pillow_jpeg(exif: Image.Exif | None = None, size: tuple[int, int] = (64, 32)) -> bytes:
+    """A small JPEG written by Pillow (JFIF APP0), with ``exif`` if given."""
+    buffer = io.BytesIO()
+    image = Image.new("RGB", size, (120, 60, 200))
+    image.save(buffer, "JPEG", quality=85, **({"exif": exif} if exif is not None else {}))
+    return buffer.getvalue()
+
+
+def pillow_exif(endian: str) -> Image.Exif:
+    exif = Image.Exif()
+    exif.endian = endian
+    exif[ExifTags.Base.Software] = "pillow-test"
+    exif[ExifTags.Base.Orientation] = 3
+    exif[ExifTags.Base.Make] = "OldMake"
+    exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.ExposureTime] = 0.004
+    exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = "2001:02:03 04:05:06"
+    return exif
+
+
+def samples() -> dict[str, bytes]:
+    return {
+        "no-exif": pillow_jpeg(),
+        "pillow-II": pillow_jpeg(pillow_exif("<")),
+        "pillow-MM": pillow_jpeg(pillow_exif(">")),
+        **{name: (DATA / name).read_bytes() for name in CAMERA_FILES},
+    }
+
+
+def split(jpeg: bytes) -> tuple[list[bytes], list[bytes], bytes]:
+    """(the EXIF/XMP APP1 segments, every other segment, the bytes from SOS to the end)."""
+    segments, sos = scan_segments(jpeg)
+    metadata, other = [], []
+    for seg in segments:
+        body = jpeg[seg.start : seg.end]
+        is_metadata = seg.marker == 0xE1 and body[4:9] in (b"Exif\x00", b"http:")
+        (metadata if is_metadata else other).append(body)
+    return metadata, other, jpeg[sos:]
+
+
+@pytest.mark.parametrize("name", ["no-exif", "pillow-II", "pillow-MM", *CAMERA_FILES])
+def test_image_data_and_other_segments_are_byte_identical(name: str) -> None:
+    original = samples()[name]
+    written = apply_metadata(original, UPDATE)
+    _, other_before, scan_before = split(original)
+    _, other_after, scan_after = split(written)
+    assert scan_after == scan_before
+    assert other_after == other_before  # APP0, APP2 (ICC/MPF), APP6, DQT, SOF, DHT: same bytes, same order
+    assert written != original
+
+
+def test_creates_exif_and_xmp_after_jfif() -> None:
+    written = apply_metadata(pillow_jpeg(), UPDATE)
+    segments, _ = scan_segments(written)
+    assert [seg.marker for seg in segments[:3]] == [0xE0, 0xE1, 0xE1]
+    assert written[segments[1].payload_start :].startswith(b"Exif\x00\x00MM")
+    assert written[segments[2].payload_start :].startswith(b"http://ns.adobe.com/xap/1.0/\x00")
+    exif = Image.open(io.BytesIO(written)).getexif()
+    assert exif[ExifTags.Base.Make] == "PanoCam"
+    assert exif[ExifTags.Base.XResolution] == 72  # required IFD0 tags of a new EXIF block
+    exif_ifd = exif.get_ifd(ExifTags.IFD.Exif)
+    assert exif_ifd[ExifTags.Base.DateTimeOriginal] == "2024:05:06 09:08:09"
+    assert exif_ifd[ExifTags.Base.SubsecTimeOriginal] == "123"
+    assert exif_ifd[ExifTags.Base.OffsetTimeOriginal] == "+02:00"
+    assert (exif_ifd[ExifTags.Base.ExifImageWidth], exif_ifd[ExifTags.Base.ExifImageHeight]) == (64, 32)
+    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    assert gps[ExifTags.GPS.GPSVersionID] == b"\x02\x03\x00\x00"
+    assert gps[ExifTags.GPS.GPSLatitudeRef] == "S"
+    assert gps[ExifTags.GPS.GPSLongitudeRef] == "E"
+    assert gps[ExifTags.GPS.GPSAltitudeRef] == b"\x01"
+    assert gps[ExifTags.GPS.GPSImgDirectionRef] == "T"
+    assert gps[ExifTags.GPS.GPSDateStamp] == "2024:05:06"
+
+
+@pytest.mark.parametrize("endian", ["<", ">"])
+def test_keeps_the_tags_it_does_not_set_and_the_byte_order(endian: str) -> None:
+    original = pillow_jpeg(pillow_exif(endian))
+    written = apply_metadata(original, MetadataUpdate(make="NewMake", gps_latitude=1.5))
+    assert written[written.index(b"Exif\x00\x00") + 6 :][:2] == (b"II" if endian == "<" else b"MM")
+    exif = Image.open(io.BytesIO(written)).getexif()
+    assert exif[ExifTags.Base.Make] == "NewMake"
+    assert exif[ExifTags.Base.Software] == "pillow-test"
+    assert exif[ExifTags.Base.Orientation] == 3
+    exif_ifd = exif.get_ifd(ExifTags.IFD.Exif)
+    assert exif_ifd[ExifTags.Base.DateTimeOriginal] == "2001:02:03 04:05:06"
+    assert float(exif_ifd[ExifTags.Base.ExposureTime]) == pytest.approx(0.004)
+    assert exif.get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitude] == (1.0, 30.0, 0.0)
+
+
+def test_maker_note_stays_at_its_offset() -> None:
+    original = (DATA / "DSC00001.JPG").read_bytes()
+    written = apply_metadata(original, UPDATE)
+    (exif_before, *_), _, _ = split(original)
+    (exif_after, *_), _, _ = split(written)
+    tiff_before, tiff_after = exif_before[10:], exif_after[10:]
+    note = find_entry(tiff_before, 0x927C)
+    assert note is not None
+    assert find_entry(tiff_after, 0x927C) == note
+    offset, count = note
+    assert tiff_after[offset : offset + count] == tiff_before[offset : offset + count]
+
+
+def find_entry(tiff: bytes, wanted: int) -> tuple[int, int] | None:
+    """(value offset, count) of tag ``wanted`` in the ExifIFD of a little-endian TIFF block."""
+    (ifd0,) = struct.unpack_from("<L", tiff, 4)
+    entries = {}
+    for ifd in (ifd0, None):
+        if ifd is None:
+            ifd = entries[0x8769]
+        (count,) = struct.unpack_from("<H", tiff, ifd)
+        for pos in range(ifd + 2, ifd + 2 + 12 * count, 12):
+            tag, _type, n, value = struct.unpack_from("<HHLL", tiff, pos)
+            entries[tag] = value
+            if tag == wanted:
+                return value, n
+    return None
+
+
+@pytest.mark.parametrize("name", ["pillow-II", *CAMERA_FILES])
+def test_repeated_writes_do_not_grow_the_file(name: str) -> None:
+    data = samples()[name]
+    sizes = []
+    for i in range(4):
+        data = apply_metadata(data, MetadataUpdate(captured_at=datetime(2024, 1, 1, i, tzinfo=UTC), make="M"))
+        sizes.append(len(data))
+    assert sizes[1] == sizes[2] == sizes[3]
+
+
+def test_new_values_replace_old_ones() -> None:
+    first = apply_metadata(pillow_jpeg(), UPDATE)
+    second = apply_metadata(first, MetadataUpdate(gps_latitude=48.5, panopipe={"frame": 43}))
+    gps = Image.open(io.BytesIO(second)).getexif().get_ifd(ExifTags.IFD.GPSInfo)
+    assert gps[ExifTags.GPS.GPSLatitudeRef] == "N"
+    assert gps[ExifTags.GPS.GPSLongitudeRef] == "E"
+    assert xmp_properties(second)[(PANOPIPE_NS, "frame")] == ["43"]
+    assert xmp_properties(second)[(PANOPIPE_NS, "project")] == ["tunnel"]
+
+
+def xmp_properties(jpeg: bytes) -> dict[tuple[str, str], list[str]]:
+    """Every simple property of the XMP packet, as attribute or element, by (namespace, name)."""
+    start = jpeg.index(b"http://ns.adobe.com/xap/1.0/\x00") + 29
+    length = int.from_bytes(jpeg[start - 31 : start - 29], "big") - 31
+    root = ET.fromstring(jpeg[start : start + length])
+    found: dict[tuple[str, str], list[str]] = {}
+    for description in root.iter("{http://www.w3.org/1999/02/22-rdf-syntax-ns#}Description"):
+        items = [*description.attrib.items(), *((child.tag, child.text or "") for child in description)]
+        for key, value in items:
+            uri, _, name = key[1:].partition("}")
+            found.setdefault((uri, name), []).append(value)
+    return found
+
+
+def test_xmp_merge_keeps_other_properties() -> None:
+    packet = b"""<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:my="urn:example:my/">
+<dc:title><rdf:Alt><rdf:li xml:lang="x-default">Tunnel &amp; shaft</rdf:li></rdf:Alt></dc:title>
+<my:Note>keep me</my:Note></rdf:Description>
+<rdf:Description rdf:about="" xmlns:GPano="http://ns.google.com/photos/1.0/panorama/"
+ GPano:UsePanoramaViewer="True"><GPano:ProjectionType>cylindrical</GPano:ProjectionType></rdf:Description>
+</rdf:RDF></x:xmpmeta>
+<?xpacket end="w"?>"""
+    original = insert_app1(pillow_jpeg(), b"http://ns.adobe.com/xap/1.0/\x00" + packet)
+    written = apply_metadata(original, MetadataUpdate(gpano=GPano(8000, 4000)))
+    found = xmp_properties(written)
+    assert found[(GPANO_NS, "ProjectionType")] == ["equirectangular"]
+    assert found[(GPANO_NS, "FullPanoWidthPixels")] == ["8000"]
+    assert found[(GPANO_NS, "UsePanoramaViewer")] == ["True"]
+    assert found[("urn:example:my/", "Note")] == ["keep me"]
+    assert b"my:Note" in written and b'xml:lang="x-default">Tunnel &amp; shaft<' in written
+    assert len(split(written)[0]) == 1  # the packet is replaced, not duplicated
+
+
+def insert_app1(jpeg: bytes, payload: bytes) -> bytes:
+    return jpeg[:2] + b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload + jpeg[2:]
+
+
+@pytest.mark.parametrize(
+    "packet",
+    [
+        b'<!DOCTYPE x [<!ENTITY a "aaaa">]><x:xmpmeta xmlns:x="adobe:ns:meta/">&a;</x:xmpmeta>',
+        b"<x:xmpmeta xmlns:x='adobe:ns:meta/'><rdf:RDF",
+        b"<x:xmpmeta xmlns:x='adobe:ns:meta/'/>",
+    ],
+    ids=["doctype", "truncated", "no-rdf"],
+)
+def test_unsafe_or_corrupt_xmp_is_refused(packet: bytes) -> None:
+    jpeg = insert_app1(pillow_jpeg(), b"http://ns.adobe.com/xap/1.0/\x00" + packet)
+    with pytest.raises(MetadataError, match="XMP"):
+        apply_metadata(jpeg, MetadataUpdate(panopipe={"frame": 1}))
+
+
+def tiff_with_thumbnail(thumbnail_size: int) -> bytes:
+    """A little-endian TIFF block: IFD0 with Make, IFD1 pointing to a fake JPEG thumbnail."""
+    thumb = b"\xff\xd8" + bytes(thumbnail_size - 4) + b"\xff\xd9"
+    ifd0 = (
+        struct.pack("<H", 1) + struct.pack("<HHL4s", 0x010F, 2, 2, b"X\x00\x00\x00") + struct.pack("<L", 26)
+    )
+    ifd1 = (
+        struct.pack("<H", 2)
+        + struct.pack("<HHLL", 0x0201, 4, 1, 56)
+        + struct.pack("<HHLL", 0x0202, 4, 1, len(thumb))
+    )
+    return b"II*\x00" + struct.pack("<L", 8) + ifd0 + ifd1 + struct.pack("<L", 0) + thumb
+
+
+def test_thumbnail_is_kept_then_dropped_when_the_exif_would_not_fit(caplog: pytest.LogCaptureFixture) -> None:
+    jpeg = insert_app1(pillow_jpeg(), b"Exif\x00\x00" + tiff_with_thumbnail(60_000))
+    small = apply_metadata(jpeg, MetadataUpdate(artist="A"))
+    assert Image.open(io.BytesIO(small)).getexif().get_ifd(ExifTags.IFD.IFD1)[0x0202] == 60_000
+    with caplog.at_level(logging.WARNING):
+        big = apply_metadata(jpeg, MetadataUpdate(image_description="x" * 10_000))
+    assert "dropping the IFD1 thumbnail" in caplog.text
+    exif = Image.open(io.BytesIO(big)).getexif()
+    assert exif[ExifTags.Base.ImageDescription] == "x" * 10_000
+    assert not exif.get_ifd(ExifTags.IFD.IFD1)
+    with pytest.raises(MetadataError, match="does not fit"):
+        apply_metadata(jpeg, MetadataUpdate(image_description="x" * 70_000))
+
+
+def test_offset_time_raises_the_exif_version() -> None:
+    written = apply_metadata(pillow_jpeg(pillow_exif("<")), MetadataUpdate(captured_at=UPDATE.captured_at))
+    assert Image.open(io.BytesIO(written)).getexif().get_ifd(ExifTags.IFD.Exif)[0x9000] == b"0231"
+
+
+def test_capture_time_defaults_to_its_own_offset() -> None:
+    moment = datetime(2024, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-5, minutes=-30)))
+    written = apply_metadata(pillow_jpeg(), MetadataUpdate(captured_at=moment))
+    exif_ifd = Image.open(io.BytesIO(written)).getexif().get_ifd(ExifTags.IFD.Exif)
+    assert exif_ifd[ExifTags.Base.DateTimeOriginal] == "2024:12:31 23:59:59"
+    assert exif_ifd[ExifTags.Base.OffsetTimeOriginal] == "-05:30"
+    assert exif_ifd[ExifTags.Base.SubsecTimeOriginal] == "000"
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"GIF89a" + bytes(100), "not a JPEG"),
+        (b"\xff\xd8\xff", "truncated"),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF", "overruns"),
+        (b"\xff\xd8\xff\xe0\x00\x04\x00\x00\xff\xd9", "end of image"),
+        (b"\xff\xd8\x00\x00\xff\xda", "expected a marker"),
+    ],
+)
+def test_malformed_jpeg_raises_metadata_error(data: bytes, reason: str) -> None:
+    with pytest.raises(MetadataError, match=reason):
+        apply_metadata(data, UPDATE)
+
+
+@pytest.mark.parametrize(
+    ("tiff", "reason"),
+    [
+        (b"XX*\x00\x08\x00\x00\x00", "byte-order"),
+        (b"II*\x00\xff\x00\x00\x00", "IFD0 offset"),
+        (b"II*\x00\x08\x00\x00\x00\x20\x00", "overruns"),
+        (
+            b"II*\x00\x08\x00\x00\x00\x01\x00" + struct.pack("<HHLL", 0x010F, 2, 100, 999) + bytes(4),
+            "outside",
+        ),
+        (
+            b"II*\x00\x08\x00\x00\x00\x01\x00" + struct.pack("<HHLL", 0x010F, 99, 1, 0) + bytes(4),
+            "unknown type",
+        ),
+        (b"II*\x00\x08\x00\x00\x00\x01\x00" + struct.pack("<HHLL", 0x8769, 4, 1, 8) + bytes(4), "loop"),
+        (b"II*\x00", "truncated"),
+    ],
+)
+def test_corrupt_exif_raises_metadata_error(tiff: bytes, reason: str) -> None:
+    jpeg = insert_app1(pillow_jpeg(), b"Exif\x00\x00" + tiff)
+    with pytest.raises(MetadataError, match=reason):
+        apply_metadata(jpeg, UPDATE)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    cut=st.integers(0, 2000), flips=st.lists(st.tuples(st.integers(0, 1999), st.integers(1, 255)), max_size=6)
+)
+def test_damaged_headers_raise_only_metadata_error(cut: int, flips: list[tuple[int, int]]) -> None:
+    data = bytearray(FUZZ_BASE[:cut] if cut < 2000 else FUZZ_BASE)
+    for position, mask in flips:
+        if position < len(data):
+            data[position] ^= mask
+    with contextlib.suppress(MetadataError):
+        apply_metadata(bytes(data), UPDATE)
+
+
+FUZZ_BASE = apply_metadata(pillow_jpeg(pillow_exif(">")), UPDATE)
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"captured_at": datetime(2024, 1, 1)}, "timezone-aware"),
+        ({"gps_datetime": datetime(2024, 1, 1)}, "timezone-aware"),
+        ({"utc_offset_minutes": 60}, "together with captured_at"),
+        ({"gps_latitude": 91.0}, "out of range"),
+        ({"gps_longitude": float("nan")}, "out of range"),
+        ({"gps_img_direction": -1.0}, "0 to 360"),
+        ({"make": "a\x00b"}, "NUL"),
+        ({"panopipe": {"bad key": "x"}}, "XML name"),
+    ],
+)
+def test_invalid_updates_are_refused(fields: dict[str, object], reason: str) -> None:
+    with pytest.raises(MetadataError, match=reason):
+        MetadataUpdate(**fields)  # type: ignore[arg-type]
+
+
+def test_apply_metadata_file_in_place_keeps_permissions(tmp_path: Path) -> None:
+    path = tmp_path / "a.jpg"
+    path.write_bytes(pillow_jpeg())
+    path.chmod(0o640)
+    apply_metadata_file(path, update=UPDATE)
+    assert Image.open(path).getexif()[ExifTags.Base.Make] == "PanoCam"
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert os.listdir(tmp_path) == ["a.jpg"]
+
+
+def test_apply_metadata_file_to_another_path_leaves_the_source(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src.jpg", tmp_path / "out" / "dst.jpg"
+    dst.parent.mkdir()
+    src.write_bytes(original := pillow_jpeg())
+    apply_metadata_file(src, dst, update=UPDATE)
+    assert src.read_bytes() == original
+    assert dst.read_bytes() == apply_metadata(original, UPDATE)
+
+
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_crash_before_the_rename_leaves_the_original_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: BaseException
+) -> None:
+    path = tmp_path / "a.jpg"
+    path.write_bytes(original := pillow_jpeg())
+
+    def crash(*args: object) -> None:
+        raise failure
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(StorageError if isinstance(failure, OSError) else KeyboardInterrupt):
+        apply_metadata_file(path, update=UPDATE)
+    assert path.read_bytes() == original
+    assert os.listdir(tmp_path) == ["a.jpg"]
+
+
+def test_unwritable_folder_raises_storage_error(tmp_path: Path) -> None:
+    src, folder = tmp_path / "a.jpg", tmp_path / "ro"
+    src.write_bytes(pillow_jpeg())
+    folder.mkdir()
+    shutil.copy(src, folder / "a.jpg")
+    folder.chmod(0o555)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("running with privileges that ignore folder permissions")
+        with pytest.raises(StorageError, match="cannot write"):
+            apply_metadata_file(folder / "a.jpg", update=UPDATE)
+        assert (folder / "a.jpg").read_bytes() == src.read_bytes()
+        assert os.listdir(folder) == ["a.jpg"]
+    finally:
+        folder.chmod(0o755)
+
+
+def test_missing_source_raises_storage_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="cannot read"):
+        apply_metadata_file(tmp_path / "missing.jpg", update=UPDATE)
