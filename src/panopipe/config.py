@@ -34,7 +34,9 @@ class IngestRules:
     form one shot.
     """
 
-    path_pattern: str = r"(?:^|/)(?P<reel>[^/]+)/(?:cam(?:era)?[_-]?(?P<camera>\d+)/)?[^/]*?(?P<frame>\d+)\.jpe?g$"
+    path_pattern: str = (
+        r"(?:^|/)(?P<reel>[^/]+)/(?:cam(?:era)?[_-]?(?P<camera>\d+)/)?[^/]*?(?P<frame>\d+)\.jpe?g$"
+    )
     shot_tolerance_s: float = 0.05
 
 

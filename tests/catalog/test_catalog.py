@@ -72,6 +72,7 @@ def test_times_round_trip_as_aware_utc(catalog: Catalog):
 def test_get_by_prefix_and_errors(catalog: Catalog):
     (image_id,) = catalog.upsert_images([record(1)]).added
     assert catalog.get(image_id[:8]).id == image_id
+    assert catalog.get(image_id[:13]).id == image_id
     with pytest.raises(NotFoundError, match="no image"):
         catalog.get("00000000")
     with pytest.raises(NotFoundError, match="too short"):

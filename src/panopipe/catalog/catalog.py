@@ -213,8 +213,10 @@ class Catalog:
             if len(text) == 36:
                 rows = conn.execute(sa.select(*columns).where(images.c.id == text)).all()
             else:
-                as_text = sa.cast(images.c.id, sa.String)
-                rows = conn.execute(sa.select(*columns).where(as_text.startswith(text)).limit(2)).all()
+                # SQLite stores UUIDs as 32 hex digits, PostgreSQL prints them with dashes: compare without.
+                hex_id = sa.func.replace(sa.cast(images.c.id, sa.String), "-", "")
+                prefix = text.replace("-", "")
+                rows = conn.execute(sa.select(*columns).where(hex_id.startswith(prefix)).limit(2)).all()
         if not rows:
             raise NotFoundError(f"no image with id {image_id!r} in {self.url}; list ids with `panopipe ls`")
         if len(rows) > 1:

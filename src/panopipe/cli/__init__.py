@@ -1,0 +1,32 @@
+"""The command line: thin commands over the library API. Errors become one red line and an exit code."""
+
+from __future__ import annotations
+
+import typer
+from typer.exceptions import TyperException
+
+from panopipe.errors import PanopipeError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``panopipe`` with ``argv`` (default: the process arguments); the exit code."""
+    from panopipe.cli import render
+    from panopipe.cli.app import app
+
+    try:
+        result = app(args=argv, prog_name="panopipe", standalone_mode=False)
+    except PanopipeError as exc:
+        render.error(str(exc))
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        render.error("interrupted")
+        return 130
+    except TyperException as exc:  # usage errors: Typer prints them with the command's usage line
+        exc.show()  # type: ignore[attr-defined]
+        return exc.exit_code  # type: ignore[attr-defined]
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    raise SystemExit(main())

@@ -1,0 +1,27 @@
+"""The ``panopipe`` command: one Typer app; each command lives in the module of its topic."""
+
+from __future__ import annotations
+
+import typer
+
+from panopipe.cli import catalog_commands, db, demo_command, ingest_command
+
+app = typer.Typer(
+    name="panopipe",
+    help="Catalog and reprocess geotagged 360° imagery, on a laptop and in AWS.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(db.app, name="db")
+app.command()(demo_command.demo)
+app.command()(ingest_command.ingest)
+for command in (
+    catalog_commands.ls,
+    catalog_commands.show,
+    catalog_commands.export,
+    catalog_commands.edit,
+    catalog_commands.history,
+    catalog_commands.undo,
+):
+    app.command()(command)

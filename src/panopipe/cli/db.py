@@ -1,0 +1,38 @@
+"""``panopipe db``: the catalog's schema."""
+
+from __future__ import annotations
+
+import typer
+
+from panopipe.catalog.engine import create_catalog_engine, current_revision, head_revision, mask_url, upgrade
+from panopipe.cli import render
+from panopipe.cli.options import CatalogOption, ConfigOption, JsonOption, open_settings
+
+app = typer.Typer(help="The catalog database: schema version and upgrades.", no_args_is_help=True)
+
+
+@app.command("upgrade")
+def upgrade_command(catalog_location: CatalogOption = None, config: ConfigOption = None) -> None:
+    """Bring the catalog's schema up to this panopipe's version (safe to run again).
+
+    Example: panopipe db upgrade --catalog postgresql://panopipe@db.example.org/survey
+    """
+    engine = create_catalog_engine(open_settings(catalog_location, config).catalog)
+    before = current_revision(engine)
+    upgrade(engine)
+    after = current_revision(engine)
+    render.success(f"{mask_url(engine.url)}: schema {before or 'none'} -> {after}")
+
+
+@app.command("current")
+def current_command(
+    catalog_location: CatalogOption = None, config: ConfigOption = None, as_json: JsonOption = False
+) -> None:
+    """Show the catalog's schema version and the one this panopipe needs.
+
+    Example: panopipe db current --json
+    """
+    engine = create_catalog_engine(open_settings(catalog_location, config).catalog)
+    state = {"catalog": mask_url(engine.url), "current": current_revision(engine), "head": head_revision()}
+    state["up_to_date"] = state["current"] == state["head"]
+    render.print_fields(state, as_json=as_json)

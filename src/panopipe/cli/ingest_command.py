@@ -1,0 +1,48 @@
+"""``panopipe ingest``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from panopipe.catalog import Catalog
+from panopipe.cli import render
+from panopipe.cli.options import JsonOption, uses_catalog
+from panopipe.config import Settings
+from panopipe.ingest import ingest as ingest_sources
+
+
+@uses_catalog
+def ingest(
+    catalog: Catalog,
+    settings: Settings,
+    sources: Annotated[list[str], typer.Argument(help="Folders, JPEG files or s3://bucket/prefix URIs.")],
+    workers: Annotated[int | None, typer.Option(help="Parallel readers (default: all cores).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Catalog the JPEGs under SOURCES; running it again adds nothing, changed files are noticed.
+
+    Reel, frame and camera come from the path_pattern of the ingest section of panopipe.toml; frames of one rig
+    captured within shot_tolerance_s form a shot. Exit code 1 when any file failed.
+
+    Example: panopipe ingest /data/survey-2024-05-01 s3://survey-bucket/2024-05-02/
+    """
+    for source in sources:
+        if not source.startswith("s3://") and not Path(source).exists():
+            render.error(f"{source} does not exist")
+            raise typer.Exit(2)
+    with render.progress_bar("reading") as progress:
+        report = ingest_sources(catalog, sources, settings, workers=workers, progress=progress)
+    if as_json:
+        render.print_json(report.to_dict())
+    else:
+        render.stdout.print(
+            f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
+            f"deleted {report.deleted}, failed {len(report.failed)} in {report.seconds:.1f} s"
+        )
+        for failure in report.failed:
+            render.error(f"{failure.uri}: {failure.reason}")
+    if not report.ok:
+        raise typer.Exit(1)

@@ -1,0 +1,159 @@
+"""Options shared by several commands, defined once.
+
+``@uses_catalog`` adds ``--catalog`` and ``--config`` to a command and passes it the opened ``catalog`` and
+the ``settings``; ``@uses_selection`` adds the selection filters of ``ls`` and passes a ``selection``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from panopipe.catalog import Catalog, Selection
+from panopipe.catalog.values import parse_time
+from panopipe.config import ENV_CATALOG, Settings, load_settings
+from panopipe.errors import ConfigError
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Show what would change without changing anything.")
+]
+CatalogOption = Annotated[
+    str | None,
+    typer.Option(
+        "--catalog",
+        "-c",
+        help=f"Catalog: a SQLite path or a postgresql:// URL. Default: ${ENV_CATALOG}, the config file, ./panopipe.db.",
+        show_default=False,
+    ),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", help="Project config file. Default: ./panopipe.toml if present.", show_default=False
+    ),
+]
+
+
+def _parameters(**annotations: Any) -> list[inspect.Parameter]:
+    return [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+        for name, annotation in annotations.items()
+    ]
+
+
+def _extend(command: Callable[..., Any], remove: set[str], add: list[inspect.Parameter]) -> inspect.Signature:
+    signature = inspect.signature(command, eval_str=True)
+    kept = [p for name, p in signature.parameters.items() if name not in remove]
+    return signature.replace(parameters=[*kept, *add])
+
+
+def open_settings(catalog: str | None, config: Path | None) -> Settings:
+    """Settings for a command from its ``--catalog`` and ``--config`` options."""
+    return load_settings(config, catalog=catalog)
+
+
+def uses_catalog(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give ``command`` the options ``--catalog``/``--config`` and the arguments ``catalog`` and ``settings``."""
+
+    @functools.wraps(command)
+    def wrapper(
+        *args: Any, catalog_location: str | None = None, config: Path | None = None, **kwargs: Any
+    ) -> Any:
+        settings = open_settings(catalog_location, config)
+        with Catalog.open(settings.catalog) as catalog:
+            return command(*args, catalog=catalog, settings=settings, **kwargs)
+
+    wrapper.__signature__ = _extend(  # type: ignore[attr-defined]
+        command,
+        {"catalog", "settings"},
+        _parameters(catalog_location=CatalogOption, config=ConfigOption),
+    )
+    return wrapper
+
+
+SELECTION_OPTIONS = {
+    "ids": Annotated[
+        list[str] | None, typer.Option("--id", help="Image id (repeatable).", show_default=False)
+    ],
+    "reel": Annotated[
+        list[str] | None, typer.Option("--reel", help="Reel name (repeatable).", show_default=False)
+    ],
+    "shot": Annotated[
+        list[str] | None, typer.Option("--shot", help="Shot id (repeatable).", show_default=False)
+    ],
+    "since": Annotated[
+        str | None,
+        typer.Option("--since", help="Captured at or after, ISO 8601 with zone.", show_default=False),
+    ],
+    "until": Annotated[
+        str | None, typer.Option("--until", help="Captured before, ISO 8601 with zone.", show_default=False)
+    ],
+    "bbox": Annotated[
+        str | None, typer.Option("--bbox", help="MINLON,MINLAT,MAXLON,MAXLAT in degrees.", show_default=False)
+    ],
+    "near": Annotated[
+        str | None, typer.Option("--near", help="LAT,LON in degrees; needs --radius.", show_default=False)
+    ],
+    "radius": Annotated[
+        float | None, typer.Option("--radius", help="Metres around --near.", show_default=False)
+    ],
+    "status": Annotated[str | None, typer.Option("--status", help="ok or failed.", show_default=False)],
+}
+
+
+def _numbers(text: str, count: int, option: str, form: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count:
+        raise ConfigError(f"invalid {option} {text!r}: expected {form}")
+    return values
+
+
+def build_selection(
+    ids: list[str] | None = None,
+    reel: list[str] | None = None,
+    shot: list[str] | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    bbox: str | None = None,
+    near: str | None = None,
+    radius: float | None = None,
+    status: str | None = None,
+) -> Selection:
+    """The :class:`Selection` described by the command-line filters."""
+    since_at: datetime | None = parse_time(since) if since else None
+    until_at: datetime | None = parse_time(until) if until else None
+    box = _numbers(bbox, 4, "--bbox", "MINLON,MINLAT,MAXLON,MAXLAT") if bbox else None
+    point = _numbers(near, 2, "--near", "LAT,LON") if near else None
+    return Selection(
+        ids=tuple(ids or ()),
+        reels=tuple(reel or ()),
+        shots=tuple(shot or ()),
+        since=since_at,
+        until=until_at,
+        bbox=box,  # type: ignore[arg-type]
+        near=point,  # type: ignore[arg-type]
+        radius_m=radius,
+        status=status,
+    )
+
+
+def uses_selection(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give ``command`` the selection filters of ``ls`` and the argument ``selection``."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        filters = {name: kwargs.pop(name, None) for name in SELECTION_OPTIONS}
+        return command(*args, selection=build_selection(**filters), **kwargs)
+
+    wrapper.__signature__ = _extend(command, {"selection"}, _parameters(**SELECTION_OPTIONS))  # type: ignore[attr-defined]
+    return wrapper

@@ -1,0 +1,88 @@
+"""Everything the CLI shows: tables and JSON on stdout, messages and progress on stderr."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from panopipe.catalog.records import to_json_value
+
+stdout = Console(highlight=False, soft_wrap=True)
+if not stdout.is_terminal:
+    # Piped output is read by people with wide terminals and by grep: do not wrap rows at 80 columns.
+    stdout = Console(highlight=False, soft_wrap=True, width=400)
+stderr = Console(stderr=True, highlight=False)
+
+
+def print_json(value: Any) -> None:
+    """``value`` as indented JSON on stdout (never through rich, so scripts get plain JSON)."""
+    sys.stdout.write(json.dumps(value, indent=2, default=to_json_value, ensure_ascii=False) + "\n")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.7g}"
+    return str(to_json_value(value))
+
+
+def print_rows(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], *, as_json: bool, title: str | None = None
+) -> None:
+    """Rows as a table on a terminal, or as a JSON list of objects with ``as_json``."""
+    if as_json:
+        print_json([{column: to_json_value(row.get(column)) for column in columns} for row in rows])
+        return
+    table = Table(title=title, show_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(_cell(row.get(column)) for column in columns))
+    stdout.print(table)
+
+
+def print_fields(values: dict[str, Any], *, as_json: bool, marked: Iterable[str] = ()) -> None:
+    """One record as ``field: value`` lines (``*`` marks ``marked`` fields), or as a JSON object."""
+    if as_json:
+        print_json({key: to_json_value(value) for key, value in values.items()})
+        return
+    marked = set(marked)
+    width = max(map(len, values), default=0)
+    for key, value in values.items():
+        flag = " [yellow]*edited[/]" if key in marked else ""
+        stdout.print(f"[bold]{key:<{width}}[/]  {_cell(value)}{flag}")
+
+
+def success(message: str) -> None:
+    """A short confirmation on stderr."""
+    stderr.print(f"[green]{message}[/]")
+
+
+def warn(message: str) -> None:
+    """A warning on stderr."""
+    stderr.print(f"[yellow]warning:[/] {message}")
+
+
+def error(message: str) -> None:
+    """One red error line on stderr."""
+    stderr.print(f"[red]error:[/] {message}", soft_wrap=True)
+
+
+@contextlib.contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A ``(done, total)`` callback that drives a progress bar on a terminal, and does nothing elsewhere."""
+    if not stderr.is_terminal:
+        yield lambda done, total: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=stderr, transient=True) as progress:
+        task = progress.add_task(description, total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)

@@ -1,0 +1,275 @@
+"""Ingest: walk folders or S3 prefixes, read each image's header in parallel, upsert the catalog idempotently."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from panopipe.catalog import Catalog, ImageRecord, KnownFile
+from panopipe.config import IngestRules, Settings
+from panopipe.errors import ConfigError, MetadataError, StorageError
+from panopipe.metadata import ImageMetadata, parse_jpeg_header, read_jpeg_header, read_metadata
+from panopipe.storage import FolderStorage, ObjectInfo, Storage, open_storage
+
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+HASH_CHUNK = 1 << 20
+
+Progress = Callable[[int, int], None]
+"""Called with (files done, files to read)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestFailure:
+    """A file that could not be read, and why."""
+
+    uri: str
+    reason: str
+
+
+@dataclass(slots=True)
+class IngestReport:
+    """What an ingest run did."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    failed: list[IngestFailure] = field(default_factory=list)
+    bytes_read: int = 0
+    files_read: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Whether every file was read."""
+        return not self.failed
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready summary."""
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "deleted": self.deleted,
+            "failed": [{"uri": f.uri, "reason": f.reason} for f in self.failed],
+            "files_read": self.files_read,
+            "bytes_read": self.bytes_read,
+            "bytes_read_per_image": round(self.bytes_read / self.files_read) if self.files_read else 0,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    info: ObjectInfo
+    metadata: ImageMetadata | None
+    content_hash: str | None
+    error: str | None
+    bytes_read: int
+
+
+def ingest(
+    catalog: Catalog,
+    sources: Sequence[str | Path],
+    settings: Settings,
+    *,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Bring the images under ``sources`` (folders, files or ``s3://`` prefixes) into ``catalog``.
+
+    Files whose size and modification time (ETag on S3) match the catalog are not read again. Unreadable
+    files are recorded with ``status='failed'`` and their reason, and the rest go on. A file whose content
+    moved within a source keeps its id; files gone from a source folder are marked deleted.
+    """
+    started = time.perf_counter()
+    rules = _compile(settings.ingest)
+    report = IngestReport()
+    for source in sources:
+        storage, prefix, listing = _list_source(source)
+        known = catalog.known_files(storage.uri(prefix) if prefix else storage.root_uri.rstrip("/") + "/")
+        to_read = [info for info in listing if _changed(known.get(info.uri), info)]
+        report.unchanged += len(listing) - len(to_read)
+        reads = _read_all(storage, to_read, workers, progress)
+        present = {info.uri for info in listing}
+        records = _records(reads, rules, known, present)
+        result = catalog.upsert_images(records)
+        gone = [uri for uri, k in known.items() if uri not in present and not k.deleted]
+        moved = {r.id for r in records if r.id}
+        report.deleted += len(catalog.mark_deleted(uri for uri in gone if known[uri].id not in moved))
+        report.added += len(result.added)
+        report.updated += len(result.updated)
+        report.unchanged += len(result.unchanged)
+        report.failed += [IngestFailure(r.info.uri, r.error) for r in reads if r.error]
+        report.files_read += len(reads)
+        report.bytes_read += sum(r.bytes_read for r in reads)
+        catalog.assign_shots({r.reel for r in records}, settings.ingest.shot_tolerance_s)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _compile(rules: IngestRules) -> re.Pattern[str]:
+    try:
+        pattern = re.compile(rules.path_pattern)
+    except re.error as exc:
+        raise ConfigError(f"invalid ingest path_pattern {rules.path_pattern!r}: {exc}") from None
+    unknown = set(pattern.groupindex) - {"reel", "frame", "camera"}
+    if unknown:
+        raise ConfigError(
+            f"ingest path_pattern has unknown group(s) {sorted(unknown)}: use reel, frame, camera"
+        )
+    return pattern
+
+
+def _list_source(source: str | Path) -> tuple[Storage, str, list[ObjectInfo]]:
+    text = str(source)
+    if not text.startswith("s3://"):
+        path = Path(text).expanduser()
+        if path.is_file():
+            storage = FolderStorage(path.parent)
+            return storage, path.name, [storage.head(path.name)]
+        if not path.is_dir():
+            raise StorageError(f"{path} does not exist: give a folder, a JPEG file or an s3:// prefix")
+    storage = open_storage(text)
+    listing = [info for info in storage.list() if info.key.lower().endswith(JPEG_SUFFIXES)]
+    return storage, "", listing
+
+
+def _changed(known: KnownFile | None, info: ObjectInfo) -> bool:
+    if known is None or known.deleted or known.size != info.size:
+        return True
+    if info.etag is not None:
+        return known.etag != info.etag
+    return known.modified_at != info.modified
+
+
+def _read_all(
+    storage: Storage, infos: list[ObjectInfo], workers: int | None, progress: Progress | None
+) -> list[_Read]:
+    total = len(infos)
+    done = 0
+    results: list[_Read] = []
+
+    def tick(read: _Read) -> None:
+        nonlocal done
+        results.append(read)
+        done += 1
+        if progress:
+            progress(done, total)
+
+    if isinstance(storage, FolderStorage):
+        workers = workers or os.cpu_count() or 1
+        paths = [str(storage.path(info.key)) for info in infos]
+        if workers == 1 or total < 2:
+            for info, path in zip(infos, paths, strict=True):
+                tick(_with_info(info, _read_local(path)))
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                chunk = max(1, min(256, total // (workers * 4)))
+                for info, outcome in zip(infos, pool.map(_read_local, paths, chunksize=chunk), strict=True):
+                    tick(_with_info(info, outcome))
+    else:
+        with ThreadPoolExecutor(workers or 16) as pool:
+            for read in pool.map(lambda info: _read_remote(storage, info), infos):
+                tick(read)
+    return results
+
+
+def _with_info(info: ObjectInfo, outcome: tuple[ImageMetadata | None, str | None, str | None, int]) -> _Read:
+    metadata, content_hash, error, bytes_read = outcome
+    return _Read(info, metadata, content_hash, error, bytes_read)
+
+
+def _read_local(path: str) -> tuple[ImageMetadata | None, str | None, str | None, int]:
+    """Header metadata and SHA-256 of one local file (runs in a worker process)."""
+    try:
+        metadata = read_metadata(path)
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            while chunk := handle.read(HASH_CHUNK):
+                digest.update(chunk)
+    except MetadataError as exc:
+        return None, None, str(exc), 0
+    except OSError as exc:
+        return None, None, f"cannot read: {exc.strerror}", 0
+    return metadata, digest.hexdigest(), None, metadata.header_bytes
+
+
+def _read_remote(storage: Storage, info: ObjectInfo) -> _Read:
+    """Header metadata of one object through ranged reads; its content hash stays unknown (ETag stands in)."""
+    stats_before = storage.stats.get(info.key).bytes_read
+    try:
+        header = read_jpeg_header(lambda start, length: storage.read_range(info.key, start, length))
+        metadata = parse_jpeg_header(header)
+        error = None
+    except (MetadataError, StorageError) as exc:
+        metadata, error = None, str(exc)
+    return _Read(info, metadata, None, error, storage.stats.get(info.key).bytes_read - stats_before)
+
+
+def _records(
+    reads: Iterable[_Read], pattern: re.Pattern[str], known: dict[str, KnownFile], present: set[str]
+) -> list[ImageRecord]:
+    vanished_by_hash = {
+        k.content_hash: k.id for uri, k in known.items() if uri not in present and k.content_hash
+    }
+    records = []
+    for read in reads:
+        info = read.info
+        fields = _path_fields(pattern, info.uri)
+        moved_id = vanished_by_hash.pop(read.content_hash, None) if info.uri not in known else None
+        common = {
+            "uri": info.uri,
+            "size": info.size,
+            "etag": info.etag,
+            "modified_at": info.modified,
+            "content_hash": read.content_hash,
+            "id": moved_id,
+            **fields,
+        }
+        if read.metadata is None:
+            records.append(ImageRecord(**common, status="failed", error=read.error))
+        else:
+            records.append(ImageRecord(**common, **_metadata_fields(read.metadata)))
+    return records
+
+
+def _path_fields(pattern: re.Pattern[str], uri: str) -> dict[str, object]:
+    match = pattern.search(uri)
+    if match is None:
+        return {}
+    groups = match.groupdict()
+    fields: dict[str, object] = {}
+    if groups.get("reel"):
+        fields["reel"] = groups["reel"]
+    if groups.get("frame"):
+        fields["frame"] = int(groups["frame"])
+    if groups.get("camera"):
+        fields["camera_index"] = int(groups["camera"])
+    return fields
+
+
+def _metadata_fields(m: ImageMetadata) -> dict[str, object]:
+    heading = m.gps_img_direction if m.gps_img_direction is not None else m.pose_heading
+    return {
+        "captured_at": m.captured_at,
+        "utc_offset_minutes": m.utc_offset_minutes,
+        "lat": m.gps_latitude,
+        "lon": m.gps_longitude,
+        "alt": m.gps_altitude,
+        "heading": heading,
+        "pitch": m.pose_pitch,
+        "roll": m.pose_roll,
+        "make": m.make,
+        "model": m.model,
+        "camera_serial": m.body_serial_number,
+        "width": m.width,
+        "height": m.height,
+        "projection": m.projection_type,
+    }

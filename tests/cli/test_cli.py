@@ -1,0 +1,176 @@
+"""The command line, run in-process through its entry point, on the embedded default and on PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from panopipe.cli import main
+from panopipe.cli.app import app
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def demo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("demo")
+
+
+def test_demo_then_ls_json(capsys, tmp_path: Path, catalog_url: str):
+    code, out, _ = run(
+        capsys, "demo", "--folder", str(tmp_path / "d"), "--shots", "2", "--catalog", catalog_url, "--json"
+    )
+    assert code == 0
+    summary = json.loads(out)
+    assert (summary["added"], summary["failed"], len(summary["shots"])) == (12, [], 2)
+    code, out, _ = run(capsys, "ls", "--catalog", catalog_url, "--json", "--reel", "R001")
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == 12
+    required = {
+        "id",
+        "uri",
+        "captured_at",
+        "lat",
+        "lon",
+        "alt",
+        "heading",
+        "make",
+        "model",
+        "width",
+        "height",
+    }
+    assert required | {"reel", "frame", "shot"} <= set(rows[0])
+    assert rows[0]["captured_at"].endswith("Z") and rows[0]["make"] == "panopipe"
+    code, out, _ = run(
+        capsys,
+        "ls",
+        "--catalog",
+        catalog_url,
+        "--json",
+        "--near",
+        f"{rows[0]['lat']},{rows[0]['lon']}",
+        "--radius",
+        "1",
+    )
+    assert {r["frame"] for r in json.loads(out)} == {1}
+
+
+def test_edit_dry_run_history_undo(capsys, tmp_path: Path):
+    db = str(tmp_path / "c.db")
+    assert run(capsys, "demo", "--folder", str(tmp_path / "d"), "--shots", "1", "--catalog", db)[0] == 0
+    code, out, _ = run(
+        capsys,
+        "edit",
+        "--catalog",
+        db,
+        "--reel",
+        "R001",
+        "--set",
+        "alt=12.5",
+        "--reason",
+        "RTK",
+        "--dry-run",
+        "--json",
+    )
+    planned = json.loads(out)
+    assert code == 0 and len(planned) == 6 and {p["new"] for p in planned} == {12.5}
+    _, out, _ = run(capsys, "ls", "--catalog", db, "--json")
+    assert {r["alt"] for r in json.loads(out)} == {519.0}, "a dry run must not write"
+    code, out, _ = run(
+        capsys, "edit", "--catalog", db, "--reel", "R001", "--set", "alt=12.5", "--reason", "RTK", "--json"
+    )
+    batch = json.loads(out)["batch"]
+    _, out, _ = run(capsys, "ls", "--catalog", db, "--json")
+    assert {r["alt"] for r in json.loads(out)} == {12.5}
+    _, out, _ = run(capsys, "history", "--catalog", db, "--json")
+    assert {(h["batch"], h["reason"], h["new_value"]) for h in json.loads(out)} == {(batch, "RTK", 12.5)}
+    assert run(capsys, "undo", batch, "--catalog", db)[0] == 0
+    _, out, _ = run(capsys, "ls", "--catalog", db, "--json")
+    assert {r["alt"] for r in json.loads(out)} == {519.0}
+
+
+def test_edit_positions_from_csv_and_shift_time(capsys, tmp_path: Path):
+    db = str(tmp_path / "c.db")
+    run(capsys, "demo", "--folder", str(tmp_path / "d"), "--shots", "2", "--catalog", db)
+    positions = tmp_path / "positions.csv"
+    positions.write_text("reel,frame,camera_index,lat,lon\nR001,2,0,48.5,11.25\n")
+    code, out, err = run(
+        capsys, "edit", "--catalog", db, "--positions", str(positions), "--reason", "GNSS", "--json"
+    )
+    assert code == 0, err
+    assert {(c["field"], c["new"]) for c in json.loads(out)["changes"]} == {("lat", 48.5), ("lon", 11.25)}
+    code, out, _ = run(
+        capsys,
+        "edit",
+        "--catalog",
+        db,
+        "--shot",
+        "R001-000001",
+        "--shift-time",
+        "+2s",
+        "--reason",
+        "clock",
+        "--json",
+    )
+    assert code == 0 and len(json.loads(out)["changes"]) == 6
+
+
+def test_export_csv_and_geojson(capsys, tmp_path: Path):
+    db = str(tmp_path / "c.db")
+    run(capsys, "demo", "--folder", str(tmp_path / "d"), "--shots", "1", "--catalog", db)
+    code, out, _ = run(capsys, "export", "--catalog", db, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and len(rows) == 6 and float(rows[0]["lat"]) == pytest.approx(48.137154)
+    target = tmp_path / "out.geojson"
+    assert run(capsys, "export", "--catalog", db, "--format", "geojson", "-o", str(target))[0] == 0
+    collection = json.loads(target.read_text())
+    assert collection["type"] == "FeatureCollection" and len(collection["features"]) == 6
+    assert collection["features"][0]["geometry"]["coordinates"][:2] == pytest.approx([11.576124, 48.137154])
+
+
+def test_exit_codes_and_error_lines(capsys, tmp_path: Path):
+    db = str(tmp_path / "c.db")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.jpg").write_bytes(b"not a jpeg at all")
+    code, out, err = run(capsys, "ingest", str(bad), "--catalog", db, "--json")
+    assert code == 1 and json.loads(out)["failed"][0]["reason"].startswith("not a JPEG")
+    code, _, err = run(capsys, "show", "00000000", "--catalog", db)
+    assert code == 3 and err.startswith("error: no image") and "Traceback" not in err
+    code, _, err = run(capsys, "ls", "--catalog", db, "--bbox", "1,2,3")
+    assert code == 2 and "MINLON,MINLAT,MAXLON,MAXLAT" in err
+    code, _, err = run(capsys, "ls", "--catalog", "postgresql://u:hunter2@127.0.0.1:1/x")
+    assert code == 3 and "hunter2" not in err and "u:***@" in err
+    assert run(capsys, "ls", "--no-such-option")[0] == 2
+
+
+def test_db_current_and_upgrade(capsys, tmp_path: Path):
+    db = str(tmp_path / "c.db")
+    assert run(capsys, "db", "upgrade", "--catalog", db)[0] == 0
+    code, out, _ = run(capsys, "db", "current", "--catalog", db, "--json")
+    assert code == 0 and json.loads(out)["up_to_date"] is True
+
+
+def test_every_command_has_an_example_and_is_documented():
+    reference = (Path(__file__).parents[2] / "docs" / "cli.md").read_text()
+    import typer.main
+
+    group = typer.main.get_command(app)
+    names = []
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        subcommands = getattr(command, "commands", None)
+        names += [f"{name} {sub}" for sub in subcommands] if subcommands else [name]
+        for sub in (subcommands or {name: command}).values():
+            assert "Example" in (sub.help or ""), f"`panopipe {name}` has no example in its help"
+    missing = [n for n in names if f"## panopipe {n}\n" not in reference]
+    assert not missing, (
+        f"undocumented in docs/cli.md (run `python -m panopipe.cli.reference > docs/cli.md`): {missing}"
+    )

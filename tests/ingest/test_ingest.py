@@ -1,0 +1,128 @@
+"""Ingest of real JPEGs (a rendered rig survey) into catalogs on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from panopipe.catalog import Catalog, Selection
+from panopipe.config import IngestRules, Settings
+from panopipe.demo import generate_survey
+from panopipe.ingest import ingest
+from panopipe.metadata.writer import MetadataUpdate, apply_metadata_file
+
+SETTINGS = Settings()
+
+
+@pytest.fixture(scope="session")
+def survey_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("survey")
+    generate_survey(folder, shots=2, camera_size=(160, 120))
+    return folder
+
+
+@pytest.fixture
+def survey(survey_template: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "survey"
+    shutil.copytree(survey_template / "R001", folder / "R001")
+    return folder
+
+
+def test_ingest_twice_adds_nothing(catalog: Catalog, survey: Path):
+    first = ingest(catalog, [survey], SETTINGS)
+    assert (first.added, first.updated, first.failed) == (12, 0, [])
+    assert first.bytes_read > 0
+    second = ingest(catalog, [survey], SETTINGS)
+    assert (second.added, second.updated, second.unchanged, second.files_read) == (0, 0, 12, 0)
+    assert catalog.count() == 12
+
+
+def test_reel_frame_camera_and_shots(catalog: Catalog, survey: Path):
+    ingest(catalog, [survey], SETTINGS)
+    images = list(catalog.images())
+    assert {(i.reel, i.frame) for i in images} == {("R001", 1), ("R001", 2)}
+    by_shot: dict[str, list[int]] = {}
+    for image in images:
+        by_shot.setdefault(image.shot, []).append(image.camera_index)
+    assert {shot: sorted(cams) for shot, cams in by_shot.items()} == {
+        "R001-000001": [0, 1, 2, 3, 4, 5],
+        "R001-000002": [0, 1, 2, 3, 4, 5],
+    }
+
+
+def test_custom_path_rules(catalog: Catalog, survey: Path):
+    rules = IngestRules(path_pattern=r"(?P<reel>R\d+)/cam(?P<camera>\d)/.*_(?P<frame>\d+)\.jpg$")
+    ingest(catalog, [survey], Settings(ingest=rules))
+    assert {(i.camera_index, i.frame) for i in catalog.images(Selection(reels=("R001",)))} == {
+        (c, f) for c in range(6) for f in (1, 2)
+    }
+
+
+@pytest.mark.exiftool
+def test_captured_metadata_agrees_with_exiftool(catalog: Catalog, survey: Path):
+    ingest(catalog, [survey], SETTINGS)
+    image = next(catalog.images(Selection(reels=("R001",))))
+    (oracle,) = json.loads(
+        subprocess.run(["exiftool", "-json", "-n", image.uri], capture_output=True, check=True).stdout
+    )
+    assert image.lat == pytest.approx(oracle["GPSLatitude"], abs=1e-9)
+    assert image.lon == pytest.approx(oracle["GPSLongitude"], abs=1e-9)
+    assert image.alt == pytest.approx(oracle["GPSAltitude"], abs=1e-9)
+    assert image.heading == pytest.approx(oracle["GPSImgDirection"])
+    assert (image.make, image.model, image.width, image.height) == (
+        oracle["Make"],
+        oracle["Model"],
+        oracle["ImageWidth"],
+        oracle["ImageHeight"],
+    )
+    # exiftool gives local time with its offset; the catalog keeps UTC and the offset.
+    assert image.captured_at.isoformat().startswith("2024-05-01T08:30:00")
+    assert oracle["OffsetTimeOriginal"] == "+02:00" and image.utc_offset_minutes == 120
+
+
+def test_changed_moved_deleted_and_corrupt_files(catalog: Catalog, survey: Path):
+    ingest(catalog, [survey], SETTINGS)
+    before = {i.uri: i for i in catalog.images()}
+    changed = survey / "R001/cam0/R001_cam0_000001.jpg"
+    apply_metadata_file(changed, update=MetadataUpdate(gps_altitude=600.25))
+    moved_from = survey / "R001/cam1/R001_cam1_000001.jpg"
+    moved_to = survey / "R001/cam1/renamed_000001.jpg"
+    moved_from.rename(moved_to)
+    deleted = survey / "R001/cam2/R001_cam2_000002.jpg"
+    deleted.unlink()
+    corrupt = survey / "R001/cam3/R001_cam3_000099.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe1\x00\x10Exif\x00\x00MM")
+
+    report = ingest(catalog, [survey], SETTINGS)
+
+    assert [f.uri for f in report.failed] == [str(corrupt)]
+    assert "truncated" in report.failed[0].reason
+    assert report.deleted == 1
+    after = {i.uri: i for i in catalog.images(Selection(include_deleted=True))}
+    assert after[str(changed)].alt == 600.25 and after[str(changed)].id == before[str(changed)].id
+    assert after[str(moved_to)].id == before[str(moved_from)].id
+    assert str(moved_from) not in after
+    assert after[str(deleted)].deleted
+    failed = after[str(corrupt)]
+    assert failed.status == "failed" and "truncated" in failed.error
+    assert catalog.count(Selection(status="failed")) == 1
+
+
+def test_parallel_and_serial_reads_agree(catalog: Catalog, survey: Path, tmp_path: Path):
+    parallel = ingest(catalog, [survey], SETTINGS, workers=2)
+    with Catalog.open(tmp_path / "serial.db") as serial:
+        ingest(serial, [survey], SETTINGS, workers=1)
+        rows = sorted((i.uri, i.lat, i.captured_at, i.shot) for i in serial.images())
+    assert rows == sorted((i.uri, i.lat, i.captured_at, i.shot) for i in catalog.images())
+    assert parallel.added == 12
+
+
+def test_missing_source_is_a_clear_error(catalog: Catalog, tmp_path: Path):
+    from panopipe.errors import StorageError
+
+    with pytest.raises(StorageError, match="does not exist"):
+        ingest(catalog, [tmp_path / "nope"], SETTINGS)
