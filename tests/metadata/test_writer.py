@@ -1,13 +1,17 @@
-"""The metadata writer on real JPEG files, checked with Pillow and by looking at the bytes."""
+"""The metadata writer on real JPEG files, checked with Pillow, by looking at the bytes, and with ExifTool
+(the reference reader; those tests are marked ``exiftool``)."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import json
 import logging
 import os
 import shutil
 import struct
+import subprocess
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -410,3 +414,122 @@ def test_unwritable_folder_raises_storage_error(tmp_path: Path) -> None:
 def test_missing_source_raises_storage_error(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="cannot read"):
         apply_metadata_file(tmp_path / "missing.jpg", update=UPDATE)
+
+
+# ExifTool as the oracle
+INPUTS = ["no-exif", "pillow-II", "pillow-MM", *CAMERA_FILES]
+# Tags the update sets, and tags that follow from them or from the new layout, left out of "kept" checks.
+CHANGED_GROUPS = ("System:", "File:", "Composite:", "ExifTool:", "XMP-panopipe:")
+_GPS_SET = (
+    "LatitudeRef Latitude LongitudeRef Longitude AltitudeRef Altitude TimeStamp DateStamp ImgDirectionRef"
+)
+CHANGED_TAGS = {
+    *(f"IFD0:{name}" for name in ("Make", "Model", "Artist", "Copyright", "ImageDescription")),
+    *(f"ExifIFD:{name}" for name in ("DateTimeOriginal", "SubSecTimeOriginal", "OffsetTimeOriginal")),
+    *(f"GPS:GPS{name}" for name in (*_GPS_SET.split(), "ImgDirectionRef", "ImgDirection")),
+    *(f"XMP-GPano:{name}" for name in UPDATE.gpano.properties()),  # type: ignore[union-attr]
+    "ExifIFD:ExifVersion",  # raised to 0231 for OffsetTimeOriginal
+    "IFD1:ThumbnailOffset",
+    "MPImage2:MPImageStart",  # an absolute file offset: the second image moved with the longer header
+}
+
+
+def exiftool(*args: str | Path) -> str:
+    return subprocess.run(["exiftool", *map(str, args)], check=True, capture_output=True, text=True).stdout
+
+
+def tags(path: Path) -> dict[str, object]:
+    return json.loads(exiftool("-json", "-n", "-G1", "-a", path))[0]
+
+
+def warnings(path: Path) -> set[str]:
+    lines = exiftool(
+        "-validate", "-warning", "-a", "-s", path
+    ).splitlines()  # JSON would merge duplicate keys
+    return {
+        value.strip()
+        for name, _, value in (line.partition(":") for line in lines)
+        if name.strip() == "Warning"
+    }
+
+
+def binary(path: Path, tag: str) -> str:
+    output = subprocess.run(["exiftool", "-b", f"-{tag}", str(path)], check=True, capture_output=True).stdout
+    return hashlib.sha256(output).hexdigest()
+
+
+@pytest.fixture(params=INPUTS)
+def written(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, Path]:
+    """(the input file, a copy with UPDATE written into it)."""
+    original, copy = tmp_path / "in.jpg", tmp_path / "out.jpg"
+    original.write_bytes(samples()[request.param])
+    apply_metadata_file(original, copy, update=UPDATE)
+    return original, copy
+
+
+@pytest.mark.exiftool
+def test_exiftool_reads_back_what_was_written(written: tuple[Path, Path]) -> None:
+    found = tags(written[1])
+    assert found["Composite:GPSLatitude"] == pytest.approx(UPDATE.gps_latitude, abs=1e-7)
+    assert found["Composite:GPSLongitude"] == pytest.approx(UPDATE.gps_longitude, abs=1e-7)
+    assert found["Composite:GPSAltitude"] == pytest.approx(UPDATE.gps_altitude, abs=5e-4)
+    assert found["GPS:GPSImgDirectionRef"] == "T"
+    assert found["GPS:GPSImgDirection"] == pytest.approx(UPDATE.gps_img_direction, abs=1e-4)
+    assert found["Composite:GPSDateTime"] == "2024:05:06 07:08:09.5Z"
+    assert found["ExifIFD:DateTimeOriginal"] == "2024:05:06 09:08:09"
+    assert found["Composite:SubSecDateTimeOriginal"] == "2024:05:06 09:08:09.123+02:00"
+    expected_ifd0 = {"Make": "PanoCam", "Model": "P-1", "Artist": "Ada", "Copyright": "© 2024 Ada"}
+    assert {name: found[f"IFD0:{name}"] for name in expected_ifd0} == expected_ifd0
+    assert found["IFD0:ImageDescription"] == "corridor 7"
+    assert UPDATE.gpano is not None and UPDATE.panopipe is not None
+    for name, text in UPDATE.gpano.properties().items():
+        assert str(found[f"XMP-GPano:{name}"]) == text.removesuffix(".0")
+    for name, value in UPDATE.panopipe.items():
+        assert str(found[f"XMP-panopipe:{name.capitalize()}"]) == str(value)
+
+
+@pytest.mark.exiftool
+def test_exiftool_validate_reports_no_new_warnings(written: tuple[Path, Path]) -> None:
+    assert warnings(written[1]) <= warnings(written[0])
+
+
+@pytest.mark.exiftool
+def test_tags_that_were_not_set_are_kept(written: tuple[Path, Path]) -> None:
+    before, after = tags(written[0]), tags(written[1])
+    kept = {
+        key: value
+        for key, value in before.items()
+        if key not in CHANGED_TAGS and not key.startswith(CHANGED_GROUPS) and key != "SourceFile"
+    }
+    assert {key: after.get(key) for key in kept} == kept
+
+
+@pytest.mark.exiftool
+@pytest.mark.parametrize(
+    ("name", "embedded"),
+    [
+        ("DSC00001.JPG", "ThumbnailImage"),
+        ("DSC00001.JPG", "PreviewImage"),
+        ("GSAG2002.JPG", "ThumbnailImage"),
+    ],
+)
+def test_thumbnail_and_preview_images_are_unchanged(tmp_path: Path, name: str, embedded: str) -> None:
+    copy = tmp_path / name
+    apply_metadata_file(DATA / name, copy, update=UPDATE)
+    assert binary(copy, embedded) == binary(DATA / name, embedded)
+
+
+@pytest.mark.exiftool
+@pytest.mark.parametrize("name", CAMERA_FILES)
+def test_maker_note_reads_the_same_after_repeated_writes(tmp_path: Path, name: str) -> None:
+    copy = tmp_path / name
+    apply_metadata_file(DATA / name, copy, update=UPDATE)
+    apply_metadata_file(copy, update=MetadataUpdate(gps_latitude=10.0, artist="Bob"))
+
+    def maker_notes(path: Path) -> dict[str, object]:
+        found = json.loads(exiftool("-json", "-n", "-G1", "-a", "-u", "-MakerNotes:all", path))[0]
+        return {key: value for key, value in found.items() if key != "SourceFile"}
+
+    assert maker_notes(copy) == maker_notes(DATA / name)
+    assert binary(copy, "MakerNote") == binary(DATA / name, "MakerNote")
+    assert tags(copy)["IFD0:Artist"] == "Bob"
