@@ -1,0 +1,262 @@
+"""Moving a SQLite catalog to PostgreSQL: exact copy, resume after interruption, refusals, verification."""
+
+from __future__ import annotations
+
+import struct
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from panopipe.catalog import Catalog, ImageRecord, Selection, create_catalog_engine
+from panopipe.catalog.schema import artifacts, edits, jobs
+from panopipe.catalog.transfer import TransferProgress, migrate_catalog, verify_transfer
+from panopipe.catalog.types import new_id
+from panopipe.errors import CatalogError, ConfigError
+
+T0 = datetime(2024, 5, 1, 10, 0, 0, 123456, tzinfo=UTC)
+
+
+def _image(n: int) -> ImageRecord:
+    return ImageRecord(
+        uri=f"/survey/R001/cam{n % 4}/frame_{n:06d}.jpg",
+        size=1000 + n,
+        content_hash=f"{n:064x}",
+        modified_at=T0,
+        captured_at=T0 + timedelta(seconds=n / 7),
+        lat=48.137154 + n * 1.1e-7 + 1e-15,
+        lon=11.576124 - n / 3e5,
+        alt=None if n % 5 == 0 else 519.0 + n / 3,
+        heading=(n * 37.1) % 360,
+        make="Acme",
+        model="Rig-4 “Ünïcode”",
+        camera_index=n % 4,
+        width=4096,
+        height=2048,
+        reel="R001",
+        frame=n,
+        extra={"z": [1, 2.5, None], "a": {"nested": True, "tiny": 1e-05}, "note": "x\ty\n"}
+        if n % 3
+        else None,
+        status="failed" if n == 7 else "ok",
+        error="unreadable" if n == 7 else None,
+    )
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> str:
+    """A SQLite catalog with images, edits (one batch undone), artifacts and jobs."""
+    path = str(tmp_path / "catalog.db")
+    with Catalog.open(path) as catalog:
+        ids = catalog.upsert_images(_image(n) for n in range(60)).added
+        catalog.mark_deleted([_image(3).uri])
+        kept = catalog.apply_edit(
+            catalog.plan_edit(Selection(ids=tuple(ids[:10])), assign={"alt": 12.5}),
+            reason="GPS fix",
+            author="ana",
+        )
+        undone = catalog.apply_edit(
+            catalog.plan_edit(Selection(ids=tuple(ids[5:25])), shift_time_s=1.5), reason="clock", author="bo"
+        )
+        catalog.undo(undone, author="bo")
+        catalog.apply_edit(
+            catalog.plan_edit(Selection(ids=(ids[1],)), assign={"lat": 47.1, "reel": "R9"}),
+            reason="x",
+            author="c",
+        )
+        assert kept
+        job_ids = [new_id() for _ in range(12)]
+        with catalog.engine.begin() as conn:
+            conn.execute(
+                jobs.insert(),
+                [
+                    {
+                        "id": job_id,
+                        "step": "stitch",
+                        "subject": f"shot-{i}",
+                        "fingerprint": f"{i:064x}",
+                        "status": "done" if i % 2 else "failed",
+                        "attempts": i,
+                        "log": "line 1\nline 2" if i % 2 else None,
+                        "submitted_at": T0,
+                        "finished_at": T0 + timedelta(minutes=i) if i % 2 else None,
+                    }
+                    for i, job_id in enumerate(job_ids)
+                ],
+            )
+            conn.execute(
+                artifacts.insert(),
+                [
+                    {
+                        "step": "thumb",
+                        "subject": ids[i % len(ids)],
+                        "name": f"t{i}",
+                        "image_id": None if i % 7 == 0 else ids[i % len(ids)],
+                        "step_version": "1",
+                        "params_hash": "p" * 64,
+                        "fingerprint": f"{i:064x}",
+                        "output_uri": f"s3://bucket/thumbs/{i}.jpg",
+                        "output_size": i * 1000,
+                        "job_id": job_ids[i % len(job_ids)],
+                        "orphaned": i % 9 == 0,
+                        "created_at": T0 + timedelta(seconds=i),
+                    }
+                    for i in range(45)
+                ],
+            )
+    return path
+
+
+def _snapshot(location: str) -> dict[str, object]:
+    with Catalog.open(location, create=False) as catalog:
+        everything = Selection(include_deleted=True)
+        with catalog.engine.connect() as conn:
+            tables = {
+                table.name: conn.execute(sa.select(table).order_by(*table.primary_key.columns)).all()
+                for table in (edits, artifacts, jobs)
+            }
+        return {
+            "images": list(catalog.images(everything)),
+            "visible": catalog.count(),
+            "history": catalog.history(),
+            "near": [i.id for i in catalog.images(Selection(near=(48.137154, 11.576124), radius_m=2))],
+            **tables,
+        }
+
+
+def test_migration_is_exact_and_the_catalog_works_unchanged(source: str, postgres_url: str):
+    seen: list[TransferProgress] = []
+    report = migrate_catalog(source, postgres_url, batch_size=16, progress=seen.append)
+    assert report.ok and report.verified and not report.resumed and report.create_schema
+    assert {t.table: t.copied_rows for t in report.tables} == {
+        "images": 60,
+        "jobs": 12,
+        "edits": 31,
+        "artifacts": 45,
+    }
+    assert [c.table for c in report.checks] == ["images", "jobs", "edits", "artifacts"]
+    assert ("copy", "images", 60, 60) in {(p.phase, p.table, p.rows_done, p.rows_total) for p in seen}
+    assert _snapshot(postgres_url) == _snapshot(source)
+    with Catalog.open(postgres_url, create=False) as target, Catalog.open(source) as original:
+        for image in original.images(Selection(include_deleted=True)):
+            copied = target.get(image.id)
+            for name in ("lat", "lon", "alt", "heading"):
+                left, right = getattr(image, name), getattr(copied, name)
+                assert (left is None and right is None) or struct.pack("<d", left) == struct.pack("<d", right)
+        with target.engine.connect() as conn:
+            types = dict(
+                conn.execute(
+                    sa.text(
+                        "SELECT column_name, data_type FROM information_schema.columns "
+                        "WHERE table_name = 'images' AND table_schema = current_schema()"
+                    )
+                ).all()
+            )
+        assert (types["lat"], types["captured_at"], types["extra"], types["id"]) == (
+            "double precision",
+            "timestamp without time zone",
+            "jsonb",
+            "uuid",
+        )
+        # Sequences continue after the copied ids: a new edit gets the next id.
+        image_id = next(target.images()).id
+        target.apply_edit(
+            target.plan_edit(Selection(ids=(image_id,)), assign={"alt": 1.0}), reason="r", author="a"
+        )
+        assert target.history()[-1].id == 32
+        with target.engine.begin() as conn:
+            new = conn.execute(
+                artifacts.insert().returning(artifacts.c.id),
+                {
+                    "step": "s",
+                    "subject": "x",
+                    "name": "n",
+                    "step_version": "1",
+                    "params_hash": "p",
+                    "fingerprint": "f",
+                    "output_uri": "u",
+                    "created_at": T0,
+                },
+            ).scalar_one()
+        assert new == 46
+
+
+def test_an_interrupted_move_resumes_without_duplicates(source: str, postgres_url: str):
+    class Interrupted(Exception):
+        pass
+
+    batches = 0
+
+    def interrupt(update: TransferProgress) -> None:
+        nonlocal batches
+        batches += 1
+        if batches == 2:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        migrate_catalog(source, postgres_url, batch_size=16, progress=interrupt)
+    plan = migrate_catalog(source, postgres_url, batch_size=16, dry_run=True)
+    assert plan.resumed and not plan.create_schema and plan.rows_copied == 0 and not plan.checks
+    assert {t.table: t.present_rows for t in plan.tables} == {
+        "images": 32,
+        "jobs": 0,
+        "edits": 0,
+        "artifacts": 0,
+    }
+    report = migrate_catalog(source, postgres_url, batch_size=16)
+    assert report.ok and report.resumed
+    assert {t.table: (t.present_rows, t.copied_rows) for t in report.tables}["images"] == (32, 28)
+    again = migrate_catalog(source, postgres_url, batch_size=16)
+    assert again.ok and again.rows_copied == 0
+    assert _snapshot(postgres_url) == _snapshot(source)
+
+
+def test_tampering_on_the_target_is_reported(source: str, postgres_url: str):
+    assert migrate_catalog(source, postgres_url).ok
+    engine = create_catalog_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE images SET lat = lat + 1e-12 WHERE frame = 40"))
+        conn.execute(sa.text("UPDATE edits SET new_value = '12.50' WHERE id = 1"))
+        conn.execute(sa.text("UPDATE jobs SET log = NULL WHERE attempts = 1"))
+    engine.dispose()
+    checks = {check.table: check for check in verify_transfer(source, postgres_url)}
+    # '12.50' is the same JSON number as 12.5: jsonb compares numbers by value, and so does the checksum.
+    assert {name for name, check in checks.items() if not check.ok} == {"images", "jobs"}
+    assert checks["images"].source_rows == checks["images"].target_rows == 60
+    report = migrate_catalog(source, postgres_url)
+    assert not report.ok and [c.table for c in report.mismatches] == ["images", "jobs"]
+    with pytest.raises(
+        CatalogError, match=r"images \(60 rows in the source, 60 in the target, content differs\)"
+    ):
+        report.raise_for_mismatch()
+
+
+def test_targets_that_are_not_this_catalog_are_refused(source: str, postgres_url: str, tmp_path: Path):
+    engine = create_catalog_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE customers (id integer)"))
+    with pytest.raises(CatalogError, match=r"not panopipe's \(customers\)"):
+        migrate_catalog(source, postgres_url, dry_run=True)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE customers"))
+    engine.dispose()
+
+    other = str(tmp_path / "other.db")
+    with Catalog.open(other) as catalog:
+        catalog.upsert_images(_image(n) for n in range(5))
+    assert migrate_catalog(other, postgres_url).ok
+    with pytest.raises(CatalogError, match="already holds 5 images rows that are not a copy of"):
+        migrate_catalog(source, postgres_url)
+
+    with Catalog.open(postgres_url) as target, target.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0000'"))
+    with pytest.raises(CatalogError, match="at schema 0000"):
+        migrate_catalog(source, postgres_url)
+
+
+def test_bad_arguments(source: str, tmp_path: Path):
+    with pytest.raises(ConfigError, match="must be a postgresql"):
+        migrate_catalog(source, str(tmp_path / "copy.db"))
+    with pytest.raises(CatalogError, match="no catalog at"):
+        migrate_catalog(str(tmp_path / "missing.db"), "postgresql://postgres@127.0.0.1/test")
