@@ -230,11 +230,11 @@ def _altitude(gps: dict[int, Value], xmp: dict[str, str], warnings: list[str]) -
 def _xmp_number(text: str | None, name: str, warnings: list[str]) -> float | None:
     if text is None:
         return None
-    rational = _RATIONAL.match(text)
     try:
-        value = int(rational[1]) / int(rational[2]) if rational else float(text)
-    except (ValueError, ZeroDivisionError):
-        value = math.nan
+        value = float(text)
+    except ValueError:
+        rational = _RATIONAL.match(text)
+        value = int(rational[1]) / int(rational[2]) if rational and int(rational[2]) else math.nan
     if not math.isfinite(value):
         warnings.append(f"XMP {name} {text!r} is not a number, ignored")
         return None

@@ -44,44 +44,46 @@ _NAMESPACES = {
     "http://cipa.jp/exif/1.0/": ("exifEX", ("BodySerialNumber",)),
     "http://ns.adobe.com/exif/1.0/aux/": ("aux", ("SerialNumber",)),
 }
-_NAMES = {prefix: frozenset(names) for prefix, names in _NAMESPACES.values()}
+_BEFORE_NAME = frozenset([b" ", b"\t", b"\r", b"\n", b"<"])
 _XMLNS = re.compile(rb"""xmlns:([A-Za-z_][\w.-]*)\s*=\s*["']([^"']*)["']""")
 _REFERENCE = re.compile(r"&(?:#(\d+)|#x([0-9A-Fa-f]+)|(lt|gt|amp|quot|apos));")
 _ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
 
 
 @lru_cache(maxsize=64)
-def _pattern(prefixes: tuple[tuple[bytes, str], ...]) -> tuple[re.Pattern[bytes], dict[bytes, str]]:
-    """The property regex for one set of (prefix, namespace URI) bindings, and prefix -> canonical prefix."""
-    canonical = {prefix: _NAMESPACES[uri][0] for prefix, uri in prefixes}
-    names = {name for _, uri in prefixes for name in _NAMESPACES[uri][1]}
-    alternatives = b"|".join(re.escape(p) for p in sorted(canonical, key=len, reverse=True))
-    name_alternatives = "|".join(sorted(names, key=len, reverse=True)).encode()
+def _pattern(
+    bindings: tuple[tuple[bytes, str], ...],
+) -> tuple[re.Pattern[bytes], dict[tuple[bytes, bytes], str]]:
+    """The property regex for some (prefix, namespace URI) bindings, and (prefix, name) -> result key."""
+    keys = {
+        (prefix, name.encode()): f"{_NAMESPACES[uri][0]}:{name}"
+        for prefix, uri in bindings
+        for name in _NAMESPACES[uri][1]
+    }
+    prefixes = sorted({prefix for prefix, _ in keys}, key=len, reverse=True)
+    names = sorted({name for _, name in keys}, key=len, reverse=True)
+    # It starts with the prefixes, not with a look-behind, so that the regex engine can skip ahead quickly.
     pattern = re.compile(
-        rb"(?<=[\s<])(" + alternatives + rb"):(" + name_alternatives + rb")"
+        b"(" + b"|".join(map(re.escape, prefixes)) + b"):(" + b"|".join(names) + b")"
         rb"""(?:\s*=\s*(?:"([^"]*)"|'([^']*)')|(?:\s[^>]*)?>([^<]*)</)"""
     )
-    return pattern, canonical
+    return pattern, keys
 
 
 def parse_xmp(packet: bytes) -> dict[str, str]:
     """Return the properties read from an XMP packet, keyed ``"GPano:ProjectionType"`` etc."""
-    bindings = tuple(
-        (prefix, uri)
-        for prefix, uri in {(p, u.decode("latin-1")) for p, u in _XMLNS.findall(packet)}
-        if uri in _NAMESPACES
-    )
-    if not bindings:
+    bindings = {(prefix, uri.decode("latin-1")) for prefix, uri in _XMLNS.findall(packet)}
+    wanted = tuple(sorted(binding for binding in bindings if binding[1] in _NAMESPACES))
+    if not wanted:
         return {}
-    pattern, canonical = _pattern(tuple(sorted(bindings)))
+    pattern, keys = _pattern(wanted)
     found: dict[str, str] = {}
-    for prefix, name, double, single, element in pattern.findall(packet):
-        namespace, local = canonical[prefix], name.decode()
-        key = f"{namespace}:{local}"
-        if key in found or local not in _NAMES[namespace]:
+    for match in pattern.finditer(packet):
+        key = keys.get(match.group(1, 2))
+        if key is None or key in found or packet[match.start() - 1 : match.start()] not in _BEFORE_NAME:
             continue
-        raw = double or single or element
-        found[key] = _decode(raw).strip()
+        _, _, double, single, element = match.groups()
+        found[key] = _decode(double or single or element).strip()
     return found
 
 
