@@ -1,0 +1,25 @@
+"""Processing steps: stitch, apply-metadata, derive, publish (see :mod:`panopipe.steps.base`)."""
+
+from panopipe.steps.apply_metadata import ApplyMetadataStep
+from panopipe.steps.base import JobOutcome, JobSpec, Output, PipelineContext, Step, Subject, Upstream
+from panopipe.steps.derive import DeriveStep
+from panopipe.steps.publish import PublishStep
+from panopipe.steps.registry import STEP_TYPES, build_steps, execute_job
+from panopipe.steps.stitch import StitchStep
+
+__all__ = [
+    "STEP_TYPES",
+    "ApplyMetadataStep",
+    "DeriveStep",
+    "JobOutcome",
+    "JobSpec",
+    "Output",
+    "PipelineContext",
+    "PublishStep",
+    "Step",
+    "StitchStep",
+    "Subject",
+    "Upstream",
+    "build_steps",
+    "execute_job",
+]

@@ -1,0 +1,54 @@
+"""The executor interface: where jobs run. Deliberately narrow so that remote executors (AWS Lambda inline,
+AWS Batch, Fargate) plug in with the same three calls the local process pool answers.
+
+An executor accepts :class:`~panopipe.steps.base.JobSpec` (JSON-ready payloads), returns opaque handles,
+reports their states, and cancels them. It never touches the catalog: the runner records jobs and artifacts
+from what :meth:`Executor.describe` reports.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from panopipe.steps.base import JobOutcome, JobSpec
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """What an executor knows about one submitted job; ``outcome`` is set once the job has finished running."""
+
+    handle: str
+    status: JobStatus
+    outcome: JobOutcome | None = None
+    external_id: str | None = None
+
+
+class Executor(ABC):
+    """Runs jobs somewhere. ``name`` is recorded with each job; ``poll_interval_s`` paces the runner."""
+
+    name: ClassVar[str]
+    poll_interval_s: float = 0.05
+
+    @abstractmethod
+    def submit(self, jobs: Sequence[JobSpec]) -> list[str]:
+        """Start ``jobs``; one handle per job, in order."""
+
+    @abstractmethod
+    def describe(self, handles: Sequence[str]) -> list[JobState]:
+        """The current state of each job, in the order of ``handles``."""
+
+    @abstractmethod
+    def cancel(self, handles: Sequence[str]) -> None:
+        """Stop the jobs that have not finished; finished jobs are left alone."""
+
+    def close(self) -> None:  # noqa: B027 - executors without resources need nothing
+        """Release the executor's resources (workers, clients)."""
+
+
+__all__ = ["FINISHED", "Executor", "JobState", "JobStatus"]

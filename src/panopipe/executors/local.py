@@ -1,0 +1,72 @@
+"""The local executor: a pool of processes over all cores."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from functools import partial
+
+from panopipe.catalog.types import utcnow
+from panopipe.errors import ConfigError
+from panopipe.executors.base import Executor, JobState
+from panopipe.steps.base import JobOutcome, JobSpec
+from panopipe.steps.registry import execute_job
+
+
+def _ignore_interrupts() -> None:
+    # Ctrl-C reaches the whole process group: the parent decides what to cancel, workers finish their write.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class LocalExecutor(Executor):
+    """Run jobs in ``workers`` processes (default: one per core), retrying transient errors in the worker."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None, *, retries: int = 2, backoff_s: float = 0.5) -> None:
+        if workers is not None and workers < 1:
+            raise ConfigError(f"workers must be at least 1, got {workers}")
+        self.workers = workers or os.cpu_count() or 1
+        self._run = partial(execute_job, retries=retries, backoff_s=backoff_s)
+        self._pool: ProcessPoolExecutor | None = None
+        self._futures: dict[str, Future[JobOutcome]] = {}
+
+    def submit(self, jobs: Sequence[JobSpec]) -> list[str]:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, initializer=_ignore_interrupts)
+        for job in jobs:
+            self._futures[job.id] = self._pool.submit(self._run, job)
+        return [job.id for job in jobs]
+
+    def describe(self, handles: Sequence[str]) -> list[JobState]:
+        return [self._state(handle) for handle in handles]
+
+    def _state(self, handle: str) -> JobState:
+        future = self._futures[handle]
+        if future.cancelled():
+            return JobState(handle, "cancelled")
+        if not future.done():
+            return JobState(handle, "running" if future.running() else "queued")
+        error = future.exception()
+        if error is not None:  # the worker process died (killed, out of memory): the job did not finish
+            now = utcnow()
+            return JobState(
+                handle, "failed", JobOutcome("failed", (), f"worker died: {error}", "", 1, now, now)
+            )
+        outcome = future.result()
+        return JobState(handle, outcome.status, outcome)
+
+    def cancel(self, handles: Sequence[str]) -> None:
+        for handle in handles:
+            self._futures[handle].cancel()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._futures.clear()
+
+
+__all__ = ["LocalExecutor"]

@@ -1,0 +1,64 @@
+"""The pipeline's configuration: the ``[steps.*]`` tables of the project config file, with defaults.
+
+``[steps.pipeline]`` holds what all steps share: ``output`` (the storage URI outputs go to; default a folder
+``panopipe-out`` beside a SQLite catalog, or in the current folder for a database server), ``retries`` and
+``backoff_s`` (for transient errors). Each step has its own table, ``[steps.<name>]``, with ``enabled``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from panopipe.catalog import Catalog
+from panopipe.config import Settings
+from panopipe.errors import ConfigError
+from panopipe.steps.base import PipelineContext, Step
+from panopipe.steps.registry import STEP_TYPES, build_steps
+
+PIPELINE_TABLE = "pipeline"
+DEFAULT_OUTPUT_FOLDER = "panopipe-out"
+_PIPELINE_KEYS = frozenset({"output", "retries", "backoff_s"})
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """The configured steps, in run order, and how jobs are retried."""
+
+    context: PipelineContext
+    steps: tuple[Step, ...]
+    retries: int = 2
+    backoff_s: float = 0.5
+
+
+def default_output(catalog: Catalog) -> str:
+    """``panopipe-out`` beside a SQLite catalog's file, else in the current folder."""
+    url = catalog.engine.url
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return str(Path(url.database).parent / DEFAULT_OUTPUT_FOLDER)
+    return str(Path.cwd() / DEFAULT_OUTPUT_FOLDER)
+
+
+def load_pipeline(
+    catalog: Catalog, settings: Settings | None = None, steps: list[str] | None = None
+) -> Pipeline:
+    """The pipeline configured by ``settings`` (default: empty settings), limited to ``steps`` if given."""
+    settings = settings or Settings()
+    tables = dict(settings.steps)
+    shared = tables.pop(PIPELINE_TABLE, {})
+    unknown = sorted(set(shared) - _PIPELINE_KEYS) + sorted(set(tables) - set(STEP_TYPES))
+    if unknown:
+        raise ConfigError(
+            f"[steps]: unknown setting(s) or step(s) {', '.join(unknown)}; steps are {', '.join(STEP_TYPES)}, "
+            f"[steps.{PIPELINE_TABLE}] takes {', '.join(sorted(_PIPELINE_KEYS))}"
+        )
+    retries, backoff_s = shared.get("retries", 2), shared.get("backoff_s", 0.5)
+    if type(retries) is not int or retries < 0:
+        raise ConfigError(f"[steps.{PIPELINE_TABLE}]: retries must be a whole number >= 0, got {retries!r}")
+    if not isinstance(backoff_s, int | float) or backoff_s < 0:
+        raise ConfigError(f"[steps.{PIPELINE_TABLE}]: backoff_s must be a number >= 0, got {backoff_s!r}")
+    context = PipelineContext(settings.project, str(shared.get("output") or default_output(catalog)))
+    return Pipeline(context, tuple(build_steps(tables, context, steps)), retries, float(backoff_s))
+
+
+__all__ = ["DEFAULT_OUTPUT_FOLDER", "PIPELINE_TABLE", "Pipeline", "default_output", "load_pipeline"]

@@ -1,0 +1,291 @@
+"""The planner: which jobs a run would make, and why, without fingerprinting every image.
+
+Candidates are found set-wise in SQL, per step: subjects with no artifact, a different ``params_hash``
+(parameters or step version changed), a selected image updated after the artifact, an upstream artifact newer
+than it, or a job that failed, was cancelled or was marked stale by ``verify --repair``. Only candidates get
+their fingerprint computed; a candidate whose fingerprint matches its artifact is up to date.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from panopipe.catalog import Catalog, Selection
+from panopipe.catalog.schema import artifacts, edits, jobs
+from panopipe.config import Settings
+from panopipe.iterutil import batched
+from panopipe.pipeline.config import load_pipeline
+from panopipe.pipeline.subjects import CHUNK, KINDS, create_selected, load_subjects
+from panopipe.steps.base import Step, Subject, SubjectKind, Upstream
+from panopipe.steps.registry import STEP_TYPES
+
+RERUN_STATUSES = ("failed", "stale", "cancelled", "queued", "running")
+
+
+@dataclass(frozen=True, slots=True)
+class PlanItem:
+    """One job a run would make: the step, the subject, why, and its fingerprint (``None`` while it depends
+    on an upstream job of the same run)."""
+
+    step: str
+    subject: str
+    reason: str
+    fingerprint: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "subject": self.subject,
+            "reason": self.reason,
+            "fingerprint": self.fingerprint,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a run would do, in run order. Empty (falsy) when everything is up to date."""
+
+    steps: tuple[str, ...]
+    items: tuple[PlanItem, ...]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[PlanItem]:
+        return iter(self.items)
+
+    def counts(self) -> dict[str, int]:
+        """How many jobs per step (every step of the plan, zero included)."""
+        counts = dict.fromkeys(self.steps, 0)
+        for item in self.items:
+            counts[item.step] += 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"counts": self.counts(), "items": [item.to_dict() for item in self.items]}
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """A job to make now: its step, subject (with frames), upstream output, reason and fingerprint."""
+
+    step: Step
+    subject: Subject
+    upstream: Upstream | None
+    reason: str
+    fingerprint: str
+
+
+def plan(
+    catalog: Catalog,
+    selection: Selection | None = None,
+    steps: list[str] | None = None,
+    settings: Settings | None = None,
+    *,
+    force: bool = False,
+) -> Plan:
+    """What :func:`~panopipe.pipeline.run` would run over ``selection`` and why.
+
+    Jobs of later steps whose upstream will rerun are listed with the reason ``after <step>``; their
+    fingerprint is known only once the upstream job has run.
+    """
+    pipeline = load_pipeline(catalog, settings, steps)
+    items: list[PlanItem] = []
+    rerun: dict[str, set[str]] = {}
+    with catalog.engine.begin() as conn:
+        selected = {kind: create_selected(conn, selection or Selection(), kind) for kind in KINDS}
+        try:
+            for step in pipeline.steps:
+                direct = plan_step(conn, step, selected, force=force)
+                items += [PlanItem(step.name, w.subject.id, w.reason, w.fingerprint) for w in direct]
+                done = {w.subject.id for w in direct}
+                for kind in sorted(step.kinds):
+                    upstream = step.upstream(kind)
+                    after = sorted(
+                        s for s in rerun.get(upstream or "", ()) if s.startswith(f"{kind}:") and s not in done
+                    )
+                    items += [PlanItem(step.name, s, f"after {upstream}", None) for s in after]
+                    done.update(after)
+                rerun[step.name] = done
+        finally:
+            for table in selected.values():
+                table.drop(conn)
+    return Plan(tuple(s.name for s in pipeline.steps), tuple(items))
+
+
+def plan_step(
+    conn: sa.Connection, step: Step, selected: dict[SubjectKind, sa.Table], *, force: bool = False
+) -> list[Work]:
+    """The jobs ``step`` needs now over the ``selected`` subjects (see :func:`create_selected`)."""
+    work: list[Work] = []
+    for kind in KINDS:
+        if kind not in step.kinds:
+            continue
+        table = selected[kind]
+        upstream = step.upstream(kind)
+        if force:
+            keys: set[Any] = set(conn.execute(sa.select(table.c.key)).scalars())
+        else:
+            keys = set(conn.execute(_candidates(step, kind, table, upstream)).scalars())
+        failures = _failed_jobs(conn, step, kind, table)
+        keys.update(failures)
+        for chunk in batched(sorted(keys), CHUNK):
+            subjects = list(load_subjects(conn, kind, chunk))
+            work += _decide(conn, step, subjects, upstream, failures, force)
+    return work
+
+
+def _key_of(table: sa.Table | sa.Alias, kind: SubjectKind) -> sa.Column[Any]:
+    return table.c.shot if kind == "shot" else table.c.image_id
+
+
+def _candidates(step: Step, kind: SubjectKind, table: sa.Table, upstream: str | None) -> sa.Select[Any]:
+    a = artifacts.alias("a")
+    joined = table.outerjoin(
+        a, sa.and_(_key_of(a, kind) == table.c.key, a.c.step == step.name, a.c.name == step.outputs[0])
+    )
+    conditions = [a.c.id.is_(None), a.c.params_hash != step.params_hash]
+    if step.reads or upstream is None:
+        conditions.append(table.c.changed > a.c.created_at)
+    if upstream is not None:
+        u = artifacts.alias("u")
+        joined = joined.outerjoin(
+            u,
+            sa.and_(
+                _key_of(u, kind) == table.c.key,
+                u.c.step == upstream,
+                u.c.name == STEP_TYPES[upstream].outputs[0],
+            ),
+        )
+        conditions.append(u.c.created_at > a.c.created_at)
+    return sa.select(table.c.key).select_from(joined).where(sa.or_(*conditions))
+
+
+def _failed_jobs(conn: sa.Connection, step: Step, kind: SubjectKind, table: sa.Table) -> dict[Any, str]:
+    """Subjects (by key) whose latest job did not succeed after their artifact was made, with the reason."""
+    a = artifacts.alias("a")
+    query = (
+        sa.select(jobs.c.subject, jobs.c.status, jobs.c.reason, jobs.c.error)
+        .select_from(
+            jobs.outerjoin(
+                a,
+                sa.and_(a.c.step == jobs.c.step, a.c.subject == jobs.c.subject, a.c.name == step.outputs[0]),
+            )
+        )
+        .where(
+            jobs.c.step == step.name,
+            jobs.c.status.in_(RERUN_STATUSES),
+            jobs.c.subject.startswith(f"{kind}:"),
+            sa.or_(
+                a.c.id.is_(None), a.c.fingerprint == jobs.c.fingerprint, jobs.c.submitted_at > a.c.created_at
+            ),
+        )
+        .order_by(jobs.c.submitted_at)
+    )
+    reasons: dict[Any, str] = {}
+    for row in conn.execute(query):
+        key = row.subject.partition(":")[2]
+        if row.status == "stale":
+            reasons[key] = row.reason or "marked stale"
+        elif row.status == "failed":
+            reasons[key] = f"failed before: {row.error}"
+        else:
+            reasons[key] = f"{row.status} before, not finished"
+    selected: set[Any] = set()
+    for chunk in batched(reasons, CHUNK):
+        selected.update(
+            str(k) for k in conn.execute(sa.select(table.c.key).where(table.c.key.in_(chunk))).scalars()
+        )
+    return {key: reason for key, reason in reasons.items() if key in selected}
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    fingerprint: str
+    params_hash: str
+    step_version: str
+    uri: str
+    hash: str | None
+    created_at: datetime
+
+
+def recorded(conn: sa.Connection, step: str, subjects: Iterable[str]) -> dict[str, _Recorded]:
+    """The primary artifact of ``step`` for each of ``subjects`` that has one."""
+    c = artifacts.c
+    found: dict[str, _Recorded] = {}
+    for chunk in batched(subjects, CHUNK):
+        query = sa.select(
+            c.subject, c.fingerprint, c.params_hash, c.step_version, c.output_uri, c.output_hash, c.created_at
+        ).where(c.step == step, c.name == STEP_TYPES[step].outputs[0], c.subject.in_(chunk))
+        found.update({row.subject: _Recorded(*row[1:]) for row in conn.execute(query)})
+    return found
+
+
+def _decide(
+    conn: sa.Connection,
+    step: Step,
+    subjects: Sequence[Subject],
+    upstream: str | None,
+    failures: dict[Any, str],
+    force: bool,
+) -> list[Work]:
+    ids = [s.id for s in subjects]
+    current = recorded(conn, step.name, ids)
+    inputs = recorded(conn, upstream, ids) if upstream else {}
+    work: list[Work] = []
+    unexplained: list[tuple[Subject, Upstream | None, str, _Recorded]] = []
+    for subject in subjects:
+        source = inputs.get(subject.id)
+        if upstream is not None and source is None:
+            continue  # the upstream step has not produced this subject's input yet
+        up = Upstream(upstream, source.uri, source.hash) if upstream and source else None
+        fingerprint = step.fingerprint(subject, up)
+        artifact = current.get(subject.id)
+        failure = failures.get(subject.key)
+        if force:
+            reason: str | None = "forced"
+        elif artifact is None:
+            reason = failure or "new input"
+        elif artifact.fingerprint == fingerprint:
+            reason = failure
+        elif artifact.step_version != step.version:
+            reason = f"step version changed ({artifact.step_version} -> {step.version})"
+        elif artifact.params_hash != step.params_hash:
+            reason = "parameters changed"
+        elif source is not None and source.created_at > artifact.created_at:
+            reason = f"input changed ({upstream} output)"
+        else:
+            unexplained.append((subject, up, fingerprint, artifact))
+            continue
+        if reason:
+            work.append(Work(step, subject, up, reason, fingerprint))
+    edited = _edited_since(conn, [(s, a.created_at) for s, _, _, a in unexplained])
+    for subject, up, fingerprint, _ in unexplained:
+        reason = "metadata edited" if subject.id in edited else "input changed"
+        work.append(Work(step, subject, up, reason, fingerprint))
+    return work
+
+
+def _edited_since(conn: sa.Connection, subjects: Sequence[tuple[Subject, datetime]]) -> set[str]:
+    """Subjects any of whose frames had an edit made or undone after the given time."""
+    since = {frame.id: (subject.id, moment) for subject, moment in subjects for frame in subject.frames}
+    found: set[str] = set()
+    for chunk in batched(since, CHUNK):
+        query = (
+            sa.select(edits.c.image_id, sa.func.max(edits.c.created_at), sa.func.max(edits.c.undone_at))
+            .where(edits.c.image_id.in_(chunk))
+            .group_by(edits.c.image_id)
+        )
+        for image_id, created, undone in conn.execute(query):
+            subject, moment = since[image_id]
+            if created > moment or (undone is not None and undone > moment):
+                found.add(subject)
+    return found
+
+
+__all__ = ["Plan", "PlanItem", "Work", "plan", "plan_step", "recorded"]

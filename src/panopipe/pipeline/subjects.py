@@ -1,0 +1,89 @@
+"""Subjects in SQL: which shots and 360° images a selection covers, and loading their frames.
+
+A shot subject is every image with that ``shot`` whose projection is not equirectangular (the frames of one
+rig capture); an image subject is one image whose projection is ``equirectangular`` (a single 360° image,
+which needs no stitching). Images with neither are not processed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import sqlalchemy as sa
+
+from panopipe.catalog import Image, Selection
+from panopipe.catalog.records import IMAGE_COLUMNS
+from panopipe.catalog.schema import ID, images
+from panopipe.catalog.types import UTCDateTime
+from panopipe.iterutil import batched
+from panopipe.steps.base import EQUIRECTANGULAR, Subject, SubjectKind, subject_id
+
+KINDS: tuple[SubjectKind, ...] = ("shot", "image")
+CHUNK = 500
+
+
+def kind_condition(kind: SubjectKind) -> sa.ColumnElement[bool]:
+    """Images that belong to subjects of ``kind``."""
+    c = images.c
+    if kind == "image":
+        return c.projection == EQUIRECTANGULAR
+    return sa.and_(c.shot.is_not(None), sa.or_(c.projection.is_(None), c.projection != EQUIRECTANGULAR))
+
+
+def key_column(kind: SubjectKind) -> sa.ColumnElement[Any]:
+    """The images column that names a subject of ``kind``."""
+    return images.c.shot if kind == "shot" else images.c.id
+
+
+def create_selected(conn: sa.Connection, selection: Selection, kind: SubjectKind) -> sa.Table:
+    """A temporary table of the subjects of ``kind`` the selection touches: ``key`` and ``changed`` (the
+    latest ``updated_at`` of their selected images). A shot is selected when any of its frames is."""
+    table = sa.Table(
+        f"panopipe_selected_{kind}",
+        sa.MetaData(),
+        sa.Column("key", sa.String(200) if kind == "shot" else ID, primary_key=True),
+        sa.Column("changed", UTCDateTime, nullable=False),
+        prefixes=["TEMPORARY"],
+    )
+    table.drop(conn, checkfirst=True)
+    table.create(conn)
+    key = key_column(kind)
+    query = (
+        sa.select(key, sa.func.max(images.c.updated_at))
+        .where(kind_condition(kind), *selection.where())
+        .group_by(key)
+    )
+    if selection.near is None:
+        conn.execute(table.insert().from_select(["key", "changed"], query))
+        return table
+    columns = [key.label("key"), images.c.updated_at, images.c.lat, images.c.lon]
+    near = sa.select(*columns).where(kind_condition(kind), *selection.where())
+    latest: dict[Any, Any] = {}
+    for row in conn.execute(near):
+        if selection.matches(row):
+            latest[row.key] = max(latest.get(row.key, row.updated_at), row.updated_at)
+    for chunk in batched(latest.items(), CHUNK):
+        conn.execute(table.insert(), [{"key": k, "changed": v} for k, v in chunk])
+    return table
+
+
+def load_subjects(conn: sa.Connection, kind: SubjectKind, keys: Iterable[Any]) -> Iterator[Subject]:
+    """The subjects of ``kind`` named by ``keys`` with their frames (by camera index), deleted images left out."""
+    key = key_column(kind)
+    columns = [images.c[name] for name in IMAGE_COLUMNS]
+    for chunk in batched(keys, CHUNK):
+        query = (
+            sa.select(*columns)
+            .where(key.in_(chunk), kind_condition(kind), images.c.deleted == sa.false())
+            .order_by(key, images.c.camera_index, images.c.uri)
+        )
+        frames: dict[str, list[Image]] = {}
+        for row in conn.execute(query):
+            image = Image(**row._mapping)
+            frames.setdefault(image.shot if kind == "shot" else image.id, []).append(image)  # type: ignore[arg-type]
+        for name, group in frames.items():
+            yield Subject(subject_id(kind, name), tuple(group))
+
+
+__all__ = ["KINDS", "create_selected", "key_column", "kind_condition", "load_subjects"]

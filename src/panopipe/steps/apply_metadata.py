@@ -1,0 +1,122 @@
+"""The ``apply-metadata`` step: the catalog's effective metadata written into the output JPEG, losslessly.
+
+For a rig shot the source is the stitched panorama and the metadata comes from the shot's frames: time, camera
+make/model and heading from the frame of the lowest camera index, the position averaged over the frames that
+have one. For a single 360° image the source is the image file itself. Both get XMP GPano (equirectangular,
+full panorama) and the panopipe namespace (project, reel, frame, shot).
+
+Config (``[steps.apply-metadata]``): ``artist``, ``copyright`` and ``description`` (a template over
+``{project}``, ``{reel}``, ``{frame}``, ``{shot}``), all optional.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from statistics import fmean
+from typing import Any
+
+from panopipe.catalog.records import to_json_value
+from panopipe.errors import ConfigError, MetadataError, StepError
+from panopipe.metadata import parse_jpeg_header
+from panopipe.metadata.writer import GPano, MetadataUpdate, apply_metadata
+from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, Upstream, put_output, read_input
+
+METADATA_FIELDS = (
+    "captured_at",
+    "utc_offset_minutes",
+    "lat",
+    "lon",
+    "alt",
+    "heading",
+    "make",
+    "model",
+    "reel",
+    "frame",
+    "shot",
+)
+
+
+class ApplyMetadataStep(Step):
+    """Write effective metadata into the panorama (shots) or a copy of the image (single 360° images)."""
+
+    name = "apply-metadata"
+    version = "1"
+    outputs = ("image",)
+    reads = METADATA_FIELDS
+    config_keys = frozenset({"artist", "copyright", "description"})
+
+    def configure(self, table: Mapping[str, Any]) -> dict[str, Any]:
+        params = {key: table.get(key) for key in sorted(self.config_keys)}
+        for key, value in params.items():
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"[steps.apply-metadata]: {key} must be text, got {value!r}")
+        return {**params, "project": self.context.project}
+
+    def upstream(self, kind: SubjectKind) -> str | None:
+        return "stitch" if kind == "shot" else None
+
+    def payload(self, subject: Subject, upstream: Upstream | None) -> dict[str, Any]:
+        metadata = {k: to_json_value(v) for k, v in expected_metadata(subject, self.params).items()}
+        return {**super().payload(subject, upstream), "metadata": metadata}
+
+    @classmethod
+    def execute(cls, payload: Mapping[str, Any], log: Log) -> list[Output]:
+        source = read_input(payload["inputs"][0])
+        try:
+            header = parse_jpeg_header(source)
+            data = apply_metadata(source, metadata_update(payload["metadata"], header.width, header.height))
+        except MetadataError as exc:
+            raise StepError(f"cannot write metadata into {payload['inputs'][0]}: {exc}") from exc
+        log(f"wrote metadata of {len(payload['metadata'])} fields into {len(data)} bytes")
+        return [put_output("image", payload["outputs"]["image"], data)]
+
+
+def expected_metadata(subject: Subject, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata the output of ``subject`` carries, from its frames' effective metadata and ``params``."""
+    first = subject.frames[0]
+    placed = [f for f in subject.frames if f.lat is not None and f.lon is not None]
+    altitudes = [f.alt for f in subject.frames if f.alt is not None]
+    frames = [f.frame for f in subject.frames if f.frame is not None]
+    tags = {
+        "project": params["project"],
+        "reel": first.reel,
+        "frame": min(frames) if frames else None,
+        "shot": subject.key if subject.kind == "shot" else first.shot,
+    }
+    description = params.get("description")
+    if description:
+        try:
+            description = description.format(**{k: "" if v is None else v for k, v in tags.items()})
+        except (KeyError, ValueError, IndexError) as exc:
+            raise ConfigError(
+                f"[steps.apply-metadata]: invalid description template {description!r}: {exc}"
+            ) from exc
+    return {
+        "captured_at": first.captured_at,
+        "utc_offset_minutes": first.utc_offset_minutes if first.captured_at else None,
+        "gps_latitude": fmean([f.lat for f in placed if f.lat is not None]) if placed else None,
+        "gps_longitude": fmean([f.lon for f in placed if f.lon is not None]) if placed else None,
+        "gps_altitude": fmean(altitudes) if altitudes else None,
+        "gps_img_direction": first.heading,
+        "make": first.make,
+        "model": first.model,
+        "artist": params.get("artist"),
+        "copyright": params.get("copyright"),
+        "image_description": description or None,
+        "panopipe": {k: v for k, v in tags.items() if v is not None},
+    }
+
+
+def metadata_update(metadata: Mapping[str, Any], width: int | None, height: int | None) -> MetadataUpdate:
+    """The writer's update for ``metadata`` (as :func:`expected_metadata` returns it, JSON or not)."""
+    values = dict(metadata)
+    if isinstance(values["captured_at"], str):
+        values["captured_at"] = datetime.fromisoformat(values["captured_at"])
+    gpano = None
+    if width and height:
+        gpano = GPano(width, height, pose_heading_degrees=values["gps_img_direction"])
+    return MetadataUpdate(**values, gpano=gpano)
+
+
+__all__ = ["METADATA_FIELDS", "ApplyMetadataStep", "expected_metadata", "metadata_update"]

@@ -1,0 +1,226 @@
+"""What a step is: a named, versioned unit with declared inputs, parameters and outputs.
+
+A step runs once per *subject*. A subject is either one shot of a multi-camera rig (``shot:<shot id>``, its
+frames are the shot's images) or one single 360° image already in equirectangular projection
+(``image:<image id>``). Planning happens in the catalog's process; :meth:`Step.execute` runs in a worker (a
+local process, later a container) from a JSON-ready payload, reaching files only through storage URIs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from panopipe.catalog import Image
+from panopipe.catalog.records import to_json_value
+from panopipe.errors import ConfigError
+from panopipe.steps.fingerprint import fingerprint
+from panopipe.storage import open_storage, resolve_uri
+
+SubjectKind = Literal["shot", "image"]
+EQUIRECTANGULAR = "equirectangular"
+
+Log = Callable[[str], None]
+"""Receives one line of a job's log."""
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What one job of a step works on: a rig shot (its frames by camera index) or one 360° image."""
+
+    id: str
+    frames: tuple[Image, ...]
+
+    @property
+    def kind(self) -> SubjectKind:
+        return "shot" if self.id.startswith("shot:") else "image"
+
+    @property
+    def key(self) -> str:
+        """The shot id or image id."""
+        return self.id.partition(":")[2]
+
+
+def subject_id(kind: SubjectKind, key: str) -> str:
+    """``shot:<key>`` or ``image:<key>``."""
+    return f"{kind}:{key}"
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """The recorded output of the step a step reads from (its primary output)."""
+
+    step: str
+    uri: str
+    hash: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One file a job wrote completely: its artifact name, URI, SHA-256 and size."""
+
+    name: str
+    uri: str
+    hash: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """One job to run: everything a worker needs, JSON-ready (``payload``), and its identity."""
+
+    id: str
+    step: str
+    subject: str
+    fingerprint: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineContext:
+    """What steps share when planning: the project name and where outputs go."""
+
+    project: str
+    output_uri: str
+
+
+class Step(ABC):
+    """A versioned processing step. Bump ``version`` whenever a change alters the outputs.
+
+    Subclasses declare ``outputs`` (artifact names, the first is the primary output others read), the subject
+    ``kinds`` they apply to, the effective metadata ``reads`` (whose values enter the fingerprint) and
+    ``config_keys`` (the keys of their ``[steps.<name>]`` table besides ``enabled``).
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    outputs: ClassVar[tuple[str, ...]]
+    kinds: ClassVar[frozenset[SubjectKind]] = frozenset({"shot", "image"})
+    reads: ClassVar[tuple[str, ...]] = ()
+    config_keys: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, table: Mapping[str, Any], context: PipelineContext) -> None:
+        unknown = sorted(set(table) - self.config_keys - {"enabled"})
+        if unknown:
+            raise ConfigError(
+                f"[steps.{self.name}]: unknown setting(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted({*self.config_keys, 'enabled'}))}"
+            )
+        self.context = context
+        self._output = open_storage(context.output_uri)
+        self.params: dict[str, Any] = self.configure(table)
+
+    @abstractmethod
+    def configure(self, table: Mapping[str, Any]) -> dict[str, Any]:
+        """Validated parameters (with defaults) from the step's config table; they enter the fingerprint."""
+
+    def upstream(self, kind: SubjectKind) -> str | None:
+        """The step whose primary output this step reads for a subject of ``kind``; ``None``: the image files."""
+        return None
+
+    @property
+    def params_hash(self) -> str:
+        """Fingerprint of the step's version and parameters."""
+        return fingerprint({"step": self.name, "version": self.version, "params": self.params})
+
+    def fingerprint(self, subject: Subject, upstream: Upstream | None) -> str:
+        """Hash of step, version, parameters, input content hashes and the metadata values the step reads."""
+        if upstream is not None:
+            inputs: Any = {upstream.step: upstream.hash}
+        else:
+            inputs = [frame.content_hash for frame in subject.frames]
+        metadata = [{name: to_json_value(getattr(f, name)) for name in self.reads} for f in subject.frames]
+        return fingerprint(
+            {
+                "step": self.name,
+                "version": self.version,
+                "params": self.params,
+                "inputs": inputs,
+                "metadata": metadata,
+            }
+        )
+
+    def output_key(self, subject: Subject, name: str) -> str:
+        """The storage key of output ``name`` of ``subject`` under the output root."""
+        return f"{self.name}/{subject.kind}/{safe_name(subject.key)}/{name}.jpg"
+
+    def validate(self, subjects: Sequence[Subject], taken: Iterable[tuple[str, str]] = ()) -> None:  # noqa: B027
+        """Raise :class:`ConfigError` if the step cannot run over ``subjects`` (checked before any job runs);
+        ``taken`` are ``(subject id, output URI)`` pairs of this step's outputs recorded for other subjects."""
+
+    def payload(self, subject: Subject, upstream: Upstream | None) -> dict[str, Any]:
+        """The JSON-ready job payload: inputs, parameters and output URIs."""
+        return {
+            "params": self.params,
+            "inputs": [upstream.uri] if upstream is not None else [f.uri for f in subject.frames],
+            "outputs": {name: self.output_uri(subject, name) for name in self.outputs},
+        }
+
+    def output_uri(self, subject: Subject, name: str) -> str:
+        """The absolute URI of output ``name`` of ``subject``."""
+        return self._output.uri(self.output_key(subject, name))
+
+    @classmethod
+    @abstractmethod
+    def execute(cls, payload: Mapping[str, Any], log: Log) -> list[Output]:
+        """Run one job in a worker; raise :class:`~panopipe.errors.StepError` with the reason on failure."""
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(text: str) -> str:
+    """``text`` as one safe storage key segment; altered names get a short hash so they stay distinct."""
+    safe = _UNSAFE.sub("_", text).strip(".") or "_"
+    if safe != text:
+        safe = f"{safe}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+    return safe
+
+
+def put_output(name: str, uri: str, data: bytes) -> Output:
+    """Store ``data`` atomically at ``uri`` and describe it as a finished output."""
+    storage, key = resolve_uri(uri)
+    info = storage.put(key, data)
+    return Output(name, uri, hashlib.sha256(data).hexdigest(), info.size)
+
+
+def read_input(uri: str) -> bytes:
+    """All bytes of the file or object at ``uri``."""
+    storage, key = resolve_uri(uri)
+    return storage.get(key)
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """How one job ended in its worker: its outputs (only when it succeeded), error, log and timings."""
+
+    status: Literal["succeeded", "failed"]
+    outputs: tuple[Output, ...]
+    error: str | None
+    log: str
+    attempts: int
+    started_at: datetime
+    finished_at: datetime
+
+
+__all__ = [
+    "EQUIRECTANGULAR",
+    "JobOutcome",
+    "JobSpec",
+    "Log",
+    "Output",
+    "PipelineContext",
+    "Step",
+    "Subject",
+    "SubjectKind",
+    "Upstream",
+    "put_output",
+    "read_input",
+    "safe_name",
+    "subject_id",
+]

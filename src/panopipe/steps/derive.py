@@ -1,0 +1,81 @@
+"""The ``derive`` step: a thumbnail and a preview of each panorama or 360° image.
+
+Fast: Pillow's ``Image.draft()`` makes the JPEG decoder scale by 1/2, 1/4 or 1/8 in the DCT domain, so a
+4096 px panorama becomes a 512 px thumbnail after decoding an eighth of its pixels; a resize then fits the
+exact size. Jobs run in parallel on the executor's workers. Derived images carry no metadata, so the step
+reads the pixels upstream of ``apply-metadata`` (the stitched panorama, or the image file) and a metadata
+edit does not make it stale.
+
+Config (``[steps.derive]``): ``thumbnail = 512`` and ``preview = 2048`` (long side in pixels; 0 disables
+the preview), ``quality = 85``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from typing import Any
+
+from PIL import Image as PILImage
+
+from panopipe.errors import ConfigError, StepError
+from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, Upstream, put_output, read_input
+
+
+class DeriveStep(Step):
+    """Scaled-down copies of the panorama: ``thumbnail`` (the primary output) and ``preview``."""
+
+    name = "derive"
+    version = "1"
+    outputs = ("thumbnail", "preview")
+    config_keys = frozenset({"thumbnail", "preview", "quality"})
+
+    def configure(self, table: Mapping[str, Any]) -> dict[str, Any]:
+        params = {"thumbnail": 512, "preview": 2048, "quality": 85} | dict(table)
+        params.pop("enabled", None)
+        for key, low in (("thumbnail", 16), ("preview", 0), ("quality", 1)):
+            value = params[key]
+            if type(value) is not int or not (value == 0 or low <= value) or value > 65536:
+                raise ConfigError(f"[steps.derive]: {key} must be a whole number of pixels, got {value!r}")
+        if params["quality"] > 100:
+            raise ConfigError(f"[steps.derive]: quality must be 1 to 100, got {params['quality']}")
+        return params
+
+    def upstream(self, kind: SubjectKind) -> str | None:
+        return "stitch" if kind == "shot" else None
+
+    def payload(self, subject: Subject, upstream: Upstream | None) -> dict[str, Any]:
+        payload = super().payload(subject, upstream)
+        if not self.params["preview"]:
+            payload["outputs"].pop("preview")
+        return payload
+
+    @classmethod
+    def execute(cls, payload: Mapping[str, Any], log: Log) -> list[Output]:
+        source = read_input(payload["inputs"][0])
+        params = payload["params"]
+        return [
+            put_output(name, uri, scaled_jpeg(source, params[name], params["quality"]))
+            for name, uri in payload["outputs"].items()
+        ]
+
+
+def scaled_jpeg(data: bytes, size: int, quality: int) -> bytes:
+    """``data`` (a JPEG) scaled to fit ``size`` x ``size`` pixels (never enlarged), as a JPEG."""
+    try:
+        with PILImage.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            scale = min(1.0, size / max(width, height))
+            target = (max(1, round(width * scale)), max(1, round(height * scale)))
+            image.draft("RGB", target)
+            scaled = image.convert("RGB")
+            if scaled.size != target:
+                scaled = scaled.resize(target, PILImage.Resampling.BILINEAR, reducing_gap=2.0)
+    except OSError as exc:
+        raise StepError(f"cannot decode the image: {exc}") from exc
+    buffer = io.BytesIO()
+    scaled.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+__all__ = ["DeriveStep", "scaled_jpeg"]

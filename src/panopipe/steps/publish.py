@@ -1,0 +1,99 @@
+"""The ``publish`` step: the finished images (with metadata) placed in a publish layout named by a template.
+
+Config (``[steps.publish]``)::
+
+    template = "{project}/{reel}/{project}_{reel}_{frame:06d}.jpg"
+    root = "s3://bucket/published"   # any storage URI; default: "publish" under the output storage
+
+Template fields: ``project``, ``reel``, ``frame``, ``shot``, ``id`` (shot or image id), ``kind`` (``shot`` or
+``image``), ``date`` (capture date, ``YYYY-MM-DD``). Before anything runs, :meth:`PublishStep.validate` refuses
+a template that escapes the root (``..``, absolute) or maps two subjects to one name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from panopipe.errors import ConfigError, StorageError
+from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, put_output, read_input
+from panopipe.storage import Storage, open_storage, validate_key
+
+DEFAULT_TEMPLATE = "{project}/{reel}/{project}_{reel}_{frame:06d}.jpg"
+
+
+class PublishStep(Step):
+    """Copy each subject's ``apply-metadata`` output to ``root`` under the name the template gives."""
+
+    name = "publish"
+    version = "1"
+    outputs = ("published",)
+    reads = ("reel", "frame", "shot", "captured_at")
+    config_keys = frozenset({"template", "root"})
+
+    def configure(self, table: Mapping[str, Any]) -> dict[str, Any]:
+        template = table.get("template", DEFAULT_TEMPLATE)
+        root = table.get("root") or open_storage(self.context.output_uri).uri("publish")
+        if not isinstance(template, str) or not template.strip():
+            raise ConfigError(f"[steps.publish]: template must be non-empty text, got {template!r}")
+        self.root: Storage = open_storage(root)
+        return {"template": template, "root": self.root.root_uri, "project": self.context.project}
+
+    def upstream(self, kind: SubjectKind) -> str | None:
+        return "apply-metadata"
+
+    def output_key(self, subject: Subject, name: str) -> str:
+        return self.publish_key(subject)
+
+    def output_uri(self, subject: Subject, name: str) -> str:
+        return self.root.uri(self.publish_key(subject))
+
+    def publish_key(self, subject: Subject) -> str:
+        """The key of ``subject`` under the publish root; :class:`ConfigError` if the template is unusable."""
+        first = subject.frames[0]
+        frames = [f.frame for f in subject.frames if f.frame is not None]
+        fields = {
+            "project": self.params["project"],
+            "reel": first.reel,
+            "frame": min(frames) if frames else None,
+            "shot": subject.key if subject.kind == "shot" else first.shot,
+            "id": subject.key,
+            "kind": subject.kind,
+            "date": first.captured_at.date().isoformat() if first.captured_at else None,
+        }
+        template = self.params["template"]
+        try:
+            key = template.format(**fields)
+        except (KeyError, ValueError, TypeError, IndexError) as exc:
+            raise ConfigError(
+                f"[steps.publish]: template {template!r} cannot name {subject.id} "
+                f"({type(exc).__name__}: {exc}); fields: {', '.join(sorted(fields))}"
+            ) from exc
+        try:
+            return validate_key(key)
+        except StorageError as exc:
+            raise ConfigError(
+                f"[steps.publish]: template {template!r} gives {key!r} for {subject.id}, outside the publish root"
+            ) from exc
+
+    def validate(self, subjects: Sequence[Subject], taken: Iterable[tuple[str, str]] = ()) -> None:
+        """Refuse names outside the root and collisions, among ``subjects`` and with ``taken``
+        (``(subject id, output URI)`` pairs already published)."""
+        owners = {uri: subject for subject, uri in taken}
+        for subject in subjects:
+            uri = self.output_uri(subject, "published")
+            other = owners.setdefault(uri, subject.id)
+            if other != subject.id:
+                raise ConfigError(
+                    f"[steps.publish]: template {self.params['template']!r} gives {other} and {subject.id} "
+                    f"the same name {uri}; add a field that tells them apart (e.g. {{shot}} or {{id}})"
+                )
+
+    @classmethod
+    def execute(cls, payload: Mapping[str, Any], log: Log) -> list[Output]:
+        uri = payload["outputs"]["published"]
+        log(f"publish {payload['inputs'][0]} -> {uri}")
+        return [put_output("published", uri, read_input(payload["inputs"][0]))]
+
+
+__all__ = ["DEFAULT_TEMPLATE", "PublishStep"]

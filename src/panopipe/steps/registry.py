@@ -1,0 +1,91 @@
+"""The known steps, in the order they run, and the worker entry point that executes one job."""
+
+from __future__ import annotations
+
+import errno
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from panopipe.catalog.types import utcnow
+from panopipe.errors import ConfigError, PanopipeError
+from panopipe.steps.apply_metadata import ApplyMetadataStep
+from panopipe.steps.base import JobOutcome, JobSpec, PipelineContext, Step
+from panopipe.steps.derive import DeriveStep
+from panopipe.steps.publish import PublishStep
+from panopipe.steps.stitch import StitchStep
+
+STEP_TYPES: dict[str, type[Step]] = {
+    step.name: step for step in (StitchStep, ApplyMetadataStep, DeriveStep, PublishStep)
+}
+"""Every step by name, in the order they run (each reads only steps before it)."""
+
+_TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETIMEDOUT, errno.ECONNRESET})
+
+
+def build_steps(
+    tables: Mapping[str, Mapping[str, Any]], context: PipelineContext, names: list[str] | None = None
+) -> list[Step]:
+    """The configured steps, in run order: ``names`` if given, else those not ``enabled = false``."""
+    unknown = sorted(set(names or ()) - set(STEP_TYPES))
+    if unknown:
+        raise ConfigError(f"unknown step(s) {', '.join(unknown)}; steps are {', '.join(STEP_TYPES)}")
+    steps = []
+    for name, step_type in STEP_TYPES.items():
+        table = tables.get(name, {})
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"[steps.{name}] must be a table")
+        enabled = table.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"[steps.{name}]: enabled must be true or false, got {enabled!r}")
+        if (name in names) if names else enabled:
+            steps.append(step_type(table, context))
+    return steps
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) is worth retrying: flagged ``transient`` or a busy/again OSError."""
+    current: BaseException | None = error
+    while current is not None:
+        if getattr(current, "transient", False):
+            return True
+        if isinstance(current, OSError) and current.errno in _TRANSIENT_ERRNOS:
+            return True
+        current = current.__cause__
+    return False
+
+
+def execute_job(spec: JobSpec, *, retries: int = 2, backoff_s: float = 0.5) -> JobOutcome:
+    """Run one job, retrying transient errors with exponential backoff; never raises for a failed item."""
+    return run_with_retries(
+        lambda log: STEP_TYPES[spec.step].execute(spec.payload, log), retries=retries, backoff_s=backoff_s
+    )
+
+
+def run_with_retries(
+    work: Callable[[Callable[[str], None]], list[Any]], *, retries: int, backoff_s: float
+) -> JobOutcome:
+    """Call ``work(log)`` until it succeeds, fails for good, or ``retries`` retries of transient errors ran out."""
+    lines: list[str] = []
+    started = utcnow()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            outputs = work(lines.append)
+        except (PanopipeError, OSError) as exc:
+            error = str(exc) or type(exc).__name__
+            if is_transient(exc) and attempt <= retries:
+                lines.append(f"attempt {attempt}: transient error, retrying: {error}")
+                time.sleep(backoff_s * 2 ** (attempt - 1))
+                continue
+        except Exception as exc:  # noqa: BLE001 - the worker boundary: one bad item must not fail the batch
+            error = f"unexpected {type(exc).__name__}: {exc}"
+            lines.append(traceback.format_exc())
+        else:
+            return JobOutcome("succeeded", tuple(outputs), None, "\n".join(lines), attempt, started, utcnow())
+        return JobOutcome("failed", (), error, "\n".join(lines), attempt, started, utcnow())
+
+
+__all__ = ["STEP_TYPES", "build_steps", "execute_job", "is_transient", "run_with_retries"]
