@@ -104,6 +104,7 @@ def test_root_prefix_is_not_listed_outside(s3, s3_storage: S3Storage) -> None:
     assert s3_storage.uri("in.jpg") == f"s3://{BUCKET}/{PREFIX}/in.jpg"
 
 
+@pytest.mark.slow
 def test_list_is_paginated(s3, s3_storage: S3Storage, calls) -> None:
     for i in range(1005):
         s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/many/{i:04}.jpg", Body=b"")

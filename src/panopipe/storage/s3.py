@@ -39,6 +39,8 @@ class TransferOptions:
     max_concurrency: int = 8
 
     def __post_init__(self) -> None:
+        if self.multipart_threshold < 1:
+            raise ConfigError("multipart_threshold must be at least 1 byte")
         if self.part_size < MIN_PART_SIZE:
             raise ConfigError(f"part size {self.part_size} is below S3's minimum of {MIN_PART_SIZE} bytes")
         if self.max_concurrency < 1:
@@ -165,12 +167,13 @@ class S3Storage(Storage):
     def _put_file(self, key: str, path: Path, progress: Progress) -> ObjectInfo:
         try:
             size = path.stat().st_size
-            if size < self.transfer.multipart_threshold:
-                info = self._put_single(key, path.read_bytes())
-                progress(info.size)
-                return info
+            data = path.read_bytes() if size < self.transfer.multipart_threshold else None
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
+        if data is not None:
+            info = self._put_single(key, data)
+            progress(info.size)
+            return info
 
         def read(offset: int, length: int) -> bytes:
             try:
