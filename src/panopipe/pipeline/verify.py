@@ -1,0 +1,212 @@
+"""Drift check: do the output files still hold what the catalog says they should?
+
+Every recorded output is checked for presence, size and SHA-256. Outputs that carry metadata (those of
+``apply-metadata`` and ``publish``) are read back with panopipe's reader and compared with the metadata the
+catalog's effective values give now. ``repair`` marks the drifted jobs stale, so the next run rewrites them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from panopipe.catalog import Catalog, Selection
+from panopipe.catalog.schema import artifacts, jobs
+from panopipe.catalog.types import new_id, utcnow
+from panopipe.config import Settings
+from panopipe.errors import MetadataError, ObjectNotFoundError
+from panopipe.metadata import parse_jpeg_header
+from panopipe.pipeline.config import load_pipeline
+from panopipe.pipeline.subjects import CHUNK, KINDS, create_selected, load_subjects
+from panopipe.steps.apply_metadata import expected_metadata
+from panopipe.steps.base import Step, Subject, SubjectKind
+from panopipe.storage import resolve_uri
+
+METADATA_STEPS = frozenset({"apply-metadata", "publish"})
+# (reader field, expected field, tolerance); None compares exactly.
+_COMPARED: tuple[tuple[str, str, float | None], ...] = (
+    ("gps_latitude", "gps_latitude", 1e-7),
+    ("gps_longitude", "gps_longitude", 1e-7),
+    ("gps_altitude", "gps_altitude", 1e-3),
+    ("gps_img_direction", "gps_img_direction", 1e-3),
+    ("make", "make", None),
+    ("model", "model", None),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """One output that differs from what the catalog recorded or expects: ``missing``, ``changed`` (size or
+    hash) or ``metadata`` (tags differ; ``details`` name them)."""
+
+    step: str
+    subject: str
+    name: str
+    uri: str
+    problem: str
+    details: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "subject": self.subject,
+            "name": self.name,
+            "uri": self.uri,
+            "problem": self.problem,
+            "details": list(self.details),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Artifact:
+    step: str
+    subject: str
+    name: str
+    fingerprint: str
+    uri: str
+    hash: str | None
+    size: int | None
+
+
+def verify(
+    catalog: Catalog,
+    selection: Selection | None = None,
+    settings: Settings | None = None,
+    *,
+    repair: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> list[Drift]:
+    """Every drifted output of the selected subjects; with ``repair``, their jobs are marked stale."""
+    metadata_step = load_pipeline(catalog, settings, ["apply-metadata"]).steps[0]
+    drifts: list[Drift] = []
+    checked = 0
+    with catalog.engine.begin() as conn:
+        selected = {kind: create_selected(conn, selection or Selection(), kind) for kind in KINDS}
+        try:
+            for kind in KINDS:
+                for subject, recorded in _recorded(conn, kind, selected[kind]):
+                    for artifact in recorded:
+                        drift = _check(artifact, subject, metadata_step)
+                        if drift is not None:
+                            drifts.append(drift)
+                        checked += 1
+                        if progress is not None:
+                            progress(checked)
+        finally:
+            for table in selected.values():
+                table.drop(conn)
+        if repair:
+            _mark_stale(conn, drifts)
+    return drifts
+
+
+def _recorded(
+    conn: sa.Connection, kind: SubjectKind, table: sa.Table
+) -> Iterator[tuple[Subject, list[_Artifact]]]:
+    c = artifacts.c
+    key = c.shot if kind == "shot" else c.image_id
+    query = (
+        sa.select(
+            key.label("key"),
+            c.step,
+            c.subject,
+            c.name,
+            c.fingerprint,
+            c.output_uri,
+            c.output_hash,
+            c.output_size,
+        )
+        .join(table, table.c.key == key)
+        .where(c.subject.startswith(f"{kind}:"))
+        .order_by(key, c.step, c.name)
+    )
+    by_key: dict[Any, list[_Artifact]] = {}
+    for row in conn.execute(query):
+        by_key.setdefault(row.key, []).append(_Artifact(*row[1:]))
+    keys = list(by_key)
+    for start in range(0, len(keys), CHUNK):
+        for subject in load_subjects(conn, kind, keys[start : start + CHUNK]):
+            yield subject, by_key[subject.key]
+
+
+def _check(artifact: _Artifact, subject: Subject, metadata_step: Step) -> Drift | None:
+    def drift(problem: str, *details: str) -> Drift:
+        return Drift(artifact.step, artifact.subject, artifact.name, artifact.uri, problem, details)
+
+    storage, key = resolve_uri(artifact.uri)
+    try:
+        data = storage.get(key)
+    except ObjectNotFoundError:
+        return drift("missing")
+    if artifact.size is not None and len(data) != artifact.size:
+        return drift("changed", f"size {len(data)} bytes, recorded {artifact.size}")
+    if artifact.hash is not None and hashlib.sha256(data).hexdigest() != artifact.hash:
+        return drift("changed", "content differs from the recorded SHA-256")
+    if artifact.step not in METADATA_STEPS:
+        return None
+    try:
+        found = parse_jpeg_header(data)
+    except MetadataError as exc:
+        return drift("metadata", f"unreadable: {exc}")
+    expected = expected_metadata(subject, metadata_step.params)
+    details = [
+        f"{field}: file has {getattr(found, field)!r}, catalog says {expected[wanted]!r}"
+        for field, wanted, tolerance in _COMPARED
+        if expected[wanted] is not None and not _same(getattr(found, field), expected[wanted], tolerance)
+    ]
+    moment: datetime | None = expected["captured_at"]
+    if moment is not None and (
+        found.captured_at is None or abs((found.captured_at - moment).total_seconds()) >= 1e-3
+    ):
+        details.append(f"captured_at: file has {found.captured_at}, catalog says {moment}")
+    if found.projection_type != "equirectangular":
+        details.append(
+            f"GPano ProjectionType: file has {found.projection_type!r}, expected 'equirectangular'"
+        )
+    return drift("metadata", *details) if details else None
+
+
+def _same(found: Any, expected: Any, tolerance: float | None) -> bool:
+    if tolerance is None or found is None:
+        return found == expected
+    return math.isclose(found, expected, rel_tol=0, abs_tol=tolerance)
+
+
+def _mark_stale(conn: sa.Connection, drifts: list[Drift]) -> None:
+    """Mark the job of each drifted artifact ``stale`` with the drift as reason (a job row is made if none)."""
+    now = utcnow()
+    for drift in {(d.step, d.subject): d for d in drifts}.values():
+        fingerprint = conn.execute(
+            sa.select(artifacts.c.fingerprint).where(
+                artifacts.c.step == drift.step,
+                artifacts.c.subject == drift.subject,
+                artifacts.c.name == drift.name,
+            )
+        ).scalar_one()
+        reason = f"output {drift.problem}" + (f": {'; '.join(drift.details)}" if drift.details else "")
+        where = (
+            jobs.c.step == drift.step,
+            jobs.c.subject == drift.subject,
+            jobs.c.fingerprint == fingerprint,
+        )
+        values = {"status": "stale", "reason": reason, "finished_at": now}
+        if conn.execute(jobs.update().where(*where).values(**values)).rowcount == 0:
+            conn.execute(
+                jobs.insert().values(
+                    id=new_id(),
+                    step=drift.step,
+                    subject=drift.subject,
+                    fingerprint=fingerprint,
+                    submitted_at=now,
+                    **values,
+                )
+            )
+
+
+__all__ = ["Drift", "verify"]
