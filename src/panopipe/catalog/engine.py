@@ -10,6 +10,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, make_url
 
+from panopipe.catalog.rds import create_postgres_engine
 from panopipe.errors import CatalogUnreachableError, ConfigError, SchemaOutdatedError
 
 MIGRATIONS = "panopipe.catalog:migrations"
@@ -59,6 +60,8 @@ def create_catalog_engine(location: str | Path | URL) -> sa.Engine:
         engine = sa.create_engine(url)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    if url.get_backend_name() == "postgresql":
+        return create_postgres_engine(url)
     return sa.create_engine(url, pool_pre_ping=True)
 
 

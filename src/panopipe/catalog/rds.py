@@ -1,0 +1,283 @@
+"""PostgreSQL and Amazon RDS connections: credentials, TLS and pool settings that suit a laptop and Lambda.
+
+A catalog URL may carry, besides libpq's own parameters (``sslmode``, ``sslrootcert``, ``options``...):
+
+``secret_arn=ARN``
+    Take the user name and password (and host, port and database when the URL has none) from a Secrets
+    Manager secret in the JSON form RDS writes. Re-read every :data:`SECRET_LIFETIME_S`, so rotation is seen.
+``iam=true``
+    Authenticate with an IAM database authentication token instead of a password. Tokens live 15 minutes;
+    one is reused for :data:`TOKEN_LIFETIME_S` then renewed, and every new connection gets a current one.
+``region=eu-west-1``
+    The AWS region for IAM tokens (default: taken from an ``*.rds.amazonaws.com`` host, else boto3's).
+``statement_timeout=30s``
+    Cancel statements running longer than this (milliseconds, or a number with ``ms``, ``s``, ``min``, ``h``).
+
+TLS: with IAM authentication or an ``*.rds.amazonaws.com`` host, ``sslmode`` defaults to ``verify-full`` (the
+server must prove it is the host named in the URL, with a certificate from the CA in ``sslrootcert``).
+Secrets and tokens go to the driver per connection and never into the URL, so they cannot reach a message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from panopipe.errors import CatalogUnreachableError, ConfigError
+
+ENV_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
+PANOPIPE_PARAMETERS = ("secret_arn", "iam", "region", "statement_timeout")
+TOKEN_LIFETIME_S = 600.0
+SECRET_LIFETIME_S = 600.0
+RDS_HOST = re.compile(r"\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d)\.rds\.amazonaws\.com$")
+_DURATION = re.compile(r"^\d+(ms|s|min|h)?$")
+
+Clock = Callable[[], float]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSettings:
+    """The panopipe parameters of a PostgreSQL URL (they stay in the engine's URL and never reach libpq)."""
+
+    secret_arn: str | None = None
+    iam: bool = False
+    region: str | None = None
+    statement_timeout: str | None = None
+
+    @classmethod
+    def from_url(cls, url: URL) -> ConnectionSettings:
+        """The panopipe parameters of ``url``; :class:`ConfigError` for invalid values."""
+        values = {name: url.query.get(name) for name in PANOPIPE_PARAMETERS}
+        for name, value in values.items():
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"catalog URL parameter {name} is given more than once")
+        iam = (values["iam"] or "false").lower()
+        if iam not in ("true", "1", "yes", "false", "0", "no"):
+            raise ConfigError(f"invalid iam={values['iam']!r} in the catalog URL: expected true or false")
+        timeout = values["statement_timeout"]
+        if timeout is not None and not _DURATION.match(timeout):
+            raise ConfigError(
+                f"invalid statement_timeout={timeout!r} in the catalog URL: expected e.g. 30s or 1500ms"
+            )
+        return cls(
+            secret_arn=values["secret_arn"],
+            iam=iam in ("true", "1", "yes"),
+            region=values["region"],
+            statement_timeout=timeout,
+        )
+
+
+class _Expiring:
+    """One value, fetched again once ``lifetime_s`` has passed; thread-safe."""
+
+    def __init__(self, fetch: Callable[[], T], lifetime_s: float, clock: Clock):
+        self._fetch, self._lifetime, self._clock = fetch, lifetime_s, clock
+        self._value: Any = None
+        self._expires = float("-inf")
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._clock() >= self._expires:
+                self._value = self._fetch()
+                self._expires = self._clock() + self._lifetime
+            return self._value
+
+
+class Credentials:
+    """Connection parameters supplied per new connection: secret values, IAM tokens, TLS and timeouts."""
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        *,
+        secrets_client: Any = None,
+        rds_client: Any = None,
+        clock: Clock = time.monotonic,
+    ):
+        self.settings = settings
+        self._secrets_client = secrets_client
+        self._rds_client = rds_client
+        self._clock = clock
+        self._secret = _Expiring(self._read_secret, SECRET_LIFETIME_S, clock)
+        self._tokens: dict[tuple[str, int, str], _Expiring] = {}
+        self._lock = threading.Lock()
+
+    def apply(self, params: dict[str, Any]) -> None:
+        """Turn the engine's connection ``params`` into the driver's, in place.
+
+        The panopipe parameters are taken out; what the URL gives wins over what the secret gives.
+        """
+        for name in PANOPIPE_PARAMETERS:
+            params.pop(name, None)
+        if self.settings.statement_timeout:
+            options = f"{params.get('options') or ''} -c statement_timeout={self.settings.statement_timeout}"
+            params["options"] = options.strip()
+        if self.settings.secret_arn:
+            for name, value in self._secret.get().items():
+                if params.get(name) in (None, ""):
+                    params[name] = value
+        host = str(params.get("host") or "")
+        if self.settings.iam:
+            if not host or not params.get("user"):
+                raise ConfigError(
+                    "IAM database authentication needs a host and a user name in the catalog URL"
+                )
+            params["password"] = self.token(host, int(params.get("port") or 5432), str(params["user"]))
+        if "sslmode" not in params and (self.settings.iam or RDS_HOST.search(host)):
+            params["sslmode"] = "verify-full"
+
+    def token(self, host: str, port: int, user: str) -> str:
+        """An IAM authentication token for ``user`` at ``host:port``, reused until it is due for renewal."""
+        with self._lock:
+            cached = self._tokens.get((host, port, user))
+            if cached is None:
+                cached = _Expiring(lambda: self._new_token(host, port, user), TOKEN_LIFETIME_S, self._clock)
+                self._tokens[(host, port, user)] = cached
+        return cached.get()
+
+    def _new_token(self, host: str, port: int, user: str) -> str:
+        import botocore.exceptions
+
+        match = RDS_HOST.search(host)
+        region = self.settings.region or (match["region"] if match else None)
+        try:
+            if self._rds_client is None:
+                import boto3
+
+                self._rds_client = boto3.client("rds", region_name=region)
+            return self._rds_client.generate_db_auth_token(
+                DBHostname=host,
+                Port=port,
+                DBUsername=user,
+                Region=region or self._rds_client.meta.region_name,
+            )
+        except (botocore.exceptions.NoRegionError, botocore.exceptions.NoCredentialsError) as exc:
+            raise ConfigError(
+                f"cannot create an IAM database token for {user}@{host}: {exc}; "
+                "set region= in the catalog URL and AWS credentials"
+            ) from None
+
+    def _read_secret(self) -> dict[str, Any]:
+        import botocore.exceptions
+
+        arn = self.settings.secret_arn
+        assert arn is not None
+        try:
+            if self._secrets_client is None:
+                import boto3
+
+                parts = arn.split(":")
+                self._secrets_client = boto3.client(
+                    "secretsmanager", region_name=parts[3] if len(parts) > 3 and parts[3] else None
+                )
+            text = self._secrets_client.get_secret_value(SecretId=arn)["SecretString"]
+        except botocore.exceptions.ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise CatalogUnreachableError(
+                f"cannot read database secret {arn}: {error.get('Code')}: {error.get('Message')}"
+            ) from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise CatalogUnreachableError(f"cannot read database secret {arn}: {exc}") from None
+        return _secret_params(arn, text)
+
+
+def _secret_params(arn: str, text: str) -> dict[str, Any]:
+    """Driver parameters from a secret in the RDS form (``username``, ``password``, ``host``, ``port``...)."""
+    try:
+        secret = json.loads(text)
+    except ValueError:
+        secret = None
+    if not isinstance(secret, dict) or "password" not in secret:
+        # Never echo the secret's text: it may be the password itself.
+        raise ConfigError(
+            f"database secret {arn} is not a JSON object with username and password (as RDS writes them)"
+        )
+    names = {"username": "user", "password": "password", "host": "host", "port": "port", "dbname": "dbname"}
+    return {param: secret[key] for key, param in names.items() if secret.get(key) not in (None, "")}
+
+
+def in_lambda(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether this process runs in AWS Lambda."""
+    return bool(environ.get(ENV_LAMBDA_FUNCTION_NAME))
+
+
+def create_postgres_engine(
+    url: URL,
+    *,
+    secrets_client: Any = None,
+    rds_client: Any = None,
+    clock: Clock = time.monotonic,
+    environ: Mapping[str, str] = os.environ,
+) -> sa.Engine:
+    """An engine for PostgreSQL or RDS at ``url``; connects lazily, on first use.
+
+    Pooled connections are checked before use; server-side prepared statements are off so that RDS Proxy
+    (and PgBouncer) can share connections; in Lambda the pool holds one connection per process.
+    """
+    settings = ConnectionSettings.from_url(url)
+    pool: dict[str, Any] = {"pool_size": 1, "max_overflow": 0} if in_lambda(environ) else {}
+    engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"prepare_threshold": None}, **pool)
+    credentials = Credentials(settings, secrets_client=secrets_client, rds_client=rds_client, clock=clock)
+
+    @sa.event.listens_for(engine, "do_connect")
+    def _supply_credentials(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
+        credentials.apply(params)
+
+    return engine
+
+
+_shared: dict[str, sa.Engine] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_engine(location: str) -> sa.Engine:
+    """The process-wide engine for the catalog at ``location``, created on first use and then reused.
+
+    For Lambda handlers: keep the engine (and its connection) across invocations instead of opening a new
+    one per event. Do not dispose it.
+    """
+    from panopipe.catalog.engine import create_catalog_engine
+
+    with _shared_lock:
+        engine = _shared.get(location)
+        if engine is None:
+            engine = _shared[location] = create_catalog_engine(location)
+        return engine
+
+
+def retry_read(read: Callable[[], T], *, attempts: int = 2) -> T:
+    """``read()``, run again when the connection dropped under it (a failover, a proxy or idle cut-off).
+
+    Only for idempotent work: a write that failed mid-way may or may not have been applied.
+    """
+    for _ in range(attempts - 1):
+        try:
+            return read()
+        except sa.exc.DBAPIError as exc:
+            if not (isinstance(exc, sa.exc.OperationalError) or exc.connection_invalidated):
+                raise
+    return read()
+
+
+__all__ = [
+    "PANOPIPE_PARAMETERS",
+    "SECRET_LIFETIME_S",
+    "TOKEN_LIFETIME_S",
+    "ConnectionSettings",
+    "Credentials",
+    "create_postgres_engine",
+    "in_lambda",
+    "retry_read",
+    "shared_engine",
+]
