@@ -19,7 +19,7 @@ import numpy as np
 
 from panopipe.errors import StepError
 from panopipe.stitching.base import Stitcher, StitchResult, check_frames, require
-from panopipe.stitching.projection import camera_rotation, directions_to_camera, equirect_to_directions
+from panopipe.stitching.projection import camera_pixels, camera_rotation, equirect_lon_lat
 from panopipe.stitching.rig import RigCamera, RigProfile
 
 _INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
@@ -151,36 +151,61 @@ def output_size(rig: RigProfile, width: int | None = None, height: int | None = 
 @functools.lru_cache(maxsize=4)
 def remap_tables(cameras: tuple[RigCamera, ...], width: int, height: int) -> RemapTables:
     """Remap maps and normalised feather weights of each camera for a ``width x height`` panorama (cached)."""
-    v, u = np.mgrid[0:height, 0:width]
-    directions = equirect_to_directions(u, v, width, height)
-    maps, weights = [], []
+    lon, lat = equirect_lon_lat(width, height)
+    total = np.zeros((height, width), np.float32)
+    blocks = []
     for camera in cameras:
-        map_x, map_y, valid = directions_to_camera(camera, directions @ camera_rotation(camera))
-        # Feather: weight falls linearly to zero at the image border, so seams blend smoothly.
+        rotation = camera_rotation(camera)
+        footprint = _footprint(camera, rotation, lon, lat)
+        if footprint is None:
+            blocks.append(None)
+            continue
+        top, bottom, columns = footprint
+        map_x, map_y, valid = camera_pixels(camera, *_camera_xyz(rotation, lon[columns], lat[top:bottom]))
+        # Feather: the weight falls linearly to zero at the image border, so seams blend smoothly.
         wx = 1 - np.abs(2 * map_x / camera.width - (camera.width - 1) / camera.width)
         wy = 1 - np.abs(2 * map_y / camera.height - (camera.height - 1) / camera.height)
-        weights.append(np.where(valid, np.clip(wx, 0, 1) * np.clip(wy, 0, 1), 0.0).astype(np.float32))
-        maps.append((map_x.astype(np.float32), map_y.astype(np.float32)))
-    total = np.sum(weights, axis=0)
+        weight = np.where(valid, np.clip(wx, 0, 1) * np.clip(wy, 0, 1), np.float32(0))
+        total[top:bottom, columns] += weight
+        blocks.append((top, bottom, columns, map_x, map_y, weight))
     coverage = total > 0
-    scale = np.divide(1.0, total, out=np.zeros_like(total), where=coverage)
-    tables = tuple(
-        _camera_table(map_x, map_y, weight * scale)
-        for (map_x, map_y), weight in zip(maps, weights, strict=True)
-    )
-    return RemapTables(width, height, tables, coverage)
+    scale = np.divide(np.float32(1), total, out=np.zeros_like(total), where=coverage)
+    tables = []
+    for block in blocks:
+        if block is None:
+            tables.append(None)
+            continue
+        top, bottom, columns, map_x, map_y, weight = block
+        map1, map2 = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
+        normalised = (weight * scale[top:bottom, columns])[..., None]
+        tables.append(CameraTable(top, int(columns[0]), map1, map2, normalised))
+    return RemapTables(width, height, tuple(tables), coverage)
 
 
-def _camera_table(map_x: np.ndarray, map_y: np.ndarray, weight: np.ndarray) -> CameraTable | None:
-    rows = np.flatnonzero(weight.any(axis=1))
-    if rows.size == 0:
+def _camera_xyz(rotation: np.ndarray, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Camera-frame ``x, y, z`` (``len(lat) x len(lon)`` float32 each) of the panorama directions at ``lon``
+    and ``lat``: ``R.T @ d`` written out, since the direction grid is separable in longitude and latitude."""
+    cos_lat, sin_lat = np.cos(lat, dtype=np.float32)[:, None], np.sin(lat, dtype=np.float32)[:, None]
+    cos_lon, sin_lon = np.cos(lon, dtype=np.float32)[None, :], np.sin(lon, dtype=np.float32)[None, :]
+    r = rotation.astype(np.float32)
+    return tuple(cos_lat * (cos_lon * r[0, k] + sin_lon * r[1, k]) - sin_lat * r[2, k] for k in range(3))
+
+
+def _footprint(
+    camera: RigCamera, rotation: np.ndarray, lon: np.ndarray, lat: np.ndarray, step: int = 8
+) -> tuple[int, int, np.ndarray] | None:
+    """Rows ``top:bottom`` and column indexes (wrapping around) of the panorama the camera can see, found on
+    a grid of every ``step``-th pixel and grown by one grid cell, so full-size maps are built only there."""
+    _, _, seen = camera_pixels(camera, *_camera_xyz(rotation, lon[::step], lat[::step]))
+    if not seen.any():
         return None
-    top, bottom = rows[0], rows[-1] + 1
-    left, columns = _circular_span(weight.any(axis=0))
-    index = (left + np.arange(columns)) % weight.shape[1]
-    crop_x, crop_y = map_x[top:bottom, index], map_y[top:bottom, index]
-    map1, map2 = cv2.convertMaps(crop_x, crop_y, cv2.CV_16SC2)
-    return CameraTable(int(top), left, map1, map2, np.ascontiguousarray(weight[top:bottom, index, None]))
+    rows = np.flatnonzero(seen.any(axis=1))
+    top, bottom = max(0, (rows[0] - 1) * step), min(lat.size, (rows[-1] + 2) * step)
+    used = seen.any(axis=0)
+    start, length = _circular_span(used | np.roll(used, 1) | np.roll(used, -1))
+    length = min(lon.size, length * step)
+    columns = (start * step + np.arange(length)) % lon.size
+    return top, bottom, columns
 
 
 def _circular_span(used: np.ndarray) -> tuple[int, int]:

@@ -43,12 +43,27 @@ def camera_rotation(camera: RigCamera) -> np.ndarray:
     return rotation_matrix(camera.yaw_deg, camera.pitch_deg, camera.roll_deg)
 
 
+def equirect_lon_lat(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Longitude of each column and latitude of each row of a ``width x height`` panorama, in radians."""
+    return _longitude(np.arange(width), width), _latitude(np.arange(height), height)
+
+
 def equirect_to_directions(u: np.ndarray, v: np.ndarray, width: int, height: int) -> np.ndarray:
     """Unit rig-frame directions (``...x3``) of equirectangular pixel coordinates ``u``, ``v``."""
-    lon = ((np.asarray(u, dtype=np.float64) + 0.5) / width - 0.5) * (2 * math.pi)
-    lat = (0.5 - (np.asarray(v, dtype=np.float64) + 0.5) / height) * math.pi
+    lon, lat = (
+        _longitude(np.asarray(u, dtype=np.float64), width),
+        _latitude(np.asarray(v, dtype=np.float64), height),
+    )
     cos_lat = np.cos(lat)
     return np.stack(np.broadcast_arrays(cos_lat * np.cos(lon), cos_lat * np.sin(lon), -np.sin(lat)), axis=-1)
+
+
+def _longitude(u: np.ndarray, width: int) -> np.ndarray:
+    return ((u + 0.5) / width - 0.5) * (2 * math.pi)
+
+
+def _latitude(v: np.ndarray, height: int) -> np.ndarray:
+    return (0.5 - (v + 0.5) / height) * math.pi
 
 
 def directions_to_equirect(directions: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,10 +93,16 @@ def directions_to_camera(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pixel coordinates ``(u, v)`` in ``camera``'s image of camera-frame directions, and where they are valid.
 
-    Valid means in front of the lens model (``x > 0`` for a rectilinear lens, within half the fisheye's
-    range) and inside the image.
+    Valid means in front of the lens model (``x > 0`` for a rectilinear lens, less than 180° off axis for a
+    fisheye) and inside the image.
     """
-    x, y, z = directions[..., 0], directions[..., 1], directions[..., 2]
+    return camera_pixels(camera, directions[..., 0], directions[..., 1], directions[..., 2])
+
+
+def camera_pixels(
+    camera: RigCamera, x: np.ndarray, y: np.ndarray, z: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`directions_to_camera` for directions given as separate ``x``, ``y``, ``z`` arrays."""
     f = camera.focal_px
     if camera.lens == "fisheye":
         side = np.hypot(y, z)
@@ -100,10 +121,12 @@ def directions_to_camera(
 
 
 __all__ = [
+    "camera_pixels",
     "camera_rotation",
     "camera_to_directions",
     "directions_to_camera",
     "directions_to_equirect",
+    "equirect_lon_lat",
     "equirect_to_directions",
     "rotation_matrix",
 ]
