@@ -32,7 +32,7 @@ class CalibratedParams:
 
     width: int | None = None
     height: int | None = None
-    interpolation: Literal["linear", "cubic"] = "linear"
+    interpolation: Literal["linear", "cubic"] = "cubic"
     refine: bool = False
 
     def __post_init__(self) -> None:
@@ -61,7 +61,7 @@ class CameraTable:
     left: int
     map1: np.ndarray
     map2: np.ndarray
-    weight: np.ndarray  # rows x columns x 1, float32, normalised so the cameras' weights sum to 1
+    weight: np.ndarray  # rows x columns x 3 float32, normalised so the cameras' weights sum to 1
 
     @property
     def rows(self) -> int:
@@ -177,8 +177,8 @@ def remap_tables(cameras: tuple[RigCamera, ...], width: int, height: int) -> Rem
             continue
         top, bottom, columns, map_x, map_y, weight = block
         map1, map2 = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
-        normalised = (weight * scale[top:bottom, columns])[..., None]
-        tables.append(CameraTable(top, int(columns[0]), map1, map2, normalised))
+        normalised = weight * scale[top:bottom, columns]
+        tables.append(CameraTable(top, int(columns[0]), map1, map2, cv2.merge((normalised,) * 3)))
     return RemapTables(width, height, tuple(tables), coverage)
 
 
@@ -225,7 +225,7 @@ def _circular_span(used: np.ndarray) -> tuple[int, int]:
 
 
 def blend(
-    frames: Sequence[np.ndarray], tables: RemapTables, interpolation: int = cv2.INTER_LINEAR
+    frames: Sequence[np.ndarray], tables: RemapTables, interpolation: int = cv2.INTER_CUBIC
 ) -> np.ndarray:
     """Warp each frame with its table and sum them with their weights into a ``uint8`` panorama."""
     accumulator = np.zeros((tables.height, tables.width, 3), np.float32)
@@ -233,16 +233,17 @@ def blend(
         if table is None:
             continue
         warped = cv2.remap(frame, table.map1, table.map2, interpolation, borderMode=cv2.BORDER_REPLICATE)
-        contribution = warped * table.weight
-        end = table.left + table.columns
-        target = accumulator[table.top : table.top + table.rows]
-        if end <= tables.width:
-            target[:, table.left : end] += contribution
-        else:
-            split = tables.width - table.left
-            target[:, table.left :] += contribution[:, :split]
-            target[:, : end - tables.width] += contribution[:, split:]
+        contribution = cv2.multiply(warped, table.weight, dtype=cv2.CV_32F)
+        rows = accumulator[table.top : table.top + table.rows]
+        split = min(table.columns, tables.width - table.left)  # the block may wrap past the right edge
+        _add_into(rows[:, table.left : table.left + split], contribution[:, :split])
+        if split < table.columns:
+            _add_into(rows[:, : table.columns - split], contribution[:, split:])
     return cv2.convertScaleAbs(accumulator)
+
+
+def _add_into(target: np.ndarray, values: np.ndarray) -> None:
+    cv2.add(target, values, dst=target)  # in place on the accumulator's view, multi-threaded
 
 
 __all__ = [
