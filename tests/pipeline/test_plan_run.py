@@ -1,0 +1,134 @@
+"""plan and run end to end on real JPEGs, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+from tests.pipeline.captures import RIG, Project, add_panoramas, add_rig_shots, jpeg
+
+from panopipe.catalog import CAPTURE_FIELDS, ImageRecord, Selection
+from panopipe.catalog.schema import artifacts
+from panopipe.pipeline import plan, run
+from panopipe.storage import resolve_uri
+
+STEPS = ("stitch", "apply-metadata", "derive", "publish")
+
+
+def items(result, step: str) -> dict[str, str]:
+    return {item.subject: item.reason for item in result if item.step == step}
+
+
+def test_run_makes_every_output_and_leaves_nothing_to_plan(project: Project, executor):
+    add_rig_shots(project.catalog, project.root, 2)
+    add_panoramas(project.catalog, project.root, 2)
+    first = plan(project.catalog, settings=project.settings)
+    assert first.counts() == {"stitch": 2, "apply-metadata": 4, "derive": 4, "publish": 4}
+    assert set(items(first, "apply-metadata").values()) == {"new input", "after stitch"}
+
+    report = run(project.catalog, settings=project.settings, executor=executor)
+
+    assert report.ok, report.failures
+    assert report.counts == {step: {"succeeded": 2 if step == "stitch" else 4} for step in STEPS}
+    assert len(plan(project.catalog, settings=project.settings)) == 0
+    with project.catalog.engine.connect() as conn:
+        rows = conn.execute(sa.select(artifacts)).all()
+    assert len(rows) == 2 + 4 + 8 + 4  # derive makes a thumbnail and a preview
+    for row in rows:
+        storage, key = resolve_uri(row.output_uri)
+        assert hashlib.sha256(storage.get(key)).hexdigest() == row.output_hash
+    published = sorted(
+        p.relative_to(project.out / "publish").as_posix() for p in project.out.rglob("publish/**/*.jpg")
+    )
+    assert published == [
+        "demo/P001/demo_P001_000000.jpg",
+        "demo/P001/demo_P001_000001.jpg",
+        "demo/R001/demo_R001_000000.jpg",
+        "demo/R001/demo_R001_000001.jpg",
+    ]
+    assert run(project.catalog, settings=project.settings, executor=executor).counts == {}
+
+
+def test_gps_edit_makes_apply_metadata_stale_for_those_images_only(project: Project, executor):
+    add_rig_shots(project.catalog, project.root, 2)
+    ids = add_panoramas(project.catalog, project.root, 5)
+    run(project.catalog, settings=project.settings, executor=executor)
+    edited = ids[:3]
+    changes = project.catalog.plan_edit(Selection(ids=tuple(edited)), assign={"lat": 47.5, "lon": 9.25})
+    project.catalog.apply_edit(changes, reason="GPS fix", author="test")
+
+    after = plan(project.catalog, settings=project.settings)
+
+    expected = {f"image:{i}" for i in edited}
+    assert items(after, "apply-metadata") == dict.fromkeys(expected, "metadata edited")
+    assert items(after, "stitch") == {} and items(after, "derive") == {}
+    # publish copies apply-metadata's output, so it follows in the same run (not stale by itself)
+    assert items(after, "publish") == dict.fromkeys(expected, "after apply-metadata")
+    report = run(project.catalog, settings=project.settings, executor=executor)
+    assert report.counts == {"apply-metadata": {"succeeded": 3}, "publish": {"succeeded": 3}}
+    assert len(plan(project.catalog, settings=project.settings)) == 0
+
+
+def test_editing_one_frame_makes_its_shot_stale(project: Project, executor):
+    add_rig_shots(project.catalog, project.root, 2)
+    run(project.catalog, settings=project.settings, executor=executor)
+    frame = next(project.catalog.images(Selection(shots=("R001-000001",))))
+    project.catalog.apply_edit(
+        project.catalog.plan_edit(Selection(ids=(frame.id,)), assign={"alt": 600.0}), reason="alt", author="t"
+    )
+    assert items(plan(project.catalog, settings=project.settings), "apply-metadata") == {
+        "shot:R001-000001": "metadata edited"
+    }
+
+
+def test_correcting_the_rig_profile_restitches_the_shots(project: Project, executor):
+    add_rig_shots(project.catalog, project.root, 2)
+    add_panoramas(project.catalog, project.root, 1)
+    run(project.catalog, settings=project.settings, executor=executor)
+    corrected = project.with_steps(
+        stitch={**project.settings.steps["stitch"], "rig": RIG.replace_camera(0, yaw_deg=1.5).to_dict()}
+    )
+
+    after = plan(project.catalog, settings=corrected)
+
+    assert items(after, "stitch") == dict.fromkeys(
+        ("shot:R001-000000", "shot:R001-000001"), "parameters changed"
+    )
+    assert set(items(after, "derive")) == {"shot:R001-000000", "shot:R001-000001"}
+    run(project.catalog, settings=corrected, executor=executor)
+    assert len(plan(project.catalog, settings=corrected)) == 0
+
+
+def test_changed_parameters_changed_input_and_force(project: Project, executor):
+    add_panoramas(project.catalog, project.root, 2)
+    run(project.catalog, settings=project.settings, executor=executor)
+    bigger = project.with_steps(derive={"thumbnail": 96, "preview": 0})
+    assert items(plan(project.catalog, settings=bigger), "derive") == dict.fromkeys(
+        (f"image:{i.id}" for i in project.catalog.images()), "parameters changed"
+    )
+
+    image = next(project.catalog.images())
+    data = jpeg(np.zeros((128, 256, 3), "uint8"))
+    Path(image.uri).write_bytes(data)
+    fields = {name: getattr(image, name) for name in CAPTURE_FIELDS}
+    rewritten = ImageRecord(
+        uri=image.uri, size=len(data), content_hash=hashlib.sha256(data).hexdigest(), **fields
+    )
+    project.catalog.upsert_images([rewritten])
+    changed = plan(project.catalog, settings=project.settings)
+    assert items(changed, "derive") == {f"image:{image.id}": "input changed"}
+
+    forced = plan(project.catalog, steps=["derive"], settings=project.settings, force=True)
+    assert set(items(forced, "derive").values()) == {"forced"} and len(forced) == 2
+
+
+def test_selection_limits_the_plan(project: Project, executor):
+    add_rig_shots(project.catalog, project.root, 2)
+    add_panoramas(project.catalog, project.root, 2)
+    only = plan(project.catalog, Selection(reels=("P001",)), settings=project.settings)
+    assert {item.subject.split(":")[0] for item in only} == {"image"}
+    run(project.catalog, Selection(reels=("P001",)), settings=project.settings, executor=executor)
+    rest = plan(project.catalog, settings=project.settings)
+    assert {item.subject for item in rest} == {"shot:R001-000000", "shot:R001-000001"}
