@@ -82,9 +82,11 @@ def _bind(declared: dict[str, str], uri: str, prefix: str) -> None:
     if uri in declared:
         return
     taken = set(declared.values())
-    declared[uri] = next(
-        p for p in (prefix, *(f"{prefix}{i}" for i in range(1, len(taken) + 2))) if p not in taken
-    )
+    candidate, number = prefix, 0
+    while candidate in taken:
+        number += 1
+        candidate = f"{prefix}{number}"
+    declared[uri] = candidate
 
 
 def _element(elem: ET.Element, prefixes: dict[str, str], *, top: bool = False) -> str:

@@ -168,6 +168,12 @@ def apply_metadata(jpeg: bytes, update: MetadataUpdate) -> bytes:
     Raises MetadataError when ``jpeg`` is not a JPEG, its EXIF or XMP is corrupt, or the metadata does not
     fit in a JPEG segment.
     """
+    return b"".join(_splice(jpeg, update))
+
+
+def _splice(jpeg: bytes, update: MetadataUpdate) -> list[bytes | memoryview]:
+    """The pieces of the updated JPEG: new segments and views of ``jpeg``. Joining 2 MB costs more than
+    the rest of an update, so the file writer writes the pieces as they are."""
     segments, sos = scan_segments(jpeg)
     replace: dict[int, bytes] = {}  # segment start -> new segment
     insert: list[bytes] = []
@@ -199,7 +205,7 @@ def apply_metadata(jpeg: bytes, update: MetadataUpdate) -> bytes:
         if seg.start >= at:
             parts.append(replace.get(seg.start) or view[seg.start : seg.end])
     parts.append(view[sos:])
-    return b"".join(parts)
+    return parts
 
 
 def apply_metadata_file(src: Path, dst: Path | None = None, *, update: MetadataUpdate) -> None:
@@ -216,20 +222,21 @@ def apply_metadata_file(src: Path, dst: Path | None = None, *, update: MetadataU
         data = src.read_bytes()
     except OSError as exc:
         raise StorageError(f"cannot read {src}: {exc.strerror}") from exc
-    result = apply_metadata(data, update)
+    parts = _splice(data, update)
     try:
         mode = stat.S_IMODE((dst if dst.exists() else src).stat().st_mode)
-        _replace_atomically(dst, result, mode)
+        _replace_atomically(dst, parts, mode)
     except OSError as exc:
         raise StorageError(f"cannot write {dst}: {exc.strerror}") from exc
 
 
-def _replace_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Like :func:`panopipe.storage.write_atomic`, but the file gets ``mode`` instead of mkstemp's 0600."""
+def _replace_atomically(path: Path, parts: list[bytes | memoryview], mode: int) -> None:
+    """Like :func:`panopipe.storage.write_atomic`, but for a file in pieces, which gets ``mode`` instead of
+    mkstemp's 0600; the temporary file is removed on any exception."""
     fd, tmp = tempfile.mkstemp(prefix=".panopipe-tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            handle.writelines(parts)
             os.fchmod(handle.fileno(), mode)
             handle.flush()
             os.fsync(handle.fileno())
