@@ -7,11 +7,11 @@ the schema the migrations create) and a batch is either entirely there or not at
 prefix is checked (same row count up to that key, same content in the last batch) so that rows of another
 catalog are refused instead of being extended.
 
-Checksum design: each side is read in key order and every value turned into one canonical text (floats as
-Python's ``repr``, times as ISO 8601 UTC, JSON with sorted keys and numbers compared as numbers, UUIDs in
-lowercase dashed form, booleans as ``true``/``false``, ``NULL`` kept apart from JSON ``null``); the SHA-256 of
-those rows is compared with the row counts. It is computed in Python on both sides, so SQLite and PostgreSQL
-agree by construction.
+Checksum design: each side is read in key order and every row written as one compact JSON array of
+canonical values (floats as Python's ``repr``, so every bit counts; times as ISO 8601 UTC; JSON documents with
+sorted keys and numbers compared as numbers, as jsonb does; UUIDs as 32 lowercase hex digits; booleans as
+``true``/``false``; SQL ``NULL`` kept apart from JSON ``null``); the SHA-256 of those lines is compared with
+the row counts. It is computed in Python on both sides, so SQLite and PostgreSQL agree by construction.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -336,7 +337,8 @@ def _resume_point(table: sa.Table, source: sa.Engine, target: sa.Engine, batch_s
 
 
 def _copy_columns(table: sa.Table, dialect: sa.Dialect) -> list[sa.ColumnElement[Any]]:
-    """The columns as stored: JSON undecoded (so SQL NULL and JSON null stay apart), times as naive UTC.
+    """The columns as stored: JSON undecoded (so SQL NULL and JSON null stay apart), times as naive UTC,
+    UUIDs undecoded.
 
     SQLite gives its JSON columns NUMERIC affinity: a JSON number is stored as a REAL and ``CAST(... AS TEXT)``
     would round it to 15 digits, so there the raw value is read and turned into JSON text by :func:`_json_text`.
@@ -348,6 +350,9 @@ def _copy_columns(table: sa.Table, dialect: sa.Dialect) -> list[sa.ColumnElement
             columns.append(raw.label(column.name))
         elif isinstance(column.type, UTCDateTime):
             columns.append(sa.type_coerce(column, sa.DateTime()).label(column.name))
+        elif isinstance(column.type, sa.Uuid):
+            # 32 hex digits on SQLite, a UUID on PostgreSQL: both are valid uuid input for COPY.
+            columns.append(sa.type_coerce(column, sa.String()).label(column.name))
         else:
             columns.append(column)
     return columns
@@ -437,29 +442,29 @@ def _canonical_json(value: Any) -> str:
     return _canonical_json_value(json.loads(_json_text(value), parse_float=Decimal, parse_int=Decimal))
 
 
-def _canonical_float(value: float) -> str:
-    return repr(float(value))
-
-
 def _canonical_time(value: Any) -> str:
     return value.isoformat() + "Z"
 
 
-def _canonical_bool(value: Any) -> str:
-    return "true" if value else "false"
+def _canonical_uuid(value: Any) -> str:
+    return value.hex if isinstance(value, uuid.UUID) else value.replace("-", "").lower()
 
 
-def _canonicaliser(column: sa.Column[Any]) -> Callable[[Any], str]:
-    kind = column.type
-    if isinstance(kind, sa.JSON):
-        return _canonical_json
-    if isinstance(kind, UTCDateTime):
-        return _canonical_time
-    if isinstance(kind, sa.Boolean):
-        return _canonical_bool
-    if isinstance(kind, sa.Float):
-        return _canonical_float
-    return str
+def _canonicalisers(table: sa.Table) -> list[tuple[int, Callable[[Any], str]]]:
+    """The columns whose values differ by backend, with their canonical form.
+
+    The others (text, integers, booleans, floats) are written as JSON as they are: the encoder writes floats
+    with ``repr``, which round-trips every double exactly.
+    """
+    found: list[tuple[int, Callable[[Any], str]]] = []
+    for i, column in enumerate(table.columns):
+        if isinstance(column.type, sa.JSON):
+            found.append((i, _canonical_json))
+        elif isinstance(column.type, UTCDateTime):
+            found.append((i, _canonical_time))
+        elif isinstance(column.type, sa.Uuid):
+            found.append((i, _canonical_uuid))
+    return found
 
 
 def _digest(
@@ -478,7 +483,7 @@ def _digest(
         query = query.where(key <= upto).order_by(key.desc()).limit(limit)
     else:
         query = query.order_by(key)
-    canonical = [_canonicaliser(column) for column in table.columns]
+    canonical = _canonicalisers(table)
     digest = hashlib.sha256()
     rows = 0
     total = _count(engine, table) if progress else 0
@@ -492,10 +497,18 @@ def _digest(
     return rows, digest.hexdigest()
 
 
-def _canonical_rows(batch: Sequence[Any], canonical: Sequence[Callable[[Any], str]]) -> Iterator[str]:
+_ROW_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=True)
+
+
+def _canonical_rows(
+    batch: Sequence[Any], canonical: Sequence[tuple[int, Callable[[Any], str]]]
+) -> Iterator[str]:
     for row in batch:
-        values = [None if v is None else f(v) for f, v in zip(canonical, row, strict=True)]
-        yield json.dumps(values, ensure_ascii=False, separators=(",", ":")) + "\n"
+        values = list(row)
+        for i, canonicalise in canonical:
+            if values[i] is not None:
+                values[i] = canonicalise(values[i])
+        yield _ROW_ENCODER.encode(values) + "\n"
 
 
 __all__ = [
