@@ -11,6 +11,7 @@ from typing import Any, Self
 import sqlalchemy as sa
 
 from panopipe.catalog import edits as edit_ops
+from panopipe.catalog.bulk import insert_rows
 from panopipe.catalog.engine import check_schema, create_catalog_engine, mask_url
 from panopipe.catalog.records import (
     CAPTURE_FIELDS,
@@ -142,7 +143,7 @@ class Catalog:
                 {**values, "_id": row.id, "captured": captured or None, "deleted": False, "updated_at": now}
             )
         if inserts:
-            conn.execute(images.insert(), inserts)
+            insert_rows(conn, images, inserts)
         if updates:
             conn.execute(
                 images.update()

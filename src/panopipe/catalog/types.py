@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -32,8 +31,8 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
-JSONDocument = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-"""JSON on SQLite, JSONB on PostgreSQL."""
+JSONDocument = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+"""JSON on SQLite, JSONB on PostgreSQL; ``None`` is SQL NULL, not the JSON ``null``."""
 
 BigIntId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 """An auto-incrementing integer key (SQLite only auto-increments INTEGER PRIMARY KEY)."""
@@ -42,10 +41,11 @@ BigIntId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 def new_id() -> str:
     """A new time-ordered UUID (version 7 layout), so that inserts append to the primary-key index."""
     millis = time.time_ns() // 1_000_000
-    raw = bytearray(millis.to_bytes(6, "big") + os.urandom(10))
-    raw[6] = (raw[6] & 0x0F) | 0x70
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    return str(uuid.UUID(bytes=bytes(raw)))
+    rand = int.from_bytes(os.urandom(10), "big")
+    rand_a = (rand >> 64) & 0x0FFF
+    rand_b = (rand & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000
+    text = f"{millis:012x}7{rand_a:03x}{rand_b:016x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def utcnow() -> datetime:

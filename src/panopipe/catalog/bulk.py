@@ -1,0 +1,75 @@
+"""Bulk inserts through the database driver.
+
+For tens of thousands of rows SQLAlchemy's per-value bind processing costs more than the insert itself, so
+new rows go straight to the driver: ``executemany`` on SQLite, ``COPY`` on PostgreSQL. Values are converted
+here exactly as the column types would store them (see :mod:`panopipe.catalog.types`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from psycopg.types.json import Jsonb
+
+from panopipe.catalog.types import UTCDateTime
+
+Converter = Callable[[Any], Any]
+
+
+def _naive_utc(value: datetime) -> datetime:
+    return (value if value.tzinfo is UTC else value.astimezone(UTC)).replace(tzinfo=None)
+
+
+def _sqlite_converter(column: sa.Column[Any]) -> Converter | None:
+    kind = column.type
+    if isinstance(kind, UTCDateTime):
+        return lambda v: _naive_utc(v).isoformat(" ", "microseconds")
+    if isinstance(kind, sa.Uuid):
+        return lambda v: v.replace("-", "")
+    if isinstance(kind, sa.JSON):
+        return json.dumps
+    if isinstance(kind, sa.Boolean):
+        return int
+    return None
+
+
+def _postgres_converter(column: sa.Column[Any]) -> Converter | None:
+    kind = column.type
+    if isinstance(kind, UTCDateTime):
+        return _naive_utc
+    if isinstance(kind, sa.JSON):
+        return Jsonb
+    return None
+
+
+def insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dicts with the same keys) into ``table`` within ``conn``'s transaction."""
+    if not rows:
+        return
+    names = list(rows[0])
+    dialect = conn.dialect.name
+    if dialect not in ("sqlite", "postgresql"):
+        conn.execute(table.insert(), list(rows))
+        return
+    make = _sqlite_converter if dialect == "sqlite" else _postgres_converter
+    converters = [(i, c) for i, name in enumerate(names) if (c := make(table.c[name])) is not None]
+    values = []
+    for row in rows:
+        item = [row[name] for name in names]
+        for i, convert in converters:
+            if item[i] is not None:
+                item[i] = convert(item[i])
+        values.append(item)
+    driver = conn.connection.driver_connection
+    quoted = ", ".join(conn.dialect.identifier_preparer.quote(name) for name in names)
+    if dialect == "sqlite":
+        placeholders = ", ".join("?" * len(names))
+        driver.executemany(f"INSERT INTO {table.name} ({quoted}) VALUES ({placeholders})", values)  # type: ignore[union-attr]
+        return
+    with driver.cursor() as cursor, cursor.copy(f"COPY {table.name} ({quoted}) FROM STDIN") as copy:  # type: ignore[union-attr]
+        for item in values:
+            copy.write_row(item)
