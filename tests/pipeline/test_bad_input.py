@@ -1,0 +1,154 @@
+"""Bad input fails the item with a clear reason and lets the others go on; bad config fails before running."""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from tests.pipeline.captures import RIG, Project, add_panoramas, add_rig_shots, jpeg, record
+
+from panopipe.catalog.schema import artifacts, jobs
+from panopipe.config import Settings
+from panopipe.errors import ConfigError
+from panopipe.pipeline import plan, run, status
+
+
+def rows(project: Project, table: sa.Table, **where: str) -> list[sa.Row]:
+    with project.catalog.engine.connect() as conn:
+        return conn.execute(sa.select(table).filter_by(**where)).all()
+
+
+def test_shot_with_a_missing_frame_fails_and_the_others_go_on(project: Project, executor):
+    add_rig_shots(project.catalog, project.root, 3, skip_camera={1: 3})
+
+    report = run(project.catalog, settings=project.settings, executor=executor)
+
+    assert report.counts["stitch"] == {"succeeded": 2, "failed": 1}
+    (failure,) = report.failures
+    assert failure.subject == "shot:R001-000001"
+    assert "missing the frame(s) of camera(s) [3]" in failure.error
+    (job,) = rows(project, jobs, step="stitch", subject="shot:R001-000001")
+    assert (job.status, job.attempts) == ("failed", 1) and job.finished_at is not None
+    assert not rows(project, artifacts, subject="shot:R001-000001")
+    assert report.counts["publish"] == {"succeeded": 2}
+    assert status(project.catalog).failures[0].error == failure.error
+    again = plan(project.catalog, settings=project.settings)
+    assert [(i.step, i.reason.split(":")[0]) for i in again if i.step == "stitch"] == [
+        ("stitch", "failed before")
+    ]
+
+
+def test_frames_that_do_not_overlap_fail_the_opencv_stitch(project: Project, executor):
+    rng = np.random.default_rng(7)
+    project.catalog.upsert_images(
+        record(
+            project.root / "R009" / f"cam{i}" / "frame_000001.jpg",
+            jpeg(rng.integers(0, 255, (120, 160, 3), "uint8")),
+            1,
+            reel="R009",
+            camera_index=i,
+        )
+        for i in range(3)
+    )
+    project.catalog.assign_shots(["R009"], 0.05)
+    add_panoramas(project.catalog, project.root, 1)
+    settings = project.with_steps(stitch={"stitcher": "opencv"})
+
+    report = run(project.catalog, settings=settings, executor=executor)
+
+    (failure,) = report.failures
+    assert failure.subject == "shot:R009-000001" and "not enough overlapping features" in failure.error
+    assert report.counts["publish"] == {"succeeded": 1}  # the 360° image went on
+
+
+def external(project: Project, command: str, timeout_s: float = 30) -> Settings:
+    return project.with_steps(
+        stitch={"stitcher": "external", "params": {"command": command, "timeout_s": timeout_s}}
+    )
+
+
+def test_external_command_that_exits_non_zero_keeps_its_log(project: Project, executor):
+    add_rig_shots(project.catalog, project.root, 1)
+    script = "import sys; print('stitching', len(sys.argv) - 1, 'frames'); sys.exit(3)"
+    settings = external(project, f'{sys.executable} -c "{script}" {{inputs}}')
+
+    report = run(project.catalog, settings=settings, steps=["stitch"], executor=executor)
+
+    assert len(report.failures) == 1
+    (job,) = rows(project, jobs, step="stitch")
+    assert job.status == "failed" and "3" in job.error
+    assert "stitching 6 frames" in job.log
+
+
+def test_external_command_that_hangs_is_killed_at_the_timeout(project: Project, executor):
+    add_rig_shots(project.catalog, project.root, 1)
+    settings = external(
+        project, f"{sys.executable} -c \"import time; print('working', flush=True); time.sleep(60)\"", 1
+    )
+
+    report = run(project.catalog, settings=settings, steps=["stitch"], executor=executor)
+
+    (failure,) = report.failures
+    assert "timed out after 1 s" in failure.error
+    (job,) = rows(project, jobs, step="stitch")
+    assert "working" in job.log and job.finished_at - job.started_at < timedelta(seconds=20)
+
+
+def test_output_that_cannot_be_written_records_the_error_and_no_artifact(project: Project, executor):
+    add_panoramas(project.catalog, project.root, 2)
+    blocker = project.out.parent / "not-a-folder"
+    blocker.write_text("a file where the output folder should be")
+    settings = project.with_steps(pipeline={"output": str(blocker), "backoff_s": 0.01})
+
+    report = run(project.catalog, settings=settings, steps=["apply-metadata"], executor=executor)
+
+    assert report.counts == {"apply-metadata": {"failed": 2}}
+    assert all("cannot write" in f.error for f in report.failures)
+    assert not rows(project, artifacts)
+    assert {j.status for j in rows(project, jobs)} == {"failed"}
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("../{reel}/{frame:06d}.jpg", "outside the publish root"),
+        ("/etc/{reel}/{frame:06d}.jpg", "outside the publish root"),
+        ("{project}/{reel}.jpg", "the same name"),
+        ("{project}/{nope}.jpg", "cannot name"),
+    ],
+)
+def test_publish_template_is_refused_before_anything_runs(
+    project: Project, executor, template: str, message: str
+):
+    add_panoramas(project.catalog, project.root, 2)
+    settings = project.with_steps(publish={"template": template})
+
+    with pytest.raises(ConfigError, match=message):
+        run(project.catalog, settings=settings, executor=executor)
+
+    assert not rows(project, jobs) and not project.out.exists()
+
+
+def test_publish_template_colliding_with_an_earlier_output_is_refused(project: Project, executor):
+    add_panoramas(project.catalog, project.root, 1)
+    settings = project.with_steps(publish={"template": "{project}/latest.jpg"})
+    run(project.catalog, settings=settings, executor=executor)
+    add_panoramas(project.catalog, project.root / "more", 1)  # another subject, same name
+    with pytest.raises(ConfigError, match="the same name"):
+        run(project.catalog, settings=settings, executor=executor)
+
+
+def test_invalid_configuration_is_refused(project: Project):
+    with pytest.raises(ConfigError, match="unknown stitcher"):
+        plan(project.catalog, settings=project.with_steps(stitch={"stitcher": "magic"}))
+    with pytest.raises(ConfigError, match="unknown setting"):
+        plan(project.catalog, settings=project.with_steps(derive={"thumb": 5}))
+    with pytest.raises(ConfigError, match="unknown step"):
+        plan(project.catalog, steps=["stich"], settings=project.settings)
+    with pytest.raises(ConfigError, match="rig profile"):
+        plan(project.catalog, settings=project.with_steps(stitch={"rig": {"name": "x"}}))
+    assert RIG.cameras  # the default settings remain valid
+    assert len(plan(project.catalog, settings=project.settings)) == 0
