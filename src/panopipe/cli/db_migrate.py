@@ -1,0 +1,69 @@
+"""``panopipe db migrate``: move the catalog to PostgreSQL / Amazon RDS."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from panopipe.catalog.transfer import DEFAULT_BATCH_SIZE, migrate_catalog
+from panopipe.cli import render
+from panopipe.cli.options import CatalogOption, ConfigOption, DryRunOption, JsonOption, open_settings
+
+ToOption = Annotated[
+    str,
+    typer.Option(
+        "--to", help="Target: a postgresql:// URL (may use ?secret_arn= or ?iam=true, see docs/rds.md)."
+    ),
+]
+BatchSizeOption = Annotated[int, typer.Option("--batch-size", help="Rows per COPY and commit.", min=1)]
+NoVerifyOption = Annotated[
+    bool, typer.Option("--no-verify", help="Skip comparing row counts and checksums afterwards.")
+]
+
+
+def migrate(
+    to: ToOption,
+    catalog_location: CatalogOption = None,
+    config: ConfigOption = None,
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+    dry_run: DryRunOption = False,
+    no_verify: NoVerifyOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Copy the catalog into an empty PostgreSQL database and verify the copy; run again to resume.
+
+    Example: panopipe db migrate --catalog survey.db --to 'postgresql://panopipe@db.example.org/survey'
+    """
+    source = open_settings(catalog_location, config).catalog
+    with render.progress_bar("migrating") as bar:
+        report = migrate_catalog(
+            source,
+            to,
+            batch_size=batch_size,
+            dry_run=dry_run,
+            verify=not no_verify,
+            progress=lambda update: bar(update.rows_done, update.rows_total),
+        )
+    checks = {check.table: "ok" if check.ok else "MISMATCH" for check in report.checks}
+    rows = [
+        {
+            "table": t.table,
+            "source rows": t.source_rows,
+            "already there": t.present_rows,
+            "copied": t.copied_rows,
+            "verified": checks.get(t.table, "-"),
+        }
+        for t in report.tables
+    ]
+    if as_json:
+        render.print_json(report.to_dict())
+    else:
+        title = f"{report.source} -> {report.target}{' (dry run)' if dry_run else ''}"
+        render.print_rows(rows, list(rows[0]), as_json=False, title=title)
+    report.raise_for_mismatch()
+    if dry_run:
+        pending = sum(t.source_rows - t.present_rows for t in report.tables)
+        render.success(f"would copy {pending:,} rows{' (resuming)' if report.resumed else ''}")
+    else:
+        render.success(f"copied {report.rows_copied:,} rows in {report.seconds:.1f} s")
