@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -15,6 +17,7 @@ from panopipe.stitching import (
     synthetic_panorama,
 )
 from panopipe.stitching.calibrated import output_size
+from panopipe.stitching.projection import camera_rotation
 
 WIDTH, HEIGHT = 1024, 512
 
@@ -120,3 +123,24 @@ def test_fingerprint_changes_with_the_rig_and_the_params(rig: RigProfile) -> Non
     assert base["stitcher"] == "calibrated" and base["params"]["width"] == 1024
     assert CalibratedStitcher(rig.replace_camera(0, roll_deg=1.0)).fingerprint_fields({"width": 1024}) != base
     assert stitcher.fingerprint_fields({"width": 2048}) != base
+
+
+def test_refine_recovers_mis_set_angles(scene: np.ndarray, rig: RigProfile, views: list[np.ndarray]) -> None:
+    wrong = rig.replace_camera(1, yaw_deg=92.0).replace_camera(2, pitch_deg=1.0)
+    params = {"width": WIDTH, "height": HEIGHT}
+    before = CalibratedStitcher(wrong).stitch(views, params)
+    after = CalibratedStitcher(wrong).stitch(views, {**params, "refine": True})
+    assert after.rig is not None and before.rig is None
+    for true, refined in zip(rig.cameras, after.rig.cameras, strict=True):
+        error = camera_rotation(refined) @ camera_rotation(true).T
+        assert np.degrees(np.arccos(np.clip((np.trace(error) - 1) / 2, -1, 1))) < 0.3, f"camera {true.index}"
+    assert psnr(after.panorama, scene, after.coverage) > psnr(before.panorama, scene, before.coverage) + 5
+    assert re.search(r"refine: \d+ matches in 15 camera pairs", after.log)
+    assert re.search(r"camera 1: moved (1\.9|2\.0)\d°", after.log)
+
+
+def test_refine_without_features_keeps_the_profile(rig: RigProfile) -> None:
+    flat = [np.full((camera.height, camera.width, 3), 128, np.uint8) for camera in rig.cameras]
+    result = CalibratedStitcher(rig).stitch(flat, {"width": 256, "refine": True})
+    assert result.rig == rig
+    assert "profile left unchanged" in result.log

@@ -14,6 +14,7 @@ from panopipe.stitching.projection import (
     directions_to_equirect,
     equirect_to_directions,
     rotation_matrix,
+    rotation_to_angles,
 )
 from panopipe.stitching.rig import RigCamera
 
@@ -80,3 +81,13 @@ def test_rectilinear_rejects_directions_behind_it() -> None:
         _camera(), np.array([[-1.0, 0.0, 0.0], [1.0, 0.2, -0.1], [1.0, 2.0, 0]])
     )
     assert valid.tolist() == [False, True, False]
+
+
+@pytest.mark.parametrize(
+    "angles", [(0.0, 0.0, 0.0), (135.0, -20.0, 12.5), (-90.0, 45.0, -170.0), (30.0, 90.0, 0.0)]
+)
+def test_rotation_to_angles_inverts_rotation_matrix(angles: tuple[float, float, float]) -> None:
+    recovered = rotation_to_angles(rotation_matrix(*angles))
+    assert np.allclose(rotation_matrix(*recovered), rotation_matrix(*angles), atol=1e-9)
+    if abs(angles[1]) < 90:
+        assert np.allclose(recovered, angles)

@@ -6,7 +6,10 @@ it to the catalog and storage.
 
 from panopipe.stitching.base import Stitcher, StitchResult
 from panopipe.stitching.calibrated import CalibratedParams, CalibratedStitcher, output_size
+from panopipe.stitching.external import ExternalParams, ExternalStitcher, ExternalStitchError
+from panopipe.stitching.opencv_stitcher import OpenCVParams, OpenCVStitcher
 from panopipe.stitching.quality import psnr
+from panopipe.stitching.refine import refine_rig
 from panopipe.stitching.render import render_views
 from panopipe.stitching.rig import RigCamera, RigProfile, demo_rig
 from panopipe.stitching.scene import synthetic_panorama
@@ -14,6 +17,11 @@ from panopipe.stitching.scene import synthetic_panorama
 __all__ = [
     "CalibratedParams",
     "CalibratedStitcher",
+    "ExternalParams",
+    "ExternalStitchError",
+    "ExternalStitcher",
+    "OpenCVParams",
+    "OpenCVStitcher",
     "RigCamera",
     "RigProfile",
     "StitchResult",
@@ -21,6 +29,7 @@ __all__ = [
     "demo_rig",
     "output_size",
     "psnr",
+    "refine_rig",
     "render_views",
     "synthetic_panorama",
 ]

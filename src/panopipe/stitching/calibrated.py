@@ -20,6 +20,7 @@ import numpy as np
 from panopipe.errors import StepError
 from panopipe.stitching.base import Stitcher, StitchResult, check_frames, require
 from panopipe.stitching.projection import camera_pixels, camera_rotation, equirect_lon_lat
+from panopipe.stitching.refine import refine_rig
 from panopipe.stitching.rig import RigCamera, RigProfile
 
 _INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
@@ -28,7 +29,12 @@ _INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 @dataclass(frozen=True, slots=True)
 class CalibratedParams:
     """Output size (``width`` defaults to the finest camera's resolution at its centre, ``height`` to half of
-    ``width``), the resampling filter, and whether to refine the profile's angles from the frames first."""
+    ``width``), the resampling filter, and whether to refine the profile's angles from the frames first.
+
+    With ``refine``, the corrected profile comes back as :attr:`StitchResult.rig` (same name and version: save
+    it as a new version if it should be kept). Its remap tables are built for that shot alone, so refine a
+    few shots, keep the profile, and stitch the batch without ``refine``.
+    """
 
     width: int | None = None
     height: int | None = None
@@ -101,8 +107,6 @@ class CalibratedStitcher(Stitcher[CalibratedParams]):
         self._check_sizes(frames)
         rig, log = self.rig, []
         if options.refine:
-            from panopipe.stitching.refine import refine_rig
-
             rig, refine_log = refine_rig(rig, frames)
             log.append(refine_log)
         width, height = output_size(rig, options.width, options.height)

@@ -38,6 +38,19 @@ def rotation_matrix(yaw_deg: float, pitch_deg: float, roll_deg: float) -> np.nda
     return rz @ ry @ rx
 
 
+def rotation_to_angles(rotation: np.ndarray) -> tuple[float, float, float]:
+    """``(yaw_deg, pitch_deg, roll_deg)`` of a camera-to-rig rotation (the inverse of :func:`rotation_matrix`).
+
+    Looking straight up or down, yaw and roll turn about the same axis; roll is then reported as 0.
+    """
+    pitch = math.asin(max(-1.0, min(1.0, -rotation[2, 0])))
+    if math.cos(pitch) < 1e-9:
+        return math.degrees(math.atan2(-rotation[0, 1], rotation[1, 1])), math.degrees(pitch), 0.0
+    yaw = math.atan2(rotation[1, 0], rotation[0, 0])
+    roll = math.atan2(rotation[2, 1], rotation[2, 2])
+    return math.degrees(yaw), math.degrees(pitch), math.degrees(roll)
+
+
 def camera_rotation(camera: RigCamera) -> np.ndarray:
     """The camera-to-rig rotation of ``camera``."""
     return rotation_matrix(camera.yaw_deg, camera.pitch_deg, camera.roll_deg)
@@ -129,4 +142,5 @@ __all__ = [
     "equirect_lon_lat",
     "equirect_to_directions",
     "rotation_matrix",
+    "rotation_to_angles",
 ]
