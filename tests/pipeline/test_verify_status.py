@@ -1,0 +1,94 @@
+"""verify finds drifted outputs and repair makes them stale; status and the HTML report show where things stand."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from tests.pipeline.captures import Project, add_panoramas, add_rig_shots
+
+from panopipe.catalog import Selection
+from panopipe.pipeline import plan, run, status, verify, write_html_report
+
+
+def test_verify_reports_missing_changed_and_edited_outputs_and_repair_reruns_them(project: Project, executor):
+    ids = add_panoramas(project.catalog, project.root, 3)
+    run(project.catalog, settings=project.settings, executor=executor)
+    assert verify(project.catalog, settings=project.settings) == []
+
+    thumbnail = next(project.out.glob(f"derive/image/{ids[0]}/thumbnail.jpg"))
+    thumbnail.unlink()
+    preview = next(project.out.glob(f"derive/image/{ids[1]}/preview.jpg"))
+    preview.write_bytes(preview.read_bytes() + b"junk")
+    changes = project.catalog.plan_edit(Selection(ids=(ids[2],)), assign={"lat": 45.0})
+    project.catalog.apply_edit(changes, reason="fix", author="t")
+
+    drifts = verify(project.catalog, settings=project.settings, repair=True)
+
+    found = {(d.step, d.subject, d.name, d.problem) for d in drifts}
+    assert found == {
+        ("derive", f"image:{ids[0]}", "thumbnail", "missing"),
+        ("derive", f"image:{ids[1]}", "preview", "changed"),
+        ("apply-metadata", f"image:{ids[2]}", "image", "metadata"),
+        ("publish", f"image:{ids[2]}", "published", "metadata"),
+    }
+    gps = next(d for d in drifts if d.step == "apply-metadata")
+    assert any(detail.startswith("gps_latitude") for detail in gps.details)
+    reasons = {(i.step, i.subject): i.reason for i in plan(project.catalog, settings=project.settings)}
+    assert reasons[("derive", f"image:{ids[0]}")] == "output missing"
+    assert reasons[("derive", f"image:{ids[1]}")].startswith("output changed")
+    assert reasons[("apply-metadata", f"image:{ids[2]}")] == "metadata edited"
+
+    run(project.catalog, settings=project.settings, executor=executor)
+    assert verify(project.catalog, settings=project.settings) == []
+    assert len(plan(project.catalog, settings=project.settings)) == 0
+
+
+@pytest.mark.exiftool
+def test_published_panorama_carries_the_catalog_metadata(project: Project, executor):
+    add_rig_shots(project.catalog, project.root, 1)
+    run(project.catalog, settings=project.settings, executor=executor)
+    published = next(project.out.glob("publish/**/*.jpg"))
+    frames = list(project.catalog.images())
+
+    out = subprocess.run(
+        ["exiftool", "-j", "-n", "-G1", "-a", str(published)], check=True, capture_output=True, text=True
+    ).stdout
+    tags = json.loads(out)[0]
+
+    assert tags["GPS:GPSLatitude"] == pytest.approx(sum(f.lat for f in frames) / len(frames), abs=1e-7)
+    assert tags["GPS:GPSLongitude"] == pytest.approx(sum(f.lon for f in frames) / len(frames), abs=1e-7)
+    assert tags["IFD0:Artist"] == "Ada" and tags["IFD0:Copyright"] == "CC-BY 4.0"
+    assert tags["IFD0:Make"] == "Acme"
+    assert tags["XMP-GPano:ProjectionType"] == "equirectangular"
+    assert tags["XMP-GPano:FullPanoWidthPixels"] == 256
+    assert tags["XMP-GPano:PoseHeadingDegrees"] == 90
+    assert tags["ExifIFD:OffsetTimeOriginal"] == "+02:00"
+    assert tags["ExifIFD:DateTimeOriginal"] == "2024:05:01 12:00:00"
+    panopipe_tags = {k.split(":")[1]: v for k, v in tags.items() if k.startswith("XMP-panopipe:")}
+    assert panopipe_tags == {"Project": "demo", "Reel": "R001", "Frame": 0, "Shot": "R001-000000"}
+
+
+def test_status_and_html_report_show_counts_and_failures(project: Project, executor, tmp_path: Path):
+    add_rig_shots(project.catalog, project.root, 2, skip_camera={0: 5})
+    add_panoramas(project.catalog, project.root, 1)
+    run(project.catalog, settings=project.settings, executor=executor)
+
+    current = status(project.catalog)
+
+    assert current.jobs["stitch"] == {"failed": 1, "succeeded": 1}
+    assert current.jobs["publish"] == {"succeeded": 2}
+    assert current.artifacts == {"apply-metadata": 2, "derive": 2, "publish": 2, "stitch": 1}
+    (failure,) = current.failures
+    assert failure.subject == "shot:R001-000000" and "camera(s) [5]" in failure.error
+    page = write_html_report(project.catalog, tmp_path / "report.html").read_text()
+    assert "<svg" in page and "shot:R001-000000" in page and "camera(s) [5]" in page
+    assert "<script" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
+    assert page.count("<circle") == 6 + 1 + 5  # the other shot, the 360° image, the failed shot's 5 frames
+
+
+def test_status_of_an_empty_catalog(project: Project, tmp_path: Path):
+    assert status(project.catalog).jobs == {}
+    assert "No image has a position" in write_html_report(project.catalog, tmp_path / "r.html").read_text()
