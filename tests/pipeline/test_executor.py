@@ -1,0 +1,87 @@
+"""The local executor: retries of transient errors, per-item failures, Ctrl-C leaving the catalog consistent."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+
+import pytest
+import sqlalchemy as sa
+from tests.pipeline.captures import Project, add_panoramas
+
+from panopipe.catalog.schema import artifacts, jobs
+from panopipe.errors import StepError, StorageError
+from panopipe.pipeline import plan, run
+from panopipe.steps.registry import is_transient, run_with_retries
+from panopipe.storage import resolve_uri
+
+
+def flaky(failures: list[BaseException]):
+    def work(log):
+        if failures:
+            raise failures.pop(0)
+        log("done")
+        return ["output"]
+
+    return work
+
+
+def test_transient_errors_are_retried_with_backoff():
+    transient = StorageError("S3 slow down")
+    transient.transient = True  # type: ignore[attr-defined]
+    errors = [OSError(errno.EAGAIN, "Resource temporarily unavailable"), transient]
+
+    outcome = run_with_retries(flaky(errors), retries=2, backoff_s=0.001)
+
+    assert (outcome.status, outcome.attempts, outcome.outputs) == ("succeeded", 3, ("output",))
+    assert outcome.log.count("transient error, retrying") == 2
+
+
+def test_permanent_errors_and_exhausted_retries_fail_the_item():
+    assert run_with_retries(flaky([StepError("bad frame")]), retries=3, backoff_s=0).attempts == 1
+    again = [OSError(errno.EAGAIN, "again") for _ in range(3)]
+    outcome = run_with_retries(flaky(again), retries=2, backoff_s=0.001)
+    assert (outcome.status, outcome.attempts, outcome.error) == ("failed", 3, "[Errno 11] again")
+
+
+def test_unexpected_exceptions_fail_only_the_item():
+    outcome = run_with_retries(flaky([ZeroDivisionError("boom")]), retries=2, backoff_s=0)
+    assert outcome.status == "failed" and "ZeroDivisionError: boom" in outcome.error
+    assert "Traceback" in outcome.log
+
+
+def test_transient_detection_follows_the_cause():
+    try:
+        try:
+            raise OSError(errno.EBUSY, "busy")
+        except OSError as exc:
+            raise StorageError("cannot write x") from exc
+    except StorageError as wrapped:
+        assert is_transient(wrapped)
+    assert not is_transient(StorageError("permission denied"))
+
+
+def test_ctrl_c_cancels_the_rest_and_keeps_the_catalog_consistent(project: Project):
+    add_panoramas(project.catalog, project.root, 12)
+    settings = project.with_steps(pipeline={"output": str(project.out)})
+
+    def interrupt(step: str, done: int, total: int) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(project.catalog, settings=settings, steps=["apply-metadata"], workers=1, progress=interrupt)
+
+    with project.catalog.engine.connect() as conn:
+        states = dict(conn.execute(sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)).all())
+        made = conn.execute(sa.select(artifacts)).all()
+    assert states.get("cancelled", 0) > 0 and set(states) <= {"succeeded", "cancelled"}
+    assert len(made) == states.get("succeeded", 0)
+    for artifact in made:  # recorded only once complete
+        storage, key = resolve_uri(artifact.output_uri)
+        assert len(storage.get(key)) == artifact.output_size
+    remaining = plan(project.catalog, steps=["apply-metadata"], settings=settings)
+    assert {i.reason for i in remaining} == {"cancelled before, not finished"}
+    assert len(remaining) == states["cancelled"]
+    report = run(project.catalog, settings=settings, steps=["apply-metadata"], workers=1)
+    assert report.counts == {"apply-metadata": {"succeeded": states["cancelled"]}}

@@ -1,0 +1,61 @@
+"""Step building blocks: canonical fingerprints, derived image sizes, output names."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from panopipe.steps.base import safe_name
+from panopipe.steps.derive import scaled_jpeg
+from panopipe.steps.fingerprint import canonical_json, fingerprint
+from panopipe.stitching import synthetic_panorama
+
+
+def test_fingerprint_is_sha256_of_canonical_json():
+    document = {
+        "b": [1, 2.5, None],
+        "a": "é",
+        "t": datetime(2024, 5, 1, 12, tzinfo=timezone(timedelta(hours=2))),
+    }
+    assert canonical_json(document) == '{"a":"é","b":[1,2.5,null],"t":"2024-05-01T10:00:00Z"}'
+    # A fixed vector: the same on every machine and Python version.
+    assert fingerprint(document) == fingerprint(
+        {"t": datetime(2024, 5, 1, 10, tzinfo=UTC), "b": [1, 2.5, None], "a": "é"}
+    )
+    assert fingerprint({"x": 1}) == "5041bf1f713df204784353e82f6a4a535931cb64f1f4b4a5aeaffcb720918b22"
+
+
+def test_fingerprint_refuses_what_is_not_canonical():
+    with pytest.raises(ValueError):
+        fingerprint({"t": datetime(2024, 5, 1)})
+    with pytest.raises(ValueError):
+        fingerprint({"x": float("nan")})
+
+
+def test_scaled_jpeg_uses_dct_scaling_and_fits_the_size():
+    buffer = io.BytesIO()
+    Image.fromarray(synthetic_panorama(1024, 512, seed=1)).save(buffer, "JPEG", quality=90)
+    for size, expected in ((128, (128, 64)), (300, (300, 150)), (4096, (1024, 512))):
+        with Image.open(io.BytesIO(scaled_jpeg(buffer.getvalue(), size, 85))) as scaled:
+            assert scaled.size == expected
+            assert scaled.format == "JPEG"
+
+
+def test_scaled_jpeg_keeps_the_picture():
+    pixels = np.zeros((256, 512, 3), "uint8")
+    pixels[:, 256:] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG")
+    with Image.open(io.BytesIO(scaled_jpeg(buffer.getvalue(), 64, 90))) as scaled:
+        small = np.asarray(scaled)
+    assert small[:, :28].mean() < 10 and small[:, 36:].mean() > 245
+
+
+@pytest.mark.parametrize(("text", "safe"), [("R001-000120", "R001-000120"), ("..", "_-")])
+def test_safe_name(text: str, safe: str):
+    assert safe_name(text).startswith(safe)
+    assert "/" not in safe_name("a/b") and safe_name("a/b") != safe_name("a_b")
