@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from panopipe.catalog import Catalog
 from panopipe.errors import ConfigError, ObjectNotFoundError, StorageError
 from panopipe.storage.base import HASH_CHUNK, Storage
 
@@ -176,3 +177,25 @@ def file_sha256(path: Path) -> str:
         while chunk := handle.read(HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sync_capture(
+    catalog: Catalog,
+    local_folder: str | Path,
+    destination: Storage,
+    *,
+    dry_run: bool = False,
+    workers: int = 8,
+    progress: Callable[[SyncProgress], None] | None = None,
+) -> SyncReport:
+    """:func:`sync_folder`, then point the catalog's images of the uploaded files at their S3 URIs.
+
+    Images keep their ids, metadata and edits; files the catalog does not know yet are left for
+    ``panopipe ingest s3://...``.
+    """
+    report = sync_folder(local_folder, destination, dry_run=dry_run, workers=workers, progress=progress)
+    if not dry_run:
+        root = Path(local_folder).expanduser().resolve()
+        stored = (*report.uploaded, *report.skipped)
+        catalog.relocate({str(root / destination.key(uri)): uri for uri in stored})
+    return report

@@ -9,7 +9,6 @@ import io
 import json
 import logging
 import os
-import shutil
 import struct
 import subprocess
 import xml.etree.ElementTree as ET
@@ -394,21 +393,14 @@ def test_crash_before_the_rename_leaves_the_original_intact(
     assert os.listdir(tmp_path) == ["a.jpg"]
 
 
-def test_unwritable_folder_raises_storage_error(tmp_path: Path) -> None:
-    src, folder = tmp_path / "a.jpg", tmp_path / "ro"
+def test_unwritable_destination_raises_storage_error(tmp_path: Path) -> None:
+    # A destination "folder" that is a regular file cannot be written even by root (ENOTDIR).
+    src, blocker = tmp_path / "a.jpg", tmp_path / "not-a-folder"
     src.write_bytes(pillow_jpeg())
-    folder.mkdir()
-    shutil.copy(src, folder / "a.jpg")
-    folder.chmod(0o555)
-    try:
-        if os.access(folder, os.W_OK):
-            pytest.skip("running with privileges that ignore folder permissions")
-        with pytest.raises(StorageError, match="cannot write"):
-            apply_metadata_file(folder / "a.jpg", update=UPDATE)
-        assert (folder / "a.jpg").read_bytes() == src.read_bytes()
-        assert os.listdir(folder) == ["a.jpg"]
-    finally:
-        folder.chmod(0o755)
+    blocker.write_bytes(b"")
+    with pytest.raises(StorageError, match="cannot write"):
+        apply_metadata_file(src, blocker / "a.jpg", update=UPDATE)
+    assert sorted(os.listdir(tmp_path)) == ["a.jpg", "not-a-folder"]
 
 
 def test_missing_source_raises_storage_error(tmp_path: Path) -> None:

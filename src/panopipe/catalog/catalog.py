@@ -176,6 +176,20 @@ class Catalog:
                 marked += [row.id for row in rows]
         return marked
 
+    def relocate(self, moves: dict[str, str]) -> int:
+        """Point images at new URIs (``{old: new}``), keeping their ids, metadata and edits; how many moved."""
+        now = utcnow()
+        params = [{"old": old, "new": new, "now": now} for old, new in moves.items() if old != new]
+        if not params:
+            return 0
+        statement = (
+            images.update()
+            .where(images.c.uri == sa.bindparam("old"))
+            .values(uri=sa.bindparam("new"), updated_at=sa.bindparam("now"))
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(statement, params).rowcount
+
     def images(
         self, selection: Selection | None = None, *, limit: int | None = None, offset: int = 0
     ) -> Iterator[Image]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from panopipe.cli import catalog_commands, db, demo_command, ingest_command
+from panopipe.cli import catalog_commands, db, demo_command, events_commands, ingest_command, sync_command
 
 app = typer.Typer(
     name="panopipe",
@@ -14,6 +14,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(db.app, name="db")
+app.add_typer(events_commands.app, name="events")
+app.command()(sync_command.sync)
 app.command()(demo_command.demo)
 app.command()(ingest_command.ingest)
 for command in (

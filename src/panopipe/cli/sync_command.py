@@ -1,0 +1,61 @@
+"""``panopipe sync``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from panopipe.catalog import Catalog
+from panopipe.cli import render
+from panopipe.cli.options import DryRunOption, JsonOption, uses_catalog
+from panopipe.config import Settings
+from panopipe.storage import open_storage
+from panopipe.sync import SyncProgress, sync_capture
+
+
+@uses_catalog
+def sync(
+    catalog: Catalog,
+    settings: Settings,
+    folder: Annotated[Path, typer.Argument(help="The local capture folder.", exists=True, file_okay=False)],
+    destination: Annotated[str, typer.Argument(help="Where to upload: s3://bucket/prefix (or a folder).")],
+    workers: Annotated[int, typer.Option(min=1, help="Parallel uploads.")] = 8,
+    dry_run: DryRunOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Upload a capture folder: parallel, resumable, skipping files already stored (by SHA-256).
+
+    Images the catalog knows are pointed at their new S3 URIs. Exit code 1 when any file failed.
+
+    Example: panopipe sync /data/2024-05-01 s3://survey-bucket/2024-05-01 --dry-run
+    """
+    storage = open_storage(destination, settings)
+    with render.progress_bar("uploading (bytes)") as bar:
+
+        def progress(p: SyncProgress) -> None:
+            bar(p.bytes_done, p.bytes_total)
+
+        report = sync_capture(catalog, folder, storage, dry_run=dry_run, workers=workers, progress=progress)
+    summary = {
+        "uploaded": len(report.uploaded),
+        "skipped": len(report.skipped),
+        "failed": dict(report.failed),
+        "bytes_uploaded": report.bytes_uploaded,
+        "seconds": round(report.seconds, 3),
+        "mb_per_s": round(report.bytes_uploaded / 1e6 / report.seconds, 2) if report.seconds else 0.0,
+        "dry_run": report.dry_run,
+    }
+    if as_json:
+        render.print_json({**summary, "uploaded_uris": list(report.uploaded)})
+    else:
+        verb = "would upload" if dry_run else "uploaded"
+        render.stdout.print(
+            f"{verb} {summary['uploaded']}, skipped {summary['skipped']}, failed {len(report.failed)}"
+            f" ({summary['bytes_uploaded'] / 1e6:.1f} MB at {summary['mb_per_s']} MB/s)"
+        )
+        for key, reason in report.failed.items():
+            render.error(f"{key}: {reason}")
+    if not report.ok:
+        raise typer.Exit(1)

@@ -1,0 +1,88 @@
+"""`panopipe sync` against moto's threaded server, and `panopipe events parse` on a saved event."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from panopipe.cli import main
+
+EVENTS = Path(__file__).parents[1] / "data" / "events"
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "PANOPIPE_S3_ENDPOINT_URL": endpoint,
+    }.items():
+        monkeypatch.setenv(name, value)
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="captures")
+    yield endpoint
+    server.stop()
+
+
+def test_sync_uploads_once_and_points_the_catalog_at_s3(capsys, tmp_path: Path, s3_endpoint: str):
+    db = str(tmp_path / "c.db")
+    assert main(["demo", "--folder", str(tmp_path / "d"), "--shots", "1", "--catalog", db]) == 0
+    capsys.readouterr()
+    capture = str(tmp_path / "d" / "R001")
+    assert main(["sync", capture, "s3://captures/day1", "--catalog", db, "--dry-run", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["uploaded"] == 6
+    assert main(["ls", "--catalog", db, "--json"]) == 0
+    assert all(row["uri"].startswith(capture) for row in json.loads(capsys.readouterr().out))
+
+    assert main(["sync", capture, "s3://captures/day1", "--catalog", db, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["uploaded"] == 6
+    assert main(["sync", capture, "s3://captures/day1", "--catalog", db, "--json"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert (second["uploaded"], second["skipped"]) == (0, 6)
+    assert main(["ls", "--catalog", db, "--json"]) == 0
+    uris = sorted(row["uri"] for row in json.loads(capsys.readouterr().out))
+    assert uris[0] == "s3://captures/day1/cam0/R001_cam0_000001.jpg" and len(uris) == 6
+
+    assert main(["ingest", "s3://captures/day1", "--catalog", db, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["added"] == 0 and report["failed"] == []
+
+
+def test_ingest_from_s3_reads_headers_only(capsys, tmp_path: Path, s3_endpoint: str):
+    db = str(tmp_path / "c.db")
+    assert main(["demo", "--folder", str(tmp_path / "d"), "--shots", "1", "--catalog", db]) == 0
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    sizes = []
+    for path in sorted((tmp_path / "d" / "R001").rglob("*.jpg")):
+        client.upload_file(str(path), "captures", f"raw/R001/{path.parent.name}/{path.name}")
+        sizes.append(path.stat().st_size)
+    capsys.readouterr()
+    other = str(tmp_path / "s3.db")
+    assert main(["ingest", "s3://captures/raw", "--catalog", other, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["added"] == 6 and report["files_read"] == 6
+    # One ranged GET of at most 64 KiB per image, however large the object.
+    assert report["bytes_read_per_image"] <= 65536 < max(sizes)
+    assert main(["ls", "--catalog", other, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {(r["reel"], r["frame"], r["shot"]) for r in rows} == {("R001", 1, "R001-000001")}
+
+
+def test_events_parse_prints_normalized_events(capsys):
+    assert main(["events", "parse", str(EVENTS / "aws-lambda-dotnet" / "s3-event.json")]) == 0
+    events = json.loads(capsys.readouterr().out)
+    assert [(e["bucket"], e["key"], e["kind"]) for e in events] == [
+        ("sourcebucket", "HappyFace.jpg", "created"),
+        ("sourcebucket", "New File.jpg", "created"),
+    ]
+    for required in ("size", "etag", "version_id", "sequencer", "time"):
+        assert required in events[0]
