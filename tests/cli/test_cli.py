@@ -174,3 +174,18 @@ def test_every_command_has_an_example_and_is_documented():
     assert not missing, (
         f"undocumented in docs/cli.md (run `python -m panopipe.cli.reference > docs/cli.md`): {missing}"
     )
+
+
+def test_db_migrate_to_postgresql_then_every_command_works(capsys, tmp_path: Path, postgres_url: str):
+    db = str(tmp_path / "c.db")
+    run(capsys, "demo", "--folder", str(tmp_path / "d"), "--shots", "1", "--catalog", db)
+    run(capsys, "edit", "--catalog", db, "--reel", "R001", "--set", "alt=12.5", "--reason", "RTK")
+    code, out, _ = run(capsys, "db", "migrate", "--catalog", db, "--to", postgres_url, "--dry-run", "--json")
+    assert code == 0
+    code, out, err = run(capsys, "db", "migrate", "--catalog", db, "--to", postgres_url, "--json")
+    assert code == 0, err
+    _, source, _ = run(capsys, "ls", "--catalog", db, "--json")
+    _, target, _ = run(capsys, "ls", "--catalog", postgres_url, "--json")
+    assert json.loads(target) == json.loads(source) and {r["alt"] for r in json.loads(target)} == {12.5}
+    _, history, _ = run(capsys, "history", "--catalog", postgres_url, "--json")
+    assert len(json.loads(history)) == 6

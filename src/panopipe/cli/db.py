@@ -6,9 +6,14 @@ import typer
 
 from panopipe.catalog.engine import create_catalog_engine, current_revision, head_revision, mask_url, upgrade
 from panopipe.cli import render
+from panopipe.cli.db_migrate import migrate
 from panopipe.cli.options import CatalogOption, ConfigOption, JsonOption, open_settings
 
-app = typer.Typer(help="The catalog database: schema version and upgrades.", no_args_is_help=True)
+app = typer.Typer(
+    help="The catalog database: schema version, upgrades, and moving it to PostgreSQL/RDS.",
+    no_args_is_help=True,
+)
+app.command("migrate")(migrate)
 
 
 @app.command("upgrade")
