@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import textwrap
+import tomllib
 
 import pytest
 
@@ -106,3 +108,15 @@ def test_fingerprint_follows_geometry_not_name_or_version() -> None:
 def test_replace_camera_validates() -> None:
     with pytest.raises(ConfigError, match=r"cameras\[1\]\.hfov_deg"):
         demo_rig().replace_camera(1, hfov_deg=-5.0)
+
+
+def test_compact_docstring_example_parses_as_toml() -> None:
+    docstring = RigProfile.from_compact.__doc__ or ""
+    example = textwrap.dedent(docstring.split("Example (TOML)::")[1])
+    rig = RigProfile.from_compact(tomllib.loads(example))
+    assert (rig.name, rig.version, len(rig.cameras)) == ("van-6", 2, 5)
+    assert (rig.cameras[4].lens, rig.cameras[4].pitch_deg, rig.cameras[4].hfov_deg) == (
+        "fisheye",
+        90.0,
+        110.0,
+    )

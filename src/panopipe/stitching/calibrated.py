@@ -152,7 +152,7 @@ def output_size(rig: RigProfile, width: int | None = None, height: int | None = 
     return width, height if height is not None else width // 2
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=2)  # a 6-camera 2640x1320 set takes about 120 MB
 def remap_tables(cameras: tuple[RigCamera, ...], width: int, height: int) -> RemapTables:
     """Remap maps and normalised feather weights of each camera for a ``width x height`` panorama (cached)."""
     lon, lat = equirect_lon_lat(width, height)
