@@ -21,7 +21,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -98,7 +98,7 @@ class TransferReport:
     tables: tuple[TableTransfer, ...]
     checks: tuple[TableCheck, ...] = ()
     seconds: float = 0.0
-    verified: bool = field(default=False)
+    verified: bool = False
 
     @property
     def resumed(self) -> bool:
@@ -202,13 +202,11 @@ def migrate_catalog(
             else {t.name: _resume_point(t, source_engine, target_engine, batch_size) for t in TABLES}
         )
         totals = {table.name: _count(source_engine, table) for table in TABLES}
-        copied: dict[str, int] = {}
-        for table in TABLES:
-            present, after = resume[table.name]
-            copied[table.name] = (
-                0
-                if dry_run
-                else _copy_table(
+        copied = dict.fromkeys(totals, 0)
+        if not dry_run:
+            for table in TABLES:
+                present, after = resume[table.name]
+                copied[table.name] = _copy_table(
                     table,
                     source_engine,
                     target_engine,
@@ -218,8 +216,6 @@ def migrate_catalog(
                     batch_size,
                     progress,
                 )
-            )
-        if not dry_run:
             _reset_sequences(target_engine)
         checks = (
             verify_transfer(source_engine, target_engine, batch_size=batch_size, progress=progress)
