@@ -92,7 +92,7 @@ def ingest(
     rules = _compile(settings.ingest)
     report = IngestReport()
     for source in sources:
-        storage, prefix, listing = _list_source(source)
+        storage, prefix, listing = _list_source(source, settings)
         known = catalog.known_files(storage.uri(prefix) if prefix else storage.root_uri.rstrip("/") + "/")
         to_read = [info for info in listing if _changed(known.get(info.uri), info)]
         report.unchanged += len(listing) - len(to_read)
@@ -127,7 +127,7 @@ def _compile(rules: IngestRules) -> re.Pattern[str]:
     return pattern
 
 
-def _list_source(source: str | Path) -> tuple[Storage, str, list[ObjectInfo]]:
+def _list_source(source: str | Path, settings: Settings) -> tuple[Storage, str, list[ObjectInfo]]:
     text = str(source)
     if not text.startswith("s3://"):
         path = Path(text).expanduser()
@@ -136,7 +136,7 @@ def _list_source(source: str | Path) -> tuple[Storage, str, list[ObjectInfo]]:
             return storage, path.name, [storage.head(path.name)]
         if not path.is_dir():
             raise StorageError(f"{path} does not exist: give a folder, a JPEG file or an s3:// prefix")
-    storage = open_storage(text)
+    storage = open_storage(text, settings)
     listing = [info for info in storage.list() if info.key.lower().endswith(JPEG_SUFFIXES)]
     return storage, "", listing
 
