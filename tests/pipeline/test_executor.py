@@ -5,10 +5,11 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import sys
 
 import pytest
 import sqlalchemy as sa
-from tests.pipeline.captures import Project, add_panoramas
+from tests.pipeline.captures import Project, add_rig_shots
 
 from panopipe.catalog.schema import artifacts, jobs
 from panopipe.errors import StepError, StorageError
@@ -63,14 +64,16 @@ def test_transient_detection_follows_the_cause():
 
 
 def test_ctrl_c_cancels_the_rest_and_keeps_the_catalog_consistent(project: Project):
-    add_panoramas(project.catalog, project.root, 12)
-    settings = project.with_steps(pipeline={"output": str(project.out)})
+    add_rig_shots(project.catalog, project.root, 5)
+    slow_copy = "import shutil, sys, time; time.sleep(0.2); shutil.copy(sys.argv[1], sys.argv[2])"
+    command = f'{sys.executable} -c "{slow_copy}" {{input0}} {{output}}'
+    settings = project.with_steps(stitch={"stitcher": "external", "params": {"command": command}})
 
     def interrupt(step: str, done: int, total: int) -> None:
         os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(KeyboardInterrupt):
-        run(project.catalog, settings=settings, steps=["apply-metadata"], workers=1, progress=interrupt)
+        run(project.catalog, settings=settings, steps=["stitch"], workers=1, progress=interrupt)
 
     with project.catalog.engine.connect() as conn:
         states = dict(conn.execute(sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)).all())
@@ -80,8 +83,8 @@ def test_ctrl_c_cancels_the_rest_and_keeps_the_catalog_consistent(project: Proje
     for artifact in made:  # recorded only once complete
         storage, key = resolve_uri(artifact.output_uri)
         assert len(storage.get(key)) == artifact.output_size
-    remaining = plan(project.catalog, steps=["apply-metadata"], settings=settings)
+    remaining = plan(project.catalog, steps=["stitch"], settings=settings)
     assert {i.reason for i in remaining} == {"cancelled before, not finished"}
     assert len(remaining) == states["cancelled"]
-    report = run(project.catalog, settings=settings, steps=["apply-metadata"], workers=1)
-    assert report.counts == {"apply-metadata": {"succeeded": states["cancelled"]}}
+    report = run(project.catalog, settings=settings, steps=["stitch"], workers=2)
+    assert report.counts == {"stitch": {"succeeded": states["cancelled"]}}

@@ -100,8 +100,9 @@ def plan(
     with catalog.engine.begin() as conn:
         selected = {kind: create_selected(conn, selection or Selection(), kind) for kind in KINDS}
         try:
+            found = {} if force else candidates(conn, pipeline.steps, selected)
             for step in pipeline.steps:
-                direct = plan_step(conn, step, selected, force=force)
+                direct = plan_step(conn, step, selected, found.get(step.name), force=force)
                 items += [PlanItem(step.name, w.subject.id, w.reason, w.fingerprint) for w in direct]
                 done = {w.subject.id for w in direct}
                 for kind in sorted(step.kinds):
@@ -119,51 +120,119 @@ def plan(
 
 
 def plan_step(
-    conn: sa.Connection, step: Step, selected: dict[SubjectKind, sa.Table], *, force: bool = False
+    conn: sa.Connection,
+    step: Step,
+    selected: dict[SubjectKind, sa.Table],
+    found: dict[SubjectKind, set[Any]] | None = None,
+    *,
+    force: bool = False,
 ) -> list[Work]:
-    """The jobs ``step`` needs now over the ``selected`` subjects (see :func:`create_selected`)."""
+    """The jobs ``step`` needs now over the ``selected`` subjects (see :func:`create_selected`).
+
+    ``found`` are the step's candidates from :func:`candidates`, computed here when not given.
+    """
+    if found is None and not force:
+        found = candidates(conn, [step], selected)[step.name]
     work: list[Work] = []
     for kind in KINDS:
         if kind not in step.kinds:
             continue
-        table = selected[kind]
-        upstream = step.upstream(kind)
         if force:
-            keys: set[Any] = set(conn.execute(sa.select(table.c.key)).scalars())
+            keys: set[Any] = set(conn.execute(sa.select(selected[kind].c.key)).scalars())
         else:
-            keys = set(conn.execute(_candidates(step, kind, table, upstream)).scalars())
-        failures = _failed_jobs(conn, step, kind, table)
+            keys = set((found or {}).get(kind, ()))
+        failures = _failed_jobs(conn, step, kind, selected[kind])
         keys.update(failures)
         for chunk in batched(sorted(keys), CHUNK):
             subjects = list(load_subjects(conn, kind, chunk))
-            work += _decide(conn, step, subjects, upstream, failures, force)
+            work += _decide(conn, step, subjects, step.upstream(kind), failures, force)
     return work
+
+
+def candidates(
+    conn: sa.Connection, steps: Sequence[Step], selected: dict[SubjectKind, sa.Table]
+) -> dict[str, dict[SubjectKind, set[Any]]]:
+    """Per step and subject kind, the selected subjects that may be stale, found set-wise in SQL.
+
+    A subject is a candidate of a step when the step's primary artifact is missing or has another
+    ``params_hash``, is older than a selected image of the subject (for steps that read images), or is older
+    than the upstream step's artifact.
+    """
+    found: dict[str, dict[SubjectKind, set[Any]]] = {step.name: {} for step in steps}
+    for kind in KINDS:
+        relevant = [step for step in steps if kind in step.kinds]
+        if not relevant:
+            continue
+        wanted = {step.name: step.params_hash for step in relevant}
+        for step in relevant:
+            wanted.setdefault(step.upstream(kind) or "", None)
+        wanted.pop("", None)
+        rec = _made(kind, wanted, selected[kind], conn.dialect.name)
+        flags = []
+        for step in relevant:
+            made = rec.c[_column(step.name)]
+            conditions = [made.is_(None)]
+            upstream = step.upstream(kind)
+            if step.reads or upstream is None:
+                conditions.append(rec.c.changed > made)
+            if upstream is not None:
+                conditions.append(rec.c[_column(upstream)] > made)
+            flags.append(sa.or_(*conditions))
+        query = sa.select(rec.c.key, *(sa.case((flag, 1), else_=0) for flag in flags)).where(sa.or_(*flags))
+        for row in conn.execute(query):
+            for step, flagged in zip(relevant, row[1:], strict=True):
+                if flagged:
+                    found[step.name].setdefault(kind, set()).add(row[0])
+    return found
+
+
+def _column(step: str) -> str:
+    return "made_" + step.replace("-", "_")
+
+
+def _made(
+    kind: SubjectKind, wanted: dict[str, str | None], table: sa.Table, dialect: str
+) -> sa.Subquery | sa.CTE:
+    """The selected subjects (``key``, ``changed``) with, per step in ``wanted``, when its primary artifact
+    was made; ``NULL`` when there is none, or when its ``params_hash`` is not the one wanted (if given).
+
+    SQLite probes the artifacts index once per subject and step (correlated subqueries, materialized so that
+    each runs once); PostgreSQL is faster aggregating the artifacts in one parallel pass and hash-joining.
+    """
+    key = _key_of(artifacts, kind)
+    columns: list[Any] = [table.c.key, table.c.changed]
+
+    def matches(step: str) -> list[sa.ColumnElement[bool]]:
+        conditions = [artifacts.c.step == step, artifacts.c.name == STEP_TYPES[step].outputs[0]]
+        if wanted[step] is not None:
+            conditions.append(artifacts.c.params_hash == wanted[step])
+        return conditions
+
+    if dialect == "sqlite":
+        for step in wanted:
+            probe = sa.select(artifacts.c.created_at).where(key == table.c.key, *matches(step))
+            columns.append(probe.scalar_subquery().label(_column(step)))
+        return sa.select(*columns).cte(f"made_{kind}").prefix_with("MATERIALIZED")
+    aggregates: list[Any] = [key.label("key")]
+    for step in wanted:
+        made = sa.func.max(sa.case((sa.and_(*matches(step)), artifacts.c.created_at)))
+        aggregates.append(made.label(_column(step)))
+    per_subject = (
+        sa.select(*aggregates)
+        .where(key.is_not(None), artifacts.c.step.in_(list(wanted)))
+        .group_by(key)
+        .subquery()
+    )
+    columns += [per_subject.c[_column(step)] for step in wanted]
+    return (
+        sa.select(*columns)
+        .select_from(table.outerjoin(per_subject, per_subject.c.key == table.c.key))
+        .subquery()
+    )
 
 
 def _key_of(table: sa.Table | sa.Alias, kind: SubjectKind) -> sa.Column[Any]:
     return table.c.shot if kind == "shot" else table.c.image_id
-
-
-def _candidates(step: Step, kind: SubjectKind, table: sa.Table, upstream: str | None) -> sa.Select[Any]:
-    a = artifacts.alias("a")
-    joined = table.outerjoin(
-        a, sa.and_(_key_of(a, kind) == table.c.key, a.c.step == step.name, a.c.name == step.outputs[0])
-    )
-    conditions = [a.c.id.is_(None), a.c.params_hash != step.params_hash]
-    if step.reads or upstream is None:
-        conditions.append(table.c.changed > a.c.created_at)
-    if upstream is not None:
-        u = artifacts.alias("u")
-        joined = joined.outerjoin(
-            u,
-            sa.and_(
-                _key_of(u, kind) == table.c.key,
-                u.c.step == upstream,
-                u.c.name == STEP_TYPES[upstream].outputs[0],
-            ),
-        )
-        conditions.append(u.c.created_at > a.c.created_at)
-    return sa.select(table.c.key).select_from(joined).where(sa.or_(*conditions))
 
 
 def _failed_jobs(conn: sa.Connection, step: Step, kind: SubjectKind, table: sa.Table) -> dict[Any, str]:
@@ -288,4 +357,4 @@ def _edited_since(conn: sa.Connection, subjects: Sequence[tuple[Subject, datetim
     return found
 
 
-__all__ = ["Plan", "PlanItem", "Work", "plan", "plan_step", "recorded"]
+__all__ = ["Plan", "PlanItem", "Work", "candidates", "plan", "plan_step", "recorded"]

@@ -82,11 +82,15 @@ def run(
     selection = selection or Selection()
     report = RunReport()
     started = time.perf_counter()
+    planned = plan(catalog, selection, steps, settings, force=force)
+    counts = planned.counts()
+    for step in pipeline.steps:
+        _validate(catalog, step, {item.subject for item in planned if item.step == step.name})
     own = executor is None
     executor = executor or LocalExecutor(workers, retries=pipeline.retries, backoff_s=pipeline.backoff_s)
     try:
-        _validate(catalog, selection, steps, settings, force, pipeline.steps)
-        for step in pipeline.steps:
+        # A step without jobs in the plan gets none during the run: jobs that follow an upstream job are in it.
+        for step in (step for step in pipeline.steps if counts[step.name]):
             work = _plan(catalog, selection, step, force)
             if work:
                 _execute(catalog, executor, work, report, progress)
@@ -107,30 +111,19 @@ def _plan(catalog: Catalog, selection: Selection, step: Step, force: bool) -> li
                 table.drop(conn)
 
 
-def _validate(
-    catalog: Catalog,
-    selection: Selection,
-    steps: list[str] | None,
-    settings: Settings | None,
-    force: bool,
-    pipeline_steps: Sequence[Step],
-) -> None:
-    """Let steps that check their subjects (publish) see every subject the run will touch, before it starts."""
-    checked = [step for step in pipeline_steps if type(step).validate is not Step.validate]
-    if not checked:
+def _validate(catalog: Catalog, step: Step, subject_ids: set[str]) -> None:
+    """Let a step that checks its subjects (publish) see every subject the run will give it, before it starts."""
+    if not subject_ids or type(step).validate is Step.validate:
         return
-    planned = plan(catalog, selection, steps, settings, force=force)
     with catalog.engine.connect() as conn:
-        for step in checked:
-            ids = {item.subject for item in planned if item.step == step.name}
-            subjects = [
-                subject
-                for kind in KINDS
-                for subject in load_subjects(
-                    conn, kind, sorted(i.partition(":")[2] for i in ids if i.startswith(f"{kind}:"))
-                )
-            ]
-            step.validate(subjects, _taken(conn, step, subjects))
+        subjects = [
+            subject
+            for kind in KINDS
+            for subject in load_subjects(
+                conn, kind, sorted(s.partition(":")[2] for s in subject_ids if s.startswith(f"{kind}:"))
+            )
+        ]
+        step.validate(subjects, _taken(conn, step, subjects))
 
 
 def _taken(conn: sa.Connection, step: Step, subjects: Sequence[Any]) -> list[tuple[str, str]]:

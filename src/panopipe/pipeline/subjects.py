@@ -11,6 +11,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ClauseElement, Executable
 
 from panopipe.catalog import Image, Selection
 from panopipe.catalog.records import IMAGE_COLUMNS
@@ -47,16 +49,18 @@ def create_selected(conn: sa.Connection, selection: Selection, kind: SubjectKind
         prefixes=["TEMPORARY"],
     )
     table.drop(conn, checkfirst=True)
-    table.create(conn)
     key = key_column(kind)
-    query = (
-        sa.select(key, sa.func.max(images.c.updated_at))
-        .where(kind_condition(kind), *selection.where())
-        .group_by(key)
-    )
+    conditions = (kind_condition(kind), *selection.where())
     if selection.near is None:
-        conn.execute(table.insert().from_select(["key", "changed"], query))
+        if kind == "shot":
+            query = sa.select(key.label("key"), sa.func.max(images.c.updated_at).label("changed")).group_by(
+                key
+            )
+        else:
+            query = sa.select(key.label("key"), images.c.updated_at.label("changed"))
+        conn.execute(_CreateTemporaryAs(table.name, query.where(*conditions)))
         return table
+    table.create(conn)
     columns = [key.label("key"), images.c.updated_at, images.c.lat, images.c.lon]
     near = sa.select(*columns).where(kind_condition(kind), *selection.where())
     latest: dict[Any, Any] = {}
@@ -66,6 +70,22 @@ def create_selected(conn: sa.Connection, selection: Selection, kind: SubjectKind
     for chunk in batched(latest.items(), CHUNK):
         conn.execute(table.insert(), [{"key": k, "changed": v} for k, v in chunk])
     return table
+
+
+class _CreateTemporaryAs(Executable, ClauseElement):
+    """``CREATE TEMPORARY TABLE name AS SELECT ...``: PostgreSQL can run that SELECT in parallel, unlike an
+    ``INSERT ... SELECT``."""
+
+    inherit_cache = False
+
+    def __init__(self, name: str, query: sa.Select[Any]) -> None:
+        self.name = name
+        self.query = query
+
+
+@compiles(_CreateTemporaryAs)
+def _compile_create_temporary_as(element: _CreateTemporaryAs, compiler: Any, **kw: Any) -> str:
+    return f"CREATE TEMPORARY TABLE {element.name} AS {compiler.process(element.query, **kw)}"
 
 
 def load_subjects(conn: sa.Connection, kind: SubjectKind, keys: Iterable[Any]) -> Iterator[Subject]:
