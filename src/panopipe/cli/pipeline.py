@@ -1,0 +1,151 @@
+"""Commands of the reprocessing engine: plan, run, status, verify, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from panopipe import pipeline
+from panopipe.catalog import Catalog, Selection
+from panopipe.cli import render
+from panopipe.cli.options import JsonOption, uses_catalog, uses_selection
+from panopipe.config import Settings
+from panopipe.errors import StepError
+
+StepsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--steps", help="Only these steps, comma-separated, e.g. apply-metadata,publish.", show_default=False
+    ),
+]
+ForceOption = Annotated[bool, typer.Option("--force", help="Rerun every selected job, stale or not.")]
+
+
+def _steps(steps: str | None) -> list[str] | None:
+    return [name.strip() for name in steps.split(",") if name.strip()] if steps else None
+
+
+@uses_selection
+@uses_catalog
+def plan(
+    catalog: Catalog,
+    settings: Settings,
+    selection: Selection,
+    steps: StepsOption = None,
+    force: ForceOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show what `panopipe run` would do and why (new input, parameters changed, metadata edited...).
+
+    Example: panopipe plan --reel R001 --steps apply-metadata,publish
+    """
+    result = pipeline.plan(catalog, selection, _steps(steps), settings, force=force)
+    render.print_rows([item.to_dict() for item in result], ("step", "subject", "reason"), as_json=as_json)
+    if not as_json:
+        counts = ", ".join(f"{step} {count}" for step, count in result.counts().items())
+        render.stderr.print(
+            f"{len(result)} job(s): {counts}" if result else "nothing to do: everything is up to date"
+        )
+
+
+@uses_selection
+@uses_catalog
+def run(
+    catalog: Catalog,
+    settings: Settings,
+    selection: Selection,
+    steps: StepsOption = None,
+    force: ForceOption = False,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Worker processes (default: one per core).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> int:
+    """Run the stale jobs of the pipeline on this machine; failed items do not stop the others.
+
+    Exits with code 6 when a job failed (see `panopipe status`). Example: panopipe run --reel R001 --workers 4
+    """
+    with render.progress_bar("processing") as bar:
+        report = pipeline.run(
+            catalog,
+            selection,
+            _steps(steps),
+            settings,
+            force=force,
+            workers=workers,
+            progress=lambda step, done, total: bar(done, total),
+        )
+    if as_json:
+        render.print_json(report.to_dict())
+    else:
+        rows = [{"step": step, **counts} for step, counts in report.counts.items()]
+        render.print_rows(rows, ("step", "succeeded", "failed", "cancelled"), as_json=False)
+        for failure in report.failures:
+            render.warn(f"{failure.step} {failure.subject}: {failure.error}")
+        render.stderr.print(f"done in {report.seconds:.1f} s" if report.counts else "nothing to do")
+    return 0 if report.ok else StepError.exit_code
+
+
+@uses_catalog
+def status(catalog: Catalog, settings: Settings, as_json: JsonOption = False) -> None:
+    """Show job counts per step and status, and the failures with their reasons.
+
+    Example: panopipe status --json
+    """
+    current = pipeline.status(catalog)
+    if as_json:
+        render.print_json(current.to_dict())
+        return
+    statuses = sorted({s for counts in current.jobs.values() for s in counts})
+    rows = [
+        {"step": step, **counts, "outputs": current.artifacts.get(step, 0)}
+        for step, counts in current.jobs.items()
+    ]
+    render.print_rows(rows, ("step", *statuses, "outputs"), as_json=False)
+    failures = [f.to_dict() for f in current.failures]
+    if failures:
+        render.print_rows(
+            failures,
+            ("step", "subject", "status", "error", "reason", "attempts"),
+            as_json=False,
+            title="failures",
+        )
+
+
+@uses_selection
+@uses_catalog
+def verify(
+    catalog: Catalog,
+    settings: Settings,
+    selection: Selection,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Mark drifted outputs stale so `run` rewrites them.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> int:
+    """Check output files against the catalog: missing, changed, or tags that differ from effective metadata.
+
+    Exits with code 6 when something drifted. Example: panopipe verify --reel R001 --repair
+    """
+    drifts = pipeline.verify(catalog, selection, settings, repair=repair)
+    rows = [drift.to_dict() for drift in drifts]
+    render.print_rows(rows, ("step", "subject", "name", "problem", "details", "uri"), as_json=as_json)
+    if not as_json:
+        done = " and marked stale for the next run" if repair and drifts else ""
+        render.stderr.print(f"{len(drifts)} drifted output(s){done}")
+    return StepError.exit_code if drifts else 0
+
+
+@uses_catalog
+def report(
+    catalog: Catalog,
+    settings: Settings,
+    html: Annotated[Path, typer.Option("--html", help="The HTML file to write.")],
+) -> None:
+    """Write a self-contained HTML page: job counts, failures and a map of image positions.
+
+    Example: panopipe report --html report.html
+    """
+    render.success(f"wrote {pipeline.write_html_report(catalog, html)}")
