@@ -20,7 +20,7 @@ from panopipe.catalog.schema import artifacts, edits, jobs
 from panopipe.config import Settings
 from panopipe.iterutil import batched
 from panopipe.pipeline.config import load_pipeline
-from panopipe.pipeline.subjects import CHUNK, KINDS, create_selected, load_subjects
+from panopipe.pipeline.subjects import CHUNK, KINDS, load_subjects, selected_subjects
 from panopipe.steps.base import Step, Subject, SubjectKind, Upstream
 from panopipe.steps.registry import STEP_TYPES
 
@@ -97,25 +97,20 @@ def plan(
     pipeline = load_pipeline(catalog, settings, steps)
     items: list[PlanItem] = []
     rerun: dict[str, set[str]] = {}
-    with catalog.engine.begin() as conn:
-        selected = {kind: create_selected(conn, selection or Selection(), kind) for kind in KINDS}
-        try:
-            found = {} if force else candidates(conn, pipeline.steps, selected)
-            for step in pipeline.steps:
-                direct = plan_step(conn, step, selected, found.get(step.name), force=force)
-                items += [PlanItem(step.name, w.subject.id, w.reason, w.fingerprint) for w in direct]
-                done = {w.subject.id for w in direct}
-                for kind in sorted(step.kinds):
-                    upstream = step.upstream(kind)
-                    after = sorted(
-                        s for s in rerun.get(upstream or "", ()) if s.startswith(f"{kind}:") and s not in done
-                    )
-                    items += [PlanItem(step.name, s, f"after {upstream}", None) for s in after]
-                    done.update(after)
-                rerun[step.name] = done
-        finally:
-            for table in selected.values():
-                table.drop(conn)
+    with catalog.engine.begin() as conn, selected_subjects(conn, selection or Selection()) as selected:
+        found = {} if force else candidates(conn, pipeline.steps, selected)
+        for step in pipeline.steps:
+            direct = plan_step(conn, step, selected, found.get(step.name), force=force)
+            items += [PlanItem(step.name, w.subject.id, w.reason, w.fingerprint) for w in direct]
+            done = {w.subject.id for w in direct}
+            for kind in sorted(step.kinds):
+                upstream = step.upstream(kind)
+                after = sorted(
+                    s for s in rerun.get(upstream or "", ()) if s.startswith(f"{kind}:") and s not in done
+                )
+                items += [PlanItem(step.name, s, f"after {upstream}", None) for s in after]
+                done.update(after)
+            rerun[step.name] = done
     return Plan(tuple(s.name for s in pipeline.steps), tuple(items))
 
 

@@ -24,7 +24,7 @@ from panopipe.executors.local import LocalExecutor
 from panopipe.iterutil import batched
 from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.planner import Work, plan, plan_step
-from panopipe.pipeline.subjects import CHUNK, KINDS, create_selected, load_subjects
+from panopipe.pipeline.subjects import CHUNK, KINDS, load_subjects, selected_subjects
 from panopipe.steps.base import JobOutcome, JobSpec, Step
 
 Progress = Callable[[str, int, int], None]
@@ -102,13 +102,8 @@ def run(
 
 
 def _plan(catalog: Catalog, selection: Selection, step: Step, force: bool) -> list[Work]:
-    with catalog.engine.begin() as conn:
-        selected = {kind: create_selected(conn, selection, kind) for kind in KINDS}
-        try:
-            return plan_step(conn, step, selected, force=force)
-        finally:
-            for table in selected.values():
-                table.drop(conn)
+    with catalog.engine.begin() as conn, selected_subjects(conn, selection) as selected:
+        return plan_step(conn, step, selected, force=force)
 
 
 def _validate(catalog: Catalog, step: Step, subject_ids: set[str]) -> None:

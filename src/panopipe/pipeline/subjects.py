@@ -7,6 +7,7 @@ which needs no stitching). Images with neither are not processed.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -88,6 +89,17 @@ def _compile_create_temporary_as(element: _CreateTemporaryAs, compiler: Any, **k
     return f"CREATE TEMPORARY TABLE {element.name} AS {compiler.process(element.query, **kw)}"
 
 
+@contextlib.contextmanager
+def selected_subjects(conn: sa.Connection, selection: Selection) -> Iterator[dict[SubjectKind, sa.Table]]:
+    """The temporary tables of :func:`create_selected` for every kind, dropped afterwards."""
+    tables = {kind: create_selected(conn, selection, kind) for kind in KINDS}
+    try:
+        yield tables
+    finally:
+        for table in tables.values():
+            table.drop(conn)
+
+
 def load_subjects(conn: sa.Connection, kind: SubjectKind, keys: Iterable[Any]) -> Iterator[Subject]:
     """The subjects of ``kind`` named by ``keys`` with their frames (by camera index), deleted images left out."""
     key = key_column(kind)
@@ -106,4 +118,4 @@ def load_subjects(conn: sa.Connection, kind: SubjectKind, keys: Iterable[Any]) -
             yield Subject(subject_id(kind, name), tuple(group))
 
 
-__all__ = ["KINDS", "create_selected", "key_column", "kind_condition", "load_subjects"]
+__all__ = ["KINDS", "create_selected", "key_column", "kind_condition", "load_subjects", "selected_subjects"]

@@ -23,7 +23,7 @@ from panopipe.config import Settings
 from panopipe.errors import MetadataError, ObjectNotFoundError
 from panopipe.metadata import parse_jpeg_header
 from panopipe.pipeline.config import load_pipeline
-from panopipe.pipeline.subjects import CHUNK, KINDS, create_selected, load_subjects
+from panopipe.pipeline.subjects import CHUNK, KINDS, load_subjects, selected_subjects
 from panopipe.steps.apply_metadata import expected_metadata
 from panopipe.steps.base import Step, Subject, SubjectKind
 from panopipe.storage import resolve_uri
@@ -87,8 +87,7 @@ def verify(
     drifts: list[Drift] = []
     checked = 0
     with catalog.engine.begin() as conn:
-        selected = {kind: create_selected(conn, selection or Selection(), kind) for kind in KINDS}
-        try:
+        with selected_subjects(conn, selection or Selection()) as selected:
             for kind in KINDS:
                 for subject, recorded in _recorded(conn, kind, selected[kind]):
                     for artifact in recorded:
@@ -98,9 +97,6 @@ def verify(
                         checked += 1
                         if progress is not None:
                             progress(checked)
-        finally:
-            for table in selected.values():
-                table.drop(conn)
         if repair:
             _mark_stale(conn, drifts)
     return drifts
