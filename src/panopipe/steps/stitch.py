@@ -67,10 +67,9 @@ class StitchStep(Step):
         if type(quality) is not int or not 1 <= quality <= 100:
             raise ConfigError(f"[steps.stitch]: quality must be an integer from 1 to 100, got {quality!r}")
         params = dict(table.get("params", {}))
-        self.stitcher_fields = stitcher.fingerprint_fields(params)
         rig_data = stitcher.rig.to_dict() if isinstance(stitcher, CalibratedStitcher) else None
         self.job_params = {"stitcher": name, "params": params, "quality": quality, "rig": rig_data}
-        return {"stitcher": self.stitcher_fields, "quality": quality}
+        return {"stitcher": stitcher.fingerprint_fields(params), "quality": quality}
 
     def payload(self, subject: Subject, upstream: Upstream | None) -> dict[str, Any]:
         rig = self.job_params["rig"]
