@@ -132,3 +132,16 @@ def test_selection_limits_the_plan(project: Project, executor):
     run(project.catalog, Selection(reels=("P001",)), settings=project.settings, executor=executor)
     rest = plan(project.catalog, settings=project.settings)
     assert {item.subject for item in rest} == {"shot:R001-000000", "shot:R001-000001"}
+
+
+def test_deleting_a_frame_makes_its_shot_stale(project: Project, executor):
+    add_rig_shots(project.catalog, project.root, 2)
+    run(project.catalog, settings=project.settings, executor=executor)
+    frame = next(project.catalog.images(Selection(shots=("R001-000001",))))
+    project.catalog.mark_deleted([frame.uri])
+
+    after = plan(project.catalog, settings=project.settings)
+
+    assert items(after, "stitch") == {"shot:R001-000001": "input changed"}
+    (failure,) = run(project.catalog, settings=project.settings, executor=executor).failures
+    assert "missing the frame(s) of camera(s)" in failure.error

@@ -8,6 +8,7 @@ which needs no stitching). Images with neither are not processed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -41,7 +42,8 @@ def key_column(kind: SubjectKind) -> sa.ColumnElement[Any]:
 
 def create_selected(conn: sa.Connection, selection: Selection, kind: SubjectKind) -> sa.Table:
     """A temporary table of the subjects of ``kind`` the selection touches: ``key`` and ``changed`` (the
-    latest ``updated_at`` of their selected images). A shot is selected when any of its frames is."""
+    latest ``updated_at`` of their selected images). A shot is selected when any of its frames is; its
+    deleted frames count too, so that deleting a frame makes the shot's outputs candidates."""
     table = sa.Table(
         f"panopipe_selected_{kind}",
         sa.MetaData(),
@@ -51,6 +53,8 @@ def create_selected(conn: sa.Connection, selection: Selection, kind: SubjectKind
     )
     table.drop(conn, checkfirst=True)
     key = key_column(kind)
+    if kind == "shot":
+        selection = dataclasses.replace(selection, include_deleted=True)
     conditions = (kind_condition(kind), *selection.where())
     if selection.near is None:
         if kind == "shot":
@@ -63,7 +67,7 @@ def create_selected(conn: sa.Connection, selection: Selection, kind: SubjectKind
         return table
     table.create(conn)
     columns = [key.label("key"), images.c.updated_at, images.c.lat, images.c.lon]
-    near = sa.select(*columns).where(kind_condition(kind), *selection.where())
+    near = sa.select(*columns).where(*conditions)
     latest: dict[Any, Any] = {}
     for row in conn.execute(near):
         if selection.matches(row):
