@@ -21,7 +21,7 @@ from panopipe.config import Settings
 from panopipe.iterutil import batched
 from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.subjects import CHUNK, KINDS, load_subjects, selected_subjects
-from panopipe.steps.base import Step, Subject, SubjectKind, Upstream
+from panopipe.steps.base import Step, Subject, SubjectKind, Upstream, subject_id
 from panopipe.steps.registry import STEP_TYPES
 
 RERUN_STATUSES = ("failed", "stale", "cancelled", "queued", "running")
@@ -99,8 +99,9 @@ def plan(
     rerun: dict[str, set[str]] = {}
     with catalog.engine.begin() as conn, selected_subjects(conn, selection or Selection()) as selected:
         found = {} if force else candidates(conn, pipeline.steps, selected)
+        cache: dict[str, Subject] = {}
         for step in pipeline.steps:
-            direct = plan_step(conn, step, selected, found.get(step.name), force=force)
+            direct = plan_step(conn, step, selected, found.get(step.name), force=force, cache=cache)
             items += [PlanItem(step.name, w.subject.id, w.reason, w.fingerprint) for w in direct]
             done = {w.subject.id for w in direct}
             for kind in sorted(step.kinds):
@@ -121,11 +122,14 @@ def plan_step(
     found: dict[SubjectKind, set[Any]] | None = None,
     *,
     force: bool = False,
+    cache: dict[str, Subject] | None = None,
 ) -> list[Work]:
     """The jobs ``step`` needs now over the ``selected`` subjects (see :func:`create_selected`).
 
-    ``found`` are the step's candidates from :func:`candidates`, computed here when not given.
+    ``found`` are the step's candidates from :func:`candidates`, computed here when not given; ``cache``
+    keeps loaded subjects for the next step.
     """
+    cache = {} if cache is None else cache
     if found is None and not force:
         found = candidates(conn, [step], selected)[step.name]
     work: list[Work] = []
@@ -139,7 +143,9 @@ def plan_step(
         failures = _failed_jobs(conn, step, kind, selected[kind])
         keys.update(failures)
         for chunk in batched(sorted(keys), CHUNK):
-            subjects = list(load_subjects(conn, kind, chunk))
+            missing = [key for key in chunk if subject_id(kind, key) not in cache]
+            cache.update((subject.id, subject) for subject in load_subjects(conn, kind, missing))
+            subjects = [cache[i] for i in (subject_id(kind, key) for key in chunk) if i in cache]
             work += _decide(conn, step, subjects, step.upstream(kind), failures, force)
     return work
 

@@ -116,7 +116,7 @@ def load_subjects(conn: sa.Connection, kind: SubjectKind, keys: Iterable[Any]) -
         )
         frames: dict[str, list[Image]] = {}
         for row in conn.execute(query):
-            image = Image(**row._mapping)
+            image = Image(*row)  # the columns are selected in the order of Image's fields
             frames.setdefault(str(image.shot if kind == "shot" else image.id), []).append(image)
         for name, group in frames.items():
             yield Subject(subject_id(kind, name), tuple(group))

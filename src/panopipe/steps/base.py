@@ -8,6 +8,7 @@ local process, later a container) from a JSON-ready payload, reaching files only
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from abc import ABC, abstractmethod
@@ -123,7 +124,7 @@ class Step(ABC):
         """The step whose primary output this step reads for a subject of ``kind``; ``None``: the image files."""
         return None
 
-    @property
+    @functools.cached_property
     def params_hash(self) -> str:
         """Fingerprint of the step's version and parameters."""
         return fingerprint({"step": self.name, "version": self.version, "params": self.params})
