@@ -11,7 +11,9 @@ from tests.pipeline.captures import RIG, Project, add_panoramas, add_rig_shots, 
 
 from panopipe.catalog import CAPTURE_FIELDS, ImageRecord, Selection
 from panopipe.catalog.schema import artifacts
-from panopipe.pipeline import plan, run
+from panopipe.pipeline import load_pipeline, plan, run
+from panopipe.pipeline.planner import candidates
+from panopipe.pipeline.subjects import selected_subjects
 from panopipe.storage import resolve_uri
 
 STEPS = ("stitch", "apply-metadata", "derive", "publish")
@@ -145,3 +147,26 @@ def test_deleting_a_frame_makes_its_shot_stale(project: Project, executor):
     assert items(after, "stitch") == {"shot:R001-000001": "input changed"}
     (failure,) = run(project.catalog, settings=project.settings, executor=executor).failures
     assert "missing the frame(s) of camera(s)" in failure.error
+
+
+def test_a_candidate_found_up_to_date_is_not_a_candidate_again(project: Project, executor):
+    add_rig_shots(project.catalog, project.root, 2)
+    run(project.catalog, settings=project.settings, executor=executor)
+    steps = load_pipeline(project.catalog, project.settings).steps
+    changes = project.catalog.plan_edit(Selection(shots=("R001-000001",)), assign={"lat": 47.0})
+    project.catalog.apply_edit(changes, reason="GPS", author="t")
+
+    def found() -> dict[str, set[str]]:
+        with project.catalog.engine.begin() as conn, selected_subjects(conn, Selection()) as selected:
+            return {
+                step: set(kinds.get("shot", ())) for step, kinds in candidates(conn, steps, selected).items()
+            }
+
+    touched = {"R001-000001"}
+    assert found() == {"stitch": touched, "apply-metadata": touched, "derive": set(), "publish": touched}
+    assert items(plan(project.catalog, settings=project.settings), "stitch") == {}
+    # stitch and publish (until apply-metadata reruns) were found up to date and recorded so; apply-metadata
+    # is really stale and stays a candidate
+    assert found() == {"stitch": set(), "apply-metadata": touched, "derive": set(), "publish": set()}
+    run(project.catalog, settings=project.settings, executor=executor)
+    assert found() == {"stitch": set(), "apply-metadata": set(), "derive": set(), "publish": set()}

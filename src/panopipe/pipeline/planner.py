@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from panopipe.catalog import Catalog, Selection
 from panopipe.catalog.schema import artifacts, edits, jobs
+from panopipe.catalog.types import utcnow
 from panopipe.config import Settings
 from panopipe.iterutil import batched
 from panopipe.pipeline.config import load_pipeline
@@ -25,6 +26,8 @@ from panopipe.steps.base import Step, Subject, SubjectKind, Upstream, subject_id
 from panopipe.steps.registry import STEP_TYPES
 
 RERUN_STATUSES = ("failed", "stale", "cancelled", "queued", "running")
+# When an artifact was made or last found up to date: changes before then are accounted for.
+_SEEN = sa.func.coalesce(artifacts.c.checked_at, artifacts.c.created_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +100,14 @@ def plan(
     pipeline = load_pipeline(catalog, settings, steps)
     items: list[PlanItem] = []
     rerun: dict[str, set[str]] = {}
+    started = utcnow()
     with catalog.engine.begin() as conn, selected_subjects(conn, selection or Selection()) as selected:
         found = {} if force else candidates(conn, pipeline.steps, selected)
         cache: dict[str, Subject] = {}
         for step in pipeline.steps:
-            direct = plan_step(conn, step, selected, found.get(step.name), force=force, cache=cache)
+            direct = plan_step(
+                conn, step, selected, found.get(step.name), force=force, cache=cache, checked_at=started
+            )
             items += [PlanItem(step.name, w.subject.id, w.reason, w.fingerprint) for w in direct]
             done = {w.subject.id for w in direct}
             for kind in sorted(step.kinds):
@@ -123,13 +129,16 @@ def plan_step(
     *,
     force: bool = False,
     cache: dict[str, Subject] | None = None,
+    checked_at: datetime | None = None,
 ) -> list[Work]:
     """The jobs ``step`` needs now over the ``selected`` subjects (see :func:`create_selected`).
 
     ``found`` are the step's candidates from :func:`candidates`, computed here when not given; ``cache``
-    keeps loaded subjects for the next step.
+    keeps loaded subjects for the next step. Candidates found up to date get ``checked_at`` (default: now,
+    which must not be later than when their images were read) recorded on their artifacts.
     """
     cache = {} if cache is None else cache
+    checked_at = checked_at or utcnow()
     if found is None and not force:
         found = candidates(conn, [step], selected)[step.name]
     work: list[Work] = []
@@ -146,7 +155,7 @@ def plan_step(
             missing = [key for key in chunk if subject_id(kind, key) not in cache]
             cache.update((subject.id, subject) for subject in load_subjects(conn, kind, missing))
             subjects = [cache[i] for i in (subject_id(kind, key) for key in chunk) if i in cache]
-            work += _decide(conn, step, subjects, step.upstream(kind), failures, force)
+            work += _decide(conn, step, subjects, step.upstream(kind), failures, force, checked_at)
     return work
 
 
@@ -156,28 +165,27 @@ def candidates(
     """Per step and subject kind, the selected subjects that may be stale, found set-wise in SQL.
 
     A subject is a candidate of a step when the step's primary artifact is missing or has another
-    ``params_hash``, is older than a selected image of the subject (for steps that read images), or is older
-    than the upstream step's artifact.
+    ``params_hash``, or when, since it was made or last found up to date, a selected image of the subject
+    changed (for steps that read images) or the upstream step made a new output.
     """
     found: dict[str, dict[SubjectKind, set[Any]]] = {step.name: {} for step in steps}
     for kind in KINDS:
         relevant = [step for step in steps if kind in step.kinds]
         if not relevant:
             continue
-        wanted = {step.name: step.params_hash for step in relevant}
-        for step in relevant:
-            wanted.setdefault(step.upstream(kind) or "", None)
-        wanted.pop("", None)
-        rec = _made(kind, wanted, selected[kind], conn.dialect.name)
+        upstreams = sorted({u for step in relevant if (u := step.upstream(kind))})
+        probes = [(f"seen_{i}", _SEEN, _primary(s.name, s.params_hash)) for i, s in enumerate(relevant)]
+        probes += [(f"made_{u}", artifacts.c.created_at, _primary(u)) for u in upstreams]
+        rec = _probe(kind, probes, selected[kind], conn.dialect.name)
         flags = []
-        for step in relevant:
-            made = rec.c[_column(step.name)]
-            conditions = [made.is_(None)]
+        for i, step in enumerate(relevant):
+            seen = rec.c[f"seen_{i}"]
+            conditions = [seen.is_(None)]
             upstream = step.upstream(kind)
             if step.reads or upstream is None:
-                conditions.append(rec.c.changed > made)
+                conditions.append(rec.c.changed > seen)
             if upstream is not None:
-                conditions.append(rec.c[_column(upstream)] > made)
+                conditions.append(rec.c[f"made_{upstream}"] > seen)
             flags.append(sa.or_(*conditions))
         query = sa.select(rec.c.key, *(sa.case((flag, 1), else_=0) for flag in flags)).where(sa.or_(*flags))
         for row in conn.execute(query):
@@ -187,44 +195,37 @@ def candidates(
     return found
 
 
-def _column(step: str) -> str:
-    return "made_" + step.replace("-", "_")
+def _primary(step: str, params_hash: str | None = None) -> list[sa.ColumnElement[bool]]:
+    """Conditions for the primary artifact of ``step`` (made with ``params_hash``, when given)."""
+    conditions = [artifacts.c.step == step, artifacts.c.name == STEP_TYPES[step].outputs[0]]
+    if params_hash is not None:
+        conditions.append(artifacts.c.params_hash == params_hash)
+    return conditions
 
 
-def _made(
-    kind: SubjectKind, wanted: dict[str, str | None], table: sa.Table, dialect: str
+def _probe(
+    kind: SubjectKind,
+    probes: Sequence[tuple[str, Any, list[sa.ColumnElement[bool]]]],
+    table: sa.Table,
+    dialect: str,
 ) -> sa.Subquery | sa.CTE:
-    """The selected subjects (``key``, ``changed``) with, per step in ``wanted``, when its primary artifact
-    was made; ``NULL`` when there is none, or when its ``params_hash`` is not the one wanted (if given).
+    """The selected subjects (``key``, ``changed``) with one column per ``(label, value, conditions)`` probe:
+    ``value`` of the subject's artifact that meets ``conditions``, ``NULL`` if none does.
 
-    SQLite probes the artifacts index once per subject and step (correlated subqueries, materialized so that
+    SQLite probes the artifacts index once per subject and probe (correlated subqueries, materialized so that
     each runs once); PostgreSQL is faster aggregating the artifacts in one parallel pass and hash-joining.
     """
     key = _key_of(artifacts, kind)
     columns: list[Any] = [table.c.key, table.c.changed]
-
-    def matches(step: str) -> list[sa.ColumnElement[bool]]:
-        conditions = [artifacts.c.step == step, artifacts.c.name == STEP_TYPES[step].outputs[0]]
-        if wanted[step] is not None:
-            conditions.append(artifacts.c.params_hash == wanted[step])
-        return conditions
-
     if dialect == "sqlite":
-        for step in wanted:
-            probe = sa.select(artifacts.c.created_at).where(key == table.c.key, *matches(step))
-            columns.append(probe.scalar_subquery().label(_column(step)))
-        return sa.select(*columns).cte(f"made_{kind}").prefix_with("MATERIALIZED")
-    aggregates: list[Any] = [key.label("key")]
-    for step in wanted:
-        made = sa.func.max(sa.case((sa.and_(*matches(step)), artifacts.c.created_at)))
-        aggregates.append(made.label(_column(step)))
-    per_subject = (
-        sa.select(*aggregates)
-        .where(key.is_not(None), artifacts.c.step.in_(list(wanted)))
-        .group_by(key)
-        .subquery()
-    )
-    columns += [per_subject.c[_column(step)] for step in wanted]
+        for label, value, conditions in probes:
+            probe = sa.select(value).where(key == table.c.key, *conditions)
+            columns.append(probe.scalar_subquery().label(label))
+        return sa.select(*columns).cte(f"probed_{kind}").prefix_with("MATERIALIZED")
+    aggregates = [key.label("key")]
+    aggregates += [sa.func.max(sa.case((sa.and_(*c), value))).label(label) for label, value, c in probes]
+    per_subject = sa.select(*aggregates).where(key.is_not(None)).group_by(key).subquery()
+    columns += [per_subject.c[label] for label, _, _ in probes]
     return (
         sa.select(*columns)
         .select_from(table.outerjoin(per_subject, per_subject.c.key == table.c.key))
@@ -303,8 +304,10 @@ def _decide(
     upstream: str | None,
     failures: dict[Any, str],
     force: bool,
+    checked_at: datetime,
 ) -> list[Work]:
     ids = [s.id for s in subjects]
+    confirmed: list[str] = []
     current = recorded(conn, step.name, ids)
     inputs = recorded(conn, upstream, ids) if upstream else {}
     work: list[Work] = []
@@ -323,6 +326,8 @@ def _decide(
             reason = failure or "new input"
         elif artifact.fingerprint == fingerprint:
             reason = failure
+            if not failure:
+                confirmed.append(subject.id)
         elif artifact.step_version != step.version:
             reason = f"step version changed ({artifact.step_version} -> {step.version})"
         elif artifact.params_hash != step.params_hash:
@@ -334,6 +339,12 @@ def _decide(
             continue
         if reason:
             work.append(Work(step, subject, up, reason, fingerprint))
+    if confirmed:  # so that later plans no longer take them for candidates
+        conn.execute(
+            artifacts.update()
+            .where(artifacts.c.step == step.name, artifacts.c.subject.in_(confirmed))
+            .values(checked_at=checked_at)
+        )
     edited = _edited_since(conn, [(s, a.created_at) for s, _, _, a in unexplained])
     for subject, up, fingerprint, _ in unexplained:
         reason = "metadata edited" if subject.id in edited else "input changed"
