@@ -3,7 +3,8 @@
 Candidates are found set-wise in SQL, per step: subjects with no artifact, a different ``params_hash``
 (parameters or step version changed), a selected image updated after the artifact, an upstream artifact newer
 than it, or a job that failed, was cancelled or was marked stale by ``verify --repair``. Only candidates get
-their fingerprint computed; a candidate whose fingerprint matches its artifact is up to date.
+their fingerprint computed. A candidate whose fingerprint matches its artifact is up to date: the planner
+records that (``artifacts.checked_at``) so that, e.g., a GPS edit does not keep ``stitch`` a candidate.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ def plan(
     """What :func:`~panopipe.pipeline.run` would run over ``selection`` and why.
 
     Jobs of later steps whose upstream will rerun are listed with the reason ``after <step>``; their
-    fingerprint is known only once the upstream job has run.
+    fingerprint is known only once the upstream job has run. The only write: candidates found up to date are
+    recorded so (``artifacts.checked_at``).
     """
     pipeline = load_pipeline(catalog, settings, steps)
     items: list[PlanItem] = []
