@@ -19,6 +19,12 @@ ENV_CONFIG = "PANOPIPE_CONFIG"
 ENV_S3_ENDPOINT_URL = "PANOPIPE_S3_ENDPOINT_URL"
 ENV_AWS_REGION = "AWS_REGION"
 ENV_AWS_PROFILE = "AWS_PROFILE"
+ENV_OUTPUT_PREFIX = "PANOPIPE_OUTPUT_PREFIX"
+ENV_BUCKETS = "PANOPIPE_BUCKETS"
+ENV_EXECUTOR = "PANOPIPE_EXECUTOR"
+ENV_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
+
+EXECUTORS = ("inline", "local", "none")
 
 DEFAULT_CATALOG = "panopipe.db"
 DEFAULT_CONFIG_FILE = "panopipe.toml"
@@ -49,6 +55,12 @@ class Settings:
     aws_region: str | None = None
     aws_profile: str | None = None
     project: str = "panopipe"
+    output_prefix: str | None = None
+    """Storage URI where pipeline outputs go (``[steps.pipeline] output`` wins); events under it are ignored."""
+    buckets: tuple[str, ...] = ()
+    """The buckets whose events the handler accepts; empty accepts every bucket."""
+    executor: str = "inline"
+    """Where the event handler runs reprocessing jobs: ``inline``, ``local`` (process pool) or ``none``."""
     ingest: IngestRules = field(default_factory=IngestRules)
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_file: Path | None = None
@@ -91,8 +103,16 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         "s3_endpoint_url": os.environ.get(ENV_S3_ENDPOINT_URL),
         "aws_region": os.environ.get(ENV_AWS_REGION),
         "aws_profile": os.environ.get(ENV_AWS_PROFILE),
+        "output_prefix": os.environ.get(ENV_OUTPUT_PREFIX),
+        "buckets": os.environ.get(ENV_BUCKETS),
+        "executor": os.environ.get(ENV_EXECUTOR),
     }
     values.update({k: v for k, v in env.items() if v})
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if isinstance(values.get("buckets"), str | list):
+        names = values["buckets"].split(",") if isinstance(values["buckets"], str) else values["buckets"]
+        values["buckets"] = tuple(name.strip() for name in names if name.strip())
+    if values.get("executor", "inline") not in EXECUTORS:
+        raise ConfigError(f"unknown executor {values['executor']!r}: choose one of {', '.join(EXECUTORS)}")
     settings = Settings(config_file=path if data else None)
     return replace(settings, **values)

@@ -114,6 +114,14 @@ def ingest(
     return report
 
 
+def image_record(storage: Storage, info: ObjectInfo, rules: IngestRules) -> ImageRecord:
+    """The catalog record of the JPEG ``info`` describes, its header read with ranged reads.
+
+    An unreadable header gives a record with ``status='failed'`` and the reason, as :func:`ingest` records it.
+    """
+    return _records([_read_remote(storage, info)], _compile(rules), {}, {info.uri})[0]
+
+
 def _compile(rules: IngestRules) -> re.Pattern[str]:
     try:
         pattern = re.compile(rules.path_pattern)

@@ -32,9 +32,9 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
+from panopipe.config import ENV_LAMBDA_FUNCTION_NAME
 from panopipe.errors import CatalogUnreachableError, ConfigError
 
-ENV_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
 PANOPIPE_PARAMETERS = ("secret_arn", "iam", "region", "statement_timeout")
 TOKEN_LIFETIME_S = 600.0
 SECRET_LIFETIME_S = 600.0

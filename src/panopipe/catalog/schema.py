@@ -52,6 +52,10 @@ images = sa.Table(
     sa.Column("status", sa.String(16), nullable=False, server_default="ok"),
     sa.Column("error", sa.Text),
     sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+    # The S3 event last applied: its sequencer, upper-case and zero-left-padded so that text order is event
+    # order (events apply only WHERE the stored one is lower), and the object version it named.
+    sa.Column("source_sequencer", sa.String(64)),
+    sa.Column("source_version_id", sa.String(1024)),
     sa.Column("ingested_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index(None, "captured_at"),

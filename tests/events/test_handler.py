@@ -1,0 +1,192 @@
+"""The event handler against real catalogs (SQLite and PostgreSQL) and S3 (moto, in process)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import sqlalchemy as sa
+from moto import mock_aws
+from tests.aws.s3_events import BUCKET, render_shot, s3_record, sqs_batch, sqs_message, upload_shot
+
+from panopipe.catalog import Catalog, Selection, create_catalog_engine
+from panopipe.catalog.schema import artifacts, images, jobs, metadata
+from panopipe.config import Settings
+from panopipe.events import compare_sequencers
+from panopipe.events.handler import EventHandler, padded_sequencer
+from panopipe.executors.inline import InlineExecutor
+
+OUTPUT = f"s3://{BUCKET}/panopipe-out"
+
+
+@pytest.fixture(scope="module")
+def shot(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path], dict[str, Any]]:
+    folder = tmp_path_factory.mktemp("shot")
+    frames, rig = render_shot(folder)
+    return folder, frames, rig
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "PANOPIPE_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+@pytest.fixture
+def keys(s3: Any, shot: tuple[Path, list[Path], dict[str, Any]]) -> list[str]:
+    folder, frames, _ = shot
+    return upload_shot(s3, folder, frames)
+
+
+def settings(rig: dict[str, Any]) -> Settings:
+    return Settings(output_prefix=OUTPUT, buckets=(BUCKET,), steps={"stitch": {"rig": rig}})
+
+
+def created(keys: list[str], first: int = 0x10) -> list[dict[str, Any]]:
+    return [s3_record(key, sequencer=f"{first + i:X}") for i, key in enumerate(keys)]
+
+
+def snapshot(catalog: Catalog) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The catalog rows that events decide (no ids or timestamps), and the jobs."""
+    c, j = images.c, jobs.c
+    columns = (c.uri, c.deleted, c.status, c.etag, c.size, c.shot, c.reel, c.camera_index, c.source_sequencer)
+    with catalog.engine.connect() as conn:
+        rows = conn.execute(sa.select(*columns).order_by(c.uri)).all()
+        job_rows = conn.execute(
+            sa.select(j.step, j.subject, j.fingerprint, j.status, j.attempts).order_by(j.step, j.subject)
+        ).all()
+    return [tuple(r) for r in rows], [tuple(r) for r in job_rows]
+
+
+def clear(catalog: Catalog) -> None:
+    with catalog.engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+def test_created_events_catalog_the_frames_and_their_shot(catalog: Catalog, keys: list[str], shot):
+    handler = EventHandler(catalog, settings(shot[2]))
+    report = handler.handle(sqs_batch(*created(keys)))
+    assert report.counts() == {"processed": 6, "skipped": 0, "failed": 0}
+    assert report.batch_item_failures() == {"batchItemFailures": []}
+    frames = list(catalog.images())
+    assert sorted(f.uri for f in frames) == sorted(f"s3://{BUCKET}/{k}" for k in keys)
+    assert {f.shot for f in frames} == {"R001-000001"} and {f.status for f in frames} == {"ok"}
+    assert report.planned > 0  # no executor: the stale work is planned, not run
+
+
+def test_redelivered_and_shuffled_batches_leave_what_one_in_order_delivery_leaves(
+    catalog: Catalog, keys: list[str], shot
+):
+    events = created(keys)
+    events.append(s3_record(keys[0], sequencer="0F"))  # an older event for a key: must not win
+    events.append(s3_record(keys[5], sequencer="20", removed=True))  # frame 5 removed after it was created
+    events[5] = s3_record(keys[5], sequencer="15")
+    handler = EventHandler(catalog, settings(shot[2]), executor=InlineExecutor(), steps=["stitch"])
+    first = handler.handle(sqs_batch(*events))
+    assert first.counts() == {"processed": 7, "skipped": 1, "failed": 0}
+    assert first.jobs == {"stitch": {"failed": 1}}  # camera 5's frame is gone: the shot cannot be stitched
+    in_order = snapshot(catalog)
+
+    clear(catalog)
+    shuffled = events[:]
+    random.Random(3).shuffle(shuffled)
+    reports = [handler.handle(sqs_batch(*shuffled)) for _ in range(3)]
+    assert snapshot(catalog) == in_order
+    assert [r.counts()["skipped"] for r in reports[1:]] == [8, 8]  # redeliveries change nothing
+    assert all(not r.jobs for r in reports[1:])
+    uris = {row[0]: row for row in in_order[0]}
+    assert uris[f"s3://{BUCKET}/{keys[0]}"][-1] == padded_sequencer("10")
+    assert uris[f"s3://{BUCKET}/{keys[5]}"][1] is True  # deleted
+
+
+def test_an_older_event_never_overwrites_a_newer_one(catalog: Catalog, keys: list[str], s3, shot):
+    handler = EventHandler(catalog, settings(shot[2]))
+    old_body = s3.get_object(Bucket=BUCKET, Key=keys[1])["Body"].read()
+    s3.put_object(Bucket=BUCKET, Key=keys[1], Body=shot[1][2].read_bytes())  # version 2: other content
+    handler.handle(sqs_batch(s3_record(keys[1], sequencer="0200")))
+    (image,) = catalog.images()
+    s3.put_object(Bucket=BUCKET, Key=keys[1], Body=old_body)  # what a late reader of version 1 would see
+    late = handler.handle(sqs_batch(s3_record(keys[1], sequencer="01FF")))
+    assert late.outcomes[0].reason == "not newer than the event applied"
+    assert next(catalog.images()).etag == image.etag
+
+
+def test_a_removed_object_is_marked_deleted_and_its_artifacts_orphaned(catalog: Catalog, keys, shot):
+    handler = EventHandler(catalog, settings(shot[2]), executor=InlineExecutor(), steps=["stitch"])
+    assert handler.handle(sqs_batch(*created(keys))).jobs == {"stitch": {"succeeded": 1}}
+    removals = [s3_record(key, sequencer="40", removed=True) for key in keys]
+    report = handler.handle(sqs_batch(*removals))
+    assert {o.action.value for o in report.outcomes} == {"deleted"}
+    assert catalog.count() == 0 and catalog.count(Selection(include_deleted=True)) == 6
+    with catalog.engine.connect() as conn:
+        assert conn.execute(sa.select(artifacts.c.orphaned)).scalars().all() == [True]
+
+
+def test_own_outputs_do_not_trigger_the_handler(catalog: Catalog, keys: list[str], s3, shot):
+    handler = EventHandler(catalog, settings(shot[2]), executor=InlineExecutor(), steps=["stitch"])
+    handler.handle(sqs_batch(*created(keys)))
+    with catalog.engine.connect() as conn:
+        (output_uri,) = conn.execute(sa.select(artifacts.c.output_uri)).scalars().all()
+    output_key = output_uri.removeprefix(f"s3://{BUCKET}/")
+    assert s3.head_object(Bucket=BUCKET, Key=output_key)["ContentLength"] > 0
+    before = snapshot(catalog)
+    report = handler.handle(sqs_batch(s3_record(output_key, sequencer="50")))
+    assert [(o.action.value, o.reason) for o in report.outcomes] == [("skipped", "panopipe's own output")]
+    assert snapshot(catalog) == before
+
+
+def test_bad_input_is_recorded_and_only_unreadable_messages_fail(catalog: Catalog, keys, s3, shot):
+    s3.put_object(Bucket=BUCKET, Key="incoming/R001/cam0/empty_000009.jpg", Body=b"")
+    s3.put_object(Bucket=BUCKET, Key="incoming/notes.txt", Body=b"hello")
+    records = [
+        s3_record(keys[0], sequencer="10"),
+        s3_record("incoming/notes.txt", sequencer="11"),
+        s3_record("incoming/R001/cam0/empty_000009.jpg", sequencer="12", size=0),
+        s3_record("incoming/R001/cam0/gone_000010.jpg", sequencer="13"),
+        s3_record("incoming/../secrets/x.jpg", sequencer="14"),
+        s3_record("incoming/bad\x07name.jpg", sequencer="15"),
+        s3_record(keys[1], sequencer="16", bucket="someone-elses-bucket"),
+    ]
+    batch = sqs_batch(*records)
+    batch["Records"].append(sqs_message("poison", "this is not JSON"))
+    report = EventHandler(catalog, settings(shot[2])).handle(batch)
+
+    assert report.batch_item_failures() == {"batchItemFailures": [{"itemIdentifier": "poison"}]}
+    reasons = {o.message_id: (o.action.value, o.reason) for o in report.outcomes}
+    assert reasons["m0"] == ("added", None)
+    assert reasons["m1"] == ("skipped", "not a JPEG image (by its name)")
+    assert reasons["m2"][0] == "added" and reasons["m2"][1]  # cataloged as failed, with the reason
+    assert reasons["m3"] == ("skipped", "object no longer exists (deleted before it could be read)")
+    assert reasons["m4"][1].startswith("unsafe key") and reasons["m5"][1].startswith("unsafe key")
+    assert reasons["m6"] == ("skipped", "bucket 'someone-elses-bucket' is not one this deployment handles")
+    assert reasons["poison"][0] == "failed" and "not JSON" in reasons["poison"][1]
+    assert {(i.uri.rsplit("/", 1)[1], i.status) for i in catalog.images()} == {
+        (keys[0].rsplit("/", 1)[1], "ok"),
+        ("empty_000009.jpg", "failed"),
+    }
+
+
+def test_an_unreachable_catalog_fails_every_message_for_redelivery(keys, shot):
+    catalog = Catalog(create_catalog_engine("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"))
+    report = EventHandler(catalog, settings(shot[2])).handle(sqs_batch(*created(keys[:2])))
+    assert report.batch_item_failures() == {
+        "batchItemFailures": [{"itemIdentifier": "m0"}, {"itemIdentifier": "m1"}]
+    }
+
+
+@pytest.mark.parametrize("a, b", [("0A", "00B"), ("643717F9F8B85354", "0643717F9F8B85355"), ("ff", "FF")])
+def test_padded_sequencers_sort_as_s3_orders_them(a: str, b: str):
+    order = (padded_sequencer(a) > padded_sequencer(b)) - (padded_sequencer(a) < padded_sequencer(b))
+    assert order == compare_sequencers(a, b)
