@@ -1,0 +1,45 @@
+"""The AWS Lambda entry point: ``panopipe.aws.lambda_handler.handler``.
+
+Configured by environment variables (see :mod:`panopipe.config`): ``PANOPIPE_CATALOG`` (a PostgreSQL/RDS URL),
+``PANOPIPE_BUCKETS``, ``PANOPIPE_OUTPUT_PREFIX``, ``PANOPIPE_EXECUTOR``, ``PANOPIPE_CONFIG`` (steps). The
+catalog engine and the handler are built on the first invocation and reused while the function stays warm,
+so a warm invocation opens no database connection. Connect it to the SQS queue with
+``ReportBatchItemFailures`` so that only failed messages come back.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from panopipe.aws.logging import bind_request, configure_json_logging
+from panopipe.catalog import Catalog
+from panopipe.catalog.rds import shared_engine
+from panopipe.config import load_settings
+from panopipe.errors import EventError
+from panopipe.events.handler import EventHandler
+
+log = logging.getLogger("panopipe.aws")
+_handler: EventHandler | None = None
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Handle an SQS batch (or a direct S3/SNS/EventBridge event); return the SQS partial batch response."""
+    bind_request(getattr(context, "aws_request_id", None))
+    report = _event_handler().handle(event)
+    log.info("handled", extra={**report.counts(), "jobs": report.jobs, "planned": report.planned})
+    if None in report.failed_messages:  # not from SQS: fail the invocation so that Lambda retries the event
+        raise EventError("the event could not be handled; see the log lines of this request")
+    return report.batch_item_failures()
+
+
+def _event_handler() -> EventHandler:
+    global _handler
+    if _handler is None:
+        configure_json_logging()
+        settings = load_settings()
+        _handler = EventHandler.from_settings(Catalog(shared_engine(settings.catalog)), settings)
+    return _handler
+
+
+__all__ = ["handler"]

@@ -1,0 +1,50 @@
+"""Structured logs for Lambda: one JSON object per line, with the invocation's request id."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+_request_id: ContextVar[str | None] = ContextVar("panopipe_request_id", default=None)
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as JSON: time, level, logger, message, request id, and the record's ``extra`` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        document: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": _request_id.get(),
+        }
+        document |= {k: v for k, v in vars(record).items() if k not in _STANDARD and k not in document}
+        if record.exc_info:
+            document["exception"] = self.formatException(record.exc_info)
+        return json.dumps(document, default=str, separators=(",", ":"))
+
+
+def bind_request(request_id: str | None) -> None:
+    """Tag every following log line of this invocation with ``request_id``."""
+    _request_id.set(request_id)
+
+
+def configure_json_logging(level: int = logging.INFO) -> None:
+    """Send the ``panopipe`` loggers' records to standard output as JSON lines (once per process)."""
+    logger = logging.getLogger("panopipe")
+    if any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+__all__ = ["JsonFormatter", "bind_request", "configure_json_logging"]

@@ -1,0 +1,77 @@
+"""The Lambda entry point: PostgreSQL catalog from the environment, S3 through moto, JSON logs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+import pytest
+import sqlalchemy as sa
+from moto import mock_aws
+from tests.aws.s3_events import BUCKET, render_shot, s3_record, sqs_batch, sqs_message, upload_shot
+
+from panopipe.aws import lambda_handler
+from panopipe.catalog import Catalog
+from panopipe.catalog.rds import shared_engine
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, postgres_url: str, tmp_path: Path) -> Iterator[Any]:
+    Catalog.open(postgres_url).close()  # a migrated catalog, as `panopipe db upgrade` leaves it
+    values = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_LAMBDA_FUNCTION_NAME": "panopipe-events",
+        "PANOPIPE_CATALOG": postgres_url,
+        "PANOPIPE_BUCKETS": BUCKET,
+        "PANOPIPE_OUTPUT_PREFIX": f"s3://{BUCKET}/panopipe-out",
+        "PANOPIPE_EXECUTOR": "none",
+        "PANOPIPE_CONFIG": str(tmp_path / "none.toml"),
+    }
+    (tmp_path / "none.toml").write_text("")
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("PANOPIPE_S3_ENDPOINT_URL", raising=False)
+    monkeypatch.setattr(lambda_handler, "_handler", None)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=BUCKET)
+        yield s3
+
+
+def test_warm_invocations_reuse_the_connection_and_log_json(env, tmp_path: Path, capfd):
+    frames, _ = render_shot(tmp_path / "shot")
+    keys = upload_shot(env, tmp_path / "shot", frames)
+    connects = []
+    sa.event.listen(
+        shared_engine(lambda_handler.load_settings().catalog), "connect", lambda *a: connects.append(1)
+    )
+    batches = [sqs_batch(*(s3_record(k, sequencer=f"{i:02X}") for k in keys[i : i + 2])) for i in (0, 2, 4)]
+    batches[1]["Records"].append(sqs_message("poison", "{not json"))
+
+    responses = []
+    for number, batch in enumerate(batches):
+        responses.append(lambda_handler.handler(batch, SimpleNamespace(aws_request_id=f"req-{number}")))
+        if number == 0:
+            opened_by_first = len(connects)
+
+    assert opened_by_first >= 1 and len(connects) == opened_by_first  # warm invocations: 0 new connections
+    assert responses == [
+        {"batchItemFailures": []},
+        {"batchItemFailures": [{"itemIdentifier": "poison"}]},
+        {"batchItemFailures": []},
+    ]
+    lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
+    handled = [line for line in lines if line["message"] == "handled"]
+    assert [(h["request_id"], h["processed"], h["skipped"], h["failed"]) for h in handled] == [
+        ("req-0", 2, 0, 0),
+        ("req-1", 2, 0, 1),
+        ("req-2", 2, 0, 0),
+    ]
+    failed = next(line for line in lines if line["message"] == "failed")
+    assert failed["request_id"] == "req-1" and "not JSON" in failed["reason"]
