@@ -1,0 +1,198 @@
+"""Local parity with the AWS deployment: moto's server for S3 and SQS, wired as the stack wires them, and
+the queue worker that feeds SQS batches to the same :class:`~panopipe.events.handler.EventHandler` Lambda runs.
+
+The stack: an input bucket whose notification sends ``ObjectCreated:*`` and ``ObjectRemoved:*`` events for
+keys under the input prefix (only: panopipe's outputs go under the output prefix and never notify) to an SQS
+queue; the queue's redrive policy moves a message to the dead-letter queue after ``max_receive_count``
+receives. In AWS, the same resources plus a Lambda event source mapping with ``ReportBatchItemFailures``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from panopipe.config import ENV_BUCKETS, ENV_OUTPUT_PREFIX, ENV_S3_ENDPOINT_URL
+from panopipe.events.handler import EventHandler, HandleReport
+
+ENV_SQS_ENDPOINT_URL = "AWS_ENDPOINT_URL_SQS"  # boto3's own service-specific endpoint variables
+ENV_BOTO_S3_ENDPOINT_URL = "AWS_ENDPOINT_URL_S3"
+DEFAULT_REGION = "us-east-1"
+BATCH_SIZE = 10
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LocalStack:
+    """The local resources: endpoint, bucket, prefixes and queues."""
+
+    endpoint_url: str
+    bucket: str
+    input_prefix: str
+    output_prefix: str
+    queue_url: str
+    dead_letter_queue_url: str
+    region: str = DEFAULT_REGION
+
+    @property
+    def output_uri(self) -> str:
+        """Where the pipeline writes outputs (``PANOPIPE_OUTPUT_PREFIX``)."""
+        return f"s3://{self.bucket}/{self.output_prefix.rstrip('/')}"
+
+    def environment(self) -> dict[str, str]:
+        """The environment variables that point panopipe and boto3 at this stack."""
+        return {
+            ENV_S3_ENDPOINT_URL: self.endpoint_url,
+            ENV_SQS_ENDPOINT_URL: self.endpoint_url,
+            ENV_BOTO_S3_ENDPOINT_URL: self.endpoint_url,
+            ENV_BUCKETS: self.bucket,
+            ENV_OUTPUT_PREFIX: self.output_uri,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+
+
+def start_moto_server(port: int = 0) -> tuple[Any, str]:
+    """Start moto's server on 127.0.0.1 (``port`` 0: a free one) in a thread; the server and its endpoint."""
+    from moto.s3 import notifications
+    from moto.server import ThreadedMotoServer
+
+    # moto writes event times without a zone; S3 writes UTC with a "Z", which the event parser requires.
+    notifications._EVENT_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    host, bound = server.get_host_and_port()
+    return server, f"http://{host}:{bound}"
+
+
+def create_stack(
+    endpoint_url: str,
+    *,
+    bucket: str = "panopipe-dev",
+    input_prefix: str = "incoming/",
+    output_prefix: str = "panopipe-out/",
+    max_receive_count: int = 5,
+    visibility_timeout_s: int = 30,
+    region: str = DEFAULT_REGION,
+) -> LocalStack:
+    """Create the bucket, the queue with its dead-letter queue, and the bucket notification at ``endpoint_url``."""
+    import boto3
+
+    options = {"endpoint_url": endpoint_url, "region_name": region}
+    credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    s3 = boto3.client("s3", **options, **credentials)
+    sqs = boto3.client("sqs", **options, **credentials)
+    s3.create_bucket(Bucket=bucket)
+    dlq_url = sqs.create_queue(QueueName=f"{bucket}-events-dlq")["QueueUrl"]
+    redrive = {"deadLetterTargetArn": _queue_arn(sqs, dlq_url), "maxReceiveCount": str(max_receive_count)}
+    queue_url = sqs.create_queue(
+        QueueName=f"{bucket}-events",
+        Attributes={"RedrivePolicy": json.dumps(redrive), "VisibilityTimeout": str(visibility_timeout_s)},
+    )["QueueUrl"]
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": _queue_arn(sqs, queue_url),
+                    "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": input_prefix}]}},
+                }
+            ]
+        },
+    )
+    return LocalStack(endpoint_url, bucket, input_prefix, output_prefix, queue_url, dlq_url, region)
+
+
+def _queue_arn(sqs: Any, queue_url: str) -> str:
+    return sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+@dataclass(slots=True)
+class WorkerReport:
+    """What the worker did: polls, messages received, acknowledged (deleted) and left for redelivery."""
+
+    polls: int = 0
+    received: int = 0
+    acknowledged: int = 0
+    left: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: {"processed": 0, "skipped": 0, "failed": 0})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "polls": self.polls,
+            "received": self.received,
+            "acknowledged": self.acknowledged,
+            "left": self.left,
+            **self.counts,
+        }
+
+
+def run_worker(
+    handler: EventHandler,
+    queue_url: str,
+    *,
+    sqs: Any = None,
+    max_polls: int | None = None,
+    wait_s: int = 20,
+    on_batch: Callable[[HandleReport], None] | None = None,
+) -> WorkerReport:
+    """Poll ``queue_url`` (long polling, batches of 10) and handle each batch as Lambda would.
+
+    Acknowledged messages are deleted; failed ones are left to come back after the visibility timeout (and to
+    move to the dead-letter queue after the redrive policy's receives). Runs ``max_polls`` polls, or until
+    interrupted.
+    """
+    if sqs is None:
+        import boto3
+
+        sqs = boto3.client("sqs")
+    queue_arn = _queue_arn(sqs, queue_url)
+    report = WorkerReport()
+    while max_polls is None or report.polls < max_polls:
+        messages = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=BATCH_SIZE,
+            WaitTimeSeconds=wait_s,
+            AttributeNames=["All"],
+        ).get("Messages", [])
+        report.polls += 1
+        if not messages:
+            continue
+        batch = handler.handle({"Records": [_lambda_record(m, queue_arn) for m in messages]})
+        failed = {item["itemIdentifier"] for item in batch.batch_item_failures()["batchItemFailures"]}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        if done:  # at most BATCH_SIZE, what one delete_message_batch takes
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)]
+            sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+        report.received += len(messages)
+        report.acknowledged += len(done)
+        report.left += len(messages) - len(done)
+        for name, value in batch.counts().items():
+            report.counts[name] += value
+        if on_batch is not None:
+            on_batch(batch)
+    return report
+
+
+def _lambda_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
+    """An SQS message as the Lambda event source mapping delivers it."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": message.get("MessageAttributes", {}),
+        "md5OfBody": message.get("MD5OfBody"),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": queue_arn.split(":")[3],
+    }
+
+
+__all__ = ["LocalStack", "WorkerReport", "create_stack", "run_worker", "start_moto_server"]

@@ -1,0 +1,80 @@
+"""End to end, as `panopipe dev up` + `panopipe worker events` run it: moto's server (S3 + SQS with the bucket
+notification), a real rig shot uploaded, the worker feeding SQS batches to the handler, PostgreSQL catalog."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import sqlalchemy as sa
+from tests.aws.s3_events import render_shot
+
+from panopipe.catalog import Catalog
+from panopipe.catalog.schema import artifacts, jobs
+from panopipe.config import Settings
+from panopipe.dev import LocalStack, create_stack, run_worker, start_moto_server
+from panopipe.events.handler import EventHandler
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
+    server, endpoint = start_moto_server()
+    try:
+        local = create_stack(endpoint, bucket="survey-in", max_receive_count=2, visibility_timeout_s=1)
+        for name, value in local.environment().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("AWS_PROFILE", raising=False)
+        yield local
+    finally:
+        server.stop()
+
+
+def queue_depth(sqs: Any, url: str) -> int:
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return sum(int(attributes[name]) for name in names)
+
+
+def test_uploaded_shot_is_cataloged_processed_and_outputs_do_not_retrigger(
+    stack: LocalStack, postgres_url: str, tmp_path: Path
+):
+    frames, rig = render_shot(tmp_path / "shot")
+    settings = Settings(
+        catalog=postgres_url,
+        s3_endpoint_url=stack.endpoint_url,
+        output_prefix=stack.output_uri,
+        buckets=(stack.bucket,),
+        project="demo",
+        steps={"stitch": {"rig": rig}},
+    )
+    s3, sqs = boto3.client("s3"), boto3.client("sqs")
+    for frame in frames:
+        key = stack.input_prefix + frame.relative_to(tmp_path / "shot").as_posix()
+        s3.put_object(Bucket=stack.bucket, Key=key, Body=frame.read_bytes())
+    sqs.send_message(QueueUrl=stack.queue_url, MessageBody="not an S3 event")  # a poison message
+
+    with Catalog.open(postgres_url) as catalog:
+        handler = EventHandler.from_settings(catalog, settings)
+        report = run_worker(handler, stack.queue_url, sqs=sqs, max_polls=5, wait_s=1)
+        handler.close()
+
+        assert report.counts["processed"] == 6 and report.counts["skipped"] == 0
+        assert report.acknowledged == 7 and report.left == 2  # + s3:TestEvent; the poison message twice
+        images = list(catalog.images())
+        assert len(images) == 6 and {i.shot for i in images} == {"R001-000001"}
+        assert {i.uri.rsplit("/", 1)[1] for i in images} == {f.name for f in frames}
+        with catalog.engine.connect() as conn:
+            job_rows = conn.execute(sa.select(jobs.c.step, jobs.c.status)).all()
+            outputs = conn.execute(sa.select(artifacts.c.output_uri)).scalars().all()
+    assert sorted(job_rows) == sorted(
+        (step, "succeeded") for step in ("stitch", "apply-metadata", "derive", "publish")
+    )
+    listed = s3.list_objects_v2(Bucket=stack.bucket, Prefix=stack.output_prefix)["Contents"]
+    assert {f"s3://{stack.bucket}/{o['Key']}" for o in listed} == set(outputs) and len(outputs) == 5
+    # The outputs written back did not notify: the queue is empty; the poison message is in the DLQ.
+    assert queue_depth(sqs, stack.queue_url) == 0
+    (dead,) = sqs.receive_message(QueueUrl=stack.dead_letter_queue_url, WaitTimeSeconds=1)["Messages"]
+    assert dead["Body"] == "not an S3 event"
