@@ -16,8 +16,6 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
-from PIL import Image as PILImage
-
 from panopipe.errors import ConfigError, StepError
 from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, Upstream, put_output, read_input
 
@@ -62,6 +60,8 @@ class DeriveStep(Step):
 
 def scaled_jpeg(data: bytes, size: int, quality: int) -> bytes:
     """``data`` (a JPEG) scaled to fit ``size`` x ``size`` pixels (never enlarged), as a JPEG."""
+    from PIL import Image as PILImage  # imported by the worker only: planning never loads Pillow
+
     try:
         with PILImage.open(io.BytesIO(data)) as image:
             width, height = image.size

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
-from typing import Any, ClassVar
-
-import numpy as np
-from PIL import Image as PILImage
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from panopipe.errors import ConfigError, StepError
 from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, Upstream, put_output, read_input
 from panopipe.stitching import CalibratedStitcher, RigProfile, Stitcher, demo_rig
+
+if TYPE_CHECKING:  # numpy and Pillow are imported by the worker only: planning never loads them
+    import numpy as np
 
 STITCHERS = ("calibrated", "opencv", "external")
 
@@ -78,6 +78,8 @@ class StitchStep(Step):
 
     @classmethod
     def execute(cls, payload: Mapping[str, Any], log: Log) -> list[Output]:
+        from PIL import Image as PILImage
+
         if payload["problem"]:
             raise StepError(payload["problem"])
         params = payload["params"]
@@ -105,6 +107,9 @@ def _frame_problem(subject: Subject, cameras: int | None) -> str | None:
 
 
 def _decode(uri: str) -> np.ndarray:
+    import numpy as np
+    from PIL import Image as PILImage
+
     try:
         with PILImage.open(io.BytesIO(read_input(uri))) as image:
             return np.asarray(image.convert("RGB"))

@@ -4,15 +4,52 @@ A pure library: frames in, panorama out, as numpy arrays (RGB ``uint8``) and dat
 it to the catalog and storage.
 """
 
-from panopipe.stitching.base import Stitcher, StitchResult
-from panopipe.stitching.calibrated import CalibratedParams, CalibratedStitcher, output_size
-from panopipe.stitching.external import ExternalParams, ExternalStitcher, ExternalStitchError
-from panopipe.stitching.opencv_stitcher import OpenCVParams, OpenCVStitcher
-from panopipe.stitching.quality import psnr
-from panopipe.stitching.refine import refine_rig
-from panopipe.stitching.render import render_views
-from panopipe.stitching.rig import RigCamera, RigProfile, demo_rig
-from panopipe.stitching.scene import synthetic_panorama
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Names load their module on first use (PEP 562), so that importing the package for planning (rig profiles,
+# the calibrated stitcher's fingerprint) does not load OpenCV or numpy.
+_MODULES = {
+    "CalibratedParams": "calibrated",
+    "CalibratedStitcher": "calibrated",
+    "ExternalParams": "external",
+    "ExternalStitchError": "external",
+    "ExternalStitcher": "external",
+    "OpenCVParams": "opencv_stitcher",
+    "OpenCVStitcher": "opencv_stitcher",
+    "RigCamera": "rig",
+    "RigProfile": "rig",
+    "StitchResult": "base",
+    "Stitcher": "base",
+    "demo_rig": "rig",
+    "output_size": "calibrated",
+    "psnr": "quality",
+    "refine_rig": "refine",
+    "render_views": "render",
+    "synthetic_panorama": "scene",
+}
+
+if TYPE_CHECKING:
+    from panopipe.stitching.base import Stitcher, StitchResult
+    from panopipe.stitching.calibrated import CalibratedParams, CalibratedStitcher, output_size
+    from panopipe.stitching.external import ExternalParams, ExternalStitcher, ExternalStitchError
+    from panopipe.stitching.opencv_stitcher import OpenCVParams, OpenCVStitcher
+    from panopipe.stitching.quality import psnr
+    from panopipe.stitching.refine import refine_rig
+    from panopipe.stitching.render import render_views
+    from panopipe.stitching.rig import RigCamera, RigProfile, demo_rig
+    from panopipe.stitching.scene import synthetic_panorama
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CalibratedParams",

@@ -12,12 +12,13 @@ import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from panopipe.errors import ConfigError, StepError
 from panopipe.stitching.rig import RigProfile
+
+if TYPE_CHECKING:  # numpy is imported where pixels are handled, so planning never loads it
+    import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,8 @@ class Stitcher(ABC, Generic[P]):
 
 def check_frames(frames: Sequence[np.ndarray], stitcher: str) -> None:
     """Raise :class:`StepError` unless ``frames`` is a non-empty sequence of ``uint8`` colour images."""
+    import numpy as np
+
     if not frames:
         raise StepError(f"{stitcher} stitcher: no frames to stitch")
     for i, frame in enumerate(frames):

@@ -12,18 +12,16 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
-
-import cv2
-import numpy as np
+from typing import TYPE_CHECKING, Any, Literal
 
 from panopipe.errors import StepError
 from panopipe.stitching.base import Stitcher, StitchResult, check_frames, require
-from panopipe.stitching.projection import camera_pixels, camera_rotation, equirect_lon_lat
-from panopipe.stitching.refine import refine_rig
 from panopipe.stitching.rig import RigCamera, RigProfile
 
-_INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
+if TYPE_CHECKING:  # cv2 and numpy are imported where pixels are handled, so planning never loads them
+    import numpy as np
+
+_INTERPOLATIONS = {"linear": "INTER_LINEAR", "cubic": "INTER_CUBIC"}  # cv2 constants
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +100,10 @@ class CalibratedStitcher(Stitcher[CalibratedParams]):
         self, frames: Sequence[np.ndarray], params: Mapping[str, Any] | CalibratedParams | None = None
     ) -> StitchResult:
         """Project and blend ``frames``; raise :class:`StepError` if they do not match the rig's cameras."""
+        import cv2
+
+        from panopipe.stitching.refine import refine_rig
+
         options = self.parse_params(params)
         check_frames(frames, self.name)
         self._check_sizes(frames)
@@ -115,7 +117,7 @@ class CalibratedStitcher(Stitcher[CalibratedParams]):
         tables = remap_tables(rig.cameras, width, height)
         built = "cached" if remap_tables.cache_info().hits > cached else "built"
         log.append(f"remap tables {built} in {time.perf_counter() - started:.3f} s")
-        panorama = blend(frames, tables, _INTERPOLATIONS[options.interpolation])
+        panorama = blend(frames, tables, getattr(cv2, _INTERPOLATIONS[options.interpolation]))
         used = sum(table is not None for table in tables.cameras)
         log.append(
             f"rig {rig.name!r} v{rig.version}: {used} of {len(frames)} views -> {width}x{height}, "
@@ -155,6 +157,11 @@ def output_size(rig: RigProfile, width: int | None = None, height: int | None = 
 @functools.lru_cache(maxsize=2)  # a 6-camera 2640x1320 set takes about 120 MB
 def remap_tables(cameras: tuple[RigCamera, ...], width: int, height: int) -> RemapTables:
     """Remap maps and normalised feather weights of each camera for a ``width x height`` panorama (cached)."""
+    import cv2
+    import numpy as np
+
+    from panopipe.stitching.projection import camera_pixels, camera_rotation, equirect_lon_lat
+
     lon, lat = equirect_lon_lat(width, height)
     total = np.zeros((height, width), np.float32)
     blocks = []
@@ -189,6 +196,8 @@ def remap_tables(cameras: tuple[RigCamera, ...], width: int, height: int) -> Rem
 def _camera_xyz(rotation: np.ndarray, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, ...]:
     """Camera-frame ``x, y, z`` (``len(lat) x len(lon)`` float32 each) of the panorama directions at ``lon``
     and ``lat``: ``R.T @ d`` written out, since the direction grid is separable in longitude and latitude."""
+    import numpy as np
+
     cos_lat, sin_lat = np.cos(lat, dtype=np.float32)[:, None], np.sin(lat, dtype=np.float32)[:, None]
     cos_lon, sin_lon = np.cos(lon, dtype=np.float32)[None, :], np.sin(lon, dtype=np.float32)[None, :]
     r = rotation.astype(np.float32)
@@ -200,6 +209,10 @@ def _footprint(
 ) -> tuple[int, int, np.ndarray] | None:
     """Rows ``top:bottom`` and column indexes (wrapping around) of the panorama the camera can see, found on
     a grid of every ``step``-th pixel and grown by one grid cell, so full-size maps are built only there."""
+    import numpy as np
+
+    from panopipe.stitching.projection import camera_pixels
+
     _, _, seen = camera_pixels(camera, *_camera_xyz(rotation, lon[::step], lat[::step]))
     if not seen.any():
         return None
@@ -214,6 +227,8 @@ def _footprint(
 
 def _circular_span(used: np.ndarray) -> tuple[int, int]:
     """The shortest ``(start, length)`` run of columns, wrapping around, that holds every used column."""
+    import numpy as np
+
     size = used.size
     if used.all():
         return 0, size
@@ -228,10 +243,13 @@ def _circular_span(used: np.ndarray) -> tuple[int, int]:
     return (best_end + 1) % size, size - best_len
 
 
-def blend(
-    frames: Sequence[np.ndarray], tables: RemapTables, interpolation: int = cv2.INTER_CUBIC
-) -> np.ndarray:
-    """Warp each frame with its table and sum them with their weights into a ``uint8`` panorama."""
+def blend(frames: Sequence[np.ndarray], tables: RemapTables, interpolation: int | None = None) -> np.ndarray:
+    """Warp each frame with its table and sum them with their weights into a ``uint8`` panorama
+    (``interpolation``: a cv2 flag, default ``cv2.INTER_CUBIC``)."""
+    import cv2
+    import numpy as np
+
+    interpolation = cv2.INTER_CUBIC if interpolation is None else interpolation
     accumulator = np.zeros((tables.height, tables.width, 3), np.float32)
     for frame, table in zip(frames, tables.cameras, strict=True):
         if table is None:
@@ -247,6 +265,8 @@ def blend(
 
 
 def _add_into(target: np.ndarray, values: np.ndarray) -> None:
+    import cv2
+
     cv2.add(target, values, dst=target)  # in place on the accumulator's view, multi-threaded
 
 
