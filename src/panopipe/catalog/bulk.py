@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from psycopg.types.json import Jsonb
 
 from panopipe.catalog.types import UTCDateTime
 
@@ -38,6 +37,8 @@ def _sqlite_converter(column: sa.Column[Any]) -> Converter | None:
 
 
 def _postgres_converter(column: sa.Column[Any]) -> Converter | None:
+    from psycopg.types.json import Jsonb  # psycopg is loaded with the PostgreSQL dialect, not at import
+
     kind = column.type
     if isinstance(kind, UTCDateTime):
         return _naive_utc

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, make_url
 
 from panopipe.catalog.rds import create_postgres_engine
 from panopipe.errors import CatalogUnreachableError, ConfigError, SchemaOutdatedError
+
+if TYPE_CHECKING:  # Alembic is imported when the schema is checked or migrated, not by the Lambda handler
+    from alembic.config import Config
 
 MIGRATIONS = "panopipe.catalog:migrations"
 
@@ -67,6 +68,8 @@ def create_catalog_engine(location: str | Path | URL) -> sa.Engine:
 
 def alembic_config(connection: sa.Connection) -> Config:
     """An Alembic configuration that runs the packaged migrations on ``connection``."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)
     config.attributes["connection"] = connection
@@ -75,6 +78,9 @@ def alembic_config(connection: sa.Connection) -> Config:
 
 def head_revision() -> str:
     """The schema revision this version of panopipe expects."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)
     head = ScriptDirectory.from_config(config).get_current_head()
@@ -84,6 +90,8 @@ def head_revision() -> str:
 
 def current_revision(engine: sa.Engine) -> str | None:
     """The catalog's schema revision, ``None`` for an empty database."""
+    from alembic.migration import MigrationContext
+
     with connect(engine) as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
@@ -128,6 +136,8 @@ def check_schema(engine: sa.Engine, *, create: bool = True) -> None:
             )
         upgrade(engine)
         return
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config(None))  # type: ignore[arg-type]
     known = {rev.revision for rev in script.walk_revisions()}
     if current in known:
