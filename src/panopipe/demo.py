@@ -7,6 +7,7 @@ EXIF (time, GPS, heading, camera) and XMP, laid out as ``<reel>/cam<index>/<reel
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,11 +16,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from panopipe.catalog import Catalog
-from panopipe.config import Settings
+from panopipe.catalog import Catalog, Selection
+from panopipe.config import load_settings
 from panopipe.geo import destination
 from panopipe.ingest import IngestReport, ingest
 from panopipe.metadata.writer import MetadataUpdate, apply_metadata
+from panopipe.pipeline import Plan, RunReport, plan, run, write_html_report
 from panopipe.stitching import RigProfile, demo_rig, render_views, synthetic_panorama
 from panopipe.storage import write_atomic
 
@@ -94,21 +96,72 @@ def generate_survey(
 
 @dataclass(frozen=True, slots=True)
 class DemoResult:
-    """The generated survey and what ingesting it did."""
+    """What the demo did: the survey, ingest, the first run, and an edit reprocessing only what it touched."""
 
     survey: DemoSurvey
+    config_file: Path
     ingest: IngestReport
+    first_run: RunReport
+    edit_batch: str
+    edited_images: int
+    plan_after_edit: Plan
+    second_run: RunReport
+    plan_at_end: Plan
+    report: Path
+
+
+def write_project_config(folder: Path, catalog_location: str, rig: RigProfile) -> Path:
+    """A ``panopipe.toml`` in ``folder`` naming the catalog and the survey's rig, so later commands agree."""
+    lines = ["[panopipe]", f"catalog = {json.dumps(catalog_location)}", 'project = "demo"', ""]
+    lines += ["[steps.pipeline]", f"output = {json.dumps(str(folder.resolve() / 'panopipe-out'))}", ""]
+    rig_fields = rig.to_dict()
+    cameras = rig_fields.pop("cameras")
+    lines += ["[steps.stitch.rig]", *(f"{key} = {json.dumps(value)}" for key, value in rig_fields.items())]
+    for camera in cameras:
+        lines += [
+            "",
+            "[[steps.stitch.rig.cameras]]",
+            *(f"{key} = {json.dumps(value)}" for key, value in camera.items()),
+        ]
+    path = folder / "panopipe.toml"
+    write_atomic(path, ("\n".join(lines) + "\n").encode())
+    return path
 
 
 def run_demo(
     folder: Path,
-    catalog: Catalog,
-    settings: Settings,
+    catalog_location: str,
     *,
     shots: int = 8,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> DemoResult:
-    """Generate a survey in ``folder`` and ingest it into ``catalog``."""
-    survey = generate_survey(folder, shots=shots, progress=progress)
-    report = ingest(catalog, [folder / survey.reel], settings)
-    return DemoResult(survey, report)
+    """Generate a survey in ``folder``, ingest it, run the whole pipeline, then edit the GPS of one shot and
+    show that only what the edit touched runs again."""
+    tick = progress or (lambda stage, done, total: None)
+    survey = generate_survey(folder, shots=shots, progress=lambda done, total: tick("render", done, total))
+    config_file = write_project_config(folder, catalog_location, survey.rig)
+    settings = load_settings(config_file)
+    with Catalog.open(settings.catalog) as catalog:
+        ingested = ingest(
+            catalog, [folder / survey.reel], settings, progress=lambda d, t: tick("ingest", d, t)
+        )
+        first_run = run(catalog, settings=settings, progress=tick)
+        shot = f"{survey.reel}-{min(2, shots):06d}"
+        changes = catalog.plan_edit(Selection(shots=(shot,)), assign={"lat": START[0] + 0.001, "alt": 530.0})
+        batch = catalog.apply_edit(changes, reason="demo: corrected GPS of one shot", author="panopipe demo")
+        plan_after_edit = plan(catalog, settings=settings)
+        second_run = run(catalog, settings=settings, progress=tick)
+        plan_at_end = plan(catalog, settings=settings)
+        report = write_html_report(catalog, folder / "report.html")
+    return DemoResult(
+        survey,
+        config_file,
+        ingested,
+        first_run,
+        batch,
+        len({c.image_id for c in changes}),
+        plan_after_edit,
+        second_run,
+        plan_at_end,
+        report,
+    )

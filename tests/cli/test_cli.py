@@ -11,6 +11,7 @@ import pytest
 
 from panopipe.cli import main
 from panopipe.cli.app import app
+from panopipe.demo import generate_survey
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -20,8 +21,15 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def demo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("demo")
+def survey(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A rendered rig survey of 2 shots (12 frames), left unedited."""
+    folder = tmp_path_factory.mktemp("survey")
+    generate_survey(folder, shots=2, camera_size=(160, 120))
+    return folder / "R001"
+
+
+def ingest_survey(capsys: pytest.CaptureFixture[str], catalog: str, survey: Path) -> None:
+    assert run(capsys, "ingest", str(survey), "--catalog", catalog)[0] == 0
 
 
 def test_demo_then_ls_json(capsys, tmp_path: Path, catalog_url: str):
@@ -30,7 +38,10 @@ def test_demo_then_ls_json(capsys, tmp_path: Path, catalog_url: str):
     )
     assert code == 0
     summary = json.loads(out)
-    assert (summary["added"], summary["failed"], len(summary["shots"])) == (12, [], 2)
+    assert (summary["ingest"]["added"], summary["ingest"]["failed"], len(summary["shots"])) == (12, [], 2)
+    assert summary["first_run"]["failures"] == [] and summary["jobs_left"] == 0
+    after_edit = {(item["step"], item["subject"]) for item in summary["plan_after_edit"]["items"]}
+    assert after_edit == {("apply-metadata", "shot:R001-000002"), ("publish", "shot:R001-000002")}
     code, out, _ = run(capsys, "ls", "--catalog", catalog_url, "--json", "--reel", "R001")
     rows = json.loads(out)
     assert code == 0 and len(rows) == 12
@@ -63,9 +74,9 @@ def test_demo_then_ls_json(capsys, tmp_path: Path, catalog_url: str):
     assert {r["frame"] for r in json.loads(out)} == {1}
 
 
-def test_edit_dry_run_history_undo(capsys, tmp_path: Path):
+def test_edit_dry_run_history_undo(capsys, tmp_path: Path, survey: Path):
     db = str(tmp_path / "c.db")
-    assert run(capsys, "demo", "--folder", str(tmp_path / "d"), "--shots", "1", "--catalog", db)[0] == 0
+    ingest_survey(capsys, db, survey)
     code, out, _ = run(
         capsys,
         "edit",
@@ -81,9 +92,11 @@ def test_edit_dry_run_history_undo(capsys, tmp_path: Path):
         "--json",
     )
     planned = json.loads(out)
-    assert code == 0 and len(planned) == 6 and {p["new"] for p in planned} == {12.5}
+    assert code == 0 and len(planned) == 12 and {p["new"] for p in planned} == {12.5}
+    captured_alts = {p["id"]: p["old"] for p in planned}
+    assert set(captured_alts.values()) == {519.0, 519.1}
     _, out, _ = run(capsys, "ls", "--catalog", db, "--json")
-    assert {r["alt"] for r in json.loads(out)} == {519.0}, "a dry run must not write"
+    assert {r["id"]: r["alt"] for r in json.loads(out)} == captured_alts, "a dry run must not write"
     code, out, _ = run(
         capsys, "edit", "--catalog", db, "--reel", "R001", "--set", "alt=12.5", "--reason", "RTK", "--json"
     )
@@ -94,12 +107,12 @@ def test_edit_dry_run_history_undo(capsys, tmp_path: Path):
     assert {(h["batch"], h["reason"], h["new_value"]) for h in json.loads(out)} == {(batch, "RTK", 12.5)}
     assert run(capsys, "undo", batch, "--catalog", db)[0] == 0
     _, out, _ = run(capsys, "ls", "--catalog", db, "--json")
-    assert {r["alt"] for r in json.loads(out)} == {519.0}
+    assert {r["id"]: r["alt"] for r in json.loads(out)} == captured_alts
 
 
-def test_edit_positions_from_csv_and_shift_time(capsys, tmp_path: Path):
+def test_edit_positions_from_csv_and_shift_time(capsys, tmp_path: Path, survey: Path):
     db = str(tmp_path / "c.db")
-    run(capsys, "demo", "--folder", str(tmp_path / "d"), "--shots", "2", "--catalog", db)
+    ingest_survey(capsys, db, survey)
     positions = tmp_path / "positions.csv"
     positions.write_text("reel,frame,camera_index,lat,lon\nR001,2,0,48.5,11.25\n")
     code, out, err = run(
@@ -123,16 +136,16 @@ def test_edit_positions_from_csv_and_shift_time(capsys, tmp_path: Path):
     assert code == 0 and len(json.loads(out)["changes"]) == 6
 
 
-def test_export_csv_and_geojson(capsys, tmp_path: Path):
+def test_export_csv_and_geojson(capsys, tmp_path: Path, survey: Path):
     db = str(tmp_path / "c.db")
-    run(capsys, "demo", "--folder", str(tmp_path / "d"), "--shots", "1", "--catalog", db)
+    ingest_survey(capsys, db, survey)
     code, out, _ = run(capsys, "export", "--catalog", db, "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert code == 0 and len(rows) == 6 and float(rows[0]["lat"]) == pytest.approx(48.137154)
+    assert code == 0 and len(rows) == 12 and float(rows[0]["lat"]) == pytest.approx(48.137154)
     target = tmp_path / "out.geojson"
     assert run(capsys, "export", "--catalog", db, "--format", "geojson", "-o", str(target))[0] == 0
     collection = json.loads(target.read_text())
-    assert collection["type"] == "FeatureCollection" and len(collection["features"]) == 6
+    assert collection["type"] == "FeatureCollection" and len(collection["features"]) == 12
     assert collection["features"][0]["geometry"]["coordinates"][:2] == pytest.approx([11.576124, 48.137154])
 
 
@@ -176,16 +189,18 @@ def test_every_command_has_an_example_and_is_documented():
     )
 
 
-def test_db_migrate_to_postgresql_then_every_command_works(capsys, tmp_path: Path, postgres_url: str):
+def test_db_migrate_to_postgresql_then_every_command_works(
+    capsys, tmp_path: Path, survey: Path, postgres_url: str
+):
     db = str(tmp_path / "c.db")
-    run(capsys, "demo", "--folder", str(tmp_path / "d"), "--shots", "1", "--catalog", db)
+    ingest_survey(capsys, db, survey)
     run(capsys, "edit", "--catalog", db, "--reel", "R001", "--set", "alt=12.5", "--reason", "RTK")
     code, out, _ = run(capsys, "db", "migrate", "--catalog", db, "--to", postgres_url, "--dry-run", "--json")
-    assert code == 0
+    assert code == 0 and json.loads(out)["dry_run"] and json.loads(out)["rows_copied"] == 0
     code, out, err = run(capsys, "db", "migrate", "--catalog", db, "--to", postgres_url, "--json")
     assert code == 0, err
     _, source, _ = run(capsys, "ls", "--catalog", db, "--json")
     _, target, _ = run(capsys, "ls", "--catalog", postgres_url, "--json")
     assert json.loads(target) == json.loads(source) and {r["alt"] for r in json.loads(target)} == {12.5}
     _, history, _ = run(capsys, "history", "--catalog", postgres_url, "--json")
-    assert len(json.loads(history)) == 6
+    assert len(json.loads(history)) == 12

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from panopipe.cli import catalog_commands, db, demo_command, events_commands, ingest_command, sync_command
+from panopipe.cli import pipeline as pipeline_commands
 
 app = typer.Typer(
     name="panopipe",
@@ -25,5 +26,13 @@ for command in (
     catalog_commands.edit,
     catalog_commands.history,
     catalog_commands.undo,
+):
+    app.command()(command)
+for command in (
+    pipeline_commands.plan,
+    pipeline_commands.run,
+    pipeline_commands.status,
+    pipeline_commands.verify,
+    pipeline_commands.report,
 ):
     app.command()(command)

@@ -9,44 +9,78 @@ import typer
 
 from panopipe.catalog import Catalog, Selection
 from panopipe.cli import render
-from panopipe.cli.options import CatalogOption, ConfigOption, JsonOption, open_settings
-from panopipe.demo import run_demo
+from panopipe.cli.options import CatalogOption, JsonOption
+from panopipe.demo import DemoResult, run_demo
 from panopipe.export import image_row
 
 SHOT_FIELDS = ("shot", "frames", "captured_at", "lat", "lon", "alt", "heading")
 
 
 def demo(
-    folder: Annotated[Path, typer.Option(help="Where to write the survey.")] = Path("panopipe-demo"),
+    folder: Annotated[
+        Path, typer.Option(help="Where to write the survey, its outputs and its config.")
+    ] = Path("panopipe-demo"),
     shots: Annotated[int, typer.Option(min=1, max=500, help="Rig shots to generate.")] = 8,
     catalog_location: CatalogOption = None,
-    config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Generate a small rig survey along a GPS track, ingest it, and show what the catalog holds.
+    """Render a small rig survey along a GPS track, ingest it, stitch, tag, derive and publish it, then
+    edit the GPS of one shot and show that only what the edit touched runs again.
 
-    The catalog defaults to FOLDER/panopipe.db, so the demo never touches your own catalog.
+    The catalog defaults to FOLDER/panopipe.db and FOLDER/panopipe.toml holds the survey's rig, so later
+    commands run there (cd FOLDER) use the same settings and never touch your own catalog.
 
     Example: panopipe demo --folder /tmp/demo --shots 4
     """
-    settings = open_settings(catalog_location or str(folder / "panopipe.db"), config)
     folder.mkdir(parents=True, exist_ok=True)
-    with Catalog.open(settings.catalog) as catalog:
-        with render.progress_bar("rendering rig shots") as progress:
-            result = run_demo(folder, catalog, settings, shots=shots, progress=progress)
+    location = catalog_location or str(folder.resolve() / "panopipe.db")
+    with render.staged_progress() as progress:
+        result = run_demo(folder, location, shots=shots, progress=progress)
+    with Catalog.open(location) as catalog:
         rows = _shots(catalog)
     if as_json:
-        render.print_json(
-            {"folder": str(folder), "catalog": settings.catalog, **result.ingest.to_dict(), "shots": rows}
-        )
+        render.print_json(_summary(result, location) | {"shots": rows})
         return
-    report = result.ingest
-    render.stdout.print(
-        f"wrote {len(result.survey.files)} frames of a {len(result.survey.rig.cameras)}-camera rig to {folder}; "
-        f"catalog {settings.catalog}: added {report.added}, unchanged {report.unchanged}, failed {len(report.failed)}"
+    _print(result, location, rows)
+
+
+def _summary(result: DemoResult, location: str) -> dict[str, object]:
+    return {
+        "folder": str(result.survey.folder),
+        "catalog": location,
+        "config": str(result.config_file),
+        "ingest": result.ingest.to_dict(),
+        "first_run": result.first_run.to_dict(),
+        "edit": {"batch": result.edit_batch, "images": result.edited_images},
+        "plan_after_edit": result.plan_after_edit.to_dict(),
+        "second_run": result.second_run.to_dict(),
+        "jobs_left": len(result.plan_at_end),
+        "report": str(result.report),
+    }
+
+
+def _print(result: DemoResult, location: str, rows: list[dict[str, object]]) -> None:
+    survey, ingested = result.survey, result.ingest
+    out = render.stdout.print
+    out(
+        f"1. rendered {len(survey.files)} frames of a {len(survey.rig.cameras)}-camera rig to {survey.folder}"
     )
+    out(f"2. ingested into {location}: added {ingested.added}, failed {len(ingested.failed)}")
     render.print_rows(rows, SHOT_FIELDS, as_json=False, title="shots in the catalog")
-    render.stdout.print(f"next: panopipe ls --catalog {settings.catalog} --json | head")
+    out(f"3. ran the pipeline in {result.first_run.seconds:.1f} s: {_counts(result.first_run.counts)}")
+    out(f"4. edited the GPS of {result.edited_images} images (one shot); plan then listed:")
+    render.print_rows(
+        [item.to_dict() for item in result.plan_after_edit], ("step", "subject", "reason"), as_json=False
+    )
+    out(f"5. reran only that: {_counts(result.second_run.counts)}; jobs left: {len(result.plan_at_end)}")
+    out(f"report: {result.report}   config: {result.config_file}")
+    out(f"next: cd {survey.folder} && panopipe ls && panopipe status")
+    for failure in (*result.first_run.failures, *result.second_run.failures):
+        render.error(f"{failure.step} {failure.subject}: {failure.error}")
+
+
+def _counts(counts: dict[str, dict[str, int]]) -> str:
+    return ", ".join(f"{step} {sum(by_status.values())}" for step, by_status in counts.items()) or "nothing"
 
 
 def _shots(catalog: Catalog) -> list[dict[str, object]]:

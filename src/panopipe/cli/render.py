@@ -77,12 +77,26 @@ def error(message: str) -> None:
 
 
 @contextlib.contextmanager
-def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
-    """A ``(done, total)`` callback that drives a progress bar on a terminal, and does nothing elsewhere."""
+def staged_progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A ``(stage, done, total)`` callback that drives one progress bar per stage on a terminal, and does
+    nothing elsewhere."""
     if not stderr.is_terminal:
-        yield lambda done, total: None
+        yield lambda stage, done, total: None
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=stderr, transient=True) as progress:
-        task = progress.add_task(description, total=None)
-        yield lambda done, total: progress.update(task, completed=done, total=total)
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=None)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+@contextlib.contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A ``(done, total)`` callback that drives a progress bar on a terminal, and does nothing elsewhere."""
+    with staged_progress() as update:
+        yield lambda done, total: update(description, done, total)
