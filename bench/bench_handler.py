@@ -1,0 +1,106 @@
+"""Event handler throughput (not a test): S3 records/s per process for 10-record SQS batches against a fresh
+PostgreSQL database and moto's server for S3; database connections opened per warm invocation; and the
+Lambda zip's size and cold import time.
+
+    python bench/bench_handler.py [--records 400] [--postgres postgresql://postgres@127.0.0.1:5432/test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+import psycopg
+import sqlalchemy as sa
+
+from panopipe.aws.package import build_lambda_zip, cold_import
+from panopipe.catalog import Catalog
+from panopipe.config import Settings
+from panopipe.demo import generate_survey
+from panopipe.dev import create_stack, start_moto_server
+from panopipe.events.handler import EventHandler
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.aws.s3_events import s3_record, sqs_batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=400)
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+    name = f"bench_handler_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(args.postgres, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"{args.postgres.rsplit('/', 1)[0]}/{name}"
+    server, endpoint = start_moto_server()
+    try:
+        stack = create_stack(endpoint, bucket="bench-in")
+        os.environ.update(stack.environment())
+        s3 = boto3.client("s3")
+        with tempfile.TemporaryDirectory() as tmp:
+            generate_survey(Path(tmp), shots=1, camera_size=(640, 480))
+            body = sorted(Path(tmp).rglob("cam0/*.jpg"))[0].read_bytes()
+        keys = [
+            f"incoming/R{i // 600:03d}/cam{i % 6}/R_cam{i % 6}_{i // 6 + 1:06d}.jpg"
+            for i in range(args.records)
+        ]
+        for key in keys:
+            s3.put_object(Bucket=stack.bucket, Key=key, Body=body)
+        settings = Settings(
+            catalog=url, s3_endpoint_url=endpoint, output_prefix=stack.output_uri, buckets=(stack.bucket,)
+        )
+        with Catalog.open(url) as catalog:
+            connects: list[int] = []
+            sa.event.listen(catalog.engine, "connect", lambda *a: connects.append(1))
+            handler = EventHandler(catalog, settings)  # executor none: plan only, as a Lambda without workers
+            batches = [keys[i : i + 10] for i in range(0, len(keys), 10)]
+            handler.handle(
+                sqs_batch(*(s3_record(k, sequencer="01", bucket=stack.bucket) for k in batches[0]))
+            )  # warm-up
+            per_invocation, durations = [], []
+            started = time.perf_counter()
+            for n, batch in enumerate(batches):
+                before = len(connects)
+                t = time.perf_counter()
+                report = handler.handle(
+                    sqs_batch(*(s3_record(k, sequencer=f"{n + 2:02X}", bucket=stack.bucket) for k in batch))
+                )
+                durations.append(time.perf_counter() - t)
+                per_invocation.append(len(connects) - before)
+                assert report.counts()["processed"] == len(batch), report.to_dict()
+            elapsed = time.perf_counter() - started
+            handler.close()
+        print(f"records: {len(keys)} in {len(batches)} batches of 10, {elapsed:.2f} s")
+        print(f"throughput: {len(keys) / elapsed:.0f} S3 records/s per process (goal >= 200)")
+        print(
+            f"batch latency: median {statistics.median(durations) * 1000:.0f} ms, max {max(durations) * 1000:.0f} ms"
+        )
+        print(
+            f"database connections opened per warm invocation: max {max(per_invocation)} (total {sum(per_invocation)})"
+        )
+    finally:
+        server.stop()
+        with psycopg.connect(args.postgres, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with tempfile.TemporaryDirectory() as tmp:
+        for arch in ("x86_64", "arm64"):
+            package = build_lambda_zip(Path(tmp) / f"{arch}.zip", arch=arch)
+            print(f"lambda zip ({arch}): {package.size / 1e6:.2f} MB, {package.files} files (budget 15 MB)")
+        timings, modules = cold_import(Path(tmp) / "x86_64.zip", runs=5)
+        print(
+            f"cold import of the handler (fresh python -I, cv2/PIL/numpy blocked): first {timings[0] * 1000:.0f} ms, "
+            f"median {statistics.median(timings) * 1000:.0f} ms, best {min(timings) * 1000:.0f} ms (budget 300 ms); "
+            f"{len(modules)} top-level modules"
+        )
+
+
+if __name__ == "__main__":
+    main()
