@@ -59,11 +59,17 @@ def insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, A
     make = _sqlite_converter if dialect == "sqlite" else _postgres_converter
     converters = [(i, c) for i, name in enumerate(names) if (c := make(table.c[name])) is not None]
     values = []
+    # Rows of one batch share values such as their ingest time: convert each distinct object once.
+    converted: dict[tuple[int, int], Any] = {}
     for row in rows:
         item = [row[name] for name in names]
         for i, convert in converters:
-            if item[i] is not None:
-                item[i] = convert(item[i])
+            value = item[i]
+            if value is not None:
+                key = (i, id(value))
+                if key not in converted:
+                    converted[key] = (value, convert(value))
+                item[i] = converted[key][1]
         values.append(item)
     driver = conn.connection.driver_connection
     quoted = ", ".join(conn.dialect.identifier_preparer.quote(name) for name in names)

@@ -85,7 +85,7 @@ class Catalog:
 
     # Images
 
-    def upsert_images(self, records: Iterable[ImageRecord], *, chunk_size: int = 2000) -> UpsertResult:
+    def upsert_images(self, records: Iterable[ImageRecord], *, chunk_size: int = 5000) -> UpsertResult:
         """Insert new images and update changed ones, matched by ``id`` when given, else by URI.
 
         Idempotent: records identical to what the catalog holds change nothing. Fields overridden by edits
