@@ -102,6 +102,11 @@ class Catalog:
             unchanged += n
         return UpsertResult(tuple(added), tuple(updated), tuple(unchanged))
 
+    def upsert_in(self, conn: sa.Connection, records: Sequence[ImageRecord]) -> UpsertResult:
+        """:meth:`upsert_images` inside the caller's transaction on ``conn`` (e.g. while it holds a row lock)."""
+        added, updated, unchanged = self._upsert_chunk(conn, records)
+        return UpsertResult(tuple(added), tuple(updated), tuple(unchanged))
+
     def _upsert_chunk(
         self, conn: sa.Connection, chunk: Sequence[ImageRecord]
     ) -> tuple[list[str], list[str], list[str]]:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from panopipe.cli import catalog_commands, db, demo_command, events_commands, ingest_command, sync_command
+from panopipe.cli import (
+    catalog_commands,
+    cloud_commands,
+    db,
+    demo_command,
+    dev_commands,
+    events_commands,
+    ingest_command,
+    sync_command,
+)
 from panopipe.cli import pipeline as pipeline_commands
 
 app = typer.Typer(
@@ -16,6 +25,9 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(events_commands.app, name="events")
+app.add_typer(events_commands.worker_app, name="worker")
+app.add_typer(dev_commands.app, name="dev")
+app.add_typer(cloud_commands.app, name="cloud")
 app.command()(sync_command.sync)
 app.command()(demo_command.demo)
 app.command()(ingest_command.ingest)

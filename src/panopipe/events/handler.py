@@ -289,7 +289,7 @@ class EventHandler:
             _orphan_artifacts(conn, image_id)
             action = Action.DELETED if deleted or added else Action.UNCHANGED
             return Outcome(item.message_id, item.uri, action, image_id=image_id if deleted else None)
-        _, updated, _ = self.catalog._upsert_chunk(conn, [item.record])
+        updated = self.catalog.upsert_in(conn, [item.record]).updated
         action = Action.ADDED if added else Action.UPDATED if updated else Action.UNCHANGED
         reason = item.record.error if item.record.status == "failed" else None
         return Outcome(item.message_id, item.uri, action, reason, image_id)
