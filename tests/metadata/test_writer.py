@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from PIL import ExifTags, Image
 
 from panopipe.errors import MetadataError, StorageError
-from panopipe.metadata._write_jpeg import scan_segments
+from panopipe.metadata.jpeg import scan_segments
 from panopipe.metadata.writer import (
     GPANO_NS,
     PANOPIPE_NS,
@@ -81,7 +81,7 @@ def samples() -> dict[str, bytes]:
 
 def split(jpeg: bytes) -> tuple[list[bytes], list[bytes], bytes]:
     """(the EXIF/XMP APP1 segments, every other segment, the bytes from SOS to the end)."""
-    segments, sos = scan_segments(jpeg)
+    segments, sos, _ = scan_segments(jpeg)
     metadata, other = [], []
     for seg in segments:
         body = jpeg[seg.start : seg.end]
@@ -103,7 +103,7 @@ def test_image_data_and_other_segments_are_byte_identical(name: str) -> None:
 
 def test_creates_exif_and_xmp_after_jfif() -> None:
     written = apply_metadata(pillow_jpeg(), UPDATE)
-    segments, _ = scan_segments(written)
+    segments, _, _ = scan_segments(written)
     assert [seg.marker for seg in segments[:3]] == [0xE0, 0xE1, 0xE1]
     assert written[segments[1].payload_start :].startswith(b"Exif\x00\x00MM")
     assert written[segments[2].payload_start :].startswith(b"http://ns.adobe.com/xap/1.0/\x00")

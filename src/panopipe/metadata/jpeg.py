@@ -1,24 +1,41 @@
-"""JPEG marker-segment scanning: everything before the first SOS (start of scan) marker."""
+"""JPEG marker segments before the first SOS (start of scan): one walk for the metadata reader and writer.
+
+The scan and everything after it is never looked at, so the compressed image is neither decoded nor touched.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from panopipe.errors import MetadataError
 
-_SOS = 0xDA
-_EOI = 0xD9
-_APP1 = 0xE1
+SOS = 0xDA
+EOI = 0xD9
+APP0 = 0xE0
+APP1 = 0xE1
 # Start-of-frame markers: every 0xC0-0xCF except DHT (C4), JPG (C8) and DAC (CC).
-_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # Markers that stand alone, without a length field.
 _STANDALONE = frozenset([0x01, *range(0xD0, 0xD8)])
-_EXIF_ID = b"Exif\x00"
-_XMP_ID = b"http://ns.adobe.com/xap/1.0/\x00"
+EXIF_HEADER = b"Exif\x00\x00"
+EXIF_ID = EXIF_HEADER[:5]  # the pad byte after "Exif\0" is not always 0
+XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
+MAX_SEGMENT_PAYLOAD = 65533
+"""The most bytes a marker segment can carry after its two length bytes."""
 # Bytes read past the end of the segment that crosses a chunk boundary, so that the small DQT/SOF/DHT/SOS
 # segments which usually follow the EXIF and XMP segments arrive in the same ranged read.
 _LOOKAHEAD = 2048
+
+
+class Segment(NamedTuple):
+    """One marker segment: ``data[start:end]`` is the whole segment, fill bytes and marker included."""
+
+    marker: int
+    start: int
+    payload_start: int
+    end: int
 
 
 @dataclass(slots=True)
@@ -35,35 +52,39 @@ class JpegHeader:
     warnings: list[str] = field(default_factory=list)
 
 
-def _walk(data: bytes) -> tuple[list[tuple[int, int, int]], int, int]:
+def walk(data: bytes) -> tuple[list[Segment], int, int]:
     """Walk the marker segments of ``data``.
 
-    Returns ``(segments, sos, need)``: ``segments`` lists ``(marker, payload_start, payload_end)``;
-    ``sos`` is the offset of the SOS marker, or -1 when ``data`` ends first, and then ``need`` is how long
-    ``data`` must be for the walk to go on.
+    Returns ``(segments, sos, end)``: the segments before the first SOS, the offset of the SOS marker (its
+    fill bytes included) and the offset just past it. When ``data`` ends first, ``sos`` is -1 and ``end`` is
+    how long ``data`` must be for the walk to go on.
     """
     n = len(data)
     if n < 2 or data[0] != 0xFF or data[1] != 0xD8:
         if n == 0:
             raise MetadataError("not a JPEG (empty file)")
         raise MetadataError(f"not a JPEG (starts with {data[:4].hex(' ').upper()})")
-    segments: list[tuple[int, int, int]] = []
-    pos = 2
+    segments: list[Segment] = []
+    pos = start = 2
     while True:
         if pos + 2 > n:
             return segments, -1, pos + 4
         if data[pos] != 0xFF:
-            raise MetadataError(f"corrupt JPEG: no marker at byte {pos} (found {data[pos]:02X})")
+            raise MetadataError(
+                f"corrupt JPEG: no marker at byte {pos} (expected a marker, found {data[pos]:02X})"
+            )
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
-        if marker == _SOS:
-            return segments, pos, 0
-        if marker == _EOI:
-            raise MetadataError(f"no image data: end-of-image marker at byte {pos} before any scan")
+        if marker == SOS:
+            return segments, start, pos + 2
+        if marker == EOI:
+            raise MetadataError(
+                f"no image data: end of image (end-of-image marker at byte {pos}) before any scan"
+            )
         if marker in _STANDALONE:
-            pos += 2
+            pos = start = pos + 2
             continue
         if pos + 4 > n:
             return segments, -1, pos + 4
@@ -72,59 +93,73 @@ def _walk(data: bytes) -> tuple[list[tuple[int, int, int]], int, int]:
             raise MetadataError(f"corrupt JPEG: segment FF{marker:02X} at byte {pos} has a length below 2")
         if end > n:
             return segments, -1, end
-        segments.append((marker, pos + 4, end))
-        pos = end
+        segments.append(Segment(marker, start, pos + 4, end))
+        pos = start = end
 
 
-def read_jpeg_header(
+def scan_segments(data: bytes) -> tuple[list[Segment], int, int]:
+    """Like :func:`walk`, for data that holds the whole header: raise MetadataError when it ends first."""
+    segments, sos, end = walk(data)
+    if sos < 0:
+        raise MetadataError(
+            f"truncated: a segment ending at byte {end} overruns the data, which ends at byte {len(data)}"
+        )
+    return segments, sos, end
+
+
+def read_header(
     read: Callable[[int, int], bytes], first_chunk: int = 65536, *, size: int | None = None
-) -> bytes:
-    """Return a JPEG's header bytes (from the start of the file through the SOS marker).
+) -> tuple[bytes, list[Segment], int, int]:
+    """Read the bytes of a JPEG through its header, walked: ``(data, segments, sos, end)`` as :func:`walk`.
 
     ``read(start, length)`` returns up to ``length`` bytes from ``start`` (fewer at the end of the file), as
     an S3 ranged GET does. It is called once with ``first_chunk`` bytes; when the header is longer, the next
     call asks for the rest of the segment that crosses the boundary plus a small look-ahead for the short
     segments that follow it, so that a large EXIF thumbnail or XMP packet costs one more call. Reads never
-    go past ``size`` (the file size) when it is given.
+    go past ``size`` (the file size) when it is given. ``data`` may go on past ``end``.
     """
     limit = size if size is not None else float("inf")
     wanted = int(min(first_chunk, limit))
     data = read(0, wanted) if wanted > 0 else b""
     while True:
-        _, sos, need = _walk(data)
+        segments, sos, end = walk(data)
         if sos >= 0:
-            return data[: sos + 2]
-        asked, wanted = wanted, int(min(need + _LOOKAHEAD, limit))
+            return data, segments, sos, end
+        asked, wanted = wanted, int(min(end + _LOOKAHEAD, limit))
         if len(data) < asked or wanted <= len(data):  # a short read, or the given size: the file ends here
             raise MetadataError(
-                f"truncated: the file ends at byte {len(data)}, inside a segment ending at {need}"
+                f"truncated: the file ends at byte {len(data)}, inside a segment ending at {end}"
             )
         data += read(len(data), wanted - len(data))
 
 
-def scan_jpeg(data: bytes) -> JpegHeader:
-    """Find the SOF size, the EXIF TIFF structure and the XMP packet in a JPEG header."""
-    segments, sos, need = _walk(data)
-    if sos < 0:
-        raise MetadataError(
-            f"truncated: the data ends at byte {len(data)}, inside a segment ending at {need}"
-        )
-    header = JpegHeader(end=sos + 2)
+def read_jpeg_header(
+    read: Callable[[int, int], bytes], first_chunk: int = 65536, *, size: int | None = None
+) -> bytes:
+    """Return a JPEG's header bytes (from the start of the file through the SOS marker); see :func:`read_header`."""
+    data, _, _, end = read_header(read, first_chunk, size=size)
+    return data[:end]
+
+
+def scan_jpeg(data: bytes, segments: list[Segment], end: int) -> JpegHeader:
+    """Find the SOF size, the EXIF TIFF structure and the XMP packet in the walked segments of a header."""
+    header = JpegHeader(end=end)
     exif_parts: list[tuple[int, int]] = []
-    for marker, start, end in segments:
-        if marker == _APP1:
-            if data.startswith(_EXIF_ID, start):
-                exif_parts.append((start + 6, end))
-            elif header.xmp is None and data.startswith(_XMP_ID, start):
-                header.xmp = data[start + len(_XMP_ID) : end]
-            elif start == end:
+    for segment in segments:
+        marker, _, start, stop = segment
+        if marker == APP1:
+            if data.startswith(EXIF_ID, start):
+                exif_parts.append((start + 6, stop))
+            elif header.xmp is None and data.startswith(XMP_HEADER, start):
+                header.xmp = data[start + len(XMP_HEADER) : stop]
+            elif start == stop:
                 header.warnings.append(f"empty APP1 segment at byte {start - 4}")
-        elif marker in _SOF and header.width is None:
-            if end - start < 5:
+        elif marker in SOF_MARKERS and header.width is None:
+            size = frame_size(data, segment)
+            if size is None:
                 header.warnings.append(f"SOF segment at byte {start - 4} is too short")
                 continue
-            header.height = data[start + 1] << 8 | data[start + 2]
-            header.width = data[start + 3] << 8 | data[start + 4]
+            header.width, header.height = size
     if header.width is None:
         raise MetadataError("no SOF marker before the image data")
     if len(exif_parts) == 1:
@@ -136,3 +171,26 @@ def scan_jpeg(data: bytes) -> JpegHeader:
         header.exif = b"".join(data[a:b] for a, b in exif_parts)
         header.exif_end = len(header.exif)
     return header
+
+
+def frame_size(data: bytes, sof: Segment) -> tuple[int, int] | None:
+    """The (width, height) of the image in a SOF segment, or None when the segment is too short."""
+    p = sof.payload_start
+    if sof.end - p < 5:
+        return None
+    return data[p + 3] << 8 | data[p + 4], data[p + 1] << 8 | data[p + 2]
+
+
+def find_app1(data: bytes, segments: list[Segment], header: bytes) -> Segment | None:
+    """The first APP1 segment whose payload starts with ``header``."""
+    for segment in segments:
+        if segment.marker == APP1 and data.startswith(header, segment.payload_start, segment.end):
+            return segment
+    return None
+
+
+def app1_segment(payload: bytes) -> bytes:
+    """A complete APP1 segment carrying ``payload``."""
+    if len(payload) > MAX_SEGMENT_PAYLOAD:
+        raise MetadataError(f"APP1 payload of {len(payload)} bytes exceeds the JPEG limit of 65533")
+    return b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from panopipe.errors import MetadataError
 from panopipe.metadata import tiff
-from panopipe.metadata.jpeg import read_jpeg_header, scan_jpeg
+from panopipe.metadata.jpeg import Segment, read_header, scan_jpeg, scan_segments
 from panopipe.metadata.tiff import ExifTags, Value, parse_tiff
 from panopipe.metadata.xmp import parse_xmp
 
@@ -77,16 +77,14 @@ class ImageMetadata:
 def read_metadata(path: str | os.PathLike[str]) -> ImageMetadata:
     """Read the metadata of a local JPEG, reading only its header (usually one 64 KiB read)."""
     try:
-        with open(path, "rb", buffering=0) as file:
-
-            def read(start: int, length: int) -> bytes:
-                file.seek(start)
-                return file.read(length)
-
-            header = read_jpeg_header(read)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            data, segments, _, end = read_header(lambda start, length: os.pread(fd, length, start))
+        finally:
+            os.close(fd)
     except OSError as error:
         raise MetadataError(f"cannot read {os.fspath(path)}: {error.strerror or error}") from error
-    return parse_jpeg_header(header)
+    return _parse(data, segments, end)
 
 
 def parse_jpeg_header(data: bytes) -> ImageMetadata:
@@ -95,7 +93,12 @@ def parse_jpeg_header(data: bytes) -> ImageMetadata:
     Raises MetadataError when the data is not a readable JPEG; problems in the metadata itself are
     reported in ``warnings`` and the affected values are None.
     """
-    header = scan_jpeg(data)
+    segments, _, end = scan_segments(data)
+    return _parse(data, segments, end)
+
+
+def _parse(data: bytes, segments: list[Segment], end: int) -> ImageMetadata:
+    header = scan_jpeg(data, segments, end)
     warnings = header.warnings
     tags = (
         parse_tiff(header.exif, header.exif_start, header.exif_end, warnings) if header.exif else ExifTags()

@@ -18,16 +18,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from panopipe.errors import MetadataError, StorageError
-from panopipe.metadata._write_jpeg import (
-    APP0,
-    EXIF_HEADER,
-    MAX_SEGMENT_PAYLOAD,
-    XMP_HEADER,
-    app1_segment,
-    find_app1,
-    frame_size,
-    scan_segments,
-)
 from panopipe.metadata._write_tiff import (
     ASCII,
     BYTE,
@@ -42,6 +32,18 @@ from panopipe.metadata._write_tiff import (
     Value,
 )
 from panopipe.metadata._write_xmp import Property, merge_xmp
+from panopipe.metadata.jpeg import (
+    APP0,
+    EXIF_HEADER,
+    EXIF_ID,
+    MAX_SEGMENT_PAYLOAD,
+    SOF_MARKERS,
+    XMP_HEADER,
+    app1_segment,
+    find_app1,
+    frame_size,
+    scan_segments,
+)
 
 GPANO_NS = "http://ns.google.com/photos/1.0/panorama/"
 PANOPIPE_NS = "https://panopipe.dev/ns/1.0/"
@@ -174,14 +176,15 @@ def apply_metadata(jpeg: bytes, update: MetadataUpdate) -> bytes:
 def _splice(jpeg: bytes, update: MetadataUpdate) -> list[bytes | memoryview]:
     """The pieces of the updated JPEG: new segments and views of ``jpeg``. Joining 2 MB costs more than
     the rest of an update, so the file writer writes the pieces as they are."""
-    segments, sos = scan_segments(jpeg)
+    segments, sos, _ = scan_segments(jpeg)
     replace: dict[int, bytes] = {}  # segment start -> new segment
     insert: list[bytes] = []
-    exif = find_app1(jpeg, segments, EXIF_HEADER[:5])  # the pad byte after "Exif\0" is not always 0
+    exif = find_app1(jpeg, segments, EXIF_ID)
     if update._sets_exif():
         block = jpeg[exif.payload_start + len(EXIF_HEADER) : exif.end] if exif else b""
         tree = ExifTree.parse(block) if block else ExifTree(">")
-        _edit_exif(tree, update, frame_size(jpeg, segments))
+        sofs = (frame_size(jpeg, seg) for seg in segments if seg.marker in SOF_MARKERS)
+        _edit_exif(tree, update, next(filter(None, sofs), None))
         new = app1_segment(EXIF_HEADER + tree.serialize(MAX_SEGMENT_PAYLOAD - len(EXIF_HEADER)))
         if exif:
             replace[exif.start] = new
