@@ -47,14 +47,15 @@ def _postgres_converter(column: sa.Column[Any]) -> Converter | None:
     return None
 
 
-def insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert ``rows`` (dicts with the same keys) into ``table`` within ``conn``'s transaction."""
+def insert_rows(
+    conn: sa.Connection, table: sa.Table, names: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Insert ``rows`` (values in the order of the columns ``names``) into ``table`` in ``conn``'s transaction."""
     if not rows:
         return
-    names = list(rows[0])
     dialect = conn.dialect.name
     if dialect not in ("sqlite", "postgresql"):
-        conn.execute(table.insert(), list(rows))
+        conn.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in rows])
         return
     make = _sqlite_converter if dialect == "sqlite" else _postgres_converter
     converters = [(i, c) for i, name in enumerate(names) if (c := make(table.c[name])) is not None]
@@ -62,7 +63,7 @@ def insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, A
     # Rows of one batch share values such as their ingest time: convert each distinct object once.
     converted: dict[tuple[int, int], Any] = {}
     for row in rows:
-        item = [row[name] for name in names]
+        item = list(row)
         for i, convert in converters:
             value = item[i]
             if value is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,13 +26,15 @@ from panopipe.catalog.records import (
 )
 from panopipe.catalog.schema import images
 from panopipe.catalog.selection import Selection
-from panopipe.catalog.types import new_id, utcnow
+from panopipe.catalog.types import new_ids, utcnow
 from panopipe.catalog.values import from_json, to_json
 from panopipe.errors import CatalogError, NotFoundError
 from panopipe.iterutil import batched
 
 _COMPARED_FIELDS = (*FILE_FIELDS, *CAPTURE_FIELDS, "extra", "status", "error")
 _WRITTEN_FIELDS = (*_COMPARED_FIELDS, "uri")
+_read_written = operator.attrgetter(*_WRITTEN_FIELDS)
+_INSERTED_COLUMNS = (*_WRITTEN_FIELDS, "id", "ingested_at", "updated_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,16 +126,21 @@ class Catalog:
             existing_by_uri[row.uri] = row
             existing_by_id[row.id] = row
         now = utcnow()
-        inserts: list[dict[str, Any]] = []
+        fresh_ids = iter(new_ids(len(latest)))
+        inserts: list[tuple[Any, ...]] = []
         updates: list[dict[str, Any]] = []
         unchanged: list[str] = []
         for record in latest.values():
             row = existing_by_id.get(record.id) if record.id else None
             row = row or existing_by_uri.get(record.uri)
-            values = {name: getattr(record, name) for name in _WRITTEN_FIELDS}
+            written = _read_written(record)
             if row is None:
-                inserts.append({**values, "id": record.id or new_id(), "ingested_at": now, "updated_at": now})
+                inserts.append((*written, record.id or next(fresh_ids), now, now))
                 continue
+            if not row.captured and tuple(row)[3:] == written and not row.deleted:
+                unchanged.append(row.id)
+                continue
+            values = dict(zip(_WRITTEN_FIELDS, written, strict=True))
             captured = dict(row.captured or {})
             current = {name: getattr(row, name) for name in _WRITTEN_FIELDS}
             overridden = [name for name in captured if name in values]
@@ -148,7 +156,7 @@ class Catalog:
                 {**values, "_id": row.id, "captured": captured or None, "deleted": False, "updated_at": now}
             )
         if inserts:
-            insert_rows(conn, images, inserts)
+            insert_rows(conn, images, _INSERTED_COLUMNS, inserts)
         if updates:
             conn.execute(
                 images.update()
@@ -156,7 +164,7 @@ class Catalog:
                 .values({name: sa.bindparam(name) for name in updates[0] if name != "_id"}),
                 updates,
             )
-        return [row["id"] for row in inserts], [row["_id"] for row in updates], unchanged
+        return [row[-3] for row in inserts], [row["_id"] for row in updates], unchanged
 
     def known_files(self, uri_prefix: str = "") -> dict[str, KnownFile]:
         """Every image whose URI starts with ``uri_prefix``, by URI, with what tells if its file changed."""

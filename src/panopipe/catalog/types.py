@@ -38,14 +38,22 @@ BigIntId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 """An auto-incrementing integer key (SQLite only auto-increments INTEGER PRIMARY KEY)."""
 
 
+def new_ids(count: int) -> list[str]:
+    """``count`` new time-ordered UUIDs (version 7 layout), so that inserts append to the primary-key index."""
+    prefix = f"{time.time_ns() // 1_000_000:012x}"
+    prefix = f"{prefix[:8]}-{prefix[8:]}-7"
+    entropy = os.urandom(10 * count)
+    ids = []
+    for start in range(0, 10 * count, 10):
+        rand = entropy[start : start + 10].hex()
+        variant = "89ab"[int(rand[3], 16) & 3]
+        ids.append(f"{prefix}{rand[:3]}-{variant}{rand[4:7]}-{rand[8:20]}")
+    return ids
+
+
 def new_id() -> str:
-    """A new time-ordered UUID (version 7 layout), so that inserts append to the primary-key index."""
-    millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    rand_a = (rand >> 64) & 0x0FFF
-    rand_b = (rand & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000
-    text = f"{millis:012x}7{rand_a:03x}{rand_b:016x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    """A new time-ordered UUID (version 7 layout)."""
+    return new_ids(1)[0]
 
 
 def utcnow() -> datetime:
