@@ -8,7 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from panopipe.catalog import Catalog, create_catalog_engine, mask_url
-from panopipe.catalog.engine import current_revision, head_revision
+from panopipe.catalog.engine import current_revision, head_revision, upgrade
 from panopipe.catalog.schema import metadata
 from panopipe.errors import CatalogUnreachableError, SchemaOutdatedError
 
@@ -49,3 +49,13 @@ def test_unreachable_catalog_names_the_url_without_its_password():
 def test_missing_folder_for_sqlite(tmp_path):
     with pytest.raises(CatalogUnreachableError, match="does not exist"):
         Catalog.open(tmp_path / "nope" / "catalog.db")
+
+
+def test_a_catalog_at_an_earlier_revision_says_to_run_db_upgrade(catalog_url: str):
+    engine = create_catalog_engine(catalog_url)
+    upgrade(engine, "0001")
+    with pytest.raises(SchemaOutdatedError, match="run `panopipe db upgrade"):
+        Catalog.open(catalog_url)
+    upgrade(engine)
+    with Catalog.open(catalog_url) as catalog:
+        assert current_revision(catalog.engine) == head_revision()
