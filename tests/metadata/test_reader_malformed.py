@@ -120,6 +120,17 @@ def test_xmp_entities_are_not_expanded() -> None:
     assert metadata.pose_heading == 12.5  # character references are decoded
 
 
+def test_empty_xmp_attributes_are_empty_values() -> None:
+    xmp = (
+        b'<rdf:Description xmlns:GPano="http://ns.google.com/photos/1.0/panorama/" GPano:ProjectionType=""'
+        b" GPano:PosePitchDegrees='' GPano:PoseRollDegrees=\"2\"/>"
+    )
+    data = PLAIN_JPEG[:2] + app1(b"http://ns.adobe.com/xap/1.0/\x00" + xmp) + PLAIN_JPEG[2:]
+    metadata = parse_jpeg_header(data)
+    assert (metadata.projection_type, metadata.pose_pitch, metadata.pose_roll) == (None, None, 2.0)
+    assert any("PosePitchDegrees '' is not a number" in text for text in metadata.warnings)
+
+
 def parse_or_error(data: bytes) -> None:
     with contextlib.suppress(MetadataError):
         assert isinstance(parse_jpeg_header(data), ImageMetadata)

@@ -15,14 +15,23 @@ import struct
 from dataclasses import dataclass
 
 from panopipe.errors import MetadataError
+from panopipe.metadata.tiff import (
+    BYTE,
+    EXIF_IFD,
+    GPS_IFD,
+    IFD,
+    INTEROP_IFD,
+    LONG,
+    RATIONAL,
+    SHORT,
+    SRATIONAL,
+    TYPE_SIZES,
+)
 
 log = logging.getLogger(__name__)
 
-BYTE, ASCII, SHORT, LONG, RATIONAL, UNDEFINED, SRATIONAL, IFD = 1, 2, 3, 4, 5, 7, 10, 13
-_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
-
 IFD0, EXIF, GPS, INTEROP, IFD1 = "IFD0", "ExifIFD", "GPS", "InteropIFD", "IFD1"
-_POINTERS = {EXIF: (IFD0, 0x8769), GPS: (IFD0, 0x8825), INTEROP: (EXIF, 0xA005)}
+_POINTERS = {EXIF: (IFD0, EXIF_IFD), GPS: (IFD0, GPS_IFD), INTEROP: (EXIF, INTEROP_IFD)}
 """Where each sub-IFD hangs: (parent IFD, pointer tag)."""
 _WRITE_ORDER = (IFD0, EXIF, INTEROP, GPS, IFD1)
 MAKER_NOTE = 0x927C
@@ -159,7 +168,7 @@ class ExifTree:
         entries: dict[int, Entry] = {}
         for pos in range(offset + 2, end, 12):
             tag, type_, n = struct.unpack_from(self.order + "HHL", block, pos)
-            size = _TYPE_SIZES.get(type_)
+            size = TYPE_SIZES.get(type_)
             if size is None:
                 raise MetadataError(f"corrupt EXIF: {name} tag {tag:#06x} has unknown type {type_}")
             nbytes = size * n

@@ -4,19 +4,34 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-# IFD0 and ExifIFD tags. Both IFDs are searched for all of them, since some cameras put tags in the wrong one.
+# TIFF field types, and the bytes of one value of each.
+BYTE, ASCII, SHORT, LONG, RATIONAL, SBYTE, UNDEFINED, SSHORT, SLONG, SRATIONAL, FLOAT, DOUBLE, IFD = range(
+    1, 14
+)
+TYPE_SIZES = {BYTE: 1, ASCII: 1, SHORT: 2, LONG: 4, RATIONAL: 8, SBYTE: 1, UNDEFINED: 1, SSHORT: 2}
+TYPE_SIZES |= {SLONG: 4, SRATIONAL: 8, FLOAT: 4, DOUBLE: 8, IFD: 4}
+
+# IFD0 and ExifIFD tags. The reader searches both IFDs for all of them, since some cameras put tags in the
+# wrong one.
+IMAGE_DESCRIPTION = 0x010E
 MAKE = 0x010F
 MODEL = 0x0110
 ORIENTATION = 0x0112
+ARTIST = 0x013B
+COPYRIGHT = 0x8298
 EXIF_IFD = 0x8769
 GPS_IFD = 0x8825
+EXIF_VERSION = 0x9000
 DATETIME_ORIGINAL = 0x9003
 OFFSET_TIME_ORIGINAL = 0x9011
 SUBSEC_TIME_ORIGINAL = 0x9291
+INTEROP_IFD = 0xA005
 BODY_SERIAL_NUMBER = 0xA431
 # GPS IFD tags.
+GPS_VERSION_ID = 0x00
 GPS_LATITUDE_REF = 0x01
 GPS_LATITUDE = 0x02
 GPS_LONGITUDE_REF = 0x03
@@ -24,6 +39,7 @@ GPS_LONGITUDE = 0x04
 GPS_ALTITUDE_REF = 0x05
 GPS_ALTITUDE = 0x06
 GPS_TIME_STAMP = 0x07
+GPS_IMG_DIRECTION_REF = 0x10
 GPS_IMG_DIRECTION = 0x11
 GPS_DATE_STAMP = 0x1D
 
@@ -37,15 +53,20 @@ _GPS_TAGS |= {GPS_IMG_DIRECTION}
 # Tags whose home is the ExifIFD: there they win over a copy in IFD0.
 _EXIF_HOME = frozenset([DATETIME_ORIGINAL, OFFSET_TIME_ORIGINAL, SUBSEC_TIME_ORIGINAL, BODY_SERIAL_NUMBER])
 _POINTERS = {EXIF_IFD: "0x8769 ExifOffset", GPS_IFD: "0x8825 GPSInfo"}
-_POINTER_TYPES = frozenset([4, 13])  # LONG, IFD
+_POINTER_TYPES = frozenset([LONG, IFD])
+_TEXT_TYPES = frozenset([BYTE, ASCII, UNDEFINED])
+_RATIONALS = frozenset([RATIONAL, SRATIONAL])
 _TYPE_NAMES = {1: "int8u", 2: "string", 3: "int16u", 4: "int32u", 5: "rational64u", 6: "int8s", 7: "undef"}
 _TYPE_NAMES |= {8: "int16s", 9: "int32s", 10: "rational64s", 11: "float", 12: "double", 13: "ifd"}
-# type -> (item size, struct code of one number; rationals are two numbers)
-_TYPES = {1: (1, "B"), 3: (2, "H"), 4: (4, "I"), 5: (8, "I"), 6: (1, "b"), 7: (1, "B"), 8: (2, "h")}
-_TYPES |= {9: (4, "i"), 10: (8, "i"), 11: (4, "f"), 12: (8, "d"), 13: (4, "I"), 2: (1, "B")}
+# The struct code of one number of each type; a rational is two numbers.
+_CODES = {BYTE: "B", SHORT: "H", LONG: "I", RATIONAL: "I", SBYTE: "b", UNDEFINED: "B", SSHORT: "h"}
+_CODES |= {SLONG: "i", SRATIONAL: "i", FLOAT: "f", DOUBLE: "d", IFD: "I"}
 _MAX_NUMBERS = 8  # none of the numeric tags read here has more values
 
 _UNPACK = {order: tuple(struct.Struct(order + f).unpack_from for f in ("H", "I")) for order in "<>"}
+_ENTRIES = {order: struct.Struct(order + "HHII").iter_unpack for order in "<>"}
+_NUMBERS: dict[tuple[str, int, int], Callable[[bytes, int], tuple[int | float, ...]]] = {}
+"""(byte order, type, count) -> the compiled unpacker of that many numbers, filled as they are met."""
 
 Value = str | tuple[float, ...]
 
@@ -65,6 +86,7 @@ class _Reader:
         self.end = end
         self.order = order
         self.u16, self.u32 = _UNPACK[order]
+        self.entries = _ENTRIES[order]
         self.warnings = warnings
         self.visited: set[int] = set()
 
@@ -87,14 +109,10 @@ class _Reader:
                 f"bad {name} directory: {count} entries do not fit in the EXIF data, ignored"
             )
             return values
-        # One unpack for the whole directory is much faster than one per entry.
-        entries = struct.unpack_from(f"{self.order}{'HHII' * count}", self.buf, pos + 2)
-        for index in range(0, 4 * count, 4):
-            tag = entries[index]
+        table = pos + 2
+        for index, (tag, typ, n, raw) in enumerate(self.entries(self.buf[table : table + 12 * count])):
             if tag not in wanted or tag in values:
                 continue
-            typ, n, raw = entries[index + 1 : index + 4]
-            entry = pos + 2 + 3 * index
             if tag in _POINTERS:
                 if typ not in _POINTER_TYPES:
                     fmt = _TYPE_NAMES.get(typ, str(typ))
@@ -104,7 +122,7 @@ class _Reader:
                 else:
                     values[tag] = (float(raw),)
                 continue
-            value = self._value(name, tag, typ, n, raw, entry + 8, tag in strings)
+            value = self._value(name, tag, typ, n, raw, table + 12 * index + 8, tag in strings)
             if value is not None:
                 values[tag] = value
         return values
@@ -112,35 +130,41 @@ class _Reader:
     def _value(
         self, ifd: str, tag: int, typ: int, n: int, raw: int, inline: int, string: bool
     ) -> Value | None:
-        kind = _TYPES.get(typ)
-        if kind is None:
+        size = TYPE_SIZES.get(typ)
+        if size is None:
             self.warnings.append(f"{ifd} tag 0x{tag:04x} has unknown format {typ}, ignored")
             return None
-        size, code = kind
         total = size * n
         pos = inline if total <= 4 else self.start + raw
         if pos + total > self.end:
             self.warnings.append(f"{ifd} tag 0x{tag:04x} points outside the EXIF data, ignored")
             return None
         if string:
-            if typ not in (1, 2, 7):
+            if typ not in _TEXT_TYPES:
                 self.warnings.append(
                     f"{ifd} tag 0x{tag:04x} has format {_TYPE_NAMES[typ]}, not string, ignored"
                 )
                 return None
-            text = self.buf[pos : pos + total].split(b"\x00", 1)[0]
+            stop = self.buf.find(b"\x00", pos, pos + total)
+            text = self.buf[pos : pos + total if stop < 0 else stop]
             try:
                 return text.decode().rstrip()
             except UnicodeDecodeError:
                 return text.decode("latin-1").rstrip()
-        if typ == 2:
+        if typ == ASCII:
             self.warnings.append(f"{ifd} tag 0x{tag:04x} has format string, not a number, ignored")
             return None
-        n = min(n, _MAX_NUMBERS)
-        if typ in (5, 10):
-            nums = struct.unpack_from(f"{self.order}{2 * n}{code}", self.buf, pos)
-            return tuple(_ratio(nums[i], nums[i + 1]) for i in range(0, 2 * n, 2))
-        return tuple(map(float, struct.unpack_from(f"{self.order}{n}{code}", self.buf, pos)))
+        key = (self.order, typ, min(n, _MAX_NUMBERS))
+        unpack = _NUMBERS.get(key) or _NUMBERS.setdefault(key, _unpacker(*key))
+        numbers = unpack(self.buf, pos)
+        if typ in _RATIONALS:
+            return tuple(map(_ratio, numbers[::2], numbers[1::2]))
+        return tuple(map(float, numbers))
+
+
+def _unpacker(order: str, typ: int, n: int) -> Callable[[bytes, int], tuple[int | float, ...]]:
+    count = 2 * n if typ in _RATIONALS else n
+    return struct.Struct(f"{order}{count}{_CODES[typ]}").unpack_from
 
 
 def _ratio(num: int, den: int) -> float:

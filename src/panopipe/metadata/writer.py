@@ -18,19 +18,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from panopipe.errors import MetadataError, StorageError
-from panopipe.metadata._write_tiff import (
-    ASCII,
-    BYTE,
-    EXIF,
-    GPS,
-    IFD0,
-    LONG,
-    RATIONAL,
-    SHORT,
-    UNDEFINED,
-    ExifTree,
-    Value,
-)
+from panopipe.metadata import tiff
+from panopipe.metadata._write_tiff import EXIF, GPS, IFD0, ExifTree, Value
 from panopipe.metadata._write_xmp import Property, merge_xmp
 from panopipe.metadata.jpeg import (
     APP0,
@@ -44,8 +33,9 @@ from panopipe.metadata.jpeg import (
     frame_size,
     scan_segments,
 )
+from panopipe.metadata.tiff import ASCII, BYTE, LONG, RATIONAL, SHORT, UNDEFINED
+from panopipe.metadata.xmp import GPANO_NS
 
-GPANO_NS = "http://ns.google.com/photos/1.0/panorama/"
 PANOPIPE_NS = "https://panopipe.dev/ns/1.0/"
 _PREFIXES = {GPANO_NS: "GPano", PANOPIPE_NS: "panopipe"}
 _XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
@@ -59,13 +49,13 @@ _NEW_IFD0: dict[int, tuple[int, Value]] = {
     0x0213: (SHORT, (1,)),  # YCbCrPositioning: centered
 }
 _NEW_EXIF: dict[int, tuple[int, Value]] = {
-    0x9000: (UNDEFINED, b"0232"),  # ExifVersion
+    tiff.EXIF_VERSION: (UNDEFINED, b"0232"),
     0x9101: (UNDEFINED, b"\x01\x02\x03\x00"),  # ComponentsConfiguration: Y Cb Cr
     0xA000: (UNDEFINED, b"0100"),  # FlashpixVersion
     0xA001: (SHORT, (0xFFFF,)),  # ColorSpace: uncalibrated, as ExifTool writes it
 }
-_NEW_GPS: dict[int, tuple[int, Value]] = {0x0000: (BYTE, (2, 3, 0, 0))}  # GPSVersionID
-_EXIF_VERSION, _OFFSET_TIME_VERSION = 0x9000, b"0231"
+_NEW_GPS: dict[int, tuple[int, Value]] = {tiff.GPS_VERSION_ID: (BYTE, (2, 3, 0, 0))}
+_OFFSET_TIME_VERSION = b"0231"
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,11 +245,11 @@ def _edit_exif(tree: ExifTree, update: MetadataUpdate, size: tuple[int, int] | N
     if size:
         new_exif |= {0xA002: (LONG, (size[0],)), 0xA003: (LONG, (size[1],))}  # ExifImageWidth, -Height
     ifd0_text = {
-        0x010E: update.image_description,
-        0x010F: update.make,
-        0x0110: update.model,
-        0x013B: update.artist,
-        0x8298: update.copyright,
+        tiff.IMAGE_DESCRIPTION: update.image_description,
+        tiff.MAKE: update.make,
+        tiff.MODEL: update.model,
+        tiff.ARTIST: update.artist,
+        tiff.COPYRIGHT: update.copyright,
     }
     tree.ensure(IFD0, _NEW_IFD0)
     for tag, text in ifd0_text.items():
@@ -271,7 +261,7 @@ def _edit_exif(tree: ExifTree, update: MetadataUpdate, size: tuple[int, int] | N
     gps = _gps_tags(update)
     if gps:
         tree.ensure(GPS, _NEW_GPS)
-        if tree.get(GPS, 0x0000) is None:
+        if tree.get(GPS, tiff.GPS_VERSION_ID) is None:
             gps |= _NEW_GPS  # GPSVersionID is mandatory in a GPS IFD
         for tag, (type_, value) in gps.items():
             tree.set(GPS, tag, type_, value)
@@ -284,12 +274,13 @@ def _set_capture_time(tree: ExifTree, moment: datetime, offset_minutes: int | No
     local = moment.astimezone(timezone(offset))
     minutes = int(offset.total_seconds()) // 60
     sign = "-" if minutes < 0 else "+"
-    tree.set(EXIF, 0x9003, ASCII, local.strftime("%Y:%m:%d %H:%M:%S"))  # DateTimeOriginal
-    tree.set(EXIF, 0x9291, ASCII, f"{local.microsecond // 1000:03d}")  # SubSecTimeOriginal
-    tree.set(EXIF, 0x9011, ASCII, f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}")  # OffsetTime...
-    version = tree.get(EXIF, _EXIF_VERSION)
+    tree.set(EXIF, tiff.DATETIME_ORIGINAL, ASCII, local.strftime("%Y:%m:%d %H:%M:%S"))
+    tree.set(EXIF, tiff.SUBSEC_TIME_ORIGINAL, ASCII, f"{local.microsecond // 1000:03d}")
+    offset_text = f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+    tree.set(EXIF, tiff.OFFSET_TIME_ORIGINAL, ASCII, offset_text)
+    version = tree.get(EXIF, tiff.EXIF_VERSION)
     if version is None or version.value < _OFFSET_TIME_VERSION:  # OffsetTimeOriginal needs EXIF 2.31
-        tree.set(EXIF, _EXIF_VERSION, UNDEFINED, _OFFSET_TIME_VERSION)
+        tree.set(EXIF, tiff.EXIF_VERSION, UNDEFINED, _OFFSET_TIME_VERSION)
 
 
 def _gps_tags(update: MetadataUpdate) -> dict[int, tuple[int, Value]]:
@@ -297,22 +288,25 @@ def _gps_tags(update: MetadataUpdate) -> dict[int, tuple[int, Value]]:
     millionths; altitude in millimetres; direction in 1/10000 degree."""
     tags: dict[int, tuple[int, Value]] = {}
     if update.gps_latitude is not None:
-        tags[0x0001] = (ASCII, "S" if update.gps_latitude < 0 else "N")
-        tags[0x0002] = (RATIONAL, _dms(update.gps_latitude))
+        tags[tiff.GPS_LATITUDE_REF] = (ASCII, "S" if update.gps_latitude < 0 else "N")
+        tags[tiff.GPS_LATITUDE] = (RATIONAL, _dms(update.gps_latitude))
     if update.gps_longitude is not None:
-        tags[0x0003] = (ASCII, "W" if update.gps_longitude < 0 else "E")
-        tags[0x0004] = (RATIONAL, _dms(update.gps_longitude))
+        tags[tiff.GPS_LONGITUDE_REF] = (ASCII, "W" if update.gps_longitude < 0 else "E")
+        tags[tiff.GPS_LONGITUDE] = (RATIONAL, _dms(update.gps_longitude))
     if update.gps_altitude is not None:
-        tags[0x0005] = (BYTE, (1 if update.gps_altitude < 0 else 0,))
-        tags[0x0006] = (RATIONAL, ((round(abs(update.gps_altitude) * 1000), 1000),))
+        tags[tiff.GPS_ALTITUDE_REF] = (BYTE, (1 if update.gps_altitude < 0 else 0,))
+        tags[tiff.GPS_ALTITUDE] = (RATIONAL, ((round(abs(update.gps_altitude) * 1000), 1000),))
     if update.gps_datetime is not None:
         utc = update.gps_datetime.astimezone(UTC)
         seconds = (utc.second * 1000 + utc.microsecond // 1000, 1000)
-        tags[0x0007] = (RATIONAL, ((utc.hour, 1), (utc.minute, 1), seconds))
-        tags[0x001D] = (ASCII, utc.strftime("%Y:%m:%d"))
+        tags[tiff.GPS_TIME_STAMP] = (RATIONAL, ((utc.hour, 1), (utc.minute, 1), seconds))
+        tags[tiff.GPS_DATE_STAMP] = (ASCII, utc.strftime("%Y:%m:%d"))
     if update.gps_img_direction is not None:
-        tags[0x0010] = (ASCII, "T")
-        tags[0x0011] = (RATIONAL, ((round(update.gps_img_direction * 10000) % 3_600_000, 10000),))
+        tags[tiff.GPS_IMG_DIRECTION_REF] = (ASCII, "T")
+        tags[tiff.GPS_IMG_DIRECTION] = (
+            RATIONAL,
+            ((round(update.gps_img_direction * 10000) % 3_600_000, 10000),),
+        )
     return tags
 
 

@@ -12,9 +12,13 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+GPANO_NS = "http://ns.google.com/photos/1.0/panorama/"
+EXIF_NS = "http://ns.adobe.com/exif/1.0/"
+EXIF_EX_NS = "http://cipa.jp/exif/1.0/"
+AUX_NS = "http://ns.adobe.com/exif/1.0/aux/"
 # namespace URI -> (canonical prefix, property names read)
 _NAMESPACES = {
-    "http://ns.google.com/photos/1.0/panorama/": (
+    GPANO_NS: (
         "GPano",
         (
             "ProjectionType",
@@ -29,7 +33,7 @@ _NAMESPACES = {
             "CroppedAreaTopPixels",
         ),
     ),
-    "http://ns.adobe.com/exif/1.0/": (
+    EXIF_NS: (
         "exif",
         (
             "DateTimeOriginal",
@@ -41,8 +45,8 @@ _NAMESPACES = {
             "GPSTimeStamp",
         ),
     ),
-    "http://cipa.jp/exif/1.0/": ("exifEX", ("BodySerialNumber",)),
-    "http://ns.adobe.com/exif/1.0/aux/": ("aux", ("SerialNumber",)),
+    EXIF_EX_NS: ("exifEX", ("BodySerialNumber",)),
+    AUX_NS: ("aux", ("SerialNumber",)),
 }
 _BEFORE_NAME = frozenset([b" ", b"\t", b"\r", b"\n", b"<"])
 _XMLNS = re.compile(rb"""xmlns:([A-Za-z_][\w.-]*)\s*=\s*["']([^"']*)["']""")
@@ -79,11 +83,14 @@ def parse_xmp(packet: bytes) -> dict[str, str]:
     pattern, keys = _pattern(wanted)
     found: dict[str, str] = {}
     for match in pattern.finditer(packet):
-        key = keys.get(match.group(1, 2))
-        if key is None or key in found or packet[match.start() - 1 : match.start()] not in _BEFORE_NAME:
+        start = match.start()
+        if packet[start - 1 : start] not in _BEFORE_NAME:
             continue
-        _, _, double, single, element = match.groups()
-        found[key] = _decode(double or single or element).strip()
+        prefix, name, double, single, element = match.groups()
+        key = keys.get((prefix, name))
+        if key is not None and key not in found:
+            raw = double if double is not None else single if single is not None else element
+            found[key] = _decode(raw).strip()
     return found
 
 
