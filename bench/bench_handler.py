@@ -1,5 +1,5 @@
 """Event handler throughput (not a test): S3 records/s per process for 10-record SQS batches against a fresh
-PostgreSQL database and moto's server for S3; database connections opened per warm invocation; and the
+PostgreSQL database and moto's server for S3 (in a child process, as S3 is not in the Lambda's); database connections opened per warm invocation; and the
 Lambda zip's size and cold import time.
 
     python bench/bench_handler.py [--records 400] [--postgres postgresql://postgres@127.0.0.1:5432/test]
@@ -24,7 +24,7 @@ from panopipe.aws.package import build_lambda_zip, cold_import
 from panopipe.catalog import Catalog
 from panopipe.config import Settings
 from panopipe.demo import generate_survey
-from panopipe.dev import create_stack, start_moto_server
+from panopipe.dev import create_stack, spawn_moto_server
 from panopipe.events.handler import EventHandler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -40,7 +40,7 @@ def main() -> None:
     with psycopg.connect(args.postgres, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = f"{args.postgres.rsplit('/', 1)[0]}/{name}"
-    server, endpoint = start_moto_server()
+    server, endpoint = spawn_moto_server()
     try:
         stack = create_stack(endpoint, bucket="bench-in")
         os.environ.update(stack.environment())
@@ -87,7 +87,8 @@ def main() -> None:
             f"database connections opened per warm invocation: max {max(per_invocation)} (total {sum(per_invocation)})"
         )
     finally:
-        server.stop()
+        server.terminate()
+        server.wait()
         with psycopg.connect(args.postgres, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     with tempfile.TemporaryDirectory() as tmp:

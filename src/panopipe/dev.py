@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from panopipe.config import ENV_BUCKETS, ENV_OUTPUT_PREFIX, ENV_S3_ENDPOINT_URL
+from panopipe.errors import ConfigError
 from panopipe.events.handler import EventHandler, HandleReport
 
 ENV_SQS_ENDPOINT_URL = "AWS_ENDPOINT_URL_SQS"  # boto3's own service-specific endpoint variables
@@ -59,15 +62,44 @@ class LocalStack:
 
 def start_moto_server(port: int = 0) -> tuple[Any, str]:
     """Start moto's server on 127.0.0.1 (``port`` 0: a free one) in a thread; the server and its endpoint."""
+    from moto import backends
     from moto.s3 import notifications
     from moto.server import ThreadedMotoServer
 
     # moto writes event times without a zone; S3 writes UTC with a "Z", which the event parser requires.
     notifications._EVENT_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+    # moto's dispatcher lists its own package folder (hundreds of stat calls) twice per request.
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     host, bound = server.get_host_and_port()
     return server, f"http://{host}:{bound}"
+
+
+def spawn_moto_server(port: int = 0) -> tuple[subprocess.Popen[str], str]:
+    """:func:`start_moto_server` in a child process, which does not compete with this one for the GIL (as
+    S3 does not compete with a Lambda function); the process (``terminate()`` it) and the endpoint."""
+    serve = (
+        "import sys, threading\n"
+        "from panopipe.dev import start_moto_server\n"
+        "print(start_moto_server(int(sys.argv[1]))[1], flush=True)\n"
+        "threading.Event().wait()\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", serve, str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # moto's request log
+        text=True,
+    )
+    assert process.stdout is not None
+    endpoint = process.stdout.readline().strip()
+    if not endpoint:
+        process.wait()
+        raise ConfigError(
+            f"moto's server did not start (exit code {process.returncode}); is moto[server] installed?"
+        )
+    return process, endpoint
 
 
 def create_stack(
@@ -195,4 +227,11 @@ def _lambda_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
     }
 
 
-__all__ = ["LocalStack", "WorkerReport", "create_stack", "run_worker", "start_moto_server"]
+__all__ = [
+    "LocalStack",
+    "WorkerReport",
+    "create_stack",
+    "run_worker",
+    "spawn_moto_server",
+    "start_moto_server",
+]

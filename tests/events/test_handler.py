@@ -178,6 +178,18 @@ def test_bad_input_is_recorded_and_only_unreadable_messages_fail(catalog: Catalo
     }
 
 
+def test_an_event_the_database_refuses_fails_only_its_message(postgres_url: str, keys, s3, shot):
+    long_reel = f"incoming/{'R' * 200}/cam0/R_cam0_000001.jpg"  # longer than images.reel on PostgreSQL
+    s3.copy_object(Bucket=BUCKET, Key=long_reel, CopySource={"Bucket": BUCKET, "Key": keys[0]})
+    records = [s3_record(keys[0], sequencer="10"), s3_record(long_reel, sequencer="11")]
+    records.append(s3_record(keys[1], sequencer="12"))
+    with Catalog.open(postgres_url) as catalog:
+        report = EventHandler(catalog, settings(shot[2])).handle(sqs_batch(*records))
+        assert report.batch_item_failures() == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+        assert [o.action.value for o in report.outcomes] == ["added", "failed", "added"]
+        assert catalog.count() == 2
+
+
 def test_an_unreachable_catalog_fails_every_message_for_redelivery(keys, shot):
     catalog = Catalog(create_catalog_engine("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"))
     report = EventHandler(catalog, settings(shot[2])).handle(sqs_batch(*created(keys[:2])))

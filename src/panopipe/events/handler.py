@@ -177,6 +177,8 @@ class EventHandler:
                 log.info("ignored", extra={"message_id": message.message_id, "reason": message.ignored})
             pending += [_Pending(message.message_id, event) for event in message.events]
         list(self._pool.map(self._read, pending))
+        failing = {i.message_id for i in pending if i.outcome and i.outcome.action is Action.FAILED} - {None}
+        self._apply_batch([i for i in pending if i.outcome is None and i.message_id not in failing])
         changed: set[str] = set()
         reels: set[str | None] = set()
         for item in pending:
@@ -238,7 +240,29 @@ class EventHandler:
             storage = self._storages[bucket] = open_storage(f"s3://{bucket}", self.settings)
         return storage
 
-    # Applying (one transaction per event, in delivery order).
+    # Applying: the whole batch in one transaction; one transaction per event if that fails.
+
+    def _apply_batch(self, items: list[_Pending]) -> None:
+        """Apply ``items`` in one transaction, setting their outcomes; leave them unset if it fails.
+
+        Events are applied by URI (a stable sort: one object's events keep their delivery order), so that
+        concurrent handlers lock the same rows in the same order. Any error rolls the whole transaction back,
+        and :meth:`handle` then applies each event in its own transaction, which fails only that event's
+        message: one bad event costs the batch its shortcut, never its other messages.
+        """
+        try:
+            sequencers = [padded_sequencer(item.event.sequencer) for item in items]
+        except EventError:
+            return  # the events one by one: the bad one is skipped with the reason
+        try:
+            with self.catalog.engine.begin() as conn:
+                ordered = sorted(zip(items, sequencers, strict=True), key=lambda pair: pair[0].uri or "")
+                outcomes = [(item, self._apply_in(conn, item, sequencer)) for item, sequencer in ordered]
+        except (PanopipeError, sa.exc.SQLAlchemyError) as exc:
+            log.info("batch transaction rolled back", extra={"reason": f"{type(exc).__name__}: {exc}"})
+            return
+        for item, outcome in outcomes:
+            item.outcome = outcome
 
     def _apply_logged(self, item: _Pending) -> Outcome:
         try:
