@@ -56,14 +56,19 @@ _ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
 
 @lru_cache(maxsize=64)
 def _pattern(
-    bindings: tuple[tuple[bytes, str], ...],
-) -> tuple[re.Pattern[bytes], dict[tuple[bytes, bytes], str]]:
-    """The property regex for some (prefix, namespace URI) bindings, and (prefix, name) -> result key."""
+    declarations: tuple[tuple[bytes, bytes], ...],
+) -> tuple[re.Pattern[bytes] | None, dict[tuple[bytes, bytes], str]]:
+    """The property regex for a packet's ``xmlns`` (prefix, URI) declarations, and (prefix, name) -> result
+    key; no regex when none of the namespaces read is declared."""
+    bindings = {(prefix, uri.decode("latin-1")) for prefix, uri in declarations}
     keys = {
         (prefix, name.encode()): f"{_NAMESPACES[uri][0]}:{name}"
-        for prefix, uri in bindings
+        for prefix, uri in sorted(bindings)
+        if uri in _NAMESPACES
         for name in _NAMESPACES[uri][1]
     }
+    if not keys:
+        return None, keys
     prefixes = sorted({prefix for prefix, _ in keys}, key=len, reverse=True)
     names = sorted({name for _, name in keys}, key=len, reverse=True)
     # It starts with the prefixes, not with a look-behind, so that the regex engine can skip ahead quickly.
@@ -76,11 +81,9 @@ def _pattern(
 
 def parse_xmp(packet: bytes) -> dict[str, str]:
     """Return the properties read from an XMP packet, keyed ``"GPano:ProjectionType"`` etc."""
-    bindings = {(prefix, uri.decode("latin-1")) for prefix, uri in _XMLNS.findall(packet)}
-    wanted = tuple(sorted(binding for binding in bindings if binding[1] in _NAMESPACES))
-    if not wanted:
+    pattern, keys = _pattern(tuple(_XMLNS.findall(packet)))
+    if pattern is None:
         return {}
-    pattern, keys = _pattern(wanted)
     found: dict[str, str] = {}
     for match in pattern.finditer(packet):
         start = match.start()
