@@ -25,14 +25,21 @@ _NUMBER = re.compile(r"[+-]?(?=\d|\.\d)\d*(?:\.\d*)?(?:[Ee][+-]\d+)?")
 _SOUTH_WEST = re.compile(r"[^A-Z](?:S(?:outh)?|W(?:est)?)\s*$", re.IGNORECASE)
 _RATIONAL = re.compile(r"\s*(-?\d+)/(-?\d+)\s*$")
 _OFFSET_INFERENCE_WINDOW = timedelta(hours=24)
-_GPANO_FLOATS = {"pose_heading": "PoseHeadingDegrees", "pose_pitch": "PosePitchDegrees"}
-_GPANO_FLOATS |= {"pose_roll": "PoseRollDegrees"}
-_GPANO_INTS = {"full_pano_width": "FullPanoWidthPixels", "full_pano_height": "FullPanoHeightPixels"}
-_GPANO_INTS |= {
-    "cropped_width": "CroppedAreaImageWidthPixels",
-    "cropped_height": "CroppedAreaImageHeightPixels",
-}
-_GPANO_INTS |= {"cropped_left": "CroppedAreaLeftPixels", "cropped_top": "CroppedAreaTopPixels"}
+# The GPano properties read: ImageMetadata field, XMP key, property name, whether it is an integer.
+_GPANO = [
+    (field, f"GPano:{name}", name, integer)
+    for field, name, integer in (
+        ("pose_heading", "PoseHeadingDegrees", False),
+        ("pose_pitch", "PosePitchDegrees", False),
+        ("pose_roll", "PoseRollDegrees", False),
+        ("full_pano_width", "FullPanoWidthPixels", True),
+        ("full_pano_height", "FullPanoHeightPixels", True),
+        ("cropped_width", "CroppedAreaImageWidthPixels", True),
+        ("cropped_height", "CroppedAreaImageHeightPixels", True),
+        ("cropped_left", "CroppedAreaLeftPixels", True),
+        ("cropped_top", "CroppedAreaTopPixels", True),
+    )
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +140,8 @@ def _parse(data: bytes, segments: list[Segment], end: int) -> ImageMetadata:
     if orientation is not None and not 1 <= orientation <= 8:
         warnings.append(f"Orientation {orientation:g} is not a valid value (1 to 8)")
     gpano = {
-        field: _xmp_number(xmp.get(f"GPano:{name}"), name, warnings) for field, name in _GPANO_FLOATS.items()
-    }
-    gpano |= {
-        field: _xmp_int(xmp.get(f"GPano:{name}"), name, warnings) for field, name in _GPANO_INTS.items()
+        field: (_xmp_int if integer else _xmp_number)(xmp.get(key), name, warnings)
+        for field, key, name, integer in _GPANO
     }
     return ImageMetadata(
         datetime_original=datetime_original,
