@@ -48,7 +48,6 @@ _NAMESPACES = {
     EXIF_EX_NS: ("exifEX", ("BodySerialNumber",)),
     AUX_NS: ("aux", ("SerialNumber",)),
 }
-_BEFORE_NAME = frozenset([b" ", b"\t", b"\r", b"\n", b"<"])
 _XMLNS = re.compile(rb"""xmlns:([A-Za-z_][\w.-]*)\s*=\s*["']([^"']*)["']""")
 _REFERENCE = re.compile(r"&(?:#(\d+)|#x([0-9A-Fa-f]+)|(lt|gt|amp|quot|apos));")
 _ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
@@ -71,9 +70,13 @@ def _pattern(
         return None, keys
     prefixes = sorted({prefix for prefix, _ in keys}, key=len, reverse=True)
     names = sorted({name for _, name in keys}, key=len, reverse=True)
-    # It starts with the prefixes, not with a look-behind, so that the regex engine can skip ahead quickly.
+    # Each prefix is checked to follow whitespace or "<" by a look-behind after it, not before it, so that the
+    # regex engine can skip ahead to the prefixes quickly.
+    after = b"|".join(
+        re.escape(prefix) + rb"(?<=[ \t\r\n<]" + re.escape(prefix) + b")" for prefix in prefixes
+    )
     pattern = re.compile(
-        b"(" + b"|".join(map(re.escape, prefixes)) + b"):(" + b"|".join(names) + b")"
+        b"(" + after + b"):(" + b"|".join(names) + b")"
         rb"""(?:\s*=\s*(?:"([^"]*)"|'([^']*)')|(?:\s[^>]*)?>([^<]*)</)"""
     )
     return pattern, keys
@@ -85,15 +88,10 @@ def parse_xmp(packet: bytes) -> dict[str, str]:
     if pattern is None:
         return {}
     found: dict[str, str] = {}
-    for match in pattern.finditer(packet):
-        start = match.start()
-        if packet[start - 1 : start] not in _BEFORE_NAME:
-            continue
-        prefix, name, double, single, element = match.groups()
+    for prefix, name, double, single, element in pattern.findall(packet):
         key = keys.get((prefix, name))
         if key is not None and key not in found:
-            raw = double if double is not None else single if single is not None else element
-            found[key] = _decode(raw).strip()
+            found[key] = _decode(double or single or element).strip()  # the one alternative that matched
     return found
 
 
