@@ -6,6 +6,7 @@ import math
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import truediv
 
 # TIFF field types, and the bytes of one value of each.
 BYTE, ASCII, SHORT, LONG, RATIONAL, SBYTE, UNDEFINED, SSHORT, SLONG, SRATIONAL, FLOAT, DOUBLE, IFD = range(
@@ -63,6 +64,7 @@ _CODES = {BYTE: "B", SHORT: "H", LONG: "I", RATIONAL: "I", SBYTE: "b", UNDEFINED
 _CODES |= {SLONG: "i", SRATIONAL: "i", FLOAT: "f", DOUBLE: "d", IFD: "I"}
 _MAX_NUMBERS = 8  # none of the numeric tags read here has more values
 
+_BYTE_ORDERS = {b"II": "<", b"MM": ">"}
 _UNPACK = {order: tuple(struct.Struct(order + f).unpack_from for f in ("H", "I")) for order in "<>"}
 _ENTRIES = {order: struct.Struct(order + "HHII").iter_unpack for order in "<>"}
 _NUMBERS: dict[tuple[str, int, int], Callable[[bytes, int], tuple[int | float, ...]]] = {}
@@ -158,7 +160,8 @@ class _Reader:
         unpack = _NUMBERS.get(key) or _NUMBERS.setdefault(key, _unpacker(*key))
         numbers = unpack(self.buf, pos)
         if typ in _RATIONALS:
-            return tuple(map(_ratio, numbers[::2], numbers[1::2]))
+            denominators = numbers[1::2]
+            return tuple(map(truediv if all(denominators) else _ratio, numbers[::2], denominators))
         return tuple(map(float, numbers))
 
 
@@ -179,7 +182,7 @@ def parse_tiff(buf: bytes, start: int, end: int, warnings: list[str]) -> ExifTag
     Problems become ``warnings``; offsets are checked against ``end`` and each IFD is read at most once.
     """
     tags = ExifTags()
-    order = {b"II": "<", b"MM": ">"}.get(bytes(buf[start : start + 2]))
+    order = _BYTE_ORDERS.get(buf[start : start + 2])
     if end - start < 8 or order is None:
         warnings.append("malformed APP1 EXIF segment (no TIFF header)")
         return tags
