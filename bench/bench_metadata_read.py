@@ -159,6 +159,7 @@ def main() -> None:
         path.read_bytes()
     assert read_all(paths) == len(paths)
     workers = os.cpu_count() or 1
+    load_before = os.getloadavg()[0]
     with ProcessPoolExecutor(workers) as pool:
         pool.submit(read_all, paths[:1]).result()
         rates = {
@@ -173,6 +174,9 @@ def main() -> None:
     ours = rates["panopipe, 1 process"]
     print(
         f"{len(paths)} JPEGs of {WIDTH}x{HEIGHT}, {os.path.getsize(paths[0]) / 1e6:.1f} MB each, EXIF + XMP GPano"
+    )
+    print(
+        f"{workers} cores, 1-minute load average {load_before:.2f} before and {os.getloadavg()[0]:.2f} after"
     )
     print(f"{'reader':<34} {'files/s':>10} {'panopipe (1 process) / reader':>30}")
     for name, value in rates.items():
