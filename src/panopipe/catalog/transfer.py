@@ -1,32 +1,43 @@
-"""Move a catalog (typically SQLite) to PostgreSQL / Amazon RDS, resumably, and prove the copy is exact.
+"""Move a SQLite catalog to PostgreSQL / Amazon RDS, resumably, and prove the copy is exact.
 
-Resume design: every table is copied in primary-key order, one ``COPY`` per batch, each batch committed on its
-own. The rows already on the target are therefore always a key-ordered prefix of the source, so the resume
-point of a table is simply ``max(key)`` on the target: no bookkeeping table is needed (the target stays exactly
-the schema the migrations create) and a batch is either entirely there or not at all. Before resuming, the
-prefix is checked (same row count up to that key, same content in the last batch) so that rows of another
-catalog are refused instead of being extended.
+Copy design: every table is read with the raw ``sqlite3`` cursor in primary-key order and written with binary
+``COPY``, one batch per transaction. SQLite does most of the conversion in SQL (timestamps to microseconds,
+booleans and JSON to their binary wire form); Python only turns UUID hex into bytes. Doubles travel as their
+8 bytes, so every bit is kept. A table copied from empty has its secondary indexes, unique constraints and
+foreign keys dropped first and built afterwards from the SQLAlchemy metadata (the names the migrations use);
+whatever of them is missing at the end of a run is built then, so an interrupted run leaves nothing behind.
 
-Checksum design: each side is read in key order and every row written as one compact JSON array of
-canonical values (floats as Python's ``repr``, so every bit counts; times as ISO 8601 UTC; JSON documents with
-sorted keys and numbers compared as numbers, as jsonb does; UUIDs as 32 lowercase hex digits; booleans as
-``true``/``false``; SQL ``NULL`` kept apart from JSON ``null``); the SHA-256 of those lines is compared with
-the row counts. It is computed in Python on both sides, so SQLite and PostgreSQL agree by construction.
+Resume design: the rows already on the target are always a key-ordered prefix of the source, so the resume
+point of a table is ``max(key)`` on the target: no bookkeeping table is needed (the target stays exactly the
+schema the migrations create). Before resuming, the prefix is checked (same row count up to that key, same
+content in its last batch) so that rows of another catalog are refused instead of being extended.
+
+Checksum design: both sides are cut into the same key ranges (one per ``batch_size`` source rows). In each
+range every row becomes one line of canonical values separated by U+001F: text as ``length:text``, integers
+and booleans in decimal, doubles as Python's ``repr`` (so every bit counts), timestamps as
+``YYYY-MM-DD HH:MM:SS.ffffff``, UUIDs as 32 hex digits and SQL ``NULL`` as ``None``. SQLite builds them in
+SQL plus one ``%`` format per row; PostgreSQL builds them and their SHA-256 entirely in SQL, in a worker
+thread, while the source is read. JSON documents are compared by value as jsonb does: they are canonicalised
+in Python on both sides (sorted keys, numbers compared as numbers, SQL ``NULL`` kept apart from JSON
+``null``). A table's checksum is the SHA-256 of its ranges' row counts and digests.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 
@@ -49,7 +60,7 @@ TABLES: tuple[sa.Table, ...] = (images, jobs, edits, artifacts)
 
 SERIAL_TABLES: tuple[sa.Table, ...] = (edits, artifacts)
 _OWN_TABLES = frozenset({*(table.name for table in TABLES), "alembic_version"})
-DEFAULT_BATCH_SIZE = 10_000
+DEFAULT_BATCH_SIZE = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +189,7 @@ def migrate_catalog(
     verify: bool = True,
     progress: Progress | None = None,
 ) -> TransferReport:
-    """Copy the catalog at ``source`` into the PostgreSQL database at ``target_url`` and verify the copy.
+    """Copy the SQLite catalog at ``source`` into the PostgreSQL database at ``target_url`` and verify the copy.
 
     The target gets the schema from panopipe's migrations, then every table's rows with their ids; edit and
     artifact id sequences continue after the copied ids. Running it again after an interruption continues
@@ -193,36 +204,29 @@ def migrate_catalog(
             raise ConfigError(
                 f"cannot migrate to {mask_url(target_engine.url)}: the target must be a postgresql:// URL"
             )
-        check_schema(source_engine, create=False)
-        create = _check_target(target_engine)
-        if create and not dry_run:
-            upgrade(target_engine)
-        resume = (
-            {table.name: (0, None) for table in TABLES}
-            if create
-            else {t.name: _resume_point(t, source_engine, target_engine, batch_size) for t in TABLES}
-        )
-        totals = {table.name: _count(source_engine, table) for table in TABLES}
-        copied = dict.fromkeys(totals, 0)
-        if not dry_run:
-            for table in TABLES:
-                present, after = resume[table.name]
-                copied[table.name] = _copy_table(
-                    table,
-                    source_engine,
-                    target_engine,
-                    after,
-                    present,
-                    totals[table.name],
-                    batch_size,
-                    progress,
-                )
-            _reset_sequences(target_engine)
-        checks = (
-            verify_transfer(source_engine, target_engine, batch_size=batch_size, progress=progress)
-            if verify and not dry_run
-            else []
-        )
+        with _sqlite(source_engine) as db:
+            check_schema(source_engine, create=False)
+            create = _check_target(target_engine)
+            if create and not dry_run:
+                upgrade(target_engine)
+            resume = (
+                {table.name: (0, None) for table in TABLES}
+                if create
+                else {t.name: _resume_point(t, db, target_engine, batch_size) for t in TABLES}
+            )
+            totals = {table.name: _count(db, table) for table in TABLES}
+            copied = dict.fromkeys(totals, 0)
+            if not dry_run:
+                for table in TABLES:
+                    present, after = resume[table.name]
+                    if not present:
+                        _drop_deferred(target_engine, table)
+                    copied[table.name] = _copy_table(
+                        table, db, target_engine, after, present, totals[table.name], batch_size, progress
+                    )
+                _build_deferred(target_engine)
+                _reset_sequences(target_engine)
+            checks = _verify(db, target_engine, batch_size, progress) if verify and not dry_run else []
         return TransferReport(
             source=mask_url(source_engine.url),
             target=mask_url(target_engine.url),
@@ -244,20 +248,14 @@ def verify_transfer(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
 ) -> list[TableCheck]:
-    """Compare every catalog table of ``source`` and ``target``: row counts and content checksums."""
-    checks: list[TableCheck] = []
+    """Compare every catalog table of the SQLite ``source`` and the PostgreSQL ``target``: row counts and
+    content checksums (computed over ranges of ``batch_size`` source rows)."""
     with (
         _engine(source, must_exist=True) as source_engine,
         _engine(target) as target_engine,
-        ThreadPoolExecutor(max_workers=1) as worker,
+        _sqlite(source_engine) as db,
     ):
-        for table in TABLES:
-            # The target is read in a worker thread while this one reads the source: the waits overlap.
-            target_side = worker.submit(_digest, target_engine, table, batch_size=batch_size)
-            source_rows, source_sum = _digest(source_engine, table, batch_size=batch_size, progress=progress)
-            target_rows, target_sum = target_side.result()
-            checks.append(TableCheck(table.name, source_rows, target_rows, source_sum, target_sum))
-    return checks
+        return _verify(db, target_engine, batch_size, progress)
 
 
 class _engine:
@@ -302,65 +300,150 @@ def _check_target(engine: sa.Engine) -> bool:
     return False
 
 
+# The source, read with the raw sqlite3 module.
+
+_EPOCH = datetime(2000, 1, 1)  # PostgreSQL's timestamp epoch
+_TIME_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]"
+"""How SQLAlchemy stores a ``DateTime`` in SQLite; other forms go through :func:`datetime.fromisoformat`."""
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=None)
+
+
+def _micros(value: str | None) -> int | None:
+    """Microseconds since 2000-01-01, PostgreSQL's binary form of a timestamp."""
+    return None if value is None else (_parse_time(value) - _EPOCH) // timedelta(microseconds=1)
+
+
+def _time_text(value: str | None) -> str | None:
+    return None if value is None else _parse_time(value).isoformat(" ", "microseconds")
+
+
+def _jsonb_number(value: float) -> bytes:
+    """The binary jsonb of a JSON number that SQLite's NUMERIC affinity stored as a REAL."""
+    return b"\x01" + json.dumps(value).encode()
+
+
+@contextmanager
+def _sqlite(engine: sa.Engine) -> Iterator[sqlite3.Connection]:
+    """A raw connection to the SQLite catalog behind ``engine``, with the functions the SQL below calls."""
+    if engine.dialect.name != "sqlite":
+        raise ConfigError(f"cannot migrate from {mask_url(engine.url)}: the source must be a SQLite catalog")
+    db = sqlite3.connect(engine.url.database or "", check_same_thread=False)
+    try:
+        db.create_function("panopipe_micros", 1, _micros, deterministic=True)
+        db.create_function("panopipe_time_text", 1, _time_text, deterministic=True)
+        db.create_function("panopipe_jsonb_number", 1, _jsonb_number, deterministic=True)
+        yield db
+    finally:
+        db.close()
+
+
+Kind = Literal["text", "int4", "int8", "bool", "double", "time", "uuid", "json"]
+
+
+def _kind(column: sa.Column[Any]) -> Kind:
+    kind = column.type
+    if isinstance(kind, sa.JSON):
+        return "json"
+    if isinstance(kind, UTCDateTime):
+        return "time"
+    if isinstance(kind, sa.Uuid):
+        return "uuid"
+    if isinstance(kind, sa.Boolean):
+        return "bool"
+    if isinstance(kind, sa.Float):
+        return "double"
+    if isinstance(kind, sa.BigInteger):
+        return "int8"
+    if isinstance(kind, sa.Integer):
+        return "int4"
+    return "text"
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
 def _key(table: sa.Table) -> sa.Column[Any]:
     (column,) = table.primary_key.columns
     return column
 
 
-def _count(engine: sa.Engine, table: sa.Table, *conditions: sa.ColumnElement[bool]) -> int:
-    with connect(engine) as conn:
-        return conn.execute(sa.select(sa.func.count()).select_from(table).where(*conditions)).scalar_one()
+def _count(db: sqlite3.Connection, table: sa.Table) -> int:
+    return db.execute(f"SELECT count(*) FROM {_q(table.name)}").fetchone()[0]
 
 
-def _resume_point(table: sa.Table, source: sa.Engine, target: sa.Engine, batch_size: int) -> tuple[int, Any]:
-    """Rows of ``table`` already on the target and the last key copied; refuses rows not from ``source``."""
+def _resume_point(
+    table: sa.Table, db: sqlite3.Connection, target: sa.Engine, batch_size: int
+) -> tuple[int, Any]:
+    """Rows of ``table`` already on the target and the last key copied; refuses rows not from the source."""
     key = _key(table)
     with connect(target) as conn:
         # ORDER BY ... LIMIT 1 rather than max(): PostgreSQL has no max(uuid), and this reads one index entry.
         last = conn.execute(sa.select(key).order_by(key.desc()).limit(1)).scalar()
+        present = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
     if last is None:
         return 0, None
-    present = _count(target, table)
-    expected = _count(source, table, key <= last)
-    if expected == present == _count(source, table):
+    if _kind(key) == "uuid":
+        last = last.replace("-", "")  # as SQLite stores it
+    name, k = _q(table.name), _q(key.name)
+    total, expected = db.execute(
+        f"SELECT count(*), coalesce(sum({k} <= ?), 0) FROM {name}", (last,)
+    ).fetchone()
+    if expected == present == total:
         return present, last  # nothing left to copy: the final verification judges the content
-    boundary = {
-        engine: _digest(engine, table, batch_size=batch_size, upto=last, limit=batch_size)
-        for engine in (source, target)
-    }
-    if expected != present or boundary[source] != boundary[target]:
-        raise CatalogError(
-            f"{mask_url(target.url)} already holds {present} {table.name} rows that are not a copy of "
-            f"{mask_url(source.url)}: migrate into an empty database or schema"
-        )
-    return present, last
+    if expected == present:
+        # The last batch on the target must hold the same rows as the source up to that key.
+        below = db.execute(
+            f"SELECT {k} FROM {name} WHERE {k} <= ? ORDER BY {k} DESC LIMIT 1 OFFSET ?", (last, batch_size)
+        ).fetchone()
+        lower = below[0] if below else None
+        source = [
+            (rows, digest) for _, rows, digest in _source_digests(db, table, lower, last, batch_size + 1)
+        ]
+        with _reading(target) as pg:
+            if source == [_target_digest(pg, table, lower, last)]:
+                return present, last
+    raise CatalogError(
+        f"{mask_url(target.url)} already holds {present} {table.name} rows that are not a copy of "
+        f"the source: migrate into an empty database or schema"
+    )
 
 
-def _copy_columns(table: sa.Table, dialect: sa.Dialect) -> list[sa.ColumnElement[Any]]:
-    """The columns as stored: JSON undecoded (so SQL NULL and JSON null stay apart), times as naive UTC,
-    UUIDs undecoded.
+# Copy: binary COPY, the conversions done by SQLite.
 
-    SQLite gives its JSON columns NUMERIC affinity: a JSON number is stored as a REAL and ``CAST(... AS TEXT)``
-    would round it to 15 digits, so there the raw value is read and turned into JSON text by :func:`_json_text`.
-    """
-    columns: list[sa.ColumnElement[Any]] = []
-    for column in table.columns:
-        if isinstance(column.type, sa.JSON):
-            raw = sa.type_coerce(column, sa.Text) if dialect.name == "sqlite" else sa.cast(column, sa.Text)
-            columns.append(raw.label(column.name))
-        elif isinstance(column.type, UTCDateTime):
-            columns.append(sa.type_coerce(column, sa.DateTime()).label(column.name))
-        elif isinstance(column.type, sa.Uuid):
-            # 32 hex digits on SQLite, a UUID on PostgreSQL: both are valid uuid input for COPY.
-            columns.append(sa.type_coerce(column, sa.String()).label(column.name))
-        else:
-            columns.append(column)
-    return columns
+_COPY_SQL: dict[Kind, str] = {
+    "time": (
+        "CASE WHEN {c} IS NULL THEN NULL ELSE coalesce(CASE WHEN {c} GLOB '" + _TIME_GLOB + "' THEN"
+        " (strftime('%s', substr({c}, 1, 19)) - 946684800) * 1000000 + CAST(substr({c}, 21, 6) AS INTEGER)"
+        " END, panopipe_micros({c})) END"
+    ),
+    "bool": "CASE {c} WHEN 0 THEN x'00' WHEN 1 THEN x'01' ELSE {c} END",
+    # Binary jsonb is a version byte and the text; SQLite's NUMERIC affinity may have made a number a REAL.
+    "json": (
+        "CASE typeof({c}) WHEN 'text' THEN CAST(char(1) || {c} AS BLOB)"
+        " WHEN 'integer' THEN CAST(char(1) || {c} AS BLOB) WHEN 'real' THEN panopipe_jsonb_number({c})"
+        " ELSE {c} END"
+    ),
+    "uuid": "replace({c}, '-', '')",
+}
+_COPY_TYPES: dict[Kind, str] = {
+    "text": "text",
+    "int4": "int4",
+    "int8": "int8",
+    "bool": "bytea",  # one byte, as bool's binary form
+    "double": "float8",
+    "time": "int8",  # microseconds since 2000, as timestamp's binary form
+    "uuid": "bytea",  # 16 bytes, as uuid's binary form
+    "json": "bytea",
+}
 
 
 def _copy_table(
     table: sa.Table,
-    source: sa.Engine,
+    db: sqlite3.Connection,
     target: sa.Engine,
     after: Any,
     present: int,
@@ -368,37 +451,95 @@ def _copy_table(
     batch_size: int,
     progress: Progress | None,
 ) -> int:
-    key = _key(table)
-    query = sa.select(*_copy_columns(table, source.dialect)).order_by(key)
-    if after is not None:
-        query = query.where(key > after)
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+    kinds = [_kind(column) for column in table.columns]
+    columns = ", ".join(
+        _COPY_SQL.get(kind, "{c}").format(c=_q(c.name)) for c, kind in zip(table.columns, kinds, strict=True)
+    )
+    k = _q(_key(table).name)
+    where = "" if after is None else f"WHERE {k} > ?"
+    rows = db.execute(
+        f"SELECT {columns} FROM {_q(table.name)} {where} ORDER BY {k}", () if after is None else (after,)
+    )
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier(table.name), sql.SQL(", ").join(sql.Identifier(c.name) for c in table.columns)
     )
-    json_columns = [i for i, column in enumerate(table.columns) if isinstance(column.type, sa.JSON)]
+    types = [_COPY_TYPES[kind] for kind in kinds]
+    uuids = [i for i, kind in enumerate(kinds) if kind == "uuid"]
     copied = 0
-    with connect(source) as src:
-        result = src.execution_options(yield_per=batch_size).execute(query)
-        for batch in result.partitions(batch_size):
-            with target.begin() as conn:
-                _copy_batch(conn, statement, batch, json_columns)
+    with connect(target) as conn:
+        while batch := rows.fetchmany(batch_size):
+            with conn.begin():
+                # A lost commit after a crash only shortens the copied prefix: the next run copies it again.
+                conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                with cursor, cursor.copy(statement) as copy:
+                    copy.set_types(types)
+                    for row in _uuid_bytes(batch, uuids):
+                        copy.write_row(row)
             copied += len(batch)
             if progress:
                 progress(TransferProgress("copy", table.name, present + copied, total))
     return copied
 
 
-def _copy_batch(
-    conn: sa.Connection, statement: sql.Composed, batch: Sequence[Any], json_columns: Sequence[int]
-) -> None:
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor, cursor.copy(statement) as copy:
-        for row in batch:
-            if json_columns:
-                row = list(row)
-                for i in json_columns:
-                    row[i] = _json_text(row[i])
-            copy.write_row(row)
+def _uuid_bytes(batch: list[tuple[Any, ...]], positions: Sequence[int]) -> Iterator[Sequence[Any]]:
+    fromhex = bytes.fromhex
+    for row in batch:
+        values = list(row)
+        for i in positions:
+            if values[i] is not None:
+                values[i] = fromhex(values[i])
+        yield values
+
+
+def _deferred(table: sa.Table) -> list[tuple[str, sa.ExecutableDDLElement, sa.ExecutableDDLElement]]:
+    """Name, creation and removal of what a bulk copy builds afterwards: indexes, unique and foreign keys."""
+    found: list[tuple[str, sa.ExecutableDDLElement, sa.ExecutableDDLElement]] = [
+        (str(index.name), sa.schema.CreateIndex(index), sa.schema.DropIndex(index))
+        for index in sorted(table.indexes, key=lambda index: str(index.name))
+    ]
+    for kind in (sa.UniqueConstraint, sa.ForeignKeyConstraint):
+        found += [
+            (str(c.name), sa.schema.AddConstraint(c), sa.schema.DropConstraint(c))
+            for c in sorted(table.constraints, key=lambda c: str(c.name))
+            if isinstance(c, kind)
+        ]
+    return found
+
+
+def _present(conn: sa.Connection, table: sa.Table) -> set[str]:
+    """Names of the indexes and constraints ``table`` has on the target."""
+    return set(
+        conn.execute(
+            sa.text(
+                "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                " WHERE i.indrelid = to_regclass(:t)"
+                " UNION SELECT conname FROM pg_constraint WHERE conrelid = to_regclass(:t)"
+            ),
+            {"t": table.name},
+        ).scalars()
+    )
+
+
+def _drop_deferred(engine: sa.Engine, table: sa.Table) -> None:
+    """Drop the secondary indexes and constraints of an empty ``table``: they are built after the copy."""
+    with engine.begin() as conn:
+        present = _present(conn, table)
+        for name, _, drop in reversed(_deferred(table)):
+            if name in present:
+                conn.execute(drop)
+
+
+def _build_deferred(engine: sa.Engine) -> None:
+    """Build whatever indexes and constraints the target lacks, one commit each (an interruption keeps them)."""
+    for table in TABLES:
+        with connect(engine) as conn:
+            present = _present(conn, table)
+        for name, create, _ in _deferred(table):
+            if name not in present:
+                with engine.begin() as conn:
+                    conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
+                    conn.execute(create)
 
 
 def _reset_sequences(engine: sa.Engine) -> None:
@@ -414,7 +555,171 @@ def _reset_sequences(engine: sa.Engine) -> None:
             )
 
 
-# Canonical text of values, identical whichever backend they were read from.
+# Verification: canonical lines, built by SQLite (plus a % format) and by PostgreSQL, compared range by range.
+
+_SQLITE_CANONICAL: dict[Kind, str] = {
+    "text": "length({c}) || ':' || {c}",
+    "uuid": "lower(replace({c}, '-', ''))",
+    "time": "CASE WHEN {c} IS NULL OR {c} GLOB '"
+    + _TIME_GLOB
+    + "' THEN {c} ELSE panopipe_time_text({c}) END",
+}
+"""Canonical text built by SQLite; integers, booleans (0/1) and doubles are formatted by ``%s`` (``repr``)."""
+
+_PG_CANONICAL: dict[Kind, str] = {
+    "text": "length({c})::text || ':' || {c}",
+    "int4": "{c}::text",
+    "int8": "{c}::text",
+    "bool": "{c}::int::text",
+    "uuid": "replace({c}::text, '-', '')",
+    "time": "to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US')",
+    # Python's repr from PostgreSQL's shortest exact text: both write the same digits, but repr adds ".0" to
+    # whole numbers and keeps fixed notation up to 1e16 where PostgreSQL switches at 1e15.
+    "double": (
+        "CASE WHEN {c} = trunc({c}) AND abs({c}) < 1e15::float8 THEN {c}::text || '.0'"
+        " WHEN abs({c}) >= 1e15::float8 AND abs({c}) < 1e16::float8 THEN (CASE WHEN {c} < 0 THEN '-' ELSE '' END)"
+        " || rpad(translate(split_part({c}::text, 'e', 1), '-.', ''), 16, '0') || '.'"
+        " || coalesce(nullif(substr(translate(split_part({c}::text, 'e', 1), '-.', ''), 17), ''), '0')"
+        " WHEN {c} = 'Infinity' THEN 'inf' WHEN {c} = '-Infinity' THEN '-inf' WHEN {c} = 'NaN' THEN 'nan'"
+        " ELSE {c}::text END"
+    ),
+}
+_SEPARATOR = "\x1f"
+
+
+def _plain(table: sa.Table) -> list[sa.Column[Any]]:
+    return [column for column in table.columns if _kind(column) != "json"]
+
+
+def _documents(table: sa.Table) -> list[sa.Column[Any]]:
+    return [column for column in table.columns if _kind(column) == "json"]
+
+
+def _chunk_digest(lines: str, documents: str) -> bytes:
+    return hashlib.sha256(lines.encode()).digest() + hashlib.sha256(documents.encode()).digest()
+
+
+def _document_line(key: Any, values: Sequence[Any]) -> str:
+    return _SEPARATOR.join([str(key), *("None" if v is None else _canonical_json(v) for v in values)])
+
+
+def _source_digests(
+    db: sqlite3.Connection, table: sa.Table, lower: Any, upper: Any, chunk_rows: int
+) -> Iterator[tuple[Any, int, bytes]]:
+    """Per chunk of ``chunk_rows`` source rows with ``lower < key <= upper`` (``None``: unbounded), in key
+    order: its last key, its row count and its digest. No rows make one empty chunk."""
+    key = _key(table)
+    plain, documents = _plain(table), _documents(table)
+    columns = [_SQLITE_CANONICAL.get(_kind(c), "{c}").format(c=_q(c.name)) for c in plain]
+    columns.append(_SQLITE_CANONICAL.get(_kind(key), "{c}").format(c=_q(key.name)))
+    columns += [_q(c.name) for c in documents]
+    columns.append(_q(key.name))
+    conditions, bounds = [], []
+    for operator, bound in ((">", lower), ("<=", upper)):
+        if bound is not None:
+            conditions.append(f"{_q(key.name)} {operator} ?")
+            bounds.append(bound)
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    rows = db.execute(
+        f"SELECT {', '.join(columns)} FROM {_q(table.name)} {where} ORDER BY {_q(key.name)}", bounds
+    )
+    line = _SEPARATOR.join(["%s"] * len(plain))
+    n, m = len(plain), len(documents)
+    empty = (None,) * m
+    chunk = rows.fetchmany(chunk_rows)
+    if not chunk:
+        yield None, 0, _chunk_digest("", "")  # an empty table is one empty range, as on the target
+    while chunk:
+        lines = "\n".join([line % row[:n] for row in chunk])
+        docs = "\n".join(
+            [_document_line(row[n], row[n + 1 : -1]) for row in chunk if row[n + 1 : -1] != empty]
+        )
+        yield chunk[-1][-1], len(chunk), _chunk_digest(lines, docs)
+        chunk = rows.fetchmany(chunk_rows)
+
+
+@contextmanager
+def _reading(engine: sa.Engine) -> Iterator[psycopg.Connection[Any]]:
+    """A psycopg connection to the target in a read-only snapshot, doubles written with their shortest digits."""
+    with connect(engine) as conn, conn.begin():
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        conn.exec_driver_sql("SET LOCAL extra_float_digits = 1")
+        yield conn.connection.driver_connection  # type: ignore[misc]
+
+
+def _target_digest(pg: psycopg.Connection[Any], table: sa.Table, lower: Any, upper: Any) -> tuple[int, bytes]:
+    """Row count and digest of the target rows with ``lower < key <= upper``, lines built by PostgreSQL."""
+    key = _key(table)
+    k = _q(key.name)
+    cast = "uuid" if _kind(key) == "uuid" else "bigint"
+    conditions = ["true"]
+    bounds: list[Any] = []
+    for operator, bound in ((">", lower), ("<=", upper)):
+        if bound is not None:
+            conditions.append(f"{k} {operator} CAST(%s AS {cast})")
+            bounds.append(bound)
+    where = " AND ".join(conditions)
+    line = " || chr(31) || ".join(
+        f"coalesce({_PG_CANONICAL[_kind(c)].format(c=_q(c.name))}, 'None')" for c in _plain(table)
+    )
+    count, lines = pg.execute(
+        f"SELECT count(*), sha256(convert_to(coalesce(string_agg(line, chr(10) ORDER BY k), ''), 'UTF8'))"
+        f" FROM (SELECT {k} AS k, {line} AS line FROM {_q(table.name)} WHERE {where}) AS r",
+        bounds,
+    ).fetchone()  # type: ignore[misc]
+    documents = _documents(table)
+    docs = ""
+    if documents:
+        texts = ", ".join(f"{_q(c.name)}::text" for c in documents)
+        present = " OR ".join(f"{_q(c.name)} IS NOT NULL" for c in documents)
+        found = pg.execute(
+            f"SELECT {_PG_CANONICAL[_kind(key)].format(c=k)} AS key_text, {texts} FROM {_q(table.name)}"
+            f" WHERE {where} AND ({present}) ORDER BY {k}",
+            bounds,
+        )
+        docs = "\n".join([_document_line(row[0], row[1:]) for row in found])
+    return count, bytes(lines) + hashlib.sha256(docs.encode()).digest()
+
+
+def _verify(
+    db: sqlite3.Connection, target: sa.Engine, batch_size: int, progress: Progress | None
+) -> list[TableCheck]:
+    """Each table's source read in chunks of ``batch_size`` rows while a worker digests the same key ranges on
+    the target."""
+    checks: list[TableCheck] = []
+    with _reading(target) as pg, ThreadPoolExecutor(max_workers=1) as worker:
+        for table in TABLES:
+            total = _count(db, table) if progress else 0
+            source, rows = hashlib.sha256(), 0
+            ranges: list[Future[tuple[int, bytes]]] = []
+            lower: Any = None
+            previous: list[Any] = []  # the last key of the chunk whose range is not submitted yet
+            for last, count, digest in _source_digests(db, table, None, None, batch_size):
+                if previous:
+                    ranges.append(worker.submit(_target_digest, pg, table, lower, previous[0]))
+                    lower = previous[0]
+                previous = [last]
+                source.update(_record(count, digest))
+                rows += count
+                if progress:
+                    progress(TransferProgress("verify", table.name, rows, total))
+            ranges.append(worker.submit(_target_digest, pg, table, lower, None))
+            target_sum, target_rows = hashlib.sha256(), 0
+            for future in ranges:
+                count, digest = future.result()
+                target_sum.update(_record(count, digest))
+                target_rows += count
+            checks.append(
+                TableCheck(table.name, rows, target_rows, source.hexdigest(), target_sum.hexdigest())
+            )
+    return checks
+
+
+def _record(count: int, digest: bytes) -> bytes:
+    return count.to_bytes(8, "big") + digest
+
+
+# Canonical text of JSON documents, identical whichever backend they were read from.
 
 
 def _json_number(value: Decimal) -> str:
@@ -432,83 +737,14 @@ def _canonical_json_value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _json_text(value: Any) -> str | None:
+def _json_text(value: Any) -> str:
     """The JSON text of a raw JSON column value (a number when SQLite stored it as REAL or INTEGER)."""
-    return value if value is None or isinstance(value, str) else json.dumps(value)
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _canonical_json(value: Any) -> str:
     # jsonb keeps numbers as numeric (1e-05 comes back as 0.00001): compare JSON numbers by value.
     return _canonical_json_value(json.loads(_json_text(value), parse_float=Decimal, parse_int=Decimal))
-
-
-def _canonical_time(value: Any) -> str:
-    return value.isoformat() + "Z"
-
-
-def _canonical_uuid(value: Any) -> str:
-    return value.hex if isinstance(value, uuid.UUID) else value.replace("-", "").lower()
-
-
-def _canonicalisers(table: sa.Table) -> list[tuple[int, Callable[[Any], str]]]:
-    """The columns whose values differ by backend, with their canonical form.
-
-    The others (text, integers, booleans, floats) are written as JSON as they are: the encoder writes floats
-    with ``repr``, which round-trips every double exactly.
-    """
-    found: list[tuple[int, Callable[[Any], str]]] = []
-    for i, column in enumerate(table.columns):
-        if isinstance(column.type, sa.JSON):
-            found.append((i, _canonical_json))
-        elif isinstance(column.type, UTCDateTime):
-            found.append((i, _canonical_time))
-        elif isinstance(column.type, sa.Uuid):
-            found.append((i, _canonical_uuid))
-    return found
-
-
-def _digest(
-    engine: sa.Engine,
-    table: sa.Table,
-    *,
-    batch_size: int,
-    upto: Any = None,
-    limit: int | None = None,
-    progress: Progress | None = None,
-) -> tuple[int, str]:
-    """Row count and SHA-256 of the canonical rows of ``table`` in key order (the last ``limit`` up to ``upto``)."""
-    key = _key(table)
-    query = sa.select(*_copy_columns(table, engine.dialect))
-    if upto is not None:
-        query = query.where(key <= upto).order_by(key.desc()).limit(limit)
-    else:
-        query = query.order_by(key)
-    canonical = _canonicalisers(table)
-    digest = hashlib.sha256()
-    rows = 0
-    total = _count(engine, table) if progress else 0
-    with connect(engine) as conn:
-        result = conn.execution_options(yield_per=batch_size).execute(query)
-        for batch in result.partitions(batch_size):
-            digest.update("".join(_canonical_rows(batch, canonical)).encode())
-            rows += len(batch)
-            if progress:
-                progress(TransferProgress("verify", table.name, rows, total))
-    return rows, digest.hexdigest()
-
-
-_ROW_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=True)
-
-
-def _canonical_rows(
-    batch: Sequence[Any], canonical: Sequence[tuple[int, Callable[[Any], str]]]
-) -> Iterator[str]:
-    for row in batch:
-        values = list(row)
-        for i, canonicalise in canonical:
-            if values[i] is not None:
-                values[i] = canonicalise(values[i])
-        yield _ROW_ENCODER.encode(values) + "\n"
 
 
 __all__ = [
