@@ -109,8 +109,8 @@ def scan_segments(data: bytes) -> tuple[list[Segment], int, int]:
 
 def read_header(
     read: Callable[[int, int], bytes], first_chunk: int = 65536, *, size: int | None = None
-) -> tuple[bytes, list[Segment], int, int]:
-    """Read the bytes of a JPEG through its header, walked: ``(data, segments, sos, end)`` as :func:`walk`.
+) -> tuple[bytes, list[Segment], int]:
+    """Read the bytes of a JPEG through its header: ``(data, segments, end)``, the last two as :func:`walk`.
 
     ``read(start, length)`` returns up to ``length`` bytes from ``start`` (fewer at the end of the file), as
     an S3 ranged GET does. It is called once with ``first_chunk`` bytes; when the header is longer, the next
@@ -124,7 +124,7 @@ def read_header(
     while True:
         segments, sos, end = walk(data)
         if sos >= 0:
-            return data, segments, sos, end
+            return data, segments, end
         asked, wanted = wanted, int(min(end + _LOOKAHEAD, limit))
         if len(data) < asked or wanted <= len(data):  # a short read, or the given size: the file ends here
             raise MetadataError(
@@ -137,7 +137,7 @@ def read_jpeg_header(
     read: Callable[[int, int], bytes], first_chunk: int = 65536, *, size: int | None = None
 ) -> bytes:
     """Return a JPEG's header bytes (from the start of the file through the SOS marker); see :func:`read_header`."""
-    data, _, _, end = read_header(read, first_chunk, size=size)
+    data, _, end = read_header(read, first_chunk, size=size)
     return data[:end]
 
 

@@ -86,7 +86,7 @@ def read_metadata(path: str | os.PathLike[str]) -> ImageMetadata:
     try:
         fd = os.open(path, os.O_RDONLY)
         try:
-            data, segments, _, end = read_header(lambda start, length: os.pread(fd, length, start))
+            data, segments, end = read_header(lambda start, length: os.pread(fd, length, start))
         finally:
             os.close(fd)
     except OSError as error:
