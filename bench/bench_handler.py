@@ -66,6 +66,7 @@ def main() -> None:
                 sqs_batch(*(s3_record(k, sequencer="01", bucket=stack.bucket) for k in batches[0]))
             )  # warm-up
             per_invocation, durations = [], []
+            phases: dict[str, float] = {}
             started = time.perf_counter()
             for n, batch in enumerate(batches):
                 before = len(connects)
@@ -75,6 +76,8 @@ def main() -> None:
                 )
                 durations.append(time.perf_counter() - t)
                 per_invocation.append(len(connects) - before)
+                for phase, seconds in report.seconds.items():
+                    phases[phase] = phases.get(phase, 0.0) + seconds
                 assert report.counts()["processed"] == len(batch), report.to_dict()
             elapsed = time.perf_counter() - started
             handler.close()
@@ -82,6 +85,13 @@ def main() -> None:
         print(f"throughput: {len(keys) / elapsed:.0f} S3 records/s per process (goal >= 200)")
         print(
             f"batch latency: median {statistics.median(durations) * 1000:.0f} ms, max {max(durations) * 1000:.0f} ms"
+        )
+        print(
+            "time per batch: "
+            + ", ".join(
+                f"{phase} {seconds / len(batches) * 1000:.0f} ms" for phase, seconds in phases.items()
+            )
+            + " (read: HEAD + ranged GET per object, bound by moto's server)"
         )
         print(
             f"database connections opened per warm invocation: max {max(per_invocation)} (total {sum(per_invocation)})"

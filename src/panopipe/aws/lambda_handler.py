@@ -27,7 +27,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Handle an SQS batch (or a direct S3/SNS/EventBridge event); return the SQS partial batch response."""
     bind_request(getattr(context, "aws_request_id", None))
     report = _event_handler().handle(event)
-    log.info("handled", extra={**report.counts(), "jobs": report.jobs, "planned": report.planned})
+    log.info(
+        "handled",
+        extra={**report.counts(), "jobs": report.jobs, "planned": report.planned, "seconds": report.seconds},
+    )
     if None in report.failed_messages:  # not from SQS: fail the invocation so that Lambda retries the event
         raise EventError("the event could not be handled; see the log lines of this request")
     return report.batch_item_failures()

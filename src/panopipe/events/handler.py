@@ -30,6 +30,7 @@ do not fail messages: the catalog is right, and the planner (state-based) picks 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -89,13 +90,15 @@ class Outcome:
 
 @dataclass(slots=True)
 class HandleReport:
-    """What one invocation did: per-event outcomes, failed messages, and the reprocessing it started."""
+    """What one invocation did: per-event outcomes, failed messages, the reprocessing it started, and the
+    seconds spent reading S3 (``read``), writing the catalog (``apply``) and planning (``reprocess``)."""
 
     outcomes: list[Outcome] = field(default_factory=list)
     failed_messages: list[str | None] = field(default_factory=list)
     jobs: dict[str, dict[str, int]] = field(default_factory=dict)
     planned: int = 0
     reprocess_error: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """Events ``processed`` (catalog updated or confirmed), ``skipped`` and ``failed``."""
@@ -114,6 +117,7 @@ class HandleReport:
             "planned": self.planned,
             "jobs": self.jobs,
             "reprocess_error": self.reprocess_error,
+            "seconds": self.seconds,
             "outcomes": [o.to_dict() for o in self.outcomes],
         }
 
@@ -176,7 +180,9 @@ class EventHandler:
             elif message.ignored:
                 log.info("ignored", extra={"message_id": message.message_id, "reason": message.ignored})
             pending += [_Pending(message.message_id, event) for event in message.events]
+        started = time.perf_counter()
         list(self._pool.map(self._read, pending))
+        read = time.perf_counter()
         failing = {i.message_id for i in pending if i.outcome and i.outcome.action is Action.FAILED} - {None}
         self._apply_batch([i for i in pending if i.outcome is None and i.message_id not in failing])
         changed: set[str] = set()
@@ -195,8 +201,14 @@ class EventHandler:
                 changed.add(outcome.image_id)
                 if getattr(item.record, "reel", None) is not None:
                     reels.add(item.record.reel)
+        applied = time.perf_counter()
         if changed:
             self._reprocess(report, changed, reels)
+        report.seconds = {
+            "read": round(read - started, 4),
+            "apply": round(applied - read, 4),
+            "reprocess": round(time.perf_counter() - applied, 4),
+        }
         return report
 
     # Reading (in threads): filters first, then a HEAD and the header's ranged GETs.
