@@ -269,17 +269,20 @@ def _exiftool_date(text: str) -> str:
 
 
 def _parse_datetime(text: str) -> tuple[datetime, str | None] | None:
-    """A naive datetime (with any sub-seconds) and its zone suffix ("Z", "+02:00"), or None."""
+    """The wall-clock time (with any sub-seconds) labelled UTC, and its zone suffix ("Z", "+02:00"), or None."""
     match = _DATETIME.match(text)
     if match is None:
         return None
     year, month, day, hour, minute, second, fraction, zone = match.groups()
+    year_number = int(year)
     if (
-        not 1 < int(year) < 9999
+        not 1 < year_number < 9999
     ):  # keeps every later shift by an offset or sub-seconds inside datetime's range
         return None
     try:
-        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0))
+        moment = datetime(
+            year_number, int(month), int(day), int(hour), int(minute), int(second or 0), tzinfo=UTC
+        )
     except ValueError:
         return None
     if fraction:
@@ -306,7 +309,7 @@ def _gps_datetime(gps: dict[int, Value], xmp: dict[str, str], warnings: list[str
         if parsed is None or not 0 <= seconds < 86400:
             warnings.append(f"GPSDateStamp/GPSTimeStamp {date!r} {time} is not a valid time, ignored")
             return None
-        return (parsed[0] + timedelta(seconds=seconds)).replace(tzinfo=UTC)
+        return parsed[0] + timedelta(seconds=seconds)
     text = xmp.get("exif:GPSTimeStamp")
     if text is None:
         return None
@@ -316,7 +319,7 @@ def _gps_datetime(gps: dict[int, Value], xmp: dict[str, str], warnings: list[str
         return None
     moment, zone = parsed
     offset = _offset_minutes(zone) if zone and zone != "Z" else 0
-    return (moment - timedelta(minutes=offset or 0)).replace(tzinfo=UTC)
+    return moment - timedelta(minutes=offset or 0)
 
 
 def _capture_time(
@@ -337,16 +340,16 @@ def _capture_time(
     if subsec and "." not in datetime_original and (digits := _DIGITS.match(subsec)):
         local += timedelta(microseconds=int(digits[1][:6].ljust(6, "0")))
     if zone == "Z":
-        return local.replace(tzinfo=UTC), None
+        return local, None
     offset = _offset_minutes(zone) if zone else None
     if offset is None and offset_text is not None:
         offset = _offset_minutes(offset_text)
         if offset is None:
             warnings.append(f"OffsetTimeOriginal {offset_text!r} is not a valid offset, ignored")
     if offset is None and gps_datetime is not None:
-        difference = local.replace(tzinfo=UTC) - gps_datetime
+        difference = local - gps_datetime
         if abs(difference) <= _OFFSET_INFERENCE_WINDOW:
             offset = round(difference / timedelta(minutes=15)) * 15
     if offset is None:
-        return local.replace(tzinfo=UTC), None
-    return (local - timedelta(minutes=offset)).replace(tzinfo=UTC), offset
+        return local, None
+    return local - timedelta(minutes=offset), offset
