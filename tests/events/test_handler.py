@@ -84,6 +84,7 @@ def test_created_events_catalog_the_frames_and_their_shot(catalog: Catalog, keys
     assert sorted(f.uri for f in frames) == sorted(f"s3://{BUCKET}/{k}" for k in keys)
     assert {f.shot for f in frames} == {"R001-000001"} and {f.status for f in frames} == {"ok"}
     assert report.planned > 0  # no executor: the stale work is planned, not run
+    assert set(report.seconds) == {"read", "apply", "reprocess"}
 
 
 def test_redelivered_and_shuffled_batches_leave_what_one_in_order_delivery_leaves(

@@ -21,10 +21,12 @@ A *message* is one SQS message, or the whole event of a direct S3, SNS or EventB
 Order and idempotence come from the database, so they hold across concurrent handlers: each image stores
 the sequencer of the last event applied (upper-case, zero-left-padded, so text order is event order). An
 event applies in the transaction whose ``UPDATE ... WHERE source_sequencer < :new`` moves it forward; that
-row lock holds until the change is written. Removing an unknown object leaves a deleted placeholder with its
-sequencer, so an older creation arriving later cannot bring it back. Only events that changed an image plan
-and submit jobs, and jobs are unique per (step, subject, fingerprint). Reprocessing errors are logged and
-do not fail messages: the catalog is right, and the planner (state-based) picks the work up next time.
+row lock holds until the change is written. A batch's events share one transaction (one commit per batch);
+if any of them fails, the batch is applied again one event per transaction, so only that event's message
+fails. Removing an unknown object leaves a deleted placeholder with its sequencer, so an older creation
+arriving later cannot bring it back. Only events that changed an image plan and submit jobs, and jobs are
+unique per (step, subject, fingerprint). Reprocessing errors are logged and do not fail messages: the
+catalog is right, and the planner (state-based) picks the work up next time.
 """
 
 from __future__ import annotations
