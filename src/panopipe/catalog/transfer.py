@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -302,27 +302,13 @@ def _check_target(engine: sa.Engine) -> bool:
 
 # The source, read with the raw sqlite3 module.
 
-_EPOCH = datetime(2000, 1, 1)  # PostgreSQL's timestamp epoch
-_TIME_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]"
-"""How SQLAlchemy stores a ``DateTime`` in SQLite; other forms go through :func:`datetime.fromisoformat`."""
+_TIME_LIKE = "____-__-__ __:__:__.______"
+"""How SQLAlchemy stores a ``DateTime`` in SQLite; other forms are rewritten that way by :func:`_time_text`."""
 
 
-def _parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value).replace(tzinfo=None)
-
-
-def _micros(value: str | None) -> int | None:
-    """Microseconds since 2000-01-01, PostgreSQL's binary form of a timestamp."""
-    return None if value is None else (_parse_time(value) - _EPOCH) // timedelta(microseconds=1)
-
-
-def _time_text(value: str | None) -> str | None:
-    return None if value is None else _parse_time(value).isoformat(" ", "microseconds")
-
-
-def _jsonb_number(value: float) -> bytes:
-    """The binary jsonb of a JSON number that SQLite's NUMERIC affinity stored as a REAL."""
-    return b"\x01" + json.dumps(value).encode()
+def _time_text(value: str) -> str:
+    """A timestamp not stored as SQLAlchemy stores one, in that form (as PostgreSQL keeps it: offset ignored)."""
+    return datetime.fromisoformat(value).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 @contextmanager
@@ -332,9 +318,8 @@ def _sqlite(engine: sa.Engine) -> Iterator[sqlite3.Connection]:
         raise ConfigError(f"cannot migrate from {mask_url(engine.url)}: the source must be a SQLite catalog")
     db = sqlite3.connect(engine.url.database or "", check_same_thread=False)
     try:
-        db.create_function("panopipe_micros", 1, _micros, deterministic=True)
         db.create_function("panopipe_time_text", 1, _time_text, deterministic=True)
-        db.create_function("panopipe_jsonb_number", 1, _jsonb_number, deterministic=True)
+        db.create_function("panopipe_json_number", 1, json.dumps, deterministic=True)
         yield db
     finally:
         db.close()
@@ -412,33 +397,22 @@ def _resume_point(
     )
 
 
-# Copy: binary COPY, the conversions done by SQLite.
+# Copy: text COPY lines built by SQLite, doubles formatted by Python.
 
+_COPY_ESCAPE = (
+    r"replace(replace(replace(replace({c}, '\', '\\'), char(9), '\t'), char(10), '\n'), char(13), '\r')"
+)
 _COPY_SQL: dict[Kind, str] = {
-    "time": (
-        "CASE WHEN {c} IS NULL THEN NULL ELSE coalesce(CASE WHEN {c} GLOB '" + _TIME_GLOB + "' THEN"
-        " (strftime('%s', substr({c}, 1, 19)) - 946684800) * 1000000 + CAST(substr({c}, 21, 6) AS INTEGER)"
-        " END, panopipe_micros({c})) END"
-    ),
-    "bool": "CASE {c} WHEN 0 THEN x'00' WHEN 1 THEN x'01' ELSE {c} END",
-    # Binary jsonb is a version byte and the text; SQLite's NUMERIC affinity may have made a number a REAL.
-    "json": (
-        "CASE typeof({c}) WHEN 'text' THEN CAST(char(1) || {c} AS BLOB)"
-        " WHEN 'integer' THEN CAST(char(1) || {c} AS BLOB) WHEN 'real' THEN panopipe_jsonb_number({c})"
-        " ELSE {c} END"
-    ),
-    "uuid": "replace({c}, '-', '')",
+    "text": _COPY_ESCAPE,
+    # SQLite's NUMERIC affinity may have stored a JSON number as a REAL: its JSON text comes from Python.
+    "json": _COPY_ESCAPE.format(c="CASE typeof({c}) WHEN 'real' THEN panopipe_json_number({c}) ELSE {c} END"),
 }
-_COPY_TYPES: dict[Kind, str] = {
-    "text": "text",
-    "int4": "int4",
-    "int8": "int8",
-    "bool": "bytea",  # one byte, as bool's binary form
-    "double": "float8",
-    "time": "int8",  # microseconds since 2000, as timestamp's binary form
-    "uuid": "bytea",  # 16 bytes, as uuid's binary form
-    "json": "bytea",
-}
+"""COPY text of a value (integers, booleans as 0/1, UUID hex and timestamps are valid input as stored)."""
+
+
+def _doubles_last(table: sa.Table, columns: Sequence[sa.Column[Any]]) -> list[sa.Column[Any]]:
+    """``columns`` with the doubles moved to the end: they are the values SQLite cannot write exactly."""
+    return sorted(columns, key=lambda column: _kind(column) == "double")
 
 
 def _copy_table(
@@ -451,20 +425,27 @@ def _copy_table(
     batch_size: int,
     progress: Progress | None,
 ) -> int:
-    kinds = [_kind(column) for column in table.columns]
-    columns = ", ".join(
-        _COPY_SQL.get(kind, "{c}").format(c=_q(c.name)) for c, kind in zip(table.columns, kinds, strict=True)
+    columns = _doubles_last(table, list(table.columns))
+    doubles = sum(_kind(column) == "double" for column in columns)
+    others = columns[: len(columns) - doubles]
+    text = "printf('{}', {})".format(
+        "\t".join(["%s"] * len(others)),
+        ", ".join(
+            "coalesce({}, '\\N')".format(_COPY_SQL.get(_kind(c), "{c}").format(c=_q(c.name))) for c in others
+        ),
     )
+    # A double comes as a float, written by %s as its repr (exact: PostgreSQL reads it back bit for bit).
+    values = [text, *(f"coalesce({_q(c.name)}, '\\N')" for c in columns[len(columns) - doubles :])]
+    line = "\t".join(["%s"] * len(values)) + "\n"
     k = _q(_key(table).name)
     where = "" if after is None else f"WHERE {k} > ?"
     rows = db.execute(
-        f"SELECT {columns} FROM {_q(table.name)} {where} ORDER BY {k}", () if after is None else (after,)
+        f"SELECT {', '.join(values)} FROM {_q(table.name)} {where} ORDER BY {k}",
+        () if after is None else (after,),
     )
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-        sql.Identifier(table.name), sql.SQL(", ").join(sql.Identifier(c.name) for c in table.columns)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table.name), sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
     )
-    types = [_COPY_TYPES[kind] for kind in kinds]
-    uuids = [i for i, kind in enumerate(kinds) if kind == "uuid"]
     copied = 0
     with connect(target) as conn:
         while batch := rows.fetchmany(batch_size):
@@ -473,23 +454,11 @@ def _copy_table(
                 conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
                 with cursor, cursor.copy(statement) as copy:
-                    copy.set_types(types)
-                    for row in _uuid_bytes(batch, uuids):
-                        copy.write_row(row)
+                    copy.write("".join([line % row for row in batch]))
             copied += len(batch)
             if progress:
                 progress(TransferProgress("copy", table.name, present + copied, total))
     return copied
-
-
-def _uuid_bytes(batch: list[tuple[Any, ...]], positions: Sequence[int]) -> Iterator[Sequence[Any]]:
-    fromhex = bytes.fromhex
-    for row in batch:
-        values = list(row)
-        for i in positions:
-            if values[i] is not None:
-                values[i] = fromhex(values[i])
-        yield values
 
 
 def _deferred(table: sa.Table) -> list[tuple[str, sa.ExecutableDDLElement, sa.ExecutableDDLElement]]:
@@ -560,11 +529,9 @@ def _reset_sequences(engine: sa.Engine) -> None:
 _SQLITE_CANONICAL: dict[Kind, str] = {
     "text": "length({c}) || ':' || {c}",
     "uuid": "lower(replace({c}, '-', ''))",
-    "time": "CASE WHEN {c} IS NULL OR {c} GLOB '"
-    + _TIME_GLOB
-    + "' THEN {c} ELSE panopipe_time_text({c}) END",
+    "time": f"CASE WHEN {{c}} IS NULL OR {{c}} LIKE '{_TIME_LIKE}' THEN {{c}} ELSE panopipe_time_text({{c}}) END",
 }
-"""Canonical text built by SQLite; integers, booleans (0/1) and doubles are formatted by ``%s`` (``repr``)."""
+"""Canonical text built by SQLite (integers and booleans as stored); doubles are written by ``%s`` (repr)."""
 
 _PG_CANONICAL: dict[Kind, str] = {
     "text": "length({c})::text || ':' || {c}",
@@ -588,7 +555,8 @@ _SEPARATOR = "\x1f"
 
 
 def _plain(table: sa.Table) -> list[sa.Column[Any]]:
-    return [column for column in table.columns if _kind(column) != "json"]
+    """The columns of a canonical line, doubles last."""
+    return _doubles_last(table, [column for column in table.columns if _kind(column) != "json"])
 
 
 def _documents(table: sa.Table) -> list[sa.Column[Any]]:
@@ -610,8 +578,16 @@ def _source_digests(
     order: its last key, its row count and its digest. No rows make one empty chunk."""
     key = _key(table)
     plain, documents = _plain(table), _documents(table)
-    columns = [_SQLITE_CANONICAL.get(_kind(c), "{c}").format(c=_q(c.name)) for c in plain]
-    columns.append(_SQLITE_CANONICAL.get(_kind(key), "{c}").format(c=_q(key.name)))
+    doubles = [_q(c.name) for c in plain if _kind(c) == "double"]
+    others = plain[: len(plain) - len(doubles)]
+    text = "printf('{}', {})".format(
+        _SEPARATOR.join(["%s"] * len(others)),
+        ", ".join(
+            "coalesce({}, 'None')".format(_SQLITE_CANONICAL.get(_kind(c), "{c}").format(c=_q(c.name)))
+            for c in others
+        ),
+    )
+    columns = [text, *doubles, _SQLITE_CANONICAL.get(_kind(key), "{c}").format(c=_q(key.name))]
     columns += [_q(c.name) for c in documents]
     columns.append(_q(key.name))
     conditions, bounds = [], []
@@ -623,8 +599,8 @@ def _source_digests(
     rows = db.execute(
         f"SELECT {', '.join(columns)} FROM {_q(table.name)} {where} ORDER BY {_q(key.name)}", bounds
     )
-    line = _SEPARATOR.join(["%s"] * len(plain))
-    n, m = len(plain), len(documents)
+    n, m = 1 + len(doubles), len(documents)
+    line = _SEPARATOR.join(["%s"] * n)
     empty = (None,) * m
     chunk = rows.fetchmany(chunk_rows)
     if not chunk:
@@ -644,6 +620,7 @@ def _reading(engine: sa.Engine) -> Iterator[psycopg.Connection[Any]]:
     with connect(engine) as conn, conn.begin():
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         conn.exec_driver_sql("SET LOCAL extra_float_digits = 1")
+        conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")  # each range's lines are sorted in memory
         yield conn.connection.driver_connection  # type: ignore[misc]
 
 
