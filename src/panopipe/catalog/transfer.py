@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -204,7 +205,7 @@ def migrate_catalog(
             raise ConfigError(
                 f"cannot migrate to {mask_url(target_engine.url)}: the target must be a postgresql:// URL"
             )
-        with _sqlite(source_engine) as db:
+        with _sqlite(source_engine) as db, ThreadPoolExecutor(max_workers=1) as reader:
             check_schema(source_engine, create=False)
             create = _check_target(target_engine)
             if create and not dry_run:
@@ -216,6 +217,9 @@ def migrate_catalog(
             )
             totals = {table.name: _count(db, table) for table in TABLES}
             copied = dict.fromkeys(totals, 0)
+            verifying = verify and not dry_run
+            # The source side of the verification is read while the copy waits on PostgreSQL.
+            source_side = reader.submit(_source_chunks, source_engine, batch_size) if verifying else None
             if not dry_run:
                 for table in TABLES:
                     present, after = resume[table.name]
@@ -226,7 +230,11 @@ def migrate_catalog(
                     )
                 _build_deferred(target_engine)
                 _reset_sequences(target_engine)
-            checks = _verify(db, target_engine, batch_size, progress) if verify and not dry_run else []
+            checks = (
+                _verify(source_engine, target_engine, batch_size, progress, source_side.result())
+                if source_side
+                else []
+            )
         return TransferReport(
             source=mask_url(source_engine.url),
             target=mask_url(target_engine.url),
@@ -250,12 +258,8 @@ def verify_transfer(
 ) -> list[TableCheck]:
     """Compare every catalog table of the SQLite ``source`` and the PostgreSQL ``target``: row counts and
     content checksums (computed over ranges of ``batch_size`` source rows)."""
-    with (
-        _engine(source, must_exist=True) as source_engine,
-        _engine(target) as target_engine,
-        _sqlite(source_engine) as db,
-    ):
-        return _verify(db, target_engine, batch_size, progress)
+    with _engine(source, must_exist=True) as source_engine, _engine(target) as target_engine:
+        return _verify(source_engine, target_engine, batch_size, progress)
 
 
 class _engine:
@@ -615,13 +619,47 @@ def _source_digests(
 
 
 @contextmanager
-def _reading(engine: sa.Engine) -> Iterator[psycopg.Connection[Any]]:
-    """A psycopg connection to the target in a read-only snapshot, doubles written with their shortest digits."""
+def _reading(engine: sa.Engine, snapshot: str | None = None) -> Iterator[psycopg.Connection[Any]]:
+    """A psycopg connection to the target in a read-only snapshot (``snapshot``: one exported by another),
+    doubles written with their shortest exact digits."""
     with connect(engine) as conn, conn.begin():
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        if snapshot:
+            conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
         conn.exec_driver_sql("SET LOCAL extra_float_digits = 1")
         conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")  # each range's lines are sorted in memory
         yield conn.connection.driver_connection  # type: ignore[misc]
+
+
+class _TargetDigests:
+    """Digests of target key ranges, computed by ``workers`` connections (and threads) sharing one snapshot."""
+
+    def __init__(self, engine: sa.Engine, workers: int = 2):
+        self.engine, self.workers = engine, workers
+        self.stack = ExitStack()
+        self.idle: queue.SimpleQueue[psycopg.Connection[Any]] = queue.SimpleQueue()
+
+    def __enter__(self) -> _TargetDigests:
+        first = self.stack.enter_context(_reading(self.engine))
+        snapshot = first.execute("SELECT pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
+        self.idle.put(first)
+        for _ in range(self.workers - 1):
+            self.idle.put(self.stack.enter_context(_reading(self.engine, snapshot)))
+        self.pool = self.stack.enter_context(ThreadPoolExecutor(max_workers=self.workers))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stack.close()
+
+    def submit(self, table: sa.Table, lower: Any, upper: Any) -> Future[tuple[int, bytes]]:
+        return self.pool.submit(self._digest, table, lower, upper)
+
+    def _digest(self, table: sa.Table, lower: Any, upper: Any) -> tuple[int, bytes]:
+        pg = self.idle.get()
+        try:
+            return _target_digest(pg, table, lower, upper)
+        finally:
+            self.idle.put(pg)
 
 
 def _target_digest(pg: psycopg.Connection[Any], table: sa.Table, lower: Any, upper: Any) -> tuple[int, bytes]:
@@ -658,36 +696,55 @@ def _target_digest(pg: psycopg.Connection[Any], table: sa.Table, lower: Any, upp
     return count, bytes(lines) + hashlib.sha256(docs.encode()).digest()
 
 
+Chunk = tuple[Any, int, bytes]
+"""A chunk of source rows: its last key, its row count and its digest."""
+
+
+def _source_chunks(engine: sa.Engine, batch_size: int) -> dict[str, list[Chunk]]:
+    """Every table's source chunks, read through a connection of its own (so this can run in a thread)."""
+    with _sqlite(engine) as db:
+        return {table.name: list(_source_digests(db, table, None, None, batch_size)) for table in TABLES}
+
+
 def _verify(
-    db: sqlite3.Connection, target: sa.Engine, batch_size: int, progress: Progress | None
+    source: sa.Engine,
+    target: sa.Engine,
+    batch_size: int,
+    progress: Progress | None,
+    chunks: dict[str, list[Chunk]] | None = None,
 ) -> list[TableCheck]:
-    """Each table's source read in chunks of ``batch_size`` rows while a worker digests the same key ranges on
-    the target."""
-    checks: list[TableCheck] = []
-    with _reading(target) as pg, ThreadPoolExecutor(max_workers=1) as worker:
+    """Compare each table's source chunks (``chunks``, or read now) with the same key ranges on the target,
+    digested by PostgreSQL while the source is read."""
+    pending: list[tuple[sa.Table, list[int], hashlib._Hash, list[Future[tuple[int, bytes]]]]] = []
+    with _sqlite(source) as db, _TargetDigests(target) as digests:
         for table in TABLES:
-            total = _count(db, table) if progress else 0
-            source, rows = hashlib.sha256(), 0
-            ranges: list[Future[tuple[int, bytes]]] = []
+            counts, digest, ranges = [], hashlib.sha256(), []
             lower: Any = None
-            previous: list[Any] = []  # the last key of the chunk whose range is not submitted yet
-            for last, count, digest in _source_digests(db, table, None, None, batch_size):
-                if previous:
-                    ranges.append(worker.submit(_target_digest, pg, table, lower, previous[0]))
-                    lower = previous[0]
-                previous = [last]
-                source.update(_record(count, digest))
-                rows += count
+            previous: Any = None
+            read = chunks[table.name] if chunks else _source_digests(db, table, None, None, batch_size)
+            for last, count, chunk_digest in read:
+                if counts:  # the range of the chunk before ends at its last key
+                    ranges.append(digests.submit(table, lower, previous))
+                    lower = previous
+                previous = last
+                counts.append(count)
+                digest.update(_record(count, chunk_digest))
+            ranges.append(digests.submit(table, lower, None))
+            pending.append((table, counts, digest, ranges))
+        checks = []
+        for table, counts, digest, ranges in pending:
+            target_digest, target_rows, done = hashlib.sha256(), 0, 0
+            for count, future in zip(counts, ranges, strict=True):
+                rows, range_digest = future.result()
+                target_digest.update(_record(rows, range_digest))
+                target_rows += rows
+                done += count
                 if progress:
-                    progress(TransferProgress("verify", table.name, rows, total))
-            ranges.append(worker.submit(_target_digest, pg, table, lower, None))
-            target_sum, target_rows = hashlib.sha256(), 0
-            for future in ranges:
-                count, digest = future.result()
-                target_sum.update(_record(count, digest))
-                target_rows += count
+                    progress(TransferProgress("verify", table.name, done, sum(counts)))
             checks.append(
-                TableCheck(table.name, rows, target_rows, source.hexdigest(), target_sum.hexdigest())
+                TableCheck(
+                    table.name, sum(counts), target_rows, digest.hexdigest(), target_digest.hexdigest()
+                )
             )
     return checks
 
