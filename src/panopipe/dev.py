@@ -79,15 +79,19 @@ def start_moto_server(port: int = 0) -> tuple[Any, str]:
 
 def spawn_moto_server(port: int = 0) -> tuple[subprocess.Popen[str], str]:
     """:func:`start_moto_server` in a child process, which does not compete with this one for the GIL (as
-    S3 does not compete with a Lambda function); the process (``terminate()`` it) and the endpoint."""
+    S3 does not compete with a Lambda function); the process (``terminate()`` it) and the endpoint.
+
+    The child also stops when this process exits (its standard input closes).
+    """
     serve = (
-        "import sys, threading\n"
+        "import sys\n"
         "from panopipe.dev import start_moto_server\n"
         "print(start_moto_server(int(sys.argv[1]))[1], flush=True)\n"
-        "threading.Event().wait()\n"
+        "sys.stdin.read()\n"
     )
     process = subprocess.Popen(
         [sys.executable, "-c", serve, str(port)],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,  # moto's request log
         text=True,

@@ -15,7 +15,7 @@ from tests.aws.s3_events import render_shot
 from panopipe.catalog import Catalog
 from panopipe.catalog.schema import artifacts, jobs
 from panopipe.config import Settings
-from panopipe.dev import LocalStack, create_stack, run_worker, start_moto_server
+from panopipe.dev import LocalStack, create_stack, run_worker, spawn_moto_server, start_moto_server
 from panopipe.events.handler import EventHandler
 
 
@@ -78,3 +78,23 @@ def test_uploaded_shot_is_cataloged_processed_and_outputs_do_not_retrigger(
     assert queue_depth(sqs, stack.queue_url) == 0
     (dead,) = sqs.receive_message(QueueUrl=stack.dead_letter_queue_url, WaitTimeSeconds=1)["Messages"]
     assert dead["Body"] == "not an S3 event"
+
+
+def test_a_spawned_moto_server_holds_the_stack_and_stops_with_terminate():
+    process, endpoint = spawn_moto_server()
+    try:
+        stack = create_stack(endpoint, bucket="survey-in")
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=stack.region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        s3.put_object(Bucket=stack.bucket, Key="incoming/R001/cam0/a_000001.jpg", Body=b"x")
+        assert [o["Key"] for o in s3.list_objects_v2(Bucket=stack.bucket)["Contents"]] == [
+            "incoming/R001/cam0/a_000001.jpg"
+        ]
+    finally:
+        process.terminate()
+    process.wait(timeout=10)  # raises TimeoutExpired if it did not stop
