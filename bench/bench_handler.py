@@ -1,6 +1,7 @@
 """Event handler throughput (not a test): S3 records/s per process for 10-record SQS batches against a fresh
-PostgreSQL database and moto's server for S3 (in a child process, as S3 is not in the Lambda's); database connections opened per warm invocation; and the
-Lambda zip's size and cold import time.
+PostgreSQL database and moto's server for S3 (in a child process, as S3 is not in the Lambda's), with the time
+per batch spent reading S3, writing the catalog and planning; database connections opened per warm invocation;
+and the Lambda zip's size and cold import time.
 
     python bench/bench_handler.py [--records 400] [--postgres postgresql://postgres@127.0.0.1:5432/test]
 """
