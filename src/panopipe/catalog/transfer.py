@@ -28,6 +28,7 @@ import hashlib
 import json
 import queue
 import sqlite3
+import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,6 +36,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from itertools import chain
 from pathlib import Path
 from typing import Any, Literal
 
@@ -451,18 +453,30 @@ def _copy_table(
         sql.Identifier(table.name), sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
     )
     copied = 0
-    with connect(target) as conn:
-        while batch := rows.fetchmany(batch_size):
-            with conn.begin():
-                # A lost commit after a crash only shortens the copied prefix: the next run copies it again.
-                conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-                cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-                with cursor, cursor.copy(statement) as copy:
-                    copy.write("".join([line % row for row in batch]))
-            copied += len(batch)
-            if progress:
-                progress(TransferProgress("copy", table.name, present + copied, total))
-    return copied
+    with connect(target) as conn, ThreadPoolExecutor(max_workers=1) as writer:
+        # The next batch is read and formatted while PostgreSQL takes the previous one.
+        sending: Future[int] | None = None
+        while True:
+            batch = rows.fetchmany(batch_size)
+            data = "".join([line % row for row in batch])
+            if sending:
+                copied += sending.result()
+                if progress:
+                    progress(TransferProgress("copy", table.name, present + copied, total))
+            if not batch:
+                return copied
+            sending = writer.submit(_send, conn, statement, data, len(batch))
+
+
+def _send(conn: sa.Connection, statement: sql.Composed, data: str, rows: int) -> int:
+    """COPY one batch in a transaction of its own; returns its row count."""
+    with conn.begin():
+        # A lost commit after a crash only shortens the copied prefix: the next run copies it again.
+        conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor, cursor.copy(statement) as copy:
+            copy.write(data)
+    return rows
 
 
 def _deferred(table: sa.Table) -> list[tuple[str, sa.ExecutableDDLElement, sa.ExecutableDDLElement]]:
@@ -534,8 +548,9 @@ _SQLITE_CANONICAL: dict[Kind, str] = {
     "text": "length({c}) || ':' || {c}",
     "uuid": "lower(replace({c}, '-', ''))",
     "time": f"CASE WHEN {{c}} IS NULL OR {{c}} LIKE '{_TIME_LIKE}' THEN {{c}} ELSE panopipe_time_text({{c}}) END",
+    "double": "{c} IS NULL",  # the line says which doubles are NULL; their 8 bytes are digested apart
 }
-"""Canonical text built by SQLite (integers and booleans as stored); doubles are written by ``%s`` (repr)."""
+"""Canonical text built by SQLite (integers and booleans as stored)."""
 
 _PG_CANONICAL: dict[Kind, str] = {
     "text": "length({c})::text || ':' || {c}",
@@ -544,31 +559,21 @@ _PG_CANONICAL: dict[Kind, str] = {
     "bool": "{c}::int::text",
     "uuid": "replace({c}::text, '-', '')",
     "time": "to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US')",
-    # Python's repr from PostgreSQL's shortest exact text: both write the same digits, but repr adds ".0" to
-    # whole numbers and keeps fixed notation up to 1e16 where PostgreSQL switches at 1e15.
-    "double": (
-        "CASE WHEN {c} = trunc({c}) AND abs({c}) < 1e15::float8 THEN {c}::text || '.0'"
-        " WHEN abs({c}) >= 1e15::float8 AND abs({c}) < 1e16::float8 THEN (CASE WHEN {c} < 0 THEN '-' ELSE '' END)"
-        " || rpad(translate(split_part({c}::text, 'e', 1), '-.', ''), 16, '0') || '.'"
-        " || coalesce(nullif(substr(translate(split_part({c}::text, 'e', 1), '-.', ''), 17), ''), '0')"
-        " WHEN {c} = 'Infinity' THEN 'inf' WHEN {c} = '-Infinity' THEN '-inf' WHEN {c} = 'NaN' THEN 'nan'"
-        " ELSE {c}::text END"
-    ),
+    "double": "({c} IS NULL)::int::text",
 }
 _SEPARATOR = "\x1f"
-
-
-def _plain(table: sa.Table) -> list[sa.Column[Any]]:
-    """The columns of a canonical line, doubles last."""
-    return _doubles_last(table, [column for column in table.columns if _kind(column) != "json"])
 
 
 def _documents(table: sa.Table) -> list[sa.Column[Any]]:
     return [column for column in table.columns if _kind(column) == "json"]
 
 
-def _chunk_digest(lines: str, documents: str) -> bytes:
-    return hashlib.sha256(lines.encode()).digest() + hashlib.sha256(documents.encode()).digest()
+def _doubles(table: sa.Table) -> list[sa.Column[Any]]:
+    return [column for column in table.columns if _kind(column) == "double"]
+
+
+def _digest(*parts: bytes) -> bytes:
+    return b"".join(hashlib.sha256(part).digest() for part in parts)
 
 
 def _document_line(key: Any, values: Sequence[Any]) -> str:
@@ -581,17 +586,17 @@ def _source_digests(
     """Per chunk of ``chunk_rows`` source rows with ``lower < key <= upper`` (``None``: unbounded), in key
     order: its last key, its row count and its digest. No rows make one empty chunk."""
     key = _key(table)
-    plain, documents = _plain(table), _documents(table)
-    doubles = [_q(c.name) for c in plain if _kind(c) == "double"]
-    others = plain[: len(plain) - len(doubles)]
+    plain = [column for column in table.columns if _kind(column) != "json"]
+    doubles, documents = _doubles(table), _documents(table)
     text = "printf('{}', {})".format(
-        _SEPARATOR.join(["%s"] * len(others)),
+        _SEPARATOR.join(["%s"] * len(plain)),
         ", ".join(
             "coalesce({}, 'None')".format(_SQLITE_CANONICAL.get(_kind(c), "{c}").format(c=_q(c.name)))
-            for c in others
+            for c in plain
         ),
     )
-    columns = [text, *doubles, _SQLITE_CANONICAL.get(_kind(key), "{c}").format(c=_q(key.name))]
+    columns = [text, *(f"coalesce({_q(c.name)}, 0.0)" for c in doubles)]
+    columns.append(_SQLITE_CANONICAL.get(_kind(key), "{c}").format(c=_q(key.name)))
     columns += [_q(c.name) for c in documents]
     columns.append(_q(key.name))
     conditions, bounds = [], []
@@ -604,17 +609,22 @@ def _source_digests(
         f"SELECT {', '.join(columns)} FROM {_q(table.name)} {where} ORDER BY {_q(key.name)}", bounds
     )
     n, m = 1 + len(doubles), len(documents)
-    line = _SEPARATOR.join(["%s"] * n)
     empty = (None,) * m
     chunk = rows.fetchmany(chunk_rows)
     if not chunk:
-        yield None, 0, _chunk_digest("", "")  # an empty table is one empty range, as on the target
+        yield None, 0, _digest(b"", b"", b"")  # an empty table is one empty range, as on the target
     while chunk:
-        lines = "\n".join([line % row[:n] for row in chunk])
+        lines = "\n".join([row[0] for row in chunk])
+        values = list(chain.from_iterable(row[1:n] for row in chunk))
         docs = "\n".join(
             [_document_line(row[n], row[n + 1 : -1]) for row in chunk if row[n + 1 : -1] != empty]
         )
-        yield chunk[-1][-1], len(chunk), _chunk_digest(lines, docs)
+        # Doubles as their 8 bytes, big-endian like PostgreSQL's float8send: every bit counts.
+        yield (
+            chunk[-1][-1],
+            len(chunk),
+            _digest(lines.encode(), struct.pack(f">{len(values)}d", *values), docs.encode()),
+        )
         chunk = rows.fetchmany(chunk_rows)
 
 
@@ -675,11 +685,16 @@ def _target_digest(pg: psycopg.Connection[Any], table: sa.Table, lower: Any, upp
             bounds.append(bound)
     where = " AND ".join(conditions)
     line = " || chr(31) || ".join(
-        f"coalesce({_PG_CANONICAL[_kind(c)].format(c=_q(c.name))}, 'None')" for c in _plain(table)
+        f"coalesce({_PG_CANONICAL[_kind(c)].format(c=_q(c.name))}, 'None')"
+        for c in table.columns
+        if _kind(c) != "json"
     )
-    count, lines = pg.execute(
-        f"SELECT count(*), sha256(convert_to(coalesce(string_agg(line, chr(10) ORDER BY k), ''), 'UTF8'))"
-        f" FROM (SELECT {k} AS k, {line} AS line FROM {_q(table.name)} WHERE {where}) AS r",
+    doubles = " || ".join(f"float8send(coalesce({_q(c.name)}, 0))" for c in _doubles(table)) or "''::bytea"
+    count, lines, values = pg.execute(
+        "SELECT count(*),"
+        " sha256(convert_to(coalesce(string_agg(line, chr(10) ORDER BY k), ''), 'UTF8')),"
+        " sha256(coalesce(string_agg(doubles, ''::bytea ORDER BY k), ''::bytea))"
+        f" FROM (SELECT {k} AS k, {line} AS line, {doubles} AS doubles FROM {_q(table.name)} WHERE {where}) AS r",
         bounds,
     ).fetchone()  # type: ignore[misc]
     documents = _documents(table)
@@ -693,7 +708,7 @@ def _target_digest(pg: psycopg.Connection[Any], table: sa.Table, lower: Any, upp
             bounds,
         )
         docs = "\n".join([_document_line(row[0], row[1:]) for row in found])
-    return count, bytes(lines) + hashlib.sha256(docs.encode()).digest()
+    return count, bytes(lines) + bytes(values) + hashlib.sha256(docs.encode()).digest()
 
 
 Chunk = tuple[Any, int, bytes]
