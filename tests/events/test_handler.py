@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,22 @@ def test_redelivered_and_shuffled_batches_leave_what_one_in_order_delivery_leave
     uris = {row[0]: row for row in in_order[0]}
     assert uris[f"s3://{BUCKET}/{keys[0]}"][-1] == padded_sequencer("10")
     assert uris[f"s3://{BUCKET}/{keys[5]}"][1] is True  # deleted
+
+
+def test_concurrent_handlers_applying_the_same_events_agree(postgres_url: str, keys: list[str], shot):
+    events = [*created(keys), s3_record(keys[5], sequencer="20", removed=True)]
+    shuffled = events[:]
+    random.Random(5).shuffle(shuffled)
+    with Catalog.open(postgres_url) as expected:
+        EventHandler(expected, settings(shot[2])).handle(sqs_batch(*events))
+        in_order = snapshot(expected)
+        clear(expected)
+        with Catalog.open(postgres_url) as other, ThreadPoolExecutor(2) as pool:
+            handlers = [EventHandler(expected, settings(shot[2])), EventHandler(other, settings(shot[2]))]
+            batches = [sqs_batch(*events), sqs_batch(*reversed(shuffled))] * 3
+            reports = list(pool.map(lambda n: handlers[n % 2].handle(batches[n]), range(len(batches))))
+        assert [r.batch_item_failures() for r in reports] == [{"batchItemFailures": []}] * len(batches)
+        assert snapshot(expected) == in_order
 
 
 def test_an_older_event_never_overwrites_a_newer_one(catalog: Catalog, keys: list[str], s3, shot):
