@@ -207,7 +207,7 @@ def migrate_catalog(
             raise ConfigError(
                 f"cannot migrate to {mask_url(target_engine.url)}: the target must be a postgresql:// URL"
             )
-        with _sqlite(source_engine) as db, ThreadPoolExecutor(max_workers=1) as reader:
+        with _sqlite(source_engine) as db:
             check_schema(source_engine, create=False)
             create = _check_target(target_engine)
             if create and not dry_run:
@@ -219,22 +219,32 @@ def migrate_catalog(
             )
             totals = {table.name: _count(db, table) for table in TABLES}
             copied = dict.fromkeys(totals, 0)
-            verifying = verify and not dry_run
-            # The source side of the verification is read while the copy waits on PostgreSQL.
-            source_side = reader.submit(_source_chunks, source_engine, batch_size) if verifying else None
+            # The copy digests the rows it reads; a resumed copy reads the rows copied before for that.
+            chunks: dict[str, list[Chunk]] | None = {t.name: [] for t in TABLES} if verify else None
             if not dry_run:
                 for table in TABLES:
                     present, after = resume[table.name]
                     if not present:
                         _drop_deferred(target_engine, table)
+                    table_chunks = chunks[table.name] if chunks is not None else None
+                    if table_chunks is not None and after is not None:
+                        table_chunks += _source_digests(db, table, None, after, batch_size)
                     copied[table.name] = _copy_table(
-                        table, db, target_engine, after, present, totals[table.name], batch_size, progress
+                        table,
+                        db,
+                        target_engine,
+                        after,
+                        present,
+                        totals[table.name],
+                        batch_size,
+                        progress,
+                        table_chunks,
                     )
                 _build_deferred(target_engine)
                 _reset_sequences(target_engine)
             checks = (
-                _verify(source_engine, target_engine, batch_size, progress, source_side.result())
-                if source_side
+                _verify(source_engine, target_engine, batch_size, progress, chunks)
+                if verify and not dry_run
                 else []
             )
         return TransferReport(
@@ -403,22 +413,109 @@ def _resume_point(
     )
 
 
-# Copy: text COPY lines built by SQLite, doubles formatted by Python.
+# One read of the source serves the copy and the verification: per row, SQLite builds the COPY text of all
+# columns but the doubles (which Python writes with repr) and the JSON documents; that text, escaped as COPY
+# escapes it, is also the row's canonical line. Doubles are digested as their 8 bytes, JSON documents by value.
 
-_COPY_ESCAPE = (
-    r"replace(replace(replace(replace({c}, '\', '\\'), char(9), '\t'), char(10), '\n'), char(13), '\r')"
-)
-_COPY_SQL: dict[Kind, str] = {
-    "text": _COPY_ESCAPE,
+_ESCAPE = r"replace(replace(replace(replace({c}, '\', '\\'), char(9), '\t'), char(10), '\n'), char(13), '\r')"
+_SQLITE_TEXT: dict[Kind, str] = {
+    "text": _ESCAPE,
+    "uuid": "lower(replace({c}, '-', ''))",
+    "time": f"CASE WHEN {{c}} IS NULL OR {{c}} LIKE '{_TIME_LIKE}' THEN {{c}} ELSE panopipe_time_text({{c}}) END",
     # SQLite's NUMERIC affinity may have stored a JSON number as a REAL: its JSON text comes from Python.
-    "json": _COPY_ESCAPE.format(c="CASE typeof({c}) WHEN 'real' THEN panopipe_json_number({c}) ELSE {c} END"),
+    "json": _ESCAPE.format(c="CASE typeof({c}) WHEN 'real' THEN panopipe_json_number({c}) ELSE {c} END"),
 }
-"""COPY text of a value (integers, booleans as 0/1, UUID hex and timestamps are valid input as stored)."""
+"""COPY text of a source value (integers and booleans as stored); NULL becomes ``\\N``."""
+
+_PG_TEXT: dict[Kind, str] = {
+    "text": _ESCAPE.replace("char(", "chr("),
+    "int4": "{c}::text",
+    "int8": "{c}::text",
+    "bool": "{c}::int::text",
+    "uuid": "replace({c}::text, '-', '')",
+    "time": "to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US')",
+}
+"""The same text, built by PostgreSQL from the values it stored."""
 
 
-def _doubles_last(table: sa.Table, columns: Sequence[sa.Column[Any]]) -> list[sa.Column[Any]]:
-    """``columns`` with the doubles moved to the end: they are the values SQLite cannot write exactly."""
-    return sorted(columns, key=lambda column: _kind(column) == "double")
+def _by_kind(table: sa.Table) -> tuple[list[sa.Column[Any]], list[sa.Column[Any]], list[sa.Column[Any]]]:
+    """The columns of the canonical line, the doubles and the JSON documents of ``table``."""
+    kinds = {column.name: _kind(column) for column in table.columns}
+    return tuple(  # type: ignore[return-value]
+        [
+            c
+            for c in table.columns
+            if (kinds[c.name] == "double") == (i == 1) and (kinds[c.name] == "json") == (i == 2)
+        ]
+        for i in range(3)
+    )
+
+
+def _texts(columns: Sequence[sa.Column[Any]], expressions: dict[Kind, str]) -> list[str]:
+    return [
+        "coalesce({}, '\\N')".format(expressions.get(_kind(c), "{c}").format(c=_q(c.name))) for c in columns
+    ]
+
+
+def _printf(separator: str, values: Sequence[str]) -> str:
+    """SQLite's printf of ``values`` joined by ``separator`` (one string built at once, unlike ||)."""
+    return f"printf('{separator.join(['%s'] * len(values))}', {', '.join(values)})"
+
+
+def _source_rows(db: sqlite3.Connection, table: sa.Table, lower: Any, upper: Any) -> sqlite3.Cursor:
+    """The source rows with ``lower < key <= upper`` (``None``: unbounded) in key order, each: the COPY line's
+    values (see :func:`_copy_line`), then the NULL flags of the doubles, the doubles (0.0 for NULL), the key as
+    text, the raw JSON documents and the key."""
+    key = _key(table)
+    plain, doubles, documents = _by_kind(table)
+    columns = [_printf("\t", _texts(plain, _SQLITE_TEXT))]
+    columns += [f"coalesce({_q(c.name)}, '\\N')" for c in doubles]
+    if documents:
+        columns.append(_printf("\t", _texts(documents, _SQLITE_TEXT)))
+    columns.append(_printf("", [f"{_q(c.name)} IS NULL" for c in doubles]) if doubles else "''")
+    columns += [f"coalesce({_q(c.name)}, 0.0)" for c in doubles]
+    columns.append(_SQLITE_TEXT.get(_kind(key), "{c}").format(c=_q(key.name)))
+    columns += [_q(c.name) for c in documents]
+    columns.append(_q(key.name))
+    conditions, bounds = [], []
+    for operator, bound in ((">", lower), ("<=", upper)):
+        if bound is not None:
+            conditions.append(f"{_q(key.name)} {operator} ?")
+            bounds.append(bound)
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    return db.execute(
+        f"SELECT {', '.join(columns)} FROM {_q(table.name)} {where} ORDER BY {_q(key.name)}", bounds
+    )
+
+
+def _copy_width(table: sa.Table) -> int:
+    """How many leading values of a source row make its COPY line."""
+    _, doubles, documents = _by_kind(table)
+    return 1 + len(doubles) + bool(documents)
+
+
+def _chunk_digest(table: sa.Table, chunk: Sequence[tuple[Any, ...]]) -> bytes:
+    """The digest of source rows: their canonical lines, doubles and JSON documents."""
+    _, doubles, documents = _by_kind(table)
+    flags = _copy_width(table)
+    lines = "\n".join([f"{row[0]}\t{row[flags]}" for row in chunk])
+    values = list(chain.from_iterable(row[flags + 1 : flags + 1 + len(doubles)] for row in chunk))
+    first = flags + 2 + len(doubles)
+    empty = (None,) * len(documents)
+    docs = "\n".join(
+        [_document_line(row[first - 1], row[first:-1]) for row in chunk if row[first:-1] != empty]
+    )
+    # Doubles as their 8 bytes, big-endian like PostgreSQL's float8send: every bit counts.
+    return _digest(lines.encode(), struct.pack(f">{len(values)}d", *values), docs.encode())
+
+
+def _source_digests(
+    db: sqlite3.Connection, table: sa.Table, lower: Any, upper: Any, chunk_rows: int
+) -> Iterator[Chunk]:
+    """The chunks of ``chunk_rows`` source rows with ``lower < key <= upper``, in key order."""
+    rows = _source_rows(db, table, lower, upper)
+    while chunk := rows.fetchmany(chunk_rows):
+        yield chunk[-1][-1], len(chunk), _chunk_digest(table, chunk)
 
 
 def _copy_table(
@@ -430,35 +527,26 @@ def _copy_table(
     total: int,
     batch_size: int,
     progress: Progress | None,
+    chunks: list[Chunk] | None,
 ) -> int:
-    columns = _doubles_last(table, list(table.columns))
-    doubles = sum(_kind(column) == "double" for column in columns)
-    others = columns[: len(columns) - doubles]
-    text = "printf('{}', {})".format(
-        "\t".join(["%s"] * len(others)),
-        ", ".join(
-            "coalesce({}, '\\N')".format(_COPY_SQL.get(_kind(c), "{c}").format(c=_q(c.name))) for c in others
-        ),
-    )
-    # A double comes as a float, written by %s as its repr (exact: PostgreSQL reads it back bit for bit).
-    values = [text, *(f"coalesce({_q(c.name)}, '\\N')" for c in columns[len(columns) - doubles :])]
-    line = "\t".join(["%s"] * len(values)) + "\n"
-    k = _q(_key(table).name)
-    where = "" if after is None else f"WHERE {k} > ?"
-    rows = db.execute(
-        f"SELECT {', '.join(values)} FROM {_q(table.name)} {where} ORDER BY {k}",
-        () if after is None else (after,),
-    )
+    """Copy the rows after key ``after``; with ``chunks``, append the digests of the rows read to it."""
+    plain, doubles, documents = _by_kind(table)
+    width = _copy_width(table)
+    line = "\t".join(["%s"] * width) + "\n"  # a double comes as a float: %s writes its repr, which is exact
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table.name), sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
+        sql.Identifier(table.name),
+        sql.SQL(", ").join(sql.Identifier(c.name) for c in plain + doubles + documents),
     )
+    rows = _source_rows(db, table, after, None)
     copied = 0
     with connect(target) as conn, ThreadPoolExecutor(max_workers=1) as writer:
         # The next batch is read and formatted while PostgreSQL takes the previous one.
         sending: Future[int] | None = None
         while True:
             batch = rows.fetchmany(batch_size)
-            data = "".join([line % row for row in batch])
+            data = "".join([line % row[:width] for row in batch])
+            if batch and chunks is not None:
+                chunks.append((batch[-1][-1], len(batch), _chunk_digest(table, batch)))
             if sending:
                 copied += sending.result()
                 if progress:
@@ -542,90 +630,23 @@ def _reset_sequences(engine: sa.Engine) -> None:
             )
 
 
-# Verification: canonical lines, built by SQLite (plus a % format) and by PostgreSQL, compared range by range.
+# Verification: the source's chunk digests compared with the same key ranges digested by PostgreSQL.
 
-_SQLITE_CANONICAL: dict[Kind, str] = {
-    "text": "length({c}) || ':' || {c}",
-    "uuid": "lower(replace({c}, '-', ''))",
-    "time": f"CASE WHEN {{c}} IS NULL OR {{c}} LIKE '{_TIME_LIKE}' THEN {{c}} ELSE panopipe_time_text({{c}}) END",
-    "double": "{c} IS NULL",  # the line says which doubles are NULL; their 8 bytes are digested apart
-}
-"""Canonical text built by SQLite (integers and booleans as stored)."""
+Chunk = tuple[Any, int, bytes]
+"""A chunk of source rows: its last key, its row count and its digest."""
 
-_PG_CANONICAL: dict[Kind, str] = {
-    "text": "length({c})::text || ':' || {c}",
-    "int4": "{c}::text",
-    "int8": "{c}::text",
-    "bool": "{c}::int::text",
-    "uuid": "replace({c}::text, '-', '')",
-    "time": "to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US')",
-    "double": "({c} IS NULL)::int::text",
-}
 _SEPARATOR = "\x1f"
-
-
-def _documents(table: sa.Table) -> list[sa.Column[Any]]:
-    return [column for column in table.columns if _kind(column) == "json"]
-
-
-def _doubles(table: sa.Table) -> list[sa.Column[Any]]:
-    return [column for column in table.columns if _kind(column) == "double"]
 
 
 def _digest(*parts: bytes) -> bytes:
     return b"".join(hashlib.sha256(part).digest() for part in parts)
 
 
+_EMPTY = _digest(b"", b"", b"")
+
+
 def _document_line(key: Any, values: Sequence[Any]) -> str:
     return _SEPARATOR.join([str(key), *("None" if v is None else _canonical_json(v) for v in values)])
-
-
-def _source_digests(
-    db: sqlite3.Connection, table: sa.Table, lower: Any, upper: Any, chunk_rows: int
-) -> Iterator[tuple[Any, int, bytes]]:
-    """Per chunk of ``chunk_rows`` source rows with ``lower < key <= upper`` (``None``: unbounded), in key
-    order: its last key, its row count and its digest. No rows make one empty chunk."""
-    key = _key(table)
-    plain = [column for column in table.columns if _kind(column) != "json"]
-    doubles, documents = _doubles(table), _documents(table)
-    text = "printf('{}', {})".format(
-        _SEPARATOR.join(["%s"] * len(plain)),
-        ", ".join(
-            "coalesce({}, 'None')".format(_SQLITE_CANONICAL.get(_kind(c), "{c}").format(c=_q(c.name)))
-            for c in plain
-        ),
-    )
-    columns = [text, *(f"coalesce({_q(c.name)}, 0.0)" for c in doubles)]
-    columns.append(_SQLITE_CANONICAL.get(_kind(key), "{c}").format(c=_q(key.name)))
-    columns += [_q(c.name) for c in documents]
-    columns.append(_q(key.name))
-    conditions, bounds = [], []
-    for operator, bound in ((">", lower), ("<=", upper)):
-        if bound is not None:
-            conditions.append(f"{_q(key.name)} {operator} ?")
-            bounds.append(bound)
-    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-    rows = db.execute(
-        f"SELECT {', '.join(columns)} FROM {_q(table.name)} {where} ORDER BY {_q(key.name)}", bounds
-    )
-    n, m = 1 + len(doubles), len(documents)
-    empty = (None,) * m
-    chunk = rows.fetchmany(chunk_rows)
-    if not chunk:
-        yield None, 0, _digest(b"", b"", b"")  # an empty table is one empty range, as on the target
-    while chunk:
-        lines = "\n".join([row[0] for row in chunk])
-        values = list(chain.from_iterable(row[1:n] for row in chunk))
-        docs = "\n".join(
-            [_document_line(row[n], row[n + 1 : -1]) for row in chunk if row[n + 1 : -1] != empty]
-        )
-        # Doubles as their 8 bytes, big-endian like PostgreSQL's float8send: every bit counts.
-        yield (
-            chunk[-1][-1],
-            len(chunk),
-            _digest(lines.encode(), struct.pack(f">{len(values)}d", *values), docs.encode()),
-        )
-        chunk = rows.fetchmany(chunk_rows)
 
 
 @contextmanager
@@ -684,41 +705,28 @@ def _target_digest(pg: psycopg.Connection[Any], table: sa.Table, lower: Any, upp
             conditions.append(f"{k} {operator} CAST(%s AS {cast})")
             bounds.append(bound)
     where = " AND ".join(conditions)
-    line = " || chr(31) || ".join(
-        f"coalesce({_PG_CANONICAL[_kind(c)].format(c=_q(c.name))}, 'None')"
-        for c in table.columns
-        if _kind(c) != "json"
-    )
-    doubles = " || ".join(f"float8send(coalesce({_q(c.name)}, 0))" for c in _doubles(table)) or "''::bytea"
-    count, lines, values = pg.execute(
+    plain, doubles, documents = _by_kind(table)
+    flags = " || ".join(f"({_q(c.name)} IS NULL)::int::text" for c in doubles) or "''"
+    line = " || chr(9) || ".join([*_texts(plain, _PG_TEXT), flags])
+    values = " || ".join(f"float8send(coalesce({_q(c.name)}, 0))" for c in doubles) or "''::bytea"
+    count, lines, doubles_digest = pg.execute(
         "SELECT count(*),"
         " sha256(convert_to(coalesce(string_agg(line, chr(10) ORDER BY k), ''), 'UTF8')),"
         " sha256(coalesce(string_agg(doubles, ''::bytea ORDER BY k), ''::bytea))"
-        f" FROM (SELECT {k} AS k, {line} AS line, {doubles} AS doubles FROM {_q(table.name)} WHERE {where}) AS r",
+        f" FROM (SELECT {k} AS k, {line} AS line, {values} AS doubles FROM {_q(table.name)} WHERE {where}) AS r",
         bounds,
     ).fetchone()  # type: ignore[misc]
-    documents = _documents(table)
     docs = ""
     if documents:
         texts = ", ".join(f"{_q(c.name)}::text" for c in documents)
         present = " OR ".join(f"{_q(c.name)} IS NOT NULL" for c in documents)
         found = pg.execute(
-            f"SELECT {_PG_CANONICAL[_kind(key)].format(c=k)} AS key_text, {texts} FROM {_q(table.name)}"
+            f"SELECT {_PG_TEXT.get(_kind(key), '{c}').format(c=k)} AS key_text, {texts} FROM {_q(table.name)}"
             f" WHERE {where} AND ({present}) ORDER BY {k}",
             bounds,
         )
         docs = "\n".join([_document_line(row[0], row[1:]) for row in found])
-    return count, bytes(lines) + bytes(values) + hashlib.sha256(docs.encode()).digest()
-
-
-Chunk = tuple[Any, int, bytes]
-"""A chunk of source rows: its last key, its row count and its digest."""
-
-
-def _source_chunks(engine: sa.Engine, batch_size: int) -> dict[str, list[Chunk]]:
-    """Every table's source chunks, read through a connection of its own (so this can run in a thread)."""
-    with _sqlite(engine) as db:
-        return {table.name: list(_source_digests(db, table, None, None, batch_size)) for table in TABLES}
+    return count, bytes(lines) + bytes(doubles_digest) + hashlib.sha256(docs.encode()).digest()
 
 
 def _verify(
@@ -729,7 +737,7 @@ def _verify(
     chunks: dict[str, list[Chunk]] | None = None,
 ) -> list[TableCheck]:
     """Compare each table's source chunks (``chunks``, or read now) with the same key ranges on the target,
-    digested by PostgreSQL while the source is read."""
+    digested by PostgreSQL (while the source is read)."""
     pending: list[tuple[sa.Table, list[int], hashlib._Hash, list[Future[tuple[int, bytes]]]]] = []
     with _sqlite(source) as db, _TargetDigests(target) as digests:
         for table in TABLES:
@@ -744,6 +752,9 @@ def _verify(
                 previous = last
                 counts.append(count)
                 digest.update(_record(count, chunk_digest))
+            if not counts:  # an empty table is one empty range
+                counts.append(0)
+                digest.update(_record(0, _EMPTY))
             ranges.append(digests.submit(table, lower, None))
             pending.append((table, counts, digest, ranges))
         checks = []
