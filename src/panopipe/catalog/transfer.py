@@ -1,25 +1,25 @@
 """Move a SQLite catalog to PostgreSQL / Amazon RDS, resumably, and prove the copy is exact.
 
-Copy design: every table is read with the raw ``sqlite3`` cursor in primary-key order and written with binary
-``COPY``, one batch per transaction. SQLite does most of the conversion in SQL (timestamps to microseconds,
-booleans and JSON to their binary wire form); Python only turns UUID hex into bytes. Doubles travel as their
-8 bytes, so every bit is kept. A table copied from empty has its secondary indexes, unique constraints and
-foreign keys dropped first and built afterwards from the SQLAlchemy metadata (the names the migrations use);
-whatever of them is missing at the end of a run is built then, so an interrupted run leaves nothing behind.
+Copy design: every table is read with the raw ``sqlite3`` cursor in primary-key order and written with
+``COPY``, one batch per transaction, the next batch being read while PostgreSQL takes the previous one. SQLite
+builds each row's COPY text in SQL (escaped, ``\\N`` for NULL, timestamps in SQLAlchemy's form); only the
+doubles are written by Python, with ``repr``, which PostgreSQL reads back bit for bit. A table copied from
+empty has its secondary indexes, unique constraints and foreign keys dropped first; at the end of every run,
+whatever of them the target lacks is built from the SQLAlchemy metadata (the names the migrations use), so an
+interrupted run leaves nothing missing once it is resumed.
 
 Resume design: the rows already on the target are always a key-ordered prefix of the source, so the resume
 point of a table is ``max(key)`` on the target: no bookkeeping table is needed (the target stays exactly the
 schema the migrations create). Before resuming, the prefix is checked (same row count up to that key, same
 content in its last batch) so that rows of another catalog are refused instead of being extended.
 
-Checksum design: both sides are cut into the same key ranges (one per ``batch_size`` source rows). In each
-range every row becomes one line of canonical values separated by U+001F: text as ``length:text``, integers
-and booleans in decimal, doubles as Python's ``repr`` (so every bit counts), timestamps as
-``YYYY-MM-DD HH:MM:SS.ffffff``, UUIDs as 32 hex digits and SQL ``NULL`` as ``None``. SQLite builds them in
-SQL plus one ``%`` format per row; PostgreSQL builds them and their SHA-256 entirely in SQL, in a worker
-thread, while the source is read. JSON documents are compared by value as jsonb does: they are canonicalised
-in Python on both sides (sorted keys, numbers compared as numbers, SQL ``NULL`` kept apart from JSON
-``null``). A table's checksum is the SHA-256 of its ranges' row counts and digests.
+Checksum design: both sides are cut into the same key ranges (one per ``batch_size`` source rows) and digested
+with SHA-256, range by range: the rows' canonical lines (the COPY text of every column but the doubles and the
+JSON documents, plus which doubles are NULL), the doubles' 8 bytes, and the JSON documents compared by value
+as jsonb does (canonicalised in Python on both sides: sorted keys, numbers as numbers, SQL ``NULL`` apart from
+JSON ``null``). On the source the copy computes them from the rows it reads; on the target PostgreSQL builds
+the same lines and bytes in SQL, two ranges at a time in one snapshot. A table's checksum is the SHA-256 of
+its ranges' row counts and digests.
 """
 
 from __future__ import annotations
@@ -440,14 +440,11 @@ _PG_TEXT: dict[Kind, str] = {
 
 def _by_kind(table: sa.Table) -> tuple[list[sa.Column[Any]], list[sa.Column[Any]], list[sa.Column[Any]]]:
     """The columns of the canonical line, the doubles and the JSON documents of ``table``."""
-    kinds = {column.name: _kind(column) for column in table.columns}
-    return tuple(  # type: ignore[return-value]
-        [
-            c
-            for c in table.columns
-            if (kinds[c.name] == "double") == (i == 1) and (kinds[c.name] == "json") == (i == 2)
-        ]
-        for i in range(3)
+    kinds = [(column, _kind(column)) for column in table.columns]
+    return (
+        [column for column, kind in kinds if kind not in ("double", "json")],
+        [column for column, kind in kinds if kind == "double"],
+        [column for column, kind in kinds if kind == "json"],
     )
 
 
@@ -463,9 +460,9 @@ def _printf(separator: str, values: Sequence[str]) -> str:
 
 
 def _source_rows(db: sqlite3.Connection, table: sa.Table, lower: Any, upper: Any) -> sqlite3.Cursor:
-    """The source rows with ``lower < key <= upper`` (``None``: unbounded) in key order, each: the COPY line's
-    values (see :func:`_copy_line`), then the NULL flags of the doubles, the doubles (0.0 for NULL), the key as
-    text, the raw JSON documents and the key."""
+    """The source rows with ``lower < key <= upper`` (``None``: unbounded) in key order, each: the values of
+    its COPY line (:func:`_copy_width` of them), the NULL flags of the doubles, the doubles (0.0 for NULL), the
+    key as text, the raw JSON documents and the key."""
     key = _key(table)
     plain, doubles, documents = _by_kind(table)
     columns = [_printf("\t", _texts(plain, _SQLITE_TEXT))]
