@@ -113,15 +113,15 @@ def test_redelivered_and_shuffled_batches_leave_what_one_in_order_delivery_leave
     assert uris[f"s3://{BUCKET}/{keys[5]}"][1] is True  # deleted
 
 
-def test_concurrent_handlers_applying_the_same_events_agree(postgres_url: str, keys: list[str], shot):
+def test_concurrent_handlers_applying_the_same_events_agree(catalog_url: str, keys: list[str], shot):
     events = [*created(keys), s3_record(keys[5], sequencer="20", removed=True)]
     shuffled = events[:]
     random.Random(5).shuffle(shuffled)
-    with Catalog.open(postgres_url) as expected:
+    with Catalog.open(catalog_url) as expected:
         EventHandler(expected, settings(shot[2])).handle(sqs_batch(*events))
         in_order = snapshot(expected)
         clear(expected)
-        with Catalog.open(postgres_url) as other, ThreadPoolExecutor(2) as pool:
+        with Catalog.open(catalog_url) as other, ThreadPoolExecutor(2) as pool:
             handlers = [EventHandler(expected, settings(shot[2])), EventHandler(other, settings(shot[2]))]
             batches = [sqs_batch(*events), sqs_batch(*reversed(shuffled))] * 3
             reports = list(pool.map(lambda n: handlers[n % 2].handle(batches[n]), range(len(batches))))

@@ -20,13 +20,14 @@ A *message* is one SQS message, or the whole event of a direct S3, SNS or EventB
 
 Order and idempotence come from the database, so they hold across concurrent handlers: each image stores
 the sequencer of the last event applied (upper-case, zero-left-padded, so text order is event order). An
-event applies in the transaction whose ``UPDATE ... WHERE source_sequencer < :new`` moves it forward; that
-row lock holds until the change is written. A batch's events share one transaction (one commit per batch);
-if any of them fails, the batch is applied again one event per transaction, so only that event's message
-fails. Removing an unknown object leaves a deleted placeholder with its sequencer, so an older creation
-arriving later cannot bring it back. Only events that changed an image plan and submit jobs, and jobs are
-unique per (step, subject, fingerprint). Reprocessing errors are logged and do not fail messages: the
-catalog is right, and the planner (state-based) picks the work up next time.
+event applies in the transaction whose ``UPDATE ... WHERE source_sequencer < :new`` moves it forward (on
+PostgreSQL the rows are locked, in URI order, as they are read); the lock holds until the change is written.
+A batch's events share one transaction and a few statements; if any of them fails, the batch is applied again
+one event per transaction, so only that event's message fails. Removing an unknown object leaves a deleted
+placeholder with its sequencer, so an older creation arriving later cannot bring it back. Only events that
+changed an image plan and submit jobs, and jobs are unique per (step, subject, fingerprint). Reprocessing
+errors are logged and do not fail messages: the catalog is right, and the planner (state-based) picks the
+work up next time.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from panopipe.catalog import Catalog, Selection
 from panopipe.catalog.schema import artifacts, images
 from panopipe.catalog.types import new_id, utcnow
 from panopipe.config import Settings
-from panopipe.errors import EventError, ObjectNotFoundError, PanopipeError, StorageError
+from panopipe.errors import CatalogError, EventError, ObjectNotFoundError, PanopipeError, StorageError
 from panopipe.events.shapes import EventKind, ObjectEvent, parse_event
 from panopipe.executors.base import Executor
 from panopipe.ingest import JPEG_SUFFIXES, image_record
@@ -126,12 +127,13 @@ class HandleReport:
 
 @dataclass(slots=True)
 class _Pending:
-    """An object event on its way: where it points, and the record read for a creation."""
+    """An object event on its way: where it points, its padded sequencer, and the record read for a creation."""
 
     message_id: str | None
     event: ObjectEvent
     storage: Storage | None = None
     uri: str | None = None
+    sequencer: str | None = None
     record: Any = None
     outcome: Outcome | None = None
 
@@ -219,11 +221,12 @@ class EventHandler:
         event = item.event
         try:
             item.uri = self._locate(item)
+            item.sequencer = padded_sequencer(event.sequencer)
             if event.kind is EventKind.CREATED:
                 assert item.storage is not None
                 info = item.storage.head(event.key)
                 item.record = image_record(item.storage, info, self.settings.ingest)
-        except _Skip as skip:
+        except (_Skip, EventError) as skip:
             item.outcome = Outcome(item.message_id, item.uri, Action.SKIPPED, str(skip))
         except ObjectNotFoundError:
             reason = "object no longer exists (deleted before it could be read)"
@@ -259,19 +262,13 @@ class EventHandler:
     def _apply_batch(self, items: list[_Pending]) -> None:
         """Apply ``items`` in one transaction, setting their outcomes; leave them unset if it fails.
 
-        Events are applied by URI (a stable sort: one object's events keep their delivery order), so that
-        concurrent handlers lock the same rows in the same order. Any error rolls the whole transaction back,
-        and :meth:`handle` then applies each event in its own transaction, which fails only that event's
-        message: one bad event costs the batch its shortcut, never its other messages.
+        Any error rolls the whole transaction back, and :meth:`handle` then applies each event in its own
+        transaction, which fails only that event's message: one bad event costs the batch its shortcut,
+        never its other messages.
         """
         try:
-            sequencers = [padded_sequencer(item.event.sequencer) for item in items]
-        except EventError:
-            return  # the events one by one: the bad one is skipped with the reason
-        try:
             with self.catalog.engine.begin() as conn:
-                ordered = sorted(zip(items, sequencers, strict=True), key=lambda pair: pair[0].uri or "")
-                outcomes = [(item, self._apply_in(conn, item, sequencer)) for item, sequencer in ordered]
+                outcomes = [pair for round_ in _rounds(items) for pair in self._apply_round(conn, round_)]
         except (PanopipeError, sa.exc.SQLAlchemyError) as exc:
             log.info("batch transaction rolled back", extra={"reason": f"{type(exc).__name__}: {exc}"})
             return
@@ -281,56 +278,87 @@ class EventHandler:
     def _apply_logged(self, item: _Pending) -> Outcome:
         try:
             return self._apply(item)
-        except EventError as exc:
-            return Outcome(item.message_id, item.uri, Action.SKIPPED, str(exc))
         except (PanopipeError, sa.exc.SQLAlchemyError) as exc:
             return Outcome(item.message_id, item.uri, Action.FAILED, f"{type(exc).__name__}: {exc}")
 
     def _apply(self, item: _Pending) -> Outcome:
-        sequencer = padded_sequencer(item.event.sequencer)
         for attempt in (1, 2):
             try:
                 with self.catalog.engine.begin() as conn:
-                    return self._apply_in(conn, item, sequencer)
-            except sa.exc.IntegrityError:
-                if attempt == 2:  # a concurrent handler inserted the same URI first: claim its row now
+                    ((_, outcome),) = self._apply_round(conn, [item])
+                    return outcome
+            except (sa.exc.IntegrityError, _Raced):
+                if attempt == 2:  # a concurrent handler wrote the same URI first: read its row again
                     raise
         raise AssertionError("unreachable")
 
-    def _apply_in(self, conn: sa.Connection, item: _Pending, sequencer: str | None) -> Outcome:
+    def _apply_round(self, conn: sa.Connection, items: list[_Pending]) -> list[tuple[_Pending, Outcome]]:
+        """Apply events for distinct URIs, a few statements for all of them: the images' rows are read (and
+        locked, on PostgreSQL, in URI order, as every handler locks them), events not newer than the one an
+        image applied are skipped, the others claim their row (a deleted placeholder for an unknown URI) with
+        their sequencer, then creations are upserted together and removals mark their image deleted.
+
+        A claim is guarded in SQL too (``source_sequencer < :new``): SQLite does not lock what was read, and
+        a claim that a concurrent handler overtook raises :class:`_Raced`, so that nothing older is written.
+        """
         c = images.c
-        source = {"source_sequencer": sequencer, "source_version_id": item.event.version_id}
-        newer = (
-            sa.or_(c.source_sequencer.is_(None), c.source_sequencer < sequencer) if sequencer else sa.true()
-        )
-        claim = images.update().where(c.uri == item.uri, newer).values(**source).returning(c.id)
-        image_id = conn.execute(claim).scalar()
-        added = image_id is None
-        if added:
-            if conn.execute(sa.select(c.id).where(c.uri == item.uri)).first() is not None:
-                return Outcome(item.message_id, item.uri, Action.SKIPPED, "not newer than the event applied")
-            image_id, now = new_id(), utcnow()
-            placeholder = {
-                "id": image_id,
-                "uri": item.uri,
-                "deleted": True,
-                "ingested_at": now,
-                "updated_at": now,
-            }
-            conn.execute(images.insert().values(**placeholder, **source))
-        if item.event.kind is EventKind.REMOVED:
-            deleted = conn.execute(
-                images.update()
-                .where(c.id == image_id, c.deleted == sa.false())
-                .values(deleted=True, updated_at=utcnow())
-            ).rowcount
-            _orphan_artifacts(conn, image_id)
-            action = Action.DELETED if deleted or added else Action.UNCHANGED
-            return Outcome(item.message_id, item.uri, action, image_id=image_id if deleted else None)
-        updated = self.catalog.upsert_in(conn, [item.record]).updated
-        action = Action.ADDED if added else Action.UPDATED if updated else Action.UNCHANGED
-        reason = item.record.error if item.record.status == "failed" else None
-        return Outcome(item.message_id, item.uri, action, reason, image_id)
+        uris = [item.uri for item in items]
+        query = sa.select(c.uri, c.id, c.source_sequencer).where(c.uri.in_(uris)).order_by(c.uri)
+        rows = {row.uri: row for row in conn.execute(query.with_for_update())}
+        now = utcnow()
+        outcomes: list[tuple[_Pending, Outcome]] = []
+        claimed: list[tuple[_Pending, str, bool]] = []
+        placeholders: list[dict[str, Any]] = []
+        claims: list[dict[str, Any]] = []
+        for item in items:
+            row = rows.get(item.uri)
+            source = {"source_sequencer": item.sequencer, "source_version_id": item.event.version_id}
+            if row is None:
+                image_id = new_id()
+                placeholders.append(
+                    {"id": image_id, "uri": item.uri, "deleted": True, "ingested_at": now, "updated_at": now}
+                    | source
+                )
+            elif (
+                item.sequencer is None
+                or row.source_sequencer is None
+                or row.source_sequencer < item.sequencer
+            ):
+                image_id = row.id
+                claims.append({"_id": image_id, "_new": item.sequencer} | source)
+            else:
+                reason = "not newer than the event applied"
+                outcomes.append((item, Outcome(item.message_id, item.uri, Action.SKIPPED, reason)))
+                continue
+            claimed.append((item, image_id, row is None))
+        if placeholders:
+            conn.execute(images.insert(), placeholders)
+        if claims:
+            new = sa.bindparam("_new", type_=sa.String)
+            newer = sa.or_(new.is_(None), c.source_sequencer.is_(None), c.source_sequencer < new)
+            claim = images.update().where(c.id == sa.bindparam("_id"), newer)
+            if conn.execute(claim, claims).rowcount != len(claims):
+                raise _Raced("a concurrent handler applied a newer event of the same object")
+        records = [item.record for item, _, _ in claimed if item.event.kind is EventKind.CREATED]
+        updated = set(self.catalog.upsert_in(conn, records).updated) if records else set()
+        for item, image_id, added in claimed:
+            if item.event.kind is EventKind.REMOVED:
+                deleted = conn.execute(
+                    images.update()
+                    .where(c.id == image_id, c.deleted == sa.false())
+                    .values(deleted=True, updated_at=utcnow())
+                ).rowcount
+                _orphan_artifacts(conn, image_id)
+                action = Action.DELETED if deleted or added else Action.UNCHANGED
+                outcome = Outcome(item.message_id, item.uri, action, image_id=image_id if deleted else None)
+            else:
+                action = (
+                    Action.ADDED if added else Action.UPDATED if image_id in updated else Action.UNCHANGED
+                )
+                reason = item.record.error if item.record.status == "failed" else None
+                outcome = Outcome(item.message_id, item.uri, action, reason, image_id)
+            outcomes.append((item, outcome))
+        return outcomes
 
     # Reprocessing
 
@@ -359,6 +387,23 @@ class EventHandler:
 
 class _Skip(Exception):
     """An event panopipe acknowledges without acting on it (the message is the reason)."""
+
+
+class _Raced(CatalogError):
+    """A concurrent handler applied a newer event of an object between reading and claiming its row."""
+
+
+def _rounds(items: list[_Pending]) -> list[list[_Pending]]:
+    """``items`` in rounds of distinct URIs, sorted by URI: round *n* holds the *n*-th event of each URI, so
+    that one object's events apply in delivery order."""
+    rounds: list[list[_Pending]] = []
+    seen: dict[str | None, int] = {}
+    for item in sorted(items, key=lambda item: item.uri or ""):
+        n = seen[item.uri] = seen.get(item.uri, -1) + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(item)
+    return rounds
 
 
 def _orphan_artifacts(conn: sa.Connection, image_id: str) -> None:
