@@ -176,6 +176,7 @@ def test_bad_input_is_recorded_and_only_unreadable_messages_fail(catalog: Catalo
         s3_record("incoming/../secrets/x.jpg", sequencer="14"),
         s3_record("incoming/bad\x07name.jpg", sequencer="15"),
         s3_record(keys[1], sequencer="16", bucket="someone-elses-bucket"),
+        s3_record(keys[2], sequencer="not-hex"),
     ]
     batch = sqs_batch(*records)
     batch["Records"].append(sqs_message("poison", "this is not JSON"))
@@ -189,6 +190,7 @@ def test_bad_input_is_recorded_and_only_unreadable_messages_fail(catalog: Catalo
     assert reasons["m3"] == ("skipped", "object no longer exists (deleted before it could be read)")
     assert reasons["m4"][1].startswith("unsafe key") and reasons["m5"][1].startswith("unsafe key")
     assert reasons["m6"] == ("skipped", "bucket 'someone-elses-bucket' is not one this deployment handles")
+    assert reasons["m7"][0] == "skipped" and reasons["m7"][1].startswith("sequencer must be")
     assert reasons["poison"][0] == "failed" and "not JSON" in reasons["poison"][1]
     assert {(i.uri.rsplit("/", 1)[1], i.status) for i in catalog.images()} == {
         (keys[0].rsplit("/", 1)[1], "ok"),
