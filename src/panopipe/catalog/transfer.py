@@ -297,7 +297,15 @@ class _engine:
 def _check_target(engine: sa.Engine) -> bool:
     """Whether the target is empty (and needs the schema); refuses a target that is not a catalog like ours."""
     with connect(engine) as conn:
-        names = set(sa.inspect(conn).get_table_names())
+        # Tables of an extension (PostGIS's spatial_ref_sys, when the migrations installed it) are not foreign.
+        extension_tables = conn.execute(
+            sa.text(
+                "SELECT c.relname FROM pg_depend d JOIN pg_class c ON c.oid = d.objid"
+                " WHERE d.classid = 'pg_class'::regclass AND d.deptype = 'e'"
+                " AND c.relnamespace = to_regnamespace(current_schema())"
+            )
+        ).scalars()
+        names = set(sa.inspect(conn).get_table_names()) - set(extension_tables)
     target = mask_url(engine.url)
     foreign = sorted(names - _OWN_TABLES)
     if foreign:
@@ -610,7 +618,7 @@ def _build_deferred(engine: sa.Engine) -> None:
         for name, create, _ in _deferred(table):
             if name not in present:
                 with engine.begin() as conn:
-                    conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
+                    conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
                     conn.execute(create)
 
 
@@ -648,14 +656,12 @@ def _document_line(key: Any, values: Sequence[Any]) -> str:
 
 @contextmanager
 def _reading(engine: sa.Engine, snapshot: str | None = None) -> Iterator[psycopg.Connection[Any]]:
-    """A psycopg connection to the target in a read-only snapshot (``snapshot``: one exported by another),
-    doubles written with their shortest exact digits."""
+    """A psycopg connection to the target in a read-only snapshot (``snapshot``: one exported by another)."""
     with connect(engine) as conn, conn.begin():
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         if snapshot:
             conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-        conn.exec_driver_sql("SET LOCAL extra_float_digits = 1")
-        conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")  # each range's lines are sorted in memory
+        conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")  # each range's lines are sorted in memory
         yield conn.connection.driver_connection  # type: ignore[misc]
 
 
