@@ -6,6 +6,7 @@ import operator
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Self
 
@@ -26,6 +27,7 @@ from panopipe.catalog.records import (
 )
 from panopipe.catalog.schema import images
 from panopipe.catalog.selection import Selection
+from panopipe.catalog.spatial import PostGIS, detect_postgis
 from panopipe.catalog.types import new_ids, utcnow
 from panopipe.catalog.values import from_json, to_json
 from panopipe.errors import CatalogError, NotFoundError
@@ -70,6 +72,12 @@ class Catalog:
             engine.dispose()
             raise
         return cls(engine)
+
+    @cached_property
+    def postgis(self) -> PostGIS | None:
+        """The spatial conditions of a catalog with PostGIS's ``images.geom``, else ``None`` (looked up once)."""
+        with self.engine.connect() as conn:
+            return detect_postgis(conn)
 
     @property
     def url(self) -> str:
@@ -210,7 +218,7 @@ class Catalog:
         selection = selection or Selection()
         query = (
             sa.select(*(images.c[name] for name in IMAGE_COLUMNS), images.c.captured)
-            .where(*selection.where())
+            .where(*selection.where(self.postgis))
             .order_by(images.c.reel, images.c.captured_at, images.c.uri)
         )
         if limit is not None and selection.near is None:
@@ -228,7 +236,7 @@ class Catalog:
         if selection.near is not None:
             return sum(1 for _ in self.images(selection))
         with self.engine.connect() as conn:
-            query = sa.select(sa.func.count()).select_from(images).where(*selection.where())
+            query = sa.select(sa.func.count()).select_from(images).where(*selection.where(self.postgis))
             return conn.execute(query).scalar_one()
 
     def get(self, image_id: str) -> Image:

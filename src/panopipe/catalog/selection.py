@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from panopipe.catalog.schema import images
+from panopipe.catalog.spatial import PostGIS
 from panopipe.errors import ConfigError
 from panopipe.geo import bbox_around, haversine_m
 
@@ -44,8 +45,13 @@ class Selection:
             if value is not None and value.tzinfo is None:
                 raise ConfigError(f"--{name} needs a time zone (e.g. 2024-05-01T10:00:00Z)")
 
-    def where(self) -> list[sa.ColumnElement[bool]]:
-        """SQL conditions for the indexed part of the selection (``near`` is refined by :meth:`matches`)."""
+    def where(self, postgis: PostGIS | None = None) -> list[sa.ColumnElement[bool]]:
+        """SQL conditions for the indexed part of the selection (``near`` is refined by :meth:`matches`).
+
+        With ``postgis`` (a catalog with ``images.geom``), the GiST index finds the candidates of ``bbox`` and
+        ``near``; the exact lat/lon ranges and :meth:`matches` still decide, so every backend selects the same
+        images.
+        """
         c = images.c
         conditions: list[sa.ColumnElement[bool]] = []
         if not self.include_deleted:
@@ -65,6 +71,10 @@ class Selection:
         for box in self._boxes():
             min_lon, min_lat, max_lon, max_lat = box
             conditions += [c.lat.between(min_lat, max_lat), c.lon.between(min_lon, max_lon)]
+            if postgis is not None:
+                conditions.append(postgis.in_box(box))
+        if postgis is not None and self.near is not None and self.radius_m is not None:
+            conditions.append(postgis.within_m(*self.near, self.radius_m))
         return conditions
 
     def _boxes(self) -> list[tuple[float, float, float, float]]:

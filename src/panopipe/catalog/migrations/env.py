@@ -3,6 +3,7 @@
 from alembic import context
 
 from panopipe.catalog.schema import metadata
+from panopipe.catalog.spatial import include_object
 
 connection = context.config.attributes["connection"]
 context.configure(
@@ -10,6 +11,7 @@ context.configure(
     target_metadata=metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    include_object=include_object,
 )
 with context.begin_transaction():
     context.run_migrations()

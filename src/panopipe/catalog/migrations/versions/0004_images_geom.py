@@ -1,0 +1,57 @@
+"""images.geom: a generated PostGIS point with a GiST index, on PostgreSQL where PostGIS can be had
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-23 23:00:00.000000
+"""
+
+import logging
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+log = logging.getLogger(__name__)
+
+
+def _postgis_schema(bind: sa.Connection) -> str | None:
+    """The schema holding PostGIS, creating the extension in ``public`` if it is available and allowed."""
+    available = bind.execute(sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'postgis'")).first()
+    if available is None:
+        log.warning("PostGIS is not available: spatial queries use lat/lon ranges")
+        return None
+    try:
+        with bind.begin_nested():
+            bind.execute(sa.text("CREATE EXTENSION IF NOT EXISTS postgis SCHEMA public"))
+    except sa.exc.ProgrammingError as exc:  # no privilege (or no public schema)
+        log.warning("cannot create the postgis extension (%s): spatial queries use lat/lon ranges", exc.orig)
+        return None
+    return bind.execute(
+        sa.text(
+            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+            " WHERE e.extname = 'postgis'"
+        )
+    ).scalar_one()
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql" or (schema := _postgis_schema(bind)) is None:
+        return
+    s = bind.dialect.identifier_preparer.quote_schema(schema)
+    op.execute(
+        f"ALTER TABLE images ADD COLUMN geom {s}.geometry(Point, 4326)"
+        f" GENERATED ALWAYS AS ({s}.ST_SetSRID({s}.ST_MakePoint(lon, lat), 4326)) STORED"
+    )
+    op.execute("CREATE INDEX ix_images_geom ON images USING gist (geom)")
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP INDEX IF EXISTS ix_images_geom")
+        op.execute("ALTER TABLE images DROP COLUMN IF EXISTS geom")

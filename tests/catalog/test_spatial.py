@@ -1,0 +1,156 @@
+"""Spatial selections: PostGIS's ``images.geom`` and GiST index where available, lat/lon ranges elsewhere, same results."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from sqlalchemy.dialects import postgresql
+from tests.conftest import POSTGRES_ADMIN_URL, require
+
+from panopipe.catalog import Catalog, ImageRecord, Selection
+from panopipe.catalog.engine import alembic_config, upgrade
+from panopipe.catalog.schema import images
+from panopipe.catalog.spatial import GEOM_INDEX, PostGIS
+from panopipe.geo import destination
+
+CENTER = (48.0, 11.0)
+BOX = (10.99, 47.99, 11.01, 48.01)
+RADII = (500.0, 1000.0, 2500.0)
+
+
+def _records() -> list[ImageRecord]:
+    """Random points around CENTER, and points on and just off the edges of BOX and of the circles."""
+    rng = random.Random(7)
+    points = [
+        CENTER,
+        *((48.0 + rng.uniform(-0.05, 0.05), 11.0 + rng.uniform(-0.05, 0.05)) for _ in range(3000)),
+    ]
+    min_lon, min_lat, max_lon, max_lat = BOX
+    for off in (0.0, 1e-7, -1e-7):  # PostGIS's && compares single-precision boxes: 1e-7 degrees passes it
+        points += [(48.0, max_lon + off), (48.0, min_lon - off), (max_lat + off, 11.0), (min_lat - off, 11.0)]
+    for radius in RADII:
+        for bearing in range(0, 360, 15):
+            points += [destination(*CENTER, bearing, radius + d) for d in (-0.01, -0.001, 0.001, 0.01)]
+    records = [
+        ImageRecord(uri=_uri(n), lat=lat, lon=lon, reel=f"R00{n % 3}", frame=n)
+        for n, (lat, lon) in enumerate(points)
+    ]
+    return [*records, ImageRecord(uri="/survey/R000/nowhere.jpg", reel="R000", frame=-1)]
+
+
+def _uri(n: int) -> str:
+    return f"/survey/R00{n % 3}/{n:06d}.jpg"
+
+
+SELECTIONS = [
+    Selection(bbox=BOX),
+    Selection(bbox=BOX, reels=("R001",)),
+    Selection(bbox=(11.0, 48.0, 11.0, 48.0)),
+    *(Selection(near=CENTER, radius_m=radius) for radius in RADII),
+    Selection(near=CENTER, radius_m=2500.0, bbox=BOX),
+    Selection(near=(47.97, 10.97), radius_m=1000.0, reels=("R000", "R002")),
+    Selection(include_deleted=True, near=CENTER, radius_m=1000.0),
+]
+
+
+def _fill(catalog: Catalog) -> Catalog:
+    catalog.upsert_images(_records())
+    catalog.mark_deleted([_uri(1), _uri(3001)])  # a random point and one on the edge of BOX
+    return catalog
+
+
+@pytest.fixture
+def postgis_catalog(postgres_url: str) -> Iterator[Catalog]:
+    """A PostgreSQL catalog with PostGIS's ``images.geom``."""
+    with Catalog.open(postgres_url) as catalog:
+        require(catalog.postgis is not None, "PostGIS (apt-get install postgresql-15-postgis-3)")
+        yield catalog
+
+
+@contextmanager
+def _database(owner: str | None = None) -> Iterator[str]:
+    """A new database (owned by a new role without privileges when ``owner`` is given), dropped afterwards."""
+    name = f"panopipe_spatial_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        if owner:
+            conn.execute(f'CREATE ROLE "{owner}" LOGIN')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' OWNER "{owner}"' if owner else ""))
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base.replace('postgres@', f'{owner}@')}/{name}" if owner else f"{base}/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if owner:
+                conn.execute(f'DROP ROLE IF EXISTS "{owner}"')
+
+
+def _results(catalog: Catalog) -> list[tuple[list[str], int]]:
+    return [([image.uri for image in catalog.images(s)], catalog.count(s)) for s in SELECTIONS]
+
+
+def test_postgis_selects_exactly_what_sqlite_selects(postgis_catalog: Catalog, tmp_path):
+    # The final decision is the same on both backends: exact lat/lon ranges for --bbox, haversine for --near
+    # (Selection.matches); PostGIS's && and ST_DWithin only find candidates. So even points a millimetre
+    # from a circle, or 1e-7 degrees off a box edge, land on the same side.
+    with Catalog.open(tmp_path / "catalog.db") as sqlite:
+        assert sqlite.postgis is None
+        expected = _results(_fill(sqlite))
+    assert _results(_fill(postgis_catalog)) == expected
+    assert all(count for _, count in expected)
+
+
+def test_a_bbox_query_uses_the_gist_index(postgis_catalog: Catalog):
+    _fill(postgis_catalog)
+    selection = Selection(bbox=(11.0, 48.0, 11.002, 48.002))
+    query = sa.select(images.c.id).where(*selection.where(postgis_catalog.postgis))
+    sql = query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+    with postgis_catalog.engine.begin() as conn:
+        conn.execute(sa.text("ANALYZE images"))
+        conn.execute(sa.text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join(conn.execute(sa.text(f"EXPLAIN {sql}")).scalars())
+    assert GEOM_INDEX in plan, plan
+
+
+def _postgis_available() -> bool:
+    with psycopg.connect(POSTGRES_ADMIN_URL) as conn:
+        return bool(conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'postgis'").fetchone())
+
+
+def _geom_and_index(catalog: Catalog) -> tuple[bool, bool]:
+    with catalog.engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        return (
+            "geom" in {c["name"] for c in inspector.get_columns("images")},
+            GEOM_INDEX in {i["name"] for i in inspector.get_indexes("images")},
+        )
+
+
+@pytest.mark.filterwarnings("ignore:Did not recognize type 'geometry':sqlalchemy.exc.SAWarning")
+def test_a_plain_database_url_gets_postgis_in_public_and_downgrade_removes_it():
+    require(_postgis_available(), "PostGIS (apt-get install postgresql-15-postgis-3)")
+    with _database() as url, Catalog.open(url) as catalog:
+        assert catalog.postgis == PostGIS("public")
+        assert _geom_and_index(catalog) == (True, True)
+        with catalog.engine.connect() as conn, conn.begin():
+            command.downgrade(alembic_config(conn), "0003")
+        assert _geom_and_index(catalog) == (False, False)
+        upgrade(catalog.engine)
+        assert _geom_and_index(catalog) == (True, True)
+        _fill(catalog)
+        assert catalog.count(Selection(near=CENTER, radius_m=1000.0)) > 0
+
+
+def test_without_the_privilege_to_create_postgis_the_catalog_uses_lat_lon_ranges(tmp_path):
+    with _database(owner=f"panopipe_user_{uuid.uuid4().hex[:8]}") as url, Catalog.open(url) as catalog:
+        assert catalog.postgis is None
+        assert _geom_and_index(catalog) == (False, False)
+        with Catalog.open(tmp_path / "catalog.db") as sqlite:
+            assert _results(_fill(catalog)) == _results(_fill(sqlite))
