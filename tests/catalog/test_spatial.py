@@ -107,9 +107,13 @@ def test_postgis_selects_exactly_what_sqlite_selects(postgis_catalog: Catalog, t
     assert all(count for _, count in expected)
 
 
-def test_a_bbox_query_uses_the_gist_index(postgis_catalog: Catalog):
+@pytest.mark.parametrize(
+    "selection",
+    [Selection(bbox=(11.0, 48.0, 11.002, 48.002)), Selection(near=CENTER, radius_m=100.0)],
+    ids=["bbox", "near"],
+)
+def test_spatial_queries_use_the_gist_index(postgis_catalog: Catalog, selection: Selection):
     _fill(postgis_catalog)
-    selection = Selection(bbox=(11.0, 48.0, 11.002, 48.002))
     query = sa.select(images.c.id).where(*selection.where(postgis_catalog.postgis))
     sql = query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
     with postgis_catalog.engine.begin() as conn:
