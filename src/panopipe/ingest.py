@@ -8,7 +8,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from panopipe.catalog import Catalog, ImageRecord, KnownFile
@@ -19,6 +19,7 @@ from panopipe.storage import FolderStorage, ObjectInfo, Storage, open_storage
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 HASH_CHUNK = 1 << 20
+HEADER_CHUNK = 64 * 1024  # one read covers the header of most camera JPEGs
 
 Progress = Callable[[int, int], None]
 """Called with (files done, files to read)."""
@@ -114,12 +115,17 @@ def ingest(
     return report
 
 
-def image_record(storage: Storage, info: ObjectInfo, rules: IngestRules) -> ImageRecord:
-    """The catalog record of the JPEG ``info`` describes, its header read with ranged reads.
+def image_record(storage: Storage, key: str, rules: IngestRules) -> ImageRecord:
+    """The catalog record of the JPEG at ``key``, read with one ranged GET of its start for most images.
 
-    An unreadable header gives a record with ``status='failed'`` and the reason, as :func:`ingest` records it.
+    An unreadable header gives a record with ``status='failed'`` and the reason, as :func:`ingest` records it;
+    a missing object raises :class:`~panopipe.errors.ObjectNotFoundError`.
     """
-    return _records([_read_remote(storage, info)], _compile(rules), {}, {info.uri})[0]
+    before = storage.stats.get(key).bytes_read
+    first, info = storage.read_start(key, HEADER_CHUNK)
+    read = _read_remote(storage, info, first)
+    read = replace(read, bytes_read=storage.stats.get(key).bytes_read - before)
+    return _records([read], _compile(rules), {}, {info.uri})[0]
 
 
 def _compile(rules: IngestRules) -> re.Pattern[str]:
@@ -209,11 +215,18 @@ def _read_local(path: str) -> tuple[ImageMetadata | None, str | None, str | None
     return metadata, digest.hexdigest(), None, metadata.header_bytes
 
 
-def _read_remote(storage: Storage, info: ObjectInfo) -> _Read:
-    """Header metadata of one object through ranged reads; its content hash stays unknown (ETag stands in)."""
+def _read_remote(storage: Storage, info: ObjectInfo, first: bytes = b"") -> _Read:
+    """Header metadata of one object through ranged reads (``first``: its start, already read); its content
+    hash stays unknown (the ETag stands in)."""
     stats_before = storage.stats.get(info.key).bytes_read
+
+    def read(start: int, length: int) -> bytes:
+        if start + length <= len(first) or len(first) >= info.size:
+            return first[start : start + length]
+        return storage.read_range(info.key, start, length)
+
     try:
-        header = read_jpeg_header(lambda start, length: storage.read_range(info.key, start, length))
+        header = read_jpeg_header(read, HEADER_CHUNK, size=info.size)
         metadata = parse_jpeg_header(header)
         error = None
     except (MetadataError, StorageError) as exc:

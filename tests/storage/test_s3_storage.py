@@ -69,6 +69,16 @@ def test_parts_carry_sha256_checksums(s3, s3_storage: S3Storage) -> None:
     assert len(checksums) == 3 and all(len(c) == 44 for c in checksums)
 
 
+def test_read_start_is_one_ranged_get(s3_storage: S3Storage, calls) -> None:
+    s3_storage.put("big.bin", BIG)
+    calls.clear()
+
+    data, info = s3_storage.read_start("big.bin", 65536)
+
+    assert data == BIG[:65536] and info.size == len(BIG)
+    assert dict(calls) == {"GetObject": 1}
+
+
 def test_read_range_is_one_ranged_get(s3, s3_storage: S3Storage, calls) -> None:
     s3_storage.put("big.bin", BIG)
     ranges: list[str] = []

@@ -42,6 +42,25 @@ def test_read_range(storage: Storage, start: int, length: int, expected: bytes) 
     assert storage.read_range("img.jpg", start, length) == expected
 
 
+@pytest.mark.parametrize("length", [10, len(DATA), len(DATA) + 100, 0])
+def test_read_start_gives_the_first_bytes_and_what_head_tells(storage: Storage, length: int) -> None:
+    storage.put("img.jpg", DATA)
+
+    data, info = storage.read_start("img.jpg", length)
+
+    assert data == DATA[:length]
+    head = storage.head("img.jpg")
+    assert (info.size, info.etag, info.key, info.uri) == (len(DATA), head.etag, "img.jpg", head.uri)
+
+
+def test_read_start_of_an_empty_or_missing_object(storage: Storage) -> None:
+    storage.put("empty.jpg", b"")
+    data, info = storage.read_start("empty.jpg", 64)
+    assert (data, info.size) == (b"", 0)
+    with pytest.raises(ObjectNotFoundError):
+        storage.read_start("missing.jpg", 64)
+
+
 def test_read_range_zero_length_and_negative(storage: Storage) -> None:
     storage.put("img.jpg", DATA)
 

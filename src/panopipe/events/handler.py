@@ -224,8 +224,7 @@ class EventHandler:
             item.sequencer = padded_sequencer(event.sequencer)
             if event.kind is EventKind.CREATED:
                 assert item.storage is not None
-                info = item.storage.head(event.key)
-                item.record = image_record(item.storage, info, self.settings.ingest)
+                item.record = image_record(item.storage, event.key, self.settings.ingest)
         except (_Skip, EventError) as skip:
             item.outcome = Outcome(item.message_id, item.uri, Action.SKIPPED, str(skip))
         except ObjectNotFoundError:

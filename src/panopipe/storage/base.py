@@ -137,6 +137,13 @@ class Storage(ABC):
         self.stats.record(key, len(data))
         return data
 
+    def read_start(self, key: str, length: int) -> tuple[bytes, ObjectInfo]:
+        """The first ``length`` bytes of ``key`` and what :meth:`head` tells of it, in one request where the
+        backend can (S3: one ranged GET); :class:`ObjectNotFoundError` if it does not exist."""
+        data, info = self._read_start(validate_key(key), length)
+        self.stats.record(key, len(data))
+        return data, info
+
     def get(self, key: str) -> bytes:
         """All bytes of ``key``."""
         data = self._get(validate_key(key))
@@ -182,6 +189,10 @@ class Storage(ABC):
         info = self._put(key, path.read_bytes())
         progress(info.size)
         return info
+
+    def _read_start(self, key: str, length: int) -> tuple[bytes, ObjectInfo]:
+        info = self._head(key)
+        return self._read_range(key, 0, length), info
 
     def _get(self, key: str) -> bytes:
         return self._read_range(key, 0, self._head(key).size)

@@ -144,6 +144,32 @@ class S3Storage(Storage):
                 return b""  # the range starts at or after the end of the object
             raise
 
+    def _read_start(self, key: str, length: int) -> tuple[bytes, ObjectInfo]:
+        if length == 0:
+            return b"", self._head(key)
+        try:
+            with self._errors(key, "s3:GetObject"):
+                response = self.client.get_object(
+                    Bucket=self.bucket, Key=self.prefix + key, Range=f"bytes=0-{length - 1}"
+                )
+                data = response["Body"].read()
+        except StorageError as exc:
+            if isinstance(exc.__cause__, ClientError) and _code(exc.__cause__) == "InvalidRange":
+                return b"", self._head(key)  # an empty object: no byte range exists
+            raise
+        # "bytes 0-65535/2097152": the total size follows the slash; a whole small object has no range.
+        content_range = response.get("ContentRange")
+        size = int(content_range.rpartition("/")[2]) if content_range else response["ContentLength"]
+        info = ObjectInfo(
+            uri=self.uri(key),
+            key=key,
+            size=size,
+            etag=response.get("ETag", "").strip('"') or None,
+            modified=response.get("LastModified"),
+            version_id=_version(response),
+        )
+        return data, info
+
     def _get(self, key: str) -> bytes:
         with self._errors(key, "s3:GetObject"):
             return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
