@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import make_url
 from tests.conftest import POSTGRES_ADMIN_URL, require
 
 from panopipe.catalog import Catalog, ImageRecord, Selection
@@ -82,9 +83,11 @@ def _database(owner: str | None = None) -> Iterator[str]:
         if owner:
             conn.execute(f'CREATE ROLE "{owner}" LOGIN')
         conn.execute(f'CREATE DATABASE "{name}"' + (f' OWNER "{owner}"' if owner else ""))
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name)
+    if owner:
+        url = url.set(username=owner, password=None)
     try:
-        yield f"{base.replace('postgres@', f'{owner}@')}/{name}" if owner else f"{base}/{name}"
+        yield url.render_as_string(hide_password=False)
     finally:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -130,19 +133,23 @@ def _postgis_available() -> bool:
 
 def _geom_and_index(catalog: Catalog) -> tuple[bool, bool]:
     with catalog.engine.connect() as conn:
-        inspector = sa.inspect(conn)
-        return (
-            "geom" in {c["name"] for c in inspector.get_columns("images")},
-            GEOM_INDEX in {i["name"] for i in inspector.get_indexes("images")},
-        )
+        geom, index = conn.execute(
+            sa.text(
+                "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('images')"
+                " AND attname = 'geom' AND NOT attisdropped), to_regclass(:index) IS NOT NULL"
+            ),
+            {"index": GEOM_INDEX},
+        ).one()
+    return geom, index
 
 
-@pytest.mark.filterwarnings("ignore:Did not recognize type 'geometry':sqlalchemy.exc.SAWarning")
-def test_a_plain_database_url_gets_postgis_in_public_and_downgrade_removes_it():
+def test_a_plain_database_url_gets_postgis_in_a_schema_of_its_own_and_downgrade_removes_it():
     require(_postgis_available(), "PostGIS (apt-get install postgresql-15-postgis-3)")
     with _database() as url, Catalog.open(url) as catalog:
-        assert catalog.postgis == PostGIS("public")
+        assert catalog.postgis == PostGIS("postgis")
         assert _geom_and_index(catalog) == (True, True)
+        with catalog.engine.connect() as conn:  # PostGIS's spatial_ref_sys is not among the catalog's tables
+            assert "spatial_ref_sys" not in sa.inspect(conn).get_table_names()
         with catalog.engine.connect() as conn, conn.begin():
             command.downgrade(alembic_config(conn), "0003")
         assert _geom_and_index(catalog) == (False, False)

@@ -19,24 +19,30 @@ depends_on: str | Sequence[str] | None = None
 log = logging.getLogger(__name__)
 
 
+_INSTALLED = sa.text(
+    "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'postgis'"
+)
+
+
 def _postgis_schema(bind: sa.Connection) -> str | None:
-    """The schema holding PostGIS, creating the extension in ``public`` if it is available and allowed."""
-    available = bind.execute(sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'postgis'")).first()
-    if available is None:
+    """The schema holding PostGIS, creating the extension if it is available and allowed.
+
+    A new installation goes to a schema of its own, ``postgis``: in the catalog's schema its table
+    ``spatial_ref_sys`` would make that schema look like it holds foreign tables.
+    """
+    if (schema := bind.execute(_INSTALLED).scalar_one_or_none()) is not None:
+        return schema
+    if not bind.execute(sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'postgis'")).first():
         log.warning("PostGIS is not available: spatial queries use lat/lon ranges")
         return None
     try:
         with bind.begin_nested():
-            bind.execute(sa.text("CREATE EXTENSION IF NOT EXISTS postgis SCHEMA public"))
-    except sa.exc.ProgrammingError as exc:  # no privilege (or no public schema)
+            bind.execute(sa.text("CREATE SCHEMA IF NOT EXISTS postgis"))
+            bind.execute(sa.text("CREATE EXTENSION IF NOT EXISTS postgis SCHEMA postgis"))
+    except sa.exc.ProgrammingError as exc:  # no privilege
         log.warning("cannot create the postgis extension (%s): spatial queries use lat/lon ranges", exc.orig)
         return None
-    return bind.execute(
-        sa.text(
-            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
-            " WHERE e.extname = 'postgis'"
-        )
-    ).scalar_one()
+    return bind.execute(_INSTALLED).scalar_one()
 
 
 def upgrade() -> None:
