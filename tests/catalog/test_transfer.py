@@ -327,6 +327,7 @@ def test_indexes_dropped_for_the_copy_are_rebuilt_after_a_resume(
     assert not {"ix_images_lat_lon", "uq_images_uri", "uq_jobs_step_subject_fingerprint"} & interrupted
     assert "fk_edits_image_id_images" not in interrupted
     assert "fk_artifacts_image_id_images" in interrupted  # artifacts was not reached
+    assert "ix_images_geom" not in interrupted  # PostGIS's index (outside the metadata), when there is one
 
     report = migrate_catalog(source, postgres_url, batch_size=16)
     assert report.ok and report.resumed
@@ -340,6 +341,11 @@ def test_indexes_dropped_for_the_copy_are_rebuilt_after_a_resume(
     engine.dispose()
     names = _indexes_and_constraints(postgres_url)
     assert names == _indexes_and_constraints(fresh)
+    engine = create_catalog_engine(postgres_url)
+    with engine.connect() as conn:
+        note = conn.execute(sa.text("SELECT obj_description(to_regclass('images'), 'pg_class')")).scalar()
+    engine.dispose()
+    assert note is None  # the note listing the indexes to rebuild is gone
     assert {"ix_images_lat_lon", "uq_images_uri", "fk_edits_image_id_images", "ix_edits_batch"} <= names
 
     # Whatever is missing at the end of a run is built, even when there is nothing left to copy.

@@ -601,6 +601,11 @@ def _present(conn: sa.Connection, table: sa.Table) -> set[str]:
     )
 
 
+_OTHER_INDEXES = "panopipe: indexes to build after the copy: "
+"""Prefix of the table comment that keeps, while a copy runs, the indexes the SQLAlchemy metadata does not
+describe (PostGIS's ``ix_images_geom``): an interrupted copy rebuilds them when it is resumed."""
+
+
 def _drop_deferred(engine: sa.Engine, table: sa.Table) -> None:
     """Drop the secondary indexes and constraints of an empty ``table``: they are built after the copy."""
     with engine.begin() as conn:
@@ -608,6 +613,18 @@ def _drop_deferred(engine: sa.Engine, table: sa.Table) -> None:
         for name, _, drop in reversed(_deferred(table)):
             if name in present:
                 conn.execute(drop)
+        others = conn.execute(
+            sa.text(
+                "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i"
+                " JOIN pg_class c ON c.oid = i.indexrelid"
+                " WHERE i.indrelid = to_regclass(:t) AND NOT i.indisprimary ORDER BY c.relname"
+            ),
+            {"t": table.name},
+        ).all()
+        if others:
+            _comment(conn, table, _OTHER_INDEXES + json.dumps([list(row) for row in others]))
+            for name, _ in others:
+                conn.execute(sa.text(f"DROP INDEX {conn.dialect.identifier_preparer.quote(name)}"))
 
 
 def _build_deferred(engine: sa.Engine) -> None:
@@ -615,11 +632,26 @@ def _build_deferred(engine: sa.Engine) -> None:
     for table in TABLES:
         with connect(engine) as conn:
             present = _present(conn, table)
-        for name, create, _ in _deferred(table):
-            if name not in present:
-                with engine.begin() as conn:
-                    conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
-                    conn.execute(create)
+            note = conn.execute(
+                sa.text("SELECT obj_description(to_regclass(:t), 'pg_class')"), {"t": table.name}
+            ).scalar()
+        others = (
+            json.loads(note.removeprefix(_OTHER_INDEXES)) if note and note.startswith(_OTHER_INDEXES) else []
+        )
+        creations = [create for name, create, _ in _deferred(table) if name not in present]
+        creations += [sa.text(definition) for name, definition in others if name not in present]
+        for create in creations:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
+                conn.execute(create)
+        if others:
+            with engine.begin() as conn:
+                _comment(conn, table, None)
+
+
+def _comment(conn: sa.Connection, table: sa.Table, note: str | None) -> None:
+    statement = sql.SQL("COMMENT ON TABLE {} IS {}").format(sql.Identifier(table.name), sql.Literal(note))
+    conn.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
 
 
 def _reset_sequences(engine: sa.Engine) -> None:
