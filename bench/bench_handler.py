@@ -92,7 +92,7 @@ def main() -> None:
             + ", ".join(
                 f"{phase} {seconds / len(batches) * 1000:.0f} ms" for phase, seconds in phases.items()
             )
-            + " (read: HEAD + ranged GET per object, bound by moto's server)"
+            + " (read: one ranged GET per object, bound by moto's server)"
         )
         print(
             f"database connections opened per warm invocation: max {max(per_invocation)} (total {sum(per_invocation)})"

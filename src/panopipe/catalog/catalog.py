@@ -287,7 +287,9 @@ class Catalog:
         times, ``per_image`` sets values per image id (e.g. positions from a CSV; see :meth:`resolve_keys`).
         """
         with self.engine.connect() as conn:
-            return edit_ops.plan(conn, selection or Selection(), assign or {}, shift_time_s, per_image or {})
+            return edit_ops.plan(
+                conn, selection or Selection(), assign or {}, shift_time_s, per_image or {}, self.postgis
+            )
 
     def apply_edit(self, changes: Sequence[FieldChange], *, reason: str, author: str) -> str:
         """Record ``changes`` as one edit batch and make them effective; the batch id (for ``undo``)."""

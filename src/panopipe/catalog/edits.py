@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from panopipe.catalog.records import EDITABLE_FIELDS, Edit, FieldChange
 from panopipe.catalog.schema import edits, images
 from panopipe.catalog.selection import Selection
+from panopipe.catalog.spatial import PostGIS
 from panopipe.catalog.types import new_id, utcnow
 from panopipe.catalog.values import from_json, parse_value, to_json, validate_value
 from panopipe.errors import CatalogError, ConfigError, NotFoundError
@@ -31,6 +32,7 @@ def plan(
     assign: dict[str, Any],
     shift_time_s: float | None,
     per_image: dict[str, dict[str, Any]],
+    postgis: PostGIS | None = None,
 ) -> list[FieldChange]:
     """The effective-value changes of an edit; fields whose value would not change are left out."""
     for field in (*assign, *(f for values in per_image.values() for f in values)):
@@ -43,7 +45,7 @@ def plan(
     if per_image:
         selection = Selection(**{**_selection_fields(selection), "ids": tuple(per_image)})
     query = sa.select(images.c.id, images.c.lat, images.c.lon, *(images.c[f] for f in fields)).where(
-        *selection.where()
+        *selection.where(postgis)
     )
     changes: list[FieldChange] = []
     for row in conn.execute(query.order_by(images.c.id)):
