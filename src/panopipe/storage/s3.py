@@ -119,15 +119,7 @@ class S3Storage(Storage):
             with self._errors(None, "s3:ListBucket"):
                 self.client.head_bucket(Bucket=self.bucket)
             raise
-        return ObjectInfo(
-            uri=self.uri(key),
-            key=key,
-            size=response["ContentLength"],
-            etag=response.get("ETag", "").strip('"') or None,
-            modified=response.get("LastModified"),
-            version_id=_version(response),
-            sha256=_stored_sha256(response),
-        )
+        return self._info(key, response["ContentLength"], response, _stored_sha256(response))
 
     def _read_range(self, key: str, start: int, length: int) -> bytes:
         if length == 0:
@@ -160,15 +152,7 @@ class S3Storage(Storage):
         # "bytes 0-65535/2097152": the total size follows the slash; a whole small object has no range.
         content_range = response.get("ContentRange")
         size = int(content_range.rpartition("/")[2]) if content_range else response["ContentLength"]
-        info = ObjectInfo(
-            uri=self.uri(key),
-            key=key,
-            size=size,
-            etag=response.get("ETag", "").strip('"') or None,
-            modified=response.get("LastModified"),
-            version_id=_version(response),
-        )
-        return data, info
+        return data, self._info(key, size, response)
 
     def _get(self, key: str) -> bytes:
         with self._errors(key, "s3:GetObject"):
@@ -243,7 +227,7 @@ class S3Storage(Storage):
                 ContentType=_content_type(key),
                 Metadata={SHA256_METADATA: digest.hex()},
             )
-        return self._put_info(key, len(data), response, digest.hex())
+        return self._info(key, len(data), response, digest.hex())
 
     def _put_multipart(self, key: str, size: int, read: Reader, progress: Progress) -> ObjectInfo:
         part_size = max(self.transfer.part_size, -(-size // MAX_PARTS // MiB) * MiB)
@@ -285,7 +269,7 @@ class S3Storage(Storage):
         if len(etags) > len(missing):
             # The resumed upload was created with the metadata of whatever was being uploaded back then.
             response = self._ensure_sha256(key, sha256) or response
-        return self._put_info(key, size, response, sha256)
+        return self._info(key, size, response, sha256)
 
     def _resumable_upload(
         self, key: str, parts: list[_Part], read: Reader
@@ -380,7 +364,8 @@ class S3Storage(Storage):
             )
         return {**response, **response["CopyObjectResult"]}
 
-    def _put_info(self, key: str, size: int, response: dict[str, Any], sha256: str) -> ObjectInfo:
+    def _info(self, key: str, size: int, response: Any, sha256: str | None = None) -> ObjectInfo:
+        """What a HEAD, GET, PUT or copy response tells of ``key``."""
         return ObjectInfo(
             uri=self.uri(key),
             key=key,
