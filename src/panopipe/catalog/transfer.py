@@ -6,7 +6,8 @@ builds each row's COPY text in SQL (escaped, ``\\N`` for NULL, timestamps in SQL
 doubles are written by Python, with ``repr``, which PostgreSQL reads back bit for bit. A table copied from
 empty has its secondary indexes, unique constraints and foreign keys dropped first; at the end of every run,
 whatever of them the target lacks is built from the SQLAlchemy metadata (the names the migrations use), so an
-interrupted run leaves nothing missing once it is resumed.
+interrupted run leaves nothing missing once it is resumed. Indexes the metadata does not describe (PostGIS's
+``ix_images_geom``) are dropped too, their definitions kept in the table's comment until they are rebuilt.
 
 Resume design: the rows already on the target are always a key-ordered prefix of the source, so the resume
 point of a table is ``max(key)`` on the target: no bookkeeping table is needed (the target stays exactly the
