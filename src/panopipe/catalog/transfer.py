@@ -223,25 +223,30 @@ def migrate_catalog(
             # The copy digests the rows it reads; a resumed copy reads the rows copied before for that.
             chunks: dict[str, list[Chunk]] | None = {t.name: [] for t in TABLES} if verify else None
             if not dry_run:
-                for table in TABLES:
-                    present, after = resume[table.name]
-                    if not present:
-                        _drop_deferred(target_engine, table)
-                    table_chunks = chunks[table.name] if chunks is not None else None
-                    if table_chunks is not None and after is not None:
-                        table_chunks += _source_digests(db, table, None, after, batch_size)
-                    copied[table.name] = _copy_table(
-                        table,
-                        db,
-                        target_engine,
-                        after,
-                        present,
-                        totals[table.name],
-                        batch_size,
-                        progress,
-                        table_chunks,
-                    )
-                _build_deferred(target_engine)
+                # A table's indexes and constraints are built while the next tables are copied.
+                with ThreadPoolExecutor(max_workers=1) as builder:
+                    built = []
+                    for table in TABLES:
+                        present, after = resume[table.name]
+                        if not present:
+                            _drop_deferred(target_engine, table)
+                        table_chunks = chunks[table.name] if chunks is not None else None
+                        if table_chunks is not None and after is not None:
+                            table_chunks += _source_digests(db, table, None, after, batch_size)
+                        copied[table.name] = _copy_table(
+                            table,
+                            db,
+                            target_engine,
+                            after,
+                            present,
+                            totals[table.name],
+                            batch_size,
+                            progress,
+                            table_chunks,
+                        )
+                        built.append(builder.submit(_build_deferred, target_engine, table))
+                    for build in built:
+                        build.result()
                 _reset_sequences(target_engine)
             checks = (
                 _verify(source_engine, target_engine, batch_size, progress, chunks)
@@ -628,26 +633,23 @@ def _drop_deferred(engine: sa.Engine, table: sa.Table) -> None:
                 conn.execute(sa.text(f"DROP INDEX {conn.dialect.identifier_preparer.quote(name)}"))
 
 
-def _build_deferred(engine: sa.Engine) -> None:
-    """Build whatever indexes and constraints the target lacks, one commit each (an interruption keeps them)."""
-    for table in TABLES:
-        with connect(engine) as conn:
-            present = _present(conn, table)
-            note = conn.execute(
-                sa.text("SELECT obj_description(to_regclass(:t), 'pg_class')"), {"t": table.name}
-            ).scalar()
-        others = (
-            json.loads(note.removeprefix(_OTHER_INDEXES)) if note and note.startswith(_OTHER_INDEXES) else []
-        )
-        creations = [create for name, create, _ in _deferred(table) if name not in present]
-        creations += [sa.text(definition) for name, definition in others if name not in present]
-        for create in creations:
-            with engine.begin() as conn:
-                conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
-                conn.execute(create)
-        if others:
-            with engine.begin() as conn:
-                _comment(conn, table, None)
+def _build_deferred(engine: sa.Engine, table: sa.Table) -> None:
+    """Build whatever indexes and constraints ``table`` lacks, one commit each (an interruption keeps them)."""
+    with connect(engine) as conn:
+        present = _present(conn, table)
+        note = conn.execute(
+            sa.text("SELECT obj_description(to_regclass(:t), 'pg_class')"), {"t": table.name}
+        ).scalar()
+    others = json.loads(note.removeprefix(_OTHER_INDEXES)) if note and note.startswith(_OTHER_INDEXES) else []
+    creations = [create for name, create, _ in _deferred(table) if name not in present]
+    creations += [sa.text(definition) for name, definition in others if name not in present]
+    for create in creations:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
+            conn.execute(create)
+    if others:
+        with engine.begin() as conn:
+            _comment(conn, table, None)
 
 
 def _comment(conn: sa.Connection, table: sa.Table, note: str | None) -> None:
