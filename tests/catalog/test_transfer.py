@@ -316,18 +316,16 @@ def test_indexes_dropped_for_the_copy_are_rebuilt_after_a_resume(
         pass
 
     def interrupt(update: TransferProgress) -> None:
-        if update.table == "edits":
+        if update.rows_done == 32:
             raise Interrupted
 
     with pytest.raises(Interrupted):
         migrate_catalog(source, postgres_url, batch_size=16, progress=interrupt)
-    # Tables copied from empty lost their secondary indexes, unique and foreign keys; the primary keys stay.
+    # The table being copied from empty lost its secondary indexes (PostGIS's too, when there is one), unique
+    # and foreign keys; its primary key stays; the tables not reached yet keep theirs.
     interrupted = _indexes_and_constraints(postgres_url)
-    assert {"pk_images", "pk_edits", "pk_jobs"} <= interrupted
-    assert not {"ix_images_lat_lon", "uq_images_uri", "uq_jobs_step_subject_fingerprint"} & interrupted
-    assert "fk_edits_image_id_images" not in interrupted
-    assert "fk_artifacts_image_id_images" in interrupted  # artifacts was not reached
-    assert "ix_images_geom" not in interrupted  # PostGIS's index (outside the metadata), when there is one
+    assert {"pk_images", "pk_edits", "ix_jobs_status", "fk_edits_image_id_images"} <= interrupted
+    assert not {"ix_images_lat_lon", "uq_images_uri", "ix_images_geom"} & interrupted
 
     report = migrate_catalog(source, postgres_url, batch_size=16)
     assert report.ok and report.resumed
