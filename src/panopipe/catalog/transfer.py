@@ -45,6 +45,7 @@ import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 
+from panopipe.catalog.deferred_indexes import build_missing, drop_secondary
 from panopipe.catalog.engine import (
     catalog_url,
     check_schema,
@@ -229,7 +230,7 @@ def migrate_catalog(
                     for table in TABLES:
                         present, after = resume[table.name]
                         if not present:
-                            _drop_deferred(target_engine, table)
+                            drop_secondary(target_engine, table)
                         table_chunks = chunks[table.name] if chunks is not None else None
                         if table_chunks is not None and after is not None:
                             table_chunks += _source_digests(db, table, None, after, batch_size)
@@ -244,7 +245,7 @@ def migrate_catalog(
                             progress,
                             table_chunks,
                         )
-                        built.append(builder.submit(_build_deferred, target_engine, table))
+                        built.append(builder.submit(build_missing, target_engine, table))
                     for build in built:
                         build.result()
                 _reset_sequences(target_engine)
@@ -576,85 +577,6 @@ def _send(conn: sa.Connection, statement: sql.Composed, data: str, rows: int) ->
         with cursor, cursor.copy(statement) as copy:
             copy.write(data)
     return rows
-
-
-def _deferred(table: sa.Table) -> list[tuple[str, sa.ExecutableDDLElement, sa.ExecutableDDLElement]]:
-    """Name, creation and removal of what a bulk copy builds afterwards: indexes, unique and foreign keys."""
-    found: list[tuple[str, sa.ExecutableDDLElement, sa.ExecutableDDLElement]] = [
-        (str(index.name), sa.schema.CreateIndex(index), sa.schema.DropIndex(index))
-        for index in sorted(table.indexes, key=lambda index: str(index.name))
-    ]
-    for kind in (sa.UniqueConstraint, sa.ForeignKeyConstraint):
-        found += [
-            (str(c.name), sa.schema.AddConstraint(c), sa.schema.DropConstraint(c))
-            for c in sorted(table.constraints, key=lambda c: str(c.name))
-            if isinstance(c, kind)
-        ]
-    return found
-
-
-def _present(conn: sa.Connection, table: sa.Table) -> set[str]:
-    """Names of the indexes and constraints ``table`` has on the target."""
-    return set(
-        conn.execute(
-            sa.text(
-                "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-                " WHERE i.indrelid = to_regclass(:t)"
-                " UNION SELECT conname FROM pg_constraint WHERE conrelid = to_regclass(:t)"
-            ),
-            {"t": table.name},
-        ).scalars()
-    )
-
-
-_OTHER_INDEXES = "panopipe: indexes to build after the copy: "
-"""Prefix of the table comment that keeps, while a copy runs, the indexes the SQLAlchemy metadata does not
-describe (PostGIS's ``ix_images_geom``): an interrupted copy rebuilds them when it is resumed."""
-
-
-def _drop_deferred(engine: sa.Engine, table: sa.Table) -> None:
-    """Drop the secondary indexes and constraints of an empty ``table``: they are built after the copy."""
-    with engine.begin() as conn:
-        present = _present(conn, table)
-        for name, _, drop in reversed(_deferred(table)):
-            if name in present:
-                conn.execute(drop)
-        others = conn.execute(
-            sa.text(
-                "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i"
-                " JOIN pg_class c ON c.oid = i.indexrelid"
-                " WHERE i.indrelid = to_regclass(:t) AND NOT i.indisprimary ORDER BY c.relname"
-            ),
-            {"t": table.name},
-        ).all()
-        if others:
-            _comment(conn, table, _OTHER_INDEXES + json.dumps([list(row) for row in others]))
-            for name, _ in others:
-                conn.execute(sa.text(f"DROP INDEX {conn.dialect.identifier_preparer.quote(name)}"))
-
-
-def _build_deferred(engine: sa.Engine, table: sa.Table) -> None:
-    """Build whatever indexes and constraints ``table`` lacks, one commit each (an interruption keeps them)."""
-    with connect(engine) as conn:
-        present = _present(conn, table)
-        note = conn.execute(
-            sa.text("SELECT obj_description(to_regclass(:t), 'pg_class')"), {"t": table.name}
-        ).scalar()
-    others = json.loads(note.removeprefix(_OTHER_INDEXES)) if note and note.startswith(_OTHER_INDEXES) else []
-    creations = [create for name, create, _ in _deferred(table) if name not in present]
-    creations += [sa.text(definition) for name, definition in others if name not in present]
-    for create in creations:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
-            conn.execute(create)
-    if others:
-        with engine.begin() as conn:
-            _comment(conn, table, None)
-
-
-def _comment(conn: sa.Connection, table: sa.Table, note: str | None) -> None:
-    statement = sql.SQL("COMMENT ON TABLE {} IS {}").format(sql.Identifier(table.name), sql.Literal(note))
-    conn.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
 
 
 def _reset_sequences(engine: sa.Engine) -> None:

@@ -1,0 +1,95 @@
+"""Indexes and constraints built after a bulk copy into PostgreSQL.
+
+Loading a table without its secondary indexes, unique and foreign keys, then building them, is several times
+faster than maintaining them row by row. Names come from the SQLAlchemy metadata, so they match what the
+migrations create; indexes the metadata does not describe (PostGIS's) are kept in a table comment meanwhile,
+so that an interrupted copy still rebuilds them.
+"""
+
+from __future__ import annotations
+
+import json
+
+import sqlalchemy as sa
+from psycopg import sql
+
+from panopipe.catalog.engine import connect
+
+
+def _deferred(table: sa.Table) -> list[tuple[str, sa.ExecutableDDLElement, sa.ExecutableDDLElement]]:
+    """Name, creation and removal of what a bulk copy builds afterwards: indexes, unique and foreign keys."""
+    found: list[tuple[str, sa.ExecutableDDLElement, sa.ExecutableDDLElement]] = [
+        (str(index.name), sa.schema.CreateIndex(index), sa.schema.DropIndex(index))
+        for index in sorted(table.indexes, key=lambda index: str(index.name))
+    ]
+    for kind in (sa.UniqueConstraint, sa.ForeignKeyConstraint):
+        found += [
+            (str(c.name), sa.schema.AddConstraint(c), sa.schema.DropConstraint(c))
+            for c in sorted(table.constraints, key=lambda c: str(c.name))
+            if isinstance(c, kind)
+        ]
+    return found
+
+
+def _present(conn: sa.Connection, table: sa.Table) -> set[str]:
+    """Names of the indexes and constraints ``table`` has on the target."""
+    return set(
+        conn.execute(
+            sa.text(
+                "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                " WHERE i.indrelid = to_regclass(:t)"
+                " UNION SELECT conname FROM pg_constraint WHERE conrelid = to_regclass(:t)"
+            ),
+            {"t": table.name},
+        ).scalars()
+    )
+
+
+_OTHER_INDEXES = "panopipe: indexes to build after the copy: "
+"""Prefix of the table comment that keeps, while a copy runs, the indexes the SQLAlchemy metadata does not
+describe (PostGIS's ``ix_images_geom``): an interrupted copy rebuilds them when it is resumed."""
+
+
+def drop_secondary(engine: sa.Engine, table: sa.Table) -> None:
+    """Drop the secondary indexes and constraints of an empty ``table``: they are built after the copy."""
+    with engine.begin() as conn:
+        present = _present(conn, table)
+        for name, _, drop in reversed(_deferred(table)):
+            if name in present:
+                conn.execute(drop)
+        others = conn.execute(
+            sa.text(
+                "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i"
+                " JOIN pg_class c ON c.oid = i.indexrelid"
+                " WHERE i.indrelid = to_regclass(:t) AND NOT i.indisprimary ORDER BY c.relname"
+            ),
+            {"t": table.name},
+        ).all()
+        if others:
+            _comment(conn, table, _OTHER_INDEXES + json.dumps([list(row) for row in others]))
+            for name, _ in others:
+                conn.execute(sa.text(f"DROP INDEX {conn.dialect.identifier_preparer.quote(name)}"))
+
+
+def build_missing(engine: sa.Engine, table: sa.Table) -> None:
+    """Build whatever indexes and constraints ``table`` lacks, one commit each (an interruption keeps them)."""
+    with connect(engine) as conn:
+        present = _present(conn, table)
+        note = conn.execute(
+            sa.text("SELECT obj_description(to_regclass(:t), 'pg_class')"), {"t": table.name}
+        ).scalar()
+    others = json.loads(note.removeprefix(_OTHER_INDEXES)) if note and note.startswith(_OTHER_INDEXES) else []
+    creations = [create for name, create, _ in _deferred(table) if name not in present]
+    creations += [sa.text(definition) for name, definition in others if name not in present]
+    for create in creations:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
+            conn.execute(create)
+    if others:
+        with engine.begin() as conn:
+            _comment(conn, table, None)
+
+
+def _comment(conn: sa.Connection, table: sa.Table, note: str | None) -> None:
+    statement = sql.SQL("COMMENT ON TABLE {} IS {}").format(sql.Identifier(table.name), sql.Literal(note))
+    conn.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
