@@ -9,7 +9,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from panopipe.catalog.records import to_json_value
@@ -77,13 +85,14 @@ def error(message: str) -> None:
 
 
 @contextlib.contextmanager
-def staged_progress() -> Iterator[Callable[[str, int, int], None]]:
+def staged_progress(*, in_bytes: bool = False) -> Iterator[Callable[[str, int, int], None]]:
     """A ``(stage, done, total)`` callback that drives one progress bar per stage on a terminal, and does
-    nothing elsewhere."""
+    nothing elsewhere. ``in_bytes`` shows sizes and throughput instead of counts."""
     if not stderr.is_terminal:
         yield lambda stage, done, total: None
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    counts = (DownloadColumn(), TransferSpeedColumn()) if in_bytes else (MofNCompleteColumn(),)
+    columns = (TextColumn("{task.description}"), BarColumn(), *counts, TimeRemainingColumn())
     with Progress(*columns, console=stderr, transient=True) as progress:
         tasks: dict[str, Any] = {}
 
@@ -96,7 +105,7 @@ def staged_progress() -> Iterator[Callable[[str, int, int], None]]:
 
 
 @contextlib.contextmanager
-def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+def progress_bar(description: str, *, in_bytes: bool = False) -> Iterator[Callable[[int, int], None]]:
     """A ``(done, total)`` callback that drives a progress bar on a terminal, and does nothing elsewhere."""
-    with staged_progress() as update:
+    with staged_progress(in_bytes=in_bytes) as update:
         yield lambda done, total: update(description, done, total)

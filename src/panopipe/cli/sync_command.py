@@ -32,7 +32,7 @@ def sync(
     Example: panopipe sync /data/2024-05-01 s3://survey-bucket/2024-05-01 --dry-run
     """
     storage = open_storage(destination, settings)
-    with render.progress_bar("uploading (bytes)") as bar:
+    with render.progress_bar("uploading", in_bytes=True) as bar:
 
         def progress(p: SyncProgress) -> None:
             bar(p.bytes_done, p.bytes_total)
