@@ -165,3 +165,19 @@ def test_without_the_privilege_to_create_postgis_the_catalog_uses_lat_lon_ranges
         assert _geom_and_index(catalog) == (False, False)
         with Catalog.open(tmp_path / "catalog.db") as sqlite:
             assert _results(_fill(catalog)) == _results(_fill(sqlite))
+
+
+def test_a_database_with_postgis_in_public_takes_a_new_catalog():
+    require(_postgis_available(), "PostGIS (apt-get install postgresql-15-postgis-3)")
+    name = f"panopipe_postgis_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION postgis SCHEMA public")  # as many RDS databases have it
+        with Catalog.open(url) as catalog:
+            assert catalog.count() == 0 and catalog.postgis is not None
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

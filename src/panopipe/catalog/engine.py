@@ -108,6 +108,22 @@ def connect(engine: sa.Engine) -> sa.Connection:
         ) from None
 
 
+def user_tables(conn: sa.Connection) -> set[str]:
+    """The tables of the connection's schema, less those an extension owns (PostGIS's ``spatial_ref_sys``)."""
+    names = set(sa.inspect(conn).get_table_names())
+    if conn.dialect.name == "postgresql":
+        names -= set(
+            conn.execute(
+                sa.text(
+                    "SELECT c.relname FROM pg_depend d JOIN pg_class c ON c.oid = d.objid"
+                    " WHERE d.classid = 'pg_class'::regclass AND d.deptype = 'e'"
+                    " AND c.relnamespace = to_regnamespace(current_schema())"
+                )
+            ).scalars()
+        )
+    return names
+
+
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
     """Bring the catalog's schema to ``revision`` (the newest by default)."""
     from alembic import command
@@ -128,7 +144,7 @@ def check_schema(engine: sa.Engine, *, create: bool = True) -> None:
         return
     if current is None and create:
         with connect(engine) as connection:
-            has_tables = bool(sa.inspect(connection).get_table_names())
+            has_tables = bool(user_tables(connection))
         if has_tables:
             raise SchemaOutdatedError(
                 f"{mask_url(engine.url)} holds tables but no panopipe schema version; "

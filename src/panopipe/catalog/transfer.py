@@ -55,6 +55,7 @@ from panopipe.catalog.engine import (
     head_revision,
     mask_url,
     upgrade,
+    user_tables,
 )
 from panopipe.catalog.schema import artifacts, edits, images, jobs
 from panopipe.catalog.types import UTCDateTime
@@ -304,15 +305,7 @@ class _engine:
 def _check_target(engine: sa.Engine) -> bool:
     """Whether the target is empty (and needs the schema); refuses a target that is not a catalog like ours."""
     with connect(engine) as conn:
-        # Tables of an extension (PostGIS's spatial_ref_sys, when the migrations installed it) are not foreign.
-        extension_tables = conn.execute(
-            sa.text(
-                "SELECT c.relname FROM pg_depend d JOIN pg_class c ON c.oid = d.objid"
-                " WHERE d.classid = 'pg_class'::regclass AND d.deptype = 'e'"
-                " AND c.relnamespace = to_regnamespace(current_schema())"
-            )
-        ).scalars()
-        names = set(sa.inspect(conn).get_table_names()) - set(extension_tables)
+        names = user_tables(conn)
     target = mask_url(engine.url)
     foreign = sorted(names - _OWN_TABLES)
     if foreign:
