@@ -23,6 +23,7 @@ from panopipe.executors.base import FINISHED, Executor, JobState
 from panopipe.executors.local import LocalExecutor
 from panopipe.iterutil import batched
 from panopipe.pipeline.config import load_pipeline
+from panopipe.pipeline.job_rows import put_job
 from panopipe.pipeline.planner import Work, plan, plan_step
 from panopipe.pipeline.subjects import CHUNK, KINDS, load_subjects, selected_subjects
 from panopipe.steps.base import JobOutcome, JobSpec, Step
@@ -192,27 +193,7 @@ def _record_submitted(
                 "started_at": None,
                 "finished_at": None,
             }
-            existing = conn.execute(
-                sa.select(jobs.c.id).where(
-                    jobs.c.step == spec.step,
-                    jobs.c.subject == spec.subject,
-                    jobs.c.fingerprint == spec.fingerprint,
-                )
-            ).scalar()
-            if existing is None:
-                existing = spec.id
-                conn.execute(
-                    jobs.insert().values(
-                        id=existing,
-                        step=spec.step,
-                        subject=spec.subject,
-                        fingerprint=spec.fingerprint,
-                        **values,
-                    )
-                )
-            else:
-                conn.execute(jobs.update().where(jobs.c.id == existing).values(**values))
-            ids[spec.id] = existing
+            ids[spec.id] = put_job(conn, spec.step, spec.subject, spec.fingerprint, values, job_id=spec.id)
     return ids
 
 

@@ -17,12 +17,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from panopipe.catalog import Catalog, Selection
-from panopipe.catalog.schema import artifacts, jobs
-from panopipe.catalog.types import new_id, utcnow
+from panopipe.catalog.schema import artifacts
+from panopipe.catalog.types import utcnow
 from panopipe.config import Settings
 from panopipe.errors import MetadataError, ObjectNotFoundError
 from panopipe.metadata import parse_jpeg_header
 from panopipe.pipeline.config import load_pipeline
+from panopipe.pipeline.job_rows import put_job
 from panopipe.pipeline.subjects import CHUNK, KINDS, load_subjects, selected_subjects
 from panopipe.steps.apply_metadata import expected_metadata
 from panopipe.steps.base import Step, Subject, SubjectKind
@@ -186,23 +187,8 @@ def _mark_stale(conn: sa.Connection, drifts: list[Drift]) -> None:
             )
         ).scalar_one()
         reason = f"output {drift.problem}" + (f": {'; '.join(drift.details)}" if drift.details else "")
-        where = (
-            jobs.c.step == drift.step,
-            jobs.c.subject == drift.subject,
-            jobs.c.fingerprint == fingerprint,
-        )
         values = {"status": "stale", "reason": reason, "finished_at": now}
-        if conn.execute(jobs.update().where(*where).values(**values)).rowcount == 0:
-            conn.execute(
-                jobs.insert().values(
-                    id=new_id(),
-                    step=drift.step,
-                    subject=drift.subject,
-                    fingerprint=fingerprint,
-                    submitted_at=now,
-                    **values,
-                )
-            )
+        put_job(conn, drift.step, drift.subject, fingerprint, values, on_insert={"submitted_at": now})
 
 
 __all__ = ["Drift", "verify"]
