@@ -14,11 +14,10 @@ from pathlib import Path
 from panopipe.catalog import Catalog, ImageRecord, KnownFile
 from panopipe.config import IngestRules, Settings
 from panopipe.errors import ConfigError, MetadataError, StorageError
-from panopipe.metadata import ImageMetadata, parse_jpeg_header, read_jpeg_header, read_metadata
+from panopipe.metadata import ImageMetadata, parse_jpeg_header, read_jpeg_header
 from panopipe.storage import FolderStorage, ObjectInfo, Storage, open_storage
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
-HASH_CHUNK = 1 << 20
 HEADER_CHUNK = 64 * 1024  # one read covers the header of most camera JPEGs
 
 Progress = Callable[[int, int], None]
@@ -201,13 +200,12 @@ def _with_info(info: ObjectInfo, outcome: tuple[ImageMetadata | None, str | None
 
 
 def _read_local(path: str) -> tuple[ImageMetadata | None, str | None, str | None, int]:
-    """Header metadata and SHA-256 of one local file (runs in a worker process)."""
+    """Header metadata and SHA-256 of one local file (runs in a worker process), from one read of the file."""
     try:
-        metadata = read_metadata(path)
-        digest = hashlib.sha256()
         with open(path, "rb") as handle:
-            while chunk := handle.read(HASH_CHUNK):
-                digest.update(chunk)
+            data = handle.read()
+        digest = hashlib.sha256(data)
+        metadata = parse_jpeg_header(data)
     except MetadataError as exc:
         return None, None, str(exc), 0
     except OSError as exc:
