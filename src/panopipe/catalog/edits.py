@@ -7,6 +7,7 @@ The ``images`` columns hold effective values so queries stay indexed. While a fi
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -43,7 +44,7 @@ def plan(
     if not fields:
         raise ConfigError("nothing to change: give --set FIELD=VALUE, --shift-time or --positions")
     if per_image:
-        selection = Selection(**{**_selection_fields(selection), "ids": tuple(per_image)})
+        selection = replace(selection, ids=tuple(per_image))
     query = sa.select(images.c.id, images.c.lat, images.c.lon, *(images.c[f] for f in fields)).where(
         *selection.where(postgis)
     )
@@ -61,10 +62,6 @@ def plan(
             if old != new:
                 changes.append(FieldChange(row.id, field, old, new))
     return changes
-
-
-def _selection_fields(selection: Selection) -> dict[str, Any]:
-    return {name: getattr(selection, name) for name in Selection.__slots__}
 
 
 def apply(conn: sa.Connection, changes: Sequence[FieldChange], *, reason: str, author: str) -> str:
