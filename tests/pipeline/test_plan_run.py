@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from panopipe.catalog import CAPTURE_FIELDS, ImageRecord, Selection
 from panopipe.catalog.schema import artifacts
 from panopipe.pipeline import load_pipeline, plan, run
 from panopipe.pipeline.planner import candidates
-from panopipe.pipeline.subjects import selected_subjects
+from panopipe.pipeline.subjects import FEW_IDS, selected_subjects
 from panopipe.storage import resolve_uri
 
 STEPS = ("stitch", "apply-metadata", "derive", "publish")
@@ -170,3 +171,30 @@ def test_a_candidate_found_up_to_date_is_not_a_candidate_again(project: Project,
     assert found() == {"stitch": set(), "apply-metadata": touched, "derive": set(), "publish": set()}
     run(project.catalog, settings=project.settings, executor=executor)
     assert found() == {"stitch": set(), "apply-metadata": set(), "derive": set(), "publish": set()}
+
+
+def test_a_few_ids_plan_what_a_long_selection_of_the_same_images_plans(project: Project, executor):
+    # Up to FEW_IDS ids select subjects through subqueries; padded with unknown ids past that, the same images
+    # go through temporary tables: both must plan the same, whatever made the subjects due.
+    add_rig_shots(project.catalog, project.root, 3, skip_camera={2: 0})  # shot 2 fails to stitch
+    panoramas = add_panoramas(project.catalog, project.root, 3)
+    chosen = [*panoramas[:2]]
+
+    def plans_agree(*reasons: str) -> None:
+        frames = [i.id for i in project.catalog.images(Selection(reels=("R001",)))]
+        few = Selection(ids=(*frames[::4], *chosen))
+        padded = Selection(ids=(*few.ids, *(str(uuid.uuid4()) for _ in range(FEW_IDS))))
+        small, full = (plan(project.catalog, s, settings=project.settings) for s in (few, padded))
+        assert small.items == full.items
+        assert {item.reason.partition(":")[0] for item in small} >= set(reasons)
+
+    plans_agree("new input")
+    run(project.catalog, settings=project.settings, executor=executor)
+    plans_agree("failed before")
+    gps = project.catalog.plan_edit(Selection(ids=(panoramas[0],)), assign={"lat": 47.5})
+    project.catalog.apply_edit(gps, reason="GPS fix", author="test")
+    add_rig_shots(project.catalog, project.root, 4, skip_camera={2: 0})
+    gone = next(project.catalog.images(Selection(shots=("R001-000001",))))
+    project.catalog.mark_deleted([gone.uri])
+    chosen.append(gone.id)
+    plans_agree("metadata edited", "input changed", "new input", "failed before")

@@ -105,10 +105,18 @@ def plan(
     started = utcnow()
     with catalog.engine.begin() as conn, selected_subjects(conn, selection or Selection()) as selected:
         found = {} if force else candidates(conn, pipeline.steps, selected)
+        failed = failed_jobs(conn, pipeline.steps, selected)
         cache: dict[str, Subject] = {}
         for step in pipeline.steps:
             direct = plan_step(
-                conn, step, selected, found.get(step.name), force=force, cache=cache, checked_at=started
+                conn,
+                step,
+                selected,
+                found.get(step.name),
+                failed[step.name],
+                force=force,
+                cache=cache,
+                checked_at=started,
             )
             items += [PlanItem(step.name, w.subject.id, w.reason, w.fingerprint) for w in direct]
             done = {w.subject.id for w in direct}
@@ -126,23 +134,26 @@ def plan(
 def plan_step(
     conn: sa.Connection,
     step: Step,
-    selected: dict[SubjectKind, sa.Table],
+    selected: dict[SubjectKind, sa.FromClause],
     found: dict[SubjectKind, set[Any]] | None = None,
+    failed: dict[SubjectKind, dict[Any, str]] | None = None,
     *,
     force: bool = False,
     cache: dict[str, Subject] | None = None,
     checked_at: datetime | None = None,
 ) -> list[Work]:
-    """The jobs ``step`` needs now over the ``selected`` subjects (see :func:`create_selected`).
+    """The jobs ``step`` needs now over the ``selected`` subjects (see :func:`selected_subjects`).
 
-    ``found`` are the step's candidates from :func:`candidates`, computed here when not given; ``cache``
-    keeps loaded subjects for the next step. Candidates found up to date get ``checked_at`` (default: now,
+    ``found`` are the step's candidates from :func:`candidates` and ``failed`` its subjects from
+    :func:`failed_jobs`, computed here when not given; ``cache`` keeps loaded subjects for the next step. Candidates found up to date get ``checked_at`` (default: now,
     which must not be later than when their images were read) recorded on their artifacts.
     """
     cache = {} if cache is None else cache
     checked_at = checked_at or utcnow()
     if found is None and not force:
         found = candidates(conn, [step], selected)[step.name]
+    if failed is None:
+        failed = failed_jobs(conn, [step], selected)[step.name]
     work: list[Work] = []
     for kind in KINDS:
         if kind not in step.kinds:
@@ -151,7 +162,7 @@ def plan_step(
             keys: set[Any] = set(conn.execute(sa.select(selected[kind].c.key)).scalars())
         else:
             keys = set((found or {}).get(kind, ()))
-        failures = _failed_jobs(conn, step, kind, selected[kind])
+        failures = failed.get(kind, {})
         keys.update(failures)
         for chunk in batched(sorted(keys), CHUNK):
             missing = [key for key in chunk if subject_id(kind, key) not in cache]
@@ -162,7 +173,7 @@ def plan_step(
 
 
 def candidates(
-    conn: sa.Connection, steps: Sequence[Step], selected: dict[SubjectKind, sa.Table]
+    conn: sa.Connection, steps: Sequence[Step], selected: dict[SubjectKind, sa.FromClause]
 ) -> dict[str, dict[SubjectKind, set[Any]]]:
     """Per step and subject kind, the selected subjects that may be stale, found set-wise in SQL.
 
@@ -197,29 +208,32 @@ def candidates(
     return found
 
 
-def _primary(step: str, params_hash: str | None = None) -> list[sa.ColumnElement[bool]]:
-    """Conditions for the primary artifact of ``step`` (made with ``params_hash``, when given)."""
-    conditions = [artifacts.c.step == step, artifacts.c.name == STEP_TYPES[step].outputs[0]]
+def _primary(
+    step: str, params_hash: str | None = None, table: sa.Table | sa.Alias = artifacts
+) -> list[sa.ColumnElement[bool]]:
+    """Conditions for the primary artifact of ``step`` (made with ``params_hash``, when given) in ``table``."""
+    conditions = [table.c.step == step, table.c.name == STEP_TYPES[step].outputs[0]]
     if params_hash is not None:
-        conditions.append(artifacts.c.params_hash == params_hash)
+        conditions.append(table.c.params_hash == params_hash)
     return conditions
 
 
 def _probe(
     kind: SubjectKind,
     probes: Sequence[tuple[str, Any, list[sa.ColumnElement[bool]]]],
-    table: sa.Table,
+    table: sa.FromClause,
     dialect: str,
 ) -> sa.Subquery | sa.CTE:
     """The selected subjects (``key``, ``changed``) with one column per ``(label, value, conditions)`` probe:
     ``value`` of the subject's artifact that meets ``conditions``, ``NULL`` if none does.
 
-    SQLite probes the artifacts index once per subject and probe (correlated subqueries, materialized so that
-    each runs once); PostgreSQL is faster aggregating the artifacts in one parallel pass and hash-joining.
+    SQLite, and PostgreSQL for the few subjects of a subquery (see :func:`selected_subjects`), probe the
+    artifacts index once per subject and probe (correlated subqueries, materialized so that each runs once);
+    PostgreSQL is faster aggregating all artifacts in one parallel pass and hash-joining for a temporary table.
     """
     key = _key_of(artifacts, kind)
     columns: list[Any] = [table.c.key, table.c.changed]
-    if dialect == "sqlite":
+    if dialect == "sqlite" or isinstance(table, sa.Subquery):
         for label, value, conditions in probes:
             probe = sa.select(value).where(key == table.c.key, *conditions)
             columns.append(probe.scalar_subquery().label(label))
@@ -239,42 +253,50 @@ def _key_of(table: sa.Table | sa.Alias, kind: SubjectKind) -> sa.Column[Any]:
     return table.c.shot if kind == "shot" else table.c.image_id
 
 
-def _failed_jobs(conn: sa.Connection, step: Step, kind: SubjectKind, table: sa.Table) -> dict[Any, str]:
-    """Subjects (by key) whose latest job did not succeed after their artifact was made, with the reason."""
+def failed_jobs(
+    conn: sa.Connection, steps: Sequence[Step], selected: dict[SubjectKind, sa.FromClause]
+) -> dict[str, dict[SubjectKind, dict[Any, str]]]:
+    """Per step and subject kind, the selected subjects (by key) whose latest job of the step did not succeed
+    after its artifact was made, with the reason: one query for all ``steps``, one per kind to select."""
     a = artifacts.alias("a")
+    primary = sa.or_(*(sa.and_(*_primary(step.name, table=a)) for step in steps))
     query = (
-        sa.select(jobs.c.subject, jobs.c.status, jobs.c.reason, jobs.c.error)
+        sa.select(jobs.c.step, jobs.c.subject, jobs.c.status, jobs.c.reason, jobs.c.error)
         .select_from(
-            jobs.outerjoin(
-                a,
-                sa.and_(a.c.step == jobs.c.step, a.c.subject == jobs.c.subject, a.c.name == step.outputs[0]),
-            )
+            jobs.outerjoin(a, sa.and_(a.c.step == jobs.c.step, a.c.subject == jobs.c.subject, primary))
         )
         .where(
-            jobs.c.step == step.name,
+            jobs.c.step.in_([step.name for step in steps]),
             jobs.c.status.in_(RERUN_STATUSES),
-            jobs.c.subject.startswith(f"{kind}:"),
             sa.or_(
                 a.c.id.is_(None), a.c.fingerprint == jobs.c.fingerprint, jobs.c.submitted_at > a.c.created_at
             ),
         )
         .order_by(jobs.c.submitted_at)
     )
-    reasons: dict[Any, str] = {}
+    reasons: dict[tuple[str, str], dict[Any, str]] = {}
     for row in conn.execute(query):
-        key = row.subject.partition(":")[2]
+        kind, _, key = row.subject.partition(":")
         if row.status == "stale":
-            reasons[key] = row.reason or "marked stale"
+            reason = row.reason or "marked stale"
         elif row.status == "failed":
-            reasons[key] = f"failed before: {row.error}"
+            reason = f"failed before: {row.error}"
         else:
-            reasons[key] = f"{row.status} before, not finished"
-    selected: set[Any] = set()
-    for chunk in batched(reasons, CHUNK):
-        selected.update(
-            str(k) for k in conn.execute(sa.select(table.c.key).where(table.c.key.in_(chunk))).scalars()
-        )
-    return {key: reason for key, reason in reasons.items() if key in selected}
+            reason = f"{row.status} before, not finished"
+        reasons.setdefault((row.step, kind), {})[key] = reason
+    failed: dict[str, dict[SubjectKind, dict[Any, str]]] = {step.name: {} for step in steps}
+    for kind in KINDS:
+        keys = {key for (_, k), found in reasons.items() if k == kind for key in found}
+        table = selected[kind]
+        chosen: set[Any] = set()
+        for chunk in batched(keys, CHUNK):
+            chosen.update(
+                str(k) for k in conn.execute(sa.select(table.c.key).where(table.c.key.in_(chunk))).scalars()
+            )
+        for step in steps:
+            found = reasons.get((step.name, kind), {})
+            failed[step.name][kind] = {key: reason for key, reason in found.items() if key in chosen}
+    return failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,15 +309,26 @@ class _Recorded:
     created_at: datetime
 
 
-def recorded(conn: sa.Connection, step: str, subjects: Iterable[str]) -> dict[str, _Recorded]:
-    """The primary artifact of ``step`` for each of ``subjects`` that has one."""
+def recorded(
+    conn: sa.Connection, steps: Sequence[str], subjects: Iterable[str]
+) -> dict[str, dict[str, _Recorded]]:
+    """Per step of ``steps``, the primary artifact of the step for each of ``subjects`` that has one."""
     c = artifacts.c
-    found: dict[str, _Recorded] = {}
+    found: dict[str, dict[str, _Recorded]] = {step: {} for step in steps}
+    primary = sa.or_(*(sa.and_(*_primary(step)) for step in steps))
     for chunk in batched(subjects, CHUNK):
         query = sa.select(
-            c.subject, c.fingerprint, c.params_hash, c.step_version, c.output_uri, c.output_hash, c.created_at
-        ).where(c.step == step, c.name == STEP_TYPES[step].outputs[0], c.subject.in_(chunk))
-        found.update({row.subject: _Recorded(*row[1:]) for row in conn.execute(query)})
+            c.step,
+            c.subject,
+            c.fingerprint,
+            c.params_hash,
+            c.step_version,
+            c.output_uri,
+            c.output_hash,
+            c.created_at,
+        ).where(primary, c.subject.in_(chunk))
+        for row in conn.execute(query):
+            found[row.step][row.subject] = _Recorded(*row[2:])
     return found
 
 
@@ -310,8 +343,9 @@ def _decide(
 ) -> list[Work]:
     ids = [s.id for s in subjects]
     confirmed: list[str] = []
-    current = recorded(conn, step.name, ids)
-    inputs = recorded(conn, upstream, ids) if upstream else {}
+    artifacts_of = recorded(conn, [step.name, *([upstream] if upstream else [])], ids)
+    current = artifacts_of[step.name]
+    inputs = artifacts_of.get(upstream or "", {})
     work: list[Work] = []
     unexplained: list[tuple[Subject, Upstream | None, str, _Recorded]] = []
     for subject in subjects:
@@ -371,4 +405,4 @@ def _edited_since(conn: sa.Connection, subjects: Sequence[tuple[Subject, datetim
     return found
 
 
-__all__ = ["Plan", "PlanItem", "Work", "candidates", "plan", "plan_step", "recorded"]
+__all__ = ["Plan", "PlanItem", "Work", "candidates", "failed_jobs", "plan", "plan_step", "recorded"]

@@ -25,6 +25,7 @@ from panopipe.steps.base import EQUIRECTANGULAR, Subject, SubjectKind, subject_i
 
 KINDS: tuple[SubjectKind, ...] = ("shot", "image")
 CHUNK = 500
+FEW_IDS = 100
 
 
 def kind_condition(kind: SubjectKind) -> sa.ColumnElement[bool]:
@@ -52,22 +53,12 @@ def create_selected(conn: sa.Connection, selection: Selection, kind: SubjectKind
         prefixes=["TEMPORARY"],
     )
     table.drop(conn, checkfirst=True)
-    key = key_column(kind)
-    if kind == "shot":
-        selection = dataclasses.replace(selection, include_deleted=True)
-    conditions = (kind_condition(kind), *selection.where())
     if selection.near is None:
-        if kind == "shot":
-            query = sa.select(key.label("key"), sa.func.max(images.c.updated_at).label("changed")).group_by(
-                key
-            )
-        else:
-            query = sa.select(key.label("key"), images.c.updated_at.label("changed"))
-        conn.execute(_CreateTemporaryAs(table.name, query.where(*conditions)))
+        conn.execute(_CreateTemporaryAs(table.name, _selected_query(selection, kind)))
         return table
     table.create(conn)
-    columns = [key.label("key"), images.c.updated_at, images.c.lat, images.c.lon]
-    near = sa.select(*columns).where(*conditions)
+    columns = [key_column(kind).label("key"), images.c.updated_at, images.c.lat, images.c.lon]
+    near = sa.select(*columns).where(*_selected_conditions(selection, kind))
     latest: dict[Any, Any] = {}
     for row in conn.execute(near):
         if selection.matches(row):
@@ -75,6 +66,22 @@ def create_selected(conn: sa.Connection, selection: Selection, kind: SubjectKind
     for chunk in batched(latest.items(), CHUNK):
         conn.execute(table.insert(), [{"key": k, "changed": v} for k, v in chunk])
     return table
+
+
+def _selected_conditions(selection: Selection, kind: SubjectKind) -> tuple[sa.ColumnElement[bool], ...]:
+    if kind == "shot":
+        selection = dataclasses.replace(selection, include_deleted=True)
+    return (kind_condition(kind), *selection.where())
+
+
+def _selected_query(selection: Selection, kind: SubjectKind) -> sa.Select[Any]:
+    """``key`` and ``changed`` of the subjects of ``kind`` that ``selection`` (without ``near``) touches."""
+    key = key_column(kind)
+    if kind == "shot":
+        query = sa.select(key.label("key"), sa.func.max(images.c.updated_at).label("changed")).group_by(key)
+    else:
+        query = sa.select(key.label("key"), images.c.updated_at.label("changed"))
+    return query.where(*_selected_conditions(selection, kind))
 
 
 class _CreateTemporaryAs(Executable, ClauseElement):
@@ -94,8 +101,15 @@ def _compile_create_temporary_as(element: _CreateTemporaryAs, compiler: Any, **k
 
 
 @contextlib.contextmanager
-def selected_subjects(conn: sa.Connection, selection: Selection) -> Iterator[dict[SubjectKind, sa.Table]]:
-    """The temporary tables of :func:`create_selected` for every kind, dropped afterwards."""
+def selected_subjects(
+    conn: sa.Connection, selection: Selection
+) -> Iterator[dict[SubjectKind, sa.FromClause]]:
+    """The subjects of every kind the selection touches (``key``, ``changed``): the temporary tables of
+    :func:`create_selected`, dropped afterwards, or, for at most :data:`FEW_IDS` image ids (an event batch),
+    subqueries that select the same rows, which need no statements of their own and compile once."""
+    if selection.near is None and 0 < len(selection.ids) <= FEW_IDS:
+        yield {kind: _selected_query(selection, kind).subquery(f"selected_{kind}") for kind in KINDS}
+        return
     tables = {kind: create_selected(conn, selection, kind) for kind in KINDS}
     try:
         yield tables
@@ -122,4 +136,12 @@ def load_subjects(conn: sa.Connection, kind: SubjectKind, keys: Iterable[Any]) -
             yield Subject(subject_id(kind, name), tuple(group))
 
 
-__all__ = ["KINDS", "create_selected", "key_column", "kind_condition", "load_subjects", "selected_subjects"]
+__all__ = [
+    "FEW_IDS",
+    "KINDS",
+    "create_selected",
+    "key_column",
+    "kind_condition",
+    "load_subjects",
+    "selected_subjects",
+]

@@ -104,7 +104,7 @@ def verify(
 
 
 def _recorded(
-    conn: sa.Connection, kind: SubjectKind, table: sa.Table
+    conn: sa.Connection, kind: SubjectKind, table: sa.FromClause
 ) -> Iterator[tuple[Subject, list[_Artifact]]]:
     c = artifacts.c
     key = c.shot if kind == "shot" else c.image_id
