@@ -1,8 +1,9 @@
 """Bulk inserts through the database driver.
 
 For tens of thousands of rows SQLAlchemy's per-value bind processing costs more than the insert itself, so
-new rows go straight to the driver: ``executemany`` on SQLite, ``COPY`` on PostgreSQL. Values are converted
-here exactly as the column types would store them (see :mod:`panopipe.catalog.types`).
+from :data:`FEW_ROWS` rows on, new rows go straight to the driver: ``executemany`` on SQLite, ``COPY`` on
+PostgreSQL. Values are converted here exactly as the column types would store them (see
+:mod:`panopipe.catalog.types`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import sqlalchemy as sa
 from panopipe.catalog.types import UTCDateTime
 
 Converter = Callable[[Any], Any]
+FEW_ROWS = 100
+"""Fewer rows go through SQLAlchemy: one multi-row ``INSERT``, errors raised as SQLAlchemy's."""
 
 
 def _naive_utc(value: datetime) -> datetime:
@@ -54,7 +57,7 @@ def insert_rows(
     if not rows:
         return
     dialect = conn.dialect.name
-    if dialect not in ("sqlite", "postgresql"):
+    if dialect not in ("sqlite", "postgresql") or len(rows) < FEW_ROWS:
         conn.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in rows])
         return
     make = _sqlite_converter if dialect == "sqlite" else _postgres_converter

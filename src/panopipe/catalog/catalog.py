@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -107,20 +107,34 @@ class Catalog:
         unchanged: list[str] = []
         for chunk in batched(records, chunk_size):
             with self.engine.begin() as conn:
-                a, u, n = self._upsert_chunk(conn, chunk)
+                a, u, n = self._upsert_chunk(conn, chunk, {})
             added += a
             updated += u
             unchanged += n
         return UpsertResult(tuple(added), tuple(updated), tuple(unchanged))
 
-    def upsert_in(self, conn: sa.Connection, records: Sequence[ImageRecord]) -> UpsertResult:
-        """:meth:`upsert_images` inside the caller's transaction on ``conn`` (e.g. while it holds a row lock)."""
-        added, updated, unchanged = self._upsert_chunk(conn, records)
+    def upsert_in(
+        self,
+        conn: sa.Connection,
+        records: Sequence[ImageRecord],
+        *,
+        added_values: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> UpsertResult:
+        """:meth:`upsert_images` inside the caller's transaction on ``conn`` (e.g. while it holds a row lock).
+
+        ``added_values`` are more columns for the images it adds, by URI (the columns of the first for all),
+        such as the S3 event a new image comes from.
+        """
+        added, updated, unchanged = self._upsert_chunk(conn, records, added_values or {})
         return UpsertResult(tuple(added), tuple(updated), tuple(unchanged))
 
     def _upsert_chunk(
-        self, conn: sa.Connection, chunk: Sequence[ImageRecord]
+        self,
+        conn: sa.Connection,
+        chunk: Sequence[ImageRecord],
+        added_values: Mapping[str, Mapping[str, Any]],
     ) -> tuple[list[str], list[str], list[str]]:
+        extra = tuple(next(iter(added_values.values()), {}))
         latest = {record.uri: record for record in chunk}
         uris = list(latest)
         ids = [r.id for r in latest.values() if r.id]
@@ -143,7 +157,8 @@ class Catalog:
             row = row or existing_by_uri.get(record.uri)
             written = _read_written(record)
             if row is None:
-                inserts.append((*written, record.id or next(fresh_ids), now, now))
+                more = added_values.get(record.uri, {})
+                inserts.append((*written, record.id or next(fresh_ids), now, now, *map(more.get, extra)))
                 continue
             if not row.captured and tuple(row)[3:] == written and not row.deleted:
                 unchanged.append(row.id)
@@ -164,7 +179,7 @@ class Catalog:
                 {**values, "_id": row.id, "captured": captured or None, "deleted": False, "updated_at": now}
             )
         if inserts:
-            insert_rows(conn, images, _INSERTED_COLUMNS, inserts)
+            insert_rows(conn, images, (*_INSERTED_COLUMNS, *extra), inserts)
         if updates:
             conn.execute(
                 images.update()
@@ -172,7 +187,7 @@ class Catalog:
                 .values({name: sa.bindparam(name) for name in updates[0] if name != "_id"}),
                 updates,
             )
-        return [row[-3] for row in inserts], [row["_id"] for row in updates], unchanged
+        return [row[len(_WRITTEN_FIELDS)] for row in inserts], [row["_id"] for row in updates], unchanged
 
     def known_files(self, uri_prefix: str = "") -> dict[str, KnownFile]:
         """Every image whose URI starts with ``uri_prefix``, by URI, with what tells if its file changed."""

@@ -42,7 +42,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from panopipe.catalog import Catalog, Selection
+from panopipe.catalog import Catalog, ImageRecord, Selection
 from panopipe.catalog.schema import artifacts, images
 from panopipe.catalog.types import new_id, utcnow
 from panopipe.config import Settings
@@ -294,8 +294,9 @@ class EventHandler:
     def _apply_round(self, conn: sa.Connection, items: list[_Pending]) -> list[tuple[_Pending, Outcome]]:
         """Apply events for distinct URIs, a few statements for all of them: the images' rows are read (and
         locked, on PostgreSQL, in URI order, as every handler locks them), events not newer than the one an
-        image applied are skipped, the others claim their row (a deleted placeholder for an unknown URI) with
-        their sequencer, then creations are upserted together and removals mark their image deleted.
+        image applied are skipped, the others claim their row with their sequencer (an unknown URI's creation
+        is added with it, its removal leaves a deleted placeholder), then creations are upserted together and
+        removals mark their image deleted.
 
         A claim is guarded in SQL too (``source_sequencer < :new``): SQLite does not lock what was read, and
         a claim that a concurrent handler overtook raises :class:`_Raced`, so that nothing older is written.
@@ -309,15 +310,19 @@ class EventHandler:
         claimed: list[tuple[_Pending, str, bool]] = []
         placeholders: list[dict[str, Any]] = []
         claims: list[dict[str, Any]] = []
+        records: list[ImageRecord] = []
+        sources: dict[str, dict[str, Any]] = {}
         for item in items:
             row = rows.get(item.uri)
             source = {"source_sequencer": item.sequencer, "source_version_id": item.event.version_id}
             if row is None:
                 image_id = new_id()
-                placeholders.append(
-                    {"id": image_id, "uri": item.uri, "deleted": True, "ingested_at": now, "updated_at": now}
-                    | source
-                )
+                if item.event.kind is EventKind.CREATED:  # added by the upsert, with its event
+                    records.append(replace(item.record, id=image_id))
+                    sources[item.record.uri] = source
+                else:
+                    placeholder = {"id": image_id, "uri": item.uri, "deleted": True}
+                    placeholders.append(placeholder | {"ingested_at": now, "updated_at": now} | source)
             elif (
                 item.sequencer is None
                 or row.source_sequencer is None
@@ -338,8 +343,12 @@ class EventHandler:
             claim = images.update().where(c.id == sa.bindparam("_id"), newer)
             if conn.execute(claim, claims).rowcount != len(claims):
                 raise _Raced("a concurrent handler applied a newer event of the same object")
-        records = [item.record for item, _, _ in claimed if item.event.kind is EventKind.CREATED]
-        updated = set(self.catalog.upsert_in(conn, records).updated) if records else set()
+        records += [
+            item.record for item, _, added in claimed if item.event.kind is EventKind.CREATED and not added
+        ]
+        updated = (
+            set(self.catalog.upsert_in(conn, records, added_values=sources).updated) if records else set()
+        )
         for item, image_id, added in claimed:
             if item.event.kind is EventKind.REMOVED:
                 deleted = conn.execute(
