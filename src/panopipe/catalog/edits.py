@@ -198,6 +198,7 @@ def assign_reel_shots(conn: sa.Connection, reel: str | None, tolerance_s: float)
         .order_by(c.captured_at, c.camera_index, c.frame)
     ).all()
     groups: list[list[Any]] = []
+    cameras: set[int | None] = set()  # of the last group
     for row in rows:
         if row.captured and "shot" in row.captured:
             continue
@@ -207,11 +208,13 @@ def assign_reel_shots(conn: sa.Connection, reel: str | None, tolerance_s: float)
             and row.captured_at is not None
             and group[0].captured_at is not None
             and (row.captured_at - group[0].captured_at).total_seconds() <= tolerance_s
-            and row.camera_index not in {g.camera_index for g in group}
+            and row.camera_index not in cameras
         ):
             group.append(row)
         else:
             groups.append([row])
+            cameras.clear()
+        cameras.add(row.camera_index)
     updates: list[dict[str, Any]] = []
     used: set[str] = set()
     for group in groups:

@@ -145,8 +145,9 @@ def plan_step(
     """The jobs ``step`` needs now over the ``selected`` subjects (see :func:`selected_subjects`).
 
     ``found`` are the step's candidates from :func:`candidates` and ``failed`` its subjects from
-    :func:`failed_jobs`, computed here when not given; ``cache`` keeps loaded subjects for the next step. Candidates found up to date get ``checked_at`` (default: now,
-    which must not be later than when their images were read) recorded on their artifacts.
+    :func:`failed_jobs`, computed here when not given; ``cache`` keeps loaded subjects for the next step.
+    Candidates found up to date get ``checked_at`` (default: now, which must not be later than when their
+    images were read) recorded on their artifacts.
     """
     cache = {} if cache is None else cache
     checked_at = checked_at or utcnow()
