@@ -106,6 +106,7 @@ def plan(
     with catalog.engine.begin() as conn, selected_subjects(conn, selection or Selection()) as selected:
         found = {} if force else candidates(conn, pipeline.steps, selected)
         failed = failed_jobs(conn, pipeline.steps, selected)
+        known = None if force else _recorded_for(conn, pipeline.steps, found, failed)
         cache: dict[str, Subject] = {}
         for step in pipeline.steps:
             direct = plan_step(
@@ -116,6 +117,7 @@ def plan(
                 failed[step.name],
                 force=force,
                 cache=cache,
+                known=known,
                 checked_at=started,
             )
             items += [PlanItem(step.name, w.subject.id, w.reason, w.fingerprint) for w in direct]
@@ -140,13 +142,15 @@ def plan_step(
     *,
     force: bool = False,
     cache: dict[str, Subject] | None = None,
+    known: dict[str, dict[str, _Recorded]] | None = None,
     checked_at: datetime | None = None,
 ) -> list[Work]:
     """The jobs ``step`` needs now over the ``selected`` subjects (see :func:`selected_subjects`).
 
     ``found`` are the step's candidates from :func:`candidates` and ``failed`` its subjects from
-    :func:`failed_jobs`, computed here when not given; ``cache`` keeps loaded subjects for the next step.
-    Candidates found up to date get ``checked_at`` (default: now, which must not be later than when their
+    :func:`failed_jobs`, computed here when not given; ``cache`` keeps loaded subjects for the next step;
+    ``known`` are the primary artifacts of the step and its upstreams for every subject it may decide on, as
+    :func:`recorded` gives them (read here when not given). Candidates found up to date get ``checked_at`` (default: now, which must not be later than when their
     images were read) recorded on their artifacts.
     """
     cache = {} if cache is None else cache
@@ -169,7 +173,7 @@ def plan_step(
             missing = [key for key in chunk if subject_id(kind, key) not in cache]
             cache.update((subject.id, subject) for subject in load_subjects(conn, kind, missing))
             subjects = [cache[i] for i in (subject_id(kind, key) for key in chunk) if i in cache]
-            work += _decide(conn, step, subjects, step.upstream(kind), failures, force, checked_at)
+            work += _decide(conn, step, subjects, step.upstream(kind), failures, force, checked_at, known)
     return work
 
 
@@ -333,6 +337,25 @@ def recorded(
     return found
 
 
+def _recorded_for(
+    conn: sa.Connection,
+    steps: Sequence[Step],
+    found: dict[str, dict[SubjectKind, set[Any]]],
+    failed: dict[str, dict[SubjectKind, dict[Any, str]]],
+) -> dict[str, dict[str, _Recorded]]:
+    """:func:`recorded` for ``steps`` and their upstreams, of every subject found or failed for any of them."""
+    names = {step.name for step in steps} | {
+        u for step in steps for k in step.kinds if (u := step.upstream(k))
+    }
+    subjects = {
+        subject_id(kind, key)
+        for step in steps
+        for kind in step.kinds
+        for key in (*found.get(step.name, {}).get(kind, ()), *failed[step.name].get(kind, {}))
+    }
+    return recorded(conn, sorted(names), sorted(subjects))
+
+
 def _decide(
     conn: sa.Connection,
     step: Step,
@@ -341,10 +364,13 @@ def _decide(
     failures: dict[Any, str],
     force: bool,
     checked_at: datetime,
+    known: dict[str, dict[str, _Recorded]] | None,
 ) -> list[Work]:
     ids = [s.id for s in subjects]
     confirmed: list[str] = []
-    artifacts_of = recorded(conn, [step.name, *([upstream] if upstream else [])], ids)
+    artifacts_of = (
+        known if known is not None else recorded(conn, [step.name, *([upstream] if upstream else [])], ids)
+    )
     current = artifacts_of[step.name]
     inputs = artifacts_of.get(upstream or "", {})
     work: list[Work] = []
