@@ -9,6 +9,7 @@ records that (``artifacts.checked_at``) so that, e.g., a GPS edit does not keep 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +30,7 @@ from panopipe.steps.registry import STEP_TYPES
 RERUN_STATUSES = ("failed", "stale", "cancelled", "queued", "running")
 # When an artifact was made or last found up to date: changes before then are accounted for.
 _SEEN = sa.func.coalesce(artifacts.c.checked_at, artifacts.c.created_at)
+_JOB_ARTIFACT = artifacts.alias("a")
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,14 +215,16 @@ def candidates(
     return found
 
 
+@functools.lru_cache(maxsize=256)
 def _primary(
     step: str, params_hash: str | None = None, table: sa.Table | sa.Alias = artifacts
-) -> list[sa.ColumnElement[bool]]:
-    """Conditions for the primary artifact of ``step`` (made with ``params_hash``, when given) in ``table``."""
+) -> tuple[sa.ColumnElement[bool], ...]:
+    """Conditions for the primary artifact of ``step`` (made with ``params_hash``, when given) in ``table``;
+    built once (SQL expressions are immutable), as every plan asks for the same ones."""
     conditions = [table.c.step == step, table.c.name == STEP_TYPES[step].outputs[0]]
     if params_hash is not None:
         conditions.append(table.c.params_hash == params_hash)
-    return conditions
+    return tuple(conditions)
 
 
 def _probe(
@@ -263,7 +267,7 @@ def failed_jobs(
 ) -> dict[str, dict[SubjectKind, dict[Any, str]]]:
     """Per step and subject kind, the selected subjects (by key) whose latest job of the step did not succeed
     after its artifact was made, with the reason: one query for all ``steps``, one per kind to select."""
-    a = artifacts.alias("a")
+    a = _JOB_ARTIFACT
     primary = sa.or_(*(sa.and_(*_primary(step.name, table=a)) for step in steps))
     query = (
         sa.select(jobs.c.step, jobs.c.subject, jobs.c.status, jobs.c.reason, jobs.c.error)
