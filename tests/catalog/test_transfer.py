@@ -293,6 +293,28 @@ def test_every_double_is_copied_bit_for_bit(source: str, postgres_url: str):
     assert [check.table for check in verify_transfer(source, postgres_url) if not check.ok] == ["images"]
 
 
+def test_a_nan_on_the_target_does_not_pass_for_a_null(source: str, postgres_url: str):
+    """SQLite cannot store NaN, so the checksum digests a NULL double as NaN; a NaN on the target still differs."""
+    assert migrate_catalog(source, postgres_url).ok
+    engine = create_catalog_engine(postgres_url)
+    with engine.begin() as conn:
+        assert (
+            conn.execute(
+                sa.text("UPDATE images SET pitch = 'NaN' WHERE frame = 15 AND pitch IS NULL")
+            ).rowcount
+            == 1
+        )
+    engine.dispose()
+    assert [check.table for check in verify_transfer(source, postgres_url) if not check.ok] == ["images"]
+
+
+def test_a_value_that_is_not_a_number_in_a_column_of_numbers_is_named(source: str, postgres_url: str):
+    with sqlite3.connect(source) as db:
+        db.execute("UPDATE images SET heading = 'north' WHERE frame = 4")
+    with pytest.raises(CatalogError, match=r"images holds a value that is not a number .*heading"):
+        migrate_catalog(source, postgres_url)
+
+
 def _indexes_and_constraints(url: str) -> set[str]:
     engine = create_catalog_engine(url)
     with engine.connect() as conn:
@@ -359,7 +381,17 @@ def test_indexes_dropped_for_the_copy_are_rebuilt_after_a_resume(
 
 def test_awkward_values_are_copied_exactly(source: str, postgres_url: str):
     """Text with COPY's and the checksum's special characters, timestamps and JSON numbers in other forms."""
-    awkward = ["tab\there", "new\nline\r", "back\\slash \\N", "\\N", "None", "unit\x1fseparator", "", "12:x"]
+    awkward = [
+        "tab\there",
+        "new\nline\r",
+        "bell\b form\f vtab\v",
+        "back\\slash \\N",
+        "\\N",
+        "None",
+        "unit\x1fseparator",
+        "",
+        "12:x",
+    ]
     with sqlite3.connect(source) as db:
         for n, text in enumerate(awkward):
             db.execute(
