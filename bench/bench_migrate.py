@@ -1,23 +1,29 @@
 """Benchmark: ``migrate_catalog`` (SQLite -> PostgreSQL) against pgloader on the same catalog file.
 
 Builds a synthetic catalog (default 1,000,000 images, 5 % as many edits, 20 % as many artifacts), migrates it
-into fresh local databases with and without verification, runs pgloader on the same file, and reports rows/s
-and whether each copy kept latitudes bit-identical. Not a test; run it by hand:
+into fresh local databases with and without verification, runs pgloader on the same file, and reports rows/s,
+the CPU seconds each tool and the PostgreSQL server spent (which the load of other jobs on the machine does not
+inflate as it does wall time), and whether each copy kept latitudes bit-identical. Linux only (/proc). Not a
+test; run it by hand:
 
     python bench/bench_migrate.py --images 100000
+    python bench/bench_migrate.py --catalog catalog.db --keep   # reuse a catalog built by an earlier --keep run
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import resource
 import shutil
 import sqlite3
 import struct
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -114,10 +120,52 @@ def drop_database(admin_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def timed(action) -> float:
-    started = time.perf_counter()
+@dataclass
+class Measured:
+    """Wall time, the client's CPU time (panopipe's process or pgloader's) and the PostgreSQL server's."""
+
+    wall: float
+    client_cpu: float
+    server_cpu: float
+
+
+def server_cpu(admin_url: str) -> float:
+    """CPU seconds the local PostgreSQL server has used: its live processes plus the backends its postmaster
+    has reaped (Linux /proc). A share of the machine that the load of other jobs does not inflate."""
+    with psycopg.connect(admin_url) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    postmaster = _stat(backend)[1]
+    total = sum(_stat(postmaster)[11:15])  # own and reaped children's user and system time
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = _stat(int(pid))
+        except OSError:
+            continue  # exited meanwhile
+        if fields[1] == postmaster:
+            total += fields[11] + fields[12]
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[int]:
+    """The numeric fields of /proc/PID/stat after the command name (index 1 is the parent's pid)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return [
+        int(field) if field.lstrip("-").isdigit() else 0 for field in text[text.rindex(")") + 2 :].split()
+    ]
+
+
+def measure(action, admin_url: str) -> Measured:
+    """Run ``action``; CPU of this process and its children (pgloader) counts as the client's."""
+
+    def client() -> float:
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    server, cpu, started = server_cpu(admin_url), client(), time.perf_counter()
     action()
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    time.sleep(0.5)  # let the postmaster reap the backends that just closed
+    return Measured(wall, client() - cpu, server_cpu(admin_url) - server)
 
 
 def exactness(source: Path, target_url: str, table_schema: str) -> tuple[str, int, int]:
@@ -157,44 +205,70 @@ def main() -> None:
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--keep", action="store_true", help="keep the databases and the SQLite file")
+    parser.add_argument("--catalog", type=Path, help="an existing catalog to move instead of building one")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench_migrate_"))
     path = workdir / "catalog.db"
-    started = time.perf_counter()
-    rows = build_catalog(path, args.images, args.images // 20, args.images // 5)
-    print(
-        f"built {path} ({path.stat().st_size / 1e6:.0f} MB): {args.images:,} images, {rows:,} rows "
-        f"in {time.perf_counter() - started:.1f} s"
-    )
+    if args.catalog:
+        path = args.catalog
+        with sqlite3.connect(path) as db:
+            rows = sum(
+                db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                for t in ("images", "edits", "artifacts")
+            )
+        print(f"using {path}: {rows:,} rows")
+    else:
+        started = time.perf_counter()
+        rows = build_catalog(path, args.images, args.images // 20, args.images // 5)
+        print(
+            f"built {path} ({path.stat().st_size / 1e6:.0f} MB): {args.images:,} images, {rows:,} rows "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
 
     names = {kind: f"bench_migrate_{kind}" for kind in ("verified", "unverified", "pgloader")}
     urls = {kind: fresh_database(args.admin_url, name) for kind, name in names.items()}
-    results: dict[str, float] = {}
+    results: dict[str, Measured] = {}
     reports = {}
 
     def panopipe(kind: str, verify: bool) -> None:
         reports[kind] = migrate_catalog(str(path), urls[kind], batch_size=args.batch_size, verify=verify)
 
-    results["panopipe, verified"] = timed(lambda: panopipe("verified", True))
-    results["panopipe, no verification"] = timed(lambda: panopipe("unverified", False))
+    results["panopipe, verified"] = measure(lambda: panopipe("verified", True), args.admin_url)
+    results["panopipe, no verification"] = measure(lambda: panopipe("unverified", False), args.admin_url)
     assert reports["verified"].ok, reports["verified"].mismatches
     pgloader = shutil.which("pgloader")
     loaded = {tool: rows for tool in results}
     if pgloader:
         # Its default 1 GB heap is exhausted by this catalog ("Heap exhausted, game over").
         command = [pgloader, "--dynamic-space-size", "4096", "--quiet", f"sqlite:///{path}", urls["pgloader"]]
-        results["pgloader"] = timed(lambda: subprocess.run(command, check=True, capture_output=True))
+        results["pgloader"] = measure(
+            lambda: subprocess.run(command, check=True, capture_output=True), args.admin_url
+        )
         loaded["pgloader"] = copied_rows(urls["pgloader"])
 
-    print(f"\n{'tool':<28}{'seconds':>10}{'rows copied':>14}{'rows/s':>12}")
-    for tool, seconds in results.items():
-        print(f"{tool:<28}{seconds:>10.1f}{loaded[tool]:>14,}{loaded[tool] / seconds:>12,.0f}")
+    print(
+        f"\n{'tool':<28}{'seconds':>9}{'rows copied':>13}{'rows/s':>10}"
+        f"{'client CPU s':>14}{'server CPU s':>14}{'rows per CPU s':>16}"
+    )
+    for tool, m in results.items():
+        cpu = m.client_cpu + m.server_cpu
+        print(
+            f"{tool:<28}{m.wall:>9.1f}{loaded[tool]:>13,}{loaded[tool] / m.wall:>10,.0f}"
+            f"{m.client_cpu:>14.1f}{m.server_cpu:>14.1f}{loaded[tool] / cpu:>16,.0f}"
+        )
     if "pgloader" in results:
-        pgloader_speed = loaded["pgloader"] / results["pgloader"]
+        theirs = results["pgloader"]
         for tool in ("panopipe, verified", "panopipe, no verification"):
+            ours = results[tool]
+            by_wall = rows / ours.wall / (loaded["pgloader"] / theirs.wall)
+            by_cpu = (
+                rows
+                / (ours.client_cpu + ours.server_cpu)
+                / (loaded["pgloader"] / (theirs.client_cpu + theirs.server_cpu))
+            )
             print(
-                f"{tool}: {rows / results[tool] / pgloader_speed:.2f}x pgloader's rows/s (goal: 2x, verified)"
+                f"{tool}: {by_wall:.2f}x pgloader's rows/s, {by_cpu:.2f}x its rows per CPU second (goal: 2x, verified)"
             )
 
     print("\nexactness (images.lat type on the target; bit-identical latitudes among 1000 sampled):")
@@ -216,7 +290,7 @@ def main() -> None:
     if not args.keep:
         for name in names.values():
             drop_database(args.admin_url, name)
-        shutil.rmtree(workdir)
+        shutil.rmtree(workdir)  # a --catalog given is not in it
 
 
 if __name__ == "__main__":

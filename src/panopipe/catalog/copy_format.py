@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -214,5 +214,14 @@ def _canonical_json_value(value: Any) -> str:
 
 def _canonical_json(value: Any) -> str:
     # jsonb keeps numbers as numeric (1e-05 comes back as 0.00001): compare JSON numbers by value.
-    text = value if isinstance(value, str) else json.dumps(value)
-    return _canonical_json_value(json.loads(text, parse_float=Decimal, parse_int=Decimal))
+    if isinstance(value, int | float):  # a number SQLite's NUMERIC affinity stored as INTEGER or REAL
+        return _json_number(Decimal(repr(value)))
+    if value[:1] in _NUMBER_START:  # a document that is a number alone, as jsonb prints it
+        try:
+            return _json_number(Decimal(value))
+        except InvalidOperation:
+            pass
+    return _canonical_json_value(json.loads(value, parse_float=Decimal, parse_int=Decimal))
+
+
+_NUMBER_START = frozenset("-0123456789")
