@@ -27,6 +27,7 @@ from panopipe.catalog.records import (
 )
 from panopipe.catalog.schema import images
 from panopipe.catalog.selection import Selection
+from panopipe.catalog.shots import assign_reel_shots
 from panopipe.catalog.spatial import PostGIS, detect_postgis
 from panopipe.catalog.types import new_ids, utcnow
 from panopipe.catalog.values import from_json, to_json
@@ -274,16 +275,24 @@ class Catalog:
             raise NotFoundError(f"image id prefix {image_id!r} is ambiguous: give more characters")
         return _image(rows[0])
 
-    def assign_shots(self, reels: Iterable[str | None], tolerance_s: float) -> int:
+    def assign_shots(
+        self,
+        reels: Iterable[str | None],
+        tolerance_s: float,
+        *,
+        around: Mapping[str | None, Mapping[str, datetime | None]] | None = None,
+    ) -> int:
         """Group the frames of each reel into shots; the number of images whose shot changed.
 
         One shot is the frames of one rig captured within ``tolerance_s`` of the shot's first frame, one per
         camera. Its id is the reel and the shot's lowest frame number. Shots set by an edit are left alone.
+        ``around`` (per reel, the frames that changed: image id -> capture time as read) regroups only the
+        frames near those, with the same result (see :func:`~panopipe.catalog.shots.assign_reel_shots`).
         """
         changed = 0
         with self.engine.begin() as conn:
             for reel in set(reels):
-                changed += edit_ops.assign_reel_shots(conn, reel, tolerance_s)
+                changed += assign_reel_shots(conn, reel, tolerance_s, (around or {}).get(reel))
         return changed
 
     # Edits

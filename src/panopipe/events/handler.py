@@ -37,6 +37,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -190,7 +191,7 @@ class EventHandler:
         failing = {i.message_id for i in pending if i.outcome and i.outcome.action is Action.FAILED} - {None}
         self._apply_batch([i for i in pending if i.outcome is None and i.message_id not in failing])
         changed: set[str] = set()
-        reels: set[str | None] = set()
+        frames: dict[str | None, dict[str, datetime | None]] = {}  # per reel, changed frames' capture times
         for item in pending:
             if item.message_id in report.failed_messages and item.message_id is not None:
                 continue  # its message fails as a whole and comes back
@@ -204,10 +205,10 @@ class EventHandler:
             elif outcome.action is not Action.UNCHANGED and outcome.image_id:
                 changed.add(outcome.image_id)
                 if getattr(item.record, "reel", None) is not None:
-                    reels.add(item.record.reel)
+                    frames.setdefault(item.record.reel, {})[outcome.image_id] = item.record.captured_at
         applied = time.perf_counter()
         if changed:
-            self._reprocess(report, changed, reels)
+            self._reprocess(report, changed, frames)
         report.seconds = {
             "read": round(read - started, 4),
             "apply": round(applied - read, 4),
@@ -370,10 +371,12 @@ class EventHandler:
 
     # Reprocessing
 
-    def _reprocess(self, report: HandleReport, changed: set[str], reels: set[str | None]) -> None:
+    def _reprocess(
+        self, report: HandleReport, changed: set[str], frames: dict[str | None, dict[str, datetime | None]]
+    ) -> None:
         selection = Selection(ids=tuple(sorted(changed)))
         try:
-            self.catalog.assign_shots(reels, self.settings.ingest.shot_tolerance_s)
+            self.catalog.assign_shots(frames, self.settings.ingest.shot_tolerance_s, around=frames)
             if self.executor is None:
                 report.planned = len(plan(self.catalog, selection, self.steps, self.settings))
                 return

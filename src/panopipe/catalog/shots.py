@@ -1,0 +1,166 @@
+"""Grouping the frames of a reel into shots: the frames of one rig captured together, one per camera.
+
+Frames are taken in capture-time order; a frame joins the open shot when it is within the tolerance of the
+shot's first frame and its camera is not in the shot yet, else it opens a new one. A *run* of frames ends
+where the next frame is more than the tolerance later: no shot spans two runs, so a new frame can change the
+shots of its own runs only, and regrouping those gives what regrouping the whole reel gives.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from panopipe.catalog.schema import images
+
+FEW_NAMES = 16
+
+
+def assign_reel_shots(
+    conn: sa.Connection,
+    reel: str | None,
+    tolerance_s: float,
+    around: Mapping[str, datetime | None] | None = None,
+) -> int:
+    """Group the frames of one reel into shots (see :meth:`Catalog.assign_shots`); how many changed.
+
+    ``around`` (the frames that changed: image id -> capture time as read) limits the reading and regrouping
+    to the runs that hold them. The whole reel is regrouped instead when the frames read do not show where
+    those runs end, when a changed frame has no or another capture time (an edit), or when a shot name the
+    runs get is taken elsewhere in the reel (names are unique per reel: the earlier shot keeps the plain one).
+    """
+    c = images.c
+    query = (
+        sa.select(c.id, c.captured_at, c.camera_index, c.frame, c.shot, c.captured)
+        .where(c.reel == reel if reel is not None else c.reel.is_(None), c.deleted == sa.false())
+        .order_by(c.captured_at, c.camera_index, c.frame)
+    )
+    window = _Window.read(conn, query, tolerance_s, around) if around else None
+    shots = _name(reel, _group(conn.execute(query).all() if window is None else window.runs, tolerance_s))
+    if window is not None and window.taken(conn, query, {shot for _, shot in shots if shot is not None}):
+        shots = _name(reel, _group(conn.execute(query).all(), tolerance_s))
+    updates = [{"_id": row.id, "shot": shot} for row, shot in shots if row.shot != shot]
+    if updates:
+        conn.execute(
+            images.update().where(c.id == sa.bindparam("_id")).values(shot=sa.bindparam("shot")), updates
+        )
+    return len(updates)
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """The frames read from ``low`` to ``high`` (capture time), and the runs among them that hold the changed
+    frames."""
+
+    rows: Sequence[Any]
+    runs: Sequence[Any]
+    low: datetime
+    high: datetime
+
+    @classmethod
+    def read(
+        cls,
+        conn: sa.Connection,
+        query: sa.Select[Any],
+        tolerance_s: float,
+        around: Mapping[str, datetime | None],
+    ) -> _Window | None:
+        """The frames near the ``around`` frames; ``None`` when they cannot show where the runs holding
+        those end (see :func:`assign_reel_shots`)."""
+        times = [time for time in around.values() if time is not None]
+        if len(times) < len(around):
+            return None
+        first, last = min(times), max(times)
+        margin = timedelta(seconds=2 * tolerance_s)
+        low, high = first - margin, last + margin
+        c = images.c
+        rows = conn.execute(
+            query.where(sa.or_(c.captured_at.between(low, high), c.id.in_(list(around))))
+        ).all()
+        if {row.id: row.captured_at for row in rows if row.id in around} != dict(around):
+            return None
+        frames = [row for row in rows if not _shot_edited(row)]
+        t = [row.captured_at for row in frames]
+
+        def ends_before(i: int) -> bool:
+            """Whether a run ends before ``frames[i]``; frames not read are before ``low`` or after ``high``."""
+            before = t[i - 1] if i > 0 else low
+            after = t[i] if i < len(t) else high
+            return (after - before).total_seconds() > tolerance_s
+
+        start = next((i for i in range(bisect_left(t, first), -1, -1) if ends_before(i)), None)
+        end = next((i for i in range(bisect_right(t, last), len(t) + 1) if ends_before(i)), None)
+        return None if start is None or end is None else cls(rows, frames[start:end], low, high)
+
+    def taken(self, conn: sa.Connection, query: sa.Select[Any], names: set[str]) -> bool:
+        """Whether a frame of the reel outside the runs has one of ``names`` as its shot, or one of them with a
+        suffix: those read are looked at here, the others in the database (for more than :data:`FEW_NAMES`
+        names, any other frame counts: the whole reel is regrouped unless the frames read are all of it)."""
+        suffixed = tuple(f"{name}." for name in names)
+        runs = {row.id for row in self.runs}
+        read = (row.shot or "" for row in self.rows if row.id not in runs)
+        if any(shot in names or shot.startswith(suffixed) for shot in read):
+            return True
+        c = images.c
+        outside = sa.or_(c.captured_at.is_(None), c.captured_at < self.low, c.captured_at > self.high)
+        others = query.with_only_columns(c.id).order_by(None).where(outside).limit(1)
+        if len(names) <= FEW_NAMES:
+            clash = (c.shot.startswith(prefix, autoescape=True) for prefix in suffixed)
+            others = others.where(sa.or_(c.shot.in_(names), *clash))
+        return conn.execute(others).first() is not None
+
+
+def _shot_edited(row: Any) -> bool:
+    return bool(row.captured and "shot" in row.captured)
+
+
+def _group(rows: Sequence[Any], tolerance_s: float) -> list[list[Any]]:
+    """``rows`` (in capture-time order) grouped into shots; frames whose shot was edited are left out."""
+    groups: list[list[Any]] = []
+    cameras: set[int | None] = set()  # of the last group
+    for row in rows:
+        if _shot_edited(row):
+            continue
+        group = groups[-1] if groups else None
+        if (
+            group is not None
+            and row.captured_at is not None
+            and group[0].captured_at is not None
+            and (row.captured_at - group[0].captured_at).total_seconds() <= tolerance_s
+            and row.camera_index not in cameras
+        ):
+            group.append(row)
+        else:
+            groups.append([row])
+            cameras.clear()
+        cameras.add(row.camera_index)
+    return groups
+
+
+def _name(reel: str | None, groups: Sequence[Sequence[Any]]) -> list[tuple[Any, str | None]]:
+    """Each frame of ``groups`` with its shot: the reel and the shot's lowest frame number (else its time),
+    with a suffix when an earlier shot has that name."""
+    shots: list[tuple[Any, str | None]] = []
+    used: set[str] = set()
+    for group in groups:
+        frames = [g.frame for g in group if g.frame is not None]
+        base = f"{reel}-{min(frames):06d}" if reel is not None and frames else None
+        if base is None and group[0].captured_at is not None:
+            base = f"{reel or 'shot'}@{group[0].captured_at:%Y%m%dT%H%M%S.%f}Z"
+        shot = base
+        suffix = 1
+        while shot in used:
+            suffix += 1
+            shot = f"{base}.{suffix}"
+        if shot is not None:
+            used.add(shot)
+        shots += [(g, shot) for g in group]
+    return shots
+
+
+__all__ = ["FEW_NAMES", "assign_reel_shots"]

@@ -1,0 +1,87 @@
+"""Regrouping shots around new frames (as the event handler does) gives the shots of regrouping the whole reel."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from panopipe.catalog import Catalog, ImageRecord
+from panopipe.catalog.schema import images
+
+T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
+TOLERANCE = 0.05
+
+
+def frame(number: int, camera: int, seconds: float) -> ImageRecord:
+    return ImageRecord(
+        uri=f"/survey/R001/cam{camera}/frame_{number:06d}_{seconds}.jpg",
+        captured_at=T0 + timedelta(seconds=seconds),
+        camera_index=camera,
+        reel="R001",
+        frame=number,
+    )
+
+
+def survey(*extra: ImageRecord) -> list[ImageRecord]:
+    """Five shots of four cameras one second apart (the cameras a few ms apart, the third shot lacks camera 3),
+    and ``extra`` frames."""
+    shots = [frame(f, cam, f + cam * 0.004) for f in range(5) for cam in range(4) if (f, cam) != (2, 3)]
+    return [*shots, *extra]
+
+
+def regroup_around(catalog: Catalog, new: list[ImageRecord]) -> None:
+    added = catalog.upsert_images(new).added
+    around = {"R001": {image_id: r.captured_at for image_id, r in zip(added, new, strict=True)}}
+    catalog.assign_shots(["R001"], TOLERANCE, around=around)
+
+
+def shots(catalog: Catalog) -> dict[str, str | None]:
+    return {image.uri: image.shot for image in catalog.images()}
+
+
+NEW = {
+    "a new shot after the others": [frame(5, cam, 5 + cam * 0.004) for cam in range(4)],
+    "a camera a shot lacked": [frame(2, 3, 2.012)],
+    "a frame number an earlier shot has": [frame(1, cam, 7 + cam * 0.004) for cam in range(2)],
+    "a camera later than the tolerance": [frame(3, 0, 3.08)],
+    "a frame among frames too dense to show where runs end": [frame(9, 1, 9.5 + 0.03)],
+}
+DENSE = [frame(9, cam % 4, 9.5 + i * 0.03) for i, cam in enumerate((0, 2, 3, 0, 1, 2, 3))]
+
+
+@pytest.mark.parametrize("case", NEW)
+def test_regrouping_around_new_frames_gives_the_reels_shots(catalog: Catalog, case: str):
+    catalog.upsert_images(survey(*DENSE))
+    catalog.assign_shots(["R001"], TOLERANCE)
+
+    regroup_around(catalog, NEW[case])
+
+    around = shots(catalog)
+    assert catalog.assign_shots(["R001"], TOLERANCE) == 0
+    assert shots(catalog) == around
+
+
+def test_a_new_shot_named_like_an_earlier_one_gets_a_suffix(catalog: Catalog):
+    catalog.upsert_images(survey())
+    catalog.assign_shots(["R001"], TOLERANCE)
+    regroup_around(catalog, NEW["a frame number an earlier shot has"])
+    names = {shot for uri, shot in shots(catalog).items() if "_7." in uri}
+    assert names == {"R001-000001.2"}
+
+
+def test_regrouping_around_new_frames_leaves_the_other_runs_alone(catalog: Catalog):
+    catalog.upsert_images(survey())
+    catalog.assign_shots(["R001"], TOLERANCE)
+    first = survey()[0].uri
+    with catalog.engine.begin() as conn:
+        conn.execute(images.update().where(images.c.uri == first).values(shot="set by hand"))
+
+    regroup_around(catalog, NEW["a new shot after the others"])
+
+    assert shots(catalog)[first] == "set by hand"
+    assert {shot for uri, shot in shots(catalog).items() if "_5." in uri} == {"R001-000005"}
+    assert catalog.assign_shots(["R001"], TOLERANCE) == 1  # the whole reel's regrouping puts it back
+    with catalog.engine.connect() as conn:
+        assert conn.execute(sa.select(images.c.shot).where(images.c.uri == first)).scalar() == "R001-000000"
