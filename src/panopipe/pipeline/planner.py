@@ -152,8 +152,8 @@ def plan_step(
     ``found`` are the step's candidates from :func:`candidates` and ``failed`` its subjects from
     :func:`failed_jobs`, computed here when not given; ``cache`` keeps loaded subjects for the next step;
     ``known`` are the primary artifacts of the step and its upstreams for every subject it may decide on, as
-    :func:`recorded` gives them (read here when not given). Candidates found up to date get ``checked_at`` (default: now, which must not be later than when their
-    images were read) recorded on their artifacts.
+    :func:`recorded` gives them (read here when not given). Candidates found up to date get ``checked_at``
+    (default: now, which must not be later than when their images were read) recorded on their artifacts.
     """
     cache = {} if cache is None else cache
     checked_at = checked_at or utcnow()
@@ -229,7 +229,7 @@ def _primary(
 
 def _probe(
     kind: SubjectKind,
-    probes: Sequence[tuple[str, Any, list[sa.ColumnElement[bool]]]],
+    probes: Sequence[tuple[str, Any, Sequence[sa.ColumnElement[bool]]]],
     table: sa.FromClause,
     dialect: str,
 ) -> sa.Subquery | sa.CTE:
