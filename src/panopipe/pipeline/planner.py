@@ -346,16 +346,19 @@ def _recorded_for(
     steps: Sequence[Step],
     found: dict[str, dict[SubjectKind, set[Any]]],
     failed: dict[str, dict[SubjectKind, dict[Any, str]]],
-) -> dict[str, dict[str, _Recorded]]:
-    """:func:`recorded` for ``steps`` and their upstreams, of every subject found or failed for any of them."""
-    names = {step.name for step in steps} | {
-        u for step in steps for k in step.kinds if (u := step.upstream(k))
-    }
+) -> dict[str, dict[str, _Recorded]] | None:
+    """:func:`recorded` for ``steps`` and their upstreams, of every subject found or failed for any of them;
+    ``None`` past :data:`CHUNK` subjects, which the steps read chunk by chunk (not all in memory at once)."""
     subjects = {
         subject_id(kind, key)
         for step in steps
         for kind in step.kinds
         for key in (*found.get(step.name, {}).get(kind, ()), *failed[step.name].get(kind, {}))
+    }
+    if len(subjects) > CHUNK:
+        return None
+    names = {step.name for step in steps} | {
+        u for step in steps for k in step.kinds if (u := step.upstream(k))
     }
     return recorded(conn, sorted(names), sorted(subjects))
 
