@@ -86,19 +86,12 @@ def time_text(value: str) -> str:
     return text[:19] if text.endswith(".000000") else text.rstrip("0")
 
 
-def json_number_text(value: float | int) -> str:
-    """A JSON document that SQLite's NUMERIC affinity stored as a number, as JSON text."""
-    return json.dumps(value)
-
-
-SQLITE_FUNCTIONS = {
-    "panopipe_time_text": time_text,
-    "panopipe_json_number": json_number_text,
-}
+SQLITE_FUNCTIONS = {"panopipe_time_text": time_text}
 """The Python functions the source SQL below calls (rarely: only for values SQL cannot write exactly)."""
 
 _COPY_ESCAPES = (("\\", "\\\\"), ("\b", "\\b"), ("\t", "\\t"), ("\n", "\\n"), ("\v", "\\v"))
 _COPY_ESCAPES += (("\f", "\\f"), ("\r", "\\r"))
+_COPY_TRANSLATION = str.maketrans(dict(_COPY_ESCAPES))
 UNESCAPED = frozenset(char for char, _ in _COPY_ESCAPES if char not in "\\\t\n")
 """Characters that must not appear in a canonical line written without escapes (tabs, newlines and
 backslashes are counted instead: they may only be separators and NULL markers)."""
@@ -135,11 +128,11 @@ def sqlite_text(column: sa.Column[Any], *, escape: bool) -> str:
     return f"CASE WHEN {c} IS NULL THEN '\\N' ELSE {text} END"
 
 
-def sqlite_document_text(column: sa.Column[Any]) -> str:
-    """SQLite SQL for a JSON document's COPY text (a number stored as REAL is written by Python)."""
-    c = quote(column.name)
-    document = f"CASE typeof({c}) WHEN 'real' THEN panopipe_json_number({c}) ELSE {c} END"
-    return f"CASE WHEN {c} IS NULL THEN '\\N' ELSE {_escaped(document)} END"
+def copy_document_text(value: str | float | None) -> str:
+    """A JSON document's ``COPY`` text (SQLite's NUMERIC affinity may have stored a number as a number)."""
+    if value is None:
+        return "\\N"
+    return (value if isinstance(value, str) else json.dumps(value)).translate(_COPY_TRANSLATION)
 
 
 def printf(separator: str, values: Sequence[str]) -> str:

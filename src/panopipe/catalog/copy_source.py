@@ -15,7 +15,7 @@ import sys
 from array import array
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -26,11 +26,11 @@ from panopipe.catalog.copy_format import (
     SQLITE_FUNCTIONS,
     UNESCAPED,
     TableShape,
+    copy_document_text,
     documents_digest,
     printf,
     quote,
     sha256,
-    sqlite_document_text,
     sqlite_text,
 )
 from panopipe.catalog.engine import mask_url
@@ -48,16 +48,32 @@ class SourceBatch:
     copy_text: str | None = None
 
 
-@contextmanager
-def open_source(engine: sa.Engine) -> Iterator[sqlite3.Connection]:
-    """A raw connection to the SQLite catalog behind ``engine``, with the functions the source SQL calls."""
-    if engine.dialect.name != "sqlite":
-        raise ConfigError(f"cannot migrate from {mask_url(engine.url)}: the source must be a SQLite catalog")
-    db = _connect(engine.url.database or "")
-    try:
-        yield db
-    finally:
-        db.close()
+class Source:
+    """The SQLite catalog being moved: a connection for reading, and one more with a thread of its own on
+    which SQLite builds the next batch's lines (it runs without the GIL) while Python finishes the current one.
+    Leaving the ``with`` block waits for that thread and closes both."""
+
+    def __init__(self, engine: sa.Engine):
+        if engine.dialect.name != "sqlite":
+            raise ConfigError(
+                f"cannot migrate from {mask_url(engine.url)}: the source must be a SQLite catalog"
+            )
+        self.path = engine.url.database or ""
+
+    def __enter__(self) -> Source:
+        with ExitStack() as stack:
+            self.db = stack.enter_context(closing(_connect(self.path)))
+            self.ahead_db = stack.enter_context(closing(_connect(self.path)))
+            self.ahead = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stack.close()
+
+    def table(self, table: sa.Table) -> SourceTable:
+        """Batches of ``table``."""
+        return SourceTable(self, table)
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -80,24 +96,21 @@ def _range(shape: TableShape, lower: Any, upper: Any) -> tuple[str, list[Any]]:
 class SourceTable:
     """Batches of one table of the SQLite source."""
 
-    def __init__(self, db: sqlite3.Connection, table: sa.Table):
-        self.db, self.shape = db, TableShape(table)
+    def __init__(self, source: Source, table: sa.Table):
+        self.source, self.db, self.shape = source, source.db, TableShape(table)
 
     def count(self) -> int:
         return self.db.execute(f"SELECT count(*) FROM {quote(self.shape.name)}").fetchone()[0]
 
     def batches(self, lower: Any, upper: Any, size: int, *, copy_text: bool = False) -> Iterator[SourceBatch]:
-        """The batches of ``size`` rows with ``lower < key <= upper``, in key order.
-
-        SQLite builds the next batch's lines on a connection of its own, in a thread (it runs without the
-        GIL), while this one's doubles and documents are read and its text assembled."""
-        (path,) = [row[2] for row in self.db.execute("PRAGMA database_list") if row[1] == "main"]
-        with closing(_connect(path)) as ahead_db, ThreadPoolExecutor(max_workers=1) as ahead:
-            found = ahead.submit(self._lines, ahead_db, lower, upper, size, escape=False)
-            while (batch := found.result()) is not None:
-                found = ahead.submit(self._lines, ahead_db, batch[1], upper, size, escape=False)
-                yield self._finish(lower, upper, size, batch, copy_text)
-                lower = batch[1]
+        """The batches of ``size`` rows with ``lower < key <= upper``, in key order (the next one's lines
+        are read ahead while one is finished)."""
+        ahead, ahead_db = self.source.ahead, self.source.ahead_db
+        found = ahead.submit(self._lines, ahead_db, lower, upper, size, escape=False)
+        while (batch := found.result()) is not None:
+            found = ahead.submit(self._lines, ahead_db, batch[1], upper, size, escape=False)
+            yield self._finish(lower, upper, size, batch, copy_text)
+            lower = batch[1]
 
     def batch(self, lower: Any, upper: Any, size: int, *, copy_text: bool = False) -> SourceBatch | None:
         """The first ``size`` rows with ``lower < key <= upper``; ``None`` when there are none."""
@@ -105,34 +118,30 @@ class SourceTable:
         return None if found is None else self._finish(lower, upper, size, found, copy_text)
 
     def _finish(
-        self, lower: Any, upper: Any, size: int, found: tuple[int, Any, str, str, int], copy_text: bool
+        self, lower: Any, upper: Any, size: int, found: tuple[int, Any, str, int], copy_text: bool
     ) -> SourceBatch:
         """The batch whose lines were ``found``: read again with escapes if they need some, digested and,
         with ``copy_text``, written as ``COPY`` text."""
-        rows, last, lines, documents, nulls = found
+        rows, last, lines, nulls = found
         if not self._unescaped_is_right(rows, lines, nulls):
-            rows, last, lines, documents, _ = self._lines(self.db, lower, upper, size, escape=True)  # type: ignore[misc]
-        doubles = self._doubles(lower, last)
-        digest = self._digest(lines, doubles) + self._documents(lower, last)
+            rows, last, lines, _ = self._lines(self.db, lower, upper, size, escape=True)  # type: ignore[misc]
+        doubles, documents = self._doubles(lower, last), self._documents(lower, last)
+        digest = self._digest(lines, doubles) + documents_digest(documents)
         text = self._copy_text(lines, doubles, documents) if copy_text else None
         return SourceBatch(last, rows, digest, text)
 
     def _lines(
         self, db: sqlite3.Connection, lower: Any, upper: Any, size: int, *, escape: bool
-    ) -> tuple[int, Any, str, str, int] | None:
-        """Row count, last key, canonical lines, JSON documents' COPY lines and NULL count of a batch."""
+    ) -> tuple[int, Any, str, int] | None:
+        """Row count, last key, canonical lines and NULL count of a batch."""
         shape = self.shape
         where, bounds = _range(shape, lower, upper)
         key = quote(shape.key.name)
         plain = printf("\t", [sqlite_text(c, escape=escape) for c in shape.plain])
         nulls = " + ".join(f"({quote(c.name)} IS NULL)" for c in shape.plain if c.nullable) or "0"
-        documents = (
-            printf("\t", [sqlite_document_text(c) for c in shape.documents]) if shape.documents else "''"
-        )
         found = db.execute(
-            "SELECT count(*), max(k), group_concat(p, char(10)), group_concat(j, char(10)), sum(n) FROM"
-            f" (SELECT {key} AS k, {plain} AS p, {documents} AS j, {nulls} AS n FROM {quote(shape.name)}"
-            f" WHERE {where} ORDER BY {key} LIMIT ?)",
+            f"SELECT count(*), max(k), group_concat(p, char(10)), sum(n) FROM (SELECT {key} AS k, {plain} AS p,"
+            f" {nulls} AS n FROM {quote(shape.name)} WHERE {where} ORDER BY {key} LIMIT ?)",
             [*bounds, size],
         ).fetchone()
         return found if found[0] else None
@@ -174,29 +183,35 @@ class SourceTable:
             values.byteswap()  # big-endian, like PostgreSQL's float8send
         return sha256(lines.encode() + b"\n") + sha256(values.tobytes())
 
-    def _copy_text(self, lines: str, doubles: array[float], documents: str) -> str:
+    def _copy_text(self, lines: str, doubles: array[float], documents: list[tuple[Any, ...]]) -> str:
         """The batch's ``COPY`` text: each canonical line, then its doubles and its JSON documents. Doubles are
         written as hexadecimal floats (C's strtod, which PostgreSQL reads them with, takes them): exact, and
         quicker to write and to read than decimals."""
-        columns = [lines.split("\n")]
+        plain = lines.split("\n")
+        columns = [plain]
         if doubles:
             texts = map(float.hex, doubles)
             per_row = zip(*[texts] * len(self.shape.doubles), strict=True)
             columns.append("\n".join(map("\t".join, per_row)).replace("nan", "\\N").split("\n"))
         if self.shape.documents:
-            columns.append(documents.split("\n"))
+            absent = "\t".join(["\\N"] * len(self.shape.documents))
+            if documents:  # found by the key text that begins their row's canonical line
+                texts_by_key = {str(row[0]): "\t".join(map(copy_document_text, row[1:])) for row in documents}
+                columns.append([texts_by_key.get(line.split("\t", 1)[0], absent) for line in plain])
+            else:
+                columns.append([absent] * len(plain))
         return "\n".join(map("\t".join, zip(*columns, strict=True))) + "\n"
 
-    def _documents(self, lower: Any, last: Any) -> bytes:
+    def _documents(self, lower: Any, last: Any) -> list[tuple[Any, ...]]:
+        """The key text and JSON documents of the rows with ``lower < key <= last`` that have any."""
         shape = self.shape
         if not shape.documents:
-            return documents_digest([])
+            return []
         where, bounds = _range(shape, lower, last)
         key_text = sqlite_text(shape.key, escape=True)
         present = " OR ".join(f"{quote(c.name)} IS NOT NULL" for c in shape.documents)
-        rows = self.db.execute(
+        return self.db.execute(
             f"SELECT {key_text}, {', '.join(quote(c.name) for c in shape.documents)} FROM {quote(shape.name)}"
             f" WHERE {where} AND ({present}) ORDER BY {quote(shape.key.name)}",
             bounds,
         ).fetchall()
-        return documents_digest(rows)

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from psycopg import sql
 
 from panopipe.catalog.copy_format import TableShape, documents_digest, quote, record, sha256
-from panopipe.catalog.copy_source import SourceBatch, SourceTable, open_source
+from panopipe.catalog.copy_source import Source, SourceBatch, SourceTable
 from panopipe.catalog.copy_target import TargetDigests, reading, target_digest
 from panopipe.catalog.deferred_indexes import build_missing, drop_secondary
 from panopipe.catalog.engine import (
@@ -202,9 +202,9 @@ def migrate_catalog(
             raise ConfigError(
                 f"cannot migrate to {mask_url(target_engine.url)}: the target must be a postgresql:// URL"
             )
-        with open_source(source_engine) as db:
+        with Source(source_engine) as reading_source:
             check_schema(source_engine, create=False)
-            sources = {table.name: SourceTable(db, table) for table in TABLES}
+            sources = {table.name: reading_source.table(table) for table in TABLES}
             create = _check_target(target_engine)
             if create and not dry_run:
                 upgrade(target_engine)
@@ -415,9 +415,9 @@ def _verify(
     """Compare each table's source batches (``chunks``, or read now) with the same key ranges on the target,
     digested by PostgreSQL (while the source is read)."""
     pending: list[tuple[TableShape, list[int], hashlib._Hash, list[Future[tuple[int, bytes]]]]] = []
-    with open_source(source) as db, TargetDigests(target) as digests:
+    with Source(source) as reading_source, TargetDigests(target) as digests:
         for table in TABLES:
-            reader = SourceTable(db, table)
+            reader = reading_source.table(table)
             counts, digest, ranges = [], hashlib.sha256(), []
             lower: Any = None
             previous: Any = None
