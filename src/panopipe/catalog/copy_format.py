@@ -55,6 +55,8 @@ class TableShape:
 
     def __init__(self, table: sa.Table):
         (self.key,) = table.primary_key.columns
+        if next(iter(table.columns)) is not self.key:
+            raise ValueError(f"{table.name}: the key must be the first column (it begins the canonical line)")
         kinds = [(column, column_kind(column)) for column in table.columns]
         self.table = table
         self.plain = tuple(c for c, k in kinds if k not in ("double", "json"))

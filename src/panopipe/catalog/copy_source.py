@@ -1,10 +1,11 @@
 """Read a SQLite catalog table in key-ordered batches of PostgreSQL ``COPY`` text, with each batch's digest.
 
 SQLite writes a whole batch's canonical lines (:mod:`panopipe.catalog.copy_format`) as one string, so that
-Python never holds those values one by one: that is what makes the copy fast. Only the doubles come to Python as
-floats, written as hexadecimal floats and digested as bytes. For speed, text goes unescaped; the lines are then checked:
-their tabs, newlines and backslashes must be exactly as many as the batch's shape implies (so no value holds
-one), and a batch that fails the check (text with a tab, say) is read again with escapes written by SQLite.
+Python never holds those values one by one: that is what makes the copy fast. Only the doubles come to Python
+as floats (written as hexadecimal floats, digested as bytes), and the few JSON documents as text. For speed,
+text goes unescaped; the lines are then checked: their tabs, newlines and backslashes must be exactly as many
+as the batch's shape implies (so no value holds one), and a batch that fails the check (text with a tab, say)
+is read again with escapes written by SQLite.
 """
 
 from __future__ import annotations
