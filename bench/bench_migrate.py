@@ -133,8 +133,7 @@ def server_cpu(admin_url: str) -> float:
     """CPU seconds the local PostgreSQL server has used: its live processes plus the backends its postmaster
     has reaped (Linux /proc). A share of the machine that the load of other jobs does not inflate."""
     with psycopg.connect(admin_url) as conn:
-        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    postmaster = _stat(backend)[1]
+        postmaster = _stat(conn.execute("SELECT pg_backend_pid()").fetchone()[0])[1]
     total = sum(_stat(postmaster)[11:15])  # own and reaped children's user and system time
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
