@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSPreparedRequest
 from moto import mock_aws
 
 from panopipe.storage import FolderStorage, Storage
@@ -54,6 +55,19 @@ def calls(s3) -> Counter[str]:
 
     s3.meta.events.register("after-call.s3", count)
     return counter
+
+
+@pytest.fixture
+def sent_ranges(s3) -> list[str]:
+    """The Range header of each GetObject request ``s3`` sends over HTTP, boto3's or presigned."""
+    ranges: list[str] = []
+
+    def record(request: AWSPreparedRequest, **_kwargs: object) -> None:
+        value = request.headers["Range"]  # boto3 sends its headers encoded
+        ranges.append(value.decode() if isinstance(value, bytes) else value)
+
+    s3.meta.events.register("before-send.s3.GetObject", record)
+    return ranges
 
 
 @pytest.fixture

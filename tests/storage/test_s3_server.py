@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import boto3
@@ -11,7 +12,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from panopipe.config import Settings
-from panopipe.errors import ObjectNotFoundError
+from panopipe.errors import ObjectNotFoundError, StorageError
 from panopipe.storage import open_storage
 from panopipe.storage.s3 import MiB, S3Storage
 from panopipe.sync import sync_folder
@@ -55,3 +56,38 @@ def test_sync_and_read_back_through_the_endpoint(endpoint_url: str, aws_env: Non
     assert reader.head("reel 1/pano.jpg").etag.endswith("-3")
     with pytest.raises(ObjectNotFoundError, match="e2e-captures"):
         reader.head("reel 1/missing.jpg")
+
+
+def test_ranged_reads_go_through_presigned_urls_over_http(endpoint_url: str, aws_env: None) -> None:
+    settings = Settings(s3_endpoint_url=endpoint_url, aws_region="us-east-1")
+    storage = S3Storage("e2e-ranged", "in put", settings=settings)
+    storage.client.create_bucket(Bucket="e2e-ranged")
+    storage.client.put_bucket_versioning(Bucket="e2e-ranged", VersioningConfiguration={"Status": "Enabled"})
+    boto3_calls: list[str] = []
+    storage.client.meta.events.register(
+        "after-call.s3", lambda event_name, **_: boto3_calls.append(event_name)
+    )
+    data = os.urandom(200_000)
+    keys = ["reel 1/a b.jpg", "reel+1/a+b.jpg", "reel/ü日本 é.jpg"]
+    for key in keys:
+        storage.put(key, data)
+    storage.put("empty.jpg", b"")
+    boto3_calls.clear()
+
+    for key in keys:
+        start, info = storage.read_start(key, 65536)
+        assert start == data[:65536] and storage.read_range(key, 199_990, 100) == data[-10:]
+        assert info == replace(storage.head(key), sha256=None)  # size, ETag, version, modified time
+        assert info.size == len(data) and info.version_id is not None
+    assert storage.read_range(keys[0], len(data), 10) == b""
+    assert storage.read_start("empty.jpg", 65536) == (b"", storage.head("empty.jpg"))
+    with pytest.raises(ObjectNotFoundError) as missing:
+        storage.read_start("reel 1/gone.jpg", 65536)
+    with pytest.raises(StorageError) as no_bucket:
+        S3Storage("e2e-nowhere", settings=settings).read_start("a.jpg", 10)
+
+    assert not [name for name in boto3_calls if name.endswith("GetObject")]
+    assert str(missing.value) == (
+        "s3://e2e-ranged/in put/reel 1/gone.jpg does not exist (bucket 'e2e-ranged', key 'reel 1/gone.jpg')"
+    )
+    assert "S3 bucket 'e2e-nowhere' does not exist" in str(no_bucket.value)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import replace
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from moto.core.authorization import enable_iam_authentication
 
 from panopipe.config import Settings
@@ -18,6 +20,16 @@ from panopipe.storage.s3 import MiB, S3Storage, TransferOptions
 from .conftest import BUCKET, PREFIX, SMALL_PARTS
 
 BIG = os.urandom(12 * MiB + 123)
+
+
+class _Raw:
+    """The raw stream of an HTTP response botocore reads: its whole body at once."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_kwargs: object) -> list[bytes]:
+        return [self.body]
 
 
 def test_small_put_is_one_request_with_sha256_metadata(s3, s3_storage: S3Storage, calls) -> None:
@@ -69,30 +81,40 @@ def test_parts_carry_sha256_checksums(s3, s3_storage: S3Storage) -> None:
     assert len(checksums) == 3 and all(len(c) == 44 for c in checksums)
 
 
-def test_read_start_is_one_ranged_get(s3_storage: S3Storage, calls) -> None:
+def test_read_start_is_one_ranged_get_through_a_presigned_url(
+    s3_storage: S3Storage, calls, sent_ranges: list[str]
+) -> None:
     s3_storage.put("big.bin", BIG)
     calls.clear()
 
     data, info = s3_storage.read_start("big.bin", 65536)
 
     assert data == BIG[:65536] and info.size == len(BIG)
-    assert dict(calls) == {"GetObject": 1}
+    assert info == replace(s3_storage.head("big.bin"), sha256=None)
+    assert sent_ranges == ["bytes=0-65535"]
+    assert "GetObject" not in calls, "no boto3 GetObject call"
 
 
-def test_read_range_is_one_ranged_get(s3, s3_storage: S3Storage, calls) -> None:
+def test_read_range_is_one_ranged_get(s3_storage: S3Storage, calls, sent_ranges: list[str]) -> None:
     s3_storage.put("big.bin", BIG)
-    ranges: list[str] = []
-    s3.meta.events.register(
-        "before-call.s3.GetObject", lambda params, **_: ranges.append(params["headers"]["Range"])
-    )
     calls.clear()
 
     data = s3_storage.read_range("big.bin", len(BIG) - 100, 1000)
 
     assert data == BIG[-100:]
-    assert ranges == [f"bytes={len(BIG) - 100}-{len(BIG) + 899}"]
-    assert calls == {"GetObject": 1}
+    assert sent_ranges == [f"bytes={len(BIG) - 100}-{len(BIG) + 899}"]
+    assert "GetObject" not in calls
     assert s3_storage.stats.get("big.bin").bytes_read == 100
+
+
+def test_ranged_get_falls_back_to_boto3_on_an_unusual_answer(s3, s3_storage: S3Storage, calls) -> None:
+    s3_storage.put("r.jpg", b"0123456789")
+    slow_down = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+    answers = [AWSResponse("", 503, {}, _Raw(slow_down))]
+    s3.meta.events.register_first("before-send.s3.GetObject", lambda **_: answers.pop() if answers else None)
+
+    assert s3_storage.read_range("r.jpg", 2, 3) == b"234"
+    assert not answers and calls["GetObject"] == 1, "S3's 503 to the presigned GET sent boto3 to ask again"
 
 
 def test_head_reports_version_and_modified_time(s3, s3_storage: S3Storage) -> None:
@@ -189,6 +211,28 @@ def test_access_denied_names_the_missing_permission(s3, s3_storage: S3Storage) -
         f"check the IAM policy allows s3:GetObject on arn:aws:s3:::{BUCKET}/{PREFIX}/secret.jpg, and the bucket policy"
     )
     assert f"s3:PutObject on arn:aws:s3:::{BUCKET}/{PREFIX}/new.jpg" in str(put_error.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [(403, "AccessDenied"), (404, "NoSuchKey"), (404, "NoSuchBucket")]
+)
+def test_presigned_get_errors_read_as_boto3_calls_do(
+    s3, s3_storage: S3Storage, status: int, code: str
+) -> None:
+    s3_storage.put("r 1/a+é.jpg", b"x")
+    body = f"<Error><Code>{code}</Code><Message>Refused.</Message></Error>".encode()
+    s3.meta.events.register_first(
+        "before-send.s3.GetObject", lambda **_: AWSResponse("", status, {}, _Raw(body))
+    )
+
+    with pytest.raises(StorageError) as presigned:
+        s3_storage.read_start("r 1/a+é.jpg", 65536)
+    with pytest.raises(StorageError) as boto3_call:
+        s3_storage.get("r 1/a+é.jpg")
+
+    assert type(presigned.value) is type(boto3_call.value)
+    assert str(presigned.value) == str(boto3_call.value)
+    assert f"s3://{BUCKET}/{PREFIX}/r 1/a+é.jpg" in str(presigned.value)
 
 
 @pytest.mark.parametrize("prefix", ["../up", "a/../../b", "a//b"])
