@@ -266,9 +266,11 @@ def failed_jobs(
     conn: sa.Connection, steps: Sequence[Step], selected: dict[SubjectKind, sa.FromClause]
 ) -> dict[str, dict[SubjectKind, dict[Any, str]]]:
     """Per step and subject kind, the selected subjects (by key) whose latest job of the step did not succeed
-    after its artifact was made, with the reason: one query for all ``steps``, one per kind to select."""
+    after its artifact was made, with the reason: one query for all ``steps``. A few subjects (an event batch)
+    read only their own jobs; a large selection reads every unfinished job and keeps the selected ones."""
     a = _JOB_ARTIFACT
     primary = sa.or_(*(sa.and_(*_primary(step.name, table=a)) for step in steps))
+    few = _few_keys(conn, selected)
     query = (
         sa.select(jobs.c.step, jobs.c.subject, jobs.c.status, jobs.c.reason, jobs.c.error)
         .select_from(
@@ -283,6 +285,10 @@ def failed_jobs(
         )
         .order_by(jobs.c.submitted_at)
     )
+    if few is not None:
+        query = query.where(
+            jobs.c.subject.in_([subject_id(kind, key) for kind, keys in few.items() for key in keys])
+        )
     reasons: dict[tuple[str, str], dict[Any, str]] = {}
     for row in conn.execute(query):
         kind, _, key = row.subject.partition(":")
@@ -295,17 +301,34 @@ def failed_jobs(
         reasons.setdefault((row.step, kind), {})[key] = reason
     failed: dict[str, dict[SubjectKind, dict[Any, str]]] = {step.name: {} for step in steps}
     for kind in KINDS:
-        keys = {key for (_, k), found in reasons.items() if k == kind for key in found}
-        table = selected[kind]
-        chosen: set[Any] = set()
-        for chunk in batched(keys, CHUNK):
-            chosen.update(
-                str(k) for k in conn.execute(sa.select(table.c.key).where(table.c.key.in_(chunk))).scalars()
-            )
+        if few is not None:
+            chosen = few[kind]
+        else:
+            keys = {key for (_, k), found in reasons.items() if k == kind for key in found}
+            chosen = set()
+            for chunk in batched(keys, CHUNK):
+                chosen.update(
+                    str(k)
+                    for k in conn.execute(
+                        sa.select(selected[kind].c.key).where(selected[kind].c.key.in_(chunk))
+                    ).scalars()
+                )
         for step in steps:
             found = reasons.get((step.name, kind), {})
             failed[step.name][kind] = {key: reason for key, reason in found.items() if key in chosen}
     return failed
+
+
+def _few_keys(
+    conn: sa.Connection, selected: dict[SubjectKind, sa.FromClause]
+) -> dict[SubjectKind, set[str]] | None:
+    """The keys of a few-ids selection (subqueries, see :func:`selected_subjects`); ``None`` for a large one."""
+    if not all(isinstance(table, sa.Subquery) for table in selected.values()):
+        return None
+    return {
+        kind: {str(key) for key in conn.execute(sa.select(table.c.key)).scalars()}
+        for kind, table in selected.items()
+    }
 
 
 @dataclass(frozen=True, slots=True)
