@@ -10,6 +10,7 @@ records that (``artifacts.checked_at``) so that, e.g., a GPS edit does not keep 
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -322,13 +323,21 @@ def failed_jobs(
 def _few_keys(
     conn: sa.Connection, selected: dict[SubjectKind, sa.FromClause]
 ) -> dict[SubjectKind, set[str]] | None:
-    """The keys of a few-ids selection (subqueries, see :func:`selected_subjects`); ``None`` for a large one."""
+    """The keys of a few-ids selection (subqueries, see :func:`selected_subjects`), both kinds in one query;
+    ``None`` for a large one."""
     if not all(isinstance(table, sa.Subquery) for table in selected.values()):
         return None
-    return {
-        kind: {str(key) for key in conn.execute(sa.select(table.c.key)).scalars()}
-        for kind, table in selected.items()
-    }
+    query = sa.union_all(
+        *(
+            sa.select(sa.literal(kind).label("kind"), sa.cast(t.c.key, sa.String).label("key"))
+            for kind, t in selected.items()
+        )
+    )
+    keys: dict[SubjectKind, set[str]] = {kind: set() for kind in selected}
+    for kind, key in conn.execute(query):
+        # An image id cast to text is dashed on PostgreSQL and bare hex on SQLite; its key is the dashed form.
+        keys[kind].add(str(uuid.UUID(key)) if kind == "image" else key)
+    return keys
 
 
 @dataclass(frozen=True, slots=True)
