@@ -214,19 +214,22 @@ def test_access_denied_names_the_missing_permission(s3, s3_storage: S3Storage) -
 
 
 @pytest.mark.parametrize(
-    ("status", "code"), [(403, "AccessDenied"), (404, "NoSuchKey"), (404, "NoSuchBucket")]
+    ("status", "code", "boto3_calls"),
+    [(404, "NoSuchKey", 0), (404, "NoSuchBucket", 0), (403, "AccessDenied", 1)],
 )
 def test_presigned_get_errors_read_as_boto3_calls_do(
-    s3, s3_storage: S3Storage, status: int, code: str
+    s3, s3_storage: S3Storage, calls, status: int, code: str, boto3_calls: int
 ) -> None:
     s3_storage.put("r 1/a+é.jpg", b"x")
     body = f"<Error><Code>{code}</Code><Message>Refused.</Message></Error>".encode()
     s3.meta.events.register_first(
         "before-send.s3.GetObject", lambda **_: AWSResponse("", status, {}, _Raw(body))
     )
+    calls.clear()
 
     with pytest.raises(StorageError) as presigned:
         s3_storage.read_start("r 1/a+é.jpg", 65536)
+    assert calls["GetObject"] == boto3_calls, "a denial is asked again with boto3's header signature"
     with pytest.raises(StorageError) as boto3_call:
         s3_storage.get("r 1/a+é.jpg")
 

@@ -167,9 +167,10 @@ class S3Storage(Storage):
         under boto3's names. This skips most of boto3's per-call CPU (request building, header signing,
         response parsing, event hooks); handlers of ``before-send`` (moto's in-process mock) still see it.
 
-        An S3 error with a code (missing key or bucket, access denied, invalid range) raises the
-        :class:`ClientError` boto3 would; anything else (redirects, throttling, server and network errors, a
-        client without a connection pool) gives ``None``, for the boto3 path to retry and report.
+        A missing key or bucket or an invalid range raises the :class:`ClientError` boto3 would; anything else
+        gives ``None``, for the boto3 path to retry and report: redirects, throttling, server and network
+        errors, a client without a connection pool, and a denial (a policy may refuse query-string
+        authentication, ``s3:authType``, or an expired URL, where a signed header is allowed).
         """
         client = self.client
         session = getattr(getattr(client, "_endpoint", None), "http_session", None)
@@ -198,7 +199,7 @@ class S3Storage(Storage):
                 "VersionId": headers.get("x-amz-version-id"),
             }
         error = _xml_error(response.content)
-        if response.status_code in (403, 404, 416) and error.get("Code"):
+        if response.status_code in (404, 416) and error.get("Code"):
             raise ClientError(
                 {"Error": error, "ResponseMetadata": {"HTTPStatusCode": response.status_code}}, "GetObject"
             )
