@@ -93,7 +93,7 @@ def main() -> None:
             + ", ".join(
                 f"{phase} {seconds / len(batches) * 1000:.0f} ms" for phase, seconds in phases.items()
             )
-            + " (read: one ranged GET per object, concurrently; bound by the CPU boto3 and moto's server use)"
+            + " (read: one presigned ranged GET per object, concurrently; bound mostly by moto's server CPU)"
         )
         print(
             f"database connections opened per warm invocation: max {max(per_invocation)} (total {sum(per_invocation)})"
