@@ -184,7 +184,8 @@ class S3Storage(Storage):
         request = AWSRequest("GET", url, headers={"Range": byte_range}).prepare()
         try:
             _, response = client.meta.events.emit_until_response("before-send.s3.GetObject", request=request)
-            response = response or session.send(request)
+            if response is None:
+                response = session.send(request)
         except BotoCoreError:
             return None
         headers = response.headers
