@@ -1,7 +1,8 @@
 """Event handler throughput (not a test): S3 records/s per process for 10-record SQS batches against a fresh
 PostgreSQL database and moto's server for S3 (in a child process, as S3 is not in the Lambda's), with the time
 per batch spent reading S3, writing the catalog and planning; database connections opened per warm invocation;
-and the Lambda zip's size and cold import time.
+and the Lambda zip's size and cold import time. The objects are a rig's frames along a track: one JPEG with
+each frame's capture time and position written in.
 
     python bench/bench_handler.py [--records 400] [--postgres postgresql://postgres@127.0.0.1:5432/test] [--no-package]
 """
@@ -15,6 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -27,6 +29,7 @@ from panopipe.config import Settings
 from panopipe.demo import generate_survey
 from panopipe.dev import create_stack, spawn_moto_server
 from panopipe.events.handler import EventHandler
+from panopipe.metadata.writer import MetadataUpdate, apply_metadata
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.aws.s3_events import s3_record, sqs_batch
@@ -54,8 +57,16 @@ def main() -> None:
             f"incoming/R{i // 600:03d}/cam{i % 6}/R_cam{i % 6}_{i // 6 + 1:06d}.jpg"
             for i in range(args.records)
         ]
-        for key in keys:
-            s3.put_object(Bucket=stack.bucket, Key=key, Body=body)
+        started_at = datetime(2024, 5, 1, 8, tzinfo=UTC)
+        for i, key in enumerate(keys):
+            # A rig along a track: the 6 cameras of a shot fire together, a shot a second, 10 m apart.
+            shot = i // 6
+            frame = MetadataUpdate(
+                captured_at=started_at + timedelta(seconds=shot),
+                gps_latitude=47.0 + shot * 9e-5,
+                gps_longitude=11.0,
+            )
+            s3.put_object(Bucket=stack.bucket, Key=key, Body=apply_metadata(body, frame))
         settings = Settings(
             catalog=url, s3_endpoint_url=endpoint, output_prefix=stack.output_uri, buckets=(stack.bucket,)
         )
