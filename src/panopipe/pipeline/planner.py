@@ -24,7 +24,7 @@ from panopipe.catalog.types import utcnow
 from panopipe.config import Settings
 from panopipe.iterutil import batched
 from panopipe.pipeline.config import load_pipeline
-from panopipe.pipeline.subjects import CHUNK, KINDS, load_subjects, selected_subjects
+from panopipe.pipeline.subjects import CHUNK, KINDS, Selected, load_subjects, selected_subjects
 from panopipe.steps.base import Step, Subject, SubjectKind, Upstream, subject_id
 from panopipe.steps.registry import STEP_TYPES
 
@@ -139,7 +139,7 @@ def plan(
 def plan_step(
     conn: sa.Connection,
     step: Step,
-    selected: dict[SubjectKind, sa.FromClause],
+    selected: Selected,
     found: dict[SubjectKind, set[Any]] | None = None,
     failed: dict[SubjectKind, dict[Any, str]] | None = None,
     *,
@@ -167,7 +167,7 @@ def plan_step(
         if kind not in step.kinds:
             continue
         if force:
-            keys: set[Any] = set(conn.execute(sa.select(selected[kind].c.key)).scalars())
+            keys: set[Any] = set(conn.execute(sa.select(selected[kind].c.key), selected.params).scalars())
         else:
             keys = set((found or {}).get(kind, ()))
         failures = failed.get(kind, {})
@@ -181,7 +181,7 @@ def plan_step(
 
 
 def candidates(
-    conn: sa.Connection, steps: Sequence[Step], selected: dict[SubjectKind, sa.FromClause]
+    conn: sa.Connection, steps: Sequence[Step], selected: Selected
 ) -> dict[str, dict[SubjectKind, set[Any]]]:
     """Per step and subject kind, the selected subjects that may be stale, found set-wise in SQL.
 
@@ -190,30 +190,50 @@ def candidates(
     changed (for steps that read images) or the upstream step made a new output.
     """
     found: dict[str, dict[SubjectKind, set[Any]]] = {step.name: {} for step in steps}
+    build = _kept_candidates_query if selected.shared else _candidates_query
     for kind in KINDS:
         relevant = [step for step in steps if kind in step.kinds]
         if not relevant:
             continue
-        upstreams = sorted({u for step in relevant if (u := step.upstream(kind))})
-        probes = [(f"seen_{i}", _SEEN, _primary(s.name, s.params_hash)) for i, s in enumerate(relevant)]
-        probes += [(f"made_{u}", artifacts.c.created_at, _primary(u)) for u in upstreams]
-        rec = _probe(kind, probes, selected[kind], conn.dialect.name)
-        flags = []
-        for i, step in enumerate(relevant):
-            seen = rec.c[f"seen_{i}"]
-            conditions = [seen.is_(None)]
-            upstream = step.upstream(kind)
-            if step.reads or upstream is None:
-                conditions.append(rec.c.changed > seen)
-            if upstream is not None:
-                conditions.append(rec.c[f"made_{upstream}"] > seen)
-            flags.append(sa.or_(*conditions))
-        query = sa.select(rec.c.key, *(sa.case((flag, 1), else_=0) for flag in flags)).where(sa.or_(*flags))
-        for row in conn.execute(query):
+        signature = tuple((s.name, s.params_hash, bool(s.reads), s.upstream(kind)) for s in relevant)
+        query = build(kind, signature, selected[kind], conn.dialect.name)
+        for row in conn.execute(query, selected.params):
             for step, flagged in zip(relevant, row[1:], strict=True):
                 if flagged:
                     found[step.name].setdefault(kind, set()).add(row[0])
     return found
+
+
+def _candidates_query(
+    kind: SubjectKind,
+    signature: tuple[tuple[str, str, bool, str | None], ...],
+    table: sa.FromClause,
+    dialect: str,
+) -> sa.Select[Any]:
+    """The candidates of the steps of ``signature`` (name, params hash, whether it reads images, upstream)
+    among the subjects of ``kind`` in ``table``: their key and a 0/1 flag per step."""
+    upstreams = sorted({upstream for *_, upstream in signature if upstream})
+    probes = [
+        (f"seen_{i}", _SEEN, _primary(name, params_hash))
+        for i, (name, params_hash, _, _) in enumerate(signature)
+    ]
+    probes += [(f"made_{u}", artifacts.c.created_at, _primary(u)) for u in upstreams]
+    rec = _probe(kind, probes, table, dialect)
+    flags = []
+    for i, (_, _, reads, upstream) in enumerate(signature):
+        seen = rec.c[f"seen_{i}"]
+        conditions = [seen.is_(None)]
+        if reads or upstream is None:
+            conditions.append(rec.c.changed > seen)
+        if upstream is not None:
+            conditions.append(rec.c[f"made_{upstream}"] > seen)
+        flags.append(sa.or_(*conditions))
+    return sa.select(rec.c.key, *(sa.case((flag, 1), else_=0) for flag in flags)).where(sa.or_(*flags))
+
+
+_kept_candidates_query = functools.lru_cache(maxsize=64)(_candidates_query)
+""":func:`_candidates_query` kept for the shared tables of a few ids (see :class:`Selected`): building the
+statement took most of an event batch's planning time."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -264,7 +284,7 @@ def _key_of(table: sa.Table | sa.Alias, kind: SubjectKind) -> sa.Column[Any]:
 
 
 def failed_jobs(
-    conn: sa.Connection, steps: Sequence[Step], selected: dict[SubjectKind, sa.FromClause]
+    conn: sa.Connection, steps: Sequence[Step], selected: Selected
 ) -> dict[str, dict[SubjectKind, dict[Any, str]]]:
     """Per step and subject kind, the selected subjects (by key) whose latest job of the step did not succeed
     after its artifact was made, with the reason: one query for all ``steps``. A few subjects (an event batch)
@@ -320,9 +340,7 @@ def failed_jobs(
     return failed
 
 
-def _few_keys(
-    conn: sa.Connection, selected: dict[SubjectKind, sa.FromClause]
-) -> dict[SubjectKind, set[str]] | None:
+def _few_keys(conn: sa.Connection, selected: Selected) -> dict[SubjectKind, set[str]] | None:
     """The keys of a few-ids selection (subqueries, see :func:`selected_subjects`), both kinds in one query;
     ``None`` for a large one."""
     if not all(isinstance(table, sa.Subquery) for table in selected.values()):
@@ -334,7 +352,7 @@ def _few_keys(
         )
     )
     keys: dict[SubjectKind, set[str]] = {kind: set() for kind in selected}
-    for kind, key in conn.execute(query):
+    for kind, key in conn.execute(query, selected.params):
         # An image id cast to text is dashed on PostgreSQL and bare hex on SQLite; its key is the dashed form.
         keys[kind].add(str(uuid.UUID(key)) if kind == "image" else key)
     return keys

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -100,22 +101,59 @@ def _compile_create_temporary_as(element: _CreateTemporaryAs, compiler: Any, **k
     return f"CREATE TEMPORARY TABLE {element.name} AS {compiler.process(element.query, **kw)}"
 
 
+SELECTED_IDS = "selected_ids"
+"""The parameter that carries the image ids of a selection of ids only (see :class:`Selected`)."""
+
+
+class Selected(dict[SubjectKind, sa.FromClause]):
+    """The subjects of every kind a selection touches (``key``, ``changed``), and the parameters that a
+    statement reading them is executed with. ``shared`` tables are the same objects for every selection of
+    a few ids only, their ids given by the parameters, so that statements built on them can be kept."""
+
+    def __init__(
+        self,
+        tables: dict[SubjectKind, sa.FromClause],
+        params: dict[str, Any] | None = None,
+        *,
+        shared: bool = False,
+    ):
+        super().__init__(tables)
+        self.params = params or {}
+        self.shared = shared
+
+
 @contextlib.contextmanager
-def selected_subjects(
-    conn: sa.Connection, selection: Selection
-) -> Iterator[dict[SubjectKind, sa.FromClause]]:
-    """The subjects of every kind the selection touches (``key``, ``changed``): the temporary tables of
-    :func:`create_selected`, dropped afterwards, or, for at most :data:`FEW_IDS` image ids (an event batch),
-    subqueries that select the same rows, which need no statements of their own and compile once."""
+def selected_subjects(conn: sa.Connection, selection: Selection) -> Iterator[Selected]:
+    """The subjects of every kind the selection touches: the temporary tables of :func:`create_selected`,
+    dropped afterwards, or, for at most :data:`FEW_IDS` image ids (an event batch), subqueries that select the
+    same rows, which need no statements of their own and compile once."""
     if selection.near is None and 0 < len(selection.ids) <= FEW_IDS:
-        yield {kind: _selected_query(selection, kind).subquery(f"selected_{kind}") for kind in KINDS}
+        rest = dataclasses.replace(selection, ids=())
+        if rest in (Selection(), Selection(include_deleted=True)):
+            tables = {kind: _ids_selected(kind, selection.include_deleted) for kind in KINDS}
+            yield Selected(tables, {SELECTED_IDS: list(selection.ids)}, shared=True)
+        else:
+            yield Selected(
+                {kind: _selected_query(selection, kind).subquery(f"selected_{kind}") for kind in KINDS}
+            )
         return
     tables = {kind: create_selected(conn, selection, kind) for kind in KINDS}
     try:
-        yield tables
+        yield Selected(tables)
     finally:
         for table in tables.values():
             table.drop(conn)
+
+
+@functools.cache
+def _ids_selected(kind: SubjectKind, include_deleted: bool) -> sa.Subquery:
+    """The subjects of ``kind`` that the image ids given as :data:`SELECTED_IDS` touch."""
+    ids = images.c.id.in_(sa.bindparam(SELECTED_IDS, expanding=True))
+    return (
+        _selected_query(Selection(include_deleted=include_deleted), kind)
+        .where(ids)
+        .subquery(f"selected_{kind}")
+    )
 
 
 def load_subjects(conn: sa.Connection, kind: SubjectKind, keys: Iterable[Any]) -> Iterator[Subject]:
@@ -139,6 +177,8 @@ def load_subjects(conn: sa.Connection, kind: SubjectKind, keys: Iterable[Any]) -
 __all__ = [
     "FEW_IDS",
     "KINDS",
+    "SELECTED_IDS",
+    "Selected",
     "create_selected",
     "key_column",
     "kind_condition",

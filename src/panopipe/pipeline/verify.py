@@ -90,7 +90,7 @@ def verify(
     with catalog.engine.begin() as conn:
         with selected_subjects(conn, selection or Selection()) as selected:
             for kind in KINDS:
-                for subject, recorded in _recorded(conn, kind, selected[kind]):
+                for subject, recorded in _recorded(conn, kind, selected[kind], selected.params):
                     for artifact in recorded:
                         drift = _check(artifact, subject, metadata_step)
                         if drift is not None:
@@ -104,7 +104,7 @@ def verify(
 
 
 def _recorded(
-    conn: sa.Connection, kind: SubjectKind, table: sa.FromClause
+    conn: sa.Connection, kind: SubjectKind, table: sa.FromClause, params: dict[str, Any]
 ) -> Iterator[tuple[Subject, list[_Artifact]]]:
     c = artifacts.c
     key = c.shot if kind == "shot" else c.image_id
@@ -124,7 +124,7 @@ def _recorded(
         .order_by(key, c.step, c.name)
     )
     by_key: dict[Any, list[_Artifact]] = {}
-    for row in conn.execute(query):
+    for row in conn.execute(query, params):
         by_key.setdefault(row.key, []).append(_Artifact(*row[1:]))
     keys = list(by_key)
     for start in range(0, len(keys), CHUNK):
