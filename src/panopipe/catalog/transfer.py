@@ -241,7 +241,9 @@ def migrate_catalog(
                         built.append(builder.submit(build_missing, target_engine, table))
                     _reset_sequences(target_engine)
                     if chunks is not None:
-                        checks = _verify(source_engine, target_engine, batch_size, progress, chunks)
+                        checks = _verify(
+                            source_engine, target_engine, batch_size, progress, chunks, while_building=True
+                        )
                     for build in built:
                         build.result()
         return TransferReport(
@@ -411,11 +413,20 @@ def _verify(
     batch_size: int,
     progress: Progress | None,
     chunks: dict[str, list[SourceBatch]] | None = None,
+    *,
+    while_building: bool = False,
 ) -> list[TableCheck]:
     """Compare each table's source batches (``chunks``, or read now) with the same key ranges on the target,
-    digested by PostgreSQL (while the source is read)."""
+    digested by PostgreSQL (while the source is read).
+
+    ``while_building``: indexes and constraints are being built meanwhile. Adding a unique constraint waits
+    for the verifying transactions to end, and PostgreSQL queues a second verifying connection's first read
+    of that table behind it: a deadlock that passes through this process, which PostgreSQL cannot see. One
+    connection, which holds its locks from its first read of a table on, never waits for the builder.
+    """
     pending: list[tuple[TableShape, list[int], hashlib._Hash, list[Future[tuple[int, bytes]]]]] = []
-    with Source(source) as reading_source, TargetDigests(target) as digests:
+    workers = 1 if while_building else 2
+    with Source(source) as reading_source, TargetDigests(target, workers) as digests:
         for table in TABLES:
             reader = reading_source.table(table)
             counts, digest, ranges = [], hashlib.sha256(), []
