@@ -129,6 +129,32 @@ def test_concurrent_handlers_applying_the_same_events_agree(catalog_url: str, ke
         assert snapshot(expected) == in_order
 
 
+def test_a_creation_racing_a_removal_of_a_new_object_leaves_the_removal(
+    catalog_url: str, keys: list[str], shot
+):
+    """A newer removal committed by another handler after this one read that the object was unknown (a real
+    interleaving, injected right after the read) still wins: the creation never revives the image."""
+    with Catalog.open(catalog_url) as catalog, Catalog.open(catalog_url) as other:
+        creating, removing = EventHandler(catalog, settings(shot[2])), EventHandler(other, settings(shot[2]))
+        raced: list[Any] = []
+
+        def remove_meanwhile(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if not raced and statement.startswith("SELECT images.uri, images.id, images.source_sequencer"):
+                with ThreadPoolExecutor(1) as pool:  # another handler, on its own connection, commits first
+                    raced.append(
+                        pool.submit(
+                            removing.handle, sqs_batch(s3_record(keys[0], sequencer="20", removed=True))
+                        ).result()
+                    )
+
+        sa.event.listen(catalog.engine, "after_cursor_execute", remove_meanwhile)
+        report = creating.handle(sqs_batch(s3_record(keys[0], sequencer="15")))
+        sa.event.remove(catalog.engine, "after_cursor_execute", remove_meanwhile)
+        assert raced and raced[0].counts()["failed"] == 0 and report.counts()["failed"] == 0
+        (image,) = catalog.images(Selection(include_deleted=True))
+        assert image.deleted
+
+
 def test_an_older_event_never_overwrites_a_newer_one(catalog: Catalog, keys: list[str], s3, shot):
     handler = EventHandler(catalog, settings(shot[2]))
     old_body = s3.get_object(Bucket=BUCKET, Key=keys[1])["Body"].read()

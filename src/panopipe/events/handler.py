@@ -347,9 +347,13 @@ class EventHandler:
         records += [
             item.record for item, _, added in claimed if item.event.kind is EventKind.CREATED and not added
         ]
-        updated = (
-            set(self.catalog.upsert_in(conn, records, added_values=sources).updated) if records else set()
-        )
+        result = self.catalog.upsert_in(conn, records, added_values=sources) if records else None
+        unknown = {record.id for record in records if record.uri in sources}
+        if result is not None and not unknown <= set(result.added):
+            # A concurrent handler inserted one of these URIs after they were read: its row was updated
+            # without the sequencer guard. Roll back; read again, the row is there and the guard applies.
+            raise _Raced("a concurrent handler added the same object")
+        updated = set(result.updated) if result is not None else set()
         for item, image_id, added in claimed:
             if item.event.kind is EventKind.REMOVED:
                 deleted = conn.execute(
