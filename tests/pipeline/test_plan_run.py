@@ -174,8 +174,9 @@ def test_a_candidate_found_up_to_date_is_not_a_candidate_again(project: Project,
 
 
 def test_a_few_ids_plan_what_a_long_selection_of_the_same_images_plans(project: Project, executor):
-    # Up to FEW_IDS ids select subjects through subqueries; padded with unknown ids past that, the same images
-    # go through temporary tables: both must plan the same, whatever made the subjects due.
+    # Up to FEW_IDS ids select subjects through subqueries (shared ones, the ids a parameter, for ids alone);
+    # padded with unknown ids past that, the same images go through temporary tables: all must plan the same,
+    # whatever made the subjects due.
     add_rig_shots(project.catalog, project.root, 3, skip_camera={2: 0})  # shot 2 fails to stitch
     panoramas = add_panoramas(project.catalog, project.root, 3)
     chosen = [*panoramas[:2]]
@@ -184,8 +185,11 @@ def test_a_few_ids_plan_what_a_long_selection_of_the_same_images_plans(project: 
         frames = [i.id for i in project.catalog.images(Selection(reels=("R001",)))]
         few = Selection(ids=(*frames[::4], *chosen))
         padded = Selection(ids=(*few.ids, *(str(uuid.uuid4()) for _ in range(FEW_IDS))))
-        small, full = (plan(project.catalog, s, settings=project.settings) for s in (few, padded))
-        assert small.items == full.items
+        filtered = Selection(ids=few.ids, reels=("R001", "P001"))  # not ids only: subqueries of its own
+        small, narrowed, full = (
+            plan(project.catalog, s, settings=project.settings) for s in (few, filtered, padded)
+        )
+        assert small.items == narrowed.items == full.items
         assert {item.reason.partition(":")[0] for item in small} >= set(reasons)
 
     plans_agree("new input")
