@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from panopipe.catalog.types import UTCDateTime
 
-Kind = Literal["text", "int4", "int8", "bool", "double", "time", "uuid", "json"]
+Kind = Literal["text", "integer", "bool", "double", "time", "uuid", "json"]
 
 
 def column_kind(column: sa.Column[Any]) -> Kind:
@@ -37,10 +37,8 @@ def column_kind(column: sa.Column[Any]) -> Kind:
         return "bool"
     if isinstance(kind, sa.Float):
         return "double"
-    if isinstance(kind, sa.BigInteger):
-        return "int8"
     if isinstance(kind, sa.Integer):
-        return "int4"
+        return "integer"
     return "text"
 
 
