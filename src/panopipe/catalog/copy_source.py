@@ -40,12 +40,12 @@ from panopipe.errors import CatalogError, ConfigError
 
 @dataclass(frozen=True, slots=True)
 class SourceBatch:
-    """Rows of a table after some key, up to ``last_key`` (as SQLite stores it): their count, their digest
-    and, when asked for, their ``COPY`` text."""
+    """Rows of a table after some key, up to ``last_key`` (as SQLite stores it): their count and, each when
+    asked for, their digest and their ``COPY`` text."""
 
     last_key: Any
     rows: int
-    digest: bytes
+    digest: bytes | None
     copy_text: str | None = None
 
 
@@ -103,33 +103,41 @@ class SourceTable:
     def count(self) -> int:
         return self.db.execute(f"SELECT count(*) FROM {quote(self.shape.name)}").fetchone()[0]
 
-    def batches(self, lower: Any, upper: Any, size: int, *, copy_text: bool = False) -> Iterator[SourceBatch]:
+    def batches(
+        self, lower: Any, upper: Any, size: int, *, copy_text: bool = False, digest: bool = True
+    ) -> Iterator[SourceBatch]:
         """The batches of ``size`` rows with ``lower < key <= upper``, in key order (the next one's lines
-        are read ahead while one is finished)."""
+        are read ahead while one is finished); an unverified copy asks for no ``digest``."""
         ahead, ahead_db = self.source.ahead, self.source.ahead_db
         found = ahead.submit(self._lines, ahead_db, lower, upper, size, escape=False)
         while (batch := found.result()) is not None:
             found = ahead.submit(self._lines, ahead_db, batch[1], upper, size, escape=False)
-            yield self._finish(lower, upper, size, batch, copy_text)
+            yield self._finish(lower, upper, size, batch, copy_text, digest)
             lower = batch[1]
 
     def batch(self, lower: Any, upper: Any, size: int, *, copy_text: bool = False) -> SourceBatch | None:
         """The first ``size`` rows with ``lower < key <= upper``; ``None`` when there are none."""
         found = self._lines(self.db, lower, upper, size, escape=False)
-        return None if found is None else self._finish(lower, upper, size, found, copy_text)
+        return None if found is None else self._finish(lower, upper, size, found, copy_text, True)
 
     def _finish(
-        self, lower: Any, upper: Any, size: int, found: tuple[int, Any, str, int], copy_text: bool
+        self,
+        lower: Any,
+        upper: Any,
+        size: int,
+        found: tuple[int, Any, str, int],
+        copy_text: bool,
+        digest: bool,
     ) -> SourceBatch:
-        """The batch whose lines were ``found``: read again with escapes if they need some, digested and,
-        with ``copy_text``, written as ``COPY`` text."""
+        """The batch whose lines were ``found``: read again with escapes if they need some and, as asked,
+        digested and written as ``COPY`` text."""
         rows, last, lines, nulls = found
         if not self._unescaped_is_right(rows, lines, nulls):
             rows, last, lines, _ = self._lines(self.db, lower, upper, size, escape=True)  # type: ignore[misc]
         doubles, documents = self._doubles(lower, last), self._documents(lower, last)
-        digest = self._digest(lines, doubles) + documents_digest(documents)
+        digested = self._digest(lines, doubles) + documents_digest(documents) if digest else None
         text = self._copy_text(lines, doubles, documents) if copy_text else None
-        return SourceBatch(last, rows, digest, text)
+        return SourceBatch(last, rows, digested, text)
 
     def _lines(
         self, db: sqlite3.Connection, lower: Any, upper: Any, size: int, *, escape: bool

@@ -367,7 +367,8 @@ def _copy_table(
     with connect(target) as conn, ThreadPoolExecutor(max_workers=1) as writer:
         # The next batch is read while PostgreSQL takes the previous one.
         sending: Future[int] | None = None
-        for batch in chain(source.batches(after, None, batch_size, copy_text=True), [None]):
+        read = source.batches(after, None, batch_size, copy_text=True, digest=chunks is not None)
+        for batch in chain(read, [None]):
             if batch is not None and chunks is not None:
                 chunks.append(replace(batch, copy_text=None))
             if sending:
