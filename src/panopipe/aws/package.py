@@ -63,7 +63,9 @@ def build_lambda_zip(output: Path, *, arch: str = "x86_64", python_version: str 
         root = Path(tmp)
         _pip_install(root, PLATFORMS[arch], python_version)
         shutil.copytree(
-            Path(panopipe.__file__).parent, root / "panopipe", ignore=shutil.ignore_patterns("__pycache__")
+            Path(panopipe.__file__).parent,
+            root / "panopipe",
+            ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.c"),
         )
         for unused in UNUSED:
             shutil.rmtree(root / unused, ignore_errors=True)

@@ -1,45 +1,46 @@
-"""The text both sides of a catalog move agree on: how each column of a SQLite catalog is written as PostgreSQL
-``COPY`` text, and the canonical form of a row that both sides digest to prove the copy exact.
+"""The form both sides of a catalog move agree on: PostgreSQL's binary ``COPY`` format.
 
-A row's *canonical line* is exactly what PostgreSQL's ``COPY ... TO`` prints for its columns that are neither
-doubles nor JSON (``t``/``f``, dashed UUIDs, ISO timestamps without trailing zeros, COPY's escapes). The source
-writes those columns in that very form, so the line it sends is the line PostgreSQL prints back. Doubles are
-compared as their 8 bytes (every bit counts; NaN for NULL, as SQLite stores no NaN), and JSON documents by value,
-as ``jsonb`` keeps them (sorted keys, numbers as numbers).
+The source writes each row as a binary ``COPY`` tuple (the compiled reader, ``_sqlite_copy.c``, one letter of
+:func:`column_kind` a column). A row's canonical form is that tuple without its JSON documents: exactly what
+PostgreSQL's ``COPY (SELECT <those columns>) TO STDOUT (FORMAT binary)`` prints back, so both sides digest the
+same bytes (every bit of a double, NULL apart from NaN, times to the microsecond). JSON documents are compared
+by value, as ``jsonb`` keeps them (sorted keys, numbers as numbers).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import sys
 from collections.abc import Sequence
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 
 from panopipe.catalog.types import UTCDateTime
 
-Kind = Literal["text", "integer", "bool", "double", "time", "uuid", "json"]
 
-
-def column_kind(column: sa.Column[Any]) -> Kind:
-    """How a column is written and compared."""
+def column_kind(column: sa.Column[Any]) -> str:
+    """How a column is written: u uuid, t text, i int4, I int8, b bool, d float8, T timestamp, j jsonb."""
     kind = column.type
     if isinstance(kind, sa.JSON):
-        return "json"
+        return "j"
     if isinstance(kind, UTCDateTime):
-        return "time"
+        return "T"
     if isinstance(kind, sa.Uuid):
-        return "uuid"
+        return "u"
     if isinstance(kind, sa.Boolean):
-        return "bool"
+        return "b"
     if isinstance(kind, sa.Float):
-        return "double"
+        return "d"
+    if isinstance(kind, sa.BigInteger):
+        return "I"
     if isinstance(kind, sa.Integer):
-        return "integer"
-    return "text"
+        return "i"
+    return "t"
 
 
 def quote(name: str) -> str:
@@ -48,18 +49,18 @@ def quote(name: str) -> str:
 
 
 class TableShape:
-    """A catalog table split the way it is copied: its key, the columns of the canonical line, the doubles
-    and the JSON documents. ``COPY`` takes the columns in that order: plain, doubles, documents."""
+    """A catalog table as it is copied: its key (first), the columns of the canonical form, then the JSON
+    documents; ``COPY`` takes the columns in that order."""
 
     def __init__(self, table: sa.Table):
         (self.key,) = table.primary_key.columns
         if next(iter(table.columns)) is not self.key:
-            raise ValueError(f"{table.name}: the key must be the first column (it begins the canonical line)")
-        kinds = [(column, column_kind(column)) for column in table.columns]
+            raise ValueError(
+                f"{table.name}: the key must be the first column (the reader returns its last value)"
+            )
         self.table = table
-        self.plain = tuple(c for c, k in kinds if k not in ("double", "json"))
-        self.doubles = tuple(c for c, k in kinds if k == "double")
-        self.documents = tuple(c for c, k in kinds if k == "json")
+        self.plain = tuple(c for c in table.columns if column_kind(c) != "j")
+        self.documents = tuple(c for c in table.columns if column_kind(c) == "j")
 
     @property
     def name(self) -> str:
@@ -67,103 +68,40 @@ class TableShape:
 
     @property
     def copy_columns(self) -> tuple[sa.Column[Any], ...]:
-        return self.plain + self.doubles + self.documents
+        return self.plain + self.documents
+
+    @property
+    def kinds(self) -> str:
+        """The reader's letters for :attr:`copy_columns`."""
+        return "".join(map(column_kind, self.copy_columns))
 
     @property
     def key_is_uuid(self) -> bool:
-        return column_kind(self.key) == "uuid"
+        return column_kind(self.key) == "u"
 
 
-# The source (SQLite), written as PostgreSQL prints the same values.
-
-_TIME_LIKE = "____-__-__ __:__:__.______"
-"""How SQLAlchemy stores a ``DateTime`` in SQLite; other forms go through :func:`time_text`."""
+EMPTY_COPY = b"PGCOPY\n\xff\r\n\x00" + bytes(8) + b"\xff\xff"
+"""Binary ``COPY`` data of no rows: the signature, flags and header extension length, then the trailer."""
 
 
-def time_text(value: str) -> str:
-    """A stored timestamp as PostgreSQL prints a ``timestamp`` (offset dropped, as SQLAlchemy reads it)."""
-    text = datetime.fromisoformat(value).replace(tzinfo=None).isoformat(" ", "microseconds")
-    return text[:19] if text.endswith(".000000") else text.rstrip("0")
+# Values the reader hands to Python: the rare ones not in the form SQLAlchemy writes.
+
+_TIME_ORIGIN = datetime(2000, 1, 1)
 
 
-SQLITE_FUNCTIONS = {"panopipe_time_text": time_text}
-"""The Python functions the source SQL below calls (rarely: only for values SQL cannot write exactly)."""
-
-_COPY_ESCAPES = (("\\", "\\\\"), ("\b", "\\b"), ("\t", "\\t"), ("\n", "\\n"), ("\v", "\\v"))
-_COPY_ESCAPES += (("\f", "\\f"), ("\r", "\\r"))
-_COPY_TRANSLATION = str.maketrans(dict(_COPY_ESCAPES))
-UNESCAPED = frozenset(char for char, _ in _COPY_ESCAPES if char not in "\\\t\n")
-"""Characters that must not appear in a canonical line written without escapes (tabs, newlines and
-backslashes are counted instead: they may only be separators and NULL markers)."""
+def time_micros(value: object) -> int:
+    """A stored timestamp in another form than SQLAlchemy's (ISO 8601 with a ``T``, an offset...) as
+    PostgreSQL's binary ``timestamp``: microseconds since 2000. An offset is dropped, as SQLAlchemy reads it."""
+    if not isinstance(value, str):
+        raise ValueError(value)
+    return (datetime.fromisoformat(value).replace(tzinfo=None) - _TIME_ORIGIN) // timedelta(microseconds=1)
 
 
-def _escaped(expression: str) -> str:
-    """SQLite SQL escaping a text value as ``COPY`` does (backslash first)."""
-    for char, escape in _COPY_ESCAPES:
-        expression = f"replace({expression}, char({ord(char)}), '{escape}')"
-    return expression
-
-
-def _dashed(expression: str) -> str:
-    e = expression
-    dashed = f"printf('%.8s-%.4s-%.4s-%.4s-%s', {e}, substr({e}, 9), substr({e}, 13), substr({e}, 17), substr({e}, 21))"
-    return f"lower(CASE WHEN length({e}) = 32 THEN {dashed} ELSE {e} END)"
-
-
-def sqlite_text(column: sa.Column[Any], *, escape: bool) -> str:
-    """SQLite SQL for a plain column's text in the canonical line (``\\N`` for NULL); without ``escape``
-    text is written as stored, which is right only for text free of COPY's special characters."""
-    c = quote(column.name)
-    kind = column_kind(column)
-    if kind == "text":
-        text = _escaped(c) if escape else c
-    elif kind == "uuid":
-        text = _dashed(c)
-    elif kind == "bool":
-        text = f"CASE WHEN {c} THEN 't' ELSE 'f' END"
-    elif kind == "time":
-        text = f"CASE WHEN {c} LIKE '{_TIME_LIKE}' THEN rtrim(rtrim({c}, '0'), '.') ELSE panopipe_time_text({c}) END"
-    else:
-        text = c
-    return f"CASE WHEN {c} IS NULL THEN '\\N' ELSE {text} END"
-
-
-def copy_document_text(value: str | float | None) -> str:
-    """A JSON document's ``COPY`` text (SQLite's NUMERIC affinity may have stored a number as a number)."""
-    if value is None:
-        return "\\N"
-    return (value if isinstance(value, str) else json.dumps(value)).translate(_COPY_TRANSLATION)
-
-
-def printf(separator: str, values: Sequence[str]) -> str:
-    """SQLite SQL joining ``values`` with ``separator`` (one string built at once, unlike ``||``)."""
-    return f"printf('{separator.join(['%s'] * len(values))}', {', '.join(values)})"
-
-
-# The target (PostgreSQL).
-
-
-def postgres_line_query(shape: TableShape, where: str) -> str:
-    """The SELECT whose ``COPY ... TO`` output is the canonical lines of the rows matching ``where``."""
-    columns = ", ".join(quote(c.name) for c in shape.plain)
-    return f"SELECT {columns} FROM {quote(shape.name)} WHERE {where} ORDER BY {quote(shape.key.name)}"
-
-
-def postgres_doubles_digest(shape: TableShape) -> str:
-    """SQL aggregate: SHA-256 of the doubles' 8 bytes (big-endian, NaN for NULL), row after row in key order.
-    A NaN stored on the target (the source cannot hold one) counts as a single byte, so it never passes for NULL."""
-    if not shape.doubles:
-        return "sha256(''::bytea)"
-    values = " || ".join(
-        f"CASE WHEN {c} = 'NaN' THEN '\\x00'::bytea ELSE float8send(coalesce({c}, 'NaN')) END"
-        for c in map(quote, (column.name for column in shape.doubles))
-    )
-    order = f"ORDER BY {quote(shape.key.name)}"
-    return f"sha256(coalesce(string_agg({values}, ''::bytea {order}), ''::bytea))"
-
-
-POSTGRES_SESSION = ("SET LOCAL DateStyle = 'ISO, MDY'", "SET LOCAL TimeZone = 'UTC'")
-"""Settings under which PostgreSQL prints values in the canonical form."""
+def json_number_text(value: int | float) -> str:
+    """A JSON document that SQLite's NUMERIC affinity stored as a number, as JSON text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(value)  # JSON has no infinity
+    return json.dumps(value)
 
 
 # Digests.
@@ -175,14 +113,19 @@ def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def document_line(key: object, values: Sequence[Any]) -> str:
-    """A row's JSON documents, compared by value, with the row's key text."""
-    return _SEPARATOR.join([str(key), *("None" if v is None else _canonical_json(v) for v in values)])
-
-
-def documents_digest(rows: Sequence[Sequence[Any]]) -> bytes:
-    """Digest of (key text, documents...) rows, in key order."""
-    return sha256("\n".join([document_line(row[0], row[1:]) for row in rows]).encode())
+def documents_digest(rows: Sequence[Sequence[Any]], *, uuid_keys: bool) -> bytes:
+    """Digest of (key text, JSON text or ``None``...) rows, in key order: each key as 32 hex digits (a UUID)
+    or digits, each document by value."""
+    lines = (
+        _SEPARATOR.join(
+            [
+                row[0].replace("-", "").lower() if uuid_keys else row[0],
+                *("None" if text is None else canonical_json(text) for text in row[1:]),
+            ]
+        )
+        for row in rows
+    )
+    return sha256("\n".join(lines).encode())
 
 
 def record(count: int, digest: bytes) -> bytes:
@@ -190,31 +133,47 @@ def record(count: int, digest: bytes) -> bytes:
     return count.to_bytes(8, "big") + digest
 
 
-def _json_number(value: Decimal) -> str:
-    return "0" if value == 0 else str(value.normalize())
+def canonical_json(text: str) -> str:
+    """A JSON document in a form equal for equal values, as ``jsonb`` compares them: keys sorted, numbers by
+    value (``1E2``, ``100`` and ``100.0`` alike, as ``jsonb`` keeps numbers as ``numeric``)."""
+    try:
+        return _CANONICAL_ENCODER.encode(_DOUBLES_DECODER.decode(text))
+    except _Inexact:
+        return _exact_json(json.loads(text, parse_float=Decimal, parse_int=Decimal))
 
 
-def _canonical_json_value(value: Any) -> str:
+class _Inexact(Exception):
+    """A JSON number that two different documents could share as a double."""
+
+
+def _double(digits: str) -> float:
+    """A JSON number as a double, if that is exact: at most 15 significant digits, in a double's normal range."""
+    value = float(digits) + 0.0  # numeric has no -0
+    significant = digits.lower().partition("e")[0].lstrip("-").replace(".", "").strip("0")
+    if len(significant) > 15 or math.isinf(value) or (significant and abs(value) < sys.float_info.min):
+        raise _Inexact(digits)
+    return value
+
+
+_DOUBLES_DECODER = json.JSONDecoder(parse_float=_double, parse_int=_double)
+_CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _exact_json(value: Any) -> str:
     if isinstance(value, dict):
-        items = (f"{json.dumps(k)}:{_canonical_json_value(value[k])}" for k in sorted(value))
+        items = (f"{json.dumps(k, ensure_ascii=False)}:{_exact_json(value[k])}" for k in sorted(value))
         return "{" + ",".join(items) + "}"
     if isinstance(value, list):
-        return "[" + ",".join(map(_canonical_json_value, value)) + "]"
+        return "[" + ",".join(map(_exact_json, value)) + "]"
     if isinstance(value, Decimal):
-        return _json_number(value)
+        return "0" if value == 0 else str(value.normalize())
     return json.dumps(value, ensure_ascii=False)
 
 
-def _canonical_json(value: Any) -> str:
-    # jsonb keeps numbers as numeric (1e-05 comes back as 0.00001): compare JSON numbers by value.
-    if isinstance(value, int | float):  # a number SQLite's NUMERIC affinity stored as INTEGER or REAL
-        return _json_number(Decimal(repr(value)))
-    if value[:1] in _NUMBER_START:  # a document that is a number alone, as jsonb prints it
-        try:
-            return _json_number(Decimal(value))
-        except InvalidOperation:
-            pass
-    return _canonical_json_value(json.loads(value, parse_float=Decimal, parse_int=Decimal))
+# The target (PostgreSQL).
 
 
-_NUMBER_START = frozenset("-0123456789")
+def postgres_row_query(shape: TableShape, where: str) -> str:
+    """The SELECT whose binary ``COPY ... TO`` output is the canonical form of the rows matching ``where``."""
+    columns = ", ".join(quote(c.name) for c in shape.plain)
+    return f"SELECT {columns} FROM {quote(shape.name)} WHERE {where} ORDER BY {quote(shape.key.name)}"

@@ -1,8 +1,8 @@
 """Digests of key ranges of the PostgreSQL target of a catalog move, comparable with the source's batches.
 
-The canonical lines are what ``COPY (SELECT ...) TO STDOUT`` prints, hashed as they stream in; the doubles'
-bytes and the JSON documents are digested as the source digests them (:mod:`panopipe.catalog.copy_format`).
-Several connections can share one snapshot, so that ranges digested in parallel see the same table.
+The canonical form is what binary ``COPY (SELECT ...) TO STDOUT`` prints, hashed as it streams in; the JSON
+documents are digested by value, as the source digests them (:mod:`panopipe.catalog.copy_format`). Several
+connections can share one snapshot, so that ranges digested in parallel see the same table.
 """
 
 from __future__ import annotations
@@ -18,14 +18,7 @@ import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 
-from panopipe.catalog.copy_format import (
-    POSTGRES_SESSION,
-    TableShape,
-    documents_digest,
-    postgres_doubles_digest,
-    postgres_line_query,
-    quote,
-)
+from panopipe.catalog.copy_format import TableShape, documents_digest, postgres_row_query, quote
 from panopipe.catalog.engine import connect
 
 
@@ -36,9 +29,7 @@ def reading(engine: sa.Engine, snapshot: str | None = None) -> Iterator[psycopg.
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         if snapshot:
             conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-        for setting in POSTGRES_SESSION:
-            conn.exec_driver_sql(setting)
-        conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")  # each range's doubles are sorted in memory
+        conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")  # a range PostgreSQL sorts is sorted in memory
         yield conn.connection.driver_connection  # type: ignore[misc]
 
 
@@ -53,23 +44,22 @@ def target_digest(
         if bound is not None:
             conditions.append(f"{key} {operator} CAST({sql.Literal(str(bound)).as_string(pg)} AS {cast})")
     where = " AND ".join(conditions)
-    lines = hashlib.sha256()
-    with pg.cursor() as cursor, cursor.copy(f"COPY ({postgres_line_query(shape, where)}) TO STDOUT") as copy:
-        for data in copy:
-            lines.update(data)
-    count, doubles = pg.execute(
-        f"SELECT count(*), {postgres_doubles_digest(shape)} FROM {quote(shape.name)} WHERE {where}"
-    ).fetchone()  # type: ignore[misc]
-    documents = documents_digest([])
+    canonical = hashlib.sha256()
+    query = f"COPY ({postgres_row_query(shape, where)}) TO STDOUT (FORMAT binary)"
+    with pg.cursor() as cursor:
+        with cursor.copy(query) as copy:
+            for data in copy:
+                canonical.update(data)
+        count = cursor.rowcount
+    found: list[tuple[Any, ...]] = []
     if shape.documents:
         present = " OR ".join(f"{quote(c.name)} IS NOT NULL" for c in shape.documents)
         texts = ", ".join(f"{quote(c.name)}::text" for c in shape.documents)
-        documents = documents_digest(
-            pg.execute(
-                f"SELECT {key}::text AS key_text, {texts} FROM {quote(shape.name)} WHERE {where} AND ({present}) ORDER BY {key}"
-            ).fetchall()
-        )
-    return count, lines.digest() + bytes(doubles) + documents
+        # Named key_text so that ORDER BY takes the key itself, not its text (10 would come before 9).
+        found = pg.execute(
+            f"SELECT {key}::text AS key_text, {texts} FROM {quote(shape.name)} WHERE {where} AND ({present}) ORDER BY {key}"
+        ).fetchall()
+    return count, canonical.digest() + documents_digest(found, uuid_keys=shape.key_is_uuid)
 
 
 class TargetDigests:
