@@ -4,7 +4,7 @@ The source writes each row as a binary ``COPY`` tuple (the compiled reader, ``_s
 :func:`column_kind` a column). A row's canonical form is that tuple without its JSON documents: exactly what
 PostgreSQL's ``COPY (SELECT <those columns>) TO STDOUT (FORMAT binary)`` prints back, so both sides digest the
 same bytes (every bit of a double, NULL apart from NaN, times to the microsecond). JSON documents are compared
-by value, as ``jsonb`` keeps them (sorted keys, numbers as numbers).
+as ``jsonb`` values: PostgreSQL reads both sides' (:func:`documents_digest_sql`).
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -106,26 +104,9 @@ def json_number_text(value: int | float) -> str:
 
 # Digests.
 
-_SEPARATOR = "\x1f"
-
 
 def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
-
-
-def documents_digest(rows: Sequence[Sequence[Any]], *, uuid_keys: bool) -> bytes:
-    """Digest of (key text, JSON text or ``None``...) rows, in key order: each key as 32 hex digits (a UUID)
-    or digits, each document by value."""
-    lines = (
-        _SEPARATOR.join(
-            [
-                row[0].replace("-", "").lower() if uuid_keys else row[0],
-                *("None" if text is None else canonical_json(text) for text in row[1:]),
-            ]
-        )
-        for row in rows
-    )
-    return sha256("\n".join(lines).encode())
 
 
 def record(count: int, digest: bytes) -> bytes:
@@ -133,41 +114,17 @@ def record(count: int, digest: bytes) -> bytes:
     return count.to_bytes(8, "big") + digest
 
 
-def canonical_json(text: str) -> str:
-    """A JSON document in a form equal for equal values, as ``jsonb`` compares them: keys sorted, numbers by
-    value (``1E2``, ``100`` and ``100.0`` alike, as ``jsonb`` keeps numbers as ``numeric``)."""
-    try:
-        return _CANONICAL_ENCODER.encode(_DOUBLES_DECODER.decode(text))
-    except _Inexact:
-        return _exact_json(json.loads(text, parse_float=Decimal, parse_int=Decimal))
-
-
-class _Inexact(Exception):
-    """A JSON number that two different documents could share as a double."""
-
-
-def _double(digits: str) -> float:
-    """A JSON number as a double, if that is exact: at most 15 significant digits, in a double's normal range."""
-    value = float(digits) + 0.0  # numeric has no -0
-    significant = digits.lower().partition("e")[0].lstrip("-").replace(".", "").strip("0")
-    if len(significant) > 15 or math.isinf(value) or (significant and abs(value) < sys.float_info.min):
-        raise _Inexact(digits)
-    return value
-
-
-_DOUBLES_DECODER = json.JSONDecoder(parse_float=_double, parse_int=_double)
-_CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _exact_json(value: Any) -> str:
-    if isinstance(value, dict):
-        items = (f"{json.dumps(k, ensure_ascii=False)}:{_exact_json(value[k])}" for k in sorted(value))
-        return "{" + ",".join(items) + "}"
-    if isinstance(value, list):
-        return "[" + ",".join(map(_exact_json, value)) + "]"
-    if isinstance(value, Decimal):
-        return "0" if value == 0 else str(value.normalize())
-    return json.dumps(value, ensure_ascii=False)
+def documents_digest_sql(
+    shape: TableShape, key: str, documents: Sequence[str], source: str, order: str
+) -> str:
+    """PostgreSQL SQL: SHA-256 of the lines (key text, then each document as ``jsonb`` prints it, or None)
+    of the rows ``source`` (a FROM clause and its conditions) yields, in ``order``. Both sides' documents go
+    through it: the target's columns, and the source's texts sent as arrays, so that both are compared as
+    ``jsonb`` values (keys sorted, numbers as ``numeric``)."""
+    key_text = f"lower(replace({key}::text, '-', ''))" if shape.key_is_uuid else f"{key}::text"
+    texts = ", ".join(f"coalesce({document}::jsonb::text, 'None')" for document in documents)
+    lines = f"string_agg(concat_ws(chr(31), {key_text}, {texts}), chr(10) ORDER BY {order})"
+    return f"(SELECT sha256(convert_to(coalesce({lines}, ''), 'UTF8')) FROM {source})"
 
 
 # The target (PostgreSQL).

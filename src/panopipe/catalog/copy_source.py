@@ -3,7 +3,7 @@
 A compiled reader (``_sqlite_copy.c``) steps through a batch's rows without the GIL and writes them as binary
 ``COPY`` data and as their canonical form (:mod:`panopipe.catalog.copy_format`): Python never holds the values
 one by one, which is what makes the copy fast. The next batch is read on a thread of its own while the current
-one is digested and sent. Only the JSON documents come to Python (from the same pass), to be digested by value.
+one is digested and sent. Only the JSON documents come to Python (from the same pass), to be digested later.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -23,7 +23,6 @@ import sqlalchemy as sa
 from panopipe.catalog import _sqlite_copy
 from panopipe.catalog.copy_format import (
     TableShape,
-    documents_digest,
     json_number_text,
     quote,
     sha256,
@@ -35,12 +34,15 @@ from panopipe.errors import CatalogError, ConfigError
 
 @dataclass(frozen=True, slots=True)
 class SourceBatch:
-    """Rows of a table after some key, up to ``last_key`` (as SQLite stores it): their count, their digest
-    (unless it was not asked for) and, when asked for, their binary ``COPY`` data."""
+    """Rows of a table after some key, up to ``last_key`` (as SQLite stores it): their count and, as asked
+    for, the digest of their canonical form with the ``(key, JSON documents...)`` of those that have documents
+    (whose digest PostgreSQL computes, see :mod:`panopipe.catalog.copy_target`), and their binary ``COPY``
+    data."""
 
     last_key: Any
     rows: int
-    digest: bytes | None
+    digest: bytes = b""
+    documents: list[tuple[Any, ...]] = field(default_factory=list)
     copy_data: bytes | None = None
 
 
@@ -142,10 +144,9 @@ class SourceTable:
             ) from None
 
     def _finish(self, found: _Read, copy_data: bool, digest: bool) -> SourceBatch:
-        """The batch ``found``, digested (its canonical data, then its documents by value) if asked."""
+        """The batch ``found``, with its digest and documents if asked."""
         rows, last, data, canonical, documents = found
-        digested = None
-        if digest:
-            digested = sha256(data if canonical is None else canonical)
-            digested += documents_digest(documents, uuid_keys=self.shape.key_is_uuid)
-        return SourceBatch(last, rows, digested, data if copy_data else None)
+        copied = data if copy_data else None
+        if not digest:
+            return SourceBatch(last, rows, copy_data=copied)
+        return SourceBatch(last, rows, sha256(canonical or data), documents, copied)

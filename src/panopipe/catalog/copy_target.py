@@ -1,24 +1,26 @@
 """Digests of key ranges of the PostgreSQL target of a catalog move, comparable with the source's batches.
 
-The canonical form is what binary ``COPY (SELECT ...) TO STDOUT`` prints, hashed as it streams in; the JSON
-documents are digested by value, as the source digests them (:mod:`panopipe.catalog.copy_format`). Several
-connections can share one snapshot, so that ranges digested in parallel see the same table.
+The canonical form is what binary ``COPY (SELECT ...) TO STDOUT`` prints, hashed as it streams in. The JSON
+documents of both sides are digested by PostgreSQL, as ``jsonb`` values: the target's columns and the source's
+texts, sent as arrays (:mod:`panopipe.catalog.copy_format`). Several connections can share one snapshot, so that
+ranges digested in parallel see the same table.
 """
 
 from __future__ import annotations
 
 import hashlib
 import queue
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 
-from panopipe.catalog.copy_format import TableShape, documents_digest, postgres_row_query, quote
+from panopipe.catalog.copy_format import TableShape, documents_digest_sql, postgres_row_query, quote
 from panopipe.catalog.engine import connect
 
 
@@ -33,10 +35,25 @@ def reading(engine: sa.Engine, snapshot: str | None = None) -> Iterator[psycopg.
         yield conn.connection.driver_connection  # type: ignore[misc]
 
 
-def target_digest(
-    pg: psycopg.Connection[Any], shape: TableShape, lower: Any, upper: Any
-) -> tuple[int, bytes]:
-    """Row count and digest of the target rows with ``lower < key <= upper`` (``None``: unbounded)."""
+@dataclass(frozen=True, slots=True)
+class RangeDigests:
+    """A key range digested by PostgreSQL: the target's row count and digest, and the digest of the source's
+    JSON documents of that range (read as ``jsonb``, like the target's)."""
+
+    target_rows: int
+    target: bytes
+    source_documents: bytes
+
+
+def range_digests(
+    pg: psycopg.Connection[Any],
+    shape: TableShape,
+    lower: Any,
+    upper: Any,
+    source_documents: Sequence[tuple[Any, ...]],
+) -> RangeDigests:
+    """Digests of the rows with ``lower < key <= upper`` (``None``: unbounded) and of the source's
+    ``(key, documents...)`` of those rows."""
     key = quote(shape.key.name)
     cast = "uuid" if shape.key_is_uuid else "bigint"
     conditions = ["true"]
@@ -45,21 +62,26 @@ def target_digest(
             conditions.append(f"{key} {operator} CAST({sql.Literal(str(bound)).as_string(pg)} AS {cast})")
     where = " AND ".join(conditions)
     canonical = hashlib.sha256()
-    query = f"COPY ({postgres_row_query(shape, where)}) TO STDOUT (FORMAT binary)"
     with pg.cursor() as cursor:
-        with cursor.copy(query) as copy:
+        with cursor.copy(f"COPY ({postgres_row_query(shape, where)}) TO STDOUT (FORMAT binary)") as copy:
             for data in copy:
                 canonical.update(data)
         count = cursor.rowcount
-    found: list[tuple[Any, ...]] = []
-    if shape.documents:
-        present = " OR ".join(f"{quote(c.name)} IS NOT NULL" for c in shape.documents)
-        texts = ", ".join(f"{quote(c.name)}::text" for c in shape.documents)
-        # Named key_text so that ORDER BY takes the key itself, not its text (10 would come before 9).
-        found = pg.execute(
-            f"SELECT {key}::text AS key_text, {texts} FROM {quote(shape.name)} WHERE {where} AND ({present}) ORDER BY {key}"
-        ).fetchall()
-    return count, canonical.digest() + documents_digest(found, uuid_keys=shape.key_is_uuid)
+    if not shape.documents:
+        return RangeDigests(count, canonical.digest(), b"")
+    documents = [quote(c.name) for c in shape.documents]
+    present = " OR ".join(f"{document} IS NOT NULL" for document in documents)
+    target = documents_digest_sql(
+        shape, key, documents, f"{quote(shape.name)} WHERE {where} AND ({present})", key
+    )
+    sent = [f"d{n}" for n in range(len(documents))]
+    arrays = ", ".join(["%s::text[]"] * (1 + len(documents)))
+    source = documents_digest_sql(
+        shape, "k", sent, f"unnest({arrays}) WITH ORDINALITY AS s(k, {', '.join(sent)}, o)", "o"
+    )
+    columns = [list(column) for column in zip(*source_documents, strict=True)] or [[]] * (1 + len(documents))
+    target_documents, source_digest = pg.execute(f"SELECT {target}, {source}", columns).fetchone()  # type: ignore[misc]
+    return RangeDigests(count, canonical.digest() + target_documents, source_digest)
 
 
 class TargetDigests:
@@ -82,13 +104,17 @@ class TargetDigests:
     def __exit__(self, *exc_info: object) -> None:
         self.stack.close()
 
-    def submit(self, shape: TableShape, lower: Any, upper: Any) -> Future[tuple[int, bytes]]:
-        """Digest ``lower < key <= upper`` of ``shape``'s table on the next free connection."""
-        return self.pool.submit(self._digest, shape, lower, upper)
+    def submit(
+        self, shape: TableShape, lower: Any, upper: Any, source_documents: Sequence[tuple[Any, ...]]
+    ) -> Future[RangeDigests]:
+        """:func:`range_digests` of ``lower < key <= upper`` of ``shape``'s table on the next free connection."""
+        return self.pool.submit(self._digest, shape, lower, upper, source_documents)
 
-    def _digest(self, shape: TableShape, lower: Any, upper: Any) -> tuple[int, bytes]:
+    def _digest(
+        self, shape: TableShape, lower: Any, upper: Any, source_documents: Sequence[tuple[Any, ...]]
+    ) -> RangeDigests:
         pg = self.idle.get()
         try:
-            return target_digest(pg, shape, lower, upper)
+            return range_digests(pg, shape, lower, upper, source_documents)
         finally:
             self.idle.put(pg)

@@ -15,34 +15,53 @@ from psycopg import sql
 
 from panopipe.catalog.engine import connect
 
+_Statement = sa.ExecutableDDLElement | sa.TextClause
 
-def _deferred(table: sa.Table) -> list[tuple[str, sa.ExecutableDDLElement, sa.ExecutableDDLElement]]:
-    """Name, creation and removal of what a bulk copy builds afterwards: indexes, unique and foreign keys."""
-    found: list[tuple[str, sa.ExecutableDDLElement, sa.ExecutableDDLElement]] = [
-        (str(index.name), sa.schema.CreateIndex(index), sa.schema.DropIndex(index))
+
+def _deferred(table: sa.Table) -> list[tuple[str, _Statement, list[_Statement]]]:
+    """Name, creation and removal of what a bulk copy builds afterwards: indexes, unique keys (their indexes:
+    see :func:`attach_unique_keys`) and foreign keys."""
+    found: list[tuple[str, _Statement, list[_Statement]]] = [
+        (str(index.name), sa.schema.CreateIndex(index), [sa.schema.DropIndex(index)])
         for index in sorted(table.indexes, key=lambda index: str(index.name))
     ]
-    for kind in (sa.UniqueConstraint, sa.ForeignKeyConstraint):
-        found += [
-            (str(c.name), sa.schema.AddConstraint(c), sa.schema.DropConstraint(c))
-            for c in sorted(table.constraints, key=lambda c: str(c.name))
-            if isinstance(c, kind)
-        ]
+    found += [
+        # A unique key may be its index alone, when a run stopped before attaching it.
+        (str(c.name), _unique_index(c), [sa.schema.DropConstraint(c, if_exists=True), _drop_index(c)])
+        for c in _constraints(table, sa.UniqueConstraint)
+    ]
+    found += [
+        (str(c.name), sa.schema.AddConstraint(c), [sa.schema.DropConstraint(c)])
+        for c in _constraints(table, sa.ForeignKeyConstraint)
+    ]
     return found
+
+
+def _constraints(table: sa.Table, kind: type[sa.Constraint]) -> list[sa.Constraint]:
+    return sorted((c for c in table.constraints if isinstance(c, kind)), key=lambda c: str(c.name))
+
+
+def _unique_index(constraint: sa.Constraint) -> sa.TextClause:
+    """The index of a unique key, named as the key: built without the exclusive lock that adding the key
+    takes, so that it can be built while the table is read."""
+    columns = ", ".join(f'"{column.name}"' for column in constraint.columns)
+    return sa.text(f'CREATE UNIQUE INDEX "{constraint.name}" ON "{constraint.table.name}" ({columns})')
+
+
+def _drop_index(constraint: sa.Constraint) -> sa.TextClause:
+    return sa.text(f'DROP INDEX IF EXISTS "{constraint.name}"')
 
 
 def _present(conn: sa.Connection, table: sa.Table) -> set[str]:
     """Names of the indexes and constraints ``table`` has on the target."""
-    return set(
-        conn.execute(
-            sa.text(
-                "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-                " WHERE i.indrelid = to_regclass(:t)"
-                " UNION SELECT conname FROM pg_constraint WHERE conrelid = to_regclass(:t)"
-            ),
-            {"t": table.name},
-        ).scalars()
-    )
+    return set(conn.execute(_INDEXES_AND_CONSTRAINTS, {"t": table.name}).scalars())
+
+
+_INDEXES_AND_CONSTRAINTS = sa.text(
+    "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = to_regclass(:t)"
+    " UNION SELECT conname FROM pg_constraint WHERE conrelid = to_regclass(:t)"
+)
+_CONSTRAINTS = sa.text("SELECT conname FROM pg_constraint WHERE conrelid = to_regclass(:t)")
 
 
 _OTHER_INDEXES = "panopipe: indexes to build after the copy: "
@@ -54,9 +73,10 @@ def drop_secondary(engine: sa.Engine, table: sa.Table) -> None:
     """Drop the secondary indexes and constraints of an empty ``table``: they are built after the copy."""
     with engine.begin() as conn:
         present = _present(conn, table)
-        for name, _, drop in reversed(_deferred(table)):
+        for name, _, removal in reversed(_deferred(table)):
             if name in present:
-                conn.execute(drop)
+                for statement in removal:
+                    conn.execute(statement)
         others = conn.execute(
             sa.text(
                 "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i"
@@ -72,7 +92,8 @@ def drop_secondary(engine: sa.Engine, table: sa.Table) -> None:
 
 
 def build_missing(engine: sa.Engine, table: sa.Table) -> None:
-    """Build whatever indexes and constraints ``table`` lacks, one commit each (an interruption keeps them)."""
+    """Build whatever indexes and constraints ``table`` lacks, one commit each (an interruption keeps them);
+    unique keys as their indexes, for :func:`attach_unique_keys`. Nothing here keeps the table from being read."""
     with connect(engine) as conn:
         present = _present(conn, table)
         note = conn.execute(
@@ -88,6 +109,21 @@ def build_missing(engine: sa.Engine, table: sa.Table) -> None:
     if others:
         with engine.begin() as conn:
             _comment(conn, table, None)
+
+
+def attach_unique_keys(engine: sa.Engine, table: sa.Table) -> None:
+    """Make the unique indexes :func:`build_missing` built into ``table``'s unique keys. This takes an
+    exclusive lock, briefly: run it once nothing reads the table."""
+    with engine.begin() as conn:
+        present = set(conn.execute(_CONSTRAINTS, {"t": table.name}).scalars())
+        for constraint in _constraints(table, sa.UniqueConstraint):
+            if constraint.name not in present:
+                conn.execute(
+                    sa.text(
+                        f'ALTER TABLE "{table.name}" ADD CONSTRAINT "{constraint.name}"'
+                        f' UNIQUE USING INDEX "{constraint.name}"'
+                    )
+                )
 
 
 def _comment(conn: sa.Connection, table: sa.Table, note: str | None) -> None:

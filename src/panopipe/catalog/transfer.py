@@ -16,17 +16,18 @@ content in its last batch) so that rows of another catalog are refused instead o
 
 Checksum design: both sides are cut into the same key ranges (one per ``batch_size`` source rows) and digested
 with SHA-256, range by range: the rows' canonical form (what PostgreSQL's binary ``COPY ... TO`` prints of
-every column but the JSON documents, byte for byte what the copy sent of them) and the JSON documents compared
-by value as jsonb does (:mod:`panopipe.catalog.copy_format`). The copy digests each batch
-it sends; on the target (:mod:`panopipe.catalog.copy_target`) the same ranges are printed and digested, two at
-a time in one snapshot. A table's checksum is the SHA-256 of its ranges' row counts and digests.
+every column but the JSON documents, byte for byte what the copy sent of them) and the JSON documents, which
+PostgreSQL reads as jsonb on both sides (:mod:`panopipe.catalog.copy_format`). The copy digests each batch it
+sends and keeps its documents; on the target (:mod:`panopipe.catalog.copy_target`) the same ranges are printed
+and digested, two at a time in one snapshot. A table's checksum is the SHA-256 of its ranges' row counts and
+digests.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from itertools import chain
@@ -36,10 +37,10 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from psycopg import sql
 
-from panopipe.catalog.copy_format import EMPTY_COPY, TableShape, documents_digest, quote, record, sha256
+from panopipe.catalog.copy_format import EMPTY_COPY, TableShape, quote, record, sha256
 from panopipe.catalog.copy_source import Source, SourceBatch, SourceTable
-from panopipe.catalog.copy_target import TargetDigests, reading, target_digest
-from panopipe.catalog.deferred_indexes import build_missing, drop_secondary
+from panopipe.catalog.copy_target import TargetDigests, range_digests, reading
+from panopipe.catalog.deferred_indexes import attach_unique_keys, build_missing, drop_secondary
 from panopipe.catalog.engine import (
     catalog_url,
     check_schema,
@@ -214,39 +215,9 @@ def migrate_catalog(
                 for name, reader in sources.items()
             }
             totals = {name: reader.count() for name, reader in sources.items()}
-            copied = dict.fromkeys(totals, 0)
-            # The copy digests the batches it sends; a resumed copy reads the rows copied before for that.
-            chunks: dict[str, list[SourceBatch]] | None = {t.name: [] for t in TABLES} if verify else None
-            checks: list[TableCheck] = []
+            copied, checks = dict.fromkeys(totals, 0), []
             if not dry_run:
-                # A table's indexes and constraints are built while the next tables are copied and verified.
-                with ThreadPoolExecutor(max_workers=1) as builder:
-                    built = []
-                    for table in TABLES:
-                        present, after = resume[table.name]
-                        if not present:
-                            drop_secondary(target_engine, table)
-                        table_chunks = chunks[table.name] if chunks is not None else None
-                        if table_chunks is not None and after is not None:
-                            table_chunks += sources[table.name].batches(None, after, batch_size)
-                        copied[table.name] = _copy_table(
-                            sources[table.name],
-                            target_engine,
-                            after,
-                            present,
-                            totals[table.name],
-                            batch_size,
-                            progress,
-                            table_chunks,
-                        )
-                        built.append(builder.submit(build_missing, target_engine, table))
-                    _reset_sequences(target_engine)
-                    if chunks is not None:
-                        checks = _verify(
-                            source_engine, target_engine, batch_size, progress, chunks, while_building=True
-                        )
-                    for build in built:
-                        build.result()
+                copied, checks = _move(sources, target_engine, resume, totals, batch_size, verify, progress)
         return TransferReport(
             source=mask_url(source_engine.url),
             target=mask_url(target_engine.url),
@@ -340,13 +311,53 @@ def _resume_point(source: SourceTable, target: sa.Engine, batch_size: int) -> tu
         ).fetchone()
         lower = below[0] if below else None
         batch = source.batch(lower, last, batch_size + 1)
-        with reading(target) as pg:
-            if batch and (batch.rows, batch.digest) == target_digest(pg, shape, lower, last):
+        if batch:
+            with reading(target) as pg:
+                found = range_digests(pg, shape, lower, last, batch.documents)
+            if (batch.rows, batch.digest + found.source_documents) == (found.target_rows, found.target):
                 return present, last
     raise CatalogError(
         f"{mask_url(target.url)} already holds {present} {shape.name} rows that are not a copy of "
         f"the source: migrate into an empty database or schema"
     )
+
+
+def _move(
+    sources: dict[str, SourceTable],
+    target: sa.Engine,
+    resume: dict[str, tuple[int, Any]],
+    totals: dict[str, int],
+    batch_size: int,
+    verify: bool,
+    progress: Progress | None,
+) -> tuple[dict[str, int], list[TableCheck]]:
+    """Copy every table after its resume point, build its indexes and, with ``verify``, check it: a table's
+    indexes are built and its copy verified while the next tables are copied. Returns the rows copied per
+    table and the checks."""
+    for table in TABLES:  # all before any copy: dropping a foreign key locks the table it refers to
+        if not resume[table.name][0]:
+            drop_secondary(target, table)
+    copied, built, verified = {}, [], []
+    with ThreadPoolExecutor(max_workers=1) as builder, ThreadPoolExecutor(max_workers=1) as checker:
+        for table in TABLES:
+            source, (present, after) = sources[table.name], resume[table.name]
+            # The copy digests the batches it sends; a resumed copy reads the rows copied before for that.
+            chunks = (
+                None if not verify else [] if after is None else list(source.batches(None, after, batch_size))
+            )
+            copied[table.name] = _copy_table(
+                source, target, after, present, totals[table.name], batch_size, progress, chunks
+            )
+            built.append(builder.submit(build_missing, target, table))
+            if chunks is not None:
+                verified.append(checker.submit(_verify_table, source.shape, chunks, target, progress))
+        _reset_sequences(target)
+        checks = [check.result() for check in verified]
+        for build in built:
+            build.result()
+    for table in TABLES:  # now that verification no longer reads them
+        attach_unique_keys(target, table)
+    return copied, checks
 
 
 def _copy_table(
@@ -410,62 +421,52 @@ def _reset_sequences(engine: sa.Engine) -> None:
 
 
 def _verify(
-    source: sa.Engine,
-    target: sa.Engine,
-    batch_size: int,
-    progress: Progress | None,
-    chunks: dict[str, list[SourceBatch]] | None = None,
-    *,
-    while_building: bool = False,
+    source: sa.Engine, target: sa.Engine, batch_size: int, progress: Progress | None
 ) -> list[TableCheck]:
-    """Compare each table's source batches (``chunks``, or read now) with the same key ranges on the target,
-    digested by PostgreSQL (while the source is read).
-
-    ``while_building``: indexes and constraints are being built meanwhile. Adding a unique constraint waits
-    for the verifying transactions to end, and PostgreSQL queues a second verifying connection's first read
-    of that table behind it: a deadlock that passes through this process, which PostgreSQL cannot see. One
-    connection, which holds its locks from its first read of a table on, never waits for the builder.
-    """
-    pending: list[tuple[TableShape, list[int], hashlib._Hash, list[Future[tuple[int, bytes]]]]] = []
-    workers = 1 if while_building else 2
-    with Source(source) as reading_source, TargetDigests(target, workers) as digests:
+    """Compare each table's source batches with the same key ranges on the target."""
+    with Source(source) as reading_source:
+        checks = []
         for table in TABLES:
             reader = reading_source.table(table)
-            counts, digest, ranges = [], hashlib.sha256(), []
-            lower: Any = None
-            previous: Any = None
-            read = chunks[table.name] if chunks else reader.batches(None, None, batch_size)
-            for batch in read:
-                if counts:  # the range of the batch before ends at its last key
-                    ranges.append(digests.submit(reader.shape, lower, previous))
-                    lower = previous
-                previous = batch.last_key
-                counts.append(batch.rows)
-                digest.update(record(batch.rows, batch.digest))
-            if not counts:  # an empty table is one empty range
-                counts.append(0)
-                digest.update(record(0, _EMPTY))
-            ranges.append(digests.submit(reader.shape, lower, None))
-            pending.append((reader.shape, counts, digest, ranges))
-        checks = []
-        for shape, counts, digest, ranges in pending:
-            target_checksum, target_rows, done = hashlib.sha256(), 0, 0
-            for count, future in zip(counts, ranges, strict=True):
-                rows, range_digest = future.result()
-                target_checksum.update(record(rows, range_digest))
-                target_rows += rows
-                done += count
-                if progress:
-                    progress(TransferProgress("verify", shape.name, done, sum(counts)))
             checks.append(
-                TableCheck(
-                    shape.name, sum(counts), target_rows, digest.hexdigest(), target_checksum.hexdigest()
-                )
+                _verify_table(reader.shape, reader.batches(None, None, batch_size), target, progress)
             )
-    return checks
+        return checks
 
 
-_EMPTY = sha256(EMPTY_COPY) + documents_digest([], uuid_keys=False)
+def _verify_table(
+    shape: TableShape, batches: Iterable[SourceBatch], target: sa.Engine, progress: Progress | None
+) -> TableCheck:
+    """Compare a table's source ``batches`` with the same key ranges on the target, digested by PostgreSQL
+    (two at a time, while the source is read).
+
+    Indexes may be built meanwhile: nothing built then takes a lock that waits for readers (unique keys are
+    attached afterwards), so the digesting connections never wait for the builder, nor it for them.
+    """
+    counts, digests, ranges = [], [], []
+    with TargetDigests(target) as digesting:
+        lower: Any = None
+        for batch in batches:
+            ranges.append(digesting.submit(shape, lower, batch.last_key, batch.documents))
+            counts.append(batch.rows)
+            digests.append(batch.digest)
+            lower = batch.last_key
+        # The range after the last batch (the whole table if it is empty) must be empty on the target too.
+        ranges.append(digesting.submit(shape, lower, None, []))
+        counts.append(0)
+        digests.append(sha256(EMPTY_COPY))
+        source_checksum, target_checksum, target_rows, done = hashlib.sha256(), hashlib.sha256(), 0, 0
+        for count, digest, future in zip(counts, digests, ranges, strict=True):
+            found = future.result()
+            source_checksum.update(record(count, digest + found.source_documents))
+            target_checksum.update(record(found.target_rows, found.target))
+            target_rows += found.target_rows
+            done += count
+            if progress:
+                progress(TransferProgress("verify", shape.name, done, sum(counts)))
+    return TableCheck(
+        shape.name, sum(counts), target_rows, source_checksum.hexdigest(), target_checksum.hexdigest()
+    )
 
 
 __all__ = [

@@ -34,6 +34,7 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 JSONDocument = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 """JSON on SQLite, JSONB on PostgreSQL; ``None`` is SQL NULL, not the JSON ``null``."""
 
+
 def ByteOrderedString(length: int | None = None) -> sa.types.TypeEngine[str]:
     """Text (at most ``length`` characters) ordered by its bytes on both backends, as SQLite's BINARY collation orders it: PostgreSQL's
     ``"C"`` collation, which also sorts (and so builds indexes) several times faster than a locale's and lets

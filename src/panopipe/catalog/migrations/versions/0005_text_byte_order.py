@@ -29,7 +29,9 @@ def _collate(collation: str) -> None:
     quote = bind.dialect.identifier_preparer.quote
     for table, column, kind, length in bind.execute(_TEXT_COLUMNS):
         type_ = "text" if kind == "text" else f"varchar({length})"
-        op.execute(f"ALTER TABLE {quote(table)} ALTER COLUMN {quote(column)} TYPE {type_} COLLATE {collation}")
+        op.execute(
+            f"ALTER TABLE {quote(table)} ALTER COLUMN {quote(column)} TYPE {type_} COLLATE {collation}"
+        )
 
 
 def upgrade() -> None:
