@@ -32,6 +32,7 @@ typedef struct sqlite3_stmt sqlite3_stmt;
 #define SQLITE_TEXT 3
 #define SQLITE_NULL 5
 #define SQLITE_OPEN_READWRITE 0x00000002
+#define SQLITE_OPEN_NOMUTEX 0x00008000
 #define SQLITE_TRANSIENT ((void (*)(void *))-1)
 
 static struct {
@@ -183,7 +184,19 @@ static int parse_time(const unsigned char *t, int n, int64_t *micros) {
 
 typedef struct {
     PyObject_HEAD sqlite3 *db;
+    Buffer out, canonical, docs, key; /* kept from batch to batch: allocating them anew costs page faults */
+    int busy;                         /* a batch is being read (by another thread) */
 } Reader;
+
+static void release(Reader *self) {
+    if (self->db) api.close_v2(self->db);
+    self->db = NULL;
+    Buffer *buffers[] = {&self->out, &self->canonical, &self->docs, &self->key};
+    for (size_t n = 0; n < sizeof buffers / sizeof buffers[0]; n++) {
+        free(buffers[n]->data);
+        *buffers[n] = (Buffer){0};
+    }
+}
 
 static int Reader_init(Reader *self, PyObject *args, PyObject *kwargs) {
     const char *path;
@@ -193,7 +206,7 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwargs) {
         return -1;
     }
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = api.open_v2(path, &self->db, SQLITE_OPEN_READWRITE, NULL);
+    Py_BEGIN_ALLOW_THREADS rc = api.open_v2(path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
     Py_END_ALLOW_THREADS if (rc != SQLITE_OK) {
         PyErr_Format(PyExc_OSError, "cannot open %s: %s", path, self->db ? api.errmsg(self->db) : "out of memory");
         api.close_v2(self->db);
@@ -204,13 +217,13 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwargs) {
 }
 
 static void Reader_dealloc(Reader *self) {
-    if (self->db) api.close_v2(self->db);
+    release(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyObject *Reader_close(Reader *self, PyObject *unused) {
-    if (self->db) api.close_v2(self->db);
-    self->db = NULL;
+    if (self->busy) return PyErr_SetString(PyExc_RuntimeError, "the reader is reading a batch"), NULL;
+    release(self);
     Py_RETURN_NONE;
 }
 
@@ -494,11 +507,13 @@ static PyObject *Reader_batch(Reader *self, PyObject *args) {
     PyObject *params, *time_hook, *number_hook;
     if (!PyArg_ParseTuple(args, "sOsOO", &sql, &params, &kinds, &time_hook, &number_hook)) return NULL;
     if (!self->db) return PyErr_SetString(PyExc_ValueError, "the reader is closed"), NULL;
+    if (self->busy) return PyErr_SetString(PyExc_RuntimeError, "the reader is reading a batch already"), NULL;
     params = PySequence_Fast(params, "params must be a sequence");
     if (!params) return NULL;
     sqlite3_stmt *st = NULL;
     PyObject *result = NULL;
-    Buffer out = {0}, canonical = {0}, docs = {0}, key = {0};
+    Buffer *out = &self->out, *canonical = &self->canonical, *docs = &self->docs, *key = &self->key;
+    out->size = canonical->size = docs->size = key->size = 0;
     if (api.prepare_v2(self->db, sql, -1, &st, NULL) != SQLITE_OK) {
         PyErr_Format(PyExc_ValueError, "%s", api.errmsg(self->db));
         goto done;
@@ -513,10 +528,12 @@ static PyObject *Reader_batch(Reader *self, PyObject *args) {
     long long rows = 0;
     int step_result = SQLITE_DONE;
     Problem problem = {0};
+    self->busy = 1;
     PyThreadState *thread = PyEval_SaveThread();
-    int written = write_rows(st, kinds, columns, documents, &out, &canonical, &docs, &key, &rows,
+    int written = write_rows(st, kinds, columns, documents, out, canonical, docs, key, &rows,
                              &step_result, time_hook, number_hook, &thread, &problem);
     if (written != PYTHON_ERROR) PyEval_RestoreThread(thread);
+    self->busy = 0;
     if (written == NO_MEMORY) PyErr_NoMemory();
     else if (written == BAD_VALUE) {
         PyObject *value = column_object(st, problem.column);
@@ -526,19 +543,18 @@ static PyObject *Reader_batch(Reader *self, PyObject *args) {
     else if (written == WRITTEN) {
         PyObject *last = !rows ? Py_NewRef(Py_None)
                          : kinds[0] == 'u' || kinds[0] == 't'
-                             ? PyUnicode_DecodeUTF8(key.data, (Py_ssize_t)key.size, "strict")
-                             : PyLong_FromString(key.data, NULL, 10);
-        PyObject *rest = documents ? PyBytes_FromStringAndSize(canonical.data, (Py_ssize_t)canonical.size)
+                             ? PyUnicode_DecodeUTF8(key->data, (Py_ssize_t)key->size, "strict")
+                             : PyLong_FromString(key->data, NULL, 10);
+        PyObject *rest = documents ? PyBytes_FromStringAndSize(canonical->data, (Py_ssize_t)canonical->size)
                                    : Py_NewRef(Py_None);
-        PyObject *found = documents_list(&docs, documents);
+        PyObject *found = documents_list(docs, documents);
         if (last && rest && found)
-            result = Py_BuildValue("(LOy#OO)", rows, last, out.data, (Py_ssize_t)out.size, rest, found);
+            result = Py_BuildValue("(LOy#OO)", rows, last, out->data, (Py_ssize_t)out->size, rest, found);
         Py_XDECREF(last);
         Py_XDECREF(rest);
         Py_XDECREF(found);
     }
 done:
-    free(out.data), free(canonical.data), free(docs.data), free(key.data);
     if (st) api.finalize(st);
     Py_DECREF(params);
     return result;
