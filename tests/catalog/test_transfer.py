@@ -232,7 +232,6 @@ def test_tampering_on_the_target_is_reported(source: str, postgres_url: str):
         conn.execute(sa.text("UPDATE images SET lat = lat + 1e-12 WHERE frame = 40"))
         conn.execute(sa.text("UPDATE edits SET new_value = '12.50' WHERE id = 1"))
         conn.execute(sa.text("UPDATE jobs SET log = NULL WHERE attempts = 1"))
-    engine.dispose()
     checks = {check.table: check for check in verify_transfer(source, postgres_url)}
     # jsonb keeps a number's scale (12.50 is printed as 12.50, not 12.5), and so does the checksum.
     assert {name for name, check in checks.items() if not check.ok} == {"images", "edits", "jobs"}
@@ -243,6 +242,16 @@ def test_tampering_on_the_target_is_reported(source: str, postgres_url: str):
         CatalogError, match=r"images \(60 rows in the source, 60 in the target, content differs\)"
     ):
         report.raise_for_mismatch()
+    with engine.begin() as conn:  # a row after the source's last key
+        conn.execute(
+            sa.text(
+                "INSERT INTO artifacts (step, subject, name, step_version, params_hash, fingerprint, output_uri,"
+                " orphaned, created_at) VALUES ('x', 'y', 'z', '1', 'p', 'f', 'u', false, now())"
+            )
+        )
+    engine.dispose()
+    (artifacts_check,) = [c for c in verify_transfer(source, postgres_url) if c.table == "artifacts"]
+    assert (artifacts_check.ok, artifacts_check.source_rows, artifacts_check.target_rows) == (False, 45, 46)
 
 
 def test_targets_that_are_not_this_catalog_are_refused(source: str, postgres_url: str, tmp_path: Path):
@@ -315,10 +324,36 @@ def test_a_nan_on_the_target_does_not_pass_for_a_null(source: str, postgres_url:
     assert [check.table for check in verify_transfer(source, postgres_url) if not check.ok] == ["images"]
 
 
-def test_a_value_that_is_not_a_number_in_a_column_of_numbers_is_named(source: str, postgres_url: str):
+@pytest.mark.parametrize(
+    ("update", "message"),
+    [
+        (
+            "UPDATE images SET heading = 'north' WHERE frame = 4",
+            "images holds a value that is not a number .*heading",
+        ),
+        (
+            "UPDATE images SET captured_at = 'yesterday' WHERE frame = 4",
+            "not a time in its column captured_at",
+        ),
+        (
+            "UPDATE images SET captured_at = 1714557600 WHERE frame = 4",
+            "not a time in its column captured_at",
+        ),
+        ("UPDATE images SET width = 2147483648 WHERE frame = 4", "not a 32-bit integer in its column width"),
+        ("UPDATE images SET size = 12.5 WHERE frame = 4", "not an integer in its column size"),
+        ("UPDATE images SET deleted = 'no' WHERE frame = 4", "not a boolean in its column deleted"),
+        (
+            "UPDATE artifacts SET job_id = 'job-1' WHERE name = 't3'",
+            "artifacts .* not a UUID in its column job_id",
+        ),
+    ],
+)
+def test_a_value_that_does_not_fit_its_column_is_named(
+    source: str, postgres_url: str, update: str, message: str
+):
     with sqlite3.connect(source) as db:
-        db.execute("UPDATE images SET heading = 'north' WHERE frame = 4")
-    with pytest.raises(CatalogError, match=r"images holds a value that is not a number .*heading"):
+        db.execute(update)
+    with pytest.raises(CatalogError, match=message):
         migrate_catalog(source, postgres_url)
 
 
