@@ -9,8 +9,8 @@
  * It returns (rows, last key, COPY data with header and trailer, canonical data, documents). The canonical
  * data is the same stream without the jsonb fields: exactly what PostgreSQL's COPY (SELECT <other columns>)
  * TO STDOUT (FORMAT binary) prints of the copied rows, so both sides can digest it. It is None when there is
- * no jsonb field (the COPY data is then canonical as it is). The documents are a (key text, document text or
- * None...) tuple for each row with a jsonb field that is not NULL, for Python to digest by value.
+ * no jsonb field (the COPY data is then canonical as it is). The documents are the key and jsonb texts of each
+ * row with a jsonb field that is not NULL (see keep_documents), for PostgreSQL to digest.
  * A value that does not fit its kind raises BadValue(column index, what it should be, the value).
  *
  * SQLite's functions come from the library Python's own sqlite3 module loaded (load_sqlite), so neither
@@ -401,8 +401,9 @@ static int write_field(sqlite3_stmt *st, int c, char kind, Buffer *out, PyObject
     return problem->expected = "a known kind of value", BAD_VALUE;
 }
 
-/* Copy the jsonb fields of the row just written (at ``starts`` in ``out``) to ``docs``, after the row's key,
- * if any of them is not NULL: length-prefixed texts, 0xFFFFFFFF for NULL. */
+/* Add the row just written (its fields at ``starts`` in ``out``) to ``docs`` if any of its jsonb fields is not
+ * NULL: its key, then each document after a unit separator (nothing for NULL), rows apart by record
+ * separators. No JSON text holds either: JSON allows no control character outside its strings' escapes. */
 static int keep_documents(sqlite3_stmt *st, const char *kinds, int columns, Buffer *out, const size_t *starts,
                           Buffer *docs) {
     int present = 0;
@@ -411,18 +412,15 @@ static int keep_documents(sqlite3_stmt *st, const char *kinds, int columns, Buff
     if (!present) return WRITTEN;
     int n = api.column_bytes(st, 0);
     const unsigned char *key = api.column_text(st, 0);
-    if (reserve(docs, 4 + (size_t)n)) return NO_MEMORY;
-    put_u32(docs, (uint32_t)n);
+    if (reserve(docs, 1 + (size_t)n)) return NO_MEMORY;
+    if (docs->size) put(docs, "\036", 1);
     put(docs, key, n);
     for (int c = 0; c < columns; c++) {
         if (kinds[c] != 'j') continue;
         size_t end = c + 1 < columns ? starts[c + 1] : out->size, size = end - starts[c];
         if (reserve(docs, size)) return NO_MEMORY;
-        if (size == 4) put(docs, out->data + starts[c], 4); /* NULL */
-        else {
-            put_u32(docs, (uint32_t)(size - 5));
-            put(docs, out->data + starts[c] + 5, size - 5); /* after the length and jsonb's version byte */
-        }
+        put(docs, "\037", 1);
+        if (size > 4) put(docs, out->data + starts[c] + 5, size - 5); /* after the length and jsonb's version */
     }
     return WRITTEN;
 }
@@ -473,35 +471,6 @@ static int write_rows(sqlite3_stmt *st, const char *kinds, int columns, int docu
     return WRITTEN;
 }
 
-/* The documents ``docs`` holds, as a list of (key text, document text or None...) tuples. */
-static PyObject *documents_list(Buffer *docs, int documents) {
-    PyObject *list = PyList_New(0);
-    size_t at = 0;
-    while (list && at < docs->size) {
-        PyObject *row = PyTuple_New(1 + documents);
-        if (!row || PyList_Append(list, row)) {
-            Py_XDECREF(row);
-            Py_CLEAR(list);
-            break;
-        }
-        Py_DECREF(row);
-        for (int n = 0; n <= documents; n++) {
-            const unsigned char *field = (const unsigned char *)docs->data + at;
-            uint32_t size = (uint32_t)field[0] << 24 | field[1] << 16 | field[2] << 8 | field[3];
-            at += 4;
-            PyObject *text = size == 0xFFFFFFFFu ? Py_NewRef(Py_None)
-                                                  : PyUnicode_DecodeUTF8(docs->data + at, size, "strict");
-            if (!text) {
-                Py_CLEAR(list);
-                break;
-            }
-            if (size != 0xFFFFFFFFu) at += size;
-            PyTuple_SET_ITEM(row, n, text);
-        }
-    }
-    return list;
-}
-
 static PyObject *Reader_batch(Reader *self, PyObject *args) {
     const char *sql, *kinds;
     PyObject *params, *time_hook, *number_hook;
@@ -547,7 +516,7 @@ static PyObject *Reader_batch(Reader *self, PyObject *args) {
                              : PyLong_FromString(key->data, NULL, 10);
         PyObject *rest = documents ? PyBytes_FromStringAndSize(canonical->data, (Py_ssize_t)canonical->size)
                                    : Py_NewRef(Py_None);
-        PyObject *found = documents_list(docs, documents);
+        PyObject *found = PyBytes_FromStringAndSize(docs->data, (Py_ssize_t)docs->size);
         if (last && rest && found)
             result = Py_BuildValue("(LOy#OO)", rows, last, out->data, (Py_ssize_t)out->size, rest, found);
         Py_XDECREF(last);

@@ -20,6 +20,6 @@ class Reader:
         kinds: str,
         time_hook: Callable[[object], int],
         number_hook: Callable[[int | float], str],
-    ) -> tuple[int, Any, bytes, bytes | None, list[tuple[Any, ...]]]:
-        """(rows, last key, COPY data, canonical data or None, (key, documents...) of rows with documents)."""
+    ) -> tuple[int, Any, bytes, bytes | None, bytes]:
+        """(rows, last key, COPY data, canonical data or None, key and JSON texts of the rows with any)."""
     def close(self) -> None: ...

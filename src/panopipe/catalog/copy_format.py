@@ -119,8 +119,8 @@ def documents_digest_sql(
 ) -> str:
     """PostgreSQL SQL: SHA-256 of the lines (key text, then each document as ``jsonb`` prints it, or None)
     of the rows ``source`` (a FROM clause and its conditions) yields, in ``order``. Both sides' documents go
-    through it: the target's columns, and the source's texts sent as arrays, so that both are compared as
-    ``jsonb`` values (keys sorted, numbers as ``numeric``)."""
+    through it, the target's columns and the source's texts (sent as one parameter), so that both are
+    compared as ``jsonb`` values (keys sorted, numbers as ``numeric``)."""
     key_text = f"lower(replace({key}::text, '-', ''))" if shape.key_is_uuid else f"{key}::text"
     texts = ", ".join(f"coalesce({document}::jsonb::text, 'None')" for document in documents)
     lines = f"string_agg(concat_ws(chr(31), {key_text}, {texts}), chr(10) ORDER BY {order})"

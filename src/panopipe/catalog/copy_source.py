@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -35,14 +35,13 @@ from panopipe.errors import CatalogError, ConfigError
 @dataclass(frozen=True, slots=True)
 class SourceBatch:
     """Rows of a table after some key, up to ``last_key`` (as SQLite stores it): their count and, as asked
-    for, the digest of their canonical form with the ``(key, JSON documents...)`` of those that have documents
-    (whose digest PostgreSQL computes, see :mod:`panopipe.catalog.copy_target`), and their binary ``COPY``
-    data."""
+    for, the digest of their canonical form with the key and JSON texts of those that have documents (whose
+    digest PostgreSQL computes, see :mod:`panopipe.catalog.copy_target`), and their binary ``COPY`` data."""
 
     last_key: Any
     rows: int
     digest: bytes = b""
-    documents: list[tuple[Any, ...]] = field(default_factory=list)
+    documents: bytes = b""
     copy_data: bytes | None = None
 
 
@@ -96,9 +95,9 @@ def _range(shape: TableShape, lower: Any, upper: Any) -> tuple[str, list[Any]]:
     return " AND ".join(conditions), bounds
 
 
-_Read = tuple[int, Any, bytes, bytes | None, list[tuple[Any, ...]]]
+_Read = tuple[int, Any, bytes, bytes | None, bytes]
 """What the reader returns: row count, last key, COPY data, canonical data (``None``: the COPY data), and the
-(key, JSON documents...) of the rows with documents."""
+key and JSON texts of the rows with documents."""
 
 
 class SourceTable:

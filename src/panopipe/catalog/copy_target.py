@@ -2,15 +2,15 @@
 
 The canonical form is what binary ``COPY (SELECT ...) TO STDOUT`` prints, hashed as it streams in. The JSON
 documents of both sides are digested by PostgreSQL, as ``jsonb`` values: the target's columns and the source's
-texts, sent as arrays (:mod:`panopipe.catalog.copy_format`). Several connections can share one snapshot, so that
-ranges digested in parallel see the same table.
+texts, sent as one parameter (:mod:`panopipe.catalog.copy_format`). Several connections can share one snapshot,
+so that ranges digested in parallel see the same table.
 """
 
 from __future__ import annotations
 
 import hashlib
 import queue
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -50,10 +50,10 @@ def range_digests(
     shape: TableShape,
     lower: Any,
     upper: Any,
-    source_documents: Sequence[tuple[Any, ...]],
+    source_documents: bytes,
 ) -> RangeDigests:
-    """Digests of the rows with ``lower < key <= upper`` (``None``: unbounded) and of the source's
-    ``(key, documents...)`` of those rows."""
+    """Digests of the rows with ``lower < key <= upper`` (``None``: unbounded) and of the source's documents
+    of those rows (as the reader hands them over)."""
     key = quote(shape.key.name)
     cast = "uuid" if shape.key_is_uuid else "bigint"
     conditions = ["true"]
@@ -74,13 +74,13 @@ def range_digests(
     target = documents_digest_sql(
         shape, key, documents, f"{quote(shape.name)} WHERE {where} AND ({present})", key
     )
-    sent = [f"d{n}" for n in range(len(documents))]
-    arrays = ", ".join(["%s::text[]"] * (1 + len(documents)))
-    source = documents_digest_sql(
-        shape, "k", sent, f"unnest({arrays}) WITH ORDINALITY AS s(k, {', '.join(sent)}, o)", "o"
-    )
-    columns = [list(column) for column in zip(*source_documents, strict=True)] or [[]] * (1 + len(documents))
-    target_documents, source_digest = pg.execute(f"SELECT {target}, {source}", columns).fetchone()  # type: ignore[misc]
+    # The reader's rows of key and documents (an empty field for NULL), split apart.
+    rows = "unnest(string_to_array(convert_from(%s, 'UTF8'), chr(30))) WITH ORDINALITY AS s(line, o)"
+    sent = [f"nullif(f[{n + 2}], '')" for n in range(len(documents))]
+    source = documents_digest_sql(shape, "f[1]", sent, f"{rows}, string_to_array(s.line, chr(31)) AS f", "o")
+    target_documents, source_digest = pg.execute(
+        f"SELECT {target}, {source}", [source_documents], binary=True
+    ).fetchone()  # type: ignore[misc]
     return RangeDigests(count, canonical.digest() + target_documents, source_digest)
 
 
@@ -105,14 +105,12 @@ class TargetDigests:
         self.stack.close()
 
     def submit(
-        self, shape: TableShape, lower: Any, upper: Any, source_documents: Sequence[tuple[Any, ...]]
+        self, shape: TableShape, lower: Any, upper: Any, source_documents: bytes
     ) -> Future[RangeDigests]:
         """:func:`range_digests` of ``lower < key <= upper`` of ``shape``'s table on the next free connection."""
         return self.pool.submit(self._digest, shape, lower, upper, source_documents)
 
-    def _digest(
-        self, shape: TableShape, lower: Any, upper: Any, source_documents: Sequence[tuple[Any, ...]]
-    ) -> RangeDigests:
+    def _digest(self, shape: TableShape, lower: Any, upper: Any, source_documents: bytes) -> RangeDigests:
         pg = self.idle.get()
         try:
             return range_digests(pg, shape, lower, upper, source_documents)

@@ -20,7 +20,7 @@ _Statement = sa.ExecutableDDLElement | sa.TextClause
 
 def _deferred(table: sa.Table) -> list[tuple[str, _Statement, list[_Statement]]]:
     """Name, creation and removal of what a bulk copy builds afterwards: indexes, unique keys (their indexes:
-    see :func:`attach_unique_keys`) and foreign keys."""
+    see :func:`complete`) and foreign keys."""
     found: list[tuple[str, _Statement, list[_Statement]]] = [
         (str(index.name), sa.schema.CreateIndex(index), [sa.schema.DropIndex(index)])
         for index in sorted(table.indexes, key=lambda index: str(index.name))
@@ -91,9 +91,10 @@ def drop_secondary(engine: sa.Engine, table: sa.Table) -> None:
                 conn.execute(sa.text(f"DROP INDEX {conn.dialect.identifier_preparer.quote(name)}"))
 
 
-def build_missing(engine: sa.Engine, table: sa.Table) -> None:
-    """Build whatever indexes and constraints ``table`` lacks, one commit each (an interruption keeps them);
-    unique keys as their indexes, for :func:`attach_unique_keys`. Nothing here keeps the table from being read."""
+def missing(engine: sa.Engine, table: sa.Table) -> list[_Statement]:
+    """The statements that build what ``table`` lacks: indexes, unique keys (as their indexes) and foreign
+    keys. Each runs on its own with :func:`build`, in any order or several at once, and none keeps the table
+    from being read; :func:`complete` follows them."""
     with connect(engine) as conn:
         present = _present(conn, table)
         note = conn.execute(
@@ -101,19 +102,20 @@ def build_missing(engine: sa.Engine, table: sa.Table) -> None:
         ).scalar()
     others = json.loads(note.removeprefix(_OTHER_INDEXES)) if note and note.startswith(_OTHER_INDEXES) else []
     creations = [create for name, create, _ in _deferred(table) if name not in present]
-    creations += [sa.text(definition) for name, definition in others if name not in present]
-    for create in creations:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
-            conn.execute(create)
-    if others:
-        with engine.begin() as conn:
-            _comment(conn, table, None)
+    return creations + [sa.text(definition) for name, definition in others if name not in present]
 
 
-def attach_unique_keys(engine: sa.Engine, table: sa.Table) -> None:
-    """Make the unique indexes :func:`build_missing` built into ``table``'s unique keys. This takes an
-    exclusive lock, briefly: run it once nothing reads the table."""
+def build(engine: sa.Engine, statement: _Statement) -> None:
+    """Run one statement of :func:`missing`, committed on its own (an interruption keeps what was built)."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
+        conn.execute(statement)
+
+
+def complete(engine: sa.Engine, table: sa.Table) -> None:
+    """Once the statements of :func:`missing` have run: make the unique indexes ``table``'s unique keys, and
+    drop the note of indexes to rebuild. Attaching a key takes an exclusive lock, briefly: run this once
+    nothing reads the table."""
     with engine.begin() as conn:
         present = set(conn.execute(_CONSTRAINTS, {"t": table.name}).scalars())
         for constraint in _constraints(table, sa.UniqueConstraint):
@@ -124,6 +126,11 @@ def attach_unique_keys(engine: sa.Engine, table: sa.Table) -> None:
                         f' UNIQUE USING INDEX "{constraint.name}"'
                     )
                 )
+        note = conn.execute(
+            sa.text("SELECT obj_description(to_regclass(:t), 'pg_class')"), {"t": table.name}
+        ).scalar()
+        if note and note.startswith(_OTHER_INDEXES):
+            _comment(conn, table, None)
 
 
 def _comment(conn: sa.Connection, table: sa.Table, note: str | None) -> None:

@@ -40,7 +40,7 @@ from psycopg import sql
 from panopipe.catalog.copy_format import EMPTY_COPY, TableShape, quote, record, sha256
 from panopipe.catalog.copy_source import Source, SourceBatch, SourceTable
 from panopipe.catalog.copy_target import TargetDigests, range_digests, reading
-from panopipe.catalog.deferred_indexes import attach_unique_keys, build_missing, drop_secondary
+from panopipe.catalog.deferred_indexes import build, complete, drop_secondary, missing
 from panopipe.catalog.engine import (
     catalog_url,
     check_schema,
@@ -337,8 +337,11 @@ def _move(
     for table in TABLES:  # all before any copy: dropping a foreign key locks the table it refers to
         if not resume[table.name][0]:
             drop_secondary(target, table)
-    copied, built, verified = {}, [], []
-    with ThreadPoolExecutor(max_workers=1) as builder, ThreadPoolExecutor(max_workers=1) as checker:
+    copied: dict[str, int] = {}
+    builds: list[Future[None]] = []
+    verified: list[Future[TableCheck]] = []
+    # Two builders: indexes build two at a time, a small table's beside a big one's.
+    with ThreadPoolExecutor(max_workers=2) as builder, ThreadPoolExecutor(max_workers=1) as checker:
         for table in TABLES:
             source, (present, after) = sources[table.name], resume[table.name]
             # The copy digests the batches it sends; a resumed copy reads the rows copied before for that.
@@ -348,15 +351,15 @@ def _move(
             copied[table.name] = _copy_table(
                 source, target, after, present, totals[table.name], batch_size, progress, chunks
             )
-            built.append(builder.submit(build_missing, target, table))
+            builds += [builder.submit(build, target, statement) for statement in missing(target, table)]
             if chunks is not None:
                 verified.append(checker.submit(_verify_table, source.shape, chunks, target, progress))
         _reset_sequences(target)
         checks = [check.result() for check in verified]
-        for build in built:
-            build.result()
+        for done in builds:
+            done.result()
     for table in TABLES:  # now that verification no longer reads them
-        attach_unique_keys(target, table)
+        complete(target, table)
     return copied, checks
 
 
@@ -441,7 +444,7 @@ def _verify_table(
     (two at a time, while the source is read).
 
     Indexes may be built meanwhile: nothing built then takes a lock that waits for readers (unique keys are
-    attached afterwards), so the digesting connections never wait for the builder, nor it for them.
+    attached afterwards), so the digesting connections never wait for the builders, nor they for them.
     """
     counts, digests, ranges = [], [], []
     with TargetDigests(target) as digesting:
@@ -452,7 +455,7 @@ def _verify_table(
             digests.append(batch.digest)
             lower = batch.last_key
         # The range after the last batch (the whole table if it is empty) must be empty on the target too.
-        ranges.append(digesting.submit(shape, lower, None, []))
+        ranges.append(digesting.submit(shape, lower, None, b""))
         counts.append(0)
         digests.append(sha256(EMPTY_COPY))
         source_checksum, target_checksum, target_rows, done = hashlib.sha256(), hashlib.sha256(), 0, 0
