@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from panopipe.catalog import Catalog, ImageRecord, Selection, create_catalog_engine
+from panopipe.catalog.copy_target import _copy_out, reading
 from panopipe.catalog.engine import upgrade
 from panopipe.catalog.schema import artifacts, edits, jobs
 from panopipe.catalog.transfer import TransferProgress, migrate_catalog, verify_transfer
@@ -473,3 +474,28 @@ def test_awkward_values_are_copied_exactly(source: str, postgres_url: str):
         conn.execute(sa.text("UPDATE images SET make = 'unit', model = 'separator' WHERE frame = 15"))
     engine.dispose()
     assert {check.table for check in verify_transfer(source, postgres_url) if not check.ok} == {"images"}
+
+
+def test_copy_out_streams_rows_and_raises_the_servers_error(postgres_url: str):
+    """The libpq loop that reads the target back: every row, the row count, and an error mid-stream or at the
+    start raised as psycopg raises it, leaving the connection usable."""
+    engine = create_catalog_engine(postgres_url)
+    rows: list[bytes] = []
+    with reading(engine) as pg:
+        assert (
+            _copy_out(
+                pg, "COPY (SELECT generate_series(1, 3)) TO STDOUT", lambda row: rows.append(bytes(row))
+            )
+            == 3
+        )
+    assert rows == [b"1\n", b"2\n", b"3\n"]
+    for statement, error in [
+        ("COPY (SELECT 1 / (3000 - generate_series(1, 5000))) TO STDOUT", psycopg.errors.DivisionByZero),
+        ("COPY (SELECT * FROM no_such_table) TO STDOUT", psycopg.errors.UndefinedTable),
+    ]:
+        with reading(engine) as pg:
+            with pytest.raises(error):
+                _copy_out(pg, statement, rows.append)
+            pg.rollback()
+            assert pg.execute("SELECT 1").fetchone() == (1,)
+    engine.dispose()
