@@ -206,8 +206,11 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwargs) {
         return -1;
     }
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = api.open_v2(path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
-    Py_END_ALLOW_THREADS if (rc != SQLITE_OK) {
+    /* No mutex: a reader is used by one thread at a time (``busy`` refuses a second). */
+    Py_BEGIN_ALLOW_THREADS
+    rc = api.open_v2(path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    Py_END_ALLOW_THREADS
+    if (rc != SQLITE_OK) {
         PyErr_Format(PyExc_OSError, "cannot open %s: %s", path, self->db ? api.errmsg(self->db) : "out of memory");
         api.close_v2(self->db);
         self->db = NULL;
@@ -255,7 +258,7 @@ static int bind(sqlite3_stmt *statement, PyObject *params) {
     return 0;
 }
 
-/* The value of a result column as a Python object (for errors, hooks and the last key). */
+/* The value of a result column as a Python object (for errors and hooks). */
 static PyObject *column_object(sqlite3_stmt *statement, int column) {
     switch (api.column_type(statement, column)) {
     case SQLITE_INTEGER:
@@ -506,7 +509,9 @@ static PyObject *Reader_batch(Reader *self, PyObject *args) {
     if (written == NO_MEMORY) PyErr_NoMemory();
     else if (written == BAD_VALUE) {
         PyObject *value = column_object(st, problem.column);
-        if (value) PyErr_SetObject(BadValue, Py_BuildValue("(isN)", problem.column, problem.expected, value));
+        PyObject *error = value ? Py_BuildValue("(isN)", problem.column, problem.expected, value) : NULL;
+        if (error) PyErr_SetObject(BadValue, error);
+        Py_XDECREF(error);
     } else if (written == WRITTEN && step_result != SQLITE_DONE)
         PyErr_Format(PyExc_ValueError, "%s", api.errmsg(self->db));
     else if (written == WRITTEN) {

@@ -141,6 +141,8 @@ class SourceTable:
                 f"{shape.copy_columns[index].name}: {value!r} (a row after key {lower}): correct it in "
                 "the SQLite catalog, then migrate again"
             ) from None
+        except ValueError as error:  # SQLite's own: a locked or damaged file, say
+            raise CatalogError(f"cannot read {shape.name} from {self.source.path}: {error}") from None
 
     def _finish(self, found: _Read, copy_data: bool, digest: bool) -> SourceBatch:
         """The batch ``found``, with its digest and documents if asked."""
