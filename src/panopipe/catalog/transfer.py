@@ -4,9 +4,9 @@ Copy design: every table is read from SQLite in primary-key order, one batch of 
 time written by a compiled reader (:mod:`panopipe.catalog.copy_source`), and written with ``COPY``, one batch
 per transaction, the next batch being read while PostgreSQL takes the previous one. The binary format spares
 both sides writing and parsing text, and carries doubles and times exactly. A table copied from empty has
-its secondary indexes, unique constraints and foreign keys dropped first; at the end of every run, whatever of
-them the target lacks is built from the SQLAlchemy metadata (the names the migrations use), so an interrupted
-run leaves nothing missing once it is resumed. Indexes the metadata does not describe (PostGIS's
+its secondary indexes, unique constraints and foreign keys dropped first; after each table's copy, whatever of
+them the target lacks is built from the SQLAlchemy metadata (the names the migrations use; unique keys as their
+indexes, made keys at the end), so an interrupted run leaves nothing missing once it is resumed. Indexes the metadata does not describe (PostGIS's
 ``ix_images_geom``) are dropped too, their definitions kept in the table's comment until they are rebuilt.
 
 Resume design: the rows already on the target are always a key-ordered prefix of the source, so the resume

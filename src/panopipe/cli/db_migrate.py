@@ -36,14 +36,17 @@ def migrate(
     Example: panopipe db migrate --catalog survey.db --to 'postgresql://panopipe@db.example.org/survey'
     """
     source = open_settings(catalog_location, config).catalog
-    with render.progress_bar("migrating") as bar:
+    # A bar per table and phase: a table is verified while the next ones are copied.
+    with render.staged_progress() as bar:
         report = migrate_catalog(
             source,
             to,
             batch_size=batch_size,
             dry_run=dry_run,
             verify=not no_verify,
-            progress=lambda update: bar(update.rows_done, update.rows_total),
+            progress=lambda update: bar(
+                f"{update.phase} {update.table}", update.rows_done, update.rows_total
+            ),
         )
     checks = {check.table: "ok" if check.ok else "MISMATCH" for check in report.checks}
     rows = [
