@@ -96,11 +96,7 @@ def missing(engine: sa.Engine, table: sa.Table) -> list[_Statement]:
     keys. Each runs on its own with :func:`build`, in any order or several at once, and none keeps the table
     from being read; :func:`complete` follows them."""
     with connect(engine) as conn:
-        present = _present(conn, table)
-        note = conn.execute(
-            sa.text("SELECT obj_description(to_regclass(:t), 'pg_class')"), {"t": table.name}
-        ).scalar()
-    others = json.loads(note.removeprefix(_OTHER_INDEXES)) if note and note.startswith(_OTHER_INDEXES) else []
+        present, others = _present(conn, table), _other_indexes(conn, table)
     creations = [create for name, create, _ in _deferred(table) if name not in present]
     return creations + [sa.text(definition) for name, definition in others if name not in present]
 
@@ -126,11 +122,16 @@ def complete(engine: sa.Engine, table: sa.Table) -> None:
                         f' UNIQUE USING INDEX "{constraint.name}"'
                     )
                 )
-        note = conn.execute(
-            sa.text("SELECT obj_description(to_regclass(:t), 'pg_class')"), {"t": table.name}
-        ).scalar()
-        if note and note.startswith(_OTHER_INDEXES):
+        if _other_indexes(conn, table):
             _comment(conn, table, None)
+
+
+def _other_indexes(conn: sa.Connection, table: sa.Table) -> list[list[str]]:
+    """The (name, definition) of the indexes the table's comment says are to be rebuilt."""
+    note = conn.execute(
+        sa.text("SELECT obj_description(to_regclass(:t), 'pg_class')"), {"t": table.name}
+    ).scalar()
+    return json.loads(note.removeprefix(_OTHER_INDEXES)) if note and note.startswith(_OTHER_INDEXES) else []
 
 
 def _comment(conn: sa.Connection, table: sa.Table, note: str | None) -> None:
