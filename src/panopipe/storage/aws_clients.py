@@ -11,8 +11,8 @@ from panopipe.errors import ConfigError
 S3Client: TypeAlias = Any  # boto3 generates client classes at run time
 
 DEFAULT_MAX_POOL_CONNECTIONS = 64
-MAX_ATTEMPTS = 5
-"""Attempts botocore makes per call (standard retry mode) before an error reaches panopipe."""
+MAX_RETRIES = 5
+"""Retries botocore makes of a call (standard retry mode, with backoff) before an error reaches panopipe."""
 
 THROTTLING_CODES = frozenset(
     {
@@ -52,7 +52,7 @@ def s3_client(
     settings = settings or load_settings()
     config = botocore.config.Config(
         region_name=settings.aws_region,
-        retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+        retries={"mode": "standard", "max_attempts": MAX_RETRIES},
         max_pool_connections=max_pool_connections,
         s3={"addressing_style": "path"} if settings.s3_endpoint_url else None,
     )
@@ -88,7 +88,7 @@ def is_transient_aws_error(error: BaseException) -> bool:
 
 __all__ = [
     "DEFAULT_MAX_POOL_CONNECTIONS",
-    "MAX_ATTEMPTS",
+    "MAX_RETRIES",
     "THROTTLING_CODES",
     "TRANSIENT_STATUSES",
     "S3Client",
