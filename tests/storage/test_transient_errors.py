@@ -97,15 +97,19 @@ def faults(s3) -> Faults:
     return Faults()
 
 
-def client_with_attempts(faults: Faults, attempts: int):
-    """A real client under moto whose botocore makes ``attempts`` attempts per call, with ``faults`` first."""
+def storage_with_attempts(faults: Faults, attempts: int) -> S3Storage:
+    """Storage over a real client under moto whose botocore makes ``attempts`` attempts per call, ``faults``
+    first; it holds ``a.jpg`` (``0123456789``), and ``faults`` has counted no request yet."""
     client = boto3.client(
         "s3",
         region_name="us-east-1",
         config=Config(retries={"mode": "standard", "total_max_attempts": attempts}),
     )
     client.meta.events.register_first("before-send.s3", faults)
-    return client
+    storage = S3Storage(BUCKET, PREFIX, s3_client=client)
+    storage.put("a.jpg", b"0123456789")
+    faults.sent.clear()
+    return storage
 
 
 TRANSIENT = [
@@ -122,10 +126,8 @@ TRANSIENT = [
 
 @pytest.mark.parametrize("fault", TRANSIENT)
 def test_what_botocore_gave_up_on_reaches_panopipe_as_transient(faults: Faults, fault: Fault) -> None:
-    storage = S3Storage(BUCKET, PREFIX, s3_client=client_with_attempts(faults, 2))
-    storage.put("a.jpg", b"0123456789")
+    storage = storage_with_attempts(faults, 2)
     faults.inject("GetObject", fault, 2)
-    faults.sent.clear()
 
     with pytest.raises(StorageError) as raised:
         storage.get("a.jpg")
@@ -136,10 +138,8 @@ def test_what_botocore_gave_up_on_reaches_panopipe_as_transient(faults: Faults, 
 
 
 def test_throttling_botocore_does_not_retry_is_transient_too(faults: Faults) -> None:
-    storage = S3Storage(BUCKET, PREFIX, s3_client=client_with_attempts(faults, 3))
-    storage.put("a.jpg", b"x")
+    storage = storage_with_attempts(faults, 3)
     faults.inject("PutObject", error(429, "TooManyRequests"), 1)
-    faults.sent.clear()
 
     with pytest.raises(StorageError, match="TooManyRequests") as raised:
         storage.put("a.jpg", b"y")
@@ -149,8 +149,7 @@ def test_throttling_botocore_does_not_retry_is_transient_too(faults: Faults) -> 
 
 def test_a_connection_reset_in_the_body_is_transient(faults: Faults) -> None:
     """botocore does not retry a body cut short: the call had returned. The presigned ranged GET asks boto3."""
-    storage = S3Storage(BUCKET, PREFIX, s3_client=client_with_attempts(faults, 3))
-    storage.put("a.jpg", b"0123456789")
+    storage = storage_with_attempts(faults, 3)
     faults.inject("GetObject", cut_body, 1)
 
     with pytest.raises(StorageError, match="Connection broken") as whole:
@@ -165,10 +164,8 @@ def test_a_connection_reset_in_the_body_is_transient(faults: Faults) -> None:
 
 
 def test_a_throttled_presigned_ranged_get_is_transient_once_boto3_gave_up(faults: Faults) -> None:
-    storage = S3Storage(BUCKET, PREFIX, s3_client=client_with_attempts(faults, 2))
-    storage.put("a.jpg", b"0123456789")
+    storage = storage_with_attempts(faults, 2)
     faults.inject("GetObject", error(503, "SlowDown"), 3)
-    faults.sent.clear()
 
     with pytest.raises(StorageError, match="SlowDown") as raised:
         storage.read_start("a.jpg", 4)
@@ -188,11 +185,9 @@ def test_a_throttled_presigned_ranged_get_is_transient_once_boto3_gave_up(faults
 def test_denials_and_missing_keys_are_not_transient(
     faults: Faults, fault: Fault | None, expected: type
 ) -> None:
-    storage = S3Storage(BUCKET, PREFIX, s3_client=client_with_attempts(faults, 3))
-    storage.put("a.jpg", b"x")
+    storage = storage_with_attempts(faults, 3)
     if fault is not None:
         faults.inject("GetObject", fault, 3)
-    faults.sent.clear()
 
     with pytest.raises(StorageError) as raised:
         storage.get("a.jpg" if fault else "missing.jpg")

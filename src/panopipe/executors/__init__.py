@@ -3,8 +3,7 @@ the versioned JSON form jobs and their outcomes travel in."""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from panopipe.executors.factory import (
     EVENT_EXECUTOR,
@@ -14,6 +13,7 @@ from panopipe.executors.factory import (
     build_executor,
     check_executor,
 )
+from panopipe.lazy import lazy_attributes
 
 # Names load their module on first use (PEP 562): settings check executor names through the factory without
 # loading the steps that the executors run.
@@ -36,12 +36,7 @@ if TYPE_CHECKING:
     from panopipe.executors.local import LocalExecutor
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _MODULES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _MODULES)
 
 
 __all__ = [
