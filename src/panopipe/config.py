@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from panopipe.errors import ConfigError
+from panopipe.executors.factory import check_executor
 
 ENV_CATALOG = "PANOPIPE_CATALOG"
 ENV_CONFIG = "PANOPIPE_CONFIG"
@@ -23,8 +24,6 @@ ENV_OUTPUT_PREFIX = "PANOPIPE_OUTPUT_PREFIX"
 ENV_BUCKETS = "PANOPIPE_BUCKETS"
 ENV_EXECUTOR = "PANOPIPE_EXECUTOR"
 ENV_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
-
-EXECUTORS = ("inline", "local", "none")
 
 DEFAULT_CATALOG = "panopipe.db"
 DEFAULT_CONFIG_FILE = "panopipe.toml"
@@ -59,8 +58,9 @@ class Settings:
     """Storage URI where pipeline outputs go (``[steps.pipeline] output`` wins); events under it are ignored."""
     buckets: tuple[str, ...] = ()
     """The buckets whose events the handler accepts; empty accepts every bucket."""
-    executor: str = "inline"
-    """Where the event handler runs reprocessing jobs: ``inline``, ``local`` (process pool) or ``none``."""
+    executor: str | None = None
+    """Where jobs run (:data:`~panopipe.executors.EXECUTORS`: ``local`` process pool, ``inline``, ``none`` to
+    plan only); unset: ``local`` for ``panopipe run``, ``inline`` for the event handler."""
     ingest: IngestRules = field(default_factory=IngestRules)
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_file: Path | None = None
@@ -112,7 +112,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     if isinstance(values.get("buckets"), str | list):
         names = values["buckets"].split(",") if isinstance(values["buckets"], str) else values["buckets"]
         values["buckets"] = tuple(name.strip() for name in names if name.strip())
-    if values.get("executor", "inline") not in EXECUTORS:
-        raise ConfigError(f"unknown executor {values['executor']!r}: choose one of {', '.join(EXECUTORS)}")
+    if values.get("executor") is not None:
+        check_executor(values["executor"])
     settings = Settings(config_file=path if data else None)
     return replace(settings, **values)

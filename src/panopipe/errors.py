@@ -7,6 +7,11 @@ handler records a failed item. Messages say what went wrong and, where possible,
 
 from __future__ import annotations
 
+import errno
+
+TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETIMEDOUT, errno.ECONNRESET})
+"""OSError numbers worth retrying: busy, interrupted, timed out, reset. A full disk or a denial is not."""
+
 
 class PanopipeError(Exception):
     """Root of all panopipe errors."""
@@ -39,9 +44,14 @@ class NotFoundError(CatalogError):
 
 
 class StorageError(PanopipeError):
-    """A file or object cannot be read, written or listed."""
+    """A file or object cannot be read, written or listed; ``transient`` when trying again may succeed
+    (throttling, a server error, a timeout or a reset connection), as the storage backend classified it."""
 
     exit_code = 4
+
+    def __init__(self, message: str = "", *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class ObjectNotFoundError(StorageError):
@@ -66,7 +76,13 @@ class EventError(PanopipeError):
     exit_code = 7
 
 
+def is_transient_os_error(error: OSError) -> bool:
+    """Whether the OSError ``error`` is worth retrying (:data:`TRANSIENT_ERRNOS`)."""
+    return error.errno in TRANSIENT_ERRNOS
+
+
 __all__ = [
+    "TRANSIENT_ERRNOS",
     "CatalogError",
     "CatalogUnreachableError",
     "ConfigError",
@@ -78,4 +94,5 @@ __all__ = [
     "SchemaOutdatedError",
     "StepError",
     "StorageError",
+    "is_transient_os_error",
 ]

@@ -29,9 +29,10 @@ def flaky(failures: list[BaseException]):
 
 
 def test_transient_errors_are_retried_with_backoff():
-    transient = StorageError("S3 slow down")
-    transient.transient = True  # type: ignore[attr-defined]
-    errors = [OSError(errno.EAGAIN, "Resource temporarily unavailable"), transient]
+    errors = [
+        OSError(errno.EAGAIN, "Resource temporarily unavailable"),
+        StorageError("slow down", transient=True),
+    ]
 
     outcome = run_with_retries(flaky(errors), retries=2, backoff_s=0.001)
 

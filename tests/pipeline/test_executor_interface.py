@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from tests.pipeline.captures import Project, add_panoramas, add_rig_shots
 
 from panopipe.catalog.schema import jobs
-from panopipe.executors import Executor, JobState
+from panopipe.executors import Executor, JobState, decode_job, decode_outcome, encode_job, encode_outcome
 from panopipe.pipeline import plan, run
 from panopipe.steps import JobSpec, execute_job
 
 
 class InlineExecutor(Executor):
-    """Runs each job at submit time from its JSON form, as a Lambda-style executor would."""
+    """Runs each job at submit time from its wire form and reads its outcome back from its own, as a
+    Lambda-style executor would."""
 
     name = "inline"
 
@@ -25,18 +25,8 @@ class InlineExecutor(Executor):
 
     def submit(self, jobs: Sequence[JobSpec]) -> list[str]:
         for job in jobs:
-            wire = json.loads(
-                json.dumps(
-                    {
-                        "id": job.id,
-                        "step": job.step,
-                        "subject": job.subject,
-                        "fingerprint": job.fingerprint,
-                        "payload": job.payload,
-                    }
-                )
-            )
-            outcome = execute_job(JobSpec(**wire), retries=0)
+            answer = encode_outcome(execute_job(decode_job(encode_job(job)), retries=0))
+            outcome = decode_outcome(answer)
             self.states[job.id] = JobState(job.id, outcome.status, outcome, external_id=f"inline-{job.id}")
             self.submitted.append(job.step)
         return [job.id for job in jobs]

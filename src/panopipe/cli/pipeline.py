@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,7 @@ from panopipe import pipeline
 from panopipe.catalog import Catalog, Selection
 from panopipe.cli import render
 from panopipe.cli.options import JsonOption, uses_catalog, uses_selection
-from panopipe.config import Settings
+from panopipe.config import ENV_EXECUTOR, Settings
 from panopipe.errors import StepError
 
 StepsOption = Annotated[
@@ -61,12 +62,23 @@ def run(
     workers: Annotated[
         int | None, typer.Option("--workers", help="Worker processes (default: one per core).")
     ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            "--executor",
+            help="Where jobs run: local (a pool of --workers processes) or inline (one after the other in "
+            f"this process). Default: ${ENV_EXECUTOR}, the config file, local.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> int:
     """Run the stale jobs of the pipeline on this machine; failed items do not stop the others.
 
     Exits with code 6 when a job failed (see `panopipe status`). Example: panopipe run --reel R001 --workers 4
     """
+    if executor is not None:
+        settings = replace(settings, executor=executor)
     with render.progress_bar("processing") as bar:
         report = pipeline.run(
             catalog,

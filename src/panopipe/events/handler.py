@@ -50,6 +50,7 @@ from panopipe.config import Settings
 from panopipe.errors import CatalogError, EventError, ObjectNotFoundError, PanopipeError, StorageError
 from panopipe.events.shapes import EventKind, ObjectEvent, parse_event
 from panopipe.executors.base import Executor
+from panopipe.executors.factory import EVENT_EXECUTOR, build_executor
 from panopipe.ingest import JPEG_SUFFIXES, image_record
 from panopipe.pipeline import load_pipeline, plan, run
 from panopipe.steps.publish import PublishStep
@@ -165,7 +166,11 @@ class EventHandler:
     @classmethod
     def from_settings(cls, catalog: Catalog, settings: Settings) -> EventHandler:
         """A handler whose executor is the one ``settings.executor`` names (``none``: plan only)."""
-        return cls(catalog, settings, executor=make_executor(catalog, settings))
+        pipeline = load_pipeline(catalog, with_output_prefix(settings))
+        executor = build_executor(
+            settings.executor, default=EVENT_EXECUTOR, retries=pipeline.retries, backoff_s=pipeline.backoff_s
+        )
+        return cls(catalog, settings, executor=executor)
 
     def close(self) -> None:
         """Stop the read threads and the executor."""
@@ -466,27 +471,12 @@ def own_output_prefixes(catalog: Catalog, settings: Settings) -> tuple[str, ...]
     return tuple(sorted({root.rstrip("/") + "/" for root in roots}))
 
 
-def make_executor(catalog: Catalog, settings: Settings) -> Executor | None:
-    """The executor ``settings.executor`` names, with the pipeline's retry settings; ``None`` for ``none``."""
-    if settings.executor == "none":
-        return None
-    pipeline = load_pipeline(catalog, with_output_prefix(settings))
-    if settings.executor == "local":
-        from panopipe.executors.local import LocalExecutor
-
-        return LocalExecutor(retries=pipeline.retries, backoff_s=pipeline.backoff_s)
-    from panopipe.executors.inline import InlineExecutor
-
-    return InlineExecutor(retries=pipeline.retries, backoff_s=pipeline.backoff_s)
-
-
 __all__ = [
     "SEQUENCER_WIDTH",
     "Action",
     "EventHandler",
     "HandleReport",
     "Outcome",
-    "make_executor",
     "own_output_prefixes",
     "padded_sequencer",
     "with_output_prefix",

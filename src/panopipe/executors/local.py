@@ -1,4 +1,5 @@
-"""The local executor: a pool of processes over all cores."""
+"""The local executor: a pool of processes over all cores. Jobs and outcomes cross to and from the worker
+processes in their JSON form (:mod:`panopipe.executors.codec`), as they would to any remote worker."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from functools import partial
 from panopipe.catalog.types import utcnow
 from panopipe.errors import ConfigError
 from panopipe.executors.base import Executor, JobState
+from panopipe.executors.codec import decode_job, decode_outcome, encode_job, encode_outcome
 from panopipe.steps.base import JobOutcome, JobSpec
 from panopipe.steps.registry import execute_job
 
@@ -18,6 +20,11 @@ from panopipe.steps.registry import execute_job
 def _ignore_interrupts() -> None:
     # Ctrl-C reaches the whole process group: the parent decides what to cancel, workers finish their write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _execute_encoded(job: str, *, retries: int, backoff_s: float) -> str:
+    """The worker side: run the encoded job, answer the encoded outcome."""
+    return encode_outcome(execute_job(decode_job(job), retries=retries, backoff_s=backoff_s))
 
 
 class LocalExecutor(Executor):
@@ -29,15 +36,15 @@ class LocalExecutor(Executor):
         if workers is not None and workers < 1:
             raise ConfigError(f"workers must be at least 1, got {workers}")
         self.workers = workers or os.cpu_count() or 1
-        self._run = partial(execute_job, retries=retries, backoff_s=backoff_s)
+        self._run = partial(_execute_encoded, retries=retries, backoff_s=backoff_s)
         self._pool: ProcessPoolExecutor | None = None
-        self._futures: dict[str, Future[JobOutcome]] = {}
+        self._futures: dict[str, Future[str]] = {}
 
     def submit(self, jobs: Sequence[JobSpec]) -> list[str]:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers, initializer=_ignore_interrupts)
         for job in jobs:
-            self._futures[job.id] = self._pool.submit(self._run, job)
+            self._futures[job.id] = self._pool.submit(self._run, encode_job(job))
         return [job.id for job in jobs]
 
     def describe(self, handles: Sequence[str]) -> list[JobState]:
@@ -55,7 +62,7 @@ class LocalExecutor(Executor):
             return JobState(
                 handle, "failed", JobOutcome("failed", (), f"worker died: {error}", "", 1, now, now)
             )
-        outcome = future.result()
+        outcome = decode_outcome(future.result())
         return JobState(handle, outcome.status, outcome)
 
     def cancel(self, handles: Sequence[str]) -> None:

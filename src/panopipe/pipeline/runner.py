@@ -20,7 +20,7 @@ from panopipe.catalog.types import new_id, utcnow
 from panopipe.config import Settings
 from panopipe.errors import ConfigError
 from panopipe.executors.base import FINISHED, Executor, JobState
-from panopipe.executors.local import LocalExecutor
+from panopipe.executors.factory import build_executor
 from panopipe.iterutil import batched
 from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.job_rows import put_job
@@ -75,9 +75,9 @@ def run(
 ) -> RunReport:
     """Run what :func:`~panopipe.pipeline.plan` lists, step by step; failed items do not stop the others.
 
-    ``executor`` defaults to a :class:`LocalExecutor` with ``workers`` processes (default: all cores), closed
-    at the end. Raises :class:`ConfigError` before running anything if a step's configuration cannot work
-    (e.g. a publish template that collides or escapes its root).
+    ``executor`` defaults to the one ``settings.executor`` names (unset: a local pool of ``workers`` processes,
+    default all cores), closed at the end. Raises :class:`ConfigError` before running anything if a step's
+    configuration cannot work (e.g. a publish template that collides or escapes its root).
     """
     pipeline = load_pipeline(catalog, settings, steps)
     selection = selection or Selection()
@@ -88,7 +88,14 @@ def run(
     for step in pipeline.steps:
         _validate(catalog, step, {item.subject for item in planned if item.step == step.name})
     own = executor is None
-    executor = executor or LocalExecutor(workers, retries=pipeline.retries, backoff_s=pipeline.backoff_s)
+    executor = executor or build_executor(
+        (settings or Settings()).executor,
+        retries=pipeline.retries,
+        backoff_s=pipeline.backoff_s,
+        workers=workers,
+    )
+    if executor is None:
+        raise ConfigError("executor 'none' only plans jobs: choose local or inline to run them")
     try:
         # A step without jobs in the plan gets none during the run: jobs that follow an upstream job are in it.
         for step in (step for step in pipeline.steps if counts[step.name]):

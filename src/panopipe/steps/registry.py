@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import errno
 import time
 import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from panopipe.catalog.types import utcnow
-from panopipe.errors import ConfigError, PanopipeError
+from panopipe.errors import ConfigError, PanopipeError, is_transient_os_error
 from panopipe.steps.apply_metadata import ApplyMetadataStep
 from panopipe.steps.base import JobOutcome, JobSpec, PipelineContext, Step
 from panopipe.steps.derive import DeriveStep
@@ -20,8 +19,6 @@ STEP_TYPES: dict[str, type[Step]] = {
     step.name: step for step in (StitchStep, ApplyMetadataStep, DeriveStep, PublishStep)
 }
 """Every step by name, in the order they run (each reads only steps before it)."""
-
-_TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETIMEDOUT, errno.ECONNRESET})
 
 
 def build_steps(
@@ -45,12 +42,13 @@ def build_steps(
 
 
 def is_transient(error: BaseException) -> bool:
-    """Whether ``error`` (or what caused it) is worth retrying: flagged ``transient`` or a busy/again OSError."""
+    """Whether ``error`` (or what caused it) is worth retrying: flagged ``transient`` where it arose (storage
+    errors) or an OSError of step code that is (busy, interrupted, timed out, reset)."""
     current: BaseException | None = error
     while current is not None:
         if getattr(current, "transient", False):
             return True
-        if isinstance(current, OSError) and current.errno in _TRANSIENT_ERRNOS:
+        if isinstance(current, OSError) and is_transient_os_error(current):
             return True
         current = current.__cause__
     return False

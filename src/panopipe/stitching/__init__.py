@@ -6,8 +6,9 @@ it to the catalog and storage.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from panopipe.lazy import lazy_attributes
 
 # Names load their module on first use (PEP 562), so that importing the package for planning (rig profiles,
 # the calibrated stitcher's fingerprint) does not load OpenCV or numpy.
@@ -43,12 +44,7 @@ if TYPE_CHECKING:
     from panopipe.stitching.scene import synthetic_panorama
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _MODULES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _MODULES)
 
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""boto3 clients built from :class:`~panopipe.config.Settings`: endpoint URL, region and profile in one place."""
+"""boto3 clients built from :class:`~panopipe.config.Settings` (endpoint URL, region and profile in one place),
+and which of their errors are worth retrying."""
 
 from __future__ import annotations
 
@@ -10,6 +11,31 @@ from panopipe.errors import ConfigError
 S3Client: TypeAlias = Any  # boto3 generates client classes at run time
 
 DEFAULT_MAX_POOL_CONNECTIONS = 64
+MAX_RETRIES = 5
+"""Retries botocore makes of a call (standard retry mode, with backoff) before an error reaches panopipe."""
+
+THROTTLING_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequests",
+        "TooManyRequestsException",
+        "BandwidthLimitExceeded",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "InternalError",
+        "ServiceUnavailable",
+    }
+)
+"""Error codes of AWS and S3-compatible servers that mean "too fast" or "not now": retrying later may succeed."""
+
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 def s3_client(
@@ -19,14 +45,14 @@ def s3_client(
 
     With an endpoint URL the client uses path-style addressing, which S3-compatible servers expect.
     """
-    import boto3
-    import botocore.config
-    import botocore.exceptions
+    import boto3  # type: ignore[import-untyped]
+    import botocore.config  # type: ignore[import-untyped]
+    import botocore.exceptions  # type: ignore[import-untyped]
 
     settings = settings or load_settings()
     config = botocore.config.Config(
         region_name=settings.aws_region,
-        retries={"mode": "standard", "max_attempts": 5},
+        retries={"mode": "standard", "max_attempts": MAX_RETRIES},
         max_pool_connections=max_pool_connections,
         s3={"addressing_style": "path"} if settings.s3_endpoint_url else None,
     )
@@ -35,3 +61,37 @@ def s3_client(
     except botocore.exceptions.ProfileNotFound as exc:
         raise ConfigError(f"{exc}: check AWS_PROFILE and ~/.aws/config") from None
     return session.client("s3", endpoint_url=settings.s3_endpoint_url, config=config)
+
+
+def is_transient_aws_error(error: BaseException) -> bool:
+    """Whether a botocore or urllib3 ``error`` is worth retrying later: throttling, a server error (5xx), a
+    timeout, a refused, closed or reset connection, or a body cut short. Denials, missing keys, bad requests
+    and missing credentials are not."""
+    from botocore import exceptions as aws
+    from urllib3 import exceptions as http
+
+    if isinstance(error, aws.ClientError):
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return code in THROTTLING_CODES or status in TRANSIENT_STATUSES
+    if isinstance(error, aws.SSLError | aws.ProxyConnectionError):
+        return False  # a certificate or proxy misconfiguration stays broken
+    return isinstance(
+        error,
+        aws.ConnectionError  # EndpointConnectionError, ConnectTimeoutError
+        | aws.HTTPClientError  # ReadTimeoutError, ConnectionClosedError, ResponseStreamingError
+        | aws.IncompleteReadError
+        | http.ProtocolError
+        | http.TimeoutError,
+    )
+
+
+__all__ = [
+    "DEFAULT_MAX_POOL_CONNECTIONS",
+    "MAX_RETRIES",
+    "THROTTLING_CODES",
+    "TRANSIENT_STATUSES",
+    "S3Client",
+    "is_transient_aws_error",
+    "s3_client",
+]

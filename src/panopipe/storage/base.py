@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from panopipe.errors import ObjectNotFoundError, StorageError
+from panopipe.errors import ObjectNotFoundError, StorageError, is_transient_os_error
 
 Progress = Callable[[int], None]
 """Called with the number of bytes just transferred."""
@@ -72,6 +72,12 @@ class StorageStats:
         """The counts over all keys."""
         with self._lock:
             return self._total
+
+
+def os_storage_error(action: str, path: Path | str, error: OSError) -> StorageError:
+    """``cannot <action> <path>: <reason>`` for a failed local file operation, transient when retrying may help
+    (busy, interrupted: :func:`~panopipe.errors.is_transient_os_error`), not for a full disk or a denial."""
+    return StorageError(f"cannot {action} {path}: {error.strerror}", transient=is_transient_os_error(error))
 
 
 def validate_key(key: str) -> str:

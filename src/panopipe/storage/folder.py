@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from panopipe.errors import ObjectNotFoundError, StorageError
-from panopipe.storage.base import ObjectInfo, Storage
+from panopipe.errors import ObjectNotFoundError
+from panopipe.storage.base import ObjectInfo, Storage, os_storage_error
 
 
 class FolderStorage(Storage):
@@ -51,7 +51,7 @@ class FolderStorage(Storage):
         except FileNotFoundError:
             raise ObjectNotFoundError(f"no such file: {path}") from None
         except OSError as exc:
-            raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
+            raise os_storage_error("read", path, exc) from exc
         return self._info(key, path, stat)
 
     def _read_range(self, key: str, start: int, length: int) -> bytes:
@@ -63,7 +63,7 @@ class FolderStorage(Storage):
         except FileNotFoundError:
             raise ObjectNotFoundError(f"no such file: {path}") from None
         except OSError as exc:
-            raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
+            raise os_storage_error("read", path, exc) from exc
 
     def _get(self, key: str) -> bytes:
         path = self._path(key)
@@ -72,7 +72,7 @@ class FolderStorage(Storage):
         except FileNotFoundError:
             raise ObjectNotFoundError(f"no such file: {path}") from None
         except OSError as exc:
-            raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
+            raise os_storage_error("read", path, exc) from exc
 
     def _put(self, key: str, data: bytes) -> ObjectInfo:
         path = self._path(key)
@@ -102,7 +102,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".panopipe-tmp-", dir=path.parent)
     except OSError as exc:
-        raise StorageError(f"cannot write {path}: {exc.strerror}") from exc
+        raise os_storage_error("write", path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -112,4 +112,4 @@ def write_atomic(path: Path, data: bytes) -> None:
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise StorageError(f"cannot write {path}: {exc.strerror}") from exc
+        raise os_storage_error("write", path, exc) from exc

@@ -16,13 +16,14 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
-from botocore.awsrequest import AWSRequest
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError  # type: ignore[import-untyped]
+from urllib3.exceptions import HTTPError
 
 from panopipe.config import Settings
 from panopipe.errors import ConfigError, ObjectNotFoundError, StorageError
-from panopipe.storage.aws_clients import S3Client, s3_client
-from panopipe.storage.base import ObjectInfo, Progress, Storage, validate_key
+from panopipe.storage.aws_clients import S3Client, is_transient_aws_error, s3_client
+from panopipe.storage.base import ObjectInfo, Progress, Storage, os_storage_error, validate_key
 
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB
@@ -186,20 +187,21 @@ class S3Storage(Storage):
             _, response = client.meta.events.emit_until_response("before-send.s3.GetObject", request=request)
             if response is None:
                 response = session.send(request)
-        except BotoCoreError:
+            body = response.content  # read here: a connection cut in the body is a network error too
+        except (BotoCoreError, HTTPError):
             return None
         headers = response.headers
         if response.status_code in (200, 206):
             modified = headers.get("Last-Modified")
             return {
-                "Body": response.content,
-                "ContentLength": len(response.content),
+                "Body": body,
+                "ContentLength": len(body),
                 "ContentRange": headers.get("Content-Range"),
                 "ETag": headers.get("ETag"),
                 "LastModified": parsedate_to_datetime(modified) if modified else None,
                 "VersionId": headers.get("x-amz-version-id"),
             }
-        error = _xml_error(response.content)
+        error = _xml_error(body)
         if response.status_code in (404, 416) and error.get("Code"):
             raise ClientError(
                 {"Error": error, "ResponseMetadata": {"HTTPStatusCode": response.status_code}}, "GetObject"
@@ -231,7 +233,7 @@ class S3Storage(Storage):
             size = path.stat().st_size
             data = path.read_bytes() if size < self.transfer.multipart_threshold else None
         except OSError as exc:
-            raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
+            raise os_storage_error("read", path, exc) from exc
         if data is not None:
             info = self._put_single(key, data)
             progress(info.size)
@@ -243,7 +245,7 @@ class S3Storage(Storage):
                     handle.seek(offset)
                     data = handle.read(length)
             except OSError as exc:
-                raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
+                raise os_storage_error("read", path, exc) from exc
             if len(data) != length:
                 raise StorageError(f"{path} changed while it was being uploaded; upload it again")
             return data
@@ -384,7 +386,7 @@ class S3Storage(Storage):
                     ChecksumSHA256=_b64(part.sha256),
                 )["ETag"]
 
-        etags = {}
+        etags: dict[int, str] = {}
         if not parts:
             return etags
         with ThreadPoolExecutor(min(self.transfer.max_concurrency, len(parts))) as pool:
@@ -430,7 +432,8 @@ class S3Storage(Storage):
 
     @contextlib.contextmanager
     def _errors(self, key: str | None, action: str) -> Iterator[None]:
-        """Turn botocore errors into :class:`StorageError` messages naming the bucket, the key and a remedy."""
+        """Turn botocore (and urllib3) errors into :class:`StorageError` messages naming the bucket, the key
+        and a remedy, ``transient`` when botocore gave up on what a later retry may get through."""
         try:
             yield
         except ClientError as exc:
@@ -439,8 +442,10 @@ class S3Storage(Storage):
             raise StorageError(
                 f"no AWS credentials to access {self._where(key)}: set AWS_PROFILE or configure credentials"
             ) from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"cannot access {self._where(key)}: {exc}") from exc
+        except (BotoCoreError, HTTPError) as exc:
+            raise StorageError(
+                f"cannot access {self._where(key)}: {exc}", transient=is_transient_aws_error(exc)
+            ) from exc
 
     def _client_error(self, exc: ClientError, key: str | None, action: str) -> StorageError:
         code = _code(exc)
@@ -462,7 +467,9 @@ class S3Storage(Storage):
                 f"check the IAM policy allows {action} on {arn}, and the bucket policy"
             )
         message = exc.response.get("Error", {}).get("Message", "")
-        return StorageError(f"S3 error on {where}: {code} {message}".rstrip())
+        return StorageError(
+            f"S3 error on {where}: {code} {message}".rstrip(), transient=is_transient_aws_error(exc)
+        )
 
     def _where(self, key: str | None) -> str:
         return f"s3://{self.bucket}/{self.prefix}{key}" if key else self.root_uri

@@ -1,0 +1,93 @@
+"""Which executor runs jobs: the one place that turns an executor's name into an executor.
+
+``Settings.executor`` (``PANOPIPE_EXECUTOR``, ``[panopipe] executor``, ``panopipe run --executor``) names
+one of :data:`EXECUTORS`; the runner, the event handler and the CLI all build it through
+:func:`build_executor`. A new executor (AWS Batch) is one more entry in the registry. This module imports
+no executor until one is built, so settings can check a name cheaply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from panopipe.errors import ConfigError
+
+if TYPE_CHECKING:
+    from panopipe.executors.base import Executor
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorOptions:
+    """How jobs are retried (transient errors) and, for a process pool, how many workers run them."""
+
+    retries: int = 2
+    backoff_s: float = 0.5
+    workers: int | None = None
+
+
+def _local(options: ExecutorOptions) -> Executor:
+    from panopipe.executors.local import LocalExecutor
+
+    return LocalExecutor(options.workers, retries=options.retries, backoff_s=options.backoff_s)
+
+
+def _inline(options: ExecutorOptions) -> Executor:
+    from panopipe.executors.inline import InlineExecutor
+
+    if options.workers is not None:
+        raise ConfigError("the inline executor runs one job at a time in this process: workers need local")
+    return InlineExecutor(retries=options.retries, backoff_s=options.backoff_s)
+
+
+def _none(options: ExecutorOptions) -> None:
+    return None
+
+
+_BUILDERS: dict[str, Callable[[ExecutorOptions], Executor | None]] = {
+    "local": _local,
+    "inline": _inline,
+    "none": _none,
+}
+
+EXECUTORS: tuple[str, ...] = tuple(_BUILDERS)
+"""The executor names: ``local`` (a process pool over all cores), ``inline`` (in the calling process, one job
+after the other), ``none`` (plan only: jobs are listed, not run)."""
+
+
+def check_executor(name: str) -> str:
+    """``name`` if it names an executor, else :class:`ConfigError` listing the names."""
+    if name not in _BUILDERS:
+        raise ConfigError(f"unknown executor {name!r}: choose one of {', '.join(EXECUTORS)}")
+    return name
+
+
+RUN_EXECUTOR = "local"
+"""The executor of a pipeline run when the settings name none: many jobs, a process pool over all cores."""
+EVENT_EXECUTOR = "inline"
+"""The executor of the event handler when the settings name none: an event's few jobs, in its process."""
+
+
+def build_executor(
+    name: str | None,
+    *,
+    default: str = RUN_EXECUTOR,
+    retries: int = 2,
+    backoff_s: float = 0.5,
+    workers: int | None = None,
+) -> Executor | None:
+    """The executor ``name`` (else ``default``) names, retrying transient errors ``retries`` times from
+    ``backoff_s`` seconds; ``None`` for ``none``. ``workers`` sizes the local process pool (default: one per
+    core)."""
+    return _BUILDERS[check_executor(name or default)](ExecutorOptions(retries, backoff_s, workers))
+
+
+__all__ = [
+    "EVENT_EXECUTOR",
+    "EXECUTORS",
+    "RUN_EXECUTOR",
+    "ExecutorOptions",
+    "build_executor",
+    "check_executor",
+]
