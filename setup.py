@@ -7,8 +7,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "panopipe.catalog._sqlite_copy",
-            ["src/panopipe/catalog/_sqlite_copy.c"],
+            "panopipe.catalog.transfer._sqlite_copy",
+            ["src/panopipe/catalog/transfer/_sqlite_copy.c"],
             libraries=["dl"] if sys.platform.startswith("linux") else [],
             extra_compile_args=["-O2", "-Wall"],
         )

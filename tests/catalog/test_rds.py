@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from moto import mock_aws
 from sqlalchemy.engine import make_url
 
-from panopipe.catalog import Catalog
+from panopipe.catalog import Catalog, shared_engine
 from panopipe.catalog.engine import catalog_url, connect
 from panopipe.catalog.rds import (
     TOKEN_LIFETIME_S,
@@ -20,7 +20,6 @@ from panopipe.catalog.rds import (
     Credentials,
     create_postgres_engine,
     retry_read,
-    shared_engine,
 )
 from panopipe.errors import CatalogUnreachableError, ConfigError
 

@@ -14,11 +14,10 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from panopipe.catalog import Catalog, ImageRecord, Selection, create_catalog_engine
-from panopipe.catalog.copy_target import _copy_out, reading
-from panopipe.catalog.engine import upgrade
+from panopipe.catalog import Catalog, ImageRecord, Selection, create_catalog_engine, upgrade
 from panopipe.catalog.schema import artifacts, edits, jobs
 from panopipe.catalog.transfer import TransferProgress, migrate_catalog, verify_transfer
+from panopipe.catalog.transfer.copy_target import _copy_out, reading
 from panopipe.catalog.types import new_id
 from panopipe.errors import CatalogError, ConfigError
 
@@ -142,7 +141,7 @@ def test_migration_is_exact_and_the_catalog_works_unchanged(source: str, postgre
         "edits": 31,
         "artifacts": 45,
     }
-    assert [c.table for c in report.checks] == ["images", "jobs", "edits", "artifacts"]
+    assert [c.table for c in report.checks] == ["images", "jobs", "artifacts", "edits"]
     assert ("copy", "images", 60, 60) in {(p.phase, p.table, p.rows_done, p.rows_total) for p in seen}
     assert _snapshot(postgres_url) == _snapshot(source)
     with Catalog.open(postgres_url, create=False) as target, Catalog.open(source) as original:

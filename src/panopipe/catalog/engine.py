@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,6 +65,23 @@ def create_catalog_engine(location: str | Path | URL) -> sa.Engine:
     if url.get_backend_name() == "postgresql":
         return create_postgres_engine(url)
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+_shared: dict[str, sa.Engine] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_engine(location: str) -> sa.Engine:
+    """The process-wide engine for the catalog at ``location``, created on first use and then reused.
+
+    For Lambda handlers: keep the engine (and its connection) across invocations instead of opening a new
+    one per event. Do not dispose it.
+    """
+    with _shared_lock:
+        engine = _shared.get(location)
+        if engine is None:
+            engine = _shared[location] = create_catalog_engine(location)
+        return engine
 
 
 def alembic_config(connection: sa.Connection) -> Config:
@@ -165,3 +183,19 @@ def check_schema(engine: sa.Engine, *, create: bool = True) -> None:
         f"catalog {mask_url(engine.url)} is at schema {current or 'none'}, which this panopipe does not know "
         f"(it needs {head}); upgrade panopipe"
     )
+
+
+__all__ = [
+    "MIGRATIONS",
+    "alembic_config",
+    "catalog_url",
+    "check_schema",
+    "connect",
+    "create_catalog_engine",
+    "current_revision",
+    "head_revision",
+    "mask_url",
+    "shared_engine",
+    "upgrade",
+    "user_tables",
+]

@@ -237,25 +237,6 @@ def create_postgres_engine(
     return engine
 
 
-_shared: dict[str, sa.Engine] = {}
-_shared_lock = threading.Lock()
-
-
-def shared_engine(location: str) -> sa.Engine:
-    """The process-wide engine for the catalog at ``location``, created on first use and then reused.
-
-    For Lambda handlers: keep the engine (and its connection) across invocations instead of opening a new
-    one per event. Do not dispose it.
-    """
-    from panopipe.catalog.engine import create_catalog_engine
-
-    with _shared_lock:
-        engine = _shared.get(location)
-        if engine is None:
-            engine = _shared[location] = create_catalog_engine(location)
-        return engine
-
-
 def retry_read(read: Callable[[], T], *, attempts: int = 2) -> T:
     """``read()``, run again when the connection dropped under it (a failover, a proxy or idle cut-off).
 
@@ -279,5 +260,4 @@ __all__ = [
     "create_postgres_engine",
     "in_lambda",
     "retry_read",
-    "shared_engine",
 ]

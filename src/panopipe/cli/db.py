@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from panopipe.catalog.engine import create_catalog_engine, current_revision, head_revision, mask_url, upgrade
+from panopipe.catalog import create_catalog_engine, current_revision, head_revision, mask_url, upgrade
 from panopipe.cli import render
 from panopipe.cli.db_migrate import migrate
 from panopipe.cli.options import CatalogOption, ConfigOption, JsonOption, open_settings

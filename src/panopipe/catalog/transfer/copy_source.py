@@ -1,7 +1,7 @@
 """Read a SQLite catalog table in key-ordered batches of PostgreSQL binary ``COPY`` data, with their digests.
 
 A compiled reader (``_sqlite_copy.c``) steps through a batch's rows without the GIL and writes them as binary
-``COPY`` data and as their canonical form (:mod:`panopipe.catalog.copy_format`): Python never holds the values
+``COPY`` data and as their canonical form (:mod:`panopipe.catalog.transfer.copy_format`): Python never holds the values
 one by one, which is what makes the copy fast. The next batch is read on a thread of its own while the current
 one is digested and sent. Only the JSON documents come to Python (from the same pass), to be digested later.
 """
@@ -20,15 +20,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from panopipe.catalog import _sqlite_copy
-from panopipe.catalog.copy_format import (
+from panopipe.catalog.engine import mask_url
+from panopipe.catalog.transfer import _sqlite_copy
+from panopipe.catalog.transfer.copy_format import (
     TableShape,
     json_number_text,
     quote,
     sha256,
     time_micros,
 )
-from panopipe.catalog.engine import mask_url
 from panopipe.errors import CatalogError, ConfigError
 
 
@@ -36,7 +36,8 @@ from panopipe.errors import CatalogError, ConfigError
 class SourceBatch:
     """Rows of a table after some key, up to ``last_key`` (as SQLite stores it): their count and, as asked
     for, the digest of their canonical form with the key and JSON texts of those that have documents (whose
-    digest PostgreSQL computes, see :mod:`panopipe.catalog.copy_target`), and their binary ``COPY`` data."""
+    digest PostgreSQL computes, see :mod:`~panopipe.catalog.transfer.copy_target`), and their binary ``COPY``
+    data."""
 
     last_key: Any
     rows: int

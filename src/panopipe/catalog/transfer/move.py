@@ -1,13 +1,15 @@
 """Move a SQLite catalog to PostgreSQL / Amazon RDS, resumably, and prove the copy is exact.
 
-Copy design: every table is read from SQLite in primary-key order, one batch of binary ``COPY`` data at a
-time written by a compiled reader (:mod:`panopipe.catalog.copy_source`), and written with ``COPY``, one batch
-per transaction, the next batch being read while PostgreSQL takes the previous one. The binary format spares
-both sides writing and parsing text, and carries doubles and times exactly. A table copied from empty has
-its secondary indexes, unique constraints and foreign keys dropped first; after each table's copy, whatever of
-them the target lacks is built from the SQLAlchemy metadata (the names the migrations use; unique keys as their
-indexes, made keys at the end), so an interrupted run leaves nothing missing once it is resumed. Indexes the metadata does not describe (PostGIS's
-``ix_images_geom``) are dropped too, their definitions kept in the table's comment until they are rebuilt.
+Copy design: every table of the catalog's metadata is read from SQLite in primary-key order, one batch of
+binary ``COPY`` data at a time written by a reader (:mod:`~panopipe.catalog.transfer.copy_source`: compiled
+when it was built, else pure Python, same bytes), and written with ``COPY``, one batch per transaction, the
+next batch being read while PostgreSQL takes the previous one. The binary format spares both sides writing and
+parsing text, and carries doubles and times exactly. A table copied from empty has its secondary indexes,
+unique constraints and foreign keys dropped first; after each table's copy, whatever of them the target lacks
+is built from the SQLAlchemy metadata (the names the migrations use; unique keys as their indexes, made keys
+at the end), so an interrupted run leaves nothing missing once it is resumed. Indexes the metadata does not
+describe (PostGIS's ``ix_images_geom``) are dropped too, their definitions kept in the table's comment until
+they are rebuilt.
 
 Resume design: the rows already on the target are always a key-ordered prefix of the source, so the resume
 point of a table is ``max(key)`` on the target: no bookkeeping table is needed (the target stays exactly the
@@ -17,9 +19,9 @@ content in its last batch) so that rows of another catalog are refused instead o
 Checksum design: both sides are cut into the same key ranges (one per ``batch_size`` source rows) and digested
 with SHA-256, range by range: the rows' canonical form (what PostgreSQL's binary ``COPY ... TO`` prints of
 every column but the JSON documents, byte for byte what the copy sent of them) and the JSON documents, which
-PostgreSQL reads as jsonb on both sides (:mod:`panopipe.catalog.copy_format`). The copy digests each batch it
-sends and keeps its documents; on the target (:mod:`panopipe.catalog.copy_target`) the same ranges are printed
-and digested, two at a time in one snapshot. A table's checksum is the SHA-256 of its ranges' row counts and
+PostgreSQL reads as jsonb on both sides (:mod:`~panopipe.catalog.transfer.copy_format`). The copy digests
+each batch it sends and keeps its documents; on the target (:mod:`~panopipe.catalog.transfer.copy_target`)
+the same ranges are printed and digested, two at a time in one snapshot. A table's checksum is the SHA-256 of its ranges' row counts and
 digests.
 """
 
@@ -37,10 +39,6 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from psycopg import sql
 
-from panopipe.catalog.copy_format import EMPTY_COPY, TableShape, quote, record, sha256
-from panopipe.catalog.copy_source import Source, SourceBatch, SourceTable
-from panopipe.catalog.copy_target import TargetDigests, range_digests, reading
-from panopipe.catalog.deferred_indexes import build, complete, drop_secondary, missing
 from panopipe.catalog.engine import (
     catalog_url,
     check_schema,
@@ -52,13 +50,18 @@ from panopipe.catalog.engine import (
     upgrade,
     user_tables,
 )
-from panopipe.catalog.schema import artifacts, edits, images, jobs
+from panopipe.catalog.schema import metadata
+from panopipe.catalog.transfer.copy_format import EMPTY_COPY, TableShape, quote, record, sha256
+from panopipe.catalog.transfer.copy_source import Source, SourceBatch, SourceTable
+from panopipe.catalog.transfer.copy_target import TargetDigests, range_digests, reading
+from panopipe.catalog.transfer.deferred_indexes import build, complete, drop_secondary, missing
 from panopipe.errors import CatalogError, ConfigError
 
-TABLES: tuple[sa.Table, ...] = (images, jobs, edits, artifacts)
+TABLES: tuple[sa.Table, ...] = tuple(metadata.sorted_tables)
 """The catalog's tables, parents before the tables whose foreign keys point at them."""
 
-SERIAL_TABLES: tuple[sa.Table, ...] = (edits, artifacts)
+SERIAL_TABLES = tuple(table for table in TABLES if table.autoincrement_column is not None)
+"""The tables whose integer ids come from a sequence, which must continue after the copied ids."""
 _OWN_TABLES = frozenset({*(table.name for table in TABLES), "alembic_version"})
 DEFAULT_BATCH_SIZE = 50_000
 
