@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
@@ -16,6 +18,10 @@ if TYPE_CHECKING:  # Alembic is imported when the schema is checked or migrated,
     from alembic.config import Config
 
 MIGRATIONS = "panopipe.catalog:migrations"
+_SECRET_PARAMETER = re.compile(r"password|token|secret(?!_arn$)", re.IGNORECASE)
+"""Query parameters whose values are credentials: libpq's ``password`` and ``sslpassword``, tokens (an AWS
+session's, a presigned URL's ``X-Amz-Security-Token``...), secrets (but not a secret's ARN)."""
+_MASK = "***"
 
 
 def catalog_url(location: str | Path) -> URL:
@@ -35,11 +41,15 @@ def catalog_url(location: str | Path) -> URL:
 
 
 def mask_url(url: str | URL) -> str:
-    """``url`` as text with any password replaced by ``***``."""
+    """``url`` as text with its password, and the values of query parameters that are credentials
+    (``?password=``, ``?sslpassword=``, ``?token=``...), replaced by ``***``."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except sa.exc.ArgumentError:
         return "<unparseable URL>"
+    secrets = {name: _MASK for name in parsed.query if _SECRET_PARAMETER.search(name)}
+    text = parsed.update_query_dict(secrets).render_as_string(hide_password=True)
+    return text.replace(quote(_MASK, safe=""), _MASK) if secrets else text
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
