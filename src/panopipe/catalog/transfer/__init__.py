@@ -1,5 +1,6 @@
 """Moving a SQLite catalog to PostgreSQL / Amazon RDS: the copy, its resumption and its verification."""
 
+from panopipe.catalog.transfer.copy_source import ReaderName, default_reader
 from panopipe.catalog.transfer.move import (
     DEFAULT_BATCH_SIZE,
     TABLES,
@@ -14,10 +15,12 @@ from panopipe.catalog.transfer.move import (
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "TABLES",
+    "ReaderName",
     "TableCheck",
     "TableTransfer",
     "TransferProgress",
     "TransferReport",
+    "default_reader",
     "migrate_catalog",
     "verify_transfer",
 ]
