@@ -1,7 +1,9 @@
 """The compiled SQLite reader (``_sqlite_copy.c``) in pure Python: the same bytes, several times slower.
 
 Used when panopipe was installed without a C compiler. :class:`Reader` takes the same arguments and returns
-the same values as the compiled one, and raises the same errors; the C file documents the format.
+the same values as the compiled one, and raises the same errors; the C file documents the format. One
+difference: every time goes through the time hook (:func:`~panopipe.catalog.transfer.copy_format.time_micros`
+reads the form the compiled reader parses itself, to the same microseconds).
 """
 
 from __future__ import annotations
@@ -10,17 +12,14 @@ import re
 import sqlite3
 import struct
 from collections.abc import Callable, Sequence
-from datetime import date
 from pathlib import Path
 from typing import Any
 
-SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
-"""Binary ``COPY``'s signature, flags and header extension length."""
-TRAILER = b"\xff\xff"
-NULL = b"\xff\xff\xff\xff"
+from panopipe.catalog.transfer.copy_format import COPY_HEADER, COPY_TRAILER
+
+_NULL = b"\xff\xff\xff\xff"
 _UUID = re.compile(rb"[0-9a-fA-F]{32}")
-_TIME = re.compile(rb"(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{6}))?")
-_DAY_2000 = date(2000, 1, 1).toordinal()
+_LENGTH = struct.Struct(">I")
 _INT4 = struct.Struct(">Ii")
 _INT8 = struct.Struct(">Iq")
 _FLOAT8 = struct.Struct(">Id")
@@ -39,21 +38,6 @@ class _Misfit(Exception):
 
     def __init__(self, expected: str):
         self.expected = expected
-
-
-def _time_micros(text: bytes) -> int | None:
-    """``YYYY-MM-DD HH:MM:SS[.ffffff]`` as microseconds since 2000-01-01; ``None`` for any other form."""
-    match = _TIME.fullmatch(text)
-    if not match:
-        return None
-    year, month, day, hour, minute, second = map(int, match.groups()[:6])
-    if hour > 23 or minute > 59 or second > 59:
-        return None
-    try:
-        days = date(year, month, day).toordinal() - _DAY_2000
-    except ValueError:
-        return None
-    return ((days * 24 + hour) * 60 + minute) * 60_000_000 + second * 1_000_000 + int(match[7] or 0)
 
 
 def _as_object(value: Any) -> Any:
@@ -104,88 +88,108 @@ class Reader:
         time_hook: Callable[[object], int],
         number_hook: Callable[[int | float], str],
     ) -> tuple[int, Any, bytes, bytes | None, bytes]:
+        writers = [self._writer(kind, time_hook, number_hook) for kind in kinds]
         documents = [c for c, kind in enumerate(kinds) if kind == "j"]
         plain = [c for c, kind in enumerate(kinds) if kind != "j"]
-        out, canonical, docs = bytearray(SIGNATURE), bytearray(SIGNATURE), []
+        columns, plain_columns = struct.pack(">H", len(kinds)), struct.pack(">H", len(plain))
+        out, canonical, docs = [COPY_HEADER], [COPY_HEADER], []
         count, row = 0, None
         for row in rows:
-            fields = []
-            for column, (kind, value) in enumerate(zip(kinds, row, strict=True)):
-                try:
-                    fields.append(NULL if value is None else self._field(kind, value, time_hook, number_hook))
-                except _Misfit as misfit:
-                    raise BadValue(column, misfit.expected, _as_object(value)) from None
-            out += struct.pack(">H", len(kinds))
-            out += b"".join(fields)
+            fields: list[bytes] = []
+            append = fields.append
+            try:
+                for write, value in zip(writers, row, strict=True):
+                    append(_NULL if value is None else write(value))
+            except _Misfit as misfit:
+                column = len(fields)
+                raise BadValue(column, misfit.expected, _as_object(row[column])) from None
+            out.append(columns)
+            out += fields
             if documents:
-                canonical += struct.pack(">H", len(plain))
-                canonical += b"".join(fields[c] for c in plain)
+                canonical.append(plain_columns)
+                canonical += [fields[c] for c in plain]
                 if any(row[c] is not None for c in documents):
-                    texts = (fields[c][5:] if row[c] is not None else b"" for c in documents)
-                    docs.append(b"\x1f".join((self._text(row[0]), *texts)))
+                    texts = [fields[c][5:] if row[c] is not None else b"" for c in documents]
+                    docs.append(b"\x1f".join([self._text(row[0]), *texts]))
             count += 1
-        out += TRAILER
-        canonical += TRAILER
         last: Any = None
         if row is not None:
             key = self._text(row[0])
             last = key.decode() if kinds[0] in "ut" else int(key)
-        return count, last, bytes(out), bytes(canonical) if documents else None, b"\x1e".join(docs)
+        data = b"".join([*out, COPY_TRAILER])
+        return (
+            count,
+            last,
+            data,
+            b"".join([*canonical, COPY_TRAILER]) if documents else None,
+            b"\x1e".join(docs),
+        )
 
-    def _field(
-        self,
-        kind: str,
-        value: Any,
-        time_hook: Callable[[object], int],
-        number_hook: Callable[[int | float], str],
-    ) -> bytes:
-        """One non-NULL value as a ``COPY`` field (its length, then its bytes); :class:`_Misfit` when it does
-        not fit ``kind``."""
-        if kind == "t":
-            text = self._text(value)
-            return struct.pack(">I", len(text)) + text
-        if kind == "u":
+    def _writer(
+        self, kind: str, time_hook: Callable[[object], int], number_hook: Callable[[int | float], str]
+    ) -> Callable[[Any], bytes]:
+        """A function that writes a non-NULL value of a ``kind`` column as a ``COPY`` field (its length, then
+        its bytes), or raises :class:`_Misfit` when the value does not fit the kind."""
+
+        def text(value: Any) -> bytes:
+            data = value if isinstance(value, bytes) else self._text(value)
+            return _LENGTH.pack(len(data)) + data
+
+        def uuid(value: Any) -> bytes:
             digits = value.replace(b"-", b"") if isinstance(value, _Text) else b""
             if not _UUID.fullmatch(digits):
                 raise _Misfit("a UUID")
             return b"\x00\x00\x00\x10" + bytes.fromhex(digits.decode())
-        if kind in "iIb":
-            if not isinstance(value, int):
-                raise _Misfit("a boolean" if kind == "b" else "an integer")
-            if kind == "I":
-                return _INT8.pack(8, value)
-            if kind == "b":
-                return b"\x00\x00\x00\x01" + (b"\x01" if value else b"\x00")
+
+        def int4(value: Any) -> bytes:
+            if type(value) is not int:
+                raise _Misfit("an integer")
             if not -(2**31) <= value < 2**31:
                 raise _Misfit("a 32-bit integer")
             return _INT4.pack(4, value)
-        if kind == "d":
-            if not isinstance(value, int | float):
+
+        def int8(value: Any) -> bytes:
+            if type(value) is not int:
+                raise _Misfit("an integer")
+            return _INT8.pack(8, value)
+
+        def boolean(value: Any) -> bytes:
+            if type(value) is not int:
+                raise _Misfit("a boolean")
+            return b"\x00\x00\x00\x01\x01" if value else b"\x00\x00\x00\x01\x00"
+
+        def float8(value: Any) -> bytes:
+            if type(value) is not float and type(value) is not int:
                 raise _Misfit("a number")
-            return _FLOAT8.pack(8, float(value))
-        if kind == "T":
-            micros = _time_micros(value) if isinstance(value, _Text) else None
-            if micros is None:
-                try:
-                    micros = time_hook(_as_object(value))
-                except ValueError:
-                    raise _Misfit("a time") from None
-            return _INT8.pack(8, micros)
-        if kind == "j":
+            return _FLOAT8.pack(8, value)  # an integer is rounded to the nearest double, as SQLite does
+
+        def timestamp(value: Any) -> bytes:
+            # Every time, not only those in another form than SQLAlchemy's: the hook reads that form too.
+            try:
+                return _INT8.pack(8, time_hook(_as_object(value)))
+            except ValueError:
+                raise _Misfit("a time") from None
+
+        def jsonb(value: Any) -> bytes:
             if isinstance(value, _Text):
-                text = bytes(value)
-            elif isinstance(value, int | float):
+                data = bytes(value)
+            elif type(value) is int or type(value) is float:
                 try:
                     found = number_hook(value)
                     if not isinstance(found, str):
                         raise TypeError(f"the number hook returned a {type(found).__name__}, not text")
-                    text = found.encode()
+                    data = found.encode()
                 except ValueError:
                     raise _Misfit("a JSON document") from None
             else:
                 raise _Misfit("a JSON document")
-            return struct.pack(">I", len(text) + 1) + b"\x01" + text
-        raise _Misfit("a known kind of value")
+            return _LENGTH.pack(len(data) + 1) + b"\x01" + data
+
+        def unknown(value: Any) -> bytes:
+            raise _Misfit("a known kind of value")
+
+        writers = {"t": text, "u": uuid, "i": int4, "I": int8, "b": boolean, "d": float8, "T": timestamp}
+        return writers.get(kind, jsonb if kind == "j" else unknown)
 
     def _text(self, value: Any) -> bytes:
         """A value as SQLite turns it into text (a blob's bytes as they are, a double as SQLite prints it)."""
@@ -197,9 +201,4 @@ class Reader:
         return str(value).encode()
 
 
-def load_sqlite(path: str) -> bool:
-    """Nothing to load: Python's sqlite3 module reads the catalog."""
-    return True
-
-
-__all__ = ["BadValue", "Reader", "load_sqlite"]
+__all__ = ["BadValue", "Reader"]
