@@ -8,6 +8,7 @@ test; run it by hand:
 
     python bench/bench_migrate.py --images 100000
     python bench/bench_migrate.py --catalog catalog.db --keep   # reuse a catalog built by an earlier --keep run
+    python bench/bench_migrate.py --catalog catalog.db --reader python   # the pure-Python SQLite reader
 """
 
 from __future__ import annotations
@@ -210,6 +211,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--keep", action="store_true", help="keep the databases and the SQLite file")
     parser.add_argument("--catalog", type=Path, help="an existing catalog to move instead of building one")
+    parser.add_argument(
+        "--reader", choices=("compiled", "python"), help="how to read SQLite (default: compiled if installed)"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench_migrate_"))
@@ -236,7 +240,9 @@ def main() -> None:
     reports = {}
 
     def panopipe(kind: str, verify: bool) -> None:
-        reports[kind] = migrate_catalog(str(path), urls[kind], batch_size=args.batch_size, verify=verify)
+        reports[kind] = migrate_catalog(
+            str(path), urls[kind], batch_size=args.batch_size, verify=verify, reader=args.reader
+        )
 
     results["panopipe, verified"] = measure(lambda: panopipe("verified", True), args.admin_url)
     results["panopipe, no verification"] = measure(lambda: panopipe("unverified", False), args.admin_url)

@@ -15,8 +15,7 @@ from moto import mock_aws
 from tests.aws.s3_events import BUCKET, render_shot, s3_record, sqs_batch, sqs_message, upload_shot
 
 from panopipe.aws import lambda_handler
-from panopipe.catalog import Catalog
-from panopipe.catalog.rds import shared_engine
+from panopipe.catalog import Catalog, shared_engine
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from moto import mock_aws
 from sqlalchemy.engine import make_url
 
-from panopipe.catalog import Catalog
+from panopipe.catalog import Catalog, mask_url, shared_engine
 from panopipe.catalog.engine import catalog_url, connect
 from panopipe.catalog.rds import (
     TOKEN_LIFETIME_S,
@@ -20,8 +21,8 @@ from panopipe.catalog.rds import (
     Credentials,
     create_postgres_engine,
     retry_read,
-    shared_engine,
 )
+from panopipe.cli import main
 from panopipe.errors import CatalogUnreachableError, ConfigError
 
 RDS_HOST = "survey.c9akciq32.eu-west-1.rds.amazonaws.com"
@@ -215,6 +216,59 @@ def test_failed_connections_show_neither_password_nor_token(aws: None, postgres_
     (token,) = rds.tokens
     assert "127.0.0.1" in str(caught.value)
     assert token not in str(caught.value) and "X-Amz-Signature" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://ana:pw@db/survey", "postgresql://ana:***@db/survey"),
+        (
+            "postgresql://ana@db/survey?password=pw&sslmode=require",
+            "postgresql://ana@db/survey?password=***&sslmode=require",
+        ),
+        (
+            "postgresql://db/survey?sslpassword=pw&sslkey=/k.pem",
+            "postgresql://db/survey?sslkey=%2Fk.pem&sslpassword=***",
+        ),
+        ("postgresql://db/x?token=pw&aws_session_token=pw&X-Amz-Security-Token=pw", None),
+        ("postgresql://u:pw@db/x?PASSWORD=pw&password=pw", None),
+        ("postgresql://db/x?client_secret=pw", None),
+        # Not secrets: where to find one, and libpq's password file (a path).
+        (
+            "postgresql://db/x?secret_arn=arn:aws:secretsmanager:eu-west-1:1:secret:x",
+            "postgresql://db/x?secret_arn=arn%3Aaws%3Asecretsmanager%3Aeu-west-1%3A1%3Asecret%3Ax",
+        ),
+        (
+            "postgresql://db/x?passfile=/home/ana/.pgpass",
+            "postgresql://db/x?passfile=%2Fhome%2Fana%2F.pgpass",
+        ),
+        ("postgresql://ana@db/survey", "postgresql://ana@db/survey"),
+        ("not a url://", "<unparseable URL>"),
+    ],
+)
+def test_mask_url_hides_passwords_and_tokens_in_every_form(url: str, shown: str | None):
+    masked = mask_url(url)
+    assert "pw" not in masked
+    if shown is not None:
+        assert masked == shown
+    else:
+        assert masked.count("***") == len(make_url(url).query) + bool(make_url(url).password)
+
+
+@pytest.mark.parametrize("command", [["ls"], ["db", "migrate", "--to"]])
+def test_connection_errors_do_not_print_a_password_given_as_a_parameter(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    url = "postgresql://u@127.0.0.1:1/db?password=s3cret&sslpassword=s3cret2"
+    if command == ["ls"]:
+        args = ["ls", "--catalog", url]
+    else:
+        Catalog.open(tmp_path / "catalog.db").close()
+        args = [*command, url, "--catalog", str(tmp_path / "catalog.db")]
+    assert main(args) == 3
+    out, err = capsys.readouterr()
+    assert "127.0.0.1" in err and "password=***" in err
+    assert "s3cret" not in out + err
 
 
 def test_lambda_gets_one_connection_per_process(postgres_url: str):

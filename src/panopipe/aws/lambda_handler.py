@@ -13,8 +13,7 @@ import logging
 from typing import Any
 
 from panopipe.aws.logging import bind_request, configure_json_logging
-from panopipe.catalog import Catalog
-from panopipe.catalog.rds import shared_engine
+from panopipe.catalog import Catalog, shared_engine
 from panopipe.config import load_settings
 from panopipe.errors import EventError
 from panopipe.events.handler import EventHandler

@@ -1,7 +1,15 @@
 """The metadata catalog: images, non-destructive edits, artifacts and jobs, on SQLite or PostgreSQL."""
 
 from panopipe.catalog.catalog import Catalog, KnownFile
-from panopipe.catalog.engine import catalog_url, create_catalog_engine, mask_url
+from panopipe.catalog.engine import (
+    catalog_url,
+    create_catalog_engine,
+    current_revision,
+    head_revision,
+    mask_url,
+    shared_engine,
+    upgrade,
+)
 from panopipe.catalog.records import (
     CAPTURE_FIELDS,
     EDITABLE_FIELDS,
@@ -26,5 +34,9 @@ __all__ = [
     "UpsertResult",
     "catalog_url",
     "create_catalog_engine",
+    "current_revision",
+    "head_revision",
     "mask_url",
+    "shared_engine",
+    "upgrade",
 ]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
@@ -15,6 +18,10 @@ if TYPE_CHECKING:  # Alembic is imported when the schema is checked or migrated,
     from alembic.config import Config
 
 MIGRATIONS = "panopipe.catalog:migrations"
+_SECRET_PARAMETER = re.compile(r"password|token|secret(?!_arn$)", re.IGNORECASE)
+"""Query parameters whose values are credentials: libpq's ``password`` and ``sslpassword``, tokens (an AWS
+session's, a presigned URL's ``X-Amz-Security-Token``...), secrets (but not a secret's ARN)."""
+_MASK = "***"
 
 
 def catalog_url(location: str | Path) -> URL:
@@ -34,11 +41,15 @@ def catalog_url(location: str | Path) -> URL:
 
 
 def mask_url(url: str | URL) -> str:
-    """``url`` as text with any password replaced by ``***``."""
+    """``url`` as text with its password, and the values of query parameters that are credentials
+    (``?password=``, ``?sslpassword=``, ``?token=``...), replaced by ``***``."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except sa.exc.ArgumentError:
         return "<unparseable URL>"
+    secrets = {name: _MASK for name in parsed.query if _SECRET_PARAMETER.search(name)}
+    text = parsed.update_query_dict(secrets).render_as_string(hide_password=True)
+    return text.replace(quote(_MASK, safe=""), _MASK) if secrets else text
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -64,6 +75,23 @@ def create_catalog_engine(location: str | Path | URL) -> sa.Engine:
     if url.get_backend_name() == "postgresql":
         return create_postgres_engine(url)
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+_shared: dict[str, sa.Engine] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_engine(location: str) -> sa.Engine:
+    """The process-wide engine for the catalog at ``location``, created on first use and then reused.
+
+    For Lambda handlers: keep the engine (and its connection) across invocations instead of opening a new
+    one per event. Do not dispose it.
+    """
+    with _shared_lock:
+        engine = _shared.get(location)
+        if engine is None:
+            engine = _shared[location] = create_catalog_engine(location)
+        return engine
 
 
 def alembic_config(connection: sa.Connection) -> Config:
@@ -165,3 +193,19 @@ def check_schema(engine: sa.Engine, *, create: bool = True) -> None:
         f"catalog {mask_url(engine.url)} is at schema {current or 'none'}, which this panopipe does not know "
         f"(it needs {head}); upgrade panopipe"
     )
+
+
+__all__ = [
+    "MIGRATIONS",
+    "alembic_config",
+    "catalog_url",
+    "check_schema",
+    "connect",
+    "create_catalog_engine",
+    "current_revision",
+    "head_revision",
+    "mask_url",
+    "shared_engine",
+    "upgrade",
+    "user_tables",
+]

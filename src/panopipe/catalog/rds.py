@@ -57,10 +57,12 @@ class ConnectionSettings:
     @classmethod
     def from_url(cls, url: URL) -> ConnectionSettings:
         """The panopipe parameters of ``url``; :class:`ConfigError` for invalid values."""
-        values = {name: url.query.get(name) for name in PANOPIPE_PARAMETERS}
-        for name, value in values.items():
+        values: dict[str, str | None] = {}
+        for name in PANOPIPE_PARAMETERS:
+            value = url.query.get(name)
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"catalog URL parameter {name} is given more than once")
+            values[name] = value
         iam = (values["iam"] or "false").lower()
         if iam not in ("true", "1", "yes", "false", "0", "no"):
             raise ConfigError(f"invalid iam={values['iam']!r} in the catalog URL: expected true or false")
@@ -147,13 +149,13 @@ class Credentials:
         return cached.get()
 
     def _new_token(self, host: str, port: int, user: str) -> str:
-        import botocore.exceptions
+        import botocore.exceptions  # type: ignore[import-untyped]
 
         match = RDS_HOST.search(host)
         region = self.settings.region or (match["region"] if match else None)
         try:
             if self._rds_client is None:
-                import boto3
+                import boto3  # type: ignore[import-untyped]
 
                 self._rds_client = boto3.client("rds", region_name=region)
             return self._rds_client.generate_db_auth_token(
@@ -169,13 +171,13 @@ class Credentials:
             ) from None
 
     def _read_secret(self) -> dict[str, Any]:
-        import botocore.exceptions
+        import botocore.exceptions  # type: ignore[import-untyped]
 
         arn = self.settings.secret_arn
         assert arn is not None
         try:
             if self._secrets_client is None:
-                import boto3
+                import boto3  # type: ignore[import-untyped]
 
                 parts = arn.split(":")
                 self._secrets_client = boto3.client(
@@ -237,25 +239,6 @@ def create_postgres_engine(
     return engine
 
 
-_shared: dict[str, sa.Engine] = {}
-_shared_lock = threading.Lock()
-
-
-def shared_engine(location: str) -> sa.Engine:
-    """The process-wide engine for the catalog at ``location``, created on first use and then reused.
-
-    For Lambda handlers: keep the engine (and its connection) across invocations instead of opening a new
-    one per event. Do not dispose it.
-    """
-    from panopipe.catalog.engine import create_catalog_engine
-
-    with _shared_lock:
-        engine = _shared.get(location)
-        if engine is None:
-            engine = _shared[location] = create_catalog_engine(location)
-        return engine
-
-
 def retry_read(read: Callable[[], T], *, attempts: int = 2) -> T:
     """``read()``, run again when the connection dropped under it (a failover, a proxy or idle cut-off).
 
@@ -279,5 +262,4 @@ __all__ = [
     "create_postgres_engine",
     "in_lambda",
     "retry_read",
-    "shared_engine",
 ]

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 GEOM_COLUMN = "geom"
 GEOM_INDEX = "ix_images_geom"
-_GEOM = sa.literal_column(f"images.{GEOM_COLUMN}")
+_GEOM: sa.ColumnClause[Any] = sa.literal_column(f"images.{GEOM_COLUMN}")
 # PostGIS's sphere (the WGS 84 mean radius, 6 371 008.77 m) is 4.5e-9 smaller than panopipe.geo's; the slack
 # keeps ST_DWithin a superset of the haversine test that decides on every backend.
 _DISTANCE_SLACK = 1e-6

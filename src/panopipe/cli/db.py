@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from panopipe.catalog.engine import create_catalog_engine, current_revision, head_revision, mask_url, upgrade
+from panopipe.catalog import create_catalog_engine, current_revision, head_revision, mask_url, upgrade
 from panopipe.cli import render
 from panopipe.cli.db_migrate import migrate
 from panopipe.cli.options import CatalogOption, ConfigOption, JsonOption, open_settings
@@ -38,6 +38,6 @@ def current_command(
     Example: panopipe db current --json
     """
     engine = create_catalog_engine(open_settings(catalog_location, config).catalog)
-    state = {"catalog": mask_url(engine.url), "current": current_revision(engine), "head": head_revision()}
-    state["up_to_date"] = state["current"] == state["head"]
+    current, head = current_revision(engine), head_revision()
+    state = {"catalog": mask_url(engine.url), "current": current, "head": head, "up_to_date": current == head}
     render.print_fields(state, as_json=as_json)

@@ -64,6 +64,8 @@ def migrate(
     else:
         title = f"{report.source} -> {report.target}{' (dry run)' if dry_run else ''}"
         render.print_rows(rows, list(rows[0]), as_json=False, title=title)
+    if report.note:
+        render.warn(report.note)
     report.raise_for_mismatch()
     if dry_run:
         pending = sum(t.source_rows - t.present_rows for t in report.tables)

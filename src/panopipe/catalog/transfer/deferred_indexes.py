@@ -9,6 +9,7 @@ so that an interrupted copy still rebuilds them.
 from __future__ import annotations
 
 import json
+from typing import TypeVar
 
 import sqlalchemy as sa
 from psycopg import sql
@@ -37,11 +38,14 @@ def _deferred(table: sa.Table) -> list[tuple[str, _Statement, list[_Statement]]]
     return found
 
 
-def _constraints(table: sa.Table, kind: type[sa.Constraint]) -> list[sa.Constraint]:
+_Kind = TypeVar("_Kind", bound=sa.Constraint)
+
+
+def _constraints(table: sa.Table, kind: type[_Kind]) -> list[_Kind]:
     return sorted((c for c in table.constraints if isinstance(c, kind)), key=lambda c: str(c.name))
 
 
-def _unique_index(constraint: sa.Constraint) -> sa.TextClause:
+def _unique_index(constraint: sa.UniqueConstraint) -> sa.TextClause:
     """The index of a unique key, named as the key: built without the exclusive lock that adding the key
     takes, so that it can be built while the table is read."""
     columns = ", ".join(f'"{column.name}"' for column in constraint.columns)

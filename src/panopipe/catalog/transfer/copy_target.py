@@ -2,8 +2,8 @@
 
 The canonical form is what binary ``COPY (SELECT ...) TO STDOUT`` prints, hashed as it streams in. The JSON
 documents of both sides are digested by PostgreSQL, as ``jsonb`` values: the target's columns and the source's
-texts, sent as one parameter (:mod:`panopipe.catalog.copy_format`). Several connections can share one snapshot,
-so that ranges digested in parallel see the same table.
+texts, sent as one parameter (:mod:`~panopipe.catalog.transfer.copy_format`). Several connections can share
+one snapshot, so that ranges digested in parallel see the same table.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import psycopg
 import sqlalchemy as sa
 from psycopg import pq, sql
 
-from panopipe.catalog.copy_format import TableShape, documents_digest_sql, postgres_row_query, quote
 from panopipe.catalog.engine import connect
+from panopipe.catalog.transfer.copy_format import TableShape, documents_digest_sql, postgres_row_query, quote
 
 
 @contextmanager

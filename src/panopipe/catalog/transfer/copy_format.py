@@ -78,8 +78,11 @@ class TableShape:
         return column_kind(self.key) == "u"
 
 
-EMPTY_COPY = b"PGCOPY\n\xff\r\n\x00" + bytes(8) + b"\xff\xff"
-"""Binary ``COPY`` data of no rows: the signature, flags and header extension length, then the trailer."""
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+"""Binary ``COPY``'s signature, flags and header extension length."""
+COPY_TRAILER = b"\xff\xff"
+EMPTY_COPY = COPY_HEADER + COPY_TRAILER
+"""Binary ``COPY`` data of no rows."""
 
 
 # Values the reader hands to Python: the rare ones not in the form SQLAlchemy writes.

@@ -1,13 +1,15 @@
 """Move a SQLite catalog to PostgreSQL / Amazon RDS, resumably, and prove the copy is exact.
 
-Copy design: every table is read from SQLite in primary-key order, one batch of binary ``COPY`` data at a
-time written by a compiled reader (:mod:`panopipe.catalog.copy_source`), and written with ``COPY``, one batch
-per transaction, the next batch being read while PostgreSQL takes the previous one. The binary format spares
-both sides writing and parsing text, and carries doubles and times exactly. A table copied from empty has
-its secondary indexes, unique constraints and foreign keys dropped first; after each table's copy, whatever of
-them the target lacks is built from the SQLAlchemy metadata (the names the migrations use; unique keys as their
-indexes, made keys at the end), so an interrupted run leaves nothing missing once it is resumed. Indexes the metadata does not describe (PostGIS's
-``ix_images_geom``) are dropped too, their definitions kept in the table's comment until they are rebuilt.
+Copy design: every table of the catalog's metadata is read from SQLite in primary-key order, one batch of
+binary ``COPY`` data at a time written by a reader (:mod:`~panopipe.catalog.transfer.copy_source`: compiled
+when it was built, else pure Python, same bytes), and written with ``COPY``, one batch per transaction, the
+next batch being read while PostgreSQL takes the previous one. The binary format spares both sides writing and
+parsing text, and carries doubles and times exactly. A table copied from empty has its secondary indexes,
+unique constraints and foreign keys dropped first; after each table's copy, whatever of them the target lacks
+is built from the SQLAlchemy metadata (the names the migrations use; unique keys as their indexes, made keys
+at the end), so an interrupted run leaves nothing missing once it is resumed. Indexes the metadata does not
+describe (PostGIS's ``ix_images_geom``) are dropped too, their definitions kept in the table's comment until
+they are rebuilt.
 
 Resume design: the rows already on the target are always a key-ordered prefix of the source, so the resume
 point of a table is ``max(key)`` on the target: no bookkeeping table is needed (the target stays exactly the
@@ -17,9 +19,9 @@ content in its last batch) so that rows of another catalog are refused instead o
 Checksum design: both sides are cut into the same key ranges (one per ``batch_size`` source rows) and digested
 with SHA-256, range by range: the rows' canonical form (what PostgreSQL's binary ``COPY ... TO`` prints of
 every column but the JSON documents, byte for byte what the copy sent of them) and the JSON documents, which
-PostgreSQL reads as jsonb on both sides (:mod:`panopipe.catalog.copy_format`). The copy digests each batch it
-sends and keeps its documents; on the target (:mod:`panopipe.catalog.copy_target`) the same ranges are printed
-and digested, two at a time in one snapshot. A table's checksum is the SHA-256 of its ranges' row counts and
+PostgreSQL reads as jsonb on both sides (:mod:`~panopipe.catalog.transfer.copy_format`). The copy digests
+each batch it sends and keeps its documents; on the target (:mod:`~panopipe.catalog.transfer.copy_target`)
+the same ranges are printed and digested, two at a time in one snapshot. A table's checksum is the SHA-256 of its ranges' row counts and
 digests.
 """
 
@@ -37,10 +39,6 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from psycopg import sql
 
-from panopipe.catalog.copy_format import EMPTY_COPY, TableShape, quote, record, sha256
-from panopipe.catalog.copy_source import Source, SourceBatch, SourceTable
-from panopipe.catalog.copy_target import TargetDigests, range_digests, reading
-from panopipe.catalog.deferred_indexes import build, complete, drop_secondary, missing
 from panopipe.catalog.engine import (
     catalog_url,
     check_schema,
@@ -52,13 +50,18 @@ from panopipe.catalog.engine import (
     upgrade,
     user_tables,
 )
-from panopipe.catalog.schema import artifacts, edits, images, jobs
+from panopipe.catalog.schema import metadata
+from panopipe.catalog.transfer.copy_format import EMPTY_COPY, TableShape, quote, record, sha256
+from panopipe.catalog.transfer.copy_source import ReaderName, Source, SourceBatch, SourceTable, reader_note
+from panopipe.catalog.transfer.copy_target import TargetDigests, range_digests, reading
+from panopipe.catalog.transfer.deferred_indexes import build, complete, drop_secondary, missing
 from panopipe.errors import CatalogError, ConfigError
 
-TABLES: tuple[sa.Table, ...] = (images, jobs, edits, artifacts)
+TABLES: tuple[sa.Table, ...] = tuple(metadata.sorted_tables)
 """The catalog's tables, parents before the tables whose foreign keys point at them."""
 
-SERIAL_TABLES: tuple[sa.Table, ...] = (edits, artifacts)
+SERIAL_TABLES = tuple(table for table in TABLES if table.autoincrement_column is not None)
+"""The tables whose integer ids come from a sequence, which must continue after the copied ids."""
 _OWN_TABLES = frozenset({*(table.name for table in TABLES), "alembic_version"})
 DEFAULT_BATCH_SIZE = 50_000
 
@@ -111,6 +114,12 @@ class TransferReport:
     checks: tuple[TableCheck, ...] = ()
     seconds: float = 0.0
     verified: bool = False
+    reader: ReaderName = "compiled"
+
+    @property
+    def note(self) -> str | None:
+        """A line to show the user about how the move ran (the slow SQLite reader), if any."""
+        return reader_note(self.reader)
 
     @property
     def resumed(self) -> bool:
@@ -153,6 +162,8 @@ class TransferReport:
             "rows_copied": self.rows_copied,
             "seconds": round(self.seconds, 3),
             "verified": self.verified,
+            "reader": self.reader,
+            "note": self.note,
             "ok": self.ok,
             "tables": [
                 {
@@ -188,6 +199,7 @@ def migrate_catalog(
     dry_run: bool = False,
     verify: bool = True,
     progress: Progress | None = None,
+    reader: ReaderName | None = None,
 ) -> TransferReport:
     """Copy the SQLite catalog at ``source`` into the PostgreSQL database at ``target_url`` and verify the copy.
 
@@ -195,6 +207,8 @@ def migrate_catalog(
     artifact id sequences continue after the copied ids. Running it again after an interruption continues
     where it stopped. A target holding other tables, another schema revision or rows the source cannot
     account for is refused. With ``dry_run`` nothing is written: the report says what would move.
+    ``reader`` chooses how SQLite is read (the compiled reader by default, when it is installed); the report
+    says which one ran.
     """
     if batch_size < 1:
         raise ConfigError(f"invalid batch size {batch_size}: expected at least 1")
@@ -204,18 +218,18 @@ def migrate_catalog(
             raise ConfigError(
                 f"cannot migrate to {mask_url(target_engine.url)}: the target must be a postgresql:// URL"
             )
-        with Source(source_engine) as reading_source:
+        with Source(source_engine, reader) as reading_source:
             check_schema(source_engine, create=False)
             sources = {table.name: reading_source.table(table) for table in TABLES}
             create = _check_target(target_engine)
             if create and not dry_run:
                 upgrade(target_engine)
             resume = {
-                name: (0, None) if create else _resume_point(reader, target_engine, batch_size)
-                for name, reader in sources.items()
+                name: (0, None) if create else _resume_point(table_source, target_engine, batch_size)
+                for name, table_source in sources.items()
             }
-            totals = {name: reader.count() for name, reader in sources.items()}
-            copied, checks = dict.fromkeys(totals, 0), []
+            totals = {name: table_source.count() for name, table_source in sources.items()}
+            copied, checks = dict.fromkeys(totals, 0), list[TableCheck]()
             if not dry_run:
                 copied, checks = _move(sources, target_engine, resume, totals, batch_size, verify, progress)
         return TransferReport(
@@ -229,6 +243,7 @@ def migrate_catalog(
             checks=tuple(checks),
             seconds=time.monotonic() - started,
             verified=bool(checks),
+            reader=reading_source.reader_name,
         )
 
 
@@ -238,11 +253,12 @@ def verify_transfer(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
+    reader: ReaderName | None = None,
 ) -> list[TableCheck]:
     """Compare every catalog table of the SQLite ``source`` and the PostgreSQL ``target``: row counts and
     content checksums (computed over ranges of ``batch_size`` source rows)."""
     with _engine(source, must_exist=True) as source_engine, _engine(target) as target_engine:
-        return _verify(source_engine, target_engine, batch_size, progress)
+        return _verify(source_engine, target_engine, batch_size, progress, reader)
 
 
 class _engine:
@@ -424,16 +440,19 @@ def _reset_sequences(engine: sa.Engine) -> None:
 
 
 def _verify(
-    source: sa.Engine, target: sa.Engine, batch_size: int, progress: Progress | None
+    source: sa.Engine,
+    target: sa.Engine,
+    batch_size: int,
+    progress: Progress | None,
+    reader: ReaderName | None,
 ) -> list[TableCheck]:
     """Compare each table's source batches with the same key ranges on the target."""
-    with Source(source) as reading_source:
+    with Source(source, reader) as reading_source:
         checks = []
         for table in TABLES:
-            reader = reading_source.table(table)
-            checks.append(
-                _verify_table(reader.shape, reader.batches(None, None, batch_size), target, progress)
-            )
+            table_source = reading_source.table(table)
+            batches = table_source.batches(None, None, batch_size)
+            checks.append(_verify_table(table_source.shape, batches, target, progress))
         return checks
 
 

@@ -542,7 +542,7 @@ static PyMethodDef Reader_methods[] = {
 };
 
 static PyTypeObject ReaderType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "panopipe.catalog._sqlite_copy.Reader",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "panopipe.catalog.transfer._sqlite_copy.Reader",
     .tp_basicsize = sizeof(Reader),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "A SQLite connection whose query results come out as PostgreSQL binary COPY data.",
@@ -567,7 +567,7 @@ PyMODINIT_FUNC PyInit__sqlite_copy(void) {
     if (PyType_Ready(&ReaderType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
-    BadValue = PyErr_NewExceptionWithDoc("panopipe.catalog._sqlite_copy.BadValue",
+    BadValue = PyErr_NewExceptionWithDoc("panopipe.catalog.transfer._sqlite_copy.BadValue",
                                          "A value that does not fit its column: (column, expected, value).",
                                          PyExc_ValueError, NULL);
     if (!BadValue || PyModule_AddObjectRef(m, "BadValue", BadValue) < 0 ||
