@@ -169,7 +169,7 @@ class EventHandler:
         list(self._pool.map(self._read, pending))
         read = time.perf_counter()
         failing = {i.message_id for i in pending if i.outcome and i.outcome.action is Action.FAILED} - {None}
-        self._apply([i for i in pending if i.change is not None and i.message_id not in failing])
+        self._apply([i for i in pending if i.message_id not in failing])
         changed: set[str] = set()
         frames: dict[str | None, dict[str, datetime | None]] = {}  # per reel, changed frames' capture times
         for item in pending:
@@ -241,10 +241,11 @@ class EventHandler:
         return storage
 
     def _apply(self, items: list[_Pending]) -> None:
-        """Apply the changes of ``items`` to the catalog in one call, setting the outcomes of those it applied."""
-        changes = [item.change for item in items if item.change is not None]
-        applied = self.catalog.apply_object_events(changes, on_removed=orphan_artifacts)
-        for item, result in zip(items, applied, strict=True):
+        """Apply the changes read for ``items`` to the catalog in one call, setting the outcomes of those it
+        applied."""
+        ready = [(item, item.change) for item in items if item.change is not None]
+        applied = self.catalog.apply_object_events([c for _, c in ready], on_removed=orphan_artifacts)
+        for (item, _), result in zip(ready, applied, strict=True):
             if result is not None:
                 item.outcome = Outcome(
                     item.message_id, item.uri, result.action, result.reason, result.image_id
@@ -292,7 +293,7 @@ def with_output_prefix(settings: Settings) -> Settings:
 
 
 def own_output_prefixes(catalog: Catalog, settings: Settings) -> tuple[str, ...]:
-    """The URI prefixes panopipe writes outputs under: the pipeline output root and the publish root."""
+    """The URI prefixes panopipe writes outputs under: the pipeline's output root and its steps' (publish)."""
     return tuple(sorted({root.rstrip("/") + "/" for root in load_pipeline(catalog, settings).output_roots()}))
 
 
