@@ -1,6 +1,7 @@
 """The planner: which jobs a run would make, and why, without fingerprinting every image.
 
-Candidates are found set-wise in SQL, per step: subjects with no artifact, a different ``params_hash``
+Candidates are found set-wise in SQL (the job store's queries, :mod:`panopipe.pipeline.store`, over the
+subjects the catalog selects, :mod:`panopipe.catalog.subjects`, in one of the catalog's transactions), per step: subjects with no artifact, a different ``params_hash``
 (parameters or step version changed), a selected image updated after the artifact, an upstream artifact newer
 than it, or a job that failed, was cancelled or was marked stale by ``verify --repair``. Only candidates get
 their fingerprint computed. A candidate whose fingerprint matches its artifact is up to date: the planner
