@@ -15,10 +15,11 @@ from moto import mock_aws
 from tests.aws.s3_events import BUCKET, render_shot, s3_record, sqs_batch, sqs_message, upload_shot
 
 from panopipe.catalog import Catalog, Selection, create_catalog_engine
+from panopipe.catalog.object_events import padded_sequencer
 from panopipe.catalog.schema import artifacts, images, jobs, metadata
 from panopipe.config import Settings
 from panopipe.events import compare_sequencers
-from panopipe.events.handler import EventHandler, padded_sequencer
+from panopipe.events.handler import EventHandler
 from panopipe.executors.inline import InlineExecutor
 
 OUTPUT = f"s3://{BUCKET}/panopipe-out"

@@ -12,9 +12,9 @@ from tests.pipeline.captures import RIG, Project, add_panoramas, add_rig_shots, 
 
 from panopipe.catalog import CAPTURE_FIELDS, ImageRecord, Selection
 from panopipe.catalog.schema import artifacts
+from panopipe.catalog.subjects import FEW_IDS, selected_subjects
 from panopipe.pipeline import load_pipeline, plan, run
-from panopipe.pipeline.planner import candidates
-from panopipe.pipeline.subjects import FEW_IDS, selected_subjects
+from panopipe.pipeline.store import candidates
 from panopipe.storage import resolve_uri
 
 STEPS = ("stitch", "apply-metadata", "derive", "publish")

@@ -1,7 +1,9 @@
-"""The Catalog API: one interface over SQLite and PostgreSQL for images, edits, artifacts and jobs."""
+"""The Catalog API: one interface over SQLite and PostgreSQL for images and edits, and the transactions that
+other tables' owners (the pipeline's job store) work in."""
 
 from __future__ import annotations
 
+import contextlib
 import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ import sqlalchemy as sa
 from panopipe.catalog import edits as edit_ops
 from panopipe.catalog.bulk import insert_rows
 from panopipe.catalog.engine import check_schema, create_catalog_engine, mask_url
+from panopipe.catalog.object_events import AppliedChange, ObjectChange, OnRemoved, apply_changes
 from panopipe.catalog.records import (
     CAPTURE_FIELDS,
     FILE_FIELDS,
@@ -29,6 +32,7 @@ from panopipe.catalog.schema import images
 from panopipe.catalog.selection import Selection
 from panopipe.catalog.shots import assign_reel_shots
 from panopipe.catalog.spatial import PostGIS, detect_postgis
+from panopipe.catalog.subjects import subject_id
 from panopipe.catalog.types import new_ids, utcnow
 from panopipe.catalog.values import from_json, to_json
 from panopipe.errors import CatalogError, NotFoundError
@@ -85,6 +89,33 @@ class Catalog:
         """The catalog's URL with any password masked."""
         return mask_url(self.engine.url)
 
+    @property
+    def folder(self) -> Path | None:
+        """The folder of a SQLite catalog's file; ``None`` for a database server or an in-memory catalog."""
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            return Path(url.database).parent
+        return None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """A connection in a transaction, committed at the end (rolled back on an error); database errors are
+        raised as :class:`~panopipe.errors.CatalogError`."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa.exc.SQLAlchemyError as exc:
+            raise CatalogError(f"{type(exc).__name__}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[sa.Connection]:
+        """A connection for reading; database errors are raised as :class:`~panopipe.errors.CatalogError`."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except sa.exc.SQLAlchemyError as exc:
+            raise CatalogError(f"{type(exc).__name__}: {exc}") from exc
+
     def close(self) -> None:
         """Release the catalog's connections."""
         self.engine.dispose()
@@ -114,20 +145,31 @@ class Catalog:
             unchanged += n
         return UpsertResult(tuple(added), tuple(updated), tuple(unchanged))
 
-    def upsert_in(
+    def _upsert_in(
         self,
         conn: sa.Connection,
         records: Sequence[ImageRecord],
-        *,
-        added_values: Mapping[str, Mapping[str, Any]] | None = None,
+        added_values: Mapping[str, Mapping[str, Any]],
     ) -> UpsertResult:
         """:meth:`upsert_images` inside the caller's transaction on ``conn`` (e.g. while it holds a row lock).
 
         ``added_values`` are more columns for the images it adds, by URI (the columns of the first for all),
         such as the S3 event a new image comes from.
         """
-        added, updated, unchanged = self._upsert_chunk(conn, records, added_values or {})
+        added, updated, unchanged = self._upsert_chunk(conn, records, added_values)
         return UpsertResult(tuple(added), tuple(updated), tuple(unchanged))
+
+    def apply_object_events(
+        self, changes: Sequence[ObjectChange], *, on_removed: OnRemoved | None = None
+    ) -> list[AppliedChange | None]:
+        """Apply object events (S3 creations and removals) in order and idempotently, across concurrent
+        handlers; per change what it did, ``None`` for one not applied as an earlier change of its group failed.
+
+        All in one transaction, or one transaction per change if that fails (see
+        :mod:`~panopipe.catalog.object_events`). ``on_removed`` runs in the transaction that removes images,
+        with their ids and the shots left without frames (the job store orphans their artifacts).
+        """
+        return apply_changes(self.engine, changes, self._upsert_in, on_removed)
 
     def _upsert_chunk(
         self,
@@ -140,14 +182,14 @@ class Catalog:
         uris = list(latest)
         ids = [r.id for r in latest.values() if r.id]
         columns = [images.c[name] for name in ("id", "captured", "deleted", *_WRITTEN_FIELDS)]
-        condition = images.c.uri.in_(uris)
+        condition: sa.ColumnElement[bool] = images.c.uri.in_(uris)
         if ids:
             condition = sa.or_(condition, images.c.id.in_(ids))
         existing_by_uri: dict[str, Any] = {}
         existing_by_id: dict[str, Any] = {}
-        for row in conn.execute(sa.select(*columns).where(condition)):
-            existing_by_uri[row.uri] = row
-            existing_by_id[row.id] = row
+        for found in conn.execute(sa.select(*columns).where(condition)):
+            existing_by_uri[found.uri] = found
+            existing_by_id[found.id] = found
         now = utcnow()
         fresh_ids = iter(new_ids(len(latest)))
         inserts: list[tuple[Any, ...]] = []
@@ -290,10 +332,31 @@ class Catalog:
         frames near those, with the same result (see :func:`~panopipe.catalog.shots.assign_reel_shots`).
         """
         changed = 0
-        with self.engine.begin() as conn:
+        with self.transaction() as conn:
             for reel in set(reels):
                 changed += assign_reel_shots(conn, reel, tolerance_s, (around or {}).get(reel))
         return changed
+
+    def positions(
+        self, subjects: Iterable[str] = (), *, limit: int = 20_000
+    ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+        """``(lon, lat)`` of up to ``limit`` images that are not deleted (evenly thinned), and, apart and all of
+        them, those of the images in ``subjects`` (subject ids, e.g. of failed jobs)."""
+        c = images.c
+        where = (c.deleted == sa.false(), c.lat.is_not(None), c.lon.is_not(None))
+        flagged_ids = set(subjects)
+        points: list[tuple[float, float]] = []
+        flagged: list[tuple[float, float]] = []
+        with self.connect() as conn:
+            total = conn.execute(sa.select(sa.func.count()).where(*where)).scalar_one()
+            step = max(1, total // limit)
+            for i, row in enumerate(conn.execute(sa.select(c.id, c.shot, c.lat, c.lon).where(*where))):
+                position = (row.lon, row.lat)
+                if subject_id("image", row.id) in flagged_ids or subject_id("shot", row.shot) in flagged_ids:
+                    flagged.append(position)
+                elif i % step == 0:
+                    points.append(position)
+        return points, flagged
 
     # Edits
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,9 +17,11 @@ from panopipe.catalog.records import EDITABLE_FIELDS, Edit, FieldChange
 from panopipe.catalog.schema import edits, images
 from panopipe.catalog.selection import Selection
 from panopipe.catalog.spatial import PostGIS
+from panopipe.catalog.subjects import CHUNK, Subject
 from panopipe.catalog.types import new_id, utcnow
 from panopipe.catalog.values import from_json, parse_value, to_json, validate_value
 from panopipe.errors import CatalogError, ConfigError, NotFoundError
+from panopipe.iterutil import batched
 
 
 def _check_field(field: str) -> None:
@@ -187,3 +189,20 @@ def resolve_keys(conn: sa.Connection, rows: Iterable[dict[str, str]]) -> dict[st
 
 def _describe(row: dict[str, str], keys: set[str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in row.items() if k in keys and v)
+
+
+def edited_since(conn: sa.Connection, subjects: Sequence[tuple[Subject, datetime]]) -> set[str]:
+    """The ids of ``subjects`` any of whose frames had an edit made or undone after the time given with it."""
+    since = {frame.id: (subject.id, moment) for subject, moment in subjects for frame in subject.frames}
+    found: set[str] = set()
+    for chunk in batched(since, CHUNK):
+        query = (
+            sa.select(edits.c.image_id, sa.func.max(edits.c.created_at), sa.func.max(edits.c.undone_at))
+            .where(edits.c.image_id.in_(chunk))
+            .group_by(edits.c.image_id)
+        )
+        for image_id, created, undone in conn.execute(query):
+            subject, moment = since[image_id]
+            if created > moment or (undone is not None and undone > moment):
+                found.add(subject)
+    return found

@@ -18,16 +18,13 @@ A *message* is one SQS message, or the whole event of a direct S3, SNS or EventB
 * a JPEG whose header cannot be read, zero-byte objects included: cataloged with ``status='failed'`` and the
   reason, as ingest records them.
 
-Order and idempotence come from the database, so they hold across concurrent handlers: each image stores
-the sequencer of the last event applied (upper-case, zero-left-padded, so text order is event order). An
-event applies in the transaction whose ``UPDATE ... WHERE source_sequencer < :new`` moves it forward (on
-PostgreSQL the rows are locked, in URI order, as they are read); the lock holds until the change is written.
-A batch's events share one transaction and a few statements; if any of them fails, the batch is applied again
-one event per transaction, so only that event's message fails. Removing an unknown object leaves a deleted
-placeholder with its sequencer, so an older creation arriving later cannot bring it back. Only events that
-changed an image plan and submit jobs, and jobs are unique per (step, subject, fingerprint). Reprocessing
-errors are logged and do not fail messages: the catalog is right, and the planner (state-based) picks the
-work up next time.
+Order and idempotence come from the database, so they hold across concurrent handlers (see
+:mod:`panopipe.catalog.object_events`): a batch's events are applied in one transaction; if that fails, one
+event per transaction, so only that event's message fails (its later events are not applied, and the events
+of a message that failed before reaching the catalog are not applied: the message comes back whole). Only
+events that changed an image plan and submit jobs, and jobs are unique per (step, subject, fingerprint).
+Reprocessing errors are logged and do not fail messages: the catalog is right, and the planner (state-based)
+picks the work up next time.
 """
 
 from __future__ import annotations
@@ -38,39 +35,23 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
-import sqlalchemy as sa
-
-from panopipe.catalog import Catalog, ImageRecord, Selection
-from panopipe.catalog.schema import artifacts, images
-from panopipe.catalog.types import new_id, utcnow
+from panopipe.catalog import Catalog, Selection
+from panopipe.catalog.object_events import Action, ObjectChange, padded_sequencer
 from panopipe.config import Settings
-from panopipe.errors import CatalogError, EventError, ObjectNotFoundError, PanopipeError, StorageError
+from panopipe.errors import EventError, ObjectNotFoundError, PanopipeError, StorageError
 from panopipe.events.shapes import EventKind, ObjectEvent, parse_event
 from panopipe.executors.base import Executor
 from panopipe.executors.factory import EVENT_EXECUTOR, build_executor
 from panopipe.ingest import JPEG_SUFFIXES, image_record
 from panopipe.pipeline import load_pipeline, plan, run
-from panopipe.steps.publish import PublishStep
+from panopipe.pipeline.store import orphan_artifacts
 from panopipe.storage import Storage, open_storage, validate_key
 
-SEQUENCER_WIDTH = 64
 READ_THREADS = 16
 
 log = logging.getLogger(__name__)
-
-
-class Action(StrEnum):
-    """What handling one object event did."""
-
-    ADDED = "added"
-    UPDATED = "updated"
-    UNCHANGED = "unchanged"
-    DELETED = "deleted"
-    SKIPPED = "skipped"
-    FAILED = "failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,14 +110,13 @@ class HandleReport:
 
 @dataclass(slots=True)
 class _Pending:
-    """An object event on its way: where it points, its padded sequencer, and the record read for a creation."""
+    """An object event on its way: where it points, the change to apply once read, or its outcome."""
 
     message_id: str | None
     event: ObjectEvent
     storage: Storage | None = None
     uri: str | None = None
-    sequencer: str | None = None
-    record: Any = None
+    change: ObjectChange | None = None
     outcome: Outcome | None = None
 
 
@@ -194,13 +174,13 @@ class EventHandler:
         list(self._pool.map(self._read, pending))
         read = time.perf_counter()
         failing = {i.message_id for i in pending if i.outcome and i.outcome.action is Action.FAILED} - {None}
-        self._apply_batch([i for i in pending if i.outcome is None and i.message_id not in failing])
+        self._apply([i for i in pending if i.message_id not in failing])
         changed: set[str] = set()
         frames: dict[str | None, dict[str, datetime | None]] = {}  # per reel, changed frames' capture times
         for item in pending:
-            if item.message_id in report.failed_messages and item.message_id is not None:
+            outcome = item.outcome
+            if outcome is None or (item.message_id in report.failed_messages and item.message_id is not None):
                 continue  # its message fails as a whole and comes back
-            outcome = item.outcome or self._apply_logged(item)
             if outcome.action is Action.FAILED:
                 self._fail(report, item.message_id, item.uri, outcome.reason or "failed")
                 continue
@@ -209,8 +189,9 @@ class EventHandler:
                 log.info("skipped", extra=outcome.to_dict())
             elif outcome.action is not Action.UNCHANGED and outcome.image_id:
                 changed.add(outcome.image_id)
-                if getattr(item.record, "reel", None) is not None:
-                    frames.setdefault(item.record.reel, {})[outcome.image_id] = item.record.captured_at
+                record = item.change.record if item.change is not None else None
+                if record is not None and record.reel is not None:
+                    frames.setdefault(record.reel, {})[outcome.image_id] = record.captured_at
         applied = time.perf_counter()
         if changed:
             self._reprocess(report, changed, frames)
@@ -227,10 +208,12 @@ class EventHandler:
         event = item.event
         try:
             item.uri = self._locate(item)
-            item.sequencer = padded_sequencer(event.sequencer)
+            sequencer = padded_sequencer(event.sequencer)
+            record = None
             if event.kind is EventKind.CREATED:
                 assert item.storage is not None
-                item.record = image_record(item.storage, event.key, self.settings.ingest)
+                record = image_record(item.storage, event.key, self.settings.ingest)
+            item.change = ObjectChange(item.uri, sequencer, event.version_id, record, item.message_id)
         except (_Skip, EventError) as skip:
             item.outcome = Outcome(item.message_id, item.uri, Action.SKIPPED, str(skip))
         except ObjectNotFoundError:
@@ -262,121 +245,16 @@ class EventHandler:
             storage = self._storages[bucket] = open_storage(f"s3://{bucket}", self.settings)
         return storage
 
-    # Applying: the whole batch in one transaction; one transaction per event if that fails.
-
-    def _apply_batch(self, items: list[_Pending]) -> None:
-        """Apply ``items`` in one transaction, setting their outcomes; leave them unset if it fails.
-
-        Any error rolls the whole transaction back, and :meth:`handle` then applies each event in its own
-        transaction, which fails only that event's message: one bad event costs the batch its shortcut,
-        never its other messages.
-        """
-        try:
-            with self.catalog.engine.begin() as conn:
-                outcomes = [pair for round_ in _rounds(items) for pair in self._apply_round(conn, round_)]
-        except (PanopipeError, sa.exc.SQLAlchemyError) as exc:
-            log.info("batch transaction rolled back", extra={"reason": f"{type(exc).__name__}: {exc}"})
-            return
-        for item, outcome in outcomes:
-            item.outcome = outcome
-
-    def _apply_logged(self, item: _Pending) -> Outcome:
-        try:
-            return self._apply(item)
-        except (PanopipeError, sa.exc.SQLAlchemyError) as exc:
-            return Outcome(item.message_id, item.uri, Action.FAILED, f"{type(exc).__name__}: {exc}")
-
-    def _apply(self, item: _Pending) -> Outcome:
-        for attempt in (1, 2):
-            try:
-                with self.catalog.engine.begin() as conn:
-                    ((_, outcome),) = self._apply_round(conn, [item])
-                    return outcome
-            except (sa.exc.IntegrityError, _Raced):
-                if attempt == 2:  # a concurrent handler wrote the same URI first: read its row again
-                    raise
-        raise AssertionError("unreachable")
-
-    def _apply_round(self, conn: sa.Connection, items: list[_Pending]) -> list[tuple[_Pending, Outcome]]:
-        """Apply events for distinct URIs, a few statements for all of them: the images' rows are read (and
-        locked, on PostgreSQL, in URI order, as every handler locks them), events not newer than the one an
-        image applied are skipped, the others claim their row with their sequencer (an unknown URI's creation
-        is added with it, its removal leaves a deleted placeholder), then creations are upserted together and
-        removals mark their image deleted.
-
-        A claim is guarded in SQL too (``source_sequencer < :new``): SQLite does not lock what was read, and
-        a claim that a concurrent handler overtook raises :class:`_Raced`, so that nothing older is written.
-        """
-        c = images.c
-        uris = [item.uri for item in items]
-        query = sa.select(c.uri, c.id, c.source_sequencer).where(c.uri.in_(uris)).order_by(c.uri)
-        rows = {row.uri: row for row in conn.execute(query.with_for_update())}
-        now = utcnow()
-        outcomes: list[tuple[_Pending, Outcome]] = []
-        claimed: list[tuple[_Pending, str, bool]] = []
-        placeholders: list[dict[str, Any]] = []
-        claims: list[dict[str, Any]] = []
-        records: list[ImageRecord] = []
-        sources: dict[str, dict[str, Any]] = {}
-        for item in items:
-            row = rows.get(item.uri)
-            source = {"source_sequencer": item.sequencer, "source_version_id": item.event.version_id}
-            if row is None:
-                image_id = new_id()
-                if item.event.kind is EventKind.CREATED:  # added by the upsert, with its event
-                    records.append(replace(item.record, id=image_id))
-                    sources[item.record.uri] = source
-                else:
-                    placeholder = {"id": image_id, "uri": item.uri, "deleted": True}
-                    placeholders.append(placeholder | {"ingested_at": now, "updated_at": now} | source)
-            elif (
-                item.sequencer is None
-                or row.source_sequencer is None
-                or row.source_sequencer < item.sequencer
-            ):
-                image_id = row.id
-                claims.append({"_id": image_id, "_new": item.sequencer} | source)
-            else:
-                reason = "not newer than the event applied"
-                outcomes.append((item, Outcome(item.message_id, item.uri, Action.SKIPPED, reason)))
-                continue
-            claimed.append((item, image_id, row is None))
-        if placeholders:
-            conn.execute(images.insert(), placeholders)
-        if claims:
-            new = sa.bindparam("_new", type_=sa.String)
-            newer = sa.or_(new.is_(None), c.source_sequencer.is_(None), c.source_sequencer < new)
-            claim = images.update().where(c.id == sa.bindparam("_id"), newer)
-            if conn.execute(claim, claims).rowcount != len(claims):
-                raise _Raced("a concurrent handler applied a newer event of the same object")
-        records += [
-            item.record for item, _, added in claimed if item.event.kind is EventKind.CREATED and not added
-        ]
-        result = self.catalog.upsert_in(conn, records, added_values=sources) if records else None
-        unknown = {record.id for record in records if record.uri in sources}
-        if result is not None and not unknown <= set(result.added):
-            # A concurrent handler inserted one of these URIs after they were read: its row was updated
-            # without the sequencer guard. Roll back; read again, the row is there and the guard applies.
-            raise _Raced("a concurrent handler added the same object")
-        updated = set(result.updated) if result is not None else set()
-        for item, image_id, added in claimed:
-            if item.event.kind is EventKind.REMOVED:
-                deleted = conn.execute(
-                    images.update()
-                    .where(c.id == image_id, c.deleted == sa.false())
-                    .values(deleted=True, updated_at=utcnow())
-                ).rowcount
-                _orphan_artifacts(conn, image_id)
-                action = Action.DELETED if deleted or added else Action.UNCHANGED
-                outcome = Outcome(item.message_id, item.uri, action, image_id=image_id if deleted else None)
-            else:
-                action = (
-                    Action.ADDED if added else Action.UPDATED if image_id in updated else Action.UNCHANGED
+    def _apply(self, items: list[_Pending]) -> None:
+        """Apply the changes read for ``items`` to the catalog in one call, setting the outcomes of those it
+        applied."""
+        ready = [(item, item.change) for item in items if item.change is not None]
+        applied = self.catalog.apply_object_events([c for _, c in ready], on_removed=orphan_artifacts)
+        for (item, _), result in zip(ready, applied, strict=True):
+            if result is not None:
+                item.outcome = Outcome(
+                    item.message_id, item.uri, result.action, result.reason, result.image_id
                 )
-                reason = item.record.error if item.record.status == "failed" else None
-                outcome = Outcome(item.message_id, item.uri, action, reason, image_id)
-            outcomes.append((item, outcome))
-        return outcomes
 
     # Reprocessing
 
@@ -390,7 +268,7 @@ class EventHandler:
                 report.planned = len(plan(self.catalog, selection, self.steps, self.settings))
                 return
             result = run(self.catalog, selection, self.steps, self.settings, executor=self.executor)
-        except (PanopipeError, sa.exc.SQLAlchemyError) as exc:
+        except PanopipeError as exc:
             report.reprocess_error = f"{type(exc).__name__}: {exc}"
             log.warning("reprocessing failed", extra={"reason": report.reprocess_error})
             return
@@ -409,50 +287,6 @@ class _Skip(Exception):
     """An event panopipe acknowledges without acting on it (the message is the reason)."""
 
 
-class _Raced(CatalogError):
-    """A concurrent handler applied a newer event of an object between reading and claiming its row."""
-
-
-def _rounds(items: list[_Pending]) -> list[list[_Pending]]:
-    """``items`` in rounds of distinct URIs, sorted by URI: round *n* holds the *n*-th event of each URI, so
-    that one object's events apply in delivery order."""
-    rounds: list[list[_Pending]] = []
-    seen: dict[str | None, int] = {}
-    for item in sorted(items, key=lambda item: item.uri or ""):
-        n = seen[item.uri] = seen.get(item.uri, -1) + 1
-        if n == len(rounds):
-            rounds.append([])
-        rounds[n].append(item)
-    return rounds
-
-
-def _orphan_artifacts(conn: sa.Connection, image_id: str) -> None:
-    """Mark the image's own artifacts, and those of its shot once no frame of it is left, orphaned."""
-    c = artifacts.c
-    conn.execute(artifacts.update().where(c.image_id == image_id).values(orphaned=True))
-    shot = conn.execute(sa.select(images.c.shot).where(images.c.id == image_id)).scalar()
-    if shot is None:
-        return
-    alive = sa.select(images.c.id).where(images.c.shot == shot, images.c.deleted == sa.false()).exists()
-    conn.execute(artifacts.update().where(c.shot == shot, ~alive).values(orphaned=True))
-
-
-def padded_sequencer(sequencer: str | None) -> str | None:
-    """``sequencer`` upper-cased and zero-left-padded to :data:`SEQUENCER_WIDTH`, so text order is event order.
-
-    Raises :class:`EventError` for a sequencer that is not hexadecimal or too long.
-    """
-    if sequencer is None:
-        return None
-    if (
-        not sequencer
-        or len(sequencer) > SEQUENCER_WIDTH
-        or not all(ch in "0123456789abcdefABCDEF" for ch in sequencer)
-    ):
-        raise EventError(f"sequencer must be up to {SEQUENCER_WIDTH} hexadecimal digits, got {sequencer!r}")
-    return sequencer.upper().rjust(SEQUENCER_WIDTH, "0")
-
-
 def with_output_prefix(settings: Settings) -> Settings:
     """``settings`` whose pipeline output is ``settings.output_prefix`` unless ``[steps.pipeline] output`` is set."""
     shared = settings.steps.get("pipeline", {})
@@ -464,20 +298,15 @@ def with_output_prefix(settings: Settings) -> Settings:
 
 
 def own_output_prefixes(catalog: Catalog, settings: Settings) -> tuple[str, ...]:
-    """The URI prefixes panopipe writes outputs under: the pipeline output root and the publish root."""
-    pipeline = load_pipeline(catalog, settings)
-    roots = [pipeline.context.output_uri]
-    roots += [step.root.root_uri for step in pipeline.steps if isinstance(step, PublishStep)]
-    return tuple(sorted({root.rstrip("/") + "/" for root in roots}))
+    """The URI prefixes panopipe writes outputs under: the pipeline's output root and its steps' (publish)."""
+    return tuple(sorted({root.rstrip("/") + "/" for root in load_pipeline(catalog, settings).output_roots()}))
 
 
 __all__ = [
-    "SEQUENCER_WIDTH",
     "Action",
     "EventHandler",
     "HandleReport",
     "Outcome",
     "own_output_prefixes",
-    "padded_sequencer",
     "with_output_prefix",
 ]

@@ -30,13 +30,14 @@ class Pipeline:
     retries: int = 2
     backoff_s: float = 0.5
 
+    def output_roots(self) -> tuple[str, ...]:
+        """The roots panopipe writes under: the pipeline's output and those of its steps (e.g. publish)."""
+        return (self.context.output_uri, *(root for step in self.steps for root in step.output_roots()))
+
 
 def default_output(catalog: Catalog) -> str:
     """``panopipe-out`` beside a SQLite catalog's file, else in the current folder."""
-    url = catalog.engine.url
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        return str(Path(url.database).parent / DEFAULT_OUTPUT_FOLDER)
-    return str(Path.cwd() / DEFAULT_OUTPUT_FOLDER)
+    return str((catalog.folder or Path.cwd()) / DEFAULT_OUTPUT_FOLDER)
 
 
 def load_pipeline(

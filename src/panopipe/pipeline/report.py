@@ -5,10 +5,7 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from panopipe.catalog import Catalog
-from panopipe.catalog.schema import images
 from panopipe.pipeline.status import Status, status
 
 MAX_POINTS = 20_000
@@ -21,7 +18,7 @@ def write_html_report(
     """Write the report to ``path`` (one file, no external resources); the path written."""
     current = status(catalog)
     failed = {f.subject for f in current.failures}
-    points, failed_points = _positions(catalog, failed)
+    points, failed_points = catalog.positions(failed, limit=MAX_POINTS)
     html = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}}table{{border-collapse:collapse;margin:1rem 0}}
@@ -62,26 +59,6 @@ def _failures_table(current: Status) -> str:
         for f in current.failures
     )
     return f"<table><tr><th>step</th><th>subject</th><th>status</th><th>reason</th><th>attempts</th><th>log (end)</th></tr>{rows}</table>"
-
-
-def _positions(
-    catalog: Catalog, failed: set[str]
-) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-    """Positions of up to :data:`MAX_POINTS` images (evenly thinned), and those of images in failed subjects."""
-    c = images.c
-    where = (c.deleted == sa.false(), c.lat.is_not(None), c.lon.is_not(None))
-    with catalog.engine.connect() as conn:
-        total = conn.execute(sa.select(sa.func.count()).where(*where)).scalar_one()
-        step = max(1, total // MAX_POINTS)
-        points: list[tuple[float, float]] = []
-        flagged: list[tuple[float, float]] = []
-        for i, row in enumerate(conn.execute(sa.select(c.id, c.shot, c.lat, c.lon).where(*where))):
-            position = (row.lon, row.lat)
-            if f"image:{row.id}" in failed or f"shot:{row.shot}" in failed:
-                flagged.append(position)
-            elif i % step == 0:
-                points.append(position)
-    return points, flagged
 
 
 def _svg(points: list[tuple[float, float]], flagged: list[tuple[float, float]]) -> str:

@@ -12,21 +12,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
-
 from panopipe.catalog import Catalog, Selection
-from panopipe.catalog.schema import artifacts, jobs
-from panopipe.catalog.types import new_id, utcnow
+from panopipe.catalog.subjects import KINDS, load_subjects, selected_subjects
+from panopipe.catalog.types import new_id
 from panopipe.config import Settings
 from panopipe.errors import ConfigError
-from panopipe.executors.base import FINISHED, Executor, JobState
+from panopipe.executors.base import FINISHED, Executor
 from panopipe.executors.factory import build_executor
-from panopipe.iterutil import batched
 from panopipe.pipeline.config import load_pipeline
-from panopipe.pipeline.job_rows import put_job
 from panopipe.pipeline.planner import Work, plan, plan_step
-from panopipe.pipeline.subjects import CHUNK, KINDS, load_subjects, selected_subjects
-from panopipe.steps.base import JobOutcome, JobSpec, Step
+from panopipe.pipeline.store import record_cancelled, record_finished, record_submitted, taken_outputs
+from panopipe.steps.base import JobSpec, Step
 
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(step, finished, total)`` each time jobs of ``step`` finish."""
@@ -110,7 +106,7 @@ def run(
 
 
 def _plan(catalog: Catalog, selection: Selection, step: Step, force: bool) -> list[Work]:
-    with catalog.engine.begin() as conn, selected_subjects(conn, selection) as selected:
+    with catalog.transaction() as conn, selected_subjects(conn, selection) as selected:
         return plan_step(conn, step, selected, force=force)
 
 
@@ -118,7 +114,7 @@ def _validate(catalog: Catalog, step: Step, subject_ids: set[str]) -> None:
     """Let a step that checks its subjects (publish) see every subject the run will give it, before it starts."""
     if not subject_ids or type(step).validate is Step.validate:
         return
-    with catalog.engine.connect() as conn:
+    with catalog.connect() as conn:
         subjects = [
             subject
             for kind in KINDS
@@ -126,21 +122,11 @@ def _validate(catalog: Catalog, step: Step, subject_ids: set[str]) -> None:
                 conn, kind, sorted(s.partition(":")[2] for s in subject_ids if s.startswith(f"{kind}:"))
             )
         ]
-        step.validate(subjects, _taken(conn, step, subjects))
-
-
-def _taken(conn: sa.Connection, step: Step, subjects: Sequence[Any]) -> list[tuple[str, str]]:
-    """``(subject, output URI)`` of ``step``'s artifacts at the URIs ``subjects`` would write."""
-    try:
-        uris = [step.output_uri(s, step.outputs[0]) for s in subjects]
-    except ConfigError:
-        return []  # validate() reports the bad template with the subject it failed on
-    c = artifacts.c
-    taken: list[tuple[str, str]] = []
-    for chunk in batched(uris, CHUNK):
-        query = sa.select(c.subject, c.output_uri).where(c.step == step.name, c.output_uri.in_(chunk))
-        taken += [(row.subject, row.output_uri) for row in conn.execute(query)]
-    return taken
+        try:
+            uris = [step.output_uri(s, step.outputs[0]) for s in subjects]
+        except ConfigError:
+            uris = []  # validate() reports the bad template with the subject it failed on
+        step.validate(subjects, taken_outputs(conn, step.name, uris))
 
 
 def _execute(
@@ -152,7 +138,7 @@ def _execute(
         for w in work
     ]
     by_id = dict(zip((s.id for s in specs), work, strict=True))
-    job_ids = _record_submitted(catalog, specs, work, executor.name)
+    job_ids = record_submitted(catalog, specs, [w.reason for w in work], executor.name)
     handles = executor.submit(specs)
     spec_of = dict(zip(handles, specs, strict=True))
     pending = list(handles)
@@ -163,7 +149,8 @@ def _execute(
             states = [s for s in executor.describe(pending) if s.status in FINISHED]
             for state in states:
                 spec = spec_of[state.handle]
-                _record_finished(catalog, job_ids[spec.id], by_id[spec.id], state)
+                item = by_id[spec.id]
+                record_finished(catalog, job_ids[spec.id], step, item.subject, item.fingerprint, state)
                 counts[state.status] = counts.get(state.status, 0) + 1
                 if state.status == "failed" and state.outcome is not None:
                     report.failures.append(Failure(step.name, spec.subject, state.outcome.error or "failed"))
@@ -176,93 +163,9 @@ def _execute(
                 time.sleep(executor.poll_interval_s)
     except KeyboardInterrupt:
         executor.cancel(pending)
-        _record_cancelled(catalog, [job_ids[spec_of[h].id] for h in pending])
+        record_cancelled(catalog, [job_ids[spec_of[h].id] for h in pending])
         counts["cancelled"] = counts.get("cancelled", 0) + len(pending)
         raise
-
-
-def _record_submitted(
-    catalog: Catalog, specs: Sequence[JobSpec], work: Sequence[Work], executor: str
-) -> dict[str, str]:
-    """Record each job as queued (reusing the row of an earlier job with the same fingerprint); job ids."""
-    ids: dict[str, str] = {}
-    now = utcnow()
-    with catalog.engine.begin() as conn:
-        for spec, item in zip(specs, work, strict=True):
-            values = {
-                "status": "queued",
-                "reason": item.reason,
-                "executor": executor,
-                "external_id": None,
-                "error": None,
-                "log": None,
-                "submitted_at": now,
-                "started_at": None,
-                "finished_at": None,
-            }
-            ids[spec.id] = put_job(conn, spec.step, spec.subject, spec.fingerprint, values, job_id=spec.id)
-    return ids
-
-
-def _record_finished(catalog: Catalog, job_id: str, item: Work, state: JobState) -> None:
-    outcome = state.outcome
-    if outcome is None:  # cancelled before it started
-        _record_cancelled(catalog, [job_id])
-        return
-    with catalog.engine.begin() as conn:
-        conn.execute(
-            jobs.update()
-            .where(jobs.c.id == job_id)
-            .values(
-                status=outcome.status,
-                attempts=jobs.c.attempts + outcome.attempts,
-                external_id=state.external_id,
-                error=outcome.error,
-                log=outcome.log or None,
-                started_at=outcome.started_at,
-                finished_at=outcome.finished_at,
-            )
-        )
-        if outcome.status == "succeeded":
-            _record_artifacts(conn, job_id, item, outcome)
-
-
-def _record_artifacts(conn: sa.Connection, job_id: str, item: Work, outcome: JobOutcome) -> None:
-    step, subject = item.step, item.subject
-    c = artifacts.c
-    conn.execute(artifacts.delete().where(c.step == step.name, c.subject == subject.id))
-    now = utcnow()
-    conn.execute(
-        artifacts.insert(),
-        [
-            {
-                "step": step.name,
-                "subject": subject.id,
-                "name": output.name,
-                "image_id": subject.key if subject.kind == "image" else None,
-                "shot": subject.key if subject.kind == "shot" else None,
-                "step_version": step.version,
-                "params_hash": step.params_hash,
-                "fingerprint": item.fingerprint,
-                "output_uri": output.uri,
-                "output_hash": output.hash,
-                "output_size": output.size,
-                "job_id": job_id,
-                "created_at": now,
-            }
-            for output in outcome.outputs
-        ],
-    )
-
-
-def _record_cancelled(catalog: Catalog, job_ids: Sequence[str]) -> None:
-    with catalog.engine.begin() as conn:
-        for chunk in batched(job_ids, CHUNK):
-            conn.execute(
-                jobs.update()
-                .where(jobs.c.id.in_(chunk), jobs.c.status.in_(("queued", "running")))
-                .values(status="cancelled", finished_at=utcnow())
-            )
 
 
 __all__ = ["Failure", "Progress", "RunReport", "run"]

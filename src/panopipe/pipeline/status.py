@@ -6,11 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from panopipe.catalog import Catalog
 from panopipe.catalog.records import to_json_value
-from panopipe.catalog.schema import artifacts, jobs
+from panopipe.pipeline.store import job_status
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,45 +46,7 @@ class Status:
 
 def status(catalog: Catalog, *, failures_limit: int = 1000) -> Status:
     """Job counts by step and status (the latest job of each subject), and up to ``failures_limit`` failures."""
-    rank = (
-        sa.func.row_number()
-        .over(
-            partition_by=(jobs.c.step, jobs.c.subject),
-            order_by=(jobs.c.submitted_at.desc(), jobs.c.id.desc()),
-        )
-        .label("rank")
-    )
-    latest = sa.select(jobs, rank).subquery()
-    current = sa.select(latest).where(latest.c.rank == 1).subquery()
-    counts: dict[str, dict[str, int]] = {}
-    with catalog.engine.connect() as conn:
-        query = sa.select(current.c.step, current.c.status, sa.func.count()).group_by(
-            current.c.step, current.c.status
-        )
-        for step, state, count in conn.execute(query.order_by(current.c.step, current.c.status)):
-            counts.setdefault(step, {})[state] = count
-        made = dict(
-            conn.execute(
-                sa.select(artifacts.c.step, sa.func.count(sa.distinct(artifacts.c.subject))).group_by(
-                    artifacts.c.step
-                )
-            ).all()
-        )
-        failed = conn.execute(
-            sa.select(
-                current.c.step,
-                current.c.subject,
-                current.c.status,
-                current.c.reason,
-                current.c.error,
-                current.c.attempts,
-                current.c.finished_at,
-                current.c.log,
-            )
-            .where(current.c.status.in_(("failed", "stale")))
-            .order_by(current.c.step, current.c.subject)
-            .limit(failures_limit)
-        ).all()
+    counts, made, failed = job_status(catalog, failures_limit)
     return Status(counts, made, tuple(JobFailure(*row) for row in failed))
 
 

@@ -9,24 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from panopipe.catalog import Catalog, Selection
-from panopipe.catalog.schema import artifacts
-from panopipe.catalog.types import utcnow
+from panopipe.catalog.subjects import CHUNK, KINDS, Subject, load_subjects, selected_subjects
 from panopipe.config import Settings
 from panopipe.errors import MetadataError, ObjectNotFoundError
 from panopipe.metadata import parse_jpeg_header
 from panopipe.pipeline.config import load_pipeline
-from panopipe.pipeline.job_rows import put_job
-from panopipe.pipeline.subjects import CHUNK, KINDS, load_subjects, selected_subjects
+from panopipe.pipeline.store import StoredOutput, mark_stale, stored_outputs
 from panopipe.steps.apply_metadata import expected_metadata
-from panopipe.steps.base import Step, Subject, SubjectKind
+from panopipe.steps.base import Step
 from panopipe.storage import resolve_uri
 
 METADATA_STEPS = frozenset({"apply-metadata", "publish"})
@@ -64,17 +60,6 @@ class Drift:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class _Artifact:
-    step: str
-    subject: str
-    name: str
-    fingerprint: str
-    uri: str
-    hash: str | None
-    size: int | None
-
-
 def verify(
     catalog: Catalog,
     selection: Selection | None = None,
@@ -86,53 +71,28 @@ def verify(
     """Every drifted output of the selected subjects; with ``repair``, their jobs are marked stale."""
     metadata_step = load_pipeline(catalog, settings, ["apply-metadata"]).steps[0]
     drifts: list[Drift] = []
+    stale: dict[tuple[str, str], tuple[StoredOutput, str]] = {}  # one reason per job: its last drift
     checked = 0
-    with catalog.engine.begin() as conn:
-        with selected_subjects(conn, selection or Selection()) as selected:
-            for kind in KINDS:
-                for subject, recorded in _recorded(conn, kind, selected[kind], selected.params):
-                    for artifact in recorded:
-                        drift = _check(artifact, subject, metadata_step)
+    with catalog.transaction() as conn, selected_subjects(conn, selection or Selection()) as selected:
+        for kind in KINDS:
+            by_key = stored_outputs(conn, kind, selected)
+            keys = list(by_key)
+            for start in range(0, len(keys), CHUNK):
+                for subject in load_subjects(conn, kind, keys[start : start + CHUNK]):
+                    for output in by_key[subject.key]:
+                        drift = _check(output, subject, metadata_step)
                         if drift is not None:
                             drifts.append(drift)
+                            stale[(drift.step, drift.subject)] = (output, _reason(drift))
                         checked += 1
                         if progress is not None:
                             progress(checked)
         if repair:
-            _mark_stale(conn, drifts)
+            mark_stale(conn, stale.values())
     return drifts
 
 
-def _recorded(
-    conn: sa.Connection, kind: SubjectKind, table: sa.FromClause, params: dict[str, Any]
-) -> Iterator[tuple[Subject, list[_Artifact]]]:
-    c = artifacts.c
-    key = c.shot if kind == "shot" else c.image_id
-    query = (
-        sa.select(
-            key.label("key"),
-            c.step,
-            c.subject,
-            c.name,
-            c.fingerprint,
-            c.output_uri,
-            c.output_hash,
-            c.output_size,
-        )
-        .join(table, table.c.key == key)
-        .where(c.subject.startswith(f"{kind}:"))
-        .order_by(key, c.step, c.name)
-    )
-    by_key: dict[Any, list[_Artifact]] = {}
-    for row in conn.execute(query, params):
-        by_key.setdefault(row.key, []).append(_Artifact(*row[1:]))
-    keys = list(by_key)
-    for start in range(0, len(keys), CHUNK):
-        for subject in load_subjects(conn, kind, keys[start : start + CHUNK]):
-            yield subject, by_key[subject.key]
-
-
-def _check(artifact: _Artifact, subject: Subject, metadata_step: Step) -> Drift | None:
+def _check(artifact: StoredOutput, subject: Subject, metadata_step: Step) -> Drift | None:
     def drift(problem: str, *details: str) -> Drift:
         return Drift(artifact.step, artifact.subject, artifact.name, artifact.uri, problem, details)
 
@@ -175,20 +135,8 @@ def _same(found: Any, expected: Any, tolerance: float | None) -> bool:
     return math.isclose(found, expected, rel_tol=0, abs_tol=tolerance)
 
 
-def _mark_stale(conn: sa.Connection, drifts: list[Drift]) -> None:
-    """Mark the job of each drifted artifact ``stale`` with the drift as reason (a job row is made if none)."""
-    now = utcnow()
-    for drift in {(d.step, d.subject): d for d in drifts}.values():
-        fingerprint = conn.execute(
-            sa.select(artifacts.c.fingerprint).where(
-                artifacts.c.step == drift.step,
-                artifacts.c.subject == drift.subject,
-                artifacts.c.name == drift.name,
-            )
-        ).scalar_one()
-        reason = f"output {drift.problem}" + (f": {'; '.join(drift.details)}" if drift.details else "")
-        values = {"status": "stale", "reason": reason, "finished_at": now}
-        put_job(conn, drift.step, drift.subject, fingerprint, values, on_insert={"submitted_at": now})
+def _reason(drift: Drift) -> str:
+    return f"output {drift.problem}" + (f": {'; '.join(drift.details)}" if drift.details else "")
 
 
 __all__ = ["Drift", "verify"]

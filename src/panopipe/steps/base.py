@@ -17,39 +17,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from panopipe.catalog import Image
 from panopipe.catalog.records import to_json_value
+from panopipe.catalog.subjects import Subject, SubjectKind
 from panopipe.errors import ConfigError
 from panopipe.steps.fingerprint import fingerprint
 from panopipe.storage import open_storage, resolve_uri
 
-SubjectKind = Literal["shot", "image"]
-EQUIRECTANGULAR = "equirectangular"
-
 Log = Callable[[str], None]
 """Receives one line of a job's log."""
-
-
-@dataclass(frozen=True, slots=True)
-class Subject:
-    """What one job of a step works on: a rig shot (its frames by camera index) or one 360° image."""
-
-    id: str
-    frames: tuple[Image, ...]
-
-    @property
-    def kind(self) -> SubjectKind:
-        return "shot" if self.id.startswith("shot:") else "image"
-
-    @property
-    def key(self) -> str:
-        """The shot id or image id."""
-        return self.id.partition(":")[2]
-
-
-def subject_id(kind: SubjectKind, key: str) -> str:
-    """``shot:<key>`` or ``image:<key>``."""
-    return f"{kind}:{key}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +141,10 @@ class Step(ABC):
         """The absolute URI of output ``name`` of ``subject``."""
         return self._output.uri(self.output_key(subject, name))
 
+    def output_roots(self) -> tuple[str, ...]:
+        """The roots the step writes under besides the pipeline's output (whose objects never trigger it)."""
+        return ()
+
     @classmethod
     @abstractmethod
     def execute(cls, payload: Mapping[str, Any], log: Log) -> list[Output]:
@@ -210,7 +189,6 @@ class JobOutcome:
 
 
 __all__ = [
-    "EQUIRECTANGULAR",
     "JobOutcome",
     "JobSpec",
     "Log",
@@ -223,5 +201,4 @@ __all__ = [
     "put_output",
     "read_input",
     "safe_name",
-    "subject_id",
 ]

@@ -48,6 +48,9 @@ class PublishStep(Step):
     def output_uri(self, subject: Subject, name: str) -> str:
         return self.root.uri(self.publish_key(subject))
 
+    def output_roots(self) -> tuple[str, ...]:
+        return (self.root.root_uri,)
+
     def publish_key(self, subject: Subject) -> str:
         """The key of ``subject`` under the publish root; :class:`ConfigError` if the template is unusable."""
         first = subject.frames[0]

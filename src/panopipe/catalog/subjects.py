@@ -1,4 +1,4 @@
-"""Subjects in SQL: which shots and 360° images a selection covers, and loading their frames.
+"""Subjects: what one job of a step works on, which shots and 360° images a selection covers, and their frames.
 
 A shot subject is every image with that ``shot`` whose projection is not equirectangular (the frames of one
 rig capture); an image subject is one image whose projection is ``equirectangular`` (a single 360° image,
@@ -10,23 +10,47 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
-from panopipe.catalog import Image, Selection
-from panopipe.catalog.records import IMAGE_COLUMNS
+from panopipe.catalog.records import IMAGE_COLUMNS, Image
 from panopipe.catalog.schema import ID, images
+from panopipe.catalog.selection import Selection
 from panopipe.catalog.types import UTCDateTime
 from panopipe.iterutil import batched
-from panopipe.steps.base import EQUIRECTANGULAR, Subject, SubjectKind, subject_id
 
+SubjectKind = Literal["shot", "image"]
+EQUIRECTANGULAR = "equirectangular"
 KINDS: tuple[SubjectKind, ...] = ("shot", "image")
 CHUNK = 500
 FEW_IDS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What one job of a step works on: a rig shot (its frames by camera index) or one 360° image."""
+
+    id: str
+    frames: tuple[Image, ...]
+
+    @property
+    def kind(self) -> SubjectKind:
+        return "shot" if self.id.startswith("shot:") else "image"
+
+    @property
+    def key(self) -> str:
+        """The shot id or image id."""
+        return self.id.partition(":")[2]
+
+
+def subject_id(kind: SubjectKind, key: str) -> str:
+    """``shot:<key>`` or ``image:<key>``."""
+    return f"{kind}:{key}"
 
 
 def kind_condition(kind: SubjectKind) -> sa.ColumnElement[bool]:
@@ -112,7 +136,7 @@ class Selected(dict[SubjectKind, sa.FromClause]):
 
     def __init__(
         self,
-        tables: dict[SubjectKind, sa.FromClause],
+        tables: Mapping[SubjectKind, sa.FromClause],
         params: dict[str, Any] | None = None,
         *,
         shared: bool = False,
@@ -120,6 +144,10 @@ class Selected(dict[SubjectKind, sa.FromClause]):
         super().__init__(tables)
         self.params = params or {}
         self.shared = shared
+
+    def keys_of(self, conn: sa.Connection, kind: SubjectKind) -> set[Any]:
+        """Every selected subject of ``kind``, by key."""
+        return set(conn.execute(sa.select(self[kind].c.key), self.params).scalars())
 
 
 @contextlib.contextmanager
@@ -137,11 +165,11 @@ def selected_subjects(conn: sa.Connection, selection: Selection) -> Iterator[Sel
                 {kind: _selected_query(selection, kind).subquery(f"selected_{kind}") for kind in KINDS}
             )
         return
-    tables = {kind: create_selected(conn, selection, kind) for kind in KINDS}
+    temporary = {kind: create_selected(conn, selection, kind) for kind in KINDS}
     try:
-        yield Selected(tables)
+        yield Selected(temporary)
     finally:
-        for table in tables.values():
+        for table in temporary.values():
             table.drop(conn)
 
 
@@ -175,13 +203,18 @@ def load_subjects(conn: sa.Connection, kind: SubjectKind, keys: Iterable[Any]) -
 
 
 __all__ = [
+    "CHUNK",
+    "EQUIRECTANGULAR",
     "FEW_IDS",
     "KINDS",
     "SELECTED_IDS",
     "Selected",
+    "Subject",
+    "SubjectKind",
     "create_selected",
     "key_column",
     "kind_condition",
     "load_subjects",
     "selected_subjects",
+    "subject_id",
 ]

@@ -1,0 +1,264 @@
+"""Object events applied to the catalog: creations and removals of files (S3 objects), in order and idempotent
+across concurrent handlers.
+
+Order and idempotence come from the database: each image stores the sequencer of the last event applied
+(upper-case, zero-left-padded, so text order is event order). An event applies in the transaction whose
+``UPDATE ... WHERE source_sequencer < :new`` moves it forward (on PostgreSQL the rows are locked, in URI order,
+as they are read); the lock holds until the change is written. A batch's events share one transaction and a
+few statements; if any of them fails, the batch is applied again one event per transaction, so only that
+event (and the later events of its group, e.g. its message) fails. Removing an unknown object leaves a deleted
+placeholder with its sequencer, so an older creation arriving later cannot bring it back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+
+from panopipe.catalog.records import ImageRecord, UpsertResult
+from panopipe.catalog.schema import images
+from panopipe.catalog.types import new_id, utcnow
+from panopipe.errors import CatalogError, EventError, PanopipeError
+
+SEQUENCER_WIDTH = 64
+
+log = logging.getLogger(__name__)
+
+
+class Action(StrEnum):
+    """What handling one object event did."""
+
+    ADDED = "added"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    DELETED = "deleted"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectChange:
+    """One object event: the object's URI, its padded sequencer (see :func:`padded_sequencer`), the object
+    version, the record read for a creation (``None``: the object was removed), and its ``group`` (e.g. its
+    message: once one change of a group fails, the group's later changes are not applied)."""
+
+    uri: str
+    sequencer: str | None
+    version_id: str | None = None
+    record: ImageRecord | None = None
+    group: Hashable | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedChange:
+    """What applying one :class:`ObjectChange` did: the action, why (a skip, a failure or a failed record),
+    and the image it changed."""
+
+    action: Action
+    reason: str | None = None
+    image_id: str | None = None
+
+
+OnRemoved = Callable[[sa.Connection, Sequence[str], Sequence[str]], None]
+"""Called in the transaction that removes images, with their ids and the shots that have no frame left."""
+Upsert = Callable[[sa.Connection, Sequence[ImageRecord], Mapping[str, Mapping[str, Any]]], UpsertResult]
+
+
+class _Raced(CatalogError):
+    """A concurrent handler applied a newer event of an object between reading and claiming its row."""
+
+
+def apply_changes(
+    engine: sa.Engine, changes: Sequence[ObjectChange], upsert: Upsert, on_removed: OnRemoved | None
+) -> list[AppliedChange | None]:
+    """Apply ``changes`` in one transaction or, if that fails, one transaction each; per change what it did
+    (``None``: not applied, as an earlier change of its group failed)."""
+    try:
+        with engine.begin() as conn:
+            pairs = [
+                pair
+                for round_ in _rounds(changes)
+                for pair in _apply_round(conn, changes, round_, upsert, on_removed)
+            ]
+    except (PanopipeError, sa.exc.SQLAlchemyError) as exc:
+        log.info("batch transaction rolled back", extra={"reason": f"{type(exc).__name__}: {exc}"})
+    else:
+        results: list[AppliedChange | None] = [None] * len(changes)
+        for index, applied in pairs:
+            results[index] = applied
+        return results
+    results = []
+    failed: set[Hashable] = set()
+    for index, change in enumerate(changes):
+        if change.group is not None and change.group in failed:
+            results.append(None)
+            continue
+        applied = _apply_alone(engine, changes, index, upsert, on_removed)
+        if applied.action is Action.FAILED and change.group is not None:
+            failed.add(change.group)
+        results.append(applied)
+    return results
+
+
+def _apply_alone(
+    engine: sa.Engine,
+    changes: Sequence[ObjectChange],
+    index: int,
+    upsert: Upsert,
+    on_removed: OnRemoved | None,
+) -> AppliedChange:
+    """Change ``index`` in a transaction of its own; a failure is its outcome."""
+    try:
+        for attempt in (1, 2):
+            try:
+                with engine.begin() as conn:
+                    ((_, applied),) = _apply_round(conn, changes, [index], upsert, on_removed)
+                    return applied
+            except (sa.exc.IntegrityError, _Raced):
+                if attempt == 2:  # a concurrent handler wrote the same URI first: read its row again
+                    raise
+    except (PanopipeError, sa.exc.SQLAlchemyError) as exc:
+        return AppliedChange(Action.FAILED, f"{type(exc).__name__}: {exc}")
+    raise AssertionError("unreachable")
+
+
+def _rounds(changes: Sequence[ObjectChange]) -> list[list[int]]:
+    """The indexes of ``changes`` in rounds of distinct URIs, sorted by URI: round *n* holds the *n*-th change
+    of each URI, so that one object's changes apply in delivery order."""
+    rounds: list[list[int]] = []
+    seen: dict[str, int] = {}
+    for index in sorted(range(len(changes)), key=lambda i: changes[i].uri):
+        n = seen[changes[index].uri] = seen.get(changes[index].uri, -1) + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(index)
+    return rounds
+
+
+def _apply_round(
+    conn: sa.Connection,
+    changes: Sequence[ObjectChange],
+    indexes: list[int],
+    upsert: Upsert,
+    on_removed: OnRemoved | None,
+) -> list[tuple[int, AppliedChange]]:
+    """Apply changes for distinct URIs, a few statements for all of them: the images' rows are read (and
+    locked, on PostgreSQL, in URI order, as every handler locks them), changes not newer than the one an image
+    applied are skipped, the others claim their row with their sequencer (an unknown URI's creation is added
+    with it, its removal leaves a deleted placeholder), then creations are upserted together and removals mark
+    their image deleted.
+
+    A claim is guarded in SQL too (``source_sequencer < :new``): SQLite does not lock what was read, and a
+    claim that a concurrent handler overtook raises :class:`_Raced`, so that nothing older is written.
+    """
+    c = images.c
+    uris = [changes[i].uri for i in indexes]
+    query = sa.select(c.uri, c.id, c.source_sequencer).where(c.uri.in_(uris)).order_by(c.uri)
+    rows = {row.uri: row for row in conn.execute(query.with_for_update())}
+    now = utcnow()
+    outcomes: list[tuple[int, AppliedChange]] = []
+    claimed: list[tuple[int, str, bool]] = []
+    placeholders: list[dict[str, Any]] = []
+    claims: list[dict[str, Any]] = []
+    records: list[ImageRecord] = []
+    sources: dict[str, dict[str, Any]] = {}
+    for index in indexes:
+        change = changes[index]
+        row = rows.get(change.uri)
+        source = {"source_sequencer": change.sequencer, "source_version_id": change.version_id}
+        if row is None:
+            image_id = new_id()
+            if change.record is not None:  # added by the upsert, with its event
+                records.append(replace(change.record, id=image_id))
+                sources[change.record.uri] = source
+            else:
+                placeholder = {"id": image_id, "uri": change.uri, "deleted": True}
+                placeholders.append(placeholder | {"ingested_at": now, "updated_at": now} | source)
+        elif (
+            change.sequencer is None
+            or row.source_sequencer is None
+            or row.source_sequencer < change.sequencer
+        ):
+            image_id = row.id
+            claims.append({"_id": image_id, "_new": change.sequencer} | source)
+        else:
+            outcomes.append((index, AppliedChange(Action.SKIPPED, "not newer than the event applied")))
+            continue
+        claimed.append((index, image_id, row is None))
+    if placeholders:
+        conn.execute(images.insert(), placeholders)
+    if claims:
+        new = sa.bindparam("_new", type_=sa.String)
+        newer = sa.or_(new.is_(None), c.source_sequencer.is_(None), c.source_sequencer < new)
+        claim = images.update().where(c.id == sa.bindparam("_id"), newer)
+        if conn.execute(claim, claims).rowcount != len(claims):
+            raise _Raced("a concurrent handler applied a newer event of the same object")
+    records += [
+        record for index, _, added in claimed if (record := changes[index].record) is not None and not added
+    ]
+    result = upsert(conn, records, sources) if records else None
+    unknown = {record.id for record in records if record.uri in sources}
+    if result is not None and not unknown <= set(result.added):
+        # A concurrent handler inserted one of these URIs after they were read: its row was updated without
+        # the sequencer guard. Roll back; read again, the row is there and the guard applies.
+        raise _Raced("a concurrent handler added the same object")
+    updated = set(result.updated) if result is not None else set()
+    removed: list[str] = []
+    for index, image_id, added in claimed:
+        record = changes[index].record
+        if record is None:
+            deleted = conn.execute(
+                images.update()
+                .where(c.id == image_id, c.deleted == sa.false())
+                .values(deleted=True, updated_at=utcnow())
+            ).rowcount
+            removed.append(image_id)
+            action = Action.DELETED if deleted or added else Action.UNCHANGED
+            outcome = AppliedChange(action, image_id=image_id if deleted else None)
+        else:
+            action = Action.ADDED if added else Action.UPDATED if image_id in updated else Action.UNCHANGED
+            outcome = AppliedChange(action, record.error if record.status == "failed" else None, image_id)
+        outcomes.append((index, outcome))
+    if removed and on_removed is not None:
+        on_removed(conn, removed, _emptied_shots(conn, removed))
+    return outcomes
+
+
+def _emptied_shots(conn: sa.Connection, image_ids: Sequence[str]) -> list[str]:
+    """The shots of ``image_ids`` that have no frame left that is not deleted."""
+    frame = images.alias("frame")
+    alive = sa.select(frame.c.id).where(frame.c.shot == images.c.shot, frame.c.deleted == sa.false()).exists()
+    query = sa.select(images.c.shot).where(images.c.id.in_(image_ids), images.c.shot.is_not(None), ~alive)
+    return sorted(set(conn.execute(query).scalars()))
+
+
+def padded_sequencer(sequencer: str | None) -> str | None:
+    """``sequencer`` upper-cased and zero-left-padded to :data:`SEQUENCER_WIDTH`, so text order is event order.
+
+    Raises :class:`EventError` for a sequencer that is not hexadecimal or too long.
+    """
+    if sequencer is None:
+        return None
+    if (
+        not sequencer
+        or len(sequencer) > SEQUENCER_WIDTH
+        or not all(ch in "0123456789abcdefABCDEF" for ch in sequencer)
+    ):
+        raise EventError(f"sequencer must be up to {SEQUENCER_WIDTH} hexadecimal digits, got {sequencer!r}")
+    return sequencer.upper().rjust(SEQUENCER_WIDTH, "0")
+
+
+__all__ = [
+    "SEQUENCER_WIDTH",
+    "Action",
+    "AppliedChange",
+    "ObjectChange",
+    "OnRemoved",
+    "apply_changes",
+    "padded_sequencer",
+]

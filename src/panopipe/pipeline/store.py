@@ -1,0 +1,515 @@
+"""The job store: the owner of the ``jobs`` and ``artifacts`` tables; every read and write of them is here.
+
+Statements run on a connection of the catalog's (``Catalog.transaction()``), so that a plan reads the
+selected subjects (the catalog's ``FromClause``) and the artifacts in one unit of work. Functions that are a
+unit of work of their own take the catalog and open the transaction themselves.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from panopipe.catalog import Catalog
+from panopipe.catalog.schema import artifacts, jobs
+from panopipe.catalog.subjects import CHUNK, KINDS, Selected, Subject, SubjectKind, subject_id
+from panopipe.catalog.types import new_id, utcnow
+from panopipe.executors.base import JobState
+from panopipe.iterutil import batched
+from panopipe.steps.base import JobSpec, Step
+from panopipe.steps.registry import STEP_TYPES
+
+RERUN_STATUSES = ("failed", "stale", "cancelled", "queued", "running")
+# When an artifact was made or last found up to date: changes before then are accounted for.
+_SEEN = sa.func.coalesce(artifacts.c.checked_at, artifacts.c.created_at)
+_JOB_ARTIFACT = artifacts.alias("a")
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """The primary artifact of a step for a subject, as the planner compares it."""
+
+    fingerprint: str
+    params_hash: str
+    step_version: str
+    uri: str
+    hash: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOutput:
+    """One recorded output, as ``verify`` checks it."""
+
+    step: str
+    subject: str
+    name: str
+    fingerprint: str
+    uri: str
+    hash: str | None
+    size: int | None
+
+
+# Planning: candidates and failures, set-wise over the selected subjects.
+
+
+def candidates(
+    conn: sa.Connection, steps: Sequence[Step], selected: Selected
+) -> dict[str, dict[SubjectKind, set[Any]]]:
+    """Per step and subject kind, the selected subjects that may be stale, found set-wise in SQL.
+
+    A subject is a candidate of a step when the step's primary artifact is missing or has another
+    ``params_hash``, or when, since it was made or last found up to date, a selected image of the subject
+    changed (for steps that read images) or the upstream step made a new output.
+    """
+    found: dict[str, dict[SubjectKind, set[Any]]] = {step.name: {} for step in steps}
+    build = _kept_candidates_query if selected.shared else _candidates_query
+    for kind in KINDS:
+        relevant = [step for step in steps if kind in step.kinds]
+        if not relevant:
+            continue
+        signature = tuple((s.name, s.params_hash, bool(s.reads), s.upstream(kind)) for s in relevant)
+        query = build(kind, signature, selected[kind], conn.dialect.name)
+        for row in conn.execute(query, selected.params):
+            for step, flagged in zip(relevant, row[1:], strict=True):
+                if flagged:
+                    found[step.name].setdefault(kind, set()).add(row[0])
+    return found
+
+
+def _candidates_query(
+    kind: SubjectKind,
+    signature: tuple[tuple[str, str, bool, str | None], ...],
+    table: sa.FromClause,
+    dialect: str,
+) -> sa.Select[Any]:
+    """The candidates of the steps of ``signature`` (name, params hash, whether it reads images, upstream)
+    among the subjects of ``kind`` in ``table``: their key and a 0/1 flag per step."""
+    upstreams = sorted({upstream for *_, upstream in signature if upstream})
+    probes: list[tuple[str, sa.ColumnElement[Any], Sequence[sa.ColumnElement[bool]]]] = [
+        (f"seen_{i}", _SEEN, _primary(name, params_hash))
+        for i, (name, params_hash, _, _) in enumerate(signature)
+    ]
+    probes += [(f"made_{u}", artifacts.c.created_at, _primary(u)) for u in upstreams]
+    rec = _probe(kind, probes, table, dialect)
+    flags = []
+    for i, (_, _, reads, upstream) in enumerate(signature):
+        seen = rec.c[f"seen_{i}"]
+        conditions: list[sa.ColumnElement[bool]] = [seen.is_(None)]
+        if reads or upstream is None:
+            conditions.append(rec.c.changed > seen)
+        if upstream is not None:
+            conditions.append(rec.c[f"made_{upstream}"] > seen)
+        flags.append(sa.or_(*conditions))
+    return sa.select(rec.c.key, *(sa.case((flag, 1), else_=0) for flag in flags)).where(sa.or_(*flags))
+
+
+_kept_candidates_query = functools.lru_cache(maxsize=64)(_candidates_query)
+""":func:`_candidates_query` kept for the shared tables of a few ids (see :class:`Selected`): building the
+statement took most of an event batch's planning time."""
+
+
+@functools.lru_cache(maxsize=256)
+def _primary(
+    step: str, params_hash: str | None = None, table: sa.Table | sa.Alias = artifacts
+) -> tuple[sa.ColumnElement[bool], ...]:
+    """Conditions for the primary artifact of ``step`` (made with ``params_hash``, when given) in ``table``;
+    built once (SQL expressions are immutable), as every plan asks for the same ones."""
+    conditions = [table.c.step == step, table.c.name == STEP_TYPES[step].outputs[0]]
+    if params_hash is not None:
+        conditions.append(table.c.params_hash == params_hash)
+    return tuple(conditions)
+
+
+def _probe(
+    kind: SubjectKind,
+    probes: Sequence[tuple[str, sa.ColumnElement[Any], Sequence[sa.ColumnElement[bool]]]],
+    table: sa.FromClause,
+    dialect: str,
+) -> sa.Subquery | sa.CTE:
+    """The selected subjects (``key``, ``changed``) with one column per ``(label, value, conditions)`` probe:
+    ``value`` of the subject's artifact that meets ``conditions``, ``NULL`` if none does.
+
+    SQLite, and PostgreSQL for the few subjects of a subquery (see
+    :func:`~panopipe.catalog.subjects.selected_subjects`), probe the artifacts index once per subject and
+    probe (correlated subqueries, materialized so that each runs once); PostgreSQL is faster aggregating all
+    artifacts in one parallel pass and hash-joining for a temporary table.
+    """
+    key = _key_of(artifacts, kind)
+    columns: list[Any] = [table.c.key, table.c.changed]
+    if dialect == "sqlite" or isinstance(table, sa.Subquery):
+        for label, value, conditions in probes:
+            probe = sa.select(value).where(key == table.c.key, *conditions)
+            columns.append(probe.scalar_subquery().label(label))
+        return sa.select(*columns).cte(f"probed_{kind}").prefix_with("MATERIALIZED")
+    aggregates = [key.label("key")]
+    aggregates += [sa.func.max(sa.case((sa.and_(*c), value))).label(label) for label, value, c in probes]
+    per_subject = sa.select(*aggregates).where(key.is_not(None)).group_by(key).subquery()
+    columns += [per_subject.c[label] for label, _, _ in probes]
+    return (
+        sa.select(*columns)
+        .select_from(table.outerjoin(per_subject, per_subject.c.key == table.c.key))
+        .subquery()
+    )
+
+
+def _key_of(table: sa.Table | sa.Alias, kind: SubjectKind) -> sa.ColumnElement[Any]:
+    return table.c.shot if kind == "shot" else table.c.image_id
+
+
+def failed_jobs(
+    conn: sa.Connection, steps: Sequence[Step], selected: Selected
+) -> dict[str, dict[SubjectKind, dict[Any, str]]]:
+    """Per step and subject kind, the selected subjects (by key) whose latest job of the step did not succeed
+    after its artifact was made, with the reason: one query for all ``steps``. A few subjects (an event batch)
+    read only their own jobs; a large selection reads every unfinished job and keeps the selected ones."""
+    a = _JOB_ARTIFACT
+    primary = sa.or_(*(sa.and_(*_primary(step.name, table=a)) for step in steps))
+    few = _few_keys(conn, selected)
+    query = (
+        sa.select(jobs.c.step, jobs.c.subject, jobs.c.status, jobs.c.reason, jobs.c.error)
+        .select_from(
+            jobs.outerjoin(a, sa.and_(a.c.step == jobs.c.step, a.c.subject == jobs.c.subject, primary))
+        )
+        .where(
+            jobs.c.step.in_([step.name for step in steps]),
+            jobs.c.status.in_(RERUN_STATUSES),
+            sa.or_(
+                a.c.id.is_(None), a.c.fingerprint == jobs.c.fingerprint, jobs.c.submitted_at > a.c.created_at
+            ),
+        )
+        .order_by(jobs.c.submitted_at)
+    )
+    if few is not None:
+        query = query.where(
+            jobs.c.subject.in_([subject_id(kind, key) for kind, keys in few.items() for key in keys])
+        )
+    reasons: dict[tuple[str, str], dict[Any, str]] = {}
+    for row in conn.execute(query):
+        kind, _, key = row.subject.partition(":")
+        if row.status == "stale":
+            reason = row.reason or "marked stale"
+        elif row.status == "failed":
+            reason = f"failed before: {row.error}"
+        else:
+            reason = f"{row.status} before, not finished"
+        reasons.setdefault((row.step, kind), {})[key] = reason
+    failed: dict[str, dict[SubjectKind, dict[Any, str]]] = {step.name: {} for step in steps}
+    for kind in KINDS:
+        if few is not None:
+            chosen = few[kind]
+        else:
+            keys = {key for (_, k), found in reasons.items() if k == kind for key in found}
+            chosen = set()
+            for chunk in batched(keys, CHUNK):
+                chosen.update(
+                    str(k)
+                    for k in conn.execute(
+                        sa.select(selected[kind].c.key).where(selected[kind].c.key.in_(chunk))
+                    ).scalars()
+                )
+        for step in steps:
+            found = reasons.get((step.name, kind), {})
+            failed[step.name][kind] = {key: reason for key, reason in found.items() if key in chosen}
+    return failed
+
+
+def _few_keys(conn: sa.Connection, selected: Selected) -> dict[SubjectKind, set[str]] | None:
+    """The keys of a few-ids selection (subqueries, see :func:`~panopipe.catalog.subjects.selected_subjects`),
+    both kinds in one query; ``None`` for a large one."""
+    if not all(isinstance(table, sa.Subquery) for table in selected.values()):
+        return None
+    query = sa.union_all(
+        *(
+            sa.select(sa.literal(kind).label("kind"), sa.cast(t.c.key, sa.String).label("key"))
+            for kind, t in selected.items()
+        )
+    )
+    keys: dict[SubjectKind, set[str]] = {kind: set() for kind in selected}
+    for kind, key in conn.execute(query, selected.params):
+        # An image id cast to text is dashed on PostgreSQL and bare hex on SQLite; its key is the dashed form.
+        keys[kind].add(str(uuid.UUID(key)) if kind == "image" else key)
+    return keys
+
+
+def recorded(
+    conn: sa.Connection, steps: Sequence[str], subjects: Iterable[str]
+) -> dict[str, dict[str, Recorded]]:
+    """Per step of ``steps``, the primary artifact of the step for each of ``subjects`` that has one."""
+    c = artifacts.c
+    found: dict[str, dict[str, Recorded]] = {step: {} for step in steps}
+    primary = sa.or_(*(sa.and_(*_primary(step)) for step in steps))
+    for chunk in batched(subjects, CHUNK):
+        query = sa.select(
+            c.step,
+            c.subject,
+            c.fingerprint,
+            c.params_hash,
+            c.step_version,
+            c.output_uri,
+            c.output_hash,
+            c.created_at,
+        ).where(primary, c.subject.in_(chunk))
+        for row in conn.execute(query):
+            found[row.step][row.subject] = Recorded(*row[2:])
+    return found
+
+
+def mark_checked(conn: sa.Connection, step: str, subjects: Sequence[str], checked_at: datetime) -> None:
+    """Record that the artifacts of ``step`` for ``subjects`` were found up to date at ``checked_at``."""
+    conn.execute(
+        artifacts.update()
+        .where(artifacts.c.step == step, artifacts.c.subject.in_(subjects))
+        .values(checked_at=checked_at)
+    )
+
+
+# Running: jobs recorded as they are submitted and finish, artifacts on success.
+
+
+def put_job(
+    conn: sa.Connection,
+    step: str,
+    subject: str,
+    fingerprint: str,
+    values: Mapping[str, Any],
+    *,
+    on_insert: Mapping[str, Any] | None = None,
+    job_id: str | None = None,
+) -> str:
+    """Set ``values`` on the job of (``step``, ``subject``, ``fingerprint``), or insert it with ``job_id`` (or a
+    new id) and ``on_insert`` when there is none; the job's id. Job rows are reused when the same job runs or
+    is marked again."""
+    key = (jobs.c.step == step, jobs.c.subject == subject, jobs.c.fingerprint == fingerprint)
+    existing = conn.execute(sa.select(jobs.c.id).where(*key)).scalar()
+    if existing is not None:
+        conn.execute(jobs.update().where(jobs.c.id == existing).values(**values))
+        return str(existing)
+    job_id = job_id or new_id()
+    conn.execute(
+        jobs.insert().values(
+            id=job_id, step=step, subject=subject, fingerprint=fingerprint, **(on_insert or {}), **values
+        )
+    )
+    return job_id
+
+
+def record_submitted(
+    catalog: Catalog, specs: Sequence[JobSpec], reasons: Sequence[str], executor: str
+) -> dict[str, str]:
+    """Record each job as queued (reusing the row of an earlier job with the same fingerprint); job ids by
+    spec id."""
+    ids: dict[str, str] = {}
+    now = utcnow()
+    with catalog.transaction() as conn:
+        for spec, reason in zip(specs, reasons, strict=True):
+            values = {
+                "status": "queued",
+                "reason": reason,
+                "executor": executor,
+                "external_id": None,
+                "error": None,
+                "log": None,
+                "submitted_at": now,
+                "started_at": None,
+                "finished_at": None,
+            }
+            ids[spec.id] = put_job(conn, spec.step, spec.subject, spec.fingerprint, values, job_id=spec.id)
+    return ids
+
+
+def record_finished(
+    catalog: Catalog, job_id: str, step: Step, subject: Subject, fingerprint: str, state: JobState
+) -> None:
+    """Record how job ``job_id`` of ``step`` over ``subject`` ended, and its artifacts if it succeeded."""
+    outcome = state.outcome
+    if outcome is None:  # cancelled before it started
+        record_cancelled(catalog, [job_id])
+        return
+    with catalog.transaction() as conn:
+        conn.execute(
+            jobs.update()
+            .where(jobs.c.id == job_id)
+            .values(
+                status=outcome.status,
+                attempts=jobs.c.attempts + outcome.attempts,
+                external_id=state.external_id,
+                error=outcome.error,
+                log=outcome.log or None,
+                started_at=outcome.started_at,
+                finished_at=outcome.finished_at,
+            )
+        )
+        if outcome.status != "succeeded":
+            return
+        c = artifacts.c
+        conn.execute(artifacts.delete().where(c.step == step.name, c.subject == subject.id))
+        now = utcnow()
+        conn.execute(
+            artifacts.insert(),
+            [
+                {
+                    "step": step.name,
+                    "subject": subject.id,
+                    "name": output.name,
+                    "image_id": subject.key if subject.kind == "image" else None,
+                    "shot": subject.key if subject.kind == "shot" else None,
+                    "step_version": step.version,
+                    "params_hash": step.params_hash,
+                    "fingerprint": fingerprint,
+                    "output_uri": output.uri,
+                    "output_hash": output.hash,
+                    "output_size": output.size,
+                    "job_id": job_id,
+                    "created_at": now,
+                }
+                for output in outcome.outputs
+            ],
+        )
+
+
+def record_cancelled(catalog: Catalog, job_ids: Sequence[str]) -> None:
+    """Mark the jobs of ``job_ids`` that have not finished ``cancelled``."""
+    with catalog.transaction() as conn:
+        for chunk in batched(job_ids, CHUNK):
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.id.in_(chunk), jobs.c.status.in_(("queued", "running")))
+                .values(status="cancelled", finished_at=utcnow())
+            )
+
+
+def taken_outputs(conn: sa.Connection, step: str, uris: Sequence[str]) -> list[tuple[str, str]]:
+    """``(subject, output URI)`` of ``step``'s artifacts at ``uris``."""
+    c = artifacts.c
+    taken: list[tuple[str, str]] = []
+    for chunk in batched(uris, CHUNK):
+        query = sa.select(c.subject, c.output_uri).where(c.step == step, c.output_uri.in_(chunk))
+        taken += [(row.subject, row.output_uri) for row in conn.execute(query)]
+    return taken
+
+
+def orphan_artifacts(conn: sa.Connection, image_ids: Sequence[str], shots: Sequence[str]) -> None:
+    """Mark the artifacts of removed images, and of shots that have no frame left, orphaned (a
+    :data:`~panopipe.catalog.object_events.OnRemoved` hook, run in the transaction that removes them)."""
+    c = artifacts.c
+    for column, keys in ((c.image_id, image_ids), (c.shot, shots)):
+        for chunk in batched(keys, CHUNK):
+            conn.execute(artifacts.update().where(column.in_(chunk)).values(orphaned=True))
+
+
+# Status and verification.
+
+
+def job_status(
+    catalog: Catalog, failures_limit: int
+) -> tuple[dict[str, dict[str, int]], dict[str, int], list[Any]]:
+    """Counts of the latest job of each step and subject by step and status, subjects with artifacts per
+    step, and up to ``failures_limit`` latest jobs that failed or were marked stale (step, subject, status,
+    reason, error, attempts, finished_at, log)."""
+    rank = (
+        sa.func.row_number()
+        .over(
+            partition_by=(jobs.c.step, jobs.c.subject),
+            order_by=(jobs.c.submitted_at.desc(), jobs.c.id.desc()),
+        )
+        .label("rank")
+    )
+    latest = sa.select(jobs, rank).subquery()
+    current = sa.select(latest).where(latest.c.rank == 1).subquery()
+    counts: dict[str, dict[str, int]] = {}
+    with catalog.connect() as conn:
+        query = sa.select(current.c.step, current.c.status, sa.func.count()).group_by(
+            current.c.step, current.c.status
+        )
+        for step, state, count in conn.execute(query.order_by(current.c.step, current.c.status)):
+            counts.setdefault(step, {})[state] = count
+        made: dict[str, int] = {
+            step: count
+            for step, count in conn.execute(
+                sa.select(artifacts.c.step, sa.func.count(sa.distinct(artifacts.c.subject))).group_by(
+                    artifacts.c.step
+                )
+            )
+        }
+        failed = conn.execute(
+            sa.select(
+                current.c.step,
+                current.c.subject,
+                current.c.status,
+                current.c.reason,
+                current.c.error,
+                current.c.attempts,
+                current.c.finished_at,
+                current.c.log,
+            )
+            .where(current.c.status.in_(("failed", "stale")))
+            .order_by(current.c.step, current.c.subject)
+            .limit(failures_limit)
+        ).all()
+    return counts, made, list(failed)
+
+
+def stored_outputs(
+    conn: sa.Connection, kind: SubjectKind, selected: Selected
+) -> dict[Any, list[StoredOutput]]:
+    """The recorded outputs of the selected subjects of ``kind``, by subject key, ordered by step and name."""
+    table = selected[kind]
+    c = artifacts.c
+    key = _key_of(artifacts, kind)
+    query = (
+        sa.select(
+            key.label("key"),
+            c.step,
+            c.subject,
+            c.name,
+            c.fingerprint,
+            c.output_uri,
+            c.output_hash,
+            c.output_size,
+        )
+        .join(table, table.c.key == key)
+        .where(c.subject.startswith(f"{kind}:"))
+        .order_by(key, c.step, c.name)
+    )
+    by_key: dict[Any, list[StoredOutput]] = {}
+    for row in conn.execute(query, selected.params):
+        by_key.setdefault(row.key, []).append(StoredOutput(*row[1:]))
+    return by_key
+
+
+def mark_stale(conn: sa.Connection, outputs: Iterable[tuple[StoredOutput, str]]) -> None:
+    """Mark the job of each of ``outputs`` ``stale`` with the reason given with it (a job row is made if
+    none)."""
+    now = utcnow()
+    for output, reason in outputs:
+        values = {"status": "stale", "reason": reason, "finished_at": now}
+        put_job(
+            conn, output.step, output.subject, output.fingerprint, values, on_insert={"submitted_at": now}
+        )
+
+
+__all__ = [
+    "RERUN_STATUSES",
+    "Recorded",
+    "StoredOutput",
+    "candidates",
+    "failed_jobs",
+    "job_status",
+    "mark_checked",
+    "mark_stale",
+    "orphan_artifacts",
+    "put_job",
+    "record_cancelled",
+    "record_finished",
+    "record_submitted",
+    "recorded",
+    "stored_outputs",
+    "taken_outputs",
+]

@@ -1,0 +1,72 @@
+"""Object events applied through ``Catalog.apply_object_events``, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from panopipe.catalog import Catalog, ImageRecord, Selection
+from panopipe.catalog.object_events import ObjectChange, padded_sequencer
+from panopipe.errors import CatalogError
+
+T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
+
+
+def created(uri: str, sequencer: str, group: str | None = None, camera: int = 0) -> ObjectChange:
+    record = ImageRecord(uri=uri, captured_at=T0, camera_index=camera, reel="R001", frame=1, etag=sequencer)
+    return ObjectChange(uri, padded_sequencer(sequencer), record=record, group=group)
+
+
+def removed(uri: str, sequencer: str, group: str | None = None) -> ObjectChange:
+    return ObjectChange(uri, padded_sequencer(sequencer), group=group)
+
+
+def actions(applied: Sequence[Any]) -> list[str | None]:
+    return [None if a is None else a.action.value for a in applied]
+
+
+def test_a_removal_of_an_unknown_object_keeps_an_older_creation_out(catalog: Catalog):
+    assert actions(catalog.apply_object_events([removed("/a.jpg", "20")])) == ["deleted"]
+    late = catalog.apply_object_events([created("/a.jpg", "10")])
+    assert late[0] is not None and late[0].reason == "not newer than the event applied"
+    assert catalog.count() == 0 and catalog.count(Selection(include_deleted=True)) == 1
+
+
+def test_one_objects_events_apply_in_delivery_order_within_a_batch(catalog: Catalog):
+    changes = [created("/a.jpg", "10"), removed("/a.jpg", "11"), created("/a.jpg", "12")]
+    assert actions(catalog.apply_object_events(changes)) == ["added", "deleted", "updated"]
+    (image,) = catalog.images()
+    assert image.etag == "12"
+
+
+def test_removals_report_their_images_and_the_shots_left_without_frames(catalog: Catalog):
+    catalog.apply_object_events([created(f"/cam{n}.jpg", "10", camera=n) for n in range(2)])
+    catalog.assign_shots(["R001"], 0.05)
+    seen: list[tuple[list[str], list[str]]] = []
+
+    def on_removed(conn: Any, image_ids: Sequence[str], shots: Sequence[str]) -> None:
+        seen.append((sorted(image_ids), list(shots)))
+
+    first = catalog.apply_object_events([removed("/cam0.jpg", "20")], on_removed=on_removed)
+    second = catalog.apply_object_events([removed("/cam1.jpg", "20")], on_removed=on_removed)
+    assert first[0] is not None and second[0] is not None
+    assert seen == [([first[0].image_id], []), ([second[0].image_id], ["R001-000001"])]
+
+
+def test_a_failing_event_fails_alone_and_stops_only_the_rest_of_its_group(catalog: Catalog):
+    catalog.apply_object_events([created("/bad.jpg", "10")])
+
+    def refuse(conn: Any, image_ids: Sequence[str], shots: Sequence[str]) -> None:
+        raise CatalogError("refused")
+
+    changes = [
+        created("/a.jpg", "10", group="m0"),
+        removed("/bad.jpg", "20", group="m1"),
+        created("/b.jpg", "10", group="m1"),
+        created("/c.jpg", "10", group="m2"),
+    ]
+    applied = catalog.apply_object_events(changes, on_removed=refuse)
+    assert actions(applied) == ["added", "failed", None, "added"]
+    assert applied[1] is not None and applied[1].reason == "CatalogError: refused"
+    assert sorted(i.uri for i in catalog.images()) == ["/a.jpg", "/bad.jpg", "/c.jpg"]
