@@ -115,12 +115,13 @@ def print_comparison(comparison: Comparison) -> None:
     c = comparison
     runs = len(c.seconds[c.reference])
     print(f"\n{c.title} ({runs} interleaved runs each; {c.count:,g} {c.unit} per run)")
-    print(f"ratio: the median of each round's (side's time / {c.reference}'s time)")
+    if len(c.seconds) > 1:
+        print(f"ratio: the median of each round's (side's time / {c.reference}'s time)")
     print(f"{'side':<52}{'median s':>10}{'min-max s':>18}{c.unit + '/s':>14}{'ratio':>9}")
     for side, times in c.seconds.items():
         ratio = "" if side == c.reference else f"{c.ratio(side):.2f}x"
         print(
-            f"{side:<52}{c.median(side):>10.3f}{f'{min(times):.3f}-{max(times):.3f}':>18}"
+            f"{side:<52}{c.median(side):>10.4g}{f'{min(times):.4g}-{max(times):.4g}':>18}"
             f"{c.rate(c.median(side)):>14,.1f}{ratio:>9}"
         )
     if c.goal:
