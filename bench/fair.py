@@ -92,6 +92,7 @@ def compare(
     unit: str = "runs",
     count: float = 1,
     goal: str = "",
+    notes: Sequence[str] = (),
     clock: Callable[[], float] = time.perf_counter,
 ) -> Comparison:
     """Run the sides ``warmup`` times untimed, then ``runs`` timed rounds, interleaved; print and return them."""
@@ -106,7 +107,7 @@ def compare(
             started = clock()
             own = sides[name]()
             seconds[name].append(clock() - started if own is None else own)
-    comparison = Comparison(title, unit, count, seconds, load_before, load_average(), goal)
+    comparison = Comparison(title, unit, count, seconds, load_before, load_average(), goal, list(notes))
     print_comparison(comparison)
     return comparison
 
