@@ -137,26 +137,6 @@ def bench_upserts(report: fair.Report, count: int, folder: Path) -> None:
         finally:
             plain.close()
 
-    tuples = plain_tuples(rows)
-    report.compare(
-        {
-            "panopipe upsert_images": sqlite_panopipe,
-            "sqlite3 executemany": lambda: sqlite_plain(None),
-            "sqlite3 executemany, tuples built before the clock": lambda: sqlite_plain(tuples),
-        },
-        title=f"catalog upserts of {count:,} new images, SQLite",
-        unit="rows",
-        count=count,
-    )
-    with Catalog.open(folder / "again.db") as catalog:
-        catalog.upsert_images(rows)
-        report.compare(
-            {"panopipe upsert_images": lambda: timed(lambda: catalog.upsert_images(rows))},
-            title=f"catalog re-upsert of {count:,} unchanged images, SQLite",
-            unit="rows",
-            count=count,
-        )
-
     def postgres_panopipe() -> float:
         with fresh_postgres() as url, Catalog.open(url) as catalog:
             return timed(lambda: catalog.upsert_images(rows))
@@ -174,16 +154,30 @@ def bench_upserts(report: fair.Report, count: int, folder: Path) -> None:
 
                 return timed(insert)
 
-    report.compare(
-        {
-            "panopipe upsert_images": postgres_panopipe,
-            "psycopg COPY": lambda: postgres_plain(None),
-            "psycopg COPY, tuples built before the clock": lambda: postgres_plain(tuples),
-        },
-        title=f"catalog upserts of {count:,} new images, PostgreSQL",
-        unit="rows",
-        count=count,
+    tuples = plain_tuples(rows)
+    backends = (
+        ("SQLite", sqlite_panopipe, sqlite_plain, "sqlite3 executemany"),
+        ("PostgreSQL", postgres_panopipe, postgres_plain, "psycopg COPY"),
     )
+    for backend, panopipe, plain, driver in backends:
+        report.compare(
+            {
+                "panopipe upsert_images": panopipe,
+                driver: lambda plain=plain: plain(None),
+                f"{driver}, tuples built before the clock": lambda plain=plain: plain(tuples),
+            },
+            title=f"catalog upserts of {count:,} new images, {backend}",
+            unit="rows",
+            count=count,
+        )
+    with Catalog.open(folder / "again.db") as catalog:
+        catalog.upsert_images(rows)
+        report.compare(
+            {"panopipe upsert_images": lambda: timed(lambda: catalog.upsert_images(rows))},
+            title=f"catalog re-upsert of {count:,} unchanged images, SQLite",
+            unit="rows",
+            count=count,
+        )
 
 
 def bench_query(report: fair.Report, count: int, folder: Path) -> None:

@@ -39,32 +39,10 @@ import fair
 from panopipe.metadata import read_metadata
 
 # ExifTool's names for what ``read_metadata`` returns (ImageMetadata's fields).
-TAGS = [
-    "DateTimeOriginal",
-    "SubSecTimeOriginal",
-    "OffsetTimeOriginal",
-    "GPSLatitude",
-    "GPSLongitude",
-    "GPSAltitude",
-    "GPSImgDirection",
-    "GPSDateTime",
-    "Make",
-    "Model",
-    "SerialNumber",
-    "Orientation",
-    "ImageWidth",
-    "ImageHeight",
-    "ProjectionType",
-    "PoseHeadingDegrees",
-    "PosePitchDegrees",
-    "PoseRollDegrees",
-    "FullPanoWidthPixels",
-    "FullPanoHeightPixels",
-    "CroppedAreaImageWidthPixels",
-    "CroppedAreaImageHeightPixels",
-    "CroppedAreaLeftPixels",
-    "CroppedAreaTopPixels",
-]
+TAGS = """DateTimeOriginal SubSecTimeOriginal OffsetTimeOriginal GPSLatitude GPSLongitude GPSAltitude
+GPSImgDirection GPSDateTime Make Model SerialNumber Orientation ImageWidth ImageHeight ProjectionType
+PoseHeadingDegrees PosePitchDegrees PoseRollDegrees FullPanoWidthPixels FullPanoHeightPixels
+CroppedAreaImageWidthPixels CroppedAreaImageHeightPixels CroppedAreaLeftPixels CroppedAreaTopPixels""".split()  # noqa: SIM905
 OUT = Path(__file__).parent / "out" / "metadata_4096x2048"
 WIDTH, HEIGHT = 4096, 2048
 
