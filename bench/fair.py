@@ -225,6 +225,7 @@ __all__ = [
     "CORES",
     "Comparison",
     "Report",
+    "Side",
     "compare",
     "load_average",
     "parse_args",
