@@ -214,7 +214,7 @@ def _as_dict(record: ImageRecord) -> dict:
 
 
 def main() -> None:
-    args = fair.parse_args(__doc__, {"upserts": (100_000, 10_000), "images": (1_000_000, 100_000)})
+    args = fair.parse_args(__doc__, {"upserts": (100_000, 10_000), "images": (1_000_000, 50_000)})
     with fair.report(args, "catalog") as report, tempfile.TemporaryDirectory() as tmp:
         bench_upserts(report, args.upserts, Path(tmp))
         bench_query(report, args.images, Path(tmp))
