@@ -259,7 +259,7 @@ def main() -> None:
             """A run of ``move(url)`` into a new database; wall time returned, CPU, rows and exactness kept."""
 
             def run() -> float:
-                name = f"bench_migrate_{kind}"
+                name = f"bench_migrate_{kind}_{os.getpid()}"
                 url = fresh_database(args.admin_url, name)
                 m = measure(lambda: move(url), args.admin_url)
                 measured.setdefault(kind, []).append(m)
