@@ -7,7 +7,8 @@ and pgloader. Both tools move the same rows of the same tables: the edits table'
 default prints as Lisp floats (``12.5d0``) that PostgreSQL rejects, skipping the table; the load file here
 casts them with pgloader's own ``float-to-string``, and the rows each tool copied are counted. Reported:
 rows/s, the CPU seconds each tool and the PostgreSQL server spent (which the load of other jobs on the
-machine does not inflate as it does wall time), and whether each copy kept latitudes bit-identical. Each run
+machine does not inflate as it does wall time; but the server's figure counts every backend of the server,
+so other users of the same server add to it), and whether each copy kept latitudes bit-identical. Each run
 starts after a ``sync`` and a ``CHECKPOINT``. Linux only (/proc). Not a test; run it by hand:
 
     python bench/bench_migrate.py [--quick] [--images 1000000] [--runs 7] [--json out.json]

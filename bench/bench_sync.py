@@ -124,9 +124,9 @@ def main() -> None:
 
         return run
 
-    tools = {
-        "panopipe sync_folder": (panopipe, panopipe),
-        "boto3 upload_file loop": (boto3_upload, boto3_head),
+    # name: (upload, name of the no-op resync, no-op resync)
+    tools: dict[str, tuple[Callable[[str], None], str, Callable[[str], None]]] = {
+        "panopipe sync_folder": (panopipe, "panopipe sync_folder", panopipe)
     }
     try:
         with fair.report(args, "sync") as report:
@@ -134,25 +134,22 @@ def main() -> None:
                 f"{len(paths)} files x {args.size_kb} KB = {megabytes:.0f} MB, {args.workers} workers"
             )
             if shutil.which("aws"):
-                tools = {
-                    **dict(list(tools.items())[:1]),
-                    "aws s3 sync": (awscli, awscli),
-                    **dict(list(tools.items())[1:]),
-                }
+                tools["aws s3 sync"] = (awscli, "aws s3 sync", awscli)
             else:
                 report.unavailable("aws s3 sync", "the AWS CLI is not installed")
+            tools["boto3 upload_file loop"] = (boto3_upload, "boto3 head_object loop", boto3_head)
             report.compare(
-                {name: upload_run(name, upload) for name, (upload, _) in tools.items()},
+                {name: upload_run(name, upload) for name, (upload, _, _) in tools.items()},
                 title=f"sync {len(paths)} new files of {args.size_kb} KB to moto's server",
                 unit="files",
                 count=len(paths),
             )
-            for name, (upload, _) in tools.items():
+            for name, (upload, _, _) in tools.items():
                 upload(f"noop-{name}")
             report.compare(
                 {
-                    name: (lambda noop=noop, name=name: noop(f"noop-{name}"))
-                    for name, (_, noop) in tools.items()
+                    label: (lambda noop=noop, name=name: noop(f"noop-{name}"))
+                    for name, (_, label, noop) in tools.items()
                 },
                 title=f"no-op resync of {len(paths)} files (all already stored)",
                 unit="files",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import time
@@ -49,8 +50,14 @@ def run(script: str, quick: bool) -> tuple[int, float]:
     return code, time.perf_counter() - started
 
 
+def figure(value: float) -> str:
+    """A rate or time to three significant figures, with thousands separators and no exponent."""
+    digits = max(0, 2 - math.floor(math.log10(abs(value)))) if value else 0
+    return f"{round(value, digits):,.{digits}f}"
+
+
 def spread(count: float, side: dict[str, Any]) -> str:
-    return f"{count / side['max_s']:,.3g}-{count / side['min_s']:,.3g}"
+    return f"{figure(count / side['max_s'])}-{figure(count / side['min_s'])}"
 
 
 def table(results: list[dict[str, Any]], failed: dict[str, int]) -> str:
@@ -71,24 +78,24 @@ def table(results: list[dict[str, Any]], failed: dict[str, int]) -> str:
         "time): above 1, panopipe is faster. The load column is the 1-minute load average before and after the",
         "comparison; above the core count, the figures are not a quiet machine's.",
         "",
-        "| comparison | side | median | spread | ratio | runs | load |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| comparison | side | median time | rate at the median | spread of the rate | ratio | runs | load |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for result in results:
         for c in result["comparisons"]:
             first = True
             for name, side in c["sides"].items():
-                ratio = "" if first else f"{side['ratio']:.2f}x"
-                what = f"{c['title']} ({result['script']})" if first else ""
+                ratio = "" if first else f"{figure(side['ratio'])}x"
+                what = f"{c['title']} (`bench_{result['script']}.py`)" if first else ""
                 load = f"{c['load_before']:.1f}-{c['load_after']:.1f}" if first else ""
                 runs = len(c["seconds"][name])
                 lines.append(
-                    f"| {what} | {name} | {side['median_rate']:,.4g} {c['unit']}/s | {spread(c['count'], side)} |"
-                    f" {ratio} | {runs} | {load} |"
+                    f"| {what} | {name} | {figure(side['median_s'])} s | {figure(side['median_rate'])} {c['unit']}/s |"
+                    f" {spread(c['count'], side)} | {ratio} | {runs} | {load} |"
                 )
                 first = False
             if c["goal"]:
-                lines.append(f"| | goal | {c['goal']} | | | | |")
+                lines.append(f"| | goal | {c['goal']} | | | | | |")
     notes = [f"- {r['script']}: {note}" for r in results for c in r["comparisons"] for note in c["notes"]]
     notes += [f"- {r['script']}: {note}" for r in results for note in r["notes"] if "unavailable" in note]
     notes += [f"- {script}: failed (exit code {code}), no figures" for script, code in failed.items()]
