@@ -11,14 +11,13 @@ Compares, in files per second:
 
 The files are generated once under bench/out/ from one encoded image, each with its own camera-like EXIF
 (IFD0, ExifIFD with a 2 KB MakerNote, GPS). Every run works on fresh copies, synced to disk and in the
-page cache; the methods run in turn (rotating the order) for a few rounds, and each one's fastest round counts.
+page cache (made before the clock starts); the methods run interleaved (``bench/fair.py``).
 
-    python bench/bench_apply_metadata.py [--files 200] [--rounds 3]
+    python bench/bench_apply_metadata.py [--quick] [--files 200] [--runs 7] [--json out.json]
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import shutil
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+import fair
 from panopipe.metadata.writer import GPano, MetadataUpdate, apply_metadata_file
 from panopipe.storage import write_atomic
 
@@ -143,13 +143,6 @@ def fresh_copies(paths: list[Path], folder: Path) -> list[Path]:
     return copies
 
 
-def timed(run: Callable[[list[Path]], None], paths: list[Path], folder: Path) -> float:
-    copies = fresh_copies(paths, folder)
-    start = time.perf_counter()
-    run(copies)
-    return time.perf_counter() - start
-
-
 def bound(paths: list[Path]) -> None:
     for path in paths:
         write_atomic(path, path.read_bytes())
@@ -167,29 +160,34 @@ def exiftool(paths: list[Path]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--files", type=int, default=200, help="number of JPEGs (default 200)")
-    parser.add_argument(
-        "--rounds", type=int, default=3, help="runs of each method; the best counts (default 3)"
-    )
-    args = parser.parse_args()
+    args = fair.parse_args(__doc__, {"files": (200, 20)})
     paths = generate(args.files)
     mb = sum(p.stat().st_size for p in paths) / len(paths) / 1e6
-    print(f"{len(paths)} files of {WIDTH}x{HEIGHT}, {mb:.2f} MB on average, in {OUT}")
-    methods = {"bound": bound, "panopipe": panopipe, "exiftool": exiftool}
-    seconds = dict.fromkeys(methods, float("inf"))
-    with tempfile.TemporaryDirectory(dir=OUT.parent) as work:
-        for round_ in range(args.rounds):  # interleaved, best of: fsync latency drifts with the disk's load
-            for name, run in [*methods.items()][round_ % 3 :] + [*methods.items()][: round_ % 3]:
-                seconds[name] = min(seconds[name], timed(run, paths, Path(work) / f"{name}-{round_}"))
-    rate = {name: len(paths) / s for name, s in seconds.items()}
-    print(f"{'method':<10} {'seconds':>8} {'files/s':>9}")
-    for name in seconds:
-        print(f"{name:<10} {seconds[name]:>8.2f} {rate[name]:>9.1f}")
-    print(f"panopipe/exiftool = {rate['panopipe'] / rate['exiftool']:.2f}x")
-    print(f"panopipe/bound    = {rate['panopipe'] / rate['bound']:.2f}")
+    methods: dict[str, Callable[[list[Path]], None]] = {
+        "panopipe apply_metadata_file": panopipe,
+        "exiftool, one process (no fsync)": exiftool,
+        "bound: read + write_atomic": bound,
+    }
+    if not shutil.which("exiftool"):
+        del methods["exiftool, one process (no fsync)"]
+    with fair.report(args, "apply_metadata") as report, tempfile.TemporaryDirectory(dir=OUT.parent) as work:
+        report.note(f"{len(paths)} files of {WIDTH}x{HEIGHT}, {mb:.2f} MB on average, in {OUT}")
+        if not shutil.which("exiftool"):
+            report.unavailable("exiftool", "not installed: apt-get install -y libimage-exiftool-perl")
+        made = iter(range(10**9))
+
+        def timed(run: Callable[[list[Path]], None]) -> float:
+            copies = fresh_copies(paths, Path(work) / str(next(made)))
+            started = time.perf_counter()
+            run(copies)
+            return time.perf_counter() - started
+
+        report.compare(
+            {name: lambda run=run: timed(run) for name, run in methods.items()},
+            title="lossless EXIF/XMP writes, 2 MB JPEGs",
+            unit="files",
+            count=len(paths),
+        )
 
 
 if __name__ == "__main__":

@@ -1,27 +1,31 @@
 """Catalog benchmarks: upserts of 100,000 images, and `ls --bbox --since` on a 1,000,000-image catalog.
 
-Prints panopipe's figures beside plain inserts with the driver (sqlite3 executemany / PostgreSQL COPY) into
-the same indexed table, measured in the same run. Not a test.
+Prints panopipe's upserts beside plain inserts with the driver (sqlite3 executemany / psycopg COPY) into the
+same indexed table. Both sides start from the same ``ImageRecord`` list (the plain side's time includes
+building the driver's tuples, as a user's would; a third side shows the driver alone, tuples built before) and each run writes into a new empty catalog made before the
+clock starts; runs are interleaved (``bench/fair.py``). Not a test.
 
-    python bench/bench_catalog.py [--upserts 100000] [--images 1000000]
+    python bench/bench_catalog.py [--quick] [--upserts 100000] [--images 1000000] [--json out.json]
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import sqlite3
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 
+import fair
 from panopipe.catalog import Catalog, ImageRecord, Selection
-from panopipe.catalog.types import new_id
+from panopipe.catalog.types import new_ids
 
 POSTGRES = os.environ.get("PANOPIPE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
@@ -53,39 +57,25 @@ def records(count: int, seed: int = 1) -> list[ImageRecord]:
     ]
 
 
-def fresh_postgres() -> tuple[str, str]:
+@contextmanager
+def fresh_postgres() -> Iterator[str]:
+    """The URL of a new database, dropped afterwards."""
     name = f"panopipe_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(POSTGRES, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    return POSTGRES.rsplit("/", 1)[0] + f"/{name}", name
+    try:
+        yield POSTGRES.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(POSTGRES, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def drop_postgres(name: str) -> None:
-    with psycopg.connect(POSTGRES, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def rate(count: int, seconds: float) -> str:
-    return f"{count / seconds:,.0f} rows/s"
-
-
-def bench_upserts(count: int, folder: Path) -> None:
-    rows = records(count)
-    print(f"\n== upserts of {count:,} new images ==")
-    # SQLite: panopipe vs plain sqlite3 executemany into the same schema.
-    with Catalog.open(folder / "upsert.db") as catalog:
-        started = time.perf_counter()
-        catalog.upsert_images(rows)
-        ours = time.perf_counter() - started
-        started = time.perf_counter()
-        catalog.upsert_images(rows)
-        again = time.perf_counter() - started
-    with Catalog.open(folder / "plain.db"):
-        pass
-    plain = sqlite3.connect(folder / "plain.db")
-    tuples = [
+def plain_tuples(rows: list[ImageRecord]) -> list[tuple]:
+    """The rows as the driver takes them: what a user inserting with the driver has to build too."""
+    ids = new_ids(len(rows))
+    return [
         (
-            uuid.UUID(new_id()).hex,
+            ids[n].replace("-", ""),
             r.uri,
             r.size,
             r.content_hash,
@@ -105,72 +95,111 @@ def bench_upserts(count: int, folder: Path) -> None:
             T0.isoformat(" "),
             T0.isoformat(" "),
         )
-        for r in rows
+        for n, r in enumerate(rows)
     ]
+
+
+COLUMNS = (
+    "id, uri, size, content_hash, modified_at, captured_at, lat, lon, alt, heading, make, model, camera_index,"
+    " width, height, reel, frame, ingested_at, updated_at"
+)
+
+
+def timed(run: Callable[[], object]) -> float:
     started = time.perf_counter()
-    with plain:
-        plain.executemany(
-            "INSERT INTO images (id, uri, size, content_hash, modified_at, captured_at, lat, lon, alt, heading, make,"
-            " model, camera_index, width, height, reel, frame, ingested_at, updated_at)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            tuples,
-        )
-    baseline = time.perf_counter() - started
-    print(
-        f"SQLite      panopipe {rate(count, ours):>18}   plain sqlite3 executemany {rate(count, baseline):>18}"
-        f"   ratio {baseline / ours:.2f}   (re-upsert, all unchanged: {rate(count, again)})"
-    )
-    url, name = fresh_postgres()
-    try:
-        with Catalog.open(url) as catalog:
-            started = time.perf_counter()
-            catalog.upsert_images(rows)
-            ours = time.perf_counter() - started
-        url2, name2 = fresh_postgres()
+    run()
+    return time.perf_counter() - started
+
+
+def bench_upserts(report: fair.Report, count: int, folder: Path) -> None:
+    """Each run inserts the same records into a new, empty catalog (made before the clock starts)."""
+    rows = records(count)
+    made = iter(range(10**9))
+
+    def sqlite_panopipe() -> float:
+        with Catalog.open(folder / f"upsert{next(made)}.db") as catalog:
+            return timed(lambda: catalog.upsert_images(rows))
+
+    def sqlite_plain(prebuilt: list[tuple] | None) -> float:
+        path = folder / f"plain{next(made)}.db"
+        Catalog.open(path).close()
+        plain = sqlite3.connect(path)
+
+        def insert() -> None:
+            with plain:
+                plain.executemany(
+                    f"INSERT INTO images ({COLUMNS}) VALUES ({', '.join('?' * 19)})",
+                    prebuilt or plain_tuples(rows),
+                )
+
         try:
-            with Catalog.open(url2):
-                pass
-            with psycopg.connect(url2) as conn, conn.cursor() as cursor:
-                started = time.perf_counter()
-                with cursor.copy(
-                    "COPY images (id, uri, size, content_hash, modified_at, captured_at, lat, lon, alt, heading, make,"
-                    " model, camera_index, width, height, reel, frame, ingested_at, updated_at) FROM STDIN"
-                ) as copy:
-                    for t in tuples:
-                        copy.write_row(t)
-                conn.commit()
-                baseline = time.perf_counter() - started
+            return timed(insert)
         finally:
-            drop_postgres(name2)
-        print(
-            f"PostgreSQL  panopipe {rate(count, ours):>18}   plain psycopg COPY        {rate(count, baseline):>18}"
-            f"   ratio {baseline / ours:.2f}"
+            plain.close()
+
+    def postgres_panopipe() -> float:
+        with fresh_postgres() as url, Catalog.open(url) as catalog:
+            return timed(lambda: catalog.upsert_images(rows))
+
+    def postgres_plain(prebuilt: list[tuple] | None) -> float:
+        with fresh_postgres() as url:
+            Catalog.open(url).close()
+            with psycopg.connect(url) as conn, conn.cursor() as cursor:
+
+                def insert() -> None:
+                    with cursor.copy(f"COPY images ({COLUMNS}) FROM STDIN") as copy:
+                        for row in prebuilt or plain_tuples(rows):
+                            copy.write_row(row)
+                    conn.commit()
+
+                return timed(insert)
+
+    tuples = plain_tuples(rows)
+    backends = (
+        ("SQLite", sqlite_panopipe, sqlite_plain, "sqlite3 executemany"),
+        ("PostgreSQL", postgres_panopipe, postgres_plain, "psycopg COPY"),
+    )
+    for backend, panopipe, plain, driver in backends:
+        report.compare(
+            {
+                "panopipe upsert_images": panopipe,
+                driver: lambda plain=plain: plain(None),
+                f"{driver}, tuples built before the clock": lambda plain=plain: plain(tuples),
+            },
+            title=f"catalog upserts of {count:,} new images, {backend}",
+            unit="rows",
+            count=count,
         )
-    finally:
-        drop_postgres(name)
+    with Catalog.open(folder / "again.db") as catalog:
+        catalog.upsert_images(rows)
+        report.compare(
+            {"panopipe upsert_images": lambda: timed(lambda: catalog.upsert_images(rows))},
+            title=f"catalog re-upsert of {count:,} unchanged images, SQLite",
+            unit="rows",
+            count=count,
+        )
 
 
-def bench_query(count: int, folder: Path) -> None:
-    print(f"\n== ls --bbox --since on {count:,} images ==")
+def bench_query(report: fair.Report, count: int, folder: Path) -> None:
     selection = Selection(bbox=(11.20, 48.20, 11.21, 48.21), since=T0 + timedelta(hours=1))
-    url, name = fresh_postgres()
-    try:
-        for label, location in (("SQLite", folder / "query.db"), ("PostgreSQL", url)):
+    with fresh_postgres() as url:
+        for label, location in (("SQLite", str(folder / "query.db")), ("PostgreSQL", url)):
             with Catalog.open(location) as catalog:
                 _bulk_fill(catalog, count)
                 if catalog.engine.dialect.name == "postgresql":
                     with catalog.engine.begin() as conn:
                         conn.exec_driver_sql("ANALYZE images")
-                timings = []
-                for _ in range(5):
-                    started = time.perf_counter()
-                    found = list(catalog.images(selection))
-                    timings.append(time.perf_counter() - started)
-                print(
-                    f"{label:<11} {len(found)} images in {min(timings) * 1000:.1f} ms (best of 5; goal < 50 ms)"
+                found = len(list(catalog.images(selection)))
+                report.compare(
+                    {
+                        f"panopipe images(bbox, since), {found} found": lambda c=catalog: timed(
+                            lambda: list(c.images(selection))
+                        )
+                    },
+                    title=f"ls --bbox --since on {count:,} images, {label}",
+                    unit="queries",
+                    goal="< 50 ms",
                 )
-    finally:
-        drop_postgres(name)
 
 
 def _bulk_fill(catalog: Catalog, count: int) -> None:
@@ -185,13 +214,10 @@ def _as_dict(record: ImageRecord) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--upserts", type=int, default=100_000)
-    parser.add_argument("--images", type=int, default=1_000_000)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        bench_upserts(args.upserts, Path(tmp))
-        bench_query(args.images, Path(tmp))
+    args = fair.parse_args(__doc__, {"upserts": (100_000, 10_000), "images": (1_000_000, 50_000)})
+    with fair.report(args, "catalog") as report, tempfile.TemporaryDirectory() as tmp:
+        bench_upserts(report, args.upserts, Path(tmp))
+        bench_query(report, args.images, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -5,17 +5,15 @@ A job of the local process pool crosses to the worker as ``encode_job`` text and
 This measures, for a stitch job of a 6-camera rig (the largest payload: the rig profile) and its outcome
 with a log: encode + decode of both, against pickle dumps + loads of both objects, in microseconds per job.
 
-    python bench/bench_codec.py [--jobs 20000]
+    python bench/bench_codec.py [--quick] [--jobs 20000] [--runs 7] [--json out.json]
 """
 
 from __future__ import annotations
 
-import argparse
 import pickle
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
+import fair
 from panopipe.executors import decode_job, decode_outcome, encode_job, encode_outcome
 from panopipe.steps.base import JobOutcome, JobSpec, Output
 from panopipe.stitching import demo_rig
@@ -35,34 +33,28 @@ def sample() -> tuple[JobSpec, JobOutcome]:
     return job, JobOutcome("succeeded", (output,), None, log, 1, now, now)
 
 
-def per_job_us(jobs: int, work: Callable[[], object]) -> float:
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        for _ in range(jobs):
-            work()
-        best = min(best, time.perf_counter() - started)
-    return best / jobs * 1e6
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=20_000)
-    jobs = parser.parse_args().jobs
+    args = fair.parse_args(__doc__, {"jobs": (20_000, 2_000)})
     job, outcome = sample()
     assert decode_job(encode_job(job)) == job and decode_outcome(encode_outcome(outcome)) == outcome
 
-    def codec() -> object:
-        return decode_job(encode_job(job)), decode_outcome(encode_outcome(outcome))
+    def codec() -> None:
+        for _ in range(args.jobs):
+            decode_job(encode_job(job)), decode_outcome(encode_outcome(outcome))
 
-    def pickled() -> object:
-        return pickle.loads(pickle.dumps(job)), pickle.loads(pickle.dumps(outcome))
+    def pickled() -> None:
+        for _ in range(args.jobs):
+            pickle.loads(pickle.dumps(job)), pickle.loads(pickle.dumps(outcome))
 
-    json_us, pickle_us = per_job_us(jobs, codec), per_job_us(jobs, pickled)
-    size = len(encode_job(job)) + len(encode_outcome(outcome))
-    print(f"job + outcome: {size:,} bytes of JSON")
-    print(f"JSON codec: {json_us:.1f} µs per job; pickle: {pickle_us:.1f} µs")
-    print(f"difference: {json_us - pickle_us:.1f} µs per job")
+    with fair.report(args, "codec") as report:
+        size = len(encode_job(job)) + len(encode_outcome(outcome))
+        report.note(f"a 6-camera stitch job and its outcome: {size:,} bytes of JSON")
+        report.compare(
+            {"panopipe JSON codec": codec, "pickle (the pool before)": pickled},
+            title="encode + decode a job and its outcome",
+            unit="jobs",
+            count=args.jobs,
+        )
 
 
 if __name__ == "__main__":

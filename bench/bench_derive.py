@@ -7,14 +7,15 @@ Compares, on the same files:
 2. ``vipsthumbnail -s 512`` over all files in one process (libvips threads internally, shrink-on-load);
 3. ``vipsthumbnail`` in one process per core, the files split between them.
 
-Each method runs a few rounds, in turn; each one's fastest round counts. The goal is 2x vipsthumbnail.
+The methods run interleaved on the same files (``bench/fair.py``), each into a new empty folder; the goal
+(2x vipsthumbnail) is against one vipsthumbnail process per core, as a user with a machine to fill runs it.
+panopipe's worker processes are started by the warm-up run, as in a long ``panopipe run``.
 
-    python bench/bench_derive.py [--files 64] [--rounds 3]
+    python bench/bench_derive.py [--quick] [--files 64] [--runs 7] [--json out.json]
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import shutil
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+import fair
 from panopipe.catalog.types import new_id
 from panopipe.executors import LocalExecutor
 from panopipe.executors.base import FINISHED
@@ -97,39 +99,43 @@ def vips_per_core(files: list[Path], out: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    args = fair.parse_args(__doc__, {"files": (64, 16)})
     files = make_files(args.files)
     megabytes = sum(path.stat().st_size for path in files) / len(files) / 1e6
-    print(f"{len(files)} files of 4096x2048, {megabytes:.1f} MB each, {os.cpu_count()} cores")
     executor = LocalExecutor()
-    panopipe_derive(files[:2], Path(tempfile.mkdtemp()), executor)  # start the workers
     methods: dict[str, Callable[[list[Path], Path], None]] = {
-        "panopipe derive (all cores)": lambda f, o: panopipe_derive(f, o, executor),
+        f"panopipe derive ({fair.CORES} worker processes)": lambda f, o: panopipe_derive(f, o, executor),
+        f"vipsthumbnail ({fair.CORES} processes, one per core)": vips_per_core,
         "vipsthumbnail (one process)": vips_one_process,
-        "vipsthumbnail (one process per core)": vips_per_core,
     }
-    best = dict.fromkeys(methods, float("inf"))
-    try:
-        for _ in range(args.rounds):
-            for name, method in methods.items():
-                out = Path(tempfile.mkdtemp(prefix="panopipe-bench-derive-"))
-                started = time.perf_counter()
-                method(files, out)
-                best[name] = min(best[name], time.perf_counter() - started)
-                sizes = {Image.open(p).size for p in out.iterdir()}
-                assert sizes == {(SIZE, SIZE // 2)}, sizes
-                shutil.rmtree(out)
-    finally:
-        executor.close()
-    ours = len(files) / best["panopipe derive (all cores)"]
-    print(f"\n{'method':<40}{'thumbnails/s':>14}{'panopipe/this':>15}")
-    for name, seconds in best.items():
-        rate = len(files) / seconds
-        ratio = "" if name.startswith("panopipe") else f"{ours / rate:.2f}x"
-        print(f"{name:<40}{rate:>14.1f}{ratio:>15}")
+
+    def timed(method: Callable[[list[Path], Path], None]) -> float:
+        out = Path(tempfile.mkdtemp(prefix="panopipe-bench-derive-"))
+        try:
+            started = time.perf_counter()
+            method(files, out)
+            seconds = time.perf_counter() - started
+            sizes = {Image.open(p).size for p in out.iterdir()}
+            assert sizes == {(SIZE, SIZE // 2)}, sizes
+            return seconds
+        finally:
+            shutil.rmtree(out)
+
+    with fair.report(args, "derive") as report:
+        report.note(f"{len(files)} files of 4096x2048, {megabytes:.1f} MB each, {fair.CORES} cores")
+        if not shutil.which("vipsthumbnail"):
+            methods = dict(list(methods.items())[:1])
+            report.unavailable("vipsthumbnail", "not installed: apt-get install -y libvips-tools")
+        try:
+            report.compare(
+                {name: lambda method=method: timed(method) for name, method in methods.items()},
+                title="512 px thumbnails of 4096x2048 JPEGs, all cores",
+                unit="thumbnails",
+                count=len(files),
+                goal="2x vipsthumbnail one process per core",
+            )
+        finally:
+            executor.close()
 
 
 if __name__ == "__main__":

@@ -1,25 +1,32 @@
 """Benchmark: read EXIF + XMP GPano metadata from 1,000 JPEGs of 4096x2048.
 
-Compares ``panopipe.metadata.read_metadata`` (one process, and all cores) with ``exiftool -json -n -fast2``
-over the folder and with Pillow (``Image.open(p).getexif()`` with its Exif and GPS IFDs, plus the XMP
-packet parsed with ElementTree) in one process. The files are generated once under bench/out/ from one
-encoded image, each with its own EXIF and XMP. The page cache is warmed before timing. In-process figures
-are the best of 7 runs; the one-process reader is also timed in CPU time, which other work on a shared
-machine changes much less than the elapsed time.
+Every side reads exactly the same list of files (exiftool gets it in an argument file, not the folder), the
+same number of times, interleaved (``bench/fair.py``):
 
-    python bench/bench_metadata_read.py [--files 1000]
+- in one process: ``panopipe.metadata.read_metadata``; ``exiftool -json -n -fast2`` asked only for the tags
+  panopipe returns; the same with exiftool's full dump; Pillow (``getexif()`` with its Exif and GPS IFDs, the
+  XMP packet parsed with ElementTree);
+- on all cores: panopipe in a process pool, against one exiftool process (tags only) per core, each with its
+  share of the files.
+
+Each exiftool run includes starting Perl, which is what a user waits for. The files are generated once under
+bench/out/ from one encoded image, each with its own EXIF and XMP; the page cache is warmed before timing.
+panopipe's one-process reader is also timed in CPU time, which other work on a shared machine changes much
+less than the elapsed time.
+
+    python bench/bench_metadata_read.py [--quick] [--files 1000] [--runs 7] [--json out.json]
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import random
+import shutil
 import subprocess
+import tempfile
 import time
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,8 +35,14 @@ import numpy as np
 from PIL import Image
 from PIL.TiffImagePlugin import IFDRational
 
+import fair
 from panopipe.metadata import read_metadata
 
+# ExifTool's names for what ``read_metadata`` returns (ImageMetadata's fields).
+TAGS = """DateTimeOriginal SubSecTimeOriginal OffsetTimeOriginal GPSLatitude GPSLongitude GPSAltitude
+GPSImgDirection GPSDateTime Make Model SerialNumber Orientation ImageWidth ImageHeight ProjectionType
+PoseHeadingDegrees PosePitchDegrees PoseRollDegrees FullPanoWidthPixels FullPanoHeightPixels
+CroppedAreaImageWidthPixels CroppedAreaImageHeightPixels CroppedAreaLeftPixels CroppedAreaTopPixels""".split()  # noqa: SIM905
 OUT = Path(__file__).parent / "out" / "metadata_4096x2048"
 WIDTH, HEIGHT = 4096, 2048
 
@@ -126,7 +139,11 @@ def read_all(paths: list[Path]) -> int:
     return sum(read_metadata(path).gps_latitude is not None for path in paths)
 
 
-def read_with_pillow(paths: list[Path]) -> int:
+def panopipe_one_process(paths: list[Path]) -> None:
+    assert read_all(paths) == len(paths)
+
+
+def read_with_pillow(paths: list[Path]) -> None:
     found = 0
     for path in paths:
         with Image.open(path) as image:
@@ -135,61 +152,76 @@ def read_with_pillow(paths: list[Path]) -> int:
             gps = exif.get_ifd(0x8825)
             root = ElementTree.fromstring(image.info["xmp"])
             found += bool(gps) and root is not None
-    return found
+    assert found == len(paths)
 
 
-def read_all_cores(paths: list[Path], workers: int, pool: ProcessPoolExecutor) -> int:
-    size = -(-len(paths) // (4 * workers))  # four chunks per worker, so that none idles at the end
-    chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
-    return sum(pool.map(read_all, chunks))
+def chunks(paths: list[Path], count: int) -> list[list[Path]]:
+    size = -(-len(paths) // count)
+    return [paths[i : i + size] for i in range(0, len(paths), size)]
 
 
-def rate(
-    count: int, run: Callable[[], object], repeat: int = 7, clock: Callable[[], float] = time.perf_counter
-) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        started = clock()
-        run()
-        best = min(best, clock() - started)
-    return count / best
+def read_all_cores(paths: list[Path], workers: int, pool: ProcessPoolExecutor) -> None:
+    # four chunks per worker, so that none idles at the end
+    assert sum(pool.map(read_all, chunks(paths, 4 * workers))) == len(paths)
+
+
+def exiftool_command(argfile: Path, tags: list[str]) -> list[str]:
+    """exiftool reading the files listed in ``argfile`` (one per line), only ``tags`` (all when empty)."""
+    return ["exiftool", "-json", "-n", "-fast2", "-q", *(f"-{tag}" for tag in tags), "-@", str(argfile)]
+
+
+def exiftool_processes(commands: list[list[str]], count: int) -> None:
+    processes = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for c in commands]
+    outputs = [p.communicate()[0] for p in processes]
+    assert all(p.returncode == 0 for p in processes)
+    assert sum(o.count(b'"SourceFile"') for o in outputs) == count
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=1000)
-    args = parser.parse_args()
+    args = fair.parse_args(__doc__, {"files": (1000, 100)})
     paths = make_files(args.files)
     for path in paths:  # warm the page cache
         path.read_bytes()
     assert read_all(paths) == len(paths)
-    workers = os.cpu_count() or 1
-    load_before = os.getloadavg()[0]
-    with ProcessPoolExecutor(workers) as pool:
-        pool.submit(read_all, paths[:1]).result()
-        rates = {
-            "panopipe, 1 process": rate(len(paths), lambda: read_all(paths)),
-            "panopipe, 1 process, CPU time": rate(
-                len(paths), lambda: read_all(paths), clock=time.process_time
-            ),
-            f"panopipe, {workers} processes": rate(len(paths), lambda: read_all_cores(paths, workers, pool)),
-        }
-    exiftool = ["exiftool", "-json", "-n", "-fast2", "-q", str(OUT)]
-    rates["exiftool -json -n -fast2"] = rate(
-        len(paths), lambda: subprocess.run(exiftool, check=True, capture_output=True), repeat=1
-    )
-    rates["Pillow getexif + XMP, 1 process"] = rate(len(paths), lambda: read_with_pillow(paths))
-    ours = rates["panopipe, 1 process"]
-    print(
-        f"{len(paths)} JPEGs of {WIDTH}x{HEIGHT}, {os.path.getsize(paths[0]) / 1e6:.1f} MB each, EXIF + XMP GPano"
-    )
-    print(
-        f"{workers} cores, 1-minute load average {load_before:.2f} before and {os.getloadavg()[0]:.2f} after"
-    )
-    print(f"{'reader':<34} {'files/s':>10} {'panopipe (1 process) / reader':>30}")
-    for name, value in rates.items():
-        ratio = "" if name.startswith("panopipe") else f"{ours / value:.1f}x"
-        print(f"{name:<34} {value:>10,.0f} {ratio:>30}")
+    workers = fair.CORES
+    megabytes = os.path.getsize(paths[0]) / 1e6
+    exiftool = shutil.which("exiftool")
+    with fair.report(args, "metadata_read") as report, tempfile.TemporaryDirectory() as tmp:
+        report.note(f"{len(paths)} JPEGs of {WIDTH}x{HEIGHT}, {megabytes:.1f} MB each, EXIF + XMP GPano")
+        lists = [Path(tmp) / f"files{i}.txt" for i in range(workers)]
+        for argfile, share in zip(lists, chunks(paths, workers), strict=False):
+            argfile.write_text("".join(f"{p}\n" for p in share))
+        everything = Path(tmp) / "files.txt"
+        everything.write_text("".join(f"{p}\n" for p in paths))
+        one: dict[str, fair.Side] = {"panopipe read_metadata": lambda: panopipe_one_process(paths)}
+        if exiftool:
+            one["exiftool -fast2, panopipe's tags"] = lambda: exiftool_processes(
+                [exiftool_command(everything, TAGS)], len(paths)
+            )
+            one["exiftool -fast2, full dump"] = lambda: exiftool_processes(
+                [exiftool_command(everything, [])], len(paths)
+            )
+        else:
+            report.unavailable("exiftool", "not installed: apt-get install -y libimage-exiftool-perl")
+        one["Pillow getexif + XMP"] = lambda: read_with_pillow(paths)
+        report.compare(one, title="metadata reads, 1 process", unit="files", count=len(paths))
+        report.compare(
+            {"panopipe read_metadata": lambda: panopipe_one_process(paths)},
+            title="metadata reads, 1 process, CPU time",
+            unit="files",
+            count=len(paths),
+            clock=time.process_time,
+        )
+        with ProcessPoolExecutor(workers) as pool:
+            cores: dict[str, fair.Side] = {
+                f"panopipe, {workers} processes": lambda: read_all_cores(paths, workers, pool)
+            }
+            if exiftool:
+                commands = [exiftool_command(argfile, TAGS) for argfile in lists]
+                cores[f"exiftool -fast2, panopipe's tags, {workers} processes"] = lambda: exiftool_processes(
+                    commands, len(paths)
+                )
+            report.compare(cores, title=f"metadata reads, {workers} cores", unit="files", count=len(paths))
 
 
 if __name__ == "__main__":

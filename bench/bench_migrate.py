@@ -1,25 +1,30 @@
 """Benchmark: ``migrate_catalog`` (SQLite -> PostgreSQL) against pgloader on the same catalog file.
 
-Builds a synthetic catalog (default 1,000,000 images, 5 % as many edits, 20 % as many artifacts), migrates it
-into fresh local databases with and without verification, runs pgloader on the same file, and reports rows/s,
-the CPU seconds each tool and the PostgreSQL server spent (which the load of other jobs on the machine does not
-inflate as it does wall time), and whether each copy kept latitudes bit-identical. Linux only (/proc). Not a
-test; run it by hand:
+Builds a synthetic catalog (default 1,000,000 images, 5 % as many edits, 20 % as many artifacts) and moves it
+into a fresh local database per run, interleaved (``bench/fair.py``): panopipe with and without verification,
+and pgloader. Both tools move the same rows of the same tables: the edits table's JSON columns hold numbers
+(SQLite gives a column declared JSON numeric affinity, so ``12.5`` is stored as a REAL), which pgloader by
+default prints as Lisp floats (``12.5d0``) that PostgreSQL rejects, skipping the table; the load file here
+casts them with pgloader's own ``float-to-string``, and the rows each tool copied are counted. Reported:
+rows/s, the CPU seconds each tool and the PostgreSQL server spent (which the load of other jobs on the
+machine does not inflate as it does wall time; but the server's figure counts every backend of the server,
+so other users of the same server add to it), and whether each copy kept latitudes bit-identical. Each run
+starts after a ``sync`` and a ``CHECKPOINT``. Linux only (/proc). Not a test; run it by hand:
 
-    python bench/bench_migrate.py --images 100000
+    python bench/bench_migrate.py [--quick] [--images 1000000] [--runs 7] [--json out.json]
     python bench/bench_migrate.py --catalog catalog.db --keep   # reuse a catalog built by an earlier --keep run
     python bench/bench_migrate.py --catalog catalog.db --reader python   # the pure-Python SQLite reader
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
 import resource
 import shutil
 import sqlite3
+import statistics
 import struct
 import subprocess
 import tempfile
@@ -30,8 +35,9 @@ from pathlib import Path
 
 import psycopg
 
+import fair
 from panopipe.catalog import Catalog
-from panopipe.catalog.transfer import DEFAULT_BATCH_SIZE, migrate_catalog
+from panopipe.catalog.transfer import migrate_catalog
 from panopipe.catalog.types import new_id
 
 T0 = datetime(2024, 5, 1, 8, 0, 0)
@@ -121,6 +127,17 @@ def drop_database(admin_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def pgloader_command(pgloader: str, source: Path, target_url: str, workdir: Path) -> list[str]:
+    """pgloader with a load file that casts SQLite's JSON columns' floats to text PostgreSQL accepts."""
+    load = workdir / "catalog.load"
+    load.write_text(
+        f"LOAD DATABASE FROM sqlite://{source.resolve()} INTO {target_url}\n"
+        " CAST type json to json drop typemod using float-to-string;\n"
+    )
+    # Its default 1 GB heap is exhausted by a million-image catalog ("Heap exhausted, game over").
+    return [pgloader, "--dynamic-space-size", "4096", "--quiet", str(load)]
+
+
 @dataclass
 class Measured:
     """Wall time, the client's CPU time (panopipe's process or pgloader's) and the PostgreSQL server's."""
@@ -204,103 +221,110 @@ def copied_rows(url: str) -> int:
         )
 
 
+def source_rows(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        return sum(
+            db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("images", "edits", "artifacts")
+        )
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=1_000_000)
-    parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/test")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    parser.add_argument("--keep", action="store_true", help="keep the databases and the SQLite file")
-    parser.add_argument("--catalog", type=Path, help="an existing catalog to move instead of building one")
-    parser.add_argument(
-        "--reader", choices=("compiled", "python"), help="how to read SQLite (default: compiled if installed)"
-    )
-    args = parser.parse_args()
+    def options(parser) -> None:
+        parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/test")
+        parser.add_argument("--batch-size", type=int, help="panopipe's batch size (default: its own)")
+        parser.add_argument("--keep", action="store_true", help="keep the SQLite file and the last databases")
+        parser.add_argument(
+            "--catalog", type=Path, help="an existing catalog to move instead of building one"
+        )
+        parser.add_argument(
+            "--reader",
+            choices=("compiled", "python"),
+            help="how to read SQLite (default: compiled if installed)",
+        )
 
+    args = fair.parse_args(__doc__, {"images": (1_000_000, 20_000)}, extra=options)
     workdir = Path(tempfile.mkdtemp(prefix="bench_migrate_"))
-    path = workdir / "catalog.db"
-    if args.catalog:
-        path = args.catalog
-        with sqlite3.connect(path) as db:
-            rows = sum(
-                db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                for t in ("images", "edits", "artifacts")
+    path = args.catalog or workdir / "catalog.db"
+    with fair.report(args, "migrate") as report:
+        if args.catalog:
+            rows = source_rows(path)
+            report.note(f"using {path}: {rows:,} rows")
+        else:
+            started = time.perf_counter()
+            rows = build_catalog(path, args.images, args.images // 20, args.images // 5)
+            report.note(
+                f"built {path} ({path.stat().st_size / 1e6:.0f} MB): {args.images:,} images, {rows:,} rows "
+                f"in {time.perf_counter() - started:.1f} s"
             )
-        print(f"using {path}: {rows:,} rows")
-    else:
-        started = time.perf_counter()
-        rows = build_catalog(path, args.images, args.images // 20, args.images // 5)
-        print(
-            f"built {path} ({path.stat().st_size / 1e6:.0f} MB): {args.images:,} images, {rows:,} rows "
-            f"in {time.perf_counter() - started:.1f} s"
-        )
+        batch = {"batch_size": args.batch_size} if args.batch_size else {}
+        pgloader = shutil.which("pgloader")
+        measured: dict[str, list[Measured]] = {}
+        copied: dict[str, set[int]] = {}
+        exact: dict[str, str] = {}
 
-    names = {kind: f"bench_migrate_{kind}" for kind in ("verified", "unverified", "pgloader")}
-    urls = {kind: fresh_database(args.admin_url, name) for kind, name in names.items()}
-    results: dict[str, Measured] = {}
-    reports = {}
+        def side(kind: str, move) -> fair.Side:
+            """A run of ``move(url)`` into a new database; wall time returned, CPU, rows and exactness kept."""
 
-    def panopipe(kind: str, verify: bool) -> None:
-        reports[kind] = migrate_catalog(
-            str(path), urls[kind], batch_size=args.batch_size, verify=verify, reader=args.reader
-        )
+            def run() -> float:
+                name = f"bench_migrate_{kind}_{os.getpid()}"
+                url = fresh_database(args.admin_url, name)
+                m = measure(lambda: move(url), args.admin_url)
+                measured.setdefault(kind, []).append(m)
+                copied.setdefault(kind, set()).add(copied_rows(url))
+                if kind not in exact:
+                    lat, same, total = exactness(path, url, "public")
+                    exact[kind] = f"lat is {lat}, {same}/{total} sampled latitudes bit-identical"
+                if not args.keep:
+                    drop_database(args.admin_url, name)
+                return m.wall
 
-    results["panopipe, verified"] = measure(lambda: panopipe("verified", True), args.admin_url)
-    results["panopipe, no verification"] = measure(lambda: panopipe("unverified", False), args.admin_url)
-    assert reports["verified"].ok, reports["verified"].mismatches
-    pgloader = shutil.which("pgloader")
-    loaded = {tool: rows for tool in results}
-    if pgloader:
-        # Its default 1 GB heap is exhausted by this catalog ("Heap exhausted, game over").
-        command = [pgloader, "--dynamic-space-size", "4096", "--quiet", f"sqlite:///{path}", urls["pgloader"]]
-        results["pgloader"] = measure(
-            lambda: subprocess.run(command, check=True, capture_output=True), args.admin_url
-        )
-        loaded["pgloader"] = copied_rows(urls["pgloader"])
+            return run
 
-    print(
-        f"\n{'tool':<28}{'seconds':>9}{'rows copied':>13}{'rows/s':>10}"
-        f"{'client CPU s':>14}{'server CPU s':>14}{'rows per CPU s':>16}"
-    )
-    for tool, m in results.items():
-        cpu = m.client_cpu + m.server_cpu
-        print(
-            f"{tool:<28}{m.wall:>9.1f}{loaded[tool]:>13,}{loaded[tool] / m.wall:>10,.0f}"
-            f"{m.client_cpu:>14.1f}{m.server_cpu:>14.1f}{loaded[tool] / cpu:>16,.0f}"
+        def panopipe(verify: bool):
+            def move(url: str) -> None:
+                moved = migrate_catalog(str(path), url, verify=verify, reader=args.reader, **batch)
+                assert moved.ok or not verify, moved.mismatches
+
+            return move
+
+        sides = {
+            "panopipe migrate, verified": side("verified", panopipe(True)),
+            "panopipe migrate, no verification": side("unverified", panopipe(False)),
+        }
+        if pgloader:
+
+            def load(url: str) -> None:
+                command = pgloader_command(pgloader, path, url, workdir)
+                subprocess.run(command, check=True, capture_output=True)
+
+            sides["pgloader (JSON floats cast)"] = side("pgloader", load)
+        else:
+            report.unavailable("pgloader", "not installed: apt-get install -y pgloader")
+        comparison = report.compare(
+            sides, title=f"migrate SQLite -> PostgreSQL, {rows:,} rows", unit="rows", count=rows
         )
-    if "pgloader" in results:
-        theirs = results["pgloader"]
-        for tool in ("panopipe, verified", "panopipe, no verification"):
-            ours = results[tool]
-            by_wall = rows / ours.wall / (loaded["pgloader"] / theirs.wall)
-            by_cpu = (
-                rows
-                / (ours.client_cpu + ours.server_cpu)
-                / (loaded["pgloader"] / (theirs.client_cpu + theirs.server_cpu))
+        timed = {kind: runs[args.warmup :] for kind, runs in measured.items()}  # the warm-up runs left out
+        for kind, runs in timed.items():
+            client = statistics.median(m.client_cpu for m in runs)
+            server = statistics.median(m.server_cpu for m in runs)
+            comparison.notes.append(
+                f"{kind}: median CPU {client:.1f} s client + {server:.1f} s PostgreSQL"
+                f" ({rows / (client + server):,.0f} rows per CPU s); rows copied {sorted(copied[kind])}"
+                f" of {rows:,}; {exact[kind]}"
             )
-            print(
-                f"{tool}: {by_wall:.2f}x pgloader's rows/s, {by_cpu:.2f}x its rows per CPU second (goal: 2x, verified)"
-            )
-
-    print("\nexactness (images.lat type on the target; bit-identical latitudes among 1000 sampled):")
-    checks = {"panopipe": (urls["verified"], "public")}
-    if pgloader:
-        checks["pgloader"] = (urls["pgloader"], "public")
-    for tool, (url, schema) in checks.items():
-        kind, same, total = exactness(path, url, schema)
-        print(f"  {tool:<10} lat is {kind}: {same}/{total} identical")
-    if pgloader:
-        with psycopg.connect(urls["pgloader"]) as conn:
-            types = conn.execute(
-                "SELECT column_name, data_type FROM information_schema.columns"
-                " WHERE table_schema = 'public' AND table_name = 'images'"
-                " AND column_name IN ('id', 'lat', 'captured_at', 'extra', 'deleted') ORDER BY column_name"
-            ).fetchall()
-        print("  pgloader column types:", ", ".join(f"{name} {kind}" for name, kind in types))
-
-    if not args.keep:
-        for name in names.values():
-            drop_database(args.admin_url, name)
-        shutil.rmtree(workdir)  # a --catalog given is not in it
+        for kind in ("verified", "unverified"):
+            if "pgloader" in timed:
+                cpu = statistics.median(
+                    (theirs.client_cpu + theirs.server_cpu) / (ours.client_cpu + ours.server_cpu)
+                    for ours, theirs in zip(timed[kind], timed["pgloader"], strict=True)
+                )
+                comparison.notes.append(
+                    f"pgloader CPU / panopipe {kind} CPU, median of the rounds: {cpu:.2f}x"
+                )
+        for note in comparison.notes:
+            print(f"note: {note}")
+        if not args.keep:
+            shutil.rmtree(workdir)  # a --catalog given is not in it
 
 
 if __name__ == "__main__":

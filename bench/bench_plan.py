@@ -3,14 +3,14 @@
 Builds the catalog with raw ``executemany`` inserts: 900,000 rig frames (150,000 shots of 6 cameras) and
 100,000 single 360° images, with the artifacts a finished run leaves (stitch, apply-metadata, derive's
 thumbnail and preview, publish), then times ``panopipe.pipeline.plan`` on SQLite (a new file) and on
-PostgreSQL (a fresh database, dropped afterwards). The goal is under 5 s; the ratio printed is goal / time.
+PostgreSQL (a fresh database, dropped afterwards), repeated after a warm-up (``bench/fair.py``). The goal is
+under 5 s; there is no other tool to compare with.
 
-    python bench/bench_plan.py [--images 1000000] [--postgres postgresql://postgres@127.0.0.1:5432/test]
+    python bench/bench_plan.py [--quick] [--images 1000000] [--postgres postgresql://...] [--json out.json]
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 import tempfile
@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 
+import fair
 from panopipe.catalog import Catalog
 from panopipe.catalog.schema import artifacts, images
 from panopipe.catalog.types import new_id
@@ -149,51 +150,53 @@ def _image(
     }
 
 
-def measure(label: str, location: str, total: int, out: Path) -> float:
+def measure(report: fair.Report, label: str, location: str, total: int, out: Path) -> None:
     settings = Settings(project="bench", steps={"pipeline": {"output": str(out)}})
     with Catalog.open(location) as catalog:
         started = time.perf_counter()
         populate(catalog, total, settings)
-        print(f"{label}: built {total:,} images and their artifacts in {time.perf_counter() - started:.1f} s")
+        report.note(
+            f"{label}: built {total:,} images and their artifacts in {time.perf_counter() - started:.1f} s"
+        )
         if catalog.engine.url.get_backend_name() == "postgresql":
             with catalog.engine.begin() as conn:
                 conn.exec_driver_sql("ANALYZE")
-        timings = []
-        for _ in range(3):
-            started = time.perf_counter()
+
+        def noop_plan() -> None:
             result = plan(catalog, settings=settings)
-            timings.append(time.perf_counter() - started)
             assert len(result) == 0, result.counts()
-    best = min(timings)
-    print(
-        f"{label}: no-op plan over {total:,} images: {best:.2f} s (runs: {', '.join(f'{t:.2f}' for t in timings)})"
-    )
-    return best
+
+        report.compare(
+            {"panopipe plan": noop_plan},
+            title=f"no-op plan over {total:,} images, {label}",
+            unit="plans",
+            goal=f"< {GOAL_S:g} s",
+        )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=1_000_000)
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get("PANOPIPE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"),
+    args = fair.parse_args(
+        __doc__,
+        {"images": (1_000_000, 50_000)},
+        extra=lambda parser: parser.add_argument(
+            "--postgres",
+            default=os.environ.get("PANOPIPE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"),
+        ),
     )
-    args = parser.parse_args()
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="panopipe-bench-plan-") as tmp:
-        results["SQLite"] = measure("SQLite", str(Path(tmp) / "catalog.db"), args.images, Path(tmp) / "out")
+    with (
+        fair.report(args, "plan") as report,
+        tempfile.TemporaryDirectory(prefix="panopipe-bench-plan-") as tmp,
+    ):
+        measure(report, "SQLite", str(Path(tmp) / "catalog.db"), args.images, Path(tmp) / "out")
         name = f"panopipe_bench_plan_{os.getpid()}"
         with psycopg.connect(args.postgres, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         try:
             url = f"{args.postgres.rsplit('/', 1)[0]}/{name}"
-            results["PostgreSQL"] = measure("PostgreSQL", url, args.images, Path(tmp) / "out")
+            measure(report, "PostgreSQL", url, args.images, Path(tmp) / "out")
         finally:
             with psycopg.connect(args.postgres, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    print(f"\n{'backend':<12}{'no-op plan':>12}{'goal':>8}{'goal/time':>11}")
-    for backend, seconds in results.items():
-        print(f"{backend:<12}{seconds:>11.2f}s{GOAL_S:>7.1f}s{GOAL_S / seconds:>10.1f}x")
 
 
 if __name__ == "__main__":

@@ -1,36 +1,40 @@
 """Benchmark: panopipe's calibrated rig stitcher against Hugin (nona + enblend) and OpenCV's stitcher.
 
-Renders the views of a rig from the synthetic scene, stitches them with each tool in the same run, and prints
-seconds per shot, PSNR against the scene over each tool's covered area, and views used. panopipe's time is
-per shot with the remap tables already cached (as in a batch from one rig); its one-off table build is shown
-separately. Hugin gets the known camera poses in a .pto (a calibrated rig template), so it does no feature
-matching either; its time is the ``nona`` + ``enblend`` command chain. Needs ``nona`` and ``enblend``
-(``apt-get install -y hugin-tools enblend``); without them those rows are skipped.
+Renders the views of a rig from the synthetic scene and writes them as TIFF files; every side goes from
+those files to a panorama file, the same number of times, interleaved (``bench/fair.py``), and each side's
+PSNR against the scene (over its covered area) and views used are measured on an untimed run:
 
-    python bench/bench_stitch.py                # both rigs, 5 panopipe runs, 3 Hugin runs
-    python bench/bench_stitch.py --rig ring4 --hugin-runs 1
+- panopipe: read the files, build the remap tables (the cache is cleared before every run: one shot, as Hugin
+  does it), stitch (cubic), write the TIFF. A second side shows a shot of a batch from one rig (tables cached,
+  frames in memory), which is panopipe's everyday case but not Hugin's;
+- Hugin: the known camera poses in a .pto (a calibrated rig template, so no feature matching either), ``nona``
+  (poly3) + ``enblend`` with ``--primary-seam-generator=nearest-feature-transform``, the seam generator its
+  users pick for speed;
+- OpenCV's feature-based ``cv2.Stitcher`` at the highest confidence threshold at which it succeeds (its result
+  at the default threshold is reported beside it); its panorama is not on the scene's grid, so no PSNR.
+
+Needs ``nona`` and ``enblend`` (``apt-get install -y hugin-tools enblend``); without them Hugin is reported
+unavailable.
+
+    python bench/bench_stitch.py [--quick] [--rig ring4|demo6|both] [--camera-width 1200] [--runs 7]
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import shutil
-import statistics
 import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+import fair
 from panopipe.errors import StepError
 from panopipe.stitching import (
     CalibratedStitcher,
+    OpenCVStitcher,
     RigProfile,
     StitchResult,
     demo_rig,
@@ -40,60 +44,39 @@ from panopipe.stitching import (
     synthetic_panorama,
 )
 from panopipe.stitching.calibrated import remap_tables
-from panopipe.stitching.external import ExternalStitcher
-from panopipe.stitching.opencv_stitcher import OpenCVStitcher
 
 _HUGIN_LENS = {"rectilinear": 0, "fisheye": 3}  # f3: full-frame equidistant fisheye
+OPENCV_DEFAULT = 1.0
+OPENCV_CONFIDENCES = (OPENCV_DEFAULT, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 
 
-@dataclass
-class Row:
-    tool: str
-    seconds: float | None
-    psnr_db: float | None
-    views: str
-    note: str = ""
-
-
-def rigs(choice: str) -> list[RigProfile]:
-    """``ring4``: 4 rectilinear 1200x900 cameras around the horizon (110°, 20° overlaps); ``demo6``: the demo rig."""
-    demo = demo_rig(1200, 900)
+def rigs(choice: str, width: int) -> list[RigProfile]:
+    """``ring4``: 4 rectilinear cameras around the horizon (110°, 20° overlaps); ``demo6``: the demo rig."""
+    demo = demo_rig(width, width * 3 // 4)
     ring = RigProfile.from_dict(
         {**demo.to_dict(), "name": "ring-4", "cameras": demo.to_dict()["cameras"][:4]}
     )
     return {"ring4": [ring], "demo6": [demo], "both": [ring, demo]}[choice]
 
 
-def median_time(run: Callable[[], object], runs: int) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(runs):
-        started = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), result
+def read_rgb(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
-def bench_panopipe(rig: RigProfile, views: list[np.ndarray], scene: np.ndarray, runs: int) -> list[Row]:
-    height, width = scene.shape[:2]
+def write_rgb(path: Path, image: np.ndarray) -> None:
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+
+
+def panopipe_from_files(
+    rig: RigProfile, files: list[Path], output: Path, width: int, height: int
+) -> StitchResult:
+    """What a user waits for with one shot: files read, remap tables built, panorama stitched and written."""
     remap_tables.cache_clear()
-    started = time.perf_counter()
-    remap_tables(rig.cameras, width, height)
-    build = time.perf_counter() - started
-    stitcher, rows = CalibratedStitcher(rig), []
-    for interpolation in ("cubic", "linear"):
-        params = {"width": width, "height": height, "interpolation": interpolation}
-        seconds, result = median_time(lambda params=params: stitcher.stitch(views, params), runs)
-        assert isinstance(result, StitchResult)
-        rows.append(
-            Row(
-                f"panopipe calibrated ({interpolation})",
-                seconds,
-                psnr(result.panorama, scene, result.coverage),
-                f"{result.views_used}/{len(views)}",
-                f"median of {runs}; tables built once in {build:.2f} s",
-            )
-        )
-    return rows
+    result = CalibratedStitcher(rig).stitch(
+        [read_rgb(path) for path in files], {"width": width, "height": height, "interpolation": "cubic"}
+    )
+    write_rgb(output, result.panorama)
+    return result
 
 
 def write_pto(path: Path, rig: RigProfile, width: int, height: int, images: Sequence[str]) -> None:
@@ -115,7 +98,15 @@ def hugin_commands(
     remapped = [str(workdir / f"remapped_{i:04d}.tif") for i in range(count)]
     return [
         ["nona", "-m", "TIFF_m", "-o", str(workdir / "remapped_"), str(pto)],
-        ["enblend", "-w", f"-f{width}x{height}", "-o", str(output), *remapped],
+        [
+            "enblend",
+            "-w",
+            "--primary-seam-generator=nearest-feature-transform",
+            f"-f{width}x{height}",
+            "-o",
+            str(output),
+            *remapped,
+        ],
     ]
 
 
@@ -124,112 +115,98 @@ def read_hugin_output(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2RGB), image[..., 3] > 0
 
 
-def bench_hugin(rig: RigProfile, views: list[np.ndarray], scene: np.ndarray, runs: int) -> Row:
-    height, width = scene.shape[:2]
-    with tempfile.TemporaryDirectory(prefix="bench-hugin-") as tmp:
-        workdir = Path(tmp)
-        names = [f"view{i}.tif" for i in range(len(views))]
-        for name, view in zip(names, views, strict=True):
-            cv2.imwrite(str(workdir / name), cv2.cvtColor(view, cv2.COLOR_RGB2BGR))
-        pto, output = workdir / "rig.pto", workdir / "pano.tif"
-        write_pto(pto, rig, width, height, names)
-        commands = hugin_commands(pto, workdir, output, width, height, len(views))
+def opencv_confidence(views: list[np.ndarray]) -> tuple[float | None, dict[float, str]]:
+    """The highest confidence threshold at which OpenCV's stitcher keeps every view (else the one keeping the
+    most), and what each threshold tried gave."""
+    outcomes: dict[float, str] = {}
+    kept: dict[float, int] = {}
+    for confidence in OPENCV_CONFIDENCES:
+        try:
+            kept[confidence] = OpenCVStitcher().stitch(views, {"confidence_threshold": confidence}).views_used
+        except StepError:
+            outcomes[confidence] = "failed"
+            continue
+        outcomes[confidence] = f"kept {kept[confidence]}/{len(views)} views"
+        if kept[confidence] == len(views):
+            break
+    best = max(kept, key=lambda c: (kept[c], c), default=None)
+    return best, outcomes
 
-        def chain() -> None:
+
+def bench_rig(report: fair.Report, rig: RigProfile, workdir: Path) -> None:
+    width, height = output_size(rig)
+    scene = synthetic_panorama(width, height, seed=0)
+    views = render_views(scene, rig)
+    names = [f"view{i}.tif" for i in range(len(views))]
+    files = [workdir / name for name in names]
+    for path, view in zip(files, views, strict=True):
+        write_rgb(path, view)
+    sizes = ", ".join(sorted({f"{c.width}x{c.height} {c.lens} {c.hfov_deg:g}°" for c in rig.cameras}))
+    title = f"stitch, rig {rig.name}: {len(views)} views ({sizes}) -> {width}x{height}"
+    notes: list[str] = []
+    output = workdir / "panopipe.tif"
+
+    result = panopipe_from_files(rig, files, output, width, height)
+    notes.append(
+        f"panopipe: {psnr(read_rgb(output), scene, result.coverage):.2f} dB, {result.views_used}/{len(views)} views"
+    )
+    cached = CalibratedStitcher(rig)
+    params = {"width": width, "height": height, "interpolation": "cubic"}
+
+    def one_shot() -> None:
+        panopipe_from_files(rig, files, output, width, height)
+
+    def batch_shot() -> None:
+        cached.stitch(views, params)
+
+    sides: dict[str, fair.Side] = {"panopipe, files in and out, tables built": one_shot}
+    if shutil.which("nona") and shutil.which("enblend"):
+        pto, hugin_output = workdir / "rig.pto", workdir / "hugin.tif"
+        write_pto(pto, rig, width, height, names)
+        commands = hugin_commands(pto, workdir, hugin_output, width, height, len(views))
+
+        def hugin() -> None:
             for command in commands:
                 subprocess.run(command, cwd=workdir, check=True, capture_output=True)
 
-        seconds, _ = median_time(chain, runs)
-        panorama, coverage = read_hugin_output(output)
-    return Row(
-        "Hugin nona + enblend",
-        seconds,
-        psnr(panorama, scene, coverage),
-        f"{len(views)}/{len(views)}",
-        f"median of {runs}; known poses in a .pto, poly3",
+        hugin()
+        panorama, coverage = read_hugin_output(hugin_output)
+        notes.append(f"Hugin: {psnr(panorama, scene, coverage):.2f} dB, {len(views)}/{len(views)} views")
+        sides["Hugin nona + enblend (NFT seams)"] = hugin
+    else:
+        report.unavailable("Hugin", "nona or enblend not installed: apt-get install -y hugin-tools enblend")
+    confidence, outcomes = opencv_confidence(views)
+    notes.append(
+        "OpenCV cv2.Stitcher: "
+        + "; ".join(f"confidence {c:g}: {outcome}" for c, outcome in outcomes.items())
+        + " (panorama not on the scene's grid: no PSNR)"
     )
+    if confidence is not None:
+        options = {"confidence_threshold": confidence}
 
+        def opencv() -> None:
+            write_rgb(
+                workdir / "opencv.tif",
+                OpenCVStitcher().stitch([read_rgb(p) for p in files], options).panorama,
+            )
 
-def bench_hugin_external(rig: RigProfile, views: list[np.ndarray], scene: np.ndarray) -> Row:
-    """The same Hugin chain run through panopipe's ExternalStitcher (frames handed over as TIFF files)."""
-    height, width = scene.shape[:2]
-    with tempfile.TemporaryDirectory(prefix="bench-hugin-ext-") as tmp:
-        pto, script = Path(tmp) / "rig.pto", Path(tmp) / "hugin.sh"
-        write_pto(pto, rig, width, height, [f"view{i}.tif" for i in range(len(views))])
-        script.write_text(
-            "set -e\nworkdir=$1; output=$2; shift 2\n"
-            f'nona -m TIFF_m -o "$workdir/remapped_" {pto} "$@"\n'
-            f'enblend -w -f{width}x{height} -o "$output" "$workdir"/remapped_*.tif\n'
-        )
-        params = {
-            "command": f"bash {script} {{workdir}} {{output}} {{inputs}}",
-            "input_format": "tif",
-            "output_name": "pano.tif",
-            "timeout_s": 600,
-        }
-        seconds, result = median_time(lambda: ExternalStitcher().stitch(views, params), 1)
-    assert isinstance(result, StitchResult)
-    return Row(
-        "Hugin via ExternalStitcher",
-        seconds,
-        psnr(result.panorama, scene, result.coverage),
-        f"{result.views_used}/{len(views)}",
-        "1 run; includes writing the frames",
-    )
-
-
-def bench_opencv(views: list[np.ndarray], confidence: float) -> Row:
-    tool = f"OpenCV cv2.Stitcher (conf {confidence:g})"
-    started = time.perf_counter()
-    try:
-        result = OpenCVStitcher().stitch(views, {"confidence_threshold": confidence})
-    except StepError as error:
-        return Row(tool, time.perf_counter() - started, None, f"0/{len(views)}", str(error))
-    return Row(
-        tool,
-        time.perf_counter() - started,
-        None,
-        f"{result.views_used}/{len(views)}",
-        f"1 run; feature-based, {result.panorama.shape[1]}x{result.panorama.shape[0]} not on the scene's grid",
-    )
-
-
-def print_table(title: str, rows: list[Row]) -> None:
-    print(f"\n{title}")
-    print(f"{'tool':<32} {'s/shot':>8} {'PSNR dB':>8} {'views':>6}  note")
-    for row in rows:
-        seconds = f"{row.seconds:8.3f}" if row.seconds is not None else f"{'-':>8}"
-        quality = f"{row.psnr_db:8.2f}" if row.psnr_db is not None else f"{'n/a':>8}"
-        print(f"{row.tool:<32} {seconds} {quality} {row.views:>6}  {row.note}")
-    panopipe = next(row for row in rows if row.tool.startswith("panopipe"))
-    hugin = next((row for row in rows if row.tool.startswith("Hugin nona")), None)
-    if hugin and hugin.seconds and panopipe.seconds:
-        print(f"Hugin s / panopipe s ({panopipe.tool}): {hugin.seconds / panopipe.seconds:.1f}x")
+        sides[f"OpenCV Stitcher, files in and out, confidence {confidence:g}"] = opencv
+    sides["panopipe, batch shot (tables cached, in memory)"] = batch_shot
+    report.compare(sides, title=title, unit="shots", notes=notes)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rig", choices=("ring4", "demo6", "both"), default="both")
-    parser.add_argument("--runs", type=int, default=5, help="panopipe runs per setting (median)")
-    parser.add_argument("--hugin-runs", type=int, default=3, help="Hugin runs (median)")
-    args = parser.parse_args(argv)
-    has_hugin = shutil.which("nona") is not None and shutil.which("enblend") is not None
-    print(
-        f"python {sys.version.split()[0]}, numpy {np.__version__}, opencv {cv2.__version__}, "
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, OpenCV threads {cv2.getNumThreads()}"
+    args = fair.parse_args(
+        __doc__,
+        {"camera-width": (1200, 600)},
+        argv,
+        lambda parser: parser.add_argument("--rig", choices=("ring4", "demo6", "both")),
     )
-    for rig in rigs(args.rig):
-        width, height = output_size(rig)
-        scene = synthetic_panorama(width, height, seed=0)
-        views = render_views(scene, rig)
-        rows = bench_panopipe(rig, views, scene, args.runs)
-        if has_hugin:
-            rows += [bench_hugin(rig, views, scene, args.hugin_runs), bench_hugin_external(rig, views, scene)]
-        else:
-            rows.append(Row("Hugin nona + enblend", None, None, "-", "not installed"))
-        rows += [bench_opencv(views, 1.0), bench_opencv(views, 0.3)]
-        sizes = ", ".join(sorted({f"{c.width}x{c.height} {c.lens} {c.hfov_deg:g}°" for c in rig.cameras}))
-        print_table(f"rig {rig.name}: {len(views)} views ({sizes}) -> {width}x{height} equirectangular", rows)
+    with fair.report(args, "stitch") as report:
+        report.note(f"numpy {np.__version__}, opencv {cv2.__version__}, OpenCV threads {cv2.getNumThreads()}")
+        for rig in rigs(args.rig or ("ring4" if args.quick else "both"), args.camera_width):
+            with tempfile.TemporaryDirectory(prefix="bench-stitch-") as tmp:
+                bench_rig(report, rig, Path(tmp))
 
 
 if __name__ == "__main__":

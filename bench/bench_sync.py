@@ -1,22 +1,21 @@
 """Benchmark: sync 1,000 files of 200 KB to moto's threaded S3 server on localhost.
 
 Compares ``panopipe.sync.sync_folder`` with ``aws s3 sync`` (when the AWS CLI is installed) and with a plain
-boto3 ``upload_file`` loop, all with the same concurrency, and times the second (no-op) sync of each tool that
-has one (for boto3: one HEAD per file, the floor of a no-op sync that verifies every object). The server
-runs in a child process so that it does not share the interpreter lock with the client.
+boto3 ``upload_file`` loop, all with the same concurrency and the same files, interleaved (``bench/fair.py``):
+every upload run goes to an empty prefix (emptied again, untimed, after the run), and the no-op runs resync
+a prefix each tool filled once (for boto3: one HEAD per file, the floor of a no-op sync that verifies every
+object). The server runs in a child process so that it does not share the interpreter lock with the client.
 
-    python bench/bench_sync.py [--files 1000] [--size-kb 200] [--workers 8]
+    python bench/bench_sync.py [--quick] [--files 1000] [--size-kb 200] [--workers 8] [--json out.json]
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import multiprocessing
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from pathlib import Path
 import boto3
 from boto3.s3.transfer import TransferConfig
 
+import fair
 from panopipe.config import Settings
 from panopipe.storage import open_storage
 from panopipe.sync import sync_folder
@@ -61,12 +61,11 @@ def timed(run: Callable[[], object]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=1000)
-    parser.add_argument("--size-kb", type=int, default=200)
-    parser.add_argument("--workers", type=int, default=8)
-    args = parser.parse_args()
+    def options(parser) -> None:
+        parser.add_argument("--size-kb", type=int, default=200)
+        parser.add_argument("--workers", type=int, default=8)
 
+    args = fair.parse_args(__doc__, {"files": (1000, 200)}, extra=options)
     OUT.mkdir(exist_ok=True)
     capture = OUT / "capture"
     size = args.size_kb * 1000
@@ -88,70 +87,76 @@ def main() -> None:
     server.start()
     endpoint = f"http://127.0.0.1:{port_queue.get(timeout=30)}"
     client = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
-    for bucket in ("bench-panopipe", "bench-awscli", "bench-boto3"):
-        client.create_bucket(Bucket=bucket)
+    client.create_bucket(Bucket="bench")
+    settings = Settings(s3_endpoint_url=endpoint, aws_region=REGION)
+    config = TransferConfig(max_concurrency=1)
+    relative = [p.relative_to(capture).as_posix() for p in paths]
 
-    results: dict[str, tuple[float, float | None]] = {}
+    def panopipe(prefix: str) -> None:
+        report = sync_folder(capture, open_storage(f"s3://bench/{prefix}", settings), workers=args.workers)
+        assert report.ok and len(report.uploaded) + len(report.skipped) == len(paths), report.failed
+
+    def awscli(prefix: str) -> None:
+        command = ["aws", "s3", "sync", str(capture), f"s3://bench/{prefix}", "--endpoint-url", endpoint]
+        subprocess.run([*command, "--only-show-errors"], check=True)
+
+    def boto3_upload(prefix: str) -> None:
+        with ThreadPoolExecutor(args.workers) as pool:
+            upload = lambda p, k: client.upload_file(str(p), "bench", f"{prefix}/{k}", Config=config)  # noqa: E731
+            list(pool.map(upload, paths, relative))
+
+    def boto3_head(prefix: str) -> None:
+        with ThreadPoolExecutor(args.workers) as pool:
+            list(pool.map(lambda k: client.head_object(Bucket="bench", Key=f"{prefix}/{k}"), relative))
+
+    def empty(prefix: str) -> None:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket="bench", Prefix=f"{prefix}/"):
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:
+                client.delete_objects(Bucket="bench", Delete={"Objects": keys})
+
+    def upload_run(name: str, tool: Callable[[str], None]) -> fair.Side:
+        def run() -> float:
+            try:
+                return timed(lambda: tool(f"upload-{name}"))
+            finally:
+                empty(f"upload-{name}")
+
+        return run
+
+    # name: (upload, name of the no-op resync, no-op resync)
+    tools: dict[str, tuple[Callable[[str], None], str, Callable[[str], None]]] = {
+        "panopipe sync_folder": (panopipe, "panopipe sync_folder", panopipe)
+    }
     try:
-        destination = open_storage(
-            "s3://bench-panopipe/capture", Settings(s3_endpoint_url=endpoint, aws_region=REGION)
-        )
-        first = sync_folder(capture, destination, workers=args.workers)
-        if not first.ok or len(first.uploaded) != len(paths):
-            sys.exit(f"panopipe sync failed: {dict(list(first.failed.items())[:3])}")
-        second = sync_folder(capture, destination, workers=args.workers)
-        assert len(second.skipped) == len(paths)
-        results["panopipe sync_folder"] = (first.seconds, second.seconds)
-
-        if shutil.which("aws"):
-            command = [
-                "aws",
-                "s3",
-                "sync",
-                str(capture),
-                "s3://bench-awscli/capture",
-                "--endpoint-url",
-                endpoint,
-            ]
-            command.append("--only-show-errors")
-            results["aws s3 sync"] = (
-                timed(lambda: subprocess.run(command, check=True)),
-                timed(lambda: subprocess.run(command, check=True)),
+        with fair.report(args, "sync") as report:
+            report.note(
+                f"{len(paths)} files x {args.size_kb} KB = {megabytes:.0f} MB, {args.workers} workers"
             )
-
-        config = TransferConfig(max_concurrency=1)
-
-        keys = [f"capture/{p.relative_to(capture).as_posix()}" for p in paths]
-
-        def upload_loop() -> None:
-            with ThreadPoolExecutor(args.workers) as pool:
-                list(
-                    pool.map(
-                        lambda p, k: client.upload_file(str(p), "bench-boto3", k, Config=config), paths, keys
-                    )
-                )
-
-        def head_loop() -> None:
-            with ThreadPoolExecutor(args.workers) as pool:
-                list(pool.map(lambda k: client.head_object(Bucket="bench-boto3", Key=k), keys))
-
-        results["boto3 upload_file loop"] = (timed(upload_loop), timed(head_loop))
+            if shutil.which("aws"):
+                tools["aws s3 sync"] = (awscli, "aws s3 sync", awscli)
+            else:
+                report.unavailable("aws s3 sync", "the AWS CLI is not installed")
+            tools["boto3 upload_file loop"] = (boto3_upload, "boto3 head_object loop", boto3_head)
+            report.compare(
+                {name: upload_run(name, upload) for name, (upload, _, _) in tools.items()},
+                title=f"sync {len(paths)} new files of {args.size_kb} KB to moto's server",
+                unit="files",
+                count=len(paths),
+            )
+            for name, (upload, _, _) in tools.items():
+                upload(f"noop-{name}")
+            report.compare(
+                {
+                    label: (lambda noop=noop, name=name: noop(f"noop-{name}"))
+                    for name, (_, label, noop) in tools.items()
+                },
+                title=f"no-op resync of {len(paths)} files (all already stored)",
+                unit="files",
+                count=len(paths),
+            )
     finally:
         server.terminate()
-
-    reference = results["panopipe sync_folder"][0]
-    print(
-        f"{len(paths)} files x {args.size_kb} KB = {megabytes:.0f} MB, {args.workers} workers, moto server on localhost"
-    )
-    print(
-        f"{'tool':<24} {'seconds':>8} {'files/s':>8} {'MB/s':>7} {'time/panopipe':>13} {'no-op run (s)':>14}"
-    )
-    for tool, (seconds, noop) in results.items():
-        noop_text = f"{noop:.2f}" if noop is not None else "-"
-        print(
-            f"{tool:<24} {seconds:>8.2f} {len(paths) / seconds:>8.0f} {megabytes / seconds:>7.1f} "
-            f"{seconds / reference:>12.2f}x {noop_text:>14}"
-        )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,234 @@
+"""Fair comparisons for the benchmarks: every side measured alike, and the numbers a sceptic asks for.
+
+``compare`` runs each side the same number of times, interleaved (the starting side rotates each round, so
+no side always runs first or right after another), after untimed warm-up runs, and keeps every time. A side
+is a callable that either returns None (the whole call is timed) or returns the seconds of its own timed
+part (so that per-run set-up, such as a fresh database or fresh copies of the files, is left out on every
+side alike). The printed and JSON results give each side's median and spread (min-max), the median of the
+pairwise (same-round) ratios against the first side, and the load average before and after, with a warning
+when it was above the core count. ``Report`` gathers a script's comparisons and writes them with ``--json``
+for ``run_all.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+CORES = os.cpu_count() or 1
+Side = Callable[[], float | None]
+"""A side of a comparison: returns None (the call is timed) or the seconds of the part it timed itself."""
+
+
+def load_average() -> float:
+    """The 1-minute load average."""
+    return os.getloadavg()[0]
+
+
+@dataclass
+class Comparison:
+    """The times of each side (seconds per run, same rounds), for ``count`` units of work per run."""
+
+    title: str
+    unit: str
+    count: float
+    seconds: dict[str, list[float]]
+    load_before: float
+    load_after: float
+    goal: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def reference(self) -> str:
+        """The side the others are compared with: the first (panopipe's)."""
+        return next(iter(self.seconds))
+
+    def median(self, side: str) -> float:
+        return statistics.median(self.seconds[side])
+
+    def ratio(self, side: str) -> float:
+        """Median over rounds of ``side``'s time / the reference's time (how many times faster the reference is)."""
+        ours = self.seconds[self.reference]
+        return statistics.median(theirs / own for own, theirs in zip(ours, self.seconds[side], strict=True))
+
+    def rate(self, seconds: float) -> float:
+        return self.count / seconds
+
+    @property
+    def loaded(self) -> bool:
+        return max(self.load_before, self.load_after) > CORES
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["cores"] = CORES
+        data["sides"] = {
+            side: {
+                "median_s": self.median(side),
+                "min_s": min(times),
+                "max_s": max(times),
+                "median_rate": self.rate(self.median(side)),
+                "ratio": self.ratio(side),
+            }
+            for side, times in self.seconds.items()
+        }
+        return data
+
+
+def compare(
+    sides: dict[str, Side],
+    runs: int,
+    warmup: int = 1,
+    *,
+    title: str,
+    unit: str = "runs",
+    count: float = 1,
+    goal: str = "",
+    notes: Sequence[str] = (),
+    clock: Callable[[], float] = time.perf_counter,
+) -> Comparison:
+    """Run the sides ``warmup`` times untimed, then ``runs`` timed rounds, interleaved; print and return them."""
+    load_before = load_average()
+    names = list(sides)
+    for _ in range(warmup):
+        for name in names:
+            sides[name]()
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(runs):
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            started = clock()
+            own = sides[name]()
+            seconds[name].append(clock() - started if own is None else own)
+    comparison = Comparison(title, unit, count, seconds, load_before, load_average(), goal, list(notes))
+    print_comparison(comparison)
+    return comparison
+
+
+def print_comparison(comparison: Comparison) -> None:
+    c = comparison
+    runs = len(c.seconds[c.reference])
+    print(f"\n{c.title} ({runs} interleaved runs each; {c.count:,g} {c.unit} per run)")
+    if len(c.seconds) > 1:
+        print(f"ratio: the median of each round's (side's time / {c.reference}'s time)")
+    print(f"{'side':<52}{'median s':>10}{'min-max s':>18}{c.unit + '/s':>14}{'ratio':>9}")
+    for side, times in c.seconds.items():
+        ratio = "" if side == c.reference else f"{c.ratio(side):.2f}x"
+        print(
+            f"{side:<52}{c.median(side):>10.4g}{f'{min(times):.4g}-{max(times):.4g}':>18}"
+            f"{c.rate(c.median(side)):>14,.1f}{ratio:>9}"
+        )
+    if c.goal:
+        print(f"goal: {c.goal}")
+    for note in c.notes:
+        print(f"note: {note}")
+    warning = "  WARNING: above the core count, figures are not from a quiet machine" if c.loaded else ""
+    print(f"load average {c.load_before:.2f} before, {c.load_after:.2f} after ({CORES} cores){warning}")
+
+
+def parse_args(
+    doc: str,
+    sizes: dict[str, tuple[int, int]],
+    argv: Sequence[str] | None = None,
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.Namespace:
+    """Options every benchmark has (``--quick``, ``--runs``, ``--warmup``, ``--json``) and its ``sizes``
+    (option name: full-size default, ``--quick`` default)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes and 3 runs: a check in seconds")
+    parser.add_argument("--runs", type=int, help="timed runs of each side (default 7, 3 with --quick)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs of each side first (default 1)")
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    for name, (full, quick) in sizes.items():
+        parser.add_argument(f"--{name}", type=int, help=f"default {full:,} ({quick:,} with --quick)")
+    if extra:
+        extra(parser)
+    args = parser.parse_args(argv)
+    for name, (full, quick) in sizes.items():
+        key = name.replace("-", "_")
+        if getattr(args, key) is None:
+            setattr(args, key, quick if args.quick else full)
+    if args.runs is None:
+        args.runs = 3 if args.quick else 7
+    return args
+
+
+class Report:
+    """A script's comparisons and notes, with the load average at its start and end; ``--json`` output."""
+
+    def __init__(self, args: argparse.Namespace, script: str) -> None:
+        self.args, self.script = args, script
+        self.comparisons: list[Comparison] = []
+        self.notes: list[str] = []
+        self.load_before = load_average()
+        self.complete = True
+
+    def compare(self, sides: dict[str, Side], **options: Any) -> Comparison:
+        """``compare`` with the script's runs and warm-up; the result is kept for the JSON output."""
+        comparison = compare(sides, self.args.runs, self.args.warmup, **options)
+        self.comparisons.append(comparison)
+        return comparison
+
+    def note(self, text: str) -> None:
+        print(text)
+        self.notes.append(text)
+
+    def unavailable(self, side: str, reason: str) -> None:
+        self.note(f"{side}: unavailable ({reason})")
+
+    def close(self) -> None:
+        load_after = load_average()
+        warning = "  WARNING: above the core count" if max(self.load_before, load_after) > CORES else ""
+        print(
+            f"\n{self.script}: load average {self.load_before:.2f} at the start, {load_after:.2f} at the end{warning}"
+        )
+        if self.args.json:
+            self.args.json.parent.mkdir(parents=True, exist_ok=True)
+            data = {
+                "script": self.script,
+                "complete": self.complete,
+                "quick": self.args.quick,
+                "runs": self.args.runs,
+                "warmup": self.args.warmup,
+                "cores": CORES,
+                "load_before": self.load_before,
+                "load_after": load_after,
+                "argv": sys.argv[1:],
+                "notes": self.notes,
+                "comparisons": [c.to_dict() for c in self.comparisons],
+            }
+            self.args.json.write_text(json.dumps(data, indent=1) + "\n")
+
+
+@contextmanager
+def report(args: argparse.Namespace, script: str) -> Iterator[Report]:
+    """A ``Report`` printed and written at the end of the ``with`` block, even after an error (then marked
+    incomplete)."""
+    started = Report(args, script)
+    try:
+        yield started
+    except BaseException:
+        started.complete = False
+        raise
+    finally:
+        started.close()
+
+
+__all__ = [
+    "CORES",
+    "Comparison",
+    "Report",
+    "Side",
+    "compare",
+    "load_average",
+    "parse_args",
+    "print_comparison",
+    "report",
+]
