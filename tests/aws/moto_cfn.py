@@ -2,10 +2,12 @@
 
 moto models RDS proxies and RDS-managed master secrets, but its CloudFormation does not create a proxy
 (``AWS::RDS::DBProxy``, ``AWS::RDS::DBProxyTargetGroup``) nor answer ``ManageMasterUserPassword`` and
-``Fn::GetAtt Database.MasterUserSecret.SecretArn``; and an executed change set leaves the stack without
-outputs (moto 5.2 computes them only in ``create_stack``/``update_stack``). :func:`install` binds the first
-to the RDS backend's real operations (``create_db_proxy``, ``register_db_proxy_targets``, the managed secret)
-and computes the outputs after a change set, so the stack deploys whole and tests read it back through boto3.
+``Fn::GetAtt Database.MasterUserSecret.SecretArn``; an executed change set leaves the stack without outputs
+(moto 5.2 computes them only in ``create_stack``/``update_stack``); and deleting a stack leaves its VPC
+endpoints and route tables, so the VPC cannot go. :func:`install` binds these to the backends' real operations
+(``create_db_proxy``, ``register_db_proxy_targets``, the managed secret, ``delete_vpc_endpoints``,
+``delete_route_table``) and computes
+the outputs after a change set, so the stack deploys and deletes whole and tests read it back through boto3.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from typing import Any
 import pytest
 from moto.cloudformation import parsing
 from moto.cloudformation.models import ChangeSet
+from moto.ec2.models import ec2_backends
+from moto.ec2.models.route_tables import RouteTable
+from moto.ec2.models.vpcs import VPCEndPoint
 from moto.rds.models import DBInstance, MasterUserSecret, rds_backends
 
 
@@ -59,8 +64,9 @@ class _Proxy:
 
 
 class _ProxyTargets:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, properties: dict[str, Any]) -> None:
         self.name = name
+        self.properties = properties
 
     @staticmethod
     def cloudformation_type() -> str:
@@ -81,7 +87,18 @@ class _ProxyTargets:
             db_cluster_identifiers=[],
             db_instance_identifiers=p.get("DBInstanceIdentifiers", []),
         )
-        return cls(p["TargetGroupName"])
+        return cls(p["TargetGroupName"], p)
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        backend = rds_backends[account_id][region_name]
+        if self.properties["DBProxyName"] not in backend.db_proxies:  # moto deletes in no particular order
+            return
+        backend.deregister_db_proxy_targets(
+            db_proxy_name=self.properties["DBProxyName"],
+            target_group_name=self.name,
+            db_cluster_identifiers=[],
+            db_instance_identifiers=self.properties.get("DBInstanceIdentifiers", []),
+        )
 
 
 def install(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,7 +124,19 @@ def install(monkeypatch: pytest.MonkeyPatch) -> None:
         self.stack._parse_template()
         self.stack.output_map = self.stack._create_output_map()
 
+    def delete_endpoint(self: Any, account_id: str, region_name: str) -> None:
+        backend = ec2_backends[account_id][region_name]
+        self.route_table_ids = [table for table in self.route_table_ids if table in backend.route_tables]
+        backend.delete_vpc_endpoints([self.id])
+
+    def delete_route_table(self: Any, account_id: str, region_name: str) -> None:
+        backend = ec2_backends[account_id][region_name]
+        if self.id in backend.route_tables:  # moto retries every deletion after a dependency error
+            backend.delete_route_table(self.id)
+
     original_apply = ChangeSet.apply
+    monkeypatch.setattr(VPCEndPoint, "delete", delete_endpoint, raising=False)
+    monkeypatch.setattr(RouteTable, "delete", delete_route_table, raising=False)
     monkeypatch.setattr(ChangeSet, "apply", apply)
     monkeypatch.setattr(DBInstance, "create_from_cloudformation_json", classmethod(create))
     monkeypatch.setattr(DBInstance, "get_cfn_attribute", attribute)

@@ -158,9 +158,9 @@ def template_json(values: Mapping[str, str] | None = None, *, compact: bool = Fa
 def cloudformation_client(settings: Settings | None = None) -> CloudFormationClient:
     """A CloudFormation client for the configured region and profile, with botocore's standard retries
     (throttling is retried with backoff)."""
-    import boto3
-    import botocore.config
-    import botocore.exceptions
+    import boto3  # type: ignore[import-untyped]
+    import botocore.config  # type: ignore[import-untyped]
+    import botocore.exceptions  # type: ignore[import-untyped]
 
     settings = settings or load_settings()
     config = botocore.config.Config(
@@ -176,7 +176,7 @@ def cloudformation_client(settings: Settings | None = None) -> CloudFormationCli
 @contextmanager
 def _aws_errors(stack: str) -> Iterator[None]:
     """botocore's errors as one-line :class:`StackError`\\ s."""
-    import botocore.exceptions
+    import botocore.exceptions  # type: ignore[import-untyped]
 
     try:
         yield
@@ -349,22 +349,27 @@ def deploy(
         raise StackError(f"the template has {len(body.encode())} bytes, over CloudFormation's inline limit")
     change_set = "panopipe-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     kind = "CREATE" if existing is None else "UPDATE"
-    with _aws_errors(stack):
-        created = client.create_change_set(
-            StackName=stack,
-            ChangeSetName=change_set,
-            ChangeSetType=kind,
-            TemplateBody=body,
-            Parameters=_stack_parameters(values, existing),
-            Capabilities=CAPABILITIES,
-            Tags=[{"Key": "panopipe:stack", "Value": stack}],
-        )
+    try:
+        with _aws_errors(stack):
+            created = client.create_change_set(
+                StackName=stack,
+                ChangeSetName=change_set,
+                ChangeSetType=kind,
+                TemplateBody=body,
+                Parameters=_stack_parameters(values, existing),
+                Capabilities=CAPABILITIES,
+                Tags=[{"Key": "panopipe:stack", "Value": stack}],
+            )
+    except StackError as exc:  # some endpoints refuse an empty change set at once rather than mark it FAILED
+        if not _unchanged(str(exc)):
+            raise
+        return DeployResult(changes=[], executed=False, report=status(stack, client=client))
     stack_id = created["StackId"]
     description, changes = _changes(client, stack_id, change_set)
     if description["Status"] == "FAILED":
         reason = description.get("StatusReason", "")
         _discard(client, stack_id, change_set, kind)
-        if any(text in reason for text in _NO_CHANGES):
+        if _unchanged(reason):
             return DeployResult(changes=[], executed=False, report=status(stack, client=client))
         raise StackError(f"the change set failed: {reason}")
     if not confirm(changes):
@@ -375,11 +380,21 @@ def deploy(
         client.execute_change_set(StackName=stack_id, ChangeSetName=change_set)
     final = _wait(client, stack_id, started, on_event, poll_seconds)
     report = _report(client, stack, final)
-    if final["StackStatus"] not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
-        first = report.failed[0] if report.failed else None
-        detail = f": {first.resource}: {first.reason}" if first else ""
-        raise StackError(f"stack {stack} ended {final['StackStatus']}{detail}")
+    if report.status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+        raise _failure(report)
     return DeployResult(changes=changes, executed=True, report=report)
+
+
+def _unchanged(reason: str) -> bool:
+    """Whether CloudFormation refused a change set because the stack already is as asked."""
+    return any(text in reason for text in _NO_CHANGES)
+
+
+def _failure(report: StackReport) -> StackError:
+    """The error for a stack that ended in a failed state, naming its first failed resource."""
+    first = report.failed[0] if report.failed else None
+    detail = f": {first.resource}: {first.reason}" if first else f": {report.reason}" if report.reason else ""
+    return StackError(f"stack {report.name} ended {report.status}{detail}")
 
 
 def _discard(client: CloudFormationClient, stack_id: str, change_set: str, kind: str) -> None:
@@ -443,10 +458,7 @@ def destroy(
         client.delete_stack(StackName=description["StackId"])
     final = _wait(client, description["StackId"], started, on_event, poll_seconds)
     if final["StackStatus"] != "DELETE_COMPLETE":
-        report = _report(client, stack, final)
-        first = report.failed[0] if report.failed else None
-        detail = f": {first.resource}: {first.reason}" if first else ""
-        raise StackError(f"stack {stack} ended {final['StackStatus']}{detail}")
+        raise _failure(_report(client, stack, final))
     return DestroyResult(deleted=True, retained=retained)
 
 
