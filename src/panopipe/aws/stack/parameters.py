@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from panopipe.aws.stack._cfn import Json
 
-PREFIX_PATTERN = r"^[a-zA-Z0-9!_.*'()-]+(/[a-zA-Z0-9!_.*'()-]+)*/$"
+# Rules shared by several parameters: keyword arguments of _string.
+_PREFIX = {
+    "AllowedPattern": r"^[a-zA-Z0-9!_.*'()-]+(/[a-zA-Z0-9!_.*'()-]+)*/$",
+    "ConstraintDescription": "a key prefix ending with /",
+}
+_BUCKET = {
+    "AllowedPattern": r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+    "ConstraintDescription": "3 to 63 lower-case letters, digits, dots and hyphens",
+}
+_IDENTIFIER = {
+    "AllowedPattern": r"^[a-zA-Z][a-zA-Z0-9_]{0,62}$",
+    "ConstraintDescription": "a letter, then letters, digits or _ (at most 63)",
+}
+_PATH = {"AllowedPattern": r"^/\S+$", "ConstraintDescription": "an absolute path"}
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557)
 FARGATE_VCPUS = ("0.25", "0.5", "1", "2", "4", "8", "16")
 EGRESS_CHOICES = ("endpoints", "nat")
@@ -31,25 +44,21 @@ def _number(description: str, default: int, minimum: int, maximum: int) -> Json:
 PARAMETERS: dict[str, Json] = {
     "BucketName": _string(
         "Name of the bucket the stack creates for images (globally unique, lower case).",
-        AllowedPattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
-        ConstraintDescription="3 to 63 lower-case letters, digits, dots and hyphens",
+        **_BUCKET,
     ),
     "InputPrefix": _string(
         "Key prefix under which uploaded images notify the queue.",
         "incoming/",
-        AllowedPattern=PREFIX_PATTERN,
-        ConstraintDescription="a key prefix ending with /",
+        **_PREFIX,
     ),
     "OutputPrefix": _string(
         "Key prefix where pipeline outputs go; it never notifies. Must not overlap the input prefix.",
         "panopipe-out/",
-        AllowedPattern=PREFIX_PATTERN,
-        ConstraintDescription="a key prefix ending with /",
+        **_PREFIX,
     ),
     "LambdaCodeBucket": _string(
         "Bucket holding the zip that `panopipe cloud package-lambda` builds.",
-        AllowedPattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
-        ConstraintDescription="a bucket name",
+        **_BUCKET,
     ),
     "LambdaCodeKey": _string(
         "Key of that zip, e.g. releases/panopipe-lambda-0.1.0.zip.",
@@ -72,8 +81,7 @@ PARAMETERS: dict[str, Json] = {
     "LambdaSslRootCert": _string(
         "CA file the function verifies the proxy's certificate with (the Lambda runtime's trust store).",
         "/etc/pki/tls/certs/ca-bundle.crt",
-        AllowedPattern=r"^/\S+$",
-        ConstraintDescription="an absolute path",
+        **_PATH,
     ),
     "MaxReceiveCount": _number("Receives of a message before it moves to the dead-letter queue.", 5, 1, 1000),
     "LogRetentionDays": {
@@ -100,14 +108,12 @@ PARAMETERS: dict[str, Json] = {
     "DbName": _string(
         "Name of the catalog database.",
         "panopipe",
-        AllowedPattern=r"^[a-zA-Z][a-zA-Z0-9_]{0,62}$",
-        ConstraintDescription="a letter, then letters, digits or _ (at most 63)",
+        **_IDENTIFIER,
     ),
     "DbMasterUsername": _string(
         "Master user of the database; the proxy logs in as it, clients reach the proxy as it with IAM.",
         "panopipe_admin",
-        AllowedPattern=r"^[a-zA-Z][a-zA-Z0-9_]{0,62}$",
-        ConstraintDescription="a letter, then letters, digits or _ (at most 63)",
+        **_IDENTIFIER,
     ),
     "WorkerImage": _string(
         "Container image URI of the worker (panopipe with its imaging libraries).",
@@ -124,8 +130,7 @@ PARAMETERS: dict[str, Json] = {
     "WorkerSslRootCert": _string(
         "CA file the worker verifies the proxy's certificate with (the image's trust store).",
         "/etc/ssl/certs/ca-certificates.crt",
-        AllowedPattern=r"^/\S+$",
-        ConstraintDescription="an absolute path",
+        **_PATH,
     ),
     "RunnableTimeoutSeconds": _number(
         "A job that cannot get capacity for this long while RUNNABLE is cancelled.", 3600, 600, 86400
