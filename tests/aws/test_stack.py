@@ -9,6 +9,7 @@ import json
 import warnings
 import zipfile
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,13 @@ VALUES = {
     "LambdaCodeKey": "releases/panopipe-lambda.zip",
     "WorkerImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/panopipe:0.1.0",
 }
-ARGS = [arg for name, value in VALUES.items() for arg in ("--param", f"{name}={value}")]
+
+
+def _args(values: dict[str, str]) -> list[str]:
+    return [arg for name, value in values.items() for arg in ("--param", f"{name}={value}")]
+
+
+ARGS = _args(VALUES)
 TEMPLATE = build_template()
 RESOURCES = TEMPLATE["Resources"]
 
@@ -275,6 +282,22 @@ def test_deploy_creates_the_batch_workers(outputs: dict[str, str]):
     }
 
 
+def test_with_egress_nat_a_nat_gateway_replaces_the_interface_endpoints(aws: None):
+    deploy.deploy(STACK, {**VALUES, "Egress": "nat"}, poll_seconds=0)
+    ec2 = boto3.client("ec2")
+    (nat,) = ec2.describe_nat_gateways()["NatGateways"]
+    endpoints = ec2.describe_vpc_endpoints()["VpcEndpoints"]
+    assert [e["VpcEndpointType"] for e in endpoints] == ["Gateway"]  # S3 only
+    (routed,) = [
+        table
+        for table in ec2.describe_route_tables()["RouteTables"]
+        if any(route.get("NatGatewayId") == nat["NatGatewayId"] for route in table["Routes"])
+    ]
+    resources = boto3.client("cloudformation").describe_stack_resources(StackName=STACK)["StackResources"]
+    ids = {r.get("LogicalResourceId"): r.get("PhysicalResourceId") for r in resources}
+    assert routed["RouteTableId"] == ids["PrivateRouteTable"] and nat["SubnetId"] == ids["PublicSubnet"]
+
+
 def test_status_reports_the_stack_and_its_outputs(
     outputs: dict[str, str], capsys: pytest.CaptureFixture[str]
 ):
@@ -343,3 +366,60 @@ def test_status_and_destroy_of_a_missing_stack_say_so_in_one_line(
     assert main(["cloud", "destroy", "--stack", "nothing-here", "--yes"]) == 9
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == ["error: stack nothing-here does not exist in this account and region"] * 2
+
+
+def test_a_stack_that_cannot_be_created_fails_with_one_line(aws: None, capsys: pytest.CaptureFixture[str]):
+    taken = _args({**VALUES, "BucketName": VALUES["LambdaCodeBucket"]})  # a bucket name already in use
+    assert main(["cloud", "deploy", "--stack", STACK, *taken, "--yes"]) == deploy.StackError.exit_code == 8
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: CloudFormation: ") and len(err.splitlines()) == 1
+
+
+def test_status_names_the_resources_that_failed_in_the_last_operation(monkeypatch: pytest.MonkeyPatch):
+    """moto records no resource events, so CloudFormation's answers for a rolled-back stack are stubbed."""
+    from botocore.stub import Stubber
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    client = boto3.client("cloudformation", region_name="us-east-1")
+    stack_id = "arn:aws:cloudformation:us-east-1:123456789012:stack/pano/1"
+    when = datetime(2026, 12, 1, tzinfo=UTC)
+
+    def event(n: int, resource: str, kind: str, status: str, reason: str = "") -> dict[str, Any]:
+        return {
+            "StackId": stack_id,
+            "EventId": str(n),
+            "StackName": STACK,
+            "LogicalResourceId": resource,
+            "ResourceType": kind,
+            "ResourceStatus": status,
+            "ResourceStatusReason": reason,
+            "Timestamp": when + timedelta(seconds=n),
+        }
+
+    stack = "AWS::CloudFormation::Stack"
+    history = [  # newest first, as CloudFormation answers; an older failed operation comes last
+        event(9, STACK, stack, "ROLLBACK_COMPLETE"),
+        event(8, "Function", "AWS::Lambda::Function", "DELETE_COMPLETE"),
+        event(
+            7, STACK, stack, "ROLLBACK_IN_PROGRESS", "The following resource(s) failed to create: [Proxy]."
+        ),
+        event(6, "Proxy", "AWS::RDS::DBProxy", "CREATE_FAILED", "Secret is not reachable"),
+        event(5, "Function", "AWS::Lambda::Function", "CREATE_COMPLETE"),
+        event(4, STACK, stack, "CREATE_IN_PROGRESS", "User Initiated"),
+        event(3, "Bucket", "AWS::S3::Bucket", "CREATE_FAILED", "an older operation"),
+        event(2, STACK, stack, "CREATE_IN_PROGRESS", "User Initiated"),
+    ]
+    description = {
+        "StackId": stack_id,
+        "StackName": STACK,
+        "StackStatus": "ROLLBACK_COMPLETE",
+        "StackStatusReason": "",
+        "CreationTime": when,
+    }
+    with Stubber(client) as stubber:
+        stubber.add_response("describe_stacks", {"Stacks": [description]}, {"StackName": STACK})
+        stubber.add_response("describe_stack_events", {"StackEvents": history}, {"StackName": stack_id})
+        report = deploy.status(STACK, client=client)
+    assert report.status == "ROLLBACK_COMPLETE" and report.outputs == {}
+    assert [(e.resource, e.reason) for e in report.failed] == [("Proxy", "Secret is not reachable")]

@@ -26,6 +26,7 @@ CAPABILITIES = ["CAPABILITY_IAM"]
 # CloudFormation takes a template of at most this many bytes inline; a larger one must go through S3.
 TEMPLATE_BODY_LIMIT = 51_200
 DEFAULT_POLL_SECONDS = 5.0
+_STACK_TYPE = "AWS::CloudFormation::Stack"
 _NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
 
 
@@ -203,46 +204,37 @@ def _describe(client: CloudFormationClient, stack: str) -> dict[str, Any] | None
         return None
 
 
-def _events(client: CloudFormationClient, stack: str, since: datetime | None = None) -> list[StackEvent]:
-    """The stack's events since ``since`` (all, without it), oldest first."""
+def _events(
+    client: CloudFormationClient, stack: str, *, since: datetime | None = None, operation: bool = False
+) -> list[StackEvent]:
+    """The stack's events, oldest first: since ``since``, or with ``operation`` those of its last operation
+    (from the stack's last ``User Initiated`` event on), or all."""
     events: list[StackEvent] = []
     with _aws_errors(stack):
         for page in client.get_paginator("describe_stack_events").paginate(StackName=stack):
-            for raw in page["StackEvents"]:
+            for raw in page["StackEvents"]:  # newest first
                 if since is not None and raw["Timestamp"] < since:
                     return events[::-1]
-                events.append(
-                    StackEvent(
-                        time=raw["Timestamp"],
-                        resource=raw.get("LogicalResourceId", ""),
-                        type=raw.get("ResourceType", ""),
-                        status=raw.get("ResourceStatus", ""),
-                        reason=raw.get("ResourceStatusReason", ""),
-                    )
+                event = StackEvent(
+                    time=raw["Timestamp"],
+                    resource=raw.get("LogicalResourceId", ""),
+                    type=raw.get("ResourceType", ""),
+                    status=raw.get("ResourceStatus", ""),
+                    reason=raw.get("ResourceStatusReason", ""),
                 )
+                events.append(event)
+                if operation and event.type == _STACK_TYPE and event.reason == "User Initiated":
+                    return events[::-1]
     return events[::-1]
 
 
 def _report(client: CloudFormationClient, stack: str, description: Mapping[str, Any]) -> StackReport:
-    events = _events(client, description["StackId"])
-    last_start = max(
-        (
-            i
-            for i, e in enumerate(events)
-            if e.type == "AWS::CloudFormation::Stack" and e.status.endswith("IN_PROGRESS")
-        ),
-        default=0,
-    )
-    failed = [
-        e
-        for e in events[last_start:]
-        if e.status.endswith("FAILED") and e.type != "AWS::CloudFormation::Stack"
-    ]
+    events = _events(client, description["StackId"], operation=True)
     return StackReport(
         name=stack,
         status=description["StackStatus"],
         reason=description.get("StackStatusReason", ""),
-        failed=failed,
+        failed=[e for e in events if e.status.endswith("FAILED") and e.type != _STACK_TYPE],
         outputs={o["OutputKey"]: o.get("OutputValue", "") for o in description.get("Outputs", [])},
     )
 
@@ -269,7 +261,7 @@ def _wait(
     while True:
         with _aws_errors(stack_id):
             description: dict[str, Any] = client.describe_stacks(StackName=stack_id)["Stacks"][0]
-        events = _events(client, stack_id, since)
+        events = _events(client, stack_id, since=since)
         for event in events[seen:]:
             on_event(event)
         seen = len(events)
