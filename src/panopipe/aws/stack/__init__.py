@@ -33,7 +33,7 @@ OUTPUTS: dict[str, tuple[str, Any]] = {
     "FunctionName": ("The event function", ref("Function")),
     "ProxyEndpoint": ("Host name of the RDS Proxy (the catalog's address)", get_att("Proxy", "Endpoint")),
     "CatalogUrl": (
-        "PANOPIPE_CATALOG for a machine in the VPC (add sslrootcert=)",
+        "PANOPIPE_CATALOG of the workers (its sslrootcert is WorkerSslRootCert)",
         catalog_url("WorkerSslRootCert"),
     ),
     "DatabaseSecretArn": ("Secret holding the database's master password (kept by RDS)", DB_SECRET_ARN),
