@@ -1,27 +1,154 @@
-"""``panopipe cloud``: build what the AWS deployment runs."""
+"""``panopipe cloud``: build what the AWS deployment runs, and deploy, inspect and delete the stack."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from panopipe.aws.package import PLATFORMS, build_lambda_zip
 from panopipe.cli import render
+from panopipe.cli.options import JsonOption
+from panopipe.errors import ConfigError
 
-app = typer.Typer(help="Build deployment artifacts for AWS.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from panopipe.aws.deploy import Change, StackEvent, StackReport
+
+app = typer.Typer(help="Build, deploy and inspect the AWS stack.", no_args_is_help=True)
+
+LAMBDA_PYTHONS = ("3.12", "3.13", "3.14")
+StackOption = Annotated[str, typer.Option("--stack", help="Name of the CloudFormation stack.")]
+ParamOption = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", help="A stack parameter as KEY=VALUE (repeat it); see `cloud template`."),
+]
+YesOption = Annotated[
+    bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a terminal).")
+]
 
 
 @app.command("package-lambda")
 def package_lambda(
     arch: Annotated[str, typer.Option(help=f"Lambda architecture: {' or '.join(PLATFORMS)}.")] = "x86_64",
+    python: Annotated[
+        str,
+        typer.Option(
+            help=f"Python of the Lambda runtime: {', '.join(LAMBDA_PYTHONS)} (stack: LambdaRuntime)."
+        ),
+    ] = "3.12",
     output: Annotated[Path, typer.Option(help="The zip to write.")] = Path("panopipe-lambda.zip"),
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Build the Lambda deployment zip (handler panopipe.aws.lambda_handler.handler, Python 3.11).
+    """Build the Lambda deployment zip (handler panopipe.aws.lambda_handler.handler).
 
-    Example: panopipe cloud package-lambda --arch arm64 --output dist/panopipe-lambda.zip
+    Example: panopipe cloud package-lambda --arch arm64 --python 3.12 --output dist/panopipe-lambda.zip
     """
-    package = build_lambda_zip(output, arch=arch)
+    if python not in LAMBDA_PYTHONS:
+        raise ConfigError(f"unknown Lambda Python {python!r}: choose one of {', '.join(LAMBDA_PYTHONS)}")
+    package = build_lambda_zip(output, arch=arch, python_version=python)
     render.print_fields(package.to_dict(), as_json=as_json)
+
+
+@app.command()
+def template(param: ParamOption = None) -> None:
+    """Print the CloudFormation template (JSON); --param values become the parameters' defaults.
+
+    Example: panopipe cloud template --param Egress=nat > panopipe-stack.json
+    """
+    from panopipe.aws.deploy import parse_parameters, template_json
+
+    sys.stdout.write(template_json(parse_parameters(param or [])))
+
+
+def _needs_yes(yes: bool, command: str) -> None:
+    if not yes and not sys.stdin.isatty():
+        raise ConfigError(
+            f"`cloud {command}` asks for confirmation on a terminal: pass --yes to run it without one"
+        )
+
+
+def _show_event(event: StackEvent) -> None:
+    reason = f"  {escape(event.reason)}" if event.reason else ""
+    render.stderr.print(f"{event.status:<20} {event.type:<36} {event.resource}{reason}")
+
+
+def _show_report(report: StackReport, *, as_json: bool) -> None:
+    if as_json:
+        render.print_json(report.to_dict())
+        return
+    fields = {"stack": report.name, "status": report.status, "reason": escape(report.reason)}
+    render.print_fields(fields, as_json=False)
+    if report.failed:
+        rows = [{**vars(e), "reason": escape(e.reason)} for e in report.failed]
+        render.print_rows(rows, ["resource", "type", "status", "reason"], as_json=False, title="Failed")
+    render.print_fields(report.outputs, as_json=False)
+
+
+@app.command()
+def deploy(
+    stack: StackOption, param: ParamOption = None, yes: YesOption = False, as_json: JsonOption = False
+) -> None:
+    """Create or update the stack: show the change set, ask, execute it, wait, print the outputs.
+
+    Example: panopipe cloud deploy --stack panopipe --param BucketName=survey-images
+    --param LambdaCodeBucket=my-artifacts --param LambdaCodeKey=panopipe-lambda.zip
+    --param WorkerImage=123456789012.dkr.ecr.eu-west-1.amazonaws.com/panopipe:0.1.0
+    """
+    from panopipe.aws import deploy as stack_deploy
+
+    values = stack_deploy.validate_parameters(stack_deploy.parse_parameters(param or []), require_all=False)
+    _needs_yes(yes, "deploy")
+
+    def confirm(changes: list[Change]) -> bool:
+        if not as_json:
+            rows = [vars(change) for change in changes]
+            render.print_rows(
+                rows, ["resource", "type", "action", "replacement"], as_json=False, title="Changes"
+            )
+        return yes or typer.confirm(f"Apply these {len(changes)} changes to {stack}?", default=False)
+
+    result = stack_deploy.deploy(stack, values, confirm=confirm, on_event=_show_event)
+    if result.report is None:
+        render.warn("nothing changed: the change set was deleted")
+    elif as_json:
+        render.print_json({"changes": [vars(c) for c in result.changes], **result.report.to_dict()})
+    else:
+        if not result.changes:
+            render.success(f"stack {stack} is up to date")
+        _show_report(result.report, as_json=False)
+
+
+@app.command()
+def status(stack: StackOption, as_json: JsonOption = False) -> None:
+    """The stack's status, why its resources failed (from its events), and its outputs.
+
+    Example: panopipe cloud status --stack panopipe --json
+    """
+    from panopipe.aws.deploy import status as stack_status
+
+    _show_report(stack_status(stack), as_json=as_json)
+
+
+@app.command()
+def destroy(stack: StackOption, yes: YesOption = False) -> None:
+    """Delete the stack. The bucket is kept with its images, and the database leaves a final snapshot.
+
+    Example: panopipe cloud destroy --stack panopipe --yes
+    """
+    from panopipe.aws.deploy import destroy as destroy_stack
+
+    _needs_yes(yes, "destroy")
+
+    def confirm(retained: list[str]) -> bool:
+        for line in retained:
+            render.warn(line)
+        return yes or typer.confirm(f"Delete stack {stack}?", default=False)
+
+    result = destroy_stack(stack, confirm=confirm, on_event=_show_event)
+    if result.deleted:
+        render.success(f"stack {stack} deleted")
+    else:
+        render.warn(f"stack {stack} left as it is")

@@ -1,0 +1,473 @@
+"""Deploy, inspect and delete the panopipe stack with CloudFormation change sets (boto3).
+
+Parameters are checked against the template's own ``Parameters`` (allowed values, patterns, bounds) before
+anything is sent, so a wrong value never leaves a half-created stack. AWS errors become one-line
+:class:`StackError` (exit code 8); a stack that does not exist is :class:`StackNotFoundError` (exit code 9).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from panopipe.config import Settings, load_settings
+from panopipe.errors import ConfigError, PanopipeError
+
+CloudFormationClient = Any  # boto3 generates client classes at run time
+
+STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,39}$")
+CAPABILITIES = ["CAPABILITY_IAM"]
+# CloudFormation takes a template of at most this many bytes inline; a larger one must go through S3.
+TEMPLATE_BODY_LIMIT = 51_200
+DEFAULT_POLL_SECONDS = 5.0
+_STACK_TYPE = "AWS::CloudFormation::Stack"
+_NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
+
+
+class StackError(PanopipeError):
+    """CloudFormation refused a request, or the stack ended in a failed state."""
+
+    exit_code = 8
+
+
+class StackNotFoundError(StackError):
+    """The stack does not exist (in this account and region)."""
+
+    exit_code = 9
+
+
+@dataclass(frozen=True)
+class Change:
+    """One resource a change set adds, modifies or removes."""
+
+    resource: str
+    type: str
+    action: str
+    replacement: str
+
+
+@dataclass(frozen=True)
+class StackEvent:
+    """One line of a stack's event history."""
+
+    time: datetime
+    resource: str
+    type: str
+    status: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class StackReport:
+    """Where a stack stands: its status, the resources that failed lately, its outputs."""
+
+    name: str
+    status: str
+    reason: str
+    failed: list[StackEvent] = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    """What ``deploy`` did: the changes it showed and, once executed, the stack's report."""
+
+    changes: list[Change]
+    executed: bool
+    report: StackReport | None = None
+
+
+@dataclass(frozen=True)
+class DestroyResult:
+    """What ``destroy`` deleted, and what the stack leaves behind on purpose."""
+
+    deleted: bool
+    retained: list[str]
+
+
+def parse_parameters(pairs: Sequence[str]) -> dict[str, str]:
+    """``["K=V", ...]`` as a dict; a pair without ``=`` or with an empty key is a :class:`ConfigError`."""
+    values: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"parameter {pair!r} is not of the form KEY=VALUE")
+        values[key.strip()] = value
+    return values
+
+
+def _check_value(name: str, spec: Mapping[str, Any], value: str) -> None:
+    allowed = spec.get("AllowedValues")
+    if allowed is not None and value not in [str(v) for v in allowed]:
+        raise ConfigError(
+            f"parameter {name}={value!r} is not allowed: choose one of {', '.join(map(str, allowed))}"
+        )
+    if spec["Type"] == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"parameter {name}={value!r} is not a number") from None
+        low, high = spec.get("MinValue"), spec.get("MaxValue")
+        if (low is not None and number < low) or (high is not None and number > high):
+            raise ConfigError(f"parameter {name}={value} is out of range: {low} to {high}")
+        return
+    pattern = spec.get("AllowedPattern")
+    if pattern is not None and re.fullmatch(pattern, value) is None:
+        hint = spec.get("ConstraintDescription", f"it must match {pattern}")
+        raise ConfigError(f"parameter {name}={value!r} is not valid: {hint}")
+
+
+def validate_parameters(values: Mapping[str, str], *, require_all: bool = True) -> dict[str, str]:
+    """``values`` checked against the template's ``Parameters``; with ``require_all`` every parameter without
+    a default must be given. Raises :class:`ConfigError` with one line naming the first problem."""
+    from panopipe.aws.stack import PARAMETERS
+
+    unknown = sorted(set(values) - set(PARAMETERS))
+    if unknown:
+        raise ConfigError(f"unknown parameter(s) {', '.join(unknown)}: see `panopipe cloud template`")
+    for name, value in values.items():
+        _check_value(name, PARAMETERS[name], value)
+    missing = [name for name, spec in PARAMETERS.items() if "Default" not in spec and name not in values]
+    if require_all and missing:
+        raise ConfigError(f"missing parameter(s) {', '.join(missing)}: pass --param NAME=VALUE")
+    prefixes = [values.get(name, PARAMETERS[name]["Default"]) for name in ("InputPrefix", "OutputPrefix")]
+    if prefixes[0].startswith(prefixes[1]) or prefixes[1].startswith(prefixes[0]):
+        raise ConfigError(f"InputPrefix {prefixes[0]!r} and OutputPrefix {prefixes[1]!r} must not overlap")
+    return dict(values)
+
+
+def template_json(values: Mapping[str, str] | None = None, *, compact: bool = False) -> str:
+    """The template as JSON, with ``values`` (validated) as the parameters' defaults."""
+    from panopipe.aws.stack import build_template
+
+    template = build_template(validate_parameters(values or {}, require_all=False))
+    if compact:
+        return json.dumps(template, separators=(",", ":"))
+    return json.dumps(template, indent=2) + "\n"
+
+
+def cloudformation_client(settings: Settings | None = None) -> CloudFormationClient:
+    """A CloudFormation client for the configured region and profile, with botocore's standard retries
+    (throttling is retried with backoff)."""
+    import boto3  # type: ignore[import-untyped]
+    import botocore.config  # type: ignore[import-untyped]
+    import botocore.exceptions  # type: ignore[import-untyped]
+
+    settings = settings or load_settings()
+    config = botocore.config.Config(
+        region_name=settings.aws_region, retries={"mode": "standard", "max_attempts": 8}
+    )
+    try:
+        session = boto3.session.Session(profile_name=settings.aws_profile)
+    except botocore.exceptions.ProfileNotFound as exc:
+        raise ConfigError(f"{exc}: check AWS_PROFILE and ~/.aws/config") from None
+    return session.client("cloudformation", config=config)
+
+
+@contextmanager
+def _aws_errors(stack: str) -> Iterator[None]:
+    """botocore's errors as one-line :class:`StackError`\\ s."""
+    import botocore.exceptions  # type: ignore[import-untyped]
+
+    try:
+        yield
+    except botocore.exceptions.ClientError as exc:
+        message = exc.response.get("Error", {}).get("Message", str(exc))
+        if "does not exist" in message and stack in message:
+            raise StackNotFoundError(f"stack {stack} does not exist in this account and region") from None
+        code = exc.response.get("Error", {}).get("Code", "Error")
+        raise StackError(f"CloudFormation: {code}: {message}") from None
+    except botocore.exceptions.BotoCoreError as exc:
+        raise StackError(f"CloudFormation: {exc}") from None
+
+
+def _check_stack_name(stack: str) -> None:
+    if STACK_NAME.fullmatch(stack) is None:
+        raise ConfigError(f"stack name {stack!r} is not valid: a letter, then up to 39 letters, digits or -")
+
+
+def _describe(client: CloudFormationClient, stack: str) -> dict[str, Any] | None:
+    try:
+        with _aws_errors(stack):
+            return client.describe_stacks(StackName=stack)["Stacks"][0]  # type: ignore[no-any-return]
+    except StackNotFoundError:
+        return None
+
+
+def _events(
+    client: CloudFormationClient, stack: str, *, since: datetime | None = None, operation: bool = False
+) -> list[StackEvent]:
+    """The stack's events, oldest first: since ``since``, or with ``operation`` those of its last operation
+    (from the stack's last ``User Initiated`` event on), or all."""
+    events: list[StackEvent] = []
+    with _aws_errors(stack):
+        for page in client.get_paginator("describe_stack_events").paginate(StackName=stack):
+            for raw in page["StackEvents"]:  # newest first
+                if since is not None and raw["Timestamp"] < since:
+                    return events[::-1]
+                event = StackEvent(
+                    time=raw["Timestamp"],
+                    resource=raw.get("LogicalResourceId", ""),
+                    type=raw.get("ResourceType", ""),
+                    status=raw.get("ResourceStatus", ""),
+                    reason=raw.get("ResourceStatusReason", ""),
+                )
+                events.append(event)
+                if operation and event.type == _STACK_TYPE and event.reason == "User Initiated":
+                    return events[::-1]
+    return events[::-1]
+
+
+def _report(client: CloudFormationClient, stack: str, description: Mapping[str, Any]) -> StackReport:
+    events = _events(client, description["StackId"], operation=True)
+    return StackReport(
+        name=stack,
+        status=description["StackStatus"],
+        reason=description.get("StackStatusReason", ""),
+        failed=[e for e in events if e.status.endswith("FAILED") and e.type != _STACK_TYPE],
+        outputs={o["OutputKey"]: o.get("OutputValue", "") for o in description.get("Outputs", [])},
+    )
+
+
+def status(stack: str, *, client: CloudFormationClient | None = None) -> StackReport:
+    """The stack's status, the resources that failed in its last operation (with their reasons), its outputs."""
+    _check_stack_name(stack)
+    client = client or cloudformation_client()
+    description = _describe(client, stack)
+    if description is None:
+        raise StackNotFoundError(f"stack {stack} does not exist in this account and region")
+    return _report(client, stack, description)
+
+
+def _wait(
+    client: CloudFormationClient,
+    stack_id: str,
+    since: datetime,
+    on_event: Callable[[StackEvent], None],
+    poll_seconds: float,
+) -> dict[str, Any]:
+    """Poll until the stack leaves its ``*_IN_PROGRESS`` state, passing each new event to ``on_event``."""
+    seen = 0
+    while True:
+        with _aws_errors(stack_id):
+            description: dict[str, Any] = client.describe_stacks(StackName=stack_id)["Stacks"][0]
+        events = _events(client, stack_id, since=since)
+        for event in events[seen:]:
+            on_event(event)
+        seen = len(events)
+        if not description["StackStatus"].endswith("IN_PROGRESS"):
+            return description
+        time.sleep(poll_seconds)
+
+
+def _changes(
+    client: CloudFormationClient, stack: str, change_set: str
+) -> tuple[dict[str, Any], list[Change]]:
+    """Wait for the change set to be computed; its description and changes."""
+    changes: list[Change] = []
+    token: str | None = None
+    while True:
+        with _aws_errors(stack):
+            page = client.describe_change_set(
+                StackName=stack, ChangeSetName=change_set, **({"NextToken": token} if token else {})
+            )
+        if page["Status"] in ("CREATE_PENDING", "CREATE_IN_PROGRESS"):
+            time.sleep(1)
+            continue
+        for item in page.get("Changes", []):
+            change = item["ResourceChange"]
+            changes.append(
+                Change(
+                    resource=change["LogicalResourceId"],
+                    type=change["ResourceType"],
+                    action=change["Action"],
+                    replacement=change.get("Replacement", ""),
+                )
+            )
+        token = page.get("NextToken")
+        if not token:
+            return page, changes
+
+
+def _stack_parameters(values: Mapping[str, str], existing: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Given values, and for an update the stack's current values of every parameter not given."""
+    parameters: list[dict[str, Any]] = [{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()]
+    for old in (existing or {}).get("Parameters", []):
+        if old["ParameterKey"] not in values:
+            parameters.append({"ParameterKey": old["ParameterKey"], "UsePreviousValue": True})
+    return parameters
+
+
+def deploy(
+    stack: str,
+    values: Mapping[str, str],
+    *,
+    confirm: Callable[[list[Change]], bool] = lambda changes: True,
+    on_event: Callable[[StackEvent], None] = lambda event: None,
+    client: CloudFormationClient | None = None,
+    poll_seconds: float = DEFAULT_POLL_SECONDS,
+) -> DeployResult:
+    """Create or update ``stack`` with a change set: validate ``values``, compute the changes, execute them if
+    ``confirm(changes)`` says so (otherwise the change set is deleted), wait, and report.
+
+    A new stack needs every required parameter; an update keeps the current value of those not given.
+    """
+    _check_stack_name(stack)
+    client = client or cloudformation_client()
+    existing = _describe(client, stack)
+    if existing is not None and existing["StackStatus"] == "REVIEW_IN_PROGRESS":
+        existing = None  # created by a change set that was never executed: CloudFormation treats it as new
+    validate_parameters(values, require_all=existing is None)
+    if existing is not None:
+        current = existing["StackStatus"]
+        if current == "ROLLBACK_COMPLETE":
+            raise StackError(
+                f"stack {stack} failed to create (ROLLBACK_COMPLETE): destroy it, then deploy again"
+            )
+        if current.endswith("IN_PROGRESS"):
+            raise StackError(f"stack {stack} is busy ({current}): wait for it to finish")
+    body = template_json(compact=True)
+    if len(body.encode()) > TEMPLATE_BODY_LIMIT:
+        raise StackError(f"the template has {len(body.encode())} bytes, over CloudFormation's inline limit")
+    change_set = "panopipe-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    kind = "CREATE" if existing is None else "UPDATE"
+    try:
+        with _aws_errors(stack):
+            created = client.create_change_set(
+                StackName=stack,
+                ChangeSetName=change_set,
+                ChangeSetType=kind,
+                TemplateBody=body,
+                Parameters=_stack_parameters(values, existing),
+                Capabilities=CAPABILITIES,
+                Tags=[{"Key": "panopipe:stack", "Value": stack}],
+            )
+    except StackError as exc:  # some endpoints refuse an empty change set at once rather than mark it FAILED
+        if not _unchanged(str(exc)):
+            raise
+        return DeployResult(changes=[], executed=False, report=status(stack, client=client))
+    stack_id = created["StackId"]
+    description, changes = _changes(client, stack_id, change_set)
+    if description["Status"] == "FAILED":
+        reason = description.get("StatusReason", "")
+        _discard(client, stack_id, change_set, kind)
+        if _unchanged(reason):
+            return DeployResult(changes=[], executed=False, report=status(stack, client=client))
+        raise StackError(f"the change set failed: {reason}")
+    if not confirm(changes):
+        _discard(client, stack_id, change_set, kind)
+        return DeployResult(changes=changes, executed=False)
+    started = datetime.now(UTC)
+    with _aws_errors(stack):
+        client.execute_change_set(StackName=stack_id, ChangeSetName=change_set)
+    final = _wait(client, stack_id, started, on_event, poll_seconds)
+    report = _report(client, stack, final)
+    if report.status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+        raise _failure(report)
+    return DeployResult(changes=changes, executed=True, report=report)
+
+
+def _unchanged(reason: str) -> bool:
+    """Whether CloudFormation refused a change set because the stack already is as asked."""
+    return any(text in reason for text in _NO_CHANGES)
+
+
+def _failure(report: StackReport) -> StackError:
+    """The error for a stack that ended in a failed state, naming its first failed resource."""
+    first = report.failed[0] if report.failed else None
+    detail = f": {first.resource}: {first.reason}" if first else f": {report.reason}" if report.reason else ""
+    return StackError(f"stack {report.name} ended {report.status}{detail}")
+
+
+def _discard(client: CloudFormationClient, stack_id: str, change_set: str, kind: str) -> None:
+    """Delete an unexecuted change set, and the empty stack a CREATE change set made."""
+    with _aws_errors(stack_id):
+        client.delete_change_set(StackName=stack_id, ChangeSetName=change_set)
+        if kind == "CREATE":
+            client.delete_stack(StackName=stack_id)
+
+
+def retained_resources() -> dict[str, str]:
+    """The template's resources that outlive the stack, by logical id, with their ``DeletionPolicy``."""
+    from panopipe.aws.stack import build_template
+
+    resources = build_template()["Resources"].items()
+    return {
+        name: spec["DeletionPolicy"]
+        for name, spec in resources
+        if spec.get("DeletionPolicy") in ("Retain", "Snapshot")
+    }
+
+
+def retained_description(stack: str, *, client: CloudFormationClient | None = None) -> list[str]:
+    """One sentence per resource that deleting ``stack`` keeps (the bucket, a final database snapshot)."""
+    client = client or cloudformation_client()
+    policies = retained_resources()
+    with _aws_errors(stack):
+        resources = client.describe_stack_resources(StackName=stack)["StackResources"]
+    lines = []
+    for item in resources:
+        policy = policies.get(item.get("LogicalResourceId", ""))
+        name = item.get("PhysicalResourceId", "")
+        if policy == "Retain":
+            lines.append(
+                f"{item['ResourceType']} {name} is kept, with its contents; empty and delete it yourself"
+            )
+        elif policy == "Snapshot":
+            lines.append(f"{item['ResourceType']} {name} is deleted after a final snapshot, which is kept")
+    return lines
+
+
+def destroy(
+    stack: str,
+    *,
+    confirm: Callable[[list[str]], bool] = lambda retained: True,
+    on_event: Callable[[StackEvent], None] = lambda event: None,
+    client: CloudFormationClient | None = None,
+    poll_seconds: float = DEFAULT_POLL_SECONDS,
+) -> DestroyResult:
+    """Delete ``stack`` if ``confirm(retained)`` says so, where ``retained`` says what survives it; wait."""
+    _check_stack_name(stack)
+    client = client or cloudformation_client()
+    description = _describe(client, stack)
+    if description is None:
+        raise StackNotFoundError(f"stack {stack} does not exist in this account and region")
+    retained = retained_description(stack, client=client)
+    if not confirm(retained):
+        return DestroyResult(deleted=False, retained=retained)
+    started = datetime.now(UTC)
+    with _aws_errors(stack):
+        client.delete_stack(StackName=description["StackId"])
+    final = _wait(client, description["StackId"], started, on_event, poll_seconds)
+    if final["StackStatus"] != "DELETE_COMPLETE":
+        raise _failure(_report(client, stack, final))
+    return DestroyResult(deleted=True, retained=retained)
+
+
+__all__ = [
+    "Change",
+    "DeployResult",
+    "DestroyResult",
+    "StackError",
+    "StackEvent",
+    "StackNotFoundError",
+    "StackReport",
+    "cloudformation_client",
+    "deploy",
+    "destroy",
+    "parse_parameters",
+    "retained_resources",
+    "status",
+    "template_json",
+    "validate_parameters",
+]

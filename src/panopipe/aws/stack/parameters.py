@@ -1,0 +1,147 @@
+"""The stack's parameters: what a deployment chooses, each with its default and what values it allows."""
+
+from __future__ import annotations
+
+from panopipe.aws.stack._cfn import Json
+
+# Rules shared by several parameters: keyword arguments of _string.
+_PREFIX = {
+    "AllowedPattern": r"^[a-zA-Z0-9!_.*'()-]+(/[a-zA-Z0-9!_.*'()-]+)*/$",
+    "ConstraintDescription": "a key prefix ending with /",
+}
+_BUCKET = {
+    "AllowedPattern": r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+    "ConstraintDescription": "3 to 63 lower-case letters, digits, dots and hyphens",
+}
+_IDENTIFIER = {
+    "AllowedPattern": r"^[a-zA-Z][a-zA-Z0-9_]{0,62}$",
+    "ConstraintDescription": "a letter, then letters, digits or _ (at most 63)",
+}
+_PATH = {"AllowedPattern": r"^/\S+$", "ConstraintDescription": "an absolute path"}
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557)
+FARGATE_VCPUS = ("0.25", "0.5", "1", "2", "4", "8", "16")
+EGRESS_CHOICES = ("endpoints", "nat")
+LAMBDA_RUNTIMES = ("python3.12", "python3.13", "python3.14")
+
+
+def _string(description: str, default: str | None = None, **rules: object) -> Json:
+    spec: Json = {"Type": "String", "Description": description, **rules}
+    if default is not None:
+        spec["Default"] = default
+    return spec
+
+
+def _number(description: str, default: int, minimum: int, maximum: int) -> Json:
+    return {
+        "Type": "Number",
+        "Description": description,
+        "Default": default,
+        "MinValue": minimum,
+        "MaxValue": maximum,
+    }
+
+
+PARAMETERS: dict[str, Json] = {
+    "BucketName": _string(
+        "Name of the bucket the stack creates for images (globally unique, lower case).",
+        **_BUCKET,
+    ),
+    "InputPrefix": _string(
+        "Key prefix under which uploaded images notify the queue.",
+        "incoming/",
+        **_PREFIX,
+    ),
+    "OutputPrefix": _string(
+        "Key prefix where pipeline outputs go; it never notifies. Must not overlap the input prefix.",
+        "panopipe-out/",
+        **_PREFIX,
+    ),
+    "LambdaCodeBucket": _string(
+        "Bucket holding the zip that `panopipe cloud package-lambda` builds.",
+        **_BUCKET,
+    ),
+    "LambdaCodeKey": _string(
+        "Key of that zip, e.g. releases/panopipe-lambda-0.1.0.zip.",
+        AllowedPattern=r"^\S+\.zip$",
+        ConstraintDescription="a key ending with .zip",
+    ),
+    "LambdaArchitecture": _string(
+        "Architecture the zip was built for (`package-lambda --arch`).",
+        "x86_64",
+        AllowedValues=["x86_64", "arm64"],
+    ),
+    "LambdaRuntime": _string(
+        "Lambda runtime; the zip must be built for its Python (`package-lambda --python`).",
+        "python3.12",
+        AllowedValues=list(LAMBDA_RUNTIMES),
+    ),
+    "LambdaMaxConcurrency": _number(
+        "Most concurrent invocations the queue drives, so the database is not stormed.", 5, 2, 1000
+    ),
+    "LambdaSslRootCert": _string(
+        "CA file the function verifies the proxy's certificate with (the Lambda runtime's trust store).",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        **_PATH,
+    ),
+    "MaxReceiveCount": _number("Receives of a message before it moves to the dead-letter queue.", 5, 1, 1000),
+    "LogRetentionDays": {
+        "Type": "Number",
+        "Description": "Days the log groups keep events.",
+        "Default": "30",
+        "AllowedValues": [str(days) for days in LOG_RETENTION_DAYS],
+    },
+    "Egress": _string(
+        "How private subnets reach AWS APIs: VPC interface endpoints, or one NAT gateway.",
+        "endpoints",
+        AllowedValues=list(EGRESS_CHOICES),
+    ),
+    "DbInstanceClass": _string(
+        "RDS instance class of the catalog database.",
+        "db.t4g.micro",
+        AllowedPattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$",
+        ConstraintDescription="an RDS instance class such as db.t4g.micro",
+    ),
+    "DbAllocatedStorage": _number("Storage of the catalog database, in GiB (gp3).", 20, 20, 16384),
+    "DbEngineVersion": _string(
+        "PostgreSQL major version of the catalog database.", "16", AllowedValues=["15", "16", "17"]
+    ),
+    "DbName": _string(
+        "Name of the catalog database.",
+        "panopipe",
+        **_IDENTIFIER,
+    ),
+    "DbMasterUsername": _string(
+        "Master user of the database; the proxy logs in as it, clients reach the proxy as it with IAM.",
+        "panopipe_admin",
+        **_IDENTIFIER,
+    ),
+    "WorkerImage": _string(
+        "Container image URI of the worker (panopipe with its imaging libraries).",
+        AllowedPattern=r"^\S+(:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})$",
+        ConstraintDescription="an image URI with a tag or digest",
+    ),
+    "WorkerVcpu": _string("vCPUs of a worker job (Fargate sizes).", "2", AllowedValues=list(FARGATE_VCPUS)),
+    "WorkerMemoryMiB": _number(
+        "Memory of a worker job in MiB (a Fargate combination with WorkerVcpu).", 4096, 512, 122880
+    ),
+    "WorkerTimeoutSeconds": _number(
+        "A worker attempt still running after this long is stopped.", 3600, 60, 1209600
+    ),
+    "WorkerSslRootCert": _string(
+        "CA file the worker verifies the proxy's certificate with (the image's trust store).",
+        "/etc/ssl/certs/ca-certificates.crt",
+        **_PATH,
+    ),
+    "RunnableTimeoutSeconds": _number(
+        "A job that cannot get capacity for this long while RUNNABLE is cancelled.", 3600, 600, 86400
+    ),
+    "BatchMaxVcpus": _number("Most vCPUs each Batch compute environment runs at once.", 16, 1, 4096),
+    "AlarmEmail": _string(
+        "E-mail address told of dead-lettered messages and failed jobs (empty: no subscription).",
+        "",
+        AllowedPattern=r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        ConstraintDescription="an e-mail address, or empty",
+    ),
+}
+
+__all__ = ["EGRESS_CHOICES", "LAMBDA_RUNTIMES", "PARAMETERS"]

@@ -1,0 +1,139 @@
+"""Storage and events: the image bucket, its notifications, the event queue and its dead-letter queue."""
+
+from __future__ import annotations
+
+from panopipe.aws.stack._cfn import Json, get_att, policy_document, ref, resource, sub
+
+LAMBDA_TIMEOUT_S = 60
+# AWS's advice for a queue that drives a function: a visibility timeout of six times the function's timeout.
+VISIBILITY_TIMEOUT_S = 6 * LAMBDA_TIMEOUT_S
+BUCKET_ARN = sub("arn:${AWS::Partition}:s3:::${BucketName}")
+NOTIFIED_EVENTS = ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
+IMAGE_SUFFIX = ".jpg"
+
+
+# S3 cannot send to a queue under the AWS managed KMS key, so the queues use SQS-managed encryption (SSE-SQS).
+_SSE_SQS = [
+    ("CKV_AWS_27", "encrypted with SQS-managed keys (SSE-SQS); S3 cannot notify a queue under aws/sqs")
+]
+
+
+def _bucket() -> Json:
+    notify = [
+        {
+            "Event": event,
+            "Queue": get_att("EventQueue", "Arn"),
+            "Filter": {
+                "S3Key": {
+                    "Rules": [
+                        {"Name": "prefix", "Value": ref("InputPrefix")},
+                        {"Name": "suffix", "Value": IMAGE_SUFFIX},
+                    ]
+                }
+            },
+        }
+        for event in NOTIFIED_EVENTS
+    ]
+    return resource(
+        "AWS::S3::Bucket",
+        "Images (under InputPrefix, which notifies the queue) and pipeline outputs (under OutputPrefix).",
+        {
+            "BucketName": ref("BucketName"),
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [
+                    {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+                ]
+            },
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "LifecycleConfiguration": {
+                "Rules": [
+                    {
+                        "Id": "expire-old-versions",
+                        "Status": "Enabled",
+                        "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+                        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+                    }
+                ]
+            },
+            "NotificationConfiguration": {"QueueConfigurations": notify},
+        },
+        skips=[
+            ("CKV_AWS_18", "access logs need a second bucket; CloudTrail data events are the alternative")
+        ],
+        DependsOn="EventQueuePolicy",  # S3 checks that it may send to the queue when notifications are set
+        DeletionPolicy="Retain",
+        UpdateReplacePolicy="Retain",
+    )
+
+
+def _tls_only_policy() -> Json:
+    deny = {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [BUCKET_ARN, sub("arn:${AWS::Partition}:s3:::${BucketName}/*")],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+    return resource(
+        "AWS::S3::BucketPolicy",
+        "Refuses every request to the bucket that does not use TLS.",
+        {"Bucket": ref("Bucket"), "PolicyDocument": policy_document([deny])},
+    )
+
+
+def _queue_policy() -> Json:
+    allow_bucket = {
+        "Sid": "BucketNotifies",
+        "Effect": "Allow",
+        "Principal": {"Service": "s3.amazonaws.com"},
+        "Action": "sqs:SendMessage",
+        "Resource": get_att("EventQueue", "Arn"),
+        "Condition": {
+            "ArnLike": {"aws:SourceArn": BUCKET_ARN},
+            "StringEquals": {"aws:SourceAccount": ref("AWS::AccountId")},
+        },
+    }
+    return resource(
+        "AWS::SQS::QueuePolicy",
+        "Lets only the image bucket, in this account, send to the event queue.",
+        {"Queues": [ref("EventQueue")], "PolicyDocument": policy_document([allow_bucket])},
+    )
+
+
+def storage_resources() -> dict[str, Json]:
+    """The bucket with its TLS-only policy, the event queue with its policy, and the dead-letter queue."""
+    return {
+        "Bucket": _bucket(),
+        "BucketPolicy": _tls_only_policy(),
+        "DeadLetterQueue": resource(
+            "AWS::SQS::Queue",
+            "Keeps, for 14 days, the events that failed MaxReceiveCount times, for a human to look at.",
+            {"MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True},
+            skips=_SSE_SQS,
+        ),
+        "EventQueue": resource(
+            "AWS::SQS::Queue",
+            "The bucket's image events, waiting for the function.",
+            {
+                "VisibilityTimeout": VISIBILITY_TIMEOUT_S,
+                "SqsManagedSseEnabled": True,
+                "RedrivePolicy": {
+                    "deadLetterTargetArn": get_att("DeadLetterQueue", "Arn"),
+                    "maxReceiveCount": ref("MaxReceiveCount"),
+                },
+            },
+            skips=_SSE_SQS,
+        ),
+        "EventQueuePolicy": _queue_policy(),
+    }
+
+
+__all__ = ["BUCKET_ARN", "LAMBDA_TIMEOUT_S", "storage_resources"]

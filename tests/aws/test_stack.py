@@ -1,0 +1,425 @@
+"""The stack template: cfn-lint clean, least privilege, and deployed by `panopipe cloud deploy` into moto's
+CloudFormation, where each resource is read back through boto3 (or, for the types moto ignores, checked in
+the template)."""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+import zipfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from cfnlint.api import lint_file
+from moto import mock_aws
+from tests.aws import moto_cfn
+
+from panopipe.aws import deploy
+from panopipe.aws.stack import RETRY_ON, WORKER_COMMAND, build_template
+from panopipe.cli import main
+
+STACK = "pano"
+VALUES = {
+    "BucketName": "survey-images",
+    "LambdaCodeBucket": "artifacts",
+    "LambdaCodeKey": "releases/panopipe-lambda.zip",
+    "WorkerImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/panopipe:0.1.0",
+}
+
+
+def _args(values: dict[str, str]) -> list[str]:
+    return [arg for name, value in values.items() for arg in ("--param", f"{name}={value}")]
+
+
+ARGS = _args(VALUES)
+TEMPLATE = build_template()
+RESOURCES = TEMPLATE["Resources"]
+
+
+def _of_type(kind: str) -> dict[str, dict[str, Any]]:
+    return {name: spec for name, spec in RESOURCES.items() if spec["Type"] == kind}
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto with the code zip uploaded where the stack's parameters point."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    moto_cfn.install(monkeypatch)
+    with mock_aws(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # moto warns of every resource type it does not model
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as archive:
+            archive.writestr("panopipe/__init__.py", "")
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=VALUES["LambdaCodeBucket"])
+        s3.put_object(Bucket=VALUES["LambdaCodeBucket"], Key=VALUES["LambdaCodeKey"], Body=code.getvalue())
+        yield
+
+
+@pytest.fixture
+def outputs(aws: None, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
+    """The stack deployed through the CLI; its outputs as `cloud deploy --json` printed them."""
+    assert main(["cloud", "deploy", "--stack", STACK, *ARGS, "--yes", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["status"] == "CREATE_COMPLETE"
+    assert {c["resource"] for c in printed["changes"]} >= set(RESOURCES) - {"AlarmSubscription"}  # no e-mail
+    return printed["outputs"]  # type: ignore[no-any-return]
+
+
+def _stacks() -> list[str]:
+    return [s["StackName"] for s in boto3.client("cloudformation").describe_stacks()["Stacks"]]
+
+
+# --- the template -------------------------------------------------------------------------------------------
+
+
+def test_cfn_lint_finds_no_error_in_the_template_and_does_find_one_in_a_broken_copy(tmp_path: Path):
+    path = tmp_path / "template.json"
+    path.write_text(json.dumps(TEMPLATE))
+    assert [str(match) for match in lint_file(path)] == []
+    function = json.loads(json.dumps(RESOURCES["Function"]))
+    function["Properties"]["Runtime"] = "python2.7"
+    broken = {"Parameters": TEMPLATE["Parameters"], "Resources": {**RESOURCES, "Function": function}}
+    path.write_text(json.dumps(broken))
+    assert any(match.rule.id.startswith("E") for match in lint_file(path))
+
+
+def test_cloud_template_prints_the_template_with_given_defaults(capsys: pytest.CaptureFixture[str]):
+    assert main(["cloud", "template", "--param", "Egress=nat", "--param", "LambdaMaxConcurrency=3"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["Resources"].keys() == RESOURCES.keys()
+    assert printed["Parameters"]["Egress"]["Default"] == "nat"
+    assert printed["Parameters"]["LambdaMaxConcurrency"]["Default"] == "3"
+    assert len(deploy.template_json(compact=True)) < deploy.TEMPLATE_BODY_LIMIT
+
+
+def test_every_resource_says_what_it_is_for_and_why_any_check_is_skipped():
+    for name, spec in RESOURCES.items():
+        assert len(spec["Metadata"]["Purpose"]) > 15, name
+        for skip in spec["Metadata"].get("checkov", {}).get("skip", []):
+            assert skip["id"].startswith("CKV") and len(skip["comment"]) > 20, name
+
+
+def _allow_statements() -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, role in _of_type("AWS::IAM::Role").items():
+        for policy in role["Properties"].get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                yield name, statement
+
+
+def test_roles_name_their_resources_except_where_an_action_takes_none():
+    unscoped = {(name, s["Sid"]) for name, s in _allow_statements() if "*" in s["Resource"]}
+    assert unscoped == {("FunctionRole", "NetworkInterfaces"), ("WorkerExecutionRole", "EcrLogin")}
+    assert all(not action.endswith(":*") for _, s in _allow_statements() for action in s["Action"])
+    connect = [s for _, s in _allow_statements() if s["Action"] == ["rds-db:connect"]]
+    assert len(connect) == 2  # the function and the workers, on the proxy's user only
+    assert all("dbuser:" in json.dumps(s["Resource"]) for s in connect)
+
+
+# Resource types moto's CloudFormation does not model: each is checked in the template instead.
+def _alarm() -> None:
+    alarm = RESOURCES["DeadLetterAlarm"]["Properties"]
+    assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible" and alarm["Threshold"] == 0
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}
+
+
+def _egress() -> None:
+    rules = {name: spec["Properties"] for name, spec in _of_type("AWS::EC2::SecurityGroupEgress").items()}
+    assert {(r["FromPort"], r["ToPort"]) for r in rules.values()} == {(5432, 5432)}
+    assert rules["AppToProxy"]["DestinationSecurityGroupId"] == {
+        "Fn::GetAtt": ["ProxySecurityGroup", "GroupId"]
+    }
+    assert rules["ProxyToDatabase"]["DestinationSecurityGroupId"] == {
+        "Fn::GetAtt": ["DatabaseSecurityGroup", "GroupId"]
+    }
+
+
+def _bucket_policy() -> None:
+    (deny,) = RESOURCES["BucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def _topic_policy() -> None:
+    (allow,) = RESOURCES["AlarmTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert "events.amazonaws.com" in allow["Principal"]["Service"] and allow["Action"] == "sns:Publish"
+
+
+def _queue_policy() -> None:
+    (allow,) = RESOURCES["EventQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert allow["Principal"] == {"Service": "s3.amazonaws.com"} and allow["Action"] == "sqs:SendMessage"
+    assert "aws:SourceArn" in allow["Condition"]["ArnLike"]
+
+
+def _subscription() -> None:
+    subscription = RESOURCES["AlarmSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail" and subscription["Properties"]["Protocol"] == "email"
+
+
+MOTO_IGNORES = {
+    "AWS::CloudWatch::Alarm": _alarm,
+    "AWS::EC2::SecurityGroupEgress": _egress,
+    "AWS::S3::BucketPolicy": _bucket_policy,
+    "AWS::SNS::TopicPolicy": _topic_policy,
+    "AWS::SQS::QueuePolicy": _queue_policy,
+    "AWS::SNS::Subscription": _subscription,
+}
+
+
+def test_the_types_moto_ignores_are_each_checked_in_the_template(monkeypatch: pytest.MonkeyPatch):
+    from moto.cloudformation import parsing
+
+    moto_cfn.install(monkeypatch)
+    modelled = parsing.get_model_map()
+    assert {spec["Type"] for spec in RESOURCES.values()} - set(modelled) == set(MOTO_IGNORES)
+    for check in MOTO_IGNORES.values():
+        check()
+
+
+def test_what_moto_does_not_keep_of_modelled_resources_is_in_the_template():
+    bucket = RESOURCES["Bucket"]
+    assert bucket["DeletionPolicy"] == "Retain" and RESOURCES["Database"]["DeletionPolicy"] == "Snapshot"
+    assert all(bucket["Properties"]["PublicAccessBlockConfiguration"].values())
+    assert bucket["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
+    notified = bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    assert {n["Event"] for n in notified} == {"s3:ObjectCreated:*", "s3:ObjectRemoved:*"}
+    for notification in notified:  # only the input prefix notifies, so outputs cause no event loop
+        rules = {r["Name"]: r["Value"] for r in notification["Filter"]["S3Key"]["Rules"]}
+        assert rules == {"prefix": {"Ref": "InputPrefix"}, "suffix": ".jpg"}
+    assert RESOURCES["Database"]["Properties"]["EnableIAMDatabaseAuthentication"] is True
+    job = RESOURCES["WorkerJobDefinition"]["Properties"]
+    assert job["Timeout"] == {"AttemptDurationSeconds": {"Ref": "WorkerTimeoutSeconds"}}
+    limits = RESOURCES["JobQueue"]["Properties"]["JobStateTimeLimitActions"]
+    assert {(a["Action"], a["State"]) for a in limits} == {("CANCEL", "RUNNABLE")}
+
+
+# --- deployed into moto -------------------------------------------------------------------------------------
+
+
+def test_deploy_creates_the_event_path(outputs: dict[str, str]):
+    assert outputs["BucketName"] == VALUES["BucketName"]
+    assert boto3.client("s3").get_bucket_encryption(Bucket=VALUES["BucketName"])
+    sqs = boto3.client("sqs")
+    queue = sqs.get_queue_attributes(QueueUrl=outputs["QueueUrl"], AttributeNames=["All"])["Attributes"]
+    dlq = sqs.get_queue_attributes(QueueUrl=outputs["DeadLetterQueueUrl"], AttributeNames=["QueueArn"])
+    redrive = json.loads(queue["RedrivePolicy"])
+    assert (
+        redrive["deadLetterTargetArn"] == dlq["Attributes"]["QueueArn"]
+        and int(redrive["maxReceiveCount"]) == 5
+    )
+    assert queue["VisibilityTimeout"] == "360"
+    lam = boto3.client("lambda")
+    function = lam.get_function(FunctionName=outputs["FunctionName"])["Configuration"]
+    assert (
+        function["Handler"] == "panopipe.aws.lambda_handler.handler" and function["Runtime"] == "python3.12"
+    )
+    env = function["Environment"]["Variables"]
+    assert env["PANOPIPE_CATALOG"].startswith(f"postgresql://panopipe_admin@{outputs['ProxyEndpoint']}:5432/")
+    assert "iam=true" in env["PANOPIPE_CATALOG"] and env["PANOPIPE_EXECUTOR"] == "none"
+    assert env["PANOPIPE_BUCKETS"] == VALUES["BucketName"]
+    assert env["PANOPIPE_OUTPUT_PREFIX"] == f"s3://{VALUES['BucketName']}/panopipe-out/"
+    assert len(function["VpcConfig"]["SubnetIds"]) == 2
+    (mapping,) = lam.list_event_source_mappings(FunctionName=outputs["FunctionName"])["EventSourceMappings"]
+    assert mapping["EventSourceArn"] == queue["QueueArn"] and mapping["BatchSize"] == 10
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": 5}
+    groups = {g["logGroupName"]: g for g in boto3.client("logs").describe_log_groups()["logGroups"]}
+    assert int(groups[f"/aws/lambda/{outputs['FunctionName']}"]["retentionInDays"]) == 30
+    assert int(groups[f"/aws/batch/{STACK}-worker"]["retentionInDays"]) == 30
+
+
+def test_deploy_creates_the_database_behind_its_proxy(outputs: dict[str, str]):
+    rds = boto3.client("rds")
+    (db,) = rds.describe_db_instances()["DBInstances"]
+    assert db["Engine"] == "postgres" and db["StorageEncrypted"] and not db["PubliclyAccessible"]
+    assert db["MasterUserSecret"]["SecretArn"] == outputs["DatabaseSecretArn"]
+    (proxy,) = rds.describe_db_proxies()["DBProxies"]
+    assert proxy["Endpoint"] == outputs["ProxyEndpoint"] and proxy["RequireTLS"]
+    assert (
+        proxy["Auth"][0]["IAMAuth"] == "REQUIRED"
+        and proxy["Auth"][0]["SecretArn"] == outputs["DatabaseSecretArn"]
+    )
+    targets = rds.describe_db_proxy_targets(DBProxyName=proxy["DBProxyName"])["Targets"]
+    assert [t["RdsResourceId"] for t in targets] == [db["DBInstanceIdentifier"]]
+    endpoints = boto3.client("ec2").describe_vpc_endpoints()["VpcEndpoints"]
+    services = {e["ServiceName"].removeprefix("com.amazonaws.us-east-1.") for e in endpoints}
+    assert services == {"s3", "secretsmanager", "ecr.api", "ecr.dkr", "logs"}
+
+
+def test_deploy_creates_the_batch_workers(outputs: dict[str, str]):
+    batch = boto3.client("batch")
+    environments = batch.describe_compute_environments()["computeEnvironments"]
+    kinds = {e["computeEnvironmentArn"]: e["computeResources"]["type"] for e in environments}
+    (queue,) = batch.describe_job_queues(jobQueues=[outputs["JobQueueArn"]])["jobQueues"]
+    order = sorted(queue["computeEnvironmentOrder"], key=lambda o: o["order"])
+    assert [kinds[o["computeEnvironment"]] for o in order] == ["FARGATE_SPOT", "FARGATE"]
+    (job,) = batch.describe_job_definitions(jobDefinitions=[outputs["JobDefinitionArn"]])["jobDefinitions"]
+    assert job["containerProperties"]["command"] == list(WORKER_COMMAND)
+    retry = job["retryStrategy"]
+    assert retry["attempts"] == 3
+    assert [r["action"].upper() for r in retry["evaluateOnExit"]] == [r["Action"] for r in RETRY_ON]
+    assert retry["evaluateOnExit"][0]["onStatusReason"] == "Host EC2*"
+    env = {e["name"]: e["value"] for e in job["containerProperties"]["environment"]}
+    assert env["PANOPIPE_CATALOG"].startswith(f"postgresql://panopipe_admin@{outputs['ProxyEndpoint']}")
+    roles = {r["RoleName"] for r in boto3.client("iam").list_roles()["Roles"]}
+    assert job["containerProperties"]["jobRoleArn"].rsplit("/", 1)[-1] in roles
+    assert job["containerProperties"]["executionRoleArn"].rsplit("/", 1)[-1] in roles
+    (rule,) = boto3.client("events").list_rules()["Rules"]
+    assert json.loads(rule["EventPattern"])["detail"] == {
+        "status": ["FAILED"],
+        "jobQueue": [outputs["JobQueueArn"]],
+    }
+
+
+def test_with_egress_nat_a_nat_gateway_replaces_the_interface_endpoints(aws: None):
+    deploy.deploy(STACK, {**VALUES, "Egress": "nat"}, poll_seconds=0)
+    ec2 = boto3.client("ec2")
+    (nat,) = ec2.describe_nat_gateways()["NatGateways"]
+    endpoints = ec2.describe_vpc_endpoints()["VpcEndpoints"]
+    assert [e["VpcEndpointType"] for e in endpoints] == ["Gateway"]  # S3 only
+    (routed,) = [
+        table
+        for table in ec2.describe_route_tables()["RouteTables"]
+        if any(route.get("NatGatewayId") == nat["NatGatewayId"] for route in table["Routes"])
+    ]
+    resources = boto3.client("cloudformation").describe_stack_resources(StackName=STACK)["StackResources"]
+    ids = {r.get("LogicalResourceId"): r.get("PhysicalResourceId") for r in resources}
+    assert routed["RouteTableId"] == ids["PrivateRouteTable"] and nat["SubnetId"] == ids["PublicSubnet"]
+
+
+def test_status_reports_the_stack_and_its_outputs(
+    outputs: dict[str, str], capsys: pytest.CaptureFixture[str]
+):
+    assert main(["cloud", "status", "--stack", STACK, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "CREATE_COMPLETE" and report["failed"] == []
+    assert report["outputs"] == outputs
+
+
+def test_deploying_again_with_nothing_changed_leaves_the_stack_as_it_is(outputs: dict[str, str]):
+    result = deploy.deploy(STACK, {}, poll_seconds=0)  # an update keeps the current parameter values
+    assert result.report is not None and result.report.outputs == outputs
+
+
+def test_destroy_deletes_the_stack_and_says_what_it_keeps(
+    outputs: dict[str, str], capsys: pytest.CaptureFixture[str]
+):
+    assert main(["cloud", "destroy", "--stack", STACK, "--yes"]) == 0
+    said = capsys.readouterr().err
+    assert VALUES["BucketName"] in said and "snapshot" in said
+    assert STACK not in _stacks()
+    assert boto3.client("s3").head_bucket(Bucket=VALUES["BucketName"])  # retained
+
+
+def test_a_declined_change_set_creates_nothing(aws: None):
+    result = deploy.deploy(STACK, VALUES, confirm=lambda changes: False, poll_seconds=0)
+    assert not result.executed and {c.action for c in result.changes} == {"Add"}
+    assert {c.resource for c in result.changes} >= set(RESOURCES) - {"AlarmSubscription"}
+    assert STACK not in _stacks()
+
+
+# --- bad input ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (ARGS[:-2], "missing parameter(s) WorkerImage"),
+        ([*ARGS, "--param", "Colour=blue"], "unknown parameter(s) Colour"),
+        ([*ARGS, "--param", "Egress=vpn"], "choose one of endpoints, nat"),
+        ([*ARGS, "--param", "LambdaMaxConcurrency=1"], "out of range"),
+        ([*ARGS, "--param", "BucketName=Not_A_Bucket"], "lower-case"),
+        ([*ARGS, "--param", "OutputPrefix=incoming/out/"], "must not overlap"),
+        ([*ARGS, "--param", "BucketName"], "not of the form KEY=VALUE"),
+    ],
+)
+def test_bad_parameters_fail_with_one_line_before_anything_is_created(
+    aws: None, capsys: pytest.CaptureFixture[str], params: list[str], message: str
+):
+    assert main(["cloud", "deploy", "--stack", STACK, *params, "--yes"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert _stacks() == []
+
+
+def test_deploy_without_a_terminal_needs_yes(aws: None, capsys: pytest.CaptureFixture[str]):
+    assert main(["cloud", "deploy", "--stack", STACK, *ARGS]) == 2
+    assert "--yes" in capsys.readouterr().err
+    assert _stacks() == []
+
+
+def test_status_and_destroy_of_a_missing_stack_say_so_in_one_line(
+    aws: None, capsys: pytest.CaptureFixture[str]
+):
+    assert main(["cloud", "status", "--stack", "nothing-here"]) == deploy.StackNotFoundError.exit_code == 9
+    assert main(["cloud", "destroy", "--stack", "nothing-here", "--yes"]) == 9
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["error: stack nothing-here does not exist in this account and region"] * 2
+
+
+def test_a_stack_that_cannot_be_created_fails_with_one_line(aws: None, capsys: pytest.CaptureFixture[str]):
+    taken = _args({**VALUES, "BucketName": VALUES["LambdaCodeBucket"]})  # a bucket name already in use
+    assert main(["cloud", "deploy", "--stack", STACK, *taken, "--yes"]) == deploy.StackError.exit_code == 8
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: CloudFormation: ") and len(err.splitlines()) == 1
+
+
+def test_status_names_the_resources_that_failed_in_the_last_operation(monkeypatch: pytest.MonkeyPatch):
+    """moto records no resource events, so CloudFormation's answers for a rolled-back stack are stubbed."""
+    from botocore.stub import Stubber
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    client = boto3.client("cloudformation", region_name="us-east-1")
+    stack_id = "arn:aws:cloudformation:us-east-1:123456789012:stack/pano/1"
+    when = datetime(2026, 12, 1, tzinfo=UTC)
+
+    def event(n: int, resource: str, kind: str, status: str, reason: str = "") -> dict[str, Any]:
+        return {
+            "StackId": stack_id,
+            "EventId": str(n),
+            "StackName": STACK,
+            "LogicalResourceId": resource,
+            "ResourceType": kind,
+            "ResourceStatus": status,
+            "ResourceStatusReason": reason,
+            "Timestamp": when + timedelta(seconds=n),
+        }
+
+    stack = "AWS::CloudFormation::Stack"
+    history = [  # newest first, as CloudFormation answers; an older failed operation comes last
+        event(9, STACK, stack, "ROLLBACK_COMPLETE"),
+        event(8, "Function", "AWS::Lambda::Function", "DELETE_COMPLETE"),
+        event(
+            7, STACK, stack, "ROLLBACK_IN_PROGRESS", "The following resource(s) failed to create: [Proxy]."
+        ),
+        event(6, "Proxy", "AWS::RDS::DBProxy", "CREATE_FAILED", "Secret is not reachable"),
+        event(5, "Function", "AWS::Lambda::Function", "CREATE_COMPLETE"),
+        event(4, STACK, stack, "CREATE_IN_PROGRESS", "User Initiated"),
+        event(3, "Bucket", "AWS::S3::Bucket", "CREATE_FAILED", "an older operation"),
+        event(2, STACK, stack, "CREATE_IN_PROGRESS", "User Initiated"),
+    ]
+    description = {
+        "StackId": stack_id,
+        "StackName": STACK,
+        "StackStatus": "ROLLBACK_COMPLETE",
+        "StackStatusReason": "",
+        "CreationTime": when,
+    }
+    with Stubber(client) as stubber:
+        stubber.add_response("describe_stacks", {"Stacks": [description]}, {"StackName": STACK})
+        stubber.add_response("describe_stack_events", {"StackEvents": history}, {"StackName": stack_id})
+        report = deploy.status(STACK, client=client)
+    assert report.status == "ROLLBACK_COMPLETE" and report.outputs == {}
+    assert [(e.resource, e.reason) for e in report.failed] == [("Proxy", "Secret is not reachable")]
