@@ -76,6 +76,18 @@ class EventError(PanopipeError):
     exit_code = 7
 
 
+class StackError(PanopipeError):
+    """CloudFormation refused a request, or the stack ended in a failed state."""
+
+    exit_code = 8
+
+
+class StackNotFoundError(StackError):
+    """The stack does not exist (in this account and region)."""
+
+    exit_code = 9
+
+
 def is_transient_os_error(error: OSError) -> bool:
     """Whether the OSError ``error`` is worth retrying (:data:`TRANSIENT_ERRNOS`)."""
     return error.errno in TRANSIENT_ERRNOS
@@ -92,6 +104,8 @@ __all__ = [
     "ObjectNotFoundError",
     "PanopipeError",
     "SchemaOutdatedError",
+    "StackError",
+    "StackNotFoundError",
     "StepError",
     "StorageError",
     "is_transient_os_error",

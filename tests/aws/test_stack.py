@@ -22,6 +22,7 @@ from tests.aws import moto_cfn
 from panopipe.aws import deploy
 from panopipe.aws.stack import RETRY_ON, WORKER_COMMAND, build_template
 from panopipe.cli import main
+from panopipe.errors import StackError, StackNotFoundError
 
 STACK = "pano"
 VALUES = {
@@ -362,7 +363,7 @@ def test_deploy_without_a_terminal_needs_yes(aws: None, capsys: pytest.CaptureFi
 def test_status_and_destroy_of_a_missing_stack_say_so_in_one_line(
     aws: None, capsys: pytest.CaptureFixture[str]
 ):
-    assert main(["cloud", "status", "--stack", "nothing-here"]) == deploy.StackNotFoundError.exit_code == 9
+    assert main(["cloud", "status", "--stack", "nothing-here"]) == StackNotFoundError.exit_code == 9
     assert main(["cloud", "destroy", "--stack", "nothing-here", "--yes"]) == 9
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == ["error: stack nothing-here does not exist in this account and region"] * 2
@@ -370,7 +371,7 @@ def test_status_and_destroy_of_a_missing_stack_say_so_in_one_line(
 
 def test_a_stack_that_cannot_be_created_fails_with_one_line(aws: None, capsys: pytest.CaptureFixture[str]):
     taken = _args({**VALUES, "BucketName": VALUES["LambdaCodeBucket"]})  # a bucket name already in use
-    assert main(["cloud", "deploy", "--stack", STACK, *taken, "--yes"]) == deploy.StackError.exit_code == 8
+    assert main(["cloud", "deploy", "--stack", STACK, *taken, "--yes"]) == StackError.exit_code == 8
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: CloudFormation: ") and len(err.splitlines()) == 1
 

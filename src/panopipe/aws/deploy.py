@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from panopipe.config import Settings, load_settings
-from panopipe.errors import ConfigError, PanopipeError
+from panopipe.errors import ConfigError, StackError, StackNotFoundError
 
 CloudFormationClient = Any  # boto3 generates client classes at run time
 
@@ -28,18 +28,6 @@ TEMPLATE_BODY_LIMIT = 51_200
 DEFAULT_POLL_SECONDS = 5.0
 _STACK_TYPE = "AWS::CloudFormation::Stack"
 _NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
-
-
-class StackError(PanopipeError):
-    """CloudFormation refused a request, or the stack ended in a failed state."""
-
-    exit_code = 8
-
-
-class StackNotFoundError(StackError):
-    """The stack does not exist (in this account and region)."""
-
-    exit_code = 9
 
 
 @dataclass(frozen=True)
@@ -458,9 +446,7 @@ __all__ = [
     "Change",
     "DeployResult",
     "DestroyResult",
-    "StackError",
     "StackEvent",
-    "StackNotFoundError",
     "StackReport",
     "cloudformation_client",
     "deploy",
