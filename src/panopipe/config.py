@@ -28,6 +28,8 @@ EXECUTORS = ("inline", "local", "none")
 
 DEFAULT_CATALOG = "panopipe.db"
 DEFAULT_CONFIG_FILE = "panopipe.toml"
+DEFAULT_BATCH_SIZE = 50_000
+"""Rows per ``COPY`` and commit when a catalog moves to PostgreSQL (here, so the CLI reads it without psycopg)."""
 
 
 @dataclass(frozen=True)

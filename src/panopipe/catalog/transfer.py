@@ -53,6 +53,7 @@ from panopipe.catalog.engine import (
     user_tables,
 )
 from panopipe.catalog.schema import artifacts, edits, images, jobs
+from panopipe.config import DEFAULT_BATCH_SIZE
 from panopipe.errors import CatalogError, ConfigError
 
 TABLES: tuple[sa.Table, ...] = (images, jobs, edits, artifacts)
@@ -60,7 +61,6 @@ TABLES: tuple[sa.Table, ...] = (images, jobs, edits, artifacts)
 
 SERIAL_TABLES: tuple[sa.Table, ...] = (edits, artifacts)
 _OWN_TABLES = frozenset({*(table.name for table in TABLES), "alembic_version"})
-DEFAULT_BATCH_SIZE = 50_000
 
 
 @dataclass(frozen=True, slots=True)

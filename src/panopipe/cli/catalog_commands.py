@@ -7,17 +7,19 @@ import csv
 import getpass
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from panopipe.catalog import Catalog, FieldChange, Selection
 from panopipe.catalog.values import parse_value
 from panopipe.cli import render
 from panopipe.cli.options import DryRunOption, JsonOption, uses_catalog, uses_selection
-from panopipe.config import Settings
 from panopipe.errors import ConfigError
 from panopipe.export import LISTED_FIELDS, image_row, write_csv, write_geojson
+
+if TYPE_CHECKING:
+    from panopipe.catalog import Catalog, FieldChange, Selection
+    from panopipe.config import Settings
 
 TABLE_FIELDS = (
     "id",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from panopipe.catalog.engine import create_catalog_engine, current_revision, head_revision, mask_url, upgrade
 from panopipe.cli import render
 from panopipe.cli.db_migrate import migrate
 from panopipe.cli.options import CatalogOption, ConfigOption, JsonOption, open_settings
@@ -22,6 +21,8 @@ def upgrade_command(catalog_location: CatalogOption = None, config: ConfigOption
 
     Example: panopipe db upgrade --catalog postgresql://panopipe@db.example.org/survey
     """
+    from panopipe.catalog.engine import create_catalog_engine, current_revision, mask_url, upgrade
+
     engine = create_catalog_engine(open_settings(catalog_location, config).catalog)
     before = current_revision(engine)
     upgrade(engine)
@@ -37,6 +38,8 @@ def current_command(
 
     Example: panopipe db current --json
     """
+    from panopipe.catalog.engine import create_catalog_engine, current_revision, head_revision, mask_url
+
     engine = create_catalog_engine(open_settings(catalog_location, config).catalog)
     state = {"catalog": mask_url(engine.url), "current": current_revision(engine), "head": head_revision()}
     state["up_to_date"] = state["current"] == state["head"]

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from panopipe.catalog import Catalog, Selection
 from panopipe.cli import render
 from panopipe.cli.options import CatalogOption, JsonOption
-from panopipe.demo import DemoResult, run_demo
 from panopipe.export import image_row
+
+if TYPE_CHECKING:
+    from panopipe.catalog import Catalog
+    from panopipe.demo import DemoResult
 
 SHOT_FIELDS = ("shot", "frames", "captured_at", "lat", "lon", "alt", "heading")
 
@@ -32,6 +34,9 @@ def demo(
 
     Example: panopipe demo --folder /tmp/demo --shots 4
     """
+    from panopipe.catalog import Catalog
+    from panopipe.demo import run_demo
+
     folder.mkdir(parents=True, exist_ok=True)
     location = catalog_location or str(folder.resolve() / "panopipe.db")
     with render.staged_progress() as progress:
@@ -84,6 +89,8 @@ def _counts(counts: dict[str, dict[str, int]]) -> str:
 
 
 def _shots(catalog: Catalog) -> list[dict[str, object]]:
+    from panopipe.catalog import Selection
+
     shots: dict[str, dict[str, object]] = {}
     for image in catalog.images(Selection()):
         row = shots.setdefault(image.shot or "-", {**image_row(image), "frames": 0})

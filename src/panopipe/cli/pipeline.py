@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from panopipe import pipeline
-from panopipe.catalog import Catalog, Selection
 from panopipe.cli import render
 from panopipe.cli.options import JsonOption, uses_catalog, uses_selection
-from panopipe.config import Settings
 from panopipe.errors import StepError
+
+if TYPE_CHECKING:
+    from panopipe.catalog import Catalog, Selection
+    from panopipe.config import Settings
 
 StepsOption = Annotated[
     str | None,
@@ -41,6 +42,8 @@ def plan(
 
     Example: panopipe plan --reel R001 --steps apply-metadata,publish
     """
+    from panopipe import pipeline
+
     result = pipeline.plan(catalog, selection, _steps(steps), settings, force=force)
     render.print_rows([item.to_dict() for item in result], ("step", "subject", "reason"), as_json=as_json)
     if not as_json:
@@ -67,6 +70,8 @@ def run(
 
     Exits with code 6 when a job failed (see `panopipe status`). Example: panopipe run --reel R001 --workers 4
     """
+    from panopipe import pipeline
+
     with render.progress_bar("processing") as bar:
         report = pipeline.run(
             catalog,
@@ -94,6 +99,8 @@ def status(catalog: Catalog, settings: Settings, as_json: JsonOption = False) ->
 
     Example: panopipe status --json
     """
+    from panopipe import pipeline
+
     current = pipeline.status(catalog)
     if as_json:
         render.print_json(current.to_dict())
@@ -129,6 +136,8 @@ def verify(
 
     Exits with code 6 when something drifted. Example: panopipe verify --reel R001 --repair
     """
+    from panopipe import pipeline
+
     drifts = pipeline.verify(catalog, selection, settings, repair=repair)
     rows = [drift.to_dict() for drift in drifts]
     render.print_rows(rows, ("step", "subject", "name", "problem", "details", "uri"), as_json=as_json)
@@ -148,4 +157,6 @@ def report(
 
     Example: panopipe report --html report.html
     """
+    from panopipe import pipeline
+
     render.success(f"wrote {pipeline.write_html_report(catalog, html)}")

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from panopipe.catalog import Catalog
 from panopipe.cli import render
 from panopipe.cli.options import DryRunOption, JsonOption, uses_catalog
-from panopipe.config import Settings
-from panopipe.storage import open_storage
-from panopipe.sync import SyncProgress, sync_capture
+
+if TYPE_CHECKING:
+    from panopipe.catalog import Catalog
+    from panopipe.config import Settings
+    from panopipe.sync import SyncProgress
 
 
 @uses_catalog
@@ -31,6 +32,9 @@ def sync(
 
     Example: panopipe sync /data/2024-05-01 s3://survey-bucket/2024-05-01 --dry-run
     """
+    from panopipe.storage import open_storage
+    from panopipe.sync import sync_capture
+
     storage = open_storage(destination, settings)
     with render.progress_bar("uploading", in_bytes=True) as bar:
 
