@@ -22,8 +22,9 @@ def main(argv: list[str] | None = None) -> int:
         render.error("interrupted")
         return 130
     except TyperException as exc:  # usage errors: Typer prints them with the command's usage line
+        # Usage errors are click's (vendored in a private module), which add show() to TyperException.
         exc.show()  # type: ignore[attr-defined]
-        return exc.exit_code  # type: ignore[attr-defined]
+        return exc.exit_code
     return result if isinstance(result, int) else 0
 
 

@@ -42,13 +42,14 @@ def sync(
             bar(p.bytes_done, p.bytes_total)
 
         report = sync_capture(catalog, folder, storage, dry_run=dry_run, workers=workers, progress=progress)
+    mb_per_s = round(report.bytes_uploaded / 1e6 / report.seconds, 2) if report.seconds else 0.0
     summary = {
         "uploaded": len(report.uploaded),
         "skipped": len(report.skipped),
         "failed": dict(report.failed),
         "bytes_uploaded": report.bytes_uploaded,
         "seconds": round(report.seconds, 3),
-        "mb_per_s": round(report.bytes_uploaded / 1e6 / report.seconds, 2) if report.seconds else 0.0,
+        "mb_per_s": mb_per_s,
         "dry_run": report.dry_run,
     }
     if as_json:
@@ -57,7 +58,7 @@ def sync(
         verb = "would upload" if dry_run else "uploaded"
         render.stdout.print(
             f"{verb} {summary['uploaded']}, skipped {summary['skipped']}, failed {len(report.failed)}"
-            f" ({summary['bytes_uploaded'] / 1e6:.1f} MB at {summary['mb_per_s']} MB/s)"
+            f" ({report.bytes_uploaded / 1e6:.1f} MB at {mb_per_s} MB/s)"
         )
         for key, reason in report.failed.items():
             render.error(f"{key}: {reason}")
