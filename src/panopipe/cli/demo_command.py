@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -92,7 +93,8 @@ def _shots(catalog: Catalog) -> list[dict[str, object]]:
     from panopipe.catalog import Selection
 
     shots: dict[str, dict[str, object]] = {}
+    frames: Counter[str] = Counter()
     for image in catalog.images(Selection()):
-        row = shots.setdefault(image.shot or "-", {**image_row(image), "frames": 0})
-        row["frames"] = int(row["frames"]) + 1  # type: ignore[call-overload]
-    return list(shots.values())
+        shots.setdefault(image.shot or "-", image_row(image))
+        frames[image.shot or "-"] += 1
+    return [row | {"frames": frames[shot]} for shot, row in shots.items()]

@@ -162,16 +162,21 @@ def build_selection(
 
     since_at: datetime | None = parse_time(since) if since else None
     until_at: datetime | None = parse_time(until) if until else None
-    box = _numbers(bbox, 4, "--bbox", "MINLON,MINLAT,MAXLON,MAXLAT") if bbox else None
-    point = _numbers(near, 2, "--near", "LAT,LON") if near else None
+    box = point = None
+    if bbox:
+        min_lon, min_lat, max_lon, max_lat = _numbers(bbox, 4, "--bbox", "MINLON,MINLAT,MAXLON,MAXLAT")
+        box = (min_lon, min_lat, max_lon, max_lat)
+    if near:
+        lat, lon = _numbers(near, 2, "--near", "LAT,LON")
+        point = (lat, lon)
     return Selection(
         ids=tuple(ids or ()),
         reels=tuple(reel or ()),
         shots=tuple(shot or ()),
         since=since_at,
         until=until_at,
-        bbox=box,  # type: ignore[arg-type]
-        near=point,  # type: ignore[arg-type]
+        bbox=box,
+        near=point,
         radius_m=radius,
         status=status,
     )
