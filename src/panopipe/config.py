@@ -118,3 +118,23 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         raise ConfigError(f"unknown executor {values['executor']!r}: choose one of {', '.join(EXECUTORS)}")
     settings = Settings(config_file=path if data else None)
     return replace(settings, **values)
+
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_CATALOG",
+    "DEFAULT_CONFIG_FILE",
+    "ENV_AWS_PROFILE",
+    "ENV_AWS_REGION",
+    "ENV_BUCKETS",
+    "ENV_CATALOG",
+    "ENV_CONFIG",
+    "ENV_EXECUTOR",
+    "ENV_LAMBDA_FUNCTION_NAME",
+    "ENV_OUTPUT_PREFIX",
+    "ENV_S3_ENDPOINT_URL",
+    "EXECUTORS",
+    "IngestRules",
+    "Settings",
+    "load_settings",
+]

@@ -151,3 +151,6 @@ class SourceTable:
         if not digest:
             return SourceBatch(last, rows, copy_data=copied)
         return SourceBatch(last, rows, sha256(canonical or data), documents, copied)
+
+
+__all__ = ["Source", "SourceBatch", "SourceTable"]

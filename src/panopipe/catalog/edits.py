@@ -187,3 +187,6 @@ def resolve_keys(conn: sa.Connection, rows: Iterable[dict[str, str]]) -> dict[st
 
 def _describe(row: dict[str, str], keys: set[str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in row.items() if k in keys and v)
+
+
+__all__ = ["apply", "history", "plan", "resolve_keys", "undo"]

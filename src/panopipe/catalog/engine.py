@@ -165,3 +165,18 @@ def check_schema(engine: sa.Engine, *, create: bool = True) -> None:
         f"catalog {mask_url(engine.url)} is at schema {current or 'none'}, which this panopipe does not know "
         f"(it needs {head}); upgrade panopipe"
     )
+
+
+__all__ = [
+    "MIGRATIONS",
+    "alembic_config",
+    "catalog_url",
+    "check_schema",
+    "connect",
+    "create_catalog_engine",
+    "current_revision",
+    "head_revision",
+    "mask_url",
+    "upgrade",
+    "user_tables",
+]

@@ -272,8 +272,10 @@ def retry_read(read: Callable[[], T], *, attempts: int = 2) -> T:
 
 __all__ = [
     "PANOPIPE_PARAMETERS",
+    "RDS_HOST",
     "SECRET_LIFETIME_S",
     "TOKEN_LIFETIME_S",
+    "Clock",
     "ConnectionSettings",
     "Credentials",
     "create_postgres_engine",

@@ -474,7 +474,9 @@ def _verify_table(
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "SERIAL_TABLES",
     "TABLES",
+    "Progress",
     "TableCheck",
     "TableTransfer",
     "TransferProgress",

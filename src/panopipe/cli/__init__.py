@@ -5,13 +5,12 @@ from __future__ import annotations
 import typer
 from typer.exceptions import TyperException
 
-from panopipe.errors import PanopipeError
-
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``panopipe`` with ``argv`` (default: the process arguments); the exit code."""
     from panopipe.cli import render
     from panopipe.cli.app import app
+    from panopipe.errors import PanopipeError
 
     try:
         result = app(args=argv, prog_name="panopipe", standalone_mode=False)
@@ -31,3 +30,6 @@ def main(argv: list[str] | None = None) -> int:
 def run() -> None:
     """Console-script entry point."""
     raise SystemExit(main())
+
+
+__all__ = ["main", "run"]

@@ -48,3 +48,6 @@ for command in (
     pipeline_commands.report,
 ):
     app.command()(command)
+
+
+__all__ = ["app"]

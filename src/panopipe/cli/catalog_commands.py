@@ -214,3 +214,6 @@ def undo(
         render.print_json({"batch": batch, "changes": _change_rows(changes)})
     else:
         render.success(f"undid edit {batch}: {len(changes)} value(s) restored")
+
+
+__all__ = ["TABLE_FIELDS", "edit", "export", "history", "ls", "show", "undo"]

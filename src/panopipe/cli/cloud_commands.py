@@ -25,3 +25,6 @@ def package_lambda(
     """
     package = build_lambda_zip(output, arch=arch)
     render.print_fields(package.to_dict(), as_json=as_json)
+
+
+__all__ = ["app", "package_lambda"]

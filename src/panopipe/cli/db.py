@@ -44,3 +44,6 @@ def current_command(
     state = {"catalog": mask_url(engine.url), "current": current_revision(engine), "head": head_revision()}
     state["up_to_date"] = state["current"] == state["head"]
     render.print_fields(state, as_json=as_json)
+
+
+__all__ = ["app", "current_command", "upgrade_command"]

@@ -72,3 +72,6 @@ def migrate(
         render.success(f"would copy {pending:,} rows{' (resuming)' if report.resumed else ''}")
     else:
         render.success(f"copied {report.rows_copied:,} rows in {report.seconds:.1f} s")
+
+
+__all__ = ["BatchSizeOption", "NoVerifyOption", "ToOption", "migrate"]

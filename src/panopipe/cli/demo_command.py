@@ -98,3 +98,6 @@ def _shots(catalog: Catalog) -> list[dict[str, object]]:
         shots.setdefault(image.shot or "-", image_row(image))
         frames[image.shot or "-"] += 1
     return [row | {"frames": frames[shot]} for shot, row in shots.items()]
+
+
+__all__ = ["SHOT_FIELDS", "demo"]

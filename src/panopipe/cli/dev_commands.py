@@ -45,3 +45,6 @@ def up(
         pass
     finally:
         server.stop()
+
+
+__all__ = ["app", "up"]

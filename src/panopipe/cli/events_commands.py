@@ -88,3 +88,6 @@ def worker_events(
     finally:
         handler.close()
     render.print_json(report.to_dict())
+
+
+__all__ = ["app", "handle", "parse", "worker_app", "worker_events"]

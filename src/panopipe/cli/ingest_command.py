@@ -49,3 +49,6 @@ def ingest(
             render.error(f"{failure.uri}: {failure.reason}")
     if not report.ok:
         raise typer.Exit(1)
+
+
+__all__ = ["ingest"]

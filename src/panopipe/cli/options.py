@@ -192,3 +192,16 @@ def uses_selection(command: Callable[..., Any]) -> Callable[..., Any]:
 
     _extend(wrapper, command, {"selection"}, _parameters(**SELECTION_OPTIONS))
     return wrapper
+
+
+__all__ = [
+    "SELECTION_OPTIONS",
+    "CatalogOption",
+    "ConfigOption",
+    "DryRunOption",
+    "JsonOption",
+    "build_selection",
+    "open_settings",
+    "uses_catalog",
+    "uses_selection",
+]

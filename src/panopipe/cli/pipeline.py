@@ -160,3 +160,6 @@ def report(
     from panopipe import pipeline
 
     render.success(f"wrote {pipeline.write_html_report(catalog, html)}")
+
+
+__all__ = ["ForceOption", "StepsOption", "plan", "report", "run", "status", "verify"]

@@ -38,3 +38,6 @@ def reference() -> str:
 
 if __name__ == "__main__":
     sys.stdout.write(reference())
+
+
+__all__ = ["reference"]

@@ -109,3 +109,17 @@ def progress_bar(description: str, *, in_bytes: bool = False) -> Iterator[Callab
     """A ``(done, total)`` callback that drives a progress bar on a terminal, and does nothing elsewhere."""
     with staged_progress(in_bytes=in_bytes) as update:
         yield lambda done, total: update(description, done, total)
+
+
+__all__ = [
+    "error",
+    "print_fields",
+    "print_json",
+    "print_rows",
+    "progress_bar",
+    "staged_progress",
+    "stderr",
+    "stdout",
+    "success",
+    "warn",
+]

@@ -64,3 +64,6 @@ def sync(
             render.error(f"{key}: {reason}")
     if not report.ok:
         raise typer.Exit(1)
+
+
+__all__ = ["sync"]

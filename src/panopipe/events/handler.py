@@ -481,6 +481,7 @@ def make_executor(catalog: Catalog, settings: Settings) -> Executor | None:
 
 
 __all__ = [
+    "READ_THREADS",
     "SEQUENCER_WIDTH",
     "Action",
     "EventHandler",

@@ -35,3 +35,6 @@ def put_job(
         )
     )
     return job_id
+
+
+__all__ = ["put_job"]

@@ -489,4 +489,14 @@ def _edited_since(conn: sa.Connection, subjects: Sequence[tuple[Subject, datetim
     return found
 
 
-__all__ = ["Plan", "PlanItem", "Work", "candidates", "failed_jobs", "plan", "plan_step", "recorded"]
+__all__ = [
+    "RERUN_STATUSES",
+    "Plan",
+    "PlanItem",
+    "Work",
+    "candidates",
+    "failed_jobs",
+    "plan",
+    "plan_step",
+    "recorded",
+]

@@ -175,6 +175,7 @@ def load_subjects(conn: sa.Connection, kind: SubjectKind, keys: Iterable[Any]) -
 
 
 __all__ = [
+    "CHUNK",
     "FEW_IDS",
     "KINDS",
     "SELECTED_IDS",

@@ -191,4 +191,4 @@ def _mark_stale(conn: sa.Connection, drifts: list[Drift]) -> None:
         put_job(conn, drift.step, drift.subject, fingerprint, values, on_insert={"submitted_at": now})
 
 
-__all__ = ["Drift", "verify"]
+__all__ = ["METADATA_STEPS", "Drift", "verify"]

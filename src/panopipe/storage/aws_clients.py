@@ -35,3 +35,6 @@ def s3_client(
     except botocore.exceptions.ProfileNotFound as exc:
         raise ConfigError(f"{exc}: check AWS_PROFILE and ~/.aws/config") from None
     return session.client("s3", endpoint_url=settings.s3_endpoint_url, config=config)
+
+
+__all__ = ["DEFAULT_MAX_POOL_CONNECTIONS", "S3Client", "s3_client"]

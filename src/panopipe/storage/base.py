@@ -223,3 +223,6 @@ class Storage(ABC):
 
 def _ignore(_nbytes: int) -> None:
     pass
+
+
+__all__ = ["HASH_CHUNK", "ObjectInfo", "Progress", "ReadStats", "Storage", "StorageStats", "validate_key"]

@@ -113,3 +113,6 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise StorageError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+__all__ = ["FolderStorage", "write_atomic"]

@@ -510,3 +510,15 @@ def _stored_sha256(response: dict[str, Any]) -> str | None:
     if response.get("ChecksumType") == "FULL_OBJECT" and "ChecksumSHA256" in response:
         return base64.b64decode(response["ChecksumSHA256"]).hex()
     return None
+
+
+__all__ = [
+    "MAX_PARTS",
+    "MIN_PART_SIZE",
+    "PRESIGNED_SECONDS",
+    "SHA256_METADATA",
+    "MiB",
+    "Reader",
+    "S3Storage",
+    "TransferOptions",
+]
