@@ -9,7 +9,6 @@ import typer
 
 from panopipe.cli import render
 from panopipe.cli.options import uses_catalog
-from panopipe.events import object_events
 
 if TYPE_CHECKING:
     from panopipe.catalog import Catalog
@@ -30,6 +29,8 @@ def parse(
 
     Example: panopipe events parse tests/data/events/powertools-python/s3SqsEvent.json
     """
+    from panopipe.events import object_events
+
     render.print_json([event.to_dict() for event in object_events(event_file.read_bytes())])
 
 
