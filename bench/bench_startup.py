@@ -4,7 +4,8 @@ Times ``panopipe --help`` and ``panopipe ls`` on the demo catalog (built once un
 by this tree's ``panopipe demo``), each run a fresh interpreter doing what the console script does. "before"
 is the base commit's ``src`` (``git archive BASE src``, extracted to ``bench/out/base-src``, with this tree's
 compiled SQLite reader), "after" this tree's; runs of the two alternate. Prints the median and the range of
-each, and the ratio of the medians. The goal is ``--help`` under 0.4 s and at least 4x faster than before.
+each (wall and CPU seconds), and the ratio of the medians. The goal is ``--help`` under 0.4 s and at least 4x
+faster than before.
 
     python bench/bench_startup.py [--runs 15] [--base main]
 """
@@ -104,10 +105,15 @@ def main() -> None:
             print(line)
         ratios = [medians[command, "before", i] / medians[command, "after", i] for i in (0, 1)]
         print(f"  panopipe {command:<6} ratio   wall {ratios[0]:.1f}x, CPU {ratios[1]:.1f}x faster")
-    help_s = medians["--help", "after", 0]
-    ratio = medians["--help", "before", 0] / help_s
-    verdict = "met" if help_s < GOAL_HELP_S and ratio >= GOAL_RATIO else "NOT met"
-    print(f"goal (--help under {GOAL_HELP_S} s and {GOAL_RATIO:.0f}x faster): {verdict}")
+    # On a busy machine the wall time includes waiting for a core; the CPU time is what the command costs.
+    print(
+        f"goal (--help under {GOAL_HELP_S} s and {GOAL_RATIO:.0f}x faster), load average {os.getloadavg()[0]:.1f}:"
+    )
+    for index, what in enumerate(("wall", "CPU")):
+        seconds = medians["--help", "after", index]
+        ratio = medians["--help", "before", index] / seconds
+        verdict = "met" if seconds < GOAL_HELP_S and ratio >= GOAL_RATIO else "NOT met"
+        print(f"  by {what} time: {verdict} ({seconds:.3f} s, {ratio:.1f}x)")
 
 
 if __name__ == "__main__":

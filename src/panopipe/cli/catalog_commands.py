@@ -143,8 +143,9 @@ def edit(
 ) -> None:
     """Override metadata without touching the files; undo with `panopipe undo BATCH`.
 
-    Examples: panopipe edit --reel R001 --set alt=12.5 --reason "RTK altitude" --dry-run
-              panopipe edit --positions fixed.csv --reason "post-processed GNSS"
+    Example: panopipe edit --reel R001 --set alt=12.5 --reason "RTK altitude" --dry-run
+
+    Example: panopipe edit --positions fixed.csv --reason "post-processed GNSS"
     """
     per_image = None
     if positions is not None:
