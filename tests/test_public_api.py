@@ -19,6 +19,7 @@ SRC = Path(__file__).parents[1] / "src"
 PACKAGE = SRC / "panopipe"
 SKIPPED = PACKAGE / "catalog" / "migrations"
 PLUMBING = {"TypeVar", "ParamSpec", "TypeVarTuple", "getLogger"}
+LAZY_HELPER = "panopipe.lazy"  # what a package imports to serve its names lazily, not one of them
 
 
 def module_name(path: Path) -> str:
@@ -90,7 +91,7 @@ def imported_names(name: str) -> dict[str, str]:
     names = {}
     for node in _top_level(source(name).body, type_checking=lazy):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "panopipe":
-            if any(part.startswith("_") for part in node.module.split(".")):
+            if node.module == LAZY_HELPER or any(part.startswith("_") for part in node.module.split(".")):
                 continue
             for alias in node.names:
                 name = alias.asname or alias.name

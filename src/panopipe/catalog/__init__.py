@@ -4,7 +4,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from panopipe._lazy import lazy_exports
+from panopipe.lazy import lazy_attributes
+
+# Names load their module on first use (PEP 562), so that the command line starts without SQLAlchemy.
+_MODULES = {
+    "CAPTURE_FIELDS": "records",
+    "EDITABLE_FIELDS": "records",
+    "Catalog": "catalog",
+    "Edit": "records",
+    "FieldChange": "records",
+    "Image": "records",
+    "ImageRecord": "records",
+    "KnownFile": "catalog",
+    "Selection": "selection",
+    "UpsertResult": "records",
+    "catalog_url": "engine",
+    "create_catalog_engine": "engine",
+    "mask_url": "engine",
+}
 
 if TYPE_CHECKING:
     from panopipe.catalog.catalog import Catalog, KnownFile
@@ -20,24 +37,9 @@ if TYPE_CHECKING:
     )
     from panopipe.catalog.selection import Selection
 
-# SQLAlchemy loads with the first name that needs it, not with the package (the CLI starts without it).
-__getattr__ = lazy_exports(
-    __name__,
-    {
-        "catalog": ("Catalog", "KnownFile"),
-        "engine": ("catalog_url", "create_catalog_engine", "mask_url"),
-        "records": (
-            "CAPTURE_FIELDS",
-            "EDITABLE_FIELDS",
-            "Edit",
-            "FieldChange",
-            "Image",
-            "ImageRecord",
-            "UpsertResult",
-        ),
-        "selection": ("Selection",),
-    },
-)
+
+__getattr__ = lazy_attributes(__name__, _MODULES)
+
 
 __all__ = [
     "CAPTURE_FIELDS",

@@ -8,7 +8,29 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from panopipe._lazy import lazy_exports
+from panopipe.lazy import lazy_attributes
+
+# Names load their module on first use (PEP 562), so that importing the package for planning (rig profiles,
+# the calibrated stitcher's fingerprint) does not load OpenCV or numpy.
+_MODULES = {
+    "CalibratedParams": "calibrated",
+    "CalibratedStitcher": "calibrated",
+    "ExternalParams": "external",
+    "ExternalStitchError": "external",
+    "ExternalStitcher": "external",
+    "OpenCVParams": "opencv_stitcher",
+    "OpenCVStitcher": "opencv_stitcher",
+    "RigCamera": "rig",
+    "RigProfile": "rig",
+    "StitchResult": "base",
+    "Stitcher": "base",
+    "demo_rig": "rig",
+    "output_size": "calibrated",
+    "psnr": "quality",
+    "refine_rig": "refine",
+    "render_views": "render",
+    "synthetic_panorama": "scene",
+}
 
 if TYPE_CHECKING:
     from panopipe.stitching.base import Stitcher, StitchResult
@@ -21,22 +43,9 @@ if TYPE_CHECKING:
     from panopipe.stitching.rig import RigCamera, RigProfile, demo_rig
     from panopipe.stitching.scene import synthetic_panorama
 
-# Names load their module on first use, so that importing the package for planning (rig profiles, the
-# calibrated stitcher's fingerprint) does not load OpenCV or numpy.
-__getattr__ = lazy_exports(
-    __name__,
-    {
-        "base": ("StitchResult", "Stitcher"),
-        "calibrated": ("CalibratedParams", "CalibratedStitcher", "output_size"),
-        "external": ("ExternalParams", "ExternalStitchError", "ExternalStitcher"),
-        "opencv_stitcher": ("OpenCVParams", "OpenCVStitcher"),
-        "quality": ("psnr",),
-        "refine": ("refine_rig",),
-        "render": ("render_views",),
-        "rig": ("RigCamera", "RigProfile", "demo_rig"),
-        "scene": ("synthetic_panorama",),
-    },
-)
+
+__getattr__ = lazy_attributes(__name__, _MODULES)
+
 
 __all__ = [
     "CalibratedParams",
