@@ -27,6 +27,8 @@ ENV_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
 
 DEFAULT_CATALOG = "panopipe.db"
 DEFAULT_CONFIG_FILE = "panopipe.toml"
+DEFAULT_BATCH_SIZE = 50_000
+"""Rows per ``COPY`` and commit when a catalog moves to PostgreSQL (here, so the CLI reads it without psycopg)."""
 
 
 @dataclass(frozen=True)
@@ -116,3 +118,22 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         check_executor(values["executor"])
     settings = Settings(config_file=path if data else None)
     return replace(settings, **values)
+
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_CATALOG",
+    "DEFAULT_CONFIG_FILE",
+    "ENV_AWS_PROFILE",
+    "ENV_AWS_REGION",
+    "ENV_BUCKETS",
+    "ENV_CATALOG",
+    "ENV_CONFIG",
+    "ENV_EXECUTOR",
+    "ENV_LAMBDA_FUNCTION_NAME",
+    "ENV_OUTPUT_PREFIX",
+    "ENV_S3_ENDPOINT_URL",
+    "IngestRules",
+    "Settings",
+    "load_settings",
+]

@@ -165,3 +165,17 @@ def run_demo(
         plan_at_end,
         report,
     )
+
+
+__all__ = [
+    "CAMERA_SKEW_S",
+    "START",
+    "START_TIME",
+    "STEP_M",
+    "UTC_OFFSET_MINUTES",
+    "DemoResult",
+    "DemoSurvey",
+    "generate_survey",
+    "run_demo",
+    "write_project_config",
+]

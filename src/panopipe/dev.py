@@ -232,6 +232,10 @@ def _lambda_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
 
 
 __all__ = [
+    "BATCH_SIZE",
+    "DEFAULT_REGION",
+    "ENV_BOTO_S3_ENDPOINT_URL",
+    "ENV_SQS_ENDPOINT_URL",
     "LocalStack",
     "WorkerReport",
     "create_stack",

@@ -67,3 +67,6 @@ def write_geojson(images: Iterable[Image], out: TextIO) -> int:
         count += 1
     out.write("\n]}\n")
     return count
+
+
+__all__ = ["LISTED_FIELDS", "image_row", "write_csv", "write_geojson"]

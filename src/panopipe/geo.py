@@ -30,3 +30,6 @@ def destination(lat: float, lon: float, bearing_deg: float, distance_m: float) -
     p2 = math.asin(math.sin(p1) * math.cos(d) + math.cos(p1) * math.sin(d) * math.cos(b))
     l2 = l1 + math.atan2(math.sin(b) * math.sin(d) * math.cos(p1), math.cos(d) - math.sin(p1) * math.sin(p2))
     return math.degrees(p2), (math.degrees(l2) + 540) % 360 - 180
+
+
+__all__ = ["EARTH_RADIUS_M", "bbox_around", "destination", "haversine_m"]

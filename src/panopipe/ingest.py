@@ -292,3 +292,14 @@ def _metadata_fields(m: ImageMetadata) -> dict[str, object]:
         "height": m.height,
         "projection": m.projection_type,
     }
+
+
+__all__ = [
+    "HEADER_CHUNK",
+    "JPEG_SUFFIXES",
+    "IngestFailure",
+    "IngestReport",
+    "Progress",
+    "image_record",
+    "ingest",
+]

@@ -199,3 +199,6 @@ def sync_capture(
         stored = (*report.uploaded, *report.skipped)
         catalog.relocate({str(root / destination.key(uri)): uri for uri in stored})
     return report
+
+
+__all__ = ["SyncProgress", "SyncReport", "file_sha256", "sync_capture", "sync_folder"]

@@ -147,9 +147,9 @@ def template_json(values: Mapping[str, str] | None = None, *, compact: bool = Fa
 def cloudformation_client(settings: Settings | None = None) -> CloudFormationClient:
     """A CloudFormation client for the configured region and profile, with botocore's standard retries
     (throttling is retried with backoff)."""
-    import boto3  # type: ignore[import-untyped]
-    import botocore.config  # type: ignore[import-untyped]
-    import botocore.exceptions  # type: ignore[import-untyped]
+    import boto3
+    import botocore.config
+    import botocore.exceptions
 
     settings = settings or load_settings()
     config = botocore.config.Config(
@@ -165,7 +165,7 @@ def cloudformation_client(settings: Settings | None = None) -> CloudFormationCli
 @contextmanager
 def _aws_errors(stack: str) -> Iterator[None]:
     """botocore's errors as one-line :class:`StackError`\\ s."""
-    import botocore.exceptions  # type: ignore[import-untyped]
+    import botocore.exceptions
 
     try:
         yield
@@ -187,7 +187,7 @@ def _check_stack_name(stack: str) -> None:
 def _describe(client: CloudFormationClient, stack: str) -> dict[str, Any] | None:
     try:
         with _aws_errors(stack):
-            return client.describe_stacks(StackName=stack)["Stacks"][0]  # type: ignore[no-any-return]
+            return client.describe_stacks(StackName=stack)["Stacks"][0]
     except StackNotFoundError:
         return None
 
@@ -443,7 +443,12 @@ def destroy(
 
 
 __all__ = [
+    "CAPABILITIES",
+    "DEFAULT_POLL_SECONDS",
+    "STACK_NAME",
+    "TEMPLATE_BODY_LIMIT",
     "Change",
+    "CloudFormationClient",
     "DeployResult",
     "DestroyResult",
     "StackEvent",
@@ -452,6 +457,7 @@ __all__ = [
     "deploy",
     "destroy",
     "parse_parameters",
+    "retained_description",
     "retained_resources",
     "status",
     "template_json",

@@ -147,6 +147,7 @@ __all__ = [
     "HANDLER",
     "PLATFORMS",
     "REQUIREMENTS",
+    "UNUSED",
     "LambdaPackage",
     "build_lambda_zip",
     "cold_import",

@@ -1,25 +1,57 @@
 """The metadata catalog: images, non-destructive edits, artifacts and jobs, on SQLite or PostgreSQL."""
 
-from panopipe.catalog.catalog import Catalog, KnownFile
-from panopipe.catalog.engine import (
-    catalog_url,
-    create_catalog_engine,
-    current_revision,
-    head_revision,
-    mask_url,
-    shared_engine,
-    upgrade,
-)
-from panopipe.catalog.records import (
-    CAPTURE_FIELDS,
-    EDITABLE_FIELDS,
-    Edit,
-    FieldChange,
-    Image,
-    ImageRecord,
-    UpsertResult,
-)
-from panopipe.catalog.selection import Selection
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from panopipe.lazy import lazy_attributes
+
+# Names load their module on first use (PEP 562), so that the command line starts without SQLAlchemy.
+_MODULES = {
+    "CAPTURE_FIELDS": "records",
+    "EDITABLE_FIELDS": "records",
+    "Catalog": "catalog",
+    "Edit": "records",
+    "FieldChange": "records",
+    "Image": "records",
+    "ImageRecord": "records",
+    "KnownFile": "catalog",
+    "Selection": "selection",
+    "UpsertResult": "records",
+    "catalog_url": "engine",
+    "create_catalog_engine": "engine",
+    "current_revision": "engine",
+    "head_revision": "engine",
+    "mask_url": "engine",
+    "shared_engine": "engine",
+    "upgrade": "engine",
+}
+
+if TYPE_CHECKING:
+    from panopipe.catalog.catalog import Catalog, KnownFile
+    from panopipe.catalog.engine import (
+        catalog_url,
+        create_catalog_engine,
+        current_revision,
+        head_revision,
+        mask_url,
+        shared_engine,
+        upgrade,
+    )
+    from panopipe.catalog.records import (
+        CAPTURE_FIELDS,
+        EDITABLE_FIELDS,
+        Edit,
+        FieldChange,
+        Image,
+        ImageRecord,
+        UpsertResult,
+    )
+    from panopipe.catalog.selection import Selection
+
+
+__getattr__ = lazy_attributes(__name__, _MODULES)
+
 
 __all__ = [
     "CAPTURE_FIELDS",

@@ -84,3 +84,6 @@ def insert_rows(
     with driver.cursor() as cursor, cursor.copy(f"COPY {table.name} ({quoted}) FROM STDIN") as copy:  # type: ignore[union-attr]
         for item in values:
             copy.write_row(item)
+
+
+__all__ = ["FEW_ROWS", "Converter", "insert_rows"]

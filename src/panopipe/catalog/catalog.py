@@ -407,3 +407,6 @@ def _image(row: Any) -> Image:
     mapping = row._mapping
     captured = mapping["captured"] or {}
     return Image(**{name: mapping[name] for name in IMAGE_COLUMNS}, edited_fields=tuple(sorted(captured)))
+
+
+__all__ = ["Catalog", "KnownFile"]

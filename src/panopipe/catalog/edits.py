@@ -206,3 +206,6 @@ def edited_since(conn: sa.Connection, subjects: Sequence[tuple[Subject, datetime
             if created > moment or (undone is not None and undone > moment):
                 found.add(subject)
     return found
+
+
+__all__ = ["apply", "edited_since", "history", "plan", "resolve_keys", "undo"]

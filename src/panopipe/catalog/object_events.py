@@ -259,6 +259,7 @@ __all__ = [
     "AppliedChange",
     "ObjectChange",
     "OnRemoved",
+    "Upsert",
     "apply_changes",
     "padded_sequencer",
 ]

@@ -149,13 +149,13 @@ class Credentials:
         return cached.get()
 
     def _new_token(self, host: str, port: int, user: str) -> str:
-        import botocore.exceptions  # type: ignore[import-untyped]
+        import botocore.exceptions
 
         match = RDS_HOST.search(host)
         region = self.settings.region or (match["region"] if match else None)
         try:
             if self._rds_client is None:
-                import boto3  # type: ignore[import-untyped]
+                import boto3
 
                 self._rds_client = boto3.client("rds", region_name=region)
             return self._rds_client.generate_db_auth_token(
@@ -171,13 +171,13 @@ class Credentials:
             ) from None
 
     def _read_secret(self) -> dict[str, Any]:
-        import botocore.exceptions  # type: ignore[import-untyped]
+        import botocore.exceptions
 
         arn = self.settings.secret_arn
         assert arn is not None
         try:
             if self._secrets_client is None:
-                import boto3  # type: ignore[import-untyped]
+                import boto3
 
                 parts = arn.split(":")
                 self._secrets_client = boto3.client(
@@ -255,8 +255,10 @@ def retry_read(read: Callable[[], T], *, attempts: int = 2) -> T:
 
 __all__ = [
     "PANOPIPE_PARAMETERS",
+    "RDS_HOST",
     "SECRET_LIFETIME_S",
     "TOKEN_LIFETIME_S",
+    "Clock",
     "ConnectionSettings",
     "Credentials",
     "create_postgres_engine",

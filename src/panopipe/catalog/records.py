@@ -160,3 +160,17 @@ class Edit:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {f.name: to_json_value(getattr(self, f.name)) for f in fields(self)}
+
+
+__all__ = [
+    "CAPTURE_FIELDS",
+    "EDITABLE_FIELDS",
+    "FILE_FIELDS",
+    "IMAGE_COLUMNS",
+    "Edit",
+    "FieldChange",
+    "Image",
+    "ImageRecord",
+    "UpsertResult",
+    "to_json_value",
+]

@@ -128,3 +128,6 @@ jobs = sa.Table(
     sa.UniqueConstraint("step", "subject", "fingerprint"),
     sa.Index(None, "status"),
 )
+
+
+__all__ = ["ID", "artifacts", "edits", "images", "jobs", "metadata"]

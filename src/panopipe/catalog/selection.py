@@ -90,3 +90,6 @@ class Selection:
         if row.lat is None or row.lon is None:
             return False
         return haversine_m(self.near[0], self.near[1], row.lat, row.lon) <= self.radius_m
+
+
+__all__ = ["Selection"]

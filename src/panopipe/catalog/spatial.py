@@ -68,3 +68,6 @@ def include_object(obj: Any, name: str | None, type_: str, reflected: bool, comp
     return not (
         reflected and compare_to is None and (type_, name) in {("column", GEOM_COLUMN), ("index", GEOM_INDEX)}
     )
+
+
+__all__ = ["GEOM_COLUMN", "GEOM_INDEX", "PostGIS", "detect_postgis", "include_object"]

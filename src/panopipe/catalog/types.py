@@ -69,3 +69,6 @@ def new_id() -> str:
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+__all__ = ["BigIntId", "ByteOrderedString", "JSONDocument", "UTCDateTime", "new_id", "new_ids", "utcnow"]

@@ -65,3 +65,16 @@ def from_json(field: str, value: Any) -> Any:
     if field in TIME_FIELDS and value is not None:
         return datetime.fromisoformat(value).astimezone(UTC)
     return value
+
+
+__all__ = [
+    "FLOAT_FIELDS",
+    "INT_FIELDS",
+    "RANGES",
+    "TIME_FIELDS",
+    "from_json",
+    "parse_time",
+    "parse_value",
+    "to_json",
+    "validate_value",
+]

@@ -5,13 +5,12 @@ from __future__ import annotations
 import typer
 from typer.exceptions import TyperException
 
-from panopipe.errors import PanopipeError
-
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``panopipe`` with ``argv`` (default: the process arguments); the exit code."""
     from panopipe.cli import render
     from panopipe.cli.app import app
+    from panopipe.errors import PanopipeError
 
     try:
         result = app(args=argv, prog_name="panopipe", standalone_mode=False)
@@ -22,11 +21,15 @@ def main(argv: list[str] | None = None) -> int:
         render.error("interrupted")
         return 130
     except TyperException as exc:  # usage errors: Typer prints them with the command's usage line
+        # Usage errors are click's (vendored in a private module), which add show() to TyperException.
         exc.show()  # type: ignore[attr-defined]
-        return exc.exit_code  # type: ignore[attr-defined]
+        return exc.exit_code
     return result if isinstance(result, int) else 0
 
 
 def run() -> None:
     """Console-script entry point."""
     raise SystemExit(main())
+
+
+__all__ = ["main", "run"]

@@ -21,6 +21,8 @@ app = typer.Typer(
     help="Catalog and reprocess geotagged 360° imagery, on a laptop and in AWS.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help, as Click writes it: rich's help formatter costs more start-up time than everything else.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(db.app, name="db")
@@ -48,3 +50,6 @@ for command in (
     pipeline_commands.report,
 ):
     app.command()(command)
+
+
+__all__ = ["app"]

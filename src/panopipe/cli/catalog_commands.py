@@ -7,17 +7,19 @@ import csv
 import getpass
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from panopipe.catalog import Catalog, FieldChange, Selection
 from panopipe.catalog.values import parse_value
 from panopipe.cli import render
 from panopipe.cli.options import DryRunOption, JsonOption, uses_catalog, uses_selection
-from panopipe.config import Settings
 from panopipe.errors import ConfigError
 from panopipe.export import LISTED_FIELDS, image_row, write_csv, write_geojson
+
+if TYPE_CHECKING:
+    from panopipe.catalog import Catalog, FieldChange, Selection
+    from panopipe.config import Settings
 
 TABLE_FIELDS = (
     "id",
@@ -141,8 +143,9 @@ def edit(
 ) -> None:
     """Override metadata without touching the files; undo with `panopipe undo BATCH`.
 
-    Examples: panopipe edit --reel R001 --set alt=12.5 --reason "RTK altitude" --dry-run
-              panopipe edit --positions fixed.csv --reason "post-processed GNSS"
+    Example: panopipe edit --reel R001 --set alt=12.5 --reason "RTK altitude" --dry-run
+
+    Example: panopipe edit --positions fixed.csv --reason "post-processed GNSS"
     """
     per_image = None
     if positions is not None:
@@ -212,3 +215,6 @@ def undo(
         render.print_json({"batch": batch, "changes": _change_rows(changes)})
     else:
         render.success(f"undid edit {batch}: {len(changes)} value(s) restored")
+
+
+__all__ = ["TABLE_FIELDS", "edit", "export", "history", "ls", "show", "undo"]

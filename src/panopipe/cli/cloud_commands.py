@@ -152,3 +152,17 @@ def destroy(stack: StackOption, yes: YesOption = False) -> None:
         render.success(f"stack {stack} deleted")
     else:
         render.warn(f"stack {stack} left as it is")
+
+
+__all__ = [
+    "LAMBDA_PYTHONS",
+    "ParamOption",
+    "StackOption",
+    "YesOption",
+    "app",
+    "deploy",
+    "destroy",
+    "package_lambda",
+    "status",
+    "template",
+]

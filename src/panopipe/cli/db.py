@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from panopipe.catalog import create_catalog_engine, current_revision, head_revision, mask_url, upgrade
 from panopipe.cli import render
 from panopipe.cli.db_migrate import migrate
 from panopipe.cli.options import CatalogOption, ConfigOption, JsonOption, open_settings
@@ -22,6 +21,8 @@ def upgrade_command(catalog_location: CatalogOption = None, config: ConfigOption
 
     Example: panopipe db upgrade --catalog postgresql://panopipe@db.example.org/survey
     """
+    from panopipe.catalog import create_catalog_engine, current_revision, mask_url, upgrade
+
     engine = create_catalog_engine(open_settings(catalog_location, config).catalog)
     before = current_revision(engine)
     upgrade(engine)
@@ -37,7 +38,12 @@ def current_command(
 
     Example: panopipe db current --json
     """
+    from panopipe.catalog import create_catalog_engine, current_revision, head_revision, mask_url
+
     engine = create_catalog_engine(open_settings(catalog_location, config).catalog)
     current, head = current_revision(engine), head_revision()
     state = {"catalog": mask_url(engine.url), "current": current, "head": head, "up_to_date": current == head}
     render.print_fields(state, as_json=as_json)
+
+
+__all__ = ["app", "current_command", "upgrade_command"]

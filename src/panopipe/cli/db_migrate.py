@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from panopipe.catalog.transfer import DEFAULT_BATCH_SIZE, migrate_catalog
 from panopipe.cli import render
 from panopipe.cli.options import CatalogOption, ConfigOption, DryRunOption, JsonOption, open_settings
+from panopipe.config import DEFAULT_BATCH_SIZE
 
 ToOption = Annotated[
     str,
@@ -35,6 +35,8 @@ def migrate(
 
     Example: panopipe db migrate --catalog survey.db --to 'postgresql://panopipe@db.example.org/survey'
     """
+    from panopipe.catalog.transfer import migrate_catalog
+
     source = open_settings(catalog_location, config).catalog
     # A bar per table and phase: a table is verified while the next ones are copied.
     with render.staged_progress() as bar:
@@ -72,3 +74,6 @@ def migrate(
         render.success(f"would copy {pending:,} rows{' (resuming)' if report.resumed else ''}")
     else:
         render.success(f"copied {report.rows_copied:,} rows in {report.seconds:.1f} s")
+
+
+__all__ = ["BatchSizeOption", "NoVerifyOption", "ToOption", "migrate"]

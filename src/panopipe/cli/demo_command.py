@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from panopipe.catalog import Catalog, Selection
 from panopipe.cli import render
 from panopipe.cli.options import CatalogOption, JsonOption
-from panopipe.demo import DemoResult, run_demo
 from panopipe.export import image_row
+
+if TYPE_CHECKING:
+    from panopipe.catalog import Catalog
+    from panopipe.demo import DemoResult
 
 SHOT_FIELDS = ("shot", "frames", "captured_at", "lat", "lon", "alt", "heading")
 
@@ -32,6 +35,9 @@ def demo(
 
     Example: panopipe demo --folder /tmp/demo --shots 4
     """
+    from panopipe.catalog import Catalog
+    from panopipe.demo import run_demo
+
     folder.mkdir(parents=True, exist_ok=True)
     location = catalog_location or str(folder.resolve() / "panopipe.db")
     with render.staged_progress() as progress:
@@ -84,8 +90,14 @@ def _counts(counts: dict[str, dict[str, int]]) -> str:
 
 
 def _shots(catalog: Catalog) -> list[dict[str, object]]:
+    from panopipe.catalog import Selection
+
     shots: dict[str, dict[str, object]] = {}
+    frames: Counter[str] = Counter()
     for image in catalog.images(Selection()):
-        row = shots.setdefault(image.shot or "-", {**image_row(image), "frames": 0})
-        row["frames"] = int(row["frames"]) + 1  # type: ignore[call-overload]
-    return list(shots.values())
+        shots.setdefault(image.shot or "-", image_row(image))
+        frames[image.shot or "-"] += 1
+    return [row | {"frames": frames[shot]} for shot, row in shots.items()]
+
+
+__all__ = ["SHOT_FIELDS", "demo"]

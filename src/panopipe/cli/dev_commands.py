@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from panopipe.cli import render
-from panopipe.dev import create_stack, start_moto_server
 
 app = typer.Typer(help="Local parity with the AWS deployment.", no_args_is_help=True)
 
@@ -27,6 +26,8 @@ def up(
 
     Example: panopipe dev up --port 5000
     """
+    from panopipe.dev import create_stack, start_moto_server
+
     server, endpoint = start_moto_server(port)
     try:
         stack = create_stack(
@@ -44,3 +45,6 @@ def up(
         pass
     finally:
         server.stop()
+
+
+__all__ = ["app", "up"]

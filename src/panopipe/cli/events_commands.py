@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from panopipe.catalog import Catalog
 from panopipe.cli import render
 from panopipe.cli.options import uses_catalog
-from panopipe.config import Settings
-from panopipe.dev import run_worker
-from panopipe.events import object_events
-from panopipe.events.handler import EventHandler
+
+if TYPE_CHECKING:
+    from panopipe.catalog import Catalog
+    from panopipe.config import Settings
 
 app = typer.Typer(
     help="S3 events: parse and handle saved events the way the Lambda handler does.", no_args_is_help=True
@@ -30,6 +29,8 @@ def parse(
 
     Example: panopipe events parse tests/data/events/powertools-python/s3SqsEvent.json
     """
+    from panopipe.events import object_events
+
     render.print_json([event.to_dict() for event in object_events(event_file.read_bytes())])
 
 
@@ -47,6 +48,8 @@ def handle(
 
     Example: panopipe events handle batch.json --catalog survey.db
     """
+    from panopipe.events.handler import EventHandler
+
     handler = EventHandler.from_settings(catalog, settings)
     try:
         render.print_json(handler.handle(event_file.read_bytes()).to_dict())
@@ -75,6 +78,9 @@ def worker_events(
 
     Example: panopipe worker events --queue-url http://127.0.0.1:5000/123456789012/panopipe-dev-events
     """
+    from panopipe.dev import run_worker
+    from panopipe.events.handler import EventHandler
+
     handler = EventHandler.from_settings(catalog, settings)
     try:
         report = run_worker(handler, queue_url, max_polls=max_polls, wait_s=wait)
@@ -83,3 +89,6 @@ def worker_events(
     finally:
         handler.close()
     render.print_json(report.to_dict())
+
+
+__all__ = ["app", "handle", "parse", "worker_app", "worker_events"]

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from panopipe.catalog import Catalog
 from panopipe.cli import render
 from panopipe.cli.options import JsonOption, uses_catalog
-from panopipe.config import Settings
-from panopipe.ingest import ingest as ingest_sources
+
+if TYPE_CHECKING:
+    from panopipe.catalog import Catalog
+    from panopipe.config import Settings
 
 
 @uses_catalog
@@ -29,6 +30,8 @@ def ingest(
 
     Example: panopipe ingest /data/survey-2024-05-01 s3://survey-bucket/2024-05-02/
     """
+    from panopipe.ingest import ingest as ingest_sources
+
     for source in sources:
         if not source.startswith("s3://") and not Path(source).exists():
             render.error(f"{source} does not exist")
@@ -46,3 +49,6 @@ def ingest(
             render.error(f"{failure.uri}: {failure.reason}")
     if not report.ok:
         raise typer.Exit(1)
+
+
+__all__ = ["ingest"]

@@ -11,14 +11,16 @@ import inspect
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from panopipe.catalog import Catalog, Selection
 from panopipe.catalog.values import parse_time
 from panopipe.config import ENV_CATALOG, Settings, load_settings
 from panopipe.errors import ConfigError
+
+if TYPE_CHECKING:
+    from panopipe.catalog import Selection
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 DryRunOption = Annotated[
@@ -48,10 +50,33 @@ def _parameters(**annotations: Any) -> list[inspect.Parameter]:
     ]
 
 
-def _extend(command: Callable[..., Any], remove: set[str], add: list[inspect.Parameter]) -> inspect.Signature:
-    signature = inspect.signature(command, eval_str=True)
-    kept = [p for name, p in signature.parameters.items() if name not in remove]
-    return signature.replace(parameters=[*kept, *add])
+_INJECTED = frozenset({"catalog", "settings", "selection"})
+
+
+def _extend(
+    wrapper: Callable[..., Any], command: Callable[..., Any], remove: set[str], add: list[inspect.Parameter]
+) -> None:
+    """Give ``wrapper`` the parameters of ``command`` less ``remove``, plus ``add``, for Typer to read.
+
+    The annotations of the arguments the decorators pass (``catalog: Catalog``...) are left unevaluated: their
+    types may be imported for type checking only, so that building the command line does not load the library.
+    """
+    signature = inspect.signature(command)
+    namespace = inspect.unwrap(command).__globals__
+
+    def evaluated(annotation: Any) -> Any:
+        return eval(annotation, namespace) if isinstance(annotation, str) else annotation
+
+    kept = [
+        p if name in _INJECTED else p.replace(annotation=evaluated(p.annotation))
+        for name, p in signature.parameters.items()
+        if name not in remove
+    ]
+    parameters = [*kept, *add]
+    returns = evaluated(signature.return_annotation)
+    # inspect and Typer read __signature__ off any callable; the Callable type does not declare it.
+    wrapper.__signature__ = signature.replace(parameters=parameters, return_annotation=returns)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": returns}
 
 
 def open_settings(catalog: str | None, config: Path | None) -> Settings:
@@ -66,11 +91,14 @@ def uses_catalog(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(
         *args: Any, catalog_location: str | None = None, config: Path | None = None, **kwargs: Any
     ) -> Any:
+        from panopipe.catalog import Catalog
+
         settings = open_settings(catalog_location, config)
         with Catalog.open(settings.catalog) as catalog:
             return command(*args, catalog=catalog, settings=settings, **kwargs)
 
-    wrapper.__signature__ = _extend(  # type: ignore[attr-defined]
+    _extend(
+        wrapper,
         command,
         {"catalog", "settings"},
         _parameters(catalog_location=CatalogOption, config=ConfigOption),
@@ -130,18 +158,25 @@ def build_selection(
     status: str | None = None,
 ) -> Selection:
     """The :class:`Selection` described by the command-line filters."""
+    from panopipe.catalog import Selection
+
     since_at: datetime | None = parse_time(since) if since else None
     until_at: datetime | None = parse_time(until) if until else None
-    box = _numbers(bbox, 4, "--bbox", "MINLON,MINLAT,MAXLON,MAXLAT") if bbox else None
-    point = _numbers(near, 2, "--near", "LAT,LON") if near else None
+    box = point = None
+    if bbox:
+        min_lon, min_lat, max_lon, max_lat = _numbers(bbox, 4, "--bbox", "MINLON,MINLAT,MAXLON,MAXLAT")
+        box = (min_lon, min_lat, max_lon, max_lat)
+    if near:
+        lat, lon = _numbers(near, 2, "--near", "LAT,LON")
+        point = (lat, lon)
     return Selection(
         ids=tuple(ids or ()),
         reels=tuple(reel or ()),
         shots=tuple(shot or ()),
         since=since_at,
         until=until_at,
-        bbox=box,  # type: ignore[arg-type]
-        near=point,  # type: ignore[arg-type]
+        bbox=box,
+        near=point,
         radius_m=radius,
         status=status,
     )
@@ -155,5 +190,18 @@ def uses_selection(command: Callable[..., Any]) -> Callable[..., Any]:
         filters = {name: kwargs.pop(name, None) for name in SELECTION_OPTIONS}
         return command(*args, selection=build_selection(**filters), **kwargs)
 
-    wrapper.__signature__ = _extend(command, {"selection"}, _parameters(**SELECTION_OPTIONS))  # type: ignore[attr-defined]
+    _extend(wrapper, command, {"selection"}, _parameters(**SELECTION_OPTIONS))
     return wrapper
+
+
+__all__ = [
+    "SELECTION_OPTIONS",
+    "CatalogOption",
+    "ConfigOption",
+    "DryRunOption",
+    "JsonOption",
+    "build_selection",
+    "open_settings",
+    "uses_catalog",
+    "uses_selection",
+]

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from panopipe import pipeline
-from panopipe.catalog import Catalog, Selection
 from panopipe.cli import render
 from panopipe.cli.options import JsonOption, uses_catalog, uses_selection
-from panopipe.config import ENV_EXECUTOR, Settings
+from panopipe.config import ENV_EXECUTOR
 from panopipe.errors import StepError
+
+if TYPE_CHECKING:
+    from panopipe.catalog import Catalog, Selection
+    from panopipe.config import Settings
 
 StepsOption = Annotated[
     str | None,
@@ -42,6 +44,8 @@ def plan(
 
     Example: panopipe plan --reel R001 --steps apply-metadata,publish
     """
+    from panopipe import pipeline
+
     result = pipeline.plan(catalog, selection, _steps(steps), settings, force=force)
     render.print_rows([item.to_dict() for item in result], ("step", "subject", "reason"), as_json=as_json)
     if not as_json:
@@ -79,6 +83,8 @@ def run(
     """
     if executor is not None:
         settings = replace(settings, executor=executor)
+    from panopipe import pipeline
+
     with render.progress_bar("processing") as bar:
         report = pipeline.run(
             catalog,
@@ -106,6 +112,8 @@ def status(catalog: Catalog, settings: Settings, as_json: JsonOption = False) ->
 
     Example: panopipe status --json
     """
+    from panopipe import pipeline
+
     current = pipeline.status(catalog)
     if as_json:
         render.print_json(current.to_dict())
@@ -141,6 +149,8 @@ def verify(
 
     Exits with code 6 when something drifted. Example: panopipe verify --reel R001 --repair
     """
+    from panopipe import pipeline
+
     drifts = pipeline.verify(catalog, selection, settings, repair=repair)
     rows = [drift.to_dict() for drift in drifts]
     render.print_rows(rows, ("step", "subject", "name", "problem", "details", "uri"), as_json=as_json)
@@ -160,4 +170,9 @@ def report(
 
     Example: panopipe report --html report.html
     """
+    from panopipe import pipeline
+
     render.success(f"wrote {pipeline.write_html_report(catalog, html)}")
+
+
+__all__ = ["ForceOption", "StepsOption", "plan", "report", "run", "status", "verify"]

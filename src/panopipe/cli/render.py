@@ -9,15 +9,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 
 from panopipe.catalog.records import to_json_value
@@ -91,6 +82,16 @@ def staged_progress(*, in_bytes: bool = False) -> Iterator[Callable[[str, int, i
     if not stderr.is_terminal:
         yield lambda stage, done, total: None
         return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     counts = (DownloadColumn(), TransferSpeedColumn()) if in_bytes else (MofNCompleteColumn(),)
     columns = (TextColumn("{task.description}"), BarColumn(), *counts, TimeRemainingColumn())
     with Progress(*columns, console=stderr, transient=True) as progress:
@@ -109,3 +110,17 @@ def progress_bar(description: str, *, in_bytes: bool = False) -> Iterator[Callab
     """A ``(done, total)`` callback that drives a progress bar on a terminal, and does nothing elsewhere."""
     with staged_progress(in_bytes=in_bytes) as update:
         yield lambda done, total: update(description, done, total)
+
+
+__all__ = [
+    "error",
+    "print_fields",
+    "print_json",
+    "print_rows",
+    "progress_bar",
+    "staged_progress",
+    "stderr",
+    "stdout",
+    "success",
+    "warn",
+]

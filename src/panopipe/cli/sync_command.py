@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from panopipe.catalog import Catalog
 from panopipe.cli import render
 from panopipe.cli.options import DryRunOption, JsonOption, uses_catalog
-from panopipe.config import Settings
-from panopipe.storage import open_storage
-from panopipe.sync import SyncProgress, sync_capture
+
+if TYPE_CHECKING:
+    from panopipe.catalog import Catalog
+    from panopipe.config import Settings
+    from panopipe.sync import SyncProgress
 
 
 @uses_catalog
@@ -31,6 +32,9 @@ def sync(
 
     Example: panopipe sync /data/2024-05-01 s3://survey-bucket/2024-05-01 --dry-run
     """
+    from panopipe.storage import open_storage
+    from panopipe.sync import sync_capture
+
     storage = open_storage(destination, settings)
     with render.progress_bar("uploading", in_bytes=True) as bar:
 
@@ -38,13 +42,14 @@ def sync(
             bar(p.bytes_done, p.bytes_total)
 
         report = sync_capture(catalog, folder, storage, dry_run=dry_run, workers=workers, progress=progress)
+    mb_per_s = round(report.bytes_uploaded / 1e6 / report.seconds, 2) if report.seconds else 0.0
     summary = {
         "uploaded": len(report.uploaded),
         "skipped": len(report.skipped),
         "failed": dict(report.failed),
         "bytes_uploaded": report.bytes_uploaded,
         "seconds": round(report.seconds, 3),
-        "mb_per_s": round(report.bytes_uploaded / 1e6 / report.seconds, 2) if report.seconds else 0.0,
+        "mb_per_s": mb_per_s,
         "dry_run": report.dry_run,
     }
     if as_json:
@@ -53,9 +58,12 @@ def sync(
         verb = "would upload" if dry_run else "uploaded"
         render.stdout.print(
             f"{verb} {summary['uploaded']}, skipped {summary['skipped']}, failed {len(report.failed)}"
-            f" ({summary['bytes_uploaded'] / 1e6:.1f} MB at {summary['mb_per_s']} MB/s)"
+            f" ({report.bytes_uploaded / 1e6:.1f} MB at {mb_per_s} MB/s)"
         )
         for key, reason in report.failed.items():
             render.error(f"{key}: {reason}")
     if not report.ok:
         raise typer.Exit(1)
+
+
+__all__ = ["sync"]

@@ -303,6 +303,7 @@ def own_output_prefixes(catalog: Catalog, settings: Settings) -> tuple[str, ...]
 
 
 __all__ = [
+    "READ_THREADS",
     "Action",
     "EventHandler",
     "HandleReport",

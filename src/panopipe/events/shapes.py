@@ -295,3 +295,6 @@ def _checked(value: object, name: str, kind: type, where: str) -> Any:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise EventError(f"{where} {name!r} must be {kind.__name__}, got {type(value).__name__}")
     return value
+
+
+__all__ = ["EventKind", "EventMessage", "ObjectEvent", "compare_sequencers", "object_events", "parse_event"]

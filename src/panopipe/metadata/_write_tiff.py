@@ -284,3 +284,6 @@ def _put_ifd(out: bytearray, entries: dict[int, Entry], order: str) -> tuple[int
         out[position : position + 12] = struct.pack(order + "HHL", tag, entry.type, entry.count) + field
         fields[tag] = position + 8
     return table, fields, next_field
+
+
+__all__ = ["MAKER_NOTE", "Entry", "ExifTree", "Value"]

@@ -111,3 +111,6 @@ def _qname(tag: str, prefixes: dict[str, str]) -> str:
     if uri == _XML_NS:
         return f"xml:{local}"
     return f"{prefixes[uri]}:{local}"
+
+
+__all__ = ["RDF_NS", "X_NS", "Property", "merge_xmp"]

@@ -194,3 +194,26 @@ def app1_segment(payload: bytes) -> bytes:
     if len(payload) > MAX_SEGMENT_PAYLOAD:
         raise MetadataError(f"APP1 payload of {len(payload)} bytes exceeds the JPEG limit of 65533")
     return b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+__all__ = [
+    "APP0",
+    "APP1",
+    "EOI",
+    "EXIF_HEADER",
+    "EXIF_ID",
+    "MAX_SEGMENT_PAYLOAD",
+    "SOF_MARKERS",
+    "SOS",
+    "XMP_HEADER",
+    "JpegHeader",
+    "Segment",
+    "app1_segment",
+    "find_app1",
+    "frame_size",
+    "read_header",
+    "read_jpeg_header",
+    "scan_jpeg",
+    "scan_segments",
+    "walk",
+]

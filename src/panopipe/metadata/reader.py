@@ -353,3 +353,6 @@ def _capture_time(
     if offset is None:
         return local, None
     return local - timedelta(minutes=offset), offset
+
+
+__all__ = ["ImageMetadata", "parse_jpeg_header", "read_metadata"]

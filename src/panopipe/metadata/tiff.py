@@ -200,3 +200,36 @@ def parse_tiff(buf: bytes, start: int, end: int, warnings: list[str]) -> ExifTag
         tags.gps = reader.ifd("GPS", int(gps_offset[0]), _GPS_TAGS, _GPS_STRINGS)
     tags.main = main
     return tags
+
+
+__all__ = [
+    "ARTIST",
+    "BODY_SERIAL_NUMBER",
+    "COPYRIGHT",
+    "DATETIME_ORIGINAL",
+    "EXIF_IFD",
+    "EXIF_VERSION",
+    "GPS_ALTITUDE",
+    "GPS_ALTITUDE_REF",
+    "GPS_DATE_STAMP",
+    "GPS_IFD",
+    "GPS_IMG_DIRECTION",
+    "GPS_IMG_DIRECTION_REF",
+    "GPS_LATITUDE",
+    "GPS_LATITUDE_REF",
+    "GPS_LONGITUDE",
+    "GPS_LONGITUDE_REF",
+    "GPS_TIME_STAMP",
+    "GPS_VERSION_ID",
+    "IMAGE_DESCRIPTION",
+    "INTEROP_IFD",
+    "MAKE",
+    "MODEL",
+    "OFFSET_TIME_ORIGINAL",
+    "ORIENTATION",
+    "SUBSEC_TIME_ORIGINAL",
+    "TYPE_SIZES",
+    "ExifTags",
+    "Value",
+    "parse_tiff",
+]

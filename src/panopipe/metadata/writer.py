@@ -324,3 +324,6 @@ def _xmp_values(update: MetadataUpdate) -> dict[Property, str]:
     if update.panopipe:
         values |= {(PANOPIPE_NS, name): str(value) for name, value in update.panopipe.items()}
     return values
+
+
+__all__ = ["PANOPIPE_NS", "GPano", "MetadataUpdate", "apply_metadata", "apply_metadata_file"]

@@ -108,3 +108,6 @@ def _reference(match: re.Match[str]) -> str:
         return chr(int(decimal)) if decimal else chr(int(hexadecimal, 16)) if hexadecimal else _ENTITIES[name]
     except (ValueError, OverflowError):
         return match.group()
+
+
+__all__ = ["AUX_NS", "EXIF_EX_NS", "EXIF_NS", "GPANO_NS", "parse_xmp"]

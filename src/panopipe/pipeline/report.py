@@ -88,4 +88,4 @@ def _svg(points: list[tuple[float, float]], flagged: list[tuple[float, float]]) 
     )
 
 
-__all__ = ["write_html_report"]
+__all__ = ["MAX_POINTS", "write_html_report"]

@@ -139,4 +139,4 @@ def _reason(drift: Drift) -> str:
     return f"output {drift.problem}" + (f": {'; '.join(drift.details)}" if drift.details else "")
 
 
-__all__ = ["Drift", "verify"]
+__all__ = ["METADATA_STEPS", "Drift", "verify"]

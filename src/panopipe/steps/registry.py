@@ -74,8 +74,9 @@ def run_with_retries(
             outputs = work(lines.append)
         except (PanopipeError, OSError) as exc:
             error = str(exc) or type(exc).__name__
-            if getattr(exc, "log", None):  # e.g. an external tool's output
-                lines.append(exc.log)  # type: ignore[union-attr]
+            log = getattr(exc, "log", None)  # e.g. an external tool's output
+            if log:
+                lines.append(log)
             if is_transient(exc) and attempt <= retries:
                 lines.append(f"attempt {attempt}: transient error, retrying: {error}")
                 time.sleep(backoff_s * 2 ** (attempt - 1))

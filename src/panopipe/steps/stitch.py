@@ -94,8 +94,8 @@ class StitchStep(Step):
 
 def _frame_problem(subject: Subject, cameras: int | None) -> str | None:
     """Why the shot cannot be stitched (frames missing or doubled), or ``None``."""
-    indexes = [frame.camera_index for frame in subject.frames]
-    if None in indexes:
+    indexes = [frame.camera_index for frame in subject.frames if frame.camera_index is not None]
+    if len(indexes) != len(subject.frames):
         return f"shot {subject.key}: some frames have no camera index"
     if len(set(indexes)) != len(indexes):
         return f"shot {subject.key}: several frames from one camera (camera indexes {sorted(indexes)})"

@@ -19,6 +19,7 @@ from panopipe.stitching.rig import RigProfile
 
 if TYPE_CHECKING:  # numpy is imported where pixels are handled, so planning never loads it
     import numpy as np
+    from _typeshed import DataclassInstance
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +36,7 @@ class StitchResult:
     rig: RigProfile | None = None
 
 
-P = TypeVar("P")
+P = TypeVar("P", bound="DataclassInstance")
 
 
 class Stitcher(ABC, Generic[P]):

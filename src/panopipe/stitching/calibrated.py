@@ -164,7 +164,7 @@ def remap_tables(cameras: tuple[RigCamera, ...], width: int, height: int) -> Rem
 
     lon, lat = equirect_lon_lat(width, height)
     total = np.zeros((height, width), np.float32)
-    blocks = []
+    blocks: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = []
     for camera in cameras:
         rotation = camera_rotation(camera)
         footprint = _footprint(camera, rotation, lon, lat)
@@ -181,7 +181,7 @@ def remap_tables(cameras: tuple[RigCamera, ...], width: int, height: int) -> Rem
         blocks.append((top, bottom, columns, map_x, map_y, weight))
     coverage = total > 0
     scale = np.divide(np.float32(1), total, out=np.zeros_like(total), where=coverage)
-    tables = []
+    tables: list[CameraTable | None] = []
     for block in blocks:
         if block is None:
             tables.append(None)

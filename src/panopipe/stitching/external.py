@@ -167,7 +167,7 @@ def _read_output(path: Path, log: str) -> tuple[np.ndarray, np.ndarray]:
     if image is None:
         raise ExternalStitchError(f"external stitcher: cannot decode its output {path.name}", log, 0)
     if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
+        image = (image // 256).astype(np.uint8)
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB), np.ones(image.shape, bool)
     if image.shape[2] == 4:

@@ -74,7 +74,7 @@ class OpenCVStitcher(Stitcher[OpenCVParams]):
             f"cv2.Stitcher {cv2.__version__} PANORAMA, confidence_threshold={options.confidence_threshold:g}: "
             f"kept {kept} of {len(frames)} frames -> {rgb.shape[1]}x{rgb.shape[0]}"
         )
-        return StitchResult(rgb, rgb.any(axis=2), log, kept)
+        return StitchResult(rgb, np.any(rgb, axis=2), log, kept)
 
 
 __all__ = ["OpenCVParams", "OpenCVStitcher"]

@@ -69,7 +69,7 @@ def refine_rig(
 
 def _features(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-    keypoints, descriptors = cv2.ORB_create(nfeatures=3000).detectAndCompute(gray, None)
+    keypoints, descriptors = cv2.ORB.create(nfeatures=3000).detectAndCompute(gray, None)
     return np.array([point.pt for point in keypoints], np.float64).reshape(-1, 2), descriptors
 
 

@@ -45,9 +45,9 @@ def s3_client(
 
     With an endpoint URL the client uses path-style addressing, which S3-compatible servers expect.
     """
-    import boto3  # type: ignore[import-untyped]
-    import botocore.config  # type: ignore[import-untyped]
-    import botocore.exceptions  # type: ignore[import-untyped]
+    import boto3
+    import botocore.config
+    import botocore.exceptions
 
     settings = settings or load_settings()
     config = botocore.config.Config(

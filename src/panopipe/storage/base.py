@@ -229,3 +229,15 @@ class Storage(ABC):
 
 def _ignore(_nbytes: int) -> None:
     pass
+
+
+__all__ = [
+    "HASH_CHUNK",
+    "ObjectInfo",
+    "Progress",
+    "ReadStats",
+    "Storage",
+    "StorageStats",
+    "os_storage_error",
+    "validate_key",
+]

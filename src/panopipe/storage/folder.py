@@ -113,3 +113,6 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise os_storage_error("write", path, exc) from exc
+
+
+__all__ = ["FolderStorage", "write_atomic"]

@@ -16,8 +16,8 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
-from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError  # type: ignore[import-untyped]
+from botocore.awsrequest import AWSRequest
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from urllib3.exceptions import HTTPError
 
 from panopipe.config import Settings
@@ -517,3 +517,15 @@ def _stored_sha256(response: dict[str, Any]) -> str | None:
     if response.get("ChecksumType") == "FULL_OBJECT" and "ChecksumSHA256" in response:
         return base64.b64decode(response["ChecksumSHA256"]).hex()
     return None
+
+
+__all__ = [
+    "MAX_PARTS",
+    "MIN_PART_SIZE",
+    "PRESIGNED_SECONDS",
+    "SHA256_METADATA",
+    "MiB",
+    "Reader",
+    "S3Storage",
+    "TransferOptions",
+]

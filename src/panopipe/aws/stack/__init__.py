@@ -2,74 +2,18 @@
 
 :func:`build_template` returns it as a dict; ``panopipe cloud template`` prints it and ``panopipe cloud deploy``
 deploys it (:mod:`panopipe.aws.deploy`). One module per group of resources: ``storage`` (bucket, queues),
-``function`` (Lambda), ``database`` (RDS, proxy), ``network`` (VPC), ``batch`` (workers), ``alarms``.
+``function`` (Lambda), ``database`` (RDS, proxy), ``network`` (VPC), ``batch`` (workers), ``alarms``;
+``template`` puts them together.
 """
 
-from __future__ import annotations
-
-import copy
-from collections.abc import Mapping
-from typing import Any
-
-from panopipe.aws.stack._cfn import get_att, ref
-from panopipe.aws.stack.alarms import CONDITIONS as ALARM_CONDITIONS
-from panopipe.aws.stack.alarms import alarm_resources
-from panopipe.aws.stack.batch import ATTEMPTS, RETRY_ON, WORKER_COMMAND, batch_resources, worker_environment
-from panopipe.aws.stack.database import DB_SECRET_ARN, catalog_url, database_resources
-from panopipe.aws.stack.function import function_environment, function_resources
-from panopipe.aws.stack.network import CONDITIONS as NETWORK_CONDITIONS
-from panopipe.aws.stack.network import network_resources
+from panopipe.aws.stack.batch import ATTEMPTS, RETRY_ON, WORKER_COMMAND, worker_environment
+from panopipe.aws.stack.function import function_environment
 from panopipe.aws.stack.parameters import PARAMETERS
-from panopipe.aws.stack.storage import storage_resources
-
-DESCRIPTION = (
-    "panopipe: image bucket, event queue and function, catalog database behind a proxy, Batch workers."
-)
-
-OUTPUTS: dict[str, tuple[str, Any]] = {
-    "BucketName": ("The image bucket", ref("Bucket")),
-    "QueueUrl": ("The event queue", ref("EventQueue")),
-    "DeadLetterQueueUrl": ("The dead-letter queue", ref("DeadLetterQueue")),
-    "FunctionName": ("The event function", ref("Function")),
-    "ProxyEndpoint": ("Host name of the RDS Proxy (the catalog's address)", get_att("Proxy", "Endpoint")),
-    "CatalogUrl": (
-        "PANOPIPE_CATALOG of the workers (its sslrootcert is WorkerSslRootCert)",
-        catalog_url("WorkerSslRootCert"),
-    ),
-    "DatabaseSecretArn": ("Secret holding the database's master password (kept by RDS)", DB_SECRET_ARN),
-    "JobQueueArn": ("The workers' Batch job queue", ref("JobQueue")),
-    "JobDefinitionArn": ("The worker job definition", ref("WorkerJobDefinition")),
-    "AlarmTopicArn": ("Topic of the alarms", ref("AlarmTopic")),
-}
-
-
-def build_template(defaults: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The CloudFormation template; ``defaults`` replace parameters' default values (validate them first)."""
-    parameters = copy.deepcopy(PARAMETERS)
-    for name, value in (defaults or {}).items():
-        parameters[name]["Default"] = value
-    return {
-        "AWSTemplateFormatVersion": "2010-09-09",
-        "Description": DESCRIPTION,
-        "Parameters": parameters,
-        "Conditions": {**NETWORK_CONDITIONS, **ALARM_CONDITIONS},
-        "Resources": {
-            **storage_resources(),
-            **function_resources(),
-            **network_resources(),
-            **database_resources(),
-            **batch_resources(),
-            **alarm_resources(),
-        },
-        "Outputs": {
-            name: {"Description": description, "Value": value}
-            for name, (description, value) in OUTPUTS.items()
-        },
-    }
-
+from panopipe.aws.stack.template import DESCRIPTION, OUTPUTS, build_template
 
 __all__ = [
     "ATTEMPTS",
+    "DESCRIPTION",
     "OUTPUTS",
     "PARAMETERS",
     "RETRY_ON",

@@ -187,4 +187,11 @@ def batch_resources() -> dict[str, Json]:
     }
 
 
-__all__ = ["ATTEMPTS", "RETRY_ON", "WORKER_COMMAND", "batch_resources", "worker_environment"]
+__all__ = [
+    "ATTEMPTS",
+    "RETRY_ON",
+    "RUNNABLE_STUCK_REASONS",
+    "WORKER_COMMAND",
+    "batch_resources",
+    "worker_environment",
+]

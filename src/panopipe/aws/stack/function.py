@@ -117,4 +117,4 @@ def function_resources() -> dict[str, Json]:
     }
 
 
-__all__ = ["function_environment", "function_resources"]
+__all__ = ["BATCH_SIZE", "FUNCTION_NAME", "HANDLER", "function_environment", "function_resources"]

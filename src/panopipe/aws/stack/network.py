@@ -209,4 +209,12 @@ def network_resources() -> dict[str, Json]:
     return _vpc() | _security_groups() | _endpoints() | _nat()
 
 
-__all__ = ["CONDITIONS", "PRIVATE_SUBNET_IDS", "network_resources"]
+__all__ = [
+    "CONDITIONS",
+    "INTERFACE_ENDPOINTS",
+    "PRIVATE_SUBNETS",
+    "PRIVATE_SUBNET_IDS",
+    "PUBLIC_SUBNET_CIDR",
+    "VPC_CIDR",
+    "network_resources",
+]

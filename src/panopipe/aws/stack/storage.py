@@ -136,4 +136,11 @@ def storage_resources() -> dict[str, Json]:
     }
 
 
-__all__ = ["BUCKET_ARN", "LAMBDA_TIMEOUT_S", "storage_resources"]
+__all__ = [
+    "BUCKET_ARN",
+    "IMAGE_SUFFIX",
+    "LAMBDA_TIMEOUT_S",
+    "NOTIFIED_EVENTS",
+    "VISIBILITY_TIMEOUT_S",
+    "storage_resources",
+]

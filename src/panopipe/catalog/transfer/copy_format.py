@@ -137,3 +137,19 @@ def postgres_row_query(shape: TableShape, where: str) -> str:
     """The SELECT whose binary ``COPY ... TO`` output is the canonical form of the rows matching ``where``."""
     columns = ", ".join(quote(c.name) for c in shape.plain)
     return f"SELECT {columns} FROM {quote(shape.name)} WHERE {where} ORDER BY {quote(shape.key.name)}"
+
+
+__all__ = [
+    "COPY_HEADER",
+    "COPY_TRAILER",
+    "EMPTY_COPY",
+    "TableShape",
+    "column_kind",
+    "documents_digest_sql",
+    "json_number_text",
+    "postgres_row_query",
+    "quote",
+    "record",
+    "sha256",
+    "time_micros",
+]

@@ -162,3 +162,6 @@ class TargetDigests:
             return range_digests(pg, shape, lower, upper, source_documents)
         finally:
             self.idle.put(pg)
+
+
+__all__ = ["RangeDigests", "TargetDigests", "range_digests", "reading"]

@@ -141,3 +141,6 @@ def _other_indexes(conn: sa.Connection, table: sa.Table) -> list[list[str]]:
 def _comment(conn: sa.Connection, table: sa.Table, note: str | None) -> None:
     statement = sql.SQL("COMMENT ON TABLE {} IS {}").format(sql.Identifier(table.name), sql.Literal(note))
     conn.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+
+
+__all__ = ["build", "complete", "drop_secondary", "missing"]

@@ -55,6 +55,7 @@ from panopipe.catalog.transfer.copy_format import EMPTY_COPY, TableShape, quote,
 from panopipe.catalog.transfer.copy_source import ReaderName, Source, SourceBatch, SourceTable, reader_note
 from panopipe.catalog.transfer.copy_target import TargetDigests, range_digests, reading
 from panopipe.catalog.transfer.deferred_indexes import build, complete, drop_secondary, missing
+from panopipe.config import DEFAULT_BATCH_SIZE
 from panopipe.errors import CatalogError, ConfigError
 
 TABLES: tuple[sa.Table, ...] = tuple(metadata.sorted_tables)
@@ -63,7 +64,6 @@ TABLES: tuple[sa.Table, ...] = tuple(metadata.sorted_tables)
 SERIAL_TABLES = tuple(table for table in TABLES if table.autoincrement_column is not None)
 """The tables whose integer ids come from a sequence, which must continue after the copied ids."""
 _OWN_TABLES = frozenset({*(table.name for table in TABLES), "alembic_version"})
-DEFAULT_BATCH_SIZE = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,7 +493,9 @@ def _verify_table(
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "SERIAL_TABLES",
     "TABLES",
+    "Progress",
     "TableCheck",
     "TableTransfer",
     "TransferProgress",
