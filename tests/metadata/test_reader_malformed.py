@@ -51,8 +51,9 @@ MAKE_ABC = (0x010F, 2, 4, int.from_bytes(b"Abc\x00", "little"))
         (b"\xff\xd8\xff\xd9", "end-of-image"),
         (b"\xff\xd8\xff\xda\x00\x08", "no SOF marker"),
         (b"\xff\xd8\xff\xe1\x00\x01", "length below 2"),
-        (b"\xff\xd8" + bytes(5000), "no marker at byte 2"),
-        (b"\xff\xd8\x00\x00\x00\x00", "truncated"),  # stray bytes up to the end of the file
+        (b"\xff\xd8\x00\x00\x00\x00", "no marker at byte 2"),
+        (PLAIN_JPEG[:20] + bytes(5000), "no marker at byte 20 .* nor in the 4096 bytes after it"),
+        (PLAIN_JPEG[:20] + bytes(50), "truncated"),
     ],
 )
 def test_unreadable_files_raise_metadata_error(data: bytes, reason: str) -> None:

@@ -291,7 +291,7 @@ def test_capture_time_defaults_to_its_own_offset() -> None:
         (b"\xff\xd8\xff", "truncated"),
         (b"\xff\xd8\xff\xe0\x00\x10JFIF", "overruns"),
         (b"\xff\xd8\xff\xe0\x00\x04\x00\x00\xff\xd9", "end of image"),
-        (b"\xff\xd8" + bytes(5000) + b"\xff\xda", "no marker at byte 2"),
+        (b"\xff\xd8\x00\x00\xff\xda", "expected a marker"),
     ],
 )
 def test_malformed_jpeg_raises_metadata_error(data: bytes, reason: str) -> None:

@@ -79,13 +79,14 @@ def walk(data: bytes) -> tuple[list[Segment], int, int]:
         if pos + 2 > n:
             return segments, -1, pos + 4
         if data[pos] != 0xFF:
-            found = _next_marker(data, pos)
+            # Like ExifTool and Pillow, a file whose SOI is not followed by a marker is no JPEG.
+            found = _next_marker(data, pos) if segments else -1
             if found < 0:
-                if n - pos < _MAX_STRAY:
+                if segments and n - pos < _MAX_STRAY:
                     return segments, -1, pos + _MAX_STRAY
                 raise MetadataError(
-                    f"corrupt JPEG: no marker at byte {pos} (found {data[pos]:02X}) nor in the "
-                    f"{_MAX_STRAY} bytes after it"
+                    f"corrupt JPEG: no marker at byte {pos} (expected a marker, found {data[pos]:02X})"
+                    + (f" nor in the {_MAX_STRAY} bytes after it" if segments else "")
                 )
             segments.append(Segment(STRAY, start, pos, found))
             pos = start = found

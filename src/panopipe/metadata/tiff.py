@@ -14,8 +14,6 @@ BYTE, ASCII, SHORT, LONG, RATIONAL, SBYTE, UNDEFINED, SSHORT, SLONG, SRATIONAL, 
 )
 TYPE_SIZES = {BYTE: 1, ASCII: 1, SHORT: 2, LONG: 4, RATIONAL: 8, SBYTE: 1, UNDEFINED: 1, SSHORT: 2}
 TYPE_SIZES |= {SLONG: 4, SRATIONAL: 8, FLOAT: 4, DOUBLE: 8, IFD: 4}
-# BigTIFF's 8-byte integers, met in the sub-IFD pointers of a few EXIF writers; read for those pointers only.
-LONG8, SLONG8, IFD8 = 16, 17, 18
 
 # IFD0 and ExifIFD tags. The reader searches both IFDs for all of them, since some cameras put tags in the
 # wrong one.
@@ -56,27 +54,16 @@ _GPS_TAGS |= {GPS_IMG_DIRECTION}
 # Tags whose home is the ExifIFD: there they win over a copy in IFD0.
 _EXIF_HOME = frozenset([DATETIME_ORIGINAL, OFFSET_TIME_ORIGINAL, SUBSEC_TIME_ORIGINAL, BODY_SERIAL_NUMBER])
 _POINTERS = {EXIF_IFD: "0x8769 ExifOffset", GPS_IFD: "0x8825 GPSInfo"}
-# Like ExifTool, a sub-IFD pointer of any integer type is followed.
-_POINTER_SIZES = {
-    BYTE: 1,
-    SHORT: 2,
-    LONG: 4,
-    SBYTE: 1,
-    SSHORT: 2,
-    SLONG: 4,
-    IFD: 4,
-    LONG8: 8,
-    SLONG8: 8,
-    IFD8: 8,
-}
+# Like ExifTool, a sub-IFD pointer of any integer type is followed (BigTIFF's 8-byte types are no EXIF types:
+# ExifTool rejects them as a bad format).
+_POINTER_TYPES = frozenset([BYTE, SHORT, LONG, SBYTE, SSHORT, SLONG, IFD])
 _TEXT_TYPES = frozenset([BYTE, ASCII, UNDEFINED])
 _RATIONALS = frozenset([RATIONAL, SRATIONAL])
 _TYPE_NAMES = {1: "int8u", 2: "string", 3: "int16u", 4: "int32u", 5: "rational64u", 6: "int8s", 7: "undef"}
 _TYPE_NAMES |= {8: "int16s", 9: "int32s", 10: "rational64s", 11: "float", 12: "double", 13: "ifd"}
-_TYPE_NAMES |= {LONG8: "int64u", SLONG8: "int64s", IFD8: "ifd64"}
 # The struct code of one number of each type; a rational is two numbers.
 _CODES = {BYTE: "B", SHORT: "H", LONG: "I", RATIONAL: "I", SBYTE: "b", UNDEFINED: "B", SSHORT: "h"}
-_CODES |= {SLONG: "i", SRATIONAL: "i", FLOAT: "f", DOUBLE: "d", IFD: "I", LONG8: "Q", SLONG8: "q", IFD8: "Q"}
+_CODES |= {SLONG: "i", SRATIONAL: "i", FLOAT: "f", DOUBLE: "d", IFD: "I"}
 _MAX_NUMBERS = 8  # none of the numeric tags read here has more values
 
 _BYTE_ORDERS = {b"II": "<", b"MM": ">"}
@@ -132,7 +119,7 @@ class _Reader:
                 continue
             inline = table + 12 * index + 8
             if tag in _POINTERS:
-                pointer = self._pointer(name, tag, typ, n, raw, inline)
+                pointer = self._pointer(name, tag, typ, n, inline)
                 if pointer is not None:
                     values[tag] = pointer
                 continue
@@ -141,20 +128,15 @@ class _Reader:
                 values[tag] = value
         return values
 
-    def _pointer(self, ifd: str, tag: int, typ: int, n: int, raw: int, inline: int) -> Value | None:
-        size = _POINTER_SIZES.get(typ)
-        if size is None:
+    def _pointer(self, ifd: str, tag: int, typ: int, n: int, inline: int) -> Value | None:
+        if typ not in _POINTER_TYPES:
             fmt = _TYPE_NAMES.get(typ, str(typ))
             self.warnings.append(f"wrong format ({fmt}) for {ifd} {_POINTERS[tag]}, not followed")
             return None
         if n != 1:
             self.warnings.append(f"{ifd} {_POINTERS[tag]} has {n} values instead of 1, not followed")
             return None
-        pos = inline if size <= 4 else self.start + raw
-        if pos + size > self.end:
-            self.warnings.append(f"{ifd} {_POINTERS[tag]} points outside the EXIF data, not followed")
-            return None
-        return (float(struct.unpack_from(self.order + _CODES[typ], self.buf, pos)[0]),)
+        return (float(struct.unpack_from(self.order + _CODES[typ], self.buf, inline)[0]),)
 
     def _value(
         self, ifd: str, tag: int, typ: int, n: int, raw: int, inline: int, string: bool
