@@ -51,8 +51,8 @@ _NAMESPACES = {
 }
 RDF_NS = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 _XMLNS = re.compile(rb"""xmlns:([A-Za-z_][\w.-]*)\s*=\s*["']([^"']*)["']""")
-# A start or end tag: "/" for an end tag, the qualified name, and the rest up to ">" (quoted ">" skipped).
-_TAG = re.compile(rb"""<(/?)([A-Za-z_][\w.:-]*)([^>"']*(?:(?:"[^"]*"|'[^']*')[^>"']*)*)>""")
+# A start or end tag ("/" for an end tag, the qualified name, the rest up to ">") and the text after it.
+_TAG = re.compile(rb"<(/?)([A-Za-z_][\w.:-]*)([^>]*)>([^<]*)")
 _REFERENCE = re.compile(r"&(?:#(\d+)|#x([0-9A-Fa-f]+)|(lt|gt|amp|quot|apos));")
 _ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
 # What an open element is to the walk of the packet.
@@ -79,8 +79,12 @@ def _grammar(declarations: tuple[tuple[bytes, bytes], ...]) -> _Grammar | None:
     }
     if not keys:
         return None
-    names = b"|".join(re.escape(name) for name in sorted(keys, key=len, reverse=True))
-    attribute = re.compile(rb"""(?<![\w.:-])(""" + names + rb""")\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+    # Each name is checked to follow whitespace by a look-behind after it, not before it, so that the regex
+    # engine can skip ahead to the names quickly.
+    names = b"|".join(
+        re.escape(name) + rb"(?<=\s" + re.escape(name) + b")" for name in sorted(keys, key=len, reverse=True)
+    )
+    attribute = re.compile(b"(" + names + rb""")\s*=\s*(?:"([^"]*)"|'([^']*)')""")
     rdf = next((prefix for prefix, uri in sorted(bindings) if uri == RDF_NS), b"rdf")
     return _Grammar(attribute, keys, rdf + b":RDF", rdf + b":Description")
 
@@ -92,7 +96,7 @@ def parse_xmp(packet: bytes, warnings: list[str]) -> dict[str, str]:
     a structure (IPTC's ``Iptc4xmpExt:LocationShown`` holds an ``exif:GPSLatitude``) describe something else.
     A packet that declares a DOCTYPE or entities is refused with a warning.
     """
-    if b"<!DOCTYPE" in packet or b"<!ENTITY" in packet:
+    if b"<!" in packet and (b"<!DOCTYPE" in packet or b"<!ENTITY" in packet):
         warnings.append("XMP packet declares a DOCTYPE or entities, ignored")
         return {}
     grammar = _grammar(tuple(_XMLNS.findall(packet)))
@@ -101,8 +105,10 @@ def parse_xmp(packet: bytes, warnings: list[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     keys = grammar.keys
     stack: list[int] = []  # what each open element is
-    for match in _TAG.finditer(packet):
-        close, name, rest = match.groups()
+    # Only rdf:RDF is walked, not the padding after it; a packet without one is walked whole.
+    start, stop = packet.find(b"<" + grammar.rdf), packet.rfind(b"</" + grammar.rdf)
+    tags = _TAG.findall(packet, *((start, stop) if 0 <= start < stop else (0, len(packet))))
+    for index, (close, name, rest, text) in enumerate(tags):
         if close:
             if stack:
                 stack.pop()
@@ -115,10 +121,10 @@ def parse_xmp(packet: bytes, warnings: list[str]) -> dict[str, str]:
             kind = _TOP
             for qualified, double, single in grammar.attribute.findall(rest):
                 found.setdefault(keys[qualified], _decode(double or single).strip())
-        elif parent == _TOP and name in keys and not rest.endswith(b"/"):
-            stop = packet.find(b"<", match.end())
-            if packet.startswith(b"</" + name, stop):  # a simple value, not a structure
-                found.setdefault(keys[name], _decode(packet[match.end() : stop]).strip())
+        elif parent == _TOP and name in keys and not rest.endswith(b"/") and index + 1 < len(tags):
+            following = tags[index + 1]
+            if following[0] and following[1] == name:  # a simple value, not a structure
+                found.setdefault(keys[name], _decode(text).strip())
         if not rest.endswith(b"/"):
             stack.append(kind)
     return found
