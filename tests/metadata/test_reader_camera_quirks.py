@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from tests.metadata.test_reader_malformed import PLAIN_JPEG, app1, with_exif
 
 from panopipe.errors import MetadataError
-from panopipe.metadata import ImageMetadata, parse_jpeg_header
+from panopipe.metadata import ImageMetadata, MetadataUpdate, apply_metadata, parse_jpeg_header
 
 # TIFF types of one integer, and their struct codes.
 INTEGER_TYPES = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 13: "I"}
@@ -134,6 +134,13 @@ def test_gps_pointer_type_does_not_change_the_position(
     assert coordinates(metadata) == coordinates(reference)
     assert metadata.gps_latitude == pytest.approx(latitude, abs=1e-4)
     assert metadata.warnings == ()
+
+
+@pytest.mark.parametrize("pointer_type", sorted(INTEGER_TYPES))
+def test_the_writer_follows_the_same_pointers(pointer_type: int) -> None:
+    written = apply_metadata(pointer_jpeg(">", pointer_type), MetadataUpdate(make="Rewritten"))
+    metadata = parse_jpeg_header(written)
+    assert (metadata.make, coordinates(metadata), metadata.warnings) == ("Rewritten", (48.5, -2.25), ())
 
 
 # 2. XMP properties of the top-level rdf:Description only

@@ -54,9 +54,9 @@ _GPS_TAGS |= {GPS_IMG_DIRECTION}
 # Tags whose home is the ExifIFD: there they win over a copy in IFD0.
 _EXIF_HOME = frozenset([DATETIME_ORIGINAL, OFFSET_TIME_ORIGINAL, SUBSEC_TIME_ORIGINAL, BODY_SERIAL_NUMBER])
 _POINTERS = {EXIF_IFD: "0x8769 ExifOffset", GPS_IFD: "0x8825 GPSInfo"}
-# Like ExifTool, a sub-IFD pointer of any integer type is followed (BigTIFF's 8-byte types are no EXIF types:
-# ExifTool rejects them as a bad format).
-_POINTER_TYPES = frozenset([BYTE, SHORT, LONG, SBYTE, SSHORT, SLONG, IFD])
+POINTER_TYPES = frozenset([BYTE, SHORT, LONG, SBYTE, SSHORT, SLONG, IFD])
+"""Like ExifTool, a sub-IFD pointer of any integer type is followed (BigTIFF's 8-byte types are no EXIF
+types: ExifTool rejects them as a bad format)."""
 _TEXT_TYPES = frozenset([BYTE, ASCII, UNDEFINED])
 _RATIONALS = frozenset([RATIONAL, SRATIONAL])
 _TYPE_NAMES = {1: "int8u", 2: "string", 3: "int16u", 4: "int32u", 5: "rational64u", 6: "int8s", 7: "undef"}
@@ -129,14 +129,14 @@ class _Reader:
         return values
 
     def _pointer(self, ifd: str, tag: int, typ: int, n: int, inline: int) -> Value | None:
-        if typ not in _POINTER_TYPES:
+        if typ not in POINTER_TYPES:
             fmt = _TYPE_NAMES.get(typ, str(typ))
             self.warnings.append(f"wrong format ({fmt}) for {ifd} {_POINTERS[tag]}, not followed")
             return None
         if n != 1:
             self.warnings.append(f"{ifd} {_POINTERS[tag]} has {n} values instead of 1, not followed")
             return None
-        return (float(struct.unpack_from(self.order + _CODES[typ], self.buf, inline)[0]),)
+        return (float(pointer_offset(self.order, typ, self.buf, inline)),)
 
     def _value(
         self, ifd: str, tag: int, typ: int, n: int, raw: int, inline: int, string: bool
@@ -173,6 +173,11 @@ class _Reader:
             divide: Callable[[float, float], float] = truediv if all(denominators) else _ratio
             return tuple(map(divide, numbers[::2], denominators))
         return tuple(map(float, numbers))
+
+
+def pointer_offset(order: str, typ: int, data: bytes, at: int = 0) -> int:
+    """The offset held by a sub-IFD pointer of type ``typ`` (one of :data:`POINTER_TYPES`) at ``data[at:]``."""
+    return int(struct.unpack_from(order + _CODES[typ], data, at)[0])
 
 
 def _unpacker(order: str, typ: int, n: int) -> Callable[[bytes, int], tuple[int | float, ...]]:
