@@ -96,18 +96,20 @@ def parse_xmp(packet: bytes, warnings: list[str]) -> dict[str, str]:
     a structure (IPTC's ``Iptc4xmpExt:LocationShown`` holds an ``exif:GPSLatitude``) describe something else.
     A packet that declares a DOCTYPE or entities is refused with a warning.
     """
-    if b"<!" in packet and (b"<!DOCTYPE" in packet or b"<!ENTITY" in packet):
+    # The padding after the last end tag (usually kilobytes of spaces) is never scanned.
+    end = packet.find(b">", packet.rfind(b"</")) + 1 or len(packet)
+    if packet.find(b"<!", 0, end) >= 0 and (b"<!DOCTYPE" in packet or b"<!ENTITY" in packet):
         warnings.append("XMP packet declares a DOCTYPE or entities, ignored")
         return {}
-    grammar = _grammar(tuple(_XMLNS.findall(packet)))
+    grammar = _grammar(tuple(_XMLNS.findall(packet, 0, end)))
     if grammar is None:
         return {}
     found: dict[str, str] = {}
     keys = grammar.keys
     stack: list[int] = []  # what each open element is
-    # Only rdf:RDF is walked, not the padding after it; a packet without one is walked whole.
-    start, stop = packet.find(b"<" + grammar.rdf), packet.rfind(b"</" + grammar.rdf)
-    tags = _TAG.findall(packet, *((start, stop) if 0 <= start < stop else (0, len(packet))))
+    # Only rdf:RDF is walked; a packet without one is walked whole.
+    start, stop = packet.find(b"<" + grammar.rdf, 0, end), packet.rfind(b"</" + grammar.rdf, 0, end)
+    tags = _TAG.findall(packet, *((start, stop) if 0 <= start < stop else (0, end)))
     for index, (close, name, rest, text) in enumerate(tags):
         if close:
             if stack:
