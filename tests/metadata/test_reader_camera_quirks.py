@@ -164,7 +164,11 @@ def location(form: str, latitude: float) -> str:
     return f'<Iptc4xmpExt:LocationShown exif:GPSLatitude="{latitude:.6f}N"/>'  # property attributes
 
 
-def location_xmp(nested: list[str], top: float | None, *, top_first: bool, top_as_attribute: bool) -> bytes:
+def location_xmp(
+    nested: list[str], top: float | None, *, top_first: bool, top_as_attribute: bool, container: str = "rdf"
+) -> bytes:
+    """A packet whose rdf:Description holds IPTC locations and maybe a GPSLatitude of its own; the
+    description sits in rdf:RDF, right in x:xmpmeta (``container="xmpmeta"``) or in another element."""
     attribute = element = ""
     if top is not None and top_as_attribute:
         attribute = f' exif:GPSLatitude="{top:.6f}N"'
@@ -172,10 +176,17 @@ def location_xmp(nested: list[str], top: float | None, *, top_first: bool, top_a
         element = f"<exif:GPSLatitude>{top:.6f}N</exif:GPSLatitude>"
     structures = "".join(location(form, 10.0 + index) for index, form in enumerate(nested))
     body = element + structures if top_first else structures + element
-    packet = (
-        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    description = (
         '<rdf:Description rdf:about="" xmlns:exif="http://ns.adobe.com/exif/1.0/"'
-        f' xmlns:Iptc4xmpExt="{IPTC_EXT}"{attribute}>{body}</rdf:Description></rdf:RDF></x:xmpmeta>'
+        f' xmlns:Iptc4xmpExt="{IPTC_EXT}"{attribute}>{body}</rdf:Description>'
+    )
+    if container == "other":
+        description = f'<foo:Bar xmlns:foo="urn:x">{description}</foo:Bar>'
+    if container != "xmpmeta":
+        description = f"<rdf:RDF>{description}</rdf:RDF>"
+    packet = (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/" xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        f"{description}</x:xmpmeta>"
     )
     return PLAIN_JPEG[:2] + app1(b"http://ns.adobe.com/xap/1.0/\0" + packet.encode()) + PLAIN_JPEG[2:]
 
@@ -188,13 +199,19 @@ def test_gps_in_iptc_locations_is_not_the_photo_position(tmp_path: Path) -> None
         "top_after.jpg": location_xmp(forms, 47.25, top_first=False, top_as_attribute=False),
         "top_attribute.jpg": location_xmp(forms, 47.25, top_first=False, top_as_attribute=True),
     }
+    for container in ("xmpmeta", "other"):
+        files[f"in_{container}.jpg"] = location_xmp(
+            [], 47.25, top_first=True, top_as_attribute=True, container=container
+        )
     answers = exiftool(tmp_path, files)
     assert "XMP-iptcExt:LocationCreatedGPSLatitude" in answers["nested_only.jpg"]
+    assert "XMP-foo:BarGPSLatitude" in answers["in_other.jpg"]
     for name, data in files.items():
         metadata = parse_jpeg_header(data)
         assert metadata.gps_latitude == answers[name].get("XMP-exif:GPSLatitude"), name
         assert metadata.warnings == ()
     assert parse_jpeg_header(files["top_after.jpg"]).gps_latitude == 47.25
+    assert parse_jpeg_header(files["in_xmpmeta.jpg"]).gps_latitude == 47.25
 
 
 @settings(max_examples=200, deadline=None)

@@ -55,8 +55,9 @@ _XMLNS = re.compile(rb"""xmlns:([A-Za-z_][\w.-]*)\s*=\s*["']([^"']*)["']""")
 _TAG = re.compile(rb"<(/?)([A-Za-z_][\w.:-]*)([^>]*)>([^<]*)")
 _REFERENCE = re.compile(r"&(?:#(\d+)|#x([0-9A-Fa-f]+)|(lt|gt|amp|quot|apos));")
 _ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
+_XMPMETA = (b":xmpmeta", b":xapmeta")
 # What an open element is to the walk of the packet.
-_OTHER, _RDF, _TOP = range(3)
+_OTHER, _ROOT, _TOP = range(3)  # _ROOT: rdf:RDF or x:xmpmeta, whose descriptions are top-level
 
 
 class _Grammar(NamedTuple):
@@ -92,8 +93,9 @@ def _grammar(declarations: tuple[tuple[bytes, bytes], ...]) -> _Grammar | None:
 def parse_xmp(packet: bytes, warnings: list[str]) -> dict[str, str]:
     """Return the properties read from an XMP packet, keyed ``"GPano:ProjectionType"`` etc.
 
-    Only properties of a top-level ``rdf:Description`` (a child of ``rdf:RDF``) count: the same names inside
-    a structure (IPTC's ``Iptc4xmpExt:LocationShown`` holds an ``exif:GPSLatitude``) describe something else.
+    Only properties of a top-level ``rdf:Description`` (a child of ``rdf:RDF`` or, as ExifTool reads it, of
+    ``x:xmpmeta``) count: the same names inside a structure (IPTC's ``Iptc4xmpExt:LocationShown`` holds an
+    ``exif:GPSLatitude``) describe something else.
     A packet that declares a DOCTYPE or entities is refused with a warning.
     """
     # The padding after the last end tag (usually kilobytes of spaces) is never scanned.
@@ -115,11 +117,11 @@ def parse_xmp(packet: bytes, warnings: list[str]) -> dict[str, str]:
             if stack:
                 stack.pop()
             continue
-        parent = stack[-1] if stack else _RDF  # a bare rdf:Description is a packet of its own
+        parent = stack[-1] if stack else _ROOT  # a bare rdf:Description is a packet of its own
         kind = _OTHER
-        if name == grammar.rdf:
-            kind = _RDF
-        elif name == grammar.description and parent == _RDF:
+        if name == grammar.rdf or name.endswith(_XMPMETA):
+            kind = _ROOT
+        elif name == grammar.description and parent == _ROOT:
             kind = _TOP
             for qualified, double, single in grammar.attribute.findall(rest):
                 found.setdefault(keys[qualified], _decode(double or single).strip())
