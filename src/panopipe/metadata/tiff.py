@@ -65,6 +65,9 @@ _TYPE_NAMES |= {8: "int16s", 9: "int32s", 10: "rational64s", 11: "float", 12: "d
 _CODES = {BYTE: "B", SHORT: "H", LONG: "I", RATIONAL: "I", SBYTE: "b", UNDEFINED: "B", SSHORT: "h"}
 _CODES |= {SLONG: "i", SRATIONAL: "i", FLOAT: "f", DOUBLE: "d", IFD: "I"}
 _MAX_NUMBERS = 8  # none of the numeric tags read here has more values
+_POINTER_READERS = {
+    (order, typ): struct.Struct(order + _CODES[typ]).unpack_from for order in "<>" for typ in POINTER_TYPES
+}
 
 _BYTE_ORDERS = {b"II": "<", b"MM": ">"}
 _UNPACK = {order: tuple(struct.Struct(order + f).unpack_from for f in ("H", "I")) for order in "<>"}
@@ -119,24 +122,22 @@ class _Reader:
                 continue
             inline = table + 12 * index + 8
             if tag in _POINTERS:
-                pointer = self._pointer(name, tag, typ, n, inline)
-                if pointer is not None:
-                    values[tag] = pointer
+                if typ in POINTER_TYPES and n == 1:
+                    values[tag] = (float(pointer_offset(self.order, typ, self.buf, inline)),)
+                else:
+                    self._bad_pointer(name, tag, typ, n)
                 continue
             value = self._value(name, tag, typ, n, raw, inline, tag in strings)
             if value is not None:
                 values[tag] = value
         return values
 
-    def _pointer(self, ifd: str, tag: int, typ: int, n: int, inline: int) -> Value | None:
+    def _bad_pointer(self, ifd: str, tag: int, typ: int, n: int) -> None:
         if typ not in POINTER_TYPES:
             fmt = _TYPE_NAMES.get(typ, str(typ))
             self.warnings.append(f"wrong format ({fmt}) for {ifd} {_POINTERS[tag]}, not followed")
-            return None
-        if n != 1:
+        else:
             self.warnings.append(f"{ifd} {_POINTERS[tag]} has {n} values instead of 1, not followed")
-            return None
-        return (float(pointer_offset(self.order, typ, self.buf, inline)),)
 
     def _value(
         self, ifd: str, tag: int, typ: int, n: int, raw: int, inline: int, string: bool
@@ -177,7 +178,7 @@ class _Reader:
 
 def pointer_offset(order: str, typ: int, data: bytes, at: int = 0) -> int:
     """The offset held by a sub-IFD pointer of type ``typ`` (one of :data:`POINTER_TYPES`) at ``data[at:]``."""
-    return int(struct.unpack_from(order + _CODES[typ], data, at)[0])
+    return int(_POINTER_READERS[order, typ](data, at)[0])
 
 
 def _unpacker(order: str, typ: int, n: int) -> Callable[[bytes, int], tuple[int | float, ...]]:
