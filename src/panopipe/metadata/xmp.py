@@ -109,9 +109,7 @@ def parse_xmp(packet: bytes, warnings: list[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     keys = grammar.keys
     stack: list[int] = []  # what each open element is
-    # Only rdf:RDF is walked; a packet without one is walked whole.
-    start, stop = packet.find(b"<" + grammar.rdf, 0, end), packet.rfind(b"</" + grammar.rdf, 0, end)
-    tags = _TAG.findall(packet, *((start, stop) if 0 <= start < stop else (0, end)))
+    tags = _TAG.findall(packet, 0, end)
     for index, (close, name, rest, text) in enumerate(tags):
         if close:
             if stack:
