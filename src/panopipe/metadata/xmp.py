@@ -90,6 +90,11 @@ def _grammar(declarations: tuple[tuple[bytes, bytes], ...]) -> _Grammar | None:
     return _Grammar(attribute, keys, rdf + b":RDF", rdf + b":Description")
 
 
+def declares_entities(packet: bytes) -> bool:
+    """Whether an XMP packet has a DOCTYPE or entity declarations: such a packet is neither read nor edited."""
+    return b"<!" in packet and (b"<!DOCTYPE" in packet or b"<!ENTITY" in packet)
+
+
 def parse_xmp(packet: bytes, warnings: list[str]) -> dict[str, str]:
     """Return the properties read from an XMP packet, keyed ``"GPano:ProjectionType"`` etc.
 
@@ -100,7 +105,7 @@ def parse_xmp(packet: bytes, warnings: list[str]) -> dict[str, str]:
     """
     # The padding after the last end tag (usually kilobytes of spaces) is never scanned.
     end = packet.find(b">", packet.rfind(b"</")) + 1 or len(packet)
-    if packet.find(b"<!", 0, end) >= 0 and (b"<!DOCTYPE" in packet or b"<!ENTITY" in packet):
+    if declares_entities(packet):
         warnings.append("XMP packet declares a DOCTYPE or entities, ignored")
         return {}
     grammar = _grammar(tuple(_XMLNS.findall(packet, 0, end)))
