@@ -101,13 +101,11 @@ def ingest(
         storage, prefix, listing = _list_source(source, settings)
         known = catalog.known_files(storage.uri(prefix) if prefix else storage.root_uri.rstrip("/") + "/")
         to_read = [info for info in listing if _changed(known.get(info.uri), info)]
-        failed_before = _failed_before(
-            catalog, known, {info.uri for info in listing} - {i.uri for i in to_read}
-        )
+        present = {info.uri for info in listing}
+        failed_before = _failed_before(catalog, present - {info.uri for info in to_read})
         report.unchanged += len(listing) - len(to_read) - len(failed_before)
         report.failed += failed_before
         reads = _read_all(storage, to_read, workers, progress)
-        present = {info.uri for info in listing}
         records = _records(reads, rules, known, present)
         result = catalog.upsert_images(records)
         gone = [uri for uri, k in known.items() if uri not in present and not k.deleted]
@@ -164,9 +162,9 @@ def _list_source(source: str | Path, settings: Settings) -> tuple[Storage, str, 
     return storage, "", listing
 
 
-def _failed_before(catalog: Catalog, known: dict[str, KnownFile], unchanged: set[str]) -> list[IngestFailure]:
+def _failed_before(catalog: Catalog, unchanged: set[str]) -> list[IngestFailure]:
     """The unchanged files of a source that the catalog holds as failed, with the reason recorded then."""
-    if not unchanged & known.keys():
+    if not unchanged:
         return []
     failed = catalog.images(Selection(status="failed"))
     return [IngestFailure(image.uri, image.error or "failed") for image in failed if image.uri in unchanged]
