@@ -116,12 +116,14 @@ def with_xmp(packet: bytes) -> bytes:
     return PLAIN_JPEG[:2] + app1(b"http://ns.adobe.com/xap/1.0/\x00" + packet) + PLAIN_JPEG[2:]
 
 
-def test_xmp_with_entity_declarations_is_refused() -> None:
+@pytest.mark.parametrize("before", ["", "<!-- a comment -->"])
+def test_xmp_with_entity_declarations_is_refused(before: str) -> None:
     lol = '<!ENTITY lol "lol">' + "".join(
         f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10 if i > 1 else "&lol;" * 10}">' for i in range(1, 10)
     )
     packet = gpano_packet(
-        'GPano:ProjectionType="&lol9;" GPano:PoseHeadingDegrees="12.5"', f"<!DOCTYPE x:xmpmeta [{lol}]>"
+        'GPano:ProjectionType="&lol9;" GPano:PoseHeadingDegrees="12.5"',
+        f"{before}<!DOCTYPE x:xmpmeta [{lol}]>",
     )
     started = time.perf_counter()
     metadata = parse_jpeg_header(with_xmp(packet))

@@ -55,6 +55,7 @@ _XMLNS = re.compile(rb"""xmlns:([A-Za-z_][\w.-]*)\s*=\s*["']([^"']*)["']""")
 _TAG = re.compile(rb"<(/?)([A-Za-z_][\w.:-]*)([^>]*)>([^<]*)")
 _REFERENCE = re.compile(r"&(?:#(\d+)|#x([0-9A-Fa-f]+)|(lt|gt|amp|quot|apos));")
 _ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
+_MARKUP = re.compile(rb"<[!A-Za-z_]")  # a declaration, comment or element: not a processing instruction
 _XMPMETA = (b":xmpmeta", b":xapmeta")
 # What an open element is to the walk of the packet.
 _OTHER, _ROOT, _TOP = range(3)  # _ROOT: rdf:RDF or x:xmpmeta, whose descriptions are top-level
@@ -80,19 +81,25 @@ def _grammar(declarations: tuple[tuple[bytes, bytes], ...]) -> _Grammar | None:
     }
     if not keys:
         return None
-    # Each name is checked to follow whitespace by a look-behind after it, not before it, so that the regex
-    # engine can skip ahead to the names quickly.
-    names = b"|".join(
-        re.escape(name) + rb"(?<=\s" + re.escape(name) + b")" for name in sorted(keys, key=len, reverse=True)
+    # Each prefix is checked to follow whitespace by a look-behind after it, not before it, so that the regex
+    # engine can skip ahead to the prefixes quickly.
+    prefixes = sorted({name.partition(b":")[0] for name in keys}, key=len, reverse=True)
+    locals_ = sorted({name.partition(b":")[2] for name in keys}, key=len, reverse=True)
+    attribute = re.compile(
+        b"((?:"
+        + b"|".join(re.escape(prefix) + rb"(?<=\s" + re.escape(prefix) + b")" for prefix in prefixes)
+        + b"):(?:"
+        + b"|".join(map(re.escape, locals_))
+        + rb"""))\s*=\s*(?:"([^"]*)"|'([^']*)')"""
     )
-    attribute = re.compile(b"(" + names + rb""")\s*=\s*(?:"([^"]*)"|'([^']*)')""")
     rdf = next((prefix for prefix, uri in sorted(bindings) if uri == RDF_NS), b"rdf")
     return _Grammar(attribute, keys, rdf + b":RDF", rdf + b":Description")
 
 
 def declares_entities(packet: bytes) -> bool:
     """Whether an XMP packet has a DOCTYPE or entity declarations: such a packet is neither read nor edited."""
-    return b"<!" in packet and (b"<!DOCTYPE" in packet or b"<!ENTITY" in packet)
+    first = _MARKUP.search(packet)  # a DOCTYPE comes before the root element
+    return first is not None and first[0] == b"<!" and (b"<!DOCTYPE" in packet or b"<!ENTITY" in packet)
 
 
 def parse_xmp(packet: bytes, warnings: list[str]) -> dict[str, str]:
@@ -103,18 +110,16 @@ def parse_xmp(packet: bytes, warnings: list[str]) -> dict[str, str]:
     ``exif:GPSLatitude``) describe something else.
     A packet that declares a DOCTYPE or entities is refused with a warning.
     """
-    # The padding after the last end tag (usually kilobytes of spaces) is never scanned.
-    end = packet.find(b">", packet.rfind(b"</")) + 1 or len(packet)
     if declares_entities(packet):
         warnings.append("XMP packet declares a DOCTYPE or entities, ignored")
         return {}
-    grammar = _grammar(tuple(_XMLNS.findall(packet, 0, end)))
+    grammar = _grammar(tuple(_XMLNS.findall(packet)))
     if grammar is None:
         return {}
     found: dict[str, str] = {}
     keys = grammar.keys
     stack: list[int] = []  # what each open element is
-    tags = _TAG.findall(packet, 0, end)
+    tags = _TAG.findall(packet)
     for index, (close, name, rest, text) in enumerate(tags):
         if close:
             if stack:
@@ -127,7 +132,8 @@ def parse_xmp(packet: bytes, warnings: list[str]) -> dict[str, str]:
         elif name == grammar.description and parent == _ROOT:
             kind = _TOP
             for qualified, double, single in grammar.attribute.findall(rest):
-                found.setdefault(keys[qualified], _decode(double or single).strip())
+                if qualified in keys:  # not a name of another namespace under a prefix read
+                    found.setdefault(keys[qualified], _decode(double or single).strip())
         elif parent == _TOP and name in keys and not rest.endswith(b"/") and index + 1 < len(tags):
             following = tags[index + 1]
             if following[0] and following[1] == name:  # a simple value, not a structure
