@@ -10,15 +10,20 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypedDict
 
-from panopipe.catalog import Catalog, ImageRecord, KnownFile
+from panopipe.catalog import Catalog, ImageRecord, KnownFile, Selection
 from panopipe.config import IngestRules, Settings
 from panopipe.errors import ConfigError, MetadataError, StorageError
 from panopipe.metadata import ImageMetadata, parse_jpeg_header, read_jpeg_header
+from panopipe.metadata.jpeg import read_header
 from panopipe.storage import FolderStorage, ObjectInfo, Storage, open_storage
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 HEADER_CHUNK = 64 * 1024  # one read covers the header of most camera JPEGs
+ONE_READ = 8 << 20
+"""A local file up to this size is parsed and hashed from one read; a larger one is hashed in chunks."""
+HASH_CHUNK = 1 << 20
 
 Progress = Callable[[int, int], None]
 """Called with (files done, files to read)."""
@@ -85,8 +90,9 @@ def ingest(
     """Bring the images under ``sources`` (folders, files or ``s3://`` prefixes) into ``catalog``.
 
     Files whose size and modification time (ETag on S3) match the catalog are not read again. Unreadable
-    files are recorded with ``status='failed'`` and their reason, and the rest go on. A file whose content
-    moved within a source keeps its id; files gone from a source folder are marked deleted.
+    files (a bad name included) are recorded with ``status='failed'`` and their reason, and the rest go on;
+    an unchanged file that failed before is reported failed again. A file whose content moved within a source
+    keeps its id; files gone from a source folder are marked deleted.
     """
     started = time.perf_counter()
     rules = _compile(settings.ingest)
@@ -95,9 +101,11 @@ def ingest(
         storage, prefix, listing = _list_source(source, settings)
         known = catalog.known_files(storage.uri(prefix) if prefix else storage.root_uri.rstrip("/") + "/")
         to_read = [info for info in listing if _changed(known.get(info.uri), info)]
-        report.unchanged += len(listing) - len(to_read)
-        reads = _read_all(storage, to_read, workers, progress)
         present = {info.uri for info in listing}
+        failed_before = _failed_before(catalog, present - {info.uri for info in to_read})
+        report.unchanged += len(listing) - len(to_read) - len(failed_before)
+        report.failed += failed_before
+        reads = _read_all(storage, to_read, workers, progress)
         records = _records(reads, rules, known, present)
         result = catalog.upsert_images(records)
         gone = [uri for uri, k in known.items() if uri not in present and not k.deleted]
@@ -145,13 +153,21 @@ def _list_source(source: str | Path, settings: Settings) -> tuple[Storage, str, 
     if not text.startswith("s3://"):
         path = Path(text).expanduser()
         if path.is_file():
-            storage = FolderStorage(path.parent)
-            return storage, path.name, [storage.head(path.name)]
+            folder = FolderStorage(path.parent)
+            return folder, path.name, [folder.head(path.name)]
         if not path.is_dir():
             raise StorageError(f"{path} does not exist: give a folder, a JPEG file or an s3:// prefix")
     storage = open_storage(text, settings)
     listing = [info for info in storage.list() if info.key.lower().endswith(JPEG_SUFFIXES)]
     return storage, "", listing
+
+
+def _failed_before(catalog: Catalog, unchanged: set[str]) -> list[IngestFailure]:
+    """The unchanged files of a source that the catalog holds as failed, with the reason recorded then."""
+    if not unchanged:
+        return []
+    failed = catalog.images(Selection(status="failed"))
+    return [IngestFailure(image.uri, image.error or "failed") for image in failed if image.uri in unchanged]
 
 
 def _changed(known: KnownFile | None, info: ObjectInfo) -> bool:
@@ -178,18 +194,26 @@ def _read_all(
 
     if isinstance(storage, FolderStorage):
         workers = workers or os.cpu_count() or 1
-        paths = [str(storage.path(info.key)) for info in infos]
-        if workers == 1 or total < 2:
-            for info, path in zip(infos, paths, strict=True):
+        readable, paths = [], []
+        for info in infos:
+            try:
+                paths.append(str(storage.path(info.key)))
+            except StorageError as exc:  # a name no key may have (a control character): this file fails
+                tick(_Read(info, None, None, str(exc), 0))
+            else:
+                readable.append(info)
+        if workers == 1 or len(paths) < 2:
+            for info, path in zip(readable, paths, strict=True):
                 tick(_with_info(info, _read_local(path)))
         else:
-            with ProcessPoolExecutor(workers) as pool:
-                chunk = max(1, min(256, total // (workers * 4)))
-                for info, outcome in zip(infos, pool.map(_read_local, paths, chunksize=chunk), strict=True):
+            with ProcessPoolExecutor(workers) as processes:
+                chunk = max(1, min(256, len(paths) // (workers * 4)))
+                outcomes = processes.map(_read_local, paths, chunksize=chunk)
+                for info, outcome in zip(readable, outcomes, strict=True):
                     tick(_with_info(info, outcome))
     else:
-        with ThreadPoolExecutor(workers or 16) as pool:
-            for read in pool.map(lambda info: _read_remote(storage, info), infos):
+        with ThreadPoolExecutor(workers or 16) as threads:
+            for read in threads.map(lambda info: _read_remote(storage, info), infos):
                 tick(read)
     return results
 
@@ -200,12 +224,23 @@ def _with_info(info: ObjectInfo, outcome: tuple[ImageMetadata | None, str | None
 
 
 def _read_local(path: str) -> tuple[ImageMetadata | None, str | None, str | None, int]:
-    """Header metadata and SHA-256 of one local file (runs in a worker process), from one read of the file."""
+    """Header metadata and SHA-256 of one local file (runs in a worker process).
+
+    A file of up to :data:`ONE_READ` bytes is parsed and hashed from one read. A larger one has its header
+    read first, so that a file which is no JPEG is refused from its first bytes, and the rest is hashed in
+    chunks: memory does not grow with the file size.
+    """
     try:
         with open(path, "rb") as handle:
-            data = handle.read()
-        digest = hashlib.sha256(data)
-        metadata = parse_jpeg_header(data)
+            fd = handle.fileno()
+            size = os.fstat(fd).st_size
+            first = size if size <= ONE_READ else HEADER_CHUNK
+            data, _, _ = read_header(lambda start, length: os.pread(fd, length, start), first, size=size)
+            metadata = parse_jpeg_header(data)
+            digest = hashlib.sha256(data)
+            handle.seek(len(data))
+            while chunk := handle.read(HASH_CHUNK):
+                digest.update(chunk)
     except MetadataError as exc:
         return None, None, str(exc), 0
     except OSError as exc:
@@ -241,30 +276,37 @@ def _records(
     records = []
     for read in reads:
         info = read.info
-        fields = _path_fields(pattern, info.uri)
-        moved_id = vanished_by_hash.pop(read.content_hash, None) if info.uri not in known else None
-        common = {
-            "uri": info.uri,
-            "size": info.size,
-            "etag": info.etag,
-            "modified_at": info.modified,
-            "content_hash": read.content_hash,
-            "id": moved_id,
-            **fields,
-        }
+        moved_id = None
+        if read.content_hash is not None and info.uri not in known:
+            moved_id = vanished_by_hash.pop(read.content_hash, None)
+        record = ImageRecord(
+            uri=info.uri,
+            size=info.size,
+            etag=info.etag,
+            modified_at=info.modified,
+            content_hash=read.content_hash,
+            id=moved_id,
+            **_path_fields(pattern, info.uri),
+        )
         if read.metadata is None:
-            records.append(ImageRecord(**common, status="failed", error=read.error))
+            records.append(replace(record, status="failed", error=read.error))
         else:
-            records.append(ImageRecord(**common, **_metadata_fields(read.metadata)))
+            records.append(_with_metadata(record, read.metadata))
     return records
 
 
-def _path_fields(pattern: re.Pattern[str], uri: str) -> dict[str, object]:
+class _PathFields(TypedDict, total=False):
+    reel: str
+    frame: int
+    camera_index: int
+
+
+def _path_fields(pattern: re.Pattern[str], uri: str) -> _PathFields:
     match = pattern.search(uri)
     if match is None:
         return {}
     groups = match.groupdict()
-    fields: dict[str, object] = {}
+    fields: _PathFields = {}
     if groups.get("reel"):
         fields["reel"] = groups["reel"]
     if groups.get("frame"):
@@ -274,29 +316,31 @@ def _path_fields(pattern: re.Pattern[str], uri: str) -> dict[str, object]:
     return fields
 
 
-def _metadata_fields(m: ImageMetadata) -> dict[str, object]:
-    heading = m.gps_img_direction if m.gps_img_direction is not None else m.pose_heading
-    return {
-        "captured_at": m.captured_at,
-        "utc_offset_minutes": m.utc_offset_minutes,
-        "lat": m.gps_latitude,
-        "lon": m.gps_longitude,
-        "alt": m.gps_altitude,
-        "heading": heading,
-        "pitch": m.pose_pitch,
-        "roll": m.pose_roll,
-        "make": m.make,
-        "model": m.model,
-        "camera_serial": m.body_serial_number,
-        "width": m.width,
-        "height": m.height,
-        "projection": m.projection_type,
-    }
+def _with_metadata(record: ImageRecord, m: ImageMetadata) -> ImageRecord:
+    return replace(
+        record,
+        captured_at=m.captured_at,
+        utc_offset_minutes=m.utc_offset_minutes,
+        lat=m.gps_latitude,
+        lon=m.gps_longitude,
+        alt=m.gps_altitude,
+        heading=m.gps_img_direction if m.gps_img_direction is not None else m.pose_heading,
+        pitch=m.pose_pitch,
+        roll=m.pose_roll,
+        make=m.make,
+        model=m.model,
+        camera_serial=m.body_serial_number,
+        width=m.width,
+        height=m.height,
+        projection=m.projection_type,
+    )
 
 
 __all__ = [
+    "HASH_CHUNK",
     "HEADER_CHUNK",
     "JPEG_SUFFIXES",
+    "ONE_READ",
     "IngestFailure",
     "IngestReport",
     "Progress",

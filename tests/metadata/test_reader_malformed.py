@@ -52,6 +52,8 @@ MAKE_ABC = (0x010F, 2, 4, int.from_bytes(b"Abc\x00", "little"))
         (b"\xff\xd8\xff\xda\x00\x08", "no SOF marker"),
         (b"\xff\xd8\xff\xe1\x00\x01", "length below 2"),
         (b"\xff\xd8\x00\x00\x00\x00", "no marker at byte 2"),
+        (PLAIN_JPEG[:20] + bytes(5000), "no marker at byte 20 .* nor in the 4096 bytes after it"),
+        (PLAIN_JPEG[:20] + bytes(50), "truncated"),
     ],
 )
 def test_unreadable_files_raise_metadata_error(data: bytes, reason: str) -> None:
@@ -102,22 +104,48 @@ def test_bogus_gps_values_are_ignored_with_warnings() -> None:
     assert any("GPSLongitude 200 is out of range" in text for text in metadata.warnings)
 
 
-def test_xmp_entities_are_not_expanded() -> None:
+def gpano_packet(attributes: str, doctype: str = "") -> bytes:
+    return (
+        f'<?xml version="1.0"?>{doctype}<x:xmpmeta xmlns:x="adobe:ns:meta/">'
+        '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about=""'
+        f' xmlns:GPano="http://ns.google.com/photos/1.0/panorama/" {attributes}/></rdf:RDF></x:xmpmeta>'
+    ).encode()
+
+
+def with_xmp(packet: bytes) -> bytes:
+    return PLAIN_JPEG[:2] + app1(b"http://ns.adobe.com/xap/1.0/\x00" + packet) + PLAIN_JPEG[2:]
+
+
+@pytest.mark.parametrize("before", ["", "<!-- a comment -->"])
+def test_xmp_with_entity_declarations_is_refused(before: str) -> None:
     lol = '<!ENTITY lol "lol">' + "".join(
         f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10 if i > 1 else "&lol;" * 10}">' for i in range(1, 10)
     )
-    xmp = (
-        f'<?xml version="1.0"?><!DOCTYPE x:xmpmeta [{lol}]><x:xmpmeta xmlns:x="adobe:ns:meta/">'
-        '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about=""'
-        ' xmlns:GPano="http://ns.google.com/photos/1.0/panorama/" GPano:ProjectionType="&lol9;"'
-        ' GPano:PoseHeadingDegrees="&#49;&#x32;.5"/></rdf:RDF></x:xmpmeta>'
-    ).encode()
-    data = PLAIN_JPEG[:2] + app1(b"http://ns.adobe.com/xap/1.0/\x00" + xmp) + PLAIN_JPEG[2:]
+    packet = gpano_packet(
+        'GPano:ProjectionType="&lol9;" GPano:PoseHeadingDegrees="12.5"',
+        f"{before}<!DOCTYPE x:xmpmeta [{lol}]>",
+    )
     started = time.perf_counter()
-    metadata = parse_jpeg_header(data)
+    metadata = parse_jpeg_header(with_xmp(packet))
     assert time.perf_counter() - started < 0.1
-    assert metadata.projection_type == "&lol9;"
-    assert metadata.pose_heading == 12.5  # character references are decoded
+    assert (metadata.projection_type, metadata.pose_heading) == (None, None)
+    assert metadata.warnings == ("XMP packet declares a DOCTYPE or entities, ignored",)
+    assert metadata.width == 128
+
+
+def test_xmp_character_references_are_decoded() -> None:
+    metadata = parse_jpeg_header(with_xmp(gpano_packet('GPano:PoseHeadingDegrees="&#49;&#x32;.5"')))
+    assert metadata.pose_heading == 12.5
+    assert metadata.warnings == ()
+
+
+@pytest.mark.parametrize("value", ["&lol9;", "cubemap", "Equirectangular", "cylindrical", "x" * 300])
+def test_projection_type_outside_the_gpano_values_is_dropped(value: str) -> None:
+    metadata = parse_jpeg_header(with_xmp(gpano_packet(f'GPano:ProjectionType="{value}"')))
+    assert metadata.projection_type is None
+    assert metadata.warnings == (f"XMP ProjectionType {value!r} is not a GPano projection type, ignored",)
+    kept = parse_jpeg_header(with_xmp(gpano_packet('GPano:ProjectionType="equirectangular"')))
+    assert (kept.projection_type, kept.warnings) == ("equirectangular", ())
 
 
 def test_empty_xmp_attributes_are_empty_values() -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from panopipe.cli import render
 from panopipe.cli.options import JsonOption, uses_catalog
@@ -45,8 +46,9 @@ def ingest(
             f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
             f"deleted {report.deleted}, failed {len(report.failed)} in {report.seconds:.1f} s"
         )
-        for failure in report.failed:
-            render.error(f"{failure.uri}: {failure.reason}")
+        for failure in report.failed:  # one line each, even for a name with a newline
+            uri = failure.uri if failure.uri.isprintable() else failure.uri.encode("unicode_escape").decode()
+            render.error(escape(f"{uri}: {failure.reason}"))
     if not report.ok:
         raise typer.Exit(1)
 

@@ -22,10 +22,12 @@ from panopipe.metadata.tiff import (
     IFD,
     INTEROP_IFD,
     LONG,
+    POINTER_TYPES,
     RATIONAL,
     SHORT,
     SRATIONAL,
     TYPE_SIZES,
+    pointer_offset,
 )
 
 log = logging.getLogger(__name__)
@@ -81,9 +83,9 @@ class ExifTree:
             parent, tag = _POINTERS[name]
             entry = tree.ifds.get(parent, {}).pop(tag, None)
             if entry is not None:
-                if entry.type not in (LONG, IFD) or entry.count != 1:
+                if entry.type not in POINTER_TYPES or entry.count != 1:
                     raise MetadataError(f"corrupt EXIF: the {name} pointer in {parent} has type {entry.type}")
-                tree._read_ifd(name, tree._u32(entry.value, 0))
+                tree._read_ifd(name, pointer_offset(tree.order, entry.type, entry.value))
         if next_offset:
             tree._read_ifd1(next_offset)
         tree._keep = tree._kept_prefix()

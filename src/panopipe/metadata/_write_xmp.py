@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape, quoteattr
 
 from panopipe.errors import MetadataError
+from panopipe.metadata.xmp import declares_entities
 
 X_NS = "adobe:ns:meta/"
 RDF_NS = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
@@ -56,7 +57,7 @@ def merge_xmp(packet: bytes | None, values: dict[Property, str], prefixes: dict[
 
 def _parse(packet: bytes) -> tuple[ET.Element, dict[str, str]]:
     """The root element of ``packet`` and the prefix it declares for each namespace URI."""
-    if b"<!DOCTYPE" in packet or b"<!ENTITY" in packet:
+    if declares_entities(packet):
         raise MetadataError("unsafe XMP: the packet declares a DOCTYPE or entities")
     declared: dict[str, str] = {}
     root: ET.Element | None = None

@@ -19,6 +19,10 @@ APP1 = 0xE1
 SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # Markers that stand alone, without a length field.
 _STANDALONE = frozenset([0x01, *range(0xD0, 0xD8)])
+STRAY = -1
+"""The "marker" of a :class:`Segment` that holds stray bytes found where a marker should be."""
+# How far the walk looks past stray bytes for the next marker before it gives up on the file.
+_MAX_STRAY = 4096
 EXIF_HEADER = b"Exif\x00\x00"
 EXIF_ID = EXIF_HEADER[:5]  # the pad byte after "Exif\0" is not always 0
 XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
@@ -30,7 +34,12 @@ _LOOKAHEAD = 2048
 
 
 class Segment(NamedTuple):
-    """One marker segment: ``data[start:end]`` is the whole segment, fill bytes and marker included."""
+    """One marker segment: ``data[start:end]`` is the whole segment, fill bytes and marker included.
+
+    Stray bytes between two segments (a segment length a few bytes short, as some cameras write) form a
+    segment of their own whose marker is :data:`STRAY`; like libjpeg, Pillow and ExifTool, the walk skips
+    them to the next marker.
+    """
 
     marker: int
     start: int
@@ -70,9 +79,18 @@ def walk(data: bytes) -> tuple[list[Segment], int, int]:
         if pos + 2 > n:
             return segments, -1, pos + 4
         if data[pos] != 0xFF:
-            raise MetadataError(
-                f"corrupt JPEG: no marker at byte {pos} (expected a marker, found {data[pos]:02X})"
-            )
+            # Like ExifTool and Pillow, a file whose SOI is not followed by a marker is no JPEG.
+            found = _next_marker(data, pos) if segments else -1
+            if found < 0:
+                if segments and n - pos < _MAX_STRAY:
+                    return segments, -1, pos + _MAX_STRAY
+                raise MetadataError(
+                    f"corrupt JPEG: no marker at byte {pos} (expected a marker, found {data[pos]:02X})"
+                    + (f" nor in the {_MAX_STRAY} bytes after it" if segments else "")
+                )
+            segments.append(Segment(STRAY, start, pos, found))
+            pos = start = found
+            continue
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
@@ -95,6 +113,16 @@ def walk(data: bytes) -> tuple[list[Segment], int, int]:
             return segments, -1, end
         segments.append(Segment(marker, start, pos + 4, end))
         pos = start = end
+
+
+def _next_marker(data: bytes, pos: int) -> int:
+    """Where the next marker (0xFF not followed by a stuffed 0x00) starts within ``_MAX_STRAY`` bytes of
+    ``pos``, or -1."""
+    limit = pos + _MAX_STRAY
+    found = data.find(b"\xff", pos, limit)
+    while found >= 0 and found + 1 < len(data) and data[found + 1] == 0:
+        found = data.find(b"\xff", found + 2, limit)
+    return found if found + 1 < len(data) else -1
 
 
 def scan_segments(data: bytes) -> tuple[list[Segment], int, int]:
@@ -147,7 +175,11 @@ def scan_jpeg(data: bytes, segments: list[Segment], end: int) -> JpegHeader:
     exif_parts: list[tuple[int, int]] = []
     for segment in segments:
         marker, _, start, stop = segment
-        if marker == APP1:
+        if marker == STRAY:
+            header.warnings.append(
+                f"{stop - start} stray bytes at byte {start} before the next marker, skipped"
+            )
+        elif marker == APP1:
             if data.startswith(EXIF_ID, start):
                 exif_parts.append((start + 6, stop))
             elif header.xmp is None and data.startswith(XMP_HEADER, start):
@@ -205,6 +237,7 @@ __all__ = [
     "MAX_SEGMENT_PAYLOAD",
     "SOF_MARKERS",
     "SOS",
+    "STRAY",
     "XMP_HEADER",
     "JpegHeader",
     "Segment",

@@ -7,6 +7,7 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from panopipe.errors import MetadataError
 from panopipe.metadata import tiff
@@ -25,6 +26,11 @@ _NUMBER = re.compile(r"[+-]?(?=\d|\.\d)\d*(?:\.\d*)?(?:[Ee][+-]\d+)?")
 _SOUTH_WEST = re.compile(r"[^A-Z](?:S(?:outh)?|W(?:est)?)\s*$", re.IGNORECASE)
 _RATIONAL = re.compile(r"\s*(-?\d+)/(-?\d+)\s*$")
 _OFFSET_INFERENCE_WINDOW = timedelta(hours=24)
+_UTC_OFFSETS = range(-12 * 60, 14 * 60 + 1)
+"""The UTC offsets (minutes) of the world's time zones: an offset inferred outside them is not used."""
+PROJECTION_TYPES = frozenset(["equirectangular"])
+"""The GPano ProjectionType values kept: the one the GPano specification defines (Google's Photo Sphere XMP
+metadata: "Google products currently support the value equirectangular"). Others are dropped with a warning."""
 # The GPano properties read: ImageMetadata field, XMP key, property name, whether it is an integer.
 _GPANO = [
     (field, f"GPano:{name}", name, integer)
@@ -110,7 +116,7 @@ def _parse(data: bytes, segments: list[Segment], end: int) -> ImageMetadata:
     tags = (
         parse_tiff(header.exif, header.exif_start, header.exif_end, warnings) if header.exif else ExifTags()
     )
-    xmp = parse_xmp(header.xmp) if header.xmp else {}
+    xmp = parse_xmp(header.xmp, warnings) if header.xmp else {}
     main, gps = tags.main, tags.gps
 
     datetime_original = _text(main, tiff.DATETIME_ORIGINAL)
@@ -139,7 +145,7 @@ def _parse(data: bytes, segments: list[Segment], end: int) -> ImageMetadata:
     orientation = _number(main, tiff.ORIENTATION)
     if orientation is not None and not 1 <= orientation <= 8:
         warnings.append(f"Orientation {orientation:g} is not a valid value (1 to 8)")
-    gpano = {
+    gpano: dict[str, Any] = {
         field: (_xmp_int if integer else _xmp_number)(xmp.get(key), name, warnings)
         for field, key, name, integer in _GPANO
     }
@@ -163,11 +169,25 @@ def _parse(data: bytes, segments: list[Segment], end: int) -> ImageMetadata:
         orientation=None if orientation is None else int(orientation),
         width=header.width,
         height=header.height,
-        projection_type=xmp.get("GPano:ProjectionType") or None,
+        projection_type=_projection_type(xmp.get("GPano:ProjectionType"), warnings),
         **gpano,
         warnings=tuple(warnings),
         header_bytes=header.end,
     )
+
+
+def _projection_type(text: str | None, warnings: list[str]) -> str | None:
+    if not text:
+        return None
+    if text not in PROJECTION_TYPES:
+        warnings.append(f"XMP ProjectionType {text!r} is not a GPano projection type, ignored")
+        return None
+    return text
+
+
+def _offset_text(minutes: int) -> str:
+    hours, rest = divmod(abs(minutes), 60)
+    return f"{'-' if minutes < 0 else '+'}{hours:02d}:{rest:02d}"
 
 
 def _text(values: dict[int, Value], tag: int) -> str | None:
@@ -305,7 +325,7 @@ def _gps_datetime(gps: dict[int, Value], xmp: dict[str, str], warnings: list[str
             warnings.append("GPSTimeStamp has a zero denominator, ignored")
             return None
         seconds = round((time[0] * 60 + time[1]) * 60 + time[2], 6)
-        parsed = _parse_datetime(date.strip()[:10] + " 00:00:00")
+        parsed = _parse_datetime(date.strip() + " 00:00:00")
         if parsed is None or not 0 <= seconds < 86400:
             warnings.append(f"GPSDateStamp/GPSTimeStamp {date!r} {time} is not a valid time, ignored")
             return None
@@ -350,9 +370,15 @@ def _capture_time(
         difference = local - gps_datetime
         if abs(difference) <= _OFFSET_INFERENCE_WINDOW:
             offset = round(difference / timedelta(minutes=15)) * 15
+            if offset not in _UTC_OFFSETS:
+                warnings.append(
+                    f"UTC offset {_offset_text(offset)} inferred from the GPS time is outside -12:00..+14:00,"
+                    " not used"
+                )
+                offset = None
     if offset is None:
         return local, None
     return local - timedelta(minutes=offset), offset
 
 
-__all__ = ["ImageMetadata", "parse_jpeg_header", "read_metadata"]
+__all__ = ["PROJECTION_TYPES", "ImageMetadata", "parse_jpeg_header", "read_metadata"]

@@ -54,7 +54,9 @@ _GPS_TAGS |= {GPS_IMG_DIRECTION}
 # Tags whose home is the ExifIFD: there they win over a copy in IFD0.
 _EXIF_HOME = frozenset([DATETIME_ORIGINAL, OFFSET_TIME_ORIGINAL, SUBSEC_TIME_ORIGINAL, BODY_SERIAL_NUMBER])
 _POINTERS = {EXIF_IFD: "0x8769 ExifOffset", GPS_IFD: "0x8825 GPSInfo"}
-_POINTER_TYPES = frozenset([LONG, IFD])
+POINTER_TYPES = frozenset([BYTE, SHORT, LONG, SBYTE, SSHORT, SLONG, IFD])
+"""Like ExifTool, a sub-IFD pointer of any integer type is followed (BigTIFF's 8-byte types are no EXIF
+types: ExifTool rejects them as a bad format)."""
 _TEXT_TYPES = frozenset([BYTE, ASCII, UNDEFINED])
 _RATIONALS = frozenset([RATIONAL, SRATIONAL])
 _TYPE_NAMES = {1: "int8u", 2: "string", 3: "int16u", 4: "int32u", 5: "rational64u", 6: "int8s", 7: "undef"}
@@ -63,6 +65,9 @@ _TYPE_NAMES |= {8: "int16s", 9: "int32s", 10: "rational64s", 11: "float", 12: "d
 _CODES = {BYTE: "B", SHORT: "H", LONG: "I", RATIONAL: "I", SBYTE: "b", UNDEFINED: "B", SSHORT: "h"}
 _CODES |= {SLONG: "i", SRATIONAL: "i", FLOAT: "f", DOUBLE: "d", IFD: "I"}
 _MAX_NUMBERS = 8  # none of the numeric tags read here has more values
+_POINTER_READERS = {
+    (order, typ): struct.Struct(order + _CODES[typ]).unpack_from for order in "<>" for typ in POINTER_TYPES
+}
 
 _BYTE_ORDERS = {b"II": "<", b"MM": ">"}
 _UNPACK = {order: tuple(struct.Struct(order + f).unpack_from for f in ("H", "I")) for order in "<>"}
@@ -115,19 +120,24 @@ class _Reader:
         for index, (tag, typ, n, raw) in enumerate(self.entries(self.buf[table : table + 12 * count])):
             if tag not in wanted or tag in values:
                 continue
+            inline = table + 12 * index + 8
             if tag in _POINTERS:
-                if typ not in _POINTER_TYPES:
-                    fmt = _TYPE_NAMES.get(typ, str(typ))
-                    self.warnings.append(f"wrong format ({fmt}) for {name} {_POINTERS[tag]}, not followed")
-                elif n != 1:
-                    self.warnings.append(f"{name} {_POINTERS[tag]} has {n} values instead of 1, not followed")
+                if typ in POINTER_TYPES and n == 1:
+                    values[tag] = (float(pointer_offset(self.order, typ, self.buf, inline)),)
                 else:
-                    values[tag] = (float(raw),)
+                    self._bad_pointer(name, tag, typ, n)
                 continue
-            value = self._value(name, tag, typ, n, raw, table + 12 * index + 8, tag in strings)
+            value = self._value(name, tag, typ, n, raw, inline, tag in strings)
             if value is not None:
                 values[tag] = value
         return values
+
+    def _bad_pointer(self, ifd: str, tag: int, typ: int, n: int) -> None:
+        if typ not in POINTER_TYPES:
+            fmt = _TYPE_NAMES.get(typ, str(typ))
+            self.warnings.append(f"wrong format ({fmt}) for {ifd} {_POINTERS[tag]}, not followed")
+        else:
+            self.warnings.append(f"{ifd} {_POINTERS[tag]} has {n} values instead of 1, not followed")
 
     def _value(
         self, ifd: str, tag: int, typ: int, n: int, raw: int, inline: int, string: bool
@@ -161,8 +171,14 @@ class _Reader:
         numbers = unpack(self.buf, pos)
         if typ in _RATIONALS:
             denominators = numbers[1::2]
-            return tuple(map(truediv if all(denominators) else _ratio, numbers[::2], denominators))
+            divide: Callable[[float, float], float] = truediv if all(denominators) else _ratio
+            return tuple(map(divide, numbers[::2], denominators))
         return tuple(map(float, numbers))
+
+
+def pointer_offset(order: str, typ: int, data: bytes, at: int = 0) -> int:
+    """The offset held by a sub-IFD pointer of type ``typ`` (one of :data:`POINTER_TYPES`) at ``data[at:]``."""
+    return int(_POINTER_READERS[order, typ](data, at)[0])
 
 
 def _unpacker(order: str, typ: int, n: int) -> Callable[[bytes, int], tuple[int | float, ...]]:
@@ -170,7 +186,7 @@ def _unpacker(order: str, typ: int, n: int) -> Callable[[bytes, int], tuple[int 
     return struct.Struct(f"{order}{count}{_CODES[typ]}").unpack_from
 
 
-def _ratio(num: int, den: int) -> float:
+def _ratio(num: float, den: float) -> float:
     if den:
         return num / den
     return math.inf if num else math.nan
@@ -227,9 +243,11 @@ __all__ = [
     "MODEL",
     "OFFSET_TIME_ORIGINAL",
     "ORIENTATION",
+    "POINTER_TYPES",
     "SUBSEC_TIME_ORIGINAL",
     "TYPE_SIZES",
     "ExifTags",
     "Value",
     "parse_tiff",
+    "pointer_offset",
 ]
