@@ -37,6 +37,7 @@ SCRIPTS = (
     "ingest_s3",
     "handler",
     "codec",
+    "startup",
 )
 START, END = "<!-- fair-figures:start -->", "<!-- fair-figures:end -->"
 
