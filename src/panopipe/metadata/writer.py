@@ -7,12 +7,9 @@ maker notes included (see :mod:`panopipe.metadata._write_tiff`).
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import re
 import stat
-import tempfile
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -35,6 +32,7 @@ from panopipe.metadata.jpeg import (
 )
 from panopipe.metadata.tiff import ASCII, BYTE, LONG, RATIONAL, SHORT, UNDEFINED
 from panopipe.metadata.xmp import GPANO_NS
+from panopipe.storage.folder import write_atomic
 
 PANOPIPE_NS = "https://panopipe.dev/ns/1.0/"
 _PREFIXES = {GPANO_NS: "GPano", PANOPIPE_NS: "panopipe"}
@@ -218,26 +216,9 @@ def apply_metadata_file(src: Path, dst: Path | None = None, *, update: MetadataU
     parts = _splice(data, update)
     try:
         mode = stat.S_IMODE((dst if dst.exists() else src).stat().st_mode)
-        _replace_atomically(dst, parts, mode)
     except OSError as exc:
-        raise StorageError(f"cannot write {dst}: {exc.strerror}") from exc
-
-
-def _replace_atomically(path: Path, parts: list[bytes | memoryview], mode: int) -> None:
-    """Like :func:`panopipe.storage.write_atomic`, but for a file in pieces, which gets ``mode`` instead of
-    mkstemp's 0600; the temporary file is removed on any exception."""
-    fd, tmp = tempfile.mkstemp(prefix=".panopipe-tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.writelines(parts)
-            os.fchmod(handle.fileno(), mode)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        raise StorageError(f"cannot read {src}: {exc.strerror}") from exc
+    write_atomic(dst, parts, mode)
 
 
 def _edit_exif(tree: ExifTree, update: MetadataUpdate, size: tuple[int, int] | None) -> None:
