@@ -58,7 +58,8 @@ _OFFSET_TIME_VERSION = b"0231"
 
 @dataclass(frozen=True, slots=True)
 class GPano:
-    """Google Photo Sphere (GPano) XMP properties. The cropped area defaults to the full panorama."""
+    """Google Photo Sphere (GPano) XMP properties. The cropped area defaults to the full panorama;
+    UsePanoramaViewer tells viewers to open the image as a panorama."""
 
     full_pano_width_pixels: int
     full_pano_height_pixels: int
@@ -70,12 +71,14 @@ class GPano:
     pose_pitch_degrees: float | None = None
     pose_roll_degrees: float | None = None
     projection_type: str = "equirectangular"
+    use_panorama_viewer: bool = True
 
     def properties(self) -> dict[str, str]:
         """The GPano properties by name, as XMP text."""
         width = self.cropped_area_image_width_pixels or self.full_pano_width_pixels
         height = self.cropped_area_image_height_pixels or self.full_pano_height_pixels
         values: dict[str, str] = {
+            "UsePanoramaViewer": str(self.use_panorama_viewer),
             "ProjectionType": self.projection_type,
             "FullPanoWidthPixels": str(self.full_pano_width_pixels),
             "FullPanoHeightPixels": str(self.full_pano_height_pixels),
