@@ -12,7 +12,7 @@ a template that escapes the root (``..``, absolute) or maps two subjects to one 
 The ``derive`` step's thumbnail and preview, when it made them, are published beside the image with the
 output name before the extension: ``…_000042_thumbnail.jpg`` and ``…_000042_preview.jpg``. The job follows
 the image's ``apply-metadata`` output; it reruns when that output or the metadata changes, not after a change
-of ``[steps.derive]`` alone (``run --force --step publish`` then).
+of ``[steps.derive]`` alone (``run --force --steps publish`` then).
 """
 
 from __future__ import annotations
