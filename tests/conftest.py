@@ -78,3 +78,11 @@ def catalog(catalog_url: str) -> Iterator[Catalog]:
     """A new, empty catalog on each backend."""
     with Catalog.open(catalog_url) as opened:
         yield opened
+
+
+@pytest.fixture(params=[0o022, 0o027], ids=["umask022", "umask027"])
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """The process's umask set to the parameter while the test runs; yields the mode a new file gets."""
+    previous = os.umask(request.param)
+    yield 0o666 & ~request.param
+    os.umask(previous)

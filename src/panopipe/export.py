@@ -1,4 +1,9 @@
-"""Export effective metadata as CSV or GeoJSON that QGIS and ArcGIS open directly."""
+"""Export effective metadata as CSV or GeoJSON that QGIS and ArcGIS open directly.
+
+The catalog's ``alt`` is EXIF GPSAltitude: metres above mean sea level (the geoid), not above the WGS84
+ellipsoid, which differ by up to about 100 m. Exports therefore name it ``altitude_msl_m`` and a GeoJSON
+point has no third coordinate, which RFC 7946 defines as height above the ellipsoid (docs/exports.md).
+"""
 
 from __future__ import annotations
 
@@ -30,7 +35,13 @@ LISTED_FIELDS: tuple[str, ...] = (
     "shot",
     "status",
 )
-"""The fields ``ls --json`` and the exports give for each image."""
+"""The fields ``ls --json`` gives for each image (``alt``: metres above mean sea level)."""
+
+EXPORT_NAMES: dict[str, str] = {"alt": "altitude_msl_m"}
+"""Listed fields under another name in the exports, which say what the value is."""
+
+EXPORTED_FIELDS: tuple[str, ...] = tuple(EXPORT_NAMES.get(name, name) for name in LISTED_FIELDS)
+"""The columns of the CSV export and the properties of each GeoJSON feature."""
 
 
 def image_row(image: Image) -> dict[str, Any]:
@@ -38,30 +49,37 @@ def image_row(image: Image) -> dict[str, Any]:
     return {name: to_json_value(getattr(image, name)) for name in LISTED_FIELDS}
 
 
+def export_row(image: Image) -> dict[str, Any]:
+    """The exported fields of ``image`` (:data:`EXPORTED_FIELDS`) as JSON-ready values."""
+    return {EXPORT_NAMES.get(name, name): value for name, value in image_row(image).items()}
+
+
 def write_csv(images: Iterable[Image], out: TextIO) -> int:
-    """One row per image with ``lat``/``lon`` columns (QGIS detects them; ArcGIS: XY Table To Point)."""
-    writer = csv.DictWriter(out, fieldnames=LISTED_FIELDS, lineterminator="\n")
+    """One row per image with ``lat``/``lon`` columns (QGIS detects them; ArcGIS: XY Table To Point) and the
+    altitude above mean sea level in ``altitude_msl_m``."""
+    writer = csv.DictWriter(out, fieldnames=EXPORTED_FIELDS, lineterminator="\n")
     writer.writeheader()
     count = 0
     for image in images:
-        writer.writerow(image_row(image))
+        writer.writerow(export_row(image))
         count += 1
     return count
 
 
 def write_geojson(images: Iterable[Image], out: TextIO) -> int:
-    """An RFC 7946 FeatureCollection of points ``[lon, lat(, alt)]``; images without a position are left out."""
+    """An RFC 7946 FeatureCollection of points ``[lon, lat]``, the altitude above mean sea level in the
+    ``altitude_msl_m`` property (not a third coordinate: that is height above the ellipsoid); images without
+    a position are left out."""
     out.write('{"type": "FeatureCollection", "features": [\n')
     count = 0
     for image in images:
         if image.lat is None or image.lon is None:
             continue
-        coordinates = [image.lon, image.lat] + ([image.alt] if image.alt is not None else [])
         feature = {
             "type": "Feature",
             "id": image.id,
-            "geometry": {"type": "Point", "coordinates": coordinates},
-            "properties": image_row(image),
+            "geometry": {"type": "Point", "coordinates": [image.lon, image.lat]},
+            "properties": export_row(image),
         }
         out.write((",\n" if count else "") + json.dumps(feature, ensure_ascii=False))
         count += 1
@@ -69,4 +87,12 @@ def write_geojson(images: Iterable[Image], out: TextIO) -> int:
     return count
 
 
-__all__ = ["LISTED_FIELDS", "image_row", "write_csv", "write_geojson"]
+__all__ = [
+    "EXPORTED_FIELDS",
+    "EXPORT_NAMES",
+    "LISTED_FIELDS",
+    "export_row",
+    "image_row",
+    "write_csv",
+    "write_geojson",
+]

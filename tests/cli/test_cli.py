@@ -41,7 +41,7 @@ def test_demo_then_ls_json(capsys, tmp_path: Path, catalog_url: str):
     assert (summary["ingest"]["added"], summary["ingest"]["failed"], len(summary["shots"])) == (12, [], 2)
     assert summary["first_run"]["failures"] == [] and summary["jobs_left"] == 0
     after_edit = {(item["step"], item["subject"]) for item in summary["plan_after_edit"]["items"]}
-    assert after_edit == {("apply-metadata", "shot:R001-000002"), ("publish", "shot:R001-000002")}
+    assert after_edit == {(step, "shot:R001-000002") for step in ("apply-metadata", "derive", "publish")}
     code, out, _ = run(capsys, "ls", "--catalog", catalog_url, "--json", "--reel", "R001")
     rows = json.loads(out)
     assert code == 0 and len(rows) == 12

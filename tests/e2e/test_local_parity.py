@@ -73,7 +73,9 @@ def test_uploaded_shot_is_cataloged_processed_and_outputs_do_not_retrigger(
         (step, "succeeded") for step in ("stitch", "apply-metadata", "derive", "publish")
     )
     listed = s3.list_objects_v2(Bucket=stack.bucket, Prefix=stack.output_prefix)["Contents"]
-    assert {f"s3://{stack.bucket}/{o['Key']}" for o in listed} == set(outputs) and len(outputs) == 5
+    assert {f"s3://{stack.bucket}/{o['Key']}" for o in listed} == set(outputs) and len(
+        outputs
+    ) == 1 + 1 + 2 + 3  # publish: image, thumbnail, preview
     # The outputs written back did not notify: the queue is empty; the poison message is in the DLQ.
     assert queue_depth(sqs, stack.queue_url) == 0
     (dead,) = sqs.receive_message(QueueUrl=stack.dead_letter_queue_url, WaitTimeSeconds=1)["Messages"]

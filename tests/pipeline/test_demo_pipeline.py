@@ -24,6 +24,7 @@ def test_demo_survey_runs_end_to_end(catalog: Catalog, tmp_path: Path):
     assert result.first_run.ok and result.first_run.counts["publish"] == {"succeeded": 2}
     assert [(i.step, i.subject) for i in result.plan_after_edit] == [
         ("apply-metadata", "shot:R001-000002"),
+        ("derive", "shot:R001-000002"),
         ("publish", "shot:R001-000002"),
     ]
     assert result.second_run.ok and len(result.plan_at_end) == 0

@@ -38,7 +38,7 @@ def test_run_makes_every_output_and_leaves_nothing_to_plan(project: Project, exe
     assert len(plan(project.catalog, settings=project.settings)) == 0
     with project.catalog.engine.connect() as conn:
         rows = conn.execute(sa.select(artifacts)).all()
-    assert len(rows) == 2 + 4 + 8 + 4  # derive makes a thumbnail and a preview
+    assert len(rows) == 2 + 4 + 8 + 12  # derive makes a thumbnail and a preview, publish publishes all three
     for row in rows:
         storage, key = resolve_uri(row.output_uri)
         assert hashlib.sha256(storage.get(key)).hexdigest() == row.output_hash
@@ -46,15 +46,15 @@ def test_run_makes_every_output_and_leaves_nothing_to_plan(project: Project, exe
         p.relative_to(project.out / "publish").as_posix() for p in project.out.rglob("publish/**/*.jpg")
     )
     assert published == [
-        "demo/P001/demo_P001_000000.jpg",
-        "demo/P001/demo_P001_000001.jpg",
-        "demo/R001/demo_R001_000000.jpg",
-        "demo/R001/demo_R001_000001.jpg",
+        f"demo/{reel}/demo_{reel}_{frame:06d}{suffix}.jpg"
+        for reel in ("P001", "R001")
+        for frame in (0, 1)
+        for suffix in ("", "_preview", "_thumbnail")
     ]
     assert run(project.catalog, settings=project.settings, executor=executor).counts == {}
 
 
-def test_gps_edit_makes_apply_metadata_stale_for_those_images_only(project: Project, executor):
+def test_gps_edit_makes_apply_metadata_and_derive_stale_for_those_images_only(project: Project, executor):
     add_rig_shots(project.catalog, project.root, 2)
     ids = add_panoramas(project.catalog, project.root, 5)
     run(project.catalog, settings=project.settings, executor=executor)
@@ -66,11 +66,12 @@ def test_gps_edit_makes_apply_metadata_stale_for_those_images_only(project: Proj
 
     expected = {f"image:{i}" for i in edited}
     assert items(after, "apply-metadata") == dict.fromkeys(expected, "metadata edited")
-    assert items(after, "stitch") == {} and items(after, "derive") == {}
+    assert items(after, "derive") == dict.fromkeys(expected, "metadata edited")  # its images carry GPS
+    assert items(after, "stitch") == {}
     # publish copies apply-metadata's output, so it follows in the same run (not stale by itself)
     assert items(after, "publish") == dict.fromkeys(expected, "after apply-metadata")
     report = run(project.catalog, settings=project.settings, executor=executor)
-    assert report.counts == {"apply-metadata": {"succeeded": 3}, "publish": {"succeeded": 3}}
+    assert report.counts == {step: {"succeeded": 3} for step in ("apply-metadata", "derive", "publish")}
     assert len(plan(project.catalog, settings=project.settings)) == 0
 
 
@@ -164,11 +165,11 @@ def test_a_candidate_found_up_to_date_is_not_a_candidate_again(project: Project,
             }
 
     touched = {"R001-000001"}
-    assert found() == {"stitch": touched, "apply-metadata": touched, "derive": set(), "publish": touched}
+    assert found() == {"stitch": touched, "apply-metadata": touched, "derive": touched, "publish": touched}
     assert items(plan(project.catalog, settings=project.settings), "stitch") == {}
     # stitch and publish (until apply-metadata reruns) were found up to date and recorded so; apply-metadata
-    # is really stale and stays a candidate
-    assert found() == {"stitch": set(), "apply-metadata": touched, "derive": set(), "publish": set()}
+    # and derive are really stale and stay candidates
+    assert found() == {"stitch": set(), "apply-metadata": touched, "derive": touched, "publish": set()}
     run(project.catalog, settings=project.settings, executor=executor)
     assert found() == {"stitch": set(), "apply-metadata": set(), "derive": set(), "publish": set()}
 

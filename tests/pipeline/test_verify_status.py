@@ -32,7 +32,7 @@ def test_verify_reports_missing_changed_and_edited_outputs_and_repair_reruns_the
         ("derive", f"image:{ids[0]}", "thumbnail", "missing"),
         ("derive", f"image:{ids[1]}", "preview", "changed"),
         ("apply-metadata", f"image:{ids[2]}", "image", "metadata"),
-        ("publish", f"image:{ids[2]}", "published", "metadata"),
+        *(("publish", f"image:{ids[2]}", name, "metadata") for name in ("published", "thumbnail", "preview")),
     }
     gps = next(d for d in drifts if d.step == "apply-metadata")
     assert any(detail.startswith("gps_latitude") for detail in gps.details)
@@ -50,7 +50,7 @@ def test_verify_reports_missing_changed_and_edited_outputs_and_repair_reruns_the
 def test_published_panorama_carries_the_catalog_metadata(project: Project, executor):
     add_rig_shots(project.catalog, project.root, 1)
     run(project.catalog, settings=project.settings, executor=executor)
-    published = next(project.out.glob("publish/**/*.jpg"))
+    published = project.out / "publish/demo/R001/demo_R001_000000.jpg"
     frames = list(project.catalog.images())
 
     out = subprocess.run(

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from panopipe.steps.apply_metadata import metadata_update
 from panopipe.steps.base import safe_name
 from panopipe.steps.derive import scaled_jpeg
 from panopipe.steps.fingerprint import canonical_json, fingerprint
@@ -59,3 +60,19 @@ def test_scaled_jpeg_keeps_the_picture():
 def test_safe_name(text: str, safe: str):
     assert safe_name(text).startswith(safe)
     assert "/" not in safe_name("a/b") and safe_name("a/b") != safe_name("a_b")
+
+
+@pytest.mark.parametrize(
+    ("offset", "gps_time"), [(120, datetime(2024, 5, 1, 10, 0, 1, tzinfo=UTC)), (None, None)]
+)
+def test_the_gps_time_is_the_capture_time_in_utc_only_when_its_offset_is_known(offset, gps_time):
+    metadata = {
+        "captured_at": "2024-05-01T10:00:01Z",
+        "utc_offset_minutes": offset,
+        "gps_img_direction": None,
+    }
+
+    update = metadata_update(metadata, 256, 128)
+
+    assert update.gps_datetime == gps_time
+    assert update.captured_at == datetime(2024, 5, 1, 10, 0, 1, tzinfo=UTC)

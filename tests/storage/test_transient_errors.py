@@ -213,6 +213,7 @@ def derive_job(s3) -> JobSpec:
         "params": {"thumbnail": 16, "preview": 32, "quality": 85},
         "inputs": [f"s3://{BUCKET}/in/pano.jpg"],
         "outputs": {"thumbnail": f"s3://{BUCKET}/out/thumb.jpg", "preview": f"s3://{BUCKET}/out/preview.jpg"},
+        "metadata": {"captured_at": None, "utc_offset_minutes": None, "gps_img_direction": None},
     }
     return JobSpec("job-1", "derive", "image:1", "f" * 64, payload)
 

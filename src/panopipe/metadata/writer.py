@@ -7,12 +7,9 @@ maker notes included (see :mod:`panopipe.metadata._write_tiff`).
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import re
 import stat
-import tempfile
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -35,6 +32,7 @@ from panopipe.metadata.jpeg import (
 )
 from panopipe.metadata.tiff import ASCII, BYTE, LONG, RATIONAL, SHORT, UNDEFINED
 from panopipe.metadata.xmp import GPANO_NS
+from panopipe.storage.folder import write_atomic
 
 PANOPIPE_NS = "https://panopipe.dev/ns/1.0/"
 _PREFIXES = {GPANO_NS: "GPano", PANOPIPE_NS: "panopipe"}
@@ -60,7 +58,8 @@ _OFFSET_TIME_VERSION = b"0231"
 
 @dataclass(frozen=True, slots=True)
 class GPano:
-    """Google Photo Sphere (GPano) XMP properties. The cropped area defaults to the full panorama."""
+    """Google Photo Sphere (GPano) XMP properties. The cropped area defaults to the full panorama;
+    UsePanoramaViewer tells viewers to open the image as a panorama."""
 
     full_pano_width_pixels: int
     full_pano_height_pixels: int
@@ -72,12 +71,14 @@ class GPano:
     pose_pitch_degrees: float | None = None
     pose_roll_degrees: float | None = None
     projection_type: str = "equirectangular"
+    use_panorama_viewer: bool = True
 
     def properties(self) -> dict[str, str]:
         """The GPano properties by name, as XMP text."""
         width = self.cropped_area_image_width_pixels or self.full_pano_width_pixels
         height = self.cropped_area_image_height_pixels or self.full_pano_height_pixels
         values: dict[str, str] = {
+            "UsePanoramaViewer": str(self.use_panorama_viewer),
             "ProjectionType": self.projection_type,
             "FullPanoWidthPixels": str(self.full_pano_width_pixels),
             "FullPanoHeightPixels": str(self.full_pano_height_pixels),
@@ -218,26 +219,9 @@ def apply_metadata_file(src: Path, dst: Path | None = None, *, update: MetadataU
     parts = _splice(data, update)
     try:
         mode = stat.S_IMODE((dst if dst.exists() else src).stat().st_mode)
-        _replace_atomically(dst, parts, mode)
     except OSError as exc:
-        raise StorageError(f"cannot write {dst}: {exc.strerror}") from exc
-
-
-def _replace_atomically(path: Path, parts: list[bytes | memoryview], mode: int) -> None:
-    """Like :func:`panopipe.storage.write_atomic`, but for a file in pieces, which gets ``mode`` instead of
-    mkstemp's 0600; the temporary file is removed on any exception."""
-    fd, tmp = tempfile.mkstemp(prefix=".panopipe-tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.writelines(parts)
-            os.fchmod(handle.fileno(), mode)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        raise StorageError(f"cannot read {src}: {exc.strerror}") from exc
+    write_atomic(dst, parts, mode)
 
 
 def _edit_exif(tree: ExifTree, update: MetadataUpdate, size: tuple[int, int] | None) -> None:

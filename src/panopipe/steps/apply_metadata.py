@@ -3,7 +3,10 @@
 For a rig shot the source is the stitched panorama and the metadata comes from the shot's frames: time, camera
 make/model and heading from the frame of the lowest camera index, the position averaged over the frames that
 have one. For a single 360° image the source is the image file itself. Both get XMP GPano (equirectangular,
-full panorama) and the panopipe namespace (project, reel, frame, shot).
+full panorama) and the panopipe namespace (project, reel, frame, shot). When the capture's UTC offset is
+known, the capture time is also written as GPSDateStamp/GPSTimeStamp (UTC); a time whose offset is unknown
+is not certain to be UTC, so it gets none. The catalog holds no horizontal accuracy, so no
+GPSHPositioningError is written.
 
 Config (``[steps.apply-metadata]``): ``artist``, ``copyright`` and ``description`` (a template over
 ``{project}``, ``{reel}``, ``{frame}``, ``{shot}``), all optional.
@@ -41,7 +44,7 @@ class ApplyMetadataStep(Step):
     """Write effective metadata into the panorama (shots) or a copy of the image (single 360° images)."""
 
     name = "apply-metadata"
-    version = "1"
+    version = "2"
     outputs = ("image",)
     reads = METADATA_FIELDS
     config_keys = frozenset({"artist", "copyright", "description"})
@@ -62,12 +65,7 @@ class ApplyMetadataStep(Step):
 
     @classmethod
     def execute(cls, payload: Mapping[str, Any], log: Log) -> list[Output]:
-        source = read_input(payload["inputs"][0])
-        try:
-            header = parse_jpeg_header(source)
-            data = apply_metadata(source, metadata_update(payload["metadata"], header.width, header.height))
-        except MetadataError as exc:
-            raise StepError(f"cannot write metadata into {payload['inputs'][0]}: {exc}") from exc
+        data = with_metadata(read_input(payload["inputs"][0]), payload["metadata"], payload["inputs"][0])
         log(f"wrote metadata of {len(payload['metadata'])} fields into {len(data)} bytes")
         return [put_output("image", payload["outputs"]["image"], data)]
 
@@ -108,15 +106,26 @@ def expected_metadata(subject: Subject, params: Mapping[str, Any]) -> dict[str, 
     }
 
 
+def with_metadata(jpeg: bytes, metadata: Mapping[str, Any], name: str) -> bytes:
+    """``jpeg`` (called ``name`` in errors) with ``metadata`` written in; its GPano is the JPEG's own size."""
+    try:
+        header = parse_jpeg_header(jpeg)
+        return apply_metadata(jpeg, metadata_update(metadata, header.width, header.height))
+    except MetadataError as exc:
+        raise StepError(f"cannot write metadata into {name}: {exc}") from exc
+
+
 def metadata_update(metadata: Mapping[str, Any], width: int | None, height: int | None) -> MetadataUpdate:
     """The writer's update for ``metadata`` (as :func:`expected_metadata` returns it, JSON or not)."""
     values = dict(metadata)
     if isinstance(values["captured_at"], str):
         values["captured_at"] = datetime.fromisoformat(values["captured_at"])
+    if values["utc_offset_minutes"] is not None:
+        values["gps_datetime"] = values["captured_at"]
     gpano = None
     if width and height:
         gpano = GPano(width, height, pose_heading_degrees=values["gps_img_direction"])
     return MetadataUpdate(**values, gpano=gpano)
 
 
-__all__ = ["METADATA_FIELDS", "ApplyMetadataStep", "expected_metadata", "metadata_update"]
+__all__ = ["METADATA_FIELDS", "ApplyMetadataStep", "expected_metadata", "metadata_update", "with_metadata"]

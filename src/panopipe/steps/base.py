@@ -123,7 +123,7 @@ class Step(ABC):
 
     def output_key(self, subject: Subject, name: str) -> str:
         """The storage key of output ``name`` of ``subject`` under the output root."""
-        return f"{self.name}/{subject.kind}/{safe_name(subject.key)}/{name}.jpg"
+        return output_key(self.name, subject, name)
 
     def validate(self, subjects: Sequence[Subject], taken: Iterable[tuple[str, str]] = ()) -> None:  # noqa: B027
         """Raise :class:`ConfigError` if the step cannot run over ``subjects`` (checked before any job runs);
@@ -162,6 +162,12 @@ def safe_name(text: str) -> str:
     return safe
 
 
+def output_key(step: str, subject: Subject, name: str) -> str:
+    """The storage key of output ``name`` of ``subject`` under the output root, for a step that keeps
+    :meth:`Step.output_key`."""
+    return f"{step}/{subject.kind}/{safe_name(subject.key)}/{name}.jpg"
+
+
 def put_output(name: str, uri: str, data: bytes) -> Output:
     """Store ``data`` atomically at ``uri`` and describe it as a finished output."""
     storage, key = resolve_uri(uri)
@@ -198,6 +204,7 @@ __all__ = [
     "Subject",
     "SubjectKind",
     "Upstream",
+    "output_key",
     "put_output",
     "read_input",
     "safe_name",

@@ -2,9 +2,12 @@
 
 Fast: Pillow's ``Image.draft()`` makes the JPEG decoder scale by 1/2, 1/4 or 1/8 in the DCT domain, so a
 4096 px panorama becomes a 512 px thumbnail after decoding an eighth of its pixels; a resize then fits the
-exact size. Jobs run in parallel on the executor's workers. Derived images carry no metadata, so the step
-reads the pixels upstream of ``apply-metadata`` (the stitched panorama, or the image file) and a metadata
-edit does not make it stale.
+exact size. Jobs run in parallel on the executor's workers. The step reads the pixels upstream of
+``apply-metadata`` (the stitched panorama, or the image file) and writes into each derived image the metadata
+``apply-metadata`` writes (:func:`~panopipe.steps.apply_metadata.expected_metadata`: GPS, capture time,
+camera, panopipe tags; not the artist, copyright and description of ``[steps.apply-metadata]``), with a
+GPano of the derived image's own size, so that a viewer opens it as a 360° panorama. A metadata edit makes
+it stale.
 
 Config (``[steps.derive]``): ``thumbnail = 512`` and ``preview = 2048`` (long side in pixels; 0 disables
 the preview), ``quality = 85``.
@@ -16,7 +19,9 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
+from panopipe.catalog.records import to_json_value
 from panopipe.errors import ConfigError, StepError
+from panopipe.steps.apply_metadata import METADATA_FIELDS, expected_metadata, with_metadata
 from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, Upstream, put_output, read_input
 
 
@@ -24,13 +29,15 @@ class DeriveStep(Step):
     """Scaled-down copies of the panorama: ``thumbnail`` (the primary output) and ``preview``."""
 
     name = "derive"
-    version = "1"
+    version = "2"
     outputs = ("thumbnail", "preview")
+    reads = METADATA_FIELDS
     config_keys = frozenset({"thumbnail", "preview", "quality"})
 
     def configure(self, table: Mapping[str, Any]) -> dict[str, Any]:
         params = {"thumbnail": 512, "preview": 2048, "quality": 85} | dict(table)
         params.pop("enabled", None)
+        params["project"] = self.context.project
         for key, low in (("thumbnail", 16), ("preview", 0), ("quality", 1)):
             value = params[key]
             if type(value) is not int or not (value == 0 or low <= value) or value > 65536:
@@ -46,14 +53,19 @@ class DeriveStep(Step):
         payload = super().payload(subject, upstream)
         if not self.params["preview"]:
             payload["outputs"].pop("preview")
-        return payload
+        metadata = expected_metadata(subject, {"project": self.params["project"]})
+        return {**payload, "metadata": {k: to_json_value(v) for k, v in metadata.items()}}
 
     @classmethod
     def execute(cls, payload: Mapping[str, Any], log: Log) -> list[Output]:
         source = read_input(payload["inputs"][0])
         params = payload["params"]
         return [
-            put_output(name, uri, scaled_jpeg(source, params[name], params["quality"]))
+            put_output(
+                name,
+                uri,
+                with_metadata(scaled_jpeg(source, params[name], params["quality"]), payload["metadata"], uri),
+            )
             for name, uri in payload["outputs"].items()
         ]
 

@@ -8,26 +8,44 @@ Config (``[steps.publish]``)::
 Template fields: ``project``, ``reel``, ``frame``, ``shot``, ``id`` (shot or image id), ``kind`` (``shot`` or
 ``image``), ``date`` (capture date, ``YYYY-MM-DD``). Before anything runs, :meth:`PublishStep.validate` refuses
 a template that escapes the root (``..``, absolute) or maps two subjects to one name.
+
+The ``derive`` step's thumbnail and preview, when it made them, are published beside the image with the
+output name before the extension: ``…_000042_thumbnail.jpg`` and ``…_000042_preview.jpg``. The job follows
+the image's ``apply-metadata`` output; it reruns when that output or the metadata changes, not after a change
+of ``[steps.derive]`` alone (``run --force --steps publish`` then).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from panopipe.errors import ConfigError, StorageError
-from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, put_output, read_input
+from panopipe.errors import ConfigError, ObjectNotFoundError, StorageError
+from panopipe.steps.base import (
+    Log,
+    Output,
+    Step,
+    Subject,
+    SubjectKind,
+    Upstream,
+    output_key,
+    put_output,
+    read_input,
+)
+from panopipe.steps.derive import DeriveStep
 from panopipe.storage import Storage, open_storage, validate_key
 
 DEFAULT_TEMPLATE = "{project}/{reel}/{project}_{reel}_{frame:06d}.jpg"
+DERIVED = DeriveStep.outputs
 
 
 class PublishStep(Step):
     """Copy each subject's ``apply-metadata`` output to ``root`` under the name the template gives."""
 
     name = "publish"
-    version = "1"
-    outputs = ("published",)
+    version = "2"
+    outputs = ("published", *DERIVED)
     reads = ("reel", "frame", "shot", "captured_at")
     config_keys = frozenset({"template", "root"})
 
@@ -43,10 +61,18 @@ class PublishStep(Step):
         return "apply-metadata"
 
     def output_key(self, subject: Subject, name: str) -> str:
-        return self.publish_key(subject)
+        key = self.publish_key(subject)
+        if name == "published":
+            return key
+        stem, dot, extension = key.rpartition(".")
+        return f"{stem}_{name}.{extension}" if dot and "/" not in extension else f"{key}_{name}"
 
     def output_uri(self, subject: Subject, name: str) -> str:
-        return self.root.uri(self.publish_key(subject))
+        return self.root.uri(self.output_key(subject, name))
+
+    def payload(self, subject: Subject, upstream: Upstream | None) -> dict[str, Any]:
+        derived = {name: self._output.uri(output_key(DeriveStep.name, subject, name)) for name in DERIVED}
+        return {**super().payload(subject, upstream), "derived": derived}
 
     def output_roots(self) -> tuple[str, ...]:
         return (self.root.root_uri,)
@@ -83,8 +109,8 @@ class PublishStep(Step):
         """Refuse names outside the root and collisions, among ``subjects`` and with ``taken``
         (``(subject id, output URI)`` pairs already published)."""
         owners = {uri: subject for subject, uri in taken}
-        for subject in subjects:
-            uri = self.output_uri(subject, "published")
+        for subject, name in itertools.product(subjects, self.outputs):
+            uri = self.output_uri(subject, name)
             other = owners.setdefault(uri, subject.id)
             if other != subject.id:
                 raise ConfigError(
@@ -94,9 +120,20 @@ class PublishStep(Step):
 
     @classmethod
     def execute(cls, payload: Mapping[str, Any], log: Log) -> list[Output]:
-        uri = payload["outputs"]["published"]
-        log(f"publish {payload['inputs'][0]} -> {uri}")
-        return [put_output("published", uri, read_input(payload["inputs"][0]))]
+        sources = {"published": payload["inputs"][0], **payload["derived"]}
+        outputs = []
+        for name, source in sources.items():
+            uri = payload["outputs"][name]
+            try:
+                data = read_input(source)
+            except ObjectNotFoundError:
+                if name == "published":
+                    raise
+                log(f"no {name} at {source}, not published")
+                continue
+            log(f"publish {source} -> {uri}")
+            outputs.append(put_output(name, uri, data))
+        return outputs
 
 
-__all__ = ["DEFAULT_TEMPLATE", "PublishStep"]
+__all__ = ["DEFAULT_TEMPLATE", "DERIVED", "PublishStep"]

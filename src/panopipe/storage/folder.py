@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
-from collections.abc import Iterator
+import secrets
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -96,23 +96,43 @@ class FolderStorage(Storage):
                 yield self._info(key, path, path.stat())
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename it into place."""
+def write_atomic(path: Path, data: bytes | Iterable[bytes | memoryview], mode: int | None = None) -> None:
+    """Write ``data`` (bytes, or pieces written in turn) to ``path`` through a temporary file in the same
+    folder, flushed to disk and renamed into place. The file gets ``mode``, by default what the umask leaves
+    of 0666, as for any file a program creates (mkstemp's 0600 would hide published files from their readers).
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".panopipe-tmp-", dir=path.parent)
+        fd, tmp = _create_temporary(path.parent)
     except OSError as exc:
         raise os_storage_error("write", path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            if isinstance(data, bytes):
+                handle.write(data)
+            else:
+                handle.writelines(data)
+            if mode is not None:
+                os.fchmod(handle.fileno(), mode)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise os_storage_error("write", path, exc) from exc
+        if isinstance(exc, OSError):
+            raise os_storage_error("write", path, exc) from exc
+        raise
+
+
+def _create_temporary(folder: Path) -> tuple[int, Path]:
+    """A new temporary file in ``folder``, opened for writing with mode 0666 less the umask."""
+    while True:
+        tmp = folder / f".panopipe-tmp-{secrets.token_hex(8)}"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 __all__ = ["FolderStorage", "write_atomic"]

@@ -1,0 +1,85 @@
+"""What is published is usable by others: readable files, and thumbnails and previews that carry the
+catalog's metadata and open as 360° panoramas. ExifTool reads the files back."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image as PILImage
+from tests.pipeline.captures import Project, add_panoramas, add_rig_shots
+
+from panopipe.executors import InlineExecutor
+from panopipe.pipeline import run, verify
+
+PUBLISHED = "publish/demo/R001/demo_R001_000000"
+
+
+def exiftool(path: Path) -> dict[str, object]:
+    out = subprocess.run(
+        ["exiftool", "-j", "-n", "-G1", str(path)], check=True, capture_output=True, text=True
+    )
+    return json.loads(out.stdout)[0]
+
+
+def test_published_files_get_the_umask_mode(project: Project, umask: int):
+    add_rig_shots(project.catalog, project.root, 1)
+
+    assert run(project.catalog, settings=project.settings, executor=InlineExecutor()).ok
+
+    published = sorted(project.out.glob("publish/**/*.jpg"))
+    assert len(published) == 3
+    assert {stat.S_IMODE(p.stat().st_mode) for p in published} == {umask}
+
+
+@pytest.mark.exiftool
+@pytest.mark.parametrize(("suffix", "size"), [("_thumbnail", (64, 32)), ("_preview", (128, 64))])
+def test_published_thumbnail_and_preview_carry_gps_time_and_gpano(
+    project: Project, executor, suffix: str, size: tuple[int, int]
+):
+    add_rig_shots(project.catalog, project.root, 1)
+    run(project.catalog, settings=project.settings, executor=executor)
+    frames = list(project.catalog.images())
+
+    tags = exiftool(project.out / f"{PUBLISHED}{suffix}.jpg")
+
+    assert (tags["File:ImageWidth"], tags["File:ImageHeight"]) == size
+    assert tags["GPS:GPSLatitude"] == pytest.approx(sum(f.lat for f in frames) / len(frames), abs=1e-7)
+    assert tags["GPS:GPSLongitude"] == pytest.approx(sum(f.lon for f in frames) / len(frames), abs=1e-7)
+    assert tags["GPS:GPSAltitude"] == pytest.approx(520.0, abs=1e-3)
+    assert tags["ExifIFD:DateTimeOriginal"] == "2024:05:01 12:00:00"  # T0 at its offset of +02:00
+    assert tags["ExifIFD:OffsetTimeOriginal"] == "+02:00"
+    assert (tags["GPS:GPSDateStamp"], tags["GPS:GPSTimeStamp"]) == ("2024:05:01", "10:00:00")  # UTC
+    assert tags["XMP-GPano:ProjectionType"] == "equirectangular"
+    assert tags["XMP-GPano:UsePanoramaViewer"] is True
+    gpano = [tags[f"XMP-GPano:{n}"] for n in ("FullPanoWidthPixels", "FullPanoHeightPixels")]
+    cropped = [tags[f"XMP-GPano:CroppedAreaImage{n}Pixels"] for n in ("Width", "Height")]
+    assert gpano == cropped == list(size)
+    assert tags["XMP-GPano:PoseHeadingDegrees"] == 90
+    assert tags["XMP-panopipe:Shot"] == "R001-000000"
+
+
+@pytest.mark.exiftool
+def test_published_panorama_has_gps_date_and_time_in_utc(project: Project, executor):
+    add_panoramas(project.catalog, project.root, 2)
+    run(project.catalog, settings=project.settings, executor=executor)
+
+    tags = exiftool(project.out / "publish/demo/P001/demo_P001_000001.jpg")
+
+    assert (tags["GPS:GPSDateStamp"], tags["GPS:GPSTimeStamp"]) == ("2024:05:01", "10:00:01")
+    assert tags["ExifIFD:DateTimeOriginal"] == "2024:05:01 12:00:01"
+    assert "GPS:GPSHPositioningError" not in tags  # the catalog holds no horizontal accuracy
+
+
+def test_a_preview_larger_than_its_source_keeps_the_source_size(project: Project, executor):
+    add_panoramas(project.catalog, project.root, 1)
+    settings = project.with_steps(derive={"thumbnail": 64, "preview": 4096})
+
+    assert run(project.catalog, settings=settings, executor=executor).ok
+
+    with PILImage.open(next(project.out.glob("publish/**/*_preview.jpg"))) as preview:
+        assert preview.size == (256, 128)
+    assert verify(project.catalog, settings=settings) == []
