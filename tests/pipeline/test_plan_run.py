@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
+from PIL import Image
 from tests.pipeline.captures import RIG, Project, add_panoramas, add_rig_shots, jpeg
 
 from panopipe.catalog import CAPTURE_FIELDS, ImageRecord, Selection
@@ -126,6 +127,24 @@ def test_changed_parameters_changed_input_and_force(project: Project, executor):
 
     forced = plan(project.catalog, steps=["derive"], settings=project.settings, force=True)
     assert set(items(forced, "derive").values()) == {"forced"} and len(forced) == 2
+
+
+def test_a_derive_change_republishes_the_derived_copies(project: Project, executor):
+    add_panoramas(project.catalog, project.root, 2)
+    run(project.catalog, settings=project.settings, executor=executor)
+    smaller = project.with_steps(derive={"thumbnail": 64})
+    subjects = {f"image:{i.id}" for i in project.catalog.images()}
+    planned = plan(project.catalog, settings=smaller)
+    assert items(planned, "publish") == dict.fromkeys(subjects, "parameters changed")
+
+    report = run(project.catalog, settings=smaller, executor=executor)
+    assert report.counts == {"derive": {"succeeded": 2}, "publish": {"succeeded": 2}}
+    published = sorted(project.out.rglob("publish/**/*_thumbnail.jpg"))
+    assert len(published) == 2
+    for path in published:
+        with Image.open(path) as thumbnail:
+            assert max(thumbnail.size) == 64
+    assert len(plan(project.catalog, settings=smaller)) == 0
 
 
 def test_selection_limits_the_plan(project: Project, executor):

@@ -58,7 +58,7 @@ def load_pipeline(
         raise ConfigError(f"[steps.{PIPELINE_TABLE}]: retries must be a whole number >= 0, got {retries!r}")
     if not isinstance(backoff_s, int | float) or backoff_s < 0:
         raise ConfigError(f"[steps.{PIPELINE_TABLE}]: backoff_s must be a number >= 0, got {backoff_s!r}")
-    context = PipelineContext(settings.project, str(shared.get("output") or default_output(catalog)))
+    context = PipelineContext(settings.project, str(shared.get("output") or default_output(catalog)), tables)
     return Pipeline(context, tuple(build_steps(tables, context, steps)), retries, float(backoff_s))
 
 

@@ -59,10 +59,12 @@ class JobSpec:
 
 @dataclass(frozen=True, slots=True)
 class PipelineContext:
-    """What steps share when planning: the project name and where outputs go."""
+    """What steps share when planning: the project name, where outputs go, and every step's config table
+    (a step whose output copies another's, such as publish, reads that step's parameters)."""
 
     project: str
     output_uri: str
+    tables: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 class Step(ABC):

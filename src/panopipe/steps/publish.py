@@ -11,8 +11,8 @@ a template that escapes the root (``..``, absolute) or maps two subjects to one 
 
 The ``derive`` step's thumbnail and preview, when it made them, are published beside the image with the
 output name before the extension: ``…_000042_thumbnail.jpg`` and ``…_000042_preview.jpg``. The job follows
-the image's ``apply-metadata`` output; it reruns when that output or the metadata changes, not after a change
-of ``[steps.derive]`` alone (``run --force --steps publish`` then).
+the image's ``apply-metadata`` output; it reruns when that output or the metadata changes, and when
+``[steps.derive]`` changes (derive's parameters are part of publish's), after derive has run again.
 """
 
 from __future__ import annotations
@@ -55,7 +55,13 @@ class PublishStep(Step):
         if not isinstance(template, str) or not template.strip():
             raise ConfigError(f"[steps.publish]: template must be non-empty text, got {template!r}")
         self.root: Storage = open_storage(root)
-        return {"template": template, "root": self.root.root_uri, "project": self.context.project}
+        derive = DeriveStep(self.context.tables.get(DeriveStep.name, {}), self.context)
+        return {
+            "template": template,
+            "root": self.root.root_uri,
+            "project": self.context.project,
+            "derived": derive.params_hash,
+        }
 
     def upstream(self, kind: SubjectKind) -> str | None:
         return "apply-metadata"
