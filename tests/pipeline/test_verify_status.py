@@ -32,6 +32,7 @@ def test_verify_reports_missing_changed_and_edited_outputs_and_repair_reruns_the
         ("derive", f"image:{ids[0]}", "thumbnail", "missing"),
         ("derive", f"image:{ids[1]}", "preview", "changed"),
         ("apply-metadata", f"image:{ids[2]}", "image", "metadata"),
+        *(("derive", f"image:{ids[2]}", name, "metadata") for name in ("thumbnail", "preview")),
         *(("publish", f"image:{ids[2]}", name, "metadata") for name in ("published", "thumbnail", "preview")),
     }
     gps = next(d for d in drifts if d.step == "apply-metadata")

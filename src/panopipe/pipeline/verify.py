@@ -25,7 +25,7 @@ from panopipe.steps.apply_metadata import expected_metadata
 from panopipe.steps.base import Step
 from panopipe.storage import resolve_uri
 
-METADATA_STEPS = frozenset({"apply-metadata", "publish"})
+METADATA_STEPS = frozenset({"apply-metadata", "derive", "publish"})
 # (reader field, expected field, tolerance); None compares exactly.
 _COMPARED: tuple[tuple[str, str, float | None], ...] = (
     ("gps_latitude", "gps_latitude", 1e-7),
