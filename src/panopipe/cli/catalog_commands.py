@@ -13,7 +13,7 @@ import typer
 
 from panopipe.catalog.values import parse_value
 from panopipe.cli import render
-from panopipe.cli.options import DryRunOption, JsonOption, uses_catalog, uses_selection
+from panopipe.cli.options import DryRunOption, JsonOption, uses_catalog, uses_selection, writable_file
 from panopipe.errors import ConfigError
 from panopipe.export import LISTED_FIELDS, image_row, write_csv, write_geojson
 
@@ -80,7 +80,8 @@ def export(
     selection: Selection,
     export_format: Annotated[str, typer.Option("--format", help="csv or geojson.")] = "csv",
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+        Path | None,
+        typer.Option("--output", "-o", help="File to write (default: stdout).", callback=writable_file),
     ] = None,
 ) -> None:
     """Export effective metadata as CSV or GeoJSON for QGIS or ArcGIS.
