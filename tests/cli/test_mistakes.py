@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -9,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 import typer
 
-from panopipe.catalog import create_catalog_engine
+from panopipe.catalog import Catalog, ImageRecord, create_catalog_engine
 from panopipe.cli import main
 from panopipe.cli.app import app
 from panopipe.errors import CatalogError, ConfigError
@@ -185,3 +187,138 @@ def test_no_command_shows_a_traceback(capsys, tmp_path: Path):
                 f"error: cannot write {tmp_path}: it is a folder; give a file name\n",
             )
     assert tried > 60 and not (tmp_path / "missing.db").exists()
+
+
+@pytest.fixture
+def two_images(catalog_url: str) -> tuple[str, list[str]]:
+    """A catalog of two images whose uri and reel hold brackets, on each backend; its location and the ids."""
+    location = catalog_url
+    taken = datetime(2024, 5, 1, 10, tzinfo=UTC)
+    with Catalog.open(location) as catalog:
+        catalog.upsert_images(
+            [
+                ImageRecord(
+                    uri=f"s3://b/[a]/{n}.jpg", reel="[R1]", frame=n, lat=48.1, lon=11.5, captured_at=taken
+                )
+                for n in (1, 2)
+            ]
+        )
+        return location, [image.id for image in catalog.images()]
+
+
+def test_text_is_shown_as_written(capsys, tmp_path: Path, two_images: tuple[str, list[str]]):
+    location, ids = two_images
+    code, out, _ = run(capsys, "show", ids[0], "--catalog", location)
+    assert code == 0 and "s3://b/[a]/1.jpg" in out and "[R1]" in out
+    code, out, _ = run(capsys, "ls", "--catalog", location)
+    assert code == 0 and out.count("[R1]") == 2
+    config = tmp_path / "panopipe.toml"
+    config.write_text("[steps.derve]\nthumbnail = 256\n")
+    code, _, err = run(capsys, "plan", "--catalog", location, "--config", str(config))
+    assert (code, err) == (2, "error: unknown section: [steps.derve]; did you mean [steps.derive]?\n")
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[step.derive]\nthumbnail = 256\n", "unknown section: [step]; did you mean [steps]?"),
+        ("[panopipe]\ncatalgo = 'x.db'\n", "unknown key in [panopipe]: 'catalgo'; did you mean 'catalog'?"),
+        (
+            "[ingest]\npath_patern = '.*'\n",
+            "unknown key in [ingest]: 'path_patern'; did you mean 'path_pattern'?",
+        ),
+        (
+            "panopipe = 'x.db'\n",
+            "panopipe must be a table: write [panopipe] on a line of its own, then its keys",
+        ),
+    ],
+)
+def test_unknown_config_names_suggest_the_closest(capsys, tmp_path: Path, toml: str, message: str):
+    config = tmp_path / "panopipe.toml"
+    config.write_text(toml)
+    code, _, err = run(capsys, "ls", "--config", str(config), "--catalog", str(tmp_path / "c.db"))
+    assert (code, err) == (ConfigError.exit_code, f"error: {config}: {message}\n")
+
+
+def test_unknown_step_keys_suggest_the_closest(capsys, tmp_path: Path, two_images: tuple[str, list[str]]):
+    config = tmp_path / "panopipe.toml"
+    config.write_text("[steps.derive]\nthumbnial = 256\n[steps.pipeline]\noutput = 'out'\n")
+    code, _, err = run(capsys, "plan", "--catalog", two_images[0], "--config", str(config))
+    assert (code, err) == (
+        2,
+        "error: unknown key in [steps.derive]: 'thumbnial'; did you mean 'thumbnail'?\n",
+    )
+
+
+@pytest.mark.parametrize(
+    ("filters", "message"),
+    [
+        (
+            ["--near", "-122.4,37.7", "--radius", "10"],
+            "invalid --near -122.4,37.7: expected LAT,LON with -90 <= LAT <= 90, -180 <= LON <= 180 "
+            "(it looks like LON,LAT: swap the values)",
+        ),
+        (
+            ["--near", "95,200", "--radius", "10"],
+            "invalid --near 95.0,200.0: expected LAT,LON with -90 <= LAT <= 90, -180 <= LON <= 180",
+        ),
+        (
+            ["--bbox", "37.7,-122.5,37.8,-122.4"],
+            "invalid --bbox 37.7,-122.5,37.8,-122.4: expected MINLON,MINLAT,MAXLON,MAXLAT; it looks like "
+            "latitude first: put longitudes first (-180 <= LON <= 180, -90 <= LAT <= 90)",
+        ),
+        (
+            ["--bbox", "11.6,48.0,11.5,48.2"],
+            "invalid --bbox 11.6,48.0,11.5,48.2: expected MINLON,MINLAT,MAXLON,MAXLAT; a minimum is above its "
+            "maximum: are two values swapped?",
+        ),
+        (["--status", "broken"], "invalid status 'broken': expected ok or failed"),
+    ],
+)
+def test_filter_mistakes(capsys, two_images: tuple[str, list[str]], filters: list[str], message: str):
+    code, out, err = run(capsys, "ls", "--catalog", two_images[0], *filters)
+    assert (code, out, err) == (ConfigError.exit_code, "", f"error: {message}\n")
+
+
+def test_edit_of_every_image_needs_all(capsys, two_images: tuple[str, list[str]]):
+    location = two_images[0]
+    edit = ["edit", "--catalog", location, "--set", "alt=12.5", "--reason", "RTK", "--json"]
+    code, out, err = run(capsys, *edit)
+    assert (code, out) == (ConfigError.exit_code, "")
+    assert err == (
+        "error: no filter selects images (--id, --reel, --shot, --since, --bbox...): pass --all to edit every "
+        "image, or --dry-run to see what would change\n"
+    )
+    _, out, _ = run(capsys, "ls", "--catalog", location, "--json")
+    assert {row["alt"] for row in json.loads(out)} == {None}
+    code, out, _ = run(capsys, *edit, "--dry-run")
+    assert code == 0 and len(json.loads(out)) == 2
+    code, out, _ = run(capsys, *edit, "--all")
+    assert code == 0 and len(json.loads(out)["changes"]) == 2
+
+
+def test_undo_dry_run_shows_what_it_would_revert(capsys, two_images: tuple[str, list[str]]):
+    location, ids = two_images
+    code, out, _ = run(
+        capsys,
+        "edit",
+        "--catalog",
+        location,
+        "--id",
+        ids[0],
+        "--set",
+        "alt=12.5",
+        "--reason",
+        "RTK",
+        "--json",
+    )
+    batch = json.loads(out)["batch"]
+    code, out, _ = run(capsys, "undo", batch, "--dry-run", "--json", "--catalog", location)
+    assert code == 0 and json.loads(out) == [{"id": ids[0], "field": "alt", "old": 12.5, "new": None}]
+    _, out, _ = run(capsys, "show", ids[0], "--json", "--catalog", location)
+    assert json.loads(out)["alt"] == 12.5, "a dry run must not revert"
+    code, out, _ = run(capsys, "undo", batch, "--dry-run", "--catalog", location)
+    assert code == 0 and "would restore (dry run)" in out and "12.5" in out
+    assert run(capsys, "undo", batch, "--catalog", location)[0] == 0
+    _, out, _ = run(capsys, "show", ids[0], "--json", "--catalog", location)
+    assert json.loads(out)["alt"] is None

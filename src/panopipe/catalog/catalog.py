@@ -392,10 +392,14 @@ class Catalog:
         with self.engine.connect() as conn:
             return edit_ops.history(conn, image_id=image_id, batch=batch)
 
-    def undo(self, batch: str, *, author: str) -> list[FieldChange]:
-        """Revert the edit batch ``batch``; the resulting changes of effective values."""
-        with self.engine.begin() as conn:
-            return edit_ops.undo(conn, batch, author=author)
+    def undo(self, batch: str, *, author: str, dry_run: bool = False) -> list[FieldChange]:
+        """Revert the edit batch ``batch``; the resulting changes of effective values. With ``dry_run`` the
+        changes are computed and rolled back (``undo --dry-run``)."""
+        with self.engine.connect() as conn, conn.begin() as transaction:
+            changes = edit_ops.undo(conn, batch, author=author)
+            if dry_run:
+                transaction.rollback()
+            return changes
 
     def resolve_keys(self, rows: Iterable[dict[str, str]]) -> dict[str, dict[str, str]]:
         """Map rows keyed by ``id``, ``uri`` or ``reel`` + ``frame`` (+ ``camera_index``) to image ids."""

@@ -118,6 +118,9 @@ def _seconds(text: str) -> float:
     raise ConfigError(f"invalid --shift-time {text!r}: expected e.g. +2s, -1.5s, 250ms, +1h")
 
 
+CHANGE_FIELDS = ("id", "field", "old", "new")
+
+
 def _change_rows(changes: list[FieldChange]) -> list[dict[str, object]]:
     return [{"id": c.image_id, "field": c.field, "old": c.old, "new": c.new} for c in changes]
 
@@ -139,10 +142,16 @@ def edit(
         Path | None,
         typer.Option("--positions", help="CSV naming images by id, uri or reel+frame, with fields."),
     ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Edit every image: needed when no filter selects images.")
+    ] = False,
     dry_run: DryRunOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Override metadata without touching the files; undo with `panopipe undo BATCH`.
+
+    Without a filter (--reel, --id...) or --positions, an edit changes every image: pass --all (or confirm on
+    a terminal).
 
     Example: panopipe edit --reel R001 --set alt=12.5 --reason "RTK altitude" --dry-run
 
@@ -152,6 +161,8 @@ def edit(
     if positions is not None:
         with positions.open(newline="", encoding="utf-8-sig") as handle:
             per_image = catalog.resolve_keys(csv.DictReader(handle))
+    elif selection.selects_all and not (every or dry_run):
+        _confirm_every_image()
     changes = catalog.plan_edit(
         selection,
         assign=_assignments(assign or []),
@@ -160,9 +171,7 @@ def edit(
     )
     rows = _change_rows(changes)
     if dry_run:
-        render.print_rows(
-            rows, ("id", "field", "old", "new"), as_json=as_json, title="would change (dry run)"
-        )
+        render.print_rows(rows, CHANGE_FIELDS, as_json=as_json, title="would change (dry run)")
         return
     batch = catalog.apply_edit(changes, reason=reason, author=getpass.getuser())
     if as_json:
@@ -170,6 +179,15 @@ def edit(
     else:
         render.success(
             f"edit {batch}: {len(changes)} change(s) on {len({c.image_id for c in changes})} image(s)"
+        )
+
+
+def _confirm_every_image() -> None:
+    question = "No filter selects images: edit every image in the catalog?"
+    if not (sys.stdin.isatty() and typer.confirm(question)):
+        raise ConfigError(
+            "no filter selects images (--id, --reel, --shot, --since, --bbox...): "
+            "pass --all to edit every image, or --dry-run to see what would change"
         )
 
 
@@ -205,17 +223,21 @@ def undo(
     catalog: Catalog,
     settings: Settings,
     batch: Annotated[str, typer.Argument(help="The edit batch to revert (see `panopipe history`).")],
+    dry_run: DryRunOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Revert one edit batch; later edits of the same fields stay in force.
 
-    Example: panopipe undo 0190f3a2-7c1e-7a31-9f00-2b7c5d1e4f11
+    Example: panopipe undo 0190f3a2-7c1e-7a31-9f00-2b7c5d1e4f11 --dry-run
     """
-    changes = catalog.undo(batch, author=getpass.getuser())
-    if as_json:
-        render.print_json({"batch": batch, "changes": _change_rows(changes)})
+    changes = catalog.undo(batch, author=getpass.getuser(), dry_run=dry_run)
+    rows = _change_rows(changes)
+    if dry_run:
+        render.print_rows(rows, CHANGE_FIELDS, as_json=as_json, title="would restore (dry run)")
+    elif as_json:
+        render.print_json({"batch": batch, "changes": rows})
     else:
         render.success(f"undid edit {batch}: {len(changes)} value(s) restored")
 
 
-__all__ = ["TABLE_FIELDS", "edit", "export", "history", "ls", "show", "undo"]
+__all__ = ["CHANGE_FIELDS", "TABLE_FIELDS", "edit", "export", "history", "ls", "show", "undo"]
