@@ -59,8 +59,10 @@ def catalog_location(url: URL) -> str:
 def _missing_file(url: URL) -> bool:
     """Whether ``url`` names a SQLite file that does not exist (connecting would create it)."""
     database = url.database
-    return url.get_backend_name() == "sqlite" and database not in (None, "", ":memory:") and not (
-        Path(str(database)).is_file()
+    return (
+        url.get_backend_name() == "sqlite"
+        and database not in (None, "", ":memory:")
+        and not Path(str(database)).is_file()
     )
 
 

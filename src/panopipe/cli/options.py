@@ -107,9 +107,7 @@ def open_settings(catalog: str | None, config: Path | None) -> Settings:
     return load_settings(config, catalog=catalog)
 
 
-def uses_catalog(
-    command: Callable[..., Any] | None = None, *, create: bool = False
-) -> Callable[..., Any]:
+def uses_catalog(command: Callable[..., Any] | None = None, *, create: bool = False) -> Callable[..., Any]:
     """Give ``command`` the options ``--catalog``/``--config`` and the arguments ``catalog`` and ``settings``.
 
     The catalog must exist, unless ``create`` (``@uses_catalog(create=True)``, for the commands that make one).
