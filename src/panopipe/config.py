@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -91,9 +91,14 @@ def check_names(names: Iterable[str], known: Iterable[str], *, section: str | No
     show = (lambda n: f"[{n}]") if section is None else repr
     what = "section" if section is None else f"key in [{section}]"
     for name in sorted(set(names) - set(choices)):
-        close = difflib.get_close_matches(name, choices, n=1)
-        hint = f"did you mean {show(close[0])}?" if close else f"expected {', '.join(map(show, choices))}"
-        raise ConfigError(f"unknown {what}: {show(name)}; {hint}")
+        raise ConfigError(f"unknown {what}: {show(name)}; {did_you_mean(name, choices, show)}")
+
+
+def did_you_mean(name: str, choices: Iterable[str], show: Callable[[str], str] = repr) -> str:
+    """``did you mean X?`` with the choice closest to ``name`` (difflib), else the list of choices."""
+    choices = list(choices)
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f"did you mean {show(close[0])}?" if close else f"expected {', '.join(map(show, choices))}"
 
 
 def _check_tables(data: dict[str, Any]) -> None:
@@ -164,5 +169,6 @@ __all__ = [
     "IngestRules",
     "Settings",
     "check_names",
+    "did_you_mean",
     "load_settings",
 ]

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 import typer
 
+import panopipe
 from panopipe.catalog import Catalog, ImageRecord, create_catalog_engine
 from panopipe.cli import main
 from panopipe.cli.app import app
@@ -322,3 +323,25 @@ def test_undo_dry_run_shows_what_it_would_revert(capsys, two_images: tuple[str, 
     assert run(capsys, "undo", batch, "--catalog", location)[0] == 0
     _, out, _ = run(capsys, "show", ids[0], "--json", "--catalog", location)
     assert json.loads(out)["alt"] is None
+
+
+def test_version(capsys):
+    assert run(capsys, "--version") == (0, f"panopipe {panopipe.__version__}\n", "")
+
+
+def test_ls_pages_sorts_and_picks_fields(capsys, two_images: tuple[str, list[str]]):
+    location = two_images[0]
+    ls = ["ls", "--catalog", location, "--json", "--fields", "frame,uri"]
+    code, out, _ = run(capsys, *ls, "--sort=-frame")
+    assert code == 0 and json.loads(out) == [
+        {"frame": 2, "uri": "s3://b/[a]/2.jpg"},
+        {"frame": 1, "uri": "s3://b/[a]/1.jpg"},
+    ]
+    code, out, _ = run(capsys, *ls, "--sort", "frame", "--offset", "1", "--limit", "1")
+    assert code == 0 and json.loads(out) == [{"frame": 2, "uri": "s3://b/[a]/2.jpg"}]
+    code, out, _ = run(capsys, *ls, "--offset", "1", "--near", "48.1,11.5", "--radius", "5")
+    assert code == 0 and json.loads(out) == [{"frame": 2, "uri": "s3://b/[a]/2.jpg"}]
+    code, _, err = run(capsys, "ls", "--catalog", location, "--fields", "id,fram")
+    assert (code, err) == (2, "error: unknown field 'fram' in --fields; did you mean 'frame'?\n")
+    code, _, err = run(capsys, "ls", "--catalog", location, "--sort", "-captured")
+    assert (code, err) == (2, "error: cannot sort by 'captured'; did you mean 'captured_at'?\n")

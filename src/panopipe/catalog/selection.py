@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from panopipe.catalog.records import IMAGE_COLUMNS
 from panopipe.catalog.schema import images
 from panopipe.catalog.spatial import PostGIS
+from panopipe.config import did_you_mean
 from panopipe.errors import ConfigError
 from panopipe.geo import bbox_around, haversine_m
 
@@ -120,4 +123,17 @@ class Selection:
         return haversine_m(self.near[0], self.near[1], row.lat, row.lon) <= self.radius_m
 
 
-__all__ = ["IMAGE_STATUSES", "Selection"]
+def sort_order(keys: Sequence[str] = ()) -> list[sa.ColumnElement[Any]]:
+    """``ORDER BY`` for image fields ``keys`` (``-field`` descending; missing values last on every backend),
+    then reel, capture time and URI."""
+    order: list[sa.ColumnElement[Any]] = []
+    for key in keys:
+        name = key.removeprefix("-")
+        if name not in IMAGE_COLUMNS:
+            raise ConfigError(f"cannot sort by {name!r}; {did_you_mean(name, IMAGE_COLUMNS)}")
+        column = images.c[name]
+        order.append((column.desc() if key.startswith("-") else column.asc()).nulls_last())
+    return [*order, images.c.reel, images.c.captured_at, images.c.uri]
+
+
+__all__ = ["IMAGE_STATUSES", "Selection", "sort_order"]

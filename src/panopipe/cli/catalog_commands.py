@@ -36,6 +36,20 @@ TABLE_FIELDS = (
 )
 
 
+def _names(text: str | None) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()] if text else []
+
+
+def _fields(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    from panopipe.config import did_you_mean
+
+    fields = tuple(_names(text)) or default
+    for name in fields:
+        if name not in LISTED_FIELDS:
+            raise ConfigError(f"unknown field {name!r} in --fields; {did_you_mean(name, LISTED_FIELDS)}")
+    return fields
+
+
 @uses_selection
 @uses_catalog
 def ls(
@@ -43,18 +57,29 @@ def ls(
     settings: Settings,
     selection: Selection,
     as_json: JsonOption = False,
-    limit: Annotated[int | None, typer.Option(help="Show at most this many images.")] = None,
+    limit: Annotated[int | None, typer.Option(min=0, help="Show at most this many images.")] = None,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many images first.")] = 0,
+    sort: Annotated[
+        str | None,
+        typer.Option(help="Order by these fields, comma-separated; -field descending.", show_default=False),
+    ] = None,
+    fields: Annotated[
+        str | None,
+        typer.Option(help="Show these fields, comma-separated (e.g. id,uri,alt).", show_default=False),
+    ] = None,
 ) -> None:
     """List images with their effective metadata.
 
     Example: panopipe ls --reel R001 --since 2024-05-01T00:00:00Z --bbox 11.0,48.0,11.1,48.1 --json
+
+    Example: panopipe ls --sort=-captured_at --limit 20 --fields id,uri,captured_at,alt
     """
-    rows = [image_row(image) for image in catalog.images(selection, limit=limit)]
-    if as_json:
-        render.print_rows(rows, LISTED_FIELDS, as_json=True)
-        return
-    render.print_rows(rows, TABLE_FIELDS, as_json=False)
-    render.stderr.print(f"{len(rows)} image(s)")
+    columns = _fields(fields, LISTED_FIELDS if as_json else TABLE_FIELDS)
+    images = catalog.images(selection, limit=limit, offset=offset, sort=_names(sort))
+    rows = [image_row(image) for image in images]
+    render.print_rows(rows, columns, as_json=as_json)
+    if not as_json:
+        render.stderr.print(f"{len(rows)} image(s)")
 
 
 @uses_catalog
