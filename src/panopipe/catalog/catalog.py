@@ -286,13 +286,13 @@ class Catalog:
             .where(*selection.where(self.postgis))
             .order_by(*sort_order(sort))
         )
+        # Distance from --near is tested here, not in SQL, so that one pages after that test.
+        page = (offset, None if limit is None else offset + limit) if selection.near else (0, None)
         if selection.near is None:
             query = query.limit(limit).offset(offset)
         with self.engine.connect() as conn:
             rows = (row for row in conn.execute(query) if selection.matches(row))
-            if selection.near is not None:
-                rows = itertools.islice(rows, offset, None if limit is None else offset + limit)
-            for row in rows:
+            for row in itertools.islice(rows, *page):
                 yield _image(row)
 
     def count(self, selection: Selection | None = None) -> int:
