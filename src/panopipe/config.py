@@ -6,8 +6,10 @@ config file (``panopipe.toml`` in the current folder, or the file named by ``PAN
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ ENV_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
 
 DEFAULT_CATALOG = "panopipe.db"
 DEFAULT_CONFIG_FILE = "panopipe.toml"
+SECTIONS = ("panopipe", "ingest", "steps")
+"""The tables of the project config file."""
 DEFAULT_BATCH_SIZE = 50_000
 """Rows per ``COPY`` and commit when a catalog moves to PostgreSQL (here, so the CLI reads it without psycopg)."""
 
@@ -74,8 +78,34 @@ def _from_file(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def check_names(names: Iterable[str], known: Iterable[str], *, section: str | None = None) -> None:
+    """Raise :class:`ConfigError` for the first of ``names`` that is not ``known``, suggesting the closest known
+    one: keys of the table ``[section]``, or table names when ``section`` is ``None``."""
+    choices = sorted(known)
+    show = (lambda n: f"[{n}]") if section is None else repr
+    what = "section" if section is None else f"key in [{section}]"
+    for name in sorted(set(names) - set(choices)):
+        raise ConfigError(f"unknown {what}: {show(name)}; {did_you_mean(name, choices, show)}")
+
+
+def did_you_mean(name: str, choices: Iterable[str], show: Callable[[str], str] = repr) -> str:
+    """``did you mean X?`` with the choice closest to ``name`` (difflib), else the list of choices."""
+    choices = list(choices)
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f"did you mean {show(close[0])}?" if close else f"expected {', '.join(map(show, choices))}"
+
+
+def _check_tables(data: dict[str, Any]) -> None:
+    check_names(data, SECTIONS)
+    for name, table in data.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{name} must be a table: write [{name}] on a line of its own, then its keys")
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
@@ -86,18 +116,20 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     path = Path(config_file or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG_FILE)
     explicit = config_file is not None or ENV_CONFIG in os.environ
     data = _from_file(path) if explicit or path.exists() else {}
-    values: dict[str, Any] = {}
-    panopipe_section = data.get("panopipe", {})
-    known = {f.name for f in fields(Settings)} - {"ingest", "steps", "config_file"}
-    unknown = set(panopipe_section) - known
-    if unknown:
-        raise ConfigError(f"{path}: unknown setting(s) in [panopipe]: {', '.join(sorted(unknown))}")
-    values.update(panopipe_section)
+    try:
+        _check_tables(data)
+        panopipe_section = data.get("panopipe", {})
+        check_names(
+            panopipe_section,
+            {f.name for f in fields(Settings)} - {"ingest", "steps", "config_file"},
+            section="panopipe",
+        )
+        check_names(data.get("ingest", {}), {f.name for f in fields(IngestRules)}, section="ingest")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    values: dict[str, Any] = dict(panopipe_section)
     if "ingest" in data:
-        try:
-            values["ingest"] = IngestRules(**data["ingest"])
-        except TypeError as exc:
-            raise ConfigError(f"{path}: invalid [ingest] section: {exc}") from exc
+        values["ingest"] = IngestRules(**data["ingest"])
     if "steps" in data:
         values["steps"] = data["steps"]
     env = {
@@ -133,7 +165,10 @@ __all__ = [
     "ENV_LAMBDA_FUNCTION_NAME",
     "ENV_OUTPUT_PREFIX",
     "ENV_S3_ENDPOINT_URL",
+    "SECTIONS",
     "IngestRules",
     "Settings",
+    "check_names",
+    "did_you_mean",
     "load_settings",
 ]

@@ -144,7 +144,9 @@ def test_publish_template_colliding_with_an_earlier_output_is_refused(project: P
 def test_invalid_configuration_is_refused(project: Project):
     with pytest.raises(ConfigError, match="unknown stitcher"):
         plan(project.catalog, settings=project.with_steps(stitch={"stitcher": "magic"}))
-    with pytest.raises(ConfigError, match="unknown setting"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key in \[steps.derive\]: 'thumb'; did you mean 'thumbnail'"
+    ):
         plan(project.catalog, settings=project.with_steps(derive={"thumb": 5}))
     with pytest.raises(ConfigError, match="unknown step"):
         plan(project.catalog, steps=["stich"], settings=project.settings)

@@ -4,6 +4,7 @@ other tables' owners (the pipeline's job store) work in."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from panopipe.catalog.records import (
     UpsertResult,
 )
 from panopipe.catalog.schema import images
-from panopipe.catalog.selection import Selection
+from panopipe.catalog.selection import Selection, sort_order
 from panopipe.catalog.shots import assign_reel_shots
 from panopipe.catalog.spatial import PostGIS, detect_postgis
 from panopipe.catalog.subjects import subject_id
@@ -270,22 +271,28 @@ class Catalog:
             return conn.execute(statement, params).rowcount
 
     def images(
-        self, selection: Selection | None = None, *, limit: int | None = None, offset: int = 0
+        self,
+        selection: Selection | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        sort: Sequence[str] = (),
     ) -> Iterator[Image]:
-        """The selected images with their effective metadata, ordered by reel, capture time and URI."""
+        """The selected images with their effective metadata, ordered by the fields ``sort`` (``-field``
+        descending), then by reel, capture time and URI; ``offset`` images skipped, at most ``limit``."""
         selection = selection or Selection()
         query = (
             sa.select(*(images.c[name] for name in IMAGE_COLUMNS), images.c.captured)
             .where(*selection.where(self.postgis))
-            .order_by(images.c.reel, images.c.captured_at, images.c.uri)
+            .order_by(*sort_order(sort))
         )
-        if limit is not None and selection.near is None:
+        # Distance from --near is tested here, not in SQL, so that one pages after that test.
+        page = (offset, None if limit is None else offset + limit) if selection.near else (0, None)
+        if selection.near is None:
             query = query.limit(limit).offset(offset)
         with self.engine.connect() as conn:
             rows = (row for row in conn.execute(query) if selection.matches(row))
-            if limit is not None and selection.near is not None:
-                rows = (row for i, row in enumerate(rows) if offset <= i < offset + limit)
-            for row in rows:
+            for row in itertools.islice(rows, *page):
                 yield _image(row)
 
     def count(self, selection: Selection | None = None) -> int:
@@ -392,10 +399,14 @@ class Catalog:
         with self.engine.connect() as conn:
             return edit_ops.history(conn, image_id=image_id, batch=batch)
 
-    def undo(self, batch: str, *, author: str) -> list[FieldChange]:
-        """Revert the edit batch ``batch``; the resulting changes of effective values."""
-        with self.engine.begin() as conn:
-            return edit_ops.undo(conn, batch, author=author)
+    def undo(self, batch: str, *, author: str, dry_run: bool = False) -> list[FieldChange]:
+        """Revert the edit batch ``batch``; the resulting changes of effective values. With ``dry_run`` the
+        changes are computed and rolled back (``undo --dry-run``)."""
+        with self.engine.connect() as conn, conn.begin() as transaction:
+            changes = edit_ops.undo(conn, batch, author=author)
+            if dry_run:
+                transaction.rollback()
+            return changes
 
     def resolve_keys(self, rows: Iterable[dict[str, str]]) -> dict[str, dict[str, str]]:
         """Map rows keyed by ``id``, ``uri`` or ``reel`` + ``frame`` (+ ``camera_index``) to image ids."""

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
 from panopipe.catalog.rds import create_postgres_engine
-from panopipe.errors import CatalogUnreachableError, ConfigError, SchemaOutdatedError
+from panopipe.errors import CatalogError, CatalogUnreachableError, ConfigError, SchemaOutdatedError
 
 if TYPE_CHECKING:  # Alembic is imported when the schema is checked or migrated, not by the Lambda handler
     from alembic.config import Config
@@ -22,22 +22,55 @@ _SECRET_PARAMETER = re.compile(r"password|token|secret(?!_arn$)", re.IGNORECASE)
 """Query parameters whose values are credentials: libpq's ``password`` and ``sslpassword``, tokens (an AWS
 session's, a presigned URL's ``X-Amz-Security-Token``...), secrets (but not a secret's ARN)."""
 _MASK = "***"
+_BACKENDS = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
+SUPPORTED_CATALOGS = "a SQLite file path or a postgresql:// URL"
+_PASSWORD = re.compile(r"(//[^/@:]*:)[^/@]*@")
 
 
 def catalog_url(location: str | Path) -> URL:
-    """The SQLAlchemy URL for a catalog location: a path means SQLite, a ``postgresql://`` URL PostgreSQL."""
+    """The SQLAlchemy URL for a catalog location: a path means SQLite, a ``postgresql://`` URL PostgreSQL.
+
+    Any other scheme, or a URL that does not parse, is a :class:`~panopipe.errors.ConfigError`.
+    """
     text = str(location)
     if "://" not in text:
         return URL.create("sqlite", database=str(Path(text).expanduser().resolve()))
+    shown = _PASSWORD.sub(rf"\1{_MASK}@", text)
     try:
         url = make_url(text)
-    except sa.exc.ArgumentError as exc:
-        raise ConfigError(f"invalid catalog URL {mask_url(text)}: {exc}") from None
-    if url.drivername in ("postgresql", "postgres"):
-        url = url.set(drivername="postgresql+psycopg")
-    elif url.drivername in ("mysql", "mariadb"):
-        url = url.set(drivername="mysql+pymysql")
-    return url
+    except ValueError:  # SQLAlchemy's ArgumentError is a ValueError, like the one of a port that is no number
+        raise ConfigError(
+            f"invalid catalog URL {shown}: expected postgresql://USER@HOST[:PORT]/DATABASE "
+            "(the port, if given, a number)"
+        ) from None
+    backend = url.drivername.partition("+")[0]
+    if backend not in _BACKENDS:
+        raise ConfigError(
+            f"unsupported catalog URL {shown}: a catalog is {SUPPORTED_CATALOGS}, not {backend}://"
+        )
+    return url if "+" in url.drivername else url.set(drivername=_BACKENDS[backend])
+
+
+def catalog_location(url: URL) -> str:
+    """Where the catalog at ``url`` is, as a user writes it: a SQLite file's path, else the masked URL."""
+    return str(url.database) if url.get_backend_name() == "sqlite" else mask_url(url)
+
+
+def _missing_file(url: URL) -> bool:
+    """Whether ``url`` names a SQLite file that does not exist (connecting would create it)."""
+    database = url.database
+    return (
+        url.get_backend_name() == "sqlite"
+        and database not in (None, "", ":memory:")
+        and not Path(str(database)).is_file()
+    )
+
+
+def _no_catalog(url: URL) -> CatalogError:
+    return CatalogError(
+        f"no catalog at {catalog_location(url)}: create one with `panopipe db upgrade` or "
+        "`panopipe ingest FOLDER` (with the same --catalog)"
+    )
 
 
 def mask_url(url: str | URL) -> str:
@@ -72,9 +105,7 @@ def create_catalog_engine(location: str | Path | URL) -> sa.Engine:
         engine = sa.create_engine(url)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    if url.get_backend_name() == "postgresql":
-        return create_postgres_engine(url)
-    return sa.create_engine(url, pool_pre_ping=True)
+    return create_postgres_engine(url)
 
 
 _shared: dict[str, sa.Engine] = {}
@@ -117,7 +148,9 @@ def head_revision() -> str:
 
 
 def current_revision(engine: sa.Engine) -> str | None:
-    """The catalog's schema revision, ``None`` for an empty database."""
+    """The catalog's schema revision, ``None`` for an empty database or a missing SQLite file (not created)."""
+    if _missing_file(engine.url):
+        return None
     from alembic.migration import MigrationContext
 
     with connect(engine) as connection:
@@ -163,14 +196,17 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
 def check_schema(engine: sa.Engine, *, create: bool = True) -> None:
     """Make sure the catalog is at the schema this panopipe expects.
 
-    An empty database gets the schema when ``create`` is true; an older (or newer) schema is an error that
-    says what to do.
+    An empty database gets the schema when ``create`` is true; without ``create``, a missing SQLite file or an
+    empty database is a :class:`~panopipe.errors.CatalogError` saying how to create a catalog (and nothing is
+    created). An older (or newer) schema is an error that says what to do.
     """
+    if not create and _missing_file(engine.url):
+        raise _no_catalog(engine.url)
     current = current_revision(engine)
     head = head_revision()
     if current == head:
         return
-    if current is None and create:
+    if current is None:
         with connect(engine) as connection:
             has_tables = bool(user_tables(connection))
         if has_tables:
@@ -178,6 +214,8 @@ def check_schema(engine: sa.Engine, *, create: bool = True) -> None:
                 f"{mask_url(engine.url)} holds tables but no panopipe schema version; "
                 "point --catalog at an empty database or a panopipe catalog"
             )
+        if not create:
+            raise _no_catalog(engine.url)
         upgrade(engine)
         return
     from alembic.script import ScriptDirectory
@@ -197,7 +235,9 @@ def check_schema(engine: sa.Engine, *, create: bool = True) -> None:
 
 __all__ = [
     "MIGRATIONS",
+    "SUPPORTED_CATALOGS",
     "alembic_config",
+    "catalog_location",
     "catalog_url",
     "check_schema",
     "connect",

@@ -2,16 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from panopipe.catalog.records import IMAGE_COLUMNS
 from panopipe.catalog.schema import images
 from panopipe.catalog.spatial import PostGIS
+from panopipe.config import did_you_mean
 from panopipe.errors import ConfigError
 from panopipe.geo import bbox_around, haversine_m
+
+IMAGE_STATUSES = ("ok", "failed")
+"""An image's status: ``failed`` when its metadata could not be read."""
+
+
+def _check_point(lat: float, lon: float) -> None:
+    if abs(lat) <= 90 and abs(lon) <= 180:
+        return
+    swapped = " (it looks like LON,LAT: swap the values)" if abs(lon) <= 90 and abs(lat) <= 180 else ""
+    raise ConfigError(
+        f"invalid --near {lat},{lon}: expected LAT,LON with -90 <= LAT <= 90, -180 <= LON <= 180{swapped}"
+    )
+
+
+def _check_bbox(min_lon: float, min_lat: float, max_lon: float, max_lat: float) -> None:
+    given = f"invalid --bbox {min_lon},{min_lat},{max_lon},{max_lat}: expected MINLON,MINLAT,MAXLON,MAXLAT"
+    lats, lons = (min_lat, max_lat), (min_lon, max_lon)
+    if any(abs(lat) > 90 for lat in lats) or any(abs(lon) > 180 for lon in lons):
+        looks_swapped = all(abs(lat) <= 180 for lat in lats) and all(abs(lon) <= 90 for lon in lons)
+        hint = "it looks like latitude first: put longitudes first" if looks_swapped else "out of range"
+        raise ConfigError(f"{given}; {hint} (-180 <= LON <= 180, -90 <= LAT <= 90)")
+    if min_lon > max_lon or min_lat > max_lat:
+        raise ConfigError(f"{given}; a minimum is above its maximum: are two values swapped?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,19 +57,24 @@ class Selection:
 
     def __post_init__(self) -> None:
         if self.bbox is not None:
-            min_lon, min_lat, max_lon, max_lat = self.bbox
-            if not (-90 <= min_lat <= max_lat <= 90 and -180 <= min_lon <= 180 and -180 <= max_lon <= 180):
-                raise ConfigError(
-                    f"invalid bbox {self.bbox}: expected MINLON,MINLAT,MAXLON,MAXLAT in degrees"
-                )
+            _check_bbox(*self.bbox)
+        if self.near is not None:
+            _check_point(*self.near)
         if (self.near is None) != (self.radius_m is None):
             raise ConfigError("--near and --radius go together")
         if self.radius_m is not None and self.radius_m <= 0:
             raise ConfigError(f"invalid radius {self.radius_m}: expected metres > 0")
+        if self.status is not None and self.status not in IMAGE_STATUSES:
+            raise ConfigError(f"invalid status {self.status!r}: expected {' or '.join(IMAGE_STATUSES)}")
         for name in ("since", "until"):
             value = getattr(self, name)
             if value is not None and value.tzinfo is None:
                 raise ConfigError(f"--{name} needs a time zone (e.g. 2024-05-01T10:00:00Z)")
+
+    @property
+    def selects_all(self) -> bool:
+        """Whether no filter is set, so that the selection is every (not deleted) image."""
+        return self == Selection(include_deleted=self.include_deleted)
 
     def where(self, postgis: PostGIS | None = None) -> list[sa.ColumnElement[bool]]:
         """SQL conditions for the indexed part of the selection (``near`` is refined by :meth:`matches`).
@@ -92,4 +123,17 @@ class Selection:
         return haversine_m(self.near[0], self.near[1], row.lat, row.lon) <= self.radius_m
 
 
-__all__ = ["Selection"]
+def sort_order(keys: Sequence[str] = ()) -> list[sa.ColumnElement[Any]]:
+    """``ORDER BY`` for image fields ``keys`` (``-field`` descending; missing values last on every backend),
+    then reel, capture time and URI."""
+    order: list[sa.ColumnElement[Any]] = []
+    for key in keys:
+        name = key.removeprefix("-")
+        if name not in IMAGE_COLUMNS:
+            raise ConfigError(f"cannot sort by {name!r}; {did_you_mean(name, IMAGE_COLUMNS)}")
+        column = images.c[name]
+        order.append((column.desc() if key.startswith("-") else column.asc()).nulls_last())
+    return [*order, images.c.reel, images.c.captured_at, images.c.uri]
+
+
+__all__ = ["IMAGE_STATUSES", "Selection", "sort_order"]

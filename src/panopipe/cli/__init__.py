@@ -10,13 +10,16 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``panopipe`` with ``argv`` (default: the process arguments); the exit code."""
     from panopipe.cli import render
     from panopipe.cli.app import app
-    from panopipe.errors import PanopipeError
+    from panopipe.errors import PanopipeError, StorageError
 
     try:
         result = app(args=argv, prog_name="panopipe", standalone_mode=False)
     except PanopipeError as exc:
         render.error(str(exc))
         return exc.exit_code
+    except OSError as exc:  # a local file the library did not wrap (a full disk...): still one line
+        render.error(f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
+        return StorageError.exit_code
     except (typer.Abort, KeyboardInterrupt):
         render.error("interrupted")
         return 130

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from panopipe import __version__
 from panopipe.cli import (
     catalog_commands,
     cloud_commands,
@@ -12,6 +15,7 @@ from panopipe.cli import (
     dev_commands,
     events_commands,
     ingest_command,
+    render,
     sync_command,
 )
 from panopipe.cli import pipeline as pipeline_commands
@@ -25,6 +29,24 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        render.stdout.print(f"panopipe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Show the version and exit.", callback=_print_version, is_eager=True),
+    ] = False,
+) -> None:
+    """Catalog and reprocess geotagged 360° imagery, on a laptop and in AWS."""
+
+
 app.add_typer(db.app, name="db")
 app.add_typer(events_commands.app, name="events")
 app.add_typer(events_commands.worker_app, name="worker")
@@ -52,4 +74,4 @@ for command in (
     app.command()(command)
 
 
-__all__ = ["app"]
+__all__ = ["app", "options"]

@@ -13,7 +13,7 @@ import typer
 
 from panopipe.catalog.values import parse_value
 from panopipe.cli import render
-from panopipe.cli.options import DryRunOption, JsonOption, uses_catalog, uses_selection
+from panopipe.cli.options import DryRunOption, JsonOption, uses_catalog, uses_selection, writable_file
 from panopipe.errors import ConfigError
 from panopipe.export import LISTED_FIELDS, image_row, write_csv, write_geojson
 
@@ -36,6 +36,20 @@ TABLE_FIELDS = (
 )
 
 
+def _names(text: str | None) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()] if text else []
+
+
+def _fields(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    from panopipe.config import did_you_mean
+
+    fields = tuple(_names(text)) or default
+    for name in fields:
+        if name not in LISTED_FIELDS:
+            raise ConfigError(f"unknown field {name!r} in --fields; {did_you_mean(name, LISTED_FIELDS)}")
+    return fields
+
+
 @uses_selection
 @uses_catalog
 def ls(
@@ -43,18 +57,29 @@ def ls(
     settings: Settings,
     selection: Selection,
     as_json: JsonOption = False,
-    limit: Annotated[int | None, typer.Option(help="Show at most this many images.")] = None,
+    limit: Annotated[int | None, typer.Option(min=0, help="Show at most this many images.")] = None,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many images first.")] = 0,
+    sort: Annotated[
+        str | None,
+        typer.Option(help="Order by these fields, comma-separated; -field descending.", show_default=False),
+    ] = None,
+    fields: Annotated[
+        str | None,
+        typer.Option(help="Show these fields, comma-separated (e.g. id,uri,alt).", show_default=False),
+    ] = None,
 ) -> None:
     """List images with their effective metadata.
 
     Example: panopipe ls --reel R001 --since 2024-05-01T00:00:00Z --bbox 11.0,48.0,11.1,48.1 --json
+
+    Example: panopipe ls --sort=-captured_at --limit 20 --fields id,uri,captured_at,alt
     """
-    rows = [image_row(image) for image in catalog.images(selection, limit=limit)]
-    if as_json:
-        render.print_rows(rows, LISTED_FIELDS, as_json=True)
-        return
-    render.print_rows(rows, TABLE_FIELDS, as_json=False)
-    render.stderr.print(f"{len(rows)} image(s)")
+    columns = _fields(fields, LISTED_FIELDS if as_json else TABLE_FIELDS)
+    images = catalog.images(selection, limit=limit, offset=offset, sort=_names(sort))
+    rows = [image_row(image) for image in images]
+    render.print_rows(rows, columns, as_json=as_json)
+    if not as_json:
+        render.stderr.print(f"{len(rows)} image(s)")
 
 
 @uses_catalog
@@ -80,7 +105,8 @@ def export(
     selection: Selection,
     export_format: Annotated[str, typer.Option("--format", help="csv or geojson.")] = "csv",
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+        Path | None,
+        typer.Option("--output", "-o", help="File to write (default: stdout).", callback=writable_file),
     ] = None,
 ) -> None:
     """Export effective metadata as CSV or GeoJSON for QGIS or ArcGIS.
@@ -117,6 +143,9 @@ def _seconds(text: str) -> float:
     raise ConfigError(f"invalid --shift-time {text!r}: expected e.g. +2s, -1.5s, 250ms, +1h")
 
 
+CHANGE_FIELDS = ("id", "field", "old", "new")
+
+
 def _change_rows(changes: list[FieldChange]) -> list[dict[str, object]]:
     return [{"id": c.image_id, "field": c.field, "old": c.old, "new": c.new} for c in changes]
 
@@ -138,10 +167,16 @@ def edit(
         Path | None,
         typer.Option("--positions", help="CSV naming images by id, uri or reel+frame, with fields."),
     ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Edit every image: needed when no filter selects images.")
+    ] = False,
     dry_run: DryRunOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Override metadata without touching the files; undo with `panopipe undo BATCH`.
+
+    Without a filter (--reel, --id...) or --positions, an edit changes every image: pass --all (or confirm on
+    a terminal).
 
     Example: panopipe edit --reel R001 --set alt=12.5 --reason "RTK altitude" --dry-run
 
@@ -151,6 +186,8 @@ def edit(
     if positions is not None:
         with positions.open(newline="", encoding="utf-8-sig") as handle:
             per_image = catalog.resolve_keys(csv.DictReader(handle))
+    elif selection.selects_all and not (every or dry_run):
+        _confirm_every_image()
     changes = catalog.plan_edit(
         selection,
         assign=_assignments(assign or []),
@@ -159,9 +196,7 @@ def edit(
     )
     rows = _change_rows(changes)
     if dry_run:
-        render.print_rows(
-            rows, ("id", "field", "old", "new"), as_json=as_json, title="would change (dry run)"
-        )
+        render.print_rows(rows, CHANGE_FIELDS, as_json=as_json, title="would change (dry run)")
         return
     batch = catalog.apply_edit(changes, reason=reason, author=getpass.getuser())
     if as_json:
@@ -169,6 +204,15 @@ def edit(
     else:
         render.success(
             f"edit {batch}: {len(changes)} change(s) on {len({c.image_id for c in changes})} image(s)"
+        )
+
+
+def _confirm_every_image() -> None:
+    question = "No filter selects images: edit every image in the catalog?"
+    if not (sys.stdin.isatty() and typer.confirm(question)):
+        raise ConfigError(
+            "no filter selects images (--id, --reel, --shot, --since, --bbox...): "
+            "pass --all to edit every image, or --dry-run to see what would change"
         )
 
 
@@ -204,17 +248,21 @@ def undo(
     catalog: Catalog,
     settings: Settings,
     batch: Annotated[str, typer.Argument(help="The edit batch to revert (see `panopipe history`).")],
+    dry_run: DryRunOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Revert one edit batch; later edits of the same fields stay in force.
 
-    Example: panopipe undo 0190f3a2-7c1e-7a31-9f00-2b7c5d1e4f11
+    Example: panopipe undo 0190f3a2-7c1e-7a31-9f00-2b7c5d1e4f11 --dry-run
     """
-    changes = catalog.undo(batch, author=getpass.getuser())
-    if as_json:
-        render.print_json({"batch": batch, "changes": _change_rows(changes)})
+    changes = catalog.undo(batch, author=getpass.getuser(), dry_run=dry_run)
+    rows = _change_rows(changes)
+    if dry_run:
+        render.print_rows(rows, CHANGE_FIELDS, as_json=as_json, title="would restore (dry run)")
+    elif as_json:
+        render.print_json({"batch": batch, "changes": rows})
     else:
         render.success(f"undid edit {batch}: {len(changes)} value(s) restored")
 
 
-__all__ = ["TABLE_FIELDS", "edit", "export", "history", "ls", "show", "undo"]
+__all__ = ["CHANGE_FIELDS", "TABLE_FIELDS", "edit", "export", "history", "ls", "show", "undo"]

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
 from panopipe.aws.package import PLATFORMS, build_lambda_zip
 from panopipe.cli import render
@@ -71,7 +70,7 @@ def _needs_yes(yes: bool, command: str) -> None:
 
 
 def _show_event(event: StackEvent) -> None:
-    reason = f"  {escape(event.reason)}" if event.reason else ""
+    reason = f"  {event.reason}" if event.reason else ""
     render.stderr.print(f"{event.status:<20} {event.type:<36} {event.resource}{reason}")
 
 
@@ -79,10 +78,10 @@ def _show_report(report: StackReport, *, as_json: bool) -> None:
     if as_json:
         render.print_json(report.to_dict())
         return
-    fields = {"stack": report.name, "status": report.status, "reason": escape(report.reason)}
+    fields = {"stack": report.name, "status": report.status, "reason": report.reason}
     render.print_fields(fields, as_json=False)
     if report.failed:
-        rows = [{**vars(e), "reason": escape(e.reason)} for e in report.failed]
+        rows = [{**vars(e), "reason": e.reason} for e in report.failed]
         render.print_rows(rows, ["resource", "type", "status", "reason"], as_json=False, title="Failed")
     render.print_fields(report.outputs, as_json=False)
 

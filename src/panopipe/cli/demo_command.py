@@ -35,11 +35,12 @@ def demo(
 
     Example: panopipe demo --folder /tmp/demo --shots 4
     """
-    from panopipe.catalog import Catalog
+    from panopipe.catalog import Catalog, catalog_url
     from panopipe.demo import run_demo
 
-    folder.mkdir(parents=True, exist_ok=True)
     location = catalog_location or str(folder.resolve() / "panopipe.db")
+    catalog_url(location)  # a bad URL fails before the survey is rendered
+    folder.mkdir(parents=True, exist_ok=True)
     with render.staged_progress() as progress:
         result = run_demo(folder, location, shots=shots, progress=progress)
     with Catalog.open(location) as catalog:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from panopipe.config import Settings
 
 
-@uses_catalog
+@uses_catalog(create=True)
 def ingest(
     catalog: Catalog,
     settings: Settings,

@@ -79,13 +79,41 @@ def _extend(
     wrapper.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": returns}
 
 
+def writable_file(path: Path | None) -> Path | None:
+    """``path`` if a file can be written there (checked before the command works); a
+    :class:`~panopipe.errors.ConfigError` saying why not otherwise. For ``callback=`` of output options."""
+    if path is None:
+        return None
+    if path.is_dir():
+        reason = "it is a folder; give a file name"
+    elif not path.parent.is_dir():
+        reason = f"folder {path.parent} does not exist"
+    else:
+        existed = path.exists()
+        try:
+            with path.open("ab"):
+                pass
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+        else:
+            if not existed:
+                path.unlink()
+            return path
+    raise ConfigError(f"cannot write {path}: {reason}")
+
+
 def open_settings(catalog: str | None, config: Path | None) -> Settings:
     """Settings for a command from its ``--catalog`` and ``--config`` options."""
     return load_settings(config, catalog=catalog)
 
 
-def uses_catalog(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Give ``command`` the options ``--catalog``/``--config`` and the arguments ``catalog`` and ``settings``."""
+def uses_catalog(command: Callable[..., Any] | None = None, *, create: bool = False) -> Callable[..., Any]:
+    """Give ``command`` the options ``--catalog``/``--config`` and the arguments ``catalog`` and ``settings``.
+
+    The catalog must exist, unless ``create`` (``@uses_catalog(create=True)``, for the commands that make one).
+    """
+    if command is None:
+        return functools.partial(uses_catalog, create=create)
 
     @functools.wraps(command)
     def wrapper(
@@ -94,7 +122,7 @@ def uses_catalog(command: Callable[..., Any]) -> Callable[..., Any]:
         from panopipe.catalog import Catalog
 
         settings = open_settings(catalog_location, config)
-        with Catalog.open(settings.catalog) as catalog:
+        with Catalog.open(settings.catalog, create=create) as catalog:
             return command(*args, catalog=catalog, settings=settings, **kwargs)
 
     _extend(
@@ -204,4 +232,5 @@ __all__ = [
     "open_settings",
     "uses_catalog",
     "uses_selection",
+    "writable_file",
 ]

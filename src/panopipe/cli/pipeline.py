@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from panopipe.cli import render
-from panopipe.cli.options import JsonOption, uses_catalog, uses_selection
+from panopipe.cli.options import JsonOption, uses_catalog, uses_selection, writable_file
 from panopipe.config import ENV_EXECUTOR
 from panopipe.errors import StepError
 
@@ -164,7 +164,7 @@ def verify(
 def report(
     catalog: Catalog,
     settings: Settings,
-    html: Annotated[Path, typer.Option("--html", help="The HTML file to write.")],
+    html: Annotated[Path, typer.Option("--html", help="The HTML file to write.", callback=writable_file)],
 ) -> None:
     """Write a self-contained HTML page: job counts, failures and a map of image positions.
 

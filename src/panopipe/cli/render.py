@@ -1,4 +1,8 @@
-"""Everything the CLI shows: tables and JSON on stdout, messages and progress on stderr."""
+"""Everything the CLI shows: tables and JSON on stdout, messages and progress on stderr.
+
+Both consoles read no markup: messages, paths and cells are shown as written (``[steps.derive]``,
+``s3://b/[a]/x.jpg``); styles are applied to :class:`~rich.text.Text` parts only.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,15 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from panopipe.catalog.records import to_json_value
 
-stdout = Console(highlight=False, soft_wrap=True)
+stdout = Console(highlight=False, markup=False, soft_wrap=True)
 if not stdout.is_terminal:
     # Piped output is read by people with wide terminals and by grep: do not wrap rows at 80 columns.
-    stdout = Console(highlight=False, soft_wrap=True, width=400)
-stderr = Console(stderr=True, highlight=False)
+    stdout = Console(highlight=False, markup=False, soft_wrap=True, width=400)
+stderr = Console(stderr=True, highlight=False, markup=False)
 
 
 def print_json(value: Any) -> None:
@@ -56,23 +61,23 @@ def print_fields(values: dict[str, Any], *, as_json: bool, marked: Iterable[str]
     marked = set(marked)
     width = max(map(len, values), default=0)
     for key, value in values.items():
-        flag = " [yellow]*edited[/]" if key in marked else ""
-        stdout.print(f"[bold]{key:<{width}}[/]  {_cell(value)}{flag}")
+        flag = (" *edited", "yellow") if key in marked else ""
+        stdout.print(Text.assemble((f"{key:<{width}}", "bold"), f"  {_cell(value)}", flag))
 
 
 def success(message: str) -> None:
     """A short confirmation on stderr."""
-    stderr.print(f"[green]{message}[/]")
+    stderr.print(Text(message, style="green"))
 
 
 def warn(message: str) -> None:
     """A warning on stderr."""
-    stderr.print(f"[yellow]warning:[/] {message}")
+    stderr.print(Text.assemble(("warning:", "yellow"), f" {message}"))
 
 
 def error(message: str) -> None:
     """One red error line on stderr."""
-    stderr.print(f"[red]error:[/] {message}", soft_wrap=True)
+    stderr.print(Text.assemble(("error:", "red"), f" {message}"), soft_wrap=True)
 
 
 @contextlib.contextmanager

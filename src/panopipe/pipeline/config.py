@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from panopipe.catalog import Catalog
-from panopipe.config import Settings
+from panopipe.config import Settings, check_names
 from panopipe.errors import ConfigError
 from panopipe.steps.base import PipelineContext, Step
 from panopipe.steps.registry import STEP_TYPES, build_steps
@@ -47,12 +47,10 @@ def load_pipeline(
     settings = settings or Settings()
     tables = dict(settings.steps)
     shared = tables.pop(PIPELINE_TABLE, {})
-    unknown = sorted(set(shared) - _PIPELINE_KEYS) + sorted(set(tables) - set(STEP_TYPES))
-    if unknown:
-        raise ConfigError(
-            f"[steps]: unknown setting(s) or step(s) {', '.join(unknown)}; steps are {', '.join(STEP_TYPES)}, "
-            f"[steps.{PIPELINE_TABLE}] takes {', '.join(sorted(_PIPELINE_KEYS))}"
-        )
+    check_names(
+        (f"steps.{name}" for name in tables), (f"steps.{name}" for name in (*STEP_TYPES, PIPELINE_TABLE))
+    )
+    check_names(shared, _PIPELINE_KEYS, section=f"steps.{PIPELINE_TABLE}")
     retries, backoff_s = shared.get("retries", 2), shared.get("backoff_s", 0.5)
     if type(retries) is not int or retries < 0:
         raise ConfigError(f"[steps.{PIPELINE_TABLE}]: retries must be a whole number >= 0, got {retries!r}")

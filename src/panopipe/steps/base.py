@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 
 from panopipe.catalog.records import to_json_value
 from panopipe.catalog.subjects import Subject, SubjectKind
-from panopipe.errors import ConfigError
+from panopipe.config import check_names
 from panopipe.steps.fingerprint import fingerprint
 from panopipe.storage import open_storage, resolve_uri
 
@@ -83,12 +83,7 @@ class Step(ABC):
     config_keys: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, table: Mapping[str, Any], context: PipelineContext) -> None:
-        unknown = sorted(set(table) - self.config_keys - {"enabled"})
-        if unknown:
-            raise ConfigError(
-                f"[steps.{self.name}]: unknown setting(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted({*self.config_keys, 'enabled'}))}"
-            )
+        check_names(table, {*self.config_keys, "enabled"}, section=f"steps.{self.name}")
         self.context = context
         self._output = open_storage(context.output_uri)
         self.params: dict[str, Any] = self.configure(table)

@@ -1,0 +1,347 @@
+"""Mistakes a user makes on the command line: each gets one line saying what is wrong, never a traceback."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+import pytest
+import sqlalchemy as sa
+import typer
+
+import panopipe
+from panopipe.catalog import Catalog, ImageRecord, create_catalog_engine
+from panopipe.cli import main
+from panopipe.cli.app import app
+from panopipe.errors import CatalogError, ConfigError
+
+EVENT = Path(__file__).parents[1] / "data" / "events" / "powertools-python" / "s3SqsEvent.json"
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def read_only_commands(tmp_path: Path) -> list[list[str]]:
+    """Commands that need an existing catalog, with the arguments they require."""
+    (tmp_path / "empty").mkdir(exist_ok=True)
+    return [
+        ["ls"],
+        ["show", "0190f3a2"],
+        ["status"],
+        ["plan"],
+        ["export"],
+        ["history"],
+        ["report", "--html", str(tmp_path / "report.html")],
+        ["verify"],
+        ["verify", "--repair"],
+        ["run"],
+        ["edit", "--reel", "R001", "--set", "alt=1", "--reason", "r"],
+        ["undo", "0190f3a2"],
+        ["sync", str(tmp_path / "empty"), str(tmp_path / "out")],
+        ["events", "handle", str(EVENT)],
+    ]
+
+
+def test_reads_never_create_a_sqlite_catalog(capsys, tmp_path: Path):
+    db = tmp_path / "missing.db"
+    for command in read_only_commands(tmp_path):
+        code, out, err = run(capsys, *command, "--catalog", str(db))
+        assert (code, out) == (CatalogError.exit_code, ""), (command, err)
+        assert err.splitlines() == [
+            f"error: no catalog at {db}: create one with `panopipe db upgrade` or `panopipe ingest FOLDER` "
+            "(with the same --catalog)"
+        ], command
+        assert not db.exists(), command
+    code, out, _ = run(capsys, "db", "current", "--catalog", str(db), "--json")
+    assert code == 0 and '"current": null' in out and not db.exists()
+
+
+def test_reads_never_give_an_empty_postgresql_database_tables(capsys, tmp_path: Path, postgres_url: str):
+    for command in read_only_commands(tmp_path):
+        code, _, err = run(capsys, *command, "--catalog", postgres_url)
+        assert code == CatalogError.exit_code and len(err.splitlines()) == 1, (command, err)
+        assert err.startswith("error: no catalog at postgresql+psycopg://") and "panopipe db upgrade" in err
+    engine = create_catalog_engine(postgres_url)
+    with engine.connect() as conn:
+        assert sa.inspect(conn).get_table_names() == [], "a read created tables (or PostGIS's)"
+    engine.dispose()
+    assert run(capsys, "db", "upgrade", "--catalog", postgres_url)[0] == 0
+    code, _, err = run(capsys, "ls", "--catalog", postgres_url)
+    assert (code, err) == (0, "0 image(s)\n")
+
+
+def test_ingest_creates_the_catalog(capsys, tmp_path: Path):
+    db = tmp_path / "new.db"
+    (tmp_path / "empty").mkdir()
+    assert run(capsys, "ingest", str(tmp_path / "empty"), "--catalog", str(db))[0] == 0
+    assert db.is_file() and run(capsys, "status", "--catalog", str(db))[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "postgresql://u:hunter2@h:abc/db",
+            "error: invalid catalog URL postgresql://u:***@h:abc/db: expected "
+            "postgresql://USER@HOST[:PORT]/DATABASE (the port, if given, a number)",
+        ),
+        (
+            "mysql://u:hunter2@h/db",
+            "error: unsupported catalog URL mysql://u:***@h/db: a catalog is a SQLite file path or a "
+            "postgresql:// URL, not mysql://",
+        ),
+    ],
+)
+def test_bad_catalog_urls(capsys, url: str, message: str):
+    assert run(capsys, "ls", "--catalog", url) == (ConfigError.exit_code, "", message + "\n")
+
+
+def test_output_paths_that_cannot_be_written(capsys, tmp_path: Path):
+    db = str(tmp_path / "c.db")
+    assert run(capsys, "db", "upgrade", "--catalog", db)[0] == 0
+    cases = {
+        str(tmp_path): "it is a folder; give a file name",
+        str(tmp_path / "nowhere" / "x.csv"): f"folder {tmp_path / 'nowhere'} does not exist",
+        "/proc/panopipe-report.html": "No such file or directory",
+    }
+    for path, reason in cases.items():
+        for command in (["export", "-o", path], ["report", "--html", path]):
+            code, out, err = run(capsys, *command, "--catalog", db)
+            assert (code, out, err) == (ConfigError.exit_code, "", f"error: cannot write {path}: {reason}\n")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def _commands() -> dict[str, click.Command]:
+    """Every command of the app by its words (``db upgrade``)."""
+    found: dict[str, click.Command] = {}
+
+    def walk(command: click.Command, words: tuple[str, ...]) -> None:
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, (*words, name))
+        if not hasattr(command, "commands"):
+            found[" ".join(words)] = command
+
+    walk(typer.main.get_command(app), ())
+    return found
+
+
+def _options(command: click.Command) -> set[str]:
+    return {opt for param in command.params for opt in param.opts}
+
+
+OUTPUTS = {"export": "--output", "report": "--html"}
+"""The commands that write a file the user names, and the option that names it."""
+CREATES = {"ingest", "demo", "db upgrade", "db current"}
+"""Commands that succeed where no catalog exists (they create it, or report it has no schema)."""
+
+
+def test_no_command_shows_a_traceback(capsys, tmp_path: Path):
+    """Each command that takes a catalog, a config file or an output path, given a bad one of each."""
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    bad_config = tmp_path / "bad.toml"
+    bad_config.write_text("[step.derive]\nthumbnail = 256\n")
+    not_toml = tmp_path / "not.toml"
+    not_toml.write_text("[panopipe\n")
+    required = {
+        "sync": [str(folder), str(tmp_path / "out")],
+        "ingest": [str(folder)],
+        "show": ["0190f3a2"],
+        "edit": ["--reel", "R001", "--set", "alt=1", "--reason", "r"],
+        "undo": ["0190f3a2"],
+        "report": ["--html", str(tmp_path / "r.html")],
+        "db migrate": ["--to", "postgresql://u@127.0.0.1:1/x"],
+        "events handle": [str(EVENT)],
+        "worker events": ["--queue-url", "http://127.0.0.1:1/q", "--max-polls", "1"],
+        "demo": ["--folder", str(tmp_path / "demo"), "--shots", "1"],
+    }
+    mistakes = {
+        "unsupported URL": (["--catalog", "mysql://u@h/db"], ConfigError.exit_code),
+        "port": (["--catalog", "postgresql://u@h:abc/db"], ConfigError.exit_code),
+        "missing catalog": (["--catalog", str(tmp_path / "missing.db")], CatalogError.exit_code),
+        "unknown section": (["--config", str(bad_config)], ConfigError.exit_code),
+        "not TOML": (["--config", str(not_toml)], ConfigError.exit_code),
+        "config is a folder": (["--config", str(tmp_path)], ConfigError.exit_code),
+    }
+    tried = 0
+    for words, command in _commands().items():
+        options = _options(command)
+        for mistake, (args, expected) in mistakes.items():
+            if args[0] not in options or (mistake == "missing catalog" and words in CREATES):
+                continue
+            tried += 1
+            code, out, err = run(capsys, *words.split(), *required.get(words, []), *args)
+            assert (code, len(err.splitlines())) == (expected, 1), (words, mistake, out, err)
+            assert err.startswith("error: ") and "Traceback" not in out + err, (words, mistake)
+        if words in OUTPUTS:
+            tried += 1
+            code, _, err = run(
+                capsys, *words.split(), *required.get(words, []), OUTPUTS[words], str(tmp_path)
+            )
+            assert (code, err) == (
+                ConfigError.exit_code,
+                f"error: cannot write {tmp_path}: it is a folder; give a file name\n",
+            )
+    assert tried > 60 and not (tmp_path / "missing.db").exists()
+
+
+@pytest.fixture
+def two_images(catalog_url: str) -> tuple[str, list[str]]:
+    """A catalog of two images whose uri and reel hold brackets, on each backend; its location and the ids."""
+    location = catalog_url
+    taken = datetime(2024, 5, 1, 10, tzinfo=UTC)
+    with Catalog.open(location) as catalog:
+        catalog.upsert_images(
+            [
+                ImageRecord(
+                    uri=f"s3://b/[a]/{n}.jpg", reel="[R1]", frame=n, lat=48.1, lon=11.5, captured_at=taken
+                )
+                for n in (1, 2)
+            ]
+        )
+        return location, [image.id for image in catalog.images()]
+
+
+def test_text_is_shown_as_written(capsys, tmp_path: Path, two_images: tuple[str, list[str]]):
+    location, ids = two_images
+    code, out, _ = run(capsys, "show", ids[0], "--catalog", location)
+    assert code == 0 and "s3://b/[a]/1.jpg" in out and "[R1]" in out
+    code, out, _ = run(capsys, "ls", "--catalog", location)
+    assert code == 0 and out.count("[R1]") == 2
+    config = tmp_path / "panopipe.toml"
+    config.write_text("[steps.derve]\nthumbnail = 256\n")
+    code, _, err = run(capsys, "plan", "--catalog", location, "--config", str(config))
+    assert (code, err) == (2, "error: unknown section: [steps.derve]; did you mean [steps.derive]?\n")
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[step.derive]\nthumbnail = 256\n", "unknown section: [step]; did you mean [steps]?"),
+        ("[panopipe]\ncatalgo = 'x.db'\n", "unknown key in [panopipe]: 'catalgo'; did you mean 'catalog'?"),
+        (
+            "[ingest]\npath_patern = '.*'\n",
+            "unknown key in [ingest]: 'path_patern'; did you mean 'path_pattern'?",
+        ),
+        (
+            "panopipe = 'x.db'\n",
+            "panopipe must be a table: write [panopipe] on a line of its own, then its keys",
+        ),
+    ],
+)
+def test_unknown_config_names_suggest_the_closest(capsys, tmp_path: Path, toml: str, message: str):
+    config = tmp_path / "panopipe.toml"
+    config.write_text(toml)
+    code, _, err = run(capsys, "ls", "--config", str(config), "--catalog", str(tmp_path / "c.db"))
+    assert (code, err) == (ConfigError.exit_code, f"error: {config}: {message}\n")
+
+
+def test_unknown_step_keys_suggest_the_closest(capsys, tmp_path: Path, two_images: tuple[str, list[str]]):
+    config = tmp_path / "panopipe.toml"
+    config.write_text("[steps.derive]\nthumbnial = 256\n[steps.pipeline]\noutput = 'out'\n")
+    code, _, err = run(capsys, "plan", "--catalog", two_images[0], "--config", str(config))
+    assert (code, err) == (
+        2,
+        "error: unknown key in [steps.derive]: 'thumbnial'; did you mean 'thumbnail'?\n",
+    )
+
+
+@pytest.mark.parametrize(
+    ("filters", "message"),
+    [
+        (
+            ["--near", "-122.4,37.7", "--radius", "10"],
+            "invalid --near -122.4,37.7: expected LAT,LON with -90 <= LAT <= 90, -180 <= LON <= 180 "
+            "(it looks like LON,LAT: swap the values)",
+        ),
+        (
+            ["--near", "95,200", "--radius", "10"],
+            "invalid --near 95.0,200.0: expected LAT,LON with -90 <= LAT <= 90, -180 <= LON <= 180",
+        ),
+        (
+            ["--bbox", "37.7,-122.5,37.8,-122.4"],
+            "invalid --bbox 37.7,-122.5,37.8,-122.4: expected MINLON,MINLAT,MAXLON,MAXLAT; it looks like "
+            "latitude first: put longitudes first (-180 <= LON <= 180, -90 <= LAT <= 90)",
+        ),
+        (
+            ["--bbox", "11.6,48.0,11.5,48.2"],
+            "invalid --bbox 11.6,48.0,11.5,48.2: expected MINLON,MINLAT,MAXLON,MAXLAT; a minimum is above its "
+            "maximum: are two values swapped?",
+        ),
+        (["--status", "broken"], "invalid status 'broken': expected ok or failed"),
+    ],
+)
+def test_filter_mistakes(capsys, two_images: tuple[str, list[str]], filters: list[str], message: str):
+    code, out, err = run(capsys, "ls", "--catalog", two_images[0], *filters)
+    assert (code, out, err) == (ConfigError.exit_code, "", f"error: {message}\n")
+
+
+def test_edit_of_every_image_needs_all(capsys, two_images: tuple[str, list[str]]):
+    location = two_images[0]
+    edit = ["edit", "--catalog", location, "--set", "alt=12.5", "--reason", "RTK", "--json"]
+    code, out, err = run(capsys, *edit)
+    assert (code, out) == (ConfigError.exit_code, "")
+    assert err == (
+        "error: no filter selects images (--id, --reel, --shot, --since, --bbox...): pass --all to edit every "
+        "image, or --dry-run to see what would change\n"
+    )
+    _, out, _ = run(capsys, "ls", "--catalog", location, "--json")
+    assert {row["alt"] for row in json.loads(out)} == {None}
+    code, out, _ = run(capsys, *edit, "--dry-run")
+    assert code == 0 and len(json.loads(out)) == 2
+    code, out, _ = run(capsys, *edit, "--all")
+    assert code == 0 and len(json.loads(out)["changes"]) == 2
+
+
+def test_undo_dry_run_shows_what_it_would_revert(capsys, two_images: tuple[str, list[str]]):
+    location, ids = two_images
+    code, out, _ = run(
+        capsys,
+        "edit",
+        "--catalog",
+        location,
+        "--id",
+        ids[0],
+        "--set",
+        "alt=12.5",
+        "--reason",
+        "RTK",
+        "--json",
+    )
+    batch = json.loads(out)["batch"]
+    code, out, _ = run(capsys, "undo", batch, "--dry-run", "--json", "--catalog", location)
+    assert code == 0 and json.loads(out) == [{"id": ids[0], "field": "alt", "old": 12.5, "new": None}]
+    _, out, _ = run(capsys, "show", ids[0], "--json", "--catalog", location)
+    assert json.loads(out)["alt"] == 12.5, "a dry run must not revert"
+    code, out, _ = run(capsys, "undo", batch, "--dry-run", "--catalog", location)
+    assert code == 0 and "would restore (dry run)" in out and "12.5" in out
+    assert run(capsys, "undo", batch, "--catalog", location)[0] == 0
+    _, out, _ = run(capsys, "show", ids[0], "--json", "--catalog", location)
+    assert json.loads(out)["alt"] is None
+
+
+def test_version(capsys):
+    assert run(capsys, "--version") == (0, f"panopipe {panopipe.__version__}\n", "")
+
+
+def test_ls_pages_sorts_and_picks_fields(capsys, two_images: tuple[str, list[str]]):
+    location = two_images[0]
+    ls = ["ls", "--catalog", location, "--json", "--fields", "frame,uri"]
+    code, out, _ = run(capsys, *ls, "--sort=-frame")
+    assert code == 0 and json.loads(out) == [
+        {"frame": 2, "uri": "s3://b/[a]/2.jpg"},
+        {"frame": 1, "uri": "s3://b/[a]/1.jpg"},
+    ]
+    code, out, _ = run(capsys, *ls, "--sort", "frame", "--offset", "1", "--limit", "1")
+    assert code == 0 and json.loads(out) == [{"frame": 2, "uri": "s3://b/[a]/2.jpg"}]
+    code, out, _ = run(capsys, *ls, "--offset", "1", "--near", "48.1,11.5", "--radius", "5")
+    assert code == 0 and json.loads(out) == [{"frame": 2, "uri": "s3://b/[a]/2.jpg"}]
+    code, _, err = run(capsys, "ls", "--catalog", location, "--fields", "id,fram")
+    assert (code, err) == (2, "error: unknown field 'fram' in --fields; did you mean 'frame'?\n")
+    code, _, err = run(capsys, "ls", "--catalog", location, "--sort", "-captured")
+    assert (code, err) == (2, "error: cannot sort by 'captured'; did you mean 'captured_at'?\n")
