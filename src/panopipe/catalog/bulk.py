@@ -50,6 +50,15 @@ def _postgres_converter(column: sa.Column[Any]) -> Converter | None:
     return None
 
 
+def _converted(values: Sequence[Any], convert: Converter) -> list[Any]:
+    # Rows of one batch share values such as their ingest time: convert each distinct object once.
+    done: dict[int, Any] = {id(None): None}
+    for key, value in zip(map(id, values), values, strict=True):
+        if key not in done:
+            done[key] = convert(value)
+    return list(map(done.__getitem__, map(id, values)))
+
+
 def insert_rows(
     conn: sa.Connection, table: sa.Table, names: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
@@ -61,20 +70,19 @@ def insert_rows(
         conn.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in rows])
         return
     make = _sqlite_converter if dialect == "sqlite" else _postgres_converter
-    converters = [(i, c) for i, name in enumerate(names) if (c := make(table.c[name])) is not None]
-    values = []
-    # Rows of one batch share values such as their ingest time: convert each distinct object once.
-    converted: dict[tuple[int, int], Any] = {}
-    for row in rows:
-        item = list(row)
-        for i, convert in converters:
-            value = item[i]
-            if value is not None:
-                key = (i, id(value))
-                if key not in converted:
-                    converted[key] = (value, convert(value))
-                item[i] = converted[key][1]
-        values.append(item)
+    # A column that is NULL in every row and has no server default is left out: it gets NULL all the same,
+    # and the driver has fewer values to pass.
+    named = [
+        (name, column)
+        for name, column in zip(names, zip(*rows, strict=True), strict=True)
+        if column.count(None) < len(column) or table.c[name].server_default is not None
+    ]
+    names = [name for name, _ in named]
+    columns = [
+        column if (convert := make(table.c[name])) is None else _converted(column, convert)
+        for name, column in named
+    ]
+    values = list(zip(*columns, strict=True))
     driver = conn.connection.driver_connection
     quoted = ", ".join(conn.dialect.identifier_preparer.quote(name) for name in names)
     if dialect == "sqlite":
