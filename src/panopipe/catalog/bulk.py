@@ -10,26 +10,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from panopipe.catalog.types import UTCDateTime
+from panopipe.catalog.types import UTCDateTime, naive_utc
 
 Converter = Callable[[Any], Any]
 FEW_ROWS = 100
 """Fewer rows go through SQLAlchemy: one multi-row ``INSERT``, errors raised as SQLAlchemy's."""
 
 
-def _naive_utc(value: datetime) -> datetime:
-    return (value if value.tzinfo is UTC else value.astimezone(UTC)).replace(tzinfo=None)
-
-
 def _sqlite_converter(column: sa.Column[Any]) -> Converter | None:
     kind = column.type
     if isinstance(kind, UTCDateTime):
-        return lambda v: _naive_utc(v).isoformat(" ", "microseconds")
+        return lambda v: naive_utc(v).isoformat(" ", "microseconds")
     if isinstance(kind, sa.Uuid):
         return lambda v: v.replace("-", "")
     if isinstance(kind, sa.JSON):
@@ -44,7 +39,7 @@ def _postgres_converter(column: sa.Column[Any]) -> Converter | None:
 
     kind = column.type
     if isinstance(kind, UTCDateTime):
-        return _naive_utc
+        return naive_utc
     if isinstance(kind, sa.JSON):
         return Jsonb
     return None

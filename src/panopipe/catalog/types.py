@@ -21,14 +21,19 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: catalog timestamps must be timezone-aware")
-        return value.astimezone(UTC).replace(tzinfo=None)
+        return None if value is None else naive_utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)
+
+
+def naive_utc(value: datetime) -> datetime:
+    """The timezone-aware ``value`` as the naive UTC that :class:`UTCDateTime` stores; a naive one is an error."""
+    if value.tzinfo is UTC:
+        return value.replace(tzinfo=None)
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: catalog timestamps must be timezone-aware")
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 JSONDocument = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
@@ -71,4 +76,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-__all__ = ["BigIntId", "ByteOrderedString", "JSONDocument", "UTCDateTime", "new_id", "new_ids", "utcnow"]
+__all__ = [
+    "BigIntId",
+    "ByteOrderedString",
+    "JSONDocument",
+    "UTCDateTime",
+    "naive_utc",
+    "new_id",
+    "new_ids",
+    "utcnow",
+]
