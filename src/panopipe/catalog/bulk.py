@@ -9,7 +9,7 @@ PostgreSQL. Values are converted here exactly as the column types would store th
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -54,30 +54,31 @@ def _converted(values: Sequence[Any], convert: Converter) -> list[Any]:
     return list(map(done.__getitem__, map(id, values)))
 
 
-def insert_rows(
-    conn: sa.Connection, table: sa.Table, names: Sequence[str], rows: Sequence[Sequence[Any]]
-) -> None:
-    """Insert ``rows`` (values in the order of the columns ``names``) into ``table`` in ``conn``'s transaction."""
-    if not rows:
+def insert_columns(conn: sa.Connection, table: sa.Table, columns: Mapping[str, Sequence[Any]]) -> None:
+    """Insert rows given by column (name -> the rows' values, all as long) into ``table`` in ``conn``'s
+    transaction."""
+    count = len(next(iter(columns.values()), ()))
+    if not count:
         return
     dialect = conn.dialect.name
-    if dialect not in ("sqlite", "postgresql") or len(rows) < FEW_ROWS:
-        conn.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in rows])
+    if dialect not in ("sqlite", "postgresql") or count < FEW_ROWS:
+        rows = zip(*columns.values(), strict=True)
+        conn.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
         return
     make = _sqlite_converter if dialect == "sqlite" else _postgres_converter
     # A column that is NULL in every row and has no server default is left out: it gets NULL all the same,
     # and the driver has fewer values to pass.
-    named = [
-        (name, column)
-        for name, column in zip(names, zip(*rows, strict=True), strict=True)
-        if column.count(None) < len(column) or table.c[name].server_default is not None
+    kept = {
+        name: values
+        for name, values in columns.items()
+        if values.count(None) < count or table.c[name].server_default is not None
+    }
+    names = list(kept)
+    converted = [
+        values if (convert := make(table.c[name])) is None else _converted(values, convert)
+        for name, values in kept.items()
     ]
-    names = [name for name, _ in named]
-    columns = [
-        column if (convert := make(table.c[name])) is None else _converted(column, convert)
-        for name, column in named
-    ]
-    values = list(zip(*columns, strict=True))
+    values = list(zip(*converted, strict=True))
     driver = conn.connection.driver_connection
     quoted = ", ".join(conn.dialect.identifier_preparer.quote(name) for name in names)
     if dialect == "sqlite":
@@ -89,4 +90,4 @@ def insert_rows(
             copy.write_row(item)
 
 
-__all__ = ["FEW_ROWS", "Converter", "insert_rows"]
+__all__ = ["FEW_ROWS", "Converter", "insert_columns"]
