@@ -41,6 +41,7 @@ from panopipe.iterutil import batched
 _COMPARED_FIELDS = (*FILE_FIELDS, *CAPTURE_FIELDS, "extra", "status", "error")
 _WRITTEN_FIELDS = (*_COMPARED_FIELDS, "uri")
 _read_written = operator.attrgetter(*_WRITTEN_FIELDS)
+_EXISTING_COLUMNS = tuple(images.c[name] for name in ("id", "captured", "deleted", *_WRITTEN_FIELDS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,11 +191,10 @@ class Catalog:
         existing_by_uri: dict[str, Any] = {}
         existing_by_id: dict[str, Any] = {}
         if inserted is None or not (inserted.isdisjoint(latest) and inserted.isdisjoint(ids)):
-            columns = [images.c[name] for name in ("id", "captured", "deleted", *_WRITTEN_FIELDS)]
             condition: sa.ColumnElement[bool] = images.c.uri.in_(list(latest))
             if ids:
                 condition = sa.or_(condition, images.c.id.in_(ids))
-            for found in conn.execute(sa.select(*columns).where(condition)):
+            for found in conn.execute(sa.select(*_EXISTING_COLUMNS).where(condition)):
                 existing_by_uri[found.uri] = found
                 existing_by_id[found.id] = found
         now = utcnow()
