@@ -81,6 +81,7 @@ def plain_tuples(rows: list[ImageRecord]) -> list[tuple]:
             r.content_hash,
             r.modified_at.isoformat(" "),
             r.captured_at.isoformat(" "),
+            r.utc_offset_minutes,
             r.lat,
             r.lon,
             r.alt,
@@ -100,8 +101,8 @@ def plain_tuples(rows: list[ImageRecord]) -> list[tuple]:
 
 
 COLUMNS = (
-    "id, uri, size, content_hash, modified_at, captured_at, lat, lon, alt, heading, make, model, camera_index,"
-    " width, height, reel, frame, ingested_at, updated_at"
+    "id, uri, size, content_hash, modified_at, captured_at, utc_offset_minutes, lat, lon, alt, heading, make, model,"
+    " camera_index, width, height, reel, frame, ingested_at, updated_at"
 )
 
 
@@ -128,7 +129,7 @@ def bench_upserts(report: fair.Report, count: int, folder: Path) -> None:
         def insert() -> None:
             with plain:
                 plain.executemany(
-                    f"INSERT INTO images ({COLUMNS}) VALUES ({', '.join('?' * 19)})",
+                    f"INSERT INTO images ({COLUMNS}) VALUES ({', '.join('?' * 20)})",
                     prebuilt or plain_tuples(rows),
                 )
 

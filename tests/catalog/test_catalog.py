@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from panopipe.catalog import Catalog, ImageRecord, Selection
+from panopipe.catalog.types import new_id
 from panopipe.errors import CatalogError, ConfigError, NotFoundError
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
@@ -43,6 +44,31 @@ def test_upsert_is_idempotent(catalog: Catalog):
     assert not second.added and not second.updated
     assert sorted(second.unchanged) == sorted(first.added)
     assert catalog.count() == 10
+
+
+def test_bulk_upsert_into_an_empty_catalog_matches_records_of_earlier_chunks(catalog: Catalog):
+    moved_id = new_id()
+    first_chunk = [record(n) for n in range(99)] + [record(500, id=moved_id)]
+    later_chunk = [record(n) for n in range(99, 150)] + [record(5, alt=600.0), record(501, id=moved_id)]
+    result = catalog.upsert_images(first_chunk + later_chunk, chunk_size=100)
+    assert len(result.added) == 151 and moved_id in result.added
+    assert len(result.updated) == 2 and moved_id in result.updated
+    assert catalog.count() == 151
+    assert catalog.get(moved_id).uri == record(501).uri
+    (changed_id,) = set(result.updated) - {moved_id}
+    assert catalog.get(changed_id).alt == 600.0
+    image = catalog.get(result.added[0])
+    assert (image.status, image.etag, image.extra, image.deleted) == ("ok", None, None, False)
+    again = catalog.upsert_images([*first_chunk[:99], *later_chunk])
+    assert len(again.unchanged) == 151 and not again.added and not again.updated
+
+
+def test_bulk_upsert_is_one_transaction(catalog: Catalog):
+    records = [record(n) for n in range(200)]
+    records[150] = record(150, captured_at=T0.replace(tzinfo=None))  # fails the second chunk
+    with pytest.raises(ValueError, match="naive datetime"):
+        catalog.upsert_images(records, chunk_size=100)
+    assert catalog.count() == 0
 
 
 def test_changed_file_is_updated_and_keeps_its_id(catalog: Catalog):

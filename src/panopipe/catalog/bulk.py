@@ -9,27 +9,22 @@ PostgreSQL. Values are converted here exactly as the column types would store th
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-from panopipe.catalog.types import UTCDateTime
+from panopipe.catalog.types import UTCDateTime, naive_utc
 
 Converter = Callable[[Any], Any]
 FEW_ROWS = 100
 """Fewer rows go through SQLAlchemy: one multi-row ``INSERT``, errors raised as SQLAlchemy's."""
 
 
-def _naive_utc(value: datetime) -> datetime:
-    return (value if value.tzinfo is UTC else value.astimezone(UTC)).replace(tzinfo=None)
-
-
 def _sqlite_converter(column: sa.Column[Any]) -> Converter | None:
     kind = column.type
     if isinstance(kind, UTCDateTime):
-        return lambda v: _naive_utc(v).isoformat(" ", "microseconds")
+        return lambda v: naive_utc(v).isoformat(" ", "microseconds")
     if isinstance(kind, sa.Uuid):
         return lambda v: v.replace("-", "")
     if isinstance(kind, sa.JSON):
@@ -44,37 +39,46 @@ def _postgres_converter(column: sa.Column[Any]) -> Converter | None:
 
     kind = column.type
     if isinstance(kind, UTCDateTime):
-        return _naive_utc
+        return naive_utc
     if isinstance(kind, sa.JSON):
         return Jsonb
     return None
 
 
-def insert_rows(
-    conn: sa.Connection, table: sa.Table, names: Sequence[str], rows: Sequence[Sequence[Any]]
-) -> None:
-    """Insert ``rows`` (values in the order of the columns ``names``) into ``table`` in ``conn``'s transaction."""
-    if not rows:
+def _converted(values: Sequence[Any], convert: Converter) -> list[Any]:
+    # Rows of one batch share values such as their ingest time: convert each distinct object once.
+    done: dict[int, Any] = {id(None): None}
+    for key, value in zip(map(id, values), values, strict=True):
+        if key not in done:
+            done[key] = convert(value)
+    return list(map(done.__getitem__, map(id, values)))
+
+
+def insert_columns(conn: sa.Connection, table: sa.Table, columns: Mapping[str, Sequence[Any]]) -> None:
+    """Insert rows given by column (name -> the rows' values, all as long) into ``table`` in ``conn``'s
+    transaction."""
+    count = len(next(iter(columns.values()), ()))
+    if not count:
         return
     dialect = conn.dialect.name
-    if dialect not in ("sqlite", "postgresql") or len(rows) < FEW_ROWS:
-        conn.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in rows])
+    if dialect not in ("sqlite", "postgresql") or count < FEW_ROWS:
+        rows = zip(*columns.values(), strict=True)
+        conn.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
         return
     make = _sqlite_converter if dialect == "sqlite" else _postgres_converter
-    converters = [(i, c) for i, name in enumerate(names) if (c := make(table.c[name])) is not None]
-    values = []
-    # Rows of one batch share values such as their ingest time: convert each distinct object once.
-    converted: dict[tuple[int, int], Any] = {}
-    for row in rows:
-        item = list(row)
-        for i, convert in converters:
-            value = item[i]
-            if value is not None:
-                key = (i, id(value))
-                if key not in converted:
-                    converted[key] = (value, convert(value))
-                item[i] = converted[key][1]
-        values.append(item)
+    # A column that is NULL in every row and has no server default is left out: it gets NULL all the same,
+    # and the driver has fewer values to pass.
+    kept = {
+        name: values
+        for name, values in columns.items()
+        if values.count(None) < count or table.c[name].server_default is not None
+    }
+    names = list(kept)
+    converted = [
+        values if (convert := make(table.c[name])) is None else _converted(values, convert)
+        for name, values in kept.items()
+    ]
+    values = list(zip(*converted, strict=True))
     driver = conn.connection.driver_connection
     quoted = ", ".join(conn.dialect.identifier_preparer.quote(name) for name in names)
     if dialect == "sqlite":
@@ -86,4 +90,4 @@ def insert_rows(
             copy.write_row(item)
 
 
-__all__ = ["FEW_ROWS", "Converter", "insert_rows"]
+__all__ = ["FEW_ROWS", "Converter", "insert_columns"]

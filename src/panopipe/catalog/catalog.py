@@ -16,7 +16,7 @@ from typing import Any, Self
 import sqlalchemy as sa
 
 from panopipe.catalog import edits as edit_ops
-from panopipe.catalog.bulk import insert_rows
+from panopipe.catalog.bulk import insert_columns
 from panopipe.catalog.engine import check_schema, create_catalog_engine, mask_url
 from panopipe.catalog.object_events import AppliedChange, ObjectChange, OnRemoved, apply_changes
 from panopipe.catalog.records import (
@@ -42,7 +42,7 @@ from panopipe.iterutil import batched
 _COMPARED_FIELDS = (*FILE_FIELDS, *CAPTURE_FIELDS, "extra", "status", "error")
 _WRITTEN_FIELDS = (*_COMPARED_FIELDS, "uri")
 _read_written = operator.attrgetter(*_WRITTEN_FIELDS)
-_INSERTED_COLUMNS = (*_WRITTEN_FIELDS, "id", "ingested_at", "updated_at")
+_EXISTING_COLUMNS = tuple(images.c[name] for name in ("id", "captured", "deleted", *_WRITTEN_FIELDS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,17 +133,22 @@ class Catalog:
         """Insert new images and update changed ones, matched by ``id`` when given, else by URI.
 
         Idempotent: records identical to what the catalog holds change nothing. Fields overridden by edits
-        keep their edited value; the new captured value is kept underneath for undo.
+        keep their edited value; the new captured value is kept underneath for undo. All in one transaction
+        (on SQLite, other writers wait while ``records`` is iterated).
         """
         added: list[str] = []
         updated: list[str] = []
         unchanged: list[str] = []
-        for chunk in batched(records, chunk_size):
-            with self.engine.begin() as conn:
-                a, u, n = self._upsert_chunk(conn, chunk, {})
-            added += a
-            updated += u
-            unchanged += n
+        with self.engine.begin() as conn:
+            # Into an empty catalog only this call's own rows can match: look up only records that may.
+            inserted: set[str] | None = (
+                None if conn.execute(sa.select(images.c.id).limit(1)).first() else set()
+            )
+            for chunk in batched(records, chunk_size):
+                a, u, n = self._upsert_chunk(conn, chunk, {}, inserted)
+                added += a
+                updated += u
+                unchanged += n
         return UpsertResult(tuple(added), tuple(updated), tuple(unchanged))
 
     def _upsert_in(
@@ -157,7 +162,7 @@ class Catalog:
         ``added_values`` are more columns for the images it adds, by URI (the columns of the first for all),
         such as the S3 event a new image comes from.
         """
-        added, updated, unchanged = self._upsert_chunk(conn, records, added_values)
+        added, updated, unchanged = self._upsert_chunk(conn, records, added_values, None)
         return UpsertResult(tuple(added), tuple(updated), tuple(unchanged))
 
     def apply_object_events(
@@ -177,33 +182,33 @@ class Catalog:
         conn: sa.Connection,
         chunk: Sequence[ImageRecord],
         added_values: Mapping[str, Mapping[str, Any]],
+        inserted: set[str] | None,
     ) -> tuple[list[str], list[str], list[str]]:
+        """Upsert ``chunk``; ``inserted``, unless ``None``, holds the only URIs and ids the catalog has (and
+        gets those this chunk adds)."""
         extra = tuple(next(iter(added_values.values()), {}))
         latest = {record.uri: record for record in chunk}
-        uris = list(latest)
         ids = [r.id for r in latest.values() if r.id]
-        columns = [images.c[name] for name in ("id", "captured", "deleted", *_WRITTEN_FIELDS)]
-        condition: sa.ColumnElement[bool] = images.c.uri.in_(uris)
-        if ids:
-            condition = sa.or_(condition, images.c.id.in_(ids))
         existing_by_uri: dict[str, Any] = {}
         existing_by_id: dict[str, Any] = {}
-        for found in conn.execute(sa.select(*columns).where(condition)):
-            existing_by_uri[found.uri] = found
-            existing_by_id[found.id] = found
+        if inserted is None or not (inserted.isdisjoint(latest) and inserted.isdisjoint(ids)):
+            condition: sa.ColumnElement[bool] = images.c.uri.in_(list(latest))
+            if ids:
+                condition = sa.or_(condition, images.c.id.in_(ids))
+            for found in conn.execute(sa.select(*_EXISTING_COLUMNS).where(condition)):
+                existing_by_uri[found.uri] = found
+                existing_by_id[found.id] = found
         now = utcnow()
-        fresh_ids = iter(new_ids(len(latest)))
-        inserts: list[tuple[Any, ...]] = []
+        new: list[ImageRecord] = []
         updates: list[dict[str, Any]] = []
         unchanged: list[str] = []
-        for record in latest.values():
+        for record in latest.values() if existing_by_uri else ():
             row = existing_by_id.get(record.id) if record.id else None
             row = row or existing_by_uri.get(record.uri)
-            written = _read_written(record)
             if row is None:
-                more = added_values.get(record.uri, {})
-                inserts.append((*written, record.id or next(fresh_ids), now, now, *map(more.get, extra)))
+                new.append(record)
                 continue
+            written = _read_written(record)
             if not row.captured and tuple(row)[3:] == written and not row.deleted:
                 unchanged.append(row.id)
                 continue
@@ -222,8 +227,20 @@ class Catalog:
             updates.append(
                 {**values, "_id": row.id, "captured": captured or None, "deleted": False, "updated_at": now}
             )
-        if inserts:
-            insert_rows(conn, images, (*_INSERTED_COLUMNS, *extra), inserts)
+        if not existing_by_uri:
+            new = list(latest.values())
+        fresh_ids = iter(new_ids(len(new)))
+        added = [r.id or next(fresh_ids) for r in new]
+        if new:
+            # Built by column: the driver path takes columns, and attrgetter over records runs at C speed.
+            columns: dict[str, Sequence[Any]] = dict(
+                zip(_WRITTEN_FIELDS, zip(*map(_read_written, new), strict=True), strict=True)
+            )
+            columns.update(id=added, ingested_at=[now] * len(new), updated_at=[now] * len(new))
+            columns.update({name: [added_values.get(r.uri, {}).get(name) for r in new] for name in extra})
+            insert_columns(conn, images, columns)
+            if inserted is not None:
+                inserted.update(columns["uri"], added)
         if updates:
             conn.execute(
                 images.update()
@@ -231,7 +248,7 @@ class Catalog:
                 .values({name: sa.bindparam(name) for name in updates[0] if name != "_id"}),
                 updates,
             )
-        return [row[len(_WRITTEN_FIELDS)] for row in inserts], [row["_id"] for row in updates], unchanged
+        return added, [row["_id"] for row in updates], unchanged
 
     def known_files(self, uri_prefix: str = "") -> dict[str, KnownFile]:
         """Every image whose URI starts with ``uri_prefix``, by URI, with what tells if its file changed."""

@@ -21,14 +21,19 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: catalog timestamps must be timezone-aware")
-        return value.astimezone(UTC).replace(tzinfo=None)
+        return None if value is None else naive_utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)
+
+
+def naive_utc(value: datetime) -> datetime:
+    """The timezone-aware ``value`` as the naive UTC that :class:`UTCDateTime` stores; a naive one is an error."""
+    if value.tzinfo is UTC:
+        return value.replace(tzinfo=None)
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: catalog timestamps must be timezone-aware")
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 JSONDocument = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
@@ -48,17 +53,18 @@ BigIntId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 """An auto-incrementing integer key (SQLite only auto-increments INTEGER PRIMARY KEY)."""
 
 
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
 def new_ids(count: int) -> list[str]:
     """``count`` new time-ordered UUIDs (version 7 layout), so that inserts append to the primary-key index."""
     prefix = f"{time.time_ns() // 1_000_000:012x}"
     prefix = f"{prefix[:8]}-{prefix[8:]}-7"
-    entropy = os.urandom(10 * count)
-    ids = []
-    for start in range(0, 10 * count, 10):
-        rand = entropy[start : start + 10].hex()
-        variant = "89ab"[int(rand[3], 16) & 3]
-        ids.append(f"{prefix}{rand[:3]}-{variant}{rand[4:7]}-{rand[8:20]}")
-    return ids
+    entropy = os.urandom(10 * count).hex()
+    return [
+        f"{prefix}{entropy[i : i + 3]}-{_VARIANT[entropy[i + 3]]}{entropy[i + 4 : i + 7]}-{entropy[i + 8 : i + 20]}"
+        for i in range(0, 20 * count, 20)
+    ]
 
 
 def new_id() -> str:
@@ -71,4 +77,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-__all__ = ["BigIntId", "ByteOrderedString", "JSONDocument", "UTCDateTime", "new_id", "new_ids", "utcnow"]
+__all__ = [
+    "BigIntId",
+    "ByteOrderedString",
+    "JSONDocument",
+    "UTCDateTime",
+    "naive_utc",
+    "new_id",
+    "new_ids",
+    "utcnow",
+]
