@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from panopipe.aws.package import EXCLUDED, build_lambda_zip, cold_import
+from panopipe.aws.package import EXCLUDED, UNUSED, build_lambda_zip, cold_import
 
 MB = 1_000_000
 
@@ -23,6 +23,7 @@ def test_the_zip_holds_the_handler_and_its_dependencies_but_no_imaging_libraries
     assert {"panopipe", "sqlalchemy", "alembic", "psycopg", "psycopg_binary"} <= top
     assert not top & {*EXCLUDED, "boto3", "botocore", "typer", "rich"}
     assert any("aarch64" in name for name in names if name.startswith("psycopg_binary"))
+    assert not [name for name in names if name.startswith(UNUSED)]
     assert package.stat().st_size <= 15 * MB
 
 

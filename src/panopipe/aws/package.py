@@ -25,8 +25,19 @@ from panopipe.errors import ConfigError
 PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
 REQUIREMENTS = ("sqlalchemy>=2.0.30", "alembic>=1.13", "psycopg[binary]>=3.1")
 EXCLUDED = ("cv2", "PIL", "numpy")
-UNUSED = ("sqlalchemy/testing", "sqlalchemy/ext/mypy", "alembic/testing", "alembic/templates", "bin")
-"""Parts of the dependencies the handler never imports (test kits, a mypy plugin, project templates)."""
+UNUSED = (
+    "sqlalchemy/testing",
+    "sqlalchemy/ext/mypy",
+    "alembic/testing",
+    "alembic/templates",
+    "bin",
+    "panopipe/cli",
+    "panopipe/aws/stack",
+    "panopipe/aws/deploy.py",
+    "panopipe/catalog/transfer",
+)
+"""Parts of the dependencies, and of panopipe, the handler never imports (test kits, a mypy plugin, project
+templates; the command line, the stack builder, the SQLite -> PostgreSQL move)."""
 HANDLER = "panopipe.aws.lambda_handler.handler"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -68,7 +79,10 @@ def build_lambda_zip(output: Path, *, arch: str = "x86_64", python_version: str 
             ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.c"),
         )
         for unused in UNUSED:
-            shutil.rmtree(root / unused, ignore_errors=True)
+            if (root / unused).is_dir():
+                shutil.rmtree(root / unused)
+            else:
+                (root / unused).unlink(missing_ok=True)
         present = [name for name in EXCLUDED if (root / name).exists()]
         if present:
             raise ConfigError(f"the Lambda package must not contain {', '.join(present)}")
