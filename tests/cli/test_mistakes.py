@@ -251,6 +251,11 @@ def test_unknown_step_keys_suggest_the_closest(capsys, tmp_path: Path, two_image
     )
 
 
+def test_unknown_step_names_suggest_the_closest(capsys, two_images: tuple[str, list[str]]):
+    code, _, err = run(capsys, "plan", "--catalog", two_images[0], "--steps", "stich")
+    assert (code, err) == (2, "error: unknown step 'stich'; did you mean 'stitch'?\n")
+
+
 @pytest.mark.parametrize(
     ("filters", "message"),
     [

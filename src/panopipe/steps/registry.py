@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from panopipe.catalog.types import utcnow
+from panopipe.config import did_you_mean
 from panopipe.errors import ConfigError, PanopipeError, is_transient_os_error
 from panopipe.steps.apply_metadata import ApplyMetadataStep
 from panopipe.steps.base import JobOutcome, JobSpec, PipelineContext, Step
@@ -25,9 +26,9 @@ def build_steps(
     tables: Mapping[str, Mapping[str, Any]], context: PipelineContext, names: list[str] | None = None
 ) -> list[Step]:
     """The configured steps, in run order: ``names`` if given, else those not ``enabled = false``."""
-    unknown = sorted(set(names or ()) - set(STEP_TYPES))
-    if unknown:
-        raise ConfigError(f"unknown step(s) {', '.join(unknown)}; steps are {', '.join(STEP_TYPES)}")
+    for name in names or ():
+        if name not in STEP_TYPES:
+            raise ConfigError(f"unknown step {name!r}; {did_you_mean(name, STEP_TYPES)}")
     steps = []
     for name, step_type in STEP_TYPES.items():
         table = tables.get(name, {})
