@@ -91,6 +91,11 @@ def test_ingest_creates_the_catalog(capsys, tmp_path: Path):
             "postgresql://USER@HOST[:PORT]/DATABASE (the port, if given, a number)",
         ),
         (
+            "postgresql://u@h:abc/db?sslmode=require&password=hunter2",
+            "error: invalid catalog URL postgresql://u@h:abc/db?sslmode=require&password=***: expected "
+            "postgresql://USER@HOST[:PORT]/DATABASE (the port, if given, a number)",
+        ),
+        (
             "mysql://u:hunter2@h/db",
             "error: unsupported catalog URL mysql://u:***@h/db: a catalog is a SQLite file path or a "
             "postgresql:// URL, not mysql://",

@@ -25,6 +25,16 @@ _MASK = "***"
 _BACKENDS = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
 SUPPORTED_CATALOGS = "a SQLite file path or a postgresql:// URL"
 _PASSWORD = re.compile(r"(//[^/@:]*:)[^/@]*@")
+_QUERY_PARAMETER = re.compile(r"([?&]([^=&#]*)=)([^&#]*)")
+
+
+def _masked_text(text: str) -> str:
+    """``text``, a URL that may not parse, with the password and the credential query parameters masked as
+    :func:`mask_url` masks them."""
+    text = _PASSWORD.sub(rf"\1{_MASK}@", text)
+    return _QUERY_PARAMETER.sub(
+        lambda m: m.group(1) + (_MASK if _SECRET_PARAMETER.search(m.group(2)) else m.group(3)), text
+    )
 
 
 def catalog_url(location: str | Path) -> URL:
@@ -35,7 +45,7 @@ def catalog_url(location: str | Path) -> URL:
     text = str(location)
     if "://" not in text:
         return URL.create("sqlite", database=str(Path(text).expanduser().resolve()))
-    shown = _PASSWORD.sub(rf"\1{_MASK}@", text)
+    shown = _masked_text(text)
     try:
         url = make_url(text)
     except ValueError:  # SQLAlchemy's ArgumentError is a ValueError, like the one of a port that is no number
