@@ -19,7 +19,8 @@ from tests.pipeline.captures import add_panoramas
 
 from panopipe.catalog import Catalog
 from panopipe.cli import main
-from panopipe.export import OID_COLUMNS, PANORAMA_COLUMNS, esri_heading, esri_pitch
+from panopipe.demo import generate_survey
+from panopipe.export import IMAGE_COLUMNS, OID_COLUMNS, PANORAMA_COLUMNS, esri_heading, esri_pitch
 from panopipe.export.oid import esri_time
 from panopipe.export.table import Column
 from panopipe.metadata import parse_jpeg_header
@@ -265,3 +266,21 @@ def test_esri_heading_is_clockwise_from_north_in_0_to_360(
 def test_acquisition_date_is_utc():
     local = datetime(2024, 5, 1, 10, 0, 0, 50_000, tzinfo=timezone(timedelta(hours=2)))
     assert esri_time(local) == "2024-05-01 08:00:00.050"
+
+
+def test_images_export_opens_in_gdal_with_its_declared_types(capsys, tmp_path: Path, catalog_url: str):
+    survey = generate_survey(tmp_path / "survey", shots=1, camera_size=(160, 120))
+    assert run(capsys, "ingest", str(survey.folder / survey.reel), "--catalog", catalog_url)[0] == 0
+    for name, fmt in (("images.csv", "csv"), ("images.gpkg", "gpkg"), ("images.geojson", "geojson")):
+        target = tmp_path / name
+        code, _, err = run(capsys, "export", "--catalog", catalog_url, "--format", fmt, "-o", str(target))
+        assert code == 0 and err.startswith("exported 6 image(s) to "), err
+        summary, types = ogrinfo(target)
+        assert_points_in_wgs84(summary)
+        assert "Feature Count: 6" in summary
+        if fmt == "geojson":  # no schema: GDAL types a property by its values, one that has none as String
+            never_set = dict.fromkeys(("pitch", "roll", "projection"), "String")
+            small = dict.fromkeys(("camera_index", "width", "height", "frame"), "Integer")
+            assert types == declared(IMAGE_COLUMNS) | never_set | small
+        else:
+            assert types == declared(IMAGE_COLUMNS)

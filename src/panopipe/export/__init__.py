@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from panopipe.export.images import (
     EXPORT_NAMES,
     EXPORTED_FIELDS,
+    IMAGE_COLUMNS,
     LISTED_FIELDS,
     export_row,
     image_row,
@@ -56,6 +57,7 @@ __all__ = [
     "EXPORTED_FIELDS",
     "EXPORT_NAMES",
     "FORMATS",
+    "IMAGE_COLUMNS",
     "LISTED_FIELDS",
     "OID_COLUMNS",
     "PANORAMA_COLUMNS",
