@@ -284,3 +284,13 @@ def test_images_export_opens_in_gdal_with_its_declared_types(capsys, tmp_path: P
             assert types == declared(IMAGE_COLUMNS) | never_set | small
         else:
             assert types == declared(IMAGE_COLUMNS)
+
+
+def test_docs_list_every_column_with_its_type():
+    text = (Path(__file__).parents[1] / "docs" / "exports.md").read_text(encoding="utf-8")
+    missing = [
+        c.name
+        for c in (*IMAGE_COLUMNS, *PANORAMA_COLUMNS, *OID_COLUMNS)
+        if f"| `{c.name}` | {c.type} |" not in text
+    ]
+    assert missing == []

@@ -48,7 +48,11 @@ OID_COLUMNS: tuple[Column, ...] = (
     Column("CameraHeading", "real", "degrees clockwise from north, 0-360; empty when unknown"),
     Column("CameraPitch", "real", "90 + pitch above the horizon: 90 is level"),
     Column("CameraRoll", "real", "degrees clockwise; 0 when unknown"),
-    Column("CameraHeight", "real", "metres above the ground: --camera-height, else the rig's mount_height_m"),
+    Column(
+        "CameraHeight",
+        "real",
+        "metres above the ground: --camera-height, else (rig shots) the rig's mount_height_m",
+    ),
     Column("HorizontalFieldOfView", "real", "360"),
     Column("VerticalFieldOfView", "real", "180"),
     Column("NearDistance", "real", f"{NEAR_DISTANCE_M:g} m"),

@@ -40,9 +40,9 @@ PANORAMA_COLUMNS: tuple[Column, ...] = (
     Column("captured_at", "datetime", "capture time, UTC (of the frame of the lowest camera index)"),
     Column("lat", "real", "latitude, WGS84 degrees (the mean over the shot's frames)"),
     Column("lon", "real", "longitude, WGS84 degrees (the mean over the shot's frames)"),
-    Column("altitude_msl_m", "real", ALTITUDE_DOC + " (the mean over the shot's frames)"),
+    Column("altitude_msl_m", "real", f"{ALTITUDE_DOC}; the mean over the shot's frames"),
     *(
-        Column(name, "real", doc + " (of the frame of the lowest camera index)")
+        Column(name, "real", f"{doc}; of the frame of the lowest camera index")
         for name, doc in ORIENTATION_DOCS.items()
     ),
     Column("image_uri", "text", "the most finished image: published, else with metadata, else stitched"),
