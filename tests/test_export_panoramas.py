@@ -154,6 +154,11 @@ def test_panoramas_export_in_every_format(capsys, tmp_path: Path, surveyed):
     properties = json.loads(geojson.read_text())["features"][0]["properties"]
     assert properties["captured_at"].endswith("Z") and "alt" not in properties
 
+    Path(shot["thumbnail_uri"]).unlink()  # the published thumbnail drifts: its publish job is marked stale
+    assert run(capsys, "verify", *common, "--repair")[0] == 6
+    code, out, _ = run(capsys, "export", *common, "--of", "panoramas", "--shot", shot["id"])
+    assert code == 0 and [row["status"] for row in csv.DictReader(out.splitlines())] == ["stale"]
+
 
 def test_oid_table_for_arcgis(capsys, tmp_path: Path, surveyed):
     common, config = surveyed
@@ -208,6 +213,11 @@ def test_oid_table_for_arcgis(capsys, tmp_path: Path, surveyed):
     )
     assert code == 0
     assert {row["CameraHeight"] for row in csv.DictReader(target.open(encoding="utf-8"))} == {"1.8"}
+
+    unrigged = tmp_path / "unrigged.toml"  # no [steps.stitch] rig: no mount height is assumed
+    unrigged.write_text(f'[steps.pipeline]\noutput = "{publish_root.parent}"\n', encoding="utf-8")
+    code, out, _ = run(capsys, "export", "--catalog", common[1], "--config", str(unrigged), "--format", "oid")
+    assert code == 0 and {row["CameraHeight"] for row in csv.DictReader(out.splitlines())} == {""}
 
 
 def stdout_lines(capsys: pytest.CaptureFixture[str], *args: str) -> list[str]:

@@ -81,10 +81,13 @@ def esri_time(moment: datetime) -> str:
 
 
 def rig_mount_height(catalog: Catalog, settings: Settings | None) -> float | None:
-    """The ``mount_height_m`` of the rig ``[steps.stitch]`` stitches with; ``None`` for a stitcher without a
-    rig profile."""
+    """The ``mount_height_m`` of the rig profile in ``[steps.stitch] rig``, as the stitch step reads it;
+    ``None`` when no rig is configured (no height is assumed) or the stitcher uses none."""
     from panopipe.steps.stitch import StitchStep
 
+    settings = settings or Settings()
+    if not isinstance(settings.steps.get("stitch"), dict) or "rig" not in settings.steps["stitch"]:
+        return None
     (step,) = load_pipeline(catalog, settings, ["stitch"]).steps
     rig = step.job_params["rig"] if isinstance(step, StitchStep) else None
     return float(rig["mount_height_m"]) if rig else None
