@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import require
-from tests.pipeline.captures import add_panoramas
+from tests.pipeline.captures import add_panoramas, record
 
 from panopipe.catalog import Catalog
 from panopipe.cli import main
@@ -304,3 +304,22 @@ def test_docs_list_every_column_with_its_type():
         if f"| `{c.name}` | {c.type} |" not in text
     ]
     assert missing == []
+
+
+def test_a_panorama_whose_job_failed_says_so(capsys, tmp_path: Path, catalog_url: str):
+    config = tmp_path / "panopipe.toml"
+    config.write_text(
+        f'[steps.pipeline]\noutput = "{tmp_path / "out"}"\nbackoff_s = 0.01\n', encoding="utf-8"
+    )
+    with Catalog.open(catalog_url) as catalog:
+        broken = record(
+            tmp_path / "P001" / "pano_000007.jpg", b"\xff\xd8 cut short", 7, projection="equirectangular"
+        )
+        catalog.upsert_images([broken])
+    common = ("--catalog", catalog_url, "--config", str(config))
+    assert run(capsys, "run", *common)[0] != 0
+
+    code, out, _ = run(capsys, "export", *common, "--of", "panoramas")
+
+    (row,) = csv.DictReader(out.splitlines())
+    assert code == 0 and (row["status"], row["published_uri"], row["image_uri"]) == ("failed", "", broken.uri)
