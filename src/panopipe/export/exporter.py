@@ -73,7 +73,8 @@ def write_export(
     """Export the selected images or panoramas to ``output``, or to ``out`` when there is none (a GeoPackage
     needs a file). A CSV file gets ``.csvt`` and ``.prj`` sidecars."""
     subject = options.subject()
-    if options.format == "gpkg" and output is None:
+    gpkg = output if options.format == "gpkg" else None
+    if options.format == "gpkg" and gpkg is None:
         raise ConfigError("--format gpkg writes a file: give --output FILE.gpkg")
     table: Table
     if subject == "images":
@@ -87,10 +88,9 @@ def write_export(
                 rig_mount_height(catalog, settings) if shots and options.camera_height_m is None else None
             )
             table = oid_table(found, rig_height_m=rig_height, camera_height_m=options.camera_height_m)
-    if options.format == "gpkg":
-        assert output is not None
-        count = write_gpkg(table, output)
-        return ExportResult(subject, count, total - count, (output,))
+    if gpkg is not None:
+        count = write_gpkg(table, gpkg)
+        return ExportResult(subject, count, total - count, (gpkg,))
     target = output.open("w", encoding="utf-8", newline="") if output else contextlib.nullcontext(out)
     with target as handle:
         if options.format == "geojson":
