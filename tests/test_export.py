@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from panopipe.catalog import Catalog, ImageRecord
-from panopipe.export import write_csv, write_geojson
+from panopipe.export import images_table, write_csv, write_geojson
 
 
 def images(catalog: Catalog, tmp_path: Path) -> list:
@@ -28,7 +28,7 @@ def images(catalog: Catalog, tmp_path: Path) -> list:
 def test_csv_names_the_altitude_above_mean_sea_level(catalog: Catalog, tmp_path: Path):
     out = io.StringIO()
 
-    assert write_csv(images(catalog, tmp_path), out) == 2
+    assert write_csv(images_table(images(catalog, tmp_path)), out) == 2
 
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert [row["altitude_msl_m"] for row in rows] == ["519.4", ""]
@@ -39,7 +39,7 @@ def test_csv_names_the_altitude_above_mean_sea_level(catalog: Catalog, tmp_path:
 def test_geojson_keeps_the_altitude_out_of_the_coordinates(catalog: Catalog, tmp_path: Path):
     out = io.StringIO()
 
-    assert write_geojson(images(catalog, tmp_path), out) == 2
+    assert write_geojson(images_table(images(catalog, tmp_path)), out) == 2
 
     features = json.loads(out.getvalue())["features"]
     assert [f["geometry"]["coordinates"] for f in features] == [[11.576124, 48.137154], [11.5762, 48.1372]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import getpass
 import sys
@@ -15,7 +14,7 @@ from panopipe.catalog.values import parse_value
 from panopipe.cli import render
 from panopipe.cli.options import DryRunOption, JsonOption, uses_catalog, uses_selection, writable_file
 from panopipe.errors import ConfigError
-from panopipe.export import LISTED_FIELDS, image_row, write_csv, write_geojson
+from panopipe.export import LISTED_FIELDS, image_row
 
 if TYPE_CHECKING:
     from panopipe.catalog import Catalog, FieldChange, Selection
@@ -103,23 +102,41 @@ def export(
     catalog: Catalog,
     settings: Settings,
     selection: Selection,
-    export_format: Annotated[str, typer.Option("--format", help="csv or geojson.")] = "csv",
+    export_format: Annotated[
+        str,
+        typer.Option("--format", help="csv, geojson, gpkg (GeoPackage) or oid (ArcGIS Oriented Imagery)."),
+    ] = "csv",
+    of: Annotated[
+        str | None,
+        typer.Option("--of", help="images (default) or panoramas: shots and 360° images with their outputs."),
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="File to write (default: stdout).", callback=writable_file),
     ] = None,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="URL the publish root is served under (https://...).")
+    ] = None,
+    camera_height: Annotated[
+        float | None,
+        typer.Option("--camera-height", min=0, help="oid: camera metres above ground (default: rig mount)."),
+    ] = None,
 ) -> None:
-    """Export effective metadata as CSV or GeoJSON for QGIS or ArcGIS.
+    """Export images, or panoramas with their published files, for QGIS or ArcGIS (docs/exports.md).
 
     Example: panopipe export --format geojson --reel R001 -o r001.geojson
+
+    Example: panopipe export --of panoramas --format gpkg -o panoramas.gpkg
+
+    Example: panopipe export --format oid --base-url https://cdn.example.com/survey -o oid.csv
     """
-    writers = {"csv": write_csv, "geojson": write_geojson}
-    if export_format not in writers:
-        raise ConfigError(f"unknown --format {export_format!r}: use csv or geojson")
-    target = output.open("w", encoding="utf-8", newline="") if output else contextlib.nullcontext(sys.stdout)
-    with target as out:
-        count = writers[export_format](catalog.images(selection), out)
-    render.stderr.print(f"exported {count} image(s)" + (f" to {output}" if output else ""))
+    from panopipe.export import ExportOptions, write_export
+
+    options = ExportOptions(of, export_format, base_url, camera_height)
+    result = write_export(catalog, options, sys.stdout, output=output, selection=selection, settings=settings)
+    skipped = f", {result.left_out} left out (no position or image yet)" if result.left_out else ""
+    where = f" to {', '.join(map(str, result.files))}" if result.files else ""
+    render.stderr.print(f"exported {result.count} {result.subject[:-1]}(s){where}{skipped}", soft_wrap=True)
 
 
 def _assignments(values: list[str]) -> dict[str, object]:

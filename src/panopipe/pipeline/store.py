@@ -413,16 +413,7 @@ def job_status(
     """Counts of the latest job of each step and subject by step and status, subjects with artifacts per
     step, and up to ``failures_limit`` latest jobs that failed or were marked stale (step, subject, status,
     reason, error, attempts, finished_at, log)."""
-    rank = (
-        sa.func.row_number()
-        .over(
-            partition_by=(jobs.c.step, jobs.c.subject),
-            order_by=(jobs.c.submitted_at.desc(), jobs.c.id.desc()),
-        )
-        .label("rank")
-    )
-    latest = sa.select(jobs, rank).subquery()
-    current = sa.select(latest).where(latest.c.rank == 1).subquery()
+    current = _latest_jobs(sa.select(jobs)).subquery()
     counts: dict[str, dict[str, int]] = {}
     with catalog.connect() as conn:
         query = sa.select(current.c.step, current.c.status, sa.func.count()).group_by(
@@ -454,6 +445,32 @@ def job_status(
             .limit(failures_limit)
         ).all()
     return counts, made, list(failed)
+
+
+def _latest_jobs(query: sa.Select[Any]) -> sa.Select[Any]:
+    """The rows of ``query`` (over ``jobs``) that are the latest job of their step and subject."""
+    rank = (
+        sa.func.row_number()
+        .over(
+            partition_by=(jobs.c.step, jobs.c.subject),
+            order_by=(jobs.c.submitted_at.desc(), jobs.c.id.desc()),
+        )
+        .label("rank")
+    )
+    ranked = query.add_columns(rank).subquery()
+    return sa.select(*(c for c in ranked.c if c.name != "rank")).where(ranked.c.rank == 1)
+
+
+def latest_job_states(conn: sa.Connection, subjects: Iterable[str]) -> dict[str, dict[str, str]]:
+    """Per subject id of ``subjects`` that has jobs, the status of its latest job of each step."""
+    states: dict[str, dict[str, str]] = {}
+    for chunk in batched(subjects, CHUNK):
+        query = _latest_jobs(
+            sa.select(jobs.c.step, jobs.c.subject, jobs.c.status).where(jobs.c.subject.in_(chunk))
+        )
+        for step, subject, status in conn.execute(query):
+            states.setdefault(subject, {})[step] = status
+    return states
 
 
 def stored_outputs(
@@ -502,6 +519,7 @@ __all__ = [
     "candidates",
     "failed_jobs",
     "job_status",
+    "latest_job_states",
     "mark_checked",
     "mark_stale",
     "orphan_artifacts",

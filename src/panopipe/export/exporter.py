@@ -1,0 +1,106 @@
+"""One export, as ``panopipe export`` asks for it: what (images or panoramas), in which format, to where."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from panopipe.catalog import Catalog, Selection
+from panopipe.config import Settings, did_you_mean
+from panopipe.errors import ConfigError
+from panopipe.export.formats import iso_utc, write_csv, write_csv_sidecars, write_geojson, write_gpkg
+from panopipe.export.images import images_table
+from panopipe.export.oid import esri_time, oid_table, rig_mount_height
+from panopipe.export.panoramas import load_panoramas, panoramas_table
+from panopipe.export.table import Table
+
+SUBJECTS = ("images", "panoramas")
+FORMATS = ("csv", "geojson", "gpkg", "oid")
+
+
+@dataclass(frozen=True, slots=True)
+class ExportOptions:
+    """What to export: ``of`` images or panoramas (``oid`` is always panoramas), in ``format``; the URL
+    published files are served under, and the camera height for the Oriented Imagery table."""
+
+    of: str | None = None
+    format: str = "csv"
+    base_url: str | None = None
+    camera_height_m: float | None = None
+
+    def subject(self) -> str:
+        """``images`` or ``panoramas``; :class:`ConfigError` for options that do not go together."""
+        if self.format not in FORMATS:
+            raise ConfigError(f"unknown --format {self.format!r}; {did_you_mean(self.format, FORMATS)}")
+        if self.of is not None and self.of not in SUBJECTS:
+            raise ConfigError(f"unknown --of {self.of!r}; {did_you_mean(self.of, SUBJECTS)}")
+        if self.format == "oid" and self.of == "images":
+            raise ConfigError(
+                "--format oid lists panoramas (360° images): use --of panoramas or leave --of out"
+            )
+        subject = "panoramas" if self.format == "oid" else self.of or "images"
+        if self.base_url is not None and subject == "images":
+            raise ConfigError("--base-url names published files: use it with --of panoramas or --format oid")
+        if self.camera_height_m is not None and self.format != "oid":
+            raise ConfigError(
+                "--camera-height is a field of the Oriented Imagery table: use it with --format oid"
+            )
+        return subject
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    """``count`` rows of ``subject`` written to ``files`` (none: stdout); ``left_out`` had no position (GeoJSON)
+    or no image or position (Oriented Imagery)."""
+
+    subject: str
+    count: int
+    left_out: int
+    files: tuple[Path, ...]
+
+
+def write_export(
+    catalog: Catalog,
+    options: ExportOptions,
+    out: TextIO,
+    *,
+    output: Path | None = None,
+    selection: Selection | None = None,
+    settings: Settings | None = None,
+) -> ExportResult:
+    """Export the selected images or panoramas to ``output``, or to ``out`` when there is none (a GeoPackage
+    needs a file). A CSV file gets ``.csvt`` and ``.prj`` sidecars."""
+    subject = options.subject()
+    gpkg = output if options.format == "gpkg" else None
+    if options.format == "gpkg" and gpkg is None:
+        raise ConfigError("--format gpkg writes a file: give --output FILE.gpkg")
+    table: Table
+    if subject == "images":
+        total, table = catalog.count(selection), images_table(catalog.images(selection))
+    else:
+        found = load_panoramas(catalog, selection, settings, base_url=options.base_url)
+        total, table = len(found), panoramas_table(found)
+        if options.format == "oid":
+            shots = any(p.kind == "shot" for p in found)
+            rig_height = (
+                rig_mount_height(catalog, settings) if shots and options.camera_height_m is None else None
+            )
+            table = oid_table(found, rig_height_m=rig_height, camera_height_m=options.camera_height_m)
+    if gpkg is not None:
+        count = write_gpkg(table, gpkg)
+        return ExportResult(subject, count, total - count, (gpkg,))
+    target = output.open("w", encoding="utf-8", newline="") if output else contextlib.nullcontext(out)
+    with target as handle:
+        if options.format == "geojson":
+            count = write_geojson(table, handle)
+        else:
+            count = write_csv(table, handle, esri_time if options.format == "oid" else iso_utc)
+    if output is None:
+        return ExportResult(subject, count, total - count, ())
+    sidecars = write_csv_sidecars(table, output) if options.format != "geojson" else []
+    return ExportResult(subject, count, total - count, (output, *sidecars))
+
+
+__all__ = ["FORMATS", "SUBJECTS", "ExportOptions", "ExportResult", "write_export"]

@@ -1,0 +1,151 @@
+"""The file formats of the exports: CSV (with ``.csvt`` and ``.prj`` sidecars), GeoJSON and GeoPackage.
+
+Each writer takes a :class:`~panopipe.export.table.Table` and writes its rows in order. A CSV written to a
+file gets two sidecars that GDAL (and so QGIS's "Add Vector Layer") reads: ``.csvt``, the type of each column
+(``CoordX``/``CoordY`` for the longitude and latitude, so the rows open as points), and ``.prj``, the CRS
+(EPSG:4326). The GeoPackage is written with pyogrio (the ``gis`` extra) with explicit field types.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from panopipe.catalog.records import to_json_value
+from panopipe.errors import ConfigError
+from panopipe.export.table import WGS84_WKT, FieldType, Table
+
+_CSVT: dict[FieldType, str] = {
+    "text": "String",
+    "integer": "Integer64",
+    "real": "Real",
+    "datetime": "DateTime",
+}
+GIS_EXTRA = "pip install 'panopipe[gis]'"
+
+
+def iso_utc(moment: datetime) -> str:
+    """``moment`` as ISO 8601 in UTC ending in ``Z``, as ``ls --json`` shows times."""
+    return str(to_json_value(moment))
+
+
+def write_csv(table: Table, out: TextIO, time_text: Callable[[datetime], str] = iso_utc) -> int:
+    """One row per record under a header of the column names; no value is an empty cell, times are
+    ``time_text`` of them. The number of rows."""
+    import csv
+
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(table.names)
+    count = 0
+    for row in table.rows:
+        writer.writerow(_cell(row.get(name), time_text) for name in table.names)
+        count += 1
+    return count
+
+
+def _cell(value: Any, time_text: Callable[[datetime], str]) -> Any:
+    if value is None:
+        return ""
+    return time_text(value) if isinstance(value, datetime) else value
+
+
+def write_csv_sidecars(table: Table, path: Path) -> list[Path]:
+    """Write ``path``'s ``.csvt`` (column types, the point's columns as ``CoordX``/``CoordY``) and ``.prj``
+    (EPSG:4326) beside it; their paths."""
+    types = [
+        "CoordX" if c.name == table.x else "CoordY" if c.name == table.y else _CSVT[c.type]
+        for c in table.columns
+    ]
+    csvt, prj = path.with_suffix(".csvt"), path.with_suffix(".prj")
+    csvt.write_text(",".join(f'"{t}"' for t in types) + "\n", encoding="utf-8")
+    prj.write_text(WGS84_WKT + "\n", encoding="utf-8")
+    return [csvt, prj]
+
+
+def write_geojson(table: Table, out: TextIO) -> int:
+    """An RFC 7946 FeatureCollection of points ``[lon, lat]`` with every column as a property (times as ISO
+    8601 UTC); rows without a position are left out. The number of features."""
+    out.write('{"type": "FeatureCollection", "features": [\n')
+    count = 0
+    for row in table.rows:
+        x, y = row.get(table.x), row.get(table.y)
+        if x is None or y is None:
+            continue
+        feature = {
+            "type": "Feature",
+            "id": row.get(table.names[0]),
+            "geometry": {"type": "Point", "coordinates": [x, y]},
+            "properties": {name: to_json_value(row.get(name)) for name in table.names},
+        }
+        out.write((",\n" if count else "") + json.dumps(feature, ensure_ascii=False))
+        count += 1
+    out.write("\n]}\n")
+    return count
+
+
+def write_gpkg(table: Table, path: Path) -> int:
+    """A GeoPackage at ``path`` (replaced) with one point layer named after the table, EPSG:4326, each column
+    typed as declared whether or not it has values; rows without a position have no geometry. The number of
+    features. :class:`ConfigError` when pyogrio (the ``gis`` extra) is not installed."""
+    try:
+        import numpy as np
+        import pyogrio.raw
+    except ImportError:
+        raise ConfigError(f"--format gpkg needs pyogrio: {GIS_EXTRA}") from None
+
+    rows = list(table.rows)
+    geometry = np.array([_point_wkb(row.get(table.x), row.get(table.y)) for row in rows], dtype=object)
+    data: list[Any] = []
+    masks: list[Any] = []
+    utc: dict[str, Any] = {}  # GDAL's time zone flag per value: 100 is UTC
+    for column in table.columns:
+        values = [row.get(column.name) for row in rows]
+        missing = np.array([value is None for value in values], dtype=bool)
+        if column.type == "real":
+            data.append(np.array([np.nan if v is None else v for v in values], dtype=np.float64))
+        elif column.type == "integer":
+            data.append(np.array([0 if v is None else v for v in values], dtype=np.int64))
+        elif column.type == "datetime":
+            naive = [None if v is None else v.astimezone(UTC).replace(tzinfo=None) for v in values]
+            data.append(np.array(naive, dtype="datetime64[ms]"))
+            utc[column.name] = np.full(len(rows), 100, dtype=np.int32)
+        else:
+            data.append(np.array(values, dtype=object))
+        masks.append(missing)
+    path.unlink(missing_ok=True)
+    pyogrio.raw.write(
+        str(path),
+        geometry,
+        data,
+        list(table.names),
+        field_mask=masks,
+        layer=table.name,
+        driver="GPKG",
+        geometry_type="Point",
+        crs=WGS84_WKT,
+        gdal_tz_offsets=utc,
+        # GeoPackage 1.2: GDAL before 3.7 (Debian 12, QGIS LTR builds) warns that it only partly supports 1.4.
+        dataset_options={"VERSION": "1.2"},
+    )
+    return len(rows)
+
+
+def _point_wkb(x: float | None, y: float | None) -> bytes | None:
+    """A 2D point as little-endian WKB, or ``None`` without a position."""
+    if x is None or y is None:
+        return None
+    return struct.pack("<BIdd", 1, 1, x, y)
+
+
+__all__ = [
+    "GIS_EXTRA",
+    "iso_utc",
+    "write_csv",
+    "write_csv_sidecars",
+    "write_geojson",
+    "write_gpkg",
+]

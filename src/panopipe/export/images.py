@@ -1,0 +1,80 @@
+"""The images export (``export --of images``): one row per catalogued image, its effective metadata.
+
+The catalog's ``alt`` is EXIF GPSAltitude: metres above mean sea level (the geoid), not above the WGS84
+ellipsoid, which differ by up to about 100 m. Exports therefore name it ``altitude_msl_m`` and a GeoJSON
+point has no third coordinate, which RFC 7946 defines as height above the ellipsoid (docs/exports.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from panopipe.catalog.records import Image, to_json_value
+from panopipe.export.table import Column, Table
+
+ALTITUDE_DOC = "metres above mean sea level (EXIF GPSAltitude), not above the WGS84 ellipsoid"
+ORIENTATION_DOCS = {
+    "heading": "degrees clockwise from true north (0-360)",
+    "pitch": "degrees above the horizon (up positive)",
+    "roll": "degrees, clockwise seen from behind the camera",
+}
+IMAGE_COLUMNS: tuple[Column, ...] = (
+    Column("id", "text", "the catalog's image id"),
+    Column("uri", "text", "where the captured file is: a local path or s3:// URI"),
+    Column("captured_at", "datetime", "capture time, UTC"),
+    Column("lat", "real", "latitude, WGS84 degrees"),
+    Column("lon", "real", "longitude, WGS84 degrees"),
+    Column("altitude_msl_m", "real", ALTITUDE_DOC),
+    *(Column(name, "real", doc) for name, doc in ORIENTATION_DOCS.items()),
+    Column("make", "text", "camera make"),
+    Column("model", "text", "camera model"),
+    Column("camera_index", "integer", "the camera of the rig that took the frame"),
+    Column("width", "integer", "pixels"),
+    Column("height", "integer", "pixels"),
+    Column("projection", "text", "equirectangular for a 360° image, else empty"),
+    Column("reel", "text", "the reel (survey run)"),
+    Column("frame", "integer", "the frame number within the reel"),
+    Column("shot", "text", "the rig shot the frame belongs to"),
+    Column("status", "text", "ok, or why the file could not be read"),
+)
+"""The columns of the images export, with their types."""
+
+EXPORT_NAMES: dict[str, str] = {"alt": "altitude_msl_m"}
+"""Listed fields under another name in the exports, which say what the value is."""
+
+LISTED_FIELDS: tuple[str, ...] = tuple(
+    {exported: listed for listed, exported in EXPORT_NAMES.items()}.get(c.name, c.name) for c in IMAGE_COLUMNS
+)
+"""The fields ``ls --json`` gives for each image (``alt``: metres above mean sea level)."""
+
+EXPORTED_FIELDS: tuple[str, ...] = tuple(column.name for column in IMAGE_COLUMNS)
+"""The columns of the CSV export and the properties of each GeoJSON feature."""
+
+
+def image_row(image: Image) -> dict[str, Any]:
+    """The listed fields of ``image`` as JSON-ready values."""
+    return {name: to_json_value(getattr(image, name)) for name in LISTED_FIELDS}
+
+
+def export_row(image: Image) -> dict[str, Any]:
+    """The exported fields of ``image`` (:data:`EXPORTED_FIELDS`), times as datetimes."""
+    return {EXPORT_NAMES.get(name, name): getattr(image, name) for name in LISTED_FIELDS}
+
+
+def images_table(images: Iterable[Image]) -> Table:
+    """The images export of ``images``."""
+    return Table("images", IMAGE_COLUMNS, (export_row(image) for image in images))
+
+
+__all__ = [
+    "ALTITUDE_DOC",
+    "EXPORTED_FIELDS",
+    "EXPORT_NAMES",
+    "IMAGE_COLUMNS",
+    "LISTED_FIELDS",
+    "ORIENTATION_DOCS",
+    "export_row",
+    "image_row",
+    "images_table",
+]

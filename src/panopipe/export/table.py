@@ -1,0 +1,49 @@
+"""What every export writes: a table of typed, documented columns with a WGS84 point per row.
+
+A column keeps its type whether or not a survey has values in it, so a GIS reads the same schema from every
+export (an empty ``pitch`` column is still a real number, not text).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+FieldType = Literal["text", "integer", "real", "datetime"]
+
+WGS84_WKT = (
+    'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563,AUTHORITY["EPSG","7030"]],'
+    'AUTHORITY["EPSG","6326"]],PRIMEM["Greenwich",0,AUTHORITY["EPSG","8901"]],'
+    'UNIT["degree",0.0174532925199433,AUTHORITY["EPSG","9122"]],AUTHORITY["EPSG","4326"]]'
+)
+"""EPSG:4326 (WGS84 longitude/latitude in degrees) as OGC WKT 1, the form ``.prj`` files hold. The
+definition of EPSG:4326 does not change, so it is fixed text rather than asked of PROJ."""
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of an export: its name, type and what it holds (docs/exports.md lists them)."""
+
+    name: str
+    type: FieldType
+    doc: str
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """Rows (dicts by column name; ``None`` for no value) of ``columns``, a layer called ``name`` whose point
+    is (``x``, ``y``): the names of the longitude and latitude columns."""
+
+    name: str
+    columns: tuple[Column, ...]
+    rows: Iterable[Mapping[str, Any]]
+    x: str = "lon"
+    y: str = "lat"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.columns)
+
+
+__all__ = ["WGS84_WKT", "Column", "FieldType", "Table"]

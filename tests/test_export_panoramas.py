@@ -1,0 +1,325 @@
+"""``export --of panoramas`` and ``export --format oid`` after a real pipeline run, read back by GDAL's ogrinfo
+(geometry, CRS, field types) and checked against the published files; Esri's conventions with worked values."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from tests.conftest import require
+from tests.pipeline.captures import add_panoramas, record
+
+from panopipe.catalog import Catalog
+from panopipe.cli import main
+from panopipe.demo import generate_survey
+from panopipe.export import IMAGE_COLUMNS, OID_COLUMNS, PANORAMA_COLUMNS, esri_heading, esri_pitch
+from panopipe.export.oid import esri_time
+from panopipe.export.table import Column
+from panopipe.metadata import parse_jpeg_header
+
+GDAL_TYPES = {"text": "String", "integer": "Integer64", "real": "Real", "datetime": "DateTime"}
+
+ESRI_FIELDS = (
+    "Name",
+    "ImagePath",
+    "X",
+    "Y",
+    "Z",
+    "SRS",
+    "AcquisitionDate",
+    "CameraHeading",
+    "CameraPitch",
+    "CameraRoll",
+    "CameraHeight",
+    "HorizontalFieldOfView",
+    "VerticalFieldOfView",
+    "NearDistance",
+    "FarDistance",
+    "OrientedImageryType",
+)
+"""The Oriented Imagery table fields panopipe fills, as Esri's "Oriented imagery table" page names them
+(https://pro.arcgis.com/en/pro-app/latest/help/data/imagery/oriented-imagery-table.htm)."""
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def ogrinfo(path: Path) -> tuple[str, dict[str, str]]:
+    """``ogrinfo -so -al`` of ``path``: its whole summary and the type of each field."""
+    require(shutil.which("ogrinfo") is not None, "ogrinfo (apt-get install gdal-bin)")
+    summary = subprocess.run(
+        ["ogrinfo", "-so", "-al", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    return summary, dict(re.findall(r"^(\w+): (\w+) \(", summary, re.MULTILINE))
+
+
+def assert_points_in_wgs84(summary: str) -> None:
+    assert "Geometry: Point" in summary
+    assert 'ID["EPSG",4326]' in summary
+
+
+def declared(columns: tuple[Column, ...]) -> dict[str, str]:
+    return {column.name: GDAL_TYPES[column.type] for column in columns}
+
+
+@pytest.fixture
+def surveyed(capsys, tmp_path: Path, catalog_url: str) -> tuple[tuple[str, ...], Path]:
+    """The demo survey (2 rig shots) and one 360° image run through the pipeline, the image's pitch and roll
+    edited afterwards, and one more 360° image added but not run; the ``--catalog``/``--config`` arguments
+    and the config file."""
+    code, _, err = run(
+        capsys, "demo", "--folder", str(tmp_path / "d"), "--shots", "2", "--catalog", catalog_url
+    )
+    assert code == 0, err
+    config = tmp_path / "d" / "panopipe.toml"
+    common = ("--catalog", catalog_url, "--config", str(config))
+    with Catalog.open(catalog_url) as catalog:
+        add_panoramas(catalog, tmp_path / "captures", 1)
+    assert run(capsys, "run", *common)[0] == 0
+    edit = ("edit", *common, "--reel", "P001", "--set", "pitch=-10", "--set", "roll=2.5", "--reason", "level")
+    assert run(capsys, *edit)[0] == 0
+    with Catalog.open(catalog_url) as catalog:
+        add_panoramas(catalog, tmp_path / "later", 1)
+    return common, config
+
+
+def test_panoramas_export_in_every_format(capsys, tmp_path: Path, surveyed):
+    common, _ = surveyed
+    target = tmp_path / "panoramas.csv"
+
+    code, _, err = run(capsys, "export", *common, "--of", "panoramas", "-o", str(target))
+
+    assert (
+        code == 0
+        and err.strip()
+        == f"exported 4 panorama(s) to {target}, {target.with_suffix('.csvt')}, {target.with_suffix('.prj')}"
+    )
+    rows = list(csv.DictReader(target.open(encoding="utf-8")))
+    assert sorted((r["kind"], r["reel"], r["status"]) for r in rows) == [
+        ("image", "P001", "pending"),
+        ("image", "P001", "published"),
+        ("shot", "R001", "published"),
+        ("shot", "R001", "published"),
+    ]
+    for row in rows:
+        if row["status"] != "published":
+            continue
+        assert row["image_uri"] == row["published_uri"]
+        for name in ("published_uri", "thumbnail_uri", "preview_uri"):
+            assert Path(row[name]).is_file(), name
+        written = parse_jpeg_header(Path(row["published_uri"]).read_bytes())
+        assert (float(row["lat"]), float(row["lon"])) == pytest.approx(
+            (written.gps_latitude, written.gps_longitude), abs=1e-7
+        )
+        assert float(row["altitude_msl_m"]) == pytest.approx(written.gps_altitude, abs=1e-3)
+    by_status = {(row["kind"], row["status"]): row for row in rows}
+    pending = by_status["image", "pending"]
+    assert pending["published_uri"] == "" and Path(pending["image_uri"]).parent.parent.name == "later"
+    edited, shot = by_status["image", "published"], by_status["shot", "published"]
+    assert (edited["pitch"], edited["roll"], shot["pitch"], shot["roll"]) == ("-10.0", "2.5", "", "")
+
+    summary, types = ogrinfo(target)
+    assert_points_in_wgs84(summary)
+    assert "Feature Count: 4" in summary
+    assert types == declared(PANORAMA_COLUMNS)
+
+    gpkg = tmp_path / "panoramas.gpkg"
+    assert run(capsys, "export", *common, "--of", "panoramas", "--format", "gpkg", "-o", str(gpkg))[0] == 0
+    summary, types = ogrinfo(gpkg)
+    assert_points_in_wgs84(summary)
+    assert "Feature Count: 4" in summary
+    assert "Layer name: panoramas" in summary
+    assert types == declared(PANORAMA_COLUMNS)  # pitch and roll are Real though the shots have none
+
+    geojson = tmp_path / "panoramas.geojson"
+    assert (
+        run(capsys, "export", *common, "--of", "panoramas", "--format", "geojson", "-o", str(geojson))[0] == 0
+    )
+    summary, types = ogrinfo(geojson)
+    assert_points_in_wgs84(summary)
+    assert "Feature Count: 4" in summary
+    # GeoJSON has no schema: GDAL types each property from its values (small integers as Integer).
+    assert types == declared(PANORAMA_COLUMNS) | {"frame": "Integer"}
+    properties = json.loads(geojson.read_text())["features"][0]["properties"]
+    assert properties["captured_at"].endswith("Z") and "alt" not in properties
+
+    Path(shot["thumbnail_uri"]).unlink()  # the published thumbnail drifts: its publish job is marked stale
+    assert run(capsys, "verify", *common, "--repair")[0] == 6
+    code, out, _ = run(capsys, "export", *common, "--of", "panoramas", "--shot", shot["id"])
+    assert code == 0 and [row["status"] for row in csv.DictReader(out.splitlines())] == ["stale"]
+
+
+def test_oid_table_for_arcgis(capsys, tmp_path: Path, surveyed):
+    common, config = surveyed
+    target = tmp_path / "oid.csv"
+    base = "https://cdn.example.com/survey/"
+
+    code, _, err = run(capsys, "export", *common, "--format", "oid", "--base-url", base, "-o", str(target))
+
+    assert code == 0 and err.startswith("exported 4 panorama(s) to ")
+    rows = {row["PanopipeId"]: row for row in csv.DictReader(target.open(encoding="utf-8"))}
+    assert tuple(next(iter(rows.values())))[: len(ESRI_FIELDS)] == ESRI_FIELDS
+    assert [c.name for c in OID_COLUMNS] == [*ESRI_FIELDS, "Reel", "Frame", "PanopipeId"]
+    mount = tomllib.loads(config.read_text())["steps"]["stitch"]["rig"]["mount_height_m"]
+    publish_root = Path(tomllib.loads(config.read_text())["steps"]["pipeline"]["output"]) / "publish"
+    listed = stdout_lines(capsys, "export", *common, "--of", "panoramas")
+    panoramas = {row["id"]: row for row in csv.DictReader(listed)}
+    for key, row in rows.items():
+        panorama = panoramas[key]
+        assert (row["X"], row["Y"], row["Z"]) == (
+            panorama["lon"],
+            panorama["lat"],
+            panorama["altitude_msl_m"],
+        )
+        assert row["SRS"] == "4326;5773" and row["OrientedImageryType"] == "360"
+        assert (row["HorizontalFieldOfView"], row["VerticalFieldOfView"]) == ("360.0", "180.0")
+        assert row["Reel"] == panorama["reel"] and row["Frame"] == panorama["frame"]
+        captured = datetime.fromisoformat(panorama["captured_at"])
+        assert datetime.fromisoformat(row["AcquisitionDate"]).replace(tzinfo=UTC) == captured
+        if panorama["published_uri"]:
+            relative = Path(panorama["published_uri"]).relative_to(publish_root).as_posix()
+            assert row["ImagePath"] == base + relative
+            assert row["Name"] == Path(relative).stem
+        else:
+            assert row["ImagePath"] == panorama["image_uri"]  # not published: the file where it is
+        if panorama["kind"] == "shot":
+            assert (row["CameraHeight"], row["CameraPitch"], row["CameraRoll"]) == (
+                str(float(mount)),
+                "90.0",
+                "0.0",
+            )
+            assert row["CameraHeading"] == panorama["heading"]
+    edited = next(row for row in rows.values() if row["CameraRoll"] == "2.5")
+    assert (edited["CameraPitch"], edited["CameraHeight"]) == ("80.0", "")  # 10° below the horizon
+
+    summary, types = ogrinfo(target)
+    assert_points_in_wgs84(summary)
+    assert "Feature Count: 4" in summary
+    assert types == declared(OID_COLUMNS)
+
+    code, _, _ = run(
+        capsys, "export", *common, "--format", "oid", "--camera-height", "1.8", "-o", str(target)
+    )
+    assert code == 0
+    assert {row["CameraHeight"] for row in csv.DictReader(target.open(encoding="utf-8"))} == {"1.8"}
+
+    unrigged = tmp_path / "unrigged.toml"  # no [steps.stitch] rig: no mount height is assumed
+    unrigged.write_text(f'[steps.pipeline]\noutput = "{publish_root.parent}"\n', encoding="utf-8")
+    code, out, _ = run(capsys, "export", "--catalog", common[1], "--config", str(unrigged), "--format", "oid")
+    assert code == 0 and {row["CameraHeight"] for row in csv.DictReader(out.splitlines())} == {""}
+
+
+def stdout_lines(capsys: pytest.CaptureFixture[str], *args: str) -> list[str]:
+    """The lines ``panopipe args`` prints on stdout (it must succeed)."""
+    code, out, err = run(capsys, *args)
+    assert code == 0, err
+    return out.splitlines()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--format", "gpkg"], "error: --format gpkg writes a file: give --output FILE.gpkg"),
+        (["--format", "oid", "--of", "images"], "error: --format oid lists panoramas"),
+        (["--of", "imgs"], "error: unknown --of 'imgs'; did you mean 'images'?"),
+        (["--format", "xlsx"], "error: unknown --format 'xlsx'"),
+        (["--of", "panoramas", "--base-url", "ftp://host/x"], "error: --base-url must be an http(s) URL"),
+        (["--base-url", "https://host/x"], "error: --base-url names published files"),
+        (["--camera-height", "2"], "error: --camera-height is a field of the Oriented Imagery table"),
+    ],
+)
+def test_options_that_do_not_go_together(capsys, tmp_path: Path, args: list[str], message: str):
+    Catalog.open(tmp_path / "c.db").close()
+    code, out, err = run(capsys, "export", "--catalog", str(tmp_path / "c.db"), *args)
+    assert (code, out) == (2, "") and err.startswith(message) and len(err.strip().splitlines()) == 1
+
+
+def test_gpkg_without_the_gis_extra_says_how_to_install_it(capsys, tmp_path: Path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyogrio", None)  # as if the gis extra were not installed
+    target = tmp_path / "images.gpkg"
+    Catalog.open(tmp_path / "c.db").close()
+    code, _, err = run(
+        capsys, "export", "--catalog", str(tmp_path / "c.db"), "--format", "gpkg", "-o", str(target)
+    )
+    assert code == 2 and err.strip() == "error: --format gpkg needs pyogrio: pip install 'panopipe[gis]'"
+    assert not target.exists()
+
+
+@pytest.mark.parametrize(
+    "pitch, camera_pitch",
+    [(None, 90.0), (0.0, 90.0), (-10.0, 80.0), (-90.0, 0.0), (90.0, 180.0), (12.5, 102.5)],
+)
+def test_esri_pitch_is_90_at_the_horizon(pitch: float | None, camera_pitch: float):
+    assert esri_pitch(pitch) == camera_pitch
+
+
+@pytest.mark.parametrize(
+    "heading, camera_heading", [(None, None), (0.0, 0.0), (65.0, 65.0), (-90.0, 270.0), (370.0, 10.0)]
+)
+def test_esri_heading_is_clockwise_from_north_in_0_to_360(
+    heading: float | None, camera_heading: float | None
+):
+    assert esri_heading(heading) == camera_heading
+
+
+def test_acquisition_date_is_utc():
+    local = datetime(2024, 5, 1, 10, 0, 0, 50_000, tzinfo=timezone(timedelta(hours=2)))
+    assert esri_time(local) == "2024-05-01 08:00:00.050"
+
+
+def test_images_export_opens_in_gdal_with_its_declared_types(capsys, tmp_path: Path, catalog_url: str):
+    survey = generate_survey(tmp_path / "survey", shots=1, camera_size=(160, 120))
+    assert run(capsys, "ingest", str(survey.folder / survey.reel), "--catalog", catalog_url)[0] == 0
+    for name, fmt in (("images.csv", "csv"), ("images.gpkg", "gpkg"), ("images.geojson", "geojson")):
+        target = tmp_path / name
+        code, _, err = run(capsys, "export", "--catalog", catalog_url, "--format", fmt, "-o", str(target))
+        assert code == 0 and err.startswith("exported 6 image(s) to "), err
+        summary, types = ogrinfo(target)
+        assert_points_in_wgs84(summary)
+        assert "Feature Count: 6" in summary
+        if fmt == "geojson":  # no schema: GDAL types a property by its values, one that has none as String
+            never_set = dict.fromkeys(("pitch", "roll", "projection"), "String")
+            small = dict.fromkeys(("camera_index", "width", "height", "frame"), "Integer")
+            assert types == declared(IMAGE_COLUMNS) | never_set | small
+        else:
+            assert types == declared(IMAGE_COLUMNS)
+
+
+def test_docs_list_every_column_with_its_type():
+    text = (Path(__file__).parents[1] / "docs" / "exports.md").read_text(encoding="utf-8")
+    missing = [
+        c.name
+        for c in (*IMAGE_COLUMNS, *PANORAMA_COLUMNS, *OID_COLUMNS)
+        if f"| `{c.name}` | {c.type} |" not in text
+    ]
+    assert missing == []
+
+
+def test_a_panorama_whose_job_failed_says_so(capsys, tmp_path: Path, catalog_url: str):
+    config = tmp_path / "panopipe.toml"
+    config.write_text(
+        f'[steps.pipeline]\noutput = "{tmp_path / "out"}"\nbackoff_s = 0.01\n', encoding="utf-8"
+    )
+    with Catalog.open(catalog_url) as catalog:
+        broken = record(
+            tmp_path / "P001" / "pano_000007.jpg", b"\xff\xd8 cut short", 7, projection="equirectangular"
+        )
+        catalog.upsert_images([broken])
+    common = ("--catalog", catalog_url, "--config", str(config))
+    assert run(capsys, "run", *common)[0] != 0
+
+    code, out, _ = run(capsys, "export", *common, "--of", "panoramas")
+
+    (row,) = csv.DictReader(out.splitlines())
+    assert code == 0 and (row["status"], row["published_uri"], row["image_uri"]) == ("failed", "", broken.uri)
