@@ -22,7 +22,7 @@ from panopipe.geo import destination
 from panopipe.ingest import IngestReport, ingest
 from panopipe.metadata.writer import MetadataUpdate, apply_metadata
 from panopipe.pipeline import Plan, RunReport, plan, run, write_html_report
-from panopipe.stitching import RigProfile, demo_rig, render_views, synthetic_panorama
+from panopipe.stitching import RigProfile, render_views, synthetic_panorama
 from panopipe.storage import write_atomic
 
 START = (48.137154, 11.576124)  # a street corridor in Munich
@@ -30,6 +30,33 @@ START_TIME = datetime(2024, 5, 1, 8, 30, tzinfo=UTC)
 UTC_OFFSET_MINUTES = 120
 STEP_M = 5.0
 CAMERA_SKEW_S = 0.002  # cameras of one shot fire within a few milliseconds of each other
+
+
+DEMO_RIG = "panopipe-demo-6"
+
+
+def demo_rig(width: int = 640, height: int = 480) -> RigProfile:
+    """The demo's rig, ``panopipe-demo-6``: 4 rectilinear cameras around the horizon, fisheyes up and down.
+
+    The horizontal cameras (110° wide, 4:3) overlap their neighbours by 20°; the 180° fisheyes reach 22° below
+    and above the horizon, well into the horizontal ring. It exists only in the demo and its panopipe.toml.
+    """
+    return RigProfile.from_compact(
+        {
+            "name": DEMO_RIG,
+            "version": 1,
+            "mount_height_m": 2.5,
+            "defaults": {"lens": "rectilinear", "hfov_deg": 110.0, "width": width, "height": height},
+            "cameras": [
+                [0.0, 0.0, 0.0],
+                [90.0, 0.0, 0.0],
+                [180.0, 0.0, 0.0],
+                [270.0, 0.0, 0.0],
+                {"pitch_deg": 90.0, "lens": "fisheye", "hfov_deg": 180.0},
+                {"pitch_deg": -90.0, "lens": "fisheye", "hfov_deg": 180.0},
+            ],
+        }
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,12 +196,14 @@ def run_demo(
 
 __all__ = [
     "CAMERA_SKEW_S",
+    "DEMO_RIG",
     "START",
     "START_TIME",
     "STEP_M",
     "UTC_OFFSET_MINUTES",
     "DemoResult",
     "DemoSurvey",
+    "demo_rig",
     "generate_survey",
     "run_demo",
     "write_project_config",

@@ -8,8 +8,9 @@ import tomllib
 
 import pytest
 
+from panopipe.demo import demo_rig
 from panopipe.errors import ConfigError
-from panopipe.stitching.rig import RigProfile, demo_rig
+from panopipe.stitching.rig import RigProfile
 
 
 def _profile(**camera_changes: object) -> dict:
