@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 
@@ -9,10 +10,10 @@ import cv2
 import sqlalchemy as sa
 from tests.pipeline.captures import Project, add_rig_shots
 
-from panopipe.catalog import Catalog
+from panopipe.catalog import Catalog, Selection
 from panopipe.catalog.schema import artifacts
 from panopipe.config import load_settings
-from panopipe.demo import run_demo
+from panopipe.demo import GNSS_ALTITUDE_BIAS_M, RTK_ALTITUDE_M, run_demo
 from panopipe.pipeline import plan, run, verify
 from panopipe.stitching import psnr
 
@@ -22,11 +23,19 @@ def test_demo_survey_runs_end_to_end(catalog: Catalog, tmp_path: Path):
     result = run_demo(tmp_path / "demo", location, shots=2)
 
     assert result.first_run.ok and result.first_run.counts["publish"] == {"succeeded": 2}
-    assert [(i.step, i.subject) for i in result.plan_after_edit] == [
-        ("apply-metadata", "shot:R001-000002"),
-        ("derive", "shot:R001-000002"),
-        ("publish", "shot:R001-000002"),
+    # The reel's altitude corrected from RTK: every shot's tags, thumbnails and publication, never a stitch.
+    shots = ("shot:R001-000001", "shot:R001-000002")
+    assert [(i.step, i.subject, i.reason) for i in result.plan_after_edit] == [
+        *(("apply-metadata", shot, "metadata edited") for shot in shots),
+        *(("derive", shot, "metadata edited") for shot in shots),
+        *(("publish", shot, "after apply-metadata") for shot in shots),
     ]
+    assert result.edited_images == 12 and "RTK altitude 519.4 m" in result.edit_reason
+    as_ingested = [(row["frames"], row["alt"]) for row in result.ingested_shots]
+    assert as_ingested == [
+        (6, round(RTK_ALTITUDE_M + GNSS_ALTITUDE_BIAS_M + 0.2 * math.sin(n), 2)) for n in (0, 1)
+    ]
+    assert {image.alt for image in catalog.images(Selection())} == {RTK_ALTITUDE_M}
     assert result.second_run.ok and len(result.plan_at_end) == 0
     assert verify(catalog, settings=load_settings(result.config_file)) == []
     assert "<svg" in result.report.read_text()
