@@ -20,7 +20,7 @@ _M_PER_DEG = math.pi * EARTH_RADIUS_M / 180
 _MIN_SPAN_M = 50.0
 _THUMB = (96, 48)
 CSS = (
-    ".map text{font-size:11px;fill:#555}.map .grid{stroke:#e4e4e4}.shot image{display:none}"
+    ".map text{font-size:11px;fill:#555}.shot image{display:none}"
     ".shot:hover image{display:inline}.shot text{fill:#fff;font-size:9px;font-weight:bold}"
     ".shots{display:flex;flex-wrap:wrap;gap:.5rem}.shots figure{margin:0;font-size:.8rem}"
 )
@@ -103,12 +103,12 @@ class _View:
         parts = [f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fff" stroke="#bbb"/>']
         for lon in _ticks(self.lon0, self.lon0 + plot_w / self.x_scale):
             x = self.xy(lon, self.lat0)[0]
-            parts.append(f'<line class="grid" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + plot_h}"/>')
-            label = _degrees(lon, self.lon0 + plot_w / self.x_scale - self.lon0, "E", "W")
+            parts.append(f'<line stroke="#e4e4e4" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + plot_h}"/>')
+            label = _degrees(lon, plot_w / self.x_scale, "E", "W")
             parts.append(f'<text x="{x:.1f}" y="{SIZE[1] - 10}" text-anchor="middle">{label}</text>')
         for lat in _ticks(self.lat0, self.lat0 + plot_h / self.y_scale):
             y = self.xy(self.lon0, lat)[1]
-            parts.append(f'<line class="grid" x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}"/>')
+            parts.append(f'<line stroke="#e4e4e4" x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}"/>')
             label = _degrees(lat, plot_h / self.y_scale, "N", "S")
             parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
         return "".join(parts)
