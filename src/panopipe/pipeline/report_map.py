@@ -108,7 +108,9 @@ class _View:
             parts.append(f'<text x="{x:.1f}" y="{SIZE[1] - 10}" text-anchor="middle">{label}</text>')
         for lat in _ticks(self.lat0, self.lat0 + plot_h / self.y_scale):
             y = self.xy(self.lon0, lat)[1]
-            parts.append(f'<line stroke="#e4e4e4" x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}"/>')
+            parts.append(
+                f'<line stroke="#e4e4e4" x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}"/>'
+            )
             label = _degrees(lat, plot_h / self.y_scale, "N", "S")
             parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
         return "".join(parts)
