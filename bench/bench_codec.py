@@ -14,9 +14,9 @@ import pickle
 from datetime import UTC, datetime
 
 import fair
+from panopipe.demo import demo_rig
 from panopipe.executors import decode_job, decode_outcome, encode_job, encode_outcome
 from panopipe.steps.base import JobOutcome, JobSpec, Output
-from panopipe.stitching import demo_rig
 
 
 def sample() -> tuple[JobSpec, JobOutcome]:

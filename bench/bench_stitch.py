@@ -31,13 +31,13 @@ import cv2
 import numpy as np
 
 import fair
+from panopipe.demo import demo_rig
 from panopipe.errors import StepError
 from panopipe.stitching import (
     CalibratedStitcher,
     OpenCVStitcher,
     RigProfile,
     StitchResult,
-    demo_rig,
     output_size,
     psnr,
     render_views,

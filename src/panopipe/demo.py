@@ -8,21 +8,25 @@ EXIF (time, GPS, heading, camera) and XMP, laid out as ``<reel>/cam<index>/<reel
 from __future__ import annotations
 
 import json
+import math
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from panopipe.catalog import Catalog, Selection
-from panopipe.config import load_settings
+from panopipe.config import IngestRules, load_settings
 from panopipe.geo import destination
 from panopipe.ingest import IngestReport, ingest
 from panopipe.metadata.writer import MetadataUpdate, apply_metadata
 from panopipe.pipeline import Plan, RunReport, plan, run, write_html_report
-from panopipe.stitching import RigProfile, demo_rig, render_views, synthetic_panorama
+from panopipe.steps.publish import DEFAULT_TEMPLATE
+from panopipe.stitching import RigProfile, render_views, synthetic_panorama
 from panopipe.storage import write_atomic
 
 START = (48.137154, 11.576124)  # a street corridor in Munich
@@ -30,6 +34,78 @@ START_TIME = datetime(2024, 5, 1, 8, 30, tzinfo=UTC)
 UTC_OFFSET_MINUTES = 120
 STEP_M = 5.0
 CAMERA_SKEW_S = 0.002  # cameras of one shot fire within a few milliseconds of each other
+
+
+DEMO_RIG = "panopipe-demo-6"
+RTK_ALTITUDE_M = 519.4
+"""The street's altitude (m above mean sea level) from the survey team's RTK; the rig's GNSS read it high."""
+GNSS_ALTITUDE_BIAS_M = 1.7
+_RIG_TOML = """\
+[steps.stitch.rig]
+# The demo's rig: 4 rectilinear cameras 110° wide around the horizon (20° overlap), 180° fisheyes up and down.
+name = "{name}"
+version = 1
+mount_height_m = 2.5  # height of the cameras above the ground
+defaults = {{ lens = "rectilinear", hfov_deg = 110, width = {width}, height = {height} }}
+cameras = [  # by camera index: [yaw_deg, pitch_deg, roll_deg], or a table overriding the defaults
+  [0, 0, 0],  # 0: forward
+  [90, 0, 0],  # 1: right
+  [180, 0, 0],  # 2: back
+  [270, 0, 0],  # 3: left
+  {{ pitch_deg = 90, lens = "fisheye", hfov_deg = 180 }},  # 4: up
+  {{ pitch_deg = -90, lens = "fisheye", hfov_deg = 180 }},  # 5: down
+]
+"""
+
+
+_CONFIG_TOML = """\
+# panopipe's project configuration, written by `panopipe demo` for its survey: every section panopipe reads.
+# Commands run in this folder use it (or pass --config FILE, or set $PANOPIPE_CONFIG).
+
+[panopipe]
+catalog = {catalog}  # a SQLite file or postgresql://USER@HOST[:PORT]/DATABASE
+project = "demo"  # names the published files and is written into their tags
+# executor = "local"  # where `panopipe run` runs jobs: local (a process per core) or inline
+
+[ingest]
+# Matched against each file's path below the ingested folder: named groups reel, frame and camera fill those
+# fields (the demo's layout is <reel>/cam<camera>/<reel>_cam<camera>_<frame>.jpg).
+path_pattern = '{path_pattern}'
+shot_tolerance_s = {shot_tolerance_s}  # frames of one reel captured within this many seconds form one shot
+
+[steps.pipeline]
+output = {output}  # where outputs go: a folder or s3://bucket/prefix
+retries = 2  # retries of a job after a transient storage error
+backoff_s = 0.5  # the first wait between retries, in seconds (doubled each time)
+
+# Each step has its table; `enabled = false` in it turns the step off.
+[steps.stitch]
+stitcher = "calibrated"  # the rig profile below; or "opencv", or "external" (params.command)
+quality = 92  # JPEG quality of the panoramas
+params = {{ interpolation = "cubic" }}  # the stitcher's own: width and height (default: the rig's resolution)
+
+{rig}
+[steps.apply-metadata]  # tags written into each panorama, besides the catalog's effective metadata
+artist = "panopipe demo"
+copyright = "CC0 1.0"
+description = "{{project}} reel {{reel}} frame {{frame}}"  # a template: project, reel, frame, shot
+
+[steps.derive]  # scaled-down copies of each panorama, in pixels along their longer side
+thumbnail = 512
+preview = 2048  # 0: no previews
+quality = 85
+
+[steps.publish]  # the finished images in a publish layout
+template = "{template}"
+# root = "s3://bucket/published"  # default: publish/ under the output
+"""
+
+
+def demo_rig(width: int = 640, height: int = 480) -> RigProfile:
+    """The demo's rig, ``panopipe-demo-6``, with cameras of ``width x height`` pixels: the profile that the
+    demo's panopipe.toml holds (there is no built-in rig anywhere else)."""
+    text = _RIG_TOML.format(name=DEMO_RIG, width=width, height=height)
+    return RigProfile.from_compact(tomllib.loads(text)["steps"]["stitch"]["rig"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +118,8 @@ class DemoSurvey:
     frames: int
     files: tuple[Path, ...]
     truth: tuple[Path, ...]
+    positions: tuple[tuple[float, float], ...]
+    """``(lat, lon)`` of each shot as its frames record it."""
 
 
 def generate_survey(
@@ -60,6 +138,7 @@ def generate_survey(
     bearing = 65.0
     files: list[Path] = []
     truth: list[Path] = []
+    positions: list[tuple[float, float]] = []
     for shot in range(shots):
         frame = shot + 1
         # The vehicle turns gently; turning the scene with it keeps every shot's content different.
@@ -69,13 +148,14 @@ def generate_survey(
         cv2.imwrite(str(truth_path), panorama[:, :, ::-1])
         truth.append(truth_path)
         moment = START_TIME + timedelta(seconds=shot)
+        positions.append((round(lat, 7), round(lon, 7)))
         for camera, view in zip(rig.cameras, render_views(panorama, rig), strict=True):
             update = MetadataUpdate(
                 captured_at=moment + timedelta(seconds=camera.index * CAMERA_SKEW_S),
                 utc_offset_minutes=UTC_OFFSET_MINUTES,
-                gps_latitude=round(lat, 7),
-                gps_longitude=round(lon, 7),
-                gps_altitude=519.0 + 0.1 * shot,
+                gps_latitude=positions[-1][0],
+                gps_longitude=positions[-1][1],
+                gps_altitude=round(RTK_ALTITUDE_M + GNSS_ALTITUDE_BIAS_M + 0.2 * math.sin(shot), 2),
                 gps_img_direction=round((bearing + camera.yaw_deg) % 360, 2),
                 gps_datetime=moment,
                 make="panopipe",
@@ -91,18 +171,38 @@ def generate_survey(
         bearing += 1.5
         if progress:
             progress(shot + 1, shots)
-    return DemoSurvey(folder, rig, reel, shots, tuple(files), tuple(truth))
+    return DemoSurvey(folder, rig, reel, shots, tuple(files), tuple(truth), tuple(positions))
+
+
+PPK_SHIFT_M = (0.12, 0.08)
+"""How far north and east post-processing (PPK) moves the demo's recorded positions, in metres."""
+
+
+def write_fixed_positions(survey: DemoSurvey) -> Path:
+    """``fixed.csv`` beside the survey: every frame's post-processed position (a few centimetres from the
+    recorded one), in the columns ``panopipe edit --positions`` reads: reel, frame, camera_index, lat, lon."""
+    north, east = PPK_SHIFT_M
+    rows = ["reel,frame,camera_index,lat,lon"]
+    for frame, (lat, lon) in enumerate(survey.positions, 1):
+        lat, lon = destination(*destination(lat, lon, 0.0, north), 90.0, east)
+        rows += [f"{survey.reel},{frame},{camera.index},{lat:.8f},{lon:.8f}" for camera in survey.rig.cameras]
+    path = survey.folder / "fixed.csv"
+    write_atomic(path, ("\n".join(rows) + "\n").encode())
+    return path
 
 
 @dataclass(frozen=True, slots=True)
 class DemoResult:
-    """What the demo did: the survey, ingest, the first run, and an edit reprocessing only what it touched."""
+    """What the demo did: the survey, ingest (and the shots as ingested), the first run, and an edit
+    reprocessing only what it touched."""
 
     survey: DemoSurvey
     config_file: Path
     ingest: IngestReport
+    ingested_shots: list[dict[str, Any]]
     first_run: RunReport
     edit_batch: str
+    edit_reason: str
     edited_images: int
     plan_after_edit: Plan
     second_run: RunReport
@@ -110,22 +210,35 @@ class DemoResult:
     report: Path
 
 
-def write_project_config(folder: Path, catalog_location: str, rig: RigProfile) -> Path:
-    """A ``panopipe.toml`` in ``folder`` naming the catalog and the survey's rig, so later commands agree."""
-    lines = ["[panopipe]", f"catalog = {json.dumps(catalog_location)}", 'project = "demo"', ""]
-    lines += ["[steps.pipeline]", f"output = {json.dumps(str(folder.resolve() / 'panopipe-out'))}", ""]
-    rig_fields = rig.to_dict()
-    cameras = rig_fields.pop("cameras")
-    lines += ["[steps.stitch.rig]", *(f"{key} = {json.dumps(value)}" for key, value in rig_fields.items())]
-    for camera in cameras:
-        lines += [
-            "",
-            "[[steps.stitch.rig.cameras]]",
-            *(f"{key} = {json.dumps(value)}" for key, value in camera.items()),
-        ]
+def write_project_config(folder: Path, catalog_location: str, camera_size: tuple[int, int]) -> Path:
+    """A complete ``panopipe.toml`` in ``folder``: every section panopipe reads, with comments, naming the
+    catalog and the survey's rig, so that later commands run there agree with the demo."""
+    width, height = camera_size
+    text = _CONFIG_TOML.format(
+        catalog=json.dumps(catalog_location),
+        output=json.dumps(str(folder.resolve() / "panopipe-out")),
+        path_pattern=IngestRules().path_pattern,
+        shot_tolerance_s=IngestRules().shot_tolerance_s,
+        template=DEFAULT_TEMPLATE,
+        rig=_RIG_TOML.format(name=DEMO_RIG, width=width, height=height),
+    )
     path = folder / "panopipe.toml"
-    write_atomic(path, ("\n".join(lines) + "\n").encode())
+    write_atomic(path, text.encode())
     return path
+
+
+def shot_rows(catalog: Catalog) -> list[dict[str, Any]]:
+    """One row per shot as the catalog has it: its frame count and its first frame's time, position, altitude
+    and heading."""
+    rows: dict[str, dict[str, Any]] = {}
+    for image in catalog.images(Selection()):
+        row = rows.setdefault(
+            image.shot or "-",
+            {"shot": image.shot, "frames": 0}
+            | {name: getattr(image, name) for name in ("captured_at", "lat", "lon", "alt", "heading")},
+        )
+        row["frames"] += 1
+    return list(rows.values())
 
 
 def run_demo(
@@ -135,20 +248,23 @@ def run_demo(
     shots: int = 8,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> DemoResult:
-    """Generate a survey in ``folder``, ingest it, run the whole pipeline, then edit the GPS of one shot and
-    show that only what the edit touched runs again."""
+    """Generate a survey in ``folder``, ingest it, run the whole pipeline, then correct the reel's altitude from
+    RTK (its GNSS read high) and show that only what the edit touched runs again: not the stitching."""
     tick = progress or (lambda stage, done, total: None)
     survey = generate_survey(folder, shots=shots, progress=lambda done, total: tick("render", done, total))
-    config_file = write_project_config(folder, catalog_location, survey.rig)
+    camera = survey.rig.cameras[0]
+    write_fixed_positions(survey)
+    config_file = write_project_config(folder, catalog_location, (camera.width, camera.height))
     settings = load_settings(config_file)
     with Catalog.open(settings.catalog) as catalog:
         ingested = ingest(
             catalog, [folder / survey.reel], settings, progress=lambda d, t: tick("ingest", d, t)
         )
+        ingested_shots = shot_rows(catalog)
         first_run = run(catalog, settings=settings, progress=tick)
-        shot = f"{survey.reel}-{min(2, shots):06d}"
-        changes = catalog.plan_edit(Selection(shots=(shot,)), assign={"lat": START[0] + 0.001, "alt": 530.0})
-        batch = catalog.apply_edit(changes, reason="demo: corrected GPS of one shot", author="panopipe demo")
+        changes = catalog.plan_edit(Selection(reels=(survey.reel,)), assign={"alt": RTK_ALTITUDE_M})
+        reason = f"RTK altitude {RTK_ALTITUDE_M} m: the rig's GNSS read {GNSS_ALTITUDE_BIAS_M} m high"
+        batch = catalog.apply_edit(changes, reason=reason, author="panopipe demo")
         plan_after_edit = plan(catalog, settings=settings)
         second_run = run(catalog, settings=settings, progress=tick)
         plan_at_end = plan(catalog, settings=settings)
@@ -157,8 +273,10 @@ def run_demo(
         survey,
         config_file,
         ingested,
+        ingested_shots,
         first_run,
         batch,
+        reason,
         len({c.image_id for c in changes}),
         plan_after_edit,
         second_run,
@@ -169,13 +287,20 @@ def run_demo(
 
 __all__ = [
     "CAMERA_SKEW_S",
+    "DEMO_RIG",
+    "GNSS_ALTITUDE_BIAS_M",
+    "PPK_SHIFT_M",
+    "RTK_ALTITUDE_M",
     "START",
     "START_TIME",
     "STEP_M",
     "UTC_OFFSET_MINUTES",
     "DemoResult",
     "DemoSurvey",
+    "demo_rig",
     "generate_survey",
     "run_demo",
+    "shot_rows",
+    "write_fixed_positions",
     "write_project_config",
 ]

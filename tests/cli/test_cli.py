@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from panopipe.cli import main
 from panopipe.cli.app import app
-from panopipe.demo import generate_survey
+from panopipe.demo import GNSS_ALTITUDE_BIAS_M, RTK_ALTITUDE_M, generate_survey
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -41,7 +42,8 @@ def test_demo_then_ls_json(capsys, tmp_path: Path, catalog_url: str):
     assert (summary["ingest"]["added"], summary["ingest"]["failed"], len(summary["shots"])) == (12, [], 2)
     assert summary["first_run"]["failures"] == [] and summary["jobs_left"] == 0
     after_edit = {(item["step"], item["subject"]) for item in summary["plan_after_edit"]["items"]}
-    assert after_edit == {(step, "shot:R001-000002") for step in ("apply-metadata", "derive", "publish")}
+    shots = ("shot:R001-000001", "shot:R001-000002")
+    assert after_edit == {(step, s) for step in ("apply-metadata", "derive", "publish") for s in shots}
     code, out, _ = run(capsys, "ls", "--catalog", catalog_url, "--json", "--reel", "R001")
     rows = json.loads(out)
     assert code == 0 and len(rows) == 12
@@ -94,7 +96,9 @@ def test_edit_dry_run_history_undo(capsys, tmp_path: Path, survey: Path):
     planned = json.loads(out)
     assert code == 0 and len(planned) == 12 and {p["new"] for p in planned} == {12.5}
     captured_alts = {p["id"]: p["old"] for p in planned}
-    assert set(captured_alts.values()) == {519.0, 519.1}
+    assert set(captured_alts.values()) == {
+        round(RTK_ALTITUDE_M + GNSS_ALTITUDE_BIAS_M + 0.2 * math.sin(n), 2) for n in (0, 1)
+    }
     _, out, _ = run(capsys, "ls", "--catalog", db, "--json")
     assert {r["id"]: r["alt"] for r in json.loads(out)} == captured_alts, "a dry run must not write"
     code, out, _ = run(

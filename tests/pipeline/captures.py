@@ -13,7 +13,8 @@ from PIL import Image as PILImage
 
 from panopipe.catalog import Catalog, ImageRecord
 from panopipe.config import Settings
-from panopipe.stitching import RigProfile, demo_rig, render_views, synthetic_panorama
+from panopipe.demo import demo_rig
+from panopipe.stitching import RigProfile, render_views, synthetic_panorama
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 RIG = demo_rig(96, 72)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import math
+import tomllib
 from pathlib import Path
 
 import cv2
 import sqlalchemy as sa
+from tests.pipeline.captures import Project, add_rig_shots
 
-from panopipe.catalog import Catalog
+from panopipe.catalog import Catalog, Selection
 from panopipe.catalog.schema import artifacts
-from panopipe.config import Settings, load_settings
-from panopipe.demo import generate_survey, run_demo
-from panopipe.ingest import ingest
-from panopipe.pipeline import run, verify
+from panopipe.config import load_settings
+from panopipe.demo import GNSS_ALTITUDE_BIAS_M, RTK_ALTITUDE_M, run_demo
+from panopipe.pipeline import plan, run, verify
 from panopipe.stitching import psnr
 
 
@@ -22,11 +23,19 @@ def test_demo_survey_runs_end_to_end(catalog: Catalog, tmp_path: Path):
     result = run_demo(tmp_path / "demo", location, shots=2)
 
     assert result.first_run.ok and result.first_run.counts["publish"] == {"succeeded": 2}
-    assert [(i.step, i.subject) for i in result.plan_after_edit] == [
-        ("apply-metadata", "shot:R001-000002"),
-        ("derive", "shot:R001-000002"),
-        ("publish", "shot:R001-000002"),
+    # The reel's altitude corrected from RTK: every shot's tags, thumbnails and publication, never a stitch.
+    shots = ("shot:R001-000001", "shot:R001-000002")
+    assert [(i.step, i.subject, i.reason) for i in result.plan_after_edit] == [
+        *(("apply-metadata", shot, "metadata edited") for shot in shots),
+        *(("derive", shot, "metadata edited") for shot in shots),
+        *(("publish", shot, "after apply-metadata") for shot in shots),
     ]
+    assert result.edited_images == 12 and "RTK altitude 519.4 m" in result.edit_reason
+    as_ingested = [(row["frames"], row["alt"]) for row in result.ingested_shots]
+    assert as_ingested == [
+        (6, round(RTK_ALTITUDE_M + GNSS_ALTITUDE_BIAS_M + 0.2 * math.sin(n), 2)) for n in (0, 1)
+    ]
+    assert {image.alt for image in catalog.images(Selection())} == {RTK_ALTITUDE_M}
     assert result.second_run.ok and len(result.plan_at_end) == 0
     assert verify(catalog, settings=load_settings(result.config_file)) == []
     assert "<svg" in result.report.read_text()
@@ -43,9 +52,20 @@ def test_demo_survey_runs_end_to_end(catalog: Catalog, tmp_path: Path):
         assert psnr(stitched[band], expected[band]) > 30  # about 34 dB: JPEG twice and resampling
 
 
-def test_demo_rig_not_configured_fails_with_a_clear_reason(catalog: Catalog, tmp_path: Path, executor):
-    survey = generate_survey(tmp_path / "demo", shots=1, camera_size=(160, 120))
-    ingest(catalog, [survey.folder / survey.reel], Settings())
-    settings = replace(Settings(), steps={"pipeline": {"output": str(tmp_path / "out")}})
-    (failure,) = run(catalog, settings=settings, steps=["stitch"], executor=executor).failures
-    assert "frame 0 is 160x120 but camera 0 of rig 'demo-6' is 1200x900" in failure.error
+def test_without_a_rig_the_worker_derives_the_profile_from_the_decoded_frames(project: Project, executor):
+    add_rig_shots(project.catalog, project.root, 2)  # sizes not in the catalog: planning cannot tell
+    stitch = {k: v for k, v in project.settings.steps["stitch"].items() if k != "rig"}
+    settings = project.with_steps(stitch=stitch)
+    assert [item.problem for item in plan(project.catalog, settings=settings, steps=["stitch"])] == [
+        None,
+        None,
+    ]
+    failures = run(project.catalog, settings=settings, steps=["stitch"], executor=executor).failures
+    assert [f.subject for f in failures] == ["shot:R001-000000", "shot:R001-000001"]
+    first, _, profile = failures[0].error.partition("\n")
+    assert "needs [steps.stitch.rig]" in first and "6 frames, camera indexes 0-5, each 96x72" in first
+    pasted = tomllib.loads(profile)["steps"]["stitch"]["rig"]
+    rerun = run(
+        project.catalog, settings=project.with_steps(stitch={**stitch, "rig": pasted}), executor=executor
+    )
+    assert rerun.ok and rerun.counts["stitch"] == {"succeeded": 2}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -87,7 +88,14 @@ def test_status_and_html_report_show_counts_and_failures(project: Project, execu
     page = write_html_report(project.catalog, tmp_path / "report.html").read_text()
     assert "<svg" in page and "shot:R001-000000" in page and "camera(s) [5]" in page
     assert "<script" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
-    assert page.count("<circle") == 6 + 1 + 5  # the other shot, the 360° image, the failed shot's 5 frames
+    # the other shot, the 360° image, the failed shot's 5 frames; and a numbered marker per subject with a thumbnail
+    assert page.count("<circle") == 6 + 1 + 5 + 2
+    links = re.findall(r'<image href="([^"]+)"', page)
+    assert links == re.findall(r'<img src="([^"]+)"', page) and len(links) == 2
+    assert all(not Path(link).is_absolute() and (tmp_path / link).is_file() for link in links)
+    assert (
+        re.search(r">\d+ m</text>", page) and "°N</text>" in page and "°E</text>" in page
+    )  # scale bar, axes
 
 
 def test_status_of_an_empty_catalog(project: Project, tmp_path: Path):

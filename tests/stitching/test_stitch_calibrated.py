@@ -7,11 +7,11 @@ import re
 import numpy as np
 import pytest
 
+from panopipe.demo import demo_rig
 from panopipe.errors import ConfigError, StepError
 from panopipe.stitching import (
     CalibratedStitcher,
     RigProfile,
-    demo_rig,
     psnr,
     render_views,
     synthetic_panorama,
@@ -93,10 +93,11 @@ def test_default_output_size_follows_the_finest_camera() -> None:
 
 def test_frames_must_match_the_rig(rig: RigProfile, views: list[np.ndarray]) -> None:
     stitcher = CalibratedStitcher(rig)
-    with pytest.raises(StepError, match="rig 'demo-6' has 6 cameras but the shot has 5 frames"):
+    with pytest.raises(StepError, match="rig 'panopipe-demo-6' has 6 cameras but the shot has 5 frames"):
         stitcher.stitch(views[:5])
     resized = [*views[:5], views[5][:300]]
-    with pytest.raises(StepError, match="frame 5 is 480x300 but camera 5 of rig 'demo-6' is 480x360"):
+    expected = "camera 5 of rig 'panopipe-demo-6' has height = 360 but its frame is 480x300: set height = 300"
+    with pytest.raises(StepError, match=re.escape(expected)):
         stitcher.stitch(resized)
     with pytest.raises(StepError, match="frame 0 is not an 8-bit colour image"):
         stitcher.stitch([view.astype(np.float32) for view in views])

@@ -8,8 +8,9 @@ import tomllib
 
 import pytest
 
+from panopipe.demo import demo_rig
 from panopipe.errors import ConfigError
-from panopipe.stitching.rig import RigProfile, demo_rig
+from panopipe.stitching.rig import RigProfile, starter_profile
 
 
 def _profile(**camera_changes: object) -> dict:
@@ -119,4 +120,33 @@ def test_compact_docstring_example_parses_as_toml() -> None:
         "fisheye",
         90.0,
         110.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("sizes", "expected"),
+    [
+        ({i: (640, 480) for i in range(6)}, [(i * 60.0, 640, 480) for i in range(6)]),
+        ({0: (640, 480), 1: (320, 240)}, [(0.0, 640, 480), (180.0, 320, 240)]),
+    ],
+)
+def test_starter_profile_pastes_as_a_valid_profile_and_says_it_is_a_guess(
+    sizes: dict[int, tuple[int, int]], expected: list[tuple[float, int, int]]
+) -> None:
+    text = starter_profile(sizes)
+    rig = RigProfile.from_compact(tomllib.loads(text)["steps"]["stitch"]["rig"])
+    assert [(c.yaw_deg, c.width, c.height) for c in rig.cameras] == expected
+    assert text.startswith("[steps.stitch.rig]\n") and text.count("GUESS") >= 3
+
+
+def test_size_mismatch_names_the_camera_and_only_the_wrong_settings() -> None:
+    rig = demo_rig(640, 480)
+    assert rig.size_mismatch(2, 640, 480) is None
+    assert rig.size_mismatch(2, 640, 360) == (
+        "camera 2 of rig 'panopipe-demo-6' has height = 480 but its frame is 640x360: "
+        "set height = 360 for camera 2 in [steps.stitch.rig]"
+    )
+    assert rig.size_mismatch(0, 320, 240) == (
+        "camera 0 of rig 'panopipe-demo-6' has width = 640 and height = 480 but its frame is 320x240: "
+        "set width = 320, height = 240 for camera 0 in [steps.stitch.rig]"
     )

@@ -10,10 +10,8 @@ import typer
 
 from panopipe.cli import render
 from panopipe.cli.options import CatalogOption, JsonOption
-from panopipe.export import image_row
 
 if TYPE_CHECKING:
-    from panopipe.catalog import Catalog
     from panopipe.demo import DemoResult
 
 SHOT_FIELDS = ("shot", "frames", "captured_at", "lat", "lon", "alt", "heading")
@@ -28,14 +26,15 @@ def demo(
     as_json: JsonOption = False,
 ) -> None:
     """Render a small rig survey along a GPS track, ingest it, stitch, tag, derive and publish it, then
-    edit the GPS of one shot and show that only what the edit touched runs again.
+    correct the reel's altitude from RTK (its GNSS read high) and show that only what the edit touched runs
+    again: the tags, thumbnails and publication, not the stitching.
 
     The catalog defaults to FOLDER/panopipe.db and FOLDER/panopipe.toml holds the survey's rig, so later
     commands run there (cd FOLDER) use the same settings and never touch your own catalog.
 
     Example: panopipe demo --folder /tmp/demo --shots 4
     """
-    from panopipe.catalog import Catalog, catalog_url
+    from panopipe.catalog import catalog_url
     from panopipe.demo import run_demo
 
     location = catalog_location or str(folder.resolve() / "panopipe.db")
@@ -43,12 +42,10 @@ def demo(
     folder.mkdir(parents=True, exist_ok=True)
     with render.staged_progress() as progress:
         result = run_demo(folder, location, shots=shots, progress=progress)
-    with Catalog.open(location) as catalog:
-        rows = _shots(catalog)
     if as_json:
-        render.print_json(_summary(result, location) | {"shots": rows})
+        render.print_json(_summary(result, location))
         return
-    _print(result, location, rows)
+    _print(result, location)
 
 
 def _summary(result: DemoResult, location: str) -> dict[str, object]:
@@ -57,8 +54,9 @@ def _summary(result: DemoResult, location: str) -> dict[str, object]:
         "catalog": location,
         "config": str(result.config_file),
         "ingest": result.ingest.to_dict(),
+        "shots": result.ingested_shots,
         "first_run": result.first_run.to_dict(),
-        "edit": {"batch": result.edit_batch, "images": result.edited_images},
+        "edit": {"batch": result.edit_batch, "reason": result.edit_reason, "images": result.edited_images},
         "plan_after_edit": result.plan_after_edit.to_dict(),
         "second_run": result.second_run.to_dict(),
         "jobs_left": len(result.plan_at_end),
@@ -66,39 +64,34 @@ def _summary(result: DemoResult, location: str) -> dict[str, object]:
     }
 
 
-def _print(result: DemoResult, location: str, rows: list[dict[str, object]]) -> None:
+def _print(result: DemoResult, location: str) -> None:
     survey, ingested = result.survey, result.ingest
     out = render.stdout.print
     out(
         f"1. rendered {len(survey.files)} frames of a {len(survey.rig.cameras)}-camera rig to {survey.folder}"
     )
     out(f"2. ingested into {location}: added {ingested.added}, failed {len(ingested.failed)}")
-    render.print_rows(rows, SHOT_FIELDS, as_json=False, title="shots in the catalog")
+    render.print_rows(result.ingested_shots, SHOT_FIELDS, as_json=False, title="shots as ingested")
     out(f"3. ran the pipeline in {result.first_run.seconds:.1f} s: {_counts(result.first_run.counts)}")
-    out(f"4. edited the GPS of {result.edited_images} images (one shot); plan then listed:")
-    render.print_rows(
-        [item.to_dict() for item in result.plan_after_edit], ("step", "subject", "reason"), as_json=False
+    out(
+        f"4. edited the altitude of reel {survey.reel} ({result.edited_images} images): "
+        f"{result.edit_reason!r}; plan then listed:"
     )
-    out(f"5. reran only that: {_counts(result.second_run.counts)}; jobs left: {len(result.plan_at_end)}")
+    jobs = Counter((item.step, item.reason) for item in result.plan_after_edit)
+    rows = [{"step": step, "jobs": count, "reason": reason} for (step, reason), count in jobs.items()]
+    render.print_rows(rows, ("step", "jobs", "reason"), as_json=False)
+    out(
+        f"5. reran only that (no stitching): {_counts(result.second_run.counts)}; jobs left: {len(result.plan_at_end)}"
+    )
     out(f"report: {result.report}   config: {result.config_file}")
     out(f"next: cd {survey.folder} && panopipe ls && panopipe status")
-    for failure in (*result.first_run.failures, *result.second_run.failures):
-        render.error(f"{failure.step} {failure.subject}: {failure.error}")
+    render.warn_each(
+        (f"{f.step} {f.subject}", f.error) for f in (*result.first_run.failures, *result.second_run.failures)
+    )
 
 
 def _counts(counts: dict[str, dict[str, int]]) -> str:
     return ", ".join(f"{step} {sum(by_status.values())}" for step, by_status in counts.items()) or "nothing"
-
-
-def _shots(catalog: Catalog) -> list[dict[str, object]]:
-    from panopipe.catalog import Selection
-
-    shots: dict[str, dict[str, object]] = {}
-    frames: Counter[str] = Counter()
-    for image in catalog.images(Selection()):
-        shots.setdefault(image.shot or "-", image_row(image))
-        frames[image.shot or "-"] += 1
-    return [row | {"frames": frames[shot]} for shot, row in shots.items()]
 
 
 __all__ = ["SHOT_FIELDS", "demo"]

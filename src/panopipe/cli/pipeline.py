@@ -47,8 +47,10 @@ def plan(
     from panopipe import pipeline
 
     result = pipeline.plan(catalog, selection, _steps(steps), settings, force=force)
-    render.print_rows([item.to_dict() for item in result], ("step", "subject", "reason"), as_json=as_json)
+    columns = ("step", "subject", "reason", *(("problem",) if as_json else ()))
+    render.print_rows([item.to_dict() for item in result], columns, as_json=as_json)
     if not as_json:
+        render.warn_each((f"{i.step} {i.subject} will fail", i.problem) for i in result if i.problem)
         counts = ", ".join(f"{step} {count}" for step, count in result.counts().items())
         render.stderr.print(
             f"{len(result)} job(s): {counts}" if result else "nothing to do: everything is up to date"
@@ -100,8 +102,7 @@ def run(
     else:
         rows = [{"step": step, **counts} for step, counts in report.counts.items()]
         render.print_rows(rows, ("step", "succeeded", "failed", "cancelled"), as_json=False)
-        for failure in report.failures:
-            render.warn(f"{failure.step} {failure.subject}: {failure.error}")
+        render.warn_each((f"{f.step} {f.subject}", f.error) for f in report.failures)
         render.stderr.print(f"done in {report.seconds:.1f} s" if report.counts else "nothing to do")
     return 0 if report.ok else StepError.exit_code
 
@@ -127,11 +128,12 @@ def status(catalog: Catalog, settings: Settings, as_json: JsonOption = False) ->
     failures = [f.to_dict() for f in current.failures]
     if failures:
         render.print_rows(
-            failures,
+            [row | {"error": render.first_line(row["error"])} for row in failures],
             ("step", "subject", "status", "error", "reason", "attempts"),
             as_json=False,
             title="failures",
         )
+        render.print_details((f.error for f in current.failures), console=render.stdout)
 
 
 @uses_selection

@@ -72,12 +72,34 @@ def success(message: str) -> None:
 
 def warn(message: str) -> None:
     """A warning on stderr."""
-    stderr.print(Text.assemble(("warning:", "yellow"), f" {message}"))
+    stderr.print(Text.assemble(("warning:", "yellow"), f" {message}"), soft_wrap=True)
 
 
 def error(message: str) -> None:
     """One red error line on stderr."""
     stderr.print(Text.assemble(("error:", "red"), f" {message}"), soft_wrap=True)
+
+
+def first_line(message: str | None) -> str | None:
+    """The first line of a message whose further lines are details (see :func:`print_details`)."""
+    return None if message is None else message.partition("\n")[0]
+
+
+def print_details(messages: Iterable[str | None], *, console: Console = stderr) -> None:
+    """The lines after the first of each distinct message (e.g. a configuration to paste), once each, so
+    a hundred jobs failing for one reason show it once."""
+    details = {message.partition("\n")[2]: None for message in messages if message}
+    for detail in filter(None, details):
+        console.print(detail, soft_wrap=True)
+
+
+def warn_each(problems: Iterable[tuple[str, str]]) -> None:
+    """One warning line per ``(what, message)`` (the message's first line), then the details once each."""
+    messages = []
+    for what, message in problems:
+        warn(f"{what}: {first_line(message)}")
+        messages.append(message)
+    print_details(messages)
 
 
 @contextlib.contextmanager
@@ -119,6 +141,8 @@ def progress_bar(description: str, *, in_bytes: bool = False) -> Iterator[Callab
 
 __all__ = [
     "error",
+    "first_line",
+    "print_details",
     "print_fields",
     "print_json",
     "print_rows",
@@ -128,4 +152,5 @@ __all__ = [
     "stdout",
     "success",
     "warn",
+    "warn_each",
 ]

@@ -40,13 +40,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class PlanItem:
-    """One job a run would make: the step, the subject, why, and its fingerprint (``None`` while it depends
-    on an upstream job of the same run)."""
+    """One job a run would make: the step, the subject, why, its fingerprint (``None`` while it depends on an
+    upstream job of the same run) and, when known beforehand, why it will fail (:meth:`Step.problem`)."""
 
     step: str
     subject: str
     reason: str
     fingerprint: str | None
+    problem: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +55,7 @@ class PlanItem:
             "subject": self.subject,
             "reason": self.reason,
             "fingerprint": self.fingerprint,
+            "problem": self.problem,
         }
 
 
@@ -127,7 +129,10 @@ def plan(
                 known=known,
                 checked_at=started,
             )
-            items += [PlanItem(step.name, w.subject.id, w.reason, w.fingerprint) for w in direct]
+            items += [
+                PlanItem(step.name, w.subject.id, w.reason, w.fingerprint, step.problem(w.subject))
+                for w in direct
+            ]
             done = {w.subject.id for w in direct}
             for kind in sorted(step.kinds):
                 upstream = step.upstream(kind)

@@ -2,37 +2,44 @@
 
 from __future__ import annotations
 
+import os
 from html import escape
 from pathlib import Path
 
 from panopipe.catalog import Catalog
+from panopipe.catalog.subjects import KINDS, load_subjects
+from panopipe.pipeline.report_map import CSS, ShotMark, survey_map, thumbnail_strip
 from panopipe.pipeline.status import Status, status
+from panopipe.pipeline.store import primary_outputs
 
 MAX_POINTS = 20_000
-_SIZE = (720, 480)
+MAX_SHOTS = 200
 
 
 def write_html_report(
     catalog: Catalog, path: str | Path, *, title: str = "panopipe processing report"
 ) -> Path:
-    """Write the report to ``path`` (one file, no external resources); the path written."""
+    """Write the report to ``path`` (one file; the thumbnails it shows are linked relative to it, so it works
+    where it was written); the path written."""
     current = status(catalog)
     failed = {f.subject for f in current.failures}
     points, failed_points = catalog.positions(failed, limit=MAX_POINTS)
+    target = Path(path)
+    shots = _shots(catalog, target.parent)
     html = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}}table{{border-collapse:collapse;margin:1rem 0}}
 td,th{{border:1px solid #ccc;padding:.25rem .6rem;text-align:left}}th{{background:#f3f3f3}}
-pre{{white-space:pre-wrap;max-width:60rem;font-size:.8rem;margin:0}}.failed{{color:#b00}}</style></head>
+pre{{white-space:pre-wrap;max-width:60rem;font-size:.8rem;margin:0}}.failed{{color:#b00}}{CSS}</style></head>
 <body><h1>{escape(title)}</h1>
 <h2>Jobs</h2>{_counts_table(current)}
 <h2>Failures ({len(current.failures)})</h2>{_failures_table(current)}
 <h2>Image positions</h2>
-<p>{len(points)} images{f", <span class='failed'>{len(failed_points)} in failed jobs</span>" if failed_points else ""}.</p>
-{_svg(points, failed_points)}
+<p>{len(points)} images{f", <span class='failed'>{len(failed_points)} in failed jobs</span>" if failed_points else ""}; numbered: shots with a thumbnail (point at one to see it).</p>
+{survey_map(points, failed_points, shots)}
+{thumbnail_strip(shots)}
 </body></html>
 """
-    target = Path(path)
     target.write_text(html, encoding="utf-8")
     return target
 
@@ -54,38 +61,34 @@ def _failures_table(current: Status) -> str:
         return "<p>None.</p>"
     rows = "".join(
         f"<tr><td>{escape(f.step)}</td><td>{escape(f.subject)}</td><td>{escape(f.status)}</td>"
-        f"<td>{escape(f.error or f.reason or '')}</td><td>{f.attempts}</td>"
+        f"<td><pre>{escape(f.error or f.reason or '')}</pre></td><td>{f.attempts}</td>"
         f"<td><pre>{escape((f.log or '')[-2000:])}</pre></td></tr>"
         for f in current.failures
     )
     return f"<table><tr><th>step</th><th>subject</th><th>status</th><th>reason</th><th>attempts</th><th>log (end)</th></tr>{rows}</table>"
 
 
-def _svg(points: list[tuple[float, float]], flagged: list[tuple[float, float]]) -> str:
-    width, height = _SIZE
-    everything = points + flagged
-    if not everything:
-        return "<p>No image has a position.</p>"
-    lons = [p[0] for p in everything]
-    lats = [p[1] for p in everything]
-    min_lon, max_lon, min_lat, max_lat = min(lons), max(lons), min(lats), max(lats)
-    span = max(max_lon - min_lon, max_lat - min_lat, 1e-9)
-    pad = 10
-
-    def circles(positions: list[tuple[float, float]], radius: float) -> str:
-        return "".join(
-            f'<circle cx="{pad + (lon - min_lon) / span * (width - 2 * pad):.1f}" '
-            f'cy="{height - pad - (lat - min_lat) / span * (height - 2 * pad):.1f}" r="{radius}"/>'
-            for lon, lat in positions
-        )
-
-    dots, bad = circles(points, 1.5), circles(flagged, 3)
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="image positions">'
-        f'<rect width="100%" height="100%" fill="#fafafa" stroke="#ccc"/>'
-        f'<g fill="#3366aa">{dots}</g><g fill="#cc2222">{bad}</g></svg>'
-    )
+def _shots(catalog: Catalog, folder: Path) -> list[ShotMark]:
+    """Up to :data:`MAX_SHOTS` subjects with a thumbnail, at their first frame, linked relative to ``folder``
+    (so the page works when opened from there); thumbnails in object storage are not linked."""
+    with catalog.connect() as conn:
+        thumbnails = primary_outputs(conn, "derive", MAX_SHOTS)
+        subjects = [
+            subject
+            for kind in KINDS
+            for subject in load_subjects(
+                conn, kind, [s.partition(":")[2] for s in thumbnails if s.startswith(f"{kind}:")]
+            )
+        ]
+    marks = []
+    for subject in subjects:
+        uri = thumbnails[subject.id]
+        link = None if "://" in uri else Path(os.path.relpath(uri, folder)).as_posix()
+        for frame in subject.frames:
+            if frame.lat is not None and frame.lon is not None:
+                marks.append(ShotMark(subject.key, frame.lon, frame.lat, link))
+                break
+    return marks
 
 
-__all__ = ["MAX_POINTS", "write_html_report"]
+__all__ = ["MAX_POINTS", "MAX_SHOTS", "write_html_report"]

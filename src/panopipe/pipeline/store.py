@@ -501,6 +501,13 @@ def stored_outputs(
     return by_key
 
 
+def primary_outputs(conn: sa.Connection, step: str, limit: int) -> dict[str, str]:
+    """The URI of the primary output of ``step`` by subject id, for up to ``limit`` subjects in id order."""
+    c = artifacts.c
+    query = sa.select(c.subject, c.output_uri).where(*_primary(step)).order_by(c.subject).limit(limit)
+    return {row.subject: row.output_uri for row in conn.execute(query)}
+
+
 def mark_stale(conn: sa.Connection, outputs: Iterable[tuple[StoredOutput, str]]) -> None:
     """Mark the job of each of ``outputs`` ``stale`` with the reason given with it (a job row is made if
     none)."""
@@ -523,6 +530,7 @@ __all__ = [
     "mark_checked",
     "mark_stale",
     "orphan_artifacts",
+    "primary_outputs",
     "put_job",
     "record_cancelled",
     "record_finished",

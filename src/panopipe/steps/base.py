@@ -126,6 +126,10 @@ class Step(ABC):
         """Raise :class:`ConfigError` if the step cannot run over ``subjects`` (checked before any job runs);
         ``taken`` are ``(subject id, output URI)`` pairs of this step's outputs recorded for other subjects."""
 
+    def problem(self, subject: Subject) -> str | None:
+        """Why a job on ``subject`` will fail, when that is known before it runs (``plan`` shows it), or ``None``."""
+        return None
+
     def payload(self, subject: Subject, upstream: Upstream | None) -> dict[str, Any]:
         """The JSON-ready job payload: inputs, parameters and output URIs."""
         return {

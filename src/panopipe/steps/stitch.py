@@ -5,33 +5,37 @@ Config (``[steps.stitch]``)::
     stitcher = "calibrated"      # or "opencv", "external"
     params = { width = 4096 }    # the stitcher's own parameters
     quality = 92                 # JPEG quality of the panorama
-    rig = { ... }                # the rig profile (RigProfile.from_dict or the compact form); default: demo rig
+    rig = { ... }                # the rig profile (RigProfile.from_dict or the compact form)
 
-The stitcher's ``fingerprint_fields()`` enter the fingerprint, so correcting the rig profile makes every shot
-it stitched stale.
+There is no default rig: the calibrated stitcher needs ``[steps.stitch.rig]``. Without it each shot's job fails
+with a profile to start from, derived from the shot's frames (their count, camera indexes and sizes). The
+stitcher's ``fingerprint_fields()`` enter the fingerprint, so correcting the rig profile makes every shot it
+stitched stale.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from panopipe.errors import ConfigError, StepError
 from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, Upstream, put_output, read_input
-from panopipe.stitching import CalibratedStitcher, RigProfile, Stitcher, demo_rig
+from panopipe.stitching import CalibratedStitcher, RigProfile, Stitcher
+from panopipe.stitching.rig import starter_profile
 
 if TYPE_CHECKING:  # numpy and Pillow are imported by the worker only: planning never loads them
     import numpy as np
 
 STITCHERS = ("calibrated", "opencv", "external")
+RIG_TABLE = "[steps.stitch.rig]"
 
 
-def make_stitcher(name: str, rig: Mapping[str, Any] | None) -> Stitcher[Any]:
-    """The stitcher called ``name``; ``rig`` (profile data) is used by the calibrated stitcher."""
+def make_stitcher(name: str, rig: Mapping[str, Any] | None) -> Stitcher[Any] | None:
+    """The stitcher called ``name``; ``rig`` (profile data) is used by the calibrated stitcher, which is
+    ``None`` without one (its jobs fail with :func:`no_rig`)."""
     if name == "calibrated":
-        profile = demo_rig() if rig is None else _rig(rig)
-        return CalibratedStitcher(profile)
+        return None if rig is None else CalibratedStitcher(_rig(rig))
     if name == "opencv":
         from panopipe.stitching.opencv_stitcher import OpenCVStitcher
 
@@ -41,6 +45,18 @@ def make_stitcher(name: str, rig: Mapping[str, Any] | None) -> Stitcher[Any]:
 
         return ExternalStitcher()
     raise ConfigError(f"[steps.stitch]: unknown stitcher {name!r}; choose one of {', '.join(STITCHERS)}")
+
+
+def no_rig(sizes: dict[int, tuple[int, int]]) -> str:
+    """Why a shot with frames of ``sizes[camera index] = (width, height)`` cannot be stitched without a rig
+    profile (first line), and a profile derived from them to paste and correct (the lines after it)."""
+    shapes = sorted({f"{w}x{h}" for w, h in sizes.values()})
+    described = f"each {shapes[0]}" if len(shapes) == 1 else f"sizes {', '.join(shapes)}"
+    return (
+        f"no rig profile: the calibrated stitcher needs {RIG_TABLE} in panopipe.toml (this shot has "
+        f"{len(sizes)} frames, camera indexes {min(sizes)}-{max(sizes)}, {described}); "
+        f"a profile derived from the frames, to paste and correct:\n{starter_profile(sizes)}"
+    )
 
 
 def _rig(data: Mapping[str, Any]) -> RigProfile:
@@ -61,20 +77,38 @@ class StitchStep(Step):
 
     def configure(self, table: Mapping[str, Any]) -> dict[str, Any]:
         name = table.get("stitcher", "calibrated")
-        rig = table.get("rig")
-        stitcher = make_stitcher(name, rig)
+        stitcher = make_stitcher(name, table.get("rig"))
         quality = table.get("quality", 92)
         if type(quality) is not int or not 1 <= quality <= 100:
             raise ConfigError(f"[steps.stitch]: quality must be an integer from 1 to 100, got {quality!r}")
         params = dict(table.get("params", {}))
-        rig_data = stitcher.rig.to_dict() if isinstance(stitcher, CalibratedStitcher) else None
+        self.rig = stitcher.rig if isinstance(stitcher, CalibratedStitcher) else None
+        rig_data = self.rig.to_dict() if self.rig else None
         self.job_params = {"stitcher": name, "params": params, "quality": quality, "rig": rig_data}
-        return {"stitcher": stitcher.fingerprint_fields(params), "quality": quality}
+        fields = stitcher.fingerprint_fields(params) if stitcher else {"stitcher": name, "rig": None}
+        return {"stitcher": fields, "quality": quality}
+
+    def problem(self, subject: Subject) -> str | None:
+        """Why the shot cannot be stitched, as far as the catalog tells (frame indexes and sizes), or ``None``."""
+        if problem := _frame_problem(subject, len(self.rig.cameras) if self.rig else None):
+            return problem
+        sizes = {f.camera_index: (f.width, f.height) for f in subject.frames if f.width and f.height}
+        if len(sizes) < len(subject.frames):
+            return None  # sizes unknown: the worker checks the decoded frames
+        if self.job_params["stitcher"] == "calibrated" and self.rig is None:
+            return no_rig(cast(dict[int, tuple[int, int]], sizes))
+        if self.rig is not None:
+            for index, (width, height) in sizes.items():
+                if mismatch := self.rig.size_mismatch(cast(int, index), width, height):
+                    return mismatch
+        return None
 
     def payload(self, subject: Subject, upstream: Upstream | None) -> dict[str, Any]:
-        rig = self.job_params["rig"]
-        problem = _frame_problem(subject, len(rig["cameras"]) if rig else None)
-        return {**super().payload(subject, upstream), "params": self.job_params, "problem": problem}
+        return {
+            **super().payload(subject, upstream),
+            "params": self.job_params,
+            "problem": self.problem(subject),
+        }
 
     @classmethod
     def execute(cls, payload: Mapping[str, Any], log: Log) -> list[Output]:
@@ -85,6 +119,8 @@ class StitchStep(Step):
         params = payload["params"]
         stitcher = make_stitcher(params["stitcher"], params["rig"])
         frames = [_decode(uri) for uri in payload["inputs"]]
+        if stitcher is None:
+            raise StepError(no_rig({i: (f.shape[1], f.shape[0]) for i, f in enumerate(frames)}))
         result = stitcher.stitch(frames, params["params"])
         log(result.log)
         buffer = io.BytesIO()
@@ -100,8 +136,9 @@ def _frame_problem(subject: Subject, cameras: int | None) -> str | None:
     if len(set(indexes)) != len(indexes):
         return f"shot {subject.key}: several frames from one camera (camera indexes {sorted(indexes)})"
     expected = set(range(cameras if cameras is not None else max(indexes) + 1))
-    if set(indexes) != expected:
-        missing = sorted(expected - set(indexes))
+    if extra := sorted(set(indexes) - expected):
+        return f"shot {subject.key} has frames of camera(s) {extra} but the rig has cameras 0-{len(expected) - 1}"
+    if missing := sorted(expected - set(indexes)):
         return f"shot {subject.key} is missing the frame(s) of camera(s) {missing}: has {len(indexes)} of {len(expected)}"
     return None
 
@@ -117,4 +154,4 @@ def _decode(uri: str) -> np.ndarray:
         raise StepError(f"cannot decode frame {uri}: {exc}") from exc
 
 
-__all__ = ["STITCHERS", "StitchStep", "make_stitcher"]
+__all__ = ["RIG_TABLE", "STITCHERS", "StitchStep", "make_stitcher", "no_rig"]

@@ -24,7 +24,6 @@ _MODULES = {
     "RigProfile": "rig",
     "StitchResult": "base",
     "Stitcher": "base",
-    "demo_rig": "rig",
     "output_size": "calibrated",
     "psnr": "quality",
     "refine_rig": "refine",
@@ -40,7 +39,7 @@ if TYPE_CHECKING:
     from panopipe.stitching.quality import psnr
     from panopipe.stitching.refine import refine_rig
     from panopipe.stitching.render import render_views
-    from panopipe.stitching.rig import RigCamera, RigProfile, demo_rig
+    from panopipe.stitching.rig import RigCamera, RigProfile
     from panopipe.stitching.scene import synthetic_panorama
 
 
@@ -59,7 +58,6 @@ __all__ = [
     "RigProfile",
     "StitchResult",
     "Stitcher",
-    "demo_rig",
     "output_size",
     "psnr",
     "refine_rig",

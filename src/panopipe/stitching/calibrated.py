@@ -137,12 +137,9 @@ class CalibratedStitcher(Stitcher[CalibratedParams]):
             raise StepError(
                 f"rig {self.rig.name!r} has {len(cameras)} cameras but the shot has {len(frames)} frames"
             )
-        for i, (frame, camera) in enumerate(zip(frames, cameras, strict=True)):
-            if frame.shape[:2] != (camera.height, camera.width):
-                raise StepError(
-                    f"frame {i} is {frame.shape[1]}x{frame.shape[0]} but camera {i} of rig {self.rig.name!r} "
-                    f"is {camera.width}x{camera.height}"
-                )
+        for i, frame in enumerate(frames):
+            if mismatch := self.rig.size_mismatch(i, frame.shape[1], frame.shape[0]):
+                raise StepError(mismatch)
 
 
 def output_size(rig: RigProfile, width: int | None = None, height: int | None = None) -> tuple[int, int]:

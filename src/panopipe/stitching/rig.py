@@ -147,29 +147,72 @@ class RigProfile:
         data["cameras"][index].update(changes)
         return RigProfile.from_dict(data)
 
+    def size_mismatch(self, index: int, width: int, height: int) -> str | None:
+        """Why a ``width x height`` frame cannot come from camera ``index``: the settings that differ, or ``None``."""
+        camera = self.cameras[index]
+        wrong = [
+            (key, want, got)
+            for key, want, got in (("width", camera.width, width), ("height", camera.height, height))
+            if want != got
+        ]
+        if not wrong:
+            return None
+        settings = " and ".join(f"{key} = {want}" for key, want, _ in wrong)
+        fixes = ", ".join(f"{key} = {got}" for key, _, got in wrong)
+        return (
+            f"camera {index} of rig {self.name!r} has {settings} but its frame is {width}x{height}: "
+            f"set {fixes} for camera {index} in [steps.stitch.rig]"
+        )
 
-def demo_rig(width: int = 1200, height: int = 900) -> RigProfile:
-    """A 6-camera rig covering the full sphere: 4 rectilinear cameras around the horizon, fisheyes up and down.
 
-    The horizontal cameras (110° wide, 4:3) overlap their neighbours by 20°; the 180° fisheyes reach 22° below
-    and above the horizon, well into the horizontal ring.
+_GUESS_NAME = "my-rig"
+_GUESS_MOUNT_HEIGHT_M = 2.5
+
+
+def starter_profile(sizes: Mapping[int, tuple[int, int]]) -> str:
+    """A ``[steps.stitch.rig]`` TOML table to start from, for frames of ``sizes[camera index] = (width, height)``.
+
+    Only the camera count, indexes and sizes are known; everything else is a guess, marked so: one rectilinear
+    camera per index on the horizon, yaw spread evenly, a field of view that makes neighbours overlap.
     """
-    return RigProfile.from_compact(
-        {
-            "name": "demo-6",
-            "version": 1,
-            "mount_height_m": 2.5,
-            "defaults": {"lens": "rectilinear", "hfov_deg": 110.0, "width": width, "height": height},
-            "cameras": [
-                [0.0, 0.0, 0.0],
-                [90.0, 0.0, 0.0],
-                [180.0, 0.0, 0.0],
-                [270.0, 0.0, 0.0],
-                {"pitch_deg": 90.0, "lens": "fisheye", "hfov_deg": 180.0},
-                {"pitch_deg": -90.0, "lens": "fisheye", "hfov_deg": 180.0},
-            ],
-        }
+    count = len(sizes)
+    hfov = min(round(360 / count * 1.25), 170)
+    shared = len(set(sizes.values())) == 1
+    defaults = f'lens = "rectilinear", hfov_deg = {hfov}'
+    if shared:
+        width, height = next(iter(sizes.values()))
+        defaults += f", width = {width}, height = {height}"
+    cameras = []
+    for index in sorted(sizes):
+        yaw = round(360 * index / count, 1)
+        if shared:
+            cameras.append(f"  [{yaw:g}, 0, 0],  # camera {index}")
+        else:
+            width, height = sizes[index]
+            cameras.append(
+                f"  {{ yaw_deg = {yaw:g}, width = {width}, height = {height} }},  # camera {index}"
+            )
+    return "\n".join(
+        [
+            "[steps.stitch.rig]",
+            f"# A GUESS derived from the frames: {count} camera(s), indexes {_ranges(sorted(sizes))}; only their",
+            "# sizes are known. Correct each camera's yaw/pitch/roll, lens and hfov_deg to your rig's calibration.",
+            f'name = "{_GUESS_NAME}"',
+            "version = 1",
+            f"mount_height_m = {_GUESS_MOUNT_HEIGHT_M}  # GUESS: height of the cameras above the ground",
+            f"defaults = {{ {defaults} }}  # lens and hfov_deg: GUESS",
+            "cameras = [  # [yaw_deg, pitch_deg, roll_deg]: yaw spread evenly, a GUESS",
+            *cameras,
+            "]",
+        ]
     )
+
+
+def _ranges(numbers: Sequence[int]) -> str:
+    """``0-5`` for consecutive numbers, else the list."""
+    if numbers == list(range(numbers[0], numbers[-1] + 1)) and len(numbers) > 2:
+        return f"{numbers[0]}-{numbers[-1]}"
+    return ", ".join(map(str, numbers))
 
 
 def _camera(raw: Any, where: str) -> RigCamera:
@@ -235,4 +278,4 @@ def _number(
     return float(value)
 
 
-__all__ = ["LENSES", "Lens", "RigCamera", "RigProfile", "demo_rig"]
+__all__ = ["LENSES", "Lens", "RigCamera", "RigProfile", "starter_profile"]
