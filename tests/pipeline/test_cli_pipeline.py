@@ -58,7 +58,7 @@ def test_plan_run_status_verify_report(project_files, tmp_path: Path):
     code, text = invoke("status", *common, "--json")
     assert json.loads(text)["jobs"]["publish"] == {"succeeded": 3}
 
-    next(out.glob("derive/**/thumbnail.jpg")).unlink()
+    next(out.glob("derive/**/thumbnail-*.jpg")).unlink()
     code, text = invoke("verify", *common, "--json", "--repair")
     assert code == 6 and [row["problem"] for row in json.loads(text)] == ["missing"]
     assert [row["reason"] for row in json.loads(invoke("plan", *common, "--json")[1])] == ["output missing"]

@@ -261,6 +261,19 @@ def recorded(
     return found
 
 
+def recorded_outputs(
+    conn: sa.Connection, steps: Sequence[str], subjects: Iterable[str]
+) -> dict[str, dict[str, str]]:
+    """Per subject of ``subjects``, the output URIs ``steps`` recorded for it, by artifact name."""
+    c = artifacts.c
+    found: dict[str, dict[str, str]] = {}
+    for chunk in batched(subjects, CHUNK):
+        query = sa.select(c.subject, c.name, c.output_uri).where(c.step.in_(steps), c.subject.in_(chunk))
+        for row in conn.execute(query):
+            found.setdefault(row.subject, {})[row.name] = row.output_uri
+    return found
+
+
 def mark_checked(conn: sa.Connection, step: str, subjects: Sequence[str], checked_at: datetime) -> None:
     """Record that the artifacts of ``step`` for ``subjects`` were found up to date at ``checked_at``."""
     conn.execute(
@@ -326,12 +339,13 @@ def record_submitted(
 
 def record_finished(
     catalog: Catalog, job_id: str, step: Step, subject: Subject, fingerprint: str, state: JobState
-) -> None:
-    """Record how job ``job_id`` of ``step`` over ``subject`` ended, and its artifacts if it succeeded."""
+) -> list[str]:
+    """Record how job ``job_id`` of ``step`` over ``subject`` ended, and its artifacts if it succeeded; the
+    output URIs of the artifacts they replaced that no artifact records any more (superseded objects)."""
     outcome = state.outcome
     if outcome is None:  # cancelled before it started
         record_cancelled(catalog, [job_id])
-        return
+        return []
     with catalog.transaction() as conn:
         conn.execute(
             jobs.update()
@@ -347,9 +361,11 @@ def record_finished(
             )
         )
         if outcome.status != "succeeded":
-            return
+            return []
         c = artifacts.c
-        conn.execute(artifacts.delete().where(c.step == step.name, c.subject == subject.id))
+        mine = (c.step == step.name, c.subject == subject.id)
+        replaced = set(conn.execute(sa.select(c.output_uri).where(*mine)).scalars())
+        conn.execute(artifacts.delete().where(*mine))
         now = utcnow()
         conn.execute(
             artifacts.insert(),
@@ -372,6 +388,12 @@ def record_finished(
                 for output in outcome.outputs
             ],
         )
+        replaced -= {output.uri for output in outcome.outputs}
+        if replaced:  # a URI another step or subject records (a publish name taken over) is not superseded
+            replaced -= set(
+                conn.execute(sa.select(c.output_uri).where(c.output_uri.in_(sorted(replaced)))).scalars()
+            )
+    return sorted(replaced)
 
 
 def record_cancelled(catalog: Catalog, job_ids: Sequence[str]) -> None:
@@ -510,6 +532,7 @@ __all__ = [
     "record_finished",
     "record_submitted",
     "recorded",
+    "recorded_outputs",
     "stored_outputs",
     "taken_outputs",
 ]

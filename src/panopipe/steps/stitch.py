@@ -71,10 +71,14 @@ class StitchStep(Step):
         self.job_params = {"stitcher": name, "params": params, "quality": quality, "rig": rig_data}
         return {"stitcher": stitcher.fingerprint_fields(params), "quality": quality}
 
-    def payload(self, subject: Subject, upstream: Upstream | None) -> dict[str, Any]:
+    def payload(self, subject: Subject, upstream: Upstream | None, fingerprint: str) -> dict[str, Any]:
         rig = self.job_params["rig"]
         problem = _frame_problem(subject, len(rig["cameras"]) if rig else None)
-        return {**super().payload(subject, upstream), "params": self.job_params, "problem": problem}
+        return {
+            **super().payload(subject, upstream, fingerprint),
+            "params": self.job_params,
+            "problem": problem,
+        }
 
     @classmethod
     def execute(cls, payload: Mapping[str, Any], log: Log) -> list[Output]:
