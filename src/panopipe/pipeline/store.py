@@ -478,6 +478,42 @@ def job_status(
     return counts, made, list(failed)
 
 
+def job_seconds(
+    catalog: Catalog, step: str, *, before: datetime | None = None, limit: int = 1000
+) -> list[float]:
+    """Seconds from start to finish of the latest ``limit`` jobs of ``step`` that succeeded (submitted before
+    ``before``, when given)."""
+    c = jobs.c
+    query = (
+        sa.select(c.started_at, c.finished_at)
+        .where(c.step == step, c.status == "succeeded", c.started_at.is_not(None), c.finished_at.is_not(None))
+        .order_by(c.finished_at.desc())
+        .limit(limit)
+    )
+    if before is not None:
+        query = query.where(c.submitted_at < before)
+    with catalog.connect() as conn:
+        return [(finished - started).total_seconds() for started, finished in conn.execute(query)]
+
+
+def latest_submissions(catalog: Catalog) -> dict[str, tuple[datetime, int, list[float]]]:
+    """Per step, its latest submission (the jobs a run submitted at once for it): when, how many jobs, and
+    the seconds from start to finish of those that have finished (succeeded or failed)."""
+    c = jobs.c
+    latest = sa.select(c.step, sa.func.max(c.submitted_at).label("at")).group_by(c.step).subquery()
+    query = sa.select(c.step, c.submitted_at, c.status, c.started_at, c.finished_at).join(
+        latest, sa.and_(latest.c.step == c.step, latest.c.at == c.submitted_at)
+    )
+    found: dict[str, tuple[datetime, int, list[float]]] = {}
+    with catalog.connect() as conn:
+        for row in conn.execute(query):
+            at, count, seconds = found.get(row.step, (row.submitted_at, 0, []))
+            if row.status in ("succeeded", "failed") and row.started_at and row.finished_at:
+                seconds.append((row.finished_at - row.started_at).total_seconds())
+            found[row.step] = (at, count + 1, seconds)
+    return found
+
+
 def stored_outputs(
     conn: sa.Connection, kind: SubjectKind, selected: Selected
 ) -> dict[Any, list[StoredOutput]]:
@@ -523,7 +559,9 @@ __all__ = [
     "StoredOutput",
     "candidates",
     "failed_jobs",
+    "job_seconds",
     "job_status",
+    "latest_submissions",
     "mark_checked",
     "mark_stale",
     "orphan_artifacts",
