@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from tests.pipeline.captures import add_panoramas
+from tests.pipeline.captures import panorama_project
 
 from panopipe.aws.prices import US_EAST_1
 from panopipe.aws.stack.parameters import PARAMETERS
@@ -27,15 +27,7 @@ REQUESTS = {"apply-metadata": (2, 2), "derive": (2, 2), "publish": (4, 4)}  # de
 
 @pytest.fixture
 def common(catalog_url: str, tmp_path: Path) -> tuple[str, ...]:
-    with Catalog.open(catalog_url) as catalog:
-        add_panoramas(catalog, tmp_path / "captures", 3)
-    config = tmp_path / "panopipe.toml"
-    config.write_text(
-        f'[panopipe]\nproject = "demo"\n\n[steps.pipeline]\noutput = "{tmp_path / "out"}"\n\n'
-        "[steps.derive]\nthumbnail = 64\npreview = 0\n",
-        encoding="utf-8",
-    )
-    return ("--catalog", catalog_url, "--config", str(config))
+    return ("--catalog", catalog_url, "--config", str(panorama_project(catalog_url, tmp_path)))
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
