@@ -21,7 +21,7 @@ from tests.pipeline.captures import Project, add_panoramas
 from tests.storage.conftest import aws_env as aws_env
 
 from panopipe.catalog import Selection
-from panopipe.catalog.schema import artifacts
+from panopipe.catalog.schema import artifacts, jobs
 from panopipe.catalog.subjects import selected_subjects
 from panopipe.catalog.types import new_id
 from panopipe.config import Settings
@@ -167,20 +167,28 @@ def test_a_rerun_after_an_edit_replaces_the_output_and_removes_the_superseded_ob
     assert work.reason == "metadata edited"
 
 
-def test_a_late_attempt_of_the_job_before_an_edit_cannot_touch_the_recorded_output(
+def test_a_late_attempt_of_the_job_before_an_edit_touches_neither_the_output_nor_the_artifact(
     project: Project, settings: Settings
 ):
     (image_id,) = add_panoramas(project.catalog, project.root, 1)
-    _, old_spec = pending(project, settings, "apply-metadata")
+    old_work, old_spec = pending(project, settings, "apply-metadata")
     run(project.catalog, steps=["apply-metadata"], settings=settings, executor=InlineExecutor())
     edit_gps(project, image_id)
     run(project.catalog, steps=["apply-metadata"], settings=settings, executor=InlineExecutor())
     current = recorded(project, "apply-metadata")["image"]
 
-    late = execute_job(old_spec)  # a reclaimed container of the old job that finishes after all
+    late = execute_job(old_spec)  # a reclaimed container of the old job that finishes after all, and reports
+    with project.catalog.engine.connect() as conn:
+        job_id = conn.execute(
+            sa.select(jobs.c.id).where(jobs.c.fingerprint == old_spec.fingerprint)
+        ).scalar_one()
+    state = JobState(old_spec.id, late.status, late)
+    superseded = record_finished(
+        project.catalog, job_id, old_work.step, old_work.subject, old_work.fingerprint, state
+    )
 
     assert late.status == "succeeded"
-    assert late.outputs[0].uri != current.output_uri
+    assert superseded == [late.outputs[0].uri] != [current.output_uri]  # its object is the runner's to delete
     assert recorded(project, "apply-metadata")["image"] == current
     assert_consistent({"image": current})
 

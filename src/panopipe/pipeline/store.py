@@ -341,7 +341,9 @@ def record_finished(
     catalog: Catalog, job_id: str, step: Step, subject: Subject, fingerprint: str, state: JobState
 ) -> list[str]:
     """Record how job ``job_id`` of ``step`` over ``subject`` ended, and its artifacts if it succeeded; the
-    output URIs of the artifacts they replaced that no artifact records any more (superseded objects)."""
+    output URIs that no artifact records any more (superseded objects): those of the artifacts they replaced,
+    or the job's own when the subject's artifacts come from a job submitted after it (a late result of a
+    retried or reclaimed job is recorded as a job, never over newer outputs)."""
     outcome = state.outcome
     if outcome is None:  # cancelled before it started
         record_cancelled(catalog, [job_id])
@@ -365,6 +367,12 @@ def record_finished(
         c = artifacts.c
         mine = (c.step == step.name, c.subject == subject.id)
         replaced = set(conn.execute(sa.select(c.output_uri).where(*mine)).scalars())
+        submitted = sa.select(jobs.c.submitted_at).where(jobs.c.id == job_id).scalar_subquery()
+        newer = (
+            sa.select(c.id).join(jobs, jobs.c.id == c.job_id).where(*mine, jobs.c.submitted_at > submitted)
+        )
+        if conn.execute(newer.limit(1)).first() is not None:
+            return sorted({output.uri for output in outcome.outputs} - replaced)
         conn.execute(artifacts.delete().where(*mine))
         now = utcnow()
         conn.execute(
