@@ -58,6 +58,10 @@ class ObjectNotFoundError(StorageError):
     """The file or object does not exist."""
 
 
+class ObjectExistsError(StorageError):
+    """A create-only write found an object already at the key (S3 ``If-None-Match: *``, a folder's link)."""
+
+
 class MetadataError(PanopipeError):
     """Image metadata cannot be read or written (corrupt, truncated or not a JPEG)."""
 
@@ -101,6 +105,7 @@ __all__ = [
     "EventError",
     "MetadataError",
     "NotFoundError",
+    "ObjectExistsError",
     "ObjectNotFoundError",
     "PanopipeError",
     "SchemaOutdatedError",

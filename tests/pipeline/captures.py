@@ -99,3 +99,17 @@ class Project:
     def with_steps(self, **tables: dict[str, Any]) -> Settings:
         steps = {name.replace("_", "-"): table for name, table in tables.items()}
         return Settings(project="demo", steps={**self.settings.steps, **steps})
+
+
+def panorama_project(catalog: str, folder: Path) -> Path:
+    """3 panoramas in the catalog at ``catalog`` and a ``panopipe.toml`` in ``folder`` (outputs in
+    ``folder/out``, derive without preview), for tests through the command line; the config file."""
+    with Catalog.open(catalog) as opened:
+        add_panoramas(opened, folder / "captures", 3)
+    config = folder / "panopipe.toml"
+    config.write_text(
+        f'[panopipe]\nproject = "demo"\n\n[steps.pipeline]\noutput = "{folder / "out"}"\n\n'
+        "[steps.derive]\nthumbnail = 64\npreview = 0\n",
+        encoding="utf-8",
+    )
+    return config

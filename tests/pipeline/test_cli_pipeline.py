@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import typer
-from tests.pipeline.captures import add_panoramas
+from tests.pipeline.captures import panorama_project
 from typer.testing import CliRunner
 
-from panopipe.catalog import Catalog
 from panopipe.cli import pipeline as commands
 
 app = typer.Typer()
@@ -21,15 +20,7 @@ for command in (commands.plan, commands.run, commands.status, commands.verify, c
 @pytest.fixture
 def project_files(tmp_path: Path) -> tuple[str, Path, Path]:
     location = str(tmp_path / "catalog.db")
-    with Catalog.open(location) as catalog:
-        add_panoramas(catalog, tmp_path / "captures", 3)
-    config = tmp_path / "panopipe.toml"
-    config.write_text(
-        f'[panopipe]\nproject = "demo"\n\n[steps.pipeline]\noutput = "{tmp_path / "out"}"\n\n'
-        "[steps.derive]\nthumbnail = 64\npreview = 0\n",
-        encoding="utf-8",
-    )
-    return location, config, tmp_path / "out"
+    return location, panorama_project(location, tmp_path), tmp_path / "out"
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -58,7 +49,7 @@ def test_plan_run_status_verify_report(project_files, tmp_path: Path):
     code, text = invoke("status", *common, "--json")
     assert json.loads(text)["jobs"]["publish"] == {"succeeded": 3}
 
-    next(out.glob("derive/**/thumbnail.jpg")).unlink()
+    next(out.glob("derive/**/thumbnail-*.jpg")).unlink()
     code, text = invoke("verify", *common, "--json", "--repair")
     assert code == 6 and [row["problem"] for row in json.loads(text)] == ["missing"]
     assert [row["reason"] for row in json.loads(invoke("plan", *common, "--json")[1])] == ["output missing"]

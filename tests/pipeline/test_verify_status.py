@@ -19,9 +19,9 @@ def test_verify_reports_missing_changed_and_edited_outputs_and_repair_reruns_the
     run(project.catalog, settings=project.settings, executor=executor)
     assert verify(project.catalog, settings=project.settings) == []
 
-    thumbnail = next(project.out.glob(f"derive/image/{ids[0]}/thumbnail.jpg"))
+    thumbnail = next(project.out.glob(f"derive/image/{ids[0]}/thumbnail-*.jpg"))
     thumbnail.unlink()
-    preview = next(project.out.glob(f"derive/image/{ids[1]}/preview.jpg"))
+    preview = next(project.out.glob(f"derive/image/{ids[1]}/preview-*.jpg"))
     preview.write_bytes(preview.read_bytes() + b"junk")
     changes = project.catalog.plan_edit(Selection(ids=(ids[2],)), assign={"lat": 45.0})
     project.catalog.apply_edit(changes, reason="fix", author="t")

@@ -13,7 +13,7 @@ from botocore.awsrequest import AWSResponse
 from moto.core.authorization import enable_iam_authentication
 
 from panopipe.config import Settings
-from panopipe.errors import ConfigError, ObjectNotFoundError, StorageError
+from panopipe.errors import ConfigError, ObjectExistsError, ObjectNotFoundError, StorageError
 from panopipe.storage import open_storage
 from panopipe.storage.s3 import MiB, S3Storage, TransferOptions
 
@@ -276,3 +276,14 @@ def test_unknown_profile_is_a_config_error(aws_env) -> None:
 
     with pytest.raises(ConfigError, match="no-such-profile"):
         _ = storage.client
+
+
+def test_a_create_only_multipart_upload_that_finds_the_key_taken_is_aborted(s3, s3_storage) -> None:
+    size = 6 * 1024 * 1024  # above SMALL_PARTS' threshold: a multipart upload
+    s3_storage.put_new("taken.jpg", b"1" * size)
+
+    with pytest.raises(ObjectExistsError):
+        s3_storage.put_new("taken.jpg", b"2" * size)
+
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert s3_storage.get("taken.jpg") == b"1" * size

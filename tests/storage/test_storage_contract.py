@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from panopipe.errors import ObjectNotFoundError, StorageError
+from panopipe.errors import ObjectExistsError, ObjectNotFoundError, StorageError
 from panopipe.storage import Storage
 
 DATA = bytes(range(256)) * 40
@@ -29,6 +29,19 @@ def test_put_replaces_existing_object(storage: Storage) -> None:
 
     assert storage.get("a.jpg") == b"new"
     assert storage.head("a.jpg").size == 3
+
+
+@pytest.mark.parametrize("size", [10, 6 * 1024 * 1024])  # S3: one PutObject, and a multipart upload
+def test_put_new_creates_once_and_never_replaces(storage: Storage, size: int) -> None:
+    first, second = b"1" * size, b"2" * size
+    info = storage.put_new("once/a.jpg", first)
+
+    with pytest.raises(ObjectExistsError, match="already exists"):
+        storage.put_new("once/a.jpg", second)
+
+    assert info.size == size
+    assert storage.get("once/a.jpg") == first
+    assert [i.key for i in storage.list("once/")] == ["once/a.jpg"]  # no temporary file or upload left
 
 
 @pytest.mark.parametrize(

@@ -266,3 +266,15 @@ def test_a_folder_read_that_cannot_work_is_not_transient(tmp_path) -> None:
         FolderStorage(tmp_path).get("dir.jpg")
 
     assert not raised.value.transient
+
+
+def test_a_conflicting_conditional_write_in_flight_is_transient(faults: Faults) -> None:
+    """AWS answers a create-only write with 409 ConditionalRequestConflict while another conditional write
+    to the key is in flight; moto never does (it checks and stores without a lock)."""
+    storage = storage_with_attempts(faults, 1)
+    faults.inject("PutObject", error(409, "ConditionalRequestConflict"), 1)
+
+    with pytest.raises(StorageError, match="concurrent write") as raised:
+        storage.put_new("b.jpg", b"new")
+
+    assert raised.value.transient and faults.sent == ["PutObject"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -77,12 +77,33 @@ def run(
             show_default=False,
         ),
     ] = None,
+    estimate: Annotated[
+        bool,
+        typer.Option(
+            "--estimate",
+            help="Submit nothing: print the jobs per step, vCPU-seconds, AWS Batch Fargate and Fargate Spot "
+            "dollars, S3 request dollars and the wall time at --max-vcpus.",
+        ),
+    ] = False,
+    max_vcpus: Annotated[
+        int | None,
+        typer.Option(
+            "--max-vcpus", min=1, help="With --estimate: vCPUs Batch runs at once (default: the stack's, 16)."
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> int:
     """Run the stale jobs of the pipeline on this machine; failed items do not stop the others.
 
-    Exits with code 6 when a job failed (see `panopipe status`). Example: panopipe run --reel R001 --workers 4
+    Exits with code 6 when a job failed (see `panopipe status`). Example: panopipe run --reel R001 --workers 4;
+    panopipe run --estimate --max-vcpus 64
     """
+    if estimate:
+        from panopipe.pipeline.estimate import estimate as estimate_cost
+
+        cost = estimate_cost(catalog, selection, _steps(steps), settings, force=force, max_vcpus=max_vcpus)
+        _print_estimate(cost.to_dict(), as_json=as_json)
+        return 0
     if executor is not None:
         settings = replace(settings, executor=executor)
     from panopipe import pipeline
@@ -107,6 +128,43 @@ def run(
     return 0 if report.ok else StepError.exit_code
 
 
+def _print_estimate(cost: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        render.print_json(cost)
+        return
+    columns = ("step", "jobs", "seconds_per_job", "basis", "vcpu_seconds", "fargate_usd", "fargate_spot_usd")
+    render.print_rows([_figures(row) for row in cost["steps"]], columns, as_json=False)
+    prices = cost["prices"]
+    render.print_fields(
+        {
+            "jobs": cost["jobs"],
+            "vCPU-seconds": _number(cost["vcpu_seconds"]),
+            "Fargate": f"{_usd(cost['fargate_usd'])} USD",
+            "Fargate Spot": f"{_usd(cost['fargate_spot_usd'])} USD (at {prices['spot_discount']:.0%} off)",
+            "S3 requests": f"{_usd(cost['s3_usd'])} USD",
+            "wall time": f"{_number(cost['wall_seconds'])} s at {cost['max_vcpus']} vCPUs",
+            "prices": f"{prices['region']}, as of {prices['as_of']}",
+        },
+        as_json=False,
+    )
+
+
+def _figures(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with its floats readable: dollars to the 1/10,000 cent, others as :func:`_number`."""
+    return {
+        key: (_usd(value) if key.endswith("usd") else _number(value)) if isinstance(value, float) else value
+        for key, value in row.items()
+    }
+
+
+def _number(value: float) -> str:
+    return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def _usd(value: float) -> str:
+    return f"{value:,.6f}"
+
+
 @uses_catalog
 def status(catalog: Catalog, settings: Settings, as_json: JsonOption = False) -> None:
     """Show job counts per step and status, and the failures with their reasons.
@@ -125,6 +183,15 @@ def status(catalog: Catalog, settings: Settings, as_json: JsonOption = False) ->
         for step, counts in current.jobs.items()
     ]
     render.print_rows(rows, ("step", *statuses, "outputs"), as_json=False)
+    costs = current.to_dict()["costs"]
+    if costs:
+        columns = ("estimate_vcpu_seconds", "actual_vcpu_seconds", "estimate_fargate_spot_usd")
+        render.print_rows(
+            [_figures(row) for row in costs],
+            ("step", "jobs", "finished", *columns, "actual_fargate_spot_usd", "basis"),
+            as_json=False,
+            title="latest run: estimate vs actual",
+        )
     failures = [f.to_dict() for f in current.failures]
     if failures:
         render.print_rows(

@@ -31,7 +31,14 @@ from panopipe.catalog.types import utcnow
 from panopipe.config import Settings
 from panopipe.iterutil import batched
 from panopipe.pipeline.config import load_pipeline
-from panopipe.pipeline.store import Recorded, candidates, failed_jobs, mark_checked, recorded
+from panopipe.pipeline.store import (
+    Recorded,
+    candidates,
+    failed_jobs,
+    mark_checked,
+    recorded,
+    recorded_outputs,
+)
 from panopipe.steps.base import Step, Upstream
 
 if TYPE_CHECKING:
@@ -225,13 +232,18 @@ def _decide(
     )
     current = artifacts_of[step.name]
     inputs = artifacts_of.get(upstream or "", {})
+    copied = recorded_outputs(conn, step.copies, ids) if step.copies else {}
     work: list[Work] = []
     unexplained: list[tuple[Subject, Upstream | None, str, Recorded]] = []
     for subject in subjects:
         source = inputs.get(subject.id)
         if upstream is not None and source is None:
             continue  # the upstream step has not produced this subject's input yet
-        up = Upstream(upstream, source.uri, source.hash) if upstream and source else None
+        up = (
+            Upstream(upstream, source.uri, source.hash, copied.get(subject.id, {}))
+            if upstream and source
+            else None
+        )
         fingerprint = step.fingerprint(subject, up)
         artifact = current.get(subject.id)
         failure = failures.get(subject.key)

@@ -22,7 +22,7 @@ from panopipe.executors.factory import build_executor
 from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.planner import Work, plan, plan_step
 from panopipe.pipeline.store import record_cancelled, record_finished, record_submitted, taken_outputs
-from panopipe.steps.base import JobSpec, Step
+from panopipe.steps.base import JobSpec, Step, discard_outputs
 
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(step, finished, total)`` each time jobs of ``step`` finish."""
@@ -134,7 +134,13 @@ def _execute(
 ) -> None:
     step = work[0].step
     specs = [
-        JobSpec(new_id(), step.name, w.subject.id, w.fingerprint, step.payload(w.subject, w.upstream))
+        JobSpec(
+            new_id(),
+            step.name,
+            w.subject.id,
+            w.fingerprint,
+            step.payload(w.subject, w.upstream, w.fingerprint),
+        )
         for w in work
     ]
     by_id = dict(zip((s.id for s in specs), work, strict=True))
@@ -150,7 +156,10 @@ def _execute(
             for state in states:
                 spec = spec_of[state.handle]
                 item = by_id[spec.id]
-                record_finished(catalog, job_ids[spec.id], step, item.subject, item.fingerprint, state)
+                superseded = record_finished(
+                    catalog, job_ids[spec.id], step, item.subject, item.fingerprint, state
+                )
+                discard_outputs(superseded)
                 counts[state.status] = counts.get(state.status, 0) + 1
                 if state.status == "failed" and state.outcome is not None:
                     report.failures.append(Failure(step.name, spec.subject, state.outcome.error or "failed"))

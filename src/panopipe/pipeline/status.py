@@ -1,4 +1,5 @@
-"""Where processing stands: the latest job of each step and subject, counted by status, and the failures."""
+"""Where processing stands: the latest job of each step and subject, counted by status, the failures, and each
+step's latest submission against its cost estimate."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from panopipe.catalog import Catalog
 from panopipe.catalog.records import to_json_value
+from panopipe.pipeline.estimate import CostComparison, Rates, estimate_vs_actual
 from panopipe.pipeline.store import job_status
 
 
@@ -30,24 +32,31 @@ class JobFailure:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """Counts of latest jobs per step and status, artifacts per step, and the failures."""
+    """Counts of latest jobs per step and status, artifacts per step, the failures, and estimate against
+    actual cost of each step's latest submission (priced with ``rates``)."""
 
     jobs: dict[str, dict[str, int]] = field(default_factory=dict)
     artifacts: dict[str, int] = field(default_factory=dict)
     failures: tuple[JobFailure, ...] = ()
+    costs: tuple[CostComparison, ...] = ()
+    rates: Rates | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        rates = self.rates or Rates()
         return {
             "jobs": self.jobs,
             "artifacts": self.artifacts,
             "failures": [f.to_dict() for f in self.failures],
+            "costs": [c.to_dict(rates) for c in self.costs],
         }
 
 
-def status(catalog: Catalog, *, failures_limit: int = 1000) -> Status:
-    """Job counts by step and status (the latest job of each subject), and up to ``failures_limit`` failures."""
+def status(catalog: Catalog, *, failures_limit: int = 1000, rates: Rates | None = None) -> Status:
+    """Job counts by step and status (the latest job of each subject), up to ``failures_limit`` failures, and
+    the cost of each step's latest submission against its estimate."""
     counts, made, failed = job_status(catalog, failures_limit)
-    return Status(counts, made, tuple(JobFailure(*row) for row in failed))
+    failures = tuple(JobFailure(*row) for row in failed)
+    return Status(counts, made, failures, estimate_vs_actual(catalog), rates or Rates())
 
 
 __all__ = ["JobFailure", "Status", "status"]

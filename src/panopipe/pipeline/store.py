@@ -261,6 +261,19 @@ def recorded(
     return found
 
 
+def recorded_outputs(
+    conn: sa.Connection, steps: Sequence[str], subjects: Iterable[str]
+) -> dict[str, dict[str, str]]:
+    """Per subject of ``subjects``, the output URIs ``steps`` recorded for it, by artifact name."""
+    c = artifacts.c
+    found: dict[str, dict[str, str]] = {}
+    for chunk in batched(subjects, CHUNK):
+        query = sa.select(c.subject, c.name, c.output_uri).where(c.step.in_(steps), c.subject.in_(chunk))
+        for row in conn.execute(query):
+            found.setdefault(row.subject, {})[row.name] = row.output_uri
+    return found
+
+
 def mark_checked(conn: sa.Connection, step: str, subjects: Sequence[str], checked_at: datetime) -> None:
     """Record that the artifacts of ``step`` for ``subjects`` were found up to date at ``checked_at``."""
     conn.execute(
@@ -326,12 +339,15 @@ def record_submitted(
 
 def record_finished(
     catalog: Catalog, job_id: str, step: Step, subject: Subject, fingerprint: str, state: JobState
-) -> None:
-    """Record how job ``job_id`` of ``step`` over ``subject`` ended, and its artifacts if it succeeded."""
+) -> list[str]:
+    """Record how job ``job_id`` of ``step`` over ``subject`` ended, and its artifacts if it succeeded; the
+    output URIs that no artifact records any more (superseded objects): those of the artifacts they replaced,
+    or the job's own when the subject's artifacts come from a job submitted after it (a late result of a
+    retried or reclaimed job is recorded as a job, never over newer outputs)."""
     outcome = state.outcome
     if outcome is None:  # cancelled before it started
         record_cancelled(catalog, [job_id])
-        return
+        return []
     with catalog.transaction() as conn:
         conn.execute(
             jobs.update()
@@ -347,9 +363,17 @@ def record_finished(
             )
         )
         if outcome.status != "succeeded":
-            return
+            return []
         c = artifacts.c
-        conn.execute(artifacts.delete().where(c.step == step.name, c.subject == subject.id))
+        mine = (c.step == step.name, c.subject == subject.id)
+        replaced = set(conn.execute(sa.select(c.output_uri).where(*mine)).scalars())
+        submitted = sa.select(jobs.c.submitted_at).where(jobs.c.id == job_id).scalar_subquery()
+        newer = (
+            sa.select(c.id).join(jobs, jobs.c.id == c.job_id).where(*mine, jobs.c.submitted_at > submitted)
+        )
+        if conn.execute(newer.limit(1)).first() is not None:
+            return sorted({output.uri for output in outcome.outputs} - replaced)
+        conn.execute(artifacts.delete().where(*mine))
         now = utcnow()
         conn.execute(
             artifacts.insert(),
@@ -372,6 +396,12 @@ def record_finished(
                 for output in outcome.outputs
             ],
         )
+        replaced -= {output.uri for output in outcome.outputs}
+        if replaced:  # a URI another step or subject records (a publish name taken over) is not superseded
+            replaced -= set(
+                conn.execute(sa.select(c.output_uri).where(c.output_uri.in_(sorted(replaced)))).scalars()
+            )
+    return sorted(replaced)
 
 
 def record_cancelled(catalog: Catalog, job_ids: Sequence[str]) -> None:
@@ -473,6 +503,42 @@ def latest_job_states(conn: sa.Connection, subjects: Iterable[str]) -> dict[str,
     return states
 
 
+def job_seconds(
+    catalog: Catalog, step: str, *, before: datetime | None = None, limit: int = 1000
+) -> list[float]:
+    """Seconds from start to finish of the latest ``limit`` jobs of ``step`` that succeeded (submitted before
+    ``before``, when given)."""
+    c = jobs.c
+    query = (
+        sa.select(c.started_at, c.finished_at)
+        .where(c.step == step, c.status == "succeeded", c.started_at.is_not(None), c.finished_at.is_not(None))
+        .order_by(c.finished_at.desc())
+        .limit(limit)
+    )
+    if before is not None:
+        query = query.where(c.submitted_at < before)
+    with catalog.connect() as conn:
+        return [(finished - started).total_seconds() for started, finished in conn.execute(query)]
+
+
+def latest_submissions(catalog: Catalog) -> dict[str, tuple[datetime, int, list[float]]]:
+    """Per step, its latest submission (the jobs a run submitted at once for it): when, how many jobs, and
+    the seconds from start to finish of those that have finished (succeeded or failed)."""
+    c = jobs.c
+    latest = sa.select(c.step, sa.func.max(c.submitted_at).label("at")).group_by(c.step).subquery()
+    query = sa.select(c.step, c.submitted_at, c.status, c.started_at, c.finished_at).join(
+        latest, sa.and_(latest.c.step == c.step, latest.c.at == c.submitted_at)
+    )
+    found: dict[str, tuple[datetime, int, list[float]]] = {}
+    with catalog.connect() as conn:
+        for row in conn.execute(query):
+            at, count, seconds = found.get(row.step, (row.submitted_at, 0, []))
+            if row.status in ("succeeded", "failed") and row.started_at and row.finished_at:
+                seconds.append((row.finished_at - row.started_at).total_seconds())
+            found[row.step] = (at, count + 1, seconds)
+    return found
+
+
 def stored_outputs(
     conn: sa.Connection, kind: SubjectKind, selected: Selected
 ) -> dict[Any, list[StoredOutput]]:
@@ -525,8 +591,10 @@ __all__ = [
     "StoredOutput",
     "candidates",
     "failed_jobs",
+    "job_seconds",
     "job_status",
     "latest_job_states",
+    "latest_submissions",
     "mark_checked",
     "mark_stale",
     "orphan_artifacts",
@@ -536,6 +604,7 @@ __all__ = [
     "record_finished",
     "record_submitted",
     "recorded",
+    "recorded_outputs",
     "stored_outputs",
     "taken_outputs",
 ]

@@ -59,9 +59,9 @@ class ApplyMetadataStep(Step):
     def upstream(self, kind: SubjectKind) -> str | None:
         return "stitch" if kind == "shot" else None
 
-    def payload(self, subject: Subject, upstream: Upstream | None) -> dict[str, Any]:
+    def payload(self, subject: Subject, upstream: Upstream | None, fingerprint: str) -> dict[str, Any]:
         metadata = {k: to_json_value(v) for k, v in expected_metadata(subject, self.params).items()}
-        return {**super().payload(subject, upstream), "metadata": metadata}
+        return {**super().payload(subject, upstream, fingerprint), "metadata": metadata}
 
     @classmethod
     def execute(cls, payload: Mapping[str, Any], log: Log) -> list[Output]:

@@ -8,6 +8,7 @@ local process, later a container) from a JSON-ready payload, reaching files only
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import re
@@ -20,6 +21,7 @@ from typing import Any, ClassVar, Literal
 from panopipe.catalog.records import to_json_value
 from panopipe.catalog.subjects import Subject, SubjectKind
 from panopipe.config import check_names
+from panopipe.errors import ObjectExistsError, StorageError
 from panopipe.steps.fingerprint import fingerprint
 from panopipe.storage import open_storage, resolve_uri
 
@@ -27,13 +29,19 @@ Log = Callable[[str], None]
 """Receives one line of a job's log."""
 
 
+FINGERPRINT_IN_KEY = 16
+"""Hex digits of the job's fingerprint in a content-addressed output key (64 bits, per subject and step)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Upstream:
-    """The recorded output of the step a step reads from (its primary output)."""
+    """The recorded output of the step a step reads from (its primary output), and the recorded outputs of the
+    steps it copies (:attr:`Step.copies`) by artifact name."""
 
     step: str
     uri: str
     hash: str | None
+    copies: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +80,12 @@ class Step(ABC):
 
     Subclasses declare ``outputs`` (artifact names, the first is the primary output others read), the subject
     ``kinds`` they apply to, the effective metadata ``reads`` (whose values enter the fingerprint) and
-    ``config_keys`` (the keys of their ``[steps.<name>]`` table besides ``enabled``).
+    ``config_keys`` (the keys of their ``[steps.<name>]`` table besides ``enabled``), and the steps whose
+    recorded outputs a job also ``copies`` (given in :attr:`Upstream.copies`).
+
+    Outputs are content-addressed: a job writes under a key holding its fingerprint
+    (:meth:`job_output_uri`), create-only, so that a dead attempt, a racing worker or a late job of other
+    inputs can never leave its object where the recorded artifact points (docs/architecture.md).
     """
 
     name: ClassVar[str]
@@ -81,6 +94,7 @@ class Step(ABC):
     kinds: ClassVar[frozenset[SubjectKind]] = frozenset({"shot", "image"})
     reads: ClassVar[tuple[str, ...]] = ()
     config_keys: ClassVar[frozenset[str]] = frozenset()
+    copies: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, table: Mapping[str, Any], context: PipelineContext) -> None:
         check_names(table, {*self.config_keys, "enabled"}, section=f"steps.{self.name}")
@@ -119,8 +133,9 @@ class Step(ABC):
         )
 
     def output_key(self, subject: Subject, name: str) -> str:
-        """The storage key of output ``name`` of ``subject`` under the output root."""
-        return output_key(self.name, subject, name)
+        """The stable storage key of output ``name`` of ``subject`` under the output root, which
+        :meth:`job_output_uri` extends with the job's fingerprint."""
+        return f"{self.name}/{subject.kind}/{safe_name(subject.key)}/{name}.jpg"
 
     def validate(self, subjects: Sequence[Subject], taken: Iterable[tuple[str, str]] = ()) -> None:  # noqa: B027
         """Raise :class:`ConfigError` if the step cannot run over ``subjects`` (checked before any job runs);
@@ -130,17 +145,23 @@ class Step(ABC):
         """Why a job on ``subject`` will fail, when that is known before it runs (``plan`` shows it), or ``None``."""
         return None
 
-    def payload(self, subject: Subject, upstream: Upstream | None) -> dict[str, Any]:
-        """The JSON-ready job payload: inputs, parameters and output URIs."""
+    def payload(self, subject: Subject, upstream: Upstream | None, fingerprint: str) -> dict[str, Any]:
+        """The JSON-ready payload of the job of ``fingerprint``: inputs, parameters and output URIs."""
         return {
             "params": self.params,
             "inputs": [upstream.uri] if upstream is not None else [f.uri for f in subject.frames],
-            "outputs": {name: self.output_uri(subject, name) for name in self.outputs},
+            "outputs": {name: self.job_output_uri(subject, name, fingerprint) for name in self.outputs},
         }
 
     def output_uri(self, subject: Subject, name: str) -> str:
-        """The absolute URI of output ``name`` of ``subject``."""
+        """The absolute URI of :meth:`output_key`."""
         return self._output.uri(self.output_key(subject, name))
+
+    def job_output_uri(self, subject: Subject, name: str, fingerprint: str) -> str:
+        """Where the job of ``fingerprint`` writes output ``name`` of ``subject``: :meth:`output_key` with the
+        fingerprint before the extension (``stitch/shot/R001-000042/panorama-3f2a9c1b0d4e5f67.jpg``)."""
+        stem, dot, extension = self.output_key(subject, name).rpartition(".")
+        return self._output.uri(f"{stem}-{fingerprint[:FINGERPRINT_IN_KEY]}{dot}{extension}")
 
     def output_roots(self) -> tuple[str, ...]:
         """The roots the step writes under besides the pipeline's output (whose objects never trigger it)."""
@@ -163,17 +184,38 @@ def safe_name(text: str) -> str:
     return safe
 
 
-def output_key(step: str, subject: Subject, name: str) -> str:
-    """The storage key of output ``name`` of ``subject`` under the output root, for a step that keeps
-    :meth:`Step.output_key`."""
-    return f"{step}/{subject.kind}/{safe_name(subject.key)}/{name}.jpg"
+def put_output(name: str, uri: str, data: bytes, *, replace: bool = False) -> Output:
+    """Store ``data`` at ``uri`` and describe what ``uri`` holds as a finished output.
 
-
-def put_output(name: str, uri: str, data: bytes) -> Output:
-    """Store ``data`` atomically at ``uri`` and describe it as a finished output."""
+    The write is create-only: the first complete write to a content-addressed key wins. An object already
+    there was written whole (writes are atomic) by another attempt of this very job (the key names every
+    input): a dead attempt or a racing worker. It is kept and described as it is stored, so that every
+    attempt reports the same content; on S3 only if it carries the SHA-256 panopipe stores with every object
+    (S3 verified it on upload), else it was not written by panopipe and is replaced. ``replace`` overwrites
+    in any case (publish's human-named copies).
+    """
     storage, key = resolve_uri(uri)
+    if not replace:
+        try:
+            info = storage.put_new(key, data)
+        except ObjectExistsError:
+            info = storage.head(key)
+            stored = info.sha256 or storage.sha256(key)
+            if stored is not None:
+                return Output(name, uri, stored, info.size)
+        else:
+            return Output(name, uri, hashlib.sha256(data).hexdigest(), info.size)
     info = storage.put(key, data)
     return Output(name, uri, hashlib.sha256(data).hexdigest(), info.size)
+
+
+def discard_outputs(uris: Iterable[str]) -> None:
+    """Delete the objects at ``uris`` (superseded outputs nothing records any more), as far as possible: one
+    left behind is garbage, never read."""
+    for uri in uris:
+        storage, key = resolve_uri(uri)
+        with contextlib.suppress(StorageError):
+            storage.delete(key)
 
 
 def read_input(uri: str) -> bytes:
@@ -196,6 +238,7 @@ class JobOutcome:
 
 
 __all__ = [
+    "FINGERPRINT_IN_KEY",
     "JobOutcome",
     "JobSpec",
     "Log",
@@ -205,7 +248,7 @@ __all__ = [
     "Subject",
     "SubjectKind",
     "Upstream",
-    "output_key",
+    "discard_outputs",
     "put_output",
     "read_input",
     "safe_name",

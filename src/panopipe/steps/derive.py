@@ -49,8 +49,8 @@ class DeriveStep(Step):
     def upstream(self, kind: SubjectKind) -> str | None:
         return "stitch" if kind == "shot" else None
 
-    def payload(self, subject: Subject, upstream: Upstream | None) -> dict[str, Any]:
-        payload = super().payload(subject, upstream)
+    def payload(self, subject: Subject, upstream: Upstream | None, fingerprint: str) -> dict[str, Any]:
+        payload = super().payload(subject, upstream, fingerprint)
         if not self.params["preview"]:
             payload["outputs"].pop("preview")
         metadata = expected_metadata(subject, {"project": self.params["project"]})

@@ -9,7 +9,7 @@ Template fields: ``project``, ``reel``, ``frame``, ``shot``, ``id`` (shot or ima
 ``image``), ``date`` (capture date, ``YYYY-MM-DD``). Before anything runs, :meth:`PublishStep.validate` refuses
 a template that escapes the root (``..``, absolute) or maps two subjects to one name.
 
-The ``derive`` step's thumbnail and preview, when it made them, are published beside the image with the
+The ``derive`` step's thumbnail and preview, when it recorded them, are published beside the image with the
 output name before the extension: ``…_000042_thumbnail.jpg`` and ``…_000042_preview.jpg``. The job follows
 the image's ``apply-metadata`` output; it reruns when that output or the metadata changes, and when
 ``[steps.derive]`` changes (derive's parameters are part of publish's), after derive has run again.
@@ -22,17 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from panopipe.errors import ConfigError, ObjectNotFoundError, StorageError
-from panopipe.steps.base import (
-    Log,
-    Output,
-    Step,
-    Subject,
-    SubjectKind,
-    Upstream,
-    output_key,
-    put_output,
-    read_input,
-)
+from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, Upstream, put_output, read_input
 from panopipe.steps.derive import DeriveStep
 from panopipe.storage import Storage, open_storage, validate_key
 
@@ -48,6 +38,7 @@ class PublishStep(Step):
     outputs = ("published", *DERIVED)
     reads = ("reel", "frame", "shot", "captured_at")
     config_keys = frozenset({"template", "root"})
+    copies = (DeriveStep.name,)
 
     def configure(self, table: Mapping[str, Any]) -> dict[str, Any]:
         template = table.get("template", DEFAULT_TEMPLATE)
@@ -76,9 +67,13 @@ class PublishStep(Step):
     def output_uri(self, subject: Subject, name: str) -> str:
         return self.root.uri(self.output_key(subject, name))
 
-    def payload(self, subject: Subject, upstream: Upstream | None) -> dict[str, Any]:
-        derived = {name: self._output.uri(output_key(DeriveStep.name, subject, name)) for name in DERIVED}
-        return {**super().payload(subject, upstream), "derived": derived}
+    def job_output_uri(self, subject: Subject, name: str, fingerprint: str) -> str:
+        """The human-named copy: the template's name, whatever the job (a rerun replaces it)."""
+        return self.output_uri(subject, name)
+
+    def payload(self, subject: Subject, upstream: Upstream | None, fingerprint: str) -> dict[str, Any]:
+        derived = {name: upstream.copies[name] for name in DERIVED if upstream and name in upstream.copies}
+        return {**super().payload(subject, upstream, fingerprint), "derived": derived}
 
     def output_roots(self) -> tuple[str, ...]:
         return (self.root.root_uri,)
@@ -128,6 +123,8 @@ class PublishStep(Step):
     def execute(cls, payload: Mapping[str, Any], log: Log) -> list[Output]:
         sources = {"published": payload["inputs"][0], **payload["derived"]}
         outputs = []
+        for name in (n for n in payload["outputs"] if n not in sources):
+            log(f"no {name} recorded, not published")
         for name, source in sources.items():
             uri = payload["outputs"][name]
             try:
@@ -138,7 +135,7 @@ class PublishStep(Step):
                 log(f"no {name} at {source}, not published")
                 continue
             log(f"publish {source} -> {uri}")
-            outputs.append(put_output(name, uri, data))
+            outputs.append(put_output(name, uri, data, replace=True))
         return outputs
 
 

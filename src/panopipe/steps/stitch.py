@@ -103,9 +103,9 @@ class StitchStep(Step):
                     return mismatch
         return None
 
-    def payload(self, subject: Subject, upstream: Upstream | None) -> dict[str, Any]:
+    def payload(self, subject: Subject, upstream: Upstream | None, fingerprint: str) -> dict[str, Any]:
         return {
-            **super().payload(subject, upstream),
+            **super().payload(subject, upstream, fingerprint),
             "params": self.job_params,
             "problem": self.problem(subject),
         }

@@ -164,6 +164,12 @@ class Storage(ABC):
         """Store ``data`` at ``key`` atomically: readers see the old object or the whole new one."""
         return self._put(validate_key(key), data)
 
+    def put_new(self, key: str, data: bytes) -> ObjectInfo:
+        """Store ``data`` at ``key`` atomically only if nothing is there: of writers racing for one key exactly
+        one succeeds, the others get :class:`~panopipe.errors.ObjectExistsError` (S3: ``If-None-Match: *``; a
+        folder: the complete temporary file hard-linked to the name, which fails if the name exists)."""
+        return self._put_new(validate_key(key), data)
+
     def put_file(self, key: str, path: Path, *, progress: Progress | None = None) -> ObjectInfo:
         """Store the local file ``path`` at ``key`` atomically, calling ``progress`` as bytes are stored."""
         return self._put_file(validate_key(key), Path(path), progress or _ignore)
@@ -219,6 +225,9 @@ class Storage(ABC):
 
     @abstractmethod
     def _put(self, key: str, data: bytes) -> ObjectInfo: ...
+
+    @abstractmethod
+    def _put_new(self, key: str, data: bytes) -> ObjectInfo: ...
 
     @abstractmethod
     def _delete(self, key: str) -> None: ...

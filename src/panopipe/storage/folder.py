@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from panopipe.errors import ObjectNotFoundError
+from panopipe.errors import ObjectExistsError, ObjectNotFoundError
 from panopipe.storage.base import ObjectInfo, Storage, os_storage_error
 
 
@@ -79,6 +79,11 @@ class FolderStorage(Storage):
         write_atomic(path, data)
         return self._info(key, path, path.stat())
 
+    def _put_new(self, key: str, data: bytes) -> ObjectInfo:
+        path = self._path(key)
+        write_atomic(path, data, overwrite=False)
+        return self._info(key, path, path.stat())
+
     def _delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
@@ -96,10 +101,14 @@ class FolderStorage(Storage):
                 yield self._info(key, path, path.stat())
 
 
-def write_atomic(path: Path, data: bytes | Iterable[bytes | memoryview], mode: int | None = None) -> None:
+def write_atomic(
+    path: Path, data: bytes | Iterable[bytes | memoryview], mode: int | None = None, *, overwrite: bool = True
+) -> None:
     """Write ``data`` (bytes, or pieces written in turn) to ``path`` through a temporary file in the same
     folder, flushed to disk and renamed into place. The file gets ``mode``, by default what the umask leaves
     of 0666, as for any file a program creates (mkstemp's 0600 would hide published files from their readers).
+    Without ``overwrite`` the complete file is hard-linked to ``path`` instead, which fails atomically with
+    :class:`~panopipe.errors.ObjectExistsError` when ``path`` exists (what ``O_EXCL`` does for an empty file).
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,10 +125,16 @@ def write_atomic(path: Path, data: bytes | Iterable[bytes | memoryview], mode: i
                 os.fchmod(handle.fileno(), mode)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+            os.unlink(tmp)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, FileExistsError):
+            raise ObjectExistsError(f"{path} already exists") from exc
         if isinstance(exc, OSError):
             raise os_storage_error("write", path, exc) from exc
         raise

@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from urllib3.exceptions import HTTPError
 
 from panopipe.config import Settings
-from panopipe.errors import ConfigError, ObjectNotFoundError, StorageError
+from panopipe.errors import ConfigError, ObjectExistsError, ObjectNotFoundError, StorageError
 from panopipe.storage.aws_clients import S3Client, is_transient_aws_error, s3_client
 from panopipe.storage.base import ObjectInfo, Progress, Storage, os_storage_error, validate_key
 
@@ -221,12 +221,18 @@ class S3Storage(Storage):
         return self._head(key).sha256
 
     def _put(self, key: str, data: bytes) -> ObjectInfo:
+        return self._put_bytes(key, data, create_only=False)
+
+    def _put_new(self, key: str, data: bytes) -> ObjectInfo:
+        return self._put_bytes(key, data, create_only=True)
+
+    def _put_bytes(self, key: str, data: bytes, *, create_only: bool) -> ObjectInfo:
         def read(offset: int, size: int) -> bytes:
             return data[offset : offset + size]
 
         if len(data) < self.transfer.multipart_threshold:
-            return self._put_single(key, data)
-        return self._put_multipart(key, len(data), read, lambda _n: None)
+            return self._put_single(key, data, create_only=create_only)
+        return self._put_multipart(key, len(data), read, lambda _n: None, create_only=create_only)
 
     def _put_file(self, key: str, path: Path, progress: Progress) -> ObjectInfo:
         try:
@@ -270,7 +276,7 @@ class S3Storage(Storage):
                         modified=item.get("LastModified"),
                     )
 
-    def _put_single(self, key: str, data: bytes) -> ObjectInfo:
+    def _put_single(self, key: str, data: bytes, *, create_only: bool = False) -> ObjectInfo:
         digest = hashlib.sha256(data).digest()
         with self._errors(key, "s3:PutObject"):
             response = self.client.put_object(
@@ -280,10 +286,13 @@ class S3Storage(Storage):
                 ChecksumSHA256=_b64(digest),
                 ContentType=_content_type(key),
                 Metadata={SHA256_METADATA: digest.hex()},
+                **_CREATE_ONLY if create_only else {},
             )
         return self._info(key, len(data), response, digest.hex())
 
-    def _put_multipart(self, key: str, size: int, read: Reader, progress: Progress) -> ObjectInfo:
+    def _put_multipart(
+        self, key: str, size: int, read: Reader, progress: Progress, *, create_only: bool = False
+    ) -> ObjectInfo:
         part_size = max(self.transfer.part_size, -(-size // MAX_PARTS // MiB) * MiB)
         whole = hashlib.sha256()
         parts = []
@@ -308,18 +317,30 @@ class S3Storage(Storage):
         missing = [part for part in parts if part.number not in etags]
         etags.update(self._upload_parts(key, upload_id, missing, read, progress))
 
-        with self._errors(key, "s3:PutObject"):
-            response = self.client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=self.prefix + key,
-                UploadId=upload_id,
-                MultipartUpload={
-                    "Parts": [
-                        {"PartNumber": p.number, "ETag": etags[p.number], "ChecksumSHA256": _b64(p.sha256)}
-                        for p in parts
-                    ]
-                },
-            )
+        try:
+            with self._errors(key, "s3:PutObject"):
+                response = self.client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=self.prefix + key,
+                    UploadId=upload_id,
+                    MultipartUpload={
+                        "Parts": [
+                            {
+                                "PartNumber": p.number,
+                                "ETag": etags[p.number],
+                                "ChecksumSHA256": _b64(p.sha256),
+                            }
+                            for p in parts
+                        ]
+                    },
+                    **_CREATE_ONLY if create_only else {},
+                )
+        except ObjectExistsError:
+            with contextlib.suppress(StorageError), self._errors(key, "s3:AbortMultipartUpload"):
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=self.prefix + key, UploadId=upload_id
+                )
+            raise
         if len(etags) > len(missing):
             # The resumed upload was created with the metadata of whatever was being uploaded back then.
             response = self._ensure_sha256(key, sha256) or response
@@ -458,6 +479,10 @@ class S3Storage(Storage):
             )
         if code in _MISSING:
             return ObjectNotFoundError(f"{where} does not exist (bucket {self.bucket!r}, key {key!r})")
+        if code == "PreconditionFailed":  # only create-only writes send a condition
+            return ObjectExistsError(f"{where} already exists (a create-only write)")
+        if code == "ConditionalRequestConflict":  # 409: another conditional write to the key was in flight
+            return StorageError(f"a concurrent write to {where} was in flight; try again", transient=True)
         if code in _DENIED:
             arn = f"arn:aws:s3:::{self.bucket}" + (
                 f"/{self.prefix}{key}" if key and action != "s3:ListBucket" else ""
@@ -476,6 +501,8 @@ class S3Storage(Storage):
 
 
 _MISSING = frozenset({"NoSuchKey", "NotFound", "404"})
+_CREATE_ONLY = {"IfNoneMatch": "*"}
+""":meth:`S3Storage.put_new`'s condition on PutObject and CompleteMultipartUpload: no object at the key."""
 _DENIED = frozenset({"AccessDenied", "Forbidden", "403"})
 
 

@@ -1,0 +1,245 @@
+"""What a run would cost on AWS Batch (Fargate and Fargate Spot) before it is launched, and afterwards what it
+took against that estimate.
+
+A job's cost is its time from start to finish in a worker, one vCPU busy: the median of the step's recorded
+jobs (the latest 1,000 that succeeded), else the step's bench figure (:data:`BENCH_SECONDS`). A worker of
+``WorkerVcpu`` vCPUs and ``WorkerMemoryMiB`` (the stack's defaults) runs one job per vCPU, so each vCPU-second
+also pays for its share of the worker's memory (:mod:`panopipe.aws.prices`). S3 requests: each job reads its inputs and writes its outputs,
+and the batch worker writes one result object that the runner reads. The wall time assumes the queue's
+``maxvCpus`` busy, one job per vCPU, step after step; it leaves out queueing and task start-up (about a
+minute per array job on Fargate).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from panopipe.aws.prices import US_EAST_1, Prices
+from panopipe.catalog import Catalog, Selection
+from panopipe.config import Settings
+from panopipe.pipeline.config import load_pipeline
+from panopipe.pipeline.planner import plan
+from panopipe.pipeline.store import job_seconds, latest_submissions
+from panopipe.steps.base import Step
+
+BENCH_DATE = "2026-12-03"
+BENCH_SECONDS: dict[str, float] = {
+    "stitch": 4.0,
+    "apply-metadata": 0.006,
+    "derive": 0.02,
+    "publish": 0.006,
+}
+"""Seconds of one vCPU per job where no job of the step was recorded yet, from bench/README.md as of
+:data:`BENCH_DATE`. stitch: the goal for a production-size panorama (6 frames of 2448x2048 into 12288x6144),
+not yet measured (the 6-camera demo rig at its small size: 0.45 s); apply-metadata: 175 files/s of 2 MB
+JPEGs in one process; derive: 97.7 thumbnails/s on 2 cores; publish: no bench, a copy of each output, taken
+as apply-metadata's figure. Local files: in a worker the S3 reads and writes add to these."""
+
+
+def stack_default(name: str) -> int:
+    """The default of the stack's parameter ``name`` (``WorkerVcpu``, ``WorkerMemoryMiB``, ``BatchMaxVcpus``)."""
+    from panopipe.aws.stack.parameters import PARAMETERS  # the Lambda package leaves the stack builder out
+
+    return int(PARAMETERS[name]["Default"])
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """What one vCPU-second and one S3 request cost, from :class:`Prices` and the worker's memory per vCPU
+    (Fargate bills a GiB of memory as a GB), by default the stack's default worker's."""
+
+    prices: Prices = US_EAST_1
+    gb_per_vcpu: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.gb_per_vcpu:
+            per_vcpu = stack_default("WorkerMemoryMiB") / 1024 / stack_default("WorkerVcpu")
+            object.__setattr__(self, "gb_per_vcpu", per_vcpu)
+
+    @property
+    def fargate_per_vcpu_second(self) -> float:
+        return (self.prices.fargate_vcpu_hour + self.gb_per_vcpu * self.prices.fargate_gb_hour) / 3600
+
+    def fargate(self, vcpu_seconds: float) -> float:
+        """USD on Fargate for ``vcpu_seconds``."""
+        return vcpu_seconds * self.fargate_per_vcpu_second
+
+    def spot(self, vcpu_seconds: float) -> float:
+        """USD on Fargate Spot for ``vcpu_seconds``."""
+        return self.fargate(vcpu_seconds) * (1 - self.prices.spot_discount)
+
+    def s3(self, gets: int, puts: int) -> float:
+        """USD for ``gets`` GET and ``puts`` PUT requests to S3 Standard."""
+        return gets / 1000 * self.prices.s3_get_per_1000 + puts / 1000 * self.prices.s3_put_per_1000
+
+
+@dataclass(frozen=True, slots=True)
+class StepCost:
+    """The jobs of one step: how many, seconds of one vCPU per job and where that figure comes from, and the
+    S3 requests of all of them."""
+
+    step: str
+    jobs: int
+    seconds_per_job: float
+    basis: str
+    gets: int
+    puts: int
+
+    @property
+    def vcpu_seconds(self) -> float:
+        return self.jobs * self.seconds_per_job
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """What a run would cost: per step, and in total on Fargate, on Fargate Spot and in S3 requests."""
+
+    steps: tuple[StepCost, ...]
+    max_vcpus: int
+    rates: Rates
+
+    @property
+    def jobs(self) -> int:
+        return sum(s.jobs for s in self.steps)
+
+    @property
+    def vcpu_seconds(self) -> float:
+        return sum(s.vcpu_seconds for s in self.steps)
+
+    @property
+    def wall_seconds(self) -> float:
+        """Step after step, ``max_vcpus`` jobs at a time."""
+        return sum(math.ceil(s.jobs / self.max_vcpus) * s.seconds_per_job for s in self.steps)
+
+    @property
+    def s3_usd(self) -> float:
+        return self.rates.s3(sum(s.gets for s in self.steps), sum(s.puts for s in self.steps))
+
+    def to_dict(self) -> dict[str, Any]:
+        rates = self.rates
+        return {
+            "steps": [
+                {
+                    "step": s.step,
+                    "jobs": s.jobs,
+                    "seconds_per_job": s.seconds_per_job,
+                    "basis": s.basis,
+                    "vcpu_seconds": s.vcpu_seconds,
+                    "s3_gets": s.gets,
+                    "s3_puts": s.puts,
+                    "fargate_usd": rates.fargate(s.vcpu_seconds),
+                    "fargate_spot_usd": rates.spot(s.vcpu_seconds),
+                    "s3_usd": rates.s3(s.gets, s.puts),
+                }
+                for s in self.steps
+            ],
+            "jobs": self.jobs,
+            "vcpu_seconds": self.vcpu_seconds,
+            "fargate_usd": rates.fargate(self.vcpu_seconds),
+            "fargate_spot_usd": rates.spot(self.vcpu_seconds),
+            "s3_usd": self.s3_usd,
+            "max_vcpus": self.max_vcpus,
+            "wall_seconds": self.wall_seconds,
+            "gb_per_vcpu": rates.gb_per_vcpu,
+            "prices": rates.prices.to_dict(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CostComparison:
+    """A step's latest submission: its estimate (what ``--estimate`` said just before, from the jobs recorded
+    until then) against what its finished jobs took, in vCPU-seconds."""
+
+    step: str
+    jobs: int
+    finished: int
+    estimate: float
+    actual: float
+    basis: str
+
+    def to_dict(self, rates: Rates) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "jobs": self.jobs,
+            "finished": self.finished,
+            "basis": self.basis,
+            "estimate_vcpu_seconds": self.estimate,
+            "actual_vcpu_seconds": self.actual,
+            "estimate_fargate_spot_usd": rates.spot(self.estimate),
+            "actual_fargate_spot_usd": rates.spot(self.actual),
+        }
+
+
+def estimate(
+    catalog: Catalog,
+    selection: Selection | None = None,
+    steps: list[str] | None = None,
+    settings: Settings | None = None,
+    *,
+    force: bool = False,
+    max_vcpus: int | None = None,
+    rates: Rates | None = None,
+) -> Estimate:
+    """The cost of the run :func:`~panopipe.pipeline.plan` lists (nothing is submitted; the plan's one write
+    is its own: candidates found up to date are recorded so). ``max_vcpus`` defaults to the stack's."""
+    pipeline = load_pipeline(catalog, settings, steps)
+    counts = plan(catalog, selection, steps, settings, force=force).counts()
+    costs = []
+    for step in pipeline.steps:
+        jobs = counts.get(step.name, 0)
+        seconds, basis = per_job(step.name, job_seconds(catalog, step.name))
+        gets, puts = requests_per_job(step)
+        costs.append(StepCost(step.name, jobs, seconds, basis, jobs * gets, jobs * puts))
+    return Estimate(tuple(costs), max_vcpus or stack_default("BatchMaxVcpus"), rates or Rates())
+
+
+def per_job(step: str, measured: Iterable[float]) -> tuple[float, str]:
+    """Seconds of one vCPU per job of ``step``: the median of ``measured``, else the bench figure; and which."""
+    seconds = list(measured)
+    if seconds:
+        return statistics.median(seconds), f"median of {len(seconds)} recorded jobs"
+    return BENCH_SECONDS.get(step, max(BENCH_SECONDS.values())), f"bench figure ({BENCH_DATE})"
+
+
+def requests_per_job(step: Step) -> tuple[int, int]:
+    """S3 GETs and PUTs of one job of ``step``: its inputs and outputs, and the batch worker's result object
+    (written by the worker, read by the runner)."""
+    outputs = len(step.outputs)
+    if step.name == "derive" and not step.params.get("preview"):
+        outputs -= 1
+    inputs = 1
+    if step.name == "stitch":
+        rig = getattr(step, "job_params", {}).get("rig")
+        inputs = len(rig["cameras"]) if rig else 6
+    elif step.name == "publish":
+        inputs = outputs
+    return inputs + 1, outputs + 1
+
+
+def estimate_vs_actual(catalog: Catalog) -> tuple[CostComparison, ...]:
+    """For each step's latest submission, the estimate made from the jobs recorded before it against the
+    recorded time of its jobs that finished."""
+    found = []
+    for step, (submitted_at, jobs, seconds) in sorted(latest_submissions(catalog).items()):
+        figure, basis = per_job(step, job_seconds(catalog, step, before=submitted_at))
+        found.append(CostComparison(step, jobs, len(seconds), jobs * figure, sum(seconds), basis))
+    return tuple(found)
+
+
+__all__ = [
+    "BENCH_DATE",
+    "BENCH_SECONDS",
+    "CostComparison",
+    "Estimate",
+    "Rates",
+    "StepCost",
+    "estimate",
+    "estimate_vs_actual",
+    "per_job",
+    "requests_per_job",
+    "stack_default",
+]
