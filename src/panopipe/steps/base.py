@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 
 from panopipe.catalog.records import to_json_value
 from panopipe.catalog.subjects import Subject, SubjectKind
-from panopipe.config import check_names
+from panopipe.config import ConfigKey, check_names
 from panopipe.steps.fingerprint import fingerprint
 from panopipe.storage import open_storage, resolve_uri
 
@@ -72,7 +72,8 @@ class Step(ABC):
 
     Subclasses declare ``outputs`` (artifact names, the first is the primary output others read), the subject
     ``kinds`` they apply to, the effective metadata ``reads`` (whose values enter the fingerprint) and
-    ``config_keys`` (the keys of their ``[steps.<name>]`` table besides ``enabled``).
+    ``parameters`` (the keys of their ``[steps.<name>]`` table besides ``enabled``, with defaults and help: the
+    one declaration that validation, :meth:`configure` and the configuration reference read).
     """
 
     name: ClassVar[str]
@@ -80,17 +81,24 @@ class Step(ABC):
     outputs: ClassVar[tuple[str, ...]]
     kinds: ClassVar[frozenset[SubjectKind]] = frozenset({"shot", "image"})
     reads: ClassVar[tuple[str, ...]] = ()
-    config_keys: ClassVar[frozenset[str]] = frozenset()
+    parameters: ClassVar[tuple[ConfigKey, ...]] = ()
 
     def __init__(self, table: Mapping[str, Any], context: PipelineContext) -> None:
-        check_names(table, {*self.config_keys, "enabled"}, section=f"steps.{self.name}")
+        check_names(table, {*self.config_keys(), "enabled"}, section=f"steps.{self.name}")
         self.context = context
         self._output = open_storage(context.output_uri)
-        self.params: dict[str, Any] = self.configure(table)
+        defaults = {key.name: key.default for key in self.parameters if key.default is not None}
+        self.params: dict[str, Any] = self.configure({**defaults, **table})
+
+    @classmethod
+    def config_keys(cls) -> frozenset[str]:
+        """The keys of the step's config table besides ``enabled``."""
+        return frozenset(key.name for key in cls.parameters)
 
     @abstractmethod
     def configure(self, table: Mapping[str, Any]) -> dict[str, Any]:
-        """Validated parameters (with defaults) from the step's config table; they enter the fingerprint."""
+        """Validated parameters from the step's config table, its declared defaults filled in (those that are not
+        ``None``); they enter the fingerprint."""
 
     def upstream(self, kind: SubjectKind) -> str | None:
         """The step whose primary output this step reads for a subject of ``kind``; ``None``: the image files."""

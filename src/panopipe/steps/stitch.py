@@ -17,6 +17,7 @@ import io
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from panopipe.config import ConfigKey
 from panopipe.errors import ConfigError, StepError
 from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, Upstream, put_output, read_input
 from panopipe.stitching import CalibratedStitcher, RigProfile, Stitcher, demo_rig
@@ -57,16 +58,27 @@ class StitchStep(Step):
     outputs = ("panorama",)
     kinds: ClassVar[frozenset[SubjectKind]] = frozenset({"shot"})
     reads = ("camera_index",)
-    config_keys = frozenset({"stitcher", "params", "quality", "rig"})
+    parameters = (
+        ConfigKey("stitcher", "calibrated", f"The stitcher: {', '.join(STITCHERS)}."),
+        ConfigKey("params", {}, "The stitcher's own parameters, e.g. `{ width = 4096 }`."),
+        ConfigKey("quality", 92, "JPEG quality of the panorama, 1 to 100."),
+        ConfigKey(
+            "rig",
+            None,
+            "The rig profile: name, version, mount_height_m and cameras (full tables, or the compact form with "
+            "`defaults` and `[yaw, pitch, roll]` poses).",
+            "the demo rig",
+        ),
+    )
 
     def configure(self, table: Mapping[str, Any]) -> dict[str, Any]:
-        name = table.get("stitcher", "calibrated")
+        name = table["stitcher"]
         rig = table.get("rig")
         stitcher = make_stitcher(name, rig)
-        quality = table.get("quality", 92)
+        quality = table["quality"]
         if type(quality) is not int or not 1 <= quality <= 100:
             raise ConfigError(f"[steps.stitch]: quality must be an integer from 1 to 100, got {quality!r}")
-        params = dict(table.get("params", {}))
+        params = dict(table["params"])
         rig_data = stitcher.rig.to_dict() if isinstance(stitcher, CalibratedStitcher) else None
         self.job_params = {"stitcher": name, "params": params, "quality": quality, "rig": rig_data}
         return {"stitcher": stitcher.fingerprint_fields(params), "quality": quality}
