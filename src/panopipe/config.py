@@ -232,7 +232,8 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     return replace(settings, **values)
 
 
-_reported: set[tuple[str, int]] = set()
+_reported: set[tuple[str, ...]] = set()
+"""The differences already reported (catalog, file, version): once per process, not at every planning."""
 
 
 def apply_project_config(
@@ -250,13 +251,9 @@ def apply_project_config(
 
     local = settings.local_project
     where = str(settings.config_file or "the local configuration")
-    if (
-        report
-        and local
-        and fingerprint(local) != stored.content_hash
-        and (where, stored.version) not in _reported
-    ):
-        _reported.add((where, stored.version))
+    seen = (settings.catalog, where, str(stored.version))
+    if report and local and fingerprint(local) != stored.content_hash and seen not in _reported:
+        _reported.add(seen)
         log.warning(
             "%s differs from the project configuration in the catalog (version %d), which applies: "
             "`panopipe config show` shows it, `panopipe config push` stores the file's",
@@ -275,7 +272,10 @@ def apply_project_config(
 
 def project_settings(catalog: Catalog, settings: Settings) -> Settings:
     """``settings`` with the project configuration that applies to ``catalog`` (see :func:`apply_project_config`)."""
-    return apply_project_config(settings, catalog.project_config())
+    applied = apply_project_config(settings, catalog.project_config())
+    source = f"catalog version {applied.config_version}" if applied.config_version else "the local file"
+    log.debug("project configuration from %s", source)
+    return applied
 
 
 __all__ = [
