@@ -107,7 +107,7 @@ class Settings:
     aws_profile: str | None = _key(None, "AWS profile of ~/.aws/config.", "boto3's default")
     project: str = _key(
         "panopipe",
-        "Project name, written into outputs and publish names (project-wide: stored in the catalog).",
+        "Project name, written into outputs and publish names.",
     )
     output_prefix: str | None = _key(
         None,

@@ -12,7 +12,7 @@ from panopipe.catalog import Catalog, ConfigVersion
 from panopipe.config import IngestRules, Settings, apply_project_config, declared_keys
 from panopipe.errors import ConfigError
 from panopipe.pipeline.config import PIPELINE_KEYS, PIPELINE_TABLE, build_pipeline
-from panopipe.steps.registry import STEP_TYPES
+from panopipe.steps.registry import ENABLED, STEP_TYPES
 
 PROJECT_WIDE = frozenset({"project"})
 """The ``[panopipe]`` keys that are project-wide (stored in the catalog); the others are the machine's own."""
@@ -126,16 +126,9 @@ def effective(catalog: Catalog, settings: Settings, version: int | None = None) 
         for key in declared_keys(IngestRules)
     ]
     tables = applied.steps
-    for table, keys in ((PIPELINE_TABLE, PIPELINE_KEYS), *((n, s.parameters) for n, s in STEP_TYPES.items())):
+    steps = ((n, (ENABLED, *s.parameters)) for n, s in STEP_TYPES.items())
+    for table, keys in ((PIPELINE_TABLE, PIPELINE_KEYS), *steps):
         given = tables.get(table, {})
-        if table != PIPELINE_TABLE:
-            values.append(
-                ConfigValue(
-                    f"steps.{table}.enabled",
-                    given.get("enabled", True),
-                    project_origin("steps", table, "enabled"),
-                )
-            )
         values += [
             ConfigValue(
                 f"steps.{table}.{key.name}",

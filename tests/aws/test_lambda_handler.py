@@ -98,6 +98,8 @@ def test_the_handler_plans_with_the_catalogs_project_configuration(env, tmp_path
     lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
     # one shot: stitch and apply-metadata, never the local file's derive and publish; then derive as pushed
     assert [line["planned"] for line in lines if line["message"] == "handled"] == [2, 3]
-    warnings = [line["message"] for line in lines if "differs from the project configuration" in line["message"]]
+    warnings = [
+        line["message"] for line in lines if "differs from the project configuration" in line["message"]
+    ]
     assert len(warnings) == 2 and all("config push" in warning for warning in warnings)  # once per version
     assert "(version 1)" in warnings[0] and "(version 2)" in warnings[1]

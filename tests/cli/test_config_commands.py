@@ -50,7 +50,7 @@ def test_push_show_history(capsys, project):
     code, out, err = run(capsys, "config", "push", "-c", url)  # no terminal, no --yes: nothing stored
     assert code == ConfigError.exit_code and "pass --yes" in err and "+ steps.derive.thumbnail = 64" in out
     code, out, _ = run(capsys, "config", "push", "-c", url, "--dry-run")
-    assert code == 0 and "+ panopipe.project = \"survey\"" in out.splitlines()
+    assert code == 0 and '+ panopipe.project = "survey"' in out.splitlines()
     assert json.loads(run(capsys, "config", "history", "-c", url, "--json")[1]) == []
 
     assert run(capsys, "config", "push", "-c", url, "--yes", "--reason", "first calibration")[0] == 0
@@ -107,9 +107,9 @@ def test_a_plan_from_another_folder_uses_the_catalogs_version(capsys, project, m
 
 
 def test_push_refuses_a_file_that_does_not_configure_a_pipeline(capsys, project):
-    url, tmp_path = project
+    url, _ = project
     (Path.cwd() / "panopipe.toml").write_text("[steps.derive]\nthumbnial = 64\n", encoding="utf-8")
-    code, out, err = run(capsys, "config", "push", "-c", url, "--yes")
+    code, _, err = run(capsys, "config", "push", "-c", url, "--yes")
     assert code == ConfigError.exit_code and "'thumbnial'" in err and "'thumbnail'" in err
     assert json.loads(run(capsys, "config", "history", "-c", url, "--json")[1]) == []
     (Path.cwd() / "panopipe.toml").unlink()
