@@ -71,7 +71,8 @@ def history(conn: sa.Connection) -> list[ConfigVersion]:
 
 
 def push(conn: sa.Connection, content: Mapping[str, Any], *, author: str, reason: str) -> ConfigVersion:
-    """Store ``content`` as the next version. Two pushes at once: one of them fails on the version key."""
+    """Store ``content`` as the next version. Of two pushes at once, the second to commit fails (the version is the
+    key) with a :class:`~panopipe.errors.CatalogError` that says so."""
     from panopipe.steps.fingerprint import canonical_json, fingerprint
 
     if not reason.strip():
@@ -79,16 +80,16 @@ def push(conn: sa.Connection, content: Mapping[str, Any], *, author: str, reason
     newest = conn.execute(sa.select(sa.func.max(project_config.c.version))).scalar() or 0
     text = canonical_json(content)
     stored = ConfigVersion(newest + 1, json.loads(text), fingerprint(content), author, reason, utcnow())
-    conn.execute(
-        project_config.insert().values(
-            version=stored.version,
-            content=text,
-            content_hash=stored.content_hash,
-            author=author,
-            reason=reason,
-            created_at=stored.created_at,
+    row = {"content": text, "content_hash": stored.content_hash, "author": author, "reason": reason}
+    try:
+        conn.execute(
+            project_config.insert().values(version=stored.version, created_at=stored.created_at, **row)
         )
-    )
+    except sa.exc.IntegrityError:
+        raise CatalogError(
+            f"another push stored version {stored.version} at the same time: look at `panopipe config history`, "
+            "then push again"
+        ) from None
     return stored
 
 
