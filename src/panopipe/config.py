@@ -262,7 +262,7 @@ def apply_project_config(
         )
     content = stored.content
     try:  # pushed by a newer panopipe, say: name the version
-        check_names(content, PROJECT_SECTIONS + ("panopipe",))
+        check_names(content, (*PROJECT_SECTIONS, "panopipe"))
         check_names(content.get("ingest", {}), {k.name for k in declared_keys(IngestRules)}, section="ingest")
     except ConfigError as exc:
         raise ConfigError(f"project configuration version {stored.version} in the catalog: {exc}") from None
