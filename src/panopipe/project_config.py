@@ -93,7 +93,22 @@ def plan_push(catalog: Catalog, settings: Settings) -> PushPlan:
     return PushPlan(str(settings.config_file), content, current, changes)
 
 
-def effective(catalog: Catalog, settings: Settings, version: int | None = None) -> list[ConfigValue]:
+@dataclass(frozen=True, slots=True)
+class EffectiveConfig:
+    """The settings that apply, and the catalog's version they hold (``None``: no version, the file applies)."""
+
+    stored: ConfigVersion | None
+    values: list[ConfigValue]
+
+    def source(self) -> str:
+        """One line: where the project-wide values come from."""
+        if self.stored is None:
+            return "no version in the catalog: project-wide values come from the local file (`panopipe config push`)"
+        v = self.stored
+        return f"project-wide values: catalog version {v.version}, pushed by {v.author} at {v.created_at:%Y-%m-%d %H:%M} UTC: {v.reason}"
+
+
+def effective(catalog: Catalog, settings: Settings, version: int | None = None) -> EffectiveConfig:
     """Every setting that applies to ``catalog`` (with catalog version ``version`` instead of the newest) and
     where its value came from: ``default``, ``catalog version N``, ``file``, ``environment`` or ``option``."""
     stored = catalog.project_config(version)
@@ -137,17 +152,19 @@ def effective(catalog: Catalog, settings: Settings, version: int | None = None) 
             )
             for key in keys
         ]
-    return [
+    flat = [
         ConfigValue(key, leaf, value.origin)
         for value in values
         for key, leaf in (flatten({value.key: value.value}) if value.value else [(value.key, value.value)])
     ]
+    return EffectiveConfig(stored, flat)
 
 
 __all__ = [
     "PROJECT_WIDE",
     "Change",
     "ConfigValue",
+    "EffectiveConfig",
     "PushPlan",
     "diff",
     "effective",

@@ -45,6 +45,16 @@ def test_push_show_history(capsys, project):
     url, _ = project
     code, out, err = run(capsys, "config", "history", "-c", url)
     assert code == 0 and "no version pushed" in err
+    code, _, err = run(capsys, "config", "show", "-c", url)
+    assert code == 0 and "no version in the catalog" in err
+    shown = {
+        row["key"]: (row["value"], row["origin"])
+        for row in json.loads(run(capsys, "config", "show", "-c", url, "--json")[1])
+    }
+    assert shown["steps.derive.thumbnail"] == (64, "file") and shown["steps.derive.quality"] == (
+        85,
+        "default",
+    )
     assert json.loads(run(capsys, "config", "history", "-c", url, "--json")[1]) == []
 
     code, out, err = run(capsys, "config", "push", "-c", url)  # no terminal, no --yes: nothing stored
@@ -79,6 +89,8 @@ def test_push_show_history(capsys, project):
     assert shown["steps.derive.thumbnail"] == (64, "catalog version 1") and "warning" not in err
     code, out, _ = run(capsys, "config", "history", "-c", url)
     assert code == 0 and "first calibration" in out and "bigger thumbnails" in out
+    code, out, err = run(capsys, "config", "show", "-c", url)
+    assert code == 0 and "steps.derive.thumbnail" in out and "catalog version 2, pushed by" in err
     code, _, err = run(capsys, "config", "show", "-c", url, "--version", "9")
     assert code == NotFoundError.exit_code and "versions are 1 to 2" in err
 

@@ -84,8 +84,10 @@ def show(
     """
     from panopipe.project_config import effective
 
-    values = effective(catalog, settings, version)
-    render.print_rows([v.to_dict() for v in values], ("key", "value", "origin"), as_json=as_json)
+    config = effective(catalog, settings, version)
+    render.print_rows([v.to_dict() for v in config.values], ("key", "value", "origin"), as_json=as_json)
+    if not as_json:
+        render.stderr.print(config.source(), soft_wrap=True)
 
 
 @app.command()
