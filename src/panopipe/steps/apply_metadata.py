@@ -60,7 +60,7 @@ class ApplyMetadataStep(Step):
     )
 
     def configure(self, table: Mapping[str, Any]) -> dict[str, Any]:
-        params = {key: table.get(key) for key in sorted(self.config_keys())}
+        params = {key: table.get(key) for key in sorted(self.config_keys)}
         for key, value in params.items():
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"[steps.apply-metadata]: {key} must be text, got {value!r}")

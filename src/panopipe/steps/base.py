@@ -82,18 +82,19 @@ class Step(ABC):
     kinds: ClassVar[frozenset[SubjectKind]] = frozenset({"shot", "image"})
     reads: ClassVar[tuple[str, ...]] = ()
     parameters: ClassVar[tuple[ConfigKey, ...]] = ()
+    config_keys: ClassVar[frozenset[str]] = frozenset()
+    """The names of ``parameters`` (set for each subclass)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.config_keys = frozenset(key.name for key in cls.parameters)
 
     def __init__(self, table: Mapping[str, Any], context: PipelineContext) -> None:
-        check_names(table, {*self.config_keys(), "enabled"}, section=f"steps.{self.name}")
+        check_names(table, {*self.config_keys, "enabled"}, section=f"steps.{self.name}")
         self.context = context
         self._output = open_storage(context.output_uri)
         defaults = {key.name: key.default for key in self.parameters if key.default is not None}
         self.params: dict[str, Any] = self.configure({**defaults, **table})
-
-    @classmethod
-    def config_keys(cls) -> frozenset[str]:
-        """The keys of the step's config table besides ``enabled``."""
-        return frozenset(key.name for key in cls.parameters)
 
     @abstractmethod
     def configure(self, table: Mapping[str, Any]) -> dict[str, Any]:
