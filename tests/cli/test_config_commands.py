@@ -139,3 +139,17 @@ def test_quiet_keeps_data_and_errors_and_verbose_adds_debug_lines(capsys, projec
     assert code == 0 and "panopipe.config: project configuration from catalog version 1" in err
     code, out, err = run(capsys, "plan", "-c", url, "--json")
     assert code == 0 and "panopipe.config" not in err
+
+
+def test_ingest_uses_the_catalogs_ingest_rules(capsys, project, monkeypatch):
+    url, tmp_path = project
+    with (Path.cwd() / "panopipe.toml").open("a", encoding="utf-8") as config:
+        config.write("\n[ingest]\npath_pattern = '(?P<reel>survey)/.*?(?P<frame>\\d+)\\.jpe?g$'\n")
+    assert run(capsys, "config", "push", "-c", url, "--yes")[0] == 0
+    frame = tmp_path / "survey" / "X1" / "img_000007.jpg"
+    frame.parent.mkdir(parents=True)
+    frame.write_bytes((tmp_path / "captures" / "P001" / "pano_000000.jpg").read_bytes())
+    monkeypatch.chdir(tmp_path)  # no config file here: the default rules would make the reel X1
+    assert run(capsys, "ingest", str(tmp_path / "survey"), "-c", url)[0] == 0
+    rows = json.loads(run(capsys, "ls", "-c", url, "--json", "--reel", "survey")[1])
+    assert [(row["reel"], row["frame"]) for row in rows] == [("survey", 7)]
