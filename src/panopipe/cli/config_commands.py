@@ -61,7 +61,8 @@ def push(
                 "`config push` asks for confirmation on a terminal: pass --yes to push without one"
             )
         if not typer.confirm(f"Push {len(plan.changes)} change(s) to {catalog.url}?", default=False):
-            raise typer.Exit(1)
+            render.warn("nothing pushed")
+            return
     why = reason or f"{plan.source} from {socket.gethostname()}"
     stored = catalog.push_project_config(plan.content, author=getpass.getuser(), reason=why)
     render.success(f"pushed version {stored.version} ({stored.content_hash[:12]}) to {catalog.url}")
