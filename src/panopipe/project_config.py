@@ -11,7 +11,7 @@ from typing import Any
 from panopipe.catalog import Catalog, ConfigVersion
 from panopipe.config import IngestRules, Settings, apply_project_config, declared_keys
 from panopipe.errors import ConfigError
-from panopipe.pipeline.config import PIPELINE_KEYS, PIPELINE_TABLE, build_pipeline
+from panopipe.pipeline.config import PIPELINE_KEYS, PIPELINE_TABLE, build_pipeline, pipeline_output
 from panopipe.steps.registry import ENABLED, STEP_TYPES
 
 PROJECT_WIDE = frozenset({"project"})
@@ -152,6 +152,11 @@ def effective(catalog: Catalog, settings: Settings, version: int | None = None) 
             )
             for key in keys
         ]
+    output = next(v for v in values if v.key == f"steps.{PIPELINE_TABLE}.output")
+    if output.value is None:  # the output that applies, from [panopipe] output_prefix or beside the catalog
+        values[values.index(output)] = ConfigValue(
+            output.key, pipeline_output(catalog, applied), applied.origins.get("output_prefix", "default")
+        )
     flat = [
         ConfigValue(key, leaf, value.origin)
         for value in values

@@ -153,3 +153,17 @@ def test_ingest_uses_the_catalogs_ingest_rules(capsys, project, monkeypatch):
     assert run(capsys, "ingest", str(tmp_path / "survey"), "-c", url)[0] == 0
     rows = json.loads(run(capsys, "ls", "-c", url, "--json", "--reel", "survey")[1])
     assert [(row["reel"], row["frame"]) for row in rows] == [("survey", 7)]
+
+
+def test_show_gives_the_output_that_applies_and_its_origin(capsys, project, monkeypatch):
+    url, tmp_path = project
+    monkeypatch.chdir(tmp_path / "captures")  # no config file here
+
+    def output() -> tuple[str, str]:
+        rows = json.loads(run(capsys, "config", "show", "-c", url, "--json")[1])
+        return next((row["value"], row["origin"]) for row in rows if row["key"] == "steps.pipeline.output")
+
+    beside = tmp_path if "://" not in url else tmp_path / "captures"  # SQLite: beside the catalog's file
+    assert output() == (str(beside / "panopipe-out"), "default")
+    monkeypatch.setenv("PANOPIPE_OUTPUT_PREFIX", "s3://bucket/derived")
+    assert output() == ("s3://bucket/derived", "environment")

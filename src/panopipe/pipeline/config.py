@@ -52,6 +52,15 @@ def default_output(catalog: Catalog) -> str:
     return str((catalog.folder or Path.cwd()) / DEFAULT_OUTPUT_FOLDER)
 
 
+def pipeline_output(catalog: Catalog, settings: Settings) -> str:
+    """Where outputs go: ``[steps.pipeline] output``, else ``[panopipe] output_prefix``, else :func:`default_output`."""
+    return str(
+        settings.steps.get(PIPELINE_TABLE, {}).get("output")
+        or settings.output_prefix
+        or default_output(catalog)
+    )
+
+
 def load_pipeline(
     catalog: Catalog, settings: Settings | None = None, steps: list[str] | None = None
 ) -> Pipeline:
@@ -78,8 +87,7 @@ def build_pipeline(catalog: Catalog, settings: Settings, steps: list[str] | None
         raise ConfigError(f"[steps.{PIPELINE_TABLE}]: retries must be a whole number >= 0, got {retries!r}")
     if not isinstance(backoff_s, int | float) or backoff_s < 0:
         raise ConfigError(f"[steps.{PIPELINE_TABLE}]: backoff_s must be a number >= 0, got {backoff_s!r}")
-    output = shared.get("output") or settings.output_prefix or default_output(catalog)
-    context = PipelineContext(settings.project, str(output), tables)
+    context = PipelineContext(settings.project, pipeline_output(catalog, settings), tables)
     return Pipeline(context, tuple(build_steps(tables, context, steps)), retries, float(backoff_s))
 
 
@@ -91,4 +99,5 @@ __all__ = [
     "build_pipeline",
     "default_output",
     "load_pipeline",
+    "pipeline_output",
 ]
