@@ -21,6 +21,7 @@ OWNERS = {
     "edits": "panopipe.catalog",
     "artifacts": "panopipe.pipeline.store",
     "jobs": "panopipe.pipeline.store",
+    "project_config": "panopipe.catalog.project_config",
 }
 """Each table's owning module or package."""
 

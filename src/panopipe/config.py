@@ -1,21 +1,30 @@
-"""Settings: one object, read from a project config file and the environment.
+"""Settings: one object, read from a project config file, the environment and the catalog.
 
 Precedence, highest first: explicit arguments (command-line options), environment variables, the project
 config file (``panopipe.toml`` in the current folder, or the file named by ``PANOPIPE_CONFIG``), defaults.
+
+The *project-wide* part (``[panopipe] project``, ``[ingest]``, ``[steps.*]``: what decides the outputs) comes
+from the catalog once a version was pushed there (``panopipe config push``): :func:`apply_project_config` is the
+one place that decides it, and a local file that differs is reported, never used. The rest (catalog, AWS,
+executor) is the machine's own.
 """
 
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from panopipe.errors import ConfigError
 from panopipe.executors.factory import check_executor
+
+if TYPE_CHECKING:
+    from panopipe.catalog import Catalog, ConfigVersion
 
 ENV_CATALOG = "PANOPIPE_CATALOG"
 ENV_CONFIG = "PANOPIPE_CONFIG"
@@ -33,6 +42,37 @@ SECTIONS = ("panopipe", "ingest", "steps")
 """The tables of the project config file."""
 DEFAULT_BATCH_SIZE = 50_000
 """Rows per ``COPY`` and commit when a catalog moves to PostgreSQL (here, so the CLI reads it without psycopg)."""
+PROJECT_SECTIONS = ("ingest", "steps")
+"""The tables of the project-wide configuration stored in the catalog, besides ``[panopipe] project``."""
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigKey:
+    """One key of a config table: its default and meaning (the configuration reference is made of these).
+
+    ``default_text`` says what a computed default is (e.g. "beside the catalog") where ``default`` is ``None``.
+    """
+
+    name: str
+    default: Any
+    help: str
+    default_text: str | None = None
+
+
+def _key(default: Any, help: str, default_text: str | None = None) -> Any:
+    """A dataclass field with ``default`` whose metadata holds its help (for :func:`declared_keys`)."""
+    return field(default=default, metadata={"help": help, "default_text": default_text})
+
+
+def declared_keys(cls: type) -> tuple[ConfigKey, ...]:
+    """The keys of the dataclass ``cls`` that have help (its config keys), with their defaults."""
+    return tuple(
+        ConfigKey(f.name, f.default, f.metadata["help"], f.metadata["default_text"])
+        for f in fields(cls)
+        if "help" in f.metadata
+    )
 
 
 @dataclass(frozen=True)
@@ -45,31 +85,55 @@ class IngestRules:
     form one shot.
     """
 
-    path_pattern: str = (
-        r"(?:^|/)(?P<reel>[^/]+)/(?:cam(?:era)?[_-]?(?P<camera>\d+)/)?[^/]*?(?P<frame>\d+)\.jpe?g$"
+    path_pattern: str = _key(
+        r"(?:^|/)(?P<reel>[^/]+)/(?:cam(?:era)?[_-]?(?P<camera>\d+)/)?[^/]*?(?P<frame>\d+)\.jpe?g$",
+        "Regular expression searched in each file's path (relative, `/` separators); its named groups "
+        "`reel`, `frame` and `camera` fill those fields.",
     )
-    shot_tolerance_s: float = 0.05
+    shot_tolerance_s: float = _key(
+        0.05, "Frames of one reel from different cameras within this many seconds form one shot."
+    )
 
 
 @dataclass(frozen=True)
 class Settings:
     """Every setting panopipe reads. Build it with :func:`load_settings`."""
 
-    catalog: str = DEFAULT_CATALOG
-    s3_endpoint_url: str | None = None
-    aws_region: str | None = None
-    aws_profile: str | None = None
-    project: str = "panopipe"
-    output_prefix: str | None = None
-    """Storage URI where pipeline outputs go (``[steps.pipeline] output`` wins); events under it are ignored."""
-    buckets: tuple[str, ...] = ()
-    """The buckets whose events the handler accepts; empty accepts every bucket."""
-    executor: str | None = None
-    """Where jobs run (:data:`~panopipe.executors.EXECUTORS`: ``local`` process pool, ``inline``, ``none`` to
-    plan only); unset: ``local`` for ``panopipe run``, ``inline`` for the event handler."""
+    catalog: str = _key(DEFAULT_CATALOG, "The catalog: a SQLite file path or a postgresql:// URL.")
+    s3_endpoint_url: str | None = _key(
+        None, "S3 endpoint for MinIO or moto's server.", "AWS's endpoint for the region"
+    )
+    aws_region: str | None = _key(None, "AWS region.", "boto3's default (profile, environment)")
+    aws_profile: str | None = _key(None, "AWS profile of ~/.aws/config.", "boto3's default")
+    project: str = _key(
+        "panopipe",
+        "Project name, written into outputs and publish names.",
+    )
+    output_prefix: str | None = _key(
+        None,
+        "Storage URI where pipeline outputs go when `[steps.pipeline] output` is not set; events under it are "
+        "ignored.",
+        "see `[steps.pipeline] output`",
+    )
+    buckets: tuple[str, ...] = _key(
+        (),
+        "The buckets whose events the event handler accepts (a list, or comma-separated in the environment).",
+        "every bucket",
+    )
+    executor: str | None = _key(
+        None,
+        "Where jobs run: `local` (a process pool), `inline` (in this process) or `none` (plan only).",
+        "`local` for `panopipe run`, `inline` for the event handler",
+    )
     ingest: IngestRules = field(default_factory=IngestRules)
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_file: Path | None = None
+    origins: dict[str, str] = field(default_factory=dict)
+    """Where each ``[panopipe]`` key set here came from (``file``, ``environment``, ``option``); others: default."""
+    local_project: dict[str, Any] | None = None
+    """The project-wide part of the config file as written (see :func:`project_content`), ``None``: no file."""
+    config_version: int | None = None
+    """The catalog's version of the project configuration that ``project``, ``ingest`` and ``steps`` hold."""
 
 
 def _from_file(path: Path) -> dict[str, Any]:
@@ -108,6 +172,26 @@ def _check_tables(data: dict[str, Any]) -> None:
             raise ConfigError(f"{name} must be a table: write [{name}] on a line of its own, then its keys")
 
 
+ENVIRONMENT = {
+    "catalog": ENV_CATALOG,
+    "s3_endpoint_url": ENV_S3_ENDPOINT_URL,
+    "aws_region": ENV_AWS_REGION,
+    "aws_profile": ENV_AWS_PROFILE,
+    "output_prefix": ENV_OUTPUT_PREFIX,
+    "buckets": ENV_BUCKETS,
+    "executor": ENV_EXECUTOR,
+}
+"""The environment variable of each ``[panopipe]`` key that has one."""
+
+
+def project_content(data: dict[str, Any]) -> dict[str, Any]:
+    """The project-wide part of a config file's ``data``: ``[panopipe] project``, ``[ingest]``, ``[steps.*]``."""
+    content = {name: data[name] for name in PROJECT_SECTIONS if data.get(name)}
+    if "project" in data.get("panopipe", {}):
+        content["panopipe"] = {"project": data["panopipe"]["project"]}
+    return content
+
+
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Settings from ``config_file`` (or the default file if present), the environment and ``overrides``.
 
@@ -121,41 +205,89 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         panopipe_section = data.get("panopipe", {})
         check_names(
             panopipe_section,
-            {f.name for f in fields(Settings)} - {"ingest", "steps", "config_file"},
+            {key.name for key in declared_keys(Settings)},
             section="panopipe",
         )
-        check_names(data.get("ingest", {}), {f.name for f in fields(IngestRules)}, section="ingest")
+        check_names(data.get("ingest", {}), {k.name for k in declared_keys(IngestRules)}, section="ingest")
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     values: dict[str, Any] = dict(panopipe_section)
+    origins = dict.fromkeys(panopipe_section, "file")
     if "ingest" in data:
         values["ingest"] = IngestRules(**data["ingest"])
     if "steps" in data:
         values["steps"] = data["steps"]
-    env = {
-        "catalog": os.environ.get(ENV_CATALOG),
-        "s3_endpoint_url": os.environ.get(ENV_S3_ENDPOINT_URL),
-        "aws_region": os.environ.get(ENV_AWS_REGION),
-        "aws_profile": os.environ.get(ENV_AWS_PROFILE),
-        "output_prefix": os.environ.get(ENV_OUTPUT_PREFIX),
-        "buckets": os.environ.get(ENV_BUCKETS),
-        "executor": os.environ.get(ENV_EXECUTOR),
-    }
-    values.update({k: v for k, v in env.items() if v})
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    env = {key: os.environ.get(name) for key, name in ENVIRONMENT.items()}
+    for origin, given in (("environment", {k: v for k, v in env.items() if v}), ("option", overrides)):
+        given = {k: v for k, v in given.items() if v is not None}
+        values.update(given)
+        origins.update(dict.fromkeys(given, origin))
     if isinstance(values.get("buckets"), str | list):
         names = values["buckets"].split(",") if isinstance(values["buckets"], str) else values["buckets"]
         values["buckets"] = tuple(name.strip() for name in names if name.strip())
     if values.get("executor") is not None:
         check_executor(values["executor"])
-    settings = Settings(config_file=path if data else None)
+    local = project_content(data) if data else None
+    settings = Settings(config_file=path if data else None, origins=origins, local_project=local)
     return replace(settings, **values)
+
+
+_reported: set[tuple[str, ...]] = set()
+"""The differences already reported (catalog, file, version): once per process, not at every planning."""
+
+
+def apply_project_config(
+    settings: Settings, stored: ConfigVersion | None, *, report: bool = True
+) -> Settings:
+    """The one decision of which project configuration applies: the catalog's version ``stored`` when there is
+    one, else ``settings`` as loaded (the local file and defaults).
+
+    A local file whose project-wide part differs from ``stored`` is reported once (with ``report``: a warning
+    logged on ``panopipe.config``), and not used.
+    """
+    if stored is None or stored.version == settings.config_version:
+        return settings
+    from panopipe.steps.fingerprint import fingerprint
+
+    local = settings.local_project
+    where = str(settings.config_file or "the local configuration")
+    seen = (settings.catalog, where, str(stored.version))
+    if report and local and fingerprint(local) != stored.content_hash and seen not in _reported:
+        _reported.add(seen)
+        log.warning(
+            "%s differs from the project configuration in the catalog (version %d), which applies: "
+            "`panopipe config show` shows it, `panopipe config push` stores the file's",
+            where,
+            stored.version,
+        )
+    content = stored.content
+    try:  # pushed by a newer panopipe, say: name the version
+        check_names(content, (*PROJECT_SECTIONS, "panopipe"))
+        check_names(content.get("ingest", {}), {k.name for k in declared_keys(IngestRules)}, section="ingest")
+    except ConfigError as exc:
+        raise ConfigError(f"project configuration version {stored.version} in the catalog: {exc}") from None
+    return replace(
+        settings,
+        project=content.get("panopipe", {}).get("project", Settings.project),
+        ingest=IngestRules(**content.get("ingest", {})),
+        steps=content.get("steps", {}),
+        config_version=stored.version,
+    )
+
+
+def project_settings(catalog: Catalog, settings: Settings) -> Settings:
+    """``settings`` with the project configuration that applies to ``catalog`` (see :func:`apply_project_config`)."""
+    applied = apply_project_config(settings, catalog.project_config())
+    source = f"catalog version {applied.config_version}" if applied.config_version else "the local file"
+    log.debug("project configuration from %s", source)
+    return applied
 
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_CATALOG",
     "DEFAULT_CONFIG_FILE",
+    "ENVIRONMENT",
     "ENV_AWS_PROFILE",
     "ENV_AWS_REGION",
     "ENV_BUCKETS",
@@ -165,10 +297,16 @@ __all__ = [
     "ENV_LAMBDA_FUNCTION_NAME",
     "ENV_OUTPUT_PREFIX",
     "ENV_S3_ENDPOINT_URL",
+    "PROJECT_SECTIONS",
     "SECTIONS",
+    "ConfigKey",
     "IngestRules",
     "Settings",
+    "apply_project_config",
     "check_names",
+    "declared_keys",
     "did_you_mean",
     "load_settings",
+    "project_content",
+    "project_settings",
 ]

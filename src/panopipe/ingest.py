@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from panopipe.catalog import Catalog, ImageRecord, KnownFile, Selection
-from panopipe.config import IngestRules, Settings
+from panopipe.config import IngestRules, Settings, project_settings
 from panopipe.errors import ConfigError, MetadataError, StorageError
 from panopipe.metadata import ImageMetadata, parse_jpeg_header, read_jpeg_header
 from panopipe.metadata.jpeg import read_header
@@ -95,6 +95,7 @@ def ingest(
     keeps its id; files gone from a source folder are marked deleted.
     """
     started = time.perf_counter()
+    settings = project_settings(catalog, settings)
     rules = _compile(settings.ingest)
     report = IngestReport()
     for source in sources:

@@ -74,3 +74,32 @@ def test_warm_invocations_reuse_the_connection_and_log_json(env, tmp_path: Path,
     ]
     failed = next(line for line in lines if line["message"] == "failed")
     assert failed["request_id"] == "req-1" and "not JSON" in failed["reason"]
+
+
+def test_the_handler_plans_with_the_catalogs_project_configuration(env, tmp_path: Path, capfd):
+    frames, rig = render_shot(tmp_path / "shot")
+    keys = upload_shot(env, tmp_path / "shot", frames)
+    (tmp_path / "none.toml").write_text("[steps.derive]\nthumbnail = 64\n")  # the function's local file
+    with Catalog.open(lambda_handler.load_settings().catalog) as catalog:
+        steps = {"stitch": {"rig": rig}, "derive": {"enabled": False}, "publish": {"enabled": False}}
+        catalog.push_project_config({"steps": steps}, author="test", reason="stitch and tag only")
+
+    first = sqs_batch(*(s3_record(k, sequencer=f"{i:02X}") for i, k in enumerate(keys)))
+    assert lambda_handler.handler(first, SimpleNamespace(aws_request_id="req-0")) == {"batchItemFailures": []}
+    with Catalog.open(lambda_handler.load_settings().catalog) as catalog:  # a push reaches the warm function
+        steps["derive"] = {"enabled": True, "thumbnail": 64}
+        catalog.push_project_config({"steps": steps}, author="test", reason="thumbnails too")
+    second = [key.replace("R001", "R002") for key in keys]  # the same frames as a second reel's shot
+    for key, frame in zip(second, frames, strict=True):
+        env.put_object(Bucket=BUCKET, Key=key, Body=frame.read_bytes())
+    again = sqs_batch(*(s3_record(k, sequencer=f"{16 + i:02X}") for i, k in enumerate(second)))
+    assert lambda_handler.handler(again, SimpleNamespace(aws_request_id="req-1")) == {"batchItemFailures": []}
+
+    lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
+    # one shot: stitch and apply-metadata, never the local file's derive and publish; then derive as pushed
+    assert [line["planned"] for line in lines if line["message"] == "handled"] == [2, 3]
+    warnings = [
+        line["message"] for line in lines if "differs from the project configuration" in line["message"]
+    ]
+    assert len(warnings) == 2 and all("config push" in warning for warning in warnings)  # once per version
+    assert "(version 1)" in warnings[0] and "(version 2)" in warnings[1]

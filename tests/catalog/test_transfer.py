@@ -83,6 +83,12 @@ def source(tmp_path: Path) -> str:
             author="c",
         )
         assert kept
+        for thumbnail in (64, 128):
+            catalog.push_project_config(
+                {"steps": {"derive": {"thumbnail": thumbnail}}},
+                author="ana",
+                reason=f"thumbnails {thumbnail}",
+            )
         job_ids = [new_id() for _ in range(12)]
         with catalog.engine.begin() as conn:
             conn.execute(
@@ -148,6 +154,7 @@ def _snapshot(location: str) -> dict[str, object]:
             "visible": catalog.count(),
             "history": catalog.history(),
             "near": [i.id for i in catalog.images(Selection(near=(48.137154, 11.576124), radius_m=2))],
+            "config": [v.to_dict() for v in catalog.project_config_history()],
             **tables,
         }
 
@@ -161,8 +168,9 @@ def test_migration_is_exact_and_the_catalog_works_unchanged(source: str, postgre
         "jobs": 12,
         "edits": 31,
         "artifacts": 45,
+        "project_config": 2,
     }
-    assert [c.table for c in report.checks] == ["images", "jobs", "artifacts", "edits"]
+    assert [c.table for c in report.checks] == ["images", "jobs", "project_config", "artifacts", "edits"]
     assert ("copy", "images", 60, 60) in {(p.phase, p.table, p.rows_done, p.rows_total) for p in seen}
     assert _snapshot(postgres_url) == _snapshot(source)
     with Catalog.open(postgres_url, create=False) as target, Catalog.open(source) as original:
@@ -230,6 +238,7 @@ def test_an_interrupted_move_resumes_without_duplicates(source: str, postgres_ur
         "jobs": 0,
         "edits": 0,
         "artifacts": 0,
+        "project_config": 0,
     }
     report = migrate_catalog(source, postgres_url, batch_size=16)
     assert report.ok and report.resumed

@@ -1,7 +1,8 @@
 """The AWS Lambda entry point: ``panopipe.aws.lambda_handler.handler``.
 
 Configured by environment variables (see :mod:`panopipe.config`): ``PANOPIPE_CATALOG`` (a PostgreSQL/RDS URL),
-``PANOPIPE_BUCKETS``, ``PANOPIPE_OUTPUT_PREFIX``, ``PANOPIPE_EXECUTOR``, ``PANOPIPE_CONFIG`` (steps). The
+``PANOPIPE_BUCKETS``, ``PANOPIPE_OUTPUT_PREFIX``, ``PANOPIPE_EXECUTOR``, ``PANOPIPE_CONFIG`` (steps, until the
+catalog holds a pushed version of the project configuration, which then applies: ``panopipe config push``). The
 catalog engine and the handler are built on the first invocation and reused while the function stays warm,
 so a warm invocation opens no database connection. Connect it to the SQS queue with
 ``ReportBatchItemFailures`` so that only failed messages come back.

@@ -11,6 +11,7 @@ _MODULES = {
     "CAPTURE_FIELDS": "records",
     "EDITABLE_FIELDS": "records",
     "Catalog": "catalog",
+    "ConfigVersion": "project_config",
     "Edit": "records",
     "FieldChange": "records",
     "Image": "records",
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
         shared_engine,
         upgrade,
     )
+    from panopipe.catalog.project_config import ConfigVersion
     from panopipe.catalog.records import (
         CAPTURE_FIELDS,
         EDITABLE_FIELDS,
@@ -57,6 +59,7 @@ __all__ = [
     "CAPTURE_FIELDS",
     "EDITABLE_FIELDS",
     "Catalog",
+    "ConfigVersion",
     "Edit",
     "FieldChange",
     "Image",

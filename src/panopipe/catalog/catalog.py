@@ -16,9 +16,11 @@ from typing import Any, Self
 import sqlalchemy as sa
 
 from panopipe.catalog import edits as edit_ops
+from panopipe.catalog import project_config as config_ops
 from panopipe.catalog.bulk import insert_columns
 from panopipe.catalog.engine import check_schema, create_catalog_engine, mask_url
 from panopipe.catalog.object_events import AppliedChange, ObjectChange, OnRemoved, apply_changes
+from panopipe.catalog.project_config import ConfigVersion
 from panopipe.catalog.records import (
     CAPTURE_FIELDS,
     FILE_FIELDS,
@@ -429,6 +431,23 @@ class Catalog:
         """Map rows keyed by ``id``, ``uri`` or ``reel`` + ``frame`` (+ ``camera_index``) to image ids."""
         with self.engine.connect() as conn:
             return edit_ops.resolve_keys(conn, rows)
+
+    # Project configuration
+
+    def project_config(self, version: int | None = None) -> ConfigVersion | None:
+        """The project configuration's newest version (or ``version``); ``None`` when none was pushed."""
+        with self.connect() as conn:
+            return config_ops.current(conn, version)
+
+    def project_config_history(self) -> list[ConfigVersion]:
+        """Every pushed version of the project configuration, oldest first."""
+        with self.connect() as conn:
+            return config_ops.history(conn)
+
+    def push_project_config(self, content: Mapping[str, Any], *, author: str, reason: str) -> ConfigVersion:
+        """Store ``content`` as the project configuration's next version, which planners use from now on."""
+        with self.transaction() as conn:
+            return config_ops.push(conn, content, author=author, reason=reason)
 
 
 def _image(row: Any) -> Image:

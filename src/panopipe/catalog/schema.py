@@ -129,5 +129,17 @@ jobs = sa.Table(
     sa.Index(None, "status"),
 )
 
+project_config = sa.Table(
+    "project_config",
+    metadata,
+    # One row per pushed version of the project's configuration (``panopipe config push``); the newest applies.
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("content", ByteOrderedString(), nullable=False),  # canonical JSON, exactly as hashed
+    sa.Column("content_hash", ByteOrderedString(64), nullable=False),
+    sa.Column("author", ByteOrderedString(128), nullable=False),
+    sa.Column("reason", ByteOrderedString(), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
 
-__all__ = ["ID", "artifacts", "edits", "images", "jobs", "metadata"]
+
+__all__ = ["ID", "artifacts", "edits", "images", "jobs", "metadata", "project_config"]

@@ -10,6 +10,7 @@ from panopipe import __version__
 from panopipe.cli import (
     catalog_commands,
     cloud_commands,
+    config_commands,
     db,
     demo_command,
     dev_commands,
@@ -43,8 +44,18 @@ def options(
         bool,
         typer.Option("--version", help="Show the version and exit.", callback=_print_version, is_eager=True),
     ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show debug log lines and more detail on stderr.")
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="No progress bars or info lines: only warnings, errors and the data output."
+        ),
+    ] = False,
 ) -> None:
     """Catalog and reprocess geotagged 360° imagery, on a laptop and in AWS."""
+    render.configure(verbose=verbose, quiet=quiet)
 
 
 app.add_typer(db.app, name="db")
@@ -52,6 +63,7 @@ app.add_typer(events_commands.app, name="events")
 app.add_typer(events_commands.worker_app, name="worker")
 app.add_typer(dev_commands.app, name="dev")
 app.add_typer(cloud_commands.app, name="cloud")
+app.add_typer(config_commands.app, name="config")
 app.command()(sync_command.sync)
 app.command()(demo_command.demo)
 app.command()(ingest_command.ingest)

@@ -2,12 +2,17 @@
 
 Both consoles read no markup: messages, paths and cells are shown as written (``[steps.derive]``,
 ``s3://b/[a]/x.jpg``); styles are applied to :class:`~rich.text.Text` parts only.
+
+How much goes to stderr is set once by :func:`configure` (the global ``--verbose`` and ``--quiet`` options):
+quiet drops progress bars and info lines, keeping warnings, errors and the data on stdout; verbose adds the
+library's debug log lines. Library code logs (``logging``), and its records are shown here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -23,6 +28,37 @@ if not stdout.is_terminal:
     # Piped output is read by people with wide terminals and by grep: do not wrap rows at 80 columns.
     stdout = Console(highlight=False, markup=False, soft_wrap=True, width=400)
 stderr = Console(stderr=True, highlight=False, markup=False)
+"""Info lines and progress: silent with ``--quiet``."""
+_alerts = Console(stderr=True, highlight=False, markup=False)
+"""Warnings and errors: always shown."""
+
+
+class _LogHandler(logging.Handler):
+    """Shows the library's log records: warnings and errors as :func:`warn` and :func:`error` lines, others
+    (info, and debug with ``--verbose``) as plain lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = self.format(record)
+        if record.levelno >= logging.ERROR:
+            error(message)
+        elif record.levelno >= logging.WARNING:
+            warn(message)
+        else:
+            stderr.print(Text(f"{record.name}: {message}", style="dim"))
+
+
+_LOG_HANDLER = _LogHandler()
+
+
+def configure(*, verbose: bool = False, quiet: bool = False) -> None:
+    """Set how much the CLI shows on stderr: ``verbose`` adds debug log lines, ``quiet`` drops progress bars
+    and info lines (warnings, errors and stdout's data stay)."""
+    stderr.quiet = quiet and not verbose
+    logger = logging.getLogger("panopipe")
+    logger.setLevel(logging.DEBUG if verbose else logging.NOTSET)
+    _LOG_HANDLER.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    if _LOG_HANDLER not in logger.handlers:
+        logger.addHandler(_LOG_HANDLER)
 
 
 def print_json(value: Any) -> None:
@@ -72,12 +108,12 @@ def success(message: str) -> None:
 
 def warn(message: str) -> None:
     """A warning on stderr."""
-    stderr.print(Text.assemble(("warning:", "yellow"), f" {message}"), soft_wrap=True)
+    _alerts.print(Text.assemble(("warning:", "yellow"), f" {message}"), soft_wrap=True)
 
 
 def error(message: str) -> None:
     """One red error line on stderr."""
-    stderr.print(Text.assemble(("error:", "red"), f" {message}"), soft_wrap=True)
+    _alerts.print(Text.assemble(("error:", "red"), f" {message}"), soft_wrap=True)
 
 
 def first_line(message: str | None) -> str | None:
@@ -99,14 +135,14 @@ def warn_each(problems: Iterable[tuple[str, str]]) -> None:
     for what, message in problems:
         warn(f"{what}: {first_line(message)}")
         messages.append(message)
-    print_details(messages)
+    print_details(messages, console=_alerts)
 
 
 @contextlib.contextmanager
 def staged_progress(*, in_bytes: bool = False) -> Iterator[Callable[[str, int, int], None]]:
     """A ``(stage, done, total)`` callback that drives one progress bar per stage on a terminal, and does
     nothing elsewhere. ``in_bytes`` shows sizes and throughput instead of counts."""
-    if not stderr.is_terminal:
+    if stderr.quiet or not stderr.is_terminal:
         yield lambda stage, done, total: None
         return
     from rich.progress import (
@@ -140,6 +176,7 @@ def progress_bar(description: str, *, in_bytes: bool = False) -> Iterator[Callab
 
 
 __all__ = [
+    "configure",
     "error",
     "first_line",
     "print_details",

@@ -33,13 +33,13 @@ import logging
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from panopipe.catalog import Catalog, Selection
 from panopipe.catalog.object_events import Action, ObjectChange, padded_sequencer
-from panopipe.config import Settings
+from panopipe.config import Settings, project_settings
 from panopipe.errors import EventError, ObjectNotFoundError, PanopipeError, StorageError
 from panopipe.events.shapes import EventKind, ObjectEvent, parse_event
 from panopipe.executors.base import Executor
@@ -136,17 +136,18 @@ class EventHandler:
         steps: list[str] | None = None,
     ) -> None:
         self.catalog = catalog
-        self.settings = with_output_prefix(settings)
+        self.settings = settings
         self.executor = executor
         self.steps = steps
-        self.own_prefixes = own_output_prefixes(catalog, self.settings)
+        self.own_prefixes: tuple[str, ...] = ()
+        self._configured = False
         self._storages: dict[str, Storage] = {}
         self._pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="panopipe-read")
 
     @classmethod
     def from_settings(cls, catalog: Catalog, settings: Settings) -> EventHandler:
         """A handler whose executor is the one ``settings.executor`` names (``none``: plan only)."""
-        pipeline = load_pipeline(catalog, with_output_prefix(settings))
+        pipeline = load_pipeline(catalog, settings)
         executor = build_executor(
             settings.executor, default=EVENT_EXECUTOR, retries=pipeline.retries, backoff_s=pipeline.backoff_s
         )
@@ -170,6 +171,12 @@ class EventHandler:
             elif message.ignored:
                 log.info("ignored", extra={"message_id": message.message_id, "reason": message.ignored})
             pending += [_Pending(message.message_id, event) for event in message.events]
+        try:
+            self._use_project_config()
+        except PanopipeError as exc:
+            for item in pending:
+                self._fail(report, item.message_id, None, f"cannot read the project configuration: {exc}")
+            return report
         started = time.perf_counter()
         list(self._pool.map(self._read, pending))
         read = time.perf_counter()
@@ -201,6 +208,14 @@ class EventHandler:
             "reprocess": round(time.perf_counter() - applied, 4),
         }
         return report
+
+    def _use_project_config(self) -> None:
+        """Use the catalog's project configuration: read once per batch, so a version pushed since applies."""
+        settings = project_settings(self.catalog, self.settings)
+        if settings is not self.settings or not self._configured:
+            self.settings = settings
+            self.own_prefixes = own_output_prefixes(self.catalog, settings)
+            self._configured = True
 
     # Reading (in threads): filters first, then a HEAD and the header's ranged GETs.
 
@@ -287,16 +302,6 @@ class _Skip(Exception):
     """An event panopipe acknowledges without acting on it (the message is the reason)."""
 
 
-def with_output_prefix(settings: Settings) -> Settings:
-    """``settings`` whose pipeline output is ``settings.output_prefix`` unless ``[steps.pipeline] output`` is set."""
-    shared = settings.steps.get("pipeline", {})
-    if not settings.output_prefix or shared.get("output"):
-        return settings
-    return replace(
-        settings, steps={**settings.steps, "pipeline": {**shared, "output": settings.output_prefix}}
-    )
-
-
 def own_output_prefixes(catalog: Catalog, settings: Settings) -> tuple[str, ...]:
     """The URI prefixes panopipe writes outputs under: the pipeline's output root and its steps' (publish)."""
     return tuple(sorted({root.rstrip("/") + "/" for root in load_pipeline(catalog, settings).output_roots()}))
@@ -309,5 +314,4 @@ __all__ = [
     "HandleReport",
     "Outcome",
     "own_output_prefixes",
-    "with_output_prefix",
 ]

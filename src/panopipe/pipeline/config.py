@@ -1,8 +1,9 @@
-"""The pipeline's configuration: the ``[steps.*]`` tables of the project config file, with defaults.
+"""The pipeline's configuration: the ``[steps.*]`` tables, with defaults, from the catalog's version of the
+project configuration when one was pushed, else from the project config file (see
+:func:`panopipe.config.apply_project_config`).
 
-``[steps.pipeline]`` holds what all steps share: ``output`` (the storage URI outputs go to; default a folder
-``panopipe-out`` beside a SQLite catalog, or in the current folder for a database server), ``retries`` and
-``backoff_s`` (for transient errors). Each step has its own table, ``[steps.<name>]``, with ``enabled``.
+``[steps.pipeline]`` holds what all steps share (:data:`PIPELINE_KEYS`). Each step has its own table,
+``[steps.<name>]``, with ``enabled`` and the step's :attr:`~panopipe.steps.base.Step.parameters`.
 """
 
 from __future__ import annotations
@@ -11,14 +12,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from panopipe.catalog import Catalog
-from panopipe.config import Settings, check_names
+from panopipe.config import ConfigKey, Settings, check_names, project_settings
 from panopipe.errors import ConfigError
 from panopipe.steps.base import PipelineContext, Step
 from panopipe.steps.registry import STEP_TYPES, build_steps
 
 PIPELINE_TABLE = "pipeline"
 DEFAULT_OUTPUT_FOLDER = "panopipe-out"
-_PIPELINE_KEYS = frozenset({"output", "retries", "backoff_s"})
+PIPELINE_KEYS = (
+    ConfigKey(
+        "output",
+        None,
+        "Storage URI (folder or s3://bucket/prefix) the steps write their outputs under.",
+        "`[panopipe] output_prefix`, else a folder `panopipe-out` beside a SQLite catalog (or in the current "
+        "folder for a database server)",
+    ),
+    ConfigKey("retries", 2, "Retries of a job after a transient error (busy, timed out, throttled)."),
+    ConfigKey("backoff_s", 0.5, "Seconds before the first retry; doubled at each retry."),
+)
+"""The keys of ``[steps.pipeline]``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,24 +52,52 @@ def default_output(catalog: Catalog) -> str:
     return str((catalog.folder or Path.cwd()) / DEFAULT_OUTPUT_FOLDER)
 
 
+def pipeline_output(catalog: Catalog, settings: Settings) -> str:
+    """Where outputs go: ``[steps.pipeline] output``, else ``[panopipe] output_prefix``, else :func:`default_output`."""
+    return str(
+        settings.steps.get(PIPELINE_TABLE, {}).get("output")
+        or settings.output_prefix
+        or default_output(catalog)
+    )
+
+
 def load_pipeline(
     catalog: Catalog, settings: Settings | None = None, steps: list[str] | None = None
 ) -> Pipeline:
-    """The pipeline configured by ``settings`` (default: empty settings), limited to ``steps`` if given."""
-    settings = settings or Settings()
+    """The pipeline configured for ``catalog`` (the catalog's project configuration, else ``settings``; default:
+    empty settings), limited to ``steps`` if given."""
+    return build_pipeline(catalog, project_settings(catalog, settings or Settings()), steps)
+
+
+def build_pipeline(catalog: Catalog, settings: Settings, steps: list[str] | None = None) -> Pipeline:
+    """The pipeline ``settings`` configure as they are (e.g. to check a file before ``config push``); planners
+    use :func:`load_pipeline`."""
     tables = dict(settings.steps)
     shared = tables.pop(PIPELINE_TABLE, {})
     check_names(
         (f"steps.{name}" for name in tables), (f"steps.{name}" for name in (*STEP_TYPES, PIPELINE_TABLE))
     )
-    check_names(shared, _PIPELINE_KEYS, section=f"steps.{PIPELINE_TABLE}")
-    retries, backoff_s = shared.get("retries", 2), shared.get("backoff_s", 0.5)
+    check_names(shared, (key.name for key in PIPELINE_KEYS), section=f"steps.{PIPELINE_TABLE}")
+    defaults = {key.name: key.default for key in PIPELINE_KEYS}
+    retries, backoff_s = (
+        shared.get("retries", defaults["retries"]),
+        shared.get("backoff_s", defaults["backoff_s"]),
+    )
     if type(retries) is not int or retries < 0:
         raise ConfigError(f"[steps.{PIPELINE_TABLE}]: retries must be a whole number >= 0, got {retries!r}")
     if not isinstance(backoff_s, int | float) or backoff_s < 0:
         raise ConfigError(f"[steps.{PIPELINE_TABLE}]: backoff_s must be a number >= 0, got {backoff_s!r}")
-    context = PipelineContext(settings.project, str(shared.get("output") or default_output(catalog)), tables)
+    context = PipelineContext(settings.project, pipeline_output(catalog, settings), tables)
     return Pipeline(context, tuple(build_steps(tables, context, steps)), retries, float(backoff_s))
 
 
-__all__ = ["DEFAULT_OUTPUT_FOLDER", "PIPELINE_TABLE", "Pipeline", "default_output", "load_pipeline"]
+__all__ = [
+    "DEFAULT_OUTPUT_FOLDER",
+    "PIPELINE_KEYS",
+    "PIPELINE_TABLE",
+    "Pipeline",
+    "build_pipeline",
+    "default_output",
+    "load_pipeline",
+    "pipeline_output",
+]

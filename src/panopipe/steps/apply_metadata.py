@@ -20,6 +20,7 @@ from statistics import fmean
 from typing import Any
 
 from panopipe.catalog.records import to_json_value
+from panopipe.config import ConfigKey
 from panopipe.errors import ConfigError, MetadataError, StepError
 from panopipe.metadata import parse_jpeg_header
 from panopipe.metadata.writer import GPano, MetadataUpdate, apply_metadata
@@ -47,7 +48,16 @@ class ApplyMetadataStep(Step):
     version = "2"
     outputs = ("image",)
     reads = METADATA_FIELDS
-    config_keys = frozenset({"artist", "copyright", "description"})
+    parameters = (
+        ConfigKey("artist", None, "Artist (EXIF) written into each output.", "none"),
+        ConfigKey("copyright", None, "Copyright (EXIF) written into each output.", "none"),
+        ConfigKey(
+            "description",
+            None,
+            "Image description (EXIF), a template over {project}, {reel}, {frame} and {shot}.",
+            "none",
+        ),
+    )
 
     def configure(self, table: Mapping[str, Any]) -> dict[str, Any]:
         params = {key: table.get(key) for key in sorted(self.config_keys)}

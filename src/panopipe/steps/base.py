@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal
 
 from panopipe.catalog.records import to_json_value
 from panopipe.catalog.subjects import Subject, SubjectKind
-from panopipe.config import check_names
+from panopipe.config import ConfigKey, check_names
 from panopipe.errors import ObjectExistsError, StorageError
 from panopipe.steps.fingerprint import fingerprint
 from panopipe.storage import open_storage, resolve_uri
@@ -80,7 +80,8 @@ class Step(ABC):
 
     Subclasses declare ``outputs`` (artifact names, the first is the primary output others read), the subject
     ``kinds`` they apply to, the effective metadata ``reads`` (whose values enter the fingerprint) and
-    ``config_keys`` (the keys of their ``[steps.<name>]`` table besides ``enabled``), and the steps whose
+    ``parameters`` (the keys of their ``[steps.<name>]`` table besides ``enabled``, with defaults and help: the
+    one declaration that validation, :meth:`configure` and the configuration reference read), and the steps whose
     recorded outputs a job also ``copies`` (given in :attr:`Upstream.copies`).
 
     Outputs are content-addressed: a job writes under a key holding its fingerprint
@@ -93,18 +94,26 @@ class Step(ABC):
     outputs: ClassVar[tuple[str, ...]]
     kinds: ClassVar[frozenset[SubjectKind]] = frozenset({"shot", "image"})
     reads: ClassVar[tuple[str, ...]] = ()
+    parameters: ClassVar[tuple[ConfigKey, ...]] = ()
     config_keys: ClassVar[frozenset[str]] = frozenset()
+    """The names of ``parameters`` (set for each subclass)."""
     copies: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.config_keys = frozenset(key.name for key in cls.parameters)
 
     def __init__(self, table: Mapping[str, Any], context: PipelineContext) -> None:
         check_names(table, {*self.config_keys, "enabled"}, section=f"steps.{self.name}")
         self.context = context
         self._output = open_storage(context.output_uri)
-        self.params: dict[str, Any] = self.configure(table)
+        defaults = {key.name: key.default for key in self.parameters if key.default is not None}
+        self.params: dict[str, Any] = self.configure({**defaults, **table})
 
     @abstractmethod
     def configure(self, table: Mapping[str, Any]) -> dict[str, Any]:
-        """Validated parameters (with defaults) from the step's config table; they enter the fingerprint."""
+        """Validated parameters from the step's config table, its declared defaults filled in (those that are not
+        ``None``); they enter the fingerprint."""
 
     def upstream(self, kind: SubjectKind) -> str | None:
         """The step whose primary output this step reads for a subject of ``kind``; ``None``: the image files."""

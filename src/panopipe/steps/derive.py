@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from panopipe.catalog.records import to_json_value
+from panopipe.config import ConfigKey
 from panopipe.errors import ConfigError, StepError
 from panopipe.steps.apply_metadata import METADATA_FIELDS, expected_metadata, with_metadata
 from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, Upstream, put_output, read_input
@@ -32,10 +33,14 @@ class DeriveStep(Step):
     version = "2"
     outputs = ("thumbnail", "preview")
     reads = METADATA_FIELDS
-    config_keys = frozenset({"thumbnail", "preview", "quality"})
+    parameters = (
+        ConfigKey("thumbnail", 512, "Long side of the thumbnail in pixels."),
+        ConfigKey("preview", 2048, "Long side of the preview in pixels; 0 makes no preview."),
+        ConfigKey("quality", 85, "JPEG quality of both, 1 to 100."),
+    )
 
     def configure(self, table: Mapping[str, Any]) -> dict[str, Any]:
-        params = {"thumbnail": 512, "preview": 2048, "quality": 85} | dict(table)
+        params = dict(table)
         params.pop("enabled", None)
         params["project"] = self.context.project
         for key, low in (("thumbnail", 16), ("preview", 0), ("quality", 1)):

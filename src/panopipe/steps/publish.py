@@ -21,6 +21,7 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from panopipe.config import ConfigKey
 from panopipe.errors import ConfigError, ObjectNotFoundError, StorageError
 from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, Upstream, put_output, read_input
 from panopipe.steps.derive import DeriveStep
@@ -37,11 +38,20 @@ class PublishStep(Step):
     version = "2"
     outputs = ("published", *DERIVED)
     reads = ("reel", "frame", "shot", "captured_at")
-    config_keys = frozenset({"template", "root"})
+    parameters = (
+        ConfigKey(
+            "template",
+            DEFAULT_TEMPLATE,
+            "Name of each published image under `root`; fields: project, reel, frame, shot, id, kind, date.",
+        ),
+        ConfigKey(
+            "root", None, "Storage URI published images go under.", "`publish` under the pipeline output"
+        ),
+    )
     copies = (DeriveStep.name,)
 
     def configure(self, table: Mapping[str, Any]) -> dict[str, Any]:
-        template = table.get("template", DEFAULT_TEMPLATE)
+        template = table["template"]
         root = table.get("root") or open_storage(self.context.output_uri).uri("publish")
         if not isinstance(template, str) or not template.strip():
             raise ConfigError(f"[steps.publish]: template must be non-empty text, got {template!r}")

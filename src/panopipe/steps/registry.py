@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from panopipe.catalog.types import utcnow
-from panopipe.config import did_you_mean
+from panopipe.config import ConfigKey, did_you_mean
 from panopipe.errors import ConfigError, PanopipeError, is_transient_os_error
 from panopipe.steps.apply_metadata import ApplyMetadataStep
 from panopipe.steps.base import JobOutcome, JobSpec, PipelineContext, Step
@@ -20,6 +20,8 @@ STEP_TYPES: dict[str, type[Step]] = {
     step.name: step for step in (StitchStep, ApplyMetadataStep, DeriveStep, PublishStep)
 }
 """Every step by name, in the order they run (each reads only steps before it)."""
+ENABLED = ConfigKey("enabled", True, "Whether `panopipe run` (without `--steps`) runs this step.")
+"""The key every step's table has besides its parameters."""
 
 
 def build_steps(
@@ -34,7 +36,7 @@ def build_steps(
         table = tables.get(name, {})
         if not isinstance(table, Mapping):
             raise ConfigError(f"[steps.{name}] must be a table")
-        enabled = table.get("enabled", True)
+        enabled = table.get(ENABLED.name, ENABLED.default)
         if not isinstance(enabled, bool):
             raise ConfigError(f"[steps.{name}]: enabled must be true or false, got {enabled!r}")
         if (name in names) if names else enabled:
@@ -90,4 +92,4 @@ def run_with_retries(
         return JobOutcome("failed", (), error, "\n".join(lines), attempt, started, utcnow())
 
 
-__all__ = ["STEP_TYPES", "build_steps", "execute_job", "is_transient", "run_with_retries"]
+__all__ = ["ENABLED", "STEP_TYPES", "build_steps", "execute_job", "is_transient", "run_with_retries"]

@@ -19,6 +19,7 @@ import io
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from panopipe.config import ConfigKey
 from panopipe.errors import ConfigError, StepError
 from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, Upstream, put_output, read_input
 from panopipe.stitching import CalibratedStitcher, RigProfile, Stitcher
@@ -73,15 +74,26 @@ class StitchStep(Step):
     outputs = ("panorama",)
     kinds: ClassVar[frozenset[SubjectKind]] = frozenset({"shot"})
     reads = ("camera_index",)
-    config_keys = frozenset({"stitcher", "params", "quality", "rig"})
+    parameters = (
+        ConfigKey("stitcher", "calibrated", f"The stitcher: {', '.join(STITCHERS)}."),
+        ConfigKey("params", {}, "The stitcher's own parameters, e.g. `{ width = 4096 }`."),
+        ConfigKey("quality", 92, "JPEG quality of the panorama, 1 to 100."),
+        ConfigKey(
+            "rig",
+            None,
+            "The rig profile: name, version, mount_height_m and cameras (full tables, or the compact form with "
+            "`defaults` and `[yaw, pitch, roll]` poses).",
+            "none: a rig shot fails with a profile derived from its frames",
+        ),
+    )
 
     def configure(self, table: Mapping[str, Any]) -> dict[str, Any]:
-        name = table.get("stitcher", "calibrated")
+        name = table["stitcher"]
         stitcher = make_stitcher(name, table.get("rig"))
-        quality = table.get("quality", 92)
+        quality = table["quality"]
         if type(quality) is not int or not 1 <= quality <= 100:
             raise ConfigError(f"[steps.stitch]: quality must be an integer from 1 to 100, got {quality!r}")
-        params = dict(table.get("params", {}))
+        params = dict(table["params"])
         self.rig = stitcher.rig if isinstance(stitcher, CalibratedStitcher) else None
         rig_data = self.rig.to_dict() if self.rig else None
         self.job_params = {"stitcher": name, "params": params, "quality": quality, "rig": rig_data}

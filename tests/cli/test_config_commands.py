@@ -1,0 +1,169 @@
+"""The project configuration in the catalog, through the command line, on SQLite and PostgreSQL: push, show
+and history; a plan from another folder; a local file that differs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tests.pipeline.captures import add_panoramas
+
+from panopipe.catalog import Catalog
+from panopipe.cli import main
+from panopipe.errors import ConfigError, NotFoundError
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write_config(folder: Path, out: Path, thumbnail: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "panopipe.toml"
+    path.write_text(
+        f'[panopipe]\nproject = "survey"\n\n[steps.pipeline]\noutput = "{out}"\n\n'
+        f"[steps.derive]\nthumbnail = {thumbnail}\npreview = 0\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def project(catalog_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]:
+    """A catalog of 3 single 360° images; the current folder holds its config file (thumbnail 64)."""
+    with Catalog.open(catalog_url) as catalog:
+        add_panoramas(catalog, tmp_path / "captures", 3)
+    write_config(tmp_path / "project", tmp_path / "out", 64)
+    monkeypatch.chdir(tmp_path / "project")
+    return catalog_url, tmp_path
+
+
+def test_push_show_history(capsys, project):
+    url, _ = project
+    code, out, err = run(capsys, "config", "history", "-c", url)
+    assert code == 0 and "no version pushed" in err
+    code, _, err = run(capsys, "config", "show", "-c", url)
+    assert code == 0 and "no version in the catalog" in err
+    shown = {
+        row["key"]: (row["value"], row["origin"])
+        for row in json.loads(run(capsys, "config", "show", "-c", url, "--json")[1])
+    }
+    assert shown["steps.derive.thumbnail"] == (64, "file") and shown["steps.derive.quality"] == (
+        85,
+        "default",
+    )
+    assert json.loads(run(capsys, "config", "history", "-c", url, "--json")[1]) == []
+
+    code, out, err = run(capsys, "config", "push", "-c", url)  # no terminal, no --yes: nothing stored
+    assert code == ConfigError.exit_code and "pass --yes" in err and "+ steps.derive.thumbnail = 64" in out
+    code, out, _ = run(capsys, "config", "push", "-c", url, "--dry-run")
+    assert code == 0 and '+ panopipe.project = "survey"' in out.splitlines()
+    assert json.loads(run(capsys, "config", "history", "-c", url, "--json")[1]) == []
+
+    assert run(capsys, "config", "push", "-c", url, "--yes", "--reason", "first calibration")[0] == 0
+    code, out, err = run(capsys, "config", "push", "-c", url, "--yes")
+    assert code == 0 and "nothing to push" in err and out == ""
+    (first,) = json.loads(run(capsys, "config", "history", "-c", url, "--json")[1])
+    assert (first["version"], first["reason"]) == (1, "first calibration")
+    assert first["content"]["steps"]["derive"] == {"thumbnail": 64, "preview": 0} and first["author"]
+
+    write_config(Path.cwd(), Path(first["content"]["steps"]["pipeline"]["output"]), 128)
+    code, out, _ = run(capsys, "config", "push", "-c", url, "--dry-run")
+    assert out.splitlines() == ["~ steps.derive.thumbnail: 64 -> 128"]
+
+    code, out, err = run(capsys, "config", "show", "-c", url, "--json")
+    shown = {row["key"]: (row["value"], row["origin"]) for row in json.loads(out)}
+    assert shown["steps.derive.thumbnail"] == (64, "catalog version 1")  # the catalog's, not the file's 128
+    assert shown["steps.derive.quality"] == (85, "default")
+    assert shown["panopipe.project"] == ("survey", "catalog version 1")
+    assert shown["panopipe.catalog"] == (url, "option")
+    (warning,) = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert "`panopipe config push`" in warning and "`panopipe config show`" in warning
+
+    assert run(capsys, "config", "push", "-c", url, "--yes", "--reason", "bigger thumbnails")[0] == 0
+    code, out, err = run(capsys, "config", "show", "-c", url, "--json", "--version", "1")
+    shown = {row["key"]: (row["value"], row["origin"]) for row in json.loads(out)}
+    assert shown["steps.derive.thumbnail"] == (64, "catalog version 1") and "warning" not in err
+    code, out, _ = run(capsys, "config", "history", "-c", url)
+    assert code == 0 and "first calibration" in out and "bigger thumbnails" in out
+    code, out, err = run(capsys, "config", "show", "-c", url)
+    assert code == 0 and "steps.derive.thumbnail" in out and "catalog version 2, pushed by" in err
+    code, _, err = run(capsys, "config", "show", "-c", url, "--version", "9")
+    assert code == NotFoundError.exit_code and "versions are 1 to 2" in err
+
+
+def test_a_plan_from_another_folder_uses_the_catalogs_version(capsys, project, monkeypatch):
+    url, tmp_path = project
+    assert run(capsys, "run", "-c", url, "--executor", "inline")[0] == 0
+    assert json.loads(run(capsys, "plan", "-c", url, "--json")[1]) == []
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, out, _ = run(capsys, "plan", "-c", url, "--json")  # before a push: this folder's (default) config
+    assert code == 0 and "parameters changed" in {row["reason"] for row in json.loads(out)}
+
+    monkeypatch.chdir(tmp_path / "project")
+    assert run(capsys, "config", "push", "-c", url, "--yes")[0] == 0
+    monkeypatch.chdir(elsewhere)
+    code, out, err = run(capsys, "plan", "-c", url, "--json")
+    assert code == 0 and json.loads(out) == [] and "warning" not in err
+
+    write_config(elsewhere, tmp_path / "out", 256)  # a different local file: reported, never used
+    code, out, err = run(capsys, "plan", "-c", url, "--json")
+    assert code == 0 and json.loads(out) == []
+    (warning,) = [line for line in err.splitlines() if "warning" in line]
+    assert "panopipe.toml differs" in warning and "config push" in warning and "config show" in warning
+
+
+def test_push_refuses_a_file_that_does_not_configure_a_pipeline(capsys, project):
+    url, _ = project
+    (Path.cwd() / "panopipe.toml").write_text("[steps.derive]\nthumbnial = 64\n", encoding="utf-8")
+    code, _, err = run(capsys, "config", "push", "-c", url, "--yes")
+    assert code == ConfigError.exit_code and "'thumbnial'" in err and "'thumbnail'" in err
+    assert json.loads(run(capsys, "config", "history", "-c", url, "--json")[1]) == []
+    (Path.cwd() / "panopipe.toml").unlink()
+    code, _, err = run(capsys, "config", "push", "-c", url, "--yes")
+    assert code == ConfigError.exit_code and "no project config file" in err
+
+
+def test_quiet_keeps_data_and_errors_and_verbose_adds_debug_lines(capsys, project):
+    url, _ = project
+    code, out, err = run(capsys, "--quiet", "config", "push", "-c", url, "--yes")
+    assert code == 0 and "steps.derive.thumbnail" in out and err == ""
+    code, out, err = run(capsys, "-q", "config", "show", "-c", url, "--version", "5")
+    assert code == NotFoundError.exit_code and err.startswith("error:")
+    code, out, err = run(capsys, "-v", "plan", "-c", url, "--json")
+    assert code == 0 and "panopipe.config: project configuration from catalog version 1" in err
+    code, out, err = run(capsys, "plan", "-c", url, "--json")
+    assert code == 0 and "panopipe.config" not in err
+
+
+def test_ingest_uses_the_catalogs_ingest_rules(capsys, project, monkeypatch):
+    url, tmp_path = project
+    with (Path.cwd() / "panopipe.toml").open("a", encoding="utf-8") as config:
+        config.write("\n[ingest]\npath_pattern = '(?P<reel>survey)/.*?(?P<frame>\\d+)\\.jpe?g$'\n")
+    assert run(capsys, "config", "push", "-c", url, "--yes")[0] == 0
+    frame = tmp_path / "survey" / "X1" / "img_000007.jpg"
+    frame.parent.mkdir(parents=True)
+    frame.write_bytes((tmp_path / "captures" / "P001" / "pano_000000.jpg").read_bytes())
+    monkeypatch.chdir(tmp_path)  # no config file here: the default rules would make the reel X1
+    assert run(capsys, "ingest", str(tmp_path / "survey"), "-c", url)[0] == 0
+    rows = json.loads(run(capsys, "ls", "-c", url, "--json", "--reel", "survey")[1])
+    assert [(row["reel"], row["frame"]) for row in rows] == [("survey", 7)]
+
+
+def test_show_gives_the_output_that_applies_and_its_origin(capsys, project, monkeypatch):
+    url, tmp_path = project
+    monkeypatch.chdir(tmp_path / "captures")  # no config file here
+
+    def output() -> tuple[str, str]:
+        rows = json.loads(run(capsys, "config", "show", "-c", url, "--json")[1])
+        return next((row["value"], row["origin"]) for row in rows if row["key"] == "steps.pipeline.output")
+
+    beside = tmp_path if "://" not in url else tmp_path / "captures"  # SQLite: beside the catalog's file
+    assert output() == (str(beside / "panopipe-out"), "default")
+    monkeypatch.setenv("PANOPIPE_OUTPUT_PREFIX", "s3://bucket/derived")
+    assert output() == ("s3://bucket/derived", "environment")
