@@ -25,6 +25,12 @@ ENV_AWS_PROFILE = "AWS_PROFILE"
 ENV_OUTPUT_PREFIX = "PANOPIPE_OUTPUT_PREFIX"
 ENV_BUCKETS = "PANOPIPE_BUCKETS"
 ENV_EXECUTOR = "PANOPIPE_EXECUTOR"
+ENV_BATCH_JOB_QUEUE = "PANOPIPE_BATCH_JOB_QUEUE"
+ENV_BATCH_JOB_DEFINITION = "PANOPIPE_BATCH_JOB_DEFINITION"
+ENV_BATCH_CHUNK_JOBS = "PANOPIPE_BATCH_CHUNK_JOBS"
+ENV_BATCH_POLL_S = "PANOPIPE_BATCH_POLL_S"
+ENV_MANIFEST = "PANOPIPE_MANIFEST"
+"""The manifest a worker job runs a chunk of (set by the ``batch`` executor when it submits)."""
 ENV_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
 
 DEFAULT_CATALOG = "panopipe.db"
@@ -67,6 +73,14 @@ class Settings:
     executor: str | None = None
     """Where jobs run (:data:`~panopipe.executors.EXECUTORS`: ``local`` process pool, ``inline``, ``none`` to
     plan only); unset: ``local`` for ``panopipe run``, ``inline`` for the event handler."""
+    batch_job_queue: str | None = None
+    """The AWS Batch job queue of the ``batch`` executor (the stack's ``JobQueueArn`` output)."""
+    batch_job_definition: str | None = None
+    """The worker job definition of the ``batch`` executor (the stack's ``JobDefinitionArn`` output)."""
+    batch_chunk_jobs: int = 200
+    """Jobs per array child of the ``batch`` executor: a few minutes of work for one container."""
+    batch_poll_s: float = 15.0
+    """Seconds between two looks at AWS Batch while ``panopipe run --wait`` follows a run."""
     ingest: IngestRules = field(default_factory=IngestRules)
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_file: Path | None = None
@@ -108,6 +122,17 @@ def _check_tables(data: dict[str, Any]) -> None:
             raise ConfigError(f"{name} must be a table: write [{name}] on a line of its own, then its keys")
 
 
+def _positive(name: str, value: Any, kind: type[int] | type[float]) -> Any:
+    """``value`` (a number, or the text of one from the environment) as a ``kind`` above zero."""
+    try:
+        number = kind(value) if isinstance(value, str | int | float) and not isinstance(value, bool) else None
+    except ValueError:
+        number = None
+    if number is None or number <= 0 or (kind is int and isinstance(value, float)):
+        raise ConfigError(f"{name} must be a {'whole ' if kind is int else ''}number above 0, got {value!r}")
+    return number
+
+
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Settings from ``config_file`` (or the default file if present), the environment and ``overrides``.
 
@@ -140,6 +165,10 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         "output_prefix": os.environ.get(ENV_OUTPUT_PREFIX),
         "buckets": os.environ.get(ENV_BUCKETS),
         "executor": os.environ.get(ENV_EXECUTOR),
+        "batch_job_queue": os.environ.get(ENV_BATCH_JOB_QUEUE),
+        "batch_job_definition": os.environ.get(ENV_BATCH_JOB_DEFINITION),
+        "batch_chunk_jobs": os.environ.get(ENV_BATCH_CHUNK_JOBS),
+        "batch_poll_s": os.environ.get(ENV_BATCH_POLL_S),
     }
     values.update({k: v for k, v in env.items() if v})
     values.update({k: v for k, v in overrides.items() if v is not None})
@@ -148,6 +177,9 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         values["buckets"] = tuple(name.strip() for name in names if name.strip())
     if values.get("executor") is not None:
         check_executor(values["executor"])
+    for name, kind in (("batch_chunk_jobs", int), ("batch_poll_s", float)):
+        if name in values:
+            values[name] = _positive(name, values[name], kind)
     settings = Settings(config_file=path if data else None)
     return replace(settings, **values)
 
@@ -158,11 +190,16 @@ __all__ = [
     "DEFAULT_CONFIG_FILE",
     "ENV_AWS_PROFILE",
     "ENV_AWS_REGION",
+    "ENV_BATCH_CHUNK_JOBS",
+    "ENV_BATCH_JOB_DEFINITION",
+    "ENV_BATCH_JOB_QUEUE",
+    "ENV_BATCH_POLL_S",
     "ENV_BUCKETS",
     "ENV_CATALOG",
     "ENV_CONFIG",
     "ENV_EXECUTOR",
     "ENV_LAMBDA_FUNCTION_NAME",
+    "ENV_MANIFEST",
     "ENV_OUTPUT_PREFIX",
     "ENV_S3_ENDPOINT_URL",
     "SECTIONS",

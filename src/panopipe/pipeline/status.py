@@ -8,6 +8,7 @@ from typing import Any
 
 from panopipe.catalog import Catalog
 from panopipe.catalog.records import to_json_value
+from panopipe.config import Settings
 from panopipe.pipeline.store import job_status
 
 
@@ -44,8 +45,15 @@ class Status:
         }
 
 
-def status(catalog: Catalog, *, failures_limit: int = 1000) -> Status:
-    """Job counts by step and status (the latest job of each subject), and up to ``failures_limit`` failures."""
+def status(
+    catalog: Catalog, settings: Settings | None = None, *, refresh: bool = False, failures_limit: int = 1000
+) -> Status:
+    """Job counts by step and status (the latest job of each subject), and up to ``failures_limit`` failures;
+    with ``refresh``, jobs in flight on AWS Batch are asked about first (:func:`~panopipe.pipeline.remote.refresh`)."""
+    if refresh:
+        from panopipe.pipeline.remote import refresh as refresh_remote
+
+        refresh_remote(catalog, settings)
     counts, made, failed = job_status(catalog, failures_limit)
     return Status(counts, made, tuple(JobFailure(*row) for row in failed))
 

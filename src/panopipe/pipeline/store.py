@@ -324,6 +324,39 @@ def record_submitted(
     return ids
 
 
+def record_external_ids(catalog: Catalog, external_ids: Mapping[str, str | None]) -> None:
+    """Record where each job (by id) runs, as the remote executor names it, once it has been submitted."""
+    with catalog.transaction() as conn:
+        conn.execute(
+            jobs.update().where(jobs.c.id == sa.bindparam("job_id")).values(external_id=sa.bindparam("ext")),
+            [{"job_id": job_id, "ext": ext} for job_id, ext in external_ids.items()],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """A job submitted to a remote executor that has not been seen to finish."""
+
+    id: str
+    step: str
+    subject: str
+    fingerprint: str
+    executor: str
+    external_id: str
+
+
+def in_flight(catalog: Catalog, executors: Sequence[str]) -> list[InFlight]:
+    """The jobs queued or running on any of ``executors`` that have an external id, oldest first."""
+    c = jobs.c
+    query = (
+        sa.select(c.id, c.step, c.subject, c.fingerprint, c.executor, c.external_id)
+        .where(c.executor.in_(executors), c.status.in_(("queued", "running")), c.external_id.is_not(None))
+        .order_by(c.submitted_at, c.id)
+    )
+    with catalog.connect() as conn:
+        return [InFlight(*row) for row in conn.execute(query)]
+
+
 def record_finished(
     catalog: Catalog, job_id: str, step: Step, subject: Subject, fingerprint: str, state: JobState
 ) -> None:
@@ -497,16 +530,19 @@ def mark_stale(conn: sa.Connection, outputs: Iterable[tuple[StoredOutput, str]])
 
 __all__ = [
     "RERUN_STATUSES",
+    "InFlight",
     "Recorded",
     "StoredOutput",
     "candidates",
     "failed_jobs",
+    "in_flight",
     "job_status",
     "mark_checked",
     "mark_stale",
     "orphan_artifacts",
     "put_job",
     "record_cancelled",
+    "record_external_ids",
     "record_finished",
     "record_submitted",
     "recorded",
