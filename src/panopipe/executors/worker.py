@@ -4,8 +4,8 @@
 AWS Batch sets it in each child) reads chunk ``N`` and runs its jobs through the local process pool
 (:class:`~panopipe.executors.local.LocalExecutor`, the code path of ``panopipe run`` on a laptop). Jobs that
 already have a result (an earlier attempt of the child ran them) are skipped. On SIGTERM (a Spot reclaim, a
-stopped Fargate task) jobs not yet started are dropped, running jobs get ``grace_s`` seconds to finish, and
-the worker exits with :data:`STOPPED_EXIT` so that Batch's retry runs only the jobs without a result.
+stopped Fargate task) no job starts any more, running jobs get ``grace_s`` seconds to finish, and the
+worker exits with :data:`STOPPED_EXIT` so that Batch's retry runs only the jobs without a result.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import signal
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ GRACE_S = 20.0
 """Seconds running jobs get after SIGTERM: ECS kills the task 30 s after it (the default stopTimeout)."""
 STOPPED_EXIT = 143
 """The exit code of a worker stopped by SIGTERM (128 + 15); the job definition retries it."""
-_POLL_S = 0.05
+_POLL_S = 0.02
 
 
 @dataclass(slots=True)
@@ -88,25 +89,30 @@ def run_chunk(
     if not todo:
         return report
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    # Signal handlers belong to the main thread (a worker run from another thread is not stopped by SIGTERM).
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set()) if main else None
     executor = LocalExecutor(workers, retries=retries, backoff_s=backoff_s)
+    waiting = deque(todo)
+    pending: list[str] = []
     try:
-        pending = executor.submit(todo)
         deadline: float | None = None
-        while pending:
+        while waiting or pending:
             if stop.is_set() and deadline is None:
                 report.stopped = True
                 deadline = time.monotonic() + grace_s
-                executor.cancel(pending)  # the jobs not started yet
+                waiting.clear()  # never started: the next attempt runs them
+            # As many jobs in the pool as it has processes, so that none starts after SIGTERM.
+            while waiting and len(pending) < executor.workers:
+                pending += executor.submit([waiting.popleft()])
             for state in executor.describe(pending):
-                if state.status not in ("succeeded", "failed", "cancelled"):
+                if state.outcome is None:
                     continue
                 pending.remove(state.handle)
-                outcome = state.outcome
-                if outcome is None or (report.stopped and (outcome.error or "").startswith("worker died")):
-                    continue  # cancelled, or killed with the container: the next attempt runs it
-                submission.write_result(state.handle, outcome)
-                if outcome.status == "succeeded":
+                if report.stopped and (state.outcome.error or "").startswith("worker died"):
+                    continue  # killed with the container: the next attempt runs it
+                submission.write_result(state.handle, state.outcome)
+                if state.outcome.status == "succeeded":
                     report.succeeded += 1
                 else:
                     report.failed += 1
@@ -115,7 +121,8 @@ def run_chunk(
             if pending:
                 time.sleep(_POLL_S)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if main:
+            signal.signal(signal.SIGTERM, previous)
         if report.stopped:
             executor.abandon()
         else:
