@@ -62,7 +62,9 @@ class World:
         return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 
-def set_status(job_id: str, *, success: bool, reason: str | None = None, exit_code: int | None = None) -> None:
+def set_status(
+    job_id: str, *, success: bool, reason: str | None = None, exit_code: int | None = None
+) -> None:
     """End a job in moto's model the way Batch ends a container."""
     job = batch_backends[DEFAULT_ACCOUNT_ID][REGION]._jobs[job_id]
     job.job_stopped_reason = reason
@@ -137,7 +139,12 @@ def world(moto_server: str, aws_env: None, monkeypatch: pytest.MonkeyPatch) -> I
         computeEnvironmentName="spot",
         type="MANAGED",
         state="ENABLED",
-        computeResources={"type": "FARGATE_SPOT", "maxvCpus": 16, "subnets": [subnet], "securityGroupIds": [group]},
+        computeResources={
+            "type": "FARGATE_SPOT",
+            "maxvCpus": 16,
+            "subnets": [subnet],
+            "securityGroupIds": [group],
+        },
         serviceRole=role,
     )["computeEnvironmentArn"]
     queue = batch.create_job_queue(

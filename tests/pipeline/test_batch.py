@@ -14,9 +14,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from tests.pipeline.batch_world import BUCKET, Containers, World, manifest_of, moto_server, world  # noqa: F401
+from tests.pipeline.batch_world import BUCKET, Containers, World, manifest_of
 from tests.pipeline.captures import add_panoramas
-from tests.storage.conftest import aws_env  # noqa: F401
 from typer.testing import CliRunner
 
 from panopipe.catalog import Catalog
@@ -108,7 +107,9 @@ def test_run_wait_follows_every_step_to_the_end(project, world: World):
     player = threading.Thread(target=play)
     player.start()
     try:
-        code, report = cli(project, "run", "--executor", "batch", "--wait", "--steps", "apply-metadata,derive")
+        code, report = cli(
+            project, "run", "--executor", "batch", "--wait", "--steps", "apply-metadata,derive"
+        )
     finally:
         stop.set()
         player.join()
@@ -139,4 +140,3 @@ def test_children_that_die_fail_their_jobs_with_batchs_reason_and_run_retries_on
     assert retry["arrayProperties"]["size"] == 2  # ceil(3 / 2): only the failed jobs
     containers.run()
     assert cli(project, "status")[1]["jobs"] == {"apply-metadata": {"succeeded": SHOTS}}
-

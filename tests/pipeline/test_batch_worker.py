@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.pipeline.batch_world import BUCKET, World, manifest_of, moto_server, world  # noqa: F401
+from tests.pipeline.batch_world import BUCKET, World, manifest_of
 from tests.pipeline.captures import Project, add_rig_shots
-from tests.storage.conftest import aws_env  # noqa: F401
 
 from panopipe.config import Settings
 from panopipe.errors import ManifestError
@@ -120,7 +119,7 @@ def test_a_missing_or_malformed_manifest_fails_the_child_with_a_clear_reason(tmp
     with pytest.raises(ManifestError, match="has chunks 0 to 0, not 3"):
         run_chunk(str(folder / "manifest.json"), 3)
     (folder / "chunks" / "00000.jsonl").write_text('{"format": 1, "kind": "job"}\n')
-    with pytest.raises(ManifestError, match="00000.jsonl: job: missing field"):
+    with pytest.raises(ManifestError, match=r"00000\.jsonl: job: missing field"):
         run_chunk(str(folder / "manifest.json"), 0)
     (folder / "manifest.json").write_text("[1, 2")
     with pytest.raises(ManifestError, match="is not valid JSON"):
@@ -128,7 +127,15 @@ def test_a_missing_or_malformed_manifest_fails_the_child_with_a_clear_reason(tmp
 
     # Through the command line: one line on stderr, exit code 10 (Batch's retry strategy does not retry it).
     done = subprocess.run(
-        [sys.executable, "-c", "from panopipe.cli import run; run()", "worker", "run", "--manifest", str(missing)],
+        [
+            sys.executable,
+            "-c",
+            "from panopipe.cli import run; run()",
+            "worker",
+            "run",
+            "--manifest",
+            str(missing),
+        ],
         capture_output=True,
         text=True,
         env={**os.environ, "AWS_BATCH_JOB_ARRAY_INDEX": "0"},
