@@ -109,16 +109,20 @@ def run(
         raise ConfigError("executor 'none' only plans jobs: choose local, inline or batch to run them")
     try:
         busy = refresh(catalog, settings, executor=executor).in_flight
-        planned = plan(catalog, selection, steps, settings, force=force)
-        counts = planned.counts()
+        submit_only = executor.detached and not wait
+        due: dict[str, set[str]] = {step.name: set() for step in pipeline.steps}
+        for item in plan(catalog, selection, steps, settings, force=force):
+            # Jobs that wait for an upstream job of this run are not due now when the run does not wait.
+            if item.subject not in busy and not (submit_only and item.fingerprint is None):
+                due[item.step].add(item.subject)
         for step in pipeline.steps:
-            _validate(catalog, step, {item.subject for item in planned if item.step == step.name})
+            _validate(catalog, step, due[step.name])
         # A step without jobs in the plan gets none during the run: jobs that follow an upstream job are in it.
-        for step in (step for step in pipeline.steps if counts[step.name]):
+        for step in (step for step in pipeline.steps if due[step.name]):
             work = [w for w in _plan(catalog, selection, step, force) if w.subject.id not in busy]
             if not work:
                 continue
-            if executor.detached and not wait:
+            if submit_only:
                 _submit(catalog, executor, work)
                 counts_of = report.counts.setdefault(step.name, {})
                 counts_of["submitted"] = counts_of.get("submitted", 0) + len(work)

@@ -304,23 +304,51 @@ def record_submitted(
     catalog: Catalog, specs: Sequence[JobSpec], reasons: Sequence[str], executor: str
 ) -> dict[str, str]:
     """Record each job as queued (reusing the row of an earlier job with the same fingerprint); job ids by
-    spec id."""
-    ids: dict[str, str] = {}
+    spec id. Set-wise: one look-up per chunk of subjects, then one insert and one update for all."""
     now = utcnow()
+    values = {
+        "status": "queued",
+        "executor": executor,
+        "external_id": None,
+        "error": None,
+        "log": None,
+        "submitted_at": now,
+        "started_at": None,
+        "finished_at": None,
+    }
+    c = jobs.c
+    ids: dict[str, str] = {}
     with catalog.transaction() as conn:
+        existing: dict[tuple[str, str, str], str] = {}
+        for chunk in batched(specs, CHUNK):
+            query = sa.select(c.id, c.step, c.subject, c.fingerprint).where(
+                c.step.in_({s.step for s in chunk}), c.subject.in_({s.subject for s in chunk})
+            )
+            existing.update(
+                ((row.step, row.subject, row.fingerprint), str(row.id)) for row in conn.execute(query)
+            )
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
         for spec, reason in zip(specs, reasons, strict=True):
-            values = {
-                "status": "queued",
-                "reason": reason,
-                "executor": executor,
-                "external_id": None,
-                "error": None,
-                "log": None,
-                "submitted_at": now,
-                "started_at": None,
-                "finished_at": None,
-            }
-            ids[spec.id] = put_job(conn, spec.step, spec.subject, spec.fingerprint, values, job_id=spec.id)
+            key = (spec.step, spec.subject, spec.fingerprint)
+            job_id = existing.get(key)
+            if job_id is None:
+                job_id = existing[key] = spec.id
+                row = {
+                    "id": job_id,
+                    "step": spec.step,
+                    "subject": spec.subject,
+                    "fingerprint": spec.fingerprint,
+                }
+                inserts.append({**row, "reason": reason, **values})
+            else:
+                updates.append({"job_id": job_id, "why": reason})
+            ids[spec.id] = job_id
+        if inserts:
+            conn.execute(jobs.insert(), inserts)
+        if updates:
+            statement = jobs.update().where(c.id == sa.bindparam("job_id"))
+            conn.execute(statement.values(reason=sa.bindparam("why"), **values), updates)
     return ids
 
 
