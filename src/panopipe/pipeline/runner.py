@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from panopipe.catalog import Catalog, Selection
-from panopipe.catalog.subjects import KINDS, load_subjects, selected_subjects
+from panopipe.catalog.subjects import KINDS, load_subjects, selected_subjects, subject_id
 from panopipe.catalog.types import new_id
 from panopipe.config import Settings
 from panopipe.errors import ConfigError
@@ -28,6 +28,8 @@ from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.planner import Work, plan, plan_step
 from panopipe.pipeline.remote import refresh, work_uri
 from panopipe.pipeline.store import (
+    candidates,
+    failed_jobs,
     record_cancelled,
     record_external_ids,
     record_finished,
@@ -109,26 +111,19 @@ def run(
         raise ConfigError("executor 'none' only plans jobs: choose local, inline or batch to run them")
     try:
         busy = refresh(catalog, settings, executor=executor).in_flight
-        submit_only = executor.detached and not wait
-        due: dict[str, set[str]] = {step.name: set() for step in pipeline.steps}
-        for item in plan(catalog, selection, steps, settings, force=force):
-            # Jobs that wait for an upstream job of this run are not due now when the run does not wait.
-            if item.subject not in busy and not (submit_only and item.fingerprint is None):
-                due[item.step].add(item.subject)
-        for step in pipeline.steps:
-            _validate(catalog, step, due[step.name])
-        # A step without jobs in the plan gets none during the run: jobs that follow an upstream job are in it.
-        for step in (step for step in pipeline.steps if due[step.name]):
-            work = [w for w in _plan(catalog, selection, step, force) if w.subject.id not in busy]
-            if not work:
-                continue
-            if submit_only:
-                _submit(catalog, executor, work)
-                counts_of = report.counts.setdefault(step.name, {})
-                counts_of["submitted"] = counts_of.get("submitted", 0) + len(work)
-                busy.update(w.subject.id for w in work)
-            else:
-                _execute(catalog, executor, work, report, progress)
+        if executor.detached and not wait:
+            _submit_due(catalog, selection, pipeline.steps, force, executor, busy, report)
+        else:
+            planned = plan(catalog, selection, steps, settings, force=force)
+            counts = planned.counts()
+            for step in pipeline.steps:
+                subjects = {item.subject for item in planned if item.step == step.name} - busy
+                _validate(catalog, step, subjects)
+            # A step without jobs in the plan gets none during the run: jobs that follow an upstream job are in it.
+            for step in (step for step in pipeline.steps if counts[step.name]):
+                work = _plan(catalog, selection, step, force, busy)
+                if work:
+                    _execute(catalog, executor, work, report, progress)
     finally:
         if own:
             executor.close()
@@ -136,9 +131,43 @@ def run(
     return report
 
 
-def _plan(catalog: Catalog, selection: Selection, step: Step, force: bool) -> list[Work]:
+def _submit_due(
+    catalog: Catalog,
+    selection: Selection,
+    steps: Sequence[Step],
+    force: bool,
+    executor: Executor,
+    busy: set[str],
+    report: RunReport,
+) -> None:
+    """Submit, step by step, the jobs due now: not those of subjects in flight, nor (as their subjects join
+    ``busy``) those that follow a job submitted earlier in the loop; they wait for a later run."""
+    for step in steps:
+        work = _plan(catalog, selection, step, force, busy)
+        if not work:
+            continue
+        _validate(catalog, step, {w.subject.id for w in work})
+        _submit(catalog, executor, work)
+        counts = report.counts.setdefault(step.name, {})
+        counts["submitted"] = counts.get("submitted", 0) + len(work)
+        busy.update(w.subject.id for w in work)
+
+
+def _plan(catalog: Catalog, selection: Selection, step: Step, force: bool, busy: set[str]) -> list[Work]:
+    """The jobs of ``step`` due now, leaving out the subjects in ``busy`` before they are loaded."""
     with catalog.transaction() as conn, selected_subjects(conn, selection) as selected:
-        return plan_step(conn, step, selected, force=force)
+        found = None
+        if not force:
+            found = {
+                kind: {key for key in keys if subject_id(kind, key) not in busy}
+                for kind, keys in candidates(conn, [step], selected)[step.name].items()
+            }
+        failed = {
+            kind: {key: why for key, why in reasons.items() if subject_id(kind, key) not in busy}
+            for kind, reasons in failed_jobs(conn, [step], selected)[step.name].items()
+        }
+        work = plan_step(conn, step, selected, found, failed, force=force)
+    return [w for w in work if w.subject.id not in busy]
 
 
 def _validate(catalog: Catalog, step: Step, subject_ids: set[str]) -> None:
