@@ -23,10 +23,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import boto3
-from bench_plan import CAMERAS, T0, _image, insert_raw
 from moto import mock_aws
 
 import fair
+from bench_plan import CAMERAS, T0, _image, insert_raw
 from panopipe.catalog import Catalog
 from panopipe.catalog.schema import images
 from panopipe.config import Settings
@@ -61,11 +61,19 @@ def batch_world() -> tuple[str, str]:
         computeEnvironmentName="spot",
         type="MANAGED",
         state="ENABLED",
-        computeResources={"type": "FARGATE_SPOT", "maxvCpus": 256, "subnets": [subnet], "securityGroupIds": [group]},
+        computeResources={
+            "type": "FARGATE_SPOT",
+            "maxvCpus": 256,
+            "subnets": [subnet],
+            "securityGroupIds": [group],
+        },
         serviceRole=role,
     )["computeEnvironmentArn"]
     queue = batch.create_job_queue(
-        jobQueueName="workers", state="ENABLED", priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": compute}]
+        jobQueueName="workers",
+        state="ENABLED",
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": compute}],
     )["jobQueueArn"]
     definition = batch.register_job_definition(
         jobDefinitionName="worker",
@@ -93,12 +101,16 @@ def main() -> None:
         original = str(Path(tmp) / "catalog.db")
         started = time.perf_counter()
         build(original, args.shots)
-        report.note(f"built {args.shots:,} shots ({args.shots * CAMERAS:,} images) in {time.perf_counter() - started:.1f} s")
+        report.note(
+            f"built {args.shots:,} shots ({args.shots * CAMERAS:,} images) in {time.perf_counter() - started:.1f} s"
+        )
         queue, definition = batch_world()
         settings = Settings(project="bench", steps={"pipeline": {"output": f"s3://{BUCKET}/out"}})
         calls: Counter[str] = Counter()
         client = boto3.client("batch")
-        client.meta.events.register("after-call.batch", lambda event_name, **_: calls.update([event_name.rsplit(".", 1)[-1]]))
+        client.meta.events.register(
+            "after-call.batch", lambda event_name, **_: calls.update([event_name.rsplit(".", 1)[-1]])
+        )
         runs = 0
 
         def submit() -> float:
@@ -106,7 +118,13 @@ def main() -> None:
             runs += 1
             location = str(Path(tmp) / f"run-{runs}.db")
             shutil.copyfile(original, location)
-            executor = BatchExecutor(queue, definition, f"s3://{BUCKET}/out/_batch/", chunk_jobs=args.chunk_jobs, batch_client=client)
+            executor = BatchExecutor(
+                queue,
+                definition,
+                f"s3://{BUCKET}/out/_batch/",
+                chunk_jobs=args.chunk_jobs,
+                batch_client=client,
+            )
             with Catalog.open(location) as catalog:
                 begun = time.perf_counter()
                 result = run(catalog, settings=settings, executor=executor, wait=False)
