@@ -50,25 +50,26 @@ def _batch(options: ExecutorOptions) -> Executor:
     from panopipe.executors.batch import BatchExecutor
 
     settings = options.settings or Settings()
-    for name, env in (
-        ("batch_job_queue", ENV_BATCH_JOB_QUEUE),
-        ("batch_job_definition", ENV_BATCH_JOB_DEFINITION),
+    queue, definition = settings.batch_job_queue, settings.batch_job_definition
+    for name, env, value in (
+        ("batch_job_queue", ENV_BATCH_JOB_QUEUE, queue),
+        ("batch_job_definition", ENV_BATCH_JOB_DEFINITION, definition),
     ):
-        if not getattr(settings, name):
+        if not value:
             raise ConfigError(
                 f"the batch executor needs {name} ([panopipe] {name} or ${env}; `panopipe cloud status` shows "
                 "the stack's JobQueueArn and JobDefinitionArn)"
             )
-    if not (options.work_uri or "").startswith("s3://"):
+    work_uri = options.work_uri or ""
+    if not work_uri.startswith("s3://"):
         raise ConfigError(
-            f"the batch executor's workers write to S3: set [steps.pipeline] output to an s3:// URI, not "
-            f"{options.work_uri!r}"
+            "the batch executor's workers write to S3: set [steps.pipeline] output to an s3:// URI, not "
+            f"{work_uri.removesuffix('/_batch/')!r}"
         )
-    assert settings.batch_job_queue and settings.batch_job_definition and options.work_uri  # checked above
     return BatchExecutor(
-        settings.batch_job_queue,
-        settings.batch_job_definition,
-        options.work_uri,
+        queue or "",
+        definition or "",
+        work_uri,
         chunk_jobs=settings.batch_chunk_jobs,
         poll_interval_s=settings.batch_poll_s,
         settings=settings,
