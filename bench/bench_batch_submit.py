@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -33,6 +34,9 @@ from panopipe.config import Settings
 from panopipe.executors.batch import MAX_CHILDREN, BatchExecutor
 from panopipe.pipeline import run
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' moto Batch set-up, shared
+from tests.pipeline.batch_world import create_batch
+
 GOAL_S = 10.0
 BUCKET = "bench-batch"
 
@@ -46,46 +50,6 @@ def build(location: str, shots: int) -> None:
             for c in range(CAMERAS)
         )
         insert_raw(catalog, images, rows)
-
-
-def batch_world() -> tuple[str, str]:
-    """A bucket, a compute environment, a job queue and a job definition on moto; (queue, definition)."""
-    boto3.client("s3").create_bucket(Bucket=BUCKET)
-    ec2 = boto3.client("ec2")
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName="workers", Description="workers", VpcId=vpc)["GroupId"]
-    role = boto3.client("iam").create_role(RoleName="batch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    batch = boto3.client("batch")
-    compute = batch.create_compute_environment(
-        computeEnvironmentName="spot",
-        type="MANAGED",
-        state="ENABLED",
-        computeResources={
-            "type": "FARGATE_SPOT",
-            "maxvCpus": 256,
-            "subnets": [subnet],
-            "securityGroupIds": [group],
-        },
-        serviceRole=role,
-    )["computeEnvironmentArn"]
-    queue = batch.create_job_queue(
-        jobQueueName="workers",
-        state="ENABLED",
-        priority=1,
-        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": compute}],
-    )["jobQueueArn"]
-    definition = batch.register_job_definition(
-        jobDefinitionName="worker",
-        type="container",
-        platformCapabilities=["FARGATE"],
-        containerProperties={
-            "image": "panopipe-worker",
-            "resourceRequirements": [{"type": "VCPU", "value": "2"}, {"type": "MEMORY", "value": "4096"}],
-            "executionRoleArn": role,
-        },
-    )["jobDefinitionArn"]
-    return queue, definition
 
 
 def main() -> None:
@@ -104,7 +68,8 @@ def main() -> None:
         report.note(
             f"built {args.shots:,} shots ({args.shots * CAMERAS:,} images) in {time.perf_counter() - started:.1f} s"
         )
-        queue, definition = batch_world()
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        queue, definition = create_batch(boto3.client)
         settings = Settings(project="bench", steps={"pipeline": {"output": f"s3://{BUCKET}/out"}})
         calls: Counter[str] = Counter()
         client = boto3.client("batch")

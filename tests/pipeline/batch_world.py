@@ -14,7 +14,7 @@ What moto ignores, and how these tests make up for it:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,35 +106,15 @@ class Containers:
         return handled
 
 
-@pytest.fixture(scope="module")
-def moto_server() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    requests.post(f"{endpoint}/moto-api/config", json={"batch": {"use_docker": False}}, timeout=10)
-    yield endpoint
-    server.stop()
-
-
-@pytest.fixture
-def world(moto_server: str, aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    """A bucket, a Fargate Spot compute environment, a job queue and the worker job definition on moto's
-    server, reached through ``AWS_ENDPOINT_URL`` / ``PANOPIPE_S3_ENDPOINT_URL`` (also by worker processes)."""
-    requests.post(f"{moto_server}/moto-api/reset", timeout=10)
-    requests.post(f"{moto_server}/moto-api/config", json={"batch": {"use_docker": False}}, timeout=10)
-    monkeypatch.setattr(BatchSimpleBackend, "_mark_job_as_finished", leave_running)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
-    monkeypatch.setenv("PANOPIPE_S3_ENDPOINT_URL", moto_server)
-    monkeypatch.setenv("AWS_REGION", REGION)
-    probe = World(moto_server, "", "")
-    probe.client("s3").create_bucket(Bucket=BUCKET)
-    ec2 = probe.client("ec2")
+def create_batch(client: Callable[[str], Any]) -> tuple[str, str]:
+    """A Fargate Spot compute environment (in a VPC of its own), a job queue and the worker job definition,
+    made with the boto3 clients ``client(service)`` gives; the queue's and the definition's ARNs."""
+    ec2 = client("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
     group = ec2.create_security_group(GroupName="workers", Description="workers", VpcId=vpc)["GroupId"]
-    role = probe.client("iam").create_role(RoleName="batch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    batch = probe.client("batch")
+    role = client("iam").create_role(RoleName="batch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    batch = client("batch")
     compute = batch.create_compute_environment(
         computeEnvironmentName="spot",
         type="MANAGED",
@@ -164,7 +144,43 @@ def world(moto_server: str, aws_env: None, monkeypatch: pytest.MonkeyPatch) -> I
             "executionRoleArn": role,
         },
     )["jobDefinitionArn"]
+    return queue, definition
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    requests.post(f"{endpoint}/moto-api/config", json={"batch": {"use_docker": False}}, timeout=10)
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture
+def world(moto_server: str, aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """A bucket, a Fargate Spot compute environment, a job queue and the worker job definition on moto's
+    server, reached through ``AWS_ENDPOINT_URL`` / ``PANOPIPE_S3_ENDPOINT_URL`` (also by worker processes)."""
+    requests.post(f"{moto_server}/moto-api/reset", timeout=10)
+    requests.post(f"{moto_server}/moto-api/config", json={"batch": {"use_docker": False}}, timeout=10)
+    monkeypatch.setattr(BatchSimpleBackend, "_mark_job_as_finished", leave_running)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.setenv("PANOPIPE_S3_ENDPOINT_URL", moto_server)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    probe = World(moto_server, "", "")
+    probe.client("s3").create_bucket(Bucket=BUCKET)
+    queue, definition = create_batch(probe.client)
     yield World(moto_server, queue, definition)
 
 
-__all__ = ["BUCKET", "Containers", "World", "manifest_of", "moto_server", "set_status", "world"]
+__all__ = [
+    "BUCKET",
+    "Containers",
+    "World",
+    "create_batch",
+    "manifest_of",
+    "moto_server",
+    "set_status",
+    "world",
+]
