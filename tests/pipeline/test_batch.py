@@ -53,6 +53,8 @@ def cli(project: tuple[str, Path], *args: str) -> tuple[int, object]:
 
 
 def test_run_submits_one_array_job_per_step_and_status_records_the_results(project, world: World):
+    # moto runs no container and would mark every job SUCCEEDED at once: jobs stay RUNNING, Containers runs
+    # `panopipe worker run` for each child and then ends it in moto's model.
     containers = Containers(world)
 
     code, report = cli(project, "run", "--executor", "batch")
@@ -92,6 +94,7 @@ def test_run_submits_one_array_job_per_step_and_status_records_the_results(proje
 
 
 def test_run_wait_follows_every_step_to_the_end(project, world: World):
+    # moto starts no container: a thread plays Batch's side while the run waits, as in the test above.
     containers = Containers(world)
     stop = threading.Event()
 
@@ -120,6 +123,9 @@ def test_run_wait_follows_every_step_to_the_end(project, world: World):
 
 
 def test_children_that_die_fail_their_jobs_with_batchs_reason_and_run_retries_only_them(project, world):
+    # moto reclaims no Spot host and kills no container: the children's end (FAILED with Batch's status
+    # reason and exit code, or SUCCEEDED without having run) is set in moto's job model; moto's ListJobs
+    # gives no arrayProperties.index (the executor reads it from the child's id).
     containers = Containers(world)
     cli(project, "run", "--executor", "batch", "--steps", "apply-metadata")
     spot = "Host EC2 (instance i-0123456789abcdef0) terminated."

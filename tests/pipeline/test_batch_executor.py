@@ -47,7 +47,6 @@ def submit_request(size: int | None) -> dict[str, object]:
         "jobQueue": "queue",
         "jobDefinition": "worker:1",
         "containerOverrides": ANY,
-        "tags": {"panopipe:step": "derive"},
     }
     if size is not None:
         request["arrayProperties"] = {"size": size}

@@ -113,7 +113,6 @@ class BatchExecutor(Executor):
             "jobQueue": self.job_queue,
             "jobDefinition": self.job_definition,
             "containerOverrides": {"environment": [{"name": ENV_MANIFEST, "value": manifest.uri}]},
-            "tags": {"panopipe:step": step},
         }
         if size > 1:  # an array job has 2 to 10,000 children
             request["arrayProperties"] = {"size": size}
