@@ -70,6 +70,10 @@ def test_run_submits_one_array_job_per_step_and_status_records_the_results(proje
         f"{prefix}manifest.json",
     ]
     assert cli(project, "status", "--offline")[1]["jobs"] == {"apply-metadata": {"queued": SHOTS}}
+    planned = cli(project, "plan", "--steps", "apply-metadata")[1]
+    assert {row["reason"] for row in planned} == {
+        f"in flight on batch ({array['jobId']}:{i})" for i in range(children)
+    }
 
     # Jobs in flight are never submitted again.
     assert cli(project, "run", "--executor", "batch")[1]["counts"] == {}

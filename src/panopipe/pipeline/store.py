@@ -173,7 +173,15 @@ def failed_jobs(
     primary = sa.or_(*(sa.and_(*_primary(step.name, table=a)) for step in steps))
     few = _few_keys(conn, selected)
     query = (
-        sa.select(jobs.c.step, jobs.c.subject, jobs.c.status, jobs.c.reason, jobs.c.error)
+        sa.select(
+            jobs.c.step,
+            jobs.c.subject,
+            jobs.c.status,
+            jobs.c.reason,
+            jobs.c.error,
+            jobs.c.executor,
+            jobs.c.external_id,
+        )
         .select_from(
             jobs.outerjoin(a, sa.and_(a.c.step == jobs.c.step, a.c.subject == jobs.c.subject, primary))
         )
@@ -197,6 +205,8 @@ def failed_jobs(
             reason = row.reason or "marked stale"
         elif row.status == "failed":
             reason = f"failed before: {row.error}"
+        elif row.external_id is not None:  # submitted to a remote executor: `run` leaves it be
+            reason = f"in flight on {row.executor} ({row.external_id})"
         else:
             reason = f"{row.status} before, not finished"
         reasons.setdefault((row.step, kind), {})[key] = reason
