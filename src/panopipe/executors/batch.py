@@ -18,18 +18,15 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from panopipe.catalog.types import utcnow
-from panopipe.config import ENV_MANIFEST
+from panopipe.config import ENV_MANIFEST, Settings
 from panopipe.errors import ConfigError
 from panopipe.executors.base import Executor, JobState, JobStatus
 from panopipe.executors.manifest import Submission, chunk_count
 from panopipe.executors.throttle import RateLimiter, call_aws
 from panopipe.steps.base import JobOutcome, JobSpec
-
-if TYPE_CHECKING:
-    from panopipe.config import Settings
 
 MAX_CHILDREN = 10_000
 """The most children AWS Batch allows in one array job."""
@@ -37,8 +34,6 @@ SUBMIT_RATE = 40.0
 """SubmitJob calls per second at most (AWS allows 50 per second per account; leave room for others)."""
 DESCRIBE_IDS = 100
 """Job ids per DescribeJobs call (the API's limit)."""
-DEFAULT_CHUNK_JOBS = 200
-_QUEUED = frozenset({"SUBMITTED", "PENDING", "RUNNABLE", "STARTING"})
 
 
 @dataclass(slots=True)
@@ -64,8 +59,8 @@ class BatchExecutor(Executor):
         job_definition: str,
         work_uri: str,
         *,
-        chunk_jobs: int = DEFAULT_CHUNK_JOBS,
-        poll_interval_s: float = 15.0,
+        chunk_jobs: int = Settings.batch_chunk_jobs,
+        poll_interval_s: float = Settings.batch_poll_s,
         settings: Settings | None = None,
         batch_client: Any = None,
         limiter: RateLimiter | None = None,
@@ -254,4 +249,4 @@ def _reason(job: Mapping[str, Any]) -> str:
     return f"AWS Batch job {job['jobId']} failed: {found or 'no reason given'}"
 
 
-__all__ = ["DEFAULT_CHUNK_JOBS", "DESCRIBE_IDS", "MAX_CHILDREN", "SUBMIT_RATE", "BatchExecutor"]
+__all__ = ["DESCRIBE_IDS", "MAX_CHILDREN", "SUBMIT_RATE", "BatchExecutor"]
