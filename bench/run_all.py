@@ -38,6 +38,7 @@ SCRIPTS = (
     "handler",
     "codec",
     "startup",
+    "batch_submit",
 )
 START, END = "<!-- fair-figures:start -->", "<!-- fair-figures:end -->"
 

@@ -34,6 +34,12 @@ ENV_AWS_PROFILE = "AWS_PROFILE"
 ENV_OUTPUT_PREFIX = "PANOPIPE_OUTPUT_PREFIX"
 ENV_BUCKETS = "PANOPIPE_BUCKETS"
 ENV_EXECUTOR = "PANOPIPE_EXECUTOR"
+ENV_BATCH_JOB_QUEUE = "PANOPIPE_BATCH_JOB_QUEUE"
+ENV_BATCH_JOB_DEFINITION = "PANOPIPE_BATCH_JOB_DEFINITION"
+ENV_BATCH_CHUNK_JOBS = "PANOPIPE_BATCH_CHUNK_JOBS"
+ENV_BATCH_POLL_S = "PANOPIPE_BATCH_POLL_S"
+ENV_MANIFEST = "PANOPIPE_MANIFEST"
+"""The manifest a worker job runs a chunk of (set by the ``batch`` executor when it submits)."""
 ENV_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
 
 DEFAULT_CATALOG = "panopipe.db"
@@ -122,8 +128,18 @@ class Settings:
     )
     executor: str | None = _key(
         None,
-        "Where jobs run: `local` (a process pool), `inline` (in this process) or `none` (plan only).",
+        "Where jobs run: `local` (a process pool), `inline` (in this process), `batch` (AWS Batch) or `none` (plan only).",
         "`local` for `panopipe run`, `inline` for the event handler",
+    )
+    batch_job_queue: str | None = _key(
+        None, "The AWS Batch job queue of the `batch` executor (the stack's `JobQueueArn` output)."
+    )
+    batch_job_definition: str | None = _key(
+        None, "The worker job definition of the `batch` executor (the stack's `JobDefinitionArn` output)."
+    )
+    batch_chunk_jobs: int = _key(200, "Jobs per array child of the `batch` executor: a few minutes of work.")
+    batch_poll_s: float = _key(
+        15.0, "Seconds between two looks at AWS Batch while `panopipe run --wait` follows."
     )
     ingest: IngestRules = field(default_factory=IngestRules)
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -180,6 +196,10 @@ ENVIRONMENT = {
     "output_prefix": ENV_OUTPUT_PREFIX,
     "buckets": ENV_BUCKETS,
     "executor": ENV_EXECUTOR,
+    "batch_job_queue": ENV_BATCH_JOB_QUEUE,
+    "batch_job_definition": ENV_BATCH_JOB_DEFINITION,
+    "batch_chunk_jobs": ENV_BATCH_CHUNK_JOBS,
+    "batch_poll_s": ENV_BATCH_POLL_S,
 }
 """The environment variable of each ``[panopipe]`` key that has one."""
 
@@ -190,6 +210,17 @@ def project_content(data: dict[str, Any]) -> dict[str, Any]:
     if "project" in data.get("panopipe", {}):
         content["panopipe"] = {"project": data["panopipe"]["project"]}
     return content
+
+
+def _positive(name: str, value: Any, kind: type[int] | type[float]) -> Any:
+    """``value`` (a number, or the text of one from the environment) as a ``kind`` above zero."""
+    try:
+        number = kind(value) if isinstance(value, str | int | float) and not isinstance(value, bool) else None
+    except ValueError:
+        number = None
+    if number is None or number <= 0 or (kind is int and isinstance(value, float)):
+        raise ConfigError(f"{name} must be a {'whole ' if kind is int else ''}number above 0, got {value!r}")
+    return number
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
@@ -227,6 +258,9 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         values["buckets"] = tuple(name.strip() for name in names if name.strip())
     if values.get("executor") is not None:
         check_executor(values["executor"])
+    for name, kind in (("batch_chunk_jobs", int), ("batch_poll_s", float)):
+        if name in values:
+            values[name] = _positive(name, values[name], kind)
     local = project_content(data) if data else None
     settings = Settings(config_file=path if data else None, origins=origins, local_project=local)
     return replace(settings, **values)
@@ -290,11 +324,16 @@ __all__ = [
     "ENVIRONMENT",
     "ENV_AWS_PROFILE",
     "ENV_AWS_REGION",
+    "ENV_BATCH_CHUNK_JOBS",
+    "ENV_BATCH_JOB_DEFINITION",
+    "ENV_BATCH_JOB_QUEUE",
+    "ENV_BATCH_POLL_S",
     "ENV_BUCKETS",
     "ENV_CATALOG",
     "ENV_CONFIG",
     "ENV_EXECUTOR",
     "ENV_LAMBDA_FUNCTION_NAME",
+    "ENV_MANIFEST",
     "ENV_OUTPUT_PREFIX",
     "ENV_S3_ENDPOINT_URL",
     "PROJECT_SECTIONS",

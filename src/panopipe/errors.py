@@ -92,6 +92,12 @@ class StackNotFoundError(StackError):
     exit_code = 9
 
 
+class ManifestError(PanopipeError):
+    """A worker's manifest or chunk (``panopipe worker run --manifest``) is missing or malformed."""
+
+    exit_code = 10
+
+
 def is_transient_os_error(error: OSError) -> bool:
     """Whether the OSError ``error`` is worth retrying (:data:`TRANSIENT_ERRNOS`)."""
     return error.errno in TRANSIENT_ERRNOS
@@ -103,6 +109,7 @@ __all__ = [
     "CatalogUnreachableError",
     "ConfigError",
     "EventError",
+    "ManifestError",
     "MetadataError",
     "NotFoundError",
     "ObjectExistsError",

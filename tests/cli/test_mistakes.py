@@ -163,6 +163,7 @@ def test_no_command_shows_a_traceback(capsys, tmp_path: Path):
         "db migrate": ["--to", "postgresql://u@127.0.0.1:1/x"],
         "events handle": [str(EVENT)],
         "worker events": ["--queue-url", "http://127.0.0.1:1/q", "--max-polls", "1"],
+        "worker run": ["--manifest", str(tmp_path / "manifest.json"), "--index", "0"],
         "demo": ["--folder", str(tmp_path / "demo"), "--shots", "1"],
     }
     mistakes = {

@@ -6,7 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.pipeline.batch_world import moto_server, world  # noqa: F401 - fixtures of the batch tests
 from tests.pipeline.captures import RIG, Project
+from tests.storage.conftest import aws_env  # noqa: F401 - a fixture of the batch tests
 
 from panopipe.catalog import Catalog
 from panopipe.config import Settings

@@ -16,6 +16,7 @@ from panopipe.config import Settings, load_settings
 from panopipe.errors import ConfigError
 from panopipe.events.handler import EventHandler
 from panopipe.executors import EVENT_EXECUTOR, EXECUTORS, InlineExecutor, LocalExecutor, build_executor
+from panopipe.executors.batch import BatchExecutor
 from panopipe.pipeline import run
 
 
@@ -29,12 +30,40 @@ def test_each_name_builds_its_executor_with_the_retry_settings() -> None:
     assert build_executor("none") is None
     assert isinstance(build_executor(None), LocalExecutor), "unset: the pipeline run's pool"
     assert isinstance(build_executor(None, default=EVENT_EXECUTOR), InlineExecutor)
-    assert EXECUTORS == ("local", "inline", "none")
+    assert EXECUTORS == ("local", "inline", "batch", "none")
+
+
+def test_the_batch_executor_needs_its_queue_its_definition_and_an_s3_output(monkeypatch) -> None:
+    for name in ("PANOPIPE_BATCH_JOB_QUEUE", "PANOPIPE_BATCH_JOB_DEFINITION", "PANOPIPE_BATCH_CHUNK_JOBS"):
+        monkeypatch.delenv(name, raising=False)
+    ready = Settings(batch_job_queue="queue", batch_job_definition="worker:1", batch_chunk_jobs=50)
+
+    built = build_executor("batch", settings=ready, work_uri="s3://bucket/out/_batch/")
+
+    assert isinstance(built, BatchExecutor) and (built.job_queue, built.chunk_jobs) == ("queue", 50)
+    with pytest.raises(
+        ConfigError,
+        match=r"needs batch_job_queue \(\[panopipe\] batch_job_queue or \$PANOPIPE_BATCH_JOB_QUEUE",
+    ):
+        build_executor("batch", settings=Settings(batch_job_definition="d"), work_uri="s3://b/o/_batch/")
+    with pytest.raises(ConfigError, match="needs batch_job_definition"):
+        build_executor("batch", settings=Settings(batch_job_queue="q"), work_uri="s3://b/o/_batch/")
+    with pytest.raises(
+        ConfigError, match=r"workers write to S3: set \[steps.pipeline\] output .* not '/tmp/out'"
+    ):
+        build_executor("batch", settings=ready, work_uri="/tmp/out/_batch/")
+    monkeypatch.setenv("PANOPIPE_BATCH_CHUNK_JOBS", "lots")
+    with pytest.raises(ConfigError, match="batch_chunk_jobs must be a whole number above 0, got 'lots'"):
+        load_settings()
+    monkeypatch.setenv("PANOPIPE_BATCH_CHUNK_JOBS", "500")
+    assert load_settings().batch_chunk_jobs == 500
 
 
 def test_unknown_names_and_workers_without_a_pool_are_refused() -> None:
-    with pytest.raises(ConfigError, match="unknown executor 'batch': choose one of local, inline, none"):
-        build_executor("batch")
+    with pytest.raises(
+        ConfigError, match="unknown executor 'fargate': choose one of local, inline, batch, none"
+    ):
+        build_executor("fargate")
     with pytest.raises(ConfigError, match="workers need local"):
         build_executor("inline", workers=2)
 
@@ -42,7 +71,9 @@ def test_unknown_names_and_workers_without_a_pool_are_refused() -> None:
 def test_settings_check_the_name_against_the_same_registry(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PANOPIPE_EXECUTOR", "lambda")
-    with pytest.raises(ConfigError, match="unknown executor 'lambda': choose one of local, inline, none"):
+    with pytest.raises(
+        ConfigError, match="unknown executor 'lambda': choose one of local, inline, batch, none"
+    ):
         load_settings()
     monkeypatch.setenv("PANOPIPE_EXECUTOR", "inline")
     assert load_settings().executor == "inline"

@@ -18,6 +18,7 @@ from panopipe.cli import (
     ingest_command,
     render,
     sync_command,
+    worker_command,
 )
 from panopipe.cli import pipeline as pipeline_commands
 
@@ -60,6 +61,7 @@ def options(
 
 app.add_typer(db.app, name="db")
 app.add_typer(events_commands.app, name="events")
+events_commands.worker_app.command("run")(worker_command.worker_run)
 app.add_typer(events_commands.worker_app, name="worker")
 app.add_typer(dev_commands.app, name="dev")
 app.add_typer(cloud_commands.app, name="cloud")

@@ -72,8 +72,9 @@ def run(
         str | None,
         typer.Option(
             "--executor",
-            help="Where jobs run: local (a pool of --workers processes) or inline (one after the other in "
-            f"this process). Default: ${ENV_EXECUTOR}, the config file, local.",
+            help="Where jobs run: local (a pool of --workers processes), inline (one after the other in "
+            "this process) or batch (AWS Batch array jobs; the command returns once they are submitted). "
+            f"Default: ${ENV_EXECUTOR}, the config file, local.",
             show_default=False,
         ),
     ] = None,
@@ -91,11 +92,18 @@ def run(
             "--max-vcpus", min=1, help="With --estimate: vCPUs Batch runs at once (default: the stack's, 16)."
         ),
     ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", help="With --executor batch: follow the jobs until they end, step by step."),
+    ] = False,
     as_json: JsonOption = False,
 ) -> int:
-    """Run the stale jobs of the pipeline on this machine; failed items do not stop the others.
+    """Run the stale jobs of the pipeline; failed items do not stop the others.
 
-    Exits with code 6 when a job failed (see `panopipe status`). Example: panopipe run --reel R001 --workers 4;
+    With --executor batch, jobs go to AWS Batch and the command returns: `panopipe status` follows them, and
+    `run` again retries what failed and submits the next steps (never a job still in flight).
+    Exits with code 6 when a job failed (see `panopipe status`).
+    Example: panopipe run --reel R001 --workers 4; panopipe run --executor batch --wait;
     panopipe run --estimate --max-vcpus 64
     """
     if estimate:
@@ -117,13 +125,20 @@ def run(
             force=force,
             workers=workers,
             progress=lambda step, done, total: bar(done, total),
+            wait=wait,
         )
     if as_json:
         render.print_json(report.to_dict())
     else:
         rows = [{"step": step, **counts} for step, counts in report.counts.items()]
-        render.print_rows(rows, ("step", "succeeded", "failed", "cancelled"), as_json=False)
+        submitted = any("submitted" in counts for counts in report.counts.values())
+        columns = ("step", "succeeded", "failed", "cancelled", *(("submitted",) if submitted else ()))
+        render.print_rows(rows, columns, as_json=False)
         render.warn_each((f"{f.step} {f.subject}", f.error) for f in report.failures)
+        if submitted:
+            render.stderr.print(
+                "submitted: follow with `panopipe status`, then `panopipe run` for the next steps"
+            )
         render.stderr.print(f"done in {report.seconds:.1f} s" if report.counts else "nothing to do")
     return 0 if report.ok else StepError.exit_code
 
@@ -166,14 +181,23 @@ def _usd(value: float) -> str:
 
 
 @uses_catalog
-def status(catalog: Catalog, settings: Settings, as_json: JsonOption = False) -> None:
+def status(
+    catalog: Catalog,
+    settings: Settings,
+    offline: Annotated[
+        bool,
+        typer.Option("--offline", help="Do not ask AWS Batch about jobs in flight; show the catalog only."),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
     """Show job counts per step and status, and the failures with their reasons.
 
-    Example: panopipe status --json
+    Jobs in flight on AWS Batch are asked about first: those that ended are recorded, failures with Batch's
+    reason. Example: panopipe status --json
     """
     from panopipe import pipeline
 
-    current = pipeline.status(catalog)
+    current = pipeline.status(catalog, settings, refresh=not offline)
     if as_json:
         render.print_json(current.to_dict())
         return

@@ -9,10 +9,11 @@ from what :meth:`Executor.describe` reports.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from panopipe.errors import ConfigError
 from panopipe.steps.base import JobOutcome, JobSpec
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -34,6 +35,9 @@ class Executor(ABC):
 
     name: ClassVar[str]
     poll_interval_s: float = 0.05
+    detached: ClassVar[bool] = False
+    """Whether jobs outlive the process that submitted them (a remote queue): a run may return once they are
+    submitted, and another process follows them with :meth:`attach`."""
 
     @abstractmethod
     def submit(self, jobs: Sequence[JobSpec]) -> list[str]:
@@ -46,6 +50,14 @@ class Executor(ABC):
     @abstractmethod
     def cancel(self, handles: Sequence[str]) -> None:
         """Stop the jobs that have not finished; finished jobs are left alone."""
+
+    def external_ids(self, handles: Sequence[str]) -> list[str | None]:
+        """Where each job runs, as the remote system names it (recorded with the job); ``None`` locally."""
+        return [None] * len(handles)
+
+    def attach(self, jobs: Mapping[str, str]) -> list[str]:
+        """Handles of jobs submitted earlier, given as ``{job id: external id}`` (detached executors only)."""
+        raise ConfigError(f"the {self.name} executor's jobs end with the process that submitted them")
 
     def close(self) -> None:  # noqa: B027 - executors without resources need nothing
         """Release the executor's resources (workers, clients)."""

@@ -15,16 +15,20 @@ from typing import TYPE_CHECKING
 from panopipe.errors import ConfigError
 
 if TYPE_CHECKING:
+    from panopipe.config import Settings
     from panopipe.executors.base import Executor
 
 
 @dataclass(frozen=True, slots=True)
 class ExecutorOptions:
-    """How jobs are retried (transient errors) and, for a process pool, how many workers run them."""
+    """How jobs are retried (transient errors); for a process pool, how many workers run them; for a remote
+    executor, its settings and the storage URI where it keeps manifests and results (``work_uri``)."""
 
     retries: int = 2
     backoff_s: float = 0.5
     workers: int | None = None
+    settings: Settings | None = None
+    work_uri: str | None = None
 
 
 def _local(options: ExecutorOptions) -> Executor:
@@ -41,6 +45,37 @@ def _inline(options: ExecutorOptions) -> Executor:
     return InlineExecutor(retries=options.retries, backoff_s=options.backoff_s)
 
 
+def _batch(options: ExecutorOptions) -> Executor:
+    from panopipe.config import ENV_BATCH_JOB_DEFINITION, ENV_BATCH_JOB_QUEUE, Settings
+    from panopipe.executors.batch import BatchExecutor
+
+    settings = options.settings or Settings()
+    queue, definition = settings.batch_job_queue, settings.batch_job_definition
+    for name, env, value in (
+        ("batch_job_queue", ENV_BATCH_JOB_QUEUE, queue),
+        ("batch_job_definition", ENV_BATCH_JOB_DEFINITION, definition),
+    ):
+        if not value:
+            raise ConfigError(
+                f"the batch executor needs {name} ([panopipe] {name} or ${env}; `panopipe cloud status` shows "
+                "the stack's JobQueueArn and JobDefinitionArn)"
+            )
+    work_uri = options.work_uri or ""
+    if not work_uri.startswith("s3://"):
+        raise ConfigError(
+            "the batch executor's workers write to S3: set [steps.pipeline] output to an s3:// URI, not "
+            f"{work_uri.removesuffix('/_batch/')!r}"
+        )
+    return BatchExecutor(
+        queue or "",
+        definition or "",
+        work_uri,
+        chunk_jobs=settings.batch_chunk_jobs,
+        poll_interval_s=settings.batch_poll_s,
+        settings=settings,
+    )
+
+
 def _none(options: ExecutorOptions) -> None:
     return None
 
@@ -48,12 +83,14 @@ def _none(options: ExecutorOptions) -> None:
 _BUILDERS: dict[str, Callable[[ExecutorOptions], Executor | None]] = {
     "local": _local,
     "inline": _inline,
+    "batch": _batch,
     "none": _none,
 }
 
 EXECUTORS: tuple[str, ...] = tuple(_BUILDERS)
 """The executor names: ``local`` (a process pool over all cores), ``inline`` (in the calling process, one job
-after the other), ``none`` (plan only: jobs are listed, not run)."""
+after the other), ``batch`` (AWS Batch array jobs; the run returns once they are submitted), ``none`` (plan
+only: jobs are listed, not run)."""
 
 
 def check_executor(name: str) -> str:
@@ -76,11 +113,15 @@ def build_executor(
     retries: int = 2,
     backoff_s: float = 0.5,
     workers: int | None = None,
+    settings: Settings | None = None,
+    work_uri: str | None = None,
 ) -> Executor | None:
     """The executor ``name`` (else ``default``) names, retrying transient errors ``retries`` times from
     ``backoff_s`` seconds; ``None`` for ``none``. ``workers`` sizes the local process pool (default: one per
-    core)."""
-    return _BUILDERS[check_executor(name or default)](ExecutorOptions(retries, backoff_s, workers))
+    core); ``settings`` configure the ``batch`` executor, which keeps manifests and results under the S3 URI
+    ``work_uri``."""
+    options = ExecutorOptions(retries, backoff_s, workers, settings, work_uri)
+    return _BUILDERS[check_executor(name or default)](options)
 
 
 __all__ = [

@@ -69,6 +69,15 @@ class LocalExecutor(Executor):
         for handle in handles:
             self._futures[handle].cancel()
 
+    def abandon(self) -> None:
+        """Stop the worker processes now: jobs still running end without an outcome (a worker stopped by
+        SIGTERM leaves them to its next attempt)."""
+        if self._pool is not None:
+            # ProcessPoolExecutor has no public way to stop its processes before Python 3.14 (kill_workers).
+            for process in list(self._pool._processes.values()):
+                process.kill()  # SIGKILL: a forked worker may have inherited a handler that ignores SIGTERM
+        self.close()
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)

@@ -3,17 +3,22 @@
 Steps run in order; each step is planned just before it runs, so a job whose upstream reran in this run sees
 the new upstream output. An artifact is recorded only after its job reported the output complete (outputs are
 written atomically). On Ctrl-C, jobs that have not finished are cancelled and marked ``cancelled``.
+
+With a detached executor (AWS Batch) a run may return once its jobs are submitted: they stay ``queued`` with
+their external ids, :func:`~panopipe.pipeline.remote.refresh` records how they ended, and a subject with a
+job in flight gets no other job (of any step) until it has ended: later steps run in a later run. Ctrl-C
+while following them stops following; the jobs go on.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from panopipe.catalog import Catalog, Selection
-from panopipe.catalog.subjects import KINDS, load_subjects, selected_subjects
+from panopipe.catalog.subjects import KINDS, load_subjects, selected_subjects, subject_id
 from panopipe.catalog.types import new_id
 from panopipe.config import Settings
 from panopipe.errors import ConfigError
@@ -21,7 +26,16 @@ from panopipe.executors.base import FINISHED, Executor
 from panopipe.executors.factory import build_executor
 from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.planner import Work, plan, plan_step
-from panopipe.pipeline.store import record_cancelled, record_finished, record_submitted, taken_outputs
+from panopipe.pipeline.remote import refresh, work_uri
+from panopipe.pipeline.store import (
+    candidates,
+    failed_jobs,
+    record_cancelled,
+    record_external_ids,
+    record_finished,
+    record_submitted,
+    taken_outputs,
+)
 from panopipe.steps.base import JobSpec, Step, discard_outputs
 
 Progress = Callable[[str, int, int], None]
@@ -39,7 +53,8 @@ class Failure:
 
 @dataclass(slots=True)
 class RunReport:
-    """What a run did: finished jobs per step and status, and the failures."""
+    """What a run did: jobs per step and status (``submitted``: left running on a detached executor), and
+    the failures."""
 
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
@@ -48,7 +63,7 @@ class RunReport:
     @property
     def ok(self) -> bool:
         """Whether every job succeeded."""
-        return not self.failures and all(set(c) <= {"succeeded"} for c in self.counts.values())
+        return not self.failures and all(set(c) <= {"succeeded", "submitted"} for c in self.counts.values())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,36 +83,47 @@ def run(
     executor: Executor | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
+    wait: bool = True,
 ) -> RunReport:
     """Run what :func:`~panopipe.pipeline.plan` lists, step by step; failed items do not stop the others.
 
     ``executor`` defaults to the one ``settings.executor`` names (unset: a local pool of ``workers`` processes,
-    default all cores), closed at the end. Raises :class:`ConfigError` before running anything if a step's
+    default all cores), closed at the end. With a detached executor (``batch``), jobs in flight are
+    refreshed first and never submitted again; unless ``wait``, the run returns once the jobs it can plan now
+    are submitted (counted ``submitted``). Raises :class:`ConfigError` before running anything if a step's
     configuration cannot work (e.g. a publish template that collides or escapes its root).
     """
+    settings = settings or Settings()
     pipeline = load_pipeline(catalog, settings, steps)
     selection = selection or Selection()
     report = RunReport()
     started = time.perf_counter()
-    planned = plan(catalog, selection, steps, settings, force=force)
-    counts = planned.counts()
-    for step in pipeline.steps:
-        _validate(catalog, step, {item.subject for item in planned if item.step == step.name})
     own = executor is None
     executor = executor or build_executor(
-        (settings or Settings()).executor,
+        settings.executor,
         retries=pipeline.retries,
         backoff_s=pipeline.backoff_s,
         workers=workers,
+        settings=settings,
+        work_uri=work_uri(pipeline),
     )
     if executor is None:
-        raise ConfigError("executor 'none' only plans jobs: choose local or inline to run them")
+        raise ConfigError("executor 'none' only plans jobs: choose local, inline or batch to run them")
     try:
-        # A step without jobs in the plan gets none during the run: jobs that follow an upstream job are in it.
-        for step in (step for step in pipeline.steps if counts[step.name]):
-            work = _plan(catalog, selection, step, force)
-            if work:
-                _execute(catalog, executor, work, report, progress)
+        busy = refresh(catalog, settings, executor=executor).in_flight
+        if executor.detached and not wait:
+            _submit_due(catalog, selection, pipeline.steps, force, executor, busy, report)
+        else:
+            planned = plan(catalog, selection, steps, settings, force=force)
+            counts = planned.counts()
+            for step in pipeline.steps:
+                subjects = {item.subject for item in planned if item.step == step.name} - busy
+                _validate(catalog, step, subjects)
+            # A step without jobs in the plan gets none during the run: jobs that follow an upstream job are in it.
+            for step in (step for step in pipeline.steps if counts[step.name]):
+                work = _plan(catalog, selection, step, force, busy)
+                if work:
+                    _execute(catalog, executor, work, report, progress)
     finally:
         if own:
             executor.close()
@@ -105,9 +131,43 @@ def run(
     return report
 
 
-def _plan(catalog: Catalog, selection: Selection, step: Step, force: bool) -> list[Work]:
+def _submit_due(
+    catalog: Catalog,
+    selection: Selection,
+    steps: Sequence[Step],
+    force: bool,
+    executor: Executor,
+    busy: set[str],
+    report: RunReport,
+) -> None:
+    """Submit, step by step, the jobs due now: not those of subjects in flight, nor (as their subjects join
+    ``busy``) those that follow a job submitted earlier in the loop; they wait for a later run."""
+    for step in steps:
+        work = _plan(catalog, selection, step, force, busy)
+        if not work:
+            continue
+        _validate(catalog, step, {w.subject.id for w in work})
+        _submit(catalog, executor, work)
+        counts = report.counts.setdefault(step.name, {})
+        counts["submitted"] = counts.get("submitted", 0) + len(work)
+        busy.update(w.subject.id for w in work)
+
+
+def _plan(catalog: Catalog, selection: Selection, step: Step, force: bool, busy: set[str]) -> list[Work]:
+    """The jobs of ``step`` due now, leaving out the subjects in ``busy`` before they are loaded."""
     with catalog.transaction() as conn, selected_subjects(conn, selection) as selected:
-        return plan_step(conn, step, selected, force=force)
+        found = None
+        if not force:
+            found = {
+                kind: {key for key in keys if subject_id(kind, key) not in busy}
+                for kind, keys in candidates(conn, [step], selected)[step.name].items()
+            }
+        failed = {
+            kind: {key: why for key, why in reasons.items() if subject_id(kind, key) not in busy}
+            for kind, reasons in failed_jobs(conn, [step], selected)[step.name].items()
+        }
+        work = plan_step(conn, step, selected, found, failed, force=force)
+    return [w for w in work if w.subject.id not in busy]
 
 
 def _validate(catalog: Catalog, step: Step, subject_ids: set[str]) -> None:
@@ -129,9 +189,9 @@ def _validate(catalog: Catalog, step: Step, subject_ids: set[str]) -> None:
         step.validate(subjects, taken_outputs(conn, step.name, uris))
 
 
-def _execute(
-    catalog: Catalog, executor: Executor, work: Sequence[Work], report: RunReport, progress: Progress | None
-) -> None:
+def _submit(catalog: Catalog, executor: Executor, work: Sequence[Work]) -> tuple[list[JobSpec], list[str]]:
+    """Record the jobs of ``work`` as queued and submit them; their specs (whose ids are the job rows' ids,
+    as results name them) and handles."""
     step = work[0].step
     specs = [
         JobSpec(
@@ -143,9 +203,22 @@ def _execute(
         )
         for w in work
     ]
-    by_id = dict(zip((s.id for s in specs), work, strict=True))
     job_ids = record_submitted(catalog, specs, [w.reason for w in work], executor.name)
+    specs = [replace(spec, id=job_ids[spec.id]) for spec in specs]
     handles = executor.submit(specs)
+    if executor.detached:
+        record_external_ids(
+            catalog, dict(zip((s.id for s in specs), executor.external_ids(handles), strict=True))
+        )
+    return specs, handles
+
+
+def _execute(
+    catalog: Catalog, executor: Executor, work: Sequence[Work], report: RunReport, progress: Progress | None
+) -> None:
+    step = work[0].step
+    specs, handles = _submit(catalog, executor, work)
+    by_id = dict(zip((s.id for s in specs), work, strict=True))
     spec_of = dict(zip(handles, specs, strict=True))
     pending = list(handles)
     counts = report.counts.setdefault(step.name, {})
@@ -156,9 +229,7 @@ def _execute(
             for state in states:
                 spec = spec_of[state.handle]
                 item = by_id[spec.id]
-                superseded = record_finished(
-                    catalog, job_ids[spec.id], step, item.subject, item.fingerprint, state
-                )
+                superseded = record_finished(catalog, spec.id, step, item.subject, item.fingerprint, state)
                 discard_outputs(superseded)
                 counts[state.status] = counts.get(state.status, 0) + 1
                 if state.status == "failed" and state.outcome is not None:
@@ -171,8 +242,10 @@ def _execute(
             else:
                 time.sleep(executor.poll_interval_s)
     except KeyboardInterrupt:
+        if executor.detached:
+            raise  # the jobs go on where they run; `panopipe status` follows them
         executor.cancel(pending)
-        record_cancelled(catalog, [job_ids[spec_of[h].id] for h in pending])
+        record_cancelled(catalog, [spec_of[h].id for h in pending])
         counts["cancelled"] = counts.get("cancelled", 0) + len(pending)
         raise
 

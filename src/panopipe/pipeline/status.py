@@ -9,6 +9,7 @@ from typing import Any
 
 from panopipe.catalog import Catalog
 from panopipe.catalog.records import to_json_value
+from panopipe.config import Settings
 from panopipe.pipeline.estimate import CostComparison, Rates, estimate_vs_actual
 from panopipe.pipeline.store import job_status
 
@@ -51,9 +52,21 @@ class Status:
         }
 
 
-def status(catalog: Catalog, *, failures_limit: int = 1000, rates: Rates | None = None) -> Status:
+def status(
+    catalog: Catalog,
+    settings: Settings | None = None,
+    *,
+    refresh: bool = False,
+    failures_limit: int = 1000,
+    rates: Rates | None = None,
+) -> Status:
     """Job counts by step and status (the latest job of each subject), up to ``failures_limit`` failures, and
-    the cost of each step's latest submission against its estimate."""
+    the cost of each step's latest submission against its estimate; with ``refresh``, jobs in flight on AWS
+    Batch are asked about first (:func:`~panopipe.pipeline.remote.refresh`)."""
+    if refresh:
+        from panopipe.pipeline.remote import refresh as refresh_remote
+
+        refresh_remote(catalog, settings)
     counts, made, failed = job_status(catalog, failures_limit)
     failures = tuple(JobFailure(*row) for row in failed)
     return Status(counts, made, failures, estimate_vs_actual(catalog), rates or Rates())

@@ -173,7 +173,15 @@ def failed_jobs(
     primary = sa.or_(*(sa.and_(*_primary(step.name, table=a)) for step in steps))
     few = _few_keys(conn, selected)
     query = (
-        sa.select(jobs.c.step, jobs.c.subject, jobs.c.status, jobs.c.reason, jobs.c.error)
+        sa.select(
+            jobs.c.step,
+            jobs.c.subject,
+            jobs.c.status,
+            jobs.c.reason,
+            jobs.c.error,
+            jobs.c.executor,
+            jobs.c.external_id,
+        )
         .select_from(
             jobs.outerjoin(a, sa.and_(a.c.step == jobs.c.step, a.c.subject == jobs.c.subject, primary))
         )
@@ -197,6 +205,8 @@ def failed_jobs(
             reason = row.reason or "marked stale"
         elif row.status == "failed":
             reason = f"failed before: {row.error}"
+        elif row.external_id is not None:  # submitted to a remote executor: `run` leaves it be
+            reason = f"in flight on {row.executor} ({row.external_id})"
         else:
             reason = f"{row.status} before, not finished"
         reasons.setdefault((row.step, kind), {})[key] = reason
@@ -317,24 +327,85 @@ def record_submitted(
     catalog: Catalog, specs: Sequence[JobSpec], reasons: Sequence[str], executor: str
 ) -> dict[str, str]:
     """Record each job as queued (reusing the row of an earlier job with the same fingerprint); job ids by
-    spec id."""
-    ids: dict[str, str] = {}
+    spec id. Set-wise: one look-up per chunk of subjects, then one insert and one update for all."""
     now = utcnow()
+    values = {
+        "status": "queued",
+        "executor": executor,
+        "external_id": None,
+        "error": None,
+        "log": None,
+        "submitted_at": now,
+        "started_at": None,
+        "finished_at": None,
+    }
+    c = jobs.c
+    ids: dict[str, str] = {}
     with catalog.transaction() as conn:
+        existing: dict[tuple[str, str, str], str] = {}
+        for chunk in batched(specs, CHUNK):
+            query = sa.select(c.id, c.step, c.subject, c.fingerprint).where(
+                c.step.in_({s.step for s in chunk}), c.subject.in_({s.subject for s in chunk})
+            )
+            existing.update(
+                ((row.step, row.subject, row.fingerprint), str(row.id)) for row in conn.execute(query)
+            )
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
         for spec, reason in zip(specs, reasons, strict=True):
-            values = {
-                "status": "queued",
-                "reason": reason,
-                "executor": executor,
-                "external_id": None,
-                "error": None,
-                "log": None,
-                "submitted_at": now,
-                "started_at": None,
-                "finished_at": None,
-            }
-            ids[spec.id] = put_job(conn, spec.step, spec.subject, spec.fingerprint, values, job_id=spec.id)
+            key = (spec.step, spec.subject, spec.fingerprint)
+            job_id = existing.get(key)
+            if job_id is None:
+                job_id = existing[key] = spec.id
+                row = {
+                    "id": job_id,
+                    "step": spec.step,
+                    "subject": spec.subject,
+                    "fingerprint": spec.fingerprint,
+                }
+                inserts.append({**row, "reason": reason, **values})
+            else:
+                updates.append({"job_id": job_id, "why": reason})
+            ids[spec.id] = job_id
+        if inserts:
+            conn.execute(jobs.insert(), inserts)
+        if updates:
+            statement = jobs.update().where(c.id == sa.bindparam("job_id"))
+            conn.execute(statement.values(reason=sa.bindparam("why"), **values), updates)
     return ids
+
+
+def record_external_ids(catalog: Catalog, external_ids: Mapping[str, str | None]) -> None:
+    """Record where each job (by id) runs, as the remote executor names it, once it has been submitted."""
+    with catalog.transaction() as conn:
+        conn.execute(
+            jobs.update().where(jobs.c.id == sa.bindparam("job_id")).values(external_id=sa.bindparam("ext")),
+            [{"job_id": job_id, "ext": ext} for job_id, ext in external_ids.items()],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """A job submitted to a remote executor that has not been seen to finish."""
+
+    id: str
+    step: str
+    subject: str
+    fingerprint: str
+    executor: str
+    external_id: str
+
+
+def in_flight(catalog: Catalog, executors: Sequence[str]) -> list[InFlight]:
+    """The jobs queued or running on any of ``executors`` that have an external id, oldest first."""
+    c = jobs.c
+    query = (
+        sa.select(c.id, c.step, c.subject, c.fingerprint, c.executor, c.external_id)
+        .where(c.executor.in_(executors), c.status.in_(("queued", "running")), c.external_id.is_not(None))
+        .order_by(c.submitted_at, c.id)
+    )
+    with catalog.connect() as conn:
+        return [InFlight(*row) for row in conn.execute(query)]
 
 
 def record_finished(
@@ -587,10 +658,12 @@ def mark_stale(conn: sa.Connection, outputs: Iterable[tuple[StoredOutput, str]])
 
 __all__ = [
     "RERUN_STATUSES",
+    "InFlight",
     "Recorded",
     "StoredOutput",
     "candidates",
     "failed_jobs",
+    "in_flight",
     "job_seconds",
     "job_status",
     "latest_job_states",
@@ -601,6 +674,7 @@ __all__ = [
     "primary_outputs",
     "put_job",
     "record_cancelled",
+    "record_external_ids",
     "record_finished",
     "record_submitted",
     "recorded",

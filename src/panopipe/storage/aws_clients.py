@@ -45,22 +45,33 @@ def s3_client(
 
     With an endpoint URL the client uses path-style addressing, which S3-compatible servers expect.
     """
+    settings = settings or load_settings()
+    return aws_client(
+        "s3",
+        settings,
+        endpoint_url=settings.s3_endpoint_url,
+        retries={"mode": "standard", "max_attempts": MAX_RETRIES},
+        max_pool_connections=max_pool_connections,
+        s3={"addressing_style": "path"} if settings.s3_endpoint_url else None,
+    )
+
+
+def aws_client(
+    service: str, settings: Settings | None = None, *, endpoint_url: str | None = None, **config: Any
+) -> Any:
+    """A boto3 client of ``service`` in the region and profile of ``settings``, with botocore ``config``
+    (retries, pools); ``endpoint_url`` else boto3's own (``AWS_ENDPOINT_URL``...)."""
     import boto3
     import botocore.config
     import botocore.exceptions
 
     settings = settings or load_settings()
-    config = botocore.config.Config(
-        region_name=settings.aws_region,
-        retries={"mode": "standard", "max_attempts": MAX_RETRIES},
-        max_pool_connections=max_pool_connections,
-        s3={"addressing_style": "path"} if settings.s3_endpoint_url else None,
-    )
     try:
         session = boto3.session.Session(profile_name=settings.aws_profile)
     except botocore.exceptions.ProfileNotFound as exc:
         raise ConfigError(f"{exc}: check AWS_PROFILE and ~/.aws/config") from None
-    return session.client("s3", endpoint_url=settings.s3_endpoint_url, config=config)
+    client_config = botocore.config.Config(region_name=settings.aws_region, **config)
+    return session.client(service, endpoint_url=endpoint_url, config=client_config)
 
 
 def is_transient_aws_error(error: BaseException) -> bool:
@@ -92,6 +103,7 @@ __all__ = [
     "THROTTLING_CODES",
     "TRANSIENT_STATUSES",
     "S3Client",
+    "aws_client",
     "is_transient_aws_error",
     "s3_client",
 ]

@@ -1,0 +1,54 @@
+"""``panopipe worker run``: the command of an AWS Batch worker job (one chunk of a manifest)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from panopipe.cli import render
+from panopipe.cli.options import ConfigOption, open_settings
+from panopipe.config import ENV_MANIFEST
+
+
+def worker_run(
+    manifest: Annotated[
+        str,
+        typer.Option(
+            "--manifest",
+            envvar=ENV_MANIFEST,
+            help=f"The manifest.json of the submission (default: ${ENV_MANIFEST}).",
+        ),
+    ],
+    index: Annotated[
+        int | None,
+        typer.Option(
+            "--index",
+            help="The chunk to run (default: $AWS_BATCH_JOB_ARRAY_INDEX, else 0).",
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Worker processes (default: one per core).", show_default=False),
+    ] = None,
+    grace: Annotated[
+        float, typer.Option("--grace", help="Seconds running jobs get to finish after SIGTERM.")
+    ] = 20.0,
+    config: ConfigOption = None,
+) -> int:
+    """Run one chunk of a batch submission on all cores, one result object per job, and print a JSON report.
+
+    Jobs that already have a result are skipped. On SIGTERM, running jobs get --grace seconds, the rest is
+    left to the next attempt, and the exit code is 143. A missing or malformed manifest exits with code 10.
+    Example: panopipe worker run --manifest s3://bucket/out/_batch/panopipe-stitch-20240501T100000Z-0a1b2c/manifest.json --index 3
+    """
+    from panopipe.executors.worker import run_chunk
+
+    settings = open_settings(None, config)
+    report = run_chunk(manifest, index, workers=workers, grace_s=grace, settings=settings)
+    render.print_json(report.to_dict())
+    return report.exit_code
+
+
+__all__ = ["worker_run"]

@@ -1,0 +1,133 @@
+"""The worker of an array job: runs one chunk of a manifest on all cores, one result object per job.
+
+``panopipe worker run --manifest URI [--index N]`` (the index defaults to ``AWS_BATCH_JOB_ARRAY_INDEX``, as
+AWS Batch sets it in each child) reads chunk ``N`` and runs its jobs through the local process pool
+(:class:`~panopipe.executors.local.LocalExecutor`, the code path of ``panopipe run`` on a laptop). Jobs that
+already have a result (an earlier attempt of the child ran them) are skipped. On SIGTERM (a Spot reclaim, a
+stopped Fargate task) no job starts any more, running jobs get ``grace_s`` seconds to finish, and the
+worker exits with :data:`STOPPED_EXIT` so that Batch's retry runs only the jobs without a result.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from panopipe.errors import ManifestError
+from panopipe.executors.local import LocalExecutor
+from panopipe.executors.manifest import Submission
+
+if TYPE_CHECKING:
+    from panopipe.config import Settings
+
+ENV_ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
+GRACE_S = 20.0
+"""Seconds running jobs get after SIGTERM: ECS kills the task 30 s after it (the default stopTimeout)."""
+STOPPED_EXIT = 143
+"""The exit code of a worker stopped by SIGTERM (128 + 15); the job definition retries it."""
+_POLL_S = 0.02
+
+
+@dataclass(slots=True)
+class WorkerReport:
+    """What a worker did with its chunk: jobs skipped (a result existed), succeeded and failed, and
+    whether SIGTERM stopped it before every job had a result."""
+
+    manifest: str
+    index: int
+    jobs: int
+    skipped: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    stopped: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """0, or :data:`STOPPED_EXIT` when stopped (failed jobs are in their results, not the exit code)."""
+        return STOPPED_EXIT if self.stopped else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def array_index(index: int | None) -> int:
+    """``index``, else ``AWS_BATCH_JOB_ARRAY_INDEX``, else 0 (a job of one chunk is not an array)."""
+    if index is not None:
+        return index
+    text = os.environ.get(ENV_ARRAY_INDEX, "0")
+    try:
+        return int(text)
+    except ValueError:
+        raise ManifestError(f"{ENV_ARRAY_INDEX} must be a whole number, got {text!r}") from None
+
+
+def run_chunk(
+    manifest_uri: str,
+    index: int | None = None,
+    *,
+    workers: int | None = None,
+    grace_s: float = GRACE_S,
+    retries: int = 2,
+    backoff_s: float = 0.5,
+    settings: Settings | None = None,
+) -> WorkerReport:
+    """Run chunk ``index`` of the manifest at ``manifest_uri`` in ``workers`` processes (default: all cores),
+    writing each job's result as it ends; :class:`ManifestError` if the manifest or chunk is missing or
+    malformed. Stops early on SIGTERM (see the module)."""
+    index = array_index(index)
+    submission = Submission.at(manifest_uri, settings)
+    specs = submission.chunk(submission.manifest(), index)
+    report = WorkerReport(submission.manifest_uri, index, len(specs))
+    done = submission.result_ids()
+    todo = [spec for spec in specs if spec.id not in done]
+    report.skipped = len(specs) - len(todo)
+    if not todo:
+        return report
+    stop = threading.Event()
+    # Signal handlers belong to the main thread (a worker run from another thread is not stopped by SIGTERM).
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set()) if main else None
+    executor = LocalExecutor(workers, retries=retries, backoff_s=backoff_s)
+    waiting = deque(todo)
+    pending: list[str] = []
+    try:
+        deadline: float | None = None
+        while waiting or pending:
+            if stop.is_set() and deadline is None:
+                report.stopped = True
+                deadline = time.monotonic() + grace_s
+                waiting.clear()  # never started: the next attempt runs them
+            # As many jobs in the pool as it has processes, so that none starts after SIGTERM.
+            while waiting and len(pending) < executor.workers:
+                pending += executor.submit([waiting.popleft()])
+            for state in executor.describe(pending):
+                if state.outcome is None:
+                    continue
+                pending.remove(state.handle)
+                if report.stopped and (state.outcome.error or "").startswith("worker died"):
+                    continue  # killed with the container: the next attempt runs it
+                submission.write_result(state.handle, state.outcome)
+                if state.outcome.status == "succeeded":
+                    report.succeeded += 1
+                else:
+                    report.failed += 1
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            if pending:
+                time.sleep(_POLL_S)
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+        if report.stopped:
+            executor.abandon()
+        else:
+            executor.close()
+    return report
+
+
+__all__ = ["ENV_ARRAY_INDEX", "GRACE_S", "STOPPED_EXIT", "WorkerReport", "array_index", "run_chunk"]

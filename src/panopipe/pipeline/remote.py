@@ -1,0 +1,77 @@
+"""Jobs in flight on a detached executor (AWS Batch): how they ended, asked of the executor and recorded.
+
+``panopipe run`` with the ``batch`` executor returns once its jobs are submitted; they stay ``queued`` in the
+catalog with their external ids. :func:`refresh` (run by ``panopipe status`` and at the start of every run)
+asks the executor about them once, records the outcomes and artifacts of those that ended (failures with
+Batch's reason) and answers the subjects still in flight, which no run submits again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from panopipe.catalog import Catalog
+from panopipe.catalog.subjects import Subject
+from panopipe.config import Settings
+from panopipe.executors.base import Executor
+from panopipe.executors.factory import build_executor
+from panopipe.pipeline.config import Pipeline, load_pipeline
+from panopipe.pipeline.store import in_flight, record_finished
+from panopipe.steps.base import discard_outputs
+
+WORK_FOLDER = "_batch"
+"""The folder under the pipeline's output where remote executors keep manifests and results."""
+REMOTE_EXECUTORS = ("batch",)
+"""The executors whose jobs outlive the process that submitted them."""
+
+
+@dataclass(slots=True)
+class Refreshed:
+    """Jobs that ended since the last look, by step and status, and the subjects still in flight."""
+
+    ended: dict[str, dict[str, int]] = field(default_factory=dict)
+    in_flight: set[str] = field(default_factory=set)
+
+
+def work_uri(pipeline: Pipeline) -> str:
+    """Where a remote executor keeps the manifests and results of this pipeline's jobs."""
+    return f"{pipeline.context.output_uri.rstrip('/')}/{WORK_FOLDER}/"
+
+
+def refresh(
+    catalog: Catalog, settings: Settings | None = None, *, executor: Executor | None = None
+) -> Refreshed:
+    """Ask the executors of the jobs in flight how they are doing and record the ones that ended. Makes no
+    AWS call when no job is in flight; ``executor`` is used for its own jobs (else one is built)."""
+    refreshed = Refreshed()
+    rows = in_flight(catalog, REMOTE_EXECUTORS)
+    if not rows:
+        return refreshed
+    settings = settings or Settings()
+    pipeline = load_pipeline(catalog, settings, sorted({row.step for row in rows}))
+    steps = {step.name: step for step in pipeline.steps}
+    for name in sorted({row.executor for row in rows}):
+        group = {row.id: row for row in rows if row.executor == name}
+        own = executor is None or executor.name != name
+        follower = build_executor(name, settings=settings, work_uri=work_uri(pipeline)) if own else executor
+        assert follower is not None  # a remote executor is never ``none``
+        try:
+            states = follower.describe(follower.attach({i: row.external_id for i, row in group.items()}))
+        finally:
+            if own:
+                follower.close()
+        for state in states:
+            row = group[state.handle]
+            if state.outcome is None:
+                refreshed.in_flight.add(row.subject)
+                continue
+            subject = Subject(row.subject, ())
+            discard_outputs(
+                record_finished(catalog, row.id, steps[row.step], subject, row.fingerprint, state)
+            )
+            counts = refreshed.ended.setdefault(row.step, {})
+            counts[state.status] = counts.get(state.status, 0) + 1
+    return refreshed
+
+
+__all__ = ["REMOTE_EXECUTORS", "WORK_FOLDER", "Refreshed", "refresh", "work_uri"]

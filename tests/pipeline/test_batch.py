@@ -1,0 +1,152 @@
+"""The batch executor end to end on moto's server: ``run --executor batch`` submits one array job per step over
+manifests in S3, ``panopipe worker run`` runs each child's chunk, ``status`` and ``run --wait`` record how
+they ended, failed children fail their jobs with Batch's reason and ``run`` retries only those.
+
+What moto ignores is listed in :mod:`tests.pipeline.batch_world` (containers, which :class:`Containers`
+stands in for; array indexes in ListJobs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from pathlib import Path
+
+import pytest
+from tests.pipeline.batch_world import BUCKET, Containers, World, manifest_of
+from tests.pipeline.captures import add_panoramas
+from typer.testing import CliRunner
+
+from panopipe.catalog import Catalog
+from panopipe.cli.app import app
+
+CHUNK = 2
+SHOTS = 5
+STEPS = ("apply-metadata", "derive", "publish")
+
+
+@pytest.fixture
+def project(catalog_url: str, tmp_path: Path, world: World) -> tuple[str, Path]:
+    """A catalog of 5 panoramas and a config file for the batch executor; (catalog, config file)."""
+    with Catalog.open(catalog_url) as catalog:
+        add_panoramas(catalog, tmp_path / "captures", SHOTS)
+    config = tmp_path / "panopipe.toml"
+    config.write_text(
+        f'[panopipe]\nproject = "demo"\nbatch_job_queue = "{world.queue}"\n'
+        f'batch_job_definition = "{world.definition}"\nbatch_chunk_jobs = {CHUNK}\nbatch_poll_s = 0.05\n\n'
+        f'[steps.pipeline]\noutput = "s3://{BUCKET}/out"\nbackoff_s = 0.01\n\n'
+        "[steps.derive]\nthumbnail = 64\npreview = 0\n",
+        encoding="utf-8",
+    )
+    return catalog_url, config
+
+
+def cli(project: tuple[str, Path], *args: str) -> tuple[int, object]:
+    """Run ``panopipe ARGS --catalog ... --config ... --json``; the exit code and the JSON it printed."""
+    location, config = project
+    result = CliRunner().invoke(
+        app, [*args, "--catalog", location, "--config", str(config), "--json"], standalone_mode=False
+    )
+    assert result.exception is None, result.exception
+    return result.return_value or 0, json.loads(result.stdout) if result.stdout.strip() else None
+
+
+def test_run_submits_one_array_job_per_step_and_status_records_the_results(project, world: World):
+    # moto runs no container and would mark every job SUCCEEDED at once: jobs stay RUNNING, Containers runs
+    # `panopipe worker run` for each child and then ends it in moto's model.
+    containers = Containers(world)
+
+    code, report = cli(project, "run", "--executor", "batch")
+
+    # Only the first step can be planned now: the others read its outputs.
+    assert code == 0 and report["counts"] == {"apply-metadata": {"submitted": SHOTS}}
+    [array] = world.arrays()
+    children = math.ceil(SHOTS / CHUNK)
+    assert array["arrayProperties"]["size"] == children
+    prefix = manifest_of(array).removeprefix(f"s3://{BUCKET}/").removesuffix("manifest.json")
+    assert sorted(world.s3_keys(prefix)) == [
+        *(f"{prefix}chunks/{i:05d}.jsonl" for i in range(children)),
+        f"{prefix}manifest.json",
+    ]
+    assert cli(project, "status", "--offline")[1]["jobs"] == {"apply-metadata": {"queued": SHOTS}}
+    planned = cli(project, "plan", "--steps", "apply-metadata")[1]
+    assert {row["reason"] for row in planned} == {
+        f"in flight on batch ({array['jobId']}:{i})" for i in range(children)
+    }
+
+    # Jobs in flight are never submitted again.
+    assert cli(project, "run", "--executor", "batch")[1]["counts"] == {}
+    assert len(world.arrays()) == 1
+
+    assert containers.run() == children
+    assert len(world.s3_keys(f"{prefix}results/")) == SHOTS
+    status = cli(project, "status")[1]
+    assert status["jobs"] == {"apply-metadata": {"succeeded": SHOTS}}
+    assert status["artifacts"] == {"apply-metadata": SHOTS}
+
+    # The next steps, one run each (each reads the step before).
+    for step in STEPS[1:]:
+        assert cli(project, "run", "--executor", "batch")[1]["counts"] == {step: {"submitted": SHOTS}}
+        containers.run()
+    status = cli(project, "status")[1]
+    assert status["jobs"] == {step: {"succeeded": SHOTS} for step in STEPS}
+    assert len(world.arrays()) == len(STEPS)
+    assert cli(project, "plan")[1] == []
+    published = world.s3_keys("out/publish/")
+    assert len(published) == 2 * SHOTS  # each panorama and its thumbnail
+
+
+def test_run_wait_follows_every_step_to_the_end(project, world: World):
+    # moto starts no container: a thread plays Batch's side while the run waits, as in the test above.
+    containers = Containers(world)
+    stop = threading.Event()
+
+    def play() -> None:  # Batch's side: containers start while the run waits
+        try:
+            while not stop.is_set():
+                containers.run()
+                stop.wait(0.05)
+        except BaseException as exc:  # end every child, so that the run stops waiting and the test fails
+            containers.run(die={i: (f"test container failed: {exc!r}", 1) for i in range(100)})
+            raise
+
+    player = threading.Thread(target=play)
+    player.start()
+    try:
+        code, report = cli(
+            project, "run", "--executor", "batch", "--wait", "--steps", "apply-metadata,derive"
+        )
+    finally:
+        stop.set()
+        player.join()
+
+    assert code == 0 and report["counts"] == {step: {"succeeded": SHOTS} for step in STEPS[:2]}
+    assert len(world.arrays()) == 2
+    assert cli(project, "plan", "--steps", "apply-metadata,derive")[1] == []
+
+
+def test_children_that_die_fail_their_jobs_with_batchs_reason_and_run_retries_only_them(project, world):
+    # moto reclaims no Spot host and kills no container: the children's end (FAILED with Batch's status
+    # reason and exit code, or SUCCEEDED without having run) is set in moto's job model; moto's ListJobs
+    # gives no arrayProperties.index (the executor reads it from the child's id).
+    containers = Containers(world)
+    cli(project, "run", "--executor", "batch", "--steps", "apply-metadata")
+    spot = "Host EC2 (instance i-0123456789abcdef0) terminated."
+
+    containers.run(die={1: (spot, 143)}, no_result={2})
+
+    status = cli(project, "status")[1]
+    assert status["jobs"] == {"apply-metadata": {"failed": 3, "succeeded": 2}}
+    reasons = sorted(f["error"] for f in status["failures"])
+    array_id = world.arrays()[0]["jobId"]
+    assert reasons[:2] == [f"AWS Batch job {array_id}:1 failed: {spot}; exit code 143"] * 2
+    assert reasons[2] == f"AWS Batch job {array_id}:2 ended without a result for this job"
+
+    code, report = cli(project, "run", "--executor", "batch", "--steps", "apply-metadata")
+
+    assert code == 0 and report["counts"] == {"apply-metadata": {"submitted": 3}}
+    retry = world.arrays()[-1]
+    assert retry["arrayProperties"]["size"] == 2  # ceil(3 / 2): only the failed jobs
+    containers.run()
+    assert cli(project, "status")[1]["jobs"] == {"apply-metadata": {"succeeded": SHOTS}}

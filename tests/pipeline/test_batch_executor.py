@@ -1,0 +1,180 @@
+"""The batch executor's calls to AWS Batch: what it submits, how it backs off, how few calls a poll makes.
+
+S3 (manifests, results) is moto in-process. Batch is botocore's Stubber here, for what moto cannot produce:
+moto's Batch never throttles (ThrottlingException) and never refuses a well-formed SubmitJob; the Stubber
+also pins the exact requests (one SubmitJob per 10,000 children, one DescribeJobs per poll).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import ANY, Stubber
+from moto import mock_aws
+
+from panopipe.catalog.types import new_id, utcnow
+from panopipe.config import ENV_MANIFEST
+from panopipe.errors import ConfigError, PanopipeError
+from panopipe.executors import batch as batch_module
+from panopipe.executors.batch import BatchExecutor
+from panopipe.executors.manifest import Submission
+from panopipe.executors.throttle import RateLimiter, call_aws
+from panopipe.steps.base import JobOutcome, JobSpec
+
+WORK = "s3://work-bucket/out/_batch/"
+
+
+@pytest.fixture
+def stubbed(aws_env: None) -> Iterator[tuple[BatchExecutor, Stubber]]:
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="work-bucket")
+        client = boto3.client("batch", region_name="us-east-1")
+        with Stubber(client) as stubber:
+            yield BatchExecutor("queue", "worker:1", WORK, chunk_jobs=2, batch_client=client), stubber
+            stubber.assert_no_pending_responses()
+
+
+def specs(count: int, step: str = "derive") -> list[JobSpec]:
+    return [JobSpec(new_id(), step, f"image:{n}", f"fp{n}", {"n": n}) for n in range(count)]
+
+
+def submit_request(size: int | None) -> dict[str, object]:
+    request: dict[str, object] = {
+        "jobName": ANY,
+        "jobQueue": "queue",
+        "jobDefinition": "worker:1",
+        "containerOverrides": ANY,
+    }
+    if size is not None:
+        request["arrayProperties"] = {"size": size}
+    return request
+
+
+def test_submit_backs_off_when_batch_throttles_then_succeeds(stubbed):
+    executor, stubber = stubbed
+    stubber.add_client_error("submit_job", "ThrottlingException", "Rate exceeded", 429)
+    stubber.add_response("submit_job", {"jobName": "n", "jobId": "array-1"}, submit_request(3))
+
+    handles = executor.submit(specs(5))
+
+    assert executor.external_ids(handles) == ["array-1:0", "array-1:0", "array-1:1", "array-1:1", "array-1:2"]
+
+
+def test_a_run_larger_than_10000_children_is_split_and_one_chunk_is_not_an_array(stubbed, monkeypatch):
+    executor, stubber = stubbed
+    monkeypatch.setattr(batch_module, "MAX_CHILDREN", 2)  # 10,000 in AWS; 5 jobs in chunks of 2 here
+    jobs = specs(9)
+    for number, size in enumerate((2, 2, None)):  # 4 + 4 + 1 jobs
+        stubber.add_response("submit_job", {"jobName": "n", "jobId": f"a{number}"}, submit_request(size))
+
+    handles = executor.submit(jobs)
+
+    assert executor.external_ids(handles) == [
+        "a0:0",
+        "a0:0",
+        "a0:1",
+        "a0:1",
+        "a1:0",
+        "a1:0",
+        "a1:1",
+        "a1:1",
+        "a2",
+    ]
+
+
+def test_a_refused_submission_is_a_config_error_at_once(stubbed):
+    executor, stubber = stubbed
+    stubber.add_client_error("submit_job", "ClientException", "Job queue queue does not exist", 400)
+
+    with pytest.raises(ConfigError, match=r"AWS refused batch:SubmitJob: .*Job queue queue does not exist"):
+        executor.submit(specs(1))
+
+
+def test_a_poll_is_one_describe_jobs_for_every_array_and_results_come_from_s3(stubbed):
+    executor, stubber = stubbed
+    first, second = specs(3), specs(2)
+    for job_id, jobs in (("a1", first), ("a2", second)):
+        stubber.add_response(
+            "submit_job", {"jobName": "n", "jobId": job_id}, submit_request(None if len(jobs) < 3 else 2)
+        )
+    handles = executor.submit(first) + executor.submit(second)
+    # The worker of a1's child 0 wrote its two results; a1's child 1 failed (Spot); a2 runs.
+    submission = Submission.at(executor._arrays["a1"].submission.manifest_uri)
+    now = utcnow()
+    for spec in first[:2]:
+        submission.write_result(spec.id, JobOutcome("succeeded", (), None, "", 1, now, now))
+    summary = {"SUCCEEDED": 1, "FAILED": 1, "RUNNING": 0}
+    stubber.add_response(
+        "describe_jobs",
+        {
+            "jobs": [
+                _job("a1", "FAILED", arrayProperties={"statusSummary": summary, "size": 2}),
+                _job("a2", "RUNNING"),
+            ]
+        },
+        {"jobs": ["a1", "a2"]},
+    )
+    failed_child = {
+        "jobId": "a1:1",
+        "jobName": "n",
+        "status": "FAILED",
+        "statusReason": "Host EC2 (instance i-1) terminated.",
+    }
+    stubber.add_response(
+        "list_jobs", {"jobSummaryList": [failed_child]}, {"arrayJobId": "a1", "jobStatus": "FAILED"}
+    )
+
+    states = executor.describe(handles)
+
+    assert [s.status for s in states] == ["succeeded", "succeeded", "failed", "running", "running"]
+    assert states[2].outcome.error == "AWS Batch job a1:1 failed: Host EC2 (instance i-1) terminated."
+    # Finished jobs are not asked about again: the next poll describes a2 only.
+    stubber.add_response("describe_jobs", {"jobs": [_job("a2", "RUNNING")]}, {"jobs": ["a2"]})
+    assert [s.status for s in executor.describe(handles)] == [
+        "succeeded",
+        "succeeded",
+        "failed",
+        "running",
+        "running",
+    ]
+
+
+def _job(job_id: str, status: str, **fields: object) -> dict[str, object]:
+    environment = [{"name": ENV_MANIFEST, "value": "unused"}]
+    return {
+        "jobId": job_id,
+        "jobName": "n",
+        "jobQueue": "queue",
+        "jobDefinition": "worker:1",
+        "status": status,
+        "startedAt": 1,
+        "container": {"environment": environment},
+        **fields,
+    }
+
+
+def test_throttling_that_outlasts_the_attempts_fails_with_full_jitter_backoff():
+    sleeps: list[float] = []
+    error = ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "SubmitJob")
+
+    def throttled() -> None:
+        raise error
+
+    with pytest.raises(PanopipeError, match=r"AWS kept refusing batch:SubmitJob \(4 attempts\)"):
+        call_aws("batch:SubmitJob", throttled, attempts=4, base_s=0.5, cap_s=1.5, sleep=sleeps.append)
+
+    assert len(sleeps) == 3 and all(0 <= s <= cap for s, cap in zip(sleeps, (1.0, 1.5, 1.5), strict=True))
+
+
+def test_the_rate_limiter_spaces_calls_beyond_its_burst():
+    now = [0.0]
+    waits: list[float] = []
+    limiter = RateLimiter(40.0, burst=2, clock=lambda: now[0])
+
+    for _ in range(4):
+        limiter.acquire(waits.append)
+
+    assert waits == pytest.approx([0.025, 0.05])

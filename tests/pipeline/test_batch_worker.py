@@ -1,0 +1,144 @@
+"""``panopipe worker run``: a SIGTERM mid-chunk (a Spot reclaim) and manifests that are missing or malformed.
+
+The worker runs as a subprocess against moto's server (see :mod:`tests.pipeline.batch_world` for what moto
+ignores: no container runs, so the test starts the worker the job definition would start).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tests.pipeline.batch_world import BUCKET, World, manifest_of
+from tests.pipeline.captures import Project, add_rig_shots
+
+from panopipe.config import Settings
+from panopipe.errors import ManifestError
+from panopipe.executors.manifest import Submission
+from panopipe.executors.worker import STOPPED_EXIT, run_chunk
+from panopipe.pipeline import run
+from panopipe.steps.base import JobSpec
+
+SHOTS = 4
+
+
+def worker(manifest: str, *options: str) -> subprocess.Popen[str]:
+    command = "from panopipe.cli import run; run()"
+    return subprocess.Popen(
+        [sys.executable, "-c", command, "worker", "run", "--manifest", manifest, "--index", "0", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def submitted(project: Project, world: World, tmp_path: Path, slow_s: float) -> tuple[str, list[str]]:
+    """Submit stitch for the project's shots in one chunk, the third job to run taking ``slow_s`` seconds;
+    the manifest and the job ids in the order the worker runs them."""
+    started = tmp_path / "started"
+    started.mkdir()
+    slow = (
+        "import os, shutil, sys, time; d = sys.argv[3]; n = len(os.listdir(d)); "
+        f"open(os.path.join(d, str(n)), 'w').close(); time.sleep({slow_s} if n == 2 else 0); "
+        "shutil.copy(sys.argv[1], sys.argv[2])"
+    )
+    command = f'{sys.executable} -c "{slow}" {{input0}} {{output}} {started}'
+    steps = project.with_steps(
+        pipeline={"output": f"s3://{BUCKET}/out", "backoff_s": 0.01},
+        stitch={"stitcher": "external", "params": {"command": command}},
+    ).steps
+    settings = Settings(
+        project="demo",
+        steps=steps,
+        executor="batch",
+        batch_job_queue=world.queue,
+        batch_job_definition=world.definition,
+        batch_chunk_jobs=SHOTS,
+    )
+    report = run(project.catalog, settings=settings, steps=["stitch"], wait=False)
+    assert report.counts == {"stitch": {"submitted": SHOTS}}
+    manifest = manifest_of(world.arrays()[0])
+    submission = Submission.at(manifest)
+    return manifest, [spec.id for spec in submission.chunk(submission.manifest(), 0)]
+
+
+def results(manifest: str) -> set[str]:
+    return Submission.at(manifest).result_ids()
+
+
+def wait_for(condition, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("catalog_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("slow_s", "grace", "finished"),
+    [(60.0, "2", 2), (3.0, "15", 3)],
+    ids=["abandons-the-running-job", "finishes-the-running-job"],
+)
+def test_sigterm_mid_chunk_exits_143_and_the_retry_runs_only_the_rest(
+    project: Project, world: World, tmp_path: Path, slow_s: float, grace: str, finished: int
+):
+    add_rig_shots(project.catalog, project.root, SHOTS)
+    manifest, order = submitted(project, world, tmp_path, slow_s)
+    process = worker(manifest, "--workers", "1", "--grace", grace)
+    wait_for(lambda: len(results(manifest)) == 2)
+    time.sleep(0.5)  # the third job has started
+
+    process.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    stdout, stderr = process.communicate(timeout=30)
+
+    assert process.returncode == STOPPED_EXIT, stderr
+    assert time.monotonic() - signalled < 25
+    assert results(manifest) == set(order[:finished])  # the running job ended in time, or has no result
+    assert json.loads(stdout)["stopped"] is True
+
+    again = run_chunk(manifest, 0, workers=1)  # Batch's retry of the child: only the rest
+
+    assert (again.skipped, again.succeeded, again.stopped) == (finished, SHOTS - finished, False)
+    assert results(manifest) == set(order)
+
+
+def test_a_missing_or_malformed_manifest_fails_the_child_with_a_clear_reason(tmp_path: Path):
+    missing = tmp_path / "gone" / "manifest.json"
+    with pytest.raises(ManifestError, match=f"manifest {missing} does not exist"):
+        run_chunk(str(missing), 0)
+
+    folder = tmp_path / "submission"
+    Submission.at(str(folder) + "/").write("derive", [JobSpec("j1", "derive", "image:x", "f", {})], 1)
+    with pytest.raises(ManifestError, match="has chunks 0 to 0, not 3"):
+        run_chunk(str(folder / "manifest.json"), 3)
+    (folder / "chunks" / "00000.jsonl").write_text('{"format": 1, "kind": "job"}\n')
+    with pytest.raises(ManifestError, match=r"00000\.jsonl: job: missing field"):
+        run_chunk(str(folder / "manifest.json"), 0)
+    (folder / "manifest.json").write_text("[1, 2")
+    with pytest.raises(ManifestError, match="is not valid JSON"):
+        run_chunk(str(folder / "manifest.json"), 0)
+
+    # Through the command line: one line on stderr, exit code 10 (Batch's retry strategy does not retry it).
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from panopipe.cli import run; run()",
+            "worker",
+            "run",
+            "--manifest",
+            str(missing),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "AWS_BATCH_JOB_ARRAY_INDEX": "0"},
+    )
+    assert (done.returncode, done.stdout) == (ManifestError.exit_code, "")
+    assert done.stderr.strip().splitlines() == [f"error: manifest {missing} does not exist"]
