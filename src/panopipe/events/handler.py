@@ -263,7 +263,13 @@ class EventHandler:
     ) -> None:
         selection = Selection(ids=tuple(sorted(changed)))
         try:
-            self.catalog.assign_shots(frames, self.settings.ingest.shot_tolerance_s, around=frames)
+            # A removal regroups its whole reel: the shots then depend on the frames left, not on the order.
+            removed = {
+                i.reel for i in self.catalog.images(replace(selection, include_deleted=True)) if i.deleted
+            }
+            around = {reel: times for reel, times in frames.items() if reel not in removed}
+            reels = {*frames, *(removed - {None})}
+            self.catalog.assign_shots(reels, self.settings.ingest.shot_tolerance_s, around=around)
             if self.executor is None:
                 report.planned = len(plan(self.catalog, selection, self.steps, self.settings))
                 return
