@@ -92,6 +92,11 @@ class HandleReport:
         failed = sum(o.action is Action.FAILED for o in self.outcomes)
         return {"processed": len(self.outcomes) - skipped - failed, "skipped": skipped, "failed": failed}
 
+    def actions(self) -> dict[str, int]:
+        """How many events had each outcome: ``added``, ``updated``, ``unchanged``, ``deleted``, ``skipped``,
+        ``failed`` (all present, in that order)."""
+        return {action.value: sum(o.action is action for o in self.outcomes) for action in Action}
+
     def batch_item_failures(self) -> dict[str, list[dict[str, str]]]:
         """The SQS partial batch response: the messages to deliver again."""
         return {"batchItemFailures": [{"itemIdentifier": m} for m in self.failed_messages if m is not None]}
