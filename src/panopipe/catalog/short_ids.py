@@ -12,6 +12,7 @@ unique start of a tail follows from its two neighbours in tail order, two index 
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 
@@ -19,11 +20,11 @@ import sqlalchemy as sa
 
 from panopipe.catalog.schema import uuid_tail
 from panopipe.errors import NotFoundError
-from panopipe.iterutil import batched
 
 SHOWN = 8
 GIVEN = 4
 TAIL = 12
+SCAN_RATIO = 64
 CANDIDATES = 10
 """At most this many candidates are listed for an ambiguous short id."""
 
@@ -37,23 +38,36 @@ def tail(uuid: str) -> str:
 
 
 def short_ids(conn: sa.Connection, column: sa.ColumnElement[str], ids: Sequence[str]) -> dict[str, str]:
-    """The short id of each of ``ids`` (values of ``column``) among all values of ``column``."""
+    """The short id of each of ``ids`` (values of ``column``) among all values of ``column``.
+
+    The neighbours of a few ids are found by two index seeks each; those of many (more than one in
+    :data:`SCAN_RATIO` of all), in one pass over the index in tail order.
+    """
     key = uuid_tail(column)
+    wanted = {tail(uuid): uuid for uuid in ids}
+    if not wanted:
+        return {}
+    total = conn.execute(sa.select(sa.func.count(sa.distinct(column)))).scalar_one()
+    neighbours: dict[str, tuple[str | None, str | None]] = {}
+    if len(wanted) * SCAN_RATIO >= total:
+        ordered = conn.execute(sa.select(key).distinct().order_by(key)).scalars()
+        previous: list[str | None] = [None, None]  # the two tails read last
+        for current in itertools.chain(ordered, [None]):
+            middle = previous[1]
+            if middle in wanted:
+                neighbours[middle] = (previous[0], current)
+            previous = [middle, current]
+    else:
+        value = sa.bindparam("tail", type_=sa.String)
+        before = sa.select(key).where(key < value).order_by(key.desc()).limit(1).scalar_subquery()
+        after = sa.select(key).where(key > value).order_by(key).limit(1).scalar_subquery()
+        pair = sa.select(before, after)
+        for own in wanted:
+            neighbours[own] = tuple(conn.execute(pair, {"tail": own}).one())
     shown: dict[str, str] = {}
-    for chunk in batched(dict.fromkeys(ids), 200):
-        neighbours = []
-        for n, uuid in enumerate(chunk):
-            value = sa.literal(tail(uuid), sa.String)
-            before = sa.select(key).where(key < value).order_by(key.desc()).limit(1).scalar_subquery()
-            after = sa.select(key).where(key > value).order_by(key).limit(1).scalar_subquery()
-            neighbours += [before.label(f"b{n}"), after.label(f"a{n}")]
-        row = conn.execute(sa.select(*neighbours)).one()
-        for n, uuid in enumerate(chunk):
-            own = tail(uuid)
-            length = max(
-                [SHOWN, *(_common(own, other) + 1 for other in (row[2 * n], row[2 * n + 1]) if other)]
-            )
-            shown[uuid] = own[:length]
+    for own, uuid in wanted.items():
+        others = [other for other in neighbours.get(own, ()) if other]
+        shown[uuid] = own[: max([SHOWN, *(_common(own, other) + 1 for other in others)])]
     return shown
 
 
@@ -98,4 +112,4 @@ def _common(a: str, b: str) -> int:
     return n
 
 
-__all__ = ["CANDIDATES", "GIVEN", "SHOWN", "TAIL", "resolve", "short_ids", "tail"]
+__all__ = ["CANDIDATES", "GIVEN", "SCAN_RATIO", "SHOWN", "TAIL", "resolve", "short_ids", "tail"]
