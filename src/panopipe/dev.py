@@ -62,9 +62,14 @@ class LocalStack:
 
 def start_moto_server(port: int = 0) -> tuple[Any, str]:
     """Start moto's server on 127.0.0.1 (``port`` 0: a free one) in a thread; the server and its endpoint."""
-    from moto import backends
-    from moto.s3 import notifications
-    from moto.server import ThreadedMotoServer
+    try:
+        from moto import backends
+        from moto.s3 import notifications
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:
+        raise ConfigError(
+            f"moto's server is not installed ({exc}): pip install 'panopipe[dev]' (or 'moto[server]')"
+        ) from None
 
     # moto writes event times without a zone; S3 writes UTC with a "Z", which the event parser requires.
     notifications._EVENT_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -151,21 +156,28 @@ def _queue_arn(sqs: Any, queue_url: str) -> str:
 
 @dataclass(slots=True)
 class WorkerReport:
-    """What the worker did: polls, messages received, acknowledged (deleted) and left for redelivery."""
+    """What the worker did: polls, batches and messages received, acknowledged (deleted) and left for
+    redelivery, the events' counts, the jobs run, and whether Ctrl-C stopped it."""
 
     polls: int = 0
+    batches: int = 0
     received: int = 0
     acknowledged: int = 0
     left: int = 0
     counts: dict[str, int] = field(default_factory=lambda: {"processed": 0, "skipped": 0, "failed": 0})
+    jobs: dict[str, dict[str, int]] = field(default_factory=dict)
+    interrupted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "polls": self.polls,
+            "batches": self.batches,
             "received": self.received,
             "acknowledged": self.acknowledged,
             "left": self.left,
             **self.counts,
+            "jobs": self.jobs,
+            "interrupted": self.interrupted,
         }
 
 
@@ -176,44 +188,68 @@ def run_worker(
     sqs: Any = None,
     max_polls: int | None = None,
     wait_s: int = 20,
-    on_batch: Callable[[HandleReport], None] | None = None,
+    on_start: Callable[[str], None] | None = None,
+    on_batch: Callable[[int, HandleReport], None] | None = None,
 ) -> WorkerReport:
     """Poll ``queue_url`` (long polling, batches of 10) and handle each batch as Lambda would.
 
     Acknowledged messages are deleted; failed ones are left to come back after the visibility timeout (and to
     move to the dead-letter queue after the redrive policy's receives). Runs ``max_polls`` polls, or until
-    interrupted.
+    interrupted (Ctrl-C): then the report says so. ``on_start`` gets the SQS endpoint before the first poll,
+    ``on_batch`` the number of messages and the handler's report of each batch.
     """
     if sqs is None:
         import boto3
 
         sqs = boto3.client("sqs")
     queue_arn = _queue_arn(sqs, queue_url)
+    if on_start is not None:
+        on_start(sqs.meta.endpoint_url)
     report = WorkerReport()
-    while max_polls is None or report.polls < max_polls:
-        messages = sqs.receive_message(
-            QueueUrl=queue_url,
-            MaxNumberOfMessages=BATCH_SIZE,
-            WaitTimeSeconds=wait_s,
-            AttributeNames=["All"],
-        ).get("Messages", [])
-        report.polls += 1
-        if not messages:
-            continue
-        batch = handler.handle({"Records": [_lambda_record(m, queue_arn) for m in messages]})
-        failed = {item["itemIdentifier"] for item in batch.batch_item_failures()["batchItemFailures"]}
-        done = [m for m in messages if m["MessageId"] not in failed]
-        if done:  # at most BATCH_SIZE, what one delete_message_batch takes
-            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)]
-            sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
-        report.received += len(messages)
-        report.acknowledged += len(done)
-        report.left += len(messages) - len(done)
-        for name, value in batch.counts().items():
-            report.counts[name] += value
-        if on_batch is not None:
-            on_batch(batch)
+    try:
+        while max_polls is None or report.polls < max_polls:
+            messages = sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=BATCH_SIZE,
+                WaitTimeSeconds=wait_s,
+                AttributeNames=["All"],
+            ).get("Messages", [])
+            report.polls += 1
+            if messages:
+                batch = _handle_batch(handler, sqs, queue_url, queue_arn, messages, report)
+                if on_batch is not None:
+                    on_batch(len(messages), batch)
+    except KeyboardInterrupt:  # Ctrl-C; a batch not yet acknowledged comes back after the visibility timeout
+        report.interrupted = True
     return report
+
+
+def _handle_batch(
+    handler: EventHandler,
+    sqs: Any,
+    queue_url: str,
+    queue_arn: str,
+    messages: list[dict[str, Any]],
+    report: WorkerReport,
+) -> HandleReport:
+    """Handle one received batch, delete the messages it acknowledged, and add it to ``report``."""
+    batch = handler.handle({"Records": [_lambda_record(m, queue_arn) for m in messages]})
+    failed = {item["itemIdentifier"] for item in batch.batch_item_failures()["batchItemFailures"]}
+    done = [m for m in messages if m["MessageId"] not in failed]
+    if done:  # at most BATCH_SIZE, what one delete_message_batch takes
+        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)]
+        sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+    report.batches += 1
+    report.received += len(messages)
+    report.acknowledged += len(done)
+    report.left += len(messages) - len(done)
+    for name, value in batch.counts().items():
+        report.counts[name] += value
+    for step, statuses in batch.jobs.items():
+        for status, n in statuses.items():
+            report.jobs.setdefault(step, {}).setdefault(status, 0)
+            report.jobs[step][status] += n
+    return batch
 
 
 def _lambda_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:

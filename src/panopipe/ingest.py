@@ -99,8 +99,8 @@ def ingest(
     rules = _compile(settings.ingest)
     report = IngestReport()
     for source in sources:
-        storage, prefix, listing = _list_source(source, settings)
-        known = catalog.known_files(storage.uri(prefix) if prefix else storage.root_uri.rstrip("/") + "/")
+        storage, uri_prefix, listing = _list_source(source, settings)
+        known = catalog.known_files(uri_prefix)
         to_read = [info for info in listing if _changed(known.get(info.uri), info)]
         present = {info.uri for info in listing}
         failed_before = _failed_before(catalog, present - {info.uri for info in to_read})
@@ -150,17 +150,19 @@ def _compile(rules: IngestRules) -> re.Pattern[str]:
 
 
 def _list_source(source: str | Path, settings: Settings) -> tuple[Storage, str, list[ObjectInfo]]:
+    """The storage of ``source``, the URI prefix of what it holds, and its JPEGs."""
     text = str(source)
     if not text.startswith("s3://"):
         path = Path(text).expanduser()
         if path.is_file():
             folder = FolderStorage(path.parent)
-            return folder, path.name, [folder.head(path.name)]
+            info = folder.listed(path.name)  # a bad name fails this file only, when it is read
+            return folder, info.uri, [info]
         if not path.is_dir():
             raise StorageError(f"{path} does not exist: give a folder, a JPEG file or an s3:// prefix")
     storage = open_storage(text, settings)
     listing = [info for info in storage.list() if info.key.lower().endswith(JPEG_SUFFIXES)]
-    return storage, "", listing
+    return storage, storage.root_uri.rstrip("/") + "/", listing
 
 
 def _failed_before(catalog: Catalog, unchanged: set[str]) -> list[IngestFailure]:

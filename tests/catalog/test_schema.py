@@ -15,6 +15,7 @@ from panopipe.errors import CatalogUnreachableError, SchemaOutdatedError
 
 
 @pytest.mark.filterwarnings("ignore:Did not recognize type '.*geometry':sqlalchemy.exc.SAWarning")
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
 def test_migrations_create_exactly_the_models(catalog_url: str):
     with Catalog.open(catalog_url) as catalog, catalog.engine.connect() as conn:
         context = MigrationContext.configure(

@@ -107,7 +107,7 @@ def test_edit_dry_run_history_undo(capsys, tmp_path: Path, survey: Path):
     batch = json.loads(out)["batch"]
     _, out, _ = run(capsys, "ls", "--catalog", db, "--json")
     assert {r["alt"] for r in json.loads(out)} == {12.5}
-    _, out, _ = run(capsys, "history", "--catalog", db, "--json")
+    _, out, _ = run(capsys, "history", "--catalog", db, "--json", "--detail")
     assert {(h["batch"], h["reason"], h["new_value"]) for h in json.loads(out)} == {(batch, "RTK", 12.5)}
     assert run(capsys, "undo", batch, "--catalog", db)[0] == 0
     _, out, _ = run(capsys, "ls", "--catalog", db, "--json")
@@ -216,5 +216,5 @@ def test_db_migrate_to_postgresql_then_every_command_works(
     _, source, _ = run(capsys, "ls", "--catalog", db, "--json")
     _, target, _ = run(capsys, "ls", "--catalog", postgres_url, "--json")
     assert json.loads(target) == json.loads(source) and {r["alt"] for r in json.loads(target)} == {12.5}
-    _, history, _ = run(capsys, "history", "--catalog", postgres_url, "--json")
+    _, history, _ = run(capsys, "history", "--catalog", postgres_url, "--json", "--detail")
     assert len(json.loads(history)) == 12

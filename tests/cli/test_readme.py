@@ -33,7 +33,7 @@ SKIPPED = {
 }
 SUBSTITUTED = {
     "panopipe demo": "--shots 2 (the demo's small size) keeps the test quick; --json reads the edit batch",
-    "01a20a50": "the README's id is one of its own catalog: the demo's first image id (from `ls --json`)",
+    "2b7c5d1e": "the README's id is one of its own catalog: the short id of the demo's first image",
     "BATCH": "a placeholder: the batch id of the demo's edit",
     "postgresql://": "the test's PostgreSQL server (an empty schema of its own); skipped where there is none",
     "s3://": "moto's S3 server, with a bucket named as in the README, through PANOPIPE_S3_ENDPOINT_URL",
@@ -135,9 +135,10 @@ def test_readme_examples_run_as_written_on_the_demo(
                 skipped.append(words)  # no PostgreSQL server here: SUBSTITUTED["postgresql://"]
                 continue
             words = [postgres.pop() if word.startswith("postgresql://") else word for word in words]
-        if "01a20a50" in words:
+        if "2b7c5d1e" in words:
             first_id = json.loads(shell(["panopipe", "ls", "--json"]))[0]["id"]
-            words = [first_id if word == "01a20a50" else word for word in words]
+            short_id = json.loads(shell(["panopipe", "show", first_id, "--json"]))["short_id"]
+            words = [short_id if word == "2b7c5d1e" else word for word in words]
         if "BATCH" in words:
             words = [demo["edit"]["batch"] if word == "BATCH" else word for word in words]
         if "event.json" in words:
@@ -169,5 +170,5 @@ def test_every_skip_and_substitution_is_explained() -> None:
     for command in SKIPPED:
         assert command in quick_start
     using_it = "\n".join(blocks(section("## Using it"), "bash"))
-    for placeholder in ("01a20a50", "BATCH", "postgresql://", "s3://", "event.json"):
+    for placeholder in ("2b7c5d1e", "BATCH", "postgresql://", "s3://", "event.json"):
         assert placeholder in using_it and placeholder in SUBSTITUTED

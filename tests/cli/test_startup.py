@@ -56,6 +56,6 @@ def test_command_loads_no_heavy_library(command: str, sqlite_catalog: tuple[str,
     args = {
         "--help": ["--help"],
         "ls": ["ls", "--catalog", location, "--json"],
-        "show": ["show", image_id[:8], "--catalog", location],
+        "show": ["show", image_id[-12:-4], "--catalog", location],
     }[command]
     assert run_cli(*args) == {"code": 0, "heavy": []}

@@ -62,7 +62,8 @@ def created(keys: list[str], first: int = 0x10) -> list[dict[str, Any]]:
 def snapshot(catalog: Catalog) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """The catalog rows that events decide (no ids or timestamps), and the jobs."""
     c, j = images.c, jobs.c
-    columns = (c.uri, c.deleted, c.status, c.etag, c.size, c.shot, c.reel, c.camera_index, c.source_sequencer)
+    columns = (c.uri, c.deleted, c.status, c.etag, c.size, c.shot, c.reel, c.frame, c.camera_index)
+    columns += (c.captured_at, c.lat, c.lon, c.alt, c.width, c.source_sequencer)
     with catalog.engine.connect() as conn:
         rows = conn.execute(sa.select(*columns).order_by(c.uri)).all()
         job_rows = conn.execute(
@@ -128,6 +129,39 @@ def test_concurrent_handlers_applying_the_same_events_agree(catalog_url: str, ke
             reports = list(pool.map(lambda n: handlers[n % 2].handle(batches[n]), range(len(batches))))
         assert [r.batch_item_failures() for r in reports] == [{"batchItemFailures": []}] * len(batches)
         assert snapshot(expected) == in_order
+
+
+def test_hundreds_of_shuffled_deliveries_from_two_handlers_converge_to_the_in_order_rows(
+    catalog_url: str, keys: list[str], shot
+):
+    """Creations and removals (some objects removed, some removed and created again), each delivered many times
+    in a seeded random order to two concurrent handlers, leave exactly the rows in-order delivery leaves: a
+    creation older than the removal an image applied still fills in its metadata, and removed frames are in no
+    shot (issue 12, item 10)."""
+    events = [s3_record(key, sequencer=f"1{i}") for i, key in enumerate(keys)]
+    events += [
+        s3_record(key, sequencer=f"2{i}", removed=True) for i, key in enumerate(keys) if i in (0, 2, 3, 5)
+    ]
+    events += [s3_record(keys[i], sequencer=f"3{i}") for i in (3,)]
+    in_order = sorted(events, key=lambda e: int(e["s3"]["object"]["sequencer"], 16))
+    rng = random.Random(12)
+    deliveries = events * 20
+    rng.shuffle(deliveries)
+    assert len(deliveries) == 220
+    batches = [sqs_batch(*deliveries[n : n + 11]) for n in range(0, len(deliveries), 11)]
+    with Catalog.open(catalog_url) as expected, Catalog.open(catalog_url) as other:
+        EventHandler(expected, settings(shot[2])).handle(sqs_batch(*in_order))
+        want = snapshot(expected)
+        clear(expected)
+        handlers = [EventHandler(expected, settings(shot[2])), EventHandler(other, settings(shot[2]))]
+        with ThreadPoolExecutor(2) as pool:
+            reports = list(pool.map(lambda n: handlers[n % 2].handle(batches[n]), range(len(batches))))
+        assert all(r.batch_item_failures() == {"batchItemFailures": []} for r in reports)
+        assert snapshot(expected) == want
+    rows = {row[0].rsplit("/", 1)[1]: row for row in want[0]}
+    removed = [row for row in rows.values() if row[1]]
+    assert len(removed) == 3 and all(row[3] and row[4] and row[7] is not None and row[9] for row in removed)
+    assert {row[5] for row in removed} == {None} and len({row[5] for row in rows.values() if not row[1]}) == 1
 
 
 def test_a_creation_racing_a_removal_of_a_new_object_leaves_the_removal(

@@ -66,6 +66,26 @@ def test_a_name_with_a_control_character_is_one_failure(capsys, tmp_path: Path) 
     assert code == 1 and "unchanged 2" in out and "failed 1" in out and reason in err
 
 
+def test_a_file_named_with_a_control_character_as_the_only_argument_is_one_failure(
+    capsys, tmp_path: Path
+) -> None:
+    bad = tmp_path / "dir" / "new\nline.jpg"
+    bad.parent.mkdir()
+    bad.write_bytes(JPEG.read_bytes())
+    db = str(tmp_path / "c.db")
+    reason = "invalid storage key 'new\\nline.jpg': control characters are not allowed"
+
+    code, out, err = run(capsys, "ingest", str(bad), "--catalog", db)
+    assert code == 1
+    assert out.startswith("added 1, updated 0, unchanged 0, deleted 0, failed 1 in ")
+    assert err == f"error: {bad.parent}/new\\nline.jpg: {reason}\n"
+    with Catalog.open(db) as catalog:
+        (image,) = catalog.images()
+        assert (image.uri, image.status, image.error) == (str(bad), "failed", reason)
+    code, out, err = run(capsys, "ingest", str(bad), "--catalog", db)
+    assert code == 1 and "unchanged 0" in out and "failed 1" in out and reason in err
+
+
 def test_a_failure_fixed_since_is_read_again(catalog: Catalog, tmp_path: Path) -> None:
     from panopipe.config import Settings
     from panopipe.ingest import ingest

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from panopipe.catalog import edits as edit_ops
 from panopipe.catalog import project_config as config_ops
+from panopipe.catalog import short_ids
 from panopipe.catalog.bulk import insert_columns
 from panopipe.catalog.engine import check_schema, create_catalog_engine, mask_url
 from panopipe.catalog.object_events import AppliedChange, ObjectChange, OnRemoved, apply_changes
@@ -26,19 +27,20 @@ from panopipe.catalog.records import (
     FILE_FIELDS,
     IMAGE_COLUMNS,
     Edit,
+    EditBatch,
     FieldChange,
     Image,
     ImageRecord,
     UpsertResult,
 )
-from panopipe.catalog.schema import images
+from panopipe.catalog.schema import edits, images
 from panopipe.catalog.selection import Selection, sort_order
 from panopipe.catalog.shots import assign_reel_shots
 from panopipe.catalog.spatial import PostGIS, detect_postgis
 from panopipe.catalog.subjects import subject_id
 from panopipe.catalog.types import new_ids, utcnow
 from panopipe.catalog.values import from_json, to_json
-from panopipe.errors import CatalogError, NotFoundError
+from panopipe.errors import CatalogError
 from panopipe.iterutil import batched
 
 _COMPARED_FIELDS = (*FILE_FIELDS, *CAPTURE_FIELDS, "extra", "status", "error")
@@ -324,24 +326,20 @@ class Catalog:
             return conn.execute(query).scalar_one()
 
     def get(self, image_id: str) -> Image:
-        """The image with id ``image_id``, or a unique id prefix of at least 4 characters."""
-        text = image_id.strip().lower()
-        if len(text) < 4:
-            raise NotFoundError(f"image id {image_id!r} is too short: give at least 4 characters")
+        """The image with id ``image_id``: its full id or its short id (see :mod:`~panopipe.catalog.short_ids`).
+
+        Raises :class:`~panopipe.errors.NotFoundError` for an id no image has, or one several share (listing them).
+        """
         columns = (*(images.c[name] for name in IMAGE_COLUMNS), images.c.captured)
-        with self.engine.connect() as conn:
-            if len(text) == 36:
-                rows = conn.execute(sa.select(*columns).where(images.c.id == text)).all()
-            else:
-                # SQLite stores UUIDs as 32 hex digits, PostgreSQL prints them with dashes: compare without.
-                hex_id = sa.func.replace(sa.cast(images.c.id, sa.String), "-", "")
-                prefix = text.replace("-", "")
-                rows = conn.execute(sa.select(*columns).where(hex_id.startswith(prefix)).limit(2)).all()
-        if not rows:
-            raise NotFoundError(f"no image with id {image_id!r} in {self.url}; list ids with `panopipe ls`")
-        if len(rows) > 1:
-            raise NotFoundError(f"image id prefix {image_id!r} is ambiguous: give more characters")
-        return _image(rows[0])
+        with self.connect() as conn:
+            found = short_ids.resolve(conn, images.c.id, image_id, "image")
+            return _image(conn.execute(sa.select(*columns).where(images.c.id == found)).one())
+
+    def short_ids(self, image_ids: Sequence[str]) -> dict[str, str]:
+        """The short id of each of ``image_ids``: the shortest start (at least 8 characters) of the last group
+        of its UUID that no other image shares (see :mod:`~panopipe.catalog.short_ids`)."""
+        with self.connect() as conn:
+            return short_ids.short_ids(conn, images.c.id, image_ids)
 
     def assign_shots(
         self,
@@ -412,16 +410,33 @@ class Catalog:
             return edit_ops.apply(conn, changes, reason=reason, author=author)
 
     def history(self, *, image_id: str | None = None, batch: str | None = None) -> list[Edit]:
-        """Recorded edits, oldest first, of one image or one batch, or all."""
+        """Recorded edits, one per field and image, oldest first, of one image or one batch (full or short
+        ids), or all."""
         if image_id is not None:
             image_id = self.get(image_id).id
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
+            if batch is not None:
+                batch = short_ids.resolve(conn, edits.c.batch, batch, "edit batch")
             return edit_ops.history(conn, image_id=image_id, batch=batch)
 
+    def edit_batches(self, *, image_id: str | None = None) -> list[EditBatch]:
+        """Edit batches, oldest first, with who made each, when, why and how many images and fields it changed;
+        optionally only those that changed one image (full or short id)."""
+        if image_id is not None:
+            image_id = self.get(image_id).id
+        with self.connect() as conn:
+            return edit_ops.batches(conn, image_id=image_id)
+
+    def short_batch_ids(self, batches: Sequence[str]) -> dict[str, str]:
+        """The short id of each edit batch of ``batches``, unique among the catalog's batches."""
+        with self.connect() as conn:
+            return short_ids.short_ids(conn, edits.c.batch, batches)
+
     def undo(self, batch: str, *, author: str, dry_run: bool = False) -> list[FieldChange]:
-        """Revert the edit batch ``batch``; the resulting changes of effective values. With ``dry_run`` the
-        changes are computed and rolled back (``undo --dry-run``)."""
+        """Revert the edit batch ``batch`` (full or short id); the resulting changes of effective values. With
+        ``dry_run`` the changes are computed and rolled back (``undo --dry-run``)."""
         with self.engine.connect() as conn, conn.begin() as transaction:
+            batch = short_ids.resolve(conn, edits.c.batch, batch, "edit batch")
             changes = edit_ops.undo(conn, batch, author=author)
             if dry_run:
                 transaction.rollback()

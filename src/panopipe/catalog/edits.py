@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from panopipe.catalog.records import EDITABLE_FIELDS, Edit, FieldChange
+from panopipe.catalog.records import EDITABLE_FIELDS, Edit, EditBatch, FieldChange
 from panopipe.catalog.schema import edits, images
 from panopipe.catalog.selection import Selection
 from panopipe.catalog.spatial import PostGIS
@@ -155,6 +155,28 @@ def history(conn: sa.Connection, *, image_id: str | None, batch: str | None) -> 
     return [Edit(**row._mapping) for row in conn.execute(query)]
 
 
+def batches(conn: sa.Connection, *, image_id: str | None) -> list[EditBatch]:
+    """Edit batches, oldest first, each on one line; optionally only those that changed ``image_id``."""
+    e = edits.c
+    query = (
+        sa.select(
+            e.batch,
+            sa.func.min(e.author),
+            sa.func.min(e.reason),
+            sa.func.min(e.created_at),
+            sa.func.count(sa.distinct(e.image_id)),
+            sa.func.count(sa.distinct(e.field)),
+            sa.func.count(),
+            sa.func.max(e.undone_at),
+        )
+        .group_by(e.batch)
+        .order_by(sa.func.min(e.id))
+    )
+    if image_id is not None:
+        query = query.where(e.batch.in_(sa.select(e.batch).where(e.image_id == image_id)))
+    return [EditBatch(*row) for row in conn.execute(query)]
+
+
 def resolve_keys(conn: sa.Connection, rows: Iterable[dict[str, str]]) -> dict[str, dict[str, Any]]:
     """Rows of a positions CSV as ``{image id: {field: typed value}}``.
 
@@ -208,4 +230,4 @@ def edited_since(conn: sa.Connection, subjects: Sequence[tuple[Subject, datetime
     return found
 
 
-__all__ = ["apply", "edited_since", "history", "plan", "resolve_keys", "undo"]
+__all__ = ["apply", "batches", "edited_since", "history", "plan", "resolve_keys", "undo"]

@@ -7,7 +7,9 @@ Order and idempotence come from the database: each image stores the sequencer of
 as they are read); the lock holds until the change is written. A batch's events share one transaction and a
 few statements; if any of them fails, the batch is applied again one event per transaction, so only that
 event (and the later events of its group, e.g. its message) fails. Removing an unknown object leaves a deleted
-placeholder with its sequencer, so an older creation arriving later cannot bring it back.
+placeholder with its sequencer, so an older creation arriving later cannot bring it back; that creation still
+fills in the placeholder's metadata (it stays deleted), as it would have had it arrived first. A removed image
+belongs to no shot. So the final rows do not depend on the order events are delivered in.
 """
 
 from __future__ import annotations
@@ -158,7 +160,7 @@ def _apply_round(
     """
     c = images.c
     uris = [changes[i].uri for i in indexes]
-    query = sa.select(c.uri, c.id, c.source_sequencer).where(c.uri.in_(uris)).order_by(c.uri)
+    query = sa.select(c.uri, c.id, c.source_sequencer, c.deleted).where(c.uri.in_(uris)).order_by(c.uri)
     rows = {row.uri: row for row in conn.execute(query.with_for_update())}
     now = utcnow()
     outcomes: list[tuple[int, AppliedChange]] = []
@@ -167,6 +169,7 @@ def _apply_round(
     claims: list[dict[str, Any]] = []
     records: list[ImageRecord] = []
     sources: dict[str, dict[str, Any]] = {}
+    fills: list[tuple[str, str | None, ImageRecord]] = []
     for index in indexes:
         change = changes[index]
         row = rows.get(change.uri)
@@ -187,6 +190,8 @@ def _apply_round(
             image_id = row.id
             claims.append({"_id": image_id, "_new": change.sequencer} | source)
         else:
+            if change.record is not None and row.deleted:  # removed later: keep what it was, deleted
+                fills.append((row.id, row.source_sequencer, replace(change.record, id=row.id)))
             outcomes.append((index, AppliedChange(Action.SKIPPED, "not newer than the event applied")))
             continue
         claimed.append((index, image_id, row is None))
@@ -198,6 +203,8 @@ def _apply_round(
         claim = images.update().where(c.id == sa.bindparam("_id"), newer)
         if conn.execute(claim, claims).rowcount != len(claims):
             raise _Raced("a concurrent handler applied a newer event of the same object")
+    if fills:
+        _fill_removed(conn, fills, upsert)
     records += [
         record for index, _, added in claimed if (record := changes[index].record) is not None and not added
     ]
@@ -224,9 +231,30 @@ def _apply_round(
             action = Action.ADDED if added else Action.UPDATED if image_id in updated else Action.UNCHANGED
             outcome = AppliedChange(action, record.error if record.status == "failed" else None, image_id)
         outcomes.append((index, outcome))
-    if removed and on_removed is not None:
-        on_removed(conn, removed, _emptied_shots(conn, removed))
+    if removed:
+        if on_removed is not None:
+            on_removed(conn, removed, _emptied_shots(conn, removed))
+        conn.execute(images.update().where(c.id.in_(removed), c.shot.is_not(None)).values(shot=None))
     return outcomes
+
+
+def _fill_removed(
+    conn: sa.Connection, fills: list[tuple[str, str | None, ImageRecord]], upsert: Upsert
+) -> None:
+    """Write the metadata of creations older than the removal their images applied, keeping them deleted
+    and in no shot. Guarded as claims are: the row must still hold the sequencer read and be deleted."""
+    c = images.c
+    guard = images.update().where(
+        c.id == sa.bindparam("_id"),
+        c.source_sequencer.is_not_distinct_from(sa.bindparam("_seen", type_=sa.String)),
+        c.deleted == sa.true(),
+    )
+    params = [{"_id": image_id, "_seen": seen} for image_id, seen, _ in fills]
+    if conn.execute(guard.values(deleted=True), params).rowcount != len(fills):
+        raise _Raced("a concurrent handler applied a newer event of the same object")
+    upsert(conn, [record for _, _, record in fills], {})
+    ids = [image_id for image_id, _, _ in fills]
+    conn.execute(images.update().where(c.id.in_(ids)).values(deleted=True, shot=None))
 
 
 def _emptied_shots(conn: sa.Connection, image_ids: Sequence[str]) -> list[str]:

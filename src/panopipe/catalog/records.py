@@ -162,12 +162,31 @@ class Edit:
         return {f.name: to_json_value(getattr(self, f.name)) for f in fields(self)}
 
 
+@dataclass(frozen=True, slots=True)
+class EditBatch:
+    """One edit batch: who made it, when and why, how many images and fields it changed, and its undo."""
+
+    batch: str
+    author: str
+    reason: str
+    created_at: datetime
+    images: int
+    fields: int
+    changes: int
+    undone_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {f.name: to_json_value(getattr(self, f.name)) for f in fields(self)}
+
+
 __all__ = [
     "CAPTURE_FIELDS",
     "EDITABLE_FIELDS",
     "FILE_FIELDS",
     "IMAGE_COLUMNS",
     "Edit",
+    "EditBatch",
     "FieldChange",
     "Image",
     "ImageRecord",

@@ -65,6 +65,16 @@ images = sa.Table(
     sa.Index(None, "content_hash"),
 )
 
+
+def uuid_tail(column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+    """The last group of the UUIDs in ``column`` (their 12 random hex digits), as the tail indexes index it:
+    the same text on both backends (PostgreSQL prints UUIDs with dashes, SQLite stores 32 hex digits)."""
+    text = sa.func.replace(sa.cast(column, sa.String), sa.literal_column("'-'"), sa.literal_column("''"))
+    return sa.func.substr(text, sa.literal_column("21"), type_=sa.String)
+
+
+sa.Index("ix_images_id_tail", uuid_tail(images.c.id))  # short ids (see panopipe.catalog.short_ids)
+
 edits = sa.Table(
     "edits",
     metadata,
@@ -81,6 +91,9 @@ edits = sa.Table(
     sa.Column("undone_by", ByteOrderedString(128)),
     sa.Index(None, "image_id", "field"),
 )
+sa.Index("ix_edits_batch_tail", uuid_tail(edits.c.batch))
+EXPRESSION_INDEXES = ("ix_edits_batch_tail", "ix_images_id_tail")
+"""Indexes on expressions, which Alembic cannot compare (PostgreSQL prints them back in its own words)."""
 
 artifacts = sa.Table(
     "artifacts",
@@ -142,4 +155,14 @@ project_config = sa.Table(
 )
 
 
-__all__ = ["ID", "artifacts", "edits", "images", "jobs", "metadata", "project_config"]
+__all__ = [
+    "EXPRESSION_INDEXES",
+    "ID",
+    "artifacts",
+    "edits",
+    "images",
+    "jobs",
+    "metadata",
+    "project_config",
+    "uuid_tail",
+]

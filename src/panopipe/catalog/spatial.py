@@ -64,10 +64,12 @@ def detect_postgis(conn: sa.Connection) -> PostGIS | None:
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    """Alembic's filter: leave out the PostGIS column and index, which exist in the database only."""
-    return not (
-        reflected and compare_to is None and (type_, name) in {("column", GEOM_COLUMN), ("index", GEOM_INDEX)}
-    )
+    """Alembic's filter: leave out the PostGIS column and index, which exist in the database only, and the
+    indexes on expressions as the database reflects them (tests check that lookups use them)."""
+    from panopipe.catalog.schema import EXPRESSION_INDEXES
+
+    only_here = {("column", GEOM_COLUMN), ("index", GEOM_INDEX), *(("index", n) for n in EXPRESSION_INDEXES)}
+    return not (reflected and compare_to is None and (type_, name) in only_here)
 
 
 __all__ = ["GEOM_COLUMN", "GEOM_INDEX", "PostGIS", "detect_postgis", "include_object"]

@@ -76,6 +76,9 @@ def ls(
     columns = _fields(fields, LISTED_FIELDS if as_json else TABLE_FIELDS)
     images = catalog.images(selection, limit=limit, offset=offset, sort=_names(sort))
     rows = [image_row(image) for image in images]
+    if not as_json and "id" in columns:  # people read and type short ids; scripts get full ones
+        shown = catalog.short_ids([row["id"] for row in rows])
+        rows = [{**row, "id": shown[row["id"]]} for row in rows]
     render.print_rows(rows, columns, as_json=as_json)
     if not as_json:
         render.stderr.print(f"{len(rows)} image(s)")
@@ -85,15 +88,16 @@ def ls(
 def show(
     catalog: Catalog,
     settings: Settings,
-    image_id: Annotated[str, typer.Argument(help="Image id or a unique prefix of it.")],
+    image_id: Annotated[str, typer.Argument(help="Image id: the full id or the short id `ls` shows.")],
     as_json: JsonOption = False,
 ) -> None:
     """Show everything the catalog holds for one image (edited fields are marked).
 
-    Example: panopipe show 0190f3a2
+    Example: panopipe show 2b7c5d1e
     """
     image = catalog.get(image_id)
-    render.print_fields(image.to_dict(), as_json=as_json, marked=image.edited_fields)
+    fields = {"id": image.id, "short_id": catalog.short_ids([image.id])[image.id], **image.to_dict()}
+    render.print_fields(fields, as_json=as_json, marked=image.edited_fields)
 
 
 @uses_selection
@@ -233,44 +237,64 @@ def _confirm_every_image() -> None:
         )
 
 
+BATCH_FIELDS = ("batch", "created_at", "author", "reason", "images", "fields", "changes", "undone_at")
+DETAIL_FIELDS = (
+    "batch",
+    "image_id",
+    "field",
+    "old_value",
+    "new_value",
+    "author",
+    "reason",
+    "created_at",
+    "undone_at",
+)
+
+
 @uses_catalog
 def history(
     catalog: Catalog,
     settings: Settings,
-    image_id: Annotated[str | None, typer.Argument(help="Only this image (id or prefix).")] = None,
-    batch: Annotated[str | None, typer.Option(help="Only this edit batch.")] = None,
+    image_id: Annotated[
+        str | None, typer.Argument(help="Only edits of this image (full or short id).")
+    ] = None,
+    batch: Annotated[str | None, typer.Option(help="Only this edit batch (full or short id).")] = None,
+    detail: Annotated[bool, typer.Option("--detail", help="One row per image and field changed.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Show recorded edits, oldest first.
+    """Show the edit batches, oldest first: one line each with who, when, why, and how many images and
+    fields; `panopipe undo BATCH` takes the batch shown.
 
-    Example: panopipe history 0190f3a2
+    Example: panopipe history --detail --batch 2b7c5d1e
     """
-    rows = [e.to_dict() for e in catalog.history(image_id=image_id, batch=batch)]
-    columns = (
-        "batch",
-        "image_id",
-        "field",
-        "old_value",
-        "new_value",
-        "author",
-        "reason",
-        "created_at",
-        "undone_at",
-    )
+    if detail or batch is not None:
+        rows = [e.to_dict() for e in catalog.history(image_id=image_id, batch=batch)]
+        columns: tuple[str, ...] = DETAIL_FIELDS
+    else:
+        rows = [b.to_dict() for b in catalog.edit_batches(image_id=image_id)]
+        columns = BATCH_FIELDS
+    if not as_json:
+        batches = catalog.short_batch_ids([row["batch"] for row in rows])
+        images = catalog.short_ids([row["image_id"] for row in rows]) if detail or batch else {}
+        rows = [{**row, "batch": batches[row["batch"]]} | _short_image(row, images) for row in rows]
     render.print_rows(rows, columns, as_json=as_json)
+
+
+def _short_image(row: dict[str, object], shown: dict[str, str]) -> dict[str, object]:
+    return {"image_id": shown[str(row["image_id"])]} if "image_id" in row else {}
 
 
 @uses_catalog
 def undo(
     catalog: Catalog,
     settings: Settings,
-    batch: Annotated[str, typer.Argument(help="The edit batch to revert (see `panopipe history`).")],
+    batch: Annotated[str, typer.Argument(help="The edit batch to revert: as `panopipe history` shows it.")],
     dry_run: DryRunOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Revert one edit batch; later edits of the same fields stay in force.
 
-    Example: panopipe undo 0190f3a2-7c1e-7a31-9f00-2b7c5d1e4f11 --dry-run
+    Example: panopipe undo 9f3c04e1 --dry-run
     """
     changes = catalog.undo(batch, author=getpass.getuser(), dry_run=dry_run)
     rows = _change_rows(changes)
@@ -282,4 +306,15 @@ def undo(
         render.success(f"undid edit {batch}: {len(changes)} value(s) restored")
 
 
-__all__ = ["CHANGE_FIELDS", "TABLE_FIELDS", "edit", "export", "history", "ls", "show", "undo"]
+__all__ = [
+    "BATCH_FIELDS",
+    "CHANGE_FIELDS",
+    "DETAIL_FIELDS",
+    "TABLE_FIELDS",
+    "edit",
+    "export",
+    "history",
+    "ls",
+    "show",
+    "undo",
+]

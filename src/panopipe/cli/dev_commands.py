@@ -20,7 +20,8 @@ def up(
     output_prefix: Annotated[str, typer.Option(help="Where outputs go (never notifies).")] = "panopipe-out/",
     max_receive_count: Annotated[int, typer.Option(help="Receives before a message goes to the DLQ.")] = 5,
 ) -> None:
-    """Start S3 and SQS locally: bucket, queue with dead-letter queue, bucket notification; Ctrl-C stops.
+    """Start S3 and SQS locally: bucket, queue with dead-letter queue, bucket notification; Ctrl-C stops it
+    (exit 0). Needs moto's server: pip install 'panopipe[dev]'.
 
     Prints the endpoint and the environment variables to export for `panopipe worker events` and uploads.
 
@@ -39,7 +40,10 @@ def up(
         )
         render.success(f"S3 and SQS at {endpoint}; queue {stack.queue_url}")
         typer.echo("\n".join(f"export {name}={value}" for name, value in stack.environment().items()))
-        typer.echo(f"# then: panopipe worker events --queue-url {stack.queue_url}")
+        typer.echo(
+            "# then, with these exports: panopipe db upgrade --catalog survey.db && panopipe worker events "
+            f"--queue-url {stack.queue_url} --catalog survey.db --config panopipe.toml"
+        )
         threading.Event().wait()
     except KeyboardInterrupt:
         pass

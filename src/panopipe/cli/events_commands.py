@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from panopipe.cli import render
-from panopipe.cli.options import uses_catalog
+from panopipe.cli.options import JsonOption, uses_catalog
 
 if TYPE_CHECKING:
     from panopipe.catalog import Catalog
     from panopipe.config import Settings
+    from panopipe.events.handler import HandleReport
 
 app = typer.Typer(
     help="S3 events: parse and handle saved events the way the Lambda handler does.", no_args_is_help=True
@@ -46,15 +47,24 @@ def handle(
 ) -> None:
     """Handle a saved event exactly as the Lambda handler does, and print the report as JSON.
 
+    Exit code 7 when a message failed (Lambda would list it in batchItemFailures for redelivery).
+
     Example: panopipe events handle batch.json --catalog survey.db
     """
+    from panopipe.errors import EventError
     from panopipe.events.handler import EventHandler
 
     handler = EventHandler.from_settings(catalog, settings)
     try:
-        render.print_json(handler.handle(event_file.read_bytes()).to_dict())
+        report = handler.handle(event_file.read_bytes())
     finally:
         handler.close()
+    render.print_json(report.to_dict())
+    if report.failed_messages:
+        failed = ", ".join(str(m) for m in report.failed_messages)
+        raise EventError(
+            f"{len(report.failed_messages)} message(s) failed ({failed}): see their reasons above"
+        )
 
 
 worker_app = typer.Typer(help="Workers that feed queued events to the handler.", no_args_is_help=True)
@@ -68,27 +78,57 @@ def worker_events(
         int | None, typer.Option(help="Stop after this many polls (default: run on).")
     ] = None,
     wait: Annotated[int, typer.Option(help="Long-polling wait per poll, in seconds.")] = 20,
+    as_json: JsonOption = False,
     *,
     catalog: Catalog,
     settings: Settings,
 ) -> None:
-    """Poll an SQS queue in batches of 10 and handle each batch as Lambda would; Ctrl-C stops.
+    """Poll an SQS queue in batches of 10 and handle each batch as Lambda would, with the project
+    configuration (--config, ./panopipe.toml: the rig profile, the steps); Ctrl-C stops it (exit 0).
 
-    Acknowledged messages are deleted; failed ones come back after the visibility timeout.
+    Prints a start line, one line per batch and, when it stops, a summary (JSON with --json). Acknowledged
+    messages are deleted; failed ones come back after the visibility timeout.
 
     Example: panopipe worker events --queue-url http://127.0.0.1:5000/123456789012/panopipe-dev-events
+    --config panopipe.toml
     """
     from panopipe.dev import run_worker
     from panopipe.events.handler import EventHandler
 
     handler = EventHandler.from_settings(catalog, settings)
+
+    def started(endpoint: str) -> None:
+        executor = handler.executor.name if handler.executor is not None else "none (plan only)"
+        render.stderr.print(
+            f"worker: polling {queue_url} at {endpoint} into catalog {catalog.url}; executor {executor}; "
+            "Ctrl-C stops",
+            soft_wrap=True,
+        )
+
+    def handled(messages: int, batch: HandleReport) -> None:
+        actions = ", ".join(f"{name} {n}" for name, n in batch.actions().items() if n or name != "unchanged")
+        jobs = "; ".join(
+            f"{step} " + ", ".join(f"{s} {n}" for s, n in c.items()) for step, c in batch.jobs.items()
+        )
+        render.stderr.print(
+            f"batch: {messages} message(s): {actions}; jobs: {jobs or 'none'}", soft_wrap=True
+        )
+
     try:
-        report = run_worker(handler, queue_url, max_polls=max_polls, wait_s=wait)
-    except KeyboardInterrupt:
-        return
+        report = run_worker(
+            handler, queue_url, max_polls=max_polls, wait_s=wait, on_start=started, on_batch=handled
+        )
     finally:
         handler.close()
-    render.print_json(report.to_dict())
+    if as_json:
+        render.print_json(report.to_dict())
+        return
+    counts = ", ".join(f"{name} {n}" for name, n in report.counts.items())
+    render.stdout.print(
+        f"{'stopped' if report.interrupted else 'done'} after {report.polls} poll(s): {report.batches} batch(es), "
+        f"{report.received} message(s) received, {report.acknowledged} acknowledged, {report.left} left for "
+        f"redelivery; events {counts}"
+    )
 
 
 __all__ = ["app", "handle", "parse", "worker_app", "worker_events"]

@@ -39,6 +39,10 @@ class _LogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = self.format(record)
+        # Structured records (the event handler's) carry what they are about as extras, not in the message.
+        about = [str(value) for key in ("uri", "reason") if (value := getattr(record, key, None))]
+        if about:
+            message = f"{message}: {' '.join(about)}"
         if record.levelno >= logging.ERROR:
             error(message)
         elif record.levelno >= logging.WARNING:

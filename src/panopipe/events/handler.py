@@ -33,7 +33,7 @@ import logging
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -91,6 +91,11 @@ class HandleReport:
         skipped = sum(o.action is Action.SKIPPED for o in self.outcomes)
         failed = sum(o.action is Action.FAILED for o in self.outcomes)
         return {"processed": len(self.outcomes) - skipped - failed, "skipped": skipped, "failed": failed}
+
+    def actions(self) -> dict[str, int]:
+        """How many events had each outcome: ``added``, ``updated``, ``unchanged``, ``deleted``, ``skipped``,
+        ``failed`` (all present, in that order)."""
+        return {action.value: sum(o.action is action for o in self.outcomes) for action in Action}
 
     def batch_item_failures(self) -> dict[str, list[dict[str, str]]]:
         """The SQS partial batch response: the messages to deliver again."""
@@ -278,7 +283,13 @@ class EventHandler:
     ) -> None:
         selection = Selection(ids=tuple(sorted(changed)))
         try:
-            self.catalog.assign_shots(frames, self.settings.ingest.shot_tolerance_s, around=frames)
+            # A removal regroups its whole reel: the shots then depend on the frames left, not on the order.
+            removed = {
+                i.reel for i in self.catalog.images(replace(selection, include_deleted=True)) if i.deleted
+            }
+            around = {reel: times for reel, times in frames.items() if reel not in removed}
+            reels = {*frames, *(removed - {None})}
+            self.catalog.assign_shots(reels, self.settings.ingest.shot_tolerance_s, around=around)
             if self.executor is None:
                 report.planned = len(plan(self.catalog, selection, self.steps, self.settings))
                 return

@@ -44,6 +44,15 @@ class FolderStorage(Storage):
             modified=datetime.fromtimestamp(stat.st_mtime, UTC),
         )
 
+    def listed(self, name: str) -> ObjectInfo:
+        """The file ``name`` in the root folder as :meth:`list` shows it: the name is not checked here (as
+        listing does not check names), reading the file checks it."""
+        path = self.root / name
+        try:
+            return self._info(name, path, path.stat())
+        except OSError as exc:
+            raise os_storage_error("read", path, exc) from exc
+
     def _head(self, key: str) -> ObjectInfo:
         path = self._path(key)
         try:

@@ -1,0 +1,161 @@
+"""docs/aws.md's local parity flow, run as written (issue 12, item 7): the shell commands of its code blocks, in
+order, through the real `panopipe` command and the AWS CLI. Only the port differs (a free one instead of 5000,
+which another program may hold), `pip install` is left out (the suite runs installed), and the exports are the
+ones `dev up` printed, as the page says. The uploaded rig shot must come out stitched."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tests.conftest import require
+
+DOCS = Path(__file__).parents[2] / "docs" / "aws.md"
+SRC = Path(__file__).parents[2] / "src"
+SECTION = "## Local parity: `panopipe dev up` and `panopipe worker events`"
+
+
+def documented_commands() -> list[str]:
+    """The commands of the section's ``sh`` blocks, continuation lines joined and comments dropped."""
+    text = DOCS.read_text(encoding="utf-8")
+    section = text[text.index(SECTION) :]
+    section = section[: section.find("\n## ", 1) if "\n## " in section[1:] else None]
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", section, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            if line and not line.startswith("#"):
+                commands.append(re.sub(r"\s+", " ", line))
+    return commands
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def shell(tmp_path: Path) -> dict[str, str]:
+    """An environment whose `panopipe` is this checkout's, run from ``tmp_path``."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    launcher = bin_dir / "panopipe"
+    launcher.write_text(f'#!/bin/sh\nexec {sys.executable} -c "from panopipe.cli import run; run()" "$@"\n')
+    launcher.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PANOPIPE_"))}
+    return env | {
+        "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}",
+        "PYTHONPATH": str(SRC),
+        "HOME": str(tmp_path),
+    }
+
+
+def test_the_documented_local_flow_stitches_an_uploaded_shot(shell: dict[str, str], tmp_path: Path):
+    require(shutil.which("aws") is not None, "the AWS CLI")
+    port = free_port()
+    commands = [c.replace("5000", str(port)) for c in documented_commands()]
+    assert commands[0].startswith("pip install -e '.[dev]'")
+    demo, dev_up, exports, upgrade, worker, upload, ls, status, *pushing = commands[1:]
+    assert dev_up.startswith("panopipe dev up") and worker.startswith("panopipe worker events")
+    env = dict(shell)
+
+    def sh(command: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0 and "Traceback" not in result.stderr, (command, result.stderr)
+        return result
+
+    def start(command: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            ["bash", "-c", f"exec {command}"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    sh(demo)
+    server = start(dev_up)
+    try:
+        assert server.stdout is not None
+        printed = [server.stdout.readline()]
+        while printed[-1] and not printed[-1].startswith("# then"):  # "": dev up ended
+            printed.append(server.stdout.readline())
+        assert printed[-1].startswith("# then"), server.communicate()
+        exported = dict(
+            line.removeprefix("export ").strip().split("=", 1)
+            for line in printed
+            if line.startswith("export ")
+        )
+        # The page shows the same variables dev up printed.
+        assert set(exported) == {m for m in re.findall(r"(\w+)=", exports)}
+        env.update(exported)
+        sh(upgrade)
+        worker_process = start(worker.replace(" --queue-url ", " --wait 1 --queue-url ", 1))
+        try:
+            sh(upload)
+            deadline = time.monotonic() + 180
+            jobs: dict[str, dict[str, int]] = {}
+            while time.monotonic() < deadline and jobs.get("publish", {}).get("succeeded", 0) < 1:
+                time.sleep(1)
+                jobs = json.loads(sh(f"{status} --json").stdout)["jobs"]
+        finally:
+            worker_process.send_signal(signal.SIGINT)
+            out, err = worker_process.communicate(timeout=60)
+        assert worker_process.returncode == 0 and "Traceback" not in err, err
+        assert {step: counts.get("succeeded") for step, counts in jobs.items()} == {
+            "stitch": 1,
+            "apply-metadata": 1,
+            "derive": 1,
+            "publish": 1,
+        }
+        assert err.startswith(f"worker: polling http://127.0.0.1:{port}/")
+        start_line = err.splitlines()[0]
+        assert f"at http://127.0.0.1:{port} into catalog sqlite:///" in start_line
+        assert "survey.db; executor inline;" in start_line
+        batches = [line for line in err.splitlines() if line.startswith("batch: ")]
+        assert batches and sum(int(re.search(r"added (\d+)", b)[1]) for b in batches) == 6  # type: ignore[index]
+        assert any("stitch succeeded 1" in b for b in batches)
+        assert re.match(r"stopped after \d+ poll\(s\): \d+ batch\(es\), \d+ message\(s\) received", out), out
+        listed = sh(ls).stdout
+        assert listed.count(" R001-000001 ") == 5  # --limit 5 of the shot's six frames
+        # Then the page pushes the project configuration into the catalog and shows it.
+        assert [c.split()[:3] for c in pushing] == [
+            ["panopipe", "db", "upgrade"],
+            ["panopipe", "config", "push"],
+            ["panopipe", "config", "show"],
+        ]
+        for command in pushing:
+            sh(command)
+        assert "catalog version 1" in sh(pushing[-1]).stdout
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=30)
+    assert server.returncode == 0
+
+
+def test_dev_up_without_moto_says_which_extra_to_install(shell: dict[str, str], tmp_path: Path):
+    blocker = tmp_path / "no_moto"
+    (blocker / "moto").mkdir(parents=True)
+    (blocker / "moto" / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'moto'\")\n")
+    env = shell | {"PYTHONPATH": f"{blocker}{os.pathsep}{SRC}"}
+    result = subprocess.run(
+        ["bash", "-c", "panopipe dev up --port 0"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: moto's server is not installed (No module named 'moto'): "
+        "pip install 'panopipe[dev]' (or 'moto[server]')"
+    ]
