@@ -19,6 +19,7 @@ from panopipe.catalog.schema import metadata
 OWNERS = {
     "images": "panopipe.catalog",
     "edits": "panopipe.catalog",
+    "image_flags": "panopipe.catalog.flags",
     "artifacts": "panopipe.pipeline.store",
     "jobs": "panopipe.pipeline.store",
 }

@@ -29,7 +29,7 @@ ENV_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
 
 DEFAULT_CATALOG = "panopipe.db"
 DEFAULT_CONFIG_FILE = "panopipe.toml"
-SECTIONS = ("panopipe", "ingest", "steps")
+SECTIONS = ("panopipe", "ingest", "steps", "qc")
 """The tables of the project config file."""
 DEFAULT_BATCH_SIZE = 50_000
 """Rows per ``COPY`` and commit when a catalog moves to PostgreSQL (here, so the CLI reads it without psycopg)."""
@@ -69,6 +69,8 @@ class Settings:
     plan only); unset: ``local`` for ``panopipe run``, ``inline`` for the event handler."""
     ingest: IngestRules = field(default_factory=IngestRules)
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    qc: dict[str, Any] = field(default_factory=dict)
+    """The ``[qc]`` table: thresholds of ``panopipe qc``, checked and defaulted by :mod:`panopipe.qc.settings`."""
     config_file: Path | None = None
 
 
@@ -121,7 +123,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         panopipe_section = data.get("panopipe", {})
         check_names(
             panopipe_section,
-            {f.name for f in fields(Settings)} - {"ingest", "steps", "config_file"},
+            {f.name for f in fields(Settings)} - {"ingest", "steps", "qc", "config_file"},
             section="panopipe",
         )
         check_names(data.get("ingest", {}), {f.name for f in fields(IngestRules)}, section="ingest")
@@ -130,8 +132,9 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     values: dict[str, Any] = dict(panopipe_section)
     if "ingest" in data:
         values["ingest"] = IngestRules(**data["ingest"])
-    if "steps" in data:
-        values["steps"] = data["steps"]
+    for table in ("steps", "qc"):
+        if table in data:
+            values[table] = data[table]
     env = {
         "catalog": os.environ.get(ENV_CATALOG),
         "s3_endpoint_url": os.environ.get(ENV_S3_ENDPOINT_URL),

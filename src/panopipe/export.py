@@ -34,8 +34,10 @@ LISTED_FIELDS: tuple[str, ...] = (
     "frame",
     "shot",
     "status",
+    "flags",
 )
-"""The fields ``ls --json`` gives for each image (``alt``: metres above mean sea level)."""
+"""The fields ``ls --json`` gives for each image (``alt``: metres above mean sea level; ``flags``: what
+``panopipe qc`` found, docs/qc.md)."""
 
 EXPORT_NAMES: dict[str, str] = {"alt": "altitude_msl_m"}
 """Listed fields under another name in the exports, which say what the value is."""
@@ -50,8 +52,11 @@ def image_row(image: Image) -> dict[str, Any]:
 
 
 def export_row(image: Image) -> dict[str, Any]:
-    """The exported fields of ``image`` (:data:`EXPORTED_FIELDS`) as JSON-ready values."""
-    return {EXPORT_NAMES.get(name, name): value for name, value in image_row(image).items()}
+    """The exported fields of ``image`` (:data:`EXPORTED_FIELDS`) as JSON-ready values; ``flags`` as one text,
+    names separated by ``;``, which every GIS reads."""
+    row = {EXPORT_NAMES.get(name, name): value for name, value in image_row(image).items()}
+    row["flags"] = ";".join(image.flags)
+    return row
 
 
 def write_csv(images: Iterable[Image], out: TextIO) -> int:

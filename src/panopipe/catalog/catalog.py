@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import operator
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -16,6 +16,7 @@ from typing import Any, Self
 import sqlalchemy as sa
 
 from panopipe.catalog import edits as edit_ops
+from panopipe.catalog import flags as flag_ops
 from panopipe.catalog.bulk import insert_columns
 from panopipe.catalog.engine import check_schema, create_catalog_engine, mask_url
 from panopipe.catalog.object_events import AppliedChange, ObjectChange, OnRemoved, apply_changes
@@ -309,8 +310,14 @@ class Catalog:
             query = query.limit(limit).offset(offset)
         with self.engine.connect() as conn:
             rows = (row for row in conn.execute(query) if selection.matches(row))
-            for row in itertools.islice(rows, *page):
-                yield _image(row)
+            page_rows = itertools.islice(rows, *page)
+            if not flag_ops.any_flags(conn):
+                yield from map(_image, page_rows)
+                return
+            for chunk in batched(page_rows, flag_ops.CHUNK):
+                found = flag_ops.of_images(conn, [row.id for row in chunk])
+                for row in chunk:
+                    yield _image(row, found.get(row.id, ()))
 
     def count(self, selection: Selection | None = None) -> int:
         """How many images the selection holds."""
@@ -339,7 +346,32 @@ class Catalog:
             raise NotFoundError(f"no image with id {image_id!r} in {self.url}; list ids with `panopipe ls`")
         if len(rows) > 1:
             raise NotFoundError(f"image id prefix {image_id!r} is ambiguous: give more characters")
-        return _image(rows[0])
+        return _image(rows[0], self.flags_of(rows[0].id))
+
+    # Flags
+
+    def flags_of(self, image_id: str) -> list[flag_ops.StoredFlag]:
+        """The ``panopipe qc`` flags of one image (by its full id), by flag name."""
+        with self.connect() as conn:
+            return flag_ops.of_images(conn, [image_id]).get(image_id, [])
+
+    def record_qc(
+        self,
+        image_ids: Collection[str],
+        names: Collection[str],
+        found: Sequence[flag_ops.Flag],
+        *,
+        run: str,
+        qc_version: str,
+        changes: Sequence[FieldChange] = (),
+        reason: str = "",
+        author: str = "",
+    ) -> str | None:
+        """Replace the flags ``names`` of ``image_ids`` with ``found`` and, with ``changes``, record them as one
+        edit batch, all in one transaction; the batch id, if any."""
+        with self.transaction() as conn:
+            flag_ops.replace(conn, image_ids, names, found, run=run, qc_version=qc_version)
+            return edit_ops.apply(conn, changes, reason=reason, author=author) if changes else None
 
     def assign_shots(
         self,
@@ -431,10 +463,14 @@ class Catalog:
             return edit_ops.resolve_keys(conn, rows)
 
 
-def _image(row: Any) -> Image:
+def _image(row: Any, flags: Iterable[flag_ops.StoredFlag] = ()) -> Image:
     mapping = row._mapping
     captured = mapping["captured"] or {}
-    return Image(**{name: mapping[name] for name in IMAGE_COLUMNS}, edited_fields=tuple(sorted(captured)))
+    return Image(
+        **{name: mapping[name] for name in IMAGE_COLUMNS},
+        edited_fields=tuple(sorted(captured)),
+        flags=tuple(f.flag for f in flags),
+    )
 
 
 __all__ = ["Catalog", "KnownFile"]

@@ -52,6 +52,8 @@ images = sa.Table(
     sa.Column("status", ByteOrderedString(16), nullable=False, server_default="ok"),
     sa.Column("error", ByteOrderedString()),
     sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Left out of processing and publishing by an edit (``qc --fix`` thinning), the record and file kept.
+    sa.Column("excluded", sa.Boolean, nullable=False, server_default=sa.false()),
     # The S3 event last applied: its sequencer, upper-case and zero-left-padded so that text order is event
     # order (events apply only WHERE the stored one is lower), and the object version it named.
     sa.Column("source_sequencer", ByteOrderedString(64)),
@@ -129,5 +131,21 @@ jobs = sa.Table(
     sa.Index(None, "status"),
 )
 
+image_flags = sa.Table(
+    "image_flags",
+    metadata,
+    sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("image_id", ID, sa.ForeignKey("images.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("flag", ByteOrderedString(32), nullable=False),
+    # What the check measured (e.g. metres from the smoothed track) and a sentence for people.
+    sa.Column("value", sa.Double),
+    sa.Column("detail", ByteOrderedString()),
+    sa.Column("qc_version", ByteOrderedString(16), nullable=False),
+    sa.Column("run", ID, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("image_id", "flag"),
+    sa.Index(None, "flag"),
+)
 
-__all__ = ["ID", "artifacts", "edits", "images", "jobs", "metadata"]
+
+__all__ = ["ID", "artifacts", "edits", "image_flags", "images", "jobs", "metadata"]

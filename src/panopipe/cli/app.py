@@ -15,6 +15,7 @@ from panopipe.cli import (
     dev_commands,
     events_commands,
     ingest_command,
+    qc_commands,
     render,
     sync_command,
 )
@@ -55,6 +56,7 @@ app.add_typer(cloud_commands.app, name="cloud")
 app.command()(sync_command.sync)
 app.command()(demo_command.demo)
 app.command()(ingest_command.ingest)
+app.command()(qc_commands.qc)
 for command in (
     catalog_commands.ls,
     catalog_commands.show,

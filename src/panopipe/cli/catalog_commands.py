@@ -146,7 +146,8 @@ def _seconds(text: str) -> float:
 CHANGE_FIELDS = ("id", "field", "old", "new")
 
 
-def _change_rows(changes: list[FieldChange]) -> list[dict[str, object]]:
+def change_rows(changes: list[FieldChange]) -> list[dict[str, object]]:
+    """Field changes as rows of :data:`CHANGE_FIELDS`."""
     return [{"id": c.image_id, "field": c.field, "old": c.old, "new": c.new} for c in changes]
 
 
@@ -194,7 +195,7 @@ def edit(
         shift_time_s=_seconds(shift_time) if shift_time else None,
         per_image=per_image,
     )
-    rows = _change_rows(changes)
+    rows = change_rows(changes)
     if dry_run:
         render.print_rows(rows, CHANGE_FIELDS, as_json=as_json, title="would change (dry run)")
         return
@@ -256,7 +257,7 @@ def undo(
     Example: panopipe undo 0190f3a2-7c1e-7a31-9f00-2b7c5d1e4f11 --dry-run
     """
     changes = catalog.undo(batch, author=getpass.getuser(), dry_run=dry_run)
-    rows = _change_rows(changes)
+    rows = change_rows(changes)
     if dry_run:
         render.print_rows(rows, CHANGE_FIELDS, as_json=as_json, title="would restore (dry run)")
     elif as_json:
@@ -265,4 +266,4 @@ def undo(
         render.success(f"undid edit {batch}: {len(changes)} value(s) restored")
 
 
-__all__ = ["CHANGE_FIELDS", "TABLE_FIELDS", "edit", "export", "history", "ls", "show", "undo"]
+__all__ = ["CHANGE_FIELDS", "TABLE_FIELDS", "change_rows", "edit", "export", "history", "ls", "show", "undo"]
