@@ -64,3 +64,14 @@ def test_one_frame_and_frames_without_positions_say_so():
     none = check_track(np.zeros(3), np.full(3, np.nan), np.full(3, np.nan), np.full(3, np.nan), QcSettings())
     assert none.masks["no-position"].tolist() == [True, True, True]
     assert none.masks["gps-outlier"].sum() == 0
+
+
+def test_docs_define_every_flag_and_threshold_with_its_default():
+    from dataclasses import fields
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "qc.md").read_text(encoding="utf-8")
+    for name in FLAGS:
+        assert f"| `{name}` |" in text, name
+    for key in fields(QcSettings):
+        assert f"| `{key.name}` | {key.default} | {key.metadata['help']} |" in text, key.name

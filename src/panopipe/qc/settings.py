@@ -33,13 +33,13 @@ class QcSettings:
     )
     max_turn_deg: float = _key(
         160.0,
-        "A turn sharper than this at a frame with both legs longer than the spacing around it: gps-outlier.",
+        "A turn sharper than this through a frame whose legs are both longer than the one skipping it: gps-outlier.",
     )
     duplicate_m: float = _key(0.5, "A frame within this distance of the previous one is a near-duplicate...")
     duplicate_heading_deg: float = _key(
         15.0, "...if its heading is also within this angle (when both have one)."
     )
-    stationary_m: float = _key(1.0, "Frames within this distance of a run's first frame are stationary...")
+    stationary_m: float = _key(1.0, "Frames each within this distance of the previous one are stationary...")
     stationary_min_frames: int = _key(5, "...when at least this many follow each other (the first is kept).")
     break_gap_s: float = _key(30.0, "A time gap longer than this (s) starts a new sequence: sequence-break.")
     break_gap_m: float = _key(
