@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from tests.conftest import require
 
 from panopipe.catalog import Catalog, ImageRecord, Selection, create_catalog_engine, upgrade
-from panopipe.catalog.schema import artifacts, edits, jobs
+from panopipe.catalog.flags import Flag
+from panopipe.catalog.schema import artifacts, edits, image_flags, jobs
 from panopipe.catalog.transfer import (
     TABLES,
     ReaderName,
@@ -83,6 +84,10 @@ def source(tmp_path: Path) -> str:
             author="c",
         )
         assert kept
+        flags = [Flag(ids[n], "gps-outlier", n * 1.5 + 0.1, f"{n} m off") for n in range(5)]
+        catalog.record_qc(
+            ids, ["gps-outlier"], [*flags, Flag(ids[9], "no-position")], run=new_id(), qc_version="1"
+        )
         job_ids = [new_id() for _ in range(12)]
         with catalog.engine.begin() as conn:
             conn.execute(
@@ -141,7 +146,7 @@ def _snapshot(location: str) -> dict[str, object]:
         with catalog.engine.connect() as conn:
             tables = {
                 table.name: conn.execute(sa.select(table).order_by(*table.primary_key.columns)).all()
-                for table in (edits, artifacts, jobs)
+                for table in (edits, artifacts, jobs, image_flags)
             }
         return {
             "images": list(catalog.images(everything)),
@@ -161,8 +166,9 @@ def test_migration_is_exact_and_the_catalog_works_unchanged(source: str, postgre
         "jobs": 12,
         "edits": 31,
         "artifacts": 45,
+        "image_flags": 6,
     }
-    assert [c.table for c in report.checks] == ["images", "jobs", "artifacts", "edits"]
+    assert [c.table for c in report.checks] == ["images", "jobs", "artifacts", "edits", "image_flags"]
     assert ("copy", "images", 60, 60) in {(p.phase, p.table, p.rows_done, p.rows_total) for p in seen}
     assert _snapshot(postgres_url) == _snapshot(source)
     with Catalog.open(postgres_url, create=False) as target, Catalog.open(source) as original:
@@ -230,6 +236,7 @@ def test_an_interrupted_move_resumes_without_duplicates(source: str, postgres_ur
         "jobs": 0,
         "edits": 0,
         "artifacts": 0,
+        "image_flags": 0,
     }
     report = migrate_catalog(source, postgres_url, batch_size=16)
     assert report.ok and report.resumed
