@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from panopipe.catalog import edits as edit_ops
 from panopipe.catalog import flags as flag_ops
+from panopipe.catalog import routes as route_ops
 from panopipe.catalog.bulk import insert_columns
 from panopipe.catalog.engine import check_schema, create_catalog_engine, mask_url
 from panopipe.catalog.object_events import AppliedChange, ObjectChange, OnRemoved, apply_changes
@@ -372,6 +373,30 @@ class Catalog:
         with self.transaction() as conn:
             flag_ops.replace(conn, image_ids, names, found, run=run, qc_version=qc_version)
             return edit_ops.apply(conn, changes, reason=reason, author=author) if changes else None
+
+    # Routes
+
+    def add_route(self, route: route_ops.Route, *, replace: bool = False) -> int:
+        """Store a centerline; with ``replace``, over the one of that name, clearing the images located on it
+        (they must be located again). How many images were cleared."""
+        with self.transaction() as conn:
+            return route_ops.add(conn, route, replace=replace)
+
+    def route(self, name: str | None = None) -> route_ops.Route:
+        """The route ``name``, or the only route when ``name`` is ``None``."""
+        with self.connect() as conn:
+            return route_ops.get(conn, name)
+
+    def record_locations(
+        self,
+        image_ids: Collection[str],
+        located: Sequence[route_ops.Location],
+        off_route: Sequence[flag_ops.Flag],
+    ) -> None:
+        """Store where ``image_ids`` lie along routes (clearing those not located) and their ``off-route``
+        flags, in one transaction."""
+        with self.transaction() as conn:
+            route_ops.store_locations(conn, image_ids, located, off_route)
 
     def assign_shots(
         self,

@@ -109,6 +109,9 @@ class Image:
     ingested_at: datetime
     updated_at: datetime
     excluded: bool = False
+    route: str | None = None
+    measure: float | None = None
+    route_offset_m: float | None = None
     edited_fields: tuple[str, ...] = field(default=())
     flags: tuple[str, ...] = field(default=())
     """What ``panopipe qc`` found (names of :data:`~panopipe.qc.FLAGS`), filled by ``Catalog.images``/``get``."""

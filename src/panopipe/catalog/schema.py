@@ -54,6 +54,11 @@ images = sa.Table(
     sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
     # Left out of processing and publishing by an edit (``qc --fix`` thinning), the record and file kept.
     sa.Column("excluded", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Where ``panopipe route locate`` put the image: the route's name, the measure (milepost, in the route's
+    # unit) and the signed offset from the line in metres (positive to the right of the route's direction).
+    sa.Column("route", ByteOrderedString(128)),
+    sa.Column("measure", sa.Double),
+    sa.Column("route_offset_m", sa.Double),
     # The S3 event last applied: its sequencer, upper-case and zero-left-padded so that text order is event
     # order (events apply only WHERE the stored one is lower), and the object version it named.
     sa.Column("source_sequencer", ByteOrderedString(64)),
@@ -147,5 +152,20 @@ image_flags = sa.Table(
     sa.Index(None, "flag"),
 )
 
+routes = sa.Table(
+    "routes",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("name", ByteOrderedString(128), nullable=False, unique=True),
+    # The centerline: [lon, lat] vertices (WGS 84), their measures (or none: from start_measure and length).
+    sa.Column("coordinates", JSONDocument, nullable=False),
+    sa.Column("measures", JSONDocument),
+    sa.Column("start_measure", sa.Double),
+    sa.Column("unit", ByteOrderedString(8), nullable=False),
+    sa.Column("source", ByteOrderedString(1024)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
 
-__all__ = ["ID", "artifacts", "edits", "image_flags", "images", "jobs", "metadata"]
+
+__all__ = ["ID", "artifacts", "edits", "image_flags", "images", "jobs", "metadata", "routes"]

@@ -16,7 +16,7 @@ from panopipe.catalog.spatial import PostGIS
 from panopipe.config import did_you_mean
 from panopipe.errors import ConfigError
 from panopipe.geo import bbox_around, haversine_m
-from panopipe.qc.flag_names import FLAGS
+from panopipe.qc.flag_names import ALL_FLAGS
 
 IMAGE_STATUSES = ("ok", "failed")
 """An image's status: ``failed`` when its metadata could not be read."""
@@ -69,8 +69,8 @@ class Selection:
         if self.radius_m is not None and self.radius_m <= 0:
             raise ConfigError(f"invalid radius {self.radius_m}: expected metres > 0")
         for name in self.flags:
-            if name not in FLAGS:
-                raise ConfigError(f"unknown --flag {name!r}; {did_you_mean(name, FLAGS)}")
+            if name not in ALL_FLAGS:
+                raise ConfigError(f"unknown --flag {name!r}; {did_you_mean(name, ALL_FLAGS)}")
         if self.status is not None and self.status not in IMAGE_STATUSES:
             raise ConfigError(f"invalid status {self.status!r}: expected {' or '.join(IMAGE_STATUSES)}")
         for name in ("since", "until"):

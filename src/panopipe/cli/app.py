@@ -17,6 +17,7 @@ from panopipe.cli import (
     ingest_command,
     qc_commands,
     render,
+    route_commands,
     sync_command,
 )
 from panopipe.cli import pipeline as pipeline_commands
@@ -53,6 +54,7 @@ app.add_typer(events_commands.app, name="events")
 app.add_typer(events_commands.worker_app, name="worker")
 app.add_typer(dev_commands.app, name="dev")
 app.add_typer(cloud_commands.app, name="cloud")
+app.add_typer(route_commands.app, name="route")
 app.command()(sync_command.sync)
 app.command()(demo_command.demo)
 app.command()(ingest_command.ingest)

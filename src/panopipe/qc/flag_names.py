@@ -13,5 +13,12 @@ FLAGS: dict[str, str] = {
 }
 """Every flag ``panopipe qc`` sets, with its meaning (values and thresholds: docs/qc.md)."""
 
+ROUTE_FLAGS: dict[str, str] = {
+    "off-route": "farther from the route than `route locate --max-offset` allows: not located",
+}
+"""The flags ``panopipe route locate`` sets."""
 
-__all__ = ["FLAGS"]
+ALL_FLAGS: dict[str, str] = {**FLAGS, **ROUTE_FLAGS}
+"""Every flag an image can have (``ls --flag``)."""
+
+__all__ = ["ALL_FLAGS", "FLAGS", "ROUTE_FLAGS"]

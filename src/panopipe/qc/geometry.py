@@ -23,6 +23,15 @@ def _pyproj() -> Any:
     return pyproj
 
 
+def shapely_module() -> Any:
+    """The shapely module; a :class:`ConfigError` naming the extra to install when it is missing."""
+    try:
+        import shapely
+    except ImportError:
+        raise ConfigError(f"panopipe route needs shapely and pyproj: {INSTALL}") from None
+    return shapely
+
+
 def local_projection(lat: float, lon: float) -> Transformer:
     """A transformer from WGS 84 (lon, lat in degrees) to metres east and north of ``(lat, lon)``; its
     ``direction="INVERSE"`` goes back."""
@@ -57,4 +66,4 @@ def bearings(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndar
     return np.mod(np.asarray(azimuth), 360.0)
 
 
-__all__ = ["INSTALL", "bearings", "local_projection", "to_degrees", "to_metres"]
+__all__ = ["INSTALL", "bearings", "local_projection", "shapely_module", "to_degrees", "to_metres"]
