@@ -29,7 +29,7 @@ LOCATE_FIELDS = (
 
 
 @app.command("add")
-@uses_catalog
+@uses_catalog(create=True)
 def add(
     catalog: Catalog,
     settings: Settings,

@@ -1,0 +1,143 @@
+"""Linear referencing: route files, measures to the centimetre, and route add / locate through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pyproj import Geod
+
+from panopipe.catalog import Catalog, ImageRecord
+from panopipe.catalog.routes import Route
+from panopipe.cli import main
+from panopipe.demo import START
+from panopipe.routes import measure_points
+
+GEOD = Geod(ellps="WGS84")
+
+
+def corridor(vertices: int = 200, spacing_m: float = 250.0) -> list[tuple[float, float]]:
+    """A meandering centerline from the demo's start, ``spacing_m`` between vertices (geodesic)."""
+    lat, lon = START
+    points = [(lon, lat)]
+    bearing = 65.0
+    for k in range(vertices - 1):
+        bearing += 12.0 * np.sin(k / 9.0)
+        lon, lat, _ = GEOD.fwd(lon, lat, bearing, spacing_m)
+        points.append((lon, lat))
+    return points
+
+
+def test_measures_and_offsets_are_true_to_a_decimetre_along_50_km():
+    points = corridor()
+    route = Route("C1", tuple(points), None, 10.0, "km")
+    rng = np.random.default_rng(1)
+    k = rng.integers(0, len(points) - 1, 500)
+    fraction = rng.uniform(0.05, 0.95, 500)
+    side = rng.choice([-1.0, 1.0], 500) * rng.uniform(0.5, 20.0, 500)
+    lon0, lat0 = np.array(points)[k].T
+    lon1, lat1 = np.array(points)[k + 1].T
+    azimuth, _, length = GEOD.inv(lon0, lat0, lon1, lat1)
+    on_lon, on_lat, back = GEOD.fwd(lon0, lat0, azimuth, fraction * length)
+    lon, lat, _ = GEOD.fwd(on_lon, on_lat, back + 180 + 90, np.abs(side))  # to the right of the direction
+    lon2, lat2, _ = GEOD.fwd(on_lon, on_lat, back + 180 - 90, np.abs(side))
+    lon, lat = np.where(side > 0, lon, lon2), np.where(side > 0, lat, lat2)
+    _, _, legs = GEOD.inv(*np.array(points[:-1]).T, *np.array(points[1:]).T)
+    truth = 10.0 + (np.concatenate([[0.0], np.cumsum(legs)])[k] + fraction * length) / 1000
+    measure, offset = measure_points(route, lat, lon)
+    assert np.max(np.abs(measure - truth)) * 1000 < 0.1
+    assert np.max(np.abs(offset - side)) < 0.1
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write(path: Path, geometry: dict[str, object]) -> Path:
+    path.write_text(
+        json.dumps({"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": geometry}]})
+    )
+    return path
+
+
+def test_route_add_locate_ls_show(capsys, catalog_url: str, tmp_path: Path):
+    points = corridor(40, 100.0)
+    measured = [[lon, lat, 0.0, 2.0 + 0.1 * k] for k, (lon, lat) in enumerate(points)]  # km posts every 100 m
+    line = write(tmp_path / "r1.geojson", {"type": "LineString", "coordinates": measured})
+    code, _, err = cli(capsys, "route", "add", "R-1", str(line), "--unit", "km", "--catalog", catalog_url)
+    assert code == 0, err
+    with Catalog.open(catalog_url) as catalog:
+        lon, lat = points[10]
+        far_lon, far_lat = lon, lat + 0.1  # 11 km north: far from the whole 4 km line
+        catalog.upsert_images(
+            [
+                ImageRecord(uri="/a/1.jpg", reel="A", frame=1, lat=lat, lon=lon),
+                ImageRecord(uri="/a/2.jpg", reel="A", frame=2),
+                ImageRecord(uri="/b/1.jpg", reel="B", frame=1, lat=far_lat, lon=far_lon),
+            ]
+        )
+    code, out, err = cli(capsys, "route", "locate", "--catalog", catalog_url, "--json")
+    assert code == 0, err
+    reels = {r["reel"]: r for r in json.loads(out)["reels"]}
+    assert reels["A"]["located"] == 1 and reels["A"]["first_measure"] == pytest.approx(3.0, abs=1e-4)
+    assert reels["A"]["messages"] == ["1 image(s) without a position: not located"]
+    assert reels["B"]["off_route"] == 1 and "is it on another route?" in reels["B"]["messages"][0]
+    code, out, _ = cli(capsys, "ls", "--flag", "off-route", "--json", "--catalog", catalog_url)
+    (row,) = json.loads(out)
+    assert row["reel"] == "B" and row["flags"] == ["off-route"]
+    code, out, _ = cli(capsys, "ls", "--reel", "A", "--json", "--catalog", catalog_url, "--limit", "1")
+    shown = json.loads(cli(capsys, "show", json.loads(out)[0]["id"], "--json", "--catalog", catalog_url)[1])
+    assert shown["route"] == "R-1" and shown["measure"] == pytest.approx(3.0, abs=1e-4)
+    # Replacing the centerline clears what was located on it: those images must be located again.
+    code, _, err = cli(capsys, "route", "add", "R-1", str(line), "--unit", "km", "--catalog", catalog_url)
+    assert code == 3 and "pass --replace" in err
+    code, _, err = cli(
+        capsys, "route", "add", "R-1", str(line), "--unit", "km", "--replace", "--catalog", catalog_url
+    )
+    assert code == 0 and "1 image(s) to locate again" in err
+
+
+@pytest.mark.parametrize(
+    "geometry, options, message",
+    [
+        ({"type": "Point", "coordinates": [11.5, 48.1]}, (), "the geometry is a Point, not a line"),
+        ({"type": "LineString", "coordinates": [[11.5, 48.1], [11.6, 48.2]]}, (), "no measures (M values)"),
+        ({"type": "LineString", "coordinates": [[11.5, 48.1]]}, ("--start-measure", "0"), "at least 2"),
+        (
+            {
+                "type": "LineString",
+                "coordinates": [[11.5, 48.1, 0, 1.0], [11.6, 48.2, 0, 0.5], [11.7, 48.2, 0, 2]],
+            },
+            (),
+            "neither rise nor fall",
+        ),
+        (
+            {"type": "LineString", "coordinates": [[11.5, 48.1], [11.6, 48.2]]},
+            ("--start-measure", "0", "--unit", "ft"),
+            "invalid --unit 'ft'",
+        ),
+    ],
+)
+def test_a_bad_route_file_is_one_error_line_and_stores_nothing(
+    capsys, tmp_path: Path, geometry: dict[str, object], options: tuple[str, ...], message: str
+):
+    db = str(tmp_path / "c.db")
+    path = write(tmp_path / "bad.geojson", geometry)
+    code, _, err = cli(capsys, "route", "add", "X", str(path), *options, "--catalog", db)
+    assert code == 2 and err.startswith("error:") and message in err, err
+    code, _, err = cli(capsys, "route", "locate", "--catalog", db)
+    assert code == 3 and "no routes" in err
+
+
+def test_several_routes_need_route_named(capsys, tmp_path: Path):
+    db = str(tmp_path / "c.db")
+    path = write(tmp_path / "r.geojson", {"type": "LineString", "coordinates": [[11.5, 48.1], [11.6, 48.2]]})
+    for name in ("A", "B"):
+        assert cli(capsys, "route", "add", name, str(path), "--start-measure", "0", "--catalog", db)[0] == 0
+    code, _, err = cli(capsys, "route", "locate", "--catalog", db)
+    assert code == 3 and "2 routes (A, B): name the one to use with --route" in err
+    assert cli(capsys, "route", "locate", "--route", "B", "--catalog", db)[0] == 0
