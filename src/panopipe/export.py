@@ -34,10 +34,14 @@ LISTED_FIELDS: tuple[str, ...] = (
     "frame",
     "shot",
     "status",
+    "route",
+    "measure",
+    "route_offset_m",
     "flags",
 )
-"""The fields ``ls --json`` gives for each image (``alt``: metres above mean sea level; ``flags``: what
-``panopipe qc`` found, docs/qc.md)."""
+"""The fields ``ls --json`` gives for each image (``alt``: metres above mean sea level; ``route``,
+``measure``, ``route_offset_m``: where ``panopipe route locate`` put it; ``flags``: what ``panopipe qc`` found,
+docs/qc.md)."""
 
 EXPORT_NAMES: dict[str, str] = {"alt": "altitude_msl_m"}
 """Listed fields under another name in the exports, which say what the value is."""

@@ -55,7 +55,7 @@ images = sa.Table(
     # Left out of processing and publishing by an edit (``qc --fix`` thinning), the record and file kept.
     sa.Column("excluded", sa.Boolean, nullable=False, server_default=sa.false()),
     # Where ``panopipe route locate`` put the image: the route's name, the measure (milepost, in the route's
-    # unit) and the signed offset from the line in metres (positive to the right of the route's direction).
+    # unit) and the signed offset from the line in metres (positive to the right of the line as drawn).
     sa.Column("route", ByteOrderedString(128)),
     sa.Column("measure", sa.Double),
     sa.Column("route_offset_m", sa.Double),

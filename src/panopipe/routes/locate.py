@@ -21,7 +21,7 @@ DEFAULT_MAX_OFFSET_M = 50.0
 
 def measure_points(route: Route, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The measure of each point along ``route`` (in its unit) and its signed offset from the line (metres,
-    positive to the right of the route's direction)."""
+    positive to the right of the line as drawn, first position to last)."""
     import pyproj
 
     shapely = shapely_module()
