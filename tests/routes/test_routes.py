@@ -7,48 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pyproj import Geod
 
 from panopipe.catalog import Catalog, ImageRecord
-from panopipe.catalog.routes import Route
 from panopipe.cli import main
-from panopipe.demo import START
+from panopipe.qc.synthetic import synthetic_route
 from panopipe.routes import measure_points
-
-GEOD = Geod(ellps="WGS84")
-
-
-def corridor(vertices: int = 200, spacing_m: float = 250.0) -> list[tuple[float, float]]:
-    """A meandering centerline from the demo's start, ``spacing_m`` between vertices (geodesic)."""
-    lat, lon = START
-    points = [(lon, lat)]
-    bearing = 65.0
-    for k in range(vertices - 1):
-        bearing += 12.0 * np.sin(k / 9.0)
-        lon, lat, _ = GEOD.fwd(lon, lat, bearing, spacing_m)
-        points.append((lon, lat))
-    return points
 
 
 def test_measures_and_offsets_are_true_to_a_decimetre_along_50_km():
-    points = corridor()
-    route = Route("C1", tuple(points), None, 10.0, "km")
-    rng = np.random.default_rng(1)
-    k = rng.integers(0, len(points) - 1, 500)
-    fraction = rng.uniform(0.05, 0.95, 500)
-    side = rng.choice([-1.0, 1.0], 500) * rng.uniform(0.5, 20.0, 500)
-    lon0, lat0 = np.array(points)[k].T
-    lon1, lat1 = np.array(points)[k + 1].T
-    azimuth, _, length = GEOD.inv(lon0, lat0, lon1, lat1)
-    on_lon, on_lat, back = GEOD.fwd(lon0, lat0, azimuth, fraction * length)
-    lon, lat, _ = GEOD.fwd(on_lon, on_lat, back + 180 + 90, np.abs(side))  # to the right of the direction
-    lon2, lat2, _ = GEOD.fwd(on_lon, on_lat, back + 180 - 90, np.abs(side))
-    lon, lat = np.where(side > 0, lon, lon2), np.where(side > 0, lat, lat2)
-    _, _, legs = GEOD.inv(*np.array(points[:-1]).T, *np.array(points[1:]).T)
-    truth = 10.0 + (np.concatenate([[0.0], np.cumsum(legs)])[k] + fraction * length) / 1000
-    measure, offset = measure_points(route, lat, lon)
-    assert np.max(np.abs(measure - truth)) * 1000 < 0.1
-    assert np.max(np.abs(offset - side)) < 0.1
+    synthetic = synthetic_route(500)
+    measure, offset = measure_points(synthetic.route, synthetic.lat, synthetic.lon)
+    assert np.max(np.abs(measure - synthetic.measure)) * 1000 < 0.1
+    assert np.max(np.abs(offset - synthetic.offset_m)) < 0.1
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -65,7 +35,7 @@ def write(path: Path, geometry: dict[str, object]) -> Path:
 
 
 def test_route_add_locate_ls_show(capsys, catalog_url: str, tmp_path: Path):
-    points = corridor(40, 100.0)
+    points = synthetic_route(1, vertices=40, spacing_m=100.0).route.coordinates
     measured = [[lon, lat, 0.0, 2.0 + 0.1 * k] for k, (lon, lat) in enumerate(points)]  # km posts every 100 m
     line = write(tmp_path / "r1.geojson", {"type": "LineString", "coordinates": measured})
     code, _, err = cli(capsys, "route", "add", "R-1", str(line), "--unit", "km", "--catalog", catalog_url)

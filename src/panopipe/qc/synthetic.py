@@ -1,4 +1,5 @@
-"""A synthetic track with known faults, for the tests and bench/bench_qc.py: the demo's corridor
+"""A synthetic track with known faults and a route with points at known measures, for the tests and
+bench/bench_qc.py: the demo's corridor
 (:mod:`panopipe.demo`: its start, time and 5 m spacing) driven for ``frames`` frames at a varying speed, with
 GNSS noise, and with outliers, duplicates, stationary runs, gaps, null-island fixes and clock jumps injected at
 known frames."""
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from panopipe.catalog.routes import Route
 from panopipe.demo import START, STEP_M
 from panopipe.qc.geometry import local_projection, to_degrees
 
@@ -129,6 +131,47 @@ def _later(source: np.ndarray, copies: np.ndarray, stationary: np.ndarray) -> np
     return before[source]
 
 
+@dataclass(frozen=True)
+class SyntheticRoute:
+    """A centerline without M values (measured from ``start_measure`` km), and points beside it whose
+    measures and signed offsets (metres, positive to the right) are known."""
+
+    route: Route
+    lat: np.ndarray
+    lon: np.ndarray
+    measure: np.ndarray
+    offset_m: np.ndarray
+
+
+def synthetic_route(
+    points: int = 1000, *, vertices: int = 200, spacing_m: float = 250.0, seed: int = 1
+) -> SyntheticRoute:
+    """A meandering route of ``vertices`` from the demo's start, ``spacing_m`` apart (geodesic), measured in
+    km from 10.0, and ``points`` points 0.5 to 20 m to either side of it, placed with geodesic directions."""
+    import pyproj
+
+    geod = pyproj.Geod(ellps="WGS84")
+    lat, lon = START
+    line = [(lon, lat)]
+    bearing = START_BEARING
+    for vertex_number in range(vertices - 1):
+        bearing += 12.0 * np.sin(vertex_number / 9.0)
+        lon, lat, _ = geod.fwd(lon, lat, bearing, spacing_m)
+        line.append((lon, lat))
+    rng = np.random.default_rng(seed)
+    vertex = np.asarray(line)
+    k = rng.integers(0, vertices - 1, points)
+    fraction = rng.uniform(0.05, 0.95, points)
+    side = rng.choice([-1.0, 1.0], points) * rng.uniform(0.5, 20.0, points)
+    azimuth, _, length = geod.inv(vertex[k, 0], vertex[k, 1], vertex[k + 1, 0], vertex[k + 1, 1])
+    on_lon, on_lat, back = geod.fwd(vertex[k, 0], vertex[k, 1], azimuth, fraction * length)
+    out_lon, out_lat, _ = geod.fwd(on_lon, on_lat, back + 180 + np.sign(side) * 90, np.abs(side))
+    _, _, legs = geod.inv(vertex[:-1, 0], vertex[:-1, 1], vertex[1:, 0], vertex[1:, 1])
+    measure = 10.0 + (np.concatenate([[0.0], np.cumsum(legs)])[k] + fraction * length) / 1000
+    route = Route("SYN-1", tuple(line), None, 10.0, "km")
+    return SyntheticRoute(route, np.asarray(out_lat), np.asarray(out_lon), measure, side)
+
+
 def precision_recall(found: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     """Precision and recall of the frames ``found`` (indices) against the frames ``truth``."""
     hits = len(np.intersect1d(found, truth))
@@ -137,4 +180,12 @@ def precision_recall(found: np.ndarray, truth: np.ndarray) -> tuple[float, float
     return precision, recall
 
 
-__all__ = ["RATES", "START_BEARING", "SyntheticTrack", "precision_recall", "synthetic_track"]
+__all__ = [
+    "RATES",
+    "START_BEARING",
+    "SyntheticRoute",
+    "SyntheticTrack",
+    "precision_recall",
+    "synthetic_route",
+    "synthetic_track",
+]
