@@ -320,6 +320,20 @@ class Catalog:
                 for row in chunk:
                     yield _image(row, found.get(row.id, ()))
 
+    def rows(
+        self, selection: Selection | None = None, fields: Sequence[str] = ("id",), *, sort: Sequence[str] = ()
+    ) -> list[Any]:
+        """Only ``fields`` of the selected images, as rows with those attributes, ordered as :meth:`images`
+        orders them: for bulk work over many images (``panopipe qc``), several times faster than images."""
+        selection = selection or Selection()
+        for name in fields:
+            if name not in IMAGE_COLUMNS:
+                raise CatalogError(f"images have no field {name!r}")
+        columns = {name: images.c[name] for name in ("lat", "lon", *fields)}
+        query = sa.select(*columns.values()).where(*selection.where(self.postgis)).order_by(*sort_order(sort))
+        with self.connect() as conn:
+            return [row for row in conn.execute(query) if selection.matches(row)]
+
     def count(self, selection: Selection | None = None) -> int:
         """How many images the selection holds."""
         selection = selection or Selection()

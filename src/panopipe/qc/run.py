@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from panopipe.catalog import Catalog, FieldChange, Image, Selection
+from panopipe.catalog import Catalog, FieldChange, Selection
 from panopipe.catalog.flags import Flag
 from panopipe.catalog.types import new_id
 from panopipe.qc.checks import check_track
@@ -22,6 +22,8 @@ QC_VERSION = "1"
 
 ORDER = ("reel", "camera_index", "frame", "captured_at")
 """Capture order within a reel: by camera, then frame number (time when frames have no number)."""
+FIELDS = ("id", "reel", "camera_index", "frame", "captured_at", "lat", "lon", "heading", "excluded", "status")
+"""The image fields qc reads."""
 
 
 @dataclass
@@ -68,7 +70,7 @@ def _detail(name: str, value: float) -> str | None:
     return f"{value:.2f} {units[name]}" if name in units else f"gap of {value:.1f}"
 
 
-def _arrays(frames: Sequence[Image]) -> tuple[np.ndarray, ...]:
+def _arrays(frames: Sequence[Any]) -> tuple[np.ndarray, ...]:
     def column(values: list[float | None]) -> np.ndarray:
         return np.array([np.nan if v is None else v for v in values], dtype=float)
 
@@ -82,7 +84,7 @@ def _arrays(frames: Sequence[Image]) -> tuple[np.ndarray, ...]:
 
 
 def _check_reel(
-    reel: str | None, tracks: list[list[Image]], settings: QcSettings, fix: bool
+    reel: str | None, tracks: list[list[Any]], settings: QcSettings, fix: bool
 ) -> tuple[ReelSummary, list[Flag], list[FieldChange]]:
     summary = ReelSummary(reel, frames=sum(map(len, tracks)))
     flags: list[Flag] = []
@@ -142,7 +144,7 @@ def run_qc(
     outliers and the thinning of time-mode reels, recorded as one edit batch in the same transaction
     (undo it with ``panopipe undo``). With ``dry_run`` nothing is written."""
     settings = settings or QcSettings()
-    images = [i for i in catalog.images(selection, sort=ORDER) if i.status == "ok"]
+    images = [i for i in catalog.rows(selection, FIELDS, sort=ORDER) if i.status == "ok"]
     reels = [(reel, list(group)) for reel, group in itertools.groupby(images, key=lambda i: i.reel)]
     summaries: list[ReelSummary] = []
     flags: list[Flag] = []
@@ -170,4 +172,4 @@ def run_qc(
     return QcReport(tuple(summaries), tuple(flags), tuple(changes), batch, dry_run)
 
 
-__all__ = ["ORDER", "QC_VERSION", "QcReport", "ReelSummary", "run_qc"]
+__all__ = ["FIELDS", "ORDER", "QC_VERSION", "QcReport", "ReelSummary", "run_qc"]
