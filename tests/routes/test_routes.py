@@ -38,6 +38,7 @@ def test_route_add_locate_ls_show(capsys, catalog_url: str, tmp_path: Path):
     points = synthetic_route(1, vertices=40, spacing_m=100.0).route.coordinates
     measured = [[lon, lat, 0.0, 2.0 + 0.1 * k] for k, (lon, lat) in enumerate(points)]  # km posts every 100 m
     line = write(tmp_path / "r1.geojson", {"type": "LineString", "coordinates": measured})
+    Catalog.open(catalog_url).close()
     code, _, err = cli(capsys, "route", "add", "R-1", str(line), "--unit", "km", "--catalog", catalog_url)
     assert code == 0, err
     with Catalog.open(catalog_url) as catalog:
@@ -96,6 +97,7 @@ def test_a_bad_route_file_is_one_error_line_and_stores_nothing(
     capsys, tmp_path: Path, geometry: dict[str, object], options: tuple[str, ...], message: str
 ):
     db = str(tmp_path / "c.db")
+    Catalog.open(db).close()
     path = write(tmp_path / "bad.geojson", geometry)
     code, _, err = cli(capsys, "route", "add", "X", str(path), *options, "--catalog", db)
     assert code == 2 and err.startswith("error:") and message in err, err
@@ -105,6 +107,7 @@ def test_a_bad_route_file_is_one_error_line_and_stores_nothing(
 
 def test_several_routes_need_route_named(capsys, tmp_path: Path):
     db = str(tmp_path / "c.db")
+    Catalog.open(db).close()
     path = write(tmp_path / "r.geojson", {"type": "LineString", "coordinates": [[11.5, 48.1], [11.6, 48.2]]})
     for name in ("A", "B"):
         assert cli(capsys, "route", "add", name, str(path), "--start-measure", "0", "--catalog", db)[0] == 0

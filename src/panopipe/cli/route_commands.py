@@ -29,7 +29,7 @@ LOCATE_FIELDS = (
 
 
 @app.command("add")
-@uses_catalog(create=True)
+@uses_catalog
 def add(
     catalog: Catalog,
     settings: Settings,
