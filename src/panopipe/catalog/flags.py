@@ -58,10 +58,12 @@ def replace(
     qc_version: str,
 ) -> None:
     """Remove the flags ``names`` of ``image_ids``, then store ``found`` (flags of those images)."""
-    for chunk in batched(image_ids, CHUNK):
-        conn.execute(
-            image_flags.delete().where(image_flags.c.image_id.in_(chunk), image_flags.c.flag.in_(list(names)))
-        )
+    # Flags are few next to images: find the ones to remove, rather than naming every image in a DELETE.
+    checked = set(image_ids)
+    existing = sa.select(image_flags.c.id, image_flags.c.image_id).where(image_flags.c.flag.in_(list(names)))
+    doomed = [row.id for row in conn.execute(existing) if row.image_id in checked]
+    for chunk in batched(doomed, CHUNK):
+        conn.execute(image_flags.delete().where(image_flags.c.id.in_(chunk)))
     now = utcnow()
     rows = [
         {

@@ -72,7 +72,7 @@ def _detail(name: str, value: float) -> str | None:
 
 def _arrays(frames: Sequence[Any]) -> tuple[np.ndarray, ...]:
     def column(values: list[float | None]) -> np.ndarray:
-        return np.array([np.nan if v is None else v for v in values], dtype=float)
+        return np.array(values, dtype=float)  # None becomes NaN
 
     times = [f.captured_at.timestamp() if f.captured_at else None for f in frames]
     return (
