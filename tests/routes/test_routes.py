@@ -10,6 +10,7 @@ import pytest
 
 from panopipe.catalog import Catalog, ImageRecord
 from panopipe.cli import main
+from panopipe.qc.flag_names import ROUTE_FLAGS
 from panopipe.qc.synthetic import synthetic_route
 from panopipe.routes import measure_points
 
@@ -51,6 +52,10 @@ def test_route_add_locate_ls_show(capsys, catalog_url: str, tmp_path: Path):
                 ImageRecord(uri="/b/1.jpg", reel="B", frame=1, lat=far_lat, lon=far_lon),
             ]
         )
+    code, out, _ = cli(capsys, "route", "locate", "--catalog", catalog_url, "--json", "--dry-run")
+    assert code == 0 and json.loads(out)["dry_run"] is True
+    with Catalog.open(catalog_url) as catalog:
+        assert {i.measure for i in catalog.images()} == {None}  # a dry run stores nothing
     code, out, err = cli(capsys, "route", "locate", "--catalog", catalog_url, "--json")
     assert code == 0, err
     reels = {r["reel"]: r for r in json.loads(out)["reels"]}
@@ -114,3 +119,8 @@ def test_several_routes_need_route_named(capsys, tmp_path: Path):
     code, _, err = cli(capsys, "route", "locate", "--catalog", db)
     assert code == 3 and "2 routes (A, B): name the one to use with --route" in err
     assert cli(capsys, "route", "locate", "--route", "B", "--catalog", db)[0] == 0
+
+
+def test_docs_define_the_route_flags():
+    text = (Path(__file__).parents[2] / "docs" / "routes.md").read_text(encoding="utf-8")
+    assert all(f"**`{name}`**" in text for name in ROUTE_FLAGS)
