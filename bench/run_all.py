@@ -38,6 +38,8 @@ SCRIPTS = (
     "handler",
     "codec",
     "startup",
+    "qc",
+    "route",
 )
 START, END = "<!-- fair-figures:start -->", "<!-- fair-figures:end -->"
 
