@@ -164,6 +164,7 @@ def test_no_command_shows_a_traceback(capsys, tmp_path: Path):
         "events handle": [str(EVENT)],
         "worker events": ["--queue-url", "http://127.0.0.1:1/q", "--max-polls", "1"],
         "demo": ["--folder", str(tmp_path / "demo"), "--shots", "1"],
+        "route add": ["R-1", str(tmp_path / "route.geojson"), "--start-measure", "0"],
     }
     mistakes = {
         "unsupported URL": (["--catalog", "mysql://u@h/db"], ConfigError.exit_code),
