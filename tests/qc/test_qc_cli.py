@@ -25,24 +25,31 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 
 def add_track(
-    catalog: Catalog, reel: str, frames: int, *, time_mode: bool = False, seed: int = 14
+    catalog: Catalog,
+    reel: str,
+    frames: int,
+    *,
+    time_mode: bool = False,
+    seed: int = 14,
+    camera: int | None = None,
 ) -> tuple[list[str], SyntheticTrack]:
-    """A synthetic track as images of ``reel`` (ids by frame); its truth."""
+    """A synthetic track as images of ``reel`` (ids by frame, of ``camera`` when given); its truth."""
     track = synthetic_track(frames, time_mode=time_mode, seed=seed)
     records = [
         ImageRecord(
-            uri=f"/captures/{reel}/{i:06d}.jpg",
+            uri=f"/captures/{reel}/cam{camera}/{i:06d}.jpg",
             captured_at=START_TIME + timedelta(seconds=float(track.t[i])),
             lat=float(track.lat[i]),
             lon=float(track.lon[i]),
             heading=float(track.heading[i]),
             reel=reel,
             frame=i,
+            camera_index=camera,
         )
         for i in range(len(track))
     ]
     catalog.upsert_images(records)
-    by_uri = {image.uri: image.id for image in catalog.images(Selection(reels=(reel,)))}
+    by_uri = {image.uri: image.id for image in catalog.images(Selection(reels=(reel,)), limit=None)}
     ids = [by_uri[r.uri] for r in records]
     return ids, track
 
@@ -127,3 +134,23 @@ def test_bad_input_is_a_message_per_reel(capsys, tmp_path: Path):
     assert code == 2 and "expected a number > 0" in err
     code, _, err = cli(capsys, "ls", "--catalog", db, "--flag", "outlier")
     assert code == 2 and "unknown --flag 'outlier'" in err
+
+
+def test_each_camera_of_a_rig_is_its_own_track_and_shots_are_thinned_whole(catalog: Catalog):
+    cameras = [add_track(catalog, "RIG", 800, time_mode=True, seed=6, camera=c) for c in (0, 1)]
+    report = run_qc(catalog, fix=True)
+    (reel,) = report.reels
+    assert reel.frames == 2 * len(cameras[0][1]) and reel.time_mode
+    flagged = [
+        {
+            name: sorted(ids.index(f.image_id) for f in report.flags if f.flag == name and f.image_id in ids)
+            for name in ("gps-outlier", "stationary")
+        }
+        for ids, _ in cameras
+    ]
+    assert flagged[0] == flagged[1] and flagged[0]["gps-outlier"]
+    excluded = [
+        sorted(ids.index(c.image_id) for c in report.changes if c.field == "excluded" and c.image_id in ids)
+        for ids, _ in cameras
+    ]
+    assert excluded[0] == excluded[1] and len(excluded[0]) > 0

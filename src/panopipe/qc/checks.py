@@ -275,8 +275,10 @@ def check_track(
     result.set("sequence-break", *_scatter(n, points, brk, gap))
     result.points, result.x, result.y, result.segment = points, x, y, segment
     moving = ~brk & ~outlier & ~_shift(outlier, -1, True)
-    result.time_mode = (
-        _spread(np.diff(tt)[moving[1:]]) <= s.time_mode_spread < _spread(leg[moving & ~stationary])
+    legs = leg[moving & ~stationary]
+    dense = len(legs) > 0 and float(np.nanmedian(legs)) < s.thin_spacing_m / 2
+    result.time_mode = _spread(np.diff(tt)[moving[1:]]) <= s.time_mode_spread and (
+        dense or _spread(legs) > s.time_mode_spread
     )
     return result
 

@@ -51,7 +51,7 @@ class QcSettings:
     thin_spacing_m: float = _key(5.0, "qc --fix thins time-mode reels to about this spacing along the track.")
     time_mode_spread: float = _key(
         0.25,
-        "A reel is time-mode when its spacing spreads (IQR/median) more than this and its intervals less.",
+        "A reel is time-mode when its intervals spread (IQR/median) less than this, and its spacing more (or is dense).",
     )
 
     @classmethod
