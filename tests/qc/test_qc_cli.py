@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -154,3 +155,14 @@ def test_each_camera_of_a_rig_is_its_own_track_and_shots_are_thinned_whole(catal
         for ids, _ in cameras
     ]
     assert excluded[0] == excluded[1] and len(excluded[0]) > 0
+
+
+def test_without_the_extra_qc_says_what_to_install(capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    db = str(tmp_path / "c.db")
+    with Catalog.open(db) as catalog:
+        add_track(catalog, "R001", 20)
+    monkeypatch.setitem(sys.modules, "pyproj", None)  # as if not installed: importing it fails
+    code, _, err = cli(capsys, "qc", "--catalog", db)
+    assert code == 2 and err == "error: panopipe qc needs pyproj and shapely: pip install 'panopipe[qc]'\n"
+    with Catalog.open(db) as catalog:
+        assert catalog.count(Selection(flags=("gps-outlier", "duplicate"))) == 0
