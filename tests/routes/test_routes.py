@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.conftest import require
 
 from panopipe.catalog import Catalog, ImageRecord
 from panopipe.cli import main
+from panopipe.errors import ConfigError
 from panopipe.qc.flag_names import ROUTE_FLAGS
 from panopipe.qc.synthetic import synthetic_route
-from panopipe.routes import measure_points
+from panopipe.routes import measure_points, read_route
 
 
 def test_measures_and_offsets_are_true_to_a_decimetre_along_50_km():
@@ -124,3 +128,33 @@ def test_several_routes_need_route_named(capsys, tmp_path: Path):
 def test_docs_define_the_route_flags():
     text = (Path(__file__).parents[2] / "docs" / "routes.md").read_text(encoding="utf-8")
     assert all(f"**`{name}`**" in text for name in ROUTE_FLAGS)
+
+
+@pytest.mark.parametrize("srs", ["EPSG:4326", "EPSG:32632"])
+def test_a_geopackage_line_with_m_values_in_any_crs(tmp_path: Path, srs: str):
+    require(shutil.which("ogr2ogr") is not None, "ogr2ogr (apt-get install gdal-bin) to write a GeoPackage")
+    source = tmp_path / "line.csv"
+    source.write_text('id,WKT\n1,"LINESTRING M (11.5 48.1 1, 11.51 48.11 2.5, 11.52 48.11 3)"\n')
+    target = tmp_path / "line.gpkg"
+    command = [
+        "ogr2ogr",
+        "-f",
+        "GPKG",
+        str(target),
+        str(source),
+        "-nlt",
+        "LINESTRINGM",
+        "-s_srs",
+        "EPSG:4326",
+    ]
+    subprocess.run([*command, "-t_srs", srs], check=True, capture_output=True)
+    route = read_route(target, "G", unit="km")
+    assert route.measures == (1.0, 2.5, 3.0)
+    assert np.allclose(route.coordinates, [(11.5, 48.1), (11.51, 48.11), (11.52, 48.11)], atol=1e-8)
+
+
+def test_a_file_that_is_no_geopackage(tmp_path: Path):
+    path = tmp_path / "route.gpkg"
+    path.write_text("not a database")
+    with pytest.raises(ConfigError, match="not a GeoPackage"):
+        read_route(path, "G", start_measure=0)

@@ -34,9 +34,7 @@ def add(
     catalog: Catalog,
     settings: Settings,
     name: Annotated[str, typer.Argument(help="The route's name, e.g. US-101 (used in {route}).")],
-    file: Annotated[
-        Path, typer.Argument(help="GeoJSON (or GeoPackage, with pyogrio) holding one LineString.")
-    ],
+    file: Annotated[Path, typer.Argument(help="GeoJSON or GeoPackage holding one LineString.")],
     start_measure: Annotated[
         float | None,
         typer.Option("--start-measure", help="Measure at the line's start, for a line without M values."),

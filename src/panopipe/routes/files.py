@@ -1,11 +1,15 @@
-"""Reading a centerline from a file: GeoJSON (with the json module) or GeoPackage (with pyogrio, if installed),
+"""Reading a centerline from a file: GeoJSON (with the json module) or GeoPackage (with sqlite3 and shapely),
 one LineString, with M values or a start measure."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import sqlite3
 from pathlib import Path
+
+import numpy as np
 
 from panopipe.catalog.routes import UNITS, Route
 from panopipe.errors import ConfigError
@@ -45,29 +49,47 @@ def _merged(path: Path, parts: list[list[list[float]]]) -> list[list[float]]:
     return [list(p) for p in shapely.get_coordinates(merged)]
 
 
+_ENVELOPE_BYTES = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}
+"""Bytes of a GeoPackage geometry's envelope, by the envelope code in bits 1-3 of its flags byte."""
+
+
 def _geopackage_line(path: Path) -> list[list[float]]:
-    try:
-        import pyogrio
-    except ImportError:
-        raise ConfigError(
-            f"reading a GeoPackage needs pyogrio: pip install pyogrio (or convert it: "
-            f"ogr2ogr -f GeoJSON route.geojson {path})"
-        ) from None
+    """The one line of a GeoPackage, read with sqlite3 (a GeoPackage is a SQLite database; GDAL's readers
+    drop M values) and shapely (its geometry is WKB after a short header), in WGS 84."""
     import pyproj
 
     shapely = shapely_module()
-    meta, _, geometry, _ = pyogrio.raw.read(path)
-    if geometry is None or len(geometry) != 1:
-        count = 0 if geometry is None else len(geometry)
-        raise ConfigError(f"{path}: holds {count} features; a route file holds one line")
-    line = shapely.from_wkb(geometry[0])
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            layers = db.execute(
+                "SELECT table_name, column_name, srs_id FROM gpkg_geometry_columns"
+            ).fetchall()
+            if len(layers) != 1:
+                raise ConfigError(f"{path}: holds {len(layers)} layers; a route file holds one line")
+            table, column, srs_id = layers[0]
+            quote = '"{}"'.format
+            blobs = [row[0] for row in db.execute(f"SELECT {quote(column)} FROM {quote(table)}") if row[0]]
+            crs = db.execute(
+                "SELECT organization, organization_coordsys_id FROM gpkg_spatial_ref_sys WHERE srs_id = ?",
+                (srs_id,),
+            ).fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(f"{path}: not a GeoPackage ({exc})") from None
+    if len(blobs) != 1:
+        raise ConfigError(f"{path}: holds {len(blobs)} features; a route file holds one line")
+    blob = bytes(blobs[0])
+    if blob[:2] != b"GP":
+        raise ConfigError(f"{path}: its geometry is not a GeoPackage geometry")
+    line = shapely.from_wkb(blob[8 + _ENVELOPE_BYTES.get((blob[3] >> 1) & 7, 0) :])
     if line.geom_type == "MultiLineString":
         line = shapely.line_merge(line)
     if line.geom_type != "LineString":
         raise ConfigError(f"{path}: the geometry is a {line.geom_type}, not a line (LineString)")
     coordinates = shapely.get_coordinates(line, include_z=line.has_z, include_m=line.has_m)
-    if meta.get("crs") and pyproj.CRS.from_user_input(meta["crs"]) != pyproj.CRS.from_epsg(4326):
-        transformer = pyproj.Transformer.from_crs(meta["crs"], "EPSG:4326", always_xy=True)
+    if line.has_m and not line.has_z:  # keep M as the 4th value, as in GeoJSON positions
+        coordinates = np.insert(coordinates, 2, 0.0, axis=1)
+    if crs and crs[1] not in (4326, 0, -1):
+        transformer = pyproj.Transformer.from_crs(f"{crs[0]}:{crs[1]}", "EPSG:4326", always_xy=True)
         coordinates[:, 0], coordinates[:, 1] = transformer.transform(coordinates[:, 0], coordinates[:, 1])
     return [list(map(float, row)) for row in coordinates]
 
