@@ -31,6 +31,7 @@ class TrackCheck:
     segment: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
 
     def set(self, name: str, mask: np.ndarray, value: np.ndarray | None = None) -> None:
+        """Record flag ``name``: its mask over the frames and the values measured (NaN: none)."""
         self.masks[name] = mask
         self.values[name] = np.full(self.n, np.nan) if value is None else value
 
@@ -209,7 +210,10 @@ def _outliers(
     in_order = (t[b] < t) & (t < t[a])  # speeds mean nothing across a clock jump
     fast, jerky = fast & in_order, jerky & in_order
     spike = (turn > s.max_turn_deg) & (np.fmin(leg_in, leg_out) > np.fmax(skip, s.duplicate_m))
-    return outlier | (good & (fast | jerky | spike)), value
+    extra = good & (fast | jerky | spike)
+    if extra.any():  # how far off these are: from where their neighbours put them
+        value = np.where(extra, _residual(x, y, t, good & ~extra, segment), value)
+    return outlier | extra, value
 
 
 def _runs(small_leg: np.ndarray, min_frames: int) -> np.ndarray:
@@ -217,13 +221,11 @@ def _runs(small_leg: np.ndarray, min_frames: int) -> np.ndarray:
     padded = np.concatenate([[False], small_leg, [False]]).astype(np.int8)
     edges = np.diff(padded)
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    mask = np.zeros(len(small_leg), dtype=bool)
     long_runs = (ends - starts + 1) >= min_frames
     marks = np.zeros(len(small_leg) + 1, dtype=np.int32)
     np.add.at(marks, starts[long_runs], 1)
     np.add.at(marks, ends[long_runs], -1)
-    mask[:] = np.cumsum(marks)[:-1] > 0
-    return mask
+    return np.cumsum(marks)[:-1] > 0
 
 
 def _spread(values: np.ndarray) -> float:
@@ -246,10 +248,9 @@ def check_track(
     null = positioned & (np.abs(lat) <= s.null_island_deg) & (np.abs(lon) <= s.null_island_deg)
     result.set("no-position", ~positioned)
     result.set("null-island", null)
-    known = np.where(np.isfinite(t), t, np.nan)
-    last_seen = _shift(_ffill(known), -1)
-    backwards = np.isfinite(known) & np.isfinite(last_seen) & (known < last_seen)
-    result.set("time-backwards", backwards, np.where(backwards, last_seen - known, np.nan))
+    last_seen = _shift(_ffill(t), -1)
+    backwards = np.isfinite(t) & np.isfinite(last_seen) & (t < last_seen)
+    result.set("time-backwards", backwards, np.where(backwards, last_seen - t, np.nan))
     points = np.flatnonzero(positioned & ~null)
     names = ("gps-outlier", "duplicate", "stationary", "sequence-break")
     for name in names:
