@@ -29,6 +29,8 @@ class TrackCheck:
     x: np.ndarray = field(default_factory=lambda: np.zeros(0))
     y: np.ndarray = field(default_factory=lambda: np.zeros(0))
     segment: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
+    time_gap: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    """Per frame: its sequence break is a gap in time (seconds), not in distance (metres)."""
 
     def set(self, name: str, mask: np.ndarray, value: np.ndarray | None = None) -> None:
         """Record flag ``name``: its mask over the frames and the values measured (NaN: none)."""
@@ -100,8 +102,9 @@ def neighbour(good: np.ndarray, segment: np.ndarray, forward: bool) -> np.ndarra
     return np.where(ok, nearest, -1)
 
 
-def _breaks(x: np.ndarray, y: np.ndarray, t: np.ndarray, s: QcSettings) -> tuple[np.ndarray, np.ndarray]:
-    """Where a new sequence starts (a mask over points) and the gap before it (seconds or metres).
+def _breaks(x: np.ndarray, y: np.ndarray, t: np.ndarray, s: QcSettings) -> tuple[np.ndarray, ...]:
+    """Where a new sequence starts (a mask over points), the gap before it (seconds or metres) and whether
+    that gap is one of time.
 
     A time gap is a longer interval than ``break_gap_s``; a distance gap is a jump farther than
     ``break_gap_m`` that the track does not come back from: every pair of the 3 points before and the 3 from
@@ -116,7 +119,7 @@ def _breaks(x: np.ndarray, y: np.ndarray, t: np.ndarray, s: QcSettings) -> tuple
             nearest = np.fmin(nearest, d)
     distance_gap = np.isfinite(nearest) & (nearest > s.break_gap_m)
     leg = np.hypot(np.diff(x, prepend=np.nan), np.diff(y, prepend=np.nan))
-    return time_gap | distance_gap, np.where(time_gap, dt, leg)
+    return time_gap | distance_gap, np.where(time_gap, dt, leg), time_gap
 
 
 def interpolated(
@@ -243,7 +246,7 @@ def check_track(
     headings (degrees, NaN when unknown) of its frames in capture order."""
     s = settings
     n = len(t)
-    result = TrackCheck(n)
+    result = TrackCheck(n, time_gap=np.zeros(n, dtype=bool))
     positioned = np.isfinite(lat) & np.isfinite(lon)
     null = positioned & (np.abs(lat) <= s.null_island_deg) & (np.abs(lon) <= s.null_island_deg)
     result.set("no-position", ~positioned)
@@ -260,7 +263,8 @@ def check_track(
         return result
     x, y, _ = to_metres(lat[points], lon[points])
     tt = t[points]
-    brk, gap = _breaks(x, y, tt, s)
+    brk, gap, by_time = _breaks(x, y, tt, s)
+    result.time_gap = _scatter(n, points, by_time, gap)[0]
     segment = np.cumsum(brk)
     outlier, off = _outliers(x, y, tt, segment, s)
     leg = np.hypot(np.diff(x, prepend=np.nan), np.diff(y, prepend=np.nan))

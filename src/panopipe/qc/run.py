@@ -62,12 +62,24 @@ class QcReport:
     dry_run: bool
 
 
-def _detail(name: str, value: float) -> str | None:
+_UNITS = {
+    "gps-outlier": "m off the track",
+    "duplicate": "m from the previous frame",
+    "stationary": "m from the previous frame",
+    "time-backwards": "s before the previous frame",
+}
+
+
+def _detail(name: str, value: float, time_gap: bool) -> str | None:
     if not np.isfinite(value):
         return None
-    units = {"gps-outlier": "m off the track", "duplicate": "m from the previous frame"}
-    units |= {"stationary": "m from the previous frame", "time-backwards": "s before the previous frame"}
-    return f"{value:.2f} {units[name]}" if name in units else f"gap of {value:.1f}"
+    if name == "sequence-break":
+        return (
+            f"{value:.1f} s after the previous frame"
+            if time_gap
+            else f"{value:.1f} m from the previous frame"
+        )
+    return f"{value:.2f} {_UNITS[name]}"
 
 
 def _arrays(frames: Sequence[Any]) -> tuple[np.ndarray, ...]:
@@ -99,7 +111,10 @@ def _check_reel(
             found = np.flatnonzero(mask)
             summary.counts[name] += len(found)
             values = check.values[name]
-            flags += [Flag(frames[i].id, name, _number(values[i]), _detail(name, values[i])) for i in found]
+            flags += [
+                Flag(frames[i].id, name, _number(values[i]), _detail(name, values[i], check.time_gap[i]))
+                for i in found
+            ]
         if not fix or not len(check.points):
             continue
         proposal = propose_fix(check, t, lat, lon, heading, settings.thin_spacing_m)
