@@ -18,7 +18,8 @@ from tests.conftest import require
 
 from panopipe.catalog import Catalog, ImageRecord, Selection, create_catalog_engine, upgrade
 from panopipe.catalog.flags import Flag
-from panopipe.catalog.schema import artifacts, edits, image_flags, jobs
+from panopipe.catalog.routes import Location, Route
+from panopipe.catalog.schema import artifacts, edits, image_flags, jobs, routes
 from panopipe.catalog.transfer import (
     TABLES,
     ReaderName,
@@ -88,6 +89,11 @@ def source(tmp_path: Path) -> str:
         catalog.record_qc(
             ids, ["gps-outlier"], [*flags, Flag(ids[9], "no-position")], run=new_id(), qc_version="1"
         )
+        line = ((11.576, 48.137), (11.577, 48.1372))
+        catalog.add_route(Route("R-1", line, (0.0, 0.25), None, "mi", "r.geojson"))
+        catalog.record_locations(
+            ids[:4], [Location(i, "R-1", n / 7, 1.5 - n) for n, i in enumerate(ids[:3])], []
+        )
         job_ids = [new_id() for _ in range(12)]
         with catalog.engine.begin() as conn:
             conn.execute(
@@ -146,7 +152,7 @@ def _snapshot(location: str) -> dict[str, object]:
         with catalog.engine.connect() as conn:
             tables = {
                 table.name: conn.execute(sa.select(table).order_by(*table.primary_key.columns)).all()
-                for table in (edits, artifacts, jobs, image_flags)
+                for table in (edits, artifacts, jobs, image_flags, routes)
             }
         return {
             "images": list(catalog.images(everything)),
@@ -167,8 +173,16 @@ def test_migration_is_exact_and_the_catalog_works_unchanged(source: str, postgre
         "edits": 31,
         "artifacts": 45,
         "image_flags": 6,
+        "routes": 1,
     }
-    assert [c.table for c in report.checks] == ["images", "jobs", "artifacts", "edits", "image_flags"]
+    assert [c.table for c in report.checks] == [
+        "images",
+        "jobs",
+        "routes",
+        "artifacts",
+        "edits",
+        "image_flags",
+    ]
     assert ("copy", "images", 60, 60) in {(p.phase, p.table, p.rows_done, p.rows_total) for p in seen}
     assert _snapshot(postgres_url) == _snapshot(source)
     with Catalog.open(postgres_url, create=False) as target, Catalog.open(source) as original:
@@ -237,6 +251,7 @@ def test_an_interrupted_move_resumes_without_duplicates(source: str, postgres_ur
         "edits": 0,
         "artifacts": 0,
         "image_flags": 0,
+        "routes": 0,
     }
     report = migrate_catalog(source, postgres_url, batch_size=16)
     assert report.ok and report.resumed
