@@ -14,7 +14,8 @@ from panopipe.errors import ConfigError
 
 
 def _key(default: float, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+    # The metadata that config.declared_keys reads on main (the generated configuration reference).
+    return field(default=default, metadata={"help": help, "default_text": None})
 
 
 @dataclass(frozen=True)
