@@ -39,6 +39,8 @@ SCRIPTS = (
     "codec",
     "startup",
     "batch_submit",
+    "qc",
+    "route",
 )
 START, END = "<!-- fair-figures:start -->", "<!-- fair-figures:end -->"
 

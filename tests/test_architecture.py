@@ -19,6 +19,8 @@ from panopipe.catalog.schema import metadata
 OWNERS = {
     "images": "panopipe.catalog",
     "edits": "panopipe.catalog",
+    "image_flags": "panopipe.catalog.flags",
+    "routes": "panopipe.catalog.routes",
     "artifacts": "panopipe.pipeline.store",
     "jobs": "panopipe.pipeline.store",
     "project_config": "panopipe.catalog.project_config",

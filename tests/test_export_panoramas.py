@@ -289,7 +289,7 @@ def test_images_export_opens_in_gdal_with_its_declared_types(capsys, tmp_path: P
         assert_points_in_wgs84(summary)
         assert "Feature Count: 6" in summary
         if fmt == "geojson":  # no schema: GDAL types a property by its values, one that has none as String
-            never_set = dict.fromkeys(("pitch", "roll", "projection"), "String")
+            never_set = dict.fromkeys(("pitch", "roll", "projection", "measure", "route_offset_m"), "String")
             small = dict.fromkeys(("camera_index", "width", "height", "frame"), "Integer")
             assert types == declared(IMAGE_COLUMNS) | never_set | small
         else:

@@ -44,11 +44,11 @@ ENV_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
 
 DEFAULT_CATALOG = "panopipe.db"
 DEFAULT_CONFIG_FILE = "panopipe.toml"
-SECTIONS = ("panopipe", "ingest", "steps")
+SECTIONS = ("panopipe", "ingest", "steps", "qc")
 """The tables of the project config file."""
 DEFAULT_BATCH_SIZE = 50_000
 """Rows per ``COPY`` and commit when a catalog moves to PostgreSQL (here, so the CLI reads it without psycopg)."""
-PROJECT_SECTIONS = ("ingest", "steps")
+PROJECT_SECTIONS = ("ingest", "steps", "qc")
 """The tables of the project-wide configuration stored in the catalog, besides ``[panopipe] project``."""
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,8 @@ class Settings:
     )
     ingest: IngestRules = field(default_factory=IngestRules)
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    qc: dict[str, Any] = field(default_factory=dict)
+    """The ``[qc]`` table: thresholds of ``panopipe qc``, checked and defaulted by :mod:`panopipe.qc.settings`."""
     config_file: Path | None = None
     origins: dict[str, str] = field(default_factory=dict)
     """Where each ``[panopipe]`` key set here came from (``file``, ``environment``, ``option``); others: default."""
@@ -246,8 +248,9 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     origins = dict.fromkeys(panopipe_section, "file")
     if "ingest" in data:
         values["ingest"] = IngestRules(**data["ingest"])
-    if "steps" in data:
-        values["steps"] = data["steps"]
+    for table in ("steps", "qc"):
+        if table in data:
+            values[table] = data[table]
     env = {key: os.environ.get(name) for key, name in ENVIRONMENT.items()}
     for origin, given in (("environment", {k: v for k, v in env.items() if v}), ("option", overrides)):
         given = {k: v for k, v in given.items() if v is not None}
@@ -305,6 +308,7 @@ def apply_project_config(
         project=content.get("panopipe", {}).get("project", Settings.project),
         ingest=IngestRules(**content.get("ingest", {})),
         steps=content.get("steps", {}),
+        qc=content.get("qc", {}),
         config_version=stored.version,
     )
 

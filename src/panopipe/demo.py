@@ -97,7 +97,11 @@ quality = 85
 
 [steps.publish]  # the finished images in a publish layout
 template = "{template}"
+# also {{route}} and {{mp:08.3f}}: where `panopipe route locate` put the image
 # root = "s3://bucket/published"  # default: publish/ under the output
+
+[qc]  # thresholds of `panopipe qc` (GPS outliers, duplicates, gaps); every key and its default: docs/qc.md
+outlier_deviation_m = 4.0  # metres from where its neighbours put a frame that make it a GPS outlier
 """
 
 

@@ -17,7 +17,9 @@ import sqlalchemy as sa
 from tests.conftest import require
 
 from panopipe.catalog import Catalog, ImageRecord, Selection, create_catalog_engine, upgrade
-from panopipe.catalog.schema import artifacts, edits, jobs
+from panopipe.catalog.flags import Flag
+from panopipe.catalog.routes import Location, Route
+from panopipe.catalog.schema import artifacts, edits, image_flags, jobs, routes
 from panopipe.catalog.transfer import (
     TABLES,
     ReaderName,
@@ -89,6 +91,15 @@ def source(tmp_path: Path) -> str:
                 author="ana",
                 reason=f"thumbnails {thumbnail}",
             )
+        flags = [Flag(ids[n], "gps-outlier", n * 1.5 + 0.1, f"{n} m off") for n in range(5)]
+        catalog.record_qc(
+            ids, ["gps-outlier"], [*flags, Flag(ids[9], "no-position")], run=new_id(), qc_version="1"
+        )
+        line = ((11.576, 48.137), (11.577, 48.1372))
+        catalog.add_route(Route("R-1", line, (0.0, 0.25), None, "mi", "r.geojson"))
+        catalog.record_locations(
+            ids[:4], [Location(i, "R-1", n / 7, 1.5 - n) for n, i in enumerate(ids[:3])], []
+        )
         job_ids = [new_id() for _ in range(12)]
         with catalog.engine.begin() as conn:
             conn.execute(
@@ -147,7 +158,7 @@ def _snapshot(location: str) -> dict[str, object]:
         with catalog.engine.connect() as conn:
             tables = {
                 table.name: conn.execute(sa.select(table).order_by(*table.primary_key.columns)).all()
-                for table in (edits, artifacts, jobs)
+                for table in (edits, artifacts, jobs, image_flags, routes)
             }
         return {
             "images": list(catalog.images(everything)),
@@ -169,8 +180,18 @@ def test_migration_is_exact_and_the_catalog_works_unchanged(source: str, postgre
         "edits": 31,
         "artifacts": 45,
         "project_config": 2,
+        "image_flags": 6,
+        "routes": 1,
     }
-    assert [c.table for c in report.checks] == ["images", "jobs", "project_config", "artifacts", "edits"]
+    assert [c.table for c in report.checks] == [
+        "images",
+        "jobs",
+        "project_config",
+        "routes",
+        "artifacts",
+        "edits",
+        "image_flags",
+    ]
     assert ("copy", "images", 60, 60) in {(p.phase, p.table, p.rows_done, p.rows_total) for p in seen}
     assert _snapshot(postgres_url) == _snapshot(source)
     with Catalog.open(postgres_url, create=False) as target, Catalog.open(source) as original:
@@ -239,6 +260,8 @@ def test_an_interrupted_move_resumes_without_duplicates(source: str, postgres_ur
         "edits": 0,
         "artifacts": 0,
         "project_config": 0,
+        "image_flags": 0,
+        "routes": 0,
     }
     report = migrate_catalog(source, postgres_url, batch_size=16)
     assert report.ok and report.resumed

@@ -165,6 +165,7 @@ def test_no_command_shows_a_traceback(capsys, tmp_path: Path):
         "worker events": ["--queue-url", "http://127.0.0.1:1/q", "--max-polls", "1"],
         "worker run": ["--manifest", str(tmp_path / "manifest.json"), "--index", "0"],
         "demo": ["--folder", str(tmp_path / "demo"), "--shots", "1"],
+        "route add": ["R-1", str(tmp_path / "route.geojson"), "--start-measure", "0"],
     }
     mistakes = {
         "unsupported URL": (["--catalog", "mysql://u@h/db"], ConfigError.exit_code),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import operator
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -16,7 +16,9 @@ from typing import Any, Self
 import sqlalchemy as sa
 
 from panopipe.catalog import edits as edit_ops
+from panopipe.catalog import flags as flag_ops
 from panopipe.catalog import project_config as config_ops
+from panopipe.catalog import routes as route_ops
 from panopipe.catalog import short_ids
 from panopipe.catalog.bulk import insert_columns
 from panopipe.catalog.engine import check_schema, create_catalog_engine, mask_url
@@ -313,8 +315,28 @@ class Catalog:
             query = query.limit(limit).offset(offset)
         with self.engine.connect() as conn:
             rows = (row for row in conn.execute(query) if selection.matches(row))
-            for row in itertools.islice(rows, *page):
-                yield _image(row)
+            page_rows = itertools.islice(rows, *page)
+            if not flag_ops.any_flags(conn):
+                yield from map(_image, page_rows)
+                return
+            for chunk in batched(page_rows, flag_ops.CHUNK):
+                found = flag_ops.of_images(conn, [row.id for row in chunk])
+                for row in chunk:
+                    yield _image(row, found.get(row.id, ()))
+
+    def rows(
+        self, selection: Selection | None = None, fields: Sequence[str] = ("id",), *, sort: Sequence[str] = ()
+    ) -> list[Any]:
+        """Only ``fields`` of the selected images, as rows with those attributes, ordered as :meth:`images`
+        orders them: for bulk work over many images (``panopipe qc``), several times faster than images."""
+        selection = selection or Selection()
+        for name in fields:
+            if name not in IMAGE_COLUMNS:
+                raise CatalogError(f"images have no field {name!r}")
+        columns = {name: images.c[name] for name in ("lat", "lon", *fields)}
+        query = sa.select(*columns.values()).where(*selection.where(self.postgis)).order_by(*sort_order(sort))
+        with self.connect() as conn:
+            return [row for row in conn.execute(query) if selection.matches(row)]
 
     def count(self, selection: Selection | None = None) -> int:
         """How many images the selection holds."""
@@ -333,13 +355,63 @@ class Catalog:
         columns = (*(images.c[name] for name in IMAGE_COLUMNS), images.c.captured)
         with self.connect() as conn:
             found = short_ids.resolve(conn, images.c.id, image_id, "image")
-            return _image(conn.execute(sa.select(*columns).where(images.c.id == found)).one())
+            row = conn.execute(sa.select(*columns).where(images.c.id == found)).one()
+        return _image(row, self.flags_of(row.id))
 
     def short_ids(self, image_ids: Sequence[str]) -> dict[str, str]:
         """The short id of each of ``image_ids``: the shortest start (at least 8 characters) of the last group
         of its UUID that no other image shares (see :mod:`~panopipe.catalog.short_ids`)."""
         with self.connect() as conn:
             return short_ids.short_ids(conn, images.c.id, image_ids)
+
+    # Flags
+
+    def flags_of(self, image_id: str) -> list[flag_ops.StoredFlag]:
+        """The ``panopipe qc`` flags of one image (by its full id), by flag name."""
+        with self.connect() as conn:
+            return flag_ops.of_images(conn, [image_id]).get(image_id, [])
+
+    def record_qc(
+        self,
+        image_ids: Collection[str],
+        names: Collection[str],
+        found: Sequence[flag_ops.Flag],
+        *,
+        run: str,
+        qc_version: str,
+        changes: Sequence[FieldChange] = (),
+        reason: str = "",
+        author: str = "",
+    ) -> str | None:
+        """Replace the flags ``names`` of ``image_ids`` with ``found`` and, with ``changes``, record them as one
+        edit batch, all in one transaction; the batch id, if any."""
+        with self.transaction() as conn:
+            flag_ops.replace(conn, image_ids, names, found, run=run, qc_version=qc_version)
+            return edit_ops.apply(conn, changes, reason=reason, author=author) if changes else None
+
+    # Routes
+
+    def add_route(self, route: route_ops.Route, *, replace: bool = False) -> int:
+        """Store a centerline; with ``replace``, over the one of that name, clearing the images located on it
+        (they must be located again). How many images were cleared."""
+        with self.transaction() as conn:
+            return route_ops.add(conn, route, replace=replace)
+
+    def route(self, name: str | None = None) -> route_ops.Route:
+        """The route ``name``, or the only route when ``name`` is ``None``."""
+        with self.connect() as conn:
+            return route_ops.get(conn, name)
+
+    def record_locations(
+        self,
+        image_ids: Collection[str],
+        located: Sequence[route_ops.Location],
+        off_route: Sequence[flag_ops.Flag],
+    ) -> None:
+        """Store where ``image_ids`` lie along routes (clearing those not located) and their ``off-route``
+        flags, in one transaction."""
+        with self.transaction() as conn:
+            route_ops.store_locations(conn, image_ids, located, off_route)
 
     def assign_shots(
         self,
@@ -465,10 +537,14 @@ class Catalog:
             return config_ops.push(conn, content, author=author, reason=reason)
 
 
-def _image(row: Any) -> Image:
+def _image(row: Any, flags: Iterable[flag_ops.StoredFlag] = ()) -> Image:
     mapping = row._mapping
     captured = mapping["captured"] or {}
-    return Image(**{name: mapping[name] for name in IMAGE_COLUMNS}, edited_fields=tuple(sorted(captured)))
+    return Image(
+        **{name: mapping[name] for name in IMAGE_COLUMNS},
+        edited_fields=tuple(sorted(captured)),
+        flags=tuple(f.flag for f in flags),
+    )
 
 
 __all__ = ["Catalog", "KnownFile"]

@@ -27,8 +27,13 @@ CAPTURE_FIELDS: tuple[str, ...] = (
 )
 """Fields whose values come from the file (its metadata, its name and folder)."""
 
-EDITABLE_FIELDS: tuple[str, ...] = (*(f for f in CAPTURE_FIELDS if f not in ("width", "height")), "shot")
-"""Fields an edit may override. Pixel sizes are facts of the file and cannot be edited."""
+EDITABLE_FIELDS: tuple[str, ...] = (
+    *(f for f in CAPTURE_FIELDS if f not in ("width", "height")),
+    "shot",
+    "excluded",
+)
+"""Fields an edit may override. Pixel sizes are facts of the file and cannot be edited. ``excluded`` leaves an
+image out of processing and publishing (``qc --fix`` thinning) while keeping it in the catalog."""
 
 FILE_FIELDS: tuple[str, ...] = ("size", "content_hash", "etag", "modified_at")
 """Fields that identify the file's content."""
@@ -103,14 +108,22 @@ class Image:
     deleted: bool
     ingested_at: datetime
     updated_at: datetime
+    excluded: bool = False
+    route: str | None = None
+    measure: float | None = None
+    route_offset_m: float | None = None
     edited_fields: tuple[str, ...] = field(default=())
+    flags: tuple[str, ...] = field(default=())
+    """What ``panopipe qc`` found (names of :data:`~panopipe.qc.FLAGS`), filled by ``Catalog.images``/``get``."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; times are ISO 8601 in UTC with a ``Z``."""
         return {f.name: to_json_value(getattr(self, f.name)) for f in fields(self)}
 
 
-IMAGE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Image) if f.name != "edited_fields")
+IMAGE_COLUMNS: tuple[str, ...] = tuple(
+    f.name for f in fields(Image) if f.name not in ("edited_fields", "flags")
+)
 
 
 def to_json_value(value: Any) -> Any:

@@ -52,6 +52,13 @@ images = sa.Table(
     sa.Column("status", ByteOrderedString(16), nullable=False, server_default="ok"),
     sa.Column("error", ByteOrderedString()),
     sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Left out of processing and publishing by an edit (``qc --fix`` thinning), the record and file kept.
+    sa.Column("excluded", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Where ``panopipe route locate`` put the image: the route's name, the measure (milepost, in the route's
+    # unit) and the signed offset from the line in metres (positive to the right of the line as drawn).
+    sa.Column("route", ByteOrderedString(128)),
+    sa.Column("measure", sa.Double),
+    sa.Column("route_offset_m", sa.Double),
     # The S3 event last applied: its sequencer, upper-case and zero-left-padded so that text order is event
     # order (events apply only WHERE the stored one is lower), and the object version it named.
     sa.Column("source_sequencer", ByteOrderedString(64)),
@@ -155,14 +162,48 @@ project_config = sa.Table(
 )
 
 
+image_flags = sa.Table(
+    "image_flags",
+    metadata,
+    sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("image_id", ID, sa.ForeignKey("images.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("flag", ByteOrderedString(32), nullable=False),
+    # What the check measured (e.g. metres from the smoothed track) and a sentence for people.
+    sa.Column("value", sa.Double),
+    sa.Column("detail", ByteOrderedString()),
+    sa.Column("qc_version", ByteOrderedString(16), nullable=False),
+    sa.Column("run", ID, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("image_id", "flag"),
+    sa.Index(None, "flag"),
+)
+
+routes = sa.Table(
+    "routes",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("name", ByteOrderedString(128), nullable=False, unique=True),
+    # The centerline: [lon, lat] vertices (WGS 84), their measures (or none: from start_measure and length).
+    sa.Column("coordinates", JSONDocument, nullable=False),
+    sa.Column("measures", JSONDocument),
+    sa.Column("start_measure", sa.Double),
+    sa.Column("unit", ByteOrderedString(8), nullable=False),
+    sa.Column("source", ByteOrderedString(1024)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+
 __all__ = [
     "EXPRESSION_INDEXES",
     "ID",
     "artifacts",
     "edits",
+    "image_flags",
     "images",
     "jobs",
     "metadata",
     "project_config",
+    "routes",
     "uuid_tail",
 ]

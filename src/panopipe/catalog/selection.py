@@ -9,12 +9,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from panopipe.catalog.flags import flagged
 from panopipe.catalog.records import IMAGE_COLUMNS
 from panopipe.catalog.schema import images
 from panopipe.catalog.spatial import PostGIS
 from panopipe.config import did_you_mean
 from panopipe.errors import ConfigError
 from panopipe.geo import bbox_around, haversine_m
+from panopipe.qc.flag_names import ALL_FLAGS
 
 IMAGE_STATUSES = ("ok", "failed")
 """An image's status: ``failed`` when its metadata could not be read."""
@@ -53,6 +55,8 @@ class Selection:
     near: tuple[float, float] | None = None
     radius_m: float | None = None
     status: str | None = None
+    flags: tuple[str, ...] = ()
+    """Images with any of these ``panopipe qc`` flags."""
     include_deleted: bool = False
 
     def __post_init__(self) -> None:
@@ -64,6 +68,9 @@ class Selection:
             raise ConfigError("--near and --radius go together")
         if self.radius_m is not None and self.radius_m <= 0:
             raise ConfigError(f"invalid radius {self.radius_m}: expected metres > 0")
+        for name in self.flags:
+            if name not in ALL_FLAGS:
+                raise ConfigError(f"unknown --flag {name!r}; {did_you_mean(name, ALL_FLAGS)}")
         if self.status is not None and self.status not in IMAGE_STATUSES:
             raise ConfigError(f"invalid status {self.status!r}: expected {' or '.join(IMAGE_STATUSES)}")
         for name in ("since", "until"):
@@ -99,6 +106,8 @@ class Selection:
             conditions.append(c.captured_at < self.until)
         if self.status is not None:
             conditions.append(c.status == self.status)
+        if self.flags:
+            conditions.append(flagged(self.flags))
         for box in self._boxes():
             min_lon, min_lat, max_lon, max_lat = box
             conditions += [c.lat.between(min_lat, max_lat), c.lon.between(min_lon, max_lon)]

@@ -2,7 +2,8 @@
 
 A shot subject is every image with that ``shot`` whose projection is not equirectangular (the frames of one
 rig capture); an image subject is one image whose projection is ``equirectangular`` (a single 360° image,
-which needs no stitching). Images with neither are not processed.
+which needs no stitching). Images with neither, and images an edit excluded (``qc --fix`` thinning), are not
+processed.
 """
 
 from __future__ import annotations
@@ -57,8 +58,12 @@ def kind_condition(kind: SubjectKind) -> sa.ColumnElement[bool]:
     """Images that belong to subjects of ``kind``."""
     c = images.c
     if kind == "image":
-        return c.projection == EQUIRECTANGULAR
-    return sa.and_(c.shot.is_not(None), sa.or_(c.projection.is_(None), c.projection != EQUIRECTANGULAR))
+        return sa.and_(c.projection == EQUIRECTANGULAR, c.excluded == sa.false())
+    return sa.and_(
+        c.shot.is_not(None),
+        sa.or_(c.projection.is_(None), c.projection != EQUIRECTANGULAR),
+        c.excluded == sa.false(),
+    )
 
 
 def key_column(kind: SubjectKind) -> sa.ColumnElement[Any]:

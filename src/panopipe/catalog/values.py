@@ -10,6 +10,8 @@ from panopipe.errors import ConfigError
 FLOAT_FIELDS = frozenset({"lat", "lon", "alt", "heading", "pitch", "roll"})
 INT_FIELDS = frozenset({"utc_offset_minutes", "camera_index", "width", "height", "frame"})
 TIME_FIELDS = frozenset({"captured_at", "modified_at"})
+BOOL_FIELDS = frozenset({"excluded"})
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 RANGES = {"lat": (-90.0, 90.0), "lon": (-180.0, 180.0), "heading": (0.0, 360.0), "pitch": (-90.0, 90.0)}
 
 
@@ -35,8 +37,12 @@ def parse_value(field: str, text: str) -> Any:
             value = int(text)
         elif field in TIME_FIELDS:
             value = parse_time(text)
+        elif field in BOOL_FIELDS:
+            value = _BOOLEANS[text.strip().lower()]
         else:
             value = text
+    except KeyError:
+        raise ConfigError(f"invalid value {text!r} for {field}: expected true or false") from None
     except ValueError:
         kind = "a number" if field in FLOAT_FIELDS else "a whole number"
         raise ConfigError(f"invalid value {text!r} for {field}: expected {kind}") from None
@@ -68,6 +74,7 @@ def from_json(field: str, value: Any) -> Any:
 
 
 __all__ = [
+    "BOOL_FIELDS",
     "FLOAT_FIELDS",
     "INT_FIELDS",
     "RANGES",

@@ -16,7 +16,9 @@ from panopipe.cli import (
     dev_commands,
     events_commands,
     ingest_command,
+    qc_commands,
     render,
+    route_commands,
     sync_command,
     worker_command,
 )
@@ -66,9 +68,11 @@ app.add_typer(events_commands.worker_app, name="worker")
 app.add_typer(dev_commands.app, name="dev")
 app.add_typer(cloud_commands.app, name="cloud")
 app.add_typer(config_commands.app, name="config")
+app.add_typer(route_commands.app, name="route")
 app.command()(sync_command.sync)
 app.command()(demo_command.demo)
 app.command()(ingest_command.ingest)
+app.command()(qc_commands.qc)
 for command in (
     catalog_commands.ls,
     catalog_commands.show,

@@ -167,7 +167,8 @@ def _seconds(text: str) -> float:
 CHANGE_FIELDS = ("id", "field", "old", "new")
 
 
-def _change_rows(changes: list[FieldChange]) -> list[dict[str, object]]:
+def change_rows(changes: list[FieldChange]) -> list[dict[str, object]]:
+    """Field changes as rows of :data:`CHANGE_FIELDS`."""
     return [{"id": c.image_id, "field": c.field, "old": c.old, "new": c.new} for c in changes]
 
 
@@ -215,7 +216,7 @@ def edit(
         shift_time_s=_seconds(shift_time) if shift_time else None,
         per_image=per_image,
     )
-    rows = _change_rows(changes)
+    rows = change_rows(changes)
     if dry_run:
         render.print_rows(rows, CHANGE_FIELDS, as_json=as_json, title="would change (dry run)")
         return
@@ -297,7 +298,7 @@ def undo(
     Example: panopipe undo 9f3c04e1 --dry-run
     """
     changes = catalog.undo(batch, author=getpass.getuser(), dry_run=dry_run)
-    rows = _change_rows(changes)
+    rows = change_rows(changes)
     if dry_run:
         render.print_rows(rows, CHANGE_FIELDS, as_json=as_json, title="would restore (dry run)")
     elif as_json:
@@ -311,6 +312,7 @@ __all__ = [
     "CHANGE_FIELDS",
     "DETAIL_FIELDS",
     "TABLE_FIELDS",
+    "change_rows",
     "edit",
     "export",
     "history",

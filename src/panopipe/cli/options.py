@@ -161,6 +161,12 @@ SELECTION_OPTIONS = {
         float | None, typer.Option("--radius", help="Metres around --near.", show_default=False)
     ],
     "status": Annotated[str | None, typer.Option("--status", help="ok or failed.", show_default=False)],
+    "flag": Annotated[
+        list[str] | None,
+        typer.Option(
+            "--flag", help="Flagged by `panopipe qc`, e.g. gps-outlier (repeatable).", show_default=False
+        ),
+    ],
 }
 
 
@@ -184,6 +190,7 @@ def build_selection(
     near: str | None = None,
     radius: float | None = None,
     status: str | None = None,
+    flag: list[str] | None = None,
 ) -> Selection:
     """The :class:`Selection` described by the command-line filters."""
     from panopipe.catalog import Selection
@@ -207,6 +214,7 @@ def build_selection(
         near=point,
         radius_m=radius,
         status=status,
+        flags=tuple(flag or ()),
     )
 
 

@@ -75,6 +75,8 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.7g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(map(_cell, value))
     return str(to_json_value(value))
 
 

@@ -37,6 +37,10 @@ IMAGE_COLUMNS: tuple[Column, ...] = (
     Column("frame", "integer", "the frame number within the reel"),
     Column("shot", "text", "the rig shot the frame belongs to"),
     Column("status", "text", "ok, or why the file could not be read"),
+    Column("route", "text", "the route `panopipe route locate` placed the image on"),
+    Column("measure", "real", "the measure (milepost) along that route, in the route's unit"),
+    Column("route_offset_m", "real", "metres from the route's line, positive to its right"),
+    Column("flags", "text", "what `panopipe qc` found (docs/qc.md), names separated by ;"),
 )
 """The columns of the images export, with their types."""
 
@@ -46,7 +50,9 @@ EXPORT_NAMES: dict[str, str] = {"alt": "altitude_msl_m"}
 LISTED_FIELDS: tuple[str, ...] = tuple(
     {exported: listed for listed, exported in EXPORT_NAMES.items()}.get(c.name, c.name) for c in IMAGE_COLUMNS
 )
-"""The fields ``ls --json`` gives for each image (``alt``: metres above mean sea level)."""
+"""The fields ``ls --json`` gives for each image (``alt``: metres above mean sea level; ``route``,
+``measure``, ``route_offset_m``: where ``panopipe route locate`` put it; ``flags``: what ``panopipe qc`` found,
+docs/qc.md)."""
 
 EXPORTED_FIELDS: tuple[str, ...] = tuple(column.name for column in IMAGE_COLUMNS)
 """The columns of the CSV export and the properties of each GeoJSON feature."""
@@ -58,8 +64,11 @@ def image_row(image: Image) -> dict[str, Any]:
 
 
 def export_row(image: Image) -> dict[str, Any]:
-    """The exported fields of ``image`` (:data:`EXPORTED_FIELDS`), times as datetimes."""
-    return {EXPORT_NAMES.get(name, name): getattr(image, name) for name in LISTED_FIELDS}
+    """The exported fields of ``image`` (:data:`EXPORTED_FIELDS`), times as datetimes; ``flags`` as one text,
+    names separated by ``;``, which every GIS reads."""
+    row = {EXPORT_NAMES.get(name, name): getattr(image, name) for name in LISTED_FIELDS}
+    row["flags"] = ";".join(image.flags)
+    return row
 
 
 def images_table(images: Iterable[Image]) -> Table:

@@ -6,7 +6,9 @@ Config (``[steps.publish]``)::
     root = "s3://bucket/published"   # any storage URI; default: "publish" under the output storage
 
 Template fields: ``project``, ``reel``, ``frame``, ``shot``, ``id`` (shot or image id), ``kind`` (``shot`` or
-``image``), ``date`` (capture date, ``YYYY-MM-DD``). Before anything runs, :meth:`PublishStep.validate` refuses
+``image``), ``date`` (capture date, ``YYYY-MM-DD``), ``route`` and ``mp`` (the route and measure ``panopipe route
+locate`` stored: ``{route}/{mp:08.3f}.jpg``; a template that uses them makes them part of the fingerprint, so
+that locating again renames what moved). Before anything runs, :meth:`PublishStep.validate` refuses
 a template that escapes the root (``..``, absolute) or maps two subjects to one name.
 
 The ``derive`` step's thumbnail and preview, when it recorded them, are published beside the image with the
@@ -25,10 +27,13 @@ from panopipe.config import ConfigKey
 from panopipe.errors import ConfigError, ObjectNotFoundError, StorageError
 from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, Upstream, put_output, read_input
 from panopipe.steps.derive import DeriveStep
+from panopipe.steps.fingerprint import fingerprint
 from panopipe.storage import Storage, open_storage, validate_key
 
 DEFAULT_TEMPLATE = "{project}/{reel}/{project}_{reel}_{frame:06d}.jpg"
 DERIVED = DeriveStep.outputs
+LOCATED = ("route", "mp")
+"""Template fields that ``panopipe route locate`` fills."""
 
 
 class PublishStep(Step):
@@ -57,12 +62,20 @@ class PublishStep(Step):
             raise ConfigError(f"[steps.publish]: template must be non-empty text, got {template!r}")
         self.root: Storage = open_storage(root)
         derive = DeriveStep(self.context.tables.get(DeriveStep.name, {}), self.context)
+        located = {"located": True} if any(f"{{{name}" in template for name in LOCATED) else {}
         return {
             "template": template,
             "root": self.root.root_uri,
             "project": self.context.project,
             "derived": derive.params_hash,
+            **located,
         }
+
+    def fingerprint(self, subject: Subject, upstream: Upstream | None) -> str:
+        base = super().fingerprint(subject, upstream)
+        if not self.params.get("located"):
+            return base
+        return fingerprint({"base": base, "located": [[f.route, f.measure] for f in subject.frames]})
 
     def upstream(self, kind: SubjectKind) -> str | None:
         return "apply-metadata"
@@ -100,6 +113,8 @@ class PublishStep(Step):
             "id": subject.key,
             "kind": subject.kind,
             "date": first.captured_at.date().isoformat() if first.captured_at else None,
+            "route": first.route,
+            "mp": first.measure,
         }
         template = self.params["template"]
         try:
@@ -149,4 +164,4 @@ class PublishStep(Step):
         return outputs
 
 
-__all__ = ["DEFAULT_TEMPLATE", "DERIVED", "PublishStep"]
+__all__ = ["DEFAULT_TEMPLATE", "DERIVED", "LOCATED", "PublishStep"]

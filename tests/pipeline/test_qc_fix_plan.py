@@ -1,0 +1,35 @@
+"""After ``qc --fix``, reprocessing reruns only what the fix edited; undoing it does the same."""
+
+from __future__ import annotations
+
+from tests.pipeline.captures import Project, add_panoramas
+
+from panopipe.catalog import Selection
+from panopipe.pipeline import plan, run
+from panopipe.qc import run_qc
+
+
+def test_plan_after_qc_fix_shows_only_the_corrected_images(project: Project, executor):
+    ids = add_panoramas(project.catalog, project.root, 9)
+    outlier = ids[4]
+    changes = project.catalog.plan_edit(Selection(ids=(outlier,)), assign={"lat": 48.1009})  # ~55 m off
+    project.catalog.apply_edit(changes, reason="a GPS glitch", author="test")
+    run(project.catalog, settings=project.settings, executor=executor)
+    assert len(plan(project.catalog, settings=project.settings)) == 0
+
+    report = run_qc(project.catalog, fix=True)
+
+    assert {c.image_id for c in report.changes} == {outlier}
+    assert abs(project.catalog.get(outlier).lat - (48.1 + 4e-4)) < 2e-5  # back on the track (within 2 m)
+    after = {
+        (item.step, item.subject, item.reason) for item in plan(project.catalog, settings=project.settings)
+    }
+    assert after == {
+        ("apply-metadata", f"image:{outlier}", "metadata edited"),
+        ("derive", f"image:{outlier}", "metadata edited"),
+        ("publish", f"image:{outlier}", "after apply-metadata"),
+    }
+    assert report.batch is not None
+    # Undone before any run, the outputs match the restored values again: nothing to do.
+    project.catalog.undo(report.batch, author="test")
+    assert len(plan(project.catalog, settings=project.settings)) == 0

@@ -1,0 +1,77 @@
+"""The track checks on synthetic tracks with known faults: precision and recall per flag."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from panopipe.qc import FLAGS, QcSettings, check_track
+from panopipe.qc.fix import propose_fix
+from panopipe.qc.synthetic import precision_recall, synthetic_track
+
+
+@pytest.mark.parametrize("time_mode", [False, True], ids=["distance-mode", "time-mode"])
+def test_every_flag_finds_the_injected_faults(time_mode: bool):
+    track = synthetic_track(3000, time_mode=time_mode, seed=3)
+    check = check_track(track.t, track.lat, track.lon, track.heading, QcSettings())
+    assert check.time_mode is time_mode
+    for name, truth in track.truth.items():
+        assert len(truth) > 0, name
+        precision, recall = precision_recall(np.flatnonzero(check.masks[name]), truth)
+        assert precision >= 0.95 and recall >= 0.95, (name, precision, recall)
+    assert set(check.masks) == set(FLAGS)
+
+
+def test_a_clean_track_has_no_flags():
+    track = synthetic_track(500, seed=5)
+    keep = np.ones(len(track), dtype=bool)
+    for frames in track.truth.values():
+        keep[frames] = False
+    keep[track.truth["duplicate"] - 1] = True  # the original of a duplicate is clean
+    t, lat, lon, heading = track.t[keep], track.lat[keep], track.lon[keep], track.heading[keep]
+    t = np.sort(t)  # the clock jumps removed
+    check = check_track(t, lat, lon, heading, QcSettings())
+    found = {name: int(mask.sum()) for name, mask in check.masks.items() if name != "sequence-break"}
+    assert found == dict.fromkeys(found, 0)
+
+
+def test_fix_moves_outliers_back_onto_the_track_and_thins_time_mode():
+    track = synthetic_track(1500, time_mode=True, seed=8)
+    settings = QcSettings()
+    check = check_track(track.t, track.lat, track.lon, track.heading, settings)
+    fix = propose_fix(check, track.t, track.lat, track.lon, track.heading, settings.thin_spacing_m)
+    assert set(fix.moved) | set(fix.unfixable) == set(np.flatnonzero(check.masks["gps-outlier"]))
+    lat, lon = track.lat.copy(), track.lon.copy()
+    lat[fix.moved], lon[fix.moved] = fix.lat, fix.lon
+    again = check_track(track.t, lat, lon, track.heading, settings)
+    assert again.masks["gps-outlier"].sum() <= 2
+    # Headings of moved frames follow the track (the generator's heading is the direction of travel).
+    turned = np.abs((fix.heading - track.heading[fix.moved] + 180) % 360 - 180)
+    assert np.median(turned) < 3
+    # Thinning keeps frames about 5 m apart: a stationary run goes, and so do frames of slow stretches.
+    kept = np.setdiff1d(np.arange(len(track)), fix.thinned)
+    assert set(track.truth["stationary"]) < set(fix.thinned)
+    x = np.radians(lon[kept]) * np.cos(np.radians(lat[kept])) * 6_371_000
+    y = np.radians(lat[kept]) * 6_371_000
+    spacing = np.hypot(np.diff(x), np.diff(y))
+    assert np.median(spacing) >= 4.5
+
+
+def test_one_frame_and_frames_without_positions_say_so():
+    nan = np.array([np.nan])
+    one = check_track(np.array([0.0]), np.array([48.1]), np.array([11.5]), nan, QcSettings())
+    assert one.message == "1 frame(s) with a position: too few to check the track"
+    none = check_track(np.zeros(3), np.full(3, np.nan), np.full(3, np.nan), np.full(3, np.nan), QcSettings())
+    assert none.masks["no-position"].tolist() == [True, True, True]
+    assert none.masks["gps-outlier"].sum() == 0
+
+
+def test_docs_define_every_flag_and_threshold_with_its_default():
+    from dataclasses import fields
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "qc.md").read_text(encoding="utf-8")
+    for name in FLAGS:
+        assert f"| `{name}` |" in text, name
+    for key in fields(QcSettings):
+        assert f"| `{key.name}` | {key.default} | {key.metadata['help']} |" in text, key.name

@@ -1,0 +1,160 @@
+"""Linear referencing: route files, measures to the centimetre, and route add / locate through the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tests.conftest import require
+
+from panopipe.catalog import Catalog, ImageRecord
+from panopipe.cli import main
+from panopipe.errors import ConfigError
+from panopipe.qc.flag_names import ROUTE_FLAGS
+from panopipe.qc.synthetic import synthetic_route
+from panopipe.routes import measure_points, read_route
+
+
+def test_measures_and_offsets_are_true_to_a_decimetre_along_50_km():
+    synthetic = synthetic_route(500)
+    measure, offset = measure_points(synthetic.route, synthetic.lat, synthetic.lon)
+    assert np.max(np.abs(measure - synthetic.measure)) * 1000 < 0.1
+    assert np.max(np.abs(offset - synthetic.offset_m)) < 0.1
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write(path: Path, geometry: dict[str, object]) -> Path:
+    path.write_text(
+        json.dumps({"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": geometry}]})
+    )
+    return path
+
+
+def test_route_add_locate_ls_show(capsys, catalog_url: str, tmp_path: Path):
+    points = synthetic_route(1, vertices=40, spacing_m=100.0).route.coordinates
+    measured = [[lon, lat, 0.0, 2.0 + 0.1 * k] for k, (lon, lat) in enumerate(points)]  # km posts every 100 m
+    line = write(tmp_path / "r1.geojson", {"type": "LineString", "coordinates": measured})
+    Catalog.open(catalog_url).close()
+    code, _, err = cli(capsys, "route", "add", "R-1", str(line), "--unit", "km", "--catalog", catalog_url)
+    assert code == 0, err
+    with Catalog.open(catalog_url) as catalog:
+        lon, lat = points[10]
+        far_lon, far_lat = lon, lat + 0.1  # 11 km north: far from the whole 4 km line
+        catalog.upsert_images(
+            [
+                ImageRecord(uri="/a/1.jpg", reel="A", frame=1, lat=lat, lon=lon),
+                ImageRecord(uri="/a/2.jpg", reel="A", frame=2),
+                ImageRecord(uri="/b/1.jpg", reel="B", frame=1, lat=far_lat, lon=far_lon),
+            ]
+        )
+    code, out, _ = cli(capsys, "route", "locate", "--catalog", catalog_url, "--json", "--dry-run")
+    assert code == 0 and json.loads(out)["dry_run"] is True
+    with Catalog.open(catalog_url) as catalog:
+        assert {i.measure for i in catalog.images()} == {None}  # a dry run stores nothing
+    code, out, err = cli(capsys, "route", "locate", "--catalog", catalog_url, "--json")
+    assert code == 0, err
+    reels = {r["reel"]: r for r in json.loads(out)["reels"]}
+    assert reels["A"]["located"] == 1 and reels["A"]["first_measure"] == pytest.approx(3.0, abs=1e-4)
+    assert reels["A"]["messages"] == ["1 image(s) without a position: not located"]
+    assert reels["B"]["off_route"] == 1 and "is it on another route?" in reels["B"]["messages"][0]
+    code, out, _ = cli(capsys, "ls", "--flag", "off-route", "--json", "--catalog", catalog_url)
+    (row,) = json.loads(out)
+    assert row["reel"] == "B" and row["flags"] == ["off-route"]
+    code, out, _ = cli(capsys, "ls", "--reel", "A", "--json", "--catalog", catalog_url, "--limit", "1")
+    shown = json.loads(cli(capsys, "show", json.loads(out)[0]["id"], "--json", "--catalog", catalog_url)[1])
+    assert shown["route"] == "R-1" and shown["measure"] == pytest.approx(3.0, abs=1e-4)
+    # Replacing the centerline clears what was located on it: those images must be located again.
+    code, _, err = cli(capsys, "route", "add", "R-1", str(line), "--unit", "km", "--catalog", catalog_url)
+    assert code == 3 and "pass --replace" in err
+    code, _, err = cli(
+        capsys, "route", "add", "R-1", str(line), "--unit", "km", "--replace", "--catalog", catalog_url
+    )
+    assert code == 0 and "1 image(s) to locate again" in err
+
+
+@pytest.mark.parametrize(
+    "geometry, options, message",
+    [
+        ({"type": "Point", "coordinates": [11.5, 48.1]}, (), "the geometry is a Point, not a line"),
+        ({"type": "LineString", "coordinates": [[11.5, 48.1], [11.6, 48.2]]}, (), "no measures (M values)"),
+        ({"type": "LineString", "coordinates": [[11.5, 48.1]]}, ("--start-measure", "0"), "at least 2"),
+        (
+            {
+                "type": "LineString",
+                "coordinates": [[11.5, 48.1, 0, 1.0], [11.6, 48.2, 0, 0.5], [11.7, 48.2, 0, 2]],
+            },
+            (),
+            "neither rise nor fall",
+        ),
+        (
+            {"type": "LineString", "coordinates": [[11.5, 48.1], [11.6, 48.2]]},
+            ("--start-measure", "0", "--unit", "ft"),
+            "invalid --unit 'ft'",
+        ),
+    ],
+)
+def test_a_bad_route_file_is_one_error_line_and_stores_nothing(
+    capsys, tmp_path: Path, geometry: dict[str, object], options: tuple[str, ...], message: str
+):
+    db = str(tmp_path / "c.db")
+    Catalog.open(db).close()
+    path = write(tmp_path / "bad.geojson", geometry)
+    code, _, err = cli(capsys, "route", "add", "X", str(path), *options, "--catalog", db)
+    assert code == 2 and err.startswith("error:") and message in err, err
+    code, _, err = cli(capsys, "route", "locate", "--catalog", db)
+    assert code == 3 and "no routes" in err
+
+
+def test_several_routes_need_route_named(capsys, tmp_path: Path):
+    db = str(tmp_path / "c.db")
+    Catalog.open(db).close()
+    path = write(tmp_path / "r.geojson", {"type": "LineString", "coordinates": [[11.5, 48.1], [11.6, 48.2]]})
+    for name in ("A", "B"):
+        assert cli(capsys, "route", "add", name, str(path), "--start-measure", "0", "--catalog", db)[0] == 0
+    code, _, err = cli(capsys, "route", "locate", "--catalog", db)
+    assert code == 3 and "2 routes (A, B): name the one to use with --route" in err
+    assert cli(capsys, "route", "locate", "--route", "B", "--catalog", db)[0] == 0
+
+
+def test_docs_define_the_route_flags():
+    text = (Path(__file__).parents[2] / "docs" / "routes.md").read_text(encoding="utf-8")
+    assert all(f"**`{name}`**" in text for name in ROUTE_FLAGS)
+
+
+@pytest.mark.parametrize("srs", ["EPSG:4326", "EPSG:32632"])
+def test_a_geopackage_line_with_m_values_in_any_crs(tmp_path: Path, srs: str):
+    require(shutil.which("ogr2ogr") is not None, "ogr2ogr (apt-get install gdal-bin) to write a GeoPackage")
+    source = tmp_path / "line.csv"
+    source.write_text('id,WKT\n1,"LINESTRING M (11.5 48.1 1, 11.51 48.11 2.5, 11.52 48.11 3)"\n')
+    target = tmp_path / "line.gpkg"
+    command = [
+        "ogr2ogr",
+        "-f",
+        "GPKG",
+        str(target),
+        str(source),
+        "-nlt",
+        "LINESTRINGM",
+        "-s_srs",
+        "EPSG:4326",
+    ]
+    subprocess.run([*command, "-t_srs", srs], check=True, capture_output=True)
+    route = read_route(target, "G", unit="km")
+    assert route.measures == (1.0, 2.5, 3.0)
+    assert np.allclose(route.coordinates, [(11.5, 48.1), (11.51, 48.11), (11.52, 48.11)], atol=1e-8)
+
+
+def test_a_file_that_is_no_geopackage(tmp_path: Path):
+    path = tmp_path / "route.gpkg"
+    path.write_text("not a database")
+    with pytest.raises(ConfigError, match="not a GeoPackage"):
+        read_route(path, "G", start_measure=0)
