@@ -4,29 +4,27 @@ deploys it) is resolved through its outputs into the RDS Proxy's URL, with IAM a
 moto's proxy endpoint names no server, so for the last hop the test gives moto's proxy the address 127.0.0.1
 (moto-side, :func:`tests.aws.moto_cfn.move_proxies`), where the local PostgreSQL listens: the connection then
 really goes out with what panopipe resolved. That server runs without TLS and trusts local users, so it ignores
-the IAM token (moto's own is only a presigned string) and refuses verify-full, which its error message says.
+the IAM token (botocore signs it locally with moto's test keys) and refuses verify-full, as its error says.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import boto3
 import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 from tests.aws import moto_cfn
 from tests.aws.test_stack import ARGS, aws  # noqa: F401 (the moto fixture, shared)
-from tests.conftest import POSTGRES_ADMIN_URL, require
 
 from panopipe.catalog import catalog_url
 from panopipe.cli import main
 from panopipe.demo import generate_survey
 from panopipe.errors import StackError, StackNotFoundError
-
-USER = "postgres"  # the local server's user, which trusts local connections
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -35,31 +33,16 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
     return code, out, err
 
 
-@pytest.fixture
-def database() -> Iterator[str]:
-    """A new database on the local PostgreSQL (its name), dropped afterwards."""
-    try:
-        psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=3).close()
-        reachable = True
-    except psycopg.OperationalError:
-        reachable = False
-    require(reachable, f"PostgreSQL at {POSTGRES_ADMIN_URL}")
-    name = f"panopipe_stack_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield name
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def test_a_stack_url_names_the_proxy_with_iam_and_verify_full_and_commands_reach_it(
     aws: None,  # noqa: F811
-    database: str,
+    postgres_url: str,
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ):
+    local = make_url(postgres_url)  # a schema of its own, chosen by ?options=, in the session's database
+    database, user, options = local.database, local.username, quote(str(local.query["options"]), safe="")
     stack = f"cat{uuid.uuid4().hex[:8]}"  # resolutions are kept for the process: a name of its own
-    params = ["--param", f"DbName={database}", "--param", f"DbMasterUsername={USER}"]
+    params = ["--param", f"DbName={database}", "--param", f"DbMasterUsername={user}"]
     code, _, err = _run(capsys, "cloud", "deploy", "--stack", stack, *ARGS, *params, "--yes")
     assert code == 0, err
     assert f"export PANOPIPE_CATALOG=cloudformation://{stack}" in " ".join(err.split())
@@ -76,7 +59,7 @@ def test_a_stack_url_names_the_proxy_with_iam_and_verify_full_and_commands_reach
         proxy["Endpoint"].lower(),
         5432,
         database,
-        USER,
+        user,
     )
     assert dict(url.query) == {"iam": "true", "sslmode": "verify-full", "region": "us-east-1"}
     other = catalog_url(
@@ -98,16 +81,16 @@ def test_a_stack_url_names_the_proxy_with_iam_and_verify_full_and_commands_reach
     target = f"cloudformation://{stack}?connect_timeout=5"  # another URL, resolved anew: 127.0.0.1
     code, _, err = _run(capsys, "db", "migrate", "--catalog", source, "--to", target)
     assert code == 3 and len(err.strip().splitlines()) == 1, err
-    assert f"postgresql+psycopg://{USER}@127.0.0.1:5432/{database}?" in err
+    assert f"postgresql+psycopg://{user}@127.0.0.1:5432/{database}?" in err
     assert "server does not support SSL, but SSL was required" in err  # verify-full reached the server
 
-    target = f"cloudformation://{stack}?sslmode=disable"  # what the local server accepts
+    target = f"cloudformation://{stack}?sslmode=disable&options={options}"  # what the local server accepts
     code, _, err = _run(capsys, "db", "migrate", "--catalog", source, "--to", target)
     assert code == 0, err
     _, listed, _ = _run(capsys, "ls", "--catalog", source, "--json")
     _, moved, _ = _run(capsys, "ls", "--catalog", target, "--json")
     assert json.loads(moved) == json.loads(listed) and len(json.loads(moved)) == 6
-    with psycopg.connect(f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{database}") as conn:
+    with psycopg.connect(postgres_url) as conn:
         assert conn.execute("SELECT count(*) FROM images").fetchone() == (6,)
 
 
