@@ -137,5 +137,22 @@ def test_a_mistyped_scheme_lists_the_supported_ones(capsys: pytest.CaptureFixtur
         "error: unsupported catalog URL cloudformaton://pano: a catalog is a SQLite file path, a "
         "postgresql:// URL or cloudformation://STACK (a deployed stack's), not cloudformaton://"
     ]
-    code, _, err = _run(capsys, "ls", "--catalog", "cloudformation://pano:5432")
-    assert code == 2 and "expected cloudformation://STACK[/DBNAME]" in err
+    code, _, err = _run(capsys, "ls", "--catalog", "cloudformation://pano:5432?sslpassword=hunter2")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert (
+        "invalid catalog URL cloudformation://pano:5432?sslpassword=***: expected cloudformation://STACK"
+        in err
+    )
+
+
+def test_without_a_region_a_stack_url_says_how_to_set_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    code, _, err = _run(capsys, "ls", "--catalog", "cloudformation://pano")
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "error: no AWS region: set AWS_REGION, a region in ~/.aws/config or aws_region in [panopipe]"
+    ]

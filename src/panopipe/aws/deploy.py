@@ -159,7 +159,12 @@ def cloudformation_client(settings: Settings | None = None) -> CloudFormationCli
         session = boto3.session.Session(profile_name=settings.aws_profile)
     except botocore.exceptions.ProfileNotFound as exc:
         raise ConfigError(f"{exc}: check AWS_PROFILE and ~/.aws/config") from None
-    return session.client("cloudformation", config=config)
+    try:
+        return session.client("cloudformation", config=config)
+    except botocore.exceptions.NoRegionError:
+        raise ConfigError(
+            "no AWS region: set AWS_REGION, a region in ~/.aws/config or aws_region in [panopipe]"
+        ) from None
 
 
 @contextmanager

@@ -41,10 +41,11 @@ def resolve_stack_url(url: URL, *, client: Any = None) -> URL:
     from panopipe.aws.deploy import cloudformation_client
     from panopipe.config import load_settings
 
-    shown = url.render_as_string(hide_password=True)
     if not url.host or url.port is not None or url.password is not None:
+        from panopipe.catalog.engine import mask_url
+
         raise ConfigError(
-            f"invalid catalog URL {shown}: expected {SCHEME}://STACK[/DBNAME] (no port, no password: "
+            f"invalid catalog URL {mask_url(url)}: expected {SCHEME}://STACK[/DBNAME] (no port, no password: "
             "the stack's outputs give the address and IAM gives the credentials)"
         )
     query = {name: str(value) for name, value in url.query.items()}
