@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 from moto.cloudformation import parsing
-from moto.cloudformation.models import ChangeSet
+from moto.cloudformation.models import ChangeSet, cloudformation_backends
+from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.route_tables import RouteTable
 from moto.ec2.models.vpcs import VPCEndPoint
@@ -145,4 +146,13 @@ def install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(parsing, "get_model_map", lambda: {**model_map(), **models})
 
 
-__all__ = ["install"]
+def move_proxies(host: str, region: str = "us-east-1") -> None:
+    """Give every RDS proxy of moto's ``region`` the address ``host`` (moto's endpoints are names of servers that
+    do not exist), and compute the stacks' outputs again so that ``ProxyEndpoint`` says so."""
+    for proxy in rds_backends[DEFAULT_ACCOUNT_ID][region].db_proxies.values():
+        proxy.endpoint = host
+    for stack in cloudformation_backends[DEFAULT_ACCOUNT_ID][region].stacks.values():
+        stack.output_map = stack._create_output_map()
+
+
+__all__ = ["install", "move_proxies"]

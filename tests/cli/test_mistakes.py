@@ -97,8 +97,8 @@ def test_ingest_creates_the_catalog(capsys, tmp_path: Path):
         ),
         (
             "mysql://u:hunter2@h/db",
-            "error: unsupported catalog URL mysql://u:***@h/db: a catalog is a SQLite file path or a "
-            "postgresql:// URL, not mysql://",
+            "error: unsupported catalog URL mysql://u:***@h/db: a catalog is a SQLite file path, a "
+            "postgresql:// URL or cloudformation://STACK (a deployed stack's), not mysql://",
         ),
     ],
 )

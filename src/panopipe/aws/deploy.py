@@ -159,7 +159,12 @@ def cloudformation_client(settings: Settings | None = None) -> CloudFormationCli
         session = boto3.session.Session(profile_name=settings.aws_profile)
     except botocore.exceptions.ProfileNotFound as exc:
         raise ConfigError(f"{exc}: check AWS_PROFILE and ~/.aws/config") from None
-    return session.client("cloudformation", config=config)
+    try:
+        return session.client("cloudformation", config=config)
+    except botocore.exceptions.NoRegionError:
+        raise ConfigError(
+            "no AWS region: set AWS_REGION, a region in ~/.aws/config or aws_region in [panopipe]"
+        ) from None
 
 
 @contextmanager
@@ -216,25 +221,31 @@ def _events(
     return events[::-1]
 
 
-def _report(client: CloudFormationClient, stack: str, description: Mapping[str, Any]) -> StackReport:
-    events = _events(client, description["StackId"], operation=True)
+def _report(
+    client: CloudFormationClient, stack: str, description: Mapping[str, Any], *, events: bool = True
+) -> StackReport:
+    """The report of the described stack; with ``events``, the resources that failed in its last operation."""
+    history = _events(client, description["StackId"], operation=True) if events else []
     return StackReport(
         name=stack,
         status=description["StackStatus"],
         reason=description.get("StackStatusReason", ""),
-        failed=[e for e in events if e.status.endswith("FAILED") and e.type != _STACK_TYPE],
+        failed=[e for e in history if e.status.endswith("FAILED") and e.type != _STACK_TYPE],
         outputs={o["OutputKey"]: o.get("OutputValue", "") for o in description.get("Outputs", [])},
     )
 
 
-def status(stack: str, *, client: CloudFormationClient | None = None) -> StackReport:
-    """The stack's status, the resources that failed in its last operation (with their reasons), its outputs."""
+def status(stack: str, *, client: CloudFormationClient | None = None, events: bool = True) -> StackReport:
+    """The stack's status, the resources that failed in its last operation (with their reasons), its outputs.
+
+    Without ``events``, one DescribeStacks call: the status and the outputs only.
+    """
     _check_stack_name(stack)
     client = client or cloudformation_client()
     description = _describe(client, stack)
     if description is None:
         raise StackNotFoundError(f"stack {stack} does not exist in this account and region")
-    return _report(client, stack, description)
+    return _report(client, stack, description, events=events)
 
 
 def _wait(

@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
 from panopipe.catalog.rds import create_postgres_engine
+from panopipe.catalog.stack_url import SCHEME as STACK_SCHEME
+from panopipe.catalog.stack_url import resolve_stack_url
 from panopipe.errors import CatalogError, CatalogUnreachableError, ConfigError, SchemaOutdatedError
 
 if TYPE_CHECKING:  # Alembic is imported when the schema is checked or migrated, not by the Lambda handler
@@ -23,7 +25,7 @@ _SECRET_PARAMETER = re.compile(r"password|token|secret(?!_arn$)", re.IGNORECASE)
 session's, a presigned URL's ``X-Amz-Security-Token``...), secrets (but not a secret's ARN)."""
 _MASK = "***"
 _BACKENDS = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
-SUPPORTED_CATALOGS = "a SQLite file path or a postgresql:// URL"
+SUPPORTED_CATALOGS = f"a SQLite file path, a postgresql:// URL or {STACK_SCHEME}://STACK (a deployed stack's)"
 _PASSWORD = re.compile(r"(//[^/@:]*:)[^/@]*@")
 _QUERY_PARAMETER = re.compile(r"([?&]([^=&#]*)=)([^&#]*)")
 
@@ -38,7 +40,8 @@ def _masked_text(text: str) -> str:
 
 
 def catalog_url(location: str | Path) -> URL:
-    """The SQLAlchemy URL for a catalog location: a path means SQLite, a ``postgresql://`` URL PostgreSQL.
+    """The SQLAlchemy URL for a catalog location: a path means SQLite, a ``postgresql://`` URL PostgreSQL, and
+    ``cloudformation://STACK`` the RDS Proxy of a deployed stack (:mod:`panopipe.catalog.stack_url`).
 
     Any other scheme, or a URL that does not parse, is a :class:`~panopipe.errors.ConfigError`.
     """
@@ -54,6 +57,8 @@ def catalog_url(location: str | Path) -> URL:
             "(the port, if given, a number)"
         ) from None
     backend = url.drivername.partition("+")[0]
+    if backend == STACK_SCHEME:
+        return resolve_stack_url(url)
     if backend not in _BACKENDS:
         raise ConfigError(
             f"unsupported catalog URL {shown}: a catalog is {SUPPORTED_CATALOGS}, not {backend}://"

@@ -90,13 +90,15 @@ def _show_report(report: StackReport, *, as_json: bool) -> None:
 def deploy(
     stack: StackOption, param: ParamOption = None, yes: YesOption = False, as_json: JsonOption = False
 ) -> None:
-    """Create or update the stack: show the change set, ask, execute it, wait, print the outputs.
+    """Create or update the stack: show the change set, ask, execute it, wait, print the outputs and the
+    catalog URL to use (cloudformation://STACK).
 
     Example: panopipe cloud deploy --stack panopipe --param BucketName=survey-images
     --param LambdaCodeBucket=my-artifacts --param LambdaCodeKey=panopipe-lambda.zip
     --param WorkerImage=123456789012.dkr.ecr.eu-west-1.amazonaws.com/panopipe:0.1.0
     """
     from panopipe.aws import deploy as stack_deploy
+    from panopipe.catalog.stack_url import stack_catalog_url
 
     values = stack_deploy.validate_parameters(stack_deploy.parse_parameters(param or []), require_all=False)
     _needs_yes(yes, "deploy")
@@ -112,12 +114,16 @@ def deploy(
     result = stack_deploy.deploy(stack, values, confirm=confirm, on_event=_show_event)
     if result.report is None:
         render.warn("nothing changed: the change set was deleted")
-    elif as_json:
-        render.print_json({"changes": [vars(c) for c in result.changes], **result.report.to_dict()})
-    else:
-        if not result.changes:
-            render.success(f"stack {stack} is up to date")
-        _show_report(result.report, as_json=False)
+        return
+    catalog = stack_catalog_url(stack)
+    if as_json:
+        changes = [vars(c) for c in result.changes]
+        render.print_json({"changes": changes, **result.report.to_dict(), "catalog": catalog})
+        return
+    if not result.changes:
+        render.success(f"stack {stack} is up to date")
+    _show_report(result.report, as_json=False)
+    render.success(f"the catalog, for every command: export PANOPIPE_CATALOG={catalog}")
 
 
 @app.command()

@@ -13,7 +13,9 @@ from panopipe.config import DEFAULT_BATCH_SIZE
 ToOption = Annotated[
     str,
     typer.Option(
-        "--to", help="Target: a postgresql:// URL (may use ?secret_arn= or ?iam=true, see docs/rds.md)."
+        "--to",
+        help="Target: a postgresql:// URL (may use ?secret_arn= or ?iam=true) or a deployed stack's "
+        "cloudformation://STACK; see docs/rds.md.",
     ),
 ]
 BatchSizeOption = Annotated[int, typer.Option("--batch-size", help="Rows per COPY and commit.", min=1)]

@@ -31,7 +31,10 @@ CatalogOption = Annotated[
     typer.Option(
         "--catalog",
         "-c",
-        help=f"Catalog: a SQLite path or a postgresql:// URL. Default: ${ENV_CATALOG}, the config file, ./panopipe.db.",
+        help=(
+            "Catalog: a SQLite path, a postgresql:// URL or cloudformation://STACK. "
+            f"Default: ${ENV_CATALOG}, the config file, ./panopipe.db."
+        ),
         show_default=False,
     ),
 ]

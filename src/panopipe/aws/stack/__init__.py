@@ -9,10 +9,11 @@ deploys it (:mod:`panopipe.aws.deploy`). One module per group of resources: ``st
 from panopipe.aws.stack.batch import ATTEMPTS, RETRY_ON, WORKER_COMMAND, worker_environment
 from panopipe.aws.stack.function import function_environment
 from panopipe.aws.stack.parameters import PARAMETERS
-from panopipe.aws.stack.template import DESCRIPTION, OUTPUTS, build_template
+from panopipe.aws.stack.template import CATALOG_OUTPUTS, DESCRIPTION, OUTPUTS, build_template
 
 __all__ = [
     "ATTEMPTS",
+    "CATALOG_OUTPUTS",
     "DESCRIPTION",
     "OUTPUTS",
     "PARAMETERS",

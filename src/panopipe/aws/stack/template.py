@@ -6,7 +6,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from panopipe.aws.stack._cfn import get_att, ref
+from panopipe.aws.stack._cfn import DB_PORT, get_att, ref
 from panopipe.aws.stack.alarms import CONDITIONS as ALARM_CONDITIONS
 from panopipe.aws.stack.alarms import alarm_resources
 from panopipe.aws.stack.batch import batch_resources
@@ -16,6 +16,9 @@ from panopipe.aws.stack.network import CONDITIONS as NETWORK_CONDITIONS
 from panopipe.aws.stack.network import network_resources
 from panopipe.aws.stack.parameters import PARAMETERS
 from panopipe.aws.stack.storage import storage_resources
+
+CATALOG_OUTPUTS = ("ProxyEndpoint", "ProxyPort", "CatalogDatabase", "CatalogUser")
+"""The outputs a ``cloudformation://STACK`` catalog URL is resolved with (host, port, database, IAM user)."""
 
 DESCRIPTION = (
     "panopipe: image bucket, event queue and function, catalog database behind a proxy, Batch workers."
@@ -27,6 +30,12 @@ OUTPUTS: dict[str, tuple[str, Any]] = {
     "DeadLetterQueueUrl": ("The dead-letter queue", ref("DeadLetterQueue")),
     "FunctionName": ("The event function", ref("Function")),
     "ProxyEndpoint": ("Host name of the RDS Proxy (the catalog's address)", get_att("Proxy", "Endpoint")),
+    "ProxyPort": ("Port of the RDS Proxy", str(DB_PORT)),
+    "CatalogDatabase": ("Name of the catalog database", ref("DbName")),
+    "CatalogUser": (
+        "Database user that connects through the proxy with IAM authentication",
+        ref("DbMasterUsername"),
+    ),
     "CatalogUrl": (
         "PANOPIPE_CATALOG of the workers (its sslrootcert is WorkerSslRootCert)",
         catalog_url("WorkerSslRootCert"),
@@ -63,4 +72,4 @@ def build_template(defaults: Mapping[str, str] | None = None) -> dict[str, Any]:
     }
 
 
-__all__ = ["DESCRIPTION", "OUTPUTS", "build_template"]
+__all__ = ["CATALOG_OUTPUTS", "DESCRIPTION", "OUTPUTS", "build_template"]
