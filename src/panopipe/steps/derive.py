@@ -1,8 +1,12 @@
 """The ``derive`` step: a thumbnail and a preview of each panorama or 360° image.
 
-Fast: Pillow's ``Image.draft()`` makes the JPEG decoder scale by 1/2, 1/4 or 1/8 in the DCT domain, so a
-4096 px panorama becomes a 512 px thumbnail after decoding an eighth of its pixels; a resize then fits the
-exact size. Jobs run in parallel on the executor's workers. The step reads the pixels upstream of
+Scaling is done as libvips' ``thumbnail`` does it, with the same quality: Pillow's ``Image.draft()`` makes
+the JPEG decoder scale by 1/2, 1/4 or 1/8 in the DCT domain, leaving at least a factor 2 to a Lanczos-3
+resample (the decoder's 1/8 scale alone is an 8x8 block mean, which aliases: its thumbnails are measurably
+further from a Lanczos downscale of the full image, see ``bench/bench_derive.py``). So a 4096 px panorama
+becomes a 512 px thumbnail after decoding a quarter of its width. Pillow rather than pyvips: both drive
+libjpeg-turbo's DCT scaling and a Lanczos-3 filter, so pyvips would do the same work at the same speed,
+while needing libvips, a system library. Jobs run in parallel on the executor's workers. The step reads the pixels upstream of
 ``apply-metadata`` (the stitched panorama, or the image file) and writes into each derived image the metadata
 ``apply-metadata`` writes (:func:`~panopipe.steps.apply_metadata.expected_metadata`: GPS, capture time,
 camera, panopipe tags; not the artist, copyright and description of ``[steps.apply-metadata]``), with a
@@ -84,10 +88,10 @@ def scaled_jpeg(data: bytes, size: int, quality: int) -> bytes:
             width, height = image.size
             scale = min(1.0, size / max(width, height))
             target = (max(1, round(width * scale)), max(1, round(height * scale)))
-            image.draft("RGB", target)
+            image.draft("RGB", (2 * target[0], 2 * target[1]))
             scaled = image.convert("RGB")
             if scaled.size != target:
-                scaled = scaled.resize(target, PILImage.Resampling.BILINEAR, reducing_gap=2.0)
+                scaled = scaled.resize(target, PILImage.Resampling.LANCZOS)
     except OSError as exc:
         raise StepError(f"cannot decode the image: {exc}") from exc
     buffer = io.BytesIO()
