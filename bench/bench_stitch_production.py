@@ -57,6 +57,7 @@ PANORAMA = (12288, 6144)
 QUICK_DIVISOR = 4
 GOAL_CPU_S, GOAL_GIB, GOAL_USD = 4.0, 3.0, 1.0
 PANORAMAS = 10_000
+INTERPOLATIONS = ("cubic", "linear")
 FARGATE_SIZES = {0.25: (0.5, 1, 2), 0.5: (1, 2, 3, 4), 1: range(2, 9), 2: range(4, 17), 4: range(8, 31)}
 """Fargate task sizes: vCPU -> the memory sizes (GB, billed as GiB) allowed with it."""
 
@@ -83,10 +84,14 @@ def frames(frame: tuple[int, int], panorama: tuple[int, int]) -> list[Path]:
 
 
 def payload(
-    files: Sequence[Path], frame: tuple[int, int], panorama: tuple[int, int], output: Path
+    files: Sequence[Path],
+    frame: tuple[int, int],
+    panorama: tuple[int, int],
+    output: Path,
+    interpolation: str = "cubic",
 ) -> dict[str, Any]:
     """The stitch job a worker receives: the demo's stitch settings (cubic, quality 92) at these sizes."""
-    params = {"width": panorama[0], "height": panorama[1], "interpolation": "cubic"}
+    params = {"width": panorama[0], "height": panorama[1], "interpolation": interpolation}
     rig = demo_rig(*frame).to_dict()
     return {
         "params": {"stitcher": "calibrated", "params": params, "quality": 92, "rig": rig},
@@ -129,11 +134,12 @@ def stitch_once(job: dict[str, Any]) -> dict[str, float]:
 
 
 def worker(
-    files: Sequence[Path], frame: tuple[int, int], panorama: tuple[int, int], count: int
+    files: Sequence[Path], frame: tuple[int, int], panorama: tuple[int, int], count: int, interpolation: str
 ) -> dict[str, Any]:
     """What a fresh batch worker measures: a cold panorama (tables built), then ``count - 1`` warm ones."""
     with tempfile.TemporaryDirectory(prefix="bench-stitch-production-") as tmp:
-        jobs = [payload(files, frame, panorama, Path(tmp) / f"panorama-{i}.jpg") for i in range(count)]
+        outputs = [Path(tmp) / f"panorama-{i}.jpg" for i in range(count)]
+        jobs = [payload(files, frame, panorama, output, interpolation) for output in outputs]
         startup_mib = peak_mib()
         cold = stitch_once(jobs[0])
         cold_peak = peak_mib()
@@ -163,8 +169,9 @@ def profile(files: Sequence[Path], frame: tuple[int, int], panorama: tuple[int, 
             reset_peak()
 
 
-def run_worker(args: argparse.Namespace) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--worker", "--panoramas", str(args.panoramas)]
+def run_worker(args: argparse.Namespace, interpolation: str) -> dict[str, Any]:
+    """One fresh worker process's measurements."""
+    command = [sys.executable, __file__, "--worker", interpolation, "--panoramas", str(args.panoramas)]
     command += ["--quick"] if args.quick else []
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.splitlines()[-1])
@@ -204,71 +211,89 @@ def comparison(
     return result
 
 
+def psnr_note(quick_frame: tuple[int, int], quick_panorama: tuple[int, int]) -> str:
+    """PSNR against the scene of each interpolation at the ``--quick`` size, from the same JPEG frames."""
+    from panopipe.stitching import CalibratedStitcher, psnr
+
+    scene = synthetic_panorama(*quick_panorama, seed=0)
+    views = [cv2.imread(str(path))[:, :, ::-1] for path in frames(quick_frame, quick_panorama)]
+    figures = []
+    for interpolation in INTERPOLATIONS:
+        params = {"width": quick_panorama[0], "height": quick_panorama[1], "interpolation": interpolation}
+        result = CalibratedStitcher(demo_rig(*quick_frame)).stitch(views, params)
+        figures.append(f"{interpolation} {psnr(result.panorama, scene, result.coverage):.2f} dB")
+    size = f"{quick_panorama[0]}x{quick_panorama[1]}"
+    return f"PSNR against the scene at {size} from the JPEG frames: {', '.join(figures)}"
+
+
 def bench(report: fair.Report, args: argparse.Namespace) -> None:
     frame, panorama = sizes(args.quick)
     files = frames(frame, panorama)
-    title = f"production stitch: 6 frames of {frame[0]}x{frame[1]} (JPEG) -> {panorama[0]}x{panorama[1]} JPEG, file to file"
+    title = f"production stitch: 6 frames of {frame[0]}x{frame[1]} (JPEG) -> {panorama[0]}x{panorama[1]} JPEG"
     load_before = fair.load_average()
     for _ in range(args.warmup):
-        run_worker(args)
-    results = [run_worker(args) for _ in range(args.runs)]
-    cold_cpu = [r["cold"]["cpu_s"] for r in results]
-    warm_cpu = [statistics.median(w["cpu_s"] for w in r["warm"]) for r in results]
-    cold_wall = [r["cold"]["wall_s"] for r in results]
-    warm_wall = [statistics.median(w["wall_s"] for w in r["warm"]) for r in results]
-    peak = max(r["maxrss_mib"] for r in results) / 1024
-    warm_peaks = [r["warm_peak_mib"] for r in results if r["warm_peak_mib"] is not None]
-    warm_peak = max(warm_peaks) / 1024 if warm_peaks else peak
-    vcpu, gb = fargate_task(peak)
-    rates = Rates(US_EAST_1, gb / vcpu)
-    spot = rates.spot(statistics.median(warm_cpu)) * PANORAMAS
-    on_demand = rates.fargate(statistics.median(warm_cpu)) * PANORAMAS
-    chunk_spot = rates.spot(statistics.median(cold_cpu)) * PANORAMAS
-    verdict = lambda ok: "meets the goal" if ok else "MISSES the goal"  # noqa: E731
-    notes = [
-        f"peak memory (ru_maxrss of the worker, cold panorama included): {peak:.2f} GiB "
-        f"({verdict(peak < GOAL_GIB)} of {GOAL_GIB:g} GB); warm panoramas alone: {warm_peak:.2f} GiB; "
-        f"a fresh interpreter with panopipe's stitch step loaded: {results[0]['startup_mib']:.0f} MiB",
-        f"CPU seconds per warm panorama {statistics.median(warm_cpu):.2f} ({verdict(statistics.median(warm_cpu) < GOAL_CPU_S)} "
-        f"of {GOAL_CPU_S:g}), cold {statistics.median(cold_cpu):.2f}; OpenCV threads {cv2.getNumThreads()}, "
-        f"{fair.CORES} cores",
-        f"Fargate Spot ({US_EAST_1.region}, prices as of {US_EAST_1.as_of}, {US_EAST_1.spot_discount:.0%} off): "
-        f"task {vcpu:g} vCPU / {gb} GB, one job per vCPU: ${spot:.3f} per {PANORAMAS:,} warm panoramas "
-        f"({verdict(spot < GOAL_USD)} of ${GOAL_USD:g}); ${chunk_spot:.3f} if every panorama were cold; "
-        f"on-demand Fargate ${on_demand:.3f}",
-    ]
-    report.comparisons.append(
-        comparison(
-            f"{title}, CPU seconds per panorama (user + sys, every thread)",
-            {
-                "panopipe, warm (remap tables cached)": warm_cpu,
-                "panopipe, cold (remap tables built)": cold_cpu,
-            },
-            load_before,
-            f"< {GOAL_CPU_S:g} CPU s and < {GOAL_GIB:g} GB per panorama, < ${GOAL_USD:g} per {PANORAMAS:,} on Fargate Spot",
-            notes,
-        )
-    )
+        run_worker(args, INTERPOLATIONS[0])
+    results: dict[str, list[dict[str, Any]]] = {interpolation: [] for interpolation in INTERPOLATIONS}
+    for round_ in range(args.runs):  # fresh workers, interleaved, the first side rotating
+        for interpolation in INTERPOLATIONS[round_ % 2 :] + INTERPOLATIONS[: round_ % 2]:
+            results[interpolation].append(run_worker(args, interpolation))
+    cpu: dict[str, list[float]] = {}
+    wall: dict[str, list[float]] = {}
+    notes = []
+    for interpolation, runs in results.items():
+        warm = f"panopipe, warm (remap tables cached), {interpolation}"
+        cold = f"panopipe, cold (remap tables built), {interpolation}"
+        cpu[warm] = [statistics.median(w["cpu_s"] for w in r["warm"]) for r in runs]
+        cpu[cold] = [r["cold"]["cpu_s"] for r in runs]
+        wall[warm] = [statistics.median(w["wall_s"] for w in r["warm"]) for r in runs]
+        wall[cold] = [r["cold"]["wall_s"] for r in runs]
+        notes += cost_notes(interpolation, runs, statistics.median(cpu[warm]), statistics.median(cpu[cold]))
+    notes.append(psnr_note(*sizes(True)))
+    notes.append(f"OpenCV threads {cv2.getNumThreads()}, {fair.CORES} cores; CPU seconds count every thread")
+    goal = f"< {GOAL_CPU_S:g} CPU s and < {GOAL_GIB:g} GB per panorama, < ${GOAL_USD:g} per {PANORAMAS:,} on Fargate Spot"
+    cpu_title = f"{title}, CPU seconds (user + sys) per panorama, file to file"
+    report.comparisons.append(comparison(cpu_title, cpu, load_before, goal, notes))
     wall_notes: list[str] = []
-    wall = {
-        "panopipe, warm (remap tables cached)": warm_wall,
-        "panopipe, cold (remap tables built)": cold_wall,
-    }
     load_before = fair.load_average()
     if args.no_hugin:
         wall_notes.append("Hugin: skipped (--no-hugin)")
     elif shutil.which("nona") and shutil.which("enblend"):
         hugin_cpu, hugin_wall = hugin_once(files, frame, panorama)
+        cold_cpu = statistics.median(cpu[f"panopipe, cold (remap tables built), {INTERPOLATIONS[0]}"])
         wall_notes.append(
-            f"Hugin nona + enblend (NFT seams), once, to a TIFF: {hugin_wall:.1f} s wall, {hugin_cpu:.1f} CPU s "
-            f"({hugin_cpu / statistics.median(cold_cpu):.1f}x panopipe's cold CPU seconds)"
+            f"Hugin nona (poly3) + enblend (NFT seams), one run, to a TIFF: {hugin_wall:.1f} s wall, "
+            f"{hugin_cpu:.1f} CPU s ({hugin_cpu / cold_cpu:.1f}x panopipe's cold cubic CPU seconds)"
         )
-        wall = {**wall, "Hugin nona + enblend (NFT seams), one run": [hugin_wall] * len(warm_wall)}
+        wall["Hugin nona + enblend (NFT seams), one run"] = [hugin_wall] * args.runs
     else:
         report.unavailable("Hugin", "nona or enblend not installed: apt-get install -y hugin-tools enblend")
-    report.comparisons.append(
-        comparison(f"{title}, wall seconds per panorama", wall, load_before, "", wall_notes)
-    )
+    wall_title = f"{title}, wall seconds per panorama, file to file"
+    report.comparisons.append(comparison(wall_title, wall, load_before, "", wall_notes))
+
+
+def cost_notes(interpolation: str, runs: list[dict[str, Any]], warm_cpu: float, cold_cpu: float) -> list[str]:
+    """Peak memory and dollars per 10,000 panoramas of one interpolation's runs, against the goal."""
+    peak = max(r["maxrss_mib"] for r in runs) / 1024
+    warm_peaks = [r["warm_peak_mib"] for r in runs if r["warm_peak_mib"] is not None]
+    warm_peak = max(warm_peaks) / 1024 if warm_peaks else peak
+    vcpu, gb = fargate_task(peak)
+    rates = Rates(US_EAST_1, gb / vcpu)
+    spot, on_demand = rates.spot(warm_cpu) * PANORAMAS, rates.fargate(warm_cpu) * PANORAMAS
+    cold_spot = rates.spot(cold_cpu) * PANORAMAS
+
+    def verdict(ok: bool) -> str:
+        return "meets the goal" if ok else "MISSES the goal"
+
+    return [
+        f"{interpolation}: {warm_cpu:.2f} CPU s per warm panorama ({verdict(warm_cpu < GOAL_CPU_S)}), "
+        f"{cold_cpu:.2f} cold; peak memory {peak:.2f} GiB with the cold panorama "
+        f"({verdict(peak < GOAL_GIB)}), {warm_peak:.2f} GiB over warm panoramas alone, "
+        f"{runs[0]['startup_mib']:.0f} MiB at start",
+        f"{interpolation}: Fargate Spot ({US_EAST_1.region}, prices of {US_EAST_1.as_of}, "
+        f"{US_EAST_1.spot_discount:.0%} off), task {vcpu:g} vCPU / {gb} GB, one job per vCPU: "
+        f"${spot:.3f} per {PANORAMAS:,} warm panoramas ({verdict(spot < GOAL_USD)}), ${cold_spot:.3f} if every "
+        f"one were cold; on-demand Fargate ${on_demand:.3f}",
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -277,11 +302,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.add_argument(
             "--profile", action="store_true", help="print the cProfile of a cold and a warm panorama"
         )
-        parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+        parser.add_argument("--worker", choices=INTERPOLATIONS, help=argparse.SUPPRESS)
 
     args = fair.parse_args(__doc__, {"panoramas": (3, 3)}, argv, options)
     if args.worker:
-        print(json.dumps(worker(frames(*sizes(args.quick)), *sizes(args.quick), max(2, args.panoramas))))
+        measured = worker(frames(*sizes(args.quick)), *sizes(args.quick), max(2, args.panoramas), args.worker)
+        print(json.dumps(measured))
         return
     if args.profile:
         profile(frames(*sizes(args.quick)), *sizes(args.quick))

@@ -90,7 +90,7 @@ class CalibratedStitcher(Stitcher[CalibratedParams]):
     """Stitch the frames of a calibrated rig (frame ``i`` from camera ``i``) into an equirectangular panorama."""
 
     name = "calibrated"
-    version = 1
+    version = 2  # 2: 8-bit weights summing to 255 (pixels may differ by one level from version 1)
     params_type = CalibratedParams
 
     def __init__(self, rig: RigProfile) -> None:
