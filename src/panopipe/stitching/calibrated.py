@@ -168,17 +168,19 @@ def remap_tables(cameras: tuple[RigCamera, ...], width: int, height: int) -> Rem
 
     lon, lat = equirect_lon_lat(width, height)
     total = np.zeros((height, width), np.float32)
-    blocks: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = []
+    blocks: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray] | None] = []
     for camera in cameras:
         rotation = camera_rotation(camera)
         footprint = _footprint(camera, rotation, lon, lat)
         if footprint is None:
             blocks.append(None)
             continue
-        top, bottom, columns = footprint
+        top, bottom, left, count = footprint
+        columns = (left + np.arange(count)) % width
         map1, map2, weight = _camera_maps(camera, rotation, lon[columns], lat[top:bottom])
-        total[top:bottom, columns] += weight
-        blocks.append((top, columns, map1, map2, weight))
+        for view, part in _wrapped(total[top:bottom], left, count):
+            view += weight[:, part]
+        blocks.append((top, left, map1, map2, weight))
     coverage = total > 0
     scale = np.divide(np.float32(255), total, out=np.zeros_like(total), where=coverage)
     del total
@@ -190,14 +192,19 @@ def remap_tables(cameras: tuple[RigCamera, ...], width: int, height: int) -> Rem
         if block is None:
             tables.append(())
             continue
-        top, columns, map1, map2, weight = block
+        top, left, map1, map2, weight = block
         blocks[i] = None  # frees the float weights as soon as they are quantised
         rows = slice(top, top + weight.shape[0])
-        before = running[rows, columns]
-        after = before + weight * scale[rows, columns]
-        running[rows, columns] = after
-        quantised = (np.rint(after) - np.rint(before)).astype(np.uint8)
-        tables.append(_tiles(top, int(columns[0]), width, map1, map2, quantised))
+        quantised = np.empty(weight.shape, np.uint8)
+        for (view, part), (factor, _) in zip(
+            _wrapped(running[rows], left, weight.shape[1]),
+            _wrapped(scale[rows], left, weight.shape[1]),
+            strict=True,
+        ):
+            before = np.rint(view)
+            view += weight[:, part] * factor
+            quantised[:, part] = np.rint(view) - before
+        tables.append(_tiles(top, left, width, map1, map2, quantised))
     return RemapTables(width, height, tuple(tables), coverage)
 
 
@@ -228,8 +235,8 @@ def _camera_maps(
 def _tiles(
     top: int, left: int, width: int, map1: np.ndarray, map2: np.ndarray, weight: np.ndarray
 ) -> tuple[Tile, ...]:
-    """A camera's block (``top``, ``left``, wrapping at ``width``) cut into strips, each trimmed to its runs of columns of
-    non-zero weight (runs closer than :data:`_GAP` merged)."""
+    """A camera's block (``top``, ``left``, wrapping at ``width``) cut into strips, each trimmed to its runs of
+    columns of non-zero weight (runs closer than :data:`_GAP` merged, split where the panorama wraps)."""
     import cv2
     import numpy as np
 
@@ -239,7 +246,9 @@ def _tiles(
         used = np.flatnonzero(weight[rows].any(axis=0))
         if not used.size:
             continue
-        breaks = np.flatnonzero(np.diff(used) > _GAP)
+        breaks = np.flatnonzero(
+            (np.diff(used) > _GAP) | ((used[:-1] < width - left) & (used[1:] >= width - left))
+        )
         for first, last in zip(used[np.r_[0, breaks + 1]], used[np.r_[breaks, used.size - 1]], strict=True):
             span = slice(int(first), int(last) + 1)
             tiles.append(
@@ -267,8 +276,8 @@ def _camera_xyz(rotation: np.ndarray, lon: np.ndarray, lat: np.ndarray) -> tuple
 
 def _footprint(
     camera: RigCamera, rotation: np.ndarray, lon: np.ndarray, lat: np.ndarray, step: int = 8
-) -> tuple[int, int, np.ndarray] | None:
-    """Rows ``top:bottom`` and column indexes (wrapping around) of the panorama the camera can see, found on
+) -> tuple[int, int, int, int] | None:
+    """Rows ``top:bottom`` and ``count`` columns from ``left`` (wrapping around) of the panorama the camera can see, found on
     a grid of every ``step``-th pixel and grown by one grid cell, so full-size maps are built only there."""
     import numpy as np
 
@@ -281,9 +290,7 @@ def _footprint(
     top, bottom = max(0, (rows[0] - 1) * step), min(lat.size, (rows[-1] + 2) * step)
     used = seen.any(axis=0)
     start, length = _circular_span(used | np.roll(used, 1) | np.roll(used, -1))
-    length = min(lon.size, length * step)
-    columns = (start * step + np.arange(length)) % lon.size
-    return top, bottom, columns
+    return top, bottom, start * step % lon.size, min(lon.size, length * step)
 
 
 def _circular_span(used: np.ndarray) -> tuple[int, int]:
@@ -319,18 +326,19 @@ def blend(frames: Sequence[np.ndarray], tables: RemapTables, interpolation: int 
         for tile in tiles:
             warped = cv2.remap(frame, tile.map1, tile.map2, interpolation, borderMode=cv2.BORDER_REPLICATE)
             contribution = cv2.multiply(warped, tile.weight, dtype=cv2.CV_16U)
-            rows = accumulator[tile.top : tile.top + tile.rows]
-            split = min(tile.columns, tables.width - tile.left)  # the tile may wrap past the right edge
-            _add_into(rows[:, tile.left : tile.left + split], contribution[:, :split])
-            if split < tile.columns:
-                _add_into(rows[:, : tile.columns - split], contribution[:, split:])
+            target = accumulator[tile.top : tile.top + tile.rows, tile.left : tile.left + tile.columns]
+            cv2.add(target, contribution, dst=target)  # in place on the accumulator's view, multi-threaded
     return cv2.convertScaleAbs(accumulator, alpha=1 / 255)
 
 
-def _add_into(target: np.ndarray, values: np.ndarray) -> None:
-    import cv2
-
-    cv2.add(target, values, dst=target)  # in place on the accumulator's view, multi-threaded
+def _wrapped(rows: np.ndarray, left: int, count: int) -> list[tuple[np.ndarray, slice]]:
+    """Views of ``count`` columns of ``rows`` from ``left`` on, wrapping past the right edge, each with the
+    part of those columns it holds."""
+    first = min(count, rows.shape[1] - left)
+    parts = [(rows[:, left : left + first], slice(0, first))]
+    if first < count:
+        parts.append((rows[:, : count - first], slice(first, count)))
+    return parts
 
 
 __all__ = [
