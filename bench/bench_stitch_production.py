@@ -178,9 +178,14 @@ def run_worker(args: argparse.Namespace, interpolation: str) -> dict[str, Any]:
 
 
 def fargate_task(peak_gib: float) -> tuple[float, int]:
-    """The Fargate task size (vCPU, GB) with the least memory per vCPU that runs one job per vCPU, each
-    needing ``peak_gib``."""
-    fits = [(vcpu, gb) for vcpu, allowed in FARGATE_SIZES.items() for gb in allowed if gb >= peak_gib * vcpu]
+    """The Fargate task size (vCPU, GB) with the least memory per vCPU that runs one job per vCPU (one job
+    in a task of less than one vCPU), each job needing ``peak_gib``."""
+    fits = [
+        (vcpu, gb)
+        for vcpu, allowed in FARGATE_SIZES.items()
+        for gb in allowed
+        if gb >= peak_gib * max(1, vcpu)
+    ]
     if not fits:
         raise SystemExit(f"no Fargate task size fits {peak_gib:.1f} GiB per vCPU")
     return min(fits, key=lambda size: (size[1] / size[0], size[0]))
