@@ -124,7 +124,9 @@ class StitchStep(Step):
         log(result.log)
         # OpenCV's libjpeg-turbo, straight from the array; no Huffman optimisation: it costs twice the CPU
         # of the encoding for files 3% smaller (bench/bench_stitch_production.py).
-        bgr = cv2.cvtColor(result.panorama, cv2.COLOR_RGB2BGR)
+        # In place where it may be (the panorama is not used again): no second copy of a 226 MB image.
+        panorama = result.panorama
+        bgr = cv2.cvtColor(panorama, cv2.COLOR_RGB2BGR, dst=panorama if panorama.flags.writeable else None)
         ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, params["quality"]])
         if not ok:
             raise StepError("cannot encode the panorama as JPEG")
