@@ -59,7 +59,7 @@ class CalibratedParams:
 @dataclass(frozen=True, slots=True)
 class Tile:
     """A block of the panorama one camera contributes to: ``rows`` starting at ``top`` and ``columns``
-    starting at ``left`` (wrapping past the right edge), with its fixed-point remap maps and blend weights."""
+    starting at ``left`` (never past the right edge), with its fixed-point remap maps and blend weights."""
 
     top: int
     left: int
