@@ -30,6 +30,7 @@ SCRIPTS = (
     "catalog",
     "apply_metadata",
     "stitch",
+    "stitch_production",
     "derive",
     "plan",
     "migrate",

@@ -16,7 +16,7 @@ from panopipe.stitching import (
     render_views,
     synthetic_panorama,
 )
-from panopipe.stitching.calibrated import output_size
+from panopipe.stitching.calibrated import output_size, remap_tables
 from panopipe.stitching.projection import camera_rotation
 
 WIDTH, HEIGHT = 1024, 512
@@ -84,6 +84,27 @@ def test_horizon_ring_covers_a_band_and_tables_are_reused(scene: np.ndarray, vie
     assert rows[HEIGHT // 2] and not rows[0] and not rows[-1]
     assert not first.panorama[~first.coverage].any(), "uncovered pixels stay black"
     assert psnr(first.panorama, scene, first.coverage) >= 32
+
+
+@pytest.mark.parametrize("cameras", [6, 4], ids=["sphere", "horizon-ring"])
+def test_tile_weights_sum_to_255_where_covered_and_tiles_stay_inside(cameras: int) -> None:
+    rig = demo_rig(480, 360)
+    rig = RigProfile.from_dict({**rig.to_dict(), "cameras": rig.to_dict()["cameras"][:cameras]})
+    tables = remap_tables(rig.cameras, WIDTH + 16, HEIGHT)  # a width whose blocks wrap past the right edge
+    total = np.zeros((HEIGHT, WIDTH + 16), np.int32)
+    wrapped_blocks = 0
+    for tiles in tables.cameras:
+        lefts = {tile.left for tile in tiles}
+        wrapped_blocks += 0 in lefts and max(lefts) > WIDTH // 2
+        for tile in tiles:
+            assert tile.top + tile.rows <= HEIGHT and tile.left + tile.columns <= WIDTH + 16
+            assert tile.weight.dtype == np.uint8 and tile.map1.shape[:2] == tile.weight.shape[:2]
+            total[tile.top : tile.top + tile.rows, tile.left : tile.left + tile.columns] += tile.weight[
+                ..., 0
+            ]
+    assert wrapped_blocks, "a camera's block crosses the right edge"
+    assert (total[tables.coverage] == 255).all(), "weights sum to exactly 255 wherever a camera sees"
+    assert not total[~tables.coverage].any()
 
 
 def test_default_output_size_follows_the_finest_camera() -> None:

@@ -57,15 +57,15 @@ class CalibratedParams:
 
 
 @dataclass(frozen=True, slots=True)
-class CameraTable:
-    """Where one camera lands in the panorama: a block of ``rows`` starting at ``top`` and ``columns``
-    starting at ``left`` (wrapping past the right edge), its fixed-point remap maps and blend weights."""
+class Tile:
+    """A block of the panorama one camera contributes to: ``rows`` starting at ``top`` and ``columns``
+    starting at ``left`` (never past the right edge), with its fixed-point remap maps and blend weights."""
 
     top: int
     left: int
-    map1: np.ndarray
-    map2: np.ndarray
-    weight: np.ndarray  # rows x columns x 3 float32, normalised so the cameras' weights sum to 1
+    map1: np.ndarray  # rows x columns x 2 int16 (cv2.convertMaps' CV_16SC2)
+    map2: np.ndarray  # rows x columns uint16
+    weight: np.ndarray  # rows x columns x 3 uint8: the cameras' weights of a pixel sum to 255
 
     @property
     def rows(self) -> int:
@@ -82,7 +82,7 @@ class RemapTables:
 
     width: int
     height: int
-    cameras: tuple[CameraTable | None, ...]  # None: the camera sees nothing of the output
+    cameras: tuple[tuple[Tile, ...], ...]  # the tiles of each camera; none: it sees nothing of the output
     coverage: np.ndarray
 
 
@@ -90,7 +90,7 @@ class CalibratedStitcher(Stitcher[CalibratedParams]):
     """Stitch the frames of a calibrated rig (frame ``i`` from camera ``i``) into an equirectangular panorama."""
 
     name = "calibrated"
-    version = 1
+    version = 2  # 2: 8-bit weights summing to 255 (pixels may differ by one level from version 1)
     params_type = CalibratedParams
 
     def __init__(self, rig: RigProfile) -> None:
@@ -118,7 +118,7 @@ class CalibratedStitcher(Stitcher[CalibratedParams]):
         built = "cached" if remap_tables.cache_info().hits > cached else "built"
         log.append(f"remap tables {built} in {time.perf_counter() - started:.3f} s")
         panorama = blend(frames, tables, getattr(cv2, _INTERPOLATIONS[options.interpolation]))
-        used = sum(table is not None for table in tables.cameras)
+        used = sum(bool(tiles) for tiles in tables.cameras)
         log.append(
             f"rig {rig.name!r} v{rig.version}: {used} of {len(frames)} views -> {width}x{height}, "
             f"coverage {tables.coverage.mean():.1%}"
@@ -151,43 +151,116 @@ def output_size(rig: RigProfile, width: int | None = None, height: int | None = 
     return width, height if height is not None else width // 2
 
 
-@functools.lru_cache(maxsize=2)  # a 6-camera 2640x1320 set takes about 120 MB
+_STRIP = 64
+"""Rows per tile: a camera's block of the panorama is cut into strips this high, each trimmed to the columns
+where the camera's weight is not zero, so no pixel is warped only to be weighted by zero."""
+_GAP = 256
+"""Columns of zero weight that split a strip into two tiles (fewer are warped for nothing)."""
+
+
+@functools.lru_cache(maxsize=2)  # a 6-camera 12288x6144 set takes about 1 GB, 2640x1320 about 50 MB
 def remap_tables(cameras: tuple[RigCamera, ...], width: int, height: int) -> RemapTables:
-    """Remap maps and normalised feather weights of each camera for a ``width x height`` panorama (cached)."""
-    import cv2
+    """Remap maps and feather weights (8-bit, summing to 255) of each camera for a ``width x height``
+    panorama, cut into tiles (cached)."""
     import numpy as np
 
-    from panopipe.stitching.projection import camera_pixels, camera_rotation, equirect_lon_lat
+    from panopipe.stitching.projection import camera_rotation, equirect_lon_lat
 
     lon, lat = equirect_lon_lat(width, height)
     total = np.zeros((height, width), np.float32)
-    blocks: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = []
+    blocks: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray] | None] = []
     for camera in cameras:
         rotation = camera_rotation(camera)
         footprint = _footprint(camera, rotation, lon, lat)
         if footprint is None:
             blocks.append(None)
             continue
-        top, bottom, columns = footprint
-        map_x, map_y, valid = camera_pixels(camera, *_camera_xyz(rotation, lon[columns], lat[top:bottom]))
+        top, bottom, left, count = footprint
+        columns = (left + np.arange(count)) % width
+        map1, map2, weight = _camera_maps(camera, rotation, lon[columns], lat[top:bottom])
+        for view, part in _wrapped(total[top:bottom], left, count):
+            view += weight[:, part]
+        blocks.append((top, left, map1, map2, weight))
+    coverage = total > 0
+    scale = np.divide(np.float32(255), total, out=np.zeros_like(total), where=coverage)
+    del total
+    # Weights in 255ths, rounded so that every covered pixel's sum is exactly 255: each camera gets the
+    # difference of the rounded running sums before and after it.
+    running = np.zeros((height, width), np.float32)
+    tables: list[tuple[Tile, ...]] = []
+    for i, block in enumerate(blocks):
+        if block is None:
+            tables.append(())
+            continue
+        top, left, map1, map2, weight = block
+        blocks[i] = None  # frees the float weights as soon as they are quantised
+        rows = slice(top, top + weight.shape[0])
+        quantised = np.empty(weight.shape, np.uint8)
+        for (view, part), (factor, _) in zip(
+            _wrapped(running[rows], left, weight.shape[1]),
+            _wrapped(scale[rows], left, weight.shape[1]),
+            strict=True,
+        ):
+            before = np.rint(view)
+            view += weight[:, part] * factor
+            quantised[:, part] = np.rint(view) - before
+        tables.append(_tiles(top, left, width, map1, map2, quantised))
+    return RemapTables(width, height, tuple(tables), coverage)
+
+
+def _camera_maps(
+    camera: RigCamera, rotation: np.ndarray, lon: np.ndarray, lat: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fixed-point remap maps (``cv2.CV_16SC2``) and float feather weights of ``camera`` for the directions at
+    ``lat`` x ``lon``, computed strip by strip so the float maps never exist whole."""
+    import cv2
+    import numpy as np
+
+    from panopipe.stitching.projection import camera_pixels
+
+    map1 = np.empty((lat.size, lon.size, 2), np.int16)
+    map2 = np.empty((lat.size, lon.size), np.uint16)
+    weight = np.empty((lat.size, lon.size), np.float32)
+    for start in range(0, lat.size, _STRIP):
+        rows = slice(start, start + _STRIP)
+        map_x, map_y, valid = camera_pixels(camera, *_camera_xyz(rotation, lon, lat[rows]))
         # Feather: the weight falls linearly to zero at the image border, so seams blend smoothly.
         wx = 1 - np.abs(2 * map_x / camera.width - (camera.width - 1) / camera.width)
         wy = 1 - np.abs(2 * map_y / camera.height - (camera.height - 1) / camera.height)
-        weight = np.where(valid, np.clip(wx, 0, 1) * np.clip(wy, 0, 1), np.float32(0))
-        total[top:bottom, columns] += weight
-        blocks.append((top, bottom, columns, map_x, map_y, weight))
-    coverage = total > 0
-    scale = np.divide(np.float32(1), total, out=np.zeros_like(total), where=coverage)
-    tables: list[CameraTable | None] = []
-    for block in blocks:
-        if block is None:
-            tables.append(None)
+        weight[rows] = np.where(valid, np.clip(wx, 0, 1) * np.clip(wy, 0, 1), np.float32(0))
+        map1[rows], map2[rows] = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
+    return map1, map2, weight
+
+
+def _tiles(
+    top: int, left: int, width: int, map1: np.ndarray, map2: np.ndarray, weight: np.ndarray
+) -> tuple[Tile, ...]:
+    """A camera's block (``top``, ``left``, wrapping at ``width``) cut into strips, each trimmed to its runs of
+    columns of non-zero weight (runs closer than :data:`_GAP` merged, split where the panorama wraps)."""
+    import cv2
+    import numpy as np
+
+    tiles: list[Tile] = []
+    for start in range(0, weight.shape[0], _STRIP):
+        rows = slice(start, start + _STRIP)
+        used = np.flatnonzero(weight[rows].any(axis=0))
+        if not used.size:
             continue
-        top, bottom, columns, map_x, map_y, weight = block
-        map1, map2 = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
-        normalised = weight * scale[top:bottom, columns]
-        tables.append(CameraTable(top, int(columns[0]), map1, map2, cv2.merge((normalised,) * 3)))
-    return RemapTables(width, height, tuple(tables), coverage)
+        breaks = np.flatnonzero(
+            (np.diff(used) > _GAP) | ((used[:-1] < width - left) & (used[1:] >= width - left))
+        )
+        for first, last in zip(used[np.r_[0, breaks + 1]], used[np.r_[breaks, used.size - 1]], strict=True):
+            span = slice(int(first), int(last) + 1)
+            tiles.append(
+                Tile(
+                    top + start,
+                    (left + span.start) % width,
+                    map1[rows, span].copy(),
+                    map2[rows, span].copy(),
+                    cv2.merge((weight[rows, span],) * 3),
+                )
+            )
+    return tuple(tiles)
 
 
 def _camera_xyz(rotation: np.ndarray, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -203,8 +276,8 @@ def _camera_xyz(rotation: np.ndarray, lon: np.ndarray, lat: np.ndarray) -> tuple
 
 def _footprint(
     camera: RigCamera, rotation: np.ndarray, lon: np.ndarray, lat: np.ndarray, step: int = 8
-) -> tuple[int, int, np.ndarray] | None:
-    """Rows ``top:bottom`` and column indexes (wrapping around) of the panorama the camera can see, found on
+) -> tuple[int, int, int, int] | None:
+    """Rows ``top:bottom`` and ``count`` columns from ``left`` (wrapping around) of the panorama the camera can see, found on
     a grid of every ``step``-th pixel and grown by one grid cell, so full-size maps are built only there."""
     import numpy as np
 
@@ -217,9 +290,7 @@ def _footprint(
     top, bottom = max(0, (rows[0] - 1) * step), min(lat.size, (rows[-1] + 2) * step)
     used = seen.any(axis=0)
     start, length = _circular_span(used | np.roll(used, 1) | np.roll(used, -1))
-    length = min(lon.size, length * step)
-    columns = (start * step + np.arange(length)) % lon.size
-    return top, bottom, columns
+    return top, bottom, start * step % lon.size, min(lon.size, length * step)
 
 
 def _circular_span(used: np.ndarray) -> tuple[int, int]:
@@ -241,37 +312,40 @@ def _circular_span(used: np.ndarray) -> tuple[int, int]:
 
 
 def blend(frames: Sequence[np.ndarray], tables: RemapTables, interpolation: int | None = None) -> np.ndarray:
-    """Warp each frame with its table and sum them with their weights into a ``uint8`` panorama
-    (``interpolation``: a cv2 flag, default ``cv2.INTER_CUBIC``)."""
+    """Warp each frame tile by tile and sum them with their weights into a ``uint8`` panorama
+    (``interpolation``: a cv2 flag, default ``cv2.INTER_CUBIC``).
+
+    Integer arithmetic throughout: 8-bit pixels times 8-bit weights summed in 16 bits, divided by 255 once.
+    """
     import cv2
     import numpy as np
 
     interpolation = cv2.INTER_CUBIC if interpolation is None else interpolation
-    accumulator = np.zeros((tables.height, tables.width, 3), np.float32)
-    for frame, table in zip(frames, tables.cameras, strict=True):
-        if table is None:
-            continue
-        warped = cv2.remap(frame, table.map1, table.map2, interpolation, borderMode=cv2.BORDER_REPLICATE)
-        contribution = cv2.multiply(warped, table.weight, dtype=cv2.CV_32F)
-        rows = accumulator[table.top : table.top + table.rows]
-        split = min(table.columns, tables.width - table.left)  # the block may wrap past the right edge
-        _add_into(rows[:, table.left : table.left + split], contribution[:, :split])
-        if split < table.columns:
-            _add_into(rows[:, : table.columns - split], contribution[:, split:])
-    return cv2.convertScaleAbs(accumulator)
+    accumulator = np.zeros((tables.height, tables.width, 3), np.uint16)
+    for frame, tiles in zip(frames, tables.cameras, strict=True):
+        for tile in tiles:
+            warped = cv2.remap(frame, tile.map1, tile.map2, interpolation, borderMode=cv2.BORDER_REPLICATE)
+            contribution = cv2.multiply(warped, tile.weight, dtype=cv2.CV_16U)
+            target = accumulator[tile.top : tile.top + tile.rows, tile.left : tile.left + tile.columns]
+            cv2.add(target, contribution, dst=target)  # in place on the accumulator's view, multi-threaded
+    return cv2.convertScaleAbs(accumulator, alpha=1 / 255)
 
 
-def _add_into(target: np.ndarray, values: np.ndarray) -> None:
-    import cv2
-
-    cv2.add(target, values, dst=target)  # in place on the accumulator's view, multi-threaded
+def _wrapped(rows: np.ndarray, left: int, count: int) -> list[tuple[np.ndarray, slice]]:
+    """Views of ``count`` columns of ``rows`` from ``left`` on, wrapping past the right edge, each with the
+    part of those columns it holds."""
+    first = min(count, rows.shape[1] - left)
+    parts = [(rows[:, left : left + first], slice(0, first))]
+    if first < count:
+        parts.append((rows[:, : count - first], slice(first, count)))
+    return parts
 
 
 __all__ = [
     "CalibratedParams",
     "CalibratedStitcher",
-    "CameraTable",
     "RemapTables",
+    "Tile",
     "blend",
     "output_size",
     "remap_tables",
