@@ -35,9 +35,22 @@ UNUSED = (
     "panopipe/aws/stack",
     "panopipe/aws/deploy.py",
     "panopipe/catalog/transfer",
+    "panopipe/export",
+    "panopipe/routes",
+    "panopipe/qc/checks.py",
+    "panopipe/qc/fix.py",
+    "panopipe/qc/geometry.py",
+    "panopipe/qc/run.py",
+    "panopipe/qc/synthetic.py",
+    "panopipe/config_reference.py",
+    "panopipe/project_config.py",
+    "panopipe/demo.py",
+    "panopipe/dev.py",
+    "panopipe/sync.py",
 )
 """Parts of the dependencies, and of panopipe, the handler never imports (test kits, a mypy plugin, project
-templates; the command line, the stack builder, the SQLite -> PostgreSQL move)."""
+templates; the command line, the stack builder, the SQLite -> PostgreSQL move, exports, track QC and routes
+(only the flag names, which selections check), the demo, local AWS parity and sync)."""
 HANDLER = "panopipe.aws.lambda_handler.handler"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
