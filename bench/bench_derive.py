@@ -95,13 +95,16 @@ def panopipe_derive(files: list[Path], out: Path, executor: LocalExecutor, outpu
         )
         for path in files
     ]
-    handles = executor.submit(specs)
-    while True:
-        states = executor.describe(handles)
-        if all(state.status in FINISHED for state in states):
-            break
-        time.sleep(0.005)
-    failed = [state.outcome.error for state in states if state.status != "succeeded" and state.outcome]
+    # polled as the runner polls (pipeline/runner.py): the unfinished jobs only, pausing while none finished
+    pending, failed = executor.submit(specs), []
+    while pending:
+        states = [state for state in executor.describe(pending) if state.status in FINISHED]
+        for state in states:
+            pending.remove(state.handle)
+            if state.status != "succeeded":
+                failed.append(state.outcome.error if state.outcome else state.status)
+        if not states:
+            time.sleep(executor.poll_interval_s)
     assert not failed, failed[:3]
 
 
