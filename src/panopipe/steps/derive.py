@@ -6,15 +6,16 @@ resample (the decoder's 1/8 scale alone is an 8x8 block mean, which aliases: its
 further from a Lanczos downscale of the full image, see ``bench/bench_derive.py``). So a 4096 px panorama
 becomes a 512 px thumbnail after decoding a quarter of its width. When the factor left is a whole number
 (4096 -> 512, 4096 -> 2048), the Lanczos-3 filter runs as two vectorised OpenCV line filters, each
-followed by keeping every factor-th pixel: about a third of the CPU of Pillow's Lanczos; other factors use
-Pillow's. OpenCV (already a dependency) rather than pyvips: pyvips would run libvips' own thumbnail
-in-process, doing the same decode at about vipsthumbnail's speed, for a dependency on libvips. Jobs run in
-parallel on the executor's workers. The step reads the pixels upstream of
-``apply-metadata`` (the stitched panorama, or the image file) and writes into each derived image the metadata
-``apply-metadata`` writes (:func:`~panopipe.steps.apply_metadata.expected_metadata`: GPS, capture time,
-camera, panopipe tags; not the artist, copyright and description of ``[steps.apply-metadata]``), with a
-GPano of the derived image's own size, so that a viewer opens it as a 360° panorama. A metadata edit makes
-it stale.
+followed by keeping every factor-th pixel: half the CPU of Pillow's Lanczos; other factors use Pillow's.
+OpenCV (already a dependency) rather than pyvips: measured in one process, pyvips 8.18 (libvips' thumbnail)
+takes 15 % more CPU for a 512 px thumbnail and 40 % less for a 2048 px preview, for a 21 MB binary
+dependency (``bench/README.md``, issue 15 gap 2). Jobs run in parallel on the executor's workers.
+
+The step reads the pixels upstream of ``apply-metadata`` (the stitched panorama, or the image file) and writes
+into each derived image the metadata ``apply-metadata`` writes
+(:func:`~panopipe.steps.apply_metadata.expected_metadata`: GPS, capture time, camera, panopipe tags; not the
+artist, copyright and description of ``[steps.apply-metadata]``), with a GPano of the derived image's own
+size, so that a viewer opens it as a 360° panorama. A metadata edit makes it stale.
 
 Config (``[steps.derive]``): ``thumbnail = 512`` and ``preview = 2048`` (long side in pixels; 0 disables
 the preview), ``quality = 85``.
