@@ -107,7 +107,7 @@ def scaled_jpeg(data: bytes, size: int, quality: int) -> bytes:
     read = next(flag for shrink, flag in reads.items() if shrink <= max(1, room))
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), read | cv2.IMREAD_IGNORE_ORIENTATION)
     if pixels is None:
-        raise StepError("cannot decode the image")
+        raise StepError("cannot decode the image: its data is truncated or corrupt")
     factor = pixels.shape[1] // target[0]
     if pixels.shape[:2] == (factor * target[1], factor * target[0]) and factor > 1:
         pixels = _lanczos_shrink(pixels, factor)
