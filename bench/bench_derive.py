@@ -1,22 +1,24 @@
-"""Benchmark: 512 px thumbnails of 4096x2048 panoramas (about 2 MB each), in thumbnails per second, and their
-quality.
+"""Benchmark: 512 px thumbnails and 2048 px previews of 4096x2048 panoramas (about 2 MB each), in images
+per second, and their quality.
 
 Compares, on the same files:
 
-1. panopipe's ``derive`` step (thumbnail only, GPS/time/GPano metadata written into it as in a real run),
-   run as jobs by the local executor over all cores: Pillow's ``draft()`` lets the JPEG decoder scale by 1/4
-   in the DCT domain, then a Lanczos-3 resample fits the exact size (what libvips does);
-2. ``vipsthumbnail -s 512`` in one process per core, the files split between them (the reference: a user
-   with a machine to fill runs it so);
+1. panopipe's ``derive`` step (one output per job, GPS/time/GPano metadata written into it as in a real
+   run), run as jobs by the local executor over all cores: the JPEG decoder scales by 1/4 (thumbnails) or
+   not at all (previews) in the DCT domain, then a Lanczos-3 filter shrinks by the factor 2 left (what
+   libvips does);
+2. ``vipsthumbnail -s 512`` (``-s 2048``) in one process per core, the files split between them (the
+   reference: a user with a machine to fill runs it so);
 3. ``vipsthumbnail`` over all files in one process (libvips threads internally, shrink-on-load).
 
 The methods run interleaved on the same files (``bench/fair.py``), each into a new empty folder; panopipe's
 worker processes are started by the warm-up run, as in a long ``panopipe run``. Quality, measured on the
 warm-up's output outside the clock: SSIM (11x11 Gaussian window, sigma 1.5, on luma, as Wang et al. 2004)
 of each thumbnail against a Lanczos downscale of the fully decoded image, mean and worst over the files.
-The goal is 1.5x vipsthumbnail one process per core at an SSIM not below its.
+The goal is 1.5x vipsthumbnail one process per core at an SSIM not below its. Both sides encode at quality
+85 with 4:2:0 chroma and no Huffman optimisation (libvips' and OpenCV's defaults at that quality).
 
-    python bench/bench_derive.py [--quick] [--files 64] [--runs 7] [--json out.json]
+    python bench/bench_derive.py [--quick] [--files 64] [--previews 16] [--runs 7] [--json out.json]
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from panopipe.steps import JobSpec
 from panopipe.stitching import synthetic_panorama
 
 OUT = Path(__file__).parent / "out" / "derive_4096x2048"
-SIZE = 512
+SIZES = {"thumbnail": 512, "preview": 2048}
 METADATA = {
     "captured_at": "2024-05-01T10:00:01+02:00",
     "utc_offset_minutes": 120,
@@ -77,7 +79,7 @@ def make_files(count: int) -> list[Path]:
     return files
 
 
-def panopipe_derive(files: list[Path], out: Path, executor: LocalExecutor) -> None:
+def panopipe_derive(files: list[Path], out: Path, executor: LocalExecutor, output: str) -> None:
     specs = [
         JobSpec(
             new_id(),
@@ -85,35 +87,38 @@ def panopipe_derive(files: list[Path], out: Path, executor: LocalExecutor) -> No
             f"image:{path.stem}",
             "bench",
             {
-                "params": {"thumbnail": SIZE, "preview": 0, "quality": 85},
+                "params": {**SIZES, "quality": 85},
                 "inputs": [str(path)],
-                "outputs": {"thumbnail": str(out / f"{path.stem}.jpg")},
+                "outputs": {output: str(out / f"{path.stem}.jpg")},
                 "metadata": METADATA,
             },
         )
         for path in files
     ]
-    handles = executor.submit(specs)
-    while True:
-        states = executor.describe(handles)
-        if all(state.status in FINISHED for state in states):
-            break
-        time.sleep(0.005)
-    failed = [state.outcome.error for state in states if state.status != "succeeded" and state.outcome]
+    # polled as the runner polls (pipeline/runner.py): the unfinished jobs only, pausing while none finished
+    pending, failed = executor.submit(specs), []
+    while pending:
+        states = [state for state in executor.describe(pending) if state.status in FINISHED]
+        for state in states:
+            pending.remove(state.handle)
+            if state.status != "succeeded":
+                failed.append(state.outcome.error if state.outcome else state.status)
+        if not states:
+            time.sleep(executor.poll_interval_s)
     assert not failed, failed[:3]
 
 
-def vips_one_process(files: list[Path], out: Path) -> None:
+def vips_one_process(files: list[Path], out: Path, size: int) -> None:
     subprocess.run(
-        ["vipsthumbnail", "-s", str(SIZE), "-o", f"{out}/%s.jpg[Q=85]", *map(str, files)], check=True
+        ["vipsthumbnail", "-s", str(size), "-o", f"{out}/%s.jpg[Q=85]", *map(str, files)], check=True
     )
 
 
-def vips_per_core(files: list[Path], out: Path) -> None:
+def vips_per_core(files: list[Path], out: Path, size: int) -> None:
     cores = os.cpu_count() or 1
     processes = [
         subprocess.Popen(
-            ["vipsthumbnail", "-s", str(SIZE), "-o", f"{out}/%s.jpg[Q=85]", *map(str, files[i::cores])]
+            ["vipsthumbnail", "-s", str(size), "-o", f"{out}/%s.jpg[Q=85]", *map(str, files[i::cores])]
         )
         for i in range(cores)
     ]
@@ -144,28 +149,46 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(index[5:-5, 5:-5].mean())
 
 
-def references(files: list[Path]) -> dict[str, np.ndarray]:
-    """Each file's luma after a Lanczos downscale of its full decode to the thumbnail size, by file stem."""
+def references(files: list[Path], size: int) -> dict[str, np.ndarray]:
+    """Each file's luma after a Lanczos downscale of its full decode to ``size`` x ``size // 2``, by file stem."""
     lumas = {}
     for path in files:
         with Image.open(path) as image:
             lumas[path.stem] = rgb_luma(
-                image.convert("RGB").resize((SIZE, SIZE // 2), Image.Resampling.LANCZOS)
+                image.convert("RGB").resize((size, size // 2), Image.Resampling.LANCZOS)
             )
     return lumas
 
 
 def main() -> None:
-    args = fair.parse_args(__doc__, {"files": (64, 16)})
-    files = make_files(args.files)
+    args = fair.parse_args(__doc__, {"files": (64, 16), "previews": (16, 4)})
+    files = make_files(max(args.files, args.previews))
     megabytes = sum(path.stat().st_size for path in files) / len(files) / 1e6
     executor = LocalExecutor()
+    with fair.report(args, "derive") as report:
+        report.note(f"{len(files)} files of 4096x2048, {megabytes:.1f} MB each, {fair.CORES} cores")
+        if not shutil.which("vipsthumbnail"):
+            report.unavailable("vipsthumbnail", "not installed: apt-get install -y libvips-tools")
+        try:
+            for output, count in (("thumbnail", args.files), ("preview", args.previews)):
+                compare(report, executor, output, files[:count])
+        finally:
+            executor.close()
+
+
+def compare(report: fair.Report, executor: LocalExecutor, output: str, files: list[Path]) -> None:
+    """One comparison: ``output`` (thumbnail or preview) of each of ``files``, on every side; SSIM noted."""
+    size = SIZES[output]
     methods: dict[str, Callable[[list[Path], Path], None]] = {
-        f"panopipe derive ({fair.CORES} worker processes)": lambda f, o: panopipe_derive(f, o, executor),
-        f"vipsthumbnail ({fair.CORES} processes, one per core)": vips_per_core,
-        "vipsthumbnail (one process)": vips_one_process,
+        f"panopipe derive ({fair.CORES} worker processes)": lambda f, o: panopipe_derive(
+            f, o, executor, output
+        ),
+        f"vipsthumbnail ({fair.CORES} processes, one per core)": lambda f, o: vips_per_core(f, o, size),
+        "vipsthumbnail (one process)": lambda f, o: vips_one_process(f, o, size),
     }
-    reference = references(files)
+    if not shutil.which("vipsthumbnail"):
+        methods = dict(list(methods.items())[:1])
+    reference = references(files, size)
     quality: dict[str, list[float]] = {}
 
     def timed(name: str) -> float:
@@ -175,33 +198,25 @@ def main() -> None:
             methods[name](files, out)
             seconds = time.perf_counter() - started
             sizes = {Image.open(p).size for p in out.iterdir()}
-            assert sizes == {(SIZE, SIZE // 2)}, sizes
+            assert sizes == {(size, size // 2)}, sizes
             if name not in quality:
                 quality[name] = [ssim(reference[p.stem], luma(out / f"{p.stem}.jpg")) for p in files]
             return seconds
         finally:
             shutil.rmtree(out)
 
-    with fair.report(args, "derive") as report:
-        report.note(f"{len(files)} files of 4096x2048, {megabytes:.1f} MB each, {fair.CORES} cores")
-        if not shutil.which("vipsthumbnail"):
-            methods = dict(list(methods.items())[:1])
-            report.unavailable("vipsthumbnail", "not installed: apt-get install -y libvips-tools")
-        try:
-            report.compare(
-                {name: lambda name=name: timed(name) for name in methods},
-                title="512 px thumbnails of 4096x2048 JPEGs, all cores",
-                unit="thumbnails",
-                count=len(files),
-                goal="1.5x vipsthumbnail one process per core, SSIM not below its",
-            )
-        finally:
-            executor.close()
-        for name, values in quality.items():
-            report.note(
-                f"SSIM against a Lanczos downscale of the full decode, {name}: "
-                f"mean {np.mean(values):.4f}, worst {min(values):.4f}"
-            )
+    report.compare(
+        {name: lambda name=name: timed(name) for name in methods},
+        title=f"{size} px {output}s of 4096x2048 JPEGs, all cores",
+        unit=f"{output}s",
+        count=len(files),
+        goal="1.5x vipsthumbnail one process per core, SSIM not below its",
+    )
+    for name, values in quality.items():
+        report.note(
+            f"{output}s: SSIM against a Lanczos downscale of the full decode, {name}: "
+            f"mean {np.mean(values):.4f}, worst {min(values):.4f}"
+        )
 
 
 if __name__ == "__main__":

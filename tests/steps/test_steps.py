@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from panopipe.errors import StepError
 from panopipe.steps.apply_metadata import metadata_update
 from panopipe.steps.base import safe_name
 from panopipe.steps.derive import scaled_jpeg
@@ -67,6 +68,13 @@ def test_scaled_jpeg_keeps_the_picture():
     with Image.open(io.BytesIO(scaled_jpeg(buffer.getvalue(), 64, 90))) as scaled:
         small = np.asarray(scaled)
     assert small[:, :28].mean() < 10 and small[:, 36:].mean() > 245
+
+
+def test_scaled_jpeg_refuses_a_truncated_jpeg():
+    buffer = io.BytesIO()
+    Image.fromarray(synthetic_panorama(1024, 512, seed=1)).save(buffer, "JPEG", quality=90)
+    with pytest.raises(StepError, match="truncated or corrupt"):
+        scaled_jpeg(buffer.getvalue()[: buffer.tell() // 2], 128, 85)
 
 
 @pytest.mark.parametrize(("text", "safe"), [("R001-000120", "R001-000120"), ("..", "_-")])
