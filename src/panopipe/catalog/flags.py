@@ -48,6 +48,12 @@ class StoredFlag:
         """A JSON-ready dict."""
         return {f.name: to_json_value(getattr(self, f.name)) for f in fields(self)}
 
+    def describe(self) -> str:
+        """The flag, its value and its sentence for people: ``gps-outlier = 12.3 (12.30 m off the track)``."""
+        value = "" if self.value is None else f" = {self.value:.6g}"
+        detail = "" if self.detail is None else f" ({self.detail})"
+        return f"{self.flag}{value}{detail}"
+
 
 def replace(
     conn: sa.Connection,
