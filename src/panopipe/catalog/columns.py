@@ -24,7 +24,7 @@ def _seconds(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[fl
     if dialect == "postgresql":
         return sa.cast(sa.extract("epoch", column), sa.Double)  # naive UTC: seconds since the epoch as stored
     # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff': whole seconds from strftime, the fraction from the text.
-    whole = sa.cast(sa.func.strftime("%s", column), sa.Integer)
+    whole = sa.cast(sa.func.strftime("%s", column), sa.Double)
     return whole + sa.cast(sa.func.substr(column, 20), sa.Double)
 
 
