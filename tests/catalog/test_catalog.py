@@ -122,10 +122,13 @@ def test_filters(catalog: Catalog):
 
 
 def test_columns_match_images_with_ids_as_hex_and_times_as_seconds(catalog: Catalog):
-    half_second = T0 + timedelta(microseconds=500_123)
+    almost_a_second = T0 + timedelta(microseconds=999_999)  # SQLite's strftime would round it up a second
     catalog.upsert_images(
         [record(n) for n in range(5)]
-        + [record(5, captured_at=half_second, heading=None), record(6, captured_at=None, lat=None, lon=None)]
+        + [
+            record(5, captured_at=almost_a_second, heading=None),
+            record(6, captured_at=None, lat=None, lon=None),
+        ]
     )
     fields = ("id", "reel", "captured_at", "lat", "heading", "excluded")
     columns = catalog.columns(None, fields, sort=("frame",))
@@ -134,7 +137,7 @@ def test_columns_match_images_with_ids_as_hex_and_times_as_seconds(catalog: Cata
     assert [dashed(i) for i in columns["id"]] == [image.id for image in expected]
     seconds = [image.captured_at.timestamp() if image.captured_at else None for image in expected]
     assert columns["captured_at"] == pytest.approx(seconds, abs=1e-6)
-    assert columns["captured_at"][5] == pytest.approx(half_second.timestamp(), abs=1e-6)
+    assert columns["captured_at"][5] == pytest.approx(almost_a_second.timestamp(), abs=1e-6)
     assert columns["captured_at"][6] is None
     assert columns["heading"] == [image.heading for image in expected]
     assert columns["excluded"] == [False] * 7

@@ -23,8 +23,9 @@ from panopipe.errors import CatalogError
 def _seconds(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[float]:
     if dialect == "postgresql":
         return sa.cast(sa.extract("epoch", column), sa.Double)  # naive UTC: seconds since the epoch as stored
-    # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff': whole seconds from strftime, the fraction from the text.
-    whole = sa.cast(sa.func.strftime("%s", column), sa.Double)
+    # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff': whole seconds from strftime, the fraction from the text
+    # (strftime is given the whole seconds only: it rounds a fraction to milliseconds, .9996 to the next second).
+    whole = sa.cast(sa.func.strftime("%s", sa.func.substr(column, 1, 19)), sa.Double)
     return whole + sa.cast(sa.func.substr(column, 20), sa.Double)
 
 
