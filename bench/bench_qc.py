@@ -103,7 +103,7 @@ def end_to_end(report: fair.Report, frames: int) -> None:
             run_qc(catalog)
 
         def read() -> None:
-            catalog.rows(None, FIELDS, sort=ORDER)
+            catalog.columns(None, FIELDS, sort=ORDER)
 
         report.compare(
             {"panopipe run_qc (read, check, store flags)": ours, "reading the same rows only": read},

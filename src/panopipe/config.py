@@ -67,9 +67,12 @@ class ConfigKey:
     default_text: str | None = None
 
 
-def _key(default: Any, help: str, default_text: str | None = None) -> Any:
+def config_key(default: Any, help: str, default_text: str | None = None) -> Any:
     """A dataclass field with ``default`` whose metadata holds its help (for :func:`declared_keys`)."""
     return field(default=default, metadata={"help": help, "default_text": default_text})
+
+
+_key = config_key  # the short name of this module's fields
 
 
 def declared_keys(cls: type) -> tuple[ConfigKey, ...]:
@@ -347,6 +350,7 @@ __all__ = [
     "Settings",
     "apply_project_config",
     "check_names",
+    "config_key",
     "declared_keys",
     "did_you_mean",
     "load_settings",

@@ -12,6 +12,7 @@ from panopipe.catalog import Catalog, ConfigVersion
 from panopipe.config import IngestRules, Settings, apply_project_config, declared_keys
 from panopipe.errors import ConfigError
 from panopipe.pipeline.config import PIPELINE_KEYS, PIPELINE_TABLE, build_pipeline, pipeline_output
+from panopipe.qc.settings import QcSettings
 from panopipe.steps.registry import ENABLED, STEP_TYPES
 
 PROJECT_WIDE = frozenset({"project"})
@@ -139,6 +140,11 @@ def effective(catalog: Catalog, settings: Settings, version: int | None = None) 
             f"ingest.{key.name}", getattr(applied.ingest, key.name), project_origin("ingest", key.name)
         )
         for key in declared_keys(IngestRules)
+    ]
+    qc = QcSettings.from_config(applied.qc)
+    values += [
+        ConfigValue(f"qc.{key.name}", getattr(qc, key.name), project_origin("qc", key.name))
+        for key in declared_keys(QcSettings)
     ]
     tables = applied.steps
     steps = ((n, (ENABLED, *s.parameters)) for n, s in STEP_TYPES.items())

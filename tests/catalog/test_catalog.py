@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from panopipe.catalog import Catalog, ImageRecord, Selection
-from panopipe.catalog.types import new_id
+from panopipe.catalog.types import dashed, new_id
 from panopipe.errors import CatalogError, ConfigError, NotFoundError
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
@@ -119,6 +119,34 @@ def test_filters(catalog: Catalog):
     assert sorted(i.frame for i in catalog.images(near)) == [3, 4, 5, 6, 7]
     assert catalog.count(near) == 5
     assert [i.frame for i in catalog.images(Selection(reels=("R001",)), limit=3, offset=2)] == [2, 3, 4]
+
+
+def test_columns_match_images_with_ids_as_hex_and_times_as_seconds(catalog: Catalog):
+    almost_a_second = T0 + timedelta(microseconds=999_999)  # SQLite's strftime would round it up a second
+    catalog.upsert_images(
+        [record(n) for n in range(5)]
+        + [
+            record(5, captured_at=almost_a_second, heading=None),
+            record(6, captured_at=None, lat=None, lon=None),
+        ]
+    )
+    fields = ("id", "reel", "captured_at", "lat", "heading", "excluded")
+    columns = catalog.columns(None, fields, sort=("frame",))
+    expected = list(catalog.images(sort=("frame",)))
+    assert columns["id"] == [image.id.replace("-", "") for image in expected]
+    assert [dashed(i) for i in columns["id"]] == [image.id for image in expected]
+    seconds = [image.captured_at.timestamp() if image.captured_at else None for image in expected]
+    assert columns["captured_at"] == pytest.approx(seconds, abs=1e-6)
+    assert columns["captured_at"][5] == pytest.approx(almost_a_second.timestamp(), abs=1e-6)
+    assert columns["captured_at"][6] is None
+    assert columns["heading"] == [image.heading for image in expected]
+    assert columns["excluded"] == [False] * 7
+    assert columns["lat"][6] is None and columns["reel"] == ["R001"] * 7
+    near = catalog.columns(Selection(near=(48.0, 11.0), radius_m=12), ("id",))
+    assert near["id"] == [expected[0].id.replace("-", "")]  # a box finds 0 and 1, the distance keeps 0
+    assert catalog.columns(Selection(reels=("none",)), fields) == {name: [] for name in fields}
+    with pytest.raises(CatalogError, match="no field 'nope'"):
+        catalog.columns(None, ("nope",))
 
 
 def test_invalid_selection_is_a_clear_error():

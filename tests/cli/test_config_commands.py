@@ -25,7 +25,7 @@ def write_config(folder: Path, out: Path, thumbnail: int) -> Path:
     path = folder / "panopipe.toml"
     path.write_text(
         f'[panopipe]\nproject = "survey"\n\n[steps.pipeline]\noutput = "{out}"\n\n'
-        f"[steps.derive]\nthumbnail = {thumbnail}\npreview = 0\n",
+        f"[steps.derive]\nthumbnail = {thumbnail}\npreview = 0\n\n[qc]\nduplicate_m = 0.8\n",
         encoding="utf-8",
     )
     return path
@@ -55,6 +55,7 @@ def test_push_show_history(capsys, project):
         85,
         "default",
     )
+    assert shown["qc.duplicate_m"] == (0.8, "file") and shown["qc.max_speed_mps"] == (70.0, "default")
     assert json.loads(run(capsys, "config", "history", "-c", url, "--json")[1]) == []
 
     code, out, err = run(capsys, "config", "push", "-c", url)  # no terminal, no --yes: nothing stored
@@ -79,6 +80,10 @@ def test_push_show_history(capsys, project):
     assert shown["steps.derive.thumbnail"] == (64, "catalog version 1")  # the catalog's, not the file's 128
     assert shown["steps.derive.quality"] == (85, "default")
     assert shown["panopipe.project"] == ("survey", "catalog version 1")
+    assert shown["qc.duplicate_m"] == (0.8, "catalog version 1") and shown["qc.stationary_min_frames"] == (
+        5,
+        "default",
+    )
     assert shown["panopipe.catalog"] == (url, "option")
     (warning,) = [line for line in err.splitlines() if line.startswith("warning:")]
     assert "`panopipe config push`" in warning and "`panopipe config show`" in warning
@@ -91,6 +96,7 @@ def test_push_show_history(capsys, project):
     assert code == 0 and "first calibration" in out and "bigger thumbnails" in out
     code, out, err = run(capsys, "config", "show", "-c", url)
     assert code == 0 and "steps.derive.thumbnail" in out and "catalog version 2, pushed by" in err
+    assert "qc.outlier_deviation_m" in out
     code, _, err = run(capsys, "config", "show", "-c", url, "--version", "9")
     assert code == NotFoundError.exit_code and "versions are 1 to 2" in err
 

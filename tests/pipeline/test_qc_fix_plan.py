@@ -1,11 +1,14 @@
-"""After ``qc --fix``, reprocessing reruns only what the fix edited; undoing it does the same."""
+"""After ``qc --fix``, reprocessing reruns only what the fix edited; undoing it does the same. Outputs of
+images it excluded are left in place and listed by ``verify``."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from tests.pipeline.captures import Project, add_panoramas
 
 from panopipe.catalog import Selection
-from panopipe.pipeline import plan, run
+from panopipe.pipeline import plan, run, verify
 from panopipe.qc import run_qc
 
 
@@ -32,4 +35,24 @@ def test_plan_after_qc_fix_shows_only_the_corrected_images(project: Project, exe
     assert report.batch is not None
     # Undone before any run, the outputs match the restored values again: nothing to do.
     project.catalog.undo(report.batch, author="test")
+    assert len(plan(project.catalog, settings=project.settings)) == 0
+
+
+def test_outputs_of_excluded_images_are_left_and_listed_by_verify(project: Project, executor):
+    ids = add_panoramas(project.catalog, project.root, 4)
+    run(project.catalog, settings=project.settings, executor=executor)
+    assert verify(project.catalog, settings=project.settings) == []
+    thinned = ids[1]
+    changes = project.catalog.plan_edit(Selection(ids=(thinned,)), assign={"excluded": True})
+    batch = project.catalog.apply_edit(changes, reason="thinned", author="test")
+
+    assert len(plan(project.catalog, settings=project.settings)) == 0  # nothing reruns or removes them
+    drifts = verify(project.catalog, settings=project.settings)
+    assert {d.subject for d in drifts} == {f"image:{thinned}"} and {d.problem for d in drifts} == {"excluded"}
+    assert {d.step for d in drifts} >= {"apply-metadata", "publish"}
+    assert all(Path(d.uri).exists() for d in drifts)  # left where they were
+    assert verify(project.catalog, Selection(ids=(ids[0],)), project.settings) == []
+    # Undone, the image is a subject again with the same outputs: nothing to list, nothing to run.
+    project.catalog.undo(batch, author="test")
+    assert verify(project.catalog, settings=project.settings) == []
     assert len(plan(project.catalog, settings=project.settings)) == 0

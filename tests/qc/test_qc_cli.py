@@ -68,8 +68,15 @@ def test_qc_flags_are_stored_listed_shown_exported_and_replaced(capsys, catalog_
         assert precision_recall(found, truth) == (1.0, 1.0), name
         assert all(row["flags"] and name in row["flags"] for row in json.loads(out))
     outlier = ids[track.truth["gps-outlier"][0]]
+    with Catalog.open(catalog_url) as catalog:
+        (stored,) = catalog.flags_of(outlier)
     code, out, _ = cli(capsys, "show", outlier, "--catalog", catalog_url, "--json")
-    assert json.loads(out)["flags"] == ["gps-outlier"]
+    (shown,) = json.loads(out)["flags"]
+    assert shown["flag"] == "gps-outlier" and shown["value"] == stored.value > 5
+    assert shown["detail"] == f"{stored.value:.2f} m off the track" and shown["run"] == stored.run
+    code, out, _ = cli(capsys, "show", outlier, "--catalog", catalog_url)
+    (line,) = [line for line in out.splitlines() if line.startswith("flags")]
+    assert line.split(None, 1)[1] == f"gps-outlier = {stored.value:.6g} ({stored.value:.2f} m off the track)"
     code, out, _ = cli(capsys, "export", "--catalog", catalog_url, "--flag", "gps-outlier")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert len(rows) == len(track.truth["gps-outlier"]) and {r["flags"] for r in rows} == {"gps-outlier"}

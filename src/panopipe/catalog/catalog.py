@@ -21,6 +21,7 @@ from panopipe.catalog import project_config as config_ops
 from panopipe.catalog import routes as route_ops
 from panopipe.catalog import short_ids
 from panopipe.catalog.bulk import insert_columns
+from panopipe.catalog.columns import read_columns
 from panopipe.catalog.engine import check_schema, create_catalog_engine, mask_url
 from panopipe.catalog.object_events import AppliedChange, ObjectChange, OnRemoved, apply_changes
 from panopipe.catalog.project_config import ConfigVersion
@@ -324,19 +325,15 @@ class Catalog:
                 for row in chunk:
                     yield _image(row, found.get(row.id, ()))
 
-    def rows(
+    def columns(
         self, selection: Selection | None = None, fields: Sequence[str] = ("id",), *, sort: Sequence[str] = ()
-    ) -> list[Any]:
-        """Only ``fields`` of the selected images, as rows with those attributes, ordered as :meth:`images`
-        orders them: for bulk work over many images (``panopipe qc``), several times faster than images."""
-        selection = selection or Selection()
-        for name in fields:
-            if name not in IMAGE_COLUMNS:
-                raise CatalogError(f"images have no field {name!r}")
-        columns = {name: images.c[name] for name in ("lat", "lon", *fields)}
-        query = sa.select(*columns.values()).where(*selection.where(self.postgis)).order_by(*sort_order(sort))
+    ) -> dict[str, list[Any]]:
+        """Only ``fields`` of the selected images, ordered as :meth:`images` orders them, as one list per field:
+        ids as their 32 hex digits, timestamps as POSIX seconds (float). For bulk work over many images (``panopipe qc``):
+        no per-value conversion, many times faster than :meth:`images`."""
+        postgis = self.postgis
         with self.connect() as conn:
-            return [row for row in conn.execute(query) if selection.matches(row)]
+            return read_columns(conn, selection or Selection(), fields, sort=sort, postgis=postgis)
 
     def count(self, selection: Selection | None = None) -> int:
         """How many images the selection holds."""

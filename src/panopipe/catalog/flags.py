@@ -13,9 +13,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from panopipe.catalog.bulk import insert_columns
 from panopipe.catalog.records import to_json_value
 from panopipe.catalog.schema import image_flags, images
-from panopipe.catalog.types import utcnow
+from panopipe.catalog.types import utcnow, uuid_hex
 from panopipe.iterutil import batched
 
 CHUNK = 1000
@@ -47,6 +48,12 @@ class StoredFlag:
         """A JSON-ready dict."""
         return {f.name: to_json_value(getattr(self, f.name)) for f in fields(self)}
 
+    def describe(self) -> str:
+        """The flag, its value and its sentence for people: ``gps-outlier = 12.3 (12.30 m off the track)``."""
+        value = "" if self.value is None else f" = {self.value:.6g}"
+        detail = "" if self.detail is None else f" ({self.detail})"
+        return f"{self.flag}{value}{detail}"
+
 
 def replace(
     conn: sa.Connection,
@@ -57,28 +64,29 @@ def replace(
     run: str,
     qc_version: str,
 ) -> None:
-    """Remove the flags ``names`` of ``image_ids``, then store ``found`` (flags of those images)."""
+    """Remove the flags ``names`` of ``image_ids`` (canonical text or 32 hex digits), then store ``found``
+    (flags of those images)."""
     # Flags are few next to images: find the ones to remove, rather than naming every image in a DELETE.
-    checked = set(image_ids)
-    existing = sa.select(image_flags.c.id, image_flags.c.image_id).where(image_flags.c.flag.in_(list(names)))
-    doomed = [row.id for row in conn.execute(existing) if row.image_id in checked]
+    checked = {image_id.replace("-", "") for image_id in image_ids}
+    image = uuid_hex(image_flags.c.image_id, conn.dialect.name)
+    existing = sa.select(image_flags.c.id, image).where(image_flags.c.flag.in_(list(names)))
+    doomed = [flag_id for flag_id, image_id in conn.execute(existing) if image_id in checked]
     for chunk in batched(doomed, CHUNK):
         conn.execute(image_flags.delete().where(image_flags.c.id.in_(chunk)))
-    now = utcnow()
-    rows = [
+    count = len(found)
+    insert_columns(
+        conn,
+        image_flags,
         {
-            "image_id": f.image_id,
-            "flag": f.flag,
-            "value": f.value,
-            "detail": f.detail,
-            "qc_version": qc_version,
-            "run": run,
-            "created_at": now,
-        }
-        for f in found
-    ]
-    for rows_chunk in batched(rows, CHUNK):
-        conn.execute(image_flags.insert(), list(rows_chunk))
+            "image_id": [f.image_id for f in found],
+            "flag": [f.flag for f in found],
+            "value": [f.value for f in found],
+            "detail": [f.detail for f in found],
+            "qc_version": [qc_version] * count,
+            "run": [run] * count,
+            "created_at": [utcnow()] * count,
+        },
+    )
 
 
 def of_images(conn: sa.Connection, image_ids: Iterable[str]) -> dict[str, list[StoredFlag]]:

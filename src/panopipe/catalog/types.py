@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -72,6 +73,18 @@ def new_id() -> str:
     return new_ids(1)[0]
 
 
+def dashed(digits: str) -> str:
+    """The canonical text of a UUID given as its 32 hex digits."""
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
+def uuid_hex(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[str]:
+    """``column`` (a UUID) as its 32 hex digits, computed by the database ``dialect`` (no per-row conversion)."""
+    if dialect == "postgresql":
+        return sa.func.replace(sa.cast(column, sa.Text), "-", "")
+    return sa.type_coerce(column, sa.Text)  # SQLite stores the 32 hex digits
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
@@ -82,8 +95,10 @@ __all__ = [
     "ByteOrderedString",
     "JSONDocument",
     "UTCDateTime",
+    "dashed",
     "naive_utc",
     "new_id",
     "new_ids",
     "utcnow",
+    "uuid_hex",
 ]

@@ -91,12 +91,19 @@ def show(
     image_id: Annotated[str, typer.Argument(help="Image id: the full id or the short id `ls` shows.")],
     as_json: JsonOption = False,
 ) -> None:
-    """Show everything the catalog holds for one image (edited fields are marked).
+    """Show everything the catalog holds for one image (edited fields are marked), with each `panopipe qc`
+    flag's measured value and what it means (--json: objects with flag, value, detail, qc_version, run).
 
     Example: panopipe show 2b7c5d1e
     """
     image = catalog.get(image_id)
     fields = {"id": image.id, "short_id": catalog.short_ids([image.id])[image.id], **image.to_dict()}
+    found = catalog.flags_of(image.id)
+    fields["flags"] = (
+        [{k: v for k, v in flag.to_dict().items() if k != "image_id"} for flag in found]
+        if as_json
+        else [flag.describe() for flag in found]
+    )
     render.print_fields(fields, as_json=as_json, marked=image.edited_fields)
 
 

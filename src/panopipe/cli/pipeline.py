@@ -238,7 +238,8 @@ def verify(
     ] = False,
     as_json: JsonOption = False,
 ) -> int:
-    """Check output files against the catalog: missing, changed, or tags that differ from effective metadata.
+    """Check output files against the catalog: missing, changed, or tags that differ from effective metadata;
+    outputs of images an edit excluded (qc --fix thinning) are listed as `excluded`, left in place.
 
     Exits with code 6 when something drifted. Example: panopipe verify --reel R001 --repair
     """

@@ -16,8 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from panopipe.catalog import Catalog
-from panopipe.catalog.schema import artifacts, jobs
+from panopipe.catalog import Catalog, Selection
+from panopipe.catalog.schema import artifacts, images, jobs
 from panopipe.catalog.subjects import CHUNK, KINDS, Selected, Subject, SubjectKind, subject_id
 from panopipe.catalog.types import new_id, utcnow
 from panopipe.executors.base import JobState
@@ -505,6 +505,25 @@ def orphan_artifacts(conn: sa.Connection, image_ids: Sequence[str], shots: Seque
             conn.execute(artifacts.update().where(column.in_(chunk)).values(orphaned=True))
 
 
+def excluded_outputs(conn: sa.Connection, selection: Selection) -> list[StoredOutput]:
+    """The recorded outputs of the selected images an edit excluded (``qc --fix`` thinning), and of shots
+    whose every frame it excluded: no longer subjects, so nothing reruns or removes them."""
+    c, i = artifacts.c, images.c
+    chosen = sa.select(i.id).where(i.excluded == sa.true(), *selection.where())
+    shots = (
+        sa.select(i.shot)
+        .where(i.shot.is_not(None), *selection.where())
+        .group_by(i.shot)
+        .having(sa.func.sum(sa.case((i.excluded == sa.true(), 0), else_=1)) == 0)
+    )
+    query = (
+        sa.select(c.step, c.subject, c.name, c.fingerprint, c.output_uri, c.output_hash, c.output_size)
+        .where(sa.or_(c.image_id.in_(chosen), c.shot.in_(shots)))
+        .order_by(c.subject, c.step, c.name)
+    )
+    return [StoredOutput(*row) for row in conn.execute(query)]
+
+
 # Status and verification.
 
 
@@ -662,6 +681,7 @@ __all__ = [
     "Recorded",
     "StoredOutput",
     "candidates",
+    "excluded_outputs",
     "failed_jobs",
     "in_flight",
     "job_seconds",

@@ -20,11 +20,13 @@ from panopipe.config import Settings
 from panopipe.errors import MetadataError, ObjectNotFoundError
 from panopipe.metadata import parse_jpeg_header
 from panopipe.pipeline.config import load_pipeline
-from panopipe.pipeline.store import StoredOutput, mark_stale, stored_outputs
+from panopipe.pipeline.store import StoredOutput, excluded_outputs, mark_stale, stored_outputs
 from panopipe.steps.apply_metadata import expected_metadata
 from panopipe.steps.base import Step
 from panopipe.storage import resolve_uri
 
+EXCLUDED = "an edit excluded the image (qc --fix thinning): delete the file, or undo the edit"
+"""Why an output of an excluded image is listed: it stays where it was published until someone decides."""
 METADATA_STEPS = frozenset({"apply-metadata", "derive", "publish"})
 # (reader field, expected field, tolerance); None compares exactly.
 _COMPARED: tuple[tuple[str, str, float | None], ...] = (
@@ -40,7 +42,8 @@ _COMPARED: tuple[tuple[str, str, float | None], ...] = (
 @dataclass(frozen=True, slots=True)
 class Drift:
     """One output that differs from what the catalog recorded or expects: ``missing``, ``changed`` (size or
-    hash) or ``metadata`` (tags differ; ``details`` name them)."""
+    hash), ``metadata`` (tags differ; ``details`` name them) or ``excluded`` (an output of an image an edit
+    excluded, see :data:`EXCLUDED`)."""
 
     step: str
     subject: str
@@ -68,7 +71,8 @@ def verify(
     repair: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> list[Drift]:
-    """Every drifted output of the selected subjects; with ``repair``, their jobs are marked stale."""
+    """Every drifted output of the selected subjects, then the outputs of selected images an edit excluded
+    (problem ``excluded``, left in place); with ``repair``, the drifted jobs are marked stale."""
     metadata_step = load_pipeline(catalog, settings, ["apply-metadata"]).steps[0]
     drifts: list[Drift] = []
     stale: dict[tuple[str, str], tuple[StoredOutput, str]] = {}  # one reason per job: its last drift
@@ -89,6 +93,10 @@ def verify(
                             progress(checked)
         if repair:
             mark_stale(conn, stale.values())
+        drifts += [
+            Drift(o.step, o.subject, o.name, o.uri, "excluded", (EXCLUDED,))
+            for o in excluded_outputs(conn, selection or Selection())
+        ]
     return drifts
 
 
@@ -139,4 +147,4 @@ def _reason(drift: Drift) -> str:
     return f"output {drift.problem}" + (f": {'; '.join(drift.details)}" if drift.details else "")
 
 
-__all__ = ["METADATA_STEPS", "Drift", "verify"]
+__all__ = ["EXCLUDED", "METADATA_STEPS", "Drift", "verify"]

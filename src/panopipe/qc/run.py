@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from panopipe.catalog import Catalog, FieldChange, Selection
 from panopipe.catalog.flags import Flag
-from panopipe.catalog.types import new_id
+from panopipe.catalog.types import dashed, new_id
 from panopipe.qc.checks import check_track
 from panopipe.qc.fix import propose_fix
 from panopipe.qc.flag_names import FLAGS
@@ -22,7 +22,7 @@ QC_VERSION = "1"
 
 ORDER = ("reel", "camera_index", "frame", "captured_at")
 """Capture order within a reel: by camera, then frame number (time when frames have no number)."""
-FIELDS = ("id", "reel", "camera_index", "frame", "captured_at", "lat", "lon", "heading", "excluded", "status")
+FIELDS = ("id", "reel", "camera_index", "captured_at", "lat", "lon", "heading", "excluded")
 """The image fields qc reads."""
 
 
@@ -82,27 +82,49 @@ def _detail(name: str, value: float, time_gap: bool) -> str | None:
     return f"{value:.2f} {_UNITS[name]}"
 
 
-def _arrays(frames: Sequence[Any]) -> tuple[np.ndarray, ...]:
-    def column(values: list[float | None]) -> np.ndarray:
-        return np.array(values, dtype=float)  # None becomes NaN
+@dataclass(frozen=True)
+class _Frames:
+    """The checked images column by column (see :meth:`Catalog.columns`), with the numbers as arrays (NaN
+    when unknown)."""
 
-    times = [f.captured_at.timestamp() if f.captured_at else None for f in frames]
-    return (
-        column(times),
-        column([f.lat for f in frames]),
-        column([f.lon for f in frames]),
-        column([f.heading for f in frames]),
-    )
+    columns: dict[str, list[Any]]
+    t: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    heading: np.ndarray
+
+    @classmethod
+    def of(cls, columns: dict[str, list[Any]]) -> _Frames:
+        def array(name: str) -> np.ndarray:
+            return np.array(columns[name], dtype=float)  # None becomes NaN
+
+        return cls(columns, array("captured_at"), array("lat"), array("lon"), array("heading"))
+
+    def tracks(self) -> list[tuple[str | None, list[slice]]]:
+        """Per reel, the frames of each of its cameras (consecutive in capture order)."""
+        spans: list[tuple[Any, slice]] = []
+        start = 0
+        for key, group in itertools.groupby(
+            zip(self.columns["reel"], self.columns["camera_index"], strict=True)
+        ):
+            stop = start + sum(1 for _ in group)
+            spans.append((key[0], slice(start, stop)))
+            start = stop
+        return [
+            (reel, [span for _, span in group])
+            for reel, group in itertools.groupby(spans, key=lambda s: s[0])
+        ]
 
 
 def _check_reel(
-    reel: str | None, tracks: list[list[Any]], settings: QcSettings, fix: bool
+    reel: str | None, tracks: list[slice], frames: _Frames, settings: QcSettings, fix: bool
 ) -> tuple[ReelSummary, list[Flag], list[FieldChange]]:
-    summary = ReelSummary(reel, frames=sum(map(len, tracks)))
+    summary = ReelSummary(reel, frames=sum(track.stop - track.start for track in tracks))
     flags: list[Flag] = []
     changes: list[FieldChange] = []
-    for frames in tracks:
-        t, lat, lon, heading = _arrays(frames)
+    for track in tracks:
+        ids = frames.columns["id"][track]
+        t, lat, lon, heading = frames.t[track], frames.lat[track], frames.lon[track], frames.heading[track]
         check = check_track(t, lat, lon, heading, settings)
         if check.message and check.message not in summary.messages:
             summary.messages.append(check.message)
@@ -112,20 +134,25 @@ def _check_reel(
             summary.counts[name] += len(found)
             values = check.values[name]
             flags += [
-                Flag(frames[i].id, name, _number(values[i]), _detail(name, values[i], check.time_gap[i]))
+                Flag(dashed(ids[i]), name, _number(values[i]), _detail(name, values[i], check.time_gap[i]))
                 for i in found
             ]
         if not fix or not len(check.points):
             continue
+
+        def old(name: str, i: int, start: int = track.start) -> Any:
+            return frames.columns[name][start + i]
+
         proposal = propose_fix(check, t, lat, lon, heading, settings.thin_spacing_m)
         for i, new_lat, new_lon, new_heading in zip(
             proposal.moved, proposal.lat, proposal.lon, proposal.heading, strict=True
         ):
-            image = frames[i]
             wanted = {"lat": round(float(new_lat), 7), "lon": round(float(new_lon), 7)}
             wanted["heading"] = float(new_heading)
-            changes += [FieldChange(image.id, k, getattr(image, k), v) for k, v in wanted.items()]
-        changes += [FieldChange(frames[i].id, "excluded", frames[i].excluded, True) for i in proposal.thinned]
+            changes += [FieldChange(dashed(ids[i]), k, old(k, i), v) for k, v in wanted.items()]
+        changes += [
+            FieldChange(dashed(ids[i]), "excluded", old("excluded", i), True) for i in proposal.thinned
+        ]
         summary.thinned += len(proposal.thinned)
         summary.moved += len(proposal.moved)
         if len(proposal.unfixable):
@@ -159,14 +186,20 @@ def run_qc(
     outliers and the thinning of time-mode reels, recorded as one edit batch in the same transaction
     (undo it with ``panopipe undo``). With ``dry_run`` nothing is written."""
     settings = settings or QcSettings()
-    images = [i for i in catalog.rows(selection, FIELDS, sort=ORDER) if i.status == "ok"]
-    reels = [(reel, list(group)) for reel, group in itertools.groupby(images, key=lambda i: i.reel)]
+    selection = selection or Selection()
+    # qc checks the images whose metadata could be read: those with status ok.
+    columns = (
+        {name: [] for name in FIELDS}
+        if selection.status == "failed"
+        else catalog.columns(replace(selection, status="ok"), FIELDS, sort=ORDER)
+    )
+    frames = _Frames.of(columns)
+    reels = frames.tracks()
     summaries: list[ReelSummary] = []
     flags: list[Flag] = []
     changes: list[FieldChange] = []
-    for done, (reel, frames) in enumerate(reels, start=1):
-        tracks = [list(g) for _, g in itertools.groupby(frames, key=lambda i: i.camera_index)]
-        summary, found, proposed = _check_reel(reel, tracks, settings, fix)
+    for done, (reel, tracks) in enumerate(reels, start=1):
+        summary, found, proposed = _check_reel(reel, tracks, frames, settings, fix)
         summaries.append(summary)
         flags += found
         changes += proposed
@@ -175,7 +208,7 @@ def run_qc(
     batch = None
     if not dry_run:
         batch = catalog.record_qc(
-            [i.id for i in images],
+            columns["id"],
             tuple(FLAGS),
             flags,
             run=new_id(),

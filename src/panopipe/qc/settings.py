@@ -6,51 +6,56 @@ Each key is a field of :class:`QcSettings`; its ``help`` metadata documents it (
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from panopipe.config import check_names
+from panopipe.config import check_names, config_key
 from panopipe.errors import ConfigError
-
-
-def _key(default: float, help: str) -> Any:
-    # The metadata that config.declared_keys reads on main (the generated configuration reference).
-    return field(default=default, metadata={"help": help, "default_text": None})
 
 
 @dataclass(frozen=True)
 class QcSettings:
     """Thresholds of the track checks (metres, seconds, degrees); the defaults suit a vehicle at road speed."""
 
-    outlier_deviation_m: float = _key(
+    outlier_deviation_m: float = config_key(
         4.0, "A frame farther than this from the position interpolated from its neighbours is a gps-outlier."
     )
-    max_speed_mps: float = _key(
+    max_speed_mps: float = config_key(
         70.0,
         "Reaching a frame and leaving it faster than this (m/s) while its neighbours are not: gps-outlier.",
     )
-    max_accel_mps2: float = _key(
+    max_accel_mps2: float = config_key(
         12.0, "Speeding up and slowing down by more than this (m/s²) to pass through a frame: gps-outlier."
     )
-    max_turn_deg: float = _key(
+    max_turn_deg: float = config_key(
         160.0,
         "A turn sharper than this through a frame whose legs are both longer than the one skipping it: gps-outlier.",
     )
-    duplicate_m: float = _key(0.5, "A frame within this distance of the previous one is a near-duplicate...")
-    duplicate_heading_deg: float = _key(
+    duplicate_m: float = config_key(
+        0.5, "A frame within this distance of the previous one is a near-duplicate..."
+    )
+    duplicate_heading_deg: float = config_key(
         15.0, "...if its heading is also within this angle (when both have one)."
     )
-    stationary_m: float = _key(1.0, "Frames each within this distance of the previous one are stationary...")
-    stationary_min_frames: int = _key(5, "...when at least this many follow each other (the first is kept).")
-    break_gap_s: float = _key(30.0, "A time gap longer than this (s) starts a new sequence: sequence-break.")
-    break_gap_m: float = _key(
+    stationary_m: float = config_key(
+        1.0, "Frames each within this distance of the previous one are stationary..."
+    )
+    stationary_min_frames: int = config_key(
+        5, "...when at least this many follow each other (the first is kept)."
+    )
+    break_gap_s: float = config_key(
+        30.0, "A time gap longer than this (s) starts a new sequence: sequence-break."
+    )
+    break_gap_m: float = config_key(
         100.0, "A jump farther than this that the track does not come back from: sequence-break."
     )
-    null_island_deg: float = _key(
+    null_island_deg: float = config_key(
         0.01, "Latitude and longitude both within this of 0 (degrees): null-island."
     )
-    thin_spacing_m: float = _key(5.0, "qc --fix thins time-mode reels to about this spacing along the track.")
-    time_mode_spread: float = _key(
+    thin_spacing_m: float = config_key(
+        5.0, "qc --fix thins time-mode reels to about this spacing along the track."
+    )
+    time_mode_spread: float = config_key(
         0.25,
         "A reel is time-mode when its intervals spread (IQR/median) less than this, and its spacing more (or is dense).",
     )
