@@ -27,8 +27,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from moto.s3 import notifications
-from tests.pipeline.batch_world import BUCKET, World, manifest_of, moto_server, set_status, world  # noqa: F401 - fixtures
-from tests.storage.conftest import aws_env  # noqa: F401 - a fixture
+from tests.pipeline.batch_world import BUCKET, World, manifest_of, set_status
 from typer.testing import CliRunner
 
 from panopipe.aws import lambda_handler

@@ -344,17 +344,9 @@ def record_submitted(
         "started_at": None,
         "finished_at": None,
     }
-    c = jobs.c
     ids: dict[str, str] = {}
     with catalog.transaction() as conn:
-        existing: dict[tuple[str, str, str], str] = {}
-        for chunk in batched(specs, CHUNK):
-            query = sa.select(c.id, c.step, c.subject, c.fingerprint).where(
-                c.step.in_({s.step for s in chunk}), c.subject.in_({s.subject for s in chunk})
-            )
-            existing.update(
-                ((row.step, row.subject, row.fingerprint), str(row.id)) for row in conn.execute(query)
-            )
+        existing = _job_ids(conn, specs)
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         for spec, reason in zip(specs, reasons, strict=True):
@@ -372,12 +364,41 @@ def record_submitted(
             else:
                 updates.append({"job_id": job_id, "why": reason})
             ids[spec.id] = job_id
-        if inserts:
-            conn.execute(jobs.insert(), inserts)
+        if inserts:  # another submitter may insert the same jobs meanwhile: its rows are kept, and used
+            insert = _dialect_insert(conn)(jobs).on_conflict_do_nothing(
+                index_elements=["step", "subject", "fingerprint"]
+            )
+            conn.execute(insert, inserts)
+            inserted = {row["id"] for row in inserts}
+            there = _job_ids(conn, [s for s in specs if ids[s.id] in inserted])
+            ids = {s.id: there.get((s.step, s.subject, s.fingerprint), ids[s.id]) for s in specs}
         if updates:  # a job in flight (or claimed by another submitter) is left alone
-            statement = jobs.update().where(c.id == sa.bindparam("job_id"), ~_live(now))
+            statement = jobs.update().where(jobs.c.id == sa.bindparam("job_id"), ~_live(now))
             conn.execute(statement.values(reason=sa.bindparam("why"), **values), updates)
     return ids
+
+
+def _job_ids(conn: sa.Connection, specs: Sequence[JobSpec]) -> dict[tuple[str, str, str], str]:
+    """The ids of the recorded jobs among those of ``specs``, by (step, subject, fingerprint)."""
+    c = jobs.c
+    found: dict[tuple[str, str, str], str] = {}
+    for chunk in batched(specs, CHUNK):
+        query = sa.select(c.id, c.step, c.subject, c.fingerprint).where(
+            c.step.in_({s.step for s in chunk}), c.subject.in_({s.subject for s in chunk})
+        )
+        found.update(((row.step, row.subject, row.fingerprint), str(row.id)) for row in conn.execute(query))
+    return found
+
+
+def _dialect_insert(conn: sa.Connection) -> Any:
+    """The INSERT construct of the connection's dialect (with ``on_conflict_do_nothing``)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
 
 
 def record_external_ids(catalog: Catalog, external_ids: Mapping[str, str | None]) -> None:
