@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
@@ -82,11 +83,13 @@ def test_two_claimers_at_once_share_the_queued_jobs_without_overlap(catalog_url:
         assert claim_jobs(catalog, ids, new_claim()) == claimed[1]
 
 
-def test_an_event_queues_heavy_steps_and_runs_light_ones(project):
+def test_with_batch_configured_an_event_queues_heavy_steps_and_runs_light_ones(project):
+    # Without a Batch job queue (a laptop), every step runs on the handler's executor: tests/events.
     add_rig_shots(project.catalog, project.root, 2)
     add_panoramas(project.catalog, project.root / "panoramas", 1)
 
-    report = initiate(project.catalog, Selection(), None, project.settings, executor=InlineExecutor())
+    settings = replace(project.settings, batch_job_queue="arn:aws:batch:us-east-1:123456789012:job-queue/q")
+    report = initiate(project.catalog, Selection(), None, settings, executor=InlineExecutor())
 
     assert [name for name, step in STEP_TYPES.items() if step.heavy] == ["stitch"]
     # The shots' stitch is queued for the dispatcher (no later step of theirs runs here); the single

@@ -182,11 +182,12 @@ def initiate(
     *,
     executor: Executor,
 ) -> RunReport:
-    """What changed images start with nobody typing anything (the event path): the jobs of heavy steps
-    (:attr:`~panopipe.steps.base.Step.heavy`), and every job when ``executor`` is detached, are queued in the
-    catalog for the dispatcher (:func:`~panopipe.pipeline.dispatch.dispatch`), which submits them as array
-    jobs; the other steps run on ``executor``, step after step. A subject whose job is queued gets no later
-    job here: the dispatcher plans those once it has run. Asks no executor about jobs in flight."""
+    """What changed images start with nobody typing anything (the event path). When AWS Batch is configured
+    (``settings.batch_job_queue``), the jobs of heavy steps (:attr:`~panopipe.steps.base.Step.heavy`) are
+    queued in the catalog for the dispatcher (:func:`~panopipe.pipeline.dispatch.dispatch`), which submits
+    them as array jobs, and so is every job when ``executor`` is detached; the other jobs run on ``executor``,
+    step after step. A subject whose job is queued gets no later job here: the dispatcher plans those once it
+    has run. Asks no executor about jobs in flight."""
     started = time.perf_counter()
     report = RunReport()
     pipeline = load_pipeline(catalog, settings, steps)
@@ -198,7 +199,7 @@ def initiate(
         executor,
         set(),
         report,
-        queue=lambda step: step.heavy or executor.detached,
+        queue=lambda step: executor.detached or (step.heavy and bool(settings.batch_job_queue)),
     )
     report.seconds = time.perf_counter() - started
     return report
