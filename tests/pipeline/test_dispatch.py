@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import replace
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any

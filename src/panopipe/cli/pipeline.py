@@ -299,4 +299,4 @@ def report(
     render.success(f"wrote {pipeline.write_html_report(catalog, html)}")
 
 
-__all__ = ["ForceOption", "StepsOption", "plan", "report", "run", "status", "verify"]
+__all__ = ["ForceOption", "StepsOption", "dispatch", "plan", "report", "run", "status", "verify"]
