@@ -28,27 +28,25 @@ BATCH_SIZE = 10
 _OBJECTS = "arn:${AWS::Partition}:s3:::${BucketName}"
 
 
+def _environment() -> dict[str, Json | str]:
+    """What both functions read: the catalog, the bucket, the output prefix and the workers' job queue."""
+    return {
+        ENV_CATALOG: catalog_url("LambdaSslRootCert"),
+        ENV_BUCKETS: ref("BucketName"),
+        ENV_OUTPUT_PREFIX: sub("s3://${BucketName}/${OutputPrefix}"),
+        ENV_BATCH_JOB_QUEUE: ref("JobQueue"),
+    }
+
+
 def function_environment() -> dict[str, Json | str]:
     """The settings lambda_handler.py reads. ``inline``: light steps run in the function; with the job queue
     named, heavy steps (stitch) are queued in the catalog for the dispatcher."""
-    return {
-        ENV_CATALOG: catalog_url("LambdaSslRootCert"),
-        ENV_BUCKETS: ref("BucketName"),
-        ENV_OUTPUT_PREFIX: sub("s3://${BucketName}/${OutputPrefix}"),
-        ENV_EXECUTOR: "inline",
-        ENV_BATCH_JOB_QUEUE: ref("JobQueue"),
-    }
+    return {**_environment(), ENV_EXECUTOR: "inline"}
 
 
 def dispatcher_environment() -> dict[str, Json | str]:
-    """The dispatcher's settings: the catalog, the bucket, and the Batch queue and job definition it submits to."""
-    return {
-        ENV_CATALOG: catalog_url("LambdaSslRootCert"),
-        ENV_BUCKETS: ref("BucketName"),
-        ENV_OUTPUT_PREFIX: sub("s3://${BucketName}/${OutputPrefix}"),
-        ENV_BATCH_JOB_QUEUE: ref("JobQueue"),
-        ENV_BATCH_JOB_DEFINITION: ref("WorkerJobDefinition"),
-    }
+    """The dispatcher's settings: those of the function, and the job definition it submits."""
+    return {**_environment(), ENV_BATCH_JOB_DEFINITION: ref("WorkerJobDefinition")}
 
 
 _NETWORK_INTERFACES = statement(
