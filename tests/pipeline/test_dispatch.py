@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from tests.pipeline.batch_world import BUCKET, World, manifest_of
 from tests.pipeline.captures import add_panoramas, add_rig_shots
@@ -23,6 +24,7 @@ from panopipe.catalog import Catalog, Selection
 from panopipe.catalog.schema import jobs
 from panopipe.catalog.types import new_id, utcnow
 from panopipe.config import Settings
+from panopipe.errors import PanopipeError
 from panopipe.executors import InlineExecutor
 from panopipe.pipeline import plan
 from panopipe.pipeline.dispatch import dispatch
@@ -143,3 +145,25 @@ def test_two_dispatchers_at_once_submit_each_job_once(catalog_url: str, tmp_path
     assert sorted(submitted) == sorted(row.id for row in rows) and set(submitted.values()) == {1}
     assert {row.status for row in rows} == {"queued"}
     assert all(row.external_id and not row.external_id.startswith("claim:") for row in rows)
+
+
+def test_a_tick_whose_submission_fails_releases_its_claims_for_the_next(
+    catalog_url: str, tmp_path: Path, world: World
+):
+    # moto refuses a SubmitJob to a job queue that does not exist, as AWS does.
+    with Catalog.open(catalog_url) as catalog:
+        add_panoramas(catalog, tmp_path / "captures", 2)
+        settings = Settings(
+            batch_job_queue=world.queue.replace("job-queue/workers", "job-queue/missing"),
+            batch_job_definition=world.definition,
+            steps={"pipeline": {"output": f"s3://{BUCKET}/out"}},
+        )
+        with pytest.raises(PanopipeError):
+            dispatch(catalog, settings)
+        with catalog.connect() as conn:
+            rows = conn.execute(sa.select(jobs.c.status, jobs.c.external_id)).all()
+        assert rows == [("queued", None)] * 2 and world.arrays() == []
+
+        report = dispatch(catalog, replace(settings, batch_job_queue=world.queue))
+
+        assert report.submitted == {"apply-metadata": 2} and len(world.arrays()) == 1
