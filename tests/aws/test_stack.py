@@ -121,10 +121,15 @@ def _allow_statements() -> Iterator[tuple[str, dict[str, Any]]]:
 
 def test_roles_name_their_resources_except_where_an_action_takes_none():
     unscoped = {(name, s["Sid"]) for name, s in _allow_statements() if "*" in s["Resource"]}
-    assert unscoped == {("FunctionRole", "NetworkInterfaces"), ("WorkerExecutionRole", "EcrLogin")}
+    assert unscoped == {
+        ("FunctionRole", "NetworkInterfaces"),
+        ("DispatcherRole", "NetworkInterfaces"),
+        ("DispatcherRole", "FollowJobs"),  # batch:DescribeJobs and ListJobs take no resource
+        ("WorkerExecutionRole", "EcrLogin"),
+    }
     assert all(not action.endswith(":*") for _, s in _allow_statements() for action in s["Action"])
     connect = [s for _, s in _allow_statements() if s["Action"] == ["rds-db:connect"]]
-    assert len(connect) == 2  # the function and the workers, on the proxy's user only
+    assert len(connect) == 3  # the function, the dispatcher and the workers, on the proxy's user only
     assert all("dbuser:" in json.dumps(s["Resource"]) for s in connect)
 
 
@@ -227,7 +232,8 @@ def test_deploy_creates_the_event_path(outputs: dict[str, str]):
     )
     env = function["Environment"]["Variables"]
     assert env["PANOPIPE_CATALOG"].startswith(f"postgresql://panopipe_admin@{outputs['ProxyEndpoint']}:5432/")
-    assert "iam=true" in env["PANOPIPE_CATALOG"] and env["PANOPIPE_EXECUTOR"] == "none"
+    assert "iam=true" in env["PANOPIPE_CATALOG"] and env["PANOPIPE_EXECUTOR"] == "inline"
+    assert env["PANOPIPE_BATCH_JOB_QUEUE"] == outputs["JobQueueArn"]  # stitch is queued for the dispatcher
     assert env["PANOPIPE_BUCKETS"] == VALUES["BucketName"]
     assert env["PANOPIPE_OUTPUT_PREFIX"] == f"s3://{VALUES['BucketName']}/panopipe-out/"
     assert len(function["VpcConfig"]["SubnetIds"]) == 2
@@ -255,7 +261,26 @@ def test_deploy_creates_the_database_behind_its_proxy(outputs: dict[str, str]):
     assert [t["RdsResourceId"] for t in targets] == [db["DBInstanceIdentifier"]]
     endpoints = boto3.client("ec2").describe_vpc_endpoints()["VpcEndpoints"]
     services = {e["ServiceName"].removeprefix("com.amazonaws.us-east-1.") for e in endpoints}
-    assert services == {"s3", "secretsmanager", "ecr.api", "ecr.dkr", "logs"}
+    assert services == {"s3", "secretsmanager", "ecr.api", "ecr.dkr", "logs", "batch"}
+
+
+def test_deploy_creates_the_dispatcher_and_its_schedule(outputs: dict[str, str]):
+    lam = boto3.client("lambda")
+    function = lam.get_function(FunctionName=f"{STACK}-dispatcher")
+    config = function["Configuration"]
+    assert config["Handler"] == "panopipe.aws.lambda_handler.dispatcher" and config["Timeout"] == 300
+    assert function["Concurrency"] == {"ReservedConcurrentExecutions": 1}
+    env = config["Environment"]["Variables"]
+    assert env["PANOPIPE_BATCH_JOB_QUEUE"] == outputs["JobQueueArn"]
+    assert env["PANOPIPE_BATCH_JOB_DEFINITION"] == outputs["JobDefinitionArn"]
+    events = boto3.client("events")
+    (rule,) = [r for r in events.list_rules()["Rules"] if r.get("ScheduleExpression")]
+    assert rule["ScheduleExpression"] == "rate(1 minute)" and rule["State"] == "ENABLED"
+    (target,) = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+    assert target["Arn"] == config["FunctionArn"]
+    policy = json.loads(lam.get_policy(FunctionName=f"{STACK}-dispatcher")["Policy"])
+    (allow,) = policy["Statement"]
+    assert allow["Principal"] == {"Service": "events.amazonaws.com"}
 
 
 def test_deploy_creates_the_batch_workers(outputs: dict[str, str]):
@@ -276,7 +301,7 @@ def test_deploy_creates_the_batch_workers(outputs: dict[str, str]):
     roles = {r["RoleName"] for r in boto3.client("iam").list_roles()["Roles"]}
     assert job["containerProperties"]["jobRoleArn"].rsplit("/", 1)[-1] in roles
     assert job["containerProperties"]["executionRoleArn"].rsplit("/", 1)[-1] in roles
-    (rule,) = boto3.client("events").list_rules()["Rules"]
+    (rule,) = [r for r in boto3.client("events").list_rules()["Rules"] if r.get("EventPattern")]
     assert json.loads(rule["EventPattern"])["detail"] == {
         "status": ["FAILED"],
         "jobQueue": [outputs["JobQueueArn"]],

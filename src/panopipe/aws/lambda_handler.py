@@ -6,6 +6,10 @@ catalog holds a pushed version of the project configuration, which then applies:
 catalog engine and the handler are built on the first invocation and reused while the function stays warm,
 so a warm invocation opens no database connection. Connect it to the SQS queue with
 ``ReportBatchItemFailures`` so that only failed messages come back.
+
+``panopipe.aws.lambda_handler.dispatcher`` is the dispatcher's entry point (a scheduled rule calls it every
+minute): one tick of :func:`~panopipe.pipeline.dispatch.dispatch`, which submits the queued jobs to AWS Batch
+(``PANOPIPE_BATCH_JOB_QUEUE``, ``PANOPIPE_BATCH_JOB_DEFINITION``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from panopipe.catalog import Catalog, shared_engine
 from panopipe.config import load_settings
 from panopipe.errors import EventError
 from panopipe.events.handler import EventHandler
+from panopipe.pipeline.dispatch import dispatch
 
 log = logging.getLogger("panopipe.aws")
 _handler: EventHandler | None = None
@@ -36,6 +41,17 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return report.batch_item_failures()
 
 
+def dispatcher(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """One dispatcher tick (the event, a scheduled rule's, is not read); what it did, as a dict. Raises when
+    the tick fails (the catalog or AWS Batch cannot be reached): the next tick tries again."""
+    bind_request(getattr(context, "aws_request_id", None))
+    configure_json_logging()
+    settings = load_settings()
+    report = dispatch(Catalog(shared_engine(settings.catalog)), settings).to_dict()
+    log.info("dispatched", extra=report)
+    return report
+
+
 def _event_handler() -> EventHandler:
     global _handler
     if _handler is None:
@@ -45,4 +61,4 @@ def _event_handler() -> EventHandler:
     return _handler
 
 
-__all__ = ["handler"]
+__all__ = ["dispatcher", "handler"]

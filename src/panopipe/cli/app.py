@@ -86,6 +86,7 @@ for command in (
     pipeline_commands.plan,
     pipeline_commands.run,
     pipeline_commands.status,
+    pipeline_commands.dispatch,
     pipeline_commands.verify,
     pipeline_commands.report,
 ):

@@ -227,6 +227,37 @@ def status(
         render.print_details((f.error for f in current.failures), console=render.stdout)
 
 
+@uses_catalog
+def dispatch(
+    catalog: Catalog,
+    settings: Settings,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Ask AWS nothing, submit nothing: show what is due now."),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """One dispatcher tick: record the AWS Batch jobs that ended, then submit what is due (jobs queued by
+    uploads, the steps after jobs that ended) as one array job per step.
+
+    The stack runs it every minute; run it by hand to move work on at once. Needs the batch executor's
+    settings (see `panopipe run --executor batch`). Example: panopipe dispatch --dry-run
+    """
+    from panopipe.pipeline.dispatch import dispatch as dispatch_tick
+
+    report = dispatch_tick(catalog, settings, dry_run=dry_run)
+    if as_json:
+        render.print_json(report.to_dict())
+        return
+    verb = "due" if dry_run else "submitted"
+    rows = [{"step": step, verb: count} for step, count in report.submitted.items()]
+    render.print_rows(rows, ("step", verb), as_json=False)
+    ended = ", ".join(
+        f"{step} {status} {n}" for step, counts in report.ended.items() for status, n in counts.items()
+    )
+    render.stderr.print(f"ended since the last tick: {ended or 'none'}" if not dry_run else "dry run")
+
+
 @uses_selection
 @uses_catalog
 def verify(
@@ -269,4 +300,4 @@ def report(
     render.success(f"wrote {pipeline.write_html_report(catalog, html)}")
 
 
-__all__ = ["ForceOption", "StepsOption", "plan", "report", "run", "status", "verify"]
+__all__ = ["ForceOption", "StepsOption", "dispatch", "plan", "report", "run", "status", "verify"]

@@ -22,7 +22,9 @@ Order and idempotence come from the database, so they hold across concurrent han
 :mod:`panopipe.catalog.object_events`): a batch's events are applied in one transaction; if that fails, one
 event per transaction, so only that event's message fails (its later events are not applied, and the events
 of a message that failed before reaching the catalog are not applied: the message comes back whole). Only
-events that changed an image plan and submit jobs, and jobs are unique per (step, subject, fingerprint).
+events that changed an image plan and start jobs, and jobs are unique per (step, subject, fingerprint): heavy
+steps (stitch) are queued for the dispatcher, the others run on the handler's executor
+(:func:`~panopipe.pipeline.runner.initiate`).
 Reprocessing errors are logged and do not fail messages: the catalog is right, and the planner (state-based)
 picks the work up next time.
 """
@@ -45,7 +47,8 @@ from panopipe.events.shapes import EventKind, ObjectEvent, parse_event
 from panopipe.executors.base import Executor
 from panopipe.executors.factory import EVENT_EXECUTOR, build_executor
 from panopipe.ingest import JPEG_SUFFIXES, image_record
-from panopipe.pipeline import load_pipeline, plan, run
+from panopipe.pipeline import load_pipeline, plan
+from panopipe.pipeline.runner import initiate
 from panopipe.pipeline.store import orphan_artifacts
 from panopipe.storage import Storage, open_storage, validate_key
 
@@ -293,7 +296,7 @@ class EventHandler:
             if self.executor is None:
                 report.planned = len(plan(self.catalog, selection, self.steps, self.settings))
                 return
-            result = run(self.catalog, selection, self.steps, self.settings, executor=self.executor)
+            result = initiate(self.catalog, selection, self.steps, self.settings, executor=self.executor)
         except PanopipeError as exc:
             report.reprocess_error = f"{type(exc).__name__}: {exc}"
             log.warning("reprocessing failed", extra={"reason": report.reprocess_error})

@@ -16,11 +16,13 @@ from panopipe.config import Settings
 from panopipe.executors.base import Executor
 from panopipe.executors.factory import build_executor
 from panopipe.pipeline.config import Pipeline, load_pipeline
-from panopipe.pipeline.store import in_flight, record_finished
+from panopipe.pipeline.store import in_flight, is_claim, record_finished
 from panopipe.steps.base import discard_outputs
 
 WORK_FOLDER = "_batch"
 """The folder under the pipeline's output where remote executors keep manifests and results."""
+DISPATCH_EXECUTOR = "batch"
+"""The executor of the jobs queued for the dispatcher (recorded with them; it submits them there)."""
 REMOTE_EXECUTORS = ("batch",)
 """The executors whose jobs outlive the process that submitted them."""
 
@@ -45,6 +47,8 @@ def refresh(
     AWS call when no job is in flight; ``executor`` is used for its own jobs (else one is built)."""
     refreshed = Refreshed()
     rows = in_flight(catalog, REMOTE_EXECUTORS)
+    refreshed.in_flight.update(row.subject for row in rows if is_claim(row.external_id))  # being submitted
+    rows = [row for row in rows if not is_claim(row.external_id)]
     if not rows:
         return refreshed
     settings = settings or Settings()
@@ -74,4 +78,4 @@ def refresh(
     return refreshed
 
 
-__all__ = ["REMOTE_EXECUTORS", "WORK_FOLDER", "Refreshed", "refresh", "work_uri"]
+__all__ = ["DISPATCH_EXECUTOR", "REMOTE_EXECUTORS", "WORK_FOLDER", "Refreshed", "refresh", "work_uri"]

@@ -26,14 +26,17 @@ from panopipe.executors.base import FINISHED, Executor
 from panopipe.executors.factory import build_executor
 from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.planner import Work, plan, plan_step
-from panopipe.pipeline.remote import refresh, work_uri
+from panopipe.pipeline.remote import DISPATCH_EXECUTOR, refresh, work_uri
 from panopipe.pipeline.store import (
     candidates,
+    claim_jobs,
     failed_jobs,
+    new_claim,
     record_cancelled,
     record_external_ids,
     record_finished,
     record_submitted,
+    release_claim,
     taken_outputs,
 )
 from panopipe.steps.base import JobSpec, Step, discard_outputs
@@ -53,22 +56,27 @@ class Failure:
 
 @dataclass(slots=True)
 class RunReport:
-    """What a run did: jobs per step and status (``submitted``: left running on a detached executor), and
-    the failures."""
+    """What a run did: jobs per step and status (``submitted``: left running on a detached executor;
+    ``queued``: left for the dispatcher), the failures, and the jobs in flight seen to end (by step and
+    status) before it planned."""
 
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
+    ended: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         """Whether every job succeeded."""
-        return not self.failures and all(set(c) <= {"succeeded", "submitted"} for c in self.counts.values())
+        return not self.failures and all(
+            set(c) <= {"succeeded", "submitted", "queued"} for c in self.counts.values()
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "counts": self.counts,
             "failures": [{"step": f.step, "subject": f.subject, "error": f.error} for f in self.failures],
+            "ended": self.ended,
             "seconds": round(self.seconds, 3),
         }
 
@@ -110,7 +118,8 @@ def run(
     if executor is None:
         raise ConfigError("executor 'none' only plans jobs: choose local, inline or batch to run them")
     try:
-        busy = refresh(catalog, settings, executor=executor).in_flight
+        refreshed = refresh(catalog, settings, executor=executor)
+        report.ended, busy = refreshed.ended, refreshed.in_flight
         if executor.detached and not wait:
             _submit_due(catalog, selection, pipeline.steps, force, executor, busy, report)
         else:
@@ -139,18 +148,61 @@ def _submit_due(
     executor: Executor,
     busy: set[str],
     report: RunReport,
+    *,
+    queue: Callable[[Step], bool] | None = None,
 ) -> None:
     """Submit, step by step, the jobs due now: not those of subjects in flight, nor (as their subjects join
-    ``busy``) those that follow a job submitted earlier in the loop; they wait for a later run."""
+    ``busy``) those that follow a job submitted earlier in the loop; they wait for a later run. The jobs of
+    the steps ``queue`` picks are queued for the dispatcher instead, and on an executor that is not detached
+    the others run here, step after step."""
     for step in steps:
         work = _plan(catalog, selection, step, force, busy)
         if not work:
             continue
         _validate(catalog, step, {w.subject.id for w in work})
-        _submit(catalog, executor, work)
-        counts = report.counts.setdefault(step.name, {})
-        counts["submitted"] = counts.get("submitted", 0) + len(work)
-        busy.update(w.subject.id for w in work)
+        if queue is not None and queue(step):
+            record_submitted(catalog, _specs(work), [w.reason for w in work], DISPATCH_EXECUTOR)
+            status, count = "queued", len(work)
+        elif executor.detached:
+            status, count = "submitted", len(_submit(catalog, executor, work)[0])
+        else:
+            _execute(catalog, executor, work, report, None)
+            continue
+        if count:
+            counts = report.counts.setdefault(step.name, {})
+            counts[status] = counts.get(status, 0) + count
+        busy.update(w.subject.id for w in work)  # those not claimed here are another submitter's
+
+
+def initiate(
+    catalog: Catalog,
+    selection: Selection,
+    steps: list[str] | None,
+    settings: Settings,
+    *,
+    executor: Executor,
+) -> RunReport:
+    """What changed images start with nobody typing anything (the event path). When AWS Batch is configured
+    (``settings.batch_job_queue``), the jobs of heavy steps (:attr:`~panopipe.steps.base.Step.heavy`) are
+    queued in the catalog for the dispatcher (:func:`~panopipe.pipeline.dispatch.dispatch`), which submits
+    them as array jobs, and so is every job when ``executor`` is detached; the other jobs run on ``executor``,
+    step after step. A subject whose job is queued gets no later job here: the dispatcher plans those once it
+    has run. Asks no executor about jobs in flight."""
+    started = time.perf_counter()
+    report = RunReport()
+    pipeline = load_pipeline(catalog, settings, steps)
+    _submit_due(
+        catalog,
+        selection,
+        pipeline.steps,
+        False,
+        executor,
+        set(),
+        report,
+        queue=lambda step: executor.detached or (step.heavy and bool(settings.batch_job_queue)),
+    )
+    report.seconds = time.perf_counter() - started
+    return report
 
 
 def _plan(catalog: Catalog, selection: Selection, step: Step, force: bool, busy: set[str]) -> list[Work]:
@@ -189,11 +241,9 @@ def _validate(catalog: Catalog, step: Step, subject_ids: set[str]) -> None:
         step.validate(subjects, taken_outputs(conn, step.name, uris))
 
 
-def _submit(catalog: Catalog, executor: Executor, work: Sequence[Work]) -> tuple[list[JobSpec], list[str]]:
-    """Record the jobs of ``work`` as queued and submit them; their specs (whose ids are the job rows' ids,
-    as results name them) and handles."""
+def _specs(work: Sequence[Work]) -> list[JobSpec]:
     step = work[0].step
-    specs = [
+    return [
         JobSpec(
             new_id(),
             step.name,
@@ -203,23 +253,41 @@ def _submit(catalog: Catalog, executor: Executor, work: Sequence[Work]) -> tuple
         )
         for w in work
     ]
+
+
+def _submit(
+    catalog: Catalog, executor: Executor, work: Sequence[Work]
+) -> tuple[list[tuple[JobSpec, Work]], list[str]]:
+    """Record the jobs of ``work`` as queued and submit them: on a detached executor, only those this
+    submission claims (another submitter holds the others, see :func:`claim_jobs`). The submitted specs
+    (whose ids are the job rows' ids, as results name them) with their work, and their handles."""
+    specs = _specs(work)
     job_ids = record_submitted(catalog, specs, [w.reason for w in work], executor.name)
-    specs = [replace(spec, id=job_ids[spec.id]) for spec in specs]
-    handles = executor.submit(specs)
-    if executor.detached:
-        record_external_ids(
-            catalog, dict(zip((s.id for s in specs), executor.external_ids(handles), strict=True))
-        )
-    return specs, handles
+    pairs = [(replace(spec, id=job_ids[spec.id]), w) for spec, w in zip(specs, work, strict=True)]
+    if not executor.detached:
+        return pairs, executor.submit([spec for spec, _ in pairs])
+    token = new_claim()
+    claimed = claim_jobs(catalog, [spec.id for spec, _ in pairs], token)
+    pairs = [(spec, w) for spec, w in pairs if spec.id in claimed]
+    if not pairs:
+        return [], []
+    try:
+        handles = executor.submit([spec for spec, _ in pairs])
+    except BaseException:
+        release_claim(catalog, token)
+        raise
+    record_external_ids(
+        catalog, dict(zip((spec.id for spec, _ in pairs), executor.external_ids(handles), strict=True))
+    )
+    return pairs, handles
 
 
 def _execute(
     catalog: Catalog, executor: Executor, work: Sequence[Work], report: RunReport, progress: Progress | None
 ) -> None:
     step = work[0].step
-    specs, handles = _submit(catalog, executor, work)
-    by_id = dict(zip((s.id for s in specs), work, strict=True))
-    spec_of = dict(zip(handles, specs, strict=True))
+    pairs, handles = _submit(catalog, executor, work)
+    spec_of = dict(zip(handles, pairs, strict=True))
     pending = list(handles)
     counts = report.counts.setdefault(step.name, {})
     total, finished = len(handles), 0
@@ -227,8 +295,7 @@ def _execute(
         while pending:
             states = [s for s in executor.describe(pending) if s.status in FINISHED]
             for state in states:
-                spec = spec_of[state.handle]
-                item = by_id[spec.id]
+                spec, item = spec_of[state.handle]
                 superseded = record_finished(catalog, spec.id, step, item.subject, item.fingerprint, state)
                 discard_outputs(superseded)
                 counts[state.status] = counts.get(state.status, 0) + 1
@@ -245,9 +312,9 @@ def _execute(
         if executor.detached:
             raise  # the jobs go on where they run; `panopipe status` follows them
         executor.cancel(pending)
-        record_cancelled(catalog, [spec_of[h].id for h in pending])
+        record_cancelled(catalog, [spec_of[h][0].id for h in pending])
         counts["cancelled"] = counts.get("cancelled", 0) + len(pending)
         raise
 
 
-__all__ = ["Failure", "Progress", "RunReport", "run"]
+__all__ = ["Failure", "Progress", "RunReport", "initiate", "run"]

@@ -11,7 +11,7 @@ import functools
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,6 +26,11 @@ from panopipe.steps.base import JobSpec, Step
 from panopipe.steps.registry import STEP_TYPES
 
 RERUN_STATUSES = ("failed", "stale", "cancelled", "queued", "running")
+CLAIM_PREFIX = "claim:"
+"""An external id that starts with this is a submitter's claim on a queued job (:func:`claim_jobs`), held
+while it submits the job; the executor's id replaces it."""
+CLAIM_TTL_S = 900
+"""Seconds after which a claim whose submitter died before recording the executor's id expires."""
 # When an artifact was made or last found up to date: changes before then are accounted for.
 _SEEN = sa.func.coalesce(artifacts.c.checked_at, artifacts.c.created_at)
 _JOB_ARTIFACT = artifacts.alias("a")
@@ -339,17 +344,9 @@ def record_submitted(
         "started_at": None,
         "finished_at": None,
     }
-    c = jobs.c
     ids: dict[str, str] = {}
     with catalog.transaction() as conn:
-        existing: dict[tuple[str, str, str], str] = {}
-        for chunk in batched(specs, CHUNK):
-            query = sa.select(c.id, c.step, c.subject, c.fingerprint).where(
-                c.step.in_({s.step for s in chunk}), c.subject.in_({s.subject for s in chunk})
-            )
-            existing.update(
-                ((row.step, row.subject, row.fingerprint), str(row.id)) for row in conn.execute(query)
-            )
+        existing = _job_ids(conn, specs)
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         for spec, reason in zip(specs, reasons, strict=True):
@@ -367,12 +364,41 @@ def record_submitted(
             else:
                 updates.append({"job_id": job_id, "why": reason})
             ids[spec.id] = job_id
-        if inserts:
-            conn.execute(jobs.insert(), inserts)
-        if updates:
-            statement = jobs.update().where(c.id == sa.bindparam("job_id"))
+        if inserts:  # another submitter may insert the same jobs meanwhile: its rows are kept, and used
+            insert = _dialect_insert(conn)(jobs).on_conflict_do_nothing(
+                index_elements=["step", "subject", "fingerprint"]
+            )
+            conn.execute(insert, inserts)
+            inserted = {row["id"] for row in inserts}
+            there = _job_ids(conn, [s for s in specs if ids[s.id] in inserted])
+            ids = {s.id: there.get((s.step, s.subject, s.fingerprint), ids[s.id]) for s in specs}
+        if updates:  # a job in flight (or claimed by another submitter) is left alone
+            statement = jobs.update().where(jobs.c.id == sa.bindparam("job_id"), ~_live(now))
             conn.execute(statement.values(reason=sa.bindparam("why"), **values), updates)
     return ids
+
+
+def _job_ids(conn: sa.Connection, specs: Sequence[JobSpec]) -> dict[tuple[str, str, str], str]:
+    """The ids of the recorded jobs among those of ``specs``, by (step, subject, fingerprint)."""
+    c = jobs.c
+    found: dict[tuple[str, str, str], str] = {}
+    for chunk in batched(specs, CHUNK):
+        query = sa.select(c.id, c.step, c.subject, c.fingerprint).where(
+            c.step.in_({s.step for s in chunk}), c.subject.in_({s.subject for s in chunk})
+        )
+        found.update(((row.step, row.subject, row.fingerprint), str(row.id)) for row in conn.execute(query))
+    return found
+
+
+def _dialect_insert(conn: sa.Connection) -> Any:
+    """The INSERT construct of the connection's dialect (with ``on_conflict_do_nothing``)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
 
 
 def record_external_ids(catalog: Catalog, external_ids: Mapping[str, str | None]) -> None:
@@ -382,6 +408,49 @@ def record_external_ids(catalog: Catalog, external_ids: Mapping[str, str | None]
             jobs.update().where(jobs.c.id == sa.bindparam("job_id")).values(external_id=sa.bindparam("ext")),
             [{"job_id": job_id, "ext": ext} for job_id, ext in external_ids.items()],
         )
+
+
+def new_claim() -> str:
+    """A claim token, unique to one submission (it fits the ``external_id`` column)."""
+    return f"{CLAIM_PREFIX}{uuid.uuid4().hex}"
+
+
+def claim_jobs(catalog: Catalog, job_ids: Sequence[str], token: str) -> set[str]:
+    """Claim the jobs of ``job_ids`` that are queued and not submitted yet (no external id, or an expired
+    claim) for the submission ``token``; the ids claimed. Each job is claimed by one submitter only, however
+    many try at once: the claim is one conditional UPDATE per chunk, which PostgreSQL re-checks on a row
+    another transaction changed and SQLite runs with the database's one write lock held."""
+    now = utcnow()
+    c = jobs.c
+    expired = sa.and_(c.external_id.startswith(CLAIM_PREFIX), c.submitted_at < _claim_expiry(now))
+    with catalog.transaction() as conn:
+        for chunk in batched(job_ids, CHUNK):
+            conn.execute(
+                jobs.update()
+                .where(c.id.in_(chunk), c.status == "queued", sa.or_(c.external_id.is_(None), expired))
+                .values(external_id=token, submitted_at=now)
+            )
+        return {str(i) for i in conn.execute(sa.select(c.id).where(c.external_id == token)).scalars()}
+
+
+def release_claim(catalog: Catalog, token: str) -> None:
+    """Give up the jobs claimed by ``token`` (their submission failed): queued again for the next one."""
+    with catalog.transaction() as conn:
+        conn.execute(jobs.update().where(jobs.c.external_id == token).values(external_id=None))
+
+
+def _claim_expiry(now: datetime) -> datetime:
+    return now - timedelta(seconds=CLAIM_TTL_S)
+
+
+def _live(now: datetime) -> sa.ColumnElement[bool]:
+    """Jobs in flight: queued or running with an executor's id or an unexpired claim."""
+    c = jobs.c
+    return sa.and_(
+        sa.or_(c.status == "queued", c.status == "running"),  # no IN: record_submitted runs it executemany
+        c.external_id.is_not(None),
+        sa.or_(~c.external_id.startswith(CLAIM_PREFIX), c.submitted_at >= _claim_expiry(now)),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,15 +466,21 @@ class InFlight:
 
 
 def in_flight(catalog: Catalog, executors: Sequence[str]) -> list[InFlight]:
-    """The jobs queued or running on any of ``executors`` that have an external id, oldest first."""
+    """The jobs queued or running on any of ``executors`` that have an external id (an unexpired claim
+    included: see :func:`is_claim`), oldest first."""
     c = jobs.c
     query = (
         sa.select(c.id, c.step, c.subject, c.fingerprint, c.executor, c.external_id)
-        .where(c.executor.in_(executors), c.status.in_(("queued", "running")), c.external_id.is_not(None))
+        .where(c.executor.in_(executors), _live(utcnow()))
         .order_by(c.submitted_at, c.id)
     )
     with catalog.connect() as conn:
         return [InFlight(*row) for row in conn.execute(query)]
+
+
+def is_claim(external_id: str) -> bool:
+    """Whether ``external_id`` is a submitter's claim (the job is being submitted), not an executor's id."""
+    return external_id.startswith(CLAIM_PREFIX)
 
 
 def record_finished(
@@ -676,20 +751,25 @@ def mark_stale(conn: sa.Connection, outputs: Iterable[tuple[StoredOutput, str]])
 
 
 __all__ = [
+    "CLAIM_PREFIX",
+    "CLAIM_TTL_S",
     "RERUN_STATUSES",
     "InFlight",
     "Recorded",
     "StoredOutput",
     "candidates",
+    "claim_jobs",
     "excluded_outputs",
     "failed_jobs",
     "in_flight",
+    "is_claim",
     "job_seconds",
     "job_status",
     "latest_job_states",
     "latest_submissions",
     "mark_checked",
     "mark_stale",
+    "new_claim",
     "orphan_artifacts",
     "primary_outputs",
     "put_job",
@@ -699,6 +779,7 @@ __all__ = [
     "record_submitted",
     "recorded",
     "recorded_outputs",
+    "release_claim",
     "stored_outputs",
     "taken_outputs",
 ]

@@ -98,6 +98,9 @@ class Step(ABC):
     config_keys: ClassVar[frozenset[str]] = frozenset()
     """The names of ``parameters`` (set for each subclass)."""
     copies: ClassVar[tuple[str, ...]] = ()
+    heavy: ClassVar[bool] = False
+    """Whether the step's jobs are too heavy for the event path: an upload queues them for the dispatcher
+    (AWS Batch) instead of running them in the event function (:func:`~panopipe.pipeline.runner.initiate`)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -73,6 +73,7 @@ class StitchStep(Step):
     outputs = ("panorama",)
     kinds: ClassVar[frozenset[SubjectKind]] = frozenset({"shot"})
     reads = ("camera_index",)
+    heavy = True  # seconds of CPU and GBs per panorama: AWS Batch, never the event function
     parameters = (
         ConfigKey("stitcher", "calibrated", f"The stitcher: {', '.join(STITCHERS)}."),
         ConfigKey("params", {}, "The stitcher's own parameters, e.g. `{ width = 4096 }`."),

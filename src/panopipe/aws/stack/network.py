@@ -13,6 +13,7 @@ INTERFACE_ENDPOINTS = {
     "EcrApiEndpoint": ("ecr.api", "Fargate authenticates to ECR"),
     "EcrDkrEndpoint": ("ecr.dkr", "Fargate pulls the worker image"),
     "LogsEndpoint": ("logs", "Fargate sends the worker's logs"),
+    "BatchEndpoint": ("batch", "the dispatcher submits and follows the workers' jobs"),
 }
 PRIVATE_SUBNET_IDS = [ref(name) for name in PRIVATE_SUBNETS]
 CONDITIONS: dict[str, Json] = {

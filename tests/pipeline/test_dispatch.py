@@ -1,0 +1,169 @@
+"""The dispatcher and the claims that keep two submitters from submitting a job twice, on SQLite and PostgreSQL.
+
+The whole flow (upload -> event -> queued stitch -> dispatcher ticks -> every step) is in
+tests/e2e/test_dispatch.py; what moto ignores is listed in :mod:`tests.pipeline.batch_world`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from tests.pipeline.batch_world import BUCKET, World, manifest_of
+from tests.pipeline.captures import add_panoramas, add_rig_shots
+
+from panopipe.catalog import Catalog, Selection
+from panopipe.catalog.schema import jobs
+from panopipe.catalog.types import new_id, utcnow
+from panopipe.config import Settings
+from panopipe.errors import PanopipeError
+from panopipe.executors import InlineExecutor
+from panopipe.pipeline import plan
+from panopipe.pipeline.dispatch import dispatch
+from panopipe.pipeline.runner import initiate
+from panopipe.pipeline.store import CLAIM_TTL_S, claim_jobs, new_claim, record_submitted, release_claim
+from panopipe.steps.base import JobSpec
+from panopipe.steps.registry import STEP_TYPES
+
+JOBS = 300
+SHOTS = 6
+
+
+def at_once(count: int, work: Callable[[int], Any]) -> list[Any]:
+    """``work(i)`` for ``i`` in ``range(count)`` in threads released together; their results."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = work(i)
+        except BaseException as exc:  # noqa: BLE001 - reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    return results
+
+
+def test_two_claimers_at_once_share_the_queued_jobs_without_overlap(catalog_url: str):
+    specs = [JobSpec(new_id(), "stitch", f"shot:R001-{n:06d}", f"f{n}") for n in range(JOBS)]
+    with Catalog.open(catalog_url) as catalog:
+        ids = list(record_submitted(catalog, specs, ["new input"] * JOBS, "batch").values())
+    submitters = [Catalog.open(catalog_url) for _ in range(2)]  # two processes' engines
+    try:
+        tokens = [new_claim(), new_claim()]
+        claimed = at_once(2, lambda i: claim_jobs(submitters[i], ids, tokens[i]))
+    finally:
+        for submitter in submitters:
+            submitter.close()
+
+    assert not claimed[0] & claimed[1] and claimed[0] | claimed[1] == set(ids)
+    with Catalog.open(catalog_url) as catalog:
+        assert claim_jobs(catalog, ids, new_claim()) == set()  # all held
+        # Queueing the same jobs again (a late planner) leaves claimed jobs alone.
+        record_submitted(catalog, specs, ["again"] * JOBS, "batch")
+        assert claim_jobs(catalog, ids, new_claim()) == set()
+        release_claim(catalog, tokens[0])
+        assert claim_jobs(catalog, ids, tokens[0]) == claimed[0]
+        with catalog.transaction() as conn:  # a submitter that died holding its claim: it expires
+            old = utcnow() - timedelta(seconds=CLAIM_TTL_S + 1)
+            conn.execute(jobs.update().where(jobs.c.external_id == tokens[1]).values(submitted_at=old))
+        assert claim_jobs(catalog, ids, new_claim()) == claimed[1]
+
+
+def test_with_batch_configured_an_event_queues_heavy_steps_and_runs_light_ones(project):
+    # Without a Batch job queue (a laptop), every step runs on the handler's executor: tests/events.
+    add_rig_shots(project.catalog, project.root, 2)
+    add_panoramas(project.catalog, project.root / "panoramas", 1)
+
+    settings = replace(project.settings, batch_job_queue="arn:aws:batch:us-east-1:123456789012:job-queue/q")
+    report = initiate(project.catalog, Selection(), None, settings, executor=InlineExecutor())
+
+    assert [name for name, step in STEP_TYPES.items() if step.heavy] == ["stitch"]
+    # The shots' stitch is queued for the dispatcher (no later step of theirs runs here); the single
+    # panorama needs no stitch: its steps ran inline.
+    assert report.counts == {
+        "stitch": {"queued": 2},
+        "apply-metadata": {"succeeded": 1},
+        "derive": {"succeeded": 1},
+        "publish": {"succeeded": 1},
+    }
+    with project.catalog.connect() as conn:
+        queued = conn.execute(
+            sa.select(jobs.c.executor, jobs.c.external_id).where(jobs.c.status == "queued")
+        ).all()
+    assert queued == [("batch", None)] * 2
+    assert [
+        (i.step, i.reason) for i in plan(project.catalog, steps=["stitch"], settings=project.settings)
+    ] == [("stitch", "queued before, not finished")] * 2
+
+
+def test_two_dispatchers_at_once_submit_each_job_once(catalog_url: str, tmp_path: Path, world: World):
+    with Catalog.open(catalog_url) as catalog:
+        add_panoramas(catalog, tmp_path / "captures", SHOTS)
+    settings = Settings(
+        project="demo",
+        batch_job_queue=world.queue,
+        batch_job_definition=world.definition,
+        batch_chunk_jobs=2,
+        steps={"pipeline": {"output": f"s3://{BUCKET}/out"}, "derive": {"thumbnail": 64, "preview": 0}},
+    )
+    dispatchers = [Catalog.open(catalog_url) for _ in range(2)]
+    try:
+        dry = dispatch(dispatchers[0], settings, dry_run=True)
+        assert dry.submitted == {"apply-metadata": SHOTS} and world.arrays() == []
+
+        reports = at_once(2, lambda i: dispatch(dispatchers[i], settings))
+    finally:
+        for dispatcher in dispatchers:
+            dispatcher.close()
+
+    assert sum(r.submitted.get("apply-metadata", 0) for r in reports) == SHOTS
+    submitted = Counter()
+    for array in world.arrays():
+        prefix = manifest_of(array).removeprefix(f"s3://{BUCKET}/").removesuffix("manifest.json")
+        for key in world.s3_keys(f"{prefix}chunks/"):
+            body = world.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
+            submitted.update(json.loads(line)["id"] for line in body.splitlines())
+    with Catalog.open(catalog_url) as catalog, catalog.connect() as conn:
+        rows = conn.execute(sa.select(jobs.c.id, jobs.c.status, jobs.c.external_id)).all()
+        assert dispatch(catalog, settings, dry_run=True).submitted == {}  # all in flight
+    assert sorted(submitted) == sorted(row.id for row in rows) and set(submitted.values()) == {1}
+    assert {row.status for row in rows} == {"queued"}
+    assert all(row.external_id and not row.external_id.startswith("claim:") for row in rows)
+
+
+def test_a_tick_whose_submission_fails_releases_its_claims_for_the_next(
+    catalog_url: str, tmp_path: Path, world: World
+):
+    # moto refuses a SubmitJob to a job queue that does not exist, as AWS does.
+    with Catalog.open(catalog_url) as catalog:
+        add_panoramas(catalog, tmp_path / "captures", 2)
+        settings = Settings(
+            batch_job_queue=world.queue.replace("job-queue/workers", "job-queue/missing"),
+            batch_job_definition=world.definition,
+            steps={"pipeline": {"output": f"s3://{BUCKET}/out"}},
+        )
+        with pytest.raises(PanopipeError):
+            dispatch(catalog, settings)
+        with catalog.connect() as conn:
+            rows = conn.execute(sa.select(jobs.c.status, jobs.c.external_id)).all()
+        assert rows == [("queued", None)] * 2 and world.arrays() == []
+
+        report = dispatch(catalog, replace(settings, batch_job_queue=world.queue))
+
+        assert report.submitted == {"apply-metadata": 2} and len(world.arrays()) == 1
