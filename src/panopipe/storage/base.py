@@ -94,7 +94,8 @@ def validate_key(key: str) -> str:
         raise StorageError(f"invalid storage key {key!r}: keys are relative, '/'-separated paths")
     if _CONTROL.search(key):
         raise StorageError(f"invalid storage key {key!r}: control characters are not allowed")
-    if any(part in ("", ".", "..") for part in key.split("/")):
+    parts = key.split("/")
+    if "" in parts or "." in parts or ".." in parts:
         raise StorageError(f"invalid storage key {key!r}: empty, '.' and '..' segments are not allowed")
     return key
 
