@@ -161,11 +161,18 @@ def bench_throughput(report: fair.Report, args: argparse.Namespace) -> None:
             connects: list[int] = []
             statements = [0]
             sa.event.listen(catalog.engine, "connect", lambda *a: connects.append(1))
-            for event in ("before_cursor_execute", "begin", "commit", "rollback"):
-                # a statement, and BEGIN, COMMIT or ROLLBACK (psycopg sends each in a round trip of its own)
-                sa.event.listen(
-                    catalog.engine, event, lambda *a: statements.__setitem__(0, statements[0] + 1)
-                )
+
+            def count_statement(*_: Any) -> None:
+                statements[0] += 1
+
+            def count_transaction(conn: sa.Connection, *_: Any) -> None:
+                # BEGIN, COMMIT or ROLLBACK: psycopg sends each in a round trip of its own, none in autocommit
+                if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+                    statements[0] += 1
+
+            sa.event.listen(catalog.engine, "before_cursor_execute", count_statement)
+            for event in ("begin", "commit", "rollback"):
+                sa.event.listen(catalog.engine, event, count_transaction)
             handler = EventHandler(catalog, settings)  # executor none: plan only, as a Lambda without workers
             for storage_client in (handler._storage(stack.bucket).client, s3):
                 storage_client.meta.events.register("before-send", count_request)

@@ -271,6 +271,29 @@ def test_an_event_the_database_refuses_fails_only_its_message(postgres_url: str,
         assert catalog.count() == 2
 
 
+def test_a_batch_writes_in_one_transaction_and_plans_without_one(postgres_url: str, keys, shot):
+    """Applying the events and regrouping their shots share one transaction; the planner's reads and the
+    configuration's run in autocommit: no BEGIN or COMMIT round trips of their own (issue 15, gap 3)."""
+    with Catalog.open(postgres_url) as catalog:
+        handler = EventHandler(catalog, settings(shot[2]))
+        handler.handle(sqs_batch(*created(keys)[:3]))
+        seen: list[str] = []
+        for event in ("begin", "commit", "rollback"):
+            sa.event.listen(
+                catalog.engine,
+                event,
+                lambda conn, *_, event=event: (
+                    seen.append(event)
+                    if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT"
+                    else None
+                ),
+            )
+        report = handler.handle(sqs_batch(*created(keys, first=0x20)[3:]))
+        assert seen == ["begin", "commit"]
+        assert report.counts()["processed"] == 3 and report.planned > 0
+        assert {f.shot for f in catalog.images()} == {"R001-000001"}  # the six frames regrouped as one shot
+
+
 def test_an_unreachable_catalog_fails_every_message_for_redelivery(keys, shot):
     catalog = Catalog(create_catalog_engine("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"))
     report = EventHandler(catalog, settings(shot[2])).handle(sqs_batch(*created(keys[:2])))

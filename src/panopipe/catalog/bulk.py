@@ -1,15 +1,18 @@
-"""Bulk inserts through the database driver.
+"""Bulk inserts and reads through the database driver.
 
 For tens of thousands of rows SQLAlchemy's per-value bind processing costs more than the insert itself, so
 from :data:`FEW_ROWS` rows on, new rows go straight to the driver: ``executemany`` on SQLite, ``COPY`` on
 PostgreSQL. Values are converted here exactly as the column types would store them (see
-:mod:`panopipe.catalog.types`).
+:mod:`panopipe.catalog.types`). Reads of many rows (:func:`read_columns`) likewise take the driver's values
+and convert them column by column, each distinct value once, as the column types would return them.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -54,6 +57,68 @@ def _converted(values: Sequence[Any], convert: Converter) -> list[Any]:
     return list(map(done.__getitem__, map(id, values)))
 
 
+def _sqlite_reader(column: sa.ColumnElement[Any]) -> tuple[Converter | None, bool]:
+    kind = column.type
+    if isinstance(kind, UTCDateTime):
+        return lambda v: datetime.fromisoformat(v).replace(tzinfo=UTC), True
+    if isinstance(kind, sa.Uuid):
+        return _dashed_uuid, False
+    if isinstance(kind, sa.JSON):
+        return json.loads, False  # a new object per row: rows must not share a mutable value
+    if isinstance(kind, sa.Boolean):
+        return bool, True
+    return None, False
+
+
+def _postgres_reader(column: sa.ColumnElement[Any]) -> tuple[Converter | None, bool]:
+    kind = column.type
+    if isinstance(kind, UTCDateTime):
+        return lambda v: v.replace(tzinfo=UTC), True
+    if isinstance(kind, sa.Uuid):
+        return str, False
+    return None, False  # psycopg returns JSON decoded and booleans as bool
+
+
+def _dashed_uuid(value: str) -> str:
+    """The 32 hex digits SQLite stores for a UUID, with the dashes the column type returns it with."""
+    if len(value) != 32:
+        return str(uuid.UUID(value))
+    return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}".lower()
+
+
+def _read(values: Sequence[Any], convert: Converter, shared: bool) -> list[Any]:
+    if not shared:
+        return [None if v is None else convert(v) for v in values]
+    done: dict[Any, Any] = {None: None}
+    for value in values:
+        if value not in done:
+            done[value] = convert(value)
+    return list(map(done.__getitem__, values))
+
+
+def read_columns(conn: sa.Connection, query: sa.Select[Any]) -> list[list[Any]]:
+    """The rows ``query`` selects, as one list per selected column, converted as the columns' types return
+    them (UTC datetimes, dashed UUID text, decoded JSON, booleans): on SQLite and PostgreSQL the driver's
+    values converted here column by column, without SQLAlchemy's per-row processing."""
+    columns = list(query.selected_columns)
+    dialect = conn.dialect.name
+    if dialect not in ("sqlite", "postgresql"):
+        rows = conn.execute(query).all()
+        return [list(values) for values in zip(*rows, strict=True)] if rows else [[] for _ in columns]
+    raw = query.with_only_columns(
+        *(sa.type_coerce(column, sa.types.NullType()).label(f"c{i}") for i, column in enumerate(columns))
+    )
+    rows = conn.execute(raw).all()
+    if not rows:
+        return [[] for _ in columns]
+    reader = _sqlite_reader if dialect == "sqlite" else _postgres_reader
+    result: list[list[Any]] = []
+    for column, values in zip(columns, zip(*rows, strict=True), strict=True):
+        convert, shared = reader(column)
+        result.append(list(values) if convert is None else _read(values, convert, shared))
+    return result
+
+
 def insert_columns(conn: sa.Connection, table: sa.Table, columns: Mapping[str, Sequence[Any]]) -> None:
     """Insert rows given by column (name -> the rows' values, all as long) into ``table`` in ``conn``'s
     transaction."""
@@ -90,4 +155,4 @@ def insert_columns(conn: sa.Connection, table: sa.Table, columns: Mapping[str, S
             copy.write_row(item)
 
 
-__all__ = ["FEW_ROWS", "Converter", "insert_columns"]
+__all__ = ["FEW_ROWS", "Converter", "insert_columns", "read_columns"]

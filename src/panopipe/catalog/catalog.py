@@ -38,7 +38,7 @@ from panopipe.catalog.records import (
 )
 from panopipe.catalog.schema import edits, images
 from panopipe.catalog.selection import Selection, sort_order
-from panopipe.catalog.shots import assign_reel_shots
+from panopipe.catalog.shots import assign_reel_shots, regroup_applied
 from panopipe.catalog.spatial import PostGIS, detect_postgis
 from panopipe.catalog.subjects import subject_id
 from panopipe.catalog.types import new_ids, utcnow
@@ -116,6 +116,22 @@ class Catalog:
             raise CatalogError(f"{type(exc).__name__}: {exc}") from exc
 
     @contextlib.contextmanager
+    def autocommit(self) -> Iterator[sa.Connection]:
+        """A connection whose statements each commit on their own, for reads and writes that need no
+        transaction together (the planner's): on PostgreSQL in autocommit mode, which saves a BEGIN and a
+        COMMIT round trip; elsewhere in one transaction committed at the end. Database errors are raised as
+        :class:`~panopipe.errors.CatalogError`."""
+        if self.engine.dialect.name != "postgresql":
+            with self.transaction() as conn:
+                yield conn
+            return
+        try:
+            with self.engine.connect() as conn:
+                yield conn.execution_options(isolation_level="AUTOCOMMIT")
+        except sa.exc.SQLAlchemyError as exc:
+            raise CatalogError(f"{type(exc).__name__}: {exc}") from exc
+
+    @contextlib.contextmanager
     def connect(self) -> Iterator[sa.Connection]:
         """A connection for reading; database errors are raised as :class:`~panopipe.errors.CatalogError`."""
         try:
@@ -173,16 +189,26 @@ class Catalog:
         return UpsertResult(tuple(added), tuple(updated), tuple(unchanged))
 
     def apply_object_events(
-        self, changes: Sequence[ObjectChange], *, on_removed: OnRemoved | None = None
+        self,
+        changes: Sequence[ObjectChange],
+        *,
+        on_removed: OnRemoved | None = None,
+        shot_tolerance_s: float | None = None,
     ) -> list[AppliedChange | None]:
         """Apply object events (S3 creations and removals) in order and idempotently, across concurrent
         handlers; per change what it did, ``None`` for one not applied as an earlier change of its group failed.
 
         All in one transaction, or one transaction per change if that fails (see
         :mod:`~panopipe.catalog.object_events`). ``on_removed`` runs in the transaction that removes images,
-        with their ids and the shots left without frames (the job store orphans their artifacts).
+        with their ids and the shots left without frames (the job store orphans their artifacts). With
+        ``shot_tolerance_s``, the shots of the reels the events changed are regrouped in the same transaction
+        (see :func:`~panopipe.catalog.shots.regroup_applied`; after the one-by-one fallback, in one of its own).
         """
-        return apply_changes(self.engine, changes, self._upsert_in, on_removed)
+        then = None
+        if shot_tolerance_s is not None:
+            tolerance_s = shot_tolerance_s
+            then = lambda conn, applied: regroup_applied(conn, applied, tolerance_s)  # noqa: E731
+        return apply_changes(self.engine, changes, self._upsert_in, on_removed, then)
 
     def _upsert_chunk(
         self,
@@ -520,7 +546,7 @@ class Catalog:
 
     def project_config(self, version: int | None = None) -> ConfigVersion | None:
         """The project configuration's newest version (or ``version``); ``None`` when none was pushed."""
-        with self.connect() as conn:
+        with self.autocommit() as conn:  # one statement: every planner reads it, the event handler per batch
             return config_ops.current(conn, version)
 
     def project_config_history(self) -> list[ConfigVersion]:

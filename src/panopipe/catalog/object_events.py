@@ -68,6 +68,9 @@ class AppliedChange:
 
 OnRemoved = Callable[[sa.Connection, Sequence[str], Sequence[str]], None]
 """Called in the transaction that removes images, with their ids and the shots that have no frame left."""
+Then = Callable[[sa.Connection, Sequence[tuple[ObjectChange, AppliedChange]]], None]
+"""Called with the changes applied and what each did, in the batch's transaction (after the one-by-one
+fallback, in a transaction of its own)."""
 Upsert = Callable[[sa.Connection, Sequence[ImageRecord], Mapping[str, Mapping[str, Any]]], UpsertResult]
 
 
@@ -76,10 +79,15 @@ class _Raced(CatalogError):
 
 
 def apply_changes(
-    engine: sa.Engine, changes: Sequence[ObjectChange], upsert: Upsert, on_removed: OnRemoved | None
+    engine: sa.Engine,
+    changes: Sequence[ObjectChange],
+    upsert: Upsert,
+    on_removed: OnRemoved | None,
+    then: Then | None = None,
 ) -> list[AppliedChange | None]:
     """Apply ``changes`` in one transaction or, if that fails, one transaction each; per change what it did
-    (``None``: not applied, as an earlier change of its group failed)."""
+    (``None``: not applied, as an earlier change of its group failed). ``then`` runs in the batch's
+    transaction, or, after one transaction per change, in one of its own."""
     try:
         with engine.begin() as conn:
             pairs = [
@@ -87,6 +95,8 @@ def apply_changes(
                 for round_ in _rounds(changes)
                 for pair in _apply_round(conn, changes, round_, upsert, on_removed)
             ]
+            if then is not None:
+                then(conn, [(changes[index], applied) for index, applied in pairs])
     except (PanopipeError, sa.exc.SQLAlchemyError) as exc:
         log.info("batch transaction rolled back", extra={"reason": f"{type(exc).__name__}: {exc}"})
     else:
@@ -104,6 +114,9 @@ def apply_changes(
         if applied.action is Action.FAILED and change.group is not None:
             failed.add(change.group)
         results.append(applied)
+    if then is not None:
+        with engine.begin() as conn:
+            then(conn, [(c, a) for c, a in zip(changes, results, strict=True) if a is not None])
     return results
 
 
@@ -287,6 +300,7 @@ __all__ = [
     "AppliedChange",
     "ObjectChange",
     "OnRemoved",
+    "Then",
     "Upsert",
     "apply_changes",
     "padded_sequencer",

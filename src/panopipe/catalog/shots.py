@@ -16,9 +16,36 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from panopipe.catalog.object_events import Action, AppliedChange, ObjectChange
 from panopipe.catalog.schema import images
 
 FEW_NAMES = 16
+UNCHANGING = (Action.UNCHANGED, Action.SKIPPED, Action.FAILED)
+
+
+def regroup_applied(
+    conn: sa.Connection, applied: Sequence[tuple[ObjectChange, AppliedChange]], tolerance_s: float
+) -> None:
+    """Regroup the shots of the reels that ``applied`` object events changed: around the changed frames (their
+    capture times as read), and the whole reel where an image the events changed is deleted (the shots then
+    depend on the frames left, not on the order the events came in)."""
+    changed = [a.image_id for _, a in applied if a.action not in UNCHANGING and a.image_id]
+    if not changed:
+        return
+    frames: dict[str | None, dict[str, datetime | None]] = {}  # per reel, changed frames' capture times
+    for change, result in applied:
+        record = change.record
+        if (
+            result.action not in UNCHANGING
+            and result.image_id
+            and record is not None
+            and record.reel is not None
+        ):
+            frames.setdefault(record.reel, {})[result.image_id] = record.captured_at
+    query = sa.select(images.c.reel).distinct().where(images.c.id.in_(changed), images.c.deleted == sa.true())
+    removed = set(conn.execute(query).scalars())
+    for reel in {*frames, *(removed - {None})}:
+        assign_reel_shots(conn, reel, tolerance_s, None if reel in removed else frames[reel])
 
 
 def assign_reel_shots(
@@ -163,4 +190,4 @@ def _name(reel: str | None, groups: Sequence[Sequence[Any]]) -> list[tuple[Any, 
     return shots
 
 
-__all__ = ["FEW_NAMES", "assign_reel_shots"]
+__all__ = ["FEW_NAMES", "UNCHANGING", "assign_reel_shots", "regroup_applied"]

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
+from panopipe.catalog.bulk import read_columns
 from panopipe.catalog.records import IMAGE_COLUMNS, Image
 from panopipe.catalog.schema import ID, images
 from panopipe.catalog.selection import Selection
@@ -190,19 +191,26 @@ def _ids_selected(kind: SubjectKind, include_deleted: bool) -> sa.Subquery:
 
 
 def load_subjects(conn: sa.Connection, kind: SubjectKind, keys: Iterable[Any]) -> Iterator[Subject]:
-    """The subjects of ``kind`` named by ``keys`` with their frames (by camera index), deleted images left out."""
+    """The subjects of ``kind`` named by ``keys`` with their frames (by camera index), deleted images left out:
+    one query per :data:`CHUNK` subjects, its rows read column by column (:func:`read_columns`)."""
     key = key_column(kind)
     columns = [images.c[name] for name in IMAGE_COLUMNS]
+    group_by = IMAGE_COLUMNS.index("shot" if kind == "shot" else "id")
     for chunk in batched(keys, CHUNK):
         query = (
             sa.select(*columns)
             .where(key.in_(chunk), kind_condition(kind), images.c.deleted == sa.false())
             .order_by(key, images.c.camera_index, images.c.uri)
         )
+        values = read_columns(conn, query)
         frames: dict[str, list[Image]] = {}
-        for row in conn.execute(query):
-            image = Image(*row)  # the columns are selected in the order of Image's fields
-            frames.setdefault(str(image.shot if kind == "shot" else image.id), []).append(image)
+        # The columns are selected in the order of Image's fields.
+        for name, image in zip(map(str, values[group_by]), map(Image, *values), strict=True):
+            group = frames.get(name)
+            if group is None:
+                frames[name] = [image]
+            else:
+                group.append(image)
         for name, group in frames.items():
             yield Subject(subject_id(kind, name), tuple(group))
 

@@ -21,10 +21,10 @@ A *message* is one SQS message, or the whole event of a direct S3, SNS or EventB
 Order and idempotence come from the database, so they hold across concurrent handlers (see
 :mod:`panopipe.catalog.object_events`): a batch's events are applied in one transaction; if that fails, one
 event per transaction, so only that event's message fails (its later events are not applied, and the events
-of a message that failed before reaching the catalog are not applied: the message comes back whole). Only
-events that changed an image plan and start jobs, and jobs are unique per (step, subject, fingerprint): heavy
-steps (stitch) are queued for the dispatcher, the others run on the handler's executor
-(:func:`~panopipe.pipeline.runner.initiate`).
+of a message that failed before reaching the catalog are not applied: the message comes back whole), and the
+shots of the changed frames are regrouped in the same transaction. Only events that changed an image plan and
+start jobs, and jobs are unique per (step, subject, fingerprint): heavy steps (stitch) are queued for the
+dispatcher, the others run on the handler's executor (:func:`~panopipe.pipeline.runner.initiate`).
 Reprocessing errors are logged and do not fail messages: the catalog is right, and the planner (state-based)
 picks the work up next time.
 """
@@ -35,8 +35,7 @@ import logging
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, field
 from typing import Any
 
 from panopipe.catalog import Catalog, Selection
@@ -191,7 +190,6 @@ class EventHandler:
         failing = {i.message_id for i in pending if i.outcome and i.outcome.action is Action.FAILED} - {None}
         self._apply([i for i in pending if i.message_id not in failing])
         changed: set[str] = set()
-        frames: dict[str | None, dict[str, datetime | None]] = {}  # per reel, changed frames' capture times
         for item in pending:
             outcome = item.outcome
             if outcome is None or (item.message_id in report.failed_messages and item.message_id is not None):
@@ -204,12 +202,9 @@ class EventHandler:
                 log.info("skipped", extra=outcome.to_dict())
             elif outcome.action is not Action.UNCHANGED and outcome.image_id:
                 changed.add(outcome.image_id)
-                record = item.change.record if item.change is not None else None
-                if record is not None and record.reel is not None:
-                    frames.setdefault(record.reel, {})[outcome.image_id] = record.captured_at
         applied = time.perf_counter()
         if changed:
-            self._reprocess(report, changed, frames)
+            self._reprocess(report, changed)
         report.seconds = {
             "read": round(read - started, 4),
             "apply": round(applied - read, 4),
@@ -272,7 +267,12 @@ class EventHandler:
         """Apply the changes read for ``items`` to the catalog in one call, setting the outcomes of those it
         applied."""
         ready = [(item, item.change) for item in items if item.change is not None]
-        applied = self.catalog.apply_object_events([c for _, c in ready], on_removed=orphan_artifacts)
+        # The shots of the changed frames are regrouped in the same transaction.
+        applied = self.catalog.apply_object_events(
+            [c for _, c in ready],
+            on_removed=orphan_artifacts,
+            shot_tolerance_s=self.settings.ingest.shot_tolerance_s,
+        )
         for (item, _), result in zip(ready, applied, strict=True):
             if result is not None:
                 item.outcome = Outcome(
@@ -281,18 +281,9 @@ class EventHandler:
 
     # Reprocessing
 
-    def _reprocess(
-        self, report: HandleReport, changed: set[str], frames: dict[str | None, dict[str, datetime | None]]
-    ) -> None:
+    def _reprocess(self, report: HandleReport, changed: set[str]) -> None:
         selection = Selection(ids=tuple(sorted(changed)))
         try:
-            # A removal regroups its whole reel: the shots then depend on the frames left, not on the order.
-            removed = {
-                i.reel for i in self.catalog.images(replace(selection, include_deleted=True)) if i.deleted
-            }
-            around = {reel: times for reel, times in frames.items() if reel not in removed}
-            reels = {*frames, *(removed - {None})}
-            self.catalog.assign_shots(reels, self.settings.ingest.shot_tolerance_s, around=around)
             if self.executor is None:
                 report.planned = len(plan(self.catalog, selection, self.steps, self.settings))
                 return

@@ -1,7 +1,8 @@
 """The planner: which jobs a run would make, and why, without fingerprinting every image.
 
 Candidates are found set-wise in SQL (the job store's queries, :mod:`panopipe.pipeline.store`, over the
-subjects the catalog selects, :mod:`panopipe.catalog.subjects`, in one of the catalog's transactions), per step: subjects with no artifact, a different ``params_hash``
+subjects the catalog selects, :mod:`panopipe.catalog.subjects`, on one connection without a transaction of
+its own on PostgreSQL: :meth:`Catalog.autocommit`), per step: subjects with no artifact, a different ``params_hash``
 (parameters or step version changed), a selected image updated after the artifact, an upstream artifact newer
 than it, or a job that failed, was cancelled or was marked stale by ``verify --repair``. Only candidates get
 their fingerprint computed. A candidate whose fingerprint matches its artifact is up to date: the planner
@@ -119,7 +120,7 @@ def plan(
     items: list[PlanItem] = []
     rerun: dict[str, set[str]] = {}
     started = utcnow()
-    with catalog.transaction() as conn, selected_subjects(conn, selection or Selection()) as selected:
+    with catalog.autocommit() as conn, selected_subjects(conn, selection or Selection()) as selected:
         found = {} if force else candidates(conn, pipeline.steps, selected)
         failed = failed_jobs(conn, pipeline.steps, selected)
         known = None if force else _recorded_for(conn, pipeline.steps, found, failed)

@@ -207,7 +207,7 @@ def initiate(
 
 def _plan(catalog: Catalog, selection: Selection, step: Step, force: bool, busy: set[str]) -> list[Work]:
     """The jobs of ``step`` due now, leaving out the subjects in ``busy`` before they are loaded."""
-    with catalog.transaction() as conn, selected_subjects(conn, selection) as selected:
+    with catalog.autocommit() as conn, selected_subjects(conn, selection) as selected:
         found = None
         if not force:
             found = {

@@ -74,28 +74,56 @@ def candidates(
     changed (for steps that read images) or the upstream step made a new output.
     """
     found: dict[str, dict[SubjectKind, set[Any]]] = {step.name: {} for step in steps}
+    parts = tuple(
+        (
+            kind,
+            tuple((s.name, s.params_hash, bool(s.reads), s.upstream(kind)) for s in steps if kind in s.kinds),
+        )
+        for kind in KINDS
+    )
+    parts = tuple((kind, signature) for kind, signature in parts if signature)
+    if not parts:
+        return found
     build = _kept_candidates_query if selected.shared else _candidates_query
-    for kind in KINDS:
-        relevant = [step for step in steps if kind in step.kinds]
-        if not relevant:
-            continue
-        signature = tuple((s.name, s.params_hash, bool(s.reads), s.upstream(kind)) for s in relevant)
-        query = build(kind, signature, selected[kind], conn.dialect.name)
-        for row in conn.execute(query, selected.params):
-            for step, flagged in zip(relevant, row[1:], strict=True):
-                if flagged:
-                    found[step.name].setdefault(kind, set()).add(row[0])
+    query = build(parts, tuple(selected[kind] for kind, _ in parts), conn.dialect.name)
+    signatures = dict(parts)
+    for row in conn.execute(query, selected.params):
+        kind, key = row[0], row[1]
+        if len(parts) > 1 and kind == "image":
+            # An image id cast to text is dashed on PostgreSQL and bare hex on SQLite; its key is the dashed form.
+            key = str(uuid.UUID(key))
+        for (name, *_), flagged in zip(signatures[kind], row[2:], strict=False):
+            if flagged:
+                found[name].setdefault(kind, set()).add(key)
     return found
 
 
 def _candidates_query(
+    parts: tuple[tuple[SubjectKind, tuple[tuple[str, str, bool, str | None], ...]], ...],
+    tables: tuple[sa.FromClause, ...],
+    dialect: str,
+) -> sa.Select[Any] | sa.CompoundSelect[Any]:
+    """The candidates of every kind of ``parts`` in one statement: ``kind``, ``key`` (as text when kinds are
+    combined) and a 0/1 flag per step of the kind's signature (0 past its end)."""
+    width = max(len(signature) for _, signature in parts)
+    selects = [
+        _kind_candidates(kind, signature, table, dialect, width, as_text=len(parts) > 1)
+        for (kind, signature), table in zip(parts, tables, strict=True)
+    ]
+    return selects[0] if len(selects) == 1 else sa.union_all(*selects)
+
+
+def _kind_candidates(
     kind: SubjectKind,
     signature: tuple[tuple[str, str, bool, str | None], ...],
     table: sa.FromClause,
     dialect: str,
+    width: int,
+    *,
+    as_text: bool,
 ) -> sa.Select[Any]:
     """The candidates of the steps of ``signature`` (name, params hash, whether it reads images, upstream)
-    among the subjects of ``kind`` in ``table``: their key and a 0/1 flag per step."""
+    among the subjects of ``kind`` in ``table``: the kind, their key and a 0/1 flag per step."""
     upstreams = sorted({upstream for *_, upstream in signature if upstream})
     probes: list[tuple[str, sa.ColumnElement[Any], Sequence[sa.ColumnElement[bool]]]] = [
         (f"seen_{i}", _SEEN, _primary(name, params_hash))
@@ -112,7 +140,10 @@ def _candidates_query(
         if upstream is not None:
             conditions.append(rec.c[f"made_{upstream}"] > seen)
         flags.append(sa.or_(*conditions))
-    return sa.select(rec.c.key, *(sa.case((flag, 1), else_=0) for flag in flags)).where(sa.or_(*flags))
+    key = sa.cast(rec.c.key, sa.String) if as_text else rec.c.key
+    columns = [sa.case((flag, 1), else_=0).label(f"f{i}") for i, flag in enumerate(flags)]
+    columns += [sa.literal(0).label(f"f{i}") for i in range(len(flags), width)]
+    return sa.select(sa.literal(kind).label("kind"), key.label("key"), *columns).where(sa.or_(*flags))
 
 
 _kept_candidates_query = functools.lru_cache(maxsize=64)(_candidates_query)
@@ -402,12 +433,15 @@ def _dialect_insert(conn: sa.Connection) -> Any:
 
 
 def record_external_ids(catalog: Catalog, external_ids: Mapping[str, str | None]) -> None:
-    """Record where each job (by id) runs, as the remote executor names it, once it has been submitted."""
+    """Record where each job (by id) runs, as the remote executor names it, once it has been submitted: one
+    statement per external id and chunk of jobs (the jobs of an array child share one)."""
+    by_external: dict[str | None, list[str]] = {}
+    for job_id, ext in external_ids.items():
+        by_external.setdefault(ext, []).append(job_id)
     with catalog.transaction() as conn:
-        conn.execute(
-            jobs.update().where(jobs.c.id == sa.bindparam("job_id")).values(external_id=sa.bindparam("ext")),
-            [{"job_id": job_id, "ext": ext} for job_id, ext in external_ids.items()],
-        )
+        for ext, job_ids in by_external.items():
+            for chunk in batched(job_ids, CHUNK):
+                conn.execute(jobs.update().where(jobs.c.id.in_(chunk)).values(external_id=ext))
 
 
 def new_claim() -> str:

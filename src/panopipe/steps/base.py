@@ -22,7 +22,7 @@ from panopipe.catalog.records import to_json_value
 from panopipe.catalog.subjects import Subject, SubjectKind
 from panopipe.config import ConfigKey, check_names
 from panopipe.errors import ObjectExistsError, StorageError
-from panopipe.steps.fingerprint import fingerprint
+from panopipe.steps.fingerprint import canonical_json, fingerprint
 from panopipe.storage import open_storage, resolve_uri
 
 Log = Callable[[str], None]
@@ -134,15 +134,14 @@ class Step(ABC):
         else:
             inputs = [frame.content_hash for frame in subject.frames]
         metadata = [{name: to_json_value(getattr(f, name)) for name in self.reads} for f in subject.frames]
-        return fingerprint(
-            {
-                "step": self.name,
-                "version": self.version,
-                "params": self.params,
-                "inputs": inputs,
-                "metadata": metadata,
-            }
-        )
+        # The canonical JSON of {"inputs", "metadata", "params", "step", "version"}, keys sorted: the part from
+        # "params" on is the same for every subject, serialised once per step.
+        head = canonical_json({"inputs": inputs, "metadata": metadata})[:-1]
+        return hashlib.sha256(f"{head},{self._fingerprint_tail}".encode()).hexdigest()
+
+    @functools.cached_property
+    def _fingerprint_tail(self) -> str:
+        return canonical_json({"params": self.params, "step": self.name, "version": self.version})[1:]
 
     def output_key(self, subject: Subject, name: str) -> str:
         """The stable storage key of output ``name`` of ``subject`` under the output root, which

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import tempfile
 import threading
 from abc import ABC, abstractmethod
@@ -80,6 +81,9 @@ def os_storage_error(action: str, path: Path | str, error: OSError) -> StorageEr
     return StorageError(f"cannot {action} {path}: {error.strerror}", transient=is_transient_os_error(error))
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def validate_key(key: str) -> str:
     """Return ``key`` if it is a safe relative key; raise :class:`StorageError` if it could escape the root.
 
@@ -88,9 +92,10 @@ def validate_key(key: str) -> str:
     """
     if not key or key.startswith("/") or "\\" in key:
         raise StorageError(f"invalid storage key {key!r}: keys are relative, '/'-separated paths")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
+    if _CONTROL.search(key):
         raise StorageError(f"invalid storage key {key!r}: control characters are not allowed")
-    if any(part in ("", ".", "..") for part in key.split("/")):
+    parts = key.split("/")
+    if "" in parts or "." in parts or ".." in parts:
         raise StorageError(f"invalid storage key {key!r}: empty, '.' and '..' segments are not allowed")
     return key
 
