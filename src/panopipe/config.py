@@ -72,9 +72,6 @@ def config_key(default: Any, help: str, default_text: str | None = None) -> Any:
     return field(default=default, metadata={"help": help, "default_text": default_text})
 
 
-_key = config_key  # the short name of this module's fields
-
-
 def declared_keys(cls: type) -> tuple[ConfigKey, ...]:
     """The keys of the dataclass ``cls`` that have help (its config keys), with their defaults."""
     return tuple(
@@ -94,12 +91,12 @@ class IngestRules:
     form one shot.
     """
 
-    path_pattern: str = _key(
+    path_pattern: str = config_key(
         r"(?:^|/)(?P<reel>[^/]+)/(?:cam(?:era)?[_-]?(?P<camera>\d+)/)?[^/]*?(?P<frame>\d+)\.jpe?g$",
         "Regular expression searched in each file's path (relative, `/` separators); its named groups "
         "`reel`, `frame` and `camera` fill those fields.",
     )
-    shot_tolerance_s: float = _key(
+    shot_tolerance_s: float = config_key(
         0.05, "Frames of one reel from different cameras within this many seconds form one shot."
     )
 
@@ -108,40 +105,42 @@ class IngestRules:
 class Settings:
     """Every setting panopipe reads. Build it with :func:`load_settings`."""
 
-    catalog: str = _key(DEFAULT_CATALOG, "The catalog: a SQLite file path or a postgresql:// URL.")
-    s3_endpoint_url: str | None = _key(
+    catalog: str = config_key(DEFAULT_CATALOG, "The catalog: a SQLite file path or a postgresql:// URL.")
+    s3_endpoint_url: str | None = config_key(
         None, "S3 endpoint for MinIO or moto's server.", "AWS's endpoint for the region"
     )
-    aws_region: str | None = _key(None, "AWS region.", "boto3's default (profile, environment)")
-    aws_profile: str | None = _key(None, "AWS profile of ~/.aws/config.", "boto3's default")
-    project: str = _key(
+    aws_region: str | None = config_key(None, "AWS region.", "boto3's default (profile, environment)")
+    aws_profile: str | None = config_key(None, "AWS profile of ~/.aws/config.", "boto3's default")
+    project: str = config_key(
         "panopipe",
         "Project name, written into outputs and publish names.",
     )
-    output_prefix: str | None = _key(
+    output_prefix: str | None = config_key(
         None,
         "Storage URI where pipeline outputs go when `[steps.pipeline] output` is not set; events under it are "
         "ignored.",
         "see `[steps.pipeline] output`",
     )
-    buckets: tuple[str, ...] = _key(
+    buckets: tuple[str, ...] = config_key(
         (),
         "The buckets whose events the event handler accepts (a list, or comma-separated in the environment).",
         "every bucket",
     )
-    executor: str | None = _key(
+    executor: str | None = config_key(
         None,
         "Where jobs run: `local` (a process pool), `inline` (in this process), `batch` (AWS Batch) or `none` (plan only).",
         "`local` for `panopipe run`, `inline` for the event handler",
     )
-    batch_job_queue: str | None = _key(
+    batch_job_queue: str | None = config_key(
         None, "The AWS Batch job queue of the `batch` executor (the stack's `JobQueueArn` output)."
     )
-    batch_job_definition: str | None = _key(
+    batch_job_definition: str | None = config_key(
         None, "The worker job definition of the `batch` executor (the stack's `JobDefinitionArn` output)."
     )
-    batch_chunk_jobs: int = _key(200, "Jobs per array child of the `batch` executor: a few minutes of work.")
-    batch_poll_s: float = _key(
+    batch_chunk_jobs: int = config_key(
+        200, "Jobs per array child of the `batch` executor: a few minutes of work."
+    )
+    batch_poll_s: float = config_key(
         15.0, "Seconds between two looks at AWS Batch while `panopipe run --wait` follows."
     )
     ingest: IngestRules = field(default_factory=IngestRules)
