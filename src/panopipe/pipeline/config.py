@@ -65,8 +65,12 @@ def load_pipeline(
     catalog: Catalog, settings: Settings | None = None, steps: list[str] | None = None
 ) -> Pipeline:
     """The pipeline configured for ``catalog`` (the catalog's project configuration, else ``settings``; default:
-    empty settings), limited to ``steps`` if given."""
-    return build_pipeline(catalog, project_settings(catalog, settings or Settings()), steps)
+    empty settings), limited to ``steps`` if given. Settings already resolved against the catalog's version
+    (``config_version`` set, as the event handler does once per batch) are used as they are: no second read."""
+    settings = settings or Settings()
+    if settings.config_version is None:
+        settings = project_settings(catalog, settings)
+    return build_pipeline(catalog, settings, steps)
 
 
 def build_pipeline(catalog: Catalog, settings: Settings, steps: list[str] | None = None) -> Pipeline:
