@@ -27,6 +27,7 @@ from panopipe.config import Settings
 from panopipe.errors import PanopipeError
 from panopipe.executors import InlineExecutor
 from panopipe.pipeline import plan
+from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.dispatch import dispatch
 from panopipe.pipeline.runner import initiate
 from panopipe.pipeline.store import CLAIM_TTL_S, claim_jobs, new_claim, record_submitted, release_claim
@@ -59,10 +60,12 @@ def at_once(count: int, work: Callable[[int], Any]) -> list[Any]:
     return results
 
 
-def test_two_claimers_at_once_share_the_queued_jobs_without_overlap(catalog_url: str):
+def test_two_claimers_at_once_share_the_queued_jobs_without_overlap(catalog_url: str, tmp_path: Path):
     specs = [JobSpec(new_id(), "stitch", f"shot:R001-{n:06d}", f"f{n}") for n in range(JOBS)]
     with Catalog.open(catalog_url) as catalog:
-        ids = list(record_submitted(catalog, specs, ["new input"] * JOBS, "batch").values())
+        settings = Settings(steps={"pipeline": {"output": str(tmp_path / "out")}})
+        stitch = load_pipeline(catalog, settings, ["stitch"]).steps[0]
+        ids = list(record_submitted(catalog, stitch, specs, ["new input"] * JOBS, "batch").values())
     submitters = [Catalog.open(catalog_url) for _ in range(2)]  # two processes' engines
     try:
         tokens = [new_claim(), new_claim()]
@@ -75,7 +78,7 @@ def test_two_claimers_at_once_share_the_queued_jobs_without_overlap(catalog_url:
     with Catalog.open(catalog_url) as catalog:
         assert claim_jobs(catalog, ids, new_claim()) == set()  # all held
         # Queueing the same jobs again (a late planner) leaves claimed jobs alone.
-        record_submitted(catalog, specs, ["again"] * JOBS, "batch")
+        record_submitted(catalog, stitch, specs, ["again"] * JOBS, "batch")
         assert claim_jobs(catalog, ids, new_claim()) == set()
         release_claim(catalog, tokens[0])
         assert claim_jobs(catalog, ids, tokens[0]) == claimed[0]

@@ -161,7 +161,7 @@ def _submit_due(
             continue
         _validate(catalog, step, {w.subject.id for w in work})
         if queue is not None and queue(step):
-            record_submitted(catalog, _specs(work), [w.reason for w in work], DISPATCH_EXECUTOR)
+            record_submitted(catalog, step, _specs(work), [w.reason for w in work], DISPATCH_EXECUTOR)
             status, count = "queued", len(work)
         elif executor.detached:
             status, count = "submitted", len(_submit(catalog, executor, work)[0])
@@ -262,7 +262,7 @@ def _submit(
     submission claims (another submitter holds the others, see :func:`claim_jobs`). The submitted specs
     (whose ids are the job rows' ids, as results name them) with their work, and their handles."""
     specs = _specs(work)
-    job_ids = record_submitted(catalog, specs, [w.reason for w in work], executor.name)
+    job_ids = record_submitted(catalog, work[0].step, specs, [w.reason for w in work], executor.name)
     pairs = [(replace(spec, id=job_ids[spec.id]), w) for spec, w in zip(specs, work, strict=True)]
     if not executor.detached:
         return pairs, executor.submit([spec for spec, _ in pairs])

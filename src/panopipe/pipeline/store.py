@@ -360,12 +360,15 @@ def put_job(
 
 
 def record_submitted(
-    catalog: Catalog, specs: Sequence[JobSpec], reasons: Sequence[str], executor: str
+    catalog: Catalog, step: Step, specs: Sequence[JobSpec], reasons: Sequence[str], executor: str
 ) -> dict[str, str]:
-    """Record each job as queued (reusing the row of an earlier job with the same fingerprint); job ids by
-    spec id. Set-wise: one look-up per chunk of subjects, then one insert and one update for all."""
+    """Record each job of ``step`` as queued (reusing the row of an earlier job with the same fingerprint),
+    with the step's version and parameters, which its artifacts will record; job ids by spec id. Set-wise:
+    one look-up per chunk of subjects, then one insert and one update for all."""
     now = utcnow()
     values = {
+        "params_hash": step.params_hash,
+        "step_version": step.version,
         "status": "queued",
         "executor": executor,
         "external_id": None,
@@ -520,10 +523,11 @@ def is_claim(external_id: str) -> bool:
 def record_finished(
     catalog: Catalog, job_id: str, step: Step, subject: Subject, fingerprint: str, state: JobState
 ) -> list[str]:
-    """Record how job ``job_id`` of ``step`` over ``subject`` ended, and its artifacts if it succeeded; the
-    output URIs that no artifact records any more (superseded objects): those of the artifacts they replaced,
-    or the job's own when the subject's artifacts come from a job submitted after it (a late result of a
-    retried or reclaimed job is recorded as a job, never over newer outputs)."""
+    """Record how job ``job_id`` of ``step`` over ``subject`` ended, and its artifacts if it succeeded, made
+    with the version and parameters the job was submitted with (:func:`record_submitted`), whatever the
+    configuration is now; the output URIs that no artifact records any more (superseded objects): those of
+    the artifacts they replaced, or the job's own when the subject's artifacts come from a job submitted
+    after it (a late result of a retried or reclaimed job is recorded as a job, never over newer outputs)."""
     outcome = state.outcome
     if outcome is None:  # cancelled before it started
         record_cancelled(catalog, [job_id])
@@ -544,6 +548,16 @@ def record_finished(
         )
         if outcome.status != "succeeded":
             return []
+        # The version and parameters the job was submitted with, not the step's now: a configuration pushed
+        # while it ran must leave its artifacts stale. Jobs recorded before revision 0010 have none.
+        made = conn.execute(
+            sa.select(jobs.c.step_version, jobs.c.params_hash).where(jobs.c.id == job_id)
+        ).first()
+        version, params_hash = (
+            (made.step_version, made.params_hash)
+            if made is not None and made.params_hash is not None
+            else (step.version, step.params_hash)
+        )
         c = artifacts.c
         mine = (c.step == step.name, c.subject == subject.id)
         replaced = set(conn.execute(sa.select(c.output_uri).where(*mine)).scalars())
@@ -564,8 +578,8 @@ def record_finished(
                     "name": output.name,
                     "image_id": subject.key if subject.kind == "image" else None,
                     "shot": subject.key if subject.kind == "shot" else None,
-                    "step_version": step.version,
-                    "params_hash": step.params_hash,
+                    "step_version": version,
+                    "params_hash": params_hash,
                     "fingerprint": fingerprint,
                     "output_uri": output.uri,
                     "output_hash": output.hash,
