@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from tests.pipeline.batch_world import BUCKET, World, manifest_of
+from tests.pipeline.batch_world import BUCKET, Containers, World, manifest_of
 from tests.pipeline.captures import add_panoramas, add_rig_shots
 
 from panopipe.catalog import Catalog, Selection
@@ -26,9 +26,11 @@ from panopipe.catalog.types import new_id, utcnow
 from panopipe.config import Settings
 from panopipe.errors import PanopipeError
 from panopipe.executors import InlineExecutor
+from panopipe.executors.factory import build_executor
 from panopipe.pipeline import plan
 from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.dispatch import dispatch
+from panopipe.pipeline.remote import refresh, work_uri
 from panopipe.pipeline.runner import initiate
 from panopipe.pipeline.store import CLAIM_TTL_S, claim_jobs, new_claim, record_submitted, release_claim
 from panopipe.steps.base import JobSpec
@@ -36,6 +38,29 @@ from panopipe.steps.registry import STEP_TYPES
 
 JOBS = 300
 SHOTS = 6
+
+
+def batch_settings(world: World) -> Settings:
+    """The batch executor's settings on moto's server, outputs in its bucket."""
+    return Settings(
+        project="demo",
+        batch_job_queue=world.queue,
+        batch_job_definition=world.definition,
+        batch_chunk_jobs=2,
+        steps={"pipeline": {"output": f"s3://{BUCKET}/out"}, "derive": {"thumbnail": 64, "preview": 0}},
+    )
+
+
+def queue_for_dispatcher(catalog: Catalog, settings: Settings) -> None:
+    """What the event path does with the batch executor (``PANOPIPE_EXECUTOR=batch``): every job due is
+    queued for the dispatcher, none submitted."""
+    executor = build_executor("batch", settings=settings, work_uri=work_uri(load_pipeline(catalog, settings)))
+    assert executor is not None
+    try:
+        report = initiate(catalog, Selection(), None, settings, executor=executor)
+    finally:
+        executor.close()
+    assert set(report.counts) <= {"apply-metadata"}
 
 
 def at_once(count: int, work: Callable[[int], Any]) -> list[Any]:
@@ -116,15 +141,10 @@ def test_with_batch_configured_an_event_queues_heavy_steps_and_runs_light_ones(p
 
 
 def test_two_dispatchers_at_once_submit_each_job_once(catalog_url: str, tmp_path: Path, world: World):
+    settings = batch_settings(world)
     with Catalog.open(catalog_url) as catalog:
         add_panoramas(catalog, tmp_path / "captures", SHOTS)
-    settings = Settings(
-        project="demo",
-        batch_job_queue=world.queue,
-        batch_job_definition=world.definition,
-        batch_chunk_jobs=2,
-        steps={"pipeline": {"output": f"s3://{BUCKET}/out"}, "derive": {"thumbnail": 64, "preview": 0}},
-    )
+        queue_for_dispatcher(catalog, settings)
     dispatchers = [Catalog.open(catalog_url) for _ in range(2)]
     try:
         dry = dispatch(dispatchers[0], settings, dry_run=True)
@@ -156,10 +176,10 @@ def test_a_tick_whose_submission_fails_releases_its_claims_for_the_next(
     # moto refuses a SubmitJob to a job queue that does not exist, as AWS does.
     with Catalog.open(catalog_url) as catalog:
         add_panoramas(catalog, tmp_path / "captures", 2)
-        settings = Settings(
-            batch_job_queue=world.queue.replace("job-queue/workers", "job-queue/missing"),
-            batch_job_definition=world.definition,
-            steps={"pipeline": {"output": f"s3://{BUCKET}/out"}},
+        settings = batch_settings(world)
+        queue_for_dispatcher(catalog, settings)
+        settings = replace(
+            settings, batch_job_queue=world.queue.replace("job-queue/workers", "job-queue/missing")
         )
         with pytest.raises(PanopipeError):
             dispatch(catalog, settings)
@@ -170,3 +190,40 @@ def test_a_tick_whose_submission_fails_releases_its_claims_for_the_next(
         report = dispatch(catalog, replace(settings, batch_job_queue=world.queue))
 
         assert report.submitted == {"apply-metadata": 2} and len(world.arrays()) == 1
+
+
+def test_a_tick_submits_what_was_queued_and_what_follows_jobs_that_ended_never_what_a_config_push_made_due(
+    catalog_url: str, tmp_path: Path, world: World
+):
+    # The dry run and the tick share one rule: after each tick's jobs ran (and `status` recorded them:
+    # the dry run asks AWS nothing), the dry run says what the next tick submits.
+    settings, containers = batch_settings(world), Containers(world)
+    with Catalog.open(catalog_url) as catalog:
+        add_panoramas(catalog, tmp_path / "captures", SHOTS)
+        assert dispatch(catalog, settings, dry_run=True).submitted == {}  # nobody uploaded anything
+        queue_for_dispatcher(catalog, settings)  # the event path: uploads
+
+        ticks = []
+        for _ in range(2):
+            due = dispatch(catalog, settings, dry_run=True).submitted
+            ticks.append(dispatch(catalog, settings).submitted)
+            assert ticks[-1] == due
+            containers.run()
+            refresh(catalog, settings)
+        assert ticks == [{"apply-metadata": SHOTS}, {"derive": SHOTS}]
+
+        # A configuration change makes every panorama's apply-metadata (and what follows) due, which the
+        # dispatcher leaves to `panopipe run`; the publish that follows the derive that just ended goes on.
+        content = {"steps": {**settings.steps, "apply-metadata": {"artist": "Bo"}}}
+        catalog.push_project_config(content, author="test", reason="artist")
+        planned = plan(catalog, settings=settings)  # first in each subject's plan: what a tick used to take
+        assert [i.reason for i in planned if i.step == "apply-metadata"] == ["parameters changed"] * SHOTS
+        assert dispatch(catalog, settings, dry_run=True).submitted == {"publish": SHOTS}
+        assert dispatch(catalog, settings).submitted == {"publish": SHOTS}
+        containers.run()
+        refresh(catalog, settings)
+
+        assert dispatch(catalog, settings, dry_run=True).submitted == {}
+        tick = dispatch(catalog, settings)
+        assert tick.submitted == {} and tick.ended == {}
+        assert plan(catalog, settings=settings).counts()["apply-metadata"] == SHOTS
