@@ -124,6 +124,19 @@ def test_a_plan_from_another_folder_uses_the_catalogs_version(capsys, project, m
     assert "panopipe.toml differs" in warning and "config push" in warning and "config show" in warning
 
 
+def test_a_push_says_how_many_jobs_are_due_with_it_and_how_to_run_them(capsys, project):
+    url, tmp_path = project
+    assert run(capsys, "run", "-c", url, "--executor", "inline")[0] == 0
+    code, _, err = run(capsys, "config", "push", "-c", url, "--yes")
+    assert code == 0 and "no job is due" in err
+
+    write_config(Path.cwd(), tmp_path / "out", 128)
+    code, _, err = run(capsys, "config", "push", "-c", url, "--yes")
+
+    assert code == 0 and "6 jobs are due with this version (derive 3, publish 3)" in err
+    assert "the dispatcher does not start them" in err and "`panopipe run --executor batch`" in err
+
+
 def test_push_refuses_a_file_that_does_not_configure_a_pipeline(capsys, project):
     url, _ = project
     (Path.cwd() / "panopipe.toml").write_text("[steps.derive]\nthumbnial = 64\n", encoding="utf-8")

@@ -15,11 +15,16 @@ from pathlib import Path
 
 import pytest
 from tests.pipeline.batch_world import BUCKET, Containers, World, manifest_of
-from tests.pipeline.captures import add_panoramas
+from tests.pipeline.captures import RIG, add_panoramas, add_rig_shots
 from typer.testing import CliRunner
 
 from panopipe.catalog import Catalog
 from panopipe.cli.app import app
+from panopipe.config import Settings
+from panopipe.pipeline import plan, run
+from panopipe.pipeline.config import load_pipeline
+from panopipe.pipeline.remote import refresh
+from panopipe.pipeline.store import recorded
 
 CHUNK = 2
 SHOTS = 5
@@ -150,3 +155,36 @@ def test_children_that_die_fail_their_jobs_with_batchs_reason_and_run_retries_on
     assert retry["arrayProperties"]["size"] == 2  # ceil(3 / 2): only the failed jobs
     containers.run()
     assert cli(project, "status")[1]["jobs"] == {"apply-metadata": {"succeeded": SHOTS}}
+
+
+def test_a_result_recorded_after_a_config_push_keeps_the_parameters_its_job_was_submitted_with(
+    catalog_url: str, tmp_path: Path, world: World
+):
+    steps = {
+        "pipeline": {"output": f"s3://{BUCKET}/out"},
+        "stitch": {"rig": RIG.to_dict(), "params": {"width": 256, "height": 128}, "quality": 90},
+    }
+    settings = Settings(
+        project="demo", executor="batch", batch_job_queue=world.queue, batch_job_definition=world.definition
+    )
+    with Catalog.open(catalog_url) as catalog:
+        add_rig_shots(catalog, tmp_path / "captures", 1)
+        catalog.push_project_config({"steps": steps}, author="test", reason="quality 90")
+        submitted_with = load_pipeline(catalog, settings, ["stitch"]).steps[0].params_hash
+        [item] = plan(catalog, steps=["stitch"], settings=settings)
+        assert run(catalog, steps=["stitch"], settings=settings, wait=False).counts == {
+            "stitch": {"submitted": 1}
+        }
+        assert Containers(world).run() == 1  # the stitch ran with quality 90
+
+        # The configuration changes while the job's result waits to be recorded.
+        changed = {**steps, "stitch": {**steps["stitch"], "quality": 80}}
+        catalog.push_project_config({"steps": changed}, author="test", reason="quality 80")
+        assert refresh(catalog, settings).ended == {"stitch": {"succeeded": 1}}
+
+        with catalog.connect() as conn:
+            [artifact] = recorded(conn, ["stitch"], [item.subject])["stitch"].values()
+        assert artifact.params_hash == submitted_with
+        assert [(i.subject, i.reason) for i in plan(catalog, steps=["stitch"], settings=settings)] == [
+            (item.subject, "parameters changed")
+        ]

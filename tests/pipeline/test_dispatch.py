@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from tests.pipeline.batch_world import BUCKET, World, manifest_of
+from tests.pipeline.batch_world import BUCKET, Containers, World, manifest_of
 from tests.pipeline.captures import add_panoramas, add_rig_shots
 
 from panopipe.catalog import Catalog, Selection
@@ -26,8 +26,11 @@ from panopipe.catalog.types import new_id, utcnow
 from panopipe.config import Settings
 from panopipe.errors import PanopipeError
 from panopipe.executors import InlineExecutor
+from panopipe.executors.factory import build_executor
 from panopipe.pipeline import plan
+from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.dispatch import dispatch
+from panopipe.pipeline.remote import refresh, work_uri
 from panopipe.pipeline.runner import initiate
 from panopipe.pipeline.store import CLAIM_TTL_S, claim_jobs, new_claim, record_submitted, release_claim
 from panopipe.steps.base import JobSpec
@@ -35,6 +38,29 @@ from panopipe.steps.registry import STEP_TYPES
 
 JOBS = 300
 SHOTS = 6
+
+
+def batch_settings(world: World) -> Settings:
+    """The batch executor's settings on moto's server, outputs in its bucket."""
+    return Settings(
+        project="demo",
+        batch_job_queue=world.queue,
+        batch_job_definition=world.definition,
+        batch_chunk_jobs=2,
+        steps={"pipeline": {"output": f"s3://{BUCKET}/out"}, "derive": {"thumbnail": 64, "preview": 0}},
+    )
+
+
+def queue_for_dispatcher(catalog: Catalog, settings: Settings) -> None:
+    """What the event path does with the batch executor (``PANOPIPE_EXECUTOR=batch``): every job due is
+    queued for the dispatcher, none submitted."""
+    executor = build_executor("batch", settings=settings, work_uri=work_uri(load_pipeline(catalog, settings)))
+    assert executor is not None
+    try:
+        report = initiate(catalog, Selection(), None, settings, executor=executor)
+    finally:
+        executor.close()
+    assert set(report.counts) <= {"apply-metadata"}
 
 
 def at_once(count: int, work: Callable[[int], Any]) -> list[Any]:
@@ -59,10 +85,12 @@ def at_once(count: int, work: Callable[[int], Any]) -> list[Any]:
     return results
 
 
-def test_two_claimers_at_once_share_the_queued_jobs_without_overlap(catalog_url: str):
+def test_two_claimers_at_once_share_the_queued_jobs_without_overlap(catalog_url: str, tmp_path: Path):
     specs = [JobSpec(new_id(), "stitch", f"shot:R001-{n:06d}", f"f{n}") for n in range(JOBS)]
     with Catalog.open(catalog_url) as catalog:
-        ids = list(record_submitted(catalog, specs, ["new input"] * JOBS, "batch").values())
+        settings = Settings(steps={"pipeline": {"output": str(tmp_path / "out")}})
+        stitch = load_pipeline(catalog, settings, ["stitch"]).steps[0]
+        ids = list(record_submitted(catalog, stitch, specs, ["new input"] * JOBS, "batch").values())
     submitters = [Catalog.open(catalog_url) for _ in range(2)]  # two processes' engines
     try:
         tokens = [new_claim(), new_claim()]
@@ -75,7 +103,7 @@ def test_two_claimers_at_once_share_the_queued_jobs_without_overlap(catalog_url:
     with Catalog.open(catalog_url) as catalog:
         assert claim_jobs(catalog, ids, new_claim()) == set()  # all held
         # Queueing the same jobs again (a late planner) leaves claimed jobs alone.
-        record_submitted(catalog, specs, ["again"] * JOBS, "batch")
+        record_submitted(catalog, stitch, specs, ["again"] * JOBS, "batch")
         assert claim_jobs(catalog, ids, new_claim()) == set()
         release_claim(catalog, tokens[0])
         assert claim_jobs(catalog, ids, tokens[0]) == claimed[0]
@@ -113,15 +141,10 @@ def test_with_batch_configured_an_event_queues_heavy_steps_and_runs_light_ones(p
 
 
 def test_two_dispatchers_at_once_submit_each_job_once(catalog_url: str, tmp_path: Path, world: World):
+    settings = batch_settings(world)
     with Catalog.open(catalog_url) as catalog:
         add_panoramas(catalog, tmp_path / "captures", SHOTS)
-    settings = Settings(
-        project="demo",
-        batch_job_queue=world.queue,
-        batch_job_definition=world.definition,
-        batch_chunk_jobs=2,
-        steps={"pipeline": {"output": f"s3://{BUCKET}/out"}, "derive": {"thumbnail": 64, "preview": 0}},
-    )
+        queue_for_dispatcher(catalog, settings)
     dispatchers = [Catalog.open(catalog_url) for _ in range(2)]
     try:
         dry = dispatch(dispatchers[0], settings, dry_run=True)
@@ -153,10 +176,10 @@ def test_a_tick_whose_submission_fails_releases_its_claims_for_the_next(
     # moto refuses a SubmitJob to a job queue that does not exist, as AWS does.
     with Catalog.open(catalog_url) as catalog:
         add_panoramas(catalog, tmp_path / "captures", 2)
-        settings = Settings(
-            batch_job_queue=world.queue.replace("job-queue/workers", "job-queue/missing"),
-            batch_job_definition=world.definition,
-            steps={"pipeline": {"output": f"s3://{BUCKET}/out"}},
+        settings = batch_settings(world)
+        queue_for_dispatcher(catalog, settings)
+        settings = replace(
+            settings, batch_job_queue=world.queue.replace("job-queue/workers", "job-queue/missing")
         )
         with pytest.raises(PanopipeError):
             dispatch(catalog, settings)
@@ -167,3 +190,41 @@ def test_a_tick_whose_submission_fails_releases_its_claims_for_the_next(
         report = dispatch(catalog, replace(settings, batch_job_queue=world.queue))
 
         assert report.submitted == {"apply-metadata": 2} and len(world.arrays()) == 1
+
+
+def test_a_tick_submits_what_was_queued_and_what_follows_jobs_that_ended_never_what_a_config_push_made_due(
+    catalog_url: str, tmp_path: Path, world: World
+):
+    # The dry run and the tick share one rule: after each tick's jobs ran (and `status` recorded them:
+    # the dry run asks AWS nothing), the dry run says what the next tick submits.
+    settings, containers = batch_settings(world), Containers(world)
+    with Catalog.open(catalog_url) as catalog:
+        add_panoramas(catalog, tmp_path / "captures", SHOTS)
+        assert dispatch(catalog, settings, dry_run=True).submitted == {}  # nobody uploaded anything
+        queue_for_dispatcher(catalog, settings)  # the event path: uploads
+
+        def tick(die: dict[int, tuple[str, int]] | None = None) -> dict[str, int]:
+            due = dispatch(catalog, settings, dry_run=True).submitted
+            submitted = dispatch(catalog, settings).submitted
+            assert submitted == due
+            containers.run(die=die)
+            refresh(catalog, settings)
+            return submitted
+
+        # The first child (2 jobs) dies: its jobs fail, and no tick submits them again (`run` retries them).
+        assert tick(die={0: ("Essential container in task exited", 1)}) == {"apply-metadata": SHOTS}
+        assert tick() == {"derive": SHOTS - 2}
+
+        # A configuration change makes every panorama's apply-metadata (and what follows) due, which the
+        # dispatcher leaves to `panopipe run`; the publish that follows the derive that just ended goes on.
+        content = {"steps": {**settings.steps, "apply-metadata": {"artist": "Bo"}}}
+        catalog.push_project_config(content, author="test", reason="artist")
+        planned = plan(catalog, settings=settings)  # first in each subject's plan: what a tick used to take
+        reasons = Counter(i.reason.partition(":")[0] for i in planned if i.step == "apply-metadata")
+        assert reasons == {"parameters changed": SHOTS - 2, "failed before": 2}
+        assert tick() == {"publish": SHOTS - 2}
+
+        assert dispatch(catalog, settings, dry_run=True).submitted == {}
+        last = dispatch(catalog, settings)
+        assert last.submitted == {} and last.ended == {}
+        assert plan(catalog, settings=settings).counts()["apply-metadata"] == SHOTS

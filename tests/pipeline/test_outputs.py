@@ -81,7 +81,7 @@ def pending(project: Project, settings: Settings, step_name: str) -> tuple[Work,
 
 
 def record(project: Project, work: Work, spec: JobSpec, outcome: JobOutcome) -> list[str]:
-    job_ids = record_submitted(project.catalog, [spec], [work.reason], "inline")
+    job_ids = record_submitted(project.catalog, work.step, [spec], [work.reason], "inline")
     state = JobState(spec.id, outcome.status, outcome)
     return record_finished(
         project.catalog, job_ids[spec.id], work.step, work.subject, work.fingerprint, state

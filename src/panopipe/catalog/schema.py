@@ -135,6 +135,10 @@ jobs = sa.Table(
     sa.Column("step", ByteOrderedString(64), nullable=False),
     sa.Column("subject", ByteOrderedString(200), nullable=False),
     sa.Column("fingerprint", ByteOrderedString(64), nullable=False),
+    # What the job was submitted with (its artifacts record them, whatever the configuration is when its
+    # result is recorded); NULL on jobs recorded before revision 0010.
+    sa.Column("params_hash", ByteOrderedString(64)),
+    sa.Column("step_version", ByteOrderedString(32)),
     sa.Column("status", ByteOrderedString(16), nullable=False),
     sa.Column("reason", ByteOrderedString()),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),

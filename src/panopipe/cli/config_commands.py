@@ -39,7 +39,8 @@ def push(
     ] = False,
 ) -> None:
     """Store the config file's steps, parameters, rig, publish and ingest rules in the catalog as its next
-    version, which every planner (CLI, Lambda, workers) then uses; shows the changes first.
+    version, which every planner (CLI, Lambda, workers) then uses; shows the changes first, then how many
+    jobs are due with it (the dispatcher does not start them: `panopipe run` does).
 
     Example: panopipe config push --reason "rig recalibrated 2026-12-01" --dry-run
     """
@@ -66,6 +67,24 @@ def push(
     why = reason or f"{plan.source} from {socket.gethostname()}"
     stored = catalog.push_project_config(plan.content, author=getpass.getuser(), reason=why)
     render.success(f"pushed version {stored.version} ({stored.content_hash[:12]}) to {catalog.url}")
+    _report_due(catalog, settings)
+
+
+def _report_due(catalog: Catalog, settings: Settings) -> None:
+    """Say how many jobs are due with the version just pushed, and how to run them: the dispatcher does not."""
+    from panopipe.pipeline import plan
+
+    due = {step: n for step, n in plan(catalog, settings=settings).counts().items() if n}
+    if not due:
+        render.stderr.print("no job is due: every output is up to date with this version")
+        return
+    listed = ", ".join(f"{step} {n}" for step, n in due.items())
+    render.stderr.print(
+        f"{sum(due.values())} jobs are due with this version ({listed}); the dispatcher does not start them. "
+        "To reprocess: `panopipe run --estimate`, then `panopipe run --executor batch` (or `panopipe run` "
+        "on this machine)",
+        soft_wrap=True,
+    )
 
 
 @app.command()

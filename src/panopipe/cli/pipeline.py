@@ -238,7 +238,8 @@ def dispatch(
     as_json: JsonOption = False,
 ) -> None:
     """One dispatcher tick: record the AWS Batch jobs that ended, then submit what is due (jobs queued by
-    uploads, the steps after jobs that ended) as one array job per step.
+    uploads, the steps after jobs that ended) as one array job per step. Never what a configuration change
+    or an edit made stale, nor jobs that failed: `panopipe run` reprocesses those.
 
     The stack runs it every minute; run it by hand to move work on at once. Needs the batch executor's
     settings (see `panopipe run --executor batch`). Example: panopipe dispatch --dry-run

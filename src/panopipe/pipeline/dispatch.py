@@ -3,10 +3,12 @@
 An upload queues the jobs of heavy steps (stitch) in the catalog (:func:`~panopipe.pipeline.runner.initiate`).
 :func:`dispatch` is one tick of the dispatcher, run every minute by the stack's schedule
 (``panopipe.aws.lambda_handler.dispatcher``) or by ``panopipe dispatch``: it records how the jobs in flight
-ended (:func:`~panopipe.pipeline.remote.refresh`), plans the work due now over the catalog (the planner: the
-queued jobs, and the steps that follow jobs that ended) and submits it through the batch executor, one array
-job per step, as ``panopipe run --executor batch`` does. Ticks one after another drive a shot through every
-step. Two dispatchers at once never submit a job twice: a submission first claims its jobs in the catalog
+ended (:func:`~panopipe.pipeline.remote.refresh`) and submits the work due now
+(:func:`~panopipe.pipeline.runner.advance`: the queued jobs, and the steps that follow jobs that ended)
+through the batch executor, one array job per step, as ``panopipe run --executor batch`` does. Ticks one
+after another drive a shot through every step. What a configuration change (``config push``) or an edit
+makes stale is not the dispatcher's: ``panopipe run`` reprocesses it, when asked. Two dispatchers at once
+never submit a job twice: a submission first claims its jobs in the catalog
 (:func:`~panopipe.pipeline.store.claim_jobs`) and submits only those it got.
 """
 
@@ -16,15 +18,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from panopipe.catalog import Catalog, Selection
+from panopipe.catalog import Catalog
 from panopipe.config import Settings
 from panopipe.executors.base import Executor
 from panopipe.executors.factory import build_executor
 from panopipe.pipeline.config import load_pipeline
-from panopipe.pipeline.planner import plan
-from panopipe.pipeline.remote import DISPATCH_EXECUTOR, REMOTE_EXECUTORS, work_uri
-from panopipe.pipeline.runner import run
-from panopipe.pipeline.store import in_flight
+from panopipe.pipeline.remote import DISPATCH_EXECUTOR, work_uri
+from panopipe.pipeline.runner import advance
 
 
 @dataclass(slots=True)
@@ -50,11 +50,11 @@ def dispatch(
     catalog: Catalog, settings: Settings, *, dry_run: bool = False, executor: Executor | None = None
 ) -> DispatchReport:
     """One dispatcher tick (see the module's docs); ``executor`` defaults to the batch executor the settings
-    configure. With ``dry_run``, asks AWS nothing and submits nothing: the jobs due now as the catalog stands
-    (those in flight left out; their ends are not known without asking)."""
+    configure. With ``dry_run``, asks AWS nothing and submits nothing: the jobs the same rule finds due now
+    as the catalog stands (those in flight left out; their ends are not known without asking)."""
     started = time.perf_counter()
     if dry_run:
-        report = DispatchReport(submitted=_due(catalog, settings), dry_run=True)
+        ran = advance(catalog, settings, executor=None)
     else:
         own = executor is None
         executor = executor or build_executor(
@@ -62,26 +62,15 @@ def dispatch(
         )
         assert executor is not None  # the batch executor is never ``none``
         try:
-            ran = run(catalog, Selection(), None, settings, executor=executor, wait=False)
+            ran = advance(catalog, settings, executor=executor)
         finally:
             if own:
                 executor.close()
-        submitted = {step: counts.get("submitted", 0) for step, counts in ran.counts.items()}
-        report = DispatchReport(ran.ended, {step: n for step, n in submitted.items() if n})
+    status = "due" if dry_run else "submitted"
+    submitted = {step: n for step, counts in ran.counts.items() if (n := counts.get(status, 0))}
+    report = DispatchReport(ran.ended, submitted, dry_run)
     report.seconds = time.perf_counter() - started
     return report
-
-
-def _due(catalog: Catalog, settings: Settings) -> dict[str, int]:
-    """Per step, the planned jobs a tick would submit now: each subject's first job whose inputs are known,
-    unless the subject has a job in flight."""
-    busy = {row.subject for row in in_flight(catalog, REMOTE_EXECUTORS)}
-    due: dict[str, int] = {}
-    for item in plan(catalog, Selection(), None, settings):
-        if item.fingerprint is not None and item.subject not in busy:
-            busy.add(item.subject)
-            due[item.step] = due.get(item.step, 0) + 1
-    return due
 
 
 __all__ = ["DispatchReport", "dispatch"]

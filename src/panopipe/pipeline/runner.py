@@ -26,11 +26,12 @@ from panopipe.executors.base import FINISHED, Executor
 from panopipe.executors.factory import build_executor
 from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.planner import Work, plan, plan_step
-from panopipe.pipeline.remote import DISPATCH_EXECUTOR, refresh, work_uri
+from panopipe.pipeline.remote import DISPATCH_EXECUTOR, REMOTE_EXECUTORS, refresh, work_uri
 from panopipe.pipeline.store import (
     candidates,
     claim_jobs,
     failed_jobs,
+    in_flight,
     new_claim,
     record_cancelled,
     record_external_ids,
@@ -145,23 +146,28 @@ def _submit_due(
     selection: Selection,
     steps: Sequence[Step],
     force: bool,
-    executor: Executor,
+    executor: Executor | None,
     busy: set[str],
     report: RunReport,
     *,
     queue: Callable[[Step], bool] | None = None,
+    dispatcher: bool = False,
 ) -> None:
     """Submit, step by step, the jobs due now: not those of subjects in flight, nor (as their subjects join
-    ``busy``) those that follow a job submitted earlier in the loop; they wait for a later run. The jobs of
-    the steps ``queue`` picks are queued for the dispatcher instead, and on an executor that is not detached
-    the others run here, step after step."""
+    ``busy``) those that follow a job submitted earlier in the loop; they wait for a later run. The one rule
+    of what is due now, for runs, the event path and the dispatcher (``dispatcher``: only the jobs queued
+    for it and those that follow jobs that ended, see :func:`advance`). The jobs of the steps ``queue``
+    picks are queued for the dispatcher instead; on an executor that is not detached the others run here,
+    step after step; without an executor, nothing is submitted: they are counted ``due``."""
     for step in steps:
-        work = _plan(catalog, selection, step, force, busy)
+        work = _plan(catalog, selection, step, force, busy, steps if dispatcher else None)
         if not work:
             continue
         _validate(catalog, step, {w.subject.id for w in work})
-        if queue is not None and queue(step):
-            record_submitted(catalog, _specs(work), [w.reason for w in work], DISPATCH_EXECUTOR)
+        if executor is None:
+            status, count = "due", len(work)
+        elif queue is not None and queue(step):
+            record_submitted(catalog, step, _specs(work), [w.reason for w in work], DISPATCH_EXECUTOR)
             status, count = "queued", len(work)
         elif executor.detached:
             status, count = "submitted", len(_submit(catalog, executor, work)[0])
@@ -205,18 +211,49 @@ def initiate(
     return report
 
 
-def _plan(catalog: Catalog, selection: Selection, step: Step, force: bool, busy: set[str]) -> list[Work]:
-    """The jobs of ``step`` due now, leaving out the subjects in ``busy`` before they are loaded."""
+def advance(catalog: Catalog, settings: Settings, *, executor: Executor | None) -> RunReport:
+    """What the dispatcher does each tick (:func:`~panopipe.pipeline.dispatch.dispatch`): record how the jobs
+    in flight on ``executor`` (detached) ended, then submit, step by step as :func:`run` does, the jobs queued
+    for it (by the event path, :func:`initiate`) and those that follow jobs that ended: a later step of a
+    subject, once a step before it made an output and no job of the later step was submitted since. Never
+    the jobs a configuration change or an edit made due, nor jobs that failed: ``panopipe run`` does those.
+    Without ``executor``, asks no executor and submits nothing: what is due as the catalog stands (the jobs
+    in flight as last seen), counted ``due``."""
+    started = time.perf_counter()
+    report = RunReport()
+    pipeline = load_pipeline(catalog, settings)
+    if executor is None:
+        busy = {row.subject for row in in_flight(catalog, REMOTE_EXECUTORS)}
+    else:
+        refreshed = refresh(catalog, settings, executor=executor)
+        report.ended, busy = refreshed.ended, refreshed.in_flight
+    _submit_due(catalog, Selection(), pipeline.steps, False, executor, busy, report, dispatcher=True)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _plan(
+    catalog: Catalog,
+    selection: Selection,
+    step: Step,
+    force: bool,
+    busy: set[str],
+    after: Sequence[Step] | None = None,
+) -> list[Work]:
+    """The jobs of ``step`` due now, leaving out the subjects in ``busy`` before they are loaded; with
+    ``after`` (the pipeline's steps), only the dispatcher's: the jobs queued for it, and those that follow
+    jobs of the steps before it that ended (:func:`~panopipe.pipeline.store.candidates`)."""
+    queued_for = DISPATCH_EXECUTOR if after is not None else None
     with catalog.autocommit() as conn, selected_subjects(conn, selection) as selected:
         found = None
         if not force:
             found = {
                 kind: {key for key in keys if subject_id(kind, key) not in busy}
-                for kind, keys in candidates(conn, [step], selected)[step.name].items()
+                for kind, keys in candidates(conn, [step], selected, after=after)[step.name].items()
             }
         failed = {
             kind: {key: why for key, why in reasons.items() if subject_id(kind, key) not in busy}
-            for kind, reasons in failed_jobs(conn, [step], selected)[step.name].items()
+            for kind, reasons in failed_jobs(conn, [step], selected, queued_for=queued_for)[step.name].items()
         }
         work = plan_step(conn, step, selected, found, failed, force=force)
     return [w for w in work if w.subject.id not in busy]
@@ -262,7 +299,7 @@ def _submit(
     submission claims (another submitter holds the others, see :func:`claim_jobs`). The submitted specs
     (whose ids are the job rows' ids, as results name them) with their work, and their handles."""
     specs = _specs(work)
-    job_ids = record_submitted(catalog, specs, [w.reason for w in work], executor.name)
+    job_ids = record_submitted(catalog, work[0].step, specs, [w.reason for w in work], executor.name)
     pairs = [(replace(spec, id=job_ids[spec.id]), w) for spec, w in zip(specs, work, strict=True)]
     if not executor.detached:
         return pairs, executor.submit([spec for spec, _ in pairs])
@@ -317,4 +354,4 @@ def _execute(
         raise
 
 
-__all__ = ["Failure", "Progress", "RunReport", "initiate", "run"]
+__all__ = ["Failure", "Progress", "RunReport", "advance", "initiate", "run"]

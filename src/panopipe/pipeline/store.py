@@ -64,23 +64,35 @@ class StoredOutput:
 # Planning: candidates and failures, set-wise over the selected subjects.
 
 
+_Signature = tuple[tuple[str, str | None, bool, str | None, tuple[str, ...]], ...]
+"""Per step of a kind: name, params hash (``None``: any), whether it reads images, upstream, and the steps
+before it that it follows (:func:`candidates` with ``after``)."""
+
+
 def candidates(
-    conn: sa.Connection, steps: Sequence[Step], selected: Selected
+    conn: sa.Connection,
+    steps: Sequence[Step],
+    selected: Selected,
+    *,
+    after: Sequence[Step] | None = None,
 ) -> dict[str, dict[SubjectKind, set[Any]]]:
     """Per step and subject kind, the selected subjects that may be stale, found set-wise in SQL.
 
     A subject is a candidate of a step when the step's primary artifact is missing or has another
     ``params_hash``, or when, since it was made or last found up to date, a selected image of the subject
     changed (for steps that read images) or the upstream step made a new output.
+
+    With ``after`` (the pipeline's steps, in run order), only the subjects that follow a job that ended, as
+    the dispatcher moves them on: a step before it in ``after`` made an output after the step's own primary
+    artifact (of any parameters), if any, was made or last found up to date, and no job of the step was
+    submitted for the subject since. Parameters changed and edited images make no such candidate.
     """
     found: dict[str, dict[SubjectKind, set[Any]]] = {step.name: {} for step in steps}
-    parts = tuple(
-        (
-            kind,
-            tuple((s.name, s.params_hash, bool(s.reads), s.upstream(kind)) for s in steps if kind in s.kinds),
-        )
-        for kind in KINDS
+    parts: tuple[tuple[SubjectKind, _Signature], ...] = tuple(
+        (kind, tuple(_signature(s, kind, after) for s in steps if kind in s.kinds)) for kind in KINDS
     )
+    if after is not None:  # a step that follows none (the first of its kind) is left to the queue
+        parts = tuple((kind, tuple(part for part in signature if part[4])) for kind, signature in parts)
     parts = tuple((kind, signature) for kind, signature in parts if signature)
     if not parts:
         return found
@@ -95,11 +107,52 @@ def candidates(
         for (name, *_), flagged in zip(signatures[kind], row[2:], strict=False):
             if flagged:
                 found[name].setdefault(kind, set()).add(key)
+    if after is not None:
+        _leave_out_submitted(conn, dict(parts), found)
     return found
 
 
+def _signature(
+    step: Step, kind: SubjectKind, after: Sequence[Step] | None
+) -> tuple[str, str | None, bool, str | None, tuple[str, ...]]:
+    if after is None:
+        return (step.name, step.params_hash, bool(step.reads), step.upstream(kind), ())
+    names = [s.name for s in after]
+    before = tuple(s.name for s in after[: names.index(step.name)] if kind in s.kinds)
+    return (step.name, None, bool(step.reads), step.upstream(kind), before)
+
+
+def _leave_out_submitted(
+    conn: sa.Connection,
+    signatures: dict[SubjectKind, _Signature],
+    found: dict[str, dict[SubjectKind, set[Any]]],
+) -> None:
+    """Leave out of ``found`` (candidates that follow steps before them) the subjects with a job of the step
+    submitted since the latest output of those steps: in flight, queued, or ended without making an
+    artifact (failed: ``panopipe run`` retries it, the dispatcher does not)."""
+    for kind, signature in signatures.items():
+        for name, _, _, _, before in signature:
+            keys = found[name].get(kind, set())
+            if not keys:
+                continue
+            ids = {subject_id(kind, key): key for key in keys}
+            made: dict[str, datetime] = {}
+            for outputs in recorded(conn, before, ids).values():
+                for subject, output in outputs.items():
+                    made[subject] = max(made.get(subject, output.created_at), output.created_at)
+            for chunk in batched(sorted(ids), CHUNK):
+                query = (
+                    sa.select(jobs.c.subject, sa.func.max(jobs.c.submitted_at))
+                    .where(jobs.c.step == name, jobs.c.subject.in_(chunk))
+                    .group_by(jobs.c.subject)
+                )
+                for subject, submitted in conn.execute(query):
+                    if subject in made and submitted >= made[subject]:
+                        keys.discard(ids[subject])
+
+
 def _candidates_query(
-    parts: tuple[tuple[SubjectKind, tuple[tuple[str, str, bool, str | None], ...]], ...],
+    parts: tuple[tuple[SubjectKind, _Signature], ...],
     tables: tuple[sa.FromClause, ...],
     dialect: str,
 ) -> sa.Select[Any] | sa.CompoundSelect[Any]:
@@ -115,25 +168,31 @@ def _candidates_query(
 
 def _kind_candidates(
     kind: SubjectKind,
-    signature: tuple[tuple[str, str, bool, str | None], ...],
+    signature: _Signature,
     table: sa.FromClause,
     dialect: str,
     width: int,
     *,
     as_text: bool,
 ) -> sa.Select[Any]:
-    """The candidates of the steps of ``signature`` (name, params hash, whether it reads images, upstream)
-    among the subjects of ``kind`` in ``table``: the kind, their key and a 0/1 flag per step."""
-    upstreams = sorted({upstream for *_, upstream in signature if upstream})
+    """The candidates of the steps of ``signature`` among the subjects of ``kind`` in ``table``: the kind,
+    their key and a 0/1 flag per step. A step that follows steps before it is flagged when one of them made
+    an output since its own artifact was seen (or it has none); the others as :func:`candidates` says."""
+    made = sorted({name for *_, upstream, before in signature for name in (*before, upstream) if name})
     probes: list[tuple[str, sa.ColumnElement[Any], Sequence[sa.ColumnElement[bool]]]] = [
         (f"seen_{i}", _SEEN, _primary(name, params_hash))
-        for i, (name, params_hash, _, _) in enumerate(signature)
+        for i, (name, params_hash, *_) in enumerate(signature)
     ]
-    probes += [(f"made_{u}", artifacts.c.created_at, _primary(u)) for u in upstreams]
+    probes += [(f"made_{name}", artifacts.c.created_at, _primary(name)) for name in made]
     rec = _probe(kind, probes, table, dialect)
     flags = []
-    for i, (_, _, reads, upstream) in enumerate(signature):
+    for i, (_, _, reads, upstream, before) in enumerate(signature):
         seen = rec.c[f"seen_{i}"]
+        if before:
+            outputs = [rec.c[f"made_{name}"] for name in before]
+            newer = sa.or_(*(sa.and_(m.is_not(None), sa.or_(seen.is_(None), m > seen)) for m in outputs))
+            flags.append(newer)
+            continue
         conditions: list[sa.ColumnElement[bool]] = [seen.is_(None)]
         if reads or upstream is None:
             conditions.append(rec.c.changed > seen)
@@ -200,11 +259,12 @@ def _key_of(table: sa.Table | sa.Alias, kind: SubjectKind) -> sa.ColumnElement[A
 
 
 def failed_jobs(
-    conn: sa.Connection, steps: Sequence[Step], selected: Selected
+    conn: sa.Connection, steps: Sequence[Step], selected: Selected, *, queued_for: str | None = None
 ) -> dict[str, dict[SubjectKind, dict[Any, str]]]:
     """Per step and subject kind, the selected subjects (by key) whose latest job of the step did not succeed
     after its artifact was made, with the reason: one query for all ``steps``. A few subjects (an event batch)
-    read only their own jobs; a large selection reads every unfinished job and keeps the selected ones."""
+    read only their own jobs; a large selection reads every unfinished job and keeps the selected ones.
+    With ``queued_for``, only the jobs queued for that executor and not submitted yet (the dispatcher's)."""
     a = _JOB_ARTIFACT
     primary = sa.or_(*(sa.and_(*_primary(step.name, table=a)) for step in steps))
     few = _few_keys(conn, selected)
@@ -230,6 +290,8 @@ def failed_jobs(
         )
         .order_by(jobs.c.submitted_at)
     )
+    if queued_for is not None:
+        query = query.where(jobs.c.status == "queued", jobs.c.executor == queued_for, ~_live(utcnow()))
     if few is not None:
         query = query.where(
             jobs.c.subject.in_([subject_id(kind, key) for kind, keys in few.items() for key in keys])
@@ -360,12 +422,15 @@ def put_job(
 
 
 def record_submitted(
-    catalog: Catalog, specs: Sequence[JobSpec], reasons: Sequence[str], executor: str
+    catalog: Catalog, step: Step, specs: Sequence[JobSpec], reasons: Sequence[str], executor: str
 ) -> dict[str, str]:
-    """Record each job as queued (reusing the row of an earlier job with the same fingerprint); job ids by
-    spec id. Set-wise: one look-up per chunk of subjects, then one insert and one update for all."""
+    """Record each job of ``step`` as queued (reusing the row of an earlier job with the same fingerprint),
+    with the step's version and parameters, which its artifacts will record; job ids by spec id. Set-wise:
+    one look-up per chunk of subjects, then one insert and one update for all."""
     now = utcnow()
     values = {
+        "params_hash": step.params_hash,
+        "step_version": step.version,
         "status": "queued",
         "executor": executor,
         "external_id": None,
@@ -520,10 +585,11 @@ def is_claim(external_id: str) -> bool:
 def record_finished(
     catalog: Catalog, job_id: str, step: Step, subject: Subject, fingerprint: str, state: JobState
 ) -> list[str]:
-    """Record how job ``job_id`` of ``step`` over ``subject`` ended, and its artifacts if it succeeded; the
-    output URIs that no artifact records any more (superseded objects): those of the artifacts they replaced,
-    or the job's own when the subject's artifacts come from a job submitted after it (a late result of a
-    retried or reclaimed job is recorded as a job, never over newer outputs)."""
+    """Record how job ``job_id`` of ``step`` over ``subject`` ended, and its artifacts if it succeeded, made
+    with the version and parameters the job was submitted with (:func:`record_submitted`), whatever the
+    configuration is now; the output URIs that no artifact records any more (superseded objects): those of
+    the artifacts they replaced, or the job's own when the subject's artifacts come from a job submitted
+    after it (a late result of a retried or reclaimed job is recorded as a job, never over newer outputs)."""
     outcome = state.outcome
     if outcome is None:  # cancelled before it started
         record_cancelled(catalog, [job_id])
@@ -544,6 +610,16 @@ def record_finished(
         )
         if outcome.status != "succeeded":
             return []
+        # The version and parameters the job was submitted with, not the step's now: a configuration pushed
+        # while it ran must leave its artifacts stale. Jobs recorded before revision 0010 have none.
+        made = conn.execute(
+            sa.select(jobs.c.step_version, jobs.c.params_hash).where(jobs.c.id == job_id)
+        ).first()
+        version, params_hash = (
+            (made.step_version, made.params_hash)
+            if made is not None and made.params_hash is not None
+            else (step.version, step.params_hash)
+        )
         c = artifacts.c
         mine = (c.step == step.name, c.subject == subject.id)
         replaced = set(conn.execute(sa.select(c.output_uri).where(*mine)).scalars())
@@ -564,8 +640,8 @@ def record_finished(
                     "name": output.name,
                     "image_id": subject.key if subject.kind == "image" else None,
                     "shot": subject.key if subject.kind == "shot" else None,
-                    "step_version": step.version,
-                    "params_hash": step.params_hash,
+                    "step_version": version,
+                    "params_hash": params_hash,
                     "fingerprint": fingerprint,
                     "output_uri": output.uri,
                     "output_hash": output.hash,
