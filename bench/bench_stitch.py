@@ -5,8 +5,9 @@ those files to a panorama file, the same number of times, interleaved (``bench/f
 PSNR against the scene (over its covered area) and views used are measured on an untimed run:
 
 - panopipe: read the files, build the remap tables (the cache is cleared before every run: one shot, as Hugin
-  does it), stitch (cubic), write the TIFF. A second side shows a shot of a batch from one rig (tables cached,
-  frames in memory), which is panopipe's everyday case but not Hugin's;
+  does it), stitch (the default interpolation, ``auto``: bicubic at the rig's resolution), write the TIFF. A
+  second side shows a shot of a batch from one rig (tables cached, frames in memory), which is panopipe's
+  everyday case but not Hugin's;
 - Hugin: the known camera poses in a .pto (a calibrated rig template, so no feature matching either), ``nona``
   (poly3) + ``enblend`` with ``--primary-seam-generator=nearest-feature-transform``, the seam generator its
   users pick for speed;
@@ -73,7 +74,7 @@ def panopipe_from_files(
     """What a user waits for with one shot: files read, remap tables built, panorama stitched and written."""
     remap_tables.cache_clear()
     result = CalibratedStitcher(rig).stitch(
-        [read_rgb(path) for path in files], {"width": width, "height": height, "interpolation": "cubic"}
+        [read_rgb(path) for path in files], {"width": width, "height": height}
     )
     write_rgb(output, result.panorama)
     return result
@@ -151,7 +152,7 @@ def bench_rig(report: fair.Report, rig: RigProfile, workdir: Path) -> None:
         f"panopipe: {psnr(read_rgb(output), scene, result.coverage):.2f} dB, {result.views_used}/{len(views)} views"
     )
     cached = CalibratedStitcher(rig)
-    params = {"width": width, "height": height, "interpolation": "cubic"}
+    params = {"width": width, "height": height}
 
     def one_shot() -> None:
         panopipe_from_files(rig, files, output, width, height)

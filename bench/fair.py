@@ -2,6 +2,8 @@
 
 ``compare`` runs each side the same number of times, interleaved (the starting side rotates each round, so
 no side always runs first or right after another), after untimed warm-up runs, and keeps every time. A side
+that keeps nothing from one run to the next (an external tool that takes minutes, started afresh each run)
+may be left out of the warm-up (``unwarmed``); the comparison's notes say so. A side
 is a callable that either returns None (the whole call is timed) or returns the seconds of its own timed
 part (so that per-run set-up, such as a fresh database or fresh copies of the files, is left out on every
 side alike). The printed and JSON results give each side's median and spread (min-max), the median of the
@@ -18,7 +20,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -94,13 +96,18 @@ def compare(
     goal: str = "",
     notes: Sequence[str] = (),
     clock: Callable[[], float] = time.perf_counter,
+    unwarmed: Collection[str] = (),
 ) -> Comparison:
-    """Run the sides ``warmup`` times untimed, then ``runs`` timed rounds, interleaved; print and return them."""
+    """Run the sides ``warmup`` times untimed (all but the ``unwarmed`` ones), then ``runs`` timed rounds,
+    interleaved; print and return them."""
     load_before = load_average()
     names = list(sides)
     for _ in range(warmup):
         for name in names:
-            sides[name]()
+            if name not in unwarmed:
+                sides[name]()
+    if warmup and (skipped := [name for name in names if name in unwarmed]):
+        notes = [*notes, f"no warm-up run of: {', '.join(skipped)} (nothing kept from one run to the next)"]
     seconds: dict[str, list[float]] = {name: [] for name in names}
     for round_ in range(runs):
         for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
@@ -138,12 +145,17 @@ def parse_args(
     sizes: dict[str, tuple[int, int]],
     argv: Sequence[str] | None = None,
     extra: Callable[[argparse.ArgumentParser], None] | None = None,
+    runs: tuple[int, int] = (7, 3),
 ) -> argparse.Namespace:
     """Options every benchmark has (``--quick``, ``--runs``, ``--warmup``, ``--json``) and its ``sizes``
-    (option name: full-size default, ``--quick`` default)."""
+    (option name: full-size default, ``--quick`` default); ``runs`` are the defaults of ``--runs``."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small sizes and 3 runs: a check in seconds")
-    parser.add_argument("--runs", type=int, help="timed runs of each side (default 7, 3 with --quick)")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"small sizes and {runs[1]} runs: a check in seconds"
+    )
+    parser.add_argument(
+        "--runs", type=int, help=f"timed runs of each side (default {runs[0]}, {runs[1]} with --quick)"
+    )
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs of each side first (default 1)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     for name, (full, quick) in sizes.items():
@@ -156,7 +168,7 @@ def parse_args(
         if getattr(args, key) is None:
             setattr(args, key, quick if args.quick else full)
     if args.runs is None:
-        args.runs = 3 if args.quick else 7
+        args.runs = runs[1] if args.quick else runs[0]
     return args
 
 

@@ -82,7 +82,7 @@ backoff_s = 0.5  # the first wait between retries, in seconds (doubled each time
 [steps.stitch]
 stitcher = "calibrated"  # the rig profile below; or "opencv", or "external" (params.command)
 quality = 92  # JPEG quality of the panoramas
-params = {{ interpolation = "cubic" }}  # the stitcher's own: width and height (default: the rig's resolution)
+params = {{ interpolation = "auto" }}  # the stitcher's own: width, height (default: the rig's resolution), interpolation (auto, linear or cubic)
 
 {rig}
 [steps.apply-metadata]  # tags written into each panorama, besides the catalog's effective metadata

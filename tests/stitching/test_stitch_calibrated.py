@@ -107,6 +107,31 @@ def test_tile_weights_sum_to_255_where_covered_and_tiles_stay_inside(cameras: in
     assert not total[~tables.coverage].any()
 
 
+def test_auto_interpolation_is_bicubic_at_the_rigs_resolution_and_bilinear_where_the_panorama_magnifies() -> (
+    None
+):
+    rig = demo_rig(80, 60)
+    width, height = output_size(rig)
+    views = render_views(synthetic_panorama(width * 8, height * 8, seed=3), rig)
+    stitcher = CalibratedStitcher(rig)
+
+    def stitch(interpolation: str, factor: int) -> np.ndarray:
+        size = {"width": width * factor, "height": height * factor}
+        return stitcher.stitch(views, {**size, "interpolation": interpolation})
+
+    native = stitch("auto", 1)
+    assert np.array_equal(native.panorama, stitch("cubic", 1).panorama)
+    assert "interpolation auto: bilinear on 0% of the warped pixels" in native.log
+    magnified = stitch("auto", 8)  # every frame pixel spans at least 1.7 panorama pixels, even in the corners
+    assert np.array_equal(magnified.panorama, stitch("linear", 8).panorama)
+    assert "interpolation auto: bilinear on 100% of the warped pixels" in magnified.log
+    mixed = stitch("auto", 2)  # the fisheyes and the horizon cameras' centres magnified, their corners not
+    assert not np.array_equal(mixed.panorama, stitch("cubic", 2).panorama)
+    assert not np.array_equal(mixed.panorama, stitch("linear", 2).panorama)
+    share = int(re.search(r"bilinear on (\d+)%", mixed.log)[1])  # type: ignore[index]
+    assert 20 < share < 95
+
+
 def test_default_output_size_follows_the_finest_camera() -> None:
     assert output_size(demo_rig(1200, 900)) == (2640, 1320)
     assert output_size(demo_rig(1200, 900), 2000) == (2000, 1000)
@@ -129,7 +154,7 @@ def test_frames_must_match_the_rig(rig: RigProfile, views: list[np.ndarray]) -> 
     [
         ({"widht": 100}, r"unknown parameter\(s\) widht"),
         ({"width": 10}, r"width must be an integer from 16 to 65536, got 10"),
-        ({"interpolation": "lanczos"}, r"interpolation must be one of linear, cubic"),
+        ({"interpolation": "lanczos"}, r"interpolation must be one of auto, linear, cubic"),
     ],
 )
 def test_bad_params_are_config_errors(

@@ -76,7 +76,13 @@ class StitchStep(Step):
     heavy = True  # seconds of CPU and GBs per panorama: AWS Batch, never the event function
     parameters = (
         ConfigKey("stitcher", "calibrated", f"The stitcher: {', '.join(STITCHERS)}."),
-        ConfigKey("params", {}, "The stitcher's own parameters, e.g. `{ width = 4096 }`."),
+        ConfigKey(
+            "params",
+            {},
+            "The stitcher's own parameters, e.g. `{ width = 4096 }`. The calibrated stitcher's: `width` and "
+            "`height` (default: the rig's resolution), `interpolation` (`auto`: bilinear where the panorama "
+            "magnifies the frames 1.33 times or more, bicubic elsewhere; or `linear`, `cubic`), `refine`.",
+        ),
         ConfigKey("quality", 92, "JPEG quality of the panorama, 1 to 100."),
         ConfigKey(
             "rig",

@@ -21,13 +21,22 @@ from panopipe.stitching.rig import RigCamera, RigProfile
 if TYPE_CHECKING:  # cv2 and numpy are imported where pixels are handled, so planning never loads them
     import numpy as np
 
-_INTERPOLATIONS = {"linear": "INTER_LINEAR", "cubic": "INTER_CUBIC"}  # cv2 constants
+_FILTERS = {"linear": "INTER_LINEAR", "cubic": "INTER_CUBIC"}  # cv2 constants
+_INTERPOLATIONS = ("auto", *_FILTERS)
+LINEAR_SCALE = 0.75
+"""``interpolation = "auto"`` warps a tile bilinearly where one panorama pixel spans at most this many frame
+pixels (the panorama magnifies the frame 1.33 times or more), bicubically elsewhere."""
 
 
 @dataclass(frozen=True, slots=True)
 class CalibratedParams:
     """Output size (``width`` defaults to the finest camera's resolution at its centre, ``height`` to half of
     ``width``), the resampling filter, and whether to refine the profile's angles from the frames first.
+
+    ``interpolation``: ``"auto"`` (bilinear where one panorama pixel spans at most :data:`LINEAR_SCALE`
+    frame pixels, bicubic elsewhere), ``"linear"`` or ``"cubic"``. Where the panorama magnifies the frame,
+    bilinear comes as close to the scene as bicubic or closer, at a fraction of its CPU (OpenCV's bicubic
+    remap has no SIMD path); near the frame's resolution bicubic is clearly better (bench/README.md).
 
     With ``refine``, the corrected profile comes back as :attr:`StitchResult.rig` (same name and version: save
     it as a new version if it should be kept). Its remap tables are built for that shot alone, so refine a
@@ -36,7 +45,7 @@ class CalibratedParams:
 
     width: int | None = None
     height: int | None = None
-    interpolation: Literal["linear", "cubic"] = "cubic"
+    interpolation: Literal["auto", "linear", "cubic"] = "auto"
     refine: bool = False
 
     def __post_init__(self) -> None:
@@ -59,13 +68,15 @@ class CalibratedParams:
 @dataclass(frozen=True, slots=True)
 class Tile:
     """A block of the panorama one camera contributes to: ``rows`` starting at ``top`` and ``columns``
-    starting at ``left`` (never past the right edge), with its fixed-point remap maps and blend weights."""
+    starting at ``left`` (never past the right edge), with its fixed-point remap maps and blend weights, and
+    ``scale``: the most frame pixels one step of a panorama pixel (right or down) spans in it."""
 
     top: int
     left: int
     map1: np.ndarray  # rows x columns x 2 int16 (cv2.convertMaps' CV_16SC2)
     map2: np.ndarray  # rows x columns uint16
     weight: np.ndarray  # rows x columns x 3 uint8: the cameras' weights of a pixel sum to 255
+    scale: float
 
     @property
     def rows(self) -> int:
@@ -100,8 +111,6 @@ class CalibratedStitcher(Stitcher[CalibratedParams]):
         self, frames: Sequence[np.ndarray], params: Mapping[str, Any] | CalibratedParams | None = None
     ) -> StitchResult:
         """Project and blend ``frames``; raise :class:`StepError` if they do not match the rig's cameras."""
-        import cv2
-
         from panopipe.stitching.refine import refine_rig
 
         options = self.parse_params(params)
@@ -117,8 +126,13 @@ class CalibratedStitcher(Stitcher[CalibratedParams]):
         tables = remap_tables(rig.cameras, width, height)
         built = "cached" if remap_tables.cache_info().hits > cached else "built"
         log.append(f"remap tables {built} in {time.perf_counter() - started:.3f} s")
-        panorama = blend(frames, tables, getattr(cv2, _INTERPOLATIONS[options.interpolation]))
+        panorama = blend(frames, tables, options.interpolation)
         used = sum(bool(tiles) for tiles in tables.cameras)
+        if options.interpolation == "auto":
+            tiles = [tile for camera in tables.cameras for tile in camera]
+            linear = sum(tile.rows * tile.columns for tile in tiles if tile.scale <= LINEAR_SCALE)
+            total = sum(tile.rows * tile.columns for tile in tiles)
+            log.append(f"interpolation auto: bilinear on {linear / max(total, 1):.0%} of the warped pixels")
         log.append(
             f"rig {rig.name!r} v{rig.version}: {used} of {len(frames)} views -> {width}x{height}, "
             f"coverage {tables.coverage.mean():.1%}"
@@ -168,7 +182,7 @@ def remap_tables(cameras: tuple[RigCamera, ...], width: int, height: int) -> Rem
 
     lon, lat = equirect_lon_lat(width, height)
     total = np.zeros((height, width), np.float32)
-    blocks: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray] | None] = []
+    blocks: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = []
     for camera in cameras:
         rotation = camera_rotation(camera)
         footprint = _footprint(camera, rotation, lon, lat)
@@ -177,10 +191,10 @@ def remap_tables(cameras: tuple[RigCamera, ...], width: int, height: int) -> Rem
             continue
         top, bottom, left, count = footprint
         columns = (left + np.arange(count)) % width
-        map1, map2, weight = _camera_maps(camera, rotation, lon[columns], lat[top:bottom])
+        map1, map2, weight, scales = _camera_maps(camera, rotation, lon[columns], lat[top:bottom])
         for view, part in _wrapped(total[top:bottom], left, count):
             view += weight[:, part]
-        blocks.append((top, left, map1, map2, weight))
+        blocks.append((top, left, map1, map2, weight, scales))
     coverage = total > 0
     scale = np.divide(np.float32(255), total, out=np.zeros_like(total), where=coverage)
     del total
@@ -192,7 +206,7 @@ def remap_tables(cameras: tuple[RigCamera, ...], width: int, height: int) -> Rem
         if block is None:
             tables.append(())
             continue
-        top, left, map1, map2, weight = block
+        top, left, map1, map2, weight, scales = block
         blocks[i] = None  # frees the float weights as soon as they are quantised
         rows = slice(top, top + weight.shape[0])
         quantised = np.empty(weight.shape, np.uint8)
@@ -204,15 +218,16 @@ def remap_tables(cameras: tuple[RigCamera, ...], width: int, height: int) -> Rem
             before = np.rint(view)
             view += weight[:, part] * factor
             quantised[:, part] = np.rint(view) - before
-        tables.append(_tiles(top, left, width, map1, map2, quantised))
+        tables.append(_tiles(top, left, width, map1, map2, quantised, scales))
     return RemapTables(width, height, tuple(tables), coverage)
 
 
 def _camera_maps(
     camera: RigCamera, rotation: np.ndarray, lon: np.ndarray, lat: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Fixed-point remap maps (``cv2.CV_16SC2``) and float feather weights of ``camera`` for the directions at
-    ``lat`` x ``lon``, computed strip by strip so the float maps never exist whole."""
+    ``lat`` x ``lon``, computed strip by strip so the float maps never exist whole, and each strip's
+    :func:`_column_scale`."""
     import cv2
     import numpy as np
 
@@ -221,33 +236,59 @@ def _camera_maps(
     map1 = np.empty((lat.size, lon.size, 2), np.int16)
     map2 = np.empty((lat.size, lon.size), np.uint16)
     weight = np.empty((lat.size, lon.size), np.float32)
-    for start in range(0, lat.size, _STRIP):
+    scales = np.empty((-(-lat.size // _STRIP), lon.size), np.float32)
+    for strip, start in enumerate(range(0, lat.size, _STRIP)):
         rows = slice(start, start + _STRIP)
         map_x, map_y, valid = camera_pixels(camera, *_camera_xyz(rotation, lon, lat[rows]))
         # Feather: the weight falls linearly to zero at the image border, so seams blend smoothly.
         wx = 1 - np.abs(2 * map_x / camera.width - (camera.width - 1) / camera.width)
         wy = 1 - np.abs(2 * map_y / camera.height - (camera.height - 1) / camera.height)
         weight[rows] = np.where(valid, np.clip(wx, 0, 1) * np.clip(wy, 0, 1), np.float32(0))
+        scales[strip] = _column_scale(map_x, map_y, valid)
         map1[rows], map2[rows] = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
-    return map1, map2, weight
+    return map1, map2, weight, scales
+
+
+def _column_scale(map_x: np.ndarray, map_y: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """For each column of a strip of maps, the most frame pixels that one step of a panorama pixel (right or
+    down) spans, over the rows where the camera sees (0 where it sees none)."""
+    import numpy as np
+
+    steps = np.zeros(map_x.shape, np.float32)
+    for axis in (0, 1):
+        if map_x.shape[axis] > 1:
+            np.maximum(
+                steps, np.hypot(np.gradient(map_x, axis=axis), np.gradient(map_y, axis=axis)), out=steps
+            )
+    return np.where(valid, steps, np.float32(0)).max(axis=0)
 
 
 def _tiles(
-    top: int, left: int, width: int, map1: np.ndarray, map2: np.ndarray, weight: np.ndarray
+    top: int,
+    left: int,
+    width: int,
+    map1: np.ndarray,
+    map2: np.ndarray,
+    weight: np.ndarray,
+    scales: np.ndarray,
 ) -> tuple[Tile, ...]:
     """A camera's block (``top``, ``left``, wrapping at ``width``) cut into strips, each trimmed to its runs of
-    columns of non-zero weight (runs closer than :data:`_GAP` merged, split where the panorama wraps)."""
+    columns of non-zero weight (runs closer than :data:`_GAP` merged, split where the panorama wraps and
+    where the strip's ``scales`` cross :data:`LINEAR_SCALE`)."""
     import cv2
     import numpy as np
 
     tiles: list[Tile] = []
-    for start in range(0, weight.shape[0], _STRIP):
+    for strip, start in enumerate(range(0, weight.shape[0], _STRIP)):
         rows = slice(start, start + _STRIP)
         used = np.flatnonzero(weight[rows].any(axis=0))
         if not used.size:
             continue
+        magnified = scales[strip, used] <= LINEAR_SCALE
         breaks = np.flatnonzero(
-            (np.diff(used) > _GAP) | ((used[:-1] < width - left) & (used[1:] >= width - left))
+            (np.diff(used) > _GAP)
+            | ((used[:-1] < width - left) & (used[1:] >= width - left))
+            | (magnified[:-1] != magnified[1:])
         )
         for first, last in zip(used[np.r_[0, breaks + 1]], used[np.r_[breaks, used.size - 1]], strict=True):
             span = slice(int(first), int(last) + 1)
@@ -258,6 +299,7 @@ def _tiles(
                     map1[rows, span].copy(),
                     map2[rows, span].copy(),
                     cv2.merge((weight[rows, span],) * 3),
+                    float(scales[strip, span].max()),
                 )
             )
     return tuple(tiles)
@@ -311,20 +353,27 @@ def _circular_span(used: np.ndarray) -> tuple[int, int]:
     return (best_end + 1) % size, size - best_len
 
 
-def blend(frames: Sequence[np.ndarray], tables: RemapTables, interpolation: int | None = None) -> np.ndarray:
+def blend(
+    frames: Sequence[np.ndarray],
+    tables: RemapTables,
+    interpolation: Literal["auto", "linear", "cubic"] = "auto",
+) -> np.ndarray:
     """Warp each frame tile by tile and sum them with their weights into a ``uint8`` panorama
-    (``interpolation``: a cv2 flag, default ``cv2.INTER_CUBIC``).
+    (``interpolation`` as in :class:`CalibratedParams`).
 
     Integer arithmetic throughout: 8-bit pixels times 8-bit weights summed in 16 bits, divided by 255 once.
     """
     import cv2
     import numpy as np
 
-    interpolation = cv2.INTER_CUBIC if interpolation is None else interpolation
     accumulator = np.zeros((tables.height, tables.width, 3), np.uint16)
     for frame, tiles in zip(frames, tables.cameras, strict=True):
         for tile in tiles:
-            warped = cv2.remap(frame, tile.map1, tile.map2, interpolation, borderMode=cv2.BORDER_REPLICATE)
+            name = interpolation
+            if name == "auto":
+                name = "linear" if tile.scale <= LINEAR_SCALE else "cubic"
+            flag = getattr(cv2, _FILTERS[name])
+            warped = cv2.remap(frame, tile.map1, tile.map2, flag, borderMode=cv2.BORDER_REPLICATE)
             contribution = cv2.multiply(warped, tile.weight, dtype=cv2.CV_16U)
             target = accumulator[tile.top : tile.top + tile.rows, tile.left : tile.left + tile.columns]
             cv2.add(target, contribution, dst=target)  # in place on the accumulator's view, multi-threaded
@@ -342,6 +391,7 @@ def _wrapped(rows: np.ndarray, left: int, count: int) -> list[tuple[np.ndarray, 
 
 
 __all__ = [
+    "LINEAR_SCALE",
     "CalibratedParams",
     "CalibratedStitcher",
     "RemapTables",
