@@ -122,7 +122,11 @@ PARAMETERS: dict[str, Json] = {
     ),
     "WorkerVcpu": _string("vCPUs of a worker job (Fargate sizes).", "2", AllowedValues=list(FARGATE_VCPUS)),
     "WorkerMemoryMiB": _number(
-        "Memory of a worker job in MiB (a Fargate combination with WorkerVcpu).", 4096, 512, 122880
+        "Memory of a worker job in MiB (a Fargate combination with WorkerVcpu; it runs one job per vCPU, and a"
+        " first production-size stitch peaks near 3 GiB).",
+        8192,
+        512,
+        122880,
     ),
     "WorkerTimeoutSeconds": _number(
         "A worker attempt still running after this long is stopped.", 3600, 60, 1209600
