@@ -13,10 +13,11 @@ The objects are a rig's frames along a track: one JPEG with each frame's capture
 in. Every run handles new objects (uploaded before the clock starts, a new reel per run) after a warm-up run
 (``bench/fair.py``); the goal is 200 records/s. Beside wall time, CPU seconds per record: this process (all
 its threads, ``getrusage``), moto's server process and the PostgreSQL backends of the database, measured
-over the timed part of each run; and the round trips per batch (SQL statements, HTTP requests). Also the
-time per batch in each phase, database connections opened per warm invocation, and the Lambda zip's size and
-cold import time (``--quick`` or ``--no-package`` skip the zips). ``--profile FILE`` writes a cProfile of one
-more panopipe run (all threads are not profiled: only the calling one) and prints its top functions.
+over the timed part of each run; and the round trips per batch (SQL statements, BEGIN and COMMIT, checks
+of pooled connections, HTTP requests). Also the time per batch in each phase, database connections opened
+per warm invocation, and the Lambda zip's size and cold import time (``--quick`` or ``--no-package`` skip
+the zips). ``--profile FILE`` writes a cProfile of one more panopipe run (all threads are not profiled: only
+the calling one) and prints its top functions.
 
     python bench/bench_handler.py [--quick] [--records 400] [--postgres postgresql://...] [--no-package]
         [--profile out.prof] [--json out.json]
@@ -171,6 +172,14 @@ def bench_throughput(report: fair.Report, args: argparse.Namespace) -> None:
                     statements[0] += 1
 
             sa.event.listen(catalog.engine, "before_cursor_execute", count_statement)
+            ping = catalog.engine.dialect.do_ping
+
+            def counted_ping(connection: Any) -> bool:
+                # a pooled connection checked before use: a round trip too (not a cursor execute)
+                statements[0] += 1
+                return ping(connection)
+
+            catalog.engine.dialect.do_ping = counted_ping  # type: ignore[method-assign]
             for event in ("begin", "commit", "rollback"):
                 sa.event.listen(catalog.engine, event, count_transaction)
             handler = EventHandler(catalog, settings)  # executor none: plan only, as a Lambda without workers

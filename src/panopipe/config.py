@@ -154,6 +154,9 @@ class Settings:
     """The project-wide part of the config file as written (see :func:`project_content`), ``None``: no file."""
     config_version: int | None = None
     """The catalog's version of the project configuration that ``project``, ``ingest`` and ``steps`` hold."""
+    config_resolved: bool = False
+    """Whether these settings were resolved against the catalog's project configuration (``config_version``
+    ``None``: the catalog had none), so that planners use them as they are, without reading it again."""
 
 
 def _from_file(path: Path) -> dict[str, Any]:
@@ -284,7 +287,9 @@ def apply_project_config(
     A local file whose project-wide part differs from ``stored`` is reported once (with ``report``: a warning
     logged on ``panopipe.config``), and not used.
     """
-    if stored is None or stored.version == settings.config_version:
+    if stored is None:
+        return settings if settings.config_resolved else replace(settings, config_resolved=True)
+    if stored.version == settings.config_version:
         return settings
     from panopipe.steps.fingerprint import fingerprint
 
@@ -312,6 +317,7 @@ def apply_project_config(
         steps=content.get("steps", {}),
         qc=content.get("qc", {}),
         config_version=stored.version,
+        config_resolved=True,
     )
 
 

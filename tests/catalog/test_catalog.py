@@ -6,9 +6,12 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from panopipe.catalog import Catalog, ImageRecord, Selection
-from panopipe.catalog.types import dashed, new_id
+from panopipe.catalog.bulk import FEW_ROWS, insert_columns
+from panopipe.catalog.schema import images
+from panopipe.catalog.types import dashed, new_id, new_ids
 from panopipe.errors import CatalogError, ConfigError, NotFoundError
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
@@ -44,6 +47,21 @@ def test_upsert_is_idempotent(catalog: Catalog):
     assert not second.added and not second.updated
     assert sorted(second.unchanged) == sorted(first.added)
     assert catalog.count() == 10
+
+
+def test_a_bulk_insert_of_a_taken_uri_raises_sqlalchemys_integrity_error(catalog: Catalog):
+    """From FEW_ROWS rows on, rows go to the driver (COPY, executemany); its errors are raised as SQLAlchemy's,
+    as for fewer rows: the event path applies a batch again one event at a time on an IntegrityError."""
+    catalog.upsert_images([record(0)])
+    columns = {
+        "id": new_ids(FEW_ROWS),
+        "uri": [record(n).uri for n in range(FEW_ROWS)],
+        "ingested_at": [T0] * FEW_ROWS,
+        "updated_at": [T0] * FEW_ROWS,
+    }
+    with pytest.raises(sa.exc.IntegrityError), catalog.engine.begin() as conn:
+        insert_columns(conn, images, columns)
+    assert catalog.count() == 1
 
 
 def test_bulk_upsert_into_an_empty_catalog_matches_records_of_earlier_chunks(catalog: Catalog):

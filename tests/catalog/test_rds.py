@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
+import psycopg
 import pytest
 import sqlalchemy as sa
 from moto import mock_aws
@@ -16,6 +18,7 @@ from sqlalchemy.engine import make_url
 from panopipe.catalog import Catalog, mask_url, shared_engine
 from panopipe.catalog.engine import catalog_url, connect
 from panopipe.catalog.rds import (
+    PING_AFTER_IDLE_S,
     TOKEN_LIFETIME_S,
     ConnectionSettings,
     Credentials,
@@ -314,4 +317,29 @@ def test_retry_read_reconnects_after_a_dropped_connection(postgres_url: str):
     with pytest.raises(sa.exc.ProgrammingError):
         retry_read(broken)
     assert calls == 1
+    engine.dispose()
+
+
+def test_a_connection_is_checked_before_reuse_only_after_being_idle(postgres_url: str):
+    """Reused within :data:`PING_AFTER_IDLE_S` (an event batch's transactions): no ping round trip; idle longer
+    (a Lambda between invocations): pinged, and replaced when the server dropped it meanwhile."""
+    now = [0.0]
+    engine = create_postgres_engine(catalog_url(postgres_url), clock=lambda: now[0])
+    pings: list[int] = []
+    ping = engine.dialect.do_ping
+    engine.dialect.do_ping = lambda connection: pings.append(1) or ping(connection)  # type: ignore[method-assign]
+    backend = sa.text("SELECT pg_backend_pid()")
+    with engine.connect() as conn:
+        pid = conn.scalar(backend)
+    now[0] += PING_AFTER_IDLE_S / 2
+    with engine.connect() as conn:
+        assert conn.scalar(backend) == pid and not pings
+    with psycopg.connect(postgres_url, autocommit=True) as admin:  # the server drops it while idle
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
+            time.sleep(0.01)
+    now[0] += PING_AFTER_IDLE_S
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT 41 + 1")) == 42 and conn.scalar(backend) != pid
+    assert pings == [1]
     engine.dispose()

@@ -174,7 +174,7 @@ def test_a_creation_racing_a_removal_of_a_new_object_leaves_the_removal(
         raced: list[Any] = []
 
         def remove_meanwhile(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            if not raced and statement.startswith("SELECT images.uri, images.id, images.source_sequencer"):
+            if not raced and statement.startswith("SELECT") and "images.source_sequencer" in statement:
                 with ThreadPoolExecutor(1) as pool:  # another handler, on its own connection, commits first
                     raced.append(
                         pool.submit(
@@ -292,6 +292,29 @@ def test_a_batch_writes_in_one_transaction_and_plans_without_one(postgres_url: s
         assert seen == ["begin", "commit"]
         assert report.counts()["processed"] == 3 and report.planned > 0
         assert {f.shot for f in catalog.images()} == {"R001-000001"}  # the six frames regrouped as one shot
+
+
+def test_a_batch_reads_the_configuration_and_the_images_rows_once(postgres_url: str, keys, shot):
+    """Per batch the project configuration is read once (planning reuses it, also when none was pushed) and
+    the images' rows once (locked; the upsert compares with them); removals are marked in one statement
+    (issue 15, gap 3)."""
+    with Catalog.open(postgres_url) as catalog:
+        handler = EventHandler(catalog, settings(shot[2]))
+        handler.handle(sqs_batch(*created(keys)[:3]))
+        statements: list[str] = []
+        sa.event.listen(
+            catalog.engine,
+            "before_cursor_execute",
+            lambda _c, _u, statement, *_: statements.append(statement),
+        )
+        report = handler.handle(sqs_batch(*created(keys, first=0x20)[3:]))
+        assert report.counts()["processed"] == 3
+        assert sum("FROM project_config" in s for s in statements) == 1
+        assert sum("FROM images" in s and "images.uri IN" in s for s in statements) == 1
+        statements.clear()
+        report = handler.handle(sqs_batch(*(s3_record(k, sequencer="40", removed=True) for k in keys)))
+        assert report.actions()["deleted"] == len(keys)
+        assert sum(s.startswith("UPDATE images SET deleted") for s in statements) == 1
 
 
 def test_an_unreachable_catalog_fails_every_message_for_redelivery(keys, shot):

@@ -140,6 +140,27 @@ def test_with_batch_configured_an_event_queues_heavy_steps_and_runs_light_ones(p
     ] == [("stitch", "queued before, not finished")] * 2
 
 
+def test_an_event_whose_shots_are_all_queued_does_not_plan_their_later_steps(project):
+    """Once stitch is queued for every shot an event touched, the later steps find every selected subject
+    busy: apply-metadata reads the candidates once (it also takes 360° images), derive and publish read
+    nothing (issue 15, gap 3: an upload's batch in the deployed function)."""
+    add_rig_shots(project.catalog, project.root, 2)
+    ids = tuple(image.id for image in project.catalog.images())
+    settings = replace(project.settings, batch_job_queue="arn:aws:batch:us-east-1:123456789012:job-queue/q")
+    statements: list[str] = []
+    sa.event.listen(
+        project.catalog.engine,
+        "before_cursor_execute",
+        lambda _c, _u, statement, *_: statements.append(statement),
+    )
+    report = initiate(project.catalog, Selection(ids=ids), None, settings, executor=InlineExecutor())
+
+    assert report.counts == {"stitch": {"queued": 2}}
+    assert (
+        sum("seen_0" in statement for statement in statements) == 2
+    )  # the candidates of stitch, apply-metadata
+
+
 def test_two_dispatchers_at_once_submit_each_job_once(catalog_url: str, tmp_path: Path, world: World):
     settings = batch_settings(world)
     with Catalog.open(catalog_url) as catalog:

@@ -21,7 +21,7 @@ from panopipe.catalog.types import UTCDateTime, naive_utc
 
 Converter = Callable[[Any], Any]
 FEW_ROWS = 100
-"""Fewer rows go through SQLAlchemy: one multi-row ``INSERT``, errors raised as SQLAlchemy's."""
+"""Fewer rows go through SQLAlchemy: one multi-row ``INSERT``. Either way, errors are raised as SQLAlchemy's."""
 
 
 def _sqlite_converter(column: sa.Column[Any]) -> Converter | None:
@@ -146,13 +146,19 @@ def insert_columns(conn: sa.Connection, table: sa.Table, columns: Mapping[str, S
     values = list(zip(*converted, strict=True))
     driver = conn.connection.driver_connection
     quoted = ", ".join(conn.dialect.identifier_preparer.quote(name) for name in names)
-    if dialect == "sqlite":
-        placeholders = ", ".join("?" * len(names))
-        driver.executemany(f"INSERT INTO {table.name} ({quoted}) VALUES ({placeholders})", values)  # type: ignore[union-attr]
-        return
-    with driver.cursor() as cursor, cursor.copy(f"COPY {table.name} ({quoted}) FROM STDIN") as copy:  # type: ignore[union-attr]
-        for item in values:
-            copy.write_row(item)
+    base = conn.dialect.loaded_dbapi.Error
+    try:
+        if dialect == "sqlite":
+            placeholders = ", ".join("?" * len(names))
+            statement = f"INSERT INTO {table.name} ({quoted}) VALUES ({placeholders})"
+            driver.executemany(statement, values)  # type: ignore[union-attr]
+            return
+        statement = f"COPY {table.name} ({quoted}) FROM STDIN"
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
+            for item in values:
+                copy.write_row(item)
+    except base as exc:  # raised as SQLAlchemy's, as for fewer rows (e.g. IntegrityError for a taken URI)
+        raise sa.exc.DBAPIError.instance(statement, None, exc, base, dialect=conn.dialect) from exc
 
 
 __all__ = ["FEW_ROWS", "Converter", "insert_columns", "read_columns"]

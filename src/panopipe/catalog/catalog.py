@@ -50,6 +50,7 @@ _COMPARED_FIELDS = (*FILE_FIELDS, *CAPTURE_FIELDS, "extra", "status", "error")
 _WRITTEN_FIELDS = (*_COMPARED_FIELDS, "uri")
 _read_written = operator.attrgetter(*_WRITTEN_FIELDS)
 _EXISTING_COLUMNS = tuple(images.c[name] for name in ("id", "captured", "deleted", *_WRITTEN_FIELDS))
+_EXISTING_WRITTEN = slice(3, 3 + len(_WRITTEN_FIELDS))  # the written fields of an existing row
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,13 +180,16 @@ class Catalog:
         conn: sa.Connection,
         records: Sequence[ImageRecord],
         added_values: Mapping[str, Mapping[str, Any]],
+        locked: Mapping[str, Any] | None,
     ) -> UpsertResult:
         """:meth:`upsert_images` inside the caller's transaction on ``conn`` (e.g. while it holds a row lock).
 
         ``added_values`` are more columns for the images it adds, by URI (the columns of the first for all),
-        such as the S3 event a new image comes from.
+        such as the S3 event a new image comes from. ``locked``, unless ``None``, are the rows of the records'
+        URIs (read with ``_EXISTING_COLUMNS`` first) that ``conn``'s transaction holds locked, so that they
+        need not be read again; a URI without a row has no image.
         """
-        added, updated, unchanged = self._upsert_chunk(conn, records, added_values, None)
+        added, updated, unchanged = self._upsert_chunk(conn, records, added_values, None, locked)
         return UpsertResult(tuple(added), tuple(updated), tuple(unchanged))
 
     def apply_object_events(
@@ -208,7 +212,7 @@ class Catalog:
         if shot_tolerance_s is not None:
             tolerance_s = shot_tolerance_s
             then = lambda conn, applied: regroup_applied(conn, applied, tolerance_s)  # noqa: E731
-        return apply_changes(self.engine, changes, self._upsert_in, on_removed, then)
+        return apply_changes(self.engine, changes, self._upsert_in, _EXISTING_COLUMNS, on_removed, then)
 
     def _upsert_chunk(
         self,
@@ -216,15 +220,20 @@ class Catalog:
         chunk: Sequence[ImageRecord],
         added_values: Mapping[str, Mapping[str, Any]],
         inserted: set[str] | None,
+        locked: Mapping[str, Any] | None = None,
     ) -> tuple[list[str], list[str], list[str]]:
         """Upsert ``chunk``; ``inserted``, unless ``None``, holds the only URIs and ids the catalog has (and
-        gets those this chunk adds)."""
+        gets those this chunk adds); ``locked``, unless ``None``, holds the rows of ``chunk``'s URIs (see
+        :meth:`_upsert_in`)."""
         extra = tuple(next(iter(added_values.values()), {}))
         latest = {record.uri: record for record in chunk}
         ids = [r.id for r in latest.values() if r.id]
         existing_by_uri: dict[str, Any] = {}
         existing_by_id: dict[str, Any] = {}
-        if inserted is None or not (inserted.isdisjoint(latest) and inserted.isdisjoint(ids)):
+        if locked is not None:
+            existing_by_uri = {uri: row for uri in latest if (row := locked.get(uri)) is not None}
+            existing_by_id = {row.id: row for row in existing_by_uri.values()}
+        elif inserted is None or not (inserted.isdisjoint(latest) and inserted.isdisjoint(ids)):
             condition: sa.ColumnElement[bool] = images.c.uri.in_(list(latest))
             if ids:
                 condition = sa.or_(condition, images.c.id.in_(ids))
@@ -242,7 +251,7 @@ class Catalog:
                 new.append(record)
                 continue
             written = _read_written(record)
-            if not row.captured and tuple(row)[3:] == written and not row.deleted:
+            if not row.captured and tuple(row)[_EXISTING_WRITTEN] == written and not row.deleted:
                 unchanged.append(row.id)
                 continue
             values = dict(zip(_WRITTEN_FIELDS, written, strict=True))

@@ -14,6 +14,7 @@ belongs to no shot. So the final rows do not depend on the order events are deli
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -71,7 +72,13 @@ OnRemoved = Callable[[sa.Connection, Sequence[str], Sequence[str]], None]
 Then = Callable[[sa.Connection, Sequence[tuple[ObjectChange, AppliedChange]]], None]
 """Called with the changes applied and what each did, in the batch's transaction (after the one-by-one
 fallback, in a transaction of its own)."""
-Upsert = Callable[[sa.Connection, Sequence[ImageRecord], Mapping[str, Mapping[str, Any]]], UpsertResult]
+Upsert = Callable[
+    [sa.Connection, Sequence[ImageRecord], Mapping[str, Mapping[str, Any]], Mapping[str, Any] | None],
+    UpsertResult,
+]
+"""Upserts records in the caller's transaction, given more columns for the images it adds (by URI) and,
+unless ``None``, the rows of the records' URIs as read and locked (by URI; absent: no such image), whose
+leading columns are those ``apply_changes`` was given."""
 
 
 class _Raced(CatalogError):
@@ -82,18 +89,21 @@ def apply_changes(
     engine: sa.Engine,
     changes: Sequence[ObjectChange],
     upsert: Upsert,
+    columns: tuple[sa.ColumnElement[Any], ...],
     on_removed: OnRemoved | None,
     then: Then | None = None,
 ) -> list[AppliedChange | None]:
     """Apply ``changes`` in one transaction or, if that fails, one transaction each; per change what it did
-    (``None``: not applied, as an earlier change of its group failed). ``then`` runs in the batch's
+    (``None``: not applied, as an earlier change of its group failed). The images' rows are read with
+    ``columns`` (``uri``, ``id`` and ``deleted`` among them) for ``upsert``. ``then`` runs in the batch's
     transaction, or, after one transaction per change, in one of its own."""
+    read = _locking_read(columns)
     try:
         with engine.begin() as conn:
             pairs = [
                 pair
                 for round_ in _rounds(changes)
-                for pair in _apply_round(conn, changes, round_, upsert, on_removed)
+                for pair in _apply_round(conn, changes, round_, upsert, read, on_removed)
             ]
             if then is not None:
                 then(conn, [(changes[index], applied) for index, applied in pairs])
@@ -110,7 +120,7 @@ def apply_changes(
         if change.group is not None and change.group in failed:
             results.append(None)
             continue
-        applied = _apply_alone(engine, changes, index, upsert, on_removed)
+        applied = _apply_alone(engine, changes, index, upsert, read, on_removed)
         if applied.action is Action.FAILED and change.group is not None:
             failed.add(change.group)
         results.append(applied)
@@ -120,11 +130,21 @@ def apply_changes(
     return results
 
 
+@functools.lru_cache(maxsize=8)
+def _locking_read(columns: tuple[sa.ColumnElement[Any], ...]) -> sa.Select[Any]:
+    """The images' rows at the URIs given as ``uris``, read and locked in URI order: ``columns``, then the
+    sequencer (built once: every batch reads the same columns)."""
+    c = images.c
+    query = sa.select(*columns, c.source_sequencer).where(c.uri.in_(sa.bindparam("uris", expanding=True)))
+    return query.order_by(c.uri).with_for_update()
+
+
 def _apply_alone(
     engine: sa.Engine,
     changes: Sequence[ObjectChange],
     index: int,
     upsert: Upsert,
+    read: sa.Select[Any],
     on_removed: OnRemoved | None,
 ) -> AppliedChange:
     """Change ``index`` in a transaction of its own; a failure is its outcome."""
@@ -132,7 +152,7 @@ def _apply_alone(
         for attempt in (1, 2):
             try:
                 with engine.begin() as conn:
-                    ((_, applied),) = _apply_round(conn, changes, [index], upsert, on_removed)
+                    ((_, applied),) = _apply_round(conn, changes, [index], upsert, read, on_removed)
                     return applied
             except (sa.exc.IntegrityError, _Raced):
                 if attempt == 2:  # a concurrent handler wrote the same URI first: read its row again
@@ -160,6 +180,7 @@ def _apply_round(
     changes: Sequence[ObjectChange],
     indexes: list[int],
     upsert: Upsert,
+    read: sa.Select[Any],
     on_removed: OnRemoved | None,
 ) -> list[tuple[int, AppliedChange]]:
     """Apply changes for distinct URIs, a few statements for all of them: the images' rows are read (and
@@ -169,12 +190,15 @@ def _apply_round(
     their image deleted.
 
     A claim is guarded in SQL too (``source_sequencer < :new``): SQLite does not lock what was read, and a
-    claim that a concurrent handler overtook raises :class:`_Raced`, so that nothing older is written.
+    claim that a concurrent handler overtook raises :class:`_Raced`, so that nothing older is written. On
+    PostgreSQL the upsert compares with the rows read (``read``), and an image a concurrent handler added
+    after they were read makes its insert fail (URIs are unique): the batch is then applied again one event
+    per transaction.
     """
     c = images.c
-    uris = [changes[i].uri for i in indexes]
-    query = sa.select(c.uri, c.id, c.source_sequencer, c.deleted).where(c.uri.in_(uris)).order_by(c.uri)
-    rows = {row.uri: row for row in conn.execute(query.with_for_update())}
+    rows = {row.uri: row for row in conn.execute(read, {"uris": [changes[i].uri for i in indexes]})}
+    # Rows read on PostgreSQL stay locked, so the upsert compares with them; SQLite locks nothing it read.
+    locked = rows if conn.dialect.name == "postgresql" else None
     now = utcnow()
     outcomes: list[tuple[int, AppliedChange]] = []
     claimed: list[tuple[int, str, bool]] = []
@@ -217,29 +241,29 @@ def _apply_round(
         if conn.execute(claim, claims).rowcount != len(claims):
             raise _Raced("a concurrent handler applied a newer event of the same object")
     if fills:
-        _fill_removed(conn, fills, upsert)
+        _fill_removed(conn, fills, upsert, locked)
     records += [
         record for index, _, added in claimed if (record := changes[index].record) is not None and not added
     ]
-    result = upsert(conn, records, sources) if records else None
+    result = upsert(conn, records, sources, locked) if records else None
     unknown = {record.id for record in records if record.uri in sources}
     if result is not None and not unknown <= set(result.added):
-        # A concurrent handler inserted one of these URIs after they were read: its row was updated without
-        # the sequencer guard. Roll back; read again, the row is there and the guard applies.
+        # A concurrent handler inserted one of these URIs after they were read (SQLite): its row was updated
+        # without the sequencer guard. Roll back; read again, the row is there and the guard applies.
         raise _Raced("a concurrent handler added the same object")
     updated = set(result.updated) if result is not None else set()
-    removed: list[str] = []
+    removed = [image_id for index, image_id, _ in claimed if changes[index].record is None]
+    deleted: set[str] = set()
+    if removed:  # the images not deleted yet, in one statement
+        deleting = images.update().where(c.id.in_(removed), c.deleted == sa.false())
+        deleted = set(
+            conn.execute(deleting.values(deleted=True, updated_at=utcnow()).returning(c.id)).scalars()
+        )
     for index, image_id, added in claimed:
         record = changes[index].record
         if record is None:
-            deleted = conn.execute(
-                images.update()
-                .where(c.id == image_id, c.deleted == sa.false())
-                .values(deleted=True, updated_at=utcnow())
-            ).rowcount
-            removed.append(image_id)
-            action = Action.DELETED if deleted or added else Action.UNCHANGED
-            outcome = AppliedChange(action, image_id=image_id if deleted else None)
+            action = Action.DELETED if image_id in deleted or added else Action.UNCHANGED
+            outcome = AppliedChange(action, image_id=image_id if image_id in deleted else None)
         else:
             action = Action.ADDED if added else Action.UPDATED if image_id in updated else Action.UNCHANGED
             outcome = AppliedChange(action, record.error if record.status == "failed" else None, image_id)
@@ -252,7 +276,10 @@ def _apply_round(
 
 
 def _fill_removed(
-    conn: sa.Connection, fills: list[tuple[str, str | None, ImageRecord]], upsert: Upsert
+    conn: sa.Connection,
+    fills: list[tuple[str, str | None, ImageRecord]],
+    upsert: Upsert,
+    locked: Mapping[str, Any] | None,
 ) -> None:
     """Write the metadata of creations older than the removal their images applied, keeping them deleted
     and in no shot. Guarded as claims are: the row must still hold the sequencer read and be deleted."""
@@ -265,7 +292,7 @@ def _fill_removed(
     params = [{"_id": image_id, "_seen": seen} for image_id, seen, _ in fills]
     if conn.execute(guard.values(deleted=True), params).rowcount != len(fills):
         raise _Raced("a concurrent handler applied a newer event of the same object")
-    upsert(conn, [record for _, _, record in fills], {})
+    upsert(conn, [record for _, _, record in fills], {}, locked)
     ids = [image_id for image_id, _, _ in fills]
     conn.execute(images.update().where(c.id.in_(ids)).values(deleted=True, shot=None))
 

@@ -38,6 +38,11 @@ from panopipe.errors import CatalogUnreachableError, ConfigError
 PANOPIPE_PARAMETERS = ("secret_arn", "iam", "region", "statement_timeout")
 TOKEN_LIFETIME_S = 600.0
 SECRET_LIFETIME_S = 600.0
+PING_AFTER_IDLE_S = 1.0
+"""A pooled connection unused this long is checked (one round trip) before it is used again. One used again
+sooner is not: an event batch's transactions follow each other within milliseconds, and a connection cut
+meanwhile fails its statement, which the caller's retry covers (:func:`retry_read`; a failed event message
+comes back)."""
 RDS_HOST = re.compile(r"\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d)\.rds\.amazonaws\.com$")
 _DURATION = re.compile(r"^\d+(ms|s|min|h)?$")
 
@@ -224,19 +229,37 @@ def create_postgres_engine(
 ) -> sa.Engine:
     """An engine for PostgreSQL or RDS at ``url``; connects lazily, on first use.
 
-    Pooled connections are checked before use; server-side prepared statements are off so that RDS Proxy
-    (and PgBouncer) can share connections; in Lambda the pool holds one connection per process.
+    Pooled connections idle for :data:`PING_AFTER_IDLE_S` are checked before use; server-side prepared
+    statements are off so that RDS Proxy (and PgBouncer) can share connections; in Lambda the pool holds one
+    connection per process.
     """
     settings = ConnectionSettings.from_url(url)
     pool: dict[str, Any] = {"pool_size": 1, "max_overflow": 0} if in_lambda(environ) else {}
-    engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"prepare_threshold": None}, **pool)
+    engine = sa.create_engine(url, connect_args={"prepare_threshold": None}, **pool)
     credentials = Credentials(settings, secrets_client=secrets_client, rds_client=rds_client, clock=clock)
 
     @sa.event.listens_for(engine, "do_connect")
     def _supply_credentials(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
         credentials.apply(params)
 
+    @sa.event.listens_for(engine, "checkin")
+    def _returned(_connection: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = clock()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _check_if_idle(connection: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get(_RETURNED_AT)
+        if returned is None or clock() - returned < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(connection)
+        except engine.dialect.loaded_dbapi.Error as exc:  # the pool replaces the connection
+            raise sa.exc.DisconnectionError(f"{type(exc).__name__}: {exc}") from exc
+
     return engine
+
+
+_RETURNED_AT = "panopipe_returned_at"
 
 
 def retry_read(read: Callable[[], T], *, attempts: int = 2) -> T:
@@ -255,6 +278,7 @@ def retry_read(read: Callable[[], T], *, attempts: int = 2) -> T:
 
 __all__ = [
     "PANOPIPE_PARAMETERS",
+    "PING_AFTER_IDLE_S",
     "RDS_HOST",
     "SECRET_LIFETIME_S",
     "TOKEN_LIFETIME_S",

@@ -42,8 +42,14 @@ def regroup_applied(
             and record.reel is not None
         ):
             frames.setdefault(record.reel, {})[result.image_id] = record.captured_at
-    query = sa.select(images.c.reel).distinct().where(images.c.id.in_(changed), images.c.deleted == sa.true())
-    removed = set(conn.execute(query).scalars())
+    # Only a removal deletes an image (a creation undeletes it), so only reels with a removal are read back.
+    deleted = [a.image_id for _, a in applied if a.action is Action.DELETED and a.image_id]
+    removed: set[str | None] = set()
+    if deleted:
+        query = (
+            sa.select(images.c.reel).distinct().where(images.c.id.in_(deleted), images.c.deleted == sa.true())
+        )
+        removed = set(conn.execute(query).scalars())
     for reel in {*frames, *(removed - {None})}:
         assign_reel_shots(conn, reel, tolerance_s, None if reel in removed else frames[reel])
 

@@ -150,6 +150,13 @@ class Selected(dict[SubjectKind, sa.FromClause]):
         super().__init__(tables)
         self.params = params or {}
         self.shared = shared
+        self.known: dict[SubjectKind, set[Any]] = {}
+        """Every selected subject of some kinds, by key, once a statement has read them all."""
+
+    @property
+    def few(self) -> bool:
+        """Whether these are the subqueries of a few ids (see :func:`selected_subjects`), not tables."""
+        return all(isinstance(table, sa.Subquery) for table in self.values())
 
     def keys_of(self, conn: sa.Connection, kind: SubjectKind) -> set[Any]:
         """Every selected subject of ``kind``, by key."""

@@ -65,10 +65,11 @@ def load_pipeline(
     catalog: Catalog, settings: Settings | None = None, steps: list[str] | None = None
 ) -> Pipeline:
     """The pipeline configured for ``catalog`` (the catalog's project configuration, else ``settings``; default:
-    empty settings), limited to ``steps`` if given. Settings already resolved against the catalog's version
-    (``config_version`` set, as the event handler does once per batch) are used as they are: no second read."""
+    empty settings), limited to ``steps`` if given. Settings already resolved against the catalog's
+    configuration (``config_resolved``, as the event handler does once per batch) are used as they are: no
+    second read."""
     settings = settings or Settings()
-    if settings.config_version is None:
+    if not settings.config_resolved:
         settings = project_settings(catalog, settings)
     return build_pipeline(catalog, settings, steps)
 

@@ -233,7 +233,8 @@ def _decide(
     )
     current = artifacts_of[step.name]
     inputs = artifacts_of.get(upstream or "", {})
-    copied = recorded_outputs(conn, step.copies, ids) if step.copies else {}
+    # Copied outputs go with an upstream output: none are read for subjects whose upstream has not run.
+    copied = recorded_outputs(conn, step.copies, [i for i in ids if i in inputs]) if step.copies else {}
     work: list[Work] = []
     unexplained: list[tuple[Subject, Upstream | None, str, Recorded]] = []
     for subject in subjects:

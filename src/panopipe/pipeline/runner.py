@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from panopipe.catalog import Catalog, Selection
-from panopipe.catalog.subjects import KINDS, load_subjects, selected_subjects, subject_id
+from panopipe.catalog.subjects import KINDS, SubjectKind, load_subjects, selected_subjects, subject_id
 from panopipe.catalog.types import new_id
 from panopipe.config import Settings
 from panopipe.errors import ConfigError
@@ -159,8 +159,9 @@ def _submit_due(
     for it and those that follow jobs that ended, see :func:`advance`). The jobs of the steps ``queue``
     picks are queued for the dispatcher instead; on an executor that is not detached the others run here,
     step after step; without an executor, nothing is submitted: they are counted ``due``."""
+    known: dict[SubjectKind, set[Any]] = {}
     for step in steps:
-        work = _plan(catalog, selection, step, force, busy, steps if dispatcher else None)
+        work = _plan(catalog, selection, step, force, busy, steps if dispatcher else None, known)
         if not work:
             continue
         _validate(catalog, step, {w.subject.id for w in work})
@@ -239,11 +240,23 @@ def _plan(
     force: bool,
     busy: set[str],
     after: Sequence[Step] | None = None,
+    known: dict[SubjectKind, set[Any]] | None = None,
 ) -> list[Work]:
     """The jobs of ``step`` due now, leaving out the subjects in ``busy`` before they are loaded; with
     ``after`` (the pipeline's steps), only the dispatcher's: the jobs queued for it, and those that follow
-    jobs of the steps before it that ended (:func:`~panopipe.pipeline.store.candidates`)."""
+    jobs of the steps before it that ended (:func:`~panopipe.pipeline.store.candidates`). ``known`` gathers
+    the selected subjects of the kinds read so far (of a few ids only, ``Selected.known``): a step all of
+    whose selected subjects are busy is not planned."""
     queued_for = DISPATCH_EXECUTOR if after is not None else None
+    known = {} if known is None else known
+
+    def all_busy() -> bool:
+        if not busy or not step.kinds <= known.keys():
+            return False
+        return busy.issuperset(subject_id(kind, key) for kind in step.kinds for key in known[kind])
+
+    if all_busy():
+        return []  # e.g. every subject's job of an earlier step was queued
     with catalog.autocommit() as conn, selected_subjects(conn, selection) as selected:
         found = None
         if not force:
@@ -251,6 +264,9 @@ def _plan(
                 kind: {key for key in keys if subject_id(kind, key) not in busy}
                 for kind, keys in candidates(conn, [step], selected, after=after)[step.name].items()
             }
+            known.update(selected.known)
+            if all_busy():
+                return []
         failed = {
             kind: {key: why for key, why in reasons.items() if subject_id(kind, key) not in busy}
             for kind, reasons in failed_jobs(conn, [step], selected, queued_for=queued_for)[step.name].items()

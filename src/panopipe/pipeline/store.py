@@ -96,19 +96,24 @@ def candidates(
     parts = tuple((kind, signature) for kind, signature in parts if signature)
     if not parts:
         return found
+    few = selected.few
     build = _kept_candidates_query if selected.shared else _candidates_query
-    query = build(parts, tuple(selected[kind] for kind, _ in parts), conn.dialect.name)
+    query = build(parts, tuple(selected[kind] for kind, _ in parts), conn.dialect.name, every=few)
     signatures = dict(parts)
+    keys: dict[SubjectKind, set[Any]] = {kind: set() for kind, _ in parts}
     for row in conn.execute(query, selected.params):
         kind, key = row[0], row[1]
         if len(parts) > 1 and kind == "image":
             # An image id cast to text is dashed on PostgreSQL and bare hex on SQLite; its key is the dashed form.
             key = str(uuid.UUID(key))
+        keys[kind].add(key)
         for (name, *_), flagged in zip(signatures[kind], row[2:], strict=False):
             if flagged:
                 found[name].setdefault(kind, set()).add(key)
     if after is not None:
         _leave_out_submitted(conn, dict(parts), found)
+    if few:  # every selected subject of these kinds was read: failed_jobs needs no query of its own for them
+        selected.known.update(keys)
     return found
 
 
@@ -155,12 +160,15 @@ def _candidates_query(
     parts: tuple[tuple[SubjectKind, _Signature], ...],
     tables: tuple[sa.FromClause, ...],
     dialect: str,
+    *,
+    every: bool = False,
 ) -> sa.Select[Any] | sa.CompoundSelect[Any]:
-    """The candidates of every kind of ``parts`` in one statement: ``kind``, ``key`` (as text when kinds are
-    combined) and a 0/1 flag per step of the kind's signature (0 past its end)."""
+    """The candidates of every kind of ``parts`` in one statement (with ``every``, every subject, candidate
+    or not): ``kind``, ``key`` (as text when kinds are combined) and a 0/1 flag per step of the kind's
+    signature (0 past its end)."""
     width = max(len(signature) for _, signature in parts)
     selects = [
-        _kind_candidates(kind, signature, table, dialect, width, as_text=len(parts) > 1)
+        _kind_candidates(kind, signature, table, dialect, width, as_text=len(parts) > 1, every=every)
         for (kind, signature), table in zip(parts, tables, strict=True)
     ]
     return selects[0] if len(selects) == 1 else sa.union_all(*selects)
@@ -174,10 +182,12 @@ def _kind_candidates(
     width: int,
     *,
     as_text: bool,
+    every: bool,
 ) -> sa.Select[Any]:
-    """The candidates of the steps of ``signature`` among the subjects of ``kind`` in ``table``: the kind,
-    their key and a 0/1 flag per step. A step that follows steps before it is flagged when one of them made
-    an output since its own artifact was seen (or it has none); the others as :func:`candidates` says."""
+    """The candidates of the steps of ``signature`` among the subjects of ``kind`` in ``table`` (with
+    ``every``, all of them): the kind, their key and a 0/1 flag per step. A step that follows steps before it
+    is flagged when one of them made an output since its own artifact was seen (or it has none); the others
+    as :func:`candidates` says."""
     made = sorted({name for *_, upstream, before in signature for name in (*before, upstream) if name})
     probes: list[tuple[str, sa.ColumnElement[Any], Sequence[sa.ColumnElement[bool]]]] = [
         (f"seen_{i}", _SEEN, _primary(name, params_hash))
@@ -202,7 +212,8 @@ def _kind_candidates(
     key = sa.cast(rec.c.key, sa.String) if as_text else rec.c.key
     columns = [sa.case((flag, 1), else_=0).label(f"f{i}") for i, flag in enumerate(flags)]
     columns += [sa.literal(0).label(f"f{i}") for i in range(len(flags), width)]
-    return sa.select(sa.literal(kind).label("kind"), key.label("key"), *columns).where(sa.or_(*flags))
+    query = sa.select(sa.literal(kind).label("kind"), key.label("key"), *columns)
+    return query if every else query.where(sa.or_(*flags))
 
 
 _kept_candidates_query = functools.lru_cache(maxsize=64)(_candidates_query)
@@ -267,7 +278,7 @@ def failed_jobs(
     With ``queued_for``, only the jobs queued for that executor and not submitted yet (the dispatcher's)."""
     a = _JOB_ARTIFACT
     primary = sa.or_(*(sa.and_(*_primary(step.name, table=a)) for step in steps))
-    few = _few_keys(conn, selected)
+    few = _few_keys(conn, selected, {kind for step in steps for kind in step.kinds})
     query = (
         sa.select(
             jobs.c.step,
@@ -328,11 +339,16 @@ def failed_jobs(
     return failed
 
 
-def _few_keys(conn: sa.Connection, selected: Selected) -> dict[SubjectKind, set[str]] | None:
-    """The keys of a few-ids selection (subqueries, see :func:`~panopipe.catalog.subjects.selected_subjects`),
-    both kinds in one query; ``None`` for a large one."""
-    if not all(isinstance(table, sa.Subquery) for table in selected.values()):
+def _few_keys(
+    conn: sa.Connection, selected: Selected, kinds: set[SubjectKind]
+) -> dict[SubjectKind, set[str]] | None:
+    """The keys of ``kinds`` in a few-ids selection (subqueries, see
+    :func:`~panopipe.catalog.subjects.selected_subjects`), as :func:`candidates` read them or else in one
+    query; ``None`` for a large one."""
+    if not selected.few:
         return None
+    if kinds <= selected.known.keys():
+        return {kind: selected.known.get(kind, set()) for kind in KINDS}
     query = sa.union_all(
         *(
             sa.select(sa.literal(kind).label("kind"), sa.cast(t.c.key, sa.String).label("key"))
@@ -464,10 +480,11 @@ def record_submitted(
             insert = _dialect_insert(conn)(jobs).on_conflict_do_nothing(
                 index_elements=["step", "subject", "fingerprint"]
             )
-            conn.execute(insert, inserts)
-            inserted = {row["id"] for row in inserts}
-            there = _job_ids(conn, [s for s in specs if ids[s.id] in inserted])
-            ids = {s.id: there.get((s.step, s.subject, s.fingerprint), ids[s.id]) for s in specs}
+            inserted = set(conn.execute(insert.returning(jobs.c.id), inserts).scalars())
+            lost = {row["id"] for row in inserts} - inserted
+            if lost:
+                there = _job_ids(conn, [s for s in specs if ids[s.id] in lost])
+                ids = {s.id: there.get((s.step, s.subject, s.fingerprint), ids[s.id]) for s in specs}
         if updates:  # a job in flight (or claimed by another submitter) is left alone
             statement = jobs.update().where(jobs.c.id == sa.bindparam("job_id"), ~_live(now))
             conn.execute(statement.values(reason=sa.bindparam("why"), **values), updates)
