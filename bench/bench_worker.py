@@ -20,9 +20,11 @@ Each side is a fresh ``panopipe`` process, as a container starts one and a user 
 interpreter's start, the imports and the pool's start are timed on both sides. Before every run, out of
 the clock: the outputs (and the worker's results) deleted from S3, the catalog copied. Both sides must
 write the same output objects (content-addressed keys: the same jobs). The goal: the worker's jobs/s at
-least 0.9x the local pool's, i.e. the pool's row shows a ratio of at least 0.9x.
+least 0.9x the local pool's, i.e. the pool's row shows a ratio of at least 0.9x. Beside wall time, the CPU
+seconds of each side's process tree (``getrusage`` of the waited-for children: the command and its pool)
+per job, which other work on a shared machine changes less; moto's server is not counted.
 
-    python bench/bench_worker.py [--quick] [--images 64] [--vcpus 2] [--runs 7] [--json out.json]
+    python bench/bench_worker.py [--quick] [--images 32] [--vcpus 2] [--runs 7] [--json out.json]
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -101,10 +105,11 @@ def keys(client: Any, prefix: str) -> set[str]:
     return {item["Key"] for page in pages for item in page.get("Contents", [])}
 
 
-def panopipe_command(arguments: list[str], vcpus: int | None = None) -> tuple[float, Any]:
+def panopipe_command(arguments: list[str], vcpus: int | None = None) -> tuple[float, float, Any]:
     """Run ``panopipe ARGUMENTS`` in a fresh process (confined to ``vcpus`` cores if the machine has more);
-    its wall seconds and its JSON output."""
+    its wall seconds, the CPU seconds of it and its pool's processes, and its JSON output."""
     cores = sorted(os.sched_getaffinity(0))[:vcpus] if vcpus is not None and vcpus < fair.CORES else None
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", CLI, *arguments],
@@ -114,15 +119,17 @@ def panopipe_command(arguments: list[str], vcpus: int | None = None) -> tuple[fl
         preexec_fn=None if cores is None else partial(os.sched_setaffinity, 0, cores),
     )
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the pool's processes were waited for by it
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     if done.returncode:
         raise SystemExit(f"panopipe {' '.join(arguments)}: exit code {done.returncode}\n{done.stderr}")
-    return seconds, json.loads(done.stdout)
+    return seconds, cpu, json.loads(done.stdout)
 
 
 def main() -> None:
     args = fair.parse_args(
         __doc__,
-        {"images": (64, 16), "vcpus": (2, 2)},
+        {"images": (32, 8), "vcpus": (2, 2)},
     )
     # The panopipe processes started here import the same code as this one.
     source = str(Path(panopipe.__file__).resolve().parents[1])
@@ -182,15 +189,19 @@ def compare(report: fair.Report, args: argparse.Namespace, tmp: Path) -> None:
         f" as one array job of one chunk in {time.perf_counter() - started:.1f} s (set-up, untimed)"
     )
     outputs: dict[str, set[str]] = {}
+    cpus: dict[str, list[float]] = {}  # CPU seconds of each run (warm-up included), by side
     runs = iter(range(10**9))
+    worker_side = f"panopipe worker run, 1 container of {args.vcpus} vCPUs ({args.vcpus} processes)"
+    local_side = f"panopipe run --executor local ({fair.CORES} processes)"
 
     def worker() -> float:
         delete_prefix(s3, "out/derive/")
         delete_prefix(s3, results)
         command = ["worker", "run", "--manifest", manifest, "--index", "0"]
-        seconds, done = panopipe_command(
+        seconds, cpu, done = panopipe_command(
             [*command, "--workers", str(args.vcpus), "--config", str(config)], args.vcpus
         )
+        cpus.setdefault(worker_side, []).append(cpu)
         assert (done["succeeded"], done["failed"], done["skipped"]) == (args.images, 0, 0), done
         outputs.setdefault("worker", keys(s3, "out/derive/"))
         return seconds
@@ -200,14 +211,13 @@ def compare(report: fair.Report, args: argparse.Namespace, tmp: Path) -> None:
         location = tmp / f"run-{next(runs)}.db"
         shutil.copyfile(original, location)
         command = ["run", "--steps", "derive", "--executor", "local", "--json"]
-        seconds, done = panopipe_command([*command, "--catalog", str(location), "--config", str(config)])
+        seconds, cpu, done = panopipe_command([*command, "--catalog", str(location), "--config", str(config)])
+        cpus.setdefault(local_side, []).append(cpu)
         location.unlink()
         assert done["counts"] == {"derive": {"succeeded": args.images}}, done
         outputs.setdefault("local", keys(s3, "out/derive/"))
         return seconds
 
-    worker_side = f"panopipe worker run, 1 container of {args.vcpus} vCPUs ({args.vcpus} processes)"
-    local_side = f"panopipe run --executor local ({fair.CORES} processes)"
     comparison = report.compare(
         {worker_side: worker, local_side: local},
         title=f"derive of {args.images} 4096x2048 images on S3 (moto): a Batch worker against the local pool",
@@ -223,6 +233,14 @@ def compare(report: fair.Report, args: argparse.Namespace, tmp: Path) -> None:
     report.note(
         f"worker / local pool jobs/s, median of the rounds: {ratio:.2f}x (goal >= {GOAL:g}x: "
         f"{'met' if ratio >= GOAL else 'not met'})"
+    )
+    worker_cpu, local_cpu = (
+        statistics.median(cpus[side]) / args.images for side in (worker_side, local_side)
+    )
+    report.note(
+        f"CPU seconds per job (the panopipe process and its pool's, start-up included; moto's server not "
+        f"counted), median of the runs: worker {worker_cpu:.3f}, local pool {local_cpu:.3f} "
+        f"(local / worker {local_cpu / worker_cpu:.2f}x)"
     )
 
 
