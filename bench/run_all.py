@@ -40,6 +40,7 @@ SCRIPTS = (
     "codec",
     "startup",
     "batch_submit",
+    "worker",
     "qc",
     "route",
 )
