@@ -271,6 +271,23 @@ def test_settings_configure_endpoint_region_and_path_style(aws_env) -> None:
     assert storage.client.meta.config.s3["addressing_style"] == "path"
 
 
+def test_storages_of_one_configuration_share_one_client(aws_env, monkeypatch) -> None:
+    settings = Settings(s3_endpoint_url="http://127.0.0.1:9", aws_region="eu-central-1")
+    first = open_storage(f"s3://{BUCKET}/a", settings)
+    second = open_storage(f"s3://{BUCKET}/b", settings)
+    other_endpoint = open_storage(
+        f"s3://{BUCKET}/a", replace(settings, s3_endpoint_url="http://127.0.0.1:10")
+    )
+
+    assert isinstance(first, S3Storage) and isinstance(second, S3Storage)
+    assert isinstance(other_endpoint, S3Storage)
+    assert first.client is second.client, "building a client per storage cost most of a small job's CPU"
+    assert other_endpoint.client is not first.client
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "rotated")
+    rotated = open_storage(f"s3://{BUCKET}/a", settings)
+    assert isinstance(rotated, S3Storage) and rotated.client is not first.client
+
+
 def test_unknown_profile_is_a_config_error(aws_env) -> None:
     storage = S3Storage(BUCKET, settings=Settings(aws_profile="no-such-profile"))
 

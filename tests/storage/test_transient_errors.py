@@ -33,7 +33,7 @@ from urllib3.exceptions import ProtocolError
 from panopipe.errors import ObjectNotFoundError, StorageError
 from panopipe.steps.base import JobSpec
 from panopipe.steps.registry import execute_job
-from panopipe.storage import FolderStorage
+from panopipe.storage import FolderStorage, aws_clients
 from panopipe.storage.base import os_storage_error
 from panopipe.storage.s3 import S3Storage
 
@@ -202,6 +202,7 @@ def step_faults(s3, monkeypatch: pytest.MonkeyPatch) -> Iterator[Faults]:
     faults = Faults()
     first = ("before-send", faults, botocore.handlers.REGISTER_FIRST)
     monkeypatch.setattr(botocore.handlers, "BUILTIN_HANDLERS", [first, *botocore.handlers.BUILTIN_HANDLERS])
+    monkeypatch.setattr(aws_clients, "_S3_CLIENTS", {})  # a process reuses its clients: build them anew here
     yield faults
 
 

@@ -3,6 +3,8 @@ and which of their errors are worth retrying."""
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import Any, TypeAlias
 
 from panopipe.config import Settings, load_settings
@@ -43,17 +45,48 @@ def s3_client(
 ) -> S3Client:
     """An S3 client for AWS, MinIO or moto's server, configured from ``settings`` (default: :func:`load_settings`).
 
-    With an endpoint URL the client uses path-style addressing, which S3-compatible servers expect.
+    With an endpoint URL the client uses path-style addressing, which S3-compatible servers expect. A process
+    builds one client per configuration (endpoint, region, profile, pool size and the AWS variables of its
+    environment) and shares it: boto3 clients are thread-safe, and building one (botocore loads the service's
+    model) costs more CPU than reading or writing a thumbnail.
     """
     settings = settings or load_settings()
-    return aws_client(
-        "s3",
-        settings,
-        endpoint_url=settings.s3_endpoint_url,
-        retries={"mode": "standard", "max_attempts": MAX_RETRIES},
-        max_pool_connections=max_pool_connections,
-        s3={"addressing_style": "path"} if settings.s3_endpoint_url else None,
+    key = (
+        os.getpid(),  # a forked child must not share its parent's connections
+        settings.s3_endpoint_url,
+        settings.aws_region,
+        settings.aws_profile,
+        max_pool_connections,
+        *(os.environ.get(name) for name in _CLIENT_ENVIRONMENT),
     )
+    with _S3_CLIENTS_LOCK:
+        client = _S3_CLIENTS.get(key)
+        if client is None:
+            client = _S3_CLIENTS[key] = aws_client(
+                "s3",
+                settings,
+                endpoint_url=settings.s3_endpoint_url,
+                retries={"mode": "standard", "max_attempts": MAX_RETRIES},
+                max_pool_connections=max_pool_connections,
+                s3={"addressing_style": "path"} if settings.s3_endpoint_url else None,
+            )
+        return client
+
+
+_CLIENT_ENVIRONMENT = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CA_BUNDLE",
+)
+"""The variables boto3 reads when it builds a client that settings do not carry: a client built under other
+values (another test's credentials or endpoint) is not reused."""
+_S3_CLIENTS: dict[tuple[Any, ...], S3Client] = {}
+_S3_CLIENTS_LOCK = threading.Lock()
 
 
 def aws_client(
