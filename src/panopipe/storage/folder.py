@@ -90,7 +90,9 @@ class FolderStorage(Storage):
 
     def _put_new(self, key: str, data: bytes) -> ObjectInfo:
         path = self._path(key)
-        write_atomic(path, data, overwrite=False)
+        # Not flushed to disk: create-only keys hold step outputs, which a rerun makes again (put_output
+        # replaces the empty file a power loss may leave); fsync was most of a thumbnail's write.
+        write_atomic(path, data, overwrite=False, durable=False)
         return self._info(key, path, path.stat())
 
     def _delete(self, key: str) -> None:
@@ -111,13 +113,20 @@ class FolderStorage(Storage):
 
 
 def write_atomic(
-    path: Path, data: bytes | Iterable[bytes | memoryview], mode: int | None = None, *, overwrite: bool = True
+    path: Path,
+    data: bytes | Iterable[bytes | memoryview],
+    mode: int | None = None,
+    *,
+    overwrite: bool = True,
+    durable: bool = True,
 ) -> None:
     """Write ``data`` (bytes, or pieces written in turn) to ``path`` through a temporary file in the same
     folder, flushed to disk and renamed into place. The file gets ``mode``, by default what the umask leaves
     of 0666, as for any file a program creates (mkstemp's 0600 would hide published files from their readers).
     Without ``overwrite`` the complete file is hard-linked to ``path`` instead, which fails atomically with
     :class:`~panopipe.errors.ObjectExistsError` when ``path`` exists (what ``O_EXCL`` does for an empty file).
+    Without ``durable`` the file is not flushed to disk first: every process still sees ``path`` complete or
+    not at all, but after a power loss or a kernel crash ``path`` may be an empty file.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +142,8 @@ def write_atomic(
             if mode is not None:
                 os.fchmod(handle.fileno(), mode)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         if overwrite:
             os.replace(tmp, path)
         else:
