@@ -95,7 +95,7 @@ def panopipe_derive(files: list[Path], out: Path, executor: LocalExecutor, outpu
         )
         for path in files
     ]
-    # polled as the runner polls (pipeline/runner.py): the unfinished jobs only, pausing while none finished
+    # polled as the runner polls (pipeline/runner.py): the unfinished jobs only, waiting while none finished
     pending, failed = executor.submit(specs), []
     while pending:
         states = [state for state in executor.describe(pending) if state.status in FINISHED]
@@ -104,7 +104,7 @@ def panopipe_derive(files: list[Path], out: Path, executor: LocalExecutor, outpu
             if state.status != "succeeded":
                 failed.append(state.outcome.error if state.outcome else state.status)
         if not states:
-            time.sleep(executor.poll_interval_s)
+            executor.wait(pending)
     assert not failed, failed[:3]
 
 

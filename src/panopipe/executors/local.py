@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from functools import partial
 
 from panopipe.catalog.types import utcnow
@@ -64,6 +64,11 @@ class LocalExecutor(Executor):
             )
         outcome = decode_outcome(future.result())
         return JobState(handle, outcome.status, outcome)
+
+    def wait(self, handles: Sequence[str]) -> None:
+        """Return as soon as one of ``handles`` finishes (a sleeping poll would leave the last job's end
+        unseen for up to ``poll_interval_s``), at most after ``poll_interval_s``."""
+        wait([self._futures[h] for h in handles], self.poll_interval_s, FIRST_COMPLETED)
 
     def cancel(self, handles: Sequence[str]) -> None:
         for handle in handles:
