@@ -151,7 +151,7 @@ def _lanczos_shrink(plane: Any, factor: int) -> Any:
     anchor = 3 * factor - 1
     # phase p (input pixels factor * i + p) meets taps first, first + factor, ... at output offset -shift
     phases = [(p, taps[(anchor + p) % factor :: factor], (anchor + p) // factor) for p in range(factor)]
-    rows = [
+    rows: list[Any] = [
         cv2.filter2D(
             plane[p::factor], cv2.CV_32F, kernel[:, None], anchor=(0, shift), borderType=cv2.BORDER_REFLECT
         )
@@ -159,7 +159,7 @@ def _lanczos_shrink(plane: Any, factor: int) -> Any:
     ]
     for part in rows[1:]:
         rows[0] += part
-    columns = [
+    columns: list[Any] = [
         cv2.filter2D(
             np.ascontiguousarray(rows[0][:, p::factor]),
             cv2.CV_32F,
