@@ -5,8 +5,8 @@ Compares, on the same files:
 
 1. panopipe's ``derive`` step (one output per job, GPS/time/GPano metadata written into it as in a real
    run), run as jobs by the local executor over all cores: the JPEG decoder scales by 1/4 (thumbnails) or
-   not at all (previews) in the DCT domain, then a Lanczos-3 filter shrinks by the factor 2 left (what
-   libvips does);
+   not at all (previews) in the DCT domain, then a Lanczos-3 filter shrinks the luma by the factor 2 left
+   (what libvips does to every channel) and an area average the chroma;
 2. ``vipsthumbnail -s 512`` (``-s 2048``) in one process per core, the files split between them (the
    reference: a user with a machine to fill runs it so);
 3. ``vipsthumbnail`` over all files in one process (libvips threads internally, shrink-on-load).
