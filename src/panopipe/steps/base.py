@@ -203,8 +203,8 @@ def put_output(name: str, uri: str, data: bytes, *, replace: bool = False) -> Ou
     input): a dead attempt or a racing worker. It is kept and described as it is stored, so that every
     attempt reports the same content; on S3 only if it carries the SHA-256 panopipe stores with every object
     (S3 verified it on upload), else it was not written by panopipe and is replaced. An empty object where
-    ``data`` is not is replaced too: a folder's create-only write is not flushed to disk, and a power loss
-    can leave its name on an empty file. ``replace`` overwrites in any case (publish's human-named copies).
+    ``data`` is not is replaced too: a folder's small create-only write is not flushed to disk, and a power
+    loss can leave its name on an empty file. ``replace`` overwrites in any case (publish's human-named copies).
     """
     storage, key = resolve_uri(uri)
     if not replace:

@@ -12,6 +12,9 @@ from pathlib import Path
 from panopipe.errors import ObjectExistsError, ObjectNotFoundError
 from panopipe.storage.base import ObjectInfo, Storage, os_storage_error
 
+UNFLUSHED_BYTES = 1 << 20
+"""Create-only writes up to this size (thumbnails, previews) are not flushed to disk before they get their name."""
+
 
 class FolderStorage(Storage):
     """Files under a root folder. URIs are absolute paths."""
@@ -90,9 +93,10 @@ class FolderStorage(Storage):
 
     def _put_new(self, key: str, data: bytes) -> ObjectInfo:
         path = self._path(key)
-        # Not flushed to disk: create-only keys hold step outputs, which a rerun makes again (put_output
-        # replaces the empty file a power loss may leave); fsync was most of a thumbnail's write.
-        write_atomic(path, data, overwrite=False, durable=False)
+        # Create-only keys hold step outputs. A small one is not flushed to disk (the fsync was most of a
+        # thumbnail's write): written back in one piece, after a power loss it is complete or empty, and
+        # put_output replaces an empty one. A larger one could be left cut short at any size: flushed.
+        write_atomic(path, data, overwrite=False, durable=len(data) > UNFLUSHED_BYTES)
         return self._info(key, path, path.stat())
 
     def _delete(self, key: str) -> None:
@@ -169,4 +173,4 @@ def _create_temporary(folder: Path) -> tuple[int, Path]:
             continue
 
 
-__all__ = ["FolderStorage", "write_atomic"]
+__all__ = ["UNFLUSHED_BYTES", "FolderStorage", "write_atomic"]
