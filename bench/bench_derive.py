@@ -5,8 +5,8 @@ Compares, on the same files:
 
 1. panopipe's ``derive`` step (one output per job, GPS/time/GPano metadata written into it as in a real
    run), run as jobs by the local executor over all cores: the JPEG decoder scales by 1/4 (thumbnails) or
-   not at all (previews) in the DCT domain, then a Lanczos-3 filter shrinks by the factor 2 left (what
-   libvips does);
+   not at all (previews) in the DCT domain, then a Lanczos-3 filter shrinks the luma by the factor 2 left
+   (what libvips does to every channel) and an area average the chroma;
 2. ``vipsthumbnail -s 512`` (``-s 2048``) in one process per core, the files split between them (the
    reference: a user with a machine to fill runs it so);
 3. ``vipsthumbnail`` over all files in one process (libvips threads internally, shrink-on-load).
@@ -95,7 +95,7 @@ def panopipe_derive(files: list[Path], out: Path, executor: LocalExecutor, outpu
         )
         for path in files
     ]
-    # polled as the runner polls (pipeline/runner.py): the unfinished jobs only, pausing while none finished
+    # polled as the runner polls (pipeline/runner.py): the unfinished jobs only, waiting while none finished
     pending, failed = executor.submit(specs), []
     while pending:
         states = [state for state in executor.describe(pending) if state.status in FINISHED]
@@ -104,7 +104,7 @@ def panopipe_derive(files: list[Path], out: Path, executor: LocalExecutor, outpu
             if state.status != "succeeded":
                 failed.append(state.outcome.error if state.outcome else state.status)
         if not states:
-            time.sleep(executor.poll_interval_s)
+            executor.wait(pending)
     assert not failed, failed[:3]
 
 

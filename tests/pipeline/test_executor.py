@@ -6,6 +6,7 @@ import errno
 import os
 import signal
 import sys
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -13,7 +14,9 @@ from tests.pipeline.captures import Project, add_rig_shots
 
 from panopipe.catalog.schema import artifacts, jobs
 from panopipe.errors import StepError, StorageError
+from panopipe.executors import LocalExecutor
 from panopipe.pipeline import plan, run
+from panopipe.steps.base import JobSpec
 from panopipe.steps.registry import is_transient, run_with_retries
 from panopipe.storage import resolve_uri
 
@@ -89,3 +92,17 @@ def test_ctrl_c_cancels_the_rest_and_keeps_the_catalog_consistent(project: Proje
     assert len(remaining) == states["cancelled"]
     report = run(project.catalog, settings=settings, steps=["stitch"], workers=2)
     assert report.counts == {"stitch": {"succeeded": states["cancelled"]}}
+
+
+def test_the_local_executor_wakes_its_poller_when_a_job_ends(tmp_path):
+    executor = LocalExecutor(1, retries=0)
+    executor.poll_interval_s = 60.0  # a sleeping poll would wait this long
+    try:
+        payload = {"params": {}, "inputs": [str(tmp_path / "missing.jpg")], "outputs": {}}
+        handles = executor.submit([JobSpec("j1", "derive", "image:x", "f", payload)])
+        started = time.monotonic()
+        executor.wait(handles)
+        assert time.monotonic() - started < 30
+        assert [state.status for state in executor.describe(handles)] == ["failed"]
+    finally:
+        executor.close()

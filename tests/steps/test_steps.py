@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -11,7 +12,7 @@ from PIL import Image
 
 from panopipe.errors import StepError
 from panopipe.steps.apply_metadata import metadata_update
-from panopipe.steps.base import safe_name
+from panopipe.steps.base import put_output, safe_name
 from panopipe.steps.derive import scaled_jpeg
 from panopipe.steps.fingerprint import canonical_json, fingerprint
 from panopipe.stitching import synthetic_panorama
@@ -75,6 +76,18 @@ def test_scaled_jpeg_refuses_a_truncated_jpeg():
     Image.fromarray(synthetic_panorama(1024, 512, seed=1)).save(buffer, "JPEG", quality=90)
     with pytest.raises(StepError, match="truncated or corrupt"):
         scaled_jpeg(buffer.getvalue()[: buffer.tell() // 2], 128, 85)
+
+
+def test_put_output_keeps_a_complete_object_and_replaces_the_empty_file_of_a_power_loss(tmp_path):
+    kept, cut_short = tmp_path / "kept.jpg", tmp_path / "cut.jpg"
+    kept.write_bytes(b"first attempt")
+    cut_short.write_bytes(b"")  # a create-only write is not flushed to disk: what a power loss may leave
+
+    assert put_output("a", str(kept), b"second attempt").hash == hashlib.sha256(b"first attempt").hexdigest()
+    output = put_output("b", str(cut_short), b"second attempt")
+
+    assert kept.read_bytes() == b"first attempt" and cut_short.read_bytes() == b"second attempt"
+    assert (output.hash, output.size) == (hashlib.sha256(b"second attempt").hexdigest(), 14)
 
 
 @pytest.mark.parametrize(("text", "safe"), [("R001-000120", "R001-000120"), ("..", "_-")])

@@ -8,6 +8,7 @@ from what :meth:`Executor.describe` reports.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,8 @@ class JobState:
 
 
 class Executor(ABC):
-    """Runs jobs somewhere. ``name`` is recorded with each job; ``poll_interval_s`` paces the runner."""
+    """Runs jobs somewhere. ``name`` is recorded with each job; ``poll_interval_s`` paces the runner
+    (:meth:`wait`)."""
 
     name: ClassVar[str]
     poll_interval_s: float = 0.05
@@ -50,6 +52,10 @@ class Executor(ABC):
     @abstractmethod
     def cancel(self, handles: Sequence[str]) -> None:
         """Stop the jobs that have not finished; finished jobs are left alone."""
+
+    def wait(self, handles: Sequence[str]) -> None:
+        """Pause while none of ``handles`` has finished, at most ``poll_interval_s`` (by default: that long)."""
+        time.sleep(self.poll_interval_s)
 
     def external_ids(self, handles: Sequence[str]) -> list[str | None]:
         """Where each job runs, as the remote system names it (recorded with the job); ``None`` locally."""

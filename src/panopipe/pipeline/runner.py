@@ -360,7 +360,7 @@ def _execute(
                 if progress is not None:
                     progress(step.name, finished, total)
             else:
-                time.sleep(executor.poll_interval_s)
+                executor.wait(pending)
     except KeyboardInterrupt:
         if executor.detached:
             raise  # the jobs go on where they run; `panopipe status` follows them

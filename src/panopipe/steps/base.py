@@ -202,8 +202,9 @@ def put_output(name: str, uri: str, data: bytes, *, replace: bool = False) -> Ou
     there was written whole (writes are atomic) by another attempt of this very job (the key names every
     input): a dead attempt or a racing worker. It is kept and described as it is stored, so that every
     attempt reports the same content; on S3 only if it carries the SHA-256 panopipe stores with every object
-    (S3 verified it on upload), else it was not written by panopipe and is replaced. ``replace`` overwrites
-    in any case (publish's human-named copies).
+    (S3 verified it on upload), else it was not written by panopipe and is replaced. An empty object where
+    ``data`` is not is replaced too: a folder's small create-only write is not flushed to disk, and a power
+    loss can leave its name on an empty file. ``replace`` overwrites in any case (publish's human-named copies).
     """
     storage, key = resolve_uri(uri)
     if not replace:
@@ -212,7 +213,7 @@ def put_output(name: str, uri: str, data: bytes, *, replace: bool = False) -> Ou
         except ObjectExistsError:
             info = storage.head(key)
             stored = info.sha256 or storage.sha256(key)
-            if stored is not None:
+            if stored is not None and (info.size or not data):  # empty: cut short by a power loss
                 return Output(name, uri, stored, info.size)
         else:
             return Output(name, uri, hashlib.sha256(data).hexdigest(), info.size)

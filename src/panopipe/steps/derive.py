@@ -4,12 +4,14 @@ Scaling is done with libvips' ``thumbnail`` rule and quality: the JPEG decoder s
 in the DCT domain (OpenCV's reduced reads, libjpeg-turbo), leaving at least a factor 2 to a Lanczos-3
 resample (the decoder's 1/8 scale alone is an 8x8 block mean, which aliases: its thumbnails are measurably
 further from a Lanczos downscale of the full image, see ``bench/bench_derive.py``). So a 4096 px panorama
-becomes a 512 px thumbnail after decoding a quarter of its width. When the factor left is a whole number
-(4096 -> 512, 4096 -> 2048), the Lanczos-3 filter runs as two vectorised OpenCV line filters, each
-followed by keeping every factor-th pixel: half the CPU of Pillow's Lanczos; other factors use Pillow's.
-OpenCV (already a dependency) rather than pyvips: measured in one process, pyvips 8.18 (libvips' thumbnail)
-takes 15 % more CPU for a 512 px thumbnail and 40 % less for a 2048 px preview, for a 21 MB binary
-dependency (``bench/README.md``, issue 15 gap 2). Jobs run in parallel on the executor's workers.
+becomes a 512 px thumbnail after decoding a quarter of its width. The Lanczos-3 resample is applied to
+the luma only; the chroma, which the encoder's 4:2:0 subsampling halves again, is area-averaged (a third of
+the filtering, at the same luma SSIM). When the factor left is a whole number (4096 -> 512, 4096 -> 2048),
+the filter runs as vectorised OpenCV line filters computed only at the kept pixels (one 6-tap filter per
+phase of the factor); other factors use Pillow's Lanczos. OpenCV (already a dependency) rather than pyvips
+(libvips 8.18 took more CPU per 512 px thumbnail; a 21 MB binary) or simplejpeg (its libjpeg-turbo decodes
+at 1/4 in the same CPU time as OpenCV's): ``bench/README.md``, issue 15 gap 2. Jobs run in parallel on the
+executor's workers.
 
 The step reads the pixels upstream of ``apply-metadata`` (the stitched panorama, or the image file) and writes
 into each derived image the metadata ``apply-metadata`` writes
@@ -38,7 +40,7 @@ class DeriveStep(Step):
     """Scaled-down copies of the panorama: ``thumbnail`` (the primary output) and ``preview``."""
 
     name = "derive"
-    version = "2"
+    version = "3"
     outputs = ("thumbnail", "preview")
     reads = METADATA_FIELDS
     parameters = (
@@ -108,31 +110,69 @@ def scaled_jpeg(data: bytes, size: int, quality: int) -> bytes:
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), read | cv2.IMREAD_IGNORE_ORIENTATION)
     if pixels is None:
         raise StepError("cannot decode the image: its data is truncated or corrupt")
-    factor = pixels.shape[1] // target[0]
-    if pixels.shape[:2] == (factor * target[1], factor * target[0]) and factor > 1:
-        pixels = _lanczos_shrink(pixels, factor)
-    elif pixels.shape[:2] != (target[1], target[0]):  # channel order does not matter to the filter
-        pixels = np.asarray(PILImage.fromarray(pixels).resize(target, PILImage.Resampling.LANCZOS))
+    if pixels.shape[:2] != (target[1], target[0]):
+        pixels = _shrink(pixels, target)
     ok, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise StepError("cannot encode the scaled image")
     return encoded.tobytes()
 
 
-def _lanczos_shrink(pixels: Any, factor: int) -> Any:
-    """``pixels`` (H x W x C, uint8) shrunk by the whole number ``factor`` with a Lanczos-3 filter."""
+def _shrink(pixels: Any, target: tuple[int, int]) -> Any:
+    """``pixels`` (H x W x 3 BGR, uint8) shrunk to ``target`` (width, height): the luma by a Lanczos-3
+    resample, the chroma by an area average (it is halved again by the encoder's 4:2:0 subsampling)."""
+    import cv2
+    import numpy as np
+    from PIL import Image as PILImage
+
+    luma = cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)  # the Y of YCrCb: the same BT.601 weights
+    factor = pixels.shape[1] // target[0]
+    if factor > 1 and pixels.shape[:2] == (factor * target[1], factor * target[0]):
+        luma = _lanczos_shrink(luma, factor)
+    else:
+        luma = np.asarray(PILImage.fromarray(luma).resize(target, PILImage.Resampling.LANCZOS))
+    small = cv2.cvtColor(cv2.resize(pixels, target, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2YCrCb)
+    small[..., 0] = luma
+    return cv2.cvtColor(small, cv2.COLOR_YCrCb2BGR)
+
+
+def _lanczos_shrink(plane: Any, factor: int) -> Any:
+    """``plane`` (H x W, uint8, both multiples of ``factor``) shrunk by the whole number ``factor`` with a
+    Lanczos-3 filter, computed only where a pixel is kept: each of the ``factor`` phases (every
+    factor-th row, then column, from an offset) gets its own 6 taps of the filter."""
     import cv2
     import numpy as np
 
-    # the filter of a Lanczos-3 resample by ``factor``: 6 * factor taps, centred between the middle two
+    # the filter of a Lanczos-3 resample by ``factor``: 6 * factor taps, centred between the middle two;
+    # output pixel j is sum(taps[k] * input[factor * j + k - anchor])
     offsets = (np.arange(6 * factor) - (6 * factor - 1) / 2) / factor
     taps = np.sinc(offsets) * np.sinc(offsets / 3)
     taps = (taps / taps.sum()).astype(np.float32)
     anchor = 3 * factor - 1
-    rows = cv2.filter2D(pixels, -1, taps[None, :], anchor=(anchor, 0), borderType=cv2.BORDER_REFLECT)
-    rows = np.ascontiguousarray(rows[:, ::factor])
-    columns = cv2.filter2D(rows, -1, taps[:, None], anchor=(0, anchor), borderType=cv2.BORDER_REFLECT)
-    return np.ascontiguousarray(columns[::factor])
+    # phase p (input pixels factor * i + p) meets taps first, first + factor, ... at output offset -shift
+    phases = [(p, taps[(anchor + p) % factor :: factor], (anchor + p) // factor) for p in range(factor)]
+    rows: list[Any] = [
+        cv2.filter2D(
+            plane[p::factor], cv2.CV_32F, kernel[:, None], anchor=(0, shift), borderType=cv2.BORDER_REFLECT
+        )
+        for p, kernel, shift in phases
+    ]
+    for part in rows[1:]:
+        rows[0] += part
+    columns: list[Any] = [
+        cv2.filter2D(
+            np.ascontiguousarray(rows[0][:, p::factor]),
+            cv2.CV_32F,
+            kernel[None, :],
+            anchor=(shift, 0),
+            borderType=cv2.BORDER_REFLECT,
+        )
+        for p, kernel, shift in phases
+    ]
+    for part in columns[2:]:
+        columns[1] += part
+    # the sum of the phases, rounded and saturated to uint8 in one pass
+    return cv2.addWeighted(columns[0], 1.0, columns[1], 1.0, 0.0, dtype=cv2.CV_8U)
 
 
 __all__ = ["DeriveStep", "scaled_jpeg"]

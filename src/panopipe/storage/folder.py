@@ -12,6 +12,9 @@ from pathlib import Path
 from panopipe.errors import ObjectExistsError, ObjectNotFoundError
 from panopipe.storage.base import ObjectInfo, Storage, os_storage_error
 
+UNFLUSHED_BYTES = 1 << 20
+"""Create-only writes up to this size (thumbnails, previews) are not flushed to disk before they get their name."""
+
 
 class FolderStorage(Storage):
     """Files under a root folder. URIs are absolute paths."""
@@ -90,7 +93,10 @@ class FolderStorage(Storage):
 
     def _put_new(self, key: str, data: bytes) -> ObjectInfo:
         path = self._path(key)
-        write_atomic(path, data, overwrite=False)
+        # Create-only keys hold step outputs. A small one is not flushed to disk (the fsync was most of a
+        # thumbnail's write): written back in one piece, after a power loss it is complete or empty, and
+        # put_output replaces an empty one. A larger one could be left cut short at any size: flushed.
+        write_atomic(path, data, overwrite=False, durable=len(data) > UNFLUSHED_BYTES)
         return self._info(key, path, path.stat())
 
     def _delete(self, key: str) -> None:
@@ -111,13 +117,20 @@ class FolderStorage(Storage):
 
 
 def write_atomic(
-    path: Path, data: bytes | Iterable[bytes | memoryview], mode: int | None = None, *, overwrite: bool = True
+    path: Path,
+    data: bytes | Iterable[bytes | memoryview],
+    mode: int | None = None,
+    *,
+    overwrite: bool = True,
+    durable: bool = True,
 ) -> None:
     """Write ``data`` (bytes, or pieces written in turn) to ``path`` through a temporary file in the same
     folder, flushed to disk and renamed into place. The file gets ``mode``, by default what the umask leaves
     of 0666, as for any file a program creates (mkstemp's 0600 would hide published files from their readers).
     Without ``overwrite`` the complete file is hard-linked to ``path`` instead, which fails atomically with
     :class:`~panopipe.errors.ObjectExistsError` when ``path`` exists (what ``O_EXCL`` does for an empty file).
+    Without ``durable`` the file is not flushed to disk first: every process still sees ``path`` complete or
+    not at all, but after a power loss or a kernel crash ``path`` may be an empty file.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +146,8 @@ def write_atomic(
             if mode is not None:
                 os.fchmod(handle.fileno(), mode)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         if overwrite:
             os.replace(tmp, path)
         else:
@@ -159,4 +173,4 @@ def _create_temporary(folder: Path) -> tuple[int, Path]:
             continue
 
 
-__all__ = ["FolderStorage", "write_atomic"]
+__all__ = ["UNFLUSHED_BYTES", "FolderStorage", "write_atomic"]
