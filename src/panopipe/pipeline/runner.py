@@ -18,8 +18,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from panopipe.catalog import Catalog, Selection
-from panopipe.catalog.subjects import KINDS, load_subjects, selected_subjects, subject_id
-from panopipe.catalog.types import new_id
+from panopipe.catalog.subjects import KINDS, Subject, load_subjects, selected_subjects, subject_id
+from panopipe.catalog.types import new_id, utcnow
 from panopipe.config import Settings
 from panopipe.errors import ConfigError
 from panopipe.executors.base import FINISHED, Executor
@@ -39,7 +39,7 @@ from panopipe.pipeline.store import (
     release_claim,
     taken_outputs,
 )
-from panopipe.steps.base import JobSpec, Step, discard_outputs
+from panopipe.steps.base import JobSpec, Step, discard_outputs, frame_fields
 
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(step, finished, total)`` each time jobs of ``step`` finish."""
@@ -130,7 +130,7 @@ def run(
                 _validate(catalog, step, subjects)
             # A step without jobs in the plan gets none during the run: jobs that follow an upstream job are in it.
             for step in (step for step in pipeline.steps if counts[step.name]):
-                work = _plan(catalog, selection, step, force, busy)
+                [(_, work)] = _plan(catalog, selection, [step], force, busy)
                 if work:
                     _execute(catalog, executor, work, report, progress)
     finally:
@@ -154,24 +154,34 @@ def _submit_due(
     """Submit, step by step, the jobs due now: not those of subjects in flight, nor (as their subjects join
     ``busy``) those that follow a job submitted earlier in the loop; they wait for a later run. The jobs of
     the steps ``queue`` picks are queued for the dispatcher instead, and on an executor that is not detached
-    the others run here, step after step."""
-    for step in steps:
-        work = _plan(catalog, selection, step, force, busy)
-        if not work:
-            continue
-        _validate(catalog, step, {w.subject.id for w in work})
-        if queue is not None and queue(step):
-            record_submitted(catalog, _specs(work), [w.reason for w in work], DISPATCH_EXECUTOR)
-            status, count = "queued", len(work)
-        elif executor.detached:
-            status, count = "submitted", len(_submit(catalog, executor, work)[0])
-        else:
-            _execute(catalog, executor, work, report, None)
-            continue
-        if count:
-            counts = report.counts.setdefault(step.name, {})
-            counts[status] = counts.get(status, 0) + count
-        busy.update(w.subject.id for w in work)  # those not claimed here are another submitter's
+    the others run here, step after step.
+
+    Steps are planned together over one selection of the subjects, up to the first step that runs here: the
+    steps after it are planned once it has run, so that they see its outputs."""
+
+    def runs_here(step: Step) -> bool:
+        return not (queue is not None and queue(step)) and not executor.detached
+
+    pending = list(steps)
+    while pending:
+        cut = next((i + 1 for i, step in enumerate(pending) if runs_here(step)), len(pending))
+        planned, pending = _plan(catalog, selection, pending[:cut], force, busy), pending[cut:]
+        for step, work in planned:
+            if not work:
+                continue
+            _validate(catalog, step, {w.subject.id for w in work})
+            if runs_here(step):
+                _execute(catalog, executor, work, report, None)
+                continue
+            if queue is not None and queue(step):
+                record_submitted(catalog, _specs(work), [w.reason for w in work], DISPATCH_EXECUTOR)
+                status, count = "queued", len(work)
+            else:
+                status, count = "submitted", len(_submit(catalog, executor, work)[0])
+            if count:
+                counts = report.counts.setdefault(step.name, {})
+                counts[status] = counts.get(status, 0) + count
+            busy.update(w.subject.id for w in work)  # those not claimed here are another submitter's
 
 
 def initiate(
@@ -205,21 +215,45 @@ def initiate(
     return report
 
 
-def _plan(catalog: Catalog, selection: Selection, step: Step, force: bool, busy: set[str]) -> list[Work]:
-    """The jobs of ``step`` due now, leaving out the subjects in ``busy`` before they are loaded."""
+def _plan(
+    catalog: Catalog, selection: Selection, steps: Sequence[Step], force: bool, busy: set[str]
+) -> list[tuple[Step, list[Work]]]:
+    """The jobs of each of ``steps`` due now, in order, over one selection of the subjects: the subjects in
+    ``busy``, or in the jobs of an earlier step of ``steps``, left out before they are loaded."""
+    taken = set(busy)
+    planned: list[tuple[Step, list[Work]]] = []
+    checked_at = utcnow()
     with catalog.autocommit() as conn, selected_subjects(conn, selection) as selected:
-        found = None
-        if not force:
-            found = {
-                kind: {key for key in keys if subject_id(kind, key) not in busy}
-                for kind, keys in candidates(conn, [step], selected)[step.name].items()
+        found = None if force else candidates(conn, steps, selected)
+        failed = failed_jobs(conn, steps, selected)
+        cache: dict[str, Subject] = {}
+        fields = frame_fields(steps)
+        for step in steps:
+            free = None
+            if found is not None:
+                free = {
+                    kind: {key for key in keys if subject_id(kind, key) not in taken}
+                    for kind, keys in found[step.name].items()
+                }
+            failures = {
+                kind: {key: why for key, why in reasons.items() if subject_id(kind, key) not in taken}
+                for kind, reasons in failed[step.name].items()
             }
-        failed = {
-            kind: {key: why for key, why in reasons.items() if subject_id(kind, key) not in busy}
-            for kind, reasons in failed_jobs(conn, [step], selected)[step.name].items()
-        }
-        work = plan_step(conn, step, selected, found, failed, force=force)
-    return [w for w in work if w.subject.id not in busy]
+            work = plan_step(
+                conn,
+                step,
+                selected,
+                free,
+                failures,
+                force=force,
+                cache=cache,
+                checked_at=checked_at,
+                fields=fields,
+            )
+            work = [w for w in work if w.subject.id not in taken]
+            planned.append((step, work))
+            taken.update(w.subject.id for w in work)
+    return planned
 
 
 def _validate(catalog: Catalog, step: Step, subject_ids: set[str]) -> None:
