@@ -399,10 +399,11 @@ def record_submitted(
             insert = _dialect_insert(conn)(jobs).on_conflict_do_nothing(
                 index_elements=["step", "subject", "fingerprint"]
             )
-            conn.execute(insert, inserts)
-            inserted = {row["id"] for row in inserts}
-            there = _job_ids(conn, [s for s in specs if ids[s.id] in inserted])
-            ids = {s.id: there.get((s.step, s.subject, s.fingerprint), ids[s.id]) for s in specs}
+            count = conn.execute(insert, inserts).rowcount
+            if count != len(inserts) or not conn.dialect.supports_sane_multi_rowcount:  # some were there
+                inserted = {row["id"] for row in inserts}
+                there = _job_ids(conn, [s for s in specs if ids[s.id] in inserted])
+                ids = {s.id: there.get((s.step, s.subject, s.fingerprint), ids[s.id]) for s in specs}
         if updates:  # a job in flight (or claimed by another submitter) is left alone
             statement = jobs.update().where(jobs.c.id == sa.bindparam("job_id"), ~_live(now))
             conn.execute(statement.values(reason=sa.bindparam("why"), **values), updates)
