@@ -29,7 +29,7 @@ from panopipe.executors import InlineExecutor
 from panopipe.pipeline import plan
 from panopipe.pipeline.dispatch import dispatch
 from panopipe.pipeline.runner import initiate
-from panopipe.pipeline.store import CLAIM_TTL_S, claim_jobs, new_claim, record_submitted, release_claim
+from panopipe.pipeline.store import CLAIM_TTL_S, claimed_jobs, new_claim, record_submitted, release_claim
 from panopipe.steps.base import JobSpec
 from panopipe.steps.registry import STEP_TYPES
 
@@ -61,28 +61,33 @@ def at_once(count: int, work: Callable[[int], Any]) -> list[Any]:
 
 def test_two_claimers_at_once_share_the_queued_jobs_without_overlap(catalog_url: str):
     specs = [JobSpec(new_id(), "stitch", f"shot:R001-{n:06d}", f"f{n}") for n in range(JOBS)]
+
+    def claim(catalog: Catalog, token: str) -> set[str]:
+        record_submitted(catalog, specs, ["new input"] * JOBS, "batch", claim=token)
+        return claimed_jobs(catalog, token)
+
     with Catalog.open(catalog_url) as catalog:
         ids = list(record_submitted(catalog, specs, ["new input"] * JOBS, "batch").values())
     submitters = [Catalog.open(catalog_url) for _ in range(2)]  # two processes' engines
     try:
         tokens = [new_claim(), new_claim()]
-        claimed = at_once(2, lambda i: claim_jobs(submitters[i], ids, tokens[i]))
+        claimed = at_once(2, lambda i: claim(submitters[i], tokens[i]))
     finally:
         for submitter in submitters:
             submitter.close()
 
     assert not claimed[0] & claimed[1] and claimed[0] | claimed[1] == set(ids)
     with Catalog.open(catalog_url) as catalog:
-        assert claim_jobs(catalog, ids, new_claim()) == set()  # all held
+        assert claim(catalog, new_claim()) == set()  # all held
         # Queueing the same jobs again (a late planner) leaves claimed jobs alone.
         record_submitted(catalog, specs, ["again"] * JOBS, "batch")
-        assert claim_jobs(catalog, ids, new_claim()) == set()
+        assert claim(catalog, new_claim()) == set()
         release_claim(catalog, tokens[0])
-        assert claim_jobs(catalog, ids, tokens[0]) == claimed[0]
+        assert claim(catalog, tokens[0]) == claimed[0]
         with catalog.transaction() as conn:  # a submitter that died holding its claim: it expires
             old = utcnow() - timedelta(seconds=CLAIM_TTL_S + 1)
             conn.execute(jobs.update().where(jobs.c.external_id == tokens[1]).values(submitted_at=old))
-        assert claim_jobs(catalog, ids, new_claim()) == claimed[1]
+        assert claim(catalog, new_claim()) == claimed[1]
 
 
 def test_with_batch_configured_an_event_queues_heavy_steps_and_runs_light_ones(project):

@@ -7,7 +7,7 @@ ended (:func:`~panopipe.pipeline.remote.refresh`), plans the work due now over t
 queued jobs, and the steps that follow jobs that ended) and submits it through the batch executor, one array
 job per step, as ``panopipe run --executor batch`` does. Ticks one after another drive a shot through every
 step. Two dispatchers at once never submit a job twice: a submission first claims its jobs in the catalog
-(:func:`~panopipe.pipeline.store.claim_jobs`) and submits only those it got.
+(:func:`~panopipe.pipeline.store.record_submitted`) and submits only those it got.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from panopipe.pipeline.planner import Work, plan, plan_step
 from panopipe.pipeline.remote import DISPATCH_EXECUTOR, refresh, work_uri
 from panopipe.pipeline.store import (
     candidates,
-    claim_jobs,
+    claimed_jobs,
     failed_jobs,
     new_claim,
     record_cancelled,
@@ -293,15 +293,15 @@ def _submit(
     catalog: Catalog, executor: Executor, work: Sequence[Work]
 ) -> tuple[list[tuple[JobSpec, Work]], list[str]]:
     """Record the jobs of ``work`` as queued and submit them: on a detached executor, only those this
-    submission claims (another submitter holds the others, see :func:`claim_jobs`). The submitted specs
+    submission claims (another submitter holds the others, see :func:`record_submitted`). The submitted specs
     (whose ids are the job rows' ids, as results name them) with their work, and their handles."""
     specs = _specs(work)
-    job_ids = record_submitted(catalog, specs, [w.reason for w in work], executor.name)
+    token = new_claim() if executor.detached else None
+    job_ids = record_submitted(catalog, specs, [w.reason for w in work], executor.name, claim=token)
     pairs = [(replace(spec, id=job_ids[spec.id]), w) for spec, w in zip(specs, work, strict=True)]
-    if not executor.detached:
+    if token is None:
         return pairs, executor.submit([spec for spec, _ in pairs])
-    token = new_claim()
-    claimed = claim_jobs(catalog, [spec.id for spec, _ in pairs], token)
+    claimed = claimed_jobs(catalog, token)
     pairs = [(spec, w) for spec, w in pairs if spec.id in claimed]
     if not pairs:
         return [], []
