@@ -32,7 +32,7 @@ from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.dispatch import dispatch
 from panopipe.pipeline.remote import refresh, work_uri
 from panopipe.pipeline.runner import initiate
-from panopipe.pipeline.store import CLAIM_TTL_S, claim_jobs, new_claim, record_submitted, release_claim
+from panopipe.pipeline.store import CLAIM_TTL_S, claimed_jobs, new_claim, record_submitted, release_claim
 from panopipe.steps.base import JobSpec
 from panopipe.steps.registry import STEP_TYPES
 
@@ -87,6 +87,11 @@ def at_once(count: int, work: Callable[[int], Any]) -> list[Any]:
 
 def test_two_claimers_at_once_share_the_queued_jobs_without_overlap(catalog_url: str, tmp_path: Path):
     specs = [JobSpec(new_id(), "stitch", f"shot:R001-{n:06d}", f"f{n}") for n in range(JOBS)]
+
+    def claim(catalog: Catalog, token: str) -> set[str]:
+        record_submitted(catalog, stitch, specs, ["new input"] * JOBS, "batch", claim=token)
+        return claimed_jobs(catalog, token)
+
     with Catalog.open(catalog_url) as catalog:
         settings = Settings(steps={"pipeline": {"output": str(tmp_path / "out")}})
         stitch = load_pipeline(catalog, settings, ["stitch"]).steps[0]
@@ -94,23 +99,23 @@ def test_two_claimers_at_once_share_the_queued_jobs_without_overlap(catalog_url:
     submitters = [Catalog.open(catalog_url) for _ in range(2)]  # two processes' engines
     try:
         tokens = [new_claim(), new_claim()]
-        claimed = at_once(2, lambda i: claim_jobs(submitters[i], ids, tokens[i]))
+        claimed = at_once(2, lambda i: claim(submitters[i], tokens[i]))
     finally:
         for submitter in submitters:
             submitter.close()
 
     assert not claimed[0] & claimed[1] and claimed[0] | claimed[1] == set(ids)
     with Catalog.open(catalog_url) as catalog:
-        assert claim_jobs(catalog, ids, new_claim()) == set()  # all held
+        assert claim(catalog, new_claim()) == set()  # all held
         # Queueing the same jobs again (a late planner) leaves claimed jobs alone.
         record_submitted(catalog, stitch, specs, ["again"] * JOBS, "batch")
-        assert claim_jobs(catalog, ids, new_claim()) == set()
+        assert claim(catalog, new_claim()) == set()
         release_claim(catalog, tokens[0])
-        assert claim_jobs(catalog, ids, tokens[0]) == claimed[0]
+        assert claim(catalog, tokens[0]) == claimed[0]
         with catalog.transaction() as conn:  # a submitter that died holding its claim: it expires
             old = utcnow() - timedelta(seconds=CLAIM_TTL_S + 1)
             conn.execute(jobs.update().where(jobs.c.external_id == tokens[1]).values(submitted_at=old))
-        assert claim_jobs(catalog, ids, new_claim()) == claimed[1]
+        assert claim(catalog, new_claim()) == claimed[1]
 
 
 def test_with_batch_configured_an_event_queues_heavy_steps_and_runs_light_ones(project):
@@ -142,8 +147,9 @@ def test_with_batch_configured_an_event_queues_heavy_steps_and_runs_light_ones(p
 
 def test_an_event_whose_shots_are_all_queued_does_not_plan_their_later_steps(project):
     """Once stitch is queued for every shot an event touched, the later steps find every selected subject
-    busy: apply-metadata reads the candidates once (it also takes 360° images), derive and publish read
-    nothing (issue 15, gap 3: an upload's batch in the deployed function)."""
+    busy: stitch and apply-metadata (planned together, up to the first step that runs here) read the
+    candidates once, derive and publish read nothing (issue 15, gap 3: an upload's batch in the deployed
+    function)."""
     add_rig_shots(project.catalog, project.root, 2)
     ids = tuple(image.id for image in project.catalog.images())
     settings = replace(project.settings, batch_job_queue="arn:aws:batch:us-east-1:123456789012:job-queue/q")
@@ -156,9 +162,7 @@ def test_an_event_whose_shots_are_all_queued_does_not_plan_their_later_steps(pro
     report = initiate(project.catalog, Selection(ids=ids), None, settings, executor=InlineExecutor())
 
     assert report.counts == {"stitch": {"queued": 2}}
-    assert (
-        sum("seen_0" in statement for statement in statements) == 2
-    )  # the candidates of stitch, apply-metadata
+    assert sum("seen_0" in statement for statement in statements) == 1  # stitch and apply-metadata's
 
 
 def test_two_dispatchers_at_once_submit_each_job_once(catalog_url: str, tmp_path: Path, world: World):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -197,12 +197,20 @@ def _ids_selected(kind: SubjectKind, include_deleted: bool) -> sa.Subquery:
     )
 
 
-def load_subjects(conn: sa.Connection, kind: SubjectKind, keys: Iterable[Any]) -> Iterator[Subject]:
+def load_subjects(
+    conn: sa.Connection, kind: SubjectKind, keys: Iterable[Any], fields: Collection[str] | None = None
+) -> Iterator[Subject]:
     """The subjects of ``kind`` named by ``keys`` with their frames (by camera index), deleted images left out:
-    one query per :data:`CHUNK` subjects, its rows read column by column (:func:`read_columns`)."""
+    one query per :data:`CHUNK` subjects, its rows read column by column (:func:`read_columns`).
+
+    With ``fields``, the frames carry only those fields (and ``id``, ``uri``, ``content_hash`` and ``shot``):
+    the others are not read, and reading one raises :class:`AttributeError` (a planner reads a fraction of
+    the 36 columns; see :attr:`~panopipe.steps.base.Step.frame_fields`)."""
+    names = IMAGE_COLUMNS if fields is None else _frame_columns(frozenset(fields))
     key = key_column(kind)
-    columns = [images.c[name] for name in IMAGE_COLUMNS]
-    group_by = IMAGE_COLUMNS.index("shot" if kind == "shot" else "id")
+    columns = [images.c[name] for name in names]
+    group_by = names.index("shot" if kind == "shot" else "id")
+    make = Image if fields is None else _partial_image(names)
     for chunk in batched(keys, CHUNK):
         query = (
             sa.select(*columns)
@@ -212,7 +220,7 @@ def load_subjects(conn: sa.Connection, kind: SubjectKind, keys: Iterable[Any]) -
         values = read_columns(conn, query)
         frames: dict[str, list[Image]] = {}
         # The columns are selected in the order of Image's fields.
-        for name, image in zip(map(str, values[group_by]), map(Image, *values), strict=True):
+        for name, image in zip(map(str, values[group_by]), map(make, *values), strict=True):
             group = frames.get(name)
             if group is None:
                 frames[name] = [image]
@@ -220,6 +228,30 @@ def load_subjects(conn: sa.Connection, kind: SubjectKind, keys: Iterable[Any]) -
                 group.append(image)
         for name, group in frames.items():
             yield Subject(subject_id(kind, name), tuple(group))
+
+
+@functools.cache
+def _frame_columns(fields: frozenset[str]) -> tuple[str, ...]:
+    unknown = fields - set(IMAGE_COLUMNS)
+    if unknown:
+        raise ValueError(f"not image columns: {', '.join(sorted(unknown))}")
+    return tuple(name for name in IMAGE_COLUMNS if name in {"id", "uri", "content_hash", "shot", *fields})
+
+
+@functools.cache
+def _partial_image(names: tuple[str, ...]) -> Callable[..., Image]:
+    """A maker of :class:`Image` records with only the fields ``names`` set (in that order): the others are
+    left unset, so that reading one fails instead of giving a wrong value."""
+    setters = [getattr(Image, name).__set__ for name in names]  # slots: set past the frozen __setattr__
+    new = object.__new__
+
+    def make(*values: Any) -> Image:
+        image = new(Image)
+        for set_field, value in zip(setters, values, strict=True):
+            set_field(image, value)
+        return image
+
+    return make
 
 
 __all__ = [

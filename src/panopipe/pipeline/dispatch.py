@@ -9,7 +9,7 @@ through the batch executor, one array job per step, as ``panopipe run --executor
 after another drive a shot through every step. What a configuration change (``config push``) or an edit
 makes stale is not the dispatcher's: ``panopipe run`` reprocesses it, when asked. Two dispatchers at once
 never submit a job twice: a submission first claims its jobs in the catalog
-(:func:`~panopipe.pipeline.store.claim_jobs`) and submits only those it got.
+as it records them (:func:`~panopipe.pipeline.store.record_submitted`) and submits only those it got.
 """
 
 from __future__ import annotations

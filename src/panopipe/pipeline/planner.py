@@ -11,7 +11,7 @@ records that (``artifacts.checked_at``) so that, e.g., a GPS edit does not keep 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -40,7 +40,7 @@ from panopipe.pipeline.store import (
     recorded,
     recorded_outputs,
 )
-from panopipe.steps.base import Step, Upstream
+from panopipe.steps.base import Step, Upstream, frame_fields
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -125,6 +125,7 @@ def plan(
         failed = failed_jobs(conn, pipeline.steps, selected)
         known = None if force else _recorded_for(conn, pipeline.steps, found, failed)
         cache: dict[str, Subject] = {}
+        fields = frame_fields(pipeline.steps)
         for step in pipeline.steps:
             direct = plan_step(
                 conn,
@@ -136,6 +137,7 @@ def plan(
                 cache=cache,
                 known=known,
                 checked_at=started,
+                fields=fields,
             )
             items += [
                 PlanItem(step.name, w.subject.id, w.reason, w.fingerprint, step.problem(w.subject))
@@ -164,6 +166,7 @@ def plan_step(
     cache: dict[str, Subject] | None = None,
     known: dict[str, dict[str, Recorded]] | None = None,
     checked_at: datetime | None = None,
+    fields: Collection[str] | None = None,
 ) -> list[Work]:
     """The jobs ``step`` needs now over the ``selected`` subjects (see :func:`selected_subjects`).
 
@@ -172,8 +175,11 @@ def plan_step(
     ``known`` are the primary artifacts of the step and its upstreams for every subject it may decide on, as
     :func:`recorded` gives them (read here when not given). Candidates found up to date get ``checked_at``
     (default: now, which must not be later than when their images were read) recorded on their artifacts.
+    Frames are loaded with the ``fields`` the steps sharing ``cache`` read (default: this step's, see
+    :func:`~panopipe.steps.base.frame_fields`).
     """
     cache = {} if cache is None else cache
+    fields = frame_fields([step]) if fields is None else fields
     checked_at = checked_at or utcnow()
     if found is None and not force:
         found = candidates(conn, [step], selected)[step.name]
@@ -188,7 +194,7 @@ def plan_step(
         keys.update(failures)
         for chunk in batched(sorted(keys), CHUNK):
             missing = [key for key in chunk if subject_id(kind, key) not in cache]
-            cache.update((subject.id, subject) for subject in load_subjects(conn, kind, missing))
+            cache.update((subject.id, subject) for subject in load_subjects(conn, kind, missing, fields))
             subjects = [cache[i] for i in (subject_id(kind, key) for key in chunk) if i in cache]
             work += _decide(conn, step, subjects, step.upstream(kind), failures, force, checked_at, known)
     return work

@@ -18,8 +18,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from panopipe.catalog import Catalog, Selection
-from panopipe.catalog.subjects import KINDS, SubjectKind, load_subjects, selected_subjects, subject_id
-from panopipe.catalog.types import new_id
+from panopipe.catalog.subjects import (
+    KINDS,
+    Subject,
+    SubjectKind,
+    load_subjects,
+    selected_subjects,
+    subject_id,
+)
+from panopipe.catalog.types import new_id, utcnow
 from panopipe.config import Settings
 from panopipe.errors import ConfigError
 from panopipe.executors.base import FINISHED, Executor
@@ -29,7 +36,7 @@ from panopipe.pipeline.planner import Work, plan, plan_step
 from panopipe.pipeline.remote import DISPATCH_EXECUTOR, REMOTE_EXECUTORS, refresh, work_uri
 from panopipe.pipeline.store import (
     candidates,
-    claim_jobs,
+    claimed_jobs,
     failed_jobs,
     in_flight,
     new_claim,
@@ -40,7 +47,7 @@ from panopipe.pipeline.store import (
     release_claim,
     taken_outputs,
 )
-from panopipe.steps.base import JobSpec, Step, discard_outputs
+from panopipe.steps.base import JobSpec, Step, discard_outputs, frame_fields
 
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(step, finished, total)`` each time jobs of ``step`` finish."""
@@ -131,7 +138,7 @@ def run(
                 _validate(catalog, step, subjects)
             # A step without jobs in the plan gets none during the run: jobs that follow an upstream job are in it.
             for step in (step for step in pipeline.steps if counts[step.name]):
-                work = _plan(catalog, selection, step, force, busy)
+                [(_, work)] = _plan(catalog, selection, [step], force, busy)
                 if work:
                     _execute(catalog, executor, work, report, progress)
     finally:
@@ -158,27 +165,38 @@ def _submit_due(
     of what is due now, for runs, the event path and the dispatcher (``dispatcher``: only the jobs queued
     for it and those that follow jobs that ended, see :func:`advance`). The jobs of the steps ``queue``
     picks are queued for the dispatcher instead; on an executor that is not detached the others run here,
-    step after step; without an executor, nothing is submitted: they are counted ``due``."""
+    step after step; without an executor, nothing is submitted: they are counted ``due``.
+
+    Steps are planned together over one selection of the subjects, up to the first step that runs here: the
+    steps after it are planned once it has run, so that they see its outputs."""
+    after = steps if dispatcher else None
+
+    def runs_here(step: Step) -> bool:
+        return executor is not None and not executor.detached and not (queue is not None and queue(step))
+
+    pending = list(steps)
     known: dict[SubjectKind, set[Any]] = {}
-    for step in steps:
-        work = _plan(catalog, selection, step, force, busy, steps if dispatcher else None, known)
-        if not work:
-            continue
-        _validate(catalog, step, {w.subject.id for w in work})
-        if executor is None:
-            status, count = "due", len(work)
-        elif queue is not None and queue(step):
-            record_submitted(catalog, step, _specs(work), [w.reason for w in work], DISPATCH_EXECUTOR)
-            status, count = "queued", len(work)
-        elif executor.detached:
-            status, count = "submitted", len(_submit(catalog, executor, work)[0])
-        else:
-            _execute(catalog, executor, work, report, None)
-            continue
-        if count:
-            counts = report.counts.setdefault(step.name, {})
-            counts[status] = counts.get(status, 0) + count
-        busy.update(w.subject.id for w in work)  # those not claimed here are another submitter's
+    while pending:
+        cut = next((i + 1 for i, step in enumerate(pending) if runs_here(step)), len(pending))
+        planned, pending = _plan(catalog, selection, pending[:cut], force, busy, after, known), pending[cut:]
+        for step, work in planned:
+            if not work:
+                continue
+            _validate(catalog, step, {w.subject.id for w in work})
+            if executor is None:
+                status, count = "due", len(work)
+            elif runs_here(step):
+                _execute(catalog, executor, work, report, None)
+                continue
+            elif queue is not None and queue(step):
+                record_submitted(catalog, step, _specs(work), [w.reason for w in work], DISPATCH_EXECUTOR)
+                status, count = "queued", len(work)
+            else:
+                status, count = "submitted", len(_submit(catalog, executor, work)[0])
+            if count:
+                counts = report.counts.setdefault(step.name, {})
+                counts[status] = counts.get(status, 0) + count
+            busy.update(w.subject.id for w in work)  # those not claimed here are another submitter's
 
 
 def initiate(
@@ -236,43 +254,62 @@ def advance(catalog: Catalog, settings: Settings, *, executor: Executor | None) 
 def _plan(
     catalog: Catalog,
     selection: Selection,
-    step: Step,
+    steps: Sequence[Step],
     force: bool,
     busy: set[str],
     after: Sequence[Step] | None = None,
     known: dict[SubjectKind, set[Any]] | None = None,
-) -> list[Work]:
-    """The jobs of ``step`` due now, leaving out the subjects in ``busy`` before they are loaded; with
-    ``after`` (the pipeline's steps), only the dispatcher's: the jobs queued for it, and those that follow
-    jobs of the steps before it that ended (:func:`~panopipe.pipeline.store.candidates`). ``known`` gathers
-    the selected subjects of the kinds read so far (of a few ids only, ``Selected.known``): a step all of
-    whose selected subjects are busy is not planned."""
+) -> list[tuple[Step, list[Work]]]:
+    """The jobs of each of ``steps`` due now, in order, over one selection of the subjects: the subjects in
+    ``busy``, or in the jobs of an earlier step of ``steps``, left out before they are loaded. With ``after``
+    (the pipeline's steps), only the dispatcher's: the jobs queued for it, and those that follow jobs of the
+    steps before them that ended (:func:`~panopipe.pipeline.store.candidates`). ``known`` gathers the
+    selected subjects of the kinds read so far (of a few ids only, ``Selected.known``): steps all of whose
+    selected subjects are busy are not planned (e.g. an event's shots whose stitch was just queued)."""
     queued_for = DISPATCH_EXECUTOR if after is not None else None
     known = {} if known is None else known
-
-    def all_busy() -> bool:
-        if not busy or not step.kinds <= known.keys():
-            return False
-        return busy.issuperset(subject_id(kind, key) for kind in step.kinds for key in known[kind])
-
-    if all_busy():
-        return []  # e.g. every subject's job of an earlier step was queued
+    kinds = {kind for step in steps for kind in step.kinds}
+    if (
+        busy
+        and kinds <= known.keys()
+        and busy.issuperset(subject_id(k, key) for k in kinds for key in known[k])
+    ):
+        return [(step, []) for step in steps]
+    taken = set(busy)
+    planned: list[tuple[Step, list[Work]]] = []
+    checked_at = utcnow()
     with catalog.autocommit() as conn, selected_subjects(conn, selection) as selected:
-        found = None
-        if not force:
-            found = {
-                kind: {key for key in keys if subject_id(kind, key) not in busy}
-                for kind, keys in candidates(conn, [step], selected, after=after)[step.name].items()
+        found = None if force else candidates(conn, steps, selected, after=after)
+        known.update(selected.known)
+        failed = failed_jobs(conn, steps, selected, queued_for=queued_for)
+        cache: dict[str, Subject] = {}
+        fields = frame_fields(steps)
+        for step in steps:
+            free = None
+            if found is not None:
+                free = {
+                    kind: {key for key in keys if subject_id(kind, key) not in taken}
+                    for kind, keys in found[step.name].items()
+                }
+            failures = {
+                kind: {key: why for key, why in reasons.items() if subject_id(kind, key) not in taken}
+                for kind, reasons in failed[step.name].items()
             }
-            known.update(selected.known)
-            if all_busy():
-                return []
-        failed = {
-            kind: {key: why for key, why in reasons.items() if subject_id(kind, key) not in busy}
-            for kind, reasons in failed_jobs(conn, [step], selected, queued_for=queued_for)[step.name].items()
-        }
-        work = plan_step(conn, step, selected, found, failed, force=force)
-    return [w for w in work if w.subject.id not in busy]
+            work = plan_step(
+                conn,
+                step,
+                selected,
+                free,
+                failures,
+                force=force,
+                cache=cache,
+                checked_at=checked_at,
+                fields=fields,
+            )
+            work = [w for w in work if w.subject.id not in taken]
+            planned.append((step, work))
+            taken.update(w.subject.id for w in work)
+    return planned
 
 
 def _validate(catalog: Catalog, step: Step, subject_ids: set[str]) -> None:
@@ -312,15 +349,17 @@ def _submit(
     catalog: Catalog, executor: Executor, work: Sequence[Work]
 ) -> tuple[list[tuple[JobSpec, Work]], list[str]]:
     """Record the jobs of ``work`` as queued and submit them: on a detached executor, only those this
-    submission claims (another submitter holds the others, see :func:`claim_jobs`). The submitted specs
+    submission claims (another submitter holds the others, see :func:`record_submitted`). The submitted specs
     (whose ids are the job rows' ids, as results name them) with their work, and their handles."""
     specs = _specs(work)
-    job_ids = record_submitted(catalog, work[0].step, specs, [w.reason for w in work], executor.name)
+    token = new_claim() if executor.detached else None
+    job_ids = record_submitted(
+        catalog, work[0].step, specs, [w.reason for w in work], executor.name, claim=token
+    )
     pairs = [(replace(spec, id=job_ids[spec.id]), w) for spec, w in zip(specs, work, strict=True)]
-    if not executor.detached:
+    if token is None:
         return pairs, executor.submit([spec for spec, _ in pairs])
-    token = new_claim()
-    claimed = claim_jobs(catalog, [spec.id for spec, _ in pairs], token)
+    claimed = claimed_jobs(catalog, token)
     pairs = [(spec, w) for spec, w in pairs if spec.id in claimed]
     if not pairs:
         return [], []

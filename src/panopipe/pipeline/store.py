@@ -27,7 +27,7 @@ from panopipe.steps.registry import STEP_TYPES
 
 RERUN_STATUSES = ("failed", "stale", "cancelled", "queued", "running")
 CLAIM_PREFIX = "claim:"
-"""An external id that starts with this is a submitter's claim on a queued job (:func:`claim_jobs`), held
+"""An external id that starts with this is a submitter's claim on a queued job (:func:`record_submitted`), held
 while it submits the job; the executor's id replaces it."""
 CLAIM_TTL_S = 900
 """Seconds after which a claim whose submitter died before recording the executor's id expires."""
@@ -438,18 +438,29 @@ def put_job(
 
 
 def record_submitted(
-    catalog: Catalog, step: Step, specs: Sequence[JobSpec], reasons: Sequence[str], executor: str
+    catalog: Catalog,
+    step: Step,
+    specs: Sequence[JobSpec],
+    reasons: Sequence[str],
+    executor: str,
+    *,
+    claim: str | None = None,
 ) -> dict[str, str]:
     """Record each job of ``step`` as queued (reusing the row of an earlier job with the same fingerprint),
     with the step's version and parameters, which its artifacts will record; job ids by spec id. Set-wise:
-    one look-up per chunk of subjects, then one insert and one update for all."""
+    one look-up per chunk of subjects, then one insert and one update for all. With ``claim`` (a
+    :func:`new_claim` token), the jobs recorded here are claimed for that submission as they are recorded
+    (:func:`claimed_jobs` answers which): not those in flight, nor those another submitter inserted or
+    claimed meanwhile. Each job is claimed by one submitter only, however many try at once: the insert skips
+    rows another transaction inserted, and the update of an existing row is conditional, which PostgreSQL
+    re-checks on a row another transaction changed and SQLite runs with the database's one write lock held."""
     now = utcnow()
     values = {
         "params_hash": step.params_hash,
         "step_version": step.version,
         "status": "queued",
         "executor": executor,
-        "external_id": None,
+        "external_id": claim,
         "error": None,
         "log": None,
         "submitted_at": now,
@@ -531,22 +542,12 @@ def new_claim() -> str:
     return f"{CLAIM_PREFIX}{uuid.uuid4().hex}"
 
 
-def claim_jobs(catalog: Catalog, job_ids: Sequence[str], token: str) -> set[str]:
-    """Claim the jobs of ``job_ids`` that are queued and not submitted yet (no external id, or an expired
-    claim) for the submission ``token``; the ids claimed. Each job is claimed by one submitter only, however
-    many try at once: the claim is one conditional UPDATE per chunk, which PostgreSQL re-checks on a row
-    another transaction changed and SQLite runs with the database's one write lock held."""
-    now = utcnow()
-    c = jobs.c
-    expired = sa.and_(c.external_id.startswith(CLAIM_PREFIX), c.submitted_at < _claim_expiry(now))
-    with catalog.transaction() as conn:
-        for chunk in batched(job_ids, CHUNK):
-            conn.execute(
-                jobs.update()
-                .where(c.id.in_(chunk), c.status == "queued", sa.or_(c.external_id.is_(None), expired))
-                .values(external_id=token, submitted_at=now)
-            )
-        return {str(i) for i in conn.execute(sa.select(c.id).where(c.external_id == token)).scalars()}
+def claimed_jobs(catalog: Catalog, token: str) -> set[str]:
+    """The ids of the jobs claimed by ``token``."""
+    with catalog.connect() as conn:
+        return {
+            str(i) for i in conn.execute(sa.select(jobs.c.id).where(jobs.c.external_id == token)).scalars()
+        }
 
 
 def release_claim(catalog: Catalog, token: str) -> None:
@@ -885,7 +886,7 @@ __all__ = [
     "Recorded",
     "StoredOutput",
     "candidates",
-    "claim_jobs",
+    "claimed_jobs",
     "excluded_outputs",
     "failed_jobs",
     "in_flight",

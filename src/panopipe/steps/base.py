@@ -98,6 +98,10 @@ class Step(ABC):
     config_keys: ClassVar[frozenset[str]] = frozenset()
     """The names of ``parameters`` (set for each subclass)."""
     copies: ClassVar[tuple[str, ...]] = ()
+    frame_fields: ClassVar[tuple[str, ...]] = ()
+    """The fields of the frames (:class:`~panopipe.catalog.records.Image`) that planning a job reads besides
+    ``reads``, ``id``, ``uri``, ``content_hash`` and ``shot`` (its payload, problem and output names): frames
+    loaded by the planner carry these only (see :func:`~panopipe.catalog.subjects.load_subjects`)."""
     heavy: ClassVar[bool] = False
     """Whether the step's jobs are too heavy for the event path: an upload queues them for the dispatcher
     (AWS Batch) instead of running them in the event function (:func:`~panopipe.pipeline.runner.initiate`)."""
@@ -184,6 +188,11 @@ class Step(ABC):
         """Run one job in a worker; raise :class:`~panopipe.errors.StepError` with the reason on failure."""
 
 
+def frame_fields(steps: Iterable[Step]) -> frozenset[str]:
+    """The frame fields that planning jobs of ``steps`` reads (:attr:`Step.frame_fields` and :attr:`Step.reads`)."""
+    return frozenset(name for step in steps for name in (*step.reads, *step.frame_fields))
+
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -261,6 +270,7 @@ __all__ = [
     "SubjectKind",
     "Upstream",
     "discard_outputs",
+    "frame_fields",
     "put_output",
     "read_input",
     "safe_name",

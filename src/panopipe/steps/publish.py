@@ -43,6 +43,7 @@ class PublishStep(Step):
     version = "2"
     outputs = ("published", *DERIVED)
     reads = ("reel", "frame", "shot", "captured_at")
+    frame_fields = ("route", "measure")
     parameters = (
         ConfigKey(
             "template",

@@ -73,6 +73,7 @@ class StitchStep(Step):
     outputs = ("panorama",)
     kinds: ClassVar[frozenset[SubjectKind]] = frozenset({"shot"})
     reads = ("camera_index",)
+    frame_fields = ("width", "height")
     heavy = True  # seconds of CPU and GBs per panorama: AWS Batch, never the event function
     parameters = (
         ConfigKey("stitcher", "calibrated", f"The stitcher: {', '.join(STITCHERS)}."),
