@@ -149,10 +149,10 @@ def _parse(data: bytes, segments: list[Segment], end: int) -> ImageMetadata:
     orientation = _number(main, tiff.ORIENTATION)
     if orientation is not None and not 1 <= orientation <= 8:
         warnings.append(f"Orientation {orientation:g} is not a valid value (1 to 8)")
-    gpano: dict[str, Any] = {
-        field: (_xmp_int if integer else _xmp_number)(xmp.get(key), name, warnings)
-        for field, key, name, integer in _GPANO
-    }
+    gpano: dict[str, Any] = {}
+    for field, key, name, integer in _GPANO:
+        text = xmp.get(key)
+        gpano[field] = None if text is None else (_xmp_int if integer else _xmp_number)(text, name, warnings)
     return ImageMetadata(
         datetime_original=datetime_original,
         subsec_time_original=subsec,
