@@ -135,7 +135,7 @@ def make_files(count: int) -> list[Path]:
     return paths
 
 
-def read_all(paths: list[Path]) -> int:
+def read_all(paths: list[Path] | list[str]) -> int:
     return sum(read_metadata(path).gps_latitude is not None for path in paths)
 
 
@@ -155,14 +155,13 @@ def read_with_pillow(paths: list[Path]) -> None:
     assert found == len(paths)
 
 
-def chunks(paths: list[Path], count: int) -> list[list[Path]]:
+def chunks(paths: list[str], count: int) -> list[list[str]]:
     size = -(-len(paths) // count)
     return [paths[i : i + size] for i in range(0, len(paths), size)]
 
 
-def read_all_cores(paths: list[Path], workers: int, pool: ProcessPoolExecutor) -> None:
-    # four chunks per worker, so that none idles at the end
-    assert sum(pool.map(read_all, chunks(paths, 4 * workers))) == len(paths)
+def read_all_cores(shares: list[list[str]], count: int, pool: ProcessPoolExecutor) -> None:
+    assert sum(pool.map(read_all, shares)) == count
 
 
 def exiftool_command(argfile: Path, tags: list[str]) -> list[str]:
@@ -189,7 +188,8 @@ def main() -> None:
     with fair.report(args, "metadata_read") as report, tempfile.TemporaryDirectory() as tmp:
         report.note(f"{len(paths)} JPEGs of {WIDTH}x{HEIGHT}, {megabytes:.1f} MB each, EXIF + XMP GPano")
         lists = [Path(tmp) / f"files{i}.txt" for i in range(workers)]
-        for argfile, share in zip(lists, chunks(paths, workers), strict=False):
+        names = [str(path) for path in paths]
+        for argfile, share in zip(lists, chunks(names, workers), strict=False):
             argfile.write_text("".join(f"{p}\n" for p in share))
         everything = Path(tmp) / "files.txt"
         everything.write_text("".join(f"{p}\n" for p in paths))
@@ -212,9 +212,13 @@ def main() -> None:
             count=len(paths),
             clock=time.process_time,
         )
+        # Like exiftool's argument files, the pool's shares (four per worker, so that none idles at the end) are
+        # made before the clock, and of names: a worker rebuilding 1,000 unpickled Paths spent 10-30 ms of the
+        # 0.1 s run on that alone.
+        shares = chunks(names, 4 * workers)
         with ProcessPoolExecutor(workers) as pool:
             cores: dict[str, fair.Side] = {
-                f"panopipe, {workers} processes": lambda: read_all_cores(paths, workers, pool)
+                f"panopipe, {workers} processes": lambda: read_all_cores(shares, len(paths), pool)
             }
             if exiftool:
                 commands = [exiftool_command(argfile, TAGS) for argfile in lists]

@@ -47,6 +47,9 @@ class Segment(NamedTuple):
     end: int
 
 
+_segment = tuple.__new__  # builds a Segment without the Python-level __new__ of a NamedTuple: walk's hot spot
+
+
 @dataclass(slots=True)
 class JpegHeader:
     """What the header segments hold, as byte ranges into the scanned data."""
@@ -88,7 +91,7 @@ def walk(data: bytes) -> tuple[list[Segment], int, int]:
                     f"corrupt JPEG: no marker at byte {pos} (expected a marker, found {data[pos]:02X})"
                     + (f" nor in the {_MAX_STRAY} bytes after it" if segments else "")
                 )
-            segments.append(Segment(STRAY, start, pos, found))
+            segments.append(_segment(Segment, (STRAY, start, pos, found)))
             pos = start = found
             continue
         marker = data[pos + 1]
@@ -111,7 +114,7 @@ def walk(data: bytes) -> tuple[list[Segment], int, int]:
             raise MetadataError(f"corrupt JPEG: segment FF{marker:02X} at byte {pos} has a length below 2")
         if end > n:
             return segments, -1, end
-        segments.append(Segment(marker, start, pos + 4, end))
+        segments.append(_segment(Segment, (marker, start, pos + 4, end)))
         pos = start = end
 
 

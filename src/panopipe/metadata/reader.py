@@ -26,6 +26,10 @@ _NUMBER = re.compile(r"[+-]?(?=\d|\.\d)\d*(?:\.\d*)?(?:[Ee][+-]\d+)?")
 _SOUTH_WEST = re.compile(r"[^A-Z](?:S(?:outh)?|W(?:est)?)\s*$", re.IGNORECASE)
 _RATIONAL = re.compile(r"\s*(-?\d+)/(-?\d+)\s*$")
 _OFFSET_INFERENCE_WINDOW = timedelta(hours=24)
+# The first read of a local file: enough for a header without an EXIF thumbnail (a larger header costs one more
+# read of just its remainder). Copying 64 KiB from the page cache, as a ranged GET asks, costs more CPU than
+# the parsing of a small header.
+_LOCAL_CHUNK = 16384
 _UTC_OFFSETS = range(-12 * 60, 14 * 60 + 1)
 """The UTC offsets (minutes) of the world's time zones: an offset inferred outside them is not used."""
 PROJECTION_TYPES = frozenset(["equirectangular"])
@@ -88,11 +92,11 @@ class ImageMetadata:
 
 
 def read_metadata(path: str | os.PathLike[str]) -> ImageMetadata:
-    """Read the metadata of a local JPEG, reading only its header (usually one 64 KiB read)."""
+    """Read the metadata of a local JPEG, reading only its header (one 16 KiB read, or two for a larger one)."""
     try:
         fd = os.open(path, os.O_RDONLY)
         try:
-            data, segments, end = read_header(lambda start, length: os.pread(fd, length, start))
+            data, segments, end = read_header(lambda start, length: os.pread(fd, length, start), _LOCAL_CHUNK)
         finally:
             os.close(fd)
     except OSError as error:
@@ -145,10 +149,10 @@ def _parse(data: bytes, segments: list[Segment], end: int) -> ImageMetadata:
     orientation = _number(main, tiff.ORIENTATION)
     if orientation is not None and not 1 <= orientation <= 8:
         warnings.append(f"Orientation {orientation:g} is not a valid value (1 to 8)")
-    gpano: dict[str, Any] = {
-        field: (_xmp_int if integer else _xmp_number)(xmp.get(key), name, warnings)
-        for field, key, name, integer in _GPANO
-    }
+    gpano: dict[str, Any] = {}
+    for field, key, name, integer in _GPANO:
+        text = xmp.get(key)
+        gpano[field] = None if text is None else (_xmp_int if integer else _xmp_number)(text, name, warnings)
     return ImageMetadata(
         datetime_original=datetime_original,
         subsec_time_original=subsec,

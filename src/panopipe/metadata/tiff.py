@@ -72,8 +72,8 @@ _POINTER_READERS = {
 _BYTE_ORDERS = {b"II": "<", b"MM": ">"}
 _UNPACK = {order: tuple(struct.Struct(order + f).unpack_from for f in ("H", "I")) for order in "<>"}
 _ENTRIES = {order: struct.Struct(order + "HHII").iter_unpack for order in "<>"}
-_NUMBERS: dict[tuple[str, int, int], Callable[[bytes, int], tuple[int | float, ...]]] = {}
-"""(byte order, type, count) -> the compiled unpacker of that many numbers, filled as they are met."""
+_NUMBERS: dict[str, dict[int, Callable[[bytes, int], tuple[int | float, ...]]]] = {"<": {}, ">": {}}
+"""Byte order -> (type << 4 | count) -> the compiled unpacker of that many numbers, filled as they are met."""
 
 Value = str | tuple[float, ...]
 
@@ -94,6 +94,7 @@ class _Reader:
         self.order = order
         self.u16, self.u32 = _UNPACK[order]
         self.entries = _ENTRIES[order]
+        self.numbers = _NUMBERS[order]
         self.warnings = warnings
         self.visited: set[int] = set()
 
@@ -117,19 +118,50 @@ class _Reader:
             )
             return values
         table = pos + 2
-        for index, (tag, typ, n, raw) in enumerate(self.entries(self.buf[table : table + 12 * count])):
+        buf, start, end, numbers_of = self.buf, self.start, self.end, self.numbers
+        # The value decoding is inlined: this loop is the reader's hot spot.
+        for index, (tag, typ, n, raw) in enumerate(self.entries(buf[table : table + 12 * count])):
             if tag not in wanted or tag in values:
                 continue
             inline = table + 12 * index + 8
             if tag in _POINTERS:
                 if typ in POINTER_TYPES and n == 1:
-                    values[tag] = (float(pointer_offset(self.order, typ, self.buf, inline)),)
+                    values[tag] = (float(pointer_offset(self.order, typ, buf, inline)),)
                 else:
                     self._bad_pointer(name, tag, typ, n)
                 continue
-            value = self._value(name, tag, typ, n, raw, inline, tag in strings)
-            if value is not None:
-                values[tag] = value
+            size = TYPE_SIZES.get(typ)
+            if size is None:
+                self.warnings.append(f"{name} tag 0x{tag:04x} has unknown format {typ}, ignored")
+                continue
+            total = size * n
+            at = inline if total <= 4 else start + raw
+            if at + total > end:
+                self.warnings.append(f"{name} tag 0x{tag:04x} points outside the EXIF data, ignored")
+            elif tag in strings:
+                if typ in _TEXT_TYPES:
+                    stop = buf.find(b"\x00", at, at + total)
+                    text = buf[at : at + total if stop < 0 else stop]
+                    try:
+                        values[tag] = text.decode().rstrip()
+                    except UnicodeDecodeError:
+                        values[tag] = text.decode("latin-1").rstrip()
+                else:
+                    self.warnings.append(
+                        f"{name} tag 0x{tag:04x} has format {_TYPE_NAMES[typ]}, not string, ignored"
+                    )
+            elif typ == ASCII:
+                self.warnings.append(f"{name} tag 0x{tag:04x} has format string, not a number, ignored")
+            else:
+                key = typ << 4 | (n if n < _MAX_NUMBERS else _MAX_NUMBERS)
+                unpack = numbers_of.get(key) or numbers_of.setdefault(key, _unpacker(self.order, typ, n))
+                numbers = unpack(buf, at)
+                if typ in _RATIONALS:
+                    denominators = numbers[1::2]
+                    divide: Callable[[float, float], float] = truediv if all(denominators) else _ratio
+                    values[tag] = tuple(map(divide, numbers[::2], denominators))
+                else:
+                    values[tag] = tuple(map(float, numbers))
         return values
 
     def _bad_pointer(self, ifd: str, tag: int, typ: int, n: int) -> None:
@@ -139,42 +171,6 @@ class _Reader:
         else:
             self.warnings.append(f"{ifd} {_POINTERS[tag]} has {n} values instead of 1, not followed")
 
-    def _value(
-        self, ifd: str, tag: int, typ: int, n: int, raw: int, inline: int, string: bool
-    ) -> Value | None:
-        size = TYPE_SIZES.get(typ)
-        if size is None:
-            self.warnings.append(f"{ifd} tag 0x{tag:04x} has unknown format {typ}, ignored")
-            return None
-        total = size * n
-        pos = inline if total <= 4 else self.start + raw
-        if pos + total > self.end:
-            self.warnings.append(f"{ifd} tag 0x{tag:04x} points outside the EXIF data, ignored")
-            return None
-        if string:
-            if typ not in _TEXT_TYPES:
-                self.warnings.append(
-                    f"{ifd} tag 0x{tag:04x} has format {_TYPE_NAMES[typ]}, not string, ignored"
-                )
-                return None
-            stop = self.buf.find(b"\x00", pos, pos + total)
-            text = self.buf[pos : pos + total if stop < 0 else stop]
-            try:
-                return text.decode().rstrip()
-            except UnicodeDecodeError:
-                return text.decode("latin-1").rstrip()
-        if typ == ASCII:
-            self.warnings.append(f"{ifd} tag 0x{tag:04x} has format string, not a number, ignored")
-            return None
-        key = (self.order, typ, min(n, _MAX_NUMBERS))
-        unpack = _NUMBERS.get(key) or _NUMBERS.setdefault(key, _unpacker(*key))
-        numbers = unpack(self.buf, pos)
-        if typ in _RATIONALS:
-            denominators = numbers[1::2]
-            divide: Callable[[float, float], float] = truediv if all(denominators) else _ratio
-            return tuple(map(divide, numbers[::2], denominators))
-        return tuple(map(float, numbers))
-
 
 def pointer_offset(order: str, typ: int, data: bytes, at: int = 0) -> int:
     """The offset held by a sub-IFD pointer of type ``typ`` (one of :data:`POINTER_TYPES`) at ``data[at:]``."""
@@ -182,6 +178,7 @@ def pointer_offset(order: str, typ: int, data: bytes, at: int = 0) -> int:
 
 
 def _unpacker(order: str, typ: int, n: int) -> Callable[[bytes, int], tuple[int | float, ...]]:
+    n = min(n, _MAX_NUMBERS)
     count = 2 * n if typ in _RATIONALS else n
     return struct.Struct(f"{order}{count}{_CODES[typ]}").unpack_from
 

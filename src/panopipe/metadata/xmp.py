@@ -113,13 +113,16 @@ def parse_xmp(packet: bytes, warnings: list[str]) -> dict[str, str]:
     if declares_entities(packet):
         warnings.append("XMP packet declares a DOCTYPE or entities, ignored")
         return {}
-    grammar = _grammar(tuple(_XMLNS.findall(packet)))
+    # A packet ends in kilobytes of padding before its trailer: the scans stop at the last markup before both.
+    trailer = packet.rfind(b"<?xpacket end")
+    stop = packet.rfind(b">", 0, trailer if trailer >= 0 else len(packet)) + 1
+    grammar = _grammar(tuple(_XMLNS.findall(packet, 0, stop)))
     if grammar is None:
         return {}
     found: dict[str, str] = {}
     keys = grammar.keys
     stack: list[int] = []  # what each open element is
-    tags = _TAG.findall(packet)
+    tags = _TAG.findall(packet, 0, stop)
     for index, (close, name, rest, text) in enumerate(tags):
         if close:
             if stack:
