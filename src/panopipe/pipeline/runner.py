@@ -383,6 +383,7 @@ def _execute(
     pending = list(handles)
     counts = report.counts.setdefault(step.name, {})
     total, finished = len(handles), 0
+    failed: dict[str, Failure] = {}  # by handle: reported in the plan's order, not the order jobs end in
     try:
         while pending:
             states = [s for s in executor.describe(pending) if s.status in FINISHED]
@@ -392,7 +393,7 @@ def _execute(
                 discard_outputs(superseded)
                 counts[state.status] = counts.get(state.status, 0) + 1
                 if state.status == "failed" and state.outcome is not None:
-                    report.failures.append(Failure(step.name, spec.subject, state.outcome.error or "failed"))
+                    failed[state.handle] = Failure(step.name, spec.subject, state.outcome.error or "failed")
                 pending.remove(state.handle)
             if states:
                 finished += len(states)
@@ -407,6 +408,8 @@ def _execute(
         record_cancelled(catalog, [spec_of[h][0].id for h in pending])
         counts["cancelled"] = counts.get("cancelled", 0) + len(pending)
         raise
+    finally:
+        report.failures.extend(failed[handle] for handle in handles if handle in failed)
 
 
 __all__ = ["Failure", "Progress", "RunReport", "advance", "initiate", "run"]
