@@ -613,7 +613,10 @@ def record_finished(
         record_cancelled(catalog, [job_id])
         return []
     with catalog.transaction() as conn:
-        conn.execute(
+        # The version and parameters the job was submitted with come back with the update (not the step's
+        # now: a configuration pushed while it ran must leave its artifacts stale). Jobs recorded before
+        # revision 0010 have none.
+        made = conn.execute(
             jobs.update()
             .where(jobs.c.id == job_id)
             .values(
@@ -625,14 +628,10 @@ def record_finished(
                 started_at=outcome.started_at,
                 finished_at=outcome.finished_at,
             )
-        )
+            .returning(jobs.c.step_version, jobs.c.params_hash)
+        ).first()
         if outcome.status != "succeeded":
             return []
-        # The version and parameters the job was submitted with, not the step's now: a configuration pushed
-        # while it ran must leave its artifacts stale. Jobs recorded before revision 0010 have none.
-        made = conn.execute(
-            sa.select(jobs.c.step_version, jobs.c.params_hash).where(jobs.c.id == job_id)
-        ).first()
         version, params_hash = (
             (made.step_version, made.params_hash)
             if made is not None and made.params_hash is not None
