@@ -15,8 +15,7 @@ from typing import TypedDict
 from panopipe.catalog import Catalog, ImageRecord, KnownFile, Selection
 from panopipe.config import IngestRules, Settings, project_settings
 from panopipe.errors import ConfigError, MetadataError, StorageError
-from panopipe.metadata import ImageMetadata, parse_jpeg_header, read_jpeg_header
-from panopipe.metadata.jpeg import read_header
+from panopipe.metadata import ImageMetadata, read_jpeg
 from panopipe.storage import FolderStorage, ObjectInfo, Storage, open_storage
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
@@ -238,8 +237,7 @@ def _read_local(path: str) -> tuple[ImageMetadata | None, str | None, str | None
             fd = handle.fileno()
             size = os.fstat(fd).st_size
             first = size if size <= ONE_READ else HEADER_CHUNK
-            data, _, _ = read_header(lambda start, length: os.pread(fd, length, start), first, size=size)
-            metadata = parse_jpeg_header(data)
+            metadata, data = read_jpeg(lambda start, length: os.pread(fd, length, start), first, size=size)
             digest = hashlib.sha256(data)
             handle.seek(len(data))
             while chunk := handle.read(HASH_CHUNK):
@@ -262,8 +260,7 @@ def _read_remote(storage: Storage, info: ObjectInfo, first: bytes = b"") -> _Rea
         return storage.read_range(info.key, start, length)
 
     try:
-        header = read_jpeg_header(read, HEADER_CHUNK, size=info.size)
-        metadata = parse_jpeg_header(header)
+        metadata, _ = read_jpeg(read, HEADER_CHUNK, size=info.size)
         error = None
     except (MetadataError, StorageError) as exc:
         metadata, error = None, str(exc)

@@ -15,7 +15,7 @@ from PIL import Image
 from PIL.TiffImagePlugin import IFDRational
 
 from panopipe.errors import MetadataError
-from panopipe.metadata import ImageMetadata, parse_jpeg_header, read_jpeg_header, read_metadata
+from panopipe.metadata import ImageMetadata, parse_jpeg_header, read_jpeg, read_metadata
 
 DATA = Path(__file__).parents[1] / "data" / "exif"
 REFERENCE = json.loads((DATA / "reference.json").read_text())["files"]
@@ -125,12 +125,13 @@ class RecordingReader:
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))
-def test_read_jpeg_header_reads_one_chunk_for_the_samples(name: str) -> None:
+def test_read_jpeg_reads_one_chunk_for_the_samples(name: str) -> None:
     data = (DATA / name).read_bytes()
     read = RecordingReader(data)
-    header = read_jpeg_header(read)
+    metadata, read_bytes = read_jpeg(read)
     assert read.calls == [(0, 65536)]
-    assert header == data[: parse_jpeg_header(data).header_bytes]
+    assert read_bytes == data[:65536]
+    assert metadata == parse_jpeg_header(data)
 
 
 def app1(payload: bytes) -> bytes:
@@ -171,14 +172,14 @@ def big_header_jpeg() -> bytes:
     )
 
 
-def test_read_jpeg_header_reads_the_remainder_of_a_large_header_in_one_more_call() -> None:
+def test_read_jpeg_reads_the_remainder_of_a_large_header_in_one_more_call() -> None:
     data = big_header_jpeg()
     read = RecordingReader(data)
-    header = read_jpeg_header(read)
-    metadata = parse_jpeg_header(header)
+    metadata, read_bytes = read_jpeg(read)
     assert metadata.make == "BigHeader"
     assert metadata.projection_type == "equirectangular"
-    assert header == data[: metadata.header_bytes]
+    assert read_bytes == data[: len(read_bytes)]
+    assert metadata == parse_jpeg_header(data)
     assert len(read.calls) == 2
     assert read.calls[0] == (0, 65536)
     start, length = read.calls[1]
@@ -187,18 +188,19 @@ def test_read_jpeg_header_reads_the_remainder_of_a_large_header_in_one_more_call
     assert metadata.header_bytes <= start + length <= metadata.header_bytes + 4096 < len(data)
 
 
-def test_read_jpeg_header_never_reads_past_the_given_size() -> None:
+def test_read_jpeg_never_reads_past_the_given_size() -> None:
     data = big_header_jpeg()
     end = parse_jpeg_header(data).header_bytes
     read = RecordingReader(data[: end + 10])
-    assert read_jpeg_header(read, first_chunk=1024, size=end + 10) == data[:end]
+    metadata, read_bytes = read_jpeg(read, first_chunk=1024, size=end + 10)
+    assert metadata.header_bytes == end and data.startswith(read_bytes)
     assert all(start + length <= end + 10 for start, length in read.calls)
 
 
-def test_read_jpeg_header_reports_a_file_that_ends_inside_the_header() -> None:
+def test_read_jpeg_reports_a_file_that_ends_inside_the_header() -> None:
     data = big_header_jpeg()
     with pytest.raises(MetadataError, match="truncated"):
-        read_jpeg_header(RecordingReader(data[:70_000]))
+        read_jpeg(RecordingReader(data[:70_000]))
 
 
 def test_read_metadata_reports_a_missing_file(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from panopipe.errors import MetadataError
-from panopipe.metadata import ImageMetadata, parse_jpeg_header, read_jpeg_header
+from panopipe.metadata import ImageMetadata, parse_jpeg_header, read_jpeg
 
 DATA = Path(__file__).parents[1] / "data" / "exif"
 PLAIN_JPEG = (DATA / "pillow" / "hopper.jpg").read_bytes()  # JFIF, no EXIF
@@ -196,7 +196,7 @@ def test_random_bytes_give_metadata_or_metadata_error(noise: bytes, with_soi: bo
 
 @settings(max_examples=200, deadline=None)
 @given(header=st.sampled_from(HEADERS), keep=st.integers(0, 70_000), first_chunk=st.integers(1, 70_000))
-def test_read_jpeg_header_stays_inside_the_file(header: bytes, keep: int, first_chunk: int) -> None:
+def test_read_jpeg_stays_inside_the_file(header: bytes, keep: int, first_chunk: int) -> None:
     data = header[:keep]
     calls: list[tuple[int, int]] = []
 
@@ -205,9 +205,9 @@ def test_read_jpeg_header_stays_inside_the_file(header: bytes, keep: int, first_
         return data[start : start + length]
 
     try:
-        result = read_jpeg_header(read, first_chunk, size=len(data))
+        metadata, read_bytes = read_jpeg(read, first_chunk, size=len(data))
     except MetadataError:
         pass
     else:
-        assert data.startswith(result) and result.endswith(b"\xff\xda")
+        assert data.startswith(read_bytes) and read_bytes[: metadata.header_bytes].endswith(b"\xff\xda")
     assert all(length > 0 and start + length <= len(data) for start, length in calls)

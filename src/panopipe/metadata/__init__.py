@@ -1,7 +1,6 @@
 """Image metadata: read capture time, GPS, camera and panorama metadata from JPEG headers; write it back losslessly."""
 
-from panopipe.metadata.jpeg import read_jpeg_header
-from panopipe.metadata.reader import ImageMetadata, parse_jpeg_header, read_metadata
+from panopipe.metadata.reader import ImageMetadata, parse_jpeg_header, read_jpeg, read_metadata
 from panopipe.metadata.writer import GPano, MetadataUpdate, apply_metadata, apply_metadata_file
 
 __all__ = [
@@ -11,6 +10,6 @@ __all__ = [
     "apply_metadata",
     "apply_metadata_file",
     "parse_jpeg_header",
-    "read_jpeg_header",
+    "read_jpeg",
     "read_metadata",
 ]

@@ -164,14 +164,6 @@ def read_header(
         data += read(len(data), wanted - len(data))
 
 
-def read_jpeg_header(
-    read: Callable[[int, int], bytes], first_chunk: int = 65536, *, size: int | None = None
-) -> bytes:
-    """Return a JPEG's header bytes (from the start of the file through the SOS marker); see :func:`read_header`."""
-    data, _, end = read_header(read, first_chunk, size=size)
-    return data[:end]
-
-
 def scan_jpeg(data: bytes, segments: list[Segment], end: int) -> JpegHeader:
     """Find the SOF size, the EXIF TIFF structure and the XMP packet in the walked segments of a header."""
     header = JpegHeader(end=end)
@@ -248,7 +240,6 @@ __all__ = [
     "find_app1",
     "frame_size",
     "read_header",
-    "read_jpeg_header",
     "scan_jpeg",
     "scan_segments",
     "walk",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -96,12 +97,22 @@ def read_metadata(path: str | os.PathLike[str]) -> ImageMetadata:
     try:
         fd = os.open(path, os.O_RDONLY)
         try:
-            data, segments, end = read_header(lambda start, length: os.pread(fd, length, start), _LOCAL_CHUNK)
+            metadata, _ = read_jpeg(lambda start, length: os.pread(fd, length, start), _LOCAL_CHUNK)
         finally:
             os.close(fd)
     except OSError as error:
         raise MetadataError(f"cannot read {os.fspath(path)}: {error.strerror or error}") from error
-    return _parse(data, segments, end)
+    return metadata
+
+
+def read_jpeg(
+    read: Callable[[int, int], bytes], first_chunk: int = 65536, *, size: int | None = None
+) -> tuple[ImageMetadata, bytes]:
+    """The metadata of a JPEG read through ``read(start, length)`` (a file's ``pread``, an S3 ranged GET), and
+    the bytes read: the header, and whatever the reads brought past it. The header is walked once, as it is
+    read (:func:`~panopipe.metadata.jpeg.read_header` says how many reads it takes)."""
+    data, segments, end = read_header(read, first_chunk, size=size)
+    return _parse(data, segments, end), data
 
 
 def parse_jpeg_header(data: bytes) -> ImageMetadata:
@@ -385,4 +396,4 @@ def _capture_time(
     return local - timedelta(minutes=offset), offset
 
 
-__all__ = ["PROJECTION_TYPES", "ImageMetadata", "parse_jpeg_header", "read_metadata"]
+__all__ = ["PROJECTION_TYPES", "ImageMetadata", "parse_jpeg_header", "read_jpeg", "read_metadata"]
