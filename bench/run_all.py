@@ -73,7 +73,12 @@ def table(results: list[dict[str, Any]], failed: dict[str, int]) -> str:
     cores = results[0]["cores"] if results else 0
     quiet = bool(loads) and max(loads) <= cores
     sizes = "--quick sizes" if all(r["quick"] for r in results) else "full sizes"
-    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    ended = sorted(r["ended"] for r in results) or [datetime.now(UTC)]
+    date = (
+        f"{ended[0]:%Y-%m-%d %H:%M}-{ended[-1]:%H:%M} UTC"
+        if ended[0] != ended[-1]
+        else f"{ended[0]:%Y-%m-%d %H:%M} UTC"
+    )
     state = "quiet machine" if quiet else "measured under load"
     lines = [
         f"### Measured alike ({state}: {date}, {sizes}, load average {min(loads, default=0):.1f}-"
@@ -83,7 +88,7 @@ def table(results: list[dict[str, Any]], failed: dict[str, int]) -> str:
         "same number of times, interleaved, after a warm-up; rates are at the median time, the spread is the rates",
         "at the slowest and fastest run, and the ratio is the median over rounds of (other side's time / panopipe's",
         "time): above 1, panopipe is faster. The load column is the 1-minute load average before and after the",
-        "comparison; above the core count, the figures are not a quiet machine's.",
+        "comparison, and when the script ended (UTC); above the core count, the figures are not a quiet machine's.",
         "",
         "| comparison | side | median time | rate at the median | spread of the rate | ratio | runs | load |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -94,7 +99,9 @@ def table(results: list[dict[str, Any]], failed: dict[str, int]) -> str:
             for name, side in c["sides"].items():
                 ratio = "" if first else f"{figure(side['ratio'])}x"
                 what = f"{c['title']} (`bench_{result['script']}.py`)" if first else ""
-                load = f"{c['load_before']:.1f}-{c['load_after']:.1f}" if first else ""
+                load = (
+                    f"{c['load_before']:.1f}-{c['load_after']:.1f}, {result['ended']:%H:%M}" if first else ""
+                )
                 runs = len(c["seconds"][name])
                 lines.append(
                     f"| {what} | {name} | {figure(side['median_s'])} s | {figure(side['median_rate'])} {c['unit']}/s |"
@@ -142,7 +149,11 @@ def main() -> None:
             if code:
                 failed[script] = code
     paths = [JSON_DIR / f"{script}.json" for script in chosen]
-    results = [json.loads(path.read_text()) for path in paths if path.exists() and path.stem not in failed]
+    results = [
+        json.loads(path.read_text()) | {"ended": datetime.fromtimestamp(path.stat().st_mtime, UTC)}
+        for path in paths
+        if path.exists() and path.stem not in failed
+    ]
     section = table(results, failed)
     print(f"\n{section}")
     if not args.no_readme:
