@@ -283,8 +283,12 @@ def _plan(
         known.update(selected.known)
         failed = failed_jobs(conn, steps, selected, queued_for=queued_for)
         cache: dict[str, Subject] = {}
-        fields = frame_fields(steps)
-        for step in steps:
+        for index, step in enumerate(steps):
+            # The first step loads the frame fields it reads; a later one, those it and the steps after it
+            # read (once, not once per step). A later step decides on a subject only once the step it reads
+            # from has made its input, so when a run's new subjects go to the first step (new uploads), the
+            # others load nothing; a subject loaded without the fields a step reads is loaded again.
+            fields = frame_fields([step] if index == 0 else steps[index:])
             free = None
             if found is not None:
                 free = {
