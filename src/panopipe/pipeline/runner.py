@@ -377,7 +377,10 @@ def _submit(
     job_ids = record_submitted(
         catalog, work[0].step, specs, [w.reason for w in work], executor.name, claim=token
     )
-    pairs = [(replace(spec, id=job_ids[spec.id]), w) for spec, w in zip(specs, work, strict=True)]
+    pairs = [
+        (spec if job_ids[spec.id] == spec.id else replace(spec, id=job_ids[spec.id]), w)
+        for spec, w in zip(specs, work, strict=True)
+    ]
     if token is None:
         return pairs, executor.submit([spec for spec, _ in pairs])
     claimed = claimed_jobs(catalog, token)

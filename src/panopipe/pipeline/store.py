@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from panopipe.catalog import Catalog, Selection
-from panopipe.catalog.bulk import insert_columns, update_by_key
+from panopipe.catalog.bulk import insert_columns, read_columns, update_by_key
 from panopipe.catalog.schema import artifacts, images, jobs
 from panopipe.catalog.subjects import CHUNK, KINDS, Selected, Subject, SubjectKind, subject_id
 from panopipe.catalog.types import new_id, utcnow
@@ -528,11 +528,10 @@ def new_claim() -> str:
 
 
 def claimed_jobs(catalog: Catalog, token: str) -> set[str]:
-    """The ids of the jobs claimed by ``token``."""
+    """The ids of the jobs claimed by ``token`` (read column-wise: a submission claims up to millions)."""
     with catalog.connect() as conn:
-        return {
-            str(i) for i in conn.execute(sa.select(jobs.c.id).where(jobs.c.external_id == token)).scalars()
-        }
+        [ids] = read_columns(conn, sa.select(jobs.c.id).where(jobs.c.external_id == token))
+        return set(ids)
 
 
 def release_claim(catalog: Catalog, token: str) -> None:
