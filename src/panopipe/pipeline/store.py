@@ -473,28 +473,31 @@ def record_submitted(
     ids: dict[str, str] = {}
     with catalog.transaction() as conn:
         existing = _job_ids(conn, specs)
-        inserts: list[dict[str, Any]] = []
+        fresh: list[JobSpec] = []
+        fresh_reasons: list[str] = []
         updates: list[dict[str, Any]] = []
         for spec, reason in zip(specs, reasons, strict=True):
             key = (spec.step, spec.subject, spec.fingerprint)
             job_id = existing.get(key)
             if job_id is None:
                 job_id = existing[key] = spec.id
-                row = {
-                    "id": job_id,
-                    "step": spec.step,
-                    "subject": spec.subject,
-                    "fingerprint": spec.fingerprint,
-                }
-                inserts.append({**row, "reason": reason, **values})
+                fresh.append(spec)
+                fresh_reasons.append(reason)
             else:
                 updates.append({"job_id": job_id, "why": reason})
             ids[spec.id] = job_id
-        if inserts:  # another submitter may insert the same jobs meanwhile: its rows are kept, and used
-            columns = {name: [row[name] for row in inserts] for name in inserts[0]}
+        if fresh:  # another submitter may insert the same jobs meanwhile: its rows are kept, and used
+            columns: dict[str, list[Any]] = {
+                "id": [spec.id for spec in fresh],
+                "step": [spec.step for spec in fresh],
+                "subject": [spec.subject for spec in fresh],
+                "fingerprint": [spec.fingerprint for spec in fresh],
+                "reason": fresh_reasons,
+            }
+            columns.update((name, [value] * len(fresh)) for name, value in values.items())
             added = insert_columns(conn, jobs, columns, skip_conflicts=_JOB_KEY)
-            if added < len(inserts):
-                mine = {row["id"] for row in inserts}
+            if added < len(fresh):
+                mine = {spec.id for spec in fresh}
                 there = _job_ids(conn, [s for s in specs if ids[s.id] in mine])
                 ids = {s.id: there.get((s.step, s.subject, s.fingerprint), ids[s.id]) for s in specs}
         if updates:  # a job in flight (or claimed by another submitter) is left alone
