@@ -176,7 +176,10 @@ def insert_columns(
         with driver.cursor() as cursor:  # type: ignore[union-attr]
             target_table = table.name
             if conflict:  # COPY knows no ON CONFLICT: the rows go through a temporary table
-                target_table = f"panopipe_bulk_{table.name}"
+                target_table = f"pg_temp.panopipe_bulk_{table.name}"
+                # Gone with the transaction, or dropped below; one left by a failed autocommit call is replaced.
+                statement = f"DROP TABLE IF EXISTS {target_table}"
+                cursor.execute(statement)
                 statement = f"CREATE TEMPORARY TABLE {target_table} (LIKE {table.name} INCLUDING DEFAULTS)"
                 cursor.execute(statement)
             statement = f"COPY {target_table} ({quoted}) FROM STDIN"
