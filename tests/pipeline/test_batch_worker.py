@@ -6,6 +6,7 @@ ignores: no container runs, so the test starts the worker the job definition wou
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -115,11 +116,38 @@ def test_a_missing_or_malformed_manifest_fails_the_child_with_a_clear_reason(tmp
         run_chunk(str(missing), 0)
 
     folder = tmp_path / "submission"
-    Submission.at(str(folder) + "/").write("derive", [JobSpec("j1", "derive", "image:x", "f", {})], 1)
-    with pytest.raises(ManifestError, match="has chunks 0 to 0, not 3"):
+    jobs = [JobSpec(f"j{n}", "derive", f"image:{n}", "f", {}) for n in range(3)]
+    written = Submission.at(str(folder) + "/").write("derive", jobs, 2)
+    assert [spec.id for spec in Submission.at(str(folder) + "/").chunk(written, 1)] == ["j2"]
+    with pytest.raises(ManifestError, match="has chunks 0 to 1, not 3"):
         run_chunk(str(folder / "manifest.json"), 3)
-    (folder / "chunks" / "00000.jsonl").write_text('{"format": 1, "kind": "job"}\n')
-    with pytest.raises(ManifestError, match=r"00000\.jsonl: job: missing field"):
+    body = folder / "chunks.jsonl.gz"
+    good = body.read_bytes()
+    # Chunk 1 malformed (chunk 0 still reads), then not gzip, then the body cut short, then gone.
+    bad = gzip.compress(b'{"format": 1, "kind": "job"}\n')
+    body.write_bytes(good[: written.offsets[1]] + bad)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(
+        json.dumps({**manifest, "offsets": [0, written.offsets[1], len(good[: written.offsets[1]] + bad)]})
+    )
+    with pytest.raises(ManifestError, match=r"chunk 1 of .*chunks\.jsonl\.gz: job: missing field"):
+        run_chunk(str(folder / "manifest.json"), 1)
+    assert len(Submission.at(str(folder) + "/").chunk(Submission.at(str(folder) + "/").manifest(), 0)) == 2
+    body.write_bytes(good[: written.offsets[1]] + b"not gzip" * 10)
+    with pytest.raises(ManifestError, match=r"chunk 1 of .*chunks\.jsonl\.gz is not gzip data"):
+        run_chunk(str(folder / "manifest.json"), 1)
+    body.write_bytes(good[: written.offsets[1] + 3])
+    with pytest.raises(
+        ManifestError, match=r"chunk 1 of .*: the body ends at byte .*, before the chunk's end"
+    ):
+        run_chunk(str(folder / "manifest.json"), 1)
+    body.unlink()
+    with pytest.raises(ManifestError, match=r"chunks\.jsonl\.gz does not exist"):
+        run_chunk(str(folder / "manifest.json"), 0)
+    # A manifest of the layout before (one object per chunk) is refused with its reason, not misread.
+    old = {key: manifest[key] for key in ("step", "jobs", "chunks", "chunk_jobs")}
+    (folder / "manifest.json").write_text(json.dumps({"format": 1, "kind": "manifest", **old}))
+    with pytest.raises(ManifestError, match="is not a format 2 manifest"):
         run_chunk(str(folder / "manifest.json"), 0)
     (folder / "manifest.json").write_text("[1, 2")
     with pytest.raises(ManifestError, match="is not valid JSON"):

@@ -6,6 +6,7 @@ tests/e2e/test_dispatch.py; what moto ignores is listed in :mod:`tests.pipeline.
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 from collections import Counter
@@ -184,9 +185,8 @@ def test_two_dispatchers_at_once_submit_each_job_once(catalog_url: str, tmp_path
     submitted = Counter()
     for array in world.arrays():
         prefix = manifest_of(array).removeprefix(f"s3://{BUCKET}/").removesuffix("manifest.json")
-        for key in world.s3_keys(f"{prefix}chunks/"):
-            body = world.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
-            submitted.update(json.loads(line)["id"] for line in body.splitlines())
+        body = world.client("s3").get_object(Bucket=BUCKET, Key=f"{prefix}chunks.jsonl.gz")["Body"].read()
+        submitted.update(json.loads(line)["id"] for line in gzip.decompress(body).splitlines())
     with Catalog.open(catalog_url) as catalog, catalog.connect() as conn:
         rows = conn.execute(sa.select(jobs.c.id, jobs.c.status, jobs.c.external_id)).all()
         assert dispatch(catalog, settings, dry_run=True).submitted == {}  # all in flight

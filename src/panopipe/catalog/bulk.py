@@ -119,17 +119,28 @@ def read_columns(conn: sa.Connection, query: sa.Select[Any]) -> list[list[Any]]:
     return result
 
 
-def insert_columns(conn: sa.Connection, table: sa.Table, columns: Mapping[str, Sequence[Any]]) -> None:
+def insert_columns(
+    conn: sa.Connection,
+    table: sa.Table,
+    columns: Mapping[str, Sequence[Any]],
+    *,
+    skip_conflicts: Sequence[str] | None = None,
+) -> int:
     """Insert rows given by column (name -> the rows' values, all as long) into ``table`` in ``conn``'s
-    transaction."""
+    transaction; the number of rows inserted. With ``skip_conflicts`` (the columns of a unique constraint),
+    a row whose values there are taken (by a row already there, or one another transaction inserts meanwhile)
+    is skipped (``ON CONFLICT DO NOTHING``), not an error."""
     count = len(next(iter(columns.values()), ()))
     if not count:
-        return
+        return 0
     dialect = conn.dialect.name
     if dialect not in ("sqlite", "postgresql") or count < FEW_ROWS:
-        rows = zip(*columns.values(), strict=True)
-        conn.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
-        return
+        rows = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+        if skip_conflicts is None:
+            conn.execute(table.insert(), rows)
+            return count
+        insert = _conflict_insert(dialect)(table).on_conflict_do_nothing(index_elements=list(skip_conflicts))
+        return len(conn.execute(insert.returning(*table.primary_key.columns), rows).all())
     make = _sqlite_converter if dialect == "sqlite" else _postgres_converter
     # A column that is NULL in every row and has no server default is left out: it gets NULL all the same,
     # and the driver has fewer values to pass.
@@ -146,19 +157,124 @@ def insert_columns(conn: sa.Connection, table: sa.Table, columns: Mapping[str, S
     values = list(zip(*converted, strict=True))
     driver = conn.connection.driver_connection
     quoted = ", ".join(conn.dialect.identifier_preparer.quote(name) for name in names)
+    conflict = ""
+    if skip_conflicts is not None:
+        target = ", ".join(conn.dialect.identifier_preparer.quote(name) for name in skip_conflicts)
+        conflict = f" ON CONFLICT ({target}) DO NOTHING"
     base = conn.dialect.loaded_dbapi.Error
+    statement = ""
     try:
         if dialect == "sqlite":
             placeholders = ", ".join("?" * len(names))
-            statement = f"INSERT INTO {table.name} ({quoted}) VALUES ({placeholders})"
-            driver.executemany(statement, values)  # type: ignore[union-attr]
-            return
-        statement = f"COPY {table.name} ({quoted}) FROM STDIN"
-        with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
-            for item in values:
-                copy.write_row(item)
+            statement = f"INSERT INTO {table.name} ({quoted}) VALUES ({placeholders}){conflict}"
+            cursor = driver.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.executemany(statement, values)
+                return int(cursor.rowcount) if conflict else count
+            finally:
+                cursor.close()
+        with driver.cursor() as cursor:  # type: ignore[union-attr]
+            target_table = table.name
+            if conflict:  # COPY knows no ON CONFLICT: the rows go through a temporary table
+                target_table = f"pg_temp.panopipe_bulk_{table.name}"
+                # Gone with the transaction, or dropped below; one left by a failed autocommit call is replaced.
+                statement = f"DROP TABLE IF EXISTS {target_table}"
+                cursor.execute(statement)
+                statement = f"CREATE TEMPORARY TABLE {target_table} (LIKE {table.name} INCLUDING DEFAULTS)"
+                cursor.execute(statement)
+            statement = f"COPY {target_table} ({quoted}) FROM STDIN"
+            with cursor.copy(statement) as copy:
+                for item in values:
+                    copy.write_row(item)
+            if not conflict:
+                return count
+            statement = f"INSERT INTO {table.name} ({quoted}) SELECT {quoted} FROM {target_table}{conflict}"
+            cursor.execute(statement)
+            inserted = int(cursor.rowcount)
+            statement = f"DROP TABLE {target_table}"
+            cursor.execute(statement)
+            return inserted
     except base as exc:  # raised as SQLAlchemy's, as for fewer rows (e.g. IntegrityError for a taken URI)
         raise sa.exc.DBAPIError.instance(statement, None, exc, base, dialect=conn.dialect) from exc
 
 
-__all__ = ["FEW_ROWS", "Converter", "insert_columns", "read_columns"]
+def update_by_key(
+    conn: sa.Connection, table: sa.Table, key: str, keys: Sequence[Any], columns: Mapping[str, Sequence[Any]]
+) -> None:
+    """Set, in the row of ``table`` whose ``key`` column is each of ``keys``, the values ``columns`` give
+    (name -> one value per key), in ``conn``'s transaction: one statement executed for every row by the driver
+    on SQLite (``executemany``), one ``UPDATE ... FROM`` over the rows sent as arrays on PostgreSQL."""
+    if not keys:
+        return
+    dialect = conn.dialect.name
+    names = list(columns)
+    if dialect not in ("sqlite", "postgresql") or len(keys) < FEW_ROWS:
+        update = (
+            table.update()
+            .where(table.c[key] == sa.bindparam("_key"))
+            .values({name: sa.bindparam(f"_{name}") for name in names})
+        )
+        rows = [
+            {"_key": k, **{f"_{name}": v for name, v in zip(names, values, strict=True)}}
+            for k, *values in zip(keys, *columns.values(), strict=True)
+        ]
+        conn.execute(update, rows)
+        return
+    preparer = conn.dialect.identifier_preparer
+    driver = conn.connection.driver_connection
+    base = conn.dialect.loaded_dbapi.Error
+    converted = [
+        values if (convert := _converter(dialect, table.c[name])) is None else _converted(values, convert)
+        for name, values in [(key, keys), *columns.items()]
+    ]
+    statement = ""
+    try:
+        cursor = driver.cursor()  # type: ignore[union-attr]
+        try:
+            if dialect == "sqlite":
+                assignments = ", ".join(f"{preparer.quote(name)} = ?" for name in names)
+                statement = f"UPDATE {table.name} SET {assignments} WHERE {preparer.quote(key)} = ?"
+                cursor.executemany(statement, list(zip(*converted[1:], converted[0], strict=True)))
+                return
+            arrays = ", ".join(f"%s::{_postgres_array_type(table.c[name])}[]" for name in (key, *names))
+            quoted = [preparer.quote(name) for name in (key, *names)]
+            assignments = ", ".join(f"{name} = v.{name}" for name in quoted[1:])
+            statement = (
+                f"UPDATE {table.name} SET {assignments} FROM unnest({arrays}) AS v({', '.join(quoted)}) "
+                f"WHERE {table.name}.{quoted[0]} = v.{quoted[0]}"
+            )
+            cursor.execute(statement, converted)
+        finally:
+            cursor.close()
+    except base as exc:
+        raise sa.exc.DBAPIError.instance(statement, None, exc, base, dialect=conn.dialect) from exc
+
+
+def _postgres_array_type(column: sa.Column[Any]) -> str:
+    """The PostgreSQL type of an array of ``column``'s values (a value converts to the column's type when set)."""
+    kind = column.type
+    if isinstance(kind, sa.Uuid):
+        return "uuid"
+    if isinstance(kind, sa.String):
+        return "text"
+    if isinstance(kind, sa.Integer):
+        return "bigint"
+    raise TypeError(f"update_by_key cannot send column {column.name} ({kind}) as an array")
+
+
+def _converter(dialect: str, column: sa.Column[Any]) -> Converter | None:
+    return _sqlite_converter(column) if dialect == "sqlite" else _postgres_converter(column)
+
+
+def _conflict_insert(dialect: str) -> Any:
+    """The INSERT construct of ``dialect`` (with ``on_conflict_do_nothing``)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
+
+
+__all__ = ["FEW_ROWS", "Converter", "insert_columns", "read_columns", "update_by_key"]

@@ -58,14 +58,15 @@ _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 def new_ids(count: int) -> list[str]:
-    """``count`` new time-ordered UUIDs (version 7 layout), so that inserts append to the primary-key index."""
+    """``count`` new time-ordered UUIDs (version 7 layout), in increasing order (they share their millisecond;
+    their random bits are sorted), so that inserts append to the primary-key index."""
     prefix = f"{time.time_ns() // 1_000_000:012x}"
     prefix = f"{prefix[:8]}-{prefix[8:]}-7"
     entropy = os.urandom(10 * count).hex()
-    return [
+    return sorted(
         f"{prefix}{entropy[i : i + 3]}-{_VARIANT[entropy[i + 3]]}{entropy[i + 4 : i + 7]}-{entropy[i + 8 : i + 20]}"
         for i in range(0, 20 * count, 20)
-    ]
+    )
 
 
 def new_id() -> str:

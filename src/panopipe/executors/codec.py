@@ -90,9 +90,13 @@ def decode_outcome(text: str | bytes) -> JobOutcome:
     )
 
 
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+"""Made once, not per job as ``json.dumps`` with options does (an encoder keeps no state between calls)."""
+
+
 def _dumps(kind: str, fields: dict[str, Any]) -> str:
     try:
-        return json.dumps({"format": FORMAT, "kind": kind, **fields}, allow_nan=False, separators=(",", ":"))
+        return _ENCODER.encode({"format": FORMAT, "kind": kind, **fields})
     except (TypeError, ValueError) as exc:
         raise StepError(f"{kind} cannot be encoded as JSON: {exc}") from None
 

@@ -176,7 +176,9 @@ def plan_step(
     :func:`recorded` gives them (read here when not given). Candidates found up to date get ``checked_at``
     (default: now, which must not be later than when their images were read) recorded on their artifacts.
     Frames are loaded with the ``fields`` the steps sharing ``cache`` read (default: this step's, see
-    :func:`~panopipe.steps.base.frame_fields`).
+    :func:`~panopipe.steps.base.frame_fields`), only for the subjects the step decides on (not those whose
+    upstream step has not made their input yet); a cached subject loaded without some of ``fields`` is
+    loaded again.
     """
     cache = {} if cache is None else cache
     fields = frame_fields([step]) if fields is None else fields
@@ -192,12 +194,32 @@ def plan_step(
         keys = selected.keys_of(conn, kind) if force else set((found or {}).get(kind, ()))
         failures = failed.get(kind, {})
         keys.update(failures)
+        upstream = step.upstream(kind)
+        names = [step.name, *([upstream] if upstream else [])]
         for chunk in batched(sorted(keys), CHUNK):
-            missing = [key for key in chunk if subject_id(kind, key) not in cache]
+            ids = [subject_id(kind, key) for key in chunk]
+            artifacts_of = known if known is not None else recorded(conn, names, ids)
+            if upstream is not None:  # subjects whose input the upstream step has not made are not loaded
+                inputs = artifacts_of.get(upstream, {})
+                ids = [i for i in ids if i in inputs]
+            missing = [i.partition(":")[2] for i in ids if not _carries(cache.get(i), fields)]
             cache.update((subject.id, subject) for subject in load_subjects(conn, kind, missing, fields))
-            subjects = [cache[i] for i in (subject_id(kind, key) for key in chunk) if i in cache]
-            work += _decide(conn, step, subjects, step.upstream(kind), failures, force, checked_at, known)
+            subjects = [cache[i] for i in ids if i in cache]
+            work += _decide(conn, step, subjects, upstream, failures, force, checked_at, artifacts_of)
     return work
+
+
+def _carries(subject: Subject | None, fields: Collection[str]) -> bool:
+    """Whether ``subject`` was loaded with (at least) the frame ``fields`` (see :func:`load_subjects`)."""
+    if subject is None:
+        return False
+    try:
+        for frame in subject.frames[:1]:
+            for name in fields:
+                getattr(frame, name)
+    except AttributeError:
+        return False
+    return True
 
 
 def _recorded_for(
@@ -230,13 +252,11 @@ def _decide(
     failures: dict[Any, str],
     force: bool,
     checked_at: datetime,
-    known: dict[str, dict[str, Recorded]] | None,
+    artifacts_of: dict[str, dict[str, Recorded]],
 ) -> list[Work]:
+    """The jobs of ``step`` over ``subjects``, given the primary artifacts of the step and its upstream."""
     ids = [s.id for s in subjects]
     confirmed: list[str] = []
-    artifacts_of = (
-        known if known is not None else recorded(conn, [step.name, *([upstream] if upstream else [])], ids)
-    )
     current = artifacts_of[step.name]
     inputs = artifacts_of.get(upstream or "", {})
     # Copied outputs go with an upstream output: none are read for subjects whose upstream has not run.

@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from panopipe.catalog import Catalog, Selection
+from panopipe.catalog.bulk import insert_columns, read_columns, update_by_key
 from panopipe.catalog.schema import artifacts, images, jobs
 from panopipe.catalog.subjects import CHUNK, KINDS, Selected, Subject, SubjectKind, subject_id
 from panopipe.catalog.types import new_id, utcnow
@@ -34,6 +35,8 @@ CLAIM_TTL_S = 900
 # When an artifact was made or last found up to date: changes before then are accounted for.
 _SEEN = sa.func.coalesce(artifacts.c.checked_at, artifacts.c.created_at)
 _JOB_ARTIFACT = artifacts.alias("a")
+_JOB_KEY = ("step", "subject", "fingerprint")
+"""The columns that identify a job (its unique constraint): a job row is reused when the same job runs again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,31 +473,32 @@ def record_submitted(
     ids: dict[str, str] = {}
     with catalog.transaction() as conn:
         existing = _job_ids(conn, specs)
-        inserts: list[dict[str, Any]] = []
+        fresh: list[JobSpec] = []
+        fresh_reasons: list[str] = []
         updates: list[dict[str, Any]] = []
         for spec, reason in zip(specs, reasons, strict=True):
             key = (spec.step, spec.subject, spec.fingerprint)
             job_id = existing.get(key)
             if job_id is None:
                 job_id = existing[key] = spec.id
-                row = {
-                    "id": job_id,
-                    "step": spec.step,
-                    "subject": spec.subject,
-                    "fingerprint": spec.fingerprint,
-                }
-                inserts.append({**row, "reason": reason, **values})
+                fresh.append(spec)
+                fresh_reasons.append(reason)
             else:
                 updates.append({"job_id": job_id, "why": reason})
             ids[spec.id] = job_id
-        if inserts:  # another submitter may insert the same jobs meanwhile: its rows are kept, and used
-            insert = _dialect_insert(conn)(jobs).on_conflict_do_nothing(
-                index_elements=["step", "subject", "fingerprint"]
-            )
-            inserted = set(conn.execute(insert.returning(jobs.c.id), inserts).scalars())
-            lost = {row["id"] for row in inserts} - inserted
-            if lost:
-                there = _job_ids(conn, [s for s in specs if ids[s.id] in lost])
+        if fresh:  # another submitter may insert the same jobs meanwhile: its rows are kept, and used
+            columns: dict[str, list[Any]] = {
+                "id": [spec.id for spec in fresh],
+                "step": [spec.step for spec in fresh],
+                "subject": [spec.subject for spec in fresh],
+                "fingerprint": [spec.fingerprint for spec in fresh],
+                "reason": fresh_reasons,
+            }
+            columns.update((name, [value] * len(fresh)) for name, value in values.items())
+            added = insert_columns(conn, jobs, columns, skip_conflicts=_JOB_KEY)
+            if added < len(fresh):
+                mine = {spec.id for spec in fresh}
+                there = _job_ids(conn, [s for s in specs if ids[s.id] in mine])
                 ids = {s.id: there.get((s.step, s.subject, s.fingerprint), ids[s.id]) for s in specs}
         if updates:  # a job in flight (or claimed by another submitter) is left alone
             statement = jobs.update().where(jobs.c.id == sa.bindparam("job_id"), ~_live(now))
@@ -514,27 +518,11 @@ def _job_ids(conn: sa.Connection, specs: Sequence[JobSpec]) -> dict[tuple[str, s
     return found
 
 
-def _dialect_insert(conn: sa.Connection) -> Any:
-    """The INSERT construct of the connection's dialect (with ``on_conflict_do_nothing``)."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-
-        return postgresql_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert
-
-
 def record_external_ids(catalog: Catalog, external_ids: Mapping[str, str | None]) -> None:
-    """Record where each job (by id) runs, as the remote executor names it, once it has been submitted: one
-    statement per external id and chunk of jobs (the jobs of an array child share one)."""
-    by_external: dict[str | None, list[str]] = {}
-    for job_id, ext in external_ids.items():
-        by_external.setdefault(ext, []).append(job_id)
+    """Record where each job (by id) runs, as the remote executor names it, once it has been submitted: the
+    rows updated by the driver in one batch (:func:`~panopipe.catalog.bulk.update_by_key`)."""
     with catalog.transaction() as conn:
-        for ext, job_ids in by_external.items():
-            for chunk in batched(job_ids, CHUNK):
-                conn.execute(jobs.update().where(jobs.c.id.in_(chunk)).values(external_id=ext))
+        update_by_key(conn, jobs, "id", list(external_ids), {"external_id": list(external_ids.values())})
 
 
 def new_claim() -> str:
@@ -543,11 +531,10 @@ def new_claim() -> str:
 
 
 def claimed_jobs(catalog: Catalog, token: str) -> set[str]:
-    """The ids of the jobs claimed by ``token``."""
+    """The ids of the jobs claimed by ``token`` (read column-wise: a submission claims up to millions)."""
     with catalog.connect() as conn:
-        return {
-            str(i) for i in conn.execute(sa.select(jobs.c.id).where(jobs.c.external_id == token)).scalars()
-        }
+        [ids] = read_columns(conn, sa.select(jobs.c.id).where(jobs.c.external_id == token))
+        return set(ids)
 
 
 def release_claim(catalog: Catalog, token: str) -> None:

@@ -18,11 +18,16 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot fingerprint a {type(value).__name__}")
 
 
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_default
+)
+"""Made once: ``json.dumps`` with options builds an encoder per call, a third of the time of a fingerprint's
+small document (an encoder keeps no state between calls)."""
+
+
 def canonical_json(document: Any) -> str:
     """``document`` as JSON with sorted keys and compact separators; datetimes as ISO 8601 UTC."""
-    return json.dumps(
-        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_default
-    )
+    return _CANONICAL.encode(document)
 
 
 def fingerprint(document: Any) -> str:
