@@ -46,7 +46,7 @@ from panopipe.events.shapes import EventKind, ObjectEvent, parse_event
 from panopipe.executors.base import Executor
 from panopipe.executors.factory import EVENT_EXECUTOR, build_executor
 from panopipe.ingest import JPEG_SUFFIXES, image_record
-from panopipe.pipeline import load_pipeline, plan
+from panopipe.pipeline import Pipeline, load_pipeline, plan
 from panopipe.pipeline.runner import initiate
 from panopipe.pipeline.store import orphan_artifacts
 from panopipe.storage import Storage, open_storage, validate_key
@@ -128,13 +128,14 @@ class _Pending:
     outcome: Outcome | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _View:
     """A version of the project configuration as a batch uses it: the settings and panopipe's own output
-    prefixes (the filters and reads)."""
+    prefixes (the filters and reads), and the pipeline of the handler's steps once planning has built it."""
 
     settings: Settings
     own_prefixes: tuple[str, ...]
+    pipeline: Pipeline | None = None
 
 
 class EventHandler:
@@ -263,9 +264,10 @@ class EventHandler:
         """The catalog's project configuration in use: read once per batch, so a version pushed since applies."""
         settings = project_settings(self.catalog, self.settings)
         if self._view is None or settings is not self.settings:
+            pipeline = load_pipeline(self.catalog, settings)
             self.settings = settings
-            self.own_prefixes = own_output_prefixes(self.catalog, settings)
-            self._view = _View(settings, self.own_prefixes)
+            self.own_prefixes = _output_prefixes(pipeline)
+            self._view = _View(settings, self.own_prefixes, pipeline if self.steps is None else None)
         return self._view
 
     # Reading: the filters here, then in threads the header's ranged GETs.
@@ -330,10 +332,14 @@ class EventHandler:
         selection = Selection(ids=tuple(sorted(changed)))
         settings = view.settings
         try:
+            # Built once per configuration version: building the steps (the stitcher's rig) is not free.
+            pipeline = view.pipeline = view.pipeline or load_pipeline(self.catalog, settings, self.steps)
             if self.executor is None:
-                report.planned = len(plan(self.catalog, selection, self.steps, settings))
+                report.planned = len(plan(self.catalog, selection, self.steps, settings, pipeline=pipeline))
                 return
-            result = initiate(self.catalog, selection, self.steps, settings, executor=self.executor)
+            result = initiate(
+                self.catalog, selection, self.steps, settings, executor=self.executor, pipeline=pipeline
+            )
         except PanopipeError as exc:
             report.reprocess_error = f"{type(exc).__name__}: {exc}"
             log.warning("reprocessing failed", extra={"reason": report.reprocess_error})
@@ -355,7 +361,11 @@ class _Skip(Exception):
 
 def own_output_prefixes(catalog: Catalog, settings: Settings) -> tuple[str, ...]:
     """The URI prefixes panopipe writes outputs under: the pipeline's output root and its steps' (publish)."""
-    return tuple(sorted({root.rstrip("/") + "/" for root in load_pipeline(catalog, settings).output_roots()}))
+    return _output_prefixes(load_pipeline(catalog, settings))
+
+
+def _output_prefixes(pipeline: Pipeline) -> tuple[str, ...]:
+    return tuple(sorted({root.rstrip("/") + "/" for root in pipeline.output_roots()}))
 
 
 __all__ = [
