@@ -47,6 +47,7 @@ import boto3
 import psycopg
 import sqlalchemy as sa
 
+from panopipe.aws.lambda_handler import freeze_warm_objects
 from panopipe.aws.package import build_lambda_zip, cold_import
 from panopipe.catalog import Catalog
 from panopipe.config import Settings
@@ -291,6 +292,8 @@ def bench_throughput(report: fair.Report, args: argparse.Namespace) -> None:
                     )
                 plain.commit()
 
+            # As the Lambda entry point does after its first invocation; one process, so both sides alike.
+            freeze_warm_objects()
             comparison = report.compare(
                 {OURS: measured(OURS, ours), REFERENCE: measured(REFERENCE, reference)},
                 title="S3 event records per process, PostgreSQL catalog",
