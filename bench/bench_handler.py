@@ -20,7 +20,7 @@ the zips). ``--profile FILE`` writes a cProfile of one more panopipe run (all th
 the calling one) and prints its top functions.
 
     python bench/bench_handler.py [--quick] [--records 400] [--postgres postgresql://...] [--no-package]
-        [--profile out.prof] [--json out.json]
+        [--profile out.prof] [--statements] [--json out.json]
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ import boto3
 import psycopg
 import sqlalchemy as sa
 
+from panopipe.aws.lambda_handler import freeze_warm_objects
 from panopipe.aws.package import build_lambda_zip, cold_import
 from panopipe.catalog import Catalog
 from panopipe.config import Settings
@@ -172,6 +173,18 @@ def bench_throughput(report: fair.Report, args: argparse.Namespace) -> None:
                     statements[0] += 1
 
             sa.event.listen(catalog.engine, "before_cursor_execute", count_statement)
+            timed: dict[str, list[float]] = {}
+
+            def statement_started(conn: sa.Connection, *_: Any) -> None:
+                conn.info["panopipe_bench_started"] = time.perf_counter()
+
+            def statement_ended(conn: sa.Connection, _: Any, statement: str, *__: Any) -> None:
+                seconds = time.perf_counter() - conn.info.pop("panopipe_bench_started")
+                timed.setdefault(" ".join(statement.split())[:70], []).append(seconds)
+
+            if args.statements:
+                sa.event.listen(catalog.engine, "before_cursor_execute", statement_started)
+                sa.event.listen(catalog.engine, "after_cursor_execute", statement_ended)
             ping = catalog.engine.dialect.do_ping
 
             def counted_ping(connection: Any) -> bool:
@@ -279,6 +292,8 @@ def bench_throughput(report: fair.Report, args: argparse.Namespace) -> None:
                     )
                 plain.commit()
 
+            # As the Lambda entry point does after its first invocation; one process, so both sides alike.
+            freeze_warm_objects()
             comparison = report.compare(
                 {OURS: measured(OURS, ours), REFERENCE: measured(REFERENCE, reference)},
                 title="S3 event records per process, PostgreSQL catalog",
@@ -296,6 +311,12 @@ def bench_throughput(report: fair.Report, args: argparse.Namespace) -> None:
                 + " (read: one presigned ranged GET per object, concurrently)",
                 f"database connections opened per warm invocation: max {max(per_invocation[1:] or [0])}",
             ]
+            if args.statements:
+                comparison.notes += [
+                    f"statement (driver call to result): {len(times) / batches:.1f} per batch,"
+                    f" {sum(times) / batches * 1000:.2f} ms per batch: {text}"
+                    for text, times in sorted(timed.items(), key=lambda item: -sum(item[1]))
+                ]
             for note in comparison.notes:
                 print(f"note: {note}")
             if args.profile:
@@ -333,6 +354,9 @@ def main() -> None:
         parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
         parser.add_argument("--no-package", action="store_true", help="skip building the Lambda zips")
         parser.add_argument("--profile", type=Path, help="write a cProfile of one more panopipe run here")
+        parser.add_argument(
+            "--statements", action="store_true", help="print the time of each kind of SQL statement per batch"
+        )
 
     args = fair.parse_args(__doc__, {"records": (400, 100)}, extra=options)
     with fair.report(args, "handler") as report:

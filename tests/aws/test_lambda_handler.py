@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,10 +38,12 @@ def env(monkeypatch: pytest.MonkeyPatch, postgres_url: str, tmp_path: Path) -> I
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("PANOPIPE_S3_ENDPOINT_URL", raising=False)
     monkeypatch.setattr(lambda_handler, "_handler", None)
+    monkeypatch.setattr(lambda_handler, "_frozen", False)
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)
         yield s3
+    gc.unfreeze()  # the test process goes on building and dropping objects
 
 
 def test_warm_invocations_reuse_the_connection_and_log_json(env, tmp_path: Path, capfd):
@@ -103,3 +106,14 @@ def test_the_handler_plans_with_the_catalogs_project_configuration(env, tmp_path
     ]
     assert len(warnings) == 2 and all("config push" in warning for warning in warnings)  # once per version
     assert "(version 1)" in warnings[0] and "(version 2)" in warnings[1]
+
+
+def test_the_objects_of_a_warm_function_are_frozen_after_its_first_invocation(env, tmp_path: Path):
+    frames, _ = render_shot(tmp_path / "shot")
+    keys = upload_shot(env, tmp_path / "shot", frames)
+    gc.unfreeze()
+    lambda_handler.handler(sqs_batch(s3_record(keys[0], sequencer="01")), SimpleNamespace(aws_request_id="a"))
+    frozen = gc.get_freeze_count()
+    assert frozen > 10_000  # the modules, clients and pools the first invocation built
+    lambda_handler.handler(sqs_batch(s3_record(keys[1], sequencer="02")), SimpleNamespace(aws_request_id="b"))
+    assert gc.get_freeze_count() <= frozen  # once: no more objects frozen (some frozen ones were freed)

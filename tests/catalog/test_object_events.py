@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
+
 from panopipe.catalog import Catalog, ImageRecord, Selection
 from panopipe.catalog.object_events import ObjectChange, padded_sequencer
 from panopipe.errors import CatalogError
@@ -70,3 +72,37 @@ def test_a_failing_event_fails_alone_and_stops_only_the_rest_of_its_group(catalo
     assert actions(applied) == ["added", "failed", None, "added"]
     assert applied[1] is not None and applied[1].reason == "CatalogError: refused"
     assert sorted(i.uri for i in catalog.images()) == ["/a.jpg", "/bad.jpg", "/c.jpg"]
+
+
+def test_changes_made_while_the_rows_are_locked_apply_as_given(catalog: Catalog):
+    catalog.apply_object_events([created("/a.jpg", "10"), created("/b.jpg", "10")])
+    locked: list[bool] = []
+
+    def ready() -> list[ObjectChange]:
+        # Meanwhile, on PostgreSQL, the batch's transaction holds the rows of the URIs given, in URI order.
+        if catalog.engine.dialect.name == "postgresql":
+            with catalog.engine.connect() as other:
+                other.exec_driver_sql("SET lock_timeout = '50ms'")
+                try:
+                    other.exec_driver_sql("SELECT 1 FROM images WHERE uri = '/b.jpg' FOR UPDATE")
+                except sa.exc.OperationalError:
+                    locked.append(True)
+        return [
+            created("/b.jpg", "11"),
+            removed("/a.jpg", "11"),
+            created("/c.jpg", "11"),
+            created("/b.jpg", "09"),
+        ]
+
+    applied = catalog.apply_object_events(ready, uris=["/a.jpg", "/b.jpg", "/c.jpg"])
+    assert actions(applied) == ["updated", "deleted", "added", "skipped"]
+    assert locked == ([True] if catalog.engine.dialect.name == "postgresql" else [])
+    assert sorted(i.uri for i in catalog.images()) == ["/b.jpg", "/c.jpg"]
+
+
+def test_changes_beyond_the_uris_given_read_their_rows_themselves(catalog: Catalog):
+    catalog.apply_object_events([created("/a.jpg", "10")])
+    applied = catalog.apply_object_events(
+        lambda: [created("/a.jpg", "09"), created("/b.jpg", "10")], uris=["/b.jpg"]
+    )
+    assert actions(applied) == ["skipped", "added"]

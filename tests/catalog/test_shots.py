@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from panopipe.catalog import Catalog, ImageRecord
+from panopipe.catalog import shots as shot_ops
 from panopipe.catalog.schema import images
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
@@ -85,3 +86,16 @@ def test_regrouping_around_new_frames_leaves_the_other_runs_alone(catalog: Catal
     assert catalog.assign_shots(["R001"], TOLERANCE) == 1  # the whole reel's regrouping puts it back
     with catalog.engine.connect() as conn:
         assert conn.execute(sa.select(images.c.shot).where(images.c.uri == first)).scalar() == "R001-000000"
+
+
+@pytest.mark.parametrize("few", [0, shot_ops.FEW_UPDATES])
+def test_shots_written_in_one_statement_or_one_per_frame_are_the_same(
+    catalog: Catalog, few: int, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(shot_ops, "FEW_UPDATES", few)
+    catalog.upsert_images(survey(*DENSE))
+    assert catalog.assign_shots(["R001"], TOLERANCE) == 26
+    assert set(shots(catalog).values()) == {
+        *(f"R001-{n:06d}" for n in range(5)),
+        *(f"R001-000009{suffix}" for suffix in ("", ".2", ".3", ".4")),
+    }

@@ -329,3 +329,19 @@ def test_an_unreachable_catalog_fails_every_message_for_redelivery(keys, shot):
 def test_padded_sequencers_sort_as_s3_orders_them(a: str, b: str):
     order = (padded_sequencer(a) > padded_sequencer(b)) - (padded_sequencer(a) < padded_sequencer(b))
     assert order == compare_sequencers(a, b)
+
+
+def test_a_configuration_pushed_between_batches_applies_to_the_next(catalog: Catalog, keys: list[str], shot):
+    handler = EventHandler(catalog, settings(shot[2]))
+    first = handler.handle(sqs_batch(*created(keys[:3])))
+    assert first.counts() == {"processed": 3, "skipped": 0, "failed": 0}
+    # The pipeline's outputs now go under the folder of the uploads: their events are panopipe's own.
+    output = f"s3://{BUCKET}/{keys[3].rpartition('/')[0]}"
+    steps = {"pipeline": {"output": output}, "stitch": {"rig": shot[2]}}
+    catalog.push_project_config({"steps": steps}, author="test", reason="outputs elsewhere")
+    second = handler.handle(sqs_batch(*created(keys[3:4], first=0x20), *created(keys[:1], first=0x30)))
+    assert [(o.uri, o.action.value, o.reason) for o in second.outcomes] == [
+        (f"s3://{BUCKET}/{keys[3]}", "skipped", "panopipe's own output"),
+        (f"s3://{BUCKET}/{keys[0]}", "unchanged", None),
+    ]
+    assert output + "/" in handler.own_prefixes

@@ -4,7 +4,8 @@ Configured by environment variables (see :mod:`panopipe.config`): ``PANOPIPE_CAT
 ``PANOPIPE_BUCKETS``, ``PANOPIPE_OUTPUT_PREFIX``, ``PANOPIPE_EXECUTOR``, ``PANOPIPE_CONFIG`` (steps, until the
 catalog holds a pushed version of the project configuration, which then applies: ``panopipe config push``). The
 catalog engine and the handler are built on the first invocation and reused while the function stays warm,
-so a warm invocation opens no database connection. Connect it to the SQS queue with
+so a warm invocation opens no database connection. After the first invocation the objects alive then are
+frozen (:func:`freeze_warm_objects`). Connect it to the SQS queue with
 ``ReportBatchItemFailures`` so that only failed messages come back.
 
 ``panopipe.aws.lambda_handler.dispatcher`` is the dispatcher's entry point (a scheduled rule calls it every
@@ -14,6 +15,7 @@ minute): one tick of :func:`~panopipe.pipeline.dispatch.dispatch`, which submits
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -26,12 +28,17 @@ from panopipe.pipeline.dispatch import dispatch
 
 log = logging.getLogger("panopipe.aws")
 _handler: EventHandler | None = None
+_frozen = False
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Handle an SQS batch (or a direct S3/SNS/EventBridge event); return the SQS partial batch response."""
     bind_request(getattr(context, "aws_request_id", None))
     report = _event_handler().handle(event)
+    global _frozen
+    if not _frozen:
+        freeze_warm_objects()
+        _frozen = True
     log.info(
         "handled",
         extra={**report.counts(), "jobs": report.jobs, "planned": report.planned, "seconds": report.seconds},
@@ -52,6 +59,15 @@ def dispatcher(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return report
 
 
+def freeze_warm_objects() -> None:
+    """Collect garbage, then move every object alive to the collector's permanent generation (``gc.freeze``):
+    once a process is warm (modules imported, clients, pools and statement caches built), the collector no
+    longer traverses them. With boto3, botocore and SQLAlchemy loaded that is some 200,000 objects, whose full
+    collections took 60-70 ms each, landing in whichever batch allocated past the threshold."""
+    gc.collect()
+    gc.freeze()
+
+
 def _event_handler() -> EventHandler:
     global _handler
     if _handler is None:
@@ -61,4 +77,4 @@ def _event_handler() -> EventHandler:
     return _handler
 
 
-__all__ = ["dispatcher", "handler"]
+__all__ = ["dispatcher", "freeze_warm_objects", "handler"]

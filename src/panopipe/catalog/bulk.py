@@ -9,6 +9,7 @@ and convert them column by column, each distinct value once, as the column types
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -96,19 +97,19 @@ def _read(values: Sequence[Any], convert: Converter, shared: bool) -> list[Any]:
     return list(map(done.__getitem__, values))
 
 
-def read_columns(conn: sa.Connection, query: sa.Select[Any]) -> list[list[Any]]:
-    """The rows ``query`` selects, as one list per selected column, converted as the columns' types return
-    them (UTC datetimes, dashed UUID text, decoded JSON, booleans): on SQLite and PostgreSQL the driver's
-    values converted here column by column, without SQLAlchemy's per-row processing."""
+def read_columns(
+    conn: sa.Connection, query: sa.Select[Any], params: Mapping[str, Any] | None = None
+) -> list[list[Any]]:
+    """The rows ``query`` selects (executed with ``params``), as one list per selected column, converted as
+    the columns' types return them (UTC datetimes, dashed UUID text, decoded JSON, booleans): on SQLite and
+    PostgreSQL the driver's values converted here column by column, without SQLAlchemy's per-row processing.
+    A query kept and run again (with other ``params``) has its driver-level statement built once."""
     columns = list(query.selected_columns)
     dialect = conn.dialect.name
     if dialect not in ("sqlite", "postgresql"):
-        rows = conn.execute(query).all()
+        rows = conn.execute(query, params).all()
         return [list(values) for values in zip(*rows, strict=True)] if rows else [[] for _ in columns]
-    raw = query.with_only_columns(
-        *(sa.type_coerce(column, sa.types.NullType()).label(f"c{i}") for i, column in enumerate(columns))
-    )
-    rows = conn.execute(raw).all()
+    rows = conn.execute(_raw(query), params).all()
     if not rows:
         return [[] for _ in columns]
     reader = _sqlite_reader if dialect == "sqlite" else _postgres_reader
@@ -117,6 +118,18 @@ def read_columns(conn: sa.Connection, query: sa.Select[Any]) -> list[list[Any]]:
         convert, shared = reader(column)
         result.append(list(values) if convert is None else _read(values, convert, shared))
     return result
+
+
+@functools.lru_cache(maxsize=64)
+def _raw(query: sa.Select[Any]) -> sa.Executable:
+    """``query`` selecting its columns without their types' result processing (kept: statements are
+    immutable, and a kept one is not compiled again)."""
+    return query.with_only_columns(
+        *(
+            sa.type_coerce(column, sa.types.NullType()).label(f"c{i}")
+            for i, column in enumerate(query.selected_columns)
+        )
+    )
 
 
 def insert_columns(

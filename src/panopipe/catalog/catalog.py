@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import operator
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -194,8 +194,9 @@ class Catalog:
 
     def apply_object_events(
         self,
-        changes: Sequence[ObjectChange],
+        changes: Sequence[ObjectChange] | Callable[[], Sequence[ObjectChange]],
         *,
+        uris: Collection[str] = (),
         on_removed: OnRemoved | None = None,
         shot_tolerance_s: float | None = None,
     ) -> list[AppliedChange | None]:
@@ -203,16 +204,21 @@ class Catalog:
         handlers; per change what it did, ``None`` for one not applied as an earlier change of its group failed.
 
         All in one transaction, or one transaction per change if that fails (see
-        :mod:`~panopipe.catalog.object_events`). ``on_removed`` runs in the transaction that removes images,
-        with their ids and the shots left without frames (the job store orphans their artifacts). With
-        ``shot_tolerance_s``, the shots of the reels the events changed are regrouped in the same transaction
-        (see :func:`~panopipe.catalog.shots.regroup_applied`; after the one-by-one fallback, in one of its own).
+        :mod:`~panopipe.catalog.object_events`). ``changes`` may be a function that returns them once they are
+        ready (e.g. once their objects are read): on PostgreSQL the batch's transaction is begun and the rows
+        at ``uris`` (those the changes may have) are read and locked meanwhile. ``on_removed`` runs in the
+        transaction that removes images, with their ids and the shots left without frames (the job store
+        orphans their artifacts). With ``shot_tolerance_s``, the shots of the reels the events changed are
+        regrouped in the same transaction (see :func:`~panopipe.catalog.shots.regroup_applied`; after the
+        one-by-one fallback, in one of its own).
         """
         then = None
         if shot_tolerance_s is not None:
             tolerance_s = shot_tolerance_s
             then = lambda conn, applied: regroup_applied(conn, applied, tolerance_s)  # noqa: E731
-        return apply_changes(self.engine, changes, self._upsert_in, _EXISTING_COLUMNS, on_removed, then)
+        return apply_changes(
+            self.engine, changes, self._upsert_in, _EXISTING_COLUMNS, on_removed, then, uris=uris
+        )
 
     def _upsert_chunk(
         self,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -87,46 +87,68 @@ class _Raced(CatalogError):
 
 def apply_changes(
     engine: sa.Engine,
-    changes: Sequence[ObjectChange],
+    changes: Sequence[ObjectChange] | Callable[[], Sequence[ObjectChange]],
     upsert: Upsert,
     columns: tuple[sa.ColumnElement[Any], ...],
     on_removed: OnRemoved | None,
     then: Then | None = None,
+    *,
+    uris: Collection[str] = (),
 ) -> list[AppliedChange | None]:
     """Apply ``changes`` in one transaction or, if that fails, one transaction each; per change what it did
     (``None``: not applied, as an earlier change of its group failed). The images' rows are read with
     ``columns`` (``uri``, ``id`` and ``deleted`` among them) for ``upsert``. ``then`` runs in the batch's
-    transaction, or, after one transaction per change, in one of its own."""
+    transaction, or, after one transaction per change, in one of its own.
+
+    ``changes`` may be a function that returns them once they are ready: on PostgreSQL the rows at ``uris``
+    are read and locked first (in URI order, as every handler locks them), in the batch's transaction, which
+    then applies the changes' first round with them (if ``uris`` holds all the changes' URIs; else that
+    round reads its rows itself)."""
     read = _locking_read(columns)
+    ready = None if callable(changes) else changes
     try:
         with engine.begin() as conn:
+            early = None
+            if ready is None:
+                assert callable(changes)
+                locking = set(uris)
+                if locking and conn.dialect.name == "postgresql":
+                    early = {row.uri: row for row in conn.execute(read, {"uris": sorted(locking)})}
+                ready = changes()
+                if early is not None and not all(change.uri in locking for change in ready):
+                    early = None
             pairs = [
                 pair
-                for round_ in _rounds(changes)
-                for pair in _apply_round(conn, changes, round_, upsert, read, on_removed)
+                for n, round_ in enumerate(_rounds(ready))
+                for pair in _apply_round(
+                    conn, ready, round_, upsert, read, on_removed, early if n == 0 else None
+                )
             ]
             if then is not None:
-                then(conn, [(changes[index], applied) for index, applied in pairs])
+                then(conn, [(ready[index], applied) for index, applied in pairs])
     except (PanopipeError, sa.exc.SQLAlchemyError) as exc:
         log.info("batch transaction rolled back", extra={"reason": f"{type(exc).__name__}: {exc}"})
+        if ready is None:  # the transaction failed before the changes were asked for
+            assert callable(changes)
+            ready = changes()
     else:
-        results: list[AppliedChange | None] = [None] * len(changes)
+        results: list[AppliedChange | None] = [None] * len(ready)
         for index, applied in pairs:
             results[index] = applied
         return results
     results = []
     failed: set[Hashable] = set()
-    for index, change in enumerate(changes):
+    for index, change in enumerate(ready):
         if change.group is not None and change.group in failed:
             results.append(None)
             continue
-        applied = _apply_alone(engine, changes, index, upsert, read, on_removed)
+        applied = _apply_alone(engine, ready, index, upsert, read, on_removed)
         if applied.action is Action.FAILED and change.group is not None:
             failed.add(change.group)
         results.append(applied)
     if then is not None:
         with engine.begin() as conn:
-            then(conn, [(c, a) for c, a in zip(changes, results, strict=True) if a is not None])
+            then(conn, [(c, a) for c, a in zip(ready, results, strict=True) if a is not None])
     return results
 
 
@@ -182,6 +204,7 @@ def _apply_round(
     upsert: Upsert,
     read: sa.Select[Any],
     on_removed: OnRemoved | None,
+    rows: Mapping[str, Any] | None = None,
 ) -> list[tuple[int, AppliedChange]]:
     """Apply changes for distinct URIs, a few statements for all of them: the images' rows are read (and
     locked, on PostgreSQL, in URI order, as every handler locks them), changes not newer than the one an image
@@ -193,10 +216,12 @@ def _apply_round(
     claim that a concurrent handler overtook raises :class:`_Raced`, so that nothing older is written. On
     PostgreSQL the upsert compares with the rows read (``read``), and an image a concurrent handler added
     after they were read makes its insert fail (URIs are unique): the batch is then applied again one event
-    per transaction.
+    per transaction. ``rows``, unless ``None``, are the rows of the changes' URIs (and maybe others) as
+    ``read`` read and locked them in this transaction.
     """
     c = images.c
-    rows = {row.uri: row for row in conn.execute(read, {"uris": [changes[i].uri for i in indexes]})}
+    if rows is None:
+        rows = {row.uri: row for row in conn.execute(read, {"uris": [changes[i].uri for i in indexes]})}
     # Rows read on PostgreSQL stay locked, so the upsert compares with them; SQLite locks nothing it read.
     locked = rows if conn.dialect.name == "postgresql" else None
     now = utcnow()

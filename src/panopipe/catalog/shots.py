@@ -20,6 +20,8 @@ from panopipe.catalog.object_events import Action, AppliedChange, ObjectChange
 from panopipe.catalog.schema import images
 
 FEW_NAMES = 16
+FEW_UPDATES = 64
+"""Up to this many frames whose shot changes are updated in one statement (``CASE``), more one by one."""
 UNCHANGING = (Action.UNCHANGED, Action.SKIPPED, Action.FAILED)
 
 
@@ -77,10 +79,14 @@ def assign_reel_shots(
     shots = _name(reel, _group(conn.execute(query).all() if window is None else window.runs, tolerance_s))
     if window is not None and window.taken(conn, query, {shot for _, shot in shots if shot is not None}):
         shots = _name(reel, _group(conn.execute(query).all(), tolerance_s))
-    updates = [{"_id": row.id, "shot": shot} for row, shot in shots if row.shot != shot]
-    if updates:
+    updates = {row.id: shot for row, shot in shots if row.shot != shot}
+    if 0 < len(updates) <= FEW_UPDATES:  # an event batch's frames: one statement, not one per frame
+        shot_of = sa.case(*((c.id == image_id, shot) for image_id, shot in updates.items()), else_=c.shot)
+        conn.execute(images.update().where(c.id.in_(list(updates))).values(shot=shot_of))
+    elif updates:
+        params = [{"_id": image_id, "shot": shot} for image_id, shot in updates.items()]
         conn.execute(
-            images.update().where(c.id == sa.bindparam("_id")).values(shot=sa.bindparam("shot")), updates
+            images.update().where(c.id == sa.bindparam("_id")).values(shot=sa.bindparam("shot")), params
         )
     return len(updates)
 
@@ -196,4 +202,4 @@ def _name(reel: str | None, groups: Sequence[Sequence[Any]]) -> list[tuple[Any, 
     return shots
 
 
-__all__ = ["FEW_NAMES", "UNCHANGING", "assign_reel_shots", "regroup_applied"]
+__all__ = ["FEW_NAMES", "FEW_UPDATES", "UNCHANGING", "assign_reel_shots", "regroup_applied"]

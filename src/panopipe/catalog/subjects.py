@@ -209,16 +209,10 @@ def load_subjects(
     the others are not read, and reading one raises :class:`AttributeError` (a planner reads a fraction of
     the 36 columns; see :attr:`~panopipe.steps.base.Step.frame_fields`)."""
     names = IMAGE_COLUMNS if fields is None else _frame_columns(frozenset(fields))
-    key = key_column(kind)
-    columns = [images.c[name] for name in names]
     group_by = names.index("shot" if kind == "shot" else "id")
+    query = _frames_query(kind, names)
     for chunk in batched(keys, CHUNK):
-        query = (
-            sa.select(*columns)
-            .where(key.in_(chunk), kind_condition(kind), images.c.deleted == sa.false())
-            .order_by(key, images.c.camera_index, images.c.uri)
-        )
-        values = read_columns(conn, query)
+        values = read_columns(conn, query, {"keys": list(chunk)})
         # The columns are selected in the order of Image's fields.
         made = list(map(Image, *values)) if fields is None else _partial_images(names, values)
         frames: dict[str, list[Image]] = {}
@@ -230,6 +224,22 @@ def load_subjects(
                 group.append(image)
         for name, group in frames.items():
             yield Subject(subject_id(kind, name), tuple(group))
+
+
+@functools.cache
+def _frames_query(kind: SubjectKind, names: tuple[str, ...]) -> sa.Select[Any]:
+    """The frames (columns ``names``) of the subjects of ``kind`` whose keys are given as ``keys``, by subject,
+    camera index and URI (built once: every event batch's planning runs it)."""
+    key = key_column(kind)
+    return (
+        sa.select(*(images.c[name] for name in names))
+        .where(
+            key.in_(sa.bindparam("keys", expanding=True)),
+            kind_condition(kind),
+            images.c.deleted == sa.false(),
+        )
+        .order_by(key, images.c.camera_index, images.c.uri)
+    )
 
 
 @functools.cache

@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +46,7 @@ from panopipe.events.shapes import EventKind, ObjectEvent, parse_event
 from panopipe.executors.base import Executor
 from panopipe.executors.factory import EVENT_EXECUTOR, build_executor
 from panopipe.ingest import JPEG_SUFFIXES, image_record
-from panopipe.pipeline import load_pipeline, plan
+from panopipe.pipeline import Pipeline, load_pipeline, plan
 from panopipe.pipeline.runner import initiate
 from panopipe.pipeline.store import orphan_artifacts
 from panopipe.storage import Storage, open_storage, validate_key
@@ -123,8 +123,19 @@ class _Pending:
     event: ObjectEvent
     storage: Storage | None = None
     uri: str | None = None
+    sequencer: str | None = None
     change: ObjectChange | None = None
     outcome: Outcome | None = None
+
+
+@dataclass(slots=True)
+class _View:
+    """A version of the project configuration as a batch uses it: the settings and panopipe's own output
+    prefixes (the filters and reads), and the pipeline of the handler's steps once planning has built it."""
+
+    settings: Settings
+    own_prefixes: tuple[str, ...]
+    pipeline: Pipeline | None = None
 
 
 class EventHandler:
@@ -147,7 +158,7 @@ class EventHandler:
         self.executor = executor
         self.steps = steps
         self.own_prefixes: tuple[str, ...] = ()
-        self._configured = False
+        self._view: _View | None = None
         self._storages: dict[str, Storage] = {}
         self._pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="panopipe-read")
 
@@ -167,7 +178,12 @@ class EventHandler:
             self.executor.close()
 
     def handle(self, payload: Mapping[str, Any] | str | bytes) -> HandleReport:
-        """Handle one Lambda event (or SQS batch); never raises for bad records, see the module's docs."""
+        """Handle one Lambda event (or SQS batch); never raises for bad records, see the module's docs.
+
+        The database work that needs no object's header overlaps the reads: the objects are read with the
+        configuration of the previous batch while the catalog's is read (read again with it if it changed),
+        and the rows of their URIs are read and locked while the reads finish (see
+        :meth:`Catalog.apply_object_events`)."""
         report = HandleReport()
         pending: list[_Pending] = []
         for message in parse_event(payload):
@@ -178,17 +194,49 @@ class EventHandler:
             elif message.ignored:
                 log.info("ignored", extra={"message_id": message.message_id, "reason": message.ignored})
             pending += [_Pending(message.message_id, event) for event in message.events]
+        started = time.perf_counter()
+        view = self._view
+        reads, uris = self._start_reads(pending, view) if view is not None else ([], [])
         try:
-            self._use_project_config()
+            current = self._use_project_config()
         except PanopipeError as exc:
+            wait(reads)
             for item in pending:
                 self._fail(report, item.message_id, None, f"cannot read the project configuration: {exc}")
             return report
-        started = time.perf_counter()
-        list(self._pool.map(self._read, pending))
-        read = time.perf_counter()
-        failing = {i.message_id for i in pending if i.outcome and i.outcome.action is Action.FAILED} - {None}
-        self._apply([i for i in pending if i.message_id not in failing])
+        if current is not view:  # the first batch, or a version pushed since: read with the one that applies
+            wait(reads)
+            pending = [_Pending(item.message_id, item.event) for item in pending]
+            reads, uris = self._start_reads(pending, current)
+        read = started
+        ready: list[tuple[_Pending, ObjectChange]] = []
+
+        def changes() -> list[ObjectChange]:
+            """The changes read, once every read has ended (those of messages that fail left out)."""
+            nonlocal read
+            for future in reads:
+                future.result()
+            read = time.perf_counter()
+            failing = {i.message_id for i in pending if i.outcome and i.outcome.action is Action.FAILED}
+            ready.extend(
+                (item, item.change)
+                for item in pending
+                if item.change is not None and (item.message_id is None or item.message_id not in failing)
+            )
+            return [change for _, change in ready]
+
+        # The shots of the changed frames are regrouped in the same transaction.
+        applied = self.catalog.apply_object_events(
+            changes,
+            uris=uris,
+            on_removed=orphan_artifacts,
+            shot_tolerance_s=current.settings.ingest.shot_tolerance_s,
+        )
+        for (item, _), result in zip(ready, applied, strict=True):
+            if result is not None:
+                item.outcome = Outcome(
+                    item.message_id, item.uri, result.action, result.reason, result.image_id
+                )
         changed: set[str] = set()
         for item in pending:
             outcome = item.outcome
@@ -202,60 +250,75 @@ class EventHandler:
                 log.info("skipped", extra=outcome.to_dict())
             elif outcome.action is not Action.UNCHANGED and outcome.image_id:
                 changed.add(outcome.image_id)
-        applied = time.perf_counter()
+        applied_at = time.perf_counter()
         if changed:
-            self._reprocess(report, changed)
+            self._reprocess(report, changed, current)
         report.seconds = {
             "read": round(read - started, 4),
-            "apply": round(applied - read, 4),
-            "reprocess": round(time.perf_counter() - applied, 4),
+            "apply": round(applied_at - read, 4),
+            "reprocess": round(time.perf_counter() - applied_at, 4),
         }
         return report
 
-    def _use_project_config(self) -> None:
-        """Use the catalog's project configuration: read once per batch, so a version pushed since applies."""
+    def _use_project_config(self) -> _View:
+        """The catalog's project configuration in use: read once per batch, so a version pushed since applies."""
         settings = project_settings(self.catalog, self.settings)
-        if settings is not self.settings or not self._configured:
+        if self._view is None or settings is not self.settings:
+            pipeline = load_pipeline(self.catalog, settings)
             self.settings = settings
-            self.own_prefixes = own_output_prefixes(self.catalog, settings)
-            self._configured = True
+            self.own_prefixes = _output_prefixes(pipeline)
+            self._view = _View(settings, self.own_prefixes, pipeline if self.steps is None else None)
+        return self._view
 
-    # Reading (in threads): filters first, then a HEAD and the header's ranged GETs.
+    # Reading: the filters here, then in threads the header's ranged GETs.
 
-    def _read(self, item: _Pending) -> None:
+    def _start_reads(self, pending: list[_Pending], view: _View) -> tuple[list[Future[None]], list[str]]:
+        """Filter ``pending`` with ``view`` and start reading the objects of those that pass; the reads and
+        the URIs read."""
+        reads = []
+        uris = []
+        for item in pending:
+            self._locate(item, view)
+            if item.outcome is None and item.uri is not None:
+                reads.append(self._pool.submit(self._read, item, view))
+                uris.append(item.uri)
+        return reads, uris
+
+    def _locate(self, item: _Pending, view: _View) -> None:
+        """Set the item's URI, storage and sequencer, or its outcome (skipped) for events panopipe must not
+        act on."""
         event = item.event
         try:
-            item.uri = self._locate(item)
-            sequencer = padded_sequencer(event.sequencer)
-            record = None
-            if event.kind is EventKind.CREATED:
-                assert item.storage is not None
-                record = image_record(item.storage, event.key, self.settings.ingest)
-            item.change = ObjectChange(item.uri, sequencer, event.version_id, record, item.message_id)
+            if view.settings.buckets and event.bucket not in view.settings.buckets:
+                raise _Skip(f"bucket {event.bucket!r} is not one this deployment handles")
+            try:
+                validate_key(event.key)
+            except StorageError as exc:
+                raise _Skip(f"unsafe key: {exc}") from None
+            item.storage = self._storage(event.bucket)
+            item.uri = item.storage.uri(event.key)
+            if item.uri.startswith(view.own_prefixes):
+                raise _Skip("panopipe's own output")
+            if not event.key.lower().endswith(JPEG_SUFFIXES):
+                raise _Skip("not a JPEG image (by its name)")
+            item.sequencer = padded_sequencer(event.sequencer)
         except (_Skip, EventError) as skip:
             item.outcome = Outcome(item.message_id, item.uri, Action.SKIPPED, str(skip))
+
+    def _read(self, item: _Pending, view: _View) -> None:
+        """Read the item's object (a creation's header) into its change, or set its outcome."""
+        event = item.event
+        assert item.uri is not None and item.storage is not None
+        try:
+            record = None
+            if event.kind is EventKind.CREATED:
+                record = image_record(item.storage, event.key, view.settings.ingest)
+            item.change = ObjectChange(item.uri, item.sequencer, event.version_id, record, item.message_id)
         except ObjectNotFoundError:
             reason = "object no longer exists (deleted before it could be read)"
             item.outcome = Outcome(item.message_id, item.uri, Action.SKIPPED, reason)
         except StorageError as exc:
             item.outcome = Outcome(item.message_id, item.uri, Action.FAILED, str(exc))
-
-    def _locate(self, item: _Pending) -> str:
-        """The object's URI; raises :class:`_Skip` for events panopipe must not act on."""
-        event = item.event
-        if self.settings.buckets and event.bucket not in self.settings.buckets:
-            raise _Skip(f"bucket {event.bucket!r} is not one this deployment handles")
-        try:
-            validate_key(event.key)
-        except StorageError as exc:
-            raise _Skip(f"unsafe key: {exc}") from None
-        item.storage = self._storage(event.bucket)
-        uri = item.storage.uri(event.key)
-        if uri.startswith(self.own_prefixes):
-            raise _Skip("panopipe's own output")
-        if not event.key.lower().endswith(JPEG_SUFFIXES):
-            raise _Skip("not a JPEG image (by its name)")
-        return uri
 
     def _storage(self, bucket: str) -> Storage:
         storage = self._storages.get(bucket)
@@ -263,31 +326,20 @@ class EventHandler:
             storage = self._storages[bucket] = open_storage(f"s3://{bucket}", self.settings)
         return storage
 
-    def _apply(self, items: list[_Pending]) -> None:
-        """Apply the changes read for ``items`` to the catalog in one call, setting the outcomes of those it
-        applied."""
-        ready = [(item, item.change) for item in items if item.change is not None]
-        # The shots of the changed frames are regrouped in the same transaction.
-        applied = self.catalog.apply_object_events(
-            [c for _, c in ready],
-            on_removed=orphan_artifacts,
-            shot_tolerance_s=self.settings.ingest.shot_tolerance_s,
-        )
-        for (item, _), result in zip(ready, applied, strict=True):
-            if result is not None:
-                item.outcome = Outcome(
-                    item.message_id, item.uri, result.action, result.reason, result.image_id
-                )
-
     # Reprocessing
 
-    def _reprocess(self, report: HandleReport, changed: set[str]) -> None:
+    def _reprocess(self, report: HandleReport, changed: set[str], view: _View) -> None:
         selection = Selection(ids=tuple(sorted(changed)))
+        settings = view.settings
         try:
+            # Built once per configuration version: building the steps (the stitcher's rig) is not free.
+            pipeline = view.pipeline = view.pipeline or load_pipeline(self.catalog, settings, self.steps)
             if self.executor is None:
-                report.planned = len(plan(self.catalog, selection, self.steps, self.settings))
+                report.planned = len(plan(self.catalog, selection, self.steps, settings, pipeline=pipeline))
                 return
-            result = initiate(self.catalog, selection, self.steps, self.settings, executor=self.executor)
+            result = initiate(
+                self.catalog, selection, self.steps, settings, executor=self.executor, pipeline=pipeline
+            )
         except PanopipeError as exc:
             report.reprocess_error = f"{type(exc).__name__}: {exc}"
             log.warning("reprocessing failed", extra={"reason": report.reprocess_error})
@@ -309,7 +361,11 @@ class _Skip(Exception):
 
 def own_output_prefixes(catalog: Catalog, settings: Settings) -> tuple[str, ...]:
     """The URI prefixes panopipe writes outputs under: the pipeline's output root and its steps' (publish)."""
-    return tuple(sorted({root.rstrip("/") + "/" for root in load_pipeline(catalog, settings).output_roots()}))
+    return _output_prefixes(load_pipeline(catalog, settings))
+
+
+def _output_prefixes(pipeline: Pipeline) -> tuple[str, ...]:
+    return tuple(sorted({root.rstrip("/") + "/" for root in pipeline.output_roots()}))
 
 
 __all__ = [

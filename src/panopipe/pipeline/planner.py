@@ -31,7 +31,7 @@ from panopipe.catalog.subjects import (
 from panopipe.catalog.types import utcnow
 from panopipe.config import Settings
 from panopipe.iterutil import batched
-from panopipe.pipeline.config import load_pipeline
+from panopipe.pipeline.config import Pipeline, load_pipeline
 from panopipe.pipeline.store import (
     Recorded,
     candidates,
@@ -109,14 +109,16 @@ def plan(
     settings: Settings | None = None,
     *,
     force: bool = False,
+    pipeline: Pipeline | None = None,
 ) -> Plan:
     """What :func:`~panopipe.pipeline.run` would run over ``selection`` and why.
 
     Jobs of later steps whose upstream will rerun are listed with the reason ``after <step>``; their
     fingerprint is known only once the upstream job has run. The only write: candidates found up to date are
-    recorded so (``artifacts.checked_at``).
+    recorded so (``artifacts.checked_at``). ``pipeline`` is the one ``settings`` and ``steps`` configure when
+    the caller has it already (the event handler keeps one per configuration version), else it is loaded.
     """
-    pipeline = load_pipeline(catalog, settings, steps)
+    pipeline = pipeline or load_pipeline(catalog, settings, steps)
     items: list[PlanItem] = []
     rerun: dict[str, set[str]] = {}
     started = utcnow()

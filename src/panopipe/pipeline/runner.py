@@ -33,7 +33,7 @@ from panopipe.config import Settings
 from panopipe.errors import ConfigError
 from panopipe.executors.base import FINISHED, Executor
 from panopipe.executors.factory import build_executor
-from panopipe.pipeline.config import load_pipeline
+from panopipe.pipeline.config import Pipeline, load_pipeline
 from panopipe.pipeline.planner import Work, plan, plan_step
 from panopipe.pipeline.remote import DISPATCH_EXECUTOR, REMOTE_EXECUTORS, refresh, work_uri
 from panopipe.pipeline.store import (
@@ -212,16 +212,18 @@ def initiate(
     settings: Settings,
     *,
     executor: Executor,
+    pipeline: Pipeline | None = None,
 ) -> RunReport:
     """What changed images start with nobody typing anything (the event path). When AWS Batch is configured
     (``settings.batch_job_queue``), the jobs of heavy steps (:attr:`~panopipe.steps.base.Step.heavy`) are
     queued in the catalog for the dispatcher (:func:`~panopipe.pipeline.dispatch.dispatch`), which submits
     them as array jobs, and so is every job when ``executor`` is detached; the other jobs run on ``executor``,
     step after step. A subject whose job is queued gets no later job here: the dispatcher plans those once it
-    has run. Asks no executor about jobs in flight."""
+    has run. Asks no executor about jobs in flight. ``pipeline`` is the one ``settings`` and ``steps``
+    configure when the caller has it already (see :func:`~panopipe.pipeline.plan`), else it is loaded."""
     started = time.perf_counter()
     report = RunReport()
-    pipeline = load_pipeline(catalog, settings, steps)
+    pipeline = pipeline or load_pipeline(catalog, settings, steps)
     _submit_due(
         catalog,
         selection,

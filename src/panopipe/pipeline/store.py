@@ -279,39 +279,15 @@ def failed_jobs(
     after its artifact was made, with the reason: one query for all ``steps``. A few subjects (an event batch)
     read only their own jobs; a large selection reads every unfinished job and keeps the selected ones.
     With ``queued_for``, only the jobs queued for that executor and not submitted yet (the dispatcher's)."""
-    a = _JOB_ARTIFACT
-    primary = sa.or_(*(sa.and_(*_primary(step.name, table=a)) for step in steps))
     few = _few_keys(conn, selected, {kind for step in steps for kind in step.kinds})
-    query = (
-        sa.select(
-            jobs.c.step,
-            jobs.c.subject,
-            jobs.c.status,
-            jobs.c.reason,
-            jobs.c.error,
-            jobs.c.executor,
-            jobs.c.external_id,
-        )
-        .select_from(
-            jobs.outerjoin(a, sa.and_(a.c.step == jobs.c.step, a.c.subject == jobs.c.subject, primary))
-        )
-        .where(
-            jobs.c.step.in_([step.name for step in steps]),
-            jobs.c.status.in_(RERUN_STATUSES),
-            sa.or_(
-                a.c.id.is_(None), a.c.fingerprint == jobs.c.fingerprint, jobs.c.submitted_at > a.c.created_at
-            ),
-        )
-        .order_by(jobs.c.submitted_at)
-    )
+    query = _failed_query(tuple(step.name for step in steps), few is not None)
     if queued_for is not None:
         query = query.where(jobs.c.status == "queued", jobs.c.executor == queued_for, ~_live(utcnow()))
+    params = {}
     if few is not None:
-        query = query.where(
-            jobs.c.subject.in_([subject_id(kind, key) for kind, keys in few.items() for key in keys])
-        )
+        params["subjects"] = [subject_id(kind, key) for kind, keys in few.items() for key in keys]
     reasons: dict[tuple[str, str], dict[Any, str]] = {}
-    for row in conn.execute(query):
+    for row in conn.execute(query, params):
         kind, _, key = row.subject.partition(":")
         if row.status == "stale":
             reason = row.reason or "marked stale"
@@ -342,6 +318,37 @@ def failed_jobs(
     return failed
 
 
+@functools.lru_cache(maxsize=64)
+def _failed_query(steps: tuple[str, ...], few: bool) -> sa.Select[Any]:
+    """The unfinished or failed jobs of ``steps`` that no artifact of theirs followed, of the subjects given as
+    ``subjects`` when ``few`` (built once: every event batch's planning runs it)."""
+    a = _JOB_ARTIFACT
+    primary = sa.or_(*(sa.and_(*_primary(step, table=a)) for step in steps))
+    query = (
+        sa.select(
+            jobs.c.step,
+            jobs.c.subject,
+            jobs.c.status,
+            jobs.c.reason,
+            jobs.c.error,
+            jobs.c.executor,
+            jobs.c.external_id,
+        )
+        .select_from(
+            jobs.outerjoin(a, sa.and_(a.c.step == jobs.c.step, a.c.subject == jobs.c.subject, primary))
+        )
+        .where(
+            jobs.c.step.in_(steps),
+            jobs.c.status.in_(RERUN_STATUSES),
+            sa.or_(
+                a.c.id.is_(None), a.c.fingerprint == jobs.c.fingerprint, jobs.c.submitted_at > a.c.created_at
+            ),
+        )
+        .order_by(jobs.c.submitted_at)
+    )
+    return query.where(jobs.c.subject.in_(sa.bindparam("subjects", expanding=True))) if few else query
+
+
 def _few_keys(
     conn: sa.Connection, selected: Selected, kinds: set[SubjectKind]
 ) -> dict[SubjectKind, set[str]] | None:
@@ -369,23 +376,29 @@ def recorded(
     conn: sa.Connection, steps: Sequence[str], subjects: Iterable[str]
 ) -> dict[str, dict[str, Recorded]]:
     """Per step of ``steps``, the primary artifact of the step for each of ``subjects`` that has one."""
-    c = artifacts.c
     found: dict[str, dict[str, Recorded]] = {step: {} for step in steps}
-    primary = sa.or_(*(sa.and_(*_primary(step)) for step in steps))
+    query = _recorded_query(tuple(steps))
     for chunk in batched(subjects, CHUNK):
-        query = sa.select(
-            c.step,
-            c.subject,
-            c.fingerprint,
-            c.params_hash,
-            c.step_version,
-            c.output_uri,
-            c.output_hash,
-            c.created_at,
-        ).where(primary, c.subject.in_(chunk))
-        for row in conn.execute(query):
+        for row in conn.execute(query, {"subjects": list(chunk)}):
             found[row.step][row.subject] = Recorded(*row[2:])
     return found
+
+
+@functools.lru_cache(maxsize=64)
+def _recorded_query(steps: tuple[str, ...]) -> sa.Select[Any]:
+    """The primary artifacts of ``steps`` for the subjects given as ``subjects`` (built once per steps)."""
+    c = artifacts.c
+    primary = sa.or_(*(sa.and_(*_primary(step)) for step in steps))
+    return sa.select(
+        c.step,
+        c.subject,
+        c.fingerprint,
+        c.params_hash,
+        c.step_version,
+        c.output_uri,
+        c.output_hash,
+        c.created_at,
+    ).where(primary, c.subject.in_(sa.bindparam("subjects", expanding=True)))
 
 
 def recorded_outputs(
