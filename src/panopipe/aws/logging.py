@@ -48,15 +48,16 @@ def bind_request(request_id: str | None) -> None:
 
 
 def configure_json_logging(level: int = logging.INFO) -> None:
-    """Send the ``panopipe`` loggers' records to standard output as JSON lines (once per process)."""
+    """Send the ``panopipe`` loggers' records of ``level`` and above to standard output as JSON lines (the
+    handler added once per process; the level set at every call, since the CLI's set-up may have changed it)."""
     logger = logging.getLogger("panopipe")
+    logger.setLevel(level)
+    logger.propagate = False
     if any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
         return
     handler = _StdoutHandler()
     handler.setFormatter(JsonFormatter())
     logger.addHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = False
 
 
 __all__ = ["JsonFormatter", "bind_request", "configure_json_logging"]
