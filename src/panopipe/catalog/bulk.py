@@ -154,7 +154,6 @@ def insert_columns(
             return count
         insert = _conflict_insert(dialect)(table).on_conflict_do_nothing(index_elements=list(skip_conflicts))
         return len(conn.execute(insert.returning(*table.primary_key.columns), rows).all())
-    make = _sqlite_converter if dialect == "sqlite" else _postgres_converter
     # A column that is NULL in every row and has no server default is left out: it gets NULL all the same,
     # and the driver has fewer values to pass.
     kept = {
@@ -163,10 +162,7 @@ def insert_columns(
         if values.count(None) < count or table.c[name].server_default is not None
     }
     names = list(kept)
-    converted = [
-        values if (convert := make(table.c[name])) is None else _converted(values, convert)
-        for name, values in kept.items()
-    ]
+    converted = [_driver_values(dialect, table.c[name], values) for name, values in kept.items()]
     values = list(zip(*converted, strict=True))
     driver = conn.connection.driver_connection
     quoted = ", ".join(conn.dialect.identifier_preparer.quote(name) for name in names)
@@ -237,8 +233,7 @@ def update_by_key(
     driver = conn.connection.driver_connection
     base = conn.dialect.loaded_dbapi.Error
     converted = [
-        values if (convert := _converter(dialect, table.c[name])) is None else _converted(values, convert)
-        for name, values in [(key, keys), *columns.items()]
+        _driver_values(dialect, table.c[name], values) for name, values in [(key, keys), *columns.items()]
     ]
     statement = ""
     try:
@@ -275,8 +270,10 @@ def _postgres_array_type(column: sa.Column[Any]) -> str:
     raise TypeError(f"update_by_key cannot send column {column.name} ({kind}) as an array")
 
 
-def _converter(dialect: str, column: sa.Column[Any]) -> Converter | None:
-    return _sqlite_converter(column) if dialect == "sqlite" else _postgres_converter(column)
+def _driver_values(dialect: str, column: sa.Column[Any], values: Sequence[Any]) -> Sequence[Any]:
+    """``values`` of ``column`` as the driver of ``dialect`` (SQLite or PostgreSQL) takes them."""
+    convert = _sqlite_converter(column) if dialect == "sqlite" else _postgres_converter(column)
+    return values if convert is None else _converted(values, convert)
 
 
 def _conflict_insert(dialect: str) -> Any:

@@ -157,7 +157,6 @@ class EventHandler:
         self.settings = settings
         self.executor = executor
         self.steps = steps
-        self.own_prefixes: tuple[str, ...] = ()
         self._view: _View | None = None
         self._storages: dict[str, Storage] = {}
         self._pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="panopipe-read")
@@ -170,6 +169,11 @@ class EventHandler:
             settings.executor, default=EVENT_EXECUTOR, retries=pipeline.retries, backoff_s=pipeline.backoff_s
         )
         return cls(catalog, settings, executor=executor)
+
+    @property
+    def own_prefixes(self) -> tuple[str, ...]:
+        """The URI prefixes of panopipe's own outputs, whose events are skipped (none before the first batch)."""
+        return self._view.own_prefixes if self._view is not None else ()
 
     def close(self) -> None:
         """Stop the read threads and the executor."""
@@ -266,8 +270,7 @@ class EventHandler:
         if self._view is None or settings is not self.settings:
             pipeline = load_pipeline(self.catalog, settings)
             self.settings = settings
-            self.own_prefixes = _output_prefixes(pipeline)
-            self._view = _View(settings, self.own_prefixes, pipeline if self.steps is None else None)
+            self._view = _View(settings, _output_prefixes(pipeline), pipeline if self.steps is None else None)
         return self._view
 
     # Reading: the filters here, then in threads the header's ranged GETs.
@@ -359,12 +362,8 @@ class _Skip(Exception):
     """An event panopipe acknowledges without acting on it (the message is the reason)."""
 
 
-def own_output_prefixes(catalog: Catalog, settings: Settings) -> tuple[str, ...]:
-    """The URI prefixes panopipe writes outputs under: the pipeline's output root and its steps' (publish)."""
-    return _output_prefixes(load_pipeline(catalog, settings))
-
-
 def _output_prefixes(pipeline: Pipeline) -> tuple[str, ...]:
+    """The URI prefixes panopipe writes outputs under: the pipeline's output root and its steps' (publish)."""
     return tuple(sorted({root.rstrip("/") + "/" for root in pipeline.output_roots()}))
 
 
@@ -374,5 +373,4 @@ __all__ = [
     "EventHandler",
     "HandleReport",
     "Outcome",
-    "own_output_prefixes",
 ]
