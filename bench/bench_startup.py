@@ -1,7 +1,8 @@
 """Benchmark: start-up of the command line, this tree against a base commit (default: the last eager CLI).
 
-Times ``panopipe --help`` and ``panopipe ls`` on the demo catalog (built once under ``bench/out/startup-demo``
-by this tree's ``panopipe demo``), each run a fresh interpreter doing what the console script does. "before"
+Times ``panopipe --help`` and ``panopipe ls`` on the demo catalog (built once per tree by that tree's
+``panopipe demo``, under ``bench/out/startup-demo-after`` and ``-before``: the same shots, each at its tree's
+schema), each run a fresh interpreter doing what the console script does. "before"
 is the base commit's ``src`` (``git archive BASE src``, extracted to ``bench/out/base-src``, with this tree's
 compiled SQLite reader put where the base keeps its source), "after" this tree's; the runs of the two are
 interleaved (``bench/fair.py``), by wall time and by CPU time (user + system of the child). The goal is
@@ -17,6 +18,7 @@ import resource
 import shutil
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import fair
@@ -50,13 +52,14 @@ def base_source(base: str) -> Path:
     return folder / "src"
 
 
-def demo_catalog(shots: int) -> Path:
-    """The demo's catalog, made by this tree's ``panopipe demo`` unless it is there already."""
-    folder = OUT / "startup-demo"
+def demo_catalog(name: str, src: Path, shots: int) -> Path:
+    """The demo's catalog made by the ``panopipe demo`` of ``src`` (each tree reads its own: a catalog at a later
+    schema is refused by an earlier panopipe), unless it is there already."""
+    folder = OUT / f"startup-demo-{name}"
     catalog = folder / "panopipe.db"
     if not catalog.is_file():
         print(f"building the demo catalog in {folder} ({shots} shots)...", file=sys.stderr)
-        cli(AFTER_SRC, ["demo", "--folder", str(folder), "--shots", str(shots), "--json"])
+        cli(src, ["demo", "--folder", str(folder), "--shots", str(shots), "--json"])
     return catalog
 
 
@@ -88,12 +91,18 @@ def main() -> None:
     args = fair.parse_args(__doc__, {}, extra=options)
     if args.runs == 7 and not args.quick:
         args.runs = 15  # each run is a fraction of a second: more rounds for a steadier median
-    trees = {"panopipe (this tree)": AFTER_SRC, f"panopipe before ({args.base})": base_source(args.base)}
-    catalog = demo_catalog(args.shots)
-    commands = {"--help": ["--help"], "ls": ["ls", "--catalog", str(catalog)]}
+    trees = {
+        "panopipe (this tree)": ("after", AFTER_SRC),
+        f"panopipe before ({args.base})": ("before", base_source(args.base)),
+    }
+    catalogs = {name: demo_catalog(tag, src, args.shots) for name, (tag, src) in trees.items()}
+    commands = {
+        "--help": {name: ["--help"] for name in trees},
+        "ls": {name: ["ls", "--catalog", str(catalogs[name])] for name in trees},
+    }
     with fair.report(args, "startup") as report:
-        for command, argv in commands.items():
-            sides = {name: (lambda src=src, argv=argv: cli(src, argv)) for name, src in trees.items()}
+        for command, argvs in commands.items():
+            sides = {name: partial(cli, src, argvs[name]) for name, (_, src) in trees.items()}
             for what, clock in (("wall", None), ("CPU", children_cpu)):
                 comparison = report.compare(
                     sides,

@@ -30,7 +30,6 @@ GRACE_S = 20.0
 """Seconds running jobs get after SIGTERM: ECS kills the task 30 s after it (the default stopTimeout)."""
 STOPPED_EXIT = 143
 """The exit code of a worker stopped by SIGTERM (128 + 15); the job definition retries it."""
-_POLL_S = 0.02
 
 
 @dataclass(slots=True)
@@ -102,24 +101,25 @@ def run_chunk(
                 report.stopped = True
                 deadline = time.monotonic() + grace_s
                 waiting.clear()  # never started: the next attempt runs them
-            # As many jobs in the pool as it has processes, so that none starts after SIGTERM.
+            ended = [(s.handle, s.outcome) for s in executor.describe(pending) if s.outcome is not None]
+            for handle, _ in ended:
+                pending.remove(handle)
+            # As many jobs in the pool as it has processes, so that none starts after SIGTERM; the pool is
+            # topped up before the results are written, so that no process waits for S3's answers.
             while waiting and len(pending) < executor.workers:
                 pending += executor.submit([waiting.popleft()])
-            for state in executor.describe(pending):
-                if state.outcome is None:
-                    continue
-                pending.remove(state.handle)
-                if report.stopped and (state.outcome.error or "").startswith("worker died"):
+            for handle, outcome in ended:
+                if report.stopped and (outcome.error or "").startswith("worker died"):
                     continue  # killed with the container: the next attempt runs it
-                submission.write_result(state.handle, state.outcome)
-                if state.outcome.status == "succeeded":
+                submission.write_result(handle, outcome)
+                if outcome.status == "succeeded":
                     report.succeeded += 1
                 else:
                     report.failed += 1
             if deadline is not None and time.monotonic() > deadline:
                 break
-            if pending:
-                time.sleep(_POLL_S)
+            if pending and not ended:
+                executor.wait(pending)
     finally:
         if main:
             signal.signal(signal.SIGTERM, previous)
