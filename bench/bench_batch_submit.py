@@ -1,6 +1,8 @@
 """Benchmark: plan and submit 100,000 rig shots to the ``batch`` executor (AWS Batch on moto, in-process).
 
-Builds a SQLite catalog of ``--shots`` shots of 6 cameras with nothing processed yet, then times
+Builds a SQLite catalog of ``--shots`` shots of 6 cameras with nothing processed yet (frames of 2448x2048,
+their sizes recorded as ingest records them; the production rig's profile configured, as a survey team's
+project has it: every stitch job carries it, and each shot's frames are checked against it), then times
 ``panopipe.pipeline.run(..., wait=False)`` with the batch executor: the plan (stitch for every shot; the later
 steps wait for its outputs), the jobs recorded in the catalog, the manifest chunks written to S3 and the
 array job submitted. Each timed run starts from a fresh copy of the catalog (untimed). It counts the
@@ -42,6 +44,7 @@ from bench_plan import CAMERAS, T0, _image, insert_raw
 from panopipe.catalog import Catalog
 from panopipe.catalog.schema import images
 from panopipe.config import Settings
+from panopipe.demo import demo_rig
 from panopipe.executors.batch import MAX_CHILDREN, BatchExecutor
 from panopipe.executors.throttle import RateLimiter, call_aws
 from panopipe.pipeline import run
@@ -50,16 +53,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' moto 
 from tests.pipeline.batch_world import create_batch
 
 GOAL_S = 10.0
+FRAME = (2448, 2048)
+"""The frame size of the production rig (a Mosaic 51's, as ``bench_stitch_production.py``)."""
 BUCKET = "bench-batch"
 ACCOUNT_SUBMIT_RATE = 50.0
 """SubmitJob calls per second AWS Batch allows an account (per Region)."""
 
 
 def build(location: str, shots: int) -> None:
+    """A catalog of ``shots`` shots of the production rig's frames, with their sizes as ingest records them."""
     ingested = T0 + timedelta(days=1)
     with Catalog.open(location, create=True) as catalog:
         rows = (
             _image(f"/cap/R{s // 10000:03d}/cam{c}/f{s:07d}.jpg", s, c, f"R-{s:07d}", None, ingested)
+            | {"width": FRAME[0], "height": FRAME[1]}
             for s in range(shots)
             for c in range(CAMERAS)
         )
@@ -105,7 +112,10 @@ def main() -> None:
             )
         boto3.client("s3").create_bucket(Bucket=BUCKET)
         queue, definition = create_batch(boto3.client)
-        settings = Settings(project="bench", steps={"pipeline": {"output": f"s3://{BUCKET}/out"}})
+        # The production rig's profile, as a survey team configures it: it enters every stitch job's parameters,
+        # and each shot's frame sizes are checked against it while planning.
+        steps = {"pipeline": {"output": f"s3://{BUCKET}/out"}, "stitch": {"rig": demo_rig(*FRAME).to_dict()}}
+        settings = Settings(project="bench", steps=steps)
         calls: Counter[str] = Counter()
         client = boto3.client("batch")
         client.meta.events.register(

@@ -147,7 +147,7 @@ def test_a_missing_or_malformed_manifest_fails_the_child_with_a_clear_reason(tmp
     # A manifest of the layout before (one object per chunk) is refused with its reason, not misread.
     old = {key: manifest[key] for key in ("step", "jobs", "chunks", "chunk_jobs")}
     (folder / "manifest.json").write_text(json.dumps({"format": 1, "kind": "manifest", **old}))
-    with pytest.raises(ManifestError, match="is not a format 2 manifest"):
+    with pytest.raises(ManifestError, match="is not a format 3 manifest"):
         run_chunk(str(folder / "manifest.json"), 0)
     (folder / "manifest.json").write_text("[1, 2")
     with pytest.raises(ManifestError, match="is not valid JSON"):
@@ -170,3 +170,32 @@ def test_a_missing_or_malformed_manifest_fails_the_child_with_a_clear_reason(tmp
     )
     assert (done.returncode, done.stdout) == (ManifestError.exit_code, "")
     assert done.stderr.strip().splitlines() == [f"error: manifest {missing} does not exist"]
+
+
+def test_payload_fields_all_jobs_share_are_written_once_and_read_back_into_every_job(tmp_path: Path):
+    rig = {"name": "ring", "cameras": [{"index": i, "hfov_deg": 110.0} for i in range(6)]}
+    params = {"stitcher": "calibrated", "quality": 92, "rig": rig}
+    payloads = [{"params": params, "inputs": [f"s3://b/{n}.jpg"], "problem": None} for n in range(3)]
+    payloads.append({"params": params, "inputs": ["s3://b/3.jpg"], "problem": "shot 3 is missing a frame"})
+    jobs = [JobSpec(f"j{n}", "stitch", f"shot:{n}", "f", payload) for n, payload in enumerate(payloads)]
+    folder = tmp_path / "submission"
+
+    written = Submission.at(str(folder) + "/").write("stitch", jobs, 2)
+
+    document = json.loads((folder / "manifest.json").read_text())
+    assert document["shared"] == {"params": params}  # "problem" differs in one job: it stays in the lines
+    lines = gzip.decompress((folder / "chunks.jsonl.gz").read_bytes()).decode().splitlines()
+    assert [json.loads(line)["payload"] for line in lines] == [
+        {key: value for key, value in payload.items() if key != "params"} for payload in payloads
+    ]
+    assert '"rig"' not in "".join(lines)
+    read = Submission.at(str(folder) + "/")
+    manifest = read.manifest()
+    assert manifest.shared == written.shared == {"params": params}
+    assert [spec.payload for index in (0, 1) for spec in read.chunk(manifest, index)] == payloads
+
+    # Equal parameters that are not the one object of the step are not looked into: each line keeps its own.
+    copies = [
+        JobSpec(s.id, s.step, s.subject, s.fingerprint, {**s.payload, "params": dict(params)}) for s in jobs
+    ]
+    assert Submission.at(str(tmp_path / "copies") + "/").write("stitch", copies, 2).shared == {}

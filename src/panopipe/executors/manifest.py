@@ -2,10 +2,11 @@
 
 A submission to a remote executor lives under one prefix (``<work root>/<name>/``)::
 
-    manifest.json          {"format": 2, "kind": "manifest", "step", "jobs", "chunks", "chunk_jobs", "body",
-                            "offsets"}
+    manifest.json          {"format": 3, "kind": "manifest", "step", "jobs", "chunks", "chunk_jobs", "body",
+                            "offsets", "shared"}
     chunks.jsonl.gz        every chunk's jobs, one encoded job (executors.codec) per line, each chunk a gzip
-                           member of its own: chunk i is bytes offsets[i] to offsets[i + 1] - 1
+                           member of its own: chunk i is bytes offsets[i] to offsets[i + 1] - 1; the payload
+                           fields in "shared" are left out of the lines
     results/<job id>.json  the encoded outcome of one job, written by the worker once the job has ended
 
 Chunk ``i`` is what the array child with ``AWS_BATCH_JOB_ARRAY_INDEX = i`` runs: it reads the manifest, then
@@ -13,6 +14,10 @@ its chunk with one ranged GET of the body. One body object, not one object per c
 children is two PUTs (or one multipart upload), not 10,001. A result object exists only for a job that ended
 (succeeded or failed for a reason of its own); a job abandoned by a stopped worker has none, so the next
 attempt of the child runs it.
+
+``shared`` holds the payload fields whose value is the same for every job of the submission (a step's
+parameters, such as the rig profile a stitch job carries, which is most of its bytes): written once, and
+given back to each job of a chunk as it is read.
 """
 
 from __future__ import annotations
@@ -21,10 +26,10 @@ import gzip
 import json
 import math
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from panopipe.catalog.types import utcnow
 from panopipe.errors import ManifestError, ObjectNotFoundError, StepError, StorageError
@@ -38,8 +43,9 @@ if TYPE_CHECKING:
 MANIFEST = "manifest.json"
 BODY = "chunks.jsonl.gz"
 RESULTS = "results/"
-MANIFEST_FORMAT = 2
-"""The version of the manifest's layout written and read (1: one object per chunk, ``chunks/00000.jsonl``)."""
+MANIFEST_FORMAT = 3
+"""The version of the manifest's layout written and read (1: one object per chunk, ``chunks/00000.jsonl``;
+2: no ``shared`` payload fields)."""
 WRITERS = 16
 """Results read at once (S3 answers each request in tens of milliseconds)."""
 COMPRESS_LEVEL = 1
@@ -59,6 +65,21 @@ class Manifest:
     """The key of the object that holds the chunks, relative to the submission's prefix."""
     offsets: tuple[int, ...] = ()
     """Where each chunk starts in the body, and where the last one ends (``chunks + 1`` numbers)."""
+    shared: Mapping[str, Any] = field(default_factory=dict)
+    """The payload fields of every job, left out of the chunks' lines."""
+
+
+def _shared_fields(specs: Sequence[JobSpec]) -> dict[str, Any]:
+    """The payload fields that every one of ``specs`` holds the very same value of (the same object: a step
+    gives each of its jobs its one parameters dict)."""
+    if not specs:
+        return {}
+    missing = object()
+    return {
+        key: value
+        for key, value in specs[0].payload.items()
+        if all(spec.payload.get(key, missing) is value for spec in specs)
+    }
 
 
 def chunk_count(jobs: int, chunk_jobs: int) -> int:
@@ -84,17 +105,37 @@ class Submission:
 
     def write(self, step: str, specs: Sequence[JobSpec], chunk_jobs: int) -> Manifest:
         """Write the chunks of ``specs`` (the body), then the manifest; the manifest."""
+        shared = _shared_fields(specs)
         members: list[bytes] = []
         offsets = [0]
         for start in range(0, len(specs), chunk_jobs):
-            text = "".join([encode_job(spec) + "\n" for spec in specs[start : start + chunk_jobs]])
-            members.append(gzip.compress(text.encode(), compresslevel=COMPRESS_LEVEL, mtime=0))
+            lines = [
+                encode_job(
+                    JobSpec(
+                        spec.id,
+                        spec.step,
+                        spec.subject,
+                        spec.fingerprint,
+                        {key: value for key, value in spec.payload.items() if key not in shared},
+                    )
+                )
+                + "\n"
+                for spec in specs[start : start + chunk_jobs]
+            ]
+            members.append(gzip.compress("".join(lines).encode(), compresslevel=COMPRESS_LEVEL, mtime=0))
             offsets.append(offsets[-1] + len(members[-1]))
         self.storage.put(self.prefix + BODY, b"".join(members))
         document = {"format": MANIFEST_FORMAT, "kind": "manifest", "step": step, "jobs": len(specs)}
         document |= {"chunks": len(members), "chunk_jobs": chunk_jobs, "body": BODY, "offsets": offsets}
-        self.storage.put(self.prefix + MANIFEST, json.dumps(document, separators=(",", ":")).encode())
-        return Manifest(self.manifest_uri, step, len(specs), len(members), chunk_jobs, BODY, tuple(offsets))
+        document["shared"] = shared
+        try:
+            text = json.dumps(document, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise StepError(f"job cannot be encoded as JSON: {exc}") from None
+        self.storage.put(self.prefix + MANIFEST, text.encode())
+        return Manifest(
+            self.manifest_uri, step, len(specs), len(members), chunk_jobs, BODY, tuple(offsets), shared
+        )
 
     def manifest(self) -> Manifest:
         """The manifest; :class:`ManifestError` saying what is wrong if it is missing or malformed."""
@@ -107,7 +148,15 @@ class Submission:
             data = json.loads(text)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ManifestError(f"manifest {uri} is not valid JSON: {exc}") from None
-        fields = {"step": str, "jobs": int, "chunks": int, "chunk_jobs": int, "body": str, "offsets": list}
+        fields = {
+            "step": str,
+            "jobs": int,
+            "chunks": int,
+            "chunk_jobs": int,
+            "body": str,
+            "offsets": list,
+            "shared": dict,
+        }
         if (
             not isinstance(data, dict)
             or data.get("format") != MANIFEST_FORMAT
@@ -119,11 +168,18 @@ class Submission:
         ):
             raise ManifestError(
                 f"manifest {uri} is not a format {MANIFEST_FORMAT} manifest (format, kind, step, jobs, chunks, "
-                "chunk_jobs, body, and chunks + 1 offsets in order)"
+                "chunk_jobs, body, chunks + 1 offsets in order, and shared payload fields)"
             )
         offsets = tuple(data["offsets"])
         return Manifest(
-            uri, data["step"], data["jobs"], data["chunks"], data["chunk_jobs"], data["body"], offsets
+            uri,
+            data["step"],
+            data["jobs"],
+            data["chunks"],
+            data["chunk_jobs"],
+            data["body"],
+            offsets,
+            data["shared"],
         )
 
     def chunk(self, manifest: Manifest, index: int) -> list[JobSpec]:
@@ -147,9 +203,14 @@ class Submission:
         except (OSError, EOFError, zlib.error) as exc:
             raise ManifestError(f"{where} is not gzip data: {exc}") from None
         try:
-            return [decode_job(line) for line in text.splitlines() if line.strip()]
+            specs = [decode_job(line) for line in text.splitlines() if line.strip()]
         except StepError as exc:
             raise ManifestError(f"{where}: {exc}") from None
+        shared = manifest.shared
+        return [
+            JobSpec(s.id, s.step, s.subject, s.fingerprint, {**shared, **s.payload}) if shared else s
+            for s in specs
+        ]
 
     def write_result(self, job_id: str, outcome: JobOutcome) -> None:
         """Store the outcome of job ``job_id``."""

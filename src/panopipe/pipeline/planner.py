@@ -298,7 +298,13 @@ def _decide(
             work.append(Work(step, subject, up, reason, fingerprint))
     if confirmed:  # so that later plans no longer take them for candidates
         mark_checked(conn, step.name, confirmed, checked_at)
-    edited = edited_since(conn, [(s, a.created_at) for s, _, _, a in unexplained])
+    # Planning loads no frame ids of shots (see load_subjects): the few subjects found changed for no reason
+    # above are read again whole to look up their edits.
+    whole: dict[str, Subject] = {}
+    if unexplained:
+        kind = unexplained[0][0].kind
+        whole = {s.id: s for s in load_subjects(conn, kind, [s.key for s, *_ in unexplained])}
+    edited = edited_since(conn, [(whole[s.id], a.created_at) for s, _, _, a in unexplained if s.id in whole])
     for subject, up, fingerprint, _ in unexplained:
         reason = "metadata edited" if subject.id in edited else "input changed"
         work.append(Work(step, subject, up, reason, fingerprint))

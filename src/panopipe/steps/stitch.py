@@ -104,11 +104,24 @@ class StitchStep(Step):
         self.rig = stitcher.rig if isinstance(stitcher, CalibratedStitcher) else None
         rig_data = self.rig.to_dict() if self.rig else None
         self.job_params = {"stitcher": name, "params": params, "quality": quality, "rig": rig_data}
+        self._sound_layouts: set[tuple[tuple[int | None, int | None, int | None], ...]] = set()
         fields = stitcher.fingerprint_fields(params) if stitcher else {"stitcher": name, "rig": None}
         return {"stitcher": fields, "quality": quality}
 
     def problem(self, subject: Subject) -> str | None:
-        """Why the shot cannot be stitched, as far as the catalog tells (frame indexes and sizes), or ``None``."""
+        """Why the shot cannot be stitched, as far as the catalog tells (frame indexes and sizes), or ``None``.
+
+        Whether there is a problem depends only on the frames' camera indexes and sizes, which the shots of a
+        rig share: a layout found sound is remembered (planning 100,000 shots checked each against the rig)."""
+        layout = tuple((f.camera_index, f.width, f.height) for f in subject.frames)
+        if layout in self._sound_layouts:
+            return None
+        problem = self._problem(subject)
+        if problem is None:
+            self._sound_layouts.add(layout)
+        return problem
+
+    def _problem(self, subject: Subject) -> str | None:
         if problem := _frame_problem(subject, len(self.rig.cameras) if self.rig else None):
             return problem
         sizes = {f.camera_index: (f.width, f.height) for f in subject.frames if f.width and f.height}
