@@ -8,7 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from panopipe.catalog import Catalog, create_catalog_engine, mask_url
-from panopipe.catalog.engine import current_revision, head_revision, upgrade
+from panopipe.catalog.engine import alembic_config, current_revision, head_revision, upgrade
 from panopipe.catalog.schema import metadata
 from panopipe.catalog.spatial import include_object
 from panopipe.errors import CatalogUnreachableError, SchemaOutdatedError
@@ -24,6 +24,14 @@ def test_migrations_create_exactly_the_models(catalog_url: str):
         )
         assert compare_metadata(context, metadata) == []
         assert current_revision(catalog.engine) == head_revision()
+
+
+def test_the_schema_head_panopipe_expects_is_the_head_of_its_migrations(catalog_url: str):
+    from alembic.script import ScriptDirectory
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config(None)).get_current_head()  # type: ignore[arg-type]
+    with Catalog.open(catalog_url) as catalog, catalog.engine.connect() as conn:
+        assert current_revision(catalog.engine) == MigrationContext.configure(conn).get_current_revision()
 
 
 def test_an_older_schema_says_to_run_db_upgrade(catalog_url: str):
