@@ -29,7 +29,8 @@ def test_migrations_create_exactly_the_models(catalog_url: str):
 def test_the_schema_head_panopipe_expects_is_the_head_of_its_migrations(catalog_url: str):
     from alembic.script import ScriptDirectory
 
-    assert head_revision() == ScriptDirectory.from_config(alembic_config(None)).get_current_head()  # type: ignore[arg-type]
+    head = ScriptDirectory.from_config(alembic_config(None)).get_current_head()  # type: ignore[arg-type]
+    assert head_revision() == head, f"a migration was added: set SCHEMA_HEAD in catalog/engine.py to {head!r}"
     with Catalog.open(catalog_url) as catalog, catalog.engine.connect() as conn:
         assert current_revision(catalog.engine) == MigrationContext.configure(conn).get_current_revision()
 
