@@ -20,7 +20,7 @@ from tests.pipeline.batch_world import BUCKET, World, manifest_of
 from tests.pipeline.captures import Project, add_rig_shots
 
 from panopipe.config import Settings
-from panopipe.errors import ManifestError
+from panopipe.errors import ManifestError, StepError
 from panopipe.executors.manifest import Submission
 from panopipe.executors.worker import STOPPED_EXIT, run_chunk
 from panopipe.pipeline import run
@@ -199,3 +199,14 @@ def test_payload_fields_all_jobs_share_are_written_once_and_read_back_into_every
         JobSpec(s.id, s.step, s.subject, s.fingerprint, {**s.payload, "params": dict(params)}) for s in jobs
     ]
     assert Submission.at(str(tmp_path / "copies") + "/").write("stitch", copies, 2).shared == {}
+
+
+def test_a_shared_payload_field_that_is_not_json_fails_the_write_before_anything_is_stored(tmp_path: Path):
+    odd = {"cameras": {0, 1}}  # a set: not JSON
+    jobs = [JobSpec(f"j{n}", "stitch", f"shot:{n}", "f", {"params": odd}) for n in range(2)]
+    folder = tmp_path / "submission"
+
+    with pytest.raises(StepError, match="cannot be encoded as JSON"):
+        Submission.at(str(folder) + "/").write("stitch", jobs, 2)
+
+    assert not folder.exists() or not any(folder.iterdir())

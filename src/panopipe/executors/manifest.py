@@ -124,14 +124,13 @@ class Submission:
             ]
             members.append(gzip.compress("".join(lines).encode(), compresslevel=COMPRESS_LEVEL, mtime=0))
             offsets.append(offsets[-1] + len(members[-1]))
-        self.storage.put(self.prefix + BODY, b"".join(members))
         document = {"format": MANIFEST_FORMAT, "kind": "manifest", "step": step, "jobs": len(specs)}
         document |= {"chunks": len(members), "chunk_jobs": chunk_jobs, "body": BODY, "offsets": offsets}
-        document["shared"] = shared
-        try:
-            text = json.dumps(document, separators=(",", ":"), allow_nan=False)
+        try:  # before anything is stored
+            text = json.dumps(document | {"shared": shared}, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise StepError(f"job cannot be encoded as JSON: {exc}") from None
+        self.storage.put(self.prefix + BODY, b"".join(members))
         self.storage.put(self.prefix + MANIFEST, text.encode())
         return Manifest(
             self.manifest_uri, step, len(specs), len(members), chunk_jobs, BODY, tuple(offsets), shared
