@@ -30,7 +30,9 @@ def test_the_schema_head_panopipe_expects_is_the_head_of_its_migrations(catalog_
     from alembic.script import ScriptDirectory
 
     head = ScriptDirectory.from_config(alembic_config(None)).get_current_head()  # type: ignore[arg-type]
-    assert head_revision() == head, f"a migration was added: set SCHEMA_HEAD in catalog/engine.py to {head!r}"
+    assert head_revision() == head, (
+        f"a migration was added: set _SCHEMA_HEAD in catalog/engine.py to {head!r}"
+    )
     with Catalog.open(catalog_url) as catalog, catalog.engine.connect() as conn:
         assert current_revision(catalog.engine) == MigrationContext.configure(conn).get_current_revision()
 

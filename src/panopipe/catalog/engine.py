@@ -150,16 +150,16 @@ def alembic_config(connection: sa.Connection) -> Config:
     return config
 
 
-SCHEMA_HEAD = "0010"
+_SCHEMA_HEAD = "0010"
 """The schema revision this version of panopipe expects: the head of its migrations (a test checks that they
 agree). Written here so that opening a catalog loads no Alembic, which parsing the migrations took 140 ms of
 every command's start for."""
-VERSION_TABLE = "alembic_version"
+_VERSION_TABLE = "alembic_version"
 
 
 def head_revision() -> str:
     """The schema revision this version of panopipe expects."""
-    return SCHEMA_HEAD
+    return _SCHEMA_HEAD
 
 
 def current_revision(engine: sa.Engine) -> str | None:
@@ -168,9 +168,9 @@ def current_revision(engine: sa.Engine) -> str | None:
     if _missing_file(engine.url):
         return None
     with connect(engine) as connection:
-        if not sa.inspect(connection).has_table(VERSION_TABLE):
+        if not sa.inspect(connection).has_table(_VERSION_TABLE):
             return None
-        return connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+        return connection.execute(sa.text(f"SELECT version_num FROM {_VERSION_TABLE}")).scalar()
 
 
 def connect(engine: sa.Engine) -> sa.Connection:
