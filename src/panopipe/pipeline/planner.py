@@ -298,13 +298,16 @@ def _decide(
             work.append(Work(step, subject, up, reason, fingerprint))
     if confirmed:  # so that later plans no longer take them for candidates
         mark_checked(conn, step.name, confirmed, checked_at)
-    # Planning loads no frame ids of shots (see load_subjects): the few subjects found changed for no reason
-    # above are read again whole to look up their edits.
-    whole: dict[str, Subject] = {}
-    if unexplained:
-        kind = unexplained[0][0].kind
-        whole = {s.id: s for s in load_subjects(conn, kind, [s.key for s, *_ in unexplained])}
-    edited = edited_since(conn, [(whole[s.id], a.created_at) for s, _, _, a in unexplained if s.id in whole])
+    # Planning loads no frame ids of shots (see load_subjects): the subjects found changed for no reason above
+    # whose frames lack them are read again, ids only, to look up their edits.
+    with_ids = {s.id: s for s, *_ in unexplained if _carries(s, ("id",))}
+    if lacking := [s for s, *_ in unexplained if s.id not in with_ids]:
+        with_ids.update(
+            (s.id, s) for s in load_subjects(conn, lacking[0].kind, [s.key for s in lacking], ("id",))
+        )
+    edited = edited_since(
+        conn, [(with_ids[s.id], a.created_at) for s, _, _, a in unexplained if s.id in with_ids]
+    )
     for subject, up, fingerprint, _ in unexplained:
         reason = "metadata edited" if subject.id in edited else "input changed"
         work.append(Work(step, subject, up, reason, fingerprint))
