@@ -1,15 +1,15 @@
 """Benchmark: a production-size stitch, 6 frames of 2448x2048 into a 12288x6144 panorama (a Mosaic 51 rig's),
 in CPU seconds and peak memory per panorama, and what 10,000 panoramas cost on Fargate Spot, beside Hugin.
 
-The frames are rendered from the synthetic scene through the demo rig's geometry (``panopipe-demo-6``: four
-110° rectilinear cameras around the horizon, 180° fisheyes up and down, which cover the sphere) at the
-production size and written as JPEGs (quality 90, cached under ``bench/out/``). A panopipe run is a fresh worker
-process that does what a batch worker does, through the stitch step's own code (``StitchStep.execute``: read
-and decode the JPEGs, stitch with the calibrated stitcher, encode the panorama JPEG, write it): a cold first
-panorama, which builds the remap tables, then ``--panoramas - 1`` warm ones with the tables cached. It reports
-each panorama's CPU seconds (user + sys of the process and its children, ``resource.getrusage``, every thread
-counted: CPU seconds are what Fargate bills, not wall time), wall seconds, and the peak resident memory
-(``ru_maxrss``, so native numpy/OpenCV buffers count) of the cold panorama and, after resetting the peak
+The frames are rendered from the synthetic scene through the demo rig's geometry (``panopipe-demo-6``: four 110°
+rectilinear cameras around the horizon, 180° fisheyes up and down, which cover the sphere) at the production size
+and written as JPEGs (quality 90, cached under ``bench/out/``). A panopipe run is a fresh process that does what a
+process of a batch worker's pool does (``start_worker_process``, then the stitch step's own code,
+``StitchStep.execute``: read and decode the JPEGs, stitch with the calibrated stitcher, encode the panorama JPEG,
+write it): a cold first panorama, which builds the remap tables, then ``--panoramas - 1`` warm ones with the tables
+cached. It reports each panorama's CPU seconds (user + sys of the process and its children, ``resource.getrusage``,
+every thread counted: CPU seconds are what Fargate bills, not wall time), wall seconds, and the peak resident
+memory (``ru_maxrss``, so native numpy/OpenCV buffers count) of the cold panorama and, after resetting the peak
 (``/proc/self/clear_refs``), of the warm ones. There is one panopipe side per interpolation, the default first.
 
 The other side is Hugin (``nona`` + ``enblend``, as in ``bench_stitch.py``) on the same frames, to a TIFF; it
@@ -58,6 +58,7 @@ import fair
 from bench_stitch import hugin_commands, read_hugin_output, write_pto
 from panopipe.aws.prices import US_EAST_1
 from panopipe.demo import demo_rig
+from panopipe.executors.local import start_worker_process
 from panopipe.pipeline.estimate import Rates
 from panopipe.steps.stitch import StitchStep
 from panopipe.stitching import CalibratedParams, CalibratedStitcher, psnr, render_views, synthetic_panorama
@@ -155,6 +156,7 @@ def worker(
     files: Sequence[Path], frame: tuple[int, int], panorama: tuple[int, int], count: int, interpolation: str
 ) -> dict[str, Any]:
     """What a fresh batch worker measures: a cold panorama (tables built), then ``count - 1`` warm ones."""
+    start_worker_process()  # as each process of the worker's pool starts
     with tempfile.TemporaryDirectory(prefix="bench-stitch-production-") as tmp:
         outputs = [Path(tmp) / f"panorama-{i}.jpg" for i in range(count)]
         jobs = [payload(files, frame, panorama, output, interpolation) for output in outputs]

@@ -3,6 +3,7 @@ processes in their JSON form (:mod:`panopipe.executors.codec`), as they would to
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 from collections.abc import Sequence
@@ -16,10 +17,29 @@ from panopipe.executors.codec import decode_job, decode_outcome, encode_job, enc
 from panopipe.steps.base import JobOutcome, JobSpec
 from panopipe.steps.registry import execute_job
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+_KEPT_BLOCK = 32 << 20  # glibc's largest mmap threshold on 64-bit systems
+_KEPT_FREE = 64 << 20
 
-def _ignore_interrupts() -> None:
-    # Ctrl-C reaches the whole process group: the parent decides what to cancel, workers finish their write.
+
+def start_worker_process() -> None:
+    """Prepare the process that runs jobs: what each of the pool's processes does first.
+
+    Ctrl-C reaches the whole process group: the parent decides what to cancel, workers finish their write.
+    And freed memory of up to 32 MiB per block, 64 MiB in all, is kept for the next job: by default glibc
+    maps each block above 128 KiB afresh and returns it when freed, so a step that allocates the same
+    multi-megabyte arrays job after job (a decoded image, a filter's float planes) faults every page in
+    again each time, about 1,300 page faults and 3.5 ms of a 25 ms thumbnail (``bench/README.md``, issue
+    15). Larger arrays (a stitched panorama) are still mapped and returned. Without glibc's ``mallopt``
+    (macOS) memory is left as it is; musl's ``mallopt`` does nothing.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, _KEPT_BLOCK)
+    mallopt(_M_TRIM_THRESHOLD, _KEPT_FREE)
 
 
 def _execute_encoded(job: str, *, retries: int, backoff_s: float) -> str:
@@ -42,7 +62,7 @@ class LocalExecutor(Executor):
 
     def submit(self, jobs: Sequence[JobSpec]) -> list[str]:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, initializer=_ignore_interrupts)
+            self._pool = ProcessPoolExecutor(self.workers, initializer=start_worker_process)
         for job in jobs:
             self._futures[job.id] = self._pool.submit(self._run, encode_job(job))
         return [job.id for job in jobs]
@@ -93,4 +113,4 @@ class LocalExecutor(Executor):
         self._futures.clear()
 
 
-__all__ = ["LocalExecutor"]
+__all__ = ["LocalExecutor", "start_worker_process"]
