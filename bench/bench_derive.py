@@ -39,7 +39,6 @@ from PIL import Image
 import fair
 from panopipe.catalog.types import new_id
 from panopipe.executors import LocalExecutor
-from panopipe.executors.base import FINISHED
 from panopipe.steps import JobSpec
 from panopipe.stitching import synthetic_panorama
 
@@ -95,12 +94,12 @@ def panopipe_derive(files: list[Path], out: Path, executor: LocalExecutor, outpu
         )
         for path in files
     ]
-    # polled as the runner polls (pipeline/runner.py): the unfinished jobs only, waiting while none finished
-    pending, failed = executor.submit(specs), []
+    # polled as the runner polls (pipeline/runner.py): the jobs that finished, waiting while none did
+    pending, failed = dict.fromkeys(executor.submit(specs)), []
     while pending:
-        states = [state for state in executor.describe(pending) if state.status in FINISHED]
+        states = executor.finished(pending)
         for state in states:
-            pending.remove(state.handle)
+            del pending[state.handle]
             if state.status != "succeeded":
                 failed.append(state.outcome.error if state.outcome else state.status)
         if not states:

@@ -113,6 +113,31 @@ def test_the_local_executor_wakes_its_poller_when_a_job_ends(tmp_path):
         executor.close()
 
 
+def test_the_local_executor_reports_each_finished_job_once_and_only_when_asked(tmp_path):
+    executor = LocalExecutor(2, retries=0)
+
+    def collect(wanted: set[str]) -> list[str]:
+        reported: list[str] = []
+        deadline = time.monotonic() + 60
+        while len(reported) < len(wanted) and time.monotonic() < deadline:
+            states = executor.finished(wanted - set(reported))
+            assert {state.status for state in states} <= {"failed"}
+            reported += [state.handle for state in states]
+            if not states:
+                executor.wait(wanted - set(reported))
+        return reported
+
+    try:
+        payload = {"params": {}, "inputs": [str(tmp_path / "missing.jpg")], "outputs": {}}
+        handles = executor.submit([JobSpec(f"j{i}", "derive", "image:x", "f", payload) for i in range(20)])
+        first, later = set(handles[::2]), set(handles[1::2])
+        assert sorted(collect(first)) == sorted(first)  # each once, and none of the others
+        assert sorted(collect(later)) == sorted(later)  # kept until asked for
+        assert executor.finished(set(handles)) == []
+    finally:
+        executor.close()
+
+
 def _faults_of_repeated_arrays() -> int:
     """The minor page faults of five jobs that each fill and free arrays of 3, 2 and 4 MiB, after one such job."""
 

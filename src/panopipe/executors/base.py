@@ -3,14 +3,14 @@ AWS Batch, Fargate) plug in with the same three calls the local process pool ans
 
 An executor accepts :class:`~panopipe.steps.base.JobSpec` (JSON-ready payloads), returns opaque handles,
 reports their states, and cancels them. It never touches the catalog: the runner records jobs and artifacts
-from what :meth:`Executor.describe` reports.
+from what :meth:`Executor.finished` reports.
 """
 
 from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -53,7 +53,13 @@ class Executor(ABC):
     def cancel(self, handles: Sequence[str]) -> None:
         """Stop the jobs that have not finished; finished jobs are left alone."""
 
-    def wait(self, handles: Sequence[str]) -> None:
+    def finished(self, handles: Collection[str]) -> list[JobState]:
+        """The states of the jobs among ``handles`` that have finished (succeeded, failed or cancelled). The
+        caller drops them from ``handles`` before it asks again: an executor may report each job only once.
+        By default, every handle is described and the finished ones are kept."""
+        return [state for state in self.describe(list(handles)) if state.status in FINISHED]
+
+    def wait(self, handles: Collection[str]) -> None:
         """Pause while none of ``handles`` has finished, at most ``poll_interval_s`` (by default: that long)."""
         time.sleep(self.poll_interval_s)
 

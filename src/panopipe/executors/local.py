@@ -6,8 +6,9 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+import threading
+from collections.abc import Collection, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from functools import partial
 
 from panopipe.catalog.types import utcnow
@@ -59,13 +60,22 @@ class LocalExecutor(Executor):
         self._run = partial(_execute_encoded, retries=retries, backoff_s=backoff_s)
         self._pool: ProcessPoolExecutor | None = None
         self._futures: dict[str, Future[str]] = {}
+        self._ended: list[str] = []  # handles of the jobs that ended since finished() last reported them
+        self._ending = threading.Condition()
 
     def submit(self, jobs: Sequence[JobSpec]) -> list[str]:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers, initializer=start_worker_process)
         for job in jobs:
-            self._futures[job.id] = self._pool.submit(self._run, encode_job(job))
+            future = self._pool.submit(self._run, encode_job(job))
+            self._futures[job.id] = future
+            future.add_done_callback(partial(self._end, job.id))
         return [job.id for job in jobs]
+
+    def _end(self, handle: str, future: Future[str]) -> None:
+        with self._ending:
+            self._ended.append(handle)
+            self._ending.notify_all()
 
     def describe(self, handles: Sequence[str]) -> list[JobState]:
         return [self._state(handle) for handle in handles]
@@ -85,13 +95,21 @@ class LocalExecutor(Executor):
         outcome = decode_outcome(future.result())
         return JobState(handle, outcome.status, outcome)
 
-    def wait(self, handles: Sequence[str]) -> None:
-        """Return as soon as one of ``handles`` finishes (a sleeping poll would leave the last job's end
-        unseen for up to ``poll_interval_s``), at most after ``poll_interval_s``. The pool starts jobs in the
-        order they were submitted, so the running ones are among the first ``workers`` unfinished handles in
-        that order: only those are waited on (waiting on all of 100,000 handles costs that many locks)."""
-        running = [self._futures[h] for h in handles[: self.workers]]
-        wait(running, self.poll_interval_s, FIRST_COMPLETED)
+    def finished(self, handles: Collection[str]) -> list[JobState]:
+        """The jobs among ``handles`` that ended since the last call, each reported once: only the jobs that
+        ended are looked at (describing every unfinished handle at each end made a run of n jobs cost about
+        n² / 2 looks: 22 s of the parent's CPU for 8,000 jobs)."""
+        with self._ending:
+            ended = [handle for handle in self._ended if handle in handles]
+            if ended:
+                self._ended = [handle for handle in self._ended if handle not in handles]
+        return [self._state(handle) for handle in ended]
+
+    def wait(self, handles: Collection[str]) -> None:
+        """Return as soon as one of ``handles`` has ended unreported (a sleeping poll would leave the last
+        job's end unseen for up to ``poll_interval_s``), at most after ``poll_interval_s``."""
+        with self._ending:
+            self._ending.wait_for(lambda: any(h in handles for h in self._ended), self.poll_interval_s)
 
     def cancel(self, handles: Sequence[str]) -> None:
         for handle in handles:
@@ -111,6 +129,7 @@ class LocalExecutor(Executor):
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         self._futures.clear()
+        self._ended.clear()
 
 
 __all__ = ["LocalExecutor", "start_worker_process"]

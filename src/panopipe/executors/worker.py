@@ -101,7 +101,7 @@ def run_chunk(
                 report.stopped = True
                 deadline = time.monotonic() + grace_s
                 waiting.clear()  # never started: the next attempt runs them
-            ended = [(s.handle, s.outcome) for s in executor.describe(pending) if s.outcome is not None]
+            ended = [(s.handle, s.outcome) for s in executor.finished(pending) if s.outcome is not None]
             for handle, _ in ended:
                 pending.remove(handle)
             # As many jobs in the pool as it has processes, so that none starts after SIGTERM; the pool is

@@ -31,7 +31,7 @@ from panopipe.catalog.subjects import (
 from panopipe.catalog.types import new_ids, utcnow
 from panopipe.config import Settings
 from panopipe.errors import ConfigError
-from panopipe.executors.base import FINISHED, Executor
+from panopipe.executors.base import Executor
 from panopipe.executors.factory import build_executor
 from panopipe.pipeline.config import Pipeline, load_pipeline
 from panopipe.pipeline.planner import Work, plan, plan_step
@@ -406,13 +406,13 @@ def _execute(
     step = work[0].step
     pairs, handles = _submit(catalog, executor, work)
     spec_of = dict(zip(handles, pairs, strict=True))
-    pending = list(handles)
+    pending = dict.fromkeys(handles)  # ordered, and each finished handle leaves it in constant time
     counts = report.counts.setdefault(step.name, {})
     total, finished = len(handles), 0
     failed: dict[str, Failure] = {}  # by handle: reported in the plan's order, not the order jobs end in
     try:
         while pending:
-            states = [s for s in executor.describe(pending) if s.status in FINISHED]
+            states = executor.finished(pending)
             for state in states:
                 spec, item = spec_of[state.handle]
                 superseded = record_finished(catalog, spec.id, step, item.subject, item.fingerprint, state)
@@ -420,7 +420,7 @@ def _execute(
                 counts[state.status] = counts.get(state.status, 0) + 1
                 if state.status == "failed" and state.outcome is not None:
                     failed[state.handle] = Failure(step.name, spec.subject, state.outcome.error or "failed")
-                pending.remove(state.handle)
+                del pending[state.handle]
             if states:
                 finished += len(states)
                 if progress is not None:
@@ -430,7 +430,7 @@ def _execute(
     except KeyboardInterrupt:
         if executor.detached:
             raise  # the jobs go on where they run; `panopipe status` follows them
-        executor.cancel(pending)
+        executor.cancel(list(pending))
         record_cancelled(catalog, [spec_of[h][0].id for h in pending])
         counts["cancelled"] = counts.get("cancelled", 0) + len(pending)
         raise
