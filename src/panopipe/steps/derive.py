@@ -40,7 +40,7 @@ class DeriveStep(Step):
     """Scaled-down copies of the panorama: ``thumbnail`` (the primary output) and ``preview``."""
 
     name = "derive"
-    version = "3"
+    version = "4"
     outputs = ("thumbnail", "preview")
     reads = METADATA_FIELDS
     parameters = (
@@ -139,18 +139,24 @@ def _shrink(pixels: Any, target: tuple[int, int]) -> Any:
 def _lanczos_shrink(plane: Any, factor: int) -> Any:
     """``plane`` (H x W, uint8, both multiples of ``factor``) shrunk by the whole number ``factor`` with a
     Lanczos-3 filter, computed only where a pixel is kept: each of the ``factor`` phases (every
-    factor-th row, then column, from an offset) gets its own 6 taps of the filter."""
+    factor-th row, then column, from an offset) gets its own 6 or 7 taps of the filter."""
     import cv2
     import numpy as np
 
-    # the filter of a Lanczos-3 resample by ``factor``: 6 * factor taps, centred between the middle two;
-    # output pixel j is sum(taps[k] * input[factor * j + k - anchor])
-    offsets = (np.arange(6 * factor) - (6 * factor - 1) / 2) / factor
-    taps = np.sinc(offsets) * np.sinc(offsets / 3)
+    # the filter of a Lanczos-3 resample by ``factor``: output pixel j, centred on input pixel
+    # factor * j + (factor - 1) / 2, is sum(taps[k] * input[factor * j + k - anchor]); the 7 * factor taps
+    # cover the 6 * factor input pixels within 3 output pixels of that centre, for odd factors too
+    anchor = 3 * factor
+    offsets = (np.arange(7 * factor) - anchor - (factor - 1) / 2) / factor
+    taps = np.where(np.abs(offsets) < 3, np.sinc(offsets) * np.sinc(offsets / 3), 0.0)
     taps = (taps / taps.sum()).astype(np.float32)
-    anchor = 3 * factor - 1
-    # phase p (input pixels factor * i + p) meets taps first, first + factor, ... at output offset -shift
-    phases = [(p, taps[(anchor + p) % factor :: factor], (anchor + p) // factor) for p in range(factor)]
+    # phase p (input pixels factor * i + p) meets taps first, first + factor, ... at output offset -shift;
+    # its zero taps at either end are left out (each would cost a multiplication per pixel)
+    phases = []
+    for p in range(factor):
+        kernel, shift = taps[(anchor + p) % factor :: factor], (anchor + p) // factor
+        kept = np.flatnonzero(kernel)
+        phases.append((p, kernel[kept[0] : kept[-1] + 1], shift - kept[0]))
     rows: list[Any] = [
         cv2.filter2D(
             plane[p::factor], cv2.CV_32F, kernel[:, None], anchor=(0, shift), borderType=cv2.BORDER_REFLECT
