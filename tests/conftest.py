@@ -1,10 +1,12 @@
-"""Fixtures shared by the whole suite: catalogs on SQLite and PostgreSQL, and required external tools.
+"""Fixtures shared by the whole suite: catalogs on SQLite and PostgreSQL, required external tools, and the
+``panopipe`` logger given back after each test.
 
 Under ``CI=true`` a test whose service or tool is missing fails; elsewhere it is skipped with the reason.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
@@ -41,6 +43,19 @@ def _postgres_reachable() -> bool:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("exiftool"):
         require(shutil.which("exiftool") is not None, "exiftool (apt-get install libimage-exiftool-perl)")
+
+
+@pytest.fixture(autouse=True)
+def restore_panopipe_logger() -> Iterator[None]:
+    """The Lambda entry points configure the ``panopipe`` logger for the whole process (JSON lines to standard
+    output, not propagated), as they should in Lambda; the tests that call them, in tests/aws and end to end,
+    would otherwise leave it so for every later test (whose ``caplog`` then sees nothing)."""
+    logger = logging.getLogger("panopipe")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:] = saved[0]
+    logger.setLevel(saved[1])
+    logger.propagate = saved[2]
 
 
 @pytest.fixture(scope="session")
