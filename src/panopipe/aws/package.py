@@ -28,6 +28,7 @@ EXCLUDED = ("cv2", "PIL", "numpy")
 UNUSED = (
     "sqlalchemy/testing",
     "sqlalchemy/ext/mypy",
+    "sqlalchemy/ext/asyncio",
     "alembic/testing",
     "alembic/templates",
     "bin",
@@ -48,9 +49,10 @@ UNUSED = (
     "panopipe/dev.py",
     "panopipe/sync.py",
 )
-"""Parts of the dependencies, and of panopipe, the handler never imports (test kits, a mypy plugin, project
-templates; the command line, the stack builder, the SQLite -> PostgreSQL move, exports, track QC and routes
-(only the flag names, which selections check), the demo, local AWS parity and sync)."""
+"""Parts of the dependencies, and of panopipe, the handler never imports (test kits, a mypy plugin,
+SQLAlchemy's asyncio extension (panopipe's database calls are synchronous), project templates; the command
+line, the stack builder, the SQLite -> PostgreSQL move, exports, track QC and routes (only the flag names,
+which selections check), the demo, local AWS parity and sync)."""
 HANDLER = "panopipe.aws.lambda_handler.handler"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
