@@ -1,24 +1,28 @@
 """Benchmark: 512 px thumbnails and 2048 px previews of 4096x2048 panoramas (about 2 MB each), in images
-per second, and their quality.
+per second, and their quality; each alone, then both of each panorama (``derive``'s default job).
 
 Compares, on the same files:
 
-1. panopipe's ``derive`` step (one output per job, GPS/time/GPano metadata written into it as in a real
-   run), run as jobs by the local executor over all cores: the JPEG decoder scales by 1/4 (thumbnails) or
-   not at all (previews) in the DCT domain, then a Lanczos-3 filter shrinks the luma by the factor 2 left
-   (what libvips does to every channel) and an area average the chroma;
+1. panopipe's ``derive`` step (GPS/time/GPano metadata written into each output as in a real run), run as
+   jobs by the local executor over all cores: the JPEG decoder scales by 1/4 (thumbnails) or not at all
+   (previews) in the DCT domain, then a Lanczos-3 filter shrinks the luma by the factor 2 left (what libvips
+   does to every channel) and an area average the chroma; a job making both decodes once and shrinks the
+   thumbnail from the preview's pixels;
 2. ``vipsthumbnail -s 512`` (``-s 2048``) in one process per core, the files split between them (the
-   reference: a user with a machine to fill runs it so);
+   reference: a user with a machine to fill runs it so); for both, the previews first, then the thumbnails
+   from the previews (the quicker way, rather than decoding every panorama twice);
 3. ``vipsthumbnail`` over all files in one process (libvips threads internally, shrink-on-load).
 
 The methods run interleaved on the same files (``bench/fair.py``), each into a new empty folder; panopipe's
 worker processes are started by the warm-up run, as in a long ``panopipe run``. Quality, measured on the
 warm-up's output outside the clock: SSIM (11x11 Gaussian window, sigma 1.5, on luma, as Wang et al. 2004)
-of each thumbnail against a Lanczos downscale of the fully decoded image, mean and worst over the files.
+of each output against a Lanczos downscale of the fully decoded image, mean and worst over the files.
 The goal is 1.5x vipsthumbnail one process per core at an SSIM not below its. Both sides encode at quality
 85 with 4:2:0 chroma and no Huffman optimisation (libvips' and OpenCV's defaults at that quality).
 
     python bench/bench_derive.py [--quick] [--files 64] [--previews 16] [--runs 7] [--json out.json]
+
+``--previews`` is also the number of panoramas of the default job's comparison.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -78,7 +82,7 @@ def make_files(count: int) -> list[Path]:
     return files
 
 
-def panopipe_derive(files: list[Path], out: Path, executor: LocalExecutor, output: str) -> None:
+def panopipe_derive(files: list[Path], out: Path, executor: LocalExecutor, outputs: Sequence[str]) -> None:
     specs = [
         JobSpec(
             new_id(),
@@ -88,7 +92,7 @@ def panopipe_derive(files: list[Path], out: Path, executor: LocalExecutor, outpu
             {
                 "params": {**SIZES, "quality": 85},
                 "inputs": [str(path)],
-                "outputs": {output: str(out / f"{path.stem}.jpg")},
+                "outputs": {output: str(out / output / f"{path.stem}.jpg") for output in outputs},
                 "metadata": METADATA,
             },
         )
@@ -107,21 +111,27 @@ def panopipe_derive(files: list[Path], out: Path, executor: LocalExecutor, outpu
     assert not failed, failed[:3]
 
 
-def vips_one_process(files: list[Path], out: Path, size: int) -> None:
-    subprocess.run(
-        ["vipsthumbnail", "-s", str(size), "-o", f"{out}/%s.jpg[Q=85]", *map(str, files)], check=True
-    )
+def vips_one_process(files: list[Path], out: Path, outputs: Sequence[str]) -> None:
+    for sources, output in _vips_passes(files, out, outputs):
+        subprocess.run(_vipsthumbnail(sources, out, output), check=True)
 
 
-def vips_per_core(files: list[Path], out: Path, size: int) -> None:
+def vips_per_core(files: list[Path], out: Path, outputs: Sequence[str]) -> None:
     cores = os.cpu_count() or 1
-    processes = [
-        subprocess.Popen(
-            ["vipsthumbnail", "-s", str(size), "-o", f"{out}/%s.jpg[Q=85]", *map(str, files[i::cores])]
-        )
-        for i in range(cores)
-    ]
-    assert all(process.wait() == 0 for process in processes)
+    for sources, output in _vips_passes(files, out, outputs):
+        processes = [subprocess.Popen(_vipsthumbnail(sources[i::cores], out, output)) for i in range(cores)]
+        assert all(process.wait() == 0 for process in processes)
+
+
+def _vips_passes(files: list[Path], out: Path, outputs: Sequence[str]) -> list[tuple[list[Path], str]]:
+    """vipsthumbnail's runs, largest output first, each smaller one from the previous one's images."""
+    ordered = sorted(outputs, key=SIZES.__getitem__, reverse=True)
+    sources = [files] + [[out / larger / f"{path.stem}.jpg" for path in files] for larger in ordered[:-1]]
+    return list(zip(sources, ordered, strict=True))
+
+
+def _vipsthumbnail(files: list[Path], out: Path, output: str) -> list[str]:
+    return ["vipsthumbnail", "-s", str(SIZES[output]), "-o", f"{out}/{output}/%s.jpg[Q=85]", *map(str, files)]
 
 
 def luma(path: Path) -> np.ndarray:
@@ -169,49 +179,62 @@ def main() -> None:
         if not shutil.which("vipsthumbnail"):
             report.unavailable("vipsthumbnail", "not installed: apt-get install -y libvips-tools")
         try:
-            for output, count in (("thumbnail", args.files), ("preview", args.previews)):
-                compare(report, executor, output, files[:count])
+            for outputs, count in (
+                (("thumbnail",), args.files),
+                (("preview",), args.previews),
+                (("thumbnail", "preview"), args.previews),
+            ):
+                compare(report, executor, outputs, files[:count])
         finally:
             executor.close()
 
 
-def compare(report: fair.Report, executor: LocalExecutor, output: str, files: list[Path]) -> None:
-    """One comparison: ``output`` (thumbnail or preview) of each of ``files``, on every side; SSIM noted."""
-    size = SIZES[output]
+def compare(report: fair.Report, executor: LocalExecutor, outputs: Sequence[str], files: list[Path]) -> None:
+    """One comparison: ``outputs`` (thumbnail, preview or both) of each of ``files``, on every side; SSIM
+    noted."""
     methods: dict[str, Callable[[list[Path], Path], None]] = {
         f"panopipe derive ({fair.CORES} worker processes)": lambda f, o: panopipe_derive(
-            f, o, executor, output
+            f, o, executor, outputs
         ),
-        f"vipsthumbnail ({fair.CORES} processes, one per core)": lambda f, o: vips_per_core(f, o, size),
-        "vipsthumbnail (one process)": lambda f, o: vips_one_process(f, o, size),
+        f"vipsthumbnail ({fair.CORES} processes, one per core)": lambda f, o: vips_per_core(f, o, outputs),
+        "vipsthumbnail (one process)": lambda f, o: vips_one_process(f, o, outputs),
     }
     if not shutil.which("vipsthumbnail"):
         methods = dict(list(methods.items())[:1])
-    reference = references(files, size)
-    quality: dict[str, list[float]] = {}
+    reference = {output: references(files, SIZES[output]) for output in outputs}
+    quality: dict[tuple[str, str], list[float]] = {}
 
     def timed(name: str) -> float:
         out = Path(tempfile.mkdtemp(prefix="panopipe-bench-derive-"))
         try:
+            for output in outputs:
+                (out / output).mkdir()
             started = time.perf_counter()
             methods[name](files, out)
             seconds = time.perf_counter() - started
-            sizes = {Image.open(p).size for p in out.iterdir()}
-            assert sizes == {(size, size // 2)}, sizes
-            if name not in quality:
-                quality[name] = [ssim(reference[p.stem], luma(out / f"{p.stem}.jpg")) for p in files]
+            for output in outputs:
+                size = SIZES[output]
+                made = sorted(path.stem for path in (out / output).iterdir())
+                assert made == sorted(path.stem for path in files), (output, made[:3])
+                sizes = {Image.open(path).size for path in (out / output).iterdir()}
+                assert sizes == {(size, size // 2)}, sizes
+                if (name, output) not in quality:
+                    quality[name, output] = [
+                        ssim(reference[output][p.stem], luma(out / output / f"{p.stem}.jpg")) for p in files
+                    ]
             return seconds
         finally:
             shutil.rmtree(out)
 
+    what = " and ".join(f"{SIZES[output]} px {output}s" for output in outputs)
     report.compare(
         {name: lambda name=name: timed(name) for name in methods},
-        title=f"{size} px {output}s of 4096x2048 JPEGs, all cores",
-        unit=f"{output}s",
+        title=f"{what} of 4096x2048 JPEGs, all cores",
+        unit="panoramas" if len(outputs) > 1 else f"{outputs[0]}s",
         count=len(files),
         goal="1.5x vipsthumbnail one process per core, SSIM not below its",
     )
-    for name, values in quality.items():
+    for (name, output), values in quality.items():
         report.note(
             f"{output}s: SSIM against a Lanczos downscale of the full decode, {name}: "
             f"mean {np.mean(values):.4f}, worst {min(values):.4f}"

@@ -13,7 +13,7 @@ from PIL import Image
 from panopipe.errors import StepError
 from panopipe.steps.apply_metadata import metadata_update
 from panopipe.steps.base import put_output, safe_name
-from panopipe.steps.derive import scaled_jpeg
+from panopipe.steps.derive import scaled_jpegs
 from panopipe.steps.fingerprint import canonical_json, fingerprint
 from panopipe.stitching import synthetic_panorama
 
@@ -39,50 +39,57 @@ def test_fingerprint_refuses_what_is_not_canonical():
         fingerprint({"x": float("nan")})
 
 
-def test_scaled_jpeg_uses_dct_scaling_and_fits_the_size():
+def test_scaled_jpegs_use_dct_scaling_and_fit_the_size():
     buffer = io.BytesIO()
     Image.fromarray(synthetic_panorama(1024, 512, seed=1)).save(buffer, "JPEG", quality=90)
     for size, expected in ((128, (128, 64)), (300, (300, 150)), (4096, (1024, 512))):
-        with Image.open(io.BytesIO(scaled_jpeg(buffer.getvalue(), size, 85))) as scaled:
+        with Image.open(io.BytesIO(scaled_jpegs(buffer.getvalue(), [size], 85)[0])) as scaled:
             assert scaled.size == expected
             assert scaled.format == "JPEG"
 
 
 @pytest.mark.parametrize(
-    ("width", "size", "bound"),
-    # factors left after the DCT scaling: 2 (1/4), not whole (Pillow's Lanczos), 3 (1/4), 4 (1/8)
-    [(1024, 128, 1.6), (1024, 300, 0.8), (1536, 128, 1.2), (2048, 64, 1.6)],
+    ("width", "sizes", "bound"),
+    # factors left after the DCT scaling: 2 (1/4), not whole (Pillow's Lanczos), 3 (1/4), 4 (1/8); then 4
+    # from the pixels of a larger size made in the same call (a thumbnail beside its preview: 0.67 RMS
+    # where the thumbnail alone is 1.32)
+    [(1024, [128], 1.6), (1024, [300], 0.8), (1536, [128], 1.2), (2048, [64], 1.6), (2048, [128, 512], 1.0)],
 )
-def test_scaled_jpeg_is_as_close_to_a_lanczos_downscale_of_the_full_image_as_libvips(
-    width: int, size: int, bound: float
+def test_scaled_jpegs_are_as_close_to_a_lanczos_downscale_of_the_full_image_as_libvips(
+    width: int, sizes: list[int], bound: float
 ):
     # the decoder's DCT scaling leaves a factor 2 or more to the Lanczos filter, as libvips does: scaling
     # by the DCT alone to the size (an 8x8 block mean at 1/8) is 2.7 and 2.2 grey levels RMS off at 1024 px;
     # a filter misaligned by half a pixel or more (factors 3 and 4) was 4.9 and 10.4 off
     buffer = io.BytesIO()
     Image.fromarray(synthetic_panorama(width, width // 2, seed=1)).save(buffer, "JPEG", quality=95)
+    size = sizes[0]
     with Image.open(io.BytesIO(buffer.getvalue())) as full:
         reference = np.asarray(full.resize((size, size // 2), Image.Resampling.LANCZOS).convert("L"), float)
-    with Image.open(io.BytesIO(scaled_jpeg(buffer.getvalue(), size, 100))) as scaled:
+    with Image.open(io.BytesIO(scaled_jpegs(buffer.getvalue(), sizes, 100)[0])) as scaled:
         error = np.sqrt(((np.asarray(scaled.convert("L"), float) - reference) ** 2).mean())
     assert error < bound
 
 
-def test_scaled_jpeg_keeps_the_picture():
+def test_scaled_jpegs_keep_the_picture():
     pixels = np.zeros((256, 512, 3), "uint8")
     pixels[:, 256:] = 255
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "JPEG")
-    with Image.open(io.BytesIO(scaled_jpeg(buffer.getvalue(), 64, 90))) as scaled:
+    with Image.open(io.BytesIO(scaled_jpegs(buffer.getvalue(), [64], 90)[0])) as scaled:
         small = np.asarray(scaled)
     assert small[:, :28].mean() < 10 and small[:, 36:].mean() > 245
 
 
-def test_scaled_jpeg_refuses_a_truncated_jpeg():
+def test_scaled_jpegs_refuse_a_truncated_jpeg_and_what_is_not_one():
     buffer = io.BytesIO()
     Image.fromarray(synthetic_panorama(1024, 512, seed=1)).save(buffer, "JPEG", quality=90)
     with pytest.raises(StepError, match="truncated or corrupt"):
-        scaled_jpeg(buffer.getvalue()[: buffer.tell() // 2], 128, 85)
+        scaled_jpegs(buffer.getvalue()[: buffer.tell() // 2], [128], 85)
+    buffer = io.BytesIO()
+    Image.fromarray(synthetic_panorama(64, 32, seed=1)).save(buffer, "PNG")
+    with pytest.raises(StepError, match="cannot decode the image: "):
+        scaled_jpegs(buffer.getvalue(), [16], 85)
 
 
 def test_put_output_keeps_a_complete_object_and_replaces_the_empty_file_of_a_power_loss(tmp_path):

@@ -4,14 +4,15 @@ Scaling is done with libvips' ``thumbnail`` rule and quality: the JPEG decoder s
 in the DCT domain (OpenCV's reduced reads, libjpeg-turbo), leaving at least a factor 2 to a Lanczos-3
 resample (the decoder's 1/8 scale alone is an 8x8 block mean, which aliases: its thumbnails are measurably
 further from a Lanczos downscale of the full image, see ``bench/bench_derive.py``). So a 4096 px panorama
-becomes a 512 px thumbnail after decoding a quarter of its width. The Lanczos-3 resample is applied to
-the luma only; the chroma, which the encoder's 4:2:0 subsampling halves again, is area-averaged (a third of
-the filtering, at the same luma SSIM). When the factor left is a whole number (4096 -> 512, 4096 -> 2048),
-the filter runs as vectorised OpenCV line filters computed only at the kept pixels (one 6-tap filter per
-phase of the factor); other factors use Pillow's Lanczos. OpenCV (already a dependency) rather than pyvips
-(libvips 8.18 took more CPU per 512 px thumbnail; a 21 MB binary) or simplejpeg (its libjpeg-turbo decodes
-at 1/4 in the same CPU time as OpenCV's): ``bench/README.md``, issue 15 gap 2. Jobs run in parallel on the
-executor's workers.
+becomes a 512 px thumbnail after decoding a quarter of its width. A job decodes its panorama once, for the
+largest output: the thumbnail is shrunk from the preview's pixels (a 2048 px preview leaves a factor 4), not
+decoded again. The Lanczos-3 resample is applied to the luma only; the chroma, which the encoder's 4:2:0
+subsampling halves again, is area-averaged (a third of the filtering, at the same luma SSIM). When the factor
+left is a whole number (4096 -> 512, 4096 -> 2048, 2048 -> 512), the filter runs as vectorised OpenCV line
+filters computed only at the kept pixels (one filter of 6 or 7 taps per phase of the factor); other factors
+use Pillow's Lanczos. OpenCV (already a dependency) rather than pyvips (libvips 8.18 took more CPU per 512 px
+thumbnail; a 21 MB binary) or simplejpeg (its libjpeg-turbo decodes at 1/4 in the same CPU time as
+OpenCV's): ``bench/README.md``, issue 15 gap 2. Jobs run in parallel on the executor's workers.
 
 The step reads the pixels upstream of ``apply-metadata`` (the stitched panorama, or the image file) and writes
 into each derived image the metadata ``apply-metadata`` writes
@@ -25,13 +26,13 @@ the preview), ``quality = 85``.
 
 from __future__ import annotations
 
-import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from panopipe.catalog.records import to_json_value
 from panopipe.config import ConfigKey
-from panopipe.errors import ConfigError, StepError
+from panopipe.errors import ConfigError, MetadataError, StepError
+from panopipe.metadata.jpeg import scan_jpeg, scan_segments
 from panopipe.steps.apply_metadata import METADATA_FIELDS, expected_metadata, with_metadata
 from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, Upstream, put_output, read_input
 
@@ -74,32 +75,35 @@ class DeriveStep(Step):
     @classmethod
     def execute(cls, payload: Mapping[str, Any], log: Log) -> list[Output]:
         source = read_input(payload["inputs"][0])
-        params = payload["params"]
+        params, outputs = payload["params"], payload["outputs"]
+        images = scaled_jpegs(source, [params[name] for name in outputs], params["quality"])
         return [
-            put_output(
-                name,
-                uri,
-                with_metadata(scaled_jpeg(source, params[name], params["quality"]), payload["metadata"], uri),
-            )
-            for name, uri in payload["outputs"].items()
+            put_output(name, uri, with_metadata(image, payload["metadata"], uri))
+            for (name, uri), image in zip(outputs.items(), images, strict=True)
         ]
 
 
-def scaled_jpeg(data: bytes, size: int, quality: int) -> bytes:
-    """``data`` (a JPEG) scaled to fit ``size`` x ``size`` pixels (never enlarged), as a JPEG."""
+def scaled_jpegs(data: bytes, sizes: Sequence[int], quality: int) -> list[bytes]:
+    """``data`` (a JPEG) scaled to fit ``size`` x ``size`` pixels for each of ``sizes`` (never enlarged), as
+    JPEGs, from one decode. The decoder scales for the largest size; each smaller one is shrunk from the
+    pixels of the next larger one when that leaves a factor of at least 2, else from the decoded pixels (a
+    512 px thumbnail from a 2048 px preview's pixels takes about 2 ms instead of a decode of about 20, and is
+    nearer a Lanczos downscale of the full image: ``bench/README.md``)."""
     import cv2  # imported by the worker only: planning never loads OpenCV or Pillow
     import numpy as np
-    from PIL import Image as PILImage
 
     try:
-        with PILImage.open(io.BytesIO(data)) as image:  # the header only
-            width, height = image.size
-    except OSError as exc:
+        segments, _, end = scan_segments(data)  # the header only
+        header = scan_jpeg(data, segments, end)
+    except MetadataError as exc:
         raise StepError(f"cannot decode the image: {exc}") from exc
-    scale = min(1.0, size / max(width, height))
-    target = (max(1, round(width * scale)), max(1, round(height * scale)))
+    width, height = header.width, header.height
+    if not width or not height:
+        raise StepError("cannot decode the image: its frame has no size")
+    targets = [_fitted(width, height, size) for size in sizes]
+    largest = max(targets)
     # the largest DCT scale that leaves a factor of at least 2 (EXIF orientation ignored, as before)
-    room = min(width // (2 * target[0]), height // (2 * target[1]))
+    room = min(width // (2 * largest[0]), height // (2 * largest[1]))
     reads = {
         8: cv2.IMREAD_REDUCED_COLOR_8,
         4: cv2.IMREAD_REDUCED_COLOR_4,
@@ -107,15 +111,25 @@ def scaled_jpeg(data: bytes, size: int, quality: int) -> bytes:
         1: cv2.IMREAD_COLOR,
     }
     read = next(flag for shrink, flag in reads.items() if shrink <= max(1, room))
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), read | cv2.IMREAD_IGNORE_ORIENTATION)
-    if pixels is None:
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), read | cv2.IMREAD_IGNORE_ORIENTATION)
+    if decoded is None:
         raise StepError("cannot decode the image: its data is truncated or corrupt")
-    if pixels.shape[:2] != (target[1], target[0]):
-        pixels = _shrink(pixels, target)
-    ok, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise StepError("cannot encode the scaled image")
-    return encoded.tobytes()
+    encoded: dict[tuple[int, int], bytes] = {}
+    pixels = decoded
+    for target in sorted(set(targets), reverse=True):
+        source = pixels if pixels.shape[1] >= 2 * target[0] else decoded
+        pixels = source if source.shape[:2] == (target[1], target[0]) else _shrink(source, target)
+        ok, image = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:
+            raise StepError("cannot encode the scaled image")
+        encoded[target] = image.tobytes()
+    return [encoded[target] for target in targets]
+
+
+def _fitted(width: int, height: int, size: int) -> tuple[int, int]:
+    """(width, height) scaled to fit ``size`` x ``size``, never enlarged."""
+    scale = min(1.0, size / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def _shrink(pixels: Any, target: tuple[int, int]) -> Any:
@@ -181,4 +195,4 @@ def _lanczos_shrink(plane: Any, factor: int) -> Any:
     return cv2.addWeighted(columns[0], 1.0, columns[1], 1.0, 0.0, dtype=cv2.CV_8U)
 
 
-__all__ = ["DeriveStep", "scaled_jpeg"]
+__all__ = ["DeriveStep", "scaled_jpegs"]
