@@ -7,9 +7,17 @@ may be left out of the warm-up (``unwarmed``); the comparison's notes say so. A 
 is a callable that either returns None (the whole call is timed) or returns the seconds of its own timed
 part (so that per-run set-up, such as a fresh database or fresh copies of the files, is left out on every
 side alike). The printed and JSON results give each side's median and spread (min-max), the median of the
-pairwise (same-round) ratios against the first side, and the load average before and after, with a warning
-when it was above the core count. ``Report`` gathers a script's comparisons and writes them with ``--json``
-for ``run_all.py``.
+pairwise (same-round) ratios against the first side, the load average before and after, and the CPU that
+other processes took meanwhile, with a warning when the machine was not quiet. ``Report`` gathers a
+script's comparisons and writes them with ``--json`` for ``run_all.py``.
+
+Quiet means that other processes took less than a quarter of a core on average during the comparison: the
+machine's busy CPU time (``/proc/stat``, the hypervisor's steal included) less that of the benchmark's own
+processes (itself, its children and theirs, and the PostgreSQL server's processes, where its PostgreSQL
+sides run). The load average is printed too, but it cannot tell: the benchmark's own processes count in it,
+so an all-cores comparison on an otherwise idle 2-core machine ends at a load of 2.3-3. Without ``/proc``
+(macOS), or for a comparison shorter than a second, the rule falls back to the load average before and
+after, at most the core count.
 """
 
 from __future__ import annotations
@@ -27,6 +35,11 @@ from pathlib import Path
 from typing import Any
 
 CORES = os.cpu_count() or 1
+QUIET_OTHERS = 0.25
+"""Other processes' CPU, in cores on average, above which a machine is not quiet."""
+SERVICES = frozenset({"postgres"})
+"""Names of the server processes whose CPU is the benchmark's own (its sides run there)."""
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 Side = Callable[[], float | None]
 """A side of a comparison: returns None (the call is timed) or the seconds of the part it timed itself."""
 
@@ -34,6 +47,78 @@ Side = Callable[[], float | None]
 def load_average() -> float:
     """The 1-minute load average."""
     return os.getloadavg()[0]
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """The clock, the machine's busy CPU seconds and the benchmark's own, at one moment."""
+
+    wall: float
+    busy: float
+    own: float
+
+
+def cpu_snapshot() -> CpuSnapshot | None:
+    """Now's ``CpuSnapshot``; None without ``/proc``."""
+    try:
+        line = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, line[1:9])
+    busy = (user + nice + system + irq + softirq + steal) / _TICKS
+    parents: dict[int, list[int]] = {}
+    seconds: dict[int, float] = {}
+    own = 0.0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:  # it ended meanwhile: its parent's reaped-children times have it
+            continue
+        pid, fields = int(entry.name), stat[stat.rindex(")") + 2 :].split()
+        # utime, stime, and the same of its children that ended and were waited for
+        seconds[pid] = sum(map(int, fields[11:15])) / _TICKS
+        if stat[stat.index("(") + 1 : stat.rindex(")")] in SERVICES:
+            own += seconds[pid]
+        else:
+            parents.setdefault(int(fields[1]), []).append(pid)
+    tree = [os.getpid()]
+    while tree:
+        pid = tree.pop()
+        own += seconds.get(pid, 0.0)
+        tree += parents.get(pid, [])
+    return CpuSnapshot(time.perf_counter(), busy, own)
+
+
+MIN_WINDOW_S = 1.0
+"""The shortest time over which others' CPU is told: ``/proc`` counts in ticks of 10 ms per process."""
+
+
+def others_cores(before: CpuSnapshot | None, after: CpuSnapshot | None) -> float | None:
+    """The CPU other processes took between two snapshots, in cores on average; None without ``/proc`` or
+    over less than ``MIN_WINDOW_S`` (a comparison of a few milliseconds)."""
+    if before is None or after is None or after.wall - before.wall < MIN_WINDOW_S:
+        return None
+    others = (after.busy - before.busy) - (after.own - before.own)
+    return max(0.0, others / (after.wall - before.wall))
+
+
+def is_loaded(load_before: float, load_after: float, others: float | None) -> bool:
+    """Whether figures measured so are not a quiet machine's (see the module's docstring)."""
+    if others is not None:
+        return others > QUIET_OTHERS
+    return max(load_before, load_after) > CORES
+
+
+def load_summary(load_before: float, load_after: float, others: float | None) -> str:
+    """The printed line's end: load averages, others' CPU, and the warning when not quiet."""
+    text = f"load average {load_before:.2f} before, {load_after:.2f} after ({CORES} cores)"
+    if others is not None:
+        text += f", other processes {others:.2f} cores"
+    if is_loaded(load_before, load_after, others):
+        text += "  WARNING: figures are not from a quiet machine"
+    return text
 
 
 @dataclass
@@ -48,6 +133,7 @@ class Comparison:
     load_after: float
     goal: str = ""
     notes: list[str] = field(default_factory=list)
+    others_cores: float | None = None
 
     @property
     def reference(self) -> str:
@@ -64,10 +150,6 @@ class Comparison:
 
     def rate(self, seconds: float) -> float:
         return self.count / seconds
-
-    @property
-    def loaded(self) -> bool:
-        return max(self.load_before, self.load_after) > CORES
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -100,7 +182,7 @@ def compare(
 ) -> Comparison:
     """Run the sides ``warmup`` times untimed (all but the ``unwarmed`` ones), then ``runs`` timed rounds,
     interleaved; print and return them."""
-    load_before = load_average()
+    load_before, cpu_before = load_average(), cpu_snapshot()
     names = list(sides)
     for _ in range(warmup):
         for name in names:
@@ -114,7 +196,10 @@ def compare(
             started = clock()
             own = sides[name]()
             seconds[name].append(clock() - started if own is None else own)
-    comparison = Comparison(title, unit, count, seconds, load_before, load_average(), goal, list(notes))
+    others = others_cores(cpu_before, cpu_snapshot())
+    comparison = Comparison(
+        title, unit, count, seconds, load_before, load_average(), goal, list(notes), others
+    )
     print_comparison(comparison)
     return comparison
 
@@ -136,8 +221,7 @@ def print_comparison(comparison: Comparison) -> None:
         print(f"goal: {c.goal}")
     for note in c.notes:
         print(f"note: {note}")
-    warning = "  WARNING: above the core count, figures are not from a quiet machine" if c.loaded else ""
-    print(f"load average {c.load_before:.2f} before, {c.load_after:.2f} after ({CORES} cores){warning}")
+    print(load_summary(c.load_before, c.load_after, c.others_cores))
 
 
 def parse_args(
@@ -173,13 +257,13 @@ def parse_args(
 
 
 class Report:
-    """A script's comparisons and notes, with the load average at its start and end; ``--json`` output."""
+    """A script's comparisons and notes, with the load at its start and end; ``--json`` output."""
 
     def __init__(self, args: argparse.Namespace, script: str) -> None:
         self.args, self.script = args, script
         self.comparisons: list[Comparison] = []
         self.notes: list[str] = []
-        self.load_before = load_average()
+        self.load_before, self.cpu_before = load_average(), cpu_snapshot()
         self.complete = True
 
     def compare(self, sides: dict[str, Side], **options: Any) -> Comparison:
@@ -196,11 +280,8 @@ class Report:
         self.note(f"{side}: unavailable ({reason})")
 
     def close(self) -> None:
-        load_after = load_average()
-        warning = "  WARNING: above the core count" if max(self.load_before, load_after) > CORES else ""
-        print(
-            f"\n{self.script}: load average {self.load_before:.2f} at the start, {load_after:.2f} at the end{warning}"
-        )
+        load_after, others = load_average(), others_cores(self.cpu_before, cpu_snapshot())
+        print(f"\n{self.script}: {load_summary(self.load_before, load_after, others)}")
         if self.args.json:
             self.args.json.parent.mkdir(parents=True, exist_ok=True)
             data = {
@@ -212,6 +293,7 @@ class Report:
                 "cores": CORES,
                 "load_before": self.load_before,
                 "load_after": load_after,
+                "others_cores": others,
                 "argv": sys.argv[1:],
                 "notes": self.notes,
                 "comparisons": [c.to_dict() for c in self.comparisons],
@@ -235,11 +317,19 @@ def report(args: argparse.Namespace, script: str) -> Iterator[Report]:
 
 __all__ = [
     "CORES",
+    "MIN_WINDOW_S",
+    "QUIET_OTHERS",
+    "SERVICES",
     "Comparison",
+    "CpuSnapshot",
     "Report",
     "Side",
     "compare",
+    "cpu_snapshot",
+    "is_loaded",
     "load_average",
+    "load_summary",
+    "others_cores",
     "parse_args",
     "print_comparison",
     "report",
