@@ -27,6 +27,7 @@ the preview), ``quality = 85``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any
 
 from panopipe.catalog.records import to_json_value
@@ -157,20 +158,7 @@ def _lanczos_shrink(plane: Any, factor: int) -> Any:
     import cv2
     import numpy as np
 
-    # the filter of a Lanczos-3 resample by ``factor``: output pixel j, centred on input pixel
-    # factor * j + (factor - 1) / 2, is sum(taps[k] * input[factor * j + k - anchor]); the 7 * factor taps
-    # cover the 6 * factor input pixels within 3 output pixels of that centre, for odd factors too
-    anchor = 3 * factor
-    offsets = (np.arange(7 * factor) - anchor - (factor - 1) / 2) / factor
-    taps = np.where(np.abs(offsets) < 3, np.sinc(offsets) * np.sinc(offsets / 3), 0.0)
-    taps = (taps / taps.sum()).astype(np.float32)
-    # phase p (input pixels factor * i + p) meets taps first, first + factor, ... at output offset -shift;
-    # its zero taps at either end are left out (each would cost a multiplication per pixel)
-    phases = []
-    for p in range(factor):
-        kernel, shift = taps[(anchor + p) % factor :: factor], (anchor + p) // factor
-        kept = np.flatnonzero(kernel)
-        phases.append((p, kernel[kept[0] : kept[-1] + 1], shift - kept[0]))
+    phases = _lanczos_phases(factor)
     rows: list[Any] = [
         cv2.filter2D(
             plane[p::factor], cv2.CV_32F, kernel[:, None], anchor=(0, shift), borderType=cv2.BORDER_REFLECT
@@ -193,6 +181,29 @@ def _lanczos_shrink(plane: Any, factor: int) -> Any:
         columns[1] += part
     # the sum of the phases, rounded and saturated to uint8 in one pass
     return cv2.addWeighted(columns[0], 1.0, columns[1], 1.0, 0.0, dtype=cv2.CV_8U)
+
+
+@cache
+def _lanczos_phases(factor: int) -> list[tuple[int, Any, int]]:
+    """The ``(phase, taps, shift)`` of a Lanczos-3 shrink by ``factor`` (see :func:`_lanczos_shrink`),
+    computed once per factor."""
+    import numpy as np
+
+    # the filter of a Lanczos-3 resample by ``factor``: output pixel j, centred on input pixel
+    # factor * j + (factor - 1) / 2, is sum(taps[k] * input[factor * j + k - anchor]); the 7 * factor taps
+    # cover the 6 * factor input pixels within 3 output pixels of that centre, for odd factors too
+    anchor = 3 * factor
+    offsets = (np.arange(7 * factor) - anchor - (factor - 1) / 2) / factor
+    taps = np.where(np.abs(offsets) < 3, np.sinc(offsets) * np.sinc(offsets / 3), 0.0)
+    taps = (taps / taps.sum()).astype(np.float32)
+    # phase p (input pixels factor * i + p) meets taps first, first + factor, ... at output offset -shift;
+    # its zero taps at either end are left out (each would cost a multiplication per pixel)
+    phases = []
+    for p in range(factor):
+        kernel, shift = taps[(anchor + p) % factor :: factor], (anchor + p) // factor
+        kept = np.flatnonzero(kernel)
+        phases.append((p, kernel[kept[0] : kept[-1] + 1], shift - kept[0]))
+    return phases
 
 
 __all__ = ["DeriveStep", "scaled_jpegs"]
