@@ -37,6 +37,8 @@ from typing import Any
 CORES = os.cpu_count() or 1
 QUIET_OTHERS = 0.25
 """Other processes' CPU, in cores on average, above which a machine is not quiet."""
+MIN_WINDOW_S = 1.0
+"""The shortest time over which others' CPU is told: ``/proc`` counts in ticks of 10 ms per process."""
 SERVICES = frozenset({"postgres"})
 """Names of the server processes whose CPU is the benchmark's own (its sides run there)."""
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -89,10 +91,6 @@ def cpu_snapshot() -> CpuSnapshot | None:
         own += seconds.get(pid, 0.0)
         tree += parents.get(pid, [])
     return CpuSnapshot(time.perf_counter(), busy, own)
-
-
-MIN_WINDOW_S = 1.0
-"""The shortest time over which others' CPU is told: ``/proc`` counts in ticks of 10 ms per process."""
 
 
 def others_cores(before: CpuSnapshot | None, after: CpuSnapshot | None) -> float | None:
