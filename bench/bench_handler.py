@@ -65,7 +65,6 @@ import fair
 
 OURS = "panopipe EventHandler, 10-record SQS batches"
 REFERENCE = "boto3 ranged GetObject + psycopg executemany"
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def process_cpu(pids: Iterable[int]) -> float:
@@ -73,10 +72,10 @@ def process_cpu(pids: Iterable[int]) -> float:
     total = 0.0
     for pid in pids:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            fields = fair.process_stat(pid)[1]
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / TICK
+        total += (fields[11] + fields[12]) / fair.TICKS
     return total
 
 

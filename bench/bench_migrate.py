@@ -172,24 +172,16 @@ def server_cpu(admin_url: str) -> float:
     """CPU seconds the local PostgreSQL server has used: its live processes plus the backends its postmaster
     has reaped (Linux /proc). A share of the machine that the load of other jobs does not inflate."""
     with psycopg.connect(admin_url) as conn:
-        postmaster = _stat(conn.execute("SELECT pg_backend_pid()").fetchone()[0])[1]
-    total = sum(_stat(postmaster)[11:15])  # own and reaped children's user and system time
+        postmaster = fair.process_stat(conn.execute("SELECT pg_backend_pid()").fetchone()[0])[1][1]
+    total = sum(fair.process_stat(postmaster)[1][11:15])  # own and reaped children's user and system time
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            fields = _stat(int(pid))
+            fields = fair.process_stat(pid)[1]
         except OSError:
             continue  # exited meanwhile
         if fields[1] == postmaster:
             total += fields[11] + fields[12]
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: int) -> list[int]:
-    """The numeric fields of /proc/PID/stat after the command name (index 1 is the parent's pid)."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    return [
-        int(field) if field.lstrip("-").isdigit() else 0 for field in text[text.rindex(")") + 2 :].split()
-    ]
+    return total / fair.TICKS
 
 
 def measure(action, admin_url: str) -> Measured:

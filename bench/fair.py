@@ -41,7 +41,8 @@ MIN_WINDOW_S = 1.0
 """The shortest time over which others' CPU is told: ``/proc`` counts in ticks of 10 ms per process."""
 SERVICES = frozenset({"postgres"})
 """Names of the server processes whose CPU is the benchmark's own (its sides run there)."""
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+"""Clock ticks per second, the unit of ``/proc``'s CPU times."""
 Side = Callable[[], float | None]
 """A side of a comparison: returns None (the call is timed) or the seconds of the part it timed itself."""
 
@@ -49,6 +50,16 @@ Side = Callable[[], float | None]
 def load_average() -> float:
     """The 1-minute load average."""
     return os.getloadavg()[0]
+
+
+def process_stat(pid: int | str) -> tuple[str, list[int]]:
+    """The command name of process ``pid`` and the numeric fields of its ``/proc/PID/stat`` after that name
+    (index 1: the parent's pid; 11-14: user and system time, then the same of the children it waited for, in
+    ``TICKS``). OSError when it has ended."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    end = text.rindex(")")  # the name may hold parentheses and spaces
+    fields = [int(field) if field.lstrip("-").isdigit() else 0 for field in text[end + 2 :].split()]
+    return text[text.index("(") + 1 : end], fields
 
 
 @dataclass(frozen=True)
@@ -67,7 +78,7 @@ def cpu_snapshot() -> CpuSnapshot | None:
     except OSError:
         return None
     user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, line[1:9])
-    busy = (user + nice + system + irq + softirq + steal) / _TICKS
+    busy = (user + nice + system + irq + softirq + steal) / TICKS
     parents: dict[int, list[int]] = {}
     seconds: dict[int, float] = {}
     own = 0.0
@@ -75,16 +86,15 @@ def cpu_snapshot() -> CpuSnapshot | None:
         if not entry.name.isdigit():
             continue
         try:
-            stat = Path(entry.path, "stat").read_text()
+            name, fields = process_stat(entry.name)
         except OSError:  # it ended meanwhile: its parent's reaped-children times have it
             continue
-        pid, fields = int(entry.name), stat[stat.rindex(")") + 2 :].split()
-        # utime, stime, and the same of its children that ended and were waited for
-        seconds[pid] = sum(map(int, fields[11:15])) / _TICKS
-        if stat[stat.index("(") + 1 : stat.rindex(")")] in SERVICES:
+        pid = int(entry.name)
+        seconds[pid] = sum(fields[11:15]) / TICKS  # its own time and its waited-for children's
+        if name in SERVICES:
             own += seconds[pid]
         else:
-            parents.setdefault(int(fields[1]), []).append(pid)
+            parents.setdefault(fields[1], []).append(pid)
     tree = [os.getpid()]
     while tree:
         pid = tree.pop()
@@ -318,6 +328,7 @@ __all__ = [
     "MIN_WINDOW_S",
     "QUIET_OTHERS",
     "SERVICES",
+    "TICKS",
     "Comparison",
     "CpuSnapshot",
     "Report",
@@ -330,5 +341,6 @@ __all__ = [
     "others_cores",
     "parse_args",
     "print_comparison",
+    "process_stat",
     "report",
 ]
