@@ -15,7 +15,7 @@ Quiet means that other processes took less than a quarter of a core on average d
 machine's busy CPU time (``/proc/stat``, the hypervisor's steal included) less that of the benchmark's own
 processes (itself, its children and theirs, and the PostgreSQL server's processes, where its PostgreSQL
 sides run). The load average is printed too, but it cannot tell: the benchmark's own processes count in it,
-so an all-cores comparison on an otherwise idle 2-core machine ends at a load of 2.3-3. Without ``/proc``
+so an all-cores comparison on an otherwise idle 2-core machine ends at a load of 1.7-3. Without ``/proc``
 (macOS), or for a comparison shorter than a second, the rule falls back to the load average before and
 after, at most the core count.
 """
