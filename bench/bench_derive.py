@@ -11,7 +11,10 @@ Compares, on the same files:
 2. ``vipsthumbnail -s 512`` (``-s 2048``) in one process per core, the files split between them (the
    reference: a user with a machine to fill runs it so); for both, the previews first, then the thumbnails
    from the previews (the quicker way, rather than decoding every panorama twice);
-3. ``vipsthumbnail`` over all files in one process (libvips threads internally, shrink-on-load).
+3. ``vipsthumbnail`` over all files in one process (libvips threads internally, shrink-on-load);
+4. the floor: derive's decode alone (``decode_for_sizes``: the file read and libjpeg-turbo's DCT-scaled
+   decode) in one process per core, nothing shrunk, encoded or written. Both sides pay this decode, so its
+   ratio says how much of panopipe's time is left to anything else.
 
 The methods run interleaved on the same files (``bench/fair.py``), each into a new empty folder; panopipe's
 worker processes are started by the warm-up run, as in a long ``panopipe run``. Quality, measured on the
@@ -34,6 +37,8 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -43,7 +48,9 @@ from PIL import Image
 import fair
 from panopipe.catalog.types import new_id
 from panopipe.executors import LocalExecutor
+from panopipe.executors.local import start_worker_process
 from panopipe.steps import JobSpec
+from panopipe.steps.derive import decode_for_sizes
 from panopipe.stitching import synthetic_panorama
 
 OUT = Path(__file__).parent / "out" / "derive_4096x2048"
@@ -111,6 +118,15 @@ def panopipe_derive(files: list[Path], out: Path, executor: LocalExecutor, outpu
     assert not failed, failed[:3]
 
 
+def decode_alone(files: list[Path], pool: ProcessPoolExecutor, outputs: Sequence[str]) -> None:
+    """Only what every side pays: each file read and decoded as ``derive`` decodes it, in ``pool``."""
+    list(pool.map(partial(_decode_file, sizes=[SIZES[output] for output in outputs]), files))
+
+
+def _decode_file(path: Path, sizes: list[int]) -> None:
+    decode_for_sizes(path.read_bytes(), sizes)
+
+
 def vips_one_process(files: list[Path], out: Path, outputs: Sequence[str]) -> None:
     for sources, output in _vips_passes(files, out, outputs):
         subprocess.run(_vipsthumbnail(sources, out, output), check=True)
@@ -174,6 +190,8 @@ def main() -> None:
     files = make_files(max(args.files, args.previews))
     megabytes = sum(path.stat().st_size for path in files) / len(files) / 1e6
     executor = LocalExecutor()
+    # the floor's processes start as the executor's do, and run each file as a job
+    floor = ProcessPoolExecutor(fair.CORES, initializer=start_worker_process)
     with fair.report(args, "derive") as report:
         report.note(f"{len(files)} files of 4096x2048, {megabytes:.1f} MB each, {fair.CORES} cores")
         if not shutil.which("vipsthumbnail"):
@@ -184,12 +202,19 @@ def main() -> None:
                 (("preview",), args.previews),
                 (("thumbnail", "preview"), args.previews),
             ):
-                compare(report, executor, outputs, files[:count])
+                compare(report, executor, floor, outputs, files[:count])
         finally:
             executor.close()
+            floor.shutdown()
 
 
-def compare(report: fair.Report, executor: LocalExecutor, outputs: Sequence[str], files: list[Path]) -> None:
+def compare(
+    report: fair.Report,
+    executor: LocalExecutor,
+    floor: ProcessPoolExecutor,
+    outputs: Sequence[str],
+    files: list[Path],
+) -> None:
     """One comparison: ``outputs`` (thumbnail, preview or both) of each of ``files``, on every side; SSIM
     noted."""
     methods: dict[str, Callable[[list[Path], Path], None]] = {
@@ -201,6 +226,8 @@ def compare(report: fair.Report, executor: LocalExecutor, outputs: Sequence[str]
     }
     if not shutil.which("vipsthumbnail"):
         methods = dict(list(methods.items())[:1])
+    floor_side = f"the floor: decode alone ({fair.CORES} processes)"
+    methods[floor_side] = lambda f, o: decode_alone(f, floor, outputs)
     reference = {output: references(files, SIZES[output]) for output in outputs}
     quality: dict[tuple[str, str], list[float]] = {}
 
@@ -212,6 +239,8 @@ def compare(report: fair.Report, executor: LocalExecutor, outputs: Sequence[str]
             started = time.perf_counter()
             methods[name](files, out)
             seconds = time.perf_counter() - started
+            if name == floor_side:  # nothing written to check
+                return seconds
             for output in outputs:
                 size = SIZES[output]
                 made = sorted(path.stem for path in (out / output).iterdir())

@@ -91,6 +91,26 @@ def scaled_jpegs(data: bytes, sizes: Sequence[int], quality: int) -> list[bytes]
     512 px thumbnail from a 2048 px preview's pixels takes about 2 ms instead of a decode of about 20, and is
     nearer a Lanczos downscale of the full image: ``bench/README.md``)."""
     import cv2  # imported by the worker only: planning never loads OpenCV or Pillow
+
+    decoded, targets = decode_for_sizes(data, sizes)
+    encoded: dict[tuple[int, int], bytes] = {}
+    pixels = decoded
+    for target in sorted(set(targets), reverse=True):
+        source = pixels if pixels.shape[1] >= 2 * target[0] else decoded
+        pixels = source if source.shape[:2] == (target[1], target[0]) else _shrink(source, target)
+        ok, image = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:
+            raise StepError("cannot encode the scaled image")
+        encoded[target] = image.tobytes()
+    return [encoded[target] for target in targets]
+
+
+def decode_for_sizes(data: bytes, sizes: Sequence[int]) -> tuple[Any, list[tuple[int, int]]]:
+    """``data`` (a JPEG) decoded to BGR pixels at the smallest DCT scale (1/8, 1/4, 1/2 or 1) that leaves a
+    factor of at least 2 to the largest of ``sizes``, and the (width, height) that fits each of ``sizes``.
+    The part of :func:`scaled_jpegs` that every way of scaling a JPEG pays: ``bench/bench_derive.py``
+    times it alone as the floor of a thumbnail's cost."""
+    import cv2
     import numpy as np
 
     try:
@@ -115,16 +135,7 @@ def scaled_jpegs(data: bytes, sizes: Sequence[int], quality: int) -> list[bytes]
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), read | cv2.IMREAD_IGNORE_ORIENTATION)
     if decoded is None:
         raise StepError("cannot decode the image: its data is truncated or corrupt")
-    encoded: dict[tuple[int, int], bytes] = {}
-    pixels = decoded
-    for target in sorted(set(targets), reverse=True):
-        source = pixels if pixels.shape[1] >= 2 * target[0] else decoded
-        pixels = source if source.shape[:2] == (target[1], target[0]) else _shrink(source, target)
-        ok, image = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        if not ok:
-            raise StepError("cannot encode the scaled image")
-        encoded[target] = image.tobytes()
-    return [encoded[target] for target in targets]
+    return decoded, targets
 
 
 def _fitted(width: int, height: int, size: int) -> tuple[int, int]:
@@ -206,4 +217,4 @@ def _lanczos_phases(factor: int) -> list[tuple[int, Any, int]]:
     return phases
 
 
-__all__ = ["DeriveStep", "scaled_jpegs"]
+__all__ = ["DeriveStep", "decode_for_sizes", "scaled_jpegs"]
