@@ -13,7 +13,7 @@ from PIL import Image
 from panopipe.errors import StepError
 from panopipe.steps.apply_metadata import metadata_update
 from panopipe.steps.base import put_output, safe_name
-from panopipe.steps.derive import scaled_jpegs
+from panopipe.steps.derive import decode_for_sizes, scaled_jpegs
 from panopipe.steps.fingerprint import canonical_json, fingerprint
 from panopipe.stitching import synthetic_panorama
 
@@ -46,6 +46,28 @@ def test_scaled_jpegs_use_dct_scaling_and_fit_the_size():
         with Image.open(io.BytesIO(scaled_jpegs(buffer.getvalue(), [size], 85)[0])) as scaled:
             assert scaled.size == expected
             assert scaled.format == "JPEG"
+
+
+@pytest.mark.parametrize(
+    ("sizes", "decoded_width", "targets"),
+    # the smallest DCT scale that leaves a factor of at least 2 to the largest size
+    [
+        ([64], 128, [(64, 32)]),  # 1/8
+        ([128], 256, [(128, 64)]),  # 1/4
+        ([200], 512, [(200, 100)]),  # 1/2
+        ([300], 1024, [(300, 150)]),  # no scaling: 1/2 would leave 1.7
+        ([64, 300], 1024, [(64, 32), (300, 150)]),  # scaled for the largest
+        ([4096], 1024, [(1024, 512)]),  # never enlarged
+    ],
+)
+def test_the_decode_scales_in_the_dct_domain_for_the_largest_size(
+    sizes: list[int], decoded_width: int, targets: list[tuple[int, int]]
+):
+    buffer = io.BytesIO()
+    Image.fromarray(synthetic_panorama(1024, 512, seed=1)).save(buffer, "JPEG", quality=90)
+    decoded, fitted = decode_for_sizes(buffer.getvalue(), sizes)
+    assert decoded.shape == (decoded_width // 2, decoded_width, 3)
+    assert fitted == targets
 
 
 @pytest.mark.parametrize(
