@@ -13,7 +13,7 @@ Compares, on the same files:
    from the previews (the quicker way, rather than decoding every panorama twice);
 3. ``vipsthumbnail`` over all files in one process (libvips threads internally, shrink-on-load);
 4. the floor: derive's decode alone (``decode_for_sizes``: the file read and libjpeg-turbo's DCT-scaled
-   decode) in one process per core, nothing shrunk, encoded or written. Both sides pay this decode, so its
+   decode) in one process per core, nothing shrunk, encoded or written. Every side pays this decode, so its
    ratio says how much of panopipe's time is left to anything else.
 
 The methods run interleaved on the same files (``bench/fair.py``), each into a new empty folder; panopipe's
