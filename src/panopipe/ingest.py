@@ -15,6 +15,7 @@ from typing import TypedDict
 from panopipe.catalog import Catalog, ImageRecord, KnownFile, Selection
 from panopipe.config import IngestRules, Settings, project_settings
 from panopipe.errors import ConfigError, MetadataError, StorageError
+from panopipe.locations import url_scheme
 from panopipe.metadata import ImageMetadata, read_jpeg
 from panopipe.storage import FolderStorage, ObjectInfo, Storage, open_storage
 
@@ -97,8 +98,8 @@ def ingest(
     settings = project_settings(catalog, settings)
     rules = _compile(settings.ingest)
     report = IngestReport()
-    for source in sources:
-        storage, uri_prefix, listing = _list_source(source, settings)
+    listed = [_list_source(source, settings) for source in sources]  # a mistyped source stops before any work
+    for storage, uri_prefix, listing in listed:
         known = catalog.known_files(uri_prefix)
         to_read = [info for info in listing if _changed(known.get(info.uri), info)]
         present = {info.uri for info in listing}
@@ -151,14 +152,14 @@ def _compile(rules: IngestRules) -> re.Pattern[str]:
 def _list_source(source: str | Path, settings: Settings) -> tuple[Storage, str, list[ObjectInfo]]:
     """The storage of ``source``, the URI prefix of what it holds, and its JPEGs."""
     text = str(source)
-    if not text.startswith("s3://"):
-        path = Path(text).expanduser()
+    if url_scheme(text) in (None, "file"):
+        path = Path(text.removeprefix("file://")).expanduser()
         if path.is_file():
             folder = FolderStorage(path.parent)
             info = folder.listed(path.name)  # a bad name fails this file only, when it is read
             return folder, info.uri, [info]
         if not path.is_dir():
-            raise StorageError(f"{path} does not exist: give a folder, a JPEG file or an s3:// prefix")
+            raise ConfigError(f"{text} does not exist: give a folder, a JPEG file or an s3:// prefix")
     storage = open_storage(text, settings)
     listing = [info for info in storage.list() if info.key.lower().endswith(JPEG_SUFFIXES)]
     return storage, storage.root_uri.rstrip("/") + "/", listing

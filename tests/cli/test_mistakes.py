@@ -106,6 +106,41 @@ def test_bad_catalog_urls(capsys, url: str, message: str):
     assert run(capsys, "ls", "--catalog", url) == (ConfigError.exit_code, "", message + "\n")
 
 
+def test_a_url_without_its_slashes_is_a_mistake_not_a_file(capsys, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "capture").mkdir()
+    assert run(capsys, "db", "upgrade", "--catalog", "c.db")[0] == 0
+    cases = {
+        ("db", "upgrade", "--catalog", "postgresql:u:hunter2@h/survey"): "postgresql:",
+        ("ingest", "capture", "--catalog", "postgresql:survey.db"): "postgresql:",
+        ("sync", "capture", "s3:/survey-bucket/2024-05-01", "--catalog", "c.db"): "s3:",
+    }
+    for command, scheme in cases.items():
+        assert run(capsys, *command) == (
+            ConfigError.exit_code,
+            "",
+            f"error: {scheme}... is neither a path nor a URL: a URL needs // after {scheme} "
+            "(a file or folder whose name has a colon: write ./ before it)\n",
+        ), command
+    created = {path.name for path in tmp_path.iterdir() if not path.name.startswith("c.db")}  # and -wal, -shm
+    assert created == {"capture"}
+    # a name with a colon is a path when written as one
+    assert run(capsys, "db", "upgrade", "--catalog", "./postgresql:survey.db")[0] == 0
+    assert (tmp_path / "postgresql:survey.db").is_file()
+
+
+def test_unsupported_storage_urls(capsys, tmp_path: Path):
+    (tmp_path / "capture").mkdir()
+    db = str(tmp_path / "c.db")
+    assert run(capsys, "db", "upgrade", "--catalog", db)[0] == 0
+    assert run(capsys, "sync", str(tmp_path / "capture"), "gs://survey-bucket/x", "--catalog", db) == (
+        ConfigError.exit_code,
+        "",
+        "error: unsupported storage URL gs://survey-bucket/x: images are in a folder (a path or "
+        "file:///PATH) or in s3://BUCKET/PREFIX\n",
+    )
+
+
 def test_output_paths_that_cannot_be_written(capsys, tmp_path: Path):
     db = str(tmp_path / "c.db")
     assert run(capsys, "db", "upgrade", "--catalog", db)[0] == 0

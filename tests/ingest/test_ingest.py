@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -121,8 +122,17 @@ def test_parallel_and_serial_reads_agree(catalog: Catalog, survey: Path, tmp_pat
     assert parallel.added == 12
 
 
-def test_missing_source_is_a_clear_error(catalog: Catalog, tmp_path: Path):
-    from panopipe.errors import StorageError
+def test_a_mistyped_source_stops_the_ingest_before_any_source_is_read(
+    catalog: Catalog, survey: Path, tmp_path: Path
+):
+    from panopipe.errors import ConfigError
 
-    with pytest.raises(StorageError, match="does not exist"):
-        ingest(catalog, [tmp_path / "nope"], SETTINGS)
+    missing = tmp_path / "nope"
+    with pytest.raises(
+        ConfigError, match=f"^{missing} does not exist: give a folder, a JPEG file or an s3://"
+    ):
+        ingest(catalog, [survey, missing], SETTINGS)
+    with pytest.raises(ConfigError, match=re.escape("s3:... is neither a path nor a URL")):
+        ingest(catalog, [survey, "s3:/survey-bucket"], SETTINGS)
+    assert catalog.count() == 0
+    assert ingest(catalog, [f"file://{survey}"], SETTINGS).added == 12

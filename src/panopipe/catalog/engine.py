@@ -15,6 +15,7 @@ from panopipe.catalog.rds import create_postgres_engine
 from panopipe.catalog.stack_url import SCHEME as STACK_SCHEME
 from panopipe.catalog.stack_url import resolve_stack_url
 from panopipe.errors import CatalogError, CatalogUnreachableError, ConfigError, SchemaOutdatedError
+from panopipe.locations import url_scheme
 
 if TYPE_CHECKING:  # Alembic is imported when the schema is checked or migrated, not by the Lambda handler
     from alembic.config import Config
@@ -46,7 +47,7 @@ def catalog_url(location: str | Path) -> URL:
     Any other scheme, or a URL that does not parse, is a :class:`~panopipe.errors.ConfigError`.
     """
     text = str(location)
-    if "://" not in text:
+    if url_scheme(text) is None:
         return URL.create("sqlite", database=str(Path(text).expanduser().resolve()))
     shown = _masked_text(text)
     try:

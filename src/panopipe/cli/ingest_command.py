@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -33,10 +32,6 @@ def ingest(
     """
     from panopipe.ingest import ingest as ingest_sources
 
-    for source in sources:
-        if not source.startswith("s3://") and not Path(source).exists():
-            render.error(f"{source} does not exist")
-            raise typer.Exit(2)
     with render.progress_bar("reading") as progress:
         report = ingest_sources(catalog, sources, settings, workers=workers, progress=progress)
     if as_json:

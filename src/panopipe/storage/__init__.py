@@ -16,15 +16,23 @@ def open_storage(uri: str | Path, settings: Settings | None = None) -> Storage:
     """The storage rooted at ``uri``: a folder path, ``file://`` URL or ``s3://bucket/prefix``.
 
     ``settings`` configure S3 (endpoint URL, region, profile); by default they are loaded on first S3 use.
+    Any other URL, or one missing its ``//``, is a :class:`~panopipe.errors.ConfigError`.
     """
+    from panopipe.errors import ConfigError
+    from panopipe.locations import url_scheme
+
     text = str(uri)
-    if text.startswith("s3://"):
+    scheme = url_scheme(text)
+    if scheme == "s3":
         from panopipe.storage.s3 import S3Storage  # boto3 is imported only when S3 is used
 
         return S3Storage.from_uri(text, settings=settings)
-    if text.startswith("file://"):
-        text = text.removeprefix("file://")
-    return FolderStorage(text)
+    if scheme not in (None, "file"):
+        raise ConfigError(
+            f"unsupported storage URL {text}: images are in a folder (a path or file:///PATH) or in "
+            "s3://BUCKET/PREFIX"
+        )
+    return FolderStorage(text.removeprefix("file://"))
 
 
 def resolve_uri(uri: str, settings: Settings | None = None) -> tuple[Storage, str]:
