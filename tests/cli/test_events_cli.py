@@ -32,8 +32,17 @@ def test_a_failed_message_makes_events_handle_exit_7(capsys, tmp_path: Path, cat
     assert json.loads(out)["failed_messages"] == ["poison"]
     assert err == (
         "warning: failed: cannot understand the message: not JSON: Expecting value: line 1 column 1 (char 0)\n"
-        "error: 1 message(s) failed (poison): see their reasons above\n"
+        "error: 1 message(s) failed (poison): see the reasons above\n"
     )
+
+
+def test_a_failed_event_given_directly_has_no_message_id_to_name(capsys, tmp_path: Path, catalog_file: str):
+    event = tmp_path / "event.json"
+    event.write_text("{}")
+    code = main(["events", "handle", str(event), "--catalog", catalog_file])
+    out, err = capsys.readouterr()
+    assert (code, json.loads(out)["failed_messages"]) == (7, [None])
+    assert err.splitlines()[-1] == "error: 1 message(s) failed: see the reasons above"
 
 
 def test_a_batch_without_failures_exits_0(capsys, tmp_path: Path, catalog_file: str):

@@ -61,9 +61,9 @@ def handle(
         handler.close()
     render.print_json(report.to_dict())
     if report.failed_messages:
-        failed = ", ".join(str(m) for m in report.failed_messages)
+        ids = ", ".join(str(m) for m in report.failed_messages if m)  # an event given directly has no id
         raise EventError(
-            f"{len(report.failed_messages)} message(s) failed ({failed}): see their reasons above"
+            f"{len(report.failed_messages)} message(s) failed{f' ({ids})' if ids else ''}: see the reasons above"
         )
 
 
