@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -146,6 +147,13 @@ def test_export_csv_and_geojson(capsys, tmp_path: Path, survey: Path):
     code, out, _ = run(capsys, "export", "--catalog", db, "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert code == 0 and len(rows) == 12 and float(rows[0]["lat"]) == pytest.approx(48.137154)
+    with contextlib.chdir(tmp_path):  # "-" is stdout, as in most tools, not a file named "-"
+        assert run(capsys, "export", "--catalog", db, "--format", "csv", "-o", "-") == (
+            0,
+            out,
+            "exported 12 image(s)\n",
+        )
+        assert not Path("-").exists()
     target = tmp_path / "out.geojson"
     assert run(capsys, "export", "--catalog", db, "--format", "geojson", "-o", str(target))[0] == 0
     collection = json.loads(target.read_text())

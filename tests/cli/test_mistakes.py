@@ -328,6 +328,29 @@ def test_filter_mistakes(capsys, two_images: tuple[str, list[str]], filters: lis
     assert (code, out, err) == (ConfigError.exit_code, "", f"error: {message}\n")
 
 
+def test_filters_that_select_no_image_say_so(capsys, two_images: tuple[str, list[str]]):
+    location = two_images[0]
+    nothing = "no image matches the selection: `panopipe ls` with the same filters shows what they select"
+    for dry_run in ([], ["--dry-run"]):
+        edit = ["edit", "--reel", "R1", "--set", "alt=12.5", "--reason", "RTK", *dry_run]
+        assert run(capsys, *edit, "--catalog", location) == (
+            CatalogError.exit_code,
+            "",
+            f"error: {nothing}\n",
+        )
+    assert run(capsys, "history", "--catalog", location, "--json")[1] == "[]\n"
+    # a command that finds nothing to do warns (a scheduled `run --since` with nothing new is not an error)
+    warning = (
+        "warning: no image matches the filters: `panopipe ls` with the same filters shows what they select"
+    )
+    for command in (["plan"], ["run"], ["verify"], ["qc"]):
+        code, _, err = run(capsys, *command, "--reel", "R1", "--catalog", location)
+        assert code == 0 and err.splitlines()[0] == warning, command
+    assert run(capsys, "plan", "--reel", "R1", "--catalog", location)[2] == f"{warning}\nnothing to do\n"
+    code, _, err = run(capsys, "plan", "--reel", "[R1]", "--catalog", location)
+    assert code == 0 and "warning" not in err
+
+
 def test_edit_of_every_image_needs_all(capsys, two_images: tuple[str, list[str]]):
     location = two_images[0]
     edit = ["edit", "--catalog", location, "--set", "alt=12.5", "--reason", "RTK", "--json"]

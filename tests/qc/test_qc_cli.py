@@ -133,6 +133,9 @@ def test_bad_input_is_a_message_per_reel(capsys, tmp_path: Path):
     messages = {r["reel"]: r["messages"] for r in json.loads(out)["reels"]}
     assert messages["ONE"] == ["1 frame(s) with a position: too few to check the track"]
     assert "2 frame(s) without a position: not on the track" in messages["NOGPS"]
+    code, _, err = cli(capsys, "qc", "--fix", "--catalog", db)
+    assert (code, err.splitlines()[0]) == (0, "nothing to fix")  # no empty "edit None" table
+    assert cli(capsys, "history", "--catalog", db, "--json")[1] == "[]\n"
     config = tmp_path / "panopipe.toml"
     config.write_text("[qc]\noutlier_deviation = 3\n")
     code, _, err = cli(capsys, "qc", "--catalog", db, "--config", str(config))

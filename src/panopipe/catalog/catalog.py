@@ -506,6 +506,7 @@ class Catalog:
 
         ``assign`` sets fields to the same value on every selected image, ``shift_time_s`` moves capture
         times, ``per_image`` sets values per image id (e.g. positions from a CSV; see :meth:`resolve_keys`).
+        A selection that holds no image is a :class:`~panopipe.errors.NotFoundError`.
         """
         with self.engine.connect() as conn:
             return edit_ops.plan(

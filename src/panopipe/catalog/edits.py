@@ -37,7 +37,8 @@ def plan(
     per_image: dict[str, dict[str, Any]],
     postgis: PostGIS | None = None,
 ) -> list[FieldChange]:
-    """The effective-value changes of an edit; fields whose value would not change are left out."""
+    """The effective-value changes of an edit; fields whose value would not change are left out. A
+    :class:`~panopipe.errors.NotFoundError` when the selection holds no image."""
     for field in (*assign, *(f for values in per_image.values() for f in values)):
         _check_field(field)
     fields = sorted({*assign, *(f for values in per_image.values() for f in values)})
@@ -51,9 +52,11 @@ def plan(
         *selection.where(postgis)
     )
     changes: list[FieldChange] = []
+    matched = 0
     for row in conn.execute(query.order_by(images.c.id)):
         if not selection.matches(row):
             continue
+        matched += 1
         wanted = {**assign, **per_image.get(row.id, {})}
         if shift_time_s and row.captured_at is not None:
             base = wanted.get("captured_at", row.captured_at)
@@ -63,6 +66,10 @@ def plan(
             old = getattr(row, field)
             if old != new:
                 changes.append(FieldChange(row.id, field, old, new))
+    if not matched:
+        raise NotFoundError(
+            "no image matches the selection: `panopipe ls` with the same filters shows what they select"
+        )
     return changes
 
 

@@ -12,7 +12,7 @@ import typer
 
 from panopipe.catalog.values import parse_value
 from panopipe.cli import render
-from panopipe.cli.options import DryRunOption, JsonOption, uses_catalog, uses_selection, writable_file
+from panopipe.cli.options import DryRunOption, JsonOption, output_file, uses_catalog, uses_selection
 from panopipe.errors import ConfigError
 from panopipe.export import LISTED_FIELDS, image_row
 
@@ -123,7 +123,7 @@ def export(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="File to write (default: stdout).", callback=writable_file),
+        typer.Option("--output", "-o", help="File to write (default, or -: stdout).", callback=output_file),
     ] = None,
     base_url: Annotated[
         str | None, typer.Option("--base-url", help="URL the publish root is served under (https://...).")

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from panopipe.catalog.values import parse_time
+from panopipe.cli import render
 from panopipe.config import ENV_CATALOG, Settings, load_settings
 from panopipe.errors import ConfigError
 
 if TYPE_CHECKING:
-    from panopipe.catalog import Selection
+    from panopipe.catalog import Catalog, Selection
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 DryRunOption = Annotated[
@@ -103,6 +104,21 @@ def writable_file(path: Path | None) -> Path | None:
                 path.unlink()
             return path
     raise ConfigError(f"cannot write {path}: {reason}")
+
+
+def output_file(path: Path | None) -> Path | None:
+    """:func:`writable_file` for an output that goes to stdout by default: ``-`` means stdout too."""
+    return None if path is None or str(path) == "-" else writable_file(path)
+
+
+def warn_if_nothing_selected(catalog: Catalog, selection: Selection) -> bool:
+    """Warn when filters are given and select no image (a mistyped reel or shot), and say so (True): the
+    command then finds nothing to do, which would otherwise read as "all done". Not an error: a scheduled
+    ``run --since`` with nothing new is normal."""
+    if selection.selects_all or catalog.count(selection):
+        return False
+    render.warn("no image matches the filters: `panopipe ls` with the same filters shows what they select")
+    return True
 
 
 def open_settings(catalog: str | None, config: Path | None) -> Settings:
@@ -241,7 +257,9 @@ __all__ = [
     "JsonOption",
     "build_selection",
     "open_settings",
+    "output_file",
     "uses_catalog",
     "uses_selection",
+    "warn_if_nothing_selected",
     "writable_file",
 ]

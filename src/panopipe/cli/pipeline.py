@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from panopipe.cli import render
-from panopipe.cli.options import JsonOption, uses_catalog, uses_selection, writable_file
+from panopipe.cli.options import (
+    JsonOption,
+    uses_catalog,
+    uses_selection,
+    warn_if_nothing_selected,
+    writable_file,
+)
 from panopipe.config import ENV_EXECUTOR
 from panopipe.errors import StepError
 
@@ -46,15 +52,15 @@ def plan(
     """
     from panopipe import pipeline
 
+    none_selected = warn_if_nothing_selected(catalog, selection)
     result = pipeline.plan(catalog, selection, _steps(steps), settings, force=force)
     columns = ("step", "subject", "reason", *(("problem",) if as_json else ()))
     render.print_rows([item.to_dict() for item in result], columns, as_json=as_json)
     if not as_json:
         render.warn_each((f"{i.step} {i.subject} will fail", i.problem) for i in result if i.problem)
         counts = ", ".join(f"{step} {count}" for step, count in result.counts().items())
-        render.stderr.print(
-            f"{len(result)} job(s): {counts}" if result else "nothing to do: everything is up to date"
-        )
+        up_to_date = "" if none_selected else ": everything is up to date"
+        render.stderr.print(f"{len(result)} job(s): {counts}" if result else f"nothing to do{up_to_date}")
 
 
 @uses_selection
@@ -106,6 +112,7 @@ def run(
     Example: panopipe run --reel R001 --workers 4; panopipe run --executor batch --wait;
     panopipe run --estimate --max-vcpus 64
     """
+    warn_if_nothing_selected(catalog, selection)
     if estimate:
         from panopipe.pipeline.estimate import estimate as estimate_cost
 
@@ -277,6 +284,7 @@ def verify(
     """
     from panopipe import pipeline
 
+    warn_if_nothing_selected(catalog, selection)
     drifts = pipeline.verify(catalog, selection, settings, repair=repair)
     rows = [drift.to_dict() for drift in drifts]
     render.print_rows(rows, ("step", "subject", "name", "problem", "details", "uri"), as_json=as_json)

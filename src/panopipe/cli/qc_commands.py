@@ -9,7 +9,13 @@ import typer
 
 from panopipe.cli import render
 from panopipe.cli.catalog_commands import CHANGE_FIELDS, change_rows
-from panopipe.cli.options import DryRunOption, JsonOption, uses_catalog, uses_selection
+from panopipe.cli.options import (
+    DryRunOption,
+    JsonOption,
+    uses_catalog,
+    uses_selection,
+    warn_if_nothing_selected,
+)
 
 if TYPE_CHECKING:
     from panopipe.catalog import Catalog, Selection
@@ -57,6 +63,7 @@ def qc(
     from panopipe.config import project_settings
     from panopipe.qc import QcSettings, run_qc
 
+    warn_if_nothing_selected(catalog, selection)
     with render.progress_bar("qc") as progress:
         report = run_qc(
             catalog,
@@ -77,7 +84,9 @@ def qc(
     render.print_rows(
         reels, SUMMARY_FIELDS, as_json=False, title="qc (dry run: nothing stored)" if dry_run else "qc"
     )
-    if fix:
+    if fix and not changes:
+        render.stderr.print("nothing to fix")
+    elif fix:
         title = "would change (dry run)" if dry_run else f"edit {report.batch}: undo with `panopipe undo`"
         render.print_rows(changes, CHANGE_FIELDS, as_json=False, title=title)
     if not dry_run:

@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from panopipe.cli import render
-from panopipe.cli.options import DryRunOption, JsonOption, uses_catalog, uses_selection
+from panopipe.cli.options import (
+    DryRunOption,
+    JsonOption,
+    uses_catalog,
+    uses_selection,
+    warn_if_nothing_selected,
+)
 
 if TYPE_CHECKING:
     from panopipe.catalog import Catalog, Selection
@@ -83,6 +89,7 @@ def locate(
     from panopipe.routes import locate_images
 
     report = locate_images(catalog, selection, route, max_offset_m=max_offset, dry_run=dry_run)
+    warn_if_nothing_selected(catalog, selection)
     rows = [reel.to_dict() for reel in report.reels]
     if as_json:
         render.print_json({"route": report.route, "unit": report.unit, "dry_run": dry_run, "reels": rows})
