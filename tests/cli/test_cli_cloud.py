@@ -40,6 +40,9 @@ def test_sync_uploads_once_and_points_the_catalog_at_s3(capsys, tmp_path: Path, 
     capture = str(tmp_path / "d" / "R001")
     assert main(["sync", capture, "s3://captures/day1", "--catalog", db, "--dry-run", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["uploaded"] == 6
+    assert main(["sync", capture, "s3://captures/day1", "--catalog", db, "--dry-run"]) == 0
+    megabytes = sum(path.stat().st_size for path in Path(capture).rglob("*.jpg")) / 1e6
+    assert capsys.readouterr().out == f"would upload 6, skipped 0, failed 0 ({megabytes:.1f} MB)\n"  # no rate
     assert main(["ls", "--catalog", db, "--json"]) == 0
     assert all(row["uri"].startswith(capture) for row in json.loads(capsys.readouterr().out))
 

@@ -56,9 +56,10 @@ def sync(
         render.print_json({**summary, "uploaded_uris": list(report.uploaded)})
     else:
         verb = "would upload" if dry_run else "uploaded"
+        rate = "" if dry_run else f" at {mb_per_s} MB/s"  # a dry run reads the files but sends nothing
         render.stdout.print(
             f"{verb} {summary['uploaded']}, skipped {summary['skipped']}, failed {len(report.failed)}"
-            f" ({report.bytes_uploaded / 1e6:.1f} MB at {mb_per_s} MB/s)"
+            f" ({report.bytes_uploaded / 1e6:.1f} MB{rate})"
         )
         for key, reason in report.failed.items():
             render.error(f"{key}: {reason}")
