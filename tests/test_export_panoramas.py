@@ -294,6 +294,14 @@ def test_images_export_opens_in_gdal_with_its_declared_types(capsys, tmp_path: P
             assert types == declared(IMAGE_COLUMNS) | never_set | small
         else:
             assert types == declared(IMAGE_COLUMNS)
+    # exported again over the files: replaced whole, nothing temporary left beside them
+    for name, fmt in (("images.csv", "csv"), ("images.gpkg", "gpkg"), ("images.geojson", "geojson")):
+        code, _, err = run(
+            capsys, "export", "--catalog", catalog_url, "--format", fmt, "-o", str(tmp_path / name)
+        )
+        assert code == 0 and "Feature Count: 6" in ogrinfo(tmp_path / name)[0], err
+    written = {"images.csv", "images.csvt", "images.prj", "images.gpkg", "images.geojson"}
+    assert {path.name for path in tmp_path.iterdir() if path.name.startswith(("images", "."))} == written
 
 
 def test_docs_list_every_column_with_its_type():

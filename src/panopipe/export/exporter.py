@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -15,6 +15,7 @@ from panopipe.export.images import images_table
 from panopipe.export.oid import esri_time, oid_table, rig_mount_height
 from panopipe.export.panoramas import load_panoramas, panoramas_table
 from panopipe.export.table import Table
+from panopipe.storage import open_atomic
 
 SUBJECTS = ("images", "panoramas")
 FORMATS = ("csv", "geojson", "gpkg", "oid")
@@ -91,16 +92,21 @@ def write_export(
     if gpkg is not None:
         count = write_gpkg(table, gpkg)
         return ExportResult(subject, count, total - count, (gpkg,))
-    target = output.open("w", encoding="utf-8", newline="") if output else contextlib.nullcontext(out)
-    with target as handle:
-        if options.format == "geojson":
-            count = write_geojson(table, handle)
-        else:
-            count = write_csv(table, handle, esri_time if options.format == "oid" else iso_utc)
     if output is None:
+        count = _write_text(table, options.format, out)
         return ExportResult(subject, count, total - count, ())
+    with open_atomic(output) as raw:  # a failed export leaves the previous file as it was
+        handle = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        count = _write_text(table, options.format, handle)
+        handle.detach()  # flushed; the binary file is closed by open_atomic
     sidecars = write_csv_sidecars(table, output) if options.format != "geojson" else []
     return ExportResult(subject, count, total - count, (output, *sidecars))
+
+
+def _write_text(table: Table, export_format: str, out: TextIO) -> int:
+    if export_format == "geojson":
+        return write_geojson(table, out)
+    return write_csv(table, out, esri_time if export_format == "oid" else iso_utc)
 
 
 __all__ = ["FORMATS", "SUBJECTS", "ExportOptions", "ExportResult", "write_export"]

@@ -9,7 +9,9 @@ file gets two sidecars that GDAL (and so QGIS's "Add Vector Layer") reads: ``.cs
 from __future__ import annotations
 
 import json
+import os
 import struct
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any, TextIO
 from panopipe.catalog.records import to_json_value
 from panopipe.errors import ConfigError
 from panopipe.export.table import WGS84_WKT, FieldType, Table
+from panopipe.storage import write_atomic
 
 _CSVT: dict[FieldType, str] = {
     "text": "String",
@@ -61,8 +64,8 @@ def write_csv_sidecars(table: Table, path: Path) -> list[Path]:
         for c in table.columns
     ]
     csvt, prj = path.with_suffix(".csvt"), path.with_suffix(".prj")
-    csvt.write_text(",".join(f'"{t}"' for t in types) + "\n", encoding="utf-8")
-    prj.write_text(WGS84_WKT + "\n", encoding="utf-8")
+    write_atomic(csvt, (",".join(f'"{t}"' for t in types) + "\n").encode())
+    write_atomic(prj, (WGS84_WKT + "\n").encode())
     return [csvt, prj]
 
 
@@ -116,21 +119,24 @@ def write_gpkg(table: Table, path: Path) -> int:
         else:
             data.append(np.array(values, dtype=object))
         masks.append(missing)
-    path.unlink(missing_ok=True)
-    pyogrio.raw.write(
-        str(path),
-        geometry,
-        data,
-        list(table.names),
-        field_mask=masks,
-        layer=table.name,
-        driver="GPKG",
-        geometry_type="Point",
-        crs=WGS84_WKT,
-        gdal_tz_offsets=utc,
-        # GeoPackage 1.2: GDAL before 3.7 (Debian 12, QGIS LTR builds) warns that it only partly supports 1.4.
-        dataset_options={"VERSION": "1.2"},
-    )
+    # written in a temporary folder beside it, then renamed: a failed export leaves the previous file as it was
+    with tempfile.TemporaryDirectory(prefix=".panopipe-tmp-", dir=path.parent) as folder:
+        written = Path(folder) / path.name
+        pyogrio.raw.write(
+            str(written),
+            geometry,
+            data,
+            list(table.names),
+            field_mask=masks,
+            layer=table.name,
+            driver="GPKG",
+            geometry_type="Point",
+            crs=WGS84_WKT,
+            gdal_tz_offsets=utc,
+            # GeoPackage 1.2: GDAL before 3.7 (Debian 12, QGIS LTR builds) warns that it only partly supports 1.4.
+            dataset_options={"VERSION": "1.2"},
+        )
+        os.replace(written, path)
     return len(rows)
 
 

@@ -11,6 +11,7 @@ from panopipe.catalog.subjects import KINDS, load_subjects
 from panopipe.pipeline.report_map import CSS, ShotMark, survey_map, thumbnail_strip
 from panopipe.pipeline.status import Status, status
 from panopipe.pipeline.store import primary_outputs
+from panopipe.storage import write_atomic
 
 MAX_POINTS = 20_000
 MAX_SHOTS = 200
@@ -40,7 +41,7 @@ pre{{white-space:pre-wrap;max-width:60rem;font-size:.8rem;margin:0}}.failed{{col
 {thumbnail_strip(shots)}
 </body></html>
 """
-    target.write_text(html, encoding="utf-8")
+    write_atomic(target, html.encode())
     return target
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from panopipe.storage.base import ObjectInfo, Progress, ReadStats, Storage, StorageStats, validate_key
-from panopipe.storage.folder import FolderStorage, write_atomic
+from panopipe.storage.folder import FolderStorage, open_atomic, write_atomic
 
 if TYPE_CHECKING:
     from panopipe.config import Settings
@@ -51,6 +51,7 @@ __all__ = [
     "ReadStats",
     "Storage",
     "StorageStats",
+    "open_atomic",
     "open_storage",
     "resolve_uri",
     "validate_key",

@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from panopipe.errors import ObjectExistsError, ObjectNotFoundError
 from panopipe.storage.base import ObjectInfo, Storage, os_storage_error
@@ -124,9 +125,22 @@ def write_atomic(
     overwrite: bool = True,
     durable: bool = True,
 ) -> None:
-    """Write ``data`` (bytes, or pieces written in turn) to ``path`` through a temporary file in the same
-    folder, flushed to disk and renamed into place. The file gets ``mode``, by default what the umask leaves
-    of 0666, as for any file a program creates (mkstemp's 0600 would hide published files from their readers).
+    """Write ``data`` (bytes, or pieces written in turn) to ``path`` atomically: :func:`open_atomic`."""
+    with open_atomic(path, mode, overwrite=overwrite, durable=durable) as handle:
+        if isinstance(data, bytes):
+            handle.write(data)
+        else:
+            handle.writelines(data)
+
+
+@contextlib.contextmanager
+def open_atomic(
+    path: Path, mode: int | None = None, *, overwrite: bool = True, durable: bool = True
+) -> Iterator[BinaryIO]:
+    """A binary file to write ``path`` through: a temporary file in the same folder, flushed to disk and
+    renamed into place when the block ends, removed if it raises (``path`` is then left as it was). The file
+    gets ``mode``, by default what the umask leaves of 0666, as for any file a program creates (mkstemp's 0600
+    would hide published files from their readers).
     Without ``overwrite`` the complete file is hard-linked to ``path`` instead, which fails atomically with
     :class:`~panopipe.errors.ObjectExistsError` when ``path`` exists (what ``O_EXCL`` does for an empty file).
     Without ``durable`` the file is not flushed to disk first: every process still sees ``path`` complete or
@@ -139,10 +153,7 @@ def write_atomic(
         raise os_storage_error("write", path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
-            if isinstance(data, bytes):
-                handle.write(data)
-            else:
-                handle.writelines(data)
+            yield handle
             if mode is not None:
                 os.fchmod(handle.fileno(), mode)
             handle.flush()
@@ -173,4 +184,4 @@ def _create_temporary(folder: Path) -> tuple[int, Path]:
             continue
 
 
-__all__ = ["UNFLUSHED_BYTES", "FolderStorage", "write_atomic"]
+__all__ = ["UNFLUSHED_BYTES", "FolderStorage", "open_atomic", "write_atomic"]
