@@ -219,6 +219,21 @@ def project_content(data: dict[str, Any]) -> dict[str, Any]:
     return content
 
 
+def _check_types(section: str, table: dict[str, Any], cls: type) -> None:
+    """A :class:`ConfigError` for a value of ``table`` (a config table as TOML gives it) that is not of the
+    type ``cls`` declares for its key: text where text is expected, a number of 0 or more for a float."""
+    for key in fields(cls):
+        if key.name not in table:
+            continue
+        value, kind = table[key.name], str(key.type)
+        if kind in ("str", "str | None") and (not isinstance(value, str) or not value):
+            raise ConfigError(f"[{section}] {key.name} must be text, not empty, got {value!r}")
+        if kind == "float" and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0
+        ):
+            raise ConfigError(f"[{section}] {key.name} must be a number, 0 or more, got {value!r}")
+
+
 def _positive(name: str, value: Any, kind: type[int] | type[float]) -> Any:
     """``value`` (a number, or the text of one from the environment) as a ``kind`` above zero."""
     try:
@@ -247,6 +262,8 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
             section="panopipe",
         )
         check_names(data.get("ingest", {}), {k.name for k in declared_keys(IngestRules)}, section="ingest")
+        _check_types("panopipe", panopipe_section, Settings)
+        _check_types("ingest", data.get("ingest", {}), IngestRules)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     values: dict[str, Any] = dict(panopipe_section)
@@ -308,6 +325,8 @@ def apply_project_config(
     try:  # pushed by a newer panopipe, say: name the version
         check_names(content, (*PROJECT_SECTIONS, "panopipe"))
         check_names(content.get("ingest", {}), {k.name for k in declared_keys(IngestRules)}, section="ingest")
+        _check_types("panopipe", content.get("panopipe", {}), Settings)
+        _check_types("ingest", content.get("ingest", {}), IngestRules)
     except ConfigError as exc:
         raise ConfigError(f"project configuration version {stored.version} in the catalog: {exc}") from None
     return replace(

@@ -56,3 +56,12 @@ def test_a_version_this_panopipe_cannot_read_is_named(catalog: Catalog):
         ConfigError, match=r"version 1 in the catalog: unknown key in \[ingest\]: 'shot_tolerance'"
     ):
         project_settings(catalog, Settings())
+
+
+def test_a_version_with_a_value_of_the_wrong_type_is_named(catalog: Catalog):
+    catalog.push_project_config({"ingest": {"shot_tolerance_s": "0.05"}}, author="ana", reason="by hand")
+    with pytest.raises(
+        ConfigError,
+        match=r"version 1 in the catalog: \[ingest\] shot_tolerance_s must be a number, 0 or more, got '0.05'",
+    ):
+        project_settings(catalog, Settings())

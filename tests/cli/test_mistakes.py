@@ -274,9 +274,19 @@ def test_text_is_shown_as_written(capsys, tmp_path: Path, two_images: tuple[str,
             "panopipe = 'x.db'\n",
             "panopipe must be a table: write [panopipe] on a line of its own, then its keys",
         ),
+        (
+            "[ingest]\nshot_tolerance_s = '50ms'\n",
+            "[ingest] shot_tolerance_s must be a number, 0 or more, got '50ms'",
+        ),
+        (
+            "[ingest]\nshot_tolerance_s = -0.05\n",
+            "[ingest] shot_tolerance_s must be a number, 0 or more, got -0.05",
+        ),
+        ("[ingest]\npath_pattern = 5\n", "[ingest] path_pattern must be text, not empty, got 5"),
+        ("[panopipe]\nproject = 2024\n", "[panopipe] project must be text, not empty, got 2024"),
     ],
 )
-def test_unknown_config_names_suggest_the_closest(capsys, tmp_path: Path, toml: str, message: str):
+def test_config_mistakes_are_named(capsys, tmp_path: Path, toml: str, message: str):
     config = tmp_path / "panopipe.toml"
     config.write_text(toml)
     code, _, err = run(capsys, "ls", "--config", str(config), "--catalog", str(tmp_path / "c.db"))
