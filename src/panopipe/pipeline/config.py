@@ -54,11 +54,12 @@ def default_output(catalog: Catalog) -> str:
 
 def pipeline_output(catalog: Catalog, settings: Settings) -> str:
     """Where outputs go: ``[steps.pipeline] output``, else ``[panopipe] output_prefix``, else :func:`default_output`."""
-    return str(
-        settings.steps.get(PIPELINE_TABLE, {}).get("output")
-        or settings.output_prefix
-        or default_output(catalog)
-    )
+    output = settings.steps.get(PIPELINE_TABLE, {}).get("output")
+    if output is not None and (not isinstance(output, str) or not output):
+        raise ConfigError(
+            f"[steps.{PIPELINE_TABLE}]: output must be a folder or an s3://BUCKET/PREFIX, got {output!r}"
+        )
+    return output or settings.output_prefix or default_output(catalog)
 
 
 def load_pipeline(
