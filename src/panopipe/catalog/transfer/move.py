@@ -149,7 +149,11 @@ class TransferReport:
                 f"{', content differs' if c.source_rows == c.target_rows else ''})"
                 for c in self.mismatches
             )
-            raise CatalogError(f"{self.target} does not match {self.source}: {names}")
+            raise CatalogError(
+                f"{self.target} does not match {self.source}: {names}. A move continues after the rows "
+                "already copied and copies none of them again: if the source was written to since the move "
+                "began, migrate again into an empty database"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON-ready values."""
