@@ -227,11 +227,11 @@ def _check_types(section: str, table: dict[str, Any], cls: type) -> None:
             continue
         value, kind = table[key.name], str(key.type)
         if kind in ("str", "str | None") and (not isinstance(value, str) or not value):
-            raise ConfigError(f"[{section}] {key.name} must be text, not empty, got {value!r}")
+            raise ConfigError(f"[{section}]: {key.name} must be text, not empty, got {value!r}")
         if kind == "float" and (
             isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0
         ):
-            raise ConfigError(f"[{section}] {key.name} must be a number, 0 or more, got {value!r}")
+            raise ConfigError(f"[{section}]: {key.name} must be a number, 0 or more, got {value!r}")
 
 
 def _positive(name: str, value: Any, kind: type[int] | type[float]) -> Any:

@@ -62,6 +62,6 @@ def test_a_version_with_a_value_of_the_wrong_type_is_named(catalog: Catalog):
     catalog.push_project_config({"ingest": {"shot_tolerance_s": "0.05"}}, author="ana", reason="by hand")
     with pytest.raises(
         ConfigError,
-        match=r"version 1 in the catalog: \[ingest\] shot_tolerance_s must be a number, 0 or more, got '0.05'",
+        match=r"version 1 in the catalog: \[ingest\]: shot_tolerance_s must be a number, 0 or more, got '0.05'",
     ):
         project_settings(catalog, Settings())

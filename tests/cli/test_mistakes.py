@@ -276,14 +276,14 @@ def test_text_is_shown_as_written(capsys, tmp_path: Path, two_images: tuple[str,
         ),
         (
             "[ingest]\nshot_tolerance_s = '50ms'\n",
-            "[ingest] shot_tolerance_s must be a number, 0 or more, got '50ms'",
+            "[ingest]: shot_tolerance_s must be a number, 0 or more, got '50ms'",
         ),
         (
             "[ingest]\nshot_tolerance_s = -0.05\n",
-            "[ingest] shot_tolerance_s must be a number, 0 or more, got -0.05",
+            "[ingest]: shot_tolerance_s must be a number, 0 or more, got -0.05",
         ),
-        ("[ingest]\npath_pattern = 5\n", "[ingest] path_pattern must be text, not empty, got 5"),
-        ("[panopipe]\nproject = 2024\n", "[panopipe] project must be text, not empty, got 2024"),
+        ("[ingest]\npath_pattern = 5\n", "[ingest]: path_pattern must be text, not empty, got 5"),
+        ("[panopipe]\nproject = 2024\n", "[panopipe]: project must be text, not empty, got 2024"),
     ],
 )
 def test_config_mistakes_are_named(capsys, tmp_path: Path, toml: str, message: str):

@@ -97,8 +97,10 @@ def write_export(
         return ExportResult(subject, count, total - count, ())
     with open_atomic(output) as raw:  # a failed export leaves the previous file as it was
         handle = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-        count = _write_text(table, options.format, handle)
-        handle.detach()  # flushed; the binary file is closed by open_atomic
+        try:
+            count = _write_text(table, options.format, handle)
+        finally:
+            handle.detach()  # flushed; open_atomic closes the file
     sidecars = write_csv_sidecars(table, output) if options.format != "geojson" else []
     return ExportResult(subject, count, total - count, (output, *sidecars))
 
