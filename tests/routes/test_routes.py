@@ -114,6 +114,24 @@ def test_a_bad_route_file_is_one_error_line_and_stores_nothing(
     assert code == 3 and "no routes" in err
 
 
+def test_a_route_needs_a_name(capsys, tmp_path: Path):
+    db = str(tmp_path / "c.db")
+    Catalog.open(db).close()
+    path = write(
+        tmp_path / "line.geojson", {"type": "LineString", "coordinates": [[11.5, 48.1], [11.6, 48.2]]}
+    )
+    for name in ("", " ", "US-101 ", "US\t101"):
+        code, _, err = cli(capsys, "route", "add", name, str(path), "--start-measure", "0", "--catalog", db)
+        assert (code, err) == (
+            2,
+            f"error: invalid route name {name!r}: give a name such as US-101, without spaces around it\n",
+        )
+    assert (
+        cli(capsys, "route", "locate", "--catalog", db)[2]
+        == "error: no routes: add one with `panopipe route add NAME FILE`\n"
+    )
+
+
 def test_several_routes_need_route_named(capsys, tmp_path: Path):
     db = str(tmp_path / "c.db")
     Catalog.open(db).close()

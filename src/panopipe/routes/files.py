@@ -98,6 +98,10 @@ def read_route(path: Path, name: str, *, start_measure: float | None = None, uni
     """The route ``name`` from the line in ``path``. Its measures are the positions' M values (the 4th value
     of a GeoJSON position, or a GeoPackage's M) or, without them, ``start_measure`` plus the geodesic length
     along the line, in ``unit`` (``mi`` or ``km``)."""
+    if not name.strip() or name != name.strip() or not name.isprintable():
+        raise ConfigError(
+            f"invalid route name {name!r}: give a name such as US-101, without spaces around it"
+        )
     if unit not in UNITS:
         raise ConfigError(f"invalid --unit {unit!r}: expected {' or '.join(UNITS)}")
     suffix = path.suffix.lower()
