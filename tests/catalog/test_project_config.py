@@ -23,7 +23,7 @@ def test_versions_keep_content_author_and_reason(catalog: Catalog):
     assert first.content == content and first.content_hash == fingerprint(content)
     with pytest.raises(NotFoundError, match="versions are 1 to 2"):
         catalog.project_config(3)
-    with pytest.raises(CatalogError, match="needs a reason"):
+    with pytest.raises(ConfigError, match="needs a reason"):
         catalog.push_project_config({}, author="c", reason=" ")
 
 

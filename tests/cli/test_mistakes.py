@@ -361,6 +361,16 @@ def test_filters_that_select_no_image_say_so(capsys, two_images: tuple[str, list
     assert code == 0 and "warning" not in err
 
 
+def test_an_edit_needs_a_reason(capsys, two_images: tuple[str, list[str]]):
+    edit = ["edit", "--reel", "[R1]", "--set", "alt=12.5", "--catalog", two_images[0]]
+    assert run(capsys, *edit, "--reason", " ") == (
+        ConfigError.exit_code,
+        "",
+        "error: an edit needs a reason (--reason)\n",
+    )
+    assert run(capsys, "history", "--catalog", two_images[0], "--json")[1] == "[]\n"
+
+
 def test_edit_of_every_image_needs_all(capsys, two_images: tuple[str, list[str]]):
     location = two_images[0]
     edit = ["edit", "--catalog", location, "--set", "alt=12.5", "--reason", "RTK", "--json"]

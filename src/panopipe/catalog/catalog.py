@@ -43,7 +43,7 @@ from panopipe.catalog.spatial import PostGIS, detect_postgis
 from panopipe.catalog.subjects import subject_id
 from panopipe.catalog.types import new_ids, utcnow
 from panopipe.catalog.values import from_json, to_json
-from panopipe.errors import CatalogError
+from panopipe.errors import CatalogError, ConfigError
 from panopipe.iterutil import batched
 
 _COMPARED_FIELDS = (*FILE_FIELDS, *CAPTURE_FIELDS, "extra", "status", "error")
@@ -516,7 +516,7 @@ class Catalog:
     def apply_edit(self, changes: Sequence[FieldChange], *, reason: str, author: str) -> str:
         """Record ``changes`` as one edit batch and make them effective; the batch id (for ``undo``)."""
         if not reason.strip():
-            raise CatalogError("an edit needs a reason (--reason)")
+            raise ConfigError("an edit needs a reason (--reason)")
         with self.engine.begin() as conn:
             return edit_ops.apply(conn, changes, reason=reason, author=author)
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from panopipe.catalog.schema import project_config
 from panopipe.catalog.types import utcnow
-from panopipe.errors import CatalogError, NotFoundError
+from panopipe.errors import CatalogError, ConfigError, NotFoundError
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,7 @@ def push(conn: sa.Connection, content: Mapping[str, Any], *, author: str, reason
     from panopipe.steps.fingerprint import canonical_json, fingerprint
 
     if not reason.strip():
-        raise CatalogError("a configuration push needs a reason (--reason)")
+        raise ConfigError("a configuration push needs a reason (--reason)")
     newest = conn.execute(sa.select(sa.func.max(project_config.c.version))).scalar() or 0
     text = canonical_json(content)
     stored = ConfigVersion(newest + 1, json.loads(text), fingerprint(content), author, reason, utcnow())

@@ -187,7 +187,8 @@ def edit(
     selection: Selection,
     reason: Annotated[str, typer.Option("--reason", help="Why: kept in the edit history.")],
     assign: Annotated[
-        list[str] | None, typer.Option("--set", help="FIELD=VALUE on every selected image (repeatable).")
+        list[str] | None,
+        typer.Option("--set", help="FIELD=VALUE on every selected image (repeatable); FIELD= clears it."),
     ] = None,
     shift_time: Annotated[
         str | None, typer.Option("--shift-time", help="Move capture times, e.g. +2s.")
