@@ -240,7 +240,7 @@ def test_edits_are_validated(catalog: Catalog):
         catalog.plan_edit(Selection(ids=(image_id,)), assign={"lat": 91.0})
     with pytest.raises(ConfigError, match="no image match"):
         catalog.resolve_keys([{"reel": "R009", "frame": "1", "lat": "1"}])
-    with pytest.raises(CatalogError, match="reason"):
+    with pytest.raises(ConfigError, match="reason"):
         catalog.apply_edit(
             catalog.plan_edit(Selection(ids=(image_id,)), assign={"alt": 1.0}), reason=" ", author="x"
         )
