@@ -136,8 +136,8 @@ def test_unsupported_storage_urls(capsys, tmp_path: Path):
     assert run(capsys, "sync", str(tmp_path / "capture"), "gs://survey-bucket/x", "--catalog", db) == (
         ConfigError.exit_code,
         "",
-        "error: unsupported storage URL gs://survey-bucket/x: images are in a folder (a path or "
-        "file:///PATH) or in s3://BUCKET/PREFIX\n",
+        "error: unsupported storage URL gs://survey-bucket/x: storage is a folder (a path or "
+        "file:///PATH) or s3://BUCKET/PREFIX\n",
     )
 
 

@@ -119,6 +119,13 @@ def test_a_missing_or_malformed_manifest_fails_the_child_with_a_clear_reason(tmp
     jobs = [JobSpec(f"j{n}", "derive", f"image:{n}", "f", {}) for n in range(3)]
     written = Submission.at(str(folder) + "/").write("derive", jobs, 2)
     assert [spec.id for spec in Submission.at(str(folder) + "/").chunk(written, 1)] == ["j2"]
+    # the manifest, or its folder with or without the slash: one submission
+    for given in (folder / "manifest.json", folder, f"{folder}/"):
+        assert Submission.at(str(given)).manifest() == written, given
+    with pytest.raises(
+        ManifestError, match=r"m\.json is not a manifest: a submission's is named manifest\.json"
+    ):
+        run_chunk(str(folder / "m.json"), 0)
     with pytest.raises(ManifestError, match="has chunks 0 to 1, not 3"):
         run_chunk(str(folder / "manifest.json"), 3)
     body = folder / "chunks.jsonl.gz"

@@ -95,8 +95,15 @@ class Submission:
 
     @classmethod
     def at(cls, uri: str, settings: Settings | None = None) -> Submission:
-        """The submission whose manifest (or prefix) is at the storage URI ``uri``."""
-        storage, key = resolve_uri(uri.removesuffix(MANIFEST) + MANIFEST, settings)
+        """The submission whose manifest (or folder) is at the storage URI ``uri``."""
+        base = uri.rstrip("/")
+        if base == MANIFEST or base.endswith("/" + MANIFEST):
+            base = base.removesuffix(MANIFEST).rstrip("/")
+        elif base.endswith(".json"):
+            raise ManifestError(
+                f"{uri} is not a manifest: a submission's is named {MANIFEST}; give it or its folder"
+            )
+        storage, key = resolve_uri(f"{base}/{MANIFEST}" if base else MANIFEST, settings)
         return cls(storage, key.removesuffix(MANIFEST))
 
     @property

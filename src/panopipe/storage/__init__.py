@@ -18,30 +18,36 @@ def open_storage(uri: str | Path, settings: Settings | None = None) -> Storage:
     ``settings`` configure S3 (endpoint URL, region, profile); by default they are loaded on first S3 use.
     Any other URL, or one missing its ``//``, is a :class:`~panopipe.errors.ConfigError`.
     """
-    from panopipe.errors import ConfigError
-    from panopipe.locations import url_scheme
-
     text = str(uri)
-    scheme = url_scheme(text)
-    if scheme == "s3":
+    if _is_s3(text):
         from panopipe.storage.s3 import S3Storage  # boto3 is imported only when S3 is used
 
         return S3Storage.from_uri(text, settings=settings)
-    if scheme not in (None, "file"):
-        raise ConfigError(
-            f"unsupported storage URL {text}: images are in a folder (a path or file:///PATH) or in "
-            "s3://BUCKET/PREFIX"
-        )
     return FolderStorage(text.removeprefix("file://"))
 
 
 def resolve_uri(uri: str, settings: Settings | None = None) -> tuple[Storage, str]:
     """The storage holding the object at the absolute ``uri`` and its key there."""
-    if uri.startswith("s3://"):
+    if _is_s3(uri):
         bucket, _, key = uri.removeprefix("s3://").partition("/")
         return open_storage(f"s3://{bucket}", settings), key
     path = Path(uri.removeprefix("file://"))
     return FolderStorage(path.parent), path.name
+
+
+def _is_s3(location: str) -> bool:
+    """Whether ``location`` is an ``s3://`` URL rather than a path or ``file://`` URL; a
+    :class:`~panopipe.errors.ConfigError` for any other URL, or one missing its ``//``."""
+    from panopipe.errors import ConfigError
+    from panopipe.locations import url_scheme
+
+    scheme = url_scheme(location)
+    if scheme not in (None, "file", "s3"):
+        raise ConfigError(
+            f"unsupported storage URL {location}: storage is a folder (a path or file:///PATH) or "
+            "s3://BUCKET/PREFIX"
+        )
+    return scheme == "s3"
 
 
 __all__ = [
