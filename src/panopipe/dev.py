@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from panopipe.config import ENV_BUCKETS, ENV_OUTPUT_PREFIX, ENV_S3_ENDPOINT_URL
-from panopipe.errors import ConfigError
+from panopipe.errors import ConfigError, EventError
 from panopipe.events.handler import EventHandler, HandleReport
+from panopipe.storage.aws_clients import aws_client
 
 ENV_SQS_ENDPOINT_URL = "AWS_ENDPOINT_URL_SQS"  # boto3's own service-specific endpoint variables
 ENV_BOTO_S3_ENDPOINT_URL = "AWS_ENDPOINT_URL_S3"
@@ -196,17 +197,18 @@ def run_worker(
     Acknowledged messages are deleted; failed ones are left to come back after the visibility timeout (and to
     move to the dead-letter queue after the redrive policy's receives). Runs ``max_polls`` polls, or until
     interrupted (Ctrl-C): then the report says so. ``on_start`` gets the SQS endpoint before the first poll,
-    ``on_batch`` the number of messages and the handler's report of each batch.
+    ``on_batch`` the number of messages and the handler's report of each batch. The SQS client is built from
+    the handler's settings (region, profile); an error of SQS (no such queue, no credentials, no connection)
+    stops the worker with an :class:`~panopipe.errors.EventError` naming the queue.
     """
-    if sqs is None:
-        import boto3
+    import botocore.exceptions
 
-        sqs = boto3.client("sqs")
-    queue_arn = _queue_arn(sqs, queue_url)
-    if on_start is not None:
-        on_start(sqs.meta.endpoint_url)
     report = WorkerReport()
     try:
+        sqs = sqs or aws_client("sqs", handler.settings)
+        queue_arn = _queue_arn(sqs, queue_url)
+        if on_start is not None:
+            on_start(sqs.meta.endpoint_url)
         while max_polls is None or report.polls < max_polls:
             messages = sqs.receive_message(
                 QueueUrl=queue_url,
@@ -221,6 +223,8 @@ def run_worker(
                     on_batch(len(messages), batch)
     except KeyboardInterrupt:  # Ctrl-C; a batch not yet acknowledged comes back after the visibility timeout
         report.interrupted = True
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        raise EventError(f"cannot poll the queue {queue_url}: {exc}") from None
     return report
 
 

@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from panopipe.config import Settings, load_settings
+from panopipe.config import Settings
 from panopipe.errors import ConfigError, StackError, StackNotFoundError
+from panopipe.storage.aws_clients import aws_client
 
 CloudFormationClient = Any  # boto3 generates client classes at run time
 
@@ -147,24 +148,10 @@ def template_json(values: Mapping[str, str] | None = None, *, compact: bool = Fa
 def cloudformation_client(settings: Settings | None = None) -> CloudFormationClient:
     """A CloudFormation client for the configured region and profile, with botocore's standard retries
     (throttling is retried with backoff)."""
-    import boto3
-    import botocore.config
-    import botocore.exceptions
-
-    settings = settings or load_settings()
-    config = botocore.config.Config(
-        region_name=settings.aws_region, retries={"mode": "standard", "max_attempts": 8}
+    client: CloudFormationClient = aws_client(
+        "cloudformation", settings, retries={"mode": "standard", "max_attempts": 8}
     )
-    try:
-        session = boto3.session.Session(profile_name=settings.aws_profile)
-    except botocore.exceptions.ProfileNotFound as exc:
-        raise ConfigError(f"{exc}: check AWS_PROFILE and ~/.aws/config") from None
-    try:
-        return session.client("cloudformation", config=config)
-    except botocore.exceptions.NoRegionError:
-        raise ConfigError(
-            "no AWS region: set AWS_REGION, a region in ~/.aws/config or aws_region in [panopipe]"
-        ) from None
+    return client
 
 
 @contextmanager

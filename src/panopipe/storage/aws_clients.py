@@ -93,7 +93,8 @@ def aws_client(
     service: str, settings: Settings | None = None, *, endpoint_url: str | None = None, **config: Any
 ) -> Any:
     """A boto3 client of ``service`` in the region and profile of ``settings``, with botocore ``config``
-    (retries, pools); ``endpoint_url`` else boto3's own (``AWS_ENDPOINT_URL``...)."""
+    (retries, pools); ``endpoint_url`` else boto3's own (``AWS_ENDPOINT_URL``...). A profile that does not
+    exist, or no region at all, is a :class:`~panopipe.errors.ConfigError` saying what to set."""
     import boto3
     import botocore.config
     import botocore.exceptions
@@ -104,7 +105,12 @@ def aws_client(
     except botocore.exceptions.ProfileNotFound as exc:
         raise ConfigError(f"{exc}: check AWS_PROFILE and ~/.aws/config") from None
     client_config = botocore.config.Config(region_name=settings.aws_region, **config)
-    return session.client(service, endpoint_url=endpoint_url, config=client_config)
+    try:
+        return session.client(service, endpoint_url=endpoint_url, config=client_config)
+    except botocore.exceptions.NoRegionError:
+        raise ConfigError(
+            "no AWS region: set AWS_REGION, a region in ~/.aws/config or aws_region in [panopipe]"
+        ) from None
 
 
 def is_transient_aws_error(error: BaseException) -> bool:
