@@ -92,7 +92,7 @@ class IngestRules:
     """
 
     path_pattern: str = config_key(
-        r"(?:^|/)(?P<reel>[^/]+)/(?:cam(?:era)?[_-]?(?P<camera>\d+)/)?[^/]*?(?P<frame>\d+)\.jpe?g$",
+        r"(?:^|/)(?P<reel>[^/]+)/(?:cam(?:era)?[_-]?(?P<camera>\d+)/)?[^/]*?(?P<frame>\d+)\.(?i:jpe?g)$",
         "Regular expression searched in each file's path (relative, `/` separators); its named groups "
         "`reel`, `frame` and `camera` fill those fields.",
     )

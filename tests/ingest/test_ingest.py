@@ -55,6 +55,17 @@ def test_reel_frame_camera_and_shots(catalog: Catalog, survey: Path):
     }
 
 
+def test_the_default_rules_read_the_upper_case_names_cameras_write(catalog: Catalog, survey: Path):
+    for n, path in enumerate(sorted(survey.rglob("*.jpg"))):  # R001/cam0/R001_cam0_000001.JPG, .JPEG
+        path.rename(path.with_suffix((".jpg", ".JPG", ".JPEG")[n % 3]))
+    ingest(catalog, [survey], SETTINGS)
+    images = list(catalog.images())
+    assert {path.suffix for path in survey.rglob("*.*")} == {".jpg", ".JPG", ".JPEG"}
+    assert sorted((i.reel, i.frame, i.camera_index) for i in images) == [
+        ("R001", f, c) for f in (1, 2) for c in range(6)
+    ]
+
+
 def test_custom_path_rules(catalog: Catalog, survey: Path):
     rules = IngestRules(path_pattern=r"(?P<reel>R\d+)/cam(?P<camera>\d)/.*_(?P<frame>\d+)\.jpg$")
     ingest(catalog, [survey], Settings(ingest=rules))
