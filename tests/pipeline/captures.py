@@ -70,15 +70,16 @@ def add_rig_shots(
 
 
 def add_panoramas(
-    catalog: Catalog, root: Path, count: int, *, size: tuple[int, int] = (256, 128)
+    catalog: Catalog, root: Path, count: int, *, size: tuple[int, int] = (256, 128), numbered: bool = True
 ) -> list[str]:
-    """``count`` single equirectangular 360° images in reel P001; their ids by frame."""
+    """``count`` single equirectangular 360° images in reel P001 (without ``numbered``: no reel and no frame,
+    as straight from a 360° camera); their ids by frame."""
     records = [
         record(
             root / "P001" / f"pano_{n:06d}.jpg",
             jpeg(synthetic_panorama(*size, seed=100 + n)),
             n,
-            reel="P001",
+            **({"reel": "P001"} if numbered else {"reel": None, "frame": None}),
             projection="equirectangular",
             width=size[0],
             height=size[1],

@@ -25,6 +25,18 @@ def exiftool(path: Path) -> dict[str, object]:
     return json.loads(out.stdout)[0]
 
 
+def test_images_without_reel_or_frame_are_published_by_their_file_name(project: Project):
+    # the default template needs a reel and a frame; a 360° image straight from its camera has neither
+    add_panoramas(project.catalog, project.root, 2, numbered=False)
+
+    assert run(project.catalog, settings=project.settings, executor=InlineExecutor()).ok
+
+    published = sorted(p.relative_to(project.out).as_posix() for p in project.out.glob("publish/**/*.jpg"))
+    assert published == [
+        f"publish/demo/pano_00000{n}{suffix}.jpg" for n in (0, 1) for suffix in ("", "_preview", "_thumbnail")
+    ]
+
+
 def test_published_files_get_the_umask_mode(project: Project, umask: int):
     add_rig_shots(project.catalog, project.root, 1)
 

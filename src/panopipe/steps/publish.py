@@ -6,9 +6,11 @@ Config (``[steps.publish]``)::
     root = "s3://bucket/published"   # any storage URI; default: "publish" under the output storage
 
 Template fields: ``project``, ``reel``, ``frame``, ``shot``, ``id`` (shot or image id), ``kind`` (``shot`` or
-``image``), ``date`` (capture date, ``YYYY-MM-DD``), ``route`` and ``mp`` (the route and measure ``panopipe route
-locate`` stored: ``{route}/{mp:08.3f}.jpg``; a template that uses them makes them part of the fingerprint, so
-that locating again renames what moved). Before anything runs, :meth:`PublishStep.validate` refuses
+``image``), ``name`` (an image's file name without its extension, a shot's id), ``date`` (capture date,
+``YYYY-MM-DD``), ``route`` and ``mp`` (the route and measure ``panopipe route locate`` stored:
+``{route}/{mp:08.3f}.jpg``; a template that uses them makes them part of the fingerprint, so that locating again
+renames what moved). The default template names a subject without a reel or a frame (a 360° image straight
+from its camera, ``R0014760.JPG``) ``{project}/{name}.jpg`` instead. Before anything runs, :meth:`PublishStep.validate` refuses
 a template that escapes the root (``..``, absolute) or maps two subjects to one name.
 
 The ``derive`` step's thumbnail and preview, when it recorded them, are published beside the image with the
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import PurePosixPath
 from typing import Any
 
 from panopipe.config import ConfigKey
@@ -31,6 +34,8 @@ from panopipe.steps.fingerprint import fingerprint
 from panopipe.storage import Storage, open_storage, validate_key
 
 DEFAULT_TEMPLATE = "{project}/{reel}/{project}_{reel}_{frame:06d}.jpg"
+UNNUMBERED_TEMPLATE = "{project}/{name}.jpg"
+"""What the default template becomes for a subject without a reel or a frame."""
 DERIVED = DeriveStep.outputs
 LOCATED = ("route", "mp")
 """Template fields that ``panopipe route locate`` fills."""
@@ -48,7 +53,8 @@ class PublishStep(Step):
         ConfigKey(
             "template",
             DEFAULT_TEMPLATE,
-            "Name of each published image under `root`; fields: project, reel, frame, shot, id, kind, date.",
+            "Name of each published image under `root`; fields: project, reel, frame, shot, id, kind, name, "
+            f"date. The default names an image without reel or frame `{UNNUMBERED_TEMPLATE}`.",
         ),
         ConfigKey(
             "root", None, "Storage URI published images go under.", "`publish` under the pipeline output"
@@ -113,11 +119,14 @@ class PublishStep(Step):
             "shot": subject.key if subject.kind == "shot" else first.shot,
             "id": subject.key,
             "kind": subject.kind,
+            "name": PurePosixPath(first.uri).stem if subject.kind == "image" else subject.key,
             "date": first.captured_at.date().isoformat() if first.captured_at else None,
             "route": first.route,
             "mp": first.measure,
         }
         template = self.params["template"]
+        if template == DEFAULT_TEMPLATE and (first.reel is None or fields["frame"] is None):
+            template = UNNUMBERED_TEMPLATE
         try:
             key = template.format(**fields)
         except (KeyError, ValueError, TypeError, IndexError) as exc:
@@ -165,4 +174,4 @@ class PublishStep(Step):
         return outputs
 
 
-__all__ = ["DEFAULT_TEMPLATE", "DERIVED", "LOCATED", "PublishStep"]
+__all__ = ["DEFAULT_TEMPLATE", "DERIVED", "LOCATED", "UNNUMBERED_TEMPLATE", "PublishStep"]
