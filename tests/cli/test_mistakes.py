@@ -331,6 +331,16 @@ def test_unknown_step_names_suggest_the_closest(capsys, two_images: tuple[str, l
             "maximum: are two values swapped?",
         ),
         (["--status", "broken"], "invalid status 'broken': expected ok or failed"),
+        (
+            ["--since", "2024-05-01T00:00:00Z", "--until", "2024-04-01T00:00:00Z"],
+            "--since 2024-05-01T00:00:00+00:00 is not before --until 2024-04-01T00:00:00+00:00: nothing is "
+            "captured in between; are the two swapped?",
+        ),
+        (
+            ["--since", "2024-05-01"],
+            "time '2024-05-01' has no zone: write 2024-05-01T00:00:00Z for UTC, or an offset: "
+            "2024-05-01T00:00:00+02:00",
+        ),
     ],
 )
 def test_filter_mistakes(capsys, two_images: tuple[str, list[str]], filters: list[str], message: str):

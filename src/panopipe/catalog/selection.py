@@ -68,6 +68,11 @@ class Selection:
             raise ConfigError("--near and --radius go together")
         if self.radius_m is not None and self.radius_m <= 0:
             raise ConfigError(f"invalid radius {self.radius_m}: expected metres > 0")
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ConfigError(
+                f"--since {self.since.isoformat()} is not before --until {self.until.isoformat()}: "
+                "nothing is captured in between; are the two swapped?"
+            )
         for name in self.flags:
             if name not in ALL_FLAGS:
                 raise ConfigError(f"unknown --flag {name!r}; {did_you_mean(name, ALL_FLAGS)}")

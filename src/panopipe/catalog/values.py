@@ -21,8 +21,11 @@ def parse_time(text: str) -> datetime:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise ConfigError(f"invalid time {text!r}: expected ISO 8601 like 2024-05-01T10:00:00Z") from None
-    if value.tzinfo is None:
-        raise ConfigError(f"time {text!r} has no zone: add Z for UTC or an offset like +02:00")
+    if value.tzinfo is None:  # a date alone too: midnight where?
+        written = value.isoformat(timespec="seconds")
+        raise ConfigError(
+            f"time {text!r} has no zone: write {written}Z for UTC, or an offset: {written}+02:00"
+        )
     return value.astimezone(UTC)
 
 
