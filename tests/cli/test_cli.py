@@ -141,6 +141,44 @@ def test_edit_positions_from_csv_and_shift_time(capsys, tmp_path: Path, survey: 
     assert code == 0 and len(json.loads(out)["changes"]) == 6
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "",
+            "the CSV has no rows: a header line (e.g. reel,frame,camera_index,lat,lon), then a row per image",
+        ),
+        (
+            "reel;frame;camera_index;lat;lon\nR001;2;0;48.5;11.25\n",  # a spreadsheet's export in some locales
+            "CSV line 1: no column names the image (id, uri, or reel and frame); found "
+            "'reel;frame;camera_index;lat;lon'; separate the columns with commas",
+        ),
+        (
+            "reel,frame,camera_index,lat\nR001,two,0,48.5\n",
+            "CSV line 2: invalid value 'two' for frame: expected a whole number",
+        ),
+        (
+            "reel,frame,camera_index,lat\nR001,2,0,north\n",
+            "CSV line 2: invalid value 'north' for lat: expected a number",
+        ),
+        (
+            "reel,frame,camera_index,lat\nR001,2,0,48.5\nR001,1,0,48.4\nR001,2,0,48.6\n",
+            "CSV line 4: the image of line 2 again; give each image once",
+        ),
+    ],
+)
+def test_a_bad_positions_csv_is_one_line_naming_where(
+    capsys, tmp_path: Path, survey: Path, text: str, message: str
+):
+    db = str(tmp_path / "c.db")
+    ingest_survey(capsys, db, survey)
+    positions = tmp_path / "positions.csv"
+    positions.write_text(text)
+    edit = ["edit", "--catalog", db, "--positions", str(positions), "--reason", "GNSS"]
+    assert run(capsys, *edit) == (2, "", f"error: {message}\n")
+    assert run(capsys, "history", "--catalog", db, "--json")[1] == "[]\n"
+
+
 def test_export_csv_and_geojson(capsys, tmp_path: Path, survey: Path):
     db = str(tmp_path / "c.db")
     ingest_survey(capsys, db, survey)

@@ -191,29 +191,55 @@ def resolve_keys(conn: sa.Connection, rows: Iterable[dict[str, str]]) -> dict[st
     holds several cameras); every other column is a field to set.
     """
     resolved: dict[str, dict[str, Any]] = {}
+    lines: dict[str, int] = {}
     key_columns = {"id", "uri", "reel", "frame", "camera_index"}
     for number, row in enumerate(rows, start=2):
-        if row.get("id"):
-            condition = [images.c.id == row["id"]]
-        elif row.get("uri"):
-            condition = [images.c.uri == row["uri"]]
-        elif row.get("reel") and row.get("frame"):
-            condition = [images.c.reel == row["reel"], images.c.frame == int(row["frame"])]
-            if row.get("camera_index"):
-                condition.append(images.c.camera_index == int(row["camera_index"]))
-        else:
-            raise ConfigError(f"CSV line {number}: name the image by id, uri, or reel and frame")
-        ids = conn.execute(sa.select(images.c.id).where(*condition, images.c.deleted == sa.false())).all()
-        if len(ids) != 1:
-            what = "no image" if not ids else f"{len(ids)} images"
-            raise ConfigError(f"CSV line {number}: {what} match {_describe(row, key_columns)}")
-        values = {
-            k: parse_value(k, v.strip()) for k, v in row.items() if k not in key_columns and v is not None
-        }
-        for field in values:
-            _check_field(field)
-        resolved.setdefault(ids[0].id, {}).update(values)
+        if number == 2 and not key_columns & set(row):
+            found = ", ".join(repr(name) for name in row)
+            raise ConfigError(
+                f"CSV line 1: no column names the image (id, uri, or reel and frame); found {found}"
+                + ("; separate the columns with commas" if any(";" in name for name in row) else "")
+            )
+        try:
+            image_id = _image_of(conn, row, key_columns)
+            values = {
+                k: parse_value(k, v.strip()) for k, v in row.items() if k not in key_columns and v is not None
+            }
+            for field in values:
+                _check_field(field)
+        except ConfigError as exc:
+            raise ConfigError(f"CSV line {number}: {exc}") from None
+        if image_id in lines:
+            raise ConfigError(
+                f"CSV line {number}: the image of line {lines[image_id]} again; give each image once"
+            )
+        lines[image_id] = number
+        resolved[image_id] = values
+    if not lines:
+        raise ConfigError(
+            "the CSV has no rows: a header line (e.g. reel,frame,camera_index,lat,lon), then a row per image"
+        )
     return resolved
+
+
+def _image_of(conn: sa.Connection, row: dict[str, str], key_columns: set[str]) -> str:
+    """The id of the one image a positions CSV row names."""
+    if row.get("id"):
+        condition = [images.c.id == row["id"]]
+    elif row.get("uri"):
+        condition = [images.c.uri == row["uri"]]
+    elif row.get("reel") and row.get("frame"):
+        condition = [images.c.reel == row["reel"], images.c.frame == parse_value("frame", row["frame"])]
+        if row.get("camera_index"):
+            condition.append(images.c.camera_index == parse_value("camera_index", row["camera_index"]))
+    else:
+        raise ConfigError("name the image by id, uri, or reel and frame")
+    ids = conn.execute(sa.select(images.c.id).where(*condition, images.c.deleted == sa.false())).all()
+    if len(ids) != 1:
+        raise ConfigError(
+            f"{'no image' if not ids else f'{len(ids)} images'} match {_describe(row, key_columns)}"
+        )
+    return str(ids[0].id)
 
 
 def _describe(row: dict[str, str], keys: set[str]) -> str:
