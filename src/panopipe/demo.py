@@ -21,6 +21,7 @@ import numpy as np
 
 from panopipe.catalog import Catalog, Selection
 from panopipe.config import IngestRules, load_settings
+from panopipe.errors import ConfigError
 from panopipe.geo import destination
 from panopipe.ingest import IngestReport, ingest
 from panopipe.metadata.writer import MetadataUpdate, apply_metadata
@@ -253,7 +254,14 @@ def run_demo(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> DemoResult:
     """Generate a survey in ``folder``, ingest it, run the whole pipeline, then correct the reel's altitude from
-    RTK (its GNSS read high) and show that only what the edit touched runs again: not the stitching."""
+    RTK (its GNSS read high) and show that only what the edit touched runs again: not the stitching. The
+    catalog must hold no image yet (a :class:`~panopipe.errors.ConfigError` before anything is written)."""
+    with Catalog.open(catalog_location) as catalog:
+        if catalog.count(Selection(include_deleted=True)):
+            raise ConfigError(
+                f"{catalog_location} already holds images (an earlier demo?): the demo needs an empty "
+                f"catalog: give another --folder, or delete {folder} first"
+            )
     tick = progress or (lambda stage, done, total: None)
     survey = generate_survey(folder, shots=shots, progress=lambda done, total: tick("render", done, total))
     camera = survey.rig.cameras[0]

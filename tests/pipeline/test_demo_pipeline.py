@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 
 import cv2
+import pytest
 import sqlalchemy as sa
 from tests.pipeline.captures import Project, add_rig_shots
 
@@ -14,6 +15,7 @@ from panopipe.catalog import Catalog, Selection
 from panopipe.catalog.schema import artifacts
 from panopipe.config import load_settings
 from panopipe.demo import GNSS_ALTITUDE_BIAS_M, RTK_ALTITUDE_M, run_demo
+from panopipe.errors import ConfigError
 from panopipe.pipeline import plan, run, verify
 from panopipe.stitching import psnr
 
@@ -50,6 +52,13 @@ def test_demo_survey_runs_end_to_end(catalog: Catalog, tmp_path: Path):
             stitched.shape[0] // 4, stitched.shape[0] * 3 // 4
         )  # the horizon band, away from the poles
         assert psnr(stitched[band], expected[band]) > 30  # about 34 dB: JPEG twice and resampling
+    # Run again on the same catalog, the demo says what to do before writing anything.
+    before = {path: path.stat().st_mtime_ns for path in (tmp_path / "demo").rglob("*")}
+    with pytest.raises(
+        ConfigError, match=r"already holds images .*: give another --folder, or delete .*demo first"
+    ):
+        run_demo(tmp_path / "demo", location, shots=2)
+    assert {path: path.stat().st_mtime_ns for path in (tmp_path / "demo").rglob("*")} == before
 
 
 def test_without_a_rig_the_worker_derives_the_profile_from_the_decoded_frames(project: Project, executor):
