@@ -41,6 +41,20 @@ def test_shot_with_a_missing_frame_fails_and_the_others_go_on(project: Project, 
     ]
 
 
+def test_a_flat_photo_without_camera_index_says_why_it_is_not_stitched(project: Project):
+    # what a folder of ordinary photos gives with the default [ingest] rules: shots of one frame, no camera
+    data = jpeg(np.full((48, 64, 3), 128, np.uint8))
+    project.catalog.upsert_images([record(project.root / "R009" / "IMG_0001.jpg", data, 1, reel="R009")])
+    project.catalog.assign_shots(["R009"], 0.05)
+
+    (item,) = plan(project.catalog, settings=project.settings, steps=["stitch"])
+
+    assert item.problem == (
+        "shot R009-000001: some frames have no camera index (the `camera` group of [ingest] path_pattern); "
+        "a 360° image needs its GPano ProjectionType, a flat photo alone is not stitched"
+    )
+
+
 def test_frames_that_do_not_overlap_fail_the_opencv_stitch(project: Project, executor):
     rng = np.random.default_rng(7)
     project.catalog.upsert_images(

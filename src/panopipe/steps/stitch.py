@@ -170,7 +170,10 @@ def _frame_problem(subject: Subject, cameras: int | None) -> str | None:
     """Why the shot cannot be stitched (frames missing or doubled), or ``None``."""
     indexes = [frame.camera_index for frame in subject.frames if frame.camera_index is not None]
     if len(indexes) != len(subject.frames):
-        return f"shot {subject.key}: some frames have no camera index"
+        return (
+            f"shot {subject.key}: some frames have no camera index (the `camera` group of [ingest] "
+            "path_pattern); a 360° image needs its GPano ProjectionType, a flat photo alone is not stitched"
+        )
     if len(set(indexes)) != len(indexes):
         return f"shot {subject.key}: several frames from one camera (camera indexes {sorted(indexes)})"
     expected = set(range(cameras if cameras is not None else max(indexes) + 1))
