@@ -259,7 +259,7 @@ def run_demo(
     with Catalog.open(catalog_location) as catalog:
         if catalog.count(Selection(include_deleted=True)):
             raise ConfigError(
-                f"{catalog_location} already holds images (an earlier demo?): the demo needs an empty "
+                f"{catalog.location} already holds images (an earlier demo?): the demo needs an empty "
                 f"catalog: give another --folder, or delete {folder} first"
             )
     tick = progress or (lambda stage, done, total: None)

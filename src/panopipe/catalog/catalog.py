@@ -22,7 +22,7 @@ from panopipe.catalog import routes as route_ops
 from panopipe.catalog import short_ids
 from panopipe.catalog.bulk import insert_columns
 from panopipe.catalog.columns import read_columns
-from panopipe.catalog.engine import check_schema, create_catalog_engine, mask_url
+from panopipe.catalog.engine import catalog_location, check_schema, create_catalog_engine, mask_url
 from panopipe.catalog.object_events import AppliedChange, ObjectChange, OnRemoved, apply_changes
 from panopipe.catalog.project_config import ConfigVersion
 from panopipe.catalog.records import (
@@ -97,6 +97,11 @@ class Catalog:
     def url(self) -> str:
         """The catalog's URL with any password masked."""
         return mask_url(self.engine.url)
+
+    @property
+    def location(self) -> str:
+        """Where the catalog is, as a user writes it: a SQLite file's path, else the masked URL."""
+        return catalog_location(self.engine.url)
 
     @property
     def folder(self) -> Path | None:

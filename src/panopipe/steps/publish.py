@@ -8,10 +8,11 @@ Config (``[steps.publish]``)::
 Template fields: ``project``, ``reel``, ``frame``, ``shot``, ``id`` (shot or image id), ``kind`` (``shot`` or
 ``image``), ``name`` (an image's file name without its extension, a shot's id), ``date`` (capture date,
 ``YYYY-MM-DD``), ``route`` and ``mp`` (the route and measure ``panopipe route locate`` stored:
-``{route}/{mp:08.3f}.jpg``; a template that uses them makes them part of the fingerprint, so that locating again
-renames what moved). The default template names a subject without a reel or a frame (a 360° image straight
-from its camera, ``R0014760.JPG``) ``{project}/{name}.jpg`` instead. Before anything runs, :meth:`PublishStep.validate` refuses
-a template that escapes the root (``..``, absolute) or maps two subjects to one name.
+``{route}/{mp:08.3f}.jpg``; a template that uses them makes them part of the fingerprint, so that locating
+again renames what moved). The default template names a subject without a reel or a frame (a 360° image
+straight from its camera, ``R0014760.JPG``) ``{project}/{name}.jpg`` instead. Before anything runs,
+:meth:`PublishStep.validate` refuses a template that escapes the root (``..``, absolute) or maps two subjects
+to one name.
 
 The ``derive`` step's thumbnail and preview, when it recorded them, are published beside the image with the
 output name before the extension: ``…_000042_thumbnail.jpg`` and ``…_000042_preview.jpg``. The job follows
