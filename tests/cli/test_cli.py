@@ -179,6 +179,16 @@ def test_a_bad_positions_csv_is_one_line_naming_where(
     assert run(capsys, "history", "--catalog", db, "--json")[1] == "[]\n"
 
 
+def test_empty_answers_say_what_makes_them_full(capsys, tmp_path: Path):
+    db = str(tmp_path / "c.db")
+    assert run(capsys, "db", "upgrade", "--catalog", db)[0] == 0
+    code, _, err = run(capsys, "status", "--catalog", db)
+    assert (code, err) == (0, "no jobs yet: `panopipe plan` shows what `panopipe run` would do\n")
+    code, _, err = run(capsys, "history", "--catalog", db)
+    assert (code, err) == (0, "no edits: `panopipe edit` makes one\n")
+    assert run(capsys, "history", "--catalog", db, "--json") == (0, "[]\n", "")
+
+
 def test_export_csv_and_geojson(capsys, tmp_path: Path, survey: Path):
     db = str(tmp_path / "c.db")
     ingest_survey(capsys, db, survey)

@@ -287,6 +287,10 @@ def history(
         images = catalog.short_ids([row["image_id"] for row in rows]) if detail or batch else {}
         rows = [{**row, "batch": batches[row["batch"]]} | _short_image(row, images) for row in rows]
     render.print_rows(rows, columns, as_json=as_json)
+    if not rows and not as_json:
+        render.stderr.print(
+            "no edits" + (" of this image" if image_id else "") + ": `panopipe edit` makes one"
+        )
 
 
 def _short_image(row: dict[str, object], shown: dict[str, str]) -> dict[str, object]:

@@ -214,6 +214,8 @@ def status(
         for step, counts in current.jobs.items()
     ]
     render.print_rows(rows, ("step", *statuses, "outputs"), as_json=False)
+    if not rows:
+        render.stderr.print("no jobs yet: `panopipe plan` shows what `panopipe run` would do")
     costs = current.to_dict()["costs"]
     if costs:
         columns = ("estimate_vcpu_seconds", "actual_vcpu_seconds", "estimate_fargate_spot_usd")
