@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TypedDict
 
 from panopipe.catalog import Catalog, ImageRecord, KnownFile, Selection
@@ -46,6 +46,8 @@ class IngestReport:
     unchanged: int = 0
     deleted: int = 0
     failed: list[IngestFailure] = field(default_factory=list)
+    not_jpeg: dict[str, int] = field(default_factory=dict)
+    """Files of the sources that are not JPEGs, not read, by extension (``.png``; ``""`` for none)."""
     bytes_read: int = 0
     files_read: int = 0
     seconds: float = 0.0
@@ -63,6 +65,7 @@ class IngestReport:
             "unchanged": self.unchanged,
             "deleted": self.deleted,
             "failed": [{"uri": f.uri, "reason": f.reason} for f in self.failed],
+            "not_jpeg": dict(sorted(self.not_jpeg.items())),
             "files_read": self.files_read,
             "bytes_read": self.bytes_read,
             "bytes_read_per_image": round(self.bytes_read / self.files_read) if self.files_read else 0,
@@ -99,7 +102,10 @@ def ingest(
     rules = _compile(settings.ingest)
     report = IngestReport()
     listed = [_list_source(source, settings) for source in sources]  # a mistyped source stops before any work
-    for storage, uri_prefix, listing in listed:
+    for storage, uri_prefix, listing, others in listed:
+        for info in others:
+            suffix = PurePosixPath(info.key).suffix.lower()
+            report.not_jpeg[suffix] = report.not_jpeg.get(suffix, 0) + 1
         known = catalog.known_files(uri_prefix)
         to_read = [info for info in listing if _changed(known.get(info.uri), info)]
         present = {info.uri for info in listing}
@@ -149,20 +155,29 @@ def _compile(rules: IngestRules) -> re.Pattern[str]:
     return pattern
 
 
-def _list_source(source: str | Path, settings: Settings) -> tuple[Storage, str, list[ObjectInfo]]:
-    """The storage of ``source``, the URI prefix of what it holds, and its JPEGs."""
+def _list_source(
+    source: str | Path, settings: Settings
+) -> tuple[Storage, str, list[ObjectInfo], list[ObjectInfo]]:
+    """The storage of ``source``, the URI prefix of what it holds, its JPEGs, and its other files (hidden ones
+    left out: ``.DS_Store`` and the like)."""
     text = str(source)
     if url_scheme(text) in (None, "file"):
         path = Path(text.removeprefix("file://")).expanduser()
         if path.is_file():
             folder = FolderStorage(path.parent)
             info = folder.listed(path.name)  # a bad name fails this file only, when it is read
-            return folder, info.uri, [info]
+            return folder, info.uri, [info], []
         if not path.is_dir():
             raise ConfigError(f"{text} does not exist: give a folder, a JPEG file or an s3:// prefix")
     storage = open_storage(text, settings)
-    listing = [info for info in storage.list() if info.key.lower().endswith(JPEG_SUFFIXES)]
-    return storage, storage.root_uri.rstrip("/") + "/", listing
+    jpegs: list[ObjectInfo] = []
+    others: list[ObjectInfo] = []
+    for info in storage.list():
+        if info.key.lower().endswith(JPEG_SUFFIXES):
+            jpegs.append(info)
+        elif not PurePosixPath(info.key).name.startswith("."):
+            others.append(info)
+    return storage, storage.root_uri.rstrip("/") + "/", jpegs, others
 
 
 def _failed_before(catalog: Catalog, unchanged: set[str]) -> list[IngestFailure]:

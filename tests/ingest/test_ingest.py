@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from panopipe.catalog import Catalog, Selection
+from panopipe.cli import main
 from panopipe.config import IngestRules, Settings
 from panopipe.demo import generate_survey
 from panopipe.ingest import ingest
@@ -64,6 +65,26 @@ def test_the_default_rules_read_the_upper_case_names_cameras_write(catalog: Cata
     assert sorted((i.reel, i.frame, i.camera_index) for i in images) == [
         ("R001", f, c) for f in (1, 2) for c in range(6)
     ]
+
+
+def test_files_that_are_not_jpeg_are_counted_not_read(capsys, catalog: Catalog, survey: Path, tmp_path: Path):
+    for name in (
+        "R001/track.gpx",
+        "R001/cam0/R001_cam0_000009.png",
+        "R001/cam1/frame.PNG",
+        "README",
+        ".DS_Store",
+    ):
+        (survey / name).write_bytes(b"not a JPEG")
+
+    report = ingest(catalog, [survey], SETTINGS)
+
+    assert (report.added, report.failed, report.not_jpeg) == (12, [], {".gpx": 1, ".png": 2, "": 1})
+    assert report.to_dict()["not_jpeg"] == {"": 1, ".gpx": 1, ".png": 2}
+    assert main(["ingest", str(survey), "--catalog", str(tmp_path / "cli.db")]) == 0
+    assert (
+        capsys.readouterr().err == "not read: 4 file(s) that are not JPEG (no extension 1, .gpx 1, .png 2)\n"
+    )
 
 
 def test_custom_path_rules(catalog: Catalog, survey: Path):

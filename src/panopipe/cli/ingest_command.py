@@ -41,6 +41,14 @@ def ingest(
             f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
             f"deleted {report.deleted}, failed {len(report.failed)} in {report.seconds:.1f} s"
         )
+        if report.not_jpeg:
+            kinds = ", ".join(
+                f"{suffix or 'no extension'} {n}" for suffix, n in sorted(report.not_jpeg.items())
+            )
+            render.stderr.print(
+                f"not read: {sum(report.not_jpeg.values())} file(s) that are not JPEG ({kinds})",
+                soft_wrap=True,
+            )
         for failure in report.failed:  # one line each, even for a name with a newline
             uri = failure.uri if failure.uri.isprintable() else failure.uri.encode("unicode_escape").decode()
             render.error(escape(f"{uri}: {failure.reason}"))
