@@ -57,15 +57,25 @@ def test_ls_and_show_display_the_shortest_unique_start_of_the_last_group(capsys,
     for given in (A, A.replace("-", ""), A.upper(), "aaaa", "AAAA0000"):
         code, out, _ = run(capsys, "show", given, "--json", "--catalog", location)
         assert code == 0 and json.loads(out)["id"] in (A, C)
+    # the start of a full id, as people copy it, when one image alone has it
+    for given in (C[:18], C[:18].replace("-", ""), C[:28]):
+        code, out, err = run(capsys, "show", given, "--json", "--catalog", location)
+        assert (code, json.loads(out)["id"]) == (0, C), (given, err)
 
 
 @pytest.mark.parametrize(
     "given, message",
     [
         ("2b7c5d1e", f"error: image id '2b7c5d1e' is ambiguous: it starts {A}, {B}; give more characters"),
-        ("0190f3a2", "error: no image with id '0190f3a2'"),
+        (
+            "0190f3a2",
+            "error: image id '0190f3a2' starts several full ids (ids made together share their first "
+            "characters): give its short id, the start of the last group, as `panopipe ls` shows it",
+        ),
+        ("ffffffff", "error: no image with id 'ffffffff'"),
+        ("2b7c-5d1e", "error: no image with id '2b7c-5d1e'"),  # not the start of a full id either
         ("2b7", "error: '2b7' is not an image id: give the full id, or its short id"),
-        ("2b7c-5d1e", "error: '2b7c-5d1e' is not an image id"),
+        ("2b7c-5d", "error: '2b7c-5d' is not an image id"),
     ],
 )
 def test_an_ambiguous_unknown_or_malformed_id_is_a_catalog_error(capsys, location: str, given, message):

@@ -4,7 +4,9 @@ The one rule: the short id of an image (or edit batch) is the start of the last 
 :data:`SHOWN` characters and as many more as no other image (batch) of the catalog shares: git's shortest
 unique prefix, taken from the UUID's random end, since the time-ordered UUIDs of one ingest share their first
 15 characters. Wherever an id is asked for, the full UUID or a start of its last group of at least
-:data:`GIVEN` characters is accepted; one that several share is an error listing them.
+:data:`GIVEN` characters is accepted; one that several share is an error listing them. So is, when no last
+group starts so, a start of the full UUID of at least :data:`SHOWN` characters that one id alone has (what
+people copy from a full id); several ids sharing it is an error saying to give the short id.
 
 Both directions use an index on the last group (``uuid_tail``): a short id is a range of it, and the shortest
 unique start of a tail follows from its two neighbours in tail order, two index seeks per id.
@@ -78,6 +80,8 @@ def resolve(conn: sa.Connection, column: sa.ColumnElement[str], given: str, what
     ``given`` is neither form; ``what`` names the thing in messages (``image``, ``edit batch``).
     """
     text = given.strip().lower()
+    digits = text.replace("-", "")
+    listed_by = "`panopipe " + ("ls`" if what == "image" else "history`")
     if _FULL.fullmatch(text):
         found = conn.execute(sa.select(column).where(column == text).limit(1)).scalars().all()
     elif _HEX.fullmatch(text) and GIVEN <= len(text) <= TAIL:
@@ -85,14 +89,17 @@ def resolve(conn: sa.Connection, column: sa.ColumnElement[str], given: str, what
         in_range = (key >= sa.literal(text, sa.String), key < sa.literal(text + "g", sa.String))
         query = sa.select(column).where(*in_range).distinct().limit(CANDIDATES + 1)
         found = sorted(conn.execute(query).scalars().all())
+        if not found and len(text) >= SHOWN:
+            found = _starting(conn, column, digits, given, what, listed_by)
+    elif _HEX.fullmatch(digits) and SHOWN <= len(digits) < 32:
+        found = _starting(conn, column, digits, given, what, listed_by)
     else:
         raise NotFoundError(
             f"{given!r} is not an {what} id: give the full id, or its short id "
             f"(the start of its last group, at least {GIVEN} hex digits, as `ls` and `history` show it)"
         )
     if not found:
-        hint = "full ids and short ids are listed by `panopipe " + ("ls`" if what == "image" else "history`")
-        raise NotFoundError(f"no {what} with id {given!r}: {hint}")
+        raise NotFoundError(f"no {what} with id {given!r}: full ids and short ids are listed by {listed_by}")
     if len(found) > 1:
         candidates = ", ".join(str(value) for value in found[:CANDIDATES])
         more = " and more" if len(found) > CANDIDATES else ""
@@ -100,6 +107,22 @@ def resolve(conn: sa.Connection, column: sa.ColumnElement[str], given: str, what
             f"{what} id {given!r} is ambiguous: it starts {candidates}{more}; give more characters"
         )
     return str(found[0])
+
+
+def _starting(
+    conn: sa.Connection, column: sa.ColumnElement[str], digits: str, given: str, what: str, listed_by: str
+) -> list[str]:
+    """The value of ``column`` whose full UUID starts with the hex ``digits`` (what people copy from a full
+    id), if one alone does. Not indexed: asked only when no short id matches."""
+    whole = sa.func.replace(sa.cast(column, sa.String), sa.literal_column("'-'"), sa.literal_column("''"))
+    query = sa.select(column).where(whole.like(digits + "%")).distinct().limit(2)
+    found = list(conn.execute(query).scalars())
+    if len(found) > 1:
+        raise NotFoundError(
+            f"{what} id {given!r} starts several full ids (ids made together share their first characters): "
+            f"give its short id, the start of the last group, as {listed_by} shows it"
+        )
+    return found
 
 
 def _common(a: str, b: str) -> int:
