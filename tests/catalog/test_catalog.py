@@ -118,8 +118,13 @@ def test_get_by_prefix_and_errors(catalog: Catalog):
     tail = image_id[-12:]
     assert catalog.get(tail[:8]).id == image_id and catalog.get(tail[:4]).id == image_id
     assert catalog.short_ids([image_id]) == {image_id: tail[:8]}
+    # the start of a UUIDv7 is its time, shared by the ids made together: taken only when one id has it
+    assert catalog.get(image_id[:8]).id == image_id
+    catalog.upsert_images([record(2, id=image_id[:9] + "0000-7000-8000-000000000000")])  # made about then
+    with pytest.raises(NotFoundError, match="starts several full ids"):
+        catalog.get(image_id[:8])
     with pytest.raises(NotFoundError, match="no image"):
-        catalog.get(image_id[:8])  # the start of a UUIDv7 is its time: ids are known by their random end
+        catalog.get("ffffffff")
     with pytest.raises(NotFoundError, match="not an image id"):
         catalog.get("ab")
 
