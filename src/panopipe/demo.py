@@ -256,19 +256,20 @@ def run_demo(
     """Generate a survey in ``folder``, ingest it, run the whole pipeline, then correct the reel's altitude from
     RTK (its GNSS read high) and show that only what the edit touched runs again: not the stitching. The
     catalog must hold no image yet (a :class:`~panopipe.errors.ConfigError` before anything is written)."""
-    with Catalog.open(catalog_location) as catalog:
+    tick = progress or (lambda stage, done, total: None)
+    with Catalog.open(catalog_location) as catalog:  # the config file written below names it too
         if catalog.count(Selection(include_deleted=True)):
             raise ConfigError(
                 f"{catalog.location} already holds images (an earlier demo?): the demo needs an empty "
                 f"catalog: give another --folder, or delete {folder} first"
             )
-    tick = progress or (lambda stage, done, total: None)
-    survey = generate_survey(folder, shots=shots, progress=lambda done, total: tick("render", done, total))
-    camera = survey.rig.cameras[0]
-    write_fixed_positions(survey)
-    config_file = write_project_config(folder, catalog_location, (camera.width, camera.height))
-    settings = load_settings(config_file)
-    with Catalog.open(settings.catalog) as catalog:
+        survey = generate_survey(
+            folder, shots=shots, progress=lambda done, total: tick("render", done, total)
+        )
+        camera = survey.rig.cameras[0]
+        write_fixed_positions(survey)
+        config_file = write_project_config(folder, catalog_location, (camera.width, camera.height))
+        settings = load_settings(config_file)
         ingested = ingest(
             catalog, [folder / survey.reel], settings, progress=lambda d, t: tick("ingest", d, t)
         )

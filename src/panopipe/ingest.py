@@ -15,9 +15,8 @@ from typing import TypedDict
 from panopipe.catalog import Catalog, ImageRecord, KnownFile, Selection
 from panopipe.config import IngestRules, Settings, project_settings
 from panopipe.errors import ConfigError, MetadataError, StorageError
-from panopipe.locations import url_scheme
 from panopipe.metadata import ImageMetadata, read_jpeg
-from panopipe.storage import FolderStorage, ObjectInfo, Storage, open_storage
+from panopipe.storage import FolderStorage, ObjectInfo, Storage, local_path, open_storage
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 HEADER_CHUNK = 64 * 1024  # one read covers the header of most camera JPEGs
@@ -161,8 +160,9 @@ def _list_source(
     """The storage of ``source``, the URI prefix of what it holds, its JPEGs, and its other files (hidden ones
     left out: ``.DS_Store`` and the like)."""
     text = str(source)
-    if url_scheme(text) in (None, "file"):
-        path = Path(text.removeprefix("file://")).expanduser()
+    location = local_path(text)
+    if location is not None:
+        path = location.expanduser()
         if path.is_file():
             folder = FolderStorage(path.parent)
             info = folder.listed(path.name)  # a bad name fails this file only, when it is read

@@ -19,35 +19,38 @@ def open_storage(uri: str | Path, settings: Settings | None = None) -> Storage:
     Any other URL, or one missing its ``//``, is a :class:`~panopipe.errors.ConfigError`.
     """
     text = str(uri)
-    if _is_s3(text):
+    path = local_path(text)
+    if path is None:
         from panopipe.storage.s3 import S3Storage  # boto3 is imported only when S3 is used
 
         return S3Storage.from_uri(text, settings=settings)
-    return FolderStorage(text.removeprefix("file://"))
+    return FolderStorage(path)
 
 
 def resolve_uri(uri: str, settings: Settings | None = None) -> tuple[Storage, str]:
     """The storage holding the object at the absolute ``uri`` and its key there."""
-    if _is_s3(uri):
+    path = local_path(uri)
+    if path is None:
         bucket, _, key = uri.removeprefix("s3://").partition("/")
         return open_storage(f"s3://{bucket}", settings), key
-    path = Path(uri.removeprefix("file://"))
     return FolderStorage(path.parent), path.name
 
 
-def _is_s3(location: str) -> bool:
-    """Whether ``location`` is an ``s3://`` URL rather than a path or ``file://`` URL; a
-    :class:`~panopipe.errors.ConfigError` for any other URL, or one missing its ``//``."""
+def local_path(location: str) -> Path | None:
+    """The path ``location`` names when it is a path or a ``file://`` URL; ``None`` for an ``s3://`` URL. Any
+    other URL, or one missing its ``//``, is a :class:`~panopipe.errors.ConfigError`."""
     from panopipe.errors import ConfigError
     from panopipe.locations import url_scheme
 
     scheme = url_scheme(location)
-    if scheme not in (None, "file", "s3"):
+    if scheme == "s3":
+        return None
+    if scheme not in (None, "file"):
         raise ConfigError(
             f"unsupported storage URL {location}: storage is a folder (a path or file:///PATH) or "
             "s3://BUCKET/PREFIX"
         )
-    return scheme == "s3"
+    return Path(location.removeprefix("file://"))
 
 
 __all__ = [
@@ -57,6 +60,7 @@ __all__ = [
     "ReadStats",
     "Storage",
     "StorageStats",
+    "local_path",
     "open_atomic",
     "open_storage",
     "resolve_uri",
