@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -45,7 +46,7 @@ class IngestReport:
     unchanged: int = 0
     deleted: int = 0
     failed: list[IngestFailure] = field(default_factory=list)
-    not_jpeg: dict[str, int] = field(default_factory=dict)
+    not_jpeg: Counter[str] = field(default_factory=Counter)
     """Files of the sources that are not JPEGs, not read, by extension (``.png``; ``""`` for none)."""
     bytes_read: int = 0
     files_read: int = 0
@@ -102,9 +103,7 @@ def ingest(
     report = IngestReport()
     listed = [_list_source(source, settings) for source in sources]  # a mistyped source stops before any work
     for storage, uri_prefix, listing, others in listed:
-        for info in others:
-            suffix = PurePosixPath(info.key).suffix.lower()
-            report.not_jpeg[suffix] = report.not_jpeg.get(suffix, 0) + 1
+        report.not_jpeg.update(others)
         known = catalog.known_files(uri_prefix)
         to_read = [info for info in listing if _changed(known.get(info.uri), info)]
         present = {info.uri for info in listing}
@@ -156,9 +155,9 @@ def _compile(rules: IngestRules) -> re.Pattern[str]:
 
 def _list_source(
     source: str | Path, settings: Settings
-) -> tuple[Storage, str, list[ObjectInfo], list[ObjectInfo]]:
-    """The storage of ``source``, the URI prefix of what it holds, its JPEGs, and its other files (hidden ones
-    left out: ``.DS_Store`` and the like)."""
+) -> tuple[Storage, str, list[ObjectInfo], Counter[str]]:
+    """The storage of ``source``, the URI prefix of what it holds, its JPEGs, and how many other files it holds
+    by extension (hidden ones left out: ``.DS_Store`` and the like)."""
     text = str(source)
     location = local_path(text)
     if location is not None:
@@ -166,17 +165,17 @@ def _list_source(
         if path.is_file():
             folder = FolderStorage(path.parent)
             info = folder.listed(path.name)  # a bad name fails this file only, when it is read
-            return folder, info.uri, [info], []
+            return folder, info.uri, [info], Counter()
         if not path.is_dir():
             raise ConfigError(f"{text} does not exist: give a folder, a JPEG file or an s3:// prefix")
     storage = open_storage(text, settings)
     jpegs: list[ObjectInfo] = []
-    others: list[ObjectInfo] = []
+    others: Counter[str] = Counter()
     for info in storage.list():
         if info.key.lower().endswith(JPEG_SUFFIXES):
             jpegs.append(info)
         elif not PurePosixPath(info.key).name.startswith("."):
-            others.append(info)
+            others[PurePosixPath(info.key).suffix.lower()] += 1
     return storage, storage.root_uri.rstrip("/") + "/", jpegs, others
 
 
