@@ -37,6 +37,15 @@ class IngestFailure:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class IngestDuplicate:
+    """A file not added because the catalog holds its content already (the same SHA-256) at ``original_uri``,
+    or another file of the same ingest has it."""
+
+    uri: str
+    original_uri: str
+
+
 @dataclass(slots=True)
 class IngestReport:
     """What an ingest run did."""
@@ -46,6 +55,7 @@ class IngestReport:
     unchanged: int = 0
     deleted: int = 0
     failed: list[IngestFailure] = field(default_factory=list)
+    duplicates: list[IngestDuplicate] = field(default_factory=list)
     not_jpeg: Counter[str] = field(default_factory=Counter)
     """Files of the sources that are not JPEGs, not read, by extension (``.png``; ``""`` for none)."""
     bytes_read: int = 0
@@ -65,6 +75,7 @@ class IngestReport:
             "unchanged": self.unchanged,
             "deleted": self.deleted,
             "failed": [{"uri": f.uri, "reason": f.reason} for f in self.failed],
+            "duplicates": [{"uri": d.uri, "original_uri": d.original_uri} for d in self.duplicates],
             "not_jpeg": dict(sorted(self.not_jpeg.items())),
             "files_read": self.files_read,
             "bytes_read": self.bytes_read,
@@ -99,7 +110,7 @@ def ingest(
     """
     started = time.perf_counter()
     settings = project_settings(catalog, settings)
-    rules = _compile(settings.ingest)
+    rules = path_pattern(settings.ingest)
     report = IngestReport()
     listed = [_list_source(source, settings) for source in sources]  # a mistyped source stops before any work
     for storage, uri_prefix, listing, others in listed:
@@ -111,7 +122,7 @@ def ingest(
         report.unchanged += len(listing) - len(to_read) - len(failed_before)
         report.failed += failed_before
         reads = _read_all(storage, to_read, workers, progress)
-        records = _records(reads, rules, known, present)
+        records, duplicates = _set_aside_duplicates(catalog, _records(reads, rules, known, present), known)
         result = catalog.upsert_images(records)
         gone = [uri for uri, k in known.items() if uri not in present and not k.deleted]
         moved = {r.id for r in records if r.id}
@@ -120,6 +131,7 @@ def ingest(
         report.updated += len(result.updated)
         report.unchanged += len(result.unchanged)
         report.failed += [IngestFailure(r.info.uri, r.error) for r in reads if r.error]
+        report.duplicates += duplicates
         report.files_read += len(reads)
         report.bytes_read += sum(r.bytes_read for r in reads)
         catalog.assign_shots({r.reel for r in records}, settings.ingest.shot_tolerance_s)
@@ -137,10 +149,11 @@ def image_record(storage: Storage, key: str, rules: IngestRules) -> ImageRecord:
     first, info = storage.read_start(key, HEADER_CHUNK)
     read = _read_remote(storage, info, first)
     read = replace(read, bytes_read=storage.stats.get(key).bytes_read - before)
-    return _records([read], _compile(rules), {}, {info.uri})[0]
+    return _records([read], path_pattern(rules), {}, {info.uri})[0]
 
 
-def _compile(rules: IngestRules) -> re.Pattern[str]:
+def path_pattern(rules: IngestRules) -> re.Pattern[str]:
+    """The compiled ``path_pattern`` of ``rules``; a :class:`~panopipe.errors.ConfigError` if it is invalid."""
     try:
         pattern = re.compile(rules.path_pattern)
     except re.error as exc:
@@ -264,22 +277,29 @@ def _read_local(path: str) -> tuple[ImageMetadata | None, str | None, str | None
     return metadata, digest.hexdigest(), None, metadata.header_bytes
 
 
-def _read_remote(storage: Storage, info: ObjectInfo, first: bytes = b"") -> _Read:
-    """Header metadata of one object through ranged reads (``first``: its start, already read); its content
-    hash stays unknown (the ETag stands in)."""
-    stats_before = storage.stats.get(info.key).bytes_read
-
-    def read(start: int, length: int) -> bytes:
-        if start + length <= len(first) or len(first) >= info.size:
-            return first[start : start + length]
-        return storage.read_range(info.key, start, length)
-
+def _read_remote(storage: Storage, listed: ObjectInfo, first: bytes | None = None) -> _Read:
+    """Header metadata of one object through ranged reads (``first``: its start, already read, with
+    ``listed`` as that read told of it). Its content hash is the SHA-256 stored with the object (panopipe's
+    uploads have one) if the object read is the one listed, else unknown: the ETag stands in."""
+    stats_before = storage.stats.get(listed.key).bytes_read
+    content_hash = listed.sha256
     try:
-        metadata, _ = read_jpeg(read, HEADER_CHUNK, size=info.size)
+        if first is None:
+            first, started = storage.read_start(listed.key, HEADER_CHUNK)
+            content_hash = started.sha256 if started.etag == listed.etag else None
+        head = first
+
+        def read(start: int, length: int) -> bytes:
+            if start + length <= len(head) or len(head) >= listed.size:
+                return head[start : start + length]
+            return storage.read_range(listed.key, start, length)
+
+        metadata, _ = read_jpeg(read, HEADER_CHUNK, size=listed.size)
         error = None
     except (MetadataError, StorageError) as exc:
-        metadata, error = None, str(exc)
-    return _Read(info, metadata, None, error, storage.stats.get(info.key).bytes_read - stats_before)
+        metadata, content_hash, error = None, None, str(exc)
+    bytes_read = storage.stats.get(listed.key).bytes_read - stats_before
+    return _Read(listed, metadata, content_hash, error, bytes_read)
 
 
 def _records(
@@ -301,7 +321,7 @@ def _records(
             modified_at=info.modified,
             content_hash=read.content_hash,
             id=moved_id,
-            **_path_fields(pattern, info.uri),
+            **path_fields(pattern, info.uri),
         )
         if read.metadata is None:
             records.append(replace(record, status="failed", error=read.error))
@@ -310,18 +330,69 @@ def _records(
     return records
 
 
-class _PathFields(TypedDict, total=False):
+def _set_aside_duplicates(
+    catalog: Catalog, records: list[ImageRecord], known: dict[str, KnownFile]
+) -> tuple[list[ImageRecord], list[IngestDuplicate]]:
+    """``records`` without the files whose content (SHA-256) an image not deleted has at another URI, and
+    those files as duplicates.
+
+    Only files new to their source count; a file takes over such an image instead (its id, edits and jobs)
+    when the image's file is a local one that is gone: the file moved, e.g. with its folder. An image on S3 is
+    taken to be there (as after ``panopipe sync``: the capture folder it came from is a duplicate). Of
+    several new files with the same content, the first by URI is added.
+    """
+    new = sorted(
+        (r.uri, r.content_hash) for r in records if r.content_hash and r.id is None and r.uri not in known
+    )
+    if not new:
+        return records, []
+    catalogued = catalog.files_with_content(content_hash for _, content_hash in new)
+    read_now = {r.uri: r.content_hash for r in records}
+    # content hash -> the URI of the file of this ingest that is added with it, first those moved in the source
+    first_with = {r.content_hash: r.uri for r in records if r.id and r.content_hash and r.uri not in known}
+    duplicates: dict[str, str] = {}
+    takes_over: dict[str, str] = {}
+    for uri, content_hash in new:
+        original = catalogued.get(content_hash)
+        if original is not None and read_now.get(original.uri, content_hash) != content_hash:
+            original = None  # its file was read again now and holds other content
+        if content_hash in first_with:
+            duplicates[uri] = first_with[content_hash]
+        elif original is not None and not _is_gone(original.uri):
+            duplicates[uri] = original.uri
+        else:
+            if original is not None:
+                takes_over[uri] = original.id
+            first_with[content_hash] = uri
+    kept = [
+        replace(r, id=takes_over[r.uri]) if r.uri in takes_over else r
+        for r in records
+        if r.uri not in duplicates
+    ]
+    return kept, [IngestDuplicate(uri, original) for uri, original in duplicates.items()]
+
+
+def _is_gone(uri: str) -> bool:
+    """Whether ``uri`` is a local file that no longer exists (an S3 object is taken to exist)."""
+    path = local_path(uri)
+    return path is not None and not path.exists()
+
+
+class PathFields(TypedDict, total=False):
+    """The fields a file's path gives its image."""
+
     reel: str
     frame: int
     camera_index: int
 
 
-def _path_fields(pattern: re.Pattern[str], uri: str) -> _PathFields:
+def path_fields(pattern: re.Pattern[str], uri: str) -> PathFields:
+    """The reel, frame and camera index that ``pattern`` (see :func:`path_pattern`) reads from ``uri``."""
     match = pattern.search(uri)
     if match is None:
         return {}
     groups = match.groupdict()
-    fields: _PathFields = {}
+    fields: PathFields = {}
     if groups.get("reel"):
         fields["reel"] = groups["reel"]
     if groups.get("frame"):
@@ -356,9 +427,13 @@ __all__ = [
     "HEADER_CHUNK",
     "JPEG_SUFFIXES",
     "ONE_READ",
+    "IngestDuplicate",
     "IngestFailure",
     "IngestReport",
+    "PathFields",
     "Progress",
     "image_record",
     "ingest",
+    "path_fields",
+    "path_pattern",
 ]

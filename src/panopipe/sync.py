@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from panopipe.catalog import Catalog
+from panopipe.catalog import Catalog, FileLocation
+from panopipe.config import Settings, project_settings
 from panopipe.errors import ConfigError, ObjectNotFoundError, StorageError
-from panopipe.storage.base import HASH_CHUNK, Storage
+from panopipe.ingest import JPEG_SUFFIXES, PathFields, path_fields, path_pattern
+from panopipe.storage.base import HASH_CHUNK, ObjectInfo, Storage
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,9 @@ class SyncReport:
     bytes_total: int
     seconds: float
     dry_run: bool = False
+    not_repointed: tuple[str, ...] = ()
+    """Paths of synced files whose catalogued images still point at them: other images have their new URIs
+    (the stack's event handler adds the uploads it is notified of). Sorted."""
 
     @property
     def ok(self) -> bool:
@@ -98,48 +104,105 @@ def sync_folder(
     read or stored is reported in :attr:`SyncReport.failed` and does not stop the others; any other exception
     (including one raised by ``progress``) stops the sync and propagates.
     """
+    folder = _capture_folder(local_folder)
+    report, _ = _sync(folder, _capture_files(folder), destination, dry_run, workers, progress)
+    return report
+
+
+def sync_capture(
+    catalog: Catalog,
+    local_folder: str | Path,
+    destination: Storage,
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    workers: int = 8,
+    progress: Callable[[SyncProgress], None] | None = None,
+) -> SyncReport:
+    """:func:`sync_folder`, then point the catalog's images of the synced files at their stored copies.
+
+    Images keep their ids, metadata and edits, and an ingest of ``destination`` then reads none of them
+    again (see :attr:`SyncReport.not_repointed` for those that keep their paths); files the catalog does not
+    know yet are left for ``panopipe ingest``. A destination where the ingest ``path_pattern`` reads a
+    JPEG's reel, frame or camera otherwise than in the folder is refused before anything is uploaded (a
+    :class:`~panopipe.errors.ConfigError` saying where to sync instead): reading the files there would
+    regroup their shots.
+    """
+    folder = _capture_folder(local_folder).resolve()
+    files = _capture_files(folder)
+    _check_layout(folder, files, destination, path_pattern(project_settings(catalog, settings).ingest))
+    report, stored = _sync(folder, files, destination, dry_run, workers, progress)
+    if dry_run:
+        return report
+    stayed = catalog.relocate(
+        {
+            str(folder / key): FileLocation(info.uri, info.size, info.modified, info.etag)
+            for key, info in stored.items()
+        }
+    )
+    return replace(report, not_repointed=tuple(stayed))
+
+
+def _capture_folder(local_folder: str | Path) -> Path:
+    folder = Path(local_folder).expanduser()
+    if not folder.is_dir():
+        raise StorageError(f"{folder} is not a folder")
+    return folder
+
+
+def _sync(
+    folder: Path,
+    files: list[_File],
+    destination: Storage,
+    dry_run: bool,
+    workers: int,
+    progress: Callable[[SyncProgress], None] | None,
+) -> tuple[SyncReport, dict[str, ObjectInfo]]:
+    """:func:`sync_folder` of ``files``; with the stored object of each file stored now, by key."""
     if workers < 1:
         raise ConfigError(f"workers must be at least 1, not {workers}")
     started = time.perf_counter()
-    folder = Path(local_folder)
-    if not folder.is_dir():
-        raise StorageError(f"{folder} is not a folder")
-    files = _capture_files(folder)
     bytes_total = sum(f.size for f in files)
     tracker = _Tracker(len(files), bytes_total, progress)
-    stored = {info.key: info.size for info in destination.list()}
+    stored_sizes = {info.key: info.size for info in destination.list()}
 
-    def sync_one(file: _File) -> bool:
-        """Whether ``file`` was (or, in a dry run, would be) uploaded."""
-        if stored.get(file.key) == file.size and _is_stored(destination, file):
+    def sync_one(file: _File) -> tuple[bool, ObjectInfo | None]:
+        """Whether ``file`` was (or, in a dry run, would be) uploaded, and its stored object (none in a dry
+        run's upload)."""
+        if stored_sizes.get(file.key) == file.size and (info := _stored_copy(destination, file)) is not None:
             tracker.add(file.size, file_done=True)
-            return False
+            return False, info
         if dry_run:
             tracker.add(file.size, file_done=True)
-        else:
-            destination.put_file(file.key, file.path, progress=tracker.add)
-            tracker.add(0, file_done=True)
-        return True
+            return True, None
+        info = destination.put_file(file.key, file.path, progress=tracker.add)
+        tracker.add(0, file_done=True)
+        return True, info
 
     uploaded: list[_File] = []
     skipped: list[_File] = []
     failed: dict[str, str] = {}
+    stored: dict[str, ObjectInfo] = {}
     with ThreadPoolExecutor(workers) as pool:
         futures = {pool.submit(sync_one, file): file for file in files}
         try:
             for future in as_completed(futures):
                 file = futures[future]
                 try:
-                    (uploaded if future.result() else skipped).append(file)
+                    was_uploaded, info = future.result()
                 except StorageError as exc:
                     failed[file.key] = str(exc)
                 except OSError as exc:
                     failed[file.key] = f"cannot read {file.path}: {exc.strerror}"
+                else:
+                    (uploaded if was_uploaded else skipped).append(file)
+                    if info is not None:
+                        stored[file.key] = info
         except BaseException:
             tracker.stopped.set()
             pool.shutdown(cancel_futures=True)
             raise
-    return SyncReport(
+    report = SyncReport(
         uploaded=tuple(sorted(destination.uri(f.key) for f in uploaded)),
         skipped=tuple(sorted(destination.uri(f.key) for f in skipped)),
         failed=dict(sorted(failed.items())),
@@ -148,6 +211,37 @@ def sync_folder(
         seconds=time.perf_counter() - started,
         dry_run=dry_run,
     )
+    return report, stored
+
+
+def _check_layout(folder: Path, files: list[_File], destination: Storage, pattern: re.Pattern[str]) -> None:
+    """Refuse ``destination`` if ``pattern`` reads a JPEG's reel, frame or camera there otherwise than in
+    ``folder``, saying where to sync instead when the folder's name would keep them."""
+    for file in files:
+        if not file.key.lower().endswith(JPEG_SUFFIXES):
+            continue
+        here = path_fields(pattern, str(folder / file.key))
+        there = path_fields(pattern, destination.uri(file.key))
+        if here == there:
+            continue
+        instead = f"{destination.root_uri.rstrip('/')}/{folder.name}"
+        if path_fields(pattern, f"{instead}/{file.key}") == here:
+            hint = f"sync to {instead} instead, to keep the folder's name"
+        else:
+            hint = "sync to a destination with the folder's layout, or change the ingest path_pattern"
+        raise ConfigError(
+            f"ingest would read {destination.uri(file.key)} as {_describe(there)}, not {_describe(here)} "
+            f"as here: {hint}"
+        )
+
+
+def _describe(fields: PathFields) -> str:
+    values: dict[str, object] = dict(fields)
+    parts = [f"{label} {values[name]}" for name, label in _FIELD_LABELS if name in values]
+    return ", ".join(parts) if parts else "no reel, frame or camera"
+
+
+_FIELD_LABELS = (("reel", "reel"), ("frame", "frame"), ("camera_index", "camera"))
 
 
 def _capture_files(folder: Path) -> list[_File]:
@@ -161,13 +255,14 @@ def _capture_files(folder: Path) -> list[_File]:
     return sorted(files, key=lambda f: f.key)
 
 
-def _is_stored(destination: Storage, file: _File) -> bool:
+def _stored_copy(destination: Storage, file: _File) -> ObjectInfo | None:
+    """The object stored at ``file``'s key if it holds the same content (size and SHA-256)."""
     try:
         info = destination.head(file.key)
     except ObjectNotFoundError:
-        return False
+        return None
     remote = info.sha256 if info.sha256 is not None else destination.sha256(file.key)
-    return info.size == file.size and remote == file_sha256(file.path)
+    return info if info.size == file.size and remote == file_sha256(file.path) else None
 
 
 def file_sha256(path: Path) -> str:
@@ -177,28 +272,6 @@ def file_sha256(path: Path) -> str:
         while chunk := handle.read(HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def sync_capture(
-    catalog: Catalog,
-    local_folder: str | Path,
-    destination: Storage,
-    *,
-    dry_run: bool = False,
-    workers: int = 8,
-    progress: Callable[[SyncProgress], None] | None = None,
-) -> SyncReport:
-    """:func:`sync_folder`, then point the catalog's images of the uploaded files at their S3 URIs.
-
-    Images keep their ids, metadata and edits; files the catalog does not know yet are left for
-    ``panopipe ingest s3://...``.
-    """
-    report = sync_folder(local_folder, destination, dry_run=dry_run, workers=workers, progress=progress)
-    if not dry_run:
-        root = Path(local_folder).expanduser().resolve()
-        stored = (*report.uploaded, *report.skipped)
-        catalog.relocate({str(root / destination.key(uri)): uri for uri in stored})
-    return report
 
 
 __all__ = ["SyncProgress", "SyncReport", "file_sha256", "sync_capture", "sync_folder"]

@@ -38,26 +38,37 @@ def test_sync_uploads_once_and_points_the_catalog_at_s3(capsys, tmp_path: Path, 
     assert main(["demo", "--folder", str(tmp_path / "d"), "--shots", "1", "--catalog", db]) == 0
     capsys.readouterr()
     capture = str(tmp_path / "d" / "R001")
-    assert main(["sync", capture, "s3://captures/day1", "--catalog", db, "--dry-run", "--json"]) == 0
+    # The reel's files straight into the day's prefix would be read there as reel day1: refused, saying where.
+    assert main(["sync", capture, "s3://captures/day1", "--catalog", db, "--dry-run"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == (
+        "error: ingest would read s3://captures/day1/cam0/R001_cam0_000001.jpg as reel day1, frame 1, camera 0, "
+        "not reel R001, frame 1, camera 0 as here: sync to s3://captures/day1/R001 instead, to keep the "
+        "folder's name\n"
+    )
+    destination = "s3://captures/day1/R001"
+    assert main(["sync", capture, destination, "--catalog", db, "--dry-run", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["uploaded"] == 6
-    assert main(["sync", capture, "s3://captures/day1", "--catalog", db, "--dry-run"]) == 0
+    assert main(["sync", capture, destination, "--catalog", db, "--dry-run"]) == 0
     megabytes = sum(path.stat().st_size for path in Path(capture).rglob("*.jpg")) / 1e6
     assert capsys.readouterr().out == f"would upload 6, skipped 0, failed 0 ({megabytes:.1f} MB)\n"  # no rate
     assert main(["ls", "--catalog", db, "--json"]) == 0
     assert all(row["uri"].startswith(capture) for row in json.loads(capsys.readouterr().out))
 
-    assert main(["sync", capture, "s3://captures/day1", "--catalog", db, "--json"]) == 0
+    assert main(["sync", capture, destination, "--catalog", db, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["uploaded"] == 6
-    assert main(["sync", capture, "s3://captures/day1", "--catalog", db, "--json"]) == 0
+    assert main(["sync", capture, destination, "--catalog", db, "--json"]) == 0
     second = json.loads(capsys.readouterr().out)
-    assert (second["uploaded"], second["skipped"]) == (0, 6)
+    assert (second["uploaded"], second["skipped"], second["not_repointed"]) == (0, 6, [])
     assert main(["ls", "--catalog", db, "--json"]) == 0
-    uris = sorted(row["uri"] for row in json.loads(capsys.readouterr().out))
-    assert uris[0] == "s3://captures/day1/cam0/R001_cam0_000001.jpg" and len(uris) == 6
+    rows = sorted(json.loads(capsys.readouterr().out), key=lambda row: row["uri"])
+    assert rows[0]["uri"] == "s3://captures/day1/R001/cam0/R001_cam0_000001.jpg" and len(rows) == 6
+    assert {row["reel"] for row in rows} == {"R001"}
 
-    assert main(["ingest", "s3://captures/day1", "--catalog", db, "--json"]) == 0
+    # The catalog knows the copies as they are stored: an ingest of the prefix reads none of them again.
+    assert main(["ingest", "s3://captures/day1/", "--catalog", db, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["added"] == 0 and report["failed"] == []
+    assert (report["added"], report["updated"], report["unchanged"], report["files_read"]) == (0, 0, 6, 0)
 
 
 def test_ingest_from_s3_reads_headers_only(capsys, tmp_path: Path, s3_endpoint: str):

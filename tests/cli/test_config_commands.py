@@ -12,6 +12,7 @@ from tests.pipeline.captures import add_panoramas
 from panopipe.catalog import Catalog
 from panopipe.cli import main
 from panopipe.errors import ConfigError, NotFoundError
+from panopipe.metadata.writer import MetadataUpdate, apply_metadata_file
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -167,7 +168,10 @@ def test_ingest_uses_the_catalogs_ingest_rules(capsys, project, monkeypatch):
     assert run(capsys, "config", "push", "-c", url, "--yes")[0] == 0
     frame = tmp_path / "survey" / "X1" / "img_000007.jpg"
     frame.parent.mkdir(parents=True)
-    frame.write_bytes((tmp_path / "captures" / "P001" / "pano_000000.jpg").read_bytes())
+    # Another frame than the catalog holds: a copy of one would be a duplicate, not added.
+    apply_metadata_file(
+        tmp_path / "captures" / "P001" / "pano_000000.jpg", frame, update=MetadataUpdate(gps_altitude=7.5)
+    )
     monkeypatch.chdir(tmp_path)  # no config file here: the default rules would make the reel X1
     assert run(capsys, "ingest", str(tmp_path / "survey"), "-c", url)[0] == 0
     rows = json.loads(run(capsys, "ls", "-c", url, "--json", "--reel", "survey")[1])

@@ -168,3 +168,76 @@ def test_a_mistyped_source_stops_the_ingest_before_any_source_is_read(
         ingest(catalog, [survey, "s3:/survey-bucket"], SETTINGS)
     assert catalog.count() == 0
     assert ingest(catalog, [f"file://{survey}"], SETTINGS).added == 12
+
+
+def test_a_copy_of_catalogued_files_is_reported_as_duplicates_and_not_added(
+    capsys, catalog: Catalog, survey: Path, tmp_path: Path
+):
+    ingest(catalog, [survey], SETTINGS)
+    copy = tmp_path / "copy"
+    shutil.copytree(survey, copy)
+    new_frame = copy / "R001/cam0/R001_cam0_000003.jpg"
+    apply_metadata_file(
+        copy / "R001/cam0/R001_cam0_000002.jpg", new_frame, update=MetadataUpdate(gps_altitude=601.5)
+    )
+
+    report = ingest(catalog, [copy], SETTINGS)
+
+    assert (report.added, report.updated, report.failed) == (1, 0, [])
+    assert sorted((d.uri, d.original_uri) for d in report.duplicates) == sorted(
+        (str(copy / path.relative_to(survey)), str(path)) for path in survey.rglob("*.jpg")
+    )
+    assert catalog.count() == 13 and str(new_frame) in {i.uri for i in catalog.images()}
+    again = ingest(
+        catalog, [copy], SETTINGS
+    )  # a duplicate is not catalogued, so it is read and reported again
+    assert (again.added, again.unchanged, len(again.duplicates)) == (0, 1, 12)
+
+    # The CLI says so in one line, exit code 0: nothing failed. --json lists every duplicate.
+    assert main(["ingest", str(copy), "--catalog", catalog.url]) == 0
+    captured = capsys.readouterr()
+    assert "added 0, updated 0, unchanged 1, deleted 0, failed 0" in captured.out
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith(
+        "warning: not added: 12 duplicate(s), files whose content the catalog holds already"
+    )
+    assert main(["ingest", str(copy), "--catalog", catalog.url, "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["duplicates"]) == 12
+
+
+def test_of_files_with_the_same_content_in_one_ingest_the_first_is_added(catalog: Catalog, survey: Path):
+    frame = survey / "R001/cam0/R001_cam0_000001.jpg"
+    shutil.copy(frame, survey / "R001/cam0/R001_cam0_000009.jpg")
+    report = ingest(catalog, [survey], SETTINGS)
+    assert report.added == 12
+    assert [(d.uri, d.original_uri) for d in report.duplicates] == [
+        (str(survey / "R001/cam0/R001_cam0_000009.jpg"), str(frame))
+    ]
+
+
+def test_a_moved_folder_keeps_its_images_edits_and_shots(catalog: Catalog, survey: Path, tmp_path: Path):
+    ingest(catalog, [survey], SETTINGS)
+    before = {(i.camera_index, i.frame): i for i in catalog.images()}
+    first = before[(0, 1)]
+    catalog.apply_edit(
+        catalog.plan_edit(Selection(ids=(first.id,)), assign={"alt": 12.5}), reason="r", author="a"
+    )
+    moved = tmp_path / "archive/R001"
+    moved.parent.mkdir()
+    (survey / "R001").rename(moved)
+    # A file of the survey that stayed behind, copied: its image is still there, so the copy is a duplicate.
+    left = survey / "R001/cam1/R001_cam1_000002.jpg"
+    left.parent.mkdir(parents=True)
+    shutil.copy(moved / "cam1/R001_cam1_000002.jpg", left)
+
+    report = ingest(catalog, [moved], SETTINGS)
+
+    assert (report.added, report.updated, report.deleted) == (0, 11, 0)
+    assert [(d.uri, d.original_uri) for d in report.duplicates] == [
+        (str(moved / "cam1/R001_cam1_000002.jpg"), str(left))
+    ]
+    after = {(i.camera_index, i.frame): i for i in catalog.images()}
+    assert {key: i.id for key, i in after.items()} == {key: i.id for key, i in before.items()}
+    assert after[(0, 1)].uri == str(moved / "cam0/R001_cam0_000001.jpg") and after[(0, 1)].alt == 12.5
+    assert {key: i.shot for key, i in after.items()} == {key: i.shot for key, i in before.items()}
+    assert catalog.count() == 12

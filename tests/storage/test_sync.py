@@ -1,16 +1,24 @@
-"""Syncing a capture folder: skips what is stored, reports per file, resumes interrupted multipart uploads."""
+"""Syncing a capture folder: skips what is stored, reports per file, resumes interrupted multipart uploads, and
+keeps the catalog pointing at the copies, read there as they were catalogued."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
+import shutil
 from pathlib import Path
 
 import pytest
 
-from panopipe.storage import Storage
+from panopipe.catalog import Catalog
+from panopipe.config import Settings
+from panopipe.demo import generate_survey
+from panopipe.errors import ConfigError
+from panopipe.ingest import HEADER_CHUNK, image_record, ingest
+from panopipe.storage import Storage, open_storage
 from panopipe.storage.s3 import MiB, S3Storage
-from panopipe.sync import SyncProgress, sync_folder
+from panopipe.sync import SyncProgress, file_sha256, sync_capture, sync_folder
 
 from .conftest import BUCKET, PREFIX
 
@@ -150,4 +158,104 @@ def test_resumed_upload_of_changed_file_reuses_only_matching_parts(
     assert s3_storage.get("pano.jpg") == source.read_bytes()
     assert (
         info.sha256 == s3_storage.head("pano.jpg").sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
+    )
+
+
+@pytest.fixture(scope="module")
+def reel_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("survey")
+    generate_survey(folder, shots=2, camera_size=(160, 120))
+    return folder / "R001"
+
+
+@pytest.fixture
+def reel(reel_template: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(reel_template, tmp_path / "survey/R001"))
+
+
+def test_a_synced_reel_is_read_from_its_copy_as_it_was_catalogued(
+    catalog: Catalog, storage: Storage, reel: Path
+) -> None:
+    settings = Settings()
+    ingest(catalog, [reel], settings)
+    before = {i.id: (i.reel, i.frame, i.camera_index, i.shot, i.content_hash) for i in catalog.images()}
+    destination = open_storage(storage.uri("R001"), settings)  # the reel's folder keeps its name there
+
+    report = sync_capture(catalog, reel, destination, settings)
+
+    assert len(report.uploaded) == 12
+    uris = {i.uri for i in catalog.images()}
+    assert uris == {destination.uri(info.key) for info in destination.list()}
+    # The catalog holds what tells the copies unchanged: an ingest of the destination reads none of them, and
+    # the reel's images keep their ids, reels, frames, cameras and shots.
+    again = ingest(catalog, [destination.root_uri], settings)
+    assert (again.unchanged, again.files_read, again.updated, again.added) == (12, 0, 0, 0)
+    after = {i.id: (i.reel, i.frame, i.camera_index, i.shot, i.content_hash) for i in catalog.images()}
+    assert after == before
+    # The capture folder ingested again is a copy of what the catalog holds on the destination: nothing added.
+    local = ingest(catalog, [reel], settings)
+    assert (local.added, len(local.duplicates), catalog.count()) == (0, 12, 12)
+
+
+def test_a_destination_that_would_change_reels_is_refused_before_uploading(
+    catalog: Catalog, storage: Storage, reel: Path
+) -> None:
+    settings = Settings()
+    ingest(catalog, [reel], settings)
+    uris = {i.uri for i in catalog.images()}
+    last_folder = storage.root_uri.rstrip("/").rsplit("/", 1)[-1]  # what the pattern takes for the reel
+    message = (
+        f"ingest would read {re.escape(storage.uri('cam0/R001_cam0_000001.jpg'))} as reel {last_folder}, "
+        f"frame 1, camera 0, not reel R001, frame 1, camera 0 as here: "
+        f"sync to {re.escape(storage.uri('R001'))} instead, to keep the folder's name$"
+    )
+    for dry_run in (True, False):
+        with pytest.raises(ConfigError, match=message):
+            sync_capture(catalog, reel, storage, settings, dry_run=dry_run)
+    assert list(storage.list()) == [] and {i.uri for i in catalog.images()} == uris
+
+
+def test_an_image_added_for_an_upload_meanwhile_keeps_the_local_one_where_it_is(
+    catalog: Catalog, storage: Storage, reel: Path
+) -> None:
+    settings = Settings()
+    ingest(catalog, [reel], settings)
+    destination = open_storage(storage.uri("R001"), settings)
+    # The stack's event handler catalogues an upload it is notified of before the sync repoints the catalog.
+    key = "cam2/R001_cam2_000001.jpg"
+    destination.put_file(key, reel / key)
+    added = image_record(destination, key, settings.ingest)
+    catalog.upsert_images([added])
+    # On S3 the record has the SHA-256 that panopipe's upload stored with the object (read with the header);
+    # image_record hashes no file of a folder.
+    s3 = destination.root_uri.startswith("s3://")
+    assert added.content_hash == (file_sha256(reel / key) if s3 else None)
+
+    report = sync_capture(catalog, reel, destination, settings)
+
+    assert report.ok and report.not_repointed == (str(reel / key),)
+    uris = {i.uri for i in catalog.images()}
+    assert len(uris) == 13 and str(reel / key) in uris and destination.uri(key) in uris
+    assert sum(uri.startswith(destination.root_uri) for uri in uris) == 12
+
+
+def test_an_ingest_of_panopipes_uploads_knows_their_content(catalog: Catalog, s3, reel: Path) -> None:
+    settings = Settings()
+    uploads = open_storage(f"s3://{BUCKET}/day1/R001", settings)
+    sync_folder(reel, uploads)
+    key = "cam0/R001_cam0_000001.jpg"
+    copy = "day1/R001/cam0/R001_cam0_000009.jpg"  # the same content under another frame's name
+    s3.copy_object(Bucket=BUCKET, Key=copy, CopySource={"Bucket": BUCKET, "Key": f"day1/R001/{key}"})
+
+    report = ingest(catalog, [f"s3://{BUCKET}/day1/"], settings)
+
+    # The SHA-256 comes with the header's ranged GET (stored with each upload, kept by a copy): no more reads.
+    assert (report.added, report.files_read) == (12, 13) and report.bytes_read <= 13 * HEADER_CHUNK
+    assert [(d.uri, d.original_uri) for d in report.duplicates] == [
+        (f"s3://{BUCKET}/{copy}", uploads.uri(key))
+    ]
+    hashes = {i.uri: i.content_hash for i in catalog.images()}
+    assert hashes[uploads.uri(key)] == file_sha256(reel / key)
+    assert all(
+        hashes[uploads.uri(p.relative_to(reel).as_posix())] == file_sha256(p) for p in reel.rglob("*.jpg")
     )

@@ -15,6 +15,7 @@ _MODULES = {
     "Edit": "records",
     "EditBatch": "records",
     "FieldChange": "records",
+    "FileLocation": "catalog",
     "Image": "records",
     "ImageRecord": "records",
     "KnownFile": "catalog",
@@ -30,7 +31,7 @@ _MODULES = {
 }
 
 if TYPE_CHECKING:
-    from panopipe.catalog.catalog import Catalog, KnownFile
+    from panopipe.catalog.catalog import Catalog, FileLocation, KnownFile
     from panopipe.catalog.engine import (
         catalog_url,
         create_catalog_engine,
@@ -65,6 +66,7 @@ __all__ = [
     "Edit",
     "EditBatch",
     "FieldChange",
+    "FileLocation",
     "Image",
     "ImageRecord",
     "KnownFile",

@@ -66,6 +66,16 @@ class KnownFile:
     deleted: bool
 
 
+@dataclass(frozen=True, slots=True)
+class FileLocation:
+    """Where an image's file is now, with what tells whether it changes there (as :class:`KnownFile`)."""
+
+    uri: str
+    size: int | None = None
+    modified_at: datetime | None = None
+    etag: str | None = None
+
+
 class Catalog:
     """The metadata catalog. Open it with :meth:`open`; use it as a context manager to close it."""
 
@@ -312,6 +322,19 @@ class Catalog:
         with self.engine.connect() as conn:
             return {row.uri: KnownFile(*row) for row in conn.execute(query)}
 
+    def files_with_content(self, content_hashes: Iterable[str]) -> dict[str, KnownFile]:
+        """The images not deleted whose file has one of ``content_hashes`` (SHA-256), by hash; of several
+        with the same content, the first by URI."""
+        c = images.c
+        query = sa.select(c.id, c.uri, c.size, c.modified_at, c.content_hash, c.etag, c.deleted)
+        found: dict[str, KnownFile] = {}
+        with self.engine.connect() as conn:
+            for chunk in batched(set(content_hashes), 2000):
+                rows = conn.execute(query.where(c.content_hash.in_(chunk), c.deleted == sa.false()))
+                for row in sorted(rows, key=lambda row: row.uri):
+                    found.setdefault(row.content_hash, KnownFile(*row))
+        return found
+
     def mark_deleted(self, uris: Iterable[str]) -> list[str]:
         """Mark the images at ``uris`` deleted (their records and edits are kept); the ids affected."""
         marked: list[str] = []
@@ -326,19 +349,48 @@ class Catalog:
                 marked += [row.id for row in rows]
         return marked
 
-    def relocate(self, moves: dict[str, str]) -> int:
-        """Point images at new URIs (``{old: new}``), keeping their ids, metadata and edits; how many moved."""
+    def relocate(self, moves: Mapping[str, FileLocation]) -> list[str]:
+        """Point images at their files' new locations (``{old URI: new location}``), keeping their ids,
+        metadata and edits, so that an ingest of the new location reads nothing again.
+
+        An image whose new URI another image has already (one the stack's event handler added for the upload,
+        say) stays where it is; their old URIs are returned.
+        """
+        c = images.c
         now = utcnow()
-        params = [{"old": old, "new": new, "now": now} for old, new in moves.items() if old != new]
-        if not params:
-            return 0
-        statement = (
-            images.update()
-            .where(images.c.uri == sa.bindparam("old"))
-            .values(uri=sa.bindparam("new"), updated_at=sa.bindparam("now"))
-        )
         with self.engine.begin() as conn:
-            return conn.execute(statement, params).rowcount
+            held = self._uris_in(conn, [new.uri for old, new in moves.items() if new.uri != old])
+            stay = self._uris_in(
+                conn, [old for old, new in moves.items() if new.uri in held and new.uri != old]
+            )
+            params = [
+                {
+                    "old": old,
+                    "uri": new.uri,
+                    "size": new.size,
+                    "modified_at": new.modified_at,
+                    "etag": new.etag,
+                }
+                for old, new in moves.items()
+                if old not in stay
+            ]
+            if params:
+                written = ("uri", "size", "modified_at", "etag")
+                conn.execute(
+                    images.update()
+                    .where(c.uri == sa.bindparam("old"))
+                    .values({name: sa.bindparam(name) for name in written} | {"updated_at": now}),
+                    params,
+                )
+        return sorted(stay)
+
+    @staticmethod
+    def _uris_in(conn: sa.Connection, uris: Sequence[str]) -> set[str]:
+        """Those of ``uris`` that images have."""
+        found: set[str] = set()
+        for chunk in batched(uris, 2000):
+            found.update(conn.execute(sa.select(images.c.uri).where(images.c.uri.in_(chunk))).scalars())
+        return found
 
     def images(
         self,
@@ -591,4 +643,4 @@ def _image(row: Any, flags: Iterable[flag_ops.StoredFlag] = ()) -> Image:
     )
 
 
-__all__ = ["Catalog", "KnownFile"]
+__all__ = ["Catalog", "FileLocation", "KnownFile"]

@@ -26,7 +26,9 @@ def ingest(
     """Catalog the JPEGs under SOURCES; running it again adds nothing, changed files are noticed.
 
     Reel, frame and camera come from the path_pattern of the ingest section of panopipe.toml; frames of one rig
-    captured within shot_tolerance_s form a shot. Exit code 1 when any file failed.
+    captured within shot_tolerance_s form a shot. A file moved (with its folder) keeps its image and edits; a
+    file whose content the catalog holds already elsewhere (a copy, or a folder since synced to S3) is a
+    duplicate, reported and not added. Exit code 1 when any file failed.
 
     Example: panopipe ingest /data/survey-2024-05-01 s3://survey-bucket/2024-05-02/
     """
@@ -48,6 +50,12 @@ def ingest(
             render.stderr.print(
                 f"not read: {sum(report.not_jpeg.values())} file(s) that are not JPEG ({kinds})",
                 soft_wrap=True,
+            )
+        if report.duplicates:
+            first = report.duplicates[0]
+            render.warn(
+                f"not added: {len(report.duplicates)} duplicate(s), files whose content the catalog holds "
+                f"already, such as {first.uri} (the same as {first.original_uri}); --json lists them all"
             )
         for failure in report.failed:  # one line each, even for a name with a newline
             uri = failure.uri if failure.uri.isprintable() else failure.uri.encode("unicode_escape").decode()

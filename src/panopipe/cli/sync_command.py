@@ -28,7 +28,9 @@ def sync(
 ) -> None:
     """Upload a capture folder: parallel, resumable, skipping files already stored (by SHA-256).
 
-    Images the catalog knows are pointed at their new S3 URIs. Exit code 1 when any file failed.
+    Images the catalog knows are pointed at their new S3 URIs. A destination where ingest would read other
+    reels, frames or cameras (the path_pattern) is refused before any upload, saying where to sync instead.
+    Exit code 1 when any file failed.
 
     Example: panopipe sync /data/2024-05-01 s3://survey-bucket/2024-05-01 --dry-run
     """
@@ -41,7 +43,9 @@ def sync(
         def progress(p: SyncProgress) -> None:
             bar(p.bytes_done, p.bytes_total)
 
-        report = sync_capture(catalog, folder, storage, dry_run=dry_run, workers=workers, progress=progress)
+        report = sync_capture(
+            catalog, folder, storage, settings, dry_run=dry_run, workers=workers, progress=progress
+        )
     mb_per_s = round(report.bytes_uploaded / 1e6 / report.seconds, 2) if report.seconds else 0.0
     summary = {
         "uploaded": len(report.uploaded),
@@ -51,6 +55,7 @@ def sync(
         "seconds": round(report.seconds, 3),
         "mb_per_s": mb_per_s,
         "dry_run": report.dry_run,
+        "not_repointed": list(report.not_repointed),
     }
     if as_json:
         render.print_json({**summary, "uploaded_uris": list(report.uploaded)})
@@ -61,6 +66,12 @@ def sync(
             f"{verb} {summary['uploaded']}, skipped {summary['skipped']}, failed {len(report.failed)}"
             f" ({report.bytes_uploaded / 1e6:.1f} MB{rate})"
         )
+        if report.not_repointed:
+            render.warn(
+                f"not repointed: {len(report.not_repointed)} catalogued image(s), such as "
+                f"{report.not_repointed[0]}: other images have their new URIs already (the stack's event "
+                "handler adds the uploads it is notified of)"
+            )
         for key, reason in report.failed.items():
             render.error(f"{key}: {reason}")
     if not report.ok:

@@ -29,6 +29,7 @@ MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB
 MAX_PARTS = 10_000
 SHA256_METADATA = "sha256"  # stored as x-amz-meta-sha256: the hex SHA-256 of the whole object
+_USER_METADATA = "x-amz-meta-"
 PRESIGNED_SECONDS = 300  # how long a presigned ranged GET stays valid; it is used at once
 
 Reader = Callable[[int, int], bytes]
@@ -149,7 +150,7 @@ class S3Storage(Storage):
         # "bytes 0-65535/2097152": the total size follows the slash; a whole small object has no range.
         content_range = response.get("ContentRange")
         size = int(content_range.rpartition("/")[2]) if content_range else response["ContentLength"]
-        return response["Body"], self._info(key, size, response)
+        return response["Body"], self._info(key, size, response, _stored_sha256(response))
 
     def _ranged_get(self, key: str, start: int, length: int) -> dict[str, Any]:
         """A GetObject response for ``length`` bytes from ``start``, its ``Body`` read: through a presigned URL
@@ -200,6 +201,11 @@ class S3Storage(Storage):
                 "ETag": headers.get("ETag"),
                 "LastModified": parsedate_to_datetime(modified) if modified else None,
                 "VersionId": headers.get("x-amz-version-id"),
+                "Metadata": {
+                    name[len(_USER_METADATA) :].lower(): value
+                    for name, value in headers.items()
+                    if name.lower().startswith(_USER_METADATA)
+                },
             }
         error = _xml_error(body)
         if response.status_code in (404, 416) and error.get("Code"):
