@@ -71,6 +71,30 @@ def test_sync_uploads_once_and_points_the_catalog_at_s3(capsys, tmp_path: Path, 
     assert (report["added"], report["updated"], report["unchanged"], report["files_read"]) == (0, 0, 6, 0)
 
 
+def test_sync_says_which_images_it_could_not_repoint(capsys, tmp_path: Path, s3_endpoint: str):
+    db = str(tmp_path / "c.db")
+    assert main(["demo", "--folder", str(tmp_path / "d"), "--shots", "1", "--catalog", db]) == 0
+    capture = tmp_path / "d" / "R001"
+    # An upload catalogued before the sync repoints the catalog, as the stack's event handler does: another
+    # image has that URI now (uploaded without panopipe's SHA-256, so ingest cannot tell it is the same file).
+    key = "cam1/R001_cam1_000001.jpg"
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    client.upload_file(str(capture / key), "captures", f"day1/R001/{key}")
+    assert main(["ingest", "s3://captures/day1/R001/", "--catalog", db]) == 0
+    capsys.readouterr()
+
+    assert main(["sync", str(capture), "s3://captures/day1/R001", "--catalog", db]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("uploaded 6, skipped 0, failed 0")
+    assert err == (
+        f"warning: not repointed: 1 catalogued image(s), such as {capture / key}: other images have their new "
+        "URIs already (the stack's event handler adds the uploads it is notified of)\n"
+    )
+    assert main(["ls", "--catalog", db, "--json"]) == 0
+    uris = {row["uri"] for row in json.loads(capsys.readouterr().out)}
+    assert len(uris) == 7 and str(capture / key) in uris and f"s3://captures/day1/R001/{key}" in uris
+
+
 def test_ingest_from_s3_reads_headers_only(capsys, tmp_path: Path, s3_endpoint: str):
     db = str(tmp_path / "c.db")
     assert main(["demo", "--folder", str(tmp_path / "d"), "--shots", "1", "--catalog", db]) == 0
