@@ -11,13 +11,13 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import TypedDict
+from typing import NamedTuple, TypedDict
 
 from panopipe.catalog import Catalog, ImageRecord, KnownFile, Selection
 from panopipe.config import IngestRules, Settings, project_settings
-from panopipe.errors import ConfigError, MetadataError, StorageError
+from panopipe.errors import ConfigError, MetadataError, ObjectNotFoundError, StorageError
 from panopipe.metadata import ImageMetadata, read_jpeg
-from panopipe.storage import FolderStorage, ObjectInfo, Storage, local_path, open_storage
+from panopipe.storage import FolderStorage, ObjectInfo, Storage, local_path, open_storage, resolve_uri
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 HEADER_CHUNK = 64 * 1024  # one read covers the header of most camera JPEGs
@@ -56,6 +56,8 @@ class IngestReport:
     deleted: int = 0
     failed: list[IngestFailure] = field(default_factory=list)
     duplicates: list[IngestDuplicate] = field(default_factory=list)
+    empty_sources: list[str] = field(default_factory=list)
+    """Sources that hold no file at all (a mistyped S3 prefix, say), as given."""
     not_jpeg: Counter[str] = field(default_factory=Counter)
     """Files of the sources that are not JPEGs, not read, by extension (``.png``; ``""`` for none)."""
     bytes_read: int = 0
@@ -76,6 +78,7 @@ class IngestReport:
             "deleted": self.deleted,
             "failed": [{"uri": f.uri, "reason": f.reason} for f in self.failed],
             "duplicates": [{"uri": d.uri, "original_uri": d.original_uri} for d in self.duplicates],
+            "empty_sources": self.empty_sources,
             "not_jpeg": dict(sorted(self.not_jpeg.items())),
             "files_read": self.files_read,
             "bytes_read": self.bytes_read,
@@ -105,17 +108,23 @@ def ingest(
 
     Files whose size and modification time (ETag on S3) match the catalog are not read again. Unreadable
     files (a bad name included) are recorded with ``status='failed'`` and their reason, and the rest go on;
-    an unchanged file that failed before is reported failed again. A file whose content moved within a source
-    keeps its id; files gone from a source folder are marked deleted.
+    an unchanged file that failed before is reported failed again. A file whose content moved keeps its
+    image's id (see :func:`_set_aside_duplicates`); one whose content the catalog holds elsewhere is a
+    duplicate, reported and not added. Files gone from a source folder are marked deleted. A source that
+    holds no file at all is reported in :attr:`IngestReport.empty_sources`.
     """
     started = time.perf_counter()
     settings = project_settings(catalog, settings)
     rules = path_pattern(settings.ingest)
     report = IngestReport()
     listed = [_list_source(source, settings) for source in sources]  # a mistyped source stops before any work
-    for storage, uri_prefix, listing, others in listed:
+    for source, (storage, uri_prefix, listing, others, one_file) in zip(sources, listed, strict=True):
+        if not listing and not others:
+            report.empty_sources.append(str(source))
         report.not_jpeg.update(others)
         known = catalog.known_files(uri_prefix)
+        if one_file:  # not the files whose names start with this one's
+            known = {uri: file for uri, file in known.items() if uri == uri_prefix}
         to_read = [info for info in listing if _changed(known.get(info.uri), info)]
         present = {info.uri for info in listing}
         failed_before = _failed_before(catalog, present - {info.uri for info in to_read})
@@ -166,11 +175,19 @@ def path_pattern(rules: IngestRules) -> re.Pattern[str]:
     return pattern
 
 
-def _list_source(
-    source: str | Path, settings: Settings
-) -> tuple[Storage, str, list[ObjectInfo], Counter[str]]:
-    """The storage of ``source``, the URI prefix of what it holds, its JPEGs, and how many other files it holds
-    by extension (hidden ones left out: ``.DS_Store`` and the like)."""
+class _Source(NamedTuple):
+    storage: Storage
+    uri_prefix: str
+    """What the URIs of its files start with: a folder's or prefix's URI and ``/``, or the one file's URI."""
+    listing: list[ObjectInfo]
+    """Its JPEGs."""
+    others: Counter[str]
+    """How many other files it holds, by extension (hidden ones left out: ``.DS_Store`` and the like)."""
+    one_file: bool
+
+
+def _list_source(source: str | Path, settings: Settings) -> _Source:
+    """What ``source`` holds: a folder, an ``s3://`` prefix, or one file or S3 object."""
     text = str(source)
     location = local_path(text)
     if location is not None:
@@ -178,7 +195,7 @@ def _list_source(
         if path.is_file():
             folder = FolderStorage(path.parent)
             info = folder.listed(path.name)  # a bad name fails this file only, when it is read
-            return folder, info.uri, [info], Counter()
+            return _Source(folder, info.uri, [info], Counter(), one_file=True)
         if not path.is_dir():
             raise ConfigError(f"{text} does not exist: give a folder, a JPEG file or an s3:// prefix")
     storage = open_storage(text, settings)
@@ -189,7 +206,15 @@ def _list_source(
             jpegs.append(info)
         elif not PurePosixPath(info.key).name.startswith("."):
             others[PurePosixPath(info.key).suffix.lower()] += 1
-    return storage, storage.root_uri.rstrip("/") + "/", jpegs, others
+    if location is None and not jpegs and not others and not text.endswith("/"):
+        bucket, key = resolve_uri(text, settings)
+        try:
+            single = bucket.head(key) if key else None  # s3://bucket/.../frame.jpg names one object
+        except ObjectNotFoundError:
+            single = None
+        if single is not None:
+            return _Source(bucket, single.uri, [single], Counter(), one_file=True)
+    return _Source(storage, storage.root_uri.rstrip("/") + "/", jpegs, others, one_file=False)
 
 
 def _failed_before(catalog: Catalog, unchanged: set[str]) -> list[IngestFailure]:

@@ -77,13 +77,13 @@ def test_sync_says_which_images_it_could_not_repoint(capsys, tmp_path: Path, s3_
     capture = tmp_path / "d" / "R001"
     # An upload catalogued before the sync repoints the catalog, as the stack's event handler does: another
     # image has that URI now (uploaded without panopipe's SHA-256, so ingest cannot tell it is the same file).
-    key = "cam1/R001_cam1_000001.jpg"
+    key = "cam1/R001_cam1_000001.jpg"  # under day2: moto's servers in one process share their buckets
     client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    client.upload_file(str(capture / key), "captures", f"day1/R001/{key}")
-    assert main(["ingest", "s3://captures/day1/R001/", "--catalog", db]) == 0
+    client.upload_file(str(capture / key), "captures", f"day2/R001/{key}")
+    assert main(["ingest", "s3://captures/day2/R001/", "--catalog", db]) == 0
     capsys.readouterr()
 
-    assert main(["sync", str(capture), "s3://captures/day1/R001", "--catalog", db]) == 0
+    assert main(["sync", str(capture), "s3://captures/day2/R001", "--catalog", db]) == 0
     out, err = capsys.readouterr()
     assert out.startswith("uploaded 6, skipped 0, failed 0")
     assert err == (
@@ -92,7 +92,7 @@ def test_sync_says_which_images_it_could_not_repoint(capsys, tmp_path: Path, s3_
     )
     assert main(["ls", "--catalog", db, "--json"]) == 0
     uris = {row["uri"] for row in json.loads(capsys.readouterr().out)}
-    assert len(uris) == 7 and str(capture / key) in uris and f"s3://captures/day1/R001/{key}" in uris
+    assert len(uris) == 7 and str(capture / key) in uris and f"s3://captures/day2/R001/{key}" in uris
 
 
 def test_ingest_from_s3_reads_headers_only(capsys, tmp_path: Path, s3_endpoint: str):
@@ -113,6 +113,17 @@ def test_ingest_from_s3_reads_headers_only(capsys, tmp_path: Path, s3_endpoint: 
     assert main(["ls", "--catalog", other, "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {(r["reel"], r["frame"], r["shot"]) for r in rows} == {("R001", 1, "R001-000001")}
+
+    # One object's URI ingests that object; a prefix that holds nothing (mistyped) is said to hold nothing.
+    one = str(tmp_path / "one.db")
+    assert (
+        main(["ingest", "s3://captures/raw/R001/cam2/R001_cam2_000001.jpg", "--catalog", one, "--json"]) == 0
+    )
+    assert json.loads(capsys.readouterr().out)["added"] == 1
+    assert main(["ingest", "s3://captures/raw/R01", "--catalog", one]) == 0
+    assert capsys.readouterr().err == (
+        "warning: nothing to ingest in s3://captures/raw/R01: it holds no file (check the path or prefix)\n"
+    )
 
 
 def test_events_parse_prints_normalized_events(capsys):

@@ -241,3 +241,29 @@ def test_a_moved_folder_keeps_its_images_edits_and_shots(catalog: Catalog, surve
     assert after[(0, 1)].uri == str(moved / "cam0/R001_cam0_000001.jpg") and after[(0, 1)].alt == 12.5
     assert {key: i.shot for key, i in after.items()} == {key: i.shot for key, i in before.items()}
     assert catalog.count() == 12
+
+
+def test_one_file_ingested_alone_leaves_the_files_whose_names_start_with_its_name(
+    catalog: Catalog, survey: Path
+):
+    frame = survey / "R001/cam0/R001_cam0_000001.jpg"
+    longer = survey / "R001/cam0/R001_cam0_000001.jpg (1).jpg"  # as a browser names a second download
+    apply_metadata_file(frame, longer, update=MetadataUpdate(gps_altitude=3.5))
+    ingest(catalog, [survey], SETTINGS)
+
+    report = ingest(catalog, [frame], SETTINGS)
+
+    assert (report.unchanged, report.deleted) == (1, 0)
+    assert catalog.count() == 13
+
+
+def test_a_source_that_holds_no_file_is_reported(capsys, catalog: Catalog, survey: Path, tmp_path: Path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    report = ingest(catalog, [survey, empty], SETTINGS)
+    assert report.added == 12 and report.empty_sources == [str(empty)]
+
+    assert main(["ingest", str(empty), "--catalog", catalog.url]) == 0
+    assert capsys.readouterr().err == (
+        f"warning: nothing to ingest in {empty}: it holds no file (check the path or prefix)\n"
+    )

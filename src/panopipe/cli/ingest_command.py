@@ -51,6 +51,8 @@ def ingest(
                 f"not read: {sum(report.not_jpeg.values())} file(s) that are not JPEG ({kinds})",
                 soft_wrap=True,
             )
+        for source in report.empty_sources:
+            render.warn(f"nothing to ingest in {source}: it holds no file (check the path or prefix)")
         if report.duplicates:
             first = report.duplicates[0]
             render.warn(
