@@ -361,10 +361,10 @@ def _set_aside_duplicates(
     """``records`` without the files whose content (SHA-256) an image not deleted has at another URI, and
     those files as duplicates.
 
-    Only files new to their source count; a file takes over such an image instead (its id, edits and jobs)
-    when the image's file is a local one that is gone: the file moved, e.g. with its folder. An image on S3 is
-    taken to be there (as after ``panopipe sync``: the capture folder it came from is a duplicate). Of
-    several new files with the same content, the first by URI is added.
+    Only files new to their source count. A file takes over such an image instead (its id, edits and jobs)
+    when it is where the image's file went (see :func:`_moved`): a local file gone, as with a moved folder, or
+    one uploaded to S3. An image on S3 is taken to be there: the capture folder it came from is a duplicate.
+    Of several new files with the same content, the first by URI is added.
     """
     new = sorted(
         (r.uri, r.content_hash) for r in records if r.content_hash and r.id is None and r.uri not in known
@@ -383,7 +383,7 @@ def _set_aside_duplicates(
             original = None  # its file was read again now and holds other content
         if content_hash in first_with:
             duplicates[uri] = first_with[content_hash]
-        elif original is not None and not _is_gone(original.uri):
+        elif original is not None and not _moved(original.uri, uri):
             duplicates[uri] = original.uri
         else:
             if original is not None:
@@ -397,10 +397,12 @@ def _set_aside_duplicates(
     return kept, [IngestDuplicate(uri, original) for uri, original in duplicates.items()]
 
 
-def _is_gone(uri: str) -> bool:
-    """Whether ``uri`` is a local file that no longer exists (an S3 object is taken to exist)."""
-    path = local_path(uri)
-    return path is not None and not path.exists()
+def _moved(original_uri: str, uri: str) -> bool:
+    """Whether a file at ``uri`` with the content of the image at ``original_uri`` is where that image's file
+    is now: the image's file is a local one that is gone, or that was uploaded to S3 (the catalog follows a
+    file to S3, as ``panopipe sync`` and the event handler point it there)."""
+    path = local_path(original_uri)
+    return path is not None and (local_path(uri) is None or not path.exists())
 
 
 class PathFields(TypedDict, total=False):

@@ -45,7 +45,7 @@ class SyncReport:
     dry_run: bool = False
     not_repointed: tuple[str, ...] = ()
     """Paths of synced files whose catalogued images still point at them: other images have their new URIs
-    (the stack's event handler adds the uploads it is notified of). Sorted."""
+    (copies uploaded there by another tool, without panopipe's SHA-256, and catalogued). Sorted."""
 
     @property
     def ok(self) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from panopipe.catalog import Catalog, ImageRecord, Selection
+from panopipe.catalog import Catalog, FileLocation, ImageRecord, Selection
 from panopipe.catalog.object_events import ObjectChange, padded_sequencer
 from panopipe.errors import CatalogError
 
@@ -106,3 +106,46 @@ def test_changes_beyond_the_uris_given_read_their_rows_themselves(catalog: Catal
         lambda: [created("/a.jpg", "09"), created("/b.jpg", "10")], uris=["/b.jpg"]
     )
     assert actions(applied) == ["skipped", "added"]
+
+
+def test_an_upload_of_a_catalogued_local_file_takes_its_image_over(catalog: Catalog):
+    def record(uri: str, content: str, **fields: Any) -> ImageRecord:
+        return ImageRecord(uri=uri, captured_at=T0, reel="R001", frame=1, content_hash=content * 64, **fields)
+
+    catalog.upsert_images(
+        [
+            record("/data/R001/cam0/1.jpg", "a", camera_index=0),
+            record("/data/R001/cam1/1.jpg", "b", camera_index=1),
+            record("/data/R001/cam2/1.jpg", "c", camera_index=2),
+        ]
+    )
+    local = {i.uri: i.id for i in catalog.images()}
+    catalog.mark_deleted(["/data/R001/cam2/1.jpg"])
+    first = local["/data/R001/cam0/1.jpg"]
+    catalog.apply_edit(
+        catalog.plan_edit(Selection(ids=(first,)), assign={"alt": 12.5}), reason="r", author="a"
+    )
+
+    def upload(key: str, content: str, camera: int) -> ObjectChange:
+        uri = f"s3://bucket/day1/R001/{key}"
+        return ObjectChange(
+            uri, padded_sequencer("10"), record=record(uri, content, camera_index=camera, etag="e")
+        )
+
+    applied = catalog.apply_object_events(
+        [
+            upload("cam0/1.jpg", "a", 0),
+            upload("cam0/copy-of-1.jpg", "a", 0),  # the same content again: the first upload took the image
+            upload("cam2/1.jpg", "c", 2),  # its local image is deleted: not taken over
+        ]
+    )
+
+    assert actions(applied) == ["updated", "added", "added"]
+    assert applied[0] is not None and applied[0].image_id == first
+    image = catalog.get(first)
+    assert (image.uri, image.alt, image.etag) == ("s3://bucket/day1/R001/cam0/1.jpg", 12.5, "e")
+    assert catalog.count() == 4  # cam1 stays local: nothing uploaded it
+    # A sync that repoints the catalog afterwards finds the image moved already.
+    moved = FileLocation("s3://bucket/day1/R001/cam0/1.jpg", etag="e")
+    assert catalog.relocate({"/data/R001/cam0/1.jpg": moved}) == []
+    assert catalog.get(first).uri == moved.uri

@@ -75,8 +75,8 @@ def test_sync_says_which_images_it_could_not_repoint(capsys, tmp_path: Path, s3_
     db = str(tmp_path / "c.db")
     assert main(["demo", "--folder", str(tmp_path / "d"), "--shots", "1", "--catalog", db]) == 0
     capture = tmp_path / "d" / "R001"
-    # An upload catalogued before the sync repoints the catalog, as the stack's event handler does: another
-    # image has that URI now (uploaded without panopipe's SHA-256, so ingest cannot tell it is the same file).
+    # A copy uploaded by another tool and catalogued before the sync: another image has that URI now (no
+    # SHA-256 is stored with the object, so ingest cannot tell it is the same file and adds it).
     key = "cam1/R001_cam1_000001.jpg"  # under day2: moto's servers in one process share their buckets
     client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     client.upload_file(str(capture / key), "captures", f"day2/R001/{key}")
@@ -88,7 +88,7 @@ def test_sync_says_which_images_it_could_not_repoint(capsys, tmp_path: Path, s3_
     assert out.startswith("uploaded 6, skipped 0, failed 0")
     assert err == (
         f"warning: not repointed: 1 catalogued image(s), such as {capture / key}: other images have their new "
-        "URIs already (the stack's event handler adds the uploads it is notified of)\n"
+        "URIs already (copies uploaded there by another tool and catalogued)\n"
     )
     assert main(["ls", "--catalog", db, "--json"]) == 0
     uris = {row["uri"] for row in json.loads(capsys.readouterr().out)}

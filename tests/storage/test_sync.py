@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from panopipe.catalog import Catalog
+from panopipe.catalog.object_events import ObjectChange, padded_sequencer
 from panopipe.config import Settings
 from panopipe.demo import generate_survey
 from panopipe.errors import ConfigError
@@ -215,28 +216,30 @@ def test_a_destination_that_would_change_reels_is_refused_before_uploading(
     assert list(storage.list()) == [] and {i.uri for i in catalog.images()} == uris
 
 
-def test_an_image_added_for_an_upload_meanwhile_keeps_the_local_one_where_it_is(
-    catalog: Catalog, storage: Storage, reel: Path
+def test_an_upload_catalogued_by_the_event_handler_first_takes_the_image_over(
+    catalog: Catalog, s3, reel: Path
 ) -> None:
     settings = Settings()
     ingest(catalog, [reel], settings)
-    destination = open_storage(storage.uri("R001"), settings)
+    ids = {i.uri: i.id for i in catalog.images()}
+    destination = open_storage(f"s3://{BUCKET}/day1/R001", settings)
     # The stack's event handler catalogues an upload it is notified of before the sync repoints the catalog.
     key = "cam2/R001_cam2_000001.jpg"
     destination.put_file(key, reel / key)
-    added = image_record(destination, key, settings.ingest)
-    catalog.upsert_images([added])
-    # On S3 the record has the SHA-256 that panopipe's upload stored with the object (read with the header);
-    # image_record hashes no file of a folder.
-    s3 = destination.root_uri.startswith("s3://")
-    assert added.content_hash == (file_sha256(reel / key) if s3 else None)
+    record = image_record(destination, key, settings.ingest)
+    # The record has the SHA-256 that panopipe's upload stored with the object, read with the header.
+    assert record.content_hash == file_sha256(reel / key)
+    (applied,) = catalog.apply_object_events(
+        [ObjectChange(record.uri, padded_sequencer("10"), record=record)]
+    )
+    assert applied is not None and applied.image_id == ids[str(reel / key)]
 
     report = sync_capture(catalog, reel, destination, settings)
 
-    assert report.ok and report.not_repointed == (str(reel / key),)
-    uris = {i.uri for i in catalog.images()}
-    assert len(uris) == 13 and str(reel / key) in uris and destination.uri(key) in uris
-    assert sum(uri.startswith(destination.root_uri) for uri in uris) == 12
+    assert report.ok and report.not_repointed == () and len(report.skipped) == 1
+    assert {i.uri: i.id for i in catalog.images()} == {
+        destination.uri(Path(uri).relative_to(reel).as_posix()): image_id for uri, image_id in ids.items()
+    }
 
 
 def test_an_ingest_of_panopipes_uploads_knows_their_content(catalog: Catalog, s3, reel: Path) -> None:
@@ -259,3 +262,20 @@ def test_an_ingest_of_panopipes_uploads_knows_their_content(catalog: Catalog, s3
     assert all(
         hashes[uploads.uri(p.relative_to(reel).as_posix())] == file_sha256(p) for p in reel.rglob("*.jpg")
     )
+
+
+def test_an_ingest_of_an_upload_of_catalogued_files_takes_their_images_over(
+    catalog: Catalog, s3, reel: Path
+) -> None:
+    settings = Settings()
+    ingest(catalog, [reel], settings)
+    before = {i.id: (i.reel, i.frame, i.camera_index, i.shot) for i in catalog.images()}
+    uploads = open_storage(f"s3://{BUCKET}/day1/R001", settings)
+    sync_folder(reel, uploads)  # uploaded without the catalog, as another machine would
+
+    report = ingest(catalog, [f"s3://{BUCKET}/day1/"], settings)
+
+    assert (report.added, report.updated, report.duplicates) == (0, 12, [])
+    after = {i.id: (i.reel, i.frame, i.camera_index, i.shot) for i in catalog.images()}
+    assert after == before
+    assert all(i.uri.startswith(uploads.root_uri) for i in catalog.images())

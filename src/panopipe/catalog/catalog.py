@@ -353,7 +353,7 @@ class Catalog:
         """Point images at their files' new locations (``{old URI: new location}``), keeping their ids,
         metadata and edits, so that an ingest of the new location reads nothing again.
 
-        An image whose new URI another image has already (one the stack's event handler added for the upload,
+        An image whose new URI another image has already (a copy uploaded there by another tool and catalogued,
         say) stays where it is; their old URIs are returned.
         """
         c = images.c

@@ -10,6 +10,9 @@ event (and the later events of its group, e.g. its message) fails. Removing an u
 placeholder with its sequencer, so an older creation arriving later cannot bring it back; that creation still
 fills in the placeholder's metadata (it stays deleted), as it would have had it arrived first. A removed image
 belongs to no shot. So the final rows do not depend on the order events are delivered in.
+
+The creation of an object the catalog does not know, whose content (SHA-256) an image's local file has,
+takes that image over: the image follows its file to S3, as ``panopipe sync`` points it there.
 """
 
 from __future__ import annotations
@@ -222,6 +225,7 @@ def _apply_round(
     c = images.c
     if rows is None:
         rows = {row.uri: row for row in conn.execute(read, {"uris": [changes[i].uri for i in indexes]})}
+    rows = {**rows, **_uploads_of_local_images(conn, changes, indexes, rows, read)}
     # Rows read on PostgreSQL stay locked, so the upsert compares with them; SQLite locks nothing it read.
     locked = rows if conn.dialect.name == "postgresql" else None
     now = utcnow()
@@ -268,7 +272,9 @@ def _apply_round(
     if fills:
         _fill_removed(conn, fills, upsert, locked)
     records += [
-        record for index, _, added in claimed if (record := changes[index].record) is not None and not added
+        replace(record, id=image_id)  # an image taken over is found by its id: its row has another URI
+        for index, image_id, added in claimed
+        if (record := changes[index].record) is not None and not added
     ]
     result = upsert(conn, records, sources, locked) if records else None
     unknown = {record.id for record in records if record.uri in sources}
@@ -298,6 +304,37 @@ def _apply_round(
             on_removed(conn, removed, _emptied_shots(conn, removed))
         conn.execute(images.update().where(c.id.in_(removed), c.shot.is_not(None)).values(shot=None))
     return outcomes
+
+
+def _uploads_of_local_images(
+    conn: sa.Connection,
+    changes: Sequence[ObjectChange],
+    indexes: list[int],
+    rows: Mapping[str, Any],
+    read: sa.Select[Any],
+) -> dict[str, Any]:
+    """The rows that creations of unknown objects take over, by the objects' URIs: images not deleted whose
+    file is a local one with the object's content (SHA-256). The image follows its file to S3, as
+    ``panopipe sync`` points it there, rather than the catalog holding the upload twice. Read (and locked, on
+    PostgreSQL) as ``read`` reads rows."""
+    wanted: dict[str, str] = {}  # content hash -> the URI of the first creation with it
+    for index in sorted(indexes, key=lambda i: changes[i].uri):
+        record = changes[index].record
+        if record is not None and record.content_hash and changes[index].uri not in rows:
+            wanted.setdefault(record.content_hash, changes[index].uri)
+    if not wanted:
+        return {}
+    c = images.c
+    query = (
+        sa.select(*read.selected_columns)
+        .where(c.content_hash.in_(list(wanted)), c.deleted == sa.false(), ~c.uri.startswith("s3://"))
+        .order_by(c.uri)
+        .with_for_update()
+    )
+    taken: dict[str, Any] = {}
+    for row in conn.execute(query):
+        taken.setdefault(wanted[row.content_hash], row)
+    return taken
 
 
 def _fill_removed(

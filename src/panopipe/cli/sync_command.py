@@ -69,8 +69,8 @@ def sync(
         if report.not_repointed:
             render.warn(
                 f"not repointed: {len(report.not_repointed)} catalogued image(s), such as "
-                f"{report.not_repointed[0]}: other images have their new URIs already (the stack's event "
-                "handler adds the uploads it is notified of)"
+                f"{report.not_repointed[0]}: other images have their new URIs already (copies uploaded there "
+                "by another tool and catalogued)"
             )
         for key, reason in report.failed.items():
             render.error(f"{key}: {reason}")
