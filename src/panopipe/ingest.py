@@ -113,6 +113,8 @@ def ingest(
     duplicate, reported and not added. Files gone from a source folder are marked deleted. A source that
     holds no file at all is reported in :attr:`IngestReport.empty_sources`.
     """
+    if workers is not None and workers < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers}")
     started = time.perf_counter()
     settings = project_settings(catalog, settings)
     rules = path_pattern(settings.ingest)

@@ -160,7 +160,7 @@ def _sync(
 ) -> tuple[SyncReport, dict[str, ObjectInfo]]:
     """:func:`sync_folder` of ``files``; with the stored object of each file stored now, by key."""
     if workers < 1:
-        raise ConfigError(f"workers must be at least 1, not {workers}")
+        raise ConfigError(f"workers must be at least 1, got {workers}")
     started = time.perf_counter()
     bytes_total = sum(f.size for f in files)
     tracker = _Tracker(len(files), bytes_total, progress)

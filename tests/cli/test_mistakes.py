@@ -445,3 +445,29 @@ def test_ls_pages_sorts_and_picks_fields(capsys, two_images: tuple[str, list[str
     assert (code, err) == (2, "error: unknown field 'fram' in --fields; did you mean 'frame'?\n")
     code, _, err = run(capsys, "ls", "--catalog", location, "--sort", "-captured")
     assert (code, err) == (2, "error: cannot sort by 'captured'; did you mean 'captured_at'?\n")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ingest", "folder", "--workers", "0"],
+        ["ingest", "folder", "--workers", "-1"],
+        ["sync", "folder", "s3://b/p", "--workers", "0"],
+        ["run", "--workers", "0"],
+        ["worker", "events", "--queue-url", "http://127.0.0.1:1/q", "--max-polls", "0"],
+        ["worker", "events", "--queue-url", "http://127.0.0.1:1/q", "--wait", "21"],
+        ["dev", "up", "--port", "70000"],
+        ["dev", "up", "--max-receive-count", "0"],
+    ],
+    ids=" ".join,
+)
+def test_counts_out_of_range_are_refused_before_anything_starts(capsys, tmp_path: Path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    Catalog.open(tmp_path / "c.db").close()
+    code, out, err = run(
+        capsys, *args, *(["--catalog", "c.db"] if args[0] in ("ingest", "sync", "run") else [])
+    )
+    assert code == ConfigError.exit_code and "Traceback" not in out + err, err
+    option, value = args[-2:]
+    assert f"Invalid value for '{option}'" in err or f"error: workers must be at least 1, got {value}" in err

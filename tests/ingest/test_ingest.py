@@ -267,3 +267,11 @@ def test_a_source_that_holds_no_file_is_reported(capsys, catalog: Catalog, surve
     assert capsys.readouterr().err == (
         f"warning: nothing to ingest in {empty}: it holds no file (check the path or prefix)\n"
     )
+
+
+def test_workers_must_be_at_least_one(catalog: Catalog, survey: Path):
+    from panopipe.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^workers must be at least 1, got 0$"):
+        ingest(catalog, [survey], SETTINGS, workers=0)
+    assert catalog.count() == 0

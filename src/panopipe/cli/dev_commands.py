@@ -14,11 +14,14 @@ app = typer.Typer(help="Local parity with the AWS deployment.", no_args_is_help=
 
 @app.command("up")
 def up(
-    port: Annotated[int, typer.Option(help="Port for moto's server (0: a free one).")] = 0,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port for moto's server (0: a free one).")] = 0,
     bucket: Annotated[str, typer.Option(help="The input bucket.")] = "panopipe-dev",
     input_prefix: Annotated[str, typer.Option(help="Keys that notify the queue.")] = "incoming/",
     output_prefix: Annotated[str, typer.Option(help="Where outputs go (never notifies).")] = "panopipe-out/",
-    max_receive_count: Annotated[int, typer.Option(help="Receives before a message goes to the DLQ.")] = 5,
+    max_receive_count: Annotated[
+        int,
+        typer.Option(min=1, max=1000, help="Receives before a message goes to the DLQ (SQS allows 1-1000)."),
+    ] = 5,
 ) -> None:
     """Start S3 and SQS locally: bucket, queue with dead-letter queue, bucket notification; Ctrl-C stops it
     (exit 0). Needs moto's server: pip install 'panopipe[dev]'.

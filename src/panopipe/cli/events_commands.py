@@ -75,9 +75,12 @@ worker_app = typer.Typer(help="Workers that feed queued events to the handler.",
 def worker_events(
     queue_url: Annotated[str, typer.Option("--queue-url", help="The SQS queue the bucket notifies.")],
     max_polls: Annotated[
-        int | None, typer.Option(help="Stop after this many polls (default: run on).")
+        int | None,
+        typer.Option(min=1, help="Stop after this many polls (default: run on).", show_default=False),
     ] = None,
-    wait: Annotated[int, typer.Option(help="Long-polling wait per poll, in seconds.")] = 20,
+    wait: Annotated[
+        int, typer.Option(min=0, max=20, help="Long-polling wait per poll, in seconds (SQS allows 0-20).")
+    ] = 20,
     as_json: JsonOption = False,
     *,
     catalog: Catalog,

@@ -20,7 +20,9 @@ def ingest(
     catalog: Catalog,
     settings: Settings,
     sources: Annotated[list[str], typer.Argument(help="Folders, JPEG files or s3://bucket/prefix URIs.")],
-    workers: Annotated[int | None, typer.Option(help="Parallel readers (default: all cores).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Parallel readers (default: all cores).", show_default=False)
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Catalog the JPEGs under SOURCES; running it again adds nothing, changed files are noticed.
