@@ -17,6 +17,9 @@ from panopipe.catalog.schema import artifacts, jobs
 from panopipe.config import Settings
 from panopipe.dev import LocalStack, create_stack, run_worker, spawn_moto_server, start_moto_server
 from panopipe.events.handler import EventHandler
+from panopipe.ingest import ingest
+from panopipe.storage import open_storage
+from panopipe.sync import sync_capture, sync_folder
 
 
 @pytest.fixture
@@ -100,3 +103,36 @@ def test_a_spawned_moto_server_holds_the_stack_and_stops_with_terminate():
     finally:
         process.terminate()
     process.wait(timeout=10)  # raises TimeoutExpired if it did not stop
+
+
+def test_a_catalogued_capture_uploaded_to_the_stack_keeps_one_image_per_frame(
+    stack: LocalStack, postgres_url: str, tmp_path: Path
+):
+    frames, rig = render_shot(tmp_path / "shot")
+    capture = frames[0].parents[1]  # shot/R001
+    settings = Settings(
+        catalog=postgres_url,
+        s3_endpoint_url=stack.endpoint_url,
+        output_prefix=stack.output_uri,
+        buckets=(stack.bucket,),
+        project="demo",
+        steps={"stitch": {"rig": rig}},
+    )
+    with Catalog.open(postgres_url) as catalog:
+        ingest(catalog, [capture], settings)  # catalogued on the laptop, into the stack's database
+        ids = {Path(i.uri).name: i.id for i in catalog.images()}
+        destination = open_storage(f"s3://{stack.bucket}/{stack.input_prefix}R001", settings)
+        # The uploads notify the queue; here the handler sees them before the catalog is repointed.
+        sync_folder(capture, destination)
+        handler = EventHandler.from_settings(catalog, settings)
+        report = run_worker(handler, stack.queue_url, sqs=boto3.client("sqs"), max_polls=3, wait_s=1)
+        handler.close()
+
+        assert report.counts["processed"] == 6
+        images = list(catalog.images())
+        assert {Path(i.uri).name: i.id for i in images} == ids  # each image followed its file to S3
+        assert all(i.uri.startswith(destination.root_uri) for i in images)
+        # The sync that would have repointed them finds them there.
+        synced = sync_capture(catalog, capture, destination, settings)
+        assert (len(synced.skipped), synced.not_repointed) == (6, ())
+        assert {Path(i.uri).name: i.id for i in catalog.images()} == ids
