@@ -363,7 +363,7 @@ def test_filters_that_select_no_image_say_so(capsys, two_images: tuple[str, list
     warning = (
         "warning: no image matches the filters: `panopipe ls` with the same filters shows what they select"
     )
-    for command in (["plan"], ["run"], ["verify"], ["qc"]):
+    for command in (["plan"], ["run"], ["verify"], ["qc"], ["export", "-o", "-"]):
         code, _, err = run(capsys, *command, "--reel", "R1", "--catalog", location)
         assert code == 0 and err.splitlines()[0] == warning, command
     assert run(capsys, "plan", "--reel", "R1", "--catalog", location)[2] == f"{warning}\nnothing to do\n"

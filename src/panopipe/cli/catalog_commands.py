@@ -12,7 +12,14 @@ import typer
 
 from panopipe.catalog.values import parse_value
 from panopipe.cli import render
-from panopipe.cli.options import DryRunOption, JsonOption, output_file, uses_catalog, uses_selection
+from panopipe.cli.options import (
+    DryRunOption,
+    JsonOption,
+    output_file,
+    uses_catalog,
+    uses_selection,
+    warn_if_nothing_selected,
+)
 from panopipe.errors import ConfigError
 from panopipe.export import LISTED_FIELDS, image_row
 
@@ -144,6 +151,7 @@ def export(
     from panopipe.export import ExportOptions, write_export
 
     options = ExportOptions(of, export_format, base_url, camera_height)
+    warn_if_nothing_selected(catalog, selection)
     result = write_export(catalog, options, sys.stdout, output=output, selection=selection, settings=settings)
     skipped = f", {result.left_out} left out (no position or image yet)" if result.left_out else ""
     where = f" to {', '.join(map(str, result.files))}" if result.files else ""
