@@ -20,6 +20,7 @@ OWNERS = {
     "images": "panopipe.catalog",
     "edits": "panopipe.catalog",
     "image_flags": "panopipe.catalog.flags",
+    "file_copies": "panopipe.catalog.file_copies",
     "routes": "panopipe.catalog.routes",
     "artifacts": "panopipe.pipeline.store",
     "jobs": "panopipe.pipeline.store",

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple, TypedDict
+from typing import NamedTuple, TypedDict, TypeVar
 
-from panopipe.catalog import Catalog, ImageRecord, KnownFile, Selection
+from panopipe.catalog import Catalog, FileCopy, ImageRecord, KnownFile, Selection
 from panopipe.config import IngestRules, Settings, project_settings
 from panopipe.errors import ConfigError, MetadataError, ObjectNotFoundError, StorageError
 from panopipe.metadata import ImageMetadata, read_jpeg
@@ -25,6 +25,7 @@ ONE_READ = 8 << 20
 """A local file up to this size is parsed and hashed from one read; a larger one is hashed in chunks."""
 HASH_CHUNK = 1 << 20
 
+_Known = TypeVar("_Known")
 Progress = Callable[[int, int], None]
 """Called with (files done, files to read)."""
 
@@ -56,6 +57,9 @@ class IngestReport:
     deleted: int = 0
     failed: list[IngestFailure] = field(default_factory=list)
     duplicates: list[IngestDuplicate] = field(default_factory=list)
+    unchanged_copies: int = 0
+    """Of the unchanged files, those known to hold the content of an image elsewhere (a capture folder since
+    synced to S3, say): found duplicates before, not read again."""
     empty_sources: list[str] = field(default_factory=list)
     """Sources that hold no file at all (a mistyped S3 prefix, say), as given."""
     not_jpeg: Counter[str] = field(default_factory=Counter)
@@ -75,6 +79,7 @@ class IngestReport:
             "added": self.added,
             "updated": self.updated,
             "unchanged": self.unchanged,
+            "unchanged_copies": self.unchanged_copies,
             "deleted": self.deleted,
             "failed": [{"uri": f.uri, "reason": f.reason} for f in self.failed],
             "duplicates": [{"uri": d.uri, "original_uri": d.original_uri} for d in self.duplicates],
@@ -124,17 +129,36 @@ def ingest(
         if not listing and not others:
             report.empty_sources.append(str(source))
         report.not_jpeg.update(others)
-        known = catalog.known_files(uri_prefix)
-        if one_file:  # not the files whose names start with this one's
-            known = {uri: file for uri, file in known.items() if uri == uri_prefix}
-        to_read = [info for info in listing if _changed(known.get(info.uri), info)]
+        known = _within(catalog.known_files(uri_prefix), uri_prefix, one_file)
+        known_copies = _within(catalog.known_copies(uri_prefix), uri_prefix, one_file)
+        # A copy whose image's file moved here or went away is read again: it may take the image over.
+        copies = {uri: c.file for uri, c in known_copies.items() if not _moved(c.image_uri, uri)}
+        to_read = [info for info in listing if _changed(known.get(info.uri) or copies.get(info.uri), info)]
         present = {info.uri for info in listing}
-        failed_before = _failed_before(catalog, present - {info.uri for info in to_read})
-        report.unchanged += len(listing) - len(to_read) - len(failed_before)
+        unread = present - {info.uri for info in to_read}
+        failed_before = _failed_before(catalog, unread)
+        report.unchanged += len(unread) - len(failed_before)
+        report.unchanged_copies += len(unread & copies.keys())
         report.failed += failed_before
         reads = _read_all(storage, to_read, workers, progress)
         records, duplicates = _set_aside_duplicates(catalog, _records(reads, rules, known, present), known)
         result = catalog.upsert_images(records)
+        read_now = {read.info.uri: read for read in reads}
+        catalog.record_copies(
+            [
+                FileCopy(
+                    d.uri,
+                    d.original_uri,
+                    read.content_hash,
+                    read.info.size,
+                    read.info.etag,
+                    read.info.modified,
+                )
+                for d in duplicates
+                if (read := read_now[d.uri]).content_hash is not None
+            ],
+            forget=[uri for uri in known_copies if uri not in present or uri in read_now],
+        )
         gone = [uri for uri, k in known.items() if uri not in present and not k.deleted]
         moved = {r.id for r in records if r.id}
         report.deleted += len(catalog.mark_deleted(uri for uri in gone if known[uri].id not in moved))
@@ -217,6 +241,11 @@ def _list_source(source: str | Path, settings: Settings) -> _Source:
         if single is not None:
             return _Source(bucket, single.uri, [single], Counter(), one_file=True)
     return _Source(storage, storage.root_uri.rstrip("/") + "/", jpegs, others, one_file=False)
+
+
+def _within(files: dict[str, _Known], uri_prefix: str, one_file: bool) -> dict[str, _Known]:
+    """``files`` (by URI) of a source: of a one-file source, not those whose names start with its file's."""
+    return {uri: file for uri, file in files.items() if uri == uri_prefix} if one_file else files
 
 
 def _failed_before(catalog: Catalog, unchanged: set[str]) -> list[IngestFailure]:

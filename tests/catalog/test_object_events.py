@@ -145,6 +145,9 @@ def test_an_upload_of_a_catalogued_local_file_takes_its_image_over(catalog: Cata
     image = catalog.get(first)
     assert (image.uri, image.alt, image.etag) == ("s3://bucket/day1/R001/cam0/1.jpg", 12.5, "e")
     assert catalog.count() == 4  # cam1 stays local: nothing uploaded it
+    # The file left behind is known as a copy of the image, so that an ingest of its folder need not read it.
+    (left,) = catalog.known_copies("/data/").items()
+    assert (left[0], left[1].file.id, left[1].image_uri) == ("/data/R001/cam0/1.jpg", first, image.uri)
     # A sync that repoints the catalog afterwards finds the image moved already.
     moved = FileLocation("s3://bucket/day1/R001/cam0/1.jpg", etag="e")
     assert catalog.relocate({"/data/R001/cam0/1.jpg": moved}) == []

@@ -16,10 +16,10 @@ import pytest
 import sqlalchemy as sa
 from tests.conftest import require
 
-from panopipe.catalog import Catalog, ImageRecord, Selection, create_catalog_engine, upgrade
+from panopipe.catalog import Catalog, FileCopy, ImageRecord, Selection, create_catalog_engine, upgrade
 from panopipe.catalog.flags import Flag
 from panopipe.catalog.routes import Location, Route
-from panopipe.catalog.schema import artifacts, edits, image_flags, jobs, routes
+from panopipe.catalog.schema import artifacts, edits, file_copies, image_flags, jobs, routes
 from panopipe.catalog.transfer import (
     TABLES,
     ReaderName,
@@ -95,6 +95,14 @@ def source(tmp_path: Path) -> str:
         catalog.record_qc(
             ids, ["gps-outlier"], [*flags, Flag(ids[9], "no-position")], run=new_id(), qc_version="1"
         )
+        catalog.record_copies(  # the capture folder's files, left behind by a sync (one without a time)
+            [
+                FileCopy(
+                    f"/backup{_image(n).uri}", _image(n).uri, f"{n:064x}", 1000 + n, None, T0 if n else None
+                )
+                for n in range(8)
+            ]
+        )
         line = ((11.576, 48.137), (11.577, 48.1372))
         catalog.add_route(Route("R-1", line, (0.0, 0.25), None, "mi", "r.geojson"))
         catalog.record_locations(
@@ -158,7 +166,7 @@ def _snapshot(location: str) -> dict[str, object]:
         with catalog.engine.connect() as conn:
             tables = {
                 table.name: conn.execute(sa.select(table).order_by(*table.primary_key.columns)).all()
-                for table in (edits, artifacts, jobs, image_flags, routes)
+                for table in (edits, artifacts, jobs, image_flags, routes, file_copies)
             }
         return {
             "images": list(catalog.images(everything)),
@@ -182,6 +190,7 @@ def test_migration_is_exact_and_the_catalog_works_unchanged(source: str, postgre
         "project_config": 2,
         "image_flags": 6,
         "routes": 1,
+        "file_copies": 8,
     }
     assert [c.table for c in report.checks] == [
         "images",
@@ -190,6 +199,7 @@ def test_migration_is_exact_and_the_catalog_works_unchanged(source: str, postgre
         "routes",
         "artifacts",
         "edits",
+        "file_copies",
         "image_flags",
     ]
     assert ("copy", "images", 60, 60) in {(p.phase, p.table, p.rows_done, p.rows_total) for p in seen}
@@ -262,6 +272,7 @@ def test_an_interrupted_move_resumes_without_duplicates(source: str, postgres_ur
         "project_config": 0,
         "image_flags": 0,
         "routes": 0,
+        "file_copies": 0,
     }
     report = migrate_catalog(source, postgres_url, batch_size=16)
     assert report.ok and report.resumed

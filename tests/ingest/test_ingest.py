@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -170,7 +171,7 @@ def test_a_mistyped_source_stops_the_ingest_before_any_source_is_read(
     assert ingest(catalog, [f"file://{survey}"], SETTINGS).added == 12
 
 
-def test_a_copy_of_catalogued_files_is_reported_as_duplicates_and_not_added(
+def test_a_copy_of_catalogued_files_is_reported_once_as_duplicates_and_not_added(
     capsys, catalog: Catalog, survey: Path, tmp_path: Path
 ):
     ingest(catalog, [survey], SETTINGS)
@@ -181,28 +182,52 @@ def test_a_copy_of_catalogued_files_is_reported_as_duplicates_and_not_added(
         copy / "R001/cam0/R001_cam0_000002.jpg", new_frame, update=MetadataUpdate(gps_altitude=601.5)
     )
 
-    report = ingest(catalog, [copy], SETTINGS)
-
-    assert (report.added, report.updated, report.failed) == (1, 0, [])
-    assert sorted((d.uri, d.original_uri) for d in report.duplicates) == sorted(
+    # The CLI says so in one line, exit code 0: nothing failed. --json lists every duplicate.
+    assert main(["ingest", str(copy), "--catalog", catalog.url, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["added"], report["updated"], report["failed"]) == (1, 0, [])
+    assert sorted((d["uri"], d["original_uri"]) for d in report["duplicates"]) == sorted(
         (str(copy / path.relative_to(survey)), str(path)) for path in survey.rglob("*.jpg")
     )
     assert catalog.count() == 13 and str(new_frame) in {i.uri for i in catalog.images()}
-    again = ingest(
-        catalog, [copy], SETTINGS
-    )  # a duplicate is not catalogued, so it is read and reported again
-    assert (again.added, again.unchanged, len(again.duplicates)) == (0, 1, 12)
+    # The copies are known now: not read again, unchanged.
+    again = ingest(catalog, [copy], SETTINGS)
+    assert (again.unchanged, again.unchanged_copies, again.duplicates, again.files_read) == (13, 12, [], 0)
 
-    # The CLI says so in one line, exit code 0: nothing failed. --json lists every duplicate.
+    touched = copy / "R001/cam1/R001_cam1_000001.jpg"
+    os.utime(touched, (1e9, 1e9))  # a copy that changed is read again, and said again
     assert main(["ingest", str(copy), "--catalog", catalog.url]) == 0
     captured = capsys.readouterr()
-    assert "added 0, updated 0, unchanged 1, deleted 0, failed 0" in captured.out
-    assert captured.err.count("\n") == 1
-    assert captured.err.startswith(
-        "warning: not added: 12 duplicate(s), files whose content the catalog holds already"
+    assert "added 0, updated 0, unchanged 12, deleted 0, failed 0" in captured.out
+    assert captured.err == (
+        f"warning: not added: 1 duplicate(s), files whose content the catalog holds already, such as {touched} "
+        f"(the same as {survey / touched.relative_to(copy)}); --json lists them all\n"
     )
-    assert main(["ingest", str(copy), "--catalog", catalog.url, "--json"]) == 0
-    assert len(json.loads(capsys.readouterr().out)["duplicates"]) == 12
+
+
+def test_a_copy_is_read_again_once_its_image_holds_other_content_or_its_file_is_gone(
+    catalog: Catalog, survey: Path, tmp_path: Path
+):
+    ingest(catalog, [survey], SETTINGS)
+    copy = tmp_path / "copy"
+    shutil.copytree(survey, copy)
+    assert len(ingest(catalog, [copy], SETTINGS).duplicates) == 12
+    # One image's file changes: its copy holds its old content, a frame no image has now.
+    changed = survey / "R001/cam0/R001_cam0_000001.jpg"
+    apply_metadata_file(changed, update=MetadataUpdate(gps_altitude=600.25))
+    ingest(catalog, [survey], SETTINGS)
+    report = ingest(catalog, [copy], SETTINGS)
+    assert (report.files_read, report.added, report.unchanged_copies) == (1, 1, 11)
+    # The survey's folder goes: the copies are where its images' files are now, and take them over.
+    ids = {Path(i.uri).name: i.id for i in catalog.images() if i.uri.startswith(str(survey))}
+    shutil.rmtree(survey)
+    moved = ingest(catalog, [copy], SETTINGS)
+    assert (moved.updated, moved.files_read, moved.unchanged) == (11, 11, 1)
+    in_copy = {Path(i.uri).name: i.id for i in catalog.images() if i.uri.startswith(str(copy))}
+    assert len(in_copy) == 12 and catalog.count() == 13  # + the changed frame's image, its file gone with it
+    assert {name: in_copy[name] for name in ids if name != changed.name} == {
+        name: image_id for name, image_id in ids.items() if name != changed.name
+    }
 
 
 def test_of_files_with_the_same_content_in_one_ingest_the_first_is_added(catalog: Catalog, survey: Path):

@@ -15,9 +15,11 @@ _MODULES = {
     "Edit": "records",
     "EditBatch": "records",
     "FieldChange": "records",
+    "FileCopy": "file_copies",
     "FileLocation": "catalog",
     "Image": "records",
     "ImageRecord": "records",
+    "KnownCopy": "catalog",
     "KnownFile": "catalog",
     "Selection": "selection",
     "UpsertResult": "records",
@@ -31,7 +33,7 @@ _MODULES = {
 }
 
 if TYPE_CHECKING:
-    from panopipe.catalog.catalog import Catalog, FileLocation, KnownFile
+    from panopipe.catalog.catalog import Catalog, FileLocation, KnownCopy, KnownFile
     from panopipe.catalog.engine import (
         catalog_url,
         create_catalog_engine,
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
         shared_engine,
         upgrade,
     )
+    from panopipe.catalog.file_copies import FileCopy
     from panopipe.catalog.project_config import ConfigVersion
     from panopipe.catalog.records import (
         CAPTURE_FIELDS,
@@ -66,9 +69,11 @@ __all__ = [
     "Edit",
     "EditBatch",
     "FieldChange",
+    "FileCopy",
     "FileLocation",
     "Image",
     "ImageRecord",
+    "KnownCopy",
     "KnownFile",
     "Selection",
     "UpsertResult",

@@ -16,6 +16,7 @@ from typing import Any, Self
 import sqlalchemy as sa
 
 from panopipe.catalog import edits as edit_ops
+from panopipe.catalog import file_copies as copy_ops
 from panopipe.catalog import flags as flag_ops
 from panopipe.catalog import project_config as config_ops
 from panopipe.catalog import routes as route_ops
@@ -64,6 +65,15 @@ class KnownFile:
     content_hash: str | None
     etag: str | None
     deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class KnownCopy:
+    """A file known to hold the content of an image elsewhere: what tells whether it changed (its ``id`` is the
+    image's), and where the image's own file is."""
+
+    file: KnownFile
+    image_uri: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +345,24 @@ class Catalog:
                     found.setdefault(row.content_hash, KnownFile(*row))
         return found
 
+    def known_copies(self, uri_prefix: str) -> dict[str, KnownCopy]:
+        """The files under ``uri_prefix`` known to hold the content of an image elsewhere (see
+        :mod:`~panopipe.catalog.file_copies`), by URI."""
+        with self.engine.connect() as conn:
+            return {
+                row.uri: KnownCopy(
+                    KnownFile(row.image_id, row.uri, row.size, row.modified_at, None, row.etag, False),
+                    row.image_uri,
+                )
+                for row in copy_ops.known(conn, uri_prefix)
+            }
+
+    def record_copies(self, copies: Sequence[copy_ops.FileCopy], *, forget: Iterable[str] = ()) -> None:
+        """Record ``copies`` of images' files, and forget those at ``forget`` (gone, or read again)."""
+        with self.engine.begin() as conn:
+            copy_ops.forget(conn, forget)
+            copy_ops.record(conn, copies)
+
     def mark_deleted(self, uris: Iterable[str]) -> list[str]:
         """Mark the images at ``uris`` deleted (their records and edits are kept); the ids affected."""
         marked: list[str] = []
@@ -351,7 +379,8 @@ class Catalog:
 
     def relocate(self, moves: Mapping[str, FileLocation]) -> list[str]:
         """Point images at their files' new locations (``{old URI: new location}``), keeping their ids,
-        metadata and edits, so that an ingest of the new location reads nothing again.
+        metadata and edits, so that an ingest of the new location reads nothing again; the files at the old
+        URIs are recorded as copies, so that an ingest of them does not either.
 
         An image whose new URI another image has already (a copy uploaded there by another tool and catalogued,
         say) stays where it is; their old URIs are returned.
@@ -374,6 +403,10 @@ class Catalog:
                 for old, new in moves.items()
                 if old not in stay
             ]
+            # The files left behind hold the images' content: an ingest of them need not read them.
+            copy_ops.record_images_files(
+                conn, [old for old, new in moves.items() if old not in stay and new.uri != old]
+            )
             if params:
                 written = ("uri", "size", "modified_at", "etag")
                 conn.execute(
@@ -643,4 +676,4 @@ def _image(row: Any, flags: Iterable[flag_ops.StoredFlag] = ()) -> Image:
     )
 
 
-__all__ = ["Catalog", "FileLocation", "KnownFile"]
+__all__ = ["Catalog", "FileLocation", "KnownCopy", "KnownFile"]

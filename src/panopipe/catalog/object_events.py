@@ -26,6 +26,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from panopipe.catalog import file_copies as copy_ops
 from panopipe.catalog.records import ImageRecord, UpsertResult
 from panopipe.catalog.schema import images
 from panopipe.catalog.types import new_id, utcnow
@@ -225,7 +226,10 @@ def _apply_round(
     c = images.c
     if rows is None:
         rows = {row.uri: row for row in conn.execute(read, {"uris": [changes[i].uri for i in indexes]})}
-    rows = {**rows, **_uploads_of_local_images(conn, changes, indexes, rows, read)}
+    taken = _uploads_of_local_images(conn, changes, indexes, rows, read)
+    if taken:  # the files left behind hold the images' content: an ingest of them need not read them
+        copy_ops.record_images_files(conn, sorted(row.uri for row in taken.values()))
+        rows = {**rows, **taken}
     # Rows read on PostgreSQL stay locked, so the upsert compares with them; SQLite locks nothing it read.
     locked = rows if conn.dialect.name == "postgresql" else None
     now = utcnow()

@@ -197,12 +197,29 @@ routes = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
+file_copies = sa.Table(
+    "file_copies",
+    metadata,
+    # Files found to hold an image's content where the image is not (the capture folder a sync uploaded, a
+    # copy): with what tells whether they changed, as for the images' own files, so ingest reads them no more
+    # while the image has that content.
+    sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("uri", ByteOrderedString(1024), nullable=False, unique=True),
+    sa.Column("image_id", ID, sa.ForeignKey("images.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("content_hash", ByteOrderedString(64), nullable=False),
+    sa.Column("size", sa.BigInteger),
+    sa.Column("etag", ByteOrderedString(80)),
+    sa.Column("modified_at", UTCDateTime),
+    sa.Index(None, "image_id"),
+)
+
 
 __all__ = [
     "EXPRESSION_INDEXES",
     "ID",
     "artifacts",
     "edits",
+    "file_copies",
     "image_flags",
     "images",
     "jobs",
