@@ -7,7 +7,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -115,7 +115,8 @@ def ingest(
     files (a bad name included) are recorded with ``status='failed'`` and their reason, and the rest go on;
     an unchanged file that failed before is reported failed again. A file whose content moved keeps its
     image's id (see :func:`_set_aside_duplicates`); one whose content the catalog holds elsewhere is a
-    duplicate, reported and not added. Files gone from a source folder are marked deleted. A source that
+    duplicate, reported and not added, then known as a copy (see :mod:`panopipe.catalog.file_copies`) and
+    not read again while it is unchanged. Files gone from a source folder are marked deleted. A source that
     holds no file at all is reported in :attr:`IngestReport.empty_sources`.
     """
     if workers is not None and workers < 1:
@@ -143,22 +144,7 @@ def ingest(
         reads = _read_all(storage, to_read, workers, progress)
         records, duplicates = _set_aside_duplicates(catalog, _records(reads, rules, known, present), known)
         result = catalog.upsert_images(records)
-        read_now = {read.info.uri: read for read in reads}
-        catalog.record_copies(
-            [
-                FileCopy(
-                    d.uri,
-                    d.original_uri,
-                    read.content_hash,
-                    read.info.size,
-                    read.info.etag,
-                    read.info.modified,
-                )
-                for d in duplicates
-                if (read := read_now[d.uri]).content_hash is not None
-            ],
-            forget=[uri for uri in known_copies if uri not in present or uri in read_now],
-        )
+        _record_copies(catalog, duplicates, reads, known_copies.keys(), present)
         gone = [uri for uri, k in known.items() if uri not in present and not k.deleted]
         moved = {r.id for r in records if r.id}
         report.deleted += len(catalog.mark_deleted(uri for uri in gone if known[uri].id not in moved))
@@ -426,6 +412,24 @@ def _set_aside_duplicates(
         if r.uri not in duplicates
     ]
     return kept, [IngestDuplicate(uri, original) for uri, original in duplicates.items()]
+
+
+def _record_copies(
+    catalog: Catalog,
+    duplicates: list[IngestDuplicate],
+    reads: list[_Read],
+    known_copies: Collection[str],
+    present: set[str],
+) -> None:
+    """Record the ``duplicates`` as copies of their originals; forget the known copies read again or gone."""
+    read_now = {read.info.uri: read for read in reads}
+    copies = [
+        FileCopy(d.uri, d.original_uri, read.content_hash, read.info.size, read.info.etag, read.info.modified)
+        for d in duplicates
+        if (read := read_now[d.uri]).content_hash is not None
+    ]
+    stale = [uri for uri in known_copies if uri not in present or uri in read_now]
+    catalog.record_copies(copies, forget=stale)
 
 
 def _moved(original_uri: str, uri: str) -> bool:
