@@ -193,8 +193,9 @@ def test_a_synced_reel_is_read_from_its_copy_as_it_was_catalogued(
     assert (again.unchanged, again.files_read, again.updated, again.added) == (12, 0, 0, 0)
     after = {i.id: (i.reel, i.frame, i.camera_index, i.shot, i.content_hash) for i in catalog.images()}
     assert after == before
-    # The capture folder is a copy of what the catalog holds on the destination, which the sync recorded: an
-    # ingest of it reads nothing and adds nothing.
+    # The capture folder is a copy of what the catalog holds on the destination, which the sync recorded (and
+    # a sync again keeps): an ingest of it reads nothing and adds nothing.
+    assert sync_capture(catalog, reel, destination, settings).skipped == report.uploaded
     local = ingest(catalog, [reel], settings)
     assert (local.added, local.unchanged_copies, local.files_read, catalog.count()) == (0, 12, 0, 12)
 

@@ -84,13 +84,13 @@ def record(conn: sa.Connection, copies: Sequence[FileCopy]) -> None:
 
 
 def record_images_files(conn: sa.Connection, uris: Sequence[str]) -> None:
-    """Record the files the images at ``uris`` have now as copies of them (before the images move elsewhere)."""
+    """Record the files the images at ``uris`` have now as copies of them (before the images move elsewhere);
+    a URI without an image (its image moved already) keeps what the catalog knows of it."""
     c = images.c
-    forget(conn, uris)
     for chunk in batched(uris, CHUNK):
-        files = sa.select(c.uri, c.id, c.content_hash, c.size, c.etag, c.modified_at).where(
-            c.uri.in_(chunk), c.content_hash.is_not(None)
-        )
+        held = c.uri.in_(chunk) & c.content_hash.is_not(None)
+        conn.execute(file_copies.delete().where(file_copies.c.uri.in_(sa.select(c.uri).where(held))))
+        files = sa.select(c.uri, c.id, c.content_hash, c.size, c.etag, c.modified_at).where(held)
         conn.execute(
             file_copies.insert().from_select(
                 ["uri", "image_id", "content_hash", "size", "etag", "modified_at"], files
