@@ -142,9 +142,11 @@ def ingest(
         report.unchanged_copies += len(unread & copies.keys())
         report.failed += failed_before
         reads = _read_all(storage, to_read, workers, progress)
-        records, duplicates = _set_aside_duplicates(catalog, _records(reads, rules, known, present), known)
+        records, duplicates, left_behind = _set_aside_duplicates(
+            catalog, _records(reads, rules, known, present), known
+        )
         result = catalog.upsert_images(records)
-        _record_copies(catalog, duplicates, reads, known_copies.keys(), present)
+        _record_copies(catalog, duplicates, left_behind, reads, known_copies.keys(), present)
         gone = [uri for uri, k in known.items() if uri not in present and not k.deleted]
         moved = {r.id for r in records if r.id}
         report.deleted += len(catalog.mark_deleted(uri for uri in gone if known[uri].id not in moved))
@@ -374,26 +376,28 @@ def _records(
 
 def _set_aside_duplicates(
     catalog: Catalog, records: list[ImageRecord], known: dict[str, KnownFile]
-) -> tuple[list[ImageRecord], list[IngestDuplicate]]:
-    """``records`` without the files whose content (SHA-256) an image not deleted has at another URI, and
-    those files as duplicates.
+) -> tuple[list[ImageRecord], list[IngestDuplicate], list[FileCopy]]:
+    """``records`` without the files whose content (SHA-256) an image not deleted has at another URI, those
+    files as duplicates, and the local files that uploads left behind.
 
     Only files new to their source count. A file takes over such an image instead (its id, edits and jobs)
     when it is where the image's file went (see :func:`_moved`): a local file gone, as with a moved folder, or
-    one uploaded to S3. An image on S3 is taken to be there: the capture folder it came from is a duplicate.
-    Of several new files with the same content, the first by URI is added.
+    one uploaded to S3 (the local file, left behind, is a copy). An image on S3 is taken to be there: the
+    capture folder it came from is a duplicate. Of several new files with the same content, the first by URI
+    is added.
     """
     new = sorted(
         (r.uri, r.content_hash) for r in records if r.content_hash and r.id is None and r.uri not in known
     )
     if not new:
-        return records, []
+        return records, [], []
     catalogued = catalog.files_with_content(content_hash for _, content_hash in new)
     read_now = {r.uri: r.content_hash for r in records}
     # content hash -> the URI of the file of this ingest that is added with it, first those moved in the source
     first_with = {r.content_hash: r.uri for r in records if r.id and r.content_hash and r.uri not in known}
     duplicates: dict[str, str] = {}
     takes_over: dict[str, str] = {}
+    left_behind: list[FileCopy] = []
     for uri, content_hash in new:
         original = catalogued.get(content_hash)
         if original is not None and read_now.get(original.uri, content_hash) != content_hash:
@@ -405,23 +409,36 @@ def _set_aside_duplicates(
         else:
             if original is not None:
                 takes_over[uri] = original.id
+                if (path := local_path(original.uri)) is not None and path.exists():
+                    left_behind.append(
+                        FileCopy(
+                            original.uri,
+                            uri,
+                            content_hash,
+                            original.size,
+                            original.etag,
+                            original.modified_at,
+                        )
+                    )
             first_with[content_hash] = uri
     kept = [
         replace(r, id=takes_over[r.uri]) if r.uri in takes_over else r
         for r in records
         if r.uri not in duplicates
     ]
-    return kept, [IngestDuplicate(uri, original) for uri, original in duplicates.items()]
+    return kept, [IngestDuplicate(uri, original) for uri, original in duplicates.items()], left_behind
 
 
 def _record_copies(
     catalog: Catalog,
     duplicates: list[IngestDuplicate],
+    left_behind: list[FileCopy],
     reads: list[_Read],
     known_copies: Collection[str],
     present: set[str],
 ) -> None:
-    """Record the ``duplicates`` as copies of their originals; forget the known copies read again or gone."""
+    """Record the ``duplicates`` as copies of their originals, and the files ``left_behind``; forget the known
+    copies read again or gone."""
     read_now = {read.info.uri: read for read in reads}
     copies = [
         FileCopy(d.uri, d.original_uri, read.content_hash, read.info.size, read.info.etag, read.info.modified)
@@ -429,7 +446,7 @@ def _record_copies(
         if (read := read_now[d.uri]).content_hash is not None
     ]
     stale = [uri for uri in known_copies if uri not in present or uri in read_now]
-    catalog.record_copies(copies, forget=stale)
+    catalog.record_copies([*copies, *left_behind], forget=stale)
 
 
 def _moved(original_uri: str, uri: str) -> bool:

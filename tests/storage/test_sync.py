@@ -281,3 +281,6 @@ def test_an_ingest_of_an_upload_of_catalogued_files_takes_their_images_over(
     after = {i.id: (i.reel, i.frame, i.camera_index, i.shot) for i in catalog.images()}
     assert after == before
     assert all(i.uri.startswith(uploads.root_uri) for i in catalog.images())
+    # The files left behind are known as copies: an ingest of their folder reads none of them.
+    local = ingest(catalog, [reel], settings)
+    assert (local.unchanged_copies, local.files_read, local.added, catalog.count()) == (12, 0, 0, 12)
