@@ -48,6 +48,7 @@ def _inline(options: ExecutorOptions) -> Executor:
 def _batch(options: ExecutorOptions) -> Executor:
     from panopipe.config import ENV_BATCH_JOB_DEFINITION, ENV_BATCH_JOB_QUEUE, Settings
     from panopipe.executors.batch import BatchExecutor
+    from panopipe.storage import local_path
 
     settings = options.settings or Settings()
     queue, definition = settings.batch_job_queue, settings.batch_job_definition
@@ -61,7 +62,7 @@ def _batch(options: ExecutorOptions) -> Executor:
                 "the stack's JobQueueArn and JobDefinitionArn)"
             )
     work_uri = options.work_uri or ""
-    if not work_uri.startswith("s3://"):
+    if local_path(work_uri) is not None:
         raise ConfigError(
             "the batch executor's workers write to S3: set [steps.pipeline] output to an s3:// URI, not "
             f"{work_uri.removesuffix('/_batch/')!r}"
