@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from panopipe.catalog import Catalog, FileLocation, ImageRecord, Selection
 from panopipe.catalog.object_events import ObjectChange, padded_sequencer
+from panopipe.catalog.schema import file_copies
 from panopipe.errors import CatalogError
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
@@ -152,3 +153,29 @@ def test_an_upload_of_a_catalogued_local_file_takes_its_image_over(catalog: Cata
     moved = FileLocation("s3://bucket/day1/R001/cam0/1.jpg", etag="e")
     assert catalog.relocate({"/data/R001/cam0/1.jpg": moved}) == []
     assert catalog.get(first).uri == moved.uri
+
+
+def test_a_relocation_that_a_concurrent_writer_overtook_is_tried_again(postgres_url: str):
+    # PostgreSQL only: on SQLite a second writer waits for the first, so nothing overtakes it.
+    with Catalog.open(postgres_url) as catalog:
+        catalog.upsert_images([ImageRecord(uri="/data/a.jpg", content_hash="a" * 64, size=1)])
+        (image,) = catalog.images()
+        overtaken: list[str] = []
+
+        def overtake(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            """Before the relocation records the file left behind, another writer records it first."""
+            if statement.startswith("INSERT INTO file_copies") and not overtaken:
+                overtaken.append(statement)
+                with catalog.engine.begin() as other:
+                    copy = {"uri": "/data/a.jpg", "image_id": image.id, "content_hash": "a" * 64}
+                    other.execute(file_copies.insert().values(copy))
+
+        sa.event.listen(catalog.engine, "before_cursor_execute", overtake)
+        try:
+            assert catalog.relocate({"/data/a.jpg": FileLocation("s3://b/a.jpg", size=1, etag="e")}) == []
+        finally:
+            sa.event.remove(catalog.engine, "before_cursor_execute", overtake)
+        assert overtaken and catalog.get(image.id).uri == "s3://b/a.jpg"
+        assert [(uri, c.image_uri) for uri, c in catalog.known_copies("/data/").items()] == [
+            ("/data/a.jpg", "s3://b/a.jpg")
+        ]

@@ -383,38 +383,39 @@ class Catalog:
         URIs are recorded as copies, so that an ingest of them does not either.
 
         An image whose new URI another image has already (a copy uploaded there by another tool and catalogued,
-        say) stays where it is; their old URIs are returned.
+        say) stays where it is; their old URIs are returned. Tried again once if a concurrent writer (the event
+        handler, taking an uploaded image over) wrote the same rows first.
         """
+        for attempt in (1, 2):
+            try:
+                with self.engine.begin() as conn:
+                    return self._relocate(conn, moves)
+            except sa.exc.IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _relocate(self, conn: sa.Connection, moves: Mapping[str, FileLocation]) -> list[str]:
         c = images.c
-        now = utcnow()
-        with self.engine.begin() as conn:
-            held = self._uris_in(conn, [new.uri for old, new in moves.items() if new.uri != old])
-            stay = self._uris_in(
-                conn, [old for old, new in moves.items() if new.uri in held and new.uri != old]
+        held = self._uris_in(conn, [new.uri for old, new in moves.items() if new.uri != old])
+        stay = self._uris_in(conn, [old for old, new in moves.items() if new.uri in held and new.uri != old])
+        params = [
+            {"old": old, "uri": new.uri, "size": new.size, "modified_at": new.modified_at, "etag": new.etag}
+            for old, new in moves.items()
+            if old not in stay
+        ]
+        # The files left behind hold the images' content: an ingest of them need not read them.
+        copy_ops.record_images_files(
+            conn, [old for old, new in moves.items() if old not in stay and new.uri != old]
+        )
+        if params:
+            written = ("uri", "size", "modified_at", "etag")
+            conn.execute(
+                images.update()
+                .where(c.uri == sa.bindparam("old"))
+                .values({name: sa.bindparam(name) for name in written} | {"updated_at": utcnow()}),
+                params,
             )
-            params = [
-                {
-                    "old": old,
-                    "uri": new.uri,
-                    "size": new.size,
-                    "modified_at": new.modified_at,
-                    "etag": new.etag,
-                }
-                for old, new in moves.items()
-                if old not in stay
-            ]
-            # The files left behind hold the images' content: an ingest of them need not read them.
-            copy_ops.record_images_files(
-                conn, [old for old, new in moves.items() if old not in stay and new.uri != old]
-            )
-            if params:
-                written = ("uri", "size", "modified_at", "etag")
-                conn.execute(
-                    images.update()
-                    .where(c.uri == sa.bindparam("old"))
-                    .values({name: sa.bindparam(name) for name in written} | {"updated_at": now}),
-                    params,
-                )
         return sorted(stay)
 
     @staticmethod
