@@ -42,8 +42,10 @@ def ingest(
     if as_json:
         render.print_json(report.to_dict())
     else:
+        copies = report.unchanged_copies
+        of_them = f" ({copies} of them copies of images elsewhere)" if copies else ""
         render.stdout.print(
-            f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
+            f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}{of_them}, "
             f"deleted {report.deleted}, failed {len(report.failed)} in {report.seconds:.1f} s"
         )
         if report.not_jpeg:
