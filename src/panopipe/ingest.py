@@ -383,8 +383,8 @@ def _set_aside_duplicates(
     Only files new to their source count. A file takes over such an image instead (its id, edits and jobs)
     when it is where the image's file went (see :func:`_moved`): a local file gone, as with a moved folder, or
     one uploaded to S3 (the local file, left behind, is a copy). An image on S3 is taken to be there: the
-    capture folder it came from is a duplicate. Of several new files with the same content, the first by URI
-    is added.
+    capture folder it came from is a duplicate. A file with the content of a deleted image (its file gone)
+    brings that image back. Of several new files with the same content, the first by URI is added.
     """
     new = sorted(
         (r.uri, r.content_hash) for r in records if r.content_hash and r.id is None and r.uri not in known
@@ -402,9 +402,10 @@ def _set_aside_duplicates(
         original = catalogued.get(content_hash)
         if original is not None and read_now.get(original.uri, content_hash) != content_hash:
             original = None  # its file was read again now and holds other content
+        back = original is not None and original.uri in read_now  # its own file is read now
         if content_hash in first_with:
             duplicates[uri] = first_with[content_hash]
-        elif original is not None and not _moved(original.uri, uri):
+        elif original is not None and (back or not (original.deleted or _moved(original.uri, uri))):
             duplicates[uri] = original.uri
         else:
             if original is not None:

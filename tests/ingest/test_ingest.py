@@ -302,3 +302,26 @@ def test_workers_must_be_at_least_one(catalog: Catalog, survey: Path):
     with pytest.raises(ConfigError, match=r"^workers must be at least 1, got 0$"):
         ingest(catalog, [survey], SETTINGS, workers=0)
     assert catalog.count() == 0
+
+
+def test_a_copy_of_a_deleted_images_file_brings_the_image_back(
+    catalog: Catalog, survey: Path, tmp_path: Path
+):
+    ingest(catalog, [survey], SETTINGS)
+    copy = tmp_path / "copy"
+    shutil.copytree(survey, copy)
+    assert len(ingest(catalog, [copy], SETTINGS).duplicates) == 12
+    lost = survey / "R001/cam2/R001_cam2_000001.jpg"
+    image_id = next(i.id for i in catalog.images() if i.uri == str(lost))
+    catalog.apply_edit(
+        catalog.plan_edit(Selection(ids=(image_id,)), assign={"alt": 7.5}), reason="r", author="a"
+    )
+    lost.unlink()
+    assert ingest(catalog, [survey], SETTINGS).deleted == 1
+
+    report = ingest(catalog, [copy], SETTINGS)
+
+    assert (report.updated, report.added, report.files_read, report.unchanged_copies) == (1, 0, 1, 11)
+    back = catalog.get(image_id)
+    assert (back.uri, back.deleted, back.alt) == (str(copy / lost.relative_to(survey)), False, 7.5)
+    assert catalog.count() == 12

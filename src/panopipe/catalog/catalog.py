@@ -333,15 +333,15 @@ class Catalog:
             return {row.uri: KnownFile(*row) for row in conn.execute(query)}
 
     def files_with_content(self, content_hashes: Iterable[str]) -> dict[str, KnownFile]:
-        """The images not deleted whose file has one of ``content_hashes`` (SHA-256), by hash; of several
-        with the same content, the first by URI."""
+        """The images whose file had one of ``content_hashes`` (SHA-256), by hash; of several with the same
+        content, the first by URI of those not deleted, else of the deleted ones."""
         c = images.c
         query = sa.select(c.id, c.uri, c.size, c.modified_at, c.content_hash, c.etag, c.deleted)
         found: dict[str, KnownFile] = {}
         with self.engine.connect() as conn:
             for chunk in batched(set(content_hashes), 2000):
-                rows = conn.execute(query.where(c.content_hash.in_(chunk), c.deleted == sa.false()))
-                for row in sorted(rows, key=lambda row: row.uri):
+                rows = conn.execute(query.where(c.content_hash.in_(chunk)))
+                for row in sorted(rows, key=lambda row: (row.deleted, row.uri)):
                     found.setdefault(row.content_hash, KnownFile(*row))
         return found
 

@@ -29,9 +29,9 @@ def ingest(
 
     Reel, frame and camera come from the path_pattern of the ingest section of panopipe.toml; frames of one rig
     captured within shot_tolerance_s form a shot. A file moved (with its folder, or uploaded to S3) keeps its
-    image and edits; a file whose content the catalog holds already elsewhere (a copy, or a folder since
-    synced to S3) is a duplicate: reported, not added, and not read again while it is unchanged. Exit code 1
-    when any file failed.
+    image and edits, and a copy of a deleted image's file brings it back; a file whose content the catalog
+    holds already elsewhere (a copy, or a folder since synced to S3) is a duplicate: reported, not added, and
+    not read again while it is unchanged. Exit code 1 when any file failed.
 
     Example: panopipe ingest /data/survey-2024-05-01 s3://survey-bucket/2024-05-02/
     """
