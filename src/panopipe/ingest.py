@@ -378,7 +378,7 @@ def _set_aside_duplicates(
     catalog: Catalog, records: list[ImageRecord], known: dict[str, KnownFile]
 ) -> tuple[list[ImageRecord], list[IngestDuplicate], list[FileCopy]]:
     """``records`` without the files whose content (SHA-256) an image not deleted has at another URI, those
-    files as duplicates, and the local files that uploads left behind.
+    files as duplicates, and the local files that uploads left behind (as copies).
 
     Only files new to their source count. A file takes over such an image instead (its id, edits and jobs)
     when it is where the image's file went (see :func:`_moved`): a local file gone, as with a moved folder, or
