@@ -52,6 +52,10 @@ _WRITTEN_FIELDS = (*_COMPARED_FIELDS, "uri")
 _read_written = operator.attrgetter(*_WRITTEN_FIELDS)
 _EXISTING_COLUMNS = tuple(images.c[name] for name in ("id", "captured", "deleted", *_WRITTEN_FIELDS))
 _EXISTING_WRITTEN = slice(3, 3 + len(_WRITTEN_FIELDS))  # the written fields of an existing row
+_KNOWN_FILE_COLUMNS = tuple(
+    images.c[name] for name in ("id", "uri", "size", "modified_at", "content_hash", "etag", "deleted")
+)
+"""The columns of a :class:`KnownFile`, in its fields' order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,7 +330,7 @@ class Catalog:
     def known_files(self, uri_prefix: str = "") -> dict[str, KnownFile]:
         """Every image whose URI starts with ``uri_prefix``, by URI, with what tells if its file changed."""
         c = images.c
-        query = sa.select(c.id, c.uri, c.size, c.modified_at, c.content_hash, c.etag, c.deleted)
+        query = sa.select(*_KNOWN_FILE_COLUMNS)
         if uri_prefix:
             query = query.where(c.uri.startswith(uri_prefix, autoescape=True))
         with self.engine.connect() as conn:
@@ -336,7 +340,7 @@ class Catalog:
         """The images whose file had one of ``content_hashes`` (SHA-256), by hash; of several with the same
         content, the first by URI of those not deleted, else of the deleted ones."""
         c = images.c
-        query = sa.select(c.id, c.uri, c.size, c.modified_at, c.content_hash, c.etag, c.deleted)
+        query = sa.select(*_KNOWN_FILE_COLUMNS)
         found: dict[str, KnownFile] = {}
         with self.engine.connect() as conn:
             for chunk in batched(set(content_hashes), 2000):

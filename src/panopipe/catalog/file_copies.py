@@ -20,6 +20,8 @@ from panopipe.catalog.schema import file_copies, images
 from panopipe.iterutil import batched
 
 CHUNK = 1000
+_COLUMNS = ("uri", "image_id", "content_hash", "size", "etag", "modified_at")
+"""The columns a copy is inserted with, in the order of the selects that give them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +81,7 @@ def record(conn: sa.Connection, copies: Sequence[FileCopy]) -> None:
         sa.bindparam("_etag", type_=file_copies.c.etag.type),
         sa.bindparam("_modified", type_=file_copies.c.modified_at.type),
     ).where(c.uri == sa.bindparam("_original", type_=c.uri.type))
-    columns = ["uri", "image_id", "content_hash", "size", "etag", "modified_at"]
-    conn.execute(file_copies.insert().from_select(columns, values), params)
+    conn.execute(file_copies.insert().from_select(_COLUMNS, values), params)
 
 
 def record_images_files(conn: sa.Connection, uris: Sequence[str]) -> None:
@@ -91,11 +92,7 @@ def record_images_files(conn: sa.Connection, uris: Sequence[str]) -> None:
         held = c.uri.in_(chunk) & c.content_hash.is_not(None)
         conn.execute(file_copies.delete().where(file_copies.c.uri.in_(sa.select(c.uri).where(held))))
         files = sa.select(c.uri, c.id, c.content_hash, c.size, c.etag, c.modified_at).where(held)
-        conn.execute(
-            file_copies.insert().from_select(
-                ["uri", "image_id", "content_hash", "size", "etag", "modified_at"], files
-            )
-        )
+        conn.execute(file_copies.insert().from_select(_COLUMNS, files))
 
 
 __all__ = ["CHUNK", "FileCopy", "forget", "known", "record", "record_images_files"]
