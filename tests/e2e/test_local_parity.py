@@ -35,6 +35,18 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
         server.stop()
 
 
+def stack_settings(stack: LocalStack, catalog: str, rig: dict[str, Any]) -> Settings:
+    """The settings the stack's function runs with, on ``catalog``, stitching with ``rig``."""
+    return Settings(
+        catalog=catalog,
+        s3_endpoint_url=stack.endpoint_url,
+        output_prefix=stack.output_uri,
+        buckets=(stack.bucket,),
+        project="demo",
+        steps={"stitch": {"rig": rig}},
+    )
+
+
 def queue_depth(sqs: Any, url: str) -> int:
     names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
@@ -45,14 +57,7 @@ def test_uploaded_shot_is_cataloged_processed_and_outputs_do_not_retrigger(
     stack: LocalStack, postgres_url: str, tmp_path: Path
 ):
     frames, rig = render_shot(tmp_path / "shot")
-    settings = Settings(
-        catalog=postgres_url,
-        s3_endpoint_url=stack.endpoint_url,
-        output_prefix=stack.output_uri,
-        buckets=(stack.bucket,),
-        project="demo",
-        steps={"stitch": {"rig": rig}},
-    )
+    settings = stack_settings(stack, postgres_url, rig)
     s3, sqs = boto3.client("s3"), boto3.client("sqs")
     for frame in frames:
         key = stack.input_prefix + frame.relative_to(tmp_path / "shot").as_posix()
@@ -110,14 +115,7 @@ def test_a_catalogued_capture_uploaded_to_the_stack_keeps_one_image_per_frame(
 ):
     frames, rig = render_shot(tmp_path / "shot")
     capture = frames[0].parents[1]  # shot/R001
-    settings = Settings(
-        catalog=postgres_url,
-        s3_endpoint_url=stack.endpoint_url,
-        output_prefix=stack.output_uri,
-        buckets=(stack.bucket,),
-        project="demo",
-        steps={"stitch": {"rig": rig}},
-    )
+    settings = stack_settings(stack, postgres_url, rig)
     with Catalog.open(postgres_url) as catalog:
         ingest(catalog, [capture], settings)  # catalogued on the laptop, into the stack's database
         ids = {Path(i.uri).name: i.id for i in catalog.images()}

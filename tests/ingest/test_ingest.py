@@ -207,13 +207,19 @@ def test_a_copy_of_catalogued_files_is_reported_once_as_duplicates_and_not_added
     )
 
 
-def test_a_copy_is_read_again_once_its_image_holds_other_content_or_its_file_is_gone(
-    catalog: Catalog, survey: Path, tmp_path: Path
-):
+def catalogued_with_a_copy(catalog: Catalog, survey: Path, tmp_path: Path) -> Path:
+    """Ingest ``survey``, then a copy of it (its 12 files duplicates, known as copies from then on); the copy."""
     ingest(catalog, [survey], SETTINGS)
     copy = tmp_path / "copy"
     shutil.copytree(survey, copy)
     assert len(ingest(catalog, [copy], SETTINGS).duplicates) == 12
+    return copy
+
+
+def test_a_copy_is_read_again_once_its_image_holds_other_content_or_its_file_is_gone(
+    catalog: Catalog, survey: Path, tmp_path: Path
+):
+    copy = catalogued_with_a_copy(catalog, survey, tmp_path)
     # One image's file changes: its copy holds its old content, a frame no image has now.
     changed = survey / "R001/cam0/R001_cam0_000001.jpg"
     apply_metadata_file(changed, update=MetadataUpdate(gps_altitude=600.25))
@@ -307,10 +313,7 @@ def test_workers_must_be_at_least_one(catalog: Catalog, survey: Path):
 def test_a_copy_of_a_deleted_images_file_brings_the_image_back(
     catalog: Catalog, survey: Path, tmp_path: Path
 ):
-    ingest(catalog, [survey], SETTINGS)
-    copy = tmp_path / "copy"
-    shutil.copytree(survey, copy)
-    assert len(ingest(catalog, [copy], SETTINGS).duplicates) == 12
+    copy = catalogued_with_a_copy(catalog, survey, tmp_path)
     lost = survey / "R001/cam2/R001_cam2_000001.jpg"
     image_id = next(i.id for i in catalog.images() if i.uri == str(lost))
     catalog.apply_edit(
