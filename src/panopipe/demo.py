@@ -185,12 +185,13 @@ PPK_SHIFT_M = (0.12, 0.08)
 
 def write_fixed_positions(survey: DemoSurvey) -> Path:
     """``fixed.csv`` beside the survey: every frame's post-processed position (a few centimetres from the
-    recorded one), in the columns ``panopipe edit --positions`` reads: reel, frame, camera_index, lat, lon."""
+    recorded one), a row per exposure as a GNSS solution lists them, in the columns ``panopipe edit
+    --positions`` reads: reel, frame, lat, lon (it sets every camera of the frame)."""
     north, east = PPK_SHIFT_M
-    rows = ["reel,frame,camera_index,lat,lon"]
+    rows = ["reel,frame,lat,lon"]
     for frame, (lat, lon) in enumerate(survey.positions, 1):
         lat, lon = destination(*destination(lat, lon, 0.0, north), 90.0, east)
-        rows += [f"{survey.reel},{frame},{camera.index},{lat:.8f},{lon:.8f}" for camera in survey.rig.cameras]
+        rows.append(f"{survey.reel},{frame},{lat:.8f},{lon:.8f}")
     path = survey.folder / "fixed.csv"
     write_atomic(path, ("\n".join(rows) + "\n").encode())
     return path

@@ -237,6 +237,41 @@ def test_shift_time_and_per_image_values(catalog: Catalog):
     assert {(c.image_id, c.field, c.new) for c in changes} == {(ids[1], "lat", 47.5), (ids[1], "lon", 10.25)}
 
 
+def test_a_positions_row_by_reel_and_frame_sets_every_camera_of_that_frame(catalog: Catalog):
+    # two exposures of a 2-camera rig: frames 7 and 8, cameras 0 and 1 (a GNSS solution has a row per exposure)
+    rig = [record(n, frame=7 + n // 2, camera_index=n % 2) for n in range(4)]
+    ids = catalog.upsert_images(rig).added
+    per_image = catalog.resolve_keys([{"reel": "R001", "frame": "7", "lat": "47.5"}])
+    assert per_image == {ids[0]: {"lat": 47.5}, ids[1]: {"lat": 47.5}}
+    one = catalog.resolve_keys([{"reel": "R001", "frame": "8", "camera_index": "1", "lat": "47.5"}])
+    assert one == {ids[3]: {"lat": 47.5}}
+    with pytest.raises(ConfigError, match="CSV line 3: an image of line 2 again"):
+        catalog.resolve_keys(
+            [{"reel": "R001", "frame": "7", "lat": "1"}, {"reel": "R001", "frame": "7", "camera_index": "0"}]
+        )
+
+
+def test_ids_resolve_short_or_full_and_a_malformed_one_is_a_clear_error(catalog: Catalog):
+    ids = catalog.upsert_images(record(n) for n in range(2)).added
+    short = catalog.short_ids(ids)
+    assert catalog.resolve_ids(Selection(ids=(short[ids[0]], ids[1]))) == Selection(ids=tuple(ids))
+    assert catalog.resolve_ids(Selection(reels=("R001",))) == Selection(reels=("R001",))
+    with pytest.raises(NotFoundError, match="'not-a-uuid' is not an image id"):  # on PostgreSQL: no DataError
+        catalog.resolve_ids(Selection(ids=("not-a-uuid",)))
+    per_image = catalog.resolve_keys([{"id": short[ids[1]], "lat": "47.5"}])
+    assert per_image == {ids[1]: {"lat": 47.5}}
+    with pytest.raises(ConfigError, match="CSV line 2: 'not-a-uuid' is not an image id"):
+        catalog.resolve_keys([{"id": "not-a-uuid", "lat": "47.5"}])
+
+
+def test_an_edit_of_more_images_than_a_statement_takes_parameters(catalog: Catalog):
+    # PostgreSQL's protocol takes at most 65,535 parameters per statement, SQLite 32,766 or 250,000 by build
+    (image_id,) = catalog.upsert_images([record(1)]).added
+    per_image = {new_id(): {"lat": 1.0} for _ in range(70_000)} | {image_id: {"lat": 47.5}}
+    changes = catalog.plan_edit(per_image=per_image)
+    assert [(c.image_id, c.field, c.new) for c in changes] == [(image_id, "lat", 47.5)]
+
+
 def test_edits_are_validated(catalog: Catalog):
     (image_id,) = catalog.upsert_images([record(1)]).added
     with pytest.raises(ConfigError, match="cannot edit 'width'"):

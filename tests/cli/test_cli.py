@@ -146,7 +146,7 @@ def test_edit_positions_from_csv_and_shift_time(capsys, tmp_path: Path, survey: 
     [
         (
             "",
-            "the CSV has no rows: a header line (e.g. reel,frame,camera_index,lat,lon), then a row per image",
+            "the CSV has no rows: a header line (e.g. reel,frame,lat,lon), then a row per frame or image",
         ),
         (
             "reel;frame;camera_index;lat;lon\nR001;2;0;48.5;11.25\n",  # a spreadsheet's export in some locales
@@ -163,7 +163,7 @@ def test_edit_positions_from_csv_and_shift_time(capsys, tmp_path: Path, survey: 
         ),
         (
             "reel,frame,camera_index,lat\nR001,2,0,48.5\nR001,1,0,48.4\nR001,2,0,48.6\n",
-            "CSV line 4: the image of line 2 again; give each image once",
+            "CSV line 4: an image of line 2 again; give each image once",
         ),
     ],
 )

@@ -79,8 +79,16 @@ def test_ls_and_show_display_the_shortest_unique_start_of_the_last_group(capsys,
     ],
 )
 def test_an_ambiguous_unknown_or_malformed_id_is_a_catalog_error(capsys, location: str, given, message):
-    code, out, err = run(capsys, "show", given, "--catalog", location)
-    assert (code, out) == (3, "") and err.startswith(message) and len(err.splitlines()) == 1
+    # `show ID` and the --id filter of every command that selects images alike, on both backends
+    edit = ["edit", "--id", given, "--set", "alt=1", "--reason", "RTK"]
+    for command in (["show", given], ["ls", "--id", given], edit):
+        code, out, err = run(capsys, *command, "--catalog", location)
+        assert (code, out) == (3, "") and err.startswith(message) and len(err.splitlines()) == 1, command
+
+
+def test_the_id_filter_takes_short_ids(capsys, location: str):
+    code, out, _ = run(capsys, "ls", "--id", "2b7c5d1e4", "--id", "aaaa", "--json", "--catalog", location)
+    assert code == 0 and [row["id"] for row in json.loads(out)] == [A, C]
 
 
 def test_history_shows_one_line_per_batch_and_undo_takes_its_short_id(capsys, location: str):

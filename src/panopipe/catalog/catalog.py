@@ -7,7 +7,7 @@ import contextlib
 import itertools
 import operator
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -491,6 +491,15 @@ class Catalog:
             row = conn.execute(sa.select(*columns).where(images.c.id == found)).one()
         return _image(row, self.flags_of(row.id))
 
+    def resolve_ids(self, selection: Selection) -> Selection:
+        """``selection`` with each of its ids, full or short (as ``ls`` shows them), replaced by the full id of the
+        one image it names; a :class:`~panopipe.errors.NotFoundError` for an id no image has or several share."""
+        if not selection.ids:
+            return selection
+        with self.connect() as conn:
+            full = tuple(short_ids.resolve(conn, images.c.id, given, "image") for given in selection.ids)
+        return replace(selection, ids=full)
+
     def short_ids(self, image_ids: Sequence[str]) -> dict[str, str]:
         """The short id of each of ``image_ids``: the shortest start (at least 8 characters) of the last group
         of its UUID that no other image shares (see :mod:`~panopipe.catalog.short_ids`)."""
@@ -648,8 +657,9 @@ class Catalog:
                 transaction.rollback()
             return changes
 
-    def resolve_keys(self, rows: Iterable[dict[str, str]]) -> dict[str, dict[str, str]]:
-        """Map rows keyed by ``id``, ``uri`` or ``reel`` + ``frame`` (+ ``camera_index``) to image ids."""
+    def resolve_keys(self, rows: Iterable[dict[str, str]]) -> dict[str, dict[str, Any]]:
+        """Map rows keyed by ``id``, ``uri``, or ``reel`` + ``frame`` (every camera of the frame, or the one of
+        ``camera_index``) to image ids and their typed values."""
         with self.engine.connect() as conn:
             return edit_ops.resolve_keys(conn, rows)
 

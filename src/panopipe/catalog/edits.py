@@ -6,13 +6,16 @@ The ``images`` columns hold effective values so queries stay indexed. While a fi
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
+from panopipe.catalog import short_ids
 from panopipe.catalog.records import EDITABLE_FIELDS, Edit, EditBatch, FieldChange
 from panopipe.catalog.schema import edits, images
 from panopipe.catalog.selection import Selection
@@ -46,14 +49,19 @@ def plan(
         fields = sorted({*fields, "captured_at"})
     if not fields:
         raise ConfigError("nothing to change: give --set FIELD=VALUE, --shift-time or --positions")
-    if per_image:
-        selection = replace(selection, ids=tuple(per_image))
-    query = sa.select(images.c.id, images.c.lat, images.c.lon, *(images.c[f] for f in fields)).where(
-        *selection.where(postgis)
+    query = sa.select(images.c.id, images.c.lat, images.c.lon, *(images.c[f] for f in fields))
+    # A positions file can name more images than a statement takes parameters: ask in chunks of ids.
+    selections = (
+        [replace(selection, ids=tuple(chunk)) for chunk in batched(sorted(per_image), CHUNK)]
+        if per_image
+        else [selection]
+    )
+    selected = itertools.chain.from_iterable(
+        conn.execute(query.where(*part.where(postgis)).order_by(images.c.id)) for part in selections
     )
     changes: list[FieldChange] = []
     matched = 0
-    for row in conn.execute(query.order_by(images.c.id)):
+    for row in selected:
         if not selection.matches(row):
             continue
         matched += 1
@@ -187,62 +195,95 @@ def batches(conn: sa.Connection, *, image_id: str | None) -> list[EditBatch]:
 def resolve_keys(conn: sa.Connection, rows: Iterable[dict[str, str]]) -> dict[str, dict[str, Any]]:
     """Rows of a positions CSV as ``{image id: {field: typed value}}``.
 
-    Each row names its image by ``id``, ``uri``, or ``reel`` and ``frame`` (with ``camera_index`` when a reel
-    holds several cameras); every other column is a field to set.
+    Each row names its image by ``id`` or ``uri``, or by ``reel`` and ``frame``: every camera of that frame
+    (a rig's exposure, as a post-processed GNSS solution lists them), or the one of ``camera_index`` when the
+    row gives it. Every other column is a field to set.
     """
     resolved: dict[str, dict[str, Any]] = {}
     lines: dict[str, int] = {}
-    key_columns = {"id", "uri", "reel", "frame", "camera_index"}
+    keys = _Keys(conn)
     for number, row in enumerate(rows, start=2):
-        if number == 2 and not key_columns & set(row):
+        if number == 2 and not _KEY_COLUMNS & set(row):
             found = ", ".join(repr(name) for name in row)
             raise ConfigError(
                 f"CSV line 1: no column names the image (id, uri, or reel and frame); found {found}"
                 + ("; separate the columns with commas" if any(";" in name for name in row) else "")
             )
         try:
-            image_id = _image_of(conn, row, key_columns)
+            image_ids = keys.images_of(row)
             values = {
-                k: parse_value(k, v.strip()) for k, v in row.items() if k not in key_columns and v is not None
+                k: parse_value(k, v.strip())
+                for k, v in row.items()
+                if k not in _KEY_COLUMNS and v is not None
             }
             for field in values:
                 _check_field(field)
-        except ConfigError as exc:
+        except (ConfigError, NotFoundError) as exc:  # the file's mistake either way: a usage error
             raise ConfigError(f"CSV line {number}: {exc}") from None
-        if image_id in lines:
-            raise ConfigError(
-                f"CSV line {number}: the image of line {lines[image_id]} again; give each image once"
-            )
-        lines[image_id] = number
-        resolved[image_id] = values
+        for image_id in image_ids:
+            if image_id in lines:
+                raise ConfigError(
+                    f"CSV line {number}: an image of line {lines[image_id]} again; give each image once"
+                )
+            lines[image_id] = number
+            resolved[image_id] = values
     if not lines:
         raise ConfigError(
-            "the CSV has no rows: a header line (e.g. reel,frame,camera_index,lat,lon), then a row per image"
+            "the CSV has no rows: a header line (e.g. reel,frame,lat,lon), then a row per frame or image"
         )
     return resolved
 
 
-def _image_of(conn: sa.Connection, row: dict[str, str], key_columns: set[str]) -> str:
-    """The id of the one image a positions CSV row names."""
-    if row.get("id"):
-        condition = [images.c.id == row["id"]]
-    elif row.get("uri"):
-        condition = [images.c.uri == row["uri"]]
-    elif row.get("reel") and row.get("frame"):
-        condition = [images.c.reel == row["reel"], images.c.frame == parse_value("frame", row["frame"])]
-        if row.get("camera_index"):
-            condition.append(images.c.camera_index == parse_value("camera_index", row["camera_index"]))
-    else:
-        raise ConfigError("name the image by id, uri, or reel and frame")
-    ids = conn.execute(sa.select(images.c.id).where(*condition, images.c.deleted == sa.false())).all()
-    if len(ids) != 1:
-        raise ConfigError(
-            f"{'no image' if not ids else f'{len(ids)} images'} match {_describe(row, key_columns)}"
-        )
-    return str(ids[0].id)
+_KEY_COLUMNS = frozenset({"id", "uri", "reel", "frame", "camera_index"})
 
 
-def _describe(row: dict[str, str], keys: set[str]) -> str:
+class _Keys:
+    """The live images that positions CSV rows name. A reel's frames are read in one query, on its first row:
+    a solution lists every frame of a reel, and one query per row would be one round trip per frame."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+        self.reels: dict[str, dict[int, list[tuple[int | None, str]]]] = {}
+
+    def images_of(self, row: dict[str, str]) -> list[str]:
+        if row.get("id") or row.get("uri"):
+            named = (
+                images.c.id == short_ids.resolve(self.conn, images.c.id, row["id"], "image")
+                if row.get("id")
+                else images.c.uri == row["uri"]
+            )
+            ids = [str(image_id) for image_id in self.conn.scalars(self._live(named))]
+            every_camera = False
+        elif row.get("reel") and row.get("frame"):
+            cameras = self._frames(row["reel"]).get(parse_value("frame", row["frame"]), [])
+            if row.get("camera_index"):
+                camera = parse_value("camera_index", row["camera_index"])
+                cameras = [(index, i) for index, i in cameras if index == camera]
+            ids = [image_id for _, image_id in cameras]
+            every_camera = not row.get("camera_index")
+        else:
+            raise ConfigError("name the image by id, uri, or reel and frame")
+        if not ids or (len(ids) > 1 and not every_camera):
+            raise ConfigError(
+                f"{'no image' if not ids else f'{len(ids)} images'} match {_describe(row, _KEY_COLUMNS)}"
+            )
+        return ids
+
+    def _frames(self, reel: str) -> dict[int, list[tuple[int | None, str]]]:
+        if reel not in self.reels:
+            frames: dict[int, list[tuple[int | None, str]]] = {}
+            query = self._live(images.c.reel == reel, images.c.frame, images.c.camera_index)
+            for image_id, frame, camera_index in self.conn.execute(query):
+                frames.setdefault(frame, []).append((camera_index, str(image_id)))
+            self.reels[reel] = frames
+        return self.reels[reel]
+
+    @staticmethod
+    def _live(condition: sa.ColumnElement[bool], *columns: sa.ColumnElement[Any]) -> sa.Select[Any]:
+        return sa.select(images.c.id, *columns).where(condition, images.c.deleted == sa.false())
+
+
+def _describe(row: dict[str, str], keys: AbstractSet[str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in row.items() if k in keys and v)
 
 

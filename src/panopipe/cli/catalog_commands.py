@@ -203,7 +203,10 @@ def edit(
     ] = None,
     positions: Annotated[
         Path | None,
-        typer.Option("--positions", help="CSV naming images by id, uri or reel+frame, with fields."),
+        typer.Option(
+            "--positions",
+            help="CSV: reel,frame (every camera of the frame; or add camera_index), id or uri, then fields.",
+        ),
     ] = None,
     every: Annotated[
         bool, typer.Option("--all", help="Edit every image: needed when no filter selects images.")

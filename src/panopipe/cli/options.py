@@ -130,6 +130,7 @@ def uses_catalog(command: Callable[..., Any] | None = None, *, create: bool = Fa
     """Give ``command`` the options ``--catalog``/``--config`` and the arguments ``catalog`` and ``settings``.
 
     The catalog must exist, unless ``create`` (``@uses_catalog(create=True)``, for the commands that make one).
+    A ``selection`` from :func:`uses_selection` gets its ids resolved: full or short, as ``ls`` shows them.
     """
     if command is None:
         return functools.partial(uses_catalog, create=create)
@@ -142,6 +143,8 @@ def uses_catalog(command: Callable[..., Any] | None = None, *, create: bool = Fa
 
         settings = open_settings(catalog_location, config)
         with Catalog.open(settings.catalog, create=create) as catalog:
+            if kwargs.get("selection") is not None:  # @uses_selection's filters: --id takes short ids
+                kwargs["selection"] = catalog.resolve_ids(kwargs["selection"])
             return command(*args, catalog=catalog, settings=settings, **kwargs)
 
     _extend(
@@ -155,7 +158,8 @@ def uses_catalog(command: Callable[..., Any] | None = None, *, create: bool = Fa
 
 SELECTION_OPTIONS = {
     "ids": Annotated[
-        list[str] | None, typer.Option("--id", help="Image id (repeatable).", show_default=False)
+        list[str] | None,
+        typer.Option("--id", help="Image id, full or short (repeatable).", show_default=False),
     ],
     "reel": Annotated[
         list[str] | None, typer.Option("--reel", help="Reel name (repeatable).", show_default=False)
