@@ -46,6 +46,7 @@ SCRIPTS = (
     "worker",
     "qc",
     "route",
+    "geotag",
 )
 START, END = "<!-- fair-figures:start -->", "<!-- fair-figures:end -->"
 

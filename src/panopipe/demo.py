@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import tomllib
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -179,21 +180,45 @@ def generate_survey(
     return DemoSurvey(folder, rig, reel, shots, tuple(files), tuple(truth), tuple(positions))
 
 
+GPX_NAMESPACE = "http://www.topografix.com/GPX/1/1"
 PPK_SHIFT_M = (0.12, 0.08)
 """How far north and east post-processing (PPK) moves the demo's recorded positions, in metres."""
+
+
+def ppk_positions(survey: DemoSurvey) -> list[tuple[float, float]]:
+    """Each shot's post-processed position: the recorded one moved by :data:`PPK_SHIFT_M`."""
+    north, east = PPK_SHIFT_M
+    return [destination(*destination(lat, lon, 0.0, north), 90.0, east) for lat, lon in survey.positions]
 
 
 def write_fixed_positions(survey: DemoSurvey) -> Path:
     """``fixed.csv`` beside the survey: every frame's post-processed position (a few centimetres from the
     recorded one), a row per exposure as a GNSS solution lists them, in the columns ``panopipe edit
     --positions`` reads: reel, frame, lat, lon (it sets every camera of the frame)."""
-    north, east = PPK_SHIFT_M
     rows = ["reel,frame,lat,lon"]
-    for frame, (lat, lon) in enumerate(survey.positions, 1):
-        lat, lon = destination(*destination(lat, lon, 0.0, north), 90.0, east)
-        rows.append(f"{survey.reel},{frame},{lat:.8f},{lon:.8f}")
+    rows += [
+        f"{survey.reel},{frame},{lat:.8f},{lon:.8f}"
+        for frame, (lat, lon) in enumerate(ppk_positions(survey), 1)
+    ]
     path = survey.folder / "fixed.csv"
     write_atomic(path, ("\n".join(rows) + "\n").encode())
+    return path
+
+
+def write_ppk_track(survey: DemoSurvey) -> Path:
+    """``track.gpx`` beside the survey: the post-processed GNSS track (``panopipe edit --track`` reads it), a
+    point at each shot's time and one a second after the last, where the vehicle drove on to."""
+    positions = ppk_positions(survey)
+    (lat0, lon0), (lat1, lon1) = positions[-2:] if len(positions) > 1 else positions * 2
+    positions.append((2 * lat1 - lat0, 2 * lon1 - lon0))
+    gpx = ElementTree.Element("gpx", version="1.1", creator="panopipe demo", xmlns=GPX_NAMESPACE)
+    segment = ElementTree.SubElement(ElementTree.SubElement(gpx, "trk"), "trkseg")
+    for second, (lat, lon) in enumerate(positions):
+        point = ElementTree.SubElement(segment, "trkpt", lat=f"{lat:.8f}", lon=f"{lon:.8f}")
+        moment = START_TIME + timedelta(seconds=second)
+        ElementTree.SubElement(point, "time").text = moment.isoformat().replace("+00:00", "Z")
+    path = survey.folder / "track.gpx"
+    write_atomic(path, ElementTree.tostring(gpx, encoding="utf-8", xml_declaration=True))
     return path
 
 
@@ -269,6 +294,7 @@ def run_demo(
         )
         camera = survey.rig.cameras[0]
         write_fixed_positions(survey)
+        write_ppk_track(survey)
         config_file = write_project_config(folder, catalog_location, (camera.width, camera.height))
         settings = load_settings(config_file)
         ingested = ingest(
@@ -303,6 +329,7 @@ __all__ = [
     "CAMERA_SKEW_S",
     "DEMO_RIG",
     "GNSS_ALTITUDE_BIAS_M",
+    "GPX_NAMESPACE",
     "PPK_SHIFT_M",
     "RTK_ALTITUDE_M",
     "START",
@@ -313,8 +340,10 @@ __all__ = [
     "DemoSurvey",
     "demo_rig",
     "generate_survey",
+    "ppk_positions",
     "run_demo",
     "shot_rows",
     "write_fixed_positions",
+    "write_ppk_track",
     "write_project_config",
 ]

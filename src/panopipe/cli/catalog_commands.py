@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import getpass
 import sys
+from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -208,6 +209,18 @@ def edit(
             help="CSV: reel,frame (every camera of the frame; or add camera_index), id or uri, then fields.",
         ),
     ] = None,
+    track: Annotated[
+        Path | None,
+        typer.Option(
+            "--track",
+            help="GPX, or CSV with columns time,lat,lon[,alt]: each selected image placed on it by its "
+            "capture time (after --shift-time).",
+        ),
+    ] = None,
+    max_gap: Annotated[
+        float,
+        typer.Option("--max-gap", min=0, help="With --track: seconds between track points not bridged."),
+    ] = 10.0,
     every: Annotated[
         bool, typer.Option("--all", help="Edit every image: needed when no filter selects images.")
     ] = False,
@@ -222,18 +235,23 @@ def edit(
     Example: panopipe edit --reel R001 --set alt=12.5 --reason "RTK altitude" --dry-run
 
     Example: panopipe edit --positions fixed.csv --reason "post-processed GNSS"
+
+    Example: panopipe edit --reel R001 --track ppk.gpx --shift-time -1.5s --reason "PPK track, clock fix"
     """
-    per_image = None
+    shift_time_s = _seconds(shift_time) if shift_time else None
+    per_image, not_placed = None, None
+    if track is not None and (positions is not None or assign):
+        raise ConfigError("--track places images by time: make --positions or --set an edit of its own")
     if positions is not None:
         with positions.open(newline="", encoding="utf-8-sig") as handle:
             per_image = catalog.resolve_keys(csv.DictReader(handle))
     elif selection.selects_all and not (every or dry_run):
         _confirm_every_image()
+    if track is not None:
+        per_image, not_placed = _placed_on_track(catalog, selection, track, max_gap, shift_time_s)
+        shift_time_s = None  # the track edit carries the moved times
     changes = catalog.plan_edit(
-        selection,
-        assign=_assignments(assign or []),
-        shift_time_s=_seconds(shift_time) if shift_time else None,
-        per_image=per_image,
+        selection, assign=_assignments(assign or []), shift_time_s=shift_time_s, per_image=per_image
     )
     rows = change_rows(changes)
     if dry_run:
@@ -241,11 +259,39 @@ def edit(
         return
     batch = catalog.apply_edit(changes, reason=reason, author=getpass.getuser())
     if as_json:
-        render.print_json({"batch": batch, "changes": rows})
+        render.print_json({"batch": batch, "changes": rows} | ({"not_placed": not_placed} if track else {}))
     else:
         render.success(
             f"edit {batch}: {len(changes)} change(s) on {len({c.image_id for c in changes})} image(s)"
         )
+
+
+def _placed_on_track(
+    catalog: Catalog,
+    selection: Selection,
+    path: Path,
+    max_gap_s: float,
+    shift_time_s: float | None,
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """``edit --track``: values per image, and the images the track cannot place (warned about here)."""
+    from panopipe.geotag import read_track, track_edit
+
+    track = read_track(path)
+    if track.skipped:
+        render.warn(
+            f"{track.skipped} point(s) of {path} left out: without a time or a position, or at the time of "
+            "an earlier point"
+        )
+    placed = track_edit(catalog, selection, track, max_gap_s=max_gap_s, shift_time_s=shift_time_s or 0)
+    if placed.not_placed:
+        reasons = Counter(item.reason.partition(" (")[0] for item in placed.not_placed)
+        render.warn(
+            f"{len(placed.not_placed)} of {placed.placed + len(placed.not_placed)} image(s) not placed on the "
+            f"track, left where they are: "
+            + "; ".join(f"{n} {reason}" for reason, n in reasons.items())
+            + " (the edit's --json output lists them)"
+        )
+    return placed.per_image, [item.to_dict() for item in placed.not_placed]
 
 
 def _confirm_every_image() -> None:

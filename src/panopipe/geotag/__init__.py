@@ -1,0 +1,26 @@
+"""Geotagging from a trajectory: images placed on a GNSS track (GPX, or a post-processed solution as CSV) by
+their capture times, as a non-destructive edit (``panopipe edit --track``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from panopipe.lazy import lazy_attributes
+
+_MODULES = {
+    "DEFAULT_MAX_GAP_S": "place",
+    "NotPlaced": "place",
+    "Track": "tracks",
+    "TrackEdit": "place",
+    "read_track": "tracks",
+    "track_edit": "place",
+    "values_at": "place",
+}
+
+if TYPE_CHECKING:
+    from panopipe.geotag.place import DEFAULT_MAX_GAP_S, NotPlaced, TrackEdit, track_edit, values_at
+    from panopipe.geotag.tracks import Track, read_track
+
+__getattr__ = lazy_attributes(__name__, _MODULES)
+
+__all__ = ["DEFAULT_MAX_GAP_S", "NotPlaced", "Track", "TrackEdit", "read_track", "track_edit", "values_at"]

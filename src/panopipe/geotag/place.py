@@ -1,0 +1,139 @@
+"""Placing images on a track by their capture times: position and height interpolated linearly between the
+two track points around the time, as ``exiftool -geotag`` does, and never across a gap between points longer
+than ``max_gap_s`` nor beyond the track's ends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from panopipe.catalog import Catalog, Selection
+from panopipe.catalog.records import to_json_value
+from panopipe.catalog.types import dashed
+from panopipe.errors import ConfigError
+from panopipe.geotag.tracks import Track
+
+DEFAULT_MAX_GAP_S = 10.0
+"""A GNSS outage longer than this is not bridged: a straight line is no guess for ten seconds of driving."""
+DECIMALS = {"lat": 9, "lon": 9, "alt": 4}
+"""Interpolated values are rounded (degrees to about 0.1 mm, heights to 0.1 mm): no float noise in exports."""
+
+
+@dataclass(frozen=True, slots=True)
+class NotPlaced:
+    """A selected image the track cannot place, at its capture time (after any shift), and why: the reason's
+    start up to `` (`` is the same for all images left out for the same reason."""
+
+    image_id: str
+    captured_at: datetime | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict keyed as ``edit --json`` keys its changes (``id``); the time ISO 8601 UTC with ``Z``."""
+        return {"id": self.image_id, "captured_at": to_json_value(self.captured_at), "reason": self.reason}
+
+
+@dataclass
+class TrackEdit:
+    """What placing the selected images on a track sets: ``per_image`` values for
+    :meth:`Catalog.plan_edit`, how many images were ``placed``, and those ``not_placed``."""
+
+    per_image: dict[str, dict[str, Any]] = field(default_factory=dict)
+    placed: int = 0
+    not_placed: list[NotPlaced] = field(default_factory=list)
+
+
+def values_at(track: Track, times: np.ndarray, max_gap_s: float) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Each of the track's fields at ``times`` (POSIX seconds; NaN where the track cannot place a time), and
+    per time ``""`` or the reason it cannot."""
+    t = np.asarray(times, dtype=float)
+    last = len(track.times) - 1
+    after = np.clip(np.searchsorted(track.times, t, side="left"), 0, last)
+    before = np.clip(after - 1, 0, last)
+    exact = track.times[after] == t
+    before = np.where(exact, after, before)
+    gap = track.times[after] - track.times[before]
+    weight = np.divide(t - track.times[before], gap, out=np.zeros_like(t), where=gap > 0)
+    placed = exact | ((t > track.times[0]) & (t < track.times[-1]) & (gap <= max_gap_s))
+    values: dict[str, np.ndarray] = {}
+    for name, column in track.values.items():
+        value = column[before] + weight * (column[after] - column[before])
+        values[name] = np.where(placed, value, np.nan)
+    reasons = [
+        "" if ok else _reason(track, moment, span, max_gap_s)
+        for ok, moment, span in zip(placed, t, gap, strict=True)
+    ]
+    return values, reasons
+
+
+def _reason(track: Track, moment: float, gap: float, max_gap_s: float) -> str:
+    if np.isnan(moment):
+        return "no capture time"
+    if moment < track.times[0]:
+        return f"before the track starts ({_iso(track.times[0])})"
+    if moment > track.times[-1]:
+        return f"after the track ends ({_iso(track.times[-1])})"
+    return f"in a gap between track points ({gap:.1f} s, over --max-gap {max_gap_s:g} s)"
+
+
+def _iso(seconds: float) -> str:
+    return str(to_json_value(datetime.fromtimestamp(float(seconds), UTC)))
+
+
+def track_edit(
+    catalog: Catalog,
+    selection: Selection,
+    track: Track,
+    *,
+    max_gap_s: float = DEFAULT_MAX_GAP_S,
+    shift_time_s: float = 0.0,
+) -> TrackEdit:
+    """The values that place the selected images on ``track`` at their capture times, moved by
+    ``shift_time_s`` first (a camera clock that was off; the moved times are set too, on every image).
+
+    A :class:`ConfigError` when the track places none of them: a track of another day, or a clock off by
+    more than the track's span, says so rather than editing nothing."""
+    if max_gap_s < 0:
+        raise ConfigError(f"max gap must be 0 seconds or more, got {max_gap_s:g}")
+    columns = catalog.columns(selection, ("id", "captured_at"))
+    ids = [dashed(digits) for digits in columns["id"]]
+    times = np.array([np.nan if t is None else t + shift_time_s for t in columns["captured_at"]], dtype=float)
+    values, reasons = values_at(track, times, max_gap_s)
+    result = TrackEdit()
+    for i, image_id in enumerate(ids):
+        wanted: dict[str, Any] = {}
+        if shift_time_s and not np.isnan(times[i]):
+            wanted["captured_at"] = datetime.fromtimestamp(times[i], UTC)
+        if reasons[i]:
+            captured = None if np.isnan(times[i]) else datetime.fromtimestamp(times[i], UTC)
+            result.not_placed.append(NotPlaced(image_id, captured, reasons[i]))
+        else:
+            result.placed += 1
+            for name, column in values.items():
+                if not np.isnan(column[i]):
+                    wanted[name] = round(float(column[i]), DECIMALS[name])
+        if wanted:
+            result.per_image[image_id] = wanted
+    if not result.placed:
+        raise ConfigError(_nothing_placed(track, ids, times, shift_time_s))
+    return result
+
+
+def _nothing_placed(track: Track, ids: list[str], times: np.ndarray, shift_time_s: float) -> str:
+    if not ids:
+        return "no image matches the selection: `panopipe ls` with the same filters shows what they select"
+    timed = times[~np.isnan(times)]
+    if not len(timed):
+        return f"none of the {len(ids)} selected images has a capture time to place it on the track by"
+    moved = f" (moved by {timedelta(seconds=shift_time_s)})" if shift_time_s else ""
+    return (
+        f"the track {track.source} ({_iso(track.times[0])} to {_iso(track.times[-1])}) places none of the "
+        f"{len(ids)} selected images, captured{moved} {_iso(timed.min())} to {_iso(timed.max())}: another "
+        "day's track, or a camera clock that was off (--shift-time moves capture times)?"
+    )
+
+
+__all__ = ["DECIMALS", "DEFAULT_MAX_GAP_S", "NotPlaced", "TrackEdit", "track_edit", "values_at"]

@@ -1,0 +1,131 @@
+"""Reading a trajectory: the GNSS track (or post-processed GNSS/INS solution) that images are placed on by
+their capture times. GPX is read with the standard library's XML parser (its track points' position, ``ele``
+and ``time``), CSV with the csv module; neither needs GDAL for these few fields.
+
+Only positions and heights are read. A track's heading, pitch and roll are the vehicle's: a rig's cameras each
+point their own way, so an image keeps the direction its file records."""
+
+from __future__ import annotations
+
+import csv
+import math
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from panopipe.catalog.values import parse_time, parse_value
+from panopipe.errors import ConfigError
+
+POSITION = ("lat", "lon")
+OPTIONAL = ("alt",)
+"""Fields a track may carry beside its position; each is set on the images where the track has it."""
+
+
+@dataclass(frozen=True, eq=False)
+class Track:
+    """Track points in time order: ``times`` in POSIX seconds (strictly increasing), and per field
+    (``lat``, ``lon``, and ``alt`` when the file has heights) a value per point, NaN where it lacks one."""
+
+    source: str
+    times: np.ndarray
+    values: dict[str, np.ndarray]
+    skipped: int = 0
+    """Points left out: without a time or a position, or at the time of an earlier point."""
+
+
+def read_track(path: Path) -> Track:
+    """The track in ``path``: GPX (``.gpx``) or CSV with a header line (``time``, ``lat``, ``lon`` and
+    optionally ``alt``, in any order; other columns are left unread; times in ISO 8601 with a zone; heights as
+    the catalog's, above mean sea level). A :class:`ConfigError` names what is wrong and where."""
+    if not path.is_file():
+        raise ConfigError(f"no track file at {path}" if not path.exists() else f"{path} is not a file")
+    points = _gpx_points(path) if path.suffix.lower() == ".gpx" else _csv_points(path)
+    return _track(str(path), points)
+
+
+def _gpx_points(path: Path) -> list[dict[str, float]]:
+    points: list[dict[str, float]] = []
+    try:
+        for _, element in ElementTree.iterparse(path, events=("end",)):
+            if _local(element.tag) != "trkpt":
+                continue
+            children = {_local(child.tag): (child.text or "").strip() for child in element}
+            point = {"lat": _number(element.get("lat")), "lon": _number(element.get("lon"))}
+            point["time"] = _gpx_time(children.get("time", ""))
+            point["alt"] = _number(children.get("ele"))
+            points.append(point)
+            element.clear()
+    except ElementTree.ParseError as exc:
+        raise ConfigError(f"{path}: cannot read it as GPX ({exc})") from None
+    if not points:
+        raise ConfigError(f"{path}: no track points (trkpt) in it")
+    return points
+
+
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+def _gpx_time(text: str) -> float:
+    """POSIX seconds of a GPX time, which is UTC by the standard (a time written without a zone too)."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return math.nan
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text) if text else math.nan
+    except ValueError:
+        return math.nan
+
+
+def _csv_points(path: Path) -> list[dict[str, float]]:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [name.strip().lower() for name in reader.fieldnames or ()]
+            missing = [name for name in ("time", *POSITION) if name not in columns]
+            if missing:
+                found = ", ".join(repr(name) for name in columns)
+                raise ConfigError(
+                    f"{path}: CSV line 1: no {missing[0]!r} column (found {found}); a track has the columns "
+                    "time, lat and lon, and optionally alt (a GPX file's name ends in .gpx)"
+                )
+            reader.fieldnames = columns
+            return [_csv_point(path, number, row) for number, row in enumerate(reader, start=2)]
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: cannot read it as UTF-8 CSV ({exc.reason})") from None
+
+
+def _csv_point(path: Path, number: int, row: dict[str, str]) -> dict[str, float]:
+    try:
+        point = {"time": parse_time(row["time"] or "").timestamp()}
+        for name in (*POSITION, *OPTIONAL):
+            value = parse_value(name, (row.get(name) or "").strip())
+            point[name] = math.nan if value is None else float(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: CSV line {number}: {exc}") from None
+    return point
+
+
+def _track(source: str, points: list[dict[str, float]]) -> Track:
+    usable = [p for p in points if not any(math.isnan(p[name]) for name in ("time", *POSITION))]
+    if not usable:
+        raise ConfigError(f"{source}: no track point has a time and a position")
+    usable.sort(key=lambda p: p["time"])
+    times = np.array([p["time"] for p in usable])
+    first = np.concatenate([[True], np.diff(times) > 0])  # of points at one time, the first is kept
+    carried = [name for name in OPTIONAL if any(not math.isnan(p.get(name, math.nan)) for p in usable)]
+    values = {
+        name: np.array([p.get(name, math.nan) for p in usable])[first] for name in (*POSITION, *carried)
+    }
+    return Track(source, times[first], values, skipped=len(points) - int(first.sum()))
+
+
+__all__ = ["OPTIONAL", "POSITION", "Track", "read_track"]

@@ -1,0 +1,248 @@
+"""`panopipe edit --track`: images placed on a GNSS track by their capture times, with exiftool's own
+``-geotag`` as the oracle for the interpolation, on both catalog backends."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from panopipe.catalog import Catalog
+from panopipe.cli import main
+from panopipe.demo import generate_survey
+from panopipe.errors import ConfigError
+from panopipe.geotag import Track, read_track, values_at
+
+START = datetime(2024, 5, 1, 8, 29, 59, tzinfo=UTC)
+"""The demo survey's first shot is at 08:30:00 UTC, one a second, each camera 2 ms after the one before."""
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def gpx(points: list[tuple[datetime, float, float, float]], version: str = "1.1") -> str:
+    namespace = f"http://www.topografix.com/GPX/{version.replace('.', '/')}"
+    body = "".join(
+        f'<trkpt lat="{lat:.9f}" lon="{lon:.9f}"><ele>{ele:.3f}</ele>'
+        f"<time>{moment.isoformat(timespec='milliseconds').replace('+00:00', 'Z')}</time></trkpt>"
+        for moment, lat, lon, ele in points
+    )
+    return f'<?xml version="1.0"?><gpx version="{version}" creator="t" xmlns="{namespace}"><trk><trkseg>{body}</trkseg></trk></gpx>'
+
+
+def curve(seconds: float) -> tuple[float, float, float]:
+    """A bending track: positions and heights that a straight line between far points would get wrong."""
+    k = seconds * 2
+    return 48.1 + 1e-5 * k + 3e-7 * k * k, 11.5 + 2e-5 * k - 1e-7 * k * k, 500 + 0.3 * k + 0.05 * k * k
+
+
+@pytest.fixture(scope="module")
+def survey(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 shots of the demo's 6-camera rig (18 frames), 08:30:00 to 08:30:02.010 UTC."""
+    folder = tmp_path_factory.mktemp("survey")
+    generate_survey(folder, shots=3, camera_size=(160, 120))
+    return folder / "R001"
+
+
+@pytest.mark.exiftool
+def test_positions_are_exiftools_geotag_of_the_same_files_and_track(
+    capsys, tmp_path: Path, catalog_url: str, survey: Path
+):
+    # points every 0.5 s from 08:29:59 to 08:30:01.5: the third shot (08:30:02) is after the track's end
+    points = [(START + timedelta(seconds=s / 2), *curve(s / 2)) for s in range(6)]
+    track = tmp_path / "ppk.gpx"
+    track.write_text(gpx(points))
+    assert run(capsys, "ingest", str(survey), "--catalog", catalog_url)[0] == 0
+    code, out, err = run(
+        capsys,
+        "edit",
+        "--reel",
+        "R001",
+        "--track",
+        str(track),
+        "--reason",
+        "PPK",
+        "--json",
+        "--catalog",
+        catalog_url,
+    )
+    assert code == 0, err
+    not_placed = json.loads(out)["not_placed"]
+    assert len(not_placed) == 6 and {item["reason"] for item in not_placed} == {
+        "after the track ends (2024-05-01T08:30:01.500000Z)"
+    }
+    assert "6 of 18 image(s) not placed on the track, left where they are: 6 after the track ends" in err
+
+    copies = tmp_path / "copies"
+    shutil.copytree(survey, copies)
+    # what a user of exiftool runs: the capture time with its sub-seconds and UTC offset from the file
+    geotag = ["-geotag", str(track), "-geotime<SubSecDateTimeOriginal"]
+    subprocess.run(["exiftool", "-q", "-r", "-overwrite_original", *geotag, str(copies)], check=True)
+    tags = ["-GPSLatitude", "-GPSLongitude", "-GPSAltitude", "-GPSLatitudeRef"]
+    read = subprocess.run(["exiftool", "-n", "-j", "-r", *tags, str(copies)], capture_output=True, check=True)
+    oracle = {Path(row["SourceFile"]).name: row for row in json.loads(read.stdout)}
+    with Catalog.open(catalog_url) as catalog:
+        left_out = {item["id"] for item in not_placed}
+        checked = 0
+        for image in catalog.images():
+            expected = oracle[Path(image.uri).name]
+            if image.id in left_out:
+                assert image.captured_at > START + timedelta(seconds=2.5) and image.edited_fields == ()
+                continue
+            assert image.lat == pytest.approx(expected["GPSLatitude"], abs=1e-9)
+            assert image.lon == pytest.approx(expected["GPSLongitude"], abs=1e-9)
+            assert image.alt == pytest.approx(expected["GPSAltitude"], abs=1e-4)
+            checked += 1
+    assert checked == 12
+
+
+def test_shift_time_moves_every_image_and_places_them_at_the_moved_times(
+    capsys, tmp_path: Path, survey: Path
+):
+    db = str(tmp_path / "c.db")
+    points = [(START + timedelta(seconds=s), *curve(s)) for s in range(5)]  # 08:29:59 to 08:30:03
+    track = tmp_path / "track.gpx"
+    track.write_text(gpx(points))
+    assert run(capsys, "ingest", str(survey), "--catalog", db)[0] == 0
+    with Catalog.open(db) as catalog:
+        before = {image.id: image for image in catalog.images()}
+    edit = ["edit", "--all", "--track", str(track), "--reason", "clock", "--catalog", db, "--json"]
+    code, out, err = run(capsys, *edit, "--shift-time", "+1.5s")
+    assert code == 0, err
+    assert {item["reason"].partition(" (")[0] for item in json.loads(out)["not_placed"]} == {
+        "after the track ends"
+    }
+    with Catalog.open(db) as catalog:
+        for image in catalog.images():
+            moved = before[image.id].captured_at + timedelta(seconds=1.5)
+            assert image.captured_at == moved  # placed on the track or not
+            if moved <= points[-1][0]:  # placed at the moved time: the straight line between its two points
+                at = [(moved - START).total_seconds()], list(range(len(points)))
+                lat, lon = (np.interp(*at, [p[axis] for p in points])[0] for axis in (1, 2))
+                assert (image.lat, image.lon) == pytest.approx((lat, lon), abs=1e-9)
+            else:
+                assert (image.lat, image.lon) == (before[image.id].lat, before[image.id].lon)
+        batch = json.loads(out)["batch"]
+    assert run(capsys, "undo", batch, "--catalog", db)[0] == 0
+    with Catalog.open(db) as catalog:
+        assert {image.id: (image.captured_at, image.lat) for image in catalog.images()} == {
+            i: (image.captured_at, image.lat) for i, image in before.items()
+        }
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--shift-time", "+1h"], "places none of the 18 selected images, captured (moved by 1:00:00) "),
+        (["--set", "pitch=0"], "--track places images by time: make --positions or --set an edit of its own"),
+        (["--positions", "fixed.csv"], "--track places images by time: make --positions or --set an edit"),
+    ],
+)
+def test_a_track_that_places_nothing_or_a_mixed_edit_is_a_usage_error(
+    capsys, tmp_path: Path, survey: Path, extra: list[str], message: str
+):
+    db = str(tmp_path / "c.db")
+    track = tmp_path / "track.gpx"
+    track.write_text(gpx([(START + timedelta(seconds=s), *curve(s)) for s in range(5)]))
+    (tmp_path / "fixed.csv").write_text("reel,frame,lat\nR001,1,48\n")
+    assert run(capsys, "ingest", str(survey), "--catalog", db)[0] == 0
+    edit = ["edit", "--reel", "R001", "--track", str(track), "--reason", "PPK", "--catalog", db]
+    extra = [str(tmp_path / word) if word.endswith(".csv") else word for word in extra]
+    code, out, err = run(capsys, *edit, *extra)
+    assert (code, out) == (2, "") and message in err and len(err.splitlines()) == 1, err
+    assert run(capsys, "history", "--catalog", db, "--json")[1] == "[]\n"
+
+
+def test_track_points_left_out_are_counted_in_a_warning(capsys, tmp_path: Path, survey: Path):
+    db = str(tmp_path / "c.db")
+    track = tmp_path / "track.gpx"
+    timeless = '<trkpt lat="48.1" lon="11.5"></trkpt></trkseg>'  # a logger's point before its first fix
+    track.write_text(
+        gpx([(START + timedelta(seconds=s), *curve(s)) for s in range(5)]).replace("</trkseg>", timeless)
+    )
+    assert run(capsys, "ingest", str(survey), "--catalog", db)[0] == 0
+    code, _, err = run(
+        capsys, "edit", "--all", "--track", str(track), "--reason", "t", "--dry-run", "--catalog", db
+    )
+    assert code == 0 and f"warning: 1 point(s) of {track} left out: without a time or a position" in err
+
+
+def track_of(times: list[float], **values: list[float]) -> Track:
+    return Track("t", np.array(times), {name: np.array(column) for name, column in values.items()})
+
+
+def test_values_between_points_ends_and_gaps():
+    track = track_of([0.0, 1.0, 2.0, 30.0], lat=[10.0, 11.0, 12.0, 13.0], lon=[0.0, 0.5, 0.5, 0.0])
+    values, reasons = values_at(track, np.array([0.5, 1.0, 1.25, -1.0, 31.0, 10.0, math.nan]), max_gap_s=10.0)
+    assert values["lat"][:3] == pytest.approx([10.5, 11.0, 11.25])
+    assert values["lon"][:3] == pytest.approx([0.25, 0.5, 0.5])
+    assert np.isnan(values["lat"][3:]).all() and reasons[:3] == ["", "", ""]
+    assert reasons[3:] == [
+        "before the track starts (1970-01-01T00:00:00Z)",
+        "after the track ends (1970-01-01T00:00:30Z)",
+        "in a gap between track points (28.0 s, over --max-gap 10 s)",
+        "no capture time",
+    ]
+
+
+def test_a_csv_solution_gives_positions_and_heights_and_a_gpx_point_needs_a_time(tmp_path: Path):
+    solution = tmp_path / "sbet.csv"
+    solution.write_text(  # a solution's export: attitude and accuracy columns beside, left unread
+        "Time,Lat,Lon,Alt,Heading,SDHoriz\n"
+        "2024-05-01T08:30:00Z,48.1,11.5,500,359,0.02\n"
+        "2024-05-01T10:30:00.5+02:00,48.2,11.6,,1,0.02\n"  # the same zone-aware instant as 08:30:00.5Z
+    )
+    track = read_track(solution)
+    assert set(track.values) == {"lat", "lon", "alt"}
+    values, _ = values_at(track, np.array([START.timestamp() + 1.25]), 10.0)
+    assert values["lat"][0] == pytest.approx(48.15)
+    assert np.isnan(values["alt"][0])  # the second point has no height: no height is made up
+    old = tmp_path / "old.gpx"
+    old.write_text(
+        '<gpx version="1.0" xmlns="http://www.topografix.com/GPX/1/0"><trk><trkseg>'
+        '<trkpt lat="48.1" lon="11.5"><time>2024-05-01T08:30:00Z</time></trkpt>'
+        '<trkpt lat="48.1" lon="11.5"><ele>3</ele></trkpt>'  # no time: left out, counted
+        '<trkpt lat="48.2" lon="11.5"><time>2024-05-01T08:30:00Z</time></trkpt>'  # the same time again
+        "</trkseg></trk></gpx>"
+    )
+    track = read_track(old)
+    assert (list(track.values["lat"]), track.skipped) == ([48.1], 2)
+    assert list(track.times) == [(START + timedelta(seconds=1)).timestamp()]
+    assert set(track.values) == {"lat", "lon"}
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("a.csv", "time,lat\n", "CSV line 1: no 'lon' column (found 'time', 'lat'); a track has the columns"),
+        ("a.csv", "when;lat;lon\n", "CSV line 1: no 'time' column (found 'when;lat;lon')"),
+        (
+            "a.csv",
+            "time,lat,lon\n2024-05-01T08:30:00,48,11\n",
+            "CSV line 2: time '2024-05-01T08:30:00' has no zone",
+        ),
+        (
+            "a.csv",
+            "time,lat,lon\n2024-05-01T08:30:00Z,north,11\n",
+            "CSV line 2: invalid value 'north' for lat",
+        ),
+        ("a.gpx", "<gpx><trk>", "cannot read it as GPX (no element found"),
+        ("a.gpx", "<gpx><wpt lat='1' lon='2'/></gpx>", "no track points (trkpt) in it"),
+        ("a.gpx", "<gpx><trkpt lat='1' lon='2'/></gpx>", "no track point has a time and a position"),
+    ],
+)
+def test_a_bad_track_file_is_one_clear_error(tmp_path: Path, name: str, text: str, message: str):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="^" + str(path).replace(".", r"\.")) as raised:
+        read_track(path)
+    assert message in str(raised.value)
