@@ -1,0 +1,89 @@
+"""The job store: the owner of the ``jobs`` and ``artifacts`` tables; every read and write of them is here.
+
+Statements run on a connection of the catalog's (``Catalog.transaction()``), so that a plan reads the
+selected subjects (the catalog's ``FromClause``) and the artifacts in one unit of work. Functions that are a
+unit of work of their own take the catalog and open the transaction themselves.
+
+- ``planning``: the candidates of each step and the jobs that did not finish, set-wise over the selected
+  subjects, and the artifacts the planner compares;
+- ``recording``: jobs recorded as they are submitted and finish, artifacts on success;
+- ``claims``: a submitter's claims on the queued jobs it submits, and the jobs in flight;
+- ``status``: job counts, the latest jobs, durations, and the recorded outputs ``verify`` checks;
+- ``shared``: the SQL pieces they share.
+"""
+
+from __future__ import annotations
+
+from panopipe.pipeline.store.claims import (
+    CLAIM_PREFIX,
+    CLAIM_TTL_S,
+    InFlight,
+    claimed_jobs,
+    in_flight,
+    is_claim,
+    new_claim,
+    release_claim,
+)
+from panopipe.pipeline.store.planning import (
+    RERUN_STATUSES,
+    Recorded,
+    candidates,
+    failed_jobs,
+    mark_checked,
+    recorded,
+    recorded_outputs,
+)
+from panopipe.pipeline.store.recording import (
+    orphan_artifacts,
+    put_job,
+    record_cancelled,
+    record_external_ids,
+    record_finished,
+    record_submitted,
+    taken_outputs,
+)
+from panopipe.pipeline.store.status import (
+    StoredOutput,
+    excluded_outputs,
+    job_seconds,
+    job_status,
+    latest_job_states,
+    latest_submissions,
+    mark_stale,
+    primary_outputs,
+    stored_outputs,
+)
+
+__all__ = [
+    "CLAIM_PREFIX",
+    "CLAIM_TTL_S",
+    "RERUN_STATUSES",
+    "InFlight",
+    "Recorded",
+    "StoredOutput",
+    "candidates",
+    "claimed_jobs",
+    "excluded_outputs",
+    "failed_jobs",
+    "in_flight",
+    "is_claim",
+    "job_seconds",
+    "job_status",
+    "latest_job_states",
+    "latest_submissions",
+    "mark_checked",
+    "mark_stale",
+    "new_claim",
+    "orphan_artifacts",
+    "primary_outputs",
+    "put_job",
+    "record_cancelled",
+    "record_external_ids",
+    "record_finished",
+    "record_submitted",
+    "recorded",
+    "recorded_outputs",
+    "release_claim",
+    "stored_outputs",
+    "taken_outputs",
+]

@@ -1,0 +1,251 @@
+"""Recording jobs as they are submitted and finish, and their artifacts on success."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from panopipe.catalog import Catalog
+from panopipe.catalog.bulk import insert_columns, update_by_key
+from panopipe.catalog.schema import artifacts, jobs
+from panopipe.catalog.subjects import CHUNK, Subject
+from panopipe.catalog.types import new_id, utcnow
+from panopipe.executors.base import JobState
+from panopipe.iterutil import batched
+from panopipe.pipeline.store.claims import in_flight_condition
+from panopipe.steps.base import JobSpec, Step
+
+_JOB_KEY = ("step", "subject", "fingerprint")
+"""The columns that identify a job (its unique constraint): a job row is reused when the same job runs again."""
+
+
+def put_job(
+    conn: sa.Connection,
+    step: str,
+    subject: str,
+    fingerprint: str,
+    values: Mapping[str, Any],
+    *,
+    on_insert: Mapping[str, Any] | None = None,
+    job_id: str | None = None,
+) -> str:
+    """Set ``values`` on the job of (``step``, ``subject``, ``fingerprint``), or insert it with ``job_id`` (or a
+    new id) and ``on_insert`` when there is none; the job's id. Job rows are reused when the same job runs or
+    is marked again."""
+    key = (jobs.c.step == step, jobs.c.subject == subject, jobs.c.fingerprint == fingerprint)
+    existing = conn.execute(sa.select(jobs.c.id).where(*key)).scalar()
+    if existing is not None:
+        conn.execute(jobs.update().where(jobs.c.id == existing).values(**values))
+        return str(existing)
+    job_id = job_id or new_id()
+    conn.execute(
+        jobs.insert().values(
+            id=job_id, step=step, subject=subject, fingerprint=fingerprint, **(on_insert or {}), **values
+        )
+    )
+    return job_id
+
+
+def record_submitted(
+    catalog: Catalog,
+    step: Step,
+    specs: Sequence[JobSpec],
+    reasons: Sequence[str],
+    executor: str,
+    *,
+    claim: str | None = None,
+) -> dict[str, str]:
+    """Record each job of ``step`` as queued (reusing the row of an earlier job with the same fingerprint),
+    with the step's version and parameters, which its artifacts will record; job ids by spec id. Set-wise:
+    one look-up per chunk of subjects, then one insert and one update for all. With ``claim`` (a
+    :func:`new_claim` token), the jobs recorded here are claimed for that submission as they are recorded
+    (:func:`claimed_jobs` answers which): not those in flight, nor those another submitter inserted or
+    claimed meanwhile. Each job is claimed by one submitter only, however many try at once: the insert skips
+    rows another transaction inserted, and the update of an existing row is conditional, which PostgreSQL
+    re-checks on a row another transaction changed and SQLite runs with the database's one write lock held."""
+    now = utcnow()
+    values = {
+        "params_hash": step.params_hash,
+        "step_version": step.version,
+        "status": "queued",
+        "executor": executor,
+        "external_id": claim,
+        "error": None,
+        "log": None,
+        "submitted_at": now,
+        "started_at": None,
+        "finished_at": None,
+    }
+    ids: dict[str, str] = {}
+    with catalog.transaction() as conn:
+        existing = _job_ids(conn, specs)
+        fresh: list[JobSpec] = []
+        fresh_reasons: list[str] = []
+        updates: list[dict[str, Any]] = []
+        for spec, reason in zip(specs, reasons, strict=True):
+            key = (spec.step, spec.subject, spec.fingerprint)
+            job_id = existing.get(key)
+            if job_id is None:
+                job_id = existing[key] = spec.id
+                fresh.append(spec)
+                fresh_reasons.append(reason)
+            else:
+                updates.append({"job_id": job_id, "why": reason})
+            ids[spec.id] = job_id
+        if fresh:  # another submitter may insert the same jobs meanwhile: its rows are kept, and used
+            columns: dict[str, list[Any]] = {
+                "id": [spec.id for spec in fresh],
+                "step": [spec.step for spec in fresh],
+                "subject": [spec.subject for spec in fresh],
+                "fingerprint": [spec.fingerprint for spec in fresh],
+                "reason": fresh_reasons,
+            }
+            columns.update((name, [value] * len(fresh)) for name, value in values.items())
+            added = insert_columns(conn, jobs, columns, skip_conflicts=_JOB_KEY)
+            if added < len(fresh):
+                mine = {spec.id for spec in fresh}
+                there = _job_ids(conn, [s for s in specs if ids[s.id] in mine])
+                ids = {s.id: there.get((s.step, s.subject, s.fingerprint), ids[s.id]) for s in specs}
+        if updates:  # a job in flight (or claimed by another submitter) is left alone
+            statement = jobs.update().where(jobs.c.id == sa.bindparam("job_id"), ~in_flight_condition(now))
+            conn.execute(statement.values(reason=sa.bindparam("why"), **values), updates)
+    return ids
+
+
+def _job_ids(conn: sa.Connection, specs: Sequence[JobSpec]) -> dict[tuple[str, str, str], str]:
+    """The ids of the recorded jobs among those of ``specs``, by (step, subject, fingerprint)."""
+    c = jobs.c
+    found: dict[tuple[str, str, str], str] = {}
+    for chunk in batched(specs, CHUNK):
+        query = sa.select(c.id, c.step, c.subject, c.fingerprint).where(
+            c.step.in_({s.step for s in chunk}), c.subject.in_({s.subject for s in chunk})
+        )
+        found.update(((row.step, row.subject, row.fingerprint), str(row.id)) for row in conn.execute(query))
+    return found
+
+
+def record_external_ids(catalog: Catalog, external_ids: Mapping[str, str | None]) -> None:
+    """Record where each job (by id) runs, as the remote executor names it, once it has been submitted: the
+    rows updated by the driver in one batch (:func:`~panopipe.catalog.bulk.update_by_key`)."""
+    with catalog.transaction() as conn:
+        update_by_key(conn, jobs, "id", list(external_ids), {"external_id": list(external_ids.values())})
+
+
+def record_finished(
+    catalog: Catalog, job_id: str, step: Step, subject: Subject, fingerprint: str, state: JobState
+) -> list[str]:
+    """Record how job ``job_id`` of ``step`` over ``subject`` ended, and its artifacts if it succeeded, made
+    with the version and parameters the job was submitted with (:func:`record_submitted`), whatever the
+    configuration is now; the output URIs that no artifact records any more (superseded objects): those of
+    the artifacts they replaced, or the job's own when the subject's artifacts come from a job submitted
+    after it (a late result of a retried or reclaimed job is recorded as a job, never over newer outputs)."""
+    outcome = state.outcome
+    if outcome is None:  # cancelled before it started
+        record_cancelled(catalog, [job_id])
+        return []
+    with catalog.transaction() as conn:
+        # The version and parameters the job was submitted with come back with the update (not the step's
+        # now: a configuration pushed while it ran must leave its artifacts stale). Jobs recorded before
+        # revision 0010 have none.
+        made = conn.execute(
+            jobs.update()
+            .where(jobs.c.id == job_id)
+            .values(
+                status=outcome.status,
+                attempts=jobs.c.attempts + outcome.attempts,
+                external_id=state.external_id,
+                error=outcome.error,
+                log=outcome.log or None,
+                started_at=outcome.started_at,
+                finished_at=outcome.finished_at,
+            )
+            .returning(jobs.c.step_version, jobs.c.params_hash)
+        ).first()
+        if outcome.status != "succeeded":
+            return []
+        version, params_hash = (
+            (made.step_version, made.params_hash)
+            if made is not None and made.params_hash is not None
+            else (step.version, step.params_hash)
+        )
+        c = artifacts.c
+        mine = (c.step == step.name, c.subject == subject.id)
+        replaced = set(conn.execute(sa.select(c.output_uri).where(*mine)).scalars())
+        submitted = sa.select(jobs.c.submitted_at).where(jobs.c.id == job_id).scalar_subquery()
+        newer = (
+            sa.select(c.id).join(jobs, jobs.c.id == c.job_id).where(*mine, jobs.c.submitted_at > submitted)
+        )
+        if conn.execute(newer.limit(1)).first() is not None:
+            return sorted({output.uri for output in outcome.outputs} - replaced)
+        conn.execute(artifacts.delete().where(*mine))
+        now = utcnow()
+        conn.execute(
+            artifacts.insert(),
+            [
+                {
+                    "step": step.name,
+                    "subject": subject.id,
+                    "name": output.name,
+                    "image_id": subject.key if subject.kind == "image" else None,
+                    "shot": subject.key if subject.kind == "shot" else None,
+                    "step_version": version,
+                    "params_hash": params_hash,
+                    "fingerprint": fingerprint,
+                    "output_uri": output.uri,
+                    "output_hash": output.hash,
+                    "output_size": output.size,
+                    "job_id": job_id,
+                    "created_at": now,
+                }
+                for output in outcome.outputs
+            ],
+        )
+        replaced -= {output.uri for output in outcome.outputs}
+        if replaced:  # a URI another step or subject records (a publish name taken over) is not superseded
+            replaced -= set(
+                conn.execute(sa.select(c.output_uri).where(c.output_uri.in_(sorted(replaced)))).scalars()
+            )
+    return sorted(replaced)
+
+
+def record_cancelled(catalog: Catalog, job_ids: Sequence[str]) -> None:
+    """Mark the jobs of ``job_ids`` that have not finished ``cancelled``."""
+    with catalog.transaction() as conn:
+        for chunk in batched(job_ids, CHUNK):
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.id.in_(chunk), jobs.c.status.in_(("queued", "running")))
+                .values(status="cancelled", finished_at=utcnow())
+            )
+
+
+def taken_outputs(conn: sa.Connection, step: str, uris: Sequence[str]) -> list[tuple[str, str]]:
+    """``(subject, output URI)`` of ``step``'s artifacts at ``uris``."""
+    c = artifacts.c
+    taken: list[tuple[str, str]] = []
+    for chunk in batched(uris, CHUNK):
+        query = sa.select(c.subject, c.output_uri).where(c.step == step, c.output_uri.in_(chunk))
+        taken += [(row.subject, row.output_uri) for row in conn.execute(query)]
+    return taken
+
+
+def orphan_artifacts(conn: sa.Connection, image_ids: Sequence[str], shots: Sequence[str]) -> None:
+    """Mark the artifacts of removed images, and of shots that have no frame left, orphaned (a
+    :data:`~panopipe.catalog.object_events.OnRemoved` hook, run in the transaction that removes them)."""
+    c = artifacts.c
+    for column, keys in ((c.image_id, image_ids), (c.shot, shots)):
+        for chunk in batched(keys, CHUNK):
+            conn.execute(artifacts.update().where(column.in_(chunk)).values(orphaned=True))
+
+
+__all__ = [
+    "orphan_artifacts",
+    "put_job",
+    "record_cancelled",
+    "record_external_ids",
+    "record_finished",
+    "record_submitted",
+    "taken_outputs",
+]

@@ -1,0 +1,214 @@
+"""Status and verification: job counts, the latest jobs, durations, and the recorded outputs that ``verify``
+and the exports check."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from panopipe.catalog import Catalog, Selection
+from panopipe.catalog.schema import artifacts, images, jobs
+from panopipe.catalog.subjects import CHUNK, Selected, SubjectKind
+from panopipe.catalog.types import utcnow
+from panopipe.iterutil import batched
+from panopipe.pipeline.store.recording import put_job
+from panopipe.pipeline.store.shared import primary_conditions, subject_key
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOutput:
+    """One recorded output, as ``verify`` checks it."""
+
+    step: str
+    subject: str
+    name: str
+    fingerprint: str
+    uri: str
+    hash: str | None
+    size: int | None
+
+
+def excluded_outputs(conn: sa.Connection, selection: Selection) -> list[StoredOutput]:
+    """The recorded outputs of the selected images an edit excluded (``qc --fix`` thinning), and of shots
+    whose every frame it excluded: no longer subjects, so nothing reruns or removes them."""
+    c, i = artifacts.c, images.c
+    chosen = sa.select(i.id).where(i.excluded == sa.true(), *selection.where())
+    shots = (
+        sa.select(i.shot)
+        .where(i.shot.is_not(None), *selection.where())
+        .group_by(i.shot)
+        .having(sa.func.sum(sa.case((i.excluded == sa.true(), 0), else_=1)) == 0)
+    )
+    query = (
+        sa.select(c.step, c.subject, c.name, c.fingerprint, c.output_uri, c.output_hash, c.output_size)
+        .where(sa.or_(c.image_id.in_(chosen), c.shot.in_(shots)))
+        .order_by(c.subject, c.step, c.name)
+    )
+    return [StoredOutput(*row) for row in conn.execute(query)]
+
+
+def job_status(
+    catalog: Catalog, failures_limit: int
+) -> tuple[dict[str, dict[str, int]], dict[str, int], list[Any]]:
+    """Counts of the latest job of each step and subject by step and status, subjects with artifacts per
+    step, and up to ``failures_limit`` latest jobs that failed or were marked stale (step, subject, status,
+    reason, error, attempts, finished_at, log)."""
+    current = _latest_jobs(sa.select(jobs)).subquery()
+    counts: dict[str, dict[str, int]] = {}
+    with catalog.connect() as conn:
+        query = sa.select(current.c.step, current.c.status, sa.func.count()).group_by(
+            current.c.step, current.c.status
+        )
+        for step, state, count in conn.execute(query.order_by(current.c.step, current.c.status)):
+            counts.setdefault(step, {})[state] = count
+        made: dict[str, int] = {
+            step: count
+            for step, count in conn.execute(
+                sa.select(artifacts.c.step, sa.func.count(sa.distinct(artifacts.c.subject))).group_by(
+                    artifacts.c.step
+                )
+            )
+        }
+        failed = conn.execute(
+            sa.select(
+                current.c.step,
+                current.c.subject,
+                current.c.status,
+                current.c.reason,
+                current.c.error,
+                current.c.attempts,
+                current.c.finished_at,
+                current.c.log,
+            )
+            .where(current.c.status.in_(("failed", "stale")))
+            .order_by(current.c.step, current.c.subject)
+            .limit(failures_limit)
+        ).all()
+    return counts, made, list(failed)
+
+
+def _latest_jobs(query: sa.Select[Any]) -> sa.Select[Any]:
+    """The rows of ``query`` (over ``jobs``) that are the latest job of their step and subject."""
+    rank = (
+        sa.func.row_number()
+        .over(
+            partition_by=(jobs.c.step, jobs.c.subject),
+            order_by=(jobs.c.submitted_at.desc(), jobs.c.id.desc()),
+        )
+        .label("rank")
+    )
+    ranked = query.add_columns(rank).subquery()
+    return sa.select(*(c for c in ranked.c if c.name != "rank")).where(ranked.c.rank == 1)
+
+
+def latest_job_states(conn: sa.Connection, subjects: Iterable[str]) -> dict[str, dict[str, str]]:
+    """Per subject id of ``subjects`` that has jobs, the status of its latest job of each step."""
+    states: dict[str, dict[str, str]] = {}
+    for chunk in batched(subjects, CHUNK):
+        query = _latest_jobs(
+            sa.select(jobs.c.step, jobs.c.subject, jobs.c.status).where(jobs.c.subject.in_(chunk))
+        )
+        for step, subject, status in conn.execute(query):
+            states.setdefault(subject, {})[step] = status
+    return states
+
+
+def job_seconds(
+    catalog: Catalog, step: str, *, before: datetime | None = None, limit: int = 1000
+) -> list[float]:
+    """Seconds from start to finish of the latest ``limit`` jobs of ``step`` that succeeded (submitted before
+    ``before``, when given)."""
+    c = jobs.c
+    query = (
+        sa.select(c.started_at, c.finished_at)
+        .where(c.step == step, c.status == "succeeded", c.started_at.is_not(None), c.finished_at.is_not(None))
+        .order_by(c.finished_at.desc())
+        .limit(limit)
+    )
+    if before is not None:
+        query = query.where(c.submitted_at < before)
+    with catalog.connect() as conn:
+        return [(finished - started).total_seconds() for started, finished in conn.execute(query)]
+
+
+def latest_submissions(catalog: Catalog) -> dict[str, tuple[datetime, int, list[float]]]:
+    """Per step, its latest submission (the jobs a run submitted at once for it): when, how many jobs, and
+    the seconds from start to finish of those that have finished (succeeded or failed)."""
+    c = jobs.c
+    latest = sa.select(c.step, sa.func.max(c.submitted_at).label("at")).group_by(c.step).subquery()
+    query = sa.select(c.step, c.submitted_at, c.status, c.started_at, c.finished_at).join(
+        latest, sa.and_(latest.c.step == c.step, latest.c.at == c.submitted_at)
+    )
+    found: dict[str, tuple[datetime, int, list[float]]] = {}
+    with catalog.connect() as conn:
+        for row in conn.execute(query):
+            at, count, seconds = found.get(row.step, (row.submitted_at, 0, []))
+            if row.status in ("succeeded", "failed") and row.started_at and row.finished_at:
+                seconds.append((row.finished_at - row.started_at).total_seconds())
+            found[row.step] = (at, count + 1, seconds)
+    return found
+
+
+def stored_outputs(
+    conn: sa.Connection, kind: SubjectKind, selected: Selected
+) -> dict[Any, list[StoredOutput]]:
+    """The recorded outputs of the selected subjects of ``kind``, by subject key, ordered by step and name."""
+    table = selected[kind]
+    c = artifacts.c
+    key = subject_key(artifacts, kind)
+    query = (
+        sa.select(
+            key.label("key"),
+            c.step,
+            c.subject,
+            c.name,
+            c.fingerprint,
+            c.output_uri,
+            c.output_hash,
+            c.output_size,
+        )
+        .join(table, table.c.key == key)
+        .where(c.subject.startswith(f"{kind}:"))
+        .order_by(key, c.step, c.name)
+    )
+    by_key: dict[Any, list[StoredOutput]] = {}
+    for row in conn.execute(query, selected.params):
+        by_key.setdefault(row.key, []).append(StoredOutput(*row[1:]))
+    return by_key
+
+
+def primary_outputs(conn: sa.Connection, step: str, limit: int) -> dict[str, str]:
+    """The URI of the primary output of ``step`` by subject id, for up to ``limit`` subjects in id order."""
+    c = artifacts.c
+    query = (
+        sa.select(c.subject, c.output_uri).where(*primary_conditions(step)).order_by(c.subject).limit(limit)
+    )
+    return {row.subject: row.output_uri for row in conn.execute(query)}
+
+
+def mark_stale(conn: sa.Connection, outputs: Iterable[tuple[StoredOutput, str]]) -> None:
+    """Mark the job of each of ``outputs`` ``stale`` with the reason given with it (a job row is made if
+    none)."""
+    now = utcnow()
+    for output, reason in outputs:
+        values = {"status": "stale", "reason": reason, "finished_at": now}
+        put_job(
+            conn, output.step, output.subject, output.fingerprint, values, on_insert={"submitted_at": now}
+        )
+
+
+__all__ = [
+    "StoredOutput",
+    "excluded_outputs",
+    "job_seconds",
+    "job_status",
+    "latest_job_states",
+    "latest_submissions",
+    "mark_stale",
+    "primary_outputs",
+    "stored_outputs",
+]
