@@ -10,6 +10,7 @@ import typer
 from tests.pipeline.captures import panorama_project
 from typer.testing import CliRunner
 
+from panopipe.catalog import Catalog, Selection
 from panopipe.cli import pipeline as commands
 
 app = typer.Typer()
@@ -55,6 +56,11 @@ def test_plan_run_status_verify_report(project_files, tmp_path: Path):
     assert [row["reason"] for row in json.loads(invoke("plan", *common, "--json")[1])] == ["output missing"]
     assert invoke("run", *common, "--steps", "derive")[0] == 0
     assert invoke("verify", *common)[0] == 0
+    # an edit not run yet: its outputs are outdated, listed, and not drift (exit 0)
+    with Catalog.open(location) as catalog:
+        catalog.apply_edit(catalog.plan_edit(Selection(), assign={"alt": 1.5}), reason="RTK", author="t")
+    code, text = invoke("verify", *common, "--json")
+    assert code == 0 and {row["problem"] for row in json.loads(text)} == {"outdated"}
 
     code, _ = invoke("report", *common, "--html", str(tmp_path / "report.html"))
     assert code == 0 and "<svg" in (tmp_path / "report.html").read_text()

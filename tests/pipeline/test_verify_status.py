@@ -12,9 +12,12 @@ from tests.pipeline.captures import Project, add_panoramas, add_rig_shots
 
 from panopipe.catalog import Selection
 from panopipe.pipeline import plan, run, status, verify, write_html_report
+from panopipe.pipeline.verify import OUTDATED
 
 
-def test_verify_reports_missing_changed_and_edited_outputs_and_repair_reruns_them(project: Project, executor):
+def test_verify_reports_missing_changed_and_outdated_outputs_and_repair_reruns_the_drifted(
+    project: Project, executor
+):
     ids = add_panoramas(project.catalog, project.root, 3)
     run(project.catalog, settings=project.settings, executor=executor)
     assert verify(project.catalog, settings=project.settings) == []
@@ -29,19 +32,24 @@ def test_verify_reports_missing_changed_and_edited_outputs_and_repair_reruns_the
     drifts = verify(project.catalog, settings=project.settings, repair=True)
 
     found = {(d.step, d.subject, d.name, d.problem) for d in drifts}
+    # the edited image's outputs differ from the catalog because of the edit: a run rewrites them, as plan
+    # says, so they are outdated (publish's too, though plan found it up to date before the edit ran)
     assert found == {
         ("derive", f"image:{ids[0]}", "thumbnail", "missing"),
         ("derive", f"image:{ids[1]}", "preview", "changed"),
-        ("apply-metadata", f"image:{ids[2]}", "image", "metadata"),
-        *(("derive", f"image:{ids[2]}", name, "metadata") for name in ("thumbnail", "preview")),
-        *(("publish", f"image:{ids[2]}", name, "metadata") for name in ("published", "thumbnail", "preview")),
+        ("apply-metadata", f"image:{ids[2]}", "image", "outdated"),
+        *(("derive", f"image:{ids[2]}", name, "outdated") for name in ("thumbnail", "preview")),
+        *(("publish", f"image:{ids[2]}", name, "outdated") for name in ("published", "thumbnail", "preview")),
     }
+    assert [d.is_drift for d in drifts].count(True) == 2
     gps = next(d for d in drifts if d.step == "apply-metadata")
-    assert any(detail.startswith("gps_latitude") for detail in gps.details)
+    assert gps.details[0] == OUTDATED and re.fullmatch(
+        r"gps_latitude: file has 48\.\d+, catalog says 45", gps.details[1]
+    )
     reasons = {(i.step, i.subject): i.reason for i in plan(project.catalog, settings=project.settings)}
     assert reasons[("derive", f"image:{ids[0]}")] == "output missing"
     assert reasons[("derive", f"image:{ids[1]}")].startswith("output changed")
-    assert reasons[("apply-metadata", f"image:{ids[2]}")] == "metadata edited"
+    assert reasons[("apply-metadata", f"image:{ids[2]}")] == "metadata edited"  # not marked by --repair
 
     run(project.catalog, settings=project.settings, executor=executor)
     assert verify(project.catalog, settings=project.settings) == []

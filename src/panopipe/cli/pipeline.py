@@ -280,19 +280,23 @@ def verify(
     as_json: JsonOption = False,
 ) -> int:
     """Check output files against the catalog: missing, changed, or tags that differ from effective metadata;
-    outputs of images an edit excluded (qc --fix thinning) are listed as `excluded`, left in place.
+    outputs of images an edit excluded (qc --fix thinning) are listed as `excluded`, left in place. Tags that
+    differ because of an edit not run yet are listed as `outdated`: not drift, `run` rewrites them.
 
     Exits with code 6 when something drifted. Example: panopipe verify --reel R001 --repair
     """
     from panopipe import pipeline
 
     warn_if_nothing_selected(catalog, selection)
-    drifts = pipeline.verify(catalog, selection, settings, repair=repair)
-    rows = [drift.to_dict() for drift in drifts]
+    found = pipeline.verify(catalog, selection, settings, repair=repair)
+    rows = [drift.to_dict() for drift in found]
     render.print_rows(rows, ("step", "subject", "name", "problem", "details", "uri"), as_json=as_json)
+    drifts = [drift for drift in found if drift.is_drift]
     if not as_json:
         done = " and marked stale for the next run" if repair and drifts else ""
-        render.stderr.print(f"{len(drifts)} drifted output(s){done}")
+        outdated = len(found) - len(drifts)
+        later = f"; {outdated} outdated by the catalog, which `panopipe run` rewrites" if outdated else ""
+        render.stderr.print(f"{len(drifts)} drifted output(s){done}{later}")
     return StepError.exit_code if drifts else 0
 
 

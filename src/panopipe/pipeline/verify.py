@@ -1,8 +1,10 @@
 """Drift check: do the output files still hold what the catalog says they should?
 
 Every recorded output is checked for presence, size and SHA-256. Outputs that carry metadata (those of
-``apply-metadata`` and ``publish``) are read back with panopipe's reader and compared with the metadata the
-catalog's effective values give now. ``repair`` marks the drifted jobs stale, so the next run rewrites them.
+``apply-metadata``, ``derive`` and ``publish``) are read back with panopipe's reader and compared with the
+metadata the catalog's effective values give now. Tags that differ because the catalog changed after the
+output was made (an edit not run yet) are ``outdated``, not drift: ``panopipe run`` rewrites them, as
+``panopipe plan`` says. ``repair`` marks the drifted jobs stale, so the next run rewrites them.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +29,10 @@ from panopipe.storage import resolve_uri
 
 EXCLUDED = "an edit excluded the image (qc --fix thinning): delete the file, or undo the edit"
 """Why an output of an excluded image is listed: it stays where it was published until someone decides."""
+OUTDATED = (
+    "the catalog changed after this output was made (an edit, a changed file): `panopipe run` rewrites it"
+)
+"""Why an output whose tags differ is not drift: a run would make it again anyway (``plan`` lists it)."""
 METADATA_STEPS = frozenset({"apply-metadata", "derive", "publish"})
 # (reader field, expected field, tolerance); None compares exactly.
 _COMPARED: tuple[tuple[str, str, float | None], ...] = (
@@ -42,8 +48,9 @@ _COMPARED: tuple[tuple[str, str, float | None], ...] = (
 @dataclass(frozen=True, slots=True)
 class Drift:
     """One output that differs from what the catalog recorded or expects: ``missing``, ``changed`` (size or
-    hash), ``metadata`` (tags differ; ``details`` name them) or ``excluded`` (an output of an image an edit
-    excluded, see :data:`EXCLUDED`)."""
+    hash), ``metadata`` (tags differ; ``details`` name them), ``excluded`` (an output of an image an edit
+    excluded, see :data:`EXCLUDED`), or ``outdated`` (tags differ since the catalog changed after the output
+    was made: not drift, see :data:`OUTDATED`)."""
 
     step: str
     subject: str
@@ -51,6 +58,11 @@ class Drift:
     uri: str
     problem: str
     details: tuple[str, ...] = ()
+
+    @property
+    def is_drift(self) -> bool:
+        """Whether ``verify`` counts it as drift (its exit code 6): all but ``outdated``, work a run does."""
+        return self.problem != "outdated"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,11 +95,16 @@ def verify(
             keys = list(by_key)
             for start in range(0, len(keys), CHUNK):
                 for subject in load_subjects(conn, kind, keys[start : start + CHUNK]):
+                    # a step made outdated by the catalog runs again, and every step after it
+                    outdated = any(output.outdated for output in by_key[subject.key])
                     for output in by_key[subject.key]:
                         drift = _check(output, subject, metadata_step)
+                        if drift is not None and drift.problem == "metadata" and outdated:
+                            drift = replace(drift, problem="outdated", details=(OUTDATED, *drift.details))
                         if drift is not None:
                             drifts.append(drift)
-                            stale[(drift.step, drift.subject)] = (output, _reason(drift))
+                            if drift.problem != "outdated":
+                                stale[(drift.step, drift.subject)] = (output, _reason(drift))
                         checked += 1
                         if progress is not None:
                             progress(checked)
@@ -121,7 +138,7 @@ def _check(artifact: StoredOutput, subject: Subject, metadata_step: Step) -> Dri
         return drift("metadata", f"unreadable: {exc}")
     expected = expected_metadata(subject, metadata_step.params)
     details = [
-        f"{field}: file has {getattr(found, field)!r}, catalog says {expected[wanted]!r}"
+        f"{field}: file has {_shown(getattr(found, field))}, catalog says {_shown(expected[wanted])}"
         for field, wanted, tolerance in _COMPARED
         if expected[wanted] is not None and not _same(getattr(found, field), expected[wanted], tolerance)
     ]
@@ -137,6 +154,11 @@ def _check(artifact: StoredOutput, subject: Subject, metadata_step: Step) -> Dri
     return drift("metadata", *details) if details else None
 
 
+def _shown(value: Any) -> str:
+    """A tag's value as a detail shows it: numbers without float noise (a mean of frames' degrees)."""
+    return f"{value:.10g}" if isinstance(value, float) else repr(value)
+
+
 def _same(found: Any, expected: Any, tolerance: float | None) -> bool:
     if tolerance is None or found is None:
         return found == expected
@@ -147,4 +169,4 @@ def _reason(drift: Drift) -> str:
     return f"output {drift.problem}" + (f": {'; '.join(drift.details)}" if drift.details else "")
 
 
-__all__ = ["EXCLUDED", "METADATA_STEPS", "Drift", "verify"]
+__all__ = ["EXCLUDED", "METADATA_STEPS", "OUTDATED", "Drift", "verify"]

@@ -21,7 +21,8 @@ from panopipe.pipeline.store.shared import primary_conditions, subject_key
 
 @dataclass(frozen=True, slots=True)
 class StoredOutput:
-    """One recorded output, as ``verify`` checks it."""
+    """One recorded output, as ``verify`` checks it; ``outdated`` when an image of its subject changed (an
+    edit, a changed file) after it was made or last found up to date, so that a run makes it again."""
 
     step: str
     subject: str
@@ -30,6 +31,7 @@ class StoredOutput:
     uri: str
     hash: str | None
     size: int | None
+    outdated: bool = False
 
 
 def excluded_outputs(conn: sa.Connection, selection: Selection) -> list[StoredOutput]:
@@ -170,6 +172,7 @@ def stored_outputs(
             c.output_uri,
             c.output_hash,
             c.output_size,
+            (table.c.changed > sa.func.coalesce(c.checked_at, c.created_at)).label("outdated"),
         )
         .join(table, table.c.key == key)
         .where(c.subject.startswith(f"{kind}:"))
@@ -177,7 +180,17 @@ def stored_outputs(
     )
     by_key: dict[Any, list[StoredOutput]] = {}
     for row in conn.execute(query, selected.params):
-        by_key.setdefault(row.key, []).append(StoredOutput(*row[1:]))
+        output = StoredOutput(
+            row.step,
+            row.subject,
+            row.name,
+            row.fingerprint,
+            row.output_uri,
+            row.output_hash,
+            row.output_size,
+            outdated=bool(row.outdated),
+        )
+        by_key.setdefault(row.key, []).append(output)
     return by_key
 
 
