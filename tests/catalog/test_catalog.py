@@ -272,6 +272,35 @@ def test_an_edit_of_more_images_than_a_statement_takes_parameters(catalog: Catal
     assert [(c.image_id, c.field, c.new) for c in changes] == [(image_id, "lat", 47.5)]
 
 
+def test_an_edit_and_its_undo_of_many_images_write_every_kind_of_field(catalog: Catalog):
+    # FEW_ROWS and more: the rows go through the driver (executemany on SQLite, arrays on PostgreSQL)
+    count = FEW_ROWS + 50
+    ids = catalog.upsert_images(record(n) for n in range(count)).added
+    before = {image.id: image for image in catalog.images()}
+    per_image = {
+        image_id: {"lat": 47.0 + n * 1e-5, "reel": f"R{n % 3}", "camera_index": 7, "excluded": n % 2 == 0}
+        for n, image_id in enumerate(ids)
+    }
+    changes = catalog.plan_edit(per_image=per_image, shift_time_s=1.5)
+    batch = catalog.apply_edit(changes, reason="PPK", author="t")
+    for n, image in enumerate(sorted(catalog.images(), key=lambda i: ids.index(i.id))):
+        assert (image.lat, image.reel, image.camera_index, image.excluded) == (
+            pytest.approx(47.0 + n * 1e-5),
+            f"R{n % 3}",
+            7,
+            n % 2 == 0,
+        )
+        assert image.captured_at == before[image.id].captured_at + timedelta(seconds=1.5)
+        excluded = {"excluded"} if n % 2 == 0 else set()  # excluded=False is no change: nothing recorded
+        assert set(image.edited_fields) == {"lat", "reel", "camera_index", "captured_at", *excluded}
+    assert len(catalog.history(batch=batch)) == len(changes) == 4 * count + (count + 1) // 2
+    catalog.undo(batch, author="t")
+    restored = {
+        image.id: replace(image, updated_at=before[image.id].updated_at) for image in catalog.images()
+    }
+    assert restored == before  # all but the time of the change
+
+
 def test_edits_are_validated(catalog: Catalog):
     (image_id,) = catalog.upsert_images([record(1)]).added
     with pytest.raises(ConfigError, match="cannot edit 'width'"):

@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from panopipe.catalog.types import UTCDateTime, naive_utc
+from panopipe.catalog.types import UTCDateTime, column_kind, naive_utc
 
 Converter = Callable[[Any], Any]
 FEW_ROWS = 100
@@ -258,16 +258,22 @@ def update_by_key(
         raise sa.exc.DBAPIError.instance(statement, None, exc, base, dialect=conn.dialect) from exc
 
 
+_POSTGRES_ARRAY_TYPES = {
+    "u": "uuid",
+    "t": "text",
+    "i": "bigint",
+    "I": "bigint",
+    "b": "boolean",
+    "d": "double precision",
+    "T": "timestamp",
+    "j": "jsonb",
+}
+"""The PostgreSQL array element type of each kind of column (:func:`column_kind`); a value converts to the
+column's type when set."""
+
+
 def _postgres_array_type(column: sa.Column[Any]) -> str:
-    """The PostgreSQL type of an array of ``column``'s values (a value converts to the column's type when set)."""
-    kind = column.type
-    if isinstance(kind, sa.Uuid):
-        return "uuid"
-    if isinstance(kind, sa.String):
-        return "text"
-    if isinstance(kind, sa.Integer):
-        return "bigint"
-    raise TypeError(f"update_by_key cannot send column {column.name} ({kind}) as an array")
+    return _POSTGRES_ARRAY_TYPES[column_kind(column)]
 
 
 def _driver_values(dialect: str, column: sa.Column[Any], values: Sequence[Any]) -> Sequence[Any]:

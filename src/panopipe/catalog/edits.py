@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from panopipe.catalog import short_ids
+from panopipe.catalog.bulk import insert_columns, update_by_key
 from panopipe.catalog.records import EDITABLE_FIELDS, Edit, EditBatch, FieldChange
 from panopipe.catalog.schema import edits, images
 from panopipe.catalog.selection import Selection
@@ -91,73 +92,96 @@ def apply(conn: sa.Connection, changes: Sequence[FieldChange], *, reason: str, a
     for change in changes:
         _check_field(change.field)
         by_image.setdefault(change.image_id, []).append(change)
-    for chunk_start in range(0, len(by_image), 1000):
-        ids = list(by_image)[chunk_start : chunk_start + 1000]
-        rows = conn.execute(sa.select(images).where(images.c.id.in_(ids))).all()
-        for row in rows:
+    updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for chunk in batched(by_image, CHUNK):
+        touched = sorted({change.field for image_id in chunk for change in by_image[image_id]})
+        query = sa.select(images.c.id, images.c.captured, *(images.c[field] for field in touched))
+        for row in conn.execute(query.where(images.c.id.in_(chunk))):
             captured = dict(row.captured or {})
             values: dict[str, Any] = {}
             for change in by_image[row.id]:
                 captured.setdefault(change.field, to_json(change.field, getattr(row, change.field)))
                 values[change.field] = change.new
-            conn.execute(
-                images.update()
-                .where(images.c.id == row.id)
-                .values(**values, captured=captured, updated_at=now)
-            )
-    conn.execute(
-        edits.insert(),
-        [
-            {
-                "batch": batch,
-                "image_id": c.image_id,
-                "field": c.field,
-                "old_value": to_json(c.field, c.old),
-                "new_value": to_json(c.field, c.new),
-                "author": author,
-                "reason": reason,
-                "created_at": now,
-            }
-            for c in changes
-        ],
+            _add_update(updates, row.id, values, captured)
+    _update_images(conn, updates, now)
+    insert_columns(
+        conn,
+        edits,
+        {
+            "batch": [batch] * len(changes),
+            "image_id": [c.image_id for c in changes],
+            "field": [c.field for c in changes],
+            "old_value": [to_json(c.field, c.old) for c in changes],
+            "new_value": [to_json(c.field, c.new) for c in changes],
+            "author": [author] * len(changes),
+            "reason": [reason] * len(changes),
+            "created_at": [now] * len(changes),
+        },
     )
     return batch
 
 
 def undo(conn: sa.Connection, batch: str, *, author: str) -> list[FieldChange]:
-    """Mark the edits of ``batch`` undone and recompute the effective values they touched."""
-    batch_edits = conn.execute(sa.select(edits).where(edits.c.batch == batch)).all()
+    """Mark the edits of ``batch`` undone and recompute the effective values they touched: each field's
+    latest edit that is not undone, or the value the file carries (kept in ``captured``) when none is."""
+    batch_edits = conn.execute(
+        sa.select(edits.c.image_id, edits.c.field, edits.c.undone_at).where(edits.c.batch == batch)
+    ).all()
     if not batch_edits:
         raise NotFoundError(f"no edit batch {batch!r}; list batches with `panopipe history`")
     if all(e.undone_at is not None for e in batch_edits):
         raise CatalogError(f"edit batch {batch} was already undone")
     now = utcnow()
     conn.execute(edits.update().where(edits.c.batch == batch).values(undone_at=now, undone_by=author))
+    touched: dict[str, set[str]] = {}
+    for edit in batch_edits:
+        touched.setdefault(str(edit.image_id), set()).add(edit.field)
     changes: list[FieldChange] = []
-    for image_id in sorted({e.image_id for e in batch_edits}):
-        fields = sorted({e.field for e in batch_edits if e.image_id == image_id})
-        row = conn.execute(sa.select(images).where(images.c.id == image_id)).one()
-        captured = dict(row.captured or {})
-        values: dict[str, Any] = {}
-        for field in fields:
-            latest = conn.execute(
-                sa.select(edits.c.new_value)
-                .where(edits.c.image_id == image_id, edits.c.field == field, edits.c.undone_at.is_(None))
-                .order_by(edits.c.id.desc())
-                .limit(1)
-            ).first()
-            if latest is not None:
-                values[field] = from_json(field, latest.new_value)
-            else:
-                values[field] = from_json(field, captured.pop(field, to_json(field, getattr(row, field))))
-            if values[field] != getattr(row, field):
-                changes.append(FieldChange(image_id, field, getattr(row, field), values[field]))
-        conn.execute(
-            images.update()
-            .where(images.c.id == image_id)
-            .values(**values, captured=captured or None, updated_at=now)
+    updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for chunk in batched(sorted(touched), CHUNK):
+        fields = sorted({field for image_id in chunk for field in touched[image_id]})
+        active: dict[tuple[str, str], Any] = {}  # in id order: the latest edit of each field stays
+        query = sa.select(edits.c.image_id, edits.c.field, edits.c.new_value).where(
+            edits.c.image_id.in_(chunk), edits.c.field.in_(fields), edits.c.undone_at.is_(None)
         )
+        for image_id, field, new_value in conn.execute(query.order_by(edits.c.id)):
+            active[(str(image_id), field)] = new_value
+        query = sa.select(images.c.id, images.c.captured, *(images.c[field] for field in fields))
+        for row in conn.execute(query.where(images.c.id.in_(chunk)).order_by(images.c.id)):
+            captured = dict(row.captured or {})
+            values: dict[str, Any] = {}
+            for field in sorted(touched[row.id]):
+                if (row.id, field) in active:
+                    values[field] = from_json(field, active[(row.id, field)])
+                else:
+                    values[field] = from_json(field, captured.pop(field, to_json(field, getattr(row, field))))
+                if values[field] != getattr(row, field):
+                    changes.append(FieldChange(row.id, field, getattr(row, field), values[field]))
+            _add_update(updates, row.id, values, captured or None)
+    _update_images(conn, updates, now)
     return changes
+
+
+def _add_update(
+    updates: dict[tuple[str, ...], list[dict[str, Any]]],
+    image_id: str,
+    values: dict[str, Any],
+    captured: dict[str, Any] | None,
+) -> None:
+    """Add an image's new effective ``values`` and ``captured`` to ``updates``, grouped by the fields set."""
+    row = {"_id": image_id, "_captured": captured, **{f"_{field}": new for field, new in values.items()}}
+    updates.setdefault(tuple(sorted(values)), []).append(row)
+
+
+def _update_images(
+    conn: sa.Connection, updates: dict[tuple[str, ...], list[dict[str, Any]]], now: datetime
+) -> None:
+    """Write ``updates`` (:func:`_add_update`) through the driver, all images that set the same fields at once:
+    a statement per image took 20 s for an edit of 100,000 images (a day's frames on a PPK track)."""
+    for fields, rows in updates.items():
+        columns = {name: [row[f"_{name}"] for row in rows] for name in (*fields, "captured")}
+        columns["updated_at"] = [now] * len(rows)
+        update_by_key(conn, images, "id", [row["_id"] for row in rows], columns)
 
 
 def history(conn: sa.Connection, *, image_id: str | None, batch: str | None) -> list[Edit]:

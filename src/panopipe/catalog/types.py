@@ -91,11 +91,33 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def column_kind(column: sa.Column[Any]) -> str:
+    """The kind of a column's values, as a catalog move's binary ``COPY`` writes them and bulk updates send
+    them to PostgreSQL: u uuid, t text, i int4, I int8, b bool, d float8, T timestamp, j jsonb."""
+    kind = column.type
+    if isinstance(kind, sa.JSON):
+        return "j"
+    if isinstance(kind, UTCDateTime):
+        return "T"
+    if isinstance(kind, sa.Uuid):
+        return "u"
+    if isinstance(kind, sa.Boolean):
+        return "b"
+    if isinstance(kind, sa.Float):
+        return "d"
+    if isinstance(kind, sa.BigInteger):
+        return "I"
+    if isinstance(kind, sa.Integer):
+        return "i"
+    return "t"
+
+
 __all__ = [
     "BigIntId",
     "ByteOrderedString",
     "JSONDocument",
     "UTCDateTime",
+    "column_kind",
     "dashed",
     "naive_utc",
     "new_id",

@@ -1,8 +1,8 @@
 """The form both sides of a catalog move agree on: PostgreSQL's binary ``COPY`` format.
 
 The source writes each row as a binary ``COPY`` tuple (the compiled reader, ``_sqlite_copy.c``, one letter of
-:func:`column_kind` a column). A row's canonical form is that tuple without its JSON documents: exactly what
-PostgreSQL's ``COPY (SELECT <those columns>) TO STDOUT (FORMAT binary)`` prints back, so both sides digest the
+:func:`~panopipe.catalog.types.column_kind` a column). A row's canonical form is that tuple without its JSON
+documents: exactly what PostgreSQL's ``COPY (SELECT <those columns>) TO STDOUT (FORMAT binary)`` prints back, so both sides digest the
 same bytes (every bit of a double, NULL apart from NaN, times to the microsecond). JSON documents are compared
 as ``jsonb`` values: PostgreSQL reads both sides' (:func:`documents_digest_sql`).
 """
@@ -18,27 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from panopipe.catalog.types import UTCDateTime
-
-
-def column_kind(column: sa.Column[Any]) -> str:
-    """How a column is written: u uuid, t text, i int4, I int8, b bool, d float8, T timestamp, j jsonb."""
-    kind = column.type
-    if isinstance(kind, sa.JSON):
-        return "j"
-    if isinstance(kind, UTCDateTime):
-        return "T"
-    if isinstance(kind, sa.Uuid):
-        return "u"
-    if isinstance(kind, sa.Boolean):
-        return "b"
-    if isinstance(kind, sa.Float):
-        return "d"
-    if isinstance(kind, sa.BigInteger):
-        return "I"
-    if isinstance(kind, sa.Integer):
-        return "i"
-    return "t"
+from panopipe.catalog.types import column_kind
 
 
 def quote(name: str) -> str:
@@ -144,7 +124,6 @@ __all__ = [
     "COPY_TRAILER",
     "EMPTY_COPY",
     "TableShape",
-    "column_kind",
     "documents_digest_sql",
     "json_number_text",
     "postgres_row_query",
