@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,14 @@ def test_edit_positions_from_csv_and_shift_time(capsys, tmp_path: Path, survey: 
     )
     assert code == 0, err
     assert {(c["field"], c["new"]) for c in json.loads(out)["changes"]} == {("lat", 48.5), ("lon", 11.25)}
+    # a PPK correction is centimetres: tables and `show` carry it (48.50000012, not 48.5)
+    positions.write_text("reel,frame,camera_index,lat\nR001,2,0,48.50000012\n")
+    edit = ["edit", "--catalog", db, "--positions", str(positions), "--reason", "PPK"]
+    code, out, _ = run(capsys, *edit, "--dry-run")
+    assert code == 0 and "48.50000012" in out
+    assert run(capsys, *edit)[0] == 0
+    image_id = json.loads(run(capsys, "ls", "--catalog", db, "--json", "--sort", "-lat")[1])[0]["id"]
+    assert re.search(r"\nlat +48\.50000012 \*edited\n", run(capsys, "show", image_id, "--catalog", db)[1])
     code, out, _ = run(
         capsys,
         "edit",

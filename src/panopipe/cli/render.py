@@ -74,7 +74,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.7g}"
+        return f"{value:.10g}"  # 10 digits: a position to the centimetre or better
     if isinstance(value, list | tuple):
         return ", ".join(map(_cell, value))
     return str(to_json_value(value))
