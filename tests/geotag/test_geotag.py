@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from panopipe.catalog import Catalog
+from panopipe.catalog import Catalog, Selection
 from panopipe.cli import main
-from panopipe.demo import generate_survey
+from panopipe.config import load_settings
+from panopipe.demo import generate_survey, write_project_config
 from panopipe.errors import ConfigError
-from panopipe.geotag import Track, read_track, values_at
+from panopipe.geotag import Track, camera_yaws, read_track, track_edit, values_at
 
 START = datetime(2024, 5, 1, 8, 29, 59, tzinfo=UTC)
 """The demo survey's first shot is at 08:30:00 UTC, one a second, each camera 2 ms after the one before."""
@@ -176,15 +177,68 @@ def test_track_points_left_out_are_counted_in_a_warning(capsys, tmp_path: Path, 
     assert code == 0 and f"warning: 1 point(s) of {track} left out: without a time or a position" in err
 
 
+def test_a_solutions_heading_is_turned_by_each_cameras_yaw_in_the_rig(capsys, tmp_path: Path, survey: Path):
+    db = str(tmp_path / "c.db")
+    solution = tmp_path / "sbet.csv"
+    rows = [
+        f"{(START + timedelta(seconds=s)).isoformat()},{48.1 + s * 1e-5},11.5,{(350 + 10 * s) % 360}"
+        for s in range(5)
+    ]
+    solution.write_text("time,lat,lon,heading\n" + "\n".join(rows) + "\n")
+    config = write_project_config(
+        tmp_path, db, (160, 120)
+    )  # the demo's rig: cameras 0-3 at yaw 0, 90, 180, 270
+    assert run(capsys, "ingest", str(survey), "--catalog", db)[0] == 0
+    with Catalog.open(db) as catalog:
+        yaws = camera_yaws(catalog, load_settings(config))
+        assert yaws == {0: 0.0, 1: 90.0, 2: 180.0, 3: 270.0, 4: 0.0, 5: 0.0}
+        placed = track_edit(catalog, Selection(), read_track(solution), camera_yaws={0: 0.0, 1: 90.0})
+        headings = {}
+        for image in catalog.images():
+            moment = (image.captured_at - START).total_seconds()
+            if image.id in placed.per_image and image.camera_index in (0, 1):
+                headings[image.camera_index] = placed.per_image[image.id]["heading"]
+                vehicle = (350 + 10 * moment) % 360
+                assert headings[image.camera_index] == pytest.approx(
+                    (vehicle + 90 * image.camera_index) % 360
+                )
+            elif image.id in placed.per_image:
+                assert "heading" not in placed.per_image[image.id]  # no yaw for cameras 2-5: kept
+        assert set(headings) == {0, 1} and placed.headings_kept == {2: 3, 3: 3, 4: 3, 5: 3}
+    code, _, err = run(
+        capsys,
+        "edit",
+        "--all",
+        "--track",
+        str(solution),
+        "--reason",
+        "INS",
+        "--catalog",
+        db,
+        "--config",
+        str(config),
+    )
+    assert code == 0 and "kept their heading" not in err, err  # the config's rig has every camera's yaw
+    without_rig = ["edit", "--all", "--track", str(solution), "--reason", "INS", "--catalog", db, "--dry-run"]
+    code, _, err = run(capsys, *without_rig)
+    assert code == 0 and "18 image(s) of camera(s) 0, 1, 2, 3, 4, 5 kept their heading" in err
+
+
 def track_of(times: list[float], **values: list[float]) -> Track:
     return Track("t", np.array(times), {name: np.array(column) for name, column in values.items()})
 
 
 def test_values_between_points_ends_and_gaps():
-    track = track_of([0.0, 1.0, 2.0, 30.0], lat=[10.0, 11.0, 12.0, 13.0], lon=[0.0, 0.5, 0.5, 0.0])
+    track = track_of(
+        [0.0, 1.0, 2.0, 30.0],
+        lat=[10.0, 11.0, 12.0, 13.0],
+        lon=[0.0, 0.5, 0.5, 0.0],
+        heading=[350.0, 10.0, 90.0, 91.0],
+    )
     values, reasons = values_at(track, np.array([0.5, 1.0, 1.25, -1.0, 31.0, 10.0, math.nan]), max_gap_s=10.0)
     assert values["lat"][:3] == pytest.approx([10.5, 11.0, 11.25])
     assert values["lon"][:3] == pytest.approx([0.25, 0.5, 0.5])
+    assert values["heading"][:3] == pytest.approx([0.0, 10.0, 30.0])  # 350 -> 10 the short way, through north
     assert np.isnan(values["lat"][3:]).all() and reasons[:3] == ["", "", ""]
     assert reasons[3:] == [
         "before the track starts (1970-01-01T00:00:00Z)",
@@ -196,15 +250,15 @@ def test_values_between_points_ends_and_gaps():
 
 def test_a_csv_solution_gives_positions_and_heights_and_a_gpx_point_needs_a_time(tmp_path: Path):
     solution = tmp_path / "sbet.csv"
-    solution.write_text(  # a solution's export: attitude and accuracy columns beside, left unread
+    solution.write_text(  # a solution's export: an accuracy column beside, left unread
         "Time,Lat,Lon,Alt,Heading,SDHoriz\n"
         "2024-05-01T08:30:00Z,48.1,11.5,500,359,0.02\n"
         "2024-05-01T10:30:00.5+02:00,48.2,11.6,,1,0.02\n"  # the same zone-aware instant as 08:30:00.5Z
     )
     track = read_track(solution)
-    assert set(track.values) == {"lat", "lon", "alt"}
+    assert set(track.values) == {"lat", "lon", "alt", "heading"}
     values, _ = values_at(track, np.array([START.timestamp() + 1.25]), 10.0)
-    assert values["lat"][0] == pytest.approx(48.15)
+    assert values["lat"][0] == pytest.approx(48.15) and values["heading"][0] == pytest.approx(0.0)
     assert np.isnan(values["alt"][0])  # the second point has no height: no height is made up
     old = tmp_path / "old.gpx"
     old.write_text(

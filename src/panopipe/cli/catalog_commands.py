@@ -213,8 +213,8 @@ def edit(
         Path | None,
         typer.Option(
             "--track",
-            help="GPX, or CSV with columns time,lat,lon[,alt]: each selected image placed on it by its "
-            "capture time (after --shift-time).",
+            help="GPX, or CSV with columns time,lat,lon[,alt,heading]: each selected image placed on it by "
+            "its capture time (after --shift-time).",
         ),
     ] = None,
     max_gap: Annotated[
@@ -248,7 +248,7 @@ def edit(
     elif selection.selects_all and not (every or dry_run):
         _confirm_every_image()
     if track is not None:
-        per_image, not_placed = _placed_on_track(catalog, selection, track, max_gap, shift_time_s)
+        per_image, not_placed = _placed_on_track(catalog, settings, selection, track, max_gap, shift_time_s)
         shift_time_s = None  # the track edit carries the moved times
     changes = catalog.plan_edit(
         selection, assign=_assignments(assign or []), shift_time_s=shift_time_s, per_image=per_image
@@ -268,13 +268,14 @@ def edit(
 
 def _placed_on_track(
     catalog: Catalog,
+    settings: Settings,
     selection: Selection,
     path: Path,
     max_gap_s: float,
     shift_time_s: float | None,
 ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """``edit --track``: values per image, and the images the track cannot place (warned about here)."""
-    from panopipe.geotag import read_track, track_edit
+    from panopipe.geotag import camera_yaws, read_track, track_edit
 
     track = read_track(path)
     if track.skipped:
@@ -282,7 +283,16 @@ def _placed_on_track(
             f"{track.skipped} point(s) of {path} left out: without a time or a position, or at the time of "
             "an earlier point"
         )
-    placed = track_edit(catalog, selection, track, max_gap_s=max_gap_s, shift_time_s=shift_time_s or 0)
+    yaws = camera_yaws(catalog, settings) if "heading" in track.values else {}
+    placed = track_edit(
+        catalog, selection, track, max_gap_s=max_gap_s, shift_time_s=shift_time_s or 0, camera_yaws=yaws
+    )
+    if placed.headings_kept:
+        cameras = ", ".join(map(str, sorted(placed.headings_kept)))
+        render.warn(
+            f"{sum(placed.headings_kept.values())} image(s) of camera(s) {cameras} kept their heading: the "
+            "track's is the vehicle's, and no rig profile ([steps.stitch.rig]) gives those cameras' yaw"
+        )
     if placed.not_placed:
         reasons = Counter(item.reason.partition(" (")[0] for item in placed.not_placed)
         render.warn(

@@ -12,15 +12,32 @@ _MODULES = {
     "NotPlaced": "place",
     "Track": "tracks",
     "TrackEdit": "place",
+    "camera_yaws": "place",
     "read_track": "tracks",
     "track_edit": "place",
     "values_at": "place",
 }
 
 if TYPE_CHECKING:
-    from panopipe.geotag.place import DEFAULT_MAX_GAP_S, NotPlaced, TrackEdit, track_edit, values_at
+    from panopipe.geotag.place import (
+        DEFAULT_MAX_GAP_S,
+        NotPlaced,
+        TrackEdit,
+        camera_yaws,
+        track_edit,
+        values_at,
+    )
     from panopipe.geotag.tracks import Track, read_track
 
 __getattr__ = lazy_attributes(__name__, _MODULES)
 
-__all__ = ["DEFAULT_MAX_GAP_S", "NotPlaced", "Track", "TrackEdit", "read_track", "track_edit", "values_at"]
+__all__ = [
+    "DEFAULT_MAX_GAP_S",
+    "NotPlaced",
+    "Track",
+    "TrackEdit",
+    "camera_yaws",
+    "read_track",
+    "track_edit",
+    "values_at",
+]

@@ -1,9 +1,11 @@
 """Placing images on a track by their capture times: position and height interpolated linearly between the
-two track points around the time, as ``exiftool -geotag`` does, and never across a gap between points longer
-than ``max_gap_s`` nor beyond the track's ends."""
+two track points around the time, as ``exiftool -geotag`` does (headings the short way round), and never
+across a gap between points longer than ``max_gap_s`` nor beyond the track's ends. A track's heading is the
+vehicle's: a rig camera's is that turned by the camera's yaw in the rig profile."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,13 +15,15 @@ import numpy as np
 from panopipe.catalog import Catalog, Selection
 from panopipe.catalog.records import to_json_value
 from panopipe.catalog.types import dashed
+from panopipe.config import Settings
 from panopipe.errors import ConfigError
 from panopipe.geotag.tracks import Track
 
 DEFAULT_MAX_GAP_S = 10.0
 """A GNSS outage longer than this is not bridged: a straight line is no guess for ten seconds of driving."""
-DECIMALS = {"lat": 9, "lon": 9, "alt": 4}
-"""Interpolated values are rounded (degrees to about 0.1 mm, heights to 0.1 mm): no float noise in exports."""
+DECIMALS = {"lat": 9, "lon": 9, "alt": 4, "heading": 4}
+"""Interpolated values are rounded (positions and heights to about 0.1 mm, headings to 0.0001°): no float
+noise in exports."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,8 @@ class TrackEdit:
     per_image: dict[str, dict[str, Any]] = field(default_factory=dict)
     placed: int = 0
     not_placed: list[NotPlaced] = field(default_factory=list)
+    headings_kept: dict[int, int] = field(default_factory=dict)
+    """Placed images that kept their heading because the rig has no yaw for their camera: count by index."""
 
 
 def values_at(track: Track, times: np.ndarray, max_gap_s: float) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -60,8 +66,11 @@ def values_at(track: Track, times: np.ndarray, max_gap_s: float) -> tuple[dict[s
     placed = exact | ((t > track.times[0]) & (t < track.times[-1]) & (gap <= max_gap_s))
     values: dict[str, np.ndarray] = {}
     for name, column in track.values.items():
-        value = column[before] + weight * (column[after] - column[before])
-        values[name] = np.where(placed, value, np.nan)
+        step = column[after] - column[before]
+        if name == "heading":
+            step = (step + 180.0) % 360.0 - 180.0
+        value = column[before] + weight * step
+        values[name] = np.where(placed, value % 360.0 if name == "heading" else value, np.nan)
     reasons = [
         "" if ok else _reason(track, moment, span, max_gap_s)
         for ok, moment, span in zip(placed, t, gap, strict=True)
@@ -90,15 +99,21 @@ def track_edit(
     *,
     max_gap_s: float = DEFAULT_MAX_GAP_S,
     shift_time_s: float = 0.0,
+    camera_yaws: Mapping[int, float] | None = None,
 ) -> TrackEdit:
     """The values that place the selected images on ``track`` at their capture times, moved by
     ``shift_time_s`` first (a camera clock that was off; the moved times are set too, on every image).
+
+    A track's heading is set as it is on an image without a camera index (a 360° camera's), and turned by
+    ``camera_yaws[index]`` (the rig profile's yaw of each camera) on a rig's frame; a frame whose camera has
+    no yaw there keeps its heading (counted in ``headings_kept``).
 
     A :class:`ConfigError` when the track places none of them: a track of another day, or a clock off by
     more than the track's span, says so rather than editing nothing."""
     if max_gap_s < 0:
         raise ConfigError(f"max gap must be 0 seconds or more, got {max_gap_s:g}")
-    columns = catalog.columns(selection, ("id", "captured_at"))
+    yaws = camera_yaws or {}
+    columns = catalog.columns(selection, ("id", "captured_at", "camera_index"))
     ids = [dashed(digits) for digits in columns["id"]]
     times = np.array([np.nan if t is None else t + shift_time_s for t in columns["captured_at"]], dtype=float)
     values, reasons = values_at(track, times, max_gap_s)
@@ -112,14 +127,33 @@ def track_edit(
             result.not_placed.append(NotPlaced(image_id, captured, reasons[i]))
         else:
             result.placed += 1
+            camera = columns["camera_index"][i]
             for name, column in values.items():
-                if not np.isnan(column[i]):
-                    wanted[name] = round(float(column[i]), DECIMALS[name])
+                value = float(column[i])
+                if name == "heading" and camera is not None and not np.isnan(value):
+                    if camera not in yaws:
+                        result.headings_kept[camera] = result.headings_kept.get(camera, 0) + 1
+                        continue
+                    value = (value + yaws[camera]) % 360.0
+                if not np.isnan(value):
+                    wanted[name] = round(value, DECIMALS[name])
         if wanted:
             result.per_image[image_id] = wanted
     if not result.placed:
         raise ConfigError(_nothing_placed(track, ids, times, shift_time_s))
     return result
+
+
+def camera_yaws(catalog: Catalog, settings: Settings) -> dict[int, float]:
+    """The yaw of each camera of the rig profile (``[steps.stitch.rig]``, from the catalog's project
+    configuration first, as planners read it) by camera index; empty without a profile."""
+    from panopipe.pipeline.config import load_pipeline
+    from panopipe.steps.stitch import StitchStep
+
+    for step in load_pipeline(catalog, settings, ["stitch"]).steps:
+        if isinstance(step, StitchStep) and step.rig is not None:
+            return {camera.index: camera.yaw_deg for camera in step.rig.cameras}
+    return {}
 
 
 def _nothing_placed(track: Track, ids: list[str], times: np.ndarray, shift_time_s: float) -> str:
@@ -136,4 +170,12 @@ def _nothing_placed(track: Track, ids: list[str], times: np.ndarray, shift_time_
     )
 
 
-__all__ = ["DECIMALS", "DEFAULT_MAX_GAP_S", "NotPlaced", "TrackEdit", "track_edit", "values_at"]
+__all__ = [
+    "DECIMALS",
+    "DEFAULT_MAX_GAP_S",
+    "NotPlaced",
+    "TrackEdit",
+    "camera_yaws",
+    "track_edit",
+    "values_at",
+]

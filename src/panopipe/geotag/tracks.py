@@ -2,8 +2,10 @@
 their capture times. GPX is read with the standard library's XML parser (its track points' position, ``ele``
 and ``time``), CSV with the csv module; neither needs GDAL for these few fields.
 
-Only positions and heights are read. A track's heading, pitch and roll are the vehicle's: a rig's cameras each
-point their own way, so an image keeps the direction its file records."""
+Positions and heights are read, and a CSV solution's ``heading``: the vehicle's (an INS's), which
+:func:`~panopipe.geotag.place.track_edit` turns by each camera's yaw in the rig. GPX has no heading (its
+``course`` is the direction of travel, not of the vehicle); pitch and roll are left unread (a sideways camera
+would need them combined with its mounting, not copied)."""
 
 from __future__ import annotations
 
@@ -20,14 +22,14 @@ from panopipe.catalog.values import parse_time, parse_value
 from panopipe.errors import ConfigError
 
 POSITION = ("lat", "lon")
-OPTIONAL = ("alt",)
+OPTIONAL = ("alt", "heading")
 """Fields a track may carry beside its position; each is set on the images where the track has it."""
 
 
 @dataclass(frozen=True, eq=False)
 class Track:
     """Track points in time order: ``times`` in POSIX seconds (strictly increasing), and per field
-    (``lat``, ``lon``, and ``alt`` when the file has heights) a value per point, NaN where it lacks one."""
+    (``lat``, ``lon``, and those of :data:`OPTIONAL` the file has) a value per point, NaN where it lacks one."""
 
     source: str
     times: np.ndarray
@@ -38,8 +40,9 @@ class Track:
 
 def read_track(path: Path) -> Track:
     """The track in ``path``: GPX (``.gpx``) or CSV with a header line (``time``, ``lat``, ``lon`` and
-    optionally ``alt``, in any order; other columns are left unread; times in ISO 8601 with a zone; heights as
-    the catalog's, above mean sea level). A :class:`ConfigError` names what is wrong and where."""
+    optionally ``alt`` and ``heading``, in any order; other columns are left unread; times in ISO 8601 with a
+    zone; heights as the catalog's, above mean sea level; headings in degrees clockwise from north). A
+    :class:`ConfigError` names what is wrong and where."""
     if not path.is_file():
         raise ConfigError(f"no track file at {path}" if not path.exists() else f"{path} is not a file")
     points = _gpx_points(path) if path.suffix.lower() == ".gpx" else _csv_points(path)
@@ -95,7 +98,7 @@ def _csv_points(path: Path) -> list[dict[str, float]]:
                 found = ", ".join(repr(name) for name in columns)
                 raise ConfigError(
                     f"{path}: CSV line 1: no {missing[0]!r} column (found {found}); a track has the columns "
-                    "time, lat and lon, and optionally alt (a GPX file's name ends in .gpx)"
+                    "time, lat and lon, and optionally alt and heading (a GPX file's name ends in .gpx)"
                 )
             reader.fieldnames = columns
             return [_csv_point(path, number, row) for number, row in enumerate(reader, start=2)]
