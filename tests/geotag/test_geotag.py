@@ -143,7 +143,7 @@ def test_shift_time_moves_every_image_and_places_them_at_the_moved_times(
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--shift-time", "+1h"], "places none of the 18 selected images, captured (moved by 1:00:00) "),
+        (["--shift-time", "+1h"], "places none of the 18 selected images, captured (moved by +3600 s) "),
         (["--set", "pitch=0"], "--track places images by time: make --positions or --set an edit of its own"),
         (["--positions", "fixed.csv"], "--track places images by time: make --positions or --set an edit"),
     ],
@@ -161,6 +161,8 @@ def test_a_track_that_places_nothing_or_a_mixed_edit_is_a_usage_error(
     code, out, err = run(capsys, *edit, *extra)
     assert (code, out) == (2, "") and message in err and len(err.splitlines()) == 1, err
     assert run(capsys, "history", "--catalog", db, "--json")[1] == "[]\n"
+    code, _, err = run(capsys, *[word if word != "R001" else "R009" for word in edit])  # a mistyped reel
+    assert code == 3 and err.startswith("error: no image matches the selection")
 
 
 def test_track_points_left_out_are_counted_in_a_warning(capsys, tmp_path: Path, survey: Path):

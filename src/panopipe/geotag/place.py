@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -16,7 +16,7 @@ from panopipe.catalog import Catalog, Selection
 from panopipe.catalog.records import to_json_value
 from panopipe.catalog.types import dashed
 from panopipe.config import Settings
-from panopipe.errors import ConfigError
+from panopipe.errors import ConfigError, NotFoundError
 from panopipe.geotag.tracks import Track
 
 DEFAULT_MAX_GAP_S = 10.0
@@ -109,11 +109,16 @@ def track_edit(
     no yaw there keeps its heading (counted in ``headings_kept``).
 
     A :class:`ConfigError` when the track places none of them: a track of another day, or a clock off by
-    more than the track's span, says so rather than editing nothing."""
+    more than the track's span, says so rather than editing nothing; a :class:`NotFoundError` when the
+    selection holds no image."""
     if max_gap_s < 0:
         raise ConfigError(f"max gap must be 0 seconds or more, got {max_gap_s:g}")
     yaws = camera_yaws or {}
     columns = catalog.columns(selection, ("id", "captured_at", "camera_index"))
+    if not columns["id"]:
+        raise NotFoundError(
+            "no image matches the selection: `panopipe ls` with the same filters shows what they select"
+        )
     ids = [dashed(digits) for digits in columns["id"]]
     times = np.array([np.nan if t is None else t + shift_time_s for t in columns["captured_at"]], dtype=float)
     values, reasons = values_at(track, times, max_gap_s)
@@ -157,12 +162,10 @@ def camera_yaws(catalog: Catalog, settings: Settings) -> dict[int, float]:
 
 
 def _nothing_placed(track: Track, ids: list[str], times: np.ndarray, shift_time_s: float) -> str:
-    if not ids:
-        return "no image matches the selection: `panopipe ls` with the same filters shows what they select"
     timed = times[~np.isnan(times)]
     if not len(timed):
         return f"none of the {len(ids)} selected images has a capture time to place it on the track by"
-    moved = f" (moved by {timedelta(seconds=shift_time_s)})" if shift_time_s else ""
+    moved = f" (moved by {shift_time_s:+g} s)" if shift_time_s else ""
     return (
         f"the track {track.source} ({_iso(track.times[0])} to {_iso(track.times[-1])}) places none of the "
         f"{len(ids)} selected images, captured{moved} {_iso(timed.min())} to {_iso(timed.max())}: another "
