@@ -188,6 +188,22 @@ def test_a_bad_positions_csv_is_one_line_naming_where(
     assert run(capsys, "history", "--catalog", db, "--json")[1] == "[]\n"
 
 
+def test_a_positions_file_that_is_missing_or_not_utf8_is_a_usage_error(capsys, tmp_path: Path, survey: Path):
+    db = str(tmp_path / "c.db")
+    ingest_survey(capsys, db, survey)
+    spreadsheet = tmp_path / "unicode.csv"  # a spreadsheet's "Unicode text": UTF-16
+    spreadsheet.write_bytes("reel,frame,lat\nR001,2,48.5\n".encode("utf-16"))
+    edit = ["edit", "--catalog", db, "--reason", "GNSS", "--positions"]
+    code, out, err = run(capsys, *edit, str(spreadsheet))
+    assert (code, out) == (2, "") and err == (
+        f"error: {spreadsheet}: cannot read it as UTF-8 CSV (invalid start byte): save it as 'CSV UTF-8' "
+        "(comma delimited)\n"
+    )
+    for path, problem in ((tmp_path / "missing.csv", "does not exist"), (tmp_path, "is a directory")):
+        code, _, err = run(capsys, *edit, str(path))
+        assert code == 2 and problem in err and "Traceback" not in err
+
+
 def test_empty_answers_say_what_makes_them_full(capsys, tmp_path: Path):
     db = str(tmp_path / "c.db")
     assert run(capsys, "db", "upgrade", "--catalog", db)[0] == 0

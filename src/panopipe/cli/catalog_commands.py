@@ -207,6 +207,8 @@ def edit(
         typer.Option(
             "--positions",
             help="CSV: reel,frame (every camera of the frame; or add camera_index), id or uri, then fields.",
+            exists=True,
+            dir_okay=False,
         ),
     ] = None,
     track: Annotated[
@@ -243,8 +245,7 @@ def edit(
     if track is not None and (positions is not None or assign):
         raise ConfigError("--track places images by time: make --positions or --set an edit of its own")
     if positions is not None:
-        with positions.open(newline="", encoding="utf-8-sig") as handle:
-            per_image = catalog.resolve_keys(csv.DictReader(handle))
+        per_image = catalog.resolve_keys(_csv_rows(positions))
     elif selection.selects_all and not (every or dry_run):
         _confirm_every_image()
     if track is not None:
@@ -264,6 +265,17 @@ def edit(
         render.success(
             f"edit {batch}: {len(changes)} change(s) on {len({c.image_id for c in changes})} image(s)"
         )
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file in UTF-8 (with or without a byte order mark, as spreadsheets save it)."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            return list(csv.DictReader(handle))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: cannot read it as UTF-8 CSV ({exc.reason}): save it as 'CSV UTF-8' (comma delimited)"
+        ) from None
 
 
 def _placed_on_track(
