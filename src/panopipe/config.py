@@ -169,6 +169,8 @@ def _from_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # tomllib reads UTF-8 only; an editor may have saved UTF-16
+        raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason}): save it as UTF-8") from None
 
 
 def check_names(names: Iterable[str], known: Iterable[str], *, section: str | None = None) -> None:

@@ -293,6 +293,14 @@ def test_config_mistakes_are_named(capsys, tmp_path: Path, toml: str, message: s
     assert (code, err) == (ConfigError.exit_code, f"error: {config}: {message}\n")
 
 
+def test_a_config_file_saved_as_utf16_is_one_line(capsys, tmp_path: Path):
+    config = tmp_path / "panopipe.toml"
+    config.write_bytes("[panopipe]\nproject = 'x'\n".encode("utf-16"))  # an editor's "Unicode"
+    code, out, err = run(capsys, "ls", "--config", str(config), "--catalog", str(tmp_path / "c.db"))
+    assert (code, out) == (ConfigError.exit_code, "")
+    assert err == f"error: config file {config} is not UTF-8 text (invalid start byte): save it as UTF-8\n"
+
+
 def test_unknown_step_keys_suggest_the_closest(capsys, tmp_path: Path, two_images: tuple[str, list[str]]):
     config = tmp_path / "panopipe.toml"
     config.write_text("[steps.derive]\nthumbnial = 256\n[steps.pipeline]\noutput = 'out'\n")
