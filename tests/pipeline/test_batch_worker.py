@@ -126,6 +126,8 @@ def test_a_missing_or_malformed_manifest_fails_the_child_with_a_clear_reason(tmp
         ManifestError, match=r"m\.json is not a manifest: a submission's is named manifest\.json"
     ):
         run_chunk(str(folder / "m.json"), 0)
+    with pytest.raises(ManifestError, match=r"chunks\.jsonl\.gz is not a manifest"):  # a file, not a folder
+        run_chunk(str(folder / "chunks.jsonl.gz"), 0)
     with pytest.raises(ManifestError, match="has chunks 0 to 1, not 3"):
         run_chunk(str(folder / "manifest.json"), 3)
     body = folder / "chunks.jsonl.gz"

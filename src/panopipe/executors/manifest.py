@@ -35,7 +35,7 @@ from panopipe.catalog.types import utcnow
 from panopipe.errors import ManifestError, ObjectNotFoundError, StepError, StorageError
 from panopipe.executors.codec import decode_job, decode_outcome, encode_job, encode_outcome
 from panopipe.steps.base import JobOutcome, JobSpec
-from panopipe.storage import Storage, resolve_uri
+from panopipe.storage import Storage, local_path, resolve_uri
 
 if TYPE_CHECKING:
     from panopipe.config import Settings
@@ -97,9 +97,10 @@ class Submission:
     def at(cls, uri: str, settings: Settings | None = None) -> Submission:
         """The submission whose manifest (or folder) is at the storage URI ``uri``."""
         base = uri.rstrip("/")
+        path = local_path(base)
         if base == MANIFEST or base.endswith("/" + MANIFEST):
             base = base.removesuffix(MANIFEST).rstrip("/")
-        elif base.endswith(".json"):
+        elif base.endswith(".json") or (path is not None and path.is_file()):
             raise ManifestError(
                 f"{uri} is not a manifest: a submission's is named {MANIFEST}; give it or its folder"
             )
