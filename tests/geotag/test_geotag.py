@@ -255,7 +255,7 @@ def test_a_csv_solution_gives_positions_and_heights_and_a_gpx_point_needs_a_time
     solution.write_text(  # a solution's export: an accuracy column beside, left unread
         "Time,Lat,Lon,Alt,Heading,SDHoriz\n"
         "2024-05-01T08:30:00Z,48.1,11.5,500,359,0.02\n"
-        "2024-05-01T10:30:00.5+02:00,48.2,11.6,,1,0.02\n"  # the same zone-aware instant as 08:30:00.5Z
+        "2024-05-01T10:30:00.5+02:00,48.2,11.6,,-359,0.02\n"  # 08:30:00.5Z; a yaw of -180 to 180 as well
     )
     track = read_track(solution)
     assert set(track.values) == {"lat", "lon", "alt", "heading"}

@@ -110,11 +110,22 @@ def _csv_point(path: Path, number: int, row: dict[str, str]) -> dict[str, float]
     try:
         point = {"time": parse_time(row["time"] or "").timestamp()}
         for name in (*POSITION, *OPTIONAL):
-            value = parse_value(name, (row.get(name) or "").strip())
+            text = (row.get(name) or "").strip()
+            value = _heading(text) if name == "heading" else parse_value(name, text)
             point[name] = math.nan if value is None else float(value)
     except ConfigError as exc:
         raise ConfigError(f"{path}: CSV line {number}: {exc}") from None
     return point
+
+
+def _heading(text: str) -> float | None:
+    """A heading in degrees from north, 0 to 360: a solution's yaw of -180 to 180 is turned into that range."""
+    if not text:
+        return None
+    try:
+        return float(text) % 360.0
+    except ValueError:
+        raise ConfigError(f"invalid value {text!r} for heading: expected a number") from None
 
 
 def _track(source: str, points: list[dict[str, float]]) -> Track:
