@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from panopipe.catalog import Catalog, ImageRecord, Selection
 from panopipe.catalog.bulk import FEW_ROWS, insert_columns
 from panopipe.catalog.schema import images
+from panopipe.catalog.subjects import CHUNK
 from panopipe.catalog.types import dashed, new_id, new_ids
 from panopipe.errors import CatalogError, ConfigError, NotFoundError
 
@@ -273,8 +274,9 @@ def test_an_edit_of_more_images_than_a_statement_takes_parameters(catalog: Catal
 
 
 def test_an_edit_and_its_undo_of_many_images_write_every_kind_of_field(catalog: Catalog):
-    # FEW_ROWS and more: the rows go through the driver (executemany on SQLite, arrays on PostgreSQL)
-    count = FEW_ROWS + 50
+    # FEW_ROWS and more: the rows go through the driver (executemany on SQLite, arrays on PostgreSQL), in
+    # chunks whose progress is reported
+    count = max(FEW_ROWS, CHUNK) + 50
     ids = catalog.upsert_images(record(n) for n in range(count)).added
     before = {image.id: image for image in catalog.images()}
     per_image = {
@@ -282,7 +284,9 @@ def test_an_edit_and_its_undo_of_many_images_write_every_kind_of_field(catalog: 
         for n, image_id in enumerate(ids)
     }
     changes = catalog.plan_edit(per_image=per_image, shift_time_s=1.5)
-    batch = catalog.apply_edit(changes, reason="PPK", author="t")
+    progress: list[tuple[int, int]] = []
+    batch = catalog.apply_edit(changes, reason="PPK", author="t", progress=lambda *p: progress.append(p))
+    assert progress == [(min(done, count), count) for done in range(CHUNK, count + CHUNK, CHUNK)]
     for n, image in enumerate(sorted(catalog.images(), key=lambda i: ids.index(i.id))):
         assert (image.lat, image.reel, image.camera_index, image.excluded) == (
             pytest.approx(47.0 + n * 1e-5),
@@ -294,7 +298,9 @@ def test_an_edit_and_its_undo_of_many_images_write_every_kind_of_field(catalog: 
         excluded = {"excluded"} if n % 2 == 0 else set()  # excluded=False is no change: nothing recorded
         assert set(image.edited_fields) == {"lat", "reel", "camera_index", "captured_at", *excluded}
     assert len(catalog.history(batch=batch)) == len(changes) == 4 * count + (count + 1) // 2
-    catalog.undo(batch, author="t")
+    progress.clear()
+    catalog.undo(batch, author="t", progress=lambda *p: progress.append(p))
+    assert progress[-1] == (count, count)
     restored = {
         image.id: replace(image, updated_at=before[image.id].updated_at) for image in catalog.images()
     }

@@ -617,12 +617,20 @@ class Catalog:
                 conn, selection or Selection(), assign or {}, shift_time_s, per_image or {}, self.postgis
             )
 
-    def apply_edit(self, changes: Sequence[FieldChange], *, reason: str, author: str) -> str:
-        """Record ``changes`` as one edit batch and make them effective; the batch id (for ``undo``)."""
+    def apply_edit(
+        self,
+        changes: Sequence[FieldChange],
+        *,
+        reason: str,
+        author: str,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> str:
+        """Record ``changes`` as one edit batch and make them effective; the batch id (for ``undo``).
+        ``progress(done, total)`` follows the images updated."""
         if not reason.strip():
             raise ConfigError("an edit needs a reason (--reason)")
         with self.engine.begin() as conn:
-            return edit_ops.apply(conn, changes, reason=reason, author=author)
+            return edit_ops.apply(conn, changes, reason=reason, author=author, progress=progress)
 
     def history(self, *, image_id: str | None = None, batch: str | None = None) -> list[Edit]:
         """Recorded edits, one per field and image, oldest first, of one image or one batch (full or short
@@ -647,12 +655,20 @@ class Catalog:
         with self.connect() as conn:
             return short_ids.short_ids(conn, edits.c.batch, batches)
 
-    def undo(self, batch: str, *, author: str, dry_run: bool = False) -> list[FieldChange]:
+    def undo(
+        self,
+        batch: str,
+        *,
+        author: str,
+        dry_run: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[FieldChange]:
         """Revert the edit batch ``batch`` (full or short id); the resulting changes of effective values. With
-        ``dry_run`` the changes are computed and rolled back (``undo --dry-run``)."""
+        ``dry_run`` the changes are computed and rolled back (``undo --dry-run``). ``progress(done, total)``
+        follows the images updated."""
         with self.engine.connect() as conn, conn.begin() as transaction:
             batch = short_ids.resolve(conn, edits.c.batch, batch, "edit batch")
-            changes = edit_ops.undo(conn, batch, author=author)
+            changes = edit_ops.undo(conn, batch, author=author, progress=progress)
             if dry_run:
                 transaction.rollback()
             return changes

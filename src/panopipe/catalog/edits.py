@@ -7,7 +7,7 @@ The ``images`` columns hold effective values so queries stay indexed. While a fi
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -82,8 +82,16 @@ def plan(
     return changes
 
 
-def apply(conn: sa.Connection, changes: Sequence[FieldChange], *, reason: str, author: str) -> str:
-    """Record ``changes`` as one batch and update effective values; the batch id."""
+def apply(
+    conn: sa.Connection,
+    changes: Sequence[FieldChange],
+    *,
+    reason: str,
+    author: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> str:
+    """Record ``changes`` as one batch and update effective values; the batch id. ``progress(done, total)``
+    follows the images updated."""
     if not changes:
         raise CatalogError("the edit changes nothing: every selected image already has these values")
     batch = new_id()
@@ -92,10 +100,11 @@ def apply(conn: sa.Connection, changes: Sequence[FieldChange], *, reason: str, a
     for change in changes:
         _check_field(change.field)
         by_image.setdefault(change.image_id, []).append(change)
-    updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    done = 0
     for chunk in batched(by_image, CHUNK):
         touched = sorted({change.field for image_id in chunk for change in by_image[image_id]})
         query = sa.select(images.c.id, images.c.captured, *(images.c[field] for field in touched))
+        updates: _Updates = {}
         for row in conn.execute(query.where(images.c.id.in_(chunk))):
             captured = dict(row.captured or {})
             values: dict[str, Any] = {}
@@ -103,7 +112,10 @@ def apply(conn: sa.Connection, changes: Sequence[FieldChange], *, reason: str, a
                 captured.setdefault(change.field, to_json(change.field, getattr(row, change.field)))
                 values[change.field] = change.new
             _add_update(updates, row.id, values, captured)
-    _update_images(conn, updates, now)
+        _update_images(conn, updates, now)
+        done += len(chunk)
+        if progress is not None:
+            progress(done, len(by_image))
     insert_columns(
         conn,
         edits,
@@ -121,9 +133,12 @@ def apply(conn: sa.Connection, changes: Sequence[FieldChange], *, reason: str, a
     return batch
 
 
-def undo(conn: sa.Connection, batch: str, *, author: str) -> list[FieldChange]:
+def undo(
+    conn: sa.Connection, batch: str, *, author: str, progress: Callable[[int, int], None] | None = None
+) -> list[FieldChange]:
     """Mark the edits of ``batch`` undone and recompute the effective values they touched: each field's
-    latest edit that is not undone, or the value the file carries (kept in ``captured``) when none is."""
+    latest edit that is not undone, or the value the file carries (kept in ``captured``) when none is.
+    ``progress(done, total)`` follows the images updated."""
     batch_edits = conn.execute(
         sa.select(edits.c.image_id, edits.c.field, edits.c.undone_at).where(edits.c.batch == batch)
     ).all()
@@ -137,7 +152,7 @@ def undo(conn: sa.Connection, batch: str, *, author: str) -> list[FieldChange]:
     for edit in batch_edits:
         touched.setdefault(str(edit.image_id), set()).add(edit.field)
     changes: list[FieldChange] = []
-    updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    done = 0
     for chunk in batched(sorted(touched), CHUNK):
         fields = sorted({field for image_id in chunk for field in touched[image_id]})
         active: dict[tuple[str, str], Any] = {}  # in id order: the latest edit of each field stays
@@ -147,6 +162,7 @@ def undo(conn: sa.Connection, batch: str, *, author: str) -> list[FieldChange]:
         for image_id, field, new_value in conn.execute(query.order_by(edits.c.id)):
             active[(str(image_id), field)] = new_value
         query = sa.select(images.c.id, images.c.captured, *(images.c[field] for field in fields))
+        updates: _Updates = {}
         for row in conn.execute(query.where(images.c.id.in_(chunk)).order_by(images.c.id)):
             captured = dict(row.captured or {})
             values: dict[str, Any] = {}
@@ -158,12 +174,19 @@ def undo(conn: sa.Connection, batch: str, *, author: str) -> list[FieldChange]:
                 if values[field] != getattr(row, field):
                     changes.append(FieldChange(row.id, field, getattr(row, field), values[field]))
             _add_update(updates, row.id, values, captured or None)
-    _update_images(conn, updates, now)
+        _update_images(conn, updates, now)
+        done += len(chunk)
+        if progress is not None:
+            progress(done, len(touched))
     return changes
 
 
+_Updates = dict[tuple[str, ...], list[dict[str, Any]]]
+"""New effective values of images grouped by the fields they set (:func:`_add_update`)."""
+
+
 def _add_update(
-    updates: dict[tuple[str, ...], list[dict[str, Any]]],
+    updates: _Updates,
     image_id: str,
     values: dict[str, Any],
     captured: dict[str, Any] | None,
@@ -173,11 +196,9 @@ def _add_update(
     updates.setdefault(tuple(sorted(values)), []).append(row)
 
 
-def _update_images(
-    conn: sa.Connection, updates: dict[tuple[str, ...], list[dict[str, Any]]], now: datetime
-) -> None:
-    """Write ``updates`` (:func:`_add_update`) through the driver, all images that set the same fields at once:
-    a statement per image took 20 s for an edit of 100,000 images (a day's frames on a PPK track)."""
+def _update_images(conn: sa.Connection, updates: _Updates, now: datetime) -> None:
+    """Write ``updates`` through the driver, the images that set the same fields at once: a statement per
+    image took 20 s for an edit of 100,000 images (a day's frames on a PPK track)."""
     for fields, rows in updates.items():
         columns = {name: [row[f"_{name}"] for row in rows] for name in (*fields, "captured")}
         columns["updated_at"] = [now] * len(rows)

@@ -258,7 +258,8 @@ def edit(
     if dry_run:
         render.print_rows(rows, CHANGE_FIELDS, as_json=as_json, title="would change (dry run)")
         return
-    batch = catalog.apply_edit(changes, reason=reason, author=getpass.getuser())
+    with render.progress_bar("editing") as progress:
+        batch = catalog.apply_edit(changes, reason=reason, author=getpass.getuser(), progress=progress)
     if as_json:
         render.print_json({"batch": batch, "changes": rows} | ({"not_placed": not_placed} if track else {}))
     else:
@@ -388,7 +389,8 @@ def undo(
 
     Example: panopipe undo 9f3c04e1 --dry-run
     """
-    changes = catalog.undo(batch, author=getpass.getuser(), dry_run=dry_run)
+    with render.progress_bar("undoing") as progress:
+        changes = catalog.undo(batch, author=getpass.getuser(), dry_run=dry_run, progress=progress)
     rows = change_rows(changes)
     if dry_run:
         render.print_rows(rows, CHANGE_FIELDS, as_json=as_json, title="would restore (dry run)")
