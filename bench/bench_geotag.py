@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ElementTree
 from datetime import timedelta
 from pathlib import Path
 
@@ -35,8 +34,9 @@ import numpy as np
 import fair
 from panopipe.catalog import Catalog
 from panopipe.config import load_settings
-from panopipe.demo import GPX_NAMESPACE, START_TIME, UTC_OFFSET_MINUTES
+from panopipe.demo import START_TIME, UTC_OFFSET_MINUTES
 from panopipe.geo import haversine_m
+from panopipe.geotag import write_gpx
 from panopipe.ingest import ingest
 from panopipe.metadata.writer import MetadataUpdate, apply_metadata
 from panopipe.storage import write_atomic
@@ -68,16 +68,8 @@ def write_track(path: Path, seconds: float) -> None:
     """A GPX track at :data:`TRACK_HZ` from a second before the first frame to a second after the last."""
     times = np.arange(-1.0, seconds + 1.0, 1 / TRACK_HZ)
     lat, lon, ele = position(times)
-    gpx = ElementTree.Element("gpx", version="1.1", creator="bench", xmlns=GPX_NAMESPACE)
-    segment = ElementTree.SubElement(ElementTree.SubElement(gpx, "trk"), "trkseg")
-    for t, y, x, z in zip(times, lat, lon, ele, strict=True):
-        point = ElementTree.SubElement(segment, "trkpt", lat=f"{y:.9f}", lon=f"{x:.9f}")
-        ElementTree.SubElement(point, "ele").text = f"{z:.3f}"
-        moment = START_TIME + timedelta(seconds=float(t))
-        ElementTree.SubElement(point, "time").text = moment.isoformat(timespec="milliseconds").replace(
-            "+00:00", "Z"
-        )
-    path.write_bytes(ElementTree.tostring(gpx, encoding="utf-8", xml_declaration=True))
+    moments = (START_TIME + timedelta(seconds=float(t)) for t in times)
+    write_gpx(path, zip(moments, lat.tolist(), lon.tolist(), ele.tolist(), strict=True), creator="bench")
 
 
 def main() -> None:

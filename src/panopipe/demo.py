@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import tomllib
-import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from panopipe.catalog import Catalog, Selection
 from panopipe.config import IngestRules, load_settings
 from panopipe.errors import ConfigError
 from panopipe.geo import destination
+from panopipe.geotag.tracks import write_gpx
 from panopipe.ingest import IngestReport, ingest
 from panopipe.metadata.writer import MetadataUpdate, apply_metadata
 from panopipe.pipeline import Plan, RunReport, plan, run, write_html_report
@@ -180,7 +180,6 @@ def generate_survey(
     return DemoSurvey(folder, rig, reel, shots, tuple(files), tuple(truth), tuple(positions))
 
 
-GPX_NAMESPACE = "http://www.topografix.com/GPX/1/1"
 PPK_SHIFT_M = (0.12, 0.08)
 """How far north and east post-processing (PPK) moves the demo's recorded positions, in metres."""
 
@@ -211,15 +210,11 @@ def write_ppk_track(survey: DemoSurvey) -> Path:
     positions = ppk_positions(survey)
     (lat0, lon0), (lat1, lon1) = positions[-2:] if len(positions) > 1 else positions * 2
     positions.append((2 * lat1 - lat0, 2 * lon1 - lon0))
-    gpx = ElementTree.Element("gpx", version="1.1", creator="panopipe demo", xmlns=GPX_NAMESPACE)
-    segment = ElementTree.SubElement(ElementTree.SubElement(gpx, "trk"), "trkseg")
-    for second, (lat, lon) in enumerate(positions):
-        point = ElementTree.SubElement(segment, "trkpt", lat=f"{lat:.8f}", lon=f"{lon:.8f}")
-        moment = START_TIME + timedelta(seconds=second)
-        ElementTree.SubElement(point, "time").text = moment.isoformat().replace("+00:00", "Z")
-    path = survey.folder / "track.gpx"
-    write_atomic(path, ElementTree.tostring(gpx, encoding="utf-8", xml_declaration=True))
-    return path
+    points = [
+        (START_TIME + timedelta(seconds=second), lat, lon, None)
+        for second, (lat, lon) in enumerate(positions)
+    ]
+    return write_gpx(survey.folder / "track.gpx", points, creator="panopipe demo")
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,7 +324,6 @@ __all__ = [
     "CAMERA_SKEW_S",
     "DEMO_RIG",
     "GNSS_ALTITUDE_BIAS_M",
-    "GPX_NAMESPACE",
     "PPK_SHIFT_M",
     "RTK_ALTITUDE_M",
     "START",

@@ -62,6 +62,16 @@ def validate_value(field: str, value: Any) -> Any:
     return value
 
 
+DERIVED_DECIMALS = {"lat": 9, "lon": 9, "alt": 4, "heading": 4}
+"""Decimals kept of a value panopipe derives (a mean of a shot's frames, a point interpolated on a track):
+about 0.1 mm for positions and heights, 0.0001° for headings, and no float noise (11.576185099999998)."""
+
+
+def rounded(field: str, value: float | None) -> float | None:
+    """A derived value of ``field`` to the decimals of :data:`DERIVED_DECIMALS`."""
+    return None if value is None else round(value, DERIVED_DECIMALS[field])
+
+
 def to_json(field: str, value: Any) -> Any:
     """The JSON form of a field value (times as ISO 8601 UTC)."""
     if field in TIME_FIELDS and value is not None:
@@ -78,6 +88,7 @@ def from_json(field: str, value: Any) -> Any:
 
 __all__ = [
     "BOOL_FIELDS",
+    "DERIVED_DECIMALS",
     "FLOAT_FIELDS",
     "INT_FIELDS",
     "RANGES",
@@ -85,6 +96,7 @@ __all__ = [
     "from_json",
     "parse_time",
     "parse_value",
+    "rounded",
     "to_json",
     "validate_value",
 ]

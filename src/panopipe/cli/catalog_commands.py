@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import getpass
 import sys
 from collections import Counter
@@ -21,6 +20,7 @@ from panopipe.cli.options import (
     uses_selection,
     warn_if_nothing_selected,
 )
+from panopipe.csv_files import read_csv
 from panopipe.errors import ConfigError
 from panopipe.export import LISTED_FIELDS, image_row
 
@@ -245,7 +245,7 @@ def edit(
     if track is not None and (positions is not None or assign):
         raise ConfigError("--track places images by time: make --positions or --set an edit of its own")
     if positions is not None:
-        per_image = catalog.resolve_keys(_csv_rows(positions))
+        per_image = catalog.resolve_keys(read_csv(positions)[1])
     elif selection.selects_all and not (every or dry_run):
         _confirm_every_image()
     if track is not None:
@@ -266,17 +266,6 @@ def edit(
         render.success(
             f"edit {batch}: {len(changes)} change(s) on {len({c.image_id for c in changes})} image(s)"
         )
-
-
-def _csv_rows(path: Path) -> list[dict[str, str]]:
-    """The rows of a CSV file in UTF-8 (with or without a byte order mark, as spreadsheets save it)."""
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            return list(csv.DictReader(handle))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{path}: cannot read it as UTF-8 CSV ({exc.reason}): save it as 'CSV UTF-8' (comma delimited)"
-        ) from None
 
 
 def _placed_on_track(

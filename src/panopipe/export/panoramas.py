@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from panopipe.catalog import Catalog, Selection
 from panopipe.catalog.subjects import KINDS, Subject, SubjectKind, load_subjects, selected_subjects
+from panopipe.catalog.values import rounded
 from panopipe.config import Settings
 from panopipe.errors import ConfigError
 from panopipe.export.images import ALTITUDE_DOC, ORIENTATION_DOCS
@@ -134,9 +135,9 @@ def _panorama(
         frame=tags.get("frame"),
         shot=tags.get("shot"),
         captured_at=metadata["captured_at"],
-        lat=_rounded(metadata["gps_latitude"], 9),
-        lon=_rounded(metadata["gps_longitude"], 9),
-        altitude_msl_m=_rounded(metadata["gps_altitude"], 4),
+        lat=rounded("lat", metadata["gps_latitude"]),  # means of the frames' values
+        lon=rounded("lon", metadata["gps_longitude"]),
+        altitude_msl_m=rounded("alt", metadata["gps_altitude"]),
         heading=metadata["gps_img_direction"],
         pitch=first.pitch,
         roll=first.roll,
@@ -167,12 +168,6 @@ def _linker(publish_root: str, base_url: str | None) -> _Link:
 def panoramas_table(found: Sequence[Panorama]) -> Table:
     """The panoramas export of ``found``."""
     return Table("panoramas", PANORAMA_COLUMNS, [panorama.row() for panorama in found])
-
-
-def _rounded(value: float | None, decimals: int) -> float | None:
-    """A mean over a shot's frames without its float noise (11.5761851, not 11.576185099999998): 9 decimals
-    of a degree are 0.1 mm, as are 4 of a metre."""
-    return None if value is None else round(value, decimals)
 
 
 __all__ = ["PANORAMA_COLUMNS", "STATUSES", "Panorama", "load_panoramas", "panoramas_table"]

@@ -14,6 +14,7 @@ _MODULES = {
     "TrackEdit": "place",
     "camera_yaws": "place",
     "read_track": "tracks",
+    "write_gpx": "tracks",
     "track_edit": "place",
     "values_at": "place",
 }
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
         track_edit,
         values_at,
     )
-    from panopipe.geotag.tracks import Track, read_track
+    from panopipe.geotag.tracks import Track, read_track, write_gpx
 
 __getattr__ = lazy_attributes(__name__, _MODULES)
 
@@ -40,4 +41,5 @@ __all__ = [
     "read_track",
     "track_edit",
     "values_at",
+    "write_gpx",
 ]

@@ -15,15 +15,13 @@ import numpy as np
 from panopipe.catalog import Catalog, Selection
 from panopipe.catalog.records import to_json_value
 from panopipe.catalog.types import dashed
+from panopipe.catalog.values import rounded
 from panopipe.config import Settings
 from panopipe.errors import ConfigError, NotFoundError
 from panopipe.geotag.tracks import Track
 
 DEFAULT_MAX_GAP_S = 10.0
 """A GNSS outage longer than this is not bridged: a straight line is no guess for ten seconds of driving."""
-DECIMALS = {"lat": 9, "lon": 9, "alt": 4, "heading": 4}
-"""Interpolated values are rounded (positions and heights to about 0.1 mm, headings to 0.0001°): no float
-noise in exports."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +123,10 @@ def track_edit(
     result = TrackEdit()
     for i, image_id in enumerate(ids):
         wanted: dict[str, Any] = {}
-        if shift_time_s and not np.isnan(times[i]):
-            wanted["captured_at"] = datetime.fromtimestamp(times[i], UTC)
+        captured = None if np.isnan(times[i]) else datetime.fromtimestamp(times[i], UTC)
+        if shift_time_s and captured is not None:
+            wanted["captured_at"] = captured
         if reasons[i]:
-            captured = None if np.isnan(times[i]) else datetime.fromtimestamp(times[i], UTC)
             result.not_placed.append(NotPlaced(image_id, captured, reasons[i]))
         else:
             result.placed += 1
@@ -141,7 +139,7 @@ def track_edit(
                         continue
                     value = (value + yaws[camera]) % 360.0
                 if not np.isnan(value):
-                    wanted[name] = round(value, DECIMALS[name])
+                    wanted[name] = rounded(name, value)
         if wanted:
             result.per_image[image_id] = wanted
     if not result.placed:
@@ -174,7 +172,6 @@ def _nothing_placed(track: Track, ids: list[str], times: np.ndarray, shift_time_
 
 
 __all__ = [
-    "DECIMALS",
     "DEFAULT_MAX_GAP_S",
     "NotPlaced",
     "TrackEdit",

@@ -9,18 +9,22 @@ would need them combined with its mounting, not copied)."""
 
 from __future__ import annotations
 
-import csv
 import math
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+from panopipe.catalog.records import to_json_value
 from panopipe.catalog.values import parse_time, parse_value
+from panopipe.csv_files import read_csv
 from panopipe.errors import ConfigError
+from panopipe.storage import write_atomic
 
+GPX_NAMESPACE = "http://www.topografix.com/GPX/1/1"
 POSITION = ("lat", "lon")
 OPTIONAL = ("alt", "heading")
 """Fields a track may carry beside its position; each is set on the images where the track has it."""
@@ -47,6 +51,22 @@ def read_track(path: Path) -> Track:
         raise ConfigError(f"no track file at {path}" if not path.exists() else f"{path} is not a file")
     points = _gpx_points(path) if path.suffix.lower() == ".gpx" else _csv_points(path)
     return _track(str(path), points)
+
+
+def write_gpx(
+    path: Path, points: Iterable[tuple[datetime, float, float, float | None]], creator: str
+) -> Path:
+    """Write a GPX 1.1 track of ``points`` (time, latitude, longitude, height or ``None``) to ``path``
+    atomically, as :func:`read_track` reads it; ``path``."""
+    gpx = ElementTree.Element("gpx", version="1.1", creator=creator, xmlns=GPX_NAMESPACE)
+    segment = ElementTree.SubElement(ElementTree.SubElement(gpx, "trk"), "trkseg")
+    for moment, lat, lon, height in points:
+        point = ElementTree.SubElement(segment, "trkpt", lat=f"{lat:.9f}", lon=f"{lon:.9f}")
+        if height is not None:
+            ElementTree.SubElement(point, "ele").text = f"{height:.3f}"
+        ElementTree.SubElement(point, "time").text = str(to_json_value(moment))
+    write_atomic(path, ElementTree.tostring(gpx, encoding="utf-8", xml_declaration=True))
+    return path
 
 
 def _gpx_points(path: Path) -> list[dict[str, float]]:
@@ -89,21 +109,15 @@ def _number(text: str | None) -> float:
 
 
 def _csv_points(path: Path) -> list[dict[str, float]]:
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            columns = [name.strip().lower() for name in reader.fieldnames or ()]
-            missing = [name for name in ("time", *POSITION) if name not in columns]
-            if missing:
-                found = ", ".join(repr(name) for name in columns)
-                raise ConfigError(
-                    f"{path}: CSV line 1: no {missing[0]!r} column (found {found}); a track has the columns "
-                    "time, lat and lon, and optionally alt and heading (a GPX file's name ends in .gpx)"
-                )
-            reader.fieldnames = columns
-            return [_csv_point(path, number, row) for number, row in enumerate(reader, start=2)]
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: cannot read it as UTF-8 CSV ({exc.reason})") from None
+    columns, rows = read_csv(path, names=lambda name: name.strip().lower())
+    missing = [name for name in ("time", *POSITION) if name not in columns]
+    if missing:
+        found = ", ".join(repr(name) for name in columns)
+        raise ConfigError(
+            f"{path}: CSV line 1: no {missing[0]!r} column (found {found}); a track has the columns "
+            "time, lat and lon, and optionally alt and heading (a GPX file's name ends in .gpx)"
+        )
+    return [_csv_point(path, number, row) for number, row in enumerate(rows, start=2)]
 
 
 def _csv_point(path: Path, number: int, row: dict[str, str]) -> dict[str, float]:
@@ -142,4 +156,4 @@ def _track(source: str, points: list[dict[str, float]]) -> Track:
     return Track(source, times[first], values, skipped=len(points) - int(first.sum()))
 
 
-__all__ = ["OPTIONAL", "POSITION", "Track", "read_track"]
+__all__ = ["GPX_NAMESPACE", "OPTIONAL", "POSITION", "Track", "read_track", "write_gpx"]
