@@ -29,6 +29,7 @@ from panopipe.metadata.writer import (
     MetadataUpdate,
     apply_metadata,
     apply_metadata_file,
+    with_segments_of,
 )
 
 DATA = Path(__file__).parents[1] / "data" / "writer"
@@ -525,3 +526,25 @@ def test_maker_note_reads_the_same_after_repeated_writes(tmp_path: Path, name: s
     assert maker_notes(copy) == maker_notes(DATA / name)
     assert binary(copy, "MakerNote") == binary(DATA / name, "MakerNote")
     assert tags(copy)["IFD0:Artist"] == "Bob"
+
+
+@pytest.mark.exiftool
+@pytest.mark.parametrize("name", CAMERA_FILES)
+def test_new_pixels_keep_every_tag_of_the_source_but_its_multi_picture_index(
+    tmp_path: Path, name: str
+) -> None:
+    source = (DATA / name).read_bytes()
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 32), (10, 200, 30)).save(buffer, "JPEG")
+    combined = tmp_path / name
+    combined.write_bytes(with_segments_of(source, buffer.getvalue()))
+
+    def kept(path: Path) -> dict[str, object]:
+        # left out: the file, the encoding's own (JFIF), and what moves with the header (an offset)
+        left_out = ("SourceFile", "System:", "File:", "Composite:", "JFIF:", "MP", "IFD1:ThumbnailOffset")
+        return {k: v for k, v in tags(path).items() if not k.startswith(left_out)}
+
+    assert kept(combined) == kept(DATA / name)
+    assert not any(key.startswith(("MPF", "MPImage")) for key in tags(combined))  # offsets into the source
+    assert Image.open(combined).getpixel((5, 5)) == Image.open(buffer).getpixel((5, 5))
+    assert warnings(combined) <= warnings(DATA / name)

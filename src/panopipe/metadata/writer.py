@@ -202,6 +202,35 @@ def _splice(jpeg: bytes, update: MetadataUpdate) -> list[bytes | memoryview]:
     return parts
 
 
+_COM = 0xFE
+_ENCODER_OWN = frozenset({APP0, 0xEE})  # JFIF, Adobe (colour transform): they describe the encoded data
+_ICC_ID = b"ICC_PROFILE\x00"
+
+
+def with_segments_of(source: bytes, jpeg: bytes) -> bytes:
+    """``jpeg`` with the metadata segments of ``source`` in place of its own: the pixels of one, the EXIF, XMP,
+    ICC profile, IPTC and comments of the other, copied unchanged. Segments that describe an encoding (JFIF,
+    Adobe) stay ``jpeg``'s own, and APP2 segments other than an ICC profile (an MPF index holds offsets into
+    ``source``) are left out. Raises MetadataError when either is not a JPEG."""
+    source_segments, _, _ = scan_segments(source)
+    segments, sos, _ = scan_segments(jpeg)
+    carried = [
+        source[seg.start : seg.end]
+        for seg in source_segments
+        if _describes_image(seg.marker)
+        and seg.marker not in _ENCODER_OWN
+        and (seg.marker != 0xE2 or source.startswith(_ICC_ID, seg.payload_start))
+    ]
+    kept = [jpeg[seg.start : seg.end] for seg in segments if seg.marker in _ENCODER_OWN]
+    coding = [jpeg[seg.start : seg.end] for seg in segments if not _describes_image(seg.marker)]
+    return b"".join([jpeg[:2], *kept, *carried, *coding, jpeg[sos:]])
+
+
+def _describes_image(marker: int) -> bool:
+    """Whether a segment of ``marker`` is an application segment (APP0-APP15) or a comment, not coding data."""
+    return 0xE0 <= marker <= 0xEF or marker == _COM
+
+
 def apply_metadata_file(src: Path, dst: Path | None = None, *, update: MetadataUpdate) -> None:
     """Write ``update`` into the JPEG ``src``, saving the result atomically to ``dst`` (default: ``src``).
 
@@ -310,4 +339,11 @@ def _xmp_values(update: MetadataUpdate) -> dict[Property, str]:
     return values
 
 
-__all__ = ["PANOPIPE_NS", "GPano", "MetadataUpdate", "apply_metadata", "apply_metadata_file"]
+__all__ = [
+    "PANOPIPE_NS",
+    "GPano",
+    "MetadataUpdate",
+    "apply_metadata",
+    "apply_metadata_file",
+    "with_segments_of",
+]
