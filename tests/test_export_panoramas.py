@@ -333,3 +333,23 @@ def test_a_panorama_whose_job_failed_says_so(capsys, tmp_path: Path, catalog_url
 
     (row,) = csv.DictReader(out.splitlines())
     assert code == 0 and (row["status"], row["published_uri"], row["image_uri"]) == ("failed", "", broken.uri)
+
+
+def test_a_panorama_covered_but_not_yet_tagged_points_at_its_covered_image(
+    capsys, tmp_path: Path, catalog_url: str
+):
+    config = tmp_path / "panopipe.toml"
+    config.write_text(
+        f'[steps.pipeline]\noutput = "{tmp_path / "out"}"\n\n[steps.nadir]\nenabled = true\n',
+        encoding="utf-8",
+    )
+    with Catalog.open(catalog_url) as catalog:
+        add_panoramas(catalog, tmp_path, 1)
+    common = ("--catalog", catalog_url, "--config", str(config))
+    assert run(capsys, "run", *common, "--steps", "nadir")[0] == 0
+
+    code, out, _ = run(capsys, "export", *common, "--of", "panoramas")
+
+    (row,) = csv.DictReader(out.splitlines())
+    assert code == 0 and row["status"] == "processed"
+    assert Path(row["image_uri"]).is_relative_to(tmp_path / "out" / "nadir")

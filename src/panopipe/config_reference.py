@@ -26,7 +26,7 @@ from panopipe.config import (
 from panopipe.pipeline.config import PIPELINE_KEYS, PIPELINE_TABLE
 from panopipe.project_config import PROJECT_WIDE
 from panopipe.qc.settings import QcSettings
-from panopipe.steps.registry import ENABLED, STEP_TYPES
+from panopipe.steps.registry import STEP_TYPES
 
 INTRO = f"""# Configuration reference
 
@@ -90,7 +90,13 @@ def reference() -> str:
     lines += ["## [ingest]", "", _summary(IngestRules.__doc__), "", *_table(declared_keys(IngestRules))]
     lines += [f"## [steps.{PIPELINE_TABLE}]", "", "What all steps share.", "", *_table(PIPELINE_KEYS)]
     for name, step in STEP_TYPES.items():
-        lines += [f"## [steps.{name}]", "", _summary(step.__doc__), "", *_table((ENABLED, *step.parameters))]
+        lines += [
+            f"## [steps.{name}]",
+            "",
+            _summary(step.__doc__),
+            "",
+            *_table((step.enabled_key(), *step.parameters)),
+        ]
     lines += ["## [qc]", "", _summary(QcSettings.__doc__), "", *_table(declared_keys(QcSettings))]
     return "\n".join(lines)
 

@@ -87,6 +87,12 @@ quality = 92  # JPEG quality of the panoramas
 params = {{ interpolation = "auto" }}  # the stitcher's own: width, height (default: the rig's resolution), interpolation (auto, linear or cubic)
 
 {rig}
+[steps.nadir]  # a disc over the bottom of each panorama, where the rig sees its vehicle; off unless enabled
+enabled = false
+angle_deg = 20  # its radius, in degrees from straight down
+fill = "blur"  # the panorama's own colours there, blurred; or a colour "#RRGGBB"
+# logo = "logo.png"  # drawn on the disc, upright to a viewer facing forward (a PNG with transparency, or a JPEG)
+
 [steps.apply-metadata]  # tags written into each panorama, besides the catalog's effective metadata
 artist = "panopipe demo"
 copyright = "CC0 1.0"

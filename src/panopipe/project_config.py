@@ -13,7 +13,7 @@ from panopipe.config import IngestRules, Settings, apply_project_config, declare
 from panopipe.errors import ConfigError
 from panopipe.pipeline.config import PIPELINE_KEYS, PIPELINE_TABLE, build_pipeline, pipeline_output
 from panopipe.qc.settings import QcSettings
-from panopipe.steps.registry import ENABLED, STEP_TYPES
+from panopipe.steps.registry import STEP_TYPES
 
 PROJECT_WIDE = frozenset({"project"})
 """The ``[panopipe]`` keys that are project-wide (stored in the catalog); the others are the machine's own."""
@@ -147,7 +147,7 @@ def effective(catalog: Catalog, settings: Settings, version: int | None = None) 
         for key in declared_keys(QcSettings)
     ]
     tables = applied.steps
-    steps = ((n, (ENABLED, *s.parameters)) for n, s in STEP_TYPES.items())
+    steps = ((n, (s.enabled_key(), *s.parameters)) for n, s in STEP_TYPES.items())
     for table, keys in ((PIPELINE_TABLE, PIPELINE_KEYS), *steps):
         given = tables.get(table, {})
         values += [

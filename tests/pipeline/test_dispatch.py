@@ -127,7 +127,7 @@ def test_with_batch_configured_an_event_queues_heavy_steps_and_runs_light_ones(p
     settings = replace(project.settings, batch_job_queue="arn:aws:batch:us-east-1:123456789012:job-queue/q")
     report = initiate(project.catalog, Selection(), None, settings, executor=InlineExecutor())
 
-    assert [name for name, step in STEP_TYPES.items() if step.heavy] == ["stitch"]
+    assert [name for name, step in STEP_TYPES.items() if step.heavy] == ["stitch", "nadir"]
     # The shots' stitch is queued for the dispatcher (no later step of theirs runs here); the single
     # panorama needs no stitch: its steps ran inline.
     assert report.counts == {
@@ -144,6 +144,19 @@ def test_with_batch_configured_an_event_queues_heavy_steps_and_runs_light_ones(p
     assert [
         (i.step, i.reason) for i in plan(project.catalog, steps=["stitch"], settings=project.settings)
     ] == [("stitch", "queued before, not finished")] * 2
+
+
+def test_with_the_nadir_cap_on_an_event_queues_the_cap_of_a_360_image_and_runs_nothing_after_it(project):
+    add_rig_shots(project.catalog, project.root, 1)
+    add_panoramas(project.catalog, project.root / "panoramas", 1)
+    settings = replace(
+        project.with_steps(nadir={"enabled": True}),
+        batch_job_queue="arn:aws:batch:us-east-1:123456789012:job-queue/q",
+    )
+
+    report = initiate(project.catalog, Selection(), None, settings, executor=InlineExecutor())
+
+    assert report.counts == {"stitch": {"queued": 1}, "nadir": {"queued": 1}}
 
 
 def test_an_event_whose_shots_are_all_queued_does_not_plan_their_later_steps(project):
@@ -215,6 +228,34 @@ def test_a_tick_whose_submission_fails_releases_its_claims_for_the_next(
         report = dispatch(catalog, replace(settings, batch_job_queue=world.queue))
 
         assert report.submitted == {"apply-metadata": 2} and len(world.arrays()) == 1
+
+
+def test_ticks_take_a_360_image_through_the_queued_nadir_cap_and_every_step_after_it(
+    catalog_url: str, tmp_path: Path, world: World
+):
+    settings, containers = batch_settings(world), Containers(world)
+    settings = replace(settings, steps={**settings.steps, "nadir": {"enabled": True, "fill": "#ff0000"}})
+    with Catalog.open(catalog_url) as catalog:
+        add_panoramas(catalog, tmp_path / "captures", 2)
+        executor = build_executor(
+            "batch", settings=settings, work_uri=work_uri(load_pipeline(catalog, settings))
+        )
+        assert executor is not None
+        try:
+            assert initiate(catalog, Selection(), None, settings, executor=executor).counts == {
+                "nadir": {"queued": 2}
+            }
+        finally:
+            executor.close()
+
+        ticks = []
+        for _ in range(5):
+            ticks.append(dispatch(catalog, settings).submitted)
+            containers.run()
+            refresh(catalog, settings)
+
+        assert ticks == [{"nadir": 2}, {"apply-metadata": 2}, {"derive": 2}, {"publish": 2}, {}]
+        assert len(plan(catalog, settings=settings)) == 0
 
 
 def test_a_tick_submits_what_was_queued_and_what_follows_jobs_that_ended_never_what_a_config_push_made_due(

@@ -121,7 +121,10 @@ def _panorama(
     uris = {(output.step, output.name): output.uri for output in made}
     published = uris.get(("publish", "published"))
     source = first.uri if subject.kind == "image" else None
-    image = published or uris.get(("apply-metadata", "image")) or uris.get(("stitch", "panorama")) or source
+    processed = (
+        uris.get(name) for name in (("apply-metadata", "image"), ("nadir", "image"), ("stitch", "panorama"))
+    )
+    image = published or next(filter(None, processed), None) or source
     if "failed" in states.values():
         status = "failed"
     elif "stale" in states.values():

@@ -29,6 +29,7 @@ from panopipe.steps.base import Step
 BENCH_DATE = "2026-12-03"
 BENCH_SECONDS: dict[str, float] = {
     "stitch": 3.0,
+    "nadir": 0.135,
     "apply-metadata": 0.006,
     "derive": 0.02,
     "publish": 0.006,
@@ -37,7 +38,8 @@ BENCH_SECONDS: dict[str, float] = {
 :data:`BENCH_DATE`. stitch: a production-size panorama (6 frames of 2448x2048 JPEGs into a 12288x6144 JPEG,
 the default ``interpolation = "auto"``, remap tables cached: ``bench_stitch_production.py``; 5.3 s with
 ``"cubic"``);
-apply-metadata: 175 files/s of 2 MB JPEGs in one process; derive: 97.7 thumbnails/s on 2 cores; publish: no bench, a copy of each output, taken
+nadir: 14.8 panoramas/s of 4096x2048 on 2 cores (2026-12-04); apply-metadata: 175 files/s of 2 MB JPEGs in one
+process; derive: 97.7 thumbnails/s on 2 cores; publish: no bench, a copy of each output, taken
 as apply-metadata's figure. Local files: in a worker the S3 reads and writes add to these."""
 
 

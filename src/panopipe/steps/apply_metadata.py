@@ -1,9 +1,10 @@
 """The ``apply-metadata`` step: the catalog's effective metadata written into the output JPEG, losslessly.
 
-For a rig shot the source is the stitched panorama and the metadata comes from the shot's frames: time, camera
-make/model and heading from the frame of the lowest camera index, the position averaged over the frames that
-have one. For a single 360° image the source is the image file itself. Both get XMP GPano (equirectangular,
-full panorama) and the panopipe namespace (project, reel, frame, shot). When the capture's UTC offset is
+For a rig shot the source is the stitched panorama (its ``nadir`` output when that step is on) and the
+metadata comes from the shot's frames: time, camera make/model and heading from the frame of the lowest camera
+index, the position averaged over the frames that have one. For a single 360° image the source is the image
+file itself (or its ``nadir`` output). Both get XMP GPano (equirectangular, full panorama) and the panopipe
+namespace (project, reel, frame, shot). When the capture's UTC offset is
 known, the capture time is also written as GPSDateStamp/GPSTimeStamp (UTC); a time whose offset is unknown
 is not certain to be UTC, so it gets none. The catalog holds no horizontal accuracy, so no
 GPSHPositioningError is written.
@@ -25,6 +26,7 @@ from panopipe.errors import ConfigError, MetadataError, StepError
 from panopipe.metadata import parse_jpeg_header
 from panopipe.metadata.writer import GPano, MetadataUpdate, apply_metadata
 from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, Upstream, put_output, read_input
+from panopipe.steps.nadir import covered, pixel_source
 
 METADATA_FIELDS = (
     "captured_at",
@@ -64,10 +66,10 @@ class ApplyMetadataStep(Step):
         for key, value in params.items():
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"[steps.apply-metadata]: {key} must be text, got {value!r}")
-        return {**params, "project": self.context.project}
+        return {**params, "project": self.context.project, **covered(self.context.tables)}
 
     def upstream(self, kind: SubjectKind) -> str | None:
-        return "stitch" if kind == "shot" else None
+        return pixel_source(kind, self.context.tables)
 
     def payload(self, subject: Subject, upstream: Upstream | None, fingerprint: str) -> dict[str, Any]:
         metadata = {k: to_json_value(v) for k, v in expected_metadata(subject, self.params).items()}

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal
 from panopipe.catalog.records import to_json_value
 from panopipe.catalog.subjects import Subject, SubjectKind
 from panopipe.config import ConfigKey, check_names
-from panopipe.errors import ObjectExistsError, StorageError
+from panopipe.errors import ConfigError, ObjectExistsError, StorageError
 from panopipe.steps.fingerprint import canonical_json, fingerprint
 from panopipe.storage import open_storage, resolve_uri
 
@@ -105,6 +105,8 @@ class Step(ABC):
     heavy: ClassVar[bool] = False
     """Whether the step's jobs are too heavy for the event path: an upload queues them for the dispatcher
     (AWS Batch) instead of running them in the event function (:func:`~panopipe.pipeline.runner.initiate`)."""
+    enabled_by_default: ClassVar[bool] = True
+    """Whether ``panopipe run`` runs the step when its table does not set ``enabled``."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -116,6 +118,24 @@ class Step(ABC):
         self._output = open_storage(context.output_uri)
         defaults = {key.name: key.default for key in self.parameters if key.default is not None}
         self.params: dict[str, Any] = self.configure({**defaults, **table})
+
+    @classmethod
+    def enabled_key(cls) -> ConfigKey:
+        """The ``enabled`` key every step's table has besides its parameters."""
+        return ConfigKey(
+            "enabled", cls.enabled_by_default, "Whether `panopipe run` (without `--steps`) runs this step."
+        )
+
+    @classmethod
+    def enabled_in(cls, tables: Mapping[str, Mapping[str, Any]]) -> bool:
+        """Whether the ``[steps.*]`` ``tables`` turn the step on (``enabled``, else its default)."""
+        table = tables.get(cls.name, {})
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"[steps.{cls.name}] must be a table")
+        enabled = table.get("enabled", cls.enabled_by_default)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"[steps.{cls.name}]: enabled must be true or false, got {enabled!r}")
+        return enabled
 
     @abstractmethod
     def configure(self, table: Mapping[str, Any]) -> dict[str, Any]:

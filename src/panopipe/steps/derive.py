@@ -14,8 +14,8 @@ use Pillow's Lanczos. OpenCV (already a dependency) rather than pyvips (libvips 
 thumbnail; a 21 MB binary) or simplejpeg (its libjpeg-turbo decodes at 1/4 in the same CPU time as
 OpenCV's): ``bench/README.md``, issue 15 gap 2. Jobs run in parallel on the executor's workers.
 
-The step reads the pixels upstream of ``apply-metadata`` (the stitched panorama, or the image file) and writes
-into each derived image the metadata ``apply-metadata`` writes
+The step reads the pixels upstream of ``apply-metadata`` (the stitched panorama, or the image file, or their
+``nadir`` output when that step is on) and writes into each derived image the metadata ``apply-metadata`` writes
 (:func:`~panopipe.steps.apply_metadata.expected_metadata`: GPS, capture time, camera, panopipe tags; not the
 artist, copyright and description of ``[steps.apply-metadata]``), with a GPano of the derived image's own
 size, so that a viewer opens it as a 360° panorama. A metadata edit makes it stale.
@@ -36,6 +36,7 @@ from panopipe.errors import ConfigError, MetadataError, StepError
 from panopipe.metadata.jpeg import scan_jpeg, scan_segments
 from panopipe.steps.apply_metadata import METADATA_FIELDS, expected_metadata, with_metadata
 from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, Upstream, put_output, read_input
+from panopipe.steps.nadir import covered, pixel_source
 
 
 class DeriveStep(Step):
@@ -55,6 +56,7 @@ class DeriveStep(Step):
         params = dict(table)
         params.pop("enabled", None)
         params["project"] = self.context.project
+        params.update(covered(self.context.tables))
         for key, low in (("thumbnail", 16), ("preview", 0), ("quality", 1)):
             value = params[key]
             if type(value) is not int or not (value == 0 or low <= value) or value > 65536:
@@ -64,7 +66,7 @@ class DeriveStep(Step):
         return params
 
     def upstream(self, kind: SubjectKind) -> str | None:
-        return "stitch" if kind == "shot" else None
+        return pixel_source(kind, self.context.tables)
 
     def payload(self, subject: Subject, upstream: Upstream | None, fingerprint: str) -> dict[str, Any]:
         payload = super().payload(subject, upstream, fingerprint)

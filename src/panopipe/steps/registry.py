@@ -8,20 +8,19 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from panopipe.catalog.types import utcnow
-from panopipe.config import ConfigKey, did_you_mean
+from panopipe.config import did_you_mean
 from panopipe.errors import ConfigError, PanopipeError, is_transient_os_error
 from panopipe.steps.apply_metadata import ApplyMetadataStep
 from panopipe.steps.base import JobOutcome, JobSpec, PipelineContext, Step
 from panopipe.steps.derive import DeriveStep
+from panopipe.steps.nadir import NadirStep
 from panopipe.steps.publish import PublishStep
 from panopipe.steps.stitch import StitchStep
 
 STEP_TYPES: dict[str, type[Step]] = {
-    step.name: step for step in (StitchStep, ApplyMetadataStep, DeriveStep, PublishStep)
+    step.name: step for step in (StitchStep, NadirStep, ApplyMetadataStep, DeriveStep, PublishStep)
 }
 """Every step by name, in the order they run (each reads only steps before it)."""
-ENABLED = ConfigKey("enabled", True, "Whether `panopipe run` (without `--steps`) runs this step.")
-"""The key every step's table has besides its parameters."""
 
 
 def build_steps(
@@ -33,14 +32,9 @@ def build_steps(
             raise ConfigError(f"unknown step {name!r}; {did_you_mean(name, STEP_TYPES)}")
     steps = []
     for name, step_type in STEP_TYPES.items():
-        table = tables.get(name, {})
-        if not isinstance(table, Mapping):
-            raise ConfigError(f"[steps.{name}] must be a table")
-        enabled = table.get(ENABLED.name, ENABLED.default)
-        if not isinstance(enabled, bool):
-            raise ConfigError(f"[steps.{name}]: enabled must be true or false, got {enabled!r}")
+        enabled = step_type.enabled_in(tables)  # checks every step's table, named or not
         if (name in names) if names else enabled:
-            steps.append(step_type(table, context))
+            steps.append(step_type(tables.get(name, {}), context))
     return steps
 
 
@@ -92,4 +86,4 @@ def run_with_retries(
         return JobOutcome("failed", (), error, "\n".join(lines), attempt, started, utcnow())
 
 
-__all__ = ["ENABLED", "STEP_TYPES", "build_steps", "execute_job", "is_transient", "run_with_retries"]
+__all__ = ["STEP_TYPES", "build_steps", "execute_job", "is_transient", "run_with_retries"]

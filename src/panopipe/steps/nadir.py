@@ -1,0 +1,165 @@
+"""The ``nadir`` step: the bottom of each panorama or 360° image, where the rig sees its own vehicle, covered by
+a disc (:mod:`panopipe.stitching.nadir`): blurred, one colour, or a logo.
+
+Off unless ``[steps.nadir] enabled = true``. When on, it runs after ``stitch`` (shots) or on the image file
+(single 360° images; an upload queues it for AWS Batch as it does a stitch, :attr:`Step.heavy`), and
+``apply-metadata`` and ``derive`` read its output instead, so that every published image, thumbnail and
+preview is covered. Turning it on or off makes those two stale; changing the cap (its
+angle, fill, logo file or quality) reruns the cap and what follows it, never the stitching.
+
+The covered image is encoded again (JPEG, ``quality``), with the source's metadata segments (EXIF, XMP, ICC)
+carried over unchanged; its pixels above the cap are decoded and encoded again too: one more JPEG generation. The logo is a file or object every worker reads (an ``s3://`` URI when jobs run on AWS Batch);
+its SHA-256 is part of the parameters, so replacing the file reruns the cap.
+
+Config (``[steps.nadir]``): ``enabled = false``, ``angle_deg = 20``, ``fill = "blur"`` (or ``"#RRGGBB"``),
+``logo`` (none), ``quality = 92``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from panopipe.config import ConfigKey
+from panopipe.errors import ConfigError, MetadataError, StepError, StorageError
+from panopipe.metadata.writer import with_segments_of
+from panopipe.steps.base import Log, Output, Step, SubjectKind, put_output, read_input
+from panopipe.storage import local_path, resolve_uri
+
+if TYPE_CHECKING:  # numpy and OpenCV are imported by the worker only: planning never loads them
+    import numpy as np
+
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
+
+
+class NadirStep(Step):
+    """Cover the nadir of the panorama (shots) or of the 360° image (single images) with a disc: blurred, one
+    colour, or a logo. Off unless enabled; when on, apply-metadata and derive read its output."""
+
+    name = "nadir"
+    version = "1"
+    outputs = ("image",)
+    enabled_by_default = False
+    heavy = True  # the whole image decoded and encoded again (226 MB of pixels at 12288x6144): AWS Batch
+    parameters = (
+        ConfigKey("angle_deg", 20.0, "The disc's radius, in degrees from straight down (1 to 60)."),
+        ConfigKey(
+            "fill",
+            "blur",
+            "What fills the disc: `blur` (the image's own colours there, blurred) or a colour `#RRGGBB`.",
+        ),
+        ConfigKey(
+            "logo",
+            None,
+            "An image (PNG, with transparency, or JPEG) drawn on the disc, upright to a viewer facing forward "
+            "and looking down: an s3:// URI or a path (relative: to the current folder) that every worker "
+            "can read; replacing the file reruns the cap.",
+            "none",
+        ),
+        ConfigKey("quality", 92, "JPEG quality of the covered image, 1 to 100."),
+    )
+
+    def configure(self, table: Mapping[str, Any]) -> dict[str, Any]:
+        from panopipe.stitching.nadir import parse_fill
+
+        angle, fill, logo, quality = (table.get(key) for key in ("angle_deg", "fill", "logo", "quality"))
+        if not isinstance(angle, int | float) or isinstance(angle, bool) or not 1 <= angle <= 60:
+            raise ConfigError(f"[steps.nadir]: angle_deg must be a number from 1 to 60, got {angle!r}")
+        try:
+            parse_fill(fill if isinstance(fill, str) else repr(fill))
+        except ValueError as exc:
+            raise ConfigError(f"[steps.nadir]: fill: {exc}") from exc
+        if type(quality) is not int or not 1 <= quality <= 100:
+            raise ConfigError(f"[steps.nadir]: quality must be an integer from 1 to 100, got {quality!r}")
+        params: dict[str, Any] = {"angle_deg": float(angle), "fill": fill, "quality": quality}
+        if logo is not None:
+            params["logo"], params["logo_sha256"] = _read_logo(logo)
+        return params
+
+    def upstream(self, kind: SubjectKind) -> str | None:
+        return "stitch" if kind == "shot" else None
+
+    @classmethod
+    def execute(cls, payload: Mapping[str, Any], log: Log) -> list[Output]:
+        import cv2
+        import numpy as np
+
+        from panopipe.stitching.nadir import cover_nadir, parse_fill
+
+        params, source = payload["params"], payload["inputs"][0]
+        data = read_input(source)
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        if pixels is None:
+            raise StepError(f"cannot decode {source}: not an image format OpenCV reads")
+        height, width = pixels.shape[:2]
+        if width != 2 * height:
+            raise StepError(
+                f"{source} is {width}x{height}, not a full equirectangular panorama (twice as wide as high): "
+                "its nadir is not in the image"
+            )
+        logo = _decoded_logo(params["logo"], params["logo_sha256"]) if params.get("logo") else None
+        cover_nadir(pixels, params["angle_deg"], parse_fill(params["fill"]), logo)
+        ok, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, params["quality"]])
+        if not ok:
+            raise StepError("cannot encode the covered image as JPEG")
+        try:
+            covered = with_segments_of(data, encoded.tobytes())
+        except MetadataError as exc:
+            raise StepError(f"cannot carry the metadata of {source} over: {exc}") from exc
+        log(f"covered {params['angle_deg']:g}° around the nadir of {width}x{height} pixels")
+        return [put_output("image", payload["outputs"]["image"], covered)]
+
+
+def pixel_source(kind: SubjectKind, tables: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The step whose output holds the finished pixels of a subject of ``kind``, as the ``[steps.*]`` ``tables``
+    configure it: ``nadir`` when it is on, else ``stitch`` for a shot; ``None``: the image file."""
+    if NadirStep.enabled_in(tables):
+        return NadirStep.name
+    return "stitch" if kind == "shot" else None
+
+
+def covered(tables: Mapping[str, Mapping[str, Any]]) -> dict[str, bool]:
+    """The parameter that the steps reading :func:`pixel_source` add while ``nadir`` is on, so that turning it
+    on or off makes them stale (none while it is off: their outputs of before stay current)."""
+    return {"nadir": True} if NadirStep.enabled_in(tables) else {}
+
+
+def _read_logo(location: Any) -> tuple[str, str]:
+    """The absolute URI of the logo at ``location`` and its SHA-256; :class:`ConfigError` if it is unreadable
+    or neither a PNG nor a JPEG."""
+    if not isinstance(location, str) or not location:
+        raise ConfigError(f"[steps.nadir]: logo must be a path or an s3:// URI, got {location!r}")
+    path = local_path(location)
+    uri = str(path.absolute()) if path is not None else location
+    try:
+        storage, key = resolve_uri(uri)
+        data = storage.get(key)
+    except (StorageError, OSError) as exc:
+        raise ConfigError(f"[steps.nadir]: cannot read logo {location}: {exc}") from exc
+    if not data.startswith(_IMAGE_MAGIC):
+        raise ConfigError(f"[steps.nadir]: logo {location} is neither a PNG nor a JPEG")
+    return uri, hashlib.sha256(data).hexdigest()
+
+
+@functools.lru_cache(maxsize=4)  # one read per worker process, not per job
+def _decoded_logo(uri: str, sha256: str) -> np.ndarray:
+    """The logo at ``uri`` as BGRA pixels; :class:`StepError` if it is no longer the file that was planned."""
+    import cv2
+    import numpy as np
+
+    data = read_input(uri)
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise StepError(f"logo {uri} changed since this job was planned: run again to plan with the new logo")
+    logo = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if logo is None:
+        raise StepError(f"cannot decode logo {uri}")
+    if logo.dtype != np.uint8:  # 16-bit PNG
+        logo = (logo / 257).astype(np.uint8)
+    if logo.ndim == 2:
+        return cv2.cvtColor(logo, cv2.COLOR_GRAY2BGRA)
+    return logo if logo.shape[2] == 4 else cv2.cvtColor(logo, cv2.COLOR_BGR2BGRA)
+
+
+__all__ = ["NadirStep", "covered", "pixel_source"]
