@@ -105,7 +105,12 @@ def panopipe_derive(files: list[Path], out: Path, executor: LocalExecutor, outpu
         )
         for path in files
     ]
-    # polled as the runner polls (pipeline/runner.py): the jobs that finished, waiting while none did
+    run_jobs(executor, specs)
+
+
+def run_jobs(executor: LocalExecutor, specs: list[JobSpec]) -> None:
+    """Run ``specs`` on ``executor``, polled as the runner polls (pipeline/runner.py): the jobs that finished,
+    waiting while none did; every one must succeed."""
     pending, failed = dict.fromkeys(executor.submit(specs)), []
     while pending:
         states = executor.finished(pending)

@@ -35,6 +35,7 @@ SCRIPTS = (
     "stitch",
     "stitch_production",
     "derive",
+    "nadir",
     "plan",
     "migrate",
     "sync",
