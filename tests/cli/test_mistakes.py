@@ -356,25 +356,47 @@ def test_filter_mistakes(capsys, two_images: tuple[str, list[str]], filters: lis
     assert (code, out, err) == (ConfigError.exit_code, "", f"error: {message}\n")
 
 
-def test_filters_that_select_no_image_say_so(capsys, two_images: tuple[str, list[str]]):
+def test_filters_that_select_no_image_say_so_and_name_the_reel_that_does_not_exist(
+    capsys, two_images: tuple[str, list[str]]
+):
     location = two_images[0]
-    nothing = "no image matches the selection: `panopipe ls` with the same filters shows what they select"
+    unknown = "no reel 'R1' in the catalog (did you mean '[R1]'?)"
+    hint = "`panopipe ls` with the same filters shows what they select"
     for dry_run in ([], ["--dry-run"]):
         edit = ["edit", "--reel", "R1", "--set", "alt=12.5", "--reason", "RTK", *dry_run]
         assert run(capsys, *edit, "--catalog", location) == (
             CatalogError.exit_code,
             "",
-            f"error: {nothing}\n",
+            f"error: no image matches the selection: {unknown}: {hint}\n",
         )
     assert run(capsys, "history", "--catalog", location, "--json")[1] == "[]\n"
     # a command that finds nothing to do warns (a scheduled `run --since` with nothing new is not an error)
-    warning = (
-        "warning: no image matches the filters: `panopipe ls` with the same filters shows what they select"
-    )
+    warning = f"warning: no image matches the filters: {unknown}: {hint}"
     for command in (["plan"], ["run"], ["verify"], ["qc"], ["export", "-o", "-"]):
         code, _, err = run(capsys, *command, "--reel", "R1", "--catalog", location)
         assert code == 0 and err.splitlines()[0] == warning, command
-    assert run(capsys, "plan", "--reel", "R1", "--catalog", location)[2] == f"{warning}\nnothing to do\n"
+    assert run(capsys, "plan", "--reel", "R1", "--catalog", location) == (
+        0,
+        "",
+        f"{warning}\nnothing to do\n",
+    )
+    assert run(capsys, "ls", "--reel", "R1", "--catalog", location) == (
+        0,
+        "",
+        f"0 image(s)\nwarning: {unknown}\n",
+    )
+    assert run(capsys, "ls", "--reel", "R1", "--json", "--catalog", location) == (
+        0,
+        "[]\n",
+        f"warning: {unknown}\n",
+    )
+    shot = ["ls", "--shot", "R1-000009", "--json", "--catalog", location]
+    assert run(capsys, *shot) == (0, "[]\n", "warning: no shot 'R1-000009' in the catalog\n")
+    # filters that name what exists and select nothing together: no name is blamed
+    since = ["--since", "2031-01-01T00:00:00Z", "--catalog", location]
+    assert run(capsys, "ls", "--reel", "[R1]", *since) == (0, "", "0 image(s)\n")
+    code, _, err = run(capsys, "plan", "--reel", "[R1]", *since)
+    assert code == 0 and err.splitlines()[0] == f"warning: no image matches the filters: {hint}"
     code, _, err = run(capsys, "plan", "--reel", "[R1]", "--catalog", location)
     assert code == 0 and "warning" not in err
 

@@ -20,6 +20,7 @@ from panopipe.catalog import file_copies as copy_ops
 from panopipe.catalog import flags as flag_ops
 from panopipe.catalog import project_config as config_ops
 from panopipe.catalog import routes as route_ops
+from panopipe.catalog import selection as selection_ops
 from panopipe.catalog import short_ids
 from panopipe.catalog.bulk import insert_columns
 from panopipe.catalog.columns import read_columns
@@ -479,6 +480,20 @@ class Catalog:
         with self.engine.connect() as conn:
             query = sa.select(sa.func.count()).select_from(images).where(*selection.where(self.postgis))
             return conn.execute(query).scalar_one()
+
+    def unknown_names(self, selection: Selection) -> list[selection_ops.UnknownName]:
+        """The reels and shots ``selection`` names that no image has, each unknown reel with the closest known
+        one (:func:`~panopipe.catalog.selection.unknown_names`)."""
+        if not selection.reels and not selection.shots:
+            return []
+        with self.connect() as conn:
+            return selection_ops.unknown_names(conn, selection)
+
+    def no_match(self, selection: Selection, what: str = "the selection") -> str:
+        """What to say when ``selection`` holds no image: the reels and shots it names that no image has (each
+        unknown reel with the closest known one), and how to look (:func:`~panopipe.catalog.selection.no_match`)."""
+        with self.connect() as conn:
+            return selection_ops.no_match(conn, selection, what)
 
     def get(self, image_id: str) -> Image:
         """The image with id ``image_id``: its full id or its short id (see :mod:`~panopipe.catalog.short_ids`).

@@ -19,7 +19,7 @@ from panopipe.catalog import short_ids
 from panopipe.catalog.bulk import insert_columns, update_by_key
 from panopipe.catalog.records import EDITABLE_FIELDS, Edit, EditBatch, FieldChange
 from panopipe.catalog.schema import edits, images
-from panopipe.catalog.selection import Selection
+from panopipe.catalog.selection import Selection, no_match
 from panopipe.catalog.spatial import PostGIS
 from panopipe.catalog.subjects import CHUNK, Subject
 from panopipe.catalog.types import new_id, utcnow
@@ -76,9 +76,7 @@ def plan(
             if old != new:
                 changes.append(FieldChange(row.id, field, old, new))
     if not matched:
-        raise NotFoundError(
-            "no image matches the selection: `panopipe ls` with the same filters shows what they select"
-        )
+        raise NotFoundError(no_match(conn, selection))
     return changes
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -150,4 +151,43 @@ def sort_order(keys: Sequence[str] = ()) -> list[sa.ColumnElement[Any]]:
     return [*order, images.c.reel, images.c.captured_at, images.c.uri]
 
 
-__all__ = ["IMAGE_STATUSES", "Selection", "sort_order"]
+class UnknownName(NamedTuple):
+    """A reel or shot a selection names that no image has, and the known reel closest to it, if any."""
+
+    field: str
+    name: str
+    closest: str | None
+
+    def describe(self) -> str:
+        hint = f" (did you mean {self.closest!r}?)" if self.closest else ""
+        return f"no {self.field} {self.name!r} in the catalog{hint}"
+
+
+def unknown_names(conn: sa.Connection, selection: Selection) -> list[UnknownName]:
+    """The reels and shots ``selection`` names that no image has (a typo, most often), each unknown reel with
+    the known reel closest to it."""
+    unknown = []
+    if selection.reels:
+        reels = set(conn.execute(sa.select(images.c.reel).distinct()).scalars()) - {None}
+        for name in selection.reels:
+            if name not in reels:
+                close = difflib.get_close_matches(name, sorted(reels), n=1)
+                unknown.append(UnknownName("reel", name, close[0] if close else None))
+    if selection.shots:
+        query = sa.select(images.c.shot).where(images.c.shot.in_(selection.shots)).distinct()
+        shots = set(conn.execute(query).scalars())
+        unknown += [UnknownName("shot", name, None) for name in selection.shots if name not in shots]
+    return unknown
+
+
+def no_match(conn: sa.Connection, selection: Selection, what: str = "the selection") -> str:
+    """What to say when ``selection`` (``what``) holds no image: the reels and shots it names that no image
+    has, and how to look."""
+    named = "; ".join(name.describe() for name in unknown_names(conn, selection))
+    return (
+        f"no image matches {what}{': ' + named if named else ''}: `panopipe ls` with the same filters shows "
+        "what they select"
+    )
+
+
+__all__ = ["IMAGE_STATUSES", "Selection", "UnknownName", "no_match", "sort_order", "unknown_names"]

@@ -87,9 +87,13 @@ def ls(
     if not as_json and "id" in columns:  # people read and type short ids; scripts get full ones
         shown = catalog.short_ids([row["id"] for row in rows])
         rows = [{**row, "id": shown[row["id"]]} for row in rows]
-    render.print_rows(rows, columns, as_json=as_json)
+    if rows or as_json:  # no empty table: the count line says "0 image(s)"
+        render.print_rows(rows, columns, as_json=as_json)
     if not as_json:
         render.stderr.print(f"{len(rows)} image(s)")
+    if not rows:  # a mistyped reel or shot: say which
+        for name in catalog.unknown_names(selection):
+            render.warn(name.describe())
 
 
 @uses_catalog

@@ -112,12 +112,12 @@ def output_file(path: Path | None) -> Path | None:
 
 
 def warn_if_nothing_selected(catalog: Catalog, selection: Selection) -> bool:
-    """Warn when filters are given and select no image (a mistyped reel or shot), and say so (True): the
-    command then finds nothing to do, which would otherwise read as "all done". Not an error: a scheduled
-    ``run --since`` with nothing new is normal."""
+    """Warn when filters are given and select no image (a mistyped reel or shot: named, with the closest
+    reel), and say so (True): the command then finds nothing to do, which would otherwise read as "all done".
+    Not an error: a scheduled ``run --since`` with nothing new is normal."""
     if selection.selects_all or catalog.count(selection):
         return False
-    render.warn("no image matches the filters: `panopipe ls` with the same filters shows what they select")
+    render.warn(catalog.no_match(selection, "the filters"))
     return True
 
 

@@ -55,7 +55,8 @@ def plan(
     none_selected = warn_if_nothing_selected(catalog, selection)
     result = pipeline.plan(catalog, selection, _steps(steps), settings, force=force)
     columns = ("step", "subject", "reason", *(("problem",) if as_json else ()))
-    render.print_rows([item.to_dict() for item in result], columns, as_json=as_json)
+    if result or as_json:  # no empty table: the count line says "nothing to do"
+        render.print_rows([item.to_dict() for item in result], columns, as_json=as_json)
     if not as_json:
         render.warn_each((f"{i.step} {i.subject} will fail", i.problem) for i in result if i.problem)
         counts = ", ".join(f"{step} {count}" for step, count in result.counts().items())
@@ -140,7 +141,8 @@ def run(
         rows = [{"step": step, **counts} for step, counts in report.counts.items()]
         submitted = any("submitted" in counts for counts in report.counts.values())
         columns = ("step", "succeeded", "failed", "cancelled", *(("submitted",) if submitted else ()))
-        render.print_rows(rows, columns, as_json=False)
+        if rows:  # no empty table: the last line says "nothing to do"
+            render.print_rows(rows, columns, as_json=False)
         render.warn_each((f"{f.step} {f.subject}", f.error) for f in report.failures)
         if submitted:
             render.stderr.print(

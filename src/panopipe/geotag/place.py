@@ -114,9 +114,7 @@ def track_edit(
     yaws = camera_yaws or {}
     columns = catalog.columns(selection, ("id", "captured_at", "camera_index"))
     if not columns["id"]:
-        raise NotFoundError(
-            "no image matches the selection: `panopipe ls` with the same filters shows what they select"
-        )
+        raise NotFoundError(catalog.no_match(selection))
     ids = [dashed(digits) for digits in columns["id"]]
     times = np.array([np.nan if t is None else t + shift_time_s for t in columns["captured_at"]], dtype=float)
     values, reasons = values_at(track, times, max_gap_s)
