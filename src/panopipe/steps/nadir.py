@@ -86,7 +86,7 @@ class NadirStep(Step):
         import cv2
         import numpy as np
 
-        from panopipe.stitching.nadir import cover_nadir, parse_fill
+        from panopipe.stitching.nadir import cap_geometry, cover_nadir, parse_fill
 
         params, source = payload["params"], payload["inputs"][0]
         data = read_input(source)
@@ -99,7 +99,10 @@ class NadirStep(Step):
                 f"{source} is {width}x{height}, not a full equirectangular panorama (twice as wide as high): "
                 "its nadir is not in the image"
             )
-        logo = _decoded_logo(params["logo"], params["logo_sha256"]) if params.get("logo") else None
+        logo = None
+        if params.get("logo"):
+            size = cap_geometry(width, height, params["angle_deg"]).view
+            logo = _logo_at(params["logo"], params["logo_sha256"], size)
         cover_nadir(pixels, params["angle_deg"], parse_fill(params["fill"]), logo)
         ok, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, params["quality"]])
         if not ok:
@@ -143,9 +146,10 @@ def _read_logo(location: Any) -> tuple[str, str]:
     return uri, hashlib.sha256(data).hexdigest()
 
 
-@functools.lru_cache(maxsize=4)  # one read per worker process, not per job
-def _decoded_logo(uri: str, sha256: str) -> np.ndarray:
-    """The logo at ``uri`` as BGRA pixels; :class:`StepError` if it is no longer the file that was planned."""
+@functools.lru_cache(maxsize=4)  # one read and resize per worker process and image size, not per job
+def _logo_at(uri: str, sha256: str, size: int) -> np.ndarray:
+    """The logo at ``uri`` as BGRA pixels, ``size`` square; :class:`StepError` if it is no longer the file
+    that was planned."""
     import cv2
     import numpy as np
 
@@ -158,8 +162,10 @@ def _decoded_logo(uri: str, sha256: str) -> np.ndarray:
     if logo.dtype != np.uint8:  # 16-bit PNG
         logo = (logo / 257).astype(np.uint8)
     if logo.ndim == 2:
-        return cv2.cvtColor(logo, cv2.COLOR_GRAY2BGRA)
-    return logo if logo.shape[2] == 4 else cv2.cvtColor(logo, cv2.COLOR_BGR2BGRA)
+        logo = cv2.cvtColor(logo, cv2.COLOR_GRAY2BGRA)
+    elif logo.shape[2] == 3:
+        logo = cv2.cvtColor(logo, cv2.COLOR_BGR2BGRA)
+    return cv2.resize(logo, (size, size), interpolation=cv2.INTER_AREA)
 
 
 __all__ = ["NadirStep", "covered", "pixel_source"]

@@ -90,7 +90,8 @@ def cover_nadir(
     pixels: np.ndarray, angle_deg: float, fill: Colour | str, logo: np.ndarray | None = None
 ) -> None:
     """Cover the nadir of ``pixels`` (an equirectangular panorama, BGR) in place with a disc of ``angle_deg``
-    from straight down, filled with :data:`BLUR` or a BGR colour, and ``logo`` (BGRA) drawn over it."""
+    from straight down, filled with :data:`BLUR` or a BGR colour, and ``logo`` (BGRA, any size; at
+    :attr:`CapGeometry.view` pixels square it is not resized) drawn over it."""
     import cv2
 
     height, width = pixels.shape[:2]
@@ -106,7 +107,9 @@ def cover_nadir(
         view = np.empty((size, size, 3), np.float32)
         view[...] = fill
     if logo is not None:
-        drawn = cv2.resize(logo, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
+        if logo.shape[:2] != (size, size):  # a caller may pass it at the size the geometry gives
+            logo = cv2.resize(logo, (size, size), interpolation=cv2.INTER_AREA)
+        drawn = logo.astype(np.float32)
         alpha = drawn[..., 3:] / 255.0
         view = view * (1.0 - alpha) + drawn[..., :3] * alpha
     cap = cv2.remap(view, geometry.band_x, geometry.band_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
