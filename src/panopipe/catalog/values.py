@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from panopipe.errors import ConfigError
 
@@ -67,6 +67,10 @@ DERIVED_DECIMALS = {"lat": 9, "lon": 9, "alt": 4, "heading": 4}
 about 0.1 mm for positions and heights, 0.0001° for headings, and no float noise (11.576185099999998)."""
 
 
+@overload
+def rounded(field: str, value: float) -> float: ...
+@overload
+def rounded(field: str, value: None) -> None: ...
 def rounded(field: str, value: float | None) -> float | None:
     """A derived value of ``field`` to the decimals of :data:`DERIVED_DECIMALS`."""
     return None if value is None else round(value, DERIVED_DECIMALS[field])

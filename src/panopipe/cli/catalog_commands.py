@@ -131,7 +131,11 @@ def export(
     ] = "csv",
     of: Annotated[
         str | None,
-        typer.Option("--of", help="images (default) or panoramas: shots and 360° images with their outputs."),
+        typer.Option(
+            "--of",
+            help="images (default); panoramas: shots and 360° images with their outputs; sequences: a line "
+            "per run of capture.",
+        ),
     ] = None,
     output: Annotated[
         Path | None,
@@ -145,9 +149,12 @@ def export(
         typer.Option("--camera-height", min=0, help="oid: camera metres above ground (default: rig mount)."),
     ] = None,
 ) -> None:
-    """Export images, or panoramas with their published files, for QGIS or ArcGIS (docs/exports.md).
+    """Export images, panoramas with their published files, or sequences as lines, for QGIS or ArcGIS
+    (docs/exports.md).
 
     Example: panopipe export --format geojson --reel R001 -o r001.geojson
+
+    Example: panopipe export --of sequences --format gpkg -o coverage.gpkg
 
     Example: panopipe export --of panoramas --format gpkg -o panoramas.gpkg
 

@@ -2,7 +2,8 @@
 Oriented Imagery table.
 
 ``export --of images`` lists the catalogued images (:mod:`~panopipe.export.images`), ``--of panoramas`` the
-shots and 360° images with what the pipeline produced (:mod:`~panopipe.export.panoramas`), ``--format oid``
+shots and 360° images with what the pipeline produced (:mod:`~panopipe.export.panoramas`), ``--of sequences``
+a line per run of capture (:mod:`~panopipe.export.sequences`), ``--format oid``
 the Oriented Imagery table (:mod:`~panopipe.export.oid`); :mod:`~panopipe.export.formats` writes them.
 Heights are metres above mean sea level and are named so (docs/exports.md).
 """
@@ -31,13 +32,16 @@ _MODULES = {
     "ExportResult": "exporter",
     "OID_COLUMNS": "oid",
     "PANORAMA_COLUMNS": "panoramas",
+    "SEQUENCE_COLUMNS": "sequences",
     "Panorama": "panoramas",
     "SUBJECTS": "exporter",
     "esri_heading": "oid",
     "esri_pitch": "oid",
     "load_panoramas": "panoramas",
+    "load_sequences": "sequences",
     "oid_table": "oid",
     "panoramas_table": "panoramas",
+    "sequences_table": "sequences",
     "write_csv": "formats",
     "write_csv_sidecars": "formats",
     "write_export": "exporter",
@@ -50,6 +54,7 @@ if TYPE_CHECKING:
     from panopipe.export.formats import write_csv, write_csv_sidecars, write_geojson, write_gpkg
     from panopipe.export.oid import OID_COLUMNS, esri_heading, esri_pitch, oid_table
     from panopipe.export.panoramas import PANORAMA_COLUMNS, Panorama, load_panoramas, panoramas_table
+    from panopipe.export.sequences import SEQUENCE_COLUMNS, load_sequences, sequences_table
 
 __getattr__ = lazy_attributes(__name__, _MODULES)
 
@@ -61,6 +66,7 @@ __all__ = [
     "LISTED_FIELDS",
     "OID_COLUMNS",
     "PANORAMA_COLUMNS",
+    "SEQUENCE_COLUMNS",
     "SUBJECTS",
     "WGS84_WKT",
     "Column",
@@ -74,8 +80,10 @@ __all__ = [
     "image_row",
     "images_table",
     "load_panoramas",
+    "load_sequences",
     "oid_table",
     "panoramas_table",
+    "sequences_table",
     "write_csv",
     "write_csv_sidecars",
     "write_export",

@@ -8,23 +8,25 @@ from pathlib import Path
 from typing import TextIO
 
 from panopipe.catalog import Catalog, Selection
-from panopipe.config import Settings, did_you_mean
+from panopipe.config import Settings, did_you_mean, project_settings
 from panopipe.errors import ConfigError
 from panopipe.export.formats import iso_utc, write_csv, write_csv_sidecars, write_geojson, write_gpkg
 from panopipe.export.images import images_table
 from panopipe.export.oid import esri_time, oid_table, rig_mount_height
 from panopipe.export.panoramas import load_panoramas, panoramas_table
+from panopipe.export.sequences import load_sequences, sequences_table
 from panopipe.export.table import Table
+from panopipe.qc.settings import QcSettings
 from panopipe.storage import open_atomic
 
-SUBJECTS = ("images", "panoramas")
+SUBJECTS = ("images", "panoramas", "sequences")
 FORMATS = ("csv", "geojson", "gpkg", "oid")
 
 
 @dataclass(frozen=True, slots=True)
 class ExportOptions:
-    """What to export: ``of`` images or panoramas (``oid`` is always panoramas), in ``format``; the URL
-    published files are served under, and the camera height for the Oriented Imagery table."""
+    """What to export: ``of`` images, panoramas or sequences (``oid`` is always panoramas), in ``format``; the
+    URL published files are served under, and the camera height for the Oriented Imagery table."""
 
     of: str | None = None
     format: str = "csv"
@@ -32,17 +34,17 @@ class ExportOptions:
     camera_height_m: float | None = None
 
     def subject(self) -> str:
-        """``images`` or ``panoramas``; :class:`ConfigError` for options that do not go together."""
+        """``images``, ``panoramas`` or ``sequences``; :class:`ConfigError` for options that do not go together."""
         if self.format not in FORMATS:
             raise ConfigError(f"unknown --format {self.format!r}; {did_you_mean(self.format, FORMATS)}")
         if self.of is not None and self.of not in SUBJECTS:
             raise ConfigError(f"unknown --of {self.of!r}; {did_you_mean(self.of, SUBJECTS)}")
-        if self.format == "oid" and self.of == "images":
+        if self.format == "oid" and self.of in ("images", "sequences"):
             raise ConfigError(
                 "--format oid lists panoramas (360° images): use --of panoramas or leave --of out"
             )
         subject = "panoramas" if self.format == "oid" else self.of or "images"
-        if self.base_url is not None and subject == "images":
+        if self.base_url is not None and subject != "panoramas":
             raise ConfigError("--base-url names published files: use it with --of panoramas or --format oid")
         if self.camera_height_m is not None and self.format != "oid":
             raise ConfigError(
@@ -80,6 +82,10 @@ def write_export(
     table: Table
     if subject == "images":
         total, table = catalog.count(selection), images_table(catalog.images(selection))
+    elif subject == "sequences":
+        qc = QcSettings.from_config(project_settings(catalog, settings or Settings()).qc)
+        sequences = load_sequences(catalog, selection, qc.break_gap_s)
+        total, table = len(sequences), sequences_table(sequences)
     else:
         found = load_panoramas(catalog, selection, settings, base_url=options.base_url)
         total, table = len(found), panoramas_table(found)

@@ -1,9 +1,11 @@
-"""The file formats of the exports: CSV (with ``.csvt`` and ``.prj`` sidecars), GeoJSON and GeoPackage.
+"""The file formats of the exports: CSV (with ``.csvt`` and ``.prj`` sidecars), GeoJSON and GeoPackage; points,
+or lines (a table with a ``line`` column: WKT in a CSV).
 
 Each writer takes a :class:`~panopipe.export.table.Table` and writes its rows in order. A CSV written to a
 file gets two sidecars that GDAL (and so QGIS's "Add Vector Layer") reads: ``.csvt``, the type of each column
-(``CoordX``/``CoordY`` for the longitude and latitude, so the rows open as points), and ``.prj``, the CRS
-(EPSG:4326). The GeoPackage is written with pyogrio (the ``gis`` extra) with explicit field types.
+(``CoordX``/``CoordY`` for the longitude and latitude, so the rows open as points; ``WKT`` for a line), and
+``.prj``, the CRS (EPSG:4326). The GeoPackage is written with pyogrio (the ``gis`` extra) with explicit field
+types.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import os
 import struct
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -27,6 +29,7 @@ _CSVT: dict[FieldType, str] = {
     "integer": "Integer64",
     "real": "Real",
     "datetime": "DateTime",
+    "line": "WKT",
 }
 GIS_EXTRA = "pip install 'panopipe[gis]'"
 
@@ -45,14 +48,16 @@ def write_csv(table: Table, out: TextIO, time_text: Callable[[datetime], str] = 
     writer.writerow(table.names)
     count = 0
     for row in table.rows:
-        writer.writerow(_cell(row.get(name), time_text) for name in table.names)
+        writer.writerow(_cell(row.get(name), time_text, name == table.line) for name in table.names)
         count += 1
     return count
 
 
-def _cell(value: Any, time_text: Callable[[datetime], str]) -> Any:
+def _cell(value: Any, time_text: Callable[[datetime], str], line: bool) -> Any:
     if value is None:
         return ""
+    if line:
+        return f"LINESTRING ({', '.join(f'{x!r} {y!r}' for x, y in value)})"
     return time_text(value) if isinstance(value, datetime) else value
 
 
@@ -70,19 +75,20 @@ def write_csv_sidecars(table: Table, path: Path) -> list[Path]:
 
 
 def write_geojson(table: Table, out: TextIO) -> int:
-    """An RFC 7946 FeatureCollection of points ``[lon, lat]`` with every column as a property (times as ISO
-    8601 UTC); rows without a position are left out. The number of features."""
+    """An RFC 7946 FeatureCollection of points ``[lon, lat]`` (or lines) with every other column as a property
+    (times as ISO 8601 UTC); rows without a position are left out. The number of features."""
     out.write('{"type": "FeatureCollection", "features": [\n')
+    properties = [name for name in table.names if name != table.line]
     count = 0
     for row in table.rows:
-        x, y = row.get(table.x), row.get(table.y)
-        if x is None or y is None:
+        geometry = _geometry(table, row)
+        if geometry is None:
             continue
         feature = {
             "type": "Feature",
             "id": row.get(table.names[0]),
-            "geometry": {"type": "Point", "coordinates": [x, y]},
-            "properties": {name: to_json_value(row.get(name)) for name in table.names},
+            "geometry": geometry,
+            "properties": {name: to_json_value(row.get(name)) for name in properties},
         }
         out.write((",\n" if count else "") + json.dumps(feature, ensure_ascii=False))
         count += 1
@@ -90,10 +96,19 @@ def write_geojson(table: Table, out: TextIO) -> int:
     return count
 
 
+def _geometry(table: Table, row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The GeoJSON geometry of ``row``: its line, or its point; ``None`` without a position."""
+    if table.line is not None:
+        line = row.get(table.line)
+        return {"type": "LineString", "coordinates": [list(point) for point in line]} if line else None
+    x, y = row.get(table.x), row.get(table.y)
+    return None if x is None or y is None else {"type": "Point", "coordinates": [x, y]}
+
+
 def write_gpkg(table: Table, path: Path) -> int:
-    """A GeoPackage at ``path`` (replaced) with one point layer named after the table, EPSG:4326, each column
-    typed as declared whether or not it has values; rows without a position have no geometry. The number of
-    features. :class:`ConfigError` when pyogrio (the ``gis`` extra) is not installed."""
+    """A GeoPackage at ``path`` (replaced) with one point (or line) layer named after the table, EPSG:4326, each
+    column typed as declared whether or not it has values; rows without a position have no geometry. The number
+    of features. :class:`ConfigError` when pyogrio (the ``gis`` extra) is not installed."""
     try:
         import numpy as np
         import pyogrio.raw
@@ -101,11 +116,16 @@ def write_gpkg(table: Table, path: Path) -> int:
         raise ConfigError(f"--format gpkg needs pyogrio: {GIS_EXTRA}") from None
 
     rows = list(table.rows)
-    geometry = np.array([_point_wkb(row.get(table.x), row.get(table.y)) for row in rows], dtype=object)
+    line = table.line
+    wkb = [
+        _line_wkb(row.get(line)) if line else _point_wkb(row.get(table.x), row.get(table.y)) for row in rows
+    ]
+    geometry = np.array(wkb, dtype=object)
+    fields = [column for column in table.columns if column.name != line]
     data: list[Any] = []
     masks: list[Any] = []
     utc: dict[str, Any] = {}  # GDAL's time zone flag per value: 100 is UTC
-    for column in table.columns:
+    for column in fields:
         values = [row.get(column.name) for row in rows]
         missing = np.array([value is None for value in values], dtype=bool)
         if column.type == "real":
@@ -126,11 +146,11 @@ def write_gpkg(table: Table, path: Path) -> int:
             str(written),
             geometry,
             data,
-            list(table.names),
+            [column.name for column in fields],
             field_mask=masks,
             layer=table.name,
             driver="GPKG",
-            geometry_type="Point",
+            geometry_type="LineString" if line else "Point",
             crs=WGS84_WKT,
             gdal_tz_offsets=utc,
             # GeoPackage 1.2: GDAL before 3.7 (Debian 12, QGIS LTR builds) warns that it only partly supports 1.4.
@@ -145,6 +165,13 @@ def _point_wkb(x: float | None, y: float | None) -> bytes | None:
     if x is None or y is None:
         return None
     return struct.pack("<BIdd", 1, 1, x, y)
+
+
+def _line_wkb(points: Sequence[tuple[float, float]] | None) -> bytes | None:
+    """A 2D line string as little-endian WKB, or ``None`` without points."""
+    if not points:
+        return None
+    return struct.pack(f"<BII{2 * len(points)}d", 1, 2, len(points), *(v for point in points for v in point))
 
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""What every export writes: a table of typed, documented columns with a WGS84 point per row.
+"""What every export writes: a table of typed, documented columns with a WGS84 point (or line) per row.
 
 A column keeps its type whether or not a survey has values in it, so a GIS reads the same schema from every
 export (an empty ``pitch`` column is still a real number, not text).
@@ -10,7 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-FieldType = Literal["text", "integer", "real", "datetime"]
+FieldType = Literal["text", "integer", "real", "datetime", "line"]
+"""``line``: the row's geometry, a list of ``(lon, lat)`` (tables of lines have no point)."""
 
 WGS84_WKT = (
     'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563,AUTHORITY["EPSG","7030"]],'
@@ -33,7 +34,8 @@ class Column:
 @dataclass(frozen=True, slots=True)
 class Table:
     """Rows (dicts by column name; ``None`` for no value) of ``columns``, a layer called ``name`` whose point
-    is (``x``, ``y``): the names of the longitude and latitude columns."""
+    is (``x``, ``y``): the names of the longitude and latitude columns; or, when a column is of type ``line``,
+    whose geometry is that line."""
 
     name: str
     columns: tuple[Column, ...]
@@ -44,6 +46,11 @@ class Table:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(column.name for column in self.columns)
+
+    @property
+    def line(self) -> str | None:
+        """The name of the column that holds each row's line, if the table is one of lines."""
+        return next((column.name for column in self.columns if column.type == "line"), None)
 
 
 __all__ = ["WGS84_WKT", "Column", "FieldType", "Table"]

@@ -1,0 +1,122 @@
+"""The sequences export (``export --of sequences``): where a survey captured, one line per sequence.
+
+A sequence is the run of a reel's panoramas (its rig shots and single 360° images) in capture order between
+two stops: a new one starts where more than ``[qc] break_gap_s`` (30 s) passes from one panorama to the next,
+as ``panopipe qc`` starts a sequence at a time gap (and as Mapillary and Panoramax cut uploads into
+sequences). Its line runs through the panoramas' positions (a shot's is the mean of its frames', as
+``export --of panoramas`` gives it); panoramas without a position are left out of the line and of the count.
+QGIS and ArcGIS draw the lines as a coverage map; each carries its times, frames and length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import groupby, pairwise
+from statistics import fmean
+from typing import Any
+
+from panopipe.catalog import Catalog, Selection
+from panopipe.catalog.values import rounded
+from panopipe.export.table import Column, Table
+from panopipe.geo import haversine_m
+
+SEQUENCE_COLUMNS: tuple[Column, ...] = (
+    Column("id", "text", "the reel and the sequence's number in it: R001/2"),
+    Column("reel", "text", "the reel (survey run)"),
+    Column("sequence", "integer", "1, 2, ... in capture order within the reel"),
+    Column("start", "datetime", "capture time of its first panorama, UTC"),
+    Column("end", "datetime", "capture time of its last panorama, UTC"),
+    Column("duration_s", "real", "seconds from the first panorama to the last"),
+    Column("panoramas", "integer", "rig shots and 360° images on the line"),
+    Column("first_frame", "integer", "the lowest frame number of its first panorama"),
+    Column("last_frame", "integer", "the lowest frame number of its last panorama"),
+    Column("length_m", "real", "metres along the line (great-circle distance between panoramas)"),
+    Column("line", "line", "the line through the panoramas' positions, WGS84 (CSV: WKT)"),
+)
+"""The columns of the sequences export, with their types."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Panorama:
+    reel: str | None
+    at: float  # POSIX seconds
+    frame: int | None
+    lon: float
+    lat: float
+
+
+def load_sequences(catalog: Catalog, selection: Selection | None, break_gap_s: float) -> list[dict[str, Any]]:
+    """The sequences of the selected images' panoramas, each cut where more than ``break_gap_s`` passes, as rows
+    of :data:`SEQUENCE_COLUMNS`."""
+    return list(_rows(_panoramas(catalog, selection), break_gap_s))
+
+
+def sequences_table(found: list[dict[str, Any]]) -> Table:
+    """The sequences export of ``found`` (:func:`load_sequences`)."""
+    return Table("sequences", SEQUENCE_COLUMNS, found)
+
+
+def _panoramas(catalog: Catalog, selection: Selection | None) -> list[_Panorama]:
+    """Each placed, dated shot (or image without one) of the selection: its reel, earliest capture time, lowest
+    frame and mean position; by reel, then time."""
+    fields = ("id", "reel", "shot", "frame", "captured_at", "lat", "lon")
+    columns = catalog.columns(selection, fields)
+    groups: dict[tuple[str | None, str], list[int]] = {}
+    for i, (image_id, reel, shot) in enumerate(
+        zip(columns["id"], columns["reel"], columns["shot"], strict=True)
+    ):
+        groups.setdefault((reel, shot or image_id), []).append(i)
+    found = []
+    for (reel, _), members in groups.items():
+        placed = [i for i in members if columns["lat"][i] is not None and columns["lon"][i] is not None]
+        times = [columns["captured_at"][i] for i in members if columns["captured_at"][i] is not None]
+        if not placed or not times:
+            continue
+        frames = [columns["frame"][i] for i in members if columns["frame"][i] is not None]
+        lon = rounded("lon", fmean(columns["lon"][i] for i in placed))
+        lat = rounded("lat", fmean(columns["lat"][i] for i in placed))
+        found.append(_Panorama(reel, min(times), min(frames) if frames else None, lon, lat))
+    return sorted(found, key=lambda p: (p.reel or "", p.at))
+
+
+def _rows(panoramas: list[_Panorama], break_gap_s: float) -> Iterator[dict[str, Any]]:
+    for reel, of_reel in groupby(panoramas, key=lambda p: p.reel):
+        for number, run in enumerate(_runs(list(of_reel), break_gap_s), 1):
+            yield _row(reel, number, run)
+
+
+def _runs(panoramas: list[_Panorama], break_gap_s: float) -> Iterator[list[_Panorama]]:
+    """``panoramas`` (of one reel, in time order) cut where more than ``break_gap_s`` passes."""
+    run = [panoramas[0]]
+    for before, after in pairwise(panoramas):
+        if after.at - before.at > break_gap_s:
+            yield run
+            run = []
+        run.append(after)
+    yield run
+
+
+def _row(reel: str | None, number: int, run: list[_Panorama]) -> dict[str, Any]:
+    first, last = run[0], run[-1]
+    length = sum(haversine_m(a.lat, a.lon, b.lat, b.lon) for a, b in pairwise(run))
+    line = [(p.lon, p.lat) for p in run]
+    return {
+        "id": f"{reel or ''}/{number}",
+        "reel": reel,
+        "sequence": number,
+        "start": datetime.fromtimestamp(first.at, UTC),
+        "end": datetime.fromtimestamp(last.at, UTC),
+        "duration_s": round(last.at - first.at, 3),
+        "panoramas": len(run),
+        "first_frame": first.frame,
+        "last_frame": last.frame,
+        "length_m": round(length, 2),
+        "line": line
+        if len(line) > 1
+        else line * 2,  # a line needs two points: one panorama is a point's length
+    }
+
+
+__all__ = ["SEQUENCE_COLUMNS", "load_sequences", "sequences_table"]
