@@ -4,12 +4,13 @@ a disc (:mod:`panopipe.stitching.nadir`): blurred, one colour, or a logo.
 Off unless ``[steps.nadir] enabled = true``. When on, it runs after ``stitch`` (shots) or on the image file
 (single 360° images; an upload queues it for AWS Batch as it does a stitch, :attr:`Step.heavy`), and
 ``apply-metadata`` and ``derive`` read its output instead, so that every published image, thumbnail and
-preview is covered. Turning it on or off makes those two stale; changing the cap (its
-angle, fill, logo file or quality) reruns the cap and what follows it, never the stitching.
+preview is covered. Turning it on or off makes those two (and publish) stale; changing the cap (its angle,
+fill, logo file or quality) reruns the cap and what follows it, never the stitching.
 
 The covered image is encoded again (JPEG, ``quality``), with the source's metadata segments (EXIF, XMP, ICC)
-carried over unchanged; its pixels above the cap are decoded and encoded again too: one more JPEG generation. The logo is a file or object every worker reads (an ``s3://`` URI when jobs run on AWS Batch);
-its SHA-256 is part of the parameters, so replacing the file reruns the cap.
+carried over unchanged; its pixels above the cap are decoded and encoded again too: one more JPEG generation.
+The logo is a file or object that every planner and worker reads (in a deployed stack, under its output
+prefix); its SHA-256 is part of the parameters, so replacing the file reruns the cap.
 
 Config (``[steps.nadir]``): ``enabled = false``, ``angle_deg = 20``, ``fill = "blur"`` (or ``"#RRGGBB"``),
 ``logo`` (none), ``quality = 92``.

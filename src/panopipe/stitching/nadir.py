@@ -32,8 +32,9 @@ BLUR = "blur"
 _BLUR_VIEW = 256
 """Pixels across the down view that a blurred fill samples (the blur leaves no detail finer than this)."""
 _BLUR_FEATHER = 0.25
-_ROWS_AT_ONCE = 256
 """The part of the disc's radius over which a blurred disc fades into the panorama."""
+_ROWS_AT_ONCE = 256
+"""Rows of the panorama whose maps are computed at once (in float64: tens of MB per array at 12288 wide)."""
 
 Colour = tuple[int, int, int]
 
@@ -71,7 +72,7 @@ def cap_geometry(width: int, height: int, angle_deg: float) -> CapGeometry:
     rotation = camera_rotation(camera)
     band_x, band_y, band_angle = (np.empty((height - top, width), np.float32) for _ in range(3))
     columns = np.arange(width, dtype=np.float64)
-    for start in range(top, height, _ROWS_AT_ONCE):  # a few hundred MB of float64 at most
+    for start in range(top, height, _ROWS_AT_ONCE):
         rows = slice(start - top, min(height, start + _ROWS_AT_ONCE) - top)
         u, v = np.meshgrid(columns, np.arange(start, min(height, start + _ROWS_AT_ONCE), dtype=np.float64))
         x, y, z = np.moveaxis(equirect_to_directions(u, v, width, height) @ rotation, -1, 0)  # camera frame
