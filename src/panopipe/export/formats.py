@@ -46,9 +46,12 @@ def write_csv(table: Table, out: TextIO, time_text: Callable[[datetime], str] = 
 
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(table.names)
+    lines = [name == table.line for name in table.names]
     count = 0
     for row in table.rows:
-        writer.writerow(_cell(row.get(name), time_text, name == table.line) for name in table.names)
+        writer.writerow(
+            _cell(row.get(n), time_text, line) for n, line in zip(table.names, lines, strict=True)
+        )
         count += 1
     return count
 
