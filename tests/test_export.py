@@ -6,10 +6,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from panopipe.catalog import Catalog, ImageRecord
-from panopipe.export import images_table, write_csv, write_geojson
+from panopipe.catalog import Catalog, ImageRecord, Selection
+from panopipe.catalog.flags import Flag
+from panopipe.catalog.types import new_id
+from panopipe.export import EXPORT_NAMES, LISTED_FIELDS, images_table, load_images, write_csv, write_geojson
 
 
 def images(catalog: Catalog, tmp_path: Path) -> list:
@@ -22,7 +26,7 @@ def images(catalog: Catalog, tmp_path: Path) -> list:
             ImageRecord(uri=str(tmp_path / "b.jpg"), lat=48.1372, lon=11.5762, reel="R1", frame=2),
         ]
     )
-    return sorted(catalog.images(), key=lambda image: image.frame)
+    return load_images(catalog)
 
 
 def test_csv_names_the_altitude_above_mean_sea_level(catalog: Catalog, tmp_path: Path):
@@ -45,3 +49,54 @@ def test_geojson_keeps_the_altitude_out_of_the_coordinates(catalog: Catalog, tmp
     assert [f["geometry"]["coordinates"] for f in features] == [[11.576124, 48.137154], [11.5762, 48.1372]]
     assert [f["properties"]["altitude_msl_m"] for f in features] == [519.4, None]
     assert "alt" not in features[0]["properties"]
+
+
+def test_rows_read_column_by_column_are_the_images_as_the_catalog_gives_them(
+    catalog: Catalog, tmp_path: Path
+):
+    """The export reads columns, not :class:`Image` objects: the same values (times to the microsecond, edited
+    values, qc flags), the same order, deleted images left out."""
+    rng = random.Random(3)
+    start = datetime(2024, 5, 1, 8, 30, tzinfo=UTC)
+    records = [
+        ImageRecord(
+            uri=str(tmp_path / f"R{n % 3}" / f"{n}.jpg"),
+            captured_at=None if n == 7 else start + timedelta(seconds=rng.random() * 1e5, microseconds=n),
+            lat=48 + rng.random(),
+            lon=11 + rng.random(),
+            alt=None if n % 4 else 500 + rng.random(),
+            heading=rng.random() * 360,
+            make="Acme",
+            camera_index=n % 6,
+            reel=f"R{n % 3}",
+            frame=n,
+            projection="equirectangular" if n % 5 == 0 else None,
+        )
+        for n in range(40)
+    ]
+    catalog.upsert_images(records)
+    ids = [image.id for image in catalog.images()]
+    catalog.apply_edit(
+        catalog.plan_edit(Selection(reels=("R1",)), assign={"alt": 519.4}), reason="RTK", author="t"
+    )
+    found = [Flag(ids[0], "duplicate"), Flag(ids[0], "gps-outlier", 12.5), Flag(ids[5], "stationary")]
+    catalog.record_qc(ids, ["duplicate", "gps-outlier", "stationary"], found, run=new_id(), qc_version="1")
+    catalog.mark_deleted([records[1].uri])
+
+    expected = [
+        {
+            **{
+                EXPORT_NAMES.get(name, name): getattr(image, name)
+                for name in LISTED_FIELDS
+                if name != "flags"
+            },
+            "flags": ";".join(image.flags),
+        }
+        for image in catalog.images()
+    ]
+
+    rows = load_images(catalog)
+    assert rows == expected
+    assert len(rows) == 39 and {row["altitude_msl_m"] for row in rows if row["reel"] == "R1"} == {519.4}
+    assert next(row for row in rows if row["id"] == ids[0])["flags"] == "duplicate;gps-outlier"
+    assert load_images(catalog, Selection(reels=("R2",))) == [row for row in expected if row["reel"] == "R2"]

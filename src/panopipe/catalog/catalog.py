@@ -528,6 +528,14 @@ class Catalog:
         with self.connect() as conn:
             return flag_ops.of_images(conn, [image_id]).get(image_id, [])
 
+    def flag_names(self, image_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """The names of the ``panopipe qc`` flags of ``image_ids`` (full ids), by id, of those that have any."""
+        with self.connect() as conn:
+            if not flag_ops.any_flags(conn):
+                return {}
+            found = flag_ops.of_images(conn, image_ids)
+        return {image_id: tuple(flag.flag for flag in flags) for image_id, flags in found.items()}
+
     def record_qc(
         self,
         image_ids: Collection[str],

@@ -17,9 +17,9 @@ from panopipe.export.images import (
     EXPORTED_FIELDS,
     IMAGE_COLUMNS,
     LISTED_FIELDS,
-    export_row,
     image_row,
     images_table,
+    load_images,
 )
 from panopipe.export.table import WGS84_WKT, Column, Table
 from panopipe.lazy import lazy_attributes
@@ -76,9 +76,9 @@ __all__ = [
     "Table",
     "esri_heading",
     "esri_pitch",
-    "export_row",
     "image_row",
     "images_table",
+    "load_images",
     "load_panoramas",
     "load_sequences",
     "oid_table",

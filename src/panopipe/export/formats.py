@@ -46,22 +46,23 @@ def write_csv(table: Table, out: TextIO, time_text: Callable[[datetime], str] = 
 
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(table.names)
-    lines = [name == table.line for name in table.names]
+    # Per column, what turns a value into its cell (None: the value as it is); no value is an empty cell.
+    texts: dict[FieldType, Callable[[Any], str]] = {"datetime": time_text, "line": _wkt}
+    converters = [(column.name, texts.get(column.type)) for column in table.columns]
     count = 0
     for row in table.rows:
         writer.writerow(
-            _cell(row.get(n), time_text, line) for n, line in zip(table.names, lines, strict=True)
+            [
+                "" if (value := row.get(name)) is None else value if text is None else text(value)
+                for name, text in converters
+            ]
         )
         count += 1
     return count
 
 
-def _cell(value: Any, time_text: Callable[[datetime], str], line: bool) -> Any:
-    if value is None:
-        return ""
-    if line:
-        return f"LINESTRING ({', '.join(f'{x!r} {y!r}' for x, y in value)})"
-    return time_text(value) if isinstance(value, datetime) else value
+def _wkt(points: Sequence[tuple[float, float]]) -> str:
+    return f"LINESTRING ({', '.join(f'{x!r} {y!r}' for x, y in points)})"
 
 
 def write_csv_sidecars(table: Table, path: Path) -> list[Path]:
