@@ -13,10 +13,11 @@ from pathlib import Path
 from panopipe.catalog import Catalog, ImageRecord, Selection
 from panopipe.catalog.flags import Flag
 from panopipe.catalog.types import new_id
-from panopipe.export import EXPORT_NAMES, LISTED_FIELDS, images_table, load_images, write_csv, write_geojson
+from panopipe.export import EXPORT_NAMES, LISTED_FIELDS, images_table, write_csv, write_geojson
+from panopipe.export.table import Table
 
 
-def images(catalog: Catalog, tmp_path: Path) -> list:
+def images(catalog: Catalog, tmp_path: Path) -> Table:
     # Munich, Marienplatz: 519.4 m above mean sea level is about 567 m above the WGS84 ellipsoid (N ≈ 47.6 m).
     catalog.upsert_images(
         [
@@ -26,13 +27,13 @@ def images(catalog: Catalog, tmp_path: Path) -> list:
             ImageRecord(uri=str(tmp_path / "b.jpg"), lat=48.1372, lon=11.5762, reel="R1", frame=2),
         ]
     )
-    return load_images(catalog)
+    return images_table(catalog)
 
 
 def test_csv_names_the_altitude_above_mean_sea_level(catalog: Catalog, tmp_path: Path):
     out = io.StringIO()
 
-    assert write_csv(images_table(images(catalog, tmp_path)), out) == 2
+    assert write_csv(images(catalog, tmp_path), out) == 2
 
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert [row["altitude_msl_m"] for row in rows] == ["519.4", ""]
@@ -43,7 +44,7 @@ def test_csv_names_the_altitude_above_mean_sea_level(catalog: Catalog, tmp_path:
 def test_geojson_keeps_the_altitude_out_of_the_coordinates(catalog: Catalog, tmp_path: Path):
     out = io.StringIO()
 
-    assert write_geojson(images_table(images(catalog, tmp_path)), out) == 2
+    assert write_geojson(images(catalog, tmp_path), out) == 2
 
     features = json.loads(out.getvalue())["features"]
     assert [f["geometry"]["coordinates"] for f in features] == [[11.576124, 48.137154], [11.5762, 48.1372]]
@@ -95,8 +96,10 @@ def test_rows_read_column_by_column_are_the_images_as_the_catalog_gives_them(
         for image in catalog.images()
     ]
 
-    rows = load_images(catalog)
+    rows = list(images_table(catalog).rows())
     assert rows == expected
     assert len(rows) == 39 and {row["altitude_msl_m"] for row in rows if row["reel"] == "R1"} == {519.4}
     assert next(row for row in rows if row["id"] == ids[0])["flags"] == "duplicate;gps-outlier"
-    assert load_images(catalog, Selection(reels=("R2",))) == [row for row in expected if row["reel"] == "R2"]
+    assert list(images_table(catalog, Selection(reels=("R2",))).rows()) == [
+        r for r in expected if r["reel"] == "R2"
+    ]

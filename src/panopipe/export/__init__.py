@@ -19,7 +19,6 @@ from panopipe.export.images import (
     LISTED_FIELDS,
     image_row,
     images_table,
-    load_images,
 )
 from panopipe.export.table import WGS84_WKT, Column, Table
 from panopipe.lazy import lazy_attributes
@@ -78,7 +77,6 @@ __all__ = [
     "esri_pitch",
     "image_row",
     "images_table",
-    "load_images",
     "load_panoramas",
     "load_sequences",
     "oid_table",

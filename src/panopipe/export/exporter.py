@@ -11,7 +11,7 @@ from panopipe.catalog import Catalog, Selection
 from panopipe.config import Settings, did_you_mean, project_settings
 from panopipe.errors import ConfigError
 from panopipe.export.formats import iso_utc, write_csv, write_csv_sidecars, write_geojson, write_gpkg
-from panopipe.export.images import images_table, load_images
+from panopipe.export.images import images_table
 from panopipe.export.oid import esri_time, oid_table, rig_mount_height
 from panopipe.export.panoramas import load_panoramas, panoramas_table
 from panopipe.export.sequences import load_sequences, sequences_table
@@ -81,8 +81,8 @@ def write_export(
         raise ConfigError("--format gpkg writes a file: give --output FILE.gpkg")
     table: Table
     if subject == "images":
-        rows = load_images(catalog, selection)
-        total, table = len(rows), images_table(rows)
+        table = images_table(catalog, selection)
+        total = len(table)
     elif subject == "sequences":
         qc = QcSettings.from_config(project_settings(catalog, settings or Settings()).qc)
         sequences = load_sequences(catalog, selection, qc.break_gap_s)

@@ -46,19 +46,19 @@ def write_csv(table: Table, out: TextIO, time_text: Callable[[datetime], str] = 
 
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(table.names)
-    # Per column, what turns a value into its cell (None: the value as it is); no value is an empty cell.
+    # Column by column, each value as its cell: times as time_text, lines as WKT, no value as an empty cell.
     texts: dict[FieldType, Callable[[Any], str]] = {"datetime": time_text, "line": _wkt}
-    converters = [(column.name, texts.get(column.type)) for column in table.columns]
-    count = 0
-    for row in table.rows:
-        writer.writerow(
-            [
-                "" if (value := row.get(name)) is None else value if text is None else text(value)
-                for name, text in converters
-            ]
-        )
-        count += 1
-    return count
+    cells: list[Sequence[Any]] = []
+    for column in table.columns:
+        values, text = table.values[column.name], texts.get(column.type)
+        if text is not None:
+            cells.append(["" if value is None else text(value) for value in values])
+        elif None in values:
+            cells.append(["" if value is None else value for value in values])
+        else:
+            cells.append(values)
+    writer.writerows(zip(*cells, strict=True))
+    return len(table)
 
 
 def _wkt(points: Sequence[tuple[float, float]]) -> str:
@@ -84,7 +84,7 @@ def write_geojson(table: Table, out: TextIO) -> int:
     out.write('{"type": "FeatureCollection", "features": [\n')
     properties = [name for name in table.names if name != table.line]
     count = 0
-    for row in table.rows:
+    for row in table.rows():
         geometry = _geometry(table, row)
         if geometry is None:
             continue
@@ -119,18 +119,18 @@ def write_gpkg(table: Table, path: Path) -> int:
     except ImportError:
         raise ConfigError(f"--format gpkg needs pyogrio: {GIS_EXTRA}") from None
 
-    rows = list(table.rows)
     line = table.line
-    wkb = [
-        _line_wkb(row.get(line)) if line else _point_wkb(row.get(table.x), row.get(table.y)) for row in rows
-    ]
+    if line:
+        wkb = [_line_wkb(points) for points in table.values[line]]
+    else:
+        wkb = list(map(_point_wkb, table.values[table.x], table.values[table.y]))
     geometry = np.array(wkb, dtype=object)
     fields = [column for column in table.columns if column.name != line]
     data: list[Any] = []
     masks: list[Any] = []
     utc: dict[str, Any] = {}  # GDAL's time zone flag per value: 100 is UTC
     for column in fields:
-        values = [row.get(column.name) for row in rows]
+        values = table.values[column.name]
         missing = np.array([value is None for value in values], dtype=bool)
         if column.type == "real":
             data.append(np.array([np.nan if v is None else v for v in values], dtype=np.float64))
@@ -139,7 +139,7 @@ def write_gpkg(table: Table, path: Path) -> int:
         elif column.type == "datetime":
             naive = [None if v is None else v.astimezone(UTC).replace(tzinfo=None) for v in values]
             data.append(np.array(naive, dtype="datetime64[ms]"))
-            utc[column.name] = np.full(len(rows), 100, dtype=np.int32)
+            utc[column.name] = np.full(len(table), 100, dtype=np.int32)
         else:
             data.append(np.array(values, dtype=object))
         masks.append(missing)
@@ -161,7 +161,7 @@ def write_gpkg(table: Table, path: Path) -> int:
             dataset_options={"VERSION": "1.2"},
         )
         os.replace(written, path)
-    return len(rows)
+    return len(table)
 
 
 def _point_wkb(x: float | None, y: float | None) -> bytes | None:

@@ -7,7 +7,6 @@ point has no third coordinate, which RFC 7946 defines as height above the ellips
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -68,8 +67,8 @@ def image_row(image: Image) -> dict[str, Any]:
     return {name: to_json_value(getattr(image, name)) for name in LISTED_FIELDS}
 
 
-def load_images(catalog: Catalog, selection: Selection | None = None) -> list[dict[str, Any]]:
-    """The exported fields (:data:`EXPORTED_FIELDS`) of the selected images, in ``ls``'s order, times as
+def images_table(catalog: Catalog, selection: Selection | None = None) -> Table:
+    """The images export of the selected images (:data:`EXPORTED_FIELDS`), in ``ls``'s order, times as
     datetimes; ``flags`` as one text, names separated by ``;``, which every GIS reads. Read column by column
     (:meth:`Catalog.columns`): no :class:`Image` is built, which took most of an export's time."""
     columns = catalog.columns(selection, [name for name in LISTED_FIELDS if name != "flags"])
@@ -80,13 +79,9 @@ def load_images(catalog: Catalog, selection: Selection | None = None) -> list[di
     ]
     flags = catalog.flag_names(ids)
     columns["flags"] = [";".join(flags.get(image_id, ())) for image_id in ids]
-    names = [EXPORT_NAMES.get(name, name) for name in columns]
-    return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
-
-
-def images_table(rows: Iterable[Mapping[str, Any]]) -> Table:
-    """The images export of ``rows`` (:func:`load_images`)."""
-    return Table("images", IMAGE_COLUMNS, rows)
+    return Table(
+        "images", IMAGE_COLUMNS, {EXPORT_NAMES.get(name, name): values for name, values in columns.items()}
+    )
 
 
 __all__ = [
@@ -98,5 +93,4 @@ __all__ = [
     "ORIENTATION_DOCS",
     "image_row",
     "images_table",
-    "load_images",
 ]

@@ -132,7 +132,7 @@ def oid_table(
         for p in found
         if p.image_uri and p.lat is not None and p.lon is not None
     ]
-    return Table("oriented_imagery", OID_COLUMNS, rows, x="X", y="Y")
+    return Table.of_rows("oriented_imagery", OID_COLUMNS, rows, x="X", y="Y")
 
 
 __all__ = [

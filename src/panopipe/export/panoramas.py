@@ -170,7 +170,7 @@ def _linker(publish_root: str, base_url: str | None) -> _Link:
 
 def panoramas_table(found: Sequence[Panorama]) -> Table:
     """The panoramas export of ``found``."""
-    return Table("panoramas", PANORAMA_COLUMNS, [panorama.row() for panorama in found])
+    return Table.of_rows("panoramas", PANORAMA_COLUMNS, (panorama.row() for panorama in found))
 
 
 __all__ = ["PANORAMA_COLUMNS", "STATUSES", "Panorama", "load_panoramas", "panoramas_table"]

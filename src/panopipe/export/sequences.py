@@ -55,7 +55,7 @@ def load_sequences(catalog: Catalog, selection: Selection | None, break_gap_s: f
 
 def sequences_table(found: list[dict[str, Any]]) -> Table:
     """The sequences export of ``found`` (:func:`load_sequences`)."""
-    return Table("sequences", SEQUENCE_COLUMNS, found)
+    return Table.of_rows("sequences", SEQUENCE_COLUMNS, found)
 
 
 def _panoramas(catalog: Catalog, selection: Selection | None) -> list[_Panorama]:

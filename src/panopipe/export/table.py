@@ -6,7 +6,7 @@ export (an empty ``pitch`` column is still a real number, not text).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,15 +33,33 @@ class Column:
 
 @dataclass(frozen=True, slots=True)
 class Table:
-    """Rows (dicts by column name; ``None`` for no value) of ``columns``, a layer called ``name`` whose point
-    is (``x``, ``y``): the names of the longitude and latitude columns; or, when a column is of type ``line``,
-    whose geometry is that line."""
+    """The values of ``columns`` (a list per column name, one value per row; ``None`` for no value), a layer
+    called ``name`` whose point is (``x``, ``y``): the names of the longitude and latitude columns; or, when a
+    column is of type ``line``, whose geometry is that line. Held column by column: writers convert and write
+    a column at a time, without a dict per row."""
 
     name: str
     columns: tuple[Column, ...]
-    rows: Iterable[Mapping[str, Any]]
+    values: Mapping[str, Sequence[Any]]
     x: str = "lon"
     y: str = "lat"
+
+    @classmethod
+    def of_rows(
+        cls, name: str, columns: tuple[Column, ...], rows: Iterable[Mapping[str, Any]], **point: str
+    ) -> Table:
+        """The table of ``rows`` (dicts by column name; a missing key is no value)."""
+        rows = list(rows)
+        return cls(name, columns, {c.name: [row.get(c.name) for row in rows] for c in columns}, **point)
+
+    def __len__(self) -> int:
+        return len(self.values[self.columns[0].name]) if self.columns else 0
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """Each row as a dict by column name."""
+        names = self.names
+        for values in zip(*(self.values[name] for name in names), strict=True):
+            yield dict(zip(names, values, strict=True))
 
     @property
     def names(self) -> tuple[str, ...]:
