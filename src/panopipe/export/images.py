@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from panopipe.catalog.records import Image, to_json_value
-from panopipe.catalog.types import dashed
 from panopipe.export.table import Column, Table
 
 if TYPE_CHECKING:
@@ -71,6 +70,8 @@ def images_table(catalog: Catalog, selection: Selection | None = None) -> Table:
     """The images export of the selected images (:data:`EXPORTED_FIELDS`), in ``ls``'s order, times as
     datetimes; ``flags`` as one text, names separated by ``;``, which every GIS reads. Read column by column
     (:meth:`Catalog.columns`): no :class:`Image` is built, which took most of an export's time."""
+    from panopipe.catalog.types import dashed  # SQLAlchemy's: not loaded by `ls --help` and the like
+
     columns = catalog.columns(selection, [name for name in LISTED_FIELDS if name != "flags"])
     ids = [dashed(digits) for digits in columns["id"]]
     columns["id"] = ids
