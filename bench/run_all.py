@@ -48,6 +48,7 @@ SCRIPTS = (
     "qc",
     "route",
     "geotag",
+    "export",
 )
 START, END = "<!-- fair-figures:start -->", "<!-- fair-figures:end -->"
 
