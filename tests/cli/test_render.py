@@ -1,0 +1,75 @@
+"""Tables: large or piped ones are laid out in one pass, exactly as rich lays them out (rich is the oracle)."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import pytest
+from rich.console import Console
+
+from panopipe.cli import render
+
+COLUMNS = ["id", "reel", "frame", "lat", "note"]
+
+
+def rows(count: int, seed: int = 1) -> list[dict[str, object]]:
+    rng = random.Random(seed)
+    words = ["", "ok", "Müller", "東京", "s3://b/[a]/x.jpg", "a|b", "x" * 30]
+    return [
+        {
+            "id": f"{rng.getrandbits(32):08x}",
+            "reel": rng.choice(["R001", "R2", None]),
+            "frame": rng.choice([None, rng.randrange(10 ** rng.randrange(1, 7))]),
+            "lat": rng.choice([None, 48 + rng.random()]),
+            "note": rng.choice(words),
+        }
+        for _ in range(count)
+    ]
+
+
+def printed(monkeypatch: pytest.MonkeyPatch, table_rows, *, rich_only: bool, title: str | None = None) -> str:
+    out = io.StringIO()
+    monkeypatch.setattr(
+        render, "stdout", Console(file=out, highlight=False, markup=False, soft_wrap=True, width=400)
+    )
+    if rich_only:
+        monkeypatch.setattr(render, "_print_plain", lambda *args, **kwargs: False)
+    render.print_rows(table_rows, COLUMNS, as_json=False, title=title)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("title", [None, "would change (dry run)"])
+def test_the_one_pass_layout_is_rich_s(monkeypatch: pytest.MonkeyPatch, seed: int, title: str | None):
+    table_rows = rows(50, seed)
+    plain = printed(monkeypatch, table_rows, rich_only=False, title=title)
+    assert plain == printed(monkeypatch, table_rows, rich_only=True, title=title)
+    assert "東京" in plain or "Müller" in plain
+
+
+def test_an_empty_table_and_a_cell_of_several_lines_are_rich_s(monkeypatch: pytest.MonkeyPatch):
+    assert printed(monkeypatch, [], rich_only=False) == printed(monkeypatch, [], rich_only=True)
+    folded = [{"id": "a", "note": "first line\nsecond line"}]
+    assert printed(monkeypatch, folded, rich_only=False) == printed(monkeypatch, folded, rich_only=True)
+    assert "second line" in printed(monkeypatch, folded, rich_only=False)
+
+
+def test_a_table_wider_than_the_console_is_left_to_rich_which_folds_it(monkeypatch: pytest.MonkeyPatch):
+    wide = [{"id": "a", "note": "word " * 100}]
+    assert printed(monkeypatch, wide, rich_only=False) == printed(monkeypatch, wide, rich_only=True)
+
+
+def test_a_long_table_on_a_narrow_terminal_is_laid_out_in_one_pass_unfolded(monkeypatch: pytest.MonkeyPatch):
+    many = rows(render.RICH_ROWS + 1)
+    wide = printed(monkeypatch, many, rich_only=False)  # piped: 400 columns, nothing to fold
+    out = io.StringIO()
+    terminal = Console(
+        file=out, force_terminal=True, color_system=None, highlight=False, markup=False, width=60
+    )
+    monkeypatch.setattr(render, "stdout", terminal)
+    monkeypatch.setattr(render, "Table", None)  # rich's table is never laid out
+
+    render.print_rows(many, COLUMNS, as_json=False)
+
+    assert out.getvalue() == wide and max(map(len, wide.splitlines())) > 60
