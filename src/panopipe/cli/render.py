@@ -221,6 +221,7 @@ def progress_bar(description: str, *, in_bytes: bool = False) -> Iterator[Callab
 
 
 __all__ = [
+    "RICH_ROWS",
     "configure",
     "error",
     "first_line",
