@@ -150,3 +150,27 @@ def test_docs_list_every_column_with_its_type():
     text = (Path(__file__).parents[1] / "docs" / "exports.md").read_text(encoding="utf-8")
     assert [c.name for c in SEQUENCE_COLUMNS if f"| `{c.name}` | {c.type} |" not in text] == []
     assert set(GDAL_TYPES) | {"line"} >= {c.type for c in SEQUENCE_COLUMNS}
+
+
+def test_images_without_a_reel_form_sequences_of_their_own(capsys, tmp_path: Path, catalog_url: str):
+    # 360° images straight from their camera: no reel, and shots of their own
+    images = [
+        record(
+            tmp_path / f"{n}.jpg",
+            f"pano {n}".encode(),
+            n,
+            reel=None,
+            frame=None,
+            projection="equirectangular",
+        )
+        for n in (0, 1, 100)
+    ]
+    with Catalog.open(catalog_url) as catalog:
+        catalog.upsert_images(images)
+
+    out = run(capsys, "export", "--of", "sequences", "--catalog", catalog_url)[1]
+
+    assert [(r["id"], r["reel"], r["panoramas"]) for r in csv.DictReader(out.splitlines())] == [
+        ("1", "", "2"),
+        ("2", "", "1"),
+    ]

@@ -23,7 +23,7 @@ from panopipe.export.table import Column, Table
 from panopipe.geo import haversine_m
 
 SEQUENCE_COLUMNS: tuple[Column, ...] = (
-    Column("id", "text", "the reel and the sequence's number in it: R001/2"),
+    Column("id", "text", "the reel and the sequence's number in it: R001/2 (images without a reel: 2)"),
     Column("reel", "text", "the reel (survey run)"),
     Column("sequence", "integer", "1, 2, ... in capture order within the reel"),
     Column("start", "datetime", "capture time of its first panorama, UTC"),
@@ -103,7 +103,7 @@ def _row(reel: str | None, number: int, run: list[_Panorama]) -> dict[str, Any]:
     length = sum(haversine_m(a.lat, a.lon, b.lat, b.lon) for a, b in pairwise(run))
     line = [(p.lon, p.lat) for p in run]
     return {
-        "id": f"{reel or ''}/{number}",
+        "id": f"{reel}/{number}" if reel is not None else str(number),
         "reel": reel,
         "sequence": number,
         "start": datetime.fromtimestamp(first.at, UTC),
