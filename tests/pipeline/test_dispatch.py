@@ -7,6 +7,7 @@ tests/e2e/test_dispatch.py; what moto ignores is listed in :mod:`tests.pipeline.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import threading
 from collections import Counter
@@ -16,8 +17,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
+from PIL import Image
 from tests.pipeline.batch_world import BUCKET, Containers, World, manifest_of
 from tests.pipeline.captures import add_panoramas, add_rig_shots
 
@@ -233,8 +236,13 @@ def test_a_tick_whose_submission_fails_releases_its_claims_for_the_next(
 def test_ticks_take_a_360_image_through_the_queued_nadir_cap_and_every_step_after_it(
     catalog_url: str, tmp_path: Path, world: World
 ):
+    # the logo under the output prefix, where the dispatcher (planning) and the workers read it
+    logo = io.BytesIO()
+    Image.new("RGBA", (32, 32), (255, 0, 0, 255)).save(logo, "PNG")
+    world.client("s3").put_object(Bucket=BUCKET, Key="out/assets/logo.png", Body=logo.getvalue())
     settings, containers = batch_settings(world), Containers(world)
-    settings = replace(settings, steps={**settings.steps, "nadir": {"enabled": True, "fill": "#ff0000"}})
+    cap = {"enabled": True, "logo": f"s3://{BUCKET}/out/assets/logo.png"}
+    settings = replace(settings, steps={**settings.steps, "nadir": cap})
     with Catalog.open(catalog_url) as catalog:
         add_panoramas(catalog, tmp_path / "captures", 2)
         executor = build_executor(
@@ -256,6 +264,11 @@ def test_ticks_take_a_360_image_through_the_queued_nadir_cap_and_every_step_afte
 
         assert ticks == [{"nadir": 2}, {"apply-metadata": 2}, {"derive": 2}, {"publish": 2}, {}]
         assert len(plan(catalog, settings=settings)) == 0
+    listed = world.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="out/publish/")["Contents"]
+    (published, *_) = [item["Key"] for item in listed if item["Key"].endswith("_000000.jpg")]
+    body = world.client("s3").get_object(Bucket=BUCKET, Key=published)["Body"].read()
+    bottom = np.asarray(Image.open(io.BytesIO(body)).convert("RGB"), dtype=int)[-2:]
+    assert (np.abs(bottom - [255, 0, 0]) < 40).all()  # the logo, read from S3 by the worker
 
 
 def test_a_tick_submits_what_was_queued_and_what_follows_jobs_that_ended_never_what_a_config_push_made_due(
