@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import random
 
 import pytest
@@ -61,7 +62,7 @@ def test_a_table_wider_than_the_console_is_left_to_rich_which_folds_it(monkeypat
 
 
 def test_a_long_table_on_a_narrow_terminal_is_laid_out_in_one_pass_unfolded(monkeypatch: pytest.MonkeyPatch):
-    many = rows(render.RICH_ROWS + 1)
+    many = rows(render.MANY_ROWS + 1)
     wide = printed(monkeypatch, many, rich_only=False)  # piped: 400 columns, nothing to fold
     out = io.StringIO()
     terminal = Console(
@@ -73,3 +74,12 @@ def test_a_long_table_on_a_narrow_terminal_is_laid_out_in_one_pass_unfolded(monk
     render.print_rows(many, COLUMNS, as_json=False)
 
     assert out.getvalue() == wide and max(map(len, wide.splitlines())) > 60
+
+
+def test_a_long_json_list_has_an_item_per_line_and_the_same_values(capsys: pytest.CaptureFixture[str]):
+    few, many = rows(3), rows(render.MANY_ROWS + 1)
+    for table_rows, lines in ((few, 3 * 7 + 2), (many, len(many) + 2)):
+        render.print_rows(table_rows, COLUMNS, as_json=True)
+        out = capsys.readouterr().out
+        assert json.loads(out) == [{column: row.get(column) for column in COLUMNS} for row in table_rows]
+        assert out.count("\n") == lines  # indented: an object over 7 lines; long: one line each
