@@ -61,3 +61,18 @@ def test_command_loads_no_heavy_library(command: str, sqlite_catalog: tuple[str,
     }[command]
     catalog = ["sqlalchemy"] if command != "--help" else []
     assert run_cli(*args) == {"code": 0, "heavy": catalog}
+
+
+def test_planning_with_the_nadir_cap_on_loads_no_heavy_library(
+    sqlite_catalog: tuple[str, str], tmp_path: Path
+):
+    """The cap's configuration (its fill, its logo's hash) is checked where planning runs: the event function
+    included, which must not load numpy or OpenCV for it."""
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(32))  # a PNG's signature is all planning reads
+    config = tmp_path / "panopipe.toml"
+    config.write_text(f'[steps.nadir]\nenabled = true\nfill = "#202020"\nlogo = "{logo}"\n', encoding="utf-8")
+
+    result = run_cli("plan", "--catalog", sqlite_catalog[0], "--config", str(config), "--json")
+
+    assert result == {"code": 0, "heavy": ["sqlalchemy"]}

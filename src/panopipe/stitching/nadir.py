@@ -15,17 +15,12 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from panopipe.stitching.projection import (
-    camera_pixels,
-    camera_rotation,
-    camera_to_directions,
-    directions_to_equirect,
-    equirect_to_directions,
-)
 from panopipe.stitching.rig import RigCamera
+
+if TYPE_CHECKING:  # numpy is imported where pixels are made: planning validates a fill without loading it
+    import numpy as np
 
 BLUR = "blur"
 """The fill that blurs the panorama's own colours under the disc."""
@@ -66,6 +61,16 @@ def down_camera(angle_deg: float, size: int) -> RigCamera:
 @functools.lru_cache(maxsize=2)  # a worker's panoramas share a size: the maps are made once
 def cap_geometry(width: int, height: int, angle_deg: float) -> CapGeometry:
     """The cap of ``angle_deg`` (from straight down) on a ``width x height`` equirectangular panorama."""
+    import numpy as np
+
+    from panopipe.stitching.projection import (
+        camera_pixels,
+        camera_rotation,
+        camera_to_directions,
+        directions_to_equirect,
+        equirect_to_directions,
+    )
+
     top = min(height - 1, math.floor(height * (180 - angle_deg) / 180))
     view = max(64, round(width / math.pi))  # the disc's rim as many pixels round as the panorama is wide
     camera = down_camera(angle_deg, view)
@@ -94,6 +99,7 @@ def cover_nadir(
     from straight down, filled with :data:`BLUR` or a BGR colour, and ``logo`` (BGRA, any size; at
     :attr:`CapGeometry.view` pixels square it is not resized) drawn over it."""
     import cv2
+    import numpy as np
 
     height, width = pixels.shape[:2]
     geometry = cap_geometry(width, height, angle_deg)
