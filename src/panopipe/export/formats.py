@@ -82,10 +82,11 @@ def write_geojson(table: Table, out: TextIO) -> int:
     """An RFC 7946 FeatureCollection of points ``[lon, lat]`` (or lines) with every other column as a property
     (times as ISO 8601 UTC); rows without a position are left out. The number of features."""
     out.write('{"type": "FeatureCollection", "features": [\n')
-    properties = [name for name in table.names if name != table.line]
+    line = table.line
+    properties = [name for name in table.names if name != line]
     count = 0
     for row in table.rows():
-        geometry = _geometry(table, row)
+        geometry = _geometry(row, line, table.x, table.y)
         if geometry is None:
             continue
         feature = {
@@ -100,13 +101,14 @@ def write_geojson(table: Table, out: TextIO) -> int:
     return count
 
 
-def _geometry(table: Table, row: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The GeoJSON geometry of ``row``: its line, or its point; ``None`` without a position."""
-    if table.line is not None:
-        line = row.get(table.line)
-        return {"type": "LineString", "coordinates": [list(point) for point in line]} if line else None
-    x, y = row.get(table.x), row.get(table.y)
-    return None if x is None or y is None else {"type": "Point", "coordinates": [x, y]}
+def _geometry(row: Mapping[str, Any], line: str | None, x: str, y: str) -> dict[str, Any] | None:
+    """The GeoJSON geometry of ``row``: its ``line`` column's line, else its point (``x``, ``y``); ``None``
+    without a position."""
+    if line is not None:
+        points = row.get(line)
+        return {"type": "LineString", "coordinates": [list(point) for point in points]} if points else None
+    lon, lat = row.get(x), row.get(y)
+    return None if lon is None or lat is None else {"type": "Point", "coordinates": [lon, lat]}
 
 
 def write_gpkg(table: Table, path: Path) -> int:

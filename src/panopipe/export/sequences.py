@@ -102,6 +102,8 @@ def _row(reel: str | None, number: int, run: list[_Panorama]) -> dict[str, Any]:
     first, last = run[0], run[-1]
     length = sum(haversine_m(a.lat, a.lon, b.lat, b.lon) for a, b in pairwise(run))
     line = [(p.lon, p.lat) for p in run]
+    if len(line) == 1:
+        line *= 2  # a line needs two points: one panorama is a line of no length
     return {
         "id": f"{reel}/{number}" if reel is not None else str(number),
         "reel": reel,
@@ -113,9 +115,7 @@ def _row(reel: str | None, number: int, run: list[_Panorama]) -> dict[str, Any]:
         "first_frame": first.frame,
         "last_frame": last.frame,
         "length_m": round(length, 2),
-        "line": line
-        if len(line) > 1
-        else line * 2,  # a line needs two points: one panorama is a point's length
+        "line": line,
     }
 
 
