@@ -208,6 +208,13 @@ class Step(ABC):
         """Run one job in a worker; raise :class:`~panopipe.errors.StepError` with the reason on failure."""
 
 
+def jpeg_quality(step: str, value: Any) -> int:
+    """``value`` as the JPEG quality of ``step``'s outputs; :class:`ConfigError` unless a whole number 1-100."""
+    if type(value) is not int or not 1 <= value <= 100:
+        raise ConfigError(f"[steps.{step}]: quality must be an integer from 1 to 100, got {value!r}")
+    return value
+
+
 def frame_fields(steps: Iterable[Step]) -> frozenset[str]:
     """The frame fields that planning jobs of ``steps`` reads (:attr:`Step.frame_fields` and :attr:`Step.reads`)."""
     return frozenset(name for step in steps for name in (*step.reads, *step.frame_fields))
@@ -291,6 +298,7 @@ __all__ = [
     "Upstream",
     "discard_outputs",
     "frame_fields",
+    "jpeg_quality",
     "put_output",
     "read_input",
     "safe_name",

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from panopipe.config import ConfigKey
 from panopipe.errors import ConfigError, MetadataError, StepError, StorageError
 from panopipe.metadata.writer import with_segments_of
-from panopipe.steps.base import Log, Output, Step, SubjectKind, put_output, read_input
+from panopipe.steps.base import Log, Output, Step, SubjectKind, jpeg_quality, put_output, read_input
 from panopipe.storage import local_path, resolve_uri
 
 if TYPE_CHECKING:  # numpy and OpenCV are imported by the worker only: planning never loads them
@@ -73,8 +73,7 @@ class NadirStep(Step):
             parse_fill(fill if isinstance(fill, str) else repr(fill))
         except ValueError as exc:
             raise ConfigError(f"[steps.nadir]: fill: {exc}") from exc
-        if type(quality) is not int or not 1 <= quality <= 100:
-            raise ConfigError(f"[steps.nadir]: quality must be an integer from 1 to 100, got {quality!r}")
+        jpeg_quality(self.name, quality)
         params: dict[str, Any] = {"angle_deg": float(angle), "fill": fill, "quality": quality}
         if logo is not None:
             params["logo"], params["logo_sha256"] = _read_logo(logo)

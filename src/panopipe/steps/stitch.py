@@ -20,7 +20,17 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from panopipe.config import ConfigKey
 from panopipe.errors import ConfigError, StepError
-from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, Upstream, put_output, read_input
+from panopipe.steps.base import (
+    Log,
+    Output,
+    Step,
+    Subject,
+    SubjectKind,
+    Upstream,
+    jpeg_quality,
+    put_output,
+    read_input,
+)
 from panopipe.stitching import CalibratedStitcher, RigProfile, Stitcher
 from panopipe.stitching.rig import starter_profile
 
@@ -98,8 +108,7 @@ class StitchStep(Step):
         name = table["stitcher"]
         stitcher = make_stitcher(name, table.get("rig"))
         quality = table["quality"]
-        if type(quality) is not int or not 1 <= quality <= 100:
-            raise ConfigError(f"[steps.stitch]: quality must be an integer from 1 to 100, got {quality!r}")
+        jpeg_quality(self.name, quality)
         params = dict(table["params"])
         self.rig = stitcher.rig if isinstance(stitcher, CalibratedStitcher) else None
         rig_data = self.rig.to_dict() if self.rig else None
