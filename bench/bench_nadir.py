@@ -10,8 +10,10 @@ Compares, on the same files and the same cap (a logo 20° around the nadir on a 
    row and saved at quality 92 (libvips keeps the metadata too): one command per file, as a shell loop
    runs it, one loop per core.
 
-Both sides read and write every file; the outputs are compared outside the clock (PSNR of panopipe's
-against libvips', which differ only by the encoders' rounding). The methods run interleaved on the same
+Both sides read and write every file; each side's one-time preparation is outside the timed runs (libvips'
+band, made before them; panopipe's maps, made by its workers in the warm-up and kept, as in a run of any
+length). The outputs are compared outside the clock (PSNR of panopipe's against libvips', which differ only by
+the encoders' rounding). The methods run interleaved on the same
 files (``bench/fair.py``), each into a new empty folder.
 
     python bench/bench_nadir.py [--quick] [--files 32] [--runs 7] [--json out.json]
