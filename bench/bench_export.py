@@ -11,7 +11,7 @@ Compares, on the same catalog (100,000 images of 6-camera rig shots) and the sam
 The work differs as the tools do, and the notes say how: panopipe writes times as ISO 8601 UTC, ids in their
 canonical form, each image's ``qc`` flags (none here) and typed empty columns; the references write what the
 table stores. Both sides write every selected image (those not deleted) and every column of the images
-export.
+export, in the same order (``ls``'s: reel, capture time, path).
 
     python bench/bench_export.py [--quick] [--images 100000] [--runs 7] [--json out.json]
 """
@@ -38,13 +38,15 @@ LEFT_OUT = ("flags",)
 
 
 def reference_sql() -> str:
-    """The SELECT of the images export's columns (as the table stores them) over the images not deleted."""
+    """The SELECT of the images export's columns (as the table stores them) over the images not deleted, sorted
+    as panopipe sorts them."""
     columns = [
         f"{STORED[c.name]} AS {c.name}" if c.name in STORED else c.name
         for c in IMAGE_COLUMNS
         if c.name not in LEFT_OUT
     ]
-    return f"SELECT {', '.join(columns)} FROM images WHERE deleted = 0"
+    # in ls's order, as panopipe writes them (the same sort on both sides)
+    return f"SELECT {', '.join(columns)} FROM images WHERE deleted = 0 ORDER BY reel, captured_at, uri"
 
 
 def make_catalog(folder: Path, count: int) -> Path:
