@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import re
@@ -247,14 +248,42 @@ def test_options_that_do_not_go_together(capsys, tmp_path: Path, args: list[str]
     assert (code, out) == (2, "") and err.startswith(message) and len(err.strip().splitlines()) == 1
 
 
+def test_the_format_is_the_one_the_file_name_says(capsys, tmp_path: Path):
+    """An output file's extension names its format; one it does not name, or one that names another format
+    than --format, is a mistake said in one line, and no file is written."""
+    Catalog.open(tmp_path / "c.db").close()
+    mistakes = [
+        (
+            ["-o", "images.txt"],
+            "error: cannot tell the format of 'images.txt' from its extension: name the file",
+        ),
+        (
+            ["--format", "csv", "-o", "images.geojson"],
+            "error: 'images.geojson' names a geojson file, not csv: use",
+        ),
+        (
+            ["--format", "oid", "-o", "oid.gpkg"],
+            "error: 'oid.gpkg' names a gpkg file, not oid: use --format gpkg, ",
+        ),
+    ]
+    with contextlib.chdir(tmp_path):
+        for args, message in mistakes:
+            code, out, err = run(capsys, "export", "--catalog", "c.db", *args)
+            assert (code, out) == (2, "") and err.startswith(message) and len(err.splitlines()) == 1, err
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["c.db"]
+        assert run(capsys, "export", "--catalog", "c.db", "--format", "csv", "-o", "images.txt")[0] == 0
+        assert Path("images.txt").read_text().startswith("id,")
+        assert run(capsys, "export", "--catalog", "c.db", "--format", "oid", "-o", "OID.CSV")[0] == 0
+
+
 def test_gpkg_without_the_gis_extra_says_how_to_install_it(capsys, tmp_path: Path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyogrio", None)  # as if the gis extra were not installed
     target = tmp_path / "images.gpkg"
     Catalog.open(tmp_path / "c.db").close()
-    code, _, err = run(
-        capsys, "export", "--catalog", str(tmp_path / "c.db"), "--format", "gpkg", "-o", str(target)
+    code, _, err = run(capsys, "export", "--catalog", str(tmp_path / "c.db"), "-o", str(target))
+    assert (
+        code == 2 and err.strip() == "error: writing a GeoPackage needs pyogrio: pip install 'panopipe[gis]'"
     )
-    assert code == 2 and err.strip() == "error: --format gpkg needs pyogrio: pip install 'panopipe[gis]'"
     assert not target.exists()
 
 
@@ -296,12 +325,12 @@ def test_images_export_opens_in_gdal_with_its_declared_types(capsys, tmp_path: P
             assert types == declared(IMAGE_COLUMNS) | never_set | small
         else:
             assert types == declared(IMAGE_COLUMNS)
-    # exported again over the files: replaced whole, nothing temporary left beside them
-    for name, fmt in (("images.csv", "csv"), ("images.gpkg", "gpkg"), ("images.geojson", "geojson")):
-        code, _, err = run(
-            capsys, "export", "--catalog", catalog_url, "--format", fmt, "-o", str(tmp_path / name)
-        )
-        assert code == 0 and "Feature Count: 6" in ogrinfo(tmp_path / name)[0], err
+    # exported again over the files, the format told by the extension alone: each replaced whole, in its own
+    # format, nothing temporary left beside them
+    for name, driver in (("images.csv", "CSV"), ("images.gpkg", "GPKG"), ("images.geojson", "GeoJSON")):
+        code, _, err = run(capsys, "export", "--catalog", catalog_url, "-o", str(tmp_path / name))
+        summary = ogrinfo(tmp_path / name)[0]
+        assert code == 0 and "Feature Count: 6" in summary and f"using driver `{driver}'" in summary, err
     written = {"images.csv", "images.csvt", "images.prj", "images.gpkg", "images.geojson"}
     assert {path.name for path in tmp_path.iterdir() if path.name.startswith(("images", "."))} == written
 

@@ -126,9 +126,13 @@ def export(
     settings: Settings,
     selection: Selection,
     export_format: Annotated[
-        str,
-        typer.Option("--format", help="csv, geojson, gpkg (GeoPackage) or oid (ArcGIS Oriented Imagery)."),
-    ] = "csv",
+        str | None,
+        typer.Option(
+            "--format",
+            help="csv, geojson, gpkg (GeoPackage) or oid (ArcGIS Oriented Imagery). Default: what the --output "
+            "file's extension names (.csv, .geojson or .json, .gpkg); csv on stdout.",
+        ),
+    ] = None,
     of: Annotated[
         str | None,
         typer.Option(
@@ -152,11 +156,11 @@ def export(
     """Export images, panoramas with their published files, or sequences as lines, for QGIS or ArcGIS
     (docs/exports.md).
 
-    Example: panopipe export --format geojson --reel R001 -o r001.geojson
+    Example: panopipe export --reel R001 -o r001.geojson
 
-    Example: panopipe export --of sequences --format gpkg -o coverage.gpkg
+    Example: panopipe export --of sequences -o coverage.gpkg
 
-    Example: panopipe export --of panoramas --format gpkg -o panoramas.gpkg
+    Example: panopipe export --of panoramas -o panoramas.gpkg
 
     Example: panopipe export --format oid --base-url https://cdn.example.com/survey -o oid.csv
     """

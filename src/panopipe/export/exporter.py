@@ -21,32 +21,55 @@ from panopipe.storage import open_atomic
 
 SUBJECTS = ("images", "panoramas", "sequences")
 FORMATS = ("csv", "geojson", "gpkg", "oid")
+# The format a file's extension names.
+FORMAT_OF_SUFFIX = {".csv": "csv", ".geojson": "geojson", ".json": "geojson", ".gpkg": "gpkg"}
 
 
 @dataclass(frozen=True, slots=True)
 class ExportOptions:
-    """What to export: ``of`` images, panoramas or sequences (``oid`` is always panoramas), in ``format``; the
-    URL published files are served under, and the camera height for the Oriented Imagery table."""
+    """What to export: ``of`` images, panoramas or sequences (``oid`` is always panoramas), in ``format`` (none:
+    the output file's extension says, CSV on stdout); the URL published files are served under, and the camera
+    height for the Oriented Imagery table."""
 
     of: str | None = None
-    format: str = "csv"
+    format: str | None = None
     base_url: str | None = None
     camera_height_m: float | None = None
 
-    def subject(self) -> str:
-        """``images``, ``panoramas`` or ``sequences``; :class:`ConfigError` for options that do not go together."""
-        if self.format not in FORMATS:
+    def format_for(self, output: Path | None) -> str:
+        """The format given, or else the one the output file's extension names (CSV on stdout);
+        :class:`ConfigError` when the extension is unknown, or names another format than the one given."""
+        if self.format is not None and self.format not in FORMATS:
             raise ConfigError(f"unknown --format {self.format!r}; {did_you_mean(self.format, FORMATS)}")
+        named = FORMAT_OF_SUFFIX.get(output.suffix.lower()) if output is not None else None
+        if self.format is None:
+            if output is not None and named is None:
+                raise ConfigError(
+                    f"cannot tell the format of {str(output)!r} from its extension: name the file .csv, "
+                    ".geojson or .gpkg, or give --format (csv, geojson, gpkg or oid)"
+                )
+            return named or "csv"
+        if named is not None and named != _file_format(self.format):
+            raise ConfigError(
+                f"{str(output)!r} names a {named} file, not {self.format}: use --format {named}, or a file name "
+                "ending in "
+                + next(suffix for suffix, of in FORMAT_OF_SUFFIX.items() if of == _file_format(self.format))
+            )
+        return self.format
+
+    def subject(self, export_format: str) -> str:
+        """``images``, ``panoramas`` or ``sequences`` in ``export_format``; :class:`ConfigError` for options that
+        do not go together."""
         if self.of is not None and self.of not in SUBJECTS:
             raise ConfigError(f"unknown --of {self.of!r}; {did_you_mean(self.of, SUBJECTS)}")
-        if self.format == "oid" and self.of in ("images", "sequences"):
+        if export_format == "oid" and self.of in ("images", "sequences"):
             raise ConfigError(
                 "--format oid lists panoramas (360° images): use --of panoramas or leave --of out"
             )
-        subject = "panoramas" if self.format == "oid" else self.of or "images"
+        subject = "panoramas" if export_format == "oid" else self.of or "images"
         if self.base_url is not None and subject != "panoramas":
             raise ConfigError("--base-url names published files: use it with --of panoramas or --format oid")
-        if self.camera_height_m is not None and self.format != "oid":
+        if self.camera_height_m is not None and export_format != "oid":
             raise ConfigError(
                 "--camera-height is a field of the Oriented Imagery table: use it with --format oid"
             )
@@ -75,9 +98,10 @@ def write_export(
 ) -> ExportResult:
     """Export the selected images or panoramas to ``output``, or to ``out`` when there is none (a GeoPackage
     needs a file). A CSV file gets ``.csvt`` and ``.prj`` sidecars."""
-    subject = options.subject()
-    gpkg = output if options.format == "gpkg" else None
-    if options.format == "gpkg" and gpkg is None:
+    export_format = options.format_for(output)
+    subject = options.subject(export_format)
+    gpkg = output if export_format == "gpkg" else None
+    if export_format == "gpkg" and gpkg is None:
         raise ConfigError("--format gpkg writes a file: give --output FILE.gpkg")
     table: Table
     if subject == "images":
@@ -90,7 +114,7 @@ def write_export(
     else:
         found = load_panoramas(catalog, selection, settings, base_url=options.base_url)
         total, table = len(found), panoramas_table(found)
-        if options.format == "oid":
+        if export_format == "oid":
             shots = any(p.kind == "shot" for p in found)
             rig_height = (
                 rig_mount_height(catalog, settings) if shots and options.camera_height_m is None else None
@@ -100,16 +124,21 @@ def write_export(
         count = write_gpkg(table, gpkg)
         return ExportResult(subject, count, total - count, (gpkg,))
     if output is None:
-        count = _write_text(table, options.format, out)
+        count = _write_text(table, export_format, out)
         return ExportResult(subject, count, total - count, ())
     with open_atomic(output) as raw:  # a failed export leaves the previous file as it was
         handle = io.TextIOWrapper(raw, encoding="utf-8", newline="")
         try:
-            count = _write_text(table, options.format, handle)
+            count = _write_text(table, export_format, handle)
         finally:
             handle.detach()  # flushed; open_atomic closes the file
-    sidecars = write_csv_sidecars(table, output) if options.format != "geojson" else []
+    sidecars = write_csv_sidecars(table, output) if export_format != "geojson" else []
     return ExportResult(subject, count, total - count, (output, *sidecars))
+
+
+def _file_format(export_format: str) -> str:
+    """The kind of file ``export_format`` writes: the Oriented Imagery table is a CSV."""
+    return "csv" if export_format == "oid" else export_format
 
 
 def _write_text(table: Table, export_format: str, out: TextIO) -> int:

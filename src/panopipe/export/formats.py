@@ -119,7 +119,7 @@ def write_gpkg(table: Table, path: Path) -> int:
         import numpy as np
         import pyogrio.raw
     except ImportError:
-        raise ConfigError(f"--format gpkg needs pyogrio: {GIS_EXTRA}") from None
+        raise ConfigError(f"writing a GeoPackage needs pyogrio: {GIS_EXTRA}") from None
 
     line = table.line
     if line:
