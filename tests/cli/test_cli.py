@@ -207,11 +207,20 @@ def test_a_positions_file_that_is_missing_or_not_utf8_is_a_usage_error(capsys, t
 def test_empty_answers_say_what_makes_them_full(capsys, tmp_path: Path):
     db = str(tmp_path / "c.db")
     assert run(capsys, "db", "upgrade", "--catalog", db)[0] == 0
-    code, _, err = run(capsys, "status", "--catalog", db)
-    assert (code, err) == (0, "no jobs yet: `panopipe plan` shows what `panopipe run` would do\n")
-    code, _, err = run(capsys, "history", "--catalog", db)
-    assert (code, err) == (0, "no edits: `panopipe edit` makes one\n")
+    # no table of headers alone: one line says what the empty answer means
+    assert run(capsys, "status", "--catalog", db) == (
+        0,
+        "",
+        "no jobs yet: `panopipe plan` shows what `panopipe run` would do\n",
+    )
+    assert run(capsys, "history", "--catalog", db) == (0, "", "no edits: `panopipe edit` makes one\n")
     assert run(capsys, "history", "--catalog", db, "--json") == (0, "[]\n", "")
+    assert run(capsys, "verify", "--catalog", db) == (0, "", "0 drifted output(s)\n")
+    assert run(capsys, "dispatch", "--dry-run", "--catalog", db) == (
+        0,
+        "",
+        "dry run: 0 job(s) due; nothing submitted\n",
+    )
 
 
 def test_export_csv_and_geojson(capsys, tmp_path: Path, survey: Path):

@@ -449,8 +449,17 @@ def test_undo_dry_run_shows_what_it_would_revert(capsys, two_images: tuple[str, 
     assert code == 0 and json.loads(out) == [{"id": ids[0], "field": "alt", "old": 12.5, "new": None}]
     _, out, _ = run(capsys, "show", ids[0], "--json", "--catalog", location)
     assert json.loads(out)["alt"] == 12.5, "a dry run must not revert"
-    code, out, _ = run(capsys, "undo", batch, "--dry-run", "--catalog", location)
+    code, out, err = run(capsys, "undo", batch, "--dry-run", "--catalog", location)
     assert code == 0 and "would restore (dry run)" in out and "12.5" in out
+    assert err == "dry run: would restore 1 value(s); nothing stored\n"
+    # an edit that would change nothing says so in its dry run, as the edit itself does, with no empty table
+    again = ("edit", "--catalog", location, "--id", ids[0], "--set", "alt=12.5", "--reason", "RTK")
+    assert run(capsys, *again, "--dry-run") == (
+        0,
+        "",
+        "dry run: would make 0 change(s) on 0 image(s); nothing stored\n",
+    )
+    assert run(capsys, *again)[2].startswith("error: the edit changes nothing")
     assert run(capsys, "undo", batch, "--catalog", location)[0] == 0
     _, out, _ = run(capsys, "show", ids[0], "--json", "--catalog", location)
     assert json.loads(out)["alt"] is None

@@ -87,8 +87,7 @@ def ls(
     if not as_json and "id" in columns:  # people read and type short ids; scripts get full ones
         shown = catalog.short_ids([row["id"] for row in rows])
         rows = [{**row, "id": shown[row["id"]]} for row in rows]
-    if rows or as_json:  # no empty table: the count line says "0 image(s)"
-        render.print_rows(rows, columns, as_json=as_json)
+    render.print_rows(rows, columns, as_json=as_json)
     if not as_json:
         render.stderr.print(f"{len(rows)} image(s)")
     if not rows:  # a mistyped reel or shot: say which
@@ -272,15 +271,19 @@ def edit(
     rows = change_rows(changes)
     if dry_run:
         render.print_rows(rows, CHANGE_FIELDS, as_json=as_json, title="would change (dry run)")
+        if not as_json:
+            render.stderr.print(f"dry run: would make {_counted(changes)}; nothing stored")
         return
     with render.progress_bar("editing") as progress:
         batch = catalog.apply_edit(changes, reason=reason, author=getpass.getuser(), progress=progress)
     if as_json:
         render.print_json({"batch": batch, "changes": rows} | ({"not_placed": not_placed} if track else {}))
     else:
-        render.success(
-            f"edit {batch}: {len(changes)} change(s) on {len({c.image_id for c in changes})} image(s)"
-        )
+        render.success(f"edit {batch}: {_counted(changes)}")
+
+
+def _counted(changes: list[FieldChange]) -> str:
+    return f"{len(changes)} change(s) on {len({c.image_id for c in changes})} image(s)"
 
 
 def _placed_on_track(
@@ -398,6 +401,8 @@ def undo(
     rows = change_rows(changes)
     if dry_run:
         render.print_rows(rows, CHANGE_FIELDS, as_json=as_json, title="would restore (dry run)")
+        if not as_json:
+            render.stderr.print(f"dry run: would restore {len(changes)} value(s); nothing stored")
     elif as_json:
         render.print_json({"batch": batch, "changes": rows})
     else:

@@ -55,8 +55,7 @@ def plan(
     none_selected = warn_if_nothing_selected(catalog, selection)
     result = pipeline.plan(catalog, selection, _steps(steps), settings, force=force)
     columns = ("step", "subject", "reason", *(("problem",) if as_json else ()))
-    if result or as_json:  # no empty table: the count line says "nothing to do"
-        render.print_rows([item.to_dict() for item in result], columns, as_json=as_json)
+    render.print_rows([item.to_dict() for item in result], columns, as_json=as_json)
     if not as_json:
         render.warn_each((f"{i.step} {i.subject} will fail", i.problem) for i in result if i.problem)
         counts = ", ".join(f"{step} {count}" for step, count in result.counts().items())
@@ -141,8 +140,7 @@ def run(
         rows = [{"step": step, **counts} for step, counts in report.counts.items()]
         submitted = any("submitted" in counts for counts in report.counts.values())
         columns = ("step", "succeeded", "failed", "cancelled", *(("submitted",) if submitted else ()))
-        if rows:  # no empty table: the last line says "nothing to do"
-            render.print_rows(rows, columns, as_json=False)
+        render.print_rows(rows, columns, as_json=False)
         render.warn_each((f"{f.step} {f.subject}", f.error) for f in report.failures)
         if submitted:
             render.stderr.print(
@@ -264,10 +262,14 @@ def dispatch(
     verb = "due" if dry_run else "submitted"
     rows = [{"step": step, verb: count} for step, count in report.submitted.items()]
     render.print_rows(rows, ("step", verb), as_json=False)
+    jobs = sum(report.submitted.values())
+    if dry_run:
+        render.stderr.print(f"dry run: {jobs} job(s) due; nothing submitted")
+        return
     ended = ", ".join(
         f"{step} {status} {n}" for step, counts in report.ended.items() for status, n in counts.items()
     )
-    render.stderr.print(f"ended since the last tick: {ended or 'none'}" if not dry_run else "dry run")
+    render.stderr.print(f"submitted {jobs} job(s); ended since the last tick: {ended or 'none'}")
 
 
 @uses_selection

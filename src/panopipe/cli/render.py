@@ -90,9 +90,12 @@ def _cell(value: Any) -> str:
 def print_rows(
     rows: Sequence[dict[str, Any]], columns: Sequence[str], *, as_json: bool, title: str | None = None
 ) -> None:
-    """Rows as a table on a terminal, or as a JSON list of objects with ``as_json``."""
+    """Rows as a table on a terminal, or as a JSON list of objects with ``as_json``. No rows print no table:
+    the caller's line on stderr says what the empty answer means."""
     if as_json:
         print_json([{column: to_json_value(row.get(column)) for column in columns} for row in rows])
+        return
+    if not rows:
         return
     cells = [[_cell(row.get(column)) for column in columns] for row in rows]
     many = len(rows) > MANY_ROWS  # on a terminal too: better lines the terminal wraps than minutes of layout
