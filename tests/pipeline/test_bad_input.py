@@ -126,19 +126,20 @@ def test_output_that_cannot_be_written_records_the_error_and_no_artifact(project
 
 
 @pytest.mark.parametrize(
-    ("template", "message"),
+    ("table", "message"),
     [
-        ("../{reel}/{frame:06d}.jpg", "outside the publish root"),
-        ("/etc/{reel}/{frame:06d}.jpg", "outside the publish root"),
-        ("{project}/{reel}.jpg", "the same name"),
-        ("{project}/{nope}.jpg", "cannot name"),
+        ({"template": "../{reel}/{frame:06d}.jpg"}, "outside the publish root"),
+        ({"template": "/etc/{reel}/{frame:06d}.jpg"}, "outside the publish root"),
+        ({"template": "{project}/{reel}.jpg"}, "the same name"),
+        ({"template": "{project}/{nope}.jpg"}, "cannot name"),
+        ({"layout": "nearby"}, r"layout must be 'apart' or 'beside', got 'nearby'"),
     ],
 )
 def test_publish_template_is_refused_before_anything_runs(
-    project: Project, executor, template: str, message: str
+    project: Project, executor, table: dict[str, object], message: str
 ):
     add_panoramas(project.catalog, project.root, 2)
-    settings = project.with_steps(publish={"template": template})
+    settings = project.with_steps(publish=table)
 
     with pytest.raises(ConfigError, match=message):
         run(project.catalog, settings=settings, executor=executor)

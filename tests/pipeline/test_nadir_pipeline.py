@@ -33,8 +33,9 @@ def bottom_is_red(path: Path) -> bool:
     return bool((np.abs(bottom - [255, 0, 0]) < 40).all())
 
 
-def published(project: Project, reel: str, suffix: str = "") -> Path:
-    return project.out / "publish" / "demo" / reel / f"demo_{reel}_000000{suffix}.jpg"
+def published(project: Project, reel: str, tree: str = "") -> Path:
+    """The published panorama of ``reel``'s first frame, or its copy in ``tree`` (thumbnails, previews)."""
+    return project.out / "publish" / tree / "demo" / reel / f"demo_{reel}_000000.jpg"
 
 
 def test_off_by_default_and_when_on_everything_published_is_covered(project: Project):
@@ -56,8 +57,8 @@ def test_off_by_default_and_when_on_everything_published_is_covered(project: Pro
     assert report.ok, report.failures
     assert report.counts["nadir"] == {"succeeded": 2}  # the shot's panorama and the 360° image
     for reel in ("R001", "P001"):
-        for suffix in ("", "_thumbnail", "_preview"):
-            assert bottom_is_red(published(project, reel, suffix)), (reel, suffix)
+        for tree in ("", "thumbnails", "previews"):
+            assert bottom_is_red(published(project, reel, tree)), (reel, tree)
     assert len(plan(project.catalog, settings=covered)) == 0
 
 
@@ -83,7 +84,7 @@ def test_a_changed_cap_reruns_it_and_what_follows_and_off_brings_the_ground_back
     }
     assert run(project.catalog, settings=off, executor=InlineExecutor()).ok
     assert not bottom_is_red(published(project, "R001"))
-    assert not bottom_is_red(published(project, "R001", "_thumbnail"))
+    assert not bottom_is_red(published(project, "R001", "thumbnails"))
 
 
 def test_a_replaced_logo_file_reruns_the_cap(project: Project, tmp_path: Path):

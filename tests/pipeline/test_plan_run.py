@@ -46,11 +46,11 @@ def test_run_makes_every_output_and_leaves_nothing_to_plan(project: Project, exe
     published = sorted(
         p.relative_to(project.out / "publish").as_posix() for p in project.out.rglob("publish/**/*.jpg")
     )
-    assert published == [
-        f"demo/{reel}/demo_{reel}_{frame:06d}{suffix}.jpg"
+    assert published == [  # thumbnails and previews apart, so that a reel folder holds its panoramas alone
+        f"{tree}demo/{reel}/demo_{reel}_{frame:06d}.jpg"
+        for tree in ("", "previews/", "thumbnails/")
         for reel in ("P001", "R001")
         for frame in (0, 1)
-        for suffix in ("", "_preview", "_thumbnail")
     ]
     assert run(project.catalog, settings=project.settings, executor=executor).counts == {}
 
@@ -139,7 +139,7 @@ def test_a_derive_change_republishes_the_derived_copies(project: Project, execut
 
     report = run(project.catalog, settings=smaller, executor=executor)
     assert report.counts == {"derive": {"succeeded": 2}, "publish": {"succeeded": 2}}
-    published = sorted(project.out.rglob("publish/**/*_thumbnail.jpg"))
+    published = sorted(project.out.glob("publish/thumbnails/**/*.jpg"))
     assert len(published) == 2
     for path in published:
         with Image.open(path) as thumbnail:

@@ -13,9 +13,11 @@ from PIL import Image as PILImage
 from tests.pipeline.captures import Project, add_panoramas, add_rig_shots
 
 from panopipe.executors import InlineExecutor
-from panopipe.pipeline import run, verify
+from panopipe.pipeline import plan, run, verify
+from panopipe.steps.base import PipelineContext
+from panopipe.steps.publish import PublishStep
 
-PUBLISHED = "publish/demo/R001/demo_R001_000000"
+PUBLISHED = "demo/R001/demo_R001_000000.jpg"
 
 
 def exiftool(path: Path) -> dict[str, object]:
@@ -33,7 +35,44 @@ def test_images_without_reel_or_frame_are_published_by_their_file_name(project: 
 
     published = sorted(p.relative_to(project.out).as_posix() for p in project.out.glob("publish/**/*.jpg"))
     assert published == [
-        f"publish/demo/pano_00000{n}{suffix}.jpg" for n in (0, 1) for suffix in ("", "_preview", "_thumbnail")
+        f"publish/{tree}demo/pano_00000{n}.jpg" for tree in ("", "previews/", "thumbnails/") for n in (0, 1)
+    ]
+
+
+def test_thumbnails_and_previews_beside_the_image_when_asked_and_a_change_of_layout_moves_them(
+    project: Project,
+):
+    """``layout = "beside"`` names them after the image (the layout before there was a choice: its parameters
+    are those of then, so nothing published that way is made again); a change of layout republishes, and
+    the copies at the names of the other layout are removed."""
+    add_panoramas(project.catalog, project.root, 2)
+    beside = project.with_steps(publish={"layout": "beside"})
+    assert run(project.catalog, settings=beside, executor=InlineExecutor()).ok
+
+    def names() -> list[str]:
+        publish = project.out / "publish"
+        return sorted(p.relative_to(publish).as_posix() for p in publish.rglob("*.jpg"))
+
+    assert names() == [
+        f"demo/P001/demo_P001_00000{n}{suffix}.jpg"
+        for n in (0, 1)
+        for suffix in ("", "_preview", "_thumbnail")
+    ]
+    context = PipelineContext("demo", str(project.out))
+    before_the_choice = PublishStep({}, context).params | {"layout": "apart"}
+    assert PublishStep({"layout": "beside"}, context).params == {
+        key: value for key, value in before_the_choice.items() if key != "layout"
+    }
+
+    stale = {
+        (item.step, item.subject, item.reason) for item in plan(project.catalog, settings=project.settings)
+    }
+    assert stale == {
+        ("publish", f"image:{image.id}", "parameters changed") for image in project.catalog.images()
+    }
+    assert run(project.catalog, settings=project.settings, executor=InlineExecutor()).ok
+    assert names() == [
+        f"{tree}demo/P001/demo_P001_00000{n}.jpg" for tree in ("", "previews/", "thumbnails/") for n in (0, 1)
     ]
 
 
@@ -48,15 +87,15 @@ def test_published_files_get_the_umask_mode(project: Project, umask: int):
 
 
 @pytest.mark.exiftool
-@pytest.mark.parametrize(("suffix", "size"), [("_thumbnail", (64, 32)), ("_preview", (128, 64))])
+@pytest.mark.parametrize(("tree", "size"), [("thumbnails", (64, 32)), ("previews", (128, 64))])
 def test_published_thumbnail_and_preview_carry_gps_time_and_gpano(
-    project: Project, executor, suffix: str, size: tuple[int, int]
+    project: Project, executor, tree: str, size: tuple[int, int]
 ):
     add_rig_shots(project.catalog, project.root, 1)
     run(project.catalog, settings=project.settings, executor=executor)
     frames = list(project.catalog.images())
 
-    tags = exiftool(project.out / f"{PUBLISHED}{suffix}.jpg")
+    tags = exiftool(project.out / "publish" / tree / PUBLISHED)
 
     assert (tags["File:ImageWidth"], tags["File:ImageHeight"]) == size
     assert tags["GPS:GPSLatitude"] == pytest.approx(sum(f.lat for f in frames) / len(frames), abs=1e-7)
@@ -92,6 +131,6 @@ def test_a_preview_larger_than_its_source_keeps_the_source_size(project: Project
 
     assert run(project.catalog, settings=settings, executor=executor).ok
 
-    with PILImage.open(next(project.out.glob("publish/**/*_preview.jpg"))) as preview:
+    with PILImage.open(next(project.out.glob("publish/previews/**/*.jpg"))) as preview:
         assert preview.size == (256, 128)
     assert verify(project.catalog, settings=settings) == []

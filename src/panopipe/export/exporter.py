@@ -22,7 +22,7 @@ from panopipe.storage import open_atomic
 SUBJECTS = ("images", "panoramas", "sequences")
 FORMATS = ("csv", "geojson", "gpkg", "oid")
 # The format a file's extension names.
-FORMAT_OF_SUFFIX = {".csv": "csv", ".geojson": "geojson", ".json": "geojson", ".gpkg": "gpkg"}
+_FORMAT_OF_SUFFIX = {".csv": "csv", ".geojson": "geojson", ".json": "geojson", ".gpkg": "gpkg"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +41,7 @@ class ExportOptions:
         :class:`ConfigError` when the extension is unknown, or names another format than the one given."""
         if self.format is not None and self.format not in FORMATS:
             raise ConfigError(f"unknown --format {self.format!r}; {did_you_mean(self.format, FORMATS)}")
-        named = FORMAT_OF_SUFFIX.get(output.suffix.lower()) if output is not None else None
+        named = _FORMAT_OF_SUFFIX.get(output.suffix.lower()) if output is not None else None
         if self.format is None:
             if output is not None and named is None:
                 raise ConfigError(
@@ -53,7 +53,7 @@ class ExportOptions:
             raise ConfigError(
                 f"{str(output)!r} names a {named} file, not {self.format}: use --format {named}, or a file name "
                 "ending in "
-                + next(suffix for suffix, of in FORMAT_OF_SUFFIX.items() if of == _file_format(self.format))
+                + next(suffix for suffix, of in _FORMAT_OF_SUFFIX.items() if of == _file_format(self.format))
             )
         return self.format
 

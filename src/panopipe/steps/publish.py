@@ -14,10 +14,13 @@ straight from its camera, ``R0014760.JPG``) ``{project}/{name}.jpg`` instead. Be
 :meth:`PublishStep.validate` refuses a template that escapes the root (``..``, absolute) or maps two subjects
 to one name.
 
-The ``derive`` step's thumbnail and preview, when it recorded them, are published beside the image with the
-output name before the extension: ``…_000042_thumbnail.jpg`` and ``…_000042_preview.jpg``. The job follows
-the image's ``apply-metadata`` output; it reruns when that output or the metadata changes, and when
-``[steps.derive]`` changes (derive's parameters are part of publish's), after derive has run again.
+The ``derive`` step's thumbnail and preview, when it recorded them, are published under the image's name in
+trees of their own (``layout = "apart"``, the default): ``thumbnails/demo/R001/demo_R001_000042.jpg`` and
+``previews/…``, so that each reel's folder holds its panoramas alone, as Mapillary's and Panoramax's uploaders
+take a folder; or beside the image with the output name before the extension (``layout = "beside"``):
+``…_000042_thumbnail.jpg`` and ``…_000042_preview.jpg``. The job follows the image's ``apply-metadata``
+output; it reruns when that output or the metadata changes, and when ``[steps.derive]`` changes (derive's
+parameters are part of publish's), after derive has run again.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ UNNUMBERED_TEMPLATE = "{project}/{name}.jpg"
 DERIVED = DeriveStep.outputs
 LOCATED = ("route", "mp")
 """Template fields that ``panopipe route locate`` fills."""
+LAYOUTS = ("apart", "beside")
+"""Where thumbnails and previews are published: in trees of their own, or beside the image."""
 
 
 class PublishStep(Step):
@@ -60,6 +65,13 @@ class PublishStep(Step):
         ConfigKey(
             "root", None, "Storage URI published images go under.", "`publish` under the pipeline output"
         ),
+        ConfigKey(
+            "layout",
+            "apart",
+            "Where thumbnails and previews go: `apart`, under `thumbnails/` and `previews/` with the image's "
+            "name, so each reel's folder holds its panoramas alone (as Mapillary's and Panoramax's uploaders "
+            "take a folder); `beside`, next to the image (`…_000042_thumbnail.jpg`).",
+        ),
     )
     copies = (DeriveStep.name,)
 
@@ -68,6 +80,8 @@ class PublishStep(Step):
         root = table.get("root") or open_storage(self.context.output_uri).uri("publish")
         if not isinstance(template, str) or not template.strip():
             raise ConfigError(f"[steps.publish]: template must be non-empty text, got {template!r}")
+        if table["layout"] not in LAYOUTS:
+            raise ConfigError(f"[steps.publish]: layout must be 'apart' or 'beside', got {table['layout']!r}")
         self.root: Storage = open_storage(root)
         derive = DeriveStep(self.context.tables.get(DeriveStep.name, {}), self.context)
         located = {"located": True} if any(f"{{{name}" in template for name in LOCATED) else {}
@@ -77,6 +91,8 @@ class PublishStep(Step):
             "project": self.context.project,
             "derived": derive.params_hash,
             **located,
+            # "beside" is the layout of the parameters before there was a choice: it keeps their hash
+            **({"layout": table["layout"]} if table["layout"] != "beside" else {}),
         }
 
     def fingerprint(self, subject: Subject, upstream: Upstream | None) -> str:
@@ -92,6 +108,8 @@ class PublishStep(Step):
         key = self.publish_key(subject)
         if name == "published":
             return key
+        if self.params.get("layout") == "apart":
+            return f"{name}s/{key}"
         stem, dot, extension = key.rpartition(".")
         return f"{stem}_{name}.{extension}" if dot and "/" not in extension else f"{key}_{name}"
 
@@ -175,4 +193,4 @@ class PublishStep(Step):
         return outputs
 
 
-__all__ = ["DEFAULT_TEMPLATE", "DERIVED", "LOCATED", "UNNUMBERED_TEMPLATE", "PublishStep"]
+__all__ = ["DEFAULT_TEMPLATE", "DERIVED", "LAYOUTS", "LOCATED", "UNNUMBERED_TEMPLATE", "PublishStep"]
