@@ -40,7 +40,7 @@ from panopipe.metadata import read_metadata
 
 # ExifTool's names for what ``read_metadata`` returns (ImageMetadata's fields).
 TAGS = """DateTimeOriginal SubSecTimeOriginal OffsetTimeOriginal GPSLatitude GPSLongitude GPSAltitude
-GPSImgDirection GPSDateTime Make Model SerialNumber Orientation ImageWidth ImageHeight ProjectionType
+GPSImgDirection GPSHPositioningError GPSDateTime Make Model SerialNumber Orientation ImageWidth ImageHeight ProjectionType
 PoseHeadingDegrees PosePitchDegrees PoseRollDegrees FullPanoWidthPixels FullPanoHeightPixels
 CroppedAreaImageWidthPixels CroppedAreaImageHeightPixels CroppedAreaLeftPixels CroppedAreaTopPixels""".split()  # noqa: SIM905
 OUT = Path(__file__).parent / "out" / "metadata_4096x2048"

@@ -42,6 +42,8 @@ DEMO_RIG = "panopipe-demo-6"
 RTK_ALTITUDE_M = 519.4
 """The street's altitude (m above mean sea level) from the survey team's RTK; the rig's GNSS read it high."""
 GNSS_ALTITUDE_BIAS_M = 1.7
+GNSS_ACCURACY_M = 1.5
+"""The horizontal accuracy the rig's GNSS reports for each fix (EXIF GPSHPositioningError), in metres."""
 _RIG_TOML = """\
 [steps.stitch.rig]
 # The demo's rig: 4 rectilinear cameras 110° wide around the horizon (20° overlap), 180° fisheyes up and down.
@@ -169,6 +171,7 @@ def generate_survey(
                 gps_longitude=positions[-1][1],
                 gps_altitude=round(RTK_ALTITUDE_M + GNSS_ALTITUDE_BIAS_M + 0.2 * math.sin(shot), 2),
                 gps_img_direction=round((bearing + camera.yaw_deg) % 360, 2),
+                gps_h_positioning_error=GNSS_ACCURACY_M,
                 gps_datetime=moment,
                 make="panopipe",
                 model=f"{rig.name} rig",
@@ -329,6 +332,7 @@ def run_demo(
 __all__ = [
     "CAMERA_SKEW_S",
     "DEMO_RIG",
+    "GNSS_ACCURACY_M",
     "GNSS_ALTITUDE_BIAS_M",
     "PPK_SHIFT_M",
     "RTK_ALTITUDE_M",

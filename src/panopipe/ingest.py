@@ -490,6 +490,7 @@ def _with_metadata(record: ImageRecord, m: ImageMetadata) -> ImageRecord:
         lat=m.gps_latitude,
         lon=m.gps_longitude,
         alt=m.gps_altitude,
+        gps_accuracy_m=m.gps_h_positioning_error,
         heading=m.gps_img_direction if m.gps_img_direction is not None else m.pose_heading,
         pitch=m.pose_pitch,
         roll=m.pose_roll,

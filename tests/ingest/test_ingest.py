@@ -107,6 +107,7 @@ def test_captured_metadata_agrees_with_exiftool(catalog: Catalog, survey: Path):
     assert image.lon == pytest.approx(oracle["GPSLongitude"], abs=1e-9)
     assert image.alt == pytest.approx(oracle["GPSAltitude"], abs=1e-9)
     assert image.heading == pytest.approx(oracle["GPSImgDirection"])
+    assert image.gps_accuracy_m == pytest.approx(oracle["GPSHPositioningError"])
     assert (image.make, image.model, image.width, image.height) == (
         oracle["Make"],
         oracle["Model"],

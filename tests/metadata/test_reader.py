@@ -31,6 +31,7 @@ EXIFTOOL_FIELDS: dict[str, tuple[str, ...]] = {
     "gps_longitude": ("Composite:GPSLongitude", "XMP-exif:GPSLongitude"),
     "gps_altitude": ("Composite:GPSAltitude", "GPS:GPSAltitude", "XMP-exif:GPSAltitude"),
     "gps_img_direction": ("GPS:GPSImgDirection", "XMP-exif:GPSImgDirection"),
+    "gps_h_positioning_error": ("GPS:GPSHPositioningError", "XMP-exif:GPSHPositioningError"),
     "make": ("IFD0:Make",),
     "model": ("IFD0:Model",),
     "orientation": ("IFD0:Orientation",),
@@ -287,6 +288,8 @@ def random_sample(rng: random.Random) -> bytes:
         gps = {1: "N" if latitude >= 0 else "S", 2: dms(abs(latitude)), 3: "E" if longitude >= 0 else "W"}
         gps |= {4: dms(abs(longitude)), 5: int(altitude < 0), 6: rational(abs(altitude))}
         gps |= {17: rational(rng.uniform(0, 359)), 29: day.strftime("%Y:%m:%d")}
+        if rng.random() < 0.5:
+            gps[31] = rational(rng.choice([0.008, 0.5, 3.2, 25.0]))  # GPSHPositioningError: RTK to poor GNSS
         gps[7] = (IFDRational(day.hour, 1), IFDRational(day.minute, 1), rational(rng.uniform(0, 59)))
     else:
         minutes = abs(latitude) % 1 * 60
@@ -295,6 +298,8 @@ def random_sample(rng: random.Random) -> bytes:
             f'\n   exif:GPSLongitude="{int(abs(longitude))},{abs(longitude) % 1 * 60:.6f}{"E" if longitude >= 0 else "W"}"'
             f'\n   exif:GPSAltitude="{round(abs(altitude) * 100)}/100" exif:GPSAltitudeRef="{int(altitude < 0)}"'
         )
+        if rng.random() < 0.5:
+            xmp_gps += f' exif:GPSHPositioningError="{rng.choice(["0.02", "15/10", "4"])}"'
     exif = build_exif(endian=rng.choice("<>"), ifd0=ifd0, exif_ifd=exif_ifd, gps=gps)
     xmp = gpano_xmp(attributes=rng.random() < 0.5, heading=round(rng.uniform(0, 359), 2), extra=xmp_gps)
     return make_jpeg(exif, xmp, size=(rng.randrange(16, 80), rng.randrange(16, 80)))
@@ -407,6 +412,15 @@ def test_xmp_gps_and_date_fill_in_when_exif_has_none() -> None:
     assert (metadata.gps_latitude, metadata.gps_longitude) == pytest.approx((12 + 30.5 / 60, -3.25))
     assert metadata.gps_img_direction == pytest.approx(176.3)
     assert metadata.body_serial_number == "AUX-1"
+
+
+def test_a_negative_positioning_error_is_ignored_with_a_warning() -> None:
+    extra = ' exif:GPSHPositioningError="-1.5"'  # EXIF's is an unsigned rational: only XMP can say this
+
+    metadata = parse_jpeg_header(make_jpeg(xmp=gpano_xmp(attributes=True, extra=extra)))
+
+    assert metadata.gps_h_positioning_error is None
+    assert metadata.warnings == ("GPSHPositioningError -1.5 is negative, ignored",)
 
 
 @pytest.mark.parametrize("attributes", [True, False])

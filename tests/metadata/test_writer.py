@@ -41,6 +41,7 @@ UPDATE = MetadataUpdate(
     gps_longitude=151.987654321,
     gps_altitude=-12.345,
     gps_img_direction=271.25,
+    gps_h_positioning_error=0.024,
     gps_datetime=datetime(2024, 5, 6, 7, 8, 9, 500000, tzinfo=UTC),
     make="PanoCam",
     model="P-1",
@@ -349,6 +350,8 @@ FUZZ_BASE = apply_metadata(pillow_jpeg(pillow_exif(">")), UPDATE)
         ({"gps_latitude": 91.0}, "out of range"),
         ({"gps_longitude": float("nan")}, "out of range"),
         ({"gps_img_direction": -1.0}, "0 to 360"),
+        ({"gps_h_positioning_error": -0.5}, "metres, 0 or more"),
+        ({"gps_h_positioning_error": float("inf")}, "metres, 0 or more"),
         ({"make": "a\x00b"}, "NUL"),
         ({"panopipe": {"bad key": "x"}}, "XML name"),
     ],
@@ -468,6 +471,7 @@ def test_exiftool_reads_back_what_was_written(written: tuple[Path, Path]) -> Non
     assert found["Composite:GPSAltitude"] == pytest.approx(UPDATE.gps_altitude, abs=5e-4)
     assert found["GPS:GPSImgDirectionRef"] == "T"
     assert found["GPS:GPSImgDirection"] == pytest.approx(UPDATE.gps_img_direction, abs=1e-4)
+    assert found["GPS:GPSHPositioningError"] == pytest.approx(UPDATE.gps_h_positioning_error, abs=5e-4)
     assert found["Composite:GPSDateTime"] == "2024:05:06 07:08:09.5Z"
     assert found["ExifIFD:DateTimeOriginal"] == "2024:05:06 09:08:09"
     assert found["Composite:SubSecDateTimeOriginal"] == "2024:05:06 09:08:09.123+02:00"

@@ -34,7 +34,7 @@ for path in sys.argv[1:]:
     read[path] = {
         "lat": tags.lat, "lon": tags.lon, "altitude": tags.altitude, "heading": tags.heading, "type": tags.type,
         "make": tags.make, "ts": tags.ts.timestamp(), "field_of_view": tags.field_of_view,
-        "warnings": tags.tagreader_warnings,
+        "gps_accuracy": tags.gps_accuracy, "warnings": tags.tagreader_warnings,
     }
 print(json.dumps(read))
 """
@@ -59,16 +59,18 @@ def published(project: Project) -> list[Path]:
 
 @pytest.fixture
 def survey(project: Project) -> tuple[Project, dict[str, dict[str, object]]]:
-    """A rig shot and three 360° images, a non-destructive edit (times shifted by 250 ms, one position moved
-    by a few metres: a track Mapillary's checks of speed and duplicates pass), run and published; the
+    """A rig shot and three 360° images, non-destructive edits (times shifted by 250 ms; one position moved
+    by a few metres, a track Mapillary's checks of speed and duplicates pass; a PPK solution's horizontal
+    accuracy, worse for one 360° image), run and published; the
     catalog's effective metadata of each published file, by its name. The reel folders hold the panoramas
     alone (thumbnails and previews are published apart): an uploader given one takes no copy twice."""
     add_rig_shots(project.catalog, project.root, 1)
     moved = add_panoramas(project.catalog, project.root, 3)[1]
     catalog = project.catalog
+    moved_to = {"lat": 48.10012, "lon": 11.50013, "alt": 533.5, "gps_accuracy_m": 0.35}
     for changes in (
-        catalog.plan_edit(shift_time_s=0.25),
-        catalog.plan_edit(Selection(ids=(moved,)), assign={"lat": 48.10012, "lon": 11.50013, "alt": 533.5}),
+        catalog.plan_edit(shift_time_s=0.25, assign={"gps_accuracy_m": 0.02}),
+        catalog.plan_edit(Selection(ids=(moved,)), assign=moved_to),
     ):
         catalog.apply_edit(changes, reason="PPK", author="test")
     assert run(catalog, settings=project.settings, executor=InlineExecutor()).ok
@@ -84,6 +86,7 @@ def survey(project: Project) -> tuple[Project, dict[str, dict[str, object]]]:
             "alt": images[0].alt,
             "heading": images[0].heading,
             "captured_at": min(image.captured_at for image in images),
+            "gps_accuracy_m": max(image.gps_accuracy_m for image in images),
         }
     assert [path.name for path in published(project)] == sorted(expected)
     assert expected["demo_P001_000001.jpg"]["lat"] == 48.10012  # the edit is what the readers must see
@@ -110,8 +113,8 @@ def test_panoramax_reads_each_published_panorama_as_the_catalog_has_it(survey):
         assert tags["heading"] == round(want["heading"])  # and whole degrees
         assert datetime.fromtimestamp(tags["ts"], UTC) == want["captured_at"], name
         assert (tags["type"], tags["field_of_view"], tags["make"]) == ("equirectangular", 360, "Acme")
-        # what it warns of: the catalog holds no horizontal accuracy (its quality score needs one)
-        assert tags["warnings"] == ["No GPS accuracy value found, this prevents computing a quality score"]
+        # the horizontal accuracy its quality score is computed from; nothing to warn of
+        assert (tags["gps_accuracy"], tags["warnings"]) == (want["gps_accuracy_m"], []), name
 
 
 @pytest.mark.exiftool

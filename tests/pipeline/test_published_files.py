@@ -12,6 +12,7 @@ import pytest
 from PIL import Image as PILImage
 from tests.pipeline.captures import Project, add_panoramas, add_rig_shots
 
+from panopipe.catalog import Selection
 from panopipe.executors import InlineExecutor
 from panopipe.pipeline import plan, run, verify
 from panopipe.steps.base import PipelineContext
@@ -122,7 +123,7 @@ def test_published_panorama_has_gps_date_and_time_in_utc(project: Project, execu
 
     assert (tags["GPS:GPSDateStamp"], tags["GPS:GPSTimeStamp"]) == ("2024:05:01", "10:00:01")
     assert tags["ExifIFD:DateTimeOriginal"] == "2024:05:01 12:00:01"
-    assert "GPS:GPSHPositioningError" not in tags  # the catalog holds no horizontal accuracy
+    assert "GPS:GPSHPositioningError" not in tags  # no accuracy is known of these captures
 
 
 def test_a_preview_larger_than_its_source_keeps_the_source_size(project: Project, executor):
@@ -134,3 +135,30 @@ def test_a_preview_larger_than_its_source_keeps_the_source_size(project: Project
     with PILImage.open(next(project.out.glob("publish/previews/**/*.jpg"))) as preview:
         assert preview.size == (256, 128)
     assert verify(project.catalog, settings=settings) == []
+
+
+@pytest.mark.exiftool
+def test_an_edited_horizontal_accuracy_is_published_and_reruns_only_what_it_changes(
+    project: Project, executor
+):
+    add_rig_shots(project.catalog, project.root, 1)
+    add_panoramas(project.catalog, project.root, 1)
+    assert run(project.catalog, settings=project.settings, executor=executor).ok
+    shot = Selection(reels=("R001",))
+    worst = next(image.id for image in project.catalog.images(shot) if image.camera_index == 3)
+    for selection, accuracy in ((shot, 0.02), (Selection(ids=(worst,)), 0.05)):  # a PPK solution's figures
+        changes = project.catalog.plan_edit(selection, assign={"gps_accuracy_m": accuracy})
+        project.catalog.apply_edit(changes, reason="PPK", author="test")
+
+    stale = {
+        (item.step, item.subject.partition(":")[0])
+        for item in plan(project.catalog, settings=project.settings)
+    }
+    assert stale == {("apply-metadata", "shot"), ("derive", "shot"), ("publish", "shot")}
+    assert run(project.catalog, settings=project.settings, executor=executor).ok
+
+    for tree in ("", "thumbnails", "previews"):  # the shot's: the largest of its frames' accuracies
+        tags = exiftool(project.out / "publish" / tree / PUBLISHED)
+        assert tags["GPS:GPSHPositioningError"] == pytest.approx(0.05, abs=5e-4), tree
+    assert "GPS:GPSHPositioningError" not in exiftool(project.out / "publish/demo/P001/demo_P001_000000.jpg")
+    assert verify(project.catalog, settings=project.settings) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,14 +26,24 @@ def test_step_fingerprints_are_those_of_the_whole_canonical_document(tmp_path: P
     image = Image(
         **fields | {"id": "018f-id", "uri": "/p/a.jpg", "content_hash": "h1", "captured_at": t, "lat": 1.5}
     )
-    subject = Subject("image:" + image.id, (image,))
     with Catalog.open(str(tmp_path / "c.db"), create=True) as catalog:
         steps = load_pipeline(catalog, Settings(project="p")).steps
-    assert steps
-    for step in steps:
-        for upstream in (None, Upstream("stitch", "s3://b/x.jpg", "abc", {})):
-            inputs = {upstream.step: upstream.hash} if upstream else [image.content_hash]
-            metadata = [{name: to_json_value(getattr(image, name)) for name in step.reads}]
-            document = {"step": step.name, "version": step.version, "params": step.params}
-            expected = fingerprint(document | {"inputs": inputs, "metadata": metadata})
-            assert step.fingerprint(subject, upstream) == expected
+    assert steps and any(step.reads_if_set for step in steps)
+    # a field read only when set is in the document when it has a value, and absent, not null, when it has
+    # none: outputs made before the step read it keep their fingerprints
+    for frame in (image, dataclasses.replace(image, gps_accuracy_m=0.02)):
+        subject = Subject("image:" + frame.id, (frame,))
+        for step in steps:
+            for upstream in (None, Upstream("stitch", "s3://b/x.jpg", "abc", {})):
+                inputs = {upstream.step: upstream.hash} if upstream else [frame.content_hash]
+                metadata = [
+                    {name: to_json_value(getattr(frame, name)) for name in step.reads}
+                    | {
+                        name: getattr(frame, name)
+                        for name in step.reads_if_set
+                        if getattr(frame, name) is not None
+                    }
+                ]
+                document = {"step": step.name, "version": step.version, "params": step.params}
+                expected = fingerprint(document | {"inputs": inputs, "metadata": metadata})
+                assert step.fingerprint(subject, upstream) == expected

@@ -12,6 +12,7 @@ CAPTURE_FIELDS: tuple[str, ...] = (
     "lat",
     "lon",
     "alt",
+    "gps_accuracy_m",
     "heading",
     "pitch",
     "roll",
@@ -56,6 +57,7 @@ class ImageRecord:
     lat: float | None = None
     lon: float | None = None
     alt: float | None = None
+    gps_accuracy_m: float | None = None
     heading: float | None = None
     pitch: float | None = None
     roll: float | None = None
@@ -89,6 +91,7 @@ class Image:
     lat: float | None
     lon: float | None
     alt: float | None
+    gps_accuracy_m: float | None
     heading: float | None
     pitch: float | None
     roll: float | None

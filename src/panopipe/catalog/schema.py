@@ -33,6 +33,8 @@ images = sa.Table(
     sa.Column("lat", sa.Double),
     sa.Column("lon", sa.Double),
     sa.Column("alt", sa.Double),
+    # Horizontal accuracy of lat/lon in metres (EXIF GPSHPositioningError), from the receiver or a PPK solution.
+    sa.Column("gps_accuracy_m", sa.Double),
     sa.Column("heading", sa.Double),
     sa.Column("pitch", sa.Double),
     sa.Column("roll", sa.Double),

@@ -7,12 +7,18 @@ from typing import Any, overload
 
 from panopipe.errors import ConfigError
 
-FLOAT_FIELDS = frozenset({"lat", "lon", "alt", "heading", "pitch", "roll"})
+FLOAT_FIELDS = frozenset({"lat", "lon", "alt", "gps_accuracy_m", "heading", "pitch", "roll"})
 INT_FIELDS = frozenset({"utc_offset_minutes", "camera_index", "width", "height", "frame"})
 TIME_FIELDS = frozenset({"captured_at", "modified_at"})
 BOOL_FIELDS = frozenset({"excluded"})
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-RANGES = {"lat": (-90.0, 90.0), "lon": (-180.0, 180.0), "heading": (0.0, 360.0), "pitch": (-90.0, 90.0)}
+RANGES = {
+    "lat": (-90.0, 90.0),
+    "lon": (-180.0, 180.0),
+    "gps_accuracy_m": (0.0, 100_000.0),
+    "heading": (0.0, 360.0),
+    "pitch": (-90.0, 90.0),
+}
 
 
 def parse_time(text: str) -> datetime:

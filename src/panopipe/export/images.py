@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from panopipe.catalog import Catalog, Selection
 
 ALTITUDE_DOC = "metres above mean sea level (EXIF GPSAltitude), not above the WGS84 ellipsoid"
+ACCURACY_DOC = "horizontal accuracy of lat/lon, metres (EXIF GPSHPositioningError)"
 ORIENTATION_DOCS = {
     "heading": "degrees clockwise from true north (0-360)",
     "pitch": "degrees above the horizon (up positive)",
@@ -29,6 +30,7 @@ IMAGE_COLUMNS: tuple[Column, ...] = (
     Column("lat", "real", "latitude, WGS84 degrees"),
     Column("lon", "real", "longitude, WGS84 degrees"),
     Column("altitude_msl_m", "real", ALTITUDE_DOC),
+    Column("gps_accuracy_m", "real", ACCURACY_DOC),
     *(Column(name, "real", doc) for name, doc in ORIENTATION_DOCS.items()),
     Column("make", "text", "camera make"),
     Column("model", "text", "camera model"),
@@ -86,6 +88,7 @@ def images_table(catalog: Catalog, selection: Selection | None = None) -> Table:
 
 
 __all__ = [
+    "ACCURACY_DOC",
     "ALTITUDE_DOC",
     "EXPORTED_FIELDS",
     "EXPORT_NAMES",

@@ -21,7 +21,7 @@ from panopipe.catalog.subjects import KINDS, Subject, SubjectKind, load_subjects
 from panopipe.catalog.values import rounded
 from panopipe.config import Settings
 from panopipe.errors import ConfigError
-from panopipe.export.images import ALTITUDE_DOC, ORIENTATION_DOCS
+from panopipe.export.images import ACCURACY_DOC, ALTITUDE_DOC, ORIENTATION_DOCS
 from panopipe.export.table import Column, Table
 from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.store import StoredOutput, latest_job_states, stored_outputs
@@ -42,6 +42,7 @@ PANORAMA_COLUMNS: tuple[Column, ...] = (
     Column("lat", "real", "latitude, WGS84 degrees (the mean over the shot's frames)"),
     Column("lon", "real", "longitude, WGS84 degrees (the mean over the shot's frames)"),
     Column("altitude_msl_m", "real", f"{ALTITUDE_DOC}; the mean over the shot's frames"),
+    Column("gps_accuracy_m", "real", f"{ACCURACY_DOC}; the largest of the shot's frames'"),
     *(
         Column(name, "real", f"{doc}; of the frame of the lowest camera index")
         for name, doc in ORIENTATION_DOCS.items()
@@ -71,6 +72,7 @@ class Panorama:
     lat: float | None
     lon: float | None
     altitude_msl_m: float | None
+    gps_accuracy_m: float | None
     heading: float | None
     pitch: float | None
     roll: float | None
@@ -141,6 +143,7 @@ def _panorama(
         lat=rounded("lat", metadata["gps_latitude"]),  # means of the frames' values
         lon=rounded("lon", metadata["gps_longitude"]),
         altitude_msl_m=rounded("alt", metadata["gps_altitude"]),
+        gps_accuracy_m=metadata["gps_h_positioning_error"],
         heading=metadata["gps_img_direction"],
         pitch=first.pitch,
         roll=first.roll,

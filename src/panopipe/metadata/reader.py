@@ -59,7 +59,8 @@ class ImageMetadata:
 
     ``captured_at`` is UTC: ``datetime_original`` (local time, with its sub-seconds) shifted by
     ``OffsetTimeOriginal``, or by an offset inferred from the GPS time (nearest 15 minutes, when within 24 h),
-    and otherwise taken as UTC with ``utc_offset_minutes`` left None.
+    and otherwise taken as UTC with ``utc_offset_minutes`` left None. ``gps_h_positioning_error`` is the
+    horizontal accuracy of the position in metres (EXIF GPSHPositioningError).
     """
 
     datetime_original: str | None
@@ -71,6 +72,7 @@ class ImageMetadata:
     gps_longitude: float | None
     gps_altitude: float | None
     gps_img_direction: float | None
+    gps_h_positioning_error: float | None
     gps_datetime: datetime | None
     make: str | None
     model: str | None
@@ -157,6 +159,13 @@ def _parse(data: bytes, segments: list[Segment], end: int) -> ImageMetadata:
         warnings.append(f"GPSImgDirection {direction} is out of range, ignored")
         direction = None
 
+    accuracy = _number(gps, tiff.GPS_H_POSITIONING_ERROR)
+    if accuracy is None and "exif:GPSHPositioningError" in xmp:
+        accuracy = _xmp_number(xmp["exif:GPSHPositioningError"], "GPSHPositioningError", warnings)
+    if accuracy is not None and accuracy < 0:
+        warnings.append(f"GPSHPositioningError {accuracy:g} is negative, ignored")
+        accuracy = None
+
     orientation = _number(main, tiff.ORIENTATION)
     if orientation is not None and not 1 <= orientation <= 8:
         warnings.append(f"Orientation {orientation:g} is not a valid value (1 to 8)")
@@ -174,6 +183,7 @@ def _parse(data: bytes, segments: list[Segment], end: int) -> ImageMetadata:
         gps_longitude=longitude,
         gps_altitude=_altitude(gps, xmp, warnings),
         gps_img_direction=direction,
+        gps_h_positioning_error=accuracy,
         gps_datetime=gps_datetime,
         make=_text(main, tiff.MAKE),
         model=_text(main, tiff.MODEL),

@@ -106,7 +106,8 @@ class MetadataUpdate:
     ``captured_at`` (timezone-aware) is written as DateTimeOriginal in local time at ``utc_offset_minutes``
     (default: its own offset), with SubSecTimeOriginal (milliseconds) and OffsetTimeOriginal. GPS values are
     signed (south, west and below sea level are negative); ``gps_img_direction`` is in degrees true north;
-    ``gps_datetime`` is written in UTC. ``panopipe`` holds properties of the panopipe XMP namespace.
+    ``gps_h_positioning_error`` (the position's horizontal accuracy) in metres; ``gps_datetime`` is written
+    in UTC. ``panopipe`` holds properties of the panopipe XMP namespace.
     """
 
     captured_at: datetime | None = None
@@ -115,6 +116,7 @@ class MetadataUpdate:
     gps_longitude: float | None = None
     gps_altitude: float | None = None
     gps_img_direction: float | None = None
+    gps_h_positioning_error: float | None = None
     gps_datetime: datetime | None = None
     make: str | None = None
     model: str | None = None
@@ -142,6 +144,9 @@ class MetadataUpdate:
             raise MetadataError(f"gps_img_direction {self.gps_img_direction} must be 0 to 360 degrees")
         if self.gps_altitude is not None and not math.isfinite(self.gps_altitude):
             raise MetadataError(f"gps_altitude {self.gps_altitude} is not a number")
+        accuracy = self.gps_h_positioning_error
+        if accuracy is not None and not (math.isfinite(accuracy) and accuracy >= 0):
+            raise MetadataError(f"gps_h_positioning_error {accuracy} must be metres, 0 or more")
         for name in ("make", "model", "artist", "copyright", "image_description"):
             if "\x00" in (getattr(self, name) or ""):
                 raise MetadataError(f"{name} must not contain NUL characters")
@@ -298,7 +303,7 @@ def _set_capture_time(tree: ExifTree, moment: datetime, offset_minutes: int | No
 
 def _gps_tags(update: MetadataUpdate) -> dict[int, tuple[int, Value]]:
     """The GPS IFD entries to write. Rationals follow ExifTool: whole degrees and minutes, seconds in
-    millionths; altitude in millimetres; direction in 1/10000 degree."""
+    millionths; altitude and horizontal positioning error in millimetres; direction in 1/10000 degree."""
     tags: dict[int, tuple[int, Value]] = {}
     if update.gps_latitude is not None:
         tags[tiff.GPS_LATITUDE_REF] = (ASCII, "S" if update.gps_latitude < 0 else "N")
@@ -319,6 +324,11 @@ def _gps_tags(update: MetadataUpdate) -> dict[int, tuple[int, Value]]:
         tags[tiff.GPS_IMG_DIRECTION] = (
             RATIONAL,
             ((round(update.gps_img_direction * 10000) % 3_600_000, 10000),),
+        )
+    if update.gps_h_positioning_error is not None:
+        tags[tiff.GPS_H_POSITIONING_ERROR] = (
+            RATIONAL,
+            ((round(update.gps_h_positioning_error * 1000), 1000),),
         )
     return tags
 

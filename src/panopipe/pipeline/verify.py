@@ -40,6 +40,7 @@ _COMPARED: tuple[tuple[str, str, float | None], ...] = (
     ("gps_longitude", "gps_longitude", 1e-7),
     ("gps_altitude", "gps_altitude", 1e-3),
     ("gps_img_direction", "gps_img_direction", 1e-3),
+    ("gps_h_positioning_error", "gps_h_positioning_error", 1e-3),
     ("make", "make", None),
     ("model", "model", None),
 )

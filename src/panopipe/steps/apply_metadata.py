@@ -6,8 +6,8 @@ index, the position averaged over the frames that have one. For a single 360° i
 file itself (or its ``nadir`` output). Both get XMP GPano (equirectangular, full panorama) and the panopipe
 namespace (project, reel, frame, shot). When the capture's UTC offset is
 known, the capture time is also written as GPSDateStamp/GPSTimeStamp (UTC); a time whose offset is unknown
-is not certain to be UTC, so it gets none. The catalog holds no horizontal accuracy, so no
-GPSHPositioningError is written.
+is not certain to be UTC, so it gets none. The horizontal accuracy, when the catalog has one, is written as
+GPSHPositioningError (a shot's: the largest of its frames').
 
 Config (``[steps.apply-metadata]``): ``artist``, ``copyright`` and ``description`` (a template over
 ``{project}``, ``{reel}``, ``{frame}``, ``{shot}``), all optional.
@@ -41,6 +41,8 @@ METADATA_FIELDS = (
     "frame",
     "shot",
 )
+METADATA_FIELDS_IF_SET = ("gps_accuracy_m",)
+"""Fields read since outputs were made without them: set, they make those outputs stale; unset, not."""
 
 
 class ApplyMetadataStep(Step):
@@ -50,6 +52,7 @@ class ApplyMetadataStep(Step):
     version = "2"
     outputs = ("image",)
     reads = METADATA_FIELDS
+    reads_if_set = METADATA_FIELDS_IF_SET
     parameters = (
         ConfigKey("artist", None, "Artist (EXIF) written into each output.", "none"),
         ConfigKey("copyright", None, "Copyright (EXIF) written into each output.", "none"),
@@ -87,6 +90,7 @@ def expected_metadata(subject: Subject, params: Mapping[str, Any]) -> dict[str, 
     first = subject.frames[0]
     placed = [f for f in subject.frames if f.lat is not None and f.lon is not None]
     altitudes = [f.alt for f in subject.frames if f.alt is not None]
+    accuracies = [f.gps_accuracy_m for f in placed if f.gps_accuracy_m is not None]
     frames = [f.frame for f in subject.frames if f.frame is not None]
     tags = {
         "project": params["project"],
@@ -109,6 +113,8 @@ def expected_metadata(subject: Subject, params: Mapping[str, Any]) -> dict[str, 
         "gps_longitude": fmean([f.lon for f in placed if f.lon is not None]) if placed else None,
         "gps_altitude": fmean(altitudes) if altitudes else None,
         "gps_img_direction": first.heading,
+        # the mean position of a shot is as good as its worst frame's, a safe figure for a whole rig's fix
+        "gps_h_positioning_error": max(accuracies) if accuracies else None,
         "make": first.make,
         "model": first.model,
         "artist": params.get("artist"),
@@ -140,4 +146,11 @@ def metadata_update(metadata: Mapping[str, Any], width: int | None, height: int 
     return MetadataUpdate(**values, gpano=gpano)
 
 
-__all__ = ["METADATA_FIELDS", "ApplyMetadataStep", "expected_metadata", "metadata_update", "with_metadata"]
+__all__ = [
+    "METADATA_FIELDS",
+    "METADATA_FIELDS_IF_SET",
+    "ApplyMetadataStep",
+    "expected_metadata",
+    "metadata_update",
+    "with_metadata",
+]

@@ -94,6 +94,10 @@ class Step(ABC):
     outputs: ClassVar[tuple[str, ...]]
     kinds: ClassVar[frozenset[SubjectKind]] = frozenset({"shot", "image"})
     reads: ClassVar[tuple[str, ...]] = ()
+    reads_if_set: ClassVar[tuple[str, ...]] = ()
+    """Metadata fields read, like ``reads``, that enter the fingerprint only when set: fields the step came to
+    read after its outputs were made, so that an upgrade makes none of them stale that the field does not
+    change."""
     parameters: ClassVar[tuple[ConfigKey, ...]] = ()
     config_keys: ClassVar[frozenset[str]] = frozenset()
     """The names of ``parameters`` (set for each subclass)."""
@@ -157,7 +161,15 @@ class Step(ABC):
             inputs: Any = {upstream.step: upstream.hash}
         else:
             inputs = [frame.content_hash for frame in subject.frames]
-        metadata = [{name: to_json_value(getattr(f, name)) for name in self.reads} for f in subject.frames]
+        metadata = [
+            {name: to_json_value(getattr(f, name)) for name in self.reads}
+            | {
+                name: to_json_value(value)
+                for name in self.reads_if_set
+                if (value := getattr(f, name)) is not None
+            }
+            for f in subject.frames
+        ]
         # The canonical JSON of {"inputs", "metadata", "params", "step", "version"}, keys sorted: the part from
         # "params" on is the same for every subject, serialised once per step.
         head = canonical_json({"inputs": inputs, "metadata": metadata})[:-1]
@@ -216,8 +228,9 @@ def jpeg_quality(step: str, value: Any) -> int:
 
 
 def frame_fields(steps: Iterable[Step]) -> frozenset[str]:
-    """The frame fields that planning jobs of ``steps`` reads (:attr:`Step.frame_fields` and :attr:`Step.reads`)."""
-    return frozenset(name for step in steps for name in (*step.reads, *step.frame_fields))
+    """The frame fields that planning jobs of ``steps`` reads (:attr:`Step.frame_fields`, :attr:`Step.reads` and
+    :attr:`Step.reads_if_set`)."""
+    return frozenset(name for step in steps for name in (*step.reads, *step.reads_if_set, *step.frame_fields))
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -34,7 +34,12 @@ from panopipe.catalog.records import to_json_value
 from panopipe.config import ConfigKey
 from panopipe.errors import ConfigError, MetadataError, StepError
 from panopipe.metadata.jpeg import scan_jpeg, scan_segments
-from panopipe.steps.apply_metadata import METADATA_FIELDS, expected_metadata, with_metadata
+from panopipe.steps.apply_metadata import (
+    METADATA_FIELDS,
+    METADATA_FIELDS_IF_SET,
+    expected_metadata,
+    with_metadata,
+)
 from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, Upstream, put_output, read_input
 from panopipe.steps.nadir import covered, pixel_source
 
@@ -46,6 +51,7 @@ class DeriveStep(Step):
     version = "4"
     outputs = ("thumbnail", "preview")
     reads = METADATA_FIELDS
+    reads_if_set = METADATA_FIELDS_IF_SET
     parameters = (
         ConfigKey("thumbnail", 512, "Long side of the thumbnail in pixels."),
         ConfigKey("preview", 2048, "Long side of the preview in pixels; 0 makes no preview."),
