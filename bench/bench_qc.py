@@ -48,7 +48,7 @@ def main() -> None:
         for time_mode in (False, True):
             track = synthetic_track(args.frames, time_mode=time_mode)
             mode = "time-mode" if time_mode else "distance-mode"
-            check = check_track(track.t, track.lat, track.lon, track.heading, settings)
+            check = check_track(track.t, track.lat, track.lon, track.heading, settings, track.accuracy)
             for name, truth in track.truth.items():
                 precision, recall = precision_recall(np.flatnonzero(check.masks[name]), truth)
                 report.note(
@@ -61,7 +61,7 @@ def main() -> None:
             )
 
             def ours(t: SyntheticTrack = track) -> None:
-                check_track(t.t, t.lat, t.lon, t.heading, settings)
+                check_track(t.t, t.lat, t.lon, t.heading, settings, t.accuracy)
 
             def loop(t: SyntheticTrack = track) -> None:
                 speed_loop(t.t, t.lat, t.lon, settings.max_speed_mps)
@@ -87,6 +87,7 @@ def catalog_of(track: SyntheticTrack, folder: Path) -> Catalog:
             lat=float(track.lat[i]),
             lon=float(track.lon[i]),
             heading=float(track.heading[i]),
+            gps_accuracy_m=float(track.accuracy[i]),
             reel=f"R{i // reel_size:02d}",
             frame=i,
         )

@@ -13,7 +13,7 @@ from panopipe.qc.synthetic import precision_recall, synthetic_track
 @pytest.mark.parametrize("time_mode", [False, True], ids=["distance-mode", "time-mode"])
 def test_every_flag_finds_the_injected_faults(time_mode: bool):
     track = synthetic_track(3000, time_mode=time_mode, seed=3)
-    check = check_track(track.t, track.lat, track.lon, track.heading, QcSettings())
+    check = check_track(track.t, track.lat, track.lon, track.heading, QcSettings(), track.accuracy)
     assert check.time_mode is time_mode
     for name, truth in track.truth.items():
         assert len(truth) > 0, name
@@ -30,7 +30,7 @@ def test_a_clean_track_has_no_flags():
     keep[track.truth["duplicate"] - 1] = True  # the original of a duplicate is clean
     t, lat, lon, heading = track.t[keep], track.lat[keep], track.lon[keep], track.heading[keep]
     t = np.sort(t)  # the clock jumps removed
-    check = check_track(t, lat, lon, heading, QcSettings())
+    check = check_track(t, lat, lon, heading, QcSettings(), track.accuracy[keep])
     found = {name: int(mask.sum()) for name, mask in check.masks.items() if name != "sequence-break"}
     assert found == dict.fromkeys(found, 0)
 

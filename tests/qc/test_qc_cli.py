@@ -43,6 +43,7 @@ def add_track(
             lat=float(track.lat[i]),
             lon=float(track.lon[i]),
             heading=float(track.heading[i]),
+            gps_accuracy_m=float(track.accuracy[i]),
             reel=reel,
             frame=i,
             camera_index=camera,

@@ -31,6 +31,7 @@ SUMMARY_FIELDS = (
     "null-island",
     "time-backwards",
     "no-position",
+    "poor-accuracy",
     "time_mode",
     "messages",
 )

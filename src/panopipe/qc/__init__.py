@@ -1,5 +1,6 @@
-"""Track quality control: GPS outliers, near-duplicates, stationary runs, sequence breaks, null-island fixes and
-clocks going backwards, found per reel and stored as image flags; ``fix`` proposes corrections as one edit.
+"""Track quality control: GPS outliers, near-duplicates, stationary runs, sequence breaks, null-island fixes,
+clocks going backwards and poor fixes, found per reel and stored as image flags; ``fix`` proposes corrections
+as one edit.
 
 Needs the optional extra ``qc`` (pyproj, shapely): ``pip install 'panopipe[qc]'``.
 """

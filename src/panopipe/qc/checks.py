@@ -240,10 +240,16 @@ def _spread(values: np.ndarray) -> float:
 
 
 def check_track(
-    t: np.ndarray, lat: np.ndarray, lon: np.ndarray, heading: np.ndarray, settings: QcSettings
+    t: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    heading: np.ndarray,
+    settings: QcSettings,
+    accuracy: np.ndarray | None = None,
 ) -> TrackCheck:
-    """Check one track: capture times (seconds, NaN when unknown), positions (degrees, NaN when unknown) and
-    headings (degrees, NaN when unknown) of its frames in capture order."""
+    """Check one track: capture times (seconds, NaN when unknown), positions (degrees, NaN when unknown),
+    headings (degrees, NaN when unknown) and horizontal accuracies (metres, NaN or None when unknown) of its
+    frames in capture order."""
     s = settings
     n = len(t)
     result = TrackCheck(n, time_gap=np.zeros(n, dtype=bool))
@@ -251,6 +257,8 @@ def check_track(
     null = positioned & (np.abs(lat) <= s.null_island_deg) & (np.abs(lon) <= s.null_island_deg)
     result.set("no-position", ~positioned)
     result.set("null-island", null)
+    poor = positioned & (accuracy > s.max_accuracy_m) if accuracy is not None else np.zeros(n, dtype=bool)
+    result.set("poor-accuracy", poor, accuracy)
     last_seen = _shift(_ffill(t), -1)
     backwards = np.isfinite(t) & np.isfinite(last_seen) & (t < last_seen)
     result.set("time-backwards", backwards, np.where(backwards, last_seen - t, np.nan))

@@ -10,6 +10,7 @@ FLAGS: dict[str, str] = {
     "null-island": "the position is at or near latitude 0, longitude 0 (a receiver without a fix)",
     "time-backwards": "captured before the previous frame",
     "no-position": "the frame has no GPS position",
+    "poor-accuracy": "the position's horizontal accuracy is worse than the survey needs",
 }
 """Every flag ``panopipe qc`` sets, with its meaning (values and thresholds: docs/qc.md)."""
 

@@ -17,12 +17,12 @@ from panopipe.qc.fix import propose_fix
 from panopipe.qc.flag_names import FLAGS
 from panopipe.qc.settings import QcSettings
 
-QC_VERSION = "1"
+QC_VERSION = "2"
 """Stored with each flag: changes when the checks change what they find."""
 
 ORDER = ("reel", "camera_index", "frame", "captured_at")
 """Capture order within a reel: by camera, then frame number (time when frames have no number)."""
-FIELDS = ("id", "reel", "camera_index", "captured_at", "lat", "lon", "heading", "excluded")
+FIELDS = ("id", "reel", "camera_index", "captured_at", "lat", "lon", "heading", "gps_accuracy_m", "excluded")
 """The image fields qc reads."""
 
 
@@ -67,6 +67,7 @@ _UNITS = {
     "duplicate": "m from the previous frame",
     "stationary": "m from the previous frame",
     "time-backwards": "s before the previous frame",
+    "poor-accuracy": "m horizontal accuracy",
 }
 
 
@@ -92,13 +93,15 @@ class _Frames:
     lat: np.ndarray
     lon: np.ndarray
     heading: np.ndarray
+    accuracy: np.ndarray
 
     @classmethod
     def of(cls, columns: dict[str, list[Any]]) -> _Frames:
         def array(name: str) -> np.ndarray:
             return np.array(columns[name], dtype=float)  # None becomes NaN
 
-        return cls(columns, array("captured_at"), array("lat"), array("lon"), array("heading"))
+        fields = ("captured_at", "lat", "lon", "heading", "gps_accuracy_m")
+        return cls(columns, *map(array, fields))
 
     def tracks(self) -> list[tuple[str | None, list[slice]]]:
         """Per reel, the frames of each of its cameras (consecutive in capture order)."""
@@ -125,7 +128,7 @@ def _check_reel(
     for track in tracks:
         ids = frames.columns["id"][track]
         t, lat, lon, heading = frames.t[track], frames.lat[track], frames.lon[track], frames.heading[track]
-        check = check_track(t, lat, lon, heading, settings)
+        check = check_track(t, lat, lon, heading, settings, frames.accuracy[track])
         if check.message and check.message not in summary.messages:
             summary.messages.append(check.message)
         summary.time_mode |= check.time_mode

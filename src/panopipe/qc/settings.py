@@ -52,6 +52,9 @@ class QcSettings:
     null_island_deg: float = config_key(
         0.01, "Latitude and longitude both within this of 0 (degrees): null-island."
     )
+    max_accuracy_m: float = config_key(
+        5.0, "A frame whose horizontal accuracy (gps_accuracy_m) is worse than this (m): poor-accuracy."
+    )
     thin_spacing_m: float = config_key(
         5.0, "qc --fix thins time-mode reels to about this spacing along the track."
     )

@@ -1,8 +1,8 @@
 """A synthetic track with known faults and a route with points at known measures, for the tests and
 bench/bench_qc.py: the demo's corridor
 (:mod:`panopipe.demo`: its start, time and 5 m spacing) driven for ``frames`` frames at a varying speed, with
-GNSS noise, and with outliers, duplicates, stationary runs, gaps, null-island fixes and clock jumps injected at
-known frames."""
+GNSS noise and the accuracy a receiver reports, and with outliers, duplicates, stationary runs, gaps,
+null-island fixes, clock jumps and poor fixes injected at known frames."""
 
 from __future__ import annotations
 
@@ -19,14 +19,15 @@ START_BEARING = 65.0
 
 @dataclass(frozen=True)
 class SyntheticTrack:
-    """Times (seconds after the start), positions and headings of the frames, and per flag the frames that
-    truly have it (``truth``)."""
+    """Times (seconds after the start), positions, headings and horizontal accuracies of the frames, and per
+    flag the frames that truly have it (``truth``)."""
 
     t: np.ndarray
     lat: np.ndarray
     lon: np.ndarray
     heading: np.ndarray
     truth: dict[str, np.ndarray]
+    accuracy: np.ndarray
 
     def __len__(self) -> int:
         return len(self.t)
@@ -41,6 +42,9 @@ RATES = {
     "time-backwards": 0.0005,
 }
 """Injected faults per base frame (a stationary run adds 10 to 40 frames; a gap is in time or in distance)."""
+POOR_ACCURACY_RATE = 0.005
+"""Frames whose reported accuracy is poor (6 to 40 m, an urban canyon), among all frames; the others report
+0.5 to 2.5 m."""
 
 
 def synthetic_track(frames: int = 2000, *, time_mode: bool = False, seed: int = 14) -> SyntheticTrack:
@@ -121,7 +125,12 @@ def synthetic_track(frames: int = 2000, *, time_mode: bool = False, seed: int = 
     }
     lat[truth["null-island"]] = rng.uniform(-0.001, 0.001, len(truth["null-island"]))
     lon[truth["null-island"]] = rng.uniform(-0.001, 0.001, len(truth["null-island"]))
-    return SyntheticTrack(tt, lat, lon, hh, truth)
+    # drawn last, so that the other faults fall where they did before accuracies were reported
+    accuracy = rng.uniform(0.5, 2.5, len(source))
+    poor = max(1, round(POOR_ACCURACY_RATE * len(source)))
+    truth["poor-accuracy"] = np.sort(rng.choice(len(source), size=poor, replace=False))
+    accuracy[truth["poor-accuracy"]] = rng.uniform(6.0, 40.0, poor)
+    return SyntheticTrack(tt, lat, lon, hh, truth, accuracy)
 
 
 def _later(source: np.ndarray, copies: np.ndarray, stationary: np.ndarray) -> np.ndarray:
@@ -181,6 +190,7 @@ def precision_recall(found: np.ndarray, truth: np.ndarray) -> tuple[float, float
 
 
 __all__ = [
+    "POOR_ACCURACY_RATE",
     "RATES",
     "START_BEARING",
     "SyntheticRoute",
