@@ -236,11 +236,13 @@ def test_values_between_points_ends_and_gaps():
         lat=[10.0, 11.0, 12.0, 13.0],
         lon=[0.0, 0.5, 0.5, 0.0],
         heading=[350.0, 10.0, 90.0, 91.0],
+        gps_accuracy_m=[0.02, 0.01, 0.04, 0.02],
     )
     values, reasons = values_at(track, np.array([0.5, 1.0, 1.25, -1.0, 31.0, 10.0, math.nan]), max_gap_s=10.0)
     assert values["lat"][:3] == pytest.approx([10.5, 11.0, 11.25])
     assert values["lon"][:3] == pytest.approx([0.25, 0.5, 0.5])
     assert values["heading"][:3] == pytest.approx([0.0, 10.0, 30.0])  # 350 -> 10 the short way, through north
+    assert values["gps_accuracy_m"][:3] == pytest.approx([0.02, 0.01, 0.04])  # the worse of the two around
     assert np.isnan(values["lat"][3:]).all() and reasons[:3] == ["", "", ""]
     assert reasons[3:] == [
         "before the track starts (1970-01-01T00:00:00Z)",
@@ -252,13 +254,14 @@ def test_values_between_points_ends_and_gaps():
 
 def test_a_csv_solution_gives_positions_and_heights_and_a_gpx_point_needs_a_time(tmp_path: Path):
     solution = tmp_path / "sbet.csv"
-    solution.write_text(  # a solution's export: an accuracy column beside, left unread
-        "Time,Lat,Lon,Alt,Heading,SDHoriz\n"
-        "2024-05-01T08:30:00Z,48.1,11.5,500,359,0.02\n"
-        "2024-05-01T10:30:00.5+02:00,48.2,11.6,,-359,0.02\n"  # 08:30:00.5Z; a yaw of -180 to 180 as well
+    solution.write_text(  # a solution's export: its vertical accuracy beside, left unread
+        "Time,Lat,Lon,Alt,Heading,GPS_Accuracy_M,SDHeight\n"
+        "2024-05-01T08:30:00Z,48.1,11.5,500,359,0.02,0.03\n"
+        "2024-05-01T10:30:00.5+02:00,48.2,11.6,,-359,0.015,0.03\n"  # 08:30:00.5Z; a yaw of -180 to 180 as well
     )
     track = read_track(solution)
-    assert set(track.values) == {"lat", "lon", "alt", "heading"}
+    assert set(track.values) == {"lat", "lon", "alt", "gps_accuracy_m", "heading"}
+    assert list(track.values["gps_accuracy_m"]) == [0.02, 0.015]
     values, _ = values_at(track, np.array([START.timestamp() + 1.25]), 10.0)
     assert values["lat"][0] == pytest.approx(48.15) and values["heading"][0] == pytest.approx(0.0)
     assert np.isnan(values["alt"][0])  # the second point has no height: no height is made up

@@ -229,8 +229,8 @@ def edit(
         Path | None,
         typer.Option(
             "--track",
-            help="GPX, or CSV with columns time,lat,lon[,alt,heading]: each selected image placed on it by "
-            "its capture time (after --shift-time).",
+            help="GPX, or CSV with columns time,lat,lon[,alt,gps_accuracy_m,heading]: each selected image "
+            "placed on it by its capture time (after --shift-time).",
         ),
     ] = None,
     max_gap: Annotated[

@@ -68,6 +68,8 @@ def values_at(track: Track, times: np.ndarray, max_gap_s: float) -> tuple[dict[s
         if name == "heading":
             step = (step + 180.0) % 360.0 - 180.0
         value = column[before] + weight * step
+        if name == "gps_accuracy_m":  # between two points, the worse of their accuracies
+            value = np.maximum(column[before], column[after])
         values[name] = np.where(placed, value % 360.0 if name == "heading" else value, np.nan)
     reasons = [
         "" if ok else _reason(track, moment, span, max_gap_s)

@@ -2,7 +2,8 @@
 their capture times. GPX is read with the standard library's XML parser (its track points' position, ``ele``
 and ``time``), CSV with the csv module; neither needs GDAL for these few fields.
 
-Positions and heights are read, and a CSV solution's ``heading``: the vehicle's (an INS's), which
+Positions and heights are read, and a CSV solution's ``gps_accuracy_m`` (horizontal accuracy, metres) and
+``heading``: the vehicle's (an INS's), which
 :func:`~panopipe.geotag.place.track_edit` turns by each camera's yaw in the rig. GPX has no heading (its
 ``course`` is the direction of travel, not of the vehicle); pitch and roll are left unread (a sideways camera
 would need them combined with its mounting, not copied)."""
@@ -26,7 +27,7 @@ from panopipe.storage import write_atomic
 
 GPX_NAMESPACE = "http://www.topografix.com/GPX/1/1"
 POSITION = ("lat", "lon")
-OPTIONAL = ("alt", "heading")
+OPTIONAL = ("alt", "gps_accuracy_m", "heading")
 """Fields a track may carry beside its position; each is set on the images where the track has it."""
 
 
@@ -44,8 +45,9 @@ class Track:
 
 def read_track(path: Path) -> Track:
     """The track in ``path``: GPX (``.gpx``) or CSV with a header line (``time``, ``lat``, ``lon`` and
-    optionally ``alt`` and ``heading``, in any order; other columns are left unread; times in ISO 8601 with a
-    zone; heights as the catalog's, above mean sea level; headings in degrees clockwise from north). A
+    optionally ``alt``, ``gps_accuracy_m`` and ``heading``, in any order; other columns are left unread; times
+    in ISO 8601 with a zone; heights as the catalog's, above mean sea level; horizontal accuracies in metres;
+    headings in degrees clockwise from north). A
     :class:`ConfigError` names what is wrong and where."""
     if not path.is_file():
         raise ConfigError(f"no track file at {path}" if not path.exists() else f"{path} is not a file")
@@ -115,7 +117,7 @@ def _csv_points(path: Path) -> list[dict[str, float]]:
         found = ", ".join(repr(name) for name in columns)
         raise ConfigError(
             f"{path}: CSV line 1: no {missing[0]!r} column (found {found}); a track has the columns "
-            "time, lat and lon, and optionally alt and heading (a GPX file's name ends in .gpx)"
+            "time, lat and lon, and optionally alt, gps_accuracy_m and heading (a GPX file's name ends in .gpx)"
         )
     return [_csv_point(path, number, row) for number, row in enumerate(rows, start=2)]
 
