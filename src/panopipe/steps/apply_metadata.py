@@ -42,7 +42,8 @@ METADATA_FIELDS = (
     "shot",
 )
 METADATA_FIELDS_IF_SET = ("gps_accuracy_m",)
-"""Fields read since outputs were made without them: set, they make those outputs stale; unset, not."""
+"""Fields read only where set (:attr:`~panopipe.steps.base.Step.reads_if_set`): outputs made before they were
+read stay current until an image has one."""
 
 
 class ApplyMetadataStep(Step):
