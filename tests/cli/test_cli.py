@@ -308,3 +308,42 @@ def test_db_migrate_to_postgresql_then_every_command_works(
     assert json.loads(target) == json.loads(source) and {r["alt"] for r in json.loads(target)} == {12.5}
     _, history, _ = run(capsys, "history", "--catalog", postgres_url, "--json", "--detail")
     assert len(json.loads(history)) == 12
+
+
+def test_show_a_shot_gives_its_panorama_and_frames(capsys, tmp_path: Path, survey: Path):
+    db = str(tmp_path / "c.db")
+    ingest_survey(capsys, db, survey)
+    code, out, _ = run(capsys, "show", "R001-000002", "--catalog", db, "--json")
+    shown = json.loads(out)
+    assert code == 0 and (shown["id"], shown["kind"], shown["frame"], shown["status"]) == (
+        "R001-000002",
+        "shot",
+        2,
+        "pending",
+    )
+    _, out, _ = run(capsys, "ls", "--shot", "R001-000002", "--catalog", db, "--json")
+    frames = json.loads(out)
+    assert sorted((f["camera_index"], f["id"]) for f in shown["frames"]) == sorted(
+        (f["camera_index"], f["id"]) for f in frames
+    )
+    assert shown["lat"] == pytest.approx(sum(f["lat"] for f in frames) / len(frames))
+    code, out, err = run(capsys, "show", "R001-000002", "--catalog", db)
+    assert code == 0 and out.startswith("id ") and "frames" in out and err == ""
+    # an edit that excludes the shot's frames leaves it nothing to make: said, with its frames still listed
+    assert (
+        run(
+            capsys,
+            "edit",
+            "--shot",
+            "R001-000002",
+            "--set",
+            "excluded=true",
+            "--reason",
+            "r",
+            "--catalog",
+            db,
+        )[0]
+        == 0
+    )
+    code, out, err = run(capsys, "show", "R001-000002", "--catalog", db)
+    assert code == 0 and out.count("/R001_cam") == 6 and "no panorama is made of this shot" in err

@@ -99,14 +99,25 @@ def ls(
 def show(
     catalog: Catalog,
     settings: Settings,
-    image_id: Annotated[str, typer.Argument(help="Image id: the full id or the short id `ls` shows.")],
+    image_id: Annotated[
+        str, typer.Argument(help="Image id (the full id or the short id `ls` shows), or a rig shot's id.")
+    ],
     as_json: JsonOption = False,
 ) -> None:
     """Show everything the catalog holds for one image (edited fields are marked), with each `panopipe qc`
-    flag's measured value and what it means (--json: objects with flag, value, detail, qc_version, run).
+    flag's measured value and what it means (--json: objects with flag, value, detail, qc_version, run); or,
+    given a rig shot's id, its panorama (position, time, status, published files) and its frames.
 
     Example: panopipe show 2b7c5d1e
+
+    Example: panopipe show R001-000042
     """
+    from panopipe.catalog import Selection
+
+    shot = Selection(shots=(image_id,))
+    if not catalog.unknown_names(shot):
+        _show_shot(catalog, settings, shot, as_json=as_json)
+        return
     image = catalog.get(image_id)
     fields = {"id": image.id, "short_id": catalog.short_ids([image.id])[image.id], **image.to_dict()}
     found = catalog.flags_of(image.id)
@@ -116,6 +127,24 @@ def show(
         else [flag.describe() for flag in found]
     )
     render.print_fields(fields, as_json=as_json, marked=image.edited_fields)
+
+
+def _show_shot(catalog: Catalog, settings: Settings, shot: Selection, *, as_json: bool) -> None:
+    from panopipe.export import load_panoramas
+
+    found = load_panoramas(catalog, shot, settings)
+    fields = found[0].row() if found else {"id": shot.shots[0], "kind": "shot"}
+    frames = list(catalog.images(shot))
+    # people read and type short ids; scripts get full ones
+    shown = {f.id: f.id for f in frames} if as_json else catalog.short_ids([f.id for f in frames])
+    rows = [{"camera_index": f.camera_index, "id": shown[f.id], "uri": f.uri} for f in frames]
+    if as_json:
+        render.print_fields(fields | {"frames": rows}, as_json=True)
+        return
+    render.print_fields(fields, as_json=False)
+    render.print_rows(rows, ("camera_index", "id", "uri"), as_json=False, title="frames")
+    if not found:
+        render.warn("no panorama is made of this shot: an edit excluded its frames (`qc --fix` thinning)")
 
 
 @uses_selection
