@@ -41,6 +41,7 @@ print(json.dumps(read))
 
 
 def readers_bin() -> Path:
+    """The folder of the readers' executables; the test fails in CI, or is skipped elsewhere, without it."""
     folder = Path(os.environ.get("PANOPIPE_READERS_BIN", ""))
     found = all(
         shutil.which(name, path=str(folder)) for name in ("mapillary_tools", "geopic-tag-reader", "python")
@@ -61,9 +62,9 @@ def published(project: Project) -> list[Path]:
 def survey(project: Project) -> tuple[Project, dict[str, dict[str, object]]]:
     """A rig shot and three 360° images, non-destructive edits (times shifted by 250 ms; one position moved
     by a few metres, a track Mapillary's checks of speed and duplicates pass; a PPK solution's horizontal
-    accuracy, worse for one 360° image), run and published; the
-    catalog's effective metadata of each published file, by its name. The reel folders hold the panoramas
-    alone (thumbnails and previews are published apart): an uploader given one takes no copy twice."""
+    accuracy, worse for one 360° image), run and published; the catalog's effective metadata of each
+    published file, by its name. The reel folders hold the panoramas alone (thumbnails and previews are
+    published apart): an uploader given one takes no copy twice."""
     add_rig_shots(project.catalog, project.root, 1)
     moved = add_panoramas(project.catalog, project.root, 3)[1]
     catalog = project.catalog
@@ -93,7 +94,6 @@ def survey(project: Project) -> tuple[Project, dict[str, dict[str, object]]]:
     return project, expected
 
 
-@pytest.mark.exiftool
 def test_panoramax_reads_each_published_panorama_as_the_catalog_has_it(survey):
     project, expected = survey
     paths = published(project)
@@ -117,7 +117,6 @@ def test_panoramax_reads_each_published_panorama_as_the_catalog_has_it(survey):
         assert (tags["gps_accuracy"], tags["warnings"]) == (want["gps_accuracy_m"], []), name
 
 
-@pytest.mark.exiftool
 def test_mapillary_tools_reads_each_published_panorama_as_the_catalog_has_it(survey, tmp_path: Path):
     project, expected = survey
     description = tmp_path / "mapillary_image_description.json"
