@@ -64,12 +64,13 @@ def values_at(track: Track, times: np.ndarray, max_gap_s: float) -> tuple[dict[s
     placed = exact | ((t > track.times[0]) & (t < track.times[-1]) & (gap <= max_gap_s))
     values: dict[str, np.ndarray] = {}
     for name, column in track.values.items():
-        step = column[after] - column[before]
-        if name == "heading":
-            step = (step + 180.0) % 360.0 - 180.0
-        value = column[before] + weight * step
         if name == "gps_accuracy_m":  # between two points, the worse of their accuracies
             value = np.maximum(column[before], column[after])
+        else:
+            step = column[after] - column[before]
+            if name == "heading":
+                step = (step + 180.0) % 360.0 - 180.0
+            value = column[before] + weight * step
         values[name] = np.where(placed, value % 360.0 if name == "heading" else value, np.nan)
     reasons = [
         "" if ok else _reason(track, moment, span, max_gap_s)

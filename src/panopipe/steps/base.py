@@ -161,15 +161,14 @@ class Step(ABC):
             inputs: Any = {upstream.step: upstream.hash}
         else:
             inputs = [frame.content_hash for frame in subject.frames]
-        metadata = [
-            {name: to_json_value(getattr(f, name)) for name in self.reads}
-            | {
-                name: to_json_value(value)
-                for name in self.reads_if_set
-                if (value := getattr(f, name)) is not None
-            }
-            for f in subject.frames
-        ]
+        metadata = [{name: to_json_value(getattr(f, name)) for name in self.reads} for f in subject.frames]
+        if self.reads_if_set:  # most steps have none: planning a million frames pays nothing for them
+            for entry, f in zip(metadata, subject.frames, strict=True):
+                entry.update(
+                    (name, to_json_value(v))
+                    for name in self.reads_if_set
+                    if (v := getattr(f, name)) is not None
+                )
         # The canonical JSON of {"inputs", "metadata", "params", "step", "version"}, keys sorted: the part from
         # "params" on is the same for every subject, serialised once per step.
         head = canonical_json({"inputs": inputs, "metadata": metadata})[:-1]
