@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from tests.pipeline.captures import panorama_project
+from tests.pipeline.captures import Project, add_panoramas, add_rig_shots, panorama_project
 
 from panopipe.aws.prices import US_EAST_1
 from panopipe.aws.stack.parameters import PARAMETERS
 from panopipe.catalog import Catalog
 from panopipe.catalog.schema import jobs
 from panopipe.cli import main
-from panopipe.pipeline.estimate import BENCH_SECONDS
+from panopipe.pipeline import run
+from panopipe.pipeline.estimate import BENCH_SECONDS, estimate, estimate_vs_actual
 
 STEPS = ("apply-metadata", "derive", "publish")
 # S3 requests per job: inputs + the result object read back, outputs + the result object written.
@@ -123,3 +124,60 @@ def test_max_vcpus_below_one_is_a_usage_error(capsys, common):
     code, _, err = cli(capsys, "run", *common, "--estimate", "--max-vcpus", "0")
 
     assert code == 2 and "--max-vcpus" in err
+
+
+# The panoramas the bench figures were measured on: stitch's 12288x6144, nadir's 4096x2048 (bench/README.md).
+STITCH_BENCH_PIXELS = 12288 * 6144
+NADIR_BENCH_PIXELS = 4096 * 2048
+
+
+def basis(cost, step: str) -> str:
+    return next(s.basis for s in cost.steps if s.step == step)
+
+
+def seconds(cost, step: str) -> float:
+    return next(s.seconds_per_job for s in cost.steps if s.step == step)
+
+
+def test_before_any_run_stitch_scales_its_bench_figure_to_the_configured_panorama(project: Project):
+    add_rig_shots(project.catalog, project.root, 2)
+    settings = project.with_steps(stitch={**project.settings.steps["stitch"], "params": {"width": 1024}})
+
+    cost = estimate(project.catalog, settings=settings)
+
+    # 1024 wide and, by default, half as high; downstream steps copy or decode at a fraction: not scaled.
+    assert seconds(cost, "stitch") == pytest.approx(BENCH_SECONDS["stitch"] * 1024 * 512 / STITCH_BENCH_PIXELS)
+    assert basis(cost, "stitch") == "bench figure (2026-12-03) scaled to 0.524 Mpx"
+    assert seconds(cost, "derive") == BENCH_SECONDS["derive"]
+    assert basis(cost, "derive") == "bench figure (2026-12-03)"
+
+    # The OpenCV stitcher's panorama size is the frames' business: the figure stays as measured.
+    opencv = project.with_steps(stitch={"stitcher": "opencv"})
+    cost = estimate(project.catalog, settings=opencv)
+    assert seconds(cost, "stitch") == BENCH_SECONDS["stitch"]
+    assert basis(cost, "stitch") == "bench figure (2026-12-03)"
+
+
+def test_nadir_scales_its_bench_figure_to_each_360_image(project: Project):
+    add_panoramas(project.catalog, project.root / "small", 2, size=(256, 128))
+    add_panoramas(project.catalog, project.root / "large", 1, size=(1024, 512))
+    settings = project.with_steps(nadir={"enabled": True})
+
+    cost = estimate(project.catalog, steps=["nadir"], settings=settings)
+
+    sizes = [256 * 128, 256 * 128, 1024 * 512]
+    want = statistics.fmean(BENCH_SECONDS["nadir"] * p / NADIR_BENCH_PIXELS for p in sizes)
+    assert seconds(cost, "nadir") == pytest.approx(want)
+    assert basis(cost, "nadir") == "bench figure (2026-12-03) scaled to 0.0328-0.524 Mpx"
+
+
+def test_status_compares_a_first_run_with_the_scaled_figure_the_estimate_gave(project: Project, executor):
+    add_rig_shots(project.catalog, project.root, 2)
+    before = estimate(project.catalog, settings=project.settings)
+
+    assert run(project.catalog, settings=project.settings, executor=executor).ok
+
+    compared = {c.step: c for c in estimate_vs_actual(project.catalog, project.settings)}
+    assert compared["stitch"].estimate == pytest.approx(2 * seconds(before, "stitch"))
+    assert compared["stitch"].basis == basis(before, "stitch") == "bench figure (2026-12-03) scaled to 0.0328 Mpx"
+    assert compared["stitch"].finished == 2 and compared["stitch"].actual > 0

@@ -2,7 +2,8 @@
 took against that estimate.
 
 A job's cost is its time from start to finish in a worker, one vCPU busy: the median of the step's recorded
-jobs (the latest 1,000 that succeeded), else the step's bench figure (:data:`BENCH_SECONDS`). A worker of
+jobs (the latest 1,000 that succeeded), else the step's bench figure (:data:`BENCH_SECONDS`), for stitch and
+nadir scaled by the size of the job's panorama against the bench's (:data:`BENCH_PIXELS`). A worker of
 ``WorkerVcpu`` vCPUs and ``WorkerMemoryMiB`` (the stack's defaults) runs one job per vCPU, so each vCPU-second
 also pays for its share of the worker's memory (:mod:`panopipe.aws.prices`). S3 requests: each job reads its inputs and writes its outputs,
 and the batch worker writes one result object that the runner reads. The wall time assumes the queue's
@@ -14,17 +15,19 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from panopipe.aws.prices import US_EAST_1, Prices
 from panopipe.catalog import Catalog, Selection
+from panopipe.catalog.subjects import load_subjects
 from panopipe.config import Settings
 from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.planner import plan
 from panopipe.pipeline.store import job_seconds, latest_submissions
 from panopipe.steps.base import Step
+from panopipe.steps.stitch import StitchStep
 
 BENCH_DATE = "2026-12-03"
 BENCH_SECONDS: dict[str, float] = {
@@ -41,6 +44,14 @@ the default ``interpolation = "auto"``, remap tables cached: ``bench_stitch_prod
 nadir: 14.8 panoramas/s of 4096x2048 on 2 cores (2026-12-04); apply-metadata: 175 files/s of 2 MB JPEGs in one
 process; derive: 97.7 thumbnails/s on 2 cores; publish: no bench, a copy of each output, taken
 as apply-metadata's figure. Local files: in a worker the S3 reads and writes add to these."""
+BENCH_PIXELS: dict[str, int] = {"stitch": 12288 * 6144, "nadir": 4096 * 2048}
+"""The size of the panorama the bench figures of the steps that go by the pixel were measured on (stitch
+decodes, remaps and encodes it; nadir decodes and encodes it), in pixels. Where a job's panorama size is known
+(a rig shot's from the calibrated stitcher's configuration, a 360° image's from the catalog), its bench figure
+is scaled by it, linearly. Small panoramas come out low, since a job's fixed costs are left out: the demo's
+1408x704 stitch is estimated at 0.04 s and takes 0.09-0.1 s (0.35-0.4 s in a fresh worker). The other steps
+are not scaled: apply-metadata and publish copy files, and derive decodes at a fraction of the size and
+encodes fixed sizes."""
 
 
 def stack_default(name: str) -> int:
@@ -190,22 +201,65 @@ def estimate(
     """The cost of the run :func:`~panopipe.pipeline.plan` lists (nothing is submitted; the plan's one write
     is its own: candidates found up to date are recorded so). ``max_vcpus`` defaults to the stack's."""
     pipeline = load_pipeline(catalog, settings, steps)
-    counts = plan(catalog, selection, steps, settings, force=force).counts()
+    planned = plan(catalog, selection, steps, settings, force=force)
+    pixels = panorama_pixels(
+        catalog, settings, {item.subject for item in planned if item.step in BENCH_PIXELS}
+    )
+    sizes: dict[str, list[int | None]] = {step.name: [] for step in pipeline.steps}
+    for item in planned:
+        sizes[item.step].append(pixels.get(item.subject))
     costs = []
     for step in pipeline.steps:
-        jobs = counts.get(step.name, 0)
-        seconds, basis = per_job(step.name, job_seconds(catalog, step.name))
+        jobs = len(sizes[step.name])
+        seconds, basis = per_job(step.name, job_seconds(catalog, step.name), sizes[step.name])
         gets, puts = requests_per_job(step)
         costs.append(StepCost(step.name, jobs, seconds, basis, jobs * gets, jobs * puts))
     return Estimate(tuple(costs), max_vcpus or stack_default("BatchMaxVcpus"), rates or Rates())
 
 
-def per_job(step: str, measured: Iterable[float]) -> tuple[float, str]:
-    """Seconds of one vCPU per job of ``step``: the median of ``measured``, else the bench figure; and which."""
+def panorama_pixels(catalog: Catalog, settings: Settings | None, subjects: Collection[str]) -> dict[str, int]:
+    """The size in pixels of each subject's panorama, where it is known: a rig shot's from the stitch step's
+    configuration (:func:`~panopipe.steps.stitch.panorama_size`), a 360° image's from the catalog."""
+    if not subjects:
+        return {}
+    stitch = next((s for s in load_pipeline(catalog, settings).steps if isinstance(s, StitchStep)), None)
+    shot_size = stitch.panorama_size if stitch else None
+    found: dict[str, int] = {}
+    images = []
+    for subject in subjects:
+        kind, _, key = subject.partition(":")
+        if kind == "image":
+            images.append(key)
+        elif shot_size:
+            found[subject] = shot_size[0] * shot_size[1]
+    with catalog.connect() as conn:
+        for image in load_subjects(conn, "image", images, ("width", "height")):
+            width, height = image.frames[0].width, image.frames[0].height
+            if width and height:
+                found[image.id] = width * height
+    return found
+
+
+def per_job(step: str, measured: Iterable[float], pixels: Sequence[int | None] = ()) -> tuple[float, str]:
+    """Seconds of one vCPU per job of ``step``, and where the figure comes from: the median of ``measured``,
+    else the bench figure, for the steps in :data:`BENCH_PIXELS` scaled for each job by the size of its
+    panorama (``pixels``, ``None`` where it is not known)."""
     seconds = list(measured)
     if seconds:
         return statistics.median(seconds), f"median of {len(seconds)} recorded jobs"
-    return BENCH_SECONDS.get(step, max(BENCH_SECONDS.values())), f"bench figure ({BENCH_DATE})"
+    bench = BENCH_SECONDS.get(step, max(BENCH_SECONDS.values()))
+    basis = f"bench figure ({BENCH_DATE})"
+    reference = BENCH_PIXELS.get(step)
+    known = [p for p in pixels if p]
+    if not reference or not known:
+        return bench, basis
+    scaled = statistics.fmean(bench * p / reference if p else bench for p in pixels)
+    low, high = min(known) / 1e6, max(known) / 1e6
+    sizes = f"{low:.3g} Mpx" if low == high else f"{low:.3g}-{high:.3g} Mpx"
+    unknown = len(pixels) - len(known)
+    return scaled, f"{basis} scaled to {sizes}" + (
+        f"; {unknown} job(s) of unknown size unscaled" if unknown else ""
+    )
 
 
 def requests_per_job(step: Step) -> tuple[int, int]:
@@ -223,18 +277,27 @@ def requests_per_job(step: Step) -> tuple[int, int]:
     return inputs + 1, outputs + 1
 
 
-def estimate_vs_actual(catalog: Catalog) -> tuple[CostComparison, ...]:
-    """For each step's latest submission, the estimate made from the jobs recorded before it against the
-    recorded time of its jobs that finished."""
+def estimate_vs_actual(catalog: Catalog, settings: Settings | None = None) -> tuple[CostComparison, ...]:
+    """For each step's latest submission, the estimate made from the jobs recorded before it (or the bench
+    figure scaled to its subjects' panoramas, as ``settings`` configure them now) against the recorded time
+    of its jobs that finished."""
+    submissions = latest_submissions(catalog)
+    pixels = panorama_pixels(
+        catalog, settings, {s for _, subjects, _ in submissions.values() for s in subjects}
+    )
     found = []
-    for step, (submitted_at, jobs, seconds) in sorted(latest_submissions(catalog).items()):
-        figure, basis = per_job(step, job_seconds(catalog, step, before=submitted_at))
-        found.append(CostComparison(step, jobs, len(seconds), jobs * figure, sum(seconds), basis))
+    for step, (submitted_at, subjects, seconds) in sorted(submissions.items()):
+        sizes = [pixels.get(subject) for subject in subjects]
+        figure, basis = per_job(step, job_seconds(catalog, step, before=submitted_at), sizes)
+        found.append(
+            CostComparison(step, len(subjects), len(seconds), len(subjects) * figure, sum(seconds), basis)
+        )
     return tuple(found)
 
 
 __all__ = [
     "BENCH_DATE",
+    "BENCH_PIXELS",
     "BENCH_SECONDS",
     "CostComparison",
     "Estimate",
@@ -242,6 +305,7 @@ __all__ = [
     "StepCost",
     "estimate",
     "estimate_vs_actual",
+    "panorama_pixels",
     "per_job",
     "requests_per_job",
     "stack_default",

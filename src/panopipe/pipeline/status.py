@@ -69,7 +69,7 @@ def status(
         refresh_remote(catalog, settings)
     counts, made, failed = job_status(catalog, failures_limit)
     failures = tuple(JobFailure(*row) for row in failed)
-    return Status(counts, made, failures, estimate_vs_actual(catalog), rates or Rates())
+    return Status(counts, made, failures, estimate_vs_actual(catalog, settings), rates or Rates())
 
 
 __all__ = ["JobFailure", "Status", "status"]

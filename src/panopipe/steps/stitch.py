@@ -31,7 +31,7 @@ from panopipe.steps.base import (
     put_output,
     read_input,
 )
-from panopipe.stitching import CalibratedStitcher, RigProfile, Stitcher
+from panopipe.stitching import CalibratedStitcher, RigProfile, Stitcher, output_size
 from panopipe.stitching.rig import starter_profile
 
 if TYPE_CHECKING:  # numpy and OpenCV are imported by the worker only: planning never loads them
@@ -67,6 +67,15 @@ def no_rig(sizes: dict[int, tuple[int, int]]) -> str:
         f"{len(sizes)} frames, camera indexes {min(sizes)}-{max(sizes)}, {described}); "
         f"a profile derived from the frames, to paste and correct:\n{starter_profile(sizes)}"
     )
+
+
+def panorama_size(stitcher: Stitcher[Any] | None, params: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The width and height of every panorama ``stitcher`` makes with ``params``, where they fix it (the calibrated
+    stitcher: its ``width`` and ``height``, else the rig's resolution); ``None`` where the frames decide."""
+    if not isinstance(stitcher, CalibratedStitcher):
+        return None
+    options = stitcher.parse_params(params)
+    return output_size(stitcher.rig, options.width, options.height)
 
 
 def _rig(data: Mapping[str, Any]) -> RigProfile:
@@ -113,6 +122,7 @@ class StitchStep(Step):
         self.rig = stitcher.rig if isinstance(stitcher, CalibratedStitcher) else None
         rig_data = self.rig.to_dict() if self.rig else None
         self.job_params = {"stitcher": name, "params": params, "quality": quality, "rig": rig_data}
+        self.panorama_size = panorama_size(stitcher, params)
         self._sound_layouts: set[tuple[tuple[int | None, int | None, int | None], ...]] = set()
         fields = stitcher.fingerprint_fields(params) if stitcher else {"stitcher": name, "rig": None}
         return {"stitcher": fields, "quality": quality}
@@ -206,4 +216,4 @@ def _decode(uri: str) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-__all__ = ["RIG_TABLE", "STITCHERS", "StitchStep", "make_stitcher", "no_rig"]
+__all__ = ["RIG_TABLE", "STITCHERS", "StitchStep", "make_stitcher", "no_rig", "panorama_size"]

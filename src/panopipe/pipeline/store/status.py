@@ -137,21 +137,21 @@ def job_seconds(
         return [(finished - started).total_seconds() for started, finished in conn.execute(query)]
 
 
-def latest_submissions(catalog: Catalog) -> dict[str, tuple[datetime, int, list[float]]]:
-    """Per step, its latest submission (the jobs a run submitted at once for it): when, how many jobs, and
-    the seconds from start to finish of those that have finished (succeeded or failed)."""
+def latest_submissions(catalog: Catalog) -> dict[str, tuple[datetime, list[str], list[float]]]:
+    """Per step, its latest submission (the jobs a run submitted at once for it): when, the subjects of its
+    jobs, and the seconds from start to finish of those that have finished (succeeded or failed)."""
     c = jobs.c
     latest = sa.select(c.step, sa.func.max(c.submitted_at).label("at")).group_by(c.step).subquery()
-    query = sa.select(c.step, c.submitted_at, c.status, c.started_at, c.finished_at).join(
+    query = sa.select(c.step, c.subject, c.submitted_at, c.status, c.started_at, c.finished_at).join(
         latest, sa.and_(latest.c.step == c.step, latest.c.at == c.submitted_at)
     )
-    found: dict[str, tuple[datetime, int, list[float]]] = {}
+    found: dict[str, tuple[datetime, list[str], list[float]]] = {}
     with catalog.connect() as conn:
         for row in conn.execute(query):
-            at, count, seconds = found.get(row.step, (row.submitted_at, 0, []))
+            _, subjects, seconds = found.setdefault(row.step, (row.submitted_at, [], []))
+            subjects.append(row.subject)
             if row.status in ("succeeded", "failed") and row.started_at and row.finished_at:
                 seconds.append((row.finished_at - row.started_at).total_seconds())
-            found[row.step] = (at, count + 1, seconds)
     return found
 
 
