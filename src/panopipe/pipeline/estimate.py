@@ -232,11 +232,12 @@ def panorama_pixels(catalog: Catalog, settings: Settings | None, subjects: Colle
             images.append(key)
         elif shot_size:
             found[subject] = shot_size[0] * shot_size[1]
-    with catalog.connect() as conn:
-        for image in load_subjects(conn, "image", images, ("width", "height")):
-            width, height = image.frames[0].width, image.frames[0].height
-            if width and height:
-                found[image.id] = width * height
+    if images:
+        with catalog.connect() as conn:
+            for image in load_subjects(conn, "image", images, ("width", "height")):
+                width, height = image.frames[0].width, image.frames[0].height
+                if width and height:
+                    found[image.id] = width * height
     return found
 
 
@@ -282,9 +283,8 @@ def estimate_vs_actual(catalog: Catalog, settings: Settings | None = None) -> tu
     figure scaled to its subjects' panoramas, as ``settings`` configure them now) against the recorded time
     of its jobs that finished."""
     submissions = latest_submissions(catalog)
-    pixels = panorama_pixels(
-        catalog, settings, {s for _, subjects, _ in submissions.values() for s in subjects}
-    )
+    scaled = {s for step, (_, subjects, _) in submissions.items() if step in BENCH_PIXELS for s in subjects}
+    pixels = panorama_pixels(catalog, settings, scaled)
     found = []
     for step, (submitted_at, subjects, seconds) in sorted(submissions.items()):
         sizes = [pixels.get(subject) for subject in subjects]
