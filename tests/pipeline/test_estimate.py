@@ -146,7 +146,9 @@ def test_before_any_run_stitch_scales_its_bench_figure_to_the_configured_panoram
     cost = estimate(project.catalog, settings=settings)
 
     # 1024 wide and, by default, half as high; downstream steps copy or decode at a fraction: not scaled.
-    assert seconds(cost, "stitch") == pytest.approx(BENCH_SECONDS["stitch"] * 1024 * 512 / STITCH_BENCH_PIXELS)
+    assert seconds(cost, "stitch") == pytest.approx(
+        BENCH_SECONDS["stitch"] * 1024 * 512 / STITCH_BENCH_PIXELS
+    )
     assert basis(cost, "stitch") == "bench figure (2026-12-03) scaled to 0.524 Mpx"
     assert seconds(cost, "derive") == BENCH_SECONDS["derive"]
     assert basis(cost, "derive") == "bench figure (2026-12-03)"
@@ -179,5 +181,9 @@ def test_status_compares_a_first_run_with_the_scaled_figure_the_estimate_gave(pr
 
     compared = {c.step: c for c in estimate_vs_actual(project.catalog, project.settings)}
     assert compared["stitch"].estimate == pytest.approx(2 * seconds(before, "stitch"))
-    assert compared["stitch"].basis == basis(before, "stitch") == "bench figure (2026-12-03) scaled to 0.0328 Mpx"
+    assert (
+        compared["stitch"].basis
+        == basis(before, "stitch")
+        == "bench figure (2026-12-03) scaled to 0.0328 Mpx"
+    )
     assert compared["stitch"].finished == 2 and compared["stitch"].actual > 0
