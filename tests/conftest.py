@@ -6,9 +6,11 @@ Under ``CI=true`` a test whose service or tool is missing fails; elsewhere it is
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,17 +60,32 @@ def restore_panopipe_logger() -> Iterator[None]:
     logger.propagate = saved[2]
 
 
+@contextlib.contextmanager
+def new_database(prefix: str = "panopipe_test") -> Iterator[str]:
+    """A fresh PostgreSQL database (a URL), dropped afterwards, connections and all."""
+    require(_postgres_reachable(), f"PostgreSQL at {POSTGRES_ADMIN_URL}")
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for a server a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session (a URL), dropped afterwards."""
-    require(_postgres_reachable(), f"PostgreSQL at {POSTGRES_ADMIN_URL}")
-    name = f"panopipe_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with new_database() as url:
+        yield url
 
 
 @pytest.fixture

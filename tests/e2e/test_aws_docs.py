@@ -10,14 +10,13 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from tests.conftest import require
+from tests.conftest import free_port, require
 
 DOCS = Path(__file__).parents[2] / "docs" / "aws.md"
 SRC = Path(__file__).parents[2] / "src"
@@ -36,12 +35,6 @@ def documented_commands() -> list[str]:
             if line and not line.startswith("#"):
                 commands.append(re.sub(r"\s+", " ", line))
     return commands
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
