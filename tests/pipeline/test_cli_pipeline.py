@@ -53,9 +53,15 @@ def test_plan_run_status_verify_report(project_files, tmp_path: Path):
     next(out.glob("derive/**/thumbnail-*.jpg")).unlink()
     code, text = invoke("verify", *common, "--json", "--repair")
     assert code == 6 and [row["problem"] for row in json.loads(text)] == ["missing"]
-    assert [row["reason"] for row in json.loads(invoke("plan", *common, "--json")[1])] == ["output missing"]
+    # publish copies derive's outputs: listed after it, it runs only if they come out other than before
+    planned = json.loads(invoke("plan", *common, "--json")[1])
+    assert [(row["step"], row["reason"]) for row in planned] == [
+        ("derive", "output missing"),
+        ("publish", "after derive"),
+    ]
     assert invoke("run", *common, "--steps", "derive")[0] == 0
     assert invoke("verify", *common)[0] == 0
+    assert json.loads(invoke("plan", *common, "--json")[1]) == []  # the same thumbnail: nothing to publish
     # an edit not run yet: its outputs are outdated, listed, and not drift (exit 0)
     with Catalog.open(location) as catalog:
         catalog.apply_edit(catalog.plan_edit(Selection(), assign={"alt": 1.5}), reason="RTK", author="t")

@@ -147,6 +147,34 @@ def test_a_derive_change_republishes_the_derived_copies(project: Project, execut
     assert len(plan(project.catalog, settings=smaller)) == 0
 
 
+def test_a_derive_that_failed_is_published_once_it_succeeds(project: Project, executor):
+    add_rig_shots(project.catalog, project.root, 2)
+    run(project.catalog, settings=project.settings, executor=executor)
+    # One shot's panorama goes missing, so its derive fails: the run publishes what derive made before.
+    (stitched,) = project.out.glob("stitch/shot/R001-000001/*.jpg")
+    saved = stitched.read_bytes()
+    stitched.unlink()
+    smaller = project.with_steps(derive={"thumbnail": 48, "preview": 96})
+    failed = run(project.catalog, settings=smaller, executor=executor)
+    assert failed.counts["derive"] == {"succeeded": 1, "failed": 1}
+
+    stitched.write_bytes(saved)
+    after = plan(project.catalog, settings=smaller)
+    assert items(after, "derive") == {"shot:R001-000001": "parameters changed"}  # and failed before
+    assert items(after, "publish") == {"shot:R001-000001": "after derive"}
+    report = run(project.catalog, settings=smaller, executor=executor)
+
+    assert report.counts == {"derive": {"succeeded": 1}, "publish": {"succeeded": 1}}
+    for name, size in (("thumbnail", 48), ("preview", 96)):
+        for shot in ("R001-000000", "R001-000001"):
+            (derived,) = project.out.glob(f"derive/shot/{shot}/{name}-*.jpg")
+            (published,) = project.out.glob(f"publish/{name}s/demo/R001/demo_R001_{shot[-6:]}.jpg")
+            assert published.read_bytes() == derived.read_bytes(), (name, shot)
+            with Image.open(published) as image:
+                assert max(image.size) == size
+    assert len(plan(project.catalog, settings=smaller)) == 0
+
+
 def test_selection_limits_the_plan(project: Project, executor):
     add_rig_shots(project.catalog, project.root, 2)
     add_panoramas(project.catalog, project.root, 2)

@@ -147,12 +147,12 @@ def plan(
             ]
             done = {w.subject.id for w in direct}
             for kind in sorted(step.kinds):
-                upstream = step.upstream(kind)
-                after = sorted(
-                    s for s in rerun.get(upstream or "", ()) if s.startswith(f"{kind}:") and s not in done
-                )
-                items += [PlanItem(step.name, s, f"after {upstream}", None) for s in after]
-                done.update(after)
+                for followed in (step.upstream(kind), *step.copies):
+                    after = sorted(
+                        s for s in rerun.get(followed or "", ()) if s.startswith(f"{kind}:") and s not in done
+                    )
+                    items += [PlanItem(step.name, s, f"after {followed}", None) for s in after]
+                    done.update(after)
             rerun[step.name] = done
     return Plan(tuple(s.name for s in pipeline.steps), tuple(items))
 
@@ -291,6 +291,8 @@ def _decide(
             reason = "parameters changed"
         elif source is not None and source.created_at > artifact.created_at:
             reason = f"input changed ({upstream} output)"
+        elif up and (newer := [c.step for c in up.copies.values() if c.created_at > artifact.created_at]):
+            reason = f"input changed ({newer[0]} output)"
         else:
             unexplained.append((subject, up, fingerprint, artifact))
             continue

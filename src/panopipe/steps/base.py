@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from panopipe.catalog.records import to_json_value
 from panopipe.catalog.subjects import Subject, SubjectKind
@@ -33,6 +33,16 @@ FINGERPRINT_IN_KEY = 16
 """Hex digits of the job's fingerprint in a content-addressed output key (64 bits, per subject and step)."""
 
 
+class CopiedOutput(NamedTuple):
+    """A recorded output of a step that a job copies (:attr:`Step.copies`): which step made it, where, its
+    SHA-256 and when."""
+
+    step: str
+    uri: str
+    hash: str | None
+    created_at: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class Upstream:
     """The recorded output of the step a step reads from (its primary output), and the recorded outputs of the
@@ -41,7 +51,7 @@ class Upstream:
     step: str
     uri: str
     hash: str | None
-    copies: Mapping[str, str] = field(default_factory=dict)
+    copies: Mapping[str, CopiedOutput] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +169,8 @@ class Step(ABC):
         """Hash of step, version, parameters, input content hashes and the metadata values the step reads."""
         if upstream is not None:
             inputs: Any = {upstream.step: upstream.hash}
+            if upstream.copies:  # a new output of a step the job copies makes it stale
+                inputs["copies"] = {name: output.hash for name, output in upstream.copies.items()}
         else:
             inputs = [frame.content_hash for frame in subject.frames]
         metadata = [{name: to_json_value(getattr(f, name)) for name in self.reads} for f in subject.frames]
@@ -299,6 +311,7 @@ class JobOutcome:
 
 __all__ = [
     "FINGERPRINT_IN_KEY",
+    "CopiedOutput",
     "JobOutcome",
     "JobSpec",
     "Log",

@@ -121,7 +121,9 @@ class PublishStep(Step):
         return self.output_uri(subject, name)
 
     def payload(self, subject: Subject, upstream: Upstream | None, fingerprint: str) -> dict[str, Any]:
-        derived = {name: upstream.copies[name] for name in DERIVED if upstream and name in upstream.copies}
+        derived = {
+            name: upstream.copies[name].uri for name in DERIVED if upstream and name in upstream.copies
+        }
         return {**super().payload(subject, upstream, fingerprint), "derived": derived}
 
     def output_roots(self) -> tuple[str, ...]:

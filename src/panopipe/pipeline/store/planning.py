@@ -19,7 +19,7 @@ from panopipe.catalog.types import utcnow
 from panopipe.iterutil import batched
 from panopipe.pipeline.store.claims import in_flight_condition
 from panopipe.pipeline.store.shared import primary_conditions, subject_key
-from panopipe.steps.base import Step
+from panopipe.steps.base import CopiedOutput, Step
 
 RERUN_STATUSES = ("failed", "stale", "cancelled", "queued", "running")
 # When an artifact was made or last found up to date: changes before then are accounted for.
@@ -39,8 +39,9 @@ class Recorded:
     created_at: datetime
 
 
-_Signature = tuple[tuple[str, str | None, bool, str | None, tuple[str, ...]], ...]
-"""Per step of a kind: name, params hash (``None``: any), whether it reads images, upstream, and the steps
+_Signature = tuple[tuple[str, str | None, bool, tuple[str, ...], tuple[str, ...]], ...]
+"""Per step of a kind: name, params hash (``None``: any), whether it reads images (its own metadata reads,
+or the image files), the steps whose outputs it reads (its upstream and the steps it copies), and the steps
 before it that it follows (:func:`candidates` with ``after``)."""
 
 
@@ -55,7 +56,7 @@ def candidates(
 
     A subject is a candidate of a step when the step's primary artifact is missing or has another
     ``params_hash``, or when, since it was made or last found up to date, a selected image of the subject
-    changed (for steps that read images) or the upstream step made a new output.
+    changed (for steps that read images) or the upstream step, or a step it copies, made a new output.
 
     With ``after`` (the pipeline's steps, in run order), only the subjects that follow a job that ended, as
     the dispatcher moves them on: a step before it in ``after`` made an output after the step's own primary
@@ -98,12 +99,15 @@ def candidates(
 
 def _signature(
     step: Step, kind: SubjectKind, after: Sequence[Step] | None
-) -> tuple[str, str | None, bool, str | None, tuple[str, ...]]:
+) -> tuple[str, str | None, bool, tuple[str, ...], tuple[str, ...]]:
+    upstream = step.upstream(kind)
+    reads_images = bool(step.reads) or upstream is None
+    followed = (*([upstream] if upstream else []), *step.copies)
     if after is None:
-        return (step.name, step.params_hash, bool(step.reads), step.upstream(kind), ())
+        return (step.name, step.params_hash, reads_images, followed, ())
     names = [s.name for s in after]
     before = tuple(s.name for s in after[: names.index(step.name)] if kind in s.kinds)
-    return (step.name, None, bool(step.reads), step.upstream(kind), before)
+    return (step.name, None, reads_images, followed, before)
 
 
 def _leave_out_submitted(
@@ -167,7 +171,7 @@ def _kind_candidates(
     ``every``, all of them): the kind, their key and a 0/1 flag per step. A step that follows steps before it
     is flagged when one of them made an output since its own artifact was seen (or it has none); the others
     as :func:`candidates` says."""
-    made = sorted({name for *_, upstream, before in signature for name in (*before, upstream) if name})
+    made = sorted({name for *_, followed, before in signature for name in (*before, *followed)})
     probes: list[tuple[str, sa.ColumnElement[Any], Sequence[sa.ColumnElement[bool]]]] = [
         (f"seen_{i}", _SEEN, primary_conditions(name, params_hash))
         for i, (name, params_hash, *_) in enumerate(signature)
@@ -175,7 +179,7 @@ def _kind_candidates(
     probes += [(f"made_{name}", artifacts.c.created_at, primary_conditions(name)) for name in made]
     rec = _probe(kind, probes, table, dialect)
     flags = []
-    for i, (_, _, reads, upstream, before) in enumerate(signature):
+    for i, (_, _, reads_images, followed, before) in enumerate(signature):
         seen = rec.c[f"seen_{i}"]
         if before:
             outputs = [rec.c[f"made_{name}"] for name in before]
@@ -183,10 +187,9 @@ def _kind_candidates(
             flags.append(newer)
             continue
         conditions: list[sa.ColumnElement[bool]] = [seen.is_(None)]
-        if reads or upstream is None:
+        if reads_images:
             conditions.append(rec.c.changed > seen)
-        if upstream is not None:
-            conditions.append(rec.c[f"made_{upstream}"] > seen)
+        conditions += [rec.c[f"made_{name}"] > seen for name in followed]
         flags.append(sa.or_(*conditions))
     key = sa.cast(rec.c.key, sa.String) if as_text else rec.c.key
     columns = [sa.case((flag, 1), else_=0).label(f"f{i}") for i, flag in enumerate(flags)]
@@ -365,14 +368,16 @@ def _recorded_query(steps: tuple[str, ...]) -> sa.Select[Any]:
 
 def recorded_outputs(
     conn: sa.Connection, steps: Sequence[str], subjects: Iterable[str]
-) -> dict[str, dict[str, str]]:
-    """Per subject of ``subjects``, the output URIs ``steps`` recorded for it, by artifact name."""
+) -> dict[str, dict[str, CopiedOutput]]:
+    """Per subject of ``subjects``, the outputs ``steps`` recorded for it, by artifact name."""
     c = artifacts.c
-    found: dict[str, dict[str, str]] = {}
+    found: dict[str, dict[str, CopiedOutput]] = {}
     for chunk in batched(subjects, CHUNK):
-        query = sa.select(c.subject, c.name, c.output_uri).where(c.step.in_(steps), c.subject.in_(chunk))
+        query = sa.select(c.subject, c.name, c.step, c.output_uri, c.output_hash, c.created_at).where(
+            c.step.in_(steps), c.subject.in_(chunk)
+        )
         for row in conn.execute(query):
-            found.setdefault(row.subject, {})[row.name] = row.output_uri
+            found.setdefault(row.subject, {})[row.name] = CopiedOutput(*row[2:])
     return found
 
 
