@@ -9,6 +9,8 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -24,6 +26,7 @@ from PIL import Image
 from tests.pipeline.batch_world import BUCKET, Containers, World, manifest_of
 from tests.pipeline.captures import add_panoramas, add_rig_shots
 
+from panopipe.aws.package import EXCLUDED, import_blocker
 from panopipe.catalog import Catalog, Selection
 from panopipe.catalog.schema import jobs
 from panopipe.catalog.types import new_id, utcnow
@@ -122,28 +125,51 @@ def test_two_claimers_at_once_share_the_queued_jobs_without_overlap(catalog_url:
         assert claim(catalog, new_claim()) == claimed[1]
 
 
+# The event path as the deployed function runs it: OpenCV, Pillow and numpy cannot be imported (the Lambda
+# package leaves them out), so a step that needs them and ran here would fail.
+EVENT_FUNCTION = """
+import json, sys
+from panopipe.aws.package import EXCLUDED, import_blocker
+from panopipe.catalog import Catalog, Selection
+from panopipe.config import Settings
+from panopipe.executors import InlineExecutor
+from panopipe.pipeline.runner import initiate
+settings = Settings(project="demo", steps=json.loads(sys.argv[2]), batch_job_queue=sys.argv[3])
+with Catalog.open(sys.argv[1]) as catalog:
+    report = initiate(catalog, Selection(), None, settings, executor=InlineExecutor())
+print(json.dumps({"counts": report.counts, "failures": [f.error for f in report.failures]}))
+"""
+
+
 def test_with_batch_configured_an_event_queues_heavy_steps_and_runs_light_ones(project):
     # Without a Batch job queue (a laptop), every step runs on the handler's executor: tests/events.
     add_rig_shots(project.catalog, project.root, 2)
     add_panoramas(project.catalog, project.root / "panoramas", 1)
+    queue = "arn:aws:batch:us-east-1:123456789012:job-queue/q"
 
-    settings = replace(project.settings, batch_job_queue="arn:aws:batch:us-east-1:123456789012:job-queue/q")
-    report = initiate(project.catalog, Selection(), None, settings, executor=InlineExecutor())
+    ran = subprocess.run(
+        [
+            *(sys.executable, "-c", import_blocker(EXCLUDED) + EVENT_FUNCTION),
+            *(project.catalog.url, json.dumps(project.settings.steps), queue),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(ran.stdout)
 
-    assert [name for name, step in STEP_TYPES.items() if step.heavy] == ["stitch", "nadir"]
+    assert [name for name, step in STEP_TYPES.items() if step.heavy] == ["stitch", "nadir", "derive"]
     # The shots' stitch is queued for the dispatcher (no later step of theirs runs here); the single
-    # panorama needs no stitch: its steps ran inline.
-    assert report.counts == {
-        "stitch": {"queued": 2},
-        "apply-metadata": {"succeeded": 1},
-        "derive": {"succeeded": 1},
-        "publish": {"succeeded": 1},
+    # panorama needs no stitch: its tags are written here, its thumbnails are queued, publish waits for them.
+    assert report == {
+        "counts": {"stitch": {"queued": 2}, "apply-metadata": {"succeeded": 1}, "derive": {"queued": 1}},
+        "failures": [],
     }
     with project.catalog.connect() as conn:
         queued = conn.execute(
             sa.select(jobs.c.executor, jobs.c.external_id).where(jobs.c.status == "queued")
         ).all()
-    assert queued == [("batch", None)] * 2
+    assert queued == [("batch", None)] * 3
     assert [
         (i.step, i.reason) for i in plan(project.catalog, steps=["stitch"], settings=project.settings)
     ] == [("stitch", "queued before, not finished")] * 2

@@ -112,6 +112,19 @@ def build_lambda_zip(output: Path, *, arch: str = "x86_64", python_version: str 
     return LambdaPackage(output, output.stat().st_size, len(files), arch)
 
 
+def import_blocker(blocked: tuple[str, ...] = EXCLUDED) -> str:
+    """Python source that makes every later import of a module of ``blocked`` (or below it) raise
+    :class:`ImportError`, as the Lambda runtime would without them: the first lines of a script run in a fresh
+    interpreter."""
+    return (
+        "import importlib.abc, sys\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.partition('.')[0] in {blocked!r}: raise ImportError('blocked: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+    )
+
+
 def cold_import(
     package: Path, *, blocked: tuple[str, ...] = EXCLUDED, runs: int = 1
 ) -> tuple[list[float], list[str]]:
@@ -119,11 +132,7 @@ def cold_import(
     only the package on ``sys.path``, ``blocked`` modules refused); the seconds each took (the first one reads
     the freshly unzipped files from disk) and the top-level modules loaded."""
     code = (
-        "import sys, time, importlib.abc\n"
-        "class Block(importlib.abc.MetaPathFinder):\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        f"        if name.partition('.')[0] in {blocked!r}: raise ImportError('blocked: ' + name)\n"
-        "sys.meta_path.insert(0, Block())\n"
+        import_blocker(blocked) + "import sys, time\n"
         "sys.path.insert(0, sys.argv[1])\n"
         "started = time.perf_counter()\n"
         f"import {HANDLER.rpartition('.')[0]}\n"
@@ -180,4 +189,5 @@ __all__ = [
     "LambdaPackage",
     "build_lambda_zip",
     "cold_import",
+    "import_blocker",
 ]

@@ -23,7 +23,7 @@ Order and idempotence come from the database, so they hold across concurrent han
 event per transaction, so only that event's message fails (its later events are not applied, and the events
 of a message that failed before reaching the catalog are not applied: the message comes back whole), and the
 shots of the changed frames are regrouped in the same transaction. Only events that changed an image plan and
-start jobs, and jobs are unique per (step, subject, fingerprint): heavy steps (stitch; nadir when on) are queued
+start jobs, and jobs are unique per (step, subject, fingerprint): heavy steps (stitch, derive; nadir when on) are queued
 for the dispatcher, the others run on the handler's executor (:func:`~panopipe.pipeline.runner.initiate`).
 Reprocessing errors are logged and do not fail messages: the catalog is right, and the planner (state-based)
 picks the work up next time.

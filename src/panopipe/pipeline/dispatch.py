@@ -1,6 +1,6 @@
 """The dispatcher: queued jobs go to AWS Batch, and jobs that ended lead to the next steps, with nobody typing.
 
-An upload queues the jobs of heavy steps (stitch; nadir when on) in the catalog
+An upload queues the jobs of heavy steps (stitch, derive; nadir when on) in the catalog
 (:func:`~panopipe.pipeline.runner.initiate`).
 :func:`dispatch` is one tick of the dispatcher, run every minute by the stack's schedule
 (``panopipe.aws.lambda_handler.dispatcher``) or by ``panopipe dispatch``: it records how the jobs in flight

@@ -52,6 +52,9 @@ class DeriveStep(Step):
     outputs = ("thumbnail", "preview")
     reads = METADATA_FIELDS
     reads_if_set = METADATA_FIELDS_IF_SET
+    # It decodes the whole image with OpenCV and Pillow, which the event function ships without
+    # (panopipe.aws.package.EXCLUDED): an upload queues it for AWS Batch.
+    heavy = True
     parameters = (
         ConfigKey("thumbnail", 512, "Long side of the thumbnail in pixels."),
         ConfigKey("preview", 2048, "Long side of the preview in pixels; 0 makes no preview."),

@@ -40,7 +40,7 @@ def _environment() -> dict[str, Json | str]:
 
 def function_environment() -> dict[str, Json | str]:
     """The settings lambda_handler.py reads. ``inline``: light steps run in the function; with the job queue
-    named, heavy steps (stitch; nadir when on) are queued in the catalog for the dispatcher."""
+    named, heavy steps (stitch, derive; nadir when on) are queued in the catalog for the dispatcher."""
     return {**_environment(), ENV_EXECUTOR: "inline"}
 
 
