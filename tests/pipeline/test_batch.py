@@ -186,3 +186,27 @@ def test_a_result_recorded_after_a_config_push_keeps_the_parameters_its_job_was_
         assert [(i.subject, i.reason) for i in plan(catalog, steps=["stitch"], settings=settings)] == [
             (item.subject, "parameters changed")
         ]
+
+
+def test_status_and_a_local_run_follow_jobs_in_flight_without_the_batch_settings(project, world, tmp_path):
+    # Asking how jobs ended is DescribeJobs (and the results under each job's own manifest): it needs neither
+    # the job queue nor the job definition, nor an S3 output for the run that asks.
+    containers = Containers(world)
+    cli(project, "run", "--executor", "batch", "--steps", "apply-metadata")
+    containers.run()
+    location, _ = project
+    bare = tmp_path / "bare.toml"
+    bare.write_text(
+        f'[panopipe]\nproject = "demo"\n\n[steps.pipeline]\noutput = "{tmp_path / "out"}"\nbackoff_s = 0.01\n\n'
+        "[steps.derive]\nthumbnail = 64\npreview = 0\n",
+        encoding="utf-8",
+    )
+    assert cli((location, bare), "status")[1]["jobs"] == {"apply-metadata": {"succeeded": SHOTS}}
+
+    cli(project, "run", "--executor", "batch", "--steps", "derive")
+    code, report = cli((location, bare), "run", "--executor", "inline", "--steps", "derive")
+
+    assert code == 0 and report["counts"] == {}, "the derive jobs are still in flight on Batch"
+    containers.run()
+    code, report = cli((location, bare), "run", "--executor", "inline", "--steps", "derive")
+    assert code == 0 and report["ended"] == {"derive": {"succeeded": SHOTS}} and report["counts"] == {}

@@ -59,6 +59,17 @@ def test_the_batch_executor_needs_its_queue_its_definition_and_an_s3_output(monk
     assert load_settings().batch_chunk_jobs == 500
 
 
+def test_a_batch_executor_that_only_follows_jobs_needs_none_of_the_submission_settings(monkeypatch) -> None:
+    for name in ("PANOPIPE_BATCH_JOB_QUEUE", "PANOPIPE_BATCH_JOB_DEFINITION"):
+        monkeypatch.delenv(name, raising=False)
+
+    follower = build_executor("batch", settings=Settings(), work_uri="/tmp/out/_batch/", follow=True)
+
+    assert isinstance(follower, BatchExecutor) and follower.attach({"job": "array:3"}) == ["job"]
+    with pytest.raises(ConfigError, match="only follows jobs"):
+        follower.submit([])
+
+
 def test_unknown_names_and_workers_without_a_pool_are_refused() -> None:
     with pytest.raises(
         ConfigError, match="unknown executor 'fargate': choose one of local, inline, batch, none"

@@ -48,16 +48,17 @@ class _Array:
 
 class BatchExecutor(Executor):
     """Run jobs as AWS Batch array jobs of ``job_definition`` on ``job_queue``; manifests and results go under
-    the storage URI ``work_uri`` (an S3 prefix the workers may read and write)."""
+    the storage URI ``work_uri`` (an S3 prefix the workers may read and write). Without the three it only
+    follows jobs submitted earlier (:meth:`attach`, :meth:`describe`: each job names its own manifest)."""
 
     name = "batch"
     detached = True
 
     def __init__(
         self,
-        job_queue: str,
-        job_definition: str,
-        work_uri: str,
+        job_queue: str | None,
+        job_definition: str | None,
+        work_uri: str | None,
         *,
         chunk_jobs: int = Settings.batch_chunk_jobs,
         poll_interval_s: float = Settings.batch_poll_s,
@@ -68,7 +69,7 @@ class BatchExecutor(Executor):
         if chunk_jobs < 1:
             raise ConfigError(f"batch_chunk_jobs must be at least 1, got {chunk_jobs}")
         self.job_queue, self.job_definition = job_queue, job_definition
-        self.work_uri = work_uri.rstrip("/") + "/"
+        self.work_uri = work_uri.rstrip("/") + "/" if work_uri else None
         self.chunk_jobs, self.poll_interval_s = chunk_jobs, poll_interval_s
         self.settings = settings
         self.limiter = limiter or RateLimiter(SUBMIT_RATE, burst=int(SUBMIT_RATE))
@@ -89,6 +90,11 @@ class BatchExecutor(Executor):
         return self._client
 
     def submit(self, jobs: Sequence[JobSpec]) -> list[str]:
+        if not (self.job_queue and self.job_definition and self.work_uri):
+            raise ConfigError(
+                "this batch executor only follows jobs: it was built without a queue, a job "
+                "definition and a work root to submit to"
+            )
         by_step: dict[str, list[JobSpec]] = {}
         for job in jobs:
             by_step.setdefault(job.step, []).append(job)
@@ -99,6 +105,7 @@ class BatchExecutor(Executor):
         return [job.id for job in jobs]
 
     def _submit_array(self, step: str, specs: Sequence[JobSpec]) -> None:
+        assert self.work_uri is not None  # checked by submit
         name = f"panopipe-{step}-{utcnow():%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
         submission = Submission.at(f"{self.work_uri}{name}/", self.settings)
         manifest = submission.write(step, specs, self.chunk_jobs)

@@ -22,13 +22,16 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class ExecutorOptions:
     """How jobs are retried (transient errors); for a process pool, how many workers run them; for a remote
-    executor, its settings and the storage URI where it keeps manifests and results (``work_uri``)."""
+    executor, its settings and the storage URI where it keeps manifests and results (``work_uri``), or
+    ``follow``: only to follow jobs submitted earlier (:meth:`~panopipe.executors.base.Executor.attach`,
+    ``describe``), which needs neither where to submit nor a work root."""
 
     retries: int = 2
     backoff_s: float = 0.5
     workers: int | None = None
     settings: Settings | None = None
     work_uri: str | None = None
+    follow: bool = False
 
 
 def _local(options: ExecutorOptions) -> Executor:
@@ -51,6 +54,8 @@ def _batch(options: ExecutorOptions) -> Executor:
     from panopipe.storage import local_path
 
     settings = options.settings or Settings()
+    if options.follow:  # DescribeJobs and each job's own manifest: no queue, definition or work root
+        return BatchExecutor(None, None, None, settings=settings)
     queue, definition = settings.batch_job_queue, settings.batch_job_definition
     for name, env, value in (
         ("batch_job_queue", ENV_BATCH_JOB_QUEUE, queue),
@@ -68,8 +73,8 @@ def _batch(options: ExecutorOptions) -> Executor:
             f"{work_uri.removesuffix('/_batch/')!r}"
         )
     return BatchExecutor(
-        queue or "",
-        definition or "",
+        queue,
+        definition,
         work_uri,
         chunk_jobs=settings.batch_chunk_jobs,
         poll_interval_s=settings.batch_poll_s,
@@ -116,12 +121,14 @@ def build_executor(
     workers: int | None = None,
     settings: Settings | None = None,
     work_uri: str | None = None,
+    follow: bool = False,
 ) -> Executor | None:
     """The executor ``name`` (else ``default``) names, retrying transient errors ``retries`` times from
     ``backoff_s`` seconds; ``None`` for ``none``. ``workers`` sizes the local process pool (default: one per
     core); ``settings`` configure the ``batch`` executor, which keeps manifests and results under the S3 URI
-    ``work_uri``."""
-    options = ExecutorOptions(retries, backoff_s, workers, settings, work_uri)
+    ``work_uri``. With ``follow`` the executor only follows jobs submitted earlier (``attach``, ``describe``):
+    the ``batch`` executor then needs credentials and a region, not its queue, job definition or S3 output."""
+    options = ExecutorOptions(retries, backoff_s, workers, settings, work_uri, follow)
     return _BUILDERS[check_executor(name or default)](options)
 
 

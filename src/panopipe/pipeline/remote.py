@@ -44,7 +44,9 @@ def refresh(
     catalog: Catalog, settings: Settings | None = None, *, executor: Executor | None = None
 ) -> Refreshed:
     """Ask the executors of the jobs in flight how they are doing and record the ones that ended. Makes no
-    AWS call when no job is in flight; ``executor`` is used for its own jobs (else one is built)."""
+    AWS call when no job is in flight; ``executor`` is used for its own jobs (else one is built that only
+    follows them: it needs credentials and a region, not the settings a submission needs, such as the
+    batch executor's job queue and job definition)."""
     refreshed = Refreshed()
     rows = in_flight(catalog, REMOTE_EXECUTORS)
     refreshed.in_flight.update(row.subject for row in rows if is_claim(row.external_id))  # being submitted
@@ -57,7 +59,7 @@ def refresh(
     for name in sorted({row.executor for row in rows}):
         group = {row.id: row for row in rows if row.executor == name}
         own = executor is None or executor.name != name
-        follower = build_executor(name, settings=settings, work_uri=work_uri(pipeline)) if own else executor
+        follower = build_executor(name, settings=settings, follow=True) if own else executor
         assert follower is not None  # a remote executor is never ``none``
         try:
             states = follower.describe(follower.attach({i: row.external_id for i, row in group.items()}))
