@@ -18,6 +18,7 @@ from panopipe.cli.app import app
 from panopipe.errors import CatalogError, ConfigError
 
 EVENT = Path(__file__).parents[1] / "data" / "events" / "powertools-python" / "s3SqsEvent.json"
+JPEG = Path(__file__).parents[1] / "data" / "exif" / "pillow" / "hopper.jpg"
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -57,8 +58,11 @@ def test_reads_never_create_a_sqlite_catalog(capsys, tmp_path: Path):
             "(with the same --catalog)"
         ], command
         assert not db.exists(), command
-    code, out, _ = run(capsys, "db", "current", "--catalog", str(db), "--json")
-    assert code == 0 and '"current": null' in out and not db.exists()
+    for missing in (db, tmp_path):  # a folder is no catalog either
+        code, out, err = run(capsys, "db", "current", "--catalog", str(missing), "--json")
+        assert (code, out) == (CatalogError.exit_code, "")
+        assert err.startswith(f"error: no catalog at {missing}: create one with `panopipe db upgrade`")
+    assert not db.exists()
 
 
 def test_reads_never_give_an_empty_postgresql_database_tables(capsys, tmp_path: Path, postgres_url: str):
@@ -80,6 +84,35 @@ def test_ingest_creates_the_catalog(capsys, tmp_path: Path):
     (tmp_path / "empty").mkdir()
     assert run(capsys, "ingest", str(tmp_path / "empty"), "--catalog", str(db))[0] == 0
     assert db.is_file() and run(capsys, "status", "--catalog", str(db))[0] == 0
+
+
+def test_a_file_that_is_no_sqlite_database_is_not_a_catalog(capsys, tmp_path: Path):
+    (tmp_path / "capture").mkdir()
+    files = {"notadb.db": JPEG.read_bytes(), "panopipe.toml": b'catalog = "survey.db"\n'}
+    for name, content in files.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        for command in (["ls"], ["db", "current"], ["db", "upgrade"], ["ingest", str(tmp_path / "capture")]):
+            assert run(capsys, *command, "--catalog", str(path)) == (
+                CatalogError.exit_code,
+                "",
+                f"error: {path} is not a panopipe catalog (not a SQLite database)\n",
+            ), command
+        assert path.read_bytes() == content, "a command changed the file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["capture", "notadb.db", "panopipe.toml"]
+
+
+def test_a_damaged_catalog_is_one_line(capsys, tmp_path: Path):
+    db = tmp_path / "c.db"
+    with Catalog.open(db):  # closing it writes its pages into the file
+        pass
+    damaged = tmp_path / "damaged.db"
+    damaged.write_bytes(db.read_bytes()[:4096])  # the header of a SQLite file, its pages cut off
+    assert run(capsys, "ls", "--catalog", str(damaged)) == (
+        CatalogError.exit_code,
+        "",
+        f"error: cannot read catalog {damaged}: database disk image is malformed\n",
+    )
 
 
 @pytest.mark.parametrize(
@@ -176,8 +209,8 @@ def _options(command: click.Command) -> set[str]:
 
 OUTPUTS = {"export": "--output", "report": "--html"}
 """The commands that write a file the user names, and the option that names it."""
-CREATES = {"ingest", "demo", "db upgrade", "db current"}
-"""Commands that succeed where no catalog exists (they create it, or report it has no schema)."""
+CREATES = {"ingest", "demo", "db upgrade"}
+"""Commands that succeed where no catalog exists: they create it."""
 
 
 def test_no_command_shows_a_traceback(capsys, tmp_path: Path):
@@ -188,6 +221,8 @@ def test_no_command_shows_a_traceback(capsys, tmp_path: Path):
     bad_config.write_text("[step.derive]\nthumbnail = 256\n")
     not_toml = tmp_path / "not.toml"
     not_toml.write_text("[panopipe\n")
+    not_a_database = tmp_path / "notadb.db"
+    not_a_database.write_bytes(JPEG.read_bytes())
     required = {
         "sync": [str(folder), str(tmp_path / "out")],
         "ingest": [str(folder)],
@@ -206,6 +241,7 @@ def test_no_command_shows_a_traceback(capsys, tmp_path: Path):
         "unsupported URL": (["--catalog", "mysql://u@h/db"], ConfigError.exit_code),
         "port": (["--catalog", "postgresql://u@h:abc/db"], ConfigError.exit_code),
         "missing catalog": (["--catalog", str(tmp_path / "missing.db")], CatalogError.exit_code),
+        "not a database": (["--catalog", str(not_a_database)], CatalogError.exit_code),
         "unknown section": (["--config", str(bad_config)], ConfigError.exit_code),
         "not TOML": (["--config", str(not_toml)], ConfigError.exit_code),
         "config is a folder": (["--config", str(tmp_path)], ConfigError.exit_code),

@@ -163,10 +163,13 @@ def head_revision() -> str:
     return _SCHEMA_HEAD
 
 
-def current_revision(engine: sa.Engine) -> str | None:
+def current_revision(engine: sa.Engine, *, missing_ok: bool = True) -> str | None:
     """The catalog's schema revision, ``None`` for an empty database or a missing SQLite file (not created):
-    read from Alembic's version table with one query, without loading Alembic."""
+    read from Alembic's version table with one query, without loading Alembic. Without ``missing_ok``, a
+    missing SQLite file (or a folder) is a :class:`~panopipe.errors.CatalogError` saying how to create one."""
     if _missing_file(engine.url):
+        if not missing_ok:
+            raise _no_catalog(engine.url)
         return None
     with connect(engine) as connection:
         if not sa.inspect(connection).has_table(_VERSION_TABLE):
@@ -174,16 +177,32 @@ def current_revision(engine: sa.Engine) -> str | None:
         return connection.execute(sa.text(f"SELECT version_num FROM {_VERSION_TABLE}")).scalar()
 
 
+_NOT_SQLITE = "file is not a database"
+"""SQLite's reason when the file's header is not a SQLite database's (a JPEG, a TOML file... given as catalog)."""
+
+
 def connect(engine: sa.Engine) -> sa.Connection:
-    """A connection, or :class:`CatalogUnreachableError` naming the URL (password masked) and the reason."""
+    """A connection, or :class:`CatalogUnreachableError` naming the URL (password masked) and the reason; a
+    SQLite file that is not a SQLite database (or a damaged one) is a :class:`CatalogError` naming the file."""
     try:
         return engine.connect()
     except sa.exc.OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise CatalogUnreachableError(
-            f"cannot connect to catalog {mask_url(engine.url)}: {reason}. "
+            f"cannot connect to catalog {mask_url(engine.url)}: {_reason(exc)}. "
             "Check the URL, that the server is running and that it accepts connections from this machine."
         ) from None
+    except sa.exc.DatabaseError as exc:  # SQLite's DatabaseError: the file is no database, or a damaged one
+        reason = _reason(exc)
+        if reason == _NOT_SQLITE:
+            raise CatalogError(
+                f"{catalog_location(engine.url)} is not a panopipe catalog (not a SQLite database)"
+            ) from None
+        raise CatalogError(f"cannot read catalog {catalog_location(engine.url)}: {reason}") from None
+
+
+def _reason(exc: sa.exc.DBAPIError) -> str:
+    """The first line of the driver's message in ``exc``."""
+    return str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
 
 
 def user_tables(conn: sa.Connection) -> set[str]:

@@ -34,14 +34,14 @@ def upgrade_command(catalog_location: CatalogOption = None, config: ConfigOption
 def current_command(
     catalog_location: CatalogOption = None, config: ConfigOption = None, as_json: JsonOption = False
 ) -> None:
-    """Show the catalog's schema version and the one this panopipe needs.
+    """Show the catalog's schema version and the one this panopipe needs (the catalog must exist).
 
     Example: panopipe db current --json
     """
     from panopipe.catalog import create_catalog_engine, current_revision, head_revision, mask_url
 
     engine = create_catalog_engine(open_settings(catalog_location, config).catalog)
-    current, head = current_revision(engine), head_revision()
+    current, head = current_revision(engine, missing_ok=False), head_revision()
     state = {"catalog": mask_url(engine.url), "current": current, "head": head, "up_to_date": current == head}
     render.print_fields(state, as_json=as_json)
 
