@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -26,8 +27,11 @@ from moto.batch_simple.models import BatchSimpleBackend
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.server import ThreadedMotoServer
 
-from panopipe.config import ENV_MANIFEST
+from panopipe.catalog import Catalog
+from panopipe.config import ENV_MANIFEST, Settings
 from panopipe.executors.worker import run_chunk
+from panopipe.storage import open_storage
+from panopipe.sync import sync_capture
 
 REGION = "us-east-1"
 BUCKET = "panopipe-batch"
@@ -70,6 +74,13 @@ def set_status(
     job.job_stopped_reason = reason
     job.exit_code = exit_code
     job._mark_stopped(success=success)
+
+
+def to_s3(catalog: Catalog, folder: Path) -> None:
+    """Upload the capture folder to the bucket and point the catalog at the copies (``panopipe sync``), as
+    captures must be before a worker on Fargate can read them (the batch executor refuses local inputs)."""
+    report = sync_capture(catalog, folder, open_storage(f"s3://{BUCKET}/captures"), Settings())
+    assert report.ok and not report.not_repointed, report
 
 
 def manifest_of(array: dict[str, Any]) -> str:
@@ -182,5 +193,6 @@ __all__ = [
     "manifest_of",
     "moto_server",
     "set_status",
+    "to_s3",
     "world",
 ]

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 from pathlib import Path
 
 import pytest
-from tests.pipeline.batch_world import BUCKET, Containers, World, manifest_of
+from tests.pipeline.batch_world import BUCKET, Containers, World, manifest_of, to_s3
 from tests.pipeline.captures import RIG, add_panoramas, add_rig_shots
 from typer.testing import CliRunner
 
 from panopipe.catalog import Catalog
+from panopipe.cli import main
 from panopipe.cli.app import app
 from panopipe.config import Settings
+from panopipe.errors import ConfigError
 from panopipe.pipeline import plan, run
 from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.remote import refresh
@@ -36,6 +39,7 @@ def project(catalog_url: str, tmp_path: Path, world: World) -> tuple[str, Path]:
     """A catalog of 5 panoramas and a config file for the batch executor; (catalog, config file)."""
     with Catalog.open(catalog_url) as catalog:
         add_panoramas(catalog, tmp_path / "captures", SHOTS)
+        to_s3(catalog, tmp_path / "captures")
     config = tmp_path / "panopipe.toml"
     config.write_text(
         f'[panopipe]\nproject = "demo"\nbatch_job_queue = "{world.queue}"\n'
@@ -167,6 +171,7 @@ def test_a_result_recorded_after_a_config_push_keeps_the_parameters_its_job_was_
     )
     with Catalog.open(catalog_url) as catalog:
         add_rig_shots(catalog, tmp_path / "captures", 1)
+        to_s3(catalog, tmp_path / "captures")
         catalog.push_project_config({"steps": steps}, author="test", reason="quality 90")
         submitted_with = load_pipeline(catalog, settings, ["stitch"]).steps[0].params_hash
         [item] = plan(catalog, steps=["stitch"], settings=settings)
@@ -210,3 +215,27 @@ def test_status_and_a_local_run_follow_jobs_in_flight_without_the_batch_settings
     containers.run()
     code, report = cli((location, bare), "run", "--executor", "inline", "--steps", "derive")
     assert code == 0 and report["ended"] == {"derive": {"succeeded": SHOTS}} and report["counts"] == {}
+
+
+def test_jobs_whose_inputs_are_local_files_are_refused_before_anything_is_submitted(
+    catalog_url: str, tmp_path: Path, world: World, capsys
+):
+    # The captures stay in a local folder: a worker on Fargate could not read them.
+    with Catalog.open(catalog_url) as catalog:
+        add_panoramas(catalog, tmp_path / "captures", 2)
+    config = tmp_path / "panopipe.toml"
+    config.write_text(
+        f'[panopipe]\nbatch_job_queue = "{world.queue}"\nbatch_job_definition = "{world.definition}"\n\n'
+        f'[steps.pipeline]\noutput = "s3://{BUCKET}/out"\n',
+        encoding="utf-8",
+    )
+
+    code = main(["run", "--executor", "batch", "--catalog", catalog_url, "--config", str(config)])
+
+    out, err = capsys.readouterr()
+    assert (code, out) == (ConfigError.exit_code, "")
+    [line] = err.splitlines()
+    assert line.startswith("error: the batch executor's workers read only s3:// inputs, and the ")
+    assert f"reads '{tmp_path / 'captures' / 'P001'}{os.sep}pano_00000" in line
+    assert "(and 1 more local inputs): `panopipe sync` the captures to S3 and ingest from there" in line
+    assert world.arrays() == [] and world.s3_keys() == []  # no manifest written, no job submitted

@@ -93,6 +93,28 @@ def test_a_refused_submission_is_a_config_error_at_once(stubbed):
         executor.submit(specs(1))
 
 
+def test_a_job_reading_a_local_file_is_refused_before_any_manifest_or_submission(stubbed):
+    # publish copies the thumbnail derive made under a local output (an earlier run on a laptop)
+    executor, _ = stubbed
+    publish = {
+        "inputs": ["s3://work-bucket/out/apply-metadata/image/a/image-0123.jpg"],
+        "derived": {"thumbnail": "/data/out/derive/image/a/thumbnail-0123.jpg"},
+    }
+    ready = JobSpec(new_id(), "publish", "image:b", "fp", {**publish, "derived": {}})
+    jobs = [ready, JobSpec(new_id(), "publish", "image:a", "fp", publish)]
+
+    with pytest.raises(ConfigError) as refused:
+        executor.submit(jobs)
+
+    assert str(refused.value) == (
+        "the batch executor's workers read only s3:// inputs, and the publish job of image:a reads "
+        "'/data/out/derive/image/a/thumbnail-0123.jpg': `panopipe sync` the captures to S3 and ingest from "
+        "there (outputs of a local run: run their step again with an s3:// output and --force)"
+    )
+    assert "Contents" not in boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket="work-bucket")
+    executor.check([ready])  # every input in S3
+
+
 def test_a_poll_is_one_describe_jobs_for_every_array_and_results_come_from_s3(stubbed):
     executor, stubber = stubbed
     first, second = specs(3), specs(2)

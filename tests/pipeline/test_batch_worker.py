@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.pipeline.batch_world import BUCKET, World, manifest_of
+from tests.pipeline.batch_world import BUCKET, World, manifest_of, to_s3
 from tests.pipeline.captures import Project, add_rig_shots
 
 from panopipe.config import Settings
@@ -90,6 +90,7 @@ def test_sigterm_mid_chunk_exits_143_and_the_retry_runs_only_the_rest(
     project: Project, world: World, tmp_path: Path, slow_s: float, grace: str, finished: int
 ):
     add_rig_shots(project.catalog, project.root, SHOTS)
+    to_s3(project.catalog, project.root)
     manifest, order = submitted(project, world, tmp_path, slow_s)
     process = worker(manifest, "--workers", "1", "--grace", grace)
     wait_for(lambda: len(results(manifest)) == 2)

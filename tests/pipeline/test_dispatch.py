@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from PIL import Image
-from tests.pipeline.batch_world import BUCKET, Containers, World, manifest_of
+from tests.pipeline.batch_world import BUCKET, Containers, World, manifest_of, to_s3
 from tests.pipeline.captures import add_panoramas, add_rig_shots
 
 from panopipe.aws.package import EXCLUDED, import_blocker
@@ -212,6 +212,7 @@ def test_two_dispatchers_at_once_submit_each_job_once(catalog_url: str, tmp_path
     settings = batch_settings(world)
     with Catalog.open(catalog_url) as catalog:
         add_panoramas(catalog, tmp_path / "captures", SHOTS)
+        to_s3(catalog, tmp_path / "captures")
         queue_for_dispatcher(catalog, settings)
     dispatchers = [Catalog.open(catalog_url) for _ in range(2)]
     try:
@@ -243,6 +244,7 @@ def test_a_tick_whose_submission_fails_releases_its_claims_for_the_next(
     # moto refuses a SubmitJob to a job queue that does not exist, as AWS does.
     with Catalog.open(catalog_url) as catalog:
         add_panoramas(catalog, tmp_path / "captures", 2)
+        to_s3(catalog, tmp_path / "captures")
         settings = batch_settings(world)
         queue_for_dispatcher(catalog, settings)
         settings = replace(
@@ -271,6 +273,7 @@ def test_ticks_take_a_360_image_through_the_queued_nadir_cap_and_every_step_afte
     settings = replace(settings, steps={**settings.steps, "nadir": cap})
     with Catalog.open(catalog_url) as catalog:
         add_panoramas(catalog, tmp_path / "captures", 2)
+        to_s3(catalog, tmp_path / "captures")
         executor = build_executor(
             "batch", settings=settings, work_uri=work_uri(load_pipeline(catalog, settings))
         )
@@ -305,6 +308,7 @@ def test_a_tick_submits_what_was_queued_and_what_follows_jobs_that_ended_never_w
     settings, containers = batch_settings(world), Containers(world)
     with Catalog.open(catalog_url) as catalog:
         add_panoramas(catalog, tmp_path / "captures", SHOTS)
+        to_s3(catalog, tmp_path / "captures")
         assert dispatch(catalog, settings, dry_run=True).submitted == {}  # nobody uploaded anything
         queue_for_dispatcher(catalog, settings)  # the event path: uploads
 

@@ -41,6 +41,10 @@ class Executor(ABC):
     """Whether jobs outlive the process that submitted them (a remote queue): a run may return once they are
     submitted, and another process follows them with :meth:`attach`."""
 
+    def check(self, jobs: Sequence[JobSpec]) -> None:  # noqa: B027 - most executors run any job
+        """Raise :class:`ConfigError` if this executor cannot run ``jobs`` (say, inputs its workers cannot
+        read), before anything is recorded or started. By default every job can run."""
+
     @abstractmethod
     def submit(self, jobs: Sequence[JobSpec]) -> list[str]:
         """Start ``jobs``; one handle per job, in order."""

@@ -26,6 +26,7 @@ from panopipe.errors import ConfigError
 from panopipe.executors.base import Executor, JobState, JobStatus
 from panopipe.executors.manifest import Submission, chunk_count
 from panopipe.executors.throttle import RateLimiter, call_aws
+from panopipe.locations import url_scheme
 from panopipe.steps.base import JobOutcome, JobSpec
 
 MAX_CHILDREN = 10_000
@@ -89,12 +90,26 @@ class BatchExecutor(Executor):
             )
         return self._client
 
+    def check(self, jobs: Sequence[JobSpec]) -> None:
+        """:class:`ConfigError` naming the first input of ``jobs`` that is not in S3 (a local capture, or an
+        output of a local run), which a worker on Fargate cannot read."""
+        local = [(job, uri) for job in jobs for uri in job_inputs(job) if url_scheme(uri) != "s3"]
+        if local:
+            job, uri = local[0]
+            more = f" (and {len(local) - 1} more local inputs)" if len(local) > 1 else ""
+            raise ConfigError(
+                f"the batch executor's workers read only s3:// inputs, and the {job.step} job of {job.subject} "
+                f"reads {uri!r}{more}: `panopipe sync` the captures to S3 and ingest from there (outputs of a "
+                "local run: run their step again with an s3:// output and --force)"
+            )
+
     def submit(self, jobs: Sequence[JobSpec]) -> list[str]:
         if not (self.job_queue and self.job_definition and self.work_uri):
             raise ConfigError(
                 "this batch executor only follows jobs: it was built without a queue, a job "
                 "definition and a work root to submit to"
             )
+        self.check(jobs)  # before any manifest is written or job submitted
         by_step: dict[str, list[JobSpec]] = {}
         for job in jobs:
             by_step.setdefault(job.step, []).append(job)
@@ -242,6 +257,12 @@ class BatchExecutor(Executor):
             )
 
 
+def job_inputs(job: JobSpec) -> list[str]:
+    """The URIs a job reads: its ``inputs`` (the image files, or the output of the step before) and the
+    outputs of other steps it copies (publish's ``derived`` thumbnail and preview)."""
+    return [*job.payload.get("inputs", ()), *job.payload.get("derived", {}).values()]
+
+
 def _environment(job: Mapping[str, Any]) -> dict[str, str]:
     return {item["name"]: item["value"] for item in job.get("container", {}).get("environment", [])}
 
@@ -256,4 +277,4 @@ def _reason(job: Mapping[str, Any]) -> str:
     return f"AWS Batch job {job['jobId']} failed: {found or 'no reason given'}"
 
 
-__all__ = ["DESCRIBE_IDS", "MAX_CHILDREN", "SUBMIT_RATE", "BatchExecutor"]
+__all__ = ["DESCRIBE_IDS", "MAX_CHILDREN", "SUBMIT_RATE", "BatchExecutor", "job_inputs"]
