@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -171,6 +172,60 @@ def test_unsupported_storage_urls(capsys, tmp_path: Path):
         "",
         "error: unsupported storage URL gs://survey-bucket/x: storage is a folder (a path or "
         "file:///PATH) or s3://BUCKET/PREFIX\n",
+    )
+
+
+ENDPOINT_MISTAKES = {
+    "PANOPIPE_S3_ENDPOINT_URL": [
+        ["ingest", "s3://b/x/", "--catalog", "{db}"],
+        ["sync", "{folder}", "s3://b/x/", "--catalog", "{db}"],
+        ["worker", "run", "--manifest", "s3://b/x/manifest.json"],
+    ],
+    "AWS_ENDPOINT_URL": [["cloud", "status", "--stack", "x"]],
+    "AWS_ENDPOINT_URL_SQS": [
+        ["worker", "events", "--queue-url", "http://127.0.0.1:1/123456789012/q", "--catalog", "{db}"]
+    ],
+    "AWS_ENDPOINT_URL_SECRETS_MANAGER": [
+        [
+            "ls",
+            "--catalog",
+            "postgresql://u@127.0.0.1:1/x?secret_arn=arn:aws:secretsmanager:eu-west-1:1:secret:s",
+        ]
+    ],
+}
+"""Commands that build an AWS client, under each variable that sets the endpoint of that client."""
+
+
+@pytest.mark.parametrize("variable", ENDPOINT_MISTAKES)
+def test_an_endpoint_url_that_is_no_url_is_one_line(capsys, tmp_path: Path, monkeypatch, variable: str):
+    for name in [name for name in os.environ if name.startswith(("AWS_ENDPOINT_URL", "PANOPIPE_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv(variable, "localhost:5000")
+    (tmp_path / "capture").mkdir()
+    db = tmp_path / "c.db"
+    assert run(capsys, "db", "upgrade", "--catalog", str(db))[0] == 0
+    for command in ENDPOINT_MISTAKES[variable]:
+        args = [arg.format(db=db, folder=tmp_path / "capture") for arg in command]
+        assert run(capsys, *args) == (
+            ConfigError.exit_code,
+            "",
+            f"error: {variable} is 'localhost:5000', not an endpoint URL: give http://HOST:PORT or "
+            "https://HOST, e.g. http://localhost:5000\n",
+        ), command
+
+
+def test_an_endpoint_url_in_the_config_file_is_named_there(capsys, tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("PANOPIPE_S3_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    config = tmp_path / "panopipe.toml"
+    config.write_text('[panopipe]\ncatalog = "c.db"\ns3_endpoint_url = "https://"\n')
+    monkeypatch.chdir(tmp_path)
+    assert run(capsys, "ingest", "s3://b/x/") == (
+        ConfigError.exit_code,
+        "",
+        "error: [panopipe] s3_endpoint_url in panopipe.toml is 'https://', not an endpoint URL: "
+        "give http://HOST:PORT or https://HOST, e.g. http://localhost:9000\n",
     )
 
 

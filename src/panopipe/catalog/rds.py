@@ -160,9 +160,9 @@ class Credentials:
         region = self.settings.region or (match["region"] if match else None)
         try:
             if self._rds_client is None:
-                import boto3
+                from panopipe.storage.aws_clients import aws_client
 
-                self._rds_client = boto3.client("rds", region_name=region)
+                self._rds_client = aws_client("rds", region=region)
             return self._rds_client.generate_db_auth_token(
                 DBHostname=host,
                 Port=port,
@@ -182,12 +182,11 @@ class Credentials:
         assert arn is not None
         try:
             if self._secrets_client is None:
-                import boto3
+                from panopipe.storage.aws_clients import aws_client
 
                 parts = arn.split(":")
-                self._secrets_client = boto3.client(
-                    "secretsmanager", region_name=parts[3] if len(parts) > 3 and parts[3] else None
-                )
+                region = parts[3] if len(parts) > 3 and parts[3] else None
+                self._secrets_client = aws_client("secretsmanager", region=region)
             text = self._secrets_client.get_secret_value(SecretId=arn)["SecretString"]
         except botocore.exceptions.ClientError as exc:
             error = exc.response.get("Error", {})

@@ -7,7 +7,7 @@ import os
 import threading
 from typing import Any, TypeAlias
 
-from panopipe.config import Settings, load_settings
+from panopipe.config import ENV_S3_ENDPOINT_URL, Settings, load_settings
 from panopipe.errors import ConfigError
 
 S3Client: TypeAlias = Any  # boto3 generates client classes at run time
@@ -90,11 +90,17 @@ _S3_CLIENTS_LOCK = threading.Lock()
 
 
 def aws_client(
-    service: str, settings: Settings | None = None, *, endpoint_url: str | None = None, **config: Any
+    service: str,
+    settings: Settings | None = None,
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    **config: Any,
 ) -> Any:
-    """A boto3 client of ``service`` in the region and profile of ``settings``, with botocore ``config``
-    (retries, pools); ``endpoint_url`` else boto3's own (``AWS_ENDPOINT_URL``...). A profile that does not
-    exist, or no region at all, is a :class:`~panopipe.errors.ConfigError` saying what to set."""
+    """A boto3 client of ``service`` in ``region`` (default: the region of ``settings``) and the profile of
+    ``settings``, with botocore ``config`` (retries, pools); ``endpoint_url`` (``settings.s3_endpoint_url``
+    for S3) else boto3's own (``AWS_ENDPOINT_URL``...). A profile that does not exist, no region at all, or
+    an endpoint URL that is no URL is a :class:`~panopipe.errors.ConfigError` saying what to set."""
     import boto3
     import botocore.config
     import botocore.exceptions
@@ -104,13 +110,44 @@ def aws_client(
         session = boto3.session.Session(profile_name=settings.aws_profile)
     except botocore.exceptions.ProfileNotFound as exc:
         raise ConfigError(f"{exc}: check AWS_PROFILE and ~/.aws/config") from None
-    client_config = botocore.config.Config(region_name=settings.aws_region, **config)
+    client_config = botocore.config.Config(region_name=region or settings.aws_region, **config)
     try:
         return session.client(service, endpoint_url=endpoint_url, config=client_config)
     except botocore.exceptions.NoRegionError:
         raise ConfigError(
             "no AWS region: set AWS_REGION, a region in ~/.aws/config or aws_region in [panopipe]"
         ) from None
+    except ValueError as exc:  # botocore's "Invalid endpoint: URL"
+        raise _invalid_endpoint(exc, endpoint_url, settings) from None
+
+
+_INVALID_ENDPOINT = "Invalid endpoint: "
+_BOTO_ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL"
+"""boto3's variable of every service's endpoint; ``AWS_ENDPOINT_URL_SQS`` (``_S3``...) of one service."""
+
+
+def _invalid_endpoint(error: ValueError, endpoint_url: str | None, settings: Settings) -> ConfigError:
+    """The :class:`ConfigError` of botocore's ``Invalid endpoint`` ``error``, naming where the endpoint was set:
+    ``endpoint_url`` is the S3 endpoint of ``settings``; without it boto3 took an ``AWS_ENDPOINT_URL*``
+    variable or the profile's ``endpoint_url``."""
+    message = str(error)
+    if not message.startswith(_INVALID_ENDPOINT):
+        raise error
+    value = message.removeprefix(_INVALID_ENDPOINT)
+    if endpoint_url is not None:
+        in_file = settings.origins.get("s3_endpoint_url") == "file"
+        source = f"[panopipe] s3_endpoint_url in {settings.config_file}" if in_file else ENV_S3_ENDPOINT_URL
+    else:
+        # the longest name first: a service's own variable wins over AWS_ENDPOINT_URL, as in boto3
+        names = sorted(
+            (name for name, text in os.environ.items() if name.startswith(_BOTO_ENDPOINT_VARIABLE)),
+            key=lambda name: (os.environ[name] != value, -len(name)),
+        )
+        source = names[0] if names else "endpoint_url in ~/.aws/config"
+    example = f"http://{value}" if value and "://" not in value else "http://localhost:9000"
+    return ConfigError(
+        f"{source} is {value!r}, not an endpoint URL: give http://HOST:PORT or https://HOST, e.g. {example}"
+    )
 
 
 def is_transient_aws_error(error: BaseException) -> bool:
