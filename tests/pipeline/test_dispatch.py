@@ -175,6 +175,33 @@ def test_with_batch_configured_an_event_queues_heavy_steps_and_runs_light_ones(p
     ] == [("stitch", "queued before, not finished")] * 2
 
 
+@pytest.mark.parametrize("batch", [True, False], ids=["stack", "laptop"])
+def test_an_event_leaves_a_shot_whose_frames_are_still_arriving_until_they_have(project, batch: bool):
+    # Shot 0's camera 3 is not uploaded yet (aws s3 cp sends cam0/ whole before cam1/).
+    add_rig_shots(project.catalog, project.root, 2, skip_camera={0: 3})
+    queue = "arn:aws:batch:us-east-1:123456789012:job-queue/q" if batch else None
+    settings = replace(project.settings, batch_job_queue=queue)
+
+    first = initiate(project.catalog, Selection(), None, settings, executor=InlineExecutor())
+
+    assert first.counts["stitch"] == (
+        {"waiting": 1, "queued": 1} if batch else {"waiting": 1, "succeeded": 1}
+    )
+    assert first.ok and not first.failures
+    with project.catalog.connect() as conn:
+        stitched = conn.execute(sa.select(jobs.c.subject).where(jobs.c.step == "stitch")).scalars().all()
+    assert stitched == ["shot:R001-000001"]  # nothing recorded for the shot still arriving
+    (waiting,) = [i for i in plan(project.catalog, steps=["stitch"], settings=settings) if i.problem]
+    assert waiting.problem == "shot R001-000000 is missing the frame(s) of camera(s) [3]: has 5 of 6"
+
+    add_rig_shots(project.catalog, project.root, 2)  # the rest of the upload: camera 3's frame
+    second = initiate(
+        project.catalog, Selection(shots=("R001-000000",)), None, settings, executor=InlineExecutor()
+    )
+
+    assert second.counts["stitch"] == ({"queued": 1} if batch else {"succeeded": 1})
+
+
 def test_with_the_nadir_cap_on_an_event_queues_the_cap_of_a_360_image_and_runs_nothing_after_it(project):
     add_rig_shots(project.catalog, project.root, 1)
     add_panoramas(project.catalog, project.root / "panoramas", 1)

@@ -67,8 +67,8 @@ class Failure:
 @dataclass(slots=True)
 class RunReport:
     """What a run did: jobs per step and status (``submitted``: left running on a detached executor;
-    ``queued``: left for the dispatcher), the failures, and the jobs in flight seen to end (by step and
-    status) before it planned."""
+    ``queued``: left for the dispatcher; ``waiting``: subjects whose inputs are still arriving, given no
+    job), the failures, and the jobs in flight seen to end (by step and status) before it planned."""
 
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
@@ -79,7 +79,7 @@ class RunReport:
     def ok(self) -> bool:
         """Whether every job succeeded."""
         return not self.failures and all(
-            set(c) <= {"succeeded", "submitted", "queued"} for c in self.counts.values()
+            set(c) <= {"succeeded", "submitted", "queued", "waiting"} for c in self.counts.values()
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -161,13 +161,17 @@ def _submit_due(
     *,
     queue: Callable[[Step], bool] | None = None,
     dispatcher: bool = False,
+    complete_only: bool = False,
 ) -> None:
     """Submit, step by step, the jobs due now: not those of subjects in flight, nor (as their subjects join
     ``busy``) those that follow a job submitted earlier in the loop; they wait for a later run. The one rule
     of what is due now, for runs, the event path and the dispatcher (``dispatcher``: only the jobs queued
     for it and those that follow jobs that ended, see :func:`advance`). The jobs of the steps ``queue``
     picks are queued for the dispatcher instead; on an executor that is not detached the others run here,
-    step after step; without an executor, nothing is submitted: they are counted ``due``.
+    step after step; without an executor, nothing is submitted: they are counted ``due``. With
+    ``complete_only`` (the event path and the dispatcher), a subject whose inputs are still arriving
+    (:meth:`~panopipe.steps.base.Step.incomplete`: a rig shot whose other frames are still uploading) gets
+    no job: it is counted ``waiting``, and a later event plans it again.
 
     Steps are planned together over one selection of the subjects, up to the first step that runs here: the
     steps after it are planned once it has run, so that they see its outputs."""
@@ -184,6 +188,10 @@ def _submit_due(
             planned = _plan(catalog, selection, pending[:cut], force, busy, after, known)
         pending = pending[cut:]
         for step, work in planned:
+            if complete_only and (waiting := {w.subject.id for w in work if step.incomplete(w.subject)}):
+                work = [w for w in work if w.subject.id not in waiting]
+                report.counts.setdefault(step.name, {})["waiting"] = len(waiting)
+                busy.update(waiting)
             if not work:
                 continue
             _validate(catalog, step, {w.subject.id for w in work})
@@ -233,6 +241,7 @@ def initiate(
         set(),
         report,
         queue=lambda step: executor.detached or (step.heavy and bool(settings.batch_job_queue)),
+        complete_only=True,
     )
     report.seconds = time.perf_counter() - started
     return report
@@ -254,7 +263,17 @@ def advance(catalog: Catalog, settings: Settings, *, executor: Executor | None) 
     else:
         refreshed = refresh(catalog, settings, executor=executor)
         report.ended, busy = refreshed.ended, refreshed.in_flight
-    _submit_due(catalog, Selection(), pipeline.steps, False, executor, busy, report, dispatcher=True)
+    _submit_due(
+        catalog,
+        Selection(),
+        pipeline.steps,
+        False,
+        executor,
+        busy,
+        report,
+        dispatcher=True,
+        complete_only=True,
+    )
     report.seconds = time.perf_counter() - started
     return report
 

@@ -203,6 +203,12 @@ class Step(ABC):
         """Why a job on ``subject`` will fail, when that is known before it runs (``plan`` shows it), or ``None``."""
         return None
 
+    def incomplete(self, subject: Subject) -> str | None:
+        """Why ``subject`` is not all there yet (inputs that may still arrive, such as the frames of a rig shot
+        still uploading), or ``None``. The event path and the dispatcher leave such a subject until they are;
+        ``panopipe run`` runs it, and :meth:`problem` says why it fails."""
+        return None
+
     def payload(self, subject: Subject, upstream: Upstream | None, fingerprint: str) -> dict[str, Any]:
         """The JSON-ready payload of the job of ``fingerprint``: inputs, parameters and output URIs."""
         return {

@@ -140,6 +140,13 @@ class StitchStep(Step):
             self._sound_layouts.add(layout)
         return problem
 
+    def incomplete(self, subject: Subject) -> str | None:
+        """The rig cameras whose frames of the shot have not arrived (of the rig's cameras, or without a rig
+        of those up to the highest camera index seen)."""
+        if missing := _missing_cameras(subject, len(self.rig.cameras) if self.rig else None):
+            return f"shot {subject.key} has {len(subject.frames)} frame(s); camera(s) {missing} to come"
+        return None
+
     def _problem(self, subject: Subject) -> str | None:
         if problem := _frame_problem(subject, len(self.rig.cameras) if self.rig else None):
             return problem
@@ -198,9 +205,19 @@ def _frame_problem(subject: Subject, cameras: int | None) -> str | None:
     expected = set(range(cameras if cameras is not None else max(indexes) + 1))
     if extra := sorted(set(indexes) - expected):
         return f"shot {subject.key} has frames of camera(s) {extra} but the rig has cameras 0-{len(expected) - 1}"
-    if missing := sorted(expected - set(indexes)):
+    if missing := _missing_cameras(subject, cameras):
         return f"shot {subject.key} is missing the frame(s) of camera(s) {missing}: has {len(indexes)} of {len(expected)}"
     return None
+
+
+def _missing_cameras(subject: Subject, cameras: int | None) -> list[int]:
+    """The camera indexes of ``cameras`` (default: up to the highest index of the shot) that have no frame in
+    the shot; none when a frame has no camera index (another problem)."""
+    indexes = [frame.camera_index for frame in subject.frames]
+    if not indexes or None in indexes:
+        return []
+    present = set(cast(list[int], indexes))
+    return sorted(set(range(cameras if cameras is not None else max(present) + 1)) - present)
 
 
 def _decode(uri: str) -> np.ndarray:
