@@ -367,6 +367,15 @@ def test_a_declined_change_set_creates_nothing(aws: None):
         ([*ARGS, "--param", "LambdaMaxConcurrency=1"], "out of range"),
         ([*ARGS, "--param", "BucketName=Not_A_Bucket"], "lower-case"),
         ([*ARGS, "--param", "OutputPrefix=incoming/out/"], "must not overlap"),
+        (
+            [*ARGS, "--param", "WorkerVcpu=0.25"],
+            "error: WorkerVcpu=0.25 and WorkerMemoryMiB=8192 (the default) are not a Fargate size: with 0.25 "
+            "vCPU, WorkerMemoryMiB must be 512, 1024 or 2048",
+        ),
+        (
+            [*ARGS, "--param", "WorkerVcpu=16", "--param", "WorkerMemoryMiB=512"],
+            "WorkerMemoryMiB must be 32768 to 122880 in steps of 8192",
+        ),
         ([*ARGS, "--param", "BucketName"], "not of the form KEY=VALUE"),
     ],
 )
@@ -377,6 +386,24 @@ def test_bad_parameters_fail_with_one_line_before_anything_is_created(
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert _stacks() == []
+
+
+def test_a_worker_size_is_checked_against_fargates_table_with_the_values_an_update_keeps(
+    outputs: dict[str, str], capsys: pytest.CaptureFixture[str]
+):
+    # The stack runs 2 vCPU with 8192 MiB; an update keeps the memory when only the vCPUs are given.
+    assert main(["cloud", "deploy", "--stack", STACK, "--param", "WorkerVcpu=0.5", "--yes"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: WorkerVcpu=0.5 and WorkerMemoryMiB=8192 (the stack's current value) are not a Fargate size: "
+        "with 0.5 vCPU, WorkerMemoryMiB must be 1024, 2048, 3072 or 4096"
+    ]
+    stack = boto3.client("cloudformation").describe_stacks(StackName=STACK)["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"  # no change set was made
+    kept = {"WorkerVcpu": "2", "WorkerMemoryMiB": "65536", "InputPrefix": "in/", "OutputPrefix": "out/"}
+    assert deploy.validate_parameters({"WorkerVcpu": "16"}, require_all=False, current=kept)
+    assert deploy.validate_parameters({"WorkerVcpu": "16"}, require_all=False, current={})  # not known yet
+    assert main(["cloud", "template", "--param", "WorkerVcpu=8", "--param", "WorkerMemoryMiB=20480"]) == 0
+    assert main(["cloud", "template", "--param", "WorkerVcpu=8"]) == 2  # 8192 MiB: the default
 
 
 def test_deploy_without_a_terminal_needs_yes(aws: None, capsys: pytest.CaptureFixture[str]):

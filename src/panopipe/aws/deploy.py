@@ -116,9 +116,14 @@ def _check_value(name: str, spec: Mapping[str, Any], value: str) -> None:
         raise ConfigError(f"parameter {name}={value!r} is not valid: {hint}")
 
 
-def validate_parameters(values: Mapping[str, str], *, require_all: bool = True) -> dict[str, str]:
+def validate_parameters(
+    values: Mapping[str, str], *, require_all: bool = True, current: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """``values`` checked against the template's ``Parameters``; with ``require_all`` every parameter without
-    a default must be given. Raises :class:`ConfigError` with one line naming the first problem."""
+    a default must be given. The parameters that must agree (input and output prefixes that must not overlap,
+    a worker size Fargate offers) are checked with ``current`` for those not given: an updated stack's
+    values; ``None``: the template's defaults (a new stack); ``{}``: not known, only given pairs are checked.
+    Raises :class:`ConfigError` with one line naming the first problem."""
     from panopipe.aws.stack import PARAMETERS
 
     unknown = sorted(set(values) - set(PARAMETERS))
@@ -129,10 +134,42 @@ def validate_parameters(values: Mapping[str, str], *, require_all: bool = True) 
     missing = [name for name, spec in PARAMETERS.items() if "Default" not in spec and name not in values]
     if require_all and missing:
         raise ConfigError(f"missing parameter(s) {', '.join(missing)}: pass --param NAME=VALUE")
-    prefixes = [values.get(name, PARAMETERS[name]["Default"]) for name in ("InputPrefix", "OutputPrefix")]
-    if prefixes[0].startswith(prefixes[1]) or prefixes[1].startswith(prefixes[0]):
-        raise ConfigError(f"InputPrefix {prefixes[0]!r} and OutputPrefix {prefixes[1]!r} must not overlap")
+    if current is None:
+        current = {name: str(spec["Default"]) for name, spec in PARAMETERS.items() if "Default" in spec}
+        origin = "the default"
+    else:
+        origin = "the stack's current value"
+    _check_combinations(values, current, origin)
     return dict(values)
+
+
+def _check_combinations(given: Mapping[str, str], others: Mapping[str, str], origin: str) -> None:
+    """The parameters that must agree, each ``given`` or else one of ``others`` (named with its ``origin``)."""
+    from panopipe.aws.stack.parameters import FARGATE_MEMORY_MIB
+
+    effective = {**others, **given}
+
+    def shown(name: str) -> str:
+        return f"{name}={effective[name]}" + ("" if name in given else f" ({origin})")
+
+    if {"InputPrefix", "OutputPrefix"} <= effective.keys():
+        prefixes = effective["InputPrefix"], effective["OutputPrefix"]
+        if prefixes[0].startswith(prefixes[1]) or prefixes[1].startswith(prefixes[0]):
+            raise ConfigError(
+                f"InputPrefix {prefixes[0]!r} and OutputPrefix {prefixes[1]!r} must not overlap"
+            )
+    if {"WorkerVcpu", "WorkerMemoryMiB"} <= effective.keys():
+        sizes = FARGATE_MEMORY_MIB[effective["WorkerVcpu"]]
+        if float(effective["WorkerMemoryMiB"]) not in sizes:
+            choices = (
+                f"{', '.join(map(str, sizes[:-1]))} or {sizes[-1]}"
+                if len(sizes) <= 4
+                else f"{sizes[0]} to {sizes[-1]} in steps of {sizes[1] - sizes[0]}"
+            )
+            raise ConfigError(
+                f"{shown('WorkerVcpu')} and {shown('WorkerMemoryMiB')} are not a Fargate size: with "
+                f"{effective['WorkerVcpu']} vCPU, WorkerMemoryMiB must be {choices}"
+            )
 
 
 def template_json(values: Mapping[str, str] | None = None, *, compact: bool = False) -> str:
@@ -285,6 +322,13 @@ def _changes(
             return page, changes
 
 
+def _current_values(stack: Mapping[str, Any]) -> dict[str, str]:
+    """The stack's parameter values (those an update keeps when they are not given)."""
+    return {
+        p["ParameterKey"]: p["ParameterValue"] for p in stack.get("Parameters", []) if "ParameterValue" in p
+    }
+
+
 def _stack_parameters(values: Mapping[str, str], existing: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """Given values, and for an update the stack's current values of every parameter not given."""
     parameters: list[dict[str, Any]] = [{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()]
@@ -313,7 +357,8 @@ def deploy(
     existing = _describe(client, stack)
     if existing is not None and existing["StackStatus"] == "REVIEW_IN_PROGRESS":
         existing = None  # created by a change set that was never executed: CloudFormation treats it as new
-    validate_parameters(values, require_all=existing is None)
+    current = None if existing is None else _current_values(existing)
+    validate_parameters(values, require_all=existing is None, current=current)
     if existing is not None:
         current = existing["StackStatus"]
         if current == "ROLLBACK_COMPLETE":

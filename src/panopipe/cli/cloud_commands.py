@@ -100,7 +100,9 @@ def deploy(
     from panopipe.aws import deploy as stack_deploy
     from panopipe.catalog.stack_url import stack_catalog_url
 
-    values = stack_deploy.validate_parameters(stack_deploy.parse_parameters(param or []), require_all=False)
+    # Before the stack is read: pairs of parameters are checked among those given (deploy checks them all).
+    given = stack_deploy.parse_parameters(param or [])
+    values = stack_deploy.validate_parameters(given, require_all=False, current={})
     _needs_yes(yes, "deploy")
 
     def confirm(changes: list[Change]) -> bool:

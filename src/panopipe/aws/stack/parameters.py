@@ -19,7 +19,18 @@ _IDENTIFIER = {
 }
 _PATH = {"AllowedPattern": r"^/\S+$", "ConstraintDescription": "an absolute path"}
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557)
-FARGATE_VCPUS = ("0.25", "0.5", "1", "2", "4", "8", "16")
+FARGATE_MEMORY_MIB: dict[str, tuple[int, ...]] = {
+    "0.25": (512, 1024, 2048),
+    "0.5": tuple(range(1024, 4096 + 1, 1024)),
+    "1": tuple(range(2048, 8192 + 1, 1024)),
+    "2": tuple(range(4096, 16384 + 1, 1024)),
+    "4": tuple(range(8192, 30720 + 1, 1024)),
+    "8": tuple(range(16384, 61440 + 1, 4096)),
+    "16": tuple(range(32768, 122880 + 1, 8192)),
+}
+"""The memory sizes (MiB) Fargate allows with each vCPU size, the only pairs a Fargate job may ask for (AWS:
+"Task CPU and memory" in the Amazon ECS developer guide, which AWS Batch on Fargate follows)."""
+FARGATE_VCPUS = tuple(FARGATE_MEMORY_MIB)
 EGRESS_CHOICES = ("endpoints", "nat")
 LAMBDA_RUNTIMES = ("python3.12", "python3.13", "python3.14")
 
@@ -148,4 +159,11 @@ PARAMETERS: dict[str, Json] = {
     ),
 }
 
-__all__ = ["EGRESS_CHOICES", "FARGATE_VCPUS", "LAMBDA_RUNTIMES", "LOG_RETENTION_DAYS", "PARAMETERS"]
+__all__ = [
+    "EGRESS_CHOICES",
+    "FARGATE_MEMORY_MIB",
+    "FARGATE_VCPUS",
+    "LAMBDA_RUNTIMES",
+    "LOG_RETENTION_DAYS",
+    "PARAMETERS",
+]
