@@ -31,10 +31,10 @@ from panopipe.catalog import Catalog, Selection
 from panopipe.catalog.schema import jobs
 from panopipe.catalog.types import new_id, utcnow
 from panopipe.config import Settings
-from panopipe.errors import PanopipeError
+from panopipe.errors import ConfigError, PanopipeError
 from panopipe.executors import InlineExecutor
 from panopipe.executors.factory import build_executor
-from panopipe.pipeline import plan
+from panopipe.pipeline import plan, run
 from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.dispatch import dispatch
 from panopipe.pipeline.remote import refresh, work_uri
@@ -286,6 +286,29 @@ def test_a_tick_whose_submission_fails_releases_its_claims_for_the_next(
         report = dispatch(catalog, replace(settings, batch_job_queue=world.queue))
 
         assert report.submitted == {"apply-metadata": 2} and len(world.arrays()) == 1
+
+
+def test_a_run_whose_submission_aws_refuses_fails_its_jobs_and_leaves_none_for_the_dispatcher(
+    catalog_url: str, tmp_path: Path, world: World
+):
+    # moto refuses a SubmitJob to a job queue that does not exist, as AWS does.
+    missing = world.queue.replace("job-queue/workers", "job-queue/missing")
+    settings = replace(batch_settings(world), executor="batch", batch_job_queue=missing)
+    with Catalog.open(catalog_url) as catalog:
+        add_panoramas(catalog, tmp_path / "captures", 2)
+        to_s3(catalog, tmp_path / "captures")
+        with pytest.raises(ConfigError, match="AWS refused batch:SubmitJob"):
+            run(catalog, steps=["apply-metadata"], settings=settings, wait=False)
+        with catalog.connect() as conn:
+            rows = conn.execute(sa.select(jobs.c.status, jobs.c.external_id, jobs.c.error)).all()
+        assert [(status, external_id) for status, external_id, _ in rows] == [("failed", None)] * 2
+        assert all(error.startswith("not submitted: AWS refused batch:SubmitJob") for *_, error in rows)
+
+        ok = replace(settings, batch_job_queue=world.queue)
+        assert dispatch(catalog, ok, dry_run=True).submitted == {}  # nothing left queued behind the error
+        assert run(catalog, steps=["apply-metadata"], settings=ok, wait=False).counts == {
+            "apply-metadata": {"submitted": 2}
+        }
 
 
 def test_ticks_take_a_360_image_through_the_queued_nadir_cap_and_every_step_after_it(

@@ -39,6 +39,7 @@ from panopipe.pipeline.remote import DISPATCH_EXECUTOR, REMOTE_EXECUTORS, refres
 from panopipe.pipeline.store import (
     candidates,
     claimed_jobs,
+    fail_claim,
     failed_jobs,
     in_flight,
     new_claim,
@@ -206,7 +207,10 @@ def _submit_due(
                 status, count = "queued", len(work)
             else:
                 with _collections_paused():
-                    status, count = "submitted", len(_submit(catalog, executor, work)[0])
+                    status, count = (
+                        "submitted",
+                        len(_submit(catalog, executor, work, dispatcher=dispatcher)[0]),
+                    )
             if count:
                 counts = report.counts.setdefault(step.name, {})
                 counts[status] = counts.get(status, 0) + count
@@ -388,11 +392,16 @@ def _specs(work: Sequence[Work]) -> list[JobSpec]:
 
 
 def _submit(
-    catalog: Catalog, executor: Executor, work: Sequence[Work]
+    catalog: Catalog, executor: Executor, work: Sequence[Work], *, dispatcher: bool = False
 ) -> tuple[list[tuple[JobSpec, Work]], list[str]]:
     """Record the jobs of ``work`` as queued and submit them: on a detached executor, only those this
     submission claims (another submitter holds the others, see :func:`record_submitted`). The submitted specs
-    (whose ids are the job rows' ids, as results name them) with their work, and their handles."""
+    (whose ids are the job rows' ids, as results name them) with their work, and their handles.
+
+    A submission that fails gives its claims up, queued again for the next submitter, unless AWS refused it as
+    configured (a missing job queue) in a command someone typed: those jobs fail with the reason, so that
+    none is left for the dispatcher to submit after the command said it failed. The dispatcher keeps its
+    jobs queued either way, for the tick after the cause is fixed."""
     specs = _specs(work)
     token = new_claim() if executor.detached else None
     job_ids = record_submitted(
@@ -410,6 +419,12 @@ def _submit(
         return [], []
     try:
         handles = executor.submit([spec for spec, _ in pairs])
+    except ConfigError as exc:
+        if dispatcher:
+            release_claim(catalog, token)
+        else:
+            fail_claim(catalog, token, f"not submitted: {exc}")
+        raise
     except BaseException:
         release_claim(catalog, token)
         raise

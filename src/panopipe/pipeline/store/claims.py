@@ -40,6 +40,18 @@ def release_claim(catalog: Catalog, token: str) -> None:
         conn.execute(jobs.update().where(jobs.c.external_id == token).values(external_id=None))
 
 
+def fail_claim(catalog: Catalog, token: str, error: str) -> None:
+    """Fail the jobs claimed by ``token`` with ``error``: their submission was refused for a reason a retry
+    does not change (a missing job queue, a denial), so no submitter takes them up again; ``panopipe run``
+    retries them once the cause is fixed."""
+    with catalog.transaction() as conn:
+        conn.execute(
+            jobs.update()
+            .where(jobs.c.external_id == token)
+            .values(status="failed", error=error, external_id=None, finished_at=utcnow())
+        )
+
+
 def _claim_expiry(now: datetime) -> datetime:
     return now - timedelta(seconds=CLAIM_TTL_S)
 
@@ -89,6 +101,7 @@ __all__ = [
     "CLAIM_TTL_S",
     "InFlight",
     "claimed_jobs",
+    "fail_claim",
     "in_flight",
     "in_flight_condition",
     "is_claim",
