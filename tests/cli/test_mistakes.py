@@ -560,6 +560,44 @@ def test_version(capsys):
     assert run(capsys, "--version") == (0, f"panopipe {panopipe.__version__}\n", "")
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ls", "--reell"], "No such option: --reell (Possible options: --help, --reel); see panopipe ls -h"),
+        (["lss"], "No such command 'lss'. Did you mean 'ls'?; see panopipe -h"),
+        (["db", "curent"], "No such command 'curent'. Did you mean 'current'?; see panopipe db -h"),
+        (
+            ["ls", "--limit", "x"],
+            "Invalid value for '--limit': Input should be a valid integer, unable to parse string as an "
+            "integer; see panopipe ls -h",
+        ),
+        (
+            ["events", "parse", "/nonexistent.json"],
+            "Invalid value for 'event_file': path '/nonexistent.json' does not exist; see panopipe events parse -h",
+        ),
+        (["show"], "Missing argument 'image_id'; see panopipe show -h"),
+        (["ls", "--reel"], "Option '--reel' requires an argument."),  # click gives no command to name
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else "",
+)
+def test_usage_errors_are_one_line(capsys, args: list[str], message: str):
+    assert run(capsys, *args) == (2, "", f"error: {message}\n")
+
+
+def test_every_command_says_a_usage_error_in_one_line_and_keeps_its_help(capsys):
+    for words in _commands():
+        code, out, err = run(capsys, *words.split(), "--no-such-option")
+        assert (code, out) == (2, ""), words
+        assert err.startswith("error: No such option: --no-such-option") and err.endswith(
+            f"; see panopipe {words} -h\n"
+        ), (words, err)
+        assert len(err.splitlines()) == 1, (words, err)
+        code, out, err = run(capsys, *words.split(), "-h")
+        assert (code, err) == (0, "") and out.startswith(f"Usage: panopipe {words} [OPTIONS]"), words
+    code, _, err = run(capsys, "db")  # a group without its command shows its help, as click does
+    assert code == 2 and err.startswith("Usage: panopipe db [OPTIONS] COMMAND [ARGS]...")
+
+
 def test_ls_pages_sorts_and_picks_fields(capsys, two_images: tuple[str, list[str]]):
     location = two_images[0]
     ls = ["ls", "--catalog", location, "--json", "--fields", "frame,uri"]

@@ -23,11 +23,23 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         render.error("interrupted")
         return 130
-    except TyperException as exc:  # usage errors: Typer prints them with the command's usage line
-        # Usage errors are click's (vendored in a private module), which add show() to TyperException.
-        exc.show()  # type: ignore[attr-defined]
+    except TyperException as exc:  # usage errors, raised by the click that Typer vendors in a private module
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a group without its command: its help, as before
+            exc.show()  # type: ignore[attr-defined]
+        else:
+            render.error(_usage_line(exc))
         return exc.exit_code
     return result if isinstance(result, int) else 0
+
+
+def _usage_line(error: TyperException) -> str:
+    """The one line of a usage error (an unknown command or option, a bad value, a missing file), with the
+    help option of the command it is about: ``No such option: --reell ...; see panopipe ls -h``."""
+    message = "; ".join(line.strip() for line in error.format_message().splitlines() if line.strip())
+    context = getattr(error, "ctx", None)  # click's UsageError has the context of its command
+    if context is None or context.command.get_help_option(context) is None:
+        return message
+    return f"{message.removesuffix('.')}; see {context.command_path} {context.help_option_names[0]}"
 
 
 def run() -> None:
