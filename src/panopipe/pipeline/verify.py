@@ -41,6 +41,8 @@ _COMPARED: tuple[tuple[str, str, float | None], ...] = (
     ("gps_altitude", "gps_altitude", 1e-3),
     ("gps_img_direction", "gps_img_direction", 1e-3),
     ("gps_h_positioning_error", "gps_h_positioning_error", 1e-3),
+    ("pose_pitch", "pitch", 1e-3),
+    ("pose_roll", "roll", 1e-3),
     ("make", "make", None),
     ("model", "model", None),
 )

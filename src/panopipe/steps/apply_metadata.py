@@ -7,7 +7,8 @@ file itself (or its ``nadir`` output). Both get XMP GPano (equirectangular, full
 namespace (project, reel, frame, shot). When the capture's UTC offset is
 known, the capture time is also written as GPSDateStamp/GPSTimeStamp (UTC); a time whose offset is unknown
 is not certain to be UTC, so it gets none. The horizontal accuracy, when the catalog has one, is written as
-GPSHPositioningError (a shot's: the largest of its frames').
+GPSHPositioningError (a shot's: the largest of its frames'). Pitch and roll, when the catalog has them, are
+written as GPano PosePitchDegrees and PoseRollDegrees (a shot's: those of the frame its heading comes from).
 
 Config (``[steps.apply-metadata]``): ``artist``, ``copyright`` and ``description`` (a template over
 ``{project}``, ``{reel}``, ``{frame}``, ``{shot}``), all optional.
@@ -41,7 +42,7 @@ METADATA_FIELDS = (
     "frame",
     "shot",
 )
-METADATA_FIELDS_IF_SET = ("gps_accuracy_m",)
+METADATA_FIELDS_IF_SET = ("gps_accuracy_m", "pitch", "roll")
 """Fields read only where set (:attr:`~panopipe.steps.base.Step.reads_if_set`): outputs made before they were
 read stay current until an image has one."""
 
@@ -114,6 +115,8 @@ def expected_metadata(subject: Subject, params: Mapping[str, Any]) -> dict[str, 
         "gps_longitude": fmean([f.lon for f in placed if f.lon is not None]) if placed else None,
         "gps_altitude": fmean(altitudes) if altitudes else None,
         "gps_img_direction": first.heading,
+        "pitch": first.pitch,  # GPano PosePitchDegrees and PoseRollDegrees, as the heading's frame has them
+        "roll": first.roll,
         # the mean position of a shot is as good as its worst frame's, a safe figure for a whole rig's fix
         "gps_h_positioning_error": max(accuracies) if accuracies else None,
         "make": first.make,
@@ -141,9 +144,16 @@ def metadata_update(metadata: Mapping[str, Any], width: int | None, height: int 
         values["captured_at"] = datetime.fromisoformat(values["captured_at"])
     if values["utc_offset_minutes"] is not None:
         values["gps_datetime"] = values["captured_at"]
+    pitch, roll = values.pop("pitch", None), values.pop("roll", None)  # absent from jobs recorded before
     gpano = None
     if width and height:
-        gpano = GPano(width, height, pose_heading_degrees=values["gps_img_direction"])
+        gpano = GPano(
+            width,
+            height,
+            pose_heading_degrees=values["gps_img_direction"],
+            pose_pitch_degrees=pitch,
+            pose_roll_degrees=roll,
+        )
     return MetadataUpdate(**values, gpano=gpano)
 
 
