@@ -9,10 +9,13 @@ receives. In AWS, the same resources plus a Lambda event source mapping with ``R
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +29,8 @@ ENV_SQS_ENDPOINT_URL = "AWS_ENDPOINT_URL_SQS"  # boto3's own service-specific en
 ENV_BOTO_S3_ENDPOINT_URL = "AWS_ENDPOINT_URL_S3"
 DEFAULT_REGION = "us-east-1"
 BATCH_SIZE = 10
+START_TIMEOUT_S = 30.0
+"""How long moto's server may take to listen before ``dev up`` gives up."""
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +82,32 @@ def start_moto_server(port: int = 0) -> tuple[Any, str]:
     # moto's dispatcher lists its own package folder (hundreds of stat calls) twice per request.
     modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: modules
+    if port:
+        _check_port(port)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    # moto's start() waits for its thread's server for ever, even once the thread has died of an error.
+    starting = threading.Thread(target=server.start, daemon=True)
+    starting.start()
+    starting.join(START_TIMEOUT_S)
+    if starting.is_alive():
+        raise ConfigError(f"moto's server did not start on 127.0.0.1:{port} within {START_TIMEOUT_S:g} s")
     host, bound = server.get_host_and_port()
     return server, f"http://{host}:{bound}"
+
+
+def _check_port(port: int) -> None:
+    """:class:`ConfigError` unless a server may listen on 127.0.0.1:``port`` (as moto's would: address reuse
+    on, so a port whose last connections are closing counts as free)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {port} is in use: pick another with --port (0: a free one)"
+                ) from None
+            raise ConfigError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
 
 
 def spawn_moto_server(port: int = 0) -> tuple[subprocess.Popen[str], str]:
@@ -92,7 +119,12 @@ def spawn_moto_server(port: int = 0) -> tuple[subprocess.Popen[str], str]:
     serve = (
         "import sys\n"
         "from panopipe.dev import start_moto_server\n"
-        "print(start_moto_server(int(sys.argv[1]))[1], flush=True)\n"
+        "from panopipe.errors import ConfigError\n"
+        "try:\n"
+        "    print(start_moto_server(int(sys.argv[1]))[1], flush=True)\n"
+        "except ConfigError as exc:\n"
+        "    print(f'error: {exc}', flush=True)\n"
+        "    sys.exit(2)\n"
         "sys.stdin.read()\n"
     )
     process = subprocess.Popen(
@@ -104,10 +136,11 @@ def spawn_moto_server(port: int = 0) -> tuple[subprocess.Popen[str], str]:
     )
     assert process.stdout is not None
     endpoint = process.stdout.readline().strip()
-    if not endpoint:
+    if not endpoint or endpoint.startswith("error: "):
         process.wait()
         raise ConfigError(
-            f"moto's server did not start (exit code {process.returncode}); is moto[server] installed?"
+            endpoint.removeprefix("error: ")
+            or f"moto's server did not start (exit code {process.returncode}); is moto[server] installed?"
         )
     return process, endpoint
 

@@ -3,6 +3,9 @@ notification), a real rig shot uploaded, the worker feeding SQS batches to the h
 
 from __future__ import annotations
 
+import re
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +17,10 @@ from tests.aws.s3_events import render_shot
 
 from panopipe.catalog import Catalog
 from panopipe.catalog.schema import artifacts, jobs
+from panopipe.cli import main
 from panopipe.config import Settings
 from panopipe.dev import LocalStack, create_stack, run_worker, spawn_moto_server, start_moto_server
+from panopipe.errors import ConfigError
 from panopipe.events.handler import EventHandler
 from panopipe.ingest import ingest
 from panopipe.storage import open_storage
@@ -134,3 +139,23 @@ def test_a_catalogued_capture_uploaded_to_the_stack_keeps_one_image_per_frame(
         synced = sync_capture(catalog, capture, destination, settings)
         assert (len(synced.skipped), synced.not_repointed) == (6, ())
         assert {Path(i.uri).name: i.id for i in catalog.images()} == ids
+
+
+def test_dev_up_on_a_port_in_use_says_so_in_one_line_at_once(capsys: pytest.CaptureFixture[str]):
+    # moto's own start() would wait for ever: werkzeug's server thread ends on "Address already in use".
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done: list[int] = []
+        up = threading.Thread(
+            target=lambda: done.append(main(["dev", "up", "--port", str(port)])), daemon=True
+        )
+        up.start()
+        up.join(timeout=20)
+
+        assert done == [ConfigError.exit_code]
+        message = f"port {port} is in use: pick another with --port (0: a free one)"
+        assert capsys.readouterr().err.splitlines() == [f"error: {message}"]
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            spawn_moto_server(port)  # the same line from the child process
