@@ -207,6 +207,10 @@ def _list_source(source: str | Path, settings: Settings) -> _Source:
     if location is not None:
         path = location.expanduser()
         if path.is_file():
+            if not path.name.lower().endswith(JPEG_SUFFIXES):  # as a folder's other files are not read
+                raise ConfigError(
+                    f"{text} is not a JPEG file (.jpg, .jpeg): give a folder, a JPEG file or an s3:// prefix"
+                )
             folder = FolderStorage(path.parent)
             info = folder.listed(path.name)  # a bad name fails this file only, when it is read
             return _Source(folder, info.uri, [info], Counter(), one_file=True)

@@ -168,6 +168,10 @@ def test_a_mistyped_source_stops_the_ingest_before_any_source_is_read(
         ingest(catalog, [survey, missing], SETTINGS)
     with pytest.raises(ConfigError, match=re.escape("s3:... is neither a path nor a URL")):
         ingest(catalog, [survey, "s3:/survey-bucket"], SETTINGS)
+    notes = tmp_path / "notes.txt"  # named, as a folder's other files are skipped: not read, not catalogued
+    notes.write_text("x")
+    with pytest.raises(ConfigError, match=f"^{notes} is not a JPEG file \\(.jpg, .jpeg\\): give a folder"):
+        ingest(catalog, [survey, notes], SETTINGS)
     assert catalog.count() == 0
     assert ingest(catalog, [f"file://{survey}"], SETTINGS).added == 12
 
