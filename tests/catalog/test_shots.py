@@ -99,3 +99,20 @@ def test_shots_written_in_one_statement_or_one_per_frame_are_the_same(
         *(f"R001-{n:06d}" for n in range(5)),
         *(f"R001-000009{suffix}" for suffix in ("", ".2", ".3", ".4")),
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "reel"),
+    [
+        ("R001-000042", "R001"),
+        ("R001-000042.2", "R001"),
+        ("day-1-1000000", "day-1"),
+        ("R001@20240501T083000.000000Z", "R001"),
+        ("shot@20240501T083000.000000Z", None),
+        ("2b7c5d1e", None),
+        ("R001", None),
+        ("R001-42", None),
+    ],
+)
+def test_shot_reel_reads_the_names_shots_are_given(name: str, reel: str | None):
+    assert shot_ops.shot_reel(name) == reel

@@ -347,3 +347,20 @@ def test_show_a_shot_gives_its_panorama_and_frames(capsys, tmp_path: Path, surve
     )
     code, out, err = run(capsys, "show", "R001-000002", "--catalog", db)
     assert code == 0 and out.count("/R001_cam") == 6 and "no panorama is made of this shot" in err
+
+
+def test_show_a_shot_that_is_not_in_the_catalog_says_so(capsys, tmp_path: Path, survey: Path):
+    db = str(tmp_path / "c.db")
+    ingest_survey(capsys, db, survey)
+    assert run(capsys, "show", "R001-000099", "--catalog", db) == (
+        3,
+        "",
+        "error: no shot 'R001-000099' in the catalog: `panopipe ls --reel R001` lists its shots\n",
+    )
+    assert run(capsys, "show", "R01-000002.2", "--catalog", db) == (
+        3,
+        "",
+        "error: no shot 'R01-000002.2' in the catalog; no reel 'R01' in the catalog (did you mean 'R001'?)\n",
+    )
+    code, _, err = run(capsys, "show", "R001", "--catalog", db)  # not written as a shot: an image id is asked
+    assert code == 3 and err.startswith("error: 'R001' is not an image id: give the full id")

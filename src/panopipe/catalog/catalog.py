@@ -40,12 +40,12 @@ from panopipe.catalog.records import (
 )
 from panopipe.catalog.schema import edits, images
 from panopipe.catalog.selection import Selection, sort_order
-from panopipe.catalog.shots import assign_reel_shots, regroup_applied
+from panopipe.catalog.shots import assign_reel_shots, regroup_applied, shot_reel
 from panopipe.catalog.spatial import PostGIS, detect_postgis
 from panopipe.catalog.subjects import subject_id
 from panopipe.catalog.types import new_ids, utcnow
 from panopipe.catalog.values import from_json, to_json
-from panopipe.errors import CatalogError, ConfigError
+from panopipe.errors import CatalogError, ConfigError, NotFoundError
 from panopipe.iterutil import batched
 
 _COMPARED_FIELDS = (*FILE_FIELDS, *CAPTURE_FIELDS, "extra", "status", "error")
@@ -505,6 +505,25 @@ class Catalog:
             found = short_ids.resolve(conn, images.c.id, image_id, "image")
             row = conn.execute(sa.select(*columns).where(images.c.id == found)).one()
         return _image(row, self.flags_of(row.id))
+
+    def shot_or_image(self, given: str) -> Selection | Image:
+        """The shot named ``given`` (a selection of its frames), else the image whose full or short id it is.
+
+        Raises :class:`~panopipe.errors.NotFoundError` when neither is in the catalog; for a name written as a
+        shot's (``R001-000099``), that there is no such shot, and how to find the reel's shots, or the known reel
+        closest to its reel."""
+        shot = Selection(shots=(given,))
+        if not self.unknown_names(shot):
+            return shot
+        try:
+            return self.get(given)
+        except NotFoundError:
+            reel = shot_reel(given)
+            if reel is None:
+                raise
+        unknown = self.unknown_names(Selection(reels=(reel,)))
+        look = f"; {unknown[0].describe()}" if unknown else f": `panopipe ls --reel {reel}` lists its shots"
+        raise NotFoundError(f"no shot {given!r} in the catalog{look}") from None
 
     def resolve_ids(self, selection: Selection) -> Selection:
         """``selection`` with each of its ids, full or short (as ``ls`` shows them), replaced by the full id of the

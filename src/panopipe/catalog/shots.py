@@ -8,6 +8,7 @@ shots of its own runs only, and regrouping those gives what regrouping the whole
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -181,6 +182,18 @@ def _group(rows: Sequence[Any], tolerance_s: float) -> list[list[Any]]:
     return groups
 
 
+_SHOT_NAME = re.compile(r"(?P<reel>.+?)(?:-\d{6,}|@\d{8}T\d{6}\.\d{6}Z)(?:\.\d+)?")
+"""A shot's name as :func:`_name` makes it: ``REEL-000042`` (the lowest frame) or ``REEL@20240501T083000.000000Z``
+(the capture time of a shot without frame numbers; ``shot@...`` without a reel), ``.2`` after a repeated name."""
+
+
+def shot_reel(name: str) -> str | None:
+    """The reel that ``name`` would be a shot of (``R001`` of ``R001-000042``), ``None`` if ``name`` is not
+    written as panopipe names shots (an image id, a typo...) or names a shot without a reel."""
+    match = _SHOT_NAME.fullmatch(name)
+    return match["reel"] if match and not name.startswith("shot@") else None
+
+
 def _name(reel: str | None, groups: Sequence[Sequence[Any]]) -> list[tuple[Any, str | None]]:
     """Each frame of ``groups`` with its shot: the reel and the shot's lowest frame number (else its time),
     with a suffix when an earlier shot has that name."""
@@ -202,4 +215,4 @@ def _name(reel: str | None, groups: Sequence[Sequence[Any]]) -> list[tuple[Any, 
     return shots
 
 
-__all__ = ["FEW_NAMES", "FEW_UPDATES", "UNCHANGING", "assign_reel_shots", "regroup_applied"]
+__all__ = ["FEW_NAMES", "FEW_UPDATES", "UNCHANGING", "assign_reel_shots", "regroup_applied", "shot_reel"]

@@ -114,11 +114,10 @@ def show(
     """
     from panopipe.catalog import Selection
 
-    shot = Selection(shots=(image_id,))
-    if not catalog.unknown_names(shot):
-        _show_shot(catalog, settings, shot, as_json=as_json)
+    image = catalog.shot_or_image(image_id)
+    if isinstance(image, Selection):
+        _show_shot(catalog, settings, image, as_json=as_json)
         return
-    image = catalog.get(image_id)
     fields = {"id": image.id, "short_id": catalog.short_ids([image.id])[image.id], **image.to_dict()}
     found = catalog.flags_of(image.id)
     fields["flags"] = (
