@@ -101,6 +101,14 @@ def test_status_and_html_report_show_counts_and_failures(project: Project, execu
     links = re.findall(r'<image href="([^"]+)"', page)
     assert links == re.findall(r'<img src="([^"]+)"', page) and len(links) == 2
     assert all(not Path(link).is_absolute() and (tmp_path / link).is_file() for link in links)
+    # the published thumbnails, which keep their names: an edit run since leaves the page's links working
+    assert all(Path(link).parts[:3] == ("out", "publish", "thumbnails") for link in links), links
+    changes = project.catalog.plan_edit(Selection(), assign={"alt": 600.0})
+    project.catalog.apply_edit(changes, reason="RTK", author="test")
+    assert run(project.catalog, settings=project.settings, executor=executor).counts["derive"] == {
+        "succeeded": 2
+    }
+    assert all((tmp_path / link).is_file() for link in links)
     assert (
         re.search(r">\d+ m</text>", page) and "°N</text>" in page and "°E</text>" in page
     )  # scale bar, axes

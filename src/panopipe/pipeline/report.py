@@ -10,7 +10,7 @@ from panopipe.catalog import Catalog
 from panopipe.catalog.subjects import KINDS, load_subjects
 from panopipe.pipeline.report_map import CSS, ShotMark, survey_map, thumbnail_strip
 from panopipe.pipeline.status import Status, status
-from panopipe.pipeline.store import primary_outputs
+from panopipe.pipeline.store import named_outputs
 from panopipe.storage import write_atomic
 
 MAX_POINTS = 20_000
@@ -73,7 +73,8 @@ def _shots(catalog: Catalog, folder: Path) -> list[ShotMark]:
     """Up to :data:`MAX_SHOTS` subjects with a thumbnail, at their first frame, linked relative to ``folder``
     (so the page works when opened from there); thumbnails in object storage are not linked."""
     with catalog.connect() as conn:
-        thumbnails = primary_outputs(conn, "derive", MAX_SHOTS)
+        # the published copy where there is one: derive's own is replaced by the next run that changes it
+        thumbnails = named_outputs(conn, "thumbnail", ("derive", "publish"), MAX_SHOTS)
         subjects = [
             subject
             for kind in KINDS

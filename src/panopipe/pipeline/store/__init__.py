@@ -51,7 +51,7 @@ from panopipe.pipeline.store.status import (
     latest_job_states,
     latest_submissions,
     mark_stale,
-    primary_outputs,
+    named_outputs,
     stored_outputs,
 )
 
@@ -75,9 +75,9 @@ __all__ = [
     "latest_submissions",
     "mark_checked",
     "mark_stale",
+    "named_outputs",
     "new_claim",
     "orphan_artifacts",
-    "primary_outputs",
     "put_job",
     "record_cancelled",
     "record_external_ids",

@@ -3,7 +3,7 @@ and the exports check."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,7 +16,7 @@ from panopipe.catalog.subjects import CHUNK, Selected, SubjectKind
 from panopipe.catalog.types import utcnow
 from panopipe.iterutil import batched
 from panopipe.pipeline.store.recording import put_job
-from panopipe.pipeline.store.shared import primary_conditions, subject_key
+from panopipe.pipeline.store.shared import subject_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,13 +194,20 @@ def stored_outputs(
     return by_key
 
 
-def primary_outputs(conn: sa.Connection, step: str, limit: int) -> dict[str, str]:
-    """The URI of the primary output of ``step`` by subject id, for up to ``limit`` subjects in id order."""
+def named_outputs(conn: sa.Connection, name: str, steps: Sequence[str], limit: int) -> dict[str, str]:
+    """The URI of output ``name`` by subject id, for up to ``limit`` subjects in id order for which the first
+    of ``steps`` recorded one; where a later one of ``steps`` recorded one too, the last one's."""
     c = artifacts.c
-    query = (
-        sa.select(c.subject, c.output_uri).where(*primary_conditions(step)).order_by(c.subject).limit(limit)
+    subjects = sa.select(c.subject).where(c.step == steps[0], c.name == name).order_by(c.subject).limit(limit)
+    query = sa.select(c.subject, c.step, c.output_uri).where(
+        c.name == name, c.step.in_(steps), c.subject.in_(subjects.scalar_subquery())
     )
-    return {row.subject: row.output_uri for row in conn.execute(query)}
+    rank = {step: i for i, step in enumerate(steps)}
+    found: dict[str, tuple[int, str]] = {}
+    for row in conn.execute(query):
+        if row.subject not in found or rank[row.step] > found[row.subject][0]:
+            found[row.subject] = (rank[row.step], row.output_uri)
+    return {subject: found[subject][1] for subject in sorted(found)}
 
 
 def mark_stale(conn: sa.Connection, outputs: Iterable[tuple[StoredOutput, str]]) -> None:
@@ -222,6 +229,6 @@ __all__ = [
     "latest_job_states",
     "latest_submissions",
     "mark_stale",
-    "primary_outputs",
+    "named_outputs",
     "stored_outputs",
 ]
