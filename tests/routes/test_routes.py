@@ -13,7 +13,7 @@ from tests.conftest import require
 
 from panopipe.catalog import Catalog, ImageRecord
 from panopipe.cli import main
-from panopipe.errors import ConfigError
+from panopipe.errors import CatalogError, ConfigError
 from panopipe.qc.flag_names import ROUTE_FLAGS
 from panopipe.qc.synthetic import synthetic_route
 from panopipe.routes import measure_points, read_route
@@ -74,7 +74,12 @@ def test_route_add_locate_ls_show(capsys, catalog_url: str, tmp_path: Path):
     assert shown["route"] == "R-1" and shown["measure"] == pytest.approx(3.0, abs=1e-4)
     # Replacing the centerline clears what was located on it: those images must be located again.
     code, _, err = cli(capsys, "route", "add", "R-1", str(line), "--unit", "km", "--catalog", catalog_url)
-    assert code == 3 and "pass --replace" in err
+    exists = "route 'R-1' exists: pass --replace to change its centerline"
+    assert (code, err) == (CatalogError.exit_code, f"error: {exists}\n")
+    # docs/routes.md says so, with the same exit code
+    doc = " ".join((Path(__file__).parents[2] / "docs" / "routes.md").read_text().split())
+    assert f"exit code {CatalogError.exit_code}, as for every catalog error" in doc
+    assert f"`{exists.replace('R-1', 'SR-9')}`" in doc
     code, _, err = cli(
         capsys, "route", "add", "R-1", str(line), "--unit", "km", "--replace", "--catalog", catalog_url
     )
