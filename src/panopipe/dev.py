@@ -309,6 +309,7 @@ __all__ = [
     "DEFAULT_REGION",
     "ENV_BOTO_S3_ENDPOINT_URL",
     "ENV_SQS_ENDPOINT_URL",
+    "START_TIMEOUT_S",
     "LocalStack",
     "WorkerReport",
     "create_stack",
