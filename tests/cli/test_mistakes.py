@@ -493,6 +493,27 @@ def test_filters_that_select_no_image_say_so_and_name_the_reel_that_does_not_exi
     assert code == 0 and "warning" not in err
 
 
+def test_coordinates_the_other_way_round_that_select_nothing_say_so(
+    capsys, two_images: tuple[str, list[str]]
+):
+    # In Europe every latitude is a valid longitude: a box or point given latitude first is valid, and empty.
+    location = two_images[0]
+    hint = (
+        "with longitude and latitude the other way round it selects 2 image(s): --bbox takes "
+        "MINLON,MINLAT,MAXLON,MAXLAT and --near LAT,LON"
+    )
+    for where in (["--bbox", "48.0,11.4,48.2,11.6"], ["--near", "11.5,48.1", "--radius", "50"]):
+        assert run(capsys, "ls", *where, "--catalog", location) == (0, "", f"0 image(s)\nwarning: {hint}\n")
+        code, _, err = run(capsys, "plan", *where, "--catalog", location)
+        assert code == 0 and err.splitlines()[0] == (
+            f"warning: no image matches the filters: `panopipe ls` with the same filters shows what they "
+            f"select; {hint}"
+        )
+    # the right way round: found; a box that selects nothing either way: no hint
+    assert run(capsys, "ls", "--bbox", "11.4,48.0,11.6,48.2", "--json", "--catalog", location)[2] == ""
+    assert run(capsys, "ls", "--bbox", "2.0,40.0,2.1,40.1", "--catalog", location)[2] == "0 image(s)\n"
+
+
 def test_an_edit_needs_a_reason(capsys, two_images: tuple[str, list[str]]):
     edit = ["edit", "--reel", "[R1]", "--set", "alt=12.5", "--catalog", two_images[0]]
     assert run(capsys, *edit, "--reason", " ") == (

@@ -491,9 +491,23 @@ class Catalog:
 
     def no_match(self, selection: Selection, what: str = "the selection") -> str:
         """What to say when ``selection`` holds no image: the reels and shots it names that no image has (each
-        unknown reel with the closest known one), and how to look (:func:`~panopipe.catalog.selection.no_match`)."""
+        unknown reel with the closest known one), how to look (:func:`~panopipe.catalog.selection.no_match`),
+        and :meth:`swapped_hint`."""
         with self.connect() as conn:
-            return selection_ops.no_match(conn, selection, what)
+            found = selection_ops.no_match(conn, selection, what)
+        hint = self.swapped_hint(selection)
+        return f"{found}; {hint}" if hint else found
+
+    def swapped_hint(self, selection: Selection) -> str | None:
+        """When ``selection`` holds no image but would with the coordinates of its ``--bbox`` or ``--near`` the
+        other way round (:meth:`Selection.swapped`), a line that says so; else ``None``."""
+        swapped = selection.swapped()
+        if swapped is None or not (found := self.count(swapped)):
+            return None
+        return (
+            f"with longitude and latitude the other way round it selects {found} image(s): --bbox takes "
+            "MINLON,MINLAT,MAXLON,MAXLAT and --near LAT,LON"
+        )
 
     def get(self, image_id: str) -> Image:
         """The image with id ``image_id``: its full id or its short id (see :mod:`~panopipe.catalog.short_ids`).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -83,6 +83,18 @@ class Selection:
             value = getattr(self, name)
             if value is not None and value.tzinfo is None:
                 raise ConfigError(f"--{name} needs a time zone (e.g. 2024-05-01T10:00:00Z)")
+
+    def swapped(self) -> Selection | None:
+        """The selection with the coordinates of ``bbox`` and ``near`` given the other way round (latitude
+        first, a common slip), when it has some and that is a valid selection; else ``None``."""
+        if self.bbox is None and self.near is None:
+            return None
+        bbox = (self.bbox[1], self.bbox[0], self.bbox[3], self.bbox[2]) if self.bbox else None
+        near = (self.near[1], self.near[0]) if self.near else None
+        try:
+            return replace(self, bbox=bbox, near=near)
+        except ConfigError:
+            return None
 
     @property
     def selects_all(self) -> bool:
