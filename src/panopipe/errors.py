@@ -58,6 +58,10 @@ class ObjectNotFoundError(StorageError):
     """The file or object does not exist."""
 
 
+class BucketNotFoundError(StorageError):
+    """The bucket does not exist (in this account and region): everything under it is missing."""
+
+
 class ObjectExistsError(StorageError):
     """A create-only write found an object already at the key (S3 ``If-None-Match: *``, a folder's link)."""
 
@@ -105,6 +109,7 @@ def is_transient_os_error(error: OSError) -> bool:
 
 __all__ = [
     "TRANSIENT_ERRNOS",
+    "BucketNotFoundError",
     "CatalogError",
     "CatalogUnreachableError",
     "ConfigError",

@@ -15,12 +15,17 @@ import sys
 import time
 from pathlib import Path
 
+import boto3
 import pytest
+from moto import mock_aws
+from moto.core.authorization import enable_iam_authentication
 from tests.pipeline.batch_world import BUCKET, World, manifest_of, to_s3
 from tests.pipeline.captures import Project, add_rig_shots
+from tests.storage.conftest import list_only_user
 
+from panopipe.cli import main
 from panopipe.config import Settings
-from panopipe.errors import ManifestError, StepError
+from panopipe.errors import ManifestError, StepError, StorageError
 from panopipe.executors.manifest import Submission
 from panopipe.executors.worker import STOPPED_EXIT, run_chunk
 from panopipe.pipeline import run
@@ -220,3 +225,33 @@ def test_a_shared_payload_field_that_is_not_json_fails_the_write_before_anything
         Submission.at(str(folder) + "/").write("stitch", jobs, 2)
 
     assert not folder.exists() or not any(folder.iterdir())
+
+
+def test_a_manifest_in_a_bucket_that_does_not_exist_is_missing_and_one_it_may_not_read_is_storage(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    # moto checks IAM policies only inside enable_iam_authentication(), as AWS always does.
+    with mock_aws():
+        code = main(["worker", "run", "--manifest", "s3://nosuch-bkt/manifest.json", "--index", "0"])
+        assert (code, capsys.readouterr().err.splitlines()) == (
+            ManifestError.exit_code,
+            [
+                "error: manifest s3://nosuch-bkt/manifest.json does not exist: S3 bucket 'nosuch-bkt' does not "
+                "exist (accessing s3://nosuch-bkt/manifest.json): check the bucket name and region (client "
+                "region: us-east-1)"
+            ],
+        )
+
+        boto3.client("s3").create_bucket(Bucket="work")
+        Submission.at("s3://work/sub/").write("derive", [JobSpec("j", "derive", "image:1", "f", {})], 1)
+        key_id, secret = list_only_user("worker")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+        monkeypatch.delenv("AWS_SESSION_TOKEN")
+        monkeypatch.delenv("AWS_SECURITY_TOKEN")
+        with enable_iam_authentication():
+            code = main(["worker", "run", "--manifest", "s3://work/sub/manifest.json", "--index", "0"])
+
+    assert code == StorageError.exit_code
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: access denied to s3://work/sub/manifest.json")

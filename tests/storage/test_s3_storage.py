@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import replace
 
@@ -17,7 +16,7 @@ from panopipe.errors import ConfigError, ObjectExistsError, ObjectNotFoundError,
 from panopipe.storage import open_storage
 from panopipe.storage.s3 import MiB, S3Storage, TransferOptions
 
-from .conftest import BUCKET, PREFIX, SMALL_PARTS
+from .conftest import BUCKET, PREFIX, SMALL_PARTS, list_only_user
 
 BIG = os.urandom(12 * MiB + 123)
 
@@ -183,19 +182,9 @@ def test_missing_bucket_says_check_name_and_region(s3, action: str) -> None:
 
 def test_access_denied_names_the_missing_permission(s3, s3_storage: S3Storage) -> None:
     s3_storage.put("secret.jpg", b"x")
-    iam = boto3.client("iam", region_name="us-east-1")
-    iam.create_user(UserName="lister")
-    policy = {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}],
-    }
-    iam.put_user_policy(UserName="lister", PolicyName="list-only", PolicyDocument=json.dumps(policy))
-    key = iam.create_access_key(UserName="lister")["AccessKey"]
+    key_id, secret = list_only_user("lister")
     client = boto3.client(
-        "s3",
-        region_name="us-east-1",
-        aws_access_key_id=key["AccessKeyId"],
-        aws_secret_access_key=key["SecretAccessKey"],
+        "s3", region_name="us-east-1", aws_access_key_id=key_id, aws_secret_access_key=secret
     )
     storage = S3Storage(BUCKET, PREFIX, s3_client=client)
 

@@ -32,7 +32,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from panopipe.catalog.types import utcnow
-from panopipe.errors import ManifestError, ObjectNotFoundError, StepError, StorageError
+from panopipe.errors import (
+    BucketNotFoundError,
+    ManifestError,
+    ObjectNotFoundError,
+    StepError,
+    StorageError,
+)
 from panopipe.executors.codec import decode_job, decode_outcome, encode_job, encode_outcome
 from panopipe.steps.base import JobOutcome, JobSpec
 from panopipe.storage import Storage, local_path, resolve_uri
@@ -151,6 +157,8 @@ class Submission:
             text = self.storage.get(self.prefix + MANIFEST)
         except ObjectNotFoundError:
             raise ManifestError(f"manifest {uri} does not exist") from None
+        except BucketNotFoundError as exc:
+            raise ManifestError(f"manifest {uri} does not exist: {exc}") from None
         try:
             data = json.loads(text)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -201,6 +209,8 @@ class Submission:
             data = self.storage.read_range(key, start, end - start)
         except ObjectNotFoundError:
             raise ManifestError(f"{self.storage.uri(key)} does not exist") from None
+        except BucketNotFoundError as exc:
+            raise ManifestError(f"{self.storage.uri(key)} does not exist: {exc}") from None
         if len(data) != end - start:
             raise ManifestError(
                 f"{where}: the body ends at byte {start + len(data)}, before the chunk's end ({end})"

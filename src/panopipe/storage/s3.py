@@ -21,7 +21,13 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from urllib3.exceptions import HTTPError
 
 from panopipe.config import Settings
-from panopipe.errors import ConfigError, ObjectExistsError, ObjectNotFoundError, StorageError
+from panopipe.errors import (
+    BucketNotFoundError,
+    ConfigError,
+    ObjectExistsError,
+    ObjectNotFoundError,
+    StorageError,
+)
 from panopipe.storage.aws_clients import S3Client, is_transient_aws_error, s3_client
 from panopipe.storage.base import ObjectInfo, Progress, Storage, os_storage_error, validate_key
 
@@ -479,7 +485,7 @@ class S3Storage(Storage):
         where = self._where(key)
         if code == "NoSuchBucket" or (key is None and code in _MISSING):
             region = self.client.meta.region_name
-            return StorageError(
+            return BucketNotFoundError(
                 f"S3 bucket {self.bucket!r} does not exist (accessing {where}): "
                 f"check the bucket name and region (client region: {region})"
             )
