@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 from datetime import timedelta
 from pathlib import Path
@@ -187,3 +188,15 @@ def test_status_compares_a_first_run_with_the_scaled_figure_the_estimate_gave(pr
         == "bench figure (2026-12-03) scaled to 0.0328 Mpx"
     )
     assert compared["stitch"].finished == 2 and compared["stitch"].actual > 0
+
+
+def test_the_architecture_page_states_the_memory_per_vcpu_and_the_price_date_the_estimate_uses():
+    page = (Path(__file__).parents[2] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    per_vcpu = PARAMETERS["WorkerMemoryMiB"]["Default"] / 1024 / int(PARAMETERS["WorkerVcpu"]["Default"])
+
+    stated = [float(n) for n in re.findall(r"(\d+(?:\.\d+)?) GB per vCPU", page)]
+    stated += [float(n) for n in re.findall(r"(\d+(?:\.\d+)?) GiB per vCPU", page)]
+
+    assert stated and set(stated) == {per_vcpu}, "a figure of memory per vCPU that the estimate does not use"
+    assert f"`panopipe.aws.prices`, dated {US_EAST_1.as_of}" in page
+    assert f"~{US_EAST_1.fargate_vcpu_hour:.4f} USD per vCPU-hour" in page
