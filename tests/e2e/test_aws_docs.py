@@ -23,10 +23,11 @@ SRC = Path(__file__).parents[2] / "src"
 SECTION = "## Local parity: `panopipe dev up` and `panopipe worker events`"
 
 
-def documented_commands() -> list[str]:
-    """The commands of the section's ``sh`` blocks, continuation lines joined and comments dropped."""
+def documented_commands(title: str = SECTION) -> list[str]:
+    """The commands of the ``sh`` blocks of the section ``title``, continuation lines joined and comments
+    dropped."""
     text = DOCS.read_text(encoding="utf-8")
-    section = text[text.index(SECTION) :]
+    section = text[text.index(title) :]
     section = section[: section.find("\n## ", 1) if "\n## " in section[1:] else None]
     commands = []
     for block in re.findall(r"```sh\n(.*?)```", section, flags=re.S):
@@ -152,3 +153,13 @@ def test_dev_up_without_moto_says_which_extra_to_install(shell: dict[str, str], 
         "error: moto's server is not installed (No module named 'moto'): "
         "pip install 'panopipe[dev]' (or 'moto[server]')"
     ]
+
+
+def test_every_regional_call_of_the_manual_setup_names_the_region():
+    # sts and iam are global, and `aws s3` finds a bucket's region itself; the others go to $REGION.
+    calls = []
+    for command in documented_commands("## Set it up by hand with the AWS CLI"):
+        calls += [re.sub(r"\$\([^()]*\)", "$(...)", command), *re.findall(r"\$\(([^()]*)\)", command)]
+    regional = [call for call in calls if re.match(r"(\w+=)?aws (sqs|lambda|logs|s3api) ", call)]
+
+    assert len(regional) >= 10 and [c for c in regional if "--region $REGION" not in c] == []
