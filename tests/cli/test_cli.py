@@ -95,7 +95,9 @@ def test_edit_dry_run_history_undo(capsys, tmp_path: Path, survey: Path):
         "--dry-run",
         "--json",
     )
-    planned = json.loads(out)
+    dry = json.loads(out)  # the edit's own shape, no batch made
+    assert (dry["batch"], dry["dry_run"]) == (None, True)
+    planned = dry["changes"]
     assert code == 0 and len(planned) == 12 and {p["new"] for p in planned} == {12.5}
     captured_alts = {p["id"]: p["old"] for p in planned}
     assert set(captured_alts.values()) == {

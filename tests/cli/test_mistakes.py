@@ -536,7 +536,7 @@ def test_edit_of_every_image_needs_all(capsys, two_images: tuple[str, list[str]]
     _, out, _ = run(capsys, "ls", "--catalog", location, "--json")
     assert {row["alt"] for row in json.loads(out)} == {None}
     code, out, _ = run(capsys, *edit, "--dry-run")
-    assert code == 0 and len(json.loads(out)) == 2
+    assert code == 0 and len(json.loads(out)["changes"]) == 2
     code, out, _ = run(capsys, *edit, "--all")
     assert code == 0 and len(json.loads(out)["changes"]) == 2
 
@@ -558,7 +558,8 @@ def test_undo_dry_run_shows_what_it_would_revert(capsys, two_images: tuple[str, 
     )
     batch = json.loads(out)["batch"]
     code, out, _ = run(capsys, "undo", batch, "--dry-run", "--json", "--catalog", location)
-    assert code == 0 and json.loads(out) == [{"id": ids[0], "field": "alt", "old": 12.5, "new": None}]
+    restored = [{"id": ids[0], "field": "alt", "old": 12.5, "new": None}]
+    assert code == 0 and json.loads(out) == {"batch": batch, "dry_run": True, "changes": restored}
     _, out, _ = run(capsys, "show", ids[0], "--json", "--catalog", location)
     assert json.loads(out)["alt"] == 12.5, "a dry run must not revert"
     code, out, err = run(capsys, "undo", batch, "--dry-run", "--catalog", location)
@@ -572,7 +573,8 @@ def test_undo_dry_run_shows_what_it_would_revert(capsys, two_images: tuple[str, 
         "dry run: would make 0 change(s) on 0 image(s); nothing stored\n",
     )
     assert run(capsys, *again)[2].startswith("error: the edit changes nothing")
-    assert run(capsys, "undo", batch, "--catalog", location)[0] == 0
+    code, out, _ = run(capsys, "undo", batch, "--json", "--catalog", location)  # the dry run's shape
+    assert code == 0 and json.loads(out) == {"batch": batch, "dry_run": False, "changes": restored}
     _, out, _ = run(capsys, "show", ids[0], "--json", "--catalog", location)
     assert json.loads(out)["alt"] is None
 

@@ -63,8 +63,7 @@ def test_positions_are_exiftools_geotag_of_the_same_files_and_track(
     track = tmp_path / "ppk.gpx"
     track.write_text(gpx(points))
     assert run(capsys, "ingest", str(survey), "--catalog", catalog_url)[0] == 0
-    code, out, err = run(
-        capsys,
+    edit = [
         "edit",
         "--reel",
         "R001",
@@ -75,9 +74,13 @@ def test_positions_are_exiftools_geotag_of_the_same_files_and_track(
         "--json",
         "--catalog",
         catalog_url,
-    )
+    ]
+    code, out, _ = run(capsys, *edit, "--dry-run")  # what a script checks before it edits
+    dry = json.loads(out)
+    code, out, err = run(capsys, *edit)
     assert code == 0, err
     not_placed = json.loads(out)["not_placed"]
+    assert dry == json.loads(out) | {"batch": None, "dry_run": True}
     assert len(not_placed) == 6 and {item["reason"] for item in not_placed} == {
         "after the track ends (2024-05-01T08:30:01.500000Z)"
     }

@@ -299,15 +299,18 @@ def edit(
         selection, assign=_assignments(assign or []), shift_time_s=shift_time_s, per_image=per_image
     )
     rows = change_rows(changes)
+    placed = {"not_placed": not_placed} if track else {}
     if dry_run:
-        render.print_rows(rows, CHANGE_FIELDS, as_json=as_json, title="would change (dry run)")
-        if not as_json:
+        if as_json:  # the shape of the edit's own output, no batch made
+            render.print_json({"batch": None, "dry_run": True, "changes": rows} | placed)
+        else:
+            render.print_rows(rows, CHANGE_FIELDS, as_json=False, title="would change (dry run)")
             render.stderr.print(f"dry run: would make {_counted(changes)}; nothing stored")
         return
     with render.progress_bar("editing") as progress:
         batch = catalog.apply_edit(changes, reason=reason, author=getpass.getuser(), progress=progress)
     if as_json:
-        render.print_json({"batch": batch, "changes": rows} | ({"not_placed": not_placed} if track else {}))
+        render.print_json({"batch": batch, "dry_run": False, "changes": rows} | placed)
     else:
         render.success(f"edit {batch}: {_counted(changes)}")
 
@@ -429,12 +432,11 @@ def undo(
     with render.progress_bar("undoing") as progress:
         changes = catalog.undo(batch, author=getpass.getuser(), dry_run=dry_run, progress=progress)
     rows = change_rows(changes)
-    if dry_run:
-        render.print_rows(rows, CHANGE_FIELDS, as_json=as_json, title="would restore (dry run)")
-        if not as_json:
-            render.stderr.print(f"dry run: would restore {len(changes)} value(s); nothing stored")
-    elif as_json:
-        render.print_json({"batch": batch, "changes": rows})
+    if as_json:  # one shape with or without --dry-run: the batch undone, and what it restores
+        render.print_json({"batch": batch, "dry_run": dry_run, "changes": rows})
+    elif dry_run:
+        render.print_rows(rows, CHANGE_FIELDS, as_json=False, title="would restore (dry run)")
+        render.stderr.print(f"dry run: would restore {len(changes)} value(s); nothing stored")
     else:
         render.success(f"undid edit {batch}: {len(changes)} value(s) restored")
 
