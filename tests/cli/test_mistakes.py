@@ -59,11 +59,10 @@ def test_reads_never_create_a_sqlite_catalog(capsys, tmp_path: Path):
             "(with the same --catalog)"
         ], command
         assert not db.exists(), command
-    for missing in (db, tmp_path):  # a folder is no catalog either
-        code, out, err = run(capsys, "db", "current", "--catalog", str(missing), "--json")
-        assert (code, out) == (CatalogError.exit_code, "")
-        assert err.startswith(f"error: no catalog at {missing}: create one with `panopipe db upgrade`")
-    assert not db.exists()
+    code, out, err = run(capsys, "db", "current", "--catalog", str(db), "--json")
+    assert (code, out) == (CatalogError.exit_code, "")
+    assert err.startswith(f"error: no catalog at {db}: create one with `panopipe db upgrade`")
+    assert not db.exists()  # a folder given as the catalog: test_a_file_that_is_no_sqlite_database_...
 
 
 def test_reads_never_give_an_empty_postgresql_database_tables(capsys, tmp_path: Path, postgres_url: str):
@@ -101,6 +100,14 @@ def test_a_file_that_is_no_sqlite_database_is_not_a_catalog(capsys, tmp_path: Pa
             ), command
         assert path.read_bytes() == content, "a command changed the file"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["capture", "notadb.db", "panopipe.toml"]
+    folder = tmp_path / "capture"  # a folder given for the catalog file
+    for command in (["ls"], ["db", "current"], ["db", "upgrade"]):
+        assert run(capsys, *command, "--catalog", str(folder)) == (
+            CatalogError.exit_code,
+            "",
+            f"error: {folder} is a folder, not a catalog: give a SQLite file path (e.g. {folder}/panopipe.db)\n",
+        ), command
+    assert list(folder.iterdir()) == []
 
 
 def test_a_damaged_catalog_is_one_line(capsys, tmp_path: Path):

@@ -118,6 +118,11 @@ def create_catalog_engine(location: str | Path | URL) -> sa.Engine:
             raise CatalogUnreachableError(
                 f"cannot open catalog {mask_url(url)}: folder {Path(url.database).parent} does not exist"
             )
+        if url.database and Path(url.database).is_dir():
+            raise CatalogError(
+                f"{url.database} is a folder, not a catalog: give a SQLite file path "
+                f"(e.g. {Path(url.database) / 'panopipe.db'})"
+            )
         engine = sa.create_engine(url)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
