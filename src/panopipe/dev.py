@@ -2,8 +2,8 @@
 the queue worker that feeds SQS batches to the same :class:`~panopipe.events.handler.EventHandler` Lambda runs.
 
 The stack: an input bucket whose notification sends ``ObjectCreated:*`` and ``ObjectRemoved:*`` events for
-keys under the input prefix (only: panopipe's outputs go under the output prefix and never notify) to an SQS
-queue; the queue's redrive policy moves a message to the dead-letter queue after ``max_receive_count``
+``.jpg`` keys under the input prefix (only: panopipe's outputs go under the output prefix and never notify) to
+an SQS queue; the queue's redrive policy moves a message to the dead-letter queue after ``max_receive_count``
 receives. In AWS, the same resources plus a Lambda event source mapping with ``ReportBatchItemFailures``.
 """
 
@@ -155,9 +155,14 @@ def create_stack(
     visibility_timeout_s: int = 30,
     region: str = DEFAULT_REGION,
 ) -> LocalStack:
-    """Create the bucket, the queue with its dead-letter queue, and the bucket notification at ``endpoint_url``."""
+    """Create the bucket, the queue with its dead-letter queue, and the bucket notification at ``endpoint_url``,
+    as the stack wires them (the same events and key filter); prefixes that overlap are a :class:`ConfigError`,
+    as in the stack."""
     import boto3
 
+    from panopipe.aws.stack.storage import NOTIFIED_EVENTS, check_prefixes, notification_rules
+
+    check_prefixes(input_prefix, output_prefix)
     options = {"endpoint_url": endpoint_url, "region_name": region}
     credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     s3 = boto3.client("s3", **options, **credentials)
@@ -175,8 +180,8 @@ def create_stack(
             "QueueConfigurations": [
                 {
                     "QueueArn": _queue_arn(sqs, queue_url),
-                    "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
-                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": input_prefix}]}},
+                    "Events": list(NOTIFIED_EVENTS),
+                    "Filter": {"Key": {"FilterRules": notification_rules(input_prefix)}},
                 }
             ]
         },

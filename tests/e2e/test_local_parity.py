@@ -3,18 +3,21 @@ notification), a real rig shot uploaded, the worker feeding SQS batches to the h
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 import boto3
 import pytest
 import sqlalchemy as sa
 from tests.aws.s3_events import render_shot
 
+from panopipe.aws.stack import build_template
 from panopipe.catalog import Catalog
 from panopipe.catalog.schema import artifacts, jobs
 from panopipe.cli import main
@@ -159,3 +162,37 @@ def test_dev_up_on_a_port_in_use_says_so_in_one_line_at_once(capsys: pytest.Capt
         assert capsys.readouterr().err.splitlines() == [f"error: {message}"]
         with pytest.raises(ConfigError, match=re.escape(message)):
             spawn_moto_server(port)  # the same line from the child process
+
+
+def test_dev_up_notifies_as_the_stack_does_jpg_keys_under_the_input_prefix_only(stack: LocalStack):
+    [bucket] = [spec for spec in build_template()["Resources"].values() if spec["Type"] == "AWS::S3::Bucket"]
+    [wired, *_] = bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    s3, sqs = boto3.client("s3"), boto3.client("sqs")
+    [local] = s3.get_bucket_notification_configuration(Bucket=stack.bucket)["QueueConfigurations"]
+    rules = [
+        {**rule, "Value": stack.input_prefix} if rule["Name"] == "prefix" else rule
+        for rule in wired["Filter"]["S3Key"]["Rules"]
+    ]
+    assert local["Filter"]["Key"]["FilterRules"] == rules
+    configurations = bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    assert sorted(local["Events"]) == sorted(c["Event"] for c in configurations)
+
+    sqs.purge_queue(QueueUrl=stack.queue_url)  # S3's s3:TestEvent
+    for key in ("incoming/R001/cam0/a.jpg", "incoming/R001/notes.txt", "incoming/R001/cam0/b.png"):
+        s3.put_object(Bucket=stack.bucket, Key=key, Body=b"x")
+    received = sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    keys = [r["s3"]["object"]["key"] for m in received["Messages"] for r in json.loads(m["Body"])["Records"]]
+    assert [unquote_plus(key) for key in keys] == ["incoming/R001/cam0/a.jpg"]  # S3 sends keys URL-encoded
+
+
+def test_dev_up_refuses_prefixes_that_overlap_as_the_stack_does(capsys: pytest.CaptureFixture[str]):
+    done: list[int] = []
+    args = ["dev", "up", "--input-prefix", "incoming/", "--output-prefix", "incoming/out/"]
+    up = threading.Thread(target=lambda: done.append(main(args)), daemon=True)
+    up.start()
+    up.join(timeout=20)
+
+    assert done == [ConfigError.exit_code]
+    assert capsys.readouterr().err.splitlines() == [
+        "error: input prefix 'incoming/' and output prefix 'incoming/out/' must not overlap"
+    ]

@@ -146,6 +146,7 @@ def validate_parameters(
 def _check_combinations(given: Mapping[str, str], others: Mapping[str, str], origin: str) -> None:
     """The parameters that must agree, each ``given`` or else one of ``others`` (named with its ``origin``)."""
     from panopipe.aws.stack.parameters import FARGATE_MEMORY_MIB
+    from panopipe.aws.stack.storage import check_prefixes
 
     effective = {**others, **given}
 
@@ -153,11 +154,8 @@ def _check_combinations(given: Mapping[str, str], others: Mapping[str, str], ori
         return f"{name}={effective[name]}" + ("" if name in given else f" ({origin})")
 
     if {"InputPrefix", "OutputPrefix"} <= effective.keys():
-        prefixes = effective["InputPrefix"], effective["OutputPrefix"]
-        if prefixes[0].startswith(prefixes[1]) or prefixes[1].startswith(prefixes[0]):
-            raise ConfigError(
-                f"InputPrefix {prefixes[0]!r} and OutputPrefix {prefixes[1]!r} must not overlap"
-            )
+        names = ("InputPrefix", "OutputPrefix")
+        check_prefixes(effective["InputPrefix"], effective["OutputPrefix"], names)
     if {"WorkerVcpu", "WorkerMemoryMiB"} <= effective.keys():
         sizes = FARGATE_MEMORY_MIB[effective["WorkerVcpu"]]
         if float(effective["WorkerMemoryMiB"]) not in sizes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from panopipe.aws.stack._cfn import Json, get_att, policy_document, ref, resource, sub
+from panopipe.errors import ConfigError
 
 LAMBDA_TIMEOUT_S = 60
 # AWS's advice for a queue that drives a function: a visibility timeout of six times the function's timeout.
@@ -10,6 +11,21 @@ VISIBILITY_TIMEOUT_S = 6 * LAMBDA_TIMEOUT_S
 BUCKET_ARN = sub("arn:${AWS::Partition}:s3:::${BucketName}")
 NOTIFIED_EVENTS = ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
 IMAGE_SUFFIX = ".jpg"
+
+
+def notification_rules(input_prefix: Json | str) -> list[Json]:
+    """The key filter of the bucket's notification (the stack's, and ``panopipe dev up``'s): keys under the
+    input prefix that end in :data:`IMAGE_SUFFIX` (one suffix per rule set; S3 compares it case-sensitively)."""
+    return [{"Name": "prefix", "Value": input_prefix}, {"Name": "suffix", "Value": IMAGE_SUFFIX}]
+
+
+def check_prefixes(
+    input_prefix: str, output_prefix: str, names: tuple[str, str] = ("input prefix", "output prefix")
+) -> None:
+    """:class:`ConfigError` when one prefix starts the other: outputs under the input prefix would notify the
+    queue (an event loop), and uploads under the output prefix would be taken for panopipe's own outputs."""
+    if input_prefix.startswith(output_prefix) or output_prefix.startswith(input_prefix):
+        raise ConfigError(f"{names[0]} {input_prefix!r} and {names[1]} {output_prefix!r} must not overlap")
 
 
 # S3 cannot send to a queue under the AWS managed KMS key, so the queues use SQS-managed encryption (SSE-SQS).
@@ -23,14 +39,7 @@ def _bucket() -> Json:
         {
             "Event": event,
             "Queue": get_att("EventQueue", "Arn"),
-            "Filter": {
-                "S3Key": {
-                    "Rules": [
-                        {"Name": "prefix", "Value": ref("InputPrefix")},
-                        {"Name": "suffix", "Value": IMAGE_SUFFIX},
-                    ]
-                }
-            },
+            "Filter": {"S3Key": {"Rules": notification_rules(ref("InputPrefix"))}},
         }
         for event in NOTIFIED_EVENTS
     ]
@@ -142,5 +151,7 @@ __all__ = [
     "LAMBDA_TIMEOUT_S",
     "NOTIFIED_EVENTS",
     "VISIBILITY_TIMEOUT_S",
+    "check_prefixes",
+    "notification_rules",
     "storage_resources",
 ]
