@@ -24,7 +24,7 @@ from panopipe.cli import main
 from panopipe.cli.app import app
 from panopipe.config import Settings
 from panopipe.errors import ConfigError
-from panopipe.pipeline import plan, run
+from panopipe.pipeline import plan, run, status
 from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.remote import refresh
 from panopipe.pipeline.store import recorded
@@ -239,3 +239,5 @@ def test_jobs_whose_inputs_are_local_files_are_refused_before_anything_is_submit
     assert f"reads '{tmp_path / 'captures' / 'P001'}{os.sep}pano_00000" in line
     assert "(and 1 more local inputs): `panopipe sync` the captures to S3 and ingest from there" in line
     assert world.arrays() == [] and world.s3_keys() == []  # no manifest written, no job submitted
+    with Catalog.open(catalog_url) as catalog:
+        assert status(catalog, Settings()).jobs == {}  # nor recorded: nothing is left for the dispatcher

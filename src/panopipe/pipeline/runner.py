@@ -403,6 +403,9 @@ def _submit(
     none is left for the dispatcher to submit after the command said it failed. The dispatcher keeps its
     jobs queued either way, for the tick after the cause is fixed."""
     specs = _specs(work)
+    executor.check(
+        specs
+    )  # jobs it cannot run (local inputs on AWS Batch) are refused before they are recorded
     token = new_claim() if executor.detached else None
     job_ids = record_submitted(
         catalog, work[0].step, specs, [w.reason for w in work], executor.name, claim=token
