@@ -366,3 +366,6 @@ def test_show_a_shot_that_is_not_in_the_catalog_says_so(capsys, tmp_path: Path, 
     )
     code, _, err = run(capsys, "show", "R001", "--catalog", db)  # not written as a shot: an image id is asked
     assert code == 3 and err.startswith("error: 'R001' is not an image id: give the full id")
+    assert err.endswith(
+        "; nor is it a rig shot's id, such as R001-000042 (`panopipe ls --fields id,shot` lists both)\n"
+    )

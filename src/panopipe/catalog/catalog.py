@@ -531,10 +531,13 @@ class Catalog:
             return shot
         try:
             return self.get(given)
-        except NotFoundError:
+        except NotFoundError as exc:
             reel = shot_reel(given)
             if reel is None:
-                raise
+                raise NotFoundError(
+                    f"{exc}; nor is it a rig shot's id, such as R001-000042 (`panopipe ls --fields id,shot` "
+                    "lists both)"
+                ) from None
         unknown = self.unknown_names(Selection(reels=(reel,)))
         look = f"; {unknown[0].describe()}" if unknown else f": `panopipe ls --reel {reel}` lists its shots"
         raise NotFoundError(f"no shot {given!r} in the catalog{look}") from None
