@@ -25,7 +25,8 @@ def test_verify_reports_missing_changed_and_outdated_outputs_and_repair_reruns_t
     thumbnail = next(project.out.glob(f"derive/image/{ids[0]}/thumbnail-*.jpg"))
     thumbnail.unlink()
     preview = next(project.out.glob(f"derive/image/{ids[1]}/preview-*.jpg"))
-    preview.write_bytes(preview.read_bytes() + b"junk")
+    made = preview.read_bytes()
+    preview.write_bytes(made + b"junk")
     changes = project.catalog.plan_edit(Selection(ids=(ids[2],)), assign={"lat": 45.0})
     project.catalog.apply_edit(changes, reason="fix", author="t")
 
@@ -51,9 +52,14 @@ def test_verify_reports_missing_changed_and_outdated_outputs_and_repair_reruns_t
     assert reasons[("derive", f"image:{ids[1]}")].startswith("output changed")
     assert reasons[("apply-metadata", f"image:{ids[2]}")] == "metadata edited"  # not marked by --repair
 
+    assert not preview.exists()  # the rerun writes its key anew, where it would keep what it found
+
     run(project.catalog, settings=project.settings, executor=executor)
     assert verify(project.catalog, settings=project.settings) == []
     assert len(plan(project.catalog, settings=project.settings)) == 0
+    assert preview.read_bytes() == made  # the preview as derive makes it, not the damaged one
+    (published,) = project.out.glob("publish/previews/demo/P001/demo_P001_000001.jpg")
+    assert published.read_bytes() == made
 
 
 @pytest.mark.exiftool

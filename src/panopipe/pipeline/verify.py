@@ -4,7 +4,8 @@ Every recorded output is checked for presence, size and SHA-256. Outputs that ca
 ``apply-metadata``, ``derive`` and ``publish``) are read back with panopipe's reader and compared with the
 metadata the catalog's effective values give now. Tags that differ because the catalog changed after the
 output was made (an edit not run yet) are ``outdated``, not drift: ``panopipe run`` rewrites them, as
-``panopipe plan`` says. ``repair`` marks the drifted jobs stale, so the next run rewrites them.
+``panopipe plan`` says. ``repair`` marks the drifted jobs stale, so the next run rewrites them, and deletes
+the intermediate outputs whose bytes are not those recorded (the rerun would keep what it found at its key).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from panopipe.metadata import parse_jpeg_header
 from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.store import StoredOutput, excluded_outputs, mark_stale, stored_outputs
 from panopipe.steps.apply_metadata import expected_metadata
-from panopipe.steps.base import Step
+from panopipe.steps.base import Step, discard_outputs
+from panopipe.steps.registry import STEP_TYPES
 from panopipe.storage import resolve_uri
 
 EXCLUDED = "an edit excluded the image (qc --fix thinning): delete the file, or undo the edit"
@@ -113,6 +115,13 @@ def verify(
                             progress(checked)
         if repair:
             mark_stale(conn, stale.values())
+            # A rerun writes the same content-addressed key, where it keeps an object it finds: one whose bytes
+            # are not those recorded (corrupted, overwritten) goes first, so that the run writes it anew.
+            discard_outputs(
+                d.uri
+                for d in drifts
+                if d.problem in ("changed", "metadata") and not STEP_TYPES[d.step].overwrites
+            )
         drifts += [
             Drift(o.step, o.subject, o.name, o.uri, "excluded", (EXCLUDED,))
             for o in excluded_outputs(conn, selection or Selection())

@@ -112,6 +112,10 @@ class Step(ABC):
     config_keys: ClassVar[frozenset[str]] = frozenset()
     """The names of ``parameters`` (set for each subclass)."""
     copies: ClassVar[tuple[str, ...]] = ()
+    overwrites: ClassVar[bool] = False
+    """Whether the step writes its outputs at stable names, replacing those of its previous job (publish's
+    human-named copies), rather than at content-addressed keys, where an object found is kept (its first
+    complete write wins)."""
     frame_fields: ClassVar[tuple[str, ...]] = ()
     """The fields of the frames (:class:`~panopipe.catalog.records.Image`) that planning a job reads besides
     ``reads``, ``id``, ``uri``, ``content_hash`` and ``shot`` (its payload, problem and output names): frames

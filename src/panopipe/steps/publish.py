@@ -74,6 +74,7 @@ class PublishStep(Step):
         ),
     )
     copies = (DeriveStep.name,)
+    overwrites = True
 
     def configure(self, table: Mapping[str, Any]) -> dict[str, Any]:
         template = table["template"]
@@ -191,7 +192,7 @@ class PublishStep(Step):
                 log(f"no {name} at {source}, not published")
                 continue
             log(f"publish {source} -> {uri}")
-            outputs.append(put_output(name, uri, data, replace=True))
+            outputs.append(put_output(name, uri, data, replace=cls.overwrites))
         return outputs
 
 
