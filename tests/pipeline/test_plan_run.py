@@ -175,6 +175,35 @@ def test_a_derive_that_failed_is_published_once_it_succeeds(project: Project, ex
     assert len(plan(project.catalog, settings=smaller)) == 0
 
 
+def test_a_frame_that_leaves_its_shot_makes_the_shot_stale(project: Project, executor):
+    add_rig_shots(project.catalog, project.root, 3)
+    run(project.catalog, settings=project.settings, executor=executor)
+
+    def frame(shot: str, camera: int) -> str:
+        images = project.catalog.images(Selection(shots=(shot,)))
+        return next(image.id for image in images if image.camera_index == camera)
+
+    def stitched() -> dict[str, str | None]:
+        found = plan(project.catalog, steps=["stitch"], settings=project.settings)
+        return {item.subject: item.problem for item in found}
+
+    def edit(image_id: str, **assign: object) -> str:
+        changes = project.catalog.plan_edit(Selection(ids=(image_id,)), assign=assign)
+        return project.catalog.apply_edit(changes, reason="test", author="test")
+
+    # excluded (a blurred frame): the shot has 5 of its 6 frames now
+    excluded = edit(frame("R001-000000", 2), excluded=True)
+    assert stitched() == {
+        "shot:R001-000000": "shot R001-000000 is missing the frame(s) of camera(s) [2]: has 5 of 6"
+    }
+    project.catalog.undo(excluded, author="test")
+    assert stitched() == {}  # back as it was stitched: nothing to do
+
+    # moved to another shot: both the shot it left and the one it joined
+    edit(frame("R001-000001", 4), shot="R001-000002")
+    assert set(stitched()) == {"shot:R001-000001", "shot:R001-000002"}
+
+
 def test_selection_limits_the_plan(project: Project, executor):
     add_rig_shots(project.catalog, project.root, 2)
     add_panoramas(project.catalog, project.root, 2)

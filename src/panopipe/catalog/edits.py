@@ -114,6 +114,7 @@ def apply(
         done += len(chunk)
         if progress is not None:
             progress(done, len(by_image))
+    _touch_regrouped_shots(conn, changes, now)
     insert_columns(
         conn,
         edits,
@@ -176,7 +177,27 @@ def undo(
         done += len(chunk)
         if progress is not None:
             progress(done, len(touched))
+    _touch_regrouped_shots(conn, changes, now)
     return changes
+
+
+_MEMBERSHIP = frozenset({"shot", "excluded", "projection"})
+"""Fields whose change takes a frame out of its shot or puts it into one."""
+
+
+def _touch_regrouped_shots(conn: sa.Connection, changes: Sequence[FieldChange], now: datetime) -> None:
+    """Mark every frame of the shots ``changes`` took a frame out of or put one into as changed at ``now``:
+    the planner finds a stale shot from its frames' changes, and a frame that left (moved to another shot,
+    excluded) is none of them any more."""
+    moved = sorted({c.image_id for c in changes if c.field in _MEMBERSHIP})
+    if not moved:
+        return
+    shots = {c.old for c in changes if c.field == "shot" and c.old is not None}
+    for chunk in batched(moved, CHUNK):
+        query = sa.select(images.c.shot).where(images.c.id.in_(chunk), images.c.shot.is_not(None))
+        shots.update(conn.execute(query).scalars())
+    for chunk in batched(sorted(shots), CHUNK):
+        conn.execute(images.update().where(images.c.shot.in_(chunk)).values(updated_at=now))
 
 
 _Updates = dict[tuple[str, ...], list[dict[str, Any]]]
