@@ -14,7 +14,7 @@ from tests.pipeline.captures import RIG, Project, add_panoramas, add_rig_shots, 
 from panopipe.catalog import CAPTURE_FIELDS, ImageRecord, Selection
 from panopipe.catalog.schema import artifacts
 from panopipe.catalog.subjects import FEW_IDS, selected_subjects
-from panopipe.pipeline import load_pipeline, plan, run
+from panopipe.pipeline import load_pipeline, plan, run, verify
 from panopipe.pipeline.store import candidates
 from panopipe.storage import resolve_uri
 
@@ -202,6 +202,32 @@ def test_a_frame_that_leaves_its_shot_makes_the_shot_stale(project: Project, exe
     # moved to another shot: both the shot it left and the one it joined
     edit(frame("R001-000001", 4), shot="R001-000002")
     assert set(stitched()) == {"shot:R001-000001", "shot:R001-000002"}
+
+
+def test_a_full_run_removes_the_outputs_of_shots_no_image_belongs_to_any_more(project: Project, executor):
+    add_rig_shots(project.catalog, project.root, 2)
+    run(project.catalog, settings=project.settings, executor=executor)
+    made = {
+        path for path in project.out.rglob("*.jpg") if "R001-000000" in str(path) or "000000" in path.name
+    }
+    assert made and all(path.is_file() for path in made)
+    # the shot's frames form another shot now (its reel's folder renamed and ingested again does this)
+    frames = Selection(shots=("R001-000000",))
+    changes = project.catalog.plan_edit(frames, assign={"reel": "R009", "shot": "R009-000000"})
+    project.catalog.apply_edit(changes, reason="renamed", author="test")
+
+    partial = run(project.catalog, Selection(reels=("R009",)), settings=project.settings, executor=executor)
+    assert partial.removed == 0  # a selection's run leaves what it did not select
+    report = run(project.catalog, settings=project.settings, executor=executor)
+
+    # stitch, apply-metadata and derive's intermediates, and the published image, thumbnail and preview
+    assert report.removed == 7 and not any(path.exists() for path in made)
+    published = sorted(
+        p.relative_to(project.out).as_posix() for p in project.out.glob("publish/demo/*/*.jpg")
+    )
+    assert published == ["publish/demo/R001/demo_R001_000001.jpg", "publish/demo/R009/demo_R009_000000.jpg"]
+    assert verify(project.catalog, settings=project.settings) == []
+    assert run(project.catalog, settings=project.settings, executor=executor).removed == 0
 
 
 def test_selection_limits_the_plan(project: Project, executor):

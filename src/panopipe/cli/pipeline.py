@@ -142,6 +142,11 @@ def run(
         columns = ("step", "succeeded", "failed", "cancelled", *(("submitted",) if submitted else ()))
         render.print_rows(rows, columns, as_json=False)
         render.warn_each((f"{f.step} {f.subject}", f.error) for f in report.failures)
+        if report.removed:
+            render.stderr.print(
+                f"removed {report.removed} output(s) of shots no image belongs to any more (their frames "
+                "form other shots now)"
+            )
         if submitted:
             render.stderr.print(
                 "submitted: follow with `panopipe status`, then `panopipe run` for the next steps"

@@ -41,6 +41,7 @@ from panopipe.pipeline.store import (
     claimed_jobs,
     fail_claim,
     failed_jobs,
+    forget_vanished_shots,
     in_flight,
     new_claim,
     record_cancelled,
@@ -75,6 +76,8 @@ class RunReport:
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
     ended: dict[str, dict[str, int]] = field(default_factory=dict)
+    removed: int = 0
+    """Outputs deleted with the artifacts of shots that no image belongs to any more (a full run's)."""
 
     @property
     def ok(self) -> bool:
@@ -88,6 +91,7 @@ class RunReport:
             "counts": self.counts,
             "failures": [{"step": f.step, "subject": f.subject, "error": f.error} for f in self.failures],
             "ended": self.ended,
+            "removed": self.removed,
             "seconds": round(self.seconds, 3),
         }
 
@@ -105,6 +109,9 @@ def run(
     wait: bool = True,
 ) -> RunReport:
     """Run what :func:`~panopipe.pipeline.plan` lists, step by step; failed items do not stop the others.
+
+    A full run (every image, every step) also deletes the outputs of shots that no image belongs to any more
+    (:func:`~panopipe.pipeline.store.forget_vanished_shots`: a reel's folder renamed and ingested again).
 
     ``executor`` defaults to the one ``settings.executor`` names (unset: a local pool of ``workers`` processes,
     default all cores), closed at the end. With a detached executor (``batch``), jobs in flight are
@@ -144,6 +151,10 @@ def run(
                 [(_, work)] = _plan(catalog, selection, [step], force, busy)
                 if work:
                     _execute(catalog, executor, work, report, progress)
+        if selection.selects_all and steps is None:  # a full run: what no subject records any more goes
+            removed = forget_vanished_shots(catalog)
+            discard_outputs(removed)
+            report.removed = len(removed)
     finally:
         if own:
             executor.close()

@@ -35,6 +35,7 @@ from panopipe.pipeline.store.planning import (
     recorded_outputs,
 )
 from panopipe.pipeline.store.recording import (
+    forget_vanished_shots,
     orphan_artifacts,
     put_job,
     record_cancelled,
@@ -67,6 +68,7 @@ __all__ = [
     "excluded_outputs",
     "fail_claim",
     "failed_jobs",
+    "forget_vanished_shots",
     "in_flight",
     "is_claim",
     "job_seconds",

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from panopipe.catalog import Catalog
 from panopipe.catalog.bulk import insert_columns, update_by_key
-from panopipe.catalog.schema import artifacts, jobs
+from panopipe.catalog.schema import artifacts, images, jobs
 from panopipe.catalog.subjects import CHUNK, Subject
 from panopipe.catalog.types import new_id, utcnow
 from panopipe.executors.base import JobState
@@ -240,7 +240,21 @@ def orphan_artifacts(conn: sa.Connection, image_ids: Sequence[str], shots: Seque
             conn.execute(artifacts.update().where(column.in_(chunk)).values(orphaned=True))
 
 
+def forget_vanished_shots(catalog: Catalog) -> list[str]:
+    """Delete the artifacts of shots that no image belongs to any more, not even a deleted or excluded one (their
+    frames form other shots now: a reel's folder renamed and ingested again, shots regrouped); the output URIs
+    they recorded, superseded by those of the shots the frames form now, for the caller to delete. A shot whose
+    frames were deleted keeps its outputs."""
+    c = artifacts.c
+    vanished = sa.and_(c.subject.startswith("shot:"), ~sa.exists().where(images.c.shot == c.shot))
+    with catalog.transaction() as conn:
+        uris = list(conn.execute(sa.select(c.output_uri).where(vanished)).scalars())
+        conn.execute(artifacts.delete().where(vanished))
+    return uris
+
+
 __all__ = [
+    "forget_vanished_shots",
     "orphan_artifacts",
     "put_job",
     "record_cancelled",
