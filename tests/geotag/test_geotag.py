@@ -229,6 +229,32 @@ def test_a_solutions_heading_is_turned_by_each_cameras_yaw_in_the_rig(capsys, tm
     assert code == 0 and "18 image(s) of camera(s) 0, 1, 2, 3, 4, 5 kept their heading" in err
 
 
+def test_a_solutions_accuracy_is_the_worse_of_the_two_points_around_each_image(
+    capsys, tmp_path: Path, survey: Path
+):
+    db = str(tmp_path / "c.db")
+    solution = tmp_path / "ppk.csv"
+    rows = [
+        f"{(START + timedelta(seconds=s)).isoformat()},{48.1 + s * 1e-5},11.5,{0.01 * (s + 1)}"
+        for s in range(5)
+    ]
+    solution.write_text("time,lat,lon,gps_accuracy_m\n" + "\n".join(rows) + "\n")
+    assert run(capsys, "ingest", str(survey), "--catalog", db)[0] == 0
+
+    code, out, err = run(
+        capsys, "edit", "--all", "--track", str(solution), "--reason", "PPK", "--json", "--catalog", db
+    )
+
+    assert code == 0, err
+    accuracies = {c["id"]: c["new"] for c in json.loads(out)["changes"] if c["field"] == "gps_accuracy_m"}
+    with Catalog.open(db) as catalog:
+        for image in catalog.images():
+            if image.id in accuracies:  # on point s: its own; between s and s + 1: point s + 1's, the worse
+                later = math.ceil((image.captured_at - START).total_seconds())
+                assert accuracies[image.id] == pytest.approx(0.01 * (later + 1)), image.captured_at
+    assert len(accuracies) == 18  # every image: the track covers the survey
+
+
 def track_of(times: list[float], **values: list[float]) -> Track:
     return Track("t", np.array(times), {name: np.array(column) for name, column in values.items()})
 

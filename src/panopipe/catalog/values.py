@@ -68,9 +68,9 @@ def validate_value(field: str, value: Any) -> Any:
     return value
 
 
-DERIVED_DECIMALS = {"lat": 9, "lon": 9, "alt": 4, "heading": 4}
+DERIVED_DECIMALS = {"lat": 9, "lon": 9, "alt": 4, "heading": 4, "gps_accuracy_m": 4}
 """Decimals kept of a value panopipe derives (a mean of a shot's frames, a point interpolated on a track):
-about 0.1 mm for positions and heights, 0.0001° for headings, and no float noise (11.576185099999998)."""
+about 0.1 mm for positions, heights and accuracies, 0.0001° for headings, and no float noise (11.576185099999998)."""
 
 
 @overload
