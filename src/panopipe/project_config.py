@@ -88,6 +88,7 @@ def plan_push(catalog: Catalog, settings: Settings) -> PushPlan:
     if settings.config_file is None or settings.local_project is None:
         raise ConfigError("no project config file to push: create ./panopipe.toml or give --config FILE")
     build_pipeline(catalog, replace(settings, config_version=None))
+    QcSettings.from_config(settings.qc)  # what `qc`, `config show` and `export` read from the pushed version
     current = catalog.project_config()
     content = json.loads(_text(settings.local_project))
     changes = diff(current.content if current else {}, content)

@@ -144,6 +144,15 @@ def test_push_refuses_a_file_that_does_not_configure_a_pipeline(capsys, project)
     code, _, err = run(capsys, "config", "push", "-c", url, "--yes")
     assert code == ConfigError.exit_code and "'thumbnial'" in err and "'thumbnail'" in err
     assert json.loads(run(capsys, "config", "history", "-c", url, "--json")[1]) == []
+    # qc's thresholds too: once pushed, a bad one would stop `qc`, `config show` and exports for everyone
+    for table, message in (
+        ("bogus = 1", "unknown key in [qc]: 'bogus'"),
+        ("max_speed_mps = 0", "expected a number > 0"),
+    ):
+        (Path.cwd() / "panopipe.toml").write_text(f"[qc]\n{table}\n", encoding="utf-8")
+        code, _, err = run(capsys, "config", "push", "-c", url, "--yes")
+        assert code == ConfigError.exit_code and message in err, err
+    assert json.loads(run(capsys, "config", "history", "-c", url, "--json")[1]) == []
     (Path.cwd() / "panopipe.toml").unlink()
     code, _, err = run(capsys, "config", "push", "-c", url, "--yes")
     assert code == ConfigError.exit_code and "no project config file" in err
