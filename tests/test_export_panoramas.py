@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from panopipe.catalog import Catalog
 from panopipe.cli import main
 from panopipe.demo import generate_survey
 from panopipe.export import IMAGE_COLUMNS, OID_COLUMNS, PANORAMA_COLUMNS, esri_heading, esri_pitch
-from panopipe.export.oid import esri_time
+from panopipe.export.oid import esri_time, oid_row
+from panopipe.export.panoramas import Panorama
 from panopipe.export.table import Column
 from panopipe.metadata import parse_jpeg_header
 
@@ -382,3 +384,15 @@ def test_a_panorama_covered_but_not_yet_tagged_points_at_its_covered_image(
     (row,) = csv.DictReader(out.splitlines())
     assert code == 0 and row["status"] == "processed"
     assert Path(row["image_uri"]).is_relative_to(tmp_path / "out" / "nadir")
+
+
+def test_an_oid_name_is_the_published_name_not_its_url_encoding():
+    url = "https://cdn.example.com/survey/demo/Stra%C3%9Fe/demo_Stra%C3%9Fe_000009.jpg"
+    panorama = Panorama(
+        *("shot:x", "shot", "Straße", 9, "x", datetime(2024, 5, 1, tzinfo=UTC), 48.1, 11.5, 520.0, 1.5),
+        *(90.0, None, None, url, url, None, None, "ok"),
+    )
+    row = oid_row(panorama, None)
+    assert (row["Name"], row["ImagePath"]) == ("demo_Straße_000009", url)
+    local = oid_row(replace(panorama, image_uri="/data/demo/R1/100%25_000009.jpg"), None)  # a file's own name
+    assert local["Name"] == "100%25_000009"

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import unquote
 
 from panopipe.catalog import Catalog
 from panopipe.config import Settings
@@ -96,8 +97,10 @@ def rig_mount_height(catalog: Catalog, settings: Settings | None) -> float | Non
 def oid_row(panorama: Panorama, camera_height_m: float | None) -> dict[str, Any]:
     """The Oriented Imagery fields of ``panorama`` (which has an image and a position)."""
     path = panorama.image_uri or ""
+    name = PurePosixPath(path.replace("\\", "/")).stem
     return {
-        "Name": PurePosixPath(path.replace("\\", "/")).stem,
+        # the name as published: a --base-url's path is percent-encoded, the name is not (demo_Straße_000009)
+        "Name": unquote(name) if path.startswith(("http://", "https://")) else name,
         "ImagePath": path,
         "X": panorama.lon,
         "Y": panorama.lat,
