@@ -396,3 +396,18 @@ def test_an_oid_name_is_the_published_name_not_its_url_encoding():
     assert (row["Name"], row["ImagePath"]) == ("demo_Straße_000009", url)
     local = oid_row(replace(panorama, image_uri="/data/demo/R1/100%25_000009.jpg"), None)  # a file's own name
     assert local["Name"] == "100%25_000009"
+
+
+def test_a_shot_across_the_antimeridian_is_placed_there_not_at_longitude_0(capsys, tmp_path: Path, surveyed):
+    common, _ = surveyed
+    # the frames of shot R001-000002, 2 cm apart either side of 180° (Fiji)
+    rows = "".join(
+        f"R001,2,{camera},-17.7,{179.99999 if camera % 2 else -179.99999}\n" for camera in range(6)
+    )
+    (tmp_path / "fiji.csv").write_text("reel,frame,camera_index,lat,lon\n" + rows, encoding="utf-8")
+    assert run(capsys, "edit", *common, "--positions", str(tmp_path / "fiji.csv"), "--reason", "Fiji")[0] == 0
+
+    code, out, _ = run(capsys, "export", *common, "--of", "panoramas", "--shot", "R001-000002")
+
+    (row,) = csv.DictReader(out.splitlines())
+    assert code == 0 and abs(float(row["lon"])) == pytest.approx(180.0) and float(row["lat"]) == -17.7

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from statistics import fmean
 
 EARTH_RADIUS_M = 6_371_008.8
 
@@ -32,4 +34,14 @@ def destination(lat: float, lon: float, bearing_deg: float, distance_m: float) -
     return math.degrees(p2), (math.degrees(l2) + 540) % 360 - 180
 
 
-__all__ = ["EARTH_RADIUS_M", "bbox_around", "destination", "haversine_m"]
+def mean_longitude(longitudes: Iterable[float]) -> float:
+    """The mean of ``longitudes`` the short way round: frames either side of the antimeridian (179.99999 and
+    -179.99999) average to 180, not 0. Longitudes within half the world of each other average as numbers."""
+    values = list(longitudes)
+    if max(values) - min(values) <= 180:
+        return fmean(values)
+    east = fmean(lon + 360 if lon < 0 else lon for lon in values)  # all on 0-360, where they are together
+    return east - 360 if east > 180 else east
+
+
+__all__ = ["EARTH_RADIUS_M", "bbox_around", "destination", "haversine_m", "mean_longitude"]

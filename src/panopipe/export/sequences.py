@@ -20,7 +20,7 @@ from typing import Any
 from panopipe.catalog import Catalog, Selection
 from panopipe.catalog.values import rounded
 from panopipe.export.table import Column, Table
-from panopipe.geo import haversine_m
+from panopipe.geo import haversine_m, mean_longitude
 
 SEQUENCE_COLUMNS: tuple[Column, ...] = (
     Column("id", "text", "the reel and the sequence's number in it: R001/2 (images without a reel: 2)"),
@@ -75,7 +75,7 @@ def _panoramas(catalog: Catalog, selection: Selection | None) -> list[_Panorama]
         if not placed or not times:
             continue
         frames = [columns["frame"][i] for i in members if columns["frame"][i] is not None]
-        lon = rounded("lon", fmean(columns["lon"][i] for i in placed))
+        lon = rounded("lon", mean_longitude(columns["lon"][i] for i in placed))
         lat = rounded("lat", fmean(columns["lat"][i] for i in placed))
         found.append(_Panorama(reel, min(times), min(frames) if frames else None, lon, lat))
     return sorted(found, key=lambda p: (p.reel or "", p.at))

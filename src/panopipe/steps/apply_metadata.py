@@ -24,6 +24,7 @@ from typing import Any
 from panopipe.catalog.records import to_json_value
 from panopipe.config import ConfigKey
 from panopipe.errors import ConfigError, MetadataError, StepError
+from panopipe.geo import mean_longitude
 from panopipe.metadata import parse_jpeg_header
 from panopipe.metadata.writer import GPano, MetadataUpdate, apply_metadata
 from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, Upstream, put_output, read_input
@@ -112,7 +113,7 @@ def expected_metadata(subject: Subject, params: Mapping[str, Any]) -> dict[str, 
         "captured_at": first.captured_at,
         "utc_offset_minutes": first.utc_offset_minutes if first.captured_at else None,
         "gps_latitude": fmean([f.lat for f in placed if f.lat is not None]) if placed else None,
-        "gps_longitude": fmean([f.lon for f in placed if f.lon is not None]) if placed else None,
+        "gps_longitude": mean_longitude(f.lon for f in placed if f.lon is not None) if placed else None,
         "gps_altitude": fmean(altitudes) if altitudes else None,
         "gps_img_direction": first.heading,
         "pitch": first.pitch,  # GPano PosePitchDegrees and PoseRollDegrees, as the heading's frame has them
