@@ -130,7 +130,6 @@ def test_output_that_cannot_be_written_records_the_error_and_no_artifact(project
     [
         ({"template": "../{reel}/{frame:06d}.jpg"}, "outside the publish root"),
         ({"template": "/etc/{reel}/{frame:06d}.jpg"}, "outside the publish root"),
-        ({"template": "{project}/{reel}.jpg"}, "the same name"),
         ({"template": "{project}/{nope}.jpg"}, "cannot name"),
         ({"layout": "nearby"}, r"layout must be 'apart' or 'beside', got 'nearby'"),
     ],
@@ -147,13 +146,39 @@ def test_publish_template_is_refused_before_anything_runs(
     assert not rows(project, jobs) and not project.out.exists()
 
 
-def test_publish_template_colliding_with_an_earlier_output_is_refused(project: Project, executor):
+def test_subjects_a_template_names_alike_fail_and_the_rest_runs(project: Project, executor):
+    add_panoramas(project.catalog, project.root, 3)
+    add_rig_shots(project.catalog, project.root, 1)
+    # the three panoramas of reel P001 get one name; the rig shot of reel R001 its own
+    settings = project.with_steps(publish={"template": "{project}/{reel}.jpg"})
+
+    report = run(project.catalog, settings=settings, executor=executor)
+
+    assert report.counts["publish"] == {"failed": 3, "succeeded": 1}
+    assert report.counts["derive"] == {"succeeded": 4}  # every other job ran
+    assert {f.step for f in report.failures} == {"publish"} and len(report.failures) == 3
+    assert all(
+        "the same name" in f.error and f.error.endswith("(e.g. {shot} or {id})") for f in report.failures
+    )
+    assert sorted(p.name for p in project.out.glob("publish/demo/*.jpg")) == ["R001.jpg"]
+
+
+def test_a_subject_whose_name_an_earlier_output_has_fails_and_the_rest_runs(project: Project, executor):
     add_panoramas(project.catalog, project.root, 1)
     settings = project.with_steps(publish={"template": "{project}/latest.jpg"})
     run(project.catalog, settings=settings, executor=executor)
+    latest = (project.out / "publish/demo/latest.jpg").read_bytes()
     add_panoramas(project.catalog, project.root / "more", 1)  # another subject, same name
-    with pytest.raises(ConfigError, match="the same name"):
-        run(project.catalog, settings=settings, executor=executor)
+
+    report = run(project.catalog, settings=settings, executor=executor)
+
+    assert report.counts == {
+        "apply-metadata": {"succeeded": 1},
+        "derive": {"succeeded": 1},
+        "publish": {"failed": 1},
+    }
+    assert "the same name" in report.failures[0].error
+    assert (project.out / "publish/demo/latest.jpg").read_bytes() == latest  # the first one's, untouched
 
 
 def test_invalid_configuration_is_refused(project: Project):
@@ -172,3 +197,18 @@ def test_invalid_configuration_is_refused(project: Project):
             plan(project.catalog, settings=project.with_steps(pipeline={"output": output}))
     assert RIG.cameras  # the default settings remain valid
     assert len(plan(project.catalog, settings=project.settings)) == 0
+
+
+def test_a_subject_not_located_on_a_route_fails_its_publish_with_how_to_locate_it(project: Project, executor):
+    add_panoramas(project.catalog, project.root, 2)
+    settings = project.with_steps(publish={"template": "{route}/{route}_mp{mp:08.3f}.jpg"})
+
+    report = run(project.catalog, settings=settings, executor=executor)
+
+    assert report.counts["publish"] == {"failed": 2} and report.counts["derive"] == {"succeeded": 2}
+    assert {f.error.partition(": ")[2] for f in report.failures} == {
+        "template '{route}/{route}_mp{mp:08.3f}.jpg' cannot name "
+        + f.subject
+        + ": it has no mp, route (`panopipe route locate` places it on a route)"
+        for f in report.failures
+    }

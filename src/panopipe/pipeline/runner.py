@@ -30,7 +30,7 @@ from panopipe.catalog.subjects import (
 )
 from panopipe.catalog.types import new_ids, utcnow
 from panopipe.config import Settings
-from panopipe.errors import ConfigError
+from panopipe.errors import ConfigError, StepError
 from panopipe.executors.base import Executor
 from panopipe.executors.factory import build_executor
 from panopipe.pipeline.config import Pipeline, load_pipeline
@@ -117,7 +117,8 @@ def run(
     default all cores), closed at the end. With a detached executor (``batch``), jobs in flight are
     refreshed first and never submitted again; unless ``wait``, the run returns once the jobs it can plan now
     are submitted (counted ``submitted``). Raises :class:`ConfigError` before running anything if a step's
-    configuration cannot work (e.g. a publish template that collides or escapes its root).
+    configuration cannot work (e.g. a publish template that escapes its root); subjects a step refuses (two
+    a publish template names alike) fail, counted in the report, and the others run.
     """
     settings = settings or Settings()
     pipeline = load_pipeline(catalog, settings, steps)
@@ -143,12 +144,16 @@ def run(
         else:
             planned = plan(catalog, selection, steps, settings, force=force)
             counts = planned.counts()
-            for step in pipeline.steps:
-                subjects = {item.subject for item in planned if item.step == step.name} - busy
-                _validate(catalog, step, subjects)
+            refused = {
+                step.name: _validate(
+                    catalog, step, {i.subject for i in planned if i.step == step.name} - busy
+                )
+                for step in pipeline.steps
+            }
             # A step without jobs in the plan gets none during the run: jobs that follow an upstream job are in it.
             for step in (step for step in pipeline.steps if counts[step.name]):
                 [(_, work)] = _plan(catalog, selection, [step], force, busy)
+                work = _refuse(step, work, refused[step.name], report)
                 if work:
                     _execute(catalog, executor, work, report, progress)
         if selection.selects_all and steps is None:  # a full run: what no subject records any more goes
@@ -206,7 +211,9 @@ def _submit_due(
                 busy.update(waiting)
             if not work:
                 continue
-            _validate(catalog, step, {w.subject.id for w in work})
+            work = _refuse(step, work, _validate(catalog, step, {w.subject.id for w in work}), report)
+            if not work:
+                continue
             if executor is None:
                 status, count = "due", len(work)
             elif runs_here(step):
@@ -358,10 +365,11 @@ def _plan(
     return planned
 
 
-def _validate(catalog: Catalog, step: Step, subject_ids: set[str]) -> None:
-    """Let a step that checks its subjects (publish) see every subject the run will give it, before it starts."""
+def _validate(catalog: Catalog, step: Step, subject_ids: set[str]) -> dict[str, str]:
+    """Let a step that checks its subjects (publish) see every subject the run will give it, before it starts:
+    those it refuses, with why (:meth:`~panopipe.steps.base.Step.validate`)."""
     if not subject_ids or type(step).validate is Step.validate:
-        return
+        return {}
     with catalog.connect() as conn:
         subjects = [
             subject
@@ -370,11 +378,27 @@ def _validate(catalog: Catalog, step: Step, subject_ids: set[str]) -> None:
                 conn, kind, sorted(s.partition(":")[2] for s in subject_ids if s.startswith(f"{kind}:"))
             )
         ]
-        try:
-            uris = [step.output_uri(s, step.outputs[0]) for s in subjects]
-        except ConfigError:
-            uris = []  # validate() reports the bad template with the subject it failed on
-        step.validate(subjects, taken_outputs(conn, step.name, uris))
+        uris = []
+        for subject in subjects:
+            with contextlib.suppress(ConfigError, StepError):  # validate() says why, with the subject
+                uris.append(step.output_uri(subject, step.outputs[0]))
+        return step.validate(subjects, taken_outputs(conn, step.name, uris))
+
+
+def _refuse(step: Step, work: list[Work], refused: dict[str, str], report: RunReport) -> list[Work]:
+    """``work`` without the jobs of the subjects ``step`` refused, each counted failed with why in ``report``
+    (the run goes on with the others; a later run plans them again)."""
+    if not refused:
+        return work
+    kept = []
+    for w in work:
+        if w.subject.id in refused:
+            report.failures.append(Failure(step.name, w.subject.id, refused[w.subject.id]))
+            counts = report.counts.setdefault(step.name, {})
+            counts["failed"] = counts.get("failed", 0) + 1
+        else:
+            kept.append(w)
+    return kept
 
 
 @contextlib.contextmanager

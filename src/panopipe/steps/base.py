@@ -199,9 +199,11 @@ class Step(ABC):
         :meth:`job_output_uri` extends with the job's fingerprint."""
         return f"{self.name}/{subject.kind}/{safe_name(subject.key)}/{name}.jpg"
 
-    def validate(self, subjects: Sequence[Subject], taken: Iterable[tuple[str, str]] = ()) -> None:  # noqa: B027
-        """Raise :class:`ConfigError` if the step cannot run over ``subjects`` (checked before any job runs);
-        ``taken`` are ``(subject id, output URI)`` pairs of this step's outputs recorded for other subjects."""
+    def validate(self, subjects: Sequence[Subject], taken: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
+        """The subjects of ``subjects`` whose jobs cannot run, by id, with why (checked before any job runs: the
+        others go on); :class:`ConfigError` if the step's configuration cannot work for any. ``taken`` are
+        ``(subject id, output URI)`` pairs of this step's outputs recorded for other subjects."""
+        return {}
 
     def problem(self, subject: Subject) -> str | None:
         """Why a job on ``subject`` will fail, when that is known before it runs (``plan`` shows it), or ``None``."""

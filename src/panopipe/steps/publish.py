@@ -11,8 +11,9 @@ Template fields: ``project``, ``reel``, ``frame``, ``shot``, ``id`` (shot or ima
 ``{route}/{mp:08.3f}.jpg``; a template that uses them makes them part of the fingerprint, so that locating
 again renames what moved). The default template names a subject without a reel or a frame (a 360° image
 straight from its camera, ``R0014760.JPG``) ``{project}/{name}.jpg`` instead. Before anything runs,
-:meth:`PublishStep.validate` refuses a template that escapes the root (``..``, absolute) or maps two subjects
-to one name.
+:meth:`PublishStep.validate` refuses a template that escapes the root (``..``, absolute) or names a field no
+subject has; the subjects it cannot name (a route not located yet) or names alike fail their publish job, and
+the rest run.
 
 The ``derive`` step's thumbnail and preview, when it recorded them, are published under the image's name in
 trees of their own (``layout = "apart"``, the default): ``thumbnails/demo/R001/demo_R001_000042.jpg`` and
@@ -25,13 +26,12 @@ parameters are part of publish's), after derive has run again.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
 from panopipe.config import ConfigKey
-from panopipe.errors import ConfigError, ObjectNotFoundError, StorageError
+from panopipe.errors import ConfigError, ObjectNotFoundError, StepError, StorageError
 from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, Upstream, put_output, read_input
 from panopipe.steps.derive import DeriveStep
 from panopipe.steps.fingerprint import fingerprint
@@ -151,10 +151,19 @@ class PublishStep(Step):
             template = UNNUMBERED_TEMPLATE
         try:
             key = template.format(**fields)
-        except (KeyError, ValueError, TypeError, IndexError) as exc:
+        except (KeyError, IndexError) as exc:  # a field the template names that no subject has
             raise ConfigError(
                 f"[steps.publish]: template {template!r} cannot name {subject.id} "
                 f"({type(exc).__name__}: {exc}); fields: {', '.join(sorted(fields))}"
+            ) from exc
+        except (ValueError, TypeError) as exc:  # a value this subject lacks, or one of another type
+            unset = sorted(
+                name for name, value in fields.items() if value is None and f"{{{name}" in template
+            )
+            why = f"it has no {', '.join(unset)}" if unset else f"{type(exc).__name__}: {exc}"
+            hint = " (`panopipe route locate` places it on a route)" if set(unset) & set(LOCATED) else ""
+            raise StepError(
+                f"[steps.publish]: template {template!r} cannot name {subject.id}: {why}{hint}"
             ) from exc
         try:
             return validate_key(key)
@@ -163,18 +172,31 @@ class PublishStep(Step):
                 f"[steps.publish]: template {template!r} gives {key!r} for {subject.id}, outside the publish root"
             ) from exc
 
-    def validate(self, subjects: Sequence[Subject], taken: Iterable[tuple[str, str]] = ()) -> None:
-        """Refuse names outside the root and collisions, among ``subjects`` and with ``taken``
-        (``(subject id, output URI)`` pairs already published)."""
+    def validate(self, subjects: Sequence[Subject], taken: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
+        """Refuse a template that names a field no subject has, or one outside the root
+        (:class:`ConfigError`); and, subject by subject, one the template cannot name (a value it lacks) and
+        those it gives the same name, among ``subjects`` and with ``taken`` (``(subject id, output URI)``
+        pairs already published): both of them, since neither is the right one."""
         owners = {uri: subject for subject, uri in taken}
-        for subject, name in itertools.product(subjects, self.outputs):
-            uri = self.output_uri(subject, name)
-            other = owners.setdefault(uri, subject.id)
-            if other != subject.id:
-                raise ConfigError(
-                    f"[steps.publish]: template {self.params['template']!r} gives {other} and {subject.id} "
-                    f"the same name {uri}; add a field that tells them apart (e.g. {{shot}} or {{id}})"
-                )
+        mine = {subject.id for subject in subjects}
+        refused: dict[str, str] = {}
+        for subject in subjects:
+            try:
+                uris = [self.output_uri(subject, name) for name in self.outputs]
+            except StepError as exc:
+                refused[subject.id] = str(exc)
+                continue
+            for uri in uris:
+                other = owners.setdefault(uri, subject.id)
+                if other != subject.id:
+                    why = (
+                        f"[steps.publish]: template {self.params['template']!r} gives {other} and {subject.id} "
+                        f"the same name {uri}; add a field that tells them apart (e.g. {{shot}} or {{id}})"
+                    )
+                    refused.setdefault(subject.id, why)
+                    if other in mine:
+                        refused.setdefault(other, why)
+        return refused
 
     @classmethod
     def execute(cls, payload: Mapping[str, Any], log: Log) -> list[Output]:
