@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from tests.pipeline.captures import Project, add_rig_shots
 
 from panopipe.catalog.schema import artifacts, jobs
 from panopipe.errors import StepError, StorageError
-from panopipe.executors import LocalExecutor
+from panopipe.executors import InlineExecutor, LocalExecutor
 from panopipe.executors.local import start_worker_process
 from panopipe.pipeline import plan, run
 from panopipe.steps.base import JobSpec
@@ -97,6 +98,29 @@ def test_ctrl_c_cancels_the_rest_and_keeps_the_catalog_consistent(project: Proje
     assert len(remaining) == states["cancelled"]
     report = run(project.catalog, settings=settings, steps=["stitch"], workers=2)
     assert report.counts == {"stitch": {"succeeded": states["cancelled"]}}
+
+
+def test_ctrl_c_in_an_inline_run_cancels_the_jobs_it_had_not_recorded(project: Project, tmp_path: Path):
+    # The inline executor runs the jobs as they are submitted: Ctrl-C lands before any is recorded. The
+    # external stitcher's second job sends it (SIGINT to the process running the jobs, as a terminal does).
+    add_rig_shots(project.catalog, project.root, 4)
+    marker = tmp_path / "first-done"
+    second_interrupts = (
+        "import os, shutil, signal, sys; shutil.copy(sys.argv[1], sys.argv[2]); m = sys.argv[3]; "
+        "os.kill(os.getppid(), signal.SIGINT) if os.path.exists(m) else open(m, 'w').close()"
+    )
+    command = f'{sys.executable} -c "{second_interrupts}" {{input0}} {{output}} {marker}'
+    settings = project.with_steps(stitch={"stitcher": "external", "params": {"command": command}})
+
+    with pytest.raises(KeyboardInterrupt):
+        run(project.catalog, settings=settings, steps=["stitch"], executor=InlineExecutor())
+
+    with project.catalog.engine.connect() as conn:
+        states = dict(conn.execute(sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)).all())
+    assert states == {"cancelled": 4}  # none left queued, as if something still ran them
+    assert {i.reason for i in plan(project.catalog, steps=["stitch"], settings=settings)} == {
+        "cancelled before, not finished"
+    }
 
 
 def test_the_local_executor_wakes_its_poller_when_a_job_ends(tmp_path):

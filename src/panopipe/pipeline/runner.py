@@ -450,7 +450,11 @@ def _submit(
         for spec, w in zip(specs, work, strict=True)
     ]
     if token is None:
-        return pairs, executor.submit([spec for spec, _ in pairs])
+        try:
+            return pairs, executor.submit([spec for spec, _ in pairs])
+        except KeyboardInterrupt:  # an executor that runs the jobs as they are submitted (inline)
+            record_cancelled(catalog, [spec.id for spec, _ in pairs])
+            raise
     claimed = claimed_jobs(catalog, token)
     pairs = [(spec, w) for spec, w in pairs if spec.id in claimed]
     if not pairs:
