@@ -117,7 +117,7 @@ def run(
     default all cores), closed at the end. With a detached executor (``batch``), jobs in flight are
     refreshed first and never submitted again; unless ``wait``, the run returns once the jobs it can plan now
     are submitted (counted ``submitted``). Raises :class:`ConfigError` before running anything if a step's
-    configuration cannot work (e.g. a publish template that escapes its root); subjects a step refuses (two
+    configuration cannot work (e.g. a publish template that escapes its root); subjects a step refuses (two that
     a publish template names alike) fail, counted in the report, and the others run.
     """
     settings = settings or Settings()
