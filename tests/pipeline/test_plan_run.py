@@ -129,6 +129,28 @@ def test_changed_parameters_changed_input_and_force(project: Project, executor):
     assert set(items(forced, "derive").values()) == {"forced"} and len(forced) == 2
 
 
+def test_a_changed_frame_is_input_changed_for_stitch_though_an_edit_it_does_not_read_came_after(
+    project: Project, executor
+):
+    add_rig_shots(project.catalog, project.root, 1)
+    run(project.catalog, settings=project.settings, executor=executor)
+    changes = project.catalog.plan_edit(Selection(), assign={"alt": 519.4})  # stitch does not read alt
+    project.catalog.apply_edit(changes, reason="RTK", author="test")
+    run(project.catalog, settings=project.settings, executor=executor)
+
+    frame = next(image for image in project.catalog.images() if image.camera_index == 2)
+    data = jpeg(np.full((RIG.cameras[2].height, RIG.cameras[2].width, 3), 90, "uint8"))
+    Path(frame.uri).write_bytes(data)  # the frame re-exported from the camera, say
+    fields = {name: getattr(frame, name) for name in CAPTURE_FIELDS}
+    project.catalog.upsert_images(
+        [ImageRecord(uri=frame.uri, size=len(data), content_hash=hashlib.sha256(data).hexdigest(), **fields)]
+    )
+
+    assert items(plan(project.catalog, settings=project.settings), "stitch") == {
+        "shot:R001-000000": "input changed"
+    }
+
+
 def test_a_derive_change_republishes_the_derived_copies(project: Project, executor):
     add_panoramas(project.catalog, project.root, 2)
     run(project.catalog, settings=project.settings, executor=executor)

@@ -7,7 +7,7 @@ The ``images`` columns hold effective values so queries stay indexed. While a fi
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -181,7 +181,7 @@ def undo(
     return changes
 
 
-_MEMBERSHIP = frozenset({"shot", "excluded", "projection"})
+MEMBERSHIP_FIELDS = frozenset({"shot", "excluded", "projection"})
 """Fields whose change takes a frame out of its shot or puts it into one."""
 
 
@@ -189,7 +189,7 @@ def _touch_regrouped_shots(conn: sa.Connection, changes: Sequence[FieldChange], 
     """Mark every frame of the shots ``changes`` took a frame out of or put one into as changed at ``now``:
     the planner finds a stale shot from its frames' changes, and a frame that left (moved to another shot,
     excluded) is none of them any more."""
-    moved = sorted({c.image_id for c in changes if c.field in _MEMBERSHIP})
+    moved = sorted({c.image_id for c in changes if c.field in MEMBERSHIP_FIELDS})
     if not moved:
         return
     shots = {c.old for c in changes if c.field == "shot" and c.old is not None}
@@ -350,14 +350,17 @@ def _describe(row: dict[str, str], keys: AbstractSet[str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in row.items() if k in keys and v)
 
 
-def edited_since(conn: sa.Connection, subjects: Sequence[tuple[Subject, datetime]]) -> set[str]:
-    """The ids of ``subjects`` any of whose frames had an edit made or undone after the time given with it."""
+def edited_since(
+    conn: sa.Connection, subjects: Sequence[tuple[Subject, datetime]], fields: Collection[str] | None = None
+) -> set[str]:
+    """The ids of ``subjects`` any of whose frames had an edit (of one of ``fields``, when given) made or
+    undone after the time given with it."""
     since = {frame.id: (subject.id, moment) for subject, moment in subjects for frame in subject.frames}
     found: set[str] = set()
     for chunk in batched(since, CHUNK):
         query = (
             sa.select(edits.c.image_id, sa.func.max(edits.c.created_at), sa.func.max(edits.c.undone_at))
-            .where(edits.c.image_id.in_(chunk))
+            .where(edits.c.image_id.in_(chunk), *([edits.c.field.in_(fields)] if fields is not None else []))
             .group_by(edits.c.image_id)
         )
         for image_id, created, undone in conn.execute(query):
@@ -367,4 +370,4 @@ def edited_since(conn: sa.Connection, subjects: Sequence[tuple[Subject, datetime
     return found
 
 
-__all__ = ["apply", "batches", "edited_since", "history", "plan", "resolve_keys", "undo"]
+__all__ = ["MEMBERSHIP_FIELDS", "apply", "batches", "edited_since", "history", "plan", "resolve_keys", "undo"]

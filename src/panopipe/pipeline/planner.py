@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from panopipe.catalog import Catalog, Selection
-from panopipe.catalog.edits import edited_since
+from panopipe.catalog.edits import MEMBERSHIP_FIELDS, edited_since
 from panopipe.catalog.subjects import (
     CHUNK,
     KINDS,
@@ -307,8 +307,10 @@ def _decide(
         with_ids.update(
             (s.id, s) for s in load_subjects(conn, lacking[0].kind, [s.key for s in lacking], ("id",))
         )
-    edited = edited_since(
-        conn, [(with_ids[s.id], a.created_at) for s, _, _, a in unexplained if s.id in with_ids]
+    edited = edited_since(  # edits of what the step reads, or of which frames are the subject's
+        conn,
+        [(with_ids[s.id], a.created_at) for s, _, _, a in unexplained if s.id in with_ids],
+        {*step.reads, *step.reads_if_set, *MEMBERSHIP_FIELDS},
     )
     for subject, up, fingerprint, _ in unexplained:
         reason = "metadata edited" if subject.id in edited else "input changed"
