@@ -160,7 +160,7 @@ def create_stack(
     as in the stack."""
     import boto3
 
-    from panopipe.aws.stack.storage import NOTIFIED_EVENTS, check_prefixes, notification_rules
+    from panopipe.aws.stack.storage import IMAGE_SUFFIXES, NOTIFIED_EVENTS, check_prefixes, notification_rules
 
     check_prefixes(input_prefix, output_prefix)
     options = {"endpoint_url": endpoint_url, "region_name": region}
@@ -181,8 +181,9 @@ def create_stack(
                 {
                     "QueueArn": _queue_arn(sqs, queue_url),
                     "Events": list(NOTIFIED_EVENTS),
-                    "Filter": {"Key": {"FilterRules": notification_rules(input_prefix)}},
+                    "Filter": {"Key": {"FilterRules": notification_rules(input_prefix, suffix)}},
                 }
+                for suffix in IMAGE_SUFFIXES
             ]
         },
     )

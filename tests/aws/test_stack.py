@@ -199,10 +199,15 @@ def test_what_moto_does_not_keep_of_modelled_resources_is_in_the_template():
     assert all(bucket["Properties"]["PublicAccessBlockConfiguration"].values())
     assert bucket["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
     notified = bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
-    assert {n["Event"] for n in notified} == {"s3:ObjectCreated:*", "s3:ObjectRemoved:*"}
+    wired = set()
     for notification in notified:  # only the input prefix notifies, so outputs cause no event loop
         rules = {r["Name"]: r["Value"] for r in notification["Filter"]["S3Key"]["Rules"]}
-        assert rules == {"prefix": {"Ref": "InputPrefix"}, "suffix": ".jpg"}
+        assert rules.pop("prefix") == {"Ref": "InputPrefix"}
+        wired.add((notification["Event"], rules.pop("suffix")))
+        assert rules == {}
+    # S3 compares suffixes case-sensitively: a GoPro's or a THETA's .JPG notifies too
+    events = ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
+    assert wired == {(e, suffix) for e in events for suffix in (".jpg", ".JPG", ".jpeg", ".JPEG")}
     assert RESOURCES["Database"]["Properties"]["EnableIAMDatabaseAuthentication"] is True
     job = RESOURCES["WorkerJobDefinition"]["Properties"]
     assert job["Timeout"] == {"AttemptDurationSeconds": {"Ref": "WorkerTimeoutSeconds"}}

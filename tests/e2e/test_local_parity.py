@@ -166,23 +166,34 @@ def test_dev_up_on_a_port_in_use_says_so_in_one_line_at_once(capsys: pytest.Capt
 
 def test_dev_up_notifies_as_the_stack_does_jpg_keys_under_the_input_prefix_only(stack: LocalStack):
     [bucket] = [spec for spec in build_template()["Resources"].values() if spec["Type"] == "AWS::S3::Bucket"]
-    [wired, *_] = bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
-    s3, sqs = boto3.client("s3"), boto3.client("sqs")
-    [local] = s3.get_bucket_notification_configuration(Bucket=stack.bucket)["QueueConfigurations"]
-    rules = [
-        {**rule, "Value": stack.input_prefix} if rule["Name"] == "prefix" else rule
-        for rule in wired["Filter"]["S3Key"]["Rules"]
-    ]
-    assert local["Filter"]["Key"]["FilterRules"] == rules
     configurations = bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
-    assert sorted(local["Events"]) == sorted(c["Event"] for c in configurations)
+    wired = {
+        (c["Event"], tuple((r["Name"], r["Value"] if r["Name"] == "suffix" else "<prefix>") for r in rules))
+        for c in configurations
+        for rules in [c["Filter"]["S3Key"]["Rules"]]
+    }
+    s3, sqs = boto3.client("s3"), boto3.client("sqs")
+    local = s3.get_bucket_notification_configuration(Bucket=stack.bucket)["QueueConfigurations"]
+    assert {
+        (event, tuple((r["Name"], r["Value"] if r["Name"] == "suffix" else "<prefix>") for r in rules))
+        for c in local
+        for event in c["Events"]
+        for rules in [c["Filter"]["Key"]["FilterRules"]]
+    } == wired
+    assert all(
+        r["Value"] == stack.input_prefix
+        for c in local
+        for r in c["Filter"]["Key"]["FilterRules"]
+        if r["Name"] == "prefix"
+    )
 
     sqs.purge_queue(QueueUrl=stack.queue_url)  # S3's s3:TestEvent
-    for key in ("incoming/R001/cam0/a.jpg", "incoming/R001/notes.txt", "incoming/R001/cam0/b.png"):
+    notified = ["incoming/R001/cam0/a.jpg", "incoming/R360/GSAG2002.JPG", "incoming/R360/c.jpeg"]
+    for key in (*notified, "incoming/R001/notes.txt", "incoming/R001/cam0/b.png"):
         s3.put_object(Bucket=stack.bucket, Key=key, Body=b"x")
     received = sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
     keys = [r["s3"]["object"]["key"] for m in received["Messages"] for r in json.loads(m["Body"])["Records"]]
-    assert [unquote_plus(key) for key in keys] == ["incoming/R001/cam0/a.jpg"]  # S3 sends keys URL-encoded
+    assert sorted(unquote_plus(key) for key in keys) == sorted(notified)  # S3 sends keys URL-encoded
 
 
 def test_dev_up_refuses_prefixes_that_overlap_as_the_stack_does(capsys: pytest.CaptureFixture[str]):

@@ -10,13 +10,15 @@ LAMBDA_TIMEOUT_S = 60
 VISIBILITY_TIMEOUT_S = 6 * LAMBDA_TIMEOUT_S
 BUCKET_ARN = sub("arn:${AWS::Partition}:s3:::${BucketName}")
 NOTIFIED_EVENTS = ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
-IMAGE_SUFFIX = ".jpg"
+IMAGE_SUFFIXES = (".jpg", ".JPG", ".jpeg", ".JPEG")
+"""The spellings of a JPEG's name that notify: S3 compares a suffix case-sensitively, and 360° cameras write
+``.JPG`` (GoPro, Ricoh THETA), so there is a notification per spelling."""
 
 
-def notification_rules(input_prefix: Json | str) -> list[Json]:
-    """The key filter of the bucket's notification (the stack's, and ``panopipe dev up``'s): keys under the
-    input prefix that end in :data:`IMAGE_SUFFIX` (one suffix per rule set; S3 compares it case-sensitively)."""
-    return [{"Name": "prefix", "Value": input_prefix}, {"Name": "suffix", "Value": IMAGE_SUFFIX}]
+def notification_rules(input_prefix: Json | str, suffix: str) -> list[Json]:
+    """The key filter of one of the bucket's notifications (the stack's, and ``panopipe dev up``'s): keys under
+    the input prefix that end in ``suffix`` (one of :data:`IMAGE_SUFFIXES`; one suffix per rule set)."""
+    return [{"Name": "prefix", "Value": input_prefix}, {"Name": "suffix", "Value": suffix}]
 
 
 def check_prefixes(
@@ -39,9 +41,10 @@ def _bucket() -> Json:
         {
             "Event": event,
             "Queue": get_att("EventQueue", "Arn"),
-            "Filter": {"S3Key": {"Rules": notification_rules(ref("InputPrefix"))}},
+            "Filter": {"S3Key": {"Rules": notification_rules(ref("InputPrefix"), suffix)}},
         }
         for event in NOTIFIED_EVENTS
+        for suffix in IMAGE_SUFFIXES
     ]
     return resource(
         "AWS::S3::Bucket",
@@ -147,7 +150,7 @@ def storage_resources() -> dict[str, Json]:
 
 __all__ = [
     "BUCKET_ARN",
-    "IMAGE_SUFFIX",
+    "IMAGE_SUFFIXES",
     "LAMBDA_TIMEOUT_S",
     "NOTIFIED_EVENTS",
     "VISIBILITY_TIMEOUT_S",
