@@ -13,7 +13,7 @@ from pyproj import Geod
 from tests.pipeline.captures import T0, record
 from tests.test_export_panoramas import GDAL_TYPES, declared, ogrinfo, run
 
-from panopipe.catalog import Catalog
+from panopipe.catalog import Catalog, Selection
 from panopipe.export import SEQUENCE_COLUMNS
 
 GEOD = Geod(ellps="WGS84")
@@ -174,3 +174,21 @@ def test_images_without_a_reel_form_sequences_of_their_own(capsys, tmp_path: Pat
         ("1", "", "2"),
         ("2", "", "1"),
     ]
+
+
+def test_excluded_panoramas_and_null_island_positions_are_not_on_the_line(
+    capsys, catalog_with_two_reels: str
+):
+    with Catalog.open(catalog_with_two_reels) as catalog:
+        shots = sorted({image.shot for image in catalog.images(Selection(reels=("R001",)))})
+        for shot, assign in ((shots[1], {"excluded": True}), (shots[2], {"lat": 0.001, "lon": 0.002})):
+            changes = catalog.plan_edit(Selection(shots=(shot,)), assign=assign)  # thinned; a 0,0 fix
+            catalog.apply_edit(changes, reason="test", author="test")
+
+    code, out, _ = run(
+        capsys, "export", "--of", "sequences", "--reel", "R001", "--catalog", catalog_with_two_reels
+    )
+
+    first = next(csv.DictReader(out.splitlines()))
+    assert code == 0 and (first["id"], first["panoramas"], first["first_frame"]) == ("R001/1", "2", "0")
+    assert first["line"] == f"LINESTRING ({TRACK[0][0]!r} {TRACK[0][1]!r}, {TRACK[3][0]!r} {TRACK[3][1]!r})"

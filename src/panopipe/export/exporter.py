@@ -109,7 +109,7 @@ def write_export(
         total = len(table)
     elif subject == "sequences":
         qc = QcSettings.from_config(project_settings(catalog, settings or Settings()).qc)
-        sequences = load_sequences(catalog, selection, qc.break_gap_s)
+        sequences = load_sequences(catalog, selection, qc)
         total, table = len(sequences), sequences_table(sequences)
     else:
         found = load_panoramas(catalog, selection, settings, base_url=options.base_url)

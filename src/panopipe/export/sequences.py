@@ -21,6 +21,7 @@ from panopipe.catalog import Catalog, Selection
 from panopipe.catalog.values import rounded
 from panopipe.export.table import Column, Table
 from panopipe.geo import haversine_m, mean_longitude
+from panopipe.qc.settings import QcSettings
 
 SEQUENCE_COLUMNS: tuple[Column, ...] = (
     Column("id", "text", "the reel and the sequence's number in it: R001/2 (images without a reel: 2)"),
@@ -47,10 +48,11 @@ class _Panorama:
     lat: float
 
 
-def load_sequences(catalog: Catalog, selection: Selection | None, break_gap_s: float) -> list[dict[str, Any]]:
-    """The sequences of the selected images' panoramas, each cut where more than ``break_gap_s`` passes, as rows
-    of :data:`SEQUENCE_COLUMNS`."""
-    return list(_rows(_panoramas(catalog, selection), break_gap_s))
+def load_sequences(catalog: Catalog, selection: Selection | None, qc: QcSettings) -> list[dict[str, Any]]:
+    """The sequences of the selected images' panoramas, each cut where more than ``qc.break_gap_s`` passes, as
+    rows of :data:`SEQUENCE_COLUMNS`. Images an edit excluded are left out, as from processing, and so are
+    positions within ``qc.null_island_deg`` of 0, 0, which ``panopipe qc`` flags and leaves off the track."""
+    return list(_rows(_panoramas(catalog, selection, qc.null_island_deg), qc.break_gap_s))
 
 
 def sequences_table(found: list[dict[str, Any]]) -> Table:
@@ -58,25 +60,34 @@ def sequences_table(found: list[dict[str, Any]]) -> Table:
     return Table.of_rows("sequences", SEQUENCE_COLUMNS, found)
 
 
-def _panoramas(catalog: Catalog, selection: Selection | None) -> list[_Panorama]:
-    """Each placed, dated shot (or image without one) of the selection: its reel, earliest capture time, lowest
-    frame and mean position; by reel, then time."""
-    fields = ("id", "reel", "shot", "frame", "captured_at", "lat", "lon")
+def _panoramas(catalog: Catalog, selection: Selection | None, null_island_deg: float) -> list[_Panorama]:
+    """Each placed, dated shot (or image without one) of the selection, its excluded frames left out: its reel,
+    earliest capture time, lowest frame and mean position (of its frames not within ``null_island_deg`` of
+    0, 0); by reel, then time."""
+    fields = ("id", "reel", "shot", "frame", "captured_at", "lat", "lon", "excluded")
     columns = catalog.columns(selection, fields)
     groups: dict[tuple[str | None, str], list[int]] = {}
     for i, (image_id, reel, shot) in enumerate(
         zip(columns["id"], columns["reel"], columns["shot"], strict=True)
     ):
-        groups.setdefault((reel, shot or image_id), []).append(i)
+        if not columns["excluded"][i]:
+            groups.setdefault((reel, shot or image_id), []).append(i)
+    lats, lons = columns["lat"], columns["lon"]
     found = []
     for (reel, _), members in groups.items():
-        placed = [i for i in members if columns["lat"][i] is not None and columns["lon"][i] is not None]
+        placed = [
+            i
+            for i in members
+            if lats[i] is not None
+            and lons[i] is not None
+            and not (abs(lats[i]) <= null_island_deg and abs(lons[i]) <= null_island_deg)
+        ]
         times = [columns["captured_at"][i] for i in members if columns["captured_at"][i] is not None]
         if not placed or not times:
             continue
         frames = [columns["frame"][i] for i in members if columns["frame"][i] is not None]
-        lon = rounded("lon", mean_longitude(columns["lon"][i] for i in placed))
-        lat = rounded("lat", fmean(columns["lat"][i] for i in placed))
+        lon = rounded("lon", mean_longitude(lons[i] for i in placed))
+        lat = rounded("lat", fmean(lats[i] for i in placed))
         found.append(_Panorama(reel, min(times), min(frames) if frames else None, lon, lat))
     return sorted(found, key=lambda p: (p.reel or "", p.at))
 
