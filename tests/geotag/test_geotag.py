@@ -7,6 +7,7 @@ import json
 import math
 import shutil
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -182,14 +183,19 @@ def test_track_points_left_out_are_counted_in_a_warning(capsys, tmp_path: Path, 
     assert code == 0 and f"warning: 1 point(s) of {track} left out: without a time or a position" in err
 
 
+def solution_csv(path: Path, column: str, value: Callable[[int], float]) -> Path:
+    """A CSV solution at ``path``: 5 points a second apart from START, heading north, ``column`` at point s
+    ``value(s)``."""
+    rows = [
+        f"{(START + timedelta(seconds=s)).isoformat()},{48.1 + s * 1e-5},11.5,{value(s)}" for s in range(5)
+    ]
+    path.write_text(f"time,lat,lon,{column}\n" + "\n".join(rows) + "\n")
+    return path
+
+
 def test_a_solutions_heading_is_turned_by_each_cameras_yaw_in_the_rig(capsys, tmp_path: Path, survey: Path):
     db = str(tmp_path / "c.db")
-    solution = tmp_path / "sbet.csv"
-    rows = [
-        f"{(START + timedelta(seconds=s)).isoformat()},{48.1 + s * 1e-5},11.5,{(350 + 10 * s) % 360}"
-        for s in range(5)
-    ]
-    solution.write_text("time,lat,lon,heading\n" + "\n".join(rows) + "\n")
+    solution = solution_csv(tmp_path / "sbet.csv", "heading", lambda s: (350 + 10 * s) % 360)
     config = write_project_config(
         tmp_path, db, (160, 120)
     )  # the demo's rig: cameras 0-3 at yaw 0, 90, 180, 270
@@ -233,12 +239,7 @@ def test_a_solutions_accuracy_is_the_worse_of_the_two_points_around_each_image(
     capsys, tmp_path: Path, survey: Path
 ):
     db = str(tmp_path / "c.db")
-    solution = tmp_path / "ppk.csv"
-    rows = [
-        f"{(START + timedelta(seconds=s)).isoformat()},{48.1 + s * 1e-5},11.5,{0.01 * (s + 1)}"
-        for s in range(5)
-    ]
-    solution.write_text("time,lat,lon,gps_accuracy_m\n" + "\n".join(rows) + "\n")
+    solution = solution_csv(tmp_path / "ppk.csv", "gps_accuracy_m", lambda s: 0.01 * (s + 1))
     assert run(capsys, "ingest", str(survey), "--catalog", db)[0] == 0
 
     code, out, err = run(
