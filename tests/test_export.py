@@ -37,6 +37,7 @@ def test_csv_names_the_altitude_above_mean_sea_level(catalog: Catalog, tmp_path:
 
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert [row["altitude_msl_m"] for row in rows] == ["519.4", ""]
+    assert [row["excluded"] for row in rows] == ["false", "false"]  # as GDAL reads Integer(Boolean)
     assert "alt" not in rows[0]
     assert (float(rows[0]["lat"]), float(rows[0]["lon"])) == (48.137154, 11.576124)
 
@@ -56,7 +57,7 @@ def test_rows_read_column_by_column_are_the_images_as_the_catalog_gives_them(
     catalog: Catalog, tmp_path: Path
 ):
     """The export reads columns, not :class:`Image` objects: the same values (times to the microsecond, edited
-    values, qc flags), the same order, deleted images left out."""
+    values, exclusions, qc flags), the same order, deleted images left out."""
     rng = random.Random(3)
     start = datetime(2024, 5, 1, 8, 30, tzinfo=UTC)
     records = [
@@ -80,6 +81,9 @@ def test_rows_read_column_by_column_are_the_images_as_the_catalog_gives_them(
     catalog.apply_edit(
         catalog.plan_edit(Selection(reels=("R1",)), assign={"alt": 519.4}), reason="RTK", author="t"
     )
+    catalog.apply_edit(
+        catalog.plan_edit(Selection(ids=(ids[4],)), assign={"excluded": True}), reason="thinned", author="t"
+    )
     found = [Flag(ids[0], "duplicate"), Flag(ids[0], "gps-outlier", 12.5), Flag(ids[5], "stationary")]
     catalog.record_qc(ids, ["duplicate", "gps-outlier", "stationary"], found, run=new_id(), qc_version="1")
     catalog.mark_deleted([records[1].uri])
@@ -100,6 +104,7 @@ def test_rows_read_column_by_column_are_the_images_as_the_catalog_gives_them(
     assert rows == expected
     assert len(rows) == 39 and {row["altitude_msl_m"] for row in rows if row["reel"] == "R1"} == {519.4}
     assert next(row for row in rows if row["id"] == ids[0])["flags"] == "duplicate;gps-outlier"
+    assert [row["id"] for row in rows if row["excluded"]] == [ids[4]]
     assert list(images_table(catalog, Selection(reels=("R2",))).rows()) == [
         r for r in expected if r["reel"] == "R2"
     ]

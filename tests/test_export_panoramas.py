@@ -28,7 +28,13 @@ from panopipe.export.panoramas import Panorama
 from panopipe.export.table import Column
 from panopipe.metadata import parse_jpeg_header
 
-GDAL_TYPES = {"text": "String", "integer": "Integer64", "real": "Real", "datetime": "DateTime"}
+GDAL_TYPES = {
+    "text": "String",
+    "integer": "Integer64",
+    "real": "Real",
+    "boolean": "Integer(Boolean)",
+    "datetime": "DateTime",
+}
 
 ESRI_FIELDS = (
     "Name",
@@ -64,7 +70,7 @@ def ogrinfo(path: Path) -> tuple[str, dict[str, str]]:
     summary = subprocess.run(
         ["ogrinfo", "-so", "-al", str(path)], capture_output=True, text=True, check=True
     ).stdout
-    return summary, dict(re.findall(r"^(\w+): (\w+) \(", summary, re.MULTILINE))
+    return summary, dict(re.findall(r"^(\w+): (\w+(?:\(\w+\))?) \(", summary, re.MULTILINE))
 
 
 def assert_points_in_wgs84(summary: str) -> None:

@@ -28,6 +28,7 @@ _CSVT: dict[FieldType, str] = {
     "text": "String",
     "integer": "Integer64",
     "real": "Real",
+    "boolean": "Integer(Boolean)",
     "datetime": "DateTime",
     "line": "WKT",
 }
@@ -41,13 +42,14 @@ def iso_utc(moment: datetime) -> str:
 
 def write_csv(table: Table, out: TextIO, time_text: Callable[[datetime], str] = iso_utc) -> int:
     """One row per record under a header of the column names; no value is an empty cell, times are
-    ``time_text`` of them. The number of rows."""
+    ``time_text`` of them, booleans ``true`` or ``false`` (as JSON writes them, and GDAL reads them with the
+    ``.csvt``). The number of rows."""
     import csv
 
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(table.names)
     # Column by column, each value as its cell: times as time_text, lines as WKT, no value as an empty cell.
-    texts: dict[FieldType, Callable[[Any], str]] = {"datetime": time_text, "line": _wkt}
+    texts: dict[FieldType, Callable[[Any], str]] = {"datetime": time_text, "line": _wkt, "boolean": _boolean}
     cells: list[Sequence[Any]] = []
     for column in table.columns:
         values, text = table.values[column.name], texts.get(column.type)
@@ -59,6 +61,10 @@ def write_csv(table: Table, out: TextIO, time_text: Callable[[datetime], str] = 
             cells.append(values)
     writer.writerows(zip(*cells, strict=True))
     return len(table)
+
+
+def _boolean(value: bool) -> str:
+    return "true" if value else "false"
 
 
 def _wkt(points: Sequence[tuple[float, float]]) -> str:
@@ -138,6 +144,8 @@ def write_gpkg(table: Table, path: Path) -> int:
             data.append(np.array([np.nan if v is None else v for v in values], dtype=np.float64))
         elif column.type == "integer":
             data.append(np.array([0 if v is None else v for v in values], dtype=np.int64))
+        elif column.type == "boolean":
+            data.append(np.array([bool(v) for v in values], dtype=np.bool_))
         elif column.type == "datetime":
             naive = [None if v is None else v.astimezone(UTC).replace(tzinfo=None) for v in values]
             data.append(np.array(naive, dtype="datetime64[ms]"))

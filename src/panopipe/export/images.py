@@ -42,6 +42,7 @@ IMAGE_COLUMNS: tuple[Column, ...] = (
     Column("frame", "integer", "the frame number within the reel"),
     Column("shot", "text", "the rig shot the frame belongs to"),
     Column("status", "text", "ok, or why the file could not be read"),
+    Column("excluded", "boolean", "true when an edit left the image out of processing (qc --fix thinning)"),
     Column("route", "text", "the route `panopipe route locate` placed the image on"),
     Column("measure", "real", "the measure (milepost) along that route, in the route's unit"),
     Column("route_offset_m", "real", "metres from the route's line, positive to its right"),

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-FieldType = Literal["text", "integer", "real", "datetime", "line"]
+FieldType = Literal["text", "integer", "real", "boolean", "datetime", "line"]
 """``line``: the row's geometry, a list of ``(lon, lat)`` (tables of lines have no point)."""
 
 WGS84_WKT = (
