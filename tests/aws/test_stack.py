@@ -411,6 +411,64 @@ def test_a_worker_size_is_checked_against_fargates_table_with_the_values_an_upda
     assert main(["cloud", "template", "--param", "WorkerVcpu=8"]) == 2  # 8192 MiB: the default
 
 
+def _rules_hold(template: dict[str, Any], values: dict[str, str]) -> list[str]:
+    """The descriptions of the template's failing rule assertions for these parameter values, as
+    CloudFormation evaluates Rules before a create or update (moto ignores the section, so this evaluates the
+    functions the rules use: Ref, Fn::Equals, Fn::Contains; a Number parameter's Ref is its text)."""
+
+    def value(node: Any) -> Any:
+        if isinstance(node, dict):
+            ((function, argument),) = node.items()
+            if function == "Ref":
+                return values.get(argument, str(template["Parameters"][argument].get("Default")))
+            if function == "Fn::Equals":
+                return value(argument[0]) == value(argument[1])
+            if function == "Fn::Contains":
+                return value(argument[1]) in [value(item) for item in argument[0]]
+            raise AssertionError(f"a rule uses {function}, which this test does not evaluate")
+        return node
+
+    return [
+        assertion["AssertDescription"]
+        for rule in template["Rules"].values()
+        if value(rule.get("RuleCondition", True))
+        for assertion in rule["Assertions"]
+        if not value(assertion["Assert"])
+    ]
+
+
+@pytest.mark.parametrize(
+    ("vcpu", "memory", "fargate_offers"),
+    # pairs from the Amazon ECS developer guide's "Task CPU and memory" table
+    [
+        ("0.25", "512", True),
+        ("0.25", "4096", False),
+        ("0.5", "4096", True),
+        ("2", "4096", True),
+        ("2", "3072", False),
+        ("4", "30720", True),
+        ("8", "20480", True),
+        ("8", "18432", False),  # 8 vCPU: steps of 4 GiB
+        ("16", "122880", True),
+        ("16", "8192", False),
+    ],
+)
+def test_the_template_itself_refuses_a_worker_size_fargate_does_not_offer(
+    capsys: pytest.CaptureFixture[str], vcpu: str, memory: str, fargate_offers: bool
+):
+    """A stack deployed from the console (or any tool but `cloud deploy`) gets the same check from the
+    template's Rules as `cloud deploy` makes."""
+    values = {"WorkerVcpu": vcpu, "WorkerMemoryMiB": memory}
+    failing = _rules_hold(TEMPLATE, values)
+    code = main(["cloud", "template", *_args(values)])
+    err = capsys.readouterr().err
+    if fargate_offers:
+        assert (failing, code) == ([], 0), err
+    else:
+        assert len(failing) == 1 and failing[0].startswith(f"with {vcpu} vCPU, WorkerMemoryMiB must be ")
+        assert code == 2 and err.strip().endswith(failing[0])  # the same words as `cloud deploy`'s error
+
+
 def test_deploy_without_a_terminal_needs_yes(aws: None, capsys: pytest.CaptureFixture[str]):
     assert main(["cloud", "deploy", "--stack", STACK, *ARGS]) == 2
     assert "--yes" in capsys.readouterr().err

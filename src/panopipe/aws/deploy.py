@@ -145,7 +145,7 @@ def validate_parameters(
 
 def _check_combinations(given: Mapping[str, str], others: Mapping[str, str], origin: str) -> None:
     """The parameters that must agree, each ``given`` or else one of ``others`` (named with its ``origin``)."""
-    from panopipe.aws.stack.parameters import FARGATE_MEMORY_MIB
+    from panopipe.aws.stack.parameters import FARGATE_MEMORY_MIB, fargate_memory_choices
     from panopipe.aws.stack.storage import check_prefixes
 
     effective = {**others, **given}
@@ -157,16 +157,11 @@ def _check_combinations(given: Mapping[str, str], others: Mapping[str, str], ori
         names = ("InputPrefix", "OutputPrefix")
         check_prefixes(effective["InputPrefix"], effective["OutputPrefix"], names)
     if {"WorkerVcpu", "WorkerMemoryMiB"} <= effective.keys():
-        sizes = FARGATE_MEMORY_MIB[effective["WorkerVcpu"]]
-        if float(effective["WorkerMemoryMiB"]) not in sizes:
-            choices = (
-                f"{', '.join(map(str, sizes[:-1]))} or {sizes[-1]}"
-                if len(sizes) <= 4
-                else f"{sizes[0]} to {sizes[-1]} in steps of {sizes[1] - sizes[0]}"
-            )
+        vcpu = effective["WorkerVcpu"]
+        if float(effective["WorkerMemoryMiB"]) not in FARGATE_MEMORY_MIB[vcpu]:
             raise ConfigError(
                 f"{shown('WorkerVcpu')} and {shown('WorkerMemoryMiB')} are not a Fargate size: with "
-                f"{effective['WorkerVcpu']} vCPU, WorkerMemoryMiB must be {choices}"
+                f"{vcpu} vCPU, WorkerMemoryMiB must be {fargate_memory_choices(vcpu)}"
             )
 
 

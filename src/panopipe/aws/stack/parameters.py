@@ -31,6 +31,16 @@ FARGATE_MEMORY_MIB: dict[str, tuple[int, ...]] = {
 """The memory sizes (MiB) Fargate allows with each vCPU size, the only pairs a Fargate job may ask for (AWS:
 "Task CPU and memory" in the Amazon ECS developer guide, which AWS Batch on Fargate follows)."""
 FARGATE_VCPUS = tuple(FARGATE_MEMORY_MIB)
+
+
+def fargate_memory_choices(vcpu: str) -> str:
+    """The memory sizes Fargate allows with ``vcpu`` vCPUs, in words ("8192 to 30720 in steps of 1024")."""
+    sizes = FARGATE_MEMORY_MIB[vcpu]
+    if len(sizes) <= 4:
+        return f"{', '.join(map(str, sizes[:-1]))} or {sizes[-1]}"
+    return f"{sizes[0]} to {sizes[-1]} in steps of {sizes[1] - sizes[0]}"
+
+
 EGRESS_CHOICES = ("endpoints", "nat")
 LAMBDA_RUNTIMES = ("python3.12", "python3.13", "python3.14")
 
@@ -159,6 +169,21 @@ PARAMETERS: dict[str, Json] = {
     ),
 }
 
+RULES: dict[str, Json] = {
+    f"FargateSize{vcpu.replace('.', 'p')}vCpu": {
+        "RuleCondition": {"Fn::Equals": [{"Ref": "WorkerVcpu"}, vcpu]},
+        "Assertions": [
+            {
+                "Assert": {"Fn::Contains": [[str(size) for size in sizes], {"Ref": "WorkerMemoryMiB"}]},
+                "AssertDescription": f"with {vcpu} vCPU, WorkerMemoryMiB must be {fargate_memory_choices(vcpu)}",
+            }
+        ],
+    }
+    for vcpu, sizes in FARGATE_MEMORY_MIB.items()
+}
+"""Checks CloudFormation makes before it creates or updates the stack, however it is deployed (the console
+too): the worker's vCPU and memory are a pair Fargate offers. ``cloud deploy`` checks the same first."""
+
 __all__ = [
     "EGRESS_CHOICES",
     "FARGATE_MEMORY_MIB",
@@ -166,4 +191,6 @@ __all__ = [
     "LAMBDA_RUNTIMES",
     "LOG_RETENTION_DAYS",
     "PARAMETERS",
+    "RULES",
+    "fargate_memory_choices",
 ]

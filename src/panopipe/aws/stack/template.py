@@ -14,7 +14,7 @@ from panopipe.aws.stack.database import DB_SECRET_ARN, catalog_url, database_res
 from panopipe.aws.stack.function import function_resources
 from panopipe.aws.stack.network import CONDITIONS as NETWORK_CONDITIONS
 from panopipe.aws.stack.network import network_resources
-from panopipe.aws.stack.parameters import PARAMETERS
+from panopipe.aws.stack.parameters import PARAMETERS, RULES
 from panopipe.aws.stack.storage import storage_resources
 
 CATALOG_OUTPUTS = ("ProxyEndpoint", "ProxyPort", "CatalogDatabase", "CatalogUser")
@@ -56,6 +56,7 @@ def build_template(defaults: Mapping[str, str] | None = None) -> dict[str, Any]:
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": DESCRIPTION,
         "Parameters": parameters,
+        "Rules": RULES,
         "Conditions": {**NETWORK_CONDITIONS, **ALARM_CONDITIONS},
         "Resources": {
             **storage_resources(),
