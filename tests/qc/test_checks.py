@@ -35,6 +35,22 @@ def test_a_clean_track_has_no_flags():
     assert found == dict.fromkeys(found, 0)
 
 
+@pytest.mark.parametrize("late", [1, 10, 17, 18])
+@pytest.mark.parametrize("seconds", [0.5, -0.5])
+def test_a_wrong_clock_flags_its_own_frame_not_a_good_neighbour(late: int, seconds: float):
+    """A frame whose time is half a second off sits 5 m from where its time puts it on a straight 10 m/s
+    track, which is an outlier; the frames around it are where their times put them, the last frames of the
+    track too, which only the two frames before them place."""
+    t = np.arange(20.0)
+    t[late] += seconds
+    lat, lon = 48 + np.arange(20) * 10 / 111_320, np.full(20, 11.0)
+
+    check = check_track(t, lat, lon, np.zeros(20), QcSettings())
+
+    assert np.flatnonzero(check.masks["gps-outlier"]).tolist() == [late]
+    assert check.values["gps-outlier"][late] == pytest.approx(5.0, abs=0.05)
+
+
 def test_fix_moves_outliers_back_onto_the_track_and_thins_time_mode():
     track = synthetic_track(1500, time_mode=True, seed=8)
     settings = QcSettings()

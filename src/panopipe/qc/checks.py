@@ -13,6 +13,8 @@ from panopipe.qc.settings import QcSettings
 
 WINDOW = 7
 """Frames in the running median of each coordinate (odd)."""
+PASSES = 4
+"""Most passes of the deviation from good neighbours (see :func:`_outliers`)."""
 
 
 @dataclass
@@ -186,19 +188,25 @@ def _outliers(
     deviation = np.hypot(x - _running_median(x, segment), y - _running_median(y, segment))
     # An outlier shifts its neighbours' medians by up to one spacing: only the largest deviation around counts.
     around = np.fmax.reduce([_shift(deviation, k) for k in range(-(WINDOW // 2), WINDOW // 2 + 1)])
-    outlier = (deviation > s.outlier_deviation_m) & (deviation >= around)
-    value = np.where(outlier, deviation, 0.0)
-    for _ in range(2):
+    off_median = (deviation > s.outlier_deviation_m) & (deviation >= around)
+    outlier, value = off_median, np.where(off_median, deviation, 0.0)
+    # Each pass measures every frame against the neighbours the last pass found good: it finds an outlier
+    # that one beside it hid, and clears a good frame that only an outlier's (or a wrong clock's)
+    # extrapolation put off; until nothing changes, in at most PASSES.
+    for _ in range(PASSES):
         good = ~outlier
-        residual = np.where(good, _residual(x, y, t, good, segment), np.nan)
+        residual = np.where(off_median, np.nan, _residual(x, y, t, good, segment))
         before, after = neighbour(good, segment, False), neighbour(good, segment, True)
         nearby = np.fmax(
             np.where(before >= 0, residual[np.maximum(before, 0)], np.nan),
             np.where(after >= 0, residual[np.maximum(after, 0)], np.nan),
         )
-        along = good & (residual > s.outlier_deviation_m) & ~(nearby > residual)
-        value = np.where(along, residual, value)
-        outlier = outlier | along
+        along = (residual > s.outlier_deviation_m) & ~(nearby > residual)
+        settled = np.array_equal(outlier, off_median | along)
+        outlier = off_median | along
+        value = np.where(along, residual, np.where(off_median, deviation, 0.0))
+        if settled:
+            break
     good = ~outlier
     before, after = neighbour(good, segment, False), neighbour(good, segment, True)
     turn, leg_in, leg_out, skip = _turn(x, y, before, after)
