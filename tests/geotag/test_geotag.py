@@ -144,6 +144,32 @@ def test_shift_time_moves_every_image_and_places_them_at_the_moved_times(
         }
 
 
+def test_a_rig_shot_the_track_ends_within_is_left_whole(capsys, tmp_path: Path, survey: Path):
+    """The third shot's cameras fire 2 ms apart from 08:30:02.000; a track ending at 08:30:02.005 could place
+    cameras 0-2 and not 3-5, which would stitch frames from two places into one panorama."""
+    db = str(tmp_path / "c.db")
+    points = [(START + timedelta(seconds=s), *curve(s)) for s in range(3)]
+    points.append((START + timedelta(seconds=3.005), *curve(3.005)))
+    track = tmp_path / "track.gpx"
+    track.write_text(gpx(points))
+    assert run(capsys, "ingest", str(survey), "--catalog", db)[0] == 0
+    code, out, err = run(
+        capsys, "edit", "--all", "--track", str(track), "--reason", "PPK", "--catalog", db, "--json"
+    )
+    assert code == 0, err
+    edit = json.loads(out)
+    reasons = sorted(item["reason"] for item in edit["not_placed"])
+    assert reasons == 3 * ["after the track ends (2024-05-01T08:30:02.005000Z)"] + 3 * [
+        "another frame of its rig shot is not placed "
+        "(R001-000003: after the track ends (2024-05-01T08:30:02.005000Z))"
+    ]
+    assert "6 of 18 image(s) not placed on the track" in err
+    with Catalog.open(db) as catalog:
+        edited = {image.shot: image.edited_fields for image in catalog.images() if image.edited_fields}
+        unmoved = [image.edited_fields for image in catalog.images() if image.shot == "R001-000003"]
+    assert set(edited) == {"R001-000001", "R001-000002"} and unmoved == 6 * [()]
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

@@ -103,7 +103,8 @@ def track_edit(
     camera_yaws: Mapping[int, float] | None = None,
 ) -> TrackEdit:
     """The values that place the selected images on ``track`` at their capture times, moved by
-    ``shift_time_s`` first (a camera clock that was off; the moved times are set too, on every image).
+    ``shift_time_s`` first (a camera clock that was off; the moved times are set too, on every image). The
+    frames of a rig shot are placed together or not at all.
 
     A track's heading is set as it is on an image without a camera index (a 360° camera's), and turned by
     ``camera_yaws[index]`` (the rig profile's yaw of each camera) on a rig's frame; a frame whose camera has
@@ -115,12 +116,13 @@ def track_edit(
     if max_gap_s < 0:
         raise ConfigError(f"max gap must be 0 seconds or more, got {max_gap_s:g}")
     yaws = camera_yaws or {}
-    columns = catalog.columns(selection, ("id", "captured_at", "camera_index"))
+    columns = catalog.columns(selection, ("id", "captured_at", "camera_index", "shot"))
     if not columns["id"]:
         raise NotFoundError(catalog.no_match(selection))
     ids = [dashed(digits) for digits in columns["id"]]
     times = np.array([np.nan if t is None else t + shift_time_s for t in columns["captured_at"]], dtype=float)
     values, reasons = values_at(track, times, max_gap_s)
+    _hold_back_partial_shots(columns["shot"], reasons)
     result = TrackEdit()
     for i, image_id in enumerate(ids):
         wanted: dict[str, Any] = {}
@@ -146,6 +148,19 @@ def track_edit(
     if not result.placed:
         raise ConfigError(_nothing_placed(track, ids, times, shift_time_s))
     return result
+
+
+def _hold_back_partial_shots(shots: list[str | None], reasons: list[str]) -> None:
+    """Leave every frame of a rig shot where it is when the track cannot place one of them (its cameras fire
+    milliseconds apart, so a track's end or gap can fall between them): a shot with some frames moved would
+    be stitched from frames in two places. Sets the reason of the frames held back."""
+    first_reason: dict[str, str] = {}
+    for shot, reason in zip(shots, reasons, strict=True):
+        if shot is not None and reason:
+            first_reason.setdefault(shot, reason)
+    for i, shot in enumerate(shots):
+        if shot in first_reason and not reasons[i]:
+            reasons[i] = f"another frame of its rig shot is not placed ({shot}: {first_reason[shot]})"
 
 
 def camera_yaws(catalog: Catalog, settings: Settings) -> dict[int, float]:
