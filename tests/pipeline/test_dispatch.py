@@ -39,7 +39,14 @@ from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.dispatch import dispatch
 from panopipe.pipeline.remote import refresh, work_uri
 from panopipe.pipeline.runner import initiate
-from panopipe.pipeline.store import CLAIM_TTL_S, claimed_jobs, new_claim, record_submitted, release_claim
+from panopipe.pipeline.store import (
+    CLAIM_TTL_S,
+    claimed_jobs,
+    new_claim,
+    record_submitted,
+    release_claim,
+    renew_claim,
+)
 from panopipe.steps.base import JobSpec
 from panopipe.steps.registry import STEP_TYPES
 
@@ -123,6 +130,10 @@ def test_two_claimers_at_once_share_the_queued_jobs_without_overlap(catalog_url:
             old = utcnow() - timedelta(seconds=CLAIM_TTL_S + 1)
             conn.execute(jobs.update().where(jobs.c.external_id == tokens[1]).values(submitted_at=old))
         assert claim(catalog, new_claim()) == claimed[1]
+        with catalog.transaction() as conn:  # a run that renews its claim (its pool is at work) keeps it
+            conn.execute(jobs.update().where(jobs.c.external_id == tokens[0]).values(submitted_at=old))
+        renew_claim(catalog, tokens[0])
+        assert claim(catalog, new_claim()) == set()
 
 
 # The event path as the deployed function runs it: OpenCV, Pillow and numpy cannot be imported (the Lambda

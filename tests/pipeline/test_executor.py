@@ -21,7 +21,7 @@ from panopipe.catalog.schema import artifacts, jobs
 from panopipe.errors import StepError, StorageError
 from panopipe.executors import InlineExecutor, LocalExecutor
 from panopipe.executors.local import start_worker_process
-from panopipe.pipeline import plan, run
+from panopipe.pipeline import RunReport, plan, run
 from panopipe.steps.base import JobSpec
 from panopipe.steps.registry import is_transient, run_with_retries
 from panopipe.storage import resolve_uri
@@ -71,6 +71,30 @@ def test_transient_detection_follows_the_cause():
     except StorageError as wrapped:
         assert is_transient(wrapped)
     assert not is_transient(StorageError("permission denied"))
+
+
+def test_a_second_run_at_once_leaves_the_first_the_jobs_it_holds(project: Project):
+    """A `panopipe run` started while another is at work on the same catalog (here: when the first has
+    finished one of its 4 stitches, the other 3 still running or queued in its pool) does none of them."""
+    add_rig_shots(project.catalog, project.root, 4)
+    slow_copy = "import shutil, sys, time; time.sleep(0.2); shutil.copy(sys.argv[1], sys.argv[2])"
+    command = f'{sys.executable} -c "{slow_copy}" {{input0}} {{output}}'
+    settings = project.with_steps(stitch={"stitcher": "external", "params": {"command": command}})
+    second: list[RunReport] = []
+
+    def start_second(step: str, done: int, total: int) -> None:
+        if not second:
+            second.append(
+                run(project.catalog, settings=settings, steps=["stitch"], executor=InlineExecutor())
+            )
+
+    first = run(project.catalog, settings=settings, steps=["stitch"], workers=1, progress=start_second)
+
+    assert first.counts == {"stitch": {"succeeded": 4}} and first.left_in_flight == 0
+    assert second[0].counts == {} and second[0].left_in_flight == 3
+    with project.catalog.engine.connect() as conn:
+        assert conn.execute(sa.select(jobs.c.status)).scalars().all() == ["succeeded"] * 4
+    assert plan(project.catalog, steps=["stitch"], settings=settings).counts() == {"stitch": 0}
 
 
 def test_ctrl_c_cancels_the_rest_and_keeps_the_catalog_consistent(project: Project):

@@ -147,6 +147,11 @@ def run(
                 f"removed {report.removed} output(s) of shots no image belongs to any more (their frames "
                 "form other shots now)"
             )
+        if report.left_in_flight:
+            render.stderr.print(
+                f"left {report.left_in_flight} job(s) to another run (or AWS Batch) that has their image or "
+                "shot in flight: `panopipe status` shows it"
+            )
         if submitted:
             render.stderr.print(
                 "submitted: follow with `panopipe status`, then `panopipe run` for the next steps"

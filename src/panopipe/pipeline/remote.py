@@ -43,14 +43,15 @@ def work_uri(pipeline: Pipeline) -> str:
 def refresh(
     catalog: Catalog, settings: Settings | None = None, *, executor: Executor | None = None
 ) -> Refreshed:
-    """Ask the executors of the jobs in flight how they are doing and record the ones that ended. Makes no
-    AWS call when no job is in flight; ``executor`` is used for its own jobs (else one is built that only
-    follows them: it needs credentials and a region, not the settings a submission needs, such as the
+    """Ask the executors of the jobs in flight how they are doing and record the ones that ended. The
+    subjects of claimed jobs (being submitted, or run by another run's local pool) are in flight too. Makes
+    no AWS call when no job is in flight on AWS; ``executor`` is used for its own jobs (else one is built that
+    only follows them: it needs credentials and a region, not the settings a submission needs, such as the
     batch executor's job queue and job definition)."""
     refreshed = Refreshed()
-    rows = in_flight(catalog, REMOTE_EXECUTORS)
-    refreshed.in_flight.update(row.subject for row in rows if is_claim(row.external_id))  # being submitted
-    rows = [row for row in rows if not is_claim(row.external_id)]
+    rows = in_flight(catalog)
+    refreshed.in_flight.update(row.subject for row in rows if is_claim(row.external_id))
+    rows = [row for row in rows if not is_claim(row.external_id) and row.executor in REMOTE_EXECUTORS]
     if not rows:
         return refreshed
     settings = settings or Settings()

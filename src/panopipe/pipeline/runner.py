@@ -7,7 +7,9 @@ written atomically). On Ctrl-C, jobs that have not finished are cancelled and ma
 With a detached executor (AWS Batch) a run may return once its jobs are submitted: they stay ``queued`` with
 their external ids, :func:`~panopipe.pipeline.remote.refresh` records how they ended, and a subject with a
 job in flight gets no other job (of any step) until it has ended: later steps run in a later run. Ctrl-C
-while following them stops following; the jobs go on.
+while following them stops following; the jobs go on. A run that executes its jobs itself claims them too
+until they end (:mod:`~panopipe.pipeline.store.claims`): two runs at once on one catalog share the work
+instead of both doing all of it.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ from panopipe.executors.base import Executor
 from panopipe.executors.factory import build_executor
 from panopipe.pipeline.config import Pipeline, load_pipeline
 from panopipe.pipeline.planner import Work, plan, plan_step
-from panopipe.pipeline.remote import DISPATCH_EXECUTOR, REMOTE_EXECUTORS, refresh, work_uri
+from panopipe.pipeline.remote import DISPATCH_EXECUTOR, refresh, work_uri
 from panopipe.pipeline.store import (
+    CLAIM_TTL_S,
     candidates,
     claimed_jobs,
     fail_claim,
@@ -49,6 +52,7 @@ from panopipe.pipeline.store import (
     record_finished,
     record_submitted,
     release_claim,
+    renew_claim,
     taken_outputs,
 )
 from panopipe.steps.base import JobSpec, Step, discard_outputs, frame_fields
@@ -78,6 +82,9 @@ class RunReport:
     ended: dict[str, dict[str, int]] = field(default_factory=dict)
     removed: int = 0
     """Outputs deleted with the artifacts of shots that no image belongs to any more (a full run's)."""
+    left_in_flight: int = 0
+    """Jobs the plan listed whose subject has a job in flight elsewhere (another ``panopipe run`` at work on
+    the same catalog, or AWS Batch), left to it."""
 
     @property
     def ok(self) -> bool:
@@ -92,6 +99,7 @@ class RunReport:
             "failures": [{"step": f.step, "subject": f.subject, "error": f.error} for f in self.failures],
             "ended": self.ended,
             "removed": self.removed,
+            "left_in_flight": self.left_in_flight,
             "seconds": round(self.seconds, 3),
         }
 
@@ -144,6 +152,7 @@ def run(
         else:
             planned = plan(catalog, selection, steps, settings, force=force)
             counts = planned.counts()
+            report.left_in_flight = sum(1 for item in planned if item.subject in busy)
             refused = {
                 step.name: _validate(
                     catalog, step, {i.subject for i in planned if i.step == step.name} - busy
@@ -281,7 +290,7 @@ def advance(catalog: Catalog, settings: Settings, *, executor: Executor | None) 
     report = RunReport()
     pipeline = load_pipeline(catalog, settings)
     if executor is None:
-        busy = {row.subject for row in in_flight(catalog, REMOTE_EXECUTORS)}
+        busy = {row.subject for row in in_flight(catalog)}
     else:
         refreshed = refresh(catalog, settings, executor=executor)
         report.ended, busy = refreshed.ended, refreshed.in_flight
@@ -428,10 +437,12 @@ def _specs(work: Sequence[Work]) -> list[JobSpec]:
 
 def _submit(
     catalog: Catalog, executor: Executor, work: Sequence[Work], *, dispatcher: bool = False
-) -> tuple[list[tuple[JobSpec, Work]], list[str]]:
-    """Record the jobs of ``work`` as queued and submit them: on a detached executor, only those this
-    submission claims (another submitter holds the others, see :func:`record_submitted`). The submitted specs
-    (whose ids are the job rows' ids, as results name them) with their work, and their handles.
+) -> tuple[list[tuple[JobSpec, Work]], list[str], str]:
+    """Record the jobs of ``work`` as queued and submit those this submission claims (another run or
+    submitter holds the others, see :func:`record_submitted`). The submitted specs (whose ids are the job
+    rows' ids, as results name them) with their work, their handles, and the claim: a remote executor's ids
+    replace it, and an executor that runs the jobs here (the local pool, inline) leaves it on them until they
+    end, for :func:`_execute` to renew.
 
     A submission that fails gives its claims up, queued again for the next submitter, unless AWS refused it as
     configured (a missing job queue) in a command someone typed: those jobs fail with the reason, so that
@@ -441,46 +452,46 @@ def _submit(
     executor.check(
         specs
     )  # jobs it cannot run (local inputs on AWS Batch) are refused before they are recorded
-    token = new_claim() if executor.detached else None
+    token = new_claim()
     job_ids = record_submitted(
         catalog, work[0].step, specs, [w.reason for w in work], executor.name, claim=token
     )
+    claimed = claimed_jobs(catalog, token)
     pairs = [
         (spec if job_ids[spec.id] == spec.id else replace(spec, id=job_ids[spec.id]), w)
         for spec, w in zip(specs, work, strict=True)
+        if job_ids[spec.id] in claimed
     ]
-    if token is None:
-        try:
-            return pairs, executor.submit([spec for spec, _ in pairs])
-        except KeyboardInterrupt:  # an executor that runs the jobs as they are submitted (inline)
-            record_cancelled(catalog, [spec.id for spec, _ in pairs])
-            raise
-    claimed = claimed_jobs(catalog, token)
-    pairs = [(spec, w) for spec, w in pairs if spec.id in claimed]
     if not pairs:
-        return [], []
+        return [], [], token
     try:
         handles = executor.submit([spec for spec, _ in pairs])
     except ConfigError as exc:
-        if dispatcher:
-            release_claim(catalog, token)
-        else:
+        if executor.detached and not dispatcher:
             fail_claim(catalog, token, f"not submitted: {exc}")
+        else:
+            release_claim(catalog, token)
         raise
-    except BaseException:
-        release_claim(catalog, token)
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt) and not executor.detached:  # inline runs jobs as it submits
+            record_cancelled(catalog, [spec.id for spec, _ in pairs])
+        else:
+            release_claim(catalog, token)
         raise
-    record_external_ids(
-        catalog, dict(zip((spec.id for spec, _ in pairs), executor.external_ids(handles), strict=True))
-    )
-    return pairs, handles
+    if executor.detached:
+        record_external_ids(
+            catalog, dict(zip((spec.id for spec, _ in pairs), executor.external_ids(handles), strict=True))
+        )
+    return pairs, handles, token
 
 
 def _execute(
     catalog: Catalog, executor: Executor, work: Sequence[Work], report: RunReport, progress: Progress | None
 ) -> None:
     step = work[0].step
-    pairs, handles = _submit(catalog, executor, work)
+    pairs, handles, claim = _submit(catalog, executor, work)
+    report.left_in_flight += len(work) - len(pairs)  # another run claimed them meanwhile
+    renewed = time.monotonic()
     spec_of = dict(zip(handles, pairs, strict=True))
     pending = dict.fromkeys(handles)  # ordered, and each finished handle leaves it in constant time
     counts = report.counts.setdefault(step.name, {})
@@ -488,6 +499,9 @@ def _execute(
     failed: dict[str, Failure] = {}  # by handle: reported in the plan's order, not the order jobs end in
     try:
         while pending:
+            if not executor.detached and time.monotonic() - renewed > CLAIM_TTL_S / 3:
+                renew_claim(catalog, claim)  # still running here: no other run is to take them over
+                renewed = time.monotonic()
             states = executor.finished(pending)
             for state in states:
                 spec, item = spec_of[state.handle]
@@ -503,7 +517,7 @@ def _execute(
                     progress(step.name, finished, total)
             else:
                 executor.wait(pending)
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, or an error: the jobs not finished here are cancelled, their claim let go
         if executor.detached:
             raise  # the jobs go on where they run; `panopipe status` follows them
         executor.cancel(list(pending))

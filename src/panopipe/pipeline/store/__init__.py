@@ -24,6 +24,7 @@ from panopipe.pipeline.store.claims import (
     is_claim,
     new_claim,
     release_claim,
+    renew_claim,
 )
 from panopipe.pipeline.store.planning import (
     RERUN_STATUSES,
@@ -88,6 +89,7 @@ __all__ = [
     "recorded",
     "recorded_outputs",
     "release_claim",
+    "renew_claim",
     "stored_outputs",
     "taken_outputs",
 ]

@@ -1,5 +1,7 @@
 """Claims and jobs in flight: a submitter claims the queued jobs it submits, so that each is submitted once
-however many submitters run at once; the executor's id replaces the claim."""
+however many submitters run at once; a remote executor's id replaces the claim, and a run that executes its
+jobs itself (the local pool, inline) holds the claim until they end, renewing it while they run, so that
+another run leaves them alone."""
 
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ CLAIM_PREFIX = "claim:"
 """An external id that starts with this is a submitter's claim on a queued job (:func:`record_submitted`), held
 while it submits the job; the executor's id replaces it."""
 CLAIM_TTL_S = 900
-"""Seconds after which a claim whose submitter died before recording the executor's id expires."""
+"""Seconds after which a claim expires that its submitter did not replace with the executor's id, nor renew
+(:func:`renew_claim`): the submitter died."""
 
 
 def new_claim() -> str:
@@ -32,6 +35,16 @@ def claimed_jobs(catalog: Catalog, token: str) -> set[str]:
     with catalog.connect() as conn:
         [ids] = read_columns(conn, sa.select(jobs.c.id).where(jobs.c.external_id == token))
         return set(ids)
+
+
+def renew_claim(catalog: Catalog, token: str) -> None:
+    """Keep the claim ``token`` holds on its jobs still queued or running from expiring: their run is alive."""
+    with catalog.transaction() as conn:
+        conn.execute(
+            jobs.update()
+            .where(jobs.c.external_id == token, jobs.c.status.in_(("queued", "running")))
+            .values(submitted_at=utcnow())
+        )
 
 
 def release_claim(catalog: Catalog, token: str) -> None:
@@ -66,6 +79,13 @@ def in_flight_condition(now: datetime) -> sa.ColumnElement[bool]:
     )
 
 
+def is_in_flight(status: str, external_id: str | None, submitted_at: datetime, now: datetime) -> bool:
+    """Whether a job read back is in flight: :func:`in_flight_condition` of one row."""
+    if status not in ("queued", "running") or external_id is None:
+        return False
+    return not external_id.startswith(CLAIM_PREFIX) or submitted_at >= _claim_expiry(now)
+
+
 @dataclass(frozen=True, slots=True)
 class InFlight:
     """A job submitted to a remote executor that has not been seen to finish."""
@@ -78,15 +98,17 @@ class InFlight:
     external_id: str
 
 
-def in_flight(catalog: Catalog, executors: Sequence[str]) -> list[InFlight]:
-    """The jobs queued or running on any of ``executors`` that have an external id (an unexpired claim
-    included: see :func:`is_claim`), oldest first."""
+def in_flight(catalog: Catalog, executors: Sequence[str] | None = None) -> list[InFlight]:
+    """The jobs queued or running (on any of ``executors``, or on any executor) that have an external id (an
+    unexpired claim included: see :func:`is_claim`), oldest first."""
     c = jobs.c
     query = (
         sa.select(c.id, c.step, c.subject, c.fingerprint, c.executor, c.external_id)
-        .where(c.executor.in_(executors), in_flight_condition(utcnow()))
+        .where(in_flight_condition(utcnow()))
         .order_by(c.submitted_at, c.id)
     )
+    if executors is not None:
+        query = query.where(c.executor.in_(executors))
     with catalog.connect() as conn:
         return [InFlight(*row) for row in conn.execute(query)]
 
@@ -105,6 +127,8 @@ __all__ = [
     "in_flight",
     "in_flight_condition",
     "is_claim",
+    "is_in_flight",
     "new_claim",
     "release_claim",
+    "renew_claim",
 ]

@@ -17,7 +17,7 @@ from panopipe.catalog.schema import artifacts, jobs
 from panopipe.catalog.subjects import CHUNK, KINDS, Selected, SubjectKind, subject_id
 from panopipe.catalog.types import utcnow
 from panopipe.iterutil import batched
-from panopipe.pipeline.store.claims import in_flight_condition
+from panopipe.pipeline.store.claims import in_flight_condition, is_in_flight
 from panopipe.pipeline.store.shared import primary_conditions, subject_key
 from panopipe.steps.base import CopiedOutput, Step
 
@@ -252,13 +252,14 @@ def failed_jobs(
     if few is not None:
         params["subjects"] = [subject_id(kind, key) for kind, keys in few.items() for key in keys]
     reasons: dict[tuple[str, str], dict[Any, str]] = {}
+    now = utcnow()
     for row in conn.execute(query, params):
         kind, _, key = row.subject.partition(":")
         if row.status == "stale":
             reason = row.reason or "marked stale"
         elif row.status == "failed":
             reason = f"failed before: {row.error}"
-        elif row.external_id is not None:  # submitted to a remote executor: `run` leaves it be
+        elif is_in_flight(row.status, row.external_id, row.submitted_at, now):  # `run` leaves it be
             reason = f"in flight on {row.executor} ({row.external_id})"
         else:
             reason = f"{row.status} before, not finished"
@@ -298,6 +299,7 @@ def _failed_query(steps: tuple[str, ...], few: bool) -> sa.Select[Any]:
             jobs.c.error,
             jobs.c.executor,
             jobs.c.external_id,
+            jobs.c.submitted_at,
         )
         .select_from(
             jobs.outerjoin(a, sa.and_(a.c.step == jobs.c.step, a.c.subject == jobs.c.subject, primary))
