@@ -14,6 +14,7 @@ from tests.pipeline.captures import RIG, Project, add_panoramas, add_rig_shots, 
 from panopipe.catalog import CAPTURE_FIELDS, ImageRecord, Selection
 from panopipe.catalog.schema import artifacts
 from panopipe.catalog.subjects import FEW_IDS, selected_subjects
+from panopipe.executors import InlineExecutor
 from panopipe.pipeline import load_pipeline, plan, run, verify
 from panopipe.pipeline.store import candidates
 from panopipe.storage import resolve_uri
@@ -74,6 +75,27 @@ def test_gps_edit_makes_apply_metadata_and_derive_stale_for_those_images_only(pr
     report = run(project.catalog, settings=project.settings, executor=executor)
     assert report.counts == {step: {"succeeded": 3} for step in ("apply-metadata", "derive", "publish")}
     assert len(plan(project.catalog, settings=project.settings)) == 0
+
+
+def test_an_edit_made_while_a_run_works_leaves_the_jobs_it_missed_stale(project: Project):
+    """Jobs planned before an edit carry the old values though they end after it: their outputs are stale
+    (before, an artifact counted every change before it was recorded as in it, and verify found drift)."""
+    ids = add_panoramas(project.catalog, project.root, 8)
+    edited: list[str] = []
+
+    def edit_once(step: str, done: int, total: int) -> None:
+        if not edited and done < total:  # the jobs not ended yet were planned with the old altitude
+            changes = project.catalog.plan_edit(Selection(ids=tuple(ids)), assign={"alt": 456.0})
+            edited.append(project.catalog.apply_edit(changes, reason="RTK", author="test"))
+
+    steps = ["apply-metadata"]
+    report = run(project.catalog, settings=project.settings, steps=steps, workers=1, progress=edit_once)
+
+    assert report.counts == {"apply-metadata": {"succeeded": 8}} and edited
+    after = plan(project.catalog, steps=steps, settings=project.settings)
+    assert items(after, "apply-metadata") == {f"image:{i}": "metadata edited" for i in ids}
+    run(project.catalog, settings=project.settings, steps=steps, executor=InlineExecutor())
+    assert verify(project.catalog, settings=project.settings) == []
 
 
 def test_editing_one_frame_makes_its_shot_stale(project: Project, executor):

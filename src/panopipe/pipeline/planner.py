@@ -93,13 +93,15 @@ class Plan:
 
 @dataclass(frozen=True, slots=True)
 class Work:
-    """A job to make now: its step, subject (with frames), upstream output, reason and fingerprint."""
+    """A job to make now: its step, subject (with frames), upstream output, reason and fingerprint, and when
+    the planner began reading what they were made from (``planned_at``: a change after it is not in them)."""
 
     step: Step
     subject: Subject
     upstream: Upstream | None
     reason: str
     fingerprint: str
+    planned_at: datetime
 
 
 def plan(
@@ -297,7 +299,7 @@ def _decide(
             unexplained.append((subject, up, fingerprint, artifact))
             continue
         if reason:
-            work.append(Work(step, subject, up, reason, fingerprint))
+            work.append(Work(step, subject, up, reason, fingerprint, checked_at))
     if confirmed:  # so that later plans no longer take them for candidates
         mark_checked(conn, step.name, confirmed, checked_at)
     # Planning loads no frame ids of shots (see load_subjects): the subjects found changed for no reason above
@@ -309,12 +311,12 @@ def _decide(
         )
     edited = edited_since(  # edits of what the step reads, or of which frames are the subject's
         conn,
-        [(with_ids[s.id], a.created_at) for s, _, _, a in unexplained if s.id in with_ids],
+        [(with_ids[s.id], a.seen_at) for s, _, _, a in unexplained if s.id in with_ids],
         {*step.reads, *step.reads_if_set, *MEMBERSHIP_FIELDS},
     )
     for subject, up, fingerprint, _ in unexplained:
         reason = "metadata edited" if subject.id in edited else "input changed"
-        work.append(Work(step, subject, up, reason, fingerprint))
+        work.append(Work(step, subject, up, reason, fingerprint, checked_at))
     return work
 
 

@@ -230,7 +230,11 @@ def _submit_due(
                 continue
             elif queue is not None and queue(step):
                 with _collections_paused():
-                    record_submitted(catalog, step, _specs(work), [w.reason for w in work], DISPATCH_EXECUTOR)
+                    reasons = [w.reason for w in work]
+                    planned_at = min(w.planned_at for w in work)
+                    record_submitted(
+                        catalog, step, _specs(work), reasons, DISPATCH_EXECUTOR, planned_at=planned_at
+                    )
                 status, count = "queued", len(work)
             else:
                 with _collections_paused():
@@ -454,7 +458,13 @@ def _submit(
     )  # jobs it cannot run (local inputs on AWS Batch) are refused before they are recorded
     token = new_claim()
     job_ids = record_submitted(
-        catalog, work[0].step, specs, [w.reason for w in work], executor.name, claim=token
+        catalog,
+        work[0].step,
+        specs,
+        [w.reason for w in work],
+        executor.name,
+        claim=token,
+        planned_at=min(w.planned_at for w in work),
     )
     claimed = claimed_jobs(catalog, token)
     pairs = [
@@ -505,7 +515,9 @@ def _execute(
             states = executor.finished(pending)
             for state in states:
                 spec, item = spec_of[state.handle]
-                superseded = record_finished(catalog, spec.id, step, item.subject, item.fingerprint, state)
+                superseded = record_finished(
+                    catalog, spec.id, step, item.subject, item.fingerprint, state, planned_at=item.planned_at
+                )
                 discard_outputs(superseded)
                 counts[state.status] = counts.get(state.status, 0) + 1
                 if state.status == "failed" and state.outcome is not None:

@@ -22,7 +22,8 @@ from panopipe.pipeline.store.shared import primary_conditions, subject_key
 from panopipe.steps.base import CopiedOutput, Step
 
 RERUN_STATUSES = ("failed", "stale", "cancelled", "queued", "running")
-# When an artifact was made or last found up to date: changes before then are accounted for.
+# When an artifact's inputs were read for its job, or it was last found up to date: changes before then are
+# accounted for (artifacts recorded before this rule have only created_at).
 _SEEN = sa.func.coalesce(artifacts.c.checked_at, artifacts.c.created_at)
 _JOB_ARTIFACT = artifacts.alias("a")
 
@@ -37,6 +38,9 @@ class Recorded:
     uri: str
     hash: str | None
     created_at: datetime
+    seen_at: datetime
+    """When it was last known to hold its inputs: when the planner began reading them for its job, or last
+    found it up to date."""
 
 
 _Signature = tuple[tuple[str, str | None, bool, tuple[str, ...], tuple[str, ...]], ...]
@@ -365,6 +369,7 @@ def _recorded_query(steps: tuple[str, ...]) -> sa.Select[Any]:
         c.output_uri,
         c.output_hash,
         c.created_at,
+        _SEEN,
     ).where(primary, c.subject.in_(sa.bindparam("subjects", expanding=True)))
 
 

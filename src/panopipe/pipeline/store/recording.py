@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -56,6 +57,7 @@ def record_submitted(
     executor: str,
     *,
     claim: str | None = None,
+    planned_at: datetime | None = None,
 ) -> dict[str, str]:
     """Record each job of ``step`` as queued (reusing the row of an earlier job with the same fingerprint),
     with the step's version and parameters, which its artifacts will record; job ids by spec id. Set-wise:
@@ -64,7 +66,9 @@ def record_submitted(
     (:func:`claimed_jobs` answers which): not those in flight, nor those another submitter inserted or
     claimed meanwhile. Each job is claimed by one submitter only, however many try at once: the insert skips
     rows another transaction inserted, and the update of an existing row is conditional, which PostgreSQL
-    re-checks on a row another transaction changed and SQLite runs with the database's one write lock held."""
+    re-checks on a row another transaction changed and SQLite runs with the database's one write lock held.
+    ``planned_at`` (default: now), when the planner began reading what the jobs were made from, is recorded
+    as their submission time: their artifacts count the changes after it (:func:`record_finished`)."""
     now = utcnow()
     values = {
         "params_hash": step.params_hash,
@@ -74,7 +78,7 @@ def record_submitted(
         "external_id": claim,
         "error": None,
         "log": None,
-        "submitted_at": now,
+        "submitted_at": planned_at or now,
         "started_at": None,
         "finished_at": None,
     }
@@ -134,13 +138,24 @@ def record_external_ids(catalog: Catalog, external_ids: Mapping[str, str | None]
 
 
 def record_finished(
-    catalog: Catalog, job_id: str, step: Step, subject: Subject, fingerprint: str, state: JobState
+    catalog: Catalog,
+    job_id: str,
+    step: Step,
+    subject: Subject,
+    fingerprint: str,
+    state: JobState,
+    *,
+    planned_at: datetime | None = None,
 ) -> list[str]:
     """Record how job ``job_id`` of ``step`` over ``subject`` ended, and its artifacts if it succeeded, made
     with the version and parameters the job was submitted with (:func:`record_submitted`), whatever the
     configuration is now; the output URIs that no artifact records any more (superseded objects): those of
     the artifacts they replaced, or the job's own when the subject's artifacts come from a job submitted
-    after it (a late result of a retried or reclaimed job is recorded as a job, never over newer outputs)."""
+    after it (a late result of a retried or reclaimed job is recorded as a job, never over newer outputs).
+
+    The artifacts are seen up to date as of ``planned_at`` (default: the job's submission time), when the
+    planner began reading what the job was made from, not when it ended: an edit made while it ran, whose
+    values the job did not get, leaves them stale."""
     outcome = state.outcome
     if outcome is None:  # cancelled before it started
         record_cancelled(catalog, [job_id])
@@ -161,7 +176,7 @@ def record_finished(
                 started_at=outcome.started_at,
                 finished_at=outcome.finished_at,
             )
-            .returning(jobs.c.step_version, jobs.c.params_hash)
+            .returning(jobs.c.step_version, jobs.c.params_hash, jobs.c.submitted_at)
         ).first()
         if outcome.status != "succeeded":
             return []
@@ -181,6 +196,7 @@ def record_finished(
             return sorted({output.uri for output in outcome.outputs} - replaced)
         conn.execute(artifacts.delete().where(*mine))
         now = utcnow()
+        seen = planned_at or (made.submitted_at if made is not None else now)
         conn.execute(
             artifacts.insert(),
             [
@@ -198,6 +214,7 @@ def record_finished(
                     "output_size": output.size,
                     "job_id": job_id,
                     "created_at": now,
+                    "checked_at": min(seen, now),
                 }
                 for output in outcome.outputs
             ],
