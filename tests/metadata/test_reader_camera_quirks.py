@@ -17,6 +17,7 @@ from tests.metadata.test_reader_malformed import PLAIN_JPEG, app1, with_exif
 
 from panopipe.errors import MetadataError
 from panopipe.metadata import ImageMetadata, MetadataUpdate, apply_metadata, parse_jpeg_header
+from panopipe.metadata.utc_offsets import UTC_OFFSETS_IN_USE, offset_text
 
 # TIFF types of one integer, and their struct codes.
 INTEGER_TYPES = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 13: "I"}
@@ -279,7 +280,7 @@ def test_stray_bytes_leave_the_metadata_unchanged(stray: bytes) -> None:
     assert any("stray bytes" in warning for warning in metadata.warnings)
 
 
-# 4. Inferred UTC offsets outside -12:00..+14:00; 5. impossible GPS dates
+# 4. Inferred UTC offsets that no time zone uses; 5. impossible GPS dates
 
 
 def time_jpeg(local: str, gps_date: str, gps_time: tuple[int, int, int]) -> bytes:
@@ -293,6 +294,7 @@ def test_offsets_and_gps_dates_agree_with_exiftool(tmp_path: Path) -> None:
         "offset_plus_15_30.jpg": time_jpeg("2024:05:01 23:30:00", "2024:05:01", (8, 0, 0)),
         "offset_minus_13.jpg": time_jpeg("2024:05:01 01:00:00", "2024:05:01", (14, 0, 0)),
         "offset_plus_14.jpg": time_jpeg("2024:05:01 22:00:00", "2024:05:01", (8, 0, 0)),
+        "offset_plus_0_15.jpg": time_jpeg("2024:05:01 08:15:00", "2024:05:01", (8, 0, 0)),  # a drifted clock
         "gps_day_259.jpg": time_jpeg("2014:09:25 12:00:00", "2014:09:259", (10, 0, 0)),
     }
     answers = exiftool(tmp_path, files)
@@ -312,25 +314,42 @@ def test_offsets_and_gps_dates_agree_with_exiftool(tmp_path: Path) -> None:
         if name == "offset_plus_14.jpg":
             assert (metadata.captured_at, metadata.utc_offset_minutes) == (gps, 14 * 60)
             assert metadata.warnings == ()
-        else:  # no time zone is that far from UTC: the local time stays as it is, without an offset
+        else:  # no time zone is that far from UTC, or at +00:15: the local time stays, without an offset
             assert (metadata.captured_at, metadata.utc_offset_minutes) == (local, None)
             (warning,) = metadata.warnings
-            assert "outside -12:00..+14:00, not used" in warning
+            assert "is one no time zone uses (the camera clock drifted?), not used" in warning
 
 
 @settings(max_examples=200, deadline=None)
 @given(quarters=st.integers(-96, 96), seconds=st.integers(0, 86399))
-def test_an_inferred_offset_is_used_only_inside_the_world_s_zones(quarters: int, seconds: int) -> None:
+def test_an_inferred_offset_is_used_only_if_a_time_zone_uses_it(quarters: int, seconds: int) -> None:
     gps = datetime(2024, 5, 1, tzinfo=UTC) + timedelta(seconds=seconds)
     local = gps + timedelta(minutes=15 * quarters)
     data = time_jpeg(
         local.strftime("%Y:%m:%d %H:%M:%S"), gps.strftime("%Y:%m:%d"), (gps.hour, gps.minute, gps.second)
     )
     metadata = parse_jpeg_header(data)
-    if -12 * 60 <= 15 * quarters <= 14 * 60:
+    if 15 * quarters in UTC_OFFSETS_IN_USE:
         assert (metadata.captured_at, metadata.utc_offset_minutes) == (gps, 15 * quarters)
     else:
         assert (metadata.captured_at, metadata.utc_offset_minutes) == (local, None)
+
+
+@pytest.mark.parametrize(
+    ("offset", "used"),
+    [
+        ("+05:45", True),
+        ("-09:30", True),
+        ("+12:45", True),
+        ("-12:00", True),
+        ("+00:15", False),
+        ("+01:15", False),
+    ],
+)
+def test_the_offsets_time_zones_use(offset: str, used: bool) -> None:
+    """Nepal, the Marquesas, the Chatham Islands and Baker Island, against two a drifted clock gives."""
+    minutes = (int(offset[1:3]) * 60 + int(offset[4:])) * (-1 if offset[0] == "-" else 1)
+    assert (minutes in UTC_OFFSETS_IN_USE) is used and offset_text(minutes) == offset
 
 
 @pytest.mark.parametrize("date", ["2014:09:259", "2014:09:2", "2014:13:01", "2014:09:25:1", "20140925"])

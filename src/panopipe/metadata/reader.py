@@ -14,6 +14,8 @@ from panopipe.errors import MetadataError
 from panopipe.metadata import tiff
 from panopipe.metadata.jpeg import Segment, read_header, scan_jpeg, scan_segments
 from panopipe.metadata.tiff import ExifTags, Value, parse_tiff
+from panopipe.metadata.utc_offsets import UTC_OFFSETS_IN_USE
+from panopipe.metadata.utc_offsets import offset_text as utc_offset_text
 from panopipe.metadata.xmp import parse_xmp
 
 _DATETIME = re.compile(
@@ -31,8 +33,6 @@ _OFFSET_INFERENCE_WINDOW = timedelta(hours=24)
 # read of just its remainder). Copying 64 KiB from the page cache, as a ranged GET asks, costs more CPU than
 # the parsing of a small header.
 _LOCAL_CHUNK = 16384
-_UTC_OFFSETS = range(-12 * 60, 14 * 60 + 1)
-"""The UTC offsets (minutes) of the world's time zones: an offset inferred outside them is not used."""
 PROJECTION_TYPES = frozenset(["equirectangular"])
 """The GPano ProjectionType values kept: the one the GPano specification defines (Google's Photo Sphere XMP
 metadata: "Google products currently support the value equirectangular"). Others are dropped with a warning."""
@@ -208,11 +208,6 @@ def _projection_type(text: str | None, warnings: list[str]) -> str | None:
         warnings.append(f"XMP ProjectionType {text!r} is not a GPano projection type, ignored")
         return None
     return text
-
-
-def _offset_text(minutes: int) -> str:
-    hours, rest = divmod(abs(minutes), 60)
-    return f"{'-' if minutes < 0 else '+'}{hours:02d}:{rest:02d}"
 
 
 def _text(values: dict[int, Value], tag: int) -> str | None:
@@ -395,10 +390,10 @@ def _capture_time(
         difference = local - gps_datetime
         if abs(difference) <= _OFFSET_INFERENCE_WINDOW:
             offset = round(difference / timedelta(minutes=15)) * 15
-            if offset not in _UTC_OFFSETS:
+            if offset not in UTC_OFFSETS_IN_USE:
                 warnings.append(
-                    f"UTC offset {_offset_text(offset)} inferred from the GPS time is outside -12:00..+14:00,"
-                    " not used"
+                    f"UTC offset {utc_offset_text(offset)} inferred from the GPS time is one no time zone uses"
+                    " (the camera clock drifted?), not used"
                 )
                 offset = None
     if offset is None:
