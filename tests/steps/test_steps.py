@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import subprocess
 from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 from PIL import Image
 
 from panopipe.errors import StepError
+from panopipe.metadata import apply_metadata
 from panopipe.steps.apply_metadata import metadata_update
 from panopipe.steps.base import put_output, safe_name
 from panopipe.steps.derive import decode_for_sizes, scaled_jpegs
@@ -132,10 +135,19 @@ def test_safe_name(text: str, safe: str):
     assert "/" not in safe_name("a/b") and safe_name("a/b") != safe_name("a_b")
 
 
+@pytest.mark.exiftool
 @pytest.mark.parametrize(
-    ("offset", "gps_time"), [(120, datetime(2024, 5, 1, 10, 0, 1, tzinfo=UTC)), (None, None)]
+    ("offset", "gps_time", "tags"),
+    [
+        (
+            120,
+            datetime(2024, 5, 1, 10, 0, 1, tzinfo=UTC),
+            {"DateTimeOriginal": "2024:05:01 12:00:01", "OffsetTimeOriginal": "+02:00"},
+        ),
+        (None, None, {"DateTimeOriginal": "2024:05:01 10:00:01"}),  # the clock's reading, zone unknown
+    ],
 )
-def test_the_gps_time_is_the_capture_time_in_utc_only_when_its_offset_is_known(offset, gps_time):
+def test_the_offset_and_gps_time_are_written_only_when_the_offset_is_known(offset, gps_time, tags, tmp_path):
     metadata = {
         "captured_at": "2024-05-01T10:00:01Z",
         "utc_offset_minutes": offset,
@@ -146,3 +158,16 @@ def test_the_gps_time_is_the_capture_time_in_utc_only_when_its_offset_is_known(o
 
     assert update.gps_datetime == gps_time
     assert update.captured_at == datetime(2024, 5, 1, 10, 0, 1, tzinfo=UTC)
+    image = io.BytesIO()
+    Image.new("RGB", (256, 128)).save(image, "JPEG")
+    written = tmp_path / "written.jpg"
+    written.write_bytes(apply_metadata(image.getvalue(), update))
+    found = json.loads(
+        subprocess.run(
+            ["exiftool", "-j", "-DateTimeOriginal", "-OffsetTimeOriginal", "-GPSDateStamp", str(written)],
+            capture_output=True,
+            check=True,
+        ).stdout
+    )[0]
+    found.pop("SourceFile")
+    assert found == tags | ({"GPSDateStamp": "2024:05:01"} if gps_time else {})

@@ -31,6 +31,7 @@ from panopipe.metadata.jpeg import (
     scan_segments,
 )
 from panopipe.metadata.tiff import ASCII, BYTE, LONG, RATIONAL, SHORT, UNDEFINED
+from panopipe.metadata.utc_offsets import offset_text
 from panopipe.metadata.xmp import GPANO_NS
 from panopipe.storage.folder import write_atomic
 
@@ -104,7 +105,9 @@ class MetadataUpdate:
     """Metadata to write into a JPEG. Every field is optional: None leaves what the file has.
 
     ``captured_at`` (timezone-aware) is written as DateTimeOriginal in local time at ``utc_offset_minutes``
-    (default: its own offset), with SubSecTimeOriginal (milliseconds) and OffsetTimeOriginal. GPS values are
+    (default: its own offset), with SubSecTimeOriginal (milliseconds) and OffsetTimeOriginal; with
+    ``zone_unknown`` (a camera clock whose zone nobody knows), as the clock read, without OffsetTimeOriginal,
+    which would claim a zone. GPS values are
     signed (south, west and below sea level are negative); ``gps_img_direction`` is in degrees true north;
     ``gps_h_positioning_error`` (the position's horizontal accuracy) in metres; ``gps_datetime`` is written
     in UTC. ``panopipe`` holds properties of the panopipe XMP namespace.
@@ -125,6 +128,7 @@ class MetadataUpdate:
     image_description: str | None = None
     gpano: GPano | None = None
     panopipe: dict[str, str | int] | None = None
+    zone_unknown: bool = False
 
     def __post_init__(self) -> None:
         for name in ("captured_at", "gps_datetime"):
@@ -156,7 +160,9 @@ class MetadataUpdate:
 
     def _sets_exif(self) -> bool:
         return any(
-            getattr(self, f.name) is not None for f in fields(self) if f.name not in ("gpano", "panopipe")
+            getattr(self, f.name) is not None
+            for f in fields(self)
+            if f.name not in ("gpano", "panopipe", "zone_unknown")
         )
 
 
@@ -275,7 +281,9 @@ def _edit_exif(tree: ExifTree, update: MetadataUpdate, size: tuple[int, int] | N
             tree.set(IFD0, tag, ASCII, text)
     if update.captured_at is not None:
         tree.ensure(EXIF, new_exif)
-        _set_capture_time(tree, update.captured_at, update.utc_offset_minutes)
+        _set_capture_time(
+            tree, update.captured_at, update.utc_offset_minutes, zone_unknown=update.zone_unknown
+        )
     gps = _gps_tags(update)
     if gps:
         tree.ensure(GPS, _NEW_GPS)
@@ -285,17 +293,18 @@ def _edit_exif(tree: ExifTree, update: MetadataUpdate, size: tuple[int, int] | N
             tree.set(GPS, tag, type_, value)
 
 
-def _set_capture_time(tree: ExifTree, moment: datetime, offset_minutes: int | None) -> None:
+def _set_capture_time(
+    tree: ExifTree, moment: datetime, offset_minutes: int | None, *, zone_unknown: bool
+) -> None:
     offset = (
         moment.utcoffset() or timedelta(0) if offset_minutes is None else timedelta(minutes=offset_minutes)
     )
     local = moment.astimezone(timezone(offset))
-    minutes = int(offset.total_seconds()) // 60
-    sign = "-" if minutes < 0 else "+"
     tree.set(EXIF, tiff.DATETIME_ORIGINAL, ASCII, local.strftime("%Y:%m:%d %H:%M:%S"))
     tree.set(EXIF, tiff.SUBSEC_TIME_ORIGINAL, ASCII, f"{local.microsecond // 1000:03d}")
-    offset_text = f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
-    tree.set(EXIF, tiff.OFFSET_TIME_ORIGINAL, ASCII, offset_text)
+    if zone_unknown:
+        return
+    tree.set(EXIF, tiff.OFFSET_TIME_ORIGINAL, ASCII, offset_text(int(offset.total_seconds()) // 60))
     version = tree.get(EXIF, tiff.EXIF_VERSION)
     if version is None or version.value < _OFFSET_TIME_VERSION:  # OffsetTimeOriginal needs EXIF 2.31
         tree.set(EXIF, tiff.EXIF_VERSION, UNDEFINED, _OFFSET_TIME_VERSION)

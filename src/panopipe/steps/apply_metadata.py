@@ -155,7 +155,9 @@ def metadata_update(metadata: Mapping[str, Any], width: int | None, height: int 
             pose_pitch_degrees=pitch,
             pose_roll_degrees=roll,
         )
-    return MetadataUpdate(**values, gpano=gpano)
+    # a capture time without a UTC offset is the camera clock's reading, of a zone nobody knows
+    zone_unknown = values["captured_at"] is not None and values["utc_offset_minutes"] is None
+    return MetadataUpdate(**values, gpano=gpano, zone_unknown=zone_unknown)
 
 
 __all__ = [
