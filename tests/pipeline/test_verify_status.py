@@ -62,6 +62,17 @@ def test_verify_reports_missing_changed_and_outdated_outputs_and_repair_reruns_t
     assert published.read_bytes() == made
 
 
+def test_a_heading_of_360_degrees_is_not_drift(project: Project, executor):
+    """GPSImgDirection is written 0 to 359.9999: a heading of 360 (which cameras write) reads back as 0."""
+    ids = add_panoramas(project.catalog, project.root, 2)
+    for image_id, heading in zip(ids, (360.0, 359.99999), strict=True):
+        changes = project.catalog.plan_edit(Selection(ids=(image_id,)), assign={"heading": heading})
+        project.catalog.apply_edit(changes, reason="north", author="t")
+    run(project.catalog, settings=project.settings, steps=["apply-metadata"], executor=executor)
+
+    assert verify(project.catalog, settings=project.settings) == []
+
+
 @pytest.mark.exiftool
 def test_published_panorama_carries_the_catalog_metadata(project: Project, executor):
     add_rig_shots(project.catalog, project.root, 1)

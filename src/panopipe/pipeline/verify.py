@@ -11,7 +11,6 @@ the intermediate outputs whose bytes are not those recorded (the rerun would kee
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -48,6 +47,8 @@ _COMPARED: tuple[tuple[str, str, float | None], ...] = (
     ("make", "make", None),
     ("model", "model", None),
 )
+_ANGLES = frozenset({"gps_img_direction", "pose_roll"})
+"""Compared the short way round the circle."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +153,8 @@ def _check(artifact: StoredOutput, subject: Subject, metadata_step: Step) -> Dri
     details = [
         f"{field}: file has {_shown(getattr(found, field))}, catalog says {_shown(expected[wanted])}"
         for field, wanted, tolerance in _COMPARED
-        if expected[wanted] is not None and not _same(getattr(found, field), expected[wanted], tolerance)
+        if expected[wanted] is not None
+        and not _same(getattr(found, field), expected[wanted], tolerance, circular=field in _ANGLES)
     ]
     moment: datetime | None = expected["captured_at"]
     if moment is not None and (
@@ -171,10 +173,13 @@ def _shown(value: Any) -> str:
     return f"{value:.10g}" if isinstance(value, float) else repr(value)
 
 
-def _same(found: Any, expected: Any, tolerance: float | None) -> bool:
+def _same(found: Any, expected: Any, tolerance: float | None, *, circular: bool = False) -> bool:
     if tolerance is None or found is None:
         return found == expected
-    return math.isclose(found, expected, rel_tol=0, abs_tol=tolerance)
+    difference = found - expected
+    if circular:  # 360° is 0° (GPSImgDirection is written 0 to 359.9999), and roll 180° is -180°
+        difference = (difference + 180.0) % 360.0 - 180.0
+    return abs(difference) <= tolerance
 
 
 def _reason(drift: Drift) -> str:
