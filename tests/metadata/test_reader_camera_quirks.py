@@ -17,7 +17,7 @@ from tests.metadata.test_reader_malformed import PLAIN_JPEG, app1, with_exif
 
 from panopipe.errors import MetadataError
 from panopipe.metadata import ImageMetadata, MetadataUpdate, apply_metadata, parse_jpeg_header
-from panopipe.metadata.utc_offsets import UTC_OFFSETS_IN_USE, offset_text
+from panopipe.utc_offsets import UTC_OFFSETS_IN_USE, offset_text
 
 # TIFF types of one integer, and their struct codes.
 INTEGER_TYPES = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 13: "I"}

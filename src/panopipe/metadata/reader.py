@@ -14,9 +14,9 @@ from panopipe.errors import MetadataError
 from panopipe.metadata import tiff
 from panopipe.metadata.jpeg import Segment, read_header, scan_jpeg, scan_segments
 from panopipe.metadata.tiff import ExifTags, Value, parse_tiff
-from panopipe.metadata.utc_offsets import UTC_OFFSETS_IN_USE
-from panopipe.metadata.utc_offsets import offset_text as utc_offset_text
 from panopipe.metadata.xmp import parse_xmp
+from panopipe.utc_offsets import UTC_OFFSETS_IN_USE
+from panopipe.utc_offsets import offset_text as utc_offset_text
 
 _DATETIME = re.compile(
     r"\s*(\d{4})[:-](\d\d)[:-](\d\d)[T ](\d\d):(\d\d)(?::(\d\d)(?:[.,](\d+))?)?\s*(Z|[+-]\d\d:?\d\d)?\s*$"

@@ -31,9 +31,9 @@ from panopipe.metadata.jpeg import (
     scan_segments,
 )
 from panopipe.metadata.tiff import ASCII, BYTE, LONG, RATIONAL, SHORT, UNDEFINED
-from panopipe.metadata.utc_offsets import offset_text
 from panopipe.metadata.xmp import GPANO_NS
 from panopipe.storage.folder import write_atomic
+from panopipe.utc_offsets import offset_text
 
 PANOPIPE_NS = "https://panopipe.dev/ns/1.0/"
 _PREFIXES = {GPANO_NS: "GPano", PANOPIPE_NS: "panopipe"}
