@@ -531,6 +531,36 @@ def test_an_edit_needs_a_reason(capsys, two_images: tuple[str, list[str]]):
     assert run(capsys, "history", "--catalog", two_images[0], "--json")[1] == "[]\n"
 
 
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("alt=inf", "invalid alt inf: expected a finite number"),  # it broke every later plan and run
+        ("alt=nan", "invalid alt nan: expected a finite number"),
+        ("alt=120000", "invalid alt 120000.0: expected -12000.0 to 100000.0"),
+        ("roll=1000", "invalid roll 1000.0: expected -180.0 to 180.0"),
+        (
+            "utc_offset_minutes=2000",
+            "invalid utc_offset_minutes 2000: no time zone is 2000 minutes from UTC (e.g. 120 for +02:00, -300 "
+            "for -05:00, 345 for +05:45)",
+        ),
+        ("utc_offset_minutes=15", "invalid utc_offset_minutes 15: no time zone is 15 minutes from UTC"),
+        ("camera_index=3000000000", "invalid camera_index 3000000000: expected 0 to 2147483647"),
+        ("make=" + "x" * 129, "invalid make: 129 characters, the catalog holds at most 128"),
+    ],
+)
+def test_an_edit_value_the_catalog_cannot_hold_is_one_line(
+    capsys, two_images: tuple[str, list[str]], assignment: str, message: str
+):
+    """The same answer on SQLite and PostgreSQL (whose columns refused some of them with a traceback), before
+    anything is recorded."""
+    location = two_images[0]
+    edit = ["edit", "--catalog", location, "--reel", "[R1]", "--set", assignment, "--reason", "typo"]
+    code, out, err = run(capsys, *edit)
+    assert (code, out) == (ConfigError.exit_code, "") and err.startswith(f"error: {message}"), err
+    assert len(err.splitlines()) == 1
+    assert run(capsys, "history", "--catalog", location, "--json")[1] == "[]\n"
+
+
 def test_edit_of_every_image_needs_all(capsys, two_images: tuple[str, list[str]]):
     location = two_images[0]
     edit = ["edit", "--catalog", location, "--set", "alt=12.5", "--reason", "RTK", "--json"]

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any, overload
 
 from panopipe.errors import ConfigError
+from panopipe.utc_offsets import UTC_OFFSETS_IN_USE
 
 FLOAT_FIELDS = frozenset({"lat", "lon", "alt", "gps_accuracy_m", "heading", "pitch", "roll"})
 INT_FIELDS = frozenset({"utc_offset_minutes", "camera_index", "width", "height", "frame"})
 TIME_FIELDS = frozenset({"captured_at", "modified_at"})
 BOOL_FIELDS = frozenset({"excluded"})
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-RANGES = {
+INT32_MAX = 2**31 - 1
+"""The largest whole number an integer column holds (PostgreSQL's ``integer``; SQLite's are wider)."""
+RANGES: dict[str, tuple[float, float]] = {
     "lat": (-90.0, 90.0),
     "lon": (-180.0, 180.0),
+    "alt": (-12_000.0, 100_000.0),  # the deepest ocean trench to the edge of space
     "gps_accuracy_m": (0.0, 100_000.0),
     "heading": (0.0, 360.0),
     "pitch": (-90.0, 90.0),
+    "roll": (-180.0, 180.0),
+    "camera_index": (0, INT32_MAX),
+    "width": (1, INT32_MAX),
+    "height": (1, INT32_MAX),
+    "frame": (0, INT32_MAX),
 }
 
 
@@ -59,13 +69,32 @@ def parse_value(field: str, text: str) -> Any:
 
 
 def validate_value(field: str, value: Any) -> Any:
-    """``value`` if it is valid for ``field``; :class:`ConfigError` naming the allowed range otherwise."""
-    if value is None or field not in RANGES:
+    """``value`` if it is valid for ``field`` and the catalog can hold it (on SQLite and PostgreSQL alike);
+    :class:`ConfigError` saying what is allowed otherwise."""
+    if value is None:
         return value
-    low, high = RANGES[field]
-    if not low <= value <= high:
-        raise ConfigError(f"invalid {field} {value}: expected {low} to {high}")
+    if field in FLOAT_FIELDS and not math.isfinite(value):
+        raise ConfigError(f"invalid {field} {value}: expected a finite number")
+    if field == "utc_offset_minutes" and value not in UTC_OFFSETS_IN_USE:
+        raise ConfigError(
+            f"invalid utc_offset_minutes {value}: no time zone is {value} minutes from UTC "
+            "(e.g. 120 for +02:00, -300 for -05:00, 345 for +05:45)"
+        )
+    if field in RANGES:
+        low, high = RANGES[field]
+        if not low <= value <= high:
+            raise ConfigError(f"invalid {field} {value}: expected {low} to {high}")
+    if isinstance(value, str) and (limit := text_limit(field)) is not None and len(value) > limit:
+        raise ConfigError(f"invalid {field}: {len(value)} characters, the catalog holds at most {limit}")
     return value
+
+
+def text_limit(field: str) -> int | None:
+    """The most characters the catalog's ``images`` column of ``field`` holds (``None``: no limit)."""
+    from panopipe.catalog.schema import images  # SQLAlchemy's: not loaded by `ls --help` and the like
+
+    column = images.c.get(field)
+    return None if column is None else getattr(column.type, "length", None)
 
 
 DERIVED_DECIMALS = {"lat": 9, "lon": 9, "alt": 4, "heading": 4, "gps_accuracy_m": 4}
@@ -100,6 +129,7 @@ __all__ = [
     "BOOL_FIELDS",
     "DERIVED_DECIMALS",
     "FLOAT_FIELDS",
+    "INT32_MAX",
     "INT_FIELDS",
     "RANGES",
     "TIME_FIELDS",
@@ -107,6 +137,7 @@ __all__ = [
     "parse_time",
     "parse_value",
     "rounded",
+    "text_limit",
     "to_json",
     "validate_value",
 ]
