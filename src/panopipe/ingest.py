@@ -11,9 +11,10 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple, TypedDict, TypeVar
+from typing import NamedTuple, TypedDict, TypeVar, cast
 
 from panopipe.catalog import Catalog, FileCopy, ImageRecord, KnownFile, Selection
+from panopipe.catalog.values import text_limit, validate_value
 from panopipe.config import IngestRules, Settings, project_settings
 from panopipe.errors import ConfigError, MetadataError, ObjectNotFoundError, StorageError
 from panopipe.metadata import ImageMetadata, read_jpeg
@@ -134,6 +135,8 @@ def ingest(
         known_copies = _within(catalog.known_copies(uri_prefix), uri_prefix, one_file)
         # A copy whose image's file moved here or went away is read again: it may take the image over.
         copies = {uri: c.file for uri, c in known_copies.items() if not _moved(c.image_uri, uri)}
+        listing, too_long = _storable(listing)
+        report.failed += too_long
         to_read = [info for info in listing if _changed(known.get(info.uri) or copies.get(info.uri), info)]
         present = {info.uri for info in listing}
         unread = present - {info.uri for info in to_read}
@@ -471,19 +474,41 @@ class PathFields(TypedDict, total=False):
 
 
 def path_fields(pattern: re.Pattern[str], uri: str) -> PathFields:
-    """The reel, frame and camera index that ``pattern`` (see :func:`path_pattern`) reads from ``uri``."""
+    """The reel, frame and camera index that ``pattern`` (see :func:`path_pattern`) reads from ``uri``; a
+    value the catalog cannot hold is none (the digits of ``IMG20240501083000.jpg`` are no frame counter)."""
     match = pattern.search(uri)
     if match is None:
         return {}
     groups = match.groupdict()
-    fields: PathFields = {}
-    if groups.get("reel"):
-        fields["reel"] = groups["reel"]
-    if groups.get("frame"):
-        fields["frame"] = int(groups["frame"])
-    if groups.get("camera"):
-        fields["camera_index"] = int(groups["camera"])
-    return fields
+    found = {
+        field: int(text) if field != "reel" else text
+        for field, text in (
+            ("reel", groups.get("reel")),
+            ("frame", groups.get("frame")),
+            ("camera_index", groups.get("camera")),
+        )
+        if text
+    }
+    fields: dict[str, str | int] = {}
+    for name, value in found.items():
+        try:
+            fields[name] = validate_value(name, value)
+        except ConfigError:
+            continue
+    return cast(PathFields, fields)
+
+
+def _storable(listing: list[ObjectInfo]) -> tuple[list[ObjectInfo], list[IngestFailure]]:
+    """The files of ``listing`` whose URI the catalog can hold, and the others as failures."""
+    limit = text_limit("uri")
+    assert limit is not None
+    too_long = [info for info in listing if len(info.uri) > limit]
+    if not too_long:
+        return listing, []
+    reason = f"its path is longer than {limit} characters, the most the catalog holds: shorten it"
+    return [info for info in listing if len(info.uri) <= limit], [
+        IngestFailure(info.uri, reason) for info in too_long
+    ]
 
 
 def _with_metadata(record: ImageRecord, m: ImageMetadata) -> ImageRecord:

@@ -261,9 +261,10 @@ def test_bad_input_is_recorded_and_only_unreadable_messages_fail(catalog: Catalo
 
 
 def test_an_event_the_database_refuses_fails_only_its_message(postgres_url: str, keys, s3, shot):
-    long_reel = f"incoming/{'R' * 200}/cam0/R_cam0_000001.jpg"  # longer than images.reel on PostgreSQL
-    s3.copy_object(Bucket=BUCKET, Key=long_reel, CopySource={"Bucket": BUCKET, "Key": keys[0]})
-    records = [s3_record(keys[0], sequencer="10"), s3_record(long_reel, sequencer="11")]
+    # a key S3 takes (at most 1,024 bytes) whose s3:// URI is longer than images.uri holds on PostgreSQL
+    long_key = f"incoming/{'R' * 990}/cam0/R_cam0_000001.jpg"
+    s3.copy_object(Bucket=BUCKET, Key=long_key, CopySource={"Bucket": BUCKET, "Key": keys[0]})
+    records = [s3_record(keys[0], sequencer="10"), s3_record(long_key, sequencer="11")]
     records.append(s3_record(keys[1], sequencer="12"))
     with Catalog.open(postgres_url) as catalog:
         report = EventHandler(catalog, settings(shot[2])).handle(sqs_batch(*records))

@@ -100,6 +100,36 @@ def test_a_failure_fixed_since_is_read_again(catalog: Catalog, tmp_path: Path) -
     assert catalog.count(Selection(status="failed")) == 0
 
 
+def test_what_the_catalog_cannot_hold_fails_that_file_alone(catalog: Catalog, tmp_path: Path) -> None:
+    """On both backends alike (PostgreSQL refused the whole ingest with a traceback): the digits of a name too
+    large for a frame counter are no frame, and a file whose path is longer than the catalog's URIs fails
+    with its reason while the others are added."""
+    from PIL import Image
+
+    from panopipe.config import Settings
+    from panopipe.ingest import ingest
+
+    deep = tmp_path.joinpath(*(f"{n}" * 200 for n in range(1, 6)))
+    deep.mkdir(parents=True)
+    files = [tmp_path / "R009_cam0_3000000000.jpg", tmp_path / "R009_cam0_000001.jpg", deep / "far.jpg"]
+    for shade, path in enumerate(files):
+        Image.new("RGB", (16, 16), (shade * 60, 0, 0)).save(path)
+
+    report = ingest(catalog, [tmp_path], Settings())
+
+    assert [(failure.uri, failure.reason) for failure in report.failed] == [
+        (
+            str(deep / "far.jpg"),
+            "its path is longer than 1024 characters, the most the catalog holds: shorten it",
+        )
+    ]
+    assert report.added == 2
+    assert sorted((Path(i.uri).name, i.frame) for i in catalog.images()) == [
+        ("R009_cam0_000001.jpg", 1),
+        ("R009_cam0_3000000000.jpg", None),
+    ]
+
+
 PEAK = textwrap.dedent(
     """
     import json, resource, sys
