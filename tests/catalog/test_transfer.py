@@ -408,6 +408,11 @@ def test_a_nan_on_the_target_does_not_pass_for_a_null(source: str, postgres_url:
             "not a time in its column captured_at",
         ),
         ("UPDATE images SET width = 2147483648 WHERE frame = 4", "not a 32-bit integer in its column width"),
+        (  # a text PostgreSQL refuses, which SQLite (and panopipe before 2026-12-05) took
+            "UPDATE images SET make = printf('%.300c', 'x') WHERE frame = 4",
+            "images holds a text longer than 128 characters, the most its column make holds on PostgreSQL "
+            r"\(the row of key '[0-9a-f]{32}'\): correct it in the SQLite catalog, then migrate again",
+        ),
         ("UPDATE images SET size = 12.5 WHERE frame = 4", "not an integer in its column size"),
         ("UPDATE images SET deleted = 'no' WHERE frame = 4", "not a boolean in its column deleted"),
         (

@@ -157,6 +157,23 @@ class SourceTable:
     def count(self) -> int:
         return self.db.execute(f"SELECT count(*) FROM {quote(self.shape.name)}").fetchone()[0]
 
+    def check_lengths(self) -> None:
+        """A :class:`CatalogError` naming a row with a text longer than its column holds on PostgreSQL
+        (SQLite's texts have no limit): asked once PostgreSQL refused a batch, to say which and where."""
+        table, key = quote(self.shape.name), quote(self.shape.key.name)
+        for column in self.shape.copy_columns:
+            limit = getattr(column.type, "length", None)
+            if not limit:
+                continue
+            query = f"SELECT {key} FROM {table} WHERE length({quote(column.name)}) > ? LIMIT 1"
+            found = self.db.execute(query, [limit]).fetchone()
+            if found is not None:
+                raise CatalogError(
+                    f"{self.shape.name} holds a text longer than {limit} characters, the most its column "
+                    f"{column.name} holds on PostgreSQL (the row of key {found[0]!r}): correct it in the SQLite "
+                    "catalog, then migrate again"
+                )
+
     def batches(
         self, lower: Any, upper: Any, size: int, *, copy_data: bool = False, digest: bool = True
     ) -> Iterator[SourceBatch]:

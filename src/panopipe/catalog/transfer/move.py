@@ -36,6 +36,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, Literal
 
+import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 
@@ -407,7 +408,11 @@ def _copy_table(
             if batch is not None and chunks is not None:
                 chunks.append(replace(batch, copy_data=None))
             if sending:
-                copied += sending.result()
+                try:
+                    copied += sending.result()
+                except psycopg.errors.StringDataRightTruncation:
+                    source.check_lengths()  # names the row and column
+                    raise
                 if progress:
                     progress(TransferProgress("copy", shape.name, present + copied, total))
             if batch is None:
