@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,3 +91,34 @@ def test_ranged_reads_go_through_presigned_urls_over_http(endpoint_url: str, aws
         "s3://e2e-ranged/in put/reel 1/gone.jpg does not exist (bucket 'e2e-ranged', key 'reel 1/gone.jpg')"
     )
     assert "S3 bucket 'e2e-nowhere' does not exist" in str(no_bucket.value)
+
+
+def test_the_endpoint_of_a_config_file_given_with_config_reaches_every_part_of_a_run(
+    endpoint_url: str, aws_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """`run --config FILE` and `verify --config FILE` from another folder: the pool's worker processes and
+    the storage opened by output URIs read FILE's S3 endpoint (they went to AWS, the job failing after 75 s
+    of retries, where `ingest` and `sync` with the same option went to the endpoint)."""
+    from panopipe.cli import main
+    from panopipe.demo import generate_survey, write_project_config
+
+    boto3.client("s3", endpoint_url=endpoint_url, region_name="us-east-1").create_bucket(Bucket="e2e-config")
+    project = tmp_path / "project"
+    survey = generate_survey(project, shots=1, camera_size=(160, 120))
+    config = write_project_config(project, str(project / "panopipe.db"), (160, 120))
+    text = config.read_text(encoding="utf-8")
+    text = text.replace(json.dumps(str(project.resolve() / "panopipe-out")), '"s3://e2e-config/out"')
+    config.write_text(text.replace("[panopipe]\n", f'[panopipe]\ns3_endpoint_url = "{endpoint_url}"\n', 1))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    option = ("--config", str(config))
+
+    assert main(["ingest", str(survey.folder / survey.reel), *option]) == 0
+    assert main(["run", *option, "--workers", "1"]) == 0, capsys.readouterr().err
+    assert main(["verify", *option]) == 0, capsys.readouterr().err
+    listed = boto3.client("s3", endpoint_url=endpoint_url, region_name="us-east-1").list_objects_v2(
+        Bucket="e2e-config", Prefix="out/publish/"
+    )
+    assert listed["KeyCount"] == 3  # the panorama, its thumbnail and its preview
+    assert "PANOPIPE_CONFIG" not in os.environ

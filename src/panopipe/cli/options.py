@@ -6,9 +6,11 @@ the ``settings``; ``@uses_selection`` adds the selection filters of ``ls`` and p
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,7 +19,7 @@ import typer
 
 from panopipe.catalog.values import parse_time
 from panopipe.cli import render
-from panopipe.config import ENV_CATALOG, Settings, load_settings
+from panopipe.config import ENV_CATALOG, ENV_CONFIG, Settings, load_settings
 from panopipe.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -126,6 +128,25 @@ def open_settings(catalog: str | None, config: Path | None) -> Settings:
     return load_settings(config, catalog=catalog)
 
 
+@contextlib.contextmanager
+def config_of_the_command(config: Path | None) -> Iterator[None]:
+    """While the command runs, its ``--config FILE`` is also ``$PANOPIPE_CONFIG``: what loads settings of its
+    own (storage opened by a URI, the local pool's worker processes) reads the same file, not the current
+    folder's ``panopipe.toml`` (an S3 endpoint set there took requests to AWS instead)."""
+    if config is None:
+        yield
+        return
+    before = os.environ.get(ENV_CONFIG)
+    os.environ[ENV_CONFIG] = str(config.resolve())
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[ENV_CONFIG]
+        else:
+            os.environ[ENV_CONFIG] = before
+
+
 def uses_catalog(command: Callable[..., Any] | None = None, *, create: bool = False) -> Callable[..., Any]:
     """Give ``command`` the options ``--catalog``/``--config`` and the arguments ``catalog`` and ``settings``.
 
@@ -142,7 +163,7 @@ def uses_catalog(command: Callable[..., Any] | None = None, *, create: bool = Fa
         from panopipe.catalog import Catalog
 
         settings = open_settings(catalog_location, config)
-        with Catalog.open(settings.catalog, create=create) as catalog:
+        with config_of_the_command(config), Catalog.open(settings.catalog, create=create) as catalog:
             if kwargs.get("selection") is not None:  # @uses_selection's filters: --id takes short ids
                 kwargs["selection"] = catalog.resolve_ids(kwargs["selection"])
             return command(*args, catalog=catalog, settings=settings, **kwargs)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from panopipe.cli import render
-from panopipe.cli.options import ConfigOption, open_settings
+from panopipe.cli.options import ConfigOption, config_of_the_command, open_settings
 from panopipe.config import ENV_MANIFEST
 
 
@@ -46,7 +46,8 @@ def worker_run(
     from panopipe.executors.worker import run_chunk
 
     settings = open_settings(None, config)
-    report = run_chunk(manifest, index, workers=workers, grace_s=grace, settings=settings)
+    with config_of_the_command(config):
+        report = run_chunk(manifest, index, workers=workers, grace_s=grace, settings=settings)
     render.print_json(report.to_dict())
     return report.exit_code
 
