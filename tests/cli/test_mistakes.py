@@ -86,6 +86,25 @@ def test_ingest_creates_the_catalog(capsys, tmp_path: Path):
     assert db.is_file() and run(capsys, "status", "--catalog", str(db))[0] == 0
 
 
+@pytest.mark.parametrize(
+    ("source", "code"),
+    [
+        ("s3:/bucket/R001", ConfigError.exit_code),
+        ("missing-folder", ConfigError.exit_code),
+        ("s3://", ConfigError.exit_code),
+        ("s3://bucket/R001/../R002", ConfigError.exit_code),
+        ("s3://Bad_Bucket!/R001", ConfigError.exit_code),
+    ],
+)
+def test_an_ingest_that_fails_leaves_no_catalog_behind(capsys, tmp_path: Path, source: str, code: int):
+    """An empty catalog left by a mistake would make the next `ls` answer "0 image(s)" instead of naming the
+    mistake; a malformed S3 URL is a usage error (exit 2), nothing having been accessed."""
+    db = tmp_path / "new.db"
+    assert run(capsys, "ingest", source, "--catalog", str(db))[:2] == (code, "")
+    assert sorted(tmp_path.iterdir()) == []
+    assert run(capsys, "ls", "--catalog", str(db))[0] == CatalogError.exit_code
+
+
 def test_a_file_that_is_no_sqlite_database_is_not_a_catalog(capsys, tmp_path: Path):
     (tmp_path / "capture").mkdir()
     files = {"notadb.db": JPEG.read_bytes(), "panopipe.toml": b'catalog = "survey.db"\n'}

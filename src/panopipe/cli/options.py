@@ -163,10 +163,16 @@ def uses_catalog(command: Callable[..., Any] | None = None, *, create: bool = Fa
         from panopipe.catalog import Catalog
 
         settings = open_settings(catalog_location, config)
-        with config_of_the_command(config), Catalog.open(settings.catalog, create=create) as catalog:
-            if kwargs.get("selection") is not None:  # @uses_selection's filters: --id takes short ids
-                kwargs["selection"] = catalog.resolve_ids(kwargs["selection"])
-            return command(*args, catalog=catalog, settings=settings, **kwargs)
+        new_file = _absent_sqlite_file(settings.catalog) if create else None
+        try:
+            with config_of_the_command(config), Catalog.open(settings.catalog, create=create) as catalog:
+                if kwargs.get("selection") is not None:  # @uses_selection's filters: --id takes short ids
+                    kwargs["selection"] = catalog.resolve_ids(kwargs["selection"])
+                return command(*args, catalog=catalog, settings=settings, **kwargs)
+        except BaseException:
+            if new_file is not None:
+                _discard_if_empty(new_file)
+            raise
 
     _extend(
         wrapper,
@@ -175,6 +181,31 @@ def uses_catalog(command: Callable[..., Any] | None = None, *, create: bool = Fa
         _parameters(catalog_location=CatalogOption, config=ConfigOption),
     )
     return wrapper
+
+
+def _absent_sqlite_file(location: str | None) -> Path | None:
+    """The SQLite file ``location`` names (a path or ``sqlite:///PATH``) if it does not exist yet."""
+    text = str(location or "")
+    if text.startswith("sqlite:///"):
+        text = text.removeprefix("sqlite:///")
+    elif "://" in text or not text:
+        return None
+    path = Path(text)
+    return None if path.exists() else path
+
+
+def _discard_if_empty(path: Path) -> None:
+    """Delete the SQLite catalog a failed command made at ``path`` (a mistyped source, an unreachable
+    bucket) if it holds no image: a later read says "no catalog" instead of showing an empty one."""
+    from panopipe.catalog import Catalog, Selection
+
+    if not path.exists():
+        return
+    with Catalog.open(path, create=False) as catalog:
+        if catalog.count(Selection(include_deleted=True)):
+            return
+    for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        leftover.unlink(missing_ok=True)
 
 
 SELECTION_OPTIONS = {

@@ -21,9 +21,13 @@ def open_storage(uri: str | Path, settings: Settings | None = None) -> Storage:
     text = str(uri)
     path = local_path(text)
     if path is None:
+        from panopipe.errors import ConfigError, StorageError
         from panopipe.storage.s3 import S3Storage  # boto3 is imported only when S3 is used
 
-        return S3Storage.from_uri(text, settings=settings)
+        try:
+            return S3Storage.from_uri(text, settings=settings)
+        except StorageError as exc:  # nothing was accessed: the URL is wrong (s3://, s3:///R001, a/../b)
+            raise ConfigError(f"invalid S3 URL {text}: {exc}") from None
     return FolderStorage(path)
 
 

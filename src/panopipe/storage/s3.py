@@ -6,6 +6,7 @@ import base64
 import contextlib
 import hashlib
 import mimetypes
+import re
 import shutil
 import threading
 import xml.etree.ElementTree as ElementTree
@@ -36,6 +37,8 @@ MIN_PART_SIZE = 5 * MiB
 MAX_PARTS = 10_000
 SHA256_METADATA = "sha256"  # stored as x-amz-meta-sha256: the hex SHA-256 of the whole object
 _USER_METADATA = "x-amz-meta-"
+_BUCKET_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")
+"""The names botocore accepts (S3's rules for new buckets are stricter; older buckets keep capitals and _)."""
 PRESIGNED_SECONDS = 300  # how long a presigned ranged GET stays valid; it is used at once
 
 Reader = Callable[[int, int], bytes]
@@ -86,8 +89,10 @@ class S3Storage(Storage):
         settings: Settings | None = None,
         transfer: TransferOptions | None = None,
     ):
-        if not bucket or "/" in bucket:
-            raise StorageError(f"invalid S3 bucket name {bucket!r}")
+        if not _BUCKET_NAME.fullmatch(bucket):
+            raise StorageError(
+                f"invalid S3 bucket name {bucket!r}: a bucket name is letters, digits, '.', '-' and '_'"
+            )
         prefix = prefix.strip("/")
         self.bucket = bucket
         self.prefix = validate_key(prefix) + "/" if prefix else ""
