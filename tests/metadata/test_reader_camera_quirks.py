@@ -357,3 +357,47 @@ def test_an_impossible_gps_date_is_refused(date: str) -> None:
     metadata = parse_jpeg_header(time_jpeg("2014:09:25 12:00:00", date, (10, 0, 0)))
     assert metadata.gps_datetime is None
     assert any("is not a valid time" in warning for warning in metadata.warnings)
+
+
+# 6. Image directions from magnetic north
+
+
+def exiftool_written(tmp_path: Path, name: str, *assignments: str) -> bytes:
+    """A plain JPEG with ``assignments`` (``-TAG=VALUE``) written by ExifTool (``-n``: values as given)."""
+    path = tmp_path / name
+    path.write_bytes(PLAIN_JPEG)
+    subprocess.run(["exiftool", "-q", "-n", "-overwrite_original", *assignments, str(path)], check=True)
+    return path.read_bytes()
+
+
+@pytest.mark.exiftool
+def test_a_direction_from_magnetic_north_is_no_heading(tmp_path: Path) -> None:
+    """GPSImgDirectionRef M: the direction is not from true north, and turning it into one takes the magnetic
+    declination of the place and time, so the reader leaves it out (and ingest takes GPano's heading)."""
+    pose = "-XMP-GPano:PoseHeadingDegrees=123.5"
+    files = {
+        "true.jpg": exiftool_written(tmp_path, "t.jpg", "-GPSImgDirection=90", "-GPSImgDirectionRef=T"),
+        "no_ref.jpg": exiftool_written(tmp_path, "n.jpg", "-GPSImgDirection=90"),
+        "magnetic.jpg": exiftool_written(tmp_path, "m.jpg", "-GPSImgDirection=90", "-GPSImgDirectionRef=M"),
+        "magnetic_pose.jpg": exiftool_written(
+            tmp_path, "mp.jpg", "-GPSImgDirection=90", "-GPSImgDirectionRef=M", pose
+        ),
+        "magnetic_xmp.jpg": exiftool_written(
+            tmp_path, "mx.jpg", "-XMP-exif:GPSImgDirection=90", "-XMP-exif:GPSImgDirectionRef=M"
+        ),
+    }
+    answers = exiftool(tmp_path, files)
+    for name, data in files.items():
+        metadata, tags = parse_jpeg_header(data), answers[name]
+        group = "XMP-exif" if name == "magnetic_xmp.jpg" else "GPS"
+        assert tags[f"{group}:GPSImgDirection"] == 90, name
+        assert tags.get(f"{group}:GPSImgDirectionRef") == {"t": "T", "n": None}.get(name[0], "M"), name
+        assert metadata.pose_heading == (123.5 if name == "magnetic_pose.jpg" else None)
+        if name.startswith("magnetic"):
+            assert metadata.gps_img_direction is None, name
+            assert metadata.warnings == (
+                "GPSImgDirection 90 is from magnetic north (GPSImgDirectionRef M), not true north:"
+                " not used as the heading",
+            )
+        else:
+            assert (metadata.gps_img_direction, metadata.warnings) == (90, ()), name

@@ -60,7 +60,8 @@ class ImageMetadata:
     ``captured_at`` is UTC: ``datetime_original`` (local time, with its sub-seconds) shifted by
     ``OffsetTimeOriginal``, or by an offset inferred from the GPS time (nearest 15 minutes, when within 24 h),
     and otherwise taken as UTC with ``utc_offset_minutes`` left None. ``gps_h_positioning_error`` is the
-    horizontal accuracy of the position in metres (EXIF GPSHPositioningError).
+    horizontal accuracy of the position in metres (EXIF GPSHPositioningError). ``gps_img_direction`` is from
+    true north: a direction from magnetic north (GPSImgDirectionRef M) is left out, with a warning.
     """
 
     datetime_original: str | None
@@ -152,12 +153,7 @@ def _parse(data: bytes, segments: list[Segment], end: int) -> ImageMetadata:
         longitude = _xmp_coordinate(xmp["exif:GPSLongitude"], "GPSLongitude", warnings)
     latitude = _in_range(latitude, 90, "GPSLatitude", warnings)
     longitude = _in_range(longitude, 180, "GPSLongitude", warnings)
-    direction = _number(gps, tiff.GPS_IMG_DIRECTION)
-    if direction is None and "exif:GPSImgDirection" in xmp:
-        direction = _xmp_number(xmp["exif:GPSImgDirection"], "GPSImgDirection", warnings)
-    if direction is not None and not 0 <= direction <= 360:
-        warnings.append(f"GPSImgDirection {direction} is out of range, ignored")
-        direction = None
+    direction = _direction(gps, xmp, warnings)
 
     accuracy = _number(gps, tiff.GPS_H_POSITIONING_ERROR)
     if accuracy is None and "exif:GPSHPositioningError" in xmp:
@@ -273,6 +269,27 @@ def _altitude(gps: dict[int, Value], xmp: dict[str, str], warnings: list[str]) -
     else:
         return None
     return -abs(altitude) if altitude is not None and below else altitude
+
+
+def _direction(gps: dict[int, Value], xmp: dict[str, str], warnings: list[str]) -> float | None:
+    """GPSImgDirection (EXIF, else XMP) in degrees from true north, or None. A direction from magnetic north
+    (GPSImgDirectionRef M) is none: making it one takes the magnetic declination of the place and time."""
+    direction, ref = _number(gps, tiff.GPS_IMG_DIRECTION), _text(gps, tiff.GPS_IMG_DIRECTION_REF)
+    if direction is None and "exif:GPSImgDirection" in xmp:
+        direction = _xmp_number(xmp["exif:GPSImgDirection"], "GPSImgDirection", warnings)
+        ref = xmp.get("exif:GPSImgDirectionRef")
+    if direction is None:
+        return None
+    if not 0 <= direction <= 360:
+        warnings.append(f"GPSImgDirection {direction} is out of range, ignored")
+        return None
+    if ref is not None and ref.strip()[:1].upper() == "M":
+        warnings.append(
+            f"GPSImgDirection {direction:g} is from magnetic north (GPSImgDirectionRef M), not true north:"
+            " not used as the heading"
+        )
+        return None
+    return direction
 
 
 def _xmp_number(text: str | None, name: str, warnings: list[str]) -> float | None:

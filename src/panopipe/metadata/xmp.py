@@ -43,6 +43,7 @@ _NAMESPACES = {
             "GPSAltitude",
             "GPSAltitudeRef",
             "GPSImgDirection",
+            "GPSImgDirectionRef",
             "GPSHPositioningError",
             "GPSTimeStamp",
         ),
