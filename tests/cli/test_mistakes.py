@@ -105,6 +105,12 @@ def test_an_ingest_that_fails_leaves_no_catalog_behind(capsys, tmp_path: Path, s
     assert run(capsys, "ls", "--catalog", str(db))[0] == CatalogError.exit_code
 
 
+def test_an_error_about_a_name_with_a_newline_is_still_one_line(capsys, tmp_path: Path):
+    code, _, err = run(capsys, "ingest", str(tmp_path / "day\n2"), "--catalog", str(tmp_path / "c.db"))
+    assert code == ConfigError.exit_code
+    assert err == f"error: {tmp_path}/day\\n2 does not exist: give a folder, a JPEG file or an s3:// prefix\n"
+
+
 def test_a_file_that_is_no_sqlite_database_is_not_a_catalog(capsys, tmp_path: Path):
     (tmp_path / "capture").mkdir()
     files = {"notadb.db": JPEG.read_bytes(), "panopipe.toml": b'catalog = "survey.db"\n'}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -162,13 +163,22 @@ def success(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    """A warning on stderr."""
-    _alerts.print(Text.assemble(("warning:", "yellow"), f" {message}"), soft_wrap=True)
+    """A warning line on stderr."""
+    _alerts.print(Text.assemble(("warning:", "yellow"), f" {_one_line(message)}"), soft_wrap=True)
 
 
 def error(message: str) -> None:
     """One red error line on stderr."""
-    _alerts.print(Text.assemble(("error:", "red"), f" {message}"), soft_wrap=True)
+    _alerts.print(Text.assemble(("error:", "red"), f" {_one_line(message)}"), soft_wrap=True)
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+def _one_line(message: str) -> str:
+    """``message`` with its control characters written as escapes (a file named with a newline): a script
+    reads one line per error or warning."""
+    return _CONTROL.sub(lambda found: repr(found.group())[1:-1], message)
 
 
 def first_line(message: str | None) -> str | None:
