@@ -111,6 +111,14 @@ class ExifTree:
         data, count = self._encode(type_, value)
         self.ifds[ifd][tag] = Entry(type_, count, data)
 
+    def copy(self, source: str, ifd: str, tag: int) -> None:
+        """Give ``ifd`` (which must exist) the entry ``tag`` of ``source``, or remove it if ``source`` has none."""
+        entry = self.get(source, tag)
+        if entry is None:
+            self.ifds[ifd].pop(tag, None)
+        else:
+            self.ifds[ifd][tag] = Entry(entry.type, entry.count, entry.value)
+
     def serialize(self, limit: int) -> bytes:
         """The TIFF block; if it exceeds ``limit`` bytes, drop the thumbnail (IFD1) or raise MetadataError."""
         block = self._serialize()

@@ -55,6 +55,7 @@ _NEW_EXIF: dict[int, tuple[int, Value]] = {
 }
 _NEW_GPS: dict[int, tuple[int, Value]] = {tiff.GPS_VERSION_ID: (BYTE, (2, 3, 0, 0))}
 _OFFSET_TIME_VERSION = b"0231"
+_CAPTURE_TIME_TAGS = (tiff.DATETIME_ORIGINAL, tiff.SUBSEC_TIME_ORIGINAL, tiff.OFFSET_TIME_ORIGINAL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +108,7 @@ class MetadataUpdate:
     ``captured_at`` (timezone-aware) is written as DateTimeOriginal in local time at ``utc_offset_minutes``
     (default: its own offset), with SubSecTimeOriginal (milliseconds) and OffsetTimeOriginal; with
     ``zone_unknown`` (a camera clock whose zone nobody knows), as the clock read, without OffsetTimeOriginal,
-    which would claim a zone. GPS values are
+    which would claim a zone; a camera's copies of these tags in IFD0 get the same values. GPS values are
     signed (south, west and below sea level are negative); ``gps_img_direction`` is in degrees true north;
     ``gps_h_positioning_error`` (the position's horizontal accuracy) in metres; ``gps_datetime`` is written
     in UTC. ``panopipe`` holds properties of the panopipe XMP namespace.
@@ -302,12 +303,16 @@ def _set_capture_time(
     local = moment.astimezone(timezone(offset))
     tree.set(EXIF, tiff.DATETIME_ORIGINAL, ASCII, local.strftime("%Y:%m:%d %H:%M:%S"))
     tree.set(EXIF, tiff.SUBSEC_TIME_ORIGINAL, ASCII, f"{local.microsecond // 1000:03d}")
-    if zone_unknown:
-        return
-    tree.set(EXIF, tiff.OFFSET_TIME_ORIGINAL, ASCII, offset_text(int(offset.total_seconds()) // 60))
-    version = tree.get(EXIF, tiff.EXIF_VERSION)
-    if version is None or version.value < _OFFSET_TIME_VERSION:  # OffsetTimeOriginal needs EXIF 2.31
-        tree.set(EXIF, tiff.EXIF_VERSION, UNDEFINED, _OFFSET_TIME_VERSION)
+    if not zone_unknown:
+        tree.set(EXIF, tiff.OFFSET_TIME_ORIGINAL, ASCII, offset_text(int(offset.total_seconds()) // 60))
+        version = tree.get(EXIF, tiff.EXIF_VERSION)
+        if version is None or version.value < _OFFSET_TIME_VERSION:  # OffsetTimeOriginal needs EXIF 2.31
+            tree.set(EXIF, tiff.EXIF_VERSION, UNDEFINED, _OFFSET_TIME_VERSION)
+    # Some cameras write the capture time in IFD0, where ExifTool reads it first: its copies get the same
+    # values (one the ExifIFD does not have, an OffsetTimeOriginal whose zone is now unknown, goes).
+    for tag in _CAPTURE_TIME_TAGS:
+        if tree.get(IFD0, tag) is not None:
+            tree.copy(EXIF, IFD0, tag)
 
 
 def _gps_tags(update: MetadataUpdate) -> dict[int, tuple[int, Value]]:
