@@ -244,6 +244,40 @@ def test_unsafe_or_corrupt_xmp_is_refused(packet: bytes) -> None:
         apply_metadata(jpeg, MetadataUpdate(panopipe={"frame": 1}))
 
 
+@pytest.mark.exiftool
+@pytest.mark.parametrize(
+    "descriptions",
+    [
+        b'<rdf:Description rdf:about="" xmlns:a="urn:one"><a:p>1</a:p></rdf:Description>'
+        b'<rdf:Description rdf:about="" xmlns:a="urn:two"><a:q>2</a:q></rdf:Description>',
+        b'<rdf:Description rdf:about="" xmlns="urn:one" xmlns:ns="urn:two"><p>1</p><ns:q>2</ns:q>'
+        b"</rdf:Description>",
+    ],
+    ids=["one-prefix-two-namespaces", "default-namespace"],
+)
+def test_xmp_properties_keep_their_namespaces_whatever_the_prefixes(
+    tmp_path: Path, descriptions: bytes
+) -> None:
+    """Legal XMP that binds a prefix to two namespaces (one per rdf:Description) or uses a default namespace:
+    each property keeps its own namespace (under a prefix of its own), as ExifTool reads them."""
+    packet = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        + descriptions
+        + b"</rdf:RDF></x:xmpmeta>"
+    )
+    before, after = tmp_path / "before.jpg", tmp_path / "after.jpg"
+    before.write_bytes(insert_app1(pillow_jpeg(), b"http://ns.adobe.com/xap/1.0/\x00" + packet))
+    apply_metadata_file(before, after, update=MetadataUpdate(gpano=GPano(64, 32), panopipe={"frame": 3}))
+    found = xmp_properties(after.read_bytes())
+    assert found[("urn:one", "p")] == ["1"] and found[("urn:two", "q")] == ["2"]
+    assert found[(GPANO_NS, "FullPanoWidthPixels")] == ["64"] and found[(PANOPIPE_NS, "frame")] == ["3"]
+    # ExifTool names the group of a namespace it does not know after its prefix: compare the tags by name
+    tags_before, tags_after = (json.loads(exiftool("-json", "-n", "-XMP:all", p))[0] for p in (before, after))
+    kept = {name: value for name, value in tags_before.items() if name != "SourceFile"}
+    assert len(kept) == 2 and kept.items() <= tags_after.items()
+    assert tags_after["FullPanoWidthPixels"] == 64 and tags_after["Frame"] == 3
+
+
 def tiff_with_thumbnail(thumbnail_size: int) -> bytes:
     """A little-endian TIFF block: IFD0 with Make, IFD1 pointing to a fake JPEG thumbnail."""
     thumb = b"\xff\xd8" + bytes(thumbnail_size - 4) + b"\xff\xd9"

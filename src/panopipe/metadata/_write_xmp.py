@@ -46,17 +46,15 @@ def merge_xmp(packet: bytes | None, values: dict[Property, str], prefixes: dict[
     for (uri, name), value in values.items():
         descriptions[0].set(f"{{{uri}}}{name}", value)
     for uri, prefix in prefixes.items():
-        if uri not in declared:
-            taken = set(declared.values())
-            declared[uri] = next(
-                p for p in (prefix, *(f"{prefix}{i}" for i in range(1, 100))) if p not in taken
-            )
+        _bind(declared, uri, prefix)
     body = _element(root, declared, top=True)
     return (_PACKET_BEGIN + body + _PACKET_END).encode()
 
 
 def _parse(packet: bytes) -> tuple[ET.Element, dict[str, str]]:
-    """The root element of ``packet`` and the prefix it declares for each namespace URI."""
+    """The root element of ``packet`` and a prefix for each namespace URI it declares: the packet's own, or a
+    numbered variant of it where the packet binds one prefix to several URIs (legal in XML, one per element);
+    ``ns`` for a default namespace."""
     if declares_entities(packet):
         raise MetadataError("unsafe XMP: the packet declares a DOCTYPE or entities")
     declared: dict[str, str] = {}
@@ -67,8 +65,8 @@ def _parse(packet: bytes) -> tuple[ET.Element, dict[str, str]]:
         ):
             if event == "start-ns":
                 prefix, uri = item
-                if prefix and uri not in declared and prefix not in declared.values():
-                    declared[uri] = prefix
+                if uri:  # xmlns="" leaves elements in no namespace: they need no prefix
+                    _bind(declared, uri, prefix or "ns")
             elif root is None:
                 root = item
     except ET.ParseError as exc:
