@@ -100,6 +100,9 @@ class _Read:
     content_hash: str | None
     error: str | None
     bytes_read: int
+    unreachable: bool = False
+    """The file could not be read (access denied, a network error): nothing is known of its content, so it
+    is not recorded as failed, and the next ingest reads it again."""
 
 
 def ingest(
@@ -114,7 +117,8 @@ def ingest(
 
     Files whose size and modification time (ETag on S3) match the catalog are not read again. Unreadable
     files (a bad name included) are recorded with ``status='failed'`` and their reason, and the rest go on;
-    an unchanged file that failed before is reported failed again. A file whose content moved keeps its
+    an unchanged file that failed before is reported failed again. A file that could not be read at all
+    (access denied, a network error) is reported, not recorded: the next ingest reads it. A file whose content moved keeps its
     image's id (see :func:`_set_aside_duplicates`); one whose content the catalog holds elsewhere is a
     duplicate, reported and not added, then known as a copy (see :mod:`panopipe.catalog.file_copies`) and
     not read again while it is unchanged. Files gone from a source folder are marked deleted. A source that
@@ -299,12 +303,15 @@ def _read_all(
     return results
 
 
-def _with_info(info: ObjectInfo, outcome: tuple[ImageMetadata | None, str | None, str | None, int]) -> _Read:
-    metadata, content_hash, error, bytes_read = outcome
-    return _Read(info, metadata, content_hash, error, bytes_read)
+_Outcome = tuple[ImageMetadata | None, str | None, str | None, int, bool]
+"""What a worker process returns of a local read: :class:`_Read`'s fields after ``info``."""
 
 
-def _read_local(path: str) -> tuple[ImageMetadata | None, str | None, str | None, int]:
+def _with_info(info: ObjectInfo, outcome: _Outcome) -> _Read:
+    return _Read(info, *outcome)
+
+
+def _read_local(path: str) -> _Outcome:
     """Header metadata and SHA-256 of one local file (runs in a worker process).
 
     A file of up to :data:`ONE_READ` bytes is parsed and hashed from one read. A larger one has its header
@@ -322,10 +329,10 @@ def _read_local(path: str) -> tuple[ImageMetadata | None, str | None, str | None
             while chunk := handle.read(HASH_CHUNK):
                 digest.update(chunk)
     except MetadataError as exc:
-        return None, None, str(exc), 0
+        return None, None, str(exc), 0, False
     except OSError as exc:
-        return None, None, f"cannot read: {exc.strerror}", 0
-    return metadata, digest.hexdigest(), None, metadata.header_bytes
+        return None, None, f"cannot read: {exc.strerror}", 0, True
+    return metadata, digest.hexdigest(), None, metadata.header_bytes, False
 
 
 def _read_remote(storage: Storage, listed: ObjectInfo, first: bytes | None = None) -> _Read:
@@ -346,11 +353,13 @@ def _read_remote(storage: Storage, listed: ObjectInfo, first: bytes | None = Non
             return storage.read_range(listed.key, start, length)
 
         metadata, _ = read_jpeg(read, HEADER_CHUNK, size=listed.size)
-        error = None
-    except (MetadataError, StorageError) as exc:
-        metadata, content_hash, error = None, None, str(exc)
+        error, unreachable = None, False
+    except MetadataError as exc:
+        metadata, content_hash, error, unreachable = None, None, str(exc), False
+    except StorageError as exc:
+        metadata, content_hash, error, unreachable = None, None, str(exc), True
     bytes_read = storage.stats.get(listed.key).bytes_read - stats_before
-    return _Read(listed, metadata, content_hash, error, bytes_read)
+    return _Read(listed, metadata, content_hash, error, bytes_read, unreachable)
 
 
 def _records(
@@ -361,6 +370,8 @@ def _records(
     }
     records = []
     for read in reads:
+        if read.unreachable:
+            continue  # reported, and read again next time: the file may be fine
         info = read.info
         moved_id = None
         if read.content_hash is not None and info.uri not in known:

@@ -5,18 +5,24 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import replace
+from pathlib import Path
 
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from moto.core.authorization import enable_iam_authentication
 
+from panopipe.catalog import Catalog, Selection
 from panopipe.config import Settings
 from panopipe.errors import ConfigError, ObjectExistsError, ObjectNotFoundError, StorageError
+from panopipe.ingest import ingest
 from panopipe.storage import open_storage
+from panopipe.storage.aws_clients import s3_client
 from panopipe.storage.s3 import MiB, S3Storage, TransferOptions
 
 from .conftest import BUCKET, PREFIX, SMALL_PARTS, list_only_user
+
+JPEG = Path(__file__).parents[1] / "data" / "exif" / "pillow" / "hopper.jpg"
 
 BIG = os.urandom(12 * MiB + 123)
 
@@ -200,6 +206,34 @@ def test_access_denied_names_the_missing_permission(s3, s3_storage: S3Storage) -
         f"check the IAM policy allows s3:GetObject on arn:aws:s3:::{BUCKET}/{PREFIX}/secret.jpg, and the bucket policy"
     )
     assert f"s3:PutObject on arn:aws:s3:::{BUCKET}/{PREFIX}/new.jpg" in str(put_error.value)
+
+
+def test_an_object_ingest_was_denied_is_read_once_access_is_granted(
+    s3, s3_storage: S3Storage, catalog: Catalog
+) -> None:
+    """A denied read says nothing about the file: it is reported, not recorded as a failed image, which no
+    later ingest read again (its ETag unchanged) once the policy was fixed. moto's in-process IAM cannot
+    check the presigned URLs of ranged reads (its check needs an Authorization header), so the denial is
+    AWS's 403 answer, given where botocore sends the GetObject of the client ingest uses."""
+    s3_storage.put("R001/a.jpg", JPEG.read_bytes())
+    prefix = f"s3://{BUCKET}/{PREFIX}/"
+    body = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+
+    def deny(**_: object) -> AWSResponse:
+        return AWSResponse("", 403, {}, _Raw(body))
+
+    events = s3_client(Settings()).meta.events
+    events.register_first("before-send.s3.GetObject", deny)
+    try:
+        denied = ingest(catalog, [prefix], Settings())
+    finally:
+        events.unregister("before-send.s3.GetObject", deny)
+    assert [f.reason.partition(" (")[0] for f in denied.failed] == [f"access denied to {prefix}R001/a.jpg"]
+    assert catalog.count(Selection(include_deleted=True)) == 0
+
+    granted = ingest(catalog, [prefix], Settings())
+    assert (granted.added, granted.failed) == (1, [])
+    assert [image.status for image in catalog.images()] == ["ok"]
 
 
 @pytest.mark.parametrize(
