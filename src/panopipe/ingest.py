@@ -418,6 +418,8 @@ def _set_aside_duplicates(
     left_behind: list[FileCopy] = []
     for uri, content_hash in new:
         original = catalogued.get(content_hash)
+        if original is not None and original.uri == uri:
+            continue  # this very file, which an ingest running at once added meanwhile: no copy of itself
         if original is not None and read_now.get(original.uri, content_hash) != content_hash:
             original = None  # its file was read again now and holds other content
         back = original is not None and original.uri in read_now  # its own file is read now

@@ -176,6 +176,27 @@ def test_a_mistyped_source_stops_the_ingest_before_any_source_is_read(
     assert ingest(catalog, [f"file://{survey}"], SETTINGS).added == 12
 
 
+def test_a_file_another_ingest_added_meanwhile_is_no_copy_of_itself(
+    catalog: Catalog, catalog_url: str, survey: Path
+):
+    """Two ingests of one folder at once: the second to write found the files the first added while it read
+    them, and recorded each as a duplicate (a copy) of itself, which every later ingest reported."""
+    settings = Settings()
+    other: list[object] = []
+
+    def the_other_ingest(done: int, total: int) -> None:
+        if not other:
+            with Catalog.open(catalog_url, create=False) as at_once:
+                other.append(ingest(at_once, [survey], settings))
+
+    report = ingest(catalog, [survey], settings, workers=1, progress=the_other_ingest)
+
+    assert other and report.duplicates == [] and report.updated + report.unchanged == 12
+    again = ingest(catalog, [survey], settings)
+    assert (again.unchanged, again.unchanged_copies, again.duplicates) == (12, 0, [])
+    assert catalog.known_copies(str(survey)) == {}
+
+
 def test_a_copy_of_catalogued_files_is_reported_once_as_duplicates_and_not_added(
     capsys, catalog: Catalog, survey: Path, tmp_path: Path
 ):
