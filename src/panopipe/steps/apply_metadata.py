@@ -3,8 +3,11 @@
 For a rig shot the source is the stitched panorama (its ``nadir`` output when that step is on) and the
 metadata comes from the shot's frames: time, camera make/model and heading from the frame of the lowest camera
 index, the position averaged over the frames that have one. For a single 360° image the source is the image
-file itself (or its ``nadir`` output). Both get XMP GPano (equirectangular, full panorama) and the panopipe
-namespace (project, reel, frame, shot). When the capture's UTC offset is
+file itself (or its ``nadir`` output). Both get XMP GPano (equirectangular) and the panopipe namespace
+(project, reel, frame, shot). The GPano is a full panorama of the image's size, except for a partial one: an
+image whose own GPano places pixels of its size inside a larger panorama (a 360° camera's cropped image) keeps
+its FullPano* and CroppedArea* values, read from the input's header when the job runs (a stitched panorama
+carries no GPano: it is full). When the capture's UTC offset is
 known, the capture time is also written as GPSDateStamp/GPSTimeStamp (UTC); a time whose offset is unknown
 is not certain to be UTC, so it gets none. The horizontal accuracy, when the catalog has one, is written as
 GPSHPositioningError (a shot's: the largest of its frames'). Pitch and roll, when the catalog has them, are
@@ -25,7 +28,7 @@ from panopipe.catalog.records import to_json_value
 from panopipe.config import ConfigKey
 from panopipe.errors import ConfigError, MetadataError, StepError
 from panopipe.geo import mean_longitude
-from panopipe.metadata import parse_jpeg_header
+from panopipe.metadata import ImageMetadata, parse_jpeg_header
 from panopipe.metadata.writer import GPano, MetadataUpdate, apply_metadata
 from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, Upstream, put_output, read_input
 from panopipe.steps.nadir import covered, pixel_source
@@ -130,16 +133,43 @@ def expected_metadata(subject: Subject, params: Mapping[str, Any]) -> dict[str, 
 
 
 def with_metadata(jpeg: bytes, metadata: Mapping[str, Any], name: str) -> bytes:
-    """``jpeg`` (called ``name`` in errors) with ``metadata`` written in; its GPano is the JPEG's own size."""
+    """``jpeg`` (called ``name`` in errors) with ``metadata`` written in; its GPano is the JPEG's own size, or
+    the area of a larger panorama that its own GPano says it is (:func:`partial_panorama`)."""
     try:
         header = parse_jpeg_header(jpeg)
-        return apply_metadata(jpeg, metadata_update(metadata, header.width, header.height))
+        update = metadata_update(metadata, header.width, header.height, area=partial_panorama(header))
+        return apply_metadata(jpeg, update)
     except MetadataError as exc:
         raise StepError(f"cannot write metadata into {name}: {exc}") from exc
 
 
-def metadata_update(metadata: Mapping[str, Any], width: int | None, height: int | None) -> MetadataUpdate:
-    """The writer's update for ``metadata`` (as :func:`expected_metadata` returns it, JSON or not)."""
+PanoramaArea = tuple[int, int, int, int]
+"""Where an image lies in its full panorama: (full width, full height, left, top) in pixels."""
+
+
+def partial_panorama(header: ImageMetadata) -> PanoramaArea | None:
+    """The area of a larger panorama that an image is, as its GPano says: FullPanoWidthPixels/HeightPixels and
+    CroppedAreaLeftPixels/TopPixels, when its CroppedAreaImageWidthPixels/HeightPixels are the image's own
+    size and the area lies inside the panorama (columns may wrap around); None for a full panorama, or a GPano
+    that does not describe these pixels (a scaled copy that kept its source's values)."""
+    width, height = header.width, header.height
+    full_width, full_height = header.full_pano_width, header.full_pano_height
+    left, top = header.cropped_left or 0, header.cropped_top or 0
+    if not (width and height and full_width and full_height):
+        return None
+    if (header.cropped_width, header.cropped_height) != (width, height):
+        return None
+    inside = width <= full_width and 0 <= left < full_width and 0 <= top <= full_height - height
+    if (full_width, full_height) == (width, height) or not inside:
+        return None
+    return full_width, full_height, left, top
+
+
+def metadata_update(
+    metadata: Mapping[str, Any], width: int | None, height: int | None, *, area: PanoramaArea | None = None
+) -> MetadataUpdate:
+    """The writer's update for ``metadata`` (as :func:`expected_metadata` returns it, JSON or not), with a
+    GPano of an image of ``width`` x ``height``: a full panorama, or the ``area`` of a larger one."""
     values = dict(metadata)
     if isinstance(values["captured_at"], str):
         values["captured_at"] = datetime.fromisoformat(values["captured_at"])
@@ -148,9 +178,14 @@ def metadata_update(metadata: Mapping[str, Any], width: int | None, height: int 
     pitch, roll = values.pop("pitch", None), values.pop("roll", None)  # absent from jobs recorded before
     gpano = None
     if width and height:
+        full_width, full_height, left, top = area or (width, height, 0, 0)
         gpano = GPano(
+            full_width,
+            full_height,
             width,
             height,
+            left,
+            top,
             pose_heading_degrees=values["gps_img_direction"],
             pose_pitch_degrees=pitch,
             pose_roll_degrees=roll,
@@ -164,7 +199,9 @@ __all__ = [
     "METADATA_FIELDS",
     "METADATA_FIELDS_IF_SET",
     "ApplyMetadataStep",
+    "PanoramaArea",
     "expected_metadata",
     "metadata_update",
+    "partial_panorama",
     "with_metadata",
 ]
