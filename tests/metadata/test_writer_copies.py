@@ -1,5 +1,6 @@
 """Copies of the values the writer sets kept elsewhere in a file (a capture time in IFD0, as some cameras write
-it): ExifTool, the reference reader, must read the new value from every copy after a write."""
+it; XMP exif: properties, as stitching and photo software write them): after a write ExifTool, the reference
+reader, must find the new value in every copy it reads, or no copy."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import pytest
 from tests.metadata.test_reader_camera_quirks import exif_tiff, gps_entries, text
 from tests.metadata.test_reader_malformed import with_exif
 
-from panopipe.metadata import MetadataUpdate, apply_metadata, parse_jpeg_header
+from panopipe.metadata import GPano, MetadataUpdate, apply_metadata, parse_jpeg_header
 
+DATA = Path(__file__).parents[1] / "data" / "exif"
 CAPTURED = datetime(2024, 5, 1, 7, 58, 31, 250000, tzinfo=UTC)
 
 
@@ -63,3 +65,74 @@ def test_an_ifd0_offset_goes_when_the_zone_is_unknown(tmp_path: Path) -> None:
     after = exiftool_all(tmp_path / "after.jpg", apply_metadata(original, update))
     assert after["IFD0:DateTimeOriginal"] == after["ExifIFD:DateTimeOriginal"] == "2024:05:01 07:58:31"
     assert not [tag for tag in after if tag.endswith("OffsetTimeOriginal")]
+
+
+XMP_GPS = (
+    "GPSLatitude",
+    "GPSLongitude",
+    "GPSAltitude",
+    "GPSAltitudeRef",
+    "GPSImgDirection",
+    "GPSImgDirectionRef",
+)
+
+
+@pytest.mark.exiftool
+def test_xmp_copies_of_the_gps_tags_written_go(tmp_path: Path) -> None:
+    """A Samsung Gear 360 frame whose position is in XMP exif: only: once EXIF holds the corrected position, the
+    XMP copies (which some readers prefer) go; the XMP properties no EXIF tag written replaces stay."""
+    original = (DATA / "mapillary_tools" / "adobe_coords.jpg").read_bytes()
+    before = exiftool_all(tmp_path / "before.jpg", original)
+    assert {f"XMP-exif:{name}" for name in (*XMP_GPS, "GPSMapDatum")} <= before.keys()
+    assert "Composite:GPSLatitude" not in before
+
+    update = MetadataUpdate(
+        gps_latitude=-0.5, gps_longitude=34.5, gps_altitude=-2.5, gps_img_direction=12.5, gpano=GPano(32, 28)
+    )
+    after = exiftool_all(tmp_path / "after.jpg", apply_metadata(original, update))
+    assert not [name for name in XMP_GPS if f"XMP-exif:{name}" in after]
+    assert after["Composite:GPSLatitude"] == -0.5
+    assert (after["Composite:GPSLongitude"], after["Composite:GPSAltitude"]) == (34.5, -2.5)
+    assert after["GPS:GPSImgDirection"] == 12.5
+    assert after["XMP-exif:GPSMapDatum"] == before["XMP-exif:GPSMapDatum"] == "WGS84"
+    assert after["XMP-crs:CameraProfile"] == before["XMP-crs:CameraProfile"]
+    assert after["XMP-photoshop:DateCreated"] == before["XMP-photoshop:DateCreated"]
+
+
+def exiftool_xmp_jpeg(path: Path) -> bytes:
+    """A JPEG whose capture time and position ExifTool wrote into XMP exif: only, as some stitchers do."""
+    path.write_bytes(with_exif(exif_tiff("<", [(0x010F, *text("Cam"))], [])))
+    assignments = [
+        "-XMP-exif:DateTimeOriginal=2024:05:01 10:00:00+02:00",
+        "-XMP-exif:GPSDateTime=2024:05:01 08:00:00Z",
+        "-XMP-exif:GPSLatitude=33.8688 S",
+        "-XMP-exif:GPSLongitude=70.5 W",
+        "-XMP-exif:GPSHPositioningError=5",
+        "-XMP-GPano:ProjectionType=equirectangular",
+    ]
+    subprocess.run(["exiftool", "-q", "-overwrite_original", *assignments, str(path)], check=True)
+    return path.read_bytes()
+
+
+@pytest.mark.exiftool
+def test_xmp_copies_of_the_capture_time_go_and_the_others_stay(tmp_path: Path) -> None:
+    original = exiftool_xmp_jpeg(tmp_path / "xmp.jpg")
+    update = MetadataUpdate(captured_at=CAPTURED, utc_offset_minutes=120, gps_datetime=CAPTURED)
+    after = exiftool_all(tmp_path / "after.jpg", apply_metadata(original, update))
+    assert "XMP-exif:DateTimeOriginal" not in after and "XMP-exif:GPSDateTime" not in after
+    assert after["ExifIFD:DateTimeOriginal"] == "2024:05:01 09:58:31"
+    assert after["Composite:GPSDateTime"] == "2024:05:01 07:58:31.25Z"
+    # not written: the XMP position stays (the reader falls back to it, as ExifTool does)
+    assert (after["XMP-exif:GPSLatitude"], after["XMP-exif:GPSLongitude"]) == (-33.8688, -70.5)
+    assert after["XMP-exif:GPSHPositioningError"] == 5
+    assert after["XMP-GPano:ProjectionType"] == "equirectangular"
+    metadata = parse_jpeg_header(apply_metadata(original, update))
+    assert (metadata.captured_at, metadata.gps_latitude) == (CAPTURED, -33.8688)
+
+
+def test_the_xmp_packet_is_left_as_it_is_when_no_copy_is_written(tmp_path: Path) -> None:
+    original = (DATA / "mapillary_tools" / "adobe_coords.jpg").read_bytes()
+    start = original.index(b"http://ns.adobe.com/xap/1.0/\x00")
+    packet = original[start : start + int.from_bytes(original[start - 2 : start], "big") - 2]
+    for update in (MetadataUpdate(make="M"), MetadataUpdate(captured_at=CAPTURED)):  # no XMP DateTimeOriginal
+        assert packet in apply_metadata(original, update)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import xml.etree.ElementTree as ET
+from collections.abc import Collection
 from xml.sax.saxutils import escape, quoteattr
 
 from panopipe.errors import MetadataError
@@ -22,11 +23,20 @@ Property = tuple[str, str]
 """A property name: (namespace URI, local name)."""
 
 
-def merge_xmp(packet: bytes | None, values: dict[Property, str], prefixes: dict[str, str]) -> bytes:
-    """``packet`` (or an empty packet) with ``values`` set as simple properties, replacing earlier values.
+def merge_xmp(
+    packet: bytes | None,
+    values: dict[Property, str],
+    prefixes: dict[str, str],
+    remove: Collection[Property] = (),
+) -> bytes | None:
+    """``packet`` (or an empty packet) with ``values`` set as simple properties, replacing earlier values, and
+    the properties ``remove`` names taken out; None when that changes nothing (no ``values``, and none of
+    ``remove`` in the packet).
 
     ``prefixes`` maps namespace URIs to the prefixes to declare them with when the packet has none.
     """
+    if not values and (packet is None or not remove):
+        return None
     if packet is None:
         root = ET.Element(f"{{{X_NS}}}xmpmeta")
         ET.SubElement(ET.SubElement(root, _RDF), _DESCRIPTION, {_ABOUT: ""})
@@ -37,12 +47,16 @@ def merge_xmp(packet: bytes | None, values: dict[Property, str], prefixes: dict[
     if rdf is None:
         raise MetadataError("corrupt XMP: the packet has no rdf:RDF element")
     descriptions = rdf.findall(_DESCRIPTION) or [ET.SubElement(rdf, _DESCRIPTION, {_ABOUT: ""})]
-    for uri, name in values:
+    removed = False
+    for uri, name in (*values, *remove):
         qualified = f"{{{uri}}}{name}"
         for description in descriptions:
-            description.attrib.pop(qualified, None)
+            removed |= description.attrib.pop(qualified, None) is not None
             for child in description.findall(qualified):
                 description.remove(child)
+                removed = True
+    if not values and not removed:
+        return None
     for (uri, name), value in values.items():
         descriptions[0].set(f"{{{uri}}}{name}", value)
     for uri, prefix in prefixes.items():

@@ -31,7 +31,7 @@ from panopipe.metadata.jpeg import (
     scan_segments,
 )
 from panopipe.metadata.tiff import ASCII, BYTE, LONG, RATIONAL, SHORT, UNDEFINED
-from panopipe.metadata.xmp import GPANO_NS
+from panopipe.metadata.xmp import EXIF_NS, GPANO_NS
 from panopipe.storage.folder import write_atomic
 from panopipe.utc_offsets import offset_text
 
@@ -55,6 +55,17 @@ _NEW_EXIF: dict[int, tuple[int, Value]] = {
 }
 _NEW_GPS: dict[int, tuple[int, Value]] = {tiff.GPS_VERSION_ID: (BYTE, (2, 3, 0, 0))}
 _OFFSET_TIME_VERSION = b"0231"
+# The XMP exif: properties that copy the EXIF tags a MetadataUpdate field writes (XMP's DateTimeOriginal holds
+# the sub-seconds and offset, its GPSTimeStamp the date too).
+_XMP_COPIES = {
+    "captured_at": ("DateTimeOriginal",),
+    "gps_latitude": ("GPSLatitude",),
+    "gps_longitude": ("GPSLongitude",),
+    "gps_altitude": ("GPSAltitude", "GPSAltitudeRef"),
+    "gps_img_direction": ("GPSImgDirection", "GPSImgDirectionRef"),
+    "gps_h_positioning_error": ("GPSHPositioningError",),
+    "gps_datetime": ("GPSTimeStamp",),
+}
 _CAPTURE_TIME_TAGS = (tiff.DATETIME_ORIGINAL, tiff.SUBSEC_TIME_ORIGINAL, tiff.OFFSET_TIME_ORIGINAL)
 
 
@@ -111,7 +122,9 @@ class MetadataUpdate:
     which would claim a zone; a camera's copies of these tags in IFD0 get the same values. GPS values are
     signed (south, west and below sea level are negative); ``gps_img_direction`` is in degrees true north;
     ``gps_h_positioning_error`` (the position's horizontal accuracy) in metres; ``gps_datetime`` is written
-    in UTC. ``panopipe`` holds properties of the panopipe XMP namespace.
+    in UTC. ``panopipe`` holds properties of the panopipe XMP namespace. The XMP exif: copies of the EXIF
+    tags written (exif:DateTimeOriginal, exif:GPSLatitude...) are removed, so that no reader that prefers XMP
+    finds the values replaced.
     """
 
     captured_at: datetime | None = None
@@ -193,11 +206,11 @@ def _splice(jpeg: bytes, update: MetadataUpdate) -> list[bytes | memoryview]:
             replace[exif.start] = new
         else:
             insert.append(new)
-    values = _xmp_values(update)
-    if values:
-        xmp = find_app1(jpeg, segments, XMP_HEADER)
-        packet = jpeg[xmp.payload_start + len(XMP_HEADER) : xmp.end] if xmp else None
-        new = app1_segment(XMP_HEADER + merge_xmp(packet, values, _PREFIXES))
+    xmp = find_app1(jpeg, segments, XMP_HEADER)
+    packet = jpeg[xmp.payload_start + len(XMP_HEADER) : xmp.end] if xmp else None
+    merged = merge_xmp(packet, _xmp_values(update), _PREFIXES, _xmp_copies(update))
+    if merged is not None:
+        new = app1_segment(XMP_HEADER + merged)
         if xmp:
             replace[xmp.start] = new
         elif exif:
@@ -352,6 +365,17 @@ def _dms(degrees: float) -> tuple[tuple[int, int], ...]:
     whole, rest = divmod(micro_arcsec, 3600 * 1_000_000)
     minutes, micro = divmod(rest, 60 * 1_000_000)
     return (whole, 1), (minutes, 1), (micro, 1_000_000)
+
+
+def _xmp_copies(update: MetadataUpdate) -> list[Property]:
+    """The XMP properties that copy the EXIF tags ``update`` writes: they go, so that no reader that prefers
+    XMP finds the values the update replaced (EXIF holds the new ones)."""
+    return [
+        (EXIF_NS, name)
+        for field, names in _XMP_COPIES.items()
+        if getattr(update, field) is not None
+        for name in names
+    ]
 
 
 def _xmp_values(update: MetadataUpdate) -> dict[Property, str]:
