@@ -401,3 +401,25 @@ def test_a_direction_from_magnetic_north_is_no_heading(tmp_path: Path) -> None:
             )
         else:
             assert (metadata.gps_img_direction, metadata.warnings) == (90, ()), name
+
+
+# 7. Make and model in XMP only
+
+
+@pytest.mark.exiftool
+def test_make_and_model_in_xmp_only_are_read_as_exiftool_reads_them(tmp_path: Path) -> None:
+    xmp = ("-XMP-tiff:Make=GoPro", "-XMP-tiff:Model=GoPro Max")
+    files = {
+        "xmp_only.jpg": exiftool_written(tmp_path, "xmp_only.jpg", *xmp),
+        "both.jpg": exiftool_written(tmp_path, "both.jpg", *xmp, "-IFD0:Make=Cam", "-IFD0:Model=M"),
+    }
+    command = ["exiftool", "-j", "-Make", "-Model", *(str(tmp_path / name) for name in files)]
+    answers = json.loads(subprocess.run(command, check=True, capture_output=True).stdout)
+    preferred = {Path(entry.pop("SourceFile")).name: entry for entry in answers}  # EXIF's, else XMP's
+    assert preferred == {
+        "xmp_only.jpg": {"Make": "GoPro", "Model": "GoPro Max"},
+        "both.jpg": {"Make": "Cam", "Model": "M"},
+    }
+    for name, data in files.items():
+        metadata = parse_jpeg_header(data)
+        assert {"Make": metadata.make, "Model": metadata.model} == preferred[name], name

@@ -181,8 +181,8 @@ def _parse(data: bytes, segments: list[Segment], end: int) -> ImageMetadata:
         gps_img_direction=direction,
         gps_h_positioning_error=accuracy,
         gps_datetime=gps_datetime,
-        make=_text(main, tiff.MAKE),
-        model=_text(main, tiff.MODEL),
+        make=_text(main, tiff.MAKE) or xmp.get("tiff:Make") or None,
+        model=_text(main, tiff.MODEL) or xmp.get("tiff:Model") or None,
         body_serial_number=_text(main, tiff.BODY_SERIAL_NUMBER)
         or xmp.get("exifEX:BodySerialNumber")
         or xmp.get("aux:SerialNumber")

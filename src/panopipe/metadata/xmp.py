@@ -17,6 +17,7 @@ GPANO_NS = "http://ns.google.com/photos/1.0/panorama/"
 EXIF_NS = "http://ns.adobe.com/exif/1.0/"
 EXIF_EX_NS = "http://cipa.jp/exif/1.0/"
 AUX_NS = "http://ns.adobe.com/exif/1.0/aux/"
+TIFF_NS = "http://ns.adobe.com/tiff/1.0/"
 # namespace URI -> (canonical prefix, property names read)
 _NAMESPACES = {
     GPANO_NS: (
@@ -50,6 +51,7 @@ _NAMESPACES = {
     ),
     EXIF_EX_NS: ("exifEX", ("BodySerialNumber",)),
     AUX_NS: ("aux", ("SerialNumber",)),
+    TIFF_NS: ("tiff", ("Make", "Model")),
 }
 RDF_NS = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 _XMLNS = re.compile(rb"""xmlns:([A-Za-z_][\w.-]*)\s*=\s*["']([^"']*)["']""")
@@ -163,4 +165,13 @@ def _reference(match: re.Match[str]) -> str:
         return match.group()
 
 
-__all__ = ["AUX_NS", "EXIF_EX_NS", "EXIF_NS", "GPANO_NS", "RDF_NS", "declares_entities", "parse_xmp"]
+__all__ = [
+    "AUX_NS",
+    "EXIF_EX_NS",
+    "EXIF_NS",
+    "GPANO_NS",
+    "RDF_NS",
+    "TIFF_NS",
+    "declares_entities",
+    "parse_xmp",
+]
