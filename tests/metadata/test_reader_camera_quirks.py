@@ -403,7 +403,7 @@ def test_a_direction_from_magnetic_north_is_no_heading(tmp_path: Path) -> None:
             assert (metadata.gps_img_direction, metadata.warnings) == (90, ()), name
 
 
-# 7. Make and model in XMP only
+# 7. Make and model in XMP only; GPSAltitudeRef stored as text
 
 
 @pytest.mark.exiftool
@@ -423,3 +423,33 @@ def test_make_and_model_in_xmp_only_are_read_as_exiftool_reads_them(tmp_path: Pa
     for name, data in files.items():
         metadata = parse_jpeg_header(data)
         assert {"Make": metadata.make, "Model": metadata.model} == preferred[name], name
+
+
+@pytest.mark.exiftool
+@pytest.mark.parametrize("order", "<>")
+def test_a_gps_altitude_ref_stored_as_text_is_read_as_exiftool_reads_it(tmp_path: Path, order: str) -> None:
+    """GPSAltitudeRef is a BYTE; some writers store the text "1". ExifTool reads text as Perl reads a boolean:
+    below sea level unless it is "" or "0"."""
+    refs = {
+        "one": b"1\0",
+        "zero": b"0\0",
+        "empty": b"\0",
+        "two": b"2\0",
+        "zero_space": b"0 \0",
+        "no_nul": b"1",
+    }
+    files = {
+        f"{name}.jpg": with_exif(
+            exif_tiff(
+                order,
+                [],
+                [*gps_entries(order, 48.1, 11.5), (5, 2, len(raw), raw), (6, 5, 1, rationals(order, 100))],
+            )
+        )
+        for name, raw in refs.items()
+    }
+    answers = exiftool(tmp_path, files)
+    for name, data in files.items():
+        metadata, tags = parse_jpeg_header(data), answers[name]
+        assert tags["Composite:GPSAltitude"] == (100 if name in ("zero.jpg", "empty.jpg") else -100), name
+        assert (metadata.gps_altitude, metadata.warnings) == (tags["Composite:GPSAltitude"], ()), name

@@ -262,7 +262,10 @@ def _in_range(value: float | None, limit: int, name: str, warnings: list[str]) -
 def _altitude(gps: dict[int, Value], xmp: dict[str, str], warnings: list[str]) -> float | None:
     altitude = _number(gps, tiff.GPS_ALTITUDE)
     if altitude is not None:
-        below = _number(gps, tiff.GPS_ALTITUDE_REF)  # absent means above sea level (the EXIF default)
+        # Absent means above sea level (the EXIF default). Stored as text, not a BYTE, ExifTool takes it as Perl
+        # does a boolean: any text but "" and "0" is below ("1", but "0 " too).
+        ref = gps.get(tiff.GPS_ALTITUDE_REF)
+        below = ref not in ("", "0") if isinstance(ref, str) else _number(gps, tiff.GPS_ALTITUDE_REF)
     elif "exif:GPSAltitude" in xmp:
         altitude = _xmp_number(xmp["exif:GPSAltitude"], "GPSAltitude", warnings)
         below = _xmp_number(xmp.get("exif:GPSAltitudeRef"), "GPSAltitudeRef", warnings)

@@ -54,6 +54,9 @@ _GPS_TAGS = _GPS_STRINGS | {GPS_LATITUDE, GPS_LONGITUDE, GPS_ALTITUDE_REF, GPS_A
 _GPS_TAGS |= {GPS_IMG_DIRECTION, GPS_H_POSITIONING_ERROR}
 # Tags whose home is the ExifIFD: there they win over a copy in IFD0.
 _EXIF_HOME = frozenset([DATETIME_ORIGINAL, OFFSET_TIME_ORIGINAL, SUBSEC_TIME_ORIGINAL, BODY_SERIAL_NUMBER])
+# Numeric GPS tags that some writers store as text (GPSAltitudeRef "1"): their text is kept as it is, up to its
+# first NUL, for the reader to read as ExifTool does.
+_NUMBERS_AS_TEXT = frozenset([GPS_ALTITUDE_REF])
 _POINTERS = {EXIF_IFD: "0x8769 ExifOffset", GPS_IFD: "0x8825 GPSInfo"}
 POINTER_TYPES = frozenset([BYTE, SHORT, LONG, SBYTE, SSHORT, SLONG, IFD])
 """Like ExifTool, a sub-IFD pointer of any integer type is followed (BigTIFF's 8-byte types are no EXIF
@@ -152,7 +155,11 @@ class _Reader:
                         f"{name} tag 0x{tag:04x} has format {_TYPE_NAMES[typ]}, not string, ignored"
                     )
             elif typ == ASCII:
-                self.warnings.append(f"{name} tag 0x{tag:04x} has format string, not a number, ignored")
+                if tag in _NUMBERS_AS_TEXT:
+                    stop = buf.find(b"\x00", at, at + total)
+                    values[tag] = buf[at : at + total if stop < 0 else stop].decode("latin-1")
+                else:
+                    self.warnings.append(f"{name} tag 0x{tag:04x} has format string, not a number, ignored")
             else:
                 key = typ << 4 | (n if n < _MAX_NUMBERS else _MAX_NUMBERS)
                 unpack = numbers_of.get(key) or numbers_of.setdefault(key, _unpacker(self.order, typ, n))
