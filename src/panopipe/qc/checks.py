@@ -311,4 +311,4 @@ def _ffill(values: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(values[index]), values[index], np.nan)
 
 
-__all__ = ["WINDOW", "TrackCheck", "check_track", "interpolated", "neighbour"]
+__all__ = ["PASSES", "WINDOW", "TrackCheck", "check_track", "interpolated", "neighbour"]
