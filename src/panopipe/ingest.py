@@ -148,7 +148,7 @@ def ingest(
         report.unchanged += len(unread) - len(failed_before)
         report.unchanged_copies += len(unread & copies.keys())
         report.failed += failed_before
-        reads = _read_all(storage, to_read, workers, progress)
+        reads = _hash_likely_copies(catalog, storage, _read_all(storage, to_read, workers, progress), known)
         records, duplicates, left_behind = _set_aside_duplicates(
             catalog, _records(reads, rules, known, present), known
         )
@@ -353,6 +353,8 @@ def _read_remote(storage: Storage, listed: ObjectInfo, first: bytes | None = Non
             return storage.read_range(listed.key, start, length)
 
         metadata, _ = read_jpeg(read, HEADER_CHUNK, size=listed.size)
+        if content_hash is None and len(head) >= listed.size:  # read whole: its content is known for free
+            content_hash = hashlib.sha256(head).hexdigest()
         error, unreachable = None, False
     except MetadataError as exc:
         metadata, content_hash, error, unreachable = None, None, str(exc), False
@@ -360,6 +362,49 @@ def _read_remote(storage: Storage, listed: ObjectInfo, first: bytes | None = Non
         metadata, content_hash, error, unreachable = None, None, str(exc), True
     bytes_read = storage.stats.get(listed.key).bytes_read - stats_before
     return _Read(listed, metadata, content_hash, error, bytes_read, unreachable)
+
+
+def _hash_likely_copies(
+    catalog: Catalog, storage: Storage, reads: list[_Read], known: dict[str, KnownFile]
+) -> list[_Read]:
+    """``reads`` with the SHA-256 of each new object that has none (uploaded by another tool than panopipe,
+    ``aws s3 cp`` say) and the size of a catalogued image's file: such an object is read whole, so that a
+    copy of a catalogued file is known as one (a duplicate, or its image following its file to S3) instead
+    of added as another image, which also split the shots of its reel. An object of another size holds no
+    catalogued content: it costs no more than its header."""
+    unhashed = [
+        r for r in reads if r.metadata is not None and r.content_hash is None and r.info.uri not in known
+    ]
+    if not unhashed:
+        return reads
+    sizes = catalog.content_sizes()
+    likely = {id(r) for r in unhashed if r.info.size in sizes}
+    if not likely:
+        return reads
+
+    def hashed(read: _Read) -> _Read:
+        if id(read) not in likely:
+            return read
+        try:
+            digest, size = _object_sha256(storage, read.info)
+        except StorageError:
+            return read  # known by its header alone, as before
+        return replace(read, content_hash=digest, bytes_read=read.bytes_read + size)
+
+    with ThreadPoolExecutor(16) as threads:
+        return list(threads.map(hashed, reads))
+
+
+def _object_sha256(storage: Storage, info: ObjectInfo) -> tuple[str, int]:
+    """The SHA-256 of the object ``info`` lists, read in chunks, and the bytes read."""
+    digest, offset = hashlib.sha256(), 0
+    while offset < info.size:
+        chunk = storage.read_range(info.key, offset, ONE_READ)
+        if not chunk:
+            break
+        digest.update(chunk)
+        offset += len(chunk)
+    return digest.hexdigest(), offset
 
 
 def _records(

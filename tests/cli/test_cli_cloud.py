@@ -11,6 +11,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from panopipe.cli import main
+from panopipe.metadata import MetadataUpdate, apply_metadata_file
 
 EVENTS = Path(__file__).parents[1] / "data" / "events"
 
@@ -75,11 +76,13 @@ def test_sync_says_which_images_it_could_not_repoint(capsys, tmp_path: Path, s3_
     db = str(tmp_path / "c.db")
     assert main(["demo", "--folder", str(tmp_path / "d"), "--shots", "1", "--catalog", db]) == 0
     capture = tmp_path / "d" / "R001"
-    # A copy uploaded by another tool and catalogued before the sync: another image has that URI now (no
-    # SHA-256 is stored with the object, so ingest cannot tell it is the same file and adds it).
+    # Another file uploaded by another tool where the sync puts this one, and catalogued before the sync: an
+    # image of its own has that URI now (a copy of the same file would be known as one, see test_sync.py).
     key = "cam1/R001_cam1_000001.jpg"  # under day2: moto's servers in one process share their buckets
+    other = tmp_path / "other.jpg"
+    apply_metadata_file(capture / key, other, update=MetadataUpdate(artist="another file"))
     client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    client.upload_file(str(capture / key), "captures", f"day2/R001/{key}")
+    client.upload_file(str(other), "captures", f"day2/R001/{key}")
     assert main(["ingest", "s3://captures/day2/R001/", "--catalog", db]) == 0
     capsys.readouterr()
 

@@ -17,6 +17,7 @@ from panopipe.config import Settings
 from panopipe.demo import generate_survey
 from panopipe.errors import ConfigError
 from panopipe.ingest import HEADER_CHUNK, image_record, ingest
+from panopipe.metadata import MetadataUpdate, apply_metadata_file
 from panopipe.storage import Storage, open_storage
 from panopipe.storage.s3 import MiB, S3Storage
 from panopipe.sync import SyncProgress, file_sha256, sync_capture, sync_folder
@@ -198,6 +199,40 @@ def test_a_synced_reel_is_read_from_its_copy_as_it_was_catalogued(
     assert sync_capture(catalog, reel, destination, settings).skipped == report.uploaded
     local = ingest(catalog, [reel], settings)
     assert (local.added, local.unchanged_copies, local.files_read, catalog.count()) == (0, 12, 0, 12)
+
+
+@pytest.mark.parametrize("camera_size", [(160, 120), (800, 600)], ids=["read-whole", "larger-than-a-header"])
+def test_a_reel_uploaded_by_another_tool_is_known_for_the_catalogued_reel(
+    s3, catalog: Catalog, tmp_path: Path, camera_size: tuple[int, int]
+) -> None:
+    """`aws s3 cp --recursive` stores no SHA-256 with the objects: an ingest of them added the reel again
+    (24 images) and split its shots between the copies. An object read whole for its header, or the size of a
+    catalogued file (then read whole), is known; the images follow their files to S3 as after `panopipe
+    sync`, and a new image costs its header."""
+    settings = Settings()
+    reel = generate_survey(tmp_path / "survey", shots=2, camera_size=camera_size).folder / "R001"
+    big = camera_size[0] > 160
+    assert all((path.stat().st_size > HEADER_CHUNK) is big for path in reel.rglob("*.jpg"))
+    ingest(catalog, [reel], settings)
+    before = {i.id: (i.reel, i.frame, i.camera_index, i.shot, i.content_hash) for i in catalog.images()}
+    for path in sorted(reel.rglob("*.jpg")):  # as aws s3 cp does: a plain PutObject, no x-amz-meta-sha256
+        s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/R001/{path.relative_to(reel)}", Body=path.read_bytes())
+    new = reel.parent / "new.jpg"
+    shutil.copy(next(reel.rglob("*.jpg")), new)
+    apply_metadata_file(new, update=MetadataUpdate(artist="another size"))
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/R001/new.jpg", Body=new.read_bytes())
+
+    report = ingest(catalog, [f"s3://{BUCKET}/{PREFIX}/R001/"], settings)
+
+    assert (report.added, report.updated, report.duplicates) == (1, 12, [])
+    after = {i.id: (i.reel, i.frame, i.camera_index, i.shot, i.content_hash) for i in catalog.images()}
+    assert {key: after[key] for key in before} == before
+    assert all(i.uri.startswith("s3://") for i in catalog.images())
+    copies = sum(path.stat().st_size for path in reel.rglob("*.jpg"))
+    headers = 12 * HEADER_CHUNK if big else 0  # the header read first, then the whole object
+    assert copies + headers < report.bytes_read <= copies + headers + HEADER_CHUNK  # the new one: its header
+    local = ingest(catalog, [reel], settings)  # the capture folder is now the copy, as after a sync
+    assert (local.added, local.unchanged_copies, local.files_read) == (0, 12, 0)
 
 
 def test_a_destination_that_would_change_reels_is_refused_before_uploading(

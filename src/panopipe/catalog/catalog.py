@@ -350,6 +350,14 @@ class Catalog:
                     found.setdefault(row.content_hash, KnownFile(*row))
         return found
 
+    def content_sizes(self) -> set[int]:
+        """The sizes of the files whose content (SHA-256) the catalog knows, deleted images' too: a file of
+        another size holds none of them (one query)."""
+        c = images.c
+        query = sa.select(c.size).where(c.content_hash.is_not(None)).distinct()
+        with self.engine.connect() as conn:
+            return set(conn.execute(query).scalars())
+
     def known_copies(self, uri_prefix: str) -> dict[str, KnownCopy]:
         """The files under ``uri_prefix`` known to hold the content of an image elsewhere (see
         :mod:`~panopipe.catalog.file_copies`), by URI."""

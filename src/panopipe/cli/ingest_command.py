@@ -31,7 +31,8 @@ def ingest(
     captured within shot_tolerance_s form a shot. A file moved (with its folder, or uploaded to S3) keeps its
     image and edits, and a copy of a deleted image's file brings it back; a file whose content the catalog
     holds already elsewhere (a copy, or a folder since synced to S3) is a duplicate: reported, not added, and
-    not read again while it is unchanged. Exit code 1 when any file failed.
+    not read again while it is unchanged. An S3 object uploaded by another tool (aws s3 cp: no SHA-256 with
+    it) that has the size of a catalogued file is read whole to tell. Exit code 1 when any file failed.
 
     Example: panopipe ingest /data/survey-2024-05-01 s3://survey-bucket/2024-05-02/
     """

@@ -312,6 +312,7 @@ __all__ = [
     "DryRunOption",
     "JsonOption",
     "build_selection",
+    "config_of_the_command",
     "open_settings",
     "output_file",
     "uses_catalog",
