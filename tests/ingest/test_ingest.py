@@ -176,6 +176,27 @@ def test_a_mistyped_source_stops_the_ingest_before_any_source_is_read(
     assert ingest(catalog, [f"file://{survey}"], SETTINGS).added == 12
 
 
+def test_a_camera_folder_linked_in_is_read_and_a_loop_of_links_is_walked_once(
+    catalog: Catalog, survey: Path, tmp_path: Path
+):
+    """A camera's folder on another disk, linked into the reel: its frames were left out, and an ingest after
+    the link was made marked them deleted (their files still there), leaving shots of 5 frames."""
+    ingest(catalog, [survey], SETTINGS)
+    elsewhere = tmp_path / "other-disk" / "cam5"
+    elsewhere.parent.mkdir()
+    shutil.move(survey / "R001" / "cam5", elsewhere)
+    (survey / "R001" / "cam5").symlink_to(elsewhere, target_is_directory=True)
+    (survey / "R001" / "cam4" / "back").symlink_to(survey / "R001", target_is_directory=True)  # a loop
+
+    report = ingest(catalog, [survey], SETTINGS)
+
+    assert (report.deleted, report.failed, report.unchanged) == (0, [], 12)
+    frames: dict[str | None, int] = {}
+    for image in catalog.images():
+        frames[image.shot] = frames.get(image.shot, 0) + 1
+    assert catalog.count() == 12 and sorted(frames.values()) == [6, 6]
+
+
 def test_a_file_another_ingest_added_meanwhile_is_no_copy_of_itself(
     catalog: Catalog, catalog_url: str, survey: Path
 ):

@@ -106,7 +106,15 @@ class FolderStorage(Storage):
 
     def _list(self, prefix: str) -> Iterator[ObjectInfo]:
         found = []
-        for dirpath, _dirnames, filenames in os.walk(self.root):
+        seen: set[tuple[int, int]] = set()
+        # Folders linked in are walked too (a camera's folder on another disk), each once: a link that
+        # leads back to a folder already walked (a loop) is not followed again.
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=True):
+            folder = os.stat(dirpath)
+            if (folder.st_dev, folder.st_ino) in seen:
+                dirnames.clear()
+                continue
+            seen.add((folder.st_dev, folder.st_ino))
             for name in filenames:
                 path = Path(dirpath) / name
                 key = path.relative_to(self.root).as_posix()
