@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import threading
 import time
@@ -17,6 +16,7 @@ from panopipe.config import Settings, project_settings
 from panopipe.errors import ConfigError, ObjectNotFoundError, StorageError
 from panopipe.ingest import JPEG_SUFFIXES, PathFields, path_fields, path_pattern
 from panopipe.storage.base import HASH_CHUNK, ObjectInfo, Storage
+from panopipe.storage.folder import walk
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +246,7 @@ _FIELD_LABELS = (("reel", "reel"), ("frame", "frame"), ("camera_index", "camera"
 
 def _capture_files(folder: Path) -> list[_File]:
     files = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    for dirpath, dirnames, filenames in walk(folder):
         dirnames[:] = [name for name in dirnames if not name.startswith(".")]
         for name in filenames:
             path = Path(dirpath) / name

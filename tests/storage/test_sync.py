@@ -235,6 +235,21 @@ def test_a_reel_uploaded_by_another_tool_is_known_for_the_catalogued_reel(
     assert (local.added, local.unchanged_copies, local.files_read) == (0, 12, 0)
 
 
+def test_a_camera_folder_linked_into_the_reel_is_synced(
+    catalog: Catalog, storage: Storage, reel: Path, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "other-disk"
+    elsewhere.mkdir()
+    shutil.move(reel / "cam5", elsewhere / "cam5")
+    (reel / "cam5").symlink_to(elsewhere / "cam5", target_is_directory=True)
+    (reel / "cam4" / "back").symlink_to(reel, target_is_directory=True)  # a loop: walked once
+    destination = open_storage(storage.uri("R001"), Settings())
+
+    report = sync_capture(catalog, reel, destination, Settings())
+
+    assert len(report.uploaded) == 12 and destination.exists("cam5/R001_cam5_000001.jpg")
+
+
 def test_a_destination_that_would_change_reels_is_refused_before_uploading(
     catalog: Catalog, storage: Storage, reel: Path
 ) -> None:

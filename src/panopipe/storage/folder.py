@@ -106,15 +106,7 @@ class FolderStorage(Storage):
 
     def _list(self, prefix: str) -> Iterator[ObjectInfo]:
         found = []
-        seen: set[tuple[int, int]] = set()
-        # Folders linked in are walked too (a camera's folder on another disk), each once: a link that
-        # leads back to a folder already walked (a loop) is not followed again.
-        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=True):
-            folder = os.stat(dirpath)
-            if (folder.st_dev, folder.st_ino) in seen:
-                dirnames.clear()
-                continue
-            seen.add((folder.st_dev, folder.st_ino))
+        for dirpath, _dirnames, filenames in walk(self.root):
             for name in filenames:
                 path = Path(dirpath) / name
                 key = path.relative_to(self.root).as_posix()
@@ -123,6 +115,20 @@ class FolderStorage(Storage):
         for key, path in sorted(found):
             with contextlib.suppress(FileNotFoundError):
                 yield self._info(key, path, path.stat())
+
+
+def walk(root: Path) -> Iterator[tuple[str, list[str], list[str]]]:
+    """:func:`os.walk` of ``root`` that walks folders linked in too (a camera's folder on another disk), each
+    folder once: a link back to a folder already walked (a loop) is not followed again. Removing names from
+    the folder names yielded leaves them out, as with :func:`os.walk`."""
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        folder = os.stat(dirpath)
+        if (folder.st_dev, folder.st_ino) in seen:
+            dirnames.clear()
+            continue
+        seen.add((folder.st_dev, folder.st_ino))
+        yield dirpath, dirnames, filenames
 
 
 def write_atomic(
@@ -192,4 +198,4 @@ def _create_temporary(folder: Path) -> tuple[int, Path]:
             continue
 
 
-__all__ = ["UNFLUSHED_BYTES", "FolderStorage", "open_atomic", "write_atomic"]
+__all__ = ["UNFLUSHED_BYTES", "FolderStorage", "open_atomic", "walk", "write_atomic"]
