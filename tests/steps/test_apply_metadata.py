@@ -105,3 +105,30 @@ def test_a_full_panorama_stays_full(tmp_path: Path) -> None:
     """A GoPro MAX equirectangular photo, whose GPano is its own full size."""
     source = DATA / "writer" / "GSAG2002.JPG"
     assert applied(source, tmp_path) == gpano((5760, 2880), (5760, 2880))
+
+
+@pytest.mark.exiftool
+def test_the_thumbnail_and_preview_of_a_partial_panorama_keep_its_place_scaled(tmp_path: Path) -> None:
+    """derive's copies of the band of an 800x400 sphere from row 40 (800x300 pixels): a 200x75 thumbnail is
+    the band of a 200x100 sphere from row 10, not a full sphere of its own size."""
+    from panopipe.steps.derive import DeriveStep
+
+    source = partial(tmp_path / "band.jpg", (800, 300), (800, 400), 40)
+    outputs = {"thumbnail": str(tmp_path / "thumbnail.jpg"), "preview": str(tmp_path / "preview.jpg")}
+    payload = {
+        "inputs": [str(source)],
+        "metadata": METADATA,
+        "params": {"thumbnail": 200, "preview": 400, "quality": 85},
+        "outputs": outputs,
+    }
+
+    DeriveStep.execute(payload, lambda line: None)
+
+    found = {
+        Path(tags["SourceFile"]).stem: {name: tags.get(name) for name in (*GPANO, "ImageSize")}
+        for tags in exiftool(*(f"-XMP-GPano:{name}" for name in GPANO), "-ImageSize", *outputs.values())
+    }
+    assert found == {
+        "thumbnail": gpano((200, 75), (200, 100), top=10),
+        "preview": gpano((400, 150), (400, 200), top=20),
+    }

@@ -132,12 +132,19 @@ def expected_metadata(subject: Subject, params: Mapping[str, Any]) -> dict[str, 
     }
 
 
-def with_metadata(jpeg: bytes, metadata: Mapping[str, Any], name: str) -> bytes:
+def with_metadata(
+    jpeg: bytes, metadata: Mapping[str, Any], name: str, *, scaled_from: ImageMetadata | None = None
+) -> bytes:
     """``jpeg`` (called ``name`` in errors) with ``metadata`` written in; its GPano is the JPEG's own size, or
-    the area of a larger panorama that its own GPano says it is (:func:`partial_panorama`)."""
+    the area of a larger panorama that its own GPano says it is (:func:`partial_panorama`), or for a copy
+    scaled from an image (a thumbnail: ``scaled_from``, that image's header), that image's area, scaled."""
     try:
         header = parse_jpeg_header(jpeg)
-        update = metadata_update(metadata, header.width, header.height, area=partial_panorama(header))
+        if scaled_from is None:
+            area = partial_panorama(header)
+        else:
+            area = _scaled(partial_panorama(scaled_from), scaled_from, header)
+        update = metadata_update(metadata, header.width, header.height, area=area)
         return apply_metadata(jpeg, update)
     except MetadataError as exc:
         raise StepError(f"cannot write metadata into {name}: {exc}") from exc
@@ -163,6 +170,15 @@ def partial_panorama(header: ImageMetadata) -> PanoramaArea | None:
     if (full_width, full_height) == (width, height) or not inside:
         return None
     return full_width, full_height, left, top
+
+
+def _scaled(area: PanoramaArea | None, source: ImageMetadata, copy: ImageMetadata) -> PanoramaArea | None:
+    """``area`` of the image ``source`` for its scaled ``copy``."""
+    if area is None or not (source.width and source.height and copy.width and copy.height):
+        return None
+    full_width, full_height, left, top = area
+    x, y = copy.width / source.width, copy.height / source.height
+    return round(full_width * x), round(full_height * y), round(left * x), round(top * y)
 
 
 def metadata_update(

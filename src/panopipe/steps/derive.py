@@ -33,6 +33,7 @@ from typing import Any
 from panopipe.catalog.records import to_json_value
 from panopipe.config import ConfigKey
 from panopipe.errors import ConfigError, MetadataError, StepError
+from panopipe.metadata import parse_jpeg_header
 from panopipe.metadata.jpeg import scan_jpeg, scan_segments
 from panopipe.steps.apply_metadata import (
     METADATA_FIELDS,
@@ -89,8 +90,12 @@ class DeriveStep(Step):
         source = read_input(payload["inputs"][0])
         params, outputs = payload["params"], payload["outputs"]
         images = scaled_jpegs(source, [params[name] for name in outputs], params["quality"])
+        try:
+            header = parse_jpeg_header(source)  # a partial panorama's area, which its copies keep
+        except MetadataError as exc:
+            raise StepError(f"cannot read the header of {payload['inputs'][0]}: {exc}") from exc
         return [
-            put_output(name, uri, with_metadata(image, payload["metadata"], uri))
+            put_output(name, uri, with_metadata(image, payload["metadata"], uri, scaled_from=header))
             for (name, uri), image in zip(outputs.items(), images, strict=True)
         ]
 
