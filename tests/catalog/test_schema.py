@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -74,3 +79,68 @@ def test_a_catalog_at_an_earlier_revision_says_to_run_db_upgrade(catalog_url: st
     upgrade(engine)
     with Catalog.open(catalog_url) as catalog:
         assert current_revision(catalog.engine) == head_revision()
+
+
+_OPEN_WHEN_TOLD = """
+import sys
+import alembic.command  # loaded before the start, as everything else the opening needs
+from panopipe.catalog import Catalog
+print("ready", flush=True)
+sys.stdin.readline()
+Catalog.open(sys.argv[1]).close()
+"""
+
+
+def test_two_processes_creating_a_catalog_at_once_both_open_it(catalog_url: str):
+    """Two first ingests of one new catalog: the second waits for the first's schema and finds it made (on
+    PostgreSQL, Alembic's second CREATE TABLE alembic_version was a UniqueViolation; on SQLite, the second
+    saw the version table before its row and called the database foreign, or found the file locked while the
+    first switched it to WAL)."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN_WHEN_TOLD, catalog_url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for process in processes:
+        assert process.stdout is not None and process.stdout.readline() == "ready\n"
+    for process in processes:  # released together
+        assert process.stdin is not None
+        process.stdin.write("\n")
+        process.stdin.flush()
+    ended = [(process.communicate(timeout=120)[1], process.returncode) for process in processes]
+    assert ended == [("", 0), ("", 0)]
+    engine = create_catalog_engine(catalog_url)
+    assert current_revision(engine) == head_revision()
+    engine.dispose()
+
+
+def test_two_threads_creating_two_catalogs_at_once_both_open_them(catalog_url: str, tmp_path: Path):
+    """Alembic's context is global to the process: two threads creating catalogs at once (this backend's and
+    a SQLite file) ran each other's migrations on each other's connections."""
+    barrier = threading.Barrier(2)
+    errors: list[Exception] = []
+
+    def open_it(location: str) -> None:
+        barrier.wait()
+        try:
+            Catalog.open(location).close()
+        except Exception as exc:  # noqa: BLE001 - reported below, in the test's thread
+            errors.append(exc)
+
+    locations = [catalog_url, str(tmp_path / "other.db")]
+    threads = [threading.Thread(target=open_it, args=(location,), daemon=True) for location in locations]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [thread.is_alive() for thread in threads] == [False, False], "the threads wait for each other"
+    assert errors == []
+    for location in locations:
+        engine = create_catalog_engine(location)
+        assert current_revision(engine) == head_revision()
+        engine.dispose()

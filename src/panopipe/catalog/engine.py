@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -101,13 +102,33 @@ def mask_url(url: str | URL) -> str:
     return text.replace(quote(_MASK, safe=""), _MASK) if secrets else text
 
 
+_BUSY_TIMEOUT_MS = 30000
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+    _set_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _set_wal(cursor) -> None:
+    """Put the database in WAL mode. Switching a new file takes an exclusive lock that SQLite does not wait
+    for, busy timeout or not, when another connection is switching it too (two commands creating a catalog at
+    once): tried again until the busy timeout."""
+    import sqlite3
+
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def create_catalog_engine(location: str | Path | URL) -> sa.Engine:
@@ -226,11 +247,36 @@ def user_tables(conn: sa.Connection) -> set[str]:
     return names
 
 
+_SCHEMA_LOCK = 0x70616E6F_73636D61
+"""The PostgreSQL advisory lock (a constant of panopipe's: 'panoscma') that an upgrade holds until it commits.
+One for the whole database, whatever the schema: PostGIS, which an upgrade may install, is one per database."""
+_upgrading = threading.Lock()
+"""Held while Alembic runs: its context (the ``alembic.context`` the migrations read) is global to the
+process, so two threads upgrading at once would run each other's migrations on each other's connections."""
+
+
+def _hold_schema_lock(connection: sa.Connection) -> None:
+    """Take, for the connection's transaction, the lock that serializes schema changes: PostgreSQL's advisory
+    lock, SQLite's write lock (``BEGIN IMMEDIATE``, which waits the busy timeout for another writer). Whoever
+    waited reads the schema as the previous holder committed it."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+    elif connection.dialect.name == "sqlite":
+        # pysqlite begins no transaction before DDL: begun here, the whole upgrade is one transaction.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
-    """Bring the catalog's schema to ``revision`` (the newest by default)."""
+    """Bring the catalog's schema to ``revision`` (the newest by default), in one transaction.
+
+    Upgrades of one database are serialized (see :func:`_hold_schema_lock`), and Alembic reads the revision
+    once the lock is held: of two commands creating a catalog at once, the second waits and finds the schema
+    the first made.
+    """
     from alembic import command
 
-    with connect(engine) as connection, connection.begin():
+    with _upgrading, connect(engine) as connection, connection.begin():
+        _hold_schema_lock(connection)
         command.upgrade(alembic_config(connection), revision)
 
 
