@@ -144,3 +144,14 @@ def test_two_threads_creating_two_catalogs_at_once_both_open_them(catalog_url: s
         engine = create_catalog_engine(location)
         assert current_revision(engine) == head_revision()
         engine.dispose()
+
+
+def test_upgrade_refuses_a_database_of_another_application(catalog_url: str):
+    engine = create_catalog_engine(catalog_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)"))
+    with pytest.raises(SchemaOutdatedError, match="holds tables but no panopipe schema version"):
+        upgrade(engine)
+    with engine.connect() as conn:
+        assert sa.inspect(conn).get_table_names() == ["customers"]
+    engine.dispose()

@@ -11,9 +11,10 @@ import click
 import pytest
 import sqlalchemy as sa
 import typer
+from tests.conftest import new_database
 
 import panopipe
-from panopipe.catalog import Catalog, ImageRecord, create_catalog_engine
+from panopipe.catalog import Catalog, ImageRecord, create_catalog_engine, head_revision
 from panopipe.cli import main
 from panopipe.cli.app import app
 from panopipe.errors import CatalogError, ConfigError
@@ -77,6 +78,40 @@ def test_reads_never_give_an_empty_postgresql_database_tables(capsys, tmp_path: 
     assert run(capsys, "db", "upgrade", "--catalog", postgres_url)[0] == 0
     code, _, err = run(capsys, "ls", "--catalog", postgres_url)
     assert (code, err) == (0, "0 image(s)\n")
+
+
+def test_db_upgrade_refuses_a_database_of_another_application(capsys, catalog_url: str):
+    """As ls and db migrate refuse it: db upgrade created panopipe's tables beside the application's."""
+    engine = create_catalog_engine(catalog_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)"))
+    code, out, err = run(capsys, "db", "upgrade", "--catalog", catalog_url)
+    assert (code, out) == (CatalogError.exit_code, "")
+    assert err.endswith(
+        " holds tables but no panopipe schema version; point --catalog at an empty database or a panopipe "
+        "catalog\n"
+    )
+    assert err.startswith("error: ") and len(err.splitlines()) == 1
+    with engine.connect() as conn:
+        assert sa.inspect(conn).get_table_names() == ["customers"]
+    engine.dispose()
+    assert run(capsys, "ls", "--catalog", catalog_url)[:2] == (CatalogError.exit_code, "")
+
+
+def test_db_upgrade_makes_a_catalog_in_an_empty_schema_of_another_applications_database(capsys):
+    with new_database() as url:
+        engine = create_catalog_engine(url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE customers (id INTEGER PRIMARY KEY)"))
+            conn.execute(sa.text("CREATE SCHEMA survey"))
+        catalog_url = f"{url}?options=-csearch_path%3Dsurvey"
+        code, _, err = run(capsys, "db", "upgrade", "--catalog", catalog_url)
+        assert code == 0 and err.endswith(f": schema none -> {head_revision()}\n"), err
+        assert run(capsys, "ls", "--catalog", catalog_url)[::2] == (0, "0 image(s)\n")
+        with engine.connect() as conn:
+            assert sa.inspect(conn).get_table_names() == ["customers"]
+            assert "images" in sa.inspect(conn).get_table_names(schema="survey")
+        engine.dispose()
 
 
 def test_ingest_creates_the_catalog(capsys, tmp_path: Path):

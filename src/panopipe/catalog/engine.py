@@ -198,9 +198,27 @@ def current_revision(engine: sa.Engine, *, missing_ok: bool = True) -> str | Non
             raise _no_catalog(engine.url)
         return None
     with connect(engine) as connection:
-        if not sa.inspect(connection).has_table(_VERSION_TABLE):
-            return None
-        return connection.execute(sa.text(f"SELECT version_num FROM {_VERSION_TABLE}")).scalar()
+        return _revision(connection)
+
+
+def _revision(connection: sa.Connection) -> str | None:
+    """The schema revision in Alembic's version table, ``None`` without the table (or a row in it)."""
+    if not sa.inspect(connection).has_table(_VERSION_TABLE):
+        return None
+    return connection.execute(sa.text(f"SELECT version_num FROM {_VERSION_TABLE}")).scalar()
+
+
+def _foreign(connection: sa.Connection) -> bool:
+    """Whether the connection's schema, which has no panopipe schema version, holds tables (another
+    application's: a catalog's tables come with its version)."""
+    return bool(user_tables(connection) - {_VERSION_TABLE})
+
+
+def _foreign_tables(url: URL) -> SchemaOutdatedError:
+    return SchemaOutdatedError(
+        f"{mask_url(url)} holds tables but no panopipe schema version; "
+        "point --catalog at an empty database or a panopipe catalog"
+    )
 
 
 _NOT_SQLITE = "file is not a database"
@@ -269,14 +287,17 @@ def _hold_schema_lock(connection: sa.Connection) -> None:
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
     """Bring the catalog's schema to ``revision`` (the newest by default), in one transaction.
 
-    Upgrades of one database are serialized (see :func:`_hold_schema_lock`), and Alembic reads the revision
-    once the lock is held: of two commands creating a catalog at once, the second waits and finds the schema
-    the first made.
+    A database (or schema) holding tables but no panopipe schema version, another application's, is refused
+    with a :class:`~panopipe.errors.SchemaOutdatedError`, and nothing is created. Upgrades of one database are
+    serialized (see :func:`_hold_schema_lock`), and the revision is read once the lock is held: of two
+    commands creating a catalog at once, the second waits and finds the schema the first made.
     """
     from alembic import command
 
     with _upgrading, connect(engine) as connection, connection.begin():
         _hold_schema_lock(connection)
+        if _revision(connection) is None and _foreign(connection):
+            raise _foreign_tables(engine.url)
         command.upgrade(alembic_config(connection), revision)
 
 
@@ -295,12 +316,9 @@ def check_schema(engine: sa.Engine, *, create: bool = True) -> None:
         return
     if current is None:
         with connect(engine) as connection:
-            has_tables = bool(user_tables(connection))
-        if has_tables:
-            raise SchemaOutdatedError(
-                f"{mask_url(engine.url)} holds tables but no panopipe schema version; "
-                "point --catalog at an empty database or a panopipe catalog"
-            )
+            foreign = _foreign(connection)
+        if foreign:
+            raise _foreign_tables(engine.url)
         if not create:
             raise _no_catalog(engine.url)
         upgrade(engine)
