@@ -80,6 +80,20 @@ def test_reads_never_give_an_empty_postgresql_database_tables(capsys, tmp_path: 
     assert (code, err) == (0, "0 image(s)\n")
 
 
+def test_db_current_of_no_catalog_is_an_error_and_creates_nothing(capsys, catalog_url: str):
+    """On PostgreSQL, an empty database answered with an empty current revision and exit 0."""
+    code, out, err = run(capsys, "db", "current", "--catalog", catalog_url, "--json")
+    assert (code, out, len(err.splitlines())) == (CatalogError.exit_code, "", 1), err
+    assert err.startswith("error: no catalog at ") and "`panopipe db upgrade`" in err
+    if "://" not in catalog_url:
+        assert not Path(catalog_url).exists()
+        return
+    engine = create_catalog_engine(catalog_url)
+    with engine.connect() as conn:
+        assert sa.inspect(conn).get_table_names() == []
+    engine.dispose()
+
+
 def test_db_upgrade_refuses_a_database_of_another_application(capsys, catalog_url: str):
     """As ls and db migrate refuse it: db upgrade created panopipe's tables beside the application's."""
     engine = create_catalog_engine(catalog_url)
@@ -95,7 +109,10 @@ def test_db_upgrade_refuses_a_database_of_another_application(capsys, catalog_ur
     with engine.connect() as conn:
         assert sa.inspect(conn).get_table_names() == ["customers"]
     engine.dispose()
-    assert run(capsys, "ls", "--catalog", catalog_url)[:2] == (CatalogError.exit_code, "")
+    for command in ("ls", "db current"):
+        code, out, err = run(capsys, *command.split(), "--catalog", catalog_url)
+        assert (code, out) == (CatalogError.exit_code, ""), command
+        assert "holds tables but no panopipe schema version" in err and len(err.splitlines()) == 1, command
 
 
 def test_db_upgrade_makes_a_catalog_in_an_empty_schema_of_another_applications_database(capsys):

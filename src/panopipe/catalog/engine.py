@@ -192,13 +192,19 @@ def head_revision() -> str:
 def current_revision(engine: sa.Engine, *, missing_ok: bool = True) -> str | None:
     """The catalog's schema revision, ``None`` for an empty database or a missing SQLite file (not created):
     read from Alembic's version table with one query, without loading Alembic. Without ``missing_ok``, a
-    missing SQLite file (or a folder) is a :class:`~panopipe.errors.CatalogError` saying how to create one."""
+    catalog that does not exist (a missing SQLite file, a folder, a database or schema without panopipe's
+    schema version) is a :class:`~panopipe.errors.CatalogError` saying how to create one, or, where the
+    database holds other tables, a :class:`~panopipe.errors.SchemaOutdatedError` saying so; nothing is
+    created."""
     if _missing_file(engine.url):
         if not missing_ok:
             raise _no_catalog(engine.url)
         return None
     with connect(engine) as connection:
-        return _revision(connection)
+        revision = _revision(connection)
+        if revision is None and not missing_ok:
+            raise _foreign_tables(engine.url) if _foreign(connection) else _no_catalog(engine.url)
+        return revision
 
 
 def _revision(connection: sa.Connection) -> str | None:
