@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from tests.pipeline.test_dispatch import at_once
 
 from panopipe.catalog import Catalog, ImageRecord, Selection
 from panopipe.catalog.bulk import FEW_ROWS, insert_columns
@@ -88,6 +89,48 @@ def test_bulk_upsert_is_one_transaction(catalog: Catalog):
     with pytest.raises(ValueError, match="naive datetime"):
         catalog.upsert_images(records, chunk_size=100)
     assert catalog.count() == 0
+
+
+@pytest.mark.parametrize("count", [4, FEW_ROWS * 2])
+def test_an_upsert_compares_the_rows_another_writer_adds_meanwhile(catalog: Catalog, catalog_url: str, count):
+    """An ingest of the same files at once added rows after this upsert looked (here: found the catalog
+    empty): they are compared with the records as rows found are, where the insert was a UniqueViolation on
+    uq_images_uri (below FEW_ROWS rows and from it: an INSERT, and COPY on PostgreSQL)."""
+    half = count // 2
+    theirs = [record(n, alt=500.0 if n % 2 else 400.0) for n in range(half)]
+    added_by_them: list[str] = []
+
+    def records():
+        with Catalog.open(catalog_url) as other:  # committed while this upsert's transaction is open
+            added_by_them.extend(other.upsert_images(theirs).added)
+        yield from (record(n) for n in range(count))
+
+    result = catalog.upsert_images(records())
+    assert len(result.added) == count - half and not set(result.added) & set(added_by_them)
+    assert sorted(result.unchanged + result.updated) == sorted(added_by_them)
+    assert sorted(result.updated) == sorted(
+        i for i, r in zip(added_by_them, theirs, strict=True) if r.alt != 500.0
+    )
+    assert catalog.count() == count
+    assert {image.uri: image.alt for image in catalog.images(Selection())} == {
+        record(n).uri: 500.0 for n in range(count)
+    }
+
+
+def test_two_upserts_of_the_same_files_at_once_record_each_once(catalog: Catalog, catalog_url: str):
+    catalog.upsert_images([record(10_000)])  # not empty: each upsert looks its records up
+    writers = [Catalog.open(catalog_url) for _ in range(2)]
+    try:
+        for round_ in range(3):
+            batch = [record(n) for n in range(round_ * 1000, round_ * 1000 + 300)]
+            results = at_once(2, lambda i, batch=batch: writers[i].upsert_images(batch))
+            added = [image_id for result in results for image_id in result.added]
+            assert len(added) == len(set(added)) == len(batch)
+            assert sorted(added) == sorted(image_id for result in results for image_id in result.unchanged)
+    finally:
+        for writer in writers:
+            writer.close()
+    assert catalog.count() == 1 + 3 * 300
 
 
 def test_changed_file_is_updated_and_keeps_its_id(catalog: Catalog):

@@ -22,7 +22,7 @@ from panopipe.catalog import project_config as config_ops
 from panopipe.catalog import routes as route_ops
 from panopipe.catalog import selection as selection_ops
 from panopipe.catalog import short_ids
-from panopipe.catalog.bulk import insert_columns
+from panopipe.catalog.bulk import FEW_ROWS, insert_columns
 from panopipe.catalog.columns import read_columns
 from panopipe.catalog.engine import catalog_location, check_schema, create_catalog_engine, mask_url
 from panopipe.catalog.object_events import AppliedChange, ObjectChange, OnRemoved, apply_changes
@@ -57,6 +57,57 @@ _KNOWN_FILE_COLUMNS = tuple(
     images.c[name] for name in ("id", "uri", "size", "modified_at", "content_hash", "etag", "deleted")
 )
 """The columns of a :class:`KnownFile`, in its fields' order."""
+
+
+def _compare(
+    records: Iterable[ImageRecord], by_uri: Mapping[str, Any], by_id: Mapping[str, Any], now: datetime
+) -> tuple[list[ImageRecord], list[dict[str, Any]], list[str]]:
+    """The records without a row (by id when they have one, else by URI), the updates of the rows that differ
+    from their record (edited fields keep their edited value, the record's going underneath for undo), and
+    the ids of the rows that do not."""
+    new: list[ImageRecord] = []
+    updates: list[dict[str, Any]] = []
+    unchanged: list[str] = []
+    for record in records:
+        row = by_id.get(record.id) if record.id else None
+        row = row or by_uri.get(record.uri)
+        if row is None:
+            new.append(record)
+            continue
+        written = _read_written(record)
+        if not row.captured and tuple(row)[_EXISTING_WRITTEN] == written and not row.deleted:
+            unchanged.append(row.id)
+            continue
+        values = dict(zip(_WRITTEN_FIELDS, written, strict=True))
+        captured = dict(row.captured or {})
+        current = {name: getattr(row, name) for name in _WRITTEN_FIELDS}
+        overridden = [name for name in captured if name in values]
+        for name in overridden:
+            current[name] = from_json(name, captured[name])
+        if current == values and not row.deleted:
+            unchanged.append(row.id)
+            continue
+        for name in overridden:
+            captured[name] = to_json(name, values[name])
+            values[name] = getattr(row, name)
+        updates.append(
+            {**values, "_id": row.id, "captured": captured or None, "deleted": False, "updated_at": now}
+        )
+    return new, updates, unchanged
+
+
+def _insert_images(conn: sa.Connection, columns: Mapping[str, Sequence[Any]]) -> int:
+    """Insert images (given by column); a row whose URI another transaction took since it was looked up is
+    skipped, not an error: the number of rows inserted."""
+    if conn.dialect.name == "postgresql" and len(columns["uri"]) >= FEW_ROWS:
+        # COPY, the fast way, knows no ON CONFLICT (skipping conflicts costs a temporary table): tried first in
+        # a savepoint, then again skipping the URIs taken if another writer took one.
+        try:
+            with conn.begin_nested():
+                return insert_columns(conn, images, columns)
+        except sa.exc.IntegrityError:
+            pass
+    return insert_columns(conn, images, columns, skip_conflicts=("uri",))
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +311,10 @@ class Catalog:
     ) -> tuple[list[str], list[str], list[str]]:
         """Upsert ``chunk``; ``inserted``, unless ``None``, holds the only URIs and ids the catalog has (and
         gets those this chunk adds); ``locked``, unless ``None``, holds the rows of ``chunk``'s URIs (see
-        :meth:`_upsert_in`)."""
+        :meth:`_upsert_in`).
+
+        A URI that another transaction gives an image after it was looked up (an ingest of the same files at
+        once) is not an error: that row is compared with the record and updated as if it had been found."""
         extra = tuple(next(iter(added_values.values()), {}))
         latest = {record.uri: record for record in chunk}
         ids = [r.id for r in latest.values() if r.id]
@@ -277,36 +331,10 @@ class Catalog:
                 existing_by_uri[found.uri] = found
                 existing_by_id[found.id] = found
         now = utcnow()
-        new: list[ImageRecord] = []
-        updates: list[dict[str, Any]] = []
-        unchanged: list[str] = []
-        for record in latest.values() if existing_by_uri else ():
-            row = existing_by_id.get(record.id) if record.id else None
-            row = row or existing_by_uri.get(record.uri)
-            if row is None:
-                new.append(record)
-                continue
-            written = _read_written(record)
-            if not row.captured and tuple(row)[_EXISTING_WRITTEN] == written and not row.deleted:
-                unchanged.append(row.id)
-                continue
-            values = dict(zip(_WRITTEN_FIELDS, written, strict=True))
-            captured = dict(row.captured or {})
-            current = {name: getattr(row, name) for name in _WRITTEN_FIELDS}
-            overridden = [name for name in captured if name in values]
-            for name in overridden:
-                current[name] = from_json(name, captured[name])
-            if current == values and not row.deleted:
-                unchanged.append(row.id)
-                continue
-            for name in overridden:
-                captured[name] = to_json(name, values[name])
-                values[name] = getattr(row, name)
-            updates.append(
-                {**values, "_id": row.id, "captured": captured or None, "deleted": False, "updated_at": now}
-            )
-        if not existing_by_uri:
-            new = list(latest.values())
+        if existing_by_uri:
+            new, updates, unchanged = _compare(latest.values(), existing_by_uri, existing_by_id, now)
+        else:
+            new, updates, unchanged = list(latest.values()), [], []
         fresh_ids = iter(new_ids(len(new)))
         added = [r.id or next(fresh_ids) for r in new]
         if new:
@@ -316,7 +344,16 @@ class Catalog:
             )
             columns.update(id=added, ingested_at=[now] * len(new), updated_at=[now] * len(new))
             columns.update({name: [added_values.get(r.uri, {}).get(name) for r in new] for name in extra})
-            insert_columns(conn, images, columns)
+            if _insert_images(conn, columns) < len(new):
+                # Another writer gave some of these URIs an image since they were looked up: its rows are
+                # compared with the records as rows found would have been.
+                ours = dict(zip(columns["uri"], added, strict=True))
+                query = sa.select(*_EXISTING_COLUMNS).where(images.c.uri.in_(list(ours)))
+                taken = {row.uri: row for row in conn.execute(query) if row.id != ours[row.uri]}
+                added = [image_id for uri, image_id in ours.items() if uri not in taken]
+                _, more_updates, more_unchanged = _compare((latest[uri] for uri in taken), taken, {}, now)
+                updates += more_updates
+                unchanged += more_unchanged
             if inserted is not None:
                 inserted.update(columns["uri"], added)
         if updates:
