@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from tests.conftest import require
 
 from panopipe.catalog import Catalog, FileCopy, ImageRecord, Selection, create_catalog_engine, upgrade
+from panopipe.catalog.engine import catalog_url, mask_url
 from panopipe.catalog.flags import Flag
 from panopipe.catalog.routes import Location, Route
 from panopipe.catalog.schema import artifacts, edits, file_copies, image_flags, jobs, routes
@@ -246,6 +247,28 @@ def test_migration_is_exact_and_the_catalog_works_unchanged(source: str, postgre
                 },
             ).scalar_one()
         assert new == 46
+
+
+def test_a_second_move_into_the_same_database_at_once_is_refused_in_one_line(source: str, postgres_url: str):
+    """Two `db migrate`s into one database at once: the second ended in a traceback after dropping the
+    constraints the first was about to rebuild. It is refused while the first runs, and verifies after."""
+    refused: list[str] = []
+
+    def second_move(update: TransferProgress) -> None:
+        if not refused:
+            with pytest.raises(CatalogError) as error:
+                migrate_catalog(source, postgres_url, batch_size=16)
+            refused.append(str(error.value))
+
+    report = migrate_catalog(source, postgres_url, batch_size=16, progress=second_move)
+
+    target = mask_url(catalog_url(postgres_url))
+    assert report.ok and refused == [
+        f"another panopipe db migrate into {target} is running: wait for it to end, then run this again (it "
+        "verifies the copy, or resumes it)"
+    ]
+    again = migrate_catalog(source, postgres_url, batch_size=16)
+    assert again.ok and again.rows_copied == 0
 
 
 def test_an_interrupted_move_resumes_without_duplicates(source: str, postgres_url: str):

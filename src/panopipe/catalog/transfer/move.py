@@ -27,9 +27,10 @@ digests.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from itertools import chain
@@ -223,7 +224,7 @@ def migrate_catalog(
             raise ConfigError(
                 f"cannot migrate to {mask_url(target_engine.url)}: the target must be a postgresql:// URL"
             )
-        with Source(source_engine, reader) as reading_source:
+        with _only_move(target_engine, dry_run), Source(source_engine, reader) as reading_source:
             check_schema(source_engine, create=False)
             sources = {table.name: reading_source.table(table) for table in TABLES}
             create = _check_target(target_engine)
@@ -250,6 +251,32 @@ def migrate_catalog(
             verified=bool(checks),
             reader=reading_source.reader_name,
         )
+
+
+_MOVE_LOCK = 0x70616E6F
+"""The PostgreSQL advisory lock (a constant of panopipe's: 'pano', with the target schema's hash) that a move
+holds on its target."""
+_TRY_LOCK = "SELECT pg_try_advisory_lock(:key, hashtext(current_schema()))"
+_UNLOCK = "SELECT pg_advisory_unlock(:key, hashtext(current_schema()))"
+
+
+@contextlib.contextmanager
+def _only_move(target: sa.Engine, dry_run: bool) -> Iterator[None]:
+    """Hold the target's move lock while a move writes it: a second move into the same database at once is
+    refused in one line (two copies into one database dropped each other's constraints and indexes)."""
+    if dry_run:
+        yield
+        return
+    with target.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if not conn.execute(sa.text(_TRY_LOCK), {"key": _MOVE_LOCK}).scalar():
+            raise CatalogError(
+                f"another panopipe db migrate into {mask_url(target.url)} is running: wait for it to end, then "
+                "run this again (it verifies the copy, or resumes it)"
+            )
+        try:
+            yield
+        finally:
+            conn.execute(sa.text(_UNLOCK), {"key": _MOVE_LOCK})
 
 
 def verify_transfer(
