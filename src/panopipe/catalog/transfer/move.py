@@ -267,7 +267,7 @@ def _only_move(target: sa.Engine, dry_run: bool) -> Iterator[None]:
     if dry_run:
         yield
         return
-    with target.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    with connect(target).execution_options(isolation_level="AUTOCOMMIT") as conn:
         if not conn.execute(sa.text(_TRY_LOCK), {"key": _MOVE_LOCK}).scalar():
             raise CatalogError(
                 f"another panopipe db migrate into {mask_url(target.url)} is running: wait for it to end, then "
