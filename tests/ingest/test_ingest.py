@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -375,3 +376,42 @@ def test_a_copy_of_a_deleted_images_file_brings_the_image_back(
     back = catalog.get(image_id)
     assert (back.uri, back.deleted, back.alt) == (str(copy / lost.relative_to(survey)), False, 7.5)
     assert catalog.count() == 12
+
+
+def test_a_frame_an_ingest_moves_to_another_shot_makes_every_shot_it_changed_stale(
+    catalog: Catalog, survey: Path, tmp_path: Path
+):
+    """Camera 5's file of frame 1, its capture time rewritten to frame 2's, ingested again: the regrouping
+    changes the shots it left and joined, whose other frames did not change; before, only a new shot was
+    planned and the shots that lost frames stayed 'published' with their old panoramas."""
+    from panopipe.config import load_settings
+    from panopipe.demo import write_project_config
+    from panopipe.executors import InlineExecutor
+    from panopipe.pipeline import plan, run
+
+    settings = load_settings(write_project_config(tmp_path, str(tmp_path / "unused.db"), (160, 120)))
+    ingest(catalog, [survey], settings)
+    run(catalog, steps=["stitch"], settings=settings, executor=InlineExecutor())
+    assert len(plan(catalog, steps=["stitch"], settings=settings)) == 0
+
+    def frames() -> dict[str | None, set[str]]:
+        found: dict[str | None, set[str]] = {}
+        for image in catalog.images():
+            found.setdefault(image.shot, set()).add(image.id)
+        return found
+
+    before = frames()
+    by_name = {Path(image.uri).name: image for image in catalog.images()}
+    second = by_name["R001_cam0_000002.jpg"]
+    assert second.captured_at is not None
+    moved_at = second.captured_at + timedelta(milliseconds=10)
+    update = MetadataUpdate(captured_at=moved_at, utc_offset_minutes=second.utc_offset_minutes)
+    apply_metadata_file(survey / "R001" / "cam5" / "R001_cam5_000001.jpg", update=update)
+
+    ingest(catalog, [survey], settings)
+
+    after = frames()
+    changed = {shot for shot in after if after[shot] != before.get(shot)}
+    assert len(changed) >= 2 and all(after[shot] for shot in changed)
+    stale = {item.subject for item in plan(catalog, steps=["stitch"], settings=settings)}
+    assert stale == {f"shot:{shot}" for shot in changed}

@@ -20,6 +20,7 @@ from panopipe.catalog.bulk import insert_columns, update_by_key
 from panopipe.catalog.records import EDITABLE_FIELDS, Edit, EditBatch, FieldChange
 from panopipe.catalog.schema import edits, images
 from panopipe.catalog.selection import Selection, no_match
+from panopipe.catalog.shots import touch_shots
 from panopipe.catalog.spatial import PostGIS
 from panopipe.catalog.subjects import CHUNK, Subject
 from panopipe.catalog.types import new_id, utcnow
@@ -196,8 +197,7 @@ def _touch_regrouped_shots(conn: sa.Connection, changes: Sequence[FieldChange], 
     for chunk in batched(moved, CHUNK):
         query = sa.select(images.c.shot).where(images.c.id.in_(chunk), images.c.shot.is_not(None))
         shots.update(conn.execute(query).scalars())
-    for chunk in batched(sorted(shots), CHUNK):
-        conn.execute(images.update().where(images.c.shot.in_(chunk)).values(updated_at=now))
+    touch_shots(conn, shots, now)
 
 
 _Updates = dict[tuple[str, ...], list[dict[str, Any]]]

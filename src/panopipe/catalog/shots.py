@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +19,9 @@ import sqlalchemy as sa
 
 from panopipe.catalog.object_events import Action, AppliedChange, ObjectChange
 from panopipe.catalog.schema import images
+from panopipe.catalog.subjects import CHUNK
+from panopipe.catalog.types import utcnow
+from panopipe.iterutil import batched
 
 FEW_NAMES = 16
 FEW_UPDATES = 64
@@ -89,7 +92,17 @@ def assign_reel_shots(
         conn.execute(
             images.update().where(c.id == sa.bindparam("_id")).values(shot=sa.bindparam("shot")), params
         )
+    # Frames that left a shot (for another, or none): the planner finds a stale shot from its frames'
+    # changes, and the frames that stayed in the shot they left, or in the one they joined, did not change.
+    moved = [(row.shot, shot) for row, shot in shots if row.shot != shot and row.shot is not None]
+    touch_shots(conn, {name for pair in moved for name in pair if name is not None}, utcnow())
     return len(updates)
+
+
+def touch_shots(conn: sa.Connection, shots: Collection[str], now: datetime) -> None:
+    """Mark every frame of ``shots`` as changed at ``now``: a frame left them or joined them."""
+    for chunk in batched(sorted(shots), CHUNK):
+        conn.execute(images.update().where(images.c.shot.in_(chunk)).values(updated_at=now))
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,4 +228,12 @@ def _name(reel: str | None, groups: Sequence[Sequence[Any]]) -> list[tuple[Any, 
     return shots
 
 
-__all__ = ["FEW_NAMES", "FEW_UPDATES", "UNCHANGING", "assign_reel_shots", "regroup_applied", "shot_reel"]
+__all__ = [
+    "FEW_NAMES",
+    "FEW_UPDATES",
+    "UNCHANGING",
+    "assign_reel_shots",
+    "regroup_applied",
+    "shot_reel",
+    "touch_shots",
+]
