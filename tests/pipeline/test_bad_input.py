@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 from tests.pipeline.captures import RIG, Project, add_panoramas, add_rig_shots, jpeg, record
 
+from panopipe.catalog import Selection
 from panopipe.catalog.schema import artifacts, jobs
 from panopipe.config import Settings
 from panopipe.errors import ConfigError
@@ -161,6 +162,32 @@ def test_subjects_a_template_names_alike_fail_and_the_rest_runs(project: Project
         "the same name" in f.error and f.error.endswith("(e.g. {shot} or {id})") for f in report.failures
     )
     assert sorted(p.name for p in project.out.glob("publish/demo/*.jpg")) == ["R001.jpg"]
+    # recorded as failed jobs, which status and the exports show (they were told only in the run's output)
+    now = status(project.catalog, settings)
+    assert now.jobs["publish"] == {"failed": 3, "succeeded": 1}
+    assert sorted((f.step, f.subject, f.error) for f in now.failures) == sorted(
+        (f.step, f.subject, f.error) for f in report.failures
+    )
+
+
+def test_a_failed_stitch_holds_back_the_steps_after_it_in_that_run(project: Project, executor):
+    """A shot that lost a frame fails its stitch; its apply-metadata, derive and publish would read the
+    panorama stitched before, with the frame, and republish it: they wait for a stitch that succeeds."""
+    add_rig_shots(project.catalog, project.root, 2)
+    run(project.catalog, settings=project.settings, executor=executor)
+    published = {p: p.read_bytes() for p in project.out.glob("publish/**/*.jpg")}
+    frame = next(
+        i.id for i in project.catalog.images(Selection(shots=("R001-000000",))) if i.camera_index == 2
+    )
+    changes = project.catalog.plan_edit(Selection(ids=(frame,)), assign={"excluded": True})
+    project.catalog.apply_edit(changes, reason="blurred", author="test")
+
+    report = run(project.catalog, settings=project.settings, executor=executor)
+
+    assert report.counts == {"stitch": {"failed": 1}}
+    assert {p: p.read_bytes() for p in project.out.glob("publish/**/*.jpg")} == published
+    later = {item.step for item in plan(project.catalog, settings=project.settings)}
+    assert later == {"stitch", "apply-metadata", "derive", "publish"}  # still to do, once it stitches
 
 
 def test_a_subject_whose_name_an_earlier_output_has_fails_and_the_rest_runs(project: Project, executor):

@@ -194,18 +194,20 @@ def test_a_derive_change_republishes_the_derived_copies(project: Project, execut
 def test_a_derive_that_failed_is_published_once_it_succeeds(project: Project, executor):
     add_rig_shots(project.catalog, project.root, 2)
     run(project.catalog, settings=project.settings, executor=executor)
-    # One shot's panorama goes missing, so its derive fails: the run publishes what derive made before.
+    # One shot's panorama goes missing, so its derive fails: its publish waits for a derive that succeeds
+    # (it would publish what derive made before).
     (stitched,) = project.out.glob("stitch/shot/R001-000001/*.jpg")
     saved = stitched.read_bytes()
     stitched.unlink()
     smaller = project.with_steps(derive={"thumbnail": 48, "preview": 96})
     failed = run(project.catalog, settings=smaller, executor=executor)
     assert failed.counts["derive"] == {"succeeded": 1, "failed": 1}
+    assert failed.counts["publish"] == {"succeeded": 1}
 
     stitched.write_bytes(saved)
     after = plan(project.catalog, settings=smaller)
     assert items(after, "derive") == {"shot:R001-000001": "parameters changed"}  # and failed before
-    assert items(after, "publish") == {"shot:R001-000001": "after derive"}
+    assert items(after, "publish") == {"shot:R001-000001": "parameters changed"}
     report = run(project.catalog, settings=smaller, executor=executor)
 
     assert report.counts == {"derive": {"succeeded": 1}, "publish": {"succeeded": 1}}

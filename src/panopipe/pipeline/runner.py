@@ -160,11 +160,15 @@ def run(
                 for step in pipeline.steps
             }
             # A step without jobs in the plan gets none during the run: jobs that follow an upstream job are in it.
+            held = set(busy)
             for step in (step for step in pipeline.steps if counts[step.name]):
-                [(_, work)] = _plan(catalog, selection, [step], force, busy)
-                work = _refuse(step, work, refused[step.name], report)
+                [(_, work)] = _plan(catalog, selection, [step], force, held)
+                work = _refuse(catalog, step, work, refused[step.name], report, executor.name)
                 if work:
                     _execute(catalog, executor, work, report, progress)
+                # A subject whose job failed gets no later step's job in this run: it would read the output
+                # the failed job did not make (a stitch that failed: the panorama stitched before).
+                held.update(failure.subject for failure in report.failures)
         if selection.selects_all and steps is None:  # a full run: what no subject records any more goes
             removed = forget_vanished_shots(catalog)
             discard_outputs(removed)
@@ -220,7 +224,8 @@ def _submit_due(
                 busy.update(waiting)
             if not work:
                 continue
-            work = _refuse(step, work, _validate(catalog, step, {w.subject.id for w in work}), report)
+            refused = _validate(catalog, step, {w.subject.id for w in work})
+            work = _refuse(catalog, step, work, refused, report, executor.name if executor else None)
             if not work:
                 continue
             if executor is None:
@@ -398,19 +403,41 @@ def _validate(catalog: Catalog, step: Step, subject_ids: set[str]) -> dict[str, 
         return step.validate(subjects, taken_outputs(conn, step.name, uris))
 
 
-def _refuse(step: Step, work: list[Work], refused: dict[str, str], report: RunReport) -> list[Work]:
+def _refuse(
+    catalog: Catalog,
+    step: Step,
+    work: list[Work],
+    refused: dict[str, str],
+    report: RunReport,
+    record_as: str | None,
+) -> list[Work]:
     """``work`` without the jobs of the subjects ``step`` refused, each counted failed with why in ``report``
-    (the run goes on with the others; a later run plans them again)."""
+    and, with ``record_as`` (the executor's name; none when nothing is submitted), recorded as a job of that
+    executor that failed, which ``status`` and the exports show (the run goes on with the others; a later run
+    plans them again)."""
     if not refused:
         return work
-    kept = []
+    kept, rejected = [], []
     for w in work:
         if w.subject.id in refused:
             report.failures.append(Failure(step.name, w.subject.id, refused[w.subject.id]))
             counts = report.counts.setdefault(step.name, {})
             counts["failed"] = counts.get("failed", 0) + 1
+            rejected.append(w)
         else:
             kept.append(w)
+    if record_as is not None and rejected:
+        for reason in sorted({refused[w.subject.id] for w in rejected}):
+            alike = [w for w in rejected if refused[w.subject.id] == reason]
+            specs = [  # no payload: a job refused is never sent (a publish name that cannot be made, say)
+                JobSpec(job_id, step.name, w.subject.id, w.fingerprint, {})
+                for job_id, w in zip(new_ids(len(alike)), alike, strict=True)
+            ]
+            token = new_claim()
+            planned_at = min(w.planned_at for w in alike)
+            reasons = [w.reason for w in alike]
+            record_submitted(catalog, step, specs, reasons, record_as, claim=token, planned_at=planned_at)
+            fail_claim(catalog, token, reason)
     return kept
 
 
