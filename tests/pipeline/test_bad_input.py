@@ -219,6 +219,8 @@ def test_invalid_configuration_is_refused(project: Project):
         plan(project.catalog, steps=["stich"], settings=project.settings)
     with pytest.raises(ConfigError, match="rig profile"):
         plan(project.catalog, settings=project.with_steps(stitch={"rig": {"name": "x"}}))
+    with pytest.raises(ConfigError, match=r"invalid description template '\{project\} \{nope\}': 'nope'"):
+        plan(project.catalog, settings=project.with_steps(apply_metadata={"description": "{project} {nope}"}))
     for output in (5, ""):  # not a folder named "5", nor the default in disguise
         with pytest.raises(ConfigError, match=r"\[steps.pipeline\]: output must be a folder or an s3://"):
             plan(project.catalog, settings=project.with_steps(pipeline={"output": output}))

@@ -75,6 +75,9 @@ class ApplyMetadataStep(Step):
         for key, value in params.items():
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"[steps.apply-metadata]: {key} must be text, got {value!r}")
+        if params["description"]:  # refused by plan as by run, not at the first job's payload
+            example = {"project": self.context.project, "reel": "R001", "frame": 1, "shot": "R001-000001"}
+            _description(params["description"], example)
         return {**params, "project": self.context.project, **covered(self.context.tables)}
 
     def upstream(self, kind: SubjectKind) -> str | None:
@@ -106,12 +109,7 @@ def expected_metadata(subject: Subject, params: Mapping[str, Any]) -> dict[str, 
     }
     description = params.get("description")
     if description:
-        try:
-            description = description.format(**{k: "" if v is None else v for k, v in tags.items()})
-        except (KeyError, ValueError, IndexError) as exc:
-            raise ConfigError(
-                f"[steps.apply-metadata]: invalid description template {description!r}: {exc}"
-            ) from exc
+        description = _description(description, tags)
     return {
         "captured_at": first.captured_at,
         "utc_offset_minutes": first.utc_offset_minutes if first.captured_at else None,
@@ -130,6 +128,16 @@ def expected_metadata(subject: Subject, params: Mapping[str, Any]) -> dict[str, 
         "image_description": description or None,
         "panopipe": {k: v for k, v in tags.items() if v is not None},
     }
+
+
+def _description(template: str, tags: Mapping[str, Any]) -> str:
+    """The image description ``template`` says for ``tags`` (none: empty)."""
+    try:
+        return template.format(**{k: "" if v is None else v for k, v in tags.items()})
+    except (KeyError, ValueError, IndexError, AttributeError) as exc:
+        raise ConfigError(
+            f"[steps.apply-metadata]: invalid description template {template!r}: {exc}"
+        ) from exc
 
 
 def with_metadata(
