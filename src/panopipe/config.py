@@ -12,10 +12,11 @@ executor) is the machine's own.
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import os
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -213,6 +214,12 @@ ENVIRONMENT = {
 """The environment variable of each ``[panopipe]`` key that has one."""
 
 
+def stored_form(project: Mapping[str, Any]) -> dict[str, Any]:
+    """A project configuration as the catalog stores it (JSON): what a pushed version is compared with, value
+    by value (``20`` is ``20.0``, as ``config push`` finds it)."""
+    return dict(json.loads(json.dumps(project, ensure_ascii=False, sort_keys=True, default=str)))
+
+
 def project_content(data: dict[str, Any]) -> dict[str, Any]:
     """The project-wide part of a config file's ``data``: ``[panopipe] project``, ``[ingest]``, ``[steps.*]``."""
     content = {name: data[name] for name in PROJECT_SECTIONS if data.get(name)}
@@ -310,12 +317,10 @@ def apply_project_config(
         return settings if settings.config_resolved else replace(settings, config_resolved=True)
     if stored.version == settings.config_version:
         return settings
-    from panopipe.steps.fingerprint import fingerprint
-
     local = settings.local_project
     where = str(settings.config_file or "the local configuration")
     seen = (settings.catalog, where, str(stored.version))
-    if report and local and fingerprint(local) != stored.content_hash and seen not in _reported:
+    if report and local and stored_form(local) != stored.content and seen not in _reported:
         _reported.add(seen)
         log.warning(
             "%s differs from the project configuration in the catalog (version %d), which applies: "

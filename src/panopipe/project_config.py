@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from panopipe.catalog import Catalog, ConfigVersion
-from panopipe.config import IngestRules, Settings, apply_project_config, declared_keys
+from panopipe.config import IngestRules, Settings, apply_project_config, declared_keys, stored_form
 from panopipe.errors import ConfigError
 from panopipe.pipeline.config import PIPELINE_KEYS, PIPELINE_TABLE, build_pipeline, pipeline_output
 from panopipe.qc.settings import QcSettings
@@ -90,7 +90,7 @@ def plan_push(catalog: Catalog, settings: Settings) -> PushPlan:
     build_pipeline(catalog, replace(settings, config_version=None))
     QcSettings.from_config(settings.qc)  # what `qc`, `config show` and `export` read from the pushed version
     current = catalog.project_config()
-    content = json.loads(_text(settings.local_project))
+    content = stored_form(settings.local_project)
     changes = diff(current.content if current else {}, content)
     return PushPlan(str(settings.config_file), content, current, changes)
 

@@ -199,3 +199,18 @@ def test_show_gives_the_output_that_applies_and_its_origin(capsys, project, monk
     assert output() == (str(beside / "panopipe-out"), "default")
     monkeypatch.setenv("PANOPIPE_OUTPUT_PREFIX", "s3://bucket/derived")
     assert output() == ("s3://bucket/derived", "environment")
+
+
+def test_a_number_written_another_way_is_no_difference(capsys, project):
+    """`duplicate_m = 1` in the file after `1.0` was pushed: push found nothing to push, while every command
+    warned that the file differs from the catalog's version, a warning nothing could clear."""
+    url, _ = project
+    path = Path.cwd() / "panopipe.toml"
+    path.write_text(path.read_text(encoding="utf-8").replace("duplicate_m = 0.8", "duplicate_m = 1.0"))
+    assert run(capsys, "config", "push", "-c", url, "--yes")[0] == 0
+    path.write_text(path.read_text(encoding="utf-8").replace("duplicate_m = 1.0", "duplicate_m = 1"))
+
+    code, _, err = run(capsys, "plan", "-c", url)
+    assert code == 0 and "differs" not in err
+    code, _, err = run(capsys, "config", "push", "-c", url, "--yes")
+    assert code == 0 and "nothing to push" in err
