@@ -221,6 +221,24 @@ def test_a_derive_that_failed_is_published_once_it_succeeds(project: Project, ex
     assert len(plan(project.catalog, settings=smaller)) == 0
 
 
+def test_with_derive_turned_off_publish_publishes_the_image_alone(project: Project, executor):
+    """Thumbnails and previews derive made before would carry the old metadata, and nothing remakes them:
+    publish republished them, and verify called them outdated "which run rewrites" forever."""
+    ids = add_panoramas(project.catalog, project.root, 2)
+    run(project.catalog, settings=project.settings, executor=executor)
+    assert len(list(project.out.glob("publish/thumbnails/**/*.jpg"))) == 2
+    off = project.with_steps(derive={"enabled": False})
+    changes = project.catalog.plan_edit(Selection(ids=tuple(ids)), assign={"alt": 600.0})
+    project.catalog.apply_edit(changes, reason="RTK", author="test")
+
+    report = run(project.catalog, settings=off, executor=executor)
+
+    assert report.counts == {"apply-metadata": {"succeeded": 2}, "publish": {"succeeded": 2}}
+    published = sorted(p.relative_to(project.out).as_posix() for p in project.out.glob("publish/**/*.jpg"))
+    assert published == ["publish/demo/P001/demo_P001_000000.jpg", "publish/demo/P001/demo_P001_000001.jpg"]
+    assert verify(project.catalog, settings=off) == [] and len(plan(project.catalog, settings=off)) == 0
+
+
 def test_a_frame_that_leaves_its_shot_makes_the_shot_stale(project: Project, executor):
     add_rig_shots(project.catalog, project.root, 3)
     run(project.catalog, settings=project.settings, executor=executor)

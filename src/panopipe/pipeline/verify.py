@@ -90,8 +90,10 @@ def verify(
     progress: Callable[[int], None] | None = None,
 ) -> list[Drift]:
     """Every drifted output of the selected subjects, then the outputs of selected images an edit excluded
-    (problem ``excluded``, left in place); with ``repair``, the drifted jobs are marked stale."""
+    (problem ``excluded``, left in place); with ``repair``, the drifted jobs are marked stale. The outputs of
+    steps turned off (``enabled = false``) are not checked: nothing remakes, copies or publishes them."""
     metadata_step = load_pipeline(catalog, settings, ["apply-metadata"]).steps[0]
+    running = {step.name for step in load_pipeline(catalog, settings).steps}
     drifts: list[Drift] = []
     stale: dict[tuple[str, str], tuple[StoredOutput, str]] = {}  # one reason per job: its last drift
     checked = 0
@@ -102,8 +104,9 @@ def verify(
             for start in range(0, len(keys), CHUNK):
                 for subject in load_subjects(conn, kind, keys[start : start + CHUNK]):
                     # a step made outdated by the catalog runs again, and every step after it
-                    outdated = any(output.outdated for output in by_key[subject.key])
-                    for output in by_key[subject.key]:
+                    outputs = [output for output in by_key[subject.key] if output.step in running]
+                    outdated = any(output.outdated for output in outputs)
+                    for output in outputs:
                         drift = _check(output, subject, metadata_step)
                         if drift is not None and drift.problem == "metadata" and outdated:
                             drift = replace(drift, problem="outdated", details=(OUTDATED, *drift.details))

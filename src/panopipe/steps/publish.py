@@ -21,7 +21,8 @@ trees of their own (``layout = "apart"``, the default): ``thumbnails/demo/R001/d
 take a folder; or beside the image with the output name before the extension (``layout = "beside"``):
 ``…_000042_thumbnail.jpg`` and ``…_000042_preview.jpg``. The job follows the image's ``apply-metadata``
 output; it reruns when that output or the metadata changes, and when ``[steps.derive]`` changes (derive's
-parameters are part of publish's), after derive has run again.
+parameters are part of publish's), after derive has run again. With ``[steps.derive] enabled = false`` it
+publishes the image alone: what derive made before would carry stale metadata, and nothing remakes it.
 """
 
 from __future__ import annotations
@@ -85,12 +86,13 @@ class PublishStep(Step):
             raise ConfigError(f"[steps.publish]: layout must be 'apart' or 'beside', got {table['layout']!r}")
         self.root: Storage = open_storage(root)
         derive = DeriveStep(self.context.tables.get(DeriveStep.name, {}), self.context)
+        derived = derive.params_hash if DeriveStep.enabled_in(self.context.tables) else None
         located = {"located": True} if any(f"{{{name}" in template for name in LOCATED) else {}
         return {
             "template": template,
             "root": self.root.root_uri,
             "project": self.context.project,
-            "derived": derive.params_hash,
+            "derived": derived,
             **located,
             # "beside" is the layout of the parameters before there was a choice: it keeps their hash
             **({"layout": table["layout"]} if table["layout"] != "beside" else {}),
@@ -123,7 +125,9 @@ class PublishStep(Step):
 
     def payload(self, subject: Subject, upstream: Upstream | None, fingerprint: str) -> dict[str, Any]:
         derived = {
-            name: upstream.copies[name].uri for name in DERIVED if upstream and name in upstream.copies
+            name: upstream.copies[name].uri
+            for name in DERIVED
+            if upstream and name in upstream.copies and self.params["derived"] is not None
         }
         return {**super().payload(subject, upstream, fingerprint), "derived": derived}
 
