@@ -387,4 +387,5 @@ __all__ = [
     "load_settings",
     "project_content",
     "project_settings",
+    "stored_form",
 ]
