@@ -77,6 +77,8 @@ def test_run_submits_one_array_job_per_step_and_status_records_the_results(proje
     # One body holds every child's chunk (a ranged GET each): two objects, whatever the number of children.
     assert sorted(world.s3_keys(prefix)) == [f"{prefix}chunks.jsonl.gz", f"{prefix}manifest.json"]
     assert cli(project, "status", "--offline")[1]["jobs"] == {"apply-metadata": {"queued": SHOTS}}
+    # asked, AWS says the children run (they stay RUNNING on this moto): status tells them from queued ones
+    assert cli(project, "status")[1]["jobs"] == {"apply-metadata": {"running": SHOTS}}
     planned = cli(project, "plan", "--steps", "apply-metadata")[1]
     assert {row["reason"] for row in planned} == {
         f"in flight on batch ({array['jobId']}:{i})" for i in range(children)
@@ -157,6 +159,23 @@ def test_children_that_die_fail_their_jobs_with_batchs_reason_and_run_retries_on
     assert retry["arrayProperties"]["size"] == 2  # ceil(3 / 2): only the failed jobs
     containers.run()
     assert cli(project, "status")[1]["jobs"] == {"apply-metadata": {"succeeded": SHOTS}}
+
+
+def test_a_run_that_sees_jobs_fail_says_so_with_their_reasons_and_exit_code_6(project, world: World):
+    """`run --executor batch` records how the jobs in flight ended before it submits: the failures it saw
+    were counted in `ended` alone, exit 0, and the run's only output was 'submitted'."""
+    containers = Containers(world)
+    cli(project, "run", "--executor", "batch", "--steps", "apply-metadata")
+    containers.run(die={1: ("Host EC2 terminated.", 143)})
+
+    code, report = cli(project, "run", "--executor", "batch", "--steps", "apply-metadata")
+
+    assert code == 6 and report["ended"] == {"apply-metadata": {"failed": 2, "succeeded": 3}}
+    array_id = world.arrays()[0]["jobId"]
+    assert [f["error"] for f in report["failures"]] == 2 * [
+        f"AWS Batch job {array_id}:1 failed: Host EC2 terminated.; exit code 143"
+    ]
+    assert report["counts"] == {"apply-metadata": {"submitted": 2}}  # and retried
 
 
 def test_a_result_recorded_after_a_config_push_keeps_the_parameters_its_job_was_submitted_with(

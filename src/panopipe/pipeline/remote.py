@@ -16,7 +16,7 @@ from panopipe.config import Settings
 from panopipe.executors.base import Executor
 from panopipe.executors.factory import build_executor
 from panopipe.pipeline.config import Pipeline, load_pipeline
-from panopipe.pipeline.store import in_flight, is_claim, record_finished
+from panopipe.pipeline.store import in_flight, is_claim, record_finished, record_running
 from panopipe.steps.base import discard_outputs
 
 WORK_FOLDER = "_batch"
@@ -33,6 +33,8 @@ class Refreshed:
 
     ended: dict[str, dict[str, int]] = field(default_factory=dict)
     in_flight: set[str] = field(default_factory=set)
+    failures: list[tuple[str, str, str]] = field(default_factory=list)
+    """The jobs seen to fail: (step, subject, error)."""
 
 
 def work_uri(pipeline: Pipeline) -> str:
@@ -67,10 +69,13 @@ def refresh(
         finally:
             if own:
                 follower.close()
+        running = []
         for state in states:
             row = group[state.handle]
             if state.outcome is None:
                 refreshed.in_flight.add(row.subject)
+                if state.status == "running":
+                    running.append(row.id)
                 continue
             subject = Subject(row.subject, ())
             discard_outputs(
@@ -78,6 +83,9 @@ def refresh(
             )
             counts = refreshed.ended.setdefault(row.step, {})
             counts[state.status] = counts.get(state.status, 0) + 1
+            if state.status == "failed":
+                refreshed.failures.append((row.step, row.subject, state.outcome.error or "failed"))
+        record_running(catalog, running)  # status tells a job AWS runs from one it has not started
     return refreshed
 
 

@@ -74,7 +74,8 @@ class Failure:
 class RunReport:
     """What a run did: jobs per step and status (``submitted``: left running on a detached executor;
     ``queued``: left for the dispatcher; ``waiting``: subjects whose inputs are still arriving, given no
-    job), the failures, and the jobs in flight seen to end (by step and status) before it planned."""
+    job), the failures (those of jobs in flight seen to end too), and the jobs in flight seen to end (by step
+    and status) before it planned."""
 
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
@@ -147,6 +148,7 @@ def run(
     try:
         refreshed = refresh(catalog, settings, executor=executor)
         report.ended, busy = refreshed.ended, refreshed.in_flight
+        report.failures.extend(Failure(*failure) for failure in refreshed.failures)
         if executor.detached and not wait:
             _submit_due(catalog, selection, pipeline.steps, force, executor, busy, report)
         else:
@@ -303,6 +305,7 @@ def advance(catalog: Catalog, settings: Settings, *, executor: Executor | None) 
     else:
         refreshed = refresh(catalog, settings, executor=executor)
         report.ended, busy = refreshed.ended, refreshed.in_flight
+        report.failures.extend(Failure(*failure) for failure in refreshed.failures)
     _submit_due(
         catalog,
         Selection(),

@@ -42,6 +42,7 @@ from panopipe.pipeline.store.recording import (
     record_cancelled,
     record_external_ids,
     record_finished,
+    record_running,
     record_submitted,
     taken_outputs,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "record_cancelled",
     "record_external_ids",
     "record_finished",
+    "record_running",
     "record_submitted",
     "recorded",
     "recorded_outputs",

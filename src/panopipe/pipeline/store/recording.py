@@ -227,6 +227,17 @@ def record_finished(
     return sorted(replaced)
 
 
+def record_running(catalog: Catalog, job_ids: Sequence[str]) -> None:
+    """Mark the queued jobs of ``job_ids`` ``running``: their executor says they run (AWS Batch)."""
+    if not job_ids:
+        return
+    with catalog.transaction() as conn:
+        for chunk in batched(job_ids, CHUNK):
+            conn.execute(
+                jobs.update().where(jobs.c.id.in_(chunk), jobs.c.status == "queued").values(status="running")
+            )
+
+
 def record_cancelled(catalog: Catalog, job_ids: Sequence[str]) -> None:
     """Mark the jobs of ``job_ids`` that have not finished ``cancelled``."""
     with catalog.transaction() as conn:
@@ -277,6 +288,7 @@ __all__ = [
     "record_cancelled",
     "record_external_ids",
     "record_finished",
+    "record_running",
     "record_submitted",
     "taken_outputs",
 ]
