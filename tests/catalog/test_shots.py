@@ -64,6 +64,31 @@ def test_regrouping_around_new_frames_gives_the_reels_shots(catalog: Catalog, ca
     assert shots(catalog) == around
 
 
+@pytest.mark.parametrize("around", [False, True], ids=["whole-reel", "around-it"])
+def test_a_file_that_could_not_be_read_is_in_no_shot(catalog: Catalog, around: bool):
+    """A frame uploaded empty (no capture time) made a shot of its own, with jobs bound to fail, where it
+    named camera 2 of frame 1: the shot it belongs to is only missing that camera."""
+    catalog.upsert_images(survey())
+    catalog.assign_shots(["R001"], TOLERANCE)
+    broken = ImageRecord(
+        uri="/survey/R001/cam2/R001_cam2_000001_empty.jpg",
+        camera_index=2,
+        reel="R001",
+        frame=1,
+        status="failed",
+        error="empty file",
+    )
+    if around:
+        regroup_around(catalog, [broken])
+    else:
+        catalog.upsert_images([broken])
+        catalog.assign_shots(["R001"], TOLERANCE)
+
+    found = shots(catalog)
+    assert found[broken.uri] is None
+    assert set(found.values()) == {None, *(f"R001-{n:06d}" for n in range(5))}
+
+
 def test_a_new_shot_named_like_an_earlier_one_gets_a_suffix(catalog: Catalog):
     catalog.upsert_images(survey())
     catalog.assign_shots(["R001"], TOLERANCE)

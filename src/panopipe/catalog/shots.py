@@ -75,14 +75,18 @@ def assign_reel_shots(
     """
     c = images.c
     query = (
-        sa.select(c.id, c.captured_at, c.camera_index, c.frame, c.shot, c.captured)
+        sa.select(c.id, c.captured_at, c.camera_index, c.frame, c.shot, c.captured, c.status)
         .where(c.reel == reel if reel is not None else c.reel.is_(None), c.deleted == sa.false())
         .order_by(c.captured_at, c.camera_index, c.frame)
     )
     window = _Window.read(conn, query, tolerance_s, around) if around else None
-    shots = _name(reel, _group(conn.execute(query).all() if window is None else window.runs, tolerance_s))
+    rows = conn.execute(query).all() if window is None else window.runs
+    shots = _name(reel, _group(rows, tolerance_s))
     if window is not None and window.taken(conn, query, {shot for _, shot in shots if shot is not None}):
-        shots = _name(reel, _group(conn.execute(query).all(), tolerance_s))
+        rows = conn.execute(query).all()
+        shots = _name(reel, _group(rows, tolerance_s))
+    # A file that could not be read is in no shot: with no capture time, it made a shot of its own.
+    shots += [(row, None) for row in rows if row.status != "ok" and not _shot_edited(row)]
     updates = {row.id: shot for row, shot in shots if row.shot != shot}
     if 0 < len(updates) <= FEW_UPDATES:  # an event batch's frames: one statement, not one per frame
         shot_of = sa.case(*((c.id == image_id, shot) for image_id, shot in updates.items()), else_=c.shot)
@@ -173,11 +177,12 @@ def _shot_edited(row: Any) -> bool:
 
 
 def _group(rows: Sequence[Any], tolerance_s: float) -> list[list[Any]]:
-    """``rows`` (in capture-time order) grouped into shots; frames whose shot was edited are left out."""
+    """``rows`` (in capture-time order) grouped into shots; frames whose shot was edited, and files that
+    could not be read, are left out."""
     groups: list[list[Any]] = []
     cameras: set[int | None] = set()  # of the last group
     for row in rows:
-        if _shot_edited(row):
+        if _shot_edited(row) or row.status != "ok":
             continue
         group = groups[-1] if groups else None
         if (
