@@ -14,9 +14,11 @@ from tests.pipeline.captures import RIG, Project, add_panoramas, add_rig_shots, 
 from panopipe.catalog import CAPTURE_FIELDS, ImageRecord, Selection
 from panopipe.catalog.schema import artifacts
 from panopipe.catalog.subjects import FEW_IDS, selected_subjects
+from panopipe.catalog.types import new_id
 from panopipe.executors import InlineExecutor
-from panopipe.pipeline import load_pipeline, plan, run, verify
-from panopipe.pipeline.store import candidates
+from panopipe.pipeline import load_pipeline, plan, run, status, verify
+from panopipe.pipeline.store import candidates, record_submitted
+from panopipe.steps.base import JobSpec
 from panopipe.storage import resolve_uri
 
 STEPS = ("stitch", "apply-metadata", "derive", "publish")
@@ -292,6 +294,21 @@ def test_a_full_run_removes_the_outputs_of_shots_no_image_belongs_to_any_more(pr
     assert published == ["publish/demo/R001/demo_R001_000001.jpg", "publish/demo/R009/demo_R009_000000.jpg"]
     assert verify(project.catalog, settings=project.settings) == []
     assert run(project.catalog, settings=project.settings, executor=executor).removed == 0
+
+
+def test_a_full_run_drops_the_queued_jobs_of_shots_no_image_belongs_to_any_more(project: Project, executor):
+    """An upload regroups shots as its frames arrive: the stitch the event path queued for a shot that is gone
+    since (R001-000000.2 here) was never submitted, and status counted it queued for ever."""
+    add_rig_shots(project.catalog, project.root, 1)
+    stitch = load_pipeline(project.catalog, project.settings, ["stitch"]).steps[0]
+    gone = JobSpec(new_id(), "stitch", "shot:R001-000000.2", "f" * 64, {})
+    live = JobSpec(new_id(), "stitch", "shot:R001-000000", "e" * 64, {})
+    record_submitted(project.catalog, stitch, [gone, live], ["new input"] * 2, "batch")
+    assert status(project.catalog).jobs == {"stitch": {"queued": 2}}
+
+    run(project.catalog, settings=project.settings, executor=executor)
+
+    assert status(project.catalog).jobs["stitch"] == {"succeeded": 1}
 
 
 def test_selection_limits_the_plan(project: Project, executor):

@@ -42,6 +42,7 @@ from panopipe.pipeline.store import (
     CLAIM_TTL_S,
     candidates,
     claimed_jobs,
+    drop_vanished_jobs,
     fail_claim,
     failed_jobs,
     forget_vanished_shots,
@@ -172,6 +173,7 @@ def run(
                 # the failed job did not make (a stitch that failed: the panorama stitched before).
                 held.update(failure.subject for failure in report.failures)
         if selection.selects_all and steps is None:  # a full run: what no subject records any more goes
+            drop_vanished_jobs(catalog)
             removed = forget_vanished_shots(catalog)
             discard_outputs(removed)
             report.removed = len(removed)
@@ -300,6 +302,8 @@ def advance(catalog: Catalog, settings: Settings, *, executor: Executor | None) 
     started = time.perf_counter()
     report = RunReport()
     pipeline = load_pipeline(catalog, settings)
+    if executor is not None:
+        drop_vanished_jobs(catalog)  # the queued jobs of shots an upload regrouped away
     if executor is None:
         busy = {row.subject for row in in_flight(catalog)}
     else:

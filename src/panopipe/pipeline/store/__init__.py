@@ -36,6 +36,7 @@ from panopipe.pipeline.store.planning import (
     recorded_outputs,
 )
 from panopipe.pipeline.store.recording import (
+    drop_vanished_jobs,
     forget_vanished_shots,
     orphan_artifacts,
     put_job,
@@ -67,6 +68,7 @@ __all__ = [
     "StoredOutput",
     "candidates",
     "claimed_jobs",
+    "drop_vanished_jobs",
     "excluded_outputs",
     "fail_claim",
     "failed_jobs",

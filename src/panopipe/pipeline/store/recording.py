@@ -281,7 +281,24 @@ def forget_vanished_shots(catalog: Catalog) -> list[str]:
     return uris
 
 
+def drop_vanished_jobs(catalog: Catalog) -> int:
+    """Delete the jobs not submitted yet (queued for the dispatcher, no claim) of shots that no image belongs
+    to any more (their frames form other shots now, as a reel's upload regroups them): nothing would submit
+    them, and ``status`` counted them ``queued`` for ever. The number deleted."""
+    c = jobs.c
+    shot = sa.func.substr(c.subject, len("shot:") + 1)
+    vanished = sa.and_(
+        c.subject.startswith("shot:"),
+        c.status == "queued",
+        c.external_id.is_(None),
+        ~sa.exists().where(images.c.shot == shot),
+    )
+    with catalog.transaction() as conn:
+        return conn.execute(jobs.delete().where(vanished)).rowcount or 0
+
+
 __all__ = [
+    "drop_vanished_jobs",
     "forget_vanished_shots",
     "orphan_artifacts",
     "put_job",
