@@ -178,6 +178,33 @@ def test_a_run_that_sees_jobs_fail_says_so_with_their_reasons_and_exit_code_6(pr
     assert report["counts"] == {"apply-metadata": {"submitted": 2}}  # and retried
 
 
+def test_a_run_that_retries_jobs_seen_to_fail_runs_the_steps_after_them(project, world: World):
+    """The failures a run sees end before it plans are retried, and the steps after them follow in the same
+    run: only a job that fails in the run itself holds its subject's later steps back."""
+    containers = Containers(world)
+    cli(project, "run", "--executor", "batch", "--steps", "apply-metadata")
+    containers.run(die={1: ("Host EC2 terminated.", 143)})
+    stop = threading.Event()
+
+    def play() -> None:  # Batch's side while the run waits, as in test_run_wait_follows_every_step_to_the_end
+        while not stop.is_set():
+            containers.run()
+            stop.wait(0.05)
+
+    player = threading.Thread(target=play)
+    player.start()
+    try:
+        code, report = cli(
+            project, "run", "--executor", "batch", "--wait", "--steps", "apply-metadata,derive"
+        )
+    finally:
+        stop.set()
+        player.join()
+
+    assert code == 6 and len(report["failures"]) == 2  # the failures seen to end, reported
+    assert report["counts"] == {"apply-metadata": {"succeeded": 2}, "derive": {"succeeded": SHOTS}}
+
+
 def test_a_result_recorded_after_a_config_push_keeps_the_parameters_its_job_was_submitted_with(
     catalog_url: str, tmp_path: Path, world: World
 ):

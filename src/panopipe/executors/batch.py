@@ -140,6 +140,9 @@ class BatchExecutor(Executor):
         self._arrays[array_id] = _Array(size if size > 1 else 0, submission)
         for number, spec in enumerate(specs):
             self._where[spec.id] = (array_id, number // self.chunk_jobs)
+            self._finished.pop(
+                spec.id, None
+            )  # a retry reuses its job's id: how the last attempt ended is past
 
     def external_ids(self, handles: Sequence[str]) -> list[str | None]:
         """``<array job id>:<index>`` of each job (the Batch id of the child that runs it)."""

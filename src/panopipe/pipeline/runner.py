@@ -163,15 +163,15 @@ def run(
                 for step in pipeline.steps
             }
             # A step without jobs in the plan gets none during the run: jobs that follow an upstream job are in it.
-            held = set(busy)
+            held, seen = set(busy), len(report.failures)  # the failures so far: jobs in flight that ended
             for step in (step for step in pipeline.steps if counts[step.name]):
                 [(_, work)] = _plan(catalog, selection, [step], force, held)
                 work = _refuse(catalog, step, work, refused[step.name], report, executor.name)
                 if work:
                     _execute(catalog, executor, work, report, progress)
-                # A subject whose job failed gets no later step's job in this run: it would read the output
-                # the failed job did not make (a stitch that failed: the panorama stitched before).
-                held.update(failure.subject for failure in report.failures)
+                # A subject whose job failed in this run gets no later step's job in it: it would read the
+                # output the failed job did not make (a stitch that failed: the panorama stitched before).
+                held.update(failure.subject for failure in report.failures[seen:])
         if selection.selects_all and steps is None:  # a full run: what no subject records any more goes
             drop_vanished_jobs(catalog)
             removed = forget_vanished_shots(catalog)
