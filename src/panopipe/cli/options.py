@@ -171,7 +171,8 @@ def uses_catalog(command: Callable[..., Any] | None = None, *, create: bool = Fa
                 return command(*args, catalog=catalog, settings=settings, **kwargs)
         except BaseException:
             if new_file is not None:
-                _discard_if_empty(new_file)
+                with contextlib.suppress(Exception):  # the command's own error is the one to tell
+                    _discard_if_empty(new_file)
             raise
 
     _extend(
