@@ -25,6 +25,8 @@ HEADER_CHUNK = 64 * 1024  # one read covers the header of most camera JPEGs
 ONE_READ = 8 << 20
 """A local file up to this size is parsed and hashed from one read; a larger one is hashed in chunks."""
 HASH_CHUNK = 1 << 20
+REMOTE_READERS = 16
+"""Threads reading S3 objects at once, unless ``workers`` says how many."""
 
 _Known = TypeVar("_Known")
 Progress = Callable[[int, int], None]
@@ -148,7 +150,8 @@ def ingest(
         report.unchanged += len(unread) - len(failed_before)
         report.unchanged_copies += len(unread & copies.keys())
         report.failed += failed_before
-        reads = _hash_likely_copies(catalog, storage, _read_all(storage, to_read, workers, progress), known)
+        reads = _read_all(storage, to_read, workers, progress)
+        reads = _hash_likely_copies(catalog, storage, reads, known, workers)
         records, duplicates, left_behind = _set_aside_duplicates(
             catalog, _records(reads, rules, known, present), known
         )
@@ -297,7 +300,7 @@ def _read_all(
                 for info, outcome in zip(readable, outcomes, strict=True):
                     tick(_with_info(info, outcome))
     else:
-        with ThreadPoolExecutor(workers or 16) as threads:
+        with ThreadPoolExecutor(workers or REMOTE_READERS) as threads:
             for read in threads.map(lambda info: _read_remote(storage, info), infos):
                 tick(read)
     return results
@@ -365,7 +368,11 @@ def _read_remote(storage: Storage, listed: ObjectInfo, first: bytes | None = Non
 
 
 def _hash_likely_copies(
-    catalog: Catalog, storage: Storage, reads: list[_Read], known: dict[str, KnownFile]
+    catalog: Catalog,
+    storage: Storage,
+    reads: list[_Read],
+    known: dict[str, KnownFile],
+    workers: int | None,
 ) -> list[_Read]:
     """``reads`` with the SHA-256 of each new object that has none (uploaded by another tool than panopipe,
     ``aws s3 cp`` say) and the size of a catalogued image's file: such an object is read whole, so that a
@@ -391,7 +398,7 @@ def _hash_likely_copies(
             return read  # known by its header alone, as before
         return replace(read, content_hash=digest, bytes_read=read.bytes_read + size)
 
-    with ThreadPoolExecutor(16) as threads:
+    with ThreadPoolExecutor(workers or REMOTE_READERS) as threads:
         return list(threads.map(hashed, reads))
 
 
@@ -595,6 +602,7 @@ __all__ = [
     "HEADER_CHUNK",
     "JPEG_SUFFIXES",
     "ONE_READ",
+    "REMOTE_READERS",
     "IngestDuplicate",
     "IngestFailure",
     "IngestReport",
