@@ -61,6 +61,29 @@ def cli(project: tuple[str, Path], *args: str) -> tuple[int, object]:
     return result.return_value or 0, json.loads(result.stdout) if result.stdout.strip() else None
 
 
+def run_waiting(project: tuple[str, Path], containers: Containers, *args: str) -> tuple[int, object]:
+    """``panopipe run --executor batch --wait ARGS`` while a thread plays Batch's side (containers start as
+    the run waits); the exit code and the JSON it printed."""
+    stop = threading.Event()
+
+    def play() -> None:
+        try:
+            while not stop.is_set():
+                containers.run()
+                stop.wait(0.05)
+        except BaseException as exc:  # end every child, so that the run stops waiting and the test fails
+            containers.run(die={i: (f"test container failed: {exc!r}", 1) for i in range(100)})
+            raise
+
+    player = threading.Thread(target=play)
+    player.start()
+    try:
+        return cli(project, "run", "--executor", "batch", "--wait", *args)
+    finally:
+        stop.set()
+        player.join()
+
+
 def test_run_submits_one_array_job_per_step_and_status_records_the_results(project, world: World):
     # moto runs no container and would mark every job SUCCEEDED at once: jobs stay RUNNING, Containers runs
     # `panopipe worker run` for each child and then ends it in moto's model.
@@ -108,27 +131,7 @@ def test_run_submits_one_array_job_per_step_and_status_records_the_results(proje
 
 def test_run_wait_follows_every_step_to_the_end(project, world: World):
     # moto starts no container: a thread plays Batch's side while the run waits, as in the test above.
-    containers = Containers(world)
-    stop = threading.Event()
-
-    def play() -> None:  # Batch's side: containers start while the run waits
-        try:
-            while not stop.is_set():
-                containers.run()
-                stop.wait(0.05)
-        except BaseException as exc:  # end every child, so that the run stops waiting and the test fails
-            containers.run(die={i: (f"test container failed: {exc!r}", 1) for i in range(100)})
-            raise
-
-    player = threading.Thread(target=play)
-    player.start()
-    try:
-        code, report = cli(
-            project, "run", "--executor", "batch", "--wait", "--steps", "apply-metadata,derive"
-        )
-    finally:
-        stop.set()
-        player.join()
+    code, report = run_waiting(project, Containers(world), "--steps", "apply-metadata,derive")
 
     assert code == 0 and report["counts"] == {step: {"succeeded": SHOTS} for step in STEPS[:2]}
     assert len(world.arrays()) == 2
@@ -184,22 +187,8 @@ def test_a_run_that_retries_jobs_seen_to_fail_runs_the_steps_after_them(project,
     containers = Containers(world)
     cli(project, "run", "--executor", "batch", "--steps", "apply-metadata")
     containers.run(die={1: ("Host EC2 terminated.", 143)})
-    stop = threading.Event()
 
-    def play() -> None:  # Batch's side while the run waits, as in test_run_wait_follows_every_step_to_the_end
-        while not stop.is_set():
-            containers.run()
-            stop.wait(0.05)
-
-    player = threading.Thread(target=play)
-    player.start()
-    try:
-        code, report = cli(
-            project, "run", "--executor", "batch", "--wait", "--steps", "apply-metadata,derive"
-        )
-    finally:
-        stop.set()
-        player.join()
+    code, report = run_waiting(project, containers, "--steps", "apply-metadata,derive")
 
     assert code == 6 and len(report["failures"]) == 2  # the failures seen to end, reported
     assert report["counts"] == {"apply-metadata": {"succeeded": 2}, "derive": {"succeeded": SHOTS}}
