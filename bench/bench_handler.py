@@ -213,12 +213,14 @@ def bench_throughput(report: fair.Report, args: argparse.Namespace) -> None:
                     for i in range(args.records)
                 ]
                 for i, key in enumerate(keys):
-                    # A rig along a track: the 6 cameras of a shot fire together, a shot a second, 10 m apart.
+                    # A rig along a track: the 6 cameras of a shot fire together, a shot a second, 10 m apart,
+                    # each camera looking its own way (so no two frames have the same bytes: none is a copy).
                     shot = i // 6
                     frame = MetadataUpdate(
                         captured_at=started_at + timedelta(days=reel, seconds=shot),
                         gps_latitude=47.0 + reel * 0.1 + shot * 9e-5,
                         gps_longitude=11.0,
+                        gps_img_direction=60.0 * (i % 6),
                     )
                     s3.put_object(Bucket=stack.bucket, Key=key, Body=apply_metadata(body, frame))
                 return [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -136,16 +137,23 @@ def test_an_upload_of_a_catalogued_local_file_takes_its_image_over(catalog: Cata
     applied = catalog.apply_object_events(
         [
             upload("cam0/1.jpg", "a", 0),
-            upload("cam0/copy-of-1.jpg", "a", 0),  # the same content again: the first upload took the image
-            upload("cam2/1.jpg", "c", 2),  # its local image is deleted: not taken over
+            upload("cam0/copy-of-1.jpg", "a", 0),  # the same content again: a copy of the image just taken
+            upload(
+                "cam2/1.jpg", "c", 2
+            ),  # its local image is deleted: brought back, as ingest brings it back
         ]
     )
 
-    assert actions(applied) == ["updated", "added", "added"]
+    assert actions(applied) == ["updated", "duplicate", "updated"]
     assert applied[0] is not None and applied[0].image_id == first
+    assert applied[1] is not None and applied[1].image_id == first
     image = catalog.get(first)
     assert (image.uri, image.alt, image.etag) == ("s3://bucket/day1/R001/cam0/1.jpg", 12.5, "e")
-    assert catalog.count() == 4  # cam1 stays local: nothing uploaded it
+    assert catalog.get(local["/data/R001/cam2/1.jpg"]).uri == "s3://bucket/day1/R001/cam2/1.jpg"
+    assert catalog.count() == 3  # cam1 stays local: nothing uploaded it
+    assert [(uri, c.image_uri) for uri, c in catalog.known_copies("s3://bucket/").items()] == [
+        ("s3://bucket/day1/R001/cam0/copy-of-1.jpg", image.uri)
+    ]
     # The file left behind is known as a copy of the image, so that an ingest of its folder need not read it.
     (left,) = catalog.known_copies("/data/").items()
     assert (left[0], left[1].file.id, left[1].image_uri) == ("/data/R001/cam0/1.jpg", first, image.uri)
@@ -153,6 +161,101 @@ def test_an_upload_of_a_catalogued_local_file_takes_its_image_over(catalog: Cata
     moved = FileLocation("s3://bucket/day1/R001/cam0/1.jpg", etag="e")
     assert catalog.relocate({"/data/R001/cam0/1.jpg": moved}) == []
     assert catalog.get(first).uri == moved.uri
+
+
+def stored(uri: str, content: str, sequencer: str | None = None, **fields: Any) -> ObjectChange:
+    """The creation of an object holding ``content`` (its SHA-256 as panopipe's uploads store it)."""
+    fields = {"reel": "R001", "frame": 1} | fields
+    record = ImageRecord(uri=uri, captured_at=T0, content_hash=content * 64, **fields)
+    return ObjectChange(uri, padded_sequencer(sequencer), record=record)
+
+
+def with_successor(removal: ObjectChange, copy: ObjectChange) -> ObjectChange:
+    """``removal`` as the handler sends it when the removed image has a known copy: the copy's header read."""
+    return replace(removal, successor=copy.record)
+
+
+def test_a_copy_within_the_bucket_is_known_as_one_and_its_image_follows_it_when_the_original_goes(
+    catalog: Catalog,
+):
+    """``aws s3 cp`` then ``aws s3 rm`` (or ``aws s3 mv`` whose removal event comes last)."""
+    original, copy = "s3://b/in/R001/a.jpg", "s3://b/in/R002/a.jpg"
+    (added,) = catalog.apply_object_events([stored(original, "a", "10")])
+    assert added is not None and added.action.value == "added"
+    image_id = added.image_id
+    catalog.apply_edit(
+        catalog.plan_edit(Selection(ids=(image_id,)), assign={"alt": 7.5}), reason="r", author="a"
+    )
+
+    (copied,) = catalog.apply_object_events([stored(copy, "a", "20", reel="R002")])
+    assert (copied.action.value, copied.reason, copied.image_id) == (
+        "duplicate",
+        f"a copy of {original}",
+        image_id,
+    )
+    assert catalog.count(Selection(include_deleted=True)) == 1
+    assert list(catalog.known_copies("s3://b/")) == [copy]
+
+    (moved,) = catalog.apply_object_events(
+        [with_successor(removed(original, "30"), stored(copy, "a", reel="R002"))]
+    )
+    assert (moved.action.value, moved.image_id) == ("updated", image_id)
+    image = catalog.get(image_id)
+    assert (image.uri, image.reel, image.alt, image.deleted) == (copy, "R002", 7.5, False)
+    assert catalog.known_copies("s3://b/") == {}
+    # The key it left keeps the removal's sequencer: a late older event of that key brings nothing back.
+    (late,) = catalog.apply_object_events([stored(original, "a", "10")])
+    assert late.reason == "not newer than the event applied"
+    assert [i.id for i in catalog.images()] == [image_id]
+    # Events of the copy's key apply to the image there now.
+    (gone,) = catalog.apply_object_events([removed(copy, "01")])
+    assert (gone.action.value, gone.image_id) == ("deleted", image_id)
+
+
+def test_a_removal_whose_copy_is_gone_or_holds_other_content_deletes_its_image(catalog: Catalog):
+    original, copy = "s3://b/in/a.jpg", "s3://b/in/b.jpg"
+    # The copy was removed after the handler read it: forgotten, it no longer counts. Or the object at the
+    # copy's key holds other content now.
+    for copy_removed, successor in ((True, stored(copy, "a")), (False, stored(copy, "c"))):
+        clear_images(catalog)
+        catalog.apply_object_events([stored(original, "a", "10")])
+        catalog.apply_object_events([stored(copy, "a", "20")])
+        if copy_removed:
+            catalog.apply_object_events([removed(copy, "30")])
+            assert catalog.known_copies("s3://b/") == {}
+        (outcome,) = catalog.apply_object_events([with_successor(removed(original, "40"), successor)])
+        assert outcome.action.value == "deleted"
+        assert catalog.count() == 0
+
+
+def test_a_move_within_the_bucket_keeps_its_image_in_any_order(catalog: Catalog):
+    """``aws s3 mv``: the copy's creation and the original's removal, in one batch or in either order."""
+    original, target = "s3://b/in/a.jpg", "s3://b/in/moved/a.jpg"
+    for n, batches in enumerate(
+        [
+            [[stored(target, "a", "05"), removed(original, "40")]],  # one batch
+            [[removed(original, "40")], [stored(target, "a", "05")]],  # the removal first
+        ]
+    ):
+        clear_images(catalog)
+        (added,) = catalog.apply_object_events([stored(original, "a", "10")])
+        image_id = added.image_id
+        catalog.apply_edit(
+            catalog.plan_edit(Selection(ids=(image_id,)), assign={"alt": n}), reason="r", author="a"
+        )
+        results = [actions(catalog.apply_object_events(batch)) for batch in batches]
+        assert results == ([["updated", "unchanged"]] if n == 0 else [["deleted"], ["updated"]])
+        image = catalog.get(image_id)
+        assert (image.uri, image.alt, image.deleted) == (target, n, False)
+        assert catalog.count() == 1
+        (late,) = catalog.apply_object_events([stored(original, "a", "10")])  # its key's creation, late
+        assert late.reason == "not newer than the event applied"
+
+
+def clear_images(catalog: Catalog) -> None:
+    with catalog.engine.begin() as conn:
+        for table in ("file_copies", "edits", "images"):
+            conn.execute(sa.text(f"DELETE FROM {table}"))
 
 
 def test_a_relocation_that_a_concurrent_writer_overtook_is_tried_again(postgres_url: str):

@@ -12,7 +12,15 @@ import boto3
 import pytest
 import sqlalchemy as sa
 from moto import mock_aws
-from tests.aws.s3_events import BUCKET, render_shot, s3_record, sqs_batch, sqs_message, upload_shot
+from tests.aws.s3_events import (
+    BUCKET,
+    INPUT_PREFIX,
+    render_shot,
+    s3_record,
+    sqs_batch,
+    sqs_message,
+    upload_shot,
+)
 
 from panopipe.catalog import Catalog, Selection, create_catalog_engine
 from panopipe.catalog.object_events import padded_sequencer
@@ -212,6 +220,54 @@ def test_a_removed_object_is_marked_deleted_and_its_artifacts_orphaned(catalog: 
     assert catalog.count() == 0 and catalog.count(Selection(include_deleted=True)) == 6
     with catalog.engine.connect() as conn:
         assert conn.execute(sa.select(artifacts.c.orphaned)).scalars().all() == [True]
+
+
+def test_a_move_within_the_bucket_keeps_the_images_their_edits_and_shot_in_any_order(
+    catalog: Catalog, keys: list[str], s3, shot
+):
+    """``aws s3 mv`` within the bucket is a CopyObject then a DeleteObject: their events come in any order, in
+    one batch or two. The frames were uploaded without a SHA-256; being small (64 KiB or less), each is read
+    whole and its content known, as a panopipe upload's stored SHA-256 (which CopyObject copies) makes known."""
+    handler = EventHandler(catalog, settings(shot[2]), executor=InlineExecutor(), steps=["stitch"])
+    assert handler.handle(sqs_batch(*created(keys))).jobs == {"stitch": {"succeeded": 1}}
+    ids = {image.uri: image.id for image in catalog.images()}
+    catalog.apply_edit(
+        catalog.plan_edit(Selection(ids=tuple(ids.values())), assign={"alt": 519.4}), reason="RTK", author="t"
+    )
+    targets = [f"{INPUT_PREFIX}archive/{key.removeprefix(INPUT_PREFIX)}" for key in keys]
+    for key, target in zip(keys, targets, strict=True):
+        s3.copy_object(Bucket=BUCKET, Key=target, CopySource={"Bucket": BUCKET, "Key": key})
+        s3.delete_object(Bucket=BUCKET, Key=key)
+    copied = [s3_record(target, sequencer="50") for target in targets]
+    removed = [s3_record(key, sequencer="60", removed=True) for key in keys]
+    batches = [
+        [*copied[:2], *removed[2:4]],  # frames 0-1 copied first, 2-3 removed first
+        [*removed[:2], *copied[2:4]],
+        [copied[4], removed[4], removed[5], copied[5]],  # both events of frames 4-5 in one batch
+    ]
+    reports = [handler.handle(sqs_batch(*batch)) for batch in batches]
+
+    assert [r.actions() for r in reports] == [
+        {"added": 0, "updated": 0, "unchanged": 0, "duplicate": 2, "deleted": 2, "skipped": 0, "failed": 0},
+        {"added": 0, "updated": 4, "unchanged": 0, "duplicate": 0, "deleted": 0, "skipped": 0, "failed": 0},
+        {"added": 0, "updated": 2, "unchanged": 2, "duplicate": 0, "deleted": 0, "skipped": 0, "failed": 0},
+    ]
+    images_now = list(catalog.images())
+    assert {i.uri: i.id for i in images_now} == {
+        f"s3://{BUCKET}/{target}": ids[f"s3://{BUCKET}/{key}"]
+        for key, target in zip(keys, targets, strict=True)
+    }
+    assert {(i.alt, i.shot) for i in images_now} == {(519.4, "R001-000001")}
+    assert catalog.count(Selection(include_deleted=True)) == 12  # the keys left keep their events' sequencers
+    # Redelivered, the events change nothing, and the panorama stitched before stays (nothing is stale). An
+    # image that followed its copy knew no event of the copy's key: the copy's creation is its first.
+    before = snapshot(catalog)
+    again = handler.handle(sqs_batch(*copied, *removed))
+    assert {o.action.value for o in again.outcomes} == {"unchanged", "skipped"} and not again.jobs
+    after = snapshot(catalog)
+    assert after[1] == before[1]
+    assert [row[:-1] for row in after[0]] == [row[:-1] for row in before[0]]
+    assert catalog.known_copies(f"s3://{BUCKET}/") == {}
 
 
 def test_own_outputs_do_not_trigger_the_handler(catalog: Catalog, keys: list[str], s3, shot):

@@ -407,6 +407,14 @@ class Catalog:
                 for row in copy_ops.known(conn, uri_prefix)
             }
 
+    def copies_of(self, image_uris: Sequence[str]) -> dict[str, list[str]]:
+        """The URIs of the known copies of the images at ``image_uris`` (not deleted), by image URI (one query
+        per thousand URIs; none for none)."""
+        if not image_uris:
+            return {}
+        with self.engine.connect() as conn:
+            return copy_ops.of_images_at(conn, image_uris)
+
     def record_copies(self, copies: Sequence[copy_ops.FileCopy], *, forget: Iterable[str] = ()) -> None:
         """Record ``copies`` of images' files, and forget those at ``forget`` (gone, or read again)."""
         with self.engine.begin() as conn:

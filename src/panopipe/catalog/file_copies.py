@@ -49,6 +49,38 @@ def known(conn: sa.Connection, uri_prefix: str) -> list[Any]:
     return list(conn.execute(query))
 
 
+def of_images_at(conn: sa.Connection, image_uris: Sequence[str]) -> dict[str, list[str]]:
+    """The URIs of the copies of the images at ``image_uris`` (not deleted, the copies holding their content),
+    by image URI, sorted."""
+    c = file_copies.c
+    same = sa.and_(images.c.id == c.image_id, images.c.content_hash == c.content_hash)
+    found: dict[str, list[str]] = {}
+    for chunk in batched(image_uris, CHUNK):
+        query = (
+            sa.select(images.c.uri, c.uri.label("copy_uri"))
+            .join(images, same)
+            .where(images.c.uri.in_(chunk), images.c.deleted == sa.false())
+            .order_by(c.uri)
+        )
+        for row in conn.execute(query):
+            found.setdefault(row.uri, []).append(row.copy_uri)
+    return found
+
+
+def held_by(conn: sa.Connection, uris: Sequence[str]) -> dict[str, str]:
+    """The ids of the images whose copies are at ``uris``, by copy URI: copies that hold their image's content
+    where no image is (not even a deleted one)."""
+    c = file_copies.c
+    same = sa.and_(images.c.id == c.image_id, images.c.content_hash == c.content_hash)
+    there = images.alias("there")
+    taken = sa.select(there.c.id).where(there.c.uri == c.uri).exists()
+    found: dict[str, str] = {}
+    for chunk in batched(uris, CHUNK):
+        query = sa.select(c.uri, c.image_id).join(images, same).where(c.uri.in_(chunk), ~taken)
+        found.update((row.uri, row.image_id) for row in conn.execute(query))
+    return found
+
+
 def forget(conn: sa.Connection, uris: Iterable[str]) -> None:
     """Remove the copies at ``uris`` (files gone, or read again)."""
     for chunk in batched(uris, CHUNK):
@@ -95,4 +127,13 @@ def record_images_files(conn: sa.Connection, uris: Sequence[str]) -> None:
         conn.execute(file_copies.insert().from_select(_COLUMNS, files))
 
 
-__all__ = ["CHUNK", "FileCopy", "forget", "known", "record", "record_images_files"]
+__all__ = [
+    "CHUNK",
+    "FileCopy",
+    "forget",
+    "held_by",
+    "known",
+    "of_images_at",
+    "record",
+    "record_images_files",
+]

@@ -11,8 +11,22 @@ placeholder with its sequencer, so an older creation arriving later cannot bring
 fills in the placeholder's metadata (it stays deleted), as it would have had it arrived first. A removed image
 belongs to no shot. So the final rows do not depend on the order events are delivered in.
 
-The creation of an object the catalog does not know, whose content (SHA-256) an image's local file has,
-takes that image over: the image follows its file to S3, as ``panopipe sync`` points it there.
+The creation of an object the catalog does not know is matched by its content (SHA-256) with the images, as
+``panopipe ingest`` matches new files:
+
+* an image whose file is a local one takes it over: the image follows its file to S3, as ``panopipe sync``
+  points it there (the local file is then known as a copy);
+* an image whose object the same batch removes takes it over (``aws s3 mv`` within the bucket, both events
+  in one batch);
+* an image whose object stays is not added again: the new object is known as a copy of it (``aws s3 cp``
+  within the bucket); so is every creation after the first with one content in a batch;
+* a deleted image is brought back by it, its id, edits and outputs kept (``aws s3 mv`` whose removal came
+  first).
+
+The removal of an image's object whose copy the catalog knows, in the same bucket, moves the image to that copy
+(``aws s3 mv`` whose removal came last), when the handler read the copy's header (:attr:`ObjectChange.successor`)
+and it still holds the content. A removed object that an image left keeps a deleted placeholder with the
+removal's sequencer, so that an older event of its key cannot bring anything back there.
 """
 
 from __future__ import annotations
@@ -43,6 +57,7 @@ class Action(StrEnum):
     ADDED = "added"
     UPDATED = "updated"
     UNCHANGED = "unchanged"
+    DUPLICATE = "duplicate"
     DELETED = "deleted"
     SKIPPED = "skipped"
     FAILED = "failed"
@@ -52,13 +67,15 @@ class Action(StrEnum):
 class ObjectChange:
     """One object event: the object's URI, its padded sequencer (see :func:`padded_sequencer`), the object
     version, the record read for a creation (``None``: the object was removed), and its ``group`` (e.g. its
-    message: once one change of a group fails, the group's later changes are not applied)."""
+    message: once one change of a group fails, the group's later changes are not applied). A removal's
+    ``successor`` is the record of a known copy of the removed image's file, read for the image to move to."""
 
     uri: str
     sequencer: str | None
     version_id: str | None = None
     record: ImageRecord | None = None
     group: Hashable | None = None
+    successor: ImageRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,37 +230,52 @@ def _apply_round(
     """Apply changes for distinct URIs, a few statements for all of them: the images' rows are read (and
     locked, on PostgreSQL, in URI order, as every handler locks them), changes not newer than the one an image
     applied are skipped, the others claim their row with their sequencer (an unknown URI's creation is added
-    with it, its removal leaves a deleted placeholder), then creations are upserted together and removals mark
-    their image deleted.
+    with it, or takes over the image with its content, or is known as a copy; its removal leaves a deleted
+    placeholder), then creations are upserted together and removals mark their image deleted, or move it to
+    its copy.
 
-    A claim is guarded in SQL too (``source_sequencer < :new``): SQLite does not lock what was read, and a
-    claim that a concurrent handler overtook raises :class:`_Raced`, so that nothing older is written. On
-    PostgreSQL the upsert compares with the rows read (``read``), and an image a concurrent handler added
-    after they were read makes its insert fail (URIs are unique): the batch is then applied again one event
-    per transaction. ``rows``, unless ``None``, are the rows of the changes' URIs (and maybe others) as
-    ``read`` read and locked them in this transaction.
+    A claim is guarded in SQL too (``source_sequencer < :new``; a take-over, by the sequencer and URI read):
+    SQLite does not lock what was read, and a claim that a concurrent handler overtook raises :class:`_Raced`,
+    so that nothing older is written. On PostgreSQL the upsert compares with the rows read (``read``), and an
+    image a concurrent handler added after they were read makes its insert fail (URIs are unique): the batch
+    is then applied again one event per transaction. ``rows``, unless ``None``, are the rows of the changes'
+    URIs (and maybe others) as ``read`` read and locked them in this transaction.
     """
     c = images.c
     if rows is None:
         rows = {row.uri: row for row in conn.execute(read, {"uris": [changes[i].uri for i in indexes]})}
-    taken = _uploads_of_local_images(conn, changes, indexes, rows, read)
-    if taken:  # the files left behind hold the images' content: an ingest of them need not read them
-        copy_ops.record_images_files(conn, sorted(row.uri for row in taken.values()))
-        rows = {**rows, **taken}
+    copy_ops.forget(conn, [changes[i].uri for i in indexes if changes[i].uri not in rows])
+    matches = _match_contents(conn, changes, indexes, rows, read)
+    followers = _followers(conn, changes, indexes, rows, matches)
+    left_behind = [row.uri for row in matches.taken.values() if not row.deleted and not _on_s3(row.uri)]
+    if left_behind:  # the local files left behind hold the images' content: an ingest need not read them
+        copy_ops.record_images_files(conn, sorted(left_behind))
+    moving = {successor.uri: rows[changes[index].uri] for index, successor in followers.items()}
+    rows = {**rows, **matches.taken, **moving}
     # Rows read on PostgreSQL stay locked, so the upsert compares with them; SQLite locks nothing it read.
     locked = rows if conn.dialect.name == "postgresql" else None
     now = utcnow()
     outcomes: list[tuple[int, AppliedChange]] = []
     claimed: list[tuple[int, str, bool]] = []
     placeholders: list[dict[str, Any]] = []
+    left: list[dict[str, Any]] = []  # placeholders where an image moved from, written once it has moved
     claims: list[dict[str, Any]] = []
+    takeovers: list[dict[str, Any]] = []
     records: list[ImageRecord] = []
     sources: dict[str, dict[str, Any]] = {}
     fills: list[tuple[str, str | None, ImageRecord]] = []
     for index in indexes:
         change = changes[index]
+        if index in matches.copies:
+            continue
         row = rows.get(change.uri)
         source = {"source_sequencer": change.sequencer, "source_version_id": change.version_id}
+        if change.uri in matches.vacated:
+            left.append({"id": new_id(), "uri": change.uri, "deleted": True} | source)
+            moved_to = matches.vacated[change.uri]
+            reason = f"its image moved to {moved_to}"
+            outcomes.append((index, AppliedChange(Action.UNCHANGED, reason, matches.taken[moved_to].id)))
+            continue
         if row is None:
             image_id = new_id()
             if change.record is not None:  # added by the upsert, with its event
@@ -252,11 +284,14 @@ def _apply_round(
             else:
                 placeholder = {"id": image_id, "uri": change.uri, "deleted": True}
                 placeholders.append(placeholder | {"ingested_at": now, "updated_at": now} | source)
-        elif (
-            change.sequencer is None
-            or row.source_sequencer is None
-            or row.source_sequencer < change.sequencer
-        ):
+        elif change.uri in matches.taken:  # sequencers of other keys do not compare: guarded by what was read
+            image_id = row.id
+            takeovers.append({"_id": image_id, "_seen": row.source_sequencer, "_seen_uri": row.uri} | source)
+            if _on_s3(row.uri) and row.uri not in matches.vacated:
+                # a deleted image brought back: the key it left keeps its last event
+                kept = {"source_sequencer": row.source_sequencer, "source_version_id": None}
+                left.append({"id": new_id(), "uri": row.uri, "deleted": True} | kept)
+        elif _applies(change, row):
             image_id = row.id
             claims.append({"_id": image_id, "_new": change.sequencer} | source)
         else:
@@ -273,12 +308,19 @@ def _apply_round(
         claim = images.update().where(c.id == sa.bindparam("_id"), newer)
         if conn.execute(claim, claims).rowcount != len(claims):
             raise _Raced("a concurrent handler applied a newer event of the same object")
+    if takeovers:
+        seen = sa.bindparam("_seen", type_=sa.String)
+        as_read = sa.and_(c.source_sequencer.is_not_distinct_from(seen), c.uri == sa.bindparam("_seen_uri"))
+        taking = images.update().where(c.id == sa.bindparam("_id"), as_read)
+        if conn.execute(taking, takeovers).rowcount != len(takeovers):
+            raise _Raced("a concurrent handler changed an image this batch takes over")
     if fills:
         _fill_removed(conn, fills, upsert, locked)
+    # An image taken over or moved is found by its id: its row has another URI.
     records += [
-        replace(record, id=image_id)  # an image taken over is found by its id: its row has another URI
+        replace(written, id=image_id)
         for index, image_id, added in claimed
-        if (record := changes[index].record) is not None and not added
+        if (written := followers.get(index, changes[index].record)) is not None and not added
     ]
     result = upsert(conn, records, sources, locked) if records else None
     unknown = {record.id for record in records if record.uri in sources}
@@ -287,22 +329,42 @@ def _apply_round(
         # without the sequencer guard. Roll back; read again, the row is there and the guard applies.
         raise _Raced("a concurrent handler added the same object")
     updated = set(result.updated) if result is not None else set()
-    removed = [image_id for index, image_id, _ in claimed if changes[index].record is None]
+    if followers:  # no event of the copies' keys is known: any applies to the images there now
+        moved = [image_id for index, image_id, _ in claimed if index in followers]
+        conn.execute(
+            images.update().where(c.id.in_(moved)).values(source_sequencer=None, source_version_id=None)
+        )
+        copy_ops.forget(conn, [successor.uri for successor in followers.values()])
+        left += [
+            {"id": new_id(), "uri": changes[index].uri, "deleted": True}
+            | {"source_sequencer": changes[index].sequencer, "source_version_id": changes[index].version_id}
+            for index in followers
+        ]
+    if left:
+        conn.execute(images.insert(), [row | {"ingested_at": now, "updated_at": now} for row in left])
+    removed = [
+        image_id for index, image_id, _ in claimed if changes[index].record is None and index not in followers
+    ]
     deleted: set[str] = set()
     if removed:  # the images not deleted yet, in one statement
         deleting = images.update().where(c.id.in_(removed), c.deleted == sa.false())
         deleted = set(
             conn.execute(deleting.values(deleted=True, updated_at=utcnow()).returning(c.id)).scalars()
         )
+    ids = {changes[index].uri: image_id for index, image_id, _ in claimed}
     for index, image_id, added in claimed:
         record = changes[index].record
-        if record is None:
+        if index in followers:
+            reason = f"moved to its copy {followers[index].uri}"
+            outcome = AppliedChange(Action.UPDATED, reason, image_id)
+        elif record is None:
             action = Action.DELETED if image_id in deleted or added else Action.UNCHANGED
             outcome = AppliedChange(action, image_id=image_id if image_id in deleted else None)
         else:
             action = Action.ADDED if added else Action.UPDATED if image_id in updated else Action.UNCHANGED
             outcome = AppliedChange(action, record.error if record.status == "failed" else None, image_id)
         outcomes.append((index, outcome))
+    outcomes += _record_copies(conn, changes, matches, ids)
     if removed:
         if on_removed is not None:
             on_removed(conn, removed, _emptied_shots(conn, removed))
@@ -310,35 +372,141 @@ def _apply_round(
     return outcomes
 
 
-def _uploads_of_local_images(
+def _applies(change: ObjectChange, row: Any) -> bool:
+    """Whether ``change`` is newer than the event the image at its URI (``row``) applied last."""
+    return change.sequencer is None or row.source_sequencer is None or row.source_sequencer < change.sequencer
+
+
+def _on_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+@dataclass(slots=True)
+class _Matches:
+    """What creations of unknown objects are, by their content: the images they take over (by creation URI),
+    the removed URIs those images moved from (to the creation's URI), and the copies (by change index: the
+    original's URI, and its image's id unless the original is added in this round)."""
+
+    taken: dict[str, Any]
+    vacated: dict[str, str]
+    copies: dict[int, tuple[str, str | None]]
+
+
+def _match_contents(
     conn: sa.Connection,
     changes: Sequence[ObjectChange],
     indexes: list[int],
     rows: Mapping[str, Any],
     read: sa.Select[Any],
-) -> dict[str, Any]:
-    """The rows that creations of unknown objects take over, by the objects' URIs: images not deleted whose
-    file is a local one with the object's content (SHA-256). The image follows its file to S3, as
-    ``panopipe sync`` points it there, rather than the catalog holding the upload twice. Read (and locked, on
-    PostgreSQL) as ``read`` reads rows."""
-    wanted: dict[str, str] = {}  # content hash -> the URI of the first creation with it
+) -> _Matches:
+    """Match the creations of unknown objects with the images that have their content (SHA-256), read (and
+    locked, on PostgreSQL) as ``read`` reads rows, as ingest matches new files: see the module's docs."""
+    matches = _Matches({}, {}, {})
+    by_content: dict[str, list[int]] = {}
     for index in sorted(indexes, key=lambda i: changes[i].uri):
         record = changes[index].record
         if record is not None and record.content_hash and changes[index].uri not in rows:
-            wanted.setdefault(record.content_hash, changes[index].uri)
-    if not wanted:
-        return {}
+            by_content.setdefault(record.content_hash, []).append(index)
+    if not by_content:
+        return matches
+    in_round = {changes[i].uri for i in indexes}
+    removing = {
+        changes[i].uri
+        for i in indexes
+        if changes[i].record is None
+        and (row := rows.get(changes[i].uri)) is not None
+        and _applies(changes[i], row)
+    }
+    recreated = {changes[i].uri for i in indexes if changes[i].record is not None} & rows.keys()
     c = images.c
     query = (
-        sa.select(*read.selected_columns)
-        .where(c.content_hash.in_(list(wanted)), c.deleted == sa.false(), ~c.uri.startswith("s3://"))
+        sa.select(*read.selected_columns, c.ingested_at)
+        .where(c.content_hash.in_(list(by_content)))
         .order_by(c.uri)
         .with_for_update()
     )
-    taken: dict[str, Any] = {}
+    found: dict[str, list[Any]] = {}
     for row in conn.execute(query):
-        taken.setdefault(wanted[row.content_hash], row)
-    return taken
+        found.setdefault(row.content_hash, []).append(row)
+    for content_hash, (first, *others) in by_content.items():
+        candidates = found.get(content_hash, [])
+        staying = [r for r in candidates if (not r.deleted or r.uri in recreated) and r.uri not in removing]
+        gone = sorted(
+            (r for r in candidates if r.deleted and r.uri not in in_round),
+            key=lambda r: (r.ingested_at, r.uri),
+        )
+        local = [r for r in staying if not r.deleted and not _on_s3(r.uri)]
+        moved = [r for r in candidates if not r.deleted and r.uri in removing]
+        if local or moved or (gone and not staying):  # a local file uploaded, an object moved, an image back
+            image = (local or moved or gone)[0]
+            matches.taken[changes[first].uri] = image
+            if image.uri in removing:
+                matches.vacated[image.uri] = changes[first].uri
+            original: tuple[str, str | None] = (changes[first].uri, image.id)
+        elif staying:  # its object stays: every creation is a copy of it
+            others = [first, *others]
+            original = (staying[0].uri, staying[0].id)
+        else:  # the first is added, the rest are copies of it
+            original = (changes[first].uri, None)
+        for index in others:
+            matches.copies[index] = original
+    return matches
+
+
+def _record_copies(
+    conn: sa.Connection, changes: Sequence[ObjectChange], matches: _Matches, ids: Mapping[str, str]
+) -> list[tuple[int, AppliedChange]]:
+    """Record the creations that :func:`_match_contents` found copies, once their originals are written (``ids``:
+    the images of this round's URIs); their outcomes."""
+    copies, outcomes = [], []
+    for index, (original_uri, original_id) in matches.copies.items():
+        record = changes[index].record
+        assert record is not None and record.content_hash is not None
+        copy = copy_ops.FileCopy(
+            record.uri, original_uri, record.content_hash, record.size, record.etag, record.modified_at
+        )
+        copies.append(copy)
+        image_id = original_id or ids[original_uri]
+        outcomes.append((index, AppliedChange(Action.DUPLICATE, f"a copy of {original_uri}", image_id)))
+    copy_ops.record(conn, copies)
+    return outcomes
+
+
+def _followers(
+    conn: sa.Connection,
+    changes: Sequence[ObjectChange],
+    indexes: list[int],
+    rows: Mapping[str, Any],
+    matches: _Matches,
+) -> dict[int, ImageRecord]:
+    """The removals whose images move to their copies instead (by change index, the copy's record): the
+    change's ``successor`` is a copy the catalog still knows of the image, holding its content, where no image
+    is, and no other change of this round is about it."""
+    in_round = {changes[i].uri for i in indexes}
+    wanted: dict[int, ImageRecord] = {}
+    for index in indexes:
+        change = changes[index]
+        successor, row = change.successor, rows.get(change.uri)
+        if (
+            change.record is None
+            and successor is not None
+            and row is not None
+            and not row.deleted
+            and row.content_hash
+            and successor.content_hash == row.content_hash
+            and change.uri not in matches.vacated
+            and successor.uri not in in_round
+            and _applies(change, row)
+        ):
+            wanted[index] = successor
+    if not wanted:
+        return {}
+    held = copy_ops.held_by(conn, sorted({successor.uri for successor in wanted.values()}))
+    return {
+        index: successor
+        for index, successor in wanted.items()
+        if held.get(successor.uri) == rows[changes[index].uri].id
+    }
 
 
 def _fill_removed(

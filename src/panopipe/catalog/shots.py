@@ -26,7 +26,7 @@ from panopipe.iterutil import batched
 FEW_NAMES = 16
 FEW_UPDATES = 64
 """Up to this many frames whose shot changes are updated in one statement (``CASE``), more one by one."""
-UNCHANGING = (Action.UNCHANGED, Action.SKIPPED, Action.FAILED)
+UNCHANGING = (Action.UNCHANGED, Action.DUPLICATE, Action.SKIPPED, Action.FAILED)
 
 
 def regroup_applied(
@@ -40,7 +40,10 @@ def regroup_applied(
         return
     frames: dict[str | None, dict[str, datetime | None]] = {}  # per reel, changed frames' capture times
     for change, result in applied:
-        record = change.record
+        # a removal that moved its image to a copy wrote the copy's record
+        record = (
+            change.successor if change.record is None and result.action is Action.UPDATED else change.record
+        )
         if (
             result.action not in UNCHANGING
             and result.image_id

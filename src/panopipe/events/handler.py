@@ -15,6 +15,9 @@ A *message* is one SQS message, or the whole event of a direct S3, SNS or EventB
   pipeline output and the publish root: its own outputs never trigger it, so there are no event loops);
 * an event not newer than the one the image last applied (a duplicate, or out of order);
 * an object gone before it could be read (its removal event follows, or came first);
+* a copy of an image's file (its SHA-256 an image's), ``aws s3 cp`` within the bucket: known as that image's
+  copy (``duplicate``), not a new image; a move keeps its image, whatever order its two events come in (see
+  :mod:`panopipe.catalog.object_events`);
 * a JPEG whose header cannot be read, zero-byte objects included: cataloged with ``status='failed'`` and the
   reason, as ingest records them.
 
@@ -38,7 +41,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from panopipe.catalog import Catalog, Selection
+from panopipe.catalog import Catalog, ImageRecord, Selection
 from panopipe.catalog.object_events import Action, ObjectChange, padded_sequencer
 from panopipe.config import Settings, project_settings
 from panopipe.errors import EventError, ObjectNotFoundError, PanopipeError, StorageError
@@ -252,7 +255,7 @@ class EventHandler:
             report.outcomes.append(outcome)
             if outcome.action is Action.SKIPPED:
                 log.info("skipped", extra=outcome.to_dict())
-            elif outcome.action is not Action.UNCHANGED and outcome.image_id:
+            elif outcome.action not in (Action.UNCHANGED, Action.DUPLICATE) and outcome.image_id:
                 changed.add(outcome.image_id)
         applied_at = time.perf_counter()
         if changed:
@@ -278,14 +281,17 @@ class EventHandler:
     def _start_reads(self, pending: list[_Pending], view: _View) -> tuple[list[Future[None]], list[str]]:
         """Filter ``pending`` with ``view`` and start reading the objects of those that pass; the reads and
         the URIs read."""
-        reads = []
-        uris = []
+        located = []
         for item in pending:
             self._locate(item, view)
             if item.outcome is None and item.uri is not None:
-                reads.append(self._pool.submit(self._read, item, view))
-                uris.append(item.uri)
-        return reads, uris
+                located.append(item)
+        removed = [item.uri for item in located if item.event.kind is EventKind.REMOVED and item.uri]
+        copies = self.catalog.copies_of(removed)
+        reads = [
+            self._pool.submit(self._read, item, view, copies.get(item.uri or "", [])) for item in located
+        ]
+        return reads, [item.uri for item in located if item.uri]
 
     def _locate(self, item: _Pending, view: _View) -> None:
         """Set the item's URI, storage and sequencer, or its outcome (skipped) for events panopipe must not
@@ -308,20 +314,38 @@ class EventHandler:
         except (_Skip, EventError) as skip:
             item.outcome = Outcome(item.message_id, item.uri, Action.SKIPPED, str(skip))
 
-    def _read(self, item: _Pending, view: _View) -> None:
-        """Read the item's object (a creation's header) into its change, or set its outcome."""
+    def _read(self, item: _Pending, view: _View, copies: list[str]) -> None:
+        """Read the item's object (a creation's header) into its change, or set its outcome; for a removal,
+        the header of the first of the removed image's ``copies`` that is still in its bucket, for the image
+        to move to (``aws s3 mv`` within the bucket)."""
         event = item.event
         assert item.uri is not None and item.storage is not None
         try:
-            record = None
+            record = successor = None
             if event.kind is EventKind.CREATED:
                 record = image_record(item.storage, event.key, view.settings.ingest)
-            item.change = ObjectChange(item.uri, item.sequencer, event.version_id, record, item.message_id)
+            else:
+                successor = self._first_copy_left(item.storage, copies, view)
+            item.change = ObjectChange(
+                item.uri, item.sequencer, event.version_id, record, item.message_id, successor
+            )
         except ObjectNotFoundError:
             reason = "object no longer exists (deleted before it could be read)"
             item.outcome = Outcome(item.message_id, item.uri, Action.SKIPPED, reason)
         except StorageError as exc:
             item.outcome = Outcome(item.message_id, item.uri, Action.FAILED, str(exc))
+
+    @staticmethod
+    def _first_copy_left(storage: Storage, copies: list[str], view: _View) -> ImageRecord | None:
+        """The record of the first of ``copies`` in ``storage`` (the bucket) that is still there."""
+        bucket = storage.root_uri.rstrip("/") + "/"
+        for uri in copies:
+            if uri.startswith(bucket) and not uri.startswith(view.own_prefixes):
+                try:
+                    return image_record(storage, storage.key(uri), view.settings.ingest)
+                except ObjectNotFoundError:
+                    continue
+        return None
 
     def _storage(self, bucket: str) -> Storage:
         storage = self._storages.get(bucket)
