@@ -110,6 +110,44 @@ def test_positions_are_exiftools_geotag_of_the_same_files_and_track(
     assert checked == 12
 
 
+def exiftool_positions(files: Path, track: Path) -> dict[str, dict[str, float]]:
+    """What ``exiftool -geotag`` writes into copies of the images in ``files``: position tags by file name."""
+    copies = files.parent / f"{files.name}-geotagged"
+    shutil.copytree(files, copies)
+    geotag = ["-geotag", str(track), "-geotime<SubSecDateTimeOriginal"]
+    subprocess.run(["exiftool", "-q", "-r", "-overwrite_original", *geotag, str(copies)], check=True)
+    tags = ["-GPSLatitude", "-GPSLongitude", "-GPSAltitude"]
+    read = subprocess.run(["exiftool", "-n", "-j", "-r", *tags, str(copies)], capture_output=True, check=True)
+    return {Path(row["SourceFile"]).name: row for row in json.loads(read.stdout)}
+
+
+@pytest.mark.exiftool
+def test_a_track_across_the_antimeridian_is_followed_the_short_way_as_exiftool_does(
+    capsys, tmp_path: Path, survey: Path
+):
+    """The second shot's cameras fire 08:30:01.000 to .010; the track crosses 180 degrees at about .005."""
+    db = str(tmp_path / "c.db")
+    lons = [179.9997, 179.9999, -179.999902, -179.9997]
+    points = [(START + timedelta(seconds=s + 0.5), -17.0 + s * 1e-5, lon, 10.0) for s, lon in enumerate(lons)]
+    track = tmp_path / "ship.gpx"
+    track.write_text(gpx(points))
+    shutil.copytree(survey, tmp_path / "R001")
+    assert run(capsys, "ingest", str(tmp_path / "R001"), "--catalog", db)[0] == 0
+    edit = ["edit", "--all", "--track", str(track), "--reason", "ship", "--catalog", db]
+    assert run(capsys, *edit)[0] == 0
+
+    oracle = exiftool_positions(tmp_path / "R001", track)
+    with Catalog.open(db) as catalog:
+        placed = [image for image in catalog.images() if image.edited_fields]
+        for image in placed:
+            expected = oracle[Path(image.uri).name]
+            assert (image.lat, image.lon) == pytest.approx(
+                (expected["GPSLatitude"], expected["GPSLongitude"]), abs=1e-9
+            )
+    crossing = {image.lon > 0 for image in placed if image.shot == "R001-000002"}
+    assert len(placed) == 18 and crossing == {True, False}
+
+
 def test_shift_time_moves_every_image_and_places_them_at_the_moved_times(
     capsys, tmp_path: Path, survey: Path
 ):

@@ -1,6 +1,6 @@
 """Placing images on a track by their capture times: position and height interpolated linearly between the
-two track points around the time, as ``exiftool -geotag`` does (headings the short way round), and never
-across a gap between points longer than ``max_gap_s`` nor beyond the track's ends. A track's heading is the
+two track points around the time, as ``exiftool -geotag`` does (longitudes and headings the short way round),
+and never across a gap between points longer than ``max_gap_s`` nor beyond the track's ends. A track's heading is the
 vehicle's: a rig camera's is that turned by the camera's yaw in the rig profile."""
 
 from __future__ import annotations
@@ -50,6 +50,16 @@ class TrackEdit:
     """Placed images that kept their heading because the rig has no yaw for their camera: count by index."""
 
 
+def _within_180(degrees: np.ndarray) -> np.ndarray:
+    """Angles of -540 to 540 degrees as -180 to 180 (others unchanged, to the last bit)."""
+    return np.where(degrees > 180.0, degrees - 360.0, np.where(degrees < -180.0, degrees + 360.0, degrees))
+
+
+_ANGLES = {"heading": lambda degrees: degrees % 360.0, "lon": _within_180}
+"""Fields interpolated the short way round (179.9999 to -179.9999 across the antimeridian, 350 to 10 through
+north), and how a value is brought back into the field's range."""
+
+
 def values_at(track: Track, times: np.ndarray, max_gap_s: float) -> tuple[dict[str, np.ndarray], list[str]]:
     """Each of the track's fields at ``times`` (POSIX seconds; NaN where the track cannot place a time), and
     per time ``""`` or the reason it cannot."""
@@ -68,10 +78,11 @@ def values_at(track: Track, times: np.ndarray, max_gap_s: float) -> tuple[dict[s
             value = np.maximum(column[before], column[after])
         else:
             step = column[after] - column[before]
-            if name == "heading":
-                step = (step + 180.0) % 360.0 - 180.0
-            value = column[before] + weight * step
-        values[name] = np.where(placed, value % 360.0 if name == "heading" else value, np.nan)
+            if name in _ANGLES:
+                value = _ANGLES[name](column[before] + weight * _within_180(step))
+            else:
+                value = column[before] + weight * step
+        values[name] = np.where(placed, value, np.nan)
     reasons = [
         "" if ok else _reason(track, moment, span, max_gap_s)
         for ok, moment, span in zip(placed, t, gap, strict=True)
