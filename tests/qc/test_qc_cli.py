@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import sys
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
@@ -166,6 +167,39 @@ def test_each_camera_of_a_rig_is_its_own_track_and_shots_are_thinned_whole(catal
         for ids, _ in cameras
     ]
     assert excluded[0] == excluded[1] and len(excluded[0]) > 0
+
+
+def test_thinning_keeps_or_excludes_every_frame_of_a_rig_shot_together(catalog: Catalog):
+    """Camera 1 sits 0.6 of a frame's step ahead of camera 0 (and fires 2 ms later): its own thinning would
+    keep other frames than camera 0's, leaving shots with one camera to stitch."""
+    track = synthetic_track(400, time_mode=True, seed=6)
+    ahead = {
+        name: np.interp(np.arange(len(track)) + 0.6, np.arange(len(track)), getattr(track, name))
+        for name in ("lat", "lon")
+    }
+    records = [
+        ImageRecord(
+            uri=f"/captures/RIG/cam{camera}/{i:06d}.jpg",
+            captured_at=START_TIME + timedelta(seconds=float(track.t[i]) + 0.002 * camera),
+            lat=float((track.lat if camera == 0 else ahead["lat"])[i]),
+            lon=float((track.lon if camera == 0 else ahead["lon"])[i]),
+            reel="RIG",
+            frame=i,
+            camera_index=camera,
+        )
+        for camera in (0, 1)
+        for i in range(len(track))
+    ]
+    catalog.upsert_images(records)
+    catalog.assign_shots(["RIG"], 0.05)
+    shots = {image.id: image.shot for image in catalog.images(limit=None)}
+    assert len(set(shots.values()) - {None}) == len(track)  # each shot: cameras 0 and 1
+
+    report = run_qc(catalog, fix=True)
+
+    excluded = [shots[c.image_id] for c in report.changes if c.field == "excluded"]
+    assert len(excluded) > 0 and sorted(Counter(excluded).values()) == [2] * (len(excluded) // 2)
+    assert report.reels[0].thinned == len(excluded)
 
 
 def test_without_the_extra_qc_says_what_to_install(capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

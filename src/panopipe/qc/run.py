@@ -22,7 +22,18 @@ QC_VERSION = "2"
 
 ORDER = ("reel", "camera_index", "frame", "captured_at")
 """Capture order within a reel: by camera, then frame number (time when frames have no number)."""
-FIELDS = ("id", "reel", "camera_index", "captured_at", "lat", "lon", "heading", "gps_accuracy_m", "excluded")
+FIELDS = (
+    "id",
+    "reel",
+    "camera_index",
+    "shot",
+    "captured_at",
+    "lat",
+    "lon",
+    "heading",
+    "gps_accuracy_m",
+    "excluded",
+)
 """The image fields qc reads."""
 
 
@@ -125,7 +136,8 @@ def _check_reel(
     summary = ReelSummary(reel, frames=sum(track.stop - track.start for track in tracks))
     flags: list[Flag] = []
     changes: list[FieldChange] = []
-    for track in tracks:
+    thinned = [np.zeros(0, dtype=np.intp) for _ in tracks]  # per track, the frames its thinning drops
+    for number, track in enumerate(tracks):
         ids = frames.columns["id"][track]
         t, lat, lon, heading = frames.t[track], frames.lat[track], frames.lon[track], frames.heading[track]
         check = check_track(t, lat, lon, heading, settings, frames.accuracy[track])
@@ -153,21 +165,39 @@ def _check_reel(
             wanted = {"lat": round(float(new_lat), 7), "lon": round(float(new_lon), 7)}
             wanted["heading"] = float(new_heading)
             changes += [FieldChange(dashed(ids[i]), k, old(k, i), v) for k, v in wanted.items()]
-        changes += [
-            FieldChange(dashed(ids[i]), "excluded", old("excluded", i), True) for i in proposal.thinned
-        ]
-        summary.thinned += len(proposal.thinned)
+        thinned[number] = track.start + proposal.thinned
         summary.moved += len(proposal.moved)
         if len(proposal.unfixable):
             summary.messages.append(
                 f"{len(proposal.unfixable)} outlier(s) at the end of a sequence left as they are: "
                 "no good frame after (or before) them to interpolate from"
             )
+    columns = frames.columns
+    excluded = _whole_shots(columns["shot"], tracks, thinned)
+    changes += [
+        FieldChange(dashed(columns["id"][i]), "excluded", columns["excluded"][i], True) for i in excluded
+    ]
+    summary.thinned = len(excluded)
     if summary.counts["no-position"]:
         summary.messages.append(
             f"{summary.counts['no-position']} frame(s) without a position: not on the track"
         )
     return summary, flags, [c for c in changes if c.old != c.new]
+
+
+def _whole_shots(shots: list[str | None], tracks: list[slice], thinned: list[np.ndarray]) -> list[int]:
+    """The frames thinning excludes, a rig shot's all together (a shot with one camera's frame left out
+    cannot be stitched): the frames of a shot whose frame of the reel's first camera that camera's thinning
+    drops; none of a shot that camera has no frame on the track in. A frame of no shot is its own camera's
+    to thin."""
+    dropped = {shots[i] for i in thinned[0]} - {None}
+    own = set(itertools.chain.from_iterable(thinned))
+    return [
+        i
+        for track in tracks
+        for i in range(track.start, track.stop)
+        if (shots[i] in dropped if shots[i] is not None else i in own)
+    ]
 
 
 def _number(value: float) -> float | None:
