@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from tests.pipeline.captures import Project, add_panoramas, add_rig_shots
@@ -129,6 +130,22 @@ def test_status_and_html_report_show_counts_and_failures(project: Project, execu
     assert (
         re.search(r">\d+ m</text>", page) and "°N</text>" in page and "°E</text>" in page
     )  # scale bar, axes
+
+
+def test_report_links_thumbnails_under_any_folder_name(project: Project, executor, tmp_path: Path):
+    """A ``#``, ``%`` or space in a thumbnail's path is quoted in the page's links, which a browser reads as
+    URLs: unquoted, ``#`` would start a fragment and ``%20`` name another file."""
+    out = tmp_path / "survey #2, 100%20 done"
+    settings = project.with_steps(pipeline={"output": str(out), "backoff_s": 0.01})
+    add_panoramas(project.catalog, project.root, 1)
+    run(project.catalog, settings=settings, executor=executor)
+
+    page = write_html_report(project.catalog, tmp_path / "report.html").read_text()
+
+    links = re.findall(r'<img src="([^"]+)"', page)
+    assert len(links) == 1 and not {"#", " ", ","} & set(links[0])
+    assert links[0].startswith("survey%20%232%2C%20100%2520%20done/")
+    assert (tmp_path / unquote(links[0])).is_file()
 
 
 def test_status_of_an_empty_catalog(project: Project, tmp_path: Path):

@@ -94,16 +94,21 @@ def writable_file(path: Path | None) -> Path | None:
         reason = "it is a folder; give a file name"
     elif not path.parent.is_dir():
         reason = f"folder {path.parent} does not exist"
+    elif path.exists() and not path.is_file():  # a device or FIFO: opening one to try may block, or end it
+        if os.access(path, os.W_OK):
+            return path
+        reason = "permission denied"
     else:
-        existed = path.exists()
+        written = Path(os.path.realpath(path))  # a link is kept: the file it names is written
+        existed = written.exists()
         try:
-            with path.open("ab"):
+            with written.open("ab"):
                 pass
         except OSError as exc:
             reason = exc.strerror or str(exc)
         else:
             if not existed:
-                path.unlink()
+                written.unlink()
             return path
     raise ConfigError(f"cannot write {path}: {reason}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -11,10 +12,10 @@ import typer
 from panopipe.cli import render
 from panopipe.cli.options import (
     JsonOption,
+    output_file,
     uses_catalog,
     uses_selection,
     warn_if_nothing_selected,
-    writable_file,
 )
 from panopipe.config import ENV_EXECUTOR
 from panopipe.errors import StepError
@@ -318,7 +319,9 @@ def verify(
 def report(
     catalog: Catalog,
     settings: Settings,
-    html: Annotated[Path, typer.Option("--html", help="The HTML file to write.", callback=writable_file)],
+    html: Annotated[
+        Path | None, typer.Option("--html", help="The HTML file to write (-: stdout).", callback=output_file)
+    ],
 ) -> None:
     """Write a self-contained HTML page: job counts, failures and a map of image positions.
 
@@ -326,7 +329,8 @@ def report(
     """
     from panopipe import pipeline
 
-    render.success(f"wrote {pipeline.write_html_report(catalog, html)}")
+    written = pipeline.write_html_report(catalog, html, sys.stdout)
+    render.success(f"wrote {written or 'the report to stdout'}")
 
 
 __all__ = ["ForceOption", "StepsOption", "dispatch", "plan", "report", "run", "status", "verify"]

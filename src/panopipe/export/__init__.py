@@ -41,6 +41,7 @@ _MODULES = {
     "oid_table": "oid",
     "panoramas_table": "panoramas",
     "sequences_table": "sequences",
+    "csv_sidecars": "formats",
     "write_csv": "formats",
     "write_csv_sidecars": "formats",
     "write_export": "exporter",
@@ -50,7 +51,7 @@ _MODULES = {
 
 if TYPE_CHECKING:
     from panopipe.export.exporter import FORMATS, SUBJECTS, ExportOptions, ExportResult, write_export
-    from panopipe.export.formats import write_csv, write_csv_sidecars, write_geojson, write_gpkg
+    from panopipe.export.formats import csv_sidecars, write_csv, write_csv_sidecars, write_geojson, write_gpkg
     from panopipe.export.oid import OID_COLUMNS, esri_heading, esri_pitch, oid_table
     from panopipe.export.panoramas import PANORAMA_COLUMNS, Panorama, load_panoramas, panoramas_table
     from panopipe.export.sequences import SEQUENCE_COLUMNS, load_sequences, sequences_table
@@ -73,6 +74,7 @@ __all__ = [
     "ExportResult",
     "Panorama",
     "Table",
+    "csv_sidecars",
     "esri_heading",
     "esri_pitch",
     "image_row",

@@ -10,14 +10,21 @@ from typing import TextIO
 from panopipe.catalog import Catalog, Selection
 from panopipe.config import Settings, did_you_mean, project_settings
 from panopipe.errors import ConfigError
-from panopipe.export.formats import iso_utc, write_csv, write_csv_sidecars, write_geojson, write_gpkg
+from panopipe.export.formats import (
+    csv_sidecars,
+    iso_utc,
+    write_csv,
+    write_csv_sidecars,
+    write_geojson,
+    write_gpkg,
+)
 from panopipe.export.images import images_table
 from panopipe.export.oid import esri_time, oid_table, rig_mount_height
 from panopipe.export.panoramas import load_panoramas, panoramas_table
 from panopipe.export.sequences import load_sequences, sequences_table
 from panopipe.export.table import Table
 from panopipe.qc.settings import QcSettings
-from panopipe.storage import open_atomic
+from panopipe.storage import open_atomic, refuse_database_file, same_file
 
 SUBJECTS = ("images", "panoramas", "sequences")
 FORMATS = ("csv", "geojson", "gpkg", "oid")
@@ -103,6 +110,7 @@ def write_export(
     gpkg = output if export_format == "gpkg" else None
     if export_format == "gpkg" and gpkg is None:
         raise ConfigError("--format gpkg writes a file: give --output FILE.gpkg")
+    files = _output_files(catalog, output, export_format)
     table: Table
     if subject == "images":
         table = images_table(catalog, selection)
@@ -132,8 +140,31 @@ def write_export(
             count = _write_text(table, export_format, handle)
         finally:
             handle.detach()  # flushed; open_atomic closes the file
-    sidecars = write_csv_sidecars(table, output) if export_format != "geojson" else []
-    return ExportResult(subject, count, total - count, (output, *sidecars))
+    write_csv_sidecars(table, files[1:])
+    return ExportResult(subject, count, total - count, files)
+
+
+def _output_files(catalog: Catalog, output: Path | None, export_format: str) -> tuple[Path, ...]:
+    """The files an export to ``output`` writes: ``output``, then a CSV's sidecars. :class:`ConfigError`
+    when one is a file of the catalog, a sidecar is ``output`` itself, or a file already there that is not
+    one of a CSV being replaced (``roads.prj`` of the shapefile ``roads.shp``): checked before any is
+    written."""
+    if output is None:
+        return ()
+    sidecars = csv_sidecars(output) if _file_format(export_format) == "csv" else []
+    for path in (output, *sidecars):
+        refuse_database_file(path, catalog.location if catalog.folder else None)
+    for sidecar in sidecars:
+        if same_file(sidecar, output):
+            raise ConfigError(
+                f"cannot write {output}: its {sidecar.suffix} sidecar would overwrite it; name it .csv"
+            )
+        if sidecar.exists() and not output.exists():
+            raise ConfigError(
+                f"cannot write {output}: {sidecar} exists and is not of a CSV export (it may be a "
+                "shapefile's); give the export another name, or remove that file"
+            )
+    return (output, *sidecars)
 
 
 def _file_format(export_format: str) -> str:

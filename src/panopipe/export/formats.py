@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +23,7 @@ from typing import Any, TextIO
 from panopipe.catalog.records import to_json_value
 from panopipe.errors import ConfigError
 from panopipe.export.table import WGS84_WKT, FieldType, Table
-from panopipe.storage import write_atomic
+from panopipe.storage import open_atomic, replaced_file, write_atomic
 
 _CSVT: dict[FieldType, str] = {
     "text": "String",
@@ -71,17 +72,24 @@ def _wkt(points: Sequence[tuple[float, float]]) -> str:
     return f"LINESTRING ({', '.join(f'{x!r} {y!r}' for x, y in points)})"
 
 
-def write_csv_sidecars(table: Table, path: Path) -> list[Path]:
-    """Write ``path``'s ``.csvt`` (column types, the point's columns as ``CoordX``/``CoordY``) and ``.prj``
-    (EPSG:4326) beside it; their paths."""
+def csv_sidecars(path: Path) -> list[Path]:
+    """The ``.csvt`` and ``.prj`` sidecars of the CSV file ``path``; none when ``path`` is no file but a device
+    or FIFO (``/dev/stdout``): a stream has nothing beside it."""
+    if replaced_file(path) is None:
+        return []
+    return [path.with_suffix(".csvt"), path.with_suffix(".prj")]
+
+
+def write_csv_sidecars(table: Table, sidecars: Sequence[Path]) -> None:
+    """Write the :func:`csv_sidecars` of a CSV of ``table``: the ``.csvt`` (column types, the point's columns
+    as ``CoordX``/``CoordY``) and the ``.prj`` (EPSG:4326)."""
     types = [
         "CoordX" if c.name == table.x else "CoordY" if c.name == table.y else _CSVT[c.type]
         for c in table.columns
     ]
-    csvt, prj = path.with_suffix(".csvt"), path.with_suffix(".prj")
-    write_atomic(csvt, (",".join(f'"{t}"' for t in types) + "\n").encode())
-    write_atomic(prj, (WGS84_WKT + "\n").encode())
-    return [csvt, prj]
+    texts = {".csvt": ",".join(f'"{t}"' for t in types), ".prj": WGS84_WKT}
+    for sidecar in sidecars:
+        write_atomic(sidecar, (texts[sidecar.suffix] + "\n").encode())
 
 
 def write_geojson(table: Table, out: TextIO) -> int:
@@ -154,8 +162,9 @@ def write_gpkg(table: Table, path: Path) -> int:
             data.append(np.array(values, dtype=object))
         masks.append(missing)
     # written in a temporary folder beside it, then renamed: a failed export leaves the previous file as it was
-    with tempfile.TemporaryDirectory(prefix=".panopipe-tmp-", dir=path.parent) as folder:
-        written = Path(folder) / path.name
+    target = replaced_file(path)  # a link's file; none for a device or FIFO, which gets a copy
+    with tempfile.TemporaryDirectory(prefix=".panopipe-tmp-", dir=target and target.parent) as folder:
+        written = Path(folder) / f"{path.stem}.gpkg"  # GDAL warns of another extension
         pyogrio.raw.write(
             str(written),
             geometry,
@@ -170,7 +179,11 @@ def write_gpkg(table: Table, path: Path) -> int:
             # GeoPackage 1.2: GDAL before 3.7 (Debian 12, QGIS LTR builds) warns that it only partly supports 1.4.
             dataset_options={"VERSION": "1.2"},
         )
-        os.replace(written, path)
+        if target is None:
+            with written.open("rb") as source, open_atomic(path) as stream:
+                shutil.copyfileobj(source, stream)
+        else:
+            os.replace(written, target)
     return len(table)
 
 
@@ -190,6 +203,7 @@ def _line_wkb(points: Sequence[tuple[float, float]] | None) -> bytes | None:
 
 __all__ = [
     "GIS_EXTRA",
+    "csv_sidecars",
     "iso_utc",
     "write_csv",
     "write_csv_sidecars",

@@ -3,30 +3,48 @@
 from __future__ import annotations
 
 import os
+import sys
 from html import escape
 from pathlib import Path
+from typing import TextIO, overload
+from urllib.parse import quote
 
 from panopipe.catalog import Catalog
 from panopipe.catalog.subjects import KINDS, load_subjects
 from panopipe.pipeline.report_map import CSS, ShotMark, survey_map, thumbnail_strip
 from panopipe.pipeline.status import Status, status
 from panopipe.pipeline.store import named_outputs
-from panopipe.storage import write_atomic
+from panopipe.storage import refuse_database_file, write_atomic
 
 MAX_POINTS = 20_000
 MAX_SHOTS = 200
 
 
+@overload
 def write_html_report(
-    catalog: Catalog, path: str | Path, *, title: str = "panopipe processing report"
-) -> Path:
+    catalog: Catalog, path: str | Path, out: TextIO | None = None, *, title: str = ...
+) -> Path: ...
+@overload
+def write_html_report(
+    catalog: Catalog, path: None, out: TextIO | None = None, *, title: str = ...
+) -> None: ...
+def write_html_report(
+    catalog: Catalog,
+    path: str | Path | None,
+    out: TextIO | None = None,
+    *,
+    title: str = "panopipe processing report",
+) -> Path | None:
     """Write the report to ``path`` (one file; the thumbnails it shows are linked relative to it, so it works
-    where it was written); the path written."""
+    where it was written), or to ``out`` (default stdout) when there is none, linked relative to the current
+    folder; the path written. :class:`~panopipe.errors.ConfigError` when ``path`` is a file of the catalog."""
+    target = None if path is None else Path(path)
+    if target is not None:
+        refuse_database_file(target, catalog.location if catalog.folder else None)
     current = status(catalog)
     failed = {f.subject for f in current.failures}
     points, failed_points = catalog.positions(failed, limit=MAX_POINTS)
-    target = Path(path)
-    shots = _shots(catalog, target.parent)
+    shots = _shots(catalog, Path() if target is None else target.parent)
     html = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}}table{{border-collapse:collapse;margin:1rem 0}}
@@ -41,7 +59,10 @@ pre{{white-space:pre-wrap;max-width:60rem;font-size:.8rem;margin:0}}.failed{{col
 {thumbnail_strip(shots)}
 </body></html>
 """
-    write_atomic(target, html.encode())
+    if target is None:
+        (out or sys.stdout).write(html)
+    else:
+        write_atomic(target, html.encode())
     return target
 
 
@@ -71,7 +92,7 @@ def _failures_table(current: Status) -> str:
 
 def _shots(catalog: Catalog, folder: Path) -> list[ShotMark]:
     """Up to :data:`MAX_SHOTS` subjects with a thumbnail, at their first frame, linked relative to ``folder``
-    (so the page works when opened from there); thumbnails in object storage are not linked."""
+    (so the page works when opened from there) as URLs (``#``, ``%`` and spaces quoted); thumbnails in object storage are not linked."""
     with catalog.connect() as conn:
         # the published copy where there is one: derive's own is replaced by the next run that changes it
         thumbnails = named_outputs(conn, "thumbnail", ("derive", "publish"), MAX_SHOTS)
@@ -85,7 +106,7 @@ def _shots(catalog: Catalog, folder: Path) -> list[ShotMark]:
     marks = []
     for subject in subjects:
         uri = thumbnails[subject.id]
-        link = None if "://" in uri else Path(os.path.relpath(uri, folder)).as_posix()
+        link = None if "://" in uri else quote(Path(os.path.relpath(uri, folder)).as_posix())
         for frame in subject.frames:
             if frame.lat is not None and frame.lon is not None:
                 marks.append(ShotMark(subject.key, frame.lon, frame.lat, link))

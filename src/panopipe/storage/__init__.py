@@ -6,7 +6,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from panopipe.storage.base import ObjectInfo, Progress, ReadStats, Storage, StorageStats, validate_key
-from panopipe.storage.folder import FolderStorage, open_atomic, write_atomic
+from panopipe.storage.folder import (
+    FolderStorage,
+    open_atomic,
+    refuse_database_file,
+    replaced_file,
+    same_file,
+    write_atomic,
+)
 
 if TYPE_CHECKING:
     from panopipe.config import Settings
@@ -67,7 +74,10 @@ __all__ = [
     "local_path",
     "open_atomic",
     "open_storage",
+    "refuse_database_file",
+    "replaced_file",
     "resolve_uri",
+    "same_file",
     "validate_key",
     "write_atomic",
 ]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from panopipe.errors import ObjectExistsError, ObjectNotFoundError
+from panopipe.errors import ConfigError, ObjectExistsError, ObjectNotFoundError
 from panopipe.storage.base import ObjectInfo, Storage, os_storage_error
 
 UNFLUSHED_BYTES = 1 << 20
@@ -154,15 +155,25 @@ def open_atomic(
     """A binary file to write ``path`` through: a temporary file in the same folder, flushed to disk and
     renamed into place when the block ends, removed if it raises (``path`` is then left as it was). The file
     gets ``mode``, by default what the umask leaves of 0666, as for any file a program creates (mkstemp's 0600
-    would hide published files from their readers).
+    would hide published files from their readers). A symbolic link at ``path`` is kept and the file it names
+    replaced; a device or FIFO at ``path`` (``/dev/stdout``, ``/dev/null``) is written to as it is, without a
+    temporary file (:func:`replaced_file`).
     Without ``overwrite`` the complete file is hard-linked to ``path`` instead, which fails atomically with
     :class:`~panopipe.errors.ObjectExistsError` when ``path`` exists (what ``O_EXCL`` does for an empty file).
     Without ``durable`` the file is not flushed to disk first: every process still sees ``path`` complete or
     not at all, but after a power loss or a kernel crash ``path`` may be an empty file.
     """
+    target = replaced_file(path) if overwrite else path
+    if target is None:
+        try:
+            with open(path, "wb") as stream:
+                yield stream
+        except OSError as exc:
+            raise os_storage_error("write", path, exc) from exc
+        return
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = _create_temporary(path.parent)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _create_temporary(target.parent)
     except OSError as exc:
         raise os_storage_error("write", path, exc) from exc
     try:
@@ -174,9 +185,9 @@ def open_atomic(
             if durable:
                 os.fsync(handle.fileno())
         if overwrite:
-            os.replace(tmp, path)
+            os.replace(tmp, target)
         else:
-            os.link(tmp, path)
+            os.link(tmp, target)
             os.unlink(tmp)
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -186,6 +197,44 @@ def open_atomic(
         if isinstance(exc, OSError):
             raise os_storage_error("write", path, exc) from exc
         raise
+
+
+def replaced_file(path: Path) -> Path | None:
+    """The file that writing ``path`` whole replaces: ``path``, or the file a symbolic link there names (the
+    link is kept); ``None`` when ``path`` is neither a file nor absent but a device, FIFO or socket, or is
+    under ``/dev`` or ``/proc`` (``/dev/stdout`` redirected to a file), which is written to in place: a
+    temporary file renamed over ``/dev/null`` would replace it."""
+    if Path(os.path.abspath(path)).parts[1:2] in (("dev",), ("proc",)):
+        return None
+    try:
+        kind = path.stat().st_mode
+    except OSError:  # absent (or a dangling link: its file is created), or unreadable: writing says why
+        kind = stat.S_IFREG
+    if not (stat.S_ISREG(kind) or stat.S_ISDIR(kind)):
+        return None
+    return Path(os.path.realpath(path))
+
+
+def same_file(path: Path, other: Path) -> bool:
+    """Whether ``path`` and ``other`` name one file: the same path once links are resolved, or (hard links)
+    the same file on disk."""
+    if os.path.realpath(path) == os.path.realpath(other):
+        return True
+    try:
+        return os.path.samefile(path, other)
+    except OSError:
+        return False
+
+
+SQLITE_FILES = ("", "-wal", "-shm", "-journal")
+"""What SQLite appends to a database's name for the files it keeps beside it."""
+
+
+def refuse_database_file(path: Path, database: str | None) -> None:
+    """:class:`ConfigError` when writing ``path`` would replace the SQLite ``database`` file (none: the
+    catalog is on a server) or a file SQLite keeps beside it, links resolved."""
+    if database is not None and any(same_file(path, Path(database + end)) for end in SQLITE_FILES):
+        raise ConfigError(f"cannot write {path}: it is a file of the catalog {database}; give another name")
 
 
 def _create_temporary(folder: Path) -> tuple[int, Path]:
@@ -198,4 +247,14 @@ def _create_temporary(folder: Path) -> tuple[int, Path]:
             continue
 
 
-__all__ = ["UNFLUSHED_BYTES", "FolderStorage", "open_atomic", "walk", "write_atomic"]
+__all__ = [
+    "SQLITE_FILES",
+    "UNFLUSHED_BYTES",
+    "FolderStorage",
+    "open_atomic",
+    "refuse_database_file",
+    "replaced_file",
+    "same_file",
+    "walk",
+    "write_atomic",
+]
