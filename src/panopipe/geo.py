@@ -18,11 +18,18 @@ def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 
 def bbox_around(lat: float, lon: float, radius_m: float) -> tuple[float, float, float, float]:
-    """``(min_lon, min_lat, max_lon, max_lat)`` of a box holding the circle of ``radius_m`` around a point."""
-    dlat = math.degrees(radius_m / EARTH_RADIUS_M)
-    coslat = max(math.cos(math.radians(lat)), 1e-9)
-    dlon = min(180.0, math.degrees(radius_m / (EARTH_RADIUS_M * coslat)))
-    return lon - dlon, max(-90.0, lat - dlat), lon + dlon, min(90.0, lat + dlat)
+    """``(min_lon, min_lat, max_lon, max_lat)`` of the smallest box holding the circle of ``radius_m`` around a
+    point: ``min_lon > max_lon`` when it crosses the antimeridian (as a GeoJSON bbox), every longitude when it
+    holds a pole."""
+    angle = radius_m / EARTH_RADIUS_M
+    dlat = math.degrees(angle)
+    south, north = max(-90.0, lat - dlat), min(90.0, lat + dlat)
+    if lat + dlat >= 90 or lat - dlat <= -90:
+        return -180.0, south, 180.0, north
+    # The meridians that touch the circle: sin(dlon) = sin(angle) / cos(lat), wider than angle / cos(lat).
+    dlon = math.degrees(math.asin(min(1.0, math.sin(angle) / math.cos(math.radians(lat)))))
+    west, east = lon - dlon, lon + dlon
+    return west + 360 if west < -180 else west, south, east - 360 if east > 180 else east, north
 
 
 def destination(lat: float, lon: float, bearing_deg: float, distance_m: float) -> tuple[float, float]:

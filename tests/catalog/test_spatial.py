@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
+import pyproj
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -19,7 +20,7 @@ from panopipe.catalog import Catalog, ImageRecord, Selection
 from panopipe.catalog.engine import alembic_config, upgrade
 from panopipe.catalog.schema import images
 from panopipe.catalog.spatial import GEOM_INDEX, PostGIS
-from panopipe.geo import destination
+from panopipe.geo import EARTH_RADIUS_M, destination
 
 CENTER = (48.0, 11.0)
 BOX = (10.99, 47.99, 11.01, 48.01)
@@ -181,3 +182,38 @@ def test_a_database_with_postgis_in_public_takes_a_new_catalog():
     finally:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+WRAPPING = [((-17.0, 180.0), 100.0), ((-17.0, -179.9995), 300.0), ((89.9999, 45.0), 50.0), ((-89.99, 0), 2e3)]
+"""Circles across the antimeridian, and holding a pole (or nearly: 1112 m from the south pole)."""
+
+
+def _wrapping_records() -> list[ImageRecord]:
+    """Around each centre of WRAPPING, points at random bearings up to twice its radius away."""
+    rng = random.Random(11)
+    points = [
+        destination(*centre, rng.uniform(0, 360), rng.uniform(0, 2 * radius))
+        for centre, radius in WRAPPING
+        for _ in range(400)
+    ]
+    return [
+        ImageRecord(uri=_uri(n), lat=lat, lon=lon, reel="R000", frame=n)
+        for n, (lat, lon) in enumerate(points)
+    ]
+
+
+def test_near_and_bbox_select_across_the_antimeridian_and_around_the_poles(catalog: Catalog):
+    """What a circle selects is every point within its radius on the sphere, as pyproj measures it."""
+    catalog.upsert_images(_wrapping_records())
+    points = [(image.uri, image.lat, image.lon) for image in catalog.images(limit=None)]
+    sphere = pyproj.Geod(a=EARTH_RADIUS_M, b=EARTH_RADIUS_M)
+    for (lat, lon), radius in WRAPPING:
+        distances = {uri: sphere.inv(lon, lat, x, y)[2] for uri, y, x in points}
+        selected = {
+            image.uri for image in catalog.images(Selection(near=(lat, lon), radius_m=radius), limit=None)
+        }
+        assert selected == {uri for uri, metres in distances.items() if metres <= radius}, (lat, lon)
+        assert len(selected) > 50
+    across = Selection(bbox=(179.9995, -17.01, -179.9995, -16.99))  # GeoJSON's way across 180 degrees
+    expected = {uri for uri, lat, lon in points if -17.01 <= lat <= -16.99 and abs(lon) >= 179.9995}
+    assert {image.uri for image in catalog.images(across, limit=None)} == expected and len(expected) > 100

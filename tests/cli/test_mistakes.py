@@ -509,9 +509,9 @@ def test_unknown_step_names_suggest_the_closest(capsys, two_images: tuple[str, l
             "latitude first: put longitudes first (-180 <= LON <= 180, -90 <= LAT <= 90)",
         ),
         (
-            ["--bbox", "11.6,48.0,11.5,48.2"],
-            "invalid --bbox 11.6,48.0,11.5,48.2: expected MINLON,MINLAT,MAXLON,MAXLAT; a minimum is above its "
-            "maximum: are two values swapped?",
+            ["--bbox", "11.5,48.2,11.6,48.0"],
+            "invalid --bbox 11.5,48.2,11.6,48.0: expected MINLON,MINLAT,MAXLON,MAXLAT; MINLAT is above MAXLAT: "
+            "are two values swapped?",
         ),
         (["--status", "broken"], "invalid status 'broken': expected ok or failed"),
         (

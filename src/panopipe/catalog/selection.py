@@ -39,8 +39,8 @@ def _check_bbox(min_lon: float, min_lat: float, max_lon: float, max_lat: float) 
         looks_swapped = all(abs(lat) <= 180 for lat in lats) and all(abs(lon) <= 90 for lon in lons)
         hint = "it looks like latitude first: put longitudes first" if looks_swapped else "out of range"
         raise ConfigError(f"{given}; {hint} (-180 <= LON <= 180, -90 <= LAT <= 90)")
-    if min_lon > max_lon or min_lat > max_lat:
-        raise ConfigError(f"{given}; a minimum is above its maximum: are two values swapped?")
+    if min_lat > max_lat:  # a minimum longitude above the maximum is a box across the antimeridian
+        raise ConfigError(f"{given}; MINLAT is above MAXLAT: are two values swapped?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,7 @@ class Selection:
     since: datetime | None = None
     until: datetime | None = None
     bbox: tuple[float, float, float, float] | None = None
+    """``(min_lon, min_lat, max_lon, max_lat)``; across the antimeridian ``min_lon > max_lon``, as in GeoJSON."""
     near: tuple[float, float] | None = None
     radius_m: float | None = None
     status: str | None = None
@@ -126,11 +127,12 @@ class Selection:
             conditions.append(c.status == self.status)
         if self.flags:
             conditions.append(flagged(self.flags))
-        for box in self._boxes():
-            min_lon, min_lat, max_lon, max_lat = box
-            conditions += [c.lat.between(min_lat, max_lat), c.lon.between(min_lon, max_lon)]
+        for west, south, east, north in self._boxes():
+            # A box whose west edge is east of its east edge crosses the antimeridian: two boxes either side.
+            spans = [(west, east)] if west <= east else [(west, 180.0), (-180.0, east)]
+            conditions += [c.lat.between(south, north), sa.or_(*(c.lon.between(w, e) for w, e in spans))]
             if postgis is not None:
-                conditions.append(postgis.in_box(box))
+                conditions.append(sa.or_(*(postgis.in_box((w, south, e, north)) for w, e in spans)))
         if postgis is not None and self.near is not None and self.radius_m is not None:
             conditions.append(postgis.within_m(*self.near, self.radius_m))
         return conditions
