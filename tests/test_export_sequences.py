@@ -125,6 +125,25 @@ def test_sequences_open_as_lines_in_gdal_with_their_declared_types(
     assert "line" not in features[1]["properties"]
 
 
+def test_a_sequence_keeps_its_number_in_the_reel_whatever_is_selected(capsys, catalog_with_two_reels: str):
+    """R001/2 is the run after the stop in every export: numbered over the whole reel, then selected."""
+    args = ("export", "--of", "sequences", "--catalog", catalog_with_two_reels, "--reel", "R001")
+    whole = list(csv.DictReader(run(capsys, *args)[1].splitlines()))
+
+    later = list(csv.DictReader(run(capsys, *args, "--since", "2024-05-01T10:00:02Z")[1].splitlines()))
+    second = list(csv.DictReader(run(capsys, *args, "--since", "2024-05-01T10:01:00Z")[1].splitlines()))
+
+    assert [(r["id"], r["sequence"], r["first_frame"]) for r in whole] == [
+        ("R001/1", "1", "0"),
+        ("R001/2", "2", "4"),
+    ]
+    assert [(r["id"], r["panoramas"], r["first_frame"]) for r in later] == [
+        ("R001/1", "2", "2"),
+        ("R001/2", "4", "4"),
+    ]
+    assert second == [whole[1]]
+
+
 def test_one_panorama_is_a_line_of_no_length(capsys, catalog_with_two_reels: str):
     args = ("export", "--of", "sequences", "--format", "geojson", "--catalog", catalog_with_two_reels)
     out = run(capsys, *args, "--since", "2024-05-01T10:00:05Z", "--reel", "P001")[1]

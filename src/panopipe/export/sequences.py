@@ -5,7 +5,8 @@ two stops: a new one starts where more than ``[qc] break_gap_s`` (30 s) passes f
 as ``panopipe qc`` starts a sequence at a time gap (and as Mapillary and Panoramax cut uploads into
 sequences). Its line runs through the panoramas' positions (a shot's is the mean of its frames', as
 ``export --of panoramas`` gives it); panoramas without a position are left out of the line and of the count.
-QGIS and ArcGIS draw the lines as a coverage map; each carries its times, frames and length.
+QGIS and ArcGIS draw the lines as a coverage map; each carries its times, frames and length. Sequences are
+cut and numbered over the whole reel, whatever is selected, so an id names the same run in every export.
 """
 
 from __future__ import annotations
@@ -46,13 +47,24 @@ class _Panorama:
     frame: int | None
     lon: float
     lat: float
+    selected: bool  # one of its images is
 
 
 def load_sequences(catalog: Catalog, selection: Selection | None, qc: QcSettings) -> list[dict[str, Any]]:
     """The sequences of the selected images' panoramas, each cut where more than ``qc.break_gap_s`` passes, as
     rows of :data:`SEQUENCE_COLUMNS`. Images an edit excluded are left out, as from processing, and so are
-    positions within ``qc.null_island_deg`` of 0, 0, which ``panopipe qc`` flags and leaves off the track."""
-    return list(_rows(_panoramas(catalog, selection, qc.null_island_deg), qc.break_gap_s))
+    positions within ``qc.null_island_deg`` of 0, 0, which ``panopipe qc`` flags and leaves off the track.
+    Sequences are cut and numbered over the whole reel, then only the selected panoramas kept: a sequence's
+    id names the same run in every export (``--reel R001`` and ``--reel R001 --since ...``)."""
+    selected: set[str] | None = None
+    reels: Selection | None = None
+    if selection is not None and not selection.selects_all:
+        found = catalog.columns(selection, ("id", "reel"))
+        selected = set(found["id"])
+        if None not in found["reel"]:  # else every image: those without a reel are one "reel"
+            reels = Selection(reels=tuple(sorted(set(found["reel"]))))
+    panoramas = _panoramas(catalog, reels, selected, qc.null_island_deg) if selected != set() else []
+    return list(_rows(panoramas, qc.break_gap_s))
 
 
 def sequences_table(found: list[dict[str, Any]]) -> Table:
@@ -60,10 +72,12 @@ def sequences_table(found: list[dict[str, Any]]) -> Table:
     return Table.of_rows("sequences", SEQUENCE_COLUMNS, found)
 
 
-def _panoramas(catalog: Catalog, selection: Selection | None, null_island_deg: float) -> list[_Panorama]:
-    """Each placed, dated shot (or image without one) of the selection, its excluded frames left out: its reel,
-    earliest capture time, lowest frame and mean position (of its frames not within ``null_island_deg`` of
-    0, 0); by reel, then time."""
+def _panoramas(
+    catalog: Catalog, selection: Selection | None, selected: set[str] | None, null_island_deg: float
+) -> list[_Panorama]:
+    """Each placed, dated shot (or image without one) of ``selection``, its excluded frames left out: its reel,
+    earliest capture time, lowest frame, mean position (of its frames not within ``null_island_deg`` of
+    0, 0) and whether one of its images is in ``selected`` (none: all are); by reel, then time."""
     fields = ("id", "reel", "shot", "frame", "captured_at", "lat", "lon", "excluded")
     columns = catalog.columns(selection, fields)
     groups: dict[tuple[str | None, str], list[int]] = {}
@@ -72,7 +86,7 @@ def _panoramas(catalog: Catalog, selection: Selection | None, null_island_deg: f
     ):
         if not columns["excluded"][i]:
             groups.setdefault((reel, shot or image_id), []).append(i)
-    lats, lons = columns["lat"], columns["lon"]
+    ids, lats, lons = columns["id"], columns["lat"], columns["lon"]
     found = []
     for (reel, _), members in groups.items():
         placed = [
@@ -88,14 +102,17 @@ def _panoramas(catalog: Catalog, selection: Selection | None, null_island_deg: f
         frames = [columns["frame"][i] for i in members if columns["frame"][i] is not None]
         lon = rounded("lon", mean_longitude(lons[i] for i in placed))
         lat = rounded("lat", fmean(lats[i] for i in placed))
-        found.append(_Panorama(reel, min(times), min(frames) if frames else None, lon, lat))
+        chosen = selected is None or any(ids[i] in selected for i in members)
+        found.append(_Panorama(reel, min(times), min(frames) if frames else None, lon, lat, chosen))
     return sorted(found, key=lambda p: (p.reel or "", p.at))
 
 
 def _rows(panoramas: list[_Panorama], break_gap_s: float) -> Iterator[dict[str, Any]]:
     for reel, of_reel in groupby(panoramas, key=lambda p: p.reel):
         for number, run in enumerate(_runs(list(of_reel), break_gap_s), 1):
-            yield _row(reel, number, run)
+            kept = [p for p in run if p.selected]
+            if kept:
+                yield _row(reel, number, kept)
 
 
 def _runs(panoramas: list[_Panorama], break_gap_s: float) -> Iterator[list[_Panorama]]:
