@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from panopipe.catalog.records import to_json_value
-from panopipe.catalog.values import parse_time, parse_value
+from panopipe.catalog.values import parse_time, parse_value, validate_value
 from panopipe.csv_files import read_csv
 from panopipe.errors import ConfigError
 from panopipe.storage import write_atomic
@@ -78,9 +78,12 @@ def _gpx_points(path: Path) -> list[dict[str, float]]:
             if _local(element.tag) != "trkpt":
                 continue
             children = {_local(child.tag): (child.text or "").strip() for child in element}
-            point = {"lat": _number(element.get("lat")), "lon": _number(element.get("lon"))}
+            texts = {"lat": element.get("lat"), "lon": element.get("lon"), "alt": children.get("ele")}
+            try:
+                point = _values(texts)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: track point {len(points) + 1}: {exc}") from None
             point["time"] = _gpx_time(children.get("time", ""))
-            point["alt"] = _number(children.get("ele"))
             points.append(point)
             element.clear()
     except ElementTree.ParseError as exc:
@@ -103,13 +106,6 @@ def _gpx_time(text: str) -> float:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
-def _number(text: str | None) -> float:
-    try:
-        return float(text) if text else math.nan
-    except ValueError:
-        return math.nan
-
-
 def _csv_points(path: Path) -> list[dict[str, float]]:
     columns, rows = read_csv(path, names=lambda name: name.strip().lower())
     missing = [name for name in ("time", *POSITION) if name not in columns]
@@ -124,13 +120,19 @@ def _csv_points(path: Path) -> list[dict[str, float]]:
 
 def _csv_point(path: Path, number: int, row: dict[str, str]) -> dict[str, float]:
     try:
-        point = {"time": parse_time(row["time"] or "").timestamp()}
-        for name in (*POSITION, *OPTIONAL):
-            text = (row.get(name) or "").strip()
-            value = _heading(text) if name == "heading" else parse_value(name, text)
-            point[name] = math.nan if value is None else float(value)
+        return {"time": parse_time(row["time"] or "").timestamp(), **_values(row)}
     except ConfigError as exc:
         raise ConfigError(f"{path}: CSV line {number}: {exc}") from None
+
+
+def _values(texts: Mapping[str, str | None]) -> dict[str, float]:
+    """A point's :data:`POSITION` and :data:`OPTIONAL` from their texts (NaN where it has none), each checked
+    as the catalog checks the field (a latitude of 95, an infinite longitude: a :class:`ConfigError`)."""
+    point = {}
+    for name in (*POSITION, *OPTIONAL):
+        text = (texts.get(name) or "").strip()
+        value = _heading(text) if name == "heading" else parse_value(name, text)
+        point[name] = math.nan if value is None else float(value)
     return point
 
 
@@ -139,9 +141,10 @@ def _heading(text: str) -> float | None:
     if not text:
         return None
     try:
-        return float(text) % 360.0
+        value = float(text)
     except ValueError:
         raise ConfigError(f"invalid value {text!r} for heading: expected a number") from None
+    return float(validate_value("heading", value % 360.0 if math.isfinite(value) else value))
 
 
 def _track(source: str, points: list[dict[str, float]]) -> Track:
