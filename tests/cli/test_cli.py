@@ -190,6 +190,46 @@ def test_a_bad_positions_csv_is_one_line_naming_where(
     assert run(capsys, "history", "--catalog", db, "--json")[1] == "[]\n"
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "reel,frame,camera_index,lat\nR001,2,0,48.5\nR001,1,0,48.4,11.2\n",
+            "CSV line 3: 5 field(s), but the header line names 4",
+        ),
+        (
+            "reel,frame,camera_index,lat,lon\nR001,2,0,48.5\n",
+            "CSV line 2: 4 field(s), but the header line names 5",
+        ),
+    ],
+)
+def test_a_positions_row_with_more_or_fewer_fields_than_the_header_is_an_error(
+    capsys, tmp_path: Path, survey: Path, text: str, message: str
+):
+    db = str(tmp_path / "c.db")
+    ingest_survey(capsys, db, survey)
+    positions = tmp_path / "positions.csv"
+    positions.write_text(text)
+    code, out, err = run(capsys, "edit", "--catalog", db, "--positions", str(positions), "--reason", "GNSS")
+    assert (
+        (code, out) == (2, "")
+        and err.startswith(f"error: {positions}: {message}")
+        and len(err.splitlines()) == 1
+    )
+
+
+def test_a_blank_positions_cell_leaves_the_field_as_it_is(capsys, tmp_path: Path, survey: Path):
+    db = str(tmp_path / "c.db")
+    ingest_survey(capsys, db, survey)
+    positions = tmp_path / "positions.csv"
+    positions.write_text("reel,frame,camera_index,lat,lon,alt\nR001,2,0,,11.25, \n")
+    code, out, err = run(
+        capsys, "edit", "--catalog", db, "--positions", str(positions), "--reason", "GNSS", "--json"
+    )
+    assert code == 0, err
+    assert [(c["field"], c["new"]) for c in json.loads(out)["changes"]] == [("lon", 11.25)]
+
+
 def test_a_positions_file_that_is_missing_or_not_utf8_is_a_usage_error(capsys, tmp_path: Path, survey: Path):
     db = str(tmp_path / "c.db")
     ingest_survey(capsys, db, survey)

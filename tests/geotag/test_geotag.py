@@ -393,6 +393,11 @@ def test_a_csv_solution_gives_positions_and_heights_and_a_gpx_point_needs_a_time
             "time,lat,lon,heading\n2024-05-01T08:30:00Z,48,11,inf\n",
             "CSV line 2: invalid heading inf: expected a finite number",
         ),
+        (
+            "a.csv",
+            "time,lat,lon\n2024-05-01T08:30:00Z,48\n",
+            "CSV line 2: 2 field(s), but the header line names 3",
+        ),
         ("a.gpx", "<gpx><trk>", "cannot read it as GPX (no element found"),
         (
             "a.gpx",

@@ -260,7 +260,8 @@ def resolve_keys(conn: sa.Connection, rows: Iterable[dict[str, str]]) -> dict[st
 
     Each row names its image by ``id`` or ``uri``, or by ``reel`` and ``frame``: every camera of that frame
     (a rig's exposure, as a post-processed GNSS solution lists them), or the one of ``camera_index`` when the
-    row gives it. Every other column is a field to set.
+    row gives it. Every other column is a field to set; a blank cell leaves the image's field as it is (a
+    solution without a height on some rows), as a track's blank value does (``--set FIELD=`` clears one).
     """
     resolved: dict[str, dict[str, Any]] = {}
     lines: dict[str, int] = {}
@@ -275,9 +276,7 @@ def resolve_keys(conn: sa.Connection, rows: Iterable[dict[str, str]]) -> dict[st
         try:
             image_ids = keys.images_of(row)
             values = {
-                k: parse_value(k, v.strip())
-                for k, v in row.items()
-                if k not in _KEY_COLUMNS and v is not None
+                k: parse_value(k, v.strip()) for k, v in row.items() if k not in _KEY_COLUMNS and v.strip()
             }
             for field in values:
                 _check_field(field)
