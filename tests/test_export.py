@@ -13,8 +13,11 @@ from pathlib import Path
 from panopipe.catalog import Catalog, ImageRecord, Selection
 from panopipe.catalog.flags import Flag
 from panopipe.catalog.types import new_id
-from panopipe.export import EXPORT_NAMES, LISTED_FIELDS, images_table, write_csv, write_geojson
+from panopipe.cli import main
+from panopipe.export import EXPORT_NAMES, LISTED_FIELDS, images_table, write_csv, write_geojson, write_gpkg
 from panopipe.export.table import Table
+
+JPEG = Path(__file__).parent / "data" / "exif" / "pillow" / "hopper.jpg"
 
 
 def images(catalog: Catalog, tmp_path: Path) -> Table:
@@ -95,7 +98,7 @@ def test_rows_read_column_by_column_are_the_images_as_the_catalog_gives_them(
                 for name in LISTED_FIELDS
                 if name != "flags"
             },
-            "flags": ";".join(image.flags),
+            "flags": ";".join(image.flags) or None,
         }
         for image in catalog.images()
     ]
@@ -108,3 +111,44 @@ def test_rows_read_column_by_column_are_the_images_as_the_catalog_gives_them(
     assert list(images_table(catalog, Selection(reels=("R2",))).rows()) == [
         r for r in expected if r["reel"] == "R2"
     ]
+
+
+def test_an_unreadable_file_is_failed_with_its_reason(capsys, tmp_path: Path):
+    """A GIS filters on ``status`` = failed and reads ``error``: the reason ingest recorded."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(JPEG.read_bytes())
+    (folder / "b.jpg").write_bytes(b"\xff\xd8 not a JPEG at all")
+    db = str(tmp_path / "c.db")
+    assert main(["ingest", str(folder), "--catalog", db]) == 1
+    with Catalog.open(db) as catalog:
+        (failed,) = catalog.images(Selection(status="failed"))
+    capsys.readouterr()
+
+    assert main(["export", "--catalog", db, "-o", str(tmp_path / "i.csv")]) == 0
+
+    rows = {row["uri"]: row for row in csv.DictReader((tmp_path / "i.csv").open(encoding="utf-8"))}
+    assert (
+        failed.error and rows[failed.uri]["error"] == failed.error and rows[failed.uri]["status"] == "failed"
+    )
+    assert (rows[str(folder / "a.jpg")]["status"], rows[str(folder / "a.jpg")]["error"]) == ("ok", "")
+
+
+def test_an_image_without_flags_has_none_as_other_absent_values(catalog: Catalog, tmp_path: Path):
+    import pyogrio.raw
+
+    table = images(catalog, tmp_path)
+    ids = table.values["id"]
+    catalog.record_qc(ids, ["duplicate"], [Flag(ids[0], "duplicate")], run=new_id(), qc_version="1")
+    out = io.StringIO()
+
+    write_geojson(images_table(catalog), out)
+    write_gpkg(images_table(catalog), tmp_path / "i.gpkg")
+
+    features = json.loads(out.getvalue())["features"]
+    assert [(f["properties"]["flags"], f["properties"]["gps_accuracy_m"]) for f in features] == [
+        ("duplicate", None),
+        (None, None),
+    ]
+    meta, _, _, fields = pyogrio.raw.read(tmp_path / "i.gpkg")
+    assert list(fields[list(meta["fields"]).index("flags")]) == ["duplicate", None]

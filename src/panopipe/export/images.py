@@ -41,7 +41,8 @@ IMAGE_COLUMNS: tuple[Column, ...] = (
     Column("reel", "text", "the reel (survey run)"),
     Column("frame", "integer", "the frame number within the reel"),
     Column("shot", "text", "the rig shot the frame belongs to"),
-    Column("status", "text", "ok, or why the file could not be read"),
+    Column("status", "text", "ok, or failed: the file could not be read"),
+    Column("error", "text", "why the file could not be read (status failed), else empty"),
     Column("excluded", "boolean", "true when an edit left the image out of processing (qc --fix thinning)"),
     Column("route", "text", "the route `panopipe route locate` placed the image on"),
     Column("measure", "real", "the measure (milepost) along that route, in the route's unit"),
@@ -71,7 +72,7 @@ def image_row(image: Image) -> dict[str, Any]:
 
 def images_table(catalog: Catalog, selection: Selection | None = None) -> Table:
     """The images export of the selected images (:data:`EXPORTED_FIELDS`), in ``ls``'s order, times as
-    datetimes; ``flags`` as one text, names separated by ``;``, which every GIS reads. Read column by column
+    datetimes; ``flags`` as one text, names separated by ``;``, which every GIS reads (none without a flag). Read column by column
     (:meth:`Catalog.columns`): no :class:`Image` is built, which took most of an export's time."""
     from panopipe.catalog.types import dashed  # SQLAlchemy's: not loaded by `ls --help` and the like
 
@@ -82,7 +83,7 @@ def images_table(catalog: Catalog, selection: Selection | None = None) -> Table:
         None if t is None else datetime.fromtimestamp(t, UTC) for t in columns["captured_at"]
     ]
     flags = catalog.flag_names(ids)
-    columns["flags"] = [";".join(flags.get(image_id, ())) for image_id in ids]
+    columns["flags"] = [";".join(flags.get(image_id, ())) or None for image_id in ids]  # none: null
     return Table(
         "images", IMAGE_COLUMNS, {EXPORT_NAMES.get(name, name): values for name, values in columns.items()}
     )
