@@ -1,8 +1,8 @@
 """Local parity with the AWS deployment: moto's server for S3 and SQS, wired as the stack wires them, and
 the queue worker that feeds SQS batches to the same :class:`~panopipe.events.handler.EventHandler` Lambda runs.
 
-The stack: an input bucket whose notification sends ``ObjectCreated:*`` and ``ObjectRemoved:*`` events for
-``.jpg`` keys under the input prefix (only: panopipe's outputs go under the output prefix and never notify) to
+The stack: an input bucket whose notification sends ``ObjectCreated:*``, ``ObjectRemoved:*`` and
+``LifecycleExpiration:*`` events for ``.jpg`` keys under the input prefix (only: panopipe's outputs go under the output prefix and never notify) to
 an SQS queue; the queue's redrive policy moves a message to the dead-letter queue after ``max_receive_count``
 receives. In AWS, the same resources plus a Lambda event source mapping with ``ReportBatchItemFailures``.
 """

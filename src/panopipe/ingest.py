@@ -563,17 +563,22 @@ def path_fields(pattern: re.Pattern[str], uri: str) -> PathFields:
     return cast(PathFields, fields)
 
 
-def _storable(listing: list[ObjectInfo]) -> tuple[list[ObjectInfo], list[IngestFailure]]:
-    """The files of ``listing`` whose URI the catalog can hold, and the others as failures."""
+def unstorable_uri(uri: str) -> str | None:
+    """Why the catalog cannot hold an image at ``uri`` (its length), or ``None`` if it can."""
     limit = text_limit("uri")
     assert limit is not None
-    too_long = [info for info in listing if len(info.uri) > limit]
-    if not too_long:
+    if len(uri) <= limit:
+        return None
+    return f"its path is longer than {limit} characters, the most the catalog holds: shorten it"
+
+
+def _storable(listing: list[ObjectInfo]) -> tuple[list[ObjectInfo], list[IngestFailure]]:
+    """The files of ``listing`` whose URI the catalog can hold, and the others as failures."""
+    failures = [IngestFailure(info.uri, reason) for info in listing if (reason := unstorable_uri(info.uri))]
+    if not failures:
         return listing, []
-    reason = f"its path is longer than {limit} characters, the most the catalog holds: shorten it"
-    return [info for info in listing if len(info.uri) <= limit], [
-        IngestFailure(info.uri, reason) for info in too_long
-    ]
+    too_long = {failure.uri for failure in failures}
+    return [info for info in listing if info.uri not in too_long], failures
 
 
 def _with_metadata(record: ImageRecord, m: ImageMetadata) -> ImageRecord:
@@ -612,4 +617,5 @@ __all__ = [
     "ingest",
     "path_fields",
     "path_pattern",
+    "unstorable_uri",
 ]

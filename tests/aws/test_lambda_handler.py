@@ -17,6 +17,7 @@ from tests.aws.s3_events import BUCKET, render_shot, s3_record, sqs_batch, sqs_m
 
 from panopipe.aws import lambda_handler
 from panopipe.catalog import Catalog, shared_engine
+from panopipe.errors import CatalogError
 
 
 @pytest.fixture
@@ -62,7 +63,8 @@ def test_warm_invocations_reuse_the_connection_and_log_json(env, tmp_path: Path,
         if number == 0:
             opened_by_first = len(connects)
 
-    assert opened_by_first >= 1 and len(connects) == opened_by_first  # warm invocations: 0 new connections
+    # the engine's schema check on first use opened the connection the invocations reuse: none opens another
+    assert opened_by_first == 0 and connects == []
     assert responses == [
         {"batchItemFailures": []},
         {"batchItemFailures": [{"itemIdentifier": "poison"}]},
@@ -117,3 +119,14 @@ def test_the_objects_of_a_warm_function_are_frozen_after_its_first_invocation(en
     assert frozen > 10_000  # the modules, clients and pools the first invocation built
     lambda_handler.handler(sqs_batch(s3_record(keys[1], sequencer="02")), SimpleNamespace(aws_request_id="b"))
     assert gc.get_freeze_count() <= frozen  # once: no more objects frozen (some frozen ones were freed)
+
+
+def test_a_function_pointed_at_no_catalog_fails_saying_so_and_creates_nothing(
+    env, monkeypatch, tmp_path: Path
+):
+    missing = tmp_path / "survey.db"
+    monkeypatch.setenv("PANOPIPE_CATALOG", str(missing))
+    event = sqs_batch(s3_record("incoming/R001/cam0/a_000001.jpg", sequencer="01"))
+    with pytest.raises(CatalogError, match=f"no catalog at {missing}"):
+        lambda_handler.handler(event, SimpleNamespace(aws_request_id="a"))
+    assert not missing.exists()

@@ -206,7 +206,8 @@ def test_what_moto_does_not_keep_of_modelled_resources_is_in_the_template():
         wired.add((notification["Event"], rules.pop("suffix")))
         assert rules == {}
     # S3 compares suffixes case-sensitively: a GoPro's or a THETA's .JPG notifies too
-    events = ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
+    # and a lifecycle rule's deletions, which send no ObjectRemoved event
+    events = ("s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:LifecycleExpiration:*")
     assert wired == {(e, suffix) for e in events for suffix in (".jpg", ".JPG", ".jpeg", ".JPEG")}
     assert RESOURCES["Database"]["Properties"]["EnableIAMDatabaseAuthentication"] is True
     job = RESOURCES["WorkerJobDefinition"]["Properties"]

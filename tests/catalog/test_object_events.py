@@ -76,6 +76,28 @@ def test_a_failing_event_fails_alone_and_stops_only_the_rest_of_its_group(catalo
     assert sorted(i.uri for i in catalog.images()) == ["/a.jpg", "/bad.jpg", "/c.jpg"]
 
 
+def test_a_database_failure_while_regrouping_fails_the_changes_and_never_escapes(catalog: Catalog):
+    """The connection lost while the shots are regrouped (an RDS failover, say): the batch rolls back, then each
+    change with its regrouping, so each fails alone as its outcome; nothing half-applied is committed."""
+    lost: list[str] = []
+
+    def lose_the_connection(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("UPDATE images SET shot"):
+            lost.append(statement)
+            raise sa.exc.OperationalError(statement, {}, ConnectionError("server closed the connection"))
+
+    sa.event.listen(catalog.engine, "before_cursor_execute", lose_the_connection)
+    try:
+        applied = catalog.apply_object_events(
+            [created(f"/cam{n}.jpg", "10", camera=n) for n in range(2)], shot_tolerance_s=0.05
+        )
+    finally:
+        sa.event.remove(catalog.engine, "before_cursor_execute", lose_the_connection)
+    assert len(lost) == 3  # the batch, then each change
+    assert actions(applied) == ["failed", "failed"]
+    assert catalog.count(Selection(include_deleted=True)) == 0
+
+
 def test_changes_made_while_the_rows_are_locked_apply_as_given(catalog: Catalog):
     catalog.apply_object_events([created("/a.jpg", "10"), created("/b.jpg", "10")])
     locked: list[bool] = []

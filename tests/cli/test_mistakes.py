@@ -64,6 +64,10 @@ def test_reads_never_create_a_sqlite_catalog(capsys, tmp_path: Path):
     assert (code, out) == (CatalogError.exit_code, "")
     assert err.startswith(f"error: no catalog at {db}: create one with `panopipe db upgrade`")
     assert not db.exists()  # a folder given as the catalog: test_a_file_that_is_no_sqlite_database_...
+    db.touch()  # an empty file (`: > survey.db`): no catalog either, and it stays empty
+    code, out, err = run(capsys, "ls", "--catalog", str(db))
+    assert (code, out) == (CatalogError.exit_code, "") and err.startswith(f"error: no catalog at {db}")
+    assert db.stat().st_size == 0 and sorted(tmp_path.glob("missing.db*")) == [db]
 
 
 def test_reads_never_give_an_empty_postgresql_database_tables(capsys, tmp_path: Path, postgres_url: str):

@@ -99,15 +99,16 @@ def test_created_events_catalog_the_frames_and_their_shot(catalog: Catalog, keys
 
 
 def test_redelivered_and_shuffled_batches_leave_what_one_in_order_delivery_leaves(
-    catalog: Catalog, keys: list[str], shot
+    catalog: Catalog, keys: list[str], s3, shot
 ):
     events = created(keys)
     events.append(s3_record(keys[0], sequencer="0F"))  # an older event for a key: must not win
     events.append(s3_record(keys[5], sequencer="20", removed=True))  # frame 5 removed after it was created
     events[5] = s3_record(keys[5], sequencer="15")
+    s3.delete_object(Bucket=BUCKET, Key=keys[5])  # so its creation finds it gone
     handler = EventHandler(catalog, settings(shot[2]), executor=InlineExecutor(), steps=["stitch"])
     first = handler.handle(sqs_batch(*events))
-    assert first.counts() == {"processed": 7, "skipped": 1, "failed": 0}
+    assert first.counts() == {"processed": 6, "skipped": 2, "failed": 0}
     # camera 5's frame is gone: the shot waits for it (`panopipe run` would fail it, saying so)
     assert first.jobs == {"stitch": {"waiting": 1}}
     in_order = snapshot(catalog)
@@ -141,17 +142,19 @@ def test_concurrent_handlers_applying_the_same_events_agree(catalog_url: str, ke
 
 
 def test_hundreds_of_shuffled_deliveries_from_two_handlers_converge_to_the_in_order_rows(
-    catalog_url: str, keys: list[str], shot
+    catalog_url: str, keys: list[str], s3, shot
 ):
     """Creations and removals (some objects removed, some removed and created again), each delivered many times
-    in a seeded random order to two concurrent handlers, leave exactly the rows in-order delivery leaves: a
-    creation older than the removal an image applied still fills in its metadata, and removed frames are in no
-    shot (issue 12, item 10)."""
+    in a seeded random order to two concurrent handlers, leave exactly the rows in-order delivery leaves, and
+    removed frames are in no shot (issue 12, item 10). The bucket holds what the events end with, as S3 does
+    when they are delivered late."""
     events = [s3_record(key, sequencer=f"1{i}") for i, key in enumerate(keys)]
     events += [
         s3_record(key, sequencer=f"2{i}", removed=True) for i, key in enumerate(keys) if i in (0, 2, 3, 5)
     ]
     events += [s3_record(keys[i], sequencer=f"3{i}") for i in (3,)]
+    for i in (0, 2, 5):
+        s3.delete_object(Bucket=BUCKET, Key=keys[i])
     in_order = sorted(events, key=lambda e: int(e["s3"]["object"]["sequencer"], 16))
     rng = random.Random(12)
     deliveries = events * 20
@@ -168,13 +171,14 @@ def test_hundreds_of_shuffled_deliveries_from_two_handlers_converge_to_the_in_or
         assert all(r.batch_item_failures() == {"batchItemFailures": []} for r in reports)
         assert snapshot(expected) == want
     rows = {row[0].rsplit("/", 1)[1]: row for row in want[0]}
-    removed = [row for row in rows.values() if row[1]]
-    assert len(removed) == 3 and all(row[3] and row[4] and row[7] is not None and row[9] for row in removed)
-    assert {row[5] for row in removed} == {None} and len({row[5] for row in rows.values() if not row[1]}) == 1
+    removed = [name for name, row in rows.items() if row[1]]
+    assert sorted(removed) == sorted(keys[i].rsplit("/", 1)[1] for i in (0, 2, 5))
+    assert {rows[name][5] for name in removed} == {None}
+    assert len({row[5] for row in rows.values() if not row[1]}) == 1
 
 
 def test_a_creation_racing_a_removal_of_a_new_object_leaves_the_removal(
-    catalog_url: str, keys: list[str], shot
+    catalog_url: str, keys: list[str], s3, shot
 ):
     """A newer removal committed by another handler after this one read that the object was unknown (a real
     interleaving, injected right after the read) still wins: the creation never revives the image."""
@@ -184,6 +188,7 @@ def test_a_creation_racing_a_removal_of_a_new_object_leaves_the_removal(
 
         def remove_meanwhile(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
             if not raced and statement.startswith("SELECT") and "images.source_sequencer" in statement:
+                s3.delete_object(Bucket=BUCKET, Key=keys[0])  # deleted after this handler read it
                 with ThreadPoolExecutor(1) as pool:  # another handler, on its own connection, commits first
                     raced.append(
                         pool.submit(
@@ -211,9 +216,11 @@ def test_an_older_event_never_overwrites_a_newer_one(catalog: Catalog, keys: lis
     assert next(catalog.images()).etag == image.etag
 
 
-def test_a_removed_object_is_marked_deleted_and_its_artifacts_orphaned(catalog: Catalog, keys, shot):
+def test_a_removed_object_is_marked_deleted_and_its_artifacts_orphaned(catalog: Catalog, keys, s3, shot):
     handler = EventHandler(catalog, settings(shot[2]), executor=InlineExecutor(), steps=["stitch"])
     assert handler.handle(sqs_batch(*created(keys))).jobs == {"stitch": {"succeeded": 1}}
+    for key in keys:
+        s3.delete_object(Bucket=BUCKET, Key=key)
     removals = [s3_record(key, sequencer="40", removed=True) for key in keys]
     report = handler.handle(sqs_batch(*removals))
     assert {o.action.value for o in report.outcomes} == {"deleted"}
@@ -270,6 +277,49 @@ def test_a_move_within_the_bucket_keeps_the_images_their_edits_and_shot_in_any_o
     assert catalog.known_copies(f"s3://{BUCKET}/") == {}
 
 
+def test_a_removal_follows_what_its_key_still_holds(catalog: Catalog, keys: list[str], s3, shot):
+    """In a versioned bucket, removing an older version or a delete marker sends ``ObjectRemoved:Delete`` while
+    the key still holds an object; a removal delivered again after a new upload (moto's events carry no
+    sequencer, as here) must not delete the image either."""
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    handler = EventHandler(catalog, settings(shot[2]))
+    key = keys[0]
+    first = s3.put_object(Bucket=BUCKET, Key=key, Body=shot[1][0].read_bytes())["VersionId"]
+    s3.put_object(Bucket=BUCKET, Key=key, Body=shot[1][0].read_bytes() + b"v2")
+    handler.handle(sqs_batch(s3_record(key, sequencer="10")))
+    (image,) = catalog.images()
+
+    s3.delete_object(Bucket=BUCKET, Key=key, VersionId=first)  # an older version removed: v2 stays current
+    older = handler.handle(sqs_batch(s3_record(key, sequencer="20", removed=True)))
+    assert [o.action.value for o in older.outcomes] == ["unchanged"]
+    assert catalog.get(image.id).deleted is False
+
+    marker = s3.delete_object(Bucket=BUCKET, Key=key)["VersionId"]  # a delete marker hides the object
+    assert [
+        o.action.value
+        for o in handler.handle(sqs_batch(s3_record(key, sequencer="30", removed=True))).outcomes
+    ] == ["deleted"]
+    s3.delete_object(Bucket=BUCKET, Key=key, VersionId=marker)  # the marker removed: the object is back
+    back = handler.handle(sqs_batch(s3_record(key, sequencer="40", removed=True)))
+    assert [(o.action.value, o.image_id) for o in back.outcomes] == [("updated", image.id)]
+    assert catalog.get(image.id).deleted is False
+
+    # Without sequencers, a removal delivered again after the key got an object again changes nothing.
+    again = handler.handle(sqs_batch(s3_record(key, sequencer=None, removed=True)))
+    assert [o.action.value for o in again.outcomes] == ["unchanged"] and catalog.count() == 1
+
+
+def test_the_deployments_output_prefix_is_panopipes_own_output(catalog: Catalog, keys: list[str], s3, shot):
+    """A project configuration may send the outputs elsewhere: the prefix the deployment gives stays its own."""
+    catalog.push_project_config(
+        {"steps": {"pipeline": {"output": str(shot[0] / "out")}}}, author="t", reason="r"
+    )
+    key = f"{OUTPUT.removeprefix(f's3://{BUCKET}/')}/publish/R001/pano_000001.jpg"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=shot[1][0].read_bytes())
+    report = EventHandler(catalog, settings(shot[2])).handle(sqs_batch(s3_record(key, sequencer="10")))
+    assert [(o.action.value, o.reason) for o in report.outcomes] == [("skipped", "panopipe's own output")]
+
+
 def test_own_outputs_do_not_trigger_the_handler(catalog: Catalog, keys: list[str], s3, shot):
     handler = EventHandler(catalog, settings(shot[2]), executor=InlineExecutor(), steps=["stitch"])
     handler.handle(sqs_batch(*created(keys)))
@@ -295,12 +345,14 @@ def test_bad_input_is_recorded_and_only_unreadable_messages_fail(catalog: Catalo
         s3_record("incoming/bad\x07name.jpg", sequencer="15"),
         s3_record(keys[1], sequencer="16", bucket="someone-elses-bucket"),
         s3_record(keys[2], sequencer="not-hex"),
+        s3_record(f"incoming/R001/cam0/{'x' * (1024 - len(BUCKET) - 20)}_000011.jpg", sequencer="17"),
     ]
     batch = sqs_batch(*records)
     batch["Records"].append(sqs_message("poison", "this is not JSON"))
     report = EventHandler(catalog, settings(shot[2])).handle(batch)
 
-    assert report.batch_item_failures() == {"batchItemFailures": [{"itemIdentifier": "poison"}]}
+    failed = [{"itemIdentifier": "poison"}, {"itemIdentifier": "m7"}]
+    assert report.batch_item_failures() == {"batchItemFailures": failed}
     reasons = {o.message_id: (o.action.value, o.reason) for o in report.outcomes}
     assert reasons["m0"] == ("added", None)
     assert reasons["m1"] == ("skipped", "not a JPEG image (by its name)")
@@ -308,7 +360,8 @@ def test_bad_input_is_recorded_and_only_unreadable_messages_fail(catalog: Catalo
     assert reasons["m3"] == ("skipped", "object no longer exists (deleted before it could be read)")
     assert reasons["m4"][1].startswith("unsafe key") and reasons["m5"][1].startswith("unsafe key")
     assert reasons["m6"] == ("skipped", "bucket 'someone-elses-bucket' is not one this deployment handles")
-    assert reasons["m7"][0] == "skipped" and reasons["m7"][1].startswith("sequencer must be")
+    assert reasons["m7"][0] == "failed" and reasons["m7"][1].startswith("sequencer must be")
+    assert reasons["m8"][0] == "skipped" and "the most the catalog holds" in reasons["m8"][1]
     assert reasons["poison"][0] == "failed" and "not JSON" in reasons["poison"][1]
     assert {(i.uri.rsplit("/", 1)[1], i.status) for i in catalog.images()} == {
         (keys[0].rsplit("/", 1)[1], "ok"),
@@ -317,15 +370,24 @@ def test_bad_input_is_recorded_and_only_unreadable_messages_fail(catalog: Catalo
 
 
 def test_an_event_the_database_refuses_fails_only_its_message(postgres_url: str, keys, s3, shot):
-    # a key S3 takes (at most 1,024 bytes) whose s3:// URI is longer than images.uri holds on PostgreSQL
-    long_key = f"incoming/{'R' * 990}/cam0/R_cam0_000001.jpg"
-    s3.copy_object(Bucket=BUCKET, Key=long_key, CopySource={"Bucket": BUCKET, "Key": keys[0]})
-    records = [s3_record(keys[0], sequencer="10"), s3_record(long_key, sequencer="11")]
+    refused = "incoming/R001/cam0/refused_000002.jpg"
+    s3.put_object(Bucket=BUCKET, Key=refused, Body=shot[1][0].read_bytes() + b"other bytes")
+    records = [s3_record(keys[0], sequencer="10"), s3_record(refused, sequencer="11")]
     records.append(s3_record(keys[1], sequencer="12"))
     with Catalog.open(postgres_url) as catalog:
+        with catalog.engine.begin() as conn:  # the database refuses that one image, as a constraint would
+            conn.exec_driver_sql(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'refused by the database'; END $$"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse BEFORE INSERT ON images FOR EACH ROW "
+                "WHEN (strpos(NEW.uri, 'refused') > 0) EXECUTE FUNCTION refuse()"
+            )
         report = EventHandler(catalog, settings(shot[2])).handle(sqs_batch(*records))
         assert report.batch_item_failures() == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
         assert [o.action.value for o in report.outcomes] == ["added", "failed", "added"]
+        assert "refused by the database" in (report.outcomes[1].reason or "")
         assert catalog.count() == 2
 
 
@@ -352,7 +414,7 @@ def test_a_batch_writes_in_one_transaction_and_plans_without_one(postgres_url: s
         assert {f.shot for f in catalog.images()} == {"R001-000001"}  # the six frames regrouped as one shot
 
 
-def test_a_batch_reads_the_configuration_and_the_images_rows_once(postgres_url: str, keys, shot):
+def test_a_batch_reads_the_configuration_and_the_images_rows_once(postgres_url: str, keys, s3, shot):
     """Per batch the project configuration is read once (planning reuses it, also when none was pushed) and
     the images' rows once (locked; the upsert compares with them); removals are marked in one statement
     (issue 15, gap 3)."""
@@ -370,6 +432,8 @@ def test_a_batch_reads_the_configuration_and_the_images_rows_once(postgres_url: 
         assert sum("FROM project_config" in s for s in statements) == 1
         assert sum("FROM images" in s and "images.uri IN" in s for s in statements) == 1
         statements.clear()
+        for key in keys:
+            s3.delete_object(Bucket=BUCKET, Key=key)
         report = handler.handle(sqs_batch(*(s3_record(k, sequencer="40", removed=True) for k in keys)))
         assert report.actions()["deleted"] == len(keys)
         assert sum(s.startswith("UPDATE images SET deleted") for s in statements) == 1

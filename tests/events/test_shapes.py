@@ -401,6 +401,15 @@ def test_versioned_puts_deletes_and_delete_marker_route_to_created_and_removed(l
     ]
 
 
+@pytest.mark.parametrize("name", ["LifecycleExpiration:Delete", "LifecycleExpiration:DeleteMarkerCreated"])
+def test_lifecycle_expirations_are_removals(load_event, name):
+    """A lifecycle rule's deletions send no ``ObjectRemoved`` event, only these (the stack subscribes to them)."""
+    document = load_event("powertools-python/s3EventDeleteObject.json")
+    document["Records"][0]["eventName"] = name
+    [event] = object_events(document)
+    assert (event.event_name, event.kind) == (name, REMOVED)
+
+
 @pytest.mark.parametrize(
     ("name", "reason"),
     [

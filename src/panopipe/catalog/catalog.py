@@ -291,7 +291,7 @@ class Catalog:
         transaction that removes images, with their ids and the shots left without frames (the job store
         orphans their artifacts). With ``shot_tolerance_s``, the shots of the reels the events changed are
         regrouped in the same transaction (see :func:`~panopipe.catalog.shots.regroup_applied`; after the
-        one-by-one fallback, in one of its own).
+        one-by-one fallback, in each change's).
         """
         then = None
         if shot_tolerance_s is not None:

@@ -74,13 +74,12 @@ def catalog_location(url: URL) -> str:
 
 
 def _missing_file(url: URL) -> bool:
-    """Whether ``url`` names a SQLite file that does not exist (connecting would create it)."""
+    """Whether ``url`` names a SQLite file that does not exist or is empty (connecting would write it)."""
     database = url.database
-    return (
-        url.get_backend_name() == "sqlite"
-        and database not in (None, "", ":memory:")
-        and not Path(str(database)).is_file()
-    )
+    if url.get_backend_name() != "sqlite" or database in (None, "", ":memory:"):
+        return False
+    path = Path(str(database))
+    return not path.is_file() or path.stat().st_size == 0
 
 
 def _no_catalog(url: URL) -> CatalogError:
@@ -158,12 +157,19 @@ def shared_engine(location: str) -> sa.Engine:
     """The process-wide engine for the catalog at ``location``, created on first use and then reused.
 
     For Lambda handlers: keep the engine (and its connection) across invocations instead of opening a new
-    one per event. Do not dispose it.
+    one per event. Do not dispose it. On first use the catalog's schema is checked, and nothing is created: a
+    missing or empty catalog, or one at another schema, raises the error that says what to do.
     """
     with _shared_lock:
         engine = _shared.get(location)
         if engine is None:
-            engine = _shared[location] = create_catalog_engine(location)
+            engine = create_catalog_engine(location)
+            try:
+                check_schema(engine, create=False)
+            except Exception:
+                engine.dispose()
+                raise
+            _shared[location] = engine
         return engine
 
 

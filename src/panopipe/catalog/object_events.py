@@ -92,7 +92,7 @@ OnRemoved = Callable[[sa.Connection, Sequence[str], Sequence[str]], None]
 """Called in the transaction that removes images, with their ids and the shots that have no frame left."""
 Then = Callable[[sa.Connection, Sequence[tuple[ObjectChange, AppliedChange]]], None]
 """Called with the changes applied and what each did, in the batch's transaction (after the one-by-one
-fallback, in a transaction of its own)."""
+fallback, in each change's)."""
 Upsert = Callable[
     [sa.Connection, Sequence[ImageRecord], Mapping[str, Mapping[str, Any]], Mapping[str, Any] | None],
     UpsertResult,
@@ -119,7 +119,7 @@ def apply_changes(
     """Apply ``changes`` in one transaction or, if that fails, one transaction each; per change what it did
     (``None``: not applied, as an earlier change of its group failed). The images' rows are read with
     ``columns`` (``uri``, ``id`` and ``deleted`` among them) for ``upsert``. ``then`` runs in the batch's
-    transaction, or, after one transaction per change, in one of its own.
+    transaction, or in each change's.
 
     ``changes`` may be a function that returns them once they are ready: on PostgreSQL the rows at ``uris``
     are read and locked first (in URI order, as every handler locks them), in the batch's transaction, which
@@ -163,13 +163,10 @@ def apply_changes(
         if change.group is not None and change.group in failed:
             results.append(None)
             continue
-        applied = _apply_alone(engine, ready, index, upsert, read, on_removed)
+        applied = _apply_alone(engine, ready, index, upsert, read, on_removed, then)
         if applied.action is Action.FAILED and change.group is not None:
             failed.add(change.group)
         results.append(applied)
-    if then is not None:
-        with engine.begin() as conn:
-            then(conn, [(c, a) for c, a in zip(ready, results, strict=True) if a is not None])
     return results
 
 
@@ -189,13 +186,17 @@ def _apply_alone(
     upsert: Upsert,
     read: sa.Select[Any],
     on_removed: OnRemoved | None,
+    then: Then | None,
 ) -> AppliedChange:
-    """Change ``index`` in a transaction of its own; a failure is its outcome."""
+    """Change ``index`` in a transaction of its own, ``then`` with it; a failure (the database's included) is
+    its outcome."""
     try:
         for attempt in (1, 2):
             try:
                 with engine.begin() as conn:
                     ((_, applied),) = _apply_round(conn, changes, [index], upsert, read, on_removed)
+                    if then is not None:
+                        then(conn, [(changes[index], applied)])
                     return applied
             except (sa.exc.IntegrityError, _Raced):
                 if attempt == 2:  # a concurrent handler wrote the same URI first: read its row again

@@ -5,16 +5,19 @@ A *message* is one SQS message, or the whole event of a direct S3, SNS or EventB
 **Failures** (the message goes back in ``batchItemFailures``; SQS delivers it again and, after the queue's
 ``maxReceiveCount`` receives, moves it to the dead-letter queue, which keeps its body for a human):
 
-* a message that cannot be understood (not JSON, not an S3 event);
+* a message that cannot be understood (not JSON, not an S3 event, a sequencer that is not hexadecimal);
 * the catalog cannot be reached or written, or S3 cannot be read (throttling, network, permissions).
 
 **Recorded and acknowledged** (retrying cannot change the outcome; each is logged with its reason):
 
 * an event for a bucket outside the allow-list (``Settings.buckets``), a key with ``..``, ``.`` or empty
   segments or control characters, a key that is not a JPEG, an object under panopipe's own output roots (the
-  pipeline output and the publish root: its own outputs never trigger it, so there are no event loops);
+  pipeline output, the publish root and ``Settings.output_prefix``: its own outputs never trigger it, so there
+  are no event loops), a URI longer than the catalog holds;
 * an event not newer than the one the image last applied (a duplicate, or out of order);
 * an object gone before it could be read (its removal event follows, or came first);
+* the removal of an object whose key still holds one (an older version or a delete marker removed, an upload
+  since, a redelivery): the key is read, and the catalog follows what it holds;
 * a copy of an image's file (its SHA-256 an image's), ``aws s3 cp`` within the bucket: known as that image's
   copy (``duplicate``), not a new image; a move keeps its image, whatever order its two events come in (see
   :mod:`panopipe.catalog.object_events`);
@@ -38,7 +41,7 @@ import logging
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from panopipe.catalog import Catalog, ImageRecord, Selection
@@ -48,7 +51,7 @@ from panopipe.errors import EventError, ObjectNotFoundError, PanopipeError, Stor
 from panopipe.events.shapes import EventKind, ObjectEvent, parse_event
 from panopipe.executors.base import Executor
 from panopipe.executors.factory import EVENT_EXECUTOR, build_executor
-from panopipe.ingest import JPEG_SUFFIXES, image_record
+from panopipe.ingest import JPEG_SUFFIXES, image_record, unstorable_uri
 from panopipe.pipeline import Pipeline, load_pipeline, plan
 from panopipe.pipeline.runner import initiate
 from panopipe.pipeline.store import orphan_artifacts
@@ -273,7 +276,9 @@ class EventHandler:
         if self._view is None or settings is not self.settings:
             pipeline = load_pipeline(self.catalog, settings)
             self.settings = settings
-            self._view = _View(settings, _output_prefixes(pipeline), pipeline if self.steps is None else None)
+            self._view = _View(
+                settings, _output_prefixes(pipeline, settings), pipeline if self.steps is None else None
+            )
         return self._view
 
     # Reading: the filters here, then in threads the header's ranged GETs.
@@ -310,25 +315,38 @@ class EventHandler:
                 raise _Skip("panopipe's own output")
             if not event.key.lower().endswith(JPEG_SUFFIXES):
                 raise _Skip("not a JPEG image (by its name)")
+            if reason := unstorable_uri(item.uri):
+                raise _Skip(reason)
             item.sequencer = padded_sequencer(event.sequencer)
-        except (_Skip, EventError) as skip:
+        except _Skip as skip:
             item.outcome = Outcome(item.message_id, item.uri, Action.SKIPPED, str(skip))
+        except EventError as exc:  # a malformed record: the message fails, for a human to see in the DLQ
+            item.outcome = Outcome(item.message_id, item.uri, Action.FAILED, str(exc))
 
     def _read(self, item: _Pending, view: _View, copies: list[str]) -> None:
-        """Read the item's object (a creation's header) into its change, or set its outcome; for a removal,
-        the header of the first of the removed image's ``copies`` that is still in its bucket, for the image
-        to move to (``aws s3 mv`` within the bucket)."""
+        """Read the item's object (its header) into its change, or set its outcome.
+
+        A removal reads the object too: the key may still hold one (an older version or a delete marker was
+        removed in a versioned bucket, an upload followed, or the event is a redelivery), and the catalog
+        follows what the key holds. When it holds none, the header of the first of the removed image's
+        ``copies`` still in its bucket is read, for the image to move to (``aws s3 mv`` within the bucket)."""
         event = item.event
         assert item.uri is not None and item.storage is not None
+        rules = view.settings.ingest
         try:
-            record = successor = None
-            if event.kind is EventKind.CREATED:
-                record = image_record(item.storage, event.key, view.settings.ingest)
-            else:
+            try:
+                record = image_record(item.storage, event.key, rules)
+                change = ObjectChange(item.uri, item.sequencer, event.version_id, record, item.message_id)
+                if event.kind is EventKind.REMOVED:  # the version the event removed is not the current one
+                    change = replace(change, version_id=None)
+            except ObjectNotFoundError:
+                if event.kind is EventKind.CREATED:
+                    raise
                 successor = self._first_copy_left(item.storage, copies, view)
-            item.change = ObjectChange(
-                item.uri, item.sequencer, event.version_id, record, item.message_id, successor
-            )
+                change = ObjectChange(
+                    item.uri, item.sequencer, event.version_id, None, item.message_id, successor
+                )
+            item.change = change
         except ObjectNotFoundError:
             reason = "object no longer exists (deleted before it could be read)"
             item.outcome = Outcome(item.message_id, item.uri, Action.SKIPPED, reason)
@@ -386,9 +404,11 @@ class _Skip(Exception):
     """An event panopipe acknowledges without acting on it (the message is the reason)."""
 
 
-def _output_prefixes(pipeline: Pipeline) -> tuple[str, ...]:
-    """The URI prefixes panopipe writes outputs under: the pipeline's output root and its steps' (publish)."""
-    return tuple(sorted({root.rstrip("/") + "/" for root in pipeline.output_roots()}))
+def _output_prefixes(pipeline: Pipeline, settings: Settings) -> tuple[str, ...]:
+    """The URI prefixes panopipe writes outputs under: the pipeline's output root and its steps' (publish), and
+    the deployment's ``output_prefix`` (a project configuration may send the outputs elsewhere)."""
+    roots = {*pipeline.output_roots(), *([settings.output_prefix] if settings.output_prefix else [])}
+    return tuple(sorted({root.rstrip("/") + "/" for root in roots}))
 
 
 __all__ = [

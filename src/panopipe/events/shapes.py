@@ -190,7 +190,7 @@ def _parse_s3_record(record: Mapping[str, Any], where: str) -> _Parsed:
     event_name = _field(record, "eventName", str, where)
     if event_name.startswith("ObjectCreated:"):
         kind = EventKind.CREATED
-    elif event_name.startswith("ObjectRemoved:"):
+    elif event_name.startswith(("ObjectRemoved:", "LifecycleExpiration:")):
         kind = EventKind.REMOVED
     else:
         return [], [f"event type {event_name}"]

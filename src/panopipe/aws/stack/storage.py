@@ -9,7 +9,8 @@ LAMBDA_TIMEOUT_S = 60
 # AWS's advice for a queue that drives a function: a visibility timeout of six times the function's timeout.
 VISIBILITY_TIMEOUT_S = 6 * LAMBDA_TIMEOUT_S
 BUCKET_ARN = sub("arn:${AWS::Partition}:s3:::${BucketName}")
-NOTIFIED_EVENTS = ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
+NOTIFIED_EVENTS = ("s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:LifecycleExpiration:*")
+"""Lifecycle rules delete objects without an ``ObjectRemoved`` event: their expirations are notified too."""
 IMAGE_SUFFIXES = (".jpg", ".JPG", ".jpeg", ".JPEG")
 """The spellings of a JPEG's name that notify: S3 compares a suffix case-sensitively, and 360° cameras write
 ``.JPG`` (GoPro, Ricoh THETA), so there is a notification per spelling."""
