@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -14,12 +15,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from panopipe.catalog import Catalog, Selection
+from panopipe.catalog import Catalog, ImageRecord, Selection
 from panopipe.cli import main
 from panopipe.config import load_settings
 from panopipe.demo import generate_survey, write_project_config
 from panopipe.errors import ConfigError
-from panopipe.geotag import Track, camera_yaws, read_track, track_edit, values_at
+from panopipe.geotag import (
+    MAX_SHIFT_S,
+    Track,
+    camera_yaws,
+    parse_time_shift,
+    read_track,
+    track_edit,
+    values_at,
+)
 
 START = datetime(2024, 5, 1, 8, 29, 59, tzinfo=UTC)
 """The demo survey's first shot is at 08:30:00 UTC, one a second, each camera 2 ms after the one before."""
@@ -426,3 +435,35 @@ def test_a_bad_track_file_is_one_clear_error(tmp_path: Path, name: str, text: st
     with pytest.raises(ConfigError, match="^" + str(path).replace(".", r"\.")) as raised:
         read_track(path)
     assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("+2s", 2.0), ("-1.5s", -1.5), ("250ms", 0.25), ("+1h", 3600.0), ("-36525d", -MAX_SHIFT_S)],
+)
+def test_a_time_shift_is_a_signed_number_and_a_unit(text: str, seconds: float):
+    assert parse_time_shift(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("infs", "invalid --shift-time 'infs': expected e.g. +2s"),
+        ("nans", "invalid --shift-time 'nans': expected e.g. +2s"),
+        ("2", "invalid --shift-time '2': expected e.g. +2s"),
+        ("1e20s", "invalid --shift-time '1e20s': at most 100 years (36525d) either way"),
+        ("-36526d", "invalid --shift-time '-36526d': at most 100 years"),
+    ],
+)
+def test_a_time_shift_that_is_no_number_or_beyond_a_century_is_a_usage_error(text: str, message: str):
+    with pytest.raises(ConfigError, match="^" + re.escape(message)):
+        parse_time_shift(text)
+
+
+def test_a_shift_past_the_year_9999_is_a_usage_error(catalog: Catalog):
+    late = datetime(9999, 12, 31, 12, tzinfo=UTC)
+    catalog.upsert_images([ImageRecord(uri="/late.jpg", captured_at=late, lat=1.0, lon=2.0)])
+    with pytest.raises(
+        ConfigError, match=r"moves the capture time of image .* \(9999-12-31T12:00:00\+00:00\) past"
+    ):
+        catalog.plan_edit(Selection(), shift_time_s=parse_time_shift("1d"))

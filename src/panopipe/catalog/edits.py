@@ -70,7 +70,13 @@ def plan(
         wanted = {**assign, **per_image.get(row.id, {})}
         if shift_time_s and row.captured_at is not None:
             base = wanted.get("captured_at", row.captured_at)
-            wanted["captured_at"] = base + timedelta(seconds=shift_time_s)
+            try:
+                wanted["captured_at"] = base + timedelta(seconds=shift_time_s)
+            except OverflowError:
+                raise ConfigError(
+                    f"a shift of {shift_time_s:+g} s moves the capture time of image {row.id} "
+                    f"({base.isoformat()}) past the years 1 to 9999"
+                ) from None
         for field, new in sorted(wanted.items()):
             new = validate_value(field, new)
             old = getattr(row, field)

@@ -9,10 +9,12 @@ from panopipe.lazy import lazy_attributes
 
 _MODULES = {
     "DEFAULT_MAX_GAP_S": "place",
+    "MAX_SHIFT_S": "clock",
     "NotPlaced": "place",
     "Track": "tracks",
     "TrackEdit": "place",
     "camera_yaws": "place",
+    "parse_time_shift": "clock",
     "read_track": "tracks",
     "write_gpx": "tracks",
     "track_edit": "place",
@@ -20,6 +22,7 @@ _MODULES = {
 }
 
 if TYPE_CHECKING:
+    from panopipe.geotag.clock import MAX_SHIFT_S, parse_time_shift
     from panopipe.geotag.place import (
         DEFAULT_MAX_GAP_S,
         NotPlaced,
@@ -34,10 +37,12 @@ __getattr__ = lazy_attributes(__name__, _MODULES)
 
 __all__ = [
     "DEFAULT_MAX_GAP_S",
+    "MAX_SHIFT_S",
     "NotPlaced",
     "Track",
     "TrackEdit",
     "camera_yaws",
+    "parse_time_shift",
     "read_track",
     "track_edit",
     "values_at",
