@@ -150,7 +150,7 @@ def ingest(
         report.unchanged += len(unread) - len(failed_before)
         report.unchanged_copies += len(unread & copies.keys())
         report.failed += failed_before
-        reads = _read_all(storage, to_read, workers, progress)
+        reads = _unstorable_reels(_read_all(storage, to_read, workers, progress), rules)
         reads = _hash_likely_copies(catalog, storage, reads, known, workers)
         records, duplicates, left_behind = _set_aside_duplicates(
             catalog, _records(reads, rules, known, present), known
@@ -182,7 +182,8 @@ def image_record(storage: Storage, key: str, rules: IngestRules) -> ImageRecord:
     first, info = storage.read_start(key, HEADER_CHUNK)
     read = _read_remote(storage, info, first)
     read = replace(read, bytes_read=storage.stats.get(key).bytes_read - before)
-    return _records([read], path_pattern(rules), {}, {info.uri})[0]
+    pattern = path_pattern(rules)
+    return _records(_unstorable_reels([read], pattern), pattern, {}, {info.uri})[0]
 
 
 def path_pattern(rules: IngestRules) -> re.Pattern[str]:
@@ -561,6 +562,28 @@ def path_fields(pattern: re.Pattern[str], uri: str) -> PathFields:
         except ConfigError:
             continue
     return cast(PathFields, fields)
+
+
+def _unstorable_reels(reads: list[_Read], pattern: re.Pattern[str]) -> list[_Read]:
+    """``reads``, those of files whose reel folder name (as ``pattern`` reads it) the catalog cannot hold
+    failed with the reason: recorded without their reel, they would be taken for images of no reel."""
+    return [
+        replace(read, metadata=None, error=reason)
+        if not read.unreachable and (reason := _unstorable_reel(pattern, read.info.uri))
+        else read
+        for read in reads
+    ]
+
+
+def _unstorable_reel(pattern: re.Pattern[str], uri: str) -> str | None:
+    """Why the catalog cannot hold the reel ``pattern`` reads from ``uri`` (its length), or ``None``."""
+    match = pattern.search(uri)
+    reel = match.groupdict().get("reel") if match else None
+    try:
+        validate_value("reel", reel)
+    except ConfigError as exc:
+        return f"its reel folder name is too long ({exc}): shorten it"
+    return None
 
 
 def unstorable_uri(uri: str) -> str | None:

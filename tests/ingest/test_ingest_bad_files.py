@@ -171,3 +171,28 @@ def test_memory_does_not_grow_with_the_file_size(tmp_path: Path) -> None:
         (image,) = catalog.images(Selection(status="ok"))
         assert (image.uri, image.width, image.size) == (str(folder / "long.jpg"), 128, size)
         assert image.content_hash == sha256(folder / "long.jpg")
+
+
+def test_a_reel_folder_name_too_long_for_the_catalog_is_one_failure(capsys, tmp_path: Path) -> None:
+    """Its file is not taken for an image of no reel: it is recorded failed, saying why, and the rest go on."""
+    long_reel = tmp_path / "photos" / ("R" * 129)
+    good = tmp_path / "photos" / "R001"
+    for n, folder in enumerate((long_reel, good)):
+        folder.mkdir(parents=True)
+        (folder / "0001.jpg").write_bytes(JPEG.read_bytes() + bytes(n))  # not copies of each other
+    (good / "0002.jpg").write_bytes(JPEG.read_bytes()[:-10] + b"\xff\xd9")
+    db = str(tmp_path / "c.db")
+    bad = str(long_reel / "0001.jpg")
+
+    code, out, _ = run(capsys, "ingest", str(tmp_path / "photos"), "--catalog", db, "--json")
+
+    (failure,) = json.loads(out)["failed"]
+    assert code == 1 and failure["uri"] == bad
+    assert "reel folder name is too long" in failure["reason"] and "at most 128" in failure["reason"]
+    with Catalog.open(db) as catalog:
+        images = {image.uri: image for image in catalog.images()}
+    assert (images[bad].status, images[bad].error, images[bad].reel) == ("failed", failure["reason"], None)
+    assert {(image.reel, image.frame, image.status) for uri, image in images.items() if uri != bad} == {
+        ("R001", 1, "ok"),
+        ("R001", 2, "ok"),
+    }
