@@ -101,9 +101,50 @@ def test_route_add_locate_ls_show(capsys, catalog_url: str, tmp_path: Path):
             "neither rise nor fall",
         ),
         (
+            {
+                "type": "LineString",
+                "coordinates": [[11.5, 48.1, 0, 5], [11.6, 48.2, 0, 5], [11.7, 48.2, 0, 5]],
+            },
+            (),
+            "neither rise nor fall",
+        ),
+        (
             {"type": "LineString", "coordinates": [[11.5, 48.1], [11.6, 48.2]]},
             ("--start-measure", "0", "--unit", "ft"),
             "invalid --unit 'ft'",
+        ),
+        (
+            {"type": "LineString", "coordinates": [[11.5, 48.1], ["x", 48.2]]},
+            ("--start-measure", "0"),
+            'position 2 of the line is ["x", 48.2]: expected [lon, lat] in degrees',
+        ),
+        (
+            {"type": "LineString", "coordinates": [[11.5], [11.6, 48.2]]},
+            ("--start-measure", "0"),
+            "position 1 ",
+        ),
+        (
+            {"type": "LineString", "coordinates": [None, [11.6, 48.2]]},
+            ("--start-measure", "0"),
+            "is null: expected",
+        ),
+        (
+            {"type": "LineString", "coordinates": "11.5 48.1"},
+            ("--start-measure", "0"),
+            "not a list of positions",
+        ),
+        (
+            {
+                "type": "MultiLineString",
+                "coordinates": [[[11.5, 48.1], [11.6, True]], [[11.6, 48.2], [11.7, 48.2]]],
+            },
+            ("--start-measure", "0"),
+            "position 2 of the line is [11.6, true]",
+        ),
+        (
+            {"type": "LineString", "coordinates": [[11.5, 48.1], [11.5, 48.1]]},
+            ("--start-measure", "0"),
+            "the line has no length: its 2 positions are one point",
         ),
     ],
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
 import sqlite3
 from pathlib import Path
 
@@ -32,17 +33,40 @@ def _geojson_line(path: Path) -> list[list[float]]:
         raise ConfigError(f"{path}: no GeoJSON geometry found; expected a LineString")
     kind = document["type"]
     if kind == "MultiLineString":
-        return _merged(path, document.get("coordinates") or [])
+        parts = document.get("coordinates") or []
+        if not isinstance(parts, list):
+            raise ConfigError(f"{path}: the MultiLineString's coordinates are no list of lines")
+        return _merged(path, [_positions(path, part) for part in parts])
     if kind != "LineString":
         raise ConfigError(f"{path}: the geometry is a {kind}, not a line (LineString)")
-    return [list(map(float, position)) for position in document.get("coordinates") or []]
+    return _positions(path, document.get("coordinates") or [])
+
+
+def _positions(path: Path, positions: object) -> list[list[float]]:
+    """GeoJSON positions as numbers: each a list of 2 to 4 finite numbers (lon, lat, and z and m)."""
+    if not isinstance(positions, list):
+        raise ConfigError(
+            f"{path}: the line's coordinates are {json.dumps(positions)}, not a list of positions"
+        )
+    for number, position in enumerate(positions, start=1):
+        if not (
+            isinstance(position, list)
+            and 2 <= len(position) <= 4
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in position)
+            and all(math.isfinite(v) for v in position)
+        ):
+            raise ConfigError(
+                f"{path}: position {number} of the line is {json.dumps(position)}: expected [lon, lat] in "
+                "degrees, with z and m after them or not"
+            )
+    return [[float(value) for value in position] for position in positions]
 
 
 def _merged(path: Path, parts: list[list[list[float]]]) -> list[list[float]]:
     """The one line that the parts of a MultiLineString join into (shapely's line_merge)."""
     shapely = shapely_module()
     if len(parts) == 1:
-        return [list(map(float, p)) for p in parts[0]]
+        return parts[0]
     merged = shapely.line_merge(shapely.MultiLineString([[p[:2] for p in part] for part in parts]))
     if merged.geom_type != "LineString":
         raise ConfigError(f"{path}: a MultiLineString of {len(parts)} parts that do not join into one line")
@@ -116,6 +140,8 @@ def read_route(path: Path, name: str, *, start_measure: float | None = None, uni
     for lon, lat, *_ in positions:
         if not (abs(lat) <= 90 and abs(lon) <= 180):
             raise ConfigError(f"{path}: position {lon}, {lat} is not longitude, latitude in degrees (WGS 84)")
+    if len({(p[0], p[1]) for p in positions}) == 1:
+        raise ConfigError(f"{path}: the line has no length: its {len(positions)} positions are one point")
     measures = tuple(p[3] for p in positions) if all(len(p) >= 4 for p in positions) else None
     if measures is None and start_measure is None:
         raise ConfigError(f"{path}: the line has no measures (M values): give --start-measure (and --unit)")
@@ -123,7 +149,7 @@ def read_route(path: Path, name: str, *, start_measure: float | None = None, uni
         if start_measure is not None:
             raise ConfigError(f"{path}: the line has measures (M values): leave out --start-measure")
         steps = [b - a for a, b in itertools.pairwise(measures)]
-        if not (all(s >= 0 for s in steps) or all(s <= 0 for s in steps)):
+        if not (all(s >= 0 for s in steps) or all(s <= 0 for s in steps)) or measures[0] == measures[-1]:
             raise ConfigError(f"{path}: the measures (M values) neither rise nor fall along the line")
     coordinates = tuple((p[0], p[1]) for p in positions)
     return Route(name, coordinates, measures, start_measure, unit, str(path))
