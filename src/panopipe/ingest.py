@@ -159,7 +159,12 @@ def ingest(
         _record_copies(catalog, duplicates, left_behind, reads, known_copies.keys(), present)
         gone = [uri for uri, k in known.items() if uri not in present and not k.deleted]
         moved = {r.id for r in records if r.id}
-        report.deleted += len(catalog.mark_deleted(uri for uri in gone if known[uri].id not in moved))
+        report.deleted += len(
+            catalog.mark_deleted(
+                (uri for uri in gone if known[uri].id not in moved),
+                shot_tolerance_s=settings.ingest.shot_tolerance_s,
+            )
+        )
         report.added += len(result.added)
         report.updated += len(result.updated)
         report.unchanged += len(result.unchanged)

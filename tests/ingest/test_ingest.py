@@ -378,6 +378,29 @@ def test_a_copy_of_a_deleted_images_file_brings_the_image_back(
     assert catalog.count() == 12
 
 
+def test_a_stray_frame_gone_leaves_the_shot_it_split_whole_again(catalog: Catalog, survey: Path):
+    """An extra camera-0 file with frame 1's capture time splits shot 1; once it is deleted, the next ingest
+    groups the reel again (before, only the reels of files read were regrouped: the shots stayed split)."""
+
+    def cameras_by_shot() -> dict[str | None, list[int | None]]:
+        found: dict[str | None, list[int | None]] = {}
+        for image in catalog.images():
+            found.setdefault(image.shot, []).append(image.camera_index)
+        return {shot: sorted(cameras, key=str) for shot, cameras in found.items()}
+
+    ingest(catalog, [survey], SETTINGS)
+    whole = cameras_by_shot()
+    stray = survey / "R001" / "cam0" / "R001_cam0_000009.jpg"
+    shutil.copy(survey / "R001" / "cam0" / "R001_cam0_000001.jpg", stray)
+    apply_metadata_file(stray, update=MetadataUpdate(artist="stray"))  # other bytes: not a copy
+    ingest(catalog, [survey], SETTINGS)
+    assert cameras_by_shot() != whole
+
+    stray.unlink()
+    assert ingest(catalog, [survey], SETTINGS).deleted == 1
+    assert cameras_by_shot() == whole
+
+
 def test_a_frame_an_ingest_moves_to_another_shot_makes_every_shot_it_changed_stale(
     catalog: Catalog, survey: Path, tmp_path: Path
 ):

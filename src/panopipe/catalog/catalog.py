@@ -421,18 +421,26 @@ class Catalog:
             copy_ops.forget(conn, forget)
             copy_ops.record(conn, copies)
 
-    def mark_deleted(self, uris: Iterable[str]) -> list[str]:
-        """Mark the images at ``uris`` deleted (their records and edits are kept); the ids affected."""
+    def mark_deleted(self, uris: Iterable[str], *, shot_tolerance_s: float | None = None) -> list[str]:
+        """Mark the images at ``uris`` deleted (their records and edits are kept); the ids affected. With
+        ``shot_tolerance_s``, the frames left in their reels are grouped into shots again in the same
+        transaction (a stray frame gone, the shot it split is whole again)."""
         marked: list[str] = []
+        reels: set[str | None] = set()
         with self.engine.begin() as conn:
             for chunk in batched(uris, 2000):
                 rows = conn.execute(
                     images.update()
                     .where(images.c.uri.in_(chunk), images.c.deleted == sa.false())
                     .values(deleted=True, updated_at=utcnow())
-                    .returning(images.c.id)
+                    .returning(images.c.id, images.c.reel)
                 )
-                marked += [row.id for row in rows]
+                for row in rows:
+                    marked.append(row.id)
+                    reels.add(row.reel)
+            if shot_tolerance_s is not None:
+                for reel in reels:
+                    assign_reel_shots(conn, reel, shot_tolerance_s)
         return marked
 
     def relocate(self, moves: Mapping[str, FileLocation]) -> list[str]:
