@@ -144,6 +144,40 @@ def test_a_sequence_keeps_its_number_in_the_reel_whatever_is_selected(capsys, ca
     assert second == [whole[1]]
 
 
+def test_a_sequence_across_the_antimeridian_is_cut_there_in_geojson(capsys, tmp_path: Path, catalog_url: str):
+    """RFC 7946 3.1.9: a line that crosses the antimeridian is cut in two; here, westward and back eastward,
+    each crossing halfway between two panoramas 1° apart in longitude and 2° in latitude."""
+    track = [(179.0, 10.0), (179.5, 11.0), (-179.5, 13.0), (179.5, 15.0)]
+    with Catalog.open(catalog_url) as catalog:
+        catalog.upsert_images(
+            [
+                record(
+                    tmp_path / "F001" / f"{n}.jpg",
+                    b"%d" % n,
+                    n,
+                    reel="F001",
+                    projection="equirectangular",
+                    lon=lon,
+                    lat=lat,
+                    captured_at=T0 + timedelta(seconds=n),
+                )
+                for n, (lon, lat) in enumerate(track)
+            ]
+        )
+    args = ("export", "--of", "sequences", "--format", "geojson", "--catalog", catalog_url)
+
+    (feature,) = json.loads(run(capsys, *args)[1])["features"]
+
+    assert feature["geometry"] == {
+        "type": "MultiLineString",
+        "coordinates": [
+            [[179.0, 10.0], [179.5, 11.0], [180.0, 12.0]],
+            [[-180.0, 12.0], [-179.5, 13.0], [-180.0, 14.0]],
+            [[180.0, 14.0], [179.5, 15.0]],
+        ],
+    }
+
+
 def test_one_panorama_is_a_line_of_no_length(capsys, catalog_with_two_reels: str):
     args = ("export", "--of", "sequences", "--format", "geojson", "--catalog", catalog_with_two_reels)
     out = run(capsys, *args, "--since", "2024-05-01T10:00:05Z", "--reel", "P001")[1]

@@ -17,6 +17,7 @@ import struct
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -120,9 +121,30 @@ def _geometry(row: Mapping[str, Any], line: str | None, x: str, y: str) -> dict[
     without a position."""
     if line is not None:
         points = row.get(line)
-        return {"type": "LineString", "coordinates": [list(point) for point in points]} if points else None
+        if not points:
+            return None
+        parts = _cut_at_antimeridian(points)
+        if len(parts) == 1:
+            return {"type": "LineString", "coordinates": parts[0]}
+        return {"type": "MultiLineString", "coordinates": parts}
     lon, lat = row.get(x), row.get(y)
     return None if lon is None or lat is None else {"type": "Point", "coordinates": [lon, lat]}
+
+
+def _cut_at_antimeridian(points: Sequence[tuple[float, float]]) -> list[list[list[float]]]:
+    """The line through ``points`` cut where it crosses the antimeridian (a step of more than 180° of
+    longitude), as RFC 7946 asks: each part ends, and the next starts, at ±180 at the latitude where the
+    straight line between the two points (in longitude and latitude) meets it."""
+    parts = [[list(points[0])]]
+    for (lon1, lat1), (lon2, lat2) in pairwise(points):
+        if abs(lon2 - lon1) > 180:
+            edge = 180.0 if lon1 > 0 else -180.0  # the side of the first point
+            unwrapped = lon2 + 360 if lon1 > 0 else lon2 - 360
+            lat = lat1 + (edge - lon1) / (unwrapped - lon1) * (lat2 - lat1)
+            parts[-1].append([edge, lat])
+            parts.append([[-edge, lat]])
+        parts[-1].append([lon2, lat2])
+    return parts
 
 
 def write_gpkg(table: Table, path: Path) -> int:
