@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
+from panopipe.errors import ConfigError
 from panopipe.qc import FLAGS, QcSettings, check_track
 from panopipe.qc.fix import propose_fix
 from panopipe.qc.synthetic import precision_recall, synthetic_track
@@ -91,3 +94,21 @@ def test_docs_define_every_flag_and_threshold_with_its_default():
         assert f"| `{name}` |" in text, name
     for key in fields(QcSettings):
         assert f"| `{key.name}` | {key.default} | {key.metadata['help']} |" in text, key.name
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"null_island_deg": math.nan}, "[qc] null_island_deg = nan: expected a number > 0"),
+        ({"max_speed_mps": math.inf}, "[qc] max_speed_mps = inf: expected a number > 0"),
+        ({"stationary_min_frames": 2.5}, "[qc] stationary_min_frames = 2.5: expected a whole number > 0"),
+        ({"duplicate_m": True}, "[qc] duplicate_m = True: expected a number > 0"),
+    ],
+)
+def test_a_qc_threshold_that_is_no_finite_number_or_a_count_that_is_no_whole_number_is_an_error(
+    table: dict[str, object], message: str
+):
+    with pytest.raises(ConfigError) as raised:
+        QcSettings.from_config(table)
+    assert str(raised.value) == message
+    assert QcSettings.from_config({"stationary_min_frames": 3, "duplicate_m": 1}).stationary_min_frames == 3

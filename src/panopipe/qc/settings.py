@@ -5,6 +5,7 @@ Each key is a field of :class:`QcSettings`; its ``help`` metadata documents it (
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -65,11 +66,20 @@ class QcSettings:
 
     @classmethod
     def from_config(cls, table: Mapping[str, Any]) -> QcSettings:
-        """The settings of a ``[qc]`` table: unknown keys and values that are not positive numbers are errors."""
+        """The settings of a ``[qc]`` table: unknown keys, values that are not finite numbers above 0, and
+        counts that are not whole numbers are errors."""
         check_names(table, [f.name for f in fields(cls)], section="qc")
+        counts = {f.name for f in fields(cls) if f.type in (int, "int")}
         for name, value in table.items():
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ConfigError(f"[qc] {name} = {value!r}: expected a number > 0")
+            kind = int if name in counts else int | float
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, kind)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                expected = "a whole number" if name in counts else "a number"
+                raise ConfigError(f"[qc] {name} = {value!r}: expected {expected} > 0")
         return replace(cls(), **table)
 
 
