@@ -8,7 +8,10 @@ its ``orientedImageryProperties`` (https://developers.arcgis.com/web-map-specifi
 - ``CameraHeading``: degrees clockwise from north, as panopipe's heading (GPSImgDirection), in 0-360.
 - ``CameraPitch``: 0 looking straight down, 90 at the horizon, 180 straight up; panopipe's pitch is degrees
   above the horizon, so ``CameraPitch = 90 + pitch``. A panorama without a pitch is level (GPano's default).
-- ``CameraRoll``: degrees clockwise, as panopipe's roll; none is 0.
+- ``CameraRoll``: degrees clockwise, as panopipe's roll, which Esri takes from -90 to 90: none is 0, and a
+  panorama rolled further (upside down: no heading and pitch in Esri's ranges turn it so) has none, with a
+  warning.
+- ``HorizontalFieldOfView`` and ``VerticalFieldOfView``: 360 and 180, a partial panorama's less (its GPano).
 - ``Z`` and ``SRS``: the altitude is EXIF GPSAltitude, above mean sea level, which GPS receivers give over
   the EGM96 geoid: ``SRS`` is ``4326;5773`` (WGS84 horizontal, EGM96 height vertical), never an ellipsoidal
   height (WKID 115700, about 47 m off in Munich).
@@ -16,6 +19,7 @@ its ``orientedImageryProperties`` (https://developers.arcgis.com/web-map-specifi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -27,6 +31,8 @@ from panopipe.config import Settings
 from panopipe.export.panoramas import Panorama
 from panopipe.export.table import Column, Table
 from panopipe.pipeline.config import load_pipeline
+
+log = logging.getLogger(__name__)
 
 HORIZONTAL_WKID = 4326
 """WGS84 longitude/latitude, the datum of EXIF GPS positions."""
@@ -48,14 +54,14 @@ OID_COLUMNS: tuple[Column, ...] = (
     Column("AcquisitionDate", "datetime", "capture time, UTC, as YYYY-MM-DD HH:MM:SS.sss"),
     Column("CameraHeading", "real", "degrees clockwise from north, 0-360; empty when unknown"),
     Column("CameraPitch", "real", "90 + pitch above the horizon: 90 is level"),
-    Column("CameraRoll", "real", "degrees clockwise; 0 when unknown"),
+    Column("CameraRoll", "real", "degrees clockwise, -90 to 90; 0 when unknown, empty beyond"),
     Column(
         "CameraHeight",
         "real",
         "metres above the ground: --camera-height, else (rig shots) the rig's mount_height_m",
     ),
-    Column("HorizontalFieldOfView", "real", "360"),
-    Column("VerticalFieldOfView", "real", "180"),
+    Column("HorizontalFieldOfView", "real", "360; a partial panorama's less"),
+    Column("VerticalFieldOfView", "real", "180; a partial panorama's less (a cropped band)"),
     Column("NearDistance", "real", f"{NEAR_DISTANCE_M:g} m"),
     Column("FarDistance", "real", f"{FAR_DISTANCE_M:g} m"),
     Column("OrientedImageryType", "text", "360"),
@@ -74,6 +80,13 @@ def esri_heading(heading: float | None) -> float | None:
 def esri_pitch(pitch: float | None) -> float:
     """``CameraPitch`` (0 down, 90 horizon, 180 up) of a pitch in degrees above the horizon (None: level)."""
     return 90.0 + (pitch or 0.0)
+
+
+def esri_roll(roll: float | None) -> float | None:
+    """``CameraRoll`` (-90 to 90, clockwise) of a roll in degrees clockwise (None: level, 0); ``None`` for a
+    roll further than 90° either way, which Esri's angles cannot hold."""
+    roll = 180.0 - (180.0 - (roll or 0.0)) % 360.0
+    return roll if -90.0 <= roll <= 90.0 else None
 
 
 def esri_time(moment: datetime) -> str:
@@ -109,10 +122,10 @@ def oid_row(panorama: Panorama, camera_height_m: float | None) -> dict[str, Any]
         "AcquisitionDate": panorama.captured_at,
         "CameraHeading": esri_heading(panorama.heading),
         "CameraPitch": esri_pitch(panorama.pitch),
-        "CameraRoll": panorama.roll or 0.0,
+        "CameraRoll": esri_roll(panorama.roll),
         "CameraHeight": camera_height_m,
-        "HorizontalFieldOfView": 360.0,
-        "VerticalFieldOfView": 180.0,
+        "HorizontalFieldOfView": panorama.view_deg[0],
+        "VerticalFieldOfView": panorama.view_deg[1],
         "NearDistance": NEAR_DISTANCE_M,
         "FarDistance": FAR_DISTANCE_M,
         "OrientedImageryType": "360",
@@ -135,6 +148,10 @@ def oid_table(
         for p in found
         if p.image_uri and p.lat is not None and p.lon is not None
     ]
+    if upside_down := sum(row["CameraRoll"] is None for row in rows):
+        log.warning(
+            "%d panorama(s) roll more than 90°, beyond Esri's CameraRoll (-90 to 90): left empty", upside_down
+        )
     return Table.of_rows("oriented_imagery", OID_COLUMNS, rows, x="X", y="Y")
 
 
@@ -147,6 +164,7 @@ __all__ = [
     "VERTICAL_WKID",
     "esri_heading",
     "esri_pitch",
+    "esri_roll",
     "esri_time",
     "oid_row",
     "oid_table",

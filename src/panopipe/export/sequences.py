@@ -63,7 +63,7 @@ def load_sequences(catalog: Catalog, selection: Selection | None, qc: QcSettings
         selected = set(found["id"])
         if None not in found["reel"]:  # else every image: those without a reel are one "reel"
             reels = Selection(reels=tuple(sorted(set(found["reel"]))))
-    panoramas = _panoramas(catalog, reels, selected, qc.null_island_deg) if selected != set() else []
+    panoramas = _panoramas(catalog, reels, selected, qc) if selected != set() else []
     return list(_rows(panoramas, qc.break_gap_s))
 
 
@@ -73,11 +73,11 @@ def sequences_table(found: list[dict[str, Any]]) -> Table:
 
 
 def _panoramas(
-    catalog: Catalog, selection: Selection | None, selected: set[str] | None, null_island_deg: float
+    catalog: Catalog, selection: Selection | None, selected: set[str] | None, qc: QcSettings
 ) -> list[_Panorama]:
     """Each placed, dated shot (or image without one) of ``selection``, its excluded frames left out: its reel,
-    earliest capture time, lowest frame, mean position (of its frames not within ``null_island_deg`` of
-    0, 0) and whether one of its images is in ``selected`` (none: all are); by reel, then time."""
+    earliest capture time, lowest frame, mean position (of its frames with a fix, :meth:`QcSettings.has_fix`)
+    and whether one of its images is in ``selected`` (none: all are); by reel, then time."""
     fields = ("id", "reel", "shot", "frame", "captured_at", "lat", "lon", "excluded")
     columns = catalog.columns(selection, fields)
     groups: dict[tuple[str | None, str], list[int]] = {}
@@ -89,13 +89,7 @@ def _panoramas(
     ids, lats, lons = columns["id"], columns["lat"], columns["lon"]
     found = []
     for (reel, _), members in groups.items():
-        placed = [
-            i
-            for i in members
-            if lats[i] is not None
-            and lons[i] is not None
-            and not (abs(lats[i]) <= null_island_deg and abs(lons[i]) <= null_island_deg)
-        ]
+        placed = [i for i in members if qc.has_fix(lats[i], lons[i])]
         times = [columns["captured_at"][i] for i in members if columns["captured_at"][i] is not None]
         if not placed or not times:
             continue

@@ -178,12 +178,10 @@ def camera_yaws(catalog: Catalog, settings: Settings) -> dict[int, float]:
     """The yaw of each camera of the rig profile (``[steps.stitch.rig]``, from the catalog's project
     configuration first, as planners read it) by camera index; empty without a profile."""
     from panopipe.pipeline.config import load_pipeline
-    from panopipe.steps.stitch import StitchStep
+    from panopipe.steps.stitch import configured_rig
 
-    for step in load_pipeline(catalog, settings, ["stitch"]).steps:
-        if isinstance(step, StitchStep) and step.rig is not None:
-            return {camera.index: camera.yaw_deg for camera in step.rig.cameras}
-    return {}
+    rig = configured_rig(load_pipeline(catalog, settings, ["stitch"]).context.tables)
+    return {camera.index: camera.yaw_deg for camera in rig.cameras} if rig else {}
 
 
 def _nothing_placed(track: Track, ids: list[str], times: np.ndarray, shift_time_s: float) -> str:

@@ -93,7 +93,7 @@ def build_pipeline(catalog: Catalog, settings: Settings, steps: list[str] | None
         raise ConfigError(f"[steps.{PIPELINE_TABLE}]: retries must be a whole number >= 0, got {retries!r}")
     if not isinstance(backoff_s, int | float) or backoff_s < 0:
         raise ConfigError(f"[steps.{PIPELINE_TABLE}]: backoff_s must be a number >= 0, got {backoff_s!r}")
-    context = PipelineContext(settings.project, pipeline_output(catalog, settings), tables)
+    context = PipelineContext(settings.project, pipeline_output(catalog, settings), tables, settings.qc)
     return Pipeline(context, tuple(build_steps(tables, context, steps)), retries, float(backoff_s))
 
 

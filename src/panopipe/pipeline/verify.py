@@ -23,7 +23,7 @@ from panopipe.errors import MetadataError, ObjectNotFoundError
 from panopipe.metadata import parse_jpeg_header
 from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.store import StoredOutput, excluded_outputs, mark_stale, stored_outputs
-from panopipe.steps.apply_metadata import expected_metadata
+from panopipe.steps.apply_metadata import Placement, expected_metadata
 from panopipe.steps.base import Step, discard_outputs
 from panopipe.steps.registry import STEP_TYPES
 from panopipe.storage import resolve_uri
@@ -93,6 +93,7 @@ def verify(
     (problem ``excluded``, left in place); with ``repair``, the drifted jobs are marked stale. The outputs of
     steps turned off (``enabled = false``) are not checked: nothing remakes, copies or publishes them."""
     metadata_step = load_pipeline(catalog, settings, ["apply-metadata"]).steps[0]
+    placement = Placement.of(metadata_step.context)
     running = {step.name for step in load_pipeline(catalog, settings).steps}
     drifts: list[Drift] = []
     stale: dict[tuple[str, str], tuple[StoredOutput, str]] = {}  # one reason per job: its last drift
@@ -107,7 +108,7 @@ def verify(
                     outputs = [output for output in by_key[subject.key] if output.step in running]
                     outdated = any(output.outdated for output in outputs)
                     for output in outputs:
-                        drift = _check(output, subject, metadata_step)
+                        drift = _check(output, subject, metadata_step, placement)
                         if drift is not None and drift.problem == "metadata" and outdated:
                             drift = replace(drift, problem="outdated", details=(OUTDATED, *drift.details))
                         if drift is not None:
@@ -133,7 +134,9 @@ def verify(
     return drifts
 
 
-def _check(artifact: StoredOutput, subject: Subject, metadata_step: Step) -> Drift | None:
+def _check(
+    artifact: StoredOutput, subject: Subject, metadata_step: Step, placement: Placement
+) -> Drift | None:
     def drift(problem: str, *details: str) -> Drift:
         return Drift(artifact.step, artifact.subject, artifact.name, artifact.uri, problem, details)
 
@@ -152,7 +155,7 @@ def _check(artifact: StoredOutput, subject: Subject, metadata_step: Step) -> Dri
         found = parse_jpeg_header(data)
     except MetadataError as exc:
         return drift("metadata", f"unreadable: {exc}")
-    expected = expected_metadata(subject, metadata_step.params)
+    expected = expected_metadata(subject, metadata_step.params, placement)
     details = [
         f"{field}: file has {_shown(getattr(found, field))}, catalog says {_shown(expected[wanted])}"
         for field, wanted, tolerance in _COMPARED

@@ -82,5 +82,12 @@ class QcSettings:
                 raise ConfigError(f"[qc] {name} = {value!r}: expected {expected} > 0")
         return replace(cls(), **table)
 
+    def has_fix(self, lat: float | None, lon: float | None) -> bool:
+        """Whether a frame at ``lat``, ``lon`` has a position that counts: one, and not within
+        ``null_island_deg`` of 0, 0 (what a receiver without a fix reports; qc flags it null-island)."""
+        if lat is None or lon is None:
+            return False
+        return not (abs(lat) <= self.null_island_deg and abs(lon) <= self.null_island_deg)
+
 
 __all__ = ["QcSettings"]

@@ -1,8 +1,11 @@
 """The ``apply-metadata`` step: the catalog's effective metadata written into the output JPEG, losslessly.
 
 For a rig shot the source is the stitched panorama (its ``nadir`` output when that step is on) and the
-metadata comes from the shot's frames: time, camera make/model and heading from the frame of the lowest camera
-index, the position averaged over the frames that have one. For a single 360° image the source is the image
+metadata comes from the shot's frames: time and camera make/model from the frame of the lowest camera index,
+the position averaged over the frames that have a fix (:meth:`~panopipe.qc.QcSettings.has_fix`: not the 0, 0
+of a receiver without one), and the orientation the rig's (:func:`panorama_orientation`): the stitched
+panorama's centre looks along the rig's forward axis, so a frame's heading, pitch and roll are turned back
+by its camera's orientation on the rig (``[steps.stitch.rig]``). For a single 360° image the source is the image
 file itself (or its ``nadir`` output). Both get XMP GPano (equirectangular) and the panopipe namespace
 (project, reel, frame, shot). The GPano is a full panorama of the image's size, except for a partial one: an
 image whose own GPano places pixels of its size inside a larger panorama (a 360° camera's cropped image) keeps
@@ -11,7 +14,8 @@ carries no GPano: it is full). When the capture's UTC offset is
 known, the capture time is also written as GPSDateStamp/GPSTimeStamp (UTC); a time whose offset is unknown
 is not certain to be UTC, so it gets none. The horizontal accuracy, when the catalog has one, is written as
 GPSHPositioningError (a shot's: the largest of its frames'). Pitch and roll, when the catalog has them, are
-written as GPano PosePitchDegrees and PoseRollDegrees (a shot's: those of the frame its heading comes from).
+written as GPano PosePitchDegrees and PoseRollDegrees; the heading is written in 0-360 (GPSImgDirection and
+PoseHeadingDegrees), the roll in -180-180.
 
 Config (``[steps.apply-metadata]``): ``artist``, ``copyright`` and ``description`` (a template over
 ``{project}``, ``{reel}``, ``{frame}``, ``{shot}``), all optional.
@@ -19,19 +23,34 @@ Config (``[steps.apply-metadata]``): ``artist``, ``copyright`` and ``description
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from statistics import fmean
 from typing import Any
 
-from panopipe.catalog.records import to_json_value
+from panopipe.catalog.records import Image, to_json_value
+from panopipe.catalog.values import rounded
 from panopipe.config import ConfigKey
 from panopipe.errors import ConfigError, MetadataError, StepError
 from panopipe.geo import mean_longitude
 from panopipe.metadata import ImageMetadata, parse_jpeg_header
 from panopipe.metadata.writer import GPano, MetadataUpdate, apply_metadata
-from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, Upstream, put_output, read_input
+from panopipe.qc.settings import QcSettings
+from panopipe.steps.base import (
+    Log,
+    Output,
+    PipelineContext,
+    Step,
+    Subject,
+    SubjectKind,
+    Upstream,
+    put_output,
+    read_input,
+)
 from panopipe.steps.nadir import covered, pixel_source
+from panopipe.steps.stitch import configured_rig
 
 METADATA_FIELDS = (
     "captured_at",
@@ -50,6 +69,33 @@ METADATA_FIELDS_IF_SET = ("gps_accuracy_m", "pitch", "roll")
 """Fields read only where set (:attr:`~panopipe.steps.base.Step.reads_if_set`): outputs made before they were
 read stay current until an image has one."""
 
+Pose = tuple[float, float, float]
+"""Yaw (heading), pitch and roll in degrees, as :mod:`panopipe.stitching.projection` turns them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """What turns a subject's frames into its panorama's position and orientation: each rig camera's pose on
+    the rig by camera index (``[steps.stitch.rig]``, which the stitch step orients the panorama by; none
+    without a rig profile) and the ``[qc]`` settings that say which positions count."""
+
+    cameras: Mapping[int, Pose]
+    qc: QcSettings
+
+    @classmethod
+    def of(cls, context: PipelineContext) -> Placement:
+        """The placement the pipeline ``context`` configures."""
+        rig = configured_rig(context.tables)
+        cameras = {c.index: (c.yaw_deg, c.pitch_deg, c.roll_deg) for c in rig.cameras} if rig else {}
+        return cls(cameras, QcSettings.from_config(context.qc))
+
+    @staticmethod
+    def params(context: PipelineContext) -> dict[str, Any]:
+        """The step parameters of the placement that the rig does not enter through the stitched pixels: a
+        ``[qc] null_island_deg`` set (its default leaves outputs of before current)."""
+        qc = QcSettings.from_config(context.qc)
+        return {"null_island_deg": qc.null_island_deg} if "null_island_deg" in context.qc else {}
+
 
 class ApplyMetadataStep(Step):
     """Write effective metadata into the panorama (shots) or a copy of the image (single 360° images)."""
@@ -59,6 +105,7 @@ class ApplyMetadataStep(Step):
     outputs = ("image",)
     reads = METADATA_FIELDS
     reads_if_set = METADATA_FIELDS_IF_SET
+    frame_fields = ("camera_index",)  # the camera whose orientation on the rig turns its frame's
     parameters = (
         ConfigKey("artist", None, "Artist (EXIF) written into each output.", "none"),
         ConfigKey("copyright", None, "Copyright (EXIF) written into each output.", "none"),
@@ -78,13 +125,20 @@ class ApplyMetadataStep(Step):
         if params["description"]:  # refused by plan as by run, not at the first job's payload
             example = {"project": self.context.project, "reel": "R001", "frame": 1, "shot": "R001-000001"}
             _description(params["description"], example)
-        return {**params, "project": self.context.project, **covered(self.context.tables)}
+        self.placement = Placement.of(self.context)
+        return {
+            **params,
+            "project": self.context.project,
+            **covered(self.context.tables),
+            **Placement.params(self.context),
+        }
 
     def upstream(self, kind: SubjectKind) -> str | None:
         return pixel_source(kind, self.context.tables)
 
     def payload(self, subject: Subject, upstream: Upstream | None, fingerprint: str) -> dict[str, Any]:
-        metadata = {k: to_json_value(v) for k, v in expected_metadata(subject, self.params).items()}
+        metadata = expected_metadata(subject, self.params, self.placement)
+        metadata = {k: to_json_value(v) for k, v in metadata.items()}
         return {**super().payload(subject, upstream, fingerprint), "metadata": metadata}
 
     @classmethod
@@ -94,10 +148,12 @@ class ApplyMetadataStep(Step):
         return [put_output("image", payload["outputs"]["image"], data)]
 
 
-def expected_metadata(subject: Subject, params: Mapping[str, Any]) -> dict[str, Any]:
-    """The metadata the output of ``subject`` carries, from its frames' effective metadata and ``params``."""
+def expected_metadata(subject: Subject, params: Mapping[str, Any], placement: Placement) -> dict[str, Any]:
+    """The metadata the output of ``subject`` carries, from its frames' effective metadata, ``params`` and
+    ``placement``."""
     first = subject.frames[0]
-    placed = [f for f in subject.frames if f.lat is not None and f.lon is not None]
+    placed = [f for f in subject.frames if placement.qc.has_fix(f.lat, f.lon)]
+    heading, pitch, roll = panorama_orientation(subject.frames, placement.cameras)
     altitudes = [f.alt for f in subject.frames if f.alt is not None]
     accuracies = [f.gps_accuracy_m for f in placed if f.gps_accuracy_m is not None]
     frames = [f.frame for f in subject.frames if f.frame is not None]
@@ -116,9 +172,9 @@ def expected_metadata(subject: Subject, params: Mapping[str, Any]) -> dict[str, 
         "gps_latitude": fmean([f.lat for f in placed if f.lat is not None]) if placed else None,
         "gps_longitude": mean_longitude(f.lon for f in placed if f.lon is not None) if placed else None,
         "gps_altitude": fmean(altitudes) if altitudes else None,
-        "gps_img_direction": first.heading,
-        "pitch": first.pitch,  # GPano PosePitchDegrees and PoseRollDegrees, as the heading's frame has them
-        "roll": first.roll,
+        "gps_img_direction": heading,
+        "pitch": pitch,  # GPano PosePitchDegrees and PoseRollDegrees
+        "roll": roll,
         # the mean position of a shot is as good as its worst frame's, a safe figure for a whole rig's fix
         "gps_h_positioning_error": max(accuracies) if accuracies else None,
         "make": first.make,
@@ -128,6 +184,67 @@ def expected_metadata(subject: Subject, params: Mapping[str, Any]) -> dict[str, 
         "image_description": description or None,
         "panopipe": {k: v for k, v in tags.items() if v is not None},
     }
+
+
+def panorama_orientation(
+    frames: Sequence[Image], cameras: Mapping[int, Pose]
+) -> tuple[float | None, float | None, float | None]:
+    """Heading (0-360), pitch and roll (-180-180) of the panorama of ``frames``, each ``None`` when unknown.
+
+    A 360° image's are its own. A rig shot's are the rig's, which every frame gives: its own turned back by
+    the pose of its camera on the rig (``cameras``), taken from the first frame by camera index that has one,
+    so that a frame missing (deleted, or without a heading) changes nothing. A frame without pitch and roll
+    gives the heading only (its heading less its camera's yaw, as ``edit --track`` sets it); one with them
+    gives the three angles, its camera's pitch and roll taken out (a camera looking up does not tilt the rig).
+    Without a rig profile the stitcher leaves the orientation to the frames: the first frame's."""
+    turned = [
+        _rig_pose(frame, (0.0, 0.0, 0.0) if frame.camera_index is None else cameras[frame.camera_index])
+        for frame in frames
+        if frame.camera_index is None or frame.camera_index in cameras
+    ] or [(frames[0].heading, frames[0].pitch, frames[0].roll)]
+    heading = next((h for h, _, _ in turned if h is not None), None)
+    pitch, roll = next(((p, r) for _, p, r in turned if p is not None or r is not None), (None, None))
+    return (
+        None if heading is None else _degrees(heading) % 360.0,
+        None if pitch is None else _degrees(pitch),
+        None if roll is None else 180.0 - (180.0 - _degrees(roll)) % 360.0,
+    )
+
+
+def _rig_pose(frame: Image, camera: Pose) -> tuple[float | None, float | None, float | None]:
+    """The rig's heading, pitch and roll as ``frame``, taken by a camera of pose ``camera`` on it, gives them."""
+    heading, pitch, roll = frame.heading, frame.pitch, frame.roll
+    if camera == (0.0, 0.0, 0.0):
+        return heading, pitch, roll
+    if pitch is None and roll is None:
+        return None if heading is None else heading - camera[0], None, None
+    seen, mount = _rotation((heading or 0.0, pitch or 0.0, roll or 0.0)), _rotation(camera)
+    rig = [[sum(seen[i][k] * mount[j][k] for k in range(3)) for j in range(3)] for i in range(3)]
+    rig_pitch = math.asin(max(-1.0, min(1.0, -rig[2][0])))
+    if math.cos(rig_pitch) < 1e-9:  # straight up or down: yaw and roll turn about one axis, roll is 0
+        yaw, rig_roll = math.atan2(-rig[0][1], rig[1][1]), 0.0
+    else:
+        yaw, rig_roll = math.atan2(rig[1][0], rig[0][0]), math.atan2(rig[2][1], rig[2][2])
+    angles = (math.degrees(a) for a in (yaw, rig_pitch, rig_roll))
+    rig_heading, rig_pitch, rig_roll = angles
+    return None if heading is None else rig_heading, rig_pitch, rig_roll
+
+
+def _rotation(pose: Pose) -> list[list[float]]:
+    """The rotation ``Rz(yaw) Ry(pitch) Rx(roll)`` of ``pose`` (:mod:`panopipe.stitching.projection`'s), in
+    plain floats: the event function plans this step without numpy."""
+    cy, cp, cr = (math.cos(math.radians(a)) for a in pose)
+    sy, sp, sr = (math.sin(math.radians(a)) for a in pose)
+    return [
+        [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
+        [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
+        [-sp, cp * sr, cp * cr],
+    ]
+
+
+def _degrees(angle: float) -> float:
+    """``angle`` to 0.0001°, as panopipe keeps derived headings (no float noise of a turn: 20.000000000000004)."""
+    return rounded("heading", angle) + 0.0  # and no -0.0
 
 
 def _description(template: str, tags: Mapping[str, Any]) -> str:
@@ -224,8 +341,11 @@ __all__ = [
     "METADATA_FIELDS_IF_SET",
     "ApplyMetadataStep",
     "PanoramaArea",
+    "Placement",
+    "Pose",
     "expected_metadata",
     "metadata_update",
+    "panorama_orientation",
     "partial_panorama",
     "with_metadata",
 ]

@@ -77,12 +77,14 @@ class JobSpec:
 
 @dataclass(frozen=True, slots=True)
 class PipelineContext:
-    """What steps share when planning: the project name, where outputs go, and every step's config table
-    (a step whose output copies another's, such as publish, reads that step's parameters)."""
+    """What steps share when planning: the project name, where outputs go, every step's config table (a step
+    whose output copies another's, such as publish, reads that step's parameters), and the ``[qc]`` table
+    (which positions count: ``null_island_deg``)."""
 
     project: str
     output_uri: str
     tables: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    qc: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Step(ABC):

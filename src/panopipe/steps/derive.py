@@ -38,6 +38,8 @@ from panopipe.metadata.jpeg import scan_jpeg, scan_segments
 from panopipe.steps.apply_metadata import (
     METADATA_FIELDS,
     METADATA_FIELDS_IF_SET,
+    ApplyMetadataStep,
+    Placement,
     expected_metadata,
     with_metadata,
 )
@@ -53,6 +55,7 @@ class DeriveStep(Step):
     outputs = ("thumbnail", "preview")
     reads = METADATA_FIELDS
     reads_if_set = METADATA_FIELDS_IF_SET
+    frame_fields = ApplyMetadataStep.frame_fields
     # It decodes the whole image with OpenCV and Pillow, which the event function ships without
     # (panopipe.aws.package.EXCLUDED): an upload queues it for AWS Batch.
     heavy = True
@@ -67,6 +70,8 @@ class DeriveStep(Step):
         params.pop("enabled", None)
         params["project"] = self.context.project
         params.update(covered(self.context.tables))
+        params.update(Placement.params(self.context))
+        self.placement = Placement.of(self.context)
         for key, low in (("thumbnail", 16), ("preview", 0), ("quality", 1)):
             value = params[key]
             if type(value) is not int or not (value == 0 or low <= value) or value > 65536:
@@ -82,7 +87,7 @@ class DeriveStep(Step):
         payload = super().payload(subject, upstream, fingerprint)
         if not self.params["preview"]:
             payload["outputs"].pop("preview")
-        metadata = expected_metadata(subject, {"project": self.params["project"]})
+        metadata = expected_metadata(subject, {"project": self.params["project"]}, self.placement)
         return {**payload, "metadata": {k: to_json_value(v) for k, v in metadata.items()}}
 
     @classmethod

@@ -78,6 +78,15 @@ def panorama_size(stitcher: Stitcher[Any] | None, params: Mapping[str, Any]) -> 
     return output_size(stitcher.rig, options.width, options.height)
 
 
+def configured_rig(tables: Mapping[str, Mapping[str, Any]]) -> RigProfile | None:
+    """The rig profile the ``[steps.*]`` ``tables`` stitch by, which orients each panorama (its centre looks
+    along the rig's forward axis): ``[steps.stitch.rig]`` when the stitcher is the calibrated one; ``None``
+    without one, or for a stitcher that finds the frames' orientation itself."""
+    table = tables.get(StitchStep.name, {})
+    rig = table.get("rig")
+    return _rig(rig) if table.get("stitcher", "calibrated") == "calibrated" and rig is not None else None
+
+
 def _rig(data: Mapping[str, Any]) -> RigProfile:
     if "defaults" in data or any(not isinstance(c, Mapping) for c in data.get("cameras", ())):
         return RigProfile.from_compact(data)
@@ -233,4 +242,12 @@ def _decode(uri: str) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-__all__ = ["RIG_TABLE", "STITCHERS", "StitchStep", "make_stitcher", "no_rig", "panorama_size"]
+__all__ = [
+    "RIG_TABLE",
+    "STITCHERS",
+    "StitchStep",
+    "configured_rig",
+    "make_stitcher",
+    "no_rig",
+    "panorama_size",
+]
