@@ -272,6 +272,48 @@ def test_undo_of_an_earlier_edit_keeps_the_later_one(catalog: Catalog):
     assert catalog.get(image_id).alt == 20.0
 
 
+def test_history_records_the_value_an_edit_planned_before_another_applied_replaced(catalog: Catalog):
+    """Two edits planned at once (two commands), applied one after the other: the second replaced the first's
+    value, and a change the first made already is no change of the second's."""
+    ids = catalog.upsert_images(record(n) for n in range(2)).added
+    original = catalog.get(ids[0]).alt
+    first = catalog.plan_edit(Selection(ids=tuple(ids)), assign={"alt": 1.0})
+    second = catalog.plan_edit(Selection(ids=tuple(ids)), assign={"alt": 2.0})
+    same = catalog.plan_edit(Selection(ids=(ids[0],)), assign={"alt": 1.0})
+    assert {c.old for c in second} == {original}
+    catalog.apply_edit(first, reason="a", author="x")
+    with pytest.raises(CatalogError, match="the edit changes nothing"):
+        catalog.apply_edit(same, reason="c", author="x")
+    batch = catalog.apply_edit(second, reason="b", author="x")
+    assert {(e.old_value, e.new_value) for e in catalog.history(batch=batch)} == {(1.0, 2.0)}
+    undone = catalog.undo(batch, author="x")
+    assert [catalog.get(i).alt for i in ids] == [1.0, 1.0] and {c.new for c in undone} == {1.0}
+
+
+def test_edits_applied_at_once_each_record_the_value_the_one_before_set(catalog_url: str):
+    """Four commands' edits of the same images, planned together and applied at once: each waits for the rows
+    (or SQLite's write lock) and records as old values what the edit committed before it set."""
+    with Catalog.open(catalog_url) as catalog:
+        ids = catalog.upsert_images(record(n) for n in range(300)).added
+        plans = [catalog.plan_edit(Selection(ids=tuple(ids)), assign={"alt": float(n)}) for n in range(1, 5)]
+    catalogs = [Catalog.open(catalog_url) for _ in plans]
+    try:
+        at_once(len(plans), lambda n: catalogs[n].apply_edit(plans[n], reason="race", author="x"))
+    finally:
+        for each in catalogs:
+            each.close()
+    with Catalog.open(catalog_url) as catalog:
+        history = catalog.history()
+        final = {catalog.get(i).alt for i in ids}
+    by_batch: dict[str, set[tuple[object, object]]] = {}
+    for edit in history:  # oldest first
+        by_batch.setdefault(edit.batch, set()).add((edit.old_value, edit.new_value))
+    chain = list(by_batch.values())
+    assert all(len(pairs) == 1 or i == 0 for i, pairs in enumerate(chain)), chain
+    news = [next(iter(pairs))[1] for pairs in chain]
+    assert [next(iter(pairs))[0] for pairs in chain[1:]] == news[:-1] and final == {news[-1]}
+
+
 def test_shift_time_and_per_image_values(catalog: Catalog):
     ids = catalog.upsert_images(record(n) for n in range(2)).added
     changes = catalog.plan_edit(Selection(ids=(ids[0],)), shift_time_s=2.0)

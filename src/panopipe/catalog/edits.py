@@ -96,47 +96,73 @@ def apply(
     progress: Callable[[int, int], None] | None = None,
 ) -> str:
     """Record ``changes`` as one batch and update effective values; the batch id. ``progress(done, total)``
-    follows the images updated."""
+    follows the images updated.
+
+    The old value recorded is the image's as this transaction reads it, with the rows locked (PostgreSQL's
+    ``FOR UPDATE``, SQLite's write lock): an edit committed since ``changes`` were planned is what history
+    says this one replaced, and a change it made already (or of an image deleted since) is left out."""
     if not changes:
-        raise CatalogError("the edit changes nothing: every selected image already has these values")
+        raise CatalogError(NOTHING_TO_CHANGE)
+    _lock_for_writing(conn)
     batch = new_id()
     now = utcnow()
     by_image: dict[str, list[FieldChange]] = {}
     for change in changes:
         _check_field(change.field)
         by_image.setdefault(change.image_id, []).append(change)
+    made: list[FieldChange] = []
     done = 0
     for chunk in batched(by_image, CHUNK):
         touched = sorted({change.field for image_id in chunk for change in by_image[image_id]})
         query = sa.select(images.c.id, images.c.captured, *(images.c[field] for field in touched))
         updates: _Updates = {}
-        for row in conn.execute(query.where(images.c.id.in_(chunk))):
+        rows = conn.execute(query.where(images.c.id.in_(chunk)).order_by(images.c.id).with_for_update())
+        for row in rows:
             captured = dict(row.captured or {})
             values: dict[str, Any] = {}
             for change in by_image[row.id]:
-                captured.setdefault(change.field, to_json(change.field, getattr(row, change.field)))
+                current = getattr(row, change.field)
+                if current == change.new:
+                    continue
+                captured.setdefault(change.field, to_json(change.field, current))
                 values[change.field] = change.new
-            _add_update(updates, row.id, values, captured)
+                made.append(replace(change, old=current))
+            if values:
+                _add_update(updates, row.id, values, captured)
         _update_images(conn, updates, now)
         done += len(chunk)
         if progress is not None:
             progress(done, len(by_image))
-    _touch_regrouped_shots(conn, changes, now)
+    if not made:
+        raise CatalogError(NOTHING_TO_CHANGE)
+    _touch_regrouped_shots(conn, made, now)
     insert_columns(
         conn,
         edits,
         {
-            "batch": [batch] * len(changes),
-            "image_id": [c.image_id for c in changes],
-            "field": [c.field for c in changes],
-            "old_value": [to_json(c.field, c.old) for c in changes],
-            "new_value": [to_json(c.field, c.new) for c in changes],
-            "author": [author] * len(changes),
-            "reason": [reason] * len(changes),
-            "created_at": [now] * len(changes),
+            "batch": [batch] * len(made),
+            "image_id": [c.image_id for c in made],
+            "field": [c.field for c in made],
+            "old_value": [to_json(c.field, c.old) for c in made],
+            "new_value": [to_json(c.field, c.new) for c in made],
+            "author": [author] * len(made),
+            "reason": [reason] * len(made),
+            "created_at": [now] * len(made),
         },
     )
     return batch
+
+
+NOTHING_TO_CHANGE = "the edit changes nothing: every selected image already has these values"
+
+
+def _lock_for_writing(conn: sa.Connection) -> None:
+    """Take SQLite's write lock before the first read of the transaction (pysqlite begins a transaction only
+    at the first write, so what was read before it may be stale by then); PostgreSQL locks the rows read
+    ``FOR UPDATE`` instead."""
+    driver = conn.connection.driver_connection
+    if conn.dialect.name == "sqlite" and not getattr(driver, "in_transaction", True):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def undo(
