@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from panopipe.errors import ConfigError, StepError
+from panopipe.steps.stitch import StitchStep
 from panopipe.stitching.opencv_stitcher import OpenCVStitcher
 
 DATA = Path(__file__).parents[1] / "data" / "stitching"
@@ -50,3 +51,29 @@ def test_single_frame_and_bad_threshold_are_rejected() -> None:
         OpenCVStitcher().stitch(frames[:1])
     with pytest.raises(ConfigError, match="confidence_threshold must be a number"):
         OpenCVStitcher().stitch(frames, {"confidence_threshold": "low"})
+
+
+def test_the_stitch_step_turns_handheld_frames_as_their_exif_orientation_says(tmp_path: Path) -> None:
+    # portrait photos as cameras store them: landscape pixels, and Orientation 6 (turn 90° clockwise to show)
+    upright = _frames("arches-JDW_0302-0304")
+    inputs = []
+    for index, frame in enumerate(upright):
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        path = tmp_path / f"cam{index}.jpg"
+        Image.fromarray(np.rot90(frame)).save(path, quality=95, exif=exif)
+        inputs.append(str(path))
+    payload = {
+        "problem": None,
+        "params": {"stitcher": "opencv", "params": {}, "quality": 92, "rig": None},
+        "inputs": inputs,
+        "outputs": {"panorama": str(tmp_path / "panorama.jpg")},
+    }
+
+    StitchStep.execute(payload, lambda text: None)
+
+    panorama = np.asarray(Image.open(tmp_path / "panorama.jpg"))
+    expected = OpenCVStitcher().stitch(upright).panorama
+    assert abs(panorama.shape[0] - expected.shape[0]) < 0.1 * expected.shape[0]
+    assert abs(panorama.shape[1] - expected.shape[1]) < 0.1 * expected.shape[1]
+    assert (panorama.max(axis=2) < 10).mean() < 0.2  # stored sideways, 79% of it was black

@@ -15,8 +15,10 @@ thumbnail; a 21 MB binary) or simplejpeg (its libjpeg-turbo decodes at 1/4 in th
 OpenCV's): ``bench/README.md``, issue 15 gap 2. Jobs run in parallel on the executor's workers.
 
 The step reads the pixels upstream of ``apply-metadata`` (the stitched panorama, or the image file, or their
-``nadir`` output when that step is on) and writes into each derived image the metadata ``apply-metadata`` writes
-(:func:`~panopipe.steps.apply_metadata.expected_metadata`: GPS, capture time, camera, panopipe tags; not the
+``nadir`` output when that step is on), turned as its EXIF orientation tells a viewer to show it (the
+derived images have no orientation tag), and writes into each derived image the source's ICC profile (its
+colours mean what they meant in the source; a file without one pays nothing) and the metadata
+``apply-metadata`` writes (:func:`~panopipe.steps.apply_metadata.expected_metadata`: GPS, capture time, camera, panopipe tags; not the
 artist, copyright and description of ``[steps.apply-metadata]``), with a GPano of the derived image's own
 size, so that a viewer opens it as a 360° panorama. A metadata edit makes it stale.
 
@@ -43,15 +45,29 @@ from panopipe.steps.apply_metadata import (
     expected_metadata,
     with_metadata,
 )
-from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, Upstream, put_output, read_input
+from panopipe.steps.base import (
+    Log,
+    Output,
+    Step,
+    Subject,
+    SubjectKind,
+    Upstream,
+    jpeg_quality,
+    put_output,
+    read_input,
+)
 from panopipe.steps.nadir import covered, pixel_source
+from panopipe.steps.pixels import decode_pixels
+
+_APP0, _APP2 = 0xE0, 0xE2
+_ICC_ID = b"ICC_PROFILE\x00"
 
 
 class DeriveStep(Step):
     """Scaled-down copies of the panorama: ``thumbnail`` (the primary output) and ``preview``."""
 
     name = "derive"
-    version = "4"
+    version = "5"  # 5: turned as the EXIF orientation says, with the source's ICC profile
     outputs = ("thumbnail", "preview")
     reads = METADATA_FIELDS
     reads_if_set = METADATA_FIELDS_IF_SET
@@ -60,8 +76,8 @@ class DeriveStep(Step):
     # (panopipe.aws.package.EXCLUDED): an upload queues it for AWS Batch.
     heavy = True
     parameters = (
-        ConfigKey("thumbnail", 512, "Long side of the thumbnail in pixels."),
-        ConfigKey("preview", 2048, "Long side of the preview in pixels; 0 makes no preview."),
+        ConfigKey("thumbnail", 512, "Long side of the thumbnail in pixels, 16 to 65536."),
+        ConfigKey("preview", 2048, "Long side of the preview in pixels, 16 to 65536; 0 makes no preview."),
         ConfigKey("quality", 85, "JPEG quality of both, 1 to 100."),
     )
 
@@ -72,12 +88,15 @@ class DeriveStep(Step):
         params.update(covered(self.context.tables))
         params.update(Placement.params(self.context))
         self.placement = Placement.of(self.context)
-        for key, low in (("thumbnail", 16), ("preview", 0), ("quality", 1)):
+        for key in ("thumbnail", "preview"):
             value = params[key]
-            if type(value) is not int or not (value == 0 or low <= value) or value > 65536:
-                raise ConfigError(f"[steps.derive]: {key} must be a whole number of pixels, got {value!r}")
-        if params["quality"] > 100:
-            raise ConfigError(f"[steps.derive]: quality must be 1 to 100, got {params['quality']}")
+            if type(value) is not int or not (16 <= value <= 65536 or (key == "preview" and value == 0)):
+                no_preview = ", or 0 for none" if key == "preview" else ""
+                raise ConfigError(
+                    f"[steps.derive]: {key} must be a whole number of pixels from 16 to 65536{no_preview}, "
+                    f"got {value!r}"
+                )
+        jpeg_quality(self.name, params["quality"])
         return params
 
     def upstream(self, kind: SubjectKind) -> str | None:
@@ -92,33 +111,48 @@ class DeriveStep(Step):
 
     @classmethod
     def execute(cls, payload: Mapping[str, Any], log: Log) -> list[Output]:
-        source = read_input(payload["inputs"][0])
-        params, outputs = payload["params"], payload["outputs"]
-        images = scaled_jpegs(source, [params[name] for name in outputs], params["quality"])
+        uri = payload["inputs"][0]
+        source = read_input(uri)
         try:
             header = parse_jpeg_header(source)  # a partial panorama's area, which its copies keep
         except MetadataError as exc:
-            raise StepError(f"cannot read the header of {payload['inputs'][0]}: {exc}") from exc
+            raise StepError(f"cannot decode {uri}: {exc}") from exc
+        params, outputs = payload["params"], payload["outputs"]
+        sizes = [params[name] for name in outputs]
+        images = scaled_jpegs(source, sizes, params["quality"], orientation=header.orientation, source=uri)
+        profile = _icc_profile(source)
         return [
-            put_output(name, uri, with_metadata(image, payload["metadata"], uri, scaled_from=header))
-            for (name, uri), image in zip(outputs.items(), images, strict=True)
+            put_output(
+                name,
+                out,
+                with_metadata(_with_icc(image, profile), payload["metadata"], out, scaled_from=header),
+            )
+            for (name, out), image in zip(outputs.items(), images, strict=True)
         ]
 
 
-def scaled_jpegs(data: bytes, sizes: Sequence[int], quality: int) -> list[bytes]:
-    """``data`` (a JPEG) scaled to fit ``size`` x ``size`` pixels for each of ``sizes`` (never enlarged), as
-    JPEGs, from one decode. The decoder scales for the largest size; each smaller one is shrunk from the
-    pixels of the next larger one when that leaves a factor of at least 2, else from the decoded pixels (a
+def scaled_jpegs(
+    data: bytes,
+    sizes: Sequence[int],
+    quality: int,
+    *,
+    orientation: int | None = None,
+    source: str = "the image",
+) -> list[bytes]:
+    """``data`` (a JPEG, called ``source`` in errors) scaled to fit ``size`` x ``size`` pixels for each of
+    ``sizes`` (never enlarged), as JPEGs, from one decode, turned as its EXIF ``orientation`` says (as a
+    viewer shows it; the copies have no orientation tag). The decoder scales for the largest size; each
+    smaller one is shrunk from the pixels of the next larger one when that leaves a factor of at least 2, else from the decoded pixels (a
     512 px thumbnail from a 2048 px preview's pixels takes about 2 ms instead of a decode of about 20, and is
     nearer a Lanczos downscale of the full image: ``bench/README.md``)."""
     import cv2  # imported by the worker only: planning never loads OpenCV or Pillow
 
-    decoded, targets = decode_for_sizes(data, sizes)
+    decoded, targets = decode_for_sizes(data, sizes, orientation=orientation, source=source)
     encoded: dict[tuple[int, int], bytes] = {}
     pixels = decoded
     for target in sorted(set(targets), reverse=True):
-        source = pixels if pixels.shape[1] >= 2 * target[0] else decoded
-        pixels = source if source.shape[:2] == (target[1], target[0]) else _shrink(source, target)
+        larger = pixels if pixels.shape[1] >= 2 * target[0] else decoded
+        pixels = larger if larger.shape[:2] == (target[1], target[0]) else _shrink(larger, target)
         ok, image = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
         if not ok:
             raise StepError("cannot encode the scaled image")
@@ -126,37 +160,50 @@ def scaled_jpegs(data: bytes, sizes: Sequence[int], quality: int) -> list[bytes]
     return [encoded[target] for target in targets]
 
 
-def decode_for_sizes(data: bytes, sizes: Sequence[int]) -> tuple[Any, list[tuple[int, int]]]:
+def decode_for_sizes(
+    data: bytes, sizes: Sequence[int], *, orientation: int | None = None, source: str = "the image"
+) -> tuple[Any, list[tuple[int, int]]]:
     """``data`` (a JPEG) decoded to BGR pixels at the smallest DCT scale (1/8, 1/4, 1/2 or 1) that leaves a
-    factor of at least 2 to the largest of ``sizes``, and the (width, height) that fits each of ``sizes``.
-    The part of :func:`scaled_jpegs` that every way of scaling a JPEG pays: ``bench/bench_derive.py``
-    times it alone as the floor of a thumbnail's cost."""
-    import cv2
-    import numpy as np
-
+    factor of at least 2 to the largest of ``sizes``, turned as EXIF ``orientation`` says, and the
+    (width, height) that fits each of ``sizes``. The part of :func:`scaled_jpegs` that every way of scaling a
+    JPEG pays: ``bench/bench_derive.py`` times it alone as the floor of a thumbnail's cost."""
     try:
         segments, _, end = scan_segments(data)  # the header only
         header = scan_jpeg(data, segments, end)
     except MetadataError as exc:
-        raise StepError(f"cannot decode the image: {exc}") from exc
+        raise StepError(f"cannot decode {source}: {exc}") from exc
     width, height = header.width, header.height
     if not width or not height:
-        raise StepError("cannot decode the image: its frame has no size")
+        raise StepError(f"cannot decode {source}: its frame has no size")
+    if orientation in (5, 6, 7, 8):  # turned a quarter: shown as high as it is stored wide
+        width, height = height, width
     targets = [_fitted(width, height, size) for size in sizes]
     largest = max(targets)
-    # the largest DCT scale that leaves a factor of at least 2 (EXIF orientation ignored, as before)
+    # the largest DCT scale that leaves a factor of at least 2
     room = min(width // (2 * largest[0]), height // (2 * largest[1]))
-    reads = {
-        8: cv2.IMREAD_REDUCED_COLOR_8,
-        4: cv2.IMREAD_REDUCED_COLOR_4,
-        2: cv2.IMREAD_REDUCED_COLOR_2,
-        1: cv2.IMREAD_COLOR,
-    }
-    read = next(flag for shrink, flag in reads.items() if shrink <= max(1, room))
-    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), read | cv2.IMREAD_IGNORE_ORIENTATION)
-    if decoded is None:
-        raise StepError("cannot decode the image: its data is truncated or corrupt")
-    return decoded, targets
+    shrink = next(shrink for shrink in (8, 4, 2, 1) if shrink <= max(1, room))
+    return decode_pixels(data, source, upright=orientation in range(2, 9), shrink=shrink), targets
+
+
+def _icc_profile(data: bytes) -> bytes:
+    """The ICC profile segments (APP2 ``ICC_PROFILE``) of ``data`` (a JPEG), whole and in order; empty
+    without one."""
+    segments, _, _ = scan_segments(data)
+    return b"".join(
+        data[seg.start : seg.end]
+        for seg in segments
+        if seg.marker == _APP2 and data.startswith(_ICC_ID, seg.payload_start)
+    )
+
+
+def _with_icc(jpeg: bytes, profile: bytes) -> bytes:
+    """``jpeg`` (OpenCV's encoding: SOI, then a JFIF segment) with the ICC ``profile`` segments after its
+    JFIF segment, so that its colours read as those of the image it was made from."""
+    if not profile:
+        return jpeg
+    segments, _, _ = scan_segments(jpeg)
+    at = next((seg.start for seg in segments if seg.marker != _APP0), segments[-1].end if segments else 2)
+    return jpeg[:at] + profile + jpeg[at:]
 
 
 def _fitted(width: int, height: int, size: int) -> tuple[int, int]:

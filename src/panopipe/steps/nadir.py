@@ -7,6 +7,11 @@ Off unless ``[steps.nadir] enabled = true``. When on, it runs after ``stitch`` (
 preview is covered. Turning it on or off makes those two (and publish) stale; changing the cap (its angle,
 fill, logo file or quality) reruns the cap and what follows it, never the stitching.
 
+The nadir is the bottom of the image as a viewer shows it (turned as its EXIF orientation says; the covered
+image keeps the orientation and its pixels are stored as they were). An image that is a GPano area of a full
+panorama (``CroppedArea*`` and ``FullPano*``) is covered where the cap falls in it; when the area ends above
+the cap, the nadir is not in the image: it is left as it is (the job's log says so) and goes on to publish.
+
 The covered image is encoded again (JPEG, ``quality``), with the source's metadata segments (EXIF, XMP, ICC)
 carried over unchanged; its pixels above the cap are decoded and encoded again too: one more JPEG generation.
 The logo is a file or object that every planner and worker reads (in a deployed stack, under its output
@@ -25,12 +30,16 @@ from typing import TYPE_CHECKING, Any
 
 from panopipe.config import ConfigKey
 from panopipe.errors import ConfigError, MetadataError, StepError, StorageError
+from panopipe.metadata import ImageMetadata, parse_jpeg_header
 from panopipe.metadata.writer import with_segments_of
 from panopipe.steps.base import Log, Output, Step, SubjectKind, jpeg_quality, put_output, read_input
+from panopipe.steps.pixels import as_displayed, decode_pixels
 from panopipe.storage import local_path, resolve_uri
 
 if TYPE_CHECKING:  # numpy and OpenCV are imported by the worker only: planning never loads them
     import numpy as np
+
+    from panopipe.steps.apply_metadata import PanoramaArea
 
 _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
 
@@ -40,7 +49,7 @@ class NadirStep(Step):
     colour, or a logo. Off unless enabled; when on, apply-metadata and derive read its output."""
 
     name = "nadir"
-    version = "1"
+    version = "2"  # 2: the bottom as a viewer shows it (EXIF orientation), the nadir of a GPano area
     outputs = ("image",)
     enabled_by_default = False
     heavy = True  # the whole image decoded and encoded again (226 MB of pixels at 12288x6144): AWS Batch
@@ -87,33 +96,80 @@ class NadirStep(Step):
         import cv2
         import numpy as np
 
+        from panopipe.steps.apply_metadata import partial_panorama  # which imports this module
         from panopipe.stitching.nadir import cap_geometry, cover_nadir, parse_fill
 
         params, source = payload["params"], payload["inputs"][0]
         data = read_input(source)
-        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-        if pixels is None:
-            raise StepError(f"cannot decode {source}: not an image format OpenCV reads")
+        stored = decode_pixels(data, source)
+        header = _header(data)
+        pixels = as_displayed(stored, header.orientation if header else None)  # its bottom is the nadir
         height, width = pixels.shape[:2]
-        if width != 2 * height:
+        area = partial_panorama(header) if header and header.width == width else None
+        full_width, full_height, left, top = area or (width, height, 0, 0)
+        if full_width != 2 * full_height:
             raise StepError(
-                f"{source} is {width}x{height}, not a full equirectangular panorama (twice as wide as high): "
-                "its nadir is not in the image"
+                f"{source} is {_size(width, height, area)}, not a full equirectangular panorama (twice as "
+                "wide as high) nor a GPano area of one: its nadir is not in the image"
             )
+        cap_top = cap_geometry(full_width, full_height, params["angle_deg"]).top
+        if top + height <= cap_top:
+            log(
+                f"the nadir of {source} is not in the image (its GPano area is rows {top}-{top + height} of "
+                f"{full_height}, the cap starts at row {cap_top}): left as it is"
+            )
+            return [put_output("image", payload["outputs"]["image"], data)]
         logo = None
         if params.get("logo"):
-            size = cap_geometry(width, height, params["angle_deg"]).view
+            size = cap_geometry(full_width, full_height, params["angle_deg"]).view
             logo = _logo_at(params["logo"], params["logo_sha256"], size)
-        cover_nadir(pixels, params["angle_deg"], parse_fill(params["fill"]), logo)
-        ok, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, params["quality"]])
+        panorama = _full_panorama(pixels, area) if area else np.ascontiguousarray(pixels)
+        cover_nadir(panorama, params["angle_deg"], parse_fill(params["fill"]), logo)
+        if area:
+            pixels[...] = panorama[top : top + height, (left + np.arange(width)) % full_width]
+        elif panorama is not pixels:
+            pixels[...] = panorama
+        ok, encoded = cv2.imencode(".jpg", stored, [cv2.IMWRITE_JPEG_QUALITY, params["quality"]])
         if not ok:
             raise StepError("cannot encode the covered image as JPEG")
         try:
             covered = with_segments_of(data, encoded.tobytes())
         except MetadataError as exc:
             raise StepError(f"cannot carry the metadata of {source} over: {exc}") from exc
-        log(f"covered {params['angle_deg']:g}° around the nadir of {width}x{height} pixels")
+        log(f"covered {params['angle_deg']:g}° around the nadir of {_size(width, height, area)}")
         return [put_output("image", payload["outputs"]["image"], covered)]
+
+
+def _header(data: bytes) -> ImageMetadata | None:
+    """The metadata of ``data`` (its orientation and GPano area); ``None`` where it is not a JPEG's."""
+    try:
+        return parse_jpeg_header(data)
+    except MetadataError:
+        return None
+
+
+def _size(width: int, height: int, area: PanoramaArea | None) -> str:
+    """The size of an image in words, and the panorama it is the GPano ``area`` of."""
+    if area is None:
+        return f"{width}x{height}"
+    full_width, full_height, left, top = area
+    return f"{width}x{height} (from column {left}, row {top} of a {full_width}x{full_height} panorama)"
+
+
+def _full_panorama(pixels: np.ndarray, area: PanoramaArea) -> np.ndarray:
+    """The whole panorama that ``pixels`` are the GPano ``area`` of: ``pixels`` in place (columns wrapping
+    around), the rows above and below them repeating their first and last rows (what a blurred cap samples
+    there), black beside them."""
+    import numpy as np
+
+    full_width, full_height, left, top = area
+    height, width = pixels.shape[:2]
+    panorama = np.zeros((full_height, full_width, 3), np.uint8)
+    columns = (left + np.arange(width)) % full_width
+    panorama[top : top + height, columns] = pixels
+    panorama[:top, columns] = pixels[:1]
+    panorama[top + height :, columns] = pixels[-1:]
+    return panorama
 
 
 def pixel_source(kind: SubjectKind, tables: Mapping[str, Mapping[str, Any]]) -> str | None:

@@ -31,6 +31,7 @@ from panopipe.steps.base import (
     put_output,
     read_input,
 )
+from panopipe.steps.pixels import decode_pixels
 from panopipe.stitching import CalibratedStitcher, RigProfile, Stitcher, output_size
 from panopipe.stitching.rig import starter_profile
 
@@ -185,7 +186,8 @@ class StitchStep(Step):
             raise StepError(payload["problem"])
         params = payload["params"]
         stitcher = make_stitcher(params["stitcher"], params["rig"])
-        frames = [_decode(uri) for uri in payload["inputs"]]
+        upright = stitcher is not None and stitcher.upright_frames
+        frames = [_decode(uri, upright) for uri in payload["inputs"]]
         if stitcher is None:
             raise StepError(no_rig({i: (f.shape[1], f.shape[0]) for i, f in enumerate(frames)}))
         result = stitcher.stitch(frames, params["params"])
@@ -229,17 +231,11 @@ def _missing_cameras(subject: Subject, cameras: int | None) -> list[int]:
     return sorted(set(range(cameras if cameras is not None else max(present) + 1)) - present)
 
 
-def _decode(uri: str) -> np.ndarray:
-    """The frame at ``uri`` as 8-bit RGB, as stored (its EXIF orientation is not applied: a rig's cameras are
-    described as mounted)."""
+def _decode(uri: str, upright: bool) -> np.ndarray:
+    """The frame at ``uri`` as 8-bit RGB, as stored or turned as its EXIF orientation says (``upright``)."""
     import cv2
-    import numpy as np
 
-    data = np.frombuffer(read_input(uri), np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
-    if image is None:
-        raise StepError(f"cannot decode frame {uri}: not an image format OpenCV reads")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(decode_pixels(read_input(uri), uri, upright=upright), cv2.COLOR_BGR2RGB)
 
 
 __all__ = [

@@ -49,6 +49,9 @@ class Stitcher(ABC, Generic[P]):
     name: ClassVar[str]
     version: ClassVar[int]
     params_type: ClassVar[type[Any]]
+    upright_frames: ClassVar[bool] = False
+    """Whether the frames come as a viewer shows them, turned as their EXIF orientation says (handheld photos),
+    rather than as stored (a rig's cameras, which its profile describes as mounted)."""
 
     @abstractmethod
     def stitch(

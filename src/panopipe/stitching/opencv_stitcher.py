@@ -44,8 +44,9 @@ class OpenCVStitcher(Stitcher[OpenCVParams]):
     """
 
     name = "opencv"
-    version = 1
+    version = 2  # 2: frames turned as their EXIF orientation says
     params_type = OpenCVParams
+    upright_frames = True
 
     def stitch(
         self, frames: Sequence[np.ndarray], params: Mapping[str, Any] | OpenCVParams | None = None

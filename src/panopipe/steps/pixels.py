@@ -1,0 +1,57 @@
+"""The pixels of an image file, decoded one way with one error message for every step that reads them
+(stitch, nadir, derive), and turned as its EXIF ``Orientation`` tells a viewer to show them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from panopipe.errors import StepError
+
+if TYPE_CHECKING:  # numpy and OpenCV are imported by the worker only: planning never loads them
+    import numpy as np
+
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"RIFF", b"BM")
+
+
+def decode_pixels(data: bytes, source: str, *, upright: bool = False, shrink: int = 1) -> np.ndarray:
+    """``data`` (the bytes of ``source``) as 8-bit BGR pixels, as stored, or turned as its EXIF orientation
+    says (``upright``); a JPEG scaled down by ``shrink`` (1, 2, 4 or 8) as it is decoded. Raises
+    :class:`StepError` saying why it cannot be decoded."""
+    import cv2
+    import numpy as np
+
+    flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4}.get(
+        shrink, cv2.IMREAD_REDUCED_COLOR_8
+    )
+    flags |= 0 if upright else cv2.IMREAD_IGNORE_ORIENTATION
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags) if data else None
+    if image is None:
+        raise StepError(f"cannot decode {source}: {_undecodable(data)}")
+    return image
+
+
+def _undecodable(data: bytes) -> str:
+    """Why OpenCV decoded nothing from ``data``."""
+    if not data:
+        return "the file is empty"
+    if data.startswith(_IMAGE_MAGIC):
+        return "its data is truncated or corrupt"
+    return f"not an image format OpenCV reads (starts with {data[:4].hex(' ').upper()})"
+
+
+def as_displayed(pixels: np.ndarray, orientation: int | None) -> np.ndarray:
+    """A view of ``pixels`` (as stored) turned and mirrored as EXIF ``orientation`` (1 to 8) tells a viewer
+    to show them; writing into it writes into ``pixels``."""
+    turned = {
+        2: pixels[:, ::-1],
+        3: pixels[::-1, ::-1],
+        4: pixels[::-1],
+        5: pixels.swapaxes(0, 1),
+        6: pixels[::-1].swapaxes(0, 1),
+        7: pixels[::-1, ::-1].swapaxes(0, 1),
+        8: pixels[:, ::-1].swapaxes(0, 1),
+    }
+    return turned.get(orientation or 1, pixels)
+
+
+__all__ = ["as_displayed", "decode_pixels"]
