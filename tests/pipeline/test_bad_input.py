@@ -131,7 +131,13 @@ def test_output_that_cannot_be_written_records_the_error_and_no_artifact(project
     [
         ({"template": "../{reel}/{frame:06d}.jpg"}, "outside the publish root"),
         ({"template": "/etc/{reel}/{frame:06d}.jpg"}, "outside the publish root"),
-        ({"template": "{project}/{nope}.jpg"}, "cannot name"),
+        ({"template": "{project}/{nope}.jpg"}, "names 'nope', which no subject has; fields: project, reel"),
+        ({"template": "{shot"}, r"invalid template '\{shot': expected '\}' before end of string"),
+        ({"template": "{reel}/{frame:s}.jpg"}, "Unknown format code 's' for object of type 'int'"),
+        (
+            {"template": "{project}/{frame:06d}"},
+            r"names files without the .jpg extension \(e.g. 'demo/000042'\)",
+        ),
         ({"layout": "nearby"}, r"layout must be 'apart' or 'beside', got 'nearby'"),
     ],
 )
@@ -141,6 +147,8 @@ def test_publish_template_is_refused_before_anything_runs(
     add_panoramas(project.catalog, project.root, 2)
     settings = project.with_steps(publish=table)
 
+    with pytest.raises(ConfigError, match=message):
+        plan(project.catalog, settings=settings)
     with pytest.raises(ConfigError, match=message):
         run(project.catalog, settings=settings, executor=executor)
 

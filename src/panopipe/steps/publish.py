@@ -10,10 +10,11 @@ Template fields: ``project``, ``reel``, ``frame``, ``shot``, ``id`` (shot or ima
 ``YYYY-MM-DD``), ``route`` and ``mp`` (the route and measure ``panopipe route locate`` stored:
 ``{route}/{mp:08.3f}.jpg``; a template that uses them makes them part of the fingerprint, so that locating
 again renames what moved). The default template names a subject without a reel or a frame (a 360° image
-straight from its camera, ``R0014760.JPG``) ``{project}/{name}.jpg`` instead. Before anything runs,
-:meth:`PublishStep.validate` refuses a template that escapes the root (``..``, absolute) or names a field no
-subject has; the subjects it cannot name (a route not located yet) or names alike fail their publish job, and
-the rest run.
+straight from its camera, ``R0014760.JPG``) ``{project}/{name}.jpg`` instead. When the step is configured
+(so ``plan`` refuses it as ``run`` does), a template is refused that is malformed (``{shot``), names a field no
+subject has or formats one in a way its type does not take, escapes the root (``..``, absolute), or names files
+without the ``.jpg`` extension; before anything runs, the subjects it cannot name (a route not located yet)
+or names alike fail their publish job (:meth:`PublishStep.validate`), and the rest run.
 
 The ``derive`` step's thumbnail and preview, when it recorded them, are published under the image's name in
 trees of their own (``layout = "apart"``, the default): ``thumbnails/demo/R001/demo_R001_000042.jpg`` and
@@ -27,8 +28,10 @@ publishes the image alone: what derive made before would carry stale metadata, a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePosixPath
+from string import Formatter
 from typing import Any
 
 from panopipe.config import ConfigKey
@@ -60,8 +63,9 @@ class PublishStep(Step):
         ConfigKey(
             "template",
             DEFAULT_TEMPLATE,
-            "Name of each published image under `root`; fields: project, reel, frame, shot, id, kind, name, "
-            f"date. The default names an image without reel or frame `{UNNUMBERED_TEMPLATE}`.",
+            "Name of each published image under `root`, a relative path ending in `.jpg`; fields: project, "
+            "reel, frame, shot, id, kind, name, date, route, mp. The default names an image without reel or "
+            f"frame `{UNNUMBERED_TEMPLATE}`.",
         ),
         ConfigKey(
             "root", None, "Storage URI published images go under.", "`publish` under the pipeline output"
@@ -82,6 +86,7 @@ class PublishStep(Step):
         root = table.get("root") or open_storage(self.context.output_uri).uri("publish")
         if not isinstance(template, str) or not template.strip():
             raise ConfigError(f"[steps.publish]: template must be non-empty text, got {template!r}")
+        _check_template(template)  # refused by plan as by run, not at the first job
         if table["layout"] not in LAYOUTS:
             raise ConfigError(f"[steps.publish]: layout must be 'apart' or 'beside', got {table['layout']!r}")
         self.root: Storage = open_storage(root)
@@ -155,11 +160,6 @@ class PublishStep(Step):
             template = UNNUMBERED_TEMPLATE
         try:
             key = template.format(**fields)
-        except (KeyError, IndexError) as exc:  # a field the template names that no subject has
-            raise ConfigError(
-                f"[steps.publish]: template {template!r} cannot name {subject.id} "
-                f"({type(exc).__name__}: {exc}); fields: {', '.join(sorted(fields))}"
-            ) from exc
         except (ValueError, TypeError) as exc:  # a value this subject lacks, or one of another type
             unset = sorted(
                 name for name, value in fields.items() if value is None and f"{{{name}" in template
@@ -220,6 +220,48 @@ class PublishStep(Step):
             log(f"publish {source} -> {uri}")
             outputs.append(put_output(name, uri, data, replace=cls.overwrites))
         return outputs
+
+
+_EXAMPLE = {
+    "project": "demo",
+    "reel": "R001",
+    "frame": 42,
+    "shot": "R001-000042",
+    "id": "R001-000042",
+    "kind": "shot",
+    "name": "R001-000042",
+    "date": "2024-05-01",
+    "route": "A9",
+    "mp": 12.345,
+}
+"""A value of each template field, as a subject has them, that a template is tried on before anything runs."""
+
+
+def _check_template(template: str) -> None:
+    """Refuse (:class:`ConfigError`) a ``template`` that is malformed, names a field no subject has, formats a
+    value in a way its type does not take, names a file outside the publish root, or not a JPEG."""
+    fields = ", ".join(_EXAMPLE)
+    try:
+        names = {name for _, name, _, _ in Formatter().parse(template) if name is not None}
+        if unknown := sorted(n for n in names if re.split(r"[.\[]", n, maxsplit=1)[0] not in _EXAMPLE):
+            raise ConfigError(
+                f"[steps.publish]: template {template!r} names {', '.join(map(repr, unknown))}, which no "
+                f"subject has; fields: {fields}"
+            )
+        key = template.format(**_EXAMPLE)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise ConfigError(f"[steps.publish]: invalid template {template!r}: {exc}") from exc
+    try:
+        validate_key(key)
+    except StorageError as exc:
+        raise ConfigError(
+            f"[steps.publish]: template {template!r} names files outside the publish root (e.g. {key!r}): "
+            "it must be a relative path inside it (no leading '/', no '..')"
+        ) from exc
+    if not key.lower().endswith((".jpg", ".jpeg")):
+        raise ConfigError(
+            f"[steps.publish]: template {template!r} names files without the .jpg extension (e.g. {key!r})"
+        )
 
 
 __all__ = ["DEFAULT_TEMPLATE", "DERIVED", "LAYOUTS", "LOCATED", "UNNUMBERED_TEMPLATE", "PublishStep"]
