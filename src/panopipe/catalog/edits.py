@@ -401,4 +401,14 @@ def edited_since(
     return found
 
 
-__all__ = ["MEMBERSHIP_FIELDS", "apply", "batches", "edited_since", "history", "plan", "resolve_keys", "undo"]
+__all__ = [
+    "MEMBERSHIP_FIELDS",
+    "NOTHING_TO_CHANGE",
+    "apply",
+    "batches",
+    "edited_since",
+    "history",
+    "plan",
+    "resolve_keys",
+    "undo",
+]
