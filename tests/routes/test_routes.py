@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 from tests.conftest import require
 
 from panopipe.catalog import Catalog, ImageRecord
+from panopipe.catalog.routes import Route
 from panopipe.cli import main
 from panopipe.errors import CatalogError, ConfigError
 from panopipe.qc.flag_names import ROUTE_FLAGS
@@ -24,6 +26,35 @@ def test_measures_and_offsets_are_true_to_a_decimetre_along_50_km():
     measure, offset = measure_points(synthetic.route, synthetic.lat, synthetic.lon)
     assert np.max(np.abs(measure - synthetic.measure)) * 1000 < 0.1
     assert np.max(np.abs(offset - synthetic.offset_m)) < 0.1
+
+
+@pytest.mark.parametrize(
+    "vertices",
+    [((7.0, 46.0), (7.01, 46.0), (7.02, 46.001)), ((179.99, -17.0), (-179.995, -17.0), (-179.98, -17.001))],
+    ids=["alps", "antimeridian"],
+)
+def test_an_offset_is_the_geodesic_distance_to_the_line_however_far(vertices):
+    """Off-route images are flagged with their distance: checked against pyproj's geodesic distance to the
+    line drawn densely, from 50 m to the far side of the earth (beyond any transverse Mercator's reach)."""
+    import pyproj
+
+    geod = pyproj.Geod(ellps="WGS84")
+    route = read_route_of(vertices)
+    dense = np.concatenate(
+        [geod.npts(*a, *b, 2000, initial_idx=0, terminus_idx=0) for a, b in itertools.pairwise(vertices)]
+    )
+    (lon0, lat0), distances = vertices[1], [50.0, 5e3, 5e5, 2e6, 9e6, 1.5e7]
+    points = [geod.fwd(lon0, lat0, bearing, d)[:2] for d in distances for bearing in (10.0, 200.0)]
+    lon, lat = np.array(points).T
+    measure, offset = measure_points(route, lat, lon)
+    for i, (x, y) in enumerate(points):
+        expected = np.min(geod.inv(np.full(len(dense), x), np.full(len(dense), y), *dense.T)[2])
+        assert abs(offset[i]) == pytest.approx(expected, rel=1e-3, abs=0.05), (x, y)
+    assert np.isfinite(measure[:2]).all()  # the ones 50 m away are on the route's stretch
+
+
+def read_route_of(vertices: tuple[tuple[float, float], ...]) -> Route:
+    return Route("R", vertices, None, 0.0, "km", "test")
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -57,11 +88,20 @@ def test_route_add_locate_ls_show(capsys, catalog_url: str, tmp_path: Path):
             ]
         )
     code, out, _ = cli(capsys, "route", "locate", "--catalog", catalog_url, "--json", "--dry-run")
-    assert code == 0 and json.loads(out)["dry_run"] is True
+    dry = json.loads(out)
+    assert code == 0 and dry["dry_run"] is True
     with Catalog.open(catalog_url) as catalog:
         assert {i.measure for i in catalog.images()} == {None}  # a dry run stores nothing
     code, out, err = cli(capsys, "route", "locate", "--catalog", catalog_url, "--json")
     assert code == 0, err
+    assert json.loads(out) == dry | {"dry_run": False}  # the dry run showed what is stored, image by image
+    with Catalog.open(catalog_url) as catalog:
+        stored = [
+            {"id": i.id, "route": i.route, "measure": i.measure, "route_offset_m": i.route_offset_m}
+            for i in catalog.images(sort=("reel", "frame"))
+        ]
+    assert [{k: v for k, v in row.items() if k != "off_route_m"} for row in dry["images"]] == stored
+    assert [row["off_route_m"] is not None for row in dry["images"]] == [False, False, True]
     reels = {r["reel"]: r for r in json.loads(out)["reels"]}
     assert reels["A"]["located"] == 1 and reels["A"]["first_measure"] == pytest.approx(3.0, abs=1e-4)
     assert reels["A"]["messages"] == ["1 image(s) without a position: not located"]

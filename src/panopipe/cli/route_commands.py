@@ -92,7 +92,10 @@ def locate(
     warn_if_nothing_selected(catalog, selection)
     rows = [reel.to_dict() for reel in report.reels]
     if as_json:
-        render.print_json({"route": report.route, "unit": report.unit, "dry_run": dry_run, "reels": rows})
+        images = list(report.images)
+        render.print_json(
+            {"route": report.route, "unit": report.unit, "dry_run": dry_run, "reels": rows, "images": images}
+        )
         return
     for row in rows:
         row["messages"] = "; ".join(row["messages"])

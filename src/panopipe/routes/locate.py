@@ -14,7 +14,8 @@ import numpy as np
 from panopipe.catalog import Catalog, Image, Selection
 from panopipe.catalog.flags import Flag
 from panopipe.catalog.routes import UNITS, Location, Route
-from panopipe.qc.geometry import local_projection, shapely_module
+from panopipe.geo import mean_longitude
+from panopipe.qc.geometry import local_projection, shapely_module, to_degrees
 
 DEFAULT_MAX_OFFSET_M = 50.0
 PIECE = 16
@@ -22,34 +23,47 @@ PIECE = 16
 
 
 def measure_points(route: Route, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The measure of each point along ``route`` (in its unit) and its signed offset from the line (metres,
-    positive to the right of the line as drawn, first position to last)."""
+    """The measure of each point along ``route`` (in its unit) and its signed offset from the line: the
+    geodesic distance in metres to its nearest point on the line, positive to the right of the line as drawn
+    (first position to last). A point too far for the route's projection (a quarter of the earth away) has
+    no measure (NaN), and as offset its geodesic distance to the nearest vertex."""
     import pyproj
 
-    shapely = shapely_module()
+    geod = pyproj.Geod(ellps="WGS84")
     vertices = np.asarray(route.coordinates, dtype=float)
-    transformer = local_projection(float(np.median(vertices[:, 1])), float(np.median(vertices[:, 0])))
+    transformer = local_projection(float(np.median(vertices[:, 1])), mean_longitude(vertices[:, 0]))
     vx, vy = (np.asarray(v) for v in transformer.transform(vertices[:, 0], vertices[:, 1]))
-    px, py = (np.asarray(v) for v in transformer.transform(lon, lat))
+    px, py = (np.asarray(v, dtype=float) for v in transformer.transform(lon, lat))
+    measure, offset = np.full(len(px), np.nan), np.full(len(px), np.nan)
+    far = ~(np.isfinite(px) & np.isfinite(py))
+    for i in np.flatnonzero(far):
+        offset[i] = np.min(
+            geod.inv(np.full(len(vertices), lon[i]), np.full(len(vertices), lat[i]), *vertices.T)[2]
+        )
+    if far.all():
+        return measure, offset
+    near = ~far
+    px, py = px[near], py[near]
     cumulative = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(vx), np.diff(vy)))])
+    shapely = shapely_module()
     along = _along(shapely, vx, vy, cumulative, shapely.points(px, py))
     segment = np.clip(np.searchsorted(cumulative, along, side="right") - 1, 0, len(vx) - 2)
     length = cumulative[segment + 1] - cumulative[segment]
     fraction = np.divide(along - cumulative[segment], length, out=np.zeros_like(along), where=length > 0)
     if route.measures is not None:
         m = np.asarray(route.measures, dtype=float)
-        measure = m[segment] + fraction * (m[segment + 1] - m[segment])
+        measure[near] = m[segment] + fraction * (m[segment + 1] - m[segment])
     else:
-        _, _, geodesic = pyproj.Geod(ellps="WGS84").inv(
-            vertices[:-1, 0], vertices[:-1, 1], vertices[1:, 0], vertices[1:, 1]
-        )
+        _, _, geodesic = geod.inv(vertices[:-1, 0], vertices[:-1, 1], vertices[1:, 0], vertices[1:, 1])
         geodesic = np.asarray(geodesic, dtype=float)
         metres = np.concatenate([[0.0], np.cumsum(geodesic)])[segment] + fraction * geodesic[segment]
-        measure = float(route.start_measure or 0.0) + metres / UNITS[route.unit]
+        measure[near] = float(route.start_measure or 0.0) + metres / UNITS[route.unit]
     tx, ty = vx[segment + 1] - vx[segment], vy[segment + 1] - vy[segment]
     nx, ny = vx[segment] + fraction * tx, vy[segment] + fraction * ty  # the nearest point on the line
     left = tx * (py - ny) - ty * (px - nx) > 0
-    offset = np.hypot(px - nx, py - ny) * np.where(left, -1.0, 1.0)
+    nearest_lat, nearest_lon = to_degrees(transformer, nx, ny)
+    distance = np.asarray(geod.inv(lon[near], lat[near], nearest_lon, nearest_lat)[2], dtype=float)
+    offset[near] = distance * np.where(left, -1.0, 1.0)
     return measure, offset
 
 
@@ -92,6 +106,9 @@ class LocateReport:
     route: str
     unit: str
     reels: tuple[ReelLocation, ...]
+    images: tuple[dict[str, Any], ...] = ()
+    """Per selected image what is stored (in a dry run, what would be): ``id``, ``route``, ``measure`` and
+    ``route_offset_m`` (``None`` when not located), and ``off_route_m``, its distance when flagged off-route."""
 
 
 def locate_images(
@@ -115,7 +132,19 @@ def locate_images(
         reels.append(_locate_reel(route, reel, frames, max_offset_m, located, flags))
     if not dry_run:
         catalog.record_locations([i.id for i in images], located, flags)
-    return LocateReport(route.name, route.unit, tuple(reels))
+    stored = {place.image_id: place for place in located if place.measure is not None}
+    off_route = {flag.image_id: flag.value for flag in flags}
+    rows = tuple(
+        {
+            "id": image.id,
+            "route": route.name if image.id in stored else None,
+            "measure": stored[image.id].measure if image.id in stored else None,
+            "route_offset_m": stored[image.id].offset_m if image.id in stored else None,
+            "off_route_m": off_route.get(image.id),
+        }
+        for image in images
+    )
+    return LocateReport(route.name, route.unit, tuple(reels), rows)
 
 
 def _locate_reel(
@@ -136,7 +165,7 @@ def _locate_reel(
     lat = np.array([f.lat for f in placed], dtype=float)
     lon = np.array([f.lon for f in placed], dtype=float)
     measure, offset = measure_points(route, lat, lon)
-    near = np.abs(offset) <= max_offset_m
+    near = (np.abs(offset) <= max_offset_m) & np.isfinite(measure)
     for frame, m, o, ok in zip(placed, measure, offset, near, strict=True):
         located.append(Location(frame.id, route.name, float(m) if ok else None, float(o)))
         if not ok:
