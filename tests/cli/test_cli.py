@@ -218,11 +218,15 @@ def test_a_positions_row_with_more_or_fewer_fields_than_the_header_is_an_error(
     )
 
 
-def test_a_blank_positions_cell_leaves_the_field_as_it_is(capsys, tmp_path: Path, survey: Path):
+def test_a_blank_positions_cell_leaves_the_field_as_it_is_and_names_are_read_as_a_tracks(
+    capsys, tmp_path: Path, survey: Path
+):
     db = str(tmp_path / "c.db")
     ingest_survey(capsys, db, survey)
     positions = tmp_path / "positions.csv"
-    positions.write_text("reel,frame,camera_index,lat,lon,alt\nR001,2,0,,11.25, \n")
+    positions.write_text(
+        "Reel, Frame ,camera_index,LAT,Lon,alt\nR001,2,0,,11.25, \n"
+    )  # a header as tracks take
     code, out, err = run(
         capsys, "edit", "--catalog", db, "--positions", str(positions), "--reason", "GNSS", "--json"
     )

@@ -371,7 +371,7 @@ def test_a_csv_solution_gives_positions_and_heights_and_a_gpx_point_needs_a_time
     old = tmp_path / "old.gpx"
     old.write_text(
         '<gpx version="1.0" xmlns="http://www.topografix.com/GPX/1/0"><trk><trkseg>'
-        '<trkpt lat="48.1" lon="11.5"><time>2024-05-01T08:30:00Z</time></trkpt>'
+        '<trkpt lat="48.1" lon="11.5"><time>2024-05-01t08:30:00z</time></trkpt>'  # UTC in lower case too
         '<trkpt lat="48.1" lon="11.5"><ele>3</ele></trkpt>'  # no time: left out, counted
         '<trkpt lat="48.2" lon="11.5"><time>2024-05-01T08:30:00Z</time></trkpt>'  # the same time again
         "</trkseg></trk></gpx>"

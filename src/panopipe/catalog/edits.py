@@ -294,11 +294,13 @@ def resolve_keys(conn: sa.Connection, rows: Iterable[dict[str, str]]) -> dict[st
     (a rig's exposure, as a post-processed GNSS solution lists them), or the one of ``camera_index`` when the
     row gives it. Every other column is a field to set; a blank cell leaves the image's field as it is (a
     solution without a height on some rows), as a track's blank value does (``--set FIELD=`` clears one).
+    Column names are read as a track's are: in any case, with spaces around them.
     """
     resolved: dict[str, dict[str, Any]] = {}
     lines: dict[str, int] = {}
     keys = _Keys(conn)
-    for number, row in enumerate(rows, start=2):
+    for number, given in enumerate(rows, start=2):
+        row = {name.strip().lower(): value for name, value in given.items()}  # as a track's header is read
         if number == 2 and not _KEY_COLUMNS & set(row):
             found = ", ".join(repr(name) for name in row)
             raise ConfigError(

@@ -100,7 +100,7 @@ def _local(tag: str) -> str:
 def _gpx_time(text: str) -> float:
     """POSIX seconds of a GPX time, which is UTC by the standard (a time written without a zone too)."""
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         return math.nan
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
