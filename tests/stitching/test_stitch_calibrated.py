@@ -16,8 +16,9 @@ from panopipe.stitching import (
     render_views,
     synthetic_panorama,
 )
-from panopipe.stitching.calibrated import output_size, remap_tables
+from panopipe.stitching.calibrated import REFINE_VERSION, output_size, remap_tables
 from panopipe.stitching.projection import camera_rotation
+from panopipe.stitching.refine import refine_rig
 
 WIDTH, HEIGHT = 1024, 512
 
@@ -191,3 +192,38 @@ def test_refine_without_features_keeps_the_profile(rig: RigProfile) -> None:
     result = CalibratedStitcher(rig).stitch(flat, {"width": 256, "refine": True})
     assert result.rig == rig
     assert "profile left unchanged" in result.log
+
+
+def test_refine_keeps_the_profile_when_the_fit_moves_a_camera_more_than_max_correction(
+    rig: RigProfile, views: list[np.ndarray]
+) -> None:
+    wrong = rig.replace_camera(1, yaw_deg=rig.cameras[1].yaw_deg + 2.0)
+    assert refine_rig(wrong, views, max_correction_deg=2.5)[0] != wrong  # corrected where 2° is allowed
+    refined, log = refine_rig(wrong, views, max_correction_deg=1.8)
+    assert refined == wrong
+    assert re.search(
+        r"camera 1 would move 1\.9\d°, more than max_correction_deg 1\.8°: profile left unchanged", log
+    )
+
+
+def test_refine_never_wrecks_an_exact_profile_from_a_few_chance_matches() -> None:
+    # a cube of 100° cameras: 10° overlaps with few features; 14 matches once moved two cameras 38°
+    lens = {"lens": "rectilinear", "hfov_deg": 100, "width": 512, "height": 512}
+    poses = [[0, 0, 0], [90, 0, 0], [180, 0, 0], [270, 0, 0], [0, 90, 0], [0, -90, 0]]
+    cube = RigProfile.from_compact(
+        {"name": "cube6", "version": 1, "mount_height_m": 2, "defaults": lens, "cameras": poses}
+    )
+    scene = np.roll(synthetic_panorama(1920, 960, seed=3), -112, axis=1)
+    frames = render_views(scene, cube)
+    params = {"width": 1360, "height": 680}
+    plain = CalibratedStitcher(cube).stitch(frames, params)
+    refined = CalibratedStitcher(cube).stitch(frames, {**params, "refine": True})
+    assert refined.rig == cube
+    assert re.search(r"refine: camera \d has \d+ consistent matches with the others \(12 needed", refined.log)
+    assert np.array_equal(refined.panorama, plain.panorama)
+
+
+def test_only_refined_shots_are_stitched_again_when_refining_changes(rig: RigProfile) -> None:
+    stitcher = CalibratedStitcher(rig)
+    assert "refine_version" not in stitcher.fingerprint_fields({"width": 1024})
+    assert stitcher.fingerprint_fields({"width": 1024, "refine": True})["refine_version"] == REFINE_VERSION

@@ -111,7 +111,9 @@ class StitchStep(Step):
             {},
             "The stitcher's own parameters, e.g. `{ width = 4096 }`. The calibrated stitcher's: `width` and "
             "`height` (default: the rig's resolution), `interpolation` (`auto`: bilinear where the panorama "
-            "magnifies the frames 1.33 times or more, bicubic elsewhere; or `linear`, `cubic`), `refine`.",
+            "magnifies the frames 1.33 times or more, bicubic elsewhere; or `linear`, `cubic`), `refine` "
+            "(correct the profile's angles from the shot's features, by 5° at most; where they cannot fix "
+            "every camera, the profile is kept and the job's log says why).",
         ),
         ConfigKey("quality", 92, "JPEG quality of the panorama, 1 to 100."),
         ConfigKey(

@@ -97,6 +97,11 @@ class RemapTables:
     coverage: np.ndarray
 
 
+REFINE_VERSION = 2
+"""Bumped when refining gives other profiles (2: a fit that cannot be trusted keeps the profile): the shots
+stitched with ``refine`` are stitched again, the others stay current."""
+
+
 class CalibratedStitcher(Stitcher[CalibratedParams]):
     """Stitch the frames of a calibrated rig (frame ``i`` from camera ``i``) into an equirectangular panorama."""
 
@@ -142,8 +147,12 @@ class CalibratedStitcher(Stitcher[CalibratedParams]):
     def fingerprint_fields(
         self, params: Mapping[str, Any] | CalibratedParams | None = None
     ) -> dict[str, Any]:
-        """The stitcher, its params and the rig geometry: correcting the profile changes the fingerprint."""
-        return {**super().fingerprint_fields(params), "rig": self.rig.fingerprint_fields()}
+        """The stitcher, its params and the rig geometry: correcting the profile changes the fingerprint; with
+        ``refine``, the version of the refinement too."""
+        fields = {**super().fingerprint_fields(params), "rig": self.rig.fingerprint_fields()}
+        if self.parse_params(params).refine:
+            fields["refine_version"] = REFINE_VERSION
+        return fields
 
     def _check_sizes(self, frames: Sequence[np.ndarray]) -> None:
         cameras = self.rig.cameras
@@ -392,6 +401,7 @@ def _wrapped(rows: np.ndarray, left: int, count: int) -> list[tuple[np.ndarray, 
 
 __all__ = [
     "LINEAR_SCALE",
+    "REFINE_VERSION",
     "CalibratedParams",
     "CalibratedStitcher",
     "RemapTables",
