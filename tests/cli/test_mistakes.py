@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -216,6 +221,11 @@ def test_a_damaged_catalog_is_one_line(capsys, tmp_path: Path):
             "postgresql://u@h:abc/db?sslmode=require&password=hunter2",
             "error: invalid catalog URL postgresql://u@h:abc/db?sslmode=require&password=***: expected "
             "postgresql://USER@HOST[:PORT]/DATABASE (the port, if given, a number)",
+        ),
+        (
+            "postgresql://u:hunter2@h/",  # libpq would have picked a database itself (PGDATABASE, or the user's)
+            "error: invalid catalog URL postgresql://u:***@h/: it names no database: expected "
+            "postgresql://USER@HOST[:PORT]/DATABASE",
         ),
         (
             "mysql://u:hunter2@h/db",
@@ -781,3 +791,44 @@ def test_counts_out_of_range_are_refused_before_anything_starts(capsys, tmp_path
     assert code == ConfigError.exit_code and "Traceback" not in out + err, err
     option, value = args[-2:]
     assert f"Invalid value for '{option}'" in err or f"error: workers must be at least 1, got {value}" in err
+
+
+def test_ctrl_c_and_a_closed_pipe_end_a_command_with_their_own_exit_codes(tmp_path: Path):
+    """Ctrl-C: one line and 130 (Typer had turned it into 130 without a word). A reader that closes the output
+    (`| head`): 141, as for SIGPIPE (Typer's 1 means failed files here)."""
+    folder = tmp_path / "capture" / "R001" / "cam0"
+    folder.mkdir(parents=True)
+    blocked = folder / "R001_cam0_000001.jpg"
+    os.mkfifo(blocked)  # ingest blocks reading it until it has a writer
+    command = [sys.executable, "-c", "from panopipe.cli import run; run()"]
+    process = subprocess.Popen(
+        [*command, "ingest", str(tmp_path / "capture"), "--catalog", str(tmp_path / "c.db")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while True:  # a writer can open the FIFO once ingest opened it to read
+        try:
+            writer = os.open(blocked, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError:
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    os.close(writer)  # the read ends: the interrupted command can finish
+    _, err = process.communicate(timeout=60)
+    assert (process.returncode, err.splitlines()[-1]) == (130, "error: interrupted")
+
+    db = tmp_path / "demo.db"
+    assert main(["db", "upgrade", "--catalog", str(db)]) == 0
+    with Catalog.open(db) as catalog:
+        catalog.upsert_images(
+            [ImageRecord(uri=f"/data/{n}.jpg", reel="R001", frame=n) for n in range(20_000)]
+        )
+    shell = f"{shlex.join(command)} export --catalog {db} --format csv -o - | head -c 10 > /dev/null"
+    piped = subprocess.run(
+        ["bash", "-c", f"{shell}; echo ${{PIPESTATUS[0]}}"], capture_output=True, text=True
+    )
+    assert piped.stdout.strip() == "141" and piped.stderr == ""

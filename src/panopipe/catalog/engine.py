@@ -65,6 +65,10 @@ def catalog_url(location: str | Path) -> URL:
         raise ConfigError(
             f"unsupported catalog URL {shown}: a catalog is {SUPPORTED_CATALOGS}, not {backend}://"
         )
+    if not url.database:  # libpq would pick a default database (PGDATABASE, or the user's name)
+        raise ConfigError(
+            f"invalid catalog URL {shown}: it names no database: expected postgresql://USER@HOST[:PORT]/DATABASE"
+        )
     return url if "+" in url.drivername else url.set(drivername=_BACKENDS[backend])
 
 

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 from typer.exceptions import TyperException
+
+INTERRUPTED = 130
+"""The exit code of a command stopped by Ctrl-C (as a shell reports SIGINT)."""
+BROKEN_PIPE = 141
+"""The exit code of a command whose reader closed its output (as a shell reports SIGPIPE)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,6 +21,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         result = app(args=argv, prog_name="panopipe", standalone_mode=False)
+    except SystemExit as exc:
+        # Typer ends a command whose reader closed its output (`panopipe export | head`) with 1, which means
+        # failed files here: 141 instead, as a program that SIGPIPE ends
+        if exc.code == 1 and type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            return BROKEN_PIPE
+        raise
     except PanopipeError as exc:
         render.error(str(exc))
         return exc.exit_code
@@ -22,13 +35,15 @@ def main(argv: list[str] | None = None) -> int:
         return StorageError.exit_code
     except (typer.Abort, KeyboardInterrupt):
         render.error("interrupted")
-        return 130
+        return INTERRUPTED
     except TyperException as exc:  # usage errors, raised by the click that Typer vendors in a private module
         if type(exc).__name__ == "NoArgsIsHelpError":  # a group without its command: its help, as before
             exc.show()  # type: ignore[attr-defined]
         else:
             render.error(_usage_line(exc))
         return exc.exit_code
+    if result == INTERRUPTED:  # Typer turns Ctrl-C into this exit code, without a word
+        render.error("interrupted")
     return result if isinstance(result, int) else 0
 
 
@@ -47,4 +62,4 @@ def run() -> None:
     raise SystemExit(main())
 
 
-__all__ = ["main", "run"]
+__all__ = ["BROKEN_PIPE", "INTERRUPTED", "main", "run"]
