@@ -700,7 +700,16 @@ def test_undo_dry_run_shows_what_it_would_revert(capsys, two_images: tuple[str, 
         "",
         "dry run: would make 0 change(s) on 0 image(s); nothing stored\n",
     )
-    assert run(capsys, *again)[2].startswith("error: the edit changes nothing")
+    shifted = ("edit", "--catalog", location, "--id", ids[0], "--shift-time", "infs", "--reason", "clock")
+    assert run(capsys, *shifted) == (
+        2,
+        "",
+        "error: invalid --shift-time 'infs': expected e.g. +2s, -1.5s, 250ms, +1h, 3d\n",
+    )
+    # run again, it is no error for a script: exit 0, a warning, and the JSON of an edit that stored nothing
+    code, out, err = run(capsys, *again, "--json")
+    assert (code, json.loads(out)) == (0, {"batch": None, "dry_run": False, "changes": []})
+    assert err.startswith("warning: the edit changes nothing")
     code, out, _ = run(capsys, "undo", batch, "--json", "--catalog", location)  # the dry run's shape
     assert code == 0 and json.loads(out) == {"batch": batch, "dry_run": False, "changes": restored}
     _, out, _ = run(capsys, "show", ids[0], "--json", "--catalog", location)

@@ -213,17 +213,6 @@ def _assignments(values: list[str]) -> dict[str, object]:
     return assigned
 
 
-def _seconds(text: str) -> float:
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    for unit in sorted(units, key=len, reverse=True):
-        if text.endswith(unit):
-            try:
-                return float(text[: -len(unit)]) * units[unit]
-            except ValueError:
-                break
-    raise ConfigError(f"invalid --shift-time {text!r}: expected e.g. +2s, -1.5s, 250ms, +1h")
-
-
 CHANGE_FIELDS = ("id", "field", "old", "new")
 
 
@@ -250,7 +239,8 @@ def edit(
         Path | None,
         typer.Option(
             "--positions",
-            help="CSV: reel,frame (every camera of the frame; or add camera_index), id or uri, then fields.",
+            help="CSV: reel,frame (every camera of the frame; or add camera_index), id or uri, then fields "
+            "(a blank cell sets nothing).",
             exists=True,
             dir_okay=False,
         ),
@@ -284,7 +274,10 @@ def edit(
 
     Example: panopipe edit --reel R001 --track ppk.gpx --shift-time -1.5s --reason "PPK track, clock fix"
     """
-    shift_time_s = _seconds(shift_time) if shift_time else None
+    from panopipe.catalog.edits import NOTHING_TO_CHANGE
+    from panopipe.geotag import parse_time_shift
+
+    shift_time_s = parse_time_shift(shift_time) if shift_time else None
     per_image, not_placed = None, None
     if track is not None and (positions is not None or assign):
         raise ConfigError("--track places images by time: make --positions or --set an edit of its own")
@@ -300,6 +293,11 @@ def edit(
     )
     rows = change_rows(changes)
     placed = {"not_placed": not_placed} if track else {}
+    if not changes and not dry_run:  # an edit run again is no error: nothing to store
+        render.warn(NOTHING_TO_CHANGE)
+        if as_json:
+            render.print_json({"batch": None, "dry_run": False, "changes": []} | placed)
+        return
     if dry_run:
         if as_json:  # the shape of the edit's own output, no batch made
             render.print_json({"batch": None, "dry_run": True, "changes": rows} | placed)

@@ -233,7 +233,12 @@ SELECTION_OPTIONS = {
         str | None, typer.Option("--until", help="Captured before, ISO 8601 with zone.", show_default=False)
     ],
     "bbox": Annotated[
-        str | None, typer.Option("--bbox", help="MINLON,MINLAT,MAXLON,MAXLAT in degrees.", show_default=False)
+        str | None,
+        typer.Option(
+            "--bbox",
+            help="MINLON,MINLAT,MAXLON,MAXLAT in degrees (MINLON above MAXLON: across ±180°).",
+            show_default=False,
+        ),
     ],
     "near": Annotated[
         str | None, typer.Option("--near", help="LAT,LON in degrees; needs --radius.", show_default=False)
