@@ -1,5 +1,5 @@
 """Where ``export -o`` and ``report --html`` write: through a link, into a FIFO or device as it is, to stdout
-for ``-``; never over the catalog, nor over a file beside the export that is not one of its sidecars."""
+for ``-``; never over the catalog, the config file in use or a catalogued image, nor over a file beside the export that is not one of its sidecars."""
 
 from __future__ import annotations
 
@@ -140,6 +140,38 @@ def test_the_catalog_is_never_an_output(capsys, catalog_file: Path, args: tuple[
 
     assert code == 2 and f"it is a file of the catalog {catalog_file}" in err and len(err.splitlines()) == 1
     assert catalog_file.read_bytes() == before and out == ""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("export", "--format", "geojson", "-o", "{folder}/1.jpg"),
+        ("export", "-o", "{folder}/image_link.geojson"),
+        ("export", "--format", "gpkg", "-o", "{config}", "--config", "{config}"),
+        ("report", "--html", "{folder}/panopipe.toml"),  # the current folder's: the config in use
+        ("report", "--html", "{folder}/1.jpg"),
+    ],
+)
+def test_a_catalogued_image_or_the_config_file_is_never_an_output(
+    capsys, catalog_file: Path, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
+):
+    folder = catalog_file.parent
+    monkeypatch.chdir(folder)
+    config = folder / "panopipe.toml"
+    config.write_text("[panopipe]\nproject = 'p'\n")
+    image = folder / "1.jpg"
+    image.write_bytes(b"\xff\xd8 a JPEG")
+    (folder / "image_link.geojson").symlink_to(image)
+    names = {"config": str(config), "folder": str(folder)}
+
+    given = [arg.format(**names) for arg in args]
+
+    code, out, err = run(capsys, *given, "--catalog", str(catalog_file))
+
+    what = "the config file in use" if given[-1].endswith(".toml") else "an image of the catalog"
+    assert code == 2 and f"it is {what}; give another name" in err and len(err.splitlines()) == 1
+    assert image.read_bytes() == b"\xff\xd8 a JPEG" and config.read_text() == "[panopipe]\nproject = 'p'\n"
+    assert out == ""
 
 
 def test_sidecars_never_replace_other_files(capsys, catalog_file: Path, tmp_path: Path):

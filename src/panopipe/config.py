@@ -254,12 +254,18 @@ def _positive(name: str, value: Any, kind: type[int] | type[float]) -> Any:
     return number
 
 
+def config_path(config_file: str | Path | None = None) -> Path:
+    """The config file that applies: ``config_file``, else the one ``$PANOPIPE_CONFIG`` names, else
+    ``./panopipe.toml`` (which may not exist)."""
+    return Path(config_file or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG_FILE)
+
+
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Settings from ``config_file`` (or the default file if present), the environment and ``overrides``.
 
     ``overrides`` whose value is ``None`` are ignored, so command-line options can be passed straight through.
     """
-    path = Path(config_file or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG_FILE)
+    path = config_path(config_file)
     explicit = config_file is not None or ENV_CONFIG in os.environ
     data = _from_file(path) if explicit or path.exists() else {}
     try:
@@ -382,6 +388,7 @@ __all__ = [
     "apply_project_config",
     "check_names",
     "config_key",
+    "config_path",
     "declared_keys",
     "did_you_mean",
     "load_settings",

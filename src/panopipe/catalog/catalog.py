@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import operator
+import os
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -45,8 +46,10 @@ from panopipe.catalog.spatial import PostGIS, detect_postgis
 from panopipe.catalog.subjects import subject_id
 from panopipe.catalog.types import new_ids, utcnow
 from panopipe.catalog.values import from_json, to_json
+from panopipe.config import config_path
 from panopipe.errors import CatalogError, ConfigError, NotFoundError
 from panopipe.iterutil import batched
+from panopipe.storage.folder import refuse_database_file, same_file
 
 _COMPARED_FIELDS = (*FILE_FIELDS, *CAPTURE_FIELDS, "extra", "status", "error")
 _WRITTEN_FIELDS = (*_COMPARED_FIELDS, "uri")
@@ -483,6 +486,17 @@ class Catalog:
                 params,
             )
         return sorted(stay)
+
+    def refuse_overwrite(self, path: Path) -> None:
+        """:class:`ConfigError` when writing ``path`` would replace a file the project works from: a file of
+        the SQLite catalog, the config file in use or an image the catalog holds (links resolved)."""
+        refuse_database_file(path, self.location if self.folder else None)
+        config = config_path()
+        if config.exists() and same_file(path, config):
+            raise ConfigError(f"cannot write {path}: it is the config file in use; give another name")
+        with self.engine.connect() as conn:
+            if self._uris_in(conn, sorted({os.path.abspath(path), os.path.realpath(path)})):
+                raise ConfigError(f"cannot write {path}: it is an image of the catalog; give another name")
 
     @staticmethod
     def _uris_in(conn: sa.Connection, uris: Sequence[str]) -> set[str]:

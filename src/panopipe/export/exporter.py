@@ -24,7 +24,7 @@ from panopipe.export.panoramas import load_panoramas, panoramas_table
 from panopipe.export.sequences import load_sequences, sequences_table
 from panopipe.export.table import Table
 from panopipe.qc.settings import QcSettings
-from panopipe.storage import open_atomic, refuse_database_file, same_file
+from panopipe.storage import open_atomic, same_file
 
 SUBJECTS = ("images", "panoramas", "sequences")
 FORMATS = ("csv", "geojson", "gpkg", "oid")
@@ -146,14 +146,14 @@ def write_export(
 
 def _output_files(catalog: Catalog, output: Path | None, export_format: str) -> tuple[Path, ...]:
     """The files an export to ``output`` writes: ``output``, then a CSV's sidecars. :class:`ConfigError`
-    when one is a file of the catalog, a sidecar is ``output`` itself, or a file already there that is not
+    when one is a file the project works from (:meth:`Catalog.refuse_overwrite`), a sidecar is ``output`` itself, or a file already there that is not
     one of a CSV being replaced (``roads.prj`` of the shapefile ``roads.shp``): checked before any is
     written."""
     if output is None:
         return ()
     sidecars = csv_sidecars(output) if _file_format(export_format) == "csv" else []
     for path in (output, *sidecars):
-        refuse_database_file(path, catalog.location if catalog.folder else None)
+        catalog.refuse_overwrite(path)
     for sidecar in sidecars:
         if same_file(sidecar, output):
             raise ConfigError(

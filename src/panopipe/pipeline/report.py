@@ -14,7 +14,7 @@ from panopipe.catalog.subjects import KINDS, load_subjects
 from panopipe.pipeline.report_map import CSS, ShotMark, survey_map, thumbnail_strip
 from panopipe.pipeline.status import Status, status
 from panopipe.pipeline.store import named_outputs
-from panopipe.storage import refuse_database_file, write_atomic
+from panopipe.storage import write_atomic
 
 MAX_POINTS = 20_000
 MAX_SHOTS = 200
@@ -37,10 +37,11 @@ def write_html_report(
 ) -> Path | None:
     """Write the report to ``path`` (one file; the thumbnails it shows are linked relative to it, so it works
     where it was written), or to ``out`` (default stdout) when there is none, linked relative to the current
-    folder; the path written. :class:`~panopipe.errors.ConfigError` when ``path`` is a file of the catalog."""
+    folder; the path written. :class:`~panopipe.errors.ConfigError` when ``path`` is a file the project works from
+    (:meth:`~panopipe.catalog.Catalog.refuse_overwrite`)."""
     target = None if path is None else Path(path)
     if target is not None:
-        refuse_database_file(target, catalog.location if catalog.folder else None)
+        catalog.refuse_overwrite(target)
     current = status(catalog)
     failed = {f.subject for f in current.failures}
     points, failed_points = catalog.positions(failed, limit=MAX_POINTS)
