@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from panopipe.errors import ConfigError
 from panopipe.executors.factory import check_executor
+from panopipe.locations import url_scheme
 
 if TYPE_CHECKING:
     from panopipe.catalog import Catalog, ConfigVersion
@@ -243,6 +244,29 @@ def _check_types(section: str, table: dict[str, Any], cls: type) -> None:
             raise ConfigError(f"[{section}]: {key.name} must be a number, 0 or more, got {value!r}")
 
 
+PATH_KEYS = (
+    ("panopipe", "catalog"),
+    ("panopipe", "output_prefix"),
+    ("steps", "pipeline", "output"),
+    ("steps", "publish", "root"),
+    ("steps", "nadir", "logo"),
+)
+"""The keys of a config file whose value may be a path: a relative one is relative to the file's folder."""
+
+
+def _resolve_paths(data: dict[str, Any], folder: Path) -> None:
+    """Make the relative paths of :data:`PATH_KEYS` in ``data`` (a config file's) relative to ``folder``
+    instead of the current folder; URLs, absolute paths and values that are not text stay as they are."""
+    for *tables, key in PATH_KEYS:
+        table = data
+        for name in tables:
+            nested = table.get(name)
+            table = nested if isinstance(nested, dict) else {}
+        value = table.get(key)
+        if isinstance(value, str) and value and value != ":memory:" and url_scheme(value) is None:
+            table[key] = os.path.normpath(os.path.join(folder.absolute(), os.path.expanduser(value)))
+
+
 def _positive(name: str, value: Any, kind: type[int] | type[float]) -> Any:
     """``value`` (a number, or the text of one from the environment) as a ``kind`` above zero."""
     try:
@@ -279,6 +303,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         check_names(data.get("ingest", {}), {k.name for k in declared_keys(IngestRules)}, section="ingest")
         _check_types("panopipe", panopipe_section, Settings)
         _check_types("ingest", data.get("ingest", {}), IngestRules)
+        _resolve_paths(data, path.parent)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     values: dict[str, Any] = dict(panopipe_section)
@@ -380,6 +405,7 @@ __all__ = [
     "ENV_MANIFEST",
     "ENV_OUTPUT_PREFIX",
     "ENV_S3_ENDPOINT_URL",
+    "PATH_KEYS",
     "PROJECT_SECTIONS",
     "SECTIONS",
     "ConfigKey",

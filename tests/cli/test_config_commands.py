@@ -214,3 +214,30 @@ def test_a_number_written_another_way_is_no_difference(capsys, project):
     assert code == 0 and "differs" not in err
     code, _, err = run(capsys, "config", "push", "-c", url, "--yes")
     assert code == 0 and "nothing to push" in err
+
+
+def test_relative_paths_in_a_config_file_are_relative_to_its_folder(capsys, tmp_path, monkeypatch):
+    config = tmp_path / "project" / "panopipe.toml"
+    config.parent.mkdir()
+    config.write_text(
+        '[panopipe]\ncatalog = "cat.db"\noutput_prefix = "../prefix"\n\n[steps.pipeline]\noutput = "out"\n\n'
+        '[steps.publish]\nroot = "s3://bucket/published"\n\n[steps.nadir]\nlogo = "assets/logo.png"\n',
+        encoding="utf-8",
+    )
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "captures").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+
+    assert run(capsys, "ingest", str(tmp_path / "captures"), "--config", str(config))[0] == 0
+    code, out, _ = run(capsys, "config", "show", "--config", str(config), "--json")
+
+    assert code == 0 and (config.parent / "cat.db").is_file() and not any((tmp_path / "elsewhere").iterdir())
+    shown = {row["key"]: row["value"] for row in json.loads(out)}
+    assert shown["panopipe.catalog"] == str(config.parent / "cat.db")
+    assert shown["panopipe.output_prefix"] == str(tmp_path / "prefix")
+    assert shown["steps.pipeline.output"] == str(config.parent / "out")
+    assert shown["steps.nadir.logo"] == str(config.parent / "assets" / "logo.png")
+    assert shown["steps.publish.root"] == "s3://bucket/published"
+    # an option or the environment is relative to the current folder
+    assert run(capsys, "ingest", str(tmp_path / "captures"), "--config", str(config), "-c", "here.db")[0] == 0
+    assert (tmp_path / "elsewhere" / "here.db").is_file()

@@ -64,7 +64,7 @@ class NadirStep(Step):
             "logo",
             None,
             "An image (PNG, with transparency, or JPEG) drawn on the disc, upright to a viewer facing forward "
-            "and looking down: an s3:// URI or a path (relative: to the current folder) that every planner and "
+            "and looking down: an s3:// URI or a path (relative: to the config file's folder) that every planner and "
             "worker can read (in a deployed stack: under its output prefix, e.g. "
             "s3://BUCKET/panopipe-out/assets/nadir.png); replacing the file reruns the cap.",
             "none",
