@@ -152,3 +152,43 @@ def test_an_image_without_flags_has_none_as_other_absent_values(catalog: Catalog
     ]
     meta, _, _, fields = pyogrio.raw.read(tmp_path / "i.gpkg")
     assert list(fields[list(meta["fields"]).index("flags")]) == ["duplicate", None]
+
+
+def test_a_capture_time_of_unknown_zone_says_so(tmp_path: Path, capsys):
+    """A camera clock with no offset (EXIF OffsetTimeOriginal) and no GPS time to infer it from: its time is the
+    clock as read, which the export says with an empty utc_offset_minutes beside it (exiftool writes both)."""
+    import shutil
+    import subprocess
+
+    known, unknown = tmp_path / "R1" / "known_000001.jpg", tmp_path / "R1" / "unknown_000002.jpg"
+    known.parent.mkdir()
+    for path in (known, unknown):
+        shutil.copy(JPEG, path)
+    subprocess.run(
+        ["exiftool", "-q", "-overwrite_original", "-DateTimeOriginal=2019:07:16 10:26:11", str(unknown)],
+        check=True,
+    )
+    subprocess.run(
+        [
+            "exiftool",
+            "-q",
+            "-overwrite_original",
+            "-DateTimeOriginal=2019:07:16 10:26:11",
+            "-OffsetTimeOriginal=+03:00",
+            str(known),
+        ],
+        check=True,
+    )
+    db = tmp_path / "c.db"
+    assert main(["ingest", str(tmp_path / "R1"), "--catalog", str(db)]) == 0
+    capsys.readouterr()
+    assert main(["export", "--catalog", str(db), "--format", "csv", "-o", "-"]) == 0
+    rows = {Path(row["uri"]).name: row for row in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    assert (rows[known.name]["captured_at"], rows[known.name]["utc_offset_minutes"]) == (
+        "2019-07-16T07:26:11Z",
+        "180",
+    )
+    assert (rows[unknown.name]["captured_at"], rows[unknown.name]["utc_offset_minutes"]) == (
+        "2019-07-16T10:26:11Z",
+        "",
+    )

@@ -341,7 +341,9 @@ def test_images_export_opens_in_gdal_with_its_declared_types(capsys, tmp_path: P
         assert "Feature Count: 6" in summary
         if fmt == "geojson":  # no schema: GDAL types a property by its values, one that has none as String
             never_set = dict.fromkeys(("pitch", "roll", "projection", "measure", "route_offset_m"), "String")
-            small = dict.fromkeys(("camera_index", "width", "height", "frame"), "Integer")
+            small = dict.fromkeys(
+                ("utc_offset_minutes", "camera_index", "width", "height", "frame"), "Integer"
+            )
             assert types == declared(IMAGE_COLUMNS) | never_set | small
         else:
             assert types == declared(IMAGE_COLUMNS)

@@ -26,7 +26,14 @@ ORIENTATION_DOCS = {
 IMAGE_COLUMNS: tuple[Column, ...] = (
     Column("id", "text", "the catalog's image id"),
     Column("uri", "text", "where the captured file is: a local path or s3:// URI"),
-    Column("captured_at", "datetime", "capture time, UTC"),
+    Column(
+        "captured_at", "datetime", "capture time, UTC (with no utc_offset_minutes: the camera clock as read)"
+    ),
+    Column(
+        "utc_offset_minutes",
+        "integer",
+        "the UTC offset of the camera's local time, minutes; empty when nothing tells the clock's zone",
+    ),
     Column("lat", "real", "latitude, WGS84 degrees"),
     Column("lon", "real", "longitude, WGS84 degrees"),
     Column("altitude_msl_m", "real", ALTITUDE_DOC),
