@@ -431,3 +431,33 @@ def test_a_shot_across_the_antimeridian_is_placed_there_not_at_longitude_0(capsy
 
     (row,) = csv.DictReader(out.splitlines())
     assert code == 0 and abs(float(row["lon"])) == pytest.approx(180.0) and float(row["lat"]) == -17.7
+
+
+@pytest.mark.exiftool
+def test_a_step_turned_off_hands_out_none_of_what_it_made_before(capsys, tmp_path: Path, catalog_url: str):
+    # derive's thumbnail and preview stay on disk once derive is turned off, without the edits made since
+    config = tmp_path / "panopipe.toml"
+    config.write_text(f'[steps.pipeline]\noutput = "{tmp_path / "out"}"\n', encoding="utf-8")
+    with Catalog.open(catalog_url) as catalog:
+        add_panoramas(catalog, tmp_path, 1)
+    common = ("--catalog", catalog_url, "--config", str(config))
+    assert run(capsys, "run", *common)[0] == 0
+    config.write_text(f"{config.read_text()}\n[steps.derive]\nenabled = false\n", encoding="utf-8")
+    edit = ("edit", *common, "--reel", "P001", "--set", "pitch=-10", "--reason", "level")
+    assert run(capsys, *edit)[0] == 0
+    assert run(capsys, "run", *common)[0] == 0
+
+    code, out, _ = run(capsys, "export", *common, "--of", "panoramas")
+
+    (row,) = csv.DictReader(out.splitlines())
+    (old_thumbnail,) = (tmp_path / "out" / "derive").rglob("thumbnail-*.jpg")
+    pitch = "XMP-GPano:PosePitchDegrees"
+    assert exiftool(Path(row["image_uri"])).get(pitch) == -10
+    assert exiftool(old_thumbnail).get(pitch) != -10, "what the export must not hand out is stale"
+    assert code == 0 and (row["status"], row["thumbnail_uri"], row["preview_uri"]) == ("published", "", "")
+
+
+def exiftool(path: Path) -> dict[str, object]:
+    result = subprocess.run(["exiftool", "-j", "-n", "-G1", str(path)], check=True, capture_output=True)
+    tags: dict[str, object] = json.loads(result.stdout)[0]
+    return tags

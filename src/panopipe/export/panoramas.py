@@ -5,7 +5,8 @@ Position, time, orientation and the reel/frame/shot tags are those ``apply-metad
 (:func:`~panopipe.steps.apply_metadata.expected_metadata`: the position averaged over the shot's frames that
 have a fix, time of the frame of the lowest camera index, heading, pitch and roll the rig's). The files come
 from the job store's artifacts: the published image, thumbnail and preview, the image with metadata and the
-stitched panorama.
+stitched panorama, of the steps turned on: what a step turned off made before (``[steps.derive] enabled =
+false``: a thumbnail) carries stale metadata, and nothing remakes it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from panopipe.export.table import Column, Table
 from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.store import StoredOutput, latest_job_states, stored_outputs
 from panopipe.steps.apply_metadata import Placement, expected_metadata, partial_panorama
+from panopipe.steps.registry import STEP_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +103,13 @@ def load_panoramas(
     *,
     base_url: str | None = None,
 ) -> list[Panorama]:
-    """The shots and single 360° images the selection touches, by reel and frame. With ``base_url``, files
+    """The shots and single 360° images the selection touches, by reel and frame, with the outputs and jobs of
+    the steps turned on (see the module). With ``base_url``, files
     under the publish root (``[steps.publish] root``) are named by their URL under ``base_url``; others have
     none (a warning says how many)."""
     pipeline = load_pipeline(catalog, settings, ["apply-metadata", "publish"])
     params, publish_root = pipeline.steps[0].params, pipeline.steps[1].params["root"]
+    turned_on = {name for name, step in STEP_TYPES.items() if step.enabled_in(pipeline.context.tables)}
     placement = Placement.of(pipeline.context)
     link = _Linker(publish_root, base_url)
     found: list[Panorama] = []
@@ -115,9 +119,12 @@ def load_panoramas(
             subjects = list(load_subjects(conn, kind, sorted(selected.keys_of(conn, kind), key=str)))
             states = latest_job_states(conn, [subject.id for subject in subjects])
             for subject in subjects:
-                made = outputs.get(subject.key, [])
+                made = [output for output in outputs.get(subject.key, []) if output.step in turned_on]
+                latest = {
+                    step: status for step, status in states.get(subject.id, {}).items() if step in turned_on
+                }
                 metadata = expected_metadata(subject, params, placement)
-                found.append(_panorama(subject, metadata, made, states.get(subject.id, {}), link))
+                found.append(_panorama(subject, metadata, made, latest, link))
     if link.unlinked:
         log.warning(
             "--base-url: %d file(s) outside the publish root %s have no URL (left empty): "
