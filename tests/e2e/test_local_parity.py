@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from tests.aws.s3_events import render_shot
 
 from panopipe.aws.stack import build_template
-from panopipe.catalog import Catalog
+from panopipe.catalog import Catalog, Selection
 from panopipe.catalog.schema import artifacts, jobs
 from panopipe.cli import main
 from panopipe.config import Settings
@@ -207,3 +207,42 @@ def test_dev_up_refuses_prefixes_that_overlap_as_the_stack_does(capsys: pytest.C
     assert capsys.readouterr().err.splitlines() == [
         "error: input prefix 'incoming/' and output prefix 'incoming/out/' must not overlap"
     ]
+
+
+def test_a_reel_moved_within_the_bucket_keeps_its_images(
+    stack: LocalStack, postgres_url: str, tmp_path: Path
+):
+    """`aws s3 mv --recursive` within the bucket, as S3 (here moto's server) notifies it: a CopyObject (which
+    keeps the x-amz-meta-sha256 panopipe's upload stored) and a DeleteObject per file, the events of the two
+    in whatever batches the queue makes; the images keep their ids and edits, at their new keys."""
+    frames, rig = render_shot(tmp_path / "shot")
+    capture = frames[0].parents[1]
+    settings = stack_settings(stack, postgres_url, rig)
+    s3, sqs = boto3.client("s3"), boto3.client("sqs")
+    with Catalog.open(postgres_url) as catalog:
+        handler = EventHandler(catalog, settings)  # plans only: the moves are what is tested
+        ingest(catalog, [capture], settings)
+        sync_capture(
+            catalog,
+            capture,
+            open_storage(f"s3://{stack.bucket}/{stack.input_prefix}R001", settings),
+            settings,
+        )
+        run_worker(handler, stack.queue_url, sqs=sqs, max_polls=3, wait_s=1)
+        ids = {Path(i.uri).name: i.id for i in catalog.images()}
+        catalog.apply_edit(catalog.plan_edit(Selection(), assign={"alt": 519.4}), reason="RTK", author="t")
+        listed = s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"{stack.input_prefix}R001/")["Contents"]
+        for obj in listed:
+            moved = obj["Key"].replace(stack.input_prefix, f"{stack.input_prefix}2024/", 1)
+            s3.copy_object(
+                Bucket=stack.bucket, Key=moved, CopySource={"Bucket": stack.bucket, "Key": obj["Key"]}
+            )
+            s3.delete_object(Bucket=stack.bucket, Key=obj["Key"])
+        report = run_worker(handler, stack.queue_url, sqs=sqs, max_polls=3, wait_s=1)
+        handler.close()
+
+        assert report.counts["failed"] == 0 and queue_depth(sqs, stack.queue_url) == 0
+        images = list(catalog.images())
+        assert {Path(i.uri).name: i.id for i in images} == ids
+        assert all(f"/{stack.input_prefix}2024/R001/" in i.uri for i in images)
+        assert {i.alt for i in images} == {519.4} and {i.shot for i in images} == {"R001-000001"}
