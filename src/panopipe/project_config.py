@@ -9,7 +9,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from panopipe.catalog import Catalog, ConfigVersion
-from panopipe.config import IngestRules, Settings, apply_project_config, declared_keys, stored_form
+from panopipe.config import (
+    IngestRules,
+    Settings,
+    apply_project_config,
+    check_names,
+    declared_keys,
+    stored_form,
+)
 from panopipe.errors import ConfigError
 from panopipe.pipeline.config import PIPELINE_KEYS, PIPELINE_TABLE, build_pipeline, pipeline_output
 from panopipe.qc.settings import QcSettings
@@ -80,6 +87,25 @@ def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[Change, ...]:
     before, after = dict(flatten(old)), dict(flatten(new))
     keys = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     return tuple(Change(k, before.get(k), after.get(k)) for k in keys)
+
+
+def check_config_file(settings: Settings) -> None:
+    """:class:`~panopipe.errors.ConfigError` for the first unknown table or key of the ``[steps.*]`` and
+    ``[qc]`` tables of ``settings``' config file, or a ``[qc]`` value out of range: a typo there would
+    otherwise show only when a command reads the table, and ``config show`` would list the default as
+    applying."""
+    content = settings.local_project or {}
+    steps = content.get("steps", {})
+    known = {PIPELINE_TABLE: [key.name for key in PIPELINE_KEYS]}
+    known |= {name: [*step.config_keys, "enabled"] for name, step in STEP_TYPES.items()}
+    try:
+        check_names((f"steps.{name}" for name in steps), (f"steps.{name}" for name in known))
+        for name, table in steps.items():
+            if isinstance(table, Mapping):
+                check_names(table, known[name], section=f"steps.{name}")
+        QcSettings.from_config(content.get("qc", {}))
+    except ConfigError as exc:
+        raise ConfigError(f"{settings.config_file}: {exc}") from None
 
 
 def plan_push(catalog: Catalog, settings: Settings) -> PushPlan:
@@ -178,6 +204,7 @@ __all__ = [
     "ConfigValue",
     "EffectiveConfig",
     "PushPlan",
+    "check_config_file",
     "diff",
     "effective",
     "flatten",

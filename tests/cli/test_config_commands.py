@@ -143,7 +143,6 @@ def test_push_refuses_a_file_that_does_not_configure_a_pipeline(capsys, project)
     (Path.cwd() / "panopipe.toml").write_text("[steps.derive]\nthumbnial = 64\n", encoding="utf-8")
     code, _, err = run(capsys, "config", "push", "-c", url, "--yes")
     assert code == ConfigError.exit_code and "'thumbnial'" in err and "'thumbnail'" in err
-    assert json.loads(run(capsys, "config", "history", "-c", url, "--json")[1]) == []
     # qc's thresholds too: once pushed, a bad one would stop `qc`, `config show` and exports for everyone
     for table, message in (
         ("bogus = 1", "unknown key in [qc]: 'bogus'"),
@@ -152,8 +151,8 @@ def test_push_refuses_a_file_that_does_not_configure_a_pipeline(capsys, project)
         (Path.cwd() / "panopipe.toml").write_text(f"[qc]\n{table}\n", encoding="utf-8")
         code, _, err = run(capsys, "config", "push", "-c", url, "--yes")
         assert code == ConfigError.exit_code and message in err, err
-    assert json.loads(run(capsys, "config", "history", "-c", url, "--json")[1]) == []
     (Path.cwd() / "panopipe.toml").unlink()
+    assert json.loads(run(capsys, "config", "history", "-c", url, "--json")[1]) == []
     code, _, err = run(capsys, "config", "push", "-c", url, "--yes")
     assert code == ConfigError.exit_code and "no project config file" in err
 
@@ -241,3 +240,22 @@ def test_relative_paths_in_a_config_file_are_relative_to_its_folder(capsys, tmp_
     # an option or the environment is relative to the current folder
     assert run(capsys, "ingest", str(tmp_path / "captures"), "--config", str(config), "-c", "here.db")[0] == 0
     assert (tmp_path / "elsewhere" / "here.db").is_file()
+
+
+@pytest.mark.parametrize(
+    ("table", "typo"),
+    [("steps.derive", "thumbnial = 5"), ("steps.derivee", "thumbnail = 5"), ("qc", "max_sped = 1")],
+)
+def test_every_command_refuses_an_unknown_key_of_the_config_file(capsys, project, table, typo):
+    url, tmp_path = project
+    config = tmp_path / "project" / "panopipe.toml"
+    text = config.read_text()
+    header = f"[{table}]\n"
+    text = text.replace(header, header + typo + "\n") if header in text else f"{text}\n{header}{typo}\n"
+    config.write_text(text, encoding="utf-8")
+    name = typo.partition(" ")[0] if table != "steps.derivee" else "[steps.derivee]"
+
+    for command in (["config", "show"], ["ls"], ["qc", "--dry-run"], ["plan"], ["export"]):
+        code, out, err = run(capsys, *command, "-c", url)
+        assert (code, out) == (2, ""), command
+        assert err.startswith("error: panopipe.toml: unknown ") and name in err and len(err.splitlines()) == 1

@@ -447,7 +447,10 @@ def test_text_is_shown_as_written(capsys, tmp_path: Path, two_images: tuple[str,
     config = tmp_path / "panopipe.toml"
     config.write_text("[steps.derve]\nthumbnail = 256\n")
     code, _, err = run(capsys, "plan", "--catalog", location, "--config", str(config))
-    assert (code, err) == (2, "error: unknown section: [steps.derve]; did you mean [steps.derive]?\n")
+    assert (code, err) == (
+        2,
+        f"error: {config}: unknown section: [steps.derve]; did you mean [steps.derive]?\n",
+    )
 
 
 @pytest.mark.parametrize(
@@ -496,7 +499,7 @@ def test_unknown_step_keys_suggest_the_closest(capsys, tmp_path: Path, two_image
     code, _, err = run(capsys, "plan", "--catalog", two_images[0], "--config", str(config))
     assert (code, err) == (
         2,
-        "error: unknown key in [steps.derive]: 'thumbnial'; did you mean 'thumbnail'?\n",
+        f"error: {config}: unknown key in [steps.derive]: 'thumbnial'; did you mean 'thumbnail'?\n",
     )
 
 

@@ -129,8 +129,14 @@ def warn_if_nothing_selected(catalog: Catalog, selection: Selection) -> bool:
 
 
 def open_settings(catalog: str | None, config: Path | None) -> Settings:
-    """Settings for a command from its ``--catalog`` and ``--config`` options."""
-    return load_settings(config, catalog=catalog)
+    """Settings for a command from its ``--catalog`` and ``--config`` options; a config file's unknown keys
+    are errors for every command, whether it reads their tables or not."""
+    from panopipe.project_config import check_config_file
+
+    settings = load_settings(config, catalog=catalog)
+    if settings.local_project:
+        check_config_file(settings)
+    return settings
 
 
 @contextlib.contextmanager
