@@ -530,6 +530,22 @@ def test_unknown_step_names_suggest_the_closest(capsys, two_images: tuple[str, l
             "invalid --bbox 11.5,48.2,11.6,48.0: expected MINLON,MINLAT,MAXLON,MAXLAT; MINLAT is above MAXLAT: "
             "are two values swapped?",
         ),
+        (
+            ["--bbox", "nan,nan,nan,nan"],
+            "invalid --bbox nan,nan,nan,nan: expected MINLON,MINLAT,MAXLON,MAXLAT, each a finite number",
+        ),
+        (
+            ["--bbox", "11.5,48.0,inf,48.2"],
+            "invalid --bbox 11.5,48.0,inf,48.2: expected MINLON,MINLAT,MAXLON,MAXLAT, each a finite number",
+        ),
+        (
+            ["--near", "48.1,11.5", "--radius", "nan"],
+            "invalid --radius nan: expected metres > 0, a finite number",
+        ),
+        (
+            ["--near", "48.1,11.5", "--radius", "inf"],
+            "invalid --radius inf: expected metres > 0, a finite number",
+        ),
         (["--status", "broken"], "invalid status 'broken': expected ok or failed"),
         (
             ["--since", "2024-05-01T00:00:00Z", "--until", "2024-04-01T00:00:00Z"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -35,6 +36,8 @@ def _check_point(lat: float, lon: float) -> None:
 def _check_bbox(min_lon: float, min_lat: float, max_lon: float, max_lat: float) -> None:
     given = f"invalid --bbox {min_lon},{min_lat},{max_lon},{max_lat}: expected MINLON,MINLAT,MAXLON,MAXLAT"
     lats, lons = (min_lat, max_lat), (min_lon, max_lon)
+    if not all(map(math.isfinite, (*lats, *lons))):
+        raise ConfigError(f"{given}, each a finite number")
     if any(abs(lat) > 90 for lat in lats) or any(abs(lon) > 180 for lon in lons):
         looks_swapped = all(abs(lat) <= 180 for lat in lats) and all(abs(lon) <= 90 for lon in lons)
         hint = "it looks like latitude first: put longitudes first" if looks_swapped else "out of range"
@@ -68,8 +71,8 @@ class Selection:
             _check_point(*self.near)
         if (self.near is None) != (self.radius_m is None):
             raise ConfigError("--near and --radius go together")
-        if self.radius_m is not None and self.radius_m <= 0:
-            raise ConfigError(f"invalid radius {self.radius_m}: expected metres > 0")
+        if self.radius_m is not None and not (0 < self.radius_m < math.inf):
+            raise ConfigError(f"invalid --radius {self.radius_m}: expected metres > 0, a finite number")
         if self.since is not None and self.until is not None and self.since >= self.until:
             raise ConfigError(
                 f"--since {self.since.isoformat()} is not before --until {self.until.isoformat()}: "
