@@ -530,21 +530,19 @@ def test_unknown_step_names_suggest_the_closest(capsys, two_images: tuple[str, l
             "invalid --bbox 11.5,48.2,11.6,48.0: expected MINLON,MINLAT,MAXLON,MAXLAT; MINLAT is above MAXLAT: "
             "are two values swapped?",
         ),
-        (
-            ["--bbox", "nan,nan,nan,nan"],
-            "invalid --bbox nan,nan,nan,nan: expected MINLON,MINLAT,MAXLON,MAXLAT, each a finite number",
+        *(
+            (
+                ["--bbox", box],
+                f"invalid --bbox {box}: expected MINLON,MINLAT,MAXLON,MAXLAT, each a finite number",
+            )
+            for box in ("nan,nan,nan,nan", "11.5,48.0,inf,48.2")
         ),
-        (
-            ["--bbox", "11.5,48.0,inf,48.2"],
-            "invalid --bbox 11.5,48.0,inf,48.2: expected MINLON,MINLAT,MAXLON,MAXLAT, each a finite number",
-        ),
-        (
-            ["--near", "48.1,11.5", "--radius", "nan"],
-            "invalid --radius nan: expected metres > 0, a finite number",
-        ),
-        (
-            ["--near", "48.1,11.5", "--radius", "inf"],
-            "invalid --radius inf: expected metres > 0, a finite number",
+        *(
+            (
+                ["--near", "48.1,11.5", "--radius", r],
+                f"invalid --radius {r}: expected metres > 0, a finite number",
+            )
+            for r in ("nan", "inf")
         ),
         (["--status", "broken"], "invalid status 'broken': expected ok or failed"),
         (
