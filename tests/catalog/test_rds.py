@@ -279,6 +279,7 @@ def test_lambda_gets_one_connection_per_process(postgres_url: str):
     engine = create_postgres_engine(url, environ={"AWS_LAMBDA_FUNCTION_NAME": "panopipe-ingest"})
     assert (engine.pool.size(), engine.pool._max_overflow) == (1, 0)  # type: ignore[attr-defined]
     assert create_postgres_engine(url, environ={}).pool.size() == 5
+    Catalog.open(postgres_url).close()  # shared_engine checks the schema on first use: a catalog it is
     assert shared_engine(postgres_url) is shared_engine(postgres_url)
 
 
