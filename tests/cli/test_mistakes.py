@@ -503,6 +503,28 @@ def test_unknown_step_keys_suggest_the_closest(capsys, tmp_path: Path, two_image
     )
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--max-vcpus", "64"], "--max-vcpus goes with --estimate"),
+        (["--wait"], "--wait follows AWS Batch jobs: the local executor runs its jobs to the end anyway"),
+        (["--wait", "--executor", "inline"], "--wait follows AWS Batch jobs: the inline executor"),
+        (["--estimate", "--wait", "--executor", "batch"], "--estimate runs no job: drop --wait"),
+        (["--estimate", "--workers", "2"], "--estimate runs no job: drop --workers"),
+        (["--executor", "inline", "--workers", "4"], "the inline executor runs one job at a time"),
+    ],
+)
+def test_run_refuses_options_it_would_ignore(
+    capsys, tmp_path: Path, two_images: tuple[str, list[str]], options: list[str], message: str
+):
+    config = tmp_path / "panopipe.toml"
+    config.write_text(f"[steps.pipeline]\noutput = '{tmp_path / 'out'}'\n")
+    code, out, err = run(capsys, "run", "--catalog", two_images[0], "--config", str(config), *options)
+
+    assert (code, out) == (ConfigError.exit_code, "") and err.startswith(f"error: {message}"), err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
 def test_unknown_step_names_suggest_the_closest(capsys, two_images: tuple[str, list[str]]):
     code, _, err = run(capsys, "plan", "--catalog", two_images[0], "--steps", "stich")
     assert (code, err) == (2, "error: unknown step 'stich'; did you mean 'stitch'?\n")

@@ -18,7 +18,8 @@ from panopipe.cli.options import (
     warn_if_nothing_selected,
 )
 from panopipe.config import ENV_EXECUTOR
-from panopipe.errors import StepError
+from panopipe.errors import ConfigError, StepError
+from panopipe.executors.factory import RUN_EXECUTOR
 
 if TYPE_CHECKING:
     from panopipe.catalog import Catalog, Selection
@@ -113,6 +114,9 @@ def run(
     Example: panopipe run --reel R001 --workers 4; panopipe run --executor batch --wait;
     panopipe run --estimate --max-vcpus 64
     """
+    if executor is not None:
+        settings = replace(settings, executor=executor)
+    _refuse_ignored_options(settings, estimate=estimate, max_vcpus=max_vcpus, wait=wait, workers=workers)
     warn_if_nothing_selected(catalog, selection)
     if estimate:
         from panopipe.pipeline.estimate import estimate as estimate_cost
@@ -120,8 +124,6 @@ def run(
         cost = estimate_cost(catalog, selection, _steps(steps), settings, force=force, max_vcpus=max_vcpus)
         _print_estimate(cost.to_dict(), as_json=as_json)
         return 0
-    if executor is not None:
-        settings = replace(settings, executor=executor)
     from panopipe import pipeline
 
     with render.progress_bar("processing") as bar:
@@ -159,6 +161,24 @@ def run(
             )
         render.stderr.print(f"done in {report.seconds:.1f} s" if report.counts else "nothing to do")
     return 0 if report.ok else StepError.exit_code
+
+
+def _refuse_ignored_options(
+    settings: Settings, *, estimate: bool, max_vcpus: int | None, wait: bool, workers: int | None
+) -> None:
+    """:class:`ConfigError` for an option of ``run`` that the others make meaningless (``--executor inline
+    --workers 4`` is the executor's to refuse): it would be ignored without a word."""
+    if max_vcpus is not None and not estimate:
+        raise ConfigError(
+            "--max-vcpus goes with --estimate: a run uses the vCPUs of the stack's compute environment"
+        )
+    if estimate and (wait or workers is not None):
+        raise ConfigError(f"--estimate runs no job: drop {'--wait' if wait else '--workers'}")
+    executor = settings.executor or RUN_EXECUTOR
+    if wait and executor != "batch":
+        raise ConfigError(
+            f"--wait follows AWS Batch jobs: the {executor} executor runs its jobs to the end anyway"
+        )
 
 
 def _print_estimate(cost: dict[str, Any], *, as_json: bool) -> None:
