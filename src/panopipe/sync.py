@@ -15,6 +15,7 @@ from panopipe.catalog import Catalog, FileLocation
 from panopipe.config import Settings, project_settings
 from panopipe.errors import ConfigError, ObjectNotFoundError, StorageError
 from panopipe.ingest import JPEG_SUFFIXES, PathFields, path_fields, path_pattern
+from panopipe.storage import local_path
 from panopipe.storage.base import HASH_CHUNK, ObjectInfo, Storage
 from panopipe.storage.folder import walk
 
@@ -104,7 +105,7 @@ def sync_folder(
     read or stored is reported in :attr:`SyncReport.failed` and does not stop the others; any other exception
     (including one raised by ``progress``) stops the sync and propagates.
     """
-    folder = _capture_folder(local_folder)
+    folder = _capture_folder(local_folder, destination)
     report, _ = _sync(folder, _capture_files(folder), destination, dry_run, workers, progress)
     return report
 
@@ -128,7 +129,7 @@ def sync_capture(
     :class:`~panopipe.errors.ConfigError` saying where to sync instead): reading the files there would
     regroup their shots.
     """
-    folder = _capture_folder(local_folder).resolve()
+    folder = _capture_folder(local_folder, destination).resolve()
     files = _capture_files(folder)
     _check_layout(folder, files, destination, path_pattern(project_settings(catalog, settings).ingest))
     report, stored = _sync(folder, files, destination, dry_run, workers, progress)
@@ -143,10 +144,21 @@ def sync_capture(
     return replace(report, not_repointed=tuple(stayed))
 
 
-def _capture_folder(local_folder: str | Path) -> Path:
+def _capture_folder(local_folder: str | Path, destination: Storage) -> Path:
+    """``local_folder`` as a path; an error when it is no folder, or when ``destination`` is a folder that is
+    it, holds it or is inside it (each sync would copy the copies of the last)."""
     folder = Path(local_folder).expanduser()
     if not folder.is_dir():
         raise StorageError(f"{folder} is not a folder")
+    root = local_path(destination.root_uri)
+    if root is not None:
+        source, target = folder.resolve(), root.resolve()
+        if source == target or source in target.parents or target in source.parents:
+            where = "is" if source == target else "is inside" if source in target.parents else "holds"
+            raise ConfigError(
+                f"cannot sync {folder} to {root}: the destination {where} the capture folder; choose a folder "
+                "outside it"
+            )
     return folder
 
 

@@ -250,6 +250,26 @@ def test_a_camera_folder_linked_into_the_reel_is_synced(
     assert len(report.uploaded) == 12 and destination.exists("cam5/R001_cam5_000001.jpg")
 
 
+@pytest.mark.parametrize(
+    ("destination", "where"),
+    [("reel1/copy", "is inside"), (".", "is"), ("..", "holds")],
+)
+def test_a_destination_folder_nested_with_the_capture_folder_is_refused(
+    catalog: Catalog, capture: Path, destination: str, where: str
+) -> None:
+    storage = open_storage(capture / destination)
+    before = sorted(capture.parent.rglob("*"))
+
+    for dry_run in (True, False):
+        with pytest.raises(ConfigError, match=f"the destination {where} the capture folder; choose a folder"):
+            sync_folder(capture, storage, dry_run=dry_run)
+        with pytest.raises(ConfigError, match=f"the destination {where} the capture folder"):
+            sync_capture(catalog, capture, storage, Settings(), dry_run=dry_run)
+
+    assert sorted(capture.parent.rglob("*")) == before
+    assert sync_folder(capture, open_storage(capture.parent / "copy")).ok  # beside it: fine
+
+
 def test_a_destination_that_would_change_reels_is_refused_before_uploading(
     catalog: Catalog, storage: Storage, reel: Path
 ) -> None:

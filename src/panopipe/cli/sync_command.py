@@ -29,7 +29,8 @@ def sync(
     """Upload a capture folder: parallel, resumable, skipping files already stored (by SHA-256).
 
     Images the catalog knows are pointed at their new S3 URIs. A destination where ingest would read other
-    reels, frames or cameras (the path_pattern) is refused before any upload, saying where to sync instead.
+    reels, frames or cameras (the path_pattern) is refused before any upload, saying where to sync instead,
+    and so is a destination folder inside the capture folder or holding it.
     Exit code 1 when any file failed.
 
     Example: panopipe sync /data/2024-05-01 s3://survey-bucket/2024-05-01 --dry-run
