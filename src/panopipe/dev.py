@@ -66,8 +66,9 @@ class LocalStack:
         }
 
 
-def start_moto_server(port: int = 0) -> tuple[Any, str]:
-    """Start moto's server on 127.0.0.1 (``port`` 0: a free one) in a thread; the server and its endpoint."""
+def start_moto_server(port: int = 0, *, log_requests: bool = True) -> tuple[Any, str]:
+    """Start moto's server on 127.0.0.1 (``port`` 0: a free one) in a thread; the server and its endpoint.
+    Unless ``log_requests``, its web server (werkzeug) logs no line per request on stderr."""
     try:
         from moto import backends
         from moto.s3 import notifications
@@ -84,6 +85,8 @@ def start_moto_server(port: int = 0) -> tuple[Any, str]:
     backends.list_of_moto_modules = lambda: modules
     if port:
         _check_port(port)
+    # verbose=False leaves werkzeug's access log on: its logger, when at NOTSET, is set to INFO at first use
+    logging.getLogger("werkzeug").setLevel(logging.INFO if log_requests else logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     # moto's start() waits for its thread's server for ever, even once the thread has died of an error.
     starting = threading.Thread(target=server.start, daemon=True)

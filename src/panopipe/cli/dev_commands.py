@@ -26,13 +26,14 @@ def up(
     """Start S3 and SQS locally: bucket, queue with dead-letter queue, bucket notification; Ctrl-C stops it
     (exit 0). Needs moto's server: pip install 'panopipe[dev]'.
 
-    Prints the endpoint and the environment variables to export for `panopipe worker events` and uploads.
+    Prints the endpoint and the environment variables to export for `panopipe worker events` and uploads,
+    then a line per request on stderr (none with -q).
 
     Example: panopipe dev up --port 5000
     """
     from panopipe.dev import create_stack, start_moto_server
 
-    server, endpoint = start_moto_server(port)
+    server, endpoint = start_moto_server(port, log_requests=not render.stderr.quiet)
     try:
         stack = create_stack(
             endpoint,
