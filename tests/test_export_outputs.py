@@ -6,8 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import os
+import sqlite3
 import stat
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -200,3 +202,20 @@ def test_report_to_stdout(capsys, catalog_file: Path, tmp_path: Path, monkeypatc
 
     assert code == 0 and out.startswith("<!DOCTYPE html>") and "2 images" in out
     assert not (tmp_path / "-").exists() and "stdout" in err
+
+
+def test_a_geopackage_of_another_extension_is_written_without_a_library_warning(
+    capsys, catalog_file: Path, tmp_path: Path
+):
+    output = tmp_path / "survey.sqlite"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # GDAL's "The filename extension should be 'gpkg'" among them
+        code, _, err = run(
+            capsys, "export", "--catalog", str(catalog_file), "--format", "gpkg", "-o", str(output)
+        )
+
+    assert code == 0 and "exported 2 image(s)" in err and "Warning" not in err
+    with sqlite3.connect(output) as db:
+        assert db.execute("SELECT table_name, data_type FROM gpkg_contents").fetchall() == [
+            ("images", "features")
+        ]
