@@ -83,3 +83,34 @@ def test_a_long_json_list_has_an_item_per_line_and_the_same_values(capsys: pytes
         out = capsys.readouterr().out
         assert json.loads(out) == [{column: row.get(column) for column in COLUMNS} for row in table_rows]
         assert out.count("\n") == lines  # indented: an object over 7 lines; long: one line each
+
+
+@pytest.mark.parametrize("width", [40, 80])
+def test_on_a_narrow_terminal_words_never_break(monkeypatch: pytest.MonkeyPatch, width: int):
+    """Ids, URIs, times and headers are whole on one line: text wraps at its spaces, and a table whose words
+    cannot fit is as wide as they need (the terminal wraps its lines)."""
+    table_rows = [
+        {
+            "id": "bad0d438",
+            "reel": "R001",
+            "frame": 1,
+            "lat": 48.13715508,
+            "note": "s3://b/R001/cam0/0001.jpg",
+        },
+        {"id": "bbb15545", "reel": "R001-long", "frame": 123456, "lat": None, "note": "a reason " * 8},
+    ]
+    out = io.StringIO()
+    terminal = Console(
+        file=out, force_terminal=True, color_system=None, highlight=False, markup=False, width=width
+    )
+    monkeypatch.setattr(render, "stdout", terminal)
+
+    render.print_rows(table_rows, COLUMNS, as_json=False)
+
+    words = out.getvalue().split()
+    for whole in ("bad0d438", "bbb15545", "R001-long", "123456", "48.13715508", "s3://b/R001/cam0/0001.jpg"):
+        assert whole in words, out.getvalue()
+    assert words.count("reason") == 8
+    longest = ("bbb15545", "R001-long", "123456", "48.13715508", "s3://b/R001/cam0/0001.jpg")
+    words_width = sum(map(len, longest)) + 3 * len(longest) - 1  # cells padded by one, between bars
+    assert max(map(len, out.getvalue().splitlines())) == max(width, words_width)

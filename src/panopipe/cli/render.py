@@ -101,12 +101,27 @@ def print_rows(
     cells = [[_cell(row.get(column)) for column in columns] for row in rows]
     many = len(rows) > MANY_ROWS  # on a terminal too: better lines the terminal wraps than minutes of layout
     if (stdout.is_terminal and not many) or not _print_plain(cells, columns, title, fit=not many):
-        table = Table(title=title, show_edge=False, header_style="bold")
-        for column in columns:
-            table.add_column(column, overflow="fold")
-        for row_cells in cells:
-            table.add_row(*row_cells)
-        stdout.print(table)
+        _print_table(cells, columns, title)
+
+
+def _print_table(cells: list[list[str]], columns: Sequence[str], title: str | None) -> None:
+    """Print ``cells`` under ``columns`` with rich, which wraps text at its spaces to fit the console, but never
+    breaks a word (an id, a URI, a time: what is copied): a column without spaces is never wrapped, and where
+    even the words do not fit, the table is as wide as they need (the terminal wraps its lines)."""
+    wrapped, widths = [], []
+    for i, column in enumerate(columns):
+        texts = [column, *(row_cells[i] for row_cells in cells)]
+        wrapped.append(any(len(text.split()) > 1 for text in texts))
+        words = [_width(word) for text in texts for word in text.split()]
+        widths.append(max(words, default=0) if wrapped[-1] else max(map(_width, texts)))
+    needed = sum(widths) + 3 * len(widths) - 1
+    width = needed if needed > stdout.width else None
+    table = Table(title=title, show_edge=False, header_style="bold", width=width)
+    for column, wraps, least in zip(columns, wrapped, widths, strict=True):
+        table.add_column(column, no_wrap=not wraps, min_width=least)
+    for row_cells in cells:
+        table.add_row(*row_cells)
+    stdout.print(table, crop=False)
 
 
 MANY_ROWS = 1000
