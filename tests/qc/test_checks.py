@@ -103,6 +103,12 @@ def test_docs_define_every_flag_and_threshold_with_its_default():
         ({"max_speed_mps": math.inf}, "[qc] max_speed_mps = inf: expected a number > 0"),
         ({"stationary_min_frames": 2.5}, "[qc] stationary_min_frames = 2.5: expected a whole number > 0"),
         ({"duplicate_m": True}, "[qc] duplicate_m = True: expected a number > 0"),
+        ({"max_turn_deg": 500}, "[qc] max_turn_deg = 500: expected a number > 0, up to 180"),
+        (
+            {"duplicate_heading_deg": 180.5},
+            "[qc] duplicate_heading_deg = 180.5: expected a number > 0, up to 180",
+        ),
+        ({"null_island_deg": 91}, "[qc] null_island_deg = 91: expected a number > 0, up to 90"),
     ],
 )
 def test_a_qc_threshold_that_is_no_finite_number_or_a_count_that_is_no_whole_number_is_an_error(
@@ -112,3 +118,4 @@ def test_a_qc_threshold_that_is_no_finite_number_or_a_count_that_is_no_whole_num
         QcSettings.from_config(table)
     assert str(raised.value) == message
     assert QcSettings.from_config({"stationary_min_frames": 3, "duplicate_m": 1}).stationary_min_frames == 3
+    assert QcSettings.from_config({"max_turn_deg": 180}).max_turn_deg == 180  # the largest turn there is

@@ -30,13 +30,14 @@ class QcSettings:
     )
     max_turn_deg: float = config_key(
         160.0,
-        "A turn sharper than this through a frame whose legs are both longer than the one skipping it: gps-outlier.",
+        "A turn sharper than this (degrees, up to 180) through a frame whose legs are both longer than the one "
+        "skipping it: gps-outlier.",
     )
     duplicate_m: float = config_key(
         0.5, "A frame within this distance of the previous one is a near-duplicate..."
     )
     duplicate_heading_deg: float = config_key(
-        15.0, "...if its heading is also within this angle (when both have one)."
+        15.0, "...if its heading is also within this angle (up to 180, when both have one)."
     )
     stationary_m: float = config_key(
         1.0, "Frames each within this distance of the previous one are stationary..."
@@ -51,7 +52,7 @@ class QcSettings:
         100.0, "A jump farther than this that the track does not come back from: sequence-break."
     )
     null_island_deg: float = config_key(
-        0.01, "Latitude and longitude both within this of 0 (degrees): null-island."
+        0.01, "Latitude and longitude both within this of 0 (degrees, up to 90): null-island."
     )
     max_accuracy_m: float = config_key(
         5.0, "A frame whose horizontal accuracy (gps_accuracy_m) is worse than this (m): poor-accuracy."
@@ -80,6 +81,8 @@ class QcSettings:
             ):
                 expected = "a whole number" if name in counts else "a number"
                 raise ConfigError(f"[qc] {name} = {value!r}: expected {expected} > 0")
+            if value > _MAXIMA.get(name, math.inf):
+                raise ConfigError(f"[qc] {name} = {value!r}: expected a number > 0, up to {_MAXIMA[name]:g}")
         return replace(cls(), **table)
 
     def has_fix(self, lat: float | None, lon: float | None) -> bool:
@@ -89,5 +92,8 @@ class QcSettings:
             return False
         return not (abs(lat) <= self.null_island_deg and abs(lon) <= self.null_island_deg)
 
+
+_MAXIMA = {"max_turn_deg": 180.0, "duplicate_heading_deg": 180.0, "null_island_deg": 90.0}
+"""The thresholds that have a largest meaningful value: angles between two directions, and a latitude."""
 
 __all__ = ["QcSettings"]
