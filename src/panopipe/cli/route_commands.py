@@ -39,7 +39,10 @@ LOCATE_FIELDS = (
 def add(
     catalog: Catalog,
     settings: Settings,
-    name: Annotated[str, typer.Argument(help="The route's name, e.g. US-101 (used in {route}).")],
+    name: Annotated[
+        str,
+        typer.Argument(help="The route's name, e.g. US-101: letters, digits, -, _ and . (used in {route})."),
+    ],
     file: Annotated[Path, typer.Argument(help="GeoJSON or GeoPackage holding one LineString.")],
     start_measure: Annotated[
         float | None,

@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import json
 import math
+import re
 import sqlite3
 from pathlib import Path
 
@@ -118,13 +119,19 @@ def _geopackage_line(path: Path) -> list[list[float]]:
     return [list(map(float, row)) for row in coordinates]
 
 
+_ROUTE_NAME = re.compile(r"\w[\w.-]{0,99}")
+"""A route's name: a word of letters, digits, ``-``, ``_`` and ``.`` (``{route}`` in a publish template makes it
+a folder or file name, so no ``/``, space, brace or leading dot)."""
+
+
 def read_route(path: Path, name: str, *, start_measure: float | None = None, unit: str = "mi") -> Route:
     """The route ``name`` from the line in ``path``. Its measures are the positions' M values (the 4th value
     of a GeoJSON position, or a GeoPackage's M) or, without them, ``start_measure`` plus the geodesic length
     along the line, in ``unit`` (``mi`` or ``km``)."""
-    if not name.strip() or name != name.strip() or not name.isprintable():
+    if not _ROUTE_NAME.fullmatch(name):
         raise ConfigError(
-            f"invalid route name {name!r}: give a name such as US-101, without spaces around it"
+            f"invalid route name {name!r}: give a name such as US-101: letters, digits, '-', '_' and '.', "
+            "starting with a letter or digit, up to 100 (it names folders and files in publish templates)"
         )
     if unit not in UNITS:
         raise ConfigError(f"invalid --unit {unit!r}: expected {' or '.join(UNITS)}")
