@@ -13,6 +13,15 @@ TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETIM
 """OSError numbers worth retrying: busy, interrupted, timed out, reset. A full disk or a denial is not."""
 
 
+class Terminated(BaseException):
+    """SIGTERM (``timeout``, systemd, ``docker stop``, a CI job cancelled) stopping a run, or the local pool
+    stopping a job it will not wait for: taken as Ctrl-C is (unfinished jobs are cancelled). A
+    ``BaseException``, so that no ``except Exception`` takes it for a failed item."""
+
+    exit_code = 143
+    """128 + SIGTERM, as a shell reports a process SIGTERM ended."""
+
+
 class PanopipeError(Exception):
     """Root of all panopipe errors."""
 
@@ -125,5 +134,6 @@ __all__ = [
     "StackNotFoundError",
     "StepError",
     "StorageError",
+    "Terminated",
     "is_transient_os_error",
 ]

@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``panopipe`` with ``argv`` (default: the process arguments); the exit code."""
     from panopipe.cli import render
     from panopipe.cli.app import app
-    from panopipe.errors import PanopipeError, StorageError
+    from panopipe.errors import PanopipeError, StorageError, Terminated
 
     try:
         result = app(args=argv, prog_name="panopipe", standalone_mode=False)
@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         render.error("interrupted")
         return INTERRUPTED
+    except Terminated:  # SIGTERM during `run`: its unfinished jobs were cancelled, as on Ctrl-C
+        render.error("terminated")
+        return Terminated.exit_code
     except TyperException as exc:  # usage errors, raised by the click that Typer vendors in a private module
         if type(exc).__name__ == "NoArgsIsHelpError":  # a group without its command: its help, as before
             exc.show()  # type: ignore[attr-defined]

@@ -150,10 +150,11 @@ def run(
                 f"removed {report.removed} output(s) of shots no image belongs to any more (their frames "
                 "form other shots now)"
             )
-        if report.left_in_flight:
-            render.stderr.print(
+        if report.left_in_flight:  # a warning, shown with -q too: this run did not do them
+            render.warn(
                 f"left {report.left_in_flight} job(s) to another run (or AWS Batch) that has their image or "
-                "shot in flight: `panopipe status` shows it"
+                "shot in flight: `panopipe plan` lists them (a run that was killed holds them for up to 15 "
+                "minutes)"
             )
         if submitted:
             render.stderr.print(

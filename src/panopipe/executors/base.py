@@ -76,7 +76,8 @@ class Executor(ABC):
         raise ConfigError(f"the {self.name} executor's jobs end with the process that submitted them")
 
     def close(self) -> None:  # noqa: B027 - executors without resources need nothing
-        """Release the executor's resources (workers, clients)."""
+        """Release the executor's resources (workers, clients). Jobs still running in this process's workers
+        are stopped, cancelled: nothing would record their outcomes (a run interrupted)."""
 
 
 __all__ = ["FINISHED", "Executor", "JobState", "JobStatus"]

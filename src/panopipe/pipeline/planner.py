@@ -45,6 +45,10 @@ from panopipe.steps.base import Step, Upstream, frame_fields
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
+_IN_FLIGHT = "in flight on "
+"""How the reason of a job in flight begins (:func:`~panopipe.pipeline.store.failed_jobs`): its subject gets no
+other job until it ends, so it comes before what changed since (``parameters changed``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class PlanItem:
@@ -279,8 +283,10 @@ def _decide(
         fingerprint = step.fingerprint(subject, up)
         artifact = current.get(subject.id)
         failure = failures.get(subject.key)
-        if force:
-            reason: str | None = "forced"
+        if failure is not None and failure.startswith(_IN_FLIGHT):  # even forced or changed, `run` leaves it
+            reason: str | None = failure
+        elif force:
+            reason = "forced"
         elif artifact is None:
             reason = failure or "new input"
         elif artifact.fingerprint == fingerprint:

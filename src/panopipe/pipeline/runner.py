@@ -2,7 +2,9 @@
 
 Steps run in order; each step is planned just before it runs, so a job whose upstream reran in this run sees
 the new upstream output. An artifact is recorded only after its job reported the output complete (outputs are
-written atomically). On Ctrl-C, jobs that have not finished are cancelled and marked ``cancelled``.
+written atomically). On Ctrl-C, and on SIGTERM while :func:`run` runs in the main thread (it raises
+:class:`~panopipe.errors.Terminated` there), jobs that have not finished are cancelled and marked
+``cancelled``: those the local pool runs are stopped.
 
 With a detached executor (AWS Batch) a run may return once its jobs are submitted: they stay ``queued`` with
 their external ids, :func:`~panopipe.pipeline.remote.refresh` records how they ended, and a subject with a
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -32,7 +36,7 @@ from panopipe.catalog.subjects import (
 )
 from panopipe.catalog.types import new_ids, utcnow
 from panopipe.config import Settings
-from panopipe.errors import ConfigError, StepError
+from panopipe.errors import ConfigError, StepError, Terminated
 from panopipe.executors.base import Executor
 from panopipe.executors.factory import build_executor
 from panopipe.pipeline.config import Pipeline, load_pipeline
@@ -146,40 +150,42 @@ def run(
     )
     if executor is None:
         raise ConfigError("executor 'none' only plans jobs: choose local, inline or batch to run them")
-    try:
-        refreshed = refresh(catalog, settings, executor=executor)
-        report.ended, busy = refreshed.ended, refreshed.in_flight
-        report.failures.extend(Failure(*failure) for failure in refreshed.failures)
-        if executor.detached and not wait:
-            _submit_due(catalog, selection, pipeline.steps, force, executor, busy, report)
-        else:
-            planned = plan(catalog, selection, steps, settings, force=force)
-            counts = planned.counts()
-            report.left_in_flight = sum(1 for item in planned if item.subject in busy)
-            refused = {
-                step.name: _validate(
-                    catalog, step, {i.subject for i in planned if i.step == step.name} - busy
-                )
-                for step in pipeline.steps
-            }
-            # A step without jobs in the plan gets none during the run: jobs that follow an upstream job are in it.
-            held, seen = set(busy), len(report.failures)  # the failures so far: jobs in flight that ended
-            for step in (step for step in pipeline.steps if counts[step.name]):
-                [(_, work)] = _plan(catalog, selection, [step], force, held)
-                work = _refuse(catalog, step, work, refused[step.name], report, executor.name)
-                if work:
-                    _execute(catalog, executor, work, report, progress)
-                # A subject whose job failed in this run gets no later step's job in it: it would read the
-                # output the failed job did not make (a stitch that failed: the panorama stitched before).
-                held.update(failure.subject for failure in report.failures[seen:])
-        if selection.selects_all and steps is None:  # a full run: what no subject records any more goes
-            drop_vanished_jobs(catalog)
-            removed = forget_vanished_shots(catalog)
-            discard_outputs(removed)
-            report.removed = len(removed)
-    finally:
-        if own:
-            executor.close()
+    with _sigterm_terminates():
+        try:
+            refreshed = refresh(catalog, settings, executor=executor)
+            report.ended, busy = refreshed.ended, refreshed.in_flight
+            report.failures.extend(Failure(*failure) for failure in refreshed.failures)
+            if executor.detached and not wait:
+                _submit_due(catalog, selection, pipeline.steps, force, executor, busy, report)
+            else:
+                planned = plan(catalog, selection, steps, settings, force=force)
+                counts = planned.counts()
+                report.left_in_flight = sum(1 for item in planned if item.subject in busy)
+                refused = {
+                    step.name: _validate(
+                        catalog, step, {i.subject for i in planned if i.step == step.name} - busy
+                    )
+                    for step in pipeline.steps
+                }
+                # A step without jobs in the plan gets none during the run: jobs that follow an upstream job
+                # are in it.
+                held, seen = set(busy), len(report.failures)  # the failures so far: jobs in flight that ended
+                for step in (step for step in pipeline.steps if counts[step.name]):
+                    [(_, work)] = _plan(catalog, selection, [step], force, held)
+                    work = _refuse(catalog, step, work, refused[step.name], report, executor.name)
+                    if work:
+                        _execute(catalog, executor, work, report, progress)
+                    # A subject whose job failed in this run gets no later step's job in it: it would read the
+                    # output the failed job did not make (a stitch that failed: the panorama stitched before).
+                    held.update(failure.subject for failure in report.failures[seen:])
+            if selection.selects_all and steps is None:  # a full run: what no subject records any more goes
+                drop_vanished_jobs(catalog)
+                removed = forget_vanished_shots(catalog)
+                discard_outputs(removed)
+                report.removed = len(removed)
+        finally:
+            if own:
+                executor.close()
     report.seconds = time.perf_counter() - started
     return report
 
@@ -449,6 +455,26 @@ def _refuse(
 
 
 @contextlib.contextmanager
+def _sigterm_terminates() -> Iterator[None]:
+    """Meanwhile, SIGTERM (``timeout``, systemd, ``docker stop``, a CI job cancelled) raises
+    :class:`Terminated` in the main thread, which takes Ctrl-C's path; a second SIGTERM ends the process at
+    once. Off the main thread nothing changes (signal handlers belong to it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+@contextlib.contextmanager
 def _collections_paused() -> Iterator[None]:
     """No cyclic garbage collection meanwhile (reference counting still frees what is dropped): planning and
     submitting many jobs make millions of objects that live until the end, which the collector would scan
@@ -517,7 +543,7 @@ def _submit(
             release_claim(catalog, token)
         raise
     except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt) and not executor.detached:  # inline runs jobs as it submits
+        if isinstance(exc, KeyboardInterrupt | Terminated) and not executor.detached:  # inline runs them here
             record_cancelled(catalog, [spec.id for spec, _ in pairs])
         else:
             release_claim(catalog, token)

@@ -13,6 +13,7 @@ Write literal braces as ``{{`` and ``}}``. Example: ``hugin_executor --stitching
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -148,6 +149,11 @@ def _run(args: list[str], workdir: Path, timeout_s: float) -> str:
             f"external stitcher: {Path(args[0]).name} timed out after {timeout_s:g} s and was killed{_tail(log)}",
             log,
         ) from None
+    except BaseException:  # the job was stopped (its run cancelled): the tool goes with it
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
     log = raw.decode(errors="replace")
     if process.returncode != 0:
         raise ExternalStitchError(
