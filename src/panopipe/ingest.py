@@ -52,7 +52,9 @@ class IngestDuplicate:
 
 @dataclass(slots=True)
 class IngestReport:
-    """What an ingest run did."""
+    """What an ingest run did. Each JPEG file of the sources is counted once: added, updated, unchanged,
+    failed (unreadable: recorded with ``status='failed'`` all the same) or a duplicate; ``deleted`` counts the
+    images whose file is gone."""
 
     added: int = 0
     updated: int = 0
@@ -165,9 +167,12 @@ def ingest(
                 shot_tolerance_s=settings.ingest.shot_tolerance_s,
             )
         )
-        report.added += len(result.added)
-        report.updated += len(result.updated)
-        report.unchanged += len(result.unchanged)
+        # a file that could not be read is an image (status failed) but counts as failed, not added or updated
+        failed = [r for r in records if r.status == "failed"]
+        failed_known = {known[r.uri].id for r in failed if r.uri in known}
+        report.added += len(result.added) - sum(1 for r in failed if r.uri not in known)
+        report.updated += len(set(result.updated) - failed_known)
+        report.unchanged += len(set(result.unchanged) - failed_known)
         report.failed += [IngestFailure(r.info.uri, r.error) for r in reads if r.error]
         report.duplicates += duplicates
         report.files_read += len(reads)

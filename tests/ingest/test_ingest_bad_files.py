@@ -43,7 +43,7 @@ def test_a_name_with_a_control_character_is_one_failure(capsys, tmp_path: Path) 
 
     code, out, err = run(capsys, "ingest", str(folder), "--catalog", db)
     assert code == 1
-    assert out.startswith("added 3, updated 0, unchanged 0, deleted 0, failed 1 in ")
+    assert out.startswith("added 2, updated 0, unchanged 0, deleted 0, failed 1 in ")  # each file once
     assert err == f"error: {folder}/new\\nline.jpg: {reason}\n"  # one line, the name escaped
     with Catalog.open(db) as catalog:
         images = {image.uri: image for image in catalog.images()}
@@ -77,7 +77,7 @@ def test_a_file_named_with_a_control_character_as_the_only_argument_is_one_failu
 
     code, out, err = run(capsys, "ingest", str(bad), "--catalog", db)
     assert code == 1
-    assert out.startswith("added 1, updated 0, unchanged 0, deleted 0, failed 1 in ")
+    assert out.startswith("added 0, updated 0, unchanged 0, deleted 0, failed 1 in ")
     assert err == f"error: {bad.parent}/new\\nline.jpg: {reason}\n"
     with Catalog.open(db) as catalog:
         (image,) = catalog.images()
@@ -91,9 +91,12 @@ def test_a_failure_fixed_since_is_read_again(catalog: Catalog, tmp_path: Path) -
     from panopipe.ingest import ingest
 
     (tmp_path / "late.jpg").write_bytes(b"not yet a JPEG")
-    assert [failure.reason for failure in ingest(catalog, [tmp_path], Settings()).failed] == [
-        "not a JPEG (starts with 6E 6F 74 20)"
-    ]
+    report = ingest(catalog, [tmp_path], Settings())
+    assert [failure.reason for failure in report.failed] == ["not a JPEG (starts with 6E 6F 74 20)"]
+    assert (report.added, report.updated, report.unchanged) == (0, 0, 0)  # failed: counted there alone
+    (tmp_path / "late.jpg").write_bytes(b"still not a JPEG")
+    report = ingest(catalog, [tmp_path], Settings())
+    assert (report.added, report.updated, report.unchanged, len(report.failed)) == (0, 0, 0, 1)
     (tmp_path / "late.jpg").write_bytes(JPEG.read_bytes())
     report = ingest(catalog, [tmp_path], Settings())
     assert (report.updated, report.failed) == (1, [])
@@ -165,7 +168,7 @@ def test_memory_does_not_grow_with_the_file_size(tmp_path: Path) -> None:
     assert report["failed"] == [
         {"uri": str(folder / "zeros.jpg"), "reason": "not a JPEG (starts with 00 00 00 00)"}
     ]
-    assert report["added"] == 2
+    assert (report["added"], report["updated"], report["unchanged"]) == (1, 0, 0)
     assert measured["grown_kib"] < 48 * 1024, measured  # the files are 300 MB each
     with Catalog.open(db) as catalog:
         (image,) = catalog.images(Selection(status="ok"))

@@ -32,7 +32,9 @@ def ingest(
     image and edits, and a copy of a deleted image's file brings it back; a file whose content the catalog
     holds already elsewhere (a copy, or a folder since synced to S3) is a duplicate: reported, not added, and
     not read again while it is unchanged. An S3 object uploaded by another tool (aws s3 cp: no SHA-256 with
-    it) that has the size of a catalogued file is read whole to tell. Exit code 1 when any file failed.
+    it) that has the size of a catalogued file is read whole to tell. The summary counts each file once: added,
+    updated, unchanged or failed (an unreadable file is catalogued with its reason, and counted failed alone).
+    Exit code 1 when any file failed.
 
     Example: panopipe ingest /data/survey-2024-05-01 s3://survey-bucket/2024-05-02/
     """
