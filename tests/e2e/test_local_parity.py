@@ -229,8 +229,10 @@ def test_a_reel_moved_within_the_bucket_keeps_its_images(
             settings,
         )
         run_worker(handler, stack.queue_url, sqs=sqs, max_polls=3, wait_s=1)
-        ids = {Path(i.uri).name: i.id for i in catalog.images()}
-        catalog.apply_edit(catalog.plan_edit(Selection(), assign={"alt": 519.4}), reason="RTK", author="t")
+        names = {frame.name for frame in frames}  # the module's tests share the catalog
+        ids = {Path(i.uri).name: i.id for i in catalog.images() if Path(i.uri).name in names}
+        edit = catalog.plan_edit(Selection(ids=tuple(ids.values())), assign={"alt": 519.4})
+        catalog.apply_edit(edit, reason="RTK", author="t")
         listed = s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"{stack.input_prefix}R001/")["Contents"]
         for obj in listed:
             moved = obj["Key"].replace(stack.input_prefix, f"{stack.input_prefix}2024/", 1)
@@ -242,7 +244,7 @@ def test_a_reel_moved_within_the_bucket_keeps_its_images(
         handler.close()
 
         assert report.counts["failed"] == 0 and queue_depth(sqs, stack.queue_url) == 0
-        images = list(catalog.images())
+        images = [i for i in catalog.images() if Path(i.uri).name in names]
         assert {Path(i.uri).name: i.id for i in images} == ids
         assert all(f"/{stack.input_prefix}2024/R001/" in i.uri for i in images)
         assert {i.alt for i in images} == {519.4} and {i.shot for i in images} == {"R001-000001"}
