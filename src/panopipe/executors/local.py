@@ -33,13 +33,15 @@ PARENT_POLL_S = 0.5
 _job_running = threading.Event()
 
 
-def start_worker_process(parent: int | None = None) -> None:
+def start_worker_process() -> None:
     """Prepare the process that runs jobs: what each of the pool's processes does first.
 
     Ctrl-C and SIGTERM reach the whole process group (a terminal, ``timeout``, systemd): they are ignored,
-    the parent decides what to cancel and stops the running jobs with :data:`STOP_SIGNAL`. Once ``parent``
-    (default: the parent process) is gone (killed: nothing would record an outcome), the worker stops its job
-    and exits within about a second.
+    the parent decides what to cancel and stops the running jobs with :data:`STOP_SIGNAL`. Once the process
+    that started it is gone (the run, or under the forkserver start method the server, which ends with the
+    run: killed, nothing would record an outcome), the worker stops its job and exits within about a second.
+    The run's own pid is not compared: under forkserver (Python 3.14's default on Linux) it is not the
+    worker's parent.
 
     Freed memory of up to 32 MiB per block, 64 MiB in all, is kept for the next job: by default glibc
     maps each block above 128 KiB afresh and returns it when freed, so a step that allocates the same
@@ -51,8 +53,7 @@ def start_worker_process(parent: int | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(STOP_SIGNAL, _stop_job)
-    parent = os.getppid() if parent is None else parent
-    threading.Thread(target=_exit_without, args=(parent,), name="parent-watch", daemon=True).start()
+    threading.Thread(target=_exit_without, args=(os.getppid(),), name="parent-watch", daemon=True).start()
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
@@ -102,9 +103,7 @@ class LocalExecutor(Executor):
 
     def submit(self, jobs: Sequence[JobSpec]) -> list[str]:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                self.workers, initializer=start_worker_process, initargs=(os.getpid(),)
-            )
+            self._pool = ProcessPoolExecutor(self.workers, initializer=start_worker_process)
         for job in jobs:
             future = self._pool.submit(self._run, encode_job(job))
             self._futures[job.id] = future
