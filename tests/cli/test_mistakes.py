@@ -691,6 +691,17 @@ def test_an_edit_value_the_catalog_cannot_hold_is_one_line(
     assert run(capsys, "history", "--catalog", location, "--json")[1] == "[]\n"
 
 
+def test_a_heading_west_of_north_is_its_compass_heading(capsys, two_images: tuple[str, list[str]]):
+    """-90, as tracks and many INS solutions write it, is 270 (tracks took it, --set and --positions refused it);
+    below -180 it is still a mistake."""
+    location, ids = two_images
+    edit = ["edit", "--catalog", location, "--id", ids[0], "--reason", "INS", "--set"]
+    assert run(capsys, *edit, "heading=-90")[0] == 0
+    assert json.loads(run(capsys, "show", ids[0], "--json", "--catalog", location)[1])["heading"] == 270.0
+    code, _, err = run(capsys, *edit, "heading=-181")
+    assert (code, err) == (ConfigError.exit_code, "error: invalid heading -181.0: expected 0.0 to 360.0\n")
+
+
 def test_edit_of_every_image_needs_all(capsys, two_images: tuple[str, list[str]]):
     location = two_images[0]
     edit = ["edit", "--catalog", location, "--set", "alt=12.5", "--reason", "RTK", "--json"]

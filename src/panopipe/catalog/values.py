@@ -75,6 +75,8 @@ def validate_value(field: str, value: Any) -> Any:
         return value
     if field in FLOAT_FIELDS and not math.isfinite(value):
         raise ConfigError(f"invalid {field} {value}: expected a finite number")
+    if field == "heading" and -180.0 <= value < 0.0:  # -90 (as tracks and many INS write it) is 270
+        value += 360.0
     if field == "utc_offset_minutes" and value not in UTC_OFFSETS_IN_USE:
         raise ConfigError(
             f"invalid utc_offset_minutes {value}: no time zone is {value} minutes from UTC "
