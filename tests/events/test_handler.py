@@ -447,6 +447,30 @@ def test_an_unreachable_catalog_fails_every_message_for_redelivery(keys, shot):
     }
 
 
+def test_a_database_lost_while_a_warm_handler_looks_up_copies_fails_the_messages(
+    catalog: Catalog, keys: list[str], s3, shot
+):
+    """The removed images' known copies are looked up before the reads: a database lost then (here, at that
+    query and after it) fails the batch's messages for redelivery, as at any other point, never the worker."""
+    handler = EventHandler(catalog, settings(shot[2]))
+    handler.handle(sqs_batch(*created(keys[:2])))  # warm: the next batch reads before the configuration
+    s3.delete_object(Bucket=BUCKET, Key=keys[0])
+    lost: list[str] = []
+
+    def lose_the_connection(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if lost or "file_copies" in statement:
+            lost.append(statement)
+            raise sa.exc.OperationalError(statement, {}, ConnectionError("server closed the connection"))
+
+    sa.event.listen(catalog.engine, "before_cursor_execute", lose_the_connection)
+    try:
+        report = handler.handle(sqs_batch(s3_record(keys[0], sequencer="40", removed=True)))
+    finally:
+        sa.event.remove(catalog.engine, "before_cursor_execute", lose_the_connection)
+    assert lost and report.batch_item_failures() == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    assert catalog.count() == 2  # nothing applied: the removal comes back
+
+
 @pytest.mark.parametrize("a, b", [("0A", "00B"), ("643717F9F8B85354", "0643717F9F8B85355"), ("ff", "FF")])
 def test_padded_sequencers_sort_as_s3_orders_them(a: str, b: str):
     order = (padded_sequencer(a) > padded_sequencer(b)) - (padded_sequencer(a) < padded_sequencer(b))

@@ -412,10 +412,10 @@ class Catalog:
 
     def copies_of(self, image_uris: Sequence[str]) -> dict[str, list[str]]:
         """The URIs of the known copies of the images at ``image_uris`` (not deleted), by image URI (one query
-        per thousand URIs; none for none)."""
+        per thousand URIs; none for none); database errors are raised as :class:`~panopipe.errors.CatalogError`."""
         if not image_uris:
             return {}
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return copy_ops.of_images_at(conn, image_uris)
 
     def record_copies(self, copies: Sequence[copy_ops.FileCopy], *, forget: Iterable[str] = ()) -> None:

@@ -292,7 +292,10 @@ class EventHandler:
             if item.outcome is None and item.uri is not None:
                 located.append(item)
         removed = [item.uri for item in located if item.event.kind is EventKind.REMOVED and item.uri]
-        copies = self.catalog.copies_of(removed)
+        try:
+            copies = self.catalog.copies_of(removed)
+        except PanopipeError:  # the batch's transaction meets the failure too, and fails the messages
+            copies = {}
         reads = [
             self._pool.submit(self._read, item, view, copies.get(item.uri or "", [])) for item in located
         ]
