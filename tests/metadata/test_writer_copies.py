@@ -130,6 +130,24 @@ def test_xmp_copies_of_the_capture_time_go_and_the_others_stay(tmp_path: Path) -
     assert (metadata.captured_at, metadata.gps_latitude) == (CAPTURED, -33.8688)
 
 
+@pytest.mark.exiftool
+def test_xmp_copies_of_make_and_model_go_when_they_are_written(tmp_path: Path) -> None:
+    """tiff:Make and tiff:Model, as photo software copies IFD0's into XMP: a make/model edit replaces both."""
+    path = tmp_path / "tiff.jpg"
+    path.write_bytes(with_exif(exif_tiff("<", [(0x010F, *text("Old"))], [])))
+    assignments = ["-XMP-tiff:Make=Old", "-XMP-tiff:Model=Old 1", "-XMP-GPano:ProjectionType=equirectangular"]
+    subprocess.run(["exiftool", "-q", "-overwrite_original", *assignments, str(path)], check=True)
+    after = exiftool_all(
+        tmp_path / "after.jpg", apply_metadata(path.read_bytes(), MetadataUpdate(make="New"))
+    )
+    assert "XMP-tiff:Make" not in after and after["IFD0:Make"] == "New"
+    assert after["XMP-tiff:Model"] == "Old 1"  # not written: it stays
+    assert after["XMP-GPano:ProjectionType"] == "equirectangular"
+    both = apply_metadata(path.read_bytes(), MetadataUpdate(make="New", model="New 2"))
+    assert parse_jpeg_header(both).model == "New 2"
+    assert "XMP-tiff:Model" not in exiftool_all(tmp_path / "both.jpg", both)
+
+
 def test_the_xmp_packet_is_left_as_it_is_when_no_copy_is_written(tmp_path: Path) -> None:
     original = (DATA / "mapillary_tools" / "adobe_coords.jpg").read_bytes()
     start = original.index(b"http://ns.adobe.com/xap/1.0/\x00")

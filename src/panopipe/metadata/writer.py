@@ -31,7 +31,7 @@ from panopipe.metadata.jpeg import (
     scan_segments,
 )
 from panopipe.metadata.tiff import ASCII, BYTE, LONG, RATIONAL, SHORT, UNDEFINED
-from panopipe.metadata.xmp import EXIF_NS, GPANO_NS
+from panopipe.metadata.xmp import EXIF_NS, GPANO_NS, TIFF_NS
 from panopipe.storage.folder import write_atomic
 from panopipe.utc_offsets import offset_text
 
@@ -55,16 +55,18 @@ _NEW_EXIF: dict[int, tuple[int, Value]] = {
 }
 _NEW_GPS: dict[int, tuple[int, Value]] = {tiff.GPS_VERSION_ID: (BYTE, (2, 3, 0, 0))}
 _OFFSET_TIME_VERSION = b"0231"
-# The XMP exif: properties that copy the EXIF tags a MetadataUpdate field writes (XMP's DateTimeOriginal holds
-# the sub-seconds and offset, its GPSTimeStamp the date too).
-_XMP_COPIES = {
-    "captured_at": ("DateTimeOriginal",),
-    "gps_latitude": ("GPSLatitude",),
-    "gps_longitude": ("GPSLongitude",),
-    "gps_altitude": ("GPSAltitude", "GPSAltitudeRef"),
-    "gps_img_direction": ("GPSImgDirection", "GPSImgDirectionRef"),
-    "gps_h_positioning_error": ("GPSHPositioningError",),
-    "gps_datetime": ("GPSTimeStamp",),
+# The XMP properties that copy the EXIF tags a MetadataUpdate field writes (XMP's DateTimeOriginal holds the
+# sub-seconds and offset, its GPSTimeStamp the date too; tiff: holds IFD0's Make and Model).
+_XMP_COPIES: dict[str, tuple[Property, ...]] = {
+    "captured_at": ((EXIF_NS, "DateTimeOriginal"),),
+    "gps_latitude": ((EXIF_NS, "GPSLatitude"),),
+    "gps_longitude": ((EXIF_NS, "GPSLongitude"),),
+    "gps_altitude": ((EXIF_NS, "GPSAltitude"), (EXIF_NS, "GPSAltitudeRef")),
+    "gps_img_direction": ((EXIF_NS, "GPSImgDirection"), (EXIF_NS, "GPSImgDirectionRef")),
+    "gps_h_positioning_error": ((EXIF_NS, "GPSHPositioningError"),),
+    "gps_datetime": ((EXIF_NS, "GPSTimeStamp"),),
+    "make": ((TIFF_NS, "Make"),),
+    "model": ((TIFF_NS, "Model"),),
 }
 _CAPTURE_TIME_TAGS = (tiff.DATETIME_ORIGINAL, tiff.SUBSEC_TIME_ORIGINAL, tiff.OFFSET_TIME_ORIGINAL)
 
@@ -122,9 +124,9 @@ class MetadataUpdate:
     which would claim a zone; a camera's copies of these tags in IFD0 get the same values. GPS values are
     signed (south, west and below sea level are negative); ``gps_img_direction`` is in degrees true north;
     ``gps_h_positioning_error`` (the position's horizontal accuracy) in metres; ``gps_datetime`` is written
-    in UTC. ``panopipe`` holds properties of the panopipe XMP namespace. The XMP exif: copies of the EXIF
-    tags written (exif:DateTimeOriginal, exif:GPSLatitude...) are removed, so that no reader that prefers XMP
-    finds the values replaced.
+    in UTC. ``panopipe`` holds properties of the panopipe XMP namespace. The XMP copies of the EXIF tags
+    written (exif:DateTimeOriginal, exif:GPSLatitude..., tiff:Make and tiff:Model) are removed, so that no reader
+    that prefers XMP finds the values replaced.
     """
 
     captured_at: datetime | None = None
@@ -371,10 +373,7 @@ def _xmp_copies(update: MetadataUpdate) -> list[Property]:
     """The XMP properties that copy the EXIF tags ``update`` writes: they go, so that no reader that prefers
     XMP finds the values the update replaced (EXIF holds the new ones)."""
     return [
-        (EXIF_NS, name)
-        for field, names in _XMP_COPIES.items()
-        if getattr(update, field) is not None
-        for name in names
+        copy for field, copies in _XMP_COPIES.items() if getattr(update, field) is not None for copy in copies
     ]
 
 
