@@ -25,7 +25,7 @@ from panopipe.catalog import selection as selection_ops
 from panopipe.catalog import short_ids
 from panopipe.catalog.bulk import FEW_ROWS, insert_columns
 from panopipe.catalog.columns import read_columns
-from panopipe.catalog.engine import catalog_location, check_schema, create_catalog_engine, mask_url
+from panopipe.catalog.engine import catalog_location, checked_engine, mask_url
 from panopipe.catalog.object_events import AppliedChange, ObjectChange, OnRemoved, apply_changes
 from panopipe.catalog.project_config import ConfigVersion
 from panopipe.catalog.records import (
@@ -158,13 +158,7 @@ class Catalog:
         An empty database gets the schema when ``create`` is true. A catalog at an older schema raises
         :class:`~panopipe.errors.SchemaOutdatedError` saying to run ``panopipe db upgrade``.
         """
-        engine = create_catalog_engine(location)
-        try:
-            check_schema(engine, create=create)
-        except Exception:
-            engine.dispose()
-            raise
-        return cls(engine)
+        return cls(checked_engine(location, create=create))
 
     @cached_property
     def postgis(self) -> PostGIS | None:

@@ -167,14 +167,20 @@ def shared_engine(location: str) -> sa.Engine:
     with _shared_lock:
         engine = _shared.get(location)
         if engine is None:
-            engine = create_catalog_engine(location)
-            try:
-                check_schema(engine, create=False)
-            except Exception:
-                engine.dispose()
-                raise
-            _shared[location] = engine
+            engine = _shared[location] = checked_engine(location, create=False)
         return engine
+
+
+def checked_engine(location: str | Path | URL, *, create: bool) -> sa.Engine:
+    """An engine for the catalog at ``location`` whose schema :func:`check_schema` found right (an empty
+    database given it when ``create`` is true); disposed again if the check raises."""
+    engine = create_catalog_engine(location)
+    try:
+        check_schema(engine, create=create)
+    except Exception:
+        engine.dispose()
+        raise
+    return engine
 
 
 def alembic_config(connection: sa.Connection) -> Config:
@@ -361,6 +367,7 @@ __all__ = [
     "catalog_location",
     "catalog_url",
     "check_schema",
+    "checked_engine",
     "connect",
     "create_catalog_engine",
     "current_revision",
