@@ -152,6 +152,19 @@ def test_edit_positions_from_csv_and_shift_time(capsys, tmp_path: Path, survey: 
     assert code == 0 and len(json.loads(out)["changes"]) == 6
 
 
+def edit_with_positions(capsys, tmp_path: Path, survey: Path, text: str) -> tuple[Path, tuple[int, str, str]]:
+    """``edit --positions`` with a file holding ``text`` on a new catalog of ``survey``: the file, and the
+    command's exit code, stdout and stderr; an edit that fails records nothing (checked here)."""
+    db = str(tmp_path / "c.db")
+    ingest_survey(capsys, db, survey)
+    positions = tmp_path / "positions.csv"
+    positions.write_text(text)
+    result = run(capsys, "edit", "--catalog", db, "--positions", str(positions), "--reason", "GNSS")
+    if result[0] != 0:
+        assert run(capsys, "history", "--catalog", db, "--json")[1] == "[]\n"
+    return positions, result
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -181,13 +194,8 @@ def test_edit_positions_from_csv_and_shift_time(capsys, tmp_path: Path, survey: 
 def test_a_bad_positions_csv_is_one_line_naming_where(
     capsys, tmp_path: Path, survey: Path, text: str, message: str
 ):
-    db = str(tmp_path / "c.db")
-    ingest_survey(capsys, db, survey)
-    positions = tmp_path / "positions.csv"
-    positions.write_text(text)
-    edit = ["edit", "--catalog", db, "--positions", str(positions), "--reason", "GNSS"]
-    assert run(capsys, *edit) == (2, "", f"error: {message}\n")
-    assert run(capsys, "history", "--catalog", db, "--json")[1] == "[]\n"
+    _, result = edit_with_positions(capsys, tmp_path, survey, text)
+    assert result == (2, "", f"error: {message}\n")
 
 
 @pytest.mark.parametrize(
@@ -206,11 +214,7 @@ def test_a_bad_positions_csv_is_one_line_naming_where(
 def test_a_positions_row_with_more_or_fewer_fields_than_the_header_is_an_error(
     capsys, tmp_path: Path, survey: Path, text: str, message: str
 ):
-    db = str(tmp_path / "c.db")
-    ingest_survey(capsys, db, survey)
-    positions = tmp_path / "positions.csv"
-    positions.write_text(text)
-    code, out, err = run(capsys, "edit", "--catalog", db, "--positions", str(positions), "--reason", "GNSS")
+    positions, (code, out, err) = edit_with_positions(capsys, tmp_path, survey, text)
     assert (
         (code, out) == (2, "")
         and err.startswith(f"error: {positions}: {message}")
