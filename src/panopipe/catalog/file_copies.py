@@ -22,6 +22,10 @@ from panopipe.iterutil import batched
 CHUNK = 1000
 _COLUMNS = ("uri", "image_id", "content_hash", "size", "etag", "modified_at")
 """The columns a copy is inserted with, in the order of the selects that give them."""
+_HOLDS_ITS_CONTENT = sa.and_(
+    images.c.id == file_copies.c.image_id, images.c.content_hash == file_copies.c.content_hash
+)
+"""The join of a copy and its image, which counts only while the image has the copy's content."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +44,9 @@ def known(conn: sa.Connection, uri_prefix: str) -> list[Any]:
     """The copies whose URI starts with ``uri_prefix`` and whose image still has their content, not deleted:
     rows of ``uri``, ``image_id``, ``size``, ``modified_at``, ``etag`` and the image's URI, ``image_uri``."""
     c = file_copies.c
-    same = sa.and_(images.c.id == c.image_id, images.c.content_hash == c.content_hash)
     query = (
         sa.select(c.uri, c.image_id, c.size, c.modified_at, c.etag, images.c.uri.label("image_uri"))
-        .join(images, same)
+        .join(images, _HOLDS_ITS_CONTENT)
         .where(images.c.deleted == sa.false(), c.uri.startswith(uri_prefix, autoescape=True))
     )
     return list(conn.execute(query))
@@ -53,12 +56,11 @@ def of_images_at(conn: sa.Connection, image_uris: Sequence[str]) -> dict[str, li
     """The URIs of the copies of the images at ``image_uris`` (not deleted, the copies holding their content),
     by image URI, sorted."""
     c = file_copies.c
-    same = sa.and_(images.c.id == c.image_id, images.c.content_hash == c.content_hash)
     found: dict[str, list[str]] = {}
     for chunk in batched(image_uris, CHUNK):
         query = (
             sa.select(images.c.uri, c.uri.label("copy_uri"))
-            .join(images, same)
+            .join(images, _HOLDS_ITS_CONTENT)
             .where(images.c.uri.in_(chunk), images.c.deleted == sa.false())
             .order_by(c.uri)
         )
@@ -71,12 +73,11 @@ def held_by(conn: sa.Connection, uris: Sequence[str]) -> dict[str, str]:
     """The ids of the images whose copies are at ``uris``, by copy URI: copies that hold their image's content
     where no image is (not even a deleted one)."""
     c = file_copies.c
-    same = sa.and_(images.c.id == c.image_id, images.c.content_hash == c.content_hash)
     there = images.alias("there")
     taken = sa.select(there.c.id).where(there.c.uri == c.uri).exists()
     found: dict[str, str] = {}
     for chunk in batched(uris, CHUNK):
-        query = sa.select(c.uri, c.image_id).join(images, same).where(c.uri.in_(chunk), ~taken)
+        query = sa.select(c.uri, c.image_id).join(images, _HOLDS_ITS_CONTENT).where(c.uri.in_(chunk), ~taken)
         found.update((row.uri, row.image_id) for row in conn.execute(query))
     return found
 
