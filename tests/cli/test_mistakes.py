@@ -511,7 +511,14 @@ def test_unknown_step_keys_suggest_the_closest(capsys, tmp_path: Path, two_image
         (["--wait", "--executor", "inline"], "--wait follows AWS Batch jobs: the inline executor"),
         (["--estimate", "--wait", "--executor", "batch"], "--estimate runs no job: drop --wait"),
         (["--estimate", "--workers", "2"], "--estimate runs no job: drop --workers"),
-        (["--executor", "inline", "--workers", "4"], "the inline executor runs one job at a time"),
+        (
+            ["--executor", "inline", "--workers", "4"],
+            "workers size the local executor's process pool; the inline",
+        ),
+        (
+            ["--executor", "batch", "--workers", "4"],
+            "workers size the local executor's process pool; the batch",
+        ),
     ],
 )
 def test_run_refuses_options_it_would_ignore(

@@ -75,8 +75,10 @@ def test_unknown_names_and_workers_without_a_pool_are_refused() -> None:
         ConfigError, match="unknown executor 'fargate': choose one of local, inline, batch, none"
     ):
         build_executor("fargate")
-    with pytest.raises(ConfigError, match="workers need local"):
-        build_executor("inline", workers=2)
+    for name in ("inline", "batch", "none"):
+        with pytest.raises(ConfigError, match=f"local executor's process pool; the {name} executor"):
+            build_executor(name, workers=2)
+    assert build_executor("local", workers=2) is not None
 
 
 def test_settings_check_the_name_against_the_same_registry(monkeypatch, tmp_path: Path) -> None:

@@ -168,7 +168,7 @@ def _refuse_ignored_options(
     settings: Settings, *, estimate: bool, max_vcpus: int | None, wait: bool, workers: int | None
 ) -> None:
     """:class:`ConfigError` for an option of ``run`` that the others make meaningless (``--executor inline
-    --workers 4`` is the executor's to refuse): it would be ignored without a word."""
+    --workers 4`` is the executor factory's to refuse): it would be ignored without a word."""
     if max_vcpus is not None and not estimate:
         raise ConfigError(
             "--max-vcpus goes with --estimate: a run uses the vCPUs of the stack's compute environment"

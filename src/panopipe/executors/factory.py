@@ -43,8 +43,6 @@ def _local(options: ExecutorOptions) -> Executor:
 def _inline(options: ExecutorOptions) -> Executor:
     from panopipe.executors.inline import InlineExecutor
 
-    if options.workers is not None:
-        raise ConfigError("the inline executor runs one job at a time in this process: workers need local")
     return InlineExecutor(retries=options.retries, backoff_s=options.backoff_s)
 
 
@@ -93,6 +91,12 @@ _BUILDERS: dict[str, Callable[[ExecutorOptions], Executor | None]] = {
     "none": _none,
 }
 
+_WITHOUT_POOL = {
+    "inline": "the inline executor runs one job at a time in this process",
+    "batch": "the batch executor's containers each run a pool over their own vCPUs",
+    "none": "the none executor runs no job",
+}
+
 EXECUTORS: tuple[str, ...] = tuple(_BUILDERS)
 """The executor names: ``local`` (a process pool over all cores), ``inline`` (in the calling process, one job
 after the other), ``batch`` (AWS Batch array jobs; the run returns once they are submitted), ``none`` (plan
@@ -128,8 +132,13 @@ def build_executor(
     core); ``settings`` configure the ``batch`` executor, which keeps manifests and results under the S3 URI
     ``work_uri``. With ``follow`` the executor only follows jobs submitted earlier (``attach``, ``describe``):
     the ``batch`` executor then needs credentials and a region, not its queue, job definition or S3 output."""
+    name = check_executor(name or default)
+    if workers is not None and name != "local":
+        raise ConfigError(
+            f"workers size the local executor's process pool; {_WITHOUT_POOL[name]}: drop --workers"
+        )
     options = ExecutorOptions(retries, backoff_s, workers, settings, work_uri, follow)
-    return _BUILDERS[check_executor(name or default)](options)
+    return _BUILDERS[name](options)
 
 
 __all__ = [
