@@ -246,27 +246,52 @@ def test_docs_define_the_route_flags():
     assert all(f"**`{name}`**" in text for name in ROUTE_FLAGS)
 
 
-@pytest.mark.parametrize("srs", ["EPSG:4326", "EPSG:32632"])
-def test_a_geopackage_line_with_m_values_in_any_crs(tmp_path: Path, srs: str):
+def write_geopackage(target: Path, wkt: str, *options: str, srs: str = "EPSG:4326") -> Path:
+    """A GeoPackage at ``target`` of the one line ``wkt`` (WGS 84) in ``srs``, written by ogr2ogr with
+    ``options``."""
     require(shutil.which("ogr2ogr") is not None, "ogr2ogr (apt-get install gdal-bin) to write a GeoPackage")
-    source = tmp_path / "line.csv"
-    source.write_text('id,WKT\n1,"LINESTRING M (11.5 48.1 1, 11.51 48.11 2.5, 11.52 48.11 3)"\n')
-    target = tmp_path / "line.gpkg"
+    source = target.parent / "line.csv"
+    source.write_text(f'id,WKT\n1,"{wkt}"\n')
     command = [
         "ogr2ogr",
         "-f",
         "GPKG",
         str(target),
         str(source),
-        "-nlt",
-        "LINESTRINGM",
         "-s_srs",
         "EPSG:4326",
+        "-t_srs",
+        srs,
+        *options,
     ]
-    subprocess.run([*command, "-t_srs", srs], check=True, capture_output=True)
+    subprocess.run(command, check=True, capture_output=True)
+    return target
+
+
+@pytest.mark.parametrize("srs", ["EPSG:4326", "EPSG:32632"])
+def test_a_geopackage_line_with_m_values_in_any_crs(tmp_path: Path, srs: str):
+    wkt = "LINESTRING M (11.5 48.1 1, 11.51 48.11 2.5, 11.52 48.11 3)"
+    target = write_geopackage(tmp_path / "line.gpkg", wkt, "-nlt", "LINESTRINGM", srs=srs)
     route = read_route(target, "G", unit="km")
     assert route.measures == (1.0, 2.5, 3.0)
     assert np.allclose(route.coordinates, [(11.5, 48.1), (11.51, 48.11), (11.52, 48.11)], atol=1e-8)
+
+
+@pytest.mark.parametrize("name", ["route2#new.gpkg", "r?x.gpkg", "r%41.gpkg", "route #2.gpkg"])
+def test_a_geopackage_is_read_by_its_name_whatever_the_characters_in_it(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+):
+    """SQLite reads a raw file: URI's '#' as a fragment, '?' as a query and '%41' as 'A': the line of another
+    file was read, or an empty file made under the shortened name. Names and columns with '"' are read too."""
+    monkeypatch.chdir(tmp_path)
+    write_geopackage(tmp_path / "route2", "LINESTRING (10 50, 10.1 50.1)")  # what "route2#new.gpkg" had read
+    (tmp_path / "rAx.gpkg").write_text("not the file named")
+    quoted = ["-nln", 'my "route"', "-lco", 'GEOMETRY_NAME=the "line"']
+    write_geopackage(tmp_path / name, "LINESTRING (11.5 48.1, 11.51 48.11)", *quoted)
+    before = sorted(tmp_path.iterdir())
+    route = read_route(tmp_path / name, "G", start_measure=0)
+    assert np.allclose(route.coordinates, [(11.5, 48.1), (11.51, 48.11)], atol=1e-8)
+    assert sorted(tmp_path.iterdir()) == before
 
 
 def test_a_file_that_is_no_geopackage(tmp_path: Path):

@@ -16,6 +16,7 @@ import numpy as np
 from panopipe.catalog.routes import UNITS, Route
 from panopipe.errors import ConfigError
 from panopipe.qc.geometry import shapely_module
+from panopipe.sqlite_files import open_existing, quote_name
 
 
 def _geojson_line(path: Path) -> list[list[float]]:
@@ -85,15 +86,15 @@ def _geopackage_line(path: Path) -> list[list[float]]:
 
     shapely = shapely_module()
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        with contextlib.closing(open_existing(path)) as db:
             layers = db.execute(
                 "SELECT table_name, column_name, srs_id FROM gpkg_geometry_columns"
             ).fetchall()
             if len(layers) != 1:
                 raise ConfigError(f"{path}: holds {len(layers)} layers; a route file holds one line")
             table, column, srs_id = layers[0]
-            quote = '"{}"'.format
-            blobs = [row[0] for row in db.execute(f"SELECT {quote(column)} FROM {quote(table)}") if row[0]]
+            query = f"SELECT {quote_name(column)} FROM {quote_name(table)}"
+            blobs = [row[0] for row in db.execute(query) if row[0]]
             crs = db.execute(
                 "SELECT organization, organization_coordsys_id FROM gpkg_spatial_ref_sys WHERE srs_id = ?",
                 (srs_id,),

@@ -12,10 +12,10 @@ import re
 import sqlite3
 import struct
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from panopipe.catalog.transfer.copy_format import COPY_HEADER, COPY_TRAILER
+from panopipe.sqlite_files import open_existing
 
 _NULL = b"\xff\xff\xff\xff"
 _UUID = re.compile(rb"[0-9a-fA-F]{32}")
@@ -50,9 +50,7 @@ class Reader:
 
     def __init__(self, path: str) -> None:
         try:
-            self._db: sqlite3.Connection | None = sqlite3.connect(
-                f"{Path(path).absolute().as_uri()}?mode=rw", uri=True, check_same_thread=False
-            )
+            self._db: sqlite3.Connection | None = open_existing(path, mode="rw", check_same_thread=False)
         except sqlite3.Error as error:
             raise OSError(f"cannot open {path}: {error}") from None
         self._db.text_factory = _Text
