@@ -383,6 +383,13 @@ def test_a_declined_change_set_creates_nothing(aws: None):
             "WorkerMemoryMiB must be 32768 to 122880 in steps of 8192",
         ),
         ([*ARGS, "--param", "BucketName"], "not of the form KEY=VALUE"),
+        # CloudFormation's Number type takes these; the resources, which want integers, refuse them only once
+        # they are created (the event source mapping after the database and its proxy)
+        ([*ARGS, "--param", "LambdaMaxConcurrency=2.5"], "LambdaMaxConcurrency='2.5' is not a whole number"),
+        ([*ARGS, "--param", "LambdaMaxConcurrency=nan"], "is not a whole number"),
+        ([*ARGS, "--param", "MaxReceiveCount=1_0"], "is not a whole number"),
+        ([*ARGS, "--param", "DbAllocatedStorage=\uff12\uff10"], "is not a whole number"),  # full-width 20
+        ([*ARGS, "--param", "WorkerMemoryMiB=8192.0"], "WorkerMemoryMiB='8192.0' is not a whole number"),
     ],
 )
 def test_bad_parameters_fail_with_one_line_before_anything_is_created(

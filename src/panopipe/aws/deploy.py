@@ -95,6 +95,19 @@ def parse_parameters(pairs: Sequence[str]) -> dict[str, str]:
     return values
 
 
+# Every Number parameter is a count, a size or a time that AWS takes as an integer. ASCII digits only: int() and
+# float() also read "1_0", full-width digits, " 5" and "nan", which the resources refuse once CloudFormation
+# creates them (CloudFormation's Number type takes "2.5").
+_WHOLE_NUMBER = re.compile(r"[0-9]+")
+
+
+def _whole_number(name: str, value: str) -> int:
+    """The value of the Number parameter ``name``; :class:`ConfigError` unless it is written in digits 0-9."""
+    if _WHOLE_NUMBER.fullmatch(value) is None:
+        raise ConfigError(f"parameter {name}={value!r} is not a whole number: write it with the digits 0-9")
+    return int(value)
+
+
 def _check_value(name: str, spec: Mapping[str, Any], value: str) -> None:
     allowed = spec.get("AllowedValues")
     if allowed is not None and value not in [str(v) for v in allowed]:
@@ -102,10 +115,7 @@ def _check_value(name: str, spec: Mapping[str, Any], value: str) -> None:
             f"parameter {name}={value!r} is not allowed: choose one of {', '.join(map(str, allowed))}"
         )
     if spec["Type"] == "Number":
-        try:
-            number = float(value)
-        except ValueError:
-            raise ConfigError(f"parameter {name}={value!r} is not a number") from None
+        number = _whole_number(name, value)
         low, high = spec.get("MinValue"), spec.get("MaxValue")
         if (low is not None and number < low) or (high is not None and number > high):
             raise ConfigError(f"parameter {name}={value} is out of range: {low} to {high}")
@@ -158,7 +168,7 @@ def _check_combinations(given: Mapping[str, str], others: Mapping[str, str], ori
         check_prefixes(effective["InputPrefix"], effective["OutputPrefix"], names)
     if {"WorkerVcpu", "WorkerMemoryMiB"} <= effective.keys():
         vcpu = effective["WorkerVcpu"]
-        if float(effective["WorkerMemoryMiB"]) not in FARGATE_MEMORY_MIB[vcpu]:
+        if _whole_number("WorkerMemoryMiB", effective["WorkerMemoryMiB"]) not in FARGATE_MEMORY_MIB[vcpu]:
             raise ConfigError(
                 f"{shown('WorkerVcpu')} and {shown('WorkerMemoryMiB')} are not a Fargate size: with "
                 f"{vcpu} vCPU, WorkerMemoryMiB must be {fargate_memory_choices(vcpu)}"
