@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -547,3 +548,44 @@ def test_status_names_the_resources_that_failed_in_the_last_operation(monkeypatc
         report = deploy.status(STACK, client=client)
     assert report.status == "ROLLBACK_COMPLETE" and report.outputs == {}
     assert [(e.resource, e.reason) for e in report.failed] == [("Proxy", "Secret is not reachable")]
+
+
+def _names_from_the_stack_name(node: Any, key: str = "") -> Iterator[tuple[str, str]]:
+    """``(property, Fn::Sub text)`` of every name the template derives from ``${AWS::StackName}``."""
+    if isinstance(node, dict):
+        text = node.get("Fn::Sub")
+        if isinstance(text, str) and "${AWS::StackName}" in text:
+            yield key, text
+        for name, value in node.items():
+            yield from _names_from_the_stack_name(value, name if name != "Fn::Sub" else key)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _names_from_the_stack_name(item, key)
+
+
+# What each service allows in the names derived from the stack's (their API references).
+NAME_RULES = {
+    "DBProxyName": r"(?!.*--)[A-Za-z][A-Za-z0-9-]{0,62}(?<!-)",  # RDS: no "--", no hyphen at the end
+    "FunctionName": r"[A-Za-z0-9_-]{1,64}",
+    "LogGroupName": r"[A-Za-z0-9_/.#-]{1,512}",
+}
+
+
+@pytest.mark.parametrize("stack", ["a", "A" * 40, "a1-" * 13 + "b", "survey-2026"])
+def test_every_name_derived_from_a_valid_stack_name_is_valid_for_its_service(stack: str):
+    assert deploy.STACK_NAME.fullmatch(stack)
+    derived = list(_names_from_the_stack_name(RESOURCES))
+    assert {key for key, _ in derived} == set(NAME_RULES)  # a new derived name needs its service's rule here
+    for key, text in derived:
+        name = text.replace("${AWS::StackName}", stack)
+        assert re.fullmatch(NAME_RULES[key], name), (key, name)
+
+
+@pytest.mark.parametrize("stack", ["survey-", "my--stack", "1survey", "a" * 41])
+def test_a_stack_name_that_would_make_an_invalid_derived_name_is_refused_first(
+    aws: None, capsys: pytest.CaptureFixture[str], stack: str
+):
+    assert main(["cloud", "deploy", "--stack", stack, *ARGS, "--yes"]) == 2
+    err = capsys.readouterr().err
+    assert f"stack name {stack!r} is not valid" in err and len(err.strip().splitlines()) == 1
+    assert _stacks() == []

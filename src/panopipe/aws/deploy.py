@@ -22,7 +22,9 @@ from panopipe.storage.aws_clients import aws_client
 
 CloudFormationClient = Any  # boto3 generates client classes at run time
 
-STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,39}$")
+STACK_NAME = re.compile(r"^(?!.*--)[A-Za-z][A-Za-z0-9-]{0,39}(?<!-)$")
+"""CloudFormation's rule for a stack's name (a letter, then letters, digits and hyphens), within the names the
+template derives from it (e.g. the RDS proxy ``STACK-catalog``: no ``--``, no hyphen at the end), at most 40."""
 CAPABILITIES = ["CAPABILITY_IAM"]
 # CloudFormation takes a template of at most this many bytes inline; a larger one must go through S3.
 TEMPLATE_BODY_LIMIT = 51_200
@@ -213,7 +215,10 @@ def _aws_errors(stack: str) -> Iterator[None]:
 
 def _check_stack_name(stack: str) -> None:
     if STACK_NAME.fullmatch(stack) is None:
-        raise ConfigError(f"stack name {stack!r} is not valid: a letter, then up to 39 letters, digits or -")
+        raise ConfigError(
+            f"stack name {stack!r} is not valid: a letter, then up to 39 letters, digits or single hyphens, "
+            "not ending with a hyphen (RDS names the stack's database proxy after it)"
+        )
 
 
 def _describe(client: CloudFormationClient, stack: str) -> dict[str, Any] | None:
