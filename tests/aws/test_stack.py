@@ -4,9 +4,11 @@ the template)."""
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
 import re
+import threading
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -589,3 +591,64 @@ def test_a_stack_name_that_would_make_an_invalid_derived_name_is_refused_first(
     err = capsys.readouterr().err
     assert f"stack name {stack!r} is not valid" in err and len(err.strip().splitlines()) == 1
     assert _stacks() == []
+
+
+class _NotAws(http.server.BaseHTTPRequestHandler):
+    """A web server that is not AWS (a corporate proxy's page, a wrong endpoint): HTML with status 200."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = self.server.body  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"<!DOCTYPE html><p>Bad gateway", b"<html><body>Sign in to the proxy</body></html>"],
+    ids=["not-xml", "xml-but-not-cloudformation"],
+)
+def test_an_endpoint_that_does_not_answer_as_aws_fails_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], body: bytes
+):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotAws)
+    server.body = body  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_port}")
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            monkeypatch.setenv(name, "testing")
+        monkeypatch.setenv("AWS_REGION", "us-east-1")
+        assert main(["cloud", "status", "--stack", STACK]) == StackError.exit_code
+    finally:
+        server.shutdown()
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: CloudFormation: the endpoint's answer is not CloudFormation's")
+    assert "AWS_ENDPOINT_URL" in err and len(err.splitlines()) == 1
+
+
+def test_no_credentials_and_an_unknown_region_say_what_to_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    assert main(["cloud", "status", "--stack", STACK]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: no AWS credentials: set AWS_PROFILE (a profile of ~/.aws/config), or AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY, or run `aws configure`"
+    )
+    monkeypatch.setenv("AWS_REGION", "mars-north-9")  # refused before a request retries a host that is not
+    assert main(["cloud", "status", "--stack", STACK]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: AWS region 'mars-north-9' is unknown: set AWS_REGION") and "\n" not in err

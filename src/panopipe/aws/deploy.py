@@ -18,7 +18,7 @@ from typing import Any
 
 from panopipe.config import Settings
 from panopipe.errors import ConfigError, StackError, StackNotFoundError
-from panopipe.storage.aws_clients import aws_client
+from panopipe.storage.aws_clients import CREDENTIALS_HINT, aws_client
 
 CloudFormationClient = Any  # boto3 generates client classes at run time
 
@@ -193,13 +193,37 @@ def cloudformation_client(settings: Settings | None = None) -> CloudFormationCli
     client: CloudFormationClient = aws_client(
         "cloudformation", settings, retries={"mode": "standard", "max_attempts": 8}
     )
+    _check_region(client)
     return client
+
+
+def _check_region(client: CloudFormationClient) -> None:
+    """:class:`ConfigError` for a region botocore does not know, before retries are spent on a host that does
+    not exist (an endpoint URL of one's own, moto's or LocalStack's, takes any region)."""
+    import botocore
+    import botocore.session
+
+    region = client.meta.region_name
+    if ".amazonaws.com" not in client.meta.endpoint_url:
+        return
+    session = botocore.session.get_session()
+    partitions = session.get_available_partitions()
+    if any(region in session.get_available_regions("cloudformation", name) for name in partitions):
+        return
+    raise ConfigError(
+        f"AWS region {region!r} is unknown: set AWS_REGION, a region in ~/.aws/config or aws_region in "
+        f"[panopipe] to one such as eu-west-1 (a region newer than botocore {botocore.__version__}: upgrade "
+        "boto3)"
+    )
 
 
 @contextmanager
 def _aws_errors(stack: str) -> Iterator[None]:
-    """botocore's errors as one-line :class:`StackError`\\ s."""
+    """botocore's errors as one-line :class:`StackError`\\ s; no credentials is a :class:`ConfigError` saying
+    what to set, and an answer botocore cannot read (an HTML page of a proxy or of a wrong endpoint) a
+    :class:`StackError` saying where to look."""
     import botocore.exceptions
+    import botocore.parsers
 
     try:
         yield
@@ -209,8 +233,26 @@ def _aws_errors(stack: str) -> Iterator[None]:
             raise StackNotFoundError(f"stack {stack} does not exist in this account and region") from None
         code = exc.response.get("Error", {}).get("Code", "Error")
         raise StackError(f"CloudFormation: {code}: {message}") from None
+    except botocore.exceptions.NoCredentialsError:
+        raise ConfigError(f"no AWS credentials: {CREDENTIALS_HINT}") from None
     except botocore.exceptions.BotoCoreError as exc:
         raise StackError(f"CloudFormation: {exc}") from None
+    except (botocore.parsers.ResponseParserError, LookupError, TypeError, AttributeError) as exc:
+        # ResponseParserError for what is not XML, KeyError or the like for XML that is not CloudFormation's
+        if not _raised_in(exc, "botocore.parsers"):
+            raise
+        raise StackError(
+            "CloudFormation: the endpoint's answer is not CloudFormation's (not the XML it answers with): "
+            "check AWS_ENDPOINT_URL, the region and any HTTP proxy (HTTPS_PROXY) between here and AWS"
+        ) from None
+
+
+def _raised_in(error: BaseException, module: str) -> bool:
+    """Whether ``error`` was raised by code of ``module``."""
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is not None and frame.tb_frame.f_globals.get("__name__") == module
 
 
 def _check_stack_name(stack: str) -> None:

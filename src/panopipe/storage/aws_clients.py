@@ -39,6 +39,12 @@ THROTTLING_CODES = frozenset(
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 
+CREDENTIALS_HINT = (
+    "set AWS_PROFILE (a profile of ~/.aws/config), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+    "or run `aws configure`"
+)
+"""What to do when botocore finds no credentials (``NoCredentialsError``)."""
+
 
 def s3_client(
     settings: Settings | None = None, *, max_pool_connections: int = DEFAULT_MAX_POOL_CONNECTIONS
@@ -175,6 +181,7 @@ def is_transient_aws_error(error: BaseException) -> bool:
 
 __all__ = [
     "DEFAULT_MAX_POOL_CONNECTIONS",
+    "CREDENTIALS_HINT",
     "MAX_RETRIES",
     "THROTTLING_CODES",
     "TRANSIENT_STATUSES",
