@@ -331,6 +331,13 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     return replace(settings, **values)
 
 
+def settings_or_loaded(settings: Settings | None) -> Settings:
+    """``settings`` when given, else :func:`load_settings` (the environment, and ``$PANOPIPE_CONFIG`` or
+    ``./panopipe.toml``, as a command without ``--config`` reads them): what a library call given no settings
+    uses, the one fallback."""
+    return settings if settings is not None else load_settings()
+
+
 _reported: set[tuple[str, ...]] = set()
 """The differences already reported (catalog, file, version): once per process, not at every planning."""
 
@@ -420,5 +427,6 @@ __all__ = [
     "load_settings",
     "project_content",
     "project_settings",
+    "settings_or_loaded",
     "stored_form",
 ]

@@ -105,6 +105,36 @@ def test_an_unknown_stack_is_one_line_naming_cloud_status(
     assert "`panopipe cloud status --stack nothing-here`" in line
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ls"],
+        ["db", "current"],
+        ["db", "upgrade"],
+        ["db", "migrate", "--catalog", "x.db", "--to", "cloudformation://nothing-here", "--dry-run"],
+    ],
+)
+def test_a_stack_is_looked_up_in_the_region_of_the_config_file_given(
+    aws: None,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+):
+    """``db`` had looked the stack up with the settings of the environment and the current folder, not of
+    --config (us-east-1 here): the catalog of another region's stack of the same name."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AWS_REGION")  # it would override the file's; boto3's default stays us-east-1
+    (tmp_path / "other.toml").write_text('[panopipe]\naws_region = "eu-west-3"\n')
+    if command[0] == "db" and command[1] == "migrate":
+        assert _run(capsys, "db", "upgrade", "--catalog", "x.db")[0] == 0
+    else:
+        command = [*command, "--catalog", "cloudformation://nothing-here"]
+    code, _, err = _run(capsys, *command, "--config", "other.toml")
+    assert code == StackNotFoundError.exit_code
+    assert "stack nothing-here does not exist in eu-west-3" in err
+
+
 def test_a_stack_without_the_catalog_outputs_or_not_created_says_so(
     aws: None,  # noqa: F811
     capsys: pytest.CaptureFixture[str],

@@ -54,7 +54,7 @@ def dispatcher(event: dict[str, Any], context: Any) -> dict[str, Any]:
     bind_request(getattr(context, "aws_request_id", None))
     configure_json_logging()
     settings = load_settings()
-    report = dispatch(Catalog(shared_engine(settings.catalog)), settings).to_dict()
+    report = dispatch(Catalog(shared_engine(settings.catalog, settings)), settings).to_dict()
     log.info("dispatched", extra=report)
     return report
 
@@ -73,7 +73,7 @@ def _event_handler() -> EventHandler:
     if _handler is None:
         configure_json_logging()
         settings = load_settings()
-        _handler = EventHandler.from_settings(Catalog(shared_engine(settings.catalog)), settings)
+        _handler = EventHandler.from_settings(Catalog(shared_engine(settings.catalog, settings)), settings)
     return _handler
 
 

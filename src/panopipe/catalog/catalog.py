@@ -46,7 +46,7 @@ from panopipe.catalog.spatial import PostGIS, detect_postgis
 from panopipe.catalog.subjects import subject_id
 from panopipe.catalog.types import new_ids, utcnow
 from panopipe.catalog.values import from_json, to_json
-from panopipe.config import config_path
+from panopipe.config import Settings, config_path
 from panopipe.errors import CatalogError, ConfigError, NotFoundError
 from panopipe.iterutil import batched
 from panopipe.storage.folder import refuse_database_file, same_file
@@ -152,13 +152,14 @@ class Catalog:
         self.engine = engine
 
     @classmethod
-    def open(cls, location: str | Path, *, create: bool = True) -> Self:
-        """Open the catalog at ``location`` (a path for SQLite or a database URL).
+    def open(cls, location: str | Path, *, create: bool = True, settings: Settings | None = None) -> Self:
+        """Open the catalog at ``location`` (a path for SQLite or a database URL; a ``cloudformation://``
+        stack's is looked up with ``settings``' region and profile).
 
         An empty database gets the schema when ``create`` is true. A catalog at an older schema raises
         :class:`~panopipe.errors.SchemaOutdatedError` saying to run ``panopipe db upgrade``.
         """
-        return cls(checked_engine(location, create=create))
+        return cls(checked_engine(location, create=create, settings=settings))
 
     @cached_property
     def postgis(self) -> PostGIS | None:

@@ -21,6 +21,8 @@ from panopipe.locations import url_scheme
 if TYPE_CHECKING:  # Alembic is imported when the schema is checked or migrated, not by the Lambda handler
     from alembic.config import Config
 
+    from panopipe.config import Settings
+
 MIGRATIONS = "panopipe.catalog:migrations"
 _SECRET_PARAMETER = re.compile(r"password|token|secret(?!_arn$)", re.IGNORECASE)
 """Query parameters whose values are credentials: libpq's ``password`` and ``sslpassword``, tokens (an AWS
@@ -41,9 +43,10 @@ def _masked_text(text: str) -> str:
     )
 
 
-def catalog_url(location: str | Path) -> URL:
+def catalog_url(location: str | Path, settings: Settings | None = None) -> URL:
     """The SQLAlchemy URL for a catalog location: a path means SQLite, a ``postgresql://`` URL PostgreSQL, and
-    ``cloudformation://STACK`` the RDS Proxy of a deployed stack (:mod:`panopipe.catalog.stack_url`).
+    ``cloudformation://STACK`` the RDS Proxy of a deployed stack (:mod:`panopipe.catalog.stack_url`), looked
+    up with ``settings``' region and profile.
 
     Any other scheme, or a URL that does not parse, is a :class:`~panopipe.errors.ConfigError`.
     """
@@ -60,7 +63,7 @@ def catalog_url(location: str | Path) -> URL:
         ) from None
     backend = url.drivername.partition("+")[0]
     if backend == STACK_SCHEME:
-        return resolve_stack_url(url)
+        return resolve_stack_url(url, settings)
     if backend not in _BACKENDS:
         raise ConfigError(
             f"unsupported catalog URL {shown}: a catalog is {SUPPORTED_CATALOGS}, not {backend}://"
@@ -134,9 +137,10 @@ def _set_wal(cursor) -> None:
             time.sleep(0.01)
 
 
-def create_catalog_engine(location: str | Path | URL) -> sa.Engine:
-    """An engine for the catalog at ``location``, with the connection settings that suit each backend."""
-    url = location if isinstance(location, URL) else catalog_url(location)
+def create_catalog_engine(location: str | Path | URL, settings: Settings | None = None) -> sa.Engine:
+    """An engine for the catalog at ``location`` (its URL from :func:`catalog_url` with ``settings``), with
+    the connection settings that suit each backend."""
+    url = location if isinstance(location, URL) else catalog_url(location, settings)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:" and not Path(url.database).parent.is_dir():
             raise CatalogUnreachableError(
@@ -157,7 +161,7 @@ _shared: dict[str, sa.Engine] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_engine(location: str) -> sa.Engine:
+def shared_engine(location: str, settings: Settings | None = None) -> sa.Engine:
     """The process-wide engine for the catalog at ``location``, created on first use and then reused.
 
     For Lambda handlers: keep the engine (and its connection) across invocations instead of opening a new
@@ -167,14 +171,17 @@ def shared_engine(location: str) -> sa.Engine:
     with _shared_lock:
         engine = _shared.get(location)
         if engine is None:
-            engine = _shared[location] = checked_engine(location, create=False)
+            engine = _shared[location] = checked_engine(location, create=False, settings=settings)
         return engine
 
 
-def checked_engine(location: str | Path | URL, *, create: bool) -> sa.Engine:
-    """An engine for the catalog at ``location`` whose schema :func:`check_schema` found right (an empty
-    database given it when ``create`` is true); disposed again if the check raises."""
-    engine = create_catalog_engine(location)
+def checked_engine(
+    location: str | Path | URL, *, create: bool, settings: Settings | None = None
+) -> sa.Engine:
+    """An engine for the catalog at ``location`` (:func:`create_catalog_engine` with ``settings``) whose
+    schema :func:`check_schema` found right (an empty database given it when ``create`` is true); disposed
+    again if the check raises."""
+    engine = create_catalog_engine(location, settings)
     try:
         check_schema(engine, create=create)
     except Exception:

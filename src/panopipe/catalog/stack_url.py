@@ -4,7 +4,7 @@ The stack's outputs (:data:`~panopipe.aws.stack.CATALOG_OUTPUTS`, read with one 
 RDS Proxy's host and port, the database and the IAM user; the URL becomes
 ``postgresql+psycopg://USER@PROXY:5432/DBNAME?iam=true&region=REGION&sslmode=verify-full``. ``/DBNAME`` picks
 another database behind the same proxy; ``USER@`` another IAM user; ``?region=`` the stack's region (default:
-the configured one); every other query parameter (``sslrootcert=``, ``statement_timeout=``...) is passed on.
+the region of the settings given); every other query parameter (``sslrootcert=``, ``statement_timeout=``...) is passed on.
 A URL is resolved once per process.
 """
 
@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import URL
 
 from panopipe.errors import ConfigError, StackError, StackNotFoundError
+
+if TYPE_CHECKING:
+    from panopipe.config import Settings
 
 SCHEME = "cloudformation"
 USABLE_STATUSES = ("CREATE_COMPLETE", "IMPORT_COMPLETE", "UPDATE_")
@@ -32,14 +35,16 @@ def stack_catalog_url(stack: str) -> str:
     return f"{SCHEME}://{stack}"
 
 
-def resolve_stack_url(url: URL, *, client: Any = None) -> URL:
-    """The ``postgresql+psycopg`` URL of the catalog of the stack that ``url`` (``cloudformation://``) names.
+def resolve_stack_url(url: URL, settings: Settings | None = None, *, client: Any = None) -> URL:
+    """The ``postgresql+psycopg`` URL of the catalog of the stack that ``url`` (``cloudformation://``) names,
+    looked up in the region and with the profile of ``settings`` (default:
+    :func:`~panopipe.config.settings_or_loaded`).
 
     A stack that does not exist is a :class:`~panopipe.errors.StackNotFoundError`; one that is not created
     yet, failed, is being deleted, or lacks the catalog's outputs, a :class:`~panopipe.errors.StackError`.
     """
     from panopipe.aws.deploy import cloudformation_client
-    from panopipe.config import load_settings
+    from panopipe.config import settings_or_loaded
 
     if not url.host or url.port is not None or url.password is not None:
         from panopipe.catalog.engine import mask_url
@@ -49,7 +54,7 @@ def resolve_stack_url(url: URL, *, client: Any = None) -> URL:
             "the stack's outputs give the address and IAM gives the credentials)"
         )
     query = {name: str(value) for name, value in url.query.items()}
-    settings = load_settings()
+    settings = settings_or_loaded(settings)
     if "region" in query:
         settings = replace(settings, aws_region=query["region"])
     key = (url.render_as_string(hide_password=False), settings.aws_region, settings.aws_profile)

@@ -39,15 +39,16 @@ def migrate(
     """
     from panopipe.catalog.transfer import migrate_catalog
 
-    source = open_settings(catalog_location, config).catalog
+    settings = open_settings(catalog_location, config)
     # A bar per table and phase: a table is verified while the next ones are copied.
     with render.staged_progress() as bar:
         report = migrate_catalog(
-            source,
+            settings.catalog,
             to,
             batch_size=batch_size,
             dry_run=dry_run,
             verify=not no_verify,
+            settings=settings,
             progress=lambda update: bar(
                 f"{update.phase} {update.table}", update.rows_done, update.rows_total
             ),

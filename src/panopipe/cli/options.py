@@ -176,7 +176,10 @@ def uses_catalog(command: Callable[..., Any] | None = None, *, create: bool = Fa
         settings = open_settings(catalog_location, config)
         new_file = _absent_sqlite_file(settings.catalog) if create else None
         try:
-            with config_of_the_command(config), Catalog.open(settings.catalog, create=create) as catalog:
+            with (
+                config_of_the_command(config),
+                Catalog.open(settings.catalog, create=create, settings=settings) as catalog,
+            ):
                 if kwargs.get("selection") is not None:  # @uses_selection's filters: --id takes short ids
                     kwargs["selection"] = catalog.resolve_ids(kwargs["selection"])
                 return command(*args, catalog=catalog, settings=settings, **kwargs)

@@ -47,11 +47,11 @@ def _inline(options: ExecutorOptions) -> Executor:
 
 
 def _batch(options: ExecutorOptions) -> Executor:
-    from panopipe.config import ENV_BATCH_JOB_DEFINITION, ENV_BATCH_JOB_QUEUE, Settings
+    from panopipe.config import ENV_BATCH_JOB_DEFINITION, ENV_BATCH_JOB_QUEUE, settings_or_loaded
     from panopipe.executors.batch import BatchExecutor
     from panopipe.storage import local_path
 
-    settings = options.settings or Settings()
+    settings = settings_or_loaded(options.settings)
     if options.follow:  # DescribeJobs and each job's own manifest: no queue, definition or work root
         return BatchExecutor(None, None, None, settings=settings)
     queue, definition = settings.batch_job_queue, settings.batch_job_definition

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TextIO
 
 from panopipe.catalog import Catalog, Selection
-from panopipe.config import Settings, did_you_mean, project_settings
+from panopipe.config import Settings, did_you_mean, project_settings, settings_or_loaded
 from panopipe.errors import ConfigError
 from panopipe.export.formats import (
     csv_sidecars,
@@ -116,7 +116,7 @@ def write_export(
         table = images_table(catalog, selection)
         total = len(table)
     elif subject == "sequences":
-        qc = QcSettings.from_config(project_settings(catalog, settings or Settings()).qc)
+        qc = QcSettings.from_config(project_settings(catalog, settings_or_loaded(settings)).qc)
         sequences = load_sequences(catalog, selection, qc)
         total, table = len(sequences), sequences_table(sequences)
     else:

@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from panopipe.catalog import Catalog
-from panopipe.config import Settings
+from panopipe.config import Settings, settings_or_loaded
 from panopipe.export.panoramas import Panorama
 from panopipe.export.table import Column, Table
 from panopipe.pipeline.config import load_pipeline
@@ -99,7 +99,7 @@ def rig_mount_height(catalog: Catalog, settings: Settings | None) -> float | Non
     ``None`` when no rig is configured (no height is assumed) or the stitcher uses none."""
     from panopipe.steps.stitch import StitchStep
 
-    settings = settings or Settings()
+    settings = settings_or_loaded(settings)
     if not isinstance(settings.steps.get("stitch"), dict) or "rig" not in settings.steps["stitch"]:
         return None
     (step,) = load_pipeline(catalog, settings, ["stitch"]).steps

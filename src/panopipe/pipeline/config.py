@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from panopipe.catalog import Catalog
-from panopipe.config import ConfigKey, Settings, check_names, project_settings
+from panopipe.config import ConfigKey, Settings, check_names, project_settings, settings_or_loaded
 from panopipe.errors import ConfigError
 from panopipe.steps.base import PipelineContext, Step
 from panopipe.steps.registry import STEP_TYPES, build_steps
@@ -65,11 +65,11 @@ def pipeline_output(catalog: Catalog, settings: Settings) -> str:
 def load_pipeline(
     catalog: Catalog, settings: Settings | None = None, steps: list[str] | None = None
 ) -> Pipeline:
-    """The pipeline configured for ``catalog`` (the catalog's project configuration, else ``settings``; default:
-    empty settings), limited to ``steps`` if given. Settings already resolved against the catalog's
-    configuration (``config_resolved``, as the event handler does once per batch) are used as they are: no
-    second read."""
-    settings = settings or Settings()
+    """The pipeline configured for ``catalog`` (the catalog's project configuration, else ``settings``,
+    default: :func:`~panopipe.config.settings_or_loaded`), limited to ``steps`` if given. Settings already
+    resolved against the catalog's configuration (``config_resolved``, as the event handler does once per
+    batch) are used as they are: no second read."""
+    settings = settings_or_loaded(settings)
     if not settings.config_resolved:
         settings = project_settings(catalog, settings)
     return build_pipeline(catalog, settings, steps)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from panopipe.catalog import Catalog
 from panopipe.catalog.subjects import Subject
-from panopipe.config import Settings
+from panopipe.config import Settings, settings_or_loaded
 from panopipe.executors.base import Executor
 from panopipe.executors.factory import build_executor
 from panopipe.pipeline.config import Pipeline, load_pipeline
@@ -56,7 +56,7 @@ def refresh(
     rows = [row for row in rows if not is_claim(row.external_id) and row.executor in REMOTE_EXECUTORS]
     if not rows:
         return refreshed
-    settings = settings or Settings()
+    settings = settings_or_loaded(settings)
     pipeline = load_pipeline(catalog, settings, sorted({row.step for row in rows}))
     steps = {step.name: step for step in pipeline.steps}
     for name in sorted({row.executor for row in rows}):

@@ -35,7 +35,7 @@ from panopipe.catalog.subjects import (
     subject_id,
 )
 from panopipe.catalog.types import new_ids, utcnow
-from panopipe.config import Settings
+from panopipe.config import Settings, settings_or_loaded
 from panopipe.errors import ConfigError, StepError, Terminated
 from panopipe.executors.base import Executor
 from panopipe.executors.factory import build_executor
@@ -134,7 +134,7 @@ def run(
     configuration cannot work (e.g. a publish template that escapes its root); subjects a step refuses (two that
     a publish template names alike) fail, counted in the report, and the others run.
     """
-    settings = settings or Settings()
+    settings = settings_or_loaded(settings)
     pipeline = load_pipeline(catalog, settings, steps)
     selection = selection or Selection()
     report = RunReport()

@@ -7,7 +7,7 @@ import os
 import threading
 from typing import Any, TypeAlias
 
-from panopipe.config import ENV_S3_ENDPOINT_URL, Settings, load_settings
+from panopipe.config import ENV_S3_ENDPOINT_URL, Settings, settings_or_loaded
 from panopipe.errors import ConfigError
 
 S3Client: TypeAlias = Any  # boto3 generates client classes at run time
@@ -49,14 +49,15 @@ CREDENTIALS_HINT = (
 def s3_client(
     settings: Settings | None = None, *, max_pool_connections: int = DEFAULT_MAX_POOL_CONNECTIONS
 ) -> S3Client:
-    """An S3 client for AWS, MinIO or moto's server, configured from ``settings`` (default: :func:`load_settings`).
+    """An S3 client for AWS, MinIO or moto's server, configured from ``settings`` (default: those
+    :func:`~panopipe.config.settings_or_loaded` loads).
 
     With an endpoint URL the client uses path-style addressing, which S3-compatible servers expect. A process
     builds one client per configuration (endpoint, region, profile, pool size and the AWS variables of its
     environment) and shares it: boto3 clients are thread-safe, and building one (botocore loads the service's
     model) costs more CPU than reading or writing a thumbnail.
     """
-    settings = settings or load_settings()
+    settings = settings_or_loaded(settings)
     key = (
         os.getpid(),  # a forked child must not share its parent's connections
         settings.s3_endpoint_url,
@@ -111,7 +112,7 @@ def aws_client(
     import botocore.config
     import botocore.exceptions
 
-    settings = settings or load_settings()
+    settings = settings_or_loaded(settings)
     try:
         session = boto3.session.Session(profile_name=settings.aws_profile)
     except botocore.exceptions.ProfileNotFound as exc:

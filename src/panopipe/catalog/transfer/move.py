@@ -57,7 +57,7 @@ from panopipe.catalog.transfer.copy_format import EMPTY_COPY, TableShape, quote,
 from panopipe.catalog.transfer.copy_source import ReaderName, Source, SourceBatch, SourceTable, reader_note
 from panopipe.catalog.transfer.copy_target import TargetDigests, range_digests, reading
 from panopipe.catalog.transfer.deferred_indexes import build, complete, drop_secondary, missing
-from panopipe.config import DEFAULT_BATCH_SIZE
+from panopipe.config import DEFAULT_BATCH_SIZE, Settings
 from panopipe.errors import CatalogError, ConfigError
 
 TABLES: tuple[sa.Table, ...] = tuple(metadata.sorted_tables)
@@ -206,6 +206,7 @@ def migrate_catalog(
     verify: bool = True,
     progress: Progress | None = None,
     reader: ReaderName | None = None,
+    settings: Settings | None = None,
 ) -> TransferReport:
     """Copy the SQLite catalog at ``source`` into the PostgreSQL database at ``target_url`` and verify the copy.
 
@@ -214,12 +215,15 @@ def migrate_catalog(
     where it stopped. A target holding other tables, another schema revision or rows the source cannot
     account for is refused. With ``dry_run`` nothing is written: the report says what would move.
     ``reader`` chooses how SQLite is read (the compiled reader by default, when it is installed); the report
-    says which one ran.
+    says which one ran. A ``cloudformation://`` location is looked up with ``settings``' region and profile.
     """
     if batch_size < 1:
         raise ConfigError(f"invalid batch size {batch_size}: expected at least 1")
     started = time.monotonic()
-    with _engine(source, must_exist=True) as source_engine, _engine(target_url) as target_engine:
+    with (
+        _engine(source, settings, must_exist=True) as source_engine,
+        _engine(target_url, settings) as target_engine,
+    ):
         if target_engine.dialect.name != "postgresql":
             raise ConfigError(
                 f"cannot migrate to {mask_url(target_engine.url)}: the target must be a postgresql:// URL"
@@ -286,21 +290,25 @@ def verify_transfer(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
     reader: ReaderName | None = None,
+    settings: Settings | None = None,
 ) -> list[TableCheck]:
     """Compare every catalog table of the SQLite ``source`` and the PostgreSQL ``target``: row counts and
     content checksums (computed over ranges of ``batch_size`` source rows)."""
-    with _engine(source, must_exist=True) as source_engine, _engine(target) as target_engine:
+    with (
+        _engine(source, settings, must_exist=True) as source_engine,
+        _engine(target, settings) as target_engine,
+    ):
         return _verify(source_engine, target_engine, batch_size, progress, reader)
 
 
 class _engine:
     """An engine for ``location``; one this module created is disposed on exit, a given one is left open."""
 
-    def __init__(self, location: sa.Engine | str, *, must_exist: bool = False):
+    def __init__(self, location: sa.Engine | str, settings: Settings | None, *, must_exist: bool = False):
         if isinstance(location, sa.Engine):
             self.engine, self.owned = location, False
             return
-        url = catalog_url(location)
+        url = catalog_url(location, settings)
         if must_exist and url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
             raise CatalogError(f"no catalog at {url.database}")
         self.engine, self.owned = create_catalog_engine(url), True
