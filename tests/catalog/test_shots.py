@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from panopipe.catalog import Catalog, ImageRecord
+from panopipe.catalog import Catalog, ImageRecord, Selection
 from panopipe.catalog import shots as shot_ops
 from panopipe.catalog.schema import images
 
@@ -111,6 +111,26 @@ def test_regrouping_around_new_frames_leaves_the_other_runs_alone(catalog: Catal
     assert catalog.assign_shots(["R001"], TOLERANCE) == 1  # the whole reel's regrouping puts it back
     with catalog.engine.connect() as conn:
         assert conn.execute(sa.select(images.c.shot).where(images.c.uri == first)).scalar() == "R001-000000"
+
+
+def test_a_capture_time_edit_and_its_undo_regroup_the_reel(catalog: Catalog):
+    """A camera whose clock ran a second fast put its frame into the next shot (which lacked that camera):
+    `edit --shift-time` had fixed the time and left the frame there, stitched into the wrong panorama."""
+    fast = frame(1, 3, 2.012)
+    catalog.upsert_images([r for r in survey() if (r.frame, r.camera_index) != (1, 3)] + [fast])
+    catalog.assign_shots(["R001"], TOLERANCE)
+    before = shots(catalog)
+    assert before[fast.uri] == before[survey()[8].uri] == "R001-000001.2"  # with frame 2's cameras
+    image_id = next(image.id for image in catalog.images() if image.uri == fast.uri)
+    changes = catalog.plan_edit(Selection(ids=(image_id,)), shift_time_s=-1.0)
+
+    batch = catalog.apply_edit(changes, reason="cam3 clock", author="test", shot_tolerance_s=TOLERANCE)
+
+    regrouped = shots(catalog)
+    assert regrouped[fast.uri] == regrouped[survey()[4].uri] == "R001-000001"  # frame 1's camera 0
+    assert {regrouped[r.uri] for r in survey() if r.frame == 2} == {"R001-000002"}
+    catalog.undo(batch, author="test", shot_tolerance_s=TOLERANCE)
+    assert shots(catalog) == before
 
 
 @pytest.mark.parametrize("few", [0, shot_ops.FEW_UPDATES])

@@ -753,13 +753,23 @@ class Catalog:
         reason: str,
         author: str,
         progress: Callable[[int, int], None] | None = None,
+        shot_tolerance_s: float | None = None,
     ) -> str:
         """Record ``changes`` as one edit batch and make them effective; the batch id (for ``undo``).
-        ``progress(done, total)`` follows the images updated."""
+        ``progress(done, total)`` follows the images updated. With ``shot_tolerance_s`` (as
+        :meth:`assign_shots` takes it), a change of capture times, cameras, reels or frame numbers groups the
+        frames of their reels into shots again, in the same transaction: shots are made from those."""
         if not reason.strip():
             raise ConfigError("an edit needs a reason (--reason)")
         with self.engine.begin() as conn:
-            return edit_ops.apply(conn, changes, reason=reason, author=author, progress=progress)
+            return edit_ops.apply(
+                conn,
+                changes,
+                reason=reason,
+                author=author,
+                progress=progress,
+                shot_tolerance_s=shot_tolerance_s,
+            )
 
     def history(self, *, image_id: str | None = None, batch: str | None = None) -> list[Edit]:
         """Recorded edits, one per field and image, oldest first, of one image or one batch (full or short
@@ -791,13 +801,16 @@ class Catalog:
         author: str,
         dry_run: bool = False,
         progress: Callable[[int, int], None] | None = None,
+        shot_tolerance_s: float | None = None,
     ) -> list[FieldChange]:
         """Revert the edit batch ``batch`` (full or short id); the resulting changes of effective values. With
         ``dry_run`` the changes are computed and rolled back (``undo --dry-run``). ``progress(done, total)``
-        follows the images updated."""
+        follows the images updated; ``shot_tolerance_s`` regroups shots as :meth:`apply_edit` does."""
         with self.engine.connect() as conn, conn.begin() as transaction:
             batch = short_ids.resolve(conn, edits.c.batch, batch, "edit batch")
-            changes = edit_ops.undo(conn, batch, author=author, progress=progress)
+            changes = edit_ops.undo(
+                conn, batch, author=author, progress=progress, shot_tolerance_s=shot_tolerance_s
+            )
             if dry_run:
                 transaction.rollback()
             return changes

@@ -20,7 +20,7 @@ from panopipe.catalog.bulk import insert_columns, update_by_key
 from panopipe.catalog.records import EDITABLE_FIELDS, Edit, EditBatch, FieldChange
 from panopipe.catalog.schema import edits, images
 from panopipe.catalog.selection import Selection, no_match
-from panopipe.catalog.shots import touch_shots
+from panopipe.catalog.shots import assign_reel_shots, touch_shots
 from panopipe.catalog.spatial import PostGIS
 from panopipe.catalog.subjects import CHUNK, Subject
 from panopipe.catalog.types import new_id, utcnow
@@ -94,9 +94,11 @@ def apply(
     reason: str,
     author: str,
     progress: Callable[[int, int], None] | None = None,
+    shot_tolerance_s: float | None = None,
 ) -> str:
     """Record ``changes`` as one batch and update effective values; the batch id. ``progress(done, total)``
-    follows the images updated.
+    follows the images updated. With ``shot_tolerance_s``, the reels whose capture times, cameras or frame
+    numbers changed are grouped into shots again.
 
     The old value recorded is the image's as this transaction reads it, with the rows locked (PostgreSQL's
     ``FOR UPDATE``, SQLite's write lock): an edit committed since ``changes`` were planned is what history
@@ -136,6 +138,7 @@ def apply(
     if not made:
         raise CatalogError(NOTHING_TO_CHANGE)
     _touch_regrouped_shots(conn, made, now)
+    _regroup_reels(conn, made, shot_tolerance_s)
     insert_columns(
         conn,
         edits,
@@ -166,11 +169,17 @@ def _lock_for_writing(conn: sa.Connection) -> None:
 
 
 def undo(
-    conn: sa.Connection, batch: str, *, author: str, progress: Callable[[int, int], None] | None = None
+    conn: sa.Connection,
+    batch: str,
+    *,
+    author: str,
+    progress: Callable[[int, int], None] | None = None,
+    shot_tolerance_s: float | None = None,
 ) -> list[FieldChange]:
     """Mark the edits of ``batch`` undone and recompute the effective values they touched: each field's
     latest edit that is not undone, or the value the file carries (kept in ``captured``) when none is.
-    ``progress(done, total)`` follows the images updated."""
+    ``progress(done, total)`` follows the images updated; ``shot_tolerance_s`` regroups shots as
+    :func:`apply` does."""
     batch_edits = conn.execute(
         sa.select(edits.c.image_id, edits.c.field, edits.c.undone_at).where(edits.c.batch == batch)
     ).all()
@@ -211,6 +220,7 @@ def undo(
         if progress is not None:
             progress(done, len(touched))
     _touch_regrouped_shots(conn, changes, now)
+    _regroup_reels(conn, changes, shot_tolerance_s)
     return changes
 
 
@@ -230,6 +240,24 @@ def _touch_regrouped_shots(conn: sa.Connection, changes: Sequence[FieldChange], 
         query = sa.select(images.c.shot).where(images.c.id.in_(chunk), images.c.shot.is_not(None))
         shots.update(conn.execute(query).scalars())
     touch_shots(conn, shots, now)
+
+
+_GROUPING_FIELDS = frozenset({"captured_at", "camera_index", "reel", "frame"})
+"""Fields shots are grouped by (and named after): a change of one regroups the frames of its reels."""
+
+
+def _regroup_reels(conn: sa.Connection, changes: Sequence[FieldChange], tolerance_s: float | None) -> None:
+    """Group again into shots (``tolerance_s``; ``None``: leave the shots alone) the reels that ``changes`` of
+    :data:`_GROUPING_FIELDS` touched: those of the frames now, and those an edited reel took them from."""
+    if tolerance_s is None:
+        return
+    regrouped = [c for c in changes if c.field in _GROUPING_FIELDS]
+    reels: set[str | None] = {c.old for c in regrouped if c.field == "reel"}
+    for chunk in batched(sorted({c.image_id for c in regrouped}), CHUNK):
+        query = sa.select(images.c.reel).distinct().where(images.c.id.in_(chunk))
+        reels.update(conn.execute(query).scalars())
+    for reel in sorted(reels, key=lambda name: (name is not None, name or "")):
+        assign_reel_shots(conn, reel, tolerance_s)
 
 
 _Updates = dict[tuple[str, ...], list[dict[str, Any]]]

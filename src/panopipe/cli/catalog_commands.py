@@ -306,7 +306,13 @@ def edit(
             render.stderr.print(f"dry run: would make {_counted(changes)}; nothing stored")
         return
     with render.progress_bar("editing") as progress:
-        batch = catalog.apply_edit(changes, reason=reason, author=getpass.getuser(), progress=progress)
+        batch = catalog.apply_edit(
+            changes,
+            reason=reason,
+            author=getpass.getuser(),
+            progress=progress,
+            shot_tolerance_s=settings.ingest.shot_tolerance_s,
+        )
     if as_json:
         render.print_json({"batch": batch, "dry_run": False, "changes": rows} | placed)
     else:
@@ -428,7 +434,13 @@ def undo(
     Example: panopipe undo 9f3c04e1 --dry-run
     """
     with render.progress_bar("undoing") as progress:
-        changes = catalog.undo(batch, author=getpass.getuser(), dry_run=dry_run, progress=progress)
+        changes = catalog.undo(
+            batch,
+            author=getpass.getuser(),
+            dry_run=dry_run,
+            progress=progress,
+            shot_tolerance_s=settings.ingest.shot_tolerance_s,
+        )
     rows = change_rows(changes)
     if as_json:  # one shape with or without --dry-run: the batch undone, and what it restores
         render.print_json({"batch": batch, "dry_run": dry_run, "changes": rows})
