@@ -393,6 +393,16 @@ def test_a_declined_change_set_creates_nothing(aws: None):
         ([*ARGS, "--param", "MaxReceiveCount=1_0"], "is not a whole number"),
         ([*ARGS, "--param", "DbAllocatedStorage=\uff12\uff10"], "is not a whole number"),  # full-width 20
         ([*ARGS, "--param", "WorkerMemoryMiB=8192.0"], "WorkerMemoryMiB='8192.0' is not a whole number"),
+        # names S3 and RDS refuse only when the resource is created
+        ([*ARGS, "--param", "BucketName=a..b"], "BucketName='a..b' is not valid: 3 to 63 lower-case"),
+        ([*ARGS, "--param", "BucketName=192.168.1.10"], "not an IP address"),
+        ([*ARGS, "--param", "DbMasterUsername=rdsadmin"], "not a name RDS keeps (rdsadmin, rds_*, pg_*)"),
+        ([*ARGS, "--param", "DbMasterUsername=pg_monitor"], "not a name RDS keeps"),
+        (
+            [*ARGS, "--param", "DbMasterUsername=user"],
+            "DbMasterUsername='user' is not valid: a word PostgreSQL",
+        ),
+        ([*ARGS, "--param", "DbName=select"], "DbName='select' is not valid: a word PostgreSQL reserves"),
     ],
 )
 def test_bad_parameters_fail_with_one_line_before_anything_is_created(
@@ -652,3 +662,16 @@ def test_no_credentials_and_an_unknown_region_say_what_to_set(
     assert main(["cloud", "status", "--stack", STACK]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: AWS region 'mars-north-9' is unknown: set AWS_REGION") and "\n" not in err
+
+
+def test_a_template_over_the_inline_limit_says_how_to_deploy_it(
+    aws: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    monkeypatch.setattr(
+        deploy, "TEMPLATE_BODY_LIMIT", 1000
+    )  # the template is ~45 kB of CloudFormation's 51,200
+    assert main(["cloud", "deploy", "--stack", STACK, *ARGS, "--yes"]) == StackError.exit_code
+    err = capsys.readouterr().err.strip()
+    assert "over CloudFormation's inline limit of 1000: deploy it from S3 with the AWS CLI" in err
+    assert "aws cloudformation deploy --template-file stack.json --stack-name pano --s3-bucket" in err
+    assert len(err.splitlines()) == 1 and _stacks() == []

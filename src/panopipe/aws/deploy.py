@@ -111,6 +111,10 @@ def _whole_number(name: str, value: str) -> int:
 
 
 def _check_value(name: str, spec: Mapping[str, Any], value: str) -> None:
+    from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS
+
+    from panopipe.aws.stack.parameters import POSTGRES_NAMES
+
     allowed = spec.get("AllowedValues")
     if allowed is not None and value not in [str(v) for v in allowed]:
         raise ConfigError(
@@ -126,6 +130,10 @@ def _check_value(name: str, spec: Mapping[str, Any], value: str) -> None:
     if pattern is not None and re.fullmatch(pattern, value) is None:
         hint = spec.get("ConstraintDescription", f"it must match {pattern}")
         raise ConfigError(f"parameter {name}={value!r} is not valid: {hint}")
+    if name in POSTGRES_NAMES and value.lower() in RESERVED_WORDS:
+        raise ConfigError(
+            f"parameter {name}={value!r} is not valid: a word PostgreSQL reserves; choose another"
+        )
 
 
 def validate_parameters(
@@ -419,7 +427,12 @@ def deploy(
             raise StackError(f"stack {stack} is busy ({current}): wait for it to finish")
     body = template_json(compact=True)
     if len(body.encode()) > TEMPLATE_BODY_LIMIT:
-        raise StackError(f"the template has {len(body.encode())} bytes, over CloudFormation's inline limit")
+        raise StackError(
+            f"the template has {len(body.encode())} bytes, over CloudFormation's inline limit of "
+            f"{TEMPLATE_BODY_LIMIT}: deploy it from S3 with the AWS CLI (`panopipe cloud template > stack.json`, "
+            f"then `aws cloudformation deploy --template-file stack.json --stack-name {stack} --s3-bucket BUCKET "
+            f"--capabilities {' '.join(CAPABILITIES)} --parameter-overrides KEY=VALUE ...`)"
+        )
     change_set = "panopipe-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     kind = "CREATE" if existing is None else "UPDATE"
     try:

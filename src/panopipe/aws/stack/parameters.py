@@ -9,14 +9,26 @@ _PREFIX = {
     "AllowedPattern": r"^[a-zA-Z0-9!_.*'()-]+(/[a-zA-Z0-9!_.*'()-]+)*/$",
     "ConstraintDescription": "a key prefix ending with /",
 }
+# S3's naming rules: besides the characters, no "..", no IP address, and the prefixes and suffixes S3 reserves.
 _BUCKET = {
-    "AllowedPattern": r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
-    "ConstraintDescription": "3 to 63 lower-case letters, digits, dots and hyphens",
+    "AllowedPattern": r"^(?!xn--|sthree-|amzn-s3-demo-)(?!.*\.\.)(?!(\d{1,3}\.){3}\d{1,3}$)"
+    r"(?!.*(-s3alias|--ol-s3|\.mrap|--x-s3|--table-s3)$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+    "ConstraintDescription": "3 to 63 lower-case letters, digits, dots and hyphens, without '..', not an IP"
+    " address (S3's bucket naming rules)",
 }
 _IDENTIFIER = {
     "AllowedPattern": r"^[a-zA-Z][a-zA-Z0-9_]{0,62}$",
     "ConstraintDescription": "a letter, then letters, digits or _ (at most 63)",
 }
+# RDS keeps these role names (and the rds_ and pg_ prefixes) for itself.
+_MASTER_USER = {
+    "AllowedPattern": r"^(?!(?i:rdsadmin|rdsrepladmin|rdstopmgr|rdsproxyadmin)$|(?i:rds_|pg_))"
+    + _IDENTIFIER["AllowedPattern"].removeprefix("^"),
+    "ConstraintDescription": _IDENTIFIER["ConstraintDescription"]
+    + ", not a name RDS keeps (rdsadmin, rds_*, pg_*)",
+}
+POSTGRES_NAMES = ("DbName", "DbMasterUsername")
+"""The parameters that name something in PostgreSQL, where RDS refuses a word PostgreSQL reserves (``user``)."""
 _PATH = {"AllowedPattern": r"^/\S+$", "ConstraintDescription": "an absolute path"}
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557)
 FARGATE_MEMORY_MIB: dict[str, tuple[int, ...]] = {
@@ -134,7 +146,7 @@ PARAMETERS: dict[str, Json] = {
     "DbMasterUsername": _string(
         "Master user of the database; the proxy logs in as it, clients reach the proxy as it with IAM.",
         "panopipe_admin",
-        **_IDENTIFIER,
+        **_MASTER_USER,
     ),
     "WorkerImage": _string(
         "Container image URI of the worker (panopipe with its imaging libraries).",
@@ -191,6 +203,7 @@ __all__ = [
     "LAMBDA_RUNTIMES",
     "LOG_RETENTION_DAYS",
     "PARAMETERS",
+    "POSTGRES_NAMES",
     "RULES",
     "fargate_memory_choices",
 ]
