@@ -22,6 +22,7 @@ import panopipe
 from panopipe.catalog import Catalog, ImageRecord, create_catalog_engine, head_revision
 from panopipe.cli import main
 from panopipe.cli.app import app
+from panopipe.config import ENV_CATALOG
 from panopipe.errors import CatalogError, ConfigError
 
 EVENT = Path(__file__).parents[1] / "data" / "events" / "powertools-python" / "s3SqsEvent.json"
@@ -164,6 +165,18 @@ def test_an_ingest_that_fails_leaves_no_catalog_behind(capsys, tmp_path: Path, s
     assert run(capsys, "ingest", source, "--catalog", str(db))[:2] == (code, "")
     assert sorted(tmp_path.iterdir()) == []
     assert run(capsys, "ls", "--catalog", str(db))[0] == CatalogError.exit_code
+
+
+def test_a_failed_ingest_leaves_no_catalog_in_the_home_folder_named_with_a_tilde(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The catalog was made at $HOME/new.db, but the literal '~/new.db' was looked for to discard it."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(ENV_CATALOG, "~/new.db")
+    assert run(capsys, "ingest", "missing-folder")[0] == ConfigError.exit_code
+    assert sorted(tmp_path.rglob("*")) == [tmp_path / "home"]
 
 
 def test_an_error_about_a_name_with_a_newline_is_still_one_line(capsys, tmp_path: Path):

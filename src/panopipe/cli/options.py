@@ -199,13 +199,14 @@ def uses_catalog(command: Callable[..., Any] | None = None, *, create: bool = Fa
 
 
 def _absent_sqlite_file(location: str | None) -> Path | None:
-    """The SQLite file ``location`` names (a path or ``sqlite:///PATH``) if it does not exist yet."""
-    text = str(location or "")
-    if text.startswith("sqlite:///"):
-        text = text.removeprefix("sqlite:///")
-    elif "://" in text or not text:
+    """The SQLite file ``location`` names (a path or ``sqlite:///PATH``, as
+    :func:`~panopipe.catalog.catalog_url` reads it: ``~`` is the home folder) if it does not exist yet."""
+    from panopipe.catalog import catalog_url
+    from panopipe.locations import url_scheme
+
+    if not location or url_scheme(location) not in (None, "sqlite"):
         return None
-    path = Path(text)
+    path = Path(catalog_url(location).database or "")
     return None if path.exists() else path
 
 
