@@ -105,6 +105,13 @@ class StackNotFoundError(StackError):
     exit_code = 9
 
 
+class Interrupted(PanopipeError):
+    """Ctrl-C stopped a command, which undid what it had started: the message says what is left."""
+
+    exit_code = 130
+    """128 + SIGINT, as a shell reports a process Ctrl-C ended."""
+
+
 class ManifestError(PanopipeError):
     """A worker's manifest or chunk (``panopipe worker run --manifest``) is missing or malformed."""
 
@@ -123,6 +130,7 @@ __all__ = [
     "CatalogUnreachableError",
     "ConfigError",
     "EventError",
+    "Interrupted",
     "ManifestError",
     "MetadataError",
     "NotFoundError",

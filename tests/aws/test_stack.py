@@ -25,7 +25,7 @@ from tests.aws import moto_cfn
 from panopipe.aws import deploy
 from panopipe.aws.stack import RETRY_ON, WORKER_COMMAND, build_template
 from panopipe.cli import main
-from panopipe.errors import StackError, StackNotFoundError
+from panopipe.errors import Interrupted, StackError, StackNotFoundError
 
 STACK = "pano"
 VALUES = {
@@ -675,3 +675,50 @@ def test_a_template_over_the_inline_limit_says_how_to_deploy_it(
     assert "over CloudFormation's inline limit of 1000: deploy it from S3 with the AWS CLI" in err
     assert "aws cloudformation deploy --template-file stack.json --stack-name pano --s3-bucket" in err
     assert len(err.splitlines()) == 1 and _stacks() == []
+
+
+class _Terminal(io.StringIO):
+    """Standard input that is a terminal whose user typed ``value`` (and then nothing, as Ctrl-C leaves it)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_deploy_json_on_a_terminal_needs_yes(
+    aws: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    monkeypatch.setattr("sys.stdin", _Terminal("y\n"))
+    assert main(["cloud", "deploy", "--stack", STACK, *ARGS, "--json"]) == 2
+    out, err = capsys.readouterr()  # it had asked "Apply these 59 changes?" without showing them
+    assert (
+        out == ""
+        and err.strip() == "error: `cloud deploy --json` shows the changes once applied: pass --yes with it"
+    )
+    assert _stacks() == []
+
+
+def test_ctrl_c_at_the_question_of_a_first_deploy_leaves_no_empty_stack(
+    aws: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    monkeypatch.setattr("sys.stdin", _Terminal(""))  # click answers Ctrl-C and the end of input alike
+    assert main(["cloud", "deploy", "--stack", STACK, *ARGS]) == Interrupted.exit_code == 130
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            "error: interrupted: the change set was deleted, and the empty stack pano it had created; nothing changed"
+        )
+    )
+    assert _stacks() == []  # no stack left in REVIEW_IN_PROGRESS
+
+
+def test_ctrl_c_at_the_question_of_an_update_deletes_its_change_set(outputs: dict[str, str]):
+    def interrupt(changes: list[deploy.Change]) -> bool:
+        raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted, match="the change set was deleted, the stack is as it was"):
+        deploy.deploy(STACK, {"MaxReceiveCount": "7"}, confirm=interrupt, poll_seconds=0)
+    cloudformation = boto3.client("cloudformation")
+    summaries = cloudformation.list_change_sets(StackName=STACK)["Summaries"]
+    assert [s["ExecutionStatus"] for s in summaries] == ["EXECUTE_COMPLETE"]  # the one that created it
+    assert cloudformation.describe_stacks(StackName=STACK)["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from panopipe.config import Settings
-from panopipe.errors import ConfigError, StackError, StackNotFoundError
+from panopipe.errors import ConfigError, Interrupted, StackError, StackNotFoundError
 from panopipe.storage.aws_clients import CREDENTIALS_HINT, aws_client
 
 CloudFormationClient = Any  # boto3 generates client classes at run time
@@ -406,7 +406,8 @@ def deploy(
     poll_seconds: float = DEFAULT_POLL_SECONDS,
 ) -> DeployResult:
     """Create or update ``stack`` with a change set: validate ``values``, compute the changes, execute them if
-    ``confirm(changes)`` says so (otherwise the change set is deleted), wait, and report.
+    ``confirm(changes)`` says so (otherwise the change set is deleted, and the empty stack a first deploy
+    makes; when ``confirm`` raises KeyboardInterrupt too, then :class:`Interrupted`), wait, and report.
 
     A new stack needs every required parameter; an update keeps the current value of those not given.
     """
@@ -458,7 +459,13 @@ def deploy(
         if _unchanged(reason):
             return DeployResult(changes=[], executed=False, report=status(stack, client=client))
         raise StackError(f"the change set failed: {reason}")
-    if not confirm(changes):
+    try:
+        accepted = confirm(changes)
+    except KeyboardInterrupt:  # Ctrl-C at the question: nothing stays behind, as after a no
+        _discard(client, stack_id, change_set, kind)
+        left = "the stack is as it was" if kind == "UPDATE" else f"and the empty stack {stack} it had created"
+        raise Interrupted(f"interrupted: the change set was deleted, {left}; nothing changed") from None
+    if not accepted:
         _discard(client, stack_id, change_set, kind)
         return DeployResult(changes=changes, executed=False)
     started = datetime.now(UTC)

@@ -91,7 +91,7 @@ def deploy(
     stack: StackOption, param: ParamOption = None, yes: YesOption = False, as_json: JsonOption = False
 ) -> None:
     """Create or update the stack: show the change set, ask, execute it, wait, print the outputs and the
-    catalog URL to use (cloudformation://STACK).
+    catalog URL to use (cloudformation://STACK). --json prints the changes once applied: it needs --yes.
 
     Example: panopipe cloud deploy --stack panopipe --param BucketName=survey-images
     --param LambdaCodeBucket=my-artifacts --param LambdaCodeKey=panopipe-lambda.zip
@@ -104,6 +104,8 @@ def deploy(
     given = stack_deploy.parse_parameters(param or [])
     values = stack_deploy.validate_parameters(given, require_all=False, current={})
     _needs_yes(yes, "deploy")
+    if as_json and not yes:
+        raise ConfigError("`cloud deploy --json` shows the changes once applied: pass --yes with it")
 
     def confirm(changes: list[Change]) -> bool:
         if not as_json:
@@ -111,7 +113,12 @@ def deploy(
             render.print_rows(
                 rows, ["resource", "type", "action", "replacement"], as_json=False, title="Changes"
             )
-        return yes or typer.confirm(f"Apply these {len(changes)} changes to {stack}?", default=False)
+        if yes:
+            return True
+        try:
+            return typer.confirm(f"Apply these {len(changes)} changes to {stack}?", default=False)
+        except typer.Abort:  # click's answer to Ctrl-C (or end of input) at the question
+            raise KeyboardInterrupt from None
 
     result = stack_deploy.deploy(stack, values, confirm=confirm, on_event=_show_event)
     if result.report is None:
