@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.pipeline.captures import Project, add_panoramas
+from tests.pipeline.captures import Project, add_panoramas, add_rig_shots
 
 from panopipe.catalog import Selection
 from panopipe.pipeline import plan, run, verify
@@ -56,3 +56,22 @@ def test_outputs_of_excluded_images_are_left_and_listed_by_verify(project: Proje
     project.catalog.undo(batch, author="test")
     assert verify(project.catalog, settings=project.settings) == []
     assert len(plan(project.catalog, settings=project.settings)) == 0
+
+
+def test_outputs_of_removed_files_are_left_and_listed_by_verify(project: Project, executor):
+    """A shot whose frames were all removed keeps its published panorama (as does a removed 360° image): verify
+    had said nothing of it, while status counted it."""
+    add_rig_shots(project.catalog, project.root, 2)
+    panoramas = add_panoramas(project.catalog, project.root, 2)
+    run(project.catalog, settings=project.settings, executor=executor)
+    assert verify(project.catalog, settings=project.settings) == []
+    frames = [image for image in project.catalog.images(Selection(shots=("R001-000001",)))]
+    removed_panorama = project.catalog.get(panoramas[0])
+    project.catalog.mark_deleted([*(f.uri for f in frames), removed_panorama.uri], shot_tolerance_s=0.05)
+
+    assert len(plan(project.catalog, settings=project.settings)) == 0  # nothing reruns or removes them
+    drifts = verify(project.catalog, settings=project.settings)
+    assert {d.subject for d in drifts} == {"shot:R001-000001", f"image:{panoramas[0]}"}
+    assert {d.problem for d in drifts} == {"deleted"} and {d.step for d in drifts} >= {"stitch", "publish"}
+    assert all(Path(d.uri).exists() for d in drifts)  # left where they were
+    assert verify(project.catalog, Selection(shots=("R001-000000",)), project.settings) == []

@@ -144,7 +144,12 @@ def _show_shot(catalog: Catalog, settings: Settings, shot: Selection, *, as_json
         return
     render.print_fields(fields, as_json=False)
     render.print_rows(rows, ("camera_index", "id", "uri"), as_json=False, title="frames")
-    if not found:
+    if not found and not frames:
+        render.warn(
+            "no panorama is made of this shot: its frames' files were removed (`panopipe verify` lists the "
+            "outputs left)"
+        )
+    elif not found:
         render.warn("no panorama is made of this shot: an edit excluded its frames (`qc --fix` thinning)")
 
 

@@ -316,8 +316,9 @@ def verify(
     as_json: JsonOption = False,
 ) -> int:
     """Check output files against the catalog: missing, changed, or tags that differ from effective metadata;
-    outputs of images an edit excluded (qc --fix thinning) are listed as `excluded`, left in place. Tags that
-    differ because of an edit not run yet are listed as `outdated`: not drift, `run` rewrites them.
+    outputs of images an edit excluded (qc --fix thinning) or whose files were removed are listed as `excluded`
+    or `deleted`, left in place. Tags that differ because of an edit not run yet are listed as `outdated`: not
+    drift, `run` rewrites them.
 
     Exits with code 6 when something drifted. Example: panopipe verify --reel R001 --repair
     """

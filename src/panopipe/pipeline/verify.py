@@ -22,14 +22,18 @@ from panopipe.config import Settings
 from panopipe.errors import MetadataError, ObjectNotFoundError
 from panopipe.metadata import parse_jpeg_header
 from panopipe.pipeline.config import load_pipeline
-from panopipe.pipeline.store import StoredOutput, excluded_outputs, mark_stale, stored_outputs
+from panopipe.pipeline.store import StoredOutput, mark_stale, stored_outputs, withdrawn_outputs
 from panopipe.steps.apply_metadata import Placement, expected_metadata
 from panopipe.steps.base import Step, discard_outputs
 from panopipe.steps.registry import STEP_TYPES
 from panopipe.storage import resolve_uri
 
-EXCLUDED = "an edit excluded the image (qc --fix thinning): delete the file, or undo the edit"
-"""Why an output of an excluded image is listed: it stays where it was published until someone decides."""
+WITHDRAWN = {
+    "excluded": "an edit excluded the image (qc --fix thinning): delete the file, or undo the edit",
+    "deleted": "the files it was made from were removed: delete this output, or put them back and ingest them",
+}
+"""Why an output of an image (or a shot of images) that left processing is listed: it stays where it was
+published until someone decides."""
 OUTDATED = (
     "the catalog changed after this output was made (an edit, a changed file): `panopipe run` rewrites it"
 )
@@ -54,8 +58,8 @@ _ANGLES = frozenset({"gps_img_direction", "pose_roll"})
 @dataclass(frozen=True, slots=True)
 class Drift:
     """One output that differs from what the catalog recorded or expects: ``missing``, ``changed`` (size or
-    hash), ``metadata`` (tags differ; ``details`` name them), ``excluded`` (an output of an image an edit
-    excluded, see :data:`EXCLUDED`), or ``outdated`` (tags differ since the catalog changed after the output
+    hash), ``metadata`` (tags differ; ``details`` name them), ``excluded`` or ``deleted`` (an output of an
+    image an edit excluded or whose file was removed, see :data:`WITHDRAWN`), or ``outdated`` (tags differ since the catalog changed after the output
     was made: not drift, see :data:`OUTDATED`)."""
 
     step: str
@@ -90,7 +94,7 @@ def verify(
     progress: Callable[[int], None] | None = None,
 ) -> list[Drift]:
     """Every drifted output of the selected subjects, then the outputs of selected images an edit excluded
-    (problem ``excluded``, left in place); with ``repair``, the drifted jobs are marked stale. The outputs of
+    or whose files were removed (problem ``excluded`` or ``deleted``, left in place); with ``repair``, the drifted jobs are marked stale. The outputs of
     steps turned off (``enabled = false``) are not checked: nothing remakes, copies or publishes them."""
     metadata_step = load_pipeline(catalog, settings, ["apply-metadata"]).steps[0]
     placement = Placement.of(metadata_step.context)
@@ -128,8 +132,8 @@ def verify(
                 if d.problem in ("changed", "metadata") and not STEP_TYPES[d.step].overwrites
             )
         drifts += [
-            Drift(o.step, o.subject, o.name, o.uri, "excluded", (EXCLUDED,))
-            for o in excluded_outputs(conn, selection or Selection())
+            Drift(o.step, o.subject, o.name, o.uri, why, (WITHDRAWN[why],))
+            for why, o in withdrawn_outputs(conn, selection or Selection())
         ]
     return drifts
 
@@ -192,4 +196,4 @@ def _reason(drift: Drift) -> str:
     return f"output {drift.problem}" + (f": {'; '.join(drift.details)}" if drift.details else "")
 
 
-__all__ = ["EXCLUDED", "METADATA_STEPS", "OUTDATED", "Drift", "verify"]
+__all__ = ["METADATA_STEPS", "OUTDATED", "WITHDRAWN", "Drift", "verify"]

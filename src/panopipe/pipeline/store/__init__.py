@@ -49,7 +49,6 @@ from panopipe.pipeline.store.recording import (
 )
 from panopipe.pipeline.store.status import (
     StoredOutput,
-    excluded_outputs,
     job_seconds,
     job_status,
     latest_job_states,
@@ -57,6 +56,7 @@ from panopipe.pipeline.store.status import (
     mark_stale,
     named_outputs,
     stored_outputs,
+    withdrawn_outputs,
 )
 
 __all__ = [
@@ -69,7 +69,6 @@ __all__ = [
     "candidates",
     "claimed_jobs",
     "drop_vanished_jobs",
-    "excluded_outputs",
     "fail_claim",
     "failed_jobs",
     "forget_vanished_shots",
@@ -96,4 +95,5 @@ __all__ = [
     "renew_claim",
     "stored_outputs",
     "taken_outputs",
+    "withdrawn_outputs",
 ]

@@ -4,7 +4,7 @@ and the exports check."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -34,23 +34,31 @@ class StoredOutput:
     outdated: bool = False
 
 
-def excluded_outputs(conn: sa.Connection, selection: Selection) -> list[StoredOutput]:
-    """The recorded outputs of the selected images an edit excluded (``qc --fix`` thinning), and of shots
-    whose every frame it excluded: no longer subjects, so nothing reruns or removes them."""
+def withdrawn_outputs(conn: sa.Connection, selection: Selection) -> list[tuple[str, StoredOutput]]:
+    """The recorded outputs whose subject left processing, each with why, left where they were published:
+    ``excluded``, of the selected images an edit excluded (``qc --fix`` thinning) and of shots whose every frame
+    it excluded; ``deleted``, of the selected images whose files were removed and of shots whose every frame's
+    was. No longer subjects, so nothing reruns or removes them."""
     c, i = artifacts.c, images.c
-    chosen = sa.select(i.id).where(i.excluded == sa.true(), *selection.where())
-    shots = (
-        sa.select(i.shot)
-        .where(i.shot.is_not(None), *selection.where())
-        .group_by(i.shot)
-        .having(sa.func.sum(sa.case((i.excluded == sa.true(), 0), else_=1)) == 0)
-    )
-    query = (
-        sa.select(c.step, c.subject, c.name, c.fingerprint, c.output_uri, c.output_hash, c.output_size)
-        .where(sa.or_(c.image_id.in_(chosen), c.shot.in_(shots)))
-        .order_by(c.subject, c.step, c.name)
-    )
-    return [StoredOutput(*row) for row in conn.execute(query)]
+    found: list[tuple[str, StoredOutput]] = []
+    for why, column, among in (
+        ("excluded", i.excluded, selection),
+        ("deleted", i.deleted, replace(selection, include_deleted=True)),
+    ):
+        chosen = sa.select(i.id).where(column == sa.true(), *among.where())
+        shots = (
+            sa.select(i.shot)
+            .where(i.shot.is_not(None), *among.where())
+            .group_by(i.shot)
+            .having(sa.func.sum(sa.case((column == sa.true(), 0), else_=1)) == 0)
+        )
+        query = (
+            sa.select(c.step, c.subject, c.name, c.fingerprint, c.output_uri, c.output_hash, c.output_size)
+            .where(sa.or_(c.image_id.in_(chosen), c.shot.in_(shots)))
+            .order_by(c.subject, c.step, c.name)
+        )
+        found += [(why, StoredOutput(*row)) for row in conn.execute(query)]
+    return found
 
 
 def job_status(
@@ -223,7 +231,6 @@ def mark_stale(conn: sa.Connection, outputs: Iterable[tuple[StoredOutput, str]])
 
 __all__ = [
     "StoredOutput",
-    "excluded_outputs",
     "job_seconds",
     "job_status",
     "latest_job_states",
@@ -231,4 +238,5 @@ __all__ = [
     "mark_stale",
     "named_outputs",
     "stored_outputs",
+    "withdrawn_outputs",
 ]
