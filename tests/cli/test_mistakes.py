@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shlex
 import signal
 import subprocess
@@ -602,6 +603,28 @@ def test_unknown_step_names_suggest_the_closest(capsys, two_images: tuple[str, l
 def test_filter_mistakes(capsys, two_images: tuple[str, list[str]], filters: list[str], message: str):
     code, out, err = run(capsys, "ls", "--catalog", two_images[0], *filters)
     assert (code, out, err) == (ConfigError.exit_code, "", f"error: {message}\n")
+
+
+def test_a_user_without_a_name_edits_undoes_and_checks_as_their_uid(
+    capsys, two_images: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch
+):
+    """A container run with --user 4242 has no login variable and no passwd entry: getpass.getuser's KeyError
+    had been a traceback."""
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+
+    def no_entry(uid: int) -> None:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    location, author = two_images[0], f"uid:{os.getuid()}"
+    edit = ["edit", "--reel", "[R1]", "--set", "alt=12.5", "--reason", "RTK", "--json"]
+    code, out, err = run(capsys, *edit, "--catalog", location)
+    assert (code, err) == (0, "")
+    assert run(capsys, "undo", json.loads(out)["batch"], "--catalog", location)[0] == 0
+    assert run(capsys, "qc", "--catalog", location)[0] == 0
+    with Catalog.open(location, create=False) as catalog:
+        assert {(e.author, e.undone_by) for e in catalog.history()} == {(author, author)}
 
 
 def test_filters_that_select_no_image_say_so_and_name_the_reel_that_does_not_exist(

@@ -6,7 +6,9 @@ The ``images`` columns hold effective values so queries stay indexed. While a fi
 
 from __future__ import annotations
 
+import getpass
 import itertools
+import os
 from collections.abc import Callable, Collection, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
@@ -27,6 +29,16 @@ from panopipe.catalog.types import new_id, utcnow
 from panopipe.catalog.values import from_json, parse_value, to_json, validate_value
 from panopipe.errors import CatalogError, ConfigError, NotFoundError
 from panopipe.iterutil import batched
+
+
+def current_author() -> str:
+    """Who changes the catalog from this process, as edits, undos, QC fixes and pushed configurations record
+    it: the login name (``$LOGNAME``, ``$USER``..., else the uid's passwd entry), else ``uid:N`` (a container
+    run with ``--user N`` has neither)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # Python 3.11's KeyError of pwd, 3.13's OSError
+        return f"uid:{os.getuid()}"
 
 
 def _check_field(field: str) -> None:
@@ -436,6 +448,7 @@ __all__ = [
     "NOTHING_TO_CHANGE",
     "apply",
     "batches",
+    "current_author",
     "edited_since",
     "history",
     "plan",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import sys
 from collections import Counter
 from pathlib import Path
@@ -279,7 +278,7 @@ def edit(
 
     Example: panopipe edit --reel R001 --track ppk.gpx --shift-time -1.5s --reason "PPK track, clock fix"
     """
-    from panopipe.catalog.edits import NOTHING_TO_CHANGE
+    from panopipe.catalog.edits import NOTHING_TO_CHANGE, current_author
     from panopipe.geotag import parse_time_shift
 
     shift_time_s = parse_time_shift(shift_time) if shift_time else None
@@ -314,7 +313,7 @@ def edit(
         batch = catalog.apply_edit(
             changes,
             reason=reason,
-            author=getpass.getuser(),
+            author=current_author(),
             progress=progress,
             shot_tolerance_s=settings.ingest.shot_tolerance_s,
         )
@@ -438,10 +437,12 @@ def undo(
 
     Example: panopipe undo 9f3c04e1 --dry-run
     """
+    from panopipe.catalog.edits import current_author
+
     with render.progress_bar("undoing") as progress:
         changes = catalog.undo(
             batch,
-            author=getpass.getuser(),
+            author=current_author(),
             dry_run=dry_run,
             progress=progress,
             shot_tolerance_s=settings.ingest.shot_tolerance_s,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import socket
 import sys
 from typing import TYPE_CHECKING, Annotated
@@ -44,6 +43,7 @@ def push(
 
     Example: panopipe config push --reason "rig recalibrated 2026-12-01" --dry-run
     """
+    from panopipe.catalog.edits import current_author
     from panopipe.project_config import plan_push
 
     plan = plan_push(catalog, settings)
@@ -65,7 +65,7 @@ def push(
             render.warn("nothing pushed")
             return
     why = reason or f"{plan.source} from {socket.gethostname()}"
-    stored = catalog.push_project_config(plan.content, author=getpass.getuser(), reason=why)
+    stored = catalog.push_project_config(plan.content, author=current_author(), reason=why)
     render.success(f"pushed version {stored.version} ({stored.content_hash[:12]}) to {catalog.url}")
     _report_due(catalog, settings)
 

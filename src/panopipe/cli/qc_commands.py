@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -61,6 +60,7 @@ def qc(
 
     Example: panopipe qc --fix --dry-run --json
     """
+    from panopipe.catalog.edits import current_author
     from panopipe.config import project_settings
     from panopipe.qc import QcSettings, run_qc
 
@@ -72,7 +72,7 @@ def qc(
             QcSettings.from_config(project_settings(catalog, settings).qc),
             fix=fix,
             dry_run=dry_run,
-            author=getpass.getuser(),
+            author=current_author(),
             progress=progress,
         )
     reels = [summary.to_dict() for summary in report.reels]
