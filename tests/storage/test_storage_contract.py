@@ -148,14 +148,6 @@ def test_sha256(storage: Storage) -> None:
     assert storage.sha256("a.jpg") == hashlib.sha256(DATA).hexdigest()
 
 
-def test_local_copy(storage: Storage) -> None:
-    storage.put("dir/a.jpg", DATA)
-
-    with storage.local_copy("dir/a.jpg") as path:
-        assert path.name == "a.jpg"
-        assert path.read_bytes() == DATA
-
-
 def test_stats_count_reads_per_key(storage: Storage) -> None:
     storage.put("a.jpg", DATA)
     storage.put("b.jpg", DATA)

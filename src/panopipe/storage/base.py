@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import re
-import tempfile
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -188,19 +186,6 @@ class Storage(ABC):
         if prefix:
             validate_key(prefix.rstrip("/"))
         return self._list(prefix)
-
-    @contextlib.contextmanager
-    def local_copy(self, key: str) -> Iterator[Path]:
-        """A local file with the content of ``key``, for tools that need a path; removed afterwards if temporary."""
-        validate_key(key)
-        with tempfile.TemporaryDirectory(prefix="panopipe-") as tmp:
-            path = Path(tmp) / Path(key).name
-            self._download(key, path)
-            self.stats.record(key, path.stat().st_size)
-            yield path
-
-    def _download(self, key: str, path: Path) -> None:
-        path.write_bytes(self._get(key))
 
     def _put_file(self, key: str, path: Path, progress: Progress) -> ObjectInfo:
         info = self._put(key, path.read_bytes())

@@ -32,10 +32,6 @@ class FolderStorage(Storage):
         """The local path of ``key``."""
         return self._path(key)
 
-    @contextlib.contextmanager
-    def local_copy(self, key: str) -> Iterator[Path]:
-        yield self._path(key)
-
     def _path(self, key: str) -> Path:
         from panopipe.storage.base import validate_key
 

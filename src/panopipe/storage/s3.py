@@ -7,7 +7,6 @@ import contextlib
 import hashlib
 import mimetypes
 import re
-import shutil
 import threading
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Iterator
@@ -228,11 +227,6 @@ class S3Storage(Storage):
     def _get(self, key: str) -> bytes:
         with self._errors(key, "s3:GetObject"):
             return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
-
-    def _download(self, key: str, path: Path) -> None:
-        with self._errors(key, "s3:GetObject"), path.open("wb") as handle:
-            body = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"]
-            shutil.copyfileobj(body, handle, MiB)
 
     def _sha256(self, key: str) -> str | None:
         return self._head(key).sha256
