@@ -11,7 +11,13 @@ import typer
 
 from panopipe.cli import render
 from panopipe.cli.db_migrate import migrate
-from panopipe.cli.options import CatalogOption, ConfigOption, JsonOption, open_settings
+from panopipe.cli.options import (
+    CatalogOption,
+    ConfigOption,
+    JsonOption,
+    config_of_the_command,
+    open_settings,
+)
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -25,15 +31,17 @@ app.command("migrate")(migrate)
 
 @contextlib.contextmanager
 def _engine(catalog_location: str | None, config: Path | None) -> Iterator[sa.Engine]:
-    """An engine for the command's catalog (a stack's looked up with its settings), disposed at the end."""
+    """An engine for the command's catalog (a stack's looked up with its settings), disposed at the end; what
+    loads settings of its own meanwhile (an RDS IAM token's profile) reads --config too."""
     from panopipe.catalog import create_catalog_engine
 
     settings = open_settings(catalog_location, config)
-    engine = create_catalog_engine(settings.catalog, settings)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
+    with config_of_the_command(config):
+        engine = create_catalog_engine(settings.catalog, settings)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 @app.command("upgrade")

@@ -7,7 +7,14 @@ from typing import Annotated
 import typer
 
 from panopipe.cli import render
-from panopipe.cli.options import CatalogOption, ConfigOption, DryRunOption, JsonOption, open_settings
+from panopipe.cli.options import (
+    CatalogOption,
+    ConfigOption,
+    DryRunOption,
+    JsonOption,
+    config_of_the_command,
+    open_settings,
+)
 from panopipe.config import DEFAULT_BATCH_SIZE
 
 ToOption = Annotated[
@@ -41,7 +48,7 @@ def migrate(
 
     settings = open_settings(catalog_location, config)
     # A bar per table and phase: a table is verified while the next ones are copied.
-    with render.staged_progress() as bar:
+    with config_of_the_command(config), render.staged_progress() as bar:
         report = migrate_catalog(
             settings.catalog,
             to,
