@@ -111,9 +111,8 @@ def _whole_number(name: str, value: str) -> int:
 
 
 def _check_value(name: str, spec: Mapping[str, Any], value: str) -> None:
-    from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS
-
     from panopipe.aws.stack.parameters import POSTGRES_NAMES
+    from panopipe.catalog.rds import reserved_word
 
     allowed = spec.get("AllowedValues")
     if allowed is not None and value not in [str(v) for v in allowed]:
@@ -130,7 +129,7 @@ def _check_value(name: str, spec: Mapping[str, Any], value: str) -> None:
     if pattern is not None and re.fullmatch(pattern, value) is None:
         hint = spec.get("ConstraintDescription", f"it must match {pattern}")
         raise ConfigError(f"parameter {name}={value!r} is not valid: {hint}")
-    if name in POSTGRES_NAMES and value.lower() in RESERVED_WORDS:
+    if name in POSTGRES_NAMES and reserved_word(value):
         raise ConfigError(
             f"parameter {name}={value!r} is not valid: a word PostgreSQL reserves; choose another"
         )

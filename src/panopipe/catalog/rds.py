@@ -261,6 +261,14 @@ def create_postgres_engine(
 _RETURNED_AT = "panopipe_returned_at"
 
 
+def reserved_word(name: str) -> bool:
+    """Whether PostgreSQL reserves ``name`` (``user``, ``select``...), which RDS refuses as a database's or
+    its master user's name."""
+    from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS
+
+    return name.lower() in RESERVED_WORDS
+
+
 def retry_read(read: Callable[[], T], *, attempts: int = 2) -> T:
     """``read()``, run again when the connection dropped under it (a failover, a proxy or idle cut-off).
 
@@ -286,5 +294,6 @@ __all__ = [
     "Credentials",
     "create_postgres_engine",
     "in_lambda",
+    "reserved_word",
     "retry_read",
 ]
