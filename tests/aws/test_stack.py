@@ -25,7 +25,7 @@ from tests.aws import moto_cfn
 from panopipe.aws import deploy
 from panopipe.aws.stack import RETRY_ON, WORKER_COMMAND, build_template
 from panopipe.cli import main
-from panopipe.errors import Interrupted, StackError, StackNotFoundError
+from panopipe.errors import ConfigError, Interrupted, StackError, StackNotFoundError
 
 STACK = "pano"
 VALUES = {
@@ -722,3 +722,69 @@ def test_ctrl_c_at_the_question_of_an_update_deletes_its_change_set(outputs: dic
     summaries = cloudformation.list_change_sets(StackName=STACK)["Summaries"]
     assert [s["ExecutionStatus"] for s in summaries] == ["EXECUTE_COMPLETE"]  # the one that created it
     assert cloudformation.describe_stacks(StackName=STACK)["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
+
+
+def _replacing_change_set(client: Any, replaced: dict[str, Any]) -> Any:
+    """A Stubber answering one update whose change set replaces the ``replaced`` resources (logical id:
+    causes); moto computes no change for a parameter update, so CloudFormation's answers are stubbed."""
+    from botocore.stub import Stubber
+
+    stack_id = "arn:aws:cloudformation:us-east-1:123456789012:stack/pano/1"
+    changes = [
+        {
+            "Type": "Resource",
+            "ResourceChange": {
+                "Action": "Modify",
+                "LogicalResourceId": name,
+                "ResourceType": RESOURCES[name]["Type"],
+                "Replacement": "True",
+                "Details": [
+                    {"Target": {"Attribute": "Properties", "Name": cause, "RequiresRecreation": "Always"}}
+                    for cause in causes
+                ],
+            },
+        }
+        for name, causes in replaced.items()
+    ]
+    stubber = Stubber(client)
+    stack = {
+        "StackId": stack_id,
+        "StackName": STACK,
+        "StackStatus": "CREATE_COMPLETE",
+        "CreationTime": datetime(2026, 12, 1, tzinfo=UTC),
+        "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in VALUES.items()],
+    }
+    stubber.add_response("describe_stacks", {"Stacks": [stack]})
+    stubber.add_response("create_change_set", {"Id": "cs-1", "StackId": stack_id})
+    stubber.add_response("describe_change_set", {"Status": "CREATE_COMPLETE", "Changes": changes})
+    stubber.add_response("delete_change_set", {})
+    return stubber
+
+
+def test_a_change_set_that_replaces_the_database_or_the_bucket_is_refused_even_with_yes(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    client = boto3.client("cloudformation", region_name="us-east-1")
+    replaced = {"Database": ["DBName", "MasterUsername"], "Bucket": ["BucketName"]}
+    asked: list[list[deploy.Change]] = []
+    with _replacing_change_set(client, replaced) as stubber:
+        with pytest.raises(ConfigError) as refused:
+            deploy.deploy(
+                STACK, {"DbName": "catalog2"}, confirm=lambda c: asked.append(c) or True, client=client
+            )
+        stubber.assert_no_pending_responses()  # the change set was deleted
+    assert str(refused.value) == (
+        "the change set replaces Database (DBName, MasterUsername): a new, empty catalog database takes its "
+        "place (the old one is deleted after a final snapshot); and Bucket (BucketName): a new, empty bucket "
+        "takes its place (the old one is kept with its images, no longer notified): nothing was changed; pass "
+        "--allow-replacement to apply it"
+    )
+    assert asked == []  # refused before the question, as --yes answers it
+    with _replacing_change_set(client, {"Database": ["DBName"]}) as stubber:
+        result = deploy.deploy(
+            STACK, {"DbName": "catalog2"}, confirm=lambda c: False, client=client, allow_replacement=True
+        )
+        stubber.assert_no_pending_responses()
+    assert [(c.resource, c.causes) for c in result.changes] == [("Database", ("DBName",))]

@@ -41,6 +41,8 @@ class Change:
     type: str
     action: str
     replacement: str
+    causes: tuple[str, ...] = ()
+    """The properties whose change replaces the resource (``Replacement`` ``True`` or ``Conditional``)."""
 
 
 @dataclass(frozen=True)
@@ -366,12 +368,18 @@ def _changes(
             continue
         for item in page.get("Changes", []):
             change = item["ResourceChange"]
+            causes = (
+                detail["Target"].get("Name") or detail["Target"].get("Attribute", "")
+                for detail in change.get("Details", [])
+                if detail.get("Target", {}).get("RequiresRecreation", "Never") != "Never"
+            )
             changes.append(
                 Change(
                     resource=change["LogicalResourceId"],
                     type=change["ResourceType"],
                     action=change["Action"],
                     replacement=change.get("Replacement", ""),
+                    causes=tuple(dict.fromkeys(causes)),
                 )
             )
         token = page.get("NextToken")
@@ -403,10 +411,13 @@ def deploy(
     on_event: Callable[[StackEvent], None] = lambda event: None,
     client: CloudFormationClient | None = None,
     poll_seconds: float = DEFAULT_POLL_SECONDS,
+    allow_replacement: bool = False,
 ) -> DeployResult:
     """Create or update ``stack`` with a change set: validate ``values``, compute the changes, execute them if
     ``confirm(changes)`` says so (otherwise the change set is deleted, and the empty stack a first deploy
     makes; when ``confirm`` raises KeyboardInterrupt too, then :class:`Interrupted`), wait, and report.
+    A change set that replaces the database or the bucket is deleted and refused (:class:`ConfigError`)
+    unless ``allow_replacement``, before ``confirm`` is asked.
 
     A new stack needs every required parameter; an update keeps the current value of those not given.
     """
@@ -458,6 +469,13 @@ def deploy(
         if _unchanged(reason):
             return DeployResult(changes=[], executed=False, report=status(stack, client=client))
         raise StackError(f"the change set failed: {reason}")
+    losses = _data_replaced(changes)
+    if losses and not allow_replacement:
+        _discard(client, stack_id, change_set, kind)
+        raise ConfigError(
+            f"the change set replaces {'; and '.join(losses)}: nothing was changed; "
+            "pass --allow-replacement to apply it"
+        )
     try:
         accepted = confirm(changes)
     except KeyboardInterrupt:  # Ctrl-C at the question: nothing stays behind, as after a no
@@ -475,6 +493,18 @@ def deploy(
     if report.status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
         raise _failure(report)
     return DeployResult(changes=changes, executed=True, report=report)
+
+
+def _data_replaced(changes: Sequence[Change]) -> list[str]:
+    """What replacing each data resource among ``changes`` does, naming the properties that cause it."""
+    from panopipe.aws.stack import REPLACING_LOSES
+
+    return [
+        f"{change.resource} ({', '.join(change.causes) or 'replacement ' + change.replacement}): "
+        + REPLACING_LOSES[change.resource]
+        for change in changes
+        if change.resource in REPLACING_LOSES and change.replacement in ("True", "Conditional")
+    ]
 
 
 def _unchanged(reason: str) -> bool:

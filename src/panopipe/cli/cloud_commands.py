@@ -88,7 +88,18 @@ def _show_report(report: StackReport, *, as_json: bool) -> None:
 
 @app.command()
 def deploy(
-    stack: StackOption, param: ParamOption = None, yes: YesOption = False, as_json: JsonOption = False
+    stack: StackOption,
+    param: ParamOption = None,
+    yes: YesOption = False,
+    allow_replacement: Annotated[
+        bool,
+        typer.Option(
+            "--allow-replacement",
+            help="Apply a change set that replaces the database (a new, empty one) or the bucket; refused"
+            " without it, --yes or not.",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Create or update the stack: show the change set, ask, execute it, wait, print the outputs and the
     catalog URL to use (cloudformation://STACK). --json prints the changes once applied: it needs --yes.
@@ -120,7 +131,9 @@ def deploy(
         except typer.Abort:  # click's answer to Ctrl-C (or end of input) at the question
             raise KeyboardInterrupt from None
 
-    result = stack_deploy.deploy(stack, values, confirm=confirm, on_event=_show_event)
+    result = stack_deploy.deploy(
+        stack, values, confirm=confirm, on_event=_show_event, allow_replacement=allow_replacement
+    )
     if result.report is None:
         render.warn("nothing changed: the change set was deleted")
         return

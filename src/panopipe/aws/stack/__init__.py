@@ -9,7 +9,13 @@ deploys it (:mod:`panopipe.aws.deploy`). One module per group of resources: ``st
 from panopipe.aws.stack.batch import ATTEMPTS, RETRY_ON, WORKER_COMMAND, worker_environment
 from panopipe.aws.stack.function import function_environment
 from panopipe.aws.stack.parameters import PARAMETERS
-from panopipe.aws.stack.template import CATALOG_OUTPUTS, DESCRIPTION, OUTPUTS, build_template
+from panopipe.aws.stack.template import (
+    CATALOG_OUTPUTS,
+    DESCRIPTION,
+    OUTPUTS,
+    REPLACING_LOSES,
+    build_template,
+)
 
 __all__ = [
     "ATTEMPTS",
@@ -17,6 +23,7 @@ __all__ = [
     "DESCRIPTION",
     "OUTPUTS",
     "PARAMETERS",
+    "REPLACING_LOSES",
     "RETRY_ON",
     "WORKER_COMMAND",
     "build_template",

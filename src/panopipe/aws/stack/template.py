@@ -24,6 +24,12 @@ DESCRIPTION = (
     "panopipe: image bucket, event queue and function, catalog database behind a proxy, Batch workers."
 )
 
+REPLACING_LOSES = {
+    "Database": "a new, empty catalog database takes its place (the old one is deleted after a final snapshot)",
+    "Bucket": "a new, empty bucket takes its place (the old one is kept with its images, no longer notified)",
+}
+"""The data resources an update must not replace unless asked to, and what replacing each does."""
+
 OUTPUTS: dict[str, tuple[str, Any]] = {
     "BucketName": ("The image bucket", ref("Bucket")),
     "QueueUrl": ("The event queue", ref("EventQueue")),
@@ -73,4 +79,4 @@ def build_template(defaults: Mapping[str, str] | None = None) -> dict[str, Any]:
     }
 
 
-__all__ = ["CATALOG_OUTPUTS", "DESCRIPTION", "OUTPUTS", "build_template"]
+__all__ = ["CATALOG_OUTPUTS", "DESCRIPTION", "OUTPUTS", "REPLACING_LOSES", "build_template"]
