@@ -788,3 +788,16 @@ def test_a_change_set_that_replaces_the_database_or_the_bucket_is_refused_even_w
         )
         stubber.assert_no_pending_responses()
     assert [(c.resource, c.causes) for c in result.changes] == [("Database", ("DBName",))]
+
+
+def test_a_greater_engine_version_upgrades_the_database_and_a_lower_one_is_refused():
+    """RDS refuses a major-version change without AllowMajorVersionUpgrade, and any downgrade (moto checks
+    neither: the template and the check before any change set are what is tested)."""
+    assert RESOURCES["Database"]["Properties"]["AllowMajorVersionUpgrade"] is True
+    stack = {**VALUES, "DbEngineVersion": "16"}
+    assert deploy.validate_parameters({"DbEngineVersion": "17"}, require_all=False, current=stack)
+    with pytest.raises(
+        ConfigError, match="DbEngineVersion=15 is older than the stack's 16: RDS cannot downgrade"
+    ):
+        deploy.validate_parameters({"DbEngineVersion": "15"}, require_all=False, current=stack)
+    assert deploy.validate_parameters({**VALUES, "DbEngineVersion": "15"})  # a new stack: any version

@@ -155,6 +155,12 @@ def validate_parameters(
     missing = [name for name, spec in PARAMETERS.items() if "Default" not in spec and name not in values]
     if require_all and missing:
         raise ConfigError(f"missing parameter(s) {', '.join(missing)}: pass --param NAME=VALUE")
+    old, new = (current or {}).get("DbEngineVersion"), values.get("DbEngineVersion")
+    if old is not None and new is not None and int(new) < int(old):
+        raise ConfigError(
+            f"DbEngineVersion={new} is older than the stack's {old}: RDS cannot downgrade PostgreSQL (dump the "
+            "catalog and restore it into a new stack instead)"
+        )
     if current is None:
         current = {name: str(spec["Default"]) for name, spec in PARAMETERS.items() if "Default" in spec}
         origin = "the default"

@@ -58,6 +58,7 @@ def database_resources() -> dict[str, Json]:
                 "VPCSecurityGroups": [get_att("DatabaseSecurityGroup", "GroupId")],
                 "BackupRetentionPeriod": 7,
                 "AutoMinorVersionUpgrade": True,
+                "AllowMajorVersionUpgrade": True,  # a greater DbEngineVersion (a lower one is refused first)
                 "CopyTagsToSnapshot": True,
                 "EnableCloudwatchLogsExports": ["postgresql"],
                 "MultiAZ": False,
