@@ -177,7 +177,8 @@ def ingest(
         report.duplicates += duplicates
         report.files_read += len(reads)
         report.bytes_read += sum(r.bytes_read for r in reads)
-        catalog.assign_shots({r.reel for r in records}, settings.ingest.shot_tolerance_s)
+        # and the reels that an ingest stopped before this left with frames in no shot (read unchanged now)
+        catalog.assign_shots({r.reel for r in records}, settings.ingest.shot_tolerance_s, unshot=True)
     report.seconds = time.perf_counter() - started
     return report
 

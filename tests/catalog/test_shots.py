@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -144,6 +145,30 @@ def test_shots_written_in_one_statement_or_one_per_frame_are_the_same(
         *(f"R001-{n:06d}" for n in range(5)),
         *(f"R001-000009{suffix}" for suffix in ("", ".2", ".3", ".4")),
     }
+
+
+def test_the_reels_left_out_of_shots_are_those_with_frames_grouping_would_put_in_one(catalog: Catalog):
+    """Frames written and never grouped (an ingest stopped between the two) are found; frames in no shot
+    for a reason are not: unreadable, deleted, taken out by an edit, or with neither time nor frame number."""
+
+    def unshot() -> set[str | None]:
+        with catalog.connect() as conn:
+            return shot_ops.unshot_reels(conn)
+
+    catalog.upsert_images(survey())
+    catalog.upsert_images([replace(r, reel="R002", uri=r.uri.replace("R001", "R002")) for r in survey()])
+    assert unshot() == {"R001", "R002"}
+    catalog.assign_shots(["R001"], TOLERANCE, unshot=True)
+    assert unshot() == set()
+
+    failed = ImageRecord(uri="/survey/R003/cam0/empty.jpg", reel="R003", frame=1, status="failed")
+    no_time = ImageRecord(uri="/survey/R004/cam0/untimed.jpg", reel="R004")
+    gone = replace(frame(1, 0, 1), uri="/survey/R005/cam0/gone.jpg", reel="R005")
+    catalog.upsert_images([failed, no_time, gone])
+    catalog.mark_deleted([gone.uri])
+    out = catalog.plan_edit(Selection(reels=("R001",)), assign={"shot": None})
+    catalog.apply_edit(out, reason="not part of the survey", author="test")
+    assert unshot() == set()
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -438,3 +439,39 @@ def test_a_frame_an_ingest_moves_to_another_shot_makes_every_shot_it_changed_sta
     assert len(changed) >= 2 and all(after[shot] for shot in changed)
     stale = {item.subject for item in plan(catalog, steps=["stitch"], settings=settings)}
     assert stale == {f"shot:{shot}" for shot in changed}
+
+
+_KILLED_BEFORE_GROUPING = """
+import os, sys
+from panopipe.catalog import Catalog
+from panopipe.config import Settings
+from panopipe.ingest import ingest
+Catalog.assign_shots = lambda *args, **kwargs: os._exit(137)  # the process killed once the images are written
+ingest(Catalog.open(sys.argv[1]), [sys.argv[2]], Settings())
+"""
+
+
+def test_an_ingest_killed_before_grouping_its_frames_is_made_whole_by_the_next(
+    catalog_url: str, survey: Path, tmp_path: Path
+):
+    """An ingest killed between writing its images and grouping them into shots: the next one, which reads
+    no file again, groups the reels whose frames are in no shot (they had stayed out of every shot, and
+    `plan` had said everything was up to date)."""
+    from panopipe.config import load_settings
+    from panopipe.demo import write_project_config
+    from panopipe.pipeline import plan
+
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_BEFORE_GROUPING, catalog_url, str(survey)], capture_output=True
+    )
+    assert killed.returncode == 137, killed.stderr
+    settings = load_settings(write_project_config(tmp_path, str(tmp_path / "unused.db"), (160, 120)))
+    with Catalog.open(catalog_url) as catalog:
+        assert {image.shot for image in catalog.images()} == {None}
+
+        again = ingest(catalog, [survey], settings)
+
+        assert (again.unchanged, again.files_read) == (12, 0)
+        assert {image.shot for image in catalog.images()} == {"R001-000001", "R001-000002"}
+        stitches = {item.subject for item in plan(catalog, steps=["stitch"], settings=settings)}
+        assert stitches == {"shot:R001-000001", "shot:R001-000002"}

@@ -41,7 +41,7 @@ from panopipe.catalog.records import (
 )
 from panopipe.catalog.schema import edits, images
 from panopipe.catalog.selection import Selection, sort_order
-from panopipe.catalog.shots import assign_reel_shots, regroup_applied, shot_reel
+from panopipe.catalog.shots import assign_reel_shots, regroup_applied, shot_reel, unshot_reels
 from panopipe.catalog.spatial import PostGIS, detect_postgis
 from panopipe.catalog.subjects import subject_id
 from panopipe.catalog.types import new_ids, utcnow
@@ -690,6 +690,7 @@ class Catalog:
         tolerance_s: float,
         *,
         around: Mapping[str | None, Mapping[str, datetime | None]] | None = None,
+        unshot: bool = False,
     ) -> int:
         """Group the frames of each reel into shots; the number of images whose shot changed.
 
@@ -697,11 +698,15 @@ class Catalog:
         camera. Its id is the reel and the shot's lowest frame number. Shots set by an edit are left alone.
         ``around`` (per reel, the frames that changed: image id -> capture time as read) regroups only the
         frames near those, with the same result (see :func:`~panopipe.catalog.shots.assign_reel_shots`).
+        With ``unshot``, the reels that hold frames left out of shots (an ingest stopped before grouping what
+        it wrote, see :func:`~panopipe.catalog.shots.unshot_reels`) are regrouped whole as well.
         """
         changed = 0
         with self.transaction() as conn:
-            for reel in set(reels):
-                changed += assign_reel_shots(conn, reel, tolerance_s, (around or {}).get(reel))
+            left_out = unshot_reels(conn) if unshot else set()
+            for reel in {*reels, *left_out}:
+                frames = None if reel in left_out else (around or {}).get(reel)
+                changed += assign_reel_shots(conn, reel, tolerance_s, frames)
         return changed
 
     def positions(

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from panopipe.catalog.object_events import Action, AppliedChange, ObjectChange
 from panopipe.catalog.schema import images
@@ -104,6 +105,33 @@ def assign_reel_shots(
     moved = [(row.shot, shot) for row, shot in shots if row.shot != shot and row.shot is not None]
     touch_shots(conn, {name for pair in moved for name in pair if name is not None}, utcnow())
     return len(updates)
+
+
+def unshot_reels(conn: sa.Connection) -> set[str | None]:
+    """The reels that hold frames grouping would put in a shot and that are in none: readable, not deleted,
+    their shot not set by an edit, with a capture time or a reel and a frame number. An ingest stopped after
+    writing its images and before grouping them leaves such frames, which nothing else reads again.
+
+    One query on the shot index: once grouped, a catalog's frames without a shot are its unreadable files
+    and those an edit took out of their shots, few of them."""
+    c = images.c
+    shot_edited = (
+        sa.type_coerce(c.captured, postgresql.JSONB).has_key("shot")
+        if conn.dialect.name == "postgresql"
+        else sa.func.json_type(c.captured, "$.shot").is_not(None)
+    )
+    query = (
+        sa.select(c.reel)
+        .distinct()
+        .where(
+            c.shot.is_(None),
+            c.status == "ok",
+            c.deleted == sa.false(),
+            sa.or_(c.captured_at.is_not(None), sa.and_(c.reel.is_not(None), c.frame.is_not(None))),
+            sa.or_(c.captured.is_(None), sa.not_(shot_edited)),
+        )
+    )
+    return set(conn.execute(query).scalars())
 
 
 def touch_shots(conn: sa.Connection, shots: Collection[str], now: datetime) -> None:
@@ -244,4 +272,5 @@ __all__ = [
     "regroup_applied",
     "shot_reel",
     "touch_shots",
+    "unshot_reels",
 ]
