@@ -353,6 +353,14 @@ def test_destroy_deletes_the_stack_and_says_what_it_keeps(
     assert main(["cloud", "destroy", "--stack", STACK, "--yes"]) == 0
     said = capsys.readouterr().err
     assert VALUES["BucketName"] in said and "snapshot" in said
+    # moto keeps neither a bucket policy nor notifications: the template and the warning are what is checked
+    assert RESOURCES["BucketPolicy"]["DeletionPolicy"] == RESOURCES["BucketPolicy"]["UpdateReplacePolicy"]
+    assert RESOURCES["BucketPolicy"]["DeletionPolicy"] == "Retain"
+    assert (
+        "its event notifications still name the deleted queue: remove them with `aws s3api "
+        f"put-bucket-notification-configuration --bucket {VALUES['BucketName']} --notification-configuration "
+        "'{}'`" in " ".join(said.split())
+    )
     assert STACK not in _stacks()
     assert boto3.client("s3").head_bucket(Bucket=VALUES["BucketName"])  # retained
 

@@ -555,7 +555,15 @@ def retained_description(stack: str, *, client: CloudFormationClient | None = No
     for item in resources:
         policy = policies.get(item.get("LogicalResourceId", ""))
         name = item.get("PhysicalResourceId", "")
-        if policy == "Retain":
+        if policy == "Retain" and item["ResourceType"] == "AWS::S3::BucketPolicy":
+            lines.append(f"the TLS-only policy of bucket {name} is kept with it")
+        elif policy == "Retain" and item["ResourceType"] == "AWS::S3::Bucket":
+            lines.append(
+                f"{item['ResourceType']} {name} is kept, with its contents; its event notifications still name "
+                "the deleted queue: remove them with `aws s3api put-bucket-notification-configuration "
+                f"--bucket {name} --notification-configuration '{{}}'`; empty and delete it yourself"
+            )
+        elif policy == "Retain":
             lines.append(
                 f"{item['ResourceType']} {name} is kept, with its contents; empty and delete it yourself"
             )

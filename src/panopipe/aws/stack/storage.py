@@ -97,8 +97,10 @@ def _tls_only_policy() -> Json:
     }
     return resource(
         "AWS::S3::BucketPolicy",
-        "Refuses every request to the bucket that does not use TLS.",
+        "Refuses every request to the bucket that does not use TLS (kept with the bucket).",
         {"Bucket": ref("Bucket"), "PolicyDocument": policy_document([deny])},
+        DeletionPolicy="Retain",
+        UpdateReplacePolicy="Retain",
     )
 
 
