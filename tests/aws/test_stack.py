@@ -142,6 +142,19 @@ def _alarm() -> None:
     assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible" and alarm["Threshold"] == 0
     assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
     assert alarm["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}
+    # a dispatcher or a function that keeps failing (the catalog unreachable, the schema not upgraded) is told
+    watched = {
+        (a["Properties"]["MetricName"], json.dumps(a["Properties"]["Dimensions"][0]["Value"]))
+        for a in _of_type("AWS::CloudWatch::Alarm").values()
+    }
+    assert watched >= {
+        ("Errors", '{"Ref": "Function"}'),
+        ("Throttles", '{"Ref": "Function"}'),
+        ("Errors", '{"Ref": "Dispatcher"}'),
+        ("ApproximateAgeOfOldestMessage", '{"Fn::GetAtt": ["EventQueue", "QueueName"]}'),
+    }
+    for alarm in _of_type("AWS::CloudWatch::Alarm").values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
 
 
 def _egress() -> None:

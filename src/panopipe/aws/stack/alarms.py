@@ -1,10 +1,47 @@
-"""Alarms: a topic told when events reach the dead-letter queue or a worker job fails."""
+"""Alarms: a topic told when events reach the dead-letter queue or wait too long, when the event function
+fails or is throttled, when the dispatcher fails, or when a worker job fails."""
 
 from __future__ import annotations
 
 from panopipe.aws.stack._cfn import Json, get_att, policy_document, ref, resource
 
 CONDITIONS: dict[str, Json] = {"HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [ref("AlarmEmail"), ""]}]}}
+
+
+OLDEST_EVENT_S = 1800
+"""Age of the oldest waiting event (seconds) that raises the alarm: the function takes a batch in seconds."""
+
+
+def _alarm(
+    purpose: str,
+    says: str,
+    metric: tuple[str, str, str, Json],
+    statistic: str,
+    threshold: int,
+    *,
+    periods: int = 1,
+    period_s: int = 300,
+) -> Json:
+    """An alarm telling the alarm topic when ``metric`` (namespace, name, dimension and its value) is above
+    ``threshold`` for ``periods`` periods; no data is no alarm."""
+    namespace, name, dimension, value = metric
+    return resource(
+        "AWS::CloudWatch::Alarm",
+        purpose,
+        {
+            "AlarmDescription": f"panopipe: {says}",
+            "Namespace": namespace,
+            "MetricName": name,
+            "Dimensions": [{"Name": dimension, "Value": value}],
+            "Statistic": statistic,
+            "Period": period_s,
+            "EvaluationPeriods": periods,
+            "Threshold": threshold,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": [ref("AlarmTopic")],
+        },
+    )
 
 
 def alarm_resources() -> dict[str, Json]:
@@ -40,22 +77,47 @@ def alarm_resources() -> dict[str, Json]:
             {"TopicArn": ref("AlarmTopic"), "Protocol": "email", "Endpoint": ref("AlarmEmail")},
             Condition="HasAlarmEmail",
         ),
-        "DeadLetterAlarm": resource(
-            "AWS::CloudWatch::Alarm",
+        "DeadLetterAlarm": _alarm(
             "Fires as soon as an event waits in the dead-letter queue.",
-            {
-                "AlarmDescription": "panopipe: events in the dead-letter queue need a look",
-                "Namespace": "AWS/SQS",
-                "MetricName": "ApproximateNumberOfMessagesVisible",
-                "Dimensions": [{"Name": "QueueName", "Value": get_att("DeadLetterQueue", "QueueName")}],
-                "Statistic": "Maximum",
-                "Period": 300,
-                "EvaluationPeriods": 1,
-                "Threshold": 0,
-                "ComparisonOperator": "GreaterThanThreshold",
-                "TreatMissingData": "notBreaching",
-                "AlarmActions": [ref("AlarmTopic")],
-            },
+            "events in the dead-letter queue need a look",
+            (
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesVisible",
+                "QueueName",
+                get_att("DeadLetterQueue", "QueueName"),
+            ),
+            "Maximum",
+            0,
+        ),
+        "OldEventAlarm": _alarm(
+            "Fires when an event has waited in the queue for 30 minutes: the function is failing or throttled.",
+            "events wait in the queue for the function: read its log",
+            ("AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", get_att("EventQueue", "QueueName")),
+            "Maximum",
+            OLDEST_EVENT_S,
+        ),
+        "FunctionErrorAlarm": _alarm(
+            "Fires when the event function fails (errors or timeouts) in 5 minutes.",
+            "the event function fails: read its log",
+            ("AWS/Lambda", "Errors", "FunctionName", ref("Function")),
+            "Sum",
+            0,
+        ),
+        "FunctionThrottleAlarm": _alarm(
+            "Fires when invocations of the event function are throttled (the account's concurrency is used up).",
+            "the event function is throttled",
+            ("AWS/Lambda", "Throttles", "FunctionName", ref("Function")),
+            "Sum",
+            0,
+        ),
+        "DispatcherErrorAlarm": _alarm(
+            "Fires when the dispatcher fails three ticks in a row: queued jobs are not submitted.",
+            "the dispatcher fails, queued jobs wait: read its log",
+            ("AWS/Lambda", "Errors", "FunctionName", ref("Dispatcher")),
+            "Sum",
+            0,
+            periods=3,
+            period_s=60,
         ),
         "FailedJobRule": resource(
             "AWS::Events::Rule",
@@ -73,4 +135,4 @@ def alarm_resources() -> dict[str, Json]:
     }
 
 
-__all__ = ["CONDITIONS", "alarm_resources"]
+__all__ = ["CONDITIONS", "OLDEST_EVENT_S", "alarm_resources"]
