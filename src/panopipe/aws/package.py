@@ -69,6 +69,8 @@ class LambdaPackage:
     size: int
     files: int
     arch: str
+    bytecode: bool
+    """Whether the zip carries bytecode for its runtime's Python (only an interpreter of that version writes it)."""
     handler: str = HANDLER
 
     def to_dict(self) -> dict[str, object]:
@@ -77,6 +79,7 @@ class LambdaPackage:
             "size": self.size,
             "files": self.files,
             "arch": self.arch,
+            "bytecode": self.bytecode,
             "handler": self.handler,
         }
 
@@ -105,7 +108,7 @@ def build_lambda_zip(output: Path, *, arch: str = "x86_64", python_version: str 
         present = [name for name in EXCLUDED if (root / name).exists()]
         if present:
             raise ConfigError(f"the Lambda package must not contain {', '.join(present)}")
-        _compile(root, python_version)
+        bytecode = _compile(root, python_version)
         files = sorted(p for p in root.rglob("*") if p.is_file())
         output.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(output, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
@@ -113,7 +116,7 @@ def build_lambda_zip(output: Path, *, arch: str = "x86_64", python_version: str 
                 info = zipfile.ZipInfo(path.relative_to(root).as_posix(), _ZIP_TIME)
                 info.external_attr = (0o755 if path.stat().st_mode & 0o111 else 0o644) << 16
                 archive.writestr(info, path.read_bytes(), zipfile.ZIP_DEFLATED)
-    return LambdaPackage(output, output.stat().st_size, len(files), arch)
+    return LambdaPackage(output, output.stat().st_size, len(files), arch, bytecode)
 
 
 def import_blocker(blocked: tuple[str, ...] = EXCLUDED) -> str:
@@ -160,24 +163,27 @@ def cold_import(
     return timings, modules.split()
 
 
-def _compile(root: Path, python_version: str) -> None:
-    """Ship bytecode: /var/task is read-only, so without it every cold start compiles every module.
+def _compile(root: Path, python_version: str) -> bool:
+    """Ship bytecode (whether it did): /var/task is read-only, so without it every cold start compiles every
+    module.
 
     Hash-checked (``unchecked-hash``) so that the zip's file times do not matter; only this interpreter's
-    version can write it, so it is skipped when that is not the Lambda runtime's.
+    version can write it, so it is skipped when that is not the Lambda runtime's (pip compiles nothing either:
+    another version's bytecode is dead weight that Lambda never reads).
     """
     if f"{sys.version_info.major}.{sys.version_info.minor}" != python_version:
-        return
+        return False
     compileall.compile_dir(
         root, quiet=2, workers=0, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH
     )
+    return True
 
 
 def _pip_install(target: Path, platform: str, python_version: str) -> None:
     command = [
         sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
         "--target", str(target), "--platform", platform, "--only-binary=:all:",
-        "--python-version", python_version, "--implementation", "cp", *REQUIREMENTS,
+        "--python-version", python_version, "--implementation", "cp", "--no-compile", *REQUIREMENTS,
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:

@@ -48,6 +48,12 @@ def package_lambda(
     if python not in LAMBDA_PYTHONS:
         raise ConfigError(f"unknown Lambda Python {python!r}: choose one of {', '.join(LAMBDA_PYTHONS)}")
     package = build_lambda_zip(output, arch=arch, python_version=python)
+    if not package.bytecode:
+        running = f"{sys.version_info.major}.{sys.version_info.minor}"
+        render.warn(
+            f"no bytecode in the zip: only Python {python} writes it, and this is {running}; each cold start "
+            f"compiles the modules it imports. Build with Python {python} to ship it"
+        )
     render.print_fields(package.to_dict(), as_json=as_json)
 
 
