@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -130,6 +131,40 @@ def test_status_and_html_report_show_counts_and_failures(project: Project, execu
     assert (
         re.search(r">\d+ m</text>", page) and "°N</text>" in page and "°E</text>" in page
     )  # scale bar, axes
+
+
+def test_status_and_report_count_the_failures_they_do_not_list(
+    project: Project, executor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Failures past the listing's limit are counted (JSON, the page's heading) and grouped by reason; the
+    map draws at most its cap of points, the failed ones first, says it shows a sample and counts every image
+    in failed jobs (it had drawn all failed ones beyond the cap, counted only those of the listed failures,
+    and drawn the others as healthy)."""
+    add_rig_shots(project.catalog, project.root, 3, skip_camera={0: 5, 1: 5, 2: 5})
+    add_panoramas(project.catalog, project.root, 1)
+    run(project.catalog, settings=project.settings, executor=executor)
+
+    current = status(project.catalog, failures_limit=2)
+
+    assert [f.subject for f in current.failures] == ["shot:R001-000000", "shot:R001-000001"]
+    assert current.failures_total == 3 and current.to_dict()["failures_truncated"] is True
+    (group,) = current.failure_groups
+    assert (group.step, group.status, group.count) == ("stitch", "failed", 3) and "camera(s) [5]" in group.message
+    assert group.subjects == ("shot:R001-000000", "shot:R001-000001", "shot:R001-000002")
+    assert status(project.catalog).to_dict()["failures_truncated"] is False
+
+    monkeypatch.setattr(sys.modules["panopipe.pipeline.status"], "FAILURES_LIMIT", 2)  # the function's name
+    monkeypatch.setattr("panopipe.pipeline.report.MAX_POINTS", 8)
+    page = write_html_report(project.catalog, tmp_path / "report.html").read_text()
+    assert "<h2>Failures (3, the first 2 listed)</h2>" in page
+    assert "8 of 16 images shown, <span class='failed'>15 in failed jobs (8 of them shown)</span>" in page
+    assert page.count('<circle cx="') - page.count('class="shot"') == 8  # the points, not the shots' marks
+
+    shots_failed = ["shot:R001-000000", "shot:R001-000001", "shot:R001-000002"]
+    few = project.catalog.positions(shots_failed[:1], limit=8)  # 5 failed images, 11 others
+    assert (len(few.flagged), len(few.points), few.flagged_total, few.total) == (5, 3, 5, 16) and few.sampled
+    everything = project.catalog.positions(shots_failed, limit=100)
+    assert (len(everything.flagged), len(everything.points)) == (15, 1) and not everything.sampled
 
 
 def test_report_links_thumbnails_under_any_folder_name(project: Project, executor, tmp_path: Path):

@@ -21,6 +21,7 @@ _MODULES = {
     "ImageRecord": "records",
     "KnownCopy": "catalog",
     "KnownFile": "catalog",
+    "MapPositions": "catalog",
     "Selection": "selection",
     "UpsertResult": "records",
     "catalog_url": "engine",
@@ -33,7 +34,7 @@ _MODULES = {
 }
 
 if TYPE_CHECKING:
-    from panopipe.catalog.catalog import Catalog, FileLocation, KnownCopy, KnownFile
+    from panopipe.catalog.catalog import Catalog, FileLocation, KnownCopy, KnownFile, MapPositions
     from panopipe.catalog.engine import (
         catalog_url,
         create_catalog_engine,
@@ -75,6 +76,7 @@ __all__ = [
     "ImageRecord",
     "KnownCopy",
     "KnownFile",
+    "MapPositions",
     "Selection",
     "UpsertResult",
     "catalog_url",

@@ -48,7 +48,7 @@ from panopipe.catalog.types import new_ids, utcnow
 from panopipe.catalog.values import from_json, to_json
 from panopipe.config import Settings, config_path
 from panopipe.errors import CatalogError, ConfigError, NotFoundError
-from panopipe.iterutil import batched
+from panopipe.iterutil import batched, evenly, spaced
 from panopipe.storage.folder import refuse_database_file, same_file
 
 _COMPARED_FIELDS = (*FILE_FIELDS, *CAPTURE_FIELDS, "extra", "status", "error")
@@ -143,6 +143,23 @@ class FileLocation:
     size: int | None = None
     modified_at: datetime | None = None
     etag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MapPositions:
+    """``(lon, lat)`` of images to draw on a map, at most as many as asked for in all: ``points`` and
+    ``flagged`` (those of the images in given subjects) each evenly thinned, out of ``total`` images with a
+    position, ``flagged_total`` of them flagged."""
+
+    points: list[tuple[float, float]]
+    flagged: list[tuple[float, float]]
+    total: int
+    flagged_total: int
+
+    @property
+    def sampled(self) -> bool:
+        """Whether some images are left out."""
+        return len(self.points) + len(self.flagged) < self.total
 
 
 class Catalog:
@@ -709,11 +726,10 @@ class Catalog:
                 changed += assign_reel_shots(conn, reel, tolerance_s, frames)
         return changed
 
-    def positions(
-        self, subjects: Iterable[str] = (), *, limit: int = 20_000
-    ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-        """``(lon, lat)`` of up to ``limit`` images that are not deleted (evenly thinned), and, apart and all of
-        them, those of the images in ``subjects`` (subject ids, e.g. of failed jobs)."""
+    def positions(self, subjects: Iterable[str] = (), *, limit: int = 20_000) -> MapPositions:
+        """The positions of the images that are not deleted, up to ``limit`` in all, with those of the images in
+        ``subjects`` (subject ids, e.g. of failed jobs) apart and first: all of them that fit (evenly thinned
+        when they alone are more), the others evenly thinned to the room left; counted in full."""
         c = images.c
         where = (c.deleted == sa.false(), c.lat.is_not(None), c.lon.is_not(None))
         flagged_ids = set(subjects)
@@ -721,14 +737,14 @@ class Catalog:
         flagged: list[tuple[float, float]] = []
         with self.connect() as conn:
             total = conn.execute(sa.select(sa.func.count()).where(*where)).scalar_one()
-            step = max(1, total // limit)
             for i, row in enumerate(conn.execute(sa.select(c.id, c.shot, c.lat, c.lon).where(*where))):
                 position = (row.lon, row.lat)
                 if subject_id("image", row.id) in flagged_ids or subject_id("shot", row.shot) in flagged_ids:
                     flagged.append(position)
-                elif i % step == 0:
+                elif spaced(i, total, limit):  # at most ``limit`` of the others kept while they are read
                     points.append(position)
-        return points, flagged
+        shown = evenly(flagged, limit)
+        return MapPositions(evenly(points, limit - len(shown)), shown, total, len(flagged))
 
     # Edits
 
@@ -854,4 +870,4 @@ def _image(row: Any, flags: Iterable[flag_ops.StoredFlag] = ()) -> Image:
     )
 
 
-__all__ = ["Catalog", "FileLocation", "KnownCopy", "KnownFile"]
+__all__ = ["Catalog", "FileLocation", "KnownCopy", "KnownFile", "MapPositions"]

@@ -85,9 +85,8 @@ def _print(result: DemoResult, location: str) -> None:
     )
     out(f"report: {result.report}   config: {result.config_file}")
     out(f"next: cd {survey.folder} && panopipe ls && panopipe status")
-    render.warn_each(
-        (f"{f.step} {f.subject}", f.error) for f in (*result.first_run.failures, *result.second_run.failures)
-    )
+    failures = (*result.first_run.failures, *result.second_run.failures)
+    render.warn_each(((f.step, f.subject, f.error) for f in failures), "failed")
 
 
 def _counts(counts: dict[str, dict[str, int]]) -> str:

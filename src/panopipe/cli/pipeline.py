@@ -24,6 +24,7 @@ from panopipe.executors.factory import RUN_EXECUTOR
 if TYPE_CHECKING:
     from panopipe.catalog import Catalog, Selection
     from panopipe.config import Settings
+    from panopipe.pipeline import Status
 
 StepsOption = Annotated[
     str | None,
@@ -59,7 +60,7 @@ def plan(
     columns = ("step", "subject", "reason", *(("problem",) if as_json else ()))
     render.print_rows([item.to_dict() for item in result], columns, as_json=as_json)
     if not as_json:
-        render.warn_each((f"{i.step} {i.subject} will fail", i.problem) for i in result if i.problem)
+        render.warn_each(((i.step, i.subject, i.problem) for i in result if i.problem), "will fail")
         counts = ", ".join(f"{step} {count}" for step, count in result.counts().items())
         up_to_date = "" if none_selected else ": everything is up to date"
         render.stderr.print(f"{len(result)} job(s): {counts}" if result else f"nothing to do{up_to_date}")
@@ -144,7 +145,7 @@ def run(
         submitted = any("submitted" in counts for counts in report.counts.values())
         columns = ("step", "succeeded", "failed", "cancelled", *(("submitted",) if submitted else ()))
         render.print_rows(rows, columns, as_json=False)
-        render.warn_each((f"{f.step} {f.subject}", f.error) for f in report.failures)
+        render.warn_each(((f.step, f.subject, f.error) for f in report.failures), "failed")
         if report.removed:
             render.stderr.print(
                 f"removed {report.removed} output(s) of shots no image belongs to any more (their frames "
@@ -227,16 +228,26 @@ def status(
         bool,
         typer.Option("--offline", help="Do not ask AWS Batch about jobs in flight; show the catalog only."),
     ] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="List at most this many failures with --json (failures_total counts them all, "
+            "failures_truncated is true when some are left out), and show at most this many reasons in the "
+            "table (default: 1000).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show job counts per step and status, and the failures with their reasons.
+    """Show job counts per step and status, and the failures grouped by step and reason (--json: one each).
 
     Jobs in flight on AWS Batch are asked about first: those that ended are recorded, failures with Batch's
-    reason. Example: panopipe status --json
+    reason. Example: panopipe status --json --limit 100000
     """
     from panopipe import pipeline
 
-    current = pipeline.status(catalog, settings, refresh=not offline)
+    current = pipeline.status(catalog, settings, refresh=not offline, failures_limit=limit)
     if as_json:
         render.print_json(current.to_dict())
         return
@@ -257,15 +268,33 @@ def status(
             as_json=False,
             title="latest run: estimate vs actual",
         )
-    failures = [f.to_dict() for f in current.failures]
-    if failures:
-        render.print_rows(
-            [row | {"error": render.first_line(row["error"])} for row in failures],
-            ("step", "subject", "status", "error", "reason", "attempts"),
-            as_json=False,
-            title="failures",
+    _print_failure_groups(current)
+
+
+def _print_failure_groups(current: Status) -> None:
+    """The failures of ``current`` a row per step, status and reason, with a few of their subjects; a line
+    on stderr when some are left out."""
+    groups = current.failure_groups
+    rows = [
+        {
+            "step": group.step,
+            "status": group.status,
+            "failures": group.count,
+            "reason": render.first_line(group.message),
+            "subjects": render.examples(group.subjects, group.count),
+        }
+        for group in groups
+    ]
+    render.print_rows(
+        rows, ("step", "status", "failures", "reason", "subjects"), as_json=False, title="failures"
+    )
+    render.print_details((group.message for group in groups), console=render.stdout)
+    shown = sum(group.count for group in groups)
+    if shown < current.failures_total:
+        render.stderr.print(
+            f"{shown} of {current.failures_total} failures shown, in the {len(groups)} most common reasons: "
+            "--limit shows more, `--json --limit N` lists each"
         )
-        render.print_details((f.error for f in current.failures), console=render.stdout)
 
 
 @uses_catalog

@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from panopipe.catalog.records import to_json_value
+from panopipe.iterutil import by_message
 
 stdout = Console(highlight=False, markup=False, soft_wrap=True)
 if not stdout.is_terminal:
@@ -209,13 +210,28 @@ def print_details(messages: Iterable[str | None], *, console: Console = stderr) 
         console.print(detail, soft_wrap=True)
 
 
-def warn_each(problems: Iterable[tuple[str, str]]) -> None:
-    """One warning line per ``(what, message)`` (the message's first line), then the details once each."""
-    messages = []
-    for what, message in problems:
-        warn(f"{what}: {first_line(message)}")
-        messages.append(message)
-    print_details(messages, console=_alerts)
+EXAMPLES = 3
+"""Subjects named in a line that stands for many (:func:`examples`)."""
+
+
+def examples(subjects: Sequence[str], count: int) -> str:
+    """The first :data:`EXAMPLES` of ``subjects``, ``count`` in all, joined; an ellipsis when some are left out."""
+    return ", ".join(subjects[:EXAMPLES]) + (", …" if count > min(len(subjects), EXAMPLES) else "")
+
+
+def warn_each(problems: Iterable[tuple[str, str, str]], outcome: str) -> None:
+    """One warning line per step and message of ``(step, subject, message)`` problems, with the message's first
+    line: ``STEP SUBJECT OUTCOME: ...``, or ``STEP OUTCOME for N subjects: ... (the first few)`` when several
+    share it (:func:`~panopipe.iterutil.by_message`: a thousand shots failing for one reason make one line);
+    then the details once each."""
+    groups = by_message(problems)
+    for (step, _), (message, subjects) in groups.items():
+        if len(subjects) == 1:
+            warn(f"{step} {subjects[0]} {outcome}: {first_line(message)}")
+        else:
+            many = f"{step} {outcome} for {len(subjects)} subjects"
+            warn(f"{many}: {first_line(message)} ({examples(subjects, len(subjects))})")
+    print_details((message for message, _ in groups.values()), console=_alerts)
 
 
 @contextlib.contextmanager
@@ -256,9 +272,11 @@ def progress_bar(description: str, *, in_bytes: bool = False) -> Iterator[Callab
 
 
 __all__ = [
+    "EXAMPLES",
     "MANY_ROWS",
     "configure",
     "error",
+    "examples",
     "first_line",
     "print_details",
     "print_fields",

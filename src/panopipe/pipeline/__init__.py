@@ -8,13 +8,15 @@ from panopipe.pipeline.config import Pipeline, load_pipeline
 from panopipe.pipeline.planner import Plan, PlanItem, plan
 from panopipe.pipeline.report import write_html_report
 from panopipe.pipeline.runner import Failure, Progress, RunReport, run
-from panopipe.pipeline.status import JobFailure, Status, status
+from panopipe.pipeline.status import FAILURES_LIMIT, FailureGroup, JobFailure, Status, status
 from panopipe.pipeline.verify import Drift, verify
 from panopipe.steps.fingerprint import canonical_json, fingerprint
 
 __all__ = [
+    "FAILURES_LIMIT",
     "Drift",
     "Failure",
+    "FailureGroup",
     "JobFailure",
     "Pipeline",
     "Plan",

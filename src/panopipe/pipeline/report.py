@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import TextIO, overload
 from urllib.parse import quote
 
-from panopipe.catalog import Catalog
+from panopipe.catalog import Catalog, MapPositions
 from panopipe.catalog.subjects import KINDS, load_subjects
 from panopipe.pipeline.report_map import CSS, ShotMark, survey_map, thumbnail_strip
 from panopipe.pipeline.status import Status, status
-from panopipe.pipeline.store import named_outputs
+from panopipe.pipeline.store import failed_subjects, named_outputs
 from panopipe.storage import write_atomic
 
 MAX_POINTS = 20_000
@@ -43,8 +43,7 @@ def write_html_report(
     if target is not None:
         catalog.refuse_overwrite(target)
     current = status(catalog)
-    failed = {f.subject for f in current.failures}
-    points, failed_points = catalog.positions(failed, limit=MAX_POINTS)
+    positions = catalog.positions(failed_subjects(catalog), limit=MAX_POINTS)
     shots = _shots(catalog, Path() if target is None else target.parent)
     html = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
@@ -53,10 +52,10 @@ td,th{{border:1px solid #ccc;padding:.25rem .6rem;text-align:left}}th{{backgroun
 pre{{white-space:pre-wrap;max-width:60rem;font-size:.8rem;margin:0}}.failed{{color:#b00}}{CSS}</style></head>
 <body><h1>{escape(title)}</h1>
 <h2>Jobs</h2>{_counts_table(current)}
-<h2>Failures ({len(current.failures)})</h2>{_failures_table(current)}
+<h2>Failures ({_listed(len(current.failures), current.failures_total)})</h2>{_failures_table(current)}
 <h2>Image positions</h2>
-<p>{len(points)} images{f", <span class='failed'>{len(failed_points)} in failed jobs</span>" if failed_points else ""}; numbered: shots with a thumbnail (point at one to see it).</p>
-{survey_map(points, failed_points, shots)}
+<p>{_positions_line(positions)}; numbered: shots with a thumbnail (point at one to see it).</p>
+{survey_map(positions.points, positions.flagged, shots)}
 {thumbnail_strip(shots)}
 </body></html>
 """
@@ -65,6 +64,21 @@ pre{{white-space:pre-wrap;max-width:60rem;font-size:.8rem;margin:0}}.failed{{col
     else:
         write_atomic(target, html.encode())
     return target
+
+
+def _listed(shown: int, total: int) -> str:
+    return f"{total:,}" if shown == total else f"{total:,}, the first {shown:,} listed"
+
+
+def _positions_line(positions: MapPositions) -> str:
+    """How many images the map shows, and of how many when it shows a sample."""
+    shown = len(positions.points) + len(positions.flagged)
+    line = f"{shown:,} of {positions.total:,} images shown" if positions.sampled else f"{shown:,} images"
+    if not positions.flagged_total:
+        return line
+    failed = positions.flagged_total
+    drawn = "" if len(positions.flagged) == failed else f" ({len(positions.flagged):,} of them shown)"
+    return f"{line}, <span class='failed'>{failed:,} in failed jobs{drawn}</span>"
 
 
 def _counts_table(current: Status) -> str:

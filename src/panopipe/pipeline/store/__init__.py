@@ -48,7 +48,10 @@ from panopipe.pipeline.store.recording import (
     taken_outputs,
 )
 from panopipe.pipeline.store.status import (
+    FAILED,
     StoredOutput,
+    failed_subjects,
+    failure_messages,
     job_seconds,
     job_status,
     latest_job_states,
@@ -62,6 +65,7 @@ from panopipe.pipeline.store.status import (
 __all__ = [
     "CLAIM_PREFIX",
     "CLAIM_TTL_S",
+    "FAILED",
     "RERUN_STATUSES",
     "InFlight",
     "Recorded",
@@ -71,6 +75,8 @@ __all__ = [
     "drop_vanished_jobs",
     "fail_claim",
     "failed_jobs",
+    "failed_subjects",
+    "failure_messages",
     "forget_vanished_shots",
     "in_flight",
     "is_claim",

@@ -61,6 +61,10 @@ def withdrawn_outputs(conn: sa.Connection, selection: Selection) -> list[tuple[s
     return found
 
 
+FAILED = ("failed", "stale")
+"""The statuses of a latest job that ``status`` lists as failures."""
+
+
 def job_status(
     catalog: Catalog, failures_limit: int
 ) -> tuple[dict[str, dict[str, int]], dict[str, int], list[Any]]:
@@ -94,11 +98,36 @@ def job_status(
                 current.c.finished_at,
                 current.c.log,
             )
-            .where(current.c.status.in_(("failed", "stale")))
+            .where(current.c.status.in_(FAILED))
             .order_by(current.c.step, current.c.subject)
             .limit(failures_limit)
         ).all()
     return counts, made, list(failed)
+
+
+def failure_messages(catalog: Catalog) -> list[tuple[str, str, str, str]]:
+    """Every latest job that failed or was marked stale, by step and subject: (step, status, subject, message),
+    the message being its error, or why it was marked stale."""
+    c = (
+        _latest_jobs(sa.select(jobs.c.step, jobs.c.subject, jobs.c.status, jobs.c.error, jobs.c.reason))
+        .subquery()
+        .c
+    )
+    query = (
+        sa.select(c.step, c.status, c.subject, sa.func.coalesce(c.error, c.reason, ""))
+        .where(c.status.in_(FAILED))
+        .order_by(c.step, c.subject)
+    )
+    with catalog.connect() as conn:
+        return [tuple(row) for row in conn.execute(query)]
+
+
+def failed_subjects(catalog: Catalog) -> set[str]:
+    """The subjects whose latest job of some step failed or was marked stale."""
+    current = _latest_jobs(sa.select(jobs.c.step, jobs.c.subject, jobs.c.status)).subquery()
+    query = sa.select(current.c.subject).where(current.c.status.in_(FAILED)).distinct()
+    with catalog.connect() as conn:
+        return set(conn.execute(query).scalars())
 
 
 def _latest_jobs(query: sa.Select[Any]) -> sa.Select[Any]:
@@ -230,7 +259,10 @@ def mark_stale(conn: sa.Connection, outputs: Iterable[tuple[StoredOutput, str]])
 
 
 __all__ = [
+    "FAILED",
     "StoredOutput",
+    "failed_subjects",
+    "failure_messages",
     "job_seconds",
     "job_status",
     "latest_job_states",
