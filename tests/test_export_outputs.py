@@ -193,6 +193,12 @@ def test_sidecars_never_replace_other_files(capsys, catalog_file: Path, tmp_path
     (tmp_path / "survey.prj").write_text("stale\n")
     assert run(capsys, "export", "--catalog", db, "-o", str(tmp_path / "survey.csv"))[0] == 0
     assert (tmp_path / "survey.prj").read_text().startswith('GEOGCS["WGS 84"')
+    # another export of the name but the suffix would replace them: refused, naming the CSV they are of (the
+    # message had said they were not of a CSV export)
+    code, _, err = run(
+        capsys, "export", "--catalog", db, "--format", "csv", "-o", str(tmp_path / "survey.txt")
+    )
+    assert code == 2 and "survey.csvt exists and is the sidecar of survey.csv, whose name it shares" in err
 
 
 def test_report_to_stdout(capsys, catalog_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,10 +162,20 @@ def _output_files(catalog: Catalog, output: Path | None, export_format: str) -> 
             )
         if sidecar.exists() and not output.exists():
             raise ConfigError(
-                f"cannot write {output}: {sidecar} exists and is not of a CSV export (it may be a "
-                "shapefile's); give the export another name, or remove that file"
+                f"cannot write {output}: {sidecar} exists and {_whose(sidecar, sidecars)}; give the export "
+                "another name, or remove that file"
             )
     return (output, *sidecars)
+
+
+def _whose(sidecar: Path, sidecars: list[Path]) -> str:
+    """Whose ``sidecar``, there already, is: the files beside it of its name but the suffix (``x.csv``'s, when
+    ``x.oid`` is written after it), or none of a CSV export (a shapefile's ``.prj``)."""
+    owners = [path.name for path in sorted(sidecar.parent.glob(f"{glob.escape(sidecar.stem)}.*"))]
+    owners = [name for name in owners if name not in {path.name for path in sidecars}]
+    if owners:
+        return f"is the sidecar of {' or '.join(owners)}, whose name it shares but the suffix"
+    return "is not of a CSV export (it may be a shapefile's)"
 
 
 def _file_format(export_format: str) -> str:
