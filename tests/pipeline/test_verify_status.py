@@ -22,7 +22,11 @@ def test_verify_reports_missing_changed_and_outdated_outputs_and_repair_reruns_t
 ):
     ids = add_panoramas(project.catalog, project.root, 3)
     run(project.catalog, settings=project.settings, executor=executor)
-    assert verify(project.catalog, settings=project.settings) == []
+    calls: list[
+        tuple[int, int]
+    ] = []  # what drives verify's progress bar: done of a total known from the start
+    assert verify(project.catalog, settings=project.settings, progress=lambda *call: calls.append(call)) == []
+    assert len(calls) > 3 and calls == [(n, len(calls)) for n in range(1, len(calls) + 1)]
 
     thumbnail = next(project.out.glob(f"derive/image/{ids[0]}/thumbnail-*.jpg"))
     thumbnail.unlink()
@@ -149,7 +153,11 @@ def test_status_and_report_count_the_failures_they_do_not_list(
     assert [f.subject for f in current.failures] == ["shot:R001-000000", "shot:R001-000001"]
     assert current.failures_total == 3 and current.to_dict()["failures_truncated"] is True
     (group,) = current.failure_groups
-    assert (group.step, group.status, group.count) == ("stitch", "failed", 3) and "camera(s) [5]" in group.message
+    assert (group.step, group.status, group.count) == (
+        "stitch",
+        "failed",
+        3,
+    ) and "camera(s) [5]" in group.message
     assert group.subjects == ("shot:R001-000000", "shot:R001-000001", "shot:R001-000002")
     assert status(project.catalog).to_dict()["failures_truncated"] is False
 

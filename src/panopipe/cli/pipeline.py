@@ -354,7 +354,8 @@ def verify(
     from panopipe import pipeline
 
     warn_if_nothing_selected(catalog, selection)
-    found = pipeline.verify(catalog, selection, settings, repair=repair)
+    with render.progress_bar("verifying") as bar:
+        found = pipeline.verify(catalog, selection, settings, repair=repair, progress=bar)
     rows = [drift.to_dict() for drift in found]
     render.print_rows(rows, ("step", "subject", "name", "problem", "details", "uri"), as_json=as_json)
     drifts = [drift for drift in found if drift.is_drift]

@@ -91,11 +91,12 @@ def verify(
     settings: Settings | None = None,
     *,
     repair: bool = False,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[Drift]:
     """Every drifted output of the selected subjects, then the outputs of selected images an edit excluded
     or whose files were removed (problem ``excluded`` or ``deleted``, left in place); with ``repair``, the drifted jobs are marked stale. The outputs of
-    steps turned off (``enabled = false``) are not checked: nothing remakes, copies or publishes them."""
+    steps turned off (``enabled = false``) are not checked: nothing remakes, copies or publishes them.
+    ``progress(done, total)`` follows the outputs checked."""
     metadata_step = load_pipeline(catalog, settings, ["apply-metadata"]).steps[0]
     placement = Placement.of(metadata_step.context)
     running = {step.name for step in load_pipeline(catalog, settings).steps}
@@ -103,8 +104,11 @@ def verify(
     stale: dict[tuple[str, str], tuple[StoredOutput, str]] = {}  # one reason per job: its last drift
     checked = 0
     with catalog.transaction() as conn, selected_subjects(conn, selection or Selection()) as selected:
-        for kind in KINDS:
-            by_key = stored_outputs(conn, kind, selected)
+        found = {kind: stored_outputs(conn, kind, selected) for kind in KINDS}
+        total = sum(
+            o.step in running for by_key in found.values() for outputs in by_key.values() for o in outputs
+        )
+        for kind, by_key in found.items():
             keys = list(by_key)
             for start in range(0, len(keys), CHUNK):
                 for subject in load_subjects(conn, kind, keys[start : start + CHUNK]):
@@ -121,7 +125,7 @@ def verify(
                                 stale[(drift.step, drift.subject)] = (output, _reason(drift))
                         checked += 1
                         if progress is not None:
-                            progress(checked)
+                            progress(checked, total)
         if repair:
             mark_stale(conn, stale.values())
             # A rerun writes the same content-addressed key, where it keeps an object it finds: one whose bytes
