@@ -360,6 +360,38 @@ def test_db_migrate_to_postgresql_then_every_command_works(
     assert len(json.loads(history)) == 12
 
 
+def test_a_target_whose_migration_is_unfinished_is_refused_until_db_migrate_finishes_it(
+    capsys, tmp_path: Path, survey: Path, postgres_url: str
+):
+    """A move stopped halfway: its target had been usable by every command (work on part of the catalog), and
+    one edit there made the resume impossible ('already holds rows that are not a copy of the source')."""
+    from panopipe.catalog.transfer import migrate_catalog
+
+    db = str(tmp_path / "c.db")
+    ingest_survey(capsys, db, survey)
+
+    def stop(update: object) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        migrate_catalog(db, postgres_url, batch_size=4, progress=stop)
+    for command in (
+        ["ls"],
+        ["edit", "--reel", "R001", "--set", "alt=1", "--reason", "x"],
+        ["db", "current"],
+        ["db", "upgrade"],
+    ):
+        code, _, err = run(capsys, *command, "--catalog", postgres_url)
+        assert (code, err.count("\n")) == (3, 1), command
+        assert f"is being migrated from {db}: run `panopipe db migrate` again to finish" in err
+
+    code, out, err = run(capsys, "db", "migrate", "--catalog", db, "--to", postgres_url, "--json")
+    assert code == 0 and json.loads(out)["resumed"] and json.loads(out)["verified"], err
+    _, source, _ = run(capsys, "ls", "--catalog", db, "--json")
+    code, target, _ = run(capsys, "ls", "--catalog", postgres_url, "--json")
+    assert code == 0 and json.loads(target) == json.loads(source)
+
+
 def test_show_a_shot_gives_its_panorama_and_frames(capsys, tmp_path: Path, survey: Path):
     db = str(tmp_path / "c.db")
     ingest_survey(capsys, db, survey)

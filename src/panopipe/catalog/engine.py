@@ -212,13 +212,15 @@ def head_revision() -> str:
     return _SCHEMA_HEAD
 
 
-def current_revision(engine: sa.Engine, *, missing_ok: bool = True) -> str | None:
+def current_revision(engine: sa.Engine, *, missing_ok: bool = True, migrating_ok: bool = False) -> str | None:
     """The catalog's schema revision, ``None`` for an empty database or a missing SQLite file (not created):
     read from Alembic's version table with one query, without loading Alembic. Without ``missing_ok``, a
     catalog that does not exist (a missing SQLite file, a folder, a database or schema without panopipe's
     schema version) is a :class:`~panopipe.errors.CatalogError` saying how to create one, or, where the
     database holds other tables, a :class:`~panopipe.errors.SchemaOutdatedError` saying so; nothing is
-    created."""
+    created. A catalog that ``panopipe db migrate`` has not finished (see :func:`mark_migrating`) is a
+    :class:`~panopipe.errors.CatalogError` saying to run it again, unless ``migrating_ok`` (the move's own
+    look at its target)."""
     if _missing_file(engine.url):
         if not missing_ok:
             raise _no_catalog(engine.url)
@@ -227,7 +229,53 @@ def current_revision(engine: sa.Engine, *, missing_ok: bool = True) -> str | Non
         revision = _revision(connection)
         if revision is None and not missing_ok:
             raise _foreign_tables(engine.url) if _foreign(connection) else _no_catalog(engine.url)
+        if revision is not None and revision.endswith(_MIGRATING):
+            if not migrating_ok:
+                raise _being_migrated(connection, engine.url)
+            return revision.removesuffix(_MIGRATING)
         return revision
+
+
+_MIGRATING = " migrating"
+"""Written after the schema revision of a PostgreSQL catalog that ``panopipe db migrate`` is filling, until the
+copy is whole (and verified): a command that used it would work on part of the catalog, and one write there
+would make the move's resume impossible. The version table's comment names the source."""
+
+
+def mark_migrating(engine: sa.Engine, source: str) -> None:
+    """Mark the PostgreSQL catalog at its schema's head as being filled by a move from ``source`` (a location
+    as the user names it): every command but the move refuses it until :func:`finish_migration`."""
+    with connect(engine) as connection, connection.begin():
+        connection.execute(
+            sa.text(f"UPDATE {_VERSION_TABLE} SET version_num = :marked"),
+            {"marked": head_revision() + _MIGRATING},
+        )
+        connection.execute(sa.schema.SetTableComment(_version_table(comment=source)))
+
+
+def finish_migration(engine: sa.Engine) -> None:
+    """Make the catalog that a move filled (see :func:`mark_migrating`) a catalog like any other."""
+    with connect(engine) as connection, connection.begin():
+        connection.execute(
+            sa.text(f"UPDATE {_VERSION_TABLE} SET version_num = :head WHERE version_num = :marked"),
+            {"head": head_revision(), "marked": head_revision() + _MIGRATING},
+        )
+        connection.execute(sa.schema.DropTableComment(_version_table()))
+
+
+def _version_table(comment: str | None = None) -> sa.Table:
+    """Alembic's version table, for SQLAlchemy's statements on its comment (which quote any text)."""
+    return sa.Table(_VERSION_TABLE, sa.MetaData(), comment=comment)
+
+
+def _being_migrated(connection: sa.Connection, url: URL) -> CatalogError:
+    source = connection.execute(
+        sa.text("SELECT obj_description(to_regclass(:table), 'pg_class')"), {"table": _VERSION_TABLE}
+    ).scalar()
+    return CatalogError(
+        f"catalog {mask_url(url)} is being migrated from {source or 'another catalog'}: "
+        "run `panopipe db migrate` again to finish"
+    )
 
 
 def _revision(connection: sa.Connection) -> str | None:
@@ -378,7 +426,9 @@ __all__ = [
     "connect",
     "create_catalog_engine",
     "current_revision",
+    "finish_migration",
     "head_revision",
+    "mark_migrating",
     "mask_url",
     "shared_engine",
     "upgrade",

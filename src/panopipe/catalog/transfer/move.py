@@ -14,7 +14,10 @@ they are rebuilt.
 Resume design: the rows already on the target are always a key-ordered prefix of the source, so the resume
 point of a table is ``max(key)`` on the target: no bookkeeping table is needed (the target stays exactly the
 schema the migrations create). Before resuming, the prefix is checked (same row count up to that key, same
-content in its last batch) so that rows of another catalog are refused instead of being extended.
+content in its last batch) so that rows of another catalog are refused instead of being extended. While rows
+are missing, and until the copy is verified, the target's schema version is marked (see
+:func:`~panopipe.catalog.engine.mark_migrating`): every other command refuses it, so nothing works on part of
+the catalog or writes rows that would make the resume impossible.
 
 Checksum design: both sides are cut into the same key ranges (one per ``batch_size`` source rows) and digested
 with SHA-256, range by range: the rows' canonical form (what PostgreSQL's binary ``COPY ... TO`` prints of
@@ -42,12 +45,15 @@ import sqlalchemy as sa
 from psycopg import sql
 
 from panopipe.catalog.engine import (
+    catalog_location,
     catalog_url,
     check_schema,
     connect,
     create_catalog_engine,
     current_revision,
+    finish_migration,
     head_revision,
+    mark_migrating,
     mask_url,
     upgrade,
     user_tables,
@@ -215,7 +221,8 @@ def migrate_catalog(
     where it stopped. A target holding other tables, another schema revision or rows the source cannot
     account for is refused. With ``dry_run`` nothing is written: the report says what would move.
     ``reader`` chooses how SQLite is read (the compiled reader by default, when it is installed); the report
-    says which one ran. A ``cloudformation://`` location is looked up with ``settings``' region and profile.
+    says which one ran. Until every row is copied and verified (copied, without ``verify``), other commands
+    refuse the target, saying to run the move again. A ``cloudformation://`` location is looked up with ``settings``' region and profile.
     """
     if batch_size < 1:
         raise ConfigError(f"invalid batch size {batch_size}: expected at least 1")
@@ -241,7 +248,11 @@ def migrate_catalog(
             totals = {name: table_source.count() for name, table_source in sources.items()}
             copied, checks = dict.fromkeys(totals, 0), list[TableCheck]()
             if not dry_run:
+                if any(resume[name][0] < total for name, total in totals.items()):
+                    mark_migrating(target_engine, catalog_location(source_engine.url))
                 copied, checks = _move(sources, target_engine, resume, totals, batch_size, verify, progress)
+                if all(check.ok for check in checks):
+                    finish_migration(target_engine)
         return TransferReport(
             source=mask_url(source_engine.url),
             target=mask_url(target_engine.url),
@@ -334,7 +345,7 @@ def _check_target(engine: sa.Engine) -> bool:
         )
     if not names:
         return True
-    revision = current_revision(engine)
+    revision = current_revision(engine, migrating_ok=True)
     if revision != head_revision():
         raise CatalogError(
             f"{target} holds a panopipe catalog at schema {revision or 'none'}, not {head_revision()}: "
