@@ -147,6 +147,64 @@ def test_ctrl_c_in_an_inline_run_cancels_the_jobs_it_had_not_recorded(project: P
     }
 
 
+WORKER_KILLER = """
+import hashlib, os, shutil, signal, sys, time
+frame, output, marks = sys.argv[1:]
+shot = hashlib.sha256(open(frame, "rb").read()).hexdigest()
+
+def claim(name):  # the first shot to ask has it, for good
+    try:
+        mark = os.open(os.path.join(marks, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.write(mark, shot.encode())
+    os.close(mark)
+    return True
+
+def die():
+    os.kill(os.getppid(), signal.SIGKILL)  # the worker process, as the out-of-memory killer would
+
+if claim("always") or open(os.path.join(marks, "always")).read() == shot:
+    time.sleep(0.3)  # while another shot runs
+    die()
+if claim("once"):
+    die()
+shutil.copy(frame, output)
+"""
+
+
+def test_a_killed_worker_fails_only_its_job_once_it_has_no_attempts_left(project: Project, tmp_path: Path):
+    """The first shot to start kills its worker process each time, the second at once the first time: the
+    pool breaks, and the jobs not finished run again on a new one, charged an attempt only if their outcome
+    died with the process (not if never started, or stopped when the pool broke)."""
+    add_rig_shots(project.catalog, project.root, 6)
+    (tmp_path / "killer.py").write_text(WORKER_KILLER)
+    command = f"{sys.executable} {tmp_path / 'killer.py'} {{input0}} {{output}} {tmp_path}"
+    settings = project.with_steps(stitch={"stitcher": "external", "params": {"command": command}})
+
+    report = run(project.catalog, settings=settings, steps=["stitch"], workers=2)
+
+    assert report.counts == {"stitch": {"succeeded": 5, "failed": 1}}
+    with project.catalog.engine.connect() as conn:
+        ended = conn.execute(sa.select(jobs.c.status, jobs.c.attempts, jobs.c.error, jobs.c.log)).all()
+    assert sorted((job.status, job.attempts) for job in ended) == [
+        ("failed", 3),  # retries = 2
+        ("succeeded", 1),
+        ("succeeded", 1),
+        ("succeeded", 1),
+        ("succeeded", 1),
+        ("succeeded", 2),
+    ]
+    died = "worker died (killed by SIGKILL: out of memory?), retrying"
+    for job in ended:
+        if job.status == "failed":
+            assert job.error == "worker died: killed by SIGKILL: out of memory?"
+            assert job.log.splitlines() == [f"attempt {n}: {died}" for n in (1, 2, 3)]
+        elif job.attempts == 2:
+            assert job.log.startswith(f"attempt 1: {died}\n")
+    assert not list(project.out.rglob("*tmp*"))
+
+
 def test_the_local_executor_wakes_its_poller_when_a_job_ends(tmp_path):
     executor = LocalExecutor(1, retries=0)
     executor.poll_interval_s = 60.0  # a sleeping poll would wait this long

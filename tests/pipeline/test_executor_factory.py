@@ -25,7 +25,7 @@ def test_each_name_builds_its_executor_with_the_retry_settings() -> None:
     inline = build_executor("inline", retries=4, backoff_s=0.25)
 
     assert isinstance(local, LocalExecutor) and local.workers == 3
-    assert local._run.keywords == {"retries": 4, "backoff_s": 0.25}
+    assert (local.retries, local.backoff_s) == (4, 0.25)
     assert isinstance(inline, InlineExecutor) and (inline.retries, inline.backoff_s) == (4, 0.25)
     assert build_executor("none") is None
     assert isinstance(build_executor(None), LocalExecutor), "unset: the pipeline run's pool"

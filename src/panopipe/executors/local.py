@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import multiprocessing
 import os
 import signal
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
 from functools import partial
+from typing import Any
 
 from panopipe.catalog.types import utcnow
 from panopipe.errors import ConfigError, Terminated
@@ -31,9 +35,39 @@ STOP_GRACE_S = 5.0
 PARENT_POLL_S = 0.5
 """How often a worker process looks whether the process that started it is still there."""
 _job_running = threading.Event()
+_row: tuple[Any, int] | None = None  # this worker process's row of its pool's _Started
 
 
-def start_worker_process() -> None:
+class _Started:
+    """Which job each process of one pool started last, for the pool's parent to read once a process died:
+    a row per process, its pid and 1 + the number of the job it started last, negated once it ended (0: none
+    yet). A process claims a row when it starts; it writes its job's number without a lock (one aligned
+    8-byte store), so that a process killed at any moment never leaves a lock held."""
+
+    def __init__(self, workers: int) -> None:
+        self.rows = multiprocessing.Array("q", 2 * workers)
+
+    def claim(self) -> None:
+        global _row
+        with self.rows.get_lock():
+            rows: Any = self.rows.get_obj()
+            index = next((i for i in range(0, len(rows), 2) if rows[i] == 0), None)
+            if index is not None:
+                rows[index] = os.getpid()
+                _row = (rows, index)
+
+    def last_jobs(self) -> dict[int, int]:
+        """The number of the job each process started last, by pid."""
+        rows: Any = self.rows.get_obj()
+        return {rows[i]: abs(rows[i + 1]) - 1 for i in range(0, len(rows), 2) if rows[i] and rows[i + 1]}
+
+    def running(self, pids: Collection[int | None]) -> bool:
+        """Whether one of the processes ``pids`` runs a job."""
+        rows: Any = self.rows.get_obj()
+        return any(rows[i] in pids and rows[i + 1] > 0 for i in range(0, len(rows), 2))
+
+
+def start_worker_process(started: _Started | None = None) -> None:
     """Prepare the process that runs jobs: what each of the pool's processes does first.
 
     Ctrl-C and SIGTERM reach the whole process group (a terminal, ``timeout``, systemd): they are ignored,
@@ -49,11 +83,15 @@ def start_worker_process() -> None:
     again each time, about 1,300 page faults and 3.5 ms of a 25 ms thumbnail (``bench/README.md``, issue
     15). Larger arrays (a stitched panorama) are still mapped and returned. Without glibc's ``mallopt``
     (macOS) memory is left as it is; musl's ``mallopt`` does nothing.
+
+    ``started`` (the local executor's) is told which job the process starts, each time.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(STOP_SIGNAL, _stop_job)
     threading.Thread(target=_exit_without, args=(os.getppid(),), name="parent-watch", daemon=True).start()
+    if started is not None:
+        started.claim()
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
@@ -77,17 +115,28 @@ def _exit_without(parent: int) -> None:
     os._exit(1)
 
 
-def _execute_encoded(job: str, *, retries: int, backoff_s: float) -> str:
-    """The worker side: run the encoded job, answer the encoded outcome."""
+def _execute_encoded(job: str, number: int, *, retries: int, backoff_s: float) -> str:
+    """The worker side: run the encoded job (``number`` in its pool's :class:`_Started`), answer the encoded
+    outcome."""
+    rows, index = _row or ([0, 0], 0)  # no row: a process started without one (not by LocalExecutor)
+    rows[index + 1] = number + 1
     _job_running.set()
     try:
         return encode_outcome(execute_job(decode_job(job), retries=retries, backoff_s=backoff_s))
     finally:
         _job_running.clear()
+        rows[index + 1] = -number - 1
 
 
 class LocalExecutor(Executor):
-    """Run jobs in ``workers`` processes (default: one per core), retrying transient errors in the worker."""
+    """Run jobs in ``workers`` processes (default: one per core), retrying transient errors in the worker.
+
+    A worker process that dies (killed, out of memory) breaks the pool: a new one runs the jobs that had not
+    finished. The job whose outcome died with the process is charged an attempt (of ``retries + 1``; it fails
+    "worker died" once it has none left); the others, never started or stopped by the breakage, are not.
+    A pool that broke with no job's outcome lost (a process that could not start) is not started again: its
+    jobs that had not finished fail "worker died".
+    """
 
     name = "local"
 
@@ -95,27 +144,52 @@ class LocalExecutor(Executor):
         if workers is not None and workers < 1:
             raise ConfigError(f"workers must be at least 1, got {workers}")
         self.workers = workers or os.cpu_count() or 1
-        self._run = partial(_execute_encoded, retries=retries, backoff_s=backoff_s)
+        self.retries, self.backoff_s = retries, backoff_s
         self._pool: ProcessPoolExecutor | None = None
+        self._started: _Started | None = None
         self._futures: dict[str, Future[str]] = {}
+        self._jobs: dict[str, tuple[int, str]] = {}  # by handle: its number and encoded job, to run it again
+        self._handles: list[str] = []  # by number
+        self._deaths: dict[str, list[str]] = {}  # by handle: how each worker process that ran it died
         self._ended: list[str] = []  # handles of the jobs that ended since finished() last reported them
+        self._broken: list[str] = []  # handles of the jobs whose pool broke before they ended
         self._ending = threading.Condition()
 
     def submit(self, jobs: Sequence[JobSpec]) -> list[str]:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, initializer=start_worker_process)
         for job in jobs:
-            future = self._pool.submit(self._run, encode_job(job))
-            self._futures[job.id] = future
-            future.add_done_callback(partial(self._end, job.id))
+            self._jobs[job.id] = (len(self._handles), encode_job(job))
+            self._handles.append(job.id)
+        self._start([job.id for job in jobs])
         return [job.id for job in jobs]
 
+    def _start(self, handles: Sequence[str]) -> None:
+        if not handles:
+            return
+        if self._pool is None:
+            self._started = _Started(self.workers)
+            self._pool = ProcessPoolExecutor(
+                self.workers, initializer=start_worker_process, initargs=(self._started,)
+            )
+        for handle in handles:
+            number, job = self._jobs[handle]
+            future = self._pool.submit(
+                _execute_encoded,
+                job,
+                number,
+                retries=self.retries - len(self._deaths.get(handle, ())),
+                backoff_s=self.backoff_s,
+            )
+            self._futures[handle] = future
+            future.add_done_callback(partial(self._end, handle))
+
     def _end(self, handle: str, future: Future[str]) -> None:
+        broken = not future.cancelled() and isinstance(future.exception(), BrokenProcessPool)
         with self._ending:
-            self._ended.append(handle)
+            (self._broken if broken else self._ended).append(handle)
             self._ending.notify_all()
 
     def describe(self, handles: Sequence[str]) -> list[JobState]:
+        self._mend()
         return [self._state(handle) for handle in handles]
 
     def _state(self, handle: str) -> JobState:
@@ -127,18 +201,51 @@ class LocalExecutor(Executor):
         error = future.exception()
         if isinstance(error, Terminated):  # stopped by STOP_SIGNAL
             return JobState(handle, "cancelled")
-        if error is not None:  # the worker process died (killed, out of memory): the job did not finish
+        deaths = self._deaths.get(handle, [])
+        retried = "".join(f"attempt {n}: worker died ({how}), retrying\n" for n, how in enumerate(deaths, 1))
+        if error is not None:  # its worker process died (killed, out of memory) as often as it may
             now = utcnow()
+            reason = f"worker died: {deaths[-1]}" if deaths else f"worker died: {error}"
             return JobState(
-                handle, "failed", JobOutcome("failed", (), f"worker died: {error}", "", 1, now, now)
+                handle, "failed", JobOutcome("failed", (), reason, retried, max(len(deaths), 1), now, now)
             )
         outcome = decode_outcome(future.result())
+        if deaths:
+            outcome = replace(outcome, log=retried + outcome.log, attempts=outcome.attempts + len(deaths))
         return JobState(handle, outcome.status, outcome)
+
+    def _mend(self) -> None:
+        """If the pool broke: charge an attempt to the jobs whose outcome died with a worker process, and run
+        the jobs that had not finished on a new pool (see the class)."""
+        with self._ending:
+            if not self._broken or self._pool is None or self._started is None:
+                return
+        pool, started = self._pool, self._started
+        processes = list((pool._processes or {}).values())
+        # the jobs left running are stopped (their outcomes would be lost), their temporary files removed
+        self._stop_jobs(lambda: not started.running({p.pid for p in processes if p.exitcode is None}))
+        died = {p.pid: p.exitcode for p in processes if p.exitcode not in (None, 0)}
+        # what the broken pool's manager waits for: since Python 3.12 it sends SIGTERM only, which they ignore
+        self._signal_workers(signal.SIGKILL)
+        pool.shutdown(wait=True)  # once its manager has failed every job it held
+        self._pool, last_jobs = None, started.last_jobs()
+        with self._ending:
+            broken, self._broken = self._broken, []
+        lost = {self._handles[last_jobs[pid]]: code for pid, code in died.items() if pid in last_jobs}
+        charged = [handle for handle in broken if handle in lost]
+        for handle in charged:
+            self._deaths.setdefault(handle, []).append(_how_it_died(lost[handle]))
+        again = [h for h in broken if charged and len(self._deaths.get(h, ())) <= self.retries]
+        self._start(again)
+        with self._ending:
+            self._ended += [handle for handle in broken if handle not in again]
+            self._ending.notify_all()
 
     def finished(self, handles: Collection[str]) -> list[JobState]:
         """The jobs among ``handles`` that ended since the last call, each reported once: only the jobs that
         ended are looked at (describing every unfinished handle at each end made a run of n jobs cost about
         n² / 2 looks: 22 s of the parent's CPU for 8,000 jobs)."""
+        self._mend()
         with self._ending:
             ended = [handle for handle in self._ended if handle in handles]
             if ended:
@@ -149,7 +256,9 @@ class LocalExecutor(Executor):
         """Return as soon as one of ``handles`` has ended unreported (a sleeping poll would leave the last
         job's end unseen for up to ``poll_interval_s``), at most after ``poll_interval_s``."""
         with self._ending:
-            self._ending.wait_for(lambda: any(h in handles for h in self._ended), self.poll_interval_s)
+            self._ending.wait_for(
+                lambda: self._broken or any(h in handles for h in self._ended), self.poll_interval_s
+            )
 
     def cancel(self, handles: Sequence[str]) -> None:
         for handle in handles:
@@ -166,16 +275,24 @@ class LocalExecutor(Executor):
         would record their outcomes), then the worker processes."""
         for future in self._futures.values():
             future.cancel()
+        if self._pool is not None and not self._stop_jobs(
+            lambda: all(f.done() for f in self._futures.values())
+        ):
+            self._signal_workers(signal.SIGKILL)
+        self._release()
+
+    def _stop_jobs(self, stopped: Callable[[], bool]) -> bool:
+        """Stop the jobs of the pool's processes with :data:`STOP_SIGNAL` until ``stopped()``; False if that took
+        longer than :data:`STOP_GRACE_S`."""
         deadline = time.monotonic() + STOP_GRACE_S
-        while self._pool is not None and not all(f.done() for f in self._futures.values()):
+        while not stopped():
             if time.monotonic() > deadline:
-                self._signal_workers(signal.SIGKILL)
-                break
+                return False
             # again and again: a worker may take a job queued in the pipe to it after the signal
             self._signal_workers(STOP_SIGNAL)
             with self._ending:
                 self._ending.wait(self.poll_interval_s)
-        self._release()
+        return True
 
     def _signal_workers(self, signum: int) -> None:
         if self._pool is not None:
@@ -190,7 +307,17 @@ class LocalExecutor(Executor):
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         self._futures.clear()
+        self._jobs.clear()
+        self._handles.clear()
+        self._deaths.clear()
         self._ended.clear()
+        self._broken.clear()
+
+
+def _how_it_died(exitcode: int) -> str:
+    if exitcode == -signal.SIGKILL:
+        return "killed by SIGKILL: out of memory?"
+    return f"killed by signal {-exitcode}" if exitcode < 0 else f"exit code {exitcode}"
 
 
 __all__ = ["PARENT_POLL_S", "STOP_GRACE_S", "STOP_SIGNAL", "LocalExecutor", "start_worker_process"]
