@@ -386,6 +386,27 @@ def test_destroy_deletes_the_stack_and_says_what_it_keeps(
     assert boto3.client("s3").head_bucket(Bucket=VALUES["BucketName"])  # retained
 
 
+def test_destroy_refuses_a_stack_whose_database_is_protected_and_says_how_to_unprotect_it(
+    aws: None, capsys: pytest.CaptureFixture[str]
+):
+    protected = _args({**VALUES, "DbDeletionProtection": "true", "DbMultiAZ": "true"})
+    assert main(["cloud", "deploy", "--stack", STACK, *protected, "--yes"]) == 0
+    capsys.readouterr()
+
+    assert main(["cloud", "destroy", "--stack", STACK, "--yes"]) == 2
+    said = capsys.readouterr().err
+    assert (
+        said.startswith("error: the catalog database of pano has deletion protection on")
+        and len(said.splitlines()) == 1
+    )
+    assert f"cloud deploy --stack {STACK} --param DbDeletionProtection=false" in said
+    assert STACK in _stacks()
+    database = RESOURCES["Database"]["Properties"]
+    assert database["MultiAZ"] == {"Ref": "DbMultiAZ"} and database["DeletionProtection"] == {
+        "Ref": "DbDeletionProtection"
+    }
+
+
 def test_a_declined_change_set_creates_nothing(aws: None):
     result = deploy.deploy(STACK, VALUES, confirm=lambda changes: False, poll_seconds=0)
     assert not result.executed and {c.action for c in result.changes} == {"Add"}

@@ -586,6 +586,12 @@ def destroy(
     description = _describe(client, stack)
     if description is None:
         raise StackNotFoundError(f"stack {stack} does not exist in this account and region")
+    if _current_values(description).get("DbDeletionProtection") == "true":
+        raise ConfigError(
+            f"the catalog database of {stack} has deletion protection on, so deleting the stack would fail "
+            f"after its other resources: `panopipe cloud deploy --stack {stack} --param "
+            "DbDeletionProtection=false` first"
+        )
     retained = retained_description(stack, client=client)
     if not confirm(retained):
         return DestroyResult(deleted=False, retained=retained)

@@ -61,11 +61,14 @@ def database_resources() -> dict[str, Json]:
                 "AllowMajorVersionUpgrade": True,  # a greater DbEngineVersion (a lower one is refused first)
                 "CopyTagsToSnapshot": True,
                 "EnableCloudwatchLogsExports": ["postgresql"],
-                "MultiAZ": False,
-                "DeletionProtection": False,
+                "MultiAZ": ref("DbMultiAZ"),
+                "DeletionProtection": ref("DbDeletionProtection"),
             },
             skips=[
-                ("CKV_AWS_157", "one zone keeps the idle cost down; set MultiAZ for production availability"),
+                (
+                    "CKV_AWS_157",
+                    "one zone by default keeps the idle cost down; DbMultiAZ=true for production",
+                ),
                 ("CKV_AWS_118", "enhanced monitoring costs per instance; CloudWatch basic metrics suffice"),
             ],
             DeletionPolicy="Snapshot",

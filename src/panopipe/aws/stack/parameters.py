@@ -138,6 +138,17 @@ PARAMETERS: dict[str, Json] = {
     "DbEngineVersion": _string(
         "PostgreSQL major version of the catalog database.", "16", AllowedValues=["15", "16", "17"]
     ),
+    "DbMultiAZ": _string(
+        "Whether RDS keeps a standby of the catalog database in a second zone (production availability; it"
+        " doubles the instance's cost).",
+        "false",
+        AllowedValues=["true", "false"],
+    ),
+    "DbDeletionProtection": _string(
+        "Whether RDS refuses to delete the catalog database (`cloud destroy` then asks to turn it off first).",
+        "false",
+        AllowedValues=["true", "false"],
+    ),
     "DbName": _string(
         "Name of the catalog database.",
         "panopipe",
