@@ -25,7 +25,7 @@ from panopipe.catalog import selection as selection_ops
 from panopipe.catalog import short_ids
 from panopipe.catalog.bulk import FEW_ROWS, insert_columns
 from panopipe.catalog.columns import read_columns
-from panopipe.catalog.engine import catalog_location, checked_engine, mask_url
+from panopipe.catalog.engine import catalog_location, checked_engine, database_error, mask_url
 from panopipe.catalog.object_events import AppliedChange, ObjectChange, OnRemoved, apply_changes
 from panopipe.catalog.project_config import ConfigVersion
 from panopipe.catalog.records import (
@@ -181,7 +181,7 @@ class Catalog:
     @cached_property
     def postgis(self) -> PostGIS | None:
         """The spatial conditions of a catalog with PostGIS's ``images.geom``, else ``None`` (looked up once)."""
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return detect_postgis(conn)
 
     @property
@@ -205,12 +205,14 @@ class Catalog:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
         """A connection in a transaction, committed at the end (rolled back on an error); database errors are
-        raised as :class:`~panopipe.errors.CatalogError`."""
+        raised as the :class:`~panopipe.errors.CatalogError` that says what to do
+        (:func:`~panopipe.catalog.engine.database_error`). Every statement of a catalog runs in this,
+        :meth:`autocommit` or :meth:`connect`."""
         try:
             with self.engine.begin() as conn:
                 yield conn
         except sa.exc.SQLAlchemyError as exc:
-            raise CatalogError(f"{type(exc).__name__}: {exc}") from exc
+            raise database_error(exc, self.engine.url) from exc
 
     @contextlib.contextmanager
     def autocommit(self) -> Iterator[sa.Connection]:
@@ -226,7 +228,7 @@ class Catalog:
             with self.engine.connect() as conn:
                 yield conn.execution_options(isolation_level="AUTOCOMMIT")
         except sa.exc.SQLAlchemyError as exc:
-            raise CatalogError(f"{type(exc).__name__}: {exc}") from exc
+            raise database_error(exc, self.engine.url) from exc
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[sa.Connection]:
@@ -235,7 +237,7 @@ class Catalog:
             with self.engine.connect() as conn:
                 yield conn
         except sa.exc.SQLAlchemyError as exc:
-            raise CatalogError(f"{type(exc).__name__}: {exc}") from exc
+            raise database_error(exc, self.engine.url) from exc
 
     def close(self) -> None:
         """Release the catalog's connections."""
@@ -259,7 +261,7 @@ class Catalog:
         added: list[str] = []
         updated: list[str] = []
         unchanged: list[str] = []
-        with self.engine.begin() as conn:
+        with self.transaction() as conn:
             # Into an empty catalog only this call's own rows can match: look up only records that may.
             inserted: set[str] | None = (
                 None if conn.execute(sa.select(images.c.id).limit(1)).first() else set()
@@ -386,7 +388,7 @@ class Catalog:
         query = sa.select(*_KNOWN_FILE_COLUMNS)
         if uri_prefix:
             query = query.where(c.uri.startswith(uri_prefix, autoescape=True))
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return {row.uri: KnownFile(*row) for row in conn.execute(query)}
 
     def files_with_content(self, content_hashes: Iterable[str]) -> dict[str, KnownFile]:
@@ -395,7 +397,7 @@ class Catalog:
         c = images.c
         query = sa.select(*_KNOWN_FILE_COLUMNS)
         found: dict[str, KnownFile] = {}
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             for chunk in batched(set(content_hashes), 2000):
                 rows = conn.execute(query.where(c.content_hash.in_(chunk)))
                 for row in sorted(rows, key=lambda row: (row.deleted, row.uri)):
@@ -407,13 +409,13 @@ class Catalog:
         another size holds none of them (one query)."""
         c = images.c
         query = sa.select(c.size).where(c.content_hash.is_not(None)).distinct()
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return set(conn.execute(query).scalars())
 
     def known_copies(self, uri_prefix: str) -> dict[str, KnownCopy]:
         """The files under ``uri_prefix`` known to hold the content of an image elsewhere (see
         :mod:`~panopipe.catalog.file_copies`), by URI."""
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return {
                 row.uri: KnownCopy(
                     KnownFile(row.image_id, row.uri, row.size, row.modified_at, None, row.etag, False),
@@ -432,7 +434,7 @@ class Catalog:
 
     def record_copies(self, copies: Sequence[copy_ops.FileCopy], *, forget: Iterable[str] = ()) -> None:
         """Record ``copies`` of images' files, and forget those at ``forget`` (gone, or read again)."""
-        with self.engine.begin() as conn:
+        with self.transaction() as conn:
             copy_ops.forget(conn, forget)
             copy_ops.record(conn, copies)
 
@@ -442,7 +444,7 @@ class Catalog:
         transaction (a stray frame gone, the shot it split is whole again)."""
         marked: list[str] = []
         reels: set[str | None] = set()
-        with self.engine.begin() as conn:
+        with self.transaction() as conn:
             for chunk in batched(uris, 2000):
                 rows = conn.execute(
                     images.update()
@@ -469,10 +471,10 @@ class Catalog:
         """
         for attempt in (1, 2):
             try:
-                with self.engine.begin() as conn:
+                with self.transaction() as conn:
                     return self._relocate(conn, moves)
-            except sa.exc.IntegrityError:
-                if attempt == 2:
+            except CatalogError as exc:
+                if attempt == 2 or not isinstance(exc.__cause__, sa.exc.IntegrityError):
                     raise
         raise AssertionError("unreachable")
 
@@ -506,7 +508,7 @@ class Catalog:
         config = config_path()
         if config.exists() and same_file(path, config):
             raise ConfigError(f"cannot write {path}: it is the config file in use; give another name")
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             if self._uris_in(conn, sorted({os.path.abspath(path), os.path.realpath(path)})):
                 raise ConfigError(f"cannot write {path}: it is an image of the catalog; give another name")
 
@@ -538,7 +540,7 @@ class Catalog:
         page = (offset, None if limit is None else offset + limit) if selection.near else (0, None)
         if selection.near is None:
             query = query.limit(limit).offset(offset)
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             rows = (row for row in conn.execute(query) if selection.matches(row))
             page_rows = itertools.islice(rows, *page)
             if not flag_ops.any_flags(conn):
@@ -564,7 +566,7 @@ class Catalog:
         selection = selection or Selection()
         if selection.near is not None:
             return sum(1 for _ in self.images(selection))
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             query = sa.select(sa.func.count()).select_from(images).where(*selection.where(self.postgis))
             return conn.execute(query).scalar_one()
 
@@ -762,7 +764,7 @@ class Catalog:
         times, ``per_image`` sets values per image id (e.g. positions from a CSV; see :meth:`resolve_keys`).
         A selection that holds no image is a :class:`~panopipe.errors.NotFoundError`.
         """
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return edit_ops.plan(
                 conn, selection or Selection(), assign or {}, shift_time_s, per_image or {}, self.postgis
             )
@@ -782,7 +784,7 @@ class Catalog:
         frames of their reels into shots again, in the same transaction: shots are made from those."""
         if not reason.strip():
             raise ConfigError("an edit needs a reason (--reason)")
-        with self.engine.begin() as conn:
+        with self.transaction() as conn:
             return edit_ops.apply(
                 conn,
                 changes,
@@ -827,7 +829,7 @@ class Catalog:
         """Revert the edit batch ``batch`` (full or short id); the resulting changes of effective values. With
         ``dry_run`` the changes are computed and rolled back (``undo --dry-run``). ``progress(done, total)``
         follows the images updated; ``shot_tolerance_s`` regroups shots as :meth:`apply_edit` does."""
-        with self.engine.connect() as conn, conn.begin() as transaction:
+        with self.connect() as conn, conn.begin() as transaction:
             batch = short_ids.resolve(conn, edits.c.batch, batch, "edit batch")
             changes = edit_ops.undo(
                 conn, batch, author=author, progress=progress, shot_tolerance_s=shot_tolerance_s
@@ -839,7 +841,7 @@ class Catalog:
     def resolve_keys(self, rows: Iterable[dict[str, str]]) -> dict[str, dict[str, Any]]:
         """Map rows keyed by ``id``, ``uri``, or ``reel`` + ``frame`` (every camera of the frame, or the one of
         ``camera_index``) to image ids and their typed values."""
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return edit_ops.resolve_keys(conn, rows)
 
     # Project configuration

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
-from panopipe.catalog.rds import create_postgres_engine
+from panopipe.catalog.rds import connection_lost, create_postgres_engine
 from panopipe.catalog.stack_url import SCHEME as STACK_SCHEME
 from panopipe.catalog.stack_url import resolve_stack_url
 from panopipe.errors import CatalogError, CatalogUnreachableError, ConfigError, SchemaOutdatedError
@@ -298,32 +298,76 @@ def _foreign_tables(url: URL) -> SchemaOutdatedError:
     )
 
 
-_NOT_SQLITE = "file is not a database"
-"""SQLite's reason when the file's header is not a SQLite database's (a JPEG, a TOML file... given as catalog)."""
-
-
 def connect(engine: sa.Engine) -> sa.Connection:
     """A connection, or :class:`CatalogUnreachableError` naming the URL (password masked) and the reason; a
-    SQLite file that is not a SQLite database (or a damaged one) is a :class:`CatalogError` naming the file."""
+    SQLite file that cannot be opened is the :class:`CatalogError` of :func:`database_error` (not a server's
+    advice)."""
     try:
         return engine.connect()
     except sa.exc.OperationalError as exc:
+        if engine.url.get_backend_name() == "sqlite":
+            raise database_error(exc, engine.url) from exc
         raise CatalogUnreachableError(
             f"cannot connect to catalog {mask_url(engine.url)}: {_reason(exc)}. "
             "Check the URL, that the server is running and that it accepts connections from this machine."
         ) from None
     except sa.exc.DatabaseError as exc:  # SQLite's DatabaseError: the file is no database, or a damaged one
-        reason = _reason(exc)
-        if reason == _NOT_SQLITE:
-            raise CatalogError(
-                f"{catalog_location(engine.url)} is not a panopipe catalog (not a SQLite database)"
-            ) from None
-        raise CatalogError(f"cannot read catalog {catalog_location(engine.url)}: {reason}") from None
+        raise database_error(exc, engine.url) from exc
+
+
+_SQLITE_PROBLEMS = {
+    5: "locked",
+    6: "locked",
+    8: "read-only",
+    10: "disk",
+    11: "damaged",
+    13: "full",
+    14: "cannot open",
+    26: "no database",
+}
+"""What SQLite's primary result codes (the low byte of an extended one) say: SQLITE_BUSY and SQLITE_LOCKED
+(another connection held the lock the whole busy timeout), SQLITE_READONLY, SQLITE_IOERR, SQLITE_CORRUPT,
+SQLITE_FULL, SQLITE_CANTOPEN (the file, or its ``-wal`` or ``-shm`` beside it), SQLITE_NOTADB."""
+_POSTGRES_PROBLEMS = {"53100": "full", "25006": "standby"}
+"""What PostgreSQL's SQLSTATEs say: disk_full, read_only_sql_transaction (a standby, a read replica)."""
+_SAY = {
+    "locked": "catalog {where} is locked by another process (waited {waited} s): retry when it ends",
+    "read-only": "catalog {where} is read-only: make the file and its folder writable",
+    "standby": "catalog {where} is read-only ({reason}): give the URL of the primary, writable server",
+    "full": "no space left for the catalog {where}: free some space on its disk and rerun",
+    "disk": "cannot read or write catalog {where} ({reason}): check that its disk is writable and not full",
+    "damaged": "cannot read catalog {where}: {reason}",
+    "cannot open": "cannot open catalog {where} ({reason}): check that the file and its folder are writable",
+    "no database": "{where} is not a panopipe catalog (not a SQLite database)",
+    "lost": "the connection to the catalog {where} was lost ({reason}): rerun; what was finished is kept",
+    "": "catalog {where}: {reason}",
+}
+"""The line said for each problem (:func:`database_error`)."""
+
+
+def database_error(exc: sa.exc.SQLAlchemyError, url: URL) -> CatalogError:
+    """The one-line :class:`CatalogError` (to raise from ``exc``) for the database error ``exc`` of the catalog at
+    ``url``: what to do when it is locked by another process, read-only, out of space, on a failing disk,
+    damaged or its connection was lost (a :class:`CatalogUnreachableError`), else the driver's first line;
+    never SQL text."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlite_errorcode", None)
+    if connection_lost(exc):
+        problem = "lost"
+    elif code is not None:
+        problem = _SQLITE_PROBLEMS.get(code & 0xFF, "")
+    else:
+        problem = _POSTGRES_PROBLEMS.get(getattr(orig, "sqlstate", None) or "", "")
+    reason = _reason(exc) if isinstance(exc, sa.exc.DBAPIError) else str(exc).strip().splitlines()[0]
+    message = _SAY[problem].format(
+        where=catalog_location(url), reason=reason, waited=_BUSY_TIMEOUT_MS // 1000
+    )
+    return CatalogUnreachableError(message) if problem == "lost" else CatalogError(message)
 
 
 def _reason(exc: sa.exc.DBAPIError) -> str:
     """The first line of the driver's message in ``exc``."""
-    return str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    return str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
 
 
 def user_tables(conn: sa.Connection) -> set[str]:
@@ -426,6 +470,7 @@ __all__ = [
     "connect",
     "create_catalog_engine",
     "current_revision",
+    "database_error",
     "finish_migration",
     "head_revision",
     "mark_migrating",

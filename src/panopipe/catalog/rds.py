@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from panopipe.config import ENV_LAMBDA_FUNCTION_NAME
-from panopipe.errors import CatalogUnreachableError, ConfigError
+from panopipe.errors import CatalogError, CatalogUnreachableError, ConfigError
 
 PANOPIPE_PARAMETERS = ("secret_arn", "iam", "region", "statement_timeout")
 TOKEN_LIFETIME_S = 600.0
@@ -269,16 +269,34 @@ def reserved_word(name: str) -> bool:
     return name.lower() in RESERVED_WORDS
 
 
-def retry_read(read: Callable[[], T], *, attempts: int = 2) -> T:
-    """``read()``, run again when the connection dropped under it (a failover, a proxy or idle cut-off).
+_LOST_SQLSTATES = ("08", "57P01", "57P02", "57P03", "57P05")
+"""PostgreSQL's SQLSTATEs of a lost connection: connection exceptions (class 08), the server shutting down or
+restarting (admin_shutdown, a crash, cannot_connect_now: a failover), idle_session_timeout."""
 
-    Only for idempotent work: a write that failed mid-way may or may not have been applied.
+
+def connection_lost(error: BaseException) -> bool:
+    """Whether ``error`` (a database error, or the :class:`CatalogError` raised from one) says that the
+    connection to the database was lost (a failover, a server restart, a proxy's or idle cut-off,
+    ``pg_terminate_backend``): a new connection may well succeed."""
+    if isinstance(error, CatalogError):
+        error = error.__cause__  # type: ignore[assignment]
+    if not isinstance(error, sa.exc.DBAPIError):
+        return False
+    sqlstate = getattr(error.orig, "sqlstate", None) or ""
+    return error.connection_invalidated or sqlstate.startswith(_LOST_SQLSTATES)
+
+
+def retry_read(read: Callable[[], T], *, attempts: int = 2) -> T:
+    """``read()``, run again when the connection was lost under it (:func:`connection_lost`: a failover, a
+    proxy or idle cut-off), on a new connection.
+
+    Only for idempotent work: a write whose COMMIT the connection was lost in may or may not have been applied.
     """
     for _ in range(attempts - 1):
         try:
             return read()
-        except sa.exc.DBAPIError as exc:
-            if not (isinstance(exc, sa.exc.OperationalError) or exc.connection_invalidated):
+        except (sa.exc.DBAPIError, CatalogError) as exc:
+            if not connection_lost(exc):
                 raise
     return read()
 
@@ -292,6 +310,7 @@ __all__ = [
     "Clock",
     "ConnectionSettings",
     "Credentials",
+    "connection_lost",
     "create_postgres_engine",
     "in_lambda",
     "reserved_word",

@@ -17,6 +17,7 @@ instead of both doing all of it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import signal
 import threading
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from panopipe.catalog import Catalog, Selection
+from panopipe.catalog.rds import retry_read
 from panopipe.catalog.subjects import (
     KINDS,
     Subject,
@@ -575,8 +577,19 @@ def _execute(
             states = executor.finished(pending)
             for state in states:
                 spec, item = spec_of[state.handle]
-                superseded = record_finished(
-                    catalog, spec.id, step, item.subject, item.fingerprint, state, planned_at=item.planned_at
+                # A connection lost meanwhile (a failover, an idle cut-off) is not worth the run: the write
+                # is tried again once on a new one, as writing the same outcome again does no harm.
+                superseded = retry_read(
+                    functools.partial(
+                        record_finished,
+                        catalog,
+                        spec.id,
+                        step,
+                        item.subject,
+                        item.fingerprint,
+                        state,
+                        planned_at=item.planned_at,
+                    )
                 )
                 discard_outputs(superseded)
                 counts[state.status] = counts.get(state.status, 0) + 1
