@@ -71,6 +71,12 @@ class BucketNotFoundError(StorageError):
     """The bucket does not exist (in this account and region): everything under it is missing."""
 
 
+class EndpointUnreachableError(StorageError):
+    """The storage's endpoint refuses connections, cannot be resolved or does not answer, after botocore's own
+    retries: every call to it would fail alike until it is back, so a job is not tried again and ``sync``
+    stops, where each call had waited through the retries again."""
+
+
 class ObjectExistsError(StorageError):
     """A create-only write found an object already at the key (S3 ``If-None-Match: *``, a folder's link)."""
 
@@ -129,6 +135,7 @@ __all__ = [
     "CatalogError",
     "CatalogUnreachableError",
     "ConfigError",
+    "EndpointUnreachableError",
     "EventError",
     "Interrupted",
     "ManifestError",

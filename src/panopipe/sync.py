@@ -13,7 +13,7 @@ from pathlib import Path
 
 from panopipe.catalog import Catalog, FileLocation
 from panopipe.config import Settings, project_settings
-from panopipe.errors import ConfigError, ObjectNotFoundError, StorageError
+from panopipe.errors import ConfigError, EndpointUnreachableError, ObjectNotFoundError, StorageError
 from panopipe.ingest import JPEG_SUFFIXES, PathFields, path_fields, path_pattern
 from panopipe.storage import local_path
 from panopipe.storage.base import HASH_CHUNK, ObjectInfo, Storage
@@ -102,8 +102,9 @@ def sync_folder(
     Files already stored with the same size and SHA-256 are skipped, so an interrupted sync continues where it
     stopped (S3 also resumes a large file's unfinished multipart upload). Hidden files (names starting with
     ``.``) are ignored. ``progress`` is called from worker threads, one call at a time. A file that cannot be
-    read or stored is reported in :attr:`SyncReport.failed` and does not stop the others; any other exception
-    (including one raised by ``progress``) stops the sync and propagates.
+    read or stored is reported in :attr:`SyncReport.failed` and does not stop the others; an endpoint that
+    cannot be reached (:class:`~panopipe.errors.EndpointUnreachableError`) and any other exception (including
+    one raised by ``progress``) stop the sync and propagate.
     """
     folder = _capture_folder(local_folder, destination)
     report, _ = _sync(folder, _capture_files(folder), destination, dry_run, workers, progress)
@@ -202,6 +203,8 @@ def _sync(
                 file = futures[future]
                 try:
                     was_uploaded, info = future.result()
+                except EndpointUnreachableError:
+                    raise  # every other file would fail alike: one line, not one per file
                 except StorageError as exc:
                     failed[file.key] = str(exc)
                 except OSError as exc:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import time
 from collections.abc import Callable, Iterator
 
 import boto3
@@ -30,12 +31,13 @@ from botocore.exceptions import (
 from PIL import Image as PILImage
 from urllib3.exceptions import ProtocolError
 
-from panopipe.errors import ObjectNotFoundError, StorageError
+from panopipe.errors import EndpointUnreachableError, ObjectNotFoundError, StorageError
 from panopipe.steps.base import JobSpec
 from panopipe.steps.registry import execute_job
 from panopipe.storage import FolderStorage, aws_clients
 from panopipe.storage.base import os_storage_error
 from panopipe.storage.s3 import S3Storage
+from panopipe.sync import sync_folder
 
 from .conftest import BUCKET, PREFIX
 
@@ -118,8 +120,6 @@ TRANSIENT = [
     pytest.param(error(503, "ServiceUnavailable"), id="503 ServiceUnavailable"),
     pytest.param(error(400, "RequestTimeout"), id="400 RequestTimeout"),
     pytest.param(raises(ReadTimeoutError), id="read timeout"),
-    pytest.param(raises(ConnectTimeoutError), id="connect timeout"),
-    pytest.param(raises(EndpointConnectionError), id="connection refused"),
     pytest.param(raises(ConnectionClosedError), id="connection reset"),
 ]
 
@@ -135,6 +135,49 @@ def test_what_botocore_gave_up_on_reaches_panopipe_as_transient(faults: Faults, 
     assert raised.value.transient, str(raised.value)
     assert faults.sent == ["GetObject", "GetObject"], "botocore tried twice, then gave up"
     assert storage.get("a.jpg") == b"0123456789", "the next attempt gets through"
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(raises(EndpointConnectionError), id="connection refused"),
+        pytest.param(raises(ConnectTimeoutError), id="connect timeout"),
+    ],
+)
+def test_an_endpoint_botocore_could_not_reach_is_not_tried_again(faults: Faults, fault: Fault) -> None:
+    """botocore tried to connect its attempts, with backoff: a job that tried again would wait through them
+    again (27 s a job against a stopped server), and so would every other call."""
+    storage = storage_with_attempts(faults, 2)
+    faults.inject("GetObject", fault, 2)
+
+    with pytest.raises(
+        EndpointUnreachableError, match="check that the S3 endpoint is up and reachable"
+    ) as raised:
+        storage.get("a.jpg")
+
+    assert not raised.value.transient
+    assert faults.sent == ["GetObject", "GetObject"]
+
+
+def test_sync_stops_once_the_endpoint_cannot_be_reached(faults: Faults, tmp_path) -> None:
+    """The server stopped during a sync: one error for the sync, not one per file after botocore's retries."""
+    storage = storage_with_attempts(faults, 1)
+    for n in range(5):
+        (tmp_path / f"{n}.jpg").write_bytes(b"x" * (n + 1))
+    refused = raises(EndpointConnectionError)
+
+    def refused_late() -> AWSResponse:  # as after botocore's retries, not before the sync sees the first
+        time.sleep(0.2)
+        return refused()
+
+    faults.inject("PutObject", refused_late, 5)
+
+    with pytest.raises(EndpointUnreachableError):
+        sync_folder(tmp_path, storage, workers=1)
+
+    assert faults.sent.count("PutObject") <= 2, (
+        "the failed file's, and the next one the worker took meanwhile"
+    )
 
 
 def test_throttling_botocore_does_not_retry_is_transient_too(faults: Faults) -> None:

@@ -74,6 +74,7 @@ def s3_client(
                 settings,
                 endpoint_url=settings.s3_endpoint_url,
                 retries={"mode": "standard", "max_attempts": MAX_RETRIES},
+                connect_timeout=10,  # botocore's 60 s, each attempt: minutes before an endpoint is known down
                 max_pool_connections=max_pool_connections,
                 s3={"addressing_style": "path"} if settings.s3_endpoint_url else None,
             )

@@ -17,13 +17,20 @@ from pathlib import Path
 from typing import Any
 
 from botocore.awsrequest import AWSRequest
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+)
 from urllib3.exceptions import HTTPError
 
 from panopipe.config import Settings
 from panopipe.errors import (
     BucketNotFoundError,
     ConfigError,
+    EndpointUnreachableError,
     ObjectExistsError,
     ObjectNotFoundError,
     StorageError,
@@ -473,6 +480,10 @@ class S3Storage(Storage):
         except NoCredentialsError as exc:
             raise StorageError(
                 f"no AWS credentials to access {self._where(key)}: set AWS_PROFILE or configure credentials"
+            ) from exc
+        except (EndpointConnectionError, ConnectTimeoutError) as exc:  # refused, unresolved, timed out
+            raise EndpointUnreachableError(
+                f"cannot access {self._where(key)}: {exc}: check that the S3 endpoint is up and reachable"
             ) from exc
         except (BotoCoreError, HTTPError) as exc:
             raise StorageError(
