@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,6 +41,45 @@ def test_shot_with_a_missing_frame_fails_and_the_others_go_on(project: Project, 
     assert [(i.step, i.reason.split(":")[0]) for i in again if i.step == "stitch"] == [
         ("stitch", "failed before")
     ]
+
+
+def changed_since_ingest(path: Path) -> str:
+    return f"input {path} changed since it was catalogued: run `panopipe ingest`"
+
+
+def test_a_frame_changed_since_it_was_catalogued_fails_its_shot_and_the_others_go_on(
+    project: Project, executor
+):
+    add_rig_shots(project.catalog, project.root, 3)
+    changed = project.root / "R001" / "cam2" / "frame_000001.jpg"
+    changed.write_bytes((project.root / "R001" / "cam2" / "frame_000002.jpg").read_bytes())  # `cp` over it
+
+    report = run(project.catalog, settings=project.settings, steps=["stitch"], executor=executor)
+
+    assert report.counts == {"stitch": {"succeeded": 2, "failed": 1}}
+    assert [(f.subject, f.error) for f in report.failures] == [
+        ("shot:R001-000001", changed_since_ingest(changed))
+    ]
+    assert not rows(project, artifacts, subject="shot:R001-000001")
+
+
+def test_every_step_reading_a_catalogued_image_fails_when_it_changed(project: Project, executor):
+    _, second = add_panoramas(project.catalog, project.root, 2)
+    changed = project.root / "P001" / "pano_000001.jpg"
+    changed.write_bytes((project.root / "P001" / "pano_000000.jpg").read_bytes())
+    covered = project.with_steps(nadir={"enabled": True})  # without it, the others read the image's file
+
+    for step, settings in [
+        ("nadir", covered),
+        ("apply-metadata", project.settings),
+        ("derive", project.settings),
+    ]:
+        report = run(project.catalog, settings=settings, steps=[step], executor=executor)
+
+        assert report.counts == {step: {"succeeded": 1, "failed": 1}}
+        assert [(f.subject, f.error) for f in report.failures] == [
+            (f"image:{second}", changed_since_ingest(changed))
+        ]
 
 
 def test_a_flat_photo_without_camera_index_says_why_it_is_not_stitched(project: Project):

@@ -46,6 +46,7 @@ from panopipe.steps.base import (
     Subject,
     SubjectKind,
     Upstream,
+    job_inputs,
     put_output,
     read_input,
 )
@@ -143,7 +144,8 @@ class ApplyMetadataStep(Step):
 
     @classmethod
     def execute(cls, payload: Mapping[str, Any], log: Log) -> list[Output]:
-        data = with_metadata(read_input(payload["inputs"][0]), payload["metadata"], payload["inputs"][0])
+        uri, sha256 = job_inputs(payload)[0]
+        data = with_metadata(read_input(uri, sha256), payload["metadata"], uri)
         log(f"wrote metadata of {len(payload['metadata'])} fields into {len(data)} bytes")
         return [put_output("image", payload["outputs"]["image"], data)]
 

@@ -52,6 +52,7 @@ from panopipe.steps.base import (
     Subject,
     SubjectKind,
     Upstream,
+    job_inputs,
     jpeg_quality,
     put_output,
     read_input,
@@ -111,8 +112,8 @@ class DeriveStep(Step):
 
     @classmethod
     def execute(cls, payload: Mapping[str, Any], log: Log) -> list[Output]:
-        uri = payload["inputs"][0]
-        source = read_input(uri)
+        uri, sha256 = job_inputs(payload)[0]
+        source = read_input(uri, sha256)
         try:
             header = parse_jpeg_header(source)  # a partial panorama's area, which its copies keep
         except MetadataError as exc:

@@ -32,7 +32,16 @@ from panopipe.config import ConfigKey
 from panopipe.errors import ConfigError, MetadataError, StepError, StorageError
 from panopipe.metadata import ImageMetadata, parse_jpeg_header
 from panopipe.metadata.writer import with_segments_of
-from panopipe.steps.base import Log, Output, Step, SubjectKind, jpeg_quality, put_output, read_input
+from panopipe.steps.base import (
+    Log,
+    Output,
+    Step,
+    SubjectKind,
+    job_inputs,
+    jpeg_quality,
+    put_output,
+    read_input,
+)
 from panopipe.steps.pixels import as_displayed, decode_pixels
 from panopipe.storage import local_path, resolve_uri
 
@@ -99,8 +108,8 @@ class NadirStep(Step):
         from panopipe.steps.apply_metadata import partial_panorama  # which imports this module
         from panopipe.stitching.nadir import cap_geometry, cover_nadir, parse_fill
 
-        params, source = payload["params"], payload["inputs"][0]
-        data = read_input(source)
+        params, (source, sha256) = payload["params"], job_inputs(payload)[0]
+        data = read_input(source, sha256)
         stored = decode_pixels(data, source)
         header = _header(data)
         pixels = as_displayed(stored, header.orientation if header else None)  # its bottom is the nadir

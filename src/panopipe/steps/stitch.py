@@ -27,6 +27,7 @@ from panopipe.steps.base import (
     Subject,
     SubjectKind,
     Upstream,
+    job_inputs,
     jpeg_quality,
     put_output,
     read_input,
@@ -189,7 +190,7 @@ class StitchStep(Step):
         params = payload["params"]
         stitcher = make_stitcher(params["stitcher"], params["rig"])
         upright = stitcher is not None and stitcher.upright_frames
-        frames = [_decode(uri, upright) for uri in payload["inputs"]]
+        frames = [_decode(uri, sha256, upright) for uri, sha256 in job_inputs(payload)]
         if stitcher is None:
             raise StepError(no_rig({i: (f.shape[1], f.shape[0]) for i, f in enumerate(frames)}))
         result = stitcher.stitch(frames, params["params"])
@@ -233,11 +234,12 @@ def _missing_cameras(subject: Subject, cameras: int | None) -> list[int]:
     return sorted(set(range(cameras if cameras is not None else max(present) + 1)) - present)
 
 
-def _decode(uri: str, upright: bool) -> np.ndarray:
-    """The frame at ``uri`` as 8-bit RGB, as stored or turned as its EXIF orientation says (``upright``)."""
+def _decode(uri: str, sha256: str | None, upright: bool) -> np.ndarray:
+    """The frame at ``uri`` (of content ``sha256``) as 8-bit RGB, as stored or turned as its EXIF orientation
+    says (``upright``)."""
     import cv2
 
-    return cv2.cvtColor(decode_pixels(read_input(uri), uri, upright=upright), cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(decode_pixels(read_input(uri, sha256), uri, upright=upright), cv2.COLOR_BGR2RGB)
 
 
 __all__ = [
