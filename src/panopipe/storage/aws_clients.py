@@ -182,8 +182,8 @@ def is_transient_aws_error(error: BaseException) -> bool:
 
 
 __all__ = [
-    "DEFAULT_MAX_POOL_CONNECTIONS",
     "CREDENTIALS_HINT",
+    "DEFAULT_MAX_POOL_CONNECTIONS",
     "MAX_RETRIES",
     "THROTTLING_CODES",
     "TRANSIENT_STATUSES",
