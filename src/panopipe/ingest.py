@@ -18,6 +18,7 @@ from panopipe.catalog.values import text_limit, validate_value
 from panopipe.config import IngestRules, Settings, project_settings
 from panopipe.errors import ConfigError, MetadataError, ObjectNotFoundError, StorageError
 from panopipe.metadata import ImageMetadata, read_jpeg
+from panopipe.parent_watch import exit_with_parent
 from panopipe.storage import FolderStorage, ObjectInfo, Storage, local_path, open_storage, resolve_uri
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
@@ -306,7 +307,7 @@ def _read_all(
             for info, path in zip(readable, paths, strict=True):
                 tick(_with_info(info, _read_local(path)))
         else:
-            with ProcessPoolExecutor(workers) as processes:
+            with ProcessPoolExecutor(workers, initializer=exit_with_parent) as processes:
                 chunk = max(1, min(256, len(paths) // (workers * 4)))
                 outcomes = processes.map(_read_local, paths, chunksize=chunk)
                 for info, outcome in zip(readable, outcomes, strict=True):

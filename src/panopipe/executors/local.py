@@ -21,6 +21,7 @@ from panopipe.catalog.types import utcnow
 from panopipe.errors import ConfigError, Terminated
 from panopipe.executors.base import Executor, JobState
 from panopipe.executors.codec import decode_job, decode_outcome, encode_job, encode_outcome
+from panopipe.parent_watch import PARENT_POLL_S, exit_with_parent
 from panopipe.steps.base import JobOutcome, JobSpec
 from panopipe.steps.registry import execute_job
 
@@ -32,8 +33,6 @@ STOP_SIGNAL = signal.SIGUSR1
 jobs."""
 STOP_GRACE_S = 5.0
 """Seconds the jobs still running get to stop when the pool closes, before their processes are killed."""
-PARENT_POLL_S = 0.5
-"""How often a worker process looks whether the process that started it is still there."""
 _job_running = threading.Event()
 _row: tuple[Any, int] | None = None  # this worker process's row of its pool's _Started
 
@@ -89,7 +88,7 @@ def start_worker_process(started: _Started | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(STOP_SIGNAL, _stop_job)
-    threading.Thread(target=_exit_without, args=(os.getppid(),), name="parent-watch", daemon=True).start()
+    exit_with_parent(_stop_before_exit)
     if started is not None:
         started.claim()
     try:
@@ -105,14 +104,10 @@ def _stop_job(signum: int, frame: object) -> None:
         raise Terminated
 
 
-def _exit_without(parent: int) -> None:
-    """Wait until the process ``parent`` is gone (this process then has another parent), then stop the job
-    and exit."""
-    while os.getppid() == parent:
-        time.sleep(PARENT_POLL_S)
+def _stop_before_exit() -> None:
+    """Stop the job this process runs, and give it the time to remove its temporary files."""
     os.kill(os.getpid(), STOP_SIGNAL)
-    time.sleep(PARENT_POLL_S)  # for the job to remove its temporary files
-    os._exit(1)
+    time.sleep(PARENT_POLL_S)
 
 
 def _execute_encoded(job: str, number: int, *, retries: int, backoff_s: float) -> str:
@@ -320,4 +315,4 @@ def _how_it_died(exitcode: int) -> str:
     return f"killed by signal {-exitcode}" if exitcode < 0 else f"exit code {exitcode}"
 
 
-__all__ = ["PARENT_POLL_S", "STOP_GRACE_S", "STOP_SIGNAL", "LocalExecutor", "start_worker_process"]
+__all__ = ["STOP_GRACE_S", "STOP_SIGNAL", "LocalExecutor", "start_worker_process"]
