@@ -134,6 +134,18 @@ def test_a_capture_time_edit_and_its_undo_regroup_the_reel(catalog: Catalog):
     assert shots(catalog) == before
 
 
+def test_a_reel_or_frame_number_edit_renames_no_shot(catalog: Catalog):
+    """Regrouping after an edit of reel or frame renamed every shot of the reel, whose outputs (kept per shot)
+    were all made again for the same pixels: a 1,000-shot reel renamed restitched 1,000 panoramas."""
+    catalog.upsert_images(survey())
+    catalog.assign_shots(["R001"], TOLERANCE)
+    before = shots(catalog)
+    for reel, assign in (("R001", {"reel": "R009"}), ("R009", {"frame": 42})):
+        changes = catalog.plan_edit(Selection(reels=(reel,)), assign=assign)
+        catalog.apply_edit(changes, reason="renamed", author="test", shot_tolerance_s=TOLERANCE)
+        assert shots(catalog) == before
+
+
 @pytest.mark.parametrize("few", [0, shot_ops.FEW_UPDATES])
 def test_shots_written_in_one_statement_or_one_per_frame_are_the_same(
     catalog: Catalog, few: int, monkeypatch: pytest.MonkeyPatch

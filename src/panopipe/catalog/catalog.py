@@ -780,8 +780,8 @@ class Catalog:
     ) -> str:
         """Record ``changes`` as one edit batch and make them effective; the batch id (for ``undo``).
         ``progress(done, total)`` follows the images updated. With ``shot_tolerance_s`` (as
-        :meth:`assign_shots` takes it), a change of capture times, cameras, reels or frame numbers groups the
-        frames of their reels into shots again, in the same transaction: shots are made from those."""
+        :meth:`assign_shots` takes it), a change of capture times or cameras groups the frames of their reels
+        into shots again, in the same transaction: shots are made from those."""
         if not reason.strip():
             raise ConfigError("an edit needs a reason (--reason)")
         with self.transaction() as conn:

@@ -109,8 +109,8 @@ def apply(
     shot_tolerance_s: float | None = None,
 ) -> str:
     """Record ``changes`` as one batch and update effective values; the batch id. ``progress(done, total)``
-    follows the images updated. With ``shot_tolerance_s``, the reels whose capture times, cameras or frame
-    numbers changed are grouped into shots again.
+    follows the images updated. With ``shot_tolerance_s``, the reels whose capture times or cameras changed
+    are grouped into shots again.
 
     The old value recorded is the image's as this transaction reads it, with the rows locked (PostgreSQL's
     ``FOR UPDATE``, SQLite's write lock): an edit committed since ``changes`` were planned is what history
@@ -254,18 +254,20 @@ def _touch_regrouped_shots(conn: sa.Connection, changes: Sequence[FieldChange], 
     touch_shots(conn, shots, now)
 
 
-_GROUPING_FIELDS = frozenset({"captured_at", "camera_index", "reel", "frame"})
-"""Fields shots are grouped by (and named after): a change of one regroups the frames of its reels."""
+_GROUPING_FIELDS = frozenset({"captured_at", "camera_index"})
+"""Fields shots are grouped by: a change of one regroups the frames of its reel. A reel or frame number edited
+regroups nothing: it would rename the reel's shots, whose outputs (kept per shot) would then all be made again
+for the same pixels."""
 
 
 def _regroup_reels(conn: sa.Connection, changes: Sequence[FieldChange], tolerance_s: float | None) -> None:
-    """Group again into shots (``tolerance_s``; ``None``: leave the shots alone) the reels that ``changes`` of
-    :data:`_GROUPING_FIELDS` touched: those of the frames now, and those an edited reel took them from."""
+    """Group again into shots (``tolerance_s``; ``None``: leave the shots alone) the reels whose frames
+    ``changes`` of :data:`_GROUPING_FIELDS` touched."""
     if tolerance_s is None:
         return
-    regrouped = [c for c in changes if c.field in _GROUPING_FIELDS]
-    reels: set[str | None] = {c.old for c in regrouped if c.field == "reel"}
-    for chunk in batched(sorted({c.image_id for c in regrouped}), CHUNK):
+    regrouped = sorted({c.image_id for c in changes if c.field in _GROUPING_FIELDS})
+    reels: set[str | None] = set()
+    for chunk in batched(regrouped, CHUNK):
         query = sa.select(images.c.reel).distinct().where(images.c.id.in_(chunk))
         reels.update(conn.execute(query).scalars())
     for reel in sorted(reels, key=lambda name: (name is not None, name or "")):
