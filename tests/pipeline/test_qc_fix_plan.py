@@ -75,3 +75,6 @@ def test_outputs_of_removed_files_are_left_and_listed_by_verify(project: Project
     assert {d.problem for d in drifts} == {"deleted"} and {d.step for d in drifts} >= {"stitch", "publish"}
     assert all(Path(d.uri).exists() for d in drifts)  # left where they were
     assert verify(project.catalog, Selection(shots=("R001-000000",)), project.settings) == []
+    for drift in drifts:  # deleted, as the listing says: settled (they had been listed for ever)
+        Path(drift.uri).unlink()
+    assert verify(project.catalog, settings=project.settings) == []

@@ -33,7 +33,7 @@ WITHDRAWN = {
     "deleted": "the files it was made from were removed: delete this output, or put them back and ingest them",
 }
 """Why an output of an image (or a shot of images) that left processing is listed: it stays where it was
-published until someone decides."""
+published until someone decides; once its file is deleted, it is no longer listed."""
 OUTDATED = (
     "the catalog changed after this output was made (an edit, a changed file): `panopipe run` rewrites it"
 )
@@ -138,8 +138,14 @@ def verify(
         drifts += [
             Drift(o.step, o.subject, o.name, o.uri, why, (WITHDRAWN[why],))
             for why, o in withdrawn_outputs(conn, selection or Selection())
+            if _still_there(o.uri)  # deleted as the listing says: settled
         ]
     return drifts
+
+
+def _still_there(uri: str) -> bool:
+    storage, key = resolve_uri(uri)
+    return storage.exists(key)
 
 
 def _check(
