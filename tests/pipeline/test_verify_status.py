@@ -194,3 +194,22 @@ def test_report_links_thumbnails_under_any_folder_name(project: Project, executo
 def test_status_of_an_empty_catalog(project: Project, tmp_path: Path):
     assert status(project.catalog).jobs == {}
     assert "No image has a position" in write_html_report(project.catalog, tmp_path / "r.html").read_text()
+
+
+def test_the_jobs_of_a_shot_an_edit_regrouped_away_leave_status_after_a_full_run(project: Project, executor):
+    """A camera's clock a half second off made a shot of its frame alone, whose jobs failed; once the clock
+    was fixed the shot was gone, but status and the report counted its failures for ever."""
+    add_rig_shots(project.catalog, project.root, 2)
+    late = next(i for i in project.catalog.images() if i.frame == 1 and i.camera_index == 0)
+    changes = project.catalog.plan_edit(Selection(ids=(late.id,)), shift_time_s=0.5)
+    batch = project.catalog.apply_edit(changes, reason="clock", author="test", shot_tolerance_s=0.05)
+    assert project.catalog.get(late.id).shot == "R001-000001.2"
+    run(project.catalog, settings=project.settings, executor=executor)
+    assert any(f.subject == "shot:R001-000001.2" for f in status(project.catalog).failures)
+
+    project.catalog.undo(batch, author="test", shot_tolerance_s=0.05)
+    report = run(project.catalog, settings=project.settings, executor=executor)
+
+    assert report.ok and project.catalog.get(late.id).shot == "R001-000001"
+    found = status(project.catalog)
+    assert found.failures == () and found.jobs["stitch"] == {"succeeded": 2}

@@ -13,7 +13,7 @@ from panopipe.catalog.bulk import insert_columns, update_by_key
 from panopipe.catalog.schema import artifacts, images, jobs
 from panopipe.catalog.subjects import CHUNK, Subject
 from panopipe.catalog.types import new_id, utcnow
-from panopipe.executors.base import JobState
+from panopipe.executors.base import FINISHED, JobState
 from panopipe.iterutil import batched
 from panopipe.pipeline.store.claims import in_flight_condition
 from panopipe.steps.base import JobSpec, Step
@@ -269,15 +269,22 @@ def orphan_artifacts(conn: sa.Connection, image_ids: Sequence[str], shots: Seque
 
 
 def forget_vanished_shots(catalog: Catalog) -> list[str]:
-    """Delete the artifacts of shots that no image belongs to any more, not even a deleted or excluded one (their
-    frames form other shots now: a reel's folder renamed and ingested again, shots regrouped); the output URIs
-    they recorded, superseded by those of the shots the frames form now, for the caller to delete. A shot whose
-    frames were deleted keeps its outputs."""
+    """Delete the artifacts, and the jobs that ended, of shots that no image belongs to any more, not even a
+    deleted or excluded one (their frames form other shots now: a reel's folder renamed and ingested again,
+    shots regrouped by an edit of capture times); the output URIs they recorded, superseded by those of the
+    shots the frames form now, for the caller to delete. ``status`` and the report had counted those jobs, and
+    their failures, for ever. A shot whose frames were deleted keeps its outputs."""
     c = artifacts.c
     vanished = sa.and_(c.subject.startswith("shot:"), ~sa.exists().where(images.c.shot == c.shot))
+    ended = sa.and_(
+        jobs.c.subject.startswith("shot:"),
+        jobs.c.status.in_([*FINISHED, "stale"]),
+        ~sa.exists().where(images.c.shot == sa.func.substr(jobs.c.subject, len("shot:") + 1)),
+    )
     with catalog.transaction() as conn:
         uris = list(conn.execute(sa.select(c.output_uri).where(vanished)).scalars())
         conn.execute(artifacts.delete().where(vanished))
+        conn.execute(jobs.delete().where(ended))
     return uris
 
 
