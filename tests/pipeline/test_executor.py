@@ -205,6 +205,45 @@ def test_a_killed_worker_fails_only_its_job_once_it_has_no_attempts_left(project
     assert not list(project.out.rglob("*tmp*"))
 
 
+IDLE_KILLER = """
+import os, shutil, signal, sys, time
+frame, output, marks = sys.argv[1:]
+worker = os.getppid()
+run = int(open(f"/proc/{worker}/stat").read().rpartition(")")[2].split()[1])
+command = open(f"/proc/{worker}/cmdline", "rb").read()
+try:  # the first job to start kills the other, idle, worker process once, and waits for the pool to break
+    os.close(os.open(os.path.join(marks, "killed"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+except FileExistsError:
+    shutil.copy(frame, output)
+    sys.exit(0)
+for pid in (int(entry) for entry in os.listdir("/proc") if entry.isdigit() and int(entry) != worker):
+    try:
+        parent = int(open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()[1])
+        same = open(f"/proc/{pid}/cmdline", "rb").read() == command
+    except OSError:
+        continue
+    if parent == run and same:
+        os.kill(pid, signal.SIGKILL)
+time.sleep(30)
+"""
+
+
+def test_a_worker_killed_while_idle_costs_no_job_an_attempt(project: Project, tmp_path: Path):
+    """The pool broke when an idle worker process was killed, and the job the other one ran failed "worker
+    died", never tried again, though its own process was fine."""
+    add_rig_shots(project.catalog, project.root, 1)
+    (tmp_path / "killer.py").write_text(IDLE_KILLER)
+    command = f"{sys.executable} {tmp_path / 'killer.py'} {{input0}} {{output}} {tmp_path}"
+    settings = project.with_steps(stitch={"stitcher": "external", "params": {"command": command}})
+
+    report = run(project.catalog, settings=settings, steps=["stitch"], workers=2)
+
+    assert (tmp_path / "killed").exists()
+    assert report.counts == {"stitch": {"succeeded": 1}}
+    with project.catalog.engine.connect() as conn:
+        assert conn.execute(sa.select(jobs.c.attempts)).scalars().all() == [1]
+
+
 def test_the_local_executor_wakes_its_poller_when_a_job_ends(tmp_path):
     executor = LocalExecutor(1, retries=0)
     executor.poll_interval_s = 60.0  # a sleeping poll would wait this long

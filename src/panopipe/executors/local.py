@@ -129,8 +129,9 @@ class LocalExecutor(Executor):
     A worker process that dies (killed, out of memory) breaks the pool: a new one runs the jobs that had not
     finished. The job whose outcome died with the process is charged an attempt (of ``retries + 1``; it fails
     "worker died" once it has none left); the others, never started or stopped by the breakage, are not.
-    A pool that broke with no job's outcome lost (a process that could not start) is not started again: its
-    jobs that had not finished fail "worker died".
+    A pool that broke with no job's outcome lost (a process killed while idle, or one that could not start) is
+    started again too, up to ``retries`` times in all: then its jobs that had not finished fail "worker died"
+    (a process that cannot start would otherwise break pool after pool).
     """
 
     name = "local"
@@ -148,6 +149,7 @@ class LocalExecutor(Executor):
         self._deaths: dict[str, list[str]] = {}  # by handle: how each worker process that ran it died
         self._ended: list[str] = []  # handles of the jobs that ended since finished() last reported them
         self._broken: list[str] = []  # handles of the jobs whose pool broke before they ended
+        self._idle_breaks = 0  # breakages that lost no job's outcome
         self._ending = threading.Condition()
 
     def submit(self, jobs: Sequence[JobSpec]) -> list[str]:
@@ -230,7 +232,9 @@ class LocalExecutor(Executor):
         charged = [handle for handle in broken if handle in lost]
         for handle in charged:
             self._deaths.setdefault(handle, []).append(_how_it_died(lost[handle]))
-        again = [h for h in broken if charged and len(self._deaths.get(h, ())) <= self.retries]
+        self._idle_breaks += not charged
+        restart = bool(charged) or self._idle_breaks <= self.retries
+        again = [h for h in broken if restart and len(self._deaths.get(h, ())) <= self.retries]
         self._start(again)
         with self._ending:
             self._ended += [handle for handle in broken if handle not in again]
