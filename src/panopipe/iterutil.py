@@ -40,4 +40,13 @@ def by_message(problems: Iterable[tuple[K, str, str]]) -> dict[tuple[K, str], tu
     return groups
 
 
-__all__ = ["batched", "by_message", "evenly", "spaced"]
+EXAMPLES = 3
+"""Subjects named in a line that stands for many (:func:`examples`)."""
+
+
+def examples(subjects: Sequence[str], count: int) -> str:
+    """The first :data:`EXAMPLES` of ``subjects``, ``count`` in all, joined; an ellipsis when some are left out."""
+    return ", ".join(subjects[:EXAMPLES]) + (", …" if count > min(len(subjects), EXAMPLES) else "")
+
+
+__all__ = ["EXAMPLES", "batched", "by_message", "evenly", "examples", "spaced"]

@@ -20,6 +20,7 @@ from panopipe.cli.options import (
 from panopipe.config import ENV_EXECUTOR
 from panopipe.errors import ConfigError, StepError
 from panopipe.executors.factory import RUN_EXECUTOR
+from panopipe.iterutil import examples
 
 if TYPE_CHECKING:
     from panopipe.catalog import Catalog, Selection
@@ -281,7 +282,7 @@ def _print_failure_groups(current: Status) -> None:
             "status": group.status,
             "failures": group.count,
             "reason": render.first_line(group.message),
-            "subjects": render.examples(group.subjects, group.count),
+            "subjects": examples(group.subjects, group.count),
         }
         for group in groups
     ]

@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from panopipe.catalog.records import to_json_value
-from panopipe.iterutil import by_message
+from panopipe.iterutil import by_message, examples
 
 stdout = Console(highlight=False, markup=False, soft_wrap=True)
 if not stdout.is_terminal:
@@ -210,15 +210,6 @@ def print_details(messages: Iterable[str | None], *, console: Console = stderr) 
         console.print(detail, soft_wrap=True)
 
 
-EXAMPLES = 3
-"""Subjects named in a line that stands for many (:func:`examples`)."""
-
-
-def examples(subjects: Sequence[str], count: int) -> str:
-    """The first :data:`EXAMPLES` of ``subjects``, ``count`` in all, joined; an ellipsis when some are left out."""
-    return ", ".join(subjects[:EXAMPLES]) + (", …" if count > min(len(subjects), EXAMPLES) else "")
-
-
 def warn_each(problems: Iterable[tuple[str, str, str]], outcome: str) -> None:
     """One warning line per step and message of ``(step, subject, message)`` problems, with the message's first
     line: ``STEP SUBJECT OUTCOME: ...``, or ``STEP OUTCOME for N subjects: ... (the first few)`` when several
@@ -272,7 +263,6 @@ def progress_bar(description: str, *, in_bytes: bool = False) -> Iterator[Callab
 
 
 __all__ = [
-    "EXAMPLES",
     "MANY_ROWS",
     "configure",
     "error",

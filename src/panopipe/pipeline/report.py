@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from panopipe.catalog import Catalog, MapPositions
 from panopipe.catalog.subjects import KINDS, load_subjects
+from panopipe.iterutil import examples
 from panopipe.pipeline.report_map import CSS, ShotMark, survey_map, thumbnail_strip
 from panopipe.pipeline.status import Status, status
 from panopipe.pipeline.store import failed_subjects, named_outputs
@@ -52,7 +53,7 @@ td,th{{border:1px solid #ccc;padding:.25rem .6rem;text-align:left}}th{{backgroun
 pre{{white-space:pre-wrap;max-width:60rem;font-size:.8rem;margin:0}}.failed{{color:#b00}}{CSS}</style></head>
 <body><h1>{escape(title)}</h1>
 <h2>Jobs</h2>{_counts_table(current)}
-<h2>Failures ({_listed(len(current.failures), current.failures_total)})</h2>{_failures_table(current)}
+<h2>Failures ({_listed(sum(g.count for g in current.failure_groups), current.failures_total)})</h2>{_failures_table(current)}
 <h2>Image positions</h2>
 <p>{_positions_line(positions)}; numbered: shots with a thumbnail (point at one to see it).</p>
 {survey_map(positions.points, positions.flagged, shots)}
@@ -94,15 +95,21 @@ def _counts_table(current: Status) -> str:
 
 
 def _failures_table(current: Status) -> str:
-    if not current.failures:
+    """A row per step, status and reason (as ``status`` prints them: a thousand shots failing for one reason
+    are one row), with how many, the first few subjects and the end of the first one's log."""
+    if not current.failure_groups:
         return "<p>None.</p>"
+    logs = {(f.step, f.subject): f.log or "" for f in current.failures}
     rows = "".join(
-        f"<tr><td>{escape(f.step)}</td><td>{escape(f.subject)}</td><td>{escape(f.status)}</td>"
-        f"<td><pre>{escape(f.error or f.reason or '')}</pre></td><td>{f.attempts}</td>"
-        f"<td><pre>{escape((f.log or '')[-2000:])}</pre></td></tr>"
-        for f in current.failures
+        f"<tr><td>{escape(g.step)}</td><td>{escape(g.status)}</td><td>{g.count}</td>"
+        f"<td><pre>{escape(g.message)}</pre></td><td>{escape(examples(g.subjects, g.count))}</td>"
+        f"<td><pre>{escape(logs.get((g.step, g.subjects[0]), '')[-2000:])}</pre></td></tr>"
+        for g in current.failure_groups
     )
-    return f"<table><tr><th>step</th><th>subject</th><th>status</th><th>reason</th><th>attempts</th><th>log (end)</th></tr>{rows}</table>"
+    return (
+        "<table><tr><th>step</th><th>status</th><th>failures</th><th>reason</th><th>subjects</th>"
+        f"<th>log of the first (end)</th></tr>{rows}</table>"
+    )
 
 
 def _shots(catalog: Catalog, folder: Path) -> list[ShotMark]:
