@@ -401,6 +401,16 @@ def test_destroy_refuses_a_stack_whose_database_is_protected_and_says_how_to_unp
     )
     assert f"cloud deploy --stack {STACK} --param DbDeletionProtection=false" in said
     assert STACK in _stacks()
+    # a first deploy that failed and rolled back made no database: nothing protects it, destroy goes on
+    cloudformation = boto3.client("cloudformation")
+    stack = cloudformation.describe_stacks(StackName=STACK)["Stacks"][0]
+    from botocore.stub import Stubber
+
+    with Stubber(cloudformation) as stubber:  # moto cannot fail a creation half way
+        stubber.add_response("describe_stacks", {"Stacks": [stack | {"StackStatus": "ROLLBACK_COMPLETE"}]})
+        stubber.add_response("describe_stack_resources", {"StackResources": []})
+        asked = deploy.destroy(STACK, confirm=lambda retained: False, client=cloudformation)
+    assert not asked.deleted  # it got as far as the question
     database = RESOURCES["Database"]["Properties"]
     assert database["MultiAZ"] == {"Ref": "DbMultiAZ"} and database["DeletionProtection"] == {
         "Ref": "DbDeletionProtection"
@@ -443,6 +453,7 @@ def test_a_declined_change_set_creates_nothing(aws: None):
         ([*ARGS, "--param", "MaxReceiveCount=1_0"], "is not a whole number"),
         ([*ARGS, "--param", "DbAllocatedStorage=\uff12\uff10"], "is not a whole number"),  # full-width 20
         ([*ARGS, "--param", "WorkerMemoryMiB=8192.0"], "WorkerMemoryMiB='8192.0' is not a whole number"),
+        ([*ARGS, "--param", "WorkerMemoryMiB=08192"], "without leading zeros"),  # the template compares text
         # names S3 and RDS refuse only when the resource is created
         ([*ARGS, "--param", "BucketName=a..b"], "BucketName='a..b' is not valid: 3 to 63 lower-case"),
         ([*ARGS, "--param", "BucketName=192.168.1.10"], "not an IP address"),
@@ -712,6 +723,10 @@ def test_no_credentials_and_an_unknown_region_say_what_to_set(
     assert main(["cloud", "status", "--stack", STACK]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: AWS region 'mars-north-9' is unknown: set AWS_REGION") and "\n" not in err
+    monkeypatch.setenv("AWS_REGION", "eu_west_1")  # botocore's InvalidRegionError had been a traceback
+    assert main(["cloud", "status", "--stack", STACK]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: invalid AWS region 'eu_west_1': write it as AWS does") and "\n" not in err
 
 
 def test_a_template_over_the_inline_limit_says_how_to_deploy_it(

@@ -102,13 +102,16 @@ def parse_parameters(pairs: Sequence[str]) -> dict[str, str]:
 # Every Number parameter is a count, a size or a time that AWS takes as an integer. ASCII digits only: int() and
 # float() also read "1_0", full-width digits, " 5" and "nan", which the resources refuse once CloudFormation
 # creates them (CloudFormation's Number type takes "2.5").
-_WHOLE_NUMBER = re.compile(r"[0-9]+")
+_WHOLE_NUMBER = re.compile(r"0|[1-9][0-9]*")  # no leading zero: the template's rules compare the text
 
 
 def _whole_number(name: str, value: str) -> int:
     """The value of the Number parameter ``name``; :class:`ConfigError` unless it is written in digits 0-9."""
     if _WHOLE_NUMBER.fullmatch(value) is None:
-        raise ConfigError(f"parameter {name}={value!r} is not a whole number: write it with the digits 0-9")
+        raise ConfigError(
+            f"parameter {name}={value!r} is not a whole number as CloudFormation compares it: write it with the "
+            "digits 0-9, without leading zeros"
+        )
     return int(value)
 
 
@@ -586,7 +589,8 @@ def destroy(
     description = _describe(client, stack)
     if description is None:
         raise StackNotFoundError(f"stack {stack} does not exist in this account and region")
-    if _current_values(description).get("DbDeletionProtection") == "true":
+    protected = _current_values(description).get("DbDeletionProtection") == "true"
+    if protected and description["StackStatus"] != "ROLLBACK_COMPLETE":  # a failed creation left no database
         raise ConfigError(
             f"the catalog database of {stack} has deletion protection on, so deleting the stack would fail "
             f"after its other resources: `panopipe cloud deploy --stack {stack} --param "

@@ -125,6 +125,11 @@ def aws_client(
         raise ConfigError(
             "no AWS region: set AWS_REGION, a region in ~/.aws/config or aws_region in [panopipe]"
         ) from None
+    except botocore.exceptions.InvalidRegionError as exc:  # a ValueError too: before the endpoint's
+        raise ConfigError(
+            f"invalid AWS region {exc.kwargs.get('region_name')!r}: write it as AWS does, e.g. eu-west-1 "
+            "(AWS_REGION, aws_region in [panopipe] or ~/.aws/config)"
+        ) from None
     except ValueError as exc:  # botocore's "Invalid endpoint: URL"
         raise _invalid_endpoint(exc, endpoint_url, settings) from None
 
