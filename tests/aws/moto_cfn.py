@@ -8,8 +8,6 @@ endpoints and route tables, so the VPC cannot go. :func:`install` binds these to
 (``create_db_proxy``, ``register_db_proxy_targets``, the managed secret, ``delete_vpc_endpoints``,
 ``delete_route_table``) and computes
 the outputs after a change set, so the stack deploys and deletes whole and tests read it back through boto3.
-A compute environment without ``ServiceRole`` gets Batch's service-linked role, as AWS gives it (moto requires
-the property, which CloudFormation and Batch do not), made in moto's IAM as AWS makes it in an account without.
 """
 
 from __future__ import annotations
@@ -17,14 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from moto.batch.models import ComputeEnvironment
 from moto.cloudformation import parsing
 from moto.cloudformation.models import ChangeSet, cloudformation_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.route_tables import RouteTable
 from moto.ec2.models.vpcs import VPCEndPoint
-from moto.iam.models import iam_backends
 from moto.rds.models import DBInstance, MasterUserSecret, rds_backends
 
 
@@ -139,27 +135,7 @@ def install(monkeypatch: pytest.MonkeyPatch) -> None:
         if self.id in backend.route_tables:  # moto retries every deletion after a dependency error
             backend.delete_route_table(self.id)
 
-    def create_compute_environment(
-        cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, *args: Any, **kwargs: Any
-    ) -> Any:
-        properties = cloudformation_json["Properties"]
-        if "ServiceRole" not in properties:
-            iam = iam_backends[account_id]["aws"]
-            linked = [r for r in iam.roles.values() if r.path == "/aws-service-role/batch.amazonaws.com/"]
-            role = linked[0] if linked else iam.create_service_linked_role("batch.amazonaws.com", "Batch", "")
-            cloudformation_json = {
-                **cloudformation_json,
-                "Properties": properties | {"ServiceRole": role.arn},
-            }
-        return original_compute_environment(
-            cls, resource_name, cloudformation_json, account_id, *args, **kwargs
-        )
-
-    original_compute_environment = ComputeEnvironment.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
     original_apply = ChangeSet.apply
-    monkeypatch.setattr(
-        ComputeEnvironment, "create_from_cloudformation_json", classmethod(create_compute_environment)
-    )
     monkeypatch.setattr(VPCEndPoint, "delete", delete_endpoint, raising=False)
     monkeypatch.setattr(RouteTable, "delete", delete_route_table, raising=False)
     monkeypatch.setattr(ChangeSet, "apply", apply)

@@ -134,14 +134,6 @@ def test_roles_name_their_resources_except_where_an_action_takes_none():
     connect = [s for _, s in _allow_statements() if s["Action"] == ["rds-db:connect"]]
     assert len(connect) == 3  # the function, the dispatcher and the workers, on the proxy's user only
     assert all("dbuser:" in json.dumps(s["Resource"]) for s in connect)
-    # no AWS managed policy (the Batch service role's was the legacy AWSBatchServiceRole): Batch uses its
-    # service-linked role, which it creates in an account that has none
-    assert not [
-        name for name, r in _of_type("AWS::IAM::Role").items() if "ManagedPolicyArns" in r["Properties"]
-    ]
-    assert not [
-        n for n, c in _of_type("AWS::Batch::ComputeEnvironment").items() if "ServiceRole" in c["Properties"]
-    ]
 
 
 # Resource types moto's CloudFormation does not model: each is checked in the template instead.

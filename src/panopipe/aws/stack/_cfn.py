@@ -73,6 +73,7 @@ def role(
     purpose: str,
     statements: Sequence[Json],
     *,
+    managed: Sequence[Any] = (),
     skips: Iterable[tuple[str, str]] = (),
 ) -> Json:
     """An IAM role that ``service`` (e.g. ``lambda.amazonaws.com``) assumes, with ``statements`` inline."""
@@ -84,7 +85,14 @@ def role(
         properties["Policies"] = [
             {"PolicyName": "least-privilege", "PolicyDocument": policy_document(statements)}
         ]
+    if managed:
+        properties["ManagedPolicyArns"] = list(managed)
     return resource("AWS::IAM::Role", purpose, properties, skips=skips)
+
+
+def aws_managed_policy(name: str) -> Json:
+    """The ARN of the AWS managed policy ``name`` (e.g. ``service-role/AWSBatchServiceRole``)."""
+    return sub(f"arn:${{AWS::Partition}}:iam::aws:policy/{name}")
 
 
 def log_group(name: Any, purpose: str) -> Json:
@@ -102,6 +110,7 @@ def log_group(name: Any, purpose: str) -> Json:
 __all__ = [
     "DB_PORT",
     "Json",
+    "aws_managed_policy",
     "equals",
     "get_att",
     "if_",

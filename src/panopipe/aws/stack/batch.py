@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from panopipe.aws.stack._cfn import (
     Json,
+    aws_managed_policy,
     get_att,
     log_group,
     ref,
@@ -45,14 +46,13 @@ def worker_environment() -> dict[str, Json | str]:
 
 
 def _compute_environment(capacity: str, purpose: str) -> Json:
-    # No ServiceRole: Batch uses its service-linked role (AWSServiceRoleForBatch, created when the account has
-    # none), not a role with the legacy managed policy AWSBatchServiceRole.
     return resource(
         "AWS::Batch::ComputeEnvironment",
         purpose,
         {
             "Type": "MANAGED",
             "State": "ENABLED",
+            "ServiceRole": get_att("BatchServiceRole", "Arn"),
             "ComputeResources": {
                 "Type": capacity,
                 "MaxvCpus": ref("BatchMaxVcpus"),
@@ -66,6 +66,12 @@ def _compute_environment(capacity: str, purpose: str) -> Json:
 def _roles() -> dict[str, Json]:
     objects = "arn:${AWS::Partition}:s3:::${BucketName}"
     return {
+        "BatchServiceRole": role(
+            "batch.amazonaws.com",
+            "Lets Batch manage the Fargate capacity of the compute environments.",
+            [],
+            managed=[aws_managed_policy("service-role/AWSBatchServiceRole")],
+        ),
         "WorkerJobRole": role(
             "ecs-tasks.amazonaws.com",
             "What a worker may do: read images, write outputs, connect to the catalog through the proxy.",
