@@ -11,12 +11,14 @@ import logging
 import os
 import shutil
 import socket
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
 from panopipe.catalog import Catalog
 
@@ -72,6 +74,28 @@ def new_database(prefix: str = "panopipe_test") -> Iterator[str]:
     finally:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def drop_connections(url: str) -> None:
+    """End the connections of others to the database of ``url``, as a failover or a restart does."""
+    name = make_url(url).database
+    admin = url.split("?")[0].rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+
+
+@contextlib.contextmanager
+def locked(db: Path) -> Iterator[None]:
+    """Another process's write lock on the SQLite file ``db``, as a long ``ingest`` holds it."""
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        holder.close()
 
 
 def free_port() -> int:

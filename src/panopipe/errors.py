@@ -40,7 +40,13 @@ class CatalogError(PanopipeError):
     exit_code = 3
 
 
-class CatalogUnreachableError(CatalogError):
+class CatalogUnavailableError(CatalogError):
+    """The catalog refuses every write for now, whatever is written: locked by another process, read-only, out
+    of space, on a failing disk, damaged or unreachable. A condition of the catalog, not of what was written:
+    trying each item of a batch alone would fail alike (and wait alike)."""
+
+
+class CatalogUnreachableError(CatalogUnavailableError):
     """The catalog's database cannot be reached (the URL in the message has its password masked)."""
 
 
@@ -133,6 +139,7 @@ __all__ = [
     "TRANSIENT_ERRNOS",
     "BucketNotFoundError",
     "CatalogError",
+    "CatalogUnavailableError",
     "CatalogUnreachableError",
     "ConfigError",
     "EndpointUnreachableError",

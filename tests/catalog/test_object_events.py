@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
+from tests.conftest import locked
 
 from panopipe.catalog import Catalog, FileLocation, ImageRecord, Selection
 from panopipe.catalog.object_events import ObjectChange, padded_sequencer
@@ -72,13 +76,46 @@ def test_a_failing_event_fails_alone_and_stops_only_the_rest_of_its_group(catalo
     ]
     applied = catalog.apply_object_events(changes, on_removed=refuse)
     assert actions(applied) == ["added", "failed", None, "added"]
-    assert applied[1] is not None and applied[1].reason == "CatalogError: refused"
+    assert applied[1] is not None and applied[1].reason == "refused"
     assert sorted(i.uri for i in catalog.images()) == ["/a.jpg", "/bad.jpg", "/c.jpg"]
 
 
+def test_a_catalog_locked_during_the_one_by_one_fallback_fails_the_changes_left_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The batch fails on one change, then another process locks the catalog: the first change tried alone
+    waits the busy timeout once, and it and the changes left fail with the line that says so, without waiting
+    again each."""
+    monkeypatch.setattr("panopipe.catalog.engine._BUSY_TIMEOUT_MS", 1000)
+    db = tmp_path / "catalog.db"
+
+    def refuse(conn: Any, image_ids: Sequence[str], shots: Sequence[str]) -> None:
+        raise CatalogError("refused")
+
+    with Catalog.open(db) as catalog, contextlib.ExitStack() as stack:
+        catalog.apply_object_events([created("/bad.jpg", "10")])
+        connected: list[sa.Connection] = []
+
+        def lock_after_the_batch(conn: sa.Connection) -> None:
+            connected.append(conn)
+            if len(connected) == 2:  # the first change alone
+                stack.enter_context(locked(db))
+
+        waits: list[str] = []
+        sa.event.listen(catalog.engine, "engine_connect", lock_after_the_batch)
+        sa.event.listen(catalog.engine, "handle_error", lambda context: waits.append(context.statement))
+        changes = [created("/a.jpg", "10", group="m0"), removed("/bad.jpg", "20", group="m1")]
+        changes.append(created("/c.jpg", "10", group="m2"))
+        applied = catalog.apply_object_events(changes, on_removed=refuse)
+        line = f"catalog {db} is locked by another process (waited 1 s): retry when it ends"
+        assert [(a.action.value, a.reason) for a in applied if a is not None] == [("failed", line)] * 3
+        assert len(connected) == 2 and len(waits) == 1
+
+
 def test_a_database_failure_while_regrouping_fails_the_changes_and_never_escapes(catalog: Catalog):
-    """The connection lost while the shots are regrouped (an RDS failover, say): the batch rolls back, then each
-    change with its regrouping, so each fails alone as its outcome; nothing half-applied is committed."""
+    """A database error while the shots are regrouped, one of no condition of the catalog's: the batch rolls
+    back, then each change with its regrouping, so each fails alone as its outcome; nothing half-applied is
+    committed."""
     lost: list[str] = []
 
     def lose_the_connection(conn: Any, cursor: Any, statement: str, *args: Any) -> None:

@@ -6,18 +6,16 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import sqlite3
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
 import pytest
 import sqlalchemy as sa
-from tests.conftest import new_database
+from tests.conftest import drop_connections, locked, new_database
 
-from panopipe.catalog import Catalog, ImageRecord, catalog_url, create_catalog_engine
+from panopipe.catalog import Catalog, ImageRecord, create_catalog_engine
 from panopipe.catalog.rds import retry_read
 from panopipe.cli import main
 from panopipe.errors import CatalogError, CatalogUnreachableError
@@ -63,17 +61,6 @@ def writes(batch: str) -> list[list[str]]:
         ["ingest", "capture"],
         ["run", "--force"],
     ]
-
-
-@contextlib.contextmanager
-def locked(db: Path) -> Iterator[None]:
-    """Another process's write lock on the SQLite file ``db``, as a long ``ingest`` holds it."""
-    holder = sqlite3.connect(db, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        holder.close()
 
 
 @contextlib.contextmanager
@@ -142,21 +129,10 @@ def test_a_full_catalog_says_so(tmp_path: Path):
     assert str(raised.value) == f"no space left for the catalog {db}: free some space on its disk and rerun"
 
 
-def _drop_connections(url: str) -> None:
-    """End the connections of others to the database of ``url``, as a failover or a restart does."""
-    name = catalog_url(url).database
-    admin = url.split("?")[0].rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            (name,),
-        )
-
-
 def test_a_lost_connection_is_one_line_and_a_retry_reconnects():
     with new_database() as url, Catalog.open(url) as catalog:
         assert catalog.project_config() is None  # a pooled connection, which the server ends
-        _drop_connections(url)
+        drop_connections(url)
         with pytest.raises(CatalogUnreachableError) as raised:
             catalog.push_project_config({"project": "a"}, author="me", reason="r")
         assert str(raised.value) == (
@@ -164,6 +140,6 @@ def test_a_lost_connection_is_one_line_and_a_retry_reconnects():
             "administrator command): rerun; what was finished is kept"
         )
         catalog.project_config()
-        _drop_connections(url)
+        drop_connections(url)
         pushed = retry_read(lambda: catalog.push_project_config({"project": "b"}, author="me", reason="r"))
         assert [v.version for v in catalog.project_config_history()] == [pushed.version]

@@ -21,6 +21,7 @@ from tests.aws.s3_events import (
     sqs_message,
     upload_shot,
 )
+from tests.conftest import drop_connections, locked, new_database
 
 from panopipe.catalog import Catalog, Selection, create_catalog_engine
 from panopipe.catalog.object_events import padded_sequencer
@@ -445,6 +446,53 @@ def test_an_unreachable_catalog_fails_every_message_for_redelivery(keys, shot):
     assert report.batch_item_failures() == {
         "batchItemFailures": [{"itemIdentifier": "m0"}, {"itemIdentifier": "m1"}]
     }
+
+
+def test_a_locked_catalog_fails_every_message_at_once_in_one_line(tmp_path: Path, keys, shot, monkeypatch):
+    """Another process holding the SQLite catalog's write lock past the busy timeout: every message fails with
+    the line that says so, after one wait (each alone would wait again: ten messages, ten times the busy
+    timeout, past the Lambda's); delivered again once the lock is gone, they apply."""
+    monkeypatch.setattr("panopipe.catalog.engine._BUSY_TIMEOUT_MS", 1000)  # 30 s: what SQLite waits first
+    db = tmp_path / "catalog.db"
+    batch = sqs_batch(*created(keys[:3]))
+    with Catalog.open(db) as catalog:
+        handler = EventHandler(catalog, settings(shot[2]))
+        waits: list[str] = []
+        sa.event.listen(catalog.engine, "handle_error", lambda context: waits.append(context.statement))
+        with locked(db):
+            report = handler.handle(batch)
+        assert len(waits) == 1
+        assert report.batch_item_failures() == {
+            "batchItemFailures": [{"itemIdentifier": f"m{n}"} for n in range(3)]
+        }
+        line = f"catalog {db} is locked by another process (waited 1 s): retry when it ends"
+        assert [(o.action.value, o.reason) for o in report.outcomes] == [("failed", line)] * 3
+        assert handler.handle(batch).actions()["added"] == 3
+
+
+def test_a_connection_lost_in_the_batch_fails_every_message_at_once(keys, shot):
+    """The server ending the batch's connection (``pg_terminate_backend``, as a failover does): every message
+    fails with the line that says so, for redelivery, rather than each waiting on the database alone."""
+    with new_database() as url, Catalog.open(url) as catalog:
+        handler = EventHandler(catalog, settings(shot[2]))
+        lost: list[str] = []
+
+        def lose_the_connection(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if not lost and "FOR UPDATE" in statement:  # the batch's transaction locking the images' rows
+                lost.append(statement)
+                drop_connections(url)
+
+        sa.event.listen(catalog.engine, "before_cursor_execute", lose_the_connection)
+        report = handler.handle(sqs_batch(*created(keys[:2])))
+        assert lost and report.batch_item_failures() == {
+            "batchItemFailures": [{"itemIdentifier": "m0"}, {"itemIdentifier": "m1"}]
+        }
+        line = (
+            f"the connection to the catalog {catalog.location} was lost (terminating connection due to "
+            "administrator command): rerun; what was finished is kept"
+        )
+        assert [(o.action.value, o.reason) for o in report.outcomes] == [("failed", line)] * 2
+        assert catalog.count() == 0
 
 
 def test_a_database_lost_while_a_warm_handler_looks_up_copies_fails_the_messages(

@@ -301,8 +301,9 @@ class Catalog:
         """Apply object events (S3 creations and removals) in order and idempotently, across concurrent
         handlers; per change what it did, ``None`` for one not applied as an earlier change of its group failed.
 
-        All in one transaction, or one transaction per change if that fails (see
-        :mod:`~panopipe.catalog.object_events`). ``changes`` may be a function that returns them once they are
+        All in one transaction, or one transaction per change if that fails, unless the catalog refuses the
+        writes (locked, read-only, full, unreachable): then every change fails at once with the line that says so
+        (see :mod:`~panopipe.catalog.object_events`). ``changes`` may be a function that returns them once they are
         ready (e.g. once their objects are read): on PostgreSQL the batch's transaction is begun and the rows
         at ``uris`` (those the changes may have) are read and locked meanwhile. ``on_removed`` runs in the
         transaction that removes images, with their ids and the shots left without frames (the job store

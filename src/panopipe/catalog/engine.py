@@ -15,7 +15,13 @@ from sqlalchemy.engine import URL, make_url
 from panopipe.catalog.rds import connection_lost, create_postgres_engine
 from panopipe.catalog.stack_url import SCHEME as STACK_SCHEME
 from panopipe.catalog.stack_url import resolve_stack_url
-from panopipe.errors import CatalogError, CatalogUnreachableError, ConfigError, SchemaOutdatedError
+from panopipe.errors import (
+    CatalogError,
+    CatalogUnavailableError,
+    CatalogUnreachableError,
+    ConfigError,
+    SchemaOutdatedError,
+)
 from panopipe.locations import url_scheme
 
 if TYPE_CHECKING:  # Alembic is imported when the schema is checked or migrated, not by the Lambda handler
@@ -348,8 +354,8 @@ _SAY = {
 def database_error(exc: sa.exc.SQLAlchemyError, url: URL) -> CatalogError:
     """The one-line :class:`CatalogError` (to raise from ``exc``) for the database error ``exc`` of the catalog at
     ``url``: what to do when it is locked by another process, read-only, out of space, on a failing disk,
-    damaged or its connection was lost (a :class:`CatalogUnreachableError`), else the driver's first line;
-    never SQL text."""
+    damaged (a :class:`CatalogUnavailableError`: any write would fail alike) or its connection was lost (a
+    :class:`CatalogUnreachableError`), else the driver's first line; never SQL text."""
     orig = getattr(exc, "orig", None)
     code = getattr(orig, "sqlite_errorcode", None)
     if connection_lost(exc):
@@ -362,7 +368,9 @@ def database_error(exc: sa.exc.SQLAlchemyError, url: URL) -> CatalogError:
     message = _SAY[problem].format(
         where=catalog_location(url), reason=reason, waited=_BUSY_TIMEOUT_MS // 1000
     )
-    return CatalogUnreachableError(message) if problem == "lost" else CatalogError(message)
+    if problem == "lost":
+        return CatalogUnreachableError(message)
+    return CatalogUnavailableError(message) if problem else CatalogError(message)
 
 
 def _reason(exc: sa.exc.DBAPIError) -> str:

@@ -6,7 +6,11 @@ Order and idempotence come from the database: each image stores the sequencer of
 ``UPDATE ... WHERE source_sequencer < :new`` moves it forward (on PostgreSQL the rows are locked, in URI order,
 as they are read); the lock holds until the change is written. A batch's events share one transaction and a
 few statements; if any of them fails, the batch is applied again one event per transaction, so only that
-event (and the later events of its group, e.g. its message) fails. Removing an unknown object leaves a deleted
+event (and the later events of its group, e.g. its message) fails: a unique URI another handler wrote first,
+a value the database refuses. When the catalog itself refuses the transaction (locked by another process,
+read-only, out of space, unreachable: :class:`~panopipe.errors.CatalogUnavailableError`), each event alone
+would fail alike, after as long a wait: every event of the batch fails at once, with the one line that says
+why (:func:`~panopipe.catalog.engine.database_error`), for its message to be delivered again later. Removing an unknown object leaves a deleted
 placeholder with its sequencer, so an older creation arriving later cannot bring it back; that creation still
 fills in the placeholder's metadata (it stays deleted), as it would have had it arrived first. A removed image
 belongs to no shot. So the final rows do not depend on the order events are delivered in.
@@ -41,10 +45,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from panopipe.catalog import file_copies as copy_ops
+from panopipe.catalog.engine import connect, database_error
 from panopipe.catalog.records import ImageRecord, UpsertResult
 from panopipe.catalog.schema import images
 from panopipe.catalog.types import new_id, utcnow
-from panopipe.errors import CatalogError, EventError, PanopipeError
+from panopipe.errors import CatalogError, CatalogUnavailableError, EventError, PanopipeError
 
 SEQUENCER_WIDTH = 64
 
@@ -117,7 +122,8 @@ def apply_changes(
     uris: Collection[str] = (),
 ) -> list[AppliedChange | None]:
     """Apply ``changes`` in one transaction or, if that fails, one transaction each; per change what it did
-    (``None``: not applied, as an earlier change of its group failed). The images' rows are read with
+    (``None``: not applied, as an earlier change of its group failed). When the catalog refuses the writes
+    (:class:`~panopipe.errors.CatalogUnavailableError`), the changes left all fail at once. The images' rows are read with
     ``columns`` (``uri``, ``id`` and ``deleted`` among them) for ``upsert``. ``then`` runs in the batch's
     transaction, or in each change's.
 
@@ -128,7 +134,7 @@ def apply_changes(
     read = _locking_read(columns)
     ready = None if callable(changes) else changes
     try:
-        with engine.begin() as conn:
+        with connect(engine) as conn, conn.begin():
             early = None
             if ready is None:
                 assert callable(changes)
@@ -148,10 +154,13 @@ def apply_changes(
             if then is not None:
                 then(conn, [(ready[index], applied) for index, applied in pairs])
     except (PanopipeError, sa.exc.SQLAlchemyError) as exc:
-        log.info("batch transaction rolled back", extra={"reason": f"{type(exc).__name__}: {exc}"})
+        error = _catalog_error(exc, engine)
+        log.info("batch transaction rolled back", extra={"reason": str(error)})
         if ready is None:  # the transaction failed before the changes were asked for
             assert callable(changes)
             ready = changes()
+        if isinstance(error, CatalogUnavailableError):
+            return _all_failed(error, len(ready))
     else:
         results: list[AppliedChange | None] = [None] * len(ready)
         for index, applied in pairs:
@@ -163,7 +172,10 @@ def apply_changes(
         if change.group is not None and change.group in failed:
             results.append(None)
             continue
-        applied = _apply_alone(engine, ready, index, upsert, read, on_removed, then)
+        try:
+            applied = _apply_alone(engine, ready, index, upsert, read, on_removed, then)
+        except CatalogUnavailableError as error:
+            return results + _all_failed(error, len(ready) - index)
         if applied.action is Action.FAILED and change.group is not None:
             failed.add(change.group)
         results.append(applied)
@@ -189,11 +201,11 @@ def _apply_alone(
     then: Then | None,
 ) -> AppliedChange:
     """Change ``index`` in a transaction of its own, ``then`` with it; a failure (the database's included) is
-    its outcome."""
+    its outcome, but for the catalog's own (:class:`~panopipe.errors.CatalogUnavailableError`), raised."""
     try:
         for attempt in (1, 2):
             try:
-                with engine.begin() as conn:
+                with connect(engine) as conn, conn.begin():
                     ((_, applied),) = _apply_round(conn, changes, [index], upsert, read, on_removed)
                     if then is not None:
                         then(conn, [(changes[index], applied)])
@@ -202,8 +214,22 @@ def _apply_alone(
                 if attempt == 2:  # a concurrent handler wrote the same URI first: read its row again
                     raise
     except (PanopipeError, sa.exc.SQLAlchemyError) as exc:
-        return AppliedChange(Action.FAILED, f"{type(exc).__name__}: {exc}")
+        error = _catalog_error(exc, engine)
+        if isinstance(error, CatalogUnavailableError):
+            raise error from exc
+        return AppliedChange(Action.FAILED, str(error))
     raise AssertionError("unreachable")
+
+
+def _catalog_error(exc: PanopipeError | sa.exc.SQLAlchemyError, engine: sa.Engine) -> PanopipeError:
+    """``exc`` as the one line said to a user: a database error as :func:`~panopipe.catalog.engine.database_error`
+    says it (never SQL text)."""
+    return database_error(exc, engine.url) if isinstance(exc, sa.exc.SQLAlchemyError) else exc
+
+
+def _all_failed(error: CatalogUnavailableError, count: int) -> list[AppliedChange | None]:
+    """``count`` changes failed by the catalog's condition ``error``."""
+    return [AppliedChange(Action.FAILED, str(error)) for _ in range(count)]
 
 
 def _rounds(changes: Sequence[ObjectChange]) -> list[list[int]]:

@@ -6,7 +6,9 @@ A *message* is one SQS message, or the whole event of a direct S3, SNS or EventB
 ``maxReceiveCount`` receives, moves it to the dead-letter queue, which keeps its body for a human):
 
 * a message that cannot be understood (not JSON, not an S3 event, a sequencer that is not hexadecimal);
-* the catalog cannot be reached or written, or S3 cannot be read (throttling, network, permissions).
+* the catalog cannot be reached or written, or S3 cannot be read (throttling, network, permissions): when the
+  catalog refuses the batch (locked, read-only, full, unreachable), every message fails at once, with the line
+  that says why.
 
 **Recorded and acknowledged** (retrying cannot change the outcome; each is logged with its reason):
 
