@@ -446,6 +446,8 @@ def test_a_declined_change_set_creates_nothing(aws: None):
         ([*ARGS, "--param", "DbAllocatedStorage=\uff12\uff10"], "is not a whole number"),  # full-width 20
         ([*ARGS, "--param", "WorkerMemoryMiB=8192.0"], "WorkerMemoryMiB='8192.0' is not a whole number"),
         ([*ARGS, "--param", "WorkerMemoryMiB=08192"], "without leading zeros"),  # the template compares text
+        ([*ARGS, "--param", "DbMasterUsername=public"], "a name PostgreSQL reserves or RDS keeps"),
+        ([*ARGS, "--param", "DbName=template1"], "a name PostgreSQL reserves or RDS keeps"),
         # names S3 and RDS refuse only when the resource is created
         ([*ARGS, "--param", "BucketName=a..b"], "BucketName='a..b' is not valid: 3 to 63 lower-case"),
         ([*ARGS, "--param", "BucketName=192.168.1.10"], "not an IP address"),
@@ -453,9 +455,12 @@ def test_a_declined_change_set_creates_nothing(aws: None):
         ([*ARGS, "--param", "DbMasterUsername=pg_monitor"], "not a name RDS keeps"),
         (
             [*ARGS, "--param", "DbMasterUsername=user"],
-            "DbMasterUsername='user' is not valid: a word PostgreSQL",
+            "DbMasterUsername='user' is not valid: a name PostgreSQL",
         ),
-        ([*ARGS, "--param", "DbName=select"], "DbName='select' is not valid: a word PostgreSQL reserves"),
+        (
+            [*ARGS, "--param", "DbName=select"],
+            "DbName='select' is not valid: a name PostgreSQL reserves or RDS keeps",
+        ),
     ],
 )
 def test_bad_parameters_fail_with_one_line_before_anything_is_created(

@@ -136,7 +136,7 @@ def _check_value(name: str, spec: Mapping[str, Any], value: str) -> None:
         raise ConfigError(f"parameter {name}={value!r} is not valid: {hint}")
     if name in POSTGRES_NAMES and reserved_word(value):
         raise ConfigError(
-            f"parameter {name}={value!r} is not valid: a word PostgreSQL reserves; choose another"
+            f"parameter {name}={value!r} is not valid: a name PostgreSQL reserves or RDS keeps; choose another"
         )
 
 

@@ -261,12 +261,17 @@ def create_postgres_engine(
 _RETURNED_AT = "panopipe_returned_at"
 
 
+_KEPT_NAMES = frozenset({"public", "none", "template0", "template1", "rdsadmin"})
+"""Names PostgreSQL or RDS keeps though no keyword: the roles ``public`` and ``none``, the template databases
+and RDS's own database."""
+
+
 def reserved_word(name: str) -> bool:
-    """Whether PostgreSQL reserves ``name`` (``user``, ``select``...), which RDS refuses as a database's or
-    its master user's name."""
+    """Whether PostgreSQL reserves ``name`` (``user``, ``select``...) or it or RDS keeps it (``public``,
+    ``template1``...), which RDS refuses as a database's or its master user's name."""
     from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS
 
-    return name.lower() in RESERVED_WORDS
+    return name.lower() in RESERVED_WORDS | _KEPT_NAMES
 
 
 _LOST_SQLSTATES = ("08", "57P01", "57P02", "57P03", "57P05")
