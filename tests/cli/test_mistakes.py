@@ -934,3 +934,9 @@ def test_ctrl_c_and_a_closed_pipe_end_a_command_with_their_own_exit_codes(tmp_pa
         ["bash", "-c", f"{shell}; echo ${{PIPESTATUS[0]}}"], capture_output=True, text=True
     )
     assert piped.stdout.strip() == "141" and piped.stderr == ""
+    # a reader gone before a few lines of fields were written: rich's own exit had been 1, without a word
+    shell = f"{shlex.join(command)} db current --catalog {db} | (exec 0<&-; sleep 0.5)"
+    piped = subprocess.run(
+        ["bash", "-c", f"{shell}; echo ${{PIPESTATUS[0]}}"], capture_output=True, text=True
+    )
+    assert piped.stdout.strip() == "141" and piped.stderr == ""

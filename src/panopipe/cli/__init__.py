@@ -22,9 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = app(args=argv, prog_name="panopipe", standalone_mode=False)
     except SystemExit as exc:
-        # Typer ends a command whose reader closed its output (`panopipe export | head`) with 1, which means
-        # failed files here: 141 instead, as a program that SIGPIPE ends
-        if exc.code == 1 and type(sys.stdout).__name__ == "PacifyFlushWrapper":
+        # Typer (`panopipe export | head`) and rich (a table or fields: `panopipe db current | true`) end a
+        # command whose reader closed its output with 1, which means failed files here: 141 instead, as a
+        # program that SIGPIPE ends
+        closed = type(sys.stdout).__name__ == "PacifyFlushWrapper" or isinstance(
+            exc.__context__, BrokenPipeError
+        )
+        if exc.code == 1 and closed:
             return BROKEN_PIPE
         raise
     except PanopipeError as exc:
