@@ -283,6 +283,18 @@ def test_lambda_gets_one_connection_per_process(postgres_url: str):
     assert shared_engine(postgres_url) is shared_engine(postgres_url)
 
 
+@pytest.mark.parametrize(("given", "used"), [("", "10"), ("&connect_timeout=3", "3")])
+def test_connecting_gives_up_after_a_timeout_unless_the_url_sets_another(
+    postgres_url: str, given: str, used: str
+):
+    """libpq waits for ever by default: a dispatcher tick against an unreachable catalog hung until Lambda's
+    timeout, so its errors came minutes apart and the alarm on three failed ticks in a row did not fire."""
+    engine = create_postgres_engine(catalog_url(f"{postgres_url}{given}"))
+    with engine.connect() as conn:
+        assert conn.connection.driver_connection.info.get_parameters()["connect_timeout"] == used
+    engine.dispose()
+
+
 def test_statement_timeout_joins_existing_options(postgres_url: str):
     engine = create_postgres_engine(catalog_url(f"{postgres_url}&statement_timeout=150ms"))
     schema = make_url(postgres_url).query["options"].split("=")[-1]

@@ -38,6 +38,9 @@ from panopipe.errors import CatalogError, CatalogUnreachableError, ConfigError
 PANOPIPE_PARAMETERS = ("secret_arn", "iam", "region", "statement_timeout")
 TOKEN_LIFETIME_S = 600.0
 SECRET_LIFETIME_S = 600.0
+CONNECT_TIMEOUT_S = 10
+"""Seconds a new connection may take (a catalog URL's ``connect_timeout`` wins): an unreachable server is an
+error then, not a command, handler or dispatcher tick that hangs until its own timeout kills it."""
 PING_AFTER_IDLE_S = 1.0
 """A pooled connection unused this long is checked (one round trip) before it is used again. One used again
 sooner is not: an event batch's transactions follow each other within milliseconds, and a connection cut
@@ -230,11 +233,14 @@ def create_postgres_engine(
 
     Pooled connections idle for :data:`PING_AFTER_IDLE_S` are checked before use; server-side prepared
     statements are off so that RDS Proxy (and PgBouncer) can share connections; in Lambda the pool holds one
-    connection per process.
+    connection per process. Connecting gives up after :data:`CONNECT_TIMEOUT_S`.
     """
     settings = ConnectionSettings.from_url(url)
     pool: dict[str, Any] = {"pool_size": 1, "max_overflow": 0} if in_lambda(environ) else {}
-    engine = sa.create_engine(url, connect_args={"prepare_threshold": None}, **pool)
+    connect: dict[str, Any] = {"prepare_threshold": None}
+    if "connect_timeout" not in url.query:  # libpq waits for ever: a dispatcher tick would hang till killed
+        connect["connect_timeout"] = CONNECT_TIMEOUT_S
+    engine = sa.create_engine(url, connect_args=connect, **pool)
     credentials = Credentials(settings, secrets_client=secrets_client, rds_client=rds_client, clock=clock)
 
     @sa.event.listens_for(engine, "do_connect")
@@ -307,6 +313,7 @@ def retry_read(read: Callable[[], T], *, attempts: int = 2) -> T:
 
 
 __all__ = [
+    "CONNECT_TIMEOUT_S",
     "PANOPIPE_PARAMETERS",
     "PING_AFTER_IDLE_S",
     "RDS_HOST",
