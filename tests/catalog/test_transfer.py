@@ -358,13 +358,117 @@ def test_targets_that_are_not_this_catalog_are_refused(source: str, postgres_url
     with Catalog.open(other) as catalog:
         catalog.upsert_images(_image(n) for n in range(5))
     assert migrate_catalog(other, postgres_url).ok
-    with pytest.raises(CatalogError, match="already holds 5 images rows that are not a copy of"):
+    with pytest.raises(CatalogError, match=f"already holds 5 rows and no move from {source} is under way"):
         migrate_catalog(source, postgres_url)
 
     with Catalog.open(postgres_url) as target, target.engine.begin() as conn:
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '0000'"))
     with pytest.raises(CatalogError, match="at schema 0000"):
         migrate_catalog(source, postgres_url)
+
+
+def _version(url: str) -> str:
+    with closing(psycopg.connect(url.replace("postgresql+psycopg", "postgresql"))) as conn:
+        return conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+
+
+def test_a_catalog_that_no_move_is_filling_is_only_verified_never_written(postgres_url: str, tmp_path: Path):
+    """A working catalog of other images, as many rows as the source: taken for a finished copy by its counts,
+    it had been marked 'being migrated' for good and written to (the first foreign key failed with a
+    traceback), or, without verification, reported copied. It is now verified and written nothing."""
+    mine, theirs = str(tmp_path / "mine.db"), str(tmp_path / "theirs.db")
+    with Catalog.open(mine) as catalog:
+        catalog.upsert_images(_image(n) for n in range(5))
+    with Catalog.open(postgres_url) as target:  # other ids (newer), the same count
+        target.upsert_images(_image(n) for n in range(5, 10))
+    before = _snapshot(postgres_url)
+
+    report = migrate_catalog(mine, postgres_url)
+    assert report.verified and [c.table for c in report.mismatches] == ["images"] and report.rows_copied == 0
+    with pytest.raises(CatalogError, match="run without --no-verify to check that they are a finished copy"):
+        migrate_catalog(mine, postgres_url, verify=False)
+    with Catalog.open(theirs) as catalog:
+        catalog.upsert_images(_image(n) for n in range(6))
+    with pytest.raises(
+        CatalogError, match=r"already holds 5 rows and no move from .*theirs\.db is under way"
+    ):
+        migrate_catalog(theirs, postgres_url)
+    assert _version(postgres_url) == "0012" and _snapshot(postgres_url) == before
+
+    # A finished copy is verified again, and nothing more; without verification, refused as above.
+    mine_url = postgres_url.replace("search_path%3D", "search_path%3Dmine_")
+    with psycopg.connect(postgres_url.partition("?")[0], autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "mine_{postgres_url.rpartition("%3D")[2]}"')
+    assert migrate_catalog(mine, mine_url, verify=False).ok
+    again = migrate_catalog(mine, mine_url)
+    assert again.ok and again.verified and again.rows_copied == 0 and _version(mine_url) == "0012"
+    with pytest.raises(CatalogError, match="run without --no-verify"):
+        migrate_catalog(mine, mine_url, verify=False)
+
+
+def test_the_schema_is_created_already_marked(source: str, postgres_url: str):
+    """The schema had been committed unmarked, then marked in a transaction of its own: a move killed between
+    them left an empty catalog like any other, which every command took (and a later resume refused)."""
+    engine = create_catalog_engine(postgres_url)
+    committed: list[str | None] = []
+
+    @sa.event.listens_for(engine, "commit")
+    def version_committed(conn: sa.Connection) -> None:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        if cursor.execute("SELECT to_regclass('alembic_version')").fetchone()[0] is not None:
+            committed.append(cursor.execute("SELECT max(version_num) FROM alembic_version").fetchone()[0])
+
+    try:
+        assert migrate_catalog(source, engine, batch_size=16).ok  # type: ignore[arg-type]
+    finally:
+        engine.dispose()
+    # Every commit, from the schema's, until the copy was verified, left the target marked.
+    assert committed[0] == "0012 migrating" and committed[-1] == "0012"
+    assert set(committed[:-1]) == {"0012 migrating"}
+
+
+@pytest.mark.parametrize("batch_size", [1, 1000])
+def test_a_resume_without_verification_refuses_a_source_written_to_since_the_move_began(
+    source: str, postgres_url: str, batch_size: int
+):
+    """A source edited after its move was interrupted: with --no-verify, the resume had compared only its own
+    last batch of rows (so, with a small --batch-size, none of the edited rows) and finished a mixed target."""
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(update: TransferProgress) -> None:
+        if update.rows_done >= 50:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        migrate_catalog(source, postgres_url, batch_size=1, verify=False, progress=interrupt)
+    with Catalog.open(source) as catalog:  # one of the first images, long copied
+        first = next(catalog.images())
+        catalog.apply_edit(
+            catalog.plan_edit(Selection(ids=(first.id,)), assign={"alt": 555.0}), reason="drift", author="ana"
+        )
+    with pytest.raises(CatalogError, match=f"{source} was written to since its move into .* began"):
+        migrate_catalog(source, postgres_url, batch_size=batch_size, verify=False)
+    assert _version(postgres_url) == "0012 migrating"
+
+
+def test_a_database_error_during_a_move_is_one_line(source: str, postgres_url: str):
+    """A table locked by another session past the target's lock_timeout: SQLAlchemy's error, with the SQL,
+    had reached the user as a traceback."""
+
+    def interrupt(update: TransferProgress) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        migrate_catalog(source, postgres_url, batch_size=16, progress=interrupt)
+    with closing(psycopg.connect(postgres_url.replace("postgresql+psycopg", "postgresql"))) as locker:
+        locker.execute("LOCK TABLE images IN ACCESS EXCLUSIVE MODE")
+        impatient = postgres_url + "%20-clock_timeout%3D200"
+        with pytest.raises(CatalogError) as error:
+            migrate_catalog(source, impatient, batch_size=16)
+    message = str(error.value)
+    assert "lock timeout" in message and "\n" not in message and "SQL" not in message, message
 
 
 def test_bad_arguments(source: str, tmp_path: Path):
@@ -488,6 +592,12 @@ def test_indexes_dropped_for_the_copy_are_rebuilt_after_a_resume(
     assert {"pk_images", "pk_edits", "pk_jobs"} <= interrupted
     assert not {"ix_images_lat_lon", "uq_images_uri", "ix_images_geom", "ix_jobs_status"} & interrupted
     assert not {"fk_edits_image_id_images", "uq_artifacts_step_subject_name"} & interrupted
+    engine = create_catalog_engine(postgres_url)
+    with engine.connect() as conn:
+        mark = conn.execute(
+            sa.text("SELECT obj_description(to_regclass('alembic_version'), 'pg_class')")
+        ).scalar()
+    engine.dispose()
 
     report = migrate_catalog(source, postgres_url, batch_size=16)
     assert report.ok and report.resumed
@@ -508,9 +618,12 @@ def test_indexes_dropped_for_the_copy_are_rebuilt_after_a_resume(
     assert note is None  # the note listing the indexes to rebuild is gone
     assert {"ix_images_lat_lon", "uq_images_uri", "fk_edits_image_id_images", "ix_edits_batch"} <= names
 
-    # Whatever is missing at the end of a run is built, even when there is nothing left to copy.
+    # Whatever is missing at the end of a run is built, even when there is nothing left to copy: a run stopped
+    # while building them leaves its target marked.
     engine = create_catalog_engine(postgres_url)
     with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0012 migrating'"))
+        conn.execute(sa.text(f"COMMENT ON TABLE alembic_version IS '{mark}'"))
         conn.execute(sa.text("DROP INDEX ix_images_shot"))
         conn.execute(sa.text("ALTER TABLE artifacts DROP CONSTRAINT uq_artifacts_step_subject_name"))
         # A run stopped after building a unique key's index, before making it the key.

@@ -392,6 +392,29 @@ def test_a_target_whose_migration_is_unfinished_is_refused_until_db_migrate_fini
     assert code == 0 and json.loads(target) == json.loads(source)
 
 
+def test_db_migrate_into_a_catalog_no_move_is_filling_writes_nothing_and_says_so_in_one_line(
+    capsys, tmp_path: Path, survey: Path, postgres_url: str
+):
+    """A working PostgreSQL catalog of the same survey (other ids): taken for a finished copy by its row counts,
+    it had been marked 'being migrated' for good after a traceback, or, with --no-verify, reported copied."""
+    plain, edited = str(tmp_path / "plain.db"), str(tmp_path / "edited.db")
+    ingest_survey(capsys, plain, survey)
+    ingest_survey(capsys, edited, survey)
+    run(capsys, "edit", "--catalog", edited, "--reel", "R001", "--set", "alt=12.5", "--reason", "RTK")
+    ingest_survey(capsys, postgres_url, survey)
+    for db, extra, says in (
+        (edited, [], "already holds"),  # its edits: other row counts
+        (plain, ["--no-verify"], "run without --no-verify to check that they are a finished copy"),
+        (plain, [], "does not match"),  # the same row counts: verified
+    ):
+        code, _, err = run(capsys, "db", "migrate", "--catalog", db, "--to", postgres_url, *extra)
+        assert (code, err.count("\n")) == (3, 1) and says in err, err
+    code, out, _ = run(capsys, "ls", "--catalog", postgres_url, "--json")
+    assert code == 0 and len(json.loads(out)) == 12
+    code, out, _ = run(capsys, "history", "--catalog", postgres_url, "--json")
+    assert code == 0 and json.loads(out) == []
+
+
 def test_show_a_shot_gives_its_panorama_and_frames(capsys, tmp_path: Path, survey: Path):
     db = str(tmp_path / "c.db")
     ingest_survey(capsys, db, survey)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -245,18 +247,61 @@ def current_revision(engine: sa.Engine, *, missing_ok: bool = True, migrating_ok
 _MIGRATING = " migrating"
 """Written after the schema revision of a PostgreSQL catalog that ``panopipe db migrate`` is filling, until the
 copy is whole (and verified): a command that used it would work on part of the catalog, and one write there
-would make the move's resume impossible. The version table's comment names the source."""
+would make the move's resume impossible. The version table's comment holds the :class:`Migration`."""
 
 
-def mark_migrating(engine: sa.Engine, source: str) -> None:
-    """Mark the PostgreSQL catalog at its schema's head as being filled by a move from ``source`` (a location
-    as the user names it): every command but the move refuses it until :func:`finish_migration`."""
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """A move into a PostgreSQL catalog (see :func:`mark_migrating`): its ``source`` as the user names it, and
+    ``state``, what the source held when the move began (a digest), which a resume compares with the source's
+    state now."""
+
+    source: str
+    state: str
+
+    def to_comment(self) -> str:
+        return json.dumps({"source": self.source, "state": self.state}, sort_keys=True)
+
+    @classmethod
+    def from_comment(cls, comment: str | None) -> Migration:
+        """The migration a version table's comment holds; one written otherwise (by hand) has no state."""
+        try:
+            found = json.loads(comment or "")
+            return cls(str(found["source"]), str(found["state"]))
+        except (ValueError, TypeError, KeyError):
+            return cls(comment or "another catalog", "")
+
+
+def mark_migrating(engine: sa.Engine, migration: Migration) -> None:
+    """Mark the PostgreSQL catalog at its schema's head as being filled by ``migration``: every command but
+    the move refuses it until :func:`finish_migration`. A schema the move creates is marked as it is created
+    (:func:`upgrade` with ``migration``)."""
     with connect(engine) as connection, connection.begin():
-        connection.execute(
-            sa.text(f"UPDATE {_VERSION_TABLE} SET version_num = :marked"),
-            {"marked": head_revision() + _MIGRATING},
-        )
-        connection.execute(sa.schema.SetTableComment(_version_table(comment=source)))
+        _mark(connection, migration)
+
+
+def _mark(connection: sa.Connection, migration: Migration) -> None:
+    connection.execute(
+        sa.text(f"UPDATE {_VERSION_TABLE} SET version_num = :marked"),
+        {"marked": head_revision() + _MIGRATING},
+    )
+    connection.execute(sa.schema.SetTableComment(_version_table(comment=migration.to_comment())))
+
+
+def migration_of(engine: sa.Engine) -> Migration | None:
+    """The move under way into the catalog at ``engine`` (see :func:`mark_migrating`), ``None`` if none is."""
+    with connect(engine) as connection:
+        return _migration(connection)
+
+
+def _migration(connection: sa.Connection) -> Migration | None:
+    revision = _revision(connection)
+    if revision is None or not revision.endswith(_MIGRATING):
+        return None
+    comment = connection.execute(
+        sa.text("SELECT obj_description(to_regclass(:table), 'pg_class')"), {"table": _VERSION_TABLE}
+    ).scalar()
+    return Migration.from_comment(comment)
 
 
 def finish_migration(engine: sa.Engine) -> None:
@@ -275,11 +320,9 @@ def _version_table(comment: str | None = None) -> sa.Table:
 
 
 def _being_migrated(connection: sa.Connection, url: URL) -> CatalogError:
-    source = connection.execute(
-        sa.text("SELECT obj_description(to_regclass(:table), 'pg_class')"), {"table": _VERSION_TABLE}
-    ).scalar()
+    migration = _migration(connection)
     return CatalogError(
-        f"catalog {mask_url(url)} is being migrated from {source or 'another catalog'}: "
+        f"catalog {mask_url(url)} is being migrated from {migration.source if migration else 'another catalog'}: "
         "run `panopipe db migrate` again to finish"
     )
 
@@ -413,21 +456,32 @@ def _hold_schema_lock(connection: sa.Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+def upgrade(engine: sa.Engine, revision: str = "head", *, migration: Migration | None = None) -> None:
     """Bring the catalog's schema to ``revision`` (the newest by default), in one transaction.
 
     A database (or schema) holding tables but no panopipe schema version, another application's, is refused
     with a :class:`~panopipe.errors.SchemaOutdatedError`, and nothing is created. Upgrades of one database are
     serialized (see :func:`_hold_schema_lock`), and the revision is read once the lock is held: of two
-    commands creating a catalog at once, the second waits and finds the schema the first made.
+    commands creating a catalog at once, the second waits and finds the schema the first made. With
+    ``migration``, the schema is created marked (:func:`mark_migrating`) in the same transaction, so that no
+    interruption leaves the move's target an empty catalog like any other; a database that got a schema
+    meanwhile is refused.
     """
     from alembic import command
 
     with _upgrading, connect(engine) as connection, connection.begin():
         _hold_schema_lock(connection)
-        if _revision(connection) is None and _foreign(connection):
+        current = _revision(connection)
+        if current is None and _foreign(connection):
             raise _foreign_tables(engine.url)
+        if migration and current is not None:
+            raise CatalogError(
+                f"{mask_url(engine.url)} got a catalog's schema from another command meanwhile: "
+                "migrate into an empty database or schema"
+            )
         command.upgrade(alembic_config(connection), revision)
+        if migration:
+            _mark(connection, migration)
 
 
 def check_schema(engine: sa.Engine, *, create: bool = True) -> None:
@@ -470,6 +524,7 @@ def check_schema(engine: sa.Engine, *, create: bool = True) -> None:
 __all__ = [
     "MIGRATIONS",
     "SUPPORTED_CATALOGS",
+    "Migration",
     "alembic_config",
     "catalog_location",
     "catalog_url",
@@ -483,6 +538,7 @@ __all__ = [
     "head_revision",
     "mark_migrating",
     "mask_url",
+    "migration_of",
     "shared_engine",
     "upgrade",
     "user_tables",

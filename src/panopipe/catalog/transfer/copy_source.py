@@ -33,6 +33,7 @@ from panopipe.catalog.transfer.copy_format import (
     sha256,
     time_micros,
 )
+from panopipe.catalog.types import column_kind
 from panopipe.errors import CatalogError, ConfigError
 
 
@@ -154,8 +155,13 @@ class SourceTable:
         self.source, self.db, self.shape = source, source.db, TableShape(table)
         self._kinds = self.shape.kinds
 
-    def count(self) -> int:
-        return self.db.execute(f"SELECT count(*) FROM {quote(self.shape.name)}").fetchone()[0]
+    def state(self) -> tuple[Any, ...]:
+        """The table's row count, last key and latest value of each time column, read in one query: what a
+        write changes, short of digesting every row (rows added or removed, and the writes that stamp a time:
+        an edit sets its images' ``updated_at``, an undo its edits' ``undone_at``, a run its jobs' times)."""
+        times = (f"max({quote(c.name)})" for c in self.shape.copy_columns if column_kind(c) == "T")
+        columns = ", ".join(["count(*)", f"max({quote(self.shape.key.name)})", *times])
+        return tuple(self.db.execute(f"SELECT {columns} FROM {quote(self.shape.name)}").fetchone())
 
     def check_lengths(self) -> None:
         """A :class:`CatalogError` naming a row with a text longer than its column holds on PostgreSQL

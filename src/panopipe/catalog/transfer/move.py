@@ -13,11 +13,14 @@ they are rebuilt.
 
 Resume design: the rows already on the target are always a key-ordered prefix of the source, so the resume
 point of a table is ``max(key)`` on the target: no bookkeeping table is needed (the target stays exactly the
-schema the migrations create). Before resuming, the prefix is checked (same row count up to that key, same
-content in its last batch) so that rows of another catalog are refused instead of being extended. While rows
-are missing, and until the copy is verified, the target's schema version is marked (see
+schema the migrations create). From the schema's creation (in the same transaction) until the copy is whole
+and verified, the target's schema version is marked with the source and the source's state when the move
+began (its tables' row counts, last keys and latest times: see
 :func:`~panopipe.catalog.engine.mark_migrating`): every other command refuses it, so nothing works on part of
-the catalog or writes rows that would make the resume impossible.
+the catalog or writes rows that would make the resume impossible. The mark is the rule: only a target marked by
+a move from this source, in the state the source still has, is resumed (its prefix checked: same row count up
+to that key, same content in its last batch); a target holding rows without the mark is only verified, never
+written (a finished copy), and refused unless its row counts are the source's.
 
 Checksum design: both sides are cut into the same key ranges (one per ``batch_size`` source rows) and digested
 with SHA-256, range by range: the rows' canonical form (what PostgreSQL's binary ``COPY ... TO`` prints of
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -43,18 +47,22 @@ from typing import Any, Literal
 import psycopg
 import sqlalchemy as sa
 from psycopg import sql
+from sqlalchemy.engine import URL
 
 from panopipe.catalog.engine import (
+    Migration,
     catalog_location,
     catalog_url,
     check_schema,
     connect,
     create_catalog_engine,
     current_revision,
+    database_error,
     finish_migration,
     head_revision,
     mark_migrating,
     mask_url,
+    migration_of,
     upgrade,
     user_tables,
 )
@@ -65,6 +73,7 @@ from panopipe.catalog.transfer.copy_target import TargetDigests, range_digests, 
 from panopipe.catalog.transfer.deferred_indexes import build, complete, drop_secondary, missing
 from panopipe.config import DEFAULT_BATCH_SIZE, Settings
 from panopipe.errors import CatalogError, ConfigError
+from panopipe.steps.fingerprint import fingerprint
 
 TABLES: tuple[sa.Table, ...] = tuple(metadata.sorted_tables)
 """The catalog's tables, parents before the tables whose foreign keys point at them."""
@@ -218,11 +227,15 @@ def migrate_catalog(
 
     The target gets the schema from panopipe's migrations, then every table's rows with their ids; edit and
     artifact id sequences continue after the copied ids. Running it again after an interruption continues
-    where it stopped. A target holding other tables, another schema revision or rows the source cannot
-    account for is refused. With ``dry_run`` nothing is written: the report says what would move.
-    ``reader`` chooses how SQLite is read (the compiled reader by default, when it is installed); the report
-    says which one ran. Until every row is copied and verified (copied, without ``verify``), other commands
-    refuse the target, saying to run the move again. A ``cloudformation://`` location is looked up with ``settings``' region and profile.
+    where it stopped, unless the source was written to since the move began (then it is refused: its rows
+    already copied may differ). Running it again after a complete move verifies the copy and writes nothing
+    (without ``verify``, that is refused). A target holding other tables, another schema revision, rows no
+    move from this source is copying or one another source's move is filling is refused, before anything is
+    written. With ``dry_run`` nothing is written: the report says what would move. ``reader`` chooses how
+    SQLite is read (the compiled reader by default, when it is installed); the report says which one ran.
+    Until every row is copied and verified (copied, without ``verify``), other commands refuse the target,
+    saying to run the move again. A database error of either side is a one-line :class:`CatalogError`. A
+    ``cloudformation://`` location is looked up with ``settings``' region and profile.
     """
     if batch_size < 1:
         raise ConfigError(f"invalid batch size {batch_size}: expected at least 1")
@@ -230,6 +243,7 @@ def migrate_catalog(
     with (
         _engine(source, settings, must_exist=True) as source_engine,
         _engine(target_url, settings) as target_engine,
+        _one_line(source_engine.url, target_engine.url),
     ):
         if target_engine.dialect.name != "postgresql":
             raise ConfigError(
@@ -238,18 +252,26 @@ def migrate_catalog(
         with _only_move(target_engine, dry_run), Source(source_engine, reader) as reading_source:
             check_schema(source_engine, create=False)
             sources = {table.name: reading_source.table(table) for table in TABLES}
-            create = _check_target(target_engine)
-            if create and not dry_run:
-                upgrade(target_engine)
-            resume = {
-                name: (0, None) if create else _resume_point(table_source, target_engine, batch_size)
-                for name, table_source in sources.items()
-            }
-            totals = {name: table_source.count() for name, table_source in sources.items()}
+            states = {name: table_source.state() for name, table_source in sources.items()}
+            totals = {name: state[0] for name, state in states.items()}
+            migration = Migration(catalog_location(source_engine.url), fingerprint(states))
+            plan = _plan(target_engine, migration, totals, verify)
+            create = plan == "create"
             copied, checks = dict.fromkeys(totals, 0), list[TableCheck]()
-            if not dry_run:
-                if any(resume[name][0] < total for name, total in totals.items()):
-                    mark_migrating(target_engine, catalog_location(source_engine.url))
+            if plan == "check":  # a finished copy: verified, nothing written
+                resume = {name: (total, None) for name, total in totals.items()}
+                if not dry_run:
+                    checks = _verify(sources.values(), target_engine, batch_size, progress)
+            else:
+                resume = {
+                    name: (0, None) if create else _resume_point(table_source, target_engine, batch_size)
+                    for name, table_source in sources.items()
+                }
+            if plan != "check" and not dry_run:
+                if create:
+                    upgrade(target_engine, migration=migration)
+                elif plan == "fill":
+                    mark_migrating(target_engine, migration)
                 copied, checks = _move(sources, target_engine, resume, totals, batch_size, verify, progress)
                 if all(check.ok for check in checks):
                     finish_migration(target_engine)
@@ -266,6 +288,19 @@ def migrate_catalog(
             verified=bool(checks),
             reader=reading_source.reader_name,
         )
+
+
+@contextlib.contextmanager
+def _one_line(source: URL, target: URL) -> Iterator[None]:
+    """A database error of the move, of either side, as the one line of
+    :func:`~panopipe.catalog.engine.database_error` naming that side: never a traceback."""
+    try:
+        yield
+    except (sa.exc.SQLAlchemyError, sqlite3.Error, psycopg.Error) as exc:
+        # The SQLite reader and the COPY use the drivers' own connections, whose errors SQLAlchemy never saw.
+        error = exc if isinstance(exc, sa.exc.SQLAlchemyError) else sa.exc.DBAPIError(None, None, exc)
+        side = source if isinstance(getattr(error, "orig", None), sqlite3.Error) else target
+        raise database_error(error, side) from exc
 
 
 _MOVE_LOCK = 0x70616E6F
@@ -308,8 +343,10 @@ def verify_transfer(
     with (
         _engine(source, settings, must_exist=True) as source_engine,
         _engine(target, settings) as target_engine,
+        _one_line(source_engine.url, target_engine.url),
+        Source(source_engine, reader) as reading_source,
     ):
-        return _verify(source_engine, target_engine, batch_size, progress, reader)
+        return _verify((reading_source.table(t) for t in TABLES), target_engine, batch_size, progress)
 
 
 class _engine:
@@ -332,26 +369,63 @@ class _engine:
             self.engine.dispose()
 
 
-def _check_target(engine: sa.Engine) -> bool:
-    """Whether the target is empty (and needs the schema); refuses a target that is not a catalog like ours."""
-    with connect(engine) as conn:
+_Plan = Literal["create", "fill", "resume", "check"]
+
+
+def _plan(target: sa.Engine, migration: Migration, totals: dict[str, int], verify: bool) -> _Plan:
+    """What the move does with its target: create the schema (an empty database), fill an empty catalog,
+    resume the move ``migration`` (from this source, in this state) began, or check a finished copy (verify
+    it, writing nothing). Refused: a target that is not a catalog like ours, one a move from another source
+    is filling or whose move began before the source was written to, and one holding rows without the mark
+    of a move (unless they may be a finished copy: as many rows in each table as the source, and ``verify``).
+    """
+    with connect(target) as conn:
         names = user_tables(conn)
-    target = mask_url(engine.url)
+    shown = mask_url(target.url)
     foreign = sorted(names - _OWN_TABLES)
     if foreign:
         raise CatalogError(
-            f"{target} holds tables that are not panopipe's ({', '.join(foreign)}): "
+            f"{shown} holds tables that are not panopipe's ({', '.join(foreign)}): "
             "migrate into an empty database or schema"
         )
     if not names:
-        return True
-    revision = current_revision(engine, migrating_ok=True)
+        return "create"
+    revision = current_revision(target, migrating_ok=True)
     if revision != head_revision():
         raise CatalogError(
-            f"{target} holds a panopipe catalog at schema {revision or 'none'}, not {head_revision()}: "
+            f"{shown} holds a panopipe catalog at schema {revision or 'none'}, not {head_revision()}: "
             "migrate into an empty database, or bring both catalogs to the same version with `panopipe db upgrade`"
         )
-    return False
+    under_way = migration_of(target)
+    if under_way is not None:
+        if under_way.source != migration.source:
+            raise CatalogError(
+                f"{shown} is being migrated from {under_way.source}, not {migration.source}: finish that move "
+                "(run its `panopipe db migrate` again), or migrate into an empty database or schema"
+            )
+        if under_way.state != migration.state:
+            raise CatalogError(
+                f"{migration.source} was written to since its move into {shown} began, so the rows already "
+                "copied may differ from it: migrate again into an empty database or schema"
+            )
+        return "resume"
+    with connect(target) as conn:
+        counts = [sa.select(sa.func.count()).select_from(t).scalar_subquery() for t in TABLES]
+        present = dict(zip(totals, conn.execute(sa.select(*counts)).one(), strict=True))
+    if not any(present.values()):
+        return "fill"
+    if present == totals and verify:
+        return "check"
+    raise CatalogError(
+        f"{shown} already holds {sum(present.values()):,} rows and no move from {migration.source} is under "
+        "way into it: "
+        + (
+            "run without --no-verify to check that they are a finished copy of it, or "
+            if present == totals
+            else ""
+        )
+        + "migrate into an empty database or schema"
+    )
 
 
 def _resume_point(source: SourceTable, target: sa.Engine, batch_size: int) -> tuple[int, Any]:
@@ -370,7 +444,7 @@ def _resume_point(source: SourceTable, target: sa.Engine, batch_size: int) -> tu
         f"SELECT count(*), coalesce(sum({k} <= ?), 0) FROM {name}", (last,)
     ).fetchone()
     if expected == present == total:
-        return present, last  # nothing left to copy: the final verification judges the content
+        return present, last  # nothing left to copy: the source's state (_plan) and verification judge it
     if expected == present:
         # The last batch on the target must hold the same rows as the source up to that key.
         below = source.db.execute(
@@ -495,20 +569,13 @@ def _reset_sequences(engine: sa.Engine) -> None:
 
 
 def _verify(
-    source: sa.Engine,
-    target: sa.Engine,
-    batch_size: int,
-    progress: Progress | None,
-    reader: ReaderName | None,
+    sources: Iterable[SourceTable], target: sa.Engine, batch_size: int, progress: Progress | None
 ) -> list[TableCheck]:
     """Compare each table's source batches with the same key ranges on the target."""
-    with Source(source, reader) as reading_source:
-        checks = []
-        for table in TABLES:
-            table_source = reading_source.table(table)
-            batches = table_source.batches(None, None, batch_size)
-            checks.append(_verify_table(table_source.shape, batches, target, progress))
-        return checks
+    return [
+        _verify_table(table.shape, table.batches(None, None, batch_size), target, progress)
+        for table in sources
+    ]
 
 
 def _verify_table(
