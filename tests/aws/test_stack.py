@@ -774,6 +774,20 @@ def test_ctrl_c_at_the_question_of_a_first_deploy_leaves_no_empty_stack(
     assert _stacks() == []  # no stack left in REVIEW_IN_PROGRESS
 
 
+def test_ctrl_c_while_the_change_set_is_computed_leaves_no_empty_stack(aws: None):
+    """The cleanup covered the question only: Ctrl-C while CloudFormation computed the changes left the
+    REVIEW_IN_PROGRESS stack a first change set makes."""
+    cloudformation = boto3.client("cloudformation")
+
+    def interrupt(**kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    cloudformation.meta.events.register("before-call.cloudformation.DescribeChangeSet", interrupt)
+    with pytest.raises(Interrupted, match="and the empty stack pano it had created"):
+        deploy.deploy(STACK, VALUES, client=cloudformation, poll_seconds=0)
+    assert _stacks() == []
+
+
 def test_ctrl_c_at_the_question_of_an_update_deletes_its_change_set(outputs: dict[str, str]):
     def interrupt(changes: list[deploy.Change]) -> bool:
         raise KeyboardInterrupt

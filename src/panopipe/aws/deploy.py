@@ -471,23 +471,23 @@ def deploy(
             raise
         return DeployResult(changes=[], executed=False, report=status(stack, client=client))
     stack_id = created["StackId"]
-    description, changes = _changes(client, stack_id, change_set)
-    if description["Status"] == "FAILED":
-        reason = description.get("StatusReason", "")
-        _discard(client, stack_id, change_set, kind)
-        if _unchanged(reason):
-            return DeployResult(changes=[], executed=False, report=status(stack, client=client))
-        raise StackError(f"the change set failed: {reason}")
-    losses = _data_replaced(changes)
-    if losses and not allow_replacement:
-        _discard(client, stack_id, change_set, kind)
-        raise ConfigError(
-            f"the change set replaces {'; and '.join(losses)}: nothing was changed; "
-            "pass --allow-replacement to apply it"
-        )
     try:
+        description, changes = _changes(client, stack_id, change_set)
+        if description["Status"] == "FAILED":
+            reason = description.get("StatusReason", "")
+            _discard(client, stack_id, change_set, kind)
+            if _unchanged(reason):
+                return DeployResult(changes=[], executed=False, report=status(stack, client=client))
+            raise StackError(f"the change set failed: {reason}")
+        losses = _data_replaced(changes)
+        if losses and not allow_replacement:
+            _discard(client, stack_id, change_set, kind)
+            raise ConfigError(
+                f"the change set replaces {'; and '.join(losses)}: nothing was changed; "
+                "pass --allow-replacement to apply it"
+            )
         accepted = confirm(changes)
-    except KeyboardInterrupt:  # Ctrl-C at the question: nothing stays behind, as after a no
+    except KeyboardInterrupt:  # Ctrl-C while the changes are computed or at the question: nothing stays
         _discard(client, stack_id, change_set, kind)
         left = "the stack is as it was" if kind == "UPDATE" else f"and the empty stack {stack} it had created"
         raise Interrupted(f"interrupted: the change set was deleted, {left}; nothing changed") from None
