@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from panopipe.catalog import Catalog, Selection
 from panopipe.cli import main
 from panopipe.cli.app import app
 from panopipe.demo import GNSS_ALTITUDE_BIAS_M, RTK_ALTITUDE_M, generate_survey
@@ -472,3 +473,16 @@ def test_show_a_shot_that_is_not_in_the_catalog_says_so(capsys, tmp_path: Path, 
     assert err.endswith(
         "; nor is it a rig shot's id, such as R001-000042 (`panopipe ls --fields id,shot` lists both)\n"
     )
+
+
+def test_verify_of_a_shot_whose_frames_were_removed_selects_it(capsys, tmp_path: Path, survey: Path):
+    """Its outputs are verify's to list (`deleted`): it had warned that no image matched the shot, then listed
+    them."""
+    db = str(tmp_path / "c.db")
+    ingest_survey(capsys, db, survey)
+    with Catalog.open(db) as catalog:
+        frames = list(catalog.images(Selection(shots=("R001-000001",))))
+        catalog.mark_deleted([frame.uri for frame in frames])
+    assert run(capsys, "verify", "--catalog", db, "--shot", "R001-000001") == (0, "", "0 drifted output(s)\n")
+    code, _, err = run(capsys, "verify", "--catalog", db, "--shot", "R001-000009")
+    assert code == 0 and "warning: no image matches the filters: no shot 'R001-000009'" in err

@@ -354,7 +354,8 @@ def verify(
     """
     from panopipe import pipeline
 
-    warn_if_nothing_selected(catalog, selection)
+    # the outputs of deleted images are checked too: a shot whose frames were all removed is no typo
+    warn_if_nothing_selected(catalog, replace(selection, include_deleted=True))
     with render.progress_bar("verifying") as bar:
         found = pipeline.verify(catalog, selection, settings, repair=repair, progress=bar)
     rows = [drift.to_dict() for drift in found]
