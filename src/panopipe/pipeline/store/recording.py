@@ -276,11 +276,7 @@ def forget_vanished_shots(catalog: Catalog) -> list[str]:
     their failures, for ever. A shot whose frames were deleted keeps its outputs."""
     c = artifacts.c
     vanished = sa.and_(c.subject.startswith("shot:"), ~sa.exists().where(images.c.shot == c.shot))
-    ended = sa.and_(
-        jobs.c.subject.startswith("shot:"),
-        jobs.c.status.in_([*FINISHED, "stale"]),
-        ~sa.exists().where(images.c.shot == sa.func.substr(jobs.c.subject, len("shot:") + 1)),
-    )
+    ended = sa.and_(_of_vanished_shots(), jobs.c.status.in_([*FINISHED, "stale"]))
     with catalog.transaction() as conn:
         uris = list(conn.execute(sa.select(c.output_uri).where(vanished)).scalars())
         conn.execute(artifacts.delete().where(vanished))
@@ -292,16 +288,15 @@ def drop_vanished_jobs(catalog: Catalog) -> int:
     """Delete the jobs not submitted yet (queued for the dispatcher, no claim) of shots that no image belongs
     to any more (their frames form other shots now, as a reel's upload regroups them): nothing would submit
     them, and ``status`` counted them ``queued`` for ever. The number deleted."""
-    c = jobs.c
-    shot = sa.func.substr(c.subject, len("shot:") + 1)
-    vanished = sa.and_(
-        c.subject.startswith("shot:"),
-        c.status == "queued",
-        c.external_id.is_(None),
-        ~sa.exists().where(images.c.shot == shot),
-    )
+    vanished = sa.and_(_of_vanished_shots(), jobs.c.status == "queued", jobs.c.external_id.is_(None))
     with catalog.transaction() as conn:
         return conn.execute(jobs.delete().where(vanished)).rowcount or 0
+
+
+def _of_vanished_shots() -> sa.ColumnElement[bool]:
+    """Whether a job is one of a shot that no image belongs to any more."""
+    shot = sa.func.substr(jobs.c.subject, len("shot:") + 1)
+    return sa.and_(jobs.c.subject.startswith("shot:"), ~sa.exists().where(images.c.shot == shot))
 
 
 __all__ = [
