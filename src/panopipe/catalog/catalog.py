@@ -208,11 +208,8 @@ class Catalog:
         raised as the :class:`~panopipe.errors.CatalogError` that says what to do
         (:func:`~panopipe.catalog.engine.database_error`). Every statement of a catalog runs in this,
         :meth:`autocommit` or :meth:`connect`."""
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except sa.exc.SQLAlchemyError as exc:
-            raise database_error(exc, self.engine.url) from exc
+        with self._database_errors(), self.engine.begin() as conn:
+            yield conn
 
     @contextlib.contextmanager
     def autocommit(self) -> Iterator[sa.Connection]:
@@ -224,18 +221,20 @@ class Catalog:
             with self.transaction() as conn:
                 yield conn
             return
-        try:
-            with self.engine.connect() as conn:
-                yield conn.execution_options(isolation_level="AUTOCOMMIT")
-        except sa.exc.SQLAlchemyError as exc:
-            raise database_error(exc, self.engine.url) from exc
+        with self._database_errors(), self.engine.connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[sa.Connection]:
         """A connection for reading; database errors are raised as :class:`~panopipe.errors.CatalogError`."""
+        with self._database_errors(), self.engine.connect() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _database_errors(self) -> Iterator[None]:
+        """Database errors raised as the :class:`~panopipe.errors.CatalogError` that says what to do."""
         try:
-            with self.engine.connect() as conn:
-                yield conn
+            yield
         except sa.exc.SQLAlchemyError as exc:
             raise database_error(exc, self.engine.url) from exc
 
