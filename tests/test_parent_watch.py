@@ -7,10 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from tests.processes import alive, wait_for
 
 # A parent that starts one worker (with or without the watch), gives it a minute of work, writes its pid, and is
 # killed as the out-of-memory killer would. Nothing is read from pipes the worker inherits: it would hold them.
@@ -24,14 +24,6 @@ pool.submit(time.sleep, 60)
 time.sleep(0.2)
 os.kill(os.getpid(), signal.SIGKILL)
 """
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _worker_after_parent_killed(kind: str, folder: Path) -> int:
@@ -52,11 +44,8 @@ def test_a_watched_worker_exits_once_its_parent_is_killed_and_an_unwatched_one_s
     watched = _worker_after_parent_killed("watched", tmp_path)
     unwatched = _worker_after_parent_killed("unwatched", tmp_path)
     try:
-        deadline = time.monotonic() + 5
-        while _alive(watched) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not _alive(watched)
-        assert _alive(unwatched)  # what ingest's readers did: sleeping on, for nobody
+        wait_for(lambda: not alive({watched}), timeout=5)
+        assert alive({unwatched})  # what ingest's readers did: sleeping on, for nobody
     finally:
-        if _alive(unwatched):
+        if alive({unwatched}):
             os.kill(unwatched, signal.SIGKILL)

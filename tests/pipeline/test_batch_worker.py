@@ -21,6 +21,7 @@ from moto import mock_aws
 from moto.core.authorization import enable_iam_authentication
 from tests.pipeline.batch_world import BUCKET, World, manifest_of, to_s3
 from tests.pipeline.captures import Project, add_rig_shots
+from tests.processes import wait_for
 from tests.storage.conftest import list_only_user
 
 from panopipe.cli import main
@@ -76,13 +77,6 @@ def submitted(project: Project, world: World, tmp_path: Path, slow_s: float) -> 
 
 def results(manifest: str) -> set[str]:
     return Submission.at(manifest).result_ids()
-
-
-def wait_for(condition, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("catalog_url", ["sqlite"], indirect=True)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from tests.pipeline.captures import Project, add_rig_shots
+from tests.processes import children, wait_for
 
 from panopipe.catalog.schema import artifacts, jobs
 from panopipe.errors import StepError, StorageError
@@ -211,6 +212,7 @@ frame, output, marks = sys.argv[1:]
 worker = os.getppid()
 run = int(open(f"/proc/{worker}/stat").read().rpartition(")")[2].split()[1])
 command = open(f"/proc/{worker}/cmdline", "rb").read()
+spared = {int(pid) for pid in open(os.path.join(marks, "spared")).read().split()}  # other pools' processes
 try:  # the first job to start kills the other, idle, worker process once, and waits for the pool to break
     os.close(os.open(os.path.join(marks, "killed"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
 except FileExistsError:
@@ -222,7 +224,7 @@ for pid in (int(entry) for entry in os.listdir("/proc") if entry.isdigit() and i
         same = open(f"/proc/{pid}/cmdline", "rb").read() == command
     except OSError:
         continue
-    if parent == run and same:
+    if parent == run and same and pid not in spared:
         os.kill(pid, signal.SIGKILL)
 time.sleep(30)
 """
@@ -233,6 +235,7 @@ def test_a_worker_killed_while_idle_costs_no_job_an_attempt(project: Project, tm
     died", never tried again, though its own process was fine."""
     add_rig_shots(project.catalog, project.root, 1)
     (tmp_path / "killer.py").write_text(IDLE_KILLER)
+    (tmp_path / "spared").write_text(" ".join(map(str, children(os.getpid()))))
     command = f"{sys.executable} {tmp_path / 'killer.py'} {{input0}} {{output}} {tmp_path}"
     settings = project.with_steps(stitch={"stitcher": "external", "params": {"command": command}})
 
@@ -242,6 +245,45 @@ def test_a_worker_killed_while_idle_costs_no_job_an_attempt(project: Project, tm
     assert report.counts == {"stitch": {"succeeded": 1}}
     with project.catalog.engine.connect() as conn:
         assert conn.execute(sa.select(jobs.c.attempts)).scalars().all() == [1]
+
+
+RECORD_WORKER = """
+import os, shutil, sys
+shutil.copy(sys.argv[1], sys.argv[2])
+with open(sys.argv[3], "a") as workers:
+    workers.write(f"{os.getppid()}\\n")
+"""
+
+
+def kill_until_reaped(pids: set[int]) -> None:
+    """Kill the pool's processes ``pids``: reaped once the pool's manager saw them die and marked it broken."""
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids))
+
+
+def test_a_pool_whose_processes_died_between_runs_runs_the_next_run(project: Project, tmp_path: Path):
+    """An executor kept from run to run (a test session's, a service's) whose processes were all killed while
+    no run used it (out of memory, an operator) failed the next run at once: its broken pool refused the jobs.
+    More such breaks than ``retries``: each run whose jobs end shows that new processes start."""
+    add_rig_shots(project.catalog, project.root, 2)
+    (tmp_path / "record.py").write_text(RECORD_WORKER)
+    workers = tmp_path / "workers"
+    executor = LocalExecutor(2, retries=1, backoff_s=0.01)
+    try:
+        for attempt in range(3):
+            command = f"{sys.executable} {tmp_path / 'record.py'} {{input0}} {{output}} {workers} {attempt}"
+            settings = project.with_steps(stitch={"stitcher": "external", "params": {"command": command}})
+
+            report = run(project.catalog, settings=settings, steps=["stitch"], executor=executor)
+
+            assert report.counts == {"stitch": {"succeeded": 2}}
+            with project.catalog.engine.connect() as conn:
+                assert set(conn.execute(sa.select(jobs.c.attempts)).scalars()) == {1}
+            kill_until_reaped({int(pid) for pid in workers.read_text().split()})
+            workers.unlink()
+    finally:
+        executor.close()
 
 
 def test_the_local_executor_wakes_its_poller_when_a_job_ends(tmp_path):

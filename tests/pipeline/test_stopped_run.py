@@ -10,13 +10,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from tests.conftest import require
+from tests.processes import alive, children, wait_for
 
 from panopipe.catalog import Catalog
 from panopipe.catalog.schema import artifacts, jobs
@@ -78,44 +79,9 @@ class Survey:
             return {status: count for status, count in conn.execute(query).all()}
 
 
-def children(pid: int) -> set[int]:
-    """The processes whose parent is ``pid``."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:  # ended meanwhile
-                continue
-            if int(stat.rpartition(")")[2].split()[1]) == pid:
-                found.add(int(entry.name))
-    return found
-
-
 def tools(pid: int) -> set[int]:
     """The external stitchers the workers of the run ``pid`` run."""
     return {tool for worker in children(pid) for tool in children(worker)}
-
-
-def alive(pids: set[int]) -> set[int]:
-    return {pid for pid in pids if Path(f"/proc/{pid}").exists() and "(Z)" not in _state(pid)}
-
-
-def _state(pid: int) -> str:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return "(Z)"
-    return f"({stat.rpartition(')')[2].split()[0]})"
-
-
-def wait_for(
-    condition: Callable[[], bool], still: Callable[[], bool] = lambda: True, timeout: float = 60
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert still() and time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def outputs(folder: Path) -> set[Path]:

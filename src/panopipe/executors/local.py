@@ -129,9 +129,10 @@ class LocalExecutor(Executor):
     A worker process that dies (killed, out of memory) breaks the pool: a new one runs the jobs that had not
     finished. The job whose outcome died with the process is charged an attempt (of ``retries + 1``; it fails
     "worker died" once it has none left); the others, never started or stopped by the breakage, are not.
-    A pool that broke with no job's outcome lost (a process killed while idle, or one that could not start) is
-    started again too, up to ``retries`` times in all: then its jobs that had not finished fail "worker died"
-    (a process that cannot start would otherwise break pool after pool).
+    A pool that broke with no job's outcome lost (a process killed while idle, during a run or between two, or
+    one that could not start) is started again too, up to ``retries`` times in a row with no job ending: then
+    its jobs that had not finished fail "worker died" (a process that cannot start would otherwise break pool
+    after pool).
     """
 
     name = "local"
@@ -169,13 +170,18 @@ class LocalExecutor(Executor):
             )
         for handle in handles:
             number, job = self._jobs[handle]
-            future = self._pool.submit(
-                _execute_encoded,
-                job,
-                number,
-                retries=self.retries - len(self._deaths.get(handle, ())),
-                backoff_s=self.backoff_s,
-            )
+            future: Future[str]
+            try:
+                future = self._pool.submit(
+                    _execute_encoded,
+                    job,
+                    number,
+                    retries=self.retries - len(self._deaths.get(handle, ())),
+                    backoff_s=self.backoff_s,
+                )
+            except BrokenProcessPool as broken:  # it broke while idle: mended as if it had broken running it
+                future = Future()
+                future.set_exception(broken)
             self._futures[handle] = future
             future.add_done_callback(partial(self._end, handle))
 
@@ -183,6 +189,8 @@ class LocalExecutor(Executor):
         broken = not future.cancelled() and isinstance(future.exception(), BrokenProcessPool)
         with self._ending:
             (self._broken if broken else self._ended).append(handle)
+            if not future.cancelled() and future.exception() is None:
+                self._idle_breaks = 0  # its processes can start and run jobs
             self._ending.notify_all()
 
     def describe(self, handles: Sequence[str]) -> list[JobState]:
