@@ -96,7 +96,7 @@ def surveyed(capsys, tmp_path: Path, catalog_url: str) -> tuple[tuple[str, ...],
     with Catalog.open(catalog_url) as catalog:
         add_panoramas(catalog, tmp_path / "captures", 1)
     assert run(capsys, "run", *common)[0] == 0
-    edit = ("edit", *common, "--reel", "P001", "--set", "pitch=-10", "--set", "roll=2.5", "--reason", "level")
+    edit = ("edit", *common, "--reel", "P001", "--set", "pitch=-10", "--set", "roll=1.2", "--reason", "level")
     assert run(capsys, *edit)[0] == 0
     with Catalog.open(catalog_url) as catalog:
         add_panoramas(catalog, tmp_path / "later", 1)
@@ -136,7 +136,7 @@ def test_panoramas_export_in_every_format(capsys, tmp_path: Path, surveyed):
     pending = by_status["image", "pending"]
     assert pending["published_uri"] == "" and Path(pending["image_uri"]).parent.parent.name == "later"
     edited, shot = by_status["image", "outdated"], by_status["shot", "published"]
-    assert (edited["pitch"], edited["roll"], shot["pitch"], shot["roll"]) == ("-10.0", "2.5", "", "")
+    assert (edited["pitch"], edited["roll"], shot["pitch"], shot["roll"]) == ("-10.0", "1.2", "", "")
 
     summary, types = ogrinfo(target)
     assert_points_in_wgs84(summary)
@@ -215,7 +215,7 @@ def test_oid_table_for_arcgis(capsys, tmp_path: Path, surveyed):
                 "0.0",
             )
             assert row["CameraHeading"] == panorama["heading"]
-    edited = next(row for row in rows.values() if row["CameraRoll"] == "2.5")
+    edited = next(row for row in rows.values() if row["CameraRoll"] == "1.2")
     assert (edited["CameraPitch"], edited["CameraHeight"]) == ("80.0", "")  # 10° below the horizon
 
     summary, types = ogrinfo(target)

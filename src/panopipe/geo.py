@@ -9,6 +9,12 @@ from statistics import fmean
 EARTH_RADIUS_M = 6_371_008.8
 
 
+def signed_angle(degrees: float) -> float:
+    """``degrees`` as the same angle in (-180, 180]; one already there is returned as it is (normalising it
+    anyway adds float noise: 180 - (180 - 1.2) is 1.2000000000000028)."""
+    return degrees if -180.0 < degrees <= 180.0 else 180.0 - (180.0 - degrees) % 360.0
+
+
 def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """Great-circle distance in metres between two points in decimal degrees."""
     p1, p2 = math.radians(lat1), math.radians(lat2)

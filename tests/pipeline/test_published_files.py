@@ -171,7 +171,7 @@ def test_an_edited_pitch_and_roll_are_published_as_the_gpano_pose(project: Proje
     assert run(project.catalog, settings=project.settings, executor=executor).ok
     # the 360° image's camera was tilted: a correction from the vehicle's IMU
     panorama = Selection(reels=("P001",))
-    changes = project.catalog.plan_edit(panorama, assign={"pitch": -2.5, "roll": 1.25})
+    changes = project.catalog.plan_edit(panorama, assign={"pitch": -2.5, "roll": 1.2})
     project.catalog.apply_edit(changes, reason="IMU", author="test")
 
     stale = {(i.step, i.subject.partition(":")[0]) for i in plan(project.catalog, settings=project.settings)}
@@ -180,7 +180,7 @@ def test_an_edited_pitch_and_roll_are_published_as_the_gpano_pose(project: Proje
 
     for tree in ("", "thumbnails", "previews"):
         tags = exiftool(project.out / "publish" / tree / "demo/P001/demo_P001_000000.jpg")
-        assert (tags["XMP-GPano:PosePitchDegrees"], tags["XMP-GPano:PoseRollDegrees"]) == (-2.5, 1.25), tree
+        assert (tags["XMP-GPano:PosePitchDegrees"], tags["XMP-GPano:PoseRollDegrees"]) == (-2.5, 1.2), tree
     shot = exiftool(project.out / "publish" / PUBLISHED)  # no pitch or roll in the catalog: none written
     assert "XMP-GPano:PosePitchDegrees" not in shot and "XMP-GPano:PoseRollDegrees" not in shot
     assert verify(project.catalog, settings=project.settings) == []

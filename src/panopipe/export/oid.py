@@ -30,6 +30,7 @@ from panopipe.catalog import Catalog
 from panopipe.config import Settings, settings_or_loaded
 from panopipe.export.panoramas import Panorama
 from panopipe.export.table import Column, Table
+from panopipe.geo import signed_angle
 from panopipe.pipeline.config import load_pipeline
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def esri_pitch(pitch: float | None) -> float:
 def esri_roll(roll: float | None) -> float | None:
     """``CameraRoll`` (-90 to 90, clockwise) of a roll in degrees clockwise (None: level, 0); ``None`` for a
     roll further than 90° either way, which Esri's angles cannot hold."""
-    roll = 180.0 - (180.0 - (roll or 0.0)) % 360.0
+    roll = signed_angle(roll or 0.0)
     return roll if -90.0 <= roll <= 90.0 else None
 
 

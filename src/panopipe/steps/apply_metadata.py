@@ -34,7 +34,7 @@ from panopipe.catalog.records import Image, to_json_value
 from panopipe.catalog.values import rounded
 from panopipe.config import ConfigKey
 from panopipe.errors import ConfigError, MetadataError, StepError
-from panopipe.geo import mean_longitude
+from panopipe.geo import mean_longitude, signed_angle
 from panopipe.metadata import ImageMetadata, parse_jpeg_header
 from panopipe.metadata.writer import GPano, MetadataUpdate, apply_metadata
 from panopipe.qc.settings import QcSettings
@@ -209,7 +209,7 @@ def panorama_orientation(
     return (
         None if heading is None else _degrees(heading) % 360.0,
         None if pitch is None else _degrees(pitch),
-        None if roll is None else 180.0 - (180.0 - _degrees(roll)) % 360.0,
+        None if roll is None else signed_angle(_degrees(roll)),
     )
 
 
