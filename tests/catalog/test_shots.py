@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from panopipe.catalog import Catalog, ImageRecord, Selection
 from panopipe.catalog import shots as shot_ops
 from panopipe.catalog.schema import images
+from panopipe.errors import ConfigError
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 TOLERANCE = 0.05
@@ -132,6 +133,30 @@ def test_a_capture_time_edit_and_its_undo_regroup_the_reel(catalog: Catalog):
     assert {regrouped[r.uri] for r in survey() if r.frame == 2} == {"R001-000002"}
     catalog.undo(batch, author="test", shot_tolerance_s=TOLERANCE)
     assert shots(catalog) == before
+
+
+def test_an_edit_excludes_or_keeps_a_rig_shots_frames_together(catalog: Catalog):
+    """One frame of a rig shot excluded by hand (qc.md's `edit --id ID --set excluded=true`) left the shot
+    planned without it: its stitch failed on every run ("missing the frame(s) of camera(s) [0]")."""
+    catalog.upsert_images(survey())
+    catalog.assign_shots(["R001"], TOLERANCE)
+    by_shot = {
+        shot: [i.id for i in catalog.images() if i.shot == shot] for shot in ("R001-000001", "R001-000002")
+    }
+    one = Selection(ids=(by_shot["R001-000001"][0],))
+
+    with pytest.raises(ConfigError) as refused:
+        catalog.plan_edit(one, assign={"excluded": True})
+    assert str(refused.value) == (
+        "shot R001-000001 would have 1 of its 4 frames excluded: a rig shot is stitched from all its frames, "
+        "so they are excluded or kept together (--shot R001-000001)"
+    )
+    whole = catalog.plan_edit(Selection(shots=("R001-000001", "R001-000002")), assign={"excluded": True})
+    assert len(whole) == 7  # the second shot lacks camera 3
+    catalog.apply_edit(whole, reason="blurred", author="test")
+    with pytest.raises(ConfigError, match="shot R001-000002 would have 2 of its 3 frames excluded"):
+        catalog.plan_edit(Selection(ids=(by_shot["R001-000002"][0],)), assign={"excluded": False})
+    assert len(catalog.plan_edit(Selection(shots=("R001-000002",)), assign={"excluded": False})) == 3
 
 
 def test_a_reel_or_frame_number_edit_renames_no_shot(catalog: Catalog):

@@ -24,7 +24,7 @@ from panopipe.catalog.schema import edits, images
 from panopipe.catalog.selection import Selection, no_match
 from panopipe.catalog.shots import assign_reel_shots, touch_shots
 from panopipe.catalog.spatial import PostGIS
-from panopipe.catalog.subjects import CHUNK, Subject
+from panopipe.catalog.subjects import CHUNK, Subject, form_condition
 from panopipe.catalog.types import new_id, utcnow
 from panopipe.catalog.values import from_json, parse_value, to_json, validate_value
 from panopipe.errors import CatalogError, ConfigError, NotFoundError
@@ -96,7 +96,26 @@ def plan(
                 changes.append(FieldChange(row.id, field, old, new))
     if not matched:
         raise NotFoundError(no_match(conn, selection))
+    _refuse_split_shots(conn, changes)
     return changes
+
+
+def _refuse_split_shots(conn: sa.Connection, changes: Sequence[FieldChange]) -> None:
+    """A :class:`~panopipe.errors.ConfigError` if ``changes`` would leave a rig shot with some frames excluded
+    and some not: it is stitched from all of them (one left out, its stitch would fail on every run), so they
+    are excluded or kept together, as ``qc --fix`` thins them."""
+    excluded = {change.image_id: bool(change.new) for change in changes if change.field == "excluded"}
+    i, frames = images.c, form_condition("shot")
+    for chunk in batched(sorted(excluded), CHUNK):
+        shots = sa.select(i.shot).where(i.id.in_(chunk), frames, i.deleted == sa.false())
+        query = sa.select(i.shot, i.id, i.excluded).where(frames, i.deleted == sa.false(), i.shot.in_(shots))
+        for shot, rows in itertools.groupby(conn.execute(query.order_by(i.shot)), key=lambda row: row.shot):
+            ending = [excluded.get(row.id, row.excluded) for row in rows]
+            if 0 < sum(ending) < len(ending):
+                raise ConfigError(
+                    f"shot {shot} would have {sum(ending)} of its {len(ending)} frames excluded: a rig shot is "
+                    f"stitched from all its frames, so they are excluded or kept together (--shot {shot})"
+                )
 
 
 def apply(

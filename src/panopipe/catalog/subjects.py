@@ -59,14 +59,15 @@ def subject_id(kind: SubjectKind, key: str) -> str:
 
 def kind_condition(kind: SubjectKind) -> sa.ColumnElement[bool]:
     """Images that belong to subjects of ``kind``."""
+    return sa.and_(form_condition(kind), images.c.excluded == sa.false())
+
+
+def form_condition(kind: SubjectKind) -> sa.ColumnElement[bool]:
+    """Images of the form of subjects of ``kind`` (a rig shot's frames, or 360° images), excluded or not."""
     c = images.c
     if kind == "image":
-        return sa.and_(c.projection == EQUIRECTANGULAR, c.excluded == sa.false())
-    return sa.and_(
-        c.shot.is_not(None),
-        sa.or_(c.projection.is_(None), c.projection != EQUIRECTANGULAR),
-        c.excluded == sa.false(),
-    )
+        return c.projection == EQUIRECTANGULAR
+    return sa.and_(c.shot.is_not(None), sa.or_(c.projection.is_(None), c.projection != EQUIRECTANGULAR))
 
 
 def key_column(kind: SubjectKind) -> sa.ColumnElement[Any]:
@@ -272,6 +273,7 @@ __all__ = [
     "Subject",
     "SubjectKind",
     "create_selected",
+    "form_condition",
     "key_column",
     "kind_condition",
     "load_subjects",
