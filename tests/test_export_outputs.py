@@ -1,5 +1,6 @@
 """Where ``export -o`` and ``report --html`` write: through a link, into a FIFO or device as it is, to stdout
-for ``-``; never over the catalog, the config file in use or a catalogued image, nor over a file beside the export that is not one of its sidecars."""
+for ``-``; never over the catalog, the config file in use, a catalogued image or an output of the pipeline, nor
+over a file beside the export that is not one of its sidecars."""
 
 from __future__ import annotations
 
@@ -174,6 +175,42 @@ def test_a_catalogued_image_or_the_config_file_is_never_an_output(
     assert code == 2 and f"it is {what}; give another name" in err and len(err.splitlines()) == 1
     assert image.read_bytes() == b"\xff\xd8 a JPEG" and config.read_text() == "[panopipe]\nproject = 'p'\n"
     assert out == ""
+
+
+def test_an_output_of_the_pipeline_is_never_an_output(
+    capsys, tmp_path: Path, catalog_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    folder = tmp_path / "d"
+    code, _, err = run(capsys, "demo", "--folder", str(folder), "--shots", "1", "--catalog", catalog_url)
+    assert code == 0, err
+    monkeypatch.chdir(folder)
+    common = ("--catalog", catalog_url, "--config", "panopipe.toml")
+    (stitched,) = Path("panopipe-out/stitch").rglob("panorama-*.jpg")  # relative to the current folder
+    published = folder / "panopipe-out/publish/demo/R001/demo_R001_000001.jpg"
+    Path("latest.csv").symlink_to(folder / "panopipe-out/publish/thumbnails/demo/R001/demo_R001_000001.jpg")
+    files = {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+    shot = "shot:R001-000001"
+
+    for args, named, made in [
+        (("report", "--html", str(stitched)), stitched, f"stitch {shot}"),
+        (("export", "--format", "csv", "-o", str(published)), published, f"publish {shot}"),
+        (("report", "--html", str(published)), published, f"publish {shot}"),
+        (
+            ("export", "-o", "latest.csv"),
+            "latest.csv",
+            f"publish {shot}",
+        ),  # a link to the published thumbnail
+    ]:
+        code, out, err = run(capsys, *args, *common)
+
+        expected = (
+            f"error: cannot write {named}: it is an output of the pipeline ({made}); give another name\n"
+        )
+        assert (code, out, err) == (2, "", expected)
+    assert {
+        path: path.read_bytes() for path in folder.rglob("*") if path.is_file()
+    } == files  # no sidecar either
+    assert run(capsys, "verify", *common)[0] == 0
 
 
 def test_sidecars_never_replace_other_files(capsys, catalog_file: Path, tmp_path: Path):

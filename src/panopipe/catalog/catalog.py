@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import operator
-import os
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -49,7 +48,7 @@ from panopipe.catalog.values import from_json, to_json
 from panopipe.config import Settings, config_path
 from panopipe.errors import CatalogError, ConfigError, NotFoundError
 from panopipe.iterutil import batched, evenly, spaced
-from panopipe.storage.folder import refuse_database_file, same_file
+from panopipe.storage.folder import local_uris, refuse_database_file, same_file
 
 _COMPARED_FIELDS = (*FILE_FIELDS, *CAPTURE_FIELDS, "extra", "status", "error")
 _WRITTEN_FIELDS = (*_COMPARED_FIELDS, "uri")
@@ -509,7 +508,7 @@ class Catalog:
         if config.exists() and same_file(path, config):
             raise ConfigError(f"cannot write {path}: it is the config file in use; give another name")
         with self.connect() as conn:
-            if self._uris_in(conn, sorted({os.path.abspath(path), os.path.realpath(path)})):
+            if self._uris_in(conn, local_uris(path)):
                 raise ConfigError(f"cannot write {path}: it is an image of the catalog; give another name")
 
     @staticmethod

@@ -24,6 +24,7 @@ from panopipe.export.oid import esri_time, oid_table, rig_mount_height
 from panopipe.export.panoramas import load_panoramas, panoramas_table
 from panopipe.export.sequences import load_sequences, sequences_table
 from panopipe.export.table import Table
+from panopipe.pipeline.overwrite import refuse_overwrite
 from panopipe.qc.settings import QcSettings
 from panopipe.storage import open_atomic, same_file
 
@@ -147,14 +148,13 @@ def write_export(
 
 def _output_files(catalog: Catalog, output: Path | None, export_format: str) -> tuple[Path, ...]:
     """The files an export to ``output`` writes: ``output``, then a CSV's sidecars. :class:`ConfigError`
-    when one is a file the project works from (:meth:`Catalog.refuse_overwrite`), a sidecar is ``output`` itself, or a file already there that is not
-    one of a CSV being replaced (``roads.prj`` of the shapefile ``roads.shp``): checked before any is
-    written."""
+    when one is a file the project works from (:func:`~panopipe.pipeline.overwrite.refuse_overwrite`), a
+    sidecar is ``output`` itself, or a file already there that is not one of a CSV being replaced
+    (``roads.prj`` of the shapefile ``roads.shp``): checked before any is written."""
     if output is None:
         return ()
     sidecars = csv_sidecars(output) if _file_format(export_format) == "csv" else []
-    for path in (output, *sidecars):
-        catalog.refuse_overwrite(path)
+    refuse_overwrite(catalog, output, *sidecars)
     for sidecar in sidecars:
         if same_file(sidecar, output):
             raise ConfigError(

@@ -5,6 +5,7 @@ already equirectangular is its own subject (``image:<id>``) and skips ``stitch``
 """
 
 from panopipe.pipeline.config import Pipeline, load_pipeline
+from panopipe.pipeline.overwrite import refuse_overwrite
 from panopipe.pipeline.planner import Plan, PlanItem, plan
 from panopipe.pipeline.report import write_html_report
 from panopipe.pipeline.runner import Failure, Progress, RunReport, run
@@ -28,6 +29,7 @@ __all__ = [
     "fingerprint",
     "load_pipeline",
     "plan",
+    "refuse_overwrite",
     "run",
     "status",
     "verify",

@@ -12,6 +12,7 @@ from urllib.parse import quote
 from panopipe.catalog import Catalog, MapPositions
 from panopipe.catalog.subjects import KINDS, load_subjects
 from panopipe.iterutil import examples
+from panopipe.pipeline.overwrite import refuse_overwrite
 from panopipe.pipeline.report_map import CSS, ShotMark, survey_map, thumbnail_strip
 from panopipe.pipeline.status import Status, status
 from panopipe.pipeline.store import failed_subjects, named_outputs
@@ -39,10 +40,10 @@ def write_html_report(
     """Write the report to ``path`` (one file; the thumbnails it shows are linked relative to it, so it works
     where it was written), or to ``out`` (default stdout) when there is none, linked relative to the current
     folder; the path written. :class:`~panopipe.errors.ConfigError` when ``path`` is a file the project works from
-    (:meth:`~panopipe.catalog.Catalog.refuse_overwrite`)."""
+    (:func:`~panopipe.pipeline.overwrite.refuse_overwrite`)."""
     target = None if path is None else Path(path)
     if target is not None:
-        catalog.refuse_overwrite(target)
+        refuse_overwrite(catalog, target)
     current = status(catalog)
     positions = catalog.positions(failed_subjects(catalog), limit=MAX_POINTS)
     shots = _shots(catalog, Path() if target is None else target.parent)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from panopipe.storage.base import ObjectInfo, Progress, ReadStats, Storage, StorageStats, validate_key
 from panopipe.storage.folder import (
     FolderStorage,
+    local_uris,
     open_atomic,
     refuse_database_file,
     replaced_file,
@@ -72,6 +73,7 @@ __all__ = [
     "Storage",
     "StorageStats",
     "local_path",
+    "local_uris",
     "open_atomic",
     "open_storage",
     "refuse_database_file",

@@ -222,6 +222,12 @@ def same_file(path: Path, other: Path) -> bool:
         return False
 
 
+def local_uris(path: Path) -> list[str]:
+    """The URIs a local file at ``path`` may be recorded under (a folder's URIs are absolute paths): ``path``
+    made absolute, and with its links resolved."""
+    return sorted({os.path.abspath(path), os.path.realpath(path)})
+
+
 SQLITE_FILES = ("", "-wal", "-shm", "-journal")
 """What SQLite appends to a database's name for the files it keeps beside it."""
 
@@ -247,6 +253,7 @@ __all__ = [
     "SQLITE_FILES",
     "UNFLUSHED_BYTES",
     "FolderStorage",
+    "local_uris",
     "open_atomic",
     "refuse_database_file",
     "replaced_file",

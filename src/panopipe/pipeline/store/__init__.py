@@ -8,7 +8,8 @@ unit of work of their own take the catalog and open the transaction themselves.
   subjects, and the artifacts the planner compares;
 - ``recording``: jobs recorded as they are submitted and finish, artifacts on success;
 - ``claims``: a submitter's claims on the queued jobs it submits, and the jobs in flight;
-- ``status``: job counts, the latest jobs, durations, and the recorded outputs ``verify`` checks;
+- ``status``: job counts, the latest jobs, durations, the recorded outputs ``verify`` checks, and which
+  step made a file;
 - ``shared``: the SQL pieces they share.
 """
 
@@ -58,6 +59,7 @@ from panopipe.pipeline.store.status import (
     latest_submissions,
     mark_stale,
     named_outputs,
+    outputs_at,
     stored_outputs,
     withdrawn_outputs,
 )
@@ -89,6 +91,7 @@ __all__ = [
     "named_outputs",
     "new_claim",
     "orphan_artifacts",
+    "outputs_at",
     "put_job",
     "record_cancelled",
     "record_external_ids",

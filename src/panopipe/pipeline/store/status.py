@@ -1,9 +1,9 @@
 """Status and verification: job counts, the latest jobs, durations, and the recorded outputs that ``verify``
-and the exports check."""
+and the exports check (and that no export or report may replace)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -247,6 +247,15 @@ def named_outputs(conn: sa.Connection, name: str, steps: Sequence[str], limit: i
     return {subject: found[subject][1] for subject in sorted(found)}
 
 
+def outputs_at(catalog: Catalog, uris: Collection[str]) -> dict[str, tuple[str, str]]:
+    """The step and subject that recorded each of ``uris`` that is a recorded output (of an image or shot
+    removed since, too), by URI."""
+    c = artifacts.c
+    query = sa.select(c.output_uri, c.step, c.subject).where(c.output_uri.in_(sorted(uris)))
+    with catalog.connect() as conn:
+        return {uri: (step, subject) for uri, step, subject in conn.execute(query)}
+
+
 def mark_stale(conn: sa.Connection, outputs: Iterable[tuple[StoredOutput, str]]) -> None:
     """Mark the job of each of ``outputs`` ``stale`` with the reason given with it (a job row is made if
     none)."""
@@ -269,6 +278,7 @@ __all__ = [
     "latest_submissions",
     "mark_stale",
     "named_outputs",
+    "outputs_at",
     "stored_outputs",
     "withdrawn_outputs",
 ]
