@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from panopipe.catalog import Catalog, ConfigVersion
+from panopipe.catalog import Catalog, ConfigVersion, mask_location
 from panopipe.config import (
     IngestRules,
     Settings,
@@ -138,7 +138,8 @@ class EffectiveConfig:
 
 def effective(catalog: Catalog, settings: Settings, version: int | None = None) -> EffectiveConfig:
     """Every setting that applies to ``catalog`` (with catalog version ``version`` instead of the newest) and
-    where its value came from: ``default``, ``catalog version N``, ``file``, ``environment`` or ``option``."""
+    where its value came from: ``default``, ``catalog version N``, ``file``, ``environment`` or ``option``.
+    A password in the catalog's URL is shown as ``***``."""
     stored = catalog.project_config(version)
     applied = apply_project_config(settings, stored, report=version is None)
     source = f"catalog version {stored.version}" if stored else "file"
@@ -155,7 +156,7 @@ def effective(catalog: Catalog, settings: Settings, version: int | None = None) 
     values = [
         ConfigValue(
             f"panopipe.{key.name}",
-            getattr(applied, key.name),
+            mask_location(applied.catalog) if key.name == "catalog" else getattr(applied, key.name),
             project_origin("panopipe", key.name)
             if key.name in PROJECT_WIDE
             else applied.origins.get(key.name, "default"),

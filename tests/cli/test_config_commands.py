@@ -200,6 +200,32 @@ def test_show_gives_the_output_that_applies_and_its_origin(capsys, project, monk
     assert output() == ("s3://bucket/derived", "environment")
 
 
+def test_show_masks_the_catalogs_password_from_the_option_the_environment_and_the_file(
+    capsys, postgres_url, tmp_path, monkeypatch
+):
+    """`config show` is what a user pastes into a ticket: it printed the catalog URL's password in clear."""
+    with Catalog.open(postgres_url):
+        pass
+    with_password = postgres_url.replace("postgres@", "postgres:s3cretpw@", 1)
+    in_query = f"{postgres_url}&password=s3cretpw"
+    monkeypatch.chdir(tmp_path)
+
+    def shown(*args: str) -> tuple[str, str]:
+        code, out, err = run(capsys, "config", "show", *args)
+        assert code == 0 and "s3cretpw" not in out + err
+        table = run(capsys, "config", "show", *args)[1]
+        assert "s3cretpw" not in table and "***" in table
+        return next((r["value"], r["origin"]) for r in json.loads(out) if r["key"] == "panopipe.catalog")
+
+    masked = postgres_url.replace("postgres@", "postgres:***@", 1)
+    assert shown("-c", with_password, "--json") == (masked, "option")
+    monkeypatch.setenv("PANOPIPE_CATALOG", in_query)
+    assert shown("--json") == (f"{postgres_url}&password=***", "environment")
+    monkeypatch.delenv("PANOPIPE_CATALOG")
+    (tmp_path / "panopipe.toml").write_text(f'[panopipe]\ncatalog = "{with_password}"\n', encoding="utf-8")
+    assert shown("--json") == (masked, "file")
+
+
 def test_a_number_written_another_way_is_no_difference(capsys, project):
     """`duplicate_m = 1` in the file after `1.0` was pushed: push found nothing to push, while every command
     warned that the file differs from the catalog's version, a warning nothing could clear."""

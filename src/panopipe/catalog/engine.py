@@ -116,6 +116,11 @@ def mask_url(url: str | URL) -> str:
     return text.replace(quote(_MASK, safe=""), _MASK) if secrets else text
 
 
+def mask_location(location: str) -> str:
+    """A catalog location as written: a path as it is, a URL as :func:`mask_url` shows it."""
+    return location if url_scheme(location) is None else mask_url(location)
+
+
 _BUSY_TIMEOUT_MS = 30000
 
 
@@ -537,6 +542,7 @@ __all__ = [
     "finish_migration",
     "head_revision",
     "mark_migrating",
+    "mask_location",
     "mask_url",
     "migration_of",
     "shared_engine",
