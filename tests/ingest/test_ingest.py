@@ -8,14 +8,15 @@ import re
 import shutil
 import subprocess
 import sys
+import unicodedata
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from panopipe.catalog import Catalog, Selection
+from panopipe.catalog import Catalog, ImageRecord, Selection
 from panopipe.cli import main
-from panopipe.config import IngestRules, Settings
+from panopipe.config import IngestRules, Settings, load_settings
 from panopipe.demo import generate_survey
 from panopipe.ingest import ingest
 from panopipe.metadata.writer import MetadataUpdate, apply_metadata_file
@@ -59,6 +60,26 @@ def test_reel_frame_camera_and_shots(catalog: Catalog, survey: Path):
     }
 
 
+def test_a_reel_named_on_a_mac_is_selected_by_the_name_typed_elsewhere(catalog: Catalog, survey: Path):
+    """A folder copied on a Mac is named in Unicode's decomposed form (NFD): its reel could not be selected by
+    its name typed on Linux or Windows (composed, NFC), and the hint suggested a name that looked the same."""
+    typed, on_a_mac = unicodedata.normalize("NFC", "Rüe"), unicodedata.normalize("NFD", "Rüe")
+    (survey / "R001").rename(survey / on_a_mac)
+    ingest(catalog, [survey], SETTINGS)
+
+    assert {image.reel for image in catalog.images()} == {typed}
+    assert catalog.count(Selection(reels=(typed,))) == catalog.count(Selection(reels=(on_a_mac,))) == 12
+    assert {image.shot for image in catalog.images()} == {f"{typed}-000001", f"{typed}-000002"}
+    assert catalog.count(Selection(shots=(f"{on_a_mac}-000001",))) == 6
+    # a catalog ingested before names were composed holds the decomposed name: it is selected all the same
+    catalog.upsert_images([ImageRecord(uri=str(survey / "older.jpg"), reel=on_a_mac)])
+    assert on_a_mac in {image.reel for image in catalog.images()}
+    assert catalog.count(Selection(reels=(typed,))) == 13
+    assert catalog.unknown_names(Selection(reels=(typed,), shots=(f"{typed}-000001",))) == []
+    (typo,) = catalog.unknown_names(Selection(reels=("Rüex",)))
+    assert typo.describe() == f"no reel 'Rüex' in the catalog (did you mean {typed!r}?)"
+
+
 def test_the_default_rules_read_the_upper_case_names_cameras_write(catalog: Catalog, survey: Path):
     for n, path in enumerate(sorted(survey.rglob("*.jpg"))):  # R001/cam0/R001_cam0_000001.JPG, .JPEG
         path.rename(path.with_suffix((".jpg", ".JPG", ".JPEG")[n % 3]))
@@ -87,6 +108,59 @@ def test_files_that_are_not_jpeg_are_counted_not_read(capsys, catalog: Catalog, 
     assert main(["ingest", str(survey), "--catalog", str(tmp_path / "cli.db")]) == 0
     assert (
         capsys.readouterr().err == "not read: 4 file(s) that are not JPEG (no extension 1, .gpx 1, .png 2)\n"
+    )
+
+
+def test_the_pipelines_own_outputs_are_counted_not_read(
+    capsys, catalog: Catalog, survey: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A survey folder (or bucket) that holds the pipeline's output, ingested whole: its panoramas, previews
+    and thumbnails were catalogued as new images (a published R001/demo_R001_000001.jpg as reel R001, frame
+    1), which regrouped the real shots and made publish collide on every shot."""
+    monkeypatch.chdir(tmp_path)  # roots relative to the config file's folder, as a user writes them
+    config = tmp_path / "panopipe.toml"
+    config.write_text(
+        '[panopipe]\noutput_prefix = "survey/deploy-out"\n'
+        '[steps.pipeline]\noutput = "survey/panopipe-out"\n'
+        '[steps.publish]\nroot = "survey/published"\n'
+    )
+    frame = (survey / "R001/cam0/R001_cam0_000001.jpg").read_bytes()
+    outputs = {
+        "panopipe-out/stitch/shot/R001-000001/panorama-0a1b.jpg": frame + b"1",  # another content each:
+        "panopipe-out/stitch/shot/R001-000001/log.json": b"{}",  # no copy of a frame (a duplicate)
+        "published/demo/R001/demo_R001_000001.jpg": frame + b"2",
+        "deploy-out/R001/cam0/R001_cam0_000009.jpg": frame + b"3",
+    }
+    for name, data in outputs.items():
+        (survey / name).parent.mkdir(parents=True, exist_ok=True)
+        (survey / name).write_bytes(data)
+    catalog.upsert_images([ImageRecord(uri=str(survey / "panopipe-out/old.jpg"))])  # catalogued before
+    settings = load_settings(config)
+
+    report = ingest(catalog, [survey], settings)
+
+    assert (report.added, report.deleted, report.failed, report.not_jpeg) == (12, 0, [], {})
+    assert report.to_dict()["own_outputs"] == {
+        f"{survey}/deploy-out/": 1,
+        f"{survey}/panopipe-out/": 2,
+        f"{survey}/published/": 1,
+    }
+    assert {image.uri for image in catalog.images() if "R001/cam" not in image.uri} == {
+        str(survey / "panopipe-out/old.jpg")  # left alone, as the event handler leaves it: not deleted
+    }
+    assert {image.shot for image in catalog.images() if image.shot} == {"R001-000001", "R001-000002"}
+    one = ingest(catalog, [survey / "published/demo/R001/demo_R001_000001.jpg"], settings)
+    assert (one.added, one.failed, one.own_outputs, one.empty_sources) == (
+        0,
+        [],
+        {f"{survey}/published/": 1},
+        [],
+    )
+
+    assert main(["ingest", "survey", "--catalog", str(tmp_path / "cli.db")]) == 0
+    assert capsys.readouterr().err == (
+        f"not read: 4 file(s) under panopipe's own output roots ({survey}/deploy-out/ 1, "
+        f"{survey}/panopipe-out/ 2, {survey}/published/ 1): its outputs are no survey images\n"
     )
 
 

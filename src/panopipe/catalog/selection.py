@@ -15,6 +15,7 @@ from panopipe.catalog.flags import flagged
 from panopipe.catalog.records import IMAGE_COLUMNS
 from panopipe.catalog.schema import images
 from panopipe.catalog.spatial import PostGIS
+from panopipe.catalog.values import composed, name_spellings
 from panopipe.config import did_you_mean
 from panopipe.errors import ConfigError
 from panopipe.geo import bbox_around, haversine_m
@@ -119,9 +120,9 @@ class Selection:
         if self.ids:
             conditions.append(c.id.in_(self.ids))
         if self.reels:
-            conditions.append(c.reel.in_(self.reels))
+            conditions.append(c.reel.in_(name_spellings(self.reels)))
         if self.shots:
-            conditions.append(c.shot.in_(self.shots))
+            conditions.append(c.shot.in_(name_spellings(self.shots)))
         if self.since is not None:
             conditions.append(c.captured_at >= self.since)
         if self.until is not None:
@@ -185,15 +186,17 @@ def unknown_names(conn: sa.Connection, selection: Selection) -> list[UnknownName
     the known reel closest to it."""
     unknown = []
     if selection.reels:
-        reels = set(conn.execute(sa.select(images.c.reel).distinct()).scalars()) - {None}
+        reels = {composed(r) for r in conn.execute(sa.select(images.c.reel).distinct()).scalars() if r}
         for name in selection.reels:
-            if name not in reels:
-                close = difflib.get_close_matches(name, sorted(reels), n=1)
+            if composed(name) not in reels:
+                close = difflib.get_close_matches(composed(name), sorted(reels), n=1)
                 unknown.append(UnknownName("reel", name, close[0] if close else None))
     if selection.shots:
-        query = sa.select(images.c.shot).where(images.c.shot.in_(selection.shots)).distinct()
-        shots = set(conn.execute(query).scalars())
-        unknown += [UnknownName("shot", name, None) for name in selection.shots if name not in shots]
+        query = sa.select(images.c.shot).where(images.c.shot.in_(name_spellings(selection.shots))).distinct()
+        shots = {composed(shot) for shot in conn.execute(query).scalars()}
+        unknown += [
+            UnknownName("shot", name, None) for name in selection.shots if composed(name) not in shots
+        ]
     return unknown
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import unicodedata
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, overload
 
@@ -73,6 +75,8 @@ def validate_value(field: str, value: Any) -> Any:
     :class:`ConfigError` saying what is allowed otherwise."""
     if value is None:
         return value
+    if field in NAME_FIELDS:
+        value = composed(value)
     if field in FLOAT_FIELDS and not math.isfinite(value):
         raise ConfigError(f"invalid {field} {value}: expected a finite number")
     if field == "heading" and -180.0 <= value < 0.0:  # -90 (as tracks and many INS write it) is 270
@@ -89,6 +93,22 @@ def validate_value(field: str, value: Any) -> Any:
     if isinstance(value, str) and (limit := text_limit(field)) is not None and len(value) > limit:
         raise ConfigError(f"invalid {field}: {len(value)} characters, the catalog holds at most {limit}")
     return value
+
+
+NAME_FIELDS = frozenset({"reel", "shot"})
+"""Names kept in Unicode's composed form (NFC): a folder copied on a Mac is named in the decomposed one (NFD), which
+looks the same and compares different."""
+
+
+def composed(name: str) -> str:
+    """``name`` in Unicode's composed form (NFC), as the catalog keeps :data:`NAME_FIELDS`."""
+    return unicodedata.normalize("NFC", name)
+
+
+def name_spellings(names: Iterable[str]) -> list[str]:
+    """``names`` (of :data:`NAME_FIELDS`) in both the forms a catalog may hold them in: composed, and decomposed as
+    catalogs ingested before names were composed may have them."""
+    return sorted({unicodedata.normalize(form, name) for name in names for form in ("NFC", "NFD")})
 
 
 def text_limit(field: str) -> int | None:
