@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from tests.conftest import drop_connections, locked, new_database
@@ -143,3 +144,16 @@ def test_a_lost_connection_is_one_line_and_a_retry_reconnects():
         drop_connections(url)
         pushed = retry_read(lambda: catalog.push_project_config({"project": "b"}, author="me", reason="r"))
         assert [v.version for v in catalog.project_config_history()] == [pushed.version]
+
+
+def test_a_database_error_while_the_schema_version_is_read_is_one_line(capsys, postgres_url: str):
+    """A statement timeout while another session locks the version table (a colleague's `db upgrade`): the
+    schema check's queries gave a traceback and exit 1."""
+    Catalog.open(postgres_url).close()
+    url = f"{postgres_url}&statement_timeout=200ms"
+    with psycopg.connect(postgres_url) as holder:
+        holder.execute("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE")
+        for command in (["ls"], ["db", "current"], ["db", "upgrade"]):
+            code, err = run(capsys, *command, "--catalog", url)
+            assert code == CatalogError.exit_code and err.startswith("error: catalog postgresql"), command
+            assert err.endswith(": canceling statement due to statement timeout"), command

@@ -24,7 +24,7 @@ from panopipe.catalog import selection as selection_ops
 from panopipe.catalog import short_ids
 from panopipe.catalog.bulk import FEW_ROWS, insert_columns
 from panopipe.catalog.columns import read_columns
-from panopipe.catalog.engine import catalog_location, checked_engine, database_error, mask_url
+from panopipe.catalog.engine import catalog_location, checked_engine, database_errors, mask_url
 from panopipe.catalog.object_events import AppliedChange, ObjectChange, OnRemoved, apply_changes
 from panopipe.catalog.project_config import ConfigVersion
 from panopipe.catalog.records import (
@@ -207,7 +207,7 @@ class Catalog:
         raised as the :class:`~panopipe.errors.CatalogError` that says what to do
         (:func:`~panopipe.catalog.engine.database_error`). Every statement of a catalog runs in this,
         :meth:`autocommit` or :meth:`connect`."""
-        with self._database_errors(), self.engine.begin() as conn:
+        with database_errors(self.engine.url), self.engine.begin() as conn:
             yield conn
 
     @contextlib.contextmanager
@@ -220,22 +220,14 @@ class Catalog:
             with self.transaction() as conn:
                 yield conn
             return
-        with self._database_errors(), self.engine.connect() as conn:
+        with database_errors(self.engine.url), self.engine.connect() as conn:
             yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[sa.Connection]:
         """A connection for reading; database errors are raised as :class:`~panopipe.errors.CatalogError`."""
-        with self._database_errors(), self.engine.connect() as conn:
+        with database_errors(self.engine.url), self.engine.connect() as conn:
             yield conn
-
-    @contextlib.contextmanager
-    def _database_errors(self) -> Iterator[None]:
-        """Database errors raised as the :class:`~panopipe.errors.CatalogError` that says what to do."""
-        try:
-            yield
-        except sa.exc.SQLAlchemyError as exc:
-            raise database_error(exc, self.engine.url) from exc
 
     def close(self) -> None:
         """Release the catalog's connections."""

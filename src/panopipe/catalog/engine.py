@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -233,12 +235,12 @@ def current_revision(engine: sa.Engine, *, missing_ok: bool = True, migrating_ok
     database holds other tables, a :class:`~panopipe.errors.SchemaOutdatedError` saying so; nothing is
     created. A catalog that ``panopipe db migrate`` has not finished (see :func:`mark_migrating`) is a
     :class:`~panopipe.errors.CatalogError` saying to run it again, unless ``migrating_ok`` (the move's own
-    look at its target)."""
+    look at its target). A database error (a timeout, a lock) is the one line of :func:`database_error`."""
     if _missing_file(engine.url):
         if not missing_ok:
             raise _no_catalog(engine.url)
         return None
-    with connect(engine) as connection:
+    with database_errors(engine.url), connect(engine) as connection:
         revision = _revision(connection)
         if revision is None and not missing_ok:
             raise _foreign_tables(engine.url) if _foreign(connection) else _no_catalog(engine.url)
@@ -421,6 +423,15 @@ def database_error(exc: sa.exc.SQLAlchemyError, url: URL) -> CatalogError:
     return CatalogUnavailableError(message) if problem else CatalogError(message)
 
 
+@contextlib.contextmanager
+def database_errors(url: URL) -> Iterator[None]:
+    """Database errors of the catalog at ``url`` raised as the one line of :func:`database_error`."""
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as exc:
+        raise database_error(exc, url) from exc
+
+
 def _reason(exc: sa.exc.DBAPIError) -> str:
     """The first line of the driver's message in ``exc``."""
     return str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
@@ -474,7 +485,7 @@ def upgrade(engine: sa.Engine, revision: str = "head", *, migration: Migration |
     """
     from alembic import command
 
-    with _upgrading, connect(engine) as connection, connection.begin():
+    with _upgrading, database_errors(engine.url), connect(engine) as connection, connection.begin():
         _hold_schema_lock(connection)
         current = _revision(connection)
         if current is None and _foreign(connection):
@@ -503,7 +514,7 @@ def check_schema(engine: sa.Engine, *, create: bool = True) -> None:
     if current == head:
         return
     if current is None:
-        with connect(engine) as connection:
+        with database_errors(engine.url), connect(engine) as connection:
             foreign = _foreign(connection)
         if foreign:
             raise _foreign_tables(engine.url)
@@ -539,6 +550,7 @@ __all__ = [
     "create_catalog_engine",
     "current_revision",
     "database_error",
+    "database_errors",
     "finish_migration",
     "head_revision",
     "mark_migrating",
