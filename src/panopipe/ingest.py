@@ -19,6 +19,7 @@ from panopipe.config import IngestRules, Settings, project_settings
 from panopipe.errors import ConfigError, MetadataError, ObjectNotFoundError, StorageError
 from panopipe.metadata import ImageMetadata, read_jpeg
 from panopipe.parent_watch import exit_with_parent
+from panopipe.pipeline import load_pipeline, output_prefixes
 from panopipe.storage import FolderStorage, ObjectInfo, Storage, local_path, open_storage, resolve_uri
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
@@ -70,6 +71,9 @@ class IngestReport:
     """Sources that hold no file at all (a mistyped S3 prefix, say), as given."""
     not_jpeg: Counter[str] = field(default_factory=Counter)
     """Files of the sources that are not JPEGs, not read, by extension (``.png``; ``""`` for none)."""
+    own_outputs: Counter[str] = field(default_factory=Counter)
+    """Files of the sources under panopipe's own output roots (see :func:`~panopipe.pipeline.output_prefixes`),
+    not read, by root: its panoramas, previews and thumbnails are no survey images."""
     bytes_read: int = 0
     files_read: int = 0
     seconds: float = 0.0
@@ -91,6 +95,7 @@ class IngestReport:
             "duplicates": [{"uri": d.uri, "original_uri": d.original_uri} for d in self.duplicates],
             "empty_sources": self.empty_sources,
             "not_jpeg": dict(sorted(self.not_jpeg.items())),
+            "own_outputs": dict(sorted(self.own_outputs.items())),
             "files_read": self.files_read,
             "bytes_read": self.bytes_read,
             "bytes_read_per_image": round(self.bytes_read / self.files_read) if self.files_read else 0,
@@ -127,19 +132,26 @@ def ingest(
     image's id (see :func:`_set_aside_duplicates`); one whose content the catalog holds elsewhere is a
     duplicate, reported and not added, then known as a copy (see :mod:`panopipe.catalog.file_copies`) and
     not read again while it is unchanged. Files gone from a source folder are marked deleted. A source that
-    holds no file at all is reported in :attr:`IngestReport.empty_sources`.
+    holds no file at all is reported in :attr:`IngestReport.empty_sources`. The files under panopipe's own
+    output roots are left alone, as the event handler leaves them: counted in
+    :attr:`IngestReport.own_outputs`, neither read nor marked deleted.
     """
     if workers is not None and workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
     started = time.perf_counter()
     settings = project_settings(catalog, settings)
     rules = path_pattern(settings.ingest)
+    own = output_prefixes(load_pipeline(catalog, settings), settings)
     report = IngestReport()
-    listed = [_list_source(source, settings) for source in sources]  # a mistyped source stops before any work
-    for source, (storage, uri_prefix, listing, others, one_file) in zip(sources, listed, strict=True):
-        if not listing and not others:
+    # a mistyped source stops before any work
+    listed = [_list_source(source, settings, own) for source in sources]
+    for source, (storage, uri_prefix, listing, others, outputs, one_file) in zip(
+        sources, listed, strict=True
+    ):
+        if not listing and not others and not outputs:
             report.empty_sources.append(str(source))
         report.not_jpeg.update(others)
+        report.own_outputs.update(outputs)
         known = _within(catalog.known_files(uri_prefix), uri_prefix, one_file)
         known_copies = _within(catalog.known_copies(uri_prefix), uri_prefix, one_file)
         # A copy whose image's file moved here or went away is read again: it may take the image over.
@@ -160,7 +172,11 @@ def ingest(
         )
         result = catalog.upsert_images(records)
         _record_copies(catalog, duplicates, left_behind, reads, known_copies.keys(), present)
-        gone = [uri for uri, k in known.items() if uri not in present and not k.deleted]
+        gone = [
+            uri
+            for uri, k in known.items()
+            if uri not in present and not k.deleted and not uri.startswith(own)
+        ]
         moved = {r.id for r in records if r.id}
         report.deleted += len(
             catalog.mark_deleted(
@@ -220,11 +236,14 @@ class _Source(NamedTuple):
     """Its JPEGs."""
     others: Counter[str]
     """How many other files it holds, by extension (hidden ones left out: ``.DS_Store`` and the like)."""
+    outputs: Counter[str]
+    """How many files it holds under panopipe's output roots, by root: in neither list."""
     one_file: bool
 
 
-def _list_source(source: str | Path, settings: Settings) -> _Source:
-    """What ``source`` holds: a folder, an ``s3://`` prefix, or one file or S3 object."""
+def _list_source(source: str | Path, settings: Settings, own: tuple[str, ...]) -> _Source:
+    """What ``source`` holds: a folder, an ``s3://`` prefix, or one file or S3 object; the files under the
+    output prefixes ``own`` set apart."""
     text = str(source)
     location = local_path(text)
     if location is not None:
@@ -236,26 +255,42 @@ def _list_source(source: str | Path, settings: Settings) -> _Source:
                 )
             folder = FolderStorage(path.parent)
             info = folder.listed(path.name)  # a bad name fails this file only, when it is read
-            return _Source(folder, info.uri, [info], Counter(), one_file=True)
+            return _one_file(folder, info, own)
         if not path.is_dir():
             raise ConfigError(f"{text} does not exist: give a folder, a JPEG file or an s3:// prefix")
     storage = open_storage(text, settings)
     jpegs: list[ObjectInfo] = []
     others: Counter[str] = Counter()
+    outputs: Counter[str] = Counter()
     for info in storage.list():
-        if info.key.lower().endswith(JPEG_SUFFIXES):
+        if root := _own_root(info.uri, own):
+            outputs[root] += 1
+        elif info.key.lower().endswith(JPEG_SUFFIXES):
             jpegs.append(info)
         elif not PurePosixPath(info.key).name.startswith("."):
             others[PurePosixPath(info.key).suffix.lower()] += 1
-    if location is None and not jpegs and not others and not text.endswith("/"):
+    if location is None and not jpegs and not others and not outputs and not text.endswith("/"):
         bucket, key = resolve_uri(text, settings)
         try:
             single = bucket.head(key) if key else None  # s3://bucket/.../frame.jpg names one object
         except ObjectNotFoundError:
             single = None
         if single is not None:
-            return _Source(bucket, single.uri, [single], Counter(), one_file=True)
-    return _Source(storage, storage.root_uri.rstrip("/") + "/", jpegs, others, one_file=False)
+            return _one_file(bucket, single, own)
+    return _Source(storage, storage.root_uri.rstrip("/") + "/", jpegs, others, outputs, one_file=False)
+
+
+def _one_file(storage: Storage, info: ObjectInfo, own: tuple[str, ...]) -> _Source:
+    """The source of the one file ``info`` lists: none to read when it is under one of the prefixes ``own``."""
+    root = _own_root(info.uri, own)
+    return _Source(
+        storage, info.uri, [] if root else [info], Counter(), Counter([root] if root else []), one_file=True
+    )
+
+
+def _own_root(uri: str, own: tuple[str, ...]) -> str | None:
+    """The first of the output prefixes ``own`` that ``uri`` is under (the outermost: they are sorted)."""
+    return next((prefix for prefix in own if uri.startswith(prefix)), None)
 
 
 def _within(files: dict[str, _Known], uri_prefix: str, one_file: bool) -> dict[str, _Known]:

@@ -236,6 +236,23 @@ def test_an_object_ingest_was_denied_is_read_once_access_is_granted(
     assert [image.status for image in catalog.images()] == ["ok"]
 
 
+def test_an_ingest_of_the_whole_bucket_reads_none_of_panopipes_own_outputs(
+    s3, s3_storage: S3Storage, catalog: Catalog
+) -> None:
+    """The bucket of a survey holds the pipeline's output too (docs/aws.md: OUTPUT_PREFIX=s3://$BUCKET/...):
+    an ingest of the bucket had catalogued its panoramas and published files as new images."""
+    s3_storage.put("R001/a.jpg", JPEG.read_bytes())
+    outputs = open_storage(f"s3://{BUCKET}/panopipe-out", Settings())
+    outputs.put("stitch/shot/R001-000001/panorama-0a1b.jpg", JPEG.read_bytes() + b"1")
+    outputs.put("publish/demo/R001/demo_R001_000001.jpg", JPEG.read_bytes() + b"2")
+    settings = Settings(output_prefix=f"s3://{BUCKET}/panopipe-out")
+
+    report = ingest(catalog, [f"s3://{BUCKET}"], settings)
+
+    assert (report.added, report.failed, report.own_outputs) == (1, [], {f"s3://{BUCKET}/panopipe-out/": 2})
+    assert [image.uri for image in catalog.images()] == [f"s3://{BUCKET}/{PREFIX}/R001/a.jpg"]
+
+
 @pytest.mark.parametrize(
     ("status", "code", "boto3_calls"),
     [(404, "NoSuchKey", 0), (404, "NoSuchBucket", 0), (403, "AccessDenied", 1)],

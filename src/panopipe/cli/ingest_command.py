@@ -34,7 +34,9 @@ def ingest(
     not read again while it is unchanged. An S3 object uploaded by another tool (aws s3 cp: no SHA-256 with
     it) that has the size of a catalogued file is read whole to tell. The summary counts each file once: added,
     updated, unchanged or failed (an unreadable file is catalogued with its reason, and counted failed alone).
-    Exit code 1 when any file failed.
+    The files under panopipe's own output roots (the pipeline's output, the publish root, output_prefix) are
+    not read, only counted: a bucket or folder that holds them can be ingested whole. Exit code 1 when any file
+    failed.
 
     Example: panopipe ingest /data/survey-2024-05-01 s3://survey-bucket/2024-05-02/
     """
@@ -57,6 +59,13 @@ def ingest(
             )
             render.stderr.print(
                 f"not read: {sum(report.not_jpeg.values())} file(s) that are not JPEG ({kinds})",
+                soft_wrap=True,
+            )
+        if report.own_outputs:
+            roots = ", ".join(f"{root} {n}" for root, n in sorted(report.own_outputs.items()))
+            render.stderr.print(
+                f"not read: {sum(report.own_outputs.values())} file(s) under panopipe's own output roots "
+                f"({roots}): its outputs are no survey images",
                 soft_wrap=True,
             )
         for source in report.empty_sources:

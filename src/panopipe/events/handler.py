@@ -54,7 +54,7 @@ from panopipe.events.shapes import EventKind, ObjectEvent, parse_event
 from panopipe.executors.base import Executor
 from panopipe.executors.factory import EVENT_EXECUTOR, build_executor
 from panopipe.ingest import JPEG_SUFFIXES, image_record, unstorable_uri
-from panopipe.pipeline import Pipeline, load_pipeline, plan
+from panopipe.pipeline import Pipeline, load_pipeline, output_prefixes, plan
 from panopipe.pipeline.runner import initiate
 from panopipe.pipeline.store import orphan_artifacts
 from panopipe.storage import Storage, open_storage, validate_key
@@ -279,7 +279,7 @@ class EventHandler:
             pipeline = load_pipeline(self.catalog, settings)
             self.settings = settings
             self._view = _View(
-                settings, _output_prefixes(pipeline, settings), pipeline if self.steps is None else None
+                settings, output_prefixes(pipeline, settings), pipeline if self.steps is None else None
             )
         return self._view
 
@@ -407,13 +407,6 @@ class EventHandler:
 
 class _Skip(Exception):
     """An event panopipe acknowledges without acting on it (the message is the reason)."""
-
-
-def _output_prefixes(pipeline: Pipeline, settings: Settings) -> tuple[str, ...]:
-    """The URI prefixes panopipe writes outputs under: the pipeline's output root and its steps' (publish), and
-    the deployment's ``output_prefix`` (a project configuration may send the outputs elsewhere)."""
-    roots = {*pipeline.output_roots(), *([settings.output_prefix] if settings.output_prefix else [])}
-    return tuple(sorted({root.rstrip("/") + "/" for root in roots}))
 
 
 __all__ = [

@@ -16,6 +16,7 @@ from panopipe.config import ConfigKey, Settings, check_names, project_settings, 
 from panopipe.errors import ConfigError
 from panopipe.steps.base import PipelineContext, Step
 from panopipe.steps.registry import STEP_TYPES, build_steps
+from panopipe.storage import open_storage
 
 PIPELINE_TABLE = "pipeline"
 DEFAULT_OUTPUT_FOLDER = "panopipe-out"
@@ -97,6 +98,15 @@ def build_pipeline(catalog: Catalog, settings: Settings, steps: list[str] | None
     return Pipeline(context, tuple(build_steps(tables, context, steps)), retries, float(backoff_s))
 
 
+def output_prefixes(pipeline: Pipeline, settings: Settings) -> tuple[str, ...]:
+    """The URI prefixes panopipe writes outputs under, each ending in ``/``: the pipeline's output root and its
+    steps' (publish), and the deployment's ``output_prefix`` (a project configuration may send the outputs
+    elsewhere). What is there is panopipe's own output, never a survey image: ingest and the event handler
+    skip it."""
+    roots = {*pipeline.output_roots(), *([settings.output_prefix] if settings.output_prefix else [])}
+    return tuple(sorted({open_storage(root, settings).root_uri.rstrip("/") + "/" for root in roots}))
+
+
 __all__ = [
     "DEFAULT_OUTPUT_FOLDER",
     "PIPELINE_KEYS",
@@ -105,5 +115,6 @@ __all__ = [
     "build_pipeline",
     "default_output",
     "load_pipeline",
+    "output_prefixes",
     "pipeline_output",
 ]
