@@ -356,6 +356,29 @@ def test_output_paths_that_cannot_be_written(capsys, tmp_path: Path):
     assert not (tmp_path / "nowhere").exists()
 
 
+def test_an_output_url_is_refused_as_given(
+    capsys, tmp_path: Path, catalog_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    """``-o s3://b/x.csv`` had been read as a path, ``s3:/b/x.csv``: "folder s3:/b does not exist"."""
+    assert run(capsys, "db", "upgrade", "--catalog", catalog_url)[0] == 0
+    monkeypatch.chdir(tmp_path)
+    copy = "write a local file and copy it there"
+    cases = {
+        "s3://survey-bucket/day 1/x.csv": f"{copy} (aws s3 cp FILE 's3://survey-bucket/day 1/x.csv')",
+        "https://example.com/x.csv": copy,
+    }
+    for url, what in cases.items():
+        for command in (["export", "-o", url], ["report", "--html", url]):
+            code, out, err = run(capsys, *command, "--catalog", catalog_url)
+
+            message = f"error: cannot write {url}: output files are written locally, not to a URL; {what}\n"
+            assert (code, out, err) == (ConfigError.exit_code, "", message)
+    assert not list(tmp_path.glob("*:*"))
+    local = tmp_path / "local.geojson"  # a file:// URL names a local file
+    assert run(capsys, "export", "-o", local.as_uri(), "--catalog", catalog_url)[0] == 0
+    assert json.loads(local.read_text())["type"] == "FeatureCollection"
+
+
 def _commands() -> dict[str, click.Command]:
     """Every command of the app by its words (``db upgrade``)."""
     found: dict[str, click.Command] = {}

@@ -14,7 +14,7 @@ from panopipe.cli import render
 from panopipe.cli.options import (
     DryRunOption,
     JsonOption,
-    output_file,
+    output_option,
     uses_catalog,
     uses_selection,
     warn_if_nothing_selected,
@@ -176,7 +176,7 @@ def export(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="File to write (default, or -: stdout).", callback=output_file),
+        output_option("--output", "-o", help="File to write (default, or -: stdout)."),
     ] = None,
     base_url: Annotated[
         str | None, typer.Option("--base-url", help="URL the publish root is served under (https://...).")

@@ -10,6 +10,7 @@ import contextlib
 import functools
 import inspect
 import os
+import shlex
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from panopipe.catalog.values import parse_time
 from panopipe.cli import render
 from panopipe.config import ENV_CATALOG, ENV_CONFIG, Settings, load_settings
 from panopipe.errors import ConfigError
+from panopipe.locations import url_scheme
 
 if TYPE_CHECKING:
     from panopipe.catalog import Catalog, Selection
@@ -85,6 +87,23 @@ def _extend(
     wrapper.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": returns}
 
 
+def local_file(value: str) -> Path:
+    """The path an output option names; for ``parser=``, which gets the value as given (typed ``Path``, a value
+    is one already, and ``s3://b/x.csv`` has become ``s3:/b/x.csv``). A URL but a ``file://`` one is a
+    :class:`~panopipe.errors.ConfigError` quoting it: panopipe writes its output files locally."""
+    from panopipe.storage import local_path
+
+    scheme = url_scheme(value)
+    path = local_path(value) if scheme in (None, "file") else None
+    if path is None:
+        copy = f" (aws s3 cp FILE {shlex.quote(value)})" if scheme == "s3" else ""
+        raise ConfigError(
+            f"cannot write {value}: output files are written locally, not to a URL; write a local file and "
+            f"copy it there{copy}"
+        )
+    return path
+
+
 def writable_file(path: Path | None) -> Path | None:
     """``path`` if a file can be written there (checked before the command works); a
     :class:`~panopipe.errors.ConfigError` saying why not otherwise. For ``callback=`` of output options."""
@@ -116,6 +135,12 @@ def writable_file(path: Path | None) -> Path | None:
 def output_file(path: Path | None) -> Path | None:
     """:func:`writable_file` for an output that goes to stdout by default: ``-`` means stdout too."""
     return None if path is None or str(path) == "-" else writable_file(path)
+
+
+def output_option(*names: str, help: str) -> Any:
+    """An option naming the file a command writes: a local path, checked before the command works (a URL is
+    refused as given: :func:`local_file`); ``-``, stdout (:func:`output_file`)."""
+    return typer.Option(*names, help=help, parser=local_file, callback=output_file, metavar="<path>")
 
 
 def warn_if_nothing_selected(catalog: Catalog, selection: Selection) -> bool:
@@ -334,8 +359,10 @@ __all__ = [
     "JsonOption",
     "build_selection",
     "config_of_the_command",
+    "local_file",
     "open_settings",
     "output_file",
+    "output_option",
     "uses_catalog",
     "uses_selection",
     "warn_if_nothing_selected",

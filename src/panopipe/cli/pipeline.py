@@ -12,7 +12,7 @@ import typer
 from panopipe.cli import render
 from panopipe.cli.options import (
     JsonOption,
-    output_file,
+    output_option,
     uses_catalog,
     uses_selection,
     warn_if_nothing_selected,
@@ -373,9 +373,7 @@ def verify(
 def report(
     catalog: Catalog,
     settings: Settings,
-    html: Annotated[
-        Path | None, typer.Option("--html", help="The HTML file to write (-: stdout).", callback=output_file)
-    ],
+    html: Annotated[Path | None, output_option("--html", help="The HTML file to write (-: stdout).")],
 ) -> None:
     """Write a self-contained HTML page: job counts, failures and a map of image positions.
 
