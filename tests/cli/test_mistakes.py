@@ -229,12 +229,22 @@ def test_a_damaged_catalog_is_one_line(capsys, tmp_path: Path):
         (
             "postgresql://u:hunter2@h:abc/db",
             "error: invalid catalog URL postgresql://u:***@h:abc/db: expected "
-            "postgresql://USER@HOST[:PORT]/DATABASE (the port, if given, a number)",
+            "postgresql://USER@HOST[:PORT]/DATABASE (the port, if given, a number from 1 to 65535)",
         ),
         (
             "postgresql://u@h:abc/db?sslmode=require&password=hunter2",
             "error: invalid catalog URL postgresql://u@h:abc/db?sslmode=require&password=***: expected "
-            "postgresql://USER@HOST[:PORT]/DATABASE (the port, if given, a number)",
+            "postgresql://USER@HOST[:PORT]/DATABASE (the port, if given, a number from 1 to 65535)",
+        ),
+        (
+            "postgresql://u:hunter2@127.0.0.1:99999/db",  # had been a server problem: "check it is running"
+            "error: invalid catalog URL postgresql://u:***@127.0.0.1:99999/db: expected "
+            "postgresql://USER@HOST[:PORT]/DATABASE (the port, if given, a number from 1 to 65535)",
+        ),
+        (
+            "postgresql://u@127.0.0.1:0/db",
+            "error: invalid catalog URL postgresql://u@127.0.0.1:0/db: expected "
+            "postgresql://USER@HOST[:PORT]/DATABASE (the port, if given, a number from 1 to 65535)",
         ),
         (
             "postgresql://u:hunter2@h/",  # libpq would have picked a database itself (PGDATABASE, or the user's)

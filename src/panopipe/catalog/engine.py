@@ -58,19 +58,21 @@ def catalog_url(location: str | Path, settings: Settings | None = None) -> URL:
     ``cloudformation://STACK`` the RDS Proxy of a deployed stack (:mod:`panopipe.catalog.stack_url`), looked
     up with ``settings``' region and profile.
 
-    Any other scheme, or a URL that does not parse, is a :class:`~panopipe.errors.ConfigError`.
+    Any other scheme, or a URL that does not parse or whose port is out of range, is a
+    :class:`~panopipe.errors.ConfigError`.
     """
     text = str(location)
     if url_scheme(text) is None:
         return URL.create("sqlite", database=str(Path(text).expanduser().resolve()))
     shown = _masked_text(text)
+    malformed = ConfigError(
+        f"invalid catalog URL {shown}: expected postgresql://USER@HOST[:PORT]/DATABASE "
+        "(the port, if given, a number from 1 to 65535)"
+    )
     try:
         url = make_url(text)
     except ValueError:  # SQLAlchemy's ArgumentError is a ValueError, like the one of a port that is no number
-        raise ConfigError(
-            f"invalid catalog URL {shown}: expected postgresql://USER@HOST[:PORT]/DATABASE "
-            "(the port, if given, a number)"
-        ) from None
+        raise malformed from None
     backend = url.drivername.partition("+")[0]
     if backend == STACK_SCHEME:
         return resolve_stack_url(url, settings)
@@ -82,6 +84,8 @@ def catalog_url(location: str | Path, settings: Settings | None = None) -> URL:
         raise ConfigError(
             f"invalid catalog URL {shown}: it names no database: expected postgresql://USER@HOST[:PORT]/DATABASE"
         )
+    if url.port is not None and not 0 < url.port < 65536:  # else libpq's "invalid port number" at the connect
+        raise malformed
     return url if "+" in url.drivername else url.set(drivername=_BACKENDS[backend])
 
 
