@@ -57,4 +57,4 @@ def mean_longitude(longitudes: Iterable[float]) -> float:
     return east - 360 if east > 180 else east
 
 
-__all__ = ["EARTH_RADIUS_M", "bbox_around", "destination", "haversine_m", "mean_longitude"]
+__all__ = ["EARTH_RADIUS_M", "bbox_around", "destination", "haversine_m", "mean_longitude", "signed_angle"]
