@@ -30,6 +30,7 @@ from panopipe.config import Settings
 from panopipe.events import compare_sequencers
 from panopipe.events.handler import EventHandler
 from panopipe.executors.inline import InlineExecutor
+from panopipe.pipeline import plan
 
 OUTPUT = f"s3://{BUCKET}/panopipe-out"
 
@@ -228,6 +229,23 @@ def test_a_removed_object_is_marked_deleted_and_its_artifacts_orphaned(catalog: 
     assert catalog.count() == 0 and catalog.count(Selection(include_deleted=True)) == 6
     with catalog.engine.connect() as conn:
         assert conn.execute(sa.select(artifacts.c.orphaned)).scalars().all() == [True]
+
+
+def test_a_removed_frame_makes_its_shot_stale_for_the_handler_and_for_plan(
+    catalog: Catalog, keys: list[str], s3, shot
+):
+    """One frame of a stitched shot removed: the removed frame is in no shot then, and the shot, whose
+    panorama was made with it, had been found up to date (`plan`: nothing to do, still published)."""
+    handler = EventHandler(catalog, settings(shot[2]), executor=InlineExecutor(), steps=["stitch"])
+    assert handler.handle(sqs_batch(*created(keys))).jobs == {"stitch": {"succeeded": 1}}
+    s3.delete_object(Bucket=BUCKET, Key=keys[5])
+
+    report = handler.handle(sqs_batch(s3_record(keys[5], sequencer="40", removed=True)))
+
+    assert report.actions()["deleted"] == 1
+    assert report.jobs == {"stitch": {"waiting": 1}}  # as for a shot still uploading: camera 5 is missing
+    (due,) = plan(catalog, steps=["stitch"], settings=settings(shot[2]))
+    assert (due.subject, due.reason) == ("shot:R001-000001", "input changed")
 
 
 def test_a_move_within_the_bucket_keeps_the_images_their_edits_and_shot_in_any_order(

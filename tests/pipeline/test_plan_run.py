@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import pytest
 import sqlalchemy as sa
 from PIL import Image
 from tests.pipeline.captures import RIG, Project, add_panoramas, add_rig_shots, jpeg
@@ -321,11 +322,14 @@ def test_selection_limits_the_plan(project: Project, executor):
     assert {item.subject for item in rest} == {"shot:R001-000000", "shot:R001-000001"}
 
 
-def test_deleting_a_frame_makes_its_shot_stale(project: Project, executor):
+@pytest.mark.parametrize("regrouped", [False, True], ids=["ingest", "event"])
+def test_deleting_a_frame_makes_its_shot_stale(project: Project, executor, regrouped: bool):
+    """A removal event regroups the frames left in the reel: the frame gone lost its shot, and the shot was
+    found up to date, its panorama (made with that frame) published as it was."""
     add_rig_shots(project.catalog, project.root, 2)
     run(project.catalog, settings=project.settings, executor=executor)
     frame = next(project.catalog.images(Selection(shots=("R001-000001",))))
-    project.catalog.mark_deleted([frame.uri])
+    project.catalog.mark_deleted([frame.uri], shot_tolerance_s=0.05 if regrouped else None)
 
     after = plan(project.catalog, settings=project.settings)
 

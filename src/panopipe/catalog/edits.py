@@ -22,9 +22,9 @@ from panopipe.catalog.bulk import insert_columns, update_by_key
 from panopipe.catalog.records import EDITABLE_FIELDS, Edit, EditBatch, FieldChange
 from panopipe.catalog.schema import edits, images
 from panopipe.catalog.selection import Selection, no_match
-from panopipe.catalog.shots import assign_reel_shots, touch_shots
+from panopipe.catalog.shots import assign_reel_shots
 from panopipe.catalog.spatial import PostGIS
-from panopipe.catalog.subjects import CHUNK, Subject, form_condition
+from panopipe.catalog.subjects import CHUNK, Subject, form_condition, touch_shots
 from panopipe.catalog.types import new_id, utcnow
 from panopipe.catalog.values import from_json, parse_value, to_json, validate_value
 from panopipe.errors import CatalogError, ConfigError, NotFoundError

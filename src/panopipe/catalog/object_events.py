@@ -39,6 +39,7 @@ import functools
 import logging
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -48,8 +49,10 @@ from panopipe.catalog import file_copies as copy_ops
 from panopipe.catalog.engine import connect, database_error
 from panopipe.catalog.records import ImageRecord, UpsertResult
 from panopipe.catalog.schema import images
+from panopipe.catalog.subjects import CHUNK, touch_shots
 from panopipe.catalog.types import new_id, utcnow
 from panopipe.errors import CatalogError, CatalogUnavailableError, EventError, PanopipeError
+from panopipe.iterutil import batched
 
 SEQUENCER_WIDTH = 64
 
@@ -91,6 +94,8 @@ class AppliedChange:
     action: Action
     reason: str | None = None
     image_id: str | None = None
+    shot_frame: str | None = None
+    """Of a removed frame whose shot keeps other frames: one of them, for the shot to be reprocessed."""
 
 
 OnRemoved = Callable[[sa.Connection, Sequence[str], Sequence[str]], None]
@@ -378,6 +383,7 @@ def _apply_round(
         deleted = set(
             conn.execute(deleting.values(deleted=True, updated_at=utcnow()).returning(c.id)).scalars()
         )
+    shot_frames = _frames_left(conn, sorted(deleted), now)
     ids = {changes[index].uri: image_id for index, image_id, _ in claimed}
     for index, image_id, added in claimed:
         record = changes[index].record
@@ -386,7 +392,8 @@ def _apply_round(
             outcome = AppliedChange(Action.UPDATED, reason, image_id)
         elif record is None:
             action = Action.DELETED if image_id in deleted or added else Action.UNCHANGED
-            outcome = AppliedChange(action, image_id=image_id if image_id in deleted else None)
+            gone = image_id if image_id in deleted else None
+            outcome = AppliedChange(action, image_id=gone, shot_frame=shot_frames.get(image_id))
         else:
             action = Action.ADDED if added else Action.UPDATED if image_id in updated else Action.UNCHANGED
             outcome = AppliedChange(action, record.error if record.status == "failed" else None, image_id)
@@ -556,6 +563,27 @@ def _fill_removed(
     upsert(conn, [record for _, _, record in fills], {}, locked)
     ids = [image_id for image_id, _, _ in fills]
     conn.execute(images.update().where(c.id.in_(ids)).values(deleted=True, shot=None))
+
+
+def _frames_left(conn: sa.Connection, image_ids: Sequence[str], now: datetime) -> dict[str, str]:
+    """For each of the removed ``image_ids`` whose shot keeps frames, one of them (by removed id); those shots'
+    frames are marked changed at ``now``: their panorama was made with a frame that is gone (the removed one
+    is then in no shot, and a shot no frame of which changed would be found up to date)."""
+    frame = images.alias("frame")
+    kept = sa.and_(frame.c.shot == images.c.shot, frame.c.deleted == sa.false())
+    one = sa.select(frame.c.id).where(kept).order_by(frame.c.id).limit(1).scalar_subquery()
+    found: dict[str, str] = {}
+    shots: set[str] = set()
+    for chunk in batched(image_ids, CHUNK):
+        query = sa.select(images.c.id, images.c.shot, one).where(
+            images.c.id.in_(chunk), images.c.shot.is_not(None)
+        )
+        for image_id, shot, frame_id in conn.execute(query):
+            if frame_id is not None:
+                found[image_id] = frame_id
+                shots.add(shot)
+    touch_shots(conn, shots, now)
+    return found
 
 
 def _emptied_shots(conn: sa.Connection, image_ids: Sequence[str]) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,9 +20,8 @@ from sqlalchemy.dialects import postgresql
 
 from panopipe.catalog.object_events import Action, AppliedChange, ObjectChange
 from panopipe.catalog.schema import images
-from panopipe.catalog.subjects import CHUNK
+from panopipe.catalog.subjects import touch_shots
 from panopipe.catalog.types import utcnow
-from panopipe.iterutil import batched
 
 FEW_NAMES = 16
 FEW_UPDATES = 64
@@ -132,12 +131,6 @@ def unshot_reels(conn: sa.Connection) -> set[str | None]:
         )
     )
     return set(conn.execute(query).scalars())
-
-
-def touch_shots(conn: sa.Connection, shots: Collection[str], now: datetime) -> None:
-    """Mark every frame of ``shots`` as changed at ``now``: a frame left them or joined them."""
-    for chunk in batched(sorted(shots), CHUNK):
-        conn.execute(images.update().where(images.c.shot.in_(chunk)).values(updated_at=now))
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +264,5 @@ __all__ = [
     "assign_reel_shots",
     "regroup_applied",
     "shot_reel",
-    "touch_shots",
     "unshot_reels",
 ]

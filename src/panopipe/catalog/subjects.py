@@ -15,6 +15,7 @@ import functools
 import itertools
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -68,6 +69,13 @@ def form_condition(kind: SubjectKind) -> sa.ColumnElement[bool]:
     if kind == "image":
         return c.projection == EQUIRECTANGULAR
     return sa.and_(c.shot.is_not(None), sa.or_(c.projection.is_(None), c.projection != EQUIRECTANGULAR))
+
+
+def touch_shots(conn: sa.Connection, shots: Collection[str], now: datetime) -> None:
+    """Mark every frame of ``shots`` as changed at ``now`` (a frame left them or joined them): the shots are
+    candidates for planning again."""
+    for chunk in batched(sorted(shots), CHUNK):
+        conn.execute(images.update().where(images.c.shot.in_(chunk)).values(updated_at=now))
 
 
 def key_column(kind: SubjectKind) -> sa.ColumnElement[Any]:
@@ -279,4 +287,5 @@ __all__ = [
     "load_subjects",
     "selected_subjects",
     "subject_id",
+    "touch_shots",
 ]

@@ -244,12 +244,14 @@ class EventHandler:
             on_removed=orphan_artifacts,
             shot_tolerance_s=current.settings.ingest.shot_tolerance_s,
         )
+        changed: set[str] = set()
         for (item, _), result in zip(ready, applied, strict=True):
             if result is not None:
                 item.outcome = Outcome(
                     item.message_id, item.uri, result.action, result.reason, result.image_id
                 )
-        changed: set[str] = set()
+                if result.shot_frame is not None:  # a removed frame's shot: made with it, made again
+                    changed.add(result.shot_frame)
         for item in pending:
             outcome = item.outcome
             if outcome is None or (item.message_id in report.failed_messages and item.message_id is not None):
