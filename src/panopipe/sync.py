@@ -102,12 +102,14 @@ def sync_folder(
     Files already stored with the same size and SHA-256 are skipped, so an interrupted sync continues where it
     stopped (S3 also resumes a large file's unfinished multipart upload). Hidden files (names starting with
     ``.``) are ignored. ``progress`` is called from worker threads, one call at a time. A file that cannot be
-    read or stored is reported in :attr:`SyncReport.failed` and does not stop the others; an endpoint that
+    read or stored, or whose name ``destination`` cannot hold (a backslash, a control character: a dry run
+    says so too), is reported in :attr:`SyncReport.failed` and does not stop the others; an endpoint that
     cannot be reached (:class:`~panopipe.errors.EndpointUnreachableError`) and any other exception (including
     one raised by ``progress``) stop the sync and propagate.
     """
     folder = _capture_folder(local_folder, destination)
-    report, _ = _sync(folder, _capture_files(folder), destination, dry_run, workers, progress)
+    files, unstorable = _storable(_capture_files(folder), destination)
+    report, _ = _sync(folder, files, unstorable, destination, dry_run, workers, progress)
     return report
 
 
@@ -131,9 +133,9 @@ def sync_capture(
     regroup their shots.
     """
     folder = _capture_folder(local_folder, destination).resolve()
-    files = _capture_files(folder)
+    files, unstorable = _storable(_capture_files(folder), destination)
     _check_layout(folder, files, destination, path_pattern(project_settings(catalog, settings).ingest))
-    report, stored = _sync(folder, files, destination, dry_run, workers, progress)
+    report, stored = _sync(folder, files, unstorable, destination, dry_run, workers, progress)
     if dry_run:
         return report
     stayed = catalog.relocate(
@@ -166,12 +168,14 @@ def _capture_folder(local_folder: str | Path, destination: Storage) -> Path:
 def _sync(
     folder: Path,
     files: list[_File],
+    unstorable: dict[str, str],
     destination: Storage,
     dry_run: bool,
     workers: int,
     progress: Callable[[SyncProgress], None] | None,
 ) -> tuple[SyncReport, dict[str, ObjectInfo]]:
-    """:func:`sync_folder` of ``files``; with the stored object of each file stored now, by key."""
+    """:func:`sync_folder` of ``files``, the files ``unstorable`` failed already (why, by key); with the stored
+    object of each file stored now, by key."""
     if workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
     started = time.perf_counter()
@@ -194,7 +198,7 @@ def _sync(
 
     uploaded: list[_File] = []
     skipped: list[_File] = []
-    failed: dict[str, str] = {}
+    failed = dict(unstorable)
     stored: dict[str, ObjectInfo] = {}
     with ThreadPoolExecutor(workers) as pool:
         futures = {pool.submit(sync_one, file): file for file in files}
@@ -227,6 +231,20 @@ def _sync(
         dry_run=dry_run,
     )
     return report, stored
+
+
+def _storable(files: list[_File], destination: Storage) -> tuple[list[_File], dict[str, str]]:
+    """The ``files`` whose keys ``destination`` can hold, and why it cannot hold the others', by key."""
+    storable: list[_File] = []
+    unstorable: dict[str, str] = {}
+    for file in files:
+        try:
+            destination.uri(file.key)
+        except StorageError as exc:
+            unstorable[file.key] = f"{exc}; rename the file"
+        else:
+            storable.append(file)
+    return storable, unstorable
 
 
 def _check_layout(folder: Path, files: list[_File], destination: Storage, pattern: re.Pattern[str]) -> None:

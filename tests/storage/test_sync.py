@@ -270,6 +270,32 @@ def test_a_destination_folder_nested_with_the_capture_folder_is_refused(
     assert sync_folder(capture, open_storage(capture.parent / "copy")).ok  # beside it: fine
 
 
+def test_a_name_the_destination_cannot_hold_fails_alone_as_the_dry_run_says(
+    catalog: Catalog, storage: Storage, reel: Path
+) -> None:
+    """A JPEG named with a backslash (unzipped from a Windows zip) stopped the whole sync (the layout check
+    named it first), and a dry run stopped on a file of any kind so named, which the sync failed alone."""
+    shutil.copy(reel / "cam0/R001_cam0_000002.jpg", reel / "cam0/a\\b_000002.jpg")
+    (reel / "cam0/notes \t tab.txt").write_text("hi")
+    destination = open_storage(storage.uri("R001"), Settings())
+
+    dry = sync_capture(catalog, reel, destination, Settings(), dry_run=True)
+    assert list(storage.list()) == []
+    report = sync_capture(catalog, reel, destination, Settings())
+
+    for run in (dry, report):
+        assert run.failed == {
+            "cam0/a\\b_000002.jpg": "invalid storage key 'cam0/a\\\\b_000002.jpg': keys are relative, "
+            "'/'-separated paths; rename the file",
+            "cam0/notes \t tab.txt": "invalid storage key 'cam0/notes \\t tab.txt': control characters are "
+            "not allowed; rename the file",
+        }
+    assert dry.uploaded == report.uploaded and len(report.uploaded) == 12
+    assert sorted(info.key for info in destination.list()) == sorted(
+        path.relative_to(reel).as_posix() for path in reel.rglob("R001_*.jpg")
+    )
+
+
 def test_a_destination_that_would_change_reels_is_refused_before_uploading(
     catalog: Catalog, storage: Storage, reel: Path
 ) -> None:

@@ -30,8 +30,9 @@ def sync(
 
     Images the catalog knows are pointed at their new S3 URIs. A destination where ingest would read other
     reels, frames or cameras (the path_pattern) is refused before any upload, saying where to sync instead,
-    and so is a destination folder inside the capture folder or holding it.
-    Exit code 1 when any file failed.
+    and so is a destination folder inside the capture folder or holding it. A file that cannot be read or
+    stored, or whose name a storage key cannot hold (a backslash, a control character), fails alone with its
+    reason, as --dry-run says. Exit code 1 when any file failed.
 
     Example: panopipe sync /data/2024-05-01 s3://survey-bucket/2024-05-01 --dry-run
     """
