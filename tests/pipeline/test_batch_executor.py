@@ -8,16 +8,19 @@ also pins the exact requests (one SubmitJob per 10,000 children, one DescribeJob
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 
 import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
+from tests.conftest import free_port
 
 from panopipe.catalog.types import new_id, utcnow
 from panopipe.config import ENV_MANIFEST
-from panopipe.errors import ConfigError, PanopipeError
+from panopipe.errors import ConfigError, EndpointUnreachableError, PanopipeError
 from panopipe.executors import batch as batch_module
 from panopipe.executors.batch import BatchExecutor
 from panopipe.executors.manifest import Submission
@@ -189,6 +192,23 @@ def test_throttling_that_outlasts_the_attempts_fails_with_full_jitter_backoff():
         call_aws("batch:SubmitJob", throttled, attempts=4, base_s=0.5, cap_s=1.5, sleep=sleeps.append)
 
     assert len(sleeps) == 3 and all(0 <= s <= cap for s, cap in zip(sleeps, (1.0, 1.5, 1.5), strict=True))
+
+
+def test_an_endpoint_that_cannot_be_reached_fails_at_once_not_as_throttling(aws_env: None):
+    # a closed port (a wrong AWS_ENDPOINT_URL_BATCH, no network): botocore's own retries (one here) and no more
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    client = boto3.client("batch", endpoint_url=endpoint, config=Config(retries={"max_attempts": 1}))
+    sleeps: list[float] = []
+    submit = partial(client.submit_job, jobName="n", jobQueue="queue", jobDefinition="worker:1")
+
+    with pytest.raises(EndpointUnreachableError) as unreachable:
+        call_aws("batch:SubmitJob", submit, sleep=sleeps.append)
+
+    assert sleeps == [] and unreachable.value.exit_code == 4
+    assert str(unreachable.value) == (
+        f'cannot reach AWS for batch:SubmitJob: Could not connect to the endpoint URL: "{endpoint}/v1/submitjob": '
+        "check the network, the region and AWS_ENDPOINT_URL_BATCH (or AWS_ENDPOINT_URL) if set"
+    )
 
 
 def test_the_rate_limiter_spaces_calls_beyond_its_burst():

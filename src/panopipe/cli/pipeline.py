@@ -313,7 +313,8 @@ def dispatch(
     or an edit made stale, nor jobs that failed: `panopipe run` reprocesses those.
 
     The stack runs it every minute; run it by hand to move work on at once. Needs the batch executor's
-    settings (see `panopipe run --executor batch`). Example: panopipe dispatch --dry-run
+    settings (see `panopipe run --executor batch`). Exits with code 4 when AWS Batch or the storage cannot
+    be reached (the jobs stay queued for the next tick). Example: panopipe dispatch --dry-run
     """
     from panopipe.pipeline.dispatch import dispatch as dispatch_tick
 

@@ -81,12 +81,16 @@ class BatchExecutor(Executor):
 
     @property
     def client(self) -> Any:
-        """The Batch client: the injected one, or one with adaptive retries (client-side rate limiting)."""
+        """The Batch client: the injected one, or one with adaptive retries (client-side rate limiting) and
+        the S3 client's connect timeout."""
         if self._client is None:
-            from panopipe.storage.aws_clients import MAX_RETRIES, aws_client
+            from panopipe.storage.aws_clients import CONNECT_TIMEOUT_S, MAX_RETRIES, aws_client
 
             self._client = aws_client(
-                "batch", self.settings, retries={"mode": "adaptive", "max_attempts": MAX_RETRIES}
+                "batch",
+                self.settings,
+                retries={"mode": "adaptive", "max_attempts": MAX_RETRIES},
+                connect_timeout=CONNECT_TIMEOUT_S,
             )
         return self._client
 

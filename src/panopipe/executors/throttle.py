@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from panopipe.errors import ConfigError, PanopipeError
-from panopipe.storage.aws_clients import is_transient_aws_error
+from panopipe.errors import ConfigError, EndpointUnreachableError, PanopipeError
+from panopipe.storage.aws_clients import is_endpoint_unreachable, is_transient_aws_error
 
 T = TypeVar("T")
 
@@ -49,7 +49,9 @@ def call_aws(
 ) -> T:
     """``call()``, retried with full-jitter exponential backoff (``base_s`` doubling, at most ``cap_s``) while
     AWS throttles it or fails on its side. A refusal (a missing queue, a denial) is a :class:`ConfigError`;
-    throttling that outlasts ``attempts`` a :class:`PanopipeError`; both name ``what`` was called."""
+    an endpoint that cannot be reached after botocore's own retries an :class:`EndpointUnreachableError` at
+    once, not throttling; throttling that outlasts ``attempts`` a :class:`PanopipeError`; each names ``what``
+    was called."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     for attempt in range(1, attempts + 1):
@@ -58,6 +60,12 @@ def call_aws(
         try:
             return call()
         except (ClientError, BotoCoreError) as exc:
+            if is_endpoint_unreachable(exc):
+                service = what.partition(":")[0].upper()
+                raise EndpointUnreachableError(
+                    f"cannot reach AWS for {what}: {exc}: check the network, the region and "
+                    f"AWS_ENDPOINT_URL_{service} (or AWS_ENDPOINT_URL) if set"
+                ) from None
             if not is_transient_aws_error(exc):
                 raise ConfigError(f"AWS refused {what}: {exc}") from None
             if attempt == attempts:

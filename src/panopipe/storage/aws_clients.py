@@ -15,6 +15,10 @@ S3Client: TypeAlias = Any  # boto3 generates client classes at run time
 DEFAULT_MAX_POOL_CONNECTIONS = 64
 MAX_RETRIES = 5
 """Retries botocore makes of a call (standard retry mode, with backoff) before an error reaches panopipe."""
+CONNECT_TIMEOUT_S = 10
+"""Seconds botocore waits for a connection, each attempt (its own default, 60 s, took minutes before an endpoint
+was known down): with :data:`MAX_RETRIES`, how long a client tries an endpoint before it is unreachable
+(:func:`is_endpoint_unreachable`)."""
 
 THROTTLING_CODES = frozenset(
     {
@@ -74,7 +78,7 @@ def s3_client(
                 settings,
                 endpoint_url=settings.s3_endpoint_url,
                 retries={"mode": "standard", "max_attempts": MAX_RETRIES},
-                connect_timeout=10,  # botocore's 60 s, each attempt: minutes before an endpoint is known down
+                connect_timeout=CONNECT_TIMEOUT_S,
                 max_pool_connections=max_pool_connections,
                 s3={"addressing_style": "path"} if settings.s3_endpoint_url else None,
             )
@@ -163,6 +167,15 @@ def _invalid_endpoint(error: ValueError, endpoint_url: str | None, settings: Set
     )
 
 
+def is_endpoint_unreachable(error: BaseException) -> bool:
+    """Whether the botocore ``error`` says its endpoint refused the connection, could not be resolved or did
+    not answer in time, after botocore's own retries: every call to it would fail alike until it is back, so
+    it is not tried again (:class:`~panopipe.errors.EndpointUnreachableError`)."""
+    from botocore import exceptions as aws
+
+    return isinstance(error, aws.EndpointConnectionError | aws.ConnectTimeoutError)
+
+
 def is_transient_aws_error(error: BaseException) -> bool:
     """Whether a botocore or urllib3 ``error`` is worth retrying later: throttling, a server error (5xx), a
     timeout, a refused, closed or reset connection, or a body cut short. Denials, missing keys, bad requests
@@ -187,6 +200,7 @@ def is_transient_aws_error(error: BaseException) -> bool:
 
 
 __all__ = [
+    "CONNECT_TIMEOUT_S",
     "CREDENTIALS_HINT",
     "DEFAULT_MAX_POOL_CONNECTIONS",
     "MAX_RETRIES",
@@ -194,6 +208,7 @@ __all__ = [
     "TRANSIENT_STATUSES",
     "S3Client",
     "aws_client",
+    "is_endpoint_unreachable",
     "is_transient_aws_error",
     "s3_client",
 ]

@@ -17,13 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from botocore.awsrequest import AWSRequest
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-)
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from urllib3.exceptions import HTTPError
 
 from panopipe.config import Settings
@@ -35,7 +29,7 @@ from panopipe.errors import (
     ObjectNotFoundError,
     StorageError,
 )
-from panopipe.storage.aws_clients import S3Client, is_transient_aws_error, s3_client
+from panopipe.storage.aws_clients import S3Client, is_endpoint_unreachable, is_transient_aws_error, s3_client
 from panopipe.storage.base import ObjectInfo, Progress, Storage, os_storage_error, validate_key
 
 MiB = 1024 * 1024
@@ -481,11 +475,11 @@ class S3Storage(Storage):
             raise StorageError(
                 f"no AWS credentials to access {self._where(key)}: set AWS_PROFILE or configure credentials"
             ) from exc
-        except (EndpointConnectionError, ConnectTimeoutError) as exc:  # refused, unresolved, timed out
-            raise EndpointUnreachableError(
-                f"cannot access {self._where(key)}: {exc}: check that the S3 endpoint is up and reachable"
-            ) from exc
         except (BotoCoreError, HTTPError) as exc:
+            if is_endpoint_unreachable(exc):
+                raise EndpointUnreachableError(
+                    f"cannot access {self._where(key)}: {exc}: check that the S3 endpoint is up and reachable"
+                ) from exc
             raise StorageError(
                 f"cannot access {self._where(key)}: {exc}", transient=is_transient_aws_error(exc)
             ) from exc
