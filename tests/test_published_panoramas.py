@@ -1,12 +1,13 @@
 """What a published panorama says of itself (read by ExifTool) and what the panoramas and Oriented Imagery
 exports say of it, through the command line on the demo survey: the rig's heading whatever camera 0's yaw, a
-position that no frame without a fix moves, a status that tells an edit not yet run, angles in their ranges
-and a cropped panorama's field of view."""
+position that no frame without a fix moves, a status that tells an edit not yet run, angles in their ranges,
+a cropped panorama's field of view, and no value of a 360° camera's that the catalog says an image lacks."""
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 from dataclasses import replace
 from datetime import timedelta
@@ -26,6 +27,7 @@ from panopipe.stitching.projection import rotation_matrix, rotation_to_angles
 pytestmark = pytest.mark.exiftool
 
 PUBLISHED = "panopipe-out/publish/demo/R001/demo_R001_000001.jpg"
+CAMERAS = Path(__file__).parent / "data" / "exif"
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -157,3 +159,58 @@ def test_angles_in_their_ranges_and_a_cropped_panoramas_field_of_view(
     )  # Esri's roll: -90 to 90
     assert (rows["P001"]["HorizontalFieldOfView"], rows["P001"]["VerticalFieldOfView"]) == ("360.0", "90.0")
     assert rows["R001"]["VerticalFieldOfView"] == "180.0"
+
+
+def test_a_value_the_catalog_says_a_360_image_lacks_leaves_the_published_file(
+    capsys, tmp_path: Path, catalog_url: str
+):
+    """What 360° cameras wrote of values that an edit cleared, or of a position without a fix (0, 0), is not
+    published: uploaders would place and turn the panorama by what its thumbnail and the exports say it lacks."""
+    common = demo(capsys, tmp_path, catalog_url)
+    reel = tmp_path / "R360"
+    reel.mkdir()
+    theta = CAMERAS / "trek-view-360" / "R0014760.JPG"  # RICOH THETA V: GPS position and altitude, GPano pose
+    first, nofix = shutil.copy(theta, reel / "R360_0001.jpg"), shutil.copy(theta, reel / "R360_0002.jpg")
+    shutil.copy(CAMERAS / "mapillary_tools" / "adobe_coords.jpg", reel / "R360_0003.jpg")  # Gear 360: XMP GPS
+    heading = ["-GPSImgDirection=50", "-GPSImgDirectionRef=T", "-XMP-GPano:PoseHeadingDegrees=50"]
+    later = "-DateTimeOriginal=2020:05:11 11:28:26"
+    for path, values in ((first, heading), (nofix, ["-GPSLatitude=0", "-GPSLongitude=0", later])):
+        subprocess.run(["exiftool", "-q", "-overwrite_original", *values, str(path)], check=True)
+    assert run(capsys, "ingest", *common, str(reel))[0] == 0
+    assert run(capsys, "run", *common)[0] == 0
+    for shot, fields in (
+        ("R360-000001", ("heading", "alt", "pitch", "roll")),
+        ("R360-000003", ("lat", "lon")),
+    ):
+        cleared = [arg for field in fields for arg in ("--set", f"{field}=")]
+        assert run(capsys, "edit", *common, "--shot", shot, *cleared, "--reason", "wrong")[0] == 0
+
+    code, out, _ = run(capsys, "verify", *common, "--json")  # before the run: what it will remove
+    found = {detail for drift in json.loads(out) for detail in drift["details"][1:]}
+    assert code == 0 and {detail.partition(":")[0] for detail in found} == {
+        *("gps_latitude", "gps_longitude", "gps_altitude", "gps_img_direction"),
+        *("pose_heading", "pose_pitch", "pose_roll"),
+    }
+    assert all(detail.endswith("catalog says None") for detail in found)
+    assert run(capsys, "run", *common)[0] == 0
+
+    published = tmp_path / "panopipe-out/publish/demo/R360"
+    tags = {n: exiftool(published / f"demo_R360_00000{n}.jpg") for n in (1, 2, 3)}
+    rows = {row["frame"]: row for row in exported(capsys, common, "--of", "panoramas", "--reel", "R360")}
+    gone = {
+        1: ["GPS:GPSAltitude", "GPS:GPSAltitudeRef", "GPS:GPSImgDirection", "GPS:GPSImgDirectionRef"],
+        2: ["GPS:GPSLatitude", "GPS:GPSLatitudeRef", "GPS:GPSLongitude", "GPS:GPSLongitudeRef"],
+        3: ["XMP-exif:GPSLatitude", "XMP-exif:GPSLongitude", "GPS:GPSLatitude", "GPS:GPSLongitude"],
+    }
+    gone[1] += [f"XMP-GPano:Pose{angle}Degrees" for angle in ("Heading", "Pitch", "Roll")]
+    assert {n: [tag for tag in names if tag in tags[n]] for n, names in gone.items()} == {1: [], 2: [], 3: []}
+    assert (rows["1"]["heading"], rows["1"]["altitude_msl_m"], rows["1"]["pitch"], rows["1"]["roll"]) == (
+        ("",) * 4
+    )
+    assert (rows["2"]["lat"], rows["2"]["lon"], rows["3"]["lat"], rows["3"]["lon"]) == ("",) * 4
+    # what the catalog has stays
+    assert tags[1]["GPS:GPSLatitude"] == pytest.approx(53.18205) and tags[1]["IFD0:Make"] == "RICOH"
+    assert tags[2]["GPS:GPSAltitude"] == pytest.approx(63.34) and tags[2]["GPS:GPSMapDatum"] == "WGS-84"
+    assert tags[3]["GPS:GPSImgDirection"] == pytest.approx(176.3)
+    code, out, _ = run(capsys, "verify", *common, "--json")
+    assert (code, json.loads(out)) == (0, [])

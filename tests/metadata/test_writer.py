@@ -25,6 +25,7 @@ from panopipe.metadata.jpeg import scan_segments
 from panopipe.metadata.writer import (
     GPANO_NS,
     PANOPIPE_NS,
+    REMOVABLE,
     GPano,
     MetadataUpdate,
     apply_metadata,
@@ -388,6 +389,9 @@ FUZZ_BASE = apply_metadata(pillow_jpeg(pillow_exif(">")), UPDATE)
         ({"gps_h_positioning_error": float("inf")}, "metres, 0 or more"),
         ({"make": "a\x00b"}, "NUL"),
         ({"panopipe": {"bad key": "x"}}, "XML name"),
+        ({"remove": frozenset({"make"})}, "cannot remove 'make'"),
+        ({"gps_altitude": 5.0, "remove": frozenset({"gps_altitude"})}, "both set and removed"),
+        ({"gpano": GPano(64, 32, pose_roll_degrees=1.0), "remove": frozenset({"pose_roll"})}, "both set"),
     ],
 )
 def test_invalid_updates_are_refused(fields: dict[str, object], reason: str) -> None:
@@ -564,6 +568,43 @@ def test_maker_note_reads_the_same_after_repeated_writes(tmp_path: Path, name: s
     assert maker_notes(copy) == maker_notes(DATA / name)
     assert binary(copy, "MakerNote") == binary(DATA / name, "MakerNote")
     assert tags(copy)["IFD0:Artist"] == "Bob"
+
+
+# A RICOH THETA V 360° photo: GPS position and altitude, GPano PosePitchDegrees and PoseRollDegrees.
+THETA = DATA.parent / "exif" / "trek-view-360" / "R0014760.JPG"
+REMOVED_TAGS = {
+    *(f"GPS:GPS{name}" for name in _GPS_SET.split()[:6]),
+    *("GPS:GPSImgDirectionRef", "GPS:GPSImgDirection", "GPS:GPSHPositioningError"),
+    *(f"XMP-GPano:Pose{name}Degrees" for name in ("Heading", "Pitch", "Roll")),
+}
+
+
+@pytest.mark.exiftool
+@pytest.mark.parametrize("source", [*(DATA / name for name in CAMERA_FILES), THETA], ids=lambda p: p.name)
+def test_removed_values_leave_the_file_with_their_ref_tags_and_everything_else_stays(
+    tmp_path: Path, source: Path
+) -> None:
+    """What a camera wrote of values the catalog says an image does not have (a cleared position, heading,
+    altitude, pitch or roll) goes; every other tag, the maker note and the image data stay as they were."""
+    copy = tmp_path / source.name
+    apply_metadata_file(source, copy, update=MetadataUpdate(remove=REMOVABLE))
+    before, after = tags(source), tags(copy)
+
+    assert before.keys() & REMOVED_TAGS  # each camera wrote some of them
+    assert not after.keys() & REMOVED_TAGS
+    moved = ("SourceFile", "System:", "File:", "Composite:", "IFD1:ThumbnailOffset", "MPImage2:MPImageStart")
+    kept = {
+        key: value for key, value in before.items() if key not in REMOVED_TAGS and not key.startswith(moved)
+    }
+    assert {key: after.get(key) for key in kept} == kept
+    assert split(copy.read_bytes())[1:] == split(source.read_bytes())[1:]  # other segments, image data
+    assert binary(copy, "MakerNote") == binary(source, "MakerNote")
+    assert warnings(copy) <= warnings(source)
+
+
+def test_removing_what_a_file_does_not_have_leaves_it_byte_for_byte() -> None:
+    for original in (pillow_jpeg(), pillow_jpeg(pillow_exif("<"))):
+        assert apply_metadata(original, MetadataUpdate(remove=REMOVABLE)) == original
 
 
 @pytest.mark.exiftool

@@ -99,6 +99,21 @@ def test_xmp_copies_of_the_gps_tags_written_go(tmp_path: Path) -> None:
     assert after["XMP-photoshop:DateCreated"] == before["XMP-photoshop:DateCreated"]
 
 
+@pytest.mark.exiftool
+def test_xmp_copies_of_the_values_removed_go(tmp_path: Path) -> None:
+    """The Gear 360 frame's position and heading, which an edit cleared: its XMP exif: copies go too (the
+    reader, as ExifTool, falls back to them); its altitude, not removed, stays."""
+    original = (DATA / "mapillary_tools" / "adobe_coords.jpg").read_bytes()
+    removed = frozenset({"gps_latitude", "gps_longitude", "gps_img_direction"})
+    written = apply_metadata(original, MetadataUpdate(remove=removed))
+    after = exiftool_all(tmp_path / "after.jpg", written)
+    assert [name for name in XMP_GPS if f"XMP-exif:{name}" in after] == ["GPSAltitude", "GPSAltitudeRef"]
+    assert after["XMP-exif:GPSMapDatum"] == "WGS84"
+    metadata = parse_jpeg_header(written)
+    assert (metadata.gps_latitude, metadata.gps_longitude, metadata.gps_img_direction) == (None, None, None)
+    assert metadata.gps_altitude == 1361.69
+
+
 def exiftool_xmp_jpeg(path: Path) -> bytes:
     """A JPEG whose capture time and position ExifTool wrote into XMP exif: only, as some stitchers do."""
     path.write_bytes(with_exif(exif_tiff("<", [(0x010F, *text("Cam"))], [])))

@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -77,6 +78,30 @@ def test_a_heading_of_360_degrees_is_not_drift(project: Project, executor):
     run(project.catalog, settings=project.settings, steps=["apply-metadata"], executor=executor)
 
     assert verify(project.catalog, settings=project.settings) == []
+
+
+def test_a_position_the_catalog_counts_as_no_fix_left_in_the_files_is_drift(project: Project, executor):
+    """A receiver that reports 0.3, 0.3 without a fix: once ``[qc] null_island_deg`` says so, the image has no
+    position, and the outputs written with that one are drift until a run removes it."""
+    (image,) = add_panoramas(project.catalog, project.root, 1)
+    changes = project.catalog.plan_edit(Selection(ids=(image,)), assign={"lat": 0.3, "lon": 0.3})
+    project.catalog.apply_edit(changes, reason="receiver", author="t")
+    run(project.catalog, settings=project.settings, executor=executor)
+    settings = replace(project.settings, qc={"null_island_deg": 0.5})
+
+    drifts = verify(project.catalog, settings=settings)
+
+    assert sorted((d.step, d.name, d.problem) for d in drifts) == [
+        ("apply-metadata", "image", "metadata"),
+        ("derive", "preview", "metadata"),
+        ("derive", "thumbnail", "metadata"),
+        *(("publish", name, "metadata") for name in ("preview", "published", "thumbnail")),
+    ]
+    assert {d.details for d in drifts} == {
+        ("gps_latitude: file has 0.3, catalog says None", "gps_longitude: file has 0.3, catalog says None")
+    }
+    run(project.catalog, settings=settings, executor=executor)
+    assert verify(project.catalog, settings=settings) == []
 
 
 @pytest.mark.exiftool

@@ -111,6 +111,10 @@ class ExifTree:
         data, count = self._encode(type_, value)
         self.ifds[ifd][tag] = Entry(type_, count, data)
 
+    def remove(self, ifd: str, tag: int) -> bool:
+        """Remove ``tag`` from ``ifd``; whether the block had it."""
+        return self.ifds.get(ifd, {}).pop(tag, None) is not None
+
     def copy(self, source: str, ifd: str, tag: int) -> None:
         """Give ``ifd`` (which must exist) the entry ``tag`` of ``source``, or remove it if ``source`` has none."""
         entry = self.get(source, tag)

@@ -69,6 +69,22 @@ _XMP_COPIES: dict[str, tuple[Property, ...]] = {
     "model": ((TIFF_NS, "Model"),),
 }
 _CAPTURE_TIME_TAGS = (tiff.DATETIME_ORIGINAL, tiff.SUBSEC_TIME_ORIGINAL, tiff.OFFSET_TIME_ORIGINAL)
+# What MetadataUpdate.remove takes out for each name: GPS IFD entries, or a GPano property.
+_GPS_ENTRIES: dict[str, tuple[int, ...]] = {
+    "gps_latitude": (tiff.GPS_LATITUDE_REF, tiff.GPS_LATITUDE),
+    "gps_longitude": (tiff.GPS_LONGITUDE_REF, tiff.GPS_LONGITUDE),
+    "gps_altitude": (tiff.GPS_ALTITUDE_REF, tiff.GPS_ALTITUDE),
+    "gps_img_direction": (tiff.GPS_IMG_DIRECTION_REF, tiff.GPS_IMG_DIRECTION),
+    "gps_h_positioning_error": (tiff.GPS_H_POSITIONING_ERROR,),
+}
+_POSE = {
+    "pose_heading": "PoseHeadingDegrees",
+    "pose_pitch": "PosePitchDegrees",
+    "pose_roll": "PoseRollDegrees",
+}
+REMOVABLE = frozenset({*_GPS_ENTRIES, *_POSE})
+"""The values :attr:`MetadataUpdate.remove` may name, as the reader
+(:class:`~panopipe.metadata.ImageMetadata`) names them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +132,8 @@ class GPano:
 
 @dataclass(frozen=True, slots=True)
 class MetadataUpdate:
-    """Metadata to write into a JPEG. Every field is optional: None leaves what the file has.
+    """Metadata to write into a JPEG. Every field is optional: None leaves what the file has, unless
+    ``remove`` names it.
 
     ``captured_at`` (timezone-aware) is written as DateTimeOriginal in local time at ``utc_offset_minutes``
     (default: its own offset), with SubSecTimeOriginal (milliseconds) and OffsetTimeOriginal; with
@@ -126,7 +143,10 @@ class MetadataUpdate:
     ``gps_h_positioning_error`` (the position's horizontal accuracy) in metres; ``gps_datetime`` is written
     in UTC. ``panopipe`` holds properties of the panopipe XMP namespace. The XMP copies of the EXIF tags
     written (exif:DateTimeOriginal, exif:GPSLatitude..., tiff:Make and tiff:Model) are removed, so that no reader
-    that prefers XMP finds the values replaced.
+    that prefers XMP finds the values replaced. ``remove`` names values the file must not have, as the
+    reader names them (:data:`REMOVABLE`: the GPS values above, and ``pose_heading``, ``pose_pitch`` and
+    ``pose_roll`` of the GPano), none of which the update sets: their GPS entries with their Ref tags, GPano
+    properties and XMP copies are removed.
     """
 
     captured_at: datetime | None = None
@@ -145,6 +165,7 @@ class MetadataUpdate:
     gpano: GPano | None = None
     panopipe: dict[str, str | int] | None = None
     zone_unknown: bool = False
+    remove: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         for name in ("captured_at", "gps_datetime"):
@@ -173,12 +194,18 @@ class MetadataUpdate:
         for key, value in (self.panopipe or {}).items():
             if not _XML_NAME.match(key) or isinstance(value, bool) or not isinstance(value, str | int):
                 raise MetadataError(f"panopipe property {key!r}={value!r}: need an XML name and a str or int")
+        for name in self.remove:
+            if name not in REMOVABLE:
+                raise MetadataError(f"cannot remove {name!r}: removable are {', '.join(sorted(REMOVABLE))}")
+            value = getattr(self.gpano, f"{name}_degrees", None) if name in _POSE else getattr(self, name)
+            if value is not None:
+                raise MetadataError(f"{name} is both set and removed")
 
     def _sets_exif(self) -> bool:
         return any(
             getattr(self, f.name) is not None
             for f in fields(self)
-            if f.name not in ("gpano", "panopipe", "zone_unknown")
+            if f.name not in ("gpano", "panopipe", "zone_unknown", "remove")
         )
 
 
@@ -198,16 +225,16 @@ def _splice(jpeg: bytes, update: MetadataUpdate) -> list[bytes | memoryview]:
     replace: dict[int, bytes] = {}  # segment start -> new segment
     insert: list[bytes] = []
     exif = find_app1(jpeg, segments, EXIF_ID)
-    if update._sets_exif():
-        block = jpeg[exif.payload_start + len(EXIF_HEADER) : exif.end] if exif else b""
+    block = jpeg[exif.payload_start + len(EXIF_HEADER) : exif.end] if exif else b""
+    if update._sets_exif() or (block and not update.remove.isdisjoint(_GPS_ENTRIES)):
         tree = ExifTree.parse(block) if block else ExifTree(">")
         sofs = (frame_size(jpeg, seg) for seg in segments if seg.marker in SOF_MARKERS)
-        _edit_exif(tree, update, next(filter(None, sofs), None))
-        new = app1_segment(EXIF_HEADER + tree.serialize(MAX_SEGMENT_PAYLOAD - len(EXIF_HEADER)))
-        if exif:
-            replace[exif.start] = new
-        else:
-            insert.append(new)
+        if _edit_exif(tree, update, next(filter(None, sofs), None)):
+            new = app1_segment(EXIF_HEADER + tree.serialize(MAX_SEGMENT_PAYLOAD - len(EXIF_HEADER)))
+            if exif:
+                replace[exif.start] = new
+            else:
+                insert.append(new)
     xmp = find_app1(jpeg, segments, XMP_HEADER)
     packet = jpeg[xmp.payload_start + len(XMP_HEADER) : xmp.end] if xmp else None
     merged = merge_xmp(packet, _xmp_values(update), _PREFIXES, _xmp_copies(update))
@@ -280,7 +307,8 @@ def apply_metadata_file(src: Path, dst: Path | None = None, *, update: MetadataU
     write_atomic(dst, parts, mode)
 
 
-def _edit_exif(tree: ExifTree, update: MetadataUpdate, size: tuple[int, int] | None) -> None:
+def _edit_exif(tree: ExifTree, update: MetadataUpdate, size: tuple[int, int] | None) -> bool:
+    """Write ``update`` into ``tree``; whether that changed it (removing what it does not have does not)."""
     new_exif = dict(_NEW_EXIF)
     if size:
         new_exif |= {0xA002: (LONG, (size[0],)), 0xA003: (LONG, (size[1],))}  # ExifImageWidth, -Height
@@ -307,6 +335,12 @@ def _edit_exif(tree: ExifTree, update: MetadataUpdate, size: tuple[int, int] | N
             gps |= _NEW_GPS  # GPSVersionID is mandatory in a GPS IFD
         for tag, (type_, value) in gps.items():
             tree.set(GPS, tag, type_, value)
+    removed = [
+        tree.remove(GPS, tag)
+        for name in update.remove.intersection(_GPS_ENTRIES)
+        for tag in _GPS_ENTRIES[name]
+    ]
+    return update._sets_exif() or any(removed)
 
 
 def _set_capture_time(
@@ -370,11 +404,16 @@ def _dms(degrees: float) -> tuple[tuple[int, int], ...]:
 
 
 def _xmp_copies(update: MetadataUpdate) -> list[Property]:
-    """The XMP properties that copy the EXIF tags ``update`` writes: they go, so that no reader that prefers
-    XMP finds the values the update replaced (EXIF holds the new ones)."""
-    return [
-        copy for field, copies in _XMP_COPIES.items() if getattr(update, field) is not None for copy in copies
+    """The XMP properties that go: the copies of the EXIF tags ``update`` writes or removes, so that no reader
+    that prefers XMP finds the values the update replaced (EXIF holds the new ones) or removed, and the GPano
+    properties it removes."""
+    copies = [
+        copy
+        for field, field_copies in _XMP_COPIES.items()
+        if getattr(update, field) is not None or field in update.remove
+        for copy in field_copies
     ]
+    return copies + [(GPANO_NS, name) for field, name in _POSE.items() if field in update.remove]
 
 
 def _xmp_values(update: MetadataUpdate) -> dict[Property, str]:
@@ -388,6 +427,7 @@ def _xmp_values(update: MetadataUpdate) -> dict[Property, str]:
 
 __all__ = [
     "PANOPIPE_NS",
+    "REMOVABLE",
     "GPano",
     "MetadataUpdate",
     "apply_metadata",

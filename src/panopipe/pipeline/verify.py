@@ -23,7 +23,7 @@ from panopipe.errors import MetadataError, ObjectNotFoundError
 from panopipe.metadata import parse_jpeg_header
 from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.store import StoredOutput, mark_stale, stored_outputs, withdrawn_outputs
-from panopipe.steps.apply_metadata import Placement, expected_metadata
+from panopipe.steps.apply_metadata import Placement, absent_values, expected_metadata
 from panopipe.steps.base import Step, discard_outputs
 from panopipe.steps.registry import STEP_TYPES
 from panopipe.storage import resolve_uri
@@ -39,19 +39,21 @@ OUTDATED = (
 )
 """Why an output whose tags differ is not drift: a run would make it again anyway (``plan`` lists it)."""
 METADATA_STEPS = frozenset({"apply-metadata", "derive", "publish"})
-# (reader field, expected field, tolerance); None compares exactly.
+# (reader field, expected field, tolerance); None compares exactly. An expected None is compared only where it
+# says the file has none (apply_metadata.absent_values): otherwise the value is not known.
 _COMPARED: tuple[tuple[str, str, float | None], ...] = (
     ("gps_latitude", "gps_latitude", 1e-7),
     ("gps_longitude", "gps_longitude", 1e-7),
     ("gps_altitude", "gps_altitude", 1e-3),
     ("gps_img_direction", "gps_img_direction", 1e-3),
+    ("pose_heading", "gps_img_direction", 1e-3),
     ("gps_h_positioning_error", "gps_h_positioning_error", 1e-3),
     ("pose_pitch", "pitch", 1e-3),
     ("pose_roll", "roll", 1e-3),
     ("make", "make", None),
     ("model", "model", None),
 )
-_ANGLES = frozenset({"gps_img_direction", "pose_roll"})
+_ANGLES = frozenset({"gps_img_direction", "pose_heading", "pose_roll"})
 """Compared the short way round the circle."""
 
 
@@ -170,10 +172,11 @@ def _check(
     except MetadataError as exc:
         return drift("metadata", f"unreadable: {exc}")
     expected = expected_metadata(subject, metadata_step.params, placement)
+    lacks = absent_values(expected)
     details = [
         f"{field}: file has {_shown(getattr(found, field))}, catalog says {_shown(expected[wanted])}"
         for field, wanted, tolerance in _COMPARED
-        if expected[wanted] is not None
+        if (expected[wanted] is not None or field in lacks)
         and not _same(getattr(found, field), expected[wanted], tolerance, circular=field in _ANGLES)
     ]
     moment: datetime | None = expected["captured_at"]
@@ -194,7 +197,7 @@ def _shown(value: Any) -> str:
 
 
 def _same(found: Any, expected: Any, tolerance: float | None, *, circular: bool = False) -> bool:
-    if tolerance is None or found is None:
+    if tolerance is None or found is None or expected is None:
         return found == expected
     difference = found - expected
     if circular:  # 360° is 0° (GPSImgDirection is written 0 to 359.9999), and roll 180° is -180°

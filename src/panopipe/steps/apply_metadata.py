@@ -15,7 +15,9 @@ known, the capture time is also written as GPSDateStamp/GPSTimeStamp (UTC); a ti
 is not certain to be UTC, so it gets none. The horizontal accuracy, when the catalog has one, is written as
 GPSHPositioningError (a shot's: the largest of its frames'). Pitch and roll, when the catalog has them, are
 written as GPano PosePitchDegrees and PoseRollDegrees; the heading is written in 0-360 (GPSImgDirection and
-PoseHeadingDegrees), the roll in -180-180.
+PoseHeadingDegrees), the roll in -180-180. A value the catalog says the image does not have (an edit cleared
+it; a position without a fix: :func:`absent_values`) is removed, with its Ref tag and XMP copies: a 360°
+image's output keeps its own header, where the camera's value would stay.
 
 Config (``[steps.apply-metadata]``): ``artist``, ``copyright`` and ``description`` (a template over
 ``{project}``, ``{reel}``, ``{frame}``, ``{shot}``), all optional.
@@ -69,6 +71,16 @@ METADATA_FIELDS = (
 METADATA_FIELDS_IF_SET = ("gps_accuracy_m", "pitch", "roll")
 """Fields read only where set (:attr:`~panopipe.steps.base.Step.reads_if_set`): outputs made before they were
 read stay current until an image has one."""
+
+# The values of expected_metadata whose None says that the image has none, and what its file must then lack.
+_ABSENT_IF_NONE = {
+    "gps_latitude": ("gps_latitude", "gps_h_positioning_error"),
+    "gps_longitude": ("gps_longitude", "gps_h_positioning_error"),
+    "gps_altitude": ("gps_altitude",),
+    "gps_img_direction": ("gps_img_direction", "pose_heading"),
+    "pitch": ("pose_pitch",),
+    "roll": ("pose_roll",),
+}
 
 Pose = tuple[float, float, float]
 """Yaw (heading), pitch and roll in degrees, as :mod:`panopipe.stitching.projection` turns them."""
@@ -335,7 +347,22 @@ def metadata_update(
         )
     # a capture time without a UTC offset is the camera clock's reading, of a zone nobody knows
     zone_unknown = values["captured_at"] is not None and values["utc_offset_minutes"] is None
-    return MetadataUpdate(**values, gpano=gpano, zone_unknown=zone_unknown)
+    return MetadataUpdate(**values, gpano=gpano, zone_unknown=zone_unknown, remove=absent_values(metadata))
+
+
+def absent_values(metadata: Mapping[str, Any]) -> frozenset[str]:
+    """What the output of ``metadata`` (as :func:`expected_metadata` returns it, JSON or not) must not have,
+    named as :data:`~panopipe.metadata.writer.REMOVABLE` names it: the values whose None says that the image
+    has none, not that it is unknown. A position (with its accuracy) that an edit cleared or that no frame
+    with a fix gives, an altitude, a heading (GPSImgDirection and PoseHeadingDegrees), a pitch or a roll. An
+    accuracy alone is None also for an image ingested before panopipe read it, so its file's is kept; so are
+    pitch and roll for a job recorded before they were read. ``verify`` finds one of them in a file drift."""
+    return frozenset(
+        name
+        for field, names in _ABSENT_IF_NONE.items()
+        if field in metadata and metadata[field] is None
+        for name in names
+    )
 
 
 __all__ = [
@@ -345,6 +372,7 @@ __all__ = [
     "PanoramaArea",
     "Placement",
     "Pose",
+    "absent_values",
     "expected_metadata",
     "metadata_update",
     "panorama_orientation",
