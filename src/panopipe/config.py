@@ -109,7 +109,9 @@ class Settings:
 
     catalog: str = config_key(DEFAULT_CATALOG, "The catalog: a SQLite file path or a postgresql:// URL.")
     s3_endpoint_url: str | None = config_key(
-        None, "S3 endpoint for MinIO or moto's server.", "AWS's endpoint for the region"
+        None,
+        "S3 endpoint for MinIO or moto's server: `http://HOST:PORT`, no path.",
+        "AWS's endpoint for the region",
     )
     aws_region: str | None = config_key(None, "AWS region.", "boto3's default (profile, environment)")
     aws_profile: str | None = config_key(None, "AWS profile of ~/.aws/config.", "boto3's default")

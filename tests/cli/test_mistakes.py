@@ -318,12 +318,26 @@ ENDPOINT_MISTAKES = {
 """Commands that build an AWS client, under each variable that sets the endpoint of that client."""
 
 
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("localhost:5000", "give http://HOST:PORT or https://HOST, e.g. http://localhost:5000"),
+        # the bucket pasted into it: botocore put the path before each key's, and every object read as missing
+        (
+            "http://localhost:5000/survey1",
+            "a path is not allowed; give SCHEME://HOST:PORT, e.g. http://localhost:5000",
+        ),
+    ],
+    ids=["no-scheme", "a-path"],
+)
 @pytest.mark.parametrize("variable", ENDPOINT_MISTAKES)
-def test_an_endpoint_url_that_is_no_url_is_one_line(capsys, tmp_path: Path, monkeypatch, variable: str):
+def test_an_endpoint_url_that_is_no_url_is_one_line(
+    capsys, tmp_path: Path, monkeypatch, variable: str, value: str, problem: str
+):
     for name in [name for name in os.environ if name.startswith(("AWS_ENDPOINT_URL", "PANOPIPE_"))]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
-    monkeypatch.setenv(variable, "localhost:5000")
+    monkeypatch.setenv(variable, value)
     (tmp_path / "capture").mkdir()
     db = tmp_path / "c.db"
     assert run(capsys, "db", "upgrade", "--catalog", str(db))[0] == 0
@@ -332,8 +346,7 @@ def test_an_endpoint_url_that_is_no_url_is_one_line(capsys, tmp_path: Path, monk
         assert run(capsys, *args) == (
             ConfigError.exit_code,
             "",
-            f"error: {variable} is 'localhost:5000', not an endpoint URL: give http://HOST:PORT or "
-            "https://HOST, e.g. http://localhost:5000\n",
+            f"error: {variable} is {value!r}, not an endpoint URL: {problem}\n",
         ), command
 
 

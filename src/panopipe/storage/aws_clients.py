@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 from typing import Any, TypeAlias
+from urllib.parse import urlsplit
 
 from panopipe.config import ENV_S3_ENDPOINT_URL, Settings, settings_or_loaded
 from panopipe.errors import ConfigError
@@ -112,7 +113,8 @@ def aws_client(
     """A boto3 client of ``service`` in ``region`` (default: the region of ``settings``) and the profile of
     ``settings``, with botocore ``config`` (retries, pools); ``endpoint_url`` (``settings.s3_endpoint_url``
     for S3) else boto3's own (``AWS_ENDPOINT_URL``...). A profile that does not exist, no region at all, or
-    an endpoint URL that is no URL is a :class:`~panopipe.errors.ConfigError` saying what to set."""
+    an endpoint URL that is no URL or has a path is a :class:`~panopipe.errors.ConfigError` saying what to
+    set."""
     import boto3
     import botocore.config
     import botocore.exceptions
@@ -124,7 +126,7 @@ def aws_client(
         raise ConfigError(f"{exc}: check AWS_PROFILE and ~/.aws/config") from None
     client_config = botocore.config.Config(region_name=region or settings.aws_region, **config)
     try:
-        return session.client(service, endpoint_url=endpoint_url, config=client_config)
+        client = session.client(service, endpoint_url=endpoint_url, config=client_config)
     except botocore.exceptions.NoRegionError:
         raise ConfigError(
             "no AWS region: set AWS_REGION, a region in ~/.aws/config or aws_region in [panopipe]"
@@ -136,6 +138,8 @@ def aws_client(
         ) from None
     except ValueError as exc:  # botocore's "Invalid endpoint: URL"
         raise _invalid_endpoint(exc, endpoint_url, settings) from None
+    _refuse_endpoint_path(client.meta.endpoint_url, endpoint_url, settings)
+    return client
 
 
 _INVALID_ENDPOINT = "Invalid endpoint: "
@@ -144,27 +148,42 @@ _BOTO_ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL"
 
 
 def _invalid_endpoint(error: ValueError, endpoint_url: str | None, settings: Settings) -> ConfigError:
-    """The :class:`ConfigError` of botocore's ``Invalid endpoint`` ``error``, naming where the endpoint was set:
-    ``endpoint_url`` is the S3 endpoint of ``settings``; without it boto3 took an ``AWS_ENDPOINT_URL*``
-    variable or the profile's ``endpoint_url``."""
+    """The :class:`ConfigError` of botocore's ``Invalid endpoint`` ``error``, naming where the endpoint was set
+    (see :func:`_endpoint_source`)."""
     message = str(error)
     if not message.startswith(_INVALID_ENDPOINT):
         raise error
     value = message.removeprefix(_INVALID_ENDPOINT)
-    if endpoint_url is not None:
-        in_file = settings.origins.get("s3_endpoint_url") == "file"
-        source = f"[panopipe] s3_endpoint_url in {settings.config_file}" if in_file else ENV_S3_ENDPOINT_URL
-    else:
-        # the longest name first: a service's own variable wins over AWS_ENDPOINT_URL, as in boto3
-        names = sorted(
-            (name for name, text in os.environ.items() if name.startswith(_BOTO_ENDPOINT_VARIABLE)),
-            key=lambda name: (os.environ[name] != value, -len(name)),
-        )
-        source = names[0] if names else "endpoint_url in ~/.aws/config"
     example = f"http://{value}" if value and "://" not in value else "http://localhost:9000"
     return ConfigError(
-        f"{source} is {value!r}, not an endpoint URL: give http://HOST:PORT or https://HOST, e.g. {example}"
+        f"{_endpoint_source(value, endpoint_url, settings)} is {value!r}, not an endpoint URL: give "
+        f"http://HOST:PORT or https://HOST, e.g. {example}"
     )
+
+
+def _refuse_endpoint_path(value: str, endpoint_url: str | None, settings: Settings) -> None:
+    """A :class:`ConfigError` if the endpoint URL ``value`` a client uses has a path or a query (a bucket
+    pasted into it): botocore would put it before every request's path, and every object read as missing."""
+    parts = urlsplit(value)
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        raise ConfigError(
+            f"{_endpoint_source(value, endpoint_url, settings)} is {value!r}, not an endpoint URL: a path is "
+            f"not allowed; give SCHEME://HOST:PORT, e.g. {parts.scheme}://{parts.netloc}"
+        )
+
+
+def _endpoint_source(value: str, endpoint_url: str | None, settings: Settings) -> str:
+    """Where the endpoint URL ``value`` was set: ``endpoint_url`` is the S3 endpoint of ``settings``; without
+    it boto3 took an ``AWS_ENDPOINT_URL*`` variable or the profile's ``endpoint_url``."""
+    if endpoint_url is not None:
+        in_file = settings.origins.get("s3_endpoint_url") == "file"
+        return f"[panopipe] s3_endpoint_url in {settings.config_file}" if in_file else ENV_S3_ENDPOINT_URL
+    # the longest name first: a service's own variable wins over AWS_ENDPOINT_URL, as in boto3
+    names = sorted(
+        (name for name, text in os.environ.items() if name.startswith(_BOTO_ENDPOINT_VARIABLE)),
+        key=lambda name: (os.environ[name] != value, -len(name)),
+    )
+    return names[0] if names else "endpoint_url in ~/.aws/config"
 
 
 def is_endpoint_unreachable(error: BaseException) -> bool:
