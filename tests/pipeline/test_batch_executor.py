@@ -7,6 +7,7 @@ also pins the exact requests (one SubmitJob per 10,000 children, one DescribeJob
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from functools import partial
 
@@ -16,6 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
+from moto.server import ThreadedMotoServer
 from tests.conftest import free_port
 
 from panopipe.catalog.types import new_id, utcnow
@@ -26,6 +28,7 @@ from panopipe.executors.batch import BatchExecutor
 from panopipe.executors.manifest import Submission
 from panopipe.executors.throttle import RateLimiter, call_aws
 from panopipe.steps.base import JobOutcome, JobSpec
+from panopipe.storage import aws_clients
 
 WORK = "s3://work-bucket/out/_batch/"
 
@@ -94,6 +97,40 @@ def test_a_refused_submission_is_a_config_error_at_once(stubbed):
 
     with pytest.raises(ConfigError, match=r"AWS refused batch:SubmitJob: .*Job queue queue does not exist"):
         executor.submit(specs(1))
+
+    # no job reads its manifest and chunks: deleted
+    assert "Contents" not in boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket="work-bucket")
+
+
+def test_a_submission_left_behind_by_a_failed_submit_job_is_named_in_a_warning(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    # the network goes down between the manifest's upload and SubmitJob: S3 cannot delete it either
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    monkeypatch.setenv("PANOPIPE_S3_ENDPOINT_URL", endpoint)
+    monkeypatch.setattr(aws_clients, "MAX_RETRIES", 1)  # the S3 client's attempts (5 took seconds here)
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="work-bucket")
+    client = boto3.client("batch", endpoint_url=endpoint, config=Config(retries={"max_attempts": 1}))
+    client.meta.events.register("before-call.batch.SubmitJob", lambda **_: server.stop())
+    executor = BatchExecutor("queue", "worker:1", WORK, batch_client=client)
+
+    try:
+        with pytest.raises(EndpointUnreachableError, match=r"^cannot reach AWS for batch:SubmitJob"):
+            executor.submit(specs(1))
+    finally:
+        server.stop()  # again: stopping a stopped server returns at once
+
+    warnings = [r.getMessage() for r in caplog.records if r.name.startswith("panopipe")]
+    assert len(warnings) == 1
+    assert re.fullmatch(
+        rf"a submission AWS Batch did not take is left at {WORK}panopipe-derive-[0-9TZ]+-[0-9a-f]{{6}}/: "
+        rf"cannot delete it: cannot access {WORK}panopipe-derive-\S+/manifest\.json: .*"
+        "check that the S3 endpoint is up and reachable",
+        warnings[0],
+    )
 
 
 def test_a_job_reading_a_local_file_is_refused_before_any_manifest_or_submission(stubbed):

@@ -293,10 +293,15 @@ def test_a_tick_whose_submission_fails_releases_its_claims_for_the_next(
         with catalog.connect() as conn:
             rows = conn.execute(sa.select(jobs.c.status, jobs.c.external_id)).all()
         assert rows == [("queued", None)] * 2 and world.arrays() == []
+        assert world.s3_keys("out/_batch/") == []  # its manifest and chunks deleted: no job reads them
 
         report = dispatch(catalog, replace(settings, batch_job_queue=world.queue))
 
         assert report.submitted == {"apply-metadata": 2} and len(world.arrays()) == 1
+        assert [key.rpartition("/")[2] for key in world.s3_keys("out/_batch/")] == [
+            "chunks.jsonl.gz",
+            "manifest.json",
+        ]
 
 
 def test_a_run_whose_submission_aws_refuses_fails_its_jobs_and_leaves_none_for_the_dispatcher(

@@ -2,8 +2,9 @@
 
 :meth:`BatchExecutor.submit` writes the jobs as a manifest (:mod:`panopipe.executors.manifest`) under the
 executor's work root and submits ONE array job per step with ``PANOPIPE_MANIFEST`` naming it (a run of more
-than 10,000 chunks is split into several); child ``i`` runs chunk ``i`` (``panopipe worker run``). A job's
-external id is its child's Batch id, ``<array job id>:<index>`` (the array job's id when there is one chunk).
+than 10,000 chunks is split into several; a manifest whose SubmitJob fails is deleted again); child ``i``
+runs chunk ``i`` (``panopipe worker run``). A job's external id is its child's Batch id,
+``<array job id>:<index>`` (the array job's id when there is one chunk).
 
 :meth:`BatchExecutor.describe` asks AWS once per poll: one ``DescribeJobs`` for the array jobs (up to 100 per
 call; their ``statusSummary`` and ``PANOPIPE_MANIFEST``), one listing of each submission's results, and a
@@ -14,6 +15,7 @@ reason. Jobs outlive the process (:attr:`detached`): another process follows the
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,12 +24,14 @@ from typing import Any
 
 from panopipe.catalog.types import utcnow
 from panopipe.config import ENV_MANIFEST, Settings
-from panopipe.errors import ConfigError
+from panopipe.errors import ConfigError, PanopipeError
 from panopipe.executors.base import Executor, JobState, JobStatus
-from panopipe.executors.manifest import Submission, chunk_count
+from panopipe.executors.manifest import MANIFEST, Submission, chunk_count
 from panopipe.executors.throttle import RateLimiter, call_aws
 from panopipe.locations import url_scheme
 from panopipe.steps.base import JobOutcome, JobSpec
+
+log = logging.getLogger(__name__)
 
 MAX_CHILDREN = 10_000
 """The most children AWS Batch allows in one array job."""
@@ -137,9 +141,19 @@ class BatchExecutor(Executor):
         }
         if size > 1:  # an array job has 2 to 10,000 children
             request["arrayProperties"] = {"size": size}
-        response = call_aws(
-            "batch:SubmitJob", partial(self.client.submit_job, **request), limiter=self.limiter
-        )
+        try:
+            response = call_aws(
+                "batch:SubmitJob", partial(self.client.submit_job, **request), limiter=self.limiter
+            )
+        except Exception:  # no job reads it: a dispatcher failing every minute would leave one a minute
+            try:
+                submission.delete()
+            except (PanopipeError, OSError) as exc:
+                where = manifest.uri.removesuffix(MANIFEST)
+                log.warning(
+                    "a submission AWS Batch did not take is left at %s: cannot delete it: %s", where, exc
+                )
+            raise
         array_id = response["jobId"]
         self._arrays[array_id] = _Array(size if size > 1 else 0, submission)
         for number, spec in enumerate(specs):

@@ -150,6 +150,11 @@ class Submission:
             self.manifest_uri, step, len(specs), len(members), chunk_jobs, BODY, tuple(offsets), shared
         )
 
+    def delete(self) -> None:
+        """Delete what :meth:`write` stored (the manifest first: never one whose body is gone)."""
+        self.storage.delete(self.prefix + MANIFEST)
+        self.storage.delete(self.prefix + BODY)
+
     def manifest(self) -> Manifest:
         """The manifest; :class:`ManifestError` saying what is wrong if it is missing or malformed."""
         uri = self.manifest_uri
