@@ -258,14 +258,6 @@ def test_a_frame_that_leaves_its_shot_makes_the_shot_stale(project: Project, exe
         changes = project.catalog.plan_edit(Selection(ids=(image_id,)), assign=assign)
         return project.catalog.apply_edit(changes, reason="test", author="test")
 
-    # excluded (a blurred frame): the shot has 5 of its 6 frames now
-    excluded = edit(frame("R001-000000", 2), excluded=True)
-    assert stitched() == {
-        "shot:R001-000000": "shot R001-000000 is missing the frame(s) of camera(s) [2]: has 5 of 6"
-    }
-    project.catalog.undo(excluded, author="test")
-    assert stitched() == {}  # back as it was stitched: nothing to do
-
     # moved to another shot: both the shot it left and the one it joined
     edit(frame("R001-000001", 4), shot="R001-000002")
     assert set(stitched()) == {"shot:R001-000001", "shot:R001-000002"}
