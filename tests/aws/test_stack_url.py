@@ -81,7 +81,7 @@ def test_a_stack_url_names_the_proxy_with_iam_and_verify_full_and_commands_reach
     target = f"cloudformation://{stack}?connect_timeout=5"  # another URL, resolved anew: 127.0.0.1
     code, _, err = _run(capsys, "db", "migrate", "--catalog", source, "--to", target)
     assert code == 3 and len(err.strip().splitlines()) == 1, err
-    assert f"postgresql+psycopg://{user}@127.0.0.1:5432/{database}?" in err
+    assert f"postgresql://{user}@127.0.0.1:5432/{database}?" in err
     assert "server does not support SSL, but SSL was required" in err  # verify-full reached the server
 
     target = f"cloudformation://{stack}?sslmode=disable&options={options}"  # what the local server accepts

@@ -246,6 +246,8 @@ def test_failed_connections_show_neither_password_nor_token(aws: None, postgres_
             "postgresql://db/x?passfile=%2Fhome%2Fana%2F.pgpass",
         ),
         ("postgresql://ana@db/survey", "postgresql://ana@db/survey"),
+        # as users write it, not SQLAlchemy's driver URL (which psql does not take)
+        ("postgresql+psycopg://ana:pw@db/survey", "postgresql://ana:***@db/survey"),
         ("not a url://", "<unparseable URL>"),
     ],
 )

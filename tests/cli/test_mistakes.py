@@ -81,7 +81,7 @@ def test_reads_never_give_an_empty_postgresql_database_tables(capsys, tmp_path: 
     for command in read_only_commands(tmp_path):
         code, _, err = run(capsys, *command, "--catalog", postgres_url)
         assert code == CatalogError.exit_code and len(err.splitlines()) == 1, (command, err)
-        assert err.startswith("error: no catalog at postgresql+psycopg://") and "panopipe db upgrade" in err
+        assert err.startswith("error: no catalog at postgresql://") and "panopipe db upgrade" in err
     engine = create_catalog_engine(postgres_url)
     with engine.connect() as conn:
         assert sa.inspect(conn).get_table_names() == [], "a read created tables (or PostGIS's)"

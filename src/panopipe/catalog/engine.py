@@ -111,13 +111,15 @@ def _no_catalog(url: URL) -> CatalogError:
 
 
 def mask_url(url: str | URL) -> str:
-    """``url`` as text with its password, and the values of query parameters that are credentials
-    (``?password=``, ``?sslpassword=``, ``?token=``...), replaced by ``***``."""
+    """``url`` as text, without its driver, with its password and the values of query parameters that are
+    credentials (``?password=``, ``?sslpassword=``, ``?token=``...) replaced by ``***``."""
     try:
         parsed = make_url(url)
     except sa.exc.ArgumentError:
         return "<unparseable URL>"
     secrets = {name: _MASK for name in parsed.query if _SECRET_PARAMETER.search(name)}
+    # postgresql://, as users write it (and psql takes it), not SQLAlchemy's postgresql+psycopg://
+    parsed = parsed.set(drivername=parsed.get_backend_name())
     text = parsed.update_query_dict(secrets).render_as_string(hide_password=True)
     return text.replace(quote(_MASK, safe=""), _MASK) if secrets else text
 
@@ -163,7 +165,7 @@ def create_catalog_engine(location: str | Path | URL, settings: Settings | None 
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:" and not Path(url.database).parent.is_dir():
             raise CatalogUnreachableError(
-                f"cannot open catalog {mask_url(url)}: folder {Path(url.database).parent} does not exist"
+                f"cannot open catalog {catalog_location(url)}: folder {Path(url.database).parent} does not exist"
             )
         if url.database and Path(url.database).is_dir():
             raise CatalogError(
@@ -333,7 +335,7 @@ def _version_table(comment: str | None = None) -> sa.Table:
 def _being_migrated(connection: sa.Connection, url: URL) -> CatalogError:
     migration = _migration(connection)
     return CatalogError(
-        f"catalog {mask_url(url)} is being migrated from {migration.source if migration else 'another catalog'}: "
+        f"catalog {catalog_location(url)} is being migrated from {migration.source if migration else 'another catalog'}: "
         "run `panopipe db migrate` again to finish"
     )
 
@@ -353,7 +355,7 @@ def _foreign(connection: sa.Connection) -> bool:
 
 def _foreign_tables(url: URL) -> SchemaOutdatedError:
     return SchemaOutdatedError(
-        f"{mask_url(url)} holds tables but no panopipe schema version; "
+        f"{catalog_location(url)} holds tables but no panopipe schema version; "
         "point --catalog at an empty database or a panopipe catalog"
     )
 
@@ -368,7 +370,7 @@ def connect(engine: sa.Engine) -> sa.Connection:
         if engine.url.get_backend_name() == "sqlite":
             raise database_error(exc, engine.url) from exc
         raise CatalogUnreachableError(
-            f"cannot connect to catalog {mask_url(engine.url)}: {_reason(exc)}. "
+            f"cannot connect to catalog {catalog_location(engine.url)}: {_reason(exc)}. "
             "Check the URL, that the server is running and that it accepts connections from this machine."
         ) from None
     except sa.exc.DatabaseError as exc:  # SQLite's DatabaseError: the file is no database, or a damaged one
@@ -496,7 +498,7 @@ def upgrade(engine: sa.Engine, revision: str = "head", *, migration: Migration |
             raise _foreign_tables(engine.url)
         if migration and current is not None:
             raise CatalogError(
-                f"{mask_url(engine.url)} got a catalog's schema from another command meanwhile: "
+                f"{catalog_location(engine.url)} got a catalog's schema from another command meanwhile: "
                 "migrate into an empty database or schema"
             )
         command.upgrade(alembic_config(connection), revision)
@@ -532,11 +534,11 @@ def check_schema(engine: sa.Engine, *, create: bool = True) -> None:
     known = {rev.revision for rev in script.walk_revisions()}
     if current in known:
         raise SchemaOutdatedError(
-            f"catalog {mask_url(engine.url)} is at schema {current}, this panopipe needs {head}: "
-            f"run `panopipe db upgrade --catalog {mask_url(engine.url)}`"
+            f"catalog {catalog_location(engine.url)} is at schema {current}, this panopipe needs {head}: "
+            f"run `panopipe db upgrade --catalog {catalog_location(engine.url)}`"
         )
     raise SchemaOutdatedError(
-        f"catalog {mask_url(engine.url)} is at schema {current or 'none'}, which this panopipe does not know "
+        f"catalog {catalog_location(engine.url)} is at schema {current or 'none'}, which this panopipe does not know "
         f"(it needs {head}); upgrade panopipe"
     )
 

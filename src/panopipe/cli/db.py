@@ -50,13 +50,14 @@ def upgrade_command(catalog_location: CatalogOption = None, config: ConfigOption
 
     Example: panopipe db upgrade --catalog postgresql://panopipe@db.example.org/survey
     """
-    from panopipe.catalog import current_revision, mask_url, upgrade
+    from panopipe.catalog import current_revision, upgrade
+    from panopipe.catalog.engine import catalog_location as shown
 
     with _engine(catalog_location, config) as engine:
         before = current_revision(engine)
         upgrade(engine)
         after = current_revision(engine)
-    render.success(f"{mask_url(engine.url)}: schema {before or 'none'} -> {after}")
+    render.success(f"{shown(engine.url)}: schema {before or 'none'} -> {after}")
 
 
 @app.command("current")
@@ -67,11 +68,12 @@ def current_command(
 
     Example: panopipe db current --json
     """
-    from panopipe.catalog import current_revision, head_revision, mask_url
+    from panopipe.catalog import current_revision, head_revision
+    from panopipe.catalog.engine import catalog_location as shown
 
     with _engine(catalog_location, config) as engine:
         current, head = current_revision(engine, missing_ok=False), head_revision()
-    state = {"catalog": mask_url(engine.url), "current": current, "head": head, "up_to_date": current == head}
+    state = {"catalog": shown(engine.url), "current": current, "head": head, "up_to_date": current == head}
     render.print_fields(state, as_json=as_json)
 
 

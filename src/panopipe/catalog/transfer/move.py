@@ -276,8 +276,8 @@ def migrate_catalog(
                 if all(check.ok for check in checks):
                     finish_migration(target_engine)
         return TransferReport(
-            source=mask_url(source_engine.url),
-            target=mask_url(target_engine.url),
+            source=catalog_location(source_engine.url),
+            target=catalog_location(target_engine.url),
             dry_run=dry_run,
             create_schema=create,
             tables=tuple(
