@@ -46,7 +46,7 @@ def up(
         typer.echo("\n".join(f"export {name}={value}" for name, value in stack.environment().items()))
         typer.echo(
             "# then, with these exports: panopipe db upgrade --catalog survey.db && panopipe worker events "
-            f"--queue-url {stack.queue_url} --catalog survey.db --config panopipe.toml"
+            f"--queue-url {stack.queue_url} --catalog survey.db --config PROJECT/panopipe.toml (its rig profile)"
         )
         threading.Event().wait()
     except KeyboardInterrupt:
