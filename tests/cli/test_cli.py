@@ -8,6 +8,7 @@ import io
 import json
 import math
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,50 @@ def test_demo_then_ls_json(capsys, tmp_path: Path, catalog_url: str):
         "1",
     )
     assert {r["frame"] for r in json.loads(out)} == {1}
+
+
+def test_the_demos_next_commands_use_its_catalog_when_the_environment_names_another(
+    capsys, tmp_path: Path, catalog_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    """With a team's $PANOPIPE_CATALOG and $PANOPIPE_CONFIG exported, which override the demo folder's
+    panopipe.toml, the printed `cd FOLDER && panopipe ls && panopipe status` had shown the team's catalog."""
+    Catalog.open(catalog_url).close()
+    team_config = tmp_path / "team" / "panopipe.toml"
+    team_config.parent.mkdir()
+    team_config.write_text(f'[panopipe]\ncatalog = "{catalog_url}"\n', encoding="utf-8")
+    monkeypatch.setenv("PANOPIPE_CATALOG", catalog_url)
+    monkeypatch.setenv("PANOPIPE_CONFIG", str(team_config))
+    folder = tmp_path / "demo"
+    code, out, err = run(capsys, "demo", "--folder", str(folder), "--shots", "1")
+    assert code == 0
+    config = folder / "panopipe.toml"
+    given = f"--catalog {folder / 'panopipe.db'} --config {config}"
+    assert (
+        f"warning: $PANOPIPE_CATALOG and $PANOPIPE_CONFIG set in this shell override {config}: commands run in "
+        f"{folder} would use yours, not the demo's, unless given {given}"
+    ) in " ".join(err.split())
+    (hint,) = [line.removeprefix("next: ") for line in out.splitlines() if line.startswith("next: ")]
+    cd, ls, status = (shlex.split(command) for command in hint.split(" && "))
+    assert cd == ["cd", str(folder)] and ls[:2] == ["panopipe", "ls"] and status[:2] == ["panopipe", "status"]
+    monkeypatch.chdir(folder)
+    code, out, _ = run(capsys, *ls[1:], "--json")
+    assert code == 0 and len(json.loads(out)) == 6
+    assert run(capsys, *status[1:])[0] == 0
+    with Catalog.open(catalog_url) as team:
+        assert team.count(Selection(include_deleted=True)) == 0
+
+
+def test_a_demo_catalog_given_as_a_relative_path_is_the_one_its_folder_uses(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """FOLDER/panopipe.toml had named it as given: relative to FOLDER, another file, not found there."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "demo", "--folder", "d", "--shots", "1", "--catalog", "demo.db")
+    assert code == 0 and "warning" not in err and "next: cd d && panopipe ls && panopipe status" in out
+    monkeypatch.chdir(tmp_path / "d")
+    code, out, _ = run(capsys, "ls", "--json")
+    assert code == 0 and len(json.loads(out)) == 6
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["d", "demo.db"]
 
 
 def test_edit_dry_run_history_undo(capsys, tmp_path: Path, survey: Path):
