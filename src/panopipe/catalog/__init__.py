@@ -24,6 +24,7 @@ _MODULES = {
     "MapPositions": "catalog",
     "Selection": "selection",
     "UpsertResult": "records",
+    "catalog_location": "engine",
     "catalog_url": "engine",
     "create_catalog_engine": "engine",
     "current_revision": "engine",
@@ -37,6 +38,7 @@ _MODULES = {
 if TYPE_CHECKING:
     from panopipe.catalog.catalog import Catalog, FileLocation, KnownCopy, KnownFile, MapPositions
     from panopipe.catalog.engine import (
+        catalog_location,
         catalog_url,
         create_catalog_engine,
         current_revision,
@@ -81,6 +83,7 @@ __all__ = [
     "MapPositions",
     "Selection",
     "UpsertResult",
+    "catalog_location",
     "catalog_url",
     "create_catalog_engine",
     "current_revision",

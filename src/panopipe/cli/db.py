@@ -50,8 +50,8 @@ def upgrade_command(catalog_location: CatalogOption = None, config: ConfigOption
 
     Example: panopipe db upgrade --catalog postgresql://panopipe@db.example.org/survey
     """
+    from panopipe.catalog import catalog_location as shown
     from panopipe.catalog import current_revision, upgrade
-    from panopipe.catalog.engine import catalog_location as shown
 
     with _engine(catalog_location, config) as engine:
         before = current_revision(engine)
@@ -68,8 +68,8 @@ def current_command(
 
     Example: panopipe db current --json
     """
+    from panopipe.catalog import catalog_location as shown
     from panopipe.catalog import current_revision, head_revision
-    from panopipe.catalog.engine import catalog_location as shown
 
     with _engine(catalog_location, config) as engine:
         current, head = current_revision(engine, missing_ok=False), head_revision()
