@@ -15,16 +15,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from tests.pipeline.captures import Project, add_rig_shots
+from tests.conftest import free_port
+from tests.pipeline.captures import Project, add_rig_shots, jpeg, record
 from tests.processes import children, wait_for
 
 from panopipe.catalog.schema import artifacts, jobs
-from panopipe.errors import StepError, StorageError
+from panopipe.errors import EndpointUnreachableError, StepError, StorageError
 from panopipe.executors import InlineExecutor, LocalExecutor
 from panopipe.executors.local import start_worker_process
-from panopipe.pipeline import RunReport, plan, run
+from panopipe.pipeline import RunReport, plan, run, status
 from panopipe.steps.base import JobSpec
 from panopipe.steps.registry import is_transient, run_with_retries
+from panopipe.stitching import synthetic_panorama
 from panopipe.storage import resolve_uri
 
 
@@ -172,6 +174,64 @@ if claim("once"):
     die()
 shutil.copy(frame, output)
 """
+
+
+@pytest.fixture
+def dead_endpoint(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An S3 endpoint nothing answers at, as the steps of this process and of its pool's workers read it."""
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("PANOPIPE_S3_ENDPOINT_URL", endpoint)
+    return endpoint
+
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["inline", "local pool"])
+def test_a_storage_endpoint_that_does_not_answer_stops_the_run_its_jobs_left_due(
+    project: Project, dead_endpoint: str, pooled: bool
+):
+    """Every job would wait through botocore's retries (about 10 s each) and fail alike: the first job that
+    finds the endpoint down stops the run, one error; no job is recorded failed, each is due for the next."""
+    records = [
+        record(
+            project.root / f"pano_{n}.jpg",
+            jpeg(synthetic_panorama(64, 32, seed=n)),
+            n,
+            uri=f"s3://captures/P001/pano_{n:06d}.jpg",  # ingested from the bucket
+            reel="P001",
+            projection="equirectangular",
+        )
+        for n in range(4)
+    ]
+    project.catalog.upsert_images(records)
+    executor = LocalExecutor(2, backoff_s=0.01) if pooled else InlineExecutor(backoff_s=0.01)
+
+    try:
+        with pytest.raises(EndpointUnreachableError) as stopped:
+            run(project.catalog, settings=project.settings, steps=["apply-metadata"], executor=executor)
+    finally:
+        executor.close()
+
+    message = str(stopped.value)
+    assert message.startswith("cannot access s3://captures/P001/pano_00000")
+    assert message.endswith("the run stopped: run again once it is, its jobs not run are due")
+    with project.catalog.engine.connect() as conn:
+        assert conn.execute(sa.select(jobs.c.status)).scalars().all() == ["cancelled"] * 4
+    assert status(project.catalog).failures == ()
+    again = plan(project.catalog, steps=["apply-metadata"], settings=project.settings)
+    assert [i.reason for i in again] == ["cancelled before, not finished"] * 4
+
+
+def test_the_inline_executor_runs_no_job_after_one_found_the_endpoint_unreachable(
+    dead_endpoint: str, tmp_path: Path
+):
+    def job(n: int, uri: str) -> JobSpec:
+        return JobSpec(f"j{n}", "derive", f"image:{n}", "f", {"params": {}, "inputs": [uri], "outputs": {}})
+
+    executor = InlineExecutor()
+    handles = executor.submit([job(1, "s3://captures/a.jpg"), job(2, str(tmp_path / "missing.jpg"))])
+
+    first, second = executor.describe(handles)
+    assert first.status == "failed" and first.outcome is not None and first.outcome.unreachable
+    assert (second.status, second.outcome) == ("cancelled", None)  # run, it would have failed at once
 
 
 def test_a_killed_worker_fails_only_its_job_once_it_has_no_attempts_left(project: Project, tmp_path: Path):

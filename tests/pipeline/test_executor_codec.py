@@ -39,6 +39,7 @@ outcomes = st.builds(
     attempts=st.integers(1, 100),
     started_at=aware_times,
     finished_at=aware_times,
+    unreachable=st.booleans(),
 )
 
 
@@ -117,6 +118,20 @@ def test_malformed_outcomes_say_what_is_wrong() -> None:
         assert message in str(error.value)
     with pytest.raises(StepError, match="kind must be 'outcome', got 'job'"):
         decode_outcome(_job_text())
+
+
+def test_an_unreachable_endpoint_is_written_only_when_so_and_read_from_outcomes_without_it() -> None:
+    """Outcomes that did not meet one read as before (those of a worker of an earlier version too)."""
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    reached = JobOutcome("failed", (), "no such file", "", 1, now, now)
+    unreachable = JobOutcome("failed", (), "cannot access s3://b/a.jpg", "", 1, now, now, unreachable=True)
+
+    assert "unreachable" not in json.loads(encode_outcome(reached))
+    assert json.loads(encode_outcome(unreachable))["unreachable"] is True
+    assert decode_outcome(encode_outcome(reached)) == reached
+    assert decode_outcome(encode_outcome(unreachable)).unreachable
+    with pytest.raises(StepError, match="field 'unreachable' has the wrong type"):
+        decode_outcome(json.dumps({**json.loads(encode_outcome(reached)), "unreachable": "yes"}))
 
 
 def test_what_json_cannot_carry_is_refused_when_encoding() -> None:

@@ -112,7 +112,8 @@ def run(
 
     With --executor batch, jobs go to AWS Batch and the command returns: `panopipe status` follows them, and
     `run` again retries what failed and submits the next steps (never a job still in flight).
-    Exits with code 6 when a job failed (see `panopipe status`).
+    Exits with code 6 when a job failed (see `panopipe status`); stops with code 4 once a job finds the
+    storage's endpoint unreachable (the jobs not run stay due, none is recorded failed for it).
     Example: panopipe run --reel R001 --workers 4; panopipe run --executor batch --wait;
     panopipe run --estimate --max-vcpus 64
     """

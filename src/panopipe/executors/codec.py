@@ -3,8 +3,10 @@ process or machine boundary (the local process pool today, a container or a queu
 
 A job is ``{"format": 1, "kind": "job", "id", "step", "subject", "fingerprint", "payload"}``; an outcome is
 ``{"format": 1, "kind": "outcome", "status", "outputs": [{"name", "uri", "hash", "size"}], "error", "log",
-"attempts", "started_at", "finished_at"}`` with ISO 8601 times that keep their UTC offset. Text that is not
-such a document, or of another format version, raises :class:`~panopipe.errors.StepError` saying what is wrong.
+"attempts", "started_at", "finished_at"}`` with ISO 8601 times that keep their UTC offset, and ``"unreachable":
+true`` when the storage's endpoint could not be reached (absent otherwise, as in outcomes written before it
+existed). Text that is not such a document, or of another format version, raises
+:class:`~panopipe.errors.StepError` saying what is wrong.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ _OUTCOME_FIELDS = {
     "attempts": int,
     "started_at": str,
     "finished_at": str,
+    "unreachable": bool,
 }
 _OUTPUT_FIELDS = {"name": str, "uri": str, "hash": str, "size": int}
 _STATUSES = ("succeeded", "failed")
@@ -66,13 +69,16 @@ def encode_outcome(outcome: JobOutcome) -> str:
             "attempts": outcome.attempts,
             "started_at": _iso(outcome.started_at, "started_at"),
             "finished_at": _iso(outcome.finished_at, "finished_at"),
+            **({"unreachable": True} if outcome.unreachable else {}),
         },
     )
 
 
 def decode_outcome(text: str | bytes) -> JobOutcome:
     """The outcome :func:`encode_outcome` wrote."""
-    data = _fields(_loads(text, "outcome"), _OUTCOME_FIELDS, "job outcome")
+    data = _loads(text, "outcome")
+    data.setdefault("unreachable", False)
+    data = _fields(data, _OUTCOME_FIELDS, "job outcome")
     if data["status"] not in _STATUSES:
         raise StepError(f"job outcome: status must be one of {', '.join(_STATUSES)}, got {data['status']!r}")
     outputs = tuple(
@@ -87,6 +93,7 @@ def decode_outcome(text: str | bytes) -> JobOutcome:
         data["attempts"],
         _time(data["started_at"], "started_at"),
         _time(data["finished_at"], "finished_at"),
+        data["unreachable"],
     )
 
 

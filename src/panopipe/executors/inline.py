@@ -10,7 +10,9 @@ from panopipe.steps.registry import execute_job
 
 
 class InlineExecutor(Executor):
-    """Run each job to completion inside :meth:`submit`, retrying transient errors; nothing to poll or cancel."""
+    """Run each job to completion inside :meth:`submit`, retrying transient errors; nothing to poll or cancel.
+    Once a job found the storage's endpoint unreachable, the jobs after it are not run: they end cancelled
+    (every one would wait through the same retries and fail alike)."""
 
     name = "inline"
     poll_interval_s = 0.0
@@ -21,11 +23,18 @@ class InlineExecutor(Executor):
 
     def submit(self, jobs: Sequence[JobSpec]) -> list[str]:
         for job in jobs:
-            self._outcomes[job.id] = execute_job(job, retries=self.retries, backoff_s=self.backoff_s)
+            outcome = execute_job(job, retries=self.retries, backoff_s=self.backoff_s)
+            self._outcomes[job.id] = outcome
+            if outcome.unreachable:
+                break
         return [job.id for job in jobs]
 
     def describe(self, handles: Sequence[str]) -> list[JobState]:
-        return [JobState(h, self._outcomes[h].status, self._outcomes.pop(h)) for h in handles]
+        states = []
+        for handle in handles:
+            outcome = self._outcomes.pop(handle, None)  # none: not run, after an unreachable endpoint
+            states.append(JobState(handle, outcome.status if outcome else "cancelled", outcome))
+        return states
 
     def cancel(self, handles: Sequence[str]) -> None:
         """Jobs have finished by the time they are submitted: nothing to cancel."""

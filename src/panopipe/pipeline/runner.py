@@ -38,7 +38,7 @@ from panopipe.catalog.subjects import (
 )
 from panopipe.catalog.types import new_ids, utcnow
 from panopipe.config import Settings, settings_or_loaded
-from panopipe.errors import ConfigError, StepError, Terminated
+from panopipe.errors import ConfigError, EndpointUnreachableError, StepError, Terminated
 from panopipe.executors.base import Executor
 from panopipe.executors.factory import build_executor
 from panopipe.pipeline.config import Pipeline, load_pipeline
@@ -124,7 +124,9 @@ def run(
     progress: Progress | None = None,
     wait: bool = True,
 ) -> RunReport:
-    """Run what :func:`~panopipe.pipeline.plan` lists, step by step; failed items do not stop the others.
+    """Run what :func:`~panopipe.pipeline.plan` lists, step by step; failed items do not stop the others, but
+    a job that found the storage's endpoint unreachable stops the run: :class:`EndpointUnreachableError`, its
+    jobs not finished recorded ``cancelled`` (due for the next run), none as failed for that.
 
     A full run (every image, every step) also deletes the outputs of shots that no image belongs to any more
     (:func:`~panopipe.pipeline.store.forget_vanished_shots`: a reel's folder renamed and ingested again).
@@ -575,8 +577,12 @@ def _execute(
                 renew_claim(catalog, claim)  # still running here: no other run is to take them over
                 renewed = time.monotonic()
             states = executor.finished(pending)
+            unreachable = None
             for state in states:
                 spec, item = spec_of[state.handle]
+                if state.outcome is not None and state.outcome.unreachable:
+                    unreachable = state.outcome.error  # left pending: cancelled below, due again
+                    continue
                 # A connection lost meanwhile (a failover, an idle cut-off) is not worth the run: the write
                 # is tried again once on a new one, as writing the same outcome again does no harm.
                 superseded = retry_read(
@@ -596,6 +602,10 @@ def _execute(
                 if state.status == "failed" and state.outcome is not None:
                     failed[state.handle] = Failure(step.name, spec.subject, state.outcome.error or "failed")
                 del pending[state.handle]
+            if unreachable is not None:  # every other job would fail alike: one error, not one per job
+                raise EndpointUnreachableError(
+                    f"{unreachable}; the run stopped: run again once it is, its jobs not run are due"
+                )
             if states:
                 finished += len(states)
                 if progress is not None:

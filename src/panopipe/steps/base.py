@@ -339,6 +339,9 @@ class JobOutcome:
     attempts: int
     started_at: datetime
     finished_at: datetime
+    unreachable: bool = False
+    """Whether it failed because the storage's endpoint could not be reached
+    (:class:`~panopipe.errors.EndpointUnreachableError`): every other job would fail alike, so a run stops."""
 
 
 __all__ = [

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from panopipe.catalog.types import utcnow
 from panopipe.config import did_you_mean
-from panopipe.errors import ConfigError, PanopipeError, is_transient_os_error
+from panopipe.errors import ConfigError, EndpointUnreachableError, PanopipeError, is_transient_os_error
 from panopipe.steps.apply_metadata import ApplyMetadataStep
 from panopipe.steps.base import JobOutcome, JobSpec, PipelineContext, Step
 from panopipe.steps.derive import DeriveStep
@@ -41,14 +41,18 @@ def build_steps(
 def is_transient(error: BaseException) -> bool:
     """Whether ``error`` (or what caused it) is worth retrying: flagged ``transient`` where it arose (storage
     errors) or an OSError of step code that is (busy, interrupted, timed out, reset)."""
+    return any(
+        getattr(cause, "transient", False) or (isinstance(cause, OSError) and is_transient_os_error(cause))
+        for cause in _causes(error)
+    )
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and what caused it, in turn."""
     current: BaseException | None = error
     while current is not None:
-        if getattr(current, "transient", False):
-            return True
-        if isinstance(current, OSError) and is_transient_os_error(current):
-            return True
+        yield current
         current = current.__cause__
-    return False
 
 
 def execute_job(spec: JobSpec, *, retries: int = 2, backoff_s: float = 0.5) -> JobOutcome:
@@ -78,12 +82,15 @@ def run_with_retries(
                 lines.append(f"attempt {attempt}: transient error, retrying: {error}")
                 time.sleep(backoff_s * 2 ** (attempt - 1))
                 continue
+            failure: Exception = exc
         except Exception as exc:  # noqa: BLE001 - the worker boundary: one bad item must not fail the batch
             error = f"unexpected {type(exc).__name__}: {exc}"
             lines.append(traceback.format_exc())
+            failure = exc
         else:
             return JobOutcome("succeeded", tuple(outputs), None, "\n".join(lines), attempt, started, utcnow())
-        return JobOutcome("failed", (), error, "\n".join(lines), attempt, started, utcnow())
+        unreachable = any(isinstance(cause, EndpointUnreachableError) for cause in _causes(failure))
+        return JobOutcome("failed", (), error, "\n".join(lines), attempt, started, utcnow(), unreachable)
 
 
 __all__ = ["STEP_TYPES", "build_steps", "execute_job", "is_transient", "run_with_retries"]
