@@ -110,7 +110,8 @@ def test_redelivered_and_shuffled_batches_leave_what_one_in_order_delivery_leave
     s3.delete_object(Bucket=BUCKET, Key=keys[5])  # so its creation finds it gone
     handler = EventHandler(catalog, settings(shot[2]), executor=InlineExecutor(), steps=["stitch"])
     first = handler.handle(sqs_batch(*events))
-    assert first.counts() == {"processed": 6, "skipped": 2, "failed": 0}
+    # skipped: key 0's older event, key 5's creation (gone before it was read) and its removal (never catalogued)
+    assert first.counts() == {"processed": 5, "skipped": 3, "failed": 0}
     # camera 5's frame is gone: the shot waits for it (`panopipe run` would fail it, saying so)
     assert first.jobs == {"stitch": {"waiting": 1}}
     in_order = snapshot(catalog)
@@ -216,6 +217,25 @@ def test_an_older_event_never_overwrites_a_newer_one(catalog: Catalog, keys: lis
     late = handler.handle(sqs_batch(s3_record(keys[1], sequencer="01FF")))
     assert late.outcomes[0].reason == "not newer than the event applied"
     assert next(catalog.images()).etag == image.etag
+
+
+def test_the_removal_of_an_object_never_catalogued_deletes_nothing_and_keeps_its_older_creation_out(
+    catalog: Catalog, keys: list[str], s3, shot
+):
+    handler = EventHandler(catalog, settings(shot[2]))
+    body = s3.get_object(Bucket=BUCKET, Key=keys[0])["Body"].read()
+    s3.delete_object(Bucket=BUCKET, Key=keys[0])
+
+    removal = handler.handle(sqs_batch(s3_record(keys[0], sequencer="20", removed=True)))
+
+    assert [(o.action.value, o.reason) for o in removal.outcomes] == [
+        ("skipped", "not in the catalog: nothing to delete")
+    ]
+    assert removal.actions()["deleted"] == 0  # the worker's batch line and the Lambda's log count no deletion
+    assert removal.counts() == {"processed": 0, "skipped": 1, "failed": 0}
+    s3.put_object(Bucket=BUCKET, Key=keys[0], Body=body)  # what a late reader of the creation would see
+    late = handler.handle(sqs_batch(s3_record(keys[0], sequencer="10")))
+    assert late.outcomes[0].reason == "not newer than the event applied" and catalog.count() == 0
 
 
 def test_a_removed_object_is_marked_deleted_and_its_artifacts_orphaned(catalog: Catalog, keys, s3, shot):

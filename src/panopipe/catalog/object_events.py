@@ -390,8 +390,10 @@ def _apply_round(
         if index in followers:
             reason = f"moved to its copy {followers[index].uri}"
             outcome = AppliedChange(Action.UPDATED, reason, image_id)
+        elif record is None and added:  # the removal is kept, for an older creation not to add it
+            outcome = AppliedChange(Action.SKIPPED, "not in the catalog: nothing to delete")
         elif record is None:
-            action = Action.DELETED if image_id in deleted or added else Action.UNCHANGED
+            action = Action.DELETED if image_id in deleted else Action.UNCHANGED
             gone = image_id if image_id in deleted else None
             outcome = AppliedChange(action, image_id=gone, shot_frame=shot_frames.get(image_id))
         else:

@@ -18,6 +18,8 @@ A *message* is one SQS message, or the whole event of a direct S3, SNS or EventB
   are no event loops), a URI longer than the catalog holds;
 * an event not newer than the one the image last applied (a duplicate, or out of order);
 * an object gone before it could be read (its removal event follows, or came first);
+* the removal of an object the catalog never had (``skipped``: nothing to delete; the removal is kept, for
+  its older creation, delivered late, not to add it);
 * the removal of an object whose key still holds one (an older version or a delete marker removed, an upload
   since, a redelivery): the key is read, and the catalog follows what it holds;
 * a copy of an image's file (its SHA-256 an image's), ``aws s3 cp`` within the bucket: known as that image's
