@@ -14,6 +14,7 @@ from PIL import Image as PILImage
 from panopipe.catalog import Catalog, ImageRecord
 from panopipe.config import Settings
 from panopipe.demo import demo_rig
+from panopipe.metadata.jpeg import scan_segments
 from panopipe.stitching import RigProfile, render_views, synthetic_panorama
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
@@ -24,6 +25,14 @@ def jpeg(pixels: Any, quality: int = 90) -> bytes:
     buffer = io.BytesIO()
     PILImage.fromarray(pixels).save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()
+
+
+def damaged(data: bytes) -> bytes:
+    """``data`` (a JPEG) with the middle third of its entropy-coded data zeroed, as a bad sector of a card leaves
+    a file: its header intact, so that ingest reads it as any other."""
+    _, sos, _ = scan_segments(data)
+    third = (len(data) - sos) // 3
+    return data[: sos + third] + bytes(third) + data[sos + 2 * third :]
 
 
 def record(path: Path, data: bytes, n: int, **fields: Any) -> ImageRecord:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from tests.pipeline.captures import RIG, Project, add_panoramas, add_rig_shots, jpeg, record
+from tests.pipeline.captures import RIG, Project, add_panoramas, add_rig_shots, damaged, jpeg, record
 
 from panopipe.catalog import Selection
 from panopipe.catalog.schema import artifacts, jobs
@@ -80,6 +80,26 @@ def test_every_step_reading_a_catalogued_image_fails_when_it_changed(project: Pr
         assert [(f.subject, f.error) for f in report.failures] == [
             (f"image:{second}", changed_since_ingest(changed))
         ]
+
+
+def test_a_frame_whose_data_is_damaged_fails_its_shot_naming_it_and_the_others_go_on(
+    project: Project, executor
+):
+    """Its header intact (ingest reads it), its entropy-coded data zeroed in part: libjpeg decodes garbage with
+    a mere warning, which had been printed bare on stderr while the garbage was stitched and published."""
+    add_rig_shots(project.catalog, project.root, 3)
+    frame = project.root / "R001" / "cam2" / "frame_000001.jpg"
+    broken = record(frame, damaged(frame.read_bytes()), 1, camera_index=2, width=RIG.cameras[2].width)
+    project.catalog.upsert_images([broken])  # as ingest catalogues the file it reads
+
+    report = run(project.catalog, settings=project.settings, executor=executor)
+
+    assert report.counts["stitch"] == {"succeeded": 2, "failed": 1}
+    (failure,) = report.failures
+    assert failure.subject == "shot:R001-000001"
+    assert failure.error.startswith(f"corrupt JPEG data in {frame}: ")
+    assert status(project.catalog).failures[0].error == failure.error
+    assert report.counts["publish"] == {"succeeded": 2}
 
 
 def test_a_flat_photo_without_camera_index_says_why_it_is_not_stitched(project: Project):

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from tests.conftest import DATA
+from tests.pipeline.captures import damaged
 
 from panopipe.errors import StepError
 from panopipe.steps import DeriveStep, NadirStep, StitchStep
@@ -53,4 +55,23 @@ def test_a_truncated_file_fails_every_step_with_the_same_reason(tmp_path: Path, 
     with pytest.raises(StepError) as raised:
         step_type.execute(payload, lambda text: None)
 
-    assert str(raised.value) == f"cannot decode {source}: its data is truncated or corrupt"
+    assert str(raised.value) == f"corrupt JPEG data in {source}: premature end of JPEG file"
+
+
+@pytest.mark.parametrize("step", ["stitch", "nadir", "derive"])
+def test_damaged_jpeg_data_fails_every_step_naming_the_file(
+    tmp_path: Path, step: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A real 360° photo with a block of its entropy-coded data zeroed (a bad card sector), its header intact:
+    libjpeg decodes garbage with a mere warning, which OpenCV printed bare on stderr while the step went on
+    with the garbage."""
+    source = tmp_path / "R0014760.JPG"
+    source.write_bytes(damaged((DATA / "exif/trek-view-360/R0014760.JPG").read_bytes()))
+    step_type, payload = payloads(str(source), tmp_path)[step]
+
+    with pytest.raises(StepError) as raised:
+        step_type.execute(payload, lambda text: None)
+
+    assert str(raised.value).startswith(f"corrupt JPEG data in {source}: ")
+    assert str(raised.value).endswith(" extraneous bytes before marker 0xd9")
+    assert capfd.readouterr().err == ""

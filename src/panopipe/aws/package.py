@@ -1,10 +1,10 @@
 """The Lambda deployment zip: the handler's runtime dependencies for Lambda's Linux, plus panopipe's source.
 
 Bundled: SQLAlchemy, Alembic and psycopg (binary), as manylinux wheels for the chosen architecture and
-Python. Not bundled: OpenCV, Pillow and numpy (the handler plans jobs, it never touches pixels, and their
-imports are lazy), Typer and rich (no CLI in Lambda), and boto3/botocore: the Lambda Python runtime provides
-them, and botocore alone would take most of the 15 MB budget. Pin boto3 in a layer if an API newer than the
-runtime's is ever needed.
+Python. Not bundled: OpenCV, Pillow, simplejpeg and numpy (the handler plans jobs, it never touches pixels,
+and their imports are lazy), Typer and rich (no CLI in Lambda), and boto3/botocore: the Lambda Python runtime
+provides them, and botocore alone would take most of the 15 MB budget. Pin boto3 in a layer if an API newer
+than the runtime's is ever needed.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from panopipe.errors import ConfigError
 
 PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
 REQUIREMENTS = ("sqlalchemy>=2.0.30", "alembic>=1.13", "psycopg[binary]>=3.1")
-EXCLUDED = ("cv2", "PIL", "numpy")
+EXCLUDED = ("cv2", "PIL", "simplejpeg", "numpy")
 UNUSED = (
     "sqlalchemy/testing",
     "sqlalchemy/ext/mypy",

@@ -1,22 +1,34 @@
 """The pixels of an image file, decoded one way with one error message for every step that reads them
-(stitch, nadir, derive), and turned as its EXIF ``Orientation`` tells a viewer to show them."""
+(stitch, nadir, derive), and turned as its EXIF ``Orientation`` tells a viewer to show them.
+
+JPEGs are decoded by libjpeg-turbo through simplejpeg, which stops at libjpeg's first warning: damaged
+entropy-coded data (a bad card sector's block of zeros) decodes to garbage with a mere warning, which OpenCV
+prints bare on stderr before it returns the garbage as an image. The pixels are OpenCV's, as fast
+(``bench/README.md``), in one decode. Other formats are OpenCV's.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from panopipe.errors import StepError
+from panopipe.errors import MetadataError, StepError
+from panopipe.metadata import parse_jpeg_header
 
-if TYPE_CHECKING:  # numpy and OpenCV are imported by the worker only: planning never loads them
+if TYPE_CHECKING:  # numpy, OpenCV and simplejpeg are imported by the worker only: planning never loads them
     import numpy as np
 
-_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"RIFF", b"BM")
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"RIFF", b"BM")  # the formats OpenCV decodes
+_CORRUPT = "Corrupt JPEG data: "  # how libjpeg begins most of its warnings about the entropy-coded data
 
 
 def decode_pixels(data: bytes, source: str, *, upright: bool = False, shrink: int = 1) -> np.ndarray:
     """``data`` (the bytes of ``source``) as 8-bit BGR pixels, as stored, or turned as its EXIF orientation
     says (``upright``); a JPEG scaled down by ``shrink`` (1, 2, 4 or 8) as it is decoded. Raises
-    :class:`StepError` saying why it cannot be decoded."""
+    :class:`StepError` saying why it cannot be decoded: for a JPEG, what libjpeg found wrong with its data
+    (``corrupt JPEG data in <source>: premature end of data segment``), warnings included."""
+    if data.startswith(_JPEG_MAGIC):
+        return _decode_jpeg(data, source, upright=upright, shrink=shrink)
     import cv2
     import numpy as np
 
@@ -28,6 +40,22 @@ def decode_pixels(data: bytes, source: str, *, upright: bool = False, shrink: in
     if image is None:
         raise StepError(f"cannot decode {source}: {_undecodable(data)}")
     return image
+
+
+def _decode_jpeg(data: bytes, source: str, *, upright: bool, shrink: int) -> np.ndarray:
+    import numpy as np
+    import simplejpeg
+
+    try:
+        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+        pixels = simplejpeg.decode_jpeg(  # 1/shrink exactly: the smallest scale that keeps this size
+            data, "BGR", min_factor=shrink, min_height=-(-height // shrink), min_width=-(-width // shrink)
+        )
+        orientation = parse_jpeg_header(data).orientation if upright else None
+    except (ValueError, MetadataError) as exc:
+        reason = str(exc).removeprefix(_CORRUPT)
+        raise StepError(f"corrupt JPEG data in {source}: {reason[:1].lower()}{reason[1:]}") from None
+    return np.ascontiguousarray(as_displayed(pixels, orientation))  # not copied when not turned
 
 
 def _undecodable(data: bytes) -> str:
