@@ -245,10 +245,9 @@ def test_a_failed_stitch_holds_back_the_steps_after_it_in_that_run(project: Proj
     run(project.catalog, settings=project.settings, executor=executor)
     published = {p: p.read_bytes() for p in project.out.glob("publish/**/*.jpg")}
     frame = next(
-        i.id for i in project.catalog.images(Selection(shots=("R001-000000",))) if i.camera_index == 2
+        i.uri for i in project.catalog.images(Selection(shots=("R001-000000",))) if i.camera_index == 2
     )
-    changes = project.catalog.plan_edit(Selection(ids=(frame,)), assign={"excluded": True})
-    project.catalog.apply_edit(changes, reason="blurred", author="test")
+    project.catalog.mark_deleted([frame])
 
     report = run(project.catalog, settings=project.settings, executor=executor)
 
