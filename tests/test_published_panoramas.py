@@ -103,6 +103,10 @@ def test_the_rigs_pitch_and_roll_are_its_own_not_a_cameras(catalog_url: str, tmp
         assert panorama_orientation([taken], rig) == pytest.approx((20.0, 10.0, 3.0)), camera
     up = replace(frame, camera_index=4, heading=20.0, pitch=90.0, roll=0.0)  # a level rig's camera looking up
     assert panorama_orientation([up], rig) == (20.0, 0.0, 0.0)
+    # a 360° camera's own angles out of range, brought in without float noise (-159.89999999999998)
+    camera = replace(frame, camera_index=None, heading=-359.9, pitch=1.5, roll=200.1)
+    assert panorama_orientation([camera], {}) == (0.1, 1.5, -159.9)
+    assert panorama_orientation([replace(camera, roll=-179.99996)], {})[2] == 180.0
 
 
 def test_a_frame_without_a_fix_moves_no_panorama_and_an_edit_not_run_says_so(

@@ -218,10 +218,11 @@ def panorama_orientation(
     ] or [(frames[0].heading, frames[0].pitch, frames[0].roll)]
     heading = next((h for h, _, _ in turned if h is not None), None)
     pitch, roll = next(((p, r) for _, p, r in turned if p is not None or r is not None), (None, None))
+    # brought into range, then rounded (no float noise: -159.89999999999998), then into range again (-180: 180)
     return (
-        None if heading is None else _degrees(heading) % 360.0,
+        None if heading is None else _degrees(heading % 360.0) % 360.0,
         None if pitch is None else _degrees(pitch),
-        None if roll is None else signed_angle(_degrees(roll)),
+        None if roll is None else signed_angle(_degrees(signed_angle(roll))),
     )
 
 
