@@ -397,9 +397,18 @@ def test_an_output_url_is_refused_as_given(
             message = f"error: cannot write {url}: output files are written locally, not to a URL; {what}\n"
             assert (code, out, err) == (ConfigError.exit_code, "", message)
     assert not list(tmp_path.glob("*:*"))
-    local = tmp_path / "local.geojson"  # a file:// URL names a local file
+    local = tmp_path / "local survey.geojson"  # a file:// URL names a local file, percent-encoded
     assert run(capsys, "export", "-o", local.as_uri(), "--catalog", catalog_url)[0] == 0
     assert json.loads(local.read_text())["type"] == "FeatureCollection"
+    on_this_machine = f"file://localhost{local.with_name('again.geojson')}"  # RFC 8089's other form
+    assert run(capsys, "export", "-o", on_this_machine, "--catalog", catalog_url)[0] == 0
+    assert (tmp_path / "again.geojson").is_file()
+    elsewhere = "file://fileserver/survey/x.geojson"  # had been the relative path fileserver/survey/x.geojson
+    assert run(capsys, "export", "-o", elsewhere, "--catalog", catalog_url) == (
+        ConfigError.exit_code,
+        "",
+        f"error: {elsewhere} names a file on another machine (fileserver): give a local path\n",
+    )
 
 
 def _commands() -> dict[str, click.Command]:

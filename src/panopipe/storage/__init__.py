@@ -49,8 +49,11 @@ def resolve_uri(uri: str, settings: Settings | None = None) -> tuple[Storage, st
 
 
 def local_path(location: str) -> Path | None:
-    """The path ``location`` names when it is a path or a ``file://`` URL; ``None`` for an ``s3://`` URL. Any
-    other URL, or one missing its ``//``, is a :class:`~panopipe.errors.ConfigError`."""
+    """The path ``location`` names when it is a path or a ``file://`` URL (of this machine: no host or
+    ``localhost``, its path percent-decoded, as RFC 8089 has it); ``None`` for an ``s3://`` URL. Any other URL,
+    a file URL of another host, or one missing its ``//``, is a :class:`~panopipe.errors.ConfigError`."""
+    from urllib.parse import unquote, urlsplit
+
     from panopipe.errors import ConfigError
     from panopipe.locations import url_scheme
 
@@ -62,7 +65,12 @@ def local_path(location: str) -> Path | None:
             f"unsupported storage URL {location}: storage is a folder (a path or file:///PATH) or "
             "s3://BUCKET/PREFIX"
         )
-    return Path(location.removeprefix("file://"))
+    if scheme is None:
+        return Path(location)
+    url = urlsplit(location)
+    if url.netloc not in ("", "localhost"):
+        raise ConfigError(f"{location} names a file on another machine ({url.netloc}): give a local path")
+    return Path(unquote(url.path))
 
 
 __all__ = [
