@@ -61,12 +61,12 @@ def push(
             raise ConfigError(
                 "`config push` asks for confirmation on a terminal: pass --yes to push without one"
             )
-        if not typer.confirm(f"Push {len(plan.changes)} change(s) to {catalog.url}?", default=False):
+        if not typer.confirm(f"Push {len(plan.changes)} change(s) to {catalog.location}?", default=False):
             render.warn("nothing pushed")
             return
     why = reason or f"{plan.source} from {socket.gethostname()}"
     stored = catalog.push_project_config(plan.content, author=current_author(), reason=why)
-    render.success(f"pushed version {stored.version} ({stored.content_hash[:12]}) to {catalog.url}")
+    render.success(f"pushed version {stored.version} ({stored.content_hash[:12]}) to {catalog.location}")
     _report_due(catalog, settings)
 
 

@@ -247,7 +247,7 @@ def migrate_catalog(
     ):
         if target_engine.dialect.name != "postgresql":
             raise ConfigError(
-                f"cannot migrate to {mask_url(target_engine.url)}: the target must be a postgresql:// URL"
+                f"cannot migrate to {catalog_location(target_engine.url)}: the target must be a postgresql:// URL"
             )
         with _only_move(target_engine, dry_run), Source(source_engine, reader) as reading_source:
             check_schema(source_engine, create=False)
