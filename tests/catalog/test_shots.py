@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from panopipe.catalog import Catalog, ImageRecord, Selection
 from panopipe.catalog import shots as shot_ops
 from panopipe.catalog.schema import images
+from panopipe.catalog.subjects import load_subjects
 from panopipe.errors import ConfigError
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
@@ -157,6 +158,23 @@ def test_an_edit_excludes_or_keeps_a_rig_shots_frames_together(catalog: Catalog)
     with pytest.raises(ConfigError, match="shot R001-000002 would have 2 of its 3 frames excluded"):
         catalog.plan_edit(Selection(ids=(by_shot["R001-000002"][0],)), assign={"excluded": False})
     assert len(catalog.plan_edit(Selection(shots=("R001-000002",)), assign={"excluded": False})) == 3
+
+
+def test_a_shot_left_partly_excluded_is_not_processed(catalog: Catalog):
+    """An edit excludes a rig shot whole, but a frame ingested after its shot was thinned comes in kept (and an
+    undo restores what its batch changed alone): such a shot's stitch had failed on every run."""
+    catalog.upsert_images(survey())
+    catalog.assign_shots(["R001"], TOLERANCE)
+    whole = catalog.plan_edit(Selection(shots=("R001-000002",)), assign={"excluded": True})
+    catalog.apply_edit(whole, reason="thinned", author="test")
+    catalog.upsert_images([frame(2, 3, 2.012)])  # the camera the shot lacked, synced late
+    catalog.assign_shots(["R001"], TOLERANCE)
+    late = {i.shot: i.excluded for i in catalog.images() if i.uri == frame(2, 3, 2.012).uri}
+    assert late == {"R001-000002": False}
+
+    with catalog.engine.connect() as conn:
+        loaded = {s.key for s in load_subjects(conn, "shot", ["R001-000001", "R001-000002", "R001-000003"])}
+    assert loaded == {"R001-000001", "R001-000003"}
 
 
 def test_a_reel_or_frame_number_edit_renames_no_shot(catalog: Catalog):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.pipeline.captures import Project, add_panoramas, add_rig_shots
+from tests.pipeline.captures import Project, add_panoramas, add_rig_shots, record
 
 from panopipe.catalog import Selection
 from panopipe.pipeline import plan, run, verify
@@ -78,3 +78,22 @@ def test_outputs_of_removed_files_are_left_and_listed_by_verify(project: Project
     for drift in drifts:  # deleted, as the listing says: settled (they had been listed for ever)
         Path(drift.uri).unlink()
     assert verify(project.catalog, settings=project.settings) == []
+
+
+def test_a_shot_left_partly_excluded_is_withdrawn_whole_and_listed_by_verify(project: Project, executor):
+    """A frame away when its shot was thinned came back kept: the shot, 5 of its 6 frames excluded, was
+    planned and its stitch failed on every run; now it is left out whole, its outputs listed as excluded."""
+    add_rig_shots(project.catalog, project.root, 2)
+    run(project.catalog, settings=project.settings, executor=executor)
+    shot = Selection(shots=("R001-000000",))
+    away = next(image for image in project.catalog.images(shot) if image.camera_index == 5)
+    project.catalog.mark_deleted([away.uri])
+    changes = project.catalog.plan_edit(shot, assign={"excluded": True})
+    project.catalog.apply_edit(changes, reason="thinned", author="test")
+    back = record(Path(away.uri), Path(away.uri).read_bytes(), 0, camera_index=5, width=away.width)
+    project.catalog.upsert_images([back])  # kept, as every image ingested is
+
+    assert [i.excluded for i in project.catalog.images(shot)].count(False) == 1
+    assert len(plan(project.catalog, settings=project.settings)) == 0
+    drifts = verify(project.catalog, settings=project.settings)
+    assert {d.subject for d in drifts} == {"shot:R001-000000"} and {d.problem for d in drifts} == {"excluded"}

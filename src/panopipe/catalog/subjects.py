@@ -212,7 +212,10 @@ def load_subjects(
     conn: sa.Connection, kind: SubjectKind, keys: Iterable[Any], fields: Collection[str] | None = None
 ) -> Iterator[Subject]:
     """The subjects of ``kind`` named by ``keys`` with their frames (by camera index), deleted images left out:
-    one query per :data:`CHUNK` subjects, its rows read column by column (:func:`read_columns`).
+    one query per :data:`CHUNK` subjects, its rows read column by column (:func:`read_columns`). A rig shot
+    some frames of which are excluded is left out whole: stitched from all its frames, it is processed whole
+    or not at all (an edit excludes them together, but a frame ingested after its shot was thinned, or an
+    undo, may leave some excluded); one more query per chunk, on the shot index, finds them.
 
     With ``fields``, the frames carry only those fields (and ``uri``, ``content_hash`` and ``shot``; ``id``
     for image subjects, whose key it is): the others are not read, and reading one raises
@@ -225,11 +228,23 @@ def load_subjects(
         values = read_columns(conn, query, {"keys": list(chunk)})
         # The columns are selected in the order of Image's fields.
         made = list(map(Image, *values)) if fields is None else _partial_images(names, values)
+        partly = (
+            set(conn.execute(_PARTLY_EXCLUDED, {"keys": list(chunk)}).scalars()) if kind == "shot" else ()
+        )
         # The rows come ordered by subject: each subject's frames are one run of rows, counted at C speed.
         start = 0
         for key, count in collections.Counter(values[group_by]).items():
-            yield Subject(subject_id(kind, str(key)), tuple(made[start : start + count]))
+            if key not in partly:
+                yield Subject(subject_id(kind, str(key)), tuple(made[start : start + count]))
             start += count
+
+
+_PARTLY_EXCLUDED = (
+    sa.select(images.c.shot)
+    .where(images.c.shot.in_(sa.bindparam("keys", expanding=True)), images.c.excluded == sa.true())
+    .distinct()
+)
+"""The shots among ``keys`` with an excluded frame (:func:`load_subjects`)."""
 
 
 @functools.cache

@@ -36,22 +36,22 @@ class StoredOutput:
 
 def withdrawn_outputs(conn: sa.Connection, selection: Selection) -> list[tuple[str, StoredOutput]]:
     """The recorded outputs whose subject left processing, each with why, left where they were published:
-    ``excluded``, of the selected images an edit excluded (``qc --fix`` thinning) and of shots whose every frame
-    it excluded; ``deleted``, of the selected images whose files were removed and of shots whose every frame's
-    was. No longer subjects, so nothing reruns or removes them."""
+    ``excluded``, of the selected images an edit excluded (``qc --fix`` thinning) and of shots any frame of which
+    it excluded (a shot is processed whole or not at all); ``deleted``, of the selected images whose files were
+    removed and of shots whose every frame's was. No longer subjects, so nothing reruns or removes them."""
     c, i = artifacts.c, images.c
     found: list[tuple[str, StoredOutput]] = []
-    for why, column, among in (
-        ("excluded", i.excluded, selection),
-        ("deleted", i.deleted, replace(selection, include_deleted=True)),
+    for why, column, among, left_out in (
+        ("excluded", i.excluded, selection, sa.func.max(sa.case((i.excluded == sa.true(), 1), else_=0)) == 1),
+        (
+            "deleted",
+            i.deleted,
+            replace(selection, include_deleted=True),
+            sa.func.sum(sa.case((i.deleted == sa.true(), 0), else_=1)) == 0,
+        ),
     ):
         chosen = sa.select(i.id).where(column == sa.true(), *among.where())
-        shots = (
-            sa.select(i.shot)
-            .where(i.shot.is_not(None), *among.where())
-            .group_by(i.shot)
-            .having(sa.func.sum(sa.case((column == sa.true(), 0), else_=1)) == 0)
-        )
+        shots = sa.select(i.shot).where(i.shot.is_not(None), *among.where()).group_by(i.shot).having(left_out)
         query = (
             sa.select(c.step, c.subject, c.name, c.fingerprint, c.output_uri, c.output_hash, c.output_size)
             .where(sa.or_(c.image_id.in_(chosen), c.shot.in_(shots)))
