@@ -12,6 +12,7 @@ from tests.pipeline.captures import damaged
 
 from panopipe.errors import StepError
 from panopipe.steps import DeriveStep, NadirStep, StitchStep
+from panopipe.steps.pixels import MAX_PIXELS, decode_pixels
 from panopipe.stitching import synthetic_panorama
 
 
@@ -75,3 +76,34 @@ def test_damaged_jpeg_data_fails_every_step_naming_the_file(
     assert str(raised.value).startswith(f"corrupt JPEG data in {source}: ")
     assert str(raised.value).endswith(" extraneous bytes before marker 0xd9")
     assert capfd.readouterr().err == ""
+
+
+def _quirky(data: bytes, quirk: str) -> bytes:
+    """``data`` (a JPEG from Pillow, JFIF) with a quirk some cameras and tools leave, its pixels untouched."""
+    if quirk == "fill before the end marker":
+        return data[:-2] + bytes(11) + data[-2:]
+    assert data[6:11] == b"JFIF\x00"
+    return data[:11] + bytes([2, 1]) + data[13:]  # "unknown JFIF revision number 2.01"
+
+
+@pytest.mark.parametrize("quirk", ["fill before the end marker", "a JFIF revision libjpeg does not know"])
+def test_a_harmless_libjpeg_warning_does_not_fail_the_decode(quirk: str, capfd: pytest.CaptureFixture[str]):
+    """libjpeg warns of these, and the strict decode had failed the job: the pixels are all there."""
+    buffer = io.BytesIO()
+    Image.fromarray(synthetic_panorama(256, 128, seed=1)).save(buffer, "JPEG", quality=90)
+    data = buffer.getvalue()
+
+    assert (decode_pixels(_quirky(data, quirk), "frame.jpg") == decode_pixels(data, "frame.jpg")).all()
+
+
+def test_a_header_claiming_more_pixels_than_a_decode_makes_is_refused_before_any_is_allocated():
+    buffer = io.BytesIO()
+    Image.fromarray(synthetic_panorama(256, 128, seed=1)).save(buffer, "JPEG", quality=90)
+    data = buffer.getvalue()
+    sof = data.index(b"\xff\xc0")
+    claimed = data[: sof + 5] + (32500).to_bytes(2, "big") + (65000).to_bytes(2, "big") + data[sof + 9 :]
+
+    with pytest.raises(StepError) as raised:
+        decode_pixels(claimed, "big.jpg")
+
+    assert str(raised.value) == f"cannot decode big.jpg: 65000x32500 pixels, more than {MAX_PIXELS:,}"

@@ -9,6 +9,7 @@ prints bare on stderr before it returns the garbage as an image. The pixels are 
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from panopipe.errors import MetadataError, StepError
@@ -20,15 +21,22 @@ if TYPE_CHECKING:  # numpy, OpenCV and simplejpeg are imported by the worker onl
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"RIFF", b"BM")  # the formats OpenCV decodes
 _CORRUPT = "Corrupt JPEG data: "  # how libjpeg begins most of its warnings about the entropy-coded data
+_EXTRANEOUS_BEFORE_EOI = re.compile(r"Corrupt JPEG data: (\d+) extraneous bytes before marker 0xd9")
+MAX_PIXELS = 1 << 30
+"""The most pixels a decode makes (3 GiB as BGR): OpenCV's own limit, which the other formats keep; a header
+claiming more is refused before anything is allocated."""
 
 
 def decode_pixels(data: bytes, source: str, *, upright: bool = False, shrink: int = 1) -> np.ndarray:
     """``data`` (the bytes of ``source``) as 8-bit BGR pixels, as stored, or turned as its EXIF orientation
     says (``upright``); a JPEG scaled down by ``shrink`` (1, 2, 4 or 8) as it is decoded. Raises
     :class:`StepError` saying why it cannot be decoded: for a JPEG, what libjpeg found wrong with its data
-    (``corrupt JPEG data in <source>: premature end of data segment``), warnings included."""
+    (``corrupt JPEG data in <source>: premature end of data segment``), warnings that pixels are missing
+    included. A JPEG libjpeg warns of otherwise (a quirk of its header) is OpenCV's to decode, as before."""
     if data.startswith(_JPEG_MAGIC):
-        return _decode_jpeg(data, source, upright=upright, shrink=shrink)
+        pixels = _decode_jpeg(data, source, upright=upright, shrink=shrink)
+        if pixels is not None:
+            return pixels
     import cv2
     import numpy as np
 
@@ -42,20 +50,42 @@ def decode_pixels(data: bytes, source: str, *, upright: bool = False, shrink: in
     return image
 
 
-def _decode_jpeg(data: bytes, source: str, *, upright: bool, shrink: int) -> np.ndarray:
+def _decode_jpeg(data: bytes, source: str, *, upright: bool, shrink: int) -> np.ndarray | None:
+    """The pixels of ``data`` (a JPEG), or ``None`` when libjpeg warned of something that leaves them whole
+    (see :func:`_damaged`)."""
     import numpy as np
     import simplejpeg
 
     try:
-        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
-        pixels = simplejpeg.decode_jpeg(  # 1/shrink exactly: the smallest scale that keeps this size
-            data, "BGR", min_factor=shrink, min_height=-(-height // shrink), min_width=-(-width // shrink)
-        )
+        height, width, _, _ = simplejpeg.decode_jpeg_header(data, strict=False)  # the decode warns
+        size = {"min_factor": shrink, "min_height": -(-height // shrink), "min_width": -(-width // shrink)}
+        if size["min_height"] * size["min_width"] > MAX_PIXELS:
+            raise StepError(f"cannot decode {source}: {width}x{height} pixels, more than {MAX_PIXELS:,}")
+        try:  # 1/shrink exactly: the smallest scale that keeps this size
+            pixels = simplejpeg.decode_jpeg(data, "BGR", **size)
+        except ValueError as warned:
+            if _damaged(data, str(warned)):
+                raise
+            return None
         orientation = parse_jpeg_header(data).orientation if upright else None
     except (ValueError, MetadataError) as exc:
         reason = str(exc).removeprefix(_CORRUPT)
         raise StepError(f"corrupt JPEG data in {source}: {reason[:1].lower()}{reason[1:]}") from None
     return np.ascontiguousarray(as_displayed(pixels, orientation))  # not copied when not turned
+
+
+def _damaged(data: bytes, warning: str) -> bool:
+    """Whether libjpeg's ``warning`` about ``data`` says that its pixels are not all there: damaged
+    entropy-coded data or a file cut short. Other warnings are of the header (an unknown JFIF revision, SOS
+    parameters a sequential JPEG need not have) and leave the pixels whole, as does fill before the end marker
+    (``N extraneous bytes before marker 0xd9`` where those bytes are all 0x00 or all 0xFF; other bytes there
+    are data a damaged stream left unread). An error, not a warning, fails OpenCV's decode too."""
+    extraneous = _EXTRANEOUS_BEFORE_EOI.fullmatch(warning)
+    if extraneous is not None:
+        end = data.rfind(b"\xff\xd9")
+        fill = data[max(0, end - int(extraneous[1])) : end]
+        return not fill or all(fill.strip(pad) for pad in (b"\x00", b"\xff"))
+    return warning.startswith((_CORRUPT, "Premature end of JPEG file"))
 
 
 def _undecodable(data: bytes) -> str:
