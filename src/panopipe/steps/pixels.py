@@ -112,4 +112,4 @@ def as_displayed(pixels: np.ndarray, orientation: int | None) -> np.ndarray:
     return turned.get(orientation or 1, pixels)
 
 
-__all__ = ["as_displayed", "decode_pixels"]
+__all__ = ["MAX_PIXELS", "as_displayed", "decode_pixels"]
