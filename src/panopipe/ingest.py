@@ -21,6 +21,7 @@ from panopipe.metadata import ImageMetadata, read_jpeg
 from panopipe.parent_watch import exit_with_parent
 from panopipe.pipeline import load_pipeline, output_prefixes
 from panopipe.storage import FolderStorage, ObjectInfo, Storage, local_path, open_storage, resolve_uri
+from panopipe.storage.base import NOT_UTF8, is_utf8, shown_name
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 HEADER_CHUNK = 64 * 1024  # one read covers the header of most camera JPEGs
@@ -634,7 +635,10 @@ def _unstorable_reel(pattern: re.Pattern[str], uri: str) -> str | None:
 
 
 def unstorable_uri(uri: str) -> str | None:
-    """Why the catalog cannot hold an image at ``uri`` (its length), or ``None`` if it can."""
+    """Why the catalog cannot hold an image at ``uri`` (its length, or bytes that are not UTF-8), or ``None`` if
+    it can."""
+    if not is_utf8(uri):
+        return f"{NOT_UTF8}: rename the file"
     limit = text_limit("uri")
     assert limit is not None
     if len(uri) <= limit:
@@ -644,11 +648,11 @@ def unstorable_uri(uri: str) -> str | None:
 
 def _storable(listing: list[ObjectInfo]) -> tuple[list[ObjectInfo], list[IngestFailure]]:
     """The files of ``listing`` whose URI the catalog can hold, and the others as failures."""
-    failures = [IngestFailure(info.uri, reason) for info in listing if (reason := unstorable_uri(info.uri))]
-    if not failures:
+    refused = {info.uri: reason for info in listing if (reason := unstorable_uri(info.uri))}
+    if not refused:
         return listing, []
-    too_long = {failure.uri for failure in failures}
-    return [info for info in listing if info.uri not in too_long], failures
+    failures = [IngestFailure(shown_name(uri), reason) for uri, reason in refused.items()]
+    return [info for info in listing if info.uri not in refused], failures
 
 
 def _with_metadata(record: ImageRecord, m: ImageMetadata) -> ImageRecord:

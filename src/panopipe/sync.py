@@ -16,7 +16,7 @@ from panopipe.config import Settings, project_settings
 from panopipe.errors import ConfigError, EndpointUnreachableError, ObjectNotFoundError, StorageError
 from panopipe.ingest import JPEG_SUFFIXES, PathFields, path_fields, path_pattern
 from panopipe.storage import local_path
-from panopipe.storage.base import HASH_CHUNK, ObjectInfo, Storage
+from panopipe.storage.base import HASH_CHUNK, ObjectInfo, Storage, shown_name
 from panopipe.storage.folder import walk
 
 
@@ -241,7 +241,7 @@ def _storable(files: list[_File], destination: Storage) -> tuple[list[_File], di
         try:
             destination.uri(file.key)
         except StorageError as exc:
-            unstorable[file.key] = f"{exc}; rename the file"
+            unstorable[shown_name(file.key)] = f"{exc}; rename the file"
         else:
             storable.append(file)
     return storable, unstorable

@@ -111,6 +111,20 @@ def test_files_that_are_not_jpeg_are_counted_not_read(capsys, catalog: Catalog, 
     )
 
 
+def test_a_name_that_is_not_utf8_fails_alone(capsys, catalog: Catalog, survey: Path, tmp_path: Path):
+    """Latin-1 bytes in a name (unzip of a Windows zip): the catalog's insert raised, a traceback, nothing added."""
+    odd = survey / os.fsdecode(b"R001/cam0/caf\xe9_000009.jpg")
+    odd.write_bytes((survey / "R001/cam0/R001_cam0_000001.jpg").read_bytes() + b"other content")
+
+    report = ingest(catalog, [survey], SETTINGS)
+
+    reason = "the name is not valid UTF-8 (another encoding's, as unzip leaves from a Windows zip): rename the file"
+    shown = f"{survey}/R001/cam0/caf\\xe9_000009.jpg"
+    assert report.added == 12 and [(f.uri, f.reason) for f in report.failed] == [(shown, reason)]
+    assert main(["ingest", str(survey), "--catalog", str(tmp_path / "cli.db")]) == 1
+    assert f"error: {shown}: {reason}\n" in capsys.readouterr().err
+
+
 def test_the_pipelines_own_outputs_are_counted_not_read(
     capsys, catalog: Catalog, survey: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

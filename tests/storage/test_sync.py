@@ -277,6 +277,8 @@ def test_a_name_the_destination_cannot_hold_fails_alone_as_the_dry_run_says(
     named it first), and a dry run stopped on a file of any kind so named, which the sync failed alone."""
     shutil.copy(reel / "cam0/R001_cam0_000002.jpg", reel / "cam0/a\\b_000002.jpg")
     (reel / "cam0/notes \t tab.txt").write_text("hi")
+    # Latin-1 bytes, as unzip leaves a Windows zip's accented names: a traceback mid-upload, nothing reported
+    shutil.copy(reel / "cam0/R001_cam0_000002.jpg", reel / os.fsdecode(b"cam0/caf\xe9_000002.jpg"))
     destination = open_storage(storage.uri("R001"), Settings())
 
     dry = sync_capture(catalog, reel, destination, Settings(), dry_run=True)
@@ -289,6 +291,8 @@ def test_a_name_the_destination_cannot_hold_fails_alone_as_the_dry_run_says(
             "'/'-separated paths; rename the file",
             "cam0/notes \t tab.txt": "invalid storage key 'cam0/notes \\t tab.txt': control characters are "
             "not allowed; rename the file",
+            "cam0/caf\\xe9_000002.jpg": "invalid storage key 'cam0/caf\\\\xe9_000002.jpg': the name is not valid "
+            "UTF-8 (another encoding's, as unzip leaves from a Windows zip); rename the file",
         }
     assert dry.uploaded == report.uploaded and len(report.uploaded) == 12
     assert sorted(info.key for info in destination.list()) == sorted(

@@ -82,16 +82,37 @@ def os_storage_error(action: str, path: Path | str, error: OSError) -> StorageEr
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
+NOT_UTF8 = "the name is not valid UTF-8 (another encoding's, as unzip leaves from a Windows zip)"
+
+
+def is_utf8(name: str) -> bool:
+    """Whether ``name`` is text UTF-8 can hold: a file name of bytes that are not UTF-8 comes from the file
+    system with those bytes as lone surrogates (Python's ``surrogateescape``), which no key, catalog or
+    terminal takes."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown_name(name: str) -> str:
+    """``name`` as a terminal, a log or JSON can show it: bytes that are not UTF-8 as ``\\xe9``."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def validate_key(key: str) -> str:
     """Return ``key`` if it is a safe relative key; raise :class:`StorageError` if it could escape the root.
 
     Keys use ``/`` as separator; they may not be empty, absolute, contain ``..`` or ``.`` segments,
-    backslashes or control characters.
+    backslashes, control characters or what is not UTF-8.
     """
     if not key or key.startswith("/") or "\\" in key:
         raise StorageError(f"invalid storage key {key!r}: keys are relative, '/'-separated paths")
     if _CONTROL.search(key):
         raise StorageError(f"invalid storage key {key!r}: control characters are not allowed")
+    if not is_utf8(key):
+        raise StorageError(f"invalid storage key {shown_name(key)!r}: {NOT_UTF8}")
     parts = key.split("/")
     if "" in parts or "." in parts or ".." in parts:
         raise StorageError(f"invalid storage key {key!r}: empty, '.' and '..' segments are not allowed")
@@ -232,11 +253,14 @@ def _ignore(_nbytes: int) -> None:
 
 __all__ = [
     "HASH_CHUNK",
+    "NOT_UTF8",
     "ObjectInfo",
     "Progress",
     "ReadStats",
     "Storage",
     "StorageStats",
+    "is_utf8",
     "os_storage_error",
+    "shown_name",
     "validate_key",
 ]
