@@ -327,8 +327,13 @@ ENDPOINT_MISTAKES = {
             "http://localhost:5000/survey1",
             "a path is not allowed; give SCHEME://HOST:PORT, e.g. http://localhost:5000",
         ),
+        # botocore tried to connect, and said the endpoint could not be reached (exit 4)
+        (
+            "http://localhost:99999",
+            "its port is not a number from 1 to 65535; give SCHEME://HOST:PORT, e.g. http://localhost:9000",
+        ),
     ],
-    ids=["no-scheme", "a-path"],
+    ids=["no-scheme", "a-path", "no-port"],
 )
 @pytest.mark.parametrize("variable", ENDPOINT_MISTAKES)
 def test_an_endpoint_url_that_is_no_url_is_one_line(

@@ -163,12 +163,22 @@ def _invalid_endpoint(error: ValueError, endpoint_url: str | None, settings: Set
 
 def _refuse_endpoint_path(value: str, endpoint_url: str | None, settings: Settings) -> None:
     """A :class:`ConfigError` if the endpoint URL ``value`` a client uses has a path or a query (a bucket
-    pasted into it): botocore would put it before every request's path, and every object read as missing."""
+    pasted into it): botocore would put it before every request's path, and every object read as missing; or
+    a port that is no port (botocore would try to connect, and report the endpoint unreachable)."""
     parts = urlsplit(value)
     if parts.path.strip("/") or parts.query or parts.fragment:
         raise ConfigError(
             f"{_endpoint_source(value, endpoint_url, settings)} is {value!r}, not an endpoint URL: a path is "
             f"not allowed; give SCHEME://HOST:PORT, e.g. {parts.scheme}://{parts.netloc}"
+        )
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of 0-65535
+        port = 0
+    if port == 0:
+        raise ConfigError(
+            f"{_endpoint_source(value, endpoint_url, settings)} is {value!r}, not an endpoint URL: its port is "
+            f"not a number from 1 to 65535; give SCHEME://HOST:PORT, e.g. {parts.scheme}://{parts.hostname}:9000"
         )
 
 
