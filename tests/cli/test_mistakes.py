@@ -688,7 +688,7 @@ def test_a_user_without_a_name_edits_undoes_and_checks_as_their_uid(
 
 
 def test_filters_that_select_no_image_say_so_and_name_the_reel_that_does_not_exist(
-    capsys, two_images: tuple[str, list[str]]
+    capsys, two_images: tuple[str, list[str]], tmp_path: Path
 ):
     location = two_images[0]
     unknown = "no reel 'R1' in the catalog (did you mean '[R1]'?)"
@@ -703,9 +703,16 @@ def test_filters_that_select_no_image_say_so_and_name_the_reel_that_does_not_exi
     assert run(capsys, "history", "--catalog", location, "--json")[1] == "[]\n"
     # a command that finds nothing to do warns (a scheduled `run --since` with nothing new is not an error)
     warning = f"warning: no image matches the filters: {unknown}: {hint}"
-    for command in (["plan"], ["run"], ["verify"], ["qc"], ["export", "-o", "-"]):
+    for command in (["plan"], ["run"], ["verify"], ["qc"]):
         code, _, err = run(capsys, *command, "--reel", "R1", "--catalog", location)
         assert code == 0 and err.splitlines()[0] == warning, command
+    # an export's empty answer would replace the file it writes: a named typo is an error, nothing written
+    earlier = tmp_path / "earlier.csv"
+    assert run(capsys, "export", "-o", str(earlier), "--catalog", location)[0] == 0
+    written = earlier.read_bytes()
+    export = ["export", "-o", str(earlier), "--reel", "R1", "--catalog", location]
+    assert run(capsys, *export) == (CatalogError.exit_code, "", f"error: nothing exported: {unknown}\n")
+    assert earlier.read_bytes() == written
     for command in ("plan", "run"):  # no empty table on stdout
         assert run(capsys, command, "--reel", "R1", "--catalog", location) == (
             0,
@@ -749,6 +756,8 @@ def test_coordinates_the_other_way_round_that_select_nothing_say_so(
             f"warning: no image matches the filters: `panopipe ls` with the same filters shows what they "
             f"select; {hint}"
         )
+        export = ["export", "-o", "-", *where, "--catalog", location]
+        assert run(capsys, *export) == (CatalogError.exit_code, "", f"error: nothing exported: {hint}\n")
     # the right way round: found; a box that selects nothing either way: no hint
     assert run(capsys, "ls", "--bbox", "11.4,48.0,11.6,48.2", "--json", "--catalog", location)[2] == ""
     assert run(capsys, "ls", "--bbox", "2.0,40.0,2.1,40.1", "--catalog", location)[2] == "0 image(s)\n"

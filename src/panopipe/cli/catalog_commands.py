@@ -15,6 +15,7 @@ from panopipe.cli.options import (
     DryRunOption,
     JsonOption,
     output_option,
+    refuse_a_mistaken_selection,
     uses_catalog,
     uses_selection,
     warn_if_nothing_selected,
@@ -200,6 +201,7 @@ def export(
     from panopipe.export import ExportOptions, write_export
 
     options = ExportOptions(of, export_format, base_url, camera_height)
+    refuse_a_mistaken_selection(catalog, selection, "nothing exported")  # an earlier file left as it was
     warn_if_nothing_selected(catalog, selection)
     result = write_export(catalog, options, sys.stdout, output=output, selection=selection, settings=settings)
     skipped = f", {result.left_out} left out (no position or image yet)" if result.left_out else ""

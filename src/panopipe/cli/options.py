@@ -153,6 +153,22 @@ def warn_if_nothing_selected(catalog: Catalog, selection: Selection) -> bool:
     return True
 
 
+def refuse_a_mistaken_selection(catalog: Catalog, selection: Selection, outcome: str) -> None:
+    """A :class:`~panopipe.errors.NotFoundError` when the filters select no image and say why it is a mistake:
+    they name a reel or shot the catalog does not have (a typo: the closest reel named), or coordinates the
+    other way round would select some. For a command whose empty answer would replace something (an export's
+    file): ``outcome`` says what it did instead (``nothing exported``)."""
+    from panopipe.errors import NotFoundError
+
+    if selection.selects_all or catalog.count(selection):
+        return
+    mistakes = [name.describe() for name in catalog.unknown_names(selection)]
+    if hint := catalog.swapped_hint(selection):
+        mistakes.append(hint)
+    if mistakes:
+        raise NotFoundError(f"{outcome}: {'; '.join(mistakes)}")
+
+
 def open_settings(catalog: str | None, config: Path | None) -> Settings:
     """Settings for a command from its ``--catalog`` and ``--config`` options; a config file's unknown keys
     are errors for every command, whether it reads their tables or not."""
