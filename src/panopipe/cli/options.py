@@ -379,6 +379,7 @@ __all__ = [
     "open_settings",
     "output_file",
     "output_option",
+    "refuse_a_mistaken_selection",
     "uses_catalog",
     "uses_selection",
     "warn_if_nothing_selected",
