@@ -7,6 +7,7 @@ EXIF (time, GPS, heading, camera) and XMP, laid out as ``<reel>/cam<index>/<reel
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import tomllib
@@ -245,6 +246,39 @@ class DemoResult:
     report: Path
 
 
+SAMPLE_EVENT_PREFIX = "s3://survey-bucket/2024-05-01"
+"""Where the demo's sample event says its first frame was uploaded: where the README's ``panopipe sync`` puts
+the reel."""
+
+
+def write_sample_event(survey: DemoSurvey) -> Path:
+    """``event.json`` beside the survey: the S3 event, as Lambda receives it, of the upload of the survey's first
+    frame to :data:`SAMPLE_EVENT_PREFIX` (``panopipe events parse`` and ``events handle`` read it)."""
+    first = survey.files[0]
+    bucket, _, prefix = SAMPLE_EVENT_PREFIX.removeprefix("s3://").partition("/")
+    data = first.read_bytes()
+    record = {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventTime": START_TIME.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "eventName": "ObjectCreated:Put",
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+            "object": {
+                "key": f"{prefix}/{first.relative_to(survey.folder).as_posix()}",
+                "size": len(data),
+                "eTag": hashlib.md5(data, usedforsecurity=False).hexdigest(),
+                "sequencer": "0065F1A2B3C4D5E6F7",
+            },
+        },
+    }
+    path = survey.folder / "event.json"
+    write_atomic(path, [json.dumps({"Records": [record]}, indent=2).encode() + b"\n"])
+    return path
+
+
 def write_project_config(folder: Path, catalog_location: str, camera_size: tuple[int, int]) -> Path:
     """A complete ``panopipe.toml`` in ``folder``: every section panopipe reads, with comments, naming the
     catalog and the survey's rig, so that later commands run there agree with the demo."""
@@ -299,6 +333,7 @@ def run_demo(
         camera = survey.rig.cameras[0]
         write_fixed_positions(survey)
         write_ppk_track(survey)
+        write_sample_event(survey)
         config_file = write_project_config(folder, catalog_location, (camera.width, camera.height))
         settings = load_settings(config_file)
         ingested = ingest(
@@ -336,6 +371,7 @@ __all__ = [
     "GNSS_ALTITUDE_BIAS_M",
     "PPK_SHIFT_M",
     "RTK_ALTITUDE_M",
+    "SAMPLE_EVENT_PREFIX",
     "START",
     "START_TIME",
     "STEP_M",
@@ -350,4 +386,5 @@ __all__ = [
     "write_fixed_positions",
     "write_ppk_track",
     "write_project_config",
+    "write_sample_event",
 ]

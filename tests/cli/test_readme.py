@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from panopipe.cli import main
 ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 DEMO = "panopipe-demo"
-SAMPLE_EVENT = ROOT / "tests/data/events/aws-lambda-dotnet/s3-event.json"
 SKIPPED = {
     "pip install -e .": "the test runs from the tree it tests",
     "bash .ci/run": "that is the suite this test is part of",
@@ -37,7 +35,6 @@ SUBSTITUTED = {
     "BATCH": "a placeholder: the batch id of the demo's edit",
     "postgresql://": "the test's PostgreSQL server (an empty schema of its own); skipped where there is none",
     "s3://": "moto's S3 server, with a bucket named as in the README, through PANOPIPE_S3_ENDPOINT_URL",
-    "event.json": "a saved S3 event: the sample in tests/data/events, copied there",
 }
 
 
@@ -141,8 +138,6 @@ def test_readme_examples_run_as_written_on_the_demo(
             words = [short_id if word == "2b7c5d1e" else word for word in words]
         if "BATCH" in words:
             words = [demo["edit"]["batch"] if word == "BATCH" else word for word in words]
-        if "event.json" in words:
-            shutil.copyfile(SAMPLE_EVENT, "event.json")
         shell(words)
         ran.append(words[:2])
     assert len(ran) == len(examples) - len(skipped) and len(skipped) in (0, 2) and len(examples) > 20
@@ -170,5 +165,5 @@ def test_every_skip_and_substitution_is_explained() -> None:
     for command in SKIPPED:
         assert command in quick_start
     using_it = "\n".join(blocks(section("## Using it"), "bash"))
-    for placeholder in ("2b7c5d1e", "BATCH", "postgresql://", "s3://", "event.json"):
+    for placeholder in ("2b7c5d1e", "BATCH", "postgresql://", "s3://"):
         assert placeholder in using_it and placeholder in SUBSTITUTED
