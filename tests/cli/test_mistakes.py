@@ -247,6 +247,16 @@ def test_a_damaged_catalog_is_one_line(capsys, tmp_path: Path):
             "postgresql://USER@HOST[:PORT]/DATABASE (the port, if given, a number from 1 to 65535)",
         ),
         (
+            "postgresql://u@127.0.0.1/db?port=99999",  # libpq's own parameter: had been "check it is running"
+            "error: invalid catalog URL postgresql://u@127.0.0.1/db?port=99999: expected "
+            "postgresql://USER@HOST[:PORT]/DATABASE (the port, if given, a number from 1 to 65535)",
+        ),
+        (
+            "postgresql://u@127.0.0.1/db?port=5432,5433",  # a port per host: had been SQLAlchemy's traceback
+            "error: invalid catalog URL postgresql://u@127.0.0.1/db?port=5432%2C5433: number of hosts and "
+            "ports don't match",
+        ),
+        (
             "postgresql://u:hunter2@h/",  # libpq would have picked a database itself (PGDATABASE, or the user's)
             "error: invalid catalog URL postgresql://u:***@h/: it names no database: expected "
             "postgresql://USER@HOST[:PORT]/DATABASE",

@@ -84,9 +84,22 @@ def catalog_url(location: str | Path, settings: Settings | None = None) -> URL:
         raise ConfigError(
             f"invalid catalog URL {shown}: it names no database: expected postgresql://USER@HOST[:PORT]/DATABASE"
         )
-    if url.port is not None and not 0 < url.port < 65536:  # else libpq's "invalid port number" at the connect
+    # else libpq's "invalid port number" at the connect, of the URL's port or of libpq's ?port= parameter (a
+    # list, one port per host of ?host=, an empty one the default)
+    given = url.query.get("port", ())
+    ports = [
+        url.port,
+        *(part for value in ([given] if isinstance(given, str) else given) for part in value.split(",")),
+    ]
+    if not all(_is_port(port) for port in ports if port not in (None, "")):
         raise malformed
     return url if "+" in url.drivername else url.set(drivername=_BACKENDS[backend])
+
+
+def _is_port(value: object) -> bool:
+    """Whether ``value`` (an int, or the text of a query parameter) is a TCP port, 1 to 65535."""
+    text = str(value)
+    return text.isdigit() and 0 < int(text) < 65536
 
 
 def catalog_location(url: URL) -> str:
@@ -175,7 +188,10 @@ def create_catalog_engine(location: str | Path | URL, settings: Settings | None 
         engine = sa.create_engine(url)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_postgres_engine(url)
+    try:
+        return create_postgres_engine(url)
+    except sa.exc.ArgumentError as exc:  # what the dialect reads of the URL: ?host= and ?port= lists that differ
+        raise ConfigError(f"invalid catalog URL {catalog_location(url)}: {exc}") from None
 
 
 _shared: dict[str, sa.Engine] = {}
