@@ -159,13 +159,16 @@ def create_stack(
     region: str = DEFAULT_REGION,
 ) -> LocalStack:
     """Create the bucket, the queue with its dead-letter queue, and the bucket notification at ``endpoint_url``,
-    as the stack wires them (the same events and key filter); prefixes that overlap are a :class:`ConfigError`,
-    as in the stack."""
+    as the stack wires them (the same events and key filter); a bucket name or prefixes the stack would refuse
+    (prefixes that overlap among them) are a :class:`ConfigError`, as in the stack."""
     import boto3
 
+    from panopipe.aws.deploy import validate_parameters
     from panopipe.aws.stack.storage import IMAGE_SUFFIXES, NOTIFIED_EVENTS, check_prefixes, notification_rules
 
     check_prefixes(input_prefix, output_prefix)
+    given = {"BucketName": bucket, "InputPrefix": input_prefix, "OutputPrefix": output_prefix}
+    validate_parameters(given, require_all=False, current={})  # the stack's rules: S3 would refuse the name
     options = {"endpoint_url": endpoint_url, "region_name": region}
     credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     s3 = boto3.client("s3", **options, **credentials)

@@ -196,17 +196,31 @@ def test_dev_up_notifies_as_the_stack_does_jpg_keys_under_the_input_prefix_only(
     assert sorted(unquote_plus(key) for key in keys) == sorted(notified)  # S3 sends keys URL-encoded
 
 
-def test_dev_up_refuses_prefixes_that_overlap_as_the_stack_does(capsys: pytest.CaptureFixture[str]):
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (
+            ["--input-prefix", "incoming/", "--output-prefix", "incoming/out/"],
+            "input prefix 'incoming/' and output prefix 'incoming/out/' must not overlap",
+        ),
+        (  # S3 refused it: botocore's traceback
+            ["--bucket", "x"],
+            "parameter BucketName='x' is not valid: 3 to 63 lower-case letters, digits, dots and hyphens, "
+            "without '..', not an IP address (S3's bucket naming rules)",
+        ),
+    ],
+    ids=["overlapping-prefixes", "bucket-name"],
+)
+def test_dev_up_refuses_what_the_stack_refuses(
+    capsys: pytest.CaptureFixture[str], args: list[str], error: str
+):
     done: list[int] = []
-    args = ["dev", "up", "--input-prefix", "incoming/", "--output-prefix", "incoming/out/"]
-    up = threading.Thread(target=lambda: done.append(main(args)), daemon=True)
+    up = threading.Thread(target=lambda: done.append(main(["dev", "up", *args])), daemon=True)
     up.start()
     up.join(timeout=20)
 
     assert done == [ConfigError.exit_code]
-    assert capsys.readouterr().err.splitlines() == [
-        "error: input prefix 'incoming/' and output prefix 'incoming/out/' must not overlap"
-    ]
+    assert capsys.readouterr().err.splitlines() == [f"error: {error}"]
 
 
 def test_a_reel_moved_within_the_bucket_keeps_its_images(
