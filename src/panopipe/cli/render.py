@@ -174,8 +174,8 @@ def print_fields(values: dict[str, Any], *, as_json: bool, marked: Iterable[str]
 
 
 def success(message: str) -> None:
-    """A short confirmation on stderr."""
-    stderr.print(Text(message, style="green"))
+    """A confirmation on stderr, one line however long (a URL or path in it is not broken across lines)."""
+    stderr.print(Text(message, style="green"), soft_wrap=True)
 
 
 def warn(message: str) -> None:
