@@ -190,7 +190,9 @@ def create_catalog_engine(location: str | Path | URL, settings: Settings | None 
         return engine
     try:
         return create_postgres_engine(url)
-    except sa.exc.ArgumentError as exc:  # what the dialect reads of the URL: ?host= and ?port= lists that differ
+    except (
+        sa.exc.ArgumentError
+    ) as exc:  # what the dialect reads of the URL: ?host= and ?port= lists that differ
         raise ConfigError(f"invalid catalog URL {catalog_location(url)}: {exc}") from None
 
 
