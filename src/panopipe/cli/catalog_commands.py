@@ -15,7 +15,6 @@ from panopipe.cli.options import (
     DryRunOption,
     JsonOption,
     output_option,
-    refuse_a_mistaken_selection,
     uses_catalog,
     uses_selection,
     warn_if_nothing_selected,
@@ -201,8 +200,8 @@ def export(
     from panopipe.export import ExportOptions, write_export
 
     options = ExportOptions(of, export_format, base_url, camera_height)
-    refuse_a_mistaken_selection(catalog, selection, "nothing exported")  # an earlier file left as it was
-    warn_if_nothing_selected(catalog, selection)
+    # a typo is an error: the file it would have replaced with an empty one is left as it was
+    warn_if_nothing_selected(catalog, selection, mistakes_stop="nothing exported")
     result = write_export(catalog, options, sys.stdout, output=output, selection=selection, settings=settings)
     skipped = f", {result.left_out} left out (no position or image yet)" if result.left_out else ""
     where = f" to {', '.join(map(str, result.files))}" if result.files else ""

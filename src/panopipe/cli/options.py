@@ -143,30 +143,29 @@ def output_option(*names: str, help: str) -> Any:
     return typer.Option(*names, help=help, parser=local_file, callback=output_file, metavar="<path>")
 
 
-def warn_if_nothing_selected(catalog: Catalog, selection: Selection) -> bool:
+def warn_if_nothing_selected(
+    catalog: Catalog, selection: Selection, *, mistakes_stop: str | None = None
+) -> bool:
     """Warn when filters are given and select no image (a mistyped reel or shot: named, with the closest
     reel), and say so (True): the command then finds nothing to do, which would otherwise read as "all done".
-    Not an error: a scheduled ``run --since`` with nothing new is normal."""
+    Not an error: a scheduled ``run --since`` with nothing new is normal.
+
+    With ``mistakes_stop`` (what the command did instead: ``nothing exported``), for a command whose empty
+    answer would replace something (an export's file), filters that say why they select nothing are a
+    :class:`~panopipe.errors.NotFoundError`: a reel or shot the catalog does not have, or coordinates that
+    the other way round would select some."""
     if selection.selects_all or catalog.count(selection):
         return False
+    if mistakes_stop is not None:
+        from panopipe.errors import NotFoundError
+
+        mistakes = [name.describe() for name in catalog.unknown_names(selection)]
+        if hint := catalog.swapped_hint(selection):
+            mistakes.append(hint)
+        if mistakes:
+            raise NotFoundError(f"{mistakes_stop}: {'; '.join(mistakes)}")
     render.warn(catalog.no_match(selection, "the filters"))
     return True
-
-
-def refuse_a_mistaken_selection(catalog: Catalog, selection: Selection, outcome: str) -> None:
-    """A :class:`~panopipe.errors.NotFoundError` when the filters select no image and say why it is a mistake:
-    they name a reel or shot the catalog does not have (a typo: the closest reel named), or coordinates the
-    other way round would select some. For a command whose empty answer would replace something (an export's
-    file): ``outcome`` says what it did instead (``nothing exported``)."""
-    from panopipe.errors import NotFoundError
-
-    if selection.selects_all or catalog.count(selection):
-        return
-    mistakes = [name.describe() for name in catalog.unknown_names(selection)]
-    if hint := catalog.swapped_hint(selection):
-        mistakes.append(hint)
-    if mistakes:
-        raise NotFoundError(f"{outcome}: {'; '.join(mistakes)}")
 
 
 def open_settings(catalog: str | None, config: Path | None) -> Settings:
@@ -379,7 +378,6 @@ __all__ = [
     "open_settings",
     "output_file",
     "output_option",
-    "refuse_a_mistaken_selection",
     "uses_catalog",
     "uses_selection",
     "warn_if_nothing_selected",
