@@ -39,7 +39,6 @@ import functools
 import logging
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -383,7 +382,12 @@ def _apply_round(
         deleted = set(
             conn.execute(deleting.values(deleted=True, updated_at=utcnow()).returning(c.id)).scalars()
         )
-    shot_frames = _frames_left(conn, sorted(deleted), now)
+    shots = _shots_of(conn, removed)
+    # A removed frame is in no shot then (below): its shot, made with it, is marked changed, and one of the
+    # frames it keeps is reported for the shot to be reprocessed (a shot none of whose frames changed is found
+    # up to date); a shot it leaves without frames is the on_removed hook's.
+    shot_frames = {i: frame for i, (_, frame) in shots.items() if i in deleted and frame is not None}
+    touch_shots(conn, {shots[i][0] for i in shot_frames}, now)
     ids = {changes[index].uri: image_id for index, image_id, _ in claimed}
     for index, image_id, added in claimed:
         record = changes[index].record
@@ -403,7 +407,7 @@ def _apply_round(
     outcomes += _record_copies(conn, changes, matches, ids)
     if removed:
         if on_removed is not None:
-            on_removed(conn, removed, _emptied_shots(conn, removed))
+            on_removed(conn, removed, sorted({shot for shot, frame in shots.values() if frame is None}))
         conn.execute(images.update().where(c.id.in_(removed), c.shot.is_not(None)).values(shot=None))
     return outcomes
 
@@ -567,33 +571,19 @@ def _fill_removed(
     conn.execute(images.update().where(c.id.in_(ids)).values(deleted=True, shot=None))
 
 
-def _frames_left(conn: sa.Connection, image_ids: Sequence[str], now: datetime) -> dict[str, str]:
-    """For each of the removed ``image_ids`` whose shot keeps frames, one of them (by removed id); those shots'
-    frames are marked changed at ``now``: their panorama was made with a frame that is gone (the removed one
-    is then in no shot, and a shot no frame of which changed would be found up to date)."""
+def _shots_of(conn: sa.Connection, image_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+    """The shot of each of ``image_ids`` that is in one, and a frame of it that is not deleted (``None``: the
+    shot has none left), by image id."""
     frame = images.alias("frame")
     kept = sa.and_(frame.c.shot == images.c.shot, frame.c.deleted == sa.false())
     one = sa.select(frame.c.id).where(kept).order_by(frame.c.id).limit(1).scalar_subquery()
-    found: dict[str, str] = {}
-    shots: set[str] = set()
+    found: dict[str, tuple[str, str | None]] = {}
     for chunk in batched(image_ids, CHUNK):
         query = sa.select(images.c.id, images.c.shot, one).where(
             images.c.id.in_(chunk), images.c.shot.is_not(None)
         )
-        for image_id, shot, frame_id in conn.execute(query):
-            if frame_id is not None:
-                found[image_id] = frame_id
-                shots.add(shot)
-    touch_shots(conn, shots, now)
+        found.update((image_id, (shot, frame_id)) for image_id, shot, frame_id in conn.execute(query))
     return found
-
-
-def _emptied_shots(conn: sa.Connection, image_ids: Sequence[str]) -> list[str]:
-    """The shots of ``image_ids`` that have no frame left that is not deleted."""
-    frame = images.alias("frame")
-    alive = sa.select(frame.c.id).where(frame.c.shot == images.c.shot, frame.c.deleted == sa.false()).exists()
-    query = sa.select(images.c.shot).where(images.c.id.in_(image_ids), images.c.shot.is_not(None), ~alive)
-    return sorted(set(conn.execute(query).scalars()))
 
 
 def padded_sequencer(sequencer: str | None) -> str | None:
