@@ -138,7 +138,7 @@ def aws_client(
         ) from None
     except ValueError as exc:  # botocore's "Invalid endpoint: URL"
         raise _invalid_endpoint(exc, endpoint_url, settings) from None
-    _refuse_endpoint_path(client.meta.endpoint_url, endpoint_url, settings)
+    _refuse_malformed_endpoint(client.meta.endpoint_url, endpoint_url, settings)
     return client
 
 
@@ -161,25 +161,28 @@ def _invalid_endpoint(error: ValueError, endpoint_url: str | None, settings: Set
     )
 
 
-def _refuse_endpoint_path(value: str, endpoint_url: str | None, settings: Settings) -> None:
+def _refuse_malformed_endpoint(value: str, endpoint_url: str | None, settings: Settings) -> None:
     """A :class:`ConfigError` if the endpoint URL ``value`` a client uses has a path or a query (a bucket
     pasted into it): botocore would put it before every request's path, and every object read as missing; or
     a port that is no port (botocore would try to connect, and report the endpoint unreachable)."""
     parts = urlsplit(value)
-    if parts.path.strip("/") or parts.query or parts.fragment:
-        raise ConfigError(
-            f"{_endpoint_source(value, endpoint_url, settings)} is {value!r}, not an endpoint URL: a path is "
-            f"not allowed; give SCHEME://HOST:PORT, e.g. {parts.scheme}://{parts.netloc}"
-        )
     try:
-        port = parts.port
+        port_ok = parts.port != 0
     except ValueError:  # not a number, or out of 0-65535
-        port = 0
-    if port == 0:
-        raise ConfigError(
-            f"{_endpoint_source(value, endpoint_url, settings)} is {value!r}, not an endpoint URL: its port is "
-            f"not a number from 1 to 65535; give SCHEME://HOST:PORT, e.g. {parts.scheme}://{parts.hostname}:9000"
+        port_ok = False
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        problem, example = "a path is not allowed", f"{parts.scheme}://{parts.netloc}"
+    elif not port_ok:
+        problem, example = (
+            "its port is not a number from 1 to 65535",
+            f"{parts.scheme}://{parts.hostname}:9000",
         )
+    else:
+        return
+    raise ConfigError(
+        f"{_endpoint_source(value, endpoint_url, settings)} is {value!r}, not an endpoint URL: {problem}; give "
+        f"SCHEME://HOST:PORT, e.g. {example}"
+    )
 
 
 def _endpoint_source(value: str, endpoint_url: str | None, settings: Settings) -> str:
