@@ -240,13 +240,17 @@ def _lanczos_shrink(plane: Any, factor: int) -> Any:
 
     phases = _lanczos_phases(factor)
     rows: list[Any] = [
-        cv2.filter2D(
-            plane[p::factor], cv2.CV_32F, kernel[:, None], anchor=(0, shift), borderType=cv2.BORDER_REFLECT
+        cv2.filter2D(  # of floats: OpenCV vectorises its line filters of floats, not of bytes to floats
+            plane[p::factor].astype(np.float32),
+            cv2.CV_32F,
+            kernel[:, None],
+            anchor=(0, shift),
+            borderType=cv2.BORDER_REFLECT,
         )
         for p, kernel, shift in phases
     ]
     for part in rows[1:]:
-        rows[0] += part
+        cv2.add(rows[0], part, dst=rows[0])
     columns: list[Any] = [
         cv2.filter2D(
             np.ascontiguousarray(rows[0][:, p::factor]),
@@ -258,7 +262,7 @@ def _lanczos_shrink(plane: Any, factor: int) -> Any:
         for p, kernel, shift in phases
     ]
     for part in columns[2:]:
-        columns[1] += part
+        cv2.add(columns[1], part, dst=columns[1])
     # the sum of the phases, rounded and saturated to uint8 in one pass
     return cv2.addWeighted(columns[0], 1.0, columns[1], 1.0, 0.0, dtype=cv2.CV_8U)
 
