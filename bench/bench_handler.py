@@ -53,10 +53,11 @@ from panopipe.catalog import Catalog
 from panopipe.config import Settings
 from panopipe.demo import generate_survey
 from panopipe.dev import create_stack, spawn_moto_server
-from panopipe.events.handler import READ_THREADS, EventHandler
+from panopipe.events.handler import EventHandler
 from panopipe.ingest import HEADER_CHUNK
 from panopipe.metadata import parse_jpeg_header
 from panopipe.metadata.writer import MetadataUpdate, apply_metadata
+from panopipe.storage import CONCURRENT_REQUESTS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.aws.s3_events import s3_record, sqs_batch
@@ -203,7 +204,7 @@ def bench_throughput(report: fair.Report, args: argparse.Namespace) -> None:
                 " make text, model text)"
             )
             plain.commit()
-            pool = ThreadPoolExecutor(READ_THREADS)
+            pool = ThreadPoolExecutor(CONCURRENT_REQUESTS)
 
             def upload_reel() -> list[dict[str, Any]]:
                 """A new reel's objects uploaded; its SQS batches of 10 records."""

@@ -59,9 +59,7 @@ from panopipe.ingest import JPEG_SUFFIXES, image_record, unstorable_uri
 from panopipe.pipeline import Pipeline, load_pipeline, output_prefixes, plan
 from panopipe.pipeline.runner import initiate
 from panopipe.pipeline.store import orphan_artifacts
-from panopipe.storage import Storage, open_storage, validate_key
-
-READ_THREADS = 16
+from panopipe.storage import CONCURRENT_REQUESTS, Storage, open_storage, validate_key
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +167,7 @@ class EventHandler:
         self.steps = steps
         self._view: _View | None = None
         self._storages: dict[str, Storage] = {}
-        self._pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="panopipe-read")
+        self._pool = ThreadPoolExecutor(CONCURRENT_REQUESTS, thread_name_prefix="panopipe-read")
 
     @classmethod
     def from_settings(cls, catalog: Catalog, settings: Settings) -> EventHandler:
@@ -414,7 +412,6 @@ class _Skip(Exception):
 
 
 __all__ = [
-    "READ_THREADS",
     "Action",
     "EventHandler",
     "HandleReport",

@@ -41,7 +41,7 @@ from panopipe.errors import (
 )
 from panopipe.executors.codec import decode_job, decode_outcome, encode_job, encode_outcome
 from panopipe.steps.base import JobOutcome, JobSpec
-from panopipe.storage import Storage, local_path, resolve_uri
+from panopipe.storage import CONCURRENT_REQUESTS, Storage, local_path, resolve_uri
 
 if TYPE_CHECKING:
     from panopipe.config import Settings
@@ -52,8 +52,6 @@ RESULTS = "results/"
 MANIFEST_FORMAT = 3
 """The version of the manifest's layout written and read (1: one object per chunk, ``chunks/00000.jsonl``;
 2: no ``shared`` payload fields)."""
-WRITERS = 16
-"""Results read at once (S3 answers each request in tens of milliseconds)."""
 COMPRESS_LEVEL = 1
 """gzip level of the chunks: JSON lines of jobs shrink about tenfold at the fastest level."""
 
@@ -258,7 +256,7 @@ class Submission:
                 now = utcnow()
                 return job_id, JobOutcome("failed", (), f"unreadable result: {exc}", "", 1, now, now)
 
-        with ThreadPoolExecutor(WRITERS) as pool:
+        with ThreadPoolExecutor(CONCURRENT_REQUESTS) as pool:
             yield from pool.map(read, job_ids)
 
     def _result_key(self, job_id: str) -> str:
@@ -271,7 +269,6 @@ __all__ = [
     "MANIFEST",
     "MANIFEST_FORMAT",
     "RESULTS",
-    "WRITERS",
     "Manifest",
     "Submission",
     "chunk_count",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -26,7 +27,7 @@ from panopipe.pipeline.store import StoredOutput, mark_stale, stored_outputs, wi
 from panopipe.steps.apply_metadata import Placement, absent_values, expected_metadata
 from panopipe.steps.base import Step, discard_outputs
 from panopipe.steps.registry import STEP_TYPES
-from panopipe.storage import resolve_uri
+from panopipe.storage import CONCURRENT_REQUESTS, resolve_uri
 
 WITHDRAWN = {
     "excluded": "an edit excluded the image (qc --fix thinning): delete the file, or undo the edit",
@@ -98,7 +99,8 @@ def verify(
     """Every drifted output of the selected subjects, then the outputs of selected images an edit excluded
     or whose files were removed (problem ``excluded`` or ``deleted``, left in place); with ``repair``, the drifted jobs are marked stale. The outputs of
     steps turned off (``enabled = false``) are not checked: nothing remakes, copies or publishes them.
-    ``progress(done, total)`` follows the outputs checked."""
+    ``progress(done, total)`` follows the outputs checked. The outputs are read ``CONCURRENT_REQUESTS`` at
+    a time (a verify of S3 outputs waits on requests, not on the CPU)."""
     metadata_step = load_pipeline(catalog, settings, ["apply-metadata"]).steps[0]
     placement = Placement.of(metadata_step.context)
     running = {step.name for step in load_pipeline(catalog, settings).steps}
@@ -110,15 +112,20 @@ def verify(
         total = sum(
             o.step in running for by_key in found.values() for outputs in by_key.values() for o in outputs
         )
-        for kind, by_key in found.items():
-            keys = list(by_key)
-            for start in range(0, len(keys), CHUNK):
-                for subject in load_subjects(conn, kind, keys[start : start + CHUNK]):
-                    # a step made outdated by the catalog runs again, and every step after it
-                    outputs = [output for output in by_key[subject.key] if output.step in running]
-                    outdated = any(output.outdated for output in outputs)
-                    for output in outputs:
-                        drift = _check(output, subject, metadata_step, placement)
+        with ThreadPoolExecutor(CONCURRENT_REQUESTS) as readers:
+            for kind, by_key in found.items():
+                keys = list(by_key)
+                for start in range(0, len(keys), CHUNK):
+                    checks: list[tuple[StoredOutput, Subject, bool]] = []
+                    for subject in load_subjects(conn, kind, keys[start : start + CHUNK]):
+                        outputs = [output for output in by_key[subject.key] if output.step in running]
+                        # a step made outdated by the catalog runs again, and every step after it
+                        outdated = any(output.outdated for output in outputs)
+                        checks += [(output, subject, outdated) for output in outputs]
+                    found_drifts = readers.map(
+                        lambda check: _check(check[0], check[1], metadata_step, placement), checks
+                    )
+                    for (output, _, outdated), drift in zip(checks, found_drifts, strict=True):
                         if drift is not None and drift.problem == "metadata" and outdated:
                             drift = replace(drift, problem="outdated", details=(OUTDATED, *drift.details))
                         if drift is not None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from panopipe.storage.base import ObjectInfo, Progress, ReadStats, Storage, StorageStats, validate_key
+from panopipe.storage.base import (
+    CONCURRENT_REQUESTS,
+    ObjectInfo,
+    Progress,
+    ReadStats,
+    Storage,
+    StorageStats,
+    validate_key,
+)
 from panopipe.storage.folder import (
     FolderStorage,
     local_uris,
@@ -74,6 +82,7 @@ def local_path(location: str) -> Path | None:
 
 
 __all__ = [
+    "CONCURRENT_REQUESTS",
     "FolderStorage",
     "ObjectInfo",
     "Progress",

@@ -17,6 +17,10 @@ Progress = Callable[[int], None]
 """Called with the number of bytes just transferred."""
 
 HASH_CHUNK = 8 * 1024 * 1024
+CONCURRENT_REQUESTS = 16
+"""Objects read or written at once by the code that reads or writes many (ingest, the event handler, verify,
+Batch manifests): S3 answers each request in tens of milliseconds, so one request at a time leaves a
+thread idle; a folder's reads gain little beyond the disk's own queue, and lose nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +256,7 @@ def _ignore(_nbytes: int) -> None:
 
 
 __all__ = [
+    "CONCURRENT_REQUESTS",
     "HASH_CHUNK",
     "NOT_UTF8",
     "ObjectInfo",
