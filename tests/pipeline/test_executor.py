@@ -188,8 +188,9 @@ def dead_endpoint(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> str:
 def test_a_storage_endpoint_that_does_not_answer_stops_the_run_its_jobs_left_due(
     project: Project, dead_endpoint: str, pooled: bool
 ):
-    """Every job would wait through botocore's retries (about 10 s each) and fail alike: the first job that
-    finds the endpoint down stops the run, one error; no job is recorded failed, each is due for the next."""
+    """Every job would wait to connect (a second when refused, about 7 s when no answer comes) and fail alike:
+    the first job that finds the endpoint down stops the run, one error; no job is recorded failed, each is
+    due for the next."""
     records = [
         record(
             project.root / f"pano_{n}.jpg",

@@ -31,6 +31,7 @@ from botocore.exceptions import (
 from PIL import Image as PILImage
 from urllib3.exceptions import ProtocolError
 
+from panopipe.config import Settings
 from panopipe.errors import EndpointUnreachableError, ObjectNotFoundError, StorageError
 from panopipe.steps.base import JobSpec
 from panopipe.steps.registry import execute_job
@@ -157,6 +158,48 @@ def test_an_endpoint_botocore_could_not_reach_is_not_tried_again(faults: Faults,
 
     assert not raised.value.transient
     assert faults.sent == ["GetObject", "GetObject"]
+
+
+@pytest.fixture
+def own_storage(faults: Faults) -> Iterator[S3Storage]:
+    """Storage over panopipe's own S3 client (``s3_client``, shared: ``faults`` leave it afterwards) under
+    moto, ``faults`` first; it holds ``a.jpg`` (``0123456789``), and ``faults`` has counted no request yet."""
+    client = aws_clients.s3_client(Settings())
+    client.meta.events.register_first("before-send.s3", faults)
+    try:
+        storage = S3Storage(BUCKET, PREFIX, s3_client=client)
+        storage.put("a.jpg", b"0123456789")
+        faults.sent.clear()
+        yield storage
+    finally:
+        client.meta.events.unregister("before-send.s3", faults)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(raises(EndpointConnectionError), id="connection refused"),
+        pytest.param(raises(ConnectTimeoutError), id="connect timeout"),
+    ],
+)
+def test_a_call_that_cannot_connect_is_tried_once_more_not_through_every_retry(
+    own_storage: S3Storage, faults: Faults, fault: Fault
+) -> None:
+    """A dead endpoint had been tried through every one of botocore's retries, with backoff, before a job,
+    ingest or sync knew it unreachable: 15 s when it refused, over a minute when it did not answer."""
+    faults.inject("GetObject", fault, aws_clients.MAX_RETRIES + 1)
+
+    with pytest.raises(EndpointUnreachableError):
+        own_storage.get("a.jpg")
+
+    assert faults.sent == ["GetObject"] * (aws_clients.CONNECT_RETRIES + 1)
+
+
+def test_other_transient_errors_keep_botocores_retries(own_storage: S3Storage, faults: Faults) -> None:
+    faults.inject("GetObject", raises(ReadTimeoutError), aws_clients.CONNECT_RETRIES + 1)
+
+    assert own_storage.get("a.jpg") == b"0123456789"
+    assert faults.sent == ["GetObject"] * (aws_clients.CONNECT_RETRIES + 2)
 
 
 def test_sync_stops_once_the_endpoint_cannot_be_reached(faults: Faults, tmp_path) -> None:

@@ -16,10 +16,14 @@ S3Client: TypeAlias = Any  # boto3 generates client classes at run time
 DEFAULT_MAX_POOL_CONNECTIONS = 64
 MAX_RETRIES = 5
 """Retries botocore makes of a call (standard retry mode, with backoff) before an error reaches panopipe."""
-CONNECT_TIMEOUT_S = 10
-"""Seconds botocore waits for a connection, each attempt (its own default, 60 s, took minutes before an endpoint
-was known down): with :data:`MAX_RETRIES`, how long a client tries an endpoint before it is unreachable
-(:func:`is_endpoint_unreachable`)."""
+CONNECT_TIMEOUT_S = 3
+"""Seconds botocore waits for a connection, each attempt: a connection to S3 takes milliseconds (botocore's own
+default, 60 s, took minutes before an endpoint was known down)."""
+CONNECT_RETRIES = 1
+"""Retries of a call that could not connect (refused, a name not resolved, :data:`CONNECT_TIMEOUT_S` passed),
+whatever :data:`MAX_RETRIES` allows: one, for a blip. A dead endpoint is then unreachable
+(:func:`is_endpoint_unreachable`) within a second when it refuses, about 7 s when it does not answer, where
+botocore's retries of everything had taken 15 s and over a minute."""
 
 THROTTLING_CODES = frozenset(
     {
@@ -139,7 +143,18 @@ def aws_client(
     except ValueError as exc:  # botocore's "Invalid endpoint: URL"
         raise _invalid_endpoint(exc, endpoint_url, settings) from None
     _refuse_malformed_endpoint(client.meta.endpoint_url, endpoint_url, settings)
+    service = client.meta.service_model.service_id.hyphenize()
+    client.meta.events.register_first(f"needs-retry.{service}", _connect_retries_spent)  # before botocore's
     return client
+
+
+def _connect_retries_spent(
+    attempts: int, caught_exception: BaseException | None = None, **_: Any
+) -> bool | None:
+    """``False`` (no retry: botocore takes the first answer that is not ``None``) once a call that could not
+    connect was tried :data:`CONNECT_RETRIES` times again; ``None`` leaves it to botocore's retry mode."""
+    failed = caught_exception is not None and is_endpoint_unreachable(caught_exception)
+    return False if failed and attempts > CONNECT_RETRIES else None
 
 
 _INVALID_ENDPOINT = "Invalid endpoint: "
@@ -232,6 +247,7 @@ def is_transient_aws_error(error: BaseException) -> bool:
 
 
 __all__ = [
+    "CONNECT_RETRIES",
     "CONNECT_TIMEOUT_S",
     "CREDENTIALS_HINT",
     "DEFAULT_MAX_POOL_CONNECTIONS",
