@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import re
 import shutil
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -268,13 +271,110 @@ def write_geopackage(target: Path, wkt: str, *options: str, srs: str = "EPSG:432
     return target
 
 
-@pytest.mark.parametrize("srs", ["EPSG:4326", "EPSG:32632"])
-def test_a_geopackage_line_with_m_values_in_any_crs(tmp_path: Path, srs: str):
-    wkt = "LINESTRING M (11.5 48.1 1, 11.51 48.11 2.5, 11.52 48.11 3)"
-    target = write_geopackage(tmp_path / "line.gpkg", wkt, "-nlt", "LINESTRINGM", srs=srs)
+LAMBERT_WITHOUT_CODE = "+proj=lcc +lat_0=46.5 +lon_0=3 +lat_1=49 +lat_2=44 +x_0=700000 +y_0=6600000 +ellps=GRS80 +units=m +no_defs"
+"""A CRS of no EPSG code: ogr2ogr stores it as organization NONE, with its WKT definition."""
+
+
+@pytest.mark.parametrize(
+    "srs", ["EPSG:4326", "EPSG:32632", LAMBERT_WITHOUT_CODE], ids=["4326", "32632", "custom"]
+)
+@pytest.mark.parametrize(
+    "wkt, kind",
+    [
+        ("LINESTRING M (11.5 48.1 1, 11.51 48.11 2.5, 11.52 48.11 3)", "LINESTRINGM"),
+        # ArcGIS, Shapefile and ogr2ogr -nlt PROMOTE_TO_MULTI write a polyline as a MultiLineString of one part
+        ("LINESTRING M (11.5 48.1 1, 11.51 48.11 2.5, 11.52 48.11 3)", "MULTILINESTRINGM"),
+        (
+            "MULTILINESTRING ZM ((11.5 48.1 400 1, 11.51 48.11 410 2.5), (11.52 48.11 420 3, 11.51 48.11 410 2.5))",
+            "MULTILINESTRINGZM",
+        ),
+    ],
+    ids=["line", "one-part-multi", "two-parts-second-reversed"],
+)
+def test_a_geopackage_line_with_m_values_in_any_crs(tmp_path: Path, srs: str, wkt: str, kind: str):
+    target = write_geopackage(tmp_path / "line.gpkg", wkt, "-nlt", kind, srs=srs)
     route = read_route(target, "G", unit="km")
     assert route.measures == (1.0, 2.5, 3.0)
     assert np.allclose(route.coordinates, [(11.5, 48.1), (11.51, 48.11), (11.52, 48.11)], atol=1e-8)
+
+
+def test_a_geopackage_crs_that_cannot_be_read_is_one_error_line(capsys, tmp_path: Path):
+    target = write_geopackage(
+        tmp_path / "line.gpkg", "LINESTRING (11.5 48.1, 11.51 48.11)", srs=LAMBERT_WITHOUT_CODE
+    )
+    with contextlib.closing(sqlite3.connect(target)) as db, db:
+        db.execute(
+            "UPDATE gpkg_spatial_ref_sys SET definition = 'PROJCS[\"broken\"' WHERE organization = 'NONE'"
+        )
+    db_path = str(tmp_path / "c.db")
+    Catalog.open(db_path).close()
+    code, _, err = cli(capsys, "route", "add", "X", str(target), "--start-measure", "0", "--catalog", db_path)
+    assert (code, len(err.splitlines())) == (2, 1), err
+    assert err.startswith(f"error: {target}: cannot read its CRS NONE:100000 (Invalid projection"), err
+
+
+MEASURED = [
+    [11.5, 48.1, 0.0, 1.0],
+    [11.51, 48.11, 0.0, 2.5],
+    [11.52, 48.11, 0.0, 3.0],
+    [11.53, 48.12, 0.0, 4.0],
+]
+
+
+@pytest.mark.parametrize(
+    "parts, drawn",
+    [
+        ([MEASURED], MEASURED),
+        ([MEASURED[:2], MEASURED[1:3], MEASURED[2:]], MEASURED),
+        ([MEASURED[2:], MEASURED[:2], MEASURED[1:3]], MEASURED),  # parts out of order
+        ([MEASURED[:2], MEASURED[3:1:-1], MEASURED[1:3]], MEASURED),  # the second drawn the other way
+        ([MEASURED[1::-1], MEASURED[1:3], MEASURED[2:]], MEASURED[::-1]),  # the first drawn the other way
+    ],
+    ids=["one-part", "in-order", "out-of-order", "one-reversed", "first-reversed"],
+)
+def test_a_multilinestring_is_merged_with_its_m_values_in_the_direction_of_its_first_part(
+    capsys, tmp_path: Path, parts: list[list[list[float]]], drawn: list[list[float]]
+):
+    path = write(tmp_path / "m.geojson", {"type": "MultiLineString", "coordinates": parts})
+    route = read_route(path, "M", unit="km")
+    assert route.coordinates == tuple((p[0], p[1]) for p in drawn)
+    assert route.measures == tuple(p[3] for p in drawn)
+    # M values and --start-measure: the file's M values are the measures, the option a mistake
+    db = str(tmp_path / "c.db")
+    Catalog.open(db).close()
+    code, _, err = cli(capsys, "route", "add", "M", str(path), "--start-measure", "0", "--catalog", db)
+    assert (code, err) == (
+        2,
+        f"error: {path}: the line has measures (M values): leave out --start-measure "
+        "(the file's M values are the measures)\n",
+    )
+
+
+@pytest.mark.parametrize(
+    "parts, message",
+    [
+        (
+            [MEASURED[:2], [[11.51, 48.11, 0.0, 2.6], *MEASURED[2:]]],
+            "parts of the MultiLineString meet at 11.51, 48.11 with different M values (2.6 and 2.5)",
+        ),
+        ([MEASURED[:2], MEASURED[2:]], "a MultiLineString of 2 parts that do not join into one line"),
+        (
+            [MEASURED[:2], [[11.51, 48.11], [11.52, 48.11]]],
+            "some positions have an M value (the 4th value) and others not",
+        ),
+        (
+            [MEASURED[:2], MEASURED[1:2]],
+            "part 2 of the MultiLineString has 1 position(s); a line needs at least 2",
+        ),
+    ],
+    ids=["m-values-differ-where-parts-meet", "parts-apart", "some-without-m", "one-position"],
+)
+def test_a_multilinestring_whose_m_values_cannot_be_kept_is_refused(
+    tmp_path: Path, parts: list[list[list[float]]], message: str
+):
+    path = write(tmp_path / "m.geojson", {"type": "MultiLineString", "coordinates": parts})
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        read_route(path, "M", unit="km", start_measure=0)
 
 
 @pytest.mark.parametrize("name", ["route2#new.gpkg", "r?x.gpkg", "r%41.gpkg", "route #2.gpkg"])
