@@ -467,3 +467,42 @@ def test_a_shift_past_the_year_9999_is_a_usage_error(catalog: Catalog):
         ConfigError, match=r"moves the capture time of image .* \(9999-12-31T12:00:00\+00:00\) past"
     ):
         catalog.plan_edit(Selection(), shift_time_s=parse_time_shift("1d"))
+
+
+def test_capture_times_of_unknown_utc_offset_are_placed_as_utc_with_a_warning(
+    capsys, tmp_path: Path, catalog_url: str
+):
+    """A camera that writes no OffsetTimeOriginal (and no GPS time) gives a clock time of unknown zone: the
+    track places it as UTC, and says so, with how to correct a clock on local time."""
+    with Catalog.open(catalog_url) as catalog:
+        catalog.upsert_images(
+            [
+                ImageRecord(
+                    uri=f"/r/{n}.jpg",
+                    reel="R",
+                    frame=n,
+                    captured_at=START + timedelta(seconds=n),
+                    utc_offset_minutes=offset,
+                )
+                for n, offset in ((1, None), (2, 120), (3, None), (9, None))  # the 4th after the track ends
+            ]
+        )
+    track = tmp_path / "track.gpx"
+    track.write_text(gpx([(START + timedelta(seconds=s), *curve(s)) for s in range(5)]))
+    edit = ["edit", "--all", "--track", str(track), "--reason", "PPK", "--catalog", catalog_url]
+    code, out, err = run(capsys, *edit, "--json")
+    assert code == 0, err
+    assert len(json.loads(out)["not_placed"]) == 1
+    warning = (
+        "warning: 2 of 3 placed image(s) have a capture time of unknown UTC offset (no OffsetTimeOriginal or "
+        "GPS time): placed as if their camera's clock were on UTC. If it was on local time, undo this edit, "
+        "correct their times and offset (for UTC+02:00: panopipe edit --shift-time -2h --set "
+        "utc_offset_minutes=120) and place them again\n"
+    )
+    assert err.count("warning:") == 2 and err.endswith(warning), err
+    # A track the clock's zone puts hours away places nothing: the error names the unknown offsets.
+    code, _, err = run(capsys, *edit, "--shift-time", "-2h")
+    assert code == 2 and err.endswith(
+        "?; 3 of them have a capture time of unknown UTC offset, taken as UTC: a camera clock on local time is "
+        "off by its offset\n"
+    ), err

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -336,7 +335,8 @@ def _placed_on_track(
     max_gap_s: float,
     shift_time_s: float | None,
 ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    """``edit --track``: values per image, and the images the track cannot place (warned about here)."""
+    """``edit --track``: values per image, and the images the track cannot place (warned about here, with the
+    placement's other warnings)."""
     from panopipe.geotag import camera_yaws, read_track, track_edit
 
     track = read_track(path)
@@ -349,20 +349,8 @@ def _placed_on_track(
     placed = track_edit(
         catalog, selection, track, max_gap_s=max_gap_s, shift_time_s=shift_time_s or 0, camera_yaws=yaws
     )
-    if placed.headings_kept:
-        cameras = ", ".join(map(str, sorted(placed.headings_kept)))
-        render.warn(
-            f"{sum(placed.headings_kept.values())} image(s) of camera(s) {cameras} kept their heading: the "
-            "track's is the vehicle's, and no rig profile ([steps.stitch.rig]) gives those cameras' yaw"
-        )
-    if placed.not_placed:
-        reasons = Counter(item.reason.partition(" (")[0] for item in placed.not_placed)
-        render.warn(
-            f"{len(placed.not_placed)} of {placed.placed + len(placed.not_placed)} image(s) not placed on the "
-            f"track, left where they are: "
-            + "; ".join(f"{n} {reason}" for reason, n in reasons.items())
-            + " (the edit's --json output lists them)"
-        )
+    for message in placed.warnings():
+        render.warn(message)
     return placed.per_image, [item.to_dict() for item in placed.not_placed]
 
 

@@ -5,6 +5,7 @@ vehicle's: a rig camera's is that turned by the camera's yaw in the rig profile.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,6 +49,36 @@ class TrackEdit:
     not_placed: list[NotPlaced] = field(default_factory=list)
     headings_kept: dict[int, int] = field(default_factory=dict)
     """Placed images that kept their heading because the rig has no yaw for their camera: count by index."""
+    taken_as_utc: int = 0
+    """Placed images whose capture time has no UTC offset (no OffsetTimeOriginal nor GPS time to infer it):
+    the camera's clock as read, taken as UTC."""
+
+    def warnings(self) -> list[str]:
+        """One line per thing the user should know about the placement: images not placed, headings kept,
+        times taken as UTC."""
+        lines = []
+        if self.not_placed:
+            reasons = Counter(item.reason.partition(" (")[0] for item in self.not_placed)
+            lines.append(
+                f"{len(self.not_placed)} of {self.placed + len(self.not_placed)} image(s) not placed on the "
+                "track, left where they are: "
+                + "; ".join(f"{n} {reason}" for reason, n in reasons.items())
+                + " (the edit's --json output lists them)"
+            )
+        if self.headings_kept:
+            cameras = ", ".join(map(str, sorted(self.headings_kept)))
+            lines.append(
+                f"{sum(self.headings_kept.values())} image(s) of camera(s) {cameras} kept their heading: the "
+                "track's is the vehicle's, and no rig profile ([steps.stitch.rig]) gives those cameras' yaw"
+            )
+        if self.taken_as_utc:
+            lines.append(
+                f"{self.taken_as_utc} of {self.placed} placed image(s) have a capture time of unknown UTC offset "
+                "(no OffsetTimeOriginal or GPS time): placed as if their camera's clock were on UTC. If it was on "
+                "local time, undo this edit, correct their times and offset (for UTC+02:00: panopipe edit "
+                "--shift-time -2h --set utc_offset_minutes=120) and place them again"
+            )
+        return lines
 
 
 def _within_180(degrees: np.ndarray) -> np.ndarray:
@@ -127,7 +158,7 @@ def track_edit(
     if max_gap_s < 0:
         raise ConfigError(f"max gap must be 0 seconds or more, got {max_gap_s:g}")
     yaws = camera_yaws or {}
-    columns = catalog.columns(selection, ("id", "captured_at", "camera_index", "shot"))
+    columns = catalog.columns(selection, ("id", "captured_at", "utc_offset_minutes", "camera_index", "shot"))
     if not columns["id"]:
         raise NotFoundError(catalog.no_match(selection))
     ids = [dashed(digits) for digits in columns["id"]]
@@ -144,6 +175,8 @@ def track_edit(
             result.not_placed.append(NotPlaced(image_id, captured, reasons[i]))
         else:
             result.placed += 1
+            if columns["utc_offset_minutes"][i] is None:
+                result.taken_as_utc += 1
             camera = columns["camera_index"][i]
             for name, column in values.items():
                 value = float(column[i])
@@ -157,7 +190,7 @@ def track_edit(
         if wanted:
             result.per_image[image_id] = wanted
     if not result.placed:
-        raise ConfigError(_nothing_placed(track, ids, times, shift_time_s))
+        raise ConfigError(_nothing_placed(track, ids, times, columns["utc_offset_minutes"], shift_time_s))
     return result
 
 
@@ -184,15 +217,24 @@ def camera_yaws(catalog: Catalog, settings: Settings) -> dict[int, float]:
     return {camera.index: camera.yaw_deg for camera in rig.cameras} if rig else {}
 
 
-def _nothing_placed(track: Track, ids: list[str], times: np.ndarray, shift_time_s: float) -> str:
-    timed = times[~np.isnan(times)]
-    if not len(timed):
+def _nothing_placed(
+    track: Track, ids: list[str], times: np.ndarray, offsets: list[int | None], shift_time_s: float
+) -> str:
+    timed = ~np.isnan(times)
+    if not timed.any():
         return f"none of the {len(ids)} selected images has a capture time to place it on the track by"
     moved = f" (moved by {shift_time_s:+g} s)" if shift_time_s else ""
+    unknown = sum(1 for ok, offset in zip(timed, offsets, strict=True) if ok and offset is None)
+    zone = (
+        f"; {unknown} of them have a capture time of unknown UTC offset, taken as UTC: a camera clock on local "
+        "time is off by its offset"
+        if unknown
+        else ""
+    )
     return (
         f"the track {track.source} ({_iso(track.times[0])} to {_iso(track.times[-1])}) places none of the "
-        f"{len(ids)} selected images, captured{moved} {_iso(timed.min())} to {_iso(timed.max())}: another "
-        "day's track, or a camera clock that was off (--shift-time moves capture times)?"
+        f"{len(ids)} selected images, captured{moved} {_iso(times[timed].min())} to {_iso(times[timed].max())}: "
+        f"another day's track, or a camera clock that was off (--shift-time moves capture times)?{zone}"
     )
 
 
