@@ -14,6 +14,7 @@ import pytest
 from tests.pipeline.captures import Project, add_panoramas, add_rig_shots
 
 from panopipe.catalog import Selection
+from panopipe.export.panoramas import load_panoramas
 from panopipe.pipeline import plan, run, status, verify, write_html_report
 from panopipe.pipeline.verify import OUTDATED
 
@@ -239,3 +240,23 @@ def test_the_jobs_of_a_shot_an_edit_regrouped_away_leave_status_after_a_full_run
     assert report.ok and project.catalog.get(late.id).shot == "R001-000001"
     found = status(project.catalog)
     assert found.failures == () and found.jobs["stitch"] == {"succeeded": 2}
+
+
+def test_an_edit_run_through_the_nadir_cap_leaves_nothing_outdated(project: Project, executor):
+    """The cap reads the stitched panorama, not the frames' metadata: an edit of the heading is not its to
+    redo, and once a run rewrote what reads it, the panorama is published again, as plan and verify say."""
+    add_rig_shots(project.catalog, project.root, 1)
+    covered = project.with_steps(nadir={"enabled": True})
+    assert run(project.catalog, settings=covered, executor=executor).ok
+    changes = project.catalog.plan_edit(Selection(reels=("R001",)), assign={"heading": 45.0})
+    project.catalog.apply_edit(changes, reason="compass", author="t")
+    (edited,) = load_panoramas(project.catalog, settings=covered)
+    assert edited.status == "outdated"
+    assert {d.problem for d in verify(project.catalog, settings=covered)} == {"outdated"}
+
+    assert run(project.catalog, settings=covered, executor=executor).ok
+
+    assert len(plan(project.catalog, settings=covered)) == 0
+    assert verify(project.catalog, settings=covered) == []
+    (panorama,) = load_panoramas(project.catalog, settings=covered)
+    assert (panorama.heading, panorama.status) == (45.0, "published")

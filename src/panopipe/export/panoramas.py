@@ -29,15 +29,15 @@ from panopipe.export.table import Column, Table
 from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.store import StoredOutput, latest_job_states, stored_outputs
 from panopipe.steps.apply_metadata import Placement, expected_metadata, partial_panorama
-from panopipe.steps.registry import STEP_TYPES
+from panopipe.steps.registry import build_steps
 
 log = logging.getLogger(__name__)
 
 STATUSES = ("failed", "stale", "outdated", "published", "processed", "pending")
 """A panorama's ``status``, the first that applies: the latest job of one of its steps ``failed`` or was
-marked ``stale``; the catalog changed after one of its outputs was made (``outdated``: an edit not run yet,
-which ``panopipe plan`` lists and ``verify`` calls so); it is ``published``; some step produced an output
-(``processed``); nothing yet (``pending``)."""
+marked ``stale``; the catalog changed after one of its outputs that reads it was made (``outdated``: an edit
+not run yet, which ``panopipe plan`` lists and ``verify`` calls so); it is ``published``; some step produced an
+output (``processed``); nothing yet (``pending``)."""
 
 PANORAMA_COLUMNS: tuple[Column, ...] = (
     Column("id", "text", "the shot id (rig shots) or the image id (single 360° images)"),
@@ -109,19 +109,20 @@ def load_panoramas(
     none (a warning says how many)."""
     pipeline = load_pipeline(catalog, settings, ["apply-metadata", "publish"])
     params, publish_root = pipeline.steps[0].params, pipeline.steps[1].params["root"]
-    turned_on = {name for name, step in STEP_TYPES.items() if step.enabled_in(pipeline.context.tables)}
+    turned_on = build_steps(pipeline.context.tables, pipeline.context)
+    names = {step.name for step in turned_on}
     placement = Placement.of(pipeline.context)
     link = _Linker(publish_root, base_url)
     found: list[Panorama] = []
     with catalog.transaction() as conn, selected_subjects(conn, selection or Selection()) as selected:
         for kind in KINDS:
-            outputs = stored_outputs(conn, kind, selected)
+            outputs = stored_outputs(conn, kind, selected, turned_on)
             subjects = list(load_subjects(conn, kind, sorted(selected.keys_of(conn, kind), key=str)))
             states = latest_job_states(conn, [subject.id for subject in subjects])
             for subject in subjects:
-                made = [output for output in outputs.get(subject.key, []) if output.step in turned_on]
+                made = outputs.get(subject.key, [])
                 latest = {
-                    step: status for step, status in states.get(subject.id, {}).items() if step in turned_on
+                    step: status for step, status in states.get(subject.id, {}).items() if step in names
                 }
                 metadata = expected_metadata(subject, params, placement)
                 found.append(_panorama(subject, metadata, made, latest, link))

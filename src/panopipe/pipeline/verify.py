@@ -103,22 +103,20 @@ def verify(
     a time (a verify of S3 outputs waits on requests, not on the CPU)."""
     metadata_step = load_pipeline(catalog, settings, ["apply-metadata"]).steps[0]
     placement = Placement.of(metadata_step.context)
-    running = {step.name for step in load_pipeline(catalog, settings).steps}
+    running = load_pipeline(catalog, settings).steps
     drifts: list[Drift] = []
     stale: dict[tuple[str, str], tuple[StoredOutput, str]] = {}  # one reason per job: its last drift
     checked = 0
     with catalog.transaction() as conn, selected_subjects(conn, selection or Selection()) as selected:
-        found = {kind: stored_outputs(conn, kind, selected) for kind in KINDS}
-        total = sum(
-            o.step in running for by_key in found.values() for outputs in by_key.values() for o in outputs
-        )
+        found = {kind: stored_outputs(conn, kind, selected, running) for kind in KINDS}
+        total = sum(len(outputs) for by_key in found.values() for outputs in by_key.values())
         with ThreadPoolExecutor(CONCURRENT_REQUESTS) as readers:
             for kind, by_key in found.items():
                 keys = list(by_key)
                 for start in range(0, len(keys), CHUNK):
                     checks: list[tuple[StoredOutput, Subject, bool]] = []
                     for subject in load_subjects(conn, kind, keys[start : start + CHUNK]):
-                        outputs = [output for output in by_key[subject.key] if output.step in running]
+                        outputs = by_key[subject.key]
                         # a step made outdated by the catalog runs again, and every step after it
                         outdated = any(output.outdated for output in outputs)
                         checks += [(output, subject, outdated) for output in outputs]

@@ -18,7 +18,7 @@ from panopipe.catalog.subjects import CHUNK, KINDS, Selected, SubjectKind, subje
 from panopipe.catalog.types import utcnow
 from panopipe.iterutil import batched
 from panopipe.pipeline.store.claims import in_flight_condition, is_in_flight
-from panopipe.pipeline.store.shared import primary_conditions, subject_key
+from panopipe.pipeline.store.shared import primary_conditions, reads_images, subject_key
 from panopipe.steps.base import CopiedOutput, Step
 
 RERUN_STATUSES = ("failed", "stale", "cancelled", "queued", "running")
@@ -105,13 +105,12 @@ def _signature(
     step: Step, kind: SubjectKind, after: Sequence[Step] | None
 ) -> tuple[str, str | None, bool, tuple[str, ...], tuple[str, ...]]:
     upstream = step.upstream(kind)
-    reads_images = bool(step.reads) or upstream is None
     followed = (*([upstream] if upstream else []), *step.copies)
     if after is None:
-        return (step.name, step.params_hash, reads_images, followed, ())
+        return (step.name, step.params_hash, reads_images(step, kind), followed, ())
     names = [s.name for s in after]
     before = tuple(s.name for s in after[: names.index(step.name)] if kind in s.kinds)
-    return (step.name, None, reads_images, followed, before)
+    return (step.name, None, reads_images(step, kind), followed, before)
 
 
 def _leave_out_submitted(
@@ -183,7 +182,7 @@ def _kind_candidates(
     probes += [(f"made_{name}", artifacts.c.created_at, primary_conditions(name)) for name in made]
     rec = _probe(kind, probes, table, dialect)
     flags = []
-    for i, (_, _, reads_images, followed, before) in enumerate(signature):
+    for i, (_, _, images_read, followed, before) in enumerate(signature):
         seen = rec.c[f"seen_{i}"]
         if before:
             outputs = [rec.c[f"made_{name}"] for name in before]
@@ -191,7 +190,7 @@ def _kind_candidates(
             flags.append(newer)
             continue
         conditions: list[sa.ColumnElement[bool]] = [seen.is_(None)]
-        if reads_images:
+        if images_read:
             conditions.append(rec.c.changed > seen)
         conditions += [rec.c[f"made_{name}"] > seen for name in followed]
         flags.append(sa.or_(*conditions))

@@ -1,5 +1,5 @@
-"""SQL pieces the store's modules share: which artifact of a step is its primary one, and the key column of
-a subject kind."""
+"""What the store's modules share: which artifact of a step is its primary one, the key column of a subject
+kind, and which steps a change of the images makes stale."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from panopipe.catalog.schema import artifacts
 from panopipe.catalog.subjects import SubjectKind
+from panopipe.steps.base import Step
 from panopipe.steps.registry import STEP_TYPES
 
 
@@ -30,4 +31,12 @@ def subject_key(table: sa.Table | sa.Alias, kind: SubjectKind) -> sa.ColumnEleme
     return table.c.shot if kind == "shot" else table.c.image_id
 
 
-__all__ = ["primary_conditions", "subject_key"]
+def reads_images(step: Step, kind: SubjectKind) -> bool:
+    """Whether ``step`` reads the images of a subject of ``kind`` (their metadata, or their files when it has no
+    upstream step), so that their change (an edit, a new file) since its output was made or last found up to
+    date makes it a candidate (:func:`~panopipe.pipeline.store.candidates`) and the output outdated
+    (:func:`~panopipe.pipeline.store.stored_outputs`); the other steps follow their upstream's output only."""
+    return bool(step.reads) or step.upstream(kind) is None
+
+
+__all__ = ["primary_conditions", "reads_images", "subject_key"]

@@ -16,13 +16,15 @@ from panopipe.catalog.subjects import CHUNK, Selected, SubjectKind
 from panopipe.catalog.types import utcnow
 from panopipe.iterutil import batched
 from panopipe.pipeline.store.recording import put_job
-from panopipe.pipeline.store.shared import subject_key
+from panopipe.pipeline.store.shared import reads_images, subject_key
+from panopipe.steps.base import Step
 
 
 @dataclass(frozen=True, slots=True)
 class StoredOutput:
-    """One recorded output, as ``verify`` checks it; ``outdated`` when an image of its subject changed (an
-    edit, a changed file) after it was made or last found up to date, so that a run makes it again."""
+    """One recorded output, as ``verify`` checks it; ``outdated`` when its step reads the images of its subject
+    and one of them changed (an edit, a changed file) after it was made or last found up to date, so that a run
+    makes it again (the planner's rule, :func:`~panopipe.pipeline.store.shared.reads_images`)."""
 
     step: str
     subject: str
@@ -193,9 +195,11 @@ def latest_submissions(catalog: Catalog) -> dict[str, tuple[datetime, list[str],
 
 
 def stored_outputs(
-    conn: sa.Connection, kind: SubjectKind, selected: Selected
+    conn: sa.Connection, kind: SubjectKind, selected: Selected, steps: Sequence[Step]
 ) -> dict[Any, list[StoredOutput]]:
-    """The recorded outputs of the selected subjects of ``kind``, by subject key, ordered by step and name."""
+    """The recorded outputs of ``steps`` for the selected subjects of ``kind``, by subject key, ordered by step
+    and name."""
+    following = {step.name for step in steps if reads_images(step, kind)}
     table = selected[kind]
     c = artifacts.c
     key = subject_key(artifacts, kind)
@@ -212,7 +216,7 @@ def stored_outputs(
             (table.c.changed > sa.func.coalesce(c.checked_at, c.created_at)).label("outdated"),
         )
         .join(table, table.c.key == key)
-        .where(c.subject.startswith(f"{kind}:"))
+        .where(c.subject.startswith(f"{kind}:"), c.step.in_([step.name for step in steps]))
         .order_by(key, c.step, c.name)
     )
     by_key: dict[Any, list[StoredOutput]] = {}
@@ -225,7 +229,7 @@ def stored_outputs(
             row.output_uri,
             row.output_hash,
             row.output_size,
-            outdated=bool(row.outdated),
+            outdated=bool(row.outdated) and row.step in following,
         )
         by_key.setdefault(row.key, []).append(output)
     return by_key
