@@ -268,7 +268,7 @@ def test_a_second_move_into_the_same_database_at_once_is_refused_in_one_line(sou
         "verifies the copy, or resumes it)"
     ]
     again = migrate_catalog(source, postgres_url, batch_size=16)
-    assert again.ok and again.rows_copied == 0
+    assert again.ok and again.rows_copied == 0 and again.already_complete and not again.resumed
 
 
 def test_an_interrupted_move_resumes_without_duplicates(source: str, postgres_url: str):
@@ -301,7 +301,7 @@ def test_an_interrupted_move_resumes_without_duplicates(source: str, postgres_ur
     assert report.ok and report.resumed
     assert {t.table: (t.present_rows, t.copied_rows) for t in report.tables}["images"] == (32, 28)
     again = migrate_catalog(source, postgres_url, batch_size=16)
-    assert again.ok and again.rows_copied == 0
+    assert again.ok and again.rows_copied == 0 and again.already_complete and not again.resumed
     assert _snapshot(postgres_url) == _snapshot(source)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from panopipe.catalog import Catalog, Selection
+from panopipe.catalog.engine import mask_url
 from panopipe.cli import main
 from panopipe.cli.app import app
 from panopipe.demo import GNSS_ALTITUDE_BIAS_M, RTK_ALTITUDE_M, generate_survey
@@ -402,6 +403,20 @@ def test_db_migrate_to_postgresql_then_every_command_works(
     _, source, _ = run(capsys, "ls", "--catalog", db, "--json")
     _, target, _ = run(capsys, "ls", "--catalog", postgres_url, "--json")
     assert json.loads(target) == json.loads(source) and {r["alt"] for r in json.loads(target)} == {12.5}
+    # Once finished, the move has nothing to copy: a dry run says so (it had said 'would copy 0 rows
+    # (resuming)'), and a run verifies the copy again.
+    shown = mask_url(postgres_url)
+    code, _, err = run(capsys, "db", "migrate", "--catalog", db, "--to", postgres_url, "--dry-run")
+    assert (code, err.splitlines()[-1]) == (
+        0,
+        f"nothing to copy: {shown} holds as many rows as {db} in every table, a finished move; run without "
+        "--dry-run to verify the copy",
+    )
+    code, out, err = run(capsys, "db", "migrate", "--catalog", db, "--to", postgres_url)
+    assert (code, err.splitlines()[-1]) == (
+        0,
+        f"nothing to copy: {shown} is a complete copy of {db}, verified",
+    )
     _, history, _ = run(capsys, "history", "--catalog", postgres_url, "--json", "--detail")
     assert len(json.loads(history)) == 12
 

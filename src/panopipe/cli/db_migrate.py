@@ -79,7 +79,14 @@ def migrate(
     if report.note:
         render.warn(report.note)
     report.raise_for_mismatch()
-    if dry_run:
+    if report.already_complete and dry_run:
+        render.success(
+            f"nothing to copy: {report.target} holds as many rows as {report.source} in every table, a finished "
+            "move; run without --dry-run to verify the copy"
+        )
+    elif report.already_complete:
+        render.success(f"nothing to copy: {report.target} is a complete copy of {report.source}, verified")
+    elif dry_run:
         pending = sum(t.source_rows - t.present_rows for t in report.tables)
         render.success(f"would copy {pending:,} rows{' (resuming)' if report.resumed else ''}")
     else:

@@ -132,6 +132,9 @@ class TransferReport:
     seconds: float = 0.0
     verified: bool = False
     reader: ReaderName = "compiled"
+    already_complete: bool = False
+    """The target held as many rows as the source in every table, no move under way into it (a finished
+    move): nothing to copy; verified, except on a dry run."""
 
     @property
     def note(self) -> str | None:
@@ -141,7 +144,7 @@ class TransferReport:
     @property
     def resumed(self) -> bool:
         """Whether the target already held part of the catalog (an interrupted move being continued)."""
-        return any(table.present_rows for table in self.tables)
+        return not self.already_complete and any(table.present_rows for table in self.tables)
 
     @property
     def rows_copied(self) -> int:
@@ -180,6 +183,7 @@ class TransferReport:
             "dry_run": self.dry_run,
             "create_schema": self.create_schema,
             "resumed": self.resumed,
+            "already_complete": self.already_complete,
             "rows_copied": self.rows_copied,
             "seconds": round(self.seconds, 3),
             "verified": self.verified,
@@ -287,6 +291,7 @@ def migrate_catalog(
             seconds=time.monotonic() - started,
             verified=bool(checks),
             reader=reading_source.reader_name,
+            already_complete=plan == "check",
         )
 
 
