@@ -43,10 +43,17 @@ def add(
         str,
         typer.Argument(help="The route's name, e.g. US-101: letters, digits, -, _ and . (used in {route})."),
     ],
-    file: Annotated[Path, typer.Argument(help="GeoJSON or GeoPackage holding one LineString.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="GeoJSON or GeoPackage holding one line: a LineString, or a MultiLineString that joins."
+        ),
+    ],
     start_measure: Annotated[
         float | None,
-        typer.Option("--start-measure", help="Measure at the line's start, for a line without M values."),
+        typer.Option(
+            "--start-measure", help="Measure at the line's start, for a line without M values only."
+        ),
     ] = None,
     unit: Annotated[str, typer.Option("--unit", help="Unit of measure: mi or km.")] = "mi",
     replace: Annotated[
