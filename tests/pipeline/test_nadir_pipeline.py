@@ -3,7 +3,9 @@ thumbnail and preview is covered; changing it reruns it and what follows, never 
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -167,3 +169,52 @@ def test_a_logo_that_is_not_an_image_is_refused(project: Project, tmp_path: Path
     logo.write_text("<svg/>", encoding="utf-8")
     with pytest.raises(ConfigError, match="is neither a PNG nor a JPEG"):
         load_pipeline(project.catalog, project.with_steps(nadir={"enabled": True, "logo": str(logo)}))
+
+
+def _logo(kind: str) -> bytes:
+    """A real logo: a PNG with transparency, or a JPEG."""
+    pixels = synthetic_panorama(96, 64, seed=3)
+    buffer = io.BytesIO()
+    if kind == "png":
+        alpha = np.full((*pixels.shape[:2], 1), 128, np.uint8)
+        Image.fromarray(np.concatenate([pixels, alpha], axis=2), "RGBA").save(buffer, "PNG")
+    else:
+        Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _bad_sector(data: bytes) -> bytes:
+    """``data`` with 512 bytes in its middle zeroed, as a bad sector of a disk or card leaves a file."""
+    middle = len(data) // 2
+    return data[:middle] + bytes(512) + data[middle + 512 :]
+
+
+@pytest.mark.parametrize(
+    ("kind", "damage", "reason"),
+    [
+        ("png", lambda data: data[: len(data) // 2], r"cut short: the chunk at byte 33 runs past the end"),
+        ("png", _bad_sector, r"its chunk at byte 33 \('IDAT'\) fails its checksum"),
+        (
+            "jpeg",
+            lambda data: data[: len(data) // 2],
+            "cut short: no end-of-image marker after its image data",
+        ),
+    ],
+    ids=["truncated PNG", "PNG with a zeroed sector", "truncated JPEG"],
+)
+def test_a_damaged_logo_is_a_configuration_error_before_anything_runs(
+    project: Project, tmp_path: Path, kind: str, damage, reason: str
+):
+    """Planning had taken it: then every job failed alike, or OpenCV decoded what was left of it and the cap
+    pasted the garbage on every image."""
+    logo = tmp_path / f"logo.{kind}"
+    logo.write_bytes(damage(_logo(kind)))
+    settings = project.with_steps(nadir={"enabled": True, "logo": str(logo)})
+
+    with pytest.raises(
+        ConfigError, match=rf"^\[steps.nadir\]: logo {re.escape(str(logo))} is damaged \({reason}"
+    ):
+        load_pipeline(project.catalog, settings)
+
+    logo.write_bytes(_logo(kind))
+    load_pipeline(project.catalog, settings)  # the same logo, intact

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from tests.conftest import DATA
-from tests.pipeline.captures import damaged
+from tests.pipeline.captures import damaged, jpeg
 
 from panopipe.errors import StepError
 from panopipe.steps import DeriveStep, NadirStep, StitchStep
-from panopipe.steps.pixels import MAX_PIXELS, decode_pixels
+from panopipe.steps.pixels import MAX_PIXELS, decode_pixels, structure_damage
 from panopipe.stitching import synthetic_panorama
 
 
@@ -107,3 +109,37 @@ def test_a_header_claiming_more_pixels_than_a_decode_makes_is_refused_before_any
         decode_pixels(claimed, "big.jpg")
 
     assert str(raised.value) == f"cannot decode big.jpg: 65000x32500 pixels, more than {MAX_PIXELS:,}"
+
+
+def test_alpha_decodes_a_logo_as_bgra_with_its_transparency():
+    rgba = np.dstack([synthetic_panorama(64, 32, seed=2), np.arange(64 * 32, dtype=np.uint8).reshape(32, 64)])
+    png, grey16 = io.BytesIO(), io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(png, "PNG")
+    Image.fromarray(np.full((32, 64), 257 * 200, np.uint16)).save(grey16, "PNG")
+    opaque = jpeg(rgba[..., :3])
+
+    assert (decode_pixels(png.getvalue(), "logo.png", alpha=True) == rgba[..., [2, 1, 0, 3]]).all()
+    assert (decode_pixels(grey16.getvalue(), "logo.png", alpha=True) == (200, 200, 200, 255)).all()
+    assert (decode_pixels(opaque, "logo.jpg", alpha=True)[..., :3] == decode_pixels(opaque, "logo.jpg")).all()
+    assert (decode_pixels(opaque, "logo.jpg", alpha=True)[..., 3] == 255).all()
+
+
+def test_a_logo_with_damaged_jpeg_data_fails_the_cap_naming_the_logo(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+):
+    """Its structure is whole, so planning takes it (only a decode finds the damage): OpenCV had decoded it
+    with a bare warning, and the cap pasted the garbage on every image."""
+    logo = tmp_path / "logo.jpg"
+    logo.write_bytes(damaged(jpeg(synthetic_panorama(96, 64, seed=3))))
+    source = tmp_path / "pano.jpg"
+    source.write_bytes(jpeg(synthetic_panorama(256, 128, seed=1)))
+    sha256 = hashlib.sha256(logo.read_bytes()).hexdigest()
+    _, payload = payloads(str(source), tmp_path)["nadir"]
+    payload["params"] |= {"logo": str(logo), "logo_sha256": sha256}
+
+    assert structure_damage(logo.read_bytes()) is None
+    with pytest.raises(StepError) as raised:
+        NadirStep.execute(payload, lambda text: None)
+
+    assert str(raised.value).startswith(f"corrupt JPEG data in logo {logo}: ")
+    assert capfd.readouterr().err == ""

@@ -15,7 +15,10 @@ the cap, the nadir is not in the image: it is left as it is (the job's log says 
 The covered image is encoded again (JPEG, ``quality``), with the source's metadata segments (EXIF, XMP, ICC)
 carried over unchanged; its pixels above the cap are decoded and encoded again too: one more JPEG generation.
 The logo is a file or object that every planner and worker reads (in a deployed stack, under its output
-prefix); its SHA-256 is part of the parameters, so replacing the file reruns the cap.
+prefix); its SHA-256 is part of the parameters, so replacing the file reruns the cap. Planning refuses a logo
+cut short or with a damaged PNG chunk (:func:`~panopipe.steps.pixels.structure_damage`: it decodes no pixels);
+the worker decodes it as every step decodes an image (:func:`~panopipe.steps.pixels.decode_pixels`), which
+fails a job whose logo, a JPEG, has damaged compressed data.
 
 Config (``[steps.nadir]``): ``enabled = false``, ``angle_deg = 20``, ``fill = "blur"`` (or ``"#RRGGBB"``),
 ``logo`` (none), ``quality = 92``.
@@ -42,7 +45,7 @@ from panopipe.steps.base import (
     put_output,
     read_input,
 )
-from panopipe.steps.pixels import as_displayed, decode_pixels
+from panopipe.steps.pixels import as_displayed, decode_pixels, structure_damage
 from panopipe.storage import local_path, resolve_uri
 
 if TYPE_CHECKING:  # numpy and OpenCV are imported by the worker only: planning never loads them
@@ -75,7 +78,8 @@ class NadirStep(Step):
             "An image (PNG, with transparency, or JPEG) drawn on the disc, upright to a viewer facing forward "
             "and looking down: an s3:// URI or a path (relative: to the config file's folder) that every planner and "
             "worker can read (in a deployed stack: under its output prefix, e.g. "
-            "s3://BUCKET/panopipe-out/assets/nadir.png); replacing the file reruns the cap.",
+            "s3://BUCKET/panopipe-out/assets/nadir.png); replacing the file reruns the cap. A file cut short, or a PNG "
+            "with a damaged chunk, is refused when planning (exit code 2).",
             "none",
         ),
         ConfigKey("quality", 92, "JPEG quality of the covered image, 1 to 100."),
@@ -196,8 +200,8 @@ def covered(tables: Mapping[str, Mapping[str, Any]]) -> dict[str, bool]:
 
 
 def _read_logo(location: Any) -> tuple[str, str]:
-    """The absolute URI of the logo at ``location`` and its SHA-256; :class:`ConfigError` if it is unreadable
-    or neither a PNG nor a JPEG."""
+    """The absolute URI of the logo at ``location`` and its SHA-256; :class:`ConfigError` if it is unreadable,
+    neither a PNG nor a JPEG, or damaged (see :func:`~panopipe.steps.pixels.structure_damage`)."""
     if not isinstance(location, str) or not location:
         raise ConfigError(f"[steps.nadir]: logo must be a path or an s3:// URI, got {location!r}")
     path = local_path(location)
@@ -209,28 +213,24 @@ def _read_logo(location: Any) -> tuple[str, str]:
         raise ConfigError(f"[steps.nadir]: cannot read logo {location}: {exc}") from exc
     if not data.startswith(_IMAGE_MAGIC):
         raise ConfigError(f"[steps.nadir]: logo {location} is neither a PNG nor a JPEG")
+    damage = structure_damage(data)
+    if damage is not None:
+        raise ConfigError(
+            f"[steps.nadir]: logo {location} is damaged ({damage}): replace it with an intact copy"
+        )
     return uri, hashlib.sha256(data).hexdigest()
 
 
 @functools.lru_cache(maxsize=4)  # one read and resize per worker process and image size, not per job
 def _logo_at(uri: str, sha256: str, size: int) -> np.ndarray:
     """The logo at ``uri`` as BGRA pixels, ``size`` square; :class:`StepError` if it is no longer the file
-    that was planned."""
+    that was planned, or cannot be decoded."""
     import cv2
-    import numpy as np
 
     data = read_input(uri)
     if hashlib.sha256(data).hexdigest() != sha256:
         raise StepError(f"logo {uri} changed since this job was planned: run again to plan with the new logo")
-    logo = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if logo is None:
-        raise StepError(f"cannot decode logo {uri}")
-    if logo.dtype != np.uint8:  # 16-bit PNG
-        logo = (logo / 257).astype(np.uint8)
-    if logo.ndim == 2:
-        logo = cv2.cvtColor(logo, cv2.COLOR_GRAY2BGRA)
-    elif logo.shape[2] == 3:
-        logo = cv2.cvtColor(logo, cv2.COLOR_BGR2BGRA)
+    logo = decode_pixels(data, f"logo {uri}", alpha=True)
     return cv2.resize(logo, (size, size), interpolation=cv2.INTER_AREA)
 
 
