@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, ImageCms
 
 from panopipe.errors import MetadataError, StorageError
 from panopipe.metadata.jpeg import scan_segments
@@ -627,3 +627,51 @@ def test_new_pixels_keep_every_tag_of_the_source_but_its_multi_picture_index(
     assert not any(key.startswith(("MPF", "MPImage")) for key in tags(combined))  # offsets into the source
     assert Image.open(combined).getpixel((5, 5)) == Image.open(buffer).getpixel((5, 5))
     assert warnings(combined) <= warnings(DATA / name)
+
+
+ADOBE_RGB = {  # Adobe RGB (1998)'s colorants adapted to D50, as its ICC profile states them
+    b"rXYZ": (0.6097, 0.3111, 0.0195),
+    b"gXYZ": (0.2053, 0.6257, 0.0609),
+    b"bXYZ": (0.1492, 0.0632, 0.7446),
+}
+
+
+def icc_profile(colorants: dict[bytes, tuple[float, float, float]] | None = None, *, past: int = 0) -> bytes:
+    """lcms's sRGB profile (Pillow's), with other red, green and blue ``colorants`` if given; with ``past``,
+    its colorants moved that many bytes on, so that a JPEG carries them in a later chunk of the profile."""
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    (count,) = struct.unpack_from(">I", profile, 128)
+    profile += bytes(past)
+    for entry in range(132, 132 + 12 * count, 12):
+        sig, offset, size = struct.unpack_from(">4sII", profile, entry)
+        if sig in ADOBE_RGB:
+            data = bytearray(profile[offset : offset + size])
+            if colorants:
+                struct.pack_into(">3i", data, 8, *(round(v * 65536) for v in colorants[sig]))
+            struct.pack_into(">4sII", profile, entry, sig, len(profile), size)
+            profile += data
+    struct.pack_into(">I", profile, 0, len(profile))
+    return bytes(profile)
+
+
+@pytest.mark.exiftool
+@pytest.mark.parametrize(
+    ("profile", "color_space"),
+    [
+        (None, 1),  # read as sRGB
+        (icc_profile(), 1),
+        (icc_profile(past=70_000), 1),  # in two chunks, the colorants in the second
+        (icc_profile(ADOBE_RGB), 0xFFFF),  # its colours are the profile's: "uncalibrated"
+    ],
+    ids=["no profile", "sRGB", "sRGB in chunks", "Adobe RGB"],
+)
+def test_a_new_exif_block_says_srgb_unless_the_image_has_another_profile(
+    tmp_path: Path, profile: bytes | None, color_space: int
+) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 32), (120, 60, 200)).save(buffer, "JPEG", icc_profile=profile)
+    path = tmp_path / "written.jpg"
+    path.write_bytes(apply_metadata(buffer.getvalue(), UPDATE))
+    found = tags(path)
+    assert found["ExifIFD:ColorSpace"] == color_space
+    assert ("ICC_Profile:ProfileDescription" in found) == (profile is not None)  # the profile is kept

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from PIL import Image, ImageCms
+from tests.metadata.test_writer import ADOBE_RGB, icc_profile
 from tests.pipeline.captures import Project, jpeg, record
 from tests.pipeline.test_nadir_pipeline import RED, published
 
@@ -127,6 +128,27 @@ def test_derived_images_keep_the_colour_profile_of_the_source(project: Project, 
         (profiled,) = [path for path in folder.iterdir() if "ICC_Profile:ProfileDescription" in tags(path)]
         assert tags(profiled)["ICC_Profile:ProfileDescription"] == icc
         assert len(list(folder.iterdir())) == 2  # and the other one has none
+
+
+@pytest.mark.parametrize(
+    ("profile", "color_space"),
+    [(None, 1), (icc_profile(), 1), (icc_profile(ADOBE_RGB), 0xFFFF)],
+    ids=["sRGB declared", "sRGB profile", "Adobe RGB profile"],
+)
+def test_published_images_say_srgb_unless_they_carry_another_profile(
+    project: Project, tmp_path: Path, profile: bytes | None, color_space: int
+):
+    """EXIF ColorSpace: sRGB, or "uncalibrated" (colours to take from the profile) beside a profile of other
+    colours; thumbnails and previews, encoded anew, say it of the source's profile they carry."""
+    path = tmp_path / "profile.icc"
+    path.write_bytes(profile or b"")
+    declared = "-ExifIFD:ColorSpace=1" if profile is None else f"-ICC_Profile<={path}"
+    add_image(project, 0, synthetic_panorama(256, 128, seed=8), declared)
+
+    assert run(project.catalog, settings=project.settings, executor=InlineExecutor()).ok
+
+    for tree in ("", "thumbnails", "previews"):
+        assert tags(published(project, "P001", tree))["ExifIFD:ColorSpace"] == color_space, tree
 
 
 @pytest.mark.parametrize(

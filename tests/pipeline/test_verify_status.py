@@ -121,6 +121,7 @@ def test_published_panorama_carries_the_catalog_metadata(project: Project, execu
     assert tags["GPS:GPSLongitude"] == pytest.approx(sum(f.lon for f in frames) / len(frames), abs=1e-7)
     assert tags["IFD0:Artist"] == "Ada" and tags["IFD0:Copyright"] == "CC-BY 4.0"
     assert tags["IFD0:Make"] == "Acme"
+    assert tags["ExifIFD:ColorSpace"] == 1  # stitched from frames without a profile: sRGB
     assert tags["XMP-GPano:ProjectionType"] == "equirectangular"
     assert tags["XMP-GPano:FullPanoWidthPixels"] == 256
     assert tags["XMP-GPano:PoseHeadingDegrees"] == 90

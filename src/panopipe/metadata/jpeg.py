@@ -15,6 +15,7 @@ SOS = 0xDA
 EOI = 0xD9
 APP0 = 0xE0
 APP1 = 0xE1
+APP2 = 0xE2
 # Start-of-frame markers: every 0xC0-0xCF except DHT (C4), JPG (C8) and DAC (CC).
 SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # Markers that stand alone, without a length field.
@@ -26,6 +27,8 @@ _MAX_STRAY = 4096
 EXIF_HEADER = b"Exif\x00\x00"
 EXIF_ID = EXIF_HEADER[:5]  # the pad byte after "Exif\0" is not always 0
 XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
+ICC_ID = b"ICC_PROFILE\x00"
+"""How the payload of an APP2 segment that carries an ICC profile (a chunk of it) begins."""
 MAX_SEGMENT_PAYLOAD = 65533
 """The most bytes a marker segment can carry after its two length bytes."""
 # Bytes read past the end of the segment that crosses a chunk boundary, so that the small DQT/SOF/DHT/SOS
@@ -216,6 +219,11 @@ def find_app1(data: bytes, segments: list[Segment], header: bytes) -> Segment | 
     return None
 
 
+def icc_segments(data: bytes, segments: list[Segment]) -> list[Segment]:
+    """The segments that carry an ICC profile (APP2 ``ICC_PROFILE``, a chunk of it each), in file order."""
+    return [seg for seg in segments if seg.marker == APP2 and data.startswith(ICC_ID, seg.payload_start)]
+
+
 def app1_segment(payload: bytes) -> bytes:
     """A complete APP1 segment carrying ``payload``."""
     if len(payload) > MAX_SEGMENT_PAYLOAD:
@@ -226,9 +234,11 @@ def app1_segment(payload: bytes) -> bytes:
 __all__ = [
     "APP0",
     "APP1",
+    "APP2",
     "EOI",
     "EXIF_HEADER",
     "EXIF_ID",
+    "ICC_ID",
     "MAX_SEGMENT_PAYLOAD",
     "SOF_MARKERS",
     "SOS",
@@ -239,6 +249,7 @@ __all__ = [
     "app1_segment",
     "find_app1",
     "frame_size",
+    "icc_segments",
     "read_header",
     "scan_jpeg",
     "scan_segments",

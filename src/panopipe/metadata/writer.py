@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import stat
+import struct
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -20,14 +21,18 @@ from panopipe.metadata._write_tiff import EXIF, GPS, IFD0, ExifTree, Value
 from panopipe.metadata._write_xmp import Property, merge_xmp
 from panopipe.metadata.jpeg import (
     APP0,
+    APP2,
     EXIF_HEADER,
     EXIF_ID,
+    ICC_ID,
     MAX_SEGMENT_PAYLOAD,
     SOF_MARKERS,
     XMP_HEADER,
+    Segment,
     app1_segment,
     find_app1,
     frame_size,
+    icc_segments,
     scan_segments,
 )
 from panopipe.metadata.tiff import ASCII, BYTE, LONG, RATIONAL, SHORT, UNDEFINED
@@ -51,8 +56,17 @@ _NEW_EXIF: dict[int, tuple[int, Value]] = {
     tiff.EXIF_VERSION: (UNDEFINED, b"0232"),
     0x9101: (UNDEFINED, b"\x01\x02\x03\x00"),  # ComponentsConfiguration: Y Cb Cr
     0xA000: (UNDEFINED, b"0100"),  # FlashpixVersion
-    0xA001: (SHORT, (0xFFFF,)),  # ColorSpace: uncalibrated, as ExifTool writes it
 }
+_COLOR_SPACE = 0xA001  # ColorSpace, of a new ExifIFD: see _color_space
+_SRGB, _UNCALIBRATED = 1, 0xFFFF
+# sRGB's red, green and blue colorants (CIE XYZ adapted to D50) as an ICC profile states them, and how far a
+# profile's may be (s15Fixed16 rounding: the ICC's own sRGB profile and lcms's differ by 0.0002).
+_SRGB_COLORANTS = {
+    b"rXYZ": (0.4361, 0.2225, 0.0139),
+    b"gXYZ": (0.3851, 0.7169, 0.0971),
+    b"bXYZ": (0.1431, 0.0606, 0.7141),
+}
+_COLORANT_TOLERANCE = 0.001
 _NEW_GPS: dict[int, tuple[int, Value]] = {tiff.GPS_VERSION_ID: (BYTE, (2, 3, 0, 0))}
 _OFFSET_TIME_VERSION = b"0231"
 # The XMP properties that copy the EXIF tags a MetadataUpdate field writes (XMP's DateTimeOriginal holds the
@@ -228,8 +242,7 @@ def _splice(jpeg: bytes, update: MetadataUpdate) -> list[bytes | memoryview]:
     block = jpeg[exif.payload_start + len(EXIF_HEADER) : exif.end] if exif else b""
     if update._sets_exif() or (block and not update.remove.isdisjoint(_GPS_ENTRIES)):
         tree = ExifTree.parse(block) if block else ExifTree(">")
-        sofs = (frame_size(jpeg, seg) for seg in segments if seg.marker in SOF_MARKERS)
-        if _edit_exif(tree, update, next(filter(None, sofs), None)):
+        if _edit_exif(tree, update, _new_exif(jpeg, segments)):
             new = app1_segment(EXIF_HEADER + tree.serialize(MAX_SEGMENT_PAYLOAD - len(EXIF_HEADER)))
             if exif:
                 replace[exif.start] = new
@@ -258,7 +271,6 @@ def _splice(jpeg: bytes, update: MetadataUpdate) -> list[bytes | memoryview]:
 
 _COM = 0xFE
 _ENCODER_OWN = frozenset({APP0, 0xEE})  # JFIF, Adobe (colour transform): they describe the encoded data
-_ICC_ID = b"ICC_PROFILE\x00"
 
 
 def with_segments_of(source: bytes, jpeg: bytes) -> bytes:
@@ -273,7 +285,7 @@ def with_segments_of(source: bytes, jpeg: bytes) -> bytes:
         for seg in source_segments
         if _describes_image(seg.marker)
         and seg.marker not in _ENCODER_OWN
-        and (seg.marker != 0xE2 or source.startswith(_ICC_ID, seg.payload_start))
+        and (seg.marker != APP2 or source.startswith(ICC_ID, seg.payload_start))
     ]
     kept = [jpeg[seg.start : seg.end] for seg in segments if seg.marker in _ENCODER_OWN]
     coding = [jpeg[seg.start : seg.end] for seg in segments if not _describes_image(seg.marker)]
@@ -307,11 +319,51 @@ def apply_metadata_file(src: Path, dst: Path | None = None, *, update: MetadataU
     write_atomic(dst, parts, mode)
 
 
-def _edit_exif(tree: ExifTree, update: MetadataUpdate, size: tuple[int, int] | None) -> bool:
-    """Write ``update`` into ``tree``; whether that changed it (removing what it does not have does not)."""
-    new_exif = dict(_NEW_EXIF)
+def _new_exif(jpeg: bytes, segments: list[Segment]) -> dict[int, tuple[int, Value]]:
+    """The tags an ExifIFD created in ``jpeg`` starts with: those the standard requires, its size and its
+    colour space (:func:`_color_space`)."""
+    new_exif = {**_NEW_EXIF, _COLOR_SPACE: (SHORT, (_color_space(jpeg, segments),))}
+    sofs = (frame_size(jpeg, seg) for seg in segments if seg.marker in SOF_MARKERS)
+    size = next(filter(None, sofs), None)
     if size:
         new_exif |= {0xA002: (LONG, (size[0],)), 0xA003: (LONG, (size[1],))}  # ExifImageWidth, -Height
+    return new_exif
+
+
+def _color_space(jpeg: bytes, segments: list[Segment]) -> int:
+    """The EXIF ColorSpace of ``jpeg``: uncalibrated when it carries an ICC profile other than sRGB, whose
+    colours a reader takes from the profile; else sRGB, as a JPEG without a profile is read."""
+    chunks = sorted(  # a large profile is split into numbered chunks
+        (jpeg[seg.payload_start + len(ICC_ID)], jpeg[seg.payload_start + len(ICC_ID) + 2 : seg.end])
+        for seg in icc_segments(jpeg, segments)
+    )
+    if not chunks:
+        return _SRGB
+    return _SRGB if _has_srgb_colorants(b"".join(chunk for _, chunk in chunks)) else _UNCALIBRATED
+
+
+def _has_srgb_colorants(profile: bytes) -> bool:
+    """Whether the ICC ``profile``'s red, green and blue colorants are sRGB's (a profile without them, or that
+    cannot be read, is not taken for sRGB)."""
+    try:
+        (count,) = struct.unpack_from(">I", profile, 128)
+        table = {
+            sig: offset for sig, offset, _ in struct.iter_unpack(">4sII", profile[132 : 132 + 12 * count])
+        }
+        for sig, expected in _SRGB_COLORANTS.items():
+            if sig not in table or profile[table[sig] : table[sig] + 4] != b"XYZ ":
+                return False
+            found = (v / 65536 for v in struct.unpack_from(">3i", profile, table[sig] + 8))
+            if any(abs(f - e) > _COLORANT_TOLERANCE for f, e in zip(found, expected, strict=True)):
+                return False
+    except struct.error:
+        return False
+    return True
+
+
+def _edit_exif(tree: ExifTree, update: MetadataUpdate, new_exif: dict[int, tuple[int, Value]]) -> bool:
+    """Write ``update`` into ``tree`` (an ExifIFD created starts with ``new_exif``); whether that changed it
+    (removing what it does not have does not)."""
     ifd0_text = {
         tiff.IMAGE_DESCRIPTION: update.image_description,
         tiff.MAKE: update.make,

@@ -36,7 +36,7 @@ from panopipe.catalog.records import to_json_value
 from panopipe.config import ConfigKey
 from panopipe.errors import ConfigError, MetadataError, StepError
 from panopipe.metadata import parse_jpeg_header
-from panopipe.metadata.jpeg import scan_jpeg, scan_segments
+from panopipe.metadata.jpeg import APP0, icc_segments, scan_jpeg, scan_segments
 from panopipe.steps.apply_metadata import (
     METADATA_FIELDS,
     METADATA_FIELDS_IF_SET,
@@ -59,9 +59,6 @@ from panopipe.steps.base import (
 )
 from panopipe.steps.nadir import covered, pixel_source
 from panopipe.steps.pixels import decode_pixels
-
-_APP0, _APP2 = 0xE0, 0xE2
-_ICC_ID = b"ICC_PROFILE\x00"
 
 
 class DeriveStep(Step):
@@ -190,11 +187,7 @@ def _icc_profile(data: bytes) -> bytes:
     """The ICC profile segments (APP2 ``ICC_PROFILE``) of ``data`` (a JPEG), whole and in order; empty
     without one."""
     segments, _, _ = scan_segments(data)
-    return b"".join(
-        data[seg.start : seg.end]
-        for seg in segments
-        if seg.marker == _APP2 and data.startswith(_ICC_ID, seg.payload_start)
-    )
+    return b"".join(data[seg.start : seg.end] for seg in icc_segments(data, segments))
 
 
 def _with_icc(jpeg: bytes, profile: bytes) -> bytes:
@@ -203,7 +196,7 @@ def _with_icc(jpeg: bytes, profile: bytes) -> bytes:
     if not profile:
         return jpeg
     segments, _, _ = scan_segments(jpeg)
-    at = next((seg.start for seg in segments if seg.marker != _APP0), segments[-1].end if segments else 2)
+    at = next((seg.start for seg in segments if seg.marker != APP0), segments[-1].end if segments else 2)
     return jpeg[:at] + profile + jpeg[at:]
 
 
