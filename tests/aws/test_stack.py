@@ -4,6 +4,8 @@ the template)."""
 
 from __future__ import annotations
 
+import ast
+import copy
 import http.server
 import io
 import json
@@ -23,7 +25,8 @@ from moto import mock_aws
 from tests.aws import moto_cfn
 
 from panopipe.aws import deploy
-from panopipe.aws.stack import RETRY_ON, WORKER_COMMAND, build_template
+from panopipe.aws.stack import PARAMETERS, RETRY_ON, WORKER_COMMAND, build_template
+from panopipe.aws.stack.database import instance_identifier
 from panopipe.cli import main
 from panopipe.errors import ConfigError, Interrupted, StackError, StackNotFoundError
 
@@ -116,9 +119,13 @@ def test_every_resource_says_what_it_is_for_and_why_any_check_is_skipped():
 
 
 def _allow_statements() -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every statement of the roles, a conditional one (``Fn::If`` with ``AWS::NoValue``) included."""
     for name, role in _of_type("AWS::IAM::Role").items():
         for policy in role["Properties"].get("Policies", []):
             for statement in policy["PolicyDocument"]["Statement"]:
+                if "Fn::If" in statement:
+                    _, statement, otherwise = statement["Fn::If"]
+                    assert otherwise == {"Ref": "AWS::NoValue"}, name
                 yield name, statement
 
 
@@ -134,6 +141,63 @@ def test_roles_name_their_resources_except_where_an_action_takes_none():
     connect = [s for _, s in _allow_statements() if s["Action"] == ["rds-db:connect"]]
     assert len(connect) == 3  # the function, the dispatcher and the workers, on the proxy's user only
     assert all("dbuser:" in json.dumps(s["Resource"]) for s in connect)
+
+
+def _waits_for(node: Any) -> set[str]:
+    """The names a resource's ``DependsOn``, ``Ref`` and ``Fn::GetAtt`` make CloudFormation create first."""
+    if isinstance(node, list):
+        return set().union(*map(_waits_for, node))
+    if not isinstance(node, dict):
+        return set()
+    named: set[str] = set()
+    if isinstance(node.get("Ref"), str):
+        named.add(node["Ref"])
+    if "Fn::GetAtt" in node:
+        named.add(node["Fn::GetAtt"][0])
+    depends = node.get("DependsOn", [])
+    named.update([depends] if isinstance(depends, str) else depends)
+    return named | _waits_for(list(node.values()))
+
+
+def test_the_databases_log_group_is_the_stacks_and_made_before_the_database():
+    """RDS exports the PostgreSQL log to /aws/rds/instance/ID/postgresql and, if that group does not exist
+    yet, makes it itself: kept forever, and left behind by a deleted stack."""
+    database = RESOURCES["Database"]
+    assert database["Properties"]["EnableCloudwatchLogsExports"] == ["postgresql"]
+    group = RESOURCES["DatabaseLogGroup"]
+    assert group["Type"] == "AWS::Logs::LogGroup" and group["Condition"] == "DatabaseNamed"
+    assert group["Properties"] == {
+        "LogGroupName": {"Fn::Sub": "/aws/rds/instance/${DbInstanceIdentifier}/postgresql"},
+        "RetentionInDays": {"Ref": "LogRetentionDays"},
+    }
+    assert "DatabaseLogGroup" in _waits_for(database)
+    # the instance is named only with an identifier (not an update's empty default: see below)
+    assert TEMPLATE["Conditions"]["DatabaseNamed"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "DbInstanceIdentifier"}, ""]}]
+    }
+
+
+def test_batch_uses_its_service_linked_role_rather_than_a_role_of_the_stack():
+    """AWS recommends Batch's service-linked role (AWSServiceRoleForBatch) over a service role with the legacy
+    AWSBatchServiceRole policy: a compute environment that names no ServiceRole uses it, and Batch makes it
+    the first time in an account (moto's Batch requires a ServiceRole: moto_cfn gives it that role)."""
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+    environments = _of_type("AWS::Batch::ComputeEnvironment").values()
+    assert len(environments) == 2
+    assert all("ServiceRole" not in spec["Properties"] for spec in environments)
+    roles = _of_type("AWS::IAM::Role").values()
+    assert not any("batch.amazonaws.com" in json.dumps(role) for role in roles)
+    assert all("ManagedPolicyArns" not in role["Properties"] for role in roles)
+    # Batch cannot move a compute environment from a service role to its service-linked role: a stack made
+    # with one gets new compute environments, as a property set only at creation differs (the resource's
+    # schema, in cfn-lint, says which are)
+    schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", "AWS::Batch::ComputeEnvironment")
+    assert "/properties/Tags" in schema.schema["createOnlyProperties"]
+    assert all(
+        spec["Properties"]["Tags"] == {"panopipe:batch-role": "AWSServiceRoleForBatch"}
+        for spec in environments
+    )
 
 
 # Resource types moto's CloudFormation does not model: each is checked in the template instead.
@@ -281,6 +345,11 @@ def test_deploy_creates_the_database_behind_its_proxy(outputs: dict[str, str]):
     )
     targets = rds.describe_db_proxy_targets(DBProxyName=proxy["DBProxyName"])["Targets"]
     assert [t["RdsResourceId"] for t in targets] == [db["DBInstanceIdentifier"]]
+    # named after the stack, so that its log group is the stack's (moto's RDS makes no log group of its own)
+    assert db["DBInstanceIdentifier"] == f"{STACK}-catalog"
+    (group,) = boto3.client("logs").describe_log_groups(logGroupNamePrefix="/aws/rds/")["logGroups"]
+    assert group["logGroupName"] == f"/aws/rds/instance/{STACK}-catalog/postgresql"
+    assert int(group["retentionInDays"]) == 30
     endpoints = boto3.client("ec2").describe_vpc_endpoints()["VpcEndpoints"]
     services = {e["ServiceName"].removeprefix("com.amazonaws.us-east-1.") for e in endpoints}
     assert services == {"s3", "secretsmanager", "ecr.api", "ecr.dkr", "logs", "batch"}
@@ -322,7 +391,8 @@ def test_deploy_creates_the_batch_workers(outputs: dict[str, str]):
     assert env["PANOPIPE_CATALOG"].startswith(f"postgresql://panopipe_admin@{outputs['ProxyEndpoint']}")
     roles = {r["RoleName"] for r in boto3.client("iam").list_roles()["Roles"]}
     assert job["containerProperties"]["jobRoleArn"].rsplit("/", 1)[-1] in roles
-    assert job["containerProperties"]["executionRoleArn"].rsplit("/", 1)[-1] in roles
+    execution = job["containerProperties"]["executionRoleArn"].rsplit("/", 1)[-1]
+    assert _pulls_from(execution) == ["arn:aws:ecr:us-east-1:123456789012:repository/panopipe"]
     (rule,) = [r for r in boto3.client("events").list_rules()["Rules"] if r.get("EventPattern")]
     assert json.loads(rule["EventPattern"])["detail"] == {
         "status": ["FAILED"],
@@ -416,6 +486,132 @@ def test_a_declined_change_set_creates_nothing(aws: None):
     assert STACK not in _stacks()
 
 
+def _create_stack(template: dict[str, Any], values: dict[str, str]) -> None:
+    """Create the stack ``STACK`` from another ``template`` than the panopipe's, as `cloud deploy` does."""
+    cloudformation = boto3.client("cloudformation")
+    cloudformation.create_change_set(
+        StackName=STACK,
+        ChangeSetName="other",
+        ChangeSetType="CREATE",
+        TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()],
+        Capabilities=deploy.CAPABILITIES,
+    )
+    cloudformation.execute_change_set(StackName=STACK, ChangeSetName="other")
+
+
+def _pulls_from(role: str) -> list[str] | None:
+    """The repositories the deployed ``role`` may pull images from (``None``: no statement lets it pull)."""
+    answer = boto3.client("iam").get_role_policy(RoleName=role, PolicyName="least-privilege")
+    document = answer["PolicyDocument"]  # moto answers a CloudFormation role's policy as its Python repr
+    statements = (ast.literal_eval(document) if isinstance(document, str) else document)["Statement"]
+    pulls = [s["Resource"] for s in statements if "ecr:BatchGetImage" in s["Action"]]
+    return pulls[0] if pulls else None
+
+
+@pytest.mark.parametrize(
+    ("image", "china", "repository"),
+    [
+        (
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/panopipe:0.1.0",
+            False,
+            "us-east-1:123456789012:repository/panopipe",
+        ),
+        (
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/survey/panopipe@sha256:" + "0" * 64,
+            False,
+            "eu-west-1:123456789012:repository/survey/panopipe",
+        ),
+        (
+            "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/survey/panopipe:0.1.0@sha256:" + "0" * 64,
+            True,
+            "cn-north-1:123456789012:repository/survey/panopipe",
+        ),
+        ("210987654321.dkr.ecr.us-east-1.amazonaws.com/panopipe:0.1.0", False, None),
+        ("123456789012.dkr.ecr.us-east-1.amazonaws.com.cn/panopipe:0.1.0", False, None),
+        ("public.ecr.aws/example/panopipe:0.1.0", False, None),
+        ("ghcr.io/example/panopipe:0.1.0", False, None),
+        ("python:3.12", False, None),
+    ],
+    ids=[
+        "ecr",
+        "ecr-other-region-digest",
+        "ecr-china",
+        "ecr-other-account",
+        "ecr-other-partition",
+        "ecr-public",
+        "ghcr",
+        "docker-hub",
+    ],
+)
+def test_the_worker_may_pull_only_the_repository_of_its_image_from_this_accounts_ecr(
+    aws: None, monkeypatch: pytest.MonkeyPatch, image: str, china: bool, repository: str | None
+):
+    """The execution role's ECR statement, as CloudFormation resolves it from WorkerImage: the role and its
+    log group deployed alone (moto does not enforce IAM: the policy is read back). moto's CloudFormation knows
+    one partition: China's is given to it for the test."""
+    from moto.cloudformation.parsing import ResourceMap
+
+    if china:
+        made = ResourceMap.__init__
+
+        def in_china(self: Any, *args: Any, **kwargs: Any) -> None:
+            made(self, *args, **kwargs)
+            self._parsed_resources.update({"AWS::Partition": "aws-cn", "AWS::URLSuffix": "amazonaws.com.cn"})
+
+        monkeypatch.setattr(ResourceMap, "__init__", in_china)
+    template = copy.deepcopy(TEMPLATE)
+    template["Resources"] = {name: RESOURCES[name] for name in ("WorkerExecutionRole", "WorkerLogGroup")}
+    del template["Outputs"]
+    values = {**VALUES, "WorkerImage": image}
+    assert deploy.validate_parameters(values)
+    _create_stack(template, values)
+    (role,) = [r["RoleName"] for r in boto3.client("iam").list_roles()["Roles"]]
+    partition = "aws-cn" if china else "aws"
+    assert _pulls_from(role) == (None if repository is None else [f"arn:{partition}:ecr:{repository}"])
+
+
+def test_a_new_stack_names_its_database_in_lower_case_and_its_log_group_goes_with_it(aws: None):
+    """RDS stores an instance's identifier in lower case, and names the log group so."""
+    rds, logs = boto3.client("rds"), boto3.client("logs")
+    deploy.deploy("Survey-2026", {**VALUES, "BucketName": "survey-2026"}, poll_seconds=0)
+    (db,) = rds.describe_db_instances()["DBInstances"]
+    assert db["DBInstanceIdentifier"] == instance_identifier("Survey-2026") == "survey-2026-catalog"
+    (group,) = logs.describe_log_groups(logGroupNamePrefix="/aws/rds/")["logGroups"]
+    assert group["logGroupName"] == "/aws/rds/instance/survey-2026-catalog/postgresql"
+    assert deploy.destroy("Survey-2026", poll_seconds=0).deleted
+    assert logs.describe_log_groups(logGroupNamePrefix="/aws/rds/")["logGroups"] == []  # not left behind
+
+
+def test_an_update_of_a_stack_made_before_the_database_identifier_leaves_its_database_unnamed(aws: None):
+    """CloudFormation replaces an instance whose identifier changes. An update sends no DbInstanceIdentifier,
+    so a stack made before the parameter gets its empty default, which names nothing and makes no log group
+    (moto cannot update a DB instance: the update is declined once its parameters are sent, and what the
+    empty value makes is deployed as a stack of its own)."""
+    before = copy.deepcopy(TEMPLATE)  # the template as it was
+    del before["Parameters"]["DbInstanceIdentifier"], before["Conditions"]["DatabaseNamed"]
+    del before["Resources"]["DatabaseLogGroup"]
+    del before["Resources"]["Database"]["Properties"]["DBInstanceIdentifier"]
+    _create_stack(before, VALUES)
+    cloudformation = boto3.client("cloudformation")
+    sent: list[list[dict[str, Any]]] = []
+
+    def record(params: dict[str, Any], **kwargs: Any) -> None:
+        sent.append(params["Parameters"])
+
+    cloudformation.meta.events.register("provide-client-params.cloudformation.CreateChangeSet", record)
+    deploy.deploy(STACK, {"MaxReceiveCount": "7"}, confirm=lambda changes: False, client=cloudformation)
+    (parameters,) = sent
+    assert {p["ParameterKey"] for p in parameters} == set(before["Parameters"])  # DbInstanceIdentifier not
+    assert PARAMETERS["DbInstanceIdentifier"]["Default"] == ""
+
+    deploy.deploy("unnamed", {**VALUES, "BucketName": "unnamed", "DbInstanceIdentifier": ""}, poll_seconds=0)
+    rds, logs = boto3.client("rds"), boto3.client("logs")
+    identifiers = [d["DBInstanceIdentifier"] for d in rds.describe_db_instances()["DBInstances"]]
+    assert len(identifiers) == 2 and instance_identifier("unnamed") not in identifiers
+    assert logs.describe_log_groups(logGroupNamePrefix="/aws/rds/")["logGroups"] == []
+
+
 # --- bad input ----------------------------------------------------------------------------------------------
 
 
@@ -448,6 +644,12 @@ def test_a_declined_change_set_creates_nothing(aws: None):
         ([*ARGS, "--param", "WorkerMemoryMiB=08192"], "without leading zeros"),  # the template compares text
         ([*ARGS, "--param", "DbMasterUsername=public"], "a name PostgreSQL reserves or RDS keeps"),
         ([*ARGS, "--param", "DbName=template1"], "a name PostgreSQL reserves or RDS keeps"),
+        # RDS would store it in lower case, and name its log group so: not the stack's log group
+        (
+            [*ARGS, "--param", "DbInstanceIdentifier=Survey-catalog"],
+            "DbInstanceIdentifier='Survey-catalog' is",
+        ),
+        ([*ARGS, "--param", "DbInstanceIdentifier=survey--catalog"], "not ending with one (RDS's rules"),
         # names S3 and RDS refuse only when the resource is created
         ([*ARGS, "--param", "BucketName=a..b"], "BucketName='a..b' is not valid: 3 to 63 lower-case"),
         ([*ARGS, "--param", "BucketName=192.168.1.10"], "not an IP address"),
@@ -649,6 +851,10 @@ def test_every_name_derived_from_a_valid_stack_name_is_valid_for_its_service(sta
     for key, text in derived:
         name = text.replace("${AWS::StackName}", stack)
         assert re.fullmatch(NAME_RULES[key], name), (key, name)
+    # `cloud deploy` names a new stack's database after it (RDS: the proxy's rules, in lower case)
+    identifier = instance_identifier(stack)
+    assert re.fullmatch(NAME_RULES["DBProxyName"], identifier) and identifier == identifier.lower()
+    assert deploy.validate_parameters({"DbInstanceIdentifier": identifier}, require_all=False)
 
 
 @pytest.mark.parametrize("stack", ["survey-", "my--stack", "1survey", "a" * 41])
@@ -731,7 +937,7 @@ def test_a_template_over_the_inline_limit_says_how_to_deploy_it(
 ):
     monkeypatch.setattr(
         deploy, "TEMPLATE_BODY_LIMIT", 1000
-    )  # the template is ~45 kB of CloudFormation's 51,200
+    )  # the template is ~49 kB of CloudFormation's 51,200
     assert main(["cloud", "deploy", "--stack", STACK, *ARGS, "--yes"]) == StackError.exit_code
     err = capsys.readouterr().err.strip()
     assert "over CloudFormation's inline limit of 1000: deploy it from S3 with the AWS CLI" in err

@@ -428,7 +428,8 @@ def deploy(
     A change set that replaces the database or the bucket is deleted and refused (:class:`ConfigError`)
     unless ``allow_replacement``, before ``confirm`` is asked.
 
-    A new stack needs every required parameter; an update keeps the current value of those not given.
+    A new stack needs every required parameter, and names its database ``STACK-catalog`` unless
+    ``DbInstanceIdentifier`` is given; an update keeps the current value of those not given.
     """
     _check_stack_name(stack)
     client = client or cloudformation_client()
@@ -436,6 +437,10 @@ def deploy(
     if existing is not None and existing["StackStatus"] == "REVIEW_IN_PROGRESS":
         existing = None  # created by a change set that was never executed: CloudFormation treats it as new
     current = None if existing is None else _current_values(existing)
+    if existing is None:  # an update keeps the stack's identifier: naming an unnamed instance replaces it
+        from panopipe.aws.stack.database import instance_identifier
+
+        values = {"DbInstanceIdentifier": instance_identifier(stack), **values}
     validate_parameters(values, require_all=existing is None, current=current)
     if existing is not None:
         current = existing["StackStatus"]

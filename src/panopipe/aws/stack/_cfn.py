@@ -20,9 +20,19 @@ def get_att(resource: str, attribute: str) -> Json:
     return {"Fn::GetAtt": [resource, attribute]}
 
 
-def sub(text: str) -> Json:
-    """``Fn::Sub``: ``${Name}`` and ``${Resource.Attribute}`` replaced."""
-    return {"Fn::Sub": text}
+def sub(text: str, **variables: Any) -> Json:
+    """``Fn::Sub``: ``${Name}`` and ``${Resource.Attribute}`` replaced, and ``${Variable}`` by ``variables``."""
+    return {"Fn::Sub": [text, variables] if variables else text}
+
+
+def select(index: int, items: Any) -> Json:
+    """``Fn::Select``: the item at ``index`` (from 0) of a list."""
+    return {"Fn::Select": [index, items]}
+
+
+def split(delimiter: str, text: Any) -> Json:
+    """``Fn::Split``: ``text`` cut at each ``delimiter`` (a plain string: CloudFormation takes no function)."""
+    return {"Fn::Split": [delimiter, text]}
 
 
 def if_(condition: str, then: Any, otherwise: Any) -> Json:
@@ -73,7 +83,6 @@ def role(
     purpose: str,
     statements: Sequence[Json],
     *,
-    managed: Sequence[Any] = (),
     skips: Iterable[tuple[str, str]] = (),
 ) -> Json:
     """An IAM role that ``service`` (e.g. ``lambda.amazonaws.com``) assumes, with ``statements`` inline."""
@@ -85,18 +94,12 @@ def role(
         properties["Policies"] = [
             {"PolicyName": "least-privilege", "PolicyDocument": policy_document(statements)}
         ]
-    if managed:
-        properties["ManagedPolicyArns"] = list(managed)
     return resource("AWS::IAM::Role", purpose, properties, skips=skips)
 
 
-def aws_managed_policy(name: str) -> Json:
-    """The ARN of the AWS managed policy ``name`` (e.g. ``service-role/AWSBatchServiceRole``)."""
-    return sub(f"arn:${{AWS::Partition}}:iam::aws:policy/{name}")
-
-
-def log_group(name: Any, purpose: str) -> Json:
-    """A log group whose events are kept for the ``LogRetentionDays`` parameter."""
+def log_group(name: Any, purpose: str, **attributes: Any) -> Json:
+    """A log group whose events are kept for the ``LogRetentionDays`` parameter; ``attributes`` as
+    :func:`resource`'s."""
     return resource(
         "AWS::Logs::LogGroup",
         purpose,
@@ -104,13 +107,13 @@ def log_group(name: Any, purpose: str) -> Json:
         skips=[
             ("CKV_AWS_158", "CloudWatch Logs encrypts log data at rest by default; no secrets are logged")
         ],
+        **attributes,
     )
 
 
 __all__ = [
     "DB_PORT",
     "Json",
-    "aws_managed_policy",
     "equals",
     "get_att",
     "if_",
@@ -119,6 +122,8 @@ __all__ = [
     "ref",
     "resource",
     "role",
+    "select",
+    "split",
     "statement",
     "sub",
 ]

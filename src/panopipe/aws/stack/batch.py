@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from panopipe.aws.stack._cfn import (
     Json,
-    aws_managed_policy,
+    equals,
     get_att,
+    if_,
     log_group,
     ref,
     resource,
     role,
+    select,
+    split,
     statement,
     sub,
 )
@@ -34,6 +37,32 @@ RUNNABLE_STUCK_REASONS = (
     "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
 )
 
+# WorkerImage read apart (an ECR image is ACCOUNT.dkr.ecr.REGION.amazonaws.com[.cn]/REPOSITORY:TAG or @DIGEST).
+# Fn::Split takes no function as its delimiter, so the host is cut off at the partition's literal domain; the
+# text appended to each split value gives Fn::Select its item in any image, ECR's or not.
+_IMAGE_HOST = select(0, split("/", ref("WorkerImage")))
+_IMAGE_REGION = select(3, split(".", {"Fn::Join": ["", [_IMAGE_HOST, "..."]]}))
+
+
+def _after(domain: str) -> Json:
+    """What follows ``domain`` in WorkerImage (empty when it is not there)."""
+    return select(1, split(domain, {"Fn::Join": ["", [ref("WorkerImage"), domain]]}))
+
+
+_IMAGE_PATH = if_("InChina", _after(".amazonaws.com.cn/"), _after(".amazonaws.com/"))  # REPOSITORY:TAG...
+_WORKER_REPOSITORY_ARN = sub(
+    "arn:${AWS::Partition}:ecr:${Region}:${AWS::AccountId}:repository/${Repository}",
+    Region=_IMAGE_REGION,
+    Repository=select(0, split(":", select(0, split("@", _IMAGE_PATH)))),
+)
+CONDITIONS: dict[str, Json] = {
+    "InChina": equals(ref("AWS::URLSuffix"), "amazonaws.com.cn"),
+    # an image of this account's ECR, in any region of the partition
+    "WorkerImageInEcr": equals(
+        _IMAGE_HOST, sub("${AWS::AccountId}.dkr.ecr.${Region}.${AWS::URLSuffix}", Region=_IMAGE_REGION)
+    ),
+}
+
 
 def worker_environment() -> dict[str, Json | str]:
     """The settings a worker job starts with (the contract with ``panopipe worker run``)."""
@@ -52,7 +81,10 @@ def _compute_environment(capacity: str, purpose: str) -> Json:
         {
             "Type": "MANAGED",
             "State": "ENABLED",
-            "ServiceRole": get_att("BatchServiceRole", "Arn"),
+            # No ServiceRole: Batch uses its service-linked role, AWSServiceRoleForBatch (made if missing). It
+            # cannot move a compute environment from a service role to it: Tags, set only at creation, make
+            # CloudFormation replace those of a stack made with one.
+            "Tags": {"panopipe:batch-role": "AWSServiceRoleForBatch"},
             "ComputeResources": {
                 "Type": capacity,
                 "MaxvCpus": ref("BatchMaxVcpus"),
@@ -66,12 +98,6 @@ def _compute_environment(capacity: str, purpose: str) -> Json:
 def _roles() -> dict[str, Json]:
     objects = "arn:${AWS::Partition}:s3:::${BucketName}"
     return {
-        "BatchServiceRole": role(
-            "batch.amazonaws.com",
-            "Lets Batch manage the Fargate capacity of the compute environments.",
-            [],
-            managed=[aws_managed_policy("service-role/AWSBatchServiceRole")],
-        ),
         "WorkerJobRole": role(
             "ecs-tasks.amazonaws.com",
             "What a worker may do: read images, write outputs, connect to the catalog through the proxy.",
@@ -95,13 +121,22 @@ def _roles() -> dict[str, Json]:
         ),
         "WorkerExecutionRole": role(
             "ecs-tasks.amazonaws.com",
-            "What Fargate needs to start a worker: pull its image from this account's ECR, write its logs.",
+            "What Fargate needs to start a worker: pull its image (from its repository, if in this account's"
+            " ECR), write its logs.",
             [
                 statement("EcrLogin", ["ecr:GetAuthorizationToken"], ["*"]),
-                statement(
-                    "PullImage",
-                    ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
-                    [sub("arn:${AWS::Partition}:ecr:*:${AWS::AccountId}:repository/*")],
+                if_(
+                    "WorkerImageInEcr",
+                    statement(
+                        "PullImage",
+                        [
+                            "ecr:BatchCheckLayerAvailability",
+                            "ecr:GetDownloadUrlForLayer",
+                            "ecr:BatchGetImage",
+                        ],
+                        [_WORKER_REPOSITORY_ARN],
+                    ),
+                    ref("AWS::NoValue"),
                 ),
                 statement(
                     "Logs", ["logs:CreateLogStream", "logs:PutLogEvents"], [get_att("WorkerLogGroup", "Arn")]
@@ -189,6 +224,7 @@ def batch_resources() -> dict[str, Json]:
 
 __all__ = [
     "ATTEMPTS",
+    "CONDITIONS",
     "RETRY_ON",
     "RUNNABLE_STUCK_REASONS",
     "WORKER_COMMAND",

@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from panopipe.aws.stack._cfn import DB_PORT, Json, get_att, ref, resource, role, statement, sub
+from panopipe.aws.stack._cfn import (
+    DB_PORT,
+    Json,
+    equals,
+    get_att,
+    if_,
+    log_group,
+    ref,
+    resource,
+    role,
+    select,
+    split,
+    statement,
+    sub,
+)
 from panopipe.aws.stack.network import PRIVATE_SUBNET_IDS
 
 DB_SECRET_ARN = get_att("Database", "MasterUserSecret.SecretArn")
@@ -19,6 +33,18 @@ PROXY_USER_ARN = {
 }
 
 
+CONDITIONS: dict[str, Json] = {"DatabaseNamed": {"Fn::Not": [equals(ref("DbInstanceIdentifier"), "")]}}
+# The instance's identifier is read back from its log group's name (/aws/rds/instance/ID/postgresql), so that
+# CloudFormation makes the log group first: RDS would otherwise make it on its own, keeping its events forever.
+_NAME_FROM_LOG_GROUP = select(4, split("/", ref("DatabaseLogGroup")))
+
+
+def instance_identifier(stack: str) -> str:
+    """The ``DbInstanceIdentifier`` of a new stack named ``stack`` (valid for RDS when ``stack`` is valid for
+    ``cloud deploy``; lower case, as RDS stores it and names its log group)."""
+    return f"{stack.lower()}-catalog"
+
+
 def catalog_url(sslrootcert_parameter: str) -> Json:
     """The ``PANOPIPE_CATALOG`` URL of the proxy (IAM token, TLS verified with the parameter's CA file)."""
     return sub(
@@ -28,7 +54,8 @@ def catalog_url(sslrootcert_parameter: str) -> Json:
 
 
 def database_resources() -> dict[str, Json]:
-    """The DB subnet group, the instance (its master password kept by RDS in Secrets Manager), the proxy."""
+    """The DB subnet group, the instance (its master password kept by RDS in Secrets Manager) and its log
+    group, the proxy."""
     return {
         "DatabaseSubnets": resource(
             "AWS::RDS::DBSubnetGroup",
@@ -42,6 +69,7 @@ def database_resources() -> dict[str, Json]:
             "AWS::RDS::DBInstance",
             "The catalog: PostgreSQL, encrypted, private, IAM authentication on; RDS keeps the password in a secret.",
             {
+                "DBInstanceIdentifier": if_("DatabaseNamed", _NAME_FROM_LOG_GROUP, ref("AWS::NoValue")),
                 "Engine": "postgres",
                 "EngineVersion": ref("DbEngineVersion"),
                 "DBInstanceClass": ref("DbInstanceClass"),
@@ -73,6 +101,11 @@ def database_resources() -> dict[str, Json]:
             ],
             DeletionPolicy="Snapshot",
             UpdateReplacePolicy="Snapshot",
+        ),
+        "DatabaseLogGroup": log_group(
+            sub("/aws/rds/instance/${DbInstanceIdentifier}/postgresql"),
+            "The database's PostgreSQL log, which RDS exports (EnableCloudwatchLogsExports) to this group.",
+            Condition="DatabaseNamed",
         ),
         "ProxyRole": role(
             "rds.amazonaws.com",
@@ -111,4 +144,11 @@ def database_resources() -> dict[str, Json]:
     }
 
 
-__all__ = ["DB_SECRET_ARN", "PROXY_USER_ARN", "catalog_url", "database_resources"]
+__all__ = [
+    "CONDITIONS",
+    "DB_SECRET_ARN",
+    "PROXY_USER_ARN",
+    "catalog_url",
+    "database_resources",
+    "instance_identifier",
+]

@@ -128,6 +128,15 @@ PARAMETERS: dict[str, Json] = {
         "endpoints",
         AllowedValues=list(EGRESS_CHOICES),
     ),
+    "DbInstanceIdentifier": _string(
+        "RDS identifier of the catalog database; its log group is then the stack's (LogRetentionDays). Empty:"
+        " CloudFormation names it, and RDS keeps its log forever (stacks made before this parameter: naming"
+        " their database replaces it).",
+        "",
+        AllowedPattern=r"^$|^(?!.*--)[a-z][a-z0-9-]{0,62}(?<!-)$",
+        ConstraintDescription="empty, or a lower-case letter, then up to 62 lower-case letters, digits or"
+        " single hyphens, not ending with one (RDS's rules; RDS names the log group in lower case)",
+    ),
     "DbInstanceClass": _string(
         "RDS instance class of the catalog database.",
         "db.t4g.micro",

@@ -9,7 +9,9 @@ from typing import Any
 from panopipe.aws.stack._cfn import DB_PORT, get_att, ref
 from panopipe.aws.stack.alarms import CONDITIONS as ALARM_CONDITIONS
 from panopipe.aws.stack.alarms import alarm_resources
+from panopipe.aws.stack.batch import CONDITIONS as BATCH_CONDITIONS
 from panopipe.aws.stack.batch import batch_resources
+from panopipe.aws.stack.database import CONDITIONS as DATABASE_CONDITIONS
 from panopipe.aws.stack.database import DB_SECRET_ARN, catalog_url, database_resources
 from panopipe.aws.stack.function import function_resources
 from panopipe.aws.stack.network import CONDITIONS as NETWORK_CONDITIONS
@@ -63,7 +65,12 @@ def build_template(defaults: Mapping[str, str] | None = None) -> dict[str, Any]:
         "Description": DESCRIPTION,
         "Parameters": parameters,
         "Rules": RULES,
-        "Conditions": {**NETWORK_CONDITIONS, **ALARM_CONDITIONS},
+        "Conditions": {
+            **NETWORK_CONDITIONS,
+            **DATABASE_CONDITIONS,
+            **BATCH_CONDITIONS,
+            **ALARM_CONDITIONS,
+        },
         "Resources": {
             **storage_resources(),
             **function_resources(),
