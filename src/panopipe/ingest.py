@@ -19,7 +19,7 @@ from panopipe.config import IngestRules, Settings, project_settings
 from panopipe.errors import ConfigError, MetadataError, ObjectNotFoundError, StorageError
 from panopipe.metadata import ImageMetadata, read_jpeg
 from panopipe.parent_watch import exit_with_parent
-from panopipe.pipeline import load_pipeline, output_prefixes
+from panopipe.pipeline import load_pipeline, output_prefixes, refuse_sources_in_outputs
 from panopipe.storage import FolderStorage, ObjectInfo, Storage, local_path, open_storage, resolve_uri
 from panopipe.storage.base import NOT_UTF8, is_utf8, shown_name
 
@@ -135,14 +135,17 @@ def ingest(
     not read again while it is unchanged. Files gone from a source folder are marked deleted. A source that
     holds no file at all is reported in :attr:`IngestReport.empty_sources`. The files under panopipe's own
     output roots are left alone, as the event handler leaves them: counted in
-    :attr:`IngestReport.own_outputs`, neither read nor marked deleted.
+    :attr:`IngestReport.own_outputs`, neither read nor marked deleted; a source that is one of those roots or
+    lies inside one is a :class:`ConfigError` (:func:`~panopipe.pipeline.refuse_sources_in_outputs`).
     """
     if workers is not None and workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
     started = time.perf_counter()
     settings = project_settings(catalog, settings)
     rules = path_pattern(settings.ingest)
-    own = output_prefixes(load_pipeline(catalog, settings), settings)
+    pipeline = load_pipeline(catalog, settings)
+    refuse_sources_in_outputs(sources, pipeline, settings)
+    own = output_prefixes(pipeline, settings)
     report = IngestReport()
     # a mistyped source stops before any work
     listed = [_list_source(source, settings, own) for source in sources]

@@ -168,6 +168,33 @@ def test_an_ingest_that_fails_leaves_no_catalog_behind(capsys, tmp_path: Path, s
     assert run(capsys, "ls", "--catalog", str(db))[0] == CatalogError.exit_code
 
 
+@pytest.mark.parametrize("output", ["survey", "."], ids=["the survey folder", "the folder above it"])
+def test_an_output_root_set_over_the_survey_is_refused(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output: str
+):
+    """Ingest had read none of the survey's images, taken for panopipe's own outputs: exit 0, an empty
+    catalog and 'not read: 1 file(s) under panopipe's own output roots'."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "survey/R001").mkdir(parents=True)
+    (tmp_path / "survey/R001/a.jpg").write_bytes(JPEG.read_bytes())
+    config = tmp_path / "panopipe.toml"
+    config.write_text(f'[steps.pipeline]\noutput = "{output}"\n')
+
+    code, out, err = run(capsys, "ingest", "survey", "--catalog", "c.db")
+
+    where = "the output root" if output == "survey" else "inside the output root"
+    assert (code, out) == (ConfigError.exit_code, "")
+    assert err == (
+        f"error: survey is {where} {(tmp_path / output).resolve()} ([steps.pipeline] output): ingest reads no "
+        "file there (panopipe's own outputs); if survey images are there, set [steps.pipeline] output to a "
+        "folder that holds none, such as a subfolder panopipe-out of the survey\n"
+    )
+    assert not (tmp_path / "c.db").exists()
+    config.write_text('[steps.pipeline]\noutput = "survey/panopipe-out"\n')  # outputs in the survey: usual
+    code, out, _ = run(capsys, "ingest", "survey", "--catalog", "c.db")
+    assert (code, out.partition(",")[0]) == (0, "added 1")
+
+
 def test_a_failed_ingest_leaves_no_catalog_in_the_home_folder_named_with_a_tilde(
     capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

@@ -18,6 +18,7 @@ from panopipe.catalog import Catalog, ImageRecord, Selection
 from panopipe.cli import main
 from panopipe.config import IngestRules, Settings, load_settings
 from panopipe.demo import generate_survey
+from panopipe.errors import ConfigError
 from panopipe.ingest import ingest
 from panopipe.metadata.writer import MetadataUpdate, apply_metadata_file
 
@@ -163,13 +164,8 @@ def test_the_pipelines_own_outputs_are_counted_not_read(
         str(survey / "panopipe-out/old.jpg")  # left alone, as the event handler leaves it: not deleted
     }
     assert {image.shot for image in catalog.images() if image.shot} == {"R001-000001", "R001-000002"}
-    one = ingest(catalog, [survey / "published/demo/R001/demo_R001_000001.jpg"], settings)
-    assert (one.added, one.failed, one.own_outputs, one.empty_sources) == (
-        0,
-        [],
-        {f"{survey}/published/": 1},
-        [],
-    )
+    with pytest.raises(ConfigError, match=r"demo_R001_000001.jpg is inside the output root .*/published \("):
+        ingest(catalog, [survey / "published/demo/R001/demo_R001_000001.jpg"], settings)  # one of its outputs
 
     assert main(["ingest", "survey", "--catalog", str(tmp_path / "cli.db")]) == 0
     assert capsys.readouterr().err == (

@@ -254,6 +254,27 @@ def test_an_ingest_of_the_whole_bucket_reads_none_of_panopipes_own_outputs(
 
 
 @pytest.mark.parametrize(
+    ("output", "where"),
+    [(f"s3://{BUCKET}", "inside the output root"), (f"s3://{BUCKET}/survey", "the output root")],
+    ids=["the bucket", "the survey prefix"],
+)
+def test_an_ingest_of_a_prefix_at_or_inside_an_output_prefix_is_refused(
+    s3, catalog: Catalog, output: str, where: str
+) -> None:
+    """Every image had been taken for panopipe's own output and not read: an ingest that added nothing."""
+    survey = f"s3://{BUCKET}/survey/"
+    open_storage(survey, Settings()).put("R001/a.jpg", JPEG.read_bytes())
+
+    with pytest.raises(ConfigError) as refused:
+        ingest(catalog, [survey], Settings(output_prefix=output))
+
+    assert str(refused.value).startswith(f"{survey} is {where} {output} ([panopipe] output_prefix): ")
+    assert catalog.count(Selection(include_deleted=True)) == 0
+    outputs_in_the_survey = ingest(catalog, [survey], Settings(output_prefix=f"{survey}panopipe-out"))
+    assert outputs_in_the_survey.added == 1
+
+
+@pytest.mark.parametrize(
     ("status", "code", "boto3_calls"),
     [(404, "NoSuchKey", 0), (404, "NoSuchBucket", 0), (403, "AccessDenied", 1)],
 )

@@ -35,8 +35,9 @@ def ingest(
     it) that has the size of a catalogued file is read whole to tell. The summary counts each file once: added,
     updated, unchanged or failed (an unreadable file is catalogued with its reason, and counted failed alone).
     The files under panopipe's own output roots (the pipeline's output, the publish root, output_prefix) are
-    not read, only counted: a bucket or folder that holds them can be ingested whole. Exit code 1 when any file
-    failed.
+    not read, only counted: a bucket or folder that holds them can be ingested whole; a source that is such a
+    root or lies inside one is refused, exit code 2 (set that root elsewhere: a subfolder of the survey is
+    fine). Exit code 1 when any file failed.
 
     Example: panopipe ingest /data/survey-2024-05-01 s3://survey-bucket/2024-05-02/
     """

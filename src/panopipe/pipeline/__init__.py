@@ -4,7 +4,7 @@ Units: a rig shot is one subject (``shot:<id>``) for every step; a single 360° 
 already equirectangular is its own subject (``image:<id>``) and skips ``stitch``.
 """
 
-from panopipe.pipeline.config import Pipeline, load_pipeline, output_prefixes
+from panopipe.pipeline.config import Pipeline, load_pipeline, output_prefixes, refuse_sources_in_outputs
 from panopipe.pipeline.overwrite import refuse_overwrite
 from panopipe.pipeline.planner import Plan, PlanItem, plan
 from panopipe.pipeline.report import write_html_report
@@ -31,6 +31,7 @@ __all__ = [
     "output_prefixes",
     "plan",
     "refuse_overwrite",
+    "refuse_sources_in_outputs",
     "run",
     "status",
     "verify",

@@ -8,6 +8,7 @@ project configuration when one was pushed, else from the project config file (se
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,8 @@ PIPELINE_KEYS = (
     ConfigKey(
         "output",
         None,
-        "Storage URI (folder or s3://bucket/prefix) the steps write their outputs under.",
+        "Storage URI (folder or s3://bucket/prefix) the steps write their outputs under: not the survey's folder "
+        "nor one above it (ingest refuses a source there, exit code 2); a subfolder of the survey is fine.",
         "`[panopipe] output_prefix`, else a folder `panopipe-out` beside a SQLite catalog (or in the current "
         "folder for a database server)",
     ),
@@ -103,8 +105,33 @@ def output_prefixes(pipeline: Pipeline, settings: Settings) -> tuple[str, ...]:
     steps' (publish), and the deployment's ``output_prefix`` (a project configuration may send the outputs
     elsewhere). What is there is panopipe's own output, never a survey image: ingest and the event handler
     skip it."""
-    roots = {*pipeline.output_roots(), *([settings.output_prefix] if settings.output_prefix else [])}
-    return tuple(sorted({open_storage(root, settings).root_uri.rstrip("/") + "/" for root in roots}))
+    return tuple(sorted(_named_output_prefixes(pipeline, settings)))
+
+
+def refuse_sources_in_outputs(sources: Iterable[str | Path], pipeline: Pipeline, settings: Settings) -> None:
+    """:class:`ConfigError` if one of ``sources`` (folders, files or ``s3://`` prefixes to ingest) is one of
+    :func:`output_prefixes` or lies inside one: ingest would read none of its files, taken for panopipe's own
+    outputs (an output root set over the survey). An output root inside a source (``survey/panopipe-out`` of
+    ``survey``) is a usual layout: its files are set apart, the others read."""
+    named = _named_output_prefixes(pipeline, settings)
+    for source in sources:
+        uri = open_storage(source, settings).root_uri.rstrip("/") + "/"
+        root = next((prefix for prefix in sorted(named) if uri.startswith(prefix)), None)
+        if root is not None:
+            raise ConfigError(
+                f"{source} is {'' if uri == root else 'inside '}the output root {root.rstrip('/')} ({named[root]}): "
+                "ingest reads no file there (panopipe's own outputs); if survey images are there, set "
+                f"{named[root]} to a folder that holds none, such as a subfolder panopipe-out of the survey"
+            )
+
+
+def _named_output_prefixes(pipeline: Pipeline, settings: Settings) -> dict[str, str]:
+    """Each of :func:`output_prefixes` and the setting that puts outputs there (``output_prefix`` where the
+    pipeline's output is that too)."""
+    roots = [(f"[steps.{PIPELINE_TABLE}] output", pipeline.context.output_uri)]
+    roots += [(f"[steps.{step.name}] root", root) for step in pipeline.steps for root in step.output_roots()]
+    roots += [("[panopipe] output_prefix", settings.output_prefix)] if settings.output_prefix else []
+    return {open_storage(root, settings).root_uri.rstrip("/") + "/": name for name, root in roots}
 
 
 __all__ = [
@@ -117,4 +144,5 @@ __all__ = [
     "load_pipeline",
     "output_prefixes",
     "pipeline_output",
+    "refuse_sources_in_outputs",
 ]
