@@ -463,6 +463,7 @@ CHANGED_TAGS = {
     *(f"GPS:GPS{name}" for name in (*_GPS_SET.split(), "ImgDirectionRef", "ImgDirection")),
     *(f"XMP-GPano:{name}" for name in UPDATE.gpano.properties()),  # type: ignore[union-attr]
     "ExifIFD:ExifVersion",  # raised to 0231 for OffsetTimeOriginal
+    *("XMP-GPano:FirstPhotoDate", "XMP-GPano:LastPhotoDate"),  # copies of the capture time: removed
     "IFD1:ThumbnailOffset",
     "MPImage2:MPImageStart",  # an absolute file offset: the second image moved with the longer header
 }

@@ -169,3 +169,22 @@ def test_the_xmp_packet_is_left_as_it_is_when_no_copy_is_written(tmp_path: Path)
     packet = original[start : start + int.from_bytes(original[start - 2 : start], "big") - 2]
     for update in (MetadataUpdate(make="M"), MetadataUpdate(captured_at=CAPTURED)):  # no XMP DateTimeOriginal
         assert packet in apply_metadata(original, update)
+
+
+@pytest.mark.exiftool
+def test_gpano_photo_dates_of_the_capture_time_go_when_it_is_written(tmp_path: Path) -> None:
+    """A GoPro MAX image's GPano FirstPhotoDate and LastPhotoDate are its capture time: a time written replaces
+    it in EXIF, and they go; the camera's other GPano properties stay."""
+    original = (DATA / "trek-view-360" / "GSAG2002.JPG").read_bytes()
+    before = exiftool_all(tmp_path / "before.jpg", original)
+    dates = ("XMP-GPano:FirstPhotoDate", "XMP-GPano:LastPhotoDate")
+    assert [before[tag] for tag in dates] == ["2020:05:09 14:16:30"] * 2
+
+    update = MetadataUpdate(captured_at=CAPTURED, utc_offset_minutes=120)
+    after = exiftool_all(tmp_path / "after.jpg", apply_metadata(original, update))
+    assert [tag for tag in dates if tag in after] == []
+    assert after["ExifIFD:DateTimeOriginal"] == "2024:05:01 09:58:31"
+    kept = ("XMP-GPano:SourcePhotosCount", "XMP-GPano:CaptureSoftware", "XMP-GPano:ProjectionType")
+    assert {tag: after[tag] for tag in kept} == {tag: before[tag] for tag in kept}
+    untouched = apply_metadata(original, MetadataUpdate(make="GoPro"))  # no time written: they stay
+    assert [tag for tag in dates if tag in exiftool_all(tmp_path / "make.jpg", untouched)] == list(dates)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,14 @@ from tests.metadata.test_writer import ADOBE_RGB, icc_profile
 from tests.pipeline.captures import Project, jpeg, record
 from tests.pipeline.test_nadir_pipeline import RED, published
 
+from panopipe.catalog import Selection
 from panopipe.catalog.schema import jobs
 from panopipe.errors import ConfigError
 from panopipe.executors import InlineExecutor
 from panopipe.pipeline import load_pipeline, run
 from panopipe.stitching import synthetic_panorama
+
+CAMERAS = Path(__file__).parents[1] / "data" / "exif"
 
 
 def add_image(project: Project, n: int, pixels: np.ndarray, *exiftool_args: str) -> Path:
@@ -149,6 +153,26 @@ def test_published_images_say_srgb_unless_they_carry_another_profile(
 
     for tree in ("", "thumbnails", "previews"):
         assert tags(published(project, "P001", tree))["ExifIFD:ColorSpace"] == color_space, tree
+
+
+def test_a_time_edit_leaves_none_of_the_camera_s_gpano_photo_dates(project: Project):
+    """A GoPro MAX image's GPano FirstPhotoDate and LastPhotoDate hold its camera's time: the published image
+    carries the edited time in EXIF and neither of them, which a reader that prefers XMP would take."""
+    data = (CAMERAS / "trek-view-360" / "GSAG2002.JPG").read_bytes()
+    fields = {"projection": "equirectangular", "width": 5760, "height": 2880, "reel": "P001"}
+    path = project.root / "P001" / "GSAG2002.JPG"
+    (image_id,) = project.catalog.upsert_images([record(path, data, 0, **fields)]).added
+    assert run(project.catalog, settings=project.settings, executor=InlineExecutor()).ok
+    edited = datetime(2020, 5, 9, 12, 20, tzinfo=UTC)
+    changes = project.catalog.plan_edit(Selection(ids=(image_id,)), assign={"captured_at": edited})
+    project.catalog.apply_edit(changes, reason="clock", author="t")
+
+    assert run(project.catalog, settings=project.settings, executor=InlineExecutor()).ok
+
+    found = tags(published(project, "P001"))
+    assert found["ExifIFD:DateTimeOriginal"] == "2020:05:09 14:20:00"  # at the image's offset, +02:00
+    assert [tag for tag in found if tag.endswith("PhotoDate")] == []
+    assert found["XMP-GPano:CaptureSoftware"] == "GoPro Max"
 
 
 @pytest.mark.parametrize(

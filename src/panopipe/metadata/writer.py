@@ -70,9 +70,14 @@ _COLORANT_TOLERANCE = 0.001
 _NEW_GPS: dict[int, tuple[int, Value]] = {tiff.GPS_VERSION_ID: (BYTE, (2, 3, 0, 0))}
 _OFFSET_TIME_VERSION = b"0231"
 # The XMP properties that copy the EXIF tags a MetadataUpdate field writes (XMP's DateTimeOriginal holds the
-# sub-seconds and offset, its GPSTimeStamp the date too; tiff: holds IFD0's Make and Model).
+# sub-seconds and offset, its GPSTimeStamp the date too; tiff: holds IFD0's Make and Model; GPano's first and
+# last photo dates are the capture time of a 360° camera's image).
 _XMP_COPIES: dict[str, tuple[Property, ...]] = {
-    "captured_at": ((EXIF_NS, "DateTimeOriginal"),),
+    "captured_at": (
+        (EXIF_NS, "DateTimeOriginal"),
+        (GPANO_NS, "FirstPhotoDate"),
+        (GPANO_NS, "LastPhotoDate"),
+    ),
     "gps_latitude": ((EXIF_NS, "GPSLatitude"),),
     "gps_longitude": ((EXIF_NS, "GPSLongitude"),),
     "gps_altitude": ((EXIF_NS, "GPSAltitude"), (EXIF_NS, "GPSAltitudeRef")),
@@ -156,9 +161,9 @@ class MetadataUpdate:
     signed (south, west and below sea level are negative); ``gps_img_direction`` is in degrees true north;
     ``gps_h_positioning_error`` (the position's horizontal accuracy) in metres; ``gps_datetime`` is written
     in UTC. ``panopipe`` holds properties of the panopipe XMP namespace. The XMP copies of the EXIF tags
-    written (exif:DateTimeOriginal, exif:GPSLatitude..., tiff:Make and tiff:Model) are removed, so that no reader
-    that prefers XMP finds the values replaced. ``remove`` names values the file must not have, as the
-    reader names them (:data:`REMOVABLE`: the GPS values above, and ``pose_heading``, ``pose_pitch`` and
+    written (exif:DateTimeOriginal and GPano FirstPhotoDate/LastPhotoDate, exif:GPSLatitude..., tiff:Make and
+    tiff:Model) are removed, so that no reader that prefers XMP finds the values replaced. ``remove`` names
+    values the file must not have, as the reader names them (:data:`REMOVABLE`: the GPS values above, and ``pose_heading``, ``pose_pitch`` and
     ``pose_roll`` of the GPano), none of which the update sets: their GPS entries with their Ref tags, GPano
     properties and XMP copies are removed.
     """
