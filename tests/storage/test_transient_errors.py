@@ -16,18 +16,21 @@ import io
 import os
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import boto3
 import botocore.handlers
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
+from botocore.endpoint import Endpoint
 from botocore.exceptions import (
     ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
     ReadTimeoutError,
 )
+from botocore.hooks import first_non_none_response
 from PIL import Image as PILImage
 from urllib3.exceptions import ProtocolError
 
@@ -188,6 +191,46 @@ def test_a_call_that_cannot_connect_is_tried_once_more_not_through_every_retry(
     """A dead endpoint had been tried through every one of botocore's retries, with backoff, before a job,
     ingest or sync knew it unreachable: 15 s when it refused, over a minute when it did not answer."""
     faults.inject("GetObject", fault, aws_clients.MAX_RETRIES + 1)
+
+    with pytest.raises(EndpointUnreachableError):
+        own_storage.get("a.jpg")
+
+    assert faults.sent == ["GetObject"] * (aws_clients.CONNECT_RETRIES + 1)
+
+
+def test_a_lambda_runtimes_older_botocore_stops_trying_too(
+    own_storage: S3Storage, faults: Faults, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Lambda runtime's botocore (before 1.43.5) took any answer of a needs-retry handler but ``None`` for a
+    delay: a handler answering ``False`` to stop made it retry at once, for as long as the endpoint was dead."""
+
+    def needs_retry_before_1_43_5(
+        self: Endpoint,
+        attempts: int,
+        operation_model: Any,
+        request_dict: Any,
+        response: Any = None,
+        caught_exception: Any = None,
+    ) -> bool:
+        service = operation_model.service_model.service_id.hyphenize()
+        delay = first_non_none_response(
+            self._event_emitter.emit(
+                f"needs-retry.{service}.{operation_model.name}",
+                response=response,
+                endpoint=self,
+                operation=operation_model,
+                attempts=attempts,
+                caught_exception=caught_exception,
+                request_dict=request_dict,
+            )
+        )
+        if delay is None:
+            return False
+        time.sleep(delay)
+        return True
+
+    monkeypatch.setattr(Endpoint, "_needs_retry", needs_retry_before_1_43_5)
+    faults.inject("GetObject", raises(EndpointConnectionError), aws_clients.MAX_RETRIES + 1)
 
     with pytest.raises(EndpointUnreachableError):
         own_storage.get("a.jpg")

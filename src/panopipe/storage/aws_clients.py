@@ -148,13 +148,17 @@ def aws_client(
     return client
 
 
-def _connect_retries_spent(
-    attempts: int, caught_exception: BaseException | None = None, **_: Any
-) -> bool | None:
-    """``False`` (no retry: botocore takes the first answer that is not ``None``) once a call that could not
-    connect was tried :data:`CONNECT_RETRIES` times again; ``None`` leaves it to botocore's retry mode."""
-    failed = caught_exception is not None and is_endpoint_unreachable(caught_exception)
-    return False if failed and attempts > CONNECT_RETRIES else None
+def _connect_retries_spent(attempts: int, caught_exception: BaseException | None = None, **_: Any) -> None:
+    """Raises ``caught_exception`` once a call that could not connect was tried :data:`CONNECT_RETRIES` times
+    again: the call fails as it would after botocore's last retry. Otherwise returns ``None``, which leaves the
+    decision to botocore's retry mode. Raising, not answering ``False``: a botocore before 1.43.5 (a Lambda
+    runtime's) takes any answer but ``None`` for a delay, and would retry at once, for ever."""
+    if (
+        caught_exception is not None
+        and attempts > CONNECT_RETRIES
+        and is_endpoint_unreachable(caught_exception)
+    ):
+        raise caught_exception
 
 
 _INVALID_ENDPOINT = "Invalid endpoint: "
