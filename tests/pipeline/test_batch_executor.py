@@ -28,7 +28,6 @@ from panopipe.executors.batch import BatchExecutor
 from panopipe.executors.manifest import Submission
 from panopipe.executors.throttle import RateLimiter, call_aws
 from panopipe.steps.base import JobOutcome, JobSpec
-from panopipe.storage import aws_clients
 
 WORK = "s3://work-bucket/out/_batch/"
 
@@ -111,7 +110,6 @@ def test_a_submission_left_behind_by_a_failed_submit_job_is_named_in_a_warning(
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     monkeypatch.setenv("PANOPIPE_S3_ENDPOINT_URL", endpoint)
-    monkeypatch.setattr(aws_clients, "MAX_RETRIES", 1)  # the S3 client's attempts (5 took seconds here)
     boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="work-bucket")
     client = boto3.client("batch", endpoint_url=endpoint, config=Config(retries={"max_attempts": 1}))
     client.meta.events.register("before-call.batch.SubmitJob", lambda **_: server.stop())
