@@ -107,8 +107,10 @@ def test_run_submits_one_array_job_per_step_and_status_records_the_results(proje
         f"in flight on batch ({array['jobId']}:{i})" for i in range(children)
     }
 
-    # Jobs in flight are never submitted again.
-    assert cli(project, "run", "--executor", "batch")[1]["counts"] == {}
+    # Jobs in flight are never submitted again, nor the next steps of their subjects: counted as plan lists them
+    again = cli(project, "run", "--executor", "batch")[1]
+    assert again["counts"] == {} and (again["left_in_flight"], again["held_back"]) == (SHOTS, 2 * SHOTS)
+    assert len(cli(project, "plan")[1]) == 3 * SHOTS
     assert len(world.arrays()) == 1
 
     assert containers.run() == children
@@ -192,6 +194,34 @@ def test_a_run_that_retries_jobs_seen_to_fail_runs_the_steps_after_them(project,
 
     assert code == 6 and len(report["failures"]) == 2  # the failures seen to end, reported
     assert report["counts"] == {"apply-metadata": {"succeeded": 2}, "derive": {"succeeded": SHOTS}}
+
+
+def test_a_run_says_which_due_jobs_it_held_back_for_a_job_of_their_subject_in_flight(project, world, capsys):
+    """A failed apply-metadata is due again (`plan` lists it), but its panorama has a derive in flight: the
+    run holds it back until that ends. It said `nothing to do`, exit 0, and --json counted nothing."""
+    containers = Containers(world)
+    cli(project, "run", "--executor", "batch", "--steps", "apply-metadata")
+    containers.run(die={1: ("Essential container in task exited", 1)})
+    cli(project, "run", "--executor", "batch", "--steps", "derive")  # records the 2 failures
+    steps = ("--steps", "apply-metadata,derive")
+
+    planned = [(row["step"], row["reason"][:13]) for row in cli(project, "plan", *steps)[1]]
+    code, report = cli(project, "run", "--executor", "batch", *steps)
+
+    assert sorted(planned) == 2 * [("apply-metadata", "failed before")] + SHOTS * [
+        ("derive", "in flight on ")
+    ]
+    assert code == 0 and report["counts"] == {}
+    assert (report["left_in_flight"], report["held_back"]) == (SHOTS, 2)
+    location, config = project
+    assert main(["run", "--executor", "batch", *steps, "--catalog", location, "--config", str(config)]) == 0
+    err = capsys.readouterr().err
+    assert "nothing to do" not in err
+    assert "left 5 job(s) in flight (on AWS Batch or in another run)" in err
+    assert "held back 2 job(s) whose image or shot has another job in flight" in err
+    containers.run()  # the derives end: the failed jobs are submitted
+    code, report = cli(project, "run", "--executor", "batch", *steps)
+    assert report["counts"] == {"apply-metadata": {"submitted": 2}} and report["held_back"] == 0
 
 
 def test_a_result_recorded_after_a_config_push_keeps_the_parameters_its_job_was_submitted_with(

@@ -159,4 +159,5 @@ def test_plan_and_run_name_the_jobs_a_killed_run_holds(survey: Survey, started):
     assert all(row["reason"].startswith("in flight on local") for row in stitches), stitches
     assert again.returncode == 0 and again.stdout == ""
     [warning] = again.stderr.splitlines()
-    assert warning.startswith(f"warning: left {len(planned)} job(s) to another run"), again.stderr
+    left = f"warning: left {SHOTS} job(s) in flight (on AWS Batch or in another run); held back"
+    assert warning.startswith(f"{left} {len(planned) - SHOTS} job(s) whose image or shot"), again.stderr

@@ -111,7 +111,8 @@ def run(
     """Run the stale jobs of the pipeline; failed items do not stop the others.
 
     With --executor batch, jobs go to AWS Batch and the command returns: `panopipe status` follows them, and
-    `run` again retries what failed and submits the next steps (never a job still in flight).
+    `run` again retries what failed and submits the next steps (never a job still in flight, and another job of
+    its image or shot only once it has ended: the run says how many it held back).
     Exits with code 6 when a job failed (see `panopipe status`); stops with code 4 once a job finds the
     storage's endpoint unreachable (the jobs not run stay due, none is recorded failed for it).
     Example: panopipe run --reel R001 --workers 4; panopipe run --executor batch --wait;
@@ -153,18 +154,31 @@ def run(
                 f"removed {report.removed} output(s) of shots no image belongs to any more (their frames "
                 "form other shots now)"
             )
-        if report.left_in_flight:  # a warning, shown with -q too: this run did not do them
-            render.warn(
-                f"left {report.left_in_flight} job(s) to another run (or AWS Batch) that has their image or "
-                "shot in flight: `panopipe plan` lists them (a run that was killed holds them for up to 15 "
-                "minutes)"
-            )
+        if report.left_in_flight or report.held_back:  # a warning, shown with -q too: not done here
+            render.warn(_left_behind(report.left_in_flight, report.held_back))
         if submitted:
             render.stderr.print(
                 "submitted: follow with `panopipe status`, then `panopipe run` for the next steps"
             )
-        render.stderr.print(f"done in {report.seconds:.1f} s" if report.counts else "nothing to do")
+        if report.counts:
+            render.stderr.print(f"done in {report.seconds:.1f} s")
+        elif not (report.left_in_flight or report.held_back):
+            render.stderr.print("nothing to do")
     return 0 if report.ok else StepError.exit_code
+
+
+def _left_behind(in_flight: int, held_back: int) -> str:
+    """What a run left of the jobs the plan lists: those in flight elsewhere, those held back for them."""
+    said = [f"left {in_flight} job(s) in flight (on AWS Batch or in another run)"] if in_flight else []
+    if held_back:
+        said.append(
+            f"held back {held_back} job(s) whose image or shot has another job in flight, until it ends"
+        )
+    then = "; `panopipe run` again makes those held back once it has ended" if held_back else ""
+    return (
+        f"{'; '.join(said)}: `panopipe plan` lists them{then} (a run that was killed holds its jobs for up to "
+        "15 minutes)"
+    )
 
 
 def _refuse_ignored_options(

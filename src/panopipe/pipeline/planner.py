@@ -61,6 +61,11 @@ class PlanItem:
     fingerprint: str | None
     problem: str | None = None
 
+    @property
+    def in_flight(self) -> bool:
+        """Whether the job is in flight (on AWS Batch, or in another run): no run makes it again."""
+        return _in_flight(self.reason)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "step": self.step,
@@ -107,6 +112,11 @@ class Work:
     fingerprint: str
     planned_at: datetime
 
+    @property
+    def in_flight(self) -> bool:
+        """Whether the job is in flight (on AWS Batch, or in another run): no run makes it again."""
+        return _in_flight(self.reason)
+
 
 def plan(
     catalog: Catalog,
@@ -151,16 +161,24 @@ def plan(
                 PlanItem(step.name, w.subject.id, w.reason, w.fingerprint, step.problem(w.subject))
                 for w in direct
             ]
-            done = {w.subject.id for w in direct}
-            for kind in sorted(step.kinds):
-                for followed in (step.upstream(kind), *step.copies):
-                    after = sorted(
-                        s for s in rerun.get(followed or "", ()) if s.startswith(f"{kind}:") and s not in done
-                    )
-                    items += [PlanItem(step.name, s, f"after {followed}", None) for s in after]
-                    done.update(after)
-            rerun[step.name] = done
+            after = followers(step, rerun, {w.subject.id for w in direct})
+            items += [PlanItem(step.name, s, f"after {followed}", None) for s, followed in after]
     return Plan(tuple(s.name for s in pipeline.steps), tuple(items))
+
+
+def followers(step: Step, rerun: dict[str, set[str]], direct: set[str]) -> list[tuple[str, str]]:
+    """The subjects whose ``step`` job follows a job of a step it reads or copies, ``(subject, that step)`` in
+    plan order, besides the subjects of its ``direct`` jobs; ``rerun`` holds the subjects of each earlier
+    step's jobs, and gains those of ``step``'s."""
+    done = set(direct)
+    found: list[tuple[str, str]] = []
+    for kind in sorted(step.kinds):
+        for followed in filter(None, (step.upstream(kind), *step.copies)):
+            after = sorted(s for s in rerun.get(followed, ()) if s.startswith(f"{kind}:") and s not in done)
+            found += [(s, followed) for s in after]
+            done.update(after)
+    rerun[step.name] = done
+    return found
 
 
 def plan_step(
@@ -215,6 +233,10 @@ def plan_step(
             subjects = [cache[i] for i in ids if i in cache]
             work += _decide(conn, step, subjects, upstream, failures, force, checked_at, artifacts_of)
     return work
+
+
+def _in_flight(reason: str) -> bool:
+    return reason.startswith(_IN_FLIGHT)
 
 
 def _carries(subject: Subject | None, fields: Collection[str]) -> bool:
@@ -283,7 +305,7 @@ def _decide(
         fingerprint = step.fingerprint(subject, up)
         artifact = current.get(subject.id)
         failure = failures.get(subject.key)
-        if failure is not None and failure.startswith(_IN_FLIGHT):  # even forced or changed, `run` leaves it
+        if failure is not None and _in_flight(failure):  # even forced or changed, `run` leaves it
             reason: str | None = failure
         elif force:
             reason = "forced"
@@ -326,4 +348,4 @@ def _decide(
     return work
 
 
-__all__ = ["Plan", "PlanItem", "Work", "plan", "plan_step"]
+__all__ = ["Plan", "PlanItem", "Work", "followers", "plan", "plan_step"]

@@ -42,7 +42,7 @@ from panopipe.errors import ConfigError, EndpointUnreachableError, StepError, Te
 from panopipe.executors.base import Executor
 from panopipe.executors.factory import build_executor
 from panopipe.pipeline.config import Pipeline, load_pipeline
-from panopipe.pipeline.planner import Work, plan, plan_step
+from panopipe.pipeline.planner import Work, followers, plan, plan_step
 from panopipe.pipeline.remote import DISPATCH_EXECUTOR, refresh, work_uri
 from panopipe.pipeline.store import (
     CLAIM_TTL_S,
@@ -91,8 +91,11 @@ class RunReport:
     removed: int = 0
     """Outputs deleted with the artifacts of shots that no image belongs to any more (a full run's)."""
     left_in_flight: int = 0
-    """Jobs the plan listed whose subject has a job in flight elsewhere (another ``panopipe run`` at work on
-    the same catalog, or AWS Batch), left to it."""
+    """Jobs the plan listed that are in flight elsewhere (on AWS Batch, or in another ``panopipe run`` at work
+    on the same catalog), left to it."""
+    held_back: int = 0
+    """The other jobs the plan listed of the images or shots that have a job in flight (a failed job due
+    again, a step after the one in flight): held back until it ends, for a later run."""
 
     @property
     def ok(self) -> bool:
@@ -108,6 +111,7 @@ class RunReport:
             "ended": self.ended,
             "removed": self.removed,
             "left_in_flight": self.left_in_flight,
+            "held_back": self.held_back,
             "seconds": round(self.seconds, 3),
         }
 
@@ -160,11 +164,11 @@ def run(
             report.ended, busy = refreshed.ended, refreshed.in_flight
             report.failures.extend(Failure(*failure) for failure in refreshed.failures)
             if executor.detached and not wait:
-                _submit_due(catalog, selection, pipeline.steps, force, executor, busy, report)
+                _submit_due(catalog, selection, pipeline.steps, force, executor, busy, report, held=True)
             else:
                 planned = plan(catalog, selection, steps, settings, force=force)
                 counts = planned.counts()
-                report.left_in_flight = sum(1 for item in planned if item.subject in busy)
+                _leave(report, [item.in_flight for item in planned if item.subject in busy])
                 refused = {
                     step.name: _validate(
                         catalog, step, {i.subject for i in planned if i.step == step.name} - busy
@@ -206,6 +210,7 @@ def _submit_due(
     queue: Callable[[Step], bool] | None = None,
     dispatcher: bool = False,
     complete_only: bool = False,
+    held: bool = False,
 ) -> None:
     """Submit, step by step, the jobs due now: not those of subjects in flight, nor (as their subjects join
     ``busy``) those that follow a job submitted earlier in the loop; they wait for a later run. The one rule
@@ -215,7 +220,8 @@ def _submit_due(
     step after step; without an executor, nothing is submitted: they are counted ``due``. With
     ``complete_only`` (the event path and the dispatcher), a subject whose inputs are still arriving
     (:meth:`~panopipe.steps.base.Step.incomplete`: a rig shot whose other frames are still uploading) gets
-    no job: it is counted ``waiting``, and a later event plans it again.
+    no job: it is counted ``waiting``, and a later event plans it again. With ``held`` (a run's, on a detached
+    executor), the jobs of the subjects in ``busy`` are counted in ``report`` as :func:`_leave` does.
 
     Steps are planned together over one selection of the subjects, up to the first step that runs here: the
     steps after it are planned once it has run, so that they see its outputs."""
@@ -229,7 +235,8 @@ def _submit_due(
     while pending:
         cut = next((i + 1 for i, step in enumerate(pending) if runs_here(step)), len(pending))
         with _collections_paused():
-            planned = _plan(catalog, selection, pending[:cut], force, busy, after, known)
+            counted = report if held else None
+            planned = _plan(catalog, selection, pending[:cut], force, busy, after, known, counted)
         pending = pending[cut:]
         for step, work in planned:
             if complete_only and (waiting := {w.subject.id for w in work if step.incomplete(w.subject)}):
@@ -343,23 +350,28 @@ def _plan(
     busy: set[str],
     after: Sequence[Step] | None = None,
     known: dict[SubjectKind, set[Any]] | None = None,
+    held: RunReport | None = None,
 ) -> list[tuple[Step, list[Work]]]:
     """The jobs of each of ``steps`` due now, in order, over one selection of the subjects: the subjects in
     ``busy``, or in the jobs of an earlier step of ``steps``, left out before they are loaded. With ``after``
     (the pipeline's steps), only the dispatcher's: the jobs queued for it, and those that follow jobs of the
     steps before them that ended (:func:`~panopipe.pipeline.store.candidates`). ``known`` gathers the
     selected subjects of the kinds read so far (of a few ids only, ``Selected.known``): steps all of whose
-    selected subjects are busy are not planned (e.g. an event's shots whose stitch was just queued)."""
+    selected subjects are busy are not planned (e.g. an event's shots whose stitch was just queued). With
+    ``held``, the subjects in ``busy`` are planned too, and their jobs, as :func:`~panopipe.pipeline.plan` lists
+    them, counted there (:func:`_leave`) instead of returned."""
     queued_for = DISPATCH_EXECUTOR if after is not None else None
     known = {} if known is None else known
     kinds = {kind for step in steps for kind in step.kinds}
     if (
         busy
+        and held is None
         and kinds <= known.keys()
         and busy.issuperset(subject_id(k, key) for k in kinds for key in known[k])
     ):
         return [(step, []) for step in steps]
-    taken = set(busy)
+    taken = set(busy) if held is None else set()
+    rerun: dict[str, set[str]] = {}  # the busy subjects' jobs so far, by step (with held)
     planned: list[tuple[Step, list[Work]]] = []
     checked_at = utcnow()
     with catalog.autocommit() as conn, selected_subjects(conn, selection) as selected:
@@ -395,9 +407,21 @@ def _plan(
                 fields=fields,
             )
             work = [w for w in work if w.subject.id not in taken]
+            if held is not None:
+                theirs = [w for w in work if w.subject.id in busy]
+                following = followers(step, rerun, {w.subject.id for w in theirs})
+                _leave(held, [w.in_flight for w in theirs] + [False] * len(following))
+                work = [w for w in work if w.subject.id not in busy]
             planned.append((step, work))
             taken.update(w.subject.id for w in work)
     return planned
+
+
+def _leave(report: RunReport, in_flight: Sequence[bool]) -> None:
+    """Count in ``report`` the jobs the plan lists for the subjects with a job in flight, each told whether it
+    is that job (``left_in_flight``) or another (``held_back``)."""
+    report.left_in_flight += sum(in_flight)
+    report.held_back += len(in_flight) - sum(in_flight)
 
 
 def _validate(catalog: Catalog, step: Step, subject_ids: set[str]) -> dict[str, str]:
