@@ -28,7 +28,15 @@ from panopipe.aws import deploy
 from panopipe.aws.stack import PARAMETERS, RETRY_ON, WORKER_COMMAND, build_template
 from panopipe.aws.stack.database import instance_identifier
 from panopipe.cli import main
-from panopipe.errors import ConfigError, Interrupted, StackError, StackNotFoundError
+from panopipe.errors import (
+    ConfigError,
+    Interrupted,
+    ManifestError,
+    StackError,
+    StackNotFoundError,
+    StorageError,
+)
+from panopipe.executors.worker import STOPPED_EXIT, UNAVAILABLE_EXIT
 
 STACK = "pano"
 VALUES = {
@@ -261,6 +269,37 @@ MOTO_IGNORES = {
     "AWS::SQS::QueuePolicy": _queue_policy,
     "AWS::SNS::Subscription": _subscription,
 }
+
+
+def _batch_action(
+    rules: list[dict[str, str]], exit_code: int, reason: str = "", status_reason: str = ""
+) -> str:
+    """What AWS Batch does with an attempt that ended so: the first rule all of whose patterns match (glob
+    patterns, ``*`` at the end only), EXIT when none does."""
+    given = {"OnExitCode": str(exit_code), "OnReason": reason, "OnStatusReason": status_reason}
+    for rule in rules:
+        patterns = {key: value for key, value in rule.items() if key != "Action"}
+        if all(
+            re.fullmatch(re.escape(p.removesuffix("*")) + (".*" if p.endswith("*") else ""), given[k])
+            for k, p in patterns.items()
+        ):
+            return rule["Action"]
+    return "EXIT"
+
+
+def test_batch_retries_a_worker_stopped_or_cut_off_from_s3_and_nothing_else_within_its_attempts():
+    # The dispatcher never resubmits a failed child: an S3 blip that the job definition does not retry fails
+    # its jobs for good. The worker's exit codes are those `worker run` gives (tests/pipeline/test_batch_worker).
+    strategy = RESOURCES["WorkerJobDefinition"]["Properties"]["RetryStrategy"]
+    rules = strategy["EvaluateOnExit"]
+
+    assert strategy["Attempts"] == 3 and len(rules) <= 5  # Batch takes at most 5 rules
+    assert _batch_action(rules, STOPPED_EXIT) == "RETRY"  # SIGTERM: a stopped Fargate task
+    assert _batch_action(rules, UNAVAILABLE_EXIT) == "RETRY"  # S3 unreachable, or failing past its retries
+    assert _batch_action(rules, 1, status_reason="Host EC2 (instance i-0a) terminated.") == "RETRY"
+    assert _batch_action(rules, 1, reason="CannotPullContainerError: timeout") == "RETRY"
+    for code in (0, 1, ManifestError.exit_code, StorageError.exit_code):  # the job's own failure
+        assert _batch_action(rules, code, reason="Essential container in task exited") == "EXIT", code
 
 
 def test_the_types_moto_ignores_are_each_checked_in_the_template(monkeypatch: pytest.MonkeyPatch):

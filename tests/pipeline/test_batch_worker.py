@@ -19,7 +19,8 @@ import boto3
 import pytest
 from moto import mock_aws
 from moto.core.authorization import enable_iam_authentication
-from tests.pipeline.batch_world import BUCKET, World, manifest_of, to_s3
+from tests.conftest import free_port
+from tests.pipeline.batch_world import BUCKET, Relay, World, manifest_of, to_s3
 from tests.pipeline.captures import Project, add_rig_shots
 from tests.processes import wait_for
 from tests.storage.conftest import list_only_user
@@ -28,20 +29,23 @@ from panopipe.cli import main
 from panopipe.config import Settings
 from panopipe.errors import ManifestError, StepError, StorageError
 from panopipe.executors.manifest import Submission
-from panopipe.executors.worker import STOPPED_EXIT, run_chunk
+from panopipe.executors.worker import STOPPED_EXIT, UNAVAILABLE_EXIT, run_chunk
 from panopipe.pipeline import run
 from panopipe.steps.base import JobSpec
 
 SHOTS = 4
 
 
-def worker(manifest: str, *options: str) -> subprocess.Popen[str]:
+def worker(manifest: str, *options: str, endpoint: str | None = None) -> subprocess.Popen[str]:
+    """``panopipe worker run`` of chunk 0 of ``manifest``, reaching AWS at ``endpoint`` if given."""
     command = "from panopipe.cli import run; run()"
+    endpoints = {"AWS_ENDPOINT_URL": endpoint, "PANOPIPE_S3_ENDPOINT_URL": endpoint} if endpoint else {}
     return subprocess.Popen(
         [sys.executable, "-c", command, "worker", "run", "--manifest", manifest, "--index", "0", *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **endpoints},
     )
 
 
@@ -108,6 +112,52 @@ def test_sigterm_mid_chunk_exits_143_and_the_retry_runs_only_the_rest(
 
     assert (again.skipped, again.succeeded, again.stopped) == (finished, SHOTS - finished, False)
     assert results(manifest) == set(order)
+
+
+@pytest.mark.parametrize("catalog_url", ["sqlite"], indirect=True)
+def test_s3_lost_mid_chunk_exits_75_and_the_retry_runs_only_the_jobs_without_a_result(
+    project: Project, world: World, tmp_path: Path
+):
+    """The worker exited 4 and Batch's retry strategy does not retry 4: the child failed for good on a blip,
+    and the dispatcher never resubmits a failed job. Now it starts no more jobs, gives the job that found S3
+    gone no result, and exits 75, which the job definition retries (tests/aws/test_stack.py)."""
+    add_rig_shots(project.catalog, project.root, SHOTS)
+    to_s3(project.catalog, project.root)
+    manifest, order = submitted(project, world, tmp_path, 3.0)
+    with Relay(world.endpoint) as relay:
+        process = worker(manifest, "--workers", "1", endpoint=relay.endpoint)
+        wait_for(lambda: len(results(manifest)) == 2)
+        relay.cut()  # while the third job runs: its output cannot be written
+        stdout, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == UNAVAILABLE_EXIT, stderr
+    [line] = stderr.splitlines()
+    assert line.startswith("error: cannot access s3://"), line
+    assert line.endswith("; the jobs without a result are left to the next attempt"), line
+    report = json.loads(stdout)
+    assert (report["succeeded"], report["failed"], report["stopped"]) == (2, 0, False)
+    assert report["unavailable"] in line
+    assert results(manifest) == set(order[:2])
+
+    again = run_chunk(manifest, 0, workers=1)  # Batch's retry of the child, S3 back: only the rest
+
+    assert (again.skipped, again.succeeded, again.unavailable, again.exit_code) == (2, SHOTS - 2, None, 0)
+    assert results(manifest) == set(order)
+
+
+def test_a_manifest_on_an_s3_endpoint_that_cannot_be_reached_exits_75(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    monkeypatch.setenv("PANOPIPE_S3_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+
+    code = main(["worker", "run", "--manifest", "s3://work/sub/manifest.json", "--index", "0"])
+
+    out, err = capsys.readouterr()
+    assert code == UNAVAILABLE_EXIT
+    assert json.loads(out)["unavailable"].startswith("cannot access s3://work/sub/manifest.json: ")
+    [line] = err.splitlines()
+    assert line.startswith("error: cannot access s3://work/sub/manifest.json: Could not connect"), line
+    assert "check that the S3 endpoint is up and reachable; the jobs without a result are left" in line
 
 
 def test_a_missing_or_malformed_manifest_fails_the_child_with_a_clear_reason(tmp_path: Path):

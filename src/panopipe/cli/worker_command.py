@@ -40,7 +40,9 @@ def worker_run(
     """Run one chunk of a batch submission on all cores, one result object per job, and print a JSON report.
 
     Jobs that already have a result are skipped. On SIGTERM, running jobs get --grace seconds, the rest is
-    left to the next attempt, and the exit code is 143. A missing or malformed manifest exits with code 10.
+    left to the next attempt, and the exit code is 143. A storage endpoint that cannot be reached (or fails
+    past its retries) starts no more jobs and exits with code 75: the jobs without a result are left to the
+    next attempt. AWS Batch retries both; a missing or malformed manifest exits with code 10, not retried.
     Example: panopipe worker run --manifest s3://bucket/out/_batch/panopipe-stitch-20240501T100000Z-0a1b2c/manifest.json --index 3
     """
     from panopipe.executors.worker import run_chunk
@@ -49,6 +51,8 @@ def worker_run(
     with config_of_the_command(config):
         report = run_chunk(manifest, index, workers=workers, grace_s=grace, settings=settings)
     render.print_json(report.to_dict())
+    if report.unavailable:
+        render.error(f"{report.unavailable}; the jobs without a result are left to the next attempt")
     return report.exit_code
 
 

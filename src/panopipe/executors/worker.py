@@ -5,7 +5,10 @@ AWS Batch sets it in each child) reads chunk ``N`` and runs its jobs through the
 (:class:`~panopipe.executors.local.LocalExecutor`, the code path of ``panopipe run`` on a laptop). Jobs that
 already have a result (an earlier attempt of the child ran them) are skipped. On SIGTERM (a Spot reclaim, a
 stopped Fargate task) no job starts any more, running jobs get ``grace_s`` seconds to finish, and the
-worker exits with :data:`STOPPED_EXIT` so that Batch's retry runs only the jobs without a result.
+worker exits with :data:`STOPPED_EXIT` so that Batch's retry runs only the jobs without a result. So does a
+storage that cannot be reached, or fails past its retries (:data:`UNAVAILABLE_EXIT`): reading the manifest, the
+chunk or its results, writing a result, or in a job (which gets no result). A job run again so is harmless:
+its outputs are content-addressed and written create-only (an attempt before wrote the same bytes, kept).
 """
 
 from __future__ import annotations
@@ -18,24 +21,28 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from panopipe.errors import ManifestError
-from panopipe.executors.local import LocalExecutor
-from panopipe.executors.manifest import Submission
+from panopipe.errors import EndpointUnreachableError, ManifestError, StorageError
 
 if TYPE_CHECKING:
     from panopipe.config import Settings
+    from panopipe.executors.manifest import Submission
+    from panopipe.steps.base import JobSpec
 
 ENV_ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
 GRACE_S = 20.0
 """Seconds running jobs get after SIGTERM: ECS kills the task 30 s after it (the default stopTimeout)."""
 STOPPED_EXIT = 143
 """The exit code of a worker stopped by SIGTERM (128 + 15); the job definition retries it."""
+UNAVAILABLE_EXIT = 75
+"""The exit code of a worker that found the storage's endpoint unreachable, or failing past its retries
+(throttling, server errors): ``EX_TEMPFAIL`` of sysexits.h, try again later; the job definition retries it."""
 
 
 @dataclass(slots=True)
 class WorkerReport:
-    """What a worker did with its chunk: jobs skipped (a result existed), succeeded and failed, and
-    whether SIGTERM stopped it before every job had a result."""
+    """What a worker did with its chunk: jobs skipped (a result existed), succeeded and failed, whether
+    SIGTERM stopped it before every job had a result, and the storage error that stopped it (``unavailable``:
+    the endpoint unreachable, or failing past its retries)."""
 
     manifest: str
     index: int
@@ -44,11 +51,15 @@ class WorkerReport:
     succeeded: int = 0
     failed: int = 0
     stopped: bool = False
+    unavailable: str | None = None
 
     @property
     def exit_code(self) -> int:
-        """0, or :data:`STOPPED_EXIT` when stopped (failed jobs are in their results, not the exit code)."""
-        return STOPPED_EXIT if self.stopped else 0
+        """0, :data:`STOPPED_EXIT` when stopped, :data:`UNAVAILABLE_EXIT` when the storage was unavailable
+        (failed jobs are in their results, not the exit code)."""
+        if self.stopped:
+            return STOPPED_EXIT
+        return UNAVAILABLE_EXIT if self.unavailable else 0
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -77,16 +88,47 @@ def run_chunk(
 ) -> WorkerReport:
     """Run chunk ``index`` of the manifest at ``manifest_uri`` in ``workers`` processes (default: all cores),
     writing each job's result as it ends; :class:`ManifestError` if the manifest or chunk is missing or
-    malformed. Stops early on SIGTERM (see the module)."""
+    malformed. Stops early on SIGTERM, and when the storage is unavailable (see the module)."""
+    from panopipe.executors.manifest import Submission
+
     index = array_index(index)
     submission = Submission.at(manifest_uri, settings)
-    specs = submission.chunk(submission.manifest(), index)
-    report = WorkerReport(submission.manifest_uri, index, len(specs))
-    done = submission.result_ids()
+    report = WorkerReport(submission.manifest_uri, index, 0)
+    try:
+        specs = submission.chunk(submission.manifest(), index)
+        report.jobs = len(specs)
+        done = submission.result_ids()
+    except StorageError as exc:
+        if not _unavailable(exc):
+            raise
+        report.unavailable = str(exc)
+        return report
     todo = [spec for spec in specs if spec.id not in done]
     report.skipped = len(specs) - len(todo)
-    if not todo:
-        return report
+    if todo:
+        _run_jobs(submission, todo, report, workers, grace_s, retries, backoff_s)
+    return report
+
+
+def _unavailable(error: StorageError) -> bool:
+    """Whether ``error`` may pass on another attempt of the child: the endpoint unreachable, or a transient
+    failure (throttling, a server error) that outlasted the storage's retries."""
+    return isinstance(error, EndpointUnreachableError) or error.transient
+
+
+def _run_jobs(
+    submission: Submission,
+    todo: list[JobSpec],
+    report: WorkerReport,
+    workers: int | None,
+    grace_s: float,
+    retries: int,
+    backoff_s: float,
+) -> None:
+    """Run ``todo`` in the pool, each result written as its job ends, counted in ``report``. No job starts
+    once SIGTERM came or the storage was found unavailable; a job that found it so gets no result."""
+    from panopipe.executors.local import LocalExecutor
+
     stop = threading.Event()
     # Signal handlers belong to the main thread (a worker run from another thread is not stopped by SIGTERM).
     main = threading.current_thread() is threading.main_thread()
@@ -102,8 +144,12 @@ def run_chunk(
                 deadline = time.monotonic() + grace_s
                 waiting.clear()  # never started: the next attempt runs them
             ended = [(s.handle, s.outcome) for s in executor.finished(pending) if s.outcome is not None]
-            for handle, _ in ended:
+            for handle, outcome in ended:
                 pending.remove(handle)
+                if outcome.unreachable and not report.unavailable:
+                    report.unavailable = outcome.error or "the storage's endpoint cannot be reached"
+            if report.unavailable:
+                waiting.clear()  # every job would fail alike: the next attempt runs them
             # As many jobs in the pool as it has processes, so that none starts after SIGTERM; the pool is
             # topped up before the results are written, so that no process waits for S3's answers.
             while waiting and len(pending) < executor.workers:
@@ -111,7 +157,15 @@ def run_chunk(
             for handle, outcome in ended:
                 if report.stopped and (outcome.error or "").startswith("worker died"):
                     continue  # killed with the container: the next attempt runs it
-                submission.write_result(handle, outcome)
+                if outcome.unreachable:
+                    continue  # no result: the next attempt runs it
+                try:
+                    submission.write_result(handle, outcome)
+                except StorageError as exc:
+                    if not _unavailable(exc):
+                        raise
+                    report.unavailable = report.unavailable or str(exc)
+                    continue  # without its result, the next attempt runs it again
                 if outcome.status == "succeeded":
                     report.succeeded += 1
                 else:
@@ -127,7 +181,14 @@ def run_chunk(
             executor.abandon()
         else:
             executor.close()
-    return report
 
 
-__all__ = ["ENV_ARRAY_INDEX", "GRACE_S", "STOPPED_EXIT", "WorkerReport", "array_index", "run_chunk"]
+__all__ = [
+    "ENV_ARRAY_INDEX",
+    "GRACE_S",
+    "STOPPED_EXIT",
+    "UNAVAILABLE_EXIT",
+    "WorkerReport",
+    "array_index",
+    "run_chunk",
+]

@@ -20,14 +20,18 @@ from panopipe.aws.stack.database import PROXY_USER_ARN, catalog_url
 from panopipe.aws.stack.network import PRIVATE_SUBNET_IDS
 from panopipe.aws.stack.storage import BUCKET_ARN
 from panopipe.config import ENV_AWS_REGION, ENV_BUCKETS, ENV_CATALOG, ENV_OUTPUT_PREFIX
+from panopipe.executors.worker import STOPPED_EXIT, UNAVAILABLE_EXIT
 
 WORKER_COMMAND = ("panopipe", "worker", "run")
 ATTEMPTS = 3
-# Tried in order; the first match decides. A reclaimed Spot host, a task stopped by SIGTERM (exit 143) and an
-# image pull that failed are worth another attempt; anything else is the job's own failure.
+# Tried in order; the first match decides (Batch takes 5 at most). A reclaimed Spot host, a task stopped by
+# SIGTERM (exit 143), a worker that found S3 unreachable (exit 75: a blip, retried within ATTEMPTS, as the
+# dispatcher never resubmits a failed job) and an image pull that failed are worth another attempt; anything
+# else is the job's own failure.
 RETRY_ON = (
     {"OnStatusReason": "Host EC2*", "Action": "RETRY"},
-    {"OnExitCode": "143", "Action": "RETRY"},
+    {"OnExitCode": str(STOPPED_EXIT), "Action": "RETRY"},
+    {"OnExitCode": str(UNAVAILABLE_EXIT), "Action": "RETRY"},
     {"OnReason": "CannotPullContainerError*", "Action": "RETRY"},
     {"OnReason": "*", "Action": "EXIT"},
 )
