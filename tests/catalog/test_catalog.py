@@ -117,6 +117,30 @@ def test_an_upsert_compares_the_rows_another_writer_adds_meanwhile(catalog: Cata
     }
 
 
+def test_uris_said_absent_are_not_looked_up_yet_rows_another_writer_added_are_compared(
+    catalog: Catalog, catalog_url: str
+):
+    """An ingest's chunks name the new files of its listing absent: the catalog, not empty, looks up only the
+    others; a file that another writer catalogued meanwhile is compared with its record, not added twice."""
+    catalog.upsert_images([record(10_000)])  # not empty: records are looked up
+    with Catalog.open(catalog_url) as other:
+        theirs = other.upsert_images([record(n, alt=400.0) for n in range(3)]).added
+    statements: list[str] = []
+    sa.event.listen(catalog.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+
+    result = catalog.upsert_images([record(n) for n in range(6)], absent={record(n).uri for n in range(6)})
+
+    assert sorted(result.updated) == sorted(theirs) and len(result.added) == 3
+    assert {image.uri: image.alt for image in catalog.images()} == {
+        record(n).uri: 500.0 for n in (*range(6), 10_000)
+    }
+    looked_up = [s for s in statements if s.lstrip().startswith("SELECT") and "images.uri IN" in s]
+    assert len(looked_up) == 1  # the rows the insert found taken, read once it had
+    statements.clear()
+    catalog.upsert_images([record(n) for n in range(6, 9)], absent={record(n).uri for n in range(6, 9)})
+    assert not [s for s in statements if "images.uri IN" in s]
+
+
 def test_two_upserts_of_the_same_files_at_once_record_each_once(catalog: Catalog, catalog_url: str):
     catalog.upsert_images([record(10_000)])  # not empty: each upsert looks its records up
     writers = [Catalog.open(catalog_url) for _ in range(2)]

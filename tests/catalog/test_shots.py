@@ -116,6 +116,26 @@ def test_regrouping_around_new_frames_leaves_the_other_runs_alone(catalog: Catal
         assert conn.execute(sa.select(images.c.shot).where(images.c.uri == first)).scalar() == "R001-000000"
 
 
+def test_an_upsert_regroups_the_frames_it_moves_in_time_and_no_others(catalog: Catalog):
+    """With shot_tolerance_s, an upsert regroups in its transaction around the frames it gives another capture
+    time, reel, frame, camera or status (an ingest stopped after it leaves no frame in a shot it left); a frame
+    updated otherwise (its position) is not regrouped, and the frames it adds stay in no shot."""
+    catalog.upsert_images(survey())
+    catalog.assign_shots(["R001"], TOLERANCE)
+    first = survey()[0]
+    with catalog.engine.begin() as conn:
+        conn.execute(images.update().where(images.c.uri == first.uri).values(shot="set by hand"))
+
+    placed = replace(first, lat=48.0)
+    catalog.upsert_images([placed, *NEW["a new shot after the others"]], shot_tolerance_s=TOLERANCE)
+    assert shots(catalog)[first.uri] == "set by hand"
+    assert {shot for uri, shot in shots(catalog).items() if "_5." in uri} == {None}
+
+    later = replace(placed, captured_at=T0 + timedelta(seconds=2.012), camera_index=3, frame=2)
+    assert catalog.upsert_images([later], shot_tolerance_s=TOLERANCE).updated
+    assert shots(catalog)[first.uri] == "R001-000002"  # the camera shot 2 lacked
+
+
 def test_a_capture_time_edit_and_its_undo_regroup_the_reel(catalog: Catalog):
     """A camera whose clock ran a second fast put its frame into the next shot (which lacked that camera):
     `edit --shift-time` had fixed the time and left the frame there, stitched into the wrong panorama."""

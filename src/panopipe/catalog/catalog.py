@@ -55,6 +55,8 @@ _WRITTEN_FIELDS = (*_COMPARED_FIELDS, "uri")
 _read_written = operator.attrgetter(*_WRITTEN_FIELDS)
 _EXISTING_COLUMNS = tuple(images.c[name] for name in ("id", "captured", "deleted", *_WRITTEN_FIELDS))
 _EXISTING_WRITTEN = slice(3, 3 + len(_WRITTEN_FIELDS))  # the written fields of an existing row
+_SHOT_INPUTS = ("captured_at", "reel", "frame", "camera_index", "status")
+"""The written fields a frame's shot depends on (see :func:`~panopipe.catalog.shots.assign_reel_shots`)."""
 _KNOWN_FILE_COLUMNS = tuple(
     images.c[name] for name in ("id", "uri", "size", "modified_at", "content_hash", "etag", "deleted")
 )
@@ -241,12 +243,23 @@ class Catalog:
 
     # Images
 
-    def upsert_images(self, records: Iterable[ImageRecord], *, chunk_size: int = 5000) -> UpsertResult:
+    def upsert_images(
+        self,
+        records: Iterable[ImageRecord],
+        *,
+        chunk_size: int = 5000,
+        absent: Collection[str] = (),
+        shot_tolerance_s: float | None = None,
+    ) -> UpsertResult:
         """Insert new images and update changed ones, matched by ``id`` when given, else by URI.
 
         Idempotent: records identical to what the catalog holds change nothing. Fields overridden by edits
         keep their edited value; the new captured value is kept underneath for undo. All in one transaction
-        (on SQLite, other writers wait while ``records`` is iterated).
+        (on SQLite, other writers wait while ``records`` is iterated). ``absent`` are URIs the caller found
+        without an image (a listing's new files): not looked up again (one that another writer gave an image
+        since is compared with its record all the same). With ``shot_tolerance_s``, the frames around those it
+        updated with another capture time, reel, frame, camera or status (or brought back) are grouped into
+        shots again in the same transaction; the frames it adds are left in none (see :meth:`assign_shots`).
         """
         added: list[str] = []
         updated: list[str] = []
@@ -256,11 +269,17 @@ class Catalog:
             inserted: set[str] | None = (
                 None if conn.execute(sa.select(images.c.id).limit(1)).first() else set()
             )
+            regroup: dict[str | None, dict[str, datetime | None]] | None = (
+                None if shot_tolerance_s is None else {}
+            )
             for chunk in batched(records, chunk_size):
-                a, u, n = self._upsert_chunk(conn, chunk, {}, inserted)
+                a, u, n = self._upsert_chunk(conn, chunk, {}, inserted, absent=absent, regroup=regroup)
                 added += a
                 updated += u
                 unchanged += n
+            if shot_tolerance_s is not None and regroup:
+                for reel, frames in regroup.items():
+                    assign_reel_shots(conn, reel, shot_tolerance_s, frames)
         return UpsertResult(tuple(added), tuple(updated), tuple(unchanged))
 
     def _upsert_in(
@@ -316,10 +335,14 @@ class Catalog:
         added_values: Mapping[str, Mapping[str, Any]],
         inserted: set[str] | None,
         locked: Mapping[str, Any] | None = None,
+        absent: Collection[str] = (),
+        regroup: dict[str | None, dict[str, datetime | None]] | None = None,
     ) -> tuple[list[str], list[str], list[str]]:
         """Upsert ``chunk``; ``inserted``, unless ``None``, holds the only URIs and ids the catalog has (and
         gets those this chunk adds); ``locked``, unless ``None``, holds the rows of ``chunk``'s URIs (see
-        :meth:`_upsert_in`).
+        :meth:`_upsert_in`); the URIs ``absent`` are not looked up (see :meth:`upsert_images`); ``regroup``,
+        unless ``None``, gets the frames updated with other values of what their shot depends on (by reel, with
+        their capture times), and those brought back.
 
         A URI that another transaction gives an image after it was looked up (an ingest of the same files at
         once) is not an error: that row is compared with the record and updated as if it had been found."""
@@ -332,12 +355,14 @@ class Catalog:
             existing_by_uri = {uri: row for uri in latest if (row := locked.get(uri)) is not None}
             existing_by_id = {row.id: row for row in existing_by_uri.values()}
         elif inserted is None or not (inserted.isdisjoint(latest) and inserted.isdisjoint(ids)):
-            condition: sa.ColumnElement[bool] = images.c.uri.in_(list(latest))
-            if ids:
-                condition = sa.or_(condition, images.c.id.in_(ids))
-            for found in conn.execute(sa.select(*_EXISTING_COLUMNS).where(condition)):
-                existing_by_uri[found.uri] = found
-                existing_by_id[found.id] = found
+            uris = [uri for uri in latest if uri not in absent]
+            looked_up = [
+                column.in_(keys) for column, keys in ((images.c.uri, uris), (images.c.id, ids)) if keys
+            ]
+            if looked_up:
+                for found in conn.execute(sa.select(*_EXISTING_COLUMNS).where(sa.or_(*looked_up))):
+                    existing_by_uri[found.uri] = found
+                    existing_by_id[found.id] = found
         now = utcnow()
         if existing_by_uri:
             new, updates, unchanged = _compare(latest.values(), existing_by_uri, existing_by_id, now)
@@ -358,12 +383,18 @@ class Catalog:
                 ours = dict(zip(columns["uri"], added, strict=True))
                 query = sa.select(*_EXISTING_COLUMNS).where(images.c.uri.in_(list(ours)))
                 taken = {row.uri: row for row in conn.execute(query) if row.id != ours[row.uri]}
+                existing_by_id.update((row.id, row) for row in taken.values())
                 added = [image_id for uri, image_id in ours.items() if uri not in taken]
                 _, more_updates, more_unchanged = _compare((latest[uri] for uri in taken), taken, {}, now)
                 updates += more_updates
                 unchanged += more_unchanged
             if inserted is not None:
                 inserted.update(columns["uri"], added)
+        if regroup is not None:
+            for update in updates:
+                row = existing_by_id[update["_id"]]
+                if row.deleted or any(update[name] != getattr(row, name) for name in _SHOT_INPUTS):
+                    regroup.setdefault(update["reel"], {})[update["_id"]] = update["captured_at"]
         if updates:
             conn.execute(
                 images.update()
