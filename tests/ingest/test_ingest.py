@@ -17,26 +17,11 @@ import pytest
 from panopipe.catalog import Catalog, ImageRecord, Selection
 from panopipe.cli import main
 from panopipe.config import IngestRules, Settings, load_settings
-from panopipe.demo import generate_survey
 from panopipe.errors import ConfigError
 from panopipe.ingest import ingest
 from panopipe.metadata.writer import MetadataUpdate, apply_metadata_file
 
 SETTINGS = Settings()
-
-
-@pytest.fixture(scope="session")
-def survey_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("survey")
-    generate_survey(folder, shots=2, camera_size=(160, 120))
-    return folder
-
-
-@pytest.fixture
-def survey(survey_template: Path, tmp_path: Path) -> Path:
-    folder = tmp_path / "survey"
-    shutil.copytree(survey_template / "R001", folder / "R001")
-    return folder
 
 
 def test_ingest_twice_adds_nothing(catalog: Catalog, survey: Path):

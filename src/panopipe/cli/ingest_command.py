@@ -37,7 +37,9 @@ def ingest(
     The files under panopipe's own output roots (the pipeline's output, the publish root, output_prefix) are
     not read, only counted: a bucket or folder that holds them can be ingested whole; a source that is such a
     root or lies inside one is refused, exit code 2 (set that root elsewhere: a subfolder of the survey is
-    fine). Exit code 1 when any file failed.
+    fine). Stopped part-way (Ctrl-C, a crash, a lost connection), it keeps the files it catalogued (it writes
+    them 5,000 at a time) and marks nothing deleted: run it again to read the rest. Exit code 1 when any file
+    failed.
 
     Example: panopipe ingest /data/survey-2024-05-01 s3://survey-bucket/2024-05-02/
     """
