@@ -20,7 +20,15 @@ from panopipe.errors import ConfigError, MetadataError, ObjectNotFoundError, Sto
 from panopipe.metadata import ImageMetadata, read_jpeg
 from panopipe.parent_watch import exit_with_parent
 from panopipe.pipeline import load_pipeline, output_prefixes, refuse_sources_in_outputs
-from panopipe.storage import FolderStorage, ObjectInfo, Storage, local_path, open_storage, resolve_uri
+from panopipe.storage import (
+    CONCURRENT_REQUESTS,
+    FolderStorage,
+    ObjectInfo,
+    Storage,
+    local_path,
+    open_storage,
+    resolve_uri,
+)
 from panopipe.storage.base import NOT_UTF8, is_utf8, shown_name
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
@@ -28,8 +36,6 @@ HEADER_CHUNK = 64 * 1024  # one read covers the header of most camera JPEGs
 ONE_READ = 8 << 20
 """A local file up to this size is parsed and hashed from one read; a larger one is hashed in chunks."""
 HASH_CHUNK = 1 << 20
-REMOTE_READERS = 16
-"""Threads reading S3 objects at once, unless ``workers`` says how many."""
 COMMIT_FILES = 5000
 """The records of this many files read are written to the catalog together, each such chunk committed on its
 own while the next files are read: an ingest stopped part-way keeps what it wrote, and the next one does not
@@ -452,7 +458,7 @@ def _reads(storage: Storage, infos: list[ObjectInfo], workers: int | None) -> It
         outcomes = executor.map(_read_local, paths, chunksize=chunk)
         reads = (_with_info(info, outcome) for info, outcome in zip(readable, outcomes, strict=True))
     else:
-        executor = ThreadPoolExecutor(workers or REMOTE_READERS)
+        executor = ThreadPoolExecutor(workers or CONCURRENT_REQUESTS)
         reads = executor.map(lambda info: _read_remote(storage, info), infos)
     try:
         yield from reads
@@ -552,7 +558,7 @@ def _hash_likely_copies(
             return read  # known by its header alone, as before
         return replace(read, content_hash=digest, bytes_read=read.bytes_read + size)
 
-    with ThreadPoolExecutor(workers or REMOTE_READERS) as threads:
+    with ThreadPoolExecutor(workers or CONCURRENT_REQUESTS) as threads:
         return list(threads.map(hashed, reads))
 
 
@@ -805,7 +811,6 @@ __all__ = [
     "HEADER_CHUNK",
     "JPEG_SUFFIXES",
     "ONE_READ",
-    "REMOTE_READERS",
     "IngestDuplicate",
     "IngestFailure",
     "IngestReport",
