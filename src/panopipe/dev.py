@@ -16,14 +16,24 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from panopipe.config import ENV_BUCKETS, ENV_OUTPUT_PREFIX, ENV_S3_ENDPOINT_URL
-from panopipe.errors import ConfigError, EventError
-from panopipe.events.handler import EventHandler, HandleReport
-from panopipe.storage.aws_clients import aws_client
+from panopipe.errors import ConfigError, EndpointUnreachableError, EventError, PanopipeError
+from panopipe.storage.aws_clients import (
+    aws_client,
+    is_endpoint_unreachable,
+    is_transient_aws_error,
+    unreachable_hint,
+)
+
+if TYPE_CHECKING:
+    from panopipe.events.handler import EventHandler, HandleReport
+
+T = TypeVar("T")
 
 ENV_SQS_ENDPOINT_URL = "AWS_ENDPOINT_URL_SQS"  # boto3's own service-specific endpoint variables
 ENV_BOTO_S3_ENDPOINT_URL = "AWS_ENDPOINT_URL_S3"
@@ -31,6 +41,11 @@ DEFAULT_REGION = "us-east-1"
 BATCH_SIZE = 10
 START_TIMEOUT_S = 30.0
 """How long moto's server may take to listen before ``dev up`` gives up."""
+GIVE_UP_S = 300.0
+"""How long the queue worker tries SQS again while it cannot be reached (or fails on its side) before it stops."""
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 30.0
+"""The queue worker's wait before trying SQS again: ``RETRY_FIRST_S``, doubling up to ``RETRY_MAX_S``."""
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +218,8 @@ def _queue_arn(sqs: Any, queue_url: str) -> str:
 @dataclass(slots=True)
 class WorkerReport:
     """What the worker did: polls, batches and messages received, acknowledged (deleted) and left for
-    redelivery, the events' counts, the jobs run, and whether Ctrl-C stopped it."""
+    redelivery, the events' counts, the jobs run, whether Ctrl-C stopped it, and the error that did (``failure``:
+    SQS unreachable past the give-up time, a queue that does not exist...)."""
 
     polls: int = 0
     batches: int = 0
@@ -213,6 +229,7 @@ class WorkerReport:
     counts: dict[str, int] = field(default_factory=lambda: {"processed": 0, "skipped": 0, "failed": 0})
     jobs: dict[str, dict[str, int]] = field(default_factory=dict)
     interrupted: bool = False
+    failure: PanopipeError | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -224,6 +241,7 @@ class WorkerReport:
             **self.counts,
             "jobs": self.jobs,
             "interrupted": self.interrupted,
+            "error": None if self.failure is None else str(self.failure),
         }
 
 
@@ -234,8 +252,10 @@ def run_worker(
     sqs: Any = None,
     max_polls: int | None = None,
     wait_s: int = 20,
+    give_up_s: float | None = GIVE_UP_S,
     on_start: Callable[[str], None] | None = None,
     on_batch: Callable[[int, HandleReport], None] | None = None,
+    on_retry: Callable[[str, float], None] | None = None,
 ) -> WorkerReport:
     """Poll ``queue_url`` (long polling, batches of 10) and handle each batch as Lambda would.
 
@@ -243,51 +263,101 @@ def run_worker(
     move to the dead-letter queue after the redrive policy's receives). Runs ``max_polls`` polls, or until
     interrupted (Ctrl-C): then the report says so. ``on_start`` gets the SQS endpoint before the first poll,
     ``on_batch`` the number of messages and the handler's report of each batch. The SQS client is built from
-    the handler's settings (region, profile); an error of SQS (no such queue, no credentials, no connection)
-    stops the worker with an :class:`~panopipe.errors.EventError` naming the queue.
-    """
-    import botocore.exceptions
+    the handler's settings (region, profile).
 
+    A blip does not stop it: a call to SQS that cannot connect, or that SQS fails on its side (throttling,
+    server errors), is tried again after :data:`RETRY_FIRST_S`, doubling up to :data:`RETRY_MAX_S` (``on_retry``
+    gets the error and the wait), until SQS has failed so for ``give_up_s`` (``None``: for ever). Then the
+    worker stops with the report's ``failure`` an :class:`~panopipe.errors.EndpointUnreachableError`; any other
+    error of SQS (no such queue, no credentials) stops it at once with an :class:`~panopipe.errors.EventError`,
+    each naming the queue.
+    """
     report = WorkerReport()
+    calling = _Retried(queue_url, give_up_s, on_retry)
     try:
         sqs = sqs or aws_client("sqs", handler.settings)
-        queue_arn = _queue_arn(sqs, queue_url)
+        queue_arn = calling(lambda: _queue_arn(sqs, queue_url))
         if on_start is not None:
             on_start(sqs.meta.endpoint_url)
         while max_polls is None or report.polls < max_polls:
-            messages = sqs.receive_message(
-                QueueUrl=queue_url,
-                MaxNumberOfMessages=BATCH_SIZE,
-                WaitTimeSeconds=wait_s,
-                AttributeNames=["All"],
-            ).get("Messages", [])
+            received = calling(
+                lambda: sqs.receive_message(
+                    QueueUrl=queue_url,
+                    MaxNumberOfMessages=BATCH_SIZE,
+                    WaitTimeSeconds=wait_s,
+                    AttributeNames=["All"],
+                )
+            )
+            messages = received.get("Messages", [])
             report.polls += 1
             if messages:
-                batch = _handle_batch(handler, sqs, queue_url, queue_arn, messages, report)
+                batch = _handle_batch(handler, sqs, calling, queue_url, queue_arn, messages, report)
                 if on_batch is not None:
                     on_batch(len(messages), batch)
     except KeyboardInterrupt:  # Ctrl-C; a batch not yet acknowledged comes back after the visibility timeout
         report.interrupted = True
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-        raise EventError(f"cannot poll the queue {queue_url}: {exc}") from None
+    except (EndpointUnreachableError, EventError) as exc:
+        report.failure = exc
     return report
+
+
+@dataclass(slots=True)
+class _Retried:
+    """Calls to the SQS queue ``queue_url``, tried again while SQS cannot be reached or fails on its side, for
+    up to ``give_up_s`` since the first failure in a row (see :func:`run_worker`)."""
+
+    queue_url: str
+    give_up_s: float | None
+    on_retry: Callable[[str, float], None] | None
+    failing_since: float | None = None
+
+    def __call__(self, call: Callable[[], T]) -> T:
+        import botocore.exceptions
+
+        wait = RETRY_FIRST_S
+        while True:
+            try:
+                result = call()
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+                unreachable = is_endpoint_unreachable(exc)
+                hint = f": {unreachable_hint('SQS')}" if unreachable else ""
+                message = f"cannot poll the queue {self.queue_url}: {exc}{hint}"
+                if not (unreachable or is_transient_aws_error(exc)):
+                    raise EventError(message) from None
+                now = time.monotonic()
+                since = self.failing_since = self.failing_since or now
+                left = None if self.give_up_s is None else self.give_up_s - (now - since)
+                if left is not None and left <= 0:
+                    raise EndpointUnreachableError(
+                        f"{message}; gave up after {now - since:.0f} s of failed polls"
+                    ) from None
+                wait = wait if left is None else min(wait, left)
+                if self.on_retry is not None:
+                    self.on_retry(message, wait)
+                time.sleep(wait)
+                wait = min(2 * wait, RETRY_MAX_S)
+            else:
+                self.failing_since = None
+                return result
 
 
 def _handle_batch(
     handler: EventHandler,
     sqs: Any,
+    calling: _Retried,
     queue_url: str,
     queue_arn: str,
     messages: list[dict[str, Any]],
     report: WorkerReport,
 ) -> HandleReport:
-    """Handle one received batch, delete the messages it acknowledged, and add it to ``report``."""
+    """Handle one received batch, delete the messages it acknowledged (``calling`` SQS), and add it to
+    ``report``."""
     batch = handler.handle({"Records": [_lambda_record(m, queue_arn) for m in messages]})
     failed = {item["itemIdentifier"] for item in batch.batch_item_failures()["batchItemFailures"]}
     done = [m for m in messages if m["MessageId"] not in failed]
     if done:  # at most BATCH_SIZE, what one delete_message_batch takes
         entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)]
-        sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+        calling(lambda: sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries))
     report.batches += 1
     report.received += len(messages)
     report.acknowledged += len(done)
@@ -321,6 +391,9 @@ __all__ = [
     "DEFAULT_REGION",
     "ENV_BOTO_S3_ENDPOINT_URL",
     "ENV_SQS_ENDPOINT_URL",
+    "GIVE_UP_S",
+    "RETRY_FIRST_S",
+    "RETRY_MAX_S",
     "START_TIMEOUT_S",
     "LocalStack",
     "WorkerReport",

@@ -1,17 +1,28 @@
-"""`panopipe events handle` through the command line: exit code 7 when a message failed, 0 otherwise."""
+"""`panopipe events handle` through the command line: exit code 7 when a message failed, 0 otherwise; and
+`panopipe worker events` when SQS cannot be reached, or Ctrl-C stops it."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 from moto import mock_aws
 from tests.aws.s3_events import sqs_batch, sqs_message
+from tests.conftest import free_port
 
 from panopipe.catalog import Catalog
 from panopipe.cli import main
-from panopipe.errors import EventError
+from panopipe.dev import LocalStack, create_stack, spawn_moto_server
+from panopipe.errors import EndpointUnreachableError, EventError
 
 QUEUE_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/panopipe-events"
 TEST_EVENT = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "survey-in"}
@@ -81,6 +92,82 @@ def test_worker_events_on_a_queue_that_does_not_exist_is_one_line(capsys, catalo
             ["worker", "events", "--queue-url", QUEUE_URL, "--max-polls", "1", "--catalog", catalog_file]
         )
     out, err = capsys.readouterr()
-    assert (code, out) == (EventError.exit_code, "")
+    assert code == EventError.exit_code and out.startswith("stopped after 0 poll(s): 0 batch(es)")
     assert err.startswith(f"error: cannot poll the queue {QUEUE_URL}: ") and "does not exist" in err
-    assert len(err.splitlines()) == 1
+    assert len(err.splitlines()) == 1 and "polling again" not in err  # a refusal is not retried
+
+
+def test_worker_events_polls_an_unreachable_sqs_again_then_gives_up_with_exit_4_and_its_summary(
+    capsys, catalog_file: str, monkeypatch
+):
+    """It stopped at the first failed poll with exit 7 (event errors), no summary and no hint."""
+    queue = f"http://127.0.0.1:{free_port()}/123456789012/q"
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", queue.rsplit("/", 2)[0])
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+
+    started = time.monotonic()
+    code = main(["worker", "events", "--queue-url", queue, "--give-up-after", "2", "--catalog", catalog_file])
+
+    out, err = capsys.readouterr()
+    assert code == EndpointUnreachableError.exit_code and 2 <= time.monotonic() - started < 20
+    assert out.startswith("stopped after 0 poll(s): 0 batch(es)")
+    *retries, last = err.splitlines()
+    unreachable = f"cannot poll the queue {queue}: Could not connect to the endpoint URL"
+    hint = "check that the SQS endpoint is up and reachable"
+    assert retries and all(line.startswith(f"warning: {unreachable}") for line in retries), err
+    assert retries[0].endswith(f"{hint}; polling again in 1 s"), retries[0]
+    assert last.startswith(f"error: {unreachable}") and hint in last
+    assert re.search(r"; gave up after [2-9] s of failed polls$", last), last
+
+
+@pytest.fixture(scope="module")
+def sqs_stack() -> Iterator[LocalStack]:
+    """moto's server in a process of its own, with the dev stack's queue."""
+    process, endpoint = spawn_moto_server()
+    try:
+        stack = create_stack(endpoint)
+        credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        session = boto3.Session(region_name=stack.region, **credentials)
+        session.client("sqs", endpoint_url=endpoint).purge_queue(QueueUrl=stack.queue_url)  # S3's test event
+        yield stack
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("gap_ms", [0, 2, 5, 10, 20, 40])
+def test_ctrl_c_while_worker_events_polls_exits_0_with_its_summary_even_signalled_twice(
+    sqs_stack: LocalStack, catalog_file: str, gap_ms: int
+):
+    """`timeout -s INT` signals the worker and then its process group (a Ctrl-C pressed twice does the same):
+    the second SIGINT, while the first stop printed its summary, exited 130 (2 runs in 14)."""
+    command = [
+        "worker",
+        "events",
+        "--queue-url",
+        sqs_stack.queue_url,
+        "--wait",
+        "5",
+        "--catalog",
+        catalog_file,
+    ]
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "from panopipe.cli import run; run()", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **sqs_stack.environment()},
+    )
+    assert worker.stderr is not None
+    assert worker.stderr.readline().startswith("worker: polling ")
+    time.sleep(0.3)  # in the first poll's wait
+
+    worker.send_signal(signal.SIGINT)
+    time.sleep(gap_ms / 1000)
+    worker.send_signal(signal.SIGINT)
+    out, err = worker.communicate(timeout=30)
+
+    assert (worker.returncode, err) == (0, ""), err
+    assert out.startswith("stopped after 0 poll(s): 0 batch(es)")

@@ -16,6 +16,7 @@ import boto3
 import pytest
 import sqlalchemy as sa
 from tests.aws.s3_events import render_shot
+from tests.relay import Relay
 
 from panopipe.aws.stack import build_template
 from panopipe.catalog import Catalog, Selection
@@ -27,7 +28,10 @@ from panopipe.errors import ConfigError
 from panopipe.events.handler import EventHandler
 from panopipe.ingest import ingest
 from panopipe.storage import open_storage
+from panopipe.storage.aws_clients import aws_client
 from panopipe.sync import sync_capture, sync_folder
+
+S3_TEST_EVENT = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "survey-in"}
 
 
 @pytest.fixture
@@ -96,6 +100,33 @@ def test_uploaded_shot_is_cataloged_processed_and_outputs_do_not_retrigger(
     assert queue_depth(sqs, stack.queue_url) == 0
     (dead,) = sqs.receive_message(QueueUrl=stack.dead_letter_queue_url, WaitTimeSeconds=1)["Messages"]
     assert dead["Body"] == "not an S3 event"
+
+
+def test_the_queue_worker_polls_again_through_an_sqs_blip_and_handles_what_came_meanwhile(
+    stack: LocalStack, tmp_path: Path
+):
+    """The worker stopped at the first poll that could not connect (exit 7), and an operator had to restart
+    it; now it polls again with backoff, a warning each time, until SQS is back."""
+    sqs = boto3.client("sqs")
+    sqs.purge_queue(QueueUrl=stack.queue_url)  # S3's test event of the new notification
+    retries: list[tuple[str, float]] = []
+    with Relay(stack.endpoint_url) as relay, Catalog.open(str(tmp_path / "c.db"), create=True) as catalog:
+        through = aws_client("sqs", Settings(), endpoint_url=relay.endpoint)
+        relay.cut()
+
+        def back(error: str, wait_s: float) -> None:
+            retries.append((error, wait_s))
+            if len(retries) == 2:
+                sqs.send_message(QueueUrl=stack.queue_url, MessageBody=json.dumps(S3_TEST_EVENT))
+                relay.resume()
+
+        handler = EventHandler(catalog, Settings())
+        report = run_worker(handler, stack.queue_url, sqs=through, max_polls=2, wait_s=1, on_retry=back)
+        handler.close()
+
+    assert report.failure is None and (report.polls, report.acknowledged) == (2, 1)
+    assert [wait for _, wait in retries] == [1.0, 2.0]  # doubling
+    assert all("check that the SQS endpoint is up and reachable" in error for error, _ in retries)
 
 
 def test_a_spawned_moto_server_holds_the_stack_and_stops_with_terminate():

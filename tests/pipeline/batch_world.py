@@ -14,9 +14,6 @@ What moto ignores, and how these tests make up for it:
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,56 +117,6 @@ class Containers:
         return handled
 
 
-class Relay:
-    """A TCP relay to the endpoint ``target`` (``http://HOST:PORT``) on a port of its own (:attr:`endpoint`):
-    what reaches S3 through it loses it when :meth:`cut` closes the port and every connection, as an outage
-    does (connections are then refused)."""
-
-    def __init__(self, target: str) -> None:
-        host, _, port = target.removeprefix("http://").partition(":")
-        self.target = (host, int(port))
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.sockets: list[socket.socket] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:  # cut
-                return
-            server = socket.create_connection(self.target)
-            with self.lock:
-                self.sockets += [client, server]
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                sink.sendall(data)
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        """Refuse new connections and end those open."""
-        self.listener.close()
-        with self.lock:
-            for sock in self.sockets:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-
-    def __enter__(self) -> Relay:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.cut()
-
-
 def create_batch(client: Callable[[str], Any]) -> tuple[str, str]:
     """A Fargate Spot compute environment (in a VPC of its own), a job queue and the worker job definition,
     made with the boto3 clients ``client(service)`` gives; the queue's and the definition's ARNs."""
@@ -241,7 +188,6 @@ def world(moto_server: str, aws_env: None, monkeypatch: pytest.MonkeyPatch) -> I
 __all__ = [
     "BUCKET",
     "Containers",
-    "Relay",
     "World",
     "create_batch",
     "manifest_of",

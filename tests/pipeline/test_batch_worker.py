@@ -20,9 +20,10 @@ import pytest
 from moto import mock_aws
 from moto.core.authorization import enable_iam_authentication
 from tests.conftest import free_port
-from tests.pipeline.batch_world import BUCKET, Relay, World, manifest_of, to_s3
+from tests.pipeline.batch_world import BUCKET, World, manifest_of, to_s3
 from tests.pipeline.captures import Project, add_rig_shots
 from tests.processes import wait_for
+from tests.relay import Relay
 from tests.storage.conftest import list_only_user
 
 from panopipe.cli import main

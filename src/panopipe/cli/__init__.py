@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 import typer
 from typer.exceptions import TyperException
@@ -54,6 +58,29 @@ def main(argv: list[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
+@contextlib.contextmanager
+def ctrl_c_stops() -> Iterator[None]:
+    """For a command that Ctrl-C stops (exit 0, after its summary): meanwhile the first SIGINT raises
+    :class:`KeyboardInterrupt`, which the command takes for its stop, and every SIGINT after it is ignored for
+    as long as the process lives. A second one had cut the stop short, exit 130: a Ctrl-C pressed twice, or
+    ``timeout -s INT``, which signals the process and then its process group. Off the main thread nothing
+    changes (signal handlers belong to it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def first(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is first:  # not stopped: as it was
+            signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
+
+
 def _usage_line(error: TyperException) -> str:
     """The one line of a usage error (an unknown command or option, a bad value, a missing file), with the
     help option of the command it is about: ``No such option: --reell ...; see panopipe ls -h``."""
@@ -69,4 +96,4 @@ def run() -> None:
     raise SystemExit(main())
 
 
-__all__ = ["BROKEN_PIPE", "INTERRUPTED", "main", "run"]
+__all__ = ["BROKEN_PIPE", "INTERRUPTED", "ctrl_c_stops", "main", "run"]

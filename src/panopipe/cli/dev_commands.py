@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from panopipe.cli import render
+from panopipe.cli import ctrl_c_stops, render
 
 app = typer.Typer(help="Local parity with the AWS deployment.", no_args_is_help=True)
 
@@ -34,25 +34,27 @@ def up(
     from panopipe.dev import create_stack, start_moto_server
 
     server, endpoint = start_moto_server(port, log_requests=not render.stderr.quiet)
-    try:
-        stack = create_stack(
-            endpoint,
-            bucket=bucket,
-            input_prefix=input_prefix,
-            output_prefix=output_prefix,
-            max_receive_count=max_receive_count,
-        )
-        render.success(f"S3 and SQS at {endpoint}; queue {stack.queue_url}")
-        typer.echo("\n".join(f"export {name}={value}" for name, value in stack.environment().items()))
-        typer.echo(
-            "# then, with these exports: panopipe db upgrade --catalog survey.db && panopipe worker events "
-            f"--queue-url {stack.queue_url} --catalog survey.db --config PROJECT/panopipe.toml (its rig profile)"
-        )
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    with ctrl_c_stops():  # a second Ctrl-C does not cut the server's stop short
+        try:
+            stack = create_stack(
+                endpoint,
+                bucket=bucket,
+                input_prefix=input_prefix,
+                output_prefix=output_prefix,
+                max_receive_count=max_receive_count,
+            )
+            render.success(f"S3 and SQS at {endpoint}; queue {stack.queue_url}")
+            typer.echo("\n".join(f"export {name}={value}" for name, value in stack.environment().items()))
+            typer.echo(
+                "# then, with these exports: panopipe db upgrade --catalog survey.db && panopipe worker events "
+                f"--queue-url {stack.queue_url} --catalog survey.db --config PROJECT/panopipe.toml (its rig "
+                "profile)"
+            )
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
 
 
 __all__ = ["app", "up"]

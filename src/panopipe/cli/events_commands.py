@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from panopipe.cli import render
+from panopipe.cli import ctrl_c_stops, render
 from panopipe.cli.options import JsonOption, uses_catalog
+from panopipe.dev import GIVE_UP_S
 
 if TYPE_CHECKING:
     from panopipe.catalog import Catalog
@@ -81,16 +82,27 @@ def worker_events(
     wait: Annotated[
         int, typer.Option(min=0, max=20, help="Long-polling wait per poll, in seconds (SQS allows 0-20).")
     ] = 20,
+    give_up_after: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds SQS may stay unreachable (or failing on its side) before the worker stops with exit "
+            "code 4; meanwhile it polls again after 1 s, doubling up to 30 s. 0: never stop.",
+        ),
+    ] = GIVE_UP_S,
     as_json: JsonOption = False,
     *,
     catalog: Catalog,
     settings: Settings,
 ) -> None:
     """Poll an SQS queue in batches of 10 and handle each batch as Lambda would, with the project
-    configuration (--config, ./panopipe.toml: the rig profile, the steps); Ctrl-C stops it (exit 0).
+    configuration (--config, ./panopipe.toml: the rig profile, the steps); Ctrl-C stops it (exit 0, a second
+    Ctrl-C while it stops is ignored).
 
     Prints a start line, one line per batch and, when it stops, a summary (JSON with --json). Acknowledged
-    messages are deleted; failed ones come back after the visibility timeout.
+    messages are deleted; failed ones come back after the visibility timeout. An SQS endpoint that cannot be
+    reached is polled again (a warning each time) until --give-up-after, then exit code 4; a queue that does
+    not exist, or another refusal, stops it at once with exit code 7.
 
     Example: panopipe worker events --queue-url http://127.0.0.1:5000/123456789012/panopipe-dev-events
     --config panopipe.toml
@@ -117,21 +129,34 @@ def worker_events(
             f"batch: {messages} message(s): {actions}; jobs: {jobs or 'none'}", soft_wrap=True
         )
 
-    try:
-        report = run_worker(
-            handler, queue_url, max_polls=max_polls, wait_s=wait, on_start=started, on_batch=handled
-        )
-    finally:
-        handler.close()
-    if as_json:
-        render.print_json(report.to_dict())
-        return
-    counts = ", ".join(f"{name} {n}" for name, n in report.counts.items())
-    render.stdout.print(
-        f"{'stopped' if report.interrupted else 'done'} after {report.polls} poll(s): {report.batches} batch(es), "
-        f"{report.received} message(s) received, {report.acknowledged} acknowledged, {report.left} left for "
-        f"redelivery; events {counts}"
-    )
+    def retrying(error: str, wait_s: float) -> None:
+        render.warn(f"{error}; polling again in {wait_s:.0f} s")
+
+    with ctrl_c_stops():
+        try:
+            report = run_worker(
+                handler,
+                queue_url,
+                max_polls=max_polls,
+                wait_s=wait,
+                give_up_s=give_up_after or None,
+                on_start=started,
+                on_batch=handled,
+                on_retry=retrying,
+            )
+        finally:
+            handler.close()
+        if as_json:
+            render.print_json(report.to_dict())
+        else:
+            counts = ", ".join(f"{name} {n}" for name, n in report.counts.items())
+            render.stdout.print(
+                f"{'stopped' if report.interrupted or report.failure else 'done'} after {report.polls} poll(s): {report.batches} "
+                f"batch(es), {report.received} message(s) received, {report.acknowledged} acknowledged, "
+                f"{report.left} left for redelivery; events {counts}"
+            )
+    if report.failure is not None:
+        raise report.failure
 
 
 __all__ = ["app", "handle", "parse", "worker_app", "worker_events"]

@@ -227,6 +227,12 @@ def is_endpoint_unreachable(error: BaseException) -> bool:
     return isinstance(error, aws.EndpointConnectionError | aws.ConnectTimeoutError)
 
 
+def unreachable_hint(service: str) -> str:
+    """What to do when the endpoint of ``service`` (``S3``, ``SQS``) cannot be reached
+    (:func:`is_endpoint_unreachable`)."""
+    return f"check that the {service} endpoint is up and reachable"
+
+
 def is_transient_aws_error(error: BaseException) -> bool:
     """Whether a botocore or urllib3 ``error`` is worth retrying later: throttling, a server error (5xx), a
     timeout, a refused, closed or reset connection, or a body cut short. Denials, missing keys, bad requests
@@ -263,4 +269,5 @@ __all__ = [
     "is_endpoint_unreachable",
     "is_transient_aws_error",
     "s3_client",
+    "unreachable_hint",
 ]

@@ -29,7 +29,13 @@ from panopipe.errors import (
     ObjectNotFoundError,
     StorageError,
 )
-from panopipe.storage.aws_clients import S3Client, is_endpoint_unreachable, is_transient_aws_error, s3_client
+from panopipe.storage.aws_clients import (
+    S3Client,
+    is_endpoint_unreachable,
+    is_transient_aws_error,
+    s3_client,
+    unreachable_hint,
+)
 from panopipe.storage.base import ObjectInfo, Progress, Storage, os_storage_error, validate_key
 
 MiB = 1024 * 1024
@@ -478,7 +484,7 @@ class S3Storage(Storage):
         except (BotoCoreError, HTTPError) as exc:
             if is_endpoint_unreachable(exc):
                 raise EndpointUnreachableError(
-                    f"cannot access {self._where(key)}: {exc}: check that the S3 endpoint is up and reachable"
+                    f"cannot access {self._where(key)}: {exc}: {unreachable_hint('S3')}"
                 ) from exc
             raise StorageError(
                 f"cannot access {self._where(key)}: {exc}", transient=is_transient_aws_error(exc)
