@@ -713,6 +713,34 @@ def test_bad_parameters_fail_with_one_line_before_anything_is_created(
     assert _stacks() == []
 
 
+ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+DIGEST = "@sha256:" + "0a" * 32
+
+
+@pytest.mark.parametrize(
+    ("image", "valid"),
+    [
+        (f"{ECR}/panopipe:0.1.0", True),
+        (f"{ECR}/panopipe{DIGEST}", True),
+        (f"registry.example.com:5000/team/panopipe:v2{DIGEST}", True),  # a tag and a digest
+        (f"{ECR}/p@sha256:ABC", False),  # was read as the tag ABC of an image "p@sha256"
+        (f"{ECR}/p{DIGEST.upper().replace('SHA', 'sha')}", False),  # a digest is lower-case
+        (f"{ECR}/p{DIGEST[:-1]}", False),  # 63 digits
+        ("registry.example.com:5000/panopipe", False),  # no tag: the port is none
+    ],
+)
+def test_the_worker_image_needs_a_tag_or_a_whole_digest(capsys: pytest.CaptureFixture[str], image, valid):
+    # One pattern: panopipe's own check reads the template's AllowedPattern, which CloudFormation applies.
+    code = main(["cloud", "template", "--param", f"WorkerImage={image}"])
+
+    out, err = capsys.readouterr()
+    if valid:
+        assert code == 0 and json.loads(out)["Parameters"]["WorkerImage"]["Default"] == image
+    else:
+        assert (code, out) == (ConfigError.exit_code, "")
+        assert err.startswith(f"error: parameter WorkerImage={image!r} is not valid: an image URI ending in ")
+
+
 def test_a_worker_size_is_checked_against_fargates_table_with_the_values_an_update_keeps(
     outputs: dict[str, str], capsys: pytest.CaptureFixture[str]
 ):

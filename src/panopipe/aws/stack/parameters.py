@@ -170,8 +170,10 @@ PARAMETERS: dict[str, Json] = {
     ),
     "WorkerImage": _string(
         "Container image URI of the worker (panopipe with its imaging libraries).",
-        AllowedPattern=r"^\S+(:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})$",
-        ConstraintDescription="an image URI with a tag or digest",
+        # No @ before the end: an invalid digest (@sha256:ABC) had passed as the tag ABC of an image "p@sha256".
+        AllowedPattern=r"^[^\s@]+(:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})$",
+        ConstraintDescription="an image URI ending in :TAG or @sha256: and the 64 lower-case hex digits of a "
+        "digest, e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com/panopipe:0.1.0",
     ),
     "WorkerVcpu": _string("vCPUs of a worker job (Fargate sizes).", "2", AllowedValues=list(FARGATE_VCPUS)),
     "WorkerMemoryMiB": _number(
