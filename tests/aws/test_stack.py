@@ -823,13 +823,22 @@ def test_deploy_without_a_terminal_needs_yes(aws: None, capsys: pytest.CaptureFi
     assert _stacks() == []
 
 
-def test_status_and_destroy_of_a_missing_stack_say_so_in_one_line(
-    aws: None, capsys: pytest.CaptureFixture[str]
+def test_status_and_destroy_of_a_missing_stack_say_so_in_one_line_naming_the_region(
+    aws: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ):
-    assert main(["cloud", "status", "--stack", "nothing-here"]) == StackNotFoundError.exit_code == 9
+    # It said "in this account and region", naming neither: a stack deployed in another region looked gone.
+    main(["cloud", "deploy", "--stack", STACK, *ARGS, "--yes"])
+    capsys.readouterr()
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+
+    assert main(["cloud", "status", "--stack", STACK]) == StackNotFoundError.exit_code == 9
     assert main(["cloud", "destroy", "--stack", "nothing-here", "--yes"]) == 9
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == ["error: stack nothing-here does not exist in this account and region"] * 2
+    assert lines == [
+        f"error: stack {name} does not exist in eu-west-1 for these AWS credentials: check the name, AWS_REGION "
+        "and AWS_PROFILE"
+        for name in (STACK, "nothing-here")
+    ]
 
 
 def test_a_stack_that_cannot_be_created_fails_with_one_line(aws: None, capsys: pytest.CaptureFixture[str]):

@@ -235,11 +235,21 @@ def _check_region(client: CloudFormationClient) -> None:
     )
 
 
+def stack_not_found(client: CloudFormationClient, stack: str) -> StackNotFoundError:
+    """The error of a stack that ``client`` does not find, naming the region it looked in (CloudFormation
+    answers alike for a stack of another region or account)."""
+    return StackNotFoundError(
+        f"stack {stack} does not exist in {client.meta.region_name} for these AWS credentials: check the "
+        "name, AWS_REGION and AWS_PROFILE"
+    )
+
+
 @contextmanager
-def _aws_errors(stack: str) -> Iterator[None]:
-    """botocore's errors as one-line :class:`StackError`\\ s; no credentials is a :class:`ConfigError` saying
-    what to set, and an answer botocore cannot read (an HTML page of a proxy or of a wrong endpoint) a
-    :class:`StackError` saying where to look."""
+def _aws_errors(client: CloudFormationClient, stack: str) -> Iterator[None]:
+    """botocore's errors of calls of ``client`` about ``stack`` as one-line :class:`StackError`\\ s (a stack
+    it does not find: :func:`stack_not_found`); no credentials is a :class:`ConfigError` saying what to set,
+    and an answer botocore cannot read (an HTML page of a proxy or of a wrong endpoint) a :class:`StackError`
+    saying where to look."""
     import botocore.exceptions
     import botocore.parsers
 
@@ -248,7 +258,7 @@ def _aws_errors(stack: str) -> Iterator[None]:
     except botocore.exceptions.ClientError as exc:
         message = exc.response.get("Error", {}).get("Message", str(exc))
         if "does not exist" in message and stack in message:
-            raise StackNotFoundError(f"stack {stack} does not exist in this account and region") from None
+            raise stack_not_found(client, stack) from None
         code = exc.response.get("Error", {}).get("Code", "Error")
         raise StackError(f"CloudFormation: {code}: {message}") from None
     except botocore.exceptions.NoCredentialsError:
@@ -283,7 +293,7 @@ def _check_stack_name(stack: str) -> None:
 
 def _describe(client: CloudFormationClient, stack: str) -> dict[str, Any] | None:
     try:
-        with _aws_errors(stack):
+        with _aws_errors(client, stack):
             return client.describe_stacks(StackName=stack)["Stacks"][0]
     except StackNotFoundError:
         return None
@@ -295,7 +305,7 @@ def _events(
     """The stack's events, oldest first: since ``since``, or with ``operation`` those of its last operation
     (from the stack's last ``User Initiated`` event on), or all."""
     events: list[StackEvent] = []
-    with _aws_errors(stack):
+    with _aws_errors(client, stack):
         for page in client.get_paginator("describe_stack_events").paginate(StackName=stack):
             for raw in page["StackEvents"]:  # newest first
                 if since is not None and raw["Timestamp"] < since:
@@ -336,7 +346,7 @@ def status(stack: str, *, client: CloudFormationClient | None = None, events: bo
     client = client or cloudformation_client()
     description = _describe(client, stack)
     if description is None:
-        raise StackNotFoundError(f"stack {stack} does not exist in this account and region")
+        raise stack_not_found(client, stack)
     return _report(client, stack, description, events=events)
 
 
@@ -350,7 +360,7 @@ def _wait(
     """Poll until the stack leaves its ``*_IN_PROGRESS`` state, passing each new event to ``on_event``."""
     seen = 0
     while True:
-        with _aws_errors(stack_id):
+        with _aws_errors(client, stack_id):
             description: dict[str, Any] = client.describe_stacks(StackName=stack_id)["Stacks"][0]
         events = _events(client, stack_id, since=since)
         for event in events[seen:]:
@@ -368,7 +378,7 @@ def _changes(
     changes: list[Change] = []
     token: str | None = None
     while True:
-        with _aws_errors(stack):
+        with _aws_errors(client, stack):
             page = client.describe_change_set(
                 StackName=stack, ChangeSetName=change_set, **({"NextToken": token} if token else {})
             )
@@ -461,7 +471,7 @@ def deploy(
     change_set = "panopipe-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     kind = "CREATE" if existing is None else "UPDATE"
     try:
-        with _aws_errors(stack):
+        with _aws_errors(client, stack):
             created = client.create_change_set(
                 StackName=stack,
                 ChangeSetName=change_set,
@@ -500,7 +510,7 @@ def deploy(
         _discard(client, stack_id, change_set, kind)
         return DeployResult(changes=changes, executed=False)
     started = datetime.now(UTC)
-    with _aws_errors(stack):
+    with _aws_errors(client, stack):
         client.execute_change_set(StackName=stack_id, ChangeSetName=change_set)
     final = _wait(client, stack_id, started, on_event, poll_seconds)
     report = _report(client, stack, final)
@@ -535,7 +545,7 @@ def _failure(report: StackReport) -> StackError:
 
 def _discard(client: CloudFormationClient, stack_id: str, change_set: str, kind: str) -> None:
     """Delete an unexecuted change set, and the empty stack a CREATE change set made."""
-    with _aws_errors(stack_id):
+    with _aws_errors(client, stack_id):
         client.delete_change_set(StackName=stack_id, ChangeSetName=change_set)
         if kind == "CREATE":
             client.delete_stack(StackName=stack_id)
@@ -557,7 +567,7 @@ def retained_description(stack: str, *, client: CloudFormationClient | None = No
     """One sentence per resource that deleting ``stack`` keeps (the bucket, a final database snapshot)."""
     client = client or cloudformation_client()
     policies = retained_resources()
-    with _aws_errors(stack):
+    with _aws_errors(client, stack):
         resources = client.describe_stack_resources(StackName=stack)["StackResources"]
     lines = []
     for item in resources:
@@ -593,7 +603,7 @@ def destroy(
     client = client or cloudformation_client()
     description = _describe(client, stack)
     if description is None:
-        raise StackNotFoundError(f"stack {stack} does not exist in this account and region")
+        raise stack_not_found(client, stack)
     protected = _current_values(description).get("DbDeletionProtection") == "true"
     if protected and description["StackStatus"] != "ROLLBACK_COMPLETE":  # a failed creation left no database
         raise ConfigError(
@@ -605,7 +615,7 @@ def destroy(
     if not confirm(retained):
         return DestroyResult(deleted=False, retained=retained)
     started = datetime.now(UTC)
-    with _aws_errors(stack):
+    with _aws_errors(client, stack):
         client.delete_stack(StackName=description["StackId"])
     final = _wait(client, description["StackId"], started, on_event, poll_seconds)
     if final["StackStatus"] != "DELETE_COMPLETE":
@@ -630,6 +640,7 @@ __all__ = [
     "parse_parameters",
     "retained_description",
     "retained_resources",
+    "stack_not_found",
     "status",
     "template_json",
     "validate_parameters",

@@ -77,11 +77,8 @@ def _resolve(stack: str, url: URL, query: dict[str, str], client: Any) -> URL:
     look = f"`panopipe cloud status --stack {stack}`"
     try:
         report = status(stack, client=client, events=False)
-    except StackNotFoundError:
-        raise StackNotFoundError(
-            f"catalog {SCHEME}://{stack}: stack {stack} does not exist in {region} for these AWS credentials; "
-            f"check the name, AWS_REGION and AWS_PROFILE ({look} shows a stack)"
-        ) from None
+    except StackNotFoundError as exc:
+        raise StackNotFoundError(f"catalog {SCHEME}://{stack}: {exc} ({look} shows a stack)") from None
     if not report.status.startswith(USABLE_STATUSES):
         if report.status == "REVIEW_IN_PROGRESS":
             hint = f"it was never deployed: run `panopipe cloud deploy --stack {stack}`"
