@@ -460,10 +460,12 @@ _GPS_SET = (
 CHANGED_TAGS = {
     *(f"IFD0:{name}" for name in ("Make", "Model", "Artist", "Copyright", "ImageDescription")),
     *(f"ExifIFD:{name}" for name in ("DateTimeOriginal", "SubSecTimeOriginal", "OffsetTimeOriginal")),
+    *(f"ExifIFD:{name}" for name in ("CreateDate", "SubSecTimeDigitized", "OffsetTimeDigitized")),  # the same
     *(f"GPS:GPS{name}" for name in (*_GPS_SET.split(), "ImgDirectionRef", "ImgDirection")),
     *(f"XMP-GPano:{name}" for name in UPDATE.gpano.properties()),  # type: ignore[union-attr]
     "ExifIFD:ExifVersion",  # raised to 0231 for OffsetTimeOriginal
     *("XMP-GPano:FirstPhotoDate", "XMP-GPano:LastPhotoDate"),  # copies of the capture time: removed
+    *("XMP-photoshop:DateCreated", "XMP-xmp:CreateDate"),
     "IFD1:ThumbnailOffset",
     "MPImage2:MPImageStart",  # an absolute file offset: the second image moved with the longer header
 }

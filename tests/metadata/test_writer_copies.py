@@ -167,7 +167,7 @@ def test_the_xmp_packet_is_left_as_it_is_when_no_copy_is_written(tmp_path: Path)
     original = (DATA / "mapillary_tools" / "adobe_coords.jpg").read_bytes()
     start = original.index(b"http://ns.adobe.com/xap/1.0/\x00")
     packet = original[start : start + int.from_bytes(original[start - 2 : start], "big") - 2]
-    for update in (MetadataUpdate(make="M"), MetadataUpdate(captured_at=CAPTURED)):  # no XMP DateTimeOriginal
+    for update in (MetadataUpdate(make="M"), MetadataUpdate(copyright="C")):  # no tiff:Make, no XMP copyright
         assert packet in apply_metadata(original, update)
 
 
@@ -188,3 +188,42 @@ def test_gpano_photo_dates_of_the_capture_time_go_when_it_is_written(tmp_path: P
     assert {tag: after[tag] for tag in kept} == {tag: before[tag] for tag in kept}
     untouched = apply_metadata(original, MetadataUpdate(make="GoPro"))  # no time written: they stay
     assert [tag for tag in dates if tag in exiftool_all(tmp_path / "make.jpg", untouched)] == list(dates)
+
+
+@pytest.mark.exiftool
+@pytest.mark.parametrize("zone_unknown", [False, True])
+def test_every_copy_of_the_capture_time_gets_the_new_one(tmp_path: Path, zone_unknown: bool) -> None:
+    """A GoPro MAX image whose capture time photo software also copied into XMP (photoshop:DateCreated,
+    xmp:CreateDate) and whose camera wrote it as DateTimeDigitized (ExifTool's CreateDate) with an offset:
+    after a time edit, the XMP copies go and DateTimeDigitized reads as DateTimeOriginal (a time whose zone
+    is unknown keeps no offset in either)."""
+    path = tmp_path / "gopro.jpg"
+    path.write_bytes((DATA / "trek-view-360" / "GSAG2002.JPG").read_bytes())
+    assignments = [
+        f"-{tag}=2020:05:09 14:16:30+02:00" for tag in ("XMP-xmp:CreateDate", "XMP-photoshop:DateCreated")
+    ]
+    assignments += ["-OffsetTimeOriginal=+02:00", "-OffsetTimeDigitized=+02:00"]
+    subprocess.run(["exiftool", "-q", "-overwrite_original", *assignments, str(path)], check=True)
+    assert (
+        exiftool_all(tmp_path / "before.jpg", path.read_bytes())["ExifIFD:CreateDate"]
+        == "2020:05:09 14:16:30"
+    )
+
+    update = MetadataUpdate(captured_at=CAPTURED, utc_offset_minutes=120, zone_unknown=zone_unknown)
+    after = exiftool_all(tmp_path / "after.jpg", apply_metadata(path.read_bytes(), update))
+    assert [tag for tag in after if tag.startswith(("XMP-xmp:", "XMP-photoshop:"))] == []
+    clock = "2024:05:01 09:58:31"
+    assert after["ExifIFD:DateTimeOriginal"] == after["ExifIFD:CreateDate"] == clock
+    assert after["ExifIFD:SubSecTimeOriginal"] == after["ExifIFD:SubSecTimeDigitized"] == 250
+    offsets = [after.get(f"ExifIFD:OffsetTime{kind}") for kind in ("Original", "Digitized")]
+    assert offsets == ([None, None] if zone_unknown else ["+02:00", "+02:00"])
+
+
+@pytest.mark.exiftool
+def test_a_capture_time_adds_no_digitized_time(tmp_path: Path) -> None:
+    original = ifd0_time_jpeg("<", subsec=False, offset=False)
+    after = exiftool_all(
+        tmp_path / "after.jpg", apply_metadata(original, MetadataUpdate(captured_at=CAPTURED))
+    )
+    assert after["ExifIFD:DateTimeOriginal"] == "2024:05:01 07:58:31"
+    assert not [tag for tag in after if "CreateDate" in tag or "Digitized" in tag]

@@ -115,13 +115,15 @@ class ExifTree:
         """Remove ``tag`` from ``ifd``; whether the block had it."""
         return self.ifds.get(ifd, {}).pop(tag, None) is not None
 
-    def copy(self, source: str, ifd: str, tag: int) -> None:
-        """Give ``ifd`` (which must exist) the entry ``tag`` of ``source``, or remove it if ``source`` has none."""
+    def copy(self, source: str, ifd: str, tag: int, to: int | None = None) -> None:
+        """Give ``ifd`` (which must exist) the entry ``tag`` of ``source`` as its tag ``to`` (default: ``tag``),
+        or remove that if ``source`` has none."""
         entry = self.get(source, tag)
+        target = tag if to is None else to
         if entry is None:
-            self.ifds[ifd].pop(tag, None)
+            self.ifds[ifd].pop(target, None)
         else:
-            self.ifds[ifd][tag] = Entry(entry.type, entry.count, entry.value)
+            self.ifds[ifd][target] = Entry(entry.type, entry.count, entry.value)
 
     def serialize(self, limit: int) -> bytes:
         """The TIFF block; if it exceeds ``limit`` bytes, drop the thumbnail (IFD1) or raise MetadataError."""

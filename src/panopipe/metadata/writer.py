@@ -70,11 +70,16 @@ _COLORANT_TOLERANCE = 0.001
 _NEW_GPS: dict[int, tuple[int, Value]] = {tiff.GPS_VERSION_ID: (BYTE, (2, 3, 0, 0))}
 _OFFSET_TIME_VERSION = b"0231"
 # The XMP properties that copy the EXIF tags a MetadataUpdate field writes (XMP's DateTimeOriginal holds the
-# sub-seconds and offset, its GPSTimeStamp the date too; tiff: holds IFD0's Make and Model; GPano's first and
-# last photo dates are the capture time of a 360° camera's image).
+# sub-seconds and offset, its GPSTimeStamp the date too; photoshop:DateCreated and xmp:CreateDate are the
+# capture time as photo software copies it; tiff: holds IFD0's Make and Model; GPano's first and last photo
+# dates are the capture time of a 360° camera's image).
+_PHOTOSHOP_NS = "http://ns.adobe.com/photoshop/1.0/"
+_XMP_NS = "http://ns.adobe.com/xap/1.0/"
 _XMP_COPIES: dict[str, tuple[Property, ...]] = {
     "captured_at": (
         (EXIF_NS, "DateTimeOriginal"),
+        (_PHOTOSHOP_NS, "DateCreated"),
+        (_XMP_NS, "CreateDate"),
         (GPANO_NS, "FirstPhotoDate"),
         (GPANO_NS, "LastPhotoDate"),
     ),
@@ -88,6 +93,11 @@ _XMP_COPIES: dict[str, tuple[Property, ...]] = {
     "model": ((TIFF_NS, "Model"),),
 }
 _CAPTURE_TIME_TAGS = (tiff.DATETIME_ORIGINAL, tiff.SUBSEC_TIME_ORIGINAL, tiff.OFFSET_TIME_ORIGINAL)
+_DIGITIZED_TAGS = {
+    tiff.DATETIME_ORIGINAL: tiff.DATETIME_DIGITIZED,
+    tiff.SUBSEC_TIME_ORIGINAL: tiff.SUBSEC_TIME_DIGITIZED,
+    tiff.OFFSET_TIME_ORIGINAL: tiff.OFFSET_TIME_DIGITIZED,
+}
 # What MetadataUpdate.remove takes out for each name: GPS IFD entries, or a GPano property.
 _GPS_ENTRIES: dict[str, tuple[int, ...]] = {
     "gps_latitude": (tiff.GPS_LATITUDE_REF, tiff.GPS_LATITUDE),
@@ -157,12 +167,13 @@ class MetadataUpdate:
     ``captured_at`` (timezone-aware) is written as DateTimeOriginal in local time at ``utc_offset_minutes``
     (default: its own offset), with SubSecTimeOriginal (milliseconds) and OffsetTimeOriginal; with
     ``zone_unknown`` (a camera clock whose zone nobody knows), as the clock read, without OffsetTimeOriginal,
-    which would claim a zone; a camera's copies of these tags in IFD0 get the same values. GPS values are
+    which would claim a zone; a camera's copies of these tags in IFD0, and DateTimeDigitized with its
+    SubSecTimeDigitized and OffsetTimeDigitized when the file has it, get the same values. GPS values are
     signed (south, west and below sea level are negative); ``gps_img_direction`` is in degrees true north;
     ``gps_h_positioning_error`` (the position's horizontal accuracy) in metres; ``gps_datetime`` is written
     in UTC. ``panopipe`` holds properties of the panopipe XMP namespace. The XMP copies of the EXIF tags
-    written (exif:DateTimeOriginal and GPano FirstPhotoDate/LastPhotoDate, exif:GPSLatitude..., tiff:Make and
-    tiff:Model) are removed, so that no reader that prefers XMP finds the values replaced. ``remove`` names
+    written (exif:DateTimeOriginal, photoshop:DateCreated, xmp:CreateDate and GPano FirstPhotoDate/LastPhotoDate,
+    exif:GPSLatitude..., tiff:Make and tiff:Model) are removed, so that no reader that prefers XMP finds the values replaced. ``remove`` names
     values the file must not have, as the reader names them (:data:`REMOVABLE`: the GPS values above, and ``pose_heading``, ``pose_pitch`` and
     ``pose_roll`` of the GPano), none of which the update sets: their GPS entries with their Ref tags, GPano
     properties and XMP copies are removed.
@@ -409,7 +420,9 @@ def _set_capture_time(
     local = moment.astimezone(timezone(offset))
     tree.set(EXIF, tiff.DATETIME_ORIGINAL, ASCII, local.strftime("%Y:%m:%d %H:%M:%S"))
     tree.set(EXIF, tiff.SUBSEC_TIME_ORIGINAL, ASCII, f"{local.microsecond // 1000:03d}")
-    if not zone_unknown:
+    if zone_unknown:
+        tree.remove(EXIF, tiff.OFFSET_TIME_ORIGINAL)
+    else:
         tree.set(EXIF, tiff.OFFSET_TIME_ORIGINAL, ASCII, offset_text(int(offset.total_seconds()) // 60))
         version = tree.get(EXIF, tiff.EXIF_VERSION)
         if version is None or version.value < _OFFSET_TIME_VERSION:  # OffsetTimeOriginal needs EXIF 2.31
@@ -419,6 +432,11 @@ def _set_capture_time(
     for tag in _CAPTURE_TIME_TAGS:
         if tree.get(IFD0, tag) is not None:
             tree.copy(EXIF, IFD0, tag)
+    # A camera digitises the image when it captures it: a DateTimeDigitized the file has (ExifTool's CreateDate)
+    # gets the capture time too, rather than contradict it; one the file lacks is not added.
+    if tree.get(EXIF, tiff.DATETIME_DIGITIZED) is not None:
+        for original, digitized in _DIGITIZED_TAGS.items():
+            tree.copy(EXIF, EXIF, original, to=digitized)
 
 
 def _gps_tags(update: MetadataUpdate) -> dict[int, tuple[int, Value]]:
