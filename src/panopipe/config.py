@@ -195,10 +195,23 @@ def did_you_mean(name: str, choices: Iterable[str], show: Callable[[str], str] =
 
 
 def _check_tables(data: dict[str, Any]) -> None:
+    for name, value in data.items():
+        if name not in SECTIONS and not isinstance(value, dict):
+            raise ConfigError(_outside_sections(name))
     check_names(data, SECTIONS)
     for name, table in data.items():
         if not isinstance(table, dict):
             raise ConfigError(f"{name} must be a table: write [{name}] on a line of its own, then its keys")
+
+
+def _outside_sections(name: str) -> str:
+    """The error for a key ``name`` written before any table, naming the tables that have such a key."""
+    from panopipe.config_reference import tables  # every table's keys; it imports the steps, so only here
+
+    homes = [f"[{table}]" for table, keys in tables().items() if name in {key.name for key in keys}]
+    where = f" (a key of {', '.join(homes)})" if homes else ""
+    sections = ", ".join(f"[{section}]" for section in sorted(SECTIONS))
+    return f"key {name!r} outside any section{where}; expected the sections {sections}"
 
 
 ENVIRONMENT = {

@@ -84,22 +84,34 @@ def _summary(text: str | None) -> str:
     return inspect.cleandoc(text or "").split("\n\n")[0].replace("\n", " ").replace("``", "`")
 
 
+def tables() -> dict[str, tuple[ConfigKey, ...]]:
+    """Every table of the config file (``steps.derive``...) with its keys, in the reference's order."""
+    keys = {
+        "panopipe": declared_keys(Settings),
+        "ingest": declared_keys(IngestRules),
+        f"steps.{PIPELINE_TABLE}": tuple(PIPELINE_KEYS),
+    }
+    keys |= {f"steps.{name}": (step.enabled_key(), *step.parameters) for name, step in STEP_TYPES.items()}
+    return keys | {"qc": declared_keys(QcSettings)}
+
+
 def reference() -> str:
     """The configuration reference as Markdown."""
+    keys = tables()
     lines = [INTRO]
     lines += ["## [panopipe]", "", "Where the catalog and storage are and how jobs run (this machine's own)."]
-    lines += ["", *_table(declared_keys(Settings), ENVIRONMENT)]
-    lines += ["## [ingest]", "", _summary(IngestRules.__doc__), "", *_table(declared_keys(IngestRules))]
-    lines += [f"## [steps.{PIPELINE_TABLE}]", "", "What all steps share.", "", *_table(PIPELINE_KEYS)]
+    lines += ["", *_table(keys["panopipe"], ENVIRONMENT)]
+    lines += ["## [ingest]", "", _summary(IngestRules.__doc__), "", *_table(keys["ingest"])]
+    lines += [
+        f"## [steps.{PIPELINE_TABLE}]",
+        "",
+        "What all steps share.",
+        "",
+        *_table(keys[f"steps.{PIPELINE_TABLE}"]),
+    ]
     for name, step in STEP_TYPES.items():
-        lines += [
-            f"## [steps.{name}]",
-            "",
-            _summary(step.__doc__),
-            "",
-            *_table((step.enabled_key(), *step.parameters)),
-        ]
-    lines += ["## [qc]", "", _summary(QcSettings.__doc__), "", *_table(declared_keys(QcSettings))]
+        lines += [f"## [steps.{name}]", "", _summary(step.__doc__), "", *_table(keys[f"steps.{name}"])]
+    lines += ["## [qc]", "", _summary(QcSettings.__doc__), "", *_table(keys["qc"])]
     return "\n".join(lines)
 
 
@@ -107,4 +119,4 @@ if __name__ == "__main__":
     sys.stdout.write(reference())
 
 
-__all__ = ["INTRO", "reference"]
+__all__ = ["INTRO", "reference", "tables"]

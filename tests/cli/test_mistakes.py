@@ -578,6 +578,15 @@ def test_text_is_shown_as_written(capsys, tmp_path: Path, two_images: tuple[str,
             "panopipe must be a table: write [panopipe] on a line of its own, then its keys",
         ),
         (
+            "output = '/tmp/x'\n[steps.derive]\nthumbnail = 256\n",
+            "key 'output' outside any section (a key of [steps.pipeline]); "
+            "expected the sections [ingest], [panopipe], [qc], [steps]",
+        ),
+        (
+            "catalgo = 'x.db'\n",
+            "key 'catalgo' outside any section; expected the sections [ingest], [panopipe], [qc], [steps]",
+        ),
+        (
             "[ingest]\nshot_tolerance_s = '50ms'\n",
             "[ingest]: shot_tolerance_s must be a number, 0 or more, got '50ms'",
         ),
