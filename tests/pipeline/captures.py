@@ -21,9 +21,9 @@ T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 RIG = demo_rig(96, 72)
 
 
-def jpeg(pixels: Any, quality: int = 90) -> bytes:
+def jpeg(pixels: Any, quality: int = 90, icc_profile: bytes | None = None) -> bytes:
     buffer = io.BytesIO()
-    PILImage.fromarray(pixels).save(buffer, "JPEG", quality=quality)
+    PILImage.fromarray(pixels).save(buffer, "JPEG", quality=quality, icc_profile=icc_profile)
     return buffer.getvalue()
 
 
@@ -63,9 +63,10 @@ def add_rig_shots(
     *,
     rig: RigProfile = RIG,
     skip_camera: dict[int, int] | None = None,
+    icc_profiles: dict[int, bytes] | None = None,
 ) -> None:
     """``shots`` shots of ``rig`` (frame n of camera i at root/R001/cam{i}/frame_{n}.jpg); ``skip_camera``
-    leaves out camera ``skip_camera[n]`` of shot n."""
+    leaves out camera ``skip_camera[n]`` of shot n; camera i's frames carry ``icc_profiles[i]`` if given."""
     records = []
     for n in range(shots):
         views = render_views(synthetic_panorama(256, 128, seed=n), rig)
@@ -73,7 +74,8 @@ def add_rig_shots(
             if skip_camera and skip_camera.get(n) == i:
                 continue
             path = root / "R001" / f"cam{i}" / f"frame_{n:06d}.jpg"
-            records.append(record(path, jpeg(view), n, camera_index=i, width=rig.cameras[i].width))
+            data = jpeg(view, icc_profile=(icc_profiles or {}).get(i))
+            records.append(record(path, data, n, camera_index=i, width=rig.cameras[i].width))
     catalog.upsert_images(records)
     catalog.assign_shots(["R001"], 0.05)
 

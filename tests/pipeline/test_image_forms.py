@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image, ImageCms
 from tests.metadata.test_writer import ADOBE_RGB, icc_profile
-from tests.pipeline.captures import Project, jpeg, record
+from tests.pipeline.captures import RIG, Project, add_rig_shots, jpeg, record
 from tests.pipeline.test_nadir_pipeline import RED, published
 
 from panopipe.catalog import Selection
@@ -193,3 +193,24 @@ def test_a_bad_derived_size_or_quality_is_a_configuration_error(project: Project
     with pytest.raises(ConfigError, match=rf"^\[steps.derive\]: {message}$"):
         load_pipeline(project.catalog, project.with_steps(derive=table))
     load_pipeline(project.catalog, project.with_steps(derive={"preview": 0}))  # no preview: valid
+
+
+@pytest.mark.parametrize("mixed", [False, True], ids=["one profile", "profiles differ"])
+def test_a_panorama_carries_the_colour_profile_its_frames_share(project: Project, mixed: bool):
+    """Frames of one Adobe RGB profile: the stitched panorama carries it, and the published image says
+    "uncalibrated"; frames whose profiles differ: it carries none, says sRGB, and the job's log says why."""
+    profiles = dict.fromkeys(range(len(RIG.cameras)), icc_profile(ADOBE_RGB))
+    if mixed:
+        profiles[0] = icc_profile()
+    add_rig_shots(project.catalog, project.root, 1, icc_profiles=profiles)
+
+    assert run(project.catalog, settings=project.settings, executor=InlineExecutor()).ok
+
+    (panorama,) = (project.out / "stitch").rglob("*.jpg")
+    found = [tags(path) for path in (panorama, published(project, "R001"))]
+    for image in found:
+        assert ("ICC_Profile:RedMatrixColumn" in image) is not mixed
+    assert found[1]["ExifIFD:ColorSpace"] == (1 if mixed else 0xFFFF)
+    with project.catalog.engine.connect() as conn:
+        (log,) = conn.execute(sa.select(jobs.c.log).where(jobs.c.step == "stitch")).scalars()
+    assert ("ICC profiles differ" in log) is mixed

@@ -224,6 +224,24 @@ def icc_segments(data: bytes, segments: list[Segment]) -> list[Segment]:
     return [seg for seg in segments if seg.marker == APP2 and data.startswith(ICC_ID, seg.payload_start)]
 
 
+def icc_profile(data: bytes) -> bytes:
+    """The ICC profile segments (APP2 ``ICC_PROFILE``) of ``data`` (a JPEG), whole and in order; empty
+    without one."""
+    segments, _, _ = scan_segments(data)
+    return b"".join(data[seg.start : seg.end] for seg in icc_segments(data, segments))
+
+
+def with_icc(jpeg: bytes, profile: bytes) -> bytes:
+    """``jpeg`` (an encoder's output: SOI, then a JFIF segment) with the ICC ``profile`` segments (as
+    :func:`icc_profile` returns them) after its JFIF segment, so that its colours read as those of the images
+    it was made from."""
+    if not profile:
+        return jpeg
+    segments, _, _ = scan_segments(jpeg)
+    at = next((seg.start for seg in segments if seg.marker != APP0), segments[-1].end if segments else 2)
+    return jpeg[:at] + profile + jpeg[at:]
+
+
 def app1_segment(payload: bytes) -> bytes:
     """A complete APP1 segment carrying ``payload``."""
     if len(payload) > MAX_SEGMENT_PAYLOAD:
@@ -249,9 +267,11 @@ __all__ = [
     "app1_segment",
     "find_app1",
     "frame_size",
+    "icc_profile",
     "icc_segments",
     "read_header",
     "scan_jpeg",
     "scan_segments",
     "walk",
+    "with_icc",
 ]

@@ -36,7 +36,7 @@ from panopipe.catalog.records import to_json_value
 from panopipe.config import ConfigKey
 from panopipe.errors import ConfigError, MetadataError, StepError
 from panopipe.metadata import parse_jpeg_header
-from panopipe.metadata.jpeg import APP0, icc_segments, scan_jpeg, scan_segments
+from panopipe.metadata.jpeg import icc_profile, scan_jpeg, scan_segments, with_icc
 from panopipe.steps.apply_metadata import (
     METADATA_FIELDS,
     METADATA_FIELDS_IF_SET,
@@ -118,12 +118,12 @@ class DeriveStep(Step):
         params, outputs = payload["params"], payload["outputs"]
         sizes = [params[name] for name in outputs]
         images = scaled_jpegs(source, sizes, params["quality"], orientation=header.orientation, source=uri)
-        profile = _icc_profile(source)
+        profile = icc_profile(source)
         return [
             put_output(
                 name,
                 out,
-                with_metadata(_with_icc(image, profile), payload["metadata"], out, scaled_from=header),
+                with_metadata(with_icc(image, profile), payload["metadata"], out, scaled_from=header),
             )
             for (name, out), image in zip(outputs.items(), images, strict=True)
         ]
@@ -181,23 +181,6 @@ def decode_for_sizes(
     room = min(width // (2 * largest[0]), height // (2 * largest[1]))
     shrink = next(shrink for shrink in (8, 4, 2, 1) if shrink <= max(1, room))
     return decode_pixels(data, source, upright=orientation in range(2, 9), shrink=shrink), targets
-
-
-def _icc_profile(data: bytes) -> bytes:
-    """The ICC profile segments (APP2 ``ICC_PROFILE``) of ``data`` (a JPEG), whole and in order; empty
-    without one."""
-    segments, _, _ = scan_segments(data)
-    return b"".join(data[seg.start : seg.end] for seg in icc_segments(data, segments))
-
-
-def _with_icc(jpeg: bytes, profile: bytes) -> bytes:
-    """``jpeg`` (OpenCV's encoding: SOI, then a JFIF segment) with the ICC ``profile`` segments after its
-    JFIF segment, so that its colours read as those of the image it was made from."""
-    if not profile:
-        return jpeg
-    segments, _, _ = scan_segments(jpeg)
-    at = next((seg.start for seg in segments if seg.marker != APP0), segments[-1].end if segments else 2)
-    return jpeg[:at] + profile + jpeg[at:]
 
 
 def _fitted(width: int, height: int, size: int) -> tuple[int, int]:
