@@ -238,8 +238,24 @@ def test_a_lambda_runtimes_older_botocore_stops_trying_too(
     assert faults.sent == ["GetObject"] * (aws_clients.CONNECT_RETRIES + 1)
 
 
+def test_a_call_without_an_answer_is_tried_once_more_and_fails_transient(
+    own_storage: S3Storage, faults: Faults
+) -> None:
+    """An endpoint that took connections and never answered had kept an ingest waiting 6 minutes: botocore's
+    60 s read timeout, six times. Its call now fails after two reads of READ_TIMEOUT_S, transient: the job
+    layer may try it later."""
+    faults.inject("GetObject", raises(ReadTimeoutError), aws_clients.MAX_RETRIES + 1)
+
+    with pytest.raises(StorageError) as raised:
+        own_storage.get("a.jpg")
+
+    assert raised.value.transient, str(raised.value)
+    assert faults.sent == ["GetObject"] * (aws_clients.CONNECT_RETRIES + 1)
+    assert own_storage.client.meta.config.read_timeout == aws_clients.READ_TIMEOUT_S
+
+
 def test_other_transient_errors_keep_botocores_retries(own_storage: S3Storage, faults: Faults) -> None:
-    faults.inject("GetObject", raises(ReadTimeoutError), aws_clients.CONNECT_RETRIES + 1)
+    faults.inject("GetObject", raises(ConnectionClosedError), aws_clients.CONNECT_RETRIES + 1)
 
     assert own_storage.get("a.jpg") == b"0123456789"
     assert faults.sent == ["GetObject"] * (aws_clients.CONNECT_RETRIES + 2)

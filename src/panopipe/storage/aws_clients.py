@@ -19,11 +19,16 @@ MAX_RETRIES = 5
 CONNECT_TIMEOUT_S = 3
 """Seconds botocore waits for a connection, each attempt: a connection to S3 takes milliseconds (botocore's own
 default, 60 s, took minutes before an endpoint was known down)."""
+READ_TIMEOUT_S = 20
+"""Seconds an S3 client waits for a byte of an answer (botocore's default, 60 s, tried six times, kept an ingest
+waiting 6 minutes on an endpoint that took connections and never answered): S3 answers in milliseconds, and
+keeps a long CompleteMultipartUpload alive with whitespace."""
 CONNECT_RETRIES = 1
-"""Retries of a call that could not connect (refused, a name not resolved, :data:`CONNECT_TIMEOUT_S` passed),
-whatever :data:`MAX_RETRIES` allows: one, for a blip. A dead endpoint is then unreachable
-(:func:`is_endpoint_unreachable`) within a second when it refuses, about 7 s when it does not answer, where
-botocore's retries of everything had taken 15 s and over a minute."""
+"""Retries of a call that got no answer (the connection refused, a name not resolved, no connection within
+:data:`CONNECT_TIMEOUT_S`, or no byte within the read timeout), whatever :data:`MAX_RETRIES` allows: one, for a
+blip. A dead endpoint is then unreachable (:func:`is_endpoint_unreachable`) within a second when it refuses,
+about 7 s when it does not answer; one that takes connections and never answers fails its call (transient)
+after twice :data:`READ_TIMEOUT_S`. botocore's retries of everything had taken 15 s, a minute and 6 minutes."""
 
 THROTTLING_CODES = frozenset(
     {
@@ -84,6 +89,7 @@ def s3_client(
                 endpoint_url=settings.s3_endpoint_url,
                 retries={"mode": "standard", "max_attempts": MAX_RETRIES},
                 connect_timeout=CONNECT_TIMEOUT_S,
+                read_timeout=READ_TIMEOUT_S,
                 max_pool_connections=max_pool_connections,
                 s3={"addressing_style": "path"} if settings.s3_endpoint_url else None,
             )
@@ -149,15 +155,16 @@ def aws_client(
 
 
 def _connect_retries_spent(attempts: int, caught_exception: BaseException | None = None, **_: Any) -> None:
-    """Raises ``caught_exception`` once a call that could not connect was tried :data:`CONNECT_RETRIES` times
-    again: the call fails as it would after botocore's last retry. Otherwise returns ``None``, which leaves the
-    decision to botocore's retry mode. Raising, not answering ``False``: a botocore before 1.43.5 (a Lambda
-    runtime's) takes any answer but ``None`` for a delay, and would retry at once, for ever."""
-    if (
-        caught_exception is not None
-        and attempts > CONNECT_RETRIES
-        and is_endpoint_unreachable(caught_exception)
-    ):
+    """Raises ``caught_exception`` once a call that got no answer (it could not connect, or its read timed out)
+    was tried :data:`CONNECT_RETRIES` times again: the call fails as it would after botocore's last retry.
+    Otherwise returns ``None``, which leaves the decision to botocore's retry mode. Raising, not answering
+    ``False``: a botocore before 1.43.5 (a Lambda runtime's) takes any answer but ``None`` for a delay, and would
+    retry at once, for ever."""
+    from botocore.exceptions import ReadTimeoutError
+
+    if caught_exception is None or attempts <= CONNECT_RETRIES:
+        return
+    if is_endpoint_unreachable(caught_exception) or isinstance(caught_exception, ReadTimeoutError):
         raise caught_exception
 
 
@@ -262,6 +269,7 @@ __all__ = [
     "CREDENTIALS_HINT",
     "DEFAULT_MAX_POOL_CONNECTIONS",
     "MAX_RETRIES",
+    "READ_TIMEOUT_S",
     "THROTTLING_CODES",
     "TRANSIENT_STATUSES",
     "S3Client",
