@@ -215,6 +215,22 @@ def _queue_arn(sqs: Any, queue_url: str) -> str:
     return sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
 
+def queue_endpoint(queue_url: str) -> str | None:
+    """The endpoint of ``queue_url`` when it is not AWS's (moto's server, LocalStack): its scheme and host, where
+    the queue's calls must go (botocore sends them to the region's SQS endpoint, whatever the URL's host);
+    ``None`` for an AWS queue, whose region's endpoint (or ``AWS_ENDPOINT_URL_SQS``) serves it."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(queue_url)
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not host or host.endswith(_AWS_DOMAINS):
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+_AWS_DOMAINS = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
+
+
 @dataclass(slots=True)
 class WorkerReport:
     """What the worker did: polls, batches and messages received, acknowledged (deleted) and left for
@@ -275,7 +291,7 @@ def run_worker(
     report = WorkerReport()
     calling = _Retried(queue_url, give_up_s, on_retry)
     try:
-        sqs = sqs or aws_client("sqs", handler.settings)
+        sqs = sqs or aws_client("sqs", handler.settings, endpoint_url=queue_endpoint(queue_url))
         queue_arn = calling(lambda: _queue_arn(sqs, queue_url))
         if on_start is not None:
             on_start(sqs.meta.endpoint_url)
@@ -398,6 +414,7 @@ __all__ = [
     "LocalStack",
     "WorkerReport",
     "create_stack",
+    "queue_endpoint",
     "run_worker",
     "spawn_moto_server",
     "start_moto_server",

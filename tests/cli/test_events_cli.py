@@ -171,3 +171,23 @@ def test_ctrl_c_while_worker_events_polls_exits_0_with_its_summary_even_signalle
 
     assert (worker.returncode, err) == (0, ""), err
     assert out.startswith("stopped after 0 poll(s): 0 batch(es)")
+
+
+def test_worker_events_polls_the_queue_where_its_url_says_without_an_endpoint_variable(
+    sqs_stack: LocalStack, catalog_file: str, capsys, monkeypatch
+):
+    """botocore sends a queue's calls to the region's SQS endpoint whatever the queue URL's host: a worker given
+    moto's queue URL polled sqs.us-east-1.amazonaws.com unless AWS_ENDPOINT_URL said otherwise."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_REGION", sqs_stack.region)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+
+    command = ["worker", "events", "--queue-url", sqs_stack.queue_url, "--max-polls", "1", "--wait", "0"]
+    code = main([*command, "--catalog", catalog_file])
+
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert err.startswith(f"worker: polling {sqs_stack.queue_url} at {sqs_stack.endpoint_url} "), err
+    assert out.startswith("done after 1 poll(s)")
