@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -218,11 +219,14 @@ def _queue_arn(sqs: Any, queue_url: str) -> str:
 def queue_endpoint(queue_url: str) -> str | None:
     """The endpoint of ``queue_url`` when it is not AWS's (moto's server, LocalStack): its scheme and host, where
     the queue's calls must go (botocore sends them to the region's SQS endpoint, whatever the URL's host);
-    ``None`` for an AWS queue, whose region's endpoint (or ``AWS_ENDPOINT_URL_SQS``) serves it."""
+    ``None`` for an AWS queue, whose region's endpoint serves it, or when ``AWS_ENDPOINT_URL_SQS`` or
+    ``AWS_ENDPOINT_URL`` names the endpoint (boto3 reads them)."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(queue_url)
     host = parts.hostname or ""
+    if any(os.environ.get(name) for name in (ENV_SQS_ENDPOINT_URL, "AWS_ENDPOINT_URL")):
+        return None
     if parts.scheme not in ("http", "https") or not host or host.endswith(_AWS_DOMAINS):
         return None
     return f"{parts.scheme}://{parts.netloc}"
