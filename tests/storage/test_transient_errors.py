@@ -250,6 +250,7 @@ def test_a_call_without_an_answer_is_tried_once_more_and_fails_transient(
         own_storage.get("a.jpg")
 
     assert raised.value.transient, str(raised.value)
+    assert str(raised.value).endswith(aws_clients.unreachable_hint("S3")), str(raised.value)
     assert faults.sent == ["GetObject"] * (aws_clients.CONNECT_RETRIES + 1)
     assert own_storage.client.meta.config.read_timeout == aws_clients.READ_TIMEOUT_S
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from botocore.awsrequest import AWSRequest
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ReadTimeoutError
 from urllib3.exceptions import HTTPError
 
 from panopipe.config import Settings
@@ -486,8 +486,10 @@ class S3Storage(Storage):
                 raise EndpointUnreachableError(
                     f"cannot access {self._where(key)}: {exc}: {unreachable_hint('S3')}"
                 ) from exc
+            # a read that timed out twice: the endpoint takes connections but does not answer
+            hint = f": {unreachable_hint('S3')}" if isinstance(exc, ReadTimeoutError) else ""
             raise StorageError(
-                f"cannot access {self._where(key)}: {exc}", transient=is_transient_aws_error(exc)
+                f"cannot access {self._where(key)}: {exc}{hint}", transient=is_transient_aws_error(exc)
             ) from exc
 
     def _client_error(self, exc: ClientError, key: str | None, action: str) -> StorageError:
