@@ -234,6 +234,12 @@ def test_oid_table_for_arcgis(capsys, tmp_path: Path, surveyed):
     code, out, _ = run(capsys, "export", "--catalog", common[1], "--config", str(unrigged), "--format", "oid")
     assert code == 0 and {row["CameraHeight"] for row in csv.DictReader(out.splitlines())} == {""}
 
+    # once pushed, the catalog's rig applies wherever the export runs, a local file without one included
+    assert run(capsys, "config", "push", *common, "--yes", "--reason", "the rig")[0] == 0
+    code, out, _ = run(capsys, "export", "--catalog", common[1], "--config", str(unrigged), "--format", "oid")
+    heights = {row["CameraHeight"] for row in csv.DictReader(out.splitlines()) if row["Reel"] != "P001"}
+    assert code == 0 and heights == {str(float(mount))}
+
 
 def stdout_lines(capsys: pytest.CaptureFixture[str], *args: str) -> list[str]:
     """The lines ``panopipe args`` prints on stdout (it must succeed)."""

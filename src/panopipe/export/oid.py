@@ -27,11 +27,11 @@ from typing import Any
 from urllib.parse import unquote
 
 from panopipe.catalog import Catalog
-from panopipe.config import Settings, settings_or_loaded
+from panopipe.config import Settings
 from panopipe.export.panoramas import Panorama
 from panopipe.export.table import Column, Table
 from panopipe.geo import signed_angle
-from panopipe.pipeline.config import load_pipeline
+from panopipe.pipeline.config import load_pipeline, resolved_settings
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +96,12 @@ def esri_time(moment: datetime) -> str:
 
 
 def rig_mount_height(catalog: Catalog, settings: Settings | None) -> float | None:
-    """The ``mount_height_m`` of the rig profile in ``[steps.stitch] rig``, as the stitch step reads it;
-    ``None`` when no rig is configured (no height is assumed) or the stitcher uses none."""
+    """The ``mount_height_m`` of the rig profile in ``[steps.stitch] rig`` of the project configuration that
+    applies to ``catalog``, as the stitch step reads it; ``None`` when no rig is configured (no height is
+    assumed) or the stitcher uses none."""
     from panopipe.steps.stitch import StitchStep
 
-    settings = settings_or_loaded(settings)
+    settings = resolved_settings(catalog, settings)
     if not isinstance(settings.steps.get("stitch"), dict) or "rig" not in settings.steps["stitch"]:
         return None
     (step,) = load_pipeline(catalog, settings, ["stitch"]).steps

@@ -68,14 +68,16 @@ def pipeline_output(catalog: Catalog, settings: Settings) -> str:
 def load_pipeline(
     catalog: Catalog, settings: Settings | None = None, steps: list[str] | None = None
 ) -> Pipeline:
-    """The pipeline configured for ``catalog`` (the catalog's project configuration, else ``settings``,
-    default: :func:`~panopipe.config.settings_or_loaded`), limited to ``steps`` if given. Settings already
-    resolved against the catalog's configuration (``config_resolved``, as the event handler does once per
-    batch) are used as they are: no second read."""
+    """The pipeline configured for ``catalog`` (:func:`resolved_settings`), limited to ``steps`` if given."""
+    return build_pipeline(catalog, resolved_settings(catalog, settings), steps)
+
+
+def resolved_settings(catalog: Catalog, settings: Settings | None = None) -> Settings:
+    """``settings`` (default: :func:`~panopipe.config.settings_or_loaded`) with the catalog's project
+    configuration when one was pushed. Settings already resolved against it (``config_resolved``, as the event
+    handler does once per batch) are used as they are: no second read."""
     settings = settings_or_loaded(settings)
-    if not settings.config_resolved:
-        settings = project_settings(catalog, settings)
-    return build_pipeline(catalog, settings, steps)
+    return settings if settings.config_resolved else project_settings(catalog, settings)
 
 
 def build_pipeline(catalog: Catalog, settings: Settings, steps: list[str] | None = None) -> Pipeline:
@@ -145,4 +147,5 @@ __all__ = [
     "output_prefixes",
     "pipeline_output",
     "refuse_sources_in_outputs",
+    "resolved_settings",
 ]
