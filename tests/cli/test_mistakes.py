@@ -786,6 +786,36 @@ def test_filters_that_select_no_image_say_so_and_name_the_reel_that_does_not_exi
     assert code == 0 and "warning" not in err
 
 
+def test_a_reel_that_does_not_exist_among_others_that_do_is_named(
+    capsys, two_images: tuple[str, list[str]], tmp_path: Path
+):
+    """``--reel '[R1]' --reel R1``: the typo had been named only when it left nothing selected, so an export had
+    quietly lacked a reel and an edit changed one of the two."""
+    location = two_images[0]
+    unknown = "no reel 'R1' in the catalog (did you mean '[R1]'?)"
+    reels = ["--reel", "[R1]", "--reel", "R1", "--catalog", location]
+    # what writes stops: an export would replace its file without the reel, an edit would change half the survey
+    earlier = tmp_path / "earlier.csv"
+    assert run(capsys, "export", "-o", str(earlier), "--catalog", location)[0] == 0
+    written = earlier.read_bytes()
+    assert run(capsys, "export", "-o", str(earlier), *reels) == (
+        CatalogError.exit_code,
+        "",
+        f"error: nothing exported: {unknown}\n",
+    )
+    assert earlier.read_bytes() == written
+    for dry_run in ([], ["--dry-run"]):
+        edit = ["edit", *reels, "--set", "alt=12.5", "--reason", "RTK", *dry_run]
+        assert run(capsys, *edit) == (CatalogError.exit_code, "", f"error: nothing changed: {unknown}\n")
+    assert run(capsys, "history", "--catalog", location, "--json")[1] == "[]\n"
+    # what reads or runs goes on with the reel that exists, and warns of the other
+    for command in (["plan"], ["run"], ["verify"], ["qc"]):
+        code, _, err = run(capsys, *command, *reels)
+        assert code == 0 and err.splitlines()[0] == f"warning: {unknown}", (command, err)
+    code, out, err = run(capsys, "ls", "--json", *reels)
+    assert code == 0 and len(json.loads(out)) == 2 and err == f"warning: {unknown}\n"
+
+
 def test_coordinates_the_other_way_round_that_select_nothing_say_so(
     capsys, two_images: tuple[str, list[str]]
 ):

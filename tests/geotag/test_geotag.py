@@ -240,6 +240,9 @@ def test_a_track_that_places_nothing_or_a_mixed_edit_is_a_usage_error(
     assert run(capsys, "history", "--catalog", db, "--json")[1] == "[]\n"
     code, _, err = run(capsys, *[word if word != "R001" else "R009" for word in edit])  # a mistyped reel
     assert code == 3 and err.startswith("error: no image matches the selection")
+    code, _, err = run(capsys, *edit, "--reel", "R01")  # beside the reel that exists: nothing changes either
+    assert (code, err) == (3, "error: nothing changed: no reel 'R01' in the catalog (did you mean 'R001'?)\n")
+    assert run(capsys, "history", "--catalog", db, "--json")[1] == "[]\n"
 
 
 def test_track_points_left_out_are_counted_in_a_warning(capsys, tmp_path: Path, survey: Path):

@@ -21,7 +21,7 @@ from panopipe.catalog import short_ids
 from panopipe.catalog.bulk import insert_columns, update_by_key
 from panopipe.catalog.records import EDITABLE_FIELDS, Edit, EditBatch, FieldChange
 from panopipe.catalog.schema import edits, images
-from panopipe.catalog.selection import Selection, no_match
+from panopipe.catalog.selection import Selection, no_match, unknown_names
 from panopipe.catalog.shots import assign_reel_shots
 from panopipe.catalog.spatial import PostGIS
 from panopipe.catalog.subjects import CHUNK, Subject, form_condition, touch_shots
@@ -96,6 +96,8 @@ def plan(
                 changes.append(FieldChange(row.id, field, old, new))
     if not matched:
         raise NotFoundError(no_match(conn, selection))
+    if unknown := unknown_names(conn, selection):  # a typo beside names that exist
+        raise NotFoundError(f"nothing changed: {'; '.join(name.describe() for name in unknown)}")
     _refuse_split_shots(conn, changes)
     return changes
 

@@ -88,11 +88,10 @@ def ls(
     render.print_rows(rows, columns, as_json=as_json)
     if not as_json:
         render.stderr.print(f"{len(rows)} image(s)")
-    if not rows:  # a mistyped reel or shot, or coordinates the other way round: say which
-        for name in catalog.unknown_names(selection):
-            render.warn(name.describe())
-        if hint := catalog.swapped_hint(selection):
-            render.warn(hint)
+    for name in catalog.unknown_names(selection):  # a mistyped reel or shot, whatever the others select
+        render.warn(name.describe())
+    if not rows and (hint := catalog.swapped_hint(selection)):  # coordinates the other way round
+        render.warn(hint)
 
 
 @uses_catalog

@@ -148,22 +148,27 @@ def warn_if_nothing_selected(
 ) -> bool:
     """Warn when filters are given and select no image (a mistyped reel or shot: named, with the closest
     reel), and say so (True): the command then finds nothing to do, which would otherwise read as "all done".
-    Not an error: a scheduled ``run --since`` with nothing new is normal.
+    Not an error: a scheduled ``run --since`` with nothing new is normal. A reel or shot the catalog does not
+    have beside others that select images is warned of too (the command goes on with those).
 
-    With ``mistakes_stop`` (what the command did instead: ``nothing exported``), for a command whose empty
-    answer would replace something (an export's file), filters that say why they select nothing are a
-    :class:`~panopipe.errors.NotFoundError`: a reel or shot the catalog does not have, or coordinates that
-    the other way round would select some."""
-    if selection.selects_all or catalog.count(selection):
+    With ``mistakes_stop`` (what the command did instead: ``nothing exported``), for a command whose answer
+    would replace something (an export's file), filters that name what the catalog does not have are a
+    :class:`~panopipe.errors.NotFoundError`: a reel or shot it does not have (whatever the others select: the
+    file would lack it), or, when nothing is selected, coordinates that the other way round would select some."""
+    if selection.selects_all:
         return False
+    unknown = [name.describe() for name in catalog.unknown_names(selection)]
+    selected = catalog.count(selection)
     if mistakes_stop is not None:
         from panopipe.errors import NotFoundError
 
-        mistakes = [name.describe() for name in catalog.unknown_names(selection)]
-        if hint := catalog.swapped_hint(selection):
-            mistakes.append(hint)
-        if mistakes:
-            raise NotFoundError(f"{mistakes_stop}: {'; '.join(mistakes)}")
+        hint = None if selected else catalog.swapped_hint(selection)
+        if unknown or hint:
+            raise NotFoundError(f"{mistakes_stop}: {'; '.join([*unknown, *filter(None, [hint])])}")
+    if selected:
+        for name in unknown:
+            render.warn(name)
+        return False
     render.warn(catalog.no_match(selection, "the filters"))
     return True
 
