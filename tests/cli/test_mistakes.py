@@ -879,6 +879,19 @@ def test_an_edit_value_the_catalog_cannot_hold_is_one_line(
     assert run(capsys, "history", "--catalog", location, "--json")[1] == "[]\n"
 
 
+def test_a_field_set_twice_with_two_values_is_refused(capsys, two_images: tuple[str, list[str]]):
+    """``--set alt=1 --set alt=2`` had applied the last value without a word; the same value twice is one."""
+    location = two_images[0]
+    edit = ["edit", "--catalog", location, "--reel", "[R1]", "--reason", "RTK", "--set", "alt=1"]
+    assert run(capsys, *edit, "--set", "alt=2.0") == (
+        ConfigError.exit_code,
+        "",
+        "error: --set gives alt two values: give one\n",
+    )
+    assert run(capsys, "history", "--catalog", location, "--json")[1] == "[]\n"
+    assert run(capsys, *edit, "--set", "alt=1.0")[0] == 0
+
+
 def test_a_heading_west_of_north_is_its_compass_heading(capsys, two_images: tuple[str, list[str]]):
     """-90, as tracks and many INS solutions write it, is 270 (tracks took it, --set and --positions refused it);
     below -180 it is still a mistake."""

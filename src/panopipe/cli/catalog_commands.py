@@ -212,7 +212,10 @@ def _assignments(values: list[str]) -> dict[str, object]:
         field, sep, value = text.partition("=")
         if not sep:
             raise ConfigError(f"invalid --set {text!r}: expected FIELD=VALUE, e.g. alt=12.5")
-        assigned[field.strip()] = parse_value(field.strip(), value.strip())
+        value = parse_value(field.strip(), value.strip())
+        if assigned.get(field.strip(), value) != value:
+            raise ConfigError(f"--set gives {field.strip()} two values: give one")
+        assigned[field.strip()] = value
     return assigned
 
 
