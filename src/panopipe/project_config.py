@@ -70,14 +70,14 @@ def _text(value: Any) -> str:
 
 
 def flatten(document: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """``(dotted key, value)`` of every leaf of ``document``; a list of tables is flattened by index
-    (``cameras[0].yaw_deg``), other lists are leaves."""
+    """``(dotted key, value)`` of every leaf of ``document``; a list of tables or lists (a rig's cameras) is
+    flattened by index (``cameras[0]``, ``cameras[4].pitch_deg``), a list of values is a leaf."""
     for key, value in document.items():
         if isinstance(value, Mapping) and value:
             yield from flatten(value, f"{prefix}{key}.")
-        elif isinstance(value, list) and value and all(isinstance(item, Mapping) for item in value):
+        elif isinstance(value, list) and value and all(isinstance(item, Mapping | list) for item in value):
             for index, item in enumerate(value):
-                yield from flatten(item, f"{prefix}{key}[{index}].")
+                yield from flatten({f"{key}[{index}]": item}, prefix)
         else:
             yield f"{prefix}{key}", value
 
