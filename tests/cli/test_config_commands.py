@@ -290,7 +290,7 @@ def test_every_command_refuses_an_unknown_key_of_the_config_file(capsys, project
 def test_a_rigs_cameras_are_shown_one_by_one(capsys, project):
     """A list of cameras given as lists and tables had been one cell, ``0, 0, 0, 90, 0, 0, {'pitch_deg': 90}``:
     each is now a key of its own, as a list of tables alone was."""
-    url, tmp_path = project
+    url, _ = project
     with Path("panopipe.toml").open("a", encoding="utf-8") as config:
         config.write(
             '\n[steps.stitch.rig]\nname = "r"\nversion = 1\ndefaults = { hfov_deg = 110, width = 640, '
@@ -309,5 +309,5 @@ def test_a_rigs_cameras_are_shown_one_by_one(capsys, project):
         shown["steps.stitch.rig.cameras[2].hfov_deg"],
     ) == (90, 180)
     code, out, _ = run(capsys, "config", "show", "-c", url)
-    cameras = [line for line in out.splitlines() if "cameras" in line]
+    cameras = [line for line in out.splitlines() if "rig.cameras" in line]
     assert code == 0 and len(cameras) == 4 and not any("{" in line for line in cameras), cameras
