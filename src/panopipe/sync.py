@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import threading
 import time
@@ -149,12 +150,16 @@ def sync_capture(
 
 def _capture_folder(local_folder: str | Path, destination: Storage) -> Path:
     """``local_folder`` as a path; an error when it is no folder, or when ``destination`` is a folder that is
-    it, holds it or is inside it (each sync would copy the copies of the last)."""
+    it, holds it or is inside it (each sync would copy the copies of the last), or that is or lies under a file
+    (every file would fail, after a dry run that said they would be uploaded)."""
     folder = Path(local_folder).expanduser()
     if not folder.is_dir():
         raise StorageError(f"{folder} is not a folder")
     root = local_path(destination.root_uri)
     if root is not None:
+        existing = next(path for path in (root, *root.parents) if os.path.exists(path))  # OSError: False
+        if not os.path.isdir(existing):
+            raise ConfigError(f"cannot sync to {root}: {existing} is a file, not a folder; choose a folder")
         source, target = folder.resolve(), root.resolve()
         if source == target or source in target.parents or target in source.parents:
             where = "is" if source == target else "is inside" if source in target.parents else "holds"

@@ -270,6 +270,24 @@ def test_a_destination_folder_nested_with_the_capture_folder_is_refused(
     assert sync_folder(capture, open_storage(capture.parent / "copy")).ok  # beside it: fine
 
 
+@pytest.mark.parametrize("destination", ["afile", "afile/R001"])
+def test_a_destination_that_is_or_lies_under_a_file_is_refused(
+    catalog: Catalog, capture: Path, tmp_path: Path, destination: str
+) -> None:
+    """Under a file, the dry run had said every file would be uploaded and the sync failed each one."""
+    (tmp_path / "afile").write_text("x")
+    storage = open_storage(tmp_path / destination)
+
+    for dry_run in (True, False):
+        with pytest.raises(
+            ConfigError, match=f"cannot sync to {tmp_path / destination}: {tmp_path / 'afile'} "
+        ):
+            sync_folder(capture, storage, dry_run=dry_run)
+        with pytest.raises(ConfigError, match="is a file, not a folder"):
+            sync_capture(catalog, capture, storage, Settings(), dry_run=dry_run)
+    assert (tmp_path / "afile").read_text() == "x"
+
+
 def test_a_name_the_destination_cannot_hold_fails_alone_as_the_dry_run_says(
     catalog: Catalog, storage: Storage, reel: Path
 ) -> None:
