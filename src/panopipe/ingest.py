@@ -29,7 +29,8 @@ from panopipe.storage import (
     open_storage,
     resolve_uri,
 )
-from panopipe.storage.base import NOT_UTF8, is_utf8, shown_name
+from panopipe.storage.base import NOT_UTF8, Unlisted, is_utf8, shown_name
+from panopipe.storage.folder import missing_target
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 HEADER_CHUNK = 64 * 1024  # one read covers the header of most camera JPEGs
@@ -67,11 +68,23 @@ class IngestDuplicate:
     original_uri: str
 
 
+@dataclass(frozen=True, slots=True)
+class IngestUnlisted:
+    """What a source's listing found and could not look into (a camera's folder linked in from a disk not
+    mounted, a folder it may not read), and why. The ``kept`` images catalogued under it are not marked
+    deleted: nothing tells that their files are gone."""
+
+    uri: str
+    reason: str
+    kept: int
+
+
 @dataclass(slots=True)
 class IngestReport:
     """What an ingest run did. Each JPEG file of the sources is counted once: added, updated, unchanged,
     failed (unreadable: recorded with ``status='failed'`` all the same) or a duplicate; ``deleted`` counts the
-    images whose file is gone."""
+    images whose file is gone. What a listing could not look into (a link whose target is missing: a disk not
+    mounted) is failed when named as a JPEG, else :attr:`unlisted`; the images catalogued under it are kept."""
 
     added: int = 0
     updated: int = 0
@@ -79,6 +92,9 @@ class IngestReport:
     deleted: int = 0
     failed: list[IngestFailure] = field(default_factory=list)
     duplicates: list[IngestDuplicate] = field(default_factory=list)
+    unlisted: list[IngestUnlisted] = field(default_factory=list)
+    """What the sources' listings could not look into (a folder linked in from a disk not mounted), but the
+    links named as JPEGs (failed)."""
     unchanged_copies: int = 0
     """Of the unchanged files, those known to hold the content of an image elsewhere (a capture folder since
     synced to S3, say): found duplicates before, not read again."""
@@ -95,8 +111,8 @@ class IngestReport:
 
     @property
     def ok(self) -> bool:
-        """Whether every file was read."""
-        return not self.failed
+        """Whether every file was read, and every folder looked into."""
+        return not self.failed and not self.unlisted
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready summary."""
@@ -107,6 +123,7 @@ class IngestReport:
             "unchanged_copies": self.unchanged_copies,
             "deleted": self.deleted,
             "failed": [{"uri": f.uri, "reason": f.reason} for f in self.failed],
+            "unlisted": [{"uri": u.uri, "reason": u.reason, "kept": u.kept} for u in self.unlisted],
             "duplicates": [{"uri": d.uri, "original_uri": d.original_uri} for d in self.duplicates],
             "empty_sources": self.empty_sources,
             "not_jpeg": dict(sorted(self.not_jpeg.items())),
@@ -146,7 +163,9 @@ def ingest(
     (access denied, a network error) is reported, not recorded: the next ingest reads it. A file whose content moved keeps its
     image's id (see :func:`_set_aside_duplicates`); one whose content the catalog holds elsewhere is a
     duplicate, reported and not added, then known as a copy (see :mod:`panopipe.catalog.file_copies`) and
-    not read again while it is unchanged. Files gone from a source folder are marked deleted. A source that
+    not read again while it is unchanged. Files gone from a source folder are marked deleted, but not those
+    under what its listing could not look into (a camera's folder linked in from a disk not mounted: reported
+    in :attr:`IngestReport.unlisted`, or failed when its name is a JPEG's). A source that
     holds no file at all is reported in :attr:`IngestReport.empty_sources`. The files under panopipe's own
     output roots are left alone, as the event handler leaves them: counted in
     :attr:`IngestReport.own_outputs`, neither read nor marked deleted; a source that is one of those roots or
@@ -168,10 +187,10 @@ def ingest(
     report = IngestReport()
     # a mistyped source stops before any work
     listed = [_list_source(source, settings, own) for source in sources]
-    for source, (storage, uri_prefix, listing, others, outputs, one_file) in zip(
+    for source, (storage, uri_prefix, listing, others, outputs, unlisted, one_file) in zip(
         sources, listed, strict=True
     ):
-        if not listing and not others and not outputs:
+        if not listing and not others and not outputs and not unlisted:
             report.empty_sources.append(str(source))
         report.not_jpeg.update(others)
         report.own_outputs.update(outputs)
@@ -181,6 +200,7 @@ def ingest(
         copies = {uri: c.file for uri, c in known_copies.items() if not _moved(c.image_uri, uri)}
         listing, too_long = _storable(listing)
         report.failed += too_long
+        unseen = _not_looked_into(unlisted, known, known_copies.keys(), own, report)
         to_read = [info for info in listing if _changed(known.get(info.uri) or copies.get(info.uri), info)]
         present = {info.uri for info in listing}
         unread = present - {info.uri for info in to_read}
@@ -197,7 +217,7 @@ def ingest(
             report,
             known,
             known_copies.keys(),
-            present,
+            present | unseen,
             {info.uri for info in to_read},
         )
         for reads in _in_chunks(_read_all(storage, to_read, workers, progress)):
@@ -245,6 +265,8 @@ class _Source(NamedTuple):
     """How many other files it holds, by extension (hidden ones left out: ``.DS_Store`` and the like)."""
     outputs: Counter[str]
     """How many files it holds under panopipe's output roots, by root: in neither list."""
+    unlisted: list[Unlisted]
+    """What its listing could not look into (a folder's link whose target is missing)."""
     one_file: bool
 
 
@@ -264,18 +286,23 @@ def _list_source(source: str | Path, settings: Settings, own: tuple[str, ...]) -
             info = folder.listed(path.name)  # a bad name fails this file only, when it is read
             return _one_file(folder, info, own)
         if not path.is_dir():
+            if (reason := missing_target(path)) is not None:
+                raise ConfigError(f"{text} is {reason}")
             raise ConfigError(f"{text} does not exist: give a folder, a JPEG file or an s3:// prefix")
     storage = open_storage(text, settings)
     jpegs: list[ObjectInfo] = []
     others: Counter[str] = Counter()
     outputs: Counter[str] = Counter()
-    for info in storage.list():
-        if root := _own_root(info.uri, own):
+    unlisted: list[Unlisted] = []
+    for entry in storage.scan():
+        if isinstance(entry, Unlisted):
+            unlisted.append(entry)
+        elif root := _own_root(entry.uri, own):
             outputs[root] += 1
-        elif info.key.lower().endswith(JPEG_SUFFIXES):
-            jpegs.append(info)
-        elif not PurePosixPath(info.key).name.startswith("."):
-            others[PurePosixPath(info.key).suffix.lower()] += 1
+        elif entry.key.lower().endswith(JPEG_SUFFIXES):
+            jpegs.append(entry)
+        elif not PurePosixPath(entry.key).name.startswith("."):
+            others[PurePosixPath(entry.key).suffix.lower()] += 1
     if location is None and not jpegs and not others and not outputs and not text.endswith("/"):
         bucket, key = resolve_uri(text, settings)
         try:
@@ -284,20 +311,48 @@ def _list_source(source: str | Path, settings: Settings, own: tuple[str, ...]) -
             single = None
         if single is not None:
             return _one_file(bucket, single, own)
-    return _Source(storage, storage.root_uri.rstrip("/") + "/", jpegs, others, outputs, one_file=False)
+    uri_prefix = storage.root_uri.rstrip("/") + "/"
+    return _Source(storage, uri_prefix, jpegs, others, outputs, unlisted, one_file=False)
 
 
 def _one_file(storage: Storage, info: ObjectInfo, own: tuple[str, ...]) -> _Source:
     """The source of the one file ``info`` lists: none to read when it is under one of the prefixes ``own``."""
     root = _own_root(info.uri, own)
-    return _Source(
-        storage, info.uri, [] if root else [info], Counter(), Counter([root] if root else []), one_file=True
-    )
+    outputs = Counter([root] if root else [])
+    return _Source(storage, info.uri, [] if root else [info], Counter(), outputs, [], one_file=True)
 
 
 def _own_root(uri: str, own: tuple[str, ...]) -> str | None:
     """The first of the output prefixes ``own`` that ``uri`` is under (the outermost: they are sorted)."""
     return next((prefix for prefix in own if uri.startswith(prefix)), None)
+
+
+def _not_looked_into(
+    unlisted: list[Unlisted],
+    known: Mapping[str, KnownFile],
+    known_copies: Collection[str],
+    own: tuple[str, ...],
+    report: IngestReport,
+) -> set[str]:
+    """The catalogued files (images and copies) under what a source's listing could not look into
+    (``unlisted``), which are not gone; each reported: one named as a JPEG as a failed file, another (a
+    folder linked in) in :attr:`IngestReport.unlisted` with the images it keeps, but one with a hidden name
+    that keeps none (as hidden files are not counted among those not read) or under the output prefixes
+    ``own``."""
+    unseen: set[str] = set()
+    for entry in unlisted:
+        under = [
+            uri for uri in (*known, *known_copies) if uri == entry.uri or uri.startswith(f"{entry.uri}/")
+        ]
+        unseen.update(under)
+        kept = sum(1 for uri in under if uri in known and not known[uri].deleted)
+        if _own_root(entry.uri, own):
+            continue
+        if entry.key.lower().endswith(JPEG_SUFFIXES):
+            report.failed.append(IngestFailure(shown_name(entry.uri), entry.reason))
+        elif kept or not PurePosixPath(entry.key).name.startswith("."):
+            report.unlisted.append(IngestUnlisted(shown_name(entry.uri), entry.reason, kept))
+    return unseen
 
 
 def _within(files: dict[str, _Known], uri_prefix: str, one_file: bool) -> dict[str, _Known]:
@@ -814,6 +869,7 @@ __all__ = [
     "IngestDuplicate",
     "IngestFailure",
     "IngestReport",
+    "IngestUnlisted",
     "PathFields",
     "Progress",
     "image_record",

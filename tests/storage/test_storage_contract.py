@@ -108,6 +108,8 @@ def test_list_by_prefix_in_key_order(storage: Storage) -> None:
     assert [info.key for info in storage.list("r1/")] == ["r1/a.jpg", "r1/b.jpg"]
     assert [(info.size, info.uri) for info in storage.list("r2")] == [(8, storage.uri("r2/b.jpg"))]
     assert list(storage.list("none/")) == []
+    # a scan gives the same, with nothing it could not look into (an S3 prefix has no links to follow)
+    assert list(storage.scan("r1/")) == list(storage.list("r1/"))
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
 from panopipe.cli import render
 from panopipe.cli.options import JsonOption, uses_catalog
@@ -38,8 +37,10 @@ def ingest(
     not read, only counted: a bucket or folder that holds them can be ingested whole; a source that is such a
     root or lies inside one is refused, exit code 2 (set that root elsewhere: a subfolder of the survey is
     fine). Stopped part-way (Ctrl-C, a crash, a lost connection), it keeps the files it catalogued (it writes
-    them 5,000 at a time) and marks nothing deleted: run it again to read the rest. Exit code 1 when any file
-    failed.
+    them 5,000 at a time) and marks nothing deleted: run it again to read the rest. A folder or link it cannot
+    look into (a camera's folder linked in from a disk not mounted) gets a warning, and the images catalogued
+    under it are kept, not marked deleted. Exit code 1 when any file failed or a folder could not be looked
+    into.
 
     Example: panopipe ingest /data/survey-2024-05-01 s3://survey-bucket/2024-05-02/
     """
@@ -79,9 +80,15 @@ def ingest(
                 f"not added: {len(report.duplicates)} duplicate(s), files whose content the catalog holds "
                 f"already, such as {first.uri} (the same as {first.original_uri}); --json lists them all"
             )
-        for failure in report.failed:  # one line each, even for a name with a newline
-            uri = failure.uri if failure.uri.isprintable() else failure.uri.encode("unicode_escape").decode()
-            render.error(escape(f"{uri}: {failure.reason}"))
+        for unlisted in report.unlisted:
+            kept = (
+                f"kept the {unlisted.kept} image(s) catalogued under it (not marked deleted)"
+                if unlisted.kept
+                else "no image under it is catalogued"
+            )
+            render.warn(f"not read: {unlisted.uri}: {unlisted.reason}; {kept}")
+        for failure in report.failed:  # one line each, even for a name with a newline (render escapes it)
+            render.error(f"{failure.uri}: {failure.reason}")
     if not report.ok:
         raise typer.Exit(1)
 

@@ -38,6 +38,17 @@ class ObjectInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Unlisted:
+    """What a folder's scan found and could not look into: a symbolic link whose target does not exist (a
+    disk not mounted), a link loop, a folder it may not read. What it holds is unknown, not gone."""
+
+    uri: str
+    key: str
+    """Its key: ``""`` for the root folder itself."""
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class ReadStats:
     """Read requests made and bytes read."""
 
@@ -207,7 +218,14 @@ class Storage(ABC):
         self._delete(validate_key(key))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Every object whose key starts with ``prefix``, in key order."""
+        """Every object whose key starts with ``prefix``, in key order; what a folder could not look into is
+        left out (see :meth:`scan`)."""
+        return (entry for entry in self.scan(prefix) if isinstance(entry, ObjectInfo))
+
+    def scan(self, prefix: str = "") -> Iterator[ObjectInfo | Unlisted]:
+        """What :meth:`list` gives, and among it, in key order, what a folder could not look into whose key
+        starts with ``prefix``: :class:`Unlisted`. Whoever takes an object missing from the listing for gone
+        needs these. An S3 prefix has none: a listing it cannot make raises."""
         if prefix:
             validate_key(prefix.rstrip("/"))
         return self._list(prefix)
@@ -248,7 +266,7 @@ class Storage(ABC):
     def _delete(self, key: str) -> None: ...
 
     @abstractmethod
-    def _list(self, prefix: str) -> Iterator[ObjectInfo]: ...
+    def _list(self, prefix: str) -> Iterator[ObjectInfo | Unlisted]: ...
 
 
 def _ignore(_nbytes: int) -> None:
@@ -264,6 +282,7 @@ __all__ = [
     "ReadStats",
     "Storage",
     "StorageStats",
+    "Unlisted",
     "is_utf8",
     "os_storage_error",
     "shown_name",

@@ -6,13 +6,13 @@ import contextlib
 import os
 import secrets
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from panopipe.errors import ConfigError, ObjectExistsError, ObjectNotFoundError
-from panopipe.storage.base import ObjectInfo, Storage, os_storage_error
+from panopipe.storage.base import ObjectInfo, Storage, Unlisted, os_storage_error
 
 UNFLUSHED_BYTES = 1 << 20
 """Create-only writes up to this size (thumbnails, previews) are not flushed to disk before they get their name."""
@@ -101,25 +101,53 @@ class FolderStorage(Storage):
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
 
-    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
-        found = []
-        for dirpath, _dirnames, filenames in walk(self.root):
-            for name in filenames:
+    def _list(self, prefix: str) -> Iterator[ObjectInfo | Unlisted]:
+        found: list[tuple[str, Path | Unlisted]] = []
+
+        def unreadable(error: OSError) -> None:
+            if not isinstance(error, FileNotFoundError):  # else removed since it was listed: gone
+                path = Path(error.filename)
+                key = "" if path == self.root else path.relative_to(self.root).as_posix()
+                found.append((key, Unlisted(str(path), key, f"cannot read: {error.strerror}")))
+
+        for dirpath, _dirnames, filenames in walk(self.root, onerror=unreadable):
+            for name in filenames:  # and what is not a folder: a link whose target is missing
                 path = Path(dirpath) / name
                 key = path.relative_to(self.root).as_posix()
-                if key.startswith(prefix) and not name.startswith(".panopipe-tmp-"):
+                if not name.startswith(".panopipe-tmp-"):
                     found.append((key, path))
-        for key, path in sorted(found):
-            with contextlib.suppress(FileNotFoundError):
-                yield self._info(key, path, path.stat())
+        for key, entry in sorted(found, key=lambda item: item[0]):
+            if not key.startswith(prefix):
+                continue
+            if isinstance(entry, Unlisted):
+                yield entry
+                continue
+            try:
+                yield self._info(key, entry, entry.stat())
+            except FileNotFoundError:
+                if (reason := missing_target(entry)) is not None:
+                    yield Unlisted(str(entry), key, reason)  # else removed since it was listed: gone
+            except OSError as exc:  # a link loop, a folder it may not search
+                yield Unlisted(str(entry), key, f"cannot read: {exc.strerror}")
 
 
-def walk(root: Path) -> Iterator[tuple[str, list[str], list[str]]]:
+def missing_target(path: Path) -> str | None:
+    """Why ``path`` cannot be read when it is a symbolic link whose target does not exist (a camera's folder
+    on a disk not mounted), where it points; ``None`` when it is no such link."""
+    if not path.is_symlink() or os.path.lexists(os.path.realpath(path)):
+        return None
+    return f"a link to {os.path.realpath(path)}, which does not exist (a disk not mounted?)"
+
+
+def walk(
+    root: Path, onerror: Callable[[OSError], None] | None = None
+) -> Iterator[tuple[str, list[str], list[str]]]:
     """:func:`os.walk` of ``root`` that walks folders linked in too (a camera's folder on another disk), each
     folder once: a link back to a folder already walked (a loop) is not followed again. Removing names from
-    the folder names yielded leaves them out, as with :func:`os.walk`."""
+    the folder names yielded leaves them out, and ``onerror`` is told of a folder that cannot be listed, as
+    with :func:`os.walk`. A link whose target does not exist is among the file names."""
     seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=True):
         folder = os.stat(dirpath)
         if (folder.st_dev, folder.st_ino) in seen:
             dirnames.clear()
@@ -254,6 +282,7 @@ __all__ = [
     "UNFLUSHED_BYTES",
     "FolderStorage",
     "local_uris",
+    "missing_target",
     "open_atomic",
     "refuse_database_file",
     "replaced_file",
