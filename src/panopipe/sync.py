@@ -17,8 +17,8 @@ from panopipe.config import Settings, project_settings
 from panopipe.errors import ConfigError, EndpointUnreachableError, ObjectNotFoundError, StorageError
 from panopipe.ingest import JPEG_SUFFIXES, PathFields, path_fields, path_pattern
 from panopipe.storage import local_path
-from panopipe.storage.base import HASH_CHUNK, ObjectInfo, Storage, shown_name
-from panopipe.storage.folder import walk
+from panopipe.storage.base import HASH_CHUNK, ObjectInfo, Storage, Unlisted, shown_name
+from panopipe.storage.folder import FolderStorage
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +109,7 @@ def sync_folder(
     one raised by ``progress``) stop the sync and propagate.
     """
     folder = _capture_folder(local_folder, destination)
-    files, unstorable = _storable(_capture_files(folder), destination)
+    files, unstorable = _capture_files(folder, destination)
     report, _ = _sync(folder, files, unstorable, destination, dry_run, workers, progress)
     return report
 
@@ -134,7 +134,7 @@ def sync_capture(
     regroup their shots.
     """
     folder = _capture_folder(local_folder, destination).resolve()
-    files, unstorable = _storable(_capture_files(folder), destination)
+    files, unstorable = _capture_files(folder, destination)
     _check_layout(folder, files, destination, path_pattern(project_settings(catalog, settings).ingest))
     report, stored = _sync(folder, files, unstorable, destination, dry_run, workers, progress)
     if dry_run:
@@ -282,15 +282,21 @@ def _describe(fields: PathFields) -> str:
 _FIELD_LABELS = (("reel", "reel"), ("frame", "frame"), ("camera_index", "camera"))
 
 
-def _capture_files(folder: Path) -> list[_File]:
-    files = []
-    for dirpath, dirnames, filenames in walk(folder):
-        dirnames[:] = [name for name in dirnames if not name.startswith(".")]
-        for name in filenames:
-            path = Path(dirpath) / name
-            if not name.startswith(".") and path.is_file():
-                files.append(_File(path.relative_to(folder).as_posix(), path, path.stat().st_size))
-    return sorted(files, key=lambda f: f.key)
+def _capture_files(folder: Path, destination: Storage) -> tuple[list[_File], dict[str, str]]:
+    """The files under ``folder`` to sync (not hidden ones, nor those in hidden folders) whose keys
+    ``destination`` can hold, and why each other one fails, by key: a name it cannot hold, or what the folder's
+    scan could not look into (a linked folder whose disk is not mounted)."""
+    files: list[_File] = []
+    unreadable: dict[str, str] = {}
+    for entry in FolderStorage(folder).scan():
+        if any(part.startswith(".") for part in entry.key.split("/")):
+            continue
+        if isinstance(entry, Unlisted):
+            unreadable[shown_name(entry.key) or "."] = entry.reason
+        else:
+            files.append(_File(entry.key, folder / entry.key, entry.size))
+    storable, unstorable = _storable(files, destination)
+    return storable, unstorable | unreadable
 
 
 def _stored_copy(destination: Storage, file: _File) -> ObjectInfo | None:

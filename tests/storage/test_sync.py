@@ -318,6 +318,26 @@ def test_a_name_the_destination_cannot_hold_fails_alone_as_the_dry_run_says(
     )
 
 
+def test_a_linked_folder_whose_target_is_missing_fails_and_hidden_names_stay_unread(
+    catalog: Catalog, storage: Storage, reel: Path, tmp_path: Path
+) -> None:
+    """A camera's folder linked in from a disk not mounted had been left out without a word: the report looked
+    complete. A hidden name is not synced, linked or not."""
+    shutil.move(reel / "cam5", tmp_path / "disk")
+    (reel / "cam5").symlink_to(tmp_path / "disk", target_is_directory=True)
+    (reel / ".lock").symlink_to(tmp_path / "gone")
+    (tmp_path / "disk").rename(tmp_path / "unmounted")
+    destination = open_storage(storage.uri("R001"), Settings())
+
+    dry = sync_capture(catalog, reel, destination, Settings(), dry_run=True)
+    report = sync_capture(catalog, reel, destination, Settings())
+
+    reason = f"a link to {tmp_path / 'disk'}, which does not exist (a disk not mounted?)"
+    for run in (dry, report):
+        assert run.failed == {"cam5": reason} and not run.ok
+    assert dry.uploaded == report.uploaded and len(report.uploaded) == 10
+
+
 def test_a_destination_that_would_change_reels_is_refused_before_uploading(
     catalog: Catalog, storage: Storage, reel: Path
 ) -> None:
