@@ -10,12 +10,14 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from panopipe.catalog import Catalog, ImageRecord, Selection
 from panopipe.catalog.flags import Flag
 from panopipe.catalog.types import new_id
 from panopipe.cli import main
 from panopipe.export import EXPORT_NAMES, LISTED_FIELDS, images_table, write_csv, write_geojson, write_gpkg
-from panopipe.export.table import Table
+from panopipe.export.table import Table, capture_time
 
 JPEG = Path(__file__).parent / "data" / "exif" / "pillow" / "hopper.jpg"
 
@@ -59,14 +61,16 @@ def test_geojson_keeps_the_altitude_out_of_the_coordinates(catalog: Catalog, tmp
 def test_rows_read_column_by_column_are_the_images_as_the_catalog_gives_them(
     catalog: Catalog, tmp_path: Path
 ):
-    """The export reads columns, not :class:`Image` objects: the same values (times to the microsecond, edited
-    values, exclusions, qc flags), the same order, deleted images left out."""
+    """The export reads columns, not :class:`Image` objects: the same values (times to the microsecond, those of
+    unknown UTC offset as their clock, edited values, exclusions, qc flags), the same order, deleted images left
+    out."""
     rng = random.Random(3)
     start = datetime(2024, 5, 1, 8, 30, tzinfo=UTC)
     records = [
         ImageRecord(
             uri=str(tmp_path / f"R{n % 3}" / f"{n}.jpg"),
             captured_at=None if n == 7 else start + timedelta(seconds=rng.random() * 1e5, microseconds=n),
+            utc_offset_minutes=None if n % 2 else 120,
             lat=48 + rng.random(),
             lon=11 + rng.random(),
             alt=None if n % 4 else 500 + rng.random(),
@@ -98,6 +102,7 @@ def test_rows_read_column_by_column_are_the_images_as_the_catalog_gives_them(
                 for name in LISTED_FIELDS
                 if name != "flags"
             },
+            "captured_at": capture_time(image.captured_at, image.utc_offset_minutes),
             "flags": ";".join(image.flags) or None,
         }
         for image in catalog.images()
@@ -154,41 +159,57 @@ def test_an_image_without_flags_has_none_as_other_absent_values(catalog: Catalog
     assert list(fields[list(meta["fields"]).index("flags")]) == ["duplicate", None]
 
 
-def test_a_capture_time_of_unknown_zone_says_so(tmp_path: Path, capsys):
-    """A camera clock with no offset (EXIF OffsetTimeOriginal) and no GPS time to infer it from: its time is the
-    clock as read, which the export says with an empty utc_offset_minutes beside it (exiftool writes both)."""
-    import shutil
+@pytest.mark.exiftool
+def test_a_capture_time_of_unknown_zone_is_never_labelled_utc(tmp_path: Path, capsys):
+    """Two 360° images taken at 14:00 on a New York camera's clock: one says its offset (-04:00), the other
+    neither an offset nor a GPS time to infer it from (exiftool writes both). In every export that carries a
+    capture time the first is 18:00 UTC, marked so; the second is the clock as read, with no zone: ISO 8601
+    without ``Z``, and GDAL's "unknown" time zone in the GeoPackage, not its UTC flag."""
     import subprocess
 
-    known, unknown = tmp_path / "R1" / "known_000001.jpg", tmp_path / "R1" / "unknown_000002.jpg"
-    known.parent.mkdir()
-    for path in (known, unknown):
-        shutil.copy(JPEG, path)
-    subprocess.run(
-        ["exiftool", "-q", "-overwrite_original", "-DateTimeOriginal=2019:07:16 10:26:11", str(unknown)],
-        check=True,
-    )
-    subprocess.run(
-        [
-            "exiftool",
-            "-q",
-            "-overwrite_original",
-            "-DateTimeOriginal=2019:07:16 10:26:11",
-            "-OffsetTimeOriginal=+03:00",
-            str(known),
-        ],
-        check=True,
-    )
-    db = tmp_path / "c.db"
-    assert main(["ingest", str(tmp_path / "R1"), "--catalog", str(db)]) == 0
-    capsys.readouterr()
-    assert main(["export", "--catalog", str(db), "--format", "csv", "-o", "-"]) == 0
-    rows = {Path(row["uri"]).name: row for row in csv.DictReader(io.StringIO(capsys.readouterr().out))}
-    assert (rows[known.name]["captured_at"], rows[known.name]["utc_offset_minutes"]) == (
-        "2019-07-16T07:26:11Z",
-        "180",
-    )
-    assert (rows[unknown.name]["captured_at"], rows[unknown.name]["utc_offset_minutes"]) == (
-        "2019-07-16T10:26:11Z",
-        "",
-    )
+    import pyogrio.raw
+    from PIL import Image as PILImage
+
+    for reel, offset in (("K1", ["-OffsetTimeOriginal=-04:00"]), ("U1", [])):
+        path = tmp_path / "cap" / reel / "pano_000001.jpg"
+        path.parent.mkdir(parents=True)
+        PILImage.new("RGB", (64, 32), (90, 120, 200)).save(path)
+        gps = ["-GPSLatitude=40.7", "-GPSLatitudeRef=N", "-GPSLongitude=74", "-GPSLongitudeRef=W"]
+        tags = [
+            "-DateTimeOriginal=2024:06:01 14:00:00",
+            *offset,
+            *gps,
+            "-XMP-GPano:ProjectionType=equirectangular",
+        ]
+        subprocess.run(["exiftool", "-q", "-overwrite_original", *tags, str(path)], check=True)
+    db = str(tmp_path / "c.db")
+    assert main(["ingest", str(tmp_path / "cap"), "--catalog", db]) == 0
+    utc, clock = "2024-06-01T18:00:00Z", "2024-06-01T14:00:00"
+    for of, column in (("images", "captured_at"), ("panoramas", "captured_at"), ("sequences", "start")):
+        for fmt in ("csv", "geojson", "gpkg"):
+            target = tmp_path / f"{of}.{fmt}"
+            capsys.readouterr()
+            assert main(["export", "--catalog", db, "--of", of, "-o", str(target)]) == 0, capsys.readouterr()
+            if fmt == "csv":
+                rows = list(csv.DictReader(target.open(encoding="utf-8")))
+            elif fmt == "geojson":
+                rows = [f["properties"] for f in json.loads(target.read_text(encoding="utf-8"))["features"]]
+            else:  # as GDAL reads the GeoPackage: a time of its UTC flag ends in Z
+                meta, _, _, fields = pyogrio.raw.read(target, datetime_as_string=True)
+                names = list(meta["fields"])
+                rows = [dict(zip(names, values, strict=True)) for values in zip(*fields, strict=True)]
+            times = {row["reel"]: row[column] for row in rows}
+            assert times == {"K1": utc, "U1": clock}, (of, fmt)
+            if of == "sequences":
+                assert {row["reel"]: row["end"] for row in rows} == times, (of, fmt)
+            if of == "images" and fmt != "gpkg":
+                assert {row["reel"]: row["utc_offset_minutes"] for row in rows} in (
+                    {"K1": "-240", "U1": ""},
+                    {"K1": -240, "U1": None},
+                )
+    assert main(["export", "--catalog", db, "--format", "oid", "-o", str(tmp_path / "oid.csv")]) == 0
+    rows = list(csv.DictReader((tmp_path / "oid.csv").open(encoding="utf-8")))
+    assert {row["Reel"]: row["AcquisitionDate"] for row in rows} == {
+        "K1": "2024-06-01 18:00:00.000",
+        "U1": "2024-06-01 14:00:00.000",
+    }

@@ -13,7 +13,7 @@ from panopipe.config import Settings, did_you_mean, project_settings, settings_o
 from panopipe.errors import ConfigError
 from panopipe.export.formats import (
     csv_sidecars,
-    iso_utc,
+    iso_time,
     write_csv,
     write_csv_sidecars,
     write_geojson,
@@ -186,7 +186,7 @@ def _file_format(export_format: str) -> str:
 def _write_text(table: Table, export_format: str, out: TextIO) -> int:
     if export_format == "geojson":
         return write_geojson(table, out)
-    return write_csv(table, out, esri_time if export_format == "oid" else iso_utc)
+    return write_csv(table, out, esri_time if export_format == "oid" else iso_time)
 
 
 __all__ = ["FORMATS", "SUBJECTS", "ExportOptions", "ExportResult", "write_export"]

@@ -16,14 +16,14 @@ import shutil
 import struct
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, TextIO
 
 from panopipe.catalog.records import to_json_value
 from panopipe.errors import ConfigError
-from panopipe.export.table import WGS84_WKT, FieldType, Table
+from panopipe.export.table import WGS84_WKT, FieldType, Table, clock_reading
 from panopipe.storage import open_atomic, replaced_file, write_atomic
 
 _CSVT: dict[FieldType, str] = {
@@ -37,12 +37,13 @@ _CSVT: dict[FieldType, str] = {
 GIS_EXTRA = "pip install 'panopipe[gis]'"
 
 
-def iso_utc(moment: datetime) -> str:
-    """``moment`` as ISO 8601 in UTC ending in ``Z``, as ``ls --json`` shows times."""
+def iso_time(moment: datetime) -> str:
+    """``moment`` as ISO 8601, as ``ls --json`` shows times: in UTC ending in ``Z``, or a clock of unknown zone
+    (naive, :func:`~panopipe.export.table.capture_time`) without one."""
     return str(to_json_value(moment))
 
 
-def write_csv(table: Table, out: TextIO, time_text: Callable[[datetime], str] = iso_utc) -> int:
+def write_csv(table: Table, out: TextIO, time_text: Callable[[datetime], str] = iso_time) -> int:
     """One row per record under a header of the column names; no value is an empty cell, times are
     ``time_text`` of them, booleans ``true`` or ``false`` (as JSON writes them, and GDAL reads them with the
     ``.csvt``). The number of rows."""
@@ -95,7 +96,7 @@ def write_csv_sidecars(table: Table, sidecars: Sequence[Path]) -> None:
 
 def write_geojson(table: Table, out: TextIO) -> int:
     """An RFC 7946 FeatureCollection of points ``[lon, lat]`` (or lines) with every other column as a property
-    (times as ISO 8601 UTC); rows without a position are left out. The number of features."""
+    (times as :func:`iso_time`); rows without a position are left out. The number of features."""
     out.write('{"type": "FeatureCollection", "features": [\n')
     line = table.line
     properties = [name for name in table.names if name != line]
@@ -166,7 +167,7 @@ def write_gpkg(table: Table, path: Path) -> int:
     fields = [column for column in table.columns if column.name != line]
     data: list[Any] = []
     masks: list[Any] = []
-    utc: dict[str, Any] = {}  # GDAL's time zone flag per value: 100 is UTC
+    zones: dict[str, Any] = {}  # GDAL's time zone flag per value: 100 is UTC, 0 unknown (a camera's clock)
     for column in fields:
         values = table.values[column.name]
         missing = np.array([value is None for value in values], dtype=bool)
@@ -177,9 +178,10 @@ def write_gpkg(table: Table, path: Path) -> int:
         elif column.type == "boolean":
             data.append(np.array([bool(v) for v in values], dtype=np.bool_))
         elif column.type == "datetime":
-            naive = [None if v is None else v.astimezone(UTC).replace(tzinfo=None) for v in values]
-            data.append(np.array(naive, dtype="datetime64[ms]"))
-            utc[column.name] = np.full(len(table), 100, dtype=np.int32)
+            data.append(np.array([None if v is None else clock_reading(v) for v in values], "datetime64[ms]"))
+            zones[column.name] = np.array(
+                [0 if v is None or v.tzinfo is None else 100 for v in values], np.int32
+            )
         else:
             data.append(np.array(values, dtype=object))
         masks.append(missing)
@@ -197,7 +199,7 @@ def write_gpkg(table: Table, path: Path) -> int:
             driver="GPKG",
             geometry_type="LineString" if line else "Point",
             crs=WGS84_WKT,
-            gdal_tz_offsets=utc,
+            gdal_tz_offsets=zones,
             # GeoPackage 1.2: GDAL before 3.7 (Debian 12, QGIS LTR builds) warns that it only partly supports 1.4.
             dataset_options={"VERSION": "1.2"},
         )
@@ -226,7 +228,7 @@ def _line_wkb(points: Sequence[tuple[float, float]] | None) -> bytes | None:
 __all__ = [
     "GIS_EXTRA",
     "csv_sidecars",
-    "iso_utc",
+    "iso_time",
     "write_csv",
     "write_csv_sidecars",
     "write_geojson",

@@ -11,13 +11,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from panopipe.catalog.records import Image, to_json_value
-from panopipe.export.table import Column, Table
+from panopipe.export.table import Column, Table, capture_time
 
 if TYPE_CHECKING:
     from panopipe.catalog import Catalog, Selection
 
 ALTITUDE_DOC = "metres above mean sea level (EXIF GPSAltitude), not above the WGS84 ellipsoid"
 ACCURACY_DOC = "horizontal accuracy of lat/lon, metres (EXIF GPSHPositioningError)"
+CLOCK_DOC = "of unknown UTC offset, the camera clock as read, without a zone"
 ORIENTATION_DOCS = {
     "heading": "degrees clockwise from true north (0-360)",
     "pitch": "degrees above the horizon (up positive)",
@@ -26,9 +27,7 @@ ORIENTATION_DOCS = {
 IMAGE_COLUMNS: tuple[Column, ...] = (
     Column("id", "text", "the catalog's image id"),
     Column("uri", "text", "where the captured file is: a local path or s3:// URI"),
-    Column(
-        "captured_at", "datetime", "capture time, UTC (with no utc_offset_minutes: the camera clock as read)"
-    ),
+    Column("captured_at", "datetime", f"capture time, UTC; {CLOCK_DOC} (utc_offset_minutes empty)"),
     Column(
         "utc_offset_minutes",
         "integer",
@@ -79,15 +78,17 @@ def image_row(image: Image) -> dict[str, Any]:
 
 def images_table(catalog: Catalog, selection: Selection | None = None) -> Table:
     """The images export of the selected images (:data:`EXPORTED_FIELDS`), in ``ls``'s order, times as
-    datetimes; ``flags`` as one text, names separated by ``;``, which every GIS reads (none without a flag). Read column by column
-    (:meth:`Catalog.columns`): no :class:`Image` is built, which took most of an export's time."""
+    :func:`~panopipe.export.table.capture_time` gives them; ``flags`` as one text, names separated by ``;``,
+    which every GIS reads (none without a flag). Read column by column (:meth:`Catalog.columns`): no
+    :class:`Image` is built, which took most of an export's time."""
     from panopipe.catalog.types import dashed  # SQLAlchemy's: not loaded by `ls --help` and the like
 
     columns = catalog.columns(selection, [name for name in LISTED_FIELDS if name != "flags"])
     ids = [dashed(digits) for digits in columns["id"]]
     columns["id"] = ids
     columns["captured_at"] = [
-        None if t is None else datetime.fromtimestamp(t, UTC) for t in columns["captured_at"]
+        None if t is None else capture_time(datetime.fromtimestamp(t, UTC), offset)
+        for t, offset in zip(columns["captured_at"], columns["utc_offset_minutes"], strict=True)
     ]
     flags = catalog.flag_names(ids)
     columns["flags"] = [";".join(flags.get(image_id, ())) or None for image_id in ids]  # none: null
@@ -99,6 +100,7 @@ def images_table(catalog: Catalog, selection: Selection | None = None) -> Table:
 __all__ = [
     "ACCURACY_DOC",
     "ALTITUDE_DOC",
+    "CLOCK_DOC",
     "EXPORTED_FIELDS",
     "EXPORT_NAMES",
     "IMAGE_COLUMNS",

@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import unquote
 
 from panopipe.catalog import Catalog
 from panopipe.config import Settings
+from panopipe.export.images import CLOCK_DOC
 from panopipe.export.panoramas import Panorama
-from panopipe.export.table import Column, Table
+from panopipe.export.table import Column, Table, clock_reading
 from panopipe.geo import signed_angle
 from panopipe.pipeline.config import load_pipeline, resolved_settings
 
@@ -52,7 +53,7 @@ OID_COLUMNS: tuple[Column, ...] = (
     Column("Y", "real", "latitude, WGS84 degrees"),
     Column("Z", "real", "metres above mean sea level (EGM96 geoid): EXIF GPSAltitude"),
     Column("SRS", "text", f"{SRS}: horizontal WKID (WGS84) and vertical WKID (EGM96 height)"),
-    Column("AcquisitionDate", "datetime", "capture time, UTC, as YYYY-MM-DD HH:MM:SS.sss"),
+    Column("AcquisitionDate", "datetime", f"capture time as YYYY-MM-DD HH:MM:SS.sss, UTC; {CLOCK_DOC}"),
     Column("CameraHeading", "real", "degrees clockwise from north, 0-360; empty when unknown"),
     Column("CameraPitch", "real", "90 + pitch above the horizon: 90 is level"),
     Column("CameraRoll", "real", "degrees clockwise, -90 to 90; 0 when unknown, empty beyond"),
@@ -91,8 +92,9 @@ def esri_roll(roll: float | None) -> float | None:
 
 
 def esri_time(moment: datetime) -> str:
-    """``AcquisitionDate``: UTC as ``YYYY-MM-DD HH:MM:SS.sss``, a form ArcGIS reads from CSV."""
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="milliseconds")
+    """``AcquisitionDate`` as ``YYYY-MM-DD HH:MM:SS.sss``, a form ArcGIS reads from CSV, which has no zone: UTC,
+    or a camera's clock whose zone is unknown (:func:`~panopipe.export.table.capture_time`) as it read."""
+    return clock_reading(moment).isoformat(sep=" ", timespec="milliseconds")
 
 
 def rig_mount_height(catalog: Catalog, settings: Settings | None) -> float | None:

@@ -24,8 +24,8 @@ from panopipe.catalog.subjects import KINDS, Subject, SubjectKind, load_subjects
 from panopipe.catalog.values import rounded
 from panopipe.config import Settings
 from panopipe.errors import ConfigError, MetadataError, StorageError
-from panopipe.export.images import ACCURACY_DOC, ALTITUDE_DOC, ORIENTATION_DOCS
-from panopipe.export.table import Column, Table
+from panopipe.export.images import ACCURACY_DOC, ALTITUDE_DOC, CLOCK_DOC, ORIENTATION_DOCS
+from panopipe.export.table import Column, Table, capture_time
 from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.store import StoredOutput, latest_job_states, stored_outputs
 from panopipe.steps.apply_metadata import Placement, expected_metadata, partial_panorama
@@ -45,7 +45,9 @@ PANORAMA_COLUMNS: tuple[Column, ...] = (
     Column("reel", "text", "the reel (survey run)"),
     Column("frame", "integer", "the lowest frame number of the shot's frames"),
     Column("shot", "text", "the shot id"),
-    Column("captured_at", "datetime", "capture time, UTC (of the frame of the lowest camera index)"),
+    Column(
+        "captured_at", "datetime", f"capture time of the frame of the lowest camera index, UTC; {CLOCK_DOC}"
+    ),
     Column("lat", "real", "latitude, WGS84 degrees (the mean over the shot's frames with a fix)"),
     Column("lon", "real", "longitude, WGS84 degrees (the mean over the shot's frames with a fix)"),
     Column("altitude_msl_m", "real", f"{ALTITUDE_DOC}; the mean over the shot's frames"),
@@ -166,7 +168,7 @@ def _panorama(
         reel=tags.get("reel"),
         frame=tags.get("frame"),
         shot=tags.get("shot"),
-        captured_at=metadata["captured_at"],
+        captured_at=capture_time(metadata["captured_at"], metadata["utc_offset_minutes"]),
         lat=rounded("lat", metadata["gps_latitude"]),  # means of the frames' values
         lon=rounded("lon", metadata["gps_longitude"]),
         altitude_msl_m=rounded("alt", metadata["gps_altitude"]),

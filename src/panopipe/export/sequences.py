@@ -20,7 +20,8 @@ from typing import Any
 
 from panopipe.catalog import Catalog, Selection
 from panopipe.catalog.values import rounded
-from panopipe.export.table import Column, Table
+from panopipe.export.images import CLOCK_DOC
+from panopipe.export.table import Column, Table, capture_time
 from panopipe.geo import haversine_m, mean_longitude
 from panopipe.qc.settings import QcSettings
 
@@ -28,8 +29,8 @@ SEQUENCE_COLUMNS: tuple[Column, ...] = (
     Column("id", "text", "the reel and the sequence's number in it: R001/2 (images without a reel: 2)"),
     Column("reel", "text", "the reel (survey run)"),
     Column("sequence", "integer", "1, 2, ... in capture order within the reel"),
-    Column("start", "datetime", "capture time of its first panorama, UTC"),
-    Column("end", "datetime", "capture time of its last panorama, UTC"),
+    Column("start", "datetime", f"capture time of its first panorama, UTC; {CLOCK_DOC}"),
+    Column("end", "datetime", f"capture time of its last panorama, UTC; {CLOCK_DOC}"),
     Column("duration_s", "real", "seconds from the first panorama to the last"),
     Column("panoramas", "integer", "rig shots and 360° images on the line"),
     Column("first_frame", "integer", "the lowest frame number of its first panorama"),
@@ -44,6 +45,7 @@ SEQUENCE_COLUMNS: tuple[Column, ...] = (
 class _Panorama:
     reel: str | None
     at: float  # POSIX seconds
+    utc_offset_minutes: int | None  # of the frame whose time ``at`` is
     frame: int | None
     lon: float
     lat: float
@@ -76,9 +78,10 @@ def _panoramas(
     catalog: Catalog, selection: Selection | None, selected: set[str] | None, qc: QcSettings
 ) -> list[_Panorama]:
     """Each placed, dated shot (or image without one) of ``selection``, its excluded frames left out: its reel,
-    earliest capture time, lowest frame, mean position (of its frames with a fix, :meth:`QcSettings.has_fix`)
-    and whether one of its images is in ``selected`` (none: all are); by reel, then time."""
-    fields = ("id", "reel", "shot", "frame", "captured_at", "lat", "lon", "excluded")
+    earliest capture time (with that frame's UTC offset), lowest frame, mean position (of its frames with a fix,
+    :meth:`QcSettings.has_fix`) and whether one of its images is in ``selected`` (none: all are); by reel, then
+    time."""
+    fields = ("id", "reel", "shot", "frame", "captured_at", "utc_offset_minutes", "lat", "lon", "excluded")
     columns = catalog.columns(selection, fields)
     groups: dict[tuple[str | None, str], list[int]] = {}
     for i, (image_id, reel, shot) in enumerate(
@@ -86,18 +89,20 @@ def _panoramas(
     ):
         if not columns["excluded"][i]:
             groups.setdefault((reel, shot or image_id), []).append(i)
-    ids, lats, lons = columns["id"], columns["lat"], columns["lon"]
+    ids, lats, lons, times = columns["id"], columns["lat"], columns["lon"], columns["captured_at"]
     found = []
     for (reel, _), members in groups.items():
         placed = [i for i in members if qc.has_fix(lats[i], lons[i])]
-        times = [columns["captured_at"][i] for i in members if columns["captured_at"][i] is not None]
-        if not placed or not times:
+        dated = [i for i in members if times[i] is not None]
+        if not placed or not dated:
             continue
+        first = min(dated, key=times.__getitem__)
         frames = [columns["frame"][i] for i in members if columns["frame"][i] is not None]
         lon = rounded("lon", mean_longitude(lons[i] for i in placed))
         lat = rounded("lat", fmean(lats[i] for i in placed))
         chosen = selected is None or any(ids[i] in selected for i in members)
-        found.append(_Panorama(reel, min(times), min(frames) if frames else None, lon, lat, chosen))
+        offset = columns["utc_offset_minutes"][first]
+        found.append(_Panorama(reel, times[first], offset, min(frames) if frames else None, lon, lat, chosen))
     return sorted(found, key=lambda p: (p.reel or "", p.at))
 
 
@@ -130,8 +135,8 @@ def _row(reel: str | None, number: int, run: list[_Panorama]) -> dict[str, Any]:
         "id": f"{reel}/{number}" if reel is not None else str(number),
         "reel": reel,
         "sequence": number,
-        "start": datetime.fromtimestamp(first.at, UTC),
-        "end": datetime.fromtimestamp(last.at, UTC),
+        "start": capture_time(datetime.fromtimestamp(first.at, UTC), first.utc_offset_minutes),
+        "end": capture_time(datetime.fromtimestamp(last.at, UTC), last.utc_offset_minutes),
         "duration_s": round(last.at - first.at, 3),
         "panoramas": len(run),
         "first_frame": first.frame,

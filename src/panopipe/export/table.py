@@ -1,17 +1,20 @@
 """What every export writes: a table of typed, documented columns with a WGS84 point (or line) per row.
 
 A column keeps its type whether or not a survey has values in it, so a GIS reads the same schema from every
-export (an empty ``pitch`` column is still a real number, not text).
+export (an empty ``pitch`` column is still a real number, not text). A time is aware, in UTC, or naive: a
+camera's clock whose zone nobody knows (:func:`capture_time`), which no export labels UTC.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 FieldType = Literal["text", "integer", "real", "boolean", "datetime", "line"]
-"""``line``: the row's geometry, a list of ``(lon, lat)`` (tables of lines have no point)."""
+"""``line``: the row's geometry, a list of ``(lon, lat)`` (tables of lines have no point). ``datetime``: see
+:func:`capture_time`."""
 
 WGS84_WKT = (
     'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563,AUTHORITY["EPSG","7030"]],'
@@ -20,6 +23,21 @@ WGS84_WKT = (
 )
 """EPSG:4326 (WGS84 longitude/latitude in degrees) as OGC WKT 1, the form ``.prj`` files hold. The
 definition of EPSG:4326 does not change, so it is fixed text rather than asked of PROJ."""
+
+
+def capture_time(moment: datetime | None, utc_offset_minutes: int | None) -> datetime | None:
+    """A capture time as the catalog holds it (``captured_at``, aware) as every export writes it: in UTC when
+    the camera's UTC offset is known; else naive, the camera's clock as it read, which the catalog keeps as if
+    it were UTC (:class:`~panopipe.metadata.ImageMetadata`) and the published file writes without an offset."""
+    if moment is None or utc_offset_minutes is not None:
+        return moment
+    return clock_reading(moment)
+
+
+def clock_reading(moment: datetime) -> datetime:
+    """What a clock shows at ``moment`` (of :func:`capture_time`), without a zone: a UTC clock for an aware
+    time, the camera's for a naive one."""
+    return moment if moment.tzinfo is None else moment.astimezone(UTC).replace(tzinfo=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,4 +89,4 @@ class Table:
         return next((column.name for column in self.columns if column.type == "line"), None)
 
 
-__all__ = ["WGS84_WKT", "Column", "FieldType", "Table"]
+__all__ = ["WGS84_WKT", "Column", "FieldType", "Table", "capture_time", "clock_reading"]
