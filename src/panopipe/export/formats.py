@@ -10,9 +10,11 @@ types.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import struct
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from panopipe.catalog.records import to_json_value
-from panopipe.errors import ConfigError
+from panopipe.errors import ConfigError, StorageError
 from panopipe.export.table import WGS84_WKT, FieldType, Table, clock_reading
 from panopipe.storage import open_atomic, replaced_file, write_atomic
 
@@ -149,9 +151,13 @@ def _cut_at_antimeridian(points: Sequence[tuple[float, float]]) -> list[list[lis
 
 
 def write_gpkg(table: Table, path: Path) -> int:
-    """A GeoPackage at ``path`` (replaced) with one point (or line) layer named after the table, EPSG:4326, each
-    column typed as declared whether or not it has values; rows without a position have no geometry. The number
-    of features. :class:`ConfigError` when pyogrio (the ``gis`` extra) is not installed."""
+    """A point (or line) layer named after the table in the GeoPackage at ``path``, EPSG:4326, each column typed
+    as declared whether or not it has values; rows without a position have no geometry. A GeoPackage already
+    there keeps its other layers and tables (a user's, QGIS's ``layer_styles``, a project stored in it) and gets
+    the layer in place of its own of that name; no file, or an empty one, is a new GeoPackage. The number of
+    features. :class:`ConfigError` when pyogrio (the ``gis`` extra) is not installed, or ``path`` is a file that
+    is no GeoPackage (which the export cannot tell is its own to replace); :class:`StorageError` when another
+    program holds its write lock for more than 5 s."""
     try:
         import numpy as np
         import pyogrio.raw
@@ -185,11 +191,13 @@ def write_gpkg(table: Table, path: Path) -> int:
         else:
             data.append(np.array(values, dtype=object))
         masks.append(missing)
-    # written in a temporary folder beside it, then renamed: a failed export leaves the previous file as it was
+    # written in a temporary folder beside it (into a copy of the GeoPackage there), then put in its place: a
+    # failed export leaves the previous file as it was
     target = replaced_file(path)  # a link's file; none for a device or FIFO, which gets a copy
     with tempfile.TemporaryDirectory(prefix=".panopipe-tmp-", dir=target and target.parent) as folder:
         written = Path(folder) / f"{path.stem}.gpkg"  # GDAL warns of another extension
-        pyogrio.raw.write(
+        update = target is not None and _copy_geopackage(target, written, path)
+        pyogrio.raw.write(  # into a GeoPackage there, in place of the layer of its name
             str(written),
             geometry,
             data,
@@ -206,9 +214,65 @@ def write_gpkg(table: Table, path: Path) -> int:
         if target is None:
             with written.open("rb") as source, open_atomic(path) as stream:
                 shutil.copyfileobj(source, stream)
+        elif update:
+            _copy_into(written, target, path)
         else:
             os.replace(written, target)
     return len(table)
+
+
+def _copy_geopackage(target: Path, copy: Path, path: Path) -> bool:
+    """Copy the GeoPackage at ``target`` (written as ``path``) to ``copy``; ``False`` for no file or an empty
+    one, which holds nothing to keep. :class:`ConfigError` for any other file: a text, another SQLite database
+    or a damaged GeoPackage may hold what the export cannot tell, and is not replaced (as a CSV export leaves a
+    ``.prj`` that is not its own sidecar)."""
+    try:
+        if target.stat().st_size == 0:
+            return False
+    except FileNotFoundError:
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(target)) as source:
+            tables = {
+                name for (name,) in source.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+            missing = sorted({"gpkg_contents", "gpkg_spatial_ref_sys"} - tables)  # GDAL opens none without
+            reason = f"no {' or '.join(missing)} table" if missing else None
+            if reason is None:
+                with contextlib.closing(sqlite3.connect(copy)) as destination:
+                    source.backup(destination)  # what a program that has it open keeps in its WAL as well
+    except sqlite3.DatabaseError as error:
+        reason = str(error)
+    if reason is not None:
+        raise ConfigError(
+            f"cannot write {path}: it is not a GeoPackage ({reason}); give the export another name, or remove "
+            "that file"
+        )
+    return True
+
+
+def _copy_into(geopackage: Path, target: Path, path: Path) -> None:
+    """Write ``geopackage`` over the GeoPackage at ``target`` (written as ``path``) in one SQLite transaction:
+    a program that has it open (QGIS keeps it so, in WAL mode) reads the old one or the new, and its
+    write-ahead log stays the file's; a failure leaves it as it was. A file renamed over it would be read
+    through the log of the one it replaced: a malformed database."""
+
+    def give_up_if_locked(status: int, remaining: int, pages: int) -> None:
+        # after SQLite's own wait (the connection's 5 s): Python's backup would try again for ever
+        if status in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            raise StorageError(
+                f"cannot write {path}: another program is writing to it (QGIS saving edits?); export again "
+                "when it is done"
+            )
+
+    try:
+        with (
+            contextlib.closing(sqlite3.connect(geopackage)) as source,
+            contextlib.closing(sqlite3.connect(target)) as destination,
+        ):
+            source.backup(destination, progress=give_up_if_locked)
+    except sqlite3.Error as error:
+        raise StorageError(f"cannot write {path}: {error}") from None
 
 
 def _point_wkb(x: float | None, y: float | None) -> bytes | None:
