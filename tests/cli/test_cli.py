@@ -236,6 +236,10 @@ def edit_with_positions(capsys, tmp_path: Path, survey: Path, text: str) -> tupl
             "reel,frame,camera_index,lat\nR001,2,0,48.5\nR001,1,0,48.4\nR001,2,0,48.6\n",
             "CSV line 4: an image of line 2 again; give each image once",
         ),
+        (
+            "reel,frame,captured_at\nR001,1,0001-01-01T00:00:00+05:00\n",
+            "CSV line 2: invalid time '0001-01-01T00:00:00+05:00': in UTC it falls outside the years 1 to 9999",
+        ),
     ],
 )
 def test_a_bad_positions_csv_is_one_line_naming_where(

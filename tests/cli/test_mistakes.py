@@ -704,6 +704,13 @@ def test_unknown_step_names_suggest_the_closest(capsys, two_images: tuple[str, l
             "time '2024-05-01' has no zone: write 2024-05-01T00:00:00Z for UTC, or an offset: "
             "2024-05-01T00:00:00+02:00",
         ),
+        *(  # in UTC, the year 10000 and the year 0: a traceback
+            ([option, time], f"invalid time '{time}': in UTC it falls outside the years 1 to 9999")
+            for option, time in (
+                ("--since", "9999-12-31T23:00:00-05:00"),
+                ("--until", "0001-01-01T00:00:00+05:00"),
+            )
+        ),
     ],
 )
 def test_filter_mistakes(capsys, two_images: tuple[str, list[str]], filters: list[str], message: str):
@@ -864,6 +871,10 @@ def test_an_edit_needs_a_reason(capsys, two_images: tuple[str, list[str]]):
         ("utc_offset_minutes=15", "invalid utc_offset_minutes 15: no time zone is 15 minutes from UTC"),
         ("camera_index=3000000000", "invalid camera_index 3000000000: expected 0 to 2147483647"),
         ("make=" + "x" * 129, "invalid make: 129 characters, the catalog holds at most 128"),
+        (
+            "captured_at=9999-12-31T23:00:00-05:00",
+            "invalid time '9999-12-31T23:00:00-05:00': in UTC it falls outside the years 1 to 9999",
+        ),
     ],
 )
 def test_an_edit_value_the_catalog_cannot_hold_is_one_line(
@@ -1038,6 +1049,15 @@ def test_ls_pages_sorts_and_picks_fields(capsys, two_images: tuple[str, list[str
         ["worker", "events", "--queue-url", "http://127.0.0.1:1/q", "--wait", "21"],
         ["dev", "up", "--port", "70000"],
         ["dev", "up", "--max-receive-count", "0"],
+        *(  # more than SQLite holds: a traceback
+            [*command, "99999999999999999999"]
+            for command in (
+                ["ls", "--limit"],
+                ["ls", "--offset"],
+                ["status", "--limit"],
+                ["config", "show", "--version"],
+            )
+        ),
     ],
     ids=" ".join,
 )
@@ -1045,9 +1065,8 @@ def test_counts_out_of_range_are_refused_before_anything_starts(capsys, tmp_path
     monkeypatch.chdir(tmp_path)
     (tmp_path / "folder").mkdir()
     Catalog.open(tmp_path / "c.db").close()
-    code, out, err = run(
-        capsys, *args, *(["--catalog", "c.db"] if args[0] in ("ingest", "sync", "run") else [])
-    )
+    catalog = ["--catalog", "c.db"] if args[0] in ("ingest", "sync", "run", "ls", "status", "config") else []
+    code, out, err = run(capsys, *args, *catalog)
     assert code == ConfigError.exit_code and "Traceback" not in out + err, err
     option, value = args[-2:]
     assert f"Invalid value for '{option}'" in err or f"error: workers must be at least 1, got {value}" in err

@@ -410,6 +410,16 @@ def test_a_csv_solution_gives_positions_and_heights_and_a_gpx_point_needs_a_time
             "time,lat,lon\n2024-05-01T08:30:00Z,48\n",
             "CSV line 2: 2 field(s), but the header line names 3",
         ),
+        (
+            "a.csv",
+            "time,lat,lon\n0001-01-01T00:00:00+05:00,48.1,11.5\n",
+            "CSV line 2: invalid time '0001-01-01T00:00:00+05:00': in UTC it falls outside the years 1 to 9999",
+        ),
+        (  # a time out of range is no time, as one GPX cannot be read: the point is left out
+            "a.gpx",
+            "<gpx><trkpt lat='1' lon='2'><time>9999-12-31T23:00:00-05:00</time></trkpt></gpx>",
+            "no track point has a time and a position",
+        ),
         ("a.gpx", "<gpx><trk>", "cannot read it as GPX (no element found"),
         (
             "a.gpx",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import unicodedata
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any, overload
 
 from panopipe.errors import ConfigError
@@ -33,18 +33,24 @@ RANGES: dict[str, tuple[float, float]] = {
 }
 
 
-def parse_time(text: str) -> datetime:
-    """An ISO 8601 time with a zone (``Z`` or ``+02:00``), as aware UTC."""
+def parse_time(text: str, *, zone: tzinfo | None = None) -> datetime:
+    """An ISO 8601 time with a zone (``Z`` or ``+02:00``), as aware UTC; one without is in ``zone`` if given
+    (an error otherwise), and so is a date alone (its midnight)."""
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise ConfigError(f"invalid time {text!r}: expected ISO 8601 like 2024-05-01T10:00:00Z") from None
     if value.tzinfo is None:  # a date alone too: midnight where?
-        written = value.isoformat(timespec="seconds")
-        raise ConfigError(
-            f"time {text!r} has no zone: write {written}Z for UTC, or an offset: {written}+02:00"
-        )
-    return value.astimezone(UTC)
+        if zone is None:
+            written = value.isoformat(timespec="seconds")
+            raise ConfigError(
+                f"time {text!r} has no zone: write {written}Z for UTC, or an offset: {written}+02:00"
+            )
+        value = value.replace(tzinfo=zone)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00:00-05:00 is in the year 10000 in UTC
+        raise ConfigError(f"invalid time {text!r}: in UTC it falls outside the years 1 to 9999") from None
 
 
 def parse_value(field: str, text: str) -> Any:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from panopipe.catalog.values import parse_value
+from panopipe.catalog.values import INT32_MAX, parse_value
 from panopipe.cli import render
 from panopipe.cli.options import (
     DryRunOption,
@@ -62,8 +62,10 @@ def ls(
     settings: Settings,
     selection: Selection,
     as_json: JsonOption = False,
-    limit: Annotated[int | None, typer.Option(min=0, help="Show at most this many images.")] = None,
-    offset: Annotated[int, typer.Option(min=0, help="Skip this many images first.")] = 0,
+    limit: Annotated[
+        int | None, typer.Option(min=0, max=INT32_MAX, help="Show at most this many images.")
+    ] = None,
+    offset: Annotated[int, typer.Option(min=0, max=INT32_MAX, help="Skip this many images first.")] = 0,
     sort: Annotated[
         str | None,
         typer.Option(help="Order by these fields, comma-separated; -field descending.", show_default=False),

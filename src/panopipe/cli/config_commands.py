@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from panopipe.catalog.values import INT32_MAX
 from panopipe.cli import render
 from panopipe.cli.options import DryRunOption, JsonOption, uses_catalog
 from panopipe.errors import ConfigError
@@ -93,7 +94,8 @@ def show(
     catalog: Catalog,
     settings: Settings,
     version: Annotated[
-        int | None, typer.Option("--version", help="Show this catalog version instead of the newest.")
+        int | None,
+        typer.Option("--version", max=INT32_MAX, help="Show this catalog version instead of the newest."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from panopipe.catalog.values import INT32_MAX
 from panopipe.cli import render
 from panopipe.cli.options import (
     JsonOption,
@@ -248,6 +249,7 @@ def status(
         int | None,
         typer.Option(
             min=1,
+            max=INT32_MAX,
             help="List at most this many failures with --json (failures_total counts them all, "
             "failures_truncated is true when some are left out), and show at most this many reasons in the "
             "table (default: 1000).",

@@ -98,12 +98,12 @@ def _local(tag: str) -> str:
 
 
 def _gpx_time(text: str) -> float:
-    """POSIX seconds of a GPX time, which is UTC by the standard (a time written without a zone too)."""
+    """POSIX seconds of a GPX time, which is UTC by the standard (a time written without a zone too); NaN for
+    one that is not a time (or not one of the years 1 to 9999 in UTC)."""
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+        return parse_time(text, zone=UTC).timestamp()
+    except ConfigError:
         return math.nan
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _csv_points(path: Path) -> list[dict[str, float]]:
