@@ -407,18 +407,41 @@ def test_an_endpoint_url_in_the_config_file_is_named_there(capsys, tmp_path: Pat
 
 
 def test_output_paths_that_cannot_be_written(capsys, tmp_path: Path):
+    """Refused before the command works (package-lambda's pip run takes minutes), and no folder is made."""
     db = str(tmp_path / "c.db")
     assert run(capsys, "db", "upgrade", "--catalog", db)[0] == 0
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
     cases = {
         str(tmp_path): "it is a folder; give a file name",
         str(tmp_path / "nowhere" / "x.csv"): f"folder {tmp_path / 'nowhere'} does not exist",
+        str(a_file / "x.csv"): f"{a_file} is a file, not a folder",
         "/proc/panopipe-report.html": "No such file or directory",
     }
     for path, reason in cases.items():
-        for command in (["export", "-o", path], ["report", "--html", path]):
-            code, out, err = run(capsys, *command, "--catalog", db)
+        for command in (
+            ["export", "-o", path, "--catalog", db],
+            ["report", "--html", path, "--catalog", db],
+            ["cloud", "package-lambda", "--output", path],
+        ):
+            code, out, err = run(capsys, *command)
             assert (code, out, err) == (ConfigError.exit_code, "", f"error: cannot write {path}: {reason}\n")
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_an_output_file_by_default_is_checked_as_one_given(capsys, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run(capsys, "cloud", "package-lambda", "--python", "2.7") == (
+        ConfigError.exit_code,
+        "",
+        "error: unknown Lambda Python '2.7': choose one of 3.12, 3.13, 3.14\n",
+    )
+    (tmp_path / "panopipe-lambda.zip").mkdir()
+    assert run(capsys, "cloud", "package-lambda") == (
+        ConfigError.exit_code,
+        "",
+        "error: cannot write panopipe-lambda.zip: it is a folder; give a file name\n",
+    )
 
 
 def test_an_output_url_is_refused_as_given(
@@ -471,7 +494,7 @@ def _options(command: click.Command) -> set[str]:
     return {opt for param in command.params for opt in param.opts}
 
 
-OUTPUTS = {"export": "--output", "report": "--html"}
+OUTPUTS = {"export": "--output", "report": "--html", "cloud package-lambda": "--output"}
 """The commands that write a file the user names, and the option that names it."""
 CREATES = {"ingest", "demo", "db upgrade"}
 """Commands that succeed where no catalog exists: they create it."""
@@ -995,9 +1018,16 @@ def test_version(capsys):
         ),
         (
             ["events", "parse", "/nonexistent.json"],
-            "Invalid value for 'event_file': path '/nonexistent.json' does not exist; see panopipe events parse -h",
+            "Invalid value for 'event_file': file '/nonexistent.json' does not exist; see panopipe events parse -h",
         ),
         (["show"], "Missing argument 'image_id'; see panopipe show -h"),
+        *(  # a folder given as the event: exit 4 (storage) and a bare "Is a directory"
+            (
+                ["events", command, "/"],
+                f"Invalid value for 'event_file': file '/' is a directory; see panopipe events {command} -h",
+            )
+            for command in ("parse", "handle")
+        ),
         (["ls", "--reel"], "Option '--reel' requires an argument."),  # click gives no command to name
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else "",

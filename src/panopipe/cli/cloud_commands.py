@@ -10,7 +10,7 @@ import typer
 
 from panopipe.aws.package import PLATFORMS, build_lambda_zip
 from panopipe.cli import render
-from panopipe.cli.options import JsonOption
+from panopipe.cli.options import JsonOption, output_option
 from panopipe.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -38,12 +38,14 @@ def package_lambda(
             help=f"Python of the Lambda runtime: {', '.join(LAMBDA_PYTHONS)} (stack: LambdaRuntime)."
         ),
     ] = "3.12",
-    output: Annotated[Path, typer.Option(help="The zip to write.")] = Path("panopipe-lambda.zip"),
+    output: Annotated[Path, output_option("--output", help="The zip to write.", stdout=False)] = Path(
+        "panopipe-lambda.zip"
+    ),
     as_json: JsonOption = False,
 ) -> None:
     """Build the Lambda deployment zip (handler panopipe.aws.lambda_handler.handler).
 
-    Example: panopipe cloud package-lambda --arch arm64 --python 3.12 --output dist/panopipe-lambda.zip
+    Example: panopipe cloud package-lambda --arch arm64 --python 3.12 --output panopipe-lambda-arm64.zip
     """
     if python not in LAMBDA_PYTHONS:
         raise ConfigError(f"unknown Lambda Python {python!r}: choose one of {', '.join(LAMBDA_PYTHONS)}")

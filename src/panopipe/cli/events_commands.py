@@ -24,7 +24,10 @@ app = typer.Typer(
 @app.command("parse")
 def parse(
     event_file: Annotated[
-        Path, typer.Argument(help="A saved event (S3, SQS, SNS or EventBridge envelope).", exists=True)
+        Path,
+        typer.Argument(
+            help="A saved event (S3, SQS, SNS or EventBridge envelope).", exists=True, dir_okay=False
+        ),
     ],
 ) -> None:
     """Print the normalized object events of a saved event as a JSON list.
@@ -40,7 +43,10 @@ def parse(
 @uses_catalog
 def handle(
     event_file: Annotated[
-        Path, typer.Argument(help="A saved event or SQS batch, as Lambda receives it.", exists=True)
+        Path,
+        typer.Argument(
+            help="A saved event or SQS batch, as Lambda receives it.", exists=True, dir_okay=False
+        ),
     ],
     *,
     catalog: Catalog,

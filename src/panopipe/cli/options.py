@@ -87,12 +87,14 @@ def _extend(
     wrapper.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": returns}
 
 
-def local_file(value: str) -> Path:
+def local_file(value: str | Path) -> Path:
     """The path an output option names; for ``parser=``, which gets the value as given (typed ``Path``, a value
     is one already, and ``s3://b/x.csv`` has become ``s3:/b/x.csv``). A URL but a ``file://`` one is a
     :class:`~panopipe.errors.ConfigError` quoting it: panopipe writes its output files locally."""
     from panopipe.storage import local_path
 
+    if isinstance(value, Path):  # the option's default, given as a Path
+        return value
     scheme = url_scheme(value)
     path = local_path(value) if scheme in (None, "file") else None
     if path is None:
@@ -112,7 +114,10 @@ def writable_file(path: Path | None) -> Path | None:
     if path.is_dir():
         reason = "it is a folder; give a file name"
     elif not path.parent.is_dir():
-        reason = f"folder {path.parent} does not exist"
+        exists = path.parent.exists()
+        reason = (
+            f"{path.parent} is a file, not a folder" if exists else f"folder {path.parent} does not exist"
+        )
     elif path.exists() and not path.is_file():  # a device or FIFO: opening one to try may block, or end it
         if os.access(path, os.W_OK):
             return path
@@ -137,10 +142,11 @@ def output_file(path: Path | None) -> Path | None:
     return None if path is None or str(path) == "-" else writable_file(path)
 
 
-def output_option(*names: str, help: str) -> Any:
+def output_option(*names: str, help: str, stdout: bool = True) -> Any:
     """An option naming the file a command writes: a local path, checked before the command works (a URL is
-    refused as given: :func:`local_file`); ``-``, stdout (:func:`output_file`)."""
-    return typer.Option(*names, help=help, parser=local_file, callback=output_file, metavar="<path>")
+    refused as given: :func:`local_file`); ``-``, stdout (:func:`output_file`) unless not ``stdout``."""
+    check = output_file if stdout else writable_file
+    return typer.Option(*names, help=help, parser=local_file, callback=check, metavar="<path>")
 
 
 def warn_if_nothing_selected(
