@@ -322,6 +322,18 @@ def test_a_url_without_its_slashes_is_a_mistake_not_a_file(capsys, tmp_path: Pat
     assert (tmp_path / "postgresql:survey.db").is_file()
 
 
+def test_a_url_without_its_bucket_says_so(capsys, tmp_path: Path):
+    """A manifest's URL ending in slashes had them all stripped: ``s3://`` was "a URL needs // after s3:"."""
+    db = str(tmp_path / "c.db")
+    for command in (["ingest", "s3://", "--catalog", db], ["worker", "run", "--manifest", "s3://"]):
+        assert run(capsys, *command) == (
+            ConfigError.exit_code,
+            "",
+            "error: invalid S3 URL s3://: invalid S3 bucket name '': a bucket name is letters, digits, '.', '-' "
+            "and '_'\n",
+        ), command
+
+
 def test_unsupported_storage_urls(capsys, tmp_path: Path):
     (tmp_path / "capture").mkdir()
     db = str(tmp_path / "c.db")

@@ -91,6 +91,13 @@ def chunk_count(jobs: int, chunk_jobs: int) -> int:
     return math.ceil(jobs / chunk_jobs)
 
 
+def _trimmed(uri: str) -> str:
+    """``uri`` without the slashes it ends in, but those of a URL's ``://`` (``s3://`` is a URL without a bucket,
+    not ``s3:``)."""
+    scheme, separator, rest = uri.rpartition("://")
+    return scheme + separator + rest.rstrip("/")
+
+
 class Submission:
     """The objects of one submission: under ``prefix`` (ending in ``/``) in ``storage``."""
 
@@ -100,10 +107,10 @@ class Submission:
     @classmethod
     def at(cls, uri: str, settings: Settings | None = None) -> Submission:
         """The submission whose manifest (or folder) is at the storage URI ``uri``."""
-        base = uri.rstrip("/")
+        base = _trimmed(uri)
         path = local_path(base)
         if base == MANIFEST or base.endswith("/" + MANIFEST):
-            base = base.removesuffix(MANIFEST).rstrip("/")
+            base = _trimmed(base.removesuffix(MANIFEST))
         elif base.endswith(".json") or (path is not None and path.is_file()):
             raise ManifestError(
                 f"{uri} is not a manifest: a submission's is named {MANIFEST}; give it or its folder"
