@@ -189,6 +189,14 @@ def test_route_add_locate_ls_show(capsys, catalog_url: str, tmp_path: Path):
             ("--start-measure", "0"),
             "the line has no length: its 2 positions are one point",
         ),
+        *(  # NaN had been stored as no start measure, without a word
+            (
+                {"type": "LineString", "coordinates": [[11.5, 48.1], [11.6, 48.2]]},
+                ("--start-measure", value),
+                f"invalid --start-measure {value}: expected a finite number",
+            )
+            for value in ("nan", "inf")
+        ),
     ],
 )
 def test_a_bad_route_file_is_one_error_line_and_stores_nothing(

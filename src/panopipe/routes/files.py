@@ -219,6 +219,8 @@ def read_route(path: Path, name: str, *, start_measure: float | None = None, uni
     measures = tuple(line[:, 2].tolist()) if line.shape[1] == 3 else None
     if measures is None and start_measure is None:
         raise ConfigError(f"{path}: the line has no measures (M values): give --start-measure (and --unit)")
+    if start_measure is not None and not math.isfinite(start_measure):
+        raise ConfigError(f"invalid --start-measure {start_measure}: expected a finite number")
     if measures is not None:
         if start_measure is not None:
             raise ConfigError(
