@@ -78,10 +78,10 @@ class BucketNotFoundError(StorageError):
 
 
 class EndpointUnreachableError(StorageError):
-    """The storage's endpoint (or AWS Batch's) refuses connections, cannot be resolved or does not answer,
-    after botocore's own retries: every call to it would fail alike until it is back, so a job is not tried
-    again, ``sync`` stops and a submission to AWS Batch fails at once, where each call had waited through the
-    retries again."""
+    """The storage's endpoint (or SQS's, AWS Batch's or CloudFormation's) refuses connections, cannot be
+    resolved or does not answer, after botocore's own retries: every call to it would fail alike until it is
+    back, so a job is not tried again, ``sync`` stops and a submission to AWS Batch fails at once, where each
+    call had waited through the retries again."""
 
 
 class ObjectExistsError(StorageError):

@@ -23,6 +23,7 @@ import pytest
 from cfnlint.api import lint_file
 from moto import mock_aws
 from tests.aws import moto_cfn
+from tests.conftest import free_port
 
 from panopipe.aws import deploy
 from panopipe.aws.stack import PARAMETERS, RETRY_ON, WORKER_COMMAND, build_template
@@ -30,6 +31,7 @@ from panopipe.aws.stack.database import instance_identifier
 from panopipe.cli import main
 from panopipe.errors import (
     ConfigError,
+    EndpointUnreachableError,
     Interrupted,
     ManifestError,
     StackError,
@@ -981,6 +983,22 @@ def test_an_endpoint_that_does_not_answer_as_aws_fails_with_one_line(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: CloudFormation: the endpoint's answer is not CloudFormation's")
     assert "AWS_ENDPOINT_URL" in err and len(err.splitlines()) == 1
+
+
+def test_an_endpoint_that_cannot_be_reached_is_exit_4_as_other_endpoints(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """It had been exit 8 (a stack operation failed), without saying what to check."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    for command in (["cloud", "status", "--stack", STACK], ["ls", "--catalog", f"cloudformation://{STACK}"]):
+        assert main(command) == EndpointUnreachableError.exit_code == 4
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: CloudFormation: Could not connect to the endpoint URL")
+        assert err.endswith(": check that the CloudFormation endpoint is up and reachable")
+        assert len(err.splitlines()) == 1
 
 
 def test_no_credentials_and_an_unknown_region_say_what_to_set(

@@ -2,7 +2,8 @@
 
 Parameters are checked against the template's own ``Parameters`` (allowed values, patterns, bounds) before
 anything is sent, so a wrong value never leaves a half-created stack. AWS errors become one-line
-:class:`StackError` (exit code 8); a stack that does not exist is :class:`StackNotFoundError` (exit code 9).
+:class:`StackError` (exit code 8); a stack that does not exist is :class:`StackNotFoundError` (exit code 9), an
+endpoint that cannot be reached :class:`~panopipe.errors.EndpointUnreachableError` (exit code 4).
 """
 
 from __future__ import annotations
@@ -17,8 +18,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from panopipe.config import Settings
-from panopipe.errors import ConfigError, Interrupted, StackError, StackNotFoundError
-from panopipe.storage.aws_clients import CREDENTIALS_HINT, aws_client
+from panopipe.errors import ConfigError, EndpointUnreachableError, Interrupted, StackError, StackNotFoundError
+from panopipe.storage.aws_clients import (
+    CREDENTIALS_HINT,
+    aws_client,
+    is_endpoint_unreachable,
+    unreachable_hint,
+)
 
 CloudFormationClient = Any  # boto3 generates client classes at run time
 
@@ -248,7 +254,8 @@ def stack_not_found(client: CloudFormationClient, stack: str) -> StackNotFoundEr
 def _aws_errors(client: CloudFormationClient, stack: str) -> Iterator[None]:
     """botocore's errors of calls of ``client`` about ``stack`` as one-line :class:`StackError`\\ s (a stack
     it does not find: :func:`stack_not_found`); no credentials is a :class:`ConfigError` saying what to set,
-    and an answer botocore cannot read (an HTML page of a proxy or of a wrong endpoint) a :class:`StackError`
+    an endpoint that cannot be reached an :class:`EndpointUnreachableError` (as S3's, SQS's and Batch's), and
+    an answer botocore cannot read (an HTML page of a proxy or of a wrong endpoint) a :class:`StackError`
     saying where to look."""
     import botocore.exceptions
     import botocore.parsers
@@ -264,6 +271,10 @@ def _aws_errors(client: CloudFormationClient, stack: str) -> Iterator[None]:
     except botocore.exceptions.NoCredentialsError:
         raise ConfigError(f"no AWS credentials: {CREDENTIALS_HINT}") from None
     except botocore.exceptions.BotoCoreError as exc:
+        if is_endpoint_unreachable(exc):
+            raise EndpointUnreachableError(
+                f"CloudFormation: {exc}: {unreachable_hint('CloudFormation')}"
+            ) from None
         raise StackError(f"CloudFormation: {exc}") from None
     except (botocore.parsers.ResponseParserError, LookupError, TypeError, AttributeError) as exc:
         # ResponseParserError for what is not XML, KeyError or the like for XML that is not CloudFormation's
