@@ -261,3 +261,73 @@ def test_an_edit_run_through_the_nadir_cap_leaves_nothing_outdated(project: Proj
     assert verify(project.catalog, settings=covered) == []
     (panorama,) = load_panoramas(project.catalog, settings=covered)
     assert (panorama.heading, panorama.status) == (45.0, "published")
+
+
+MISSING = r"the {what} it publishes is missing: \S+; run `panopipe verify --repair`, then `panopipe run`"
+
+
+def test_a_derived_output_gone_fails_its_publish_which_keeps_what_it_published_until_repaired(
+    project: Project, executor
+):
+    """A thumbnail derive recorded and the storage lost (a lifecycle rule, a clean-up of intermediates): the
+    publish job published the image alone and succeeded, and the thumbnail it had published was deleted with
+    the artifact it no longer had; a rerun of derive makes the same bytes, so publish never ran again."""
+    ids = add_panoramas(project.catalog, project.root, 2)
+    run(project.catalog, settings=project.settings, executor=executor)
+    published = {p: p.read_bytes() for p in project.out.glob("publish/**/*_000000.jpg")}
+    assert len(published) == 3
+    next(project.out.glob(f"derive/image/{ids[0]}/thumbnail-*.jpg")).unlink()
+    settings = project.with_steps(apply_metadata={"artist": "Jane"})  # publish runs again, derive does not
+
+    report = run(project.catalog, settings=settings, executor=executor)
+
+    assert report.counts["publish"] == {"succeeded": 1, "failed": 1}
+    (failure,) = report.failures
+    assert failure.subject == f"image:{ids[0]}"
+    assert re.fullmatch(MISSING.format(what="derive thumbnail"), failure.error)
+    assert "/thumbnail-" in failure.error
+    # nothing of it published, and nothing it had published removed
+    assert {p: p.read_bytes() for p in project.out.glob("publish/**/*_000000.jpg")} == published
+
+    verify(project.catalog, settings=settings, repair=True)
+    report = run(project.catalog, settings=settings, executor=executor)
+
+    assert report.ok and report.counts == {"derive": {"succeeded": 1}, "publish": {"succeeded": 1}}
+    (derived,) = project.out.glob(f"derive/image/{ids[0]}/thumbnail-*.jpg")
+    thumbnail = project.out / "publish/thumbnails/demo/P001/demo_P001_000000.jpg"
+    assert thumbnail.read_bytes() == derived.read_bytes()
+    assert verify(project.catalog, settings=settings) == []
+    assert len(plan(project.catalog, settings=settings)) == 0
+
+
+def test_an_apply_metadata_output_gone_fails_its_publish_with_what_to_run(project: Project, executor):
+    ids = add_panoramas(project.catalog, project.root, 2)
+    run(project.catalog, settings=project.settings, executor=executor)
+    next(project.out.glob(f"apply-metadata/image/{ids[0]}/image-*.jpg")).unlink()
+    renamed = project.with_steps(publish={"template": "{project}/{reel}/y_{frame:06d}.jpg"})
+
+    def names() -> list[str]:
+        publish = project.out / "publish"
+        return sorted(p.relative_to(publish).as_posix() for p in publish.rglob("*.jpg"))
+
+    report = run(project.catalog, settings=renamed, executor=executor)
+
+    (failure,) = report.failures
+    assert failure.subject == f"image:{ids[0]}"
+    assert re.fullmatch(MISSING.format(what="apply-metadata image"), failure.error)
+    assert f"apply-metadata/image/{ids[0]}/image-" in failure.error
+    # the first keeps its old names, none of the new ones
+    assert names() == [
+        f"{tree}demo/P001/{name}"
+        for tree in ("", "previews/", "thumbnails/")
+        for name in ("demo_P001_000000.jpg", "y_000001.jpg")
+    ]
+
+    verify(project.catalog, settings=renamed, repair=True)
+    assert run(project.catalog, settings=renamed, executor=executor).ok
+
+    assert names() == [
+        f"{tree}demo/P001/y_00000{n}.jpg" for tree in ("", "previews/", "thumbnails/") for n in (0, 1)
+    ]
+    assert verify(project.catalog, settings=renamed) == []
+    assert len(plan(project.catalog, settings=renamed)) == 0

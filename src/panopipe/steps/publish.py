@@ -23,7 +23,8 @@ take a folder; or beside the image with the output name before the extension (``
 ``…_000042_thumbnail.jpg`` and ``…_000042_preview.jpg``. The job follows the image's ``apply-metadata``
 output; it reruns when that output or the metadata changes, and when ``[steps.derive]`` changes (derive's
 parameters are part of publish's), after derive has run again. With ``[steps.derive] enabled = false`` it
-publishes the image alone: what derive made before would carry stale metadata, and nothing remakes it.
+publishes the image alone: what derive made before would carry stale metadata, and nothing remakes it. An
+output it copies that is recorded but gone fails the job, which then writes nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any
 
 from panopipe.config import ConfigKey
 from panopipe.errors import ConfigError, ObjectNotFoundError, StepError, StorageError
+from panopipe.steps.apply_metadata import ApplyMetadataStep
 from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, Upstream, put_output, read_input
 from panopipe.steps.derive import DeriveStep
 from panopipe.steps.fingerprint import fingerprint
@@ -44,6 +46,8 @@ from panopipe.storage import Storage, open_storage, validate_key
 DEFAULT_TEMPLATE = "{project}/{reel}/{project}_{reel}_{frame:06d}.jpg"
 UNNUMBERED_TEMPLATE = "{project}/{name}.jpg"
 """What the default template becomes for a subject without a reel or a frame."""
+SOURCE = ApplyMetadataStep.name
+"""The step whose primary output is published."""
 DERIVED = DeriveStep.outputs
 LOCATED = ("route", "mp")
 """Template fields that ``panopipe route locate`` fills."""
@@ -110,7 +114,7 @@ class PublishStep(Step):
         return fingerprint({"base": base, "located": [[f.route, f.measure] for f in subject.frames]})
 
     def upstream(self, kind: SubjectKind) -> str | None:
-        return "apply-metadata"
+        return SOURCE
 
     def output_key(self, subject: Subject, name: str) -> str:
         key = self.publish_key(subject)
@@ -204,20 +208,29 @@ class PublishStep(Step):
 
     @classmethod
     def execute(cls, payload: Mapping[str, Any], log: Log) -> list[Output]:
+        """Every source is read before anything is written: one that is gone fails the job (:class:`StepError`,
+        saying what brings it back), and what the subject had published stays as it was."""
         sources = {"published": payload["inputs"][0], **payload["derived"]}
-        outputs = []
         for name in (n for n in payload["outputs"] if n not in sources):
-            log(f"no {name} recorded, not published")
+            log(f"no {name} recorded, not published")  # derive off, or no preview asked for
+        read = {}
         for name, source in sources.items():
-            uri = payload["outputs"][name]
             try:
-                data = read_input(source)
-            except ObjectNotFoundError:
-                if name == "published":
-                    raise
-                log(f"no {name} at {source}, not published")
-                continue
-            log(f"publish {source} -> {uri}")
+                read[name] = read_input(source)
+            except ObjectNotFoundError as exc:
+                what = (
+                    f"{SOURCE} {ApplyMetadataStep.outputs[0]}"
+                    if name == "published"
+                    else f"{DeriveStep.name} {name}"
+                )
+                raise StepError(
+                    f"the {what} it publishes is missing: {source}; "
+                    "run `panopipe verify --repair`, then `panopipe run`"
+                ) from exc
+        outputs = []
+        for name, data in read.items():
+            uri = payload["outputs"][name]
+            log(f"publish {sources[name]} -> {uri}")
             outputs.append(put_output(name, uri, data, replace=cls.overwrites))
         return outputs
 
@@ -264,4 +277,12 @@ def _check_template(template: str) -> None:
         )
 
 
-__all__ = ["DEFAULT_TEMPLATE", "DERIVED", "LAYOUTS", "LOCATED", "UNNUMBERED_TEMPLATE", "PublishStep"]
+__all__ = [
+    "DEFAULT_TEMPLATE",
+    "DERIVED",
+    "LAYOUTS",
+    "LOCATED",
+    "SOURCE",
+    "UNNUMBERED_TEMPLATE",
+    "PublishStep",
+]
