@@ -80,7 +80,7 @@ def pending(project: Project, settings: Settings, step_name: str) -> tuple[Work,
     return work, JobSpec(new_id(), step.name, work.subject.id, work.fingerprint, payload)
 
 
-def record(project: Project, work: Work, spec: JobSpec, outcome: JobOutcome) -> list[str]:
+def record(project: Project, work: Work, spec: JobSpec, outcome: JobOutcome) -> dict[str, str | None]:
     job_ids = record_submitted(project.catalog, work.step, [spec], [work.reason], "inline")
     state = JobState(spec.id, outcome.status, outcome)
     return record_finished(
@@ -188,7 +188,9 @@ def test_a_late_attempt_of_the_job_before_an_edit_touches_neither_the_output_nor
     )
 
     assert late.status == "succeeded"
-    assert superseded == [late.outputs[0].uri] != [current.output_uri]  # its object is the runner's to delete
+    # its object is the runner's to delete
+    assert superseded == {late.outputs[0].uri: late.outputs[0].hash}
+    assert late.outputs[0].uri != current.output_uri
     assert recorded(project, "apply-metadata")["image"] == current
     assert_consistent({"image": current})
 
@@ -211,7 +213,7 @@ def test_two_workers_racing_on_one_job_end_with_one_output_and_one_artifact(
     for thread in threads:
         thread.join()
     for outcome in outcomes:
-        assert record(project, work, spec, outcome) == []
+        assert record(project, work, spec, outcome) == {}
 
     assert [o.status for o in outcomes] == ["succeeded", "succeeded"]
     assert outcomes[0].outputs == outcomes[1].outputs

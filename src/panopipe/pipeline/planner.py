@@ -11,8 +11,9 @@ records that (``artifacts.checked_at``) so that, e.g., a GPS edit does not keep 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ from panopipe.catalog.subjects import (
 )
 from panopipe.catalog.types import utcnow
 from panopipe.config import Settings
+from panopipe.errors import ConfigError, StepError
 from panopipe.iterutil import batched
 from panopipe.pipeline.config import Pipeline, load_pipeline
 from panopipe.pipeline.store import (
@@ -39,6 +41,7 @@ from panopipe.pipeline.store import (
     mark_checked,
     recorded,
     recorded_outputs,
+    taken_outputs,
 )
 from panopipe.steps.base import Step, Upstream, frame_fields
 
@@ -82,6 +85,9 @@ class Plan:
 
     steps: tuple[str, ...]
     items: tuple[PlanItem, ...]
+    refused: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """By step, the subjects it refuses before any job runs (:func:`refusals`), with why: their items'
+    ``problem``."""
 
     def __len__(self) -> int:
         return len(self.items)
@@ -130,7 +136,8 @@ def plan(
     """What :func:`~panopipe.pipeline.run` would run over ``selection`` and why.
 
     Jobs of later steps whose upstream will rerun are listed with the reason ``after <step>``; their
-    fingerprint is known only once the upstream job has run. The only write: candidates found up to date are
+    fingerprint is known only once the upstream job has run. A job its step refuses before it runs (a publish
+    name another subject ends with, :func:`refusals`) has why as its ``problem``. The only write: candidates found up to date are
     recorded so (``artifacts.checked_at``). ``pipeline`` is the one ``settings`` and ``steps`` configure when
     the caller has it already (the event handler keeps one per configuration version), else it is loaded.
     """
@@ -163,7 +170,34 @@ def plan(
             ]
             after = followers(step, rerun, {w.subject.id for w in direct})
             items += [PlanItem(step.name, s, f"after {followed}", None) for s, followed in after]
-    return Plan(tuple(s.name for s in pipeline.steps), tuple(items))
+        refused = {  # what a step refuses before it runs (publish's names alike) fails too
+            step.name: refusals(
+                conn, step, {i.subject for i in items if i.step == step.name and not i.in_flight}
+            )
+            for step in pipeline.steps
+        }
+    items = [replace(i, problem=why) if (why := refused[i.step].get(i.subject)) else i for i in items]
+    return Plan(tuple(s.name for s in pipeline.steps), tuple(items), refused)
+
+
+def refusals(conn: Connection, step: Step, subject_ids: Collection[str]) -> dict[str, str]:
+    """The subjects among ``subject_ids`` (those a run gives ``step``) that ``step`` refuses before any job runs,
+    with why (:meth:`~panopipe.steps.base.Step.validate`: the subjects a publish template names alike), given
+    the outputs recorded at their names; :class:`ConfigError` if its configuration cannot work for one."""
+    if not subject_ids or type(step).validate is Step.validate:
+        return {}
+    subjects = [
+        subject
+        for kind in KINDS
+        for subject in load_subjects(
+            conn, kind, sorted(s.partition(":")[2] for s in subject_ids if s.startswith(f"{kind}:"))
+        )
+    ]
+    uris = []
+    for subject in subjects:
+        with contextlib.suppress(ConfigError, StepError):  # validate() says why, with the subject
+            uris.append(step.output_uri(subject, step.outputs[0]))
+    return step.validate(subjects, taken_outputs(conn, step.name, uris))
 
 
 def followers(step: Step, rerun: dict[str, set[str]], direct: set[str]) -> list[tuple[str, str]]:
@@ -348,4 +382,4 @@ def _decide(
     return work
 
 
-__all__ = ["Plan", "PlanItem", "Work", "followers", "plan", "plan_step"]
+__all__ = ["Plan", "PlanItem", "Work", "followers", "plan", "plan_step", "refusals"]

@@ -8,16 +8,19 @@ Batch's reason) and answers the subjects still in flight, which no run submits a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from panopipe.catalog import Catalog
 from panopipe.catalog.subjects import Subject
 from panopipe.config import Settings, settings_or_loaded
+from panopipe.errors import StorageError
 from panopipe.executors.base import Executor
 from panopipe.executors.factory import build_executor
 from panopipe.pipeline.config import Pipeline, load_pipeline
-from panopipe.pipeline.store import in_flight, is_claim, record_finished, record_running
+from panopipe.pipeline.store import in_flight, is_claim, outputs_at, record_finished, record_running
 from panopipe.steps.base import discard_outputs
+from panopipe.storage import resolve_uri
 
 WORK_FOLDER = "_batch"
 """The folder under the pipeline's output where remote executors keep manifests and results."""
@@ -70,6 +73,7 @@ def refresh(
             if own:
                 follower.close()
         running = []
+        renamed: dict[str, str | None] = {}
         for state in states:
             row = group[state.handle]
             if state.outcome is None:
@@ -77,16 +81,50 @@ def refresh(
                 if state.status == "running":
                     running.append(row.id)
                 continue
-            subject = Subject(row.subject, ())
-            discard_outputs(
-                record_finished(catalog, row.id, steps[row.step], subject, row.fingerprint, state)
-            )
+            step, subject = steps[row.step], Subject(row.subject, ())
+            superseded = record_finished(catalog, row.id, step, subject, row.fingerprint, state)
+            if step.overwrites:
+                renamed.update(superseded)
+            else:
+                discard_outputs(superseded)
             counts = refreshed.ended.setdefault(row.step, {})
             counts[state.status] = counts.get(state.status, 0) + 1
             if state.status == "failed":
                 refreshed.failures.append((row.step, row.subject, state.outcome.error or "failed"))
+        discard_superseded(catalog, renamed)
         record_running(catalog, running)  # status tells a job AWS runs from one it has not started
     return refreshed
 
 
-__all__ = ["DISPATCH_EXECUTOR", "REMOTE_EXECUTORS", "WORK_FOLDER", "Refreshed", "refresh", "work_uri"]
+def discard_superseded(catalog: Catalog, superseded: Mapping[str, str | None]) -> None:
+    """Delete the objects of ``superseded`` (output URIs of a step that writes at stable names, publish's, with
+    the SHA-256 recorded of each) that no artifact records now and that still hold what was recorded. A name
+    freed and taken in one run (frames renumbered, two names swapped) is another subject's once its job wrote
+    there, whether that job's result was recorded before, after, or not yet (a job still running on AWS
+    Batch): the caller collects them until the jobs at hand are all recorded."""
+    if not superseded:
+        return
+    recorded = outputs_at(catalog, superseded.keys())
+    discard_outputs(uri for uri, sha256 in superseded.items() if uri not in recorded and _holds(uri, sha256))
+
+
+def _holds(uri: str, sha256: str | None) -> bool:
+    """Whether the object at ``uri`` holds content of SHA-256 ``sha256``, as far as can be told (not when it is
+    gone or cannot be read)."""
+    storage, key = resolve_uri(uri)
+    try:
+        stored = storage.sha256(key)
+    except StorageError:
+        return False
+    return stored is None or sha256 is None or stored == sha256
+
+
+__all__ = [
+    "DISPATCH_EXECUTOR",
+    "REMOTE_EXECUTORS",
+    "WORK_FOLDER",
+    "Refreshed",
+    "discard_superseded",
+    "refresh",
+    "work_uri",
+]

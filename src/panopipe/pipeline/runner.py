@@ -22,28 +22,26 @@ import gc
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from panopipe.catalog import Catalog, Selection
 from panopipe.catalog.rds import retry_read
 from panopipe.catalog.subjects import (
-    KINDS,
     Subject,
     SubjectKind,
-    load_subjects,
     selected_subjects,
     subject_id,
 )
 from panopipe.catalog.types import new_ids, utcnow
 from panopipe.config import Settings, settings_or_loaded
-from panopipe.errors import ConfigError, EndpointUnreachableError, StepError, Terminated
+from panopipe.errors import ConfigError, EndpointUnreachableError, Terminated
 from panopipe.executors.base import Executor
 from panopipe.executors.factory import build_executor
 from panopipe.pipeline.config import Pipeline, load_pipeline
-from panopipe.pipeline.planner import Work, followers, plan, plan_step
-from panopipe.pipeline.remote import DISPATCH_EXECUTOR, refresh, work_uri
+from panopipe.pipeline.planner import Work, followers, plan, plan_step, refusals
+from panopipe.pipeline.remote import DISPATCH_EXECUTOR, discard_superseded, refresh, work_uri
 from panopipe.pipeline.store import (
     CLAIM_TTL_S,
     candidates,
@@ -60,7 +58,6 @@ from panopipe.pipeline.store import (
     record_submitted,
     release_claim,
     renew_claim,
-    taken_outputs,
 )
 from panopipe.steps.base import JobSpec, Step, discard_outputs, frame_fields
 
@@ -166,21 +163,20 @@ def run(
             if executor.detached and not wait:
                 _submit_due(catalog, selection, pipeline.steps, force, executor, busy, report, held=True)
             else:
-                planned = plan(catalog, selection, steps, settings, force=force)
+                planned = plan(catalog, selection, steps, settings, force=force)  # refusals: ConfigError
                 counts = planned.counts()
                 _leave(report, [item.in_flight for item in planned if item.subject in busy])
-                refused = {
-                    step.name: _validate(
-                        catalog, step, {i.subject for i in planned if i.step == step.name} - busy
-                    )
-                    for step in pipeline.steps
-                }
                 # A step without jobs in the plan gets none during the run: jobs that follow an upstream job
                 # are in it.
                 held, seen = set(busy), len(report.failures)  # the failures so far: jobs in flight that ended
                 for step in (step for step in pipeline.steps if counts[step.name]):
                     [(_, work)] = _plan(catalog, selection, [step], force, held)
-                    work = _refuse(catalog, step, work, refused[step.name], report, executor.name)
+                    refused = planned.refused[step.name]
+                    checked = {i.subject for i in planned if i.step == step.name and not i.in_flight}
+                    if (subjects := {w.subject.id for w in work}) != checked:
+                        # a subject checked that gets no job now (one before it failed) keeps its names
+                        refused = _validate(catalog, step, subjects)
+                    work = _refuse(catalog, step, work, refused, report, executor.name)
                     if work:
                         _execute(catalog, executor, work, report, progress)
                     # A subject whose job failed in this run gets no later step's job in it: it would read the
@@ -426,29 +422,16 @@ def _leave(report: RunReport, in_flight: Sequence[bool]) -> None:
 
 def _validate(catalog: Catalog, step: Step, subject_ids: set[str]) -> dict[str, str]:
     """Let a step that checks its subjects (publish) see every subject the run will give it, before it starts:
-    those it refuses, with why (:meth:`~panopipe.steps.base.Step.validate`)."""
-    if not subject_ids or type(step).validate is Step.validate:
-        return {}
+    those it refuses, with why (:func:`~panopipe.pipeline.planner.refusals`)."""
     with catalog.connect() as conn:
-        subjects = [
-            subject
-            for kind in KINDS
-            for subject in load_subjects(
-                conn, kind, sorted(s.partition(":")[2] for s in subject_ids if s.startswith(f"{kind}:"))
-            )
-        ]
-        uris = []
-        for subject in subjects:
-            with contextlib.suppress(ConfigError, StepError):  # validate() says why, with the subject
-                uris.append(step.output_uri(subject, step.outputs[0]))
-        return step.validate(subjects, taken_outputs(conn, step.name, uris))
+        return refusals(conn, step, subject_ids)
 
 
 def _refuse(
     catalog: Catalog,
     step: Step,
     work: list[Work],
-    refused: dict[str, str],
+    refused: Mapping[str, str],
     report: RunReport,
     record_as: str | None,
 ) -> list[Work]:
@@ -595,6 +578,7 @@ def _execute(
     counts = report.counts.setdefault(step.name, {})
     total, finished = len(handles), 0
     failed: dict[str, Failure] = {}  # by handle: reported in the plan's order, not the order jobs end in
+    renamed: dict[str, str | None] = {}  # names it superseded: another job of it may be taking one over
     try:
         while pending:
             if not executor.detached and time.monotonic() - renewed > CLAIM_TTL_S / 3:
@@ -621,7 +605,10 @@ def _execute(
                         planned_at=item.planned_at,
                     )
                 )
-                discard_outputs(superseded)
+                if step.overwrites:
+                    renamed.update(superseded)
+                else:
+                    discard_outputs(superseded)
                 counts[state.status] = counts.get(state.status, 0) + 1
                 if state.status == "failed" and state.outcome is not None:
                     failed[state.handle] = Failure(step.name, spec.subject, state.outcome.error or "failed")
@@ -645,6 +632,7 @@ def _execute(
         raise
     finally:
         report.failures.extend(failed[handle] for handle in handles if handle in failed)
+        discard_superseded(catalog, renamed)
 
 
 __all__ = ["Failure", "Progress", "RunReport", "advance", "initiate", "run"]

@@ -204,7 +204,8 @@ class Step(ABC):
     def validate(self, subjects: Sequence[Subject], taken: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
         """The subjects of ``subjects`` whose jobs cannot run, by id, with why (checked before any job runs: the
         others go on); :class:`ConfigError` if the step's configuration cannot work for any. ``taken`` are
-        ``(subject id, output URI)`` pairs of this step's outputs recorded for other subjects."""
+        ``(subject id, output URI)`` pairs of this step's outputs recorded where the subjects' outputs would go
+        (theirs among them)."""
         return {}
 
     def problem(self, subject: Subject) -> str | None:

@@ -14,7 +14,8 @@ straight from its camera, ``R0014760.JPG``) ``{project}/{name}.jpg`` instead. Wh
 (so ``plan`` refuses it as ``run`` does), a template is refused that is malformed (``{shot``), names a field no
 subject has or formats one in a way its type does not take, escapes the root (``..``, absolute), or names files
 without the ``.jpg`` extension; before anything runs, the subjects it cannot name (a route not located yet)
-or names alike fail their publish job (:meth:`PublishStep.validate`), and the rest run.
+or names alike fail their publish job (:meth:`PublishStep.validate`), and the rest run; a name that a subject
+leaves in the same run (frames renumbered, two swapped) is free for another.
 
 The ``derive`` step's thumbnail and preview, when it recorded them, are published under the image's name in
 trees of their own (``layout = "apart"``, the default): ``thumbnails/demo/R001/demo_R001_000042.jpg`` and
@@ -183,27 +184,48 @@ class PublishStep(Step):
     def validate(self, subjects: Sequence[Subject], taken: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
         """Refuse a template that names a field no subject has, or one outside the root
         (:class:`ConfigError`); and, subject by subject, one the template cannot name (a value it lacks) and
-        those it gives the same name, among ``subjects`` and with ``taken`` (``(subject id, output URI)``
-        pairs already published): both of them, since neither is the right one."""
-        owners = {uri: subject for subject, uri in taken}
-        mine = {subject.id for subject in subjects}
+        those that would end with one name: all of them, since none is the right one. ``taken`` are
+        ``(subject id, output URI)`` pairs published before: a subject keeps those unless it is among
+        ``subjects`` and not refused, so that names freed and taken in one run (frames renumbered, two
+        swapped) are no collision, and a subject refused keeps what it published (which may refuse others)."""
+        names: dict[str, list[str]] = {}
         refused: dict[str, str] = {}
         for subject in subjects:
             try:
-                uris = [self.output_uri(subject, name) for name in self.outputs]
+                names[subject.id] = [self.output_uri(subject, name) for name in self.outputs]
             except StepError as exc:
                 refused[subject.id] = str(exc)
-                continue
+        kept: dict[str, list[str]] = {}
+        for holder, uri in taken:
+            kept.setdefault(holder, []).append(uri)
+        owners: dict[str, dict[str, bool]] = {}  # by URI: who ends with it, and whether only as a name kept
+
+        def own(subject_id: str, uris: Iterable[str], keeps: bool) -> None:
             for uri in uris:
-                other = owners.setdefault(uri, subject.id)
-                if other != subject.id:
-                    why = (
-                        f"[steps.publish]: template {self.params['template']!r} gives {other} and {subject.id} "
-                        f"the same name {uri}; add a field that tells them apart (e.g. {{shot}} or {{id}})"
-                    )
-                    refused.setdefault(subject.id, why)
-                    if other in mine:
-                        refused.setdefault(other, why)
+                owners.setdefault(uri, {}).setdefault(subject_id, keeps)
+
+        for subject_id, uris in names.items():
+            if subject_id not in refused:
+                own(subject_id, uris, False)
+        for holder, uris in kept.items():
+            if holder not in names or holder in refused:
+                own(holder, uris, True)
+        pending = list(owners)
+        while pending:
+            uri = pending.pop()
+            if len(ids := owners[uri]) < 2:
+                continue
+            why = (
+                f"[steps.publish]: template {self.params['template']!r} gives {_listed(sorted(ids))} the same "
+                f"name {uri}; add a field that tells them apart (e.g. {{shot}} or {{id}})"
+            )
+            if keepers := sorted(i for i, keeps in ids.items() if keeps and i in names):
+                why += f"; {_listed(keepers)} keep{'s' if len(keepers) == 1 else ''} it, being refused too"
+            for subject_id in ids:
+                if subject_id in names and subject_id not in refused:
+                    refused[subject_id] = why
+                    own(subject_id, kept.get(subject_id, ()), True)  # what it published stays
+                    pending += kept.get(subject_id, ())
         return refused
 
     @classmethod
@@ -233,6 +255,11 @@ class PublishStep(Step):
             log(f"publish {sources[name]} -> {uri}")
             outputs.append(put_output(name, uri, data, replace=cls.overwrites))
         return outputs
+
+
+def _listed(ids: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return " and ".join(filter(None, (", ".join(ids[:-1]), ids[-1])))
 
 
 _EXAMPLE = {

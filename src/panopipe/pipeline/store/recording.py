@@ -146,12 +146,13 @@ def record_finished(
     state: JobState,
     *,
     planned_at: datetime | None = None,
-) -> list[str]:
+) -> dict[str, str | None]:
     """Record how job ``job_id`` of ``step`` over ``subject`` ended, and its artifacts if it succeeded, made
     with the version and parameters the job was submitted with (:func:`record_submitted`), whatever the
-    configuration is now; the output URIs that no artifact records any more (superseded objects): those of
-    the artifacts they replaced, or the job's own when the subject's artifacts come from a job submitted
-    after it (a late result of a retried or reclaimed job is recorded as a job, never over newer outputs).
+    configuration is now; the output URIs that no artifact records any more (superseded objects), each with
+    the SHA-256 recorded of it: those of the artifacts they replaced, or the job's own when the subject's
+    artifacts come from a job submitted after it (a late result of a retried or reclaimed job is recorded as
+    a job, never over newer outputs).
 
     The artifacts are seen up to date as of ``planned_at`` (default: the job's submission time), when the
     planner began reading what the job was made from, not when it ended: an edit made while it ran, whose
@@ -159,7 +160,7 @@ def record_finished(
     outcome = state.outcome
     if outcome is None:  # cancelled before it started
         record_cancelled(catalog, [job_id])
-        return []
+        return {}
     with catalog.transaction() as conn:
         # The version and parameters the job was submitted with come back with the update (not the step's
         # now: a configuration pushed while it ran must leave its artifacts stale). Jobs recorded before
@@ -179,7 +180,7 @@ def record_finished(
             .returning(jobs.c.step_version, jobs.c.params_hash, jobs.c.submitted_at)
         ).first()
         if outcome.status != "succeeded":
-            return []
+            return {}
         version, params_hash = (
             (made.step_version, made.params_hash)
             if made is not None and made.params_hash is not None
@@ -187,13 +188,14 @@ def record_finished(
         )
         c = artifacts.c
         mine = (c.step == step.name, c.subject == subject.id)
-        replaced = set(conn.execute(sa.select(c.output_uri).where(*mine)).scalars())
+        query = sa.select(c.output_uri, c.output_hash).where(*mine)
+        replaced: dict[str, str | None] = {uri: sha256 for uri, sha256 in conn.execute(query)}
         submitted = sa.select(jobs.c.submitted_at).where(jobs.c.id == job_id).scalar_subquery()
         newer = (
             sa.select(c.id).join(jobs, jobs.c.id == c.job_id).where(*mine, jobs.c.submitted_at > submitted)
         )
         if conn.execute(newer.limit(1)).first() is not None:
-            return sorted({output.uri for output in outcome.outputs} - replaced)
+            return dict(sorted((o.uri, o.hash) for o in outcome.outputs if o.uri not in replaced))
         conn.execute(artifacts.delete().where(*mine))
         now = utcnow()
         seen = planned_at or (made.submitted_at if made is not None else now)
@@ -219,12 +221,14 @@ def record_finished(
                 for output in outcome.outputs
             ],
         )
-        replaced -= {output.uri for output in outcome.outputs}
+        for output in outcome.outputs:
+            replaced.pop(output.uri, None)
         if replaced:  # a URI another step or subject records (a publish name taken over) is not superseded
-            replaced -= set(
-                conn.execute(sa.select(c.output_uri).where(c.output_uri.in_(sorted(replaced)))).scalars()
-            )
-    return sorted(replaced)
+            for uri in conn.execute(
+                sa.select(c.output_uri).where(c.output_uri.in_(sorted(replaced)))
+            ).scalars():
+                replaced.pop(uri, None)
+    return dict(sorted(replaced.items()))
 
 
 def record_running(catalog: Catalog, job_ids: Sequence[str]) -> None:

@@ -255,9 +255,12 @@ def outputs_at(catalog: Catalog, uris: Collection[str]) -> dict[str, tuple[str, 
     """The step and subject that recorded each of ``uris`` that is a recorded output (of an image or shot
     removed since, too), by URI."""
     c = artifacts.c
-    query = sa.select(c.output_uri, c.step, c.subject).where(c.output_uri.in_(sorted(uris)))
+    found: dict[str, tuple[str, str]] = {}
     with catalog.connect() as conn:
-        return {uri: (step, subject) for uri, step, subject in conn.execute(query)}
+        for chunk in batched(sorted(uris), CHUNK):
+            query = sa.select(c.output_uri, c.step, c.subject).where(c.output_uri.in_(chunk))
+            found.update((uri, (step, subject)) for uri, step, subject in conn.execute(query))
+    return found
 
 
 def mark_stale(conn: sa.Connection, outputs: Iterable[tuple[StoredOutput, str]]) -> None:
