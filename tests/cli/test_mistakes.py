@@ -1100,6 +1100,22 @@ def test_ls_pages_sorts_and_picks_fields(capsys, two_images: tuple[str, list[str
                 ["config", "show", "--version"],
             )
         ),
+        *(  # an OverflowError, or a pool forking for minutes
+            [*command, "--workers", count]
+            for command in (["ingest", "folder"], ["sync", "folder", "s3://b/p"], ["run"])
+            for count in ("100000", "99999999999999999999")
+        ),
+        ["run", "--estimate", "--max-vcpus", "99999999999999999999"],
+        *(  # infinity had been taken at its word
+            [*command, "inf"]
+            for command in (
+                ["export", "--format", "oid", "--camera-height"],
+                ["edit", "--all", "--track", "t.gpx", "--reason", "r", "--max-gap"],
+                ["route", "locate", "--max-offset"],
+                ["worker", "run", "--manifest", "m.json", "--grace"],
+            )
+        ),
+        ["worker", "run", "--manifest", "m.json", "--grace", "-1"],
     ],
     ids=" ".join,
 )
@@ -1107,11 +1123,12 @@ def test_counts_out_of_range_are_refused_before_anything_starts(capsys, tmp_path
     monkeypatch.chdir(tmp_path)
     (tmp_path / "folder").mkdir()
     Catalog.open(tmp_path / "c.db").close()
-    catalog = ["--catalog", "c.db"] if args[0] in ("ingest", "sync", "run", "ls", "status", "config") else []
+    commands = ("ingest", "sync", "run", "ls", "status", "config", "export", "edit", "route")
+    catalog = ["--catalog", "c.db"] if args[0] in commands else []
     code, out, err = run(capsys, *args, *catalog)
     assert code == ConfigError.exit_code and "Traceback" not in out + err, err
-    option, value = args[-2:]
-    assert f"Invalid value for '{option}'" in err or f"error: workers must be at least 1, got {value}" in err
+    option = next(arg for arg in reversed(args) if arg.startswith("--"))
+    assert f"Invalid value for '{option}'" in err or "error: max vCPUs must be 1 to 4096" in err, err
 
 
 def test_ctrl_c_and_a_closed_pipe_end_a_command_with_their_own_exit_codes(tmp_path: Path):

@@ -183,7 +183,9 @@ def export(
     ] = None,
     camera_height: Annotated[
         float | None,
-        typer.Option("--camera-height", min=0, help="oid: camera metres above ground (default: rig mount)."),
+        typer.Option(
+            "--camera-height", min=0, max=1000, help="oid: camera metres above ground (default: rig mount)."
+        ),
     ] = None,
 ) -> None:
     """Export images, panoramas with their published files, or sequences as lines, for QGIS or ArcGIS
@@ -263,7 +265,9 @@ def edit(
     ] = None,
     max_gap: Annotated[
         float,
-        typer.Option("--max-gap", min=0, help="With --track: seconds between track points not bridged."),
+        typer.Option(
+            "--max-gap", min=0, max=86400, help="With --track: seconds between track points not bridged."
+        ),
     ] = 10.0,
     every: Annotated[
         bool, typer.Option("--all", help="Edit every image: needed when no filter selects images.")

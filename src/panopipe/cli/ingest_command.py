@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from panopipe.cli import render
-from panopipe.cli.options import JsonOption, uses_catalog
+from panopipe.cli.options import MAX_WORKERS, JsonOption, uses_catalog
 
 if TYPE_CHECKING:
     from panopipe.catalog import Catalog
@@ -20,7 +20,10 @@ def ingest(
     settings: Settings,
     sources: Annotated[list[str], typer.Argument(help="Folders, JPEG files or s3://bucket/prefix URIs.")],
     workers: Annotated[
-        int | None, typer.Option(min=1, help="Parallel readers (default: all cores).", show_default=False)
+        int | None,
+        typer.Option(
+            min=1, max=MAX_WORKERS, help="Parallel readers (default: all cores).", show_default=False
+        ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:

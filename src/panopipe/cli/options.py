@@ -58,6 +58,10 @@ def _parameters(**annotations: Any) -> list[inspect.Parameter]:
     ]
 
 
+MAX_WORKERS = 256
+"""The most of any ``--workers``: each is a thread or a process, and a count past it is a typo (100,000 had forked
+for minutes)."""
+
 _INJECTED = frozenset({"catalog", "settings", "selection"})
 
 

@@ -12,6 +12,7 @@ import typer
 from panopipe.catalog.values import INT32_MAX
 from panopipe.cli import render
 from panopipe.cli.options import (
+    MAX_WORKERS,
     JsonOption,
     output_option,
     uses_catalog,
@@ -77,7 +78,8 @@ def run(
     steps: StepsOption = None,
     force: ForceOption = False,
     workers: Annotated[
-        int | None, typer.Option("--workers", help="Worker processes (default: one per core).")
+        int | None,
+        typer.Option("--workers", min=1, max=MAX_WORKERS, help="Worker processes (default: one per core)."),
     ] = None,
     executor: Annotated[
         str | None,

@@ -86,7 +86,10 @@ def locate(
         typer.Option("--route", help="The route (needed when there are several).", show_default=False),
     ] = None,
     max_offset: Annotated[
-        float, typer.Option("--max-offset", min=0, help="Metres: images farther are flagged off-route.")
+        float,
+        typer.Option(
+            "--max-offset", min=0, max=100_000, help="Metres: images farther are flagged off-route."
+        ),
     ] = 50.0,
     dry_run: DryRunOption = False,
     as_json: JsonOption = False,

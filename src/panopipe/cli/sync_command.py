@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from panopipe.cli import render
-from panopipe.cli.options import DryRunOption, JsonOption, uses_catalog
+from panopipe.cli.options import MAX_WORKERS, DryRunOption, JsonOption, uses_catalog
 
 if TYPE_CHECKING:
     from panopipe.catalog import Catalog
@@ -22,7 +22,7 @@ def sync(
     settings: Settings,
     folder: Annotated[Path, typer.Argument(help="The local capture folder.", exists=True, file_okay=False)],
     destination: Annotated[str, typer.Argument(help="Where to upload: s3://bucket/prefix (or a folder).")],
-    workers: Annotated[int, typer.Option(min=1, help="Parallel uploads.")] = 8,
+    workers: Annotated[int, typer.Option(min=1, max=MAX_WORKERS, help="Parallel uploads.")] = 8,
     dry_run: DryRunOption = False,
     as_json: JsonOption = False,
 ) -> None:

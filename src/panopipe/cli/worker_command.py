@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from panopipe.cli import render
-from panopipe.cli.options import ConfigOption, config_of_the_command, open_settings
+from panopipe.cli.options import MAX_WORKERS, ConfigOption, config_of_the_command, open_settings
 from panopipe.config import ENV_MANIFEST
 
 
@@ -30,10 +30,17 @@ def worker_run(
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option("--workers", help="Worker processes (default: one per core).", show_default=False),
+        typer.Option(
+            "--workers",
+            min=1,
+            max=MAX_WORKERS,
+            help="Worker processes (default: one per core).",
+            show_default=False,
+        ),
     ] = None,
     grace: Annotated[
-        float, typer.Option("--grace", help="Seconds running jobs get to finish after SIGTERM.")
+        float,
+        typer.Option("--grace", min=0, max=3600, help="Seconds running jobs get to finish after SIGTERM."),
     ] = 20.0,
     config: ConfigOption = None,
 ) -> int:

@@ -23,6 +23,7 @@ from panopipe.aws.prices import US_EAST_1, Prices
 from panopipe.catalog import Catalog, Selection
 from panopipe.catalog.subjects import load_subjects
 from panopipe.config import Settings
+from panopipe.errors import ConfigError
 from panopipe.pipeline.config import load_pipeline
 from panopipe.pipeline.planner import plan
 from panopipe.pipeline.store import job_seconds, latest_submissions
@@ -199,7 +200,13 @@ def estimate(
     rates: Rates | None = None,
 ) -> Estimate:
     """The cost of the run :func:`~panopipe.pipeline.plan` lists (nothing is submitted; the plan's one write
-    is its own: candidates found up to date are recorded so). ``max_vcpus`` defaults to the stack's."""
+    is its own: candidates found up to date are recorded so). ``max_vcpus`` defaults to the stack's, and is
+    at most what the stack takes (:class:`ConfigError`)."""
+    from panopipe.aws.stack.parameters import PARAMETERS
+
+    most = PARAMETERS["BatchMaxVcpus"]["MaxValue"]
+    if max_vcpus is not None and not 1 <= max_vcpus <= most:
+        raise ConfigError(f"max vCPUs must be 1 to {most} (the stack's BatchMaxVcpus), got {max_vcpus}")
     pipeline = load_pipeline(catalog, settings, steps)
     planned = plan(catalog, selection, steps, settings, force=force)
     pixels = panorama_pixels(
