@@ -207,7 +207,10 @@ def export(
     result = write_export(catalog, options, sys.stdout, output=output, selection=selection, settings=settings)
     skipped = f", {result.left_out} left out (no position or image yet)" if result.left_out else ""
     where = f" to {', '.join(map(str, result.files))}" if result.files else ""
-    render.stderr.print(f"exported {result.count} {result.subject[:-1]}(s){where}{skipped}", soft_wrap=True)
+    kept = f" (its other layers kept: {', '.join(result.kept)})" if result.kept else ""
+    render.stderr.print(
+        f"exported {result.count} {result.subject[:-1]}(s){where}{kept}{skipped}", soft_wrap=True
+    )
 
 
 def _assignments(values: list[str]) -> dict[str, object]:

@@ -13,6 +13,7 @@ from panopipe.config import Settings, did_you_mean, project_settings, settings_o
 from panopipe.errors import ConfigError
 from panopipe.export.formats import (
     csv_sidecars,
+    geopackage_layers,
     iso_time,
     write_csv,
     write_csv_sidecars,
@@ -88,12 +89,13 @@ class ExportOptions:
 @dataclass(frozen=True, slots=True)
 class ExportResult:
     """``count`` rows of ``subject`` written to ``files`` (none: stdout); ``left_out`` had no position (GeoJSON)
-    or no image or position (Oriented Imagery)."""
+    or no image or position (Oriented Imagery); ``kept``: the other layers of the GeoPackage written into."""
 
     subject: str
     count: int
     left_out: int
     files: tuple[Path, ...]
+    kept: tuple[str, ...] = ()
 
 
 def write_export(
@@ -132,7 +134,8 @@ def write_export(
             table = oid_table(found, rig_height_m=rig_height, camera_height_m=options.camera_height_m)
     if gpkg is not None:
         count = write_gpkg(table, gpkg)
-        return ExportResult(subject, count, total - count, (gpkg,))
+        kept = tuple(name for name in geopackage_layers(gpkg) if name != table.name)
+        return ExportResult(subject, count, total - count, (gpkg,), kept)
     if output is None:
         count = _write_text(table, export_format, out)
         return ExportResult(subject, count, total - count, ())

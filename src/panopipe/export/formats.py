@@ -221,6 +221,13 @@ def write_gpkg(table: Table, path: Path) -> int:
     return len(table)
 
 
+def geopackage_layers(path: Path) -> list[str]:
+    """The names of the layers of the GeoPackage at ``path``: its ``gpkg_contents``, which GDAL (and so QGIS)
+    lists."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return [name for (name,) in db.execute("SELECT table_name FROM gpkg_contents ORDER BY table_name")]
+
+
 def _copy_geopackage(target: Path, copy: Path, path: Path) -> bool:
     """Copy the GeoPackage at ``target`` (written as ``path``) to ``copy``; ``False`` for no file or an empty
     one, which holds nothing to keep. :class:`ConfigError` for any other file: a text, another SQLite database
@@ -292,6 +299,7 @@ def _line_wkb(points: Sequence[tuple[float, float]] | None) -> bytes | None:
 __all__ = [
     "GIS_EXTRA",
     "csv_sidecars",
+    "geopackage_layers",
     "iso_time",
     "write_csv",
     "write_csv_sidecars",
