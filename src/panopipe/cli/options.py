@@ -382,6 +382,7 @@ def uses_selection(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 __all__ = [
+    "MAX_WORKERS",
     "SELECTION_OPTIONS",
     "CatalogOption",
     "ConfigOption",
