@@ -49,6 +49,26 @@ def test_an_older_schema_says_to_run_db_upgrade(catalog_url: str):
         Catalog.open(catalog_url)
 
 
+def test_db_upgrade_of_a_schema_a_newer_panopipe_made_says_to_upgrade_panopipe(capsys, catalog_url: str):
+    """``db upgrade`` had printed alembic's traceback ("Can't locate revision identified by '0099'"), exit 1,
+    where every other command says to upgrade panopipe; the schema is left as it was."""
+    from panopipe.cli import main
+
+    with Catalog.open(catalog_url) as catalog, catalog.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099'"))
+    code = main(["db", "upgrade", "--catalog", catalog_url])
+    _, err = capsys.readouterr()
+    assert code == SchemaOutdatedError.exit_code and err.count("\n") == 1, err
+    assert "is at schema 0099, which this panopipe does not know" in err and err.endswith(
+        "upgrade panopipe\n"
+    )
+    engine = create_catalog_engine(catalog_url)
+    try:
+        assert current_revision(engine) == "0099"
+    finally:
+        engine.dispose()
+
+
 def test_a_database_with_foreign_tables_is_refused(catalog_url: str):
     engine = create_catalog_engine(catalog_url)
     with engine.begin() as conn:

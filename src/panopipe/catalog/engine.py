@@ -514,6 +514,8 @@ def upgrade(engine: sa.Engine, revision: str = "head", *, migration: Migration |
         current = _revision(connection)
         if current is None and _foreign(connection):
             raise _foreign_tables(engine.url)
+        if current is not None and current not in _known_revisions():
+            raise _unknown_schema(engine.url, current)
         if migration and current is not None:
             raise CatalogError(
                 f"{catalog_location(engine.url)} got a catalog's schema from another command meanwhile: "
@@ -546,18 +548,27 @@ def check_schema(engine: sa.Engine, *, create: bool = True) -> None:
             raise _no_catalog(engine.url)
         upgrade(engine)
         return
+    if current not in _known_revisions():
+        raise _unknown_schema(engine.url, current)
+    raise SchemaOutdatedError(
+        f"catalog {catalog_location(engine.url)} is at schema {current}, this panopipe needs {head}: "
+        f"run `panopipe db upgrade --catalog {catalog_location(engine.url)}`"
+    )
+
+
+def _known_revisions() -> set[str]:
+    """Every schema revision this panopipe's migrations know."""
     from alembic.script import ScriptDirectory
 
     script = ScriptDirectory.from_config(alembic_config(None))  # type: ignore[arg-type]
-    known = {rev.revision for rev in script.walk_revisions()}
-    if current in known:
-        raise SchemaOutdatedError(
-            f"catalog {catalog_location(engine.url)} is at schema {current}, this panopipe needs {head}: "
-            f"run `panopipe db upgrade --catalog {catalog_location(engine.url)}`"
-        )
-    raise SchemaOutdatedError(
-        f"catalog {catalog_location(engine.url)} is at schema {current or 'none'}, which this panopipe does not know "
-        f"(it needs {head}); upgrade panopipe"
+    return {rev.revision for rev in script.walk_revisions()}
+
+
+def _unknown_schema(url: sa.URL, current: str) -> SchemaOutdatedError:
+    """The error of a catalog whose schema revision ``current`` a newer panopipe made."""
+    return SchemaOutdatedError(
+        f"catalog {catalog_location(url)} is at schema {current}, which this panopipe does not know "
+        f"(it needs {head_revision()}); upgrade panopipe"
     )
 
 
