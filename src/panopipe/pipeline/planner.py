@@ -323,19 +323,20 @@ def _decide(
     confirmed: list[str] = []
     current = artifacts_of[step.name]
     inputs = artifacts_of.get(upstream or "", {})
-    # Copied outputs go with an upstream output: none are read for subjects whose upstream has not run.
-    copied = recorded_outputs(conn, step.copies, [i for i in ids if i in inputs]) if step.copies else {}
+    # Copied outputs go with the input: none are read for subjects whose upstream step has not run.
+    reading = [i for i in ids if upstream is None or i in inputs]
+    copied = recorded_outputs(conn, step.copies, reading) if step.copies else {}
     work: list[Work] = []
     unexplained: list[tuple[Subject, Upstream | None, str, Recorded]] = []
     for subject in subjects:
         source = inputs.get(subject.id)
         if upstream is not None and source is None:
             continue  # the upstream step has not produced this subject's input yet
-        up = (
-            Upstream(upstream, source.uri, source.hash, copied.get(subject.id, {}))
-            if upstream and source
-            else None
-        )
+        copies = copied.get(subject.id, {})
+        if source is not None:
+            up: Upstream | None = Upstream(upstream, source.uri, source.hash, copies)
+        else:  # the image files, and the outputs it copies if any
+            up = Upstream(None, None, None, copies) if copies else None
         fingerprint = step.fingerprint(subject, up)
         artifact = current.get(subject.id)
         failure = failures.get(subject.key)

@@ -1,17 +1,18 @@
 """Drift check: do the output files still hold what the catalog says they should?
 
-Every recorded output is checked for presence, size and SHA-256. Outputs that carry metadata (those of
-``apply-metadata``, ``derive`` and ``publish``) are read back with panopipe's reader and compared with the
-metadata the catalog's effective values give now. Tags that differ because the catalog changed after the
-output was made (an edit not run yet) are ``outdated``, not drift: ``panopipe run`` rewrites them, as
-``panopipe plan`` says. ``repair`` marks the drifted jobs stale, so the next run rewrites them, and deletes
-the intermediate outputs whose bytes are not those recorded (the rerun would keep what it found at its key).
+Every recorded output is checked for presence, size and SHA-256. Outputs that carry metadata as configured
+(:meth:`~panopipe.steps.base.Step.carries_metadata`: those of ``apply-metadata`` and ``derive``, and
+publish's copies of them) are read back with panopipe's reader and compared with the metadata the catalog's
+effective values give now. Tags that differ because the catalog changed after the output was made (an edit
+not run yet) are ``outdated``, not drift: ``panopipe run`` rewrites them, as ``panopipe plan`` says.
+``repair`` marks the drifted jobs stale, so the next run rewrites them, and deletes the intermediate outputs
+whose bytes are not those recorded (the rerun would keep what it found at its key).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -39,7 +40,6 @@ OUTDATED = (
     "the catalog changed after this output was made (an edit, a changed file): `panopipe run` rewrites it"
 )
 """Why an output whose tags differ is not drift: a run would make it again anyway (``plan`` lists it)."""
-METADATA_STEPS = frozenset({"apply-metadata", "derive", "publish"})
 # (reader field, expected field, tolerance); None compares exactly. An expected None is compared only where it
 # says the file has none (apply_metadata.absent_values): otherwise the value is not known.
 _COMPARED: tuple[tuple[str, str, float | None], ...] = (
@@ -98,12 +98,15 @@ def verify(
 ) -> list[Drift]:
     """Every drifted output of the selected subjects, then the outputs of selected images an edit excluded
     or whose files were removed (problem ``excluded`` or ``deleted``, left in place); with ``repair``, the drifted jobs are marked stale. The outputs of
-    steps turned off (``enabled = false``) are not checked: nothing remakes, copies or publishes them.
+    steps turned off (``enabled = false``) are not checked: nothing remakes, copies or publishes them; nor are
+    the tags of an output that carries no metadata as configured (publish's copy of a panorama while
+    apply-metadata is off).
     ``progress(done, total)`` follows the outputs checked. The outputs are read ``CONCURRENT_REQUESTS`` at
     a time (a verify of S3 outputs waits on requests, not on the CPU)."""
     metadata_step = load_pipeline(catalog, settings, ["apply-metadata"]).steps[0]
     placement = Placement.of(metadata_step.context)
     running = load_pipeline(catalog, settings).steps
+    tagged = {(step.name, name) for step in running for name in step.outputs if step.carries_metadata(name)}
     drifts: list[Drift] = []
     stale: dict[tuple[str, str], tuple[StoredOutput, str]] = {}  # one reason per job: its last drift
     checked = 0
@@ -121,7 +124,7 @@ def verify(
                         outdated = any(output.outdated for output in outputs)
                         checks += [(output, subject, outdated) for output in outputs]
                     found_drifts = readers.map(
-                        lambda check: _check(check[0], check[1], metadata_step, placement), checks
+                        lambda check: _check(check[0], check[1], tagged, metadata_step, placement), checks
                     )
                     for (output, _, outdated), drift in zip(checks, found_drifts, strict=True):
                         if drift is not None and drift.problem == "metadata" and outdated:
@@ -156,7 +159,11 @@ def _still_there(uri: str) -> bool:
 
 
 def _check(
-    artifact: StoredOutput, subject: Subject, metadata_step: Step, placement: Placement
+    artifact: StoredOutput,
+    subject: Subject,
+    tagged: Collection[tuple[str, str]],
+    metadata_step: Step,
+    placement: Placement,
 ) -> Drift | None:
     def drift(problem: str, *details: str) -> Drift:
         return Drift(artifact.step, artifact.subject, artifact.name, artifact.uri, problem, details)
@@ -170,7 +177,7 @@ def _check(
         return drift("changed", f"size {len(data)} bytes, recorded {artifact.size}")
     if artifact.hash is not None and hashlib.sha256(data).hexdigest() != artifact.hash:
         return drift("changed", "content differs from the recorded SHA-256")
-    if artifact.step not in METADATA_STEPS:
+    if (artifact.step, artifact.name) not in tagged:
         return None
     try:
         found = parse_jpeg_header(data)
@@ -214,4 +221,4 @@ def _reason(drift: Drift) -> str:
     return f"output {drift.problem}" + (f": {'; '.join(drift.details)}" if drift.details else "")
 
 
-__all__ = ["METADATA_STEPS", "OUTDATED", "WITHDRAWN", "Drift", "verify"]
+__all__ = ["OUTDATED", "WITHDRAWN", "Drift", "verify"]

@@ -119,6 +119,7 @@ class ApplyMetadataStep(Step):
     reads = METADATA_FIELDS
     reads_if_set = METADATA_FIELDS_IF_SET
     frame_fields = ("camera_index",)  # the camera whose orientation on the rig turns its frame's
+    tagged = True
     parameters = (
         ConfigKey("artist", None, "Artist (EXIF) written into each output.", "none"),
         ConfigKey("copyright", None, "Copyright (EXIF) written into each output.", "none"),

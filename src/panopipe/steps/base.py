@@ -46,10 +46,11 @@ class CopiedOutput(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class Upstream:
     """The recorded output of the step a step reads from (its primary output), and the recorded outputs of the
-    steps it copies (:attr:`Step.copies`) by artifact name."""
+    steps it copies (:attr:`Step.copies`) by artifact name. ``step``, ``uri`` and ``hash`` are ``None`` when
+    the step reads its subject's image files (:meth:`Step.upstream` is ``None``) and copies outputs."""
 
-    step: str
-    uri: str
+    step: str | None
+    uri: str | None
     hash: str | None
     copies: Mapping[str, CopiedOutput] = field(default_factory=dict)
 
@@ -127,6 +128,8 @@ class Step(ABC):
     (AWS Batch) instead of running them in the event function (:func:`~panopipe.pipeline.runner.initiate`)."""
     enabled_by_default: ClassVar[bool] = True
     """Whether ``panopipe run`` runs the step when its table does not set ``enabled``."""
+    tagged: ClassVar[bool] = False
+    """Whether the step's outputs carry the catalog's effective metadata (:meth:`carries_metadata`)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -166,6 +169,11 @@ class Step(ABC):
         """The step whose primary output this step reads for a subject of ``kind``; ``None``: the image files."""
         return None
 
+    def carries_metadata(self, name: str) -> bool:
+        """Whether output ``name`` carries the catalog's effective metadata, as the step is configured:
+        ``verify`` compares its tags with the catalog's."""
+        return self.tagged
+
     @functools.cached_property
     def params_hash(self) -> str:
         """Fingerprint of the step's version and parameters."""
@@ -173,12 +181,15 @@ class Step(ABC):
 
     def fingerprint(self, subject: Subject, upstream: Upstream | None) -> str:
         """Hash of step, version, parameters, input content hashes and the metadata values the step reads."""
-        if upstream is not None:
-            inputs: Any = {upstream.step: upstream.hash}
-            if upstream.copies:  # a new output of a step the job copies makes it stale
-                inputs["copies"] = {name: output.hash for name, output in upstream.copies.items()}
+        if upstream is None or upstream.step is None:
+            inputs: Any = [frame.content_hash for frame in subject.frames]
         else:
-            inputs = [frame.content_hash for frame in subject.frames]
+            inputs = {upstream.step: upstream.hash}
+        if upstream is not None and upstream.copies:  # a new output of a step the job copies makes it stale
+            copied = {name: output.hash for name, output in upstream.copies.items()}
+            inputs = (
+                {"files": inputs, "copies": copied} if upstream.step is None else {**inputs, "copies": copied}
+            )
         metadata = [{name: to_json_value(getattr(f, name)) for name in self.reads} for f in subject.frames]
         if self.reads_if_set:  # most steps have none: planning a million frames pays nothing for them
             for entry, f in zip(metadata, subject.frames, strict=True):
@@ -221,12 +232,13 @@ class Step(ABC):
     def payload(self, subject: Subject, upstream: Upstream | None, fingerprint: str) -> dict[str, Any]:
         """The JSON-ready payload of the job of ``fingerprint``: inputs, parameters and output URIs; when the
         inputs are the frames' files, their content hashes in the catalog (see :func:`job_inputs`)."""
+        source = upstream.uri if upstream is not None else None
         payload: dict[str, Any] = {
             "params": self.params,
-            "inputs": [upstream.uri] if upstream is not None else [f.uri for f in subject.frames],
+            "inputs": [source] if source is not None else [f.uri for f in subject.frames],
             "outputs": {name: self.job_output_uri(subject, name, fingerprint) for name in self.outputs},
         }
-        if upstream is None:
+        if source is None:
             payload["input_hashes"] = [f.content_hash for f in subject.frames]
         return payload
 

@@ -70,6 +70,7 @@ class DeriveStep(Step):
     reads = METADATA_FIELDS
     reads_if_set = METADATA_FIELDS_IF_SET
     frame_fields = ApplyMetadataStep.frame_fields
+    tagged = True
     # It decodes the whole image with OpenCV and Pillow, which the event function ships without
     # (panopipe.aws.package.EXCLUDED): an upload queues it for AWS Batch.
     heavy = True

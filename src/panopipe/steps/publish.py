@@ -26,6 +26,14 @@ output; it reruns when that output or the metadata changes, and when ``[steps.de
 parameters are part of publish's), after derive has run again. With ``[steps.derive] enabled = false`` it
 publishes the image alone: what derive made before would carry stale metadata, and nothing remakes it. An
 output it copies that is recorded but gone fails the job, which then writes nothing.
+
+With ``[steps.apply-metadata] enabled = false`` it publishes, as it is, what that step would have read
+(:func:`~panopipe.steps.nadir.pixel_source`): the stitched panorama, or the 360° image's own file, or their
+``nadir`` output when that step is on. Nothing writes the catalog's metadata into it (derive's thumbnail and
+preview carry it, as always), so ``verify`` checks its content, not its tags: for a delivery whose metadata
+travels apart (an export) or is written by a tool of one's own, with no second copy of every panorama. What
+apply-metadata made before it was turned off is never published: an edit since leaves it stale, and nothing
+remakes it. Turning apply-metadata on or off, or the nadir cap while apply-metadata is off, republishes.
 """
 
 from __future__ import annotations
@@ -39,16 +47,27 @@ from typing import Any
 from panopipe.config import ConfigKey
 from panopipe.errors import ConfigError, ObjectNotFoundError, StepError, StorageError
 from panopipe.steps.apply_metadata import ApplyMetadataStep
-from panopipe.steps.base import Log, Output, Step, Subject, SubjectKind, Upstream, put_output, read_input
+from panopipe.steps.base import (
+    Log,
+    Output,
+    Step,
+    Subject,
+    SubjectKind,
+    Upstream,
+    job_inputs,
+    put_output,
+    read_input,
+)
 from panopipe.steps.derive import DeriveStep
 from panopipe.steps.fingerprint import fingerprint
+from panopipe.steps.nadir import covered, pixel_source
 from panopipe.storage import Storage, open_storage, validate_key
 
 DEFAULT_TEMPLATE = "{project}/{reel}/{project}_{reel}_{frame:06d}.jpg"
 UNNUMBERED_TEMPLATE = "{project}/{name}.jpg"
 """What the default template becomes for a subject without a reel or a frame."""
 SOURCE = ApplyMetadataStep.name
-"""The step whose primary output is published."""
+"""The step whose primary output is published while it is on."""
 DERIVED = DeriveStep.outputs
 LOCATED = ("route", "mp")
 """Template fields that ``panopipe route locate`` fills."""
@@ -57,7 +76,8 @@ LAYOUTS = ("apart", "beside")
 
 
 class PublishStep(Step):
-    """Copy each subject's ``apply-metadata`` output to ``root`` under the name the template gives."""
+    """Copy each subject's ``apply-metadata`` output (with that step off: the panorama as it is, no metadata
+    written) to ``root`` under the name the template gives."""
 
     name = "publish"
     version = "2"
@@ -98,6 +118,7 @@ class PublishStep(Step):
         derive = DeriveStep(self.context.tables.get(DeriveStep.name, {}), self.context)
         derived = derive.params_hash if DeriveStep.enabled_in(self.context.tables) else None
         located = {"located": True} if any(f"{{{name}" in template for name in LOCATED) else {}
+        tagged = ApplyMetadataStep.enabled_in(self.context.tables)
         return {
             "template": template,
             "root": self.root.root_uri,
@@ -106,6 +127,8 @@ class PublishStep(Step):
             **located,
             # "beside" is the layout of the parameters before there was a choice: it keeps their hash
             **({"layout": table["layout"]} if table["layout"] != "beside" else {}),
+            # apply-metadata off: what it would have read is published, covered by the nadir cap or not
+            **({} if tagged else {"metadata": False, **covered(self.context.tables)}),
         }
 
     def fingerprint(self, subject: Subject, upstream: Upstream | None) -> str:
@@ -115,7 +138,10 @@ class PublishStep(Step):
         return fingerprint({"base": base, "located": [[f.route, f.measure] for f in subject.frames]})
 
     def upstream(self, kind: SubjectKind) -> str | None:
-        return SOURCE
+        return pixel_source(kind, self.context.tables) if "metadata" in self.params else SOURCE
+
+    def carries_metadata(self, name: str) -> bool:
+        return name in DERIVED or "metadata" not in self.params
 
     def output_key(self, subject: Subject, name: str) -> str:
         key = self.publish_key(subject)
@@ -139,7 +165,8 @@ class PublishStep(Step):
             for name in DERIVED
             if upstream and name in upstream.copies and self.params["derived"] is not None
         }
-        return {**super().payload(subject, upstream, fingerprint), "derived": derived}
+        source = upstream.step if upstream is not None else None  # None: the image file
+        return {**super().payload(subject, upstream, fingerprint), "derived": derived, "source": source}
 
     def output_roots(self) -> tuple[str, ...]:
         return (self.root.root_uri,)
@@ -232,29 +259,39 @@ class PublishStep(Step):
     def execute(cls, payload: Mapping[str, Any], log: Log) -> list[Output]:
         """Every source is read before anything is written: one that is gone fails the job (:class:`StepError`,
         saying what brings it back), and what the subject had published stays as it was."""
-        sources = {"published": payload["inputs"][0], **payload["derived"]}
+        sources = {
+            "published": job_inputs(payload)[0],
+            **{n: (u, None) for n, u in payload["derived"].items()},
+        }
         for name in (n for n in payload["outputs"] if n not in sources):
             log(f"no {name} recorded, not published")  # derive off, or no preview asked for
         read = {}
-        for name, source in sources.items():
+        for name, (source, sha256) in sources.items():
             try:
-                read[name] = read_input(source)
+                read[name] = read_input(source, sha256)
             except ObjectNotFoundError as exc:
-                what = (
-                    f"{SOURCE} {ApplyMetadataStep.outputs[0]}"
-                    if name == "published"
-                    else f"{DeriveStep.name} {name}"
-                )
-                raise StepError(
-                    f"the {what} it publishes is missing: {source}; "
-                    "run `panopipe verify --repair`, then `panopipe run`"
-                ) from exc
+                made_by = payload.get("source", SOURCE) if name == "published" else DeriveStep.name
+                raise StepError(_missing(made_by, name, source)) from exc
         outputs = []
         for name, data in read.items():
             uri = payload["outputs"][name]
-            log(f"publish {sources[name]} -> {uri}")
+            log(f"publish {sources[name][0]} -> {uri}")
             outputs.append(put_output(name, uri, data, replace=cls.overwrites))
         return outputs
+
+
+def _missing(step: str | None, name: str, uri: str) -> str:
+    """Why a job fails whose input ``name`` at ``uri``, made by ``step`` (``None``: the image file), is gone,
+    and what brings it back."""
+    if step is None:
+        return f"the image file it publishes is missing: {uri}; run `panopipe ingest`"
+    from panopipe.steps.registry import STEP_TYPES  # which imports this module
+
+    output = name if name in DERIVED else STEP_TYPES[step].outputs[0]
+    return (
+        f"the {step} {output} it publishes is missing: {uri}; "
+        "run `panopipe verify --repair`, then `panopipe run`"
+    )
 
 
 def _listed(ids: Sequence[str]) -> str:
