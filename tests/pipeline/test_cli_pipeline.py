@@ -55,9 +55,9 @@ def test_plan_run_status_verify_report(project_files, tmp_path: Path):
     assert code == 6 and [row["problem"] for row in json.loads(text)] == ["missing"]
     # publish copies derive's outputs: listed after it, it runs only if they come out other than before
     planned = json.loads(invoke("plan", *common, "--json")[1])
-    assert [(row["step"], row["reason"]) for row in planned] == [
-        ("derive", "output missing"),
-        ("publish", "after derive"),
+    assert [(row["step"], row["reason"], row["conditional"]) for row in planned] == [
+        ("derive", "output missing", False),
+        ("publish", "after derive", True),
     ]
     assert invoke("run", *common, "--steps", "derive")[0] == 0
     assert invoke("verify", *common)[0] == 0

@@ -60,13 +60,17 @@ def plan(
 
     none_selected = warn_if_nothing_selected(catalog, selection)
     result = pipeline.plan(catalog, selection, _steps(steps), settings, force=force)
-    columns = ("step", "subject", "reason", *(("problem",) if as_json else ()))
+    columns = ("step", "subject", "reason", *(("problem", "conditional") if as_json else ()))
     render.print_rows([item.to_dict() for item in result], columns, as_json=as_json)
     if not as_json:
         render.warn_each(((i.step, i.subject, i.problem) for i in result if i.problem), "will fail")
         counts = ", ".join(f"{step} {count}" for step, count in result.counts().items())
         up_to_date = "" if none_selected else ": everything is up to date"
-        render.stderr.print(f"{len(result)} job(s): {counts}" if result else f"nothing to do{up_to_date}")
+        conditional = sum(item.conditional for item in result)
+        only_if = f" ({conditional} only if the job they follow changes its output)" if conditional else ""
+        render.stderr.print(
+            f"{len(result)} job(s): {counts}{only_if}" if result else f"nothing to do{up_to_date}"
+        )
 
 
 @uses_selection

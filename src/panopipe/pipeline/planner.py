@@ -69,6 +69,13 @@ class PlanItem:
         """Whether the job is in flight (on AWS Batch, or in another run): no run makes it again."""
         return _in_flight(self.reason)
 
+    @property
+    def conditional(self) -> bool:
+        """Whether the job runs only if the job it follows in the same run (reason ``after STEP``) makes an
+        output other than before: a stitch made again of the same frames gives the same panorama, and then
+        nothing after it runs."""
+        return self.fingerprint is None and not self.in_flight
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "step": self.step,
@@ -76,6 +83,7 @@ class PlanItem:
             "reason": self.reason,
             "fingerprint": self.fingerprint,
             "problem": self.problem,
+            "conditional": self.conditional,
         }
 
 
