@@ -23,6 +23,7 @@ from panopipe.catalog import Catalog, Selection
 from panopipe.catalog.schema import artifacts, jobs
 from panopipe.cli import main
 from panopipe.config import Settings
+from panopipe.demo import generate_survey, write_project_config
 from panopipe.dev import LocalStack, create_stack, run_worker, spawn_moto_server, start_moto_server
 from panopipe.errors import ConfigError
 from panopipe.events.handler import EventHandler
@@ -293,3 +294,77 @@ def test_a_reel_moved_within_the_bucket_keeps_its_images(
         assert {Path(i.uri).name: i.id for i in images} == ids
         assert all(f"/{stack.input_prefix}2024/R001/" in i.uri for i in images)
         assert {i.alt for i in images} == {519.4} and {i.shot for i in images} == {"R001-000001"}
+
+
+def test_a_shots_frames_removed_from_the_bucket_keep_its_outputs_for_verify_as_folder_ingest_does(
+    stack: LocalStack, catalog_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """All of a shot's frames deleted from the bucket (ObjectRemoved events, `worker events`): `verify` lists
+    its outputs `deleted` (exit 6) and a full `run` removes nothing, as after the same files deleted and
+    `panopipe ingest`; the removed images had been put in no shot, so verify listed nothing and the next run
+    deleted the shot's records and outputs, published files included. Uploaded again, the frames rejoin their
+    shot (nothing to redo); moved within the bucket, the images keep their ids and shots."""
+    survey = generate_survey(tmp_path / "demo", shots=2, camera_size=(160, 120))
+    config = str(write_project_config(survey.folder, catalog_url, (160, 120)))
+    s3 = boto3.client("s3")
+    keys = {
+        frame: f"{stack.input_prefix}{frame.relative_to(survey.folder).as_posix()}" for frame in survey.files
+    }
+    second = [frame for frame in survey.files if frame.name.endswith("_000002.jpg")]
+    options = ["--catalog", catalog_url, "--config", config]
+
+    def cli(*args: str) -> tuple[int, str]:
+        code = main([*args, *options])
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err, err
+        return code, out
+
+    def worker() -> None:
+        code, out = cli("worker", "events", "--queue-url", stack.queue_url, "--max-polls", "3", "--wait", "1")
+        assert code == 0 and ", failed 0" in out, out
+
+    def shots() -> dict[str, tuple[str | None, bool]]:
+        with Catalog.open(catalog_url) as catalog:
+            return {
+                image.id: (image.shot, image.deleted)
+                for image in catalog.images(Selection(include_deleted=True))
+            }
+
+    assert cli("db", "upgrade")[0] == 0
+    for frame, key in keys.items():
+        s3.put_object(Bucket=stack.bucket, Key=key, Body=frame.read_bytes())
+    worker()
+    published = sorted((survey.folder / "panopipe-out" / "publish").rglob("*.jpg"))
+    assert [path.name for path in published if "R001_000002" in path.name] != []
+    before = shots()
+
+    for frame in second:
+        s3.delete_object(Bucket=stack.bucket, Key=keys[frame])
+    worker()
+
+    code, out = cli("verify", "--json")
+    listed = json.loads(out)
+    assert code == 6 and len(listed) == 7  # stitch, apply-metadata, derive (2), publish (3)
+    assert {(o["subject"], o["problem"]) for o in listed} == {("shot:R001-000002", "deleted")}
+    code, out = cli("run", "--json")
+    assert code == 0 and json.loads(out)["removed"] == 0
+    assert sorted((survey.folder / "panopipe-out" / "publish").rglob("*.jpg")) == published
+    assert {i: shot for i, (shot, _) in shots().items()} == {i: shot for i, (shot, _) in before.items()}
+
+    for frame in second:  # put back
+        s3.put_object(Bucket=stack.bucket, Key=keys[frame], Body=frame.read_bytes())
+    worker()
+    assert shots() == before
+    assert cli("verify", "--json") == (0, "[]\n")
+
+    for frame in survey.files:  # `aws s3 mv` of the reel within the bucket
+        moved = keys[frame].replace(stack.input_prefix, f"{stack.input_prefix}2024/", 1)
+        s3.copy_object(
+            Bucket=stack.bucket, Key=moved, CopySource={"Bucket": stack.bucket, "Key": keys[frame]}
+        )
+        s3.delete_object(Bucket=stack.bucket, Key=keys[frame])
+    worker()
+    assert {i: kept for i, kept in shots().items() if not kept[1]} == before  # the old keys: placeholders
+    assert cli("verify", "--json") == (0, "[]\n")
+    code, out = cli("run", "--json")
+    assert code == 0 and json.loads(out)["removed"] == 0

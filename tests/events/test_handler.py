@@ -149,8 +149,8 @@ def test_hundreds_of_shuffled_deliveries_from_two_handlers_converge_to_the_in_or
 ):
     """Creations and removals (some objects removed, some removed and created again), each delivered many times
     in a seeded random order to two concurrent handlers, leave exactly the rows in-order delivery leaves, and
-    removed frames are in no shot (issue 12, item 10). The bucket holds what the events end with, as S3 does
-    when they are delivered late."""
+    frames removed before they were ever grouped are in no shot (issue 12, item 10). The bucket holds what the
+    events end with, as S3 does when they are delivered late."""
     events = [s3_record(key, sequencer=f"1{i}") for i, key in enumerate(keys)]
     events += [
         s3_record(key, sequencer=f"2{i}", removed=True) for i, key in enumerate(keys) if i in (0, 2, 3, 5)
@@ -239,6 +239,8 @@ def test_the_removal_of_an_object_never_catalogued_deletes_nothing_and_keeps_its
 
 
 def test_a_removed_object_is_marked_deleted_and_its_artifacts_orphaned(catalog: Catalog, keys, s3, shot):
+    """The removed frames stay in their shot, as `panopipe ingest` leaves deleted files' images: `verify` lists
+    its outputs `deleted` and a run keeps them (in no shot, the shot had vanished, and its outputs with it)."""
     handler = EventHandler(catalog, settings(shot[2]), executor=InlineExecutor(), steps=["stitch"])
     assert handler.handle(sqs_batch(*created(keys))).jobs == {"stitch": {"succeeded": 1}}
     for key in keys:
@@ -247,15 +249,37 @@ def test_a_removed_object_is_marked_deleted_and_its_artifacts_orphaned(catalog: 
     report = handler.handle(sqs_batch(*removals))
     assert {o.action.value for o in report.outcomes} == {"deleted"}
     assert catalog.count() == 0 and catalog.count(Selection(include_deleted=True)) == 6
+    assert {image.shot for image in catalog.images(Selection(include_deleted=True))} == {"R001-000001"}
     with catalog.engine.connect() as conn:
         assert conn.execute(sa.select(artifacts.c.orphaned)).scalars().all() == [True]
+
+
+def test_an_older_creation_delivered_after_the_removal_keeps_the_removed_frame_in_its_shot(
+    catalog: Catalog, keys: list[str], s3, shot
+):
+    """A creation older than the removal the image applied (a redelivery) fills in its record and leaves it
+    deleted, in the shot it was in."""
+    handler = EventHandler(catalog, settings(shot[2]))
+    handler.handle(sqs_batch(*created(keys)))
+    body = s3.get_object(Bucket=BUCKET, Key=keys[5])["Body"].read()
+    s3.delete_object(Bucket=BUCKET, Key=keys[5])
+    assert (
+        handler.handle(sqs_batch(s3_record(keys[5], sequencer="40", removed=True))).actions()["deleted"] == 1
+    )
+    s3.put_object(Bucket=BUCKET, Key=keys[5], Body=body)  # what a late reader of the creation would see
+
+    late = handler.handle(sqs_batch(*created(keys[5:], first=0x15)))
+
+    assert [o.reason for o in late.outcomes] == ["not newer than the event applied"]
+    (removed,) = [image for image in catalog.images(Selection(include_deleted=True)) if image.deleted]
+    assert removed.uri.endswith(keys[5]) and removed.shot == "R001-000001"
 
 
 def test_a_removed_frame_makes_its_shot_stale_for_the_handler_and_for_plan(
     catalog: Catalog, keys: list[str], s3, shot
 ):
-    """One frame of a stitched shot removed: the removed frame is in no shot then, and the shot, whose
-    panorama was made with it, had been found up to date (`plan`: nothing to do, still published)."""
+    """One frame of a stitched shot removed: the shot, whose panorama was made with it, is made again without
+    it (it had been found up to date once the removed frame was put in no shot: still published)."""
     handler = EventHandler(catalog, settings(shot[2]), executor=InlineExecutor(), steps=["stitch"])
     assert handler.handle(sqs_batch(*created(keys))).jobs == {"stitch": {"succeeded": 1}}
     s3.delete_object(Bucket=BUCKET, Key=keys[5])

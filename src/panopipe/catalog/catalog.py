@@ -25,7 +25,7 @@ from panopipe.catalog import short_ids
 from panopipe.catalog.bulk import FEW_ROWS, insert_columns
 from panopipe.catalog.columns import read_columns
 from panopipe.catalog.engine import catalog_location, checked_engine, database_errors, mask_url
-from panopipe.catalog.object_events import AppliedChange, ObjectChange, OnRemoved, apply_changes
+from panopipe.catalog.object_events import AppliedChange, ObjectChange, OnRemoved, apply_changes, mark_deleted
 from panopipe.catalog.project_config import ConfigVersion
 from panopipe.catalog.records import (
     CAPTURE_FIELDS,
@@ -461,26 +461,16 @@ class Catalog:
             copy_ops.record(conn, copies)
 
     def mark_deleted(self, uris: Iterable[str], *, shot_tolerance_s: float | None = None) -> list[str]:
-        """Mark the images at ``uris`` deleted (their records and edits are kept); the ids affected. With
-        ``shot_tolerance_s``, the frames left in their reels are grouped into shots again in the same
-        transaction (a stray frame gone, the shot it split is whole again)."""
-        marked: list[str] = []
-        reels: set[str | None] = set()
+        """Mark the images at ``uris`` deleted, their records, edits and shots kept, as object events do (see
+        :func:`~panopipe.catalog.object_events.mark_deleted`); the ids affected. With ``shot_tolerance_s``, the
+        frames left in their reels are grouped into shots again in the same transaction (a stray frame gone, the
+        shot it split is whole again)."""
         with self.transaction() as conn:
-            for chunk in batched(uris, 2000):
-                rows = conn.execute(
-                    images.update()
-                    .where(images.c.uri.in_(chunk), images.c.deleted == sa.false())
-                    .values(deleted=True, updated_at=utcnow())
-                    .returning(images.c.id, images.c.reel)
-                )
-                for row in rows:
-                    marked.append(row.id)
-                    reels.add(row.reel)
+            marked = mark_deleted(conn, images.c.uri, list(uris))
             if shot_tolerance_s is not None:
-                for reel in reels:
+                for reel in {row.reel for row in marked}:
                     assign_reel_shots(conn, reel, shot_tolerance_s)
-        return marked
+        return [row.id for row in marked]
 
     def relocate(self, moves: Mapping[str, FileLocation]) -> list[str]:
         """Point images at their files' new locations (``{old URI: new location}``), keeping their ids,

@@ -12,8 +12,10 @@ read-only, out of space, unreachable: :class:`~panopipe.errors.CatalogUnavailabl
 would fail alike, after as long a wait: every event of the batch fails at once, with the one line that says
 why (:func:`~panopipe.catalog.engine.database_error`), for its message to be delivered again later. Removing an unknown object leaves a deleted
 placeholder with its sequencer, so an older creation arriving later cannot bring it back; that creation still
-fills in the placeholder's metadata (it stays deleted), as it would have had it arrived first. A removed image
-belongs to no shot. So the final rows do not depend on the order events are delivered in.
+fills in the placeholder's metadata (it stays deleted), as it would have had it arrived first. So the final rows
+do not depend on the order events are delivered in, but for the shot of a removed image: it keeps the one it
+was in when its object was removed, as ``panopipe ingest`` leaves it (:func:`mark_deleted`), and an image
+removed before it was ever grouped is in none.
 
 The creation of an object the catalog does not know is matched by its content (SHA-256) with the images, as
 ``panopipe ingest`` matches new files:
@@ -48,7 +50,7 @@ from panopipe.catalog import file_copies as copy_ops
 from panopipe.catalog.engine import connect, database_error
 from panopipe.catalog.records import ImageRecord, UpsertResult
 from panopipe.catalog.schema import images
-from panopipe.catalog.subjects import CHUNK, touch_shots
+from panopipe.catalog.subjects import CHUNK
 from panopipe.catalog.types import new_id, utcnow
 from panopipe.errors import CatalogError, CatalogUnavailableError, EventError, PanopipeError
 from panopipe.iterutil import batched
@@ -93,8 +95,6 @@ class AppliedChange:
     action: Action
     reason: str | None = None
     image_id: str | None = None
-    shot_frame: str | None = None
-    """Of a removed frame whose shot keeps other frames: one of them, for the shot to be reprocessed."""
 
 
 OnRemoved = Callable[[sa.Connection, Sequence[str], Sequence[str]], None]
@@ -376,18 +376,7 @@ def _apply_round(
     removed = [
         image_id for index, image_id, _ in claimed if changes[index].record is None and index not in followers
     ]
-    deleted: set[str] = set()
-    if removed:  # the images not deleted yet, in one statement
-        deleting = images.update().where(c.id.in_(removed), c.deleted == sa.false())
-        deleted = set(
-            conn.execute(deleting.values(deleted=True, updated_at=utcnow()).returning(c.id)).scalars()
-        )
-    shots = _shots_of(conn, removed)
-    # A removed frame is in no shot then (below): its shot, made with it, is marked changed, and one of the
-    # frames it keeps is reported for the shot to be reprocessed (a shot none of whose frames changed is found
-    # up to date); a shot it leaves without frames is the on_removed hook's.
-    shot_frames = {i: frame for i, (_, frame) in shots.items() if i in deleted and frame is not None}
-    touch_shots(conn, {shots[i][0] for i in shot_frames}, now)
+    deleted = {row.id for row in mark_deleted(conn, c.id, removed)}
     ids = {changes[index].uri: image_id for index, image_id, _ in claimed}
     for index, image_id, added in claimed:
         record = changes[index].record
@@ -398,18 +387,28 @@ def _apply_round(
             outcome = AppliedChange(Action.SKIPPED, "not in the catalog: nothing to delete")
         elif record is None:
             action = Action.DELETED if image_id in deleted else Action.UNCHANGED
-            gone = image_id if image_id in deleted else None
-            outcome = AppliedChange(action, image_id=gone, shot_frame=shot_frames.get(image_id))
+            outcome = AppliedChange(action, image_id=image_id if image_id in deleted else None)
         else:
             action = Action.ADDED if added else Action.UPDATED if image_id in updated else Action.UNCHANGED
             outcome = AppliedChange(action, record.error if record.status == "failed" else None, image_id)
         outcomes.append((index, outcome))
     outcomes += _record_copies(conn, changes, matches, ids)
-    if removed:
-        if on_removed is not None:
-            on_removed(conn, removed, sorted({shot for shot, frame in shots.values() if frame is None}))
-        conn.execute(images.update().where(c.id.in_(removed), c.shot.is_not(None)).values(shot=None))
+    if removed and on_removed is not None:
+        on_removed(conn, removed, _emptied_shots(conn, removed))
     return outcomes
+
+
+def mark_deleted(conn: sa.Connection, column: sa.ColumnElement[Any], keys: Collection[Any]) -> list[Any]:
+    """Mark deleted the images whose ``column`` (``uri``, ``id``) is one of ``keys``, those not deleted yet; their
+    rows (``id``, ``reel``). However its file went (``panopipe ingest``, an object event), a deleted image keeps
+    its record, its edits and its shot: a shot whose frames are all deleted keeps its outputs, which ``verify``
+    lists as ``deleted``, and a frame put back rejoins it."""
+    c = images.c
+    marked: list[Any] = []
+    for chunk in batched(keys, CHUNK):
+        deleting = images.update().where(column.in_(chunk), c.deleted == sa.false())
+        marked += conn.execute(deleting.values(deleted=True, updated_at=utcnow()).returning(c.id, c.reel))
+    return marked
 
 
 def _applies(change: ObjectChange, row: Any) -> bool:
@@ -556,7 +555,8 @@ def _fill_removed(
     locked: Mapping[str, Any] | None,
 ) -> None:
     """Write the metadata of creations older than the removal their images applied, keeping them deleted
-    and in no shot. Guarded as claims are: the row must still hold the sequencer read and be deleted."""
+    (and in the shot they were in, if any). Guarded as claims are: the row must still hold the sequencer read
+    and be deleted."""
     c = images.c
     guard = images.update().where(
         c.id == sa.bindparam("_id"),
@@ -568,22 +568,18 @@ def _fill_removed(
         raise _Raced("a concurrent handler applied a newer event of the same object")
     upsert(conn, [record for _, _, record in fills], {}, locked)
     ids = [image_id for image_id, _, _ in fills]
-    conn.execute(images.update().where(c.id.in_(ids)).values(deleted=True, shot=None))
+    conn.execute(images.update().where(c.id.in_(ids)).values(deleted=True))
 
 
-def _shots_of(conn: sa.Connection, image_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
-    """The shot of each of ``image_ids`` that is in one, and a frame of it that is not deleted (``None``: the
-    shot has none left), by image id."""
+def _emptied_shots(conn: sa.Connection, image_ids: Sequence[str]) -> list[str]:
+    """The shots of ``image_ids`` that have no frame left that is not deleted."""
     frame = images.alias("frame")
-    kept = sa.and_(frame.c.shot == images.c.shot, frame.c.deleted == sa.false())
-    one = sa.select(frame.c.id).where(kept).order_by(frame.c.id).limit(1).scalar_subquery()
-    found: dict[str, tuple[str, str | None]] = {}
+    kept = sa.exists().where(frame.c.shot == images.c.shot, frame.c.deleted == sa.false())
+    emptied: set[str] = set()
     for chunk in batched(image_ids, CHUNK):
-        query = sa.select(images.c.id, images.c.shot, one).where(
-            images.c.id.in_(chunk), images.c.shot.is_not(None)
-        )
-        found.update((image_id, (shot, frame_id)) for image_id, shot, frame_id in conn.execute(query))
-    return found
+        query = sa.select(images.c.shot).where(images.c.id.in_(chunk), images.c.shot.is_not(None), ~kept)
+        emptied.update(conn.execute(query).scalars())
+    return sorted(emptied)
 
 
 def padded_sequencer(sequencer: str | None) -> str | None:
@@ -611,5 +607,6 @@ __all__ = [
     "Then",
     "Upsert",
     "apply_changes",
+    "mark_deleted",
     "padded_sequencer",
 ]

@@ -244,14 +244,12 @@ class EventHandler:
             on_removed=orphan_artifacts,
             shot_tolerance_s=current.settings.ingest.shot_tolerance_s,
         )
-        changed: set[str] = set()
         for (item, _), result in zip(ready, applied, strict=True):
             if result is not None:
                 item.outcome = Outcome(
                     item.message_id, item.uri, result.action, result.reason, result.image_id
                 )
-                if result.shot_frame is not None:  # a removed frame's shot: made with it, made again
-                    changed.add(result.shot_frame)
+        changed: set[str] = set()  # a removed frame's too: its shot, made with it, is made again
         for item in pending:
             outcome = item.outcome
             if outcome is None or (item.message_id in report.failed_messages and item.message_id is not None):
