@@ -16,7 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 from moto import mock_aws
-from tests.aws.s3_events import sqs_batch, sqs_message
+from tests.aws.s3_events import EVENTS, sqs_batch, sqs_message
 from tests.conftest import free_port
 
 from panopipe.catalog import Catalog
@@ -65,6 +65,45 @@ def test_a_batch_without_failures_exits_0(capsys, tmp_path: Path, catalog_file: 
     code = main(["events", "handle", str(event), "--catalog", catalog_file])
     out, err = capsys.readouterr()
     assert (code, err) == (0, "") and json.loads(out)["failed_messages"] == []
+
+
+def test_events_parse_and_handle_read_what_aws_sqs_receive_message_prints(
+    capsys, tmp_path: Path, catalog_file: str
+):
+    """The documented dead-letter replay saves `aws sqs receive-message` output: both commands said
+    `unrecognised event shape: top-level keys ['Messages']` (exit 7). Each message's Body is an event, its
+    MessageId the id a failure names."""
+    (sqs,) = json.loads((EVENTS / "powertools-python/s3SqsEvent.json").read_text())["Records"]
+    fields = {"ReceiptHandle": sqs["receiptHandle"], "MD5OfBody": sqs["md5OfBody"], "Attributes": {}}
+    received = tmp_path / "messages.json"
+    received.write_text(
+        json.dumps({"Messages": [fields | {"MessageId": "m-1", "Body": sqs["body"]}]}, indent=4)
+    )
+
+    assert main(["events", "parse", str(received)]) == 0
+    assert [e["key"] for e in json.loads(capsys.readouterr().out)] == ["test.pdf"]
+
+    test_event = {"MessageId": "test", "Body": json.dumps(TEST_EVENT)}
+    received.write_text(
+        json.dumps({"Messages": [fields | test_event, fields | {"MessageId": "bad", "Body": "x"}]})
+    )
+    code = main(["events", "handle", str(received), "--catalog", catalog_file])
+    out, err = capsys.readouterr()
+    assert (code, json.loads(out)["failed_messages"]) == (7, ["bad"])
+    assert err.splitlines()[-1] == "error: 1 message(s) failed (bad): see the reasons above"
+
+
+def test_events_parse_of_an_unknown_shape_or_an_empty_file_is_one_line(capsys, tmp_path: Path):
+    event = tmp_path / "event.json"
+    for text, reason in [
+        ("", "empty: no event (`aws sqs receive-message` prints nothing when no message is there)"),
+        ('{"Message": []}', "unrecognised event shape: top-level keys ['Message'] (known: an S3, SNS or"),
+    ]:
+        event.write_text(text)
+        assert main(["events", "parse", str(event)]) == EventError.exit_code
+        out, err = capsys.readouterr()
+        assert out == "" and len(err.splitlines()) == 1
+        assert err.startswith(f"error: 1 of 1 message(s) could not be understood: event: {reason}"), err
 
 
 def test_worker_events_without_a_region_says_how_to_set_one(

@@ -15,18 +15,24 @@ import sys
 import time
 from pathlib import Path
 
+import boto3
 import pytest
+from tests.aws.s3_events import render_shot
 from tests.conftest import free_port, require
 
+from panopipe.catalog import Catalog
+from panopipe.dev import create_stack, spawn_moto_server
+
 DOCS = Path(__file__).parents[2] / "docs" / "aws.md"
+ARCHITECTURE = DOCS.with_name("architecture.md")
 SRC = Path(__file__).parents[2] / "src"
 SECTION = "## Local parity: `panopipe dev up` and `panopipe worker events`"
 
 
-def documented_commands(title: str = SECTION) -> list[str]:
-    """The commands of the ``sh`` blocks of the section ``title``, continuation lines joined and comments
-    dropped."""
-    text = DOCS.read_text(encoding="utf-8")
+def documented_commands(title: str = SECTION, page: Path = DOCS) -> list[str]:
+    """The commands of the ``sh`` blocks of the section ``title`` of ``page``, continuation lines joined and
+    comments dropped."""
+    text = page.read_text(encoding="utf-8")
     section = text[text.index(title) :]
     section = section[: section.find("\n## ", 1) if "\n## " in section[1:] else None]
     commands = []
@@ -163,3 +169,60 @@ def test_every_regional_call_of_the_manual_setup_names_the_region():
     regional = [call for call in calls if re.match(r"(\w+=)?aws (sqs|lambda|logs|s3api) ", call)]
 
     assert len(regional) >= 10 and [c for c in regional if "--region $REGION" not in c] == []
+
+
+def test_the_documented_dead_letter_replay_reads_what_receive_message_saved(
+    shell: dict[str, str], tmp_path: Path
+):
+    """docs/architecture.md's replay of the dead-letter queue, run as written against `dev up`'s queues: only the
+    queue's URL is dev up's (the page reads the stack's output) and the AWS CLI is given moto's endpoint. Both
+    panopipe commands had refused the file `aws sqs receive-message` saved (`unrecognised event shape`, exit 7)."""
+    require(shutil.which("aws") is not None, "the AWS CLI")
+    find_queue, receive, parse, handle, find_arn, move = documented_commands("## Troubleshoot", ARCHITECTURE)
+    assert find_queue.startswith("DLQ_URL=$(panopipe cloud status --stack panopipe --json")
+    assert move == 'aws sqs start-message-move-task --source-arn "$DLQ_ARN"'  # moto has no move tasks
+    frames, _ = render_shot(tmp_path / "shot")
+    process, endpoint = spawn_moto_server()
+    try:
+        stack = create_stack(endpoint, bucket="survey-in")
+        env = shell | stack.environment() | {"DLQ_URL": stack.dead_letter_queue_url}
+        env |= {"PANOPIPE_CATALOG": str(tmp_path / "survey.db"), "PANOPIPE_EXECUTOR": "none"}
+        credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        session = boto3.Session(region_name=stack.region, **credentials)
+        sqs = session.client("sqs", endpoint_url=endpoint)
+        sqs.purge_queue(QueueUrl=stack.queue_url)  # S3's test event
+        key = f"{stack.input_prefix}R001/cam0/{frames[0].name}"
+        session.client("s3", endpoint_url=endpoint).put_object(
+            Bucket=stack.bucket, Key=key, Body=frames[0].read_bytes()
+        )
+        (notified,) = sqs.receive_message(QueueUrl=stack.queue_url, WaitTimeSeconds=5)["Messages"]
+        sqs.send_message(QueueUrl=stack.dead_letter_queue_url, MessageBody=notified["Body"])  # failed 5 times
+
+        def sh(command: str) -> subprocess.CompletedProcess[str]:
+            command = command.replace("aws sqs ", f"aws --endpoint-url {endpoint} sqs ")
+            return subprocess.run(
+                ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+            )
+
+        assert sh("panopipe db upgrade").returncode == 0
+        assert sh(receive).returncode == 0 and '"Messages"' in (tmp_path / "dead.json").read_text()
+        parsed = sh(parse)
+        assert parsed.returncode == 0, parsed.stderr
+        assert [event["key"] for event in json.loads(parsed.stdout)] == [key]
+        handled = sh(handle)
+        assert (handled.returncode, handled.stderr) == (0, "")
+        assert json.loads(handled.stdout)["outcomes"][0]["action"] == "added"
+        with Catalog.open(env["PANOPIPE_CATALOG"]) as catalog:
+            assert [image.uri for image in catalog.images()] == [f"s3://{stack.bucket}/{key}"]
+        arn = sh(f'{find_arn} && echo "$DLQ_ARN"')
+        assert arn.stdout.strip() == f"arn:aws:sqs:{stack.region}:123456789012:{stack.bucket}-events-dlq"
+        # The message is hidden for 30 s now: receive-message prints nothing, which panopipe names.
+        assert sh(receive).returncode == 0 and (tmp_path / "dead.json").read_text() == ""
+        empty = sh(parse)
+        assert empty.returncode == 7 and empty.stderr.splitlines() == [
+            "error: 1 of 1 message(s) could not be understood: event: empty: no event (`aws sqs receive-message` "
+            "prints nothing when no message is there)"
+        ]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -554,11 +554,67 @@ def test_mixed_sqs_batch_with_one_poison_message(load_event):
         object_events({"Records": records})
 
 
+def _received(record: dict) -> dict:
+    """An SQS record as Lambda delivers it, as ReceiveMessage returns it (what `aws sqs receive-message`
+    prints: the same message, its keys capitalised)."""
+    return {
+        "MessageId": record["messageId"],
+        "ReceiptHandle": record["receiptHandle"],
+        "MD5OfBody": record["md5OfBody"],
+        "Body": record["body"],
+        "Attributes": record["attributes"],
+    }
+
+
+def test_what_aws_sqs_receive_message_prints_is_a_batch_of_its_messages(load_event):
+    """The documented dead-letter replay saves `aws sqs receive-message` output; it was an unrecognised shape."""
+    sqs = load_event("powertools-python/s3SqsEvent.json")
+    received = {
+        "Messages": [
+            *map(_received, sqs["Records"]),
+            _received(
+                _sqs_record("poison", "{not json") | {"receiptHandle": "r", "md5OfBody": "", "attributes": {}}
+            ),
+            "not a message",
+        ]
+    }
+
+    messages = parse_event(json.dumps(received, indent=4))
+
+    assert [m.events for m in messages[:1]] == [m.events for m in parse_event(sqs)]
+    assert [(m.message_id, bool(m.events), m.error) for m in messages[1:]] == [
+        (
+            "poison",
+            False,
+            "not JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        ),
+        (None, False, "SQS message must be an object, got str"),
+    ]
+    assert messages[0].message_id == "ca3e7a89-c358-40e5-8aa0-5da01403c267"
+
+
+def test_an_empty_payload_says_so_and_why_it_may_be():
+    """`aws sqs receive-message` prints nothing when the queue holds no message."""
+    for payload in (b"", " \n"):
+        [message] = parse_event(payload)
+
+        assert (
+            message.error
+            == "empty: no event (`aws sqs receive-message` prints nothing when no message is there)"
+        )
+
+
+KNOWN = (
+    " (known: an S3, SNS or EventBridge event, Lambda's SQS event, or the messages `aws sqs receive-message`"
+    " prints)"
+)
+
+
 @pytest.mark.parametrize(
     ("payload", "error"),
     [
-        ({"detail": {}, "id": "x"}, "unrecognised event shape: top-level keys ['detail', 'id']"),
-        ([1, 2], "unrecognised event shape: expected a JSON object, got list"),
+        ({"detail": {}, "id": "x"}, f"unrecognised event shape: top-level keys ['detail', 'id']{KNOWN}"),
+        ([1, 2], f"unrecognised event shape: expected a JSON object, got list{KNOWN}"),
         ({"Records": "nope"}, "Records must be a list, got str"),
         (
             {"Records": [{"eventSource": "aws:kinesis"}]},

@@ -26,7 +26,9 @@ def parse(
     event_file: Annotated[
         Path,
         typer.Argument(
-            help="A saved event (S3, SQS, SNS or EventBridge envelope).", exists=True, dir_okay=False
+            help="A saved event (S3, SQS, SNS or EventBridge envelope), or what `aws sqs receive-message` printed.",
+            exists=True,
+            dir_okay=False,
         ),
     ],
 ) -> None:
@@ -45,7 +47,10 @@ def handle(
     event_file: Annotated[
         Path,
         typer.Argument(
-            help="A saved event or SQS batch, as Lambda receives it.", exists=True, dir_okay=False
+            help="A saved event or SQS batch, as Lambda receives it, or what `aws sqs receive-message` printed "
+            "(e.g. of the dead-letter queue).",
+            exists=True,
+            dir_okay=False,
         ),
     ],
     *,

@@ -2,8 +2,10 @@
 
 Handled envelopes: the direct S3 notification (``Records[].eventSource == "aws:s3"``), SNS
 (``Records[].Sns.Message``), SQS whose ``body`` is an S3 notification (also SNS raw delivery), an SNS
-envelope or an EventBridge event, and EventBridge ``Object Created`` / ``Object Deleted`` events. The
-``s3:TestEvent`` S3 sends when a notification configuration is saved is ignored, with the reason.
+envelope or an EventBridge event, and EventBridge ``Object Created`` / ``Object Deleted`` events. SQS messages
+come as Lambda delivers them (``Records``) or as ReceiveMessage returns them (``Messages[].Body``: what
+``aws sqs receive-message`` prints, e.g. of the dead-letter queue). The ``s3:TestEvent`` S3 sends when a
+notification configuration is saved is ignored, with the reason.
 
 Each SQS message is parsed on its own, so one poison message does not hide the others in its batch.
 """
@@ -89,6 +91,8 @@ def parse_event(payload: Mapping[str, Any] | str | bytes) -> list[EventMessage]:
     Never raises for bad input: a message that cannot be understood carries ``error``, and a payload
     that is no known envelope yields one such message.
     """
+    if isinstance(payload, str | bytes) and not payload.strip():
+        return [EventMessage(message_id=None, events=(), error=_EMPTY, ignored=None)]
     try:
         document = _load_json(payload) if isinstance(payload, str | bytes) else payload
     except EventError as exc:
@@ -96,7 +100,10 @@ def parse_event(payload: Mapping[str, Any] | str | bytes) -> list[EventMessage]:
     records = document.get("Records") if isinstance(document, Mapping) else None
     if isinstance(records, list) and records and all(_is_sqs_record(r) for r in records):
         return [_sqs_message(record) for record in records]
-    return [_message(None, lambda: _parse_document(document))]
+    received = document.get("Messages") if isinstance(document, Mapping) else None
+    if isinstance(received, list) and records is None:
+        return [_sqs_message(message, _RECEIVED) for message in received]
+    return [_message(None, lambda: _parse_top_level(document))]
 
 
 def object_events(payload: Mapping[str, Any] | str | bytes) -> list[ObjectEvent]:
@@ -135,10 +142,24 @@ def _is_sqs_record(record: object) -> bool:
     return isinstance(record, Mapping) and record.get("eventSource") == "aws:sqs"
 
 
-def _sqs_message(record: Mapping[str, Any]) -> EventMessage:
-    message_id = record.get("messageId")
+_EMPTY = "empty: no event (`aws sqs receive-message` prints nothing when no message is there)"
+
+_SqsFields = tuple[str, str]
+"""The names of an SQS message's id and body."""
+_DELIVERED: _SqsFields = ("messageId", "body")
+"""As Lambda delivers an SQS message (a record of its event)."""
+_RECEIVED: _SqsFields = ("MessageId", "Body")
+"""As ReceiveMessage returns one."""
+
+
+def _sqs_message(message: object, fields: _SqsFields = _DELIVERED) -> EventMessage:
+    if not isinstance(message, Mapping):
+        error = f"SQS message must be an object, got {type(message).__name__}"
+        return EventMessage(message_id=None, events=(), error=error, ignored=None)
+    id_field, body_field = fields
+    message_id = message.get(id_field)
     message_id = message_id if isinstance(message_id, str) else None
-    return _message(message_id, lambda: _parse_document(_load_json(_field(record, "body", str, "SQS"))))
+    return _message(message_id, lambda: _parse_document(_load_json(_field(message, body_field, str, "SQS"))))
 
 
 def _message(message_id: str | None, parse: Callable[[], _Parsed]) -> EventMessage:
@@ -151,10 +172,25 @@ def _message(message_id: str | None, parse: Callable[[], _Parsed]) -> EventMessa
     )
 
 
+class _UnknownShape(EventError):
+    """A document that is no envelope :func:`_parse_document` knows."""
+
+
+def _parse_top_level(document: object) -> _Parsed:
+    """:func:`_parse_document`, an unknown shape's error naming the shapes a payload may have."""
+    try:
+        return _parse_document(document)
+    except _UnknownShape as exc:
+        known = "an S3, SNS or EventBridge event, Lambda's SQS event, or the messages `aws sqs receive-message` prints"
+        raise EventError(f"{exc} (known: {known})") from None
+
+
 def _parse_document(document: object) -> _Parsed:
     """Unwrap one document: S3/SNS ``Records``, an SNS envelope, an EventBridge event or the test event."""
     if not isinstance(document, Mapping):
-        raise EventError(f"unrecognised event shape: expected a JSON object, got {type(document).__name__}")
+        raise _UnknownShape(
+            f"unrecognised event shape: expected a JSON object, got {type(document).__name__}"
+        )
     if "Records" in document:
         return _parse_records(document["Records"])
     if document.get("Event") == "s3:TestEvent":
@@ -163,7 +199,7 @@ def _parse_document(document: object) -> _Parsed:
         return _parse_eventbridge(document)
     if document.get("Type") == "Notification" and "Message" in document:
         return _parse_document(_load_json(_field(document, "Message", str, "SNS")))
-    raise EventError(f"unrecognised event shape: top-level keys {sorted(map(str, document))}")
+    raise _UnknownShape(f"unrecognised event shape: top-level keys {sorted(map(str, document))}")
 
 
 def _parse_records(records: object) -> _Parsed:
