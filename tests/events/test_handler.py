@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -205,6 +206,19 @@ def test_a_creation_racing_a_removal_of_a_new_object_leaves_the_removal(
         assert raced and raced[0].counts()["failed"] == 0 and report.counts()["failed"] == 0
         (image,) = catalog.images(Selection(include_deleted=True))
         assert image.deleted
+
+
+def test_a_key_that_is_not_utf8_fails_its_message_only(catalog: Catalog):
+    """A lone surrogate JSON escaped in a key raised UnicodeEncodeError out of the handler: the whole batch
+    failed, and came back until every message of it was in the dead-letter queue."""
+    bad = s3_record("incoming/R001/cam0/a.jpg", sequencer="10")
+    bad["s3"]["object"]["key"] = "incoming/R001/cam0/a\ud800.jpg"
+    fine = s3_record("incoming/R001/notes.txt", sequencer="10")
+
+    report = EventHandler(catalog, Settings()).handle(json.dumps(sqs_batch(bad, fine)))
+
+    assert report.batch_item_failures() == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    assert [(o.message_id, o.action.value) for o in report.outcomes] == [("m0", "failed"), ("m1", "skipped")]
 
 
 def test_an_older_event_never_overwrites_a_newer_one(catalog: Catalog, keys: list[str], s3, shot):

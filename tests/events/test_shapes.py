@@ -491,6 +491,17 @@ def test_percent_escapes_that_are_not_utf8_make_the_message_malformed(load_event
     assert "not UTF-8" in message.error
 
 
+def test_a_key_with_a_lone_surrogate_makes_the_message_malformed(load_event):
+    """JSON may escape a lone surrogate (``\\ud800``), which no S3 key holds: the key check of the handler
+    raised UnicodeEncodeError, and the whole batch failed."""
+    payload = json.dumps(_with_key(load_event, "powertools-python/s3Event.json", "R001/a\ud800.jpg"))
+
+    [message] = parse_event(payload)
+
+    assert message.events == ()
+    assert message.error == "object key 'R001/a\\ud800.jpg' is not valid UTF-8"
+
+
 def _s3_body(load_event, mutate) -> str:
     notification = copy.deepcopy(load_event("powertools-python/s3Event.json"))
     mutate(notification["Records"][0])

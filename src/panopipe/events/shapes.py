@@ -293,6 +293,10 @@ def _object_event(
         raise EventError(f"object key {raw_key!r} has percent-escapes that are not UTF-8") from exc
     if not key:
         raise EventError("object key is empty")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which JSON can escape (\ud800) and no S3 key holds
+        raise EventError(f"object key {raw_key!r} is not valid UTF-8") from None
     return ObjectEvent(bucket=bucket, key=key, size=size, time=_parse_time(time), **fields)
 
 
