@@ -16,7 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 from moto import mock_aws
-from tests.aws.s3_events import EVENTS, sqs_batch, sqs_message
+from tests.aws.s3_events import EVENTS, s3_record, sqs_batch, sqs_message
 from tests.conftest import free_port
 
 from panopipe.catalog import Catalog
@@ -230,3 +230,52 @@ def test_worker_events_polls_the_queue_where_its_url_says_without_an_endpoint_va
     assert code == 0, err
     assert err.startswith(f"worker: polling {sqs_stack.queue_url} at {sqs_stack.endpoint_url} "), err
     assert out.startswith("done after 1 poll(s)")
+
+
+def test_worker_events_says_why_it_refused_events_one_warning_per_reason(
+    sqs_stack: LocalStack, catalog_file: str, capsys, monkeypatch
+):
+    """Refused keys were only counted (`skipped 7`), their reasons shown with -v alone: an uploader could not
+    tell why files never reached the catalog. panopipe's own outputs, skipped as expected, stay counted only."""
+    for name, value in sqs_stack.environment().items():
+        monkeypatch.setenv(name, value)
+    bucket = f"s3://{sqs_stack.bucket}"
+    refused = [
+        "incoming/R010//cam0/R010_cam0_000001.jpg",
+        "incoming/R011/./cam0/R011_cam0_000001.jpg",
+        "incoming/R012\\cam0\\R012_cam0_000001.jpg",
+        "incoming/R013/cam0/R013_cam0_000001\x01.jpg",
+        "incoming/R014/cam0/notes.txt",
+    ]
+    records = [s3_record(key, sequencer="10", bucket=sqs_stack.bucket) for key in refused]
+    records += [s3_record("incoming/R015/cam0/a.jpg", sequencer="10", bucket="elsewhere")]
+    records += [s3_record(f"{sqs_stack.output_prefix}publish/a.jpg", sequencer="10", bucket=sqs_stack.bucket)]
+    sqs = boto3.client("sqs", endpoint_url=sqs_stack.endpoint_url)
+    # A queue of its own: a poll the Ctrl-C tests abandoned may still be waiting on the stack's. One message,
+    # which one poll receives whole (S3 sends a record a message, which polls receive in batches).
+    queue = sqs.create_queue(QueueName="refusals")["QueueUrl"]
+    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"Records": records}))
+
+    command = ["worker", "events", "--queue-url", queue, "--max-polls", "1", "--wait", "1"]
+    code = main([*command, "--catalog", catalog_file])
+
+    err = capsys.readouterr().err
+    assert code == 0 and "batch: 1 message(s): " in err and "skipped 7, failed 0" in err, err
+    unsafe = "skipped {} event(s), not catalogued: unsafe key: {}"
+    assert sorted(line for line in err.splitlines() if line.startswith("warning: ")) == sorted(
+        [
+            "warning: "
+            + unsafe.format(2, "empty, '.' and '..' segments are not allowed")
+            + f" ({bucket}/{refused[0]}, {bucket}/{refused[1]})",
+            "warning: "
+            + unsafe.format(1, "keys are relative, '/'-separated paths")
+            + f" ({bucket}/{refused[2]})",
+            "warning: "
+            + unsafe.format(1, "control characters are not allowed")
+            + f" ({bucket}/incoming/R013/cam0/R013_cam0_000001\\x01.jpg)",
+            "warning: skipped 1 event(s), not catalogued: not a JPEG image (by its name)"
+            f" ({bucket}/{refused[4]})",
+            "warning: skipped 1 event(s), not catalogued: bucket 'elsewhere' is not one this deployment handles"
+            " (s3://elsewhere/incoming/R015/cam0/a.jpg)",
+        ]
+    )

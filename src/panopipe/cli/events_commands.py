@@ -110,7 +110,9 @@ def worker_events(
     configuration (--config, ./panopipe.toml: the rig profile, the steps); Ctrl-C stops it (exit 0, a second
     Ctrl-C while it stops is ignored).
 
-    Prints a start line, one line per batch and, when it stops, a summary (JSON with --json). Acknowledged
+    Prints a start line, one line per batch (with a warning per reason its events were refused: an unsafe
+    key, a bucket not handled, a name not a JPEG's; their objects never reach the catalog) and, when it
+    stops, a summary (JSON with --json). Acknowledged
     messages are deleted; failed ones come back after the visibility timeout. An SQS endpoint that cannot be
     reached is polled again (a warning each time) until --give-up-after, then exit code 4; a queue that does
     not exist, or another refusal, stops it at once with exit code 7.
@@ -120,6 +122,7 @@ def worker_events(
     """
     from panopipe.dev import run_worker
     from panopipe.events.handler import EventHandler
+    from panopipe.iterutil import examples
 
     handler = EventHandler.from_settings(catalog, settings)
 
@@ -139,6 +142,10 @@ def worker_events(
         render.stderr.print(
             f"batch: {messages} message(s): {actions}; jobs: {jobs or 'none'}", soft_wrap=True
         )
+        for reason, uris in batch.refusals().items():
+            render.warn(
+                f"skipped {len(uris)} event(s), not catalogued: {reason} ({examples(uris, len(uris))})"
+            )
 
     def retrying(error: str, wait_s: float) -> None:
         render.warn(f"{error}; polling again in {wait_s:.0f} s")

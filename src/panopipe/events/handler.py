@@ -60,6 +60,7 @@ from panopipe.pipeline import Pipeline, load_pipeline, output_prefixes, plan
 from panopipe.pipeline.runner import initiate
 from panopipe.pipeline.store import orphan_artifacts
 from panopipe.storage import CONCURRENT_REQUESTS, Storage, open_storage, validate_key
+from panopipe.storage.base import shown_name
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +88,13 @@ class Outcome:
 @dataclass(slots=True)
 class HandleReport:
     """What one invocation did: per-event outcomes, failed messages, the reprocessing it started, and the
-    seconds spent reading S3 (``read``), writing the catalog (``apply``) and planning (``reprocess``)."""
+    seconds spent reading S3 (``read``), writing the catalog (``apply``) and planning (``reprocess``).
+    ``refused`` are the outcomes of the events skipped whose objects an uploader meant for the catalog (see
+    :meth:`refusals`)."""
 
     outcomes: list[Outcome] = field(default_factory=list)
     failed_messages: list[str | None] = field(default_factory=list)
+    refused: list[Outcome] = field(default_factory=list)
     jobs: dict[str, dict[str, int]] = field(default_factory=dict)
     planned: int = 0
     reprocess_error: str | None = None
@@ -106,6 +110,15 @@ class HandleReport:
         """How many events had each outcome: ``added``, ``updated``, ``unchanged``, ``deleted``, ``skipped``,
         ``failed`` (all present, in that order)."""
         return {action.value: sum(o.action is action for o in self.outcomes) for action in Action}
+
+    def refusals(self) -> dict[str, list[str]]:
+        """The URIs of the objects never catalogued, by why their events were refused: a bucket not handled, an
+        unsafe key, a name not a JPEG's, a URI too long (panopipe's own outputs, skipped as expected, are not
+        refusals)."""
+        grouped: dict[str, list[str]] = {}
+        for outcome in self.refused:
+            grouped.setdefault(outcome.reason or "", []).append(outcome.uri or "")
+        return grouped
 
     def batch_item_failures(self) -> dict[str, list[dict[str, str]]]:
         """The SQS partial batch response: the messages to deliver again."""
@@ -134,6 +147,7 @@ class _Pending:
     sequencer: str | None = None
     change: ObjectChange | None = None
     outcome: Outcome | None = None
+    refused: bool = False
 
 
 @dataclass(slots=True)
@@ -258,6 +272,8 @@ class EventHandler:
                 self._fail(report, item.message_id, item.uri, outcome.reason or "failed")
                 continue
             report.outcomes.append(outcome)
+            if item.refused:
+                report.refused.append(outcome)
             if outcome.action is Action.SKIPPED:
                 log.info("skipped", extra=outcome.to_dict())
             elif outcome.action not in (Action.UNCHANGED, Action.DUPLICATE) and outcome.image_id:
@@ -305,26 +321,30 @@ class EventHandler:
 
     def _locate(self, item: _Pending, view: _View) -> None:
         """Set the item's URI, storage and sequencer, or its outcome (skipped) for events panopipe must not
-        act on."""
+        act on. A refusal's outcome has the object's URI as written (``s3://BUCKET/KEY``, an unsafe key too),
+        and a reason that does not repeat it, the same for every object refused so."""
         event = item.event
         try:
             if view.settings.buckets and event.bucket not in view.settings.buckets:
-                raise _Skip(f"bucket {event.bucket!r} is not one this deployment handles")
+                raise _Refused(f"bucket {event.bucket!r} is not one this deployment handles")
             try:
                 validate_key(event.key)
             except StorageError as exc:
-                raise _Skip(f"unsafe key: {exc}") from None
+                why = str(exc).removeprefix(f"invalid storage key {shown_name(event.key)!r}: ")
+                raise _Refused(f"unsafe key: {why}") from None
             item.storage = self._storage(event.bucket)
             item.uri = item.storage.uri(event.key)
             if item.uri.startswith(view.own_prefixes):
                 raise _Skip("panopipe's own output")
             if not event.key.lower().endswith(JPEG_SUFFIXES):
-                raise _Skip("not a JPEG image (by its name)")
+                raise _Refused("not a JPEG image (by its name)")
             if reason := unstorable_uri(item.uri):
-                raise _Skip(reason)
+                raise _Refused(reason)
             item.sequencer = padded_sequencer(event.sequencer)
         except _Skip as skip:
-            item.outcome = Outcome(item.message_id, item.uri, Action.SKIPPED, str(skip))
+            uri = item.uri or f"s3://{event.bucket}/{shown_name(event.key)}"
+            item.outcome = Outcome(item.message_id, uri, Action.SKIPPED, str(skip))
+            item.refused = isinstance(skip, _Refused)
         except EventError as exc:  # a malformed record: the message fails, for a human to see in the DLQ
             item.outcome = Outcome(item.message_id, item.uri, Action.FAILED, str(exc))
 
@@ -407,6 +427,10 @@ class EventHandler:
 
 class _Skip(Exception):
     """An event panopipe acknowledges without acting on it (the message is the reason)."""
+
+
+class _Refused(_Skip):
+    """A skipped event whose object its uploader meant for the catalog (see :meth:`HandleReport.refusals`)."""
 
 
 __all__ = [
