@@ -29,6 +29,11 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _IMAGE_MAGIC = (_PNG_MAGIC, b"II*\x00", b"MM\x00*", b"RIFF", b"BM")  # the formats OpenCV decodes
 _CORRUPT = "Corrupt JPEG data: "  # how libjpeg begins most of its warnings about the entropy-coded data
 _EXTRANEOUS_BEFORE_EOI = re.compile(r"Corrupt JPEG data: (\d+) extraneous bytes before marker 0xd9")
+_HARMLESS = (  # libjpeg's warnings of quirks of the header, which leave the pixels whole (jerror.h)
+    "Warning: unknown JFIF revision number",
+    "Invalid SOS parameters for sequential JPEG",
+    "Unknown Adobe color transform code",
+)
 MAX_PIXELS = 1 << 30
 """The most pixels a decode makes (3 GiB as BGR): OpenCV's own limit, which the other formats keep; a header
 claiming more is refused before anything is allocated."""
@@ -103,17 +108,19 @@ def _decode_jpeg(data: bytes, source: str, *, upright: bool, shrink: int, colour
 
 
 def _damaged(data: bytes, warning: str) -> bool:
-    """Whether libjpeg's ``warning`` about ``data`` says that its pixels are not all there: damaged
-    entropy-coded data or a file cut short. Other warnings are of the header (an unknown JFIF revision, SOS
-    parameters a sequential JPEG need not have) and leave the pixels whole, as does fill before the end marker
-    (``N extraneous bytes before marker 0xd9`` where those bytes are all 0x00 or all 0xFF; other bytes there
-    are data a damaged stream left unread). An error, not a warning, fails OpenCV's decode too."""
+    """Whether libjpeg's ``warning`` (or error) about ``data`` says that its pixels are not all there. Only
+    quirks of the header leave them whole (:data:`_HARMLESS`: an unknown JFIF revision, SOS parameters a
+    sequential JPEG need not have, an Adobe colour transform code libjpeg does not know), as does fill before
+    the end marker (``N extraneous bytes before marker 0xd9`` where those bytes are all 0x00 or all 0xFF; other
+    bytes there are data a damaged stream left unread). Anything else is damage, an error included: random
+    damage to the entropy-coded data reads, most often, as a marker libjpeg does not know (``Unsupported marker
+    type 0x56``), where OpenCV's decode goes on with grey and a mere warning."""
     extraneous = _EXTRANEOUS_BEFORE_EOI.fullmatch(warning)
     if extraneous is not None:
         end = data.rfind(b"\xff\xd9")
         fill = data[max(0, end - int(extraneous[1])) : end]
         return not fill or all(fill.strip(pad) for pad in (b"\x00", b"\xff"))
-    return warning.startswith((_CORRUPT, "Premature end of JPEG file"))
+    return not warning.startswith(_HARMLESS)
 
 
 def _undecodable(data: bytes) -> str:
