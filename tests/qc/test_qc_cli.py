@@ -89,6 +89,31 @@ def test_qc_flags_are_stored_listed_shown_exported_and_replaced(capsys, catalog_
         assert {i: [f.flag for f in catalog.flags_of(i)] for i in ids} == before
 
 
+def test_qc_of_a_few_images_checks_them_on_their_reels_whole_track(capsys, catalog_url: str):
+    """``qc --flag gps-outlier`` (or ``--id``, or a short ``--since`` window) had checked the selected frames
+    alone: too few for a track, it cleared every outlier flag it could not check. Each selected image is now
+    checked on its reel's whole track; only the selected images' flags are replaced."""
+    with Catalog.open(catalog_url) as catalog:
+        ids, track = add_track(catalog, "R001", 600)
+    assert cli(capsys, "qc", "--catalog", catalog_url)[0] == 0
+    outliers = {ids[i] for i in track.truth["gps-outlier"]}
+    flagged = ["ls", "--catalog", catalog_url, "--flag", "gps-outlier", "--json"]
+    assert {row["id"] for row in json.loads(cli(capsys, *flagged)[1])} == outliers
+
+    code, out, err = cli(capsys, "qc", "--catalog", catalog_url, "--flag", "gps-outlier", "--json")
+
+    assert code == 0 and "too few" not in out + err, err
+    assert {row["id"] for row in json.loads(cli(capsys, *flagged)[1])} == outliers
+    # the other images' flags are not the selection's to replace: a duplicate flag elsewhere stays
+    with Catalog.open(catalog_url) as catalog:
+        others = {i: [f.flag for f in catalog.flags_of(i)] for i in ids if i not in outliers}
+        (outlier,) = sorted(outliers)[:1]
+        report = run_qc(catalog, Selection(ids=(outlier,)), fix=True, dry_run=True)
+        assert {c.image_id for c in report.changes} == {outlier}
+        assert {f.image_id for f in report.flags} == {outlier}
+        assert {i: [f.flag for f in catalog.flags_of(i)] for i in others} == others
+
+
 def test_qc_fix_dry_run_writes_nothing_then_one_undoable_batch(capsys, catalog_url: str):
     with Catalog.open(catalog_url) as catalog:
         ids, track = add_track(catalog, "T001", 400, time_mode=True, seed=4)

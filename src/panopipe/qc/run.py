@@ -217,7 +217,12 @@ def run_qc(
     """Check the track of every reel the selection holds (each camera of a rig on its own) and replace the qc
     flags of the images checked, in one transaction. With ``fix``, also propose corrected positions for the
     outliers and the thinning of time-mode reels, recorded as one edit batch in the same transaction
-    (undo it with ``panopipe undo``). With ``dry_run`` nothing is written."""
+    (undo it with ``panopipe undo``). With ``dry_run`` nothing is written.
+
+    The selected images are checked on their reels' whole tracks (a frame is an outlier against its
+    neighbours, which a filter such as ``--flag gps-outlier`` or ``--id`` leaves out); only their flags are
+    replaced, and only they are edited (the reels' summaries are of their whole tracks). Images of no reel
+    are checked among the selected ones."""
     settings = settings or QcSettings()
     selection = selection or Selection()
     # qc checks the images whose metadata could be read: those with status ok.
@@ -226,6 +231,11 @@ def run_qc(
         if selection.status == "failed"
         else catalog.columns(replace(selection, status="ok"), FIELDS, sort=ORDER)
     )
+    chosen: list[str] | None = None  # the selected images, when their reels' tracks are read whole
+    reels = tuple(sorted({reel for reel in columns["reel"] if reel is not None}))
+    if reels and not selection.selects_all and None not in columns["reel"]:
+        chosen = columns["id"]
+        columns = catalog.columns(Selection(reels=reels, status="ok"), FIELDS, sort=ORDER)
     frames = _Frames.of(columns)
     reels = frames.tracks()
     summaries: list[ReelSummary] = []
@@ -238,10 +248,14 @@ def run_qc(
         changes += proposed
         if progress:
             progress(done, len(reels))
+    if chosen is not None:
+        kept = {dashed(image_id) for image_id in chosen}
+        flags = [flag for flag in flags if flag.image_id in kept]
+        changes = [change for change in changes if change.image_id in kept]
     batch = None
     if not dry_run:
         batch = catalog.record_qc(
-            columns["id"],
+            columns["id"] if chosen is None else chosen,
             tuple(FLAGS),
             flags,
             run=new_id(),
