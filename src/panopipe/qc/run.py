@@ -232,10 +232,10 @@ def run_qc(
         else catalog.columns(replace(selection, status="ok"), FIELDS, sort=ORDER)
     )
     chosen: list[str] | None = None  # the selected images, when their reels' tracks are read whole
-    reels = tuple(sorted({reel for reel in columns["reel"] if reel is not None}))
-    if reels and not selection.selects_all and None not in columns["reel"]:
+    touched = tuple(sorted({reel for reel in columns["reel"] if reel is not None}))
+    if touched and not selection.selects_all and None not in columns["reel"]:
         chosen = columns["id"]
-        columns = catalog.columns(Selection(reels=reels, status="ok"), FIELDS, sort=ORDER)
+        columns = catalog.columns(Selection(reels=touched, status="ok"), FIELDS, sort=ORDER)
     frames = _Frames.of(columns)
     reels = frames.tracks()
     summaries: list[ReelSummary] = []
