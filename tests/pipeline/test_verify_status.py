@@ -203,6 +203,23 @@ def test_status_and_report_count_the_failures_they_do_not_list(
     assert (len(everything.flagged), len(everything.points)) == (15, 1) and not everything.sampled
 
 
+def test_report_says_when_it_shows_only_the_first_thumbnails(
+    project: Project, executor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Past its cap of shots the page had left the others out without a word."""
+    add_panoramas(project.catalog, project.root, 3)
+    run(project.catalog, settings=project.settings, executor=executor)
+    monkeypatch.setattr("panopipe.pipeline.report.MAX_SHOTS", 2)
+
+    page = write_html_report(project.catalog, tmp_path / "report.html").read_text()
+
+    assert "numbered: the first 2 shots with a thumbnail (more are not shown)" in page
+    assert len(re.findall(r'<img src="([^"]+)"', page)) == 2
+    monkeypatch.setattr("panopipe.pipeline.report.MAX_SHOTS", 3)
+    page = write_html_report(project.catalog, tmp_path / "report.html").read_text()
+    assert "numbered: shots with a thumbnail" in page and len(re.findall(r'<img src="', page)) == 3
+
+
 def test_report_links_thumbnails_under_any_folder_name(project: Project, executor, tmp_path: Path):
     """A ``#``, ``%`` or space in a thumbnail's path is quoted in the page's links, which a browser reads as
     URLs: unquoted, ``#`` would start a fragment and ``%20`` name another file."""

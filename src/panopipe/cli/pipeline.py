@@ -399,7 +399,8 @@ def report(
     settings: Settings,
     html: Annotated[Path | None, output_option("--html", help="The HTML file to write (-: stdout).")],
 ) -> None:
-    """Write a self-contained HTML page: job counts, failures and a map of image positions.
+    """Write one HTML page, no script and nothing external: job counts, failures and a map of image positions
+    with the first 200 shots' thumbnails, linked relative to the page (copy them with it).
 
     Example: panopipe report --html report.html
     """

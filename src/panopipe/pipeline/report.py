@@ -1,4 +1,5 @@
-"""A self-contained HTML page of where processing stands: counts, failures and a map of image positions."""
+"""One HTML page of where processing stands: counts, failures and a map of image positions, with no script and
+no external resource; the thumbnails it shows are linked relative to it (:func:`write_html_report`)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,12 @@ def write_html_report(
         refuse_overwrite(catalog, target)
     current = status(catalog)
     positions = catalog.positions(failed_subjects(catalog), limit=MAX_POINTS)
-    shots = _shots(catalog, Path() if target is None else target.parent)
+    shots, more = _shots(catalog, Path() if target is None else target.parent)
+    numbered = (
+        f"the first {MAX_SHOTS:,} shots with a thumbnail (more are not shown)"
+        if more
+        else "shots with a thumbnail"
+    )
     html = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}}table{{border-collapse:collapse;margin:1rem 0}}
@@ -56,7 +62,7 @@ pre{{white-space:pre-wrap;max-width:60rem;font-size:.8rem;margin:0}}.failed{{col
 <h2>Jobs</h2>{_counts_table(current)}
 <h2>Failures ({_listed(sum(g.count for g in current.failure_groups), current.failures_total)})</h2>{_failures_table(current)}
 <h2>Image positions</h2>
-<p>{_positions_line(positions)}; numbered: shots with a thumbnail (point at one to see it).</p>
+<p>{_positions_line(positions)}; numbered: {numbered} (point at one to see it).</p>
 {survey_map(positions.points, positions.flagged, shots)}
 {thumbnail_strip(shots)}
 </body></html>
@@ -113,12 +119,15 @@ def _failures_table(current: Status) -> str:
     )
 
 
-def _shots(catalog: Catalog, folder: Path) -> list[ShotMark]:
+def _shots(catalog: Catalog, folder: Path) -> tuple[list[ShotMark], bool]:
     """Up to :data:`MAX_SHOTS` subjects with a thumbnail, at their first frame, linked relative to ``folder``
-    (so the page works when opened from there) as URLs (``#``, ``%`` and spaces quoted); thumbnails in object storage are not linked."""
+    (so the page works when opened from there) as URLs (``#``, ``%`` and spaces quoted); thumbnails in object
+    storage are not linked. With whether more subjects have one."""
     with catalog.connect() as conn:
         # the published copy where there is one: derive's own is replaced by the next run that changes it
-        thumbnails = named_outputs(conn, "thumbnail", ("derive", "publish"), MAX_SHOTS)
+        thumbnails = named_outputs(conn, "thumbnail", ("derive", "publish"), MAX_SHOTS + 1)
+        more = len(thumbnails) > MAX_SHOTS
+        thumbnails = dict(sorted(thumbnails.items())[:MAX_SHOTS])  # in id order, as the query took them
         subjects = [
             subject
             for kind in KINDS
@@ -134,7 +143,7 @@ def _shots(catalog: Catalog, folder: Path) -> list[ShotMark]:
             if frame.lat is not None and frame.lon is not None:
                 marks.append(ShotMark(subject.key, frame.lon, frame.lat, link))
                 break
-    return marks
+    return marks, more
 
 
 __all__ = ["MAX_POINTS", "MAX_SHOTS", "write_html_report"]
