@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
+from panopipe.steps.pixels import decode_pixels
 from panopipe.stitching import synthetic_panorama
-from panopipe.stitching.nadir import BLUR, cap_geometry, cover_nadir, parse_fill
+from panopipe.stitching.nadir import BLUR, cap_geometry, cover_nadir, fit_logo, parse_fill
 
 WIDTH, HEIGHT = 1024, 512
 
@@ -54,6 +57,51 @@ def test_a_logo_reads_upright_to_a_viewer_facing_forward_and_looking_down():
     assert tuple(covered[near_rim, column_at(180)]) == (255, 0, 0)  # behind: its bottom
     assert tuple(covered[near_rim, column_at(90)]) == (0, 255, 0)  # right: its right
     assert tuple(covered[near_rim, column_at(-90)]) != (0, 255, 0)
+
+
+def wide_logo() -> np.ndarray:
+    """A real 4:1 logo, as the nadir step decodes it: a PNG of 600x150, opaque red with a white bar across its
+    middle, BGRA."""
+    image = Image.new("RGBA", (600, 150), (255, 0, 0, 255))
+    ImageDraw.Draw(image).rectangle([40, 65, 559, 84], fill=(255, 255, 255, 255))
+    png = io.BytesIO()
+    image.save(png, "PNG")
+    return decode_pixels(png.getvalue(), "logo.png", alpha=True)
+
+
+def test_a_logo_that_is_not_square_keeps_its_shape_centred_with_nothing_around_it():
+    fitted = fit_logo(wide_logo(), 200)
+
+    assert fitted.shape == (200, 200, 4)
+    opaque = np.argwhere(fitted[..., 3] > 0)
+    (top, left), (bottom, right) = opaque.min(axis=0), opaque.max(axis=0)
+    assert (left, right) == (0, 199)  # its longer side spans the disc's square
+    assert (top, bottom) == (75, 124)  # 200 / 4 rows high, centred
+    assert (fitted[top : bottom + 1, :, 3] == 255).all()
+    assert (fitted[100, 20:180, :3] >= 250).all() and tuple(fitted[80, 100, :3]) == (0, 0, 255)
+    square = np.zeros((200, 200, 4), np.uint8)
+    assert fit_logo(square, 200) is square  # at the disc's size already: as it is
+
+
+def test_a_wide_logo_reads_four_times_wider_than_high_with_the_fill_around_it():
+    covered = panorama()
+
+    cover_nadir(covered, 20.0, parse_fill("#00ff00"), wide_logo())
+
+    def reach(longitude_deg: float) -> float:
+        """How far from straight down the logo reaches towards ``longitude_deg``, in degrees."""
+        top = cap_geometry(WIDTH, HEIGHT, 20.0).top
+        column = covered[top:, column_at(longitude_deg)].astype(int)
+        first = top + np.argmax((column[:, 2] > 200) & (column[:, 1] < 60))  # the first red row down
+        return 180 - (first + 0.5) / HEIGHT * 180
+
+    green = covered[row_at(-90 + 10), column_at(0)]  # 10° ahead: above the logo in a view looking down
+    assert tuple(green) == (0, 255, 0)
+    assert tuple(covered[row_at(-90 + 10), column_at(90)])[2] > 200  # 10° to the right: the logo
+    forward, right = (math.tan(math.radians(reach(lon))) for lon in (0, 90))
+    assert right / forward == pytest.approx(
+        4, rel=0.15
+    )  # in the down view's plane: its width over its height
 
 
 def test_a_transparent_logo_shows_the_fill_and_the_rim_is_sharp():

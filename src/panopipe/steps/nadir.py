@@ -14,11 +14,12 @@ the cap, the nadir is not in the image: it is left as it is (the job's log says 
 
 The covered image is encoded again (JPEG, ``quality``), with the source's metadata segments (EXIF, XMP, ICC)
 carried over unchanged; its pixels above the cap are decoded and encoded again too: one more JPEG generation.
-The logo is a file or object that every planner and worker reads (in a deployed stack, under its output
-prefix); its SHA-256 is part of the parameters, so replacing the file reruns the cap. Planning refuses a logo
-cut short or with a damaged PNG chunk (:func:`~panopipe.steps.pixels.structure_damage`: it decodes no pixels);
-the worker decodes it as every step decodes an image (:func:`~panopipe.steps.pixels.decode_pixels`), which
-fails a job whose logo, a JPEG, has damaged compressed data.
+The logo keeps its proportions (:func:`~panopipe.stitching.nadir.fit_logo`). It is a file or object that every
+planner and worker reads (in a deployed stack, under its output prefix); its SHA-256 is part of the parameters,
+so replacing the file reruns the cap. Planning refuses a logo cut short or with a damaged PNG chunk
+(:func:`~panopipe.steps.pixels.structure_damage`: it decodes no pixels); the worker decodes it as every step
+decodes an image (:func:`~panopipe.steps.pixels.decode_pixels`), which fails a job whose logo, a JPEG, has
+damaged compressed data.
 
 Config (``[steps.nadir]``): ``enabled = false``, ``angle_deg = 20``, ``fill = "blur"`` (or ``"#RRGGBB"``),
 ``logo`` (none), ``quality = 92``.
@@ -76,7 +77,8 @@ class NadirStep(Step):
             "logo",
             None,
             "An image (PNG, with transparency, or JPEG) drawn on the disc, upright to a viewer facing forward "
-            "and looking down: an s3:// URI or a path (relative: to the config file's folder) that every planner and "
+            "and looking down, in its own proportions (its longer side spans the disc, the fill shows around a "
+            "logo that is not square, and the disc's rim trims the corners of the square): an s3:// URI or a path (relative: to the config file's folder) that every planner and "
             "worker can read (in a deployed stack: under its output prefix, e.g. "
             "s3://BUCKET/panopipe-out/assets/nadir.png); replacing the file reruns the cap. A file cut short, or a PNG "
             "with a damaged chunk, is refused when planning (exit code 2).",
@@ -99,6 +101,9 @@ class NadirStep(Step):
         params: dict[str, Any] = {"angle_deg": float(angle), "fill": fill, "quality": quality}
         if logo is not None:
             params["logo"], params["logo_sha256"] = _read_logo(logo)
+            # How fit_logo fits it to the disc, its proportions kept (a logo that is not square had been
+            # stretched to a square): a parameter, not the step's version, so that only caps with a logo rerun.
+            params["logo_fit"] = "contain"
         return params
 
     def upstream(self, kind: SubjectKind) -> str | None:
@@ -223,15 +228,15 @@ def _read_logo(location: Any) -> tuple[str, str]:
 
 @functools.lru_cache(maxsize=4)  # one read and resize per worker process and image size, not per job
 def _logo_at(uri: str, sha256: str, size: int) -> np.ndarray:
-    """The logo at ``uri`` as BGRA pixels, ``size`` square; :class:`StepError` if it is no longer the file
-    that was planned, or cannot be decoded."""
-    import cv2
+    """The logo at ``uri`` as BGRA pixels fitted to a disc's square of ``size`` pixels
+    (:func:`~panopipe.stitching.nadir.fit_logo`); :class:`StepError` if it is no longer the file that was
+    planned, or cannot be decoded."""
+    from panopipe.stitching.nadir import fit_logo
 
     data = read_input(uri)
     if hashlib.sha256(data).hexdigest() != sha256:
         raise StepError(f"logo {uri} changed since this job was planned: run again to plan with the new logo")
-    logo = decode_pixels(data, f"logo {uri}", alpha=True)
-    return cv2.resize(logo, (size, size), interpolation=cv2.INTER_AREA)
+    return fit_logo(decode_pixels(data, f"logo {uri}", alpha=True), size)
 
 
 __all__ = ["NadirStep", "covered", "pixel_source"]

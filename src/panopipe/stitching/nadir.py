@@ -6,8 +6,8 @@ right is right, :mod:`panopipe.stitching.projection`'s frames), ``2 * angle_deg`
 upright and undistorted to a viewer facing forward and looking down. That view is mapped back onto the rows of
 the panorama below ``-90 + angle_deg`` of latitude; the rows above are not touched. What fills the disc: the
 panorama's own colours there, blurred (``blur``: the vehicle is gone, the ground's tone stays), or one colour;
-a logo (with transparency, or without) is drawn over it. A blurred disc fades into the panorama over its outer
-quarter; a coloured disc or a logo has a sharp, anti-aliased edge.
+a logo (with transparency, or without) is drawn over it in its own proportions (:func:`fit_logo`). A blurred
+disc fades into the panorama over its outer quarter; a coloured disc or a logo has a sharp, anti-aliased edge.
 """
 
 from __future__ import annotations
@@ -96,8 +96,8 @@ def cover_nadir(
     pixels: np.ndarray, angle_deg: float, fill: Colour | str, logo: np.ndarray | None = None
 ) -> None:
     """Cover the nadir of ``pixels`` (an equirectangular panorama, BGR) in place with a disc of ``angle_deg``
-    from straight down, filled with :data:`BLUR` or a BGR colour, and ``logo`` (BGRA, any size; at
-    :attr:`CapGeometry.view` pixels square it is not resized) drawn over it."""
+    from straight down, filled with :data:`BLUR` or a BGR colour, and ``logo`` (BGRA, any size) drawn over it
+    as :func:`fit_logo` fits it to the disc (at :attr:`CapGeometry.view` pixels square, it is drawn as it is)."""
     import cv2
     import numpy as np
 
@@ -114,9 +114,7 @@ def cover_nadir(
         view = np.empty((size, size, 3), np.float32)
         view[...] = fill
     if logo is not None:
-        if logo.shape[:2] != (size, size):  # a caller may pass it at the size the geometry gives
-            logo = cv2.resize(logo, (size, size), interpolation=cv2.INTER_AREA)
-        drawn = logo.astype(np.float32)
+        drawn = fit_logo(logo, size).astype(np.float32)
         alpha = drawn[..., 3:] / 255.0
         view = view * (1.0 - alpha) + drawn[..., :3] * alpha
     cap = cv2.remap(view, geometry.band_x, geometry.band_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -125,6 +123,27 @@ def cover_nadir(
     weight = np.clip((angle_deg - geometry.band_angle) / edge, 0.0, 1.0)[..., None]
     band = pixels[geometry.top :]
     band[...] = np.rint(band * (1.0 - weight) + cap * weight).astype(np.uint8)
+
+
+def fit_logo(logo: np.ndarray, size: int) -> np.ndarray:
+    """``logo`` (BGRA) fitted to the disc's square of ``size`` pixels (a down view's, :func:`down_camera`): its
+    proportions kept, its longer side across the whole square (a square logo fills it), centred, transparent
+    around it, so the fill shows above and below a wide logo and beside a tall one. The disc's rim trims the
+    corners of the square, and so those of a logo that reaches them (a 4:1 logo's corners lie 3% of the radius
+    past it). A logo of ``size`` square already is returned as it is."""
+    import cv2
+    import numpy as np
+
+    height, width = logo.shape[:2]
+    if (height, width) == (size, size):
+        return logo
+    scale = size / max(height, width)
+    fitted_width, fitted_height = (max(1, round(side * scale)) for side in (width, height))
+    resized = cv2.resize(logo, (fitted_width, fitted_height), interpolation=cv2.INTER_AREA)
+    fitted = np.zeros((size, size, 4), np.uint8)
+    top, left = (size - fitted_height) // 2, (size - fitted_width) // 2
+    fitted[top : top + fitted_height, left : left + fitted_width] = resized
+    return fitted
 
 
 def parse_fill(text: str) -> Colour | str:
@@ -138,4 +157,13 @@ def parse_fill(text: str) -> Colour | str:
     return blue, green, red
 
 
-__all__ = ["BLUR", "CapGeometry", "Colour", "cap_geometry", "cover_nadir", "down_camera", "parse_fill"]
+__all__ = [
+    "BLUR",
+    "CapGeometry",
+    "Colour",
+    "cap_geometry",
+    "cover_nadir",
+    "down_camera",
+    "fit_logo",
+    "parse_fill",
+]
