@@ -15,6 +15,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from tests.conftest import require
+from tests.pipeline.captures import RIG, add_rig_shots
 
 from panopipe.catalog import Catalog, FileCopy, ImageRecord, Selection, create_catalog_engine, upgrade
 from panopipe.catalog.engine import catalog_url, mask_url
@@ -33,7 +34,11 @@ from panopipe.catalog.transfer.copy_format import json_number_text, time_micros
 from panopipe.catalog.transfer.copy_source import Source, _reader_module
 from panopipe.catalog.transfer.copy_target import _copy_out, reading
 from panopipe.catalog.types import new_id
+from panopipe.config import Settings
 from panopipe.errors import CatalogError, ConfigError
+from panopipe.executors import InlineExecutor
+from panopipe.pipeline import plan, run
+from panopipe.pipeline.estimate import estimate
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, 123456, tzinfo=UTC)
 
@@ -451,6 +456,46 @@ def test_a_resume_without_verification_refuses_a_source_written_to_since_the_mov
     with pytest.raises(CatalogError, match=f"{source} was written to since its move into .* began"):
         migrate_catalog(source, postgres_url, batch_size=batch_size, verify=False)
     assert _version(postgres_url) == "0012 migrating"
+
+
+def test_looking_at_what_is_due_leaves_an_interrupted_move_resumable(postgres_url: str, tmp_path: Path):
+    """`panopipe plan` and `run --estimate` on the source after a move was interrupted: they had recorded the
+    candidates they found up to date (stitch, after a GPS edit), so the resume refused the source as written
+    to since the move began, and the move had to start again from scratch."""
+    path = str(tmp_path / "catalog.db")
+    settings = Settings(
+        project="demo",
+        steps={
+            "pipeline": {"output": str(tmp_path / "out")},
+            "stitch": {"rig": RIG.to_dict(), "params": {"width": 128, "height": 64}},
+            "derive": {"thumbnail": 32, "preview": 0},
+        },
+    )
+    with Catalog.open(path) as catalog:
+        add_rig_shots(catalog, tmp_path / "captures", 2)
+        assert run(catalog, settings=settings, executor=InlineExecutor()).ok
+        changes = catalog.plan_edit(Selection(shots=("R001-000001",)), assign={"lat": 47.0})
+        catalog.apply_edit(changes, reason="GPS", author="ana")
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(update: TransferProgress) -> None:
+        if update.rows_done >= 3:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        migrate_catalog(path, postgres_url, batch_size=1, progress=interrupt)
+    with Catalog.open(path) as catalog:
+        assert plan(catalog, settings=settings).counts() == {
+            "stitch": 0,  # a candidate (its frames were edited), found up to date
+            "apply-metadata": 1,
+            "derive": 1,
+            "publish": 1,
+        }
+        assert estimate(catalog, settings=settings).jobs == 3
+    report = migrate_catalog(path, postgres_url, batch_size=1)
+    assert report.ok and report.resumed and _snapshot(postgres_url) == _snapshot(path)
 
 
 def test_a_database_error_during_a_move_is_one_line(source: str, postgres_url: str):

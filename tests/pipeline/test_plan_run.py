@@ -18,6 +18,7 @@ from panopipe.catalog.subjects import FEW_IDS, selected_subjects
 from panopipe.catalog.types import new_id
 from panopipe.executors import InlineExecutor
 from panopipe.pipeline import load_pipeline, plan, run, status, verify
+from panopipe.pipeline.estimate import estimate
 from panopipe.pipeline.store import candidates, record_submitted
 from panopipe.steps.base import JobSpec
 from panopipe.storage import resolve_uri
@@ -330,7 +331,10 @@ def test_deleting_a_frame_makes_its_shot_stale(project: Project, executor, regro
     assert "missing the frame(s) of camera(s)" in failure.error
 
 
-def test_a_candidate_found_up_to_date_is_not_a_candidate_again(project: Project, executor):
+def test_a_candidate_found_up_to_date_is_recorded_so_by_a_run_never_by_a_plan(project: Project, executor):
+    """A run records the candidates it finds up to date (``artifacts.checked_at``), so that the next plans need
+    not fingerprint them again; `plan` and `run --estimate` only look: they had written it, which made an
+    interrupted `db migrate` of the catalog impossible to resume."""
     add_rig_shots(project.catalog, project.root, 2)
     run(project.catalog, settings=project.settings, executor=executor)
     steps = load_pipeline(project.catalog, project.settings).steps
@@ -343,12 +347,20 @@ def test_a_candidate_found_up_to_date_is_not_a_candidate_again(project: Project,
                 step: set(kinds.get("shot", ())) for step, kinds in candidates(conn, steps, selected).items()
             }
 
+    def recorded() -> list[sa.Row]:
+        with project.catalog.engine.connect() as conn:
+            return conn.execute(sa.select(artifacts).order_by(artifacts.c.id)).all()
+
     touched = {"R001-000001"}
-    assert found() == {"stitch": touched, "apply-metadata": touched, "derive": touched, "publish": touched}
+    every = {"stitch": touched, "apply-metadata": touched, "derive": touched, "publish": touched}
+    before = recorded()
+    assert found() == every
     assert items(plan(project.catalog, settings=project.settings), "stitch") == {}
-    # stitch and publish (until apply-metadata reruns) were found up to date and recorded so; apply-metadata
-    # and derive are really stale and stay candidates
-    assert found() == {"stitch": set(), "apply-metadata": touched, "derive": touched, "publish": set()}
+    assert estimate(project.catalog, settings=project.settings).jobs == 3
+    assert recorded() == before and found() == every
+    # A run of stitch alone has no stitch job to run, and records its candidate found up to date.
+    assert run(project.catalog, steps=["stitch"], settings=project.settings, executor=executor).counts == {}
+    assert found() == {**every, "stitch": set()}
     run(project.catalog, settings=project.settings, executor=executor)
     assert found() == {"stitch": set(), "apply-metadata": set(), "derive": set(), "publish": set()}
 

@@ -199,9 +199,8 @@ def estimate(
     max_vcpus: int | None = None,
     rates: Rates | None = None,
 ) -> Estimate:
-    """The cost of the run :func:`~panopipe.pipeline.plan` lists (nothing is submitted; the plan's one write
-    is its own: candidates found up to date are recorded so). ``max_vcpus`` defaults to the stack's, and is
-    at most what the stack takes (:class:`ConfigError`)."""
+    """The cost of the run :func:`~panopipe.pipeline.plan` lists (nothing is submitted, nothing written).
+    ``max_vcpus`` defaults to the stack's, and is at most what the stack takes (:class:`ConfigError`)."""
     from panopipe.aws.stack.parameters import PARAMETERS
 
     most = PARAMETERS["BatchMaxVcpus"]["MaxValue"]

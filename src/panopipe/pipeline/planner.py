@@ -5,8 +5,9 @@ subjects the catalog selects, :mod:`panopipe.catalog.subjects`, on one connectio
 its own on PostgreSQL: :meth:`Catalog.autocommit`), per step: subjects with no artifact, a different ``params_hash``
 (parameters or step version changed), a selected image updated after the artifact, an upstream artifact newer
 than it, or a job that failed, was cancelled or was marked stale by ``verify --repair``. Only candidates get
-their fingerprint computed. A candidate whose fingerprint matches its artifact is up to date: the planner
-records that (``artifacts.checked_at``) so that, e.g., a GPS edit does not keep ``stitch`` a candidate.
+their fingerprint computed. A candidate whose fingerprint matches its artifact is up to date: a run's
+planning records that (``artifacts.checked_at``) so that, e.g., a GPS edit does not keep ``stitch`` a
+candidate; :func:`plan` alone (``panopipe plan``, ``run --estimate``) writes nothing.
 """
 
 from __future__ import annotations
@@ -140,14 +141,16 @@ def plan(
     *,
     force: bool = False,
     pipeline: Pipeline | None = None,
+    record: bool = False,
 ) -> Plan:
     """What :func:`~panopipe.pipeline.run` would run over ``selection`` and why.
 
     Jobs of later steps whose upstream will rerun are listed with the reason ``after <step>``; their
     fingerprint is known only once the upstream job has run. A job its step refuses before it runs (a publish
-    name another subject ends with, :func:`refusals`) has why as its ``problem``. The only write: candidates found up to date are
-    recorded so (``artifacts.checked_at``). ``pipeline`` is the one ``settings`` and ``steps`` configure when
-    the caller has it already (the event handler keeps one per configuration version), else it is loaded.
+    name another subject ends with, :func:`refusals`) has why as its ``problem``. It writes nothing, unless
+    ``record`` (a run's plan): then candidates found up to date are recorded so (``artifacts.checked_at``).
+    ``pipeline`` is the one ``settings`` and ``steps`` configure when the caller has it already (the event
+    handler keeps one per configuration version), else it is loaded.
     """
     pipeline = pipeline or load_pipeline(catalog, settings, steps)
     items: list[PlanItem] = []
@@ -170,6 +173,7 @@ def plan(
                 cache=cache,
                 known=known,
                 checked_at=started,
+                record=record,
                 fields=fields,
             )
             items += [
@@ -234,6 +238,7 @@ def plan_step(
     cache: dict[str, Subject] | None = None,
     known: dict[str, dict[str, Recorded]] | None = None,
     checked_at: datetime | None = None,
+    record: bool = False,
     fields: Collection[str] | None = None,
 ) -> list[Work]:
     """The jobs ``step`` needs now over the ``selected`` subjects (see :func:`selected_subjects`).
@@ -241,8 +246,9 @@ def plan_step(
     ``found`` are the step's candidates from :func:`candidates` and ``failed`` its subjects from
     :func:`failed_jobs`, computed here when not given; ``cache`` keeps loaded subjects for the next step;
     ``known`` are the primary artifacts of the step and its upstreams for every subject it may decide on, as
-    :func:`recorded` gives them (read here when not given). Candidates found up to date get ``checked_at``
-    (default: now, which must not be later than when their images were read) recorded on their artifacts.
+    :func:`recorded` gives them (read here when not given). ``checked_at`` (default: now, which must not be
+    later than when their images were read) is the jobs' ``planned_at``, and with ``record`` (a run's), it is
+    recorded on the artifacts of the candidates found up to date.
     Frames are loaded with the ``fields`` the steps sharing ``cache`` read (default: this step's, see
     :func:`~panopipe.steps.base.frame_fields`), only for the subjects the step decides on (not those whose
     upstream step has not made their input yet); a cached subject loaded without some of ``fields`` is
@@ -273,7 +279,7 @@ def plan_step(
             missing = [i.partition(":")[2] for i in ids if not _carries(cache.get(i), fields)]
             cache.update((subject.id, subject) for subject in load_subjects(conn, kind, missing, fields))
             subjects = [cache[i] for i in ids if i in cache]
-            work += _decide(conn, step, subjects, upstream, failures, force, checked_at, artifacts_of)
+            work += _decide(conn, step, subjects, upstream, failures, force, checked_at, artifacts_of, record)
     return work
 
 
@@ -325,8 +331,10 @@ def _decide(
     force: bool,
     checked_at: datetime,
     artifacts_of: dict[str, dict[str, Recorded]],
+    record: bool,
 ) -> list[Work]:
-    """The jobs of ``step`` over ``subjects``, given the primary artifacts of the step and its upstream."""
+    """The jobs of ``step`` over ``subjects``, given the primary artifacts of the step and its upstream; with
+    ``record``, those found up to date are recorded so as of ``checked_at``."""
     ids = [s.id for s in subjects]
     confirmed: list[str] = []
     current = artifacts_of[step.name]
@@ -371,7 +379,7 @@ def _decide(
             continue
         if reason:
             work.append(Work(step, subject, up, reason, fingerprint, checked_at))
-    if confirmed:  # so that later plans no longer take them for candidates
+    if record and confirmed:  # so that later plans no longer take them for candidates
         mark_checked(conn, step.name, confirmed, checked_at)
     # Planning loads no frame ids of shots (see load_subjects): the subjects found changed for no reason above
     # whose frames lack them are read again, ids only, to look up their edits.

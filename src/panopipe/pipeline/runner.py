@@ -163,7 +163,8 @@ def run(
             if executor.detached and not wait:
                 _submit_due(catalog, selection, pipeline.steps, force, executor, busy, report, held=True)
             else:
-                planned = plan(catalog, selection, steps, settings, force=force)  # refusals: ConfigError
+                # refusals: ConfigError; candidates found up to date recorded so, as the steps run
+                planned = plan(catalog, selection, steps, settings, force=force, record=True)
                 counts = planned.counts()
                 _leave(report, [item.in_flight for item in planned if item.subject in busy])
                 # A step without jobs in the plan gets none during the run: jobs that follow an upstream job
@@ -228,11 +229,13 @@ def _submit_due(
 
     pending = list(steps)
     known: dict[SubjectKind, set[Any]] = {}
+    recording = executor is not None  # a dry run (due only) writes nothing
     while pending:
         cut = next((i + 1 for i, step in enumerate(pending) if runs_here(step)), len(pending))
         with _collections_paused():
             counted = report if held else None
-            planned = _plan(catalog, selection, pending[:cut], force, busy, after, known, counted)
+            due = pending[:cut]
+            planned = _plan(catalog, selection, due, force, busy, after, known, counted, record=recording)
         pending = pending[cut:]
         for step, work in planned:
             if complete_only and (waiting := {w.subject.id for w in work if step.incomplete(w.subject)}):
@@ -347,6 +350,8 @@ def _plan(
     after: Sequence[Step] | None = None,
     known: dict[SubjectKind, set[Any]] | None = None,
     held: RunReport | None = None,
+    *,
+    record: bool = True,
 ) -> list[tuple[Step, list[Work]]]:
     """The jobs of each of ``steps`` due now, in order, over one selection of the subjects: the subjects in
     ``busy``, or in the jobs of an earlier step of ``steps``, left out before they are loaded. With ``after``
@@ -355,7 +360,8 @@ def _plan(
     selected subjects of the kinds read so far (of a few ids only, ``Selected.known``): steps all of whose
     selected subjects are busy are not planned (e.g. an event's shots whose stitch was just queued). With
     ``held``, the subjects in ``busy`` are planned too, and their jobs, as :func:`~panopipe.pipeline.plan` lists
-    them, counted there (:func:`_leave`) instead of returned."""
+    them, counted there (:func:`_leave`) instead of returned. With ``record`` (unless nothing is to be
+    submitted), the candidates found up to date are recorded so (:func:`plan_step`)."""
     queued_for = DISPATCH_EXECUTOR if after is not None else None
     known = {} if known is None else known
     kinds = {kind for step in steps for kind in step.kinds}
@@ -400,6 +406,7 @@ def _plan(
                 force=force,
                 cache=cache,
                 checked_at=checked_at,
+                record=record,
                 fields=fields,
             )
             work = [w for w in work if w.subject.id not in taken]
