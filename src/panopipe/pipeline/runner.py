@@ -11,7 +11,9 @@ their external ids, :func:`~panopipe.pipeline.remote.refresh` records how they e
 job in flight gets no other job (of any step) until it has ended: later steps run in a later run. Ctrl-C
 while following them stops following; the jobs go on. A run that executes its jobs itself claims them too
 until they end (:mod:`~panopipe.pipeline.store.claims`): two runs at once on one catalog share the work
-instead of both doing all of it.
+instead of both doing all of it. A subject that another run has a job of in flight, whatever the step, gets
+no job from then on (looked up as each step is planned, and again as its jobs are claimed), nor does a
+subject whose outputs another run recorded after this one planned its job.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ import gc
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from panopipe.catalog import Catalog, Selection
@@ -40,7 +43,7 @@ from panopipe.errors import ConfigError, EndpointUnreachableError, Terminated
 from panopipe.executors.base import Executor
 from panopipe.executors.factory import build_executor
 from panopipe.pipeline.config import Pipeline, load_pipeline
-from panopipe.pipeline.planner import Work, followers, plan, plan_step, refusals
+from panopipe.pipeline.planner import Plan, Work, followers, plan, plan_step, refusals
 from panopipe.pipeline.remote import DISPATCH_EXECUTOR, discard_superseded, refresh, work_uri
 from panopipe.pipeline.store import (
     CLAIM_TTL_S,
@@ -89,10 +92,11 @@ class RunReport:
     """Outputs deleted with the artifacts of shots that no image belongs to any more (a full run's)."""
     left_in_flight: int = 0
     """Jobs the plan listed that are in flight elsewhere (on AWS Batch, or in another ``panopipe run`` at work
-    on the same catalog), left to it."""
+    on the same catalog), left to it, or that another run took up or did after this one planned them."""
     held_back: int = 0
-    """The other jobs the plan listed of the images or shots that have a job in flight (a failed job due
-    again, a step after the one in flight): held back until it ends, for a later run."""
+    """The other jobs the plan listed of the images or shots that have a job in flight elsewhere (of another
+    step, or a failed job due again): held back until it ends, left to the run at work on them or for a later
+    run."""
 
     @property
     def ok(self) -> bool:
@@ -166,12 +170,20 @@ def run(
                 # refusals: ConfigError; candidates found up to date recorded so, as the steps run
                 planned = plan(catalog, selection, steps, settings, force=force, record=True)
                 counts = planned.counts()
-                _leave(report, [item.in_flight for item in planned if item.subject in busy])
                 # A step without jobs in the plan gets none during the run: jobs that follow an upstream job
                 # are in it.
-                held, seen = set(busy), len(report.failures)  # the failures so far: jobs in flight that ended
-                for step in (step for step in pipeline.steps if counts[step.name]):
-                    [(_, work)] = _plan(catalog, selection, [step], force, held)
+                due = [step for step in pipeline.steps if counts[step.name]]
+                held: set[str] = set()
+                seen = len(report.failures)  # the failures so far: jobs in flight that ended
+                for index, step in enumerate(due):
+                    # A subject with a job in flight elsewhere (another run's, of any step) gets no job here
+                    # from then on: it would read or replace what that job reads or replaces. Read once this
+                    # plan began: a job that ended before is in what it reads, and the claims
+                    # (record_submitted) leave those of subjects another run takes up or ends meanwhile.
+                    began = utcnow()
+                    flying = {(row.step, row.subject) for row in in_flight(catalog)}
+                    _hold(report, planned, held, {subject for _, subject in flying}, due[index:], flying)
+                    [(_, work)] = _plan(catalog, selection, [step], force, held, checked_at=began)
                     refused = planned.refused[step.name]
                     checked = {i.subject for i in planned if i.step == step.name and not i.in_flight}
                     if (subjects := {w.subject.id for w in work}) != checked:
@@ -179,7 +191,8 @@ def run(
                         refused = _validate(catalog, step, subjects)
                     work = _refuse(catalog, step, work, refused, report, executor.name)
                     if work:
-                        _execute(catalog, executor, work, report, progress)
+                        taken = _execute(catalog, executor, work, report, progress)
+                        _hold(report, planned, held, taken, due[index + 1 :])
                     # A subject whose job failed in this run gets no later step's job in it: it would read the
                     # output the failed job did not make (a stitch that failed: the panorama stitched before).
                     held.update(failure.subject for failure in report.failures[seen:])
@@ -251,7 +264,7 @@ def _submit_due(
             if executor is None:
                 status, count = "due", len(work)
             elif runs_here(step):
-                _execute(catalog, executor, work, report, None)
+                busy.update(_execute(catalog, executor, work, report, None))
                 continue
             elif queue is not None and queue(step):
                 with _collections_paused():
@@ -352,6 +365,7 @@ def _plan(
     held: RunReport | None = None,
     *,
     record: bool = True,
+    checked_at: datetime | None = None,
 ) -> list[tuple[Step, list[Work]]]:
     """The jobs of each of ``steps`` due now, in order, over one selection of the subjects: the subjects in
     ``busy``, or in the jobs of an earlier step of ``steps``, left out before they are loaded. With ``after``
@@ -361,7 +375,8 @@ def _plan(
     selected subjects are busy are not planned (e.g. an event's shots whose stitch was just queued). With
     ``held``, the subjects in ``busy`` are planned too, and their jobs, as :func:`~panopipe.pipeline.plan` lists
     them, counted there (:func:`_leave`) instead of returned. With ``record`` (unless nothing is to be
-    submitted), the candidates found up to date are recorded so (:func:`plan_step`)."""
+    submitted), the candidates found up to date are recorded so (:func:`plan_step`). ``checked_at`` (default:
+    now) is when planning began."""
     queued_for = DISPATCH_EXECUTOR if after is not None else None
     known = {} if known is None else known
     kinds = {kind for step in steps for kind in step.kinds}
@@ -375,7 +390,7 @@ def _plan(
     taken = set(busy) if held is None else set()
     rerun: dict[str, set[str]] = {}  # the busy subjects' jobs so far, by step (with held)
     planned: list[tuple[Step, list[Work]]] = []
-    checked_at = utcnow()
+    checked_at = checked_at or utcnow()
     with catalog.autocommit() as conn, selected_subjects(conn, selection) as selected:
         found = None if force else candidates(conn, steps, selected, after=after)
         known.update(selected.known)
@@ -418,6 +433,26 @@ def _plan(
             planned.append((step, work))
             taken.update(w.subject.id for w in work)
     return planned
+
+
+def _hold(
+    report: RunReport,
+    planned: Plan,
+    held: set[str],
+    subjects: Collection[str],
+    steps: Sequence[Step],
+    flying: Collection[tuple[str, str]] = (),
+) -> None:
+    """Hold ``subjects`` back for the rest of the run: those not yet in ``held`` join it, and the jobs the plan
+    lists of them in ``steps`` (the steps still to run) are counted in ``report`` as :func:`_leave` does, in
+    flight when their step and subject are in ``flying``."""
+    new = set(subjects) - held
+    if new:
+        names = {step.name for step in steps}
+        _leave(
+            report, [(i.step, i.subject) in flying for i in planned if i.subject in new and i.step in names]
+        )
+        held.update(new)
 
 
 def _leave(report: RunReport, in_flight: Sequence[bool]) -> None:
@@ -575,10 +610,14 @@ def _submit(
 
 def _execute(
     catalog: Catalog, executor: Executor, work: Sequence[Work], report: RunReport, progress: Progress | None
-) -> None:
+) -> set[str]:
+    """Submit the jobs of ``work`` that this run claims and follow them until they end, recording how; the
+    subjects of the others, which another run or submitter took up or ended meanwhile (counted
+    ``left_in_flight``)."""
     step = work[0].step
     pairs, handles, claim = _submit(catalog, executor, work)
-    report.left_in_flight += len(work) - len(pairs)  # another run claimed them meanwhile
+    report.left_in_flight += len(work) - len(pairs)
+    taken = {w.subject.id for w in work} - {w.subject.id for _, w in pairs}
     renewed = time.monotonic()
     spec_of = dict(zip(handles, pairs, strict=True))
     pending = dict.fromkeys(handles)  # ordered, and each finished handle leaves it in constant time
@@ -640,6 +679,7 @@ def _execute(
     finally:
         report.failures.extend(failed[handle] for handle in handles if handle in failed)
         discard_superseded(catalog, renamed)
+    return taken
 
 
 __all__ = ["Failure", "Progress", "RunReport", "advance", "initiate", "run"]

@@ -17,6 +17,7 @@ from panopipe.executors.base import FINISHED, JobState
 from panopipe.iterutil import batched
 from panopipe.pipeline.store.claims import in_flight_condition
 from panopipe.steps.base import JobSpec, Step
+from panopipe.steps.registry import STEP_TYPES
 
 _JOB_KEY = ("step", "subject", "fingerprint")
 """The columns that identify a job (its unique constraint): a job row is reused when the same job runs again."""
@@ -61,14 +62,17 @@ def record_submitted(
 ) -> dict[str, str]:
     """Record each job of ``step`` as queued (reusing the row of an earlier job with the same fingerprint),
     with the step's version and parameters, which its artifacts will record; job ids by spec id. Set-wise:
-    one look-up per chunk of subjects, then one insert and one update for all. With ``claim`` (a
-    :func:`new_claim` token), the jobs recorded here are claimed for that submission as they are recorded
-    (:func:`claimed_jobs` answers which): not those in flight, nor those another submitter inserted or
-    claimed meanwhile. Each job is claimed by one submitter only, however many try at once: the insert skips
-    rows another transaction inserted, and the update of an existing row is conditional, which PostgreSQL
-    re-checks on a row another transaction changed and SQLite runs with the database's one write lock held.
-    ``planned_at`` (default: now), when the planner began reading what the jobs were made from, is recorded
-    as their submission time: their artifacts count the changes after it (:func:`record_finished`)."""
+    one look-up per chunk of subjects, then one insert and one update for all. ``planned_at`` (default:
+    now), when the planner began reading what the jobs were made from, is recorded as their submission time:
+    their artifacts count the changes after it (:func:`record_finished`).
+
+    With ``claim`` (a :func:`new_claim` token), the jobs recorded here are claimed for that submission as they
+    are recorded (:func:`claimed_jobs` answers which), all but those of a subject that another submitter is at
+    work on: one with a job in flight (this one, or of another step: it would read or replace what that job
+    reads or replaces), or whose outputs were recorded after ``planned_at`` (the job was planned from what
+    they replaced, or is done already). Those are left as they are (a job not recorded: its spec's id).
+    Each job is claimed by one submitter only, however many try at once: claims are taken one submission at
+    a time (:func:`_lock_claims`), and the insert skips rows another transaction inserted."""
     now = utcnow()
     values = {
         "params_hash": step.params_hash,
@@ -84,6 +88,10 @@ def record_submitted(
     }
     ids: dict[str, str] = {}
     with catalog.transaction() as conn:
+        busy: set[str] = set()
+        if claim is not None:
+            _lock_claims(conn)
+            busy = _busy_subjects(conn, sorted({spec.subject for spec in specs}), now, planned_at or now)
         existing = _job_ids(conn, specs)
         fresh: list[JobSpec] = []
         fresh_reasons: list[str] = []
@@ -91,6 +99,9 @@ def record_submitted(
         for spec, reason in zip(specs, reasons, strict=True):
             key = (spec.step, spec.subject, spec.fingerprint)
             job_id = existing.get(key)
+            if spec.subject in busy:
+                ids[spec.id] = job_id or spec.id
+                continue
             if job_id is None:
                 job_id = existing[key] = spec.id
                 fresh.append(spec)
@@ -116,6 +127,38 @@ def record_submitted(
             statement = jobs.update().where(jobs.c.id == sa.bindparam("job_id"), ~in_flight_condition(now))
             conn.execute(statement.values(reason=sa.bindparam("why"), **values), updates)
     return ids
+
+
+_CLAIM_LOCK = 0x70616E6F_636C6169
+"""The PostgreSQL advisory lock (a constant of panopipe's: 'panoclai') that a submission holds while it claims
+its jobs."""
+
+
+def _lock_claims(conn: sa.Connection) -> None:
+    """Take, for the connection's transaction and before its first read, the lock that lets one submission
+    claim jobs at a time: PostgreSQL's advisory lock, SQLite's write lock (``BEGIN IMMEDIATE``: pysqlite
+    begins a transaction only at the first write). A submission that waited for it reads the jobs and
+    artifacts as the one before it committed them."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CLAIM_LOCK})
+    elif not getattr(conn.connection.driver_connection, "in_transaction", True):  # SQLite's
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _busy_subjects(conn: sa.Connection, subjects: Sequence[str], now: datetime, since: datetime) -> set[str]:
+    """The subjects among ``subjects`` with a job in flight, or an output recorded after ``since``. Both looked
+    up through the (step, subject) keys of the jobs and artifacts, every step at once."""
+    steps = sorted(STEP_TYPES)
+    busy: set[str] = set()
+    for chunk in batched(subjects, CHUNK):
+        flying = sa.select(jobs.c.subject).where(
+            jobs.c.step.in_(steps), jobs.c.subject.in_(chunk), in_flight_condition(now)
+        )
+        recorded = sa.select(artifacts.c.subject).where(
+            artifacts.c.step.in_(steps), artifacts.c.subject.in_(chunk), artifacts.c.created_at > since
+        )
+        busy.update(conn.execute(sa.union(flying, recorded)).scalars())
+    return busy
 
 
 def _job_ids(conn: sa.Connection, specs: Sequence[JobSpec]) -> dict[tuple[str, str, str], str]:
