@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import functools
 import itertools
+import re
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,11 +38,30 @@ FEW_IDS = 100
 
 
 @dataclass(frozen=True, slots=True)
+class Stray:
+    """A frame of a shot's reel and frame number that is not in the shot (:attr:`Subject.strays`): camera
+    ``camera_index``'s file at ``uri``, which ingest could not read (``error``, why; it is in no shot), or which
+    is in another ``shot`` or none, put there by an edit or not (``edited``), captured ``apart_s`` seconds after
+    the shot's first frame of that frame number (``None`` where a capture time is unknown)."""
+
+    camera_index: int
+    uri: str
+    shot: str | None
+    error: str | None
+    edited: bool
+    apart_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Subject:
-    """What one job of a step works on: a rig shot (its frames by camera index) or one 360° image."""
+    """What one job of a step works on: a rig shot (its frames by camera index) or one 360° image.
+
+    ``strays`` are, for a shot that may lack a camera's frame, the frames of its reel and frame numbers that are
+    elsewhere (see :func:`load_subjects`): where the frame it lacks went."""
 
     id: str
     frames: tuple[Image, ...]
+    strays: tuple[Stray, ...] = ()
 
     @property
     def kind(self) -> SubjectKind:
@@ -220,7 +240,13 @@ def load_subjects(
     With ``fields``, the frames carry only those fields (and ``uri``, ``content_hash`` and ``shot``; ``id``
     for image subjects, whose key it is): the others are not read, and reading one raises
     :class:`AttributeError` (a planner reads a fraction of the 36 columns; see
-    :attr:`~panopipe.steps.base.Step.frame_fields`)."""
+    :attr:`~panopipe.steps.base.Step.frame_fields`).
+
+    Shots loaded with their camera indexes that may lack a camera's frame carry their :attr:`Subject.strays`:
+    one more query per chunk, only when it has such shots, which are those whose camera indexes are not all of
+    ``0`` to the highest index of the chunk's shots, or whose name repeats another's (``R001-000042.2``). A
+    shot lacking only cameras that no shot of its chunk has (a camera missing from the whole chunk) is not
+    looked at."""
     names = IMAGE_COLUMNS if fields is None else _frame_columns(frozenset(fields) | _KEY_FIELDS[kind])
     group_by = names.index("shot" if kind == "shot" else "id")
     query = _frames_query(kind, names)
@@ -232,11 +258,15 @@ def load_subjects(
             set(conn.execute(_PARTLY_EXCLUDED, {"keys": list(chunk)}).scalars()) if kind == "shot" else ()
         )
         # The rows come ordered by subject: each subject's frames are one run of rows, counted at C speed.
+        subjects: list[Subject] = []
         start = 0
         for key, count in collections.Counter(values[group_by]).items():
             if key not in partly:
-                yield Subject(subject_id(kind, str(key)), tuple(made[start : start + count]))
+                subjects.append(Subject(subject_id(kind, str(key)), tuple(made[start : start + count])))
             start += count
+        if kind == "shot" and "camera_index" in names:
+            subjects = _with_strays(conn, subjects, values[names.index("camera_index")])
+        yield from subjects
 
 
 _PARTLY_EXCLUDED = (
@@ -245,6 +275,82 @@ _PARTLY_EXCLUDED = (
     .distinct()
 )
 """The shots among ``keys`` with an excluded frame (:func:`load_subjects`)."""
+
+
+_REPEATED_NAME = re.compile(r"\.\d+$")
+"""A shot name with the suffix that grouping gives a name the reel has already (``R001-000042.2``)."""
+
+_FRAME_NUMBERS = (
+    sa.select(
+        images.c.shot, images.c.reel, images.c.frame, sa.func.min(images.c.captured_at).label("first_at")
+    )
+    .where(
+        images.c.shot.in_(sa.bindparam("keys", expanding=True)),
+        images.c.deleted == sa.false(),
+        images.c.frame.is_not(None),
+    )
+    .group_by(images.c.shot, images.c.reel, images.c.frame)
+    .subquery("numbers")
+)
+_STRAY = images.alias("stray")
+_STRAYS = (
+    sa.select(
+        _FRAME_NUMBERS.c.shot.label("of"),
+        _FRAME_NUMBERS.c.first_at,
+        *(
+            _STRAY.c[name]
+            for name in ("camera_index", "uri", "shot", "status", "error", "captured", "captured_at")
+        ),
+    )
+    .join_from(
+        _FRAME_NUMBERS,
+        _STRAY,
+        sa.and_(_STRAY.c.reel == _FRAME_NUMBERS.c.reel, _STRAY.c.frame == _FRAME_NUMBERS.c.frame),
+    )
+    .where(
+        _STRAY.c.deleted == sa.false(),
+        _STRAY.c.camera_index.is_not(None),
+        sa.or_(_STRAY.c.shot.is_(None), _STRAY.c.shot != _FRAME_NUMBERS.c.shot),
+    )
+)
+"""The frames of the reel and a frame number of the shots ``keys`` that are not in the shot, with that shot and
+the first capture time of its frames of that number (``of``, ``first_at``): on the shot index, then on the
+reel's, once per frame number of a shot (a rig's frames of one shot share theirs)."""
+
+
+def _with_strays(conn: sa.Connection, shots: list[Subject], cameras: Iterable[int | None]) -> list[Subject]:
+    """``shots``, those that may lack a camera's frame (see :func:`load_subjects`) with their strays; ``cameras``
+    are the camera indexes of the frames read."""
+    highest = max((index for index in cameras if index is not None), default=None)
+    if highest is None:
+        return shots
+    lacking = {shot.key for shot in shots if _REPEATED_NAME.search(shot.key)}
+    if any(len(shot.frames) != highest + 1 for shot in shots):  # else each has every camera, or one twice
+        every = set(range(highest + 1))
+        for shot in shots:
+            indexes = {frame.camera_index for frame in shot.frames}
+            if None not in indexes and indexes != every:  # a frame without one is another problem
+                lacking.add(shot.key)
+    if not lacking:
+        return shots
+    found: dict[str, list[Stray]] = {}
+    for row in conn.execute(_STRAYS, {"keys": sorted(lacking)}):
+        apart = (
+            (row.captured_at - row.first_at).total_seconds()
+            if row.captured_at is not None and row.first_at is not None
+            else None
+        )
+        error = (row.error or row.status) if row.status != "ok" else None
+        edited = bool(row.captured and "shot" in row.captured)
+        found.setdefault(row.of, []).append(Stray(row.camera_index, row.uri, row.shot, error, edited, apart))
+    return [
+        dataclasses.replace(
+            s, strays=tuple(sorted(found[s.key], key=lambda stray: (stray.camera_index, stray.uri)))
+        )
+        if s.key in found
+        else s
+        for s in shots
+    ]
 
 
 @functools.cache
@@ -293,6 +399,7 @@ __all__ = [
     "KINDS",
     "SELECTED_IDS",
     "Selected",
+    "Stray",
     "Subject",
     "SubjectKind",
     "create_selected",

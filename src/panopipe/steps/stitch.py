@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from panopipe.catalog.subjects import Stray
 from panopipe.config import ConfigKey
 from panopipe.errors import ConfigError, StepError
 from panopipe.metadata.jpeg import icc_profile, with_icc
@@ -213,7 +214,8 @@ class StitchStep(Step):
 
 
 def _frame_problem(subject: Subject, cameras: int | None) -> str | None:
-    """Why the shot cannot be stitched (frames missing or doubled), or ``None``."""
+    """Why the shot cannot be stitched (frames missing, with where the catalog has them, or doubled), or
+    ``None``."""
     indexes = [frame.camera_index for frame in subject.frames if frame.camera_index is not None]
     if len(indexes) != len(subject.frames):
         return (
@@ -226,8 +228,37 @@ def _frame_problem(subject: Subject, cameras: int | None) -> str | None:
     if extra := sorted(set(indexes) - expected):
         return f"shot {subject.key} has frames of camera(s) {extra} but the rig has cameras 0-{len(expected) - 1}"
     if missing := _missing_cameras(subject, cameras):
-        return f"shot {subject.key} is missing the frame(s) of camera(s) {missing}: has {len(indexes)} of {len(expected)}"
+        problem = f"shot {subject.key} is missing the frame(s) of camera(s) {missing}: has {len(indexes)} of {len(expected)}"
+        return "; ".join([problem, *_where_missing(subject, missing)])
     return None
+
+
+def _where_missing(subject: Subject, missing: list[int]) -> list[str]:
+    """Where the catalog has the frames of the ``missing`` cameras of the shot (its reel and frame numbers,
+    :attr:`~panopipe.catalog.subjects.Subject.strays`): a file ingest could not read, or a frame in another
+    shot (captured too far apart, or put there by an edit); one phrase per place."""
+    places: dict[tuple[str | None, str | None, bool], list[Stray]] = {}
+    for stray in subject.strays:
+        if stray.camera_index in missing:
+            places.setdefault((stray.error, stray.shot, stray.edited), []).append(stray)
+    phrases = []
+    for (error, shot, edited), strays in places.items():
+        cameras = sorted({stray.camera_index for stray in strays})
+        if error is not None:
+            where = f"failed at ingest ({error})"
+        elif shot is None:
+            where = "are in no shot" + (" (taken out by an edit)" if edited else "")
+        else:
+            where = f"are in shot {shot}"
+            times = [stray.apart_s for stray in strays if stray.apart_s is not None]
+            if times:  # the first of them against the shot's first, as grouping compares them
+                where += f", captured {abs(min(times)):.2g} s {'later' if min(times) > 0 else 'earlier'}"
+            if edited:
+                where += " (put there by an edit)"
+            elif times:
+                where += ", further apart than [ingest] shot_tolerance_s"
+        phrases.append(f"its frame(s) of camera(s) {cameras} {where}")
+    return phrases
 
 
 def _missing_cameras(subject: Subject, cameras: int | None) -> list[int]:
