@@ -16,6 +16,19 @@ def children(pid: int) -> set[int]:
     return found
 
 
+def running(*args: str) -> set[int]:
+    """The processes that run (see :func:`alive`) with ``args`` as their command line."""
+    wanted = "\0".join(args).encode() + b"\0"
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes() == wanted:
+                found.add(int(entry.name))
+        except OSError:  # it ended
+            continue
+    return alive(found)
+
+
 def alive(pids: set[int]) -> set[int]:
     """Those of ``pids`` that run (neither ended nor a zombie waiting for its parent)."""
     return {pid for pid in pids if _stat(pid)[:1] not in ([], ["Z"])}

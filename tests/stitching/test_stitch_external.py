@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shlex
 import sys
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.processes import running, wait_for
 
 from panopipe.errors import ConfigError, StepError
 from panopipe.stitching.external import ExternalStitcher, ExternalStitchError, command_args
@@ -53,6 +55,22 @@ def test_hanging_command_is_killed_after_the_timeout(frames: list[np.ndarray]) -
         ExternalStitcher().stitch(frames, {"command": f"{TOOL} hang {{output}} {{inputs}}", "timeout_s": 1})
     assert time.monotonic() - started < 10
     assert "fake-stitcher: hang with 3 inputs" in caught.value.log
+
+
+@pytest.mark.parametrize("ending", ["sleep 100", "echo cannot stitch; exit 3"])
+def test_the_timeout_holds_and_nothing_the_tool_started_outlives_its_job(
+    frames: list[np.ndarray], ending: str
+) -> None:
+    """A helper the tool left running in a session of its own, holding the tool's output open (a licence
+    daemon, a GPU server), had kept the job waiting until it ended, past the timeout, for ever if never."""
+    seconds = f"{random.uniform(20, 30):.6f}"  # names this test's helper among the machine's processes
+    command = f"bash -c '(setsid sleep {seconds} &); {ending}'"
+    started = time.monotonic()
+    with pytest.raises(ExternalStitchError, match=r"timed out after 1 s|exited with code 3") as caught:
+        ExternalStitcher().stitch(frames, {"command": command, "timeout_s": 1})
+    assert time.monotonic() - started < 3
+    wait_for(lambda: not running("sleep", seconds), timeout=2)  # killed, not yet ended
+    assert ("cannot stitch" in caught.value.log) == ending.startswith("echo")
 
 
 def test_failing_command_reports_exit_code_and_log(frames: list[np.ndarray]) -> None:

@@ -21,6 +21,7 @@ import signal
 import string
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,10 @@ from panopipe.stitching.base import Stitcher, StitchResult, check_frames, requir
 
 _LOG_TAIL_LINES = 20
 _PLACEHOLDER = re.compile(r"inputs|input\d+|output|workdir")
+_JOB_VARIABLE = "PANOPIPE_STITCH_JOB"
+"""Set in the tool's environment to a token of its job, which the processes it starts inherit: how they are
+found at the end of the job."""
+_KILL_ROUNDS = 10
 
 
 class ExternalStitchError(StepError):
@@ -131,37 +136,79 @@ def command_args(template: str, inputs: Sequence[Path], output: Path, workdir: P
 
 
 def _run(args: list[str], workdir: Path, timeout_s: float) -> str:
-    try:
-        process = subprocess.Popen(
-            args, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    except OSError as error:
+    """Run ``args`` in ``workdir`` for at most ``timeout_s`` seconds; its combined output. Whether it ends, times
+    out or the job is stopped, every process it started is killed (:func:`_kill_all`). Its output goes to a
+    file, not a pipe, so a helper that holds it open cannot keep the job waiting."""
+    token = uuid.uuid4().hex
+    with tempfile.TemporaryFile() as output:
+        try:
+            process = subprocess.Popen(
+                args,
+                cwd=workdir,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, _JOB_VARIABLE: token},
+            )
+        except OSError as error:
+            raise ExternalStitchError(
+                f"external stitcher: cannot run {args[0]!r}: {error.strerror}", ""
+            ) from error
+        timed_out = False
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:  # also when the job was stopped (its run cancelled): the tool goes with it
+            _kill_all(process.pid, token)
+            process.wait()
+        output.seek(0)
+        log = output.read().decode(errors="replace")
+    name = Path(args[0]).name
+    if timed_out:
         raise ExternalStitchError(
-            f"external stitcher: cannot run {args[0]!r}: {error.strerror}", ""
-        ) from error
-    try:
-        raw, _ = process.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # the whole group: tools often start helper processes
-        raw, _ = process.communicate()
-        log = raw.decode(errors="replace")
-        raise ExternalStitchError(
-            f"external stitcher: {Path(args[0]).name} timed out after {timeout_s:g} s and was killed{_tail(log)}",
+            f"external stitcher: {name} timed out after {timeout_s:g} s and was killed{_tail(log)}",
             log,
-        ) from None
-    except BaseException:  # the job was stopped (its run cancelled): the tool goes with it
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        raise
-    log = raw.decode(errors="replace")
+        )
     if process.returncode != 0:
         raise ExternalStitchError(
-            f"external stitcher: {Path(args[0]).name} exited with code {process.returncode}{_tail(log)}",
+            f"external stitcher: {name} exited with code {process.returncode}{_tail(log)}",
             log,
             process.returncode,
         )
     return log
+
+
+def _kill_all(group: int, token: str) -> None:
+    """Kill process group ``group`` (the tool's) and, where ``/proc`` shows processes' environments (Linux),
+    every process whose environment has ``token`` in :data:`_JOB_VARIABLE`: the helpers the tool started in
+    sessions of their own too (a licence daemon, a GPU server), which no signal to its group reaches."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
+    marked = f"{_JOB_VARIABLE}={token}".encode()
+    for _ in range(_KILL_ROUNDS):  # again while some are found: one may have started another meanwhile
+        found = [pid for pid in _process_ids() if marked in _environment(pid)]
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if not found:
+            return
+
+
+def _process_ids() -> list[int]:
+    """The processes ``/proc`` lists (none where there is no ``/proc``)."""
+    with contextlib.suppress(OSError):
+        return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    return []
+
+
+def _environment(pid: int) -> list[bytes]:
+    """The ``NAME=value`` entries of process ``pid``'s environment; none once it ended or is not ours."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as file:
+            return file.read().split(b"\0")
+    except OSError:
+        return []
 
 
 def _read_output(path: Path, log: str) -> tuple[np.ndarray, np.ndarray]:
