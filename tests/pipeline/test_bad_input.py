@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -13,9 +14,11 @@ from tests.pipeline.captures import RIG, Project, add_panoramas, add_rig_shots, 
 
 from panopipe.catalog import Selection
 from panopipe.catalog.schema import artifacts, jobs
+from panopipe.cli import main
 from panopipe.config import Settings
 from panopipe.errors import ConfigError
 from panopipe.pipeline import plan, run, status
+from panopipe.pipeline.report import write_html_report
 
 
 def rows(project: Project, table: sa.Table, **where: str) -> list[sa.Row]:
@@ -156,6 +159,37 @@ def test_external_command_that_exits_non_zero_keeps_its_log(project: Project, ex
     (job,) = rows(project, jobs, step="stitch")
     assert job.status == "failed" and "3" in job.error
     assert "stitching 6 frames" in job.log
+
+
+def test_external_command_failing_for_one_reason_is_one_group_of_failures(
+    project: Project, executor, capsys: pytest.CaptureFixture[str], tmp_path: Path
+):
+    """The tool's output in the reason named each job's work directory: 3 shots failing for one reason were 3
+    groups, 3 rows alike in `status` and the report, their outputs printed apart below the table. The work
+    directory, removed with the job, is written {workdir}; each job's log keeps the output as printed."""
+    add_rig_shots(project.catalog, project.root, 3)
+    script = "import sys; print('cannot open project for', sys.argv[1]); sys.exit(3)"
+    settings = external(project, f'{sys.executable} -c "{script}" {{inputs}}')
+
+    run(project.catalog, settings=settings, steps=["stitch"], executor=executor)
+
+    current = status(project.catalog)
+    reason = f"external stitcher: {Path(sys.executable).name} exited with code 3:"
+    (group,) = current.failure_groups
+    assert (group.count, group.message) == (3, f"{reason}\ncannot open project for {{workdir}}/frame_00.jpg")
+    printed = [
+        re.findall(r"cannot open project for (.+)/frame_00.jpg", f.log or "") for f in current.failures
+    ]
+    assert len({workdir for (workdir,) in printed}) == 3 and "{workdir}" not in str(printed)
+    page = write_html_report(project.catalog, tmp_path / "report.html").read_text()
+    assert page.count("<td>stitch</td><td>failed</td><td>3</td>") == 1
+    assert main(["status", "--catalog", project.catalog.url]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith(
+        "\nstitch failed (shot:R001-000000, shot:R001-000001, shot:R001-000002): "
+        f"{reason}\ncannot open project for {{workdir}}/frame_00.jpg\n"
+    ), out
+    assert out.count(reason) == 2  # its row, and above the tool's output
 
 
 def test_external_command_that_hangs_is_killed_at_the_timeout(project: Project, executor):

@@ -296,8 +296,9 @@ def status(
 
 
 def _print_failure_groups(current: Status) -> None:
-    """The failures of ``current`` a row per step, status and reason, with a few of their subjects; a line
-    on stderr when some are left out."""
+    """The failures of ``current`` a row per step, status and reason, with a few of their subjects; below, the
+    further lines of each reason that has some (a configuration to paste, a tool's output) after its row's
+    words; a line on stderr when some are left out."""
     groups = current.failure_groups
     rows = [
         {
@@ -312,7 +313,10 @@ def _print_failure_groups(current: Status) -> None:
     render.print_rows(
         rows, ("step", "status", "failures", "reason", "subjects"), as_json=False, title="failures"
     )
-    render.print_details((group.message for group in groups), console=render.stdout)
+    for group in groups:
+        if "\n" in group.message:
+            subjects = examples(group.subjects, group.count)
+            render.stdout.print(f"{group.step} {group.status} ({subjects}): {group.message}")
     shown = sum(group.count for group in groups)
     if shown < current.failures_total:
         render.stderr.print(

@@ -167,12 +167,12 @@ def _run(args: list[str], workdir: Path, timeout_s: float) -> str:
     name = Path(args[0]).name
     if timed_out:
         raise ExternalStitchError(
-            f"external stitcher: {name} timed out after {timeout_s:g} s and was killed{_tail(log)}",
+            f"external stitcher: {name} timed out after {timeout_s:g} s and was killed{_tail(log, workdir)}",
             log,
         )
     if process.returncode != 0:
         raise ExternalStitchError(
-            f"external stitcher: {name} exited with code {process.returncode}{_tail(log)}",
+            f"external stitcher: {name} exited with code {process.returncode}{_tail(log, workdir)}",
             log,
             process.returncode,
         )
@@ -214,7 +214,9 @@ def _environment(pid: int) -> list[bytes]:
 def _read_output(path: Path, log: str) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise ExternalStitchError(
-            f"external stitcher: the command succeeded but did not write {path.name}{_tail(log)}", log, 0
+            f"external stitcher: the command succeeded but did not write {path.name}{_tail(log, path.parent)}",
+            log,
+            0,
         )
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
@@ -228,7 +230,12 @@ def _read_output(path: Path, log: str) -> tuple[np.ndarray, np.ndarray]:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), np.ones(image.shape[:2], bool)
 
 
-def _tail(log: str) -> str:
+def _tail(log: str, workdir: Path) -> str:
+    """The end of ``log`` to add to a failure's reason, the work directory in it written ``{workdir}``: it was
+    removed with the job, and one shot's reason is then another's, so that a thousand shots failing for one
+    reason are one line in ``status`` (the job's log keeps the output as the tool wrote it)."""
+    for path in sorted({os.path.realpath(workdir), str(workdir)}, key=len, reverse=True):  # /private/tmp/…
+        log = log.replace(path, "{workdir}")
     lines = log.strip().splitlines()[-_LOG_TAIL_LINES:]
     return ":\n" + "\n".join(lines) if lines else " (no output)"
 
