@@ -116,7 +116,17 @@ class StitchStep(Step):
             "`height` (default: the rig's resolution), `interpolation` (`auto`: bilinear where the panorama "
             "magnifies the frames 1.33 times or more, bicubic elsewhere; or `linear`, `cubic`), `refine` "
             "(correct the profile's angles from the shot's features, by 5° at most; where they cannot fix "
-            "every camera, the profile is kept and the job's log says why).",
+            "every camera, the profile is kept and the job's log says why). The external stitcher's: "
+            "`command`, the tool run once per shot, without a shell, in a temporary work directory: a template "
+            "whose `{inputs}` (every frame, in camera order), `{input0}`, `{input1}`… (one frame each), "
+            "`{output}` (the file it must write) and `{workdir}` (the work directory) become quoted paths, "
+            '`{{` and `}}` literal braces, e.g. `"python my_stitch.py -o {output} {inputs}"`; `timeout_s` '
+            "(default 600), after which it is killed; `input_format`, the frames handed over as `jpg` (the "
+            "default), `png` or `tif`; `output_name`, the name of `{output}` (default `panorama.jpg`; an alpha "
+            "channel in it is the coverage). Every process it starts is killed when its job ends, on Linux "
+            "those in sessions of their own too. A failure's reason ends with the last 20 lines of its output, "
+            "the work directory written `{workdir}` (so that shots failing alike are one row in `status`); "
+            "the job's log keeps the whole.",
         ),
         ConfigKey("quality", 92, "JPEG quality of the panorama, 1 to 100."),
         ConfigKey(
