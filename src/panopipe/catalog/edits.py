@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from panopipe.catalog import short_ids
 from panopipe.catalog.bulk import insert_columns, update_by_key
+from panopipe.catalog.locks import hold_write_lock
 from panopipe.catalog.records import EDITABLE_FIELDS, Edit, EditBatch, FieldChange
 from panopipe.catalog.schema import edits, images
 from panopipe.catalog.selection import Selection, no_match, unknown_names
@@ -138,7 +139,7 @@ def apply(
     says this one replaced, and a change it made already (or of an image deleted since) is left out."""
     if not changes:
         raise CatalogError(NOTHING_TO_CHANGE)
-    _lock_for_writing(conn)
+    hold_write_lock(conn)  # PostgreSQL: the rows read are locked FOR UPDATE
     batch = new_id()
     now = utcnow()
     by_image: dict[str, list[FieldChange]] = {}
@@ -190,15 +191,6 @@ def apply(
 
 
 NOTHING_TO_CHANGE = "the edit changes nothing: every selected image already has these values"
-
-
-def _lock_for_writing(conn: sa.Connection) -> None:
-    """Take SQLite's write lock before the first read of the transaction (pysqlite begins a transaction only
-    at the first write, so what was read before it may be stale by then); PostgreSQL locks the rows read
-    ``FOR UPDATE`` instead."""
-    driver = conn.connection.driver_connection
-    if conn.dialect.name == "sqlite" and not getattr(driver, "in_transaction", True):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def undo(

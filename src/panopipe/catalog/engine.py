@@ -16,6 +16,7 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
+from panopipe.catalog.locks import hold_write_lock
 from panopipe.catalog.rds import connection_lost, create_postgres_engine
 from panopipe.catalog.stack_url import SCHEME as STACK_SCHEME
 from panopipe.catalog.stack_url import resolve_stack_url
@@ -485,23 +486,13 @@ _upgrading = threading.Lock()
 process, so two threads upgrading at once would run each other's migrations on each other's connections."""
 
 
-def _hold_schema_lock(connection: sa.Connection) -> None:
-    """Take, for the connection's transaction, the lock that serializes schema changes: PostgreSQL's advisory
-    lock, SQLite's write lock (``BEGIN IMMEDIATE``, which waits the busy timeout for another writer). Whoever
-    waited reads the schema as the previous holder committed it."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
-    elif connection.dialect.name == "sqlite":
-        # pysqlite begins no transaction before DDL: begun here, the whole upgrade is one transaction.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
 def upgrade(engine: sa.Engine, revision: str = "head", *, migration: Migration | None = None) -> None:
     """Bring the catalog's schema to ``revision`` (the newest by default), in one transaction.
 
     A database (or schema) holding tables but no panopipe schema version, another application's, is refused
     with a :class:`~panopipe.errors.SchemaOutdatedError`, and nothing is created. Upgrades of one database are
-    serialized (see :func:`_hold_schema_lock`), and the revision is read once the lock is held: of two
+    serialized (:func:`~panopipe.catalog.locks.hold_write_lock`; begun there, a SQLite upgrade is one transaction
+    too: pysqlite begins none before DDL), and the revision is read once the lock is held: of two
     commands creating a catalog at once, the second waits and finds the schema the first made. With
     ``migration``, the schema is created marked (:func:`mark_migrating`) in the same transaction, so that no
     interruption leaves the move's target an empty catalog like any other; a database that got a schema
@@ -510,7 +501,7 @@ def upgrade(engine: sa.Engine, revision: str = "head", *, migration: Migration |
     from alembic import command
 
     with _upgrading, database_errors(engine.url), connect(engine) as connection, connection.begin():
-        _hold_schema_lock(connection)
+        hold_write_lock(connection, _SCHEMA_LOCK)
         current = _revision(connection)
         if current is None and _foreign(connection):
             raise _foreign_tables(engine.url)

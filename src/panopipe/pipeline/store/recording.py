@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from panopipe.catalog import Catalog
 from panopipe.catalog.bulk import insert_columns, update_by_key
+from panopipe.catalog.locks import hold_write_lock
 from panopipe.catalog.schema import artifacts, images, jobs
 from panopipe.catalog.subjects import CHUNK, Subject
 from panopipe.catalog.types import new_id, utcnow
@@ -72,7 +73,7 @@ def record_submitted(
     reads or replaces), or whose outputs were recorded after ``planned_at`` (the job was planned from what
     they replaced, or is done already). Those are left as they are (a job not recorded: its spec's id).
     Each job is claimed by one submitter only, however many try at once: claims are taken one submission at
-    a time (:func:`_lock_claims`), and the insert skips rows another transaction inserted."""
+    a time (:func:`~panopipe.catalog.locks.hold_write_lock`), and the insert skips rows another transaction inserted."""
     now = utcnow()
     values = {
         "params_hash": step.params_hash,
@@ -90,7 +91,7 @@ def record_submitted(
     with catalog.transaction() as conn:
         busy: set[str] = set()
         if claim is not None:
-            _lock_claims(conn)
+            hold_write_lock(conn, _CLAIM_LOCK)
             busy = _busy_subjects(conn, sorted({spec.subject for spec in specs}), now, planned_at or now)
         existing = _job_ids(conn, specs)
         fresh: list[JobSpec] = []
@@ -132,17 +133,6 @@ def record_submitted(
 _CLAIM_LOCK = 0x70616E6F_636C6169
 """The PostgreSQL advisory lock (a constant of panopipe's: 'panoclai') that a submission holds while it claims
 its jobs."""
-
-
-def _lock_claims(conn: sa.Connection) -> None:
-    """Take, for the connection's transaction and before its first read, the lock that lets one submission
-    claim jobs at a time: PostgreSQL's advisory lock, SQLite's write lock (``BEGIN IMMEDIATE``: pysqlite
-    begins a transaction only at the first write). A submission that waited for it reads the jobs and
-    artifacts as the one before it committed them."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CLAIM_LOCK})
-    elif not getattr(conn.connection.driver_connection, "in_transaction", True):  # SQLite's
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _busy_subjects(conn: sa.Connection, subjects: Sequence[str], now: datetime, since: datetime) -> set[str]:
