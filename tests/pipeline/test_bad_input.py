@@ -186,10 +186,10 @@ def test_external_command_failing_for_one_reason_is_one_group_of_failures(
     assert main(["status", "--catalog", project.catalog.url]) == 0
     out = capsys.readouterr().out
     assert out.endswith(
-        "\nstitch failed (shot:R001-000000, shot:R001-000001, shot:R001-000002): "
-        f"{reason}\ncannot open project for {{workdir}}/frame_00.jpg\n"
+        "\nstitch failed (shot:R001-000000, shot:R001-000001, shot:R001-000002):\n"
+        "cannot open project for {workdir}/frame_00.jpg\n"
     ), out
-    assert out.count(reason) == 2  # its row, and above the tool's output
+    assert out.count(reason) == 1  # its row's, which the tool's output follows under the row's words
 
 
 def test_external_command_that_hangs_is_killed_at_the_timeout(project: Project, executor):

@@ -297,8 +297,8 @@ def status(
 
 def _print_failure_groups(current: Status) -> None:
     """The failures of ``current`` a row per step, status and reason, with a few of their subjects; below, the
-    further lines of each reason that has some (a configuration to paste, a tool's output) after its row's
-    words; a line on stderr when some are left out."""
+    further lines of each reason that has some (a configuration to paste, a tool's output) under its row's
+    step, status and subjects; a line on stderr when some are left out."""
     groups = current.failure_groups
     rows = [
         {
@@ -314,9 +314,10 @@ def _print_failure_groups(current: Status) -> None:
         rows, ("step", "status", "failures", "reason", "subjects"), as_json=False, title="failures"
     )
     for group in groups:
-        if "\n" in group.message:
+        details = group.message.partition("\n")[2]
+        if details:  # under the words of its row, which the table shows with its first line
             subjects = examples(group.subjects, group.count)
-            render.stdout.print(f"{group.step} {group.status} ({subjects}): {group.message}")
+            render.stdout.print(f"{group.step} {group.status} ({subjects}):\n{details}", soft_wrap=True)
     shown = sum(group.count for group in groups)
     if shown < current.failures_total:
         render.stderr.print(
