@@ -3,13 +3,16 @@ instead of leaving it out: whoever takes a file missing from a listing for gone 
 
 from __future__ import annotations
 
+import json
 import os
+import pwd
+import tempfile
 from pathlib import Path
-
-import pytest
 
 from panopipe.storage import FolderStorage, ObjectInfo
 from panopipe.storage.base import Unlisted
+
+NOBODY, NOBODY_GID = pwd.getpwnam("nobody")[2:4]
 
 NOT_MOUNTED = "which does not exist (a disk not mounted?)"
 
@@ -75,15 +78,41 @@ def test_a_file_removed_while_the_folder_is_walked_is_gone_not_unlisted(tmp_path
     assert first.key == "a.jpg" and list(scan) == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every folder whatever its mode")
-def test_a_folder_that_cannot_be_read_is_unlisted(tmp_path: Path) -> None:
-    root = tmp_path / "survey"
-    (root / "R001/cam2").mkdir(parents=True)
-    (root / "R001/cam2/a.jpg").write_bytes(b"a")
-    (root / "R001/cam2").chmod(0)
-    try:
-        entries = list(FolderStorage(root).scan())
-    finally:
-        (root / "R001/cam2").chmod(0o755)
+def test_a_folder_that_cannot_be_read_is_unlisted() -> None:
+    """Scanned by a user who may not read the folder: as root (CI's), by ``nobody`` in a forked process,
+    since root reads every folder whatever its mode."""
+    with tempfile.TemporaryDirectory() as folder:  # not under pytest's own, which only its user may enter
+        Path(folder).chmod(0o755)
+        root = Path(folder) / "survey"
+        (root / "R001/cam2").mkdir(parents=True)
+        (root / "R001/cam2/a.jpg").write_bytes(b"a")
+        (root / "R001/cam2").chmod(0)
+        try:
+            entries = scanned_by_a_user(root)
+        finally:
+            (root / "R001/cam2").chmod(0o755)
 
-    assert entries == [Unlisted(str(root / "R001/cam2"), "R001/cam2", "cannot read: Permission denied")]
+    assert entries == [["R001/cam2", "cannot read: Permission denied"]]
+
+
+def scanned_by_a_user(root: Path) -> list[list[str | None]]:
+    """``[key, reason]`` of each entry of ``root``'s scan, made by a user who is not root (``nobody`` in a
+    forked process when this one is root)."""
+    if os.geteuid() != 0:
+        return [[e.key, getattr(e, "reason", None)] for e in FolderStorage(root).scan()]
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's
+        try:
+            os.close(read)
+            os.setgid(NOBODY_GID)
+            os.setuid(NOBODY)
+            found = [[e.key, getattr(e, "reason", None)] for e in FolderStorage(root).scan()]
+            os.write(write, json.dumps(found).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as result:
+        text = result.read()
+    os.waitpid(child, 0)
+    return json.loads(text)
