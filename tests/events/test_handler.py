@@ -31,7 +31,7 @@ from panopipe.config import Settings
 from panopipe.events import compare_sequencers
 from panopipe.events.handler import EventHandler
 from panopipe.executors.inline import InlineExecutor
-from panopipe.pipeline import plan
+from panopipe.pipeline import plan, status
 
 OUTPUT = f"s3://{BUCKET}/panopipe-out"
 
@@ -304,6 +304,23 @@ def test_a_removed_frame_makes_its_shot_stale_for_the_handler_and_for_plan(
     assert report.jobs == {"stitch": {"waiting": 1}}  # as for a shot still uploading: camera 5 is missing
     (due,) = plan(catalog, steps=["stitch"], settings=settings(shot[2]))
     assert (due.subject, due.reason) == ("shot:R001-000001", "input changed")
+
+
+def test_a_frame_that_failed_at_ingest_fails_its_shot_instead_of_keeping_it_waiting(
+    catalog: Catalog, keys: list[str], s3, shot
+):
+    """A frame uploaded cut short is catalogued failed, in no shot: its camera was taken for one still to come,
+    and the shot waited for it on every later batch, never stitched nor failed. It fails now, saying why. (Not
+    yet for the rig's last camera when no shot planned with it has that camera: the loader looks for where a
+    frame went only where the others show its camera exists, see catalog.subjects.load_subjects.)"""
+    s3.put_object(Bucket=BUCKET, Key=keys[2], Body=b"\xff\xd8\xff\xe1\x00\x10Exif")  # a header cut short
+    handler = EventHandler(catalog, settings(shot[2]), executor=InlineExecutor(), steps=["stitch"])
+
+    report = handler.handle(sqs_batch(*created(keys)))
+
+    assert report.jobs == {"stitch": {"failed": 1}}
+    (failure,) = status(catalog).failures
+    assert failure.subject == "shot:R001-000001" and "camera(s) [2] failed at ingest" in (failure.error or "")
 
 
 def test_a_move_within_the_bucket_keeps_the_images_their_edits_and_shot_in_any_order(

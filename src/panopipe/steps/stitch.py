@@ -167,9 +167,13 @@ class StitchStep(Step):
 
     def incomplete(self, subject: Subject) -> str | None:
         """The rig cameras whose frames of the shot have not arrived (of the rig's cameras, or without a rig
-        of those up to the highest camera index seen)."""
-        if missing := _missing_cameras(subject, len(self.rig.cameras) if self.rig else None):
-            return f"shot {subject.key} has {len(subject.frames)} frame(s); camera(s) {missing} to come"
+        of those up to the highest camera index seen). A camera whose frame the catalog has elsewhere (failed
+        at ingest, or in another shot: :attr:`Subject.strays`) has arrived: waiting would never end, and the
+        stitch fails saying where it is."""
+        arrived = {stray.camera_index for stray in subject.strays}
+        missing = _missing_cameras(subject, len(self.rig.cameras) if self.rig else None)
+        if to_come := [camera for camera in missing if camera not in arrived]:
+            return f"shot {subject.key} has {len(subject.frames)} frame(s); camera(s) {to_come} to come"
         return None
 
     def _problem(self, subject: Subject) -> str | None:
