@@ -19,7 +19,7 @@ from panopipe.executors.base import Executor
 from panopipe.executors.factory import build_executor
 from panopipe.pipeline.config import Pipeline, load_pipeline
 from panopipe.pipeline.store import in_flight, is_claim, outputs_at, record_finished, record_running
-from panopipe.steps.base import discard_outputs
+from panopipe.steps.base import Step, discard_outputs
 from panopipe.storage import resolve_uri
 
 WORK_FOLDER = "_batch"
@@ -82,11 +82,7 @@ def refresh(
                     running.append(row.id)
                 continue
             step, subject = steps[row.step], Subject(row.subject, ())
-            superseded = record_finished(catalog, row.id, step, subject, row.fingerprint, state)
-            if step.overwrites:
-                renamed.update(superseded)
-            else:
-                discard_outputs(superseded)
+            set_aside(step, record_finished(catalog, row.id, step, subject, row.fingerprint, state), renamed)
             counts = refreshed.ended.setdefault(row.step, {})
             counts[state.status] = counts.get(state.status, 0) + 1
             if state.status == "failed":
@@ -94,6 +90,16 @@ def refresh(
         discard_superseded(catalog, renamed)
         record_running(catalog, running)  # status tells a job AWS runs from one it has not started
     return refreshed
+
+
+def set_aside(step: Step, superseded: Mapping[str, str | None], renamed: dict[str, str | None]) -> None:
+    """The outputs a job of ``step`` superseded (:func:`~panopipe.pipeline.store.record_finished`), deleted at
+    once at content-addressed keys; at a step's stable names (publish's: another job of it may be taking one
+    over), added to ``renamed`` for :func:`discard_superseded` once the jobs at hand are all recorded."""
+    if step.overwrites:
+        renamed.update(superseded)
+    else:
+        discard_outputs(superseded)
 
 
 def discard_superseded(catalog: Catalog, superseded: Mapping[str, str | None]) -> None:
@@ -126,5 +132,6 @@ __all__ = [
     "Refreshed",
     "discard_superseded",
     "refresh",
+    "set_aside",
     "work_uri",
 ]

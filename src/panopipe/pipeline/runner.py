@@ -44,7 +44,7 @@ from panopipe.executors.base import Executor
 from panopipe.executors.factory import build_executor
 from panopipe.pipeline.config import Pipeline, load_pipeline
 from panopipe.pipeline.planner import Plan, Work, followers, plan, plan_step, refusals
-from panopipe.pipeline.remote import DISPATCH_EXECUTOR, discard_superseded, refresh, work_uri
+from panopipe.pipeline.remote import DISPATCH_EXECUTOR, discard_superseded, refresh, set_aside, work_uri
 from panopipe.pipeline.store import (
     CLAIM_TTL_S,
     candidates,
@@ -651,10 +651,7 @@ def _execute(
                         planned_at=item.planned_at,
                     )
                 )
-                if step.overwrites:
-                    renamed.update(superseded)
-                else:
-                    discard_outputs(superseded)
+                set_aside(step, superseded, renamed)
                 counts[state.status] = counts.get(state.status, 0) + 1
                 if state.status == "failed" and state.outcome is not None:
                     failed[state.handle] = Failure(step.name, spec.subject, state.outcome.error or "failed")
